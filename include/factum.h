@@ -1,0 +1,225 @@
+/*
+ * factum.h — the embedded Factum event store.
+ *
+ * A program links libfactum, opens a data folder and appends CloudEvents to streams, the way
+ * programs use SQLite. One process owns a data folder at a time. Every function is thread-safe
+ * on one factum_t: many threads may append and read at once; concurrent appends share fsyncs
+ * (group commit).
+ *
+ * Errors: every function that can fail returns 0 or a negative FACTUM_E* code and, when given a
+ * factum_error_t, fills it with a one-line message. factum_strerror() names a code.
+ *
+ * Lifetimes: strings passed in are borrowed for the duration of the call. Strings handed out
+ * in a factum_result_t live until factum_result_free() on that result.
+ */
+#ifndef FACTUM_H
+#define FACTUM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FACTUM_VERSION "0.1.0"
+
+/* The one list of error codes: name, message. Codes are 0, -1, -2, ... in this order. */
+#define FACTUM_ERRORS(X)                                                                       \
+    X(OK, "success")                                                                           \
+    X(EINVAL, "invalid argument")                                                              \
+    X(ENOMEM, "out of memory")                                                                 \
+    X(EIO, "I/O error")                                                                        \
+    X(ENOSPC, "no space left on device")                                                       \
+    X(ECORRUPT, "data corruption detected")                                                    \
+    X(ELOCKED, "data folder is in use by another process")                                     \
+    X(EFORMAT, "data folder has an unsupported format")                                        \
+    X(ENOTFOUND, "stream not found")                                                           \
+    X(EREVISION, "wrong expected revision")                                                    \
+    X(ECONFLICT, "event id already used with different content")                               \
+    X(ETOOBIG, "too large")                                                                    \
+    X(EBADEVENT, "invalid event")                                                              \
+    X(EBADSTREAM, "invalid stream name")                                                       \
+    X(EFAILED, "writer has failed; reopen the store")                                          \
+    X(ECLOSED, "store is closing")
+
+#define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
+enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };
+#undef FACTUM__ENUM
+#define FACTUM__CODE(name, msg) FACTUM_##name = -FACTUM_##name##_INDEX,
+enum { FACTUM_ERRORS(FACTUM__CODE) };
+#undef FACTUM__CODE
+
+/* The message for a code ("unknown error" for codes outside the list). Static storage. */
+const char *factum_strerror(int code);
+/* The name of a code, e.g. "FACTUM_EREVISION". Static storage. */
+const char *factum_errname(int code);
+
+typedef struct factum_error {
+    int code;
+    char message[320]; /* one line, no trailing newline */
+} factum_error_t;
+
+/* A borrowed byte string; not NUL-terminated. */
+typedef struct factum_str {
+    const char *ptr;
+    size_t len;
+} factum_str_t;
+
+/* How the bytes of an event's data are to be read. */
+enum {
+    FACTUM_DATA_NONE = 0,   /* the event has no data */
+    FACTUM_DATA_JSON = 1,   /* data holds JSON text, kept byte for byte */
+    FACTUM_DATA_BINARY = 2, /* data holds raw bytes (rendered as data_base64) */
+};
+
+/*
+ * One event. On append, the caller fills the attributes; a zero-length id makes the store
+ * generate a UUIDv7. `stream`, `revision`, `position` and `time_us` are set by the store and
+ * ignored on append. `extensions` is the text of JSON object members without the braces,
+ * e.g. "traceparent":"00-ab","tenant":7 ; it is kept byte for byte.
+ */
+typedef struct factum_event {
+    factum_str_t id;
+    factum_str_t type; /* required */
+    factum_str_t source;
+    factum_str_t subject;
+    factum_str_t datacontenttype;
+    factum_str_t correlationid;
+    factum_str_t causationid;
+    factum_str_t extensions;
+    factum_str_t data;
+    int data_format; /* FACTUM_DATA_* */
+
+    factum_str_t stream;
+    uint64_t revision; /* 0-based within the stream */
+    uint64_t position; /* 0-based in the global log, gap-free in commit order */
+    int64_t time_us;   /* commit time, microseconds since the Unix epoch, never decreasing */
+} factum_event_t;
+
+/* Limits. A value one past a limit is rejected with FACTUM_ETOOBIG or FACTUM_EBADEVENT. */
+#define FACTUM_MAX_STREAM_NAME 255      /* bytes */
+#define FACTUM_MAX_ATTRIBUTE 255        /* bytes of id, type, correlationid, causationid */
+#define FACTUM_MAX_LONG_ATTRIBUTE 4096  /* bytes of source, subject, datacontenttype */
+#define FACTUM_MAX_EXTENSIONS 65536     /* bytes of extension members */
+#define FACTUM_DEFAULT_MAX_DATA 1048576 /* bytes of data per event (1 MiB) */
+#define FACTUM_MAX_BATCH_EVENTS 10000   /* events per append */
+#define FACTUM_MAX_DIR 3000             /* bytes of a data folder path */
+
+typedef struct factum_options {
+    uint64_t segment_bytes;  /* size of each log segment file; 0 = 256 MiB */
+    uint32_t max_data_bytes; /* largest data per event; 0 = 1 MiB */
+    uint32_t memtable_events; /* index entries kept in memory before a flush; 0 = 262144 */
+    uint32_t stream_cache;   /* streams whose last revision is kept in memory; 0 = 2^21 */
+    int read_only_check;     /* reserved, set to 0 */
+    /* For tests: an I/O layer that injects faults (see src/io/io.h). NULL = the real one. */
+    struct io_vfs *vfs;
+} factum_options_t;
+
+typedef struct factum factum_t;
+
+/*
+ * Opens (creating if needed) the data folder `dir`. Recovers after a crash: truncates a torn
+ * tail, rebuilds indexes that are missing or behind. Fails with FACTUM_ELOCKED (naming the
+ * owner's pid) when another opener holds the folder, FACTUM_ECORRUPT (naming file and offset)
+ * when sealed data fails its checksum. `opts` may be NULL.
+ */
+int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, factum_error_t *err);
+
+/* Waits for appends in flight, flushes indexes, releases the folder. NULL is a no-op. */
+void factum_close(factum_t *db);
+
+/* Expected revision for an append: one of these, or the exact last revision (>= 0). */
+#define FACTUM_EXPECT_ANY ((int64_t)-1)
+#define FACTUM_EXPECT_NO_STREAM ((int64_t)-2)
+#define FACTUM_EXPECT_EXISTS ((int64_t)-3)
+
+typedef struct factum_append_result {
+    uint64_t first_revision;
+    uint64_t last_revision;
+    uint64_t first_position;
+    uint64_t last_position;
+    int idempotent;          /* 1: every event was already there; nothing was appended */
+    int64_t actual_revision; /* on FACTUM_EREVISION: the stream's last revision, -1 if none */
+} factum_append_result_t;
+
+/*
+ * Appends `n` events to `stream` atomically, after fdatasync. Returns 0, or:
+ * FACTUM_EREVISION (expected revision missed; res->actual_revision says what it is),
+ * FACTUM_ECONFLICT (an id the stream holds, with other content, or a batch that only partly
+ * repeats earlier events), FACTUM_EBADEVENT / FACTUM_EBADSTREAM / FACTUM_ETOOBIG (bad input;
+ * nothing appended), FACTUM_EFAILED (an earlier fsync failed), FACTUM_ENOSPC, FACTUM_EIO.
+ * Re-appending events whose ids the stream holds, with the same content, returns the original
+ * revisions and positions with res->idempotent = 1, whatever `expected` says.
+ */
+int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
+                  size_t n, factum_append_result_t *res, factum_error_t *err);
+
+/* A set of events returned by a read. */
+typedef struct factum_result factum_result_t;
+size_t factum_result_count(const factum_result_t *r);
+/* The i-th event; its strings live until factum_result_free(r). */
+const factum_event_t *factum_result_event(const factum_result_t *r, size_t i);
+/* Where to continue (revision or position to pass as `from`), or FACTUM_END if nothing is left. */
+uint64_t factum_result_next(const factum_result_t *r);
+void factum_result_free(factum_result_t *r);
+
+#define FACTUM_END UINT64_MAX /* as `from` on a backward read: start at the last event */
+
+/*
+ * Reads up to `limit` events of `stream` from revision `from` (inclusive), forward or backward.
+ * FACTUM_ENOTFOUND if the stream has no events. Never scans the global log.
+ */
+int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t limit, int backward,
+                       factum_result_t **out, factum_error_t *err);
+
+/* A read of the global log. Empty strings mean "no filter". */
+typedef struct factum_query {
+    uint64_t from; /* position, inclusive; FACTUM_END with backward = from the end */
+    size_t limit;
+    int backward;
+    factum_str_t type;          /* only events of this type */
+    factum_str_t category;      /* only streams named CATEGORY-... (or exactly CATEGORY) */
+    factum_str_t correlationid; /* only events of this correlation id (served from an index) */
+} factum_query_t;
+
+int factum_read_all(factum_t *db, const factum_query_t *q, factum_result_t **out, factum_error_t *err);
+
+/* The stream's last revision, or -1 if it has no events. */
+int64_t factum_stream_revision(factum_t *db, factum_str_t stream);
+
+/* The number of durable events in the log: the position the next append will get. */
+uint64_t factum_head_position(factum_t *db);
+
+/*
+ * Waits until the head position is greater than `position` or `timeout_ms` passes (-1: no limit).
+ * Returns the head position. Subscriptions are built on this.
+ */
+uint64_t factum_wait(factum_t *db, uint64_t position, int timeout_ms);
+
+/* ---- CloudEvents JSON (structured mode) ---- */
+
+/* Parsed events: borrow from the parsed text and from the set itself. */
+typedef struct factum_events factum_events_t;
+/*
+ * Parses one CloudEvent object (batch = 0) or a JSON array of them (batch = 1). The text must
+ * stay alive while the set is used. Strict RFC 8259 JSON; a missing or empty `type`, a wrong
+ * `specversion`, an attribute of the wrong JSON type, or `data` and `data_base64` together give
+ * FACTUM_EBADEVENT with a message naming the event index and attribute.
+ */
+int factum_events_parse(const char *json, size_t len, int batch, factum_events_t **out,
+                        factum_error_t *err);
+size_t factum_events_count(const factum_events_t *set);
+factum_event_t *factum_events_get(factum_events_t *set, size_t i);
+void factum_events_free(factum_events_t *set);
+
+/*
+ * Writes `e` as one line of CloudEvents JSON (no newline) into buf (capacity cap). Returns the
+ * length it needs, excluding the NUL; if that is >= cap the output was cut, call again bigger.
+ */
+size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

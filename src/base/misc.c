@@ -1,0 +1,101 @@
+/*
+ * misc.c — small helpers of the base layer: hashing, clocks, UUIDv7, RFC 3339 time, buffers.
+ */
+#include "base.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <xxhash.h>
+
+uint64_t hash64(const void *p, size_t n, uint64_t seed) { return XXH3_64bits_withSeed(p, n, seed); }
+
+int64_t clock_realtime_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+uint64_t clock_mono_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* RFC 9562 UUIDv7: 48-bit Unix milliseconds, version 7, 74 random bits, variant 10. */
+void uuid7_make(char out[37]) {
+    uint8_t b[16];
+    uint64_t ms = (uint64_t)(clock_realtime_us() / 1000);
+    if (getrandom(b + 6, 10, 0) != 10) {
+        uint64_t x = clock_mono_ns() ^ (uint64_t)(uintptr_t)out;
+        for (int i = 6; i < 16; i++) {
+            x = x * 6364136223846793005u + 1442695040888963407u;
+            b[i] = (uint8_t)(x >> 56);
+        }
+    }
+    for (int i = 0; i < 6; i++) b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    b[6] = (uint8_t)(0x70 | (b[6] & 0x0f));
+    b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = 0;
+}
+
+void time_format_rfc3339(int64_t us, char out[32]) {
+    time_t s = (time_t)(us / 1000000);
+    int64_t frac = us % 1000000;
+    if (frac < 0) frac += 1000000, s--;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+             (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)frac % 1000000u);
+}
+
+int buf_reserve(buf_t *b, size_t extra) {
+    if (b->cap - b->len >= extra) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2) return FACTUM_ENOMEM;
+        cap *= 2;
+    }
+    char *p = realloc(b->ptr, cap);
+    if (!p) return FACTUM_ENOMEM;
+    b->ptr = p, b->cap = cap;
+    return 0;
+}
+
+int buf_append(buf_t *b, const void *p, size_t n) {
+    int rc = buf_reserve(b, n + 1);
+    if (rc) return rc;
+    if (n) memcpy(b->ptr + b->len, p, n);
+    b->len += n;
+    b->ptr[b->len] = 0;
+    return 0;
+}
+
+int buf_printf(buf_t *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return FACTUM_EINVAL;
+    int rc = buf_reserve(b, (size_t)n + 1);
+    if (rc) return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void buf_free(buf_t *b) {
+    free(b->ptr);
+    *b = (buf_t){0};
+}

@@ -1,0 +1,28 @@
+/*
+ * cli.h — shared pieces of the `factum` command: exit codes, error reporting, helpers.
+ * The commands use the public API (include/factum.h) and the base layer only.
+ */
+#ifndef FACTUM_CLI_H
+#define FACTUM_CLI_H
+
+#include "../base/base.h"
+#include "../base/json.h"
+
+enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2, CLI_NOT_FOUND = 3, CLI_WRONG_REVISION = 4 };
+
+/* Prints "factum: MESSAGE" on stderr and returns code. */
+int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The exit code for a FACTUM_E* code. */
+int cli_exit_code(int rc);
+/* Reports a library error on stderr; returns its exit code. */
+int cli_report(int rc, const factum_error_t *err);
+bool cli_parse_u64(const char *s, uint64_t *out);
+int cli_slurp(const char *path, char **out, size_t *len);
+int cli_open(const char *dir, factum_t **db);
+/* Prints one event as a JSON line on stdout, using line as scratch. */
+int cli_print_event(const factum_event_t *e, buf_t *line);
+
+int cli_tour(const char *dir, int argc, char **argv);
+int cli_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,322 @@
+/*
+ * main.c — the `factum` command: argument parsing and the embedded-mode commands (append,
+ * read), which open the data folder in-process through include/factum.h. Exit codes:
+ * 0 ok, 1 error, 2 usage, 3 stream not found, 4 wrong expected revision. Errors are one line
+ * on stderr. `factum bench` lives in bench.c.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *usage_main =
+    "usage: factum [--data-dir DIR] COMMAND [ARGS]\n"
+    "\n"
+    "Factum is an event store: append CloudEvents to streams, read them back.\n"
+    "\n"
+    "commands:\n"
+    "  append STREAM TYPE [JSON|-]   append one event (data from JSON text or stdin)\n"
+    "  append STREAM --batch FILE    append a JSON array of CloudEvents atomically\n"
+    "  read STREAM                   print a stream's events, one JSON line each\n"
+    "  read --all                    print the global log, filtered\n"
+    "  tour                          a short demonstration on the data folder\n"
+    "  bench engine                  measure the engine against this disk's ceiling\n"
+    "\n"
+    "options:\n"
+    "  --data-dir DIR   the data folder (default ./factum-data, or $FACTUM_DATA_DIR)\n"
+    "  --help           this text; COMMAND --help for one command\n"
+    "  --version        print the version\n"
+    "\n"
+    "exit codes: 0 ok, 1 error, 2 usage, 3 stream not found, 4 wrong expected revision\n";
+
+static const char *usage_append =
+    "usage: factum append STREAM TYPE [JSON|-] [options]\n"
+    "       factum append STREAM --batch FILE|- [--expect E]\n"
+    "\n"
+    "Appends after the event is on disk and prints {\"stream\",\"revision\",\"position\"}\n"
+    "(a batch also prints \"first_revision\"). JSON is the event's data; - reads it from stdin.\n"
+    "\n"
+    "options:\n"
+    "  --id ID                 the event id (default: a new UUIDv7); re-sending the same id\n"
+    "                          with the same content is a no-op that returns the original\n"
+    "  --expect E              any (default), no-stream, exists, or the last revision N\n"
+    "  --source S              CloudEvents source (default /streams/STREAM)\n"
+    "  --subject S             CloudEvents subject\n"
+    "  --correlation-id X      correlation id\n"
+    "  --causation-id Y        causation id\n"
+    "  --batch FILE            a JSON array of CloudEvents, appended atomically\n";
+
+static const char *usage_read =
+    "usage: factum read STREAM [--from R] [--limit N] [--backward]\n"
+    "       factum read --all [--from P] [--limit N] [--backward] [--type T] [--category C]\n"
+    "                         [--correlation-id X]\n"
+    "\n"
+    "Prints one CloudEvent JSON per line. Revisions and positions are 0-based; --from is\n"
+    "inclusive. Without --limit every matching event is printed.\n";
+
+int cli_fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("factum: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+int cli_exit_code(int rc) {
+    switch (rc) {
+    case 0: return CLI_OK;
+    case FACTUM_ENOTFOUND: return CLI_NOT_FOUND;
+    case FACTUM_EREVISION: return CLI_WRONG_REVISION;
+    default: return CLI_ERROR;
+    }
+}
+
+int cli_report(int rc, const factum_error_t *err) {
+    return cli_fail(cli_exit_code(rc), "%s", err->message[0] ? err->message : factum_strerror(rc));
+}
+
+/* Parses a whole unsigned decimal number. */
+bool cli_parse_u64(const char *s, uint64_t *out) {
+    if (!s || !*s || *s == '-' || *s == '+') return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return false;
+    *out = v;
+    return true;
+}
+
+/* Reads a whole file (or stdin for "-") into memory. */
+int cli_slurp(const char *path, char **out, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return cli_fail(CLI_ERROR, "cannot open %s: %s", path, strerror(errno));
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    size_t k;
+    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    }
+    int bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf) return cli_fail(CLI_ERROR, "out of memory reading %s", path);
+    if (bad) {
+        free(buf);
+        return cli_fail(CLI_ERROR, "cannot read %s", path);
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static bool parse_expect(const char *s, int64_t *out) {
+    uint64_t n;
+    if (!strcmp(s, "any")) *out = FACTUM_EXPECT_ANY;
+    else if (!strcmp(s, "no-stream")) *out = FACTUM_EXPECT_NO_STREAM;
+    else if (!strcmp(s, "exists")) *out = FACTUM_EXPECT_EXISTS;
+    else if (cli_parse_u64(s, &n) && n <= INT64_MAX) *out = (int64_t)n;
+    else return false;
+    return true;
+}
+
+/* Option table walking: returns the value of --name at argv[*i] and advances, or NULL. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, int *usage_err) {
+    if (strcmp(argv[*i], name)) return NULL;
+    if (*i + 1 >= argc) {
+        cli_fail(CLI_USAGE, "%s needs a value", name);
+        *usage_err = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_open(const char *dir, factum_t **db) {
+    factum_error_t err = {0};
+    int rc = factum_open(dir, NULL, db, &err);
+    if (rc) return cli_report(rc, &err);
+    return 0;
+}
+
+static int cmd_append(const char *dir, int argc, char **argv) {
+    const char *pos[3] = {0}, *batch = NULL, *v;
+    int npos = 0, bad = 0;
+    int64_t expect = FACTUM_EXPECT_ANY;
+    factum_event_t ev = {0};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return printf("%s", usage_append), CLI_OK;
+        if ((v = opt_value(argc, argv, &i, "--id", &bad))) ev.id = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--source", &bad))) ev.source = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--subject", &bad))) ev.subject = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--correlation-id", &bad))) ev.correlationid = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--causation-id", &bad))) ev.causationid = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--batch", &bad))) batch = v;
+        else if ((v = opt_value(argc, argv, &i, "--expect", &bad))) {
+            if (!parse_expect(v, &expect))
+                return cli_fail(CLI_USAGE, "--expect takes any, no-stream, exists or a revision number, not '%s'", v);
+        } else if (bad) return CLI_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum append --help)", argv[i]);
+        else if (npos < 3) pos[npos++] = argv[i];
+        else return cli_fail(CLI_USAGE, "too many arguments (see factum append --help)");
+    }
+    if (bad) return CLI_USAGE;
+    if (npos < 1 || (!batch && npos < 2) || (batch && npos > 1))
+        return cli_fail(CLI_USAGE, "usage: factum append STREAM TYPE [JSON|-] | factum append STREAM --batch FILE");
+    char *text = NULL;
+    size_t len = 0;
+    factum_events_t *set = NULL;
+    factum_error_t err = {0};
+    int rc;
+    const factum_event_t *events = &ev;
+    size_t n = 1;
+    if (batch) {
+        if ((rc = cli_slurp(batch, &text, &len))) return rc;
+        if ((rc = factum_events_parse(text, len, 1, &set, &err))) {
+            free(text);
+            return cli_report(rc, &err);
+        }
+        events = factum_events_get(set, 0);
+        n = factum_events_count(set);
+    } else {
+        ev.type = str_c(pos[1]);
+        if (npos == 3) {
+            if (!strcmp(pos[2], "-")) {
+                if ((rc = cli_slurp("-", &text, &len))) return rc;
+                while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
+                ev.data = (factum_str_t){text, len};
+            } else {
+                ev.data = str_c(pos[2]);
+            }
+            ev.data_format = FACTUM_DATA_JSON;
+            ev.datacontenttype = str_c("application/json");
+        }
+    }
+    factum_t *db;
+    if ((rc = cli_open(dir, &db))) goto out;
+    factum_append_result_t res;
+    rc = factum_append(db, str_c(pos[0]), expect, events, n, &res, &err);
+    if (rc) rc = cli_report(rc, &err);
+    else {
+        buf_t b = {0};
+        json_escape(&b, pos[0], strlen(pos[0]));
+        if (batch)
+            printf("{\"stream\":%s,\"first_revision\":%llu,\"revision\":%llu,\"position\":%llu}\n", b.ptr,
+                   (unsigned long long)res.first_revision, (unsigned long long)res.last_revision,
+                   (unsigned long long)res.last_position);
+        else
+            printf("{\"stream\":%s,\"revision\":%llu,\"position\":%llu}\n", b.ptr,
+                   (unsigned long long)res.last_revision, (unsigned long long)res.last_position);
+        buf_free(&b);
+    }
+    factum_close(db);
+out:
+    factum_events_free(set);
+    free(text);
+    return rc;
+}
+
+int cli_print_event(const factum_event_t *e, buf_t *line) {
+    size_t need = factum_event_json(e, line->ptr, line->cap);
+    if (need >= line->cap) {
+        if (buf_reserve(line, need + 1)) return cli_fail(CLI_ERROR, "out of memory");
+        factum_event_json(e, line->ptr, line->cap);
+    }
+    line->ptr[need] = '\n';
+    return fwrite(line->ptr, 1, need + 1, stdout) == need + 1 ? 0 : cli_fail(CLI_ERROR, "cannot write output");
+}
+
+static int cmd_read(const char *dir, int argc, char **argv) {
+    const char *stream = NULL, *v;
+    int all = 0, backward = 0, bad = 0;
+    uint64_t from = 0, limit = UINT64_MAX;
+    bool from_set = false;
+    factum_query_t q = {0};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return printf("%s", usage_read), CLI_OK;
+        if (!strcmp(argv[i], "--all")) all = 1;
+        else if (!strcmp(argv[i], "--backward")) backward = 1;
+        else if ((v = opt_value(argc, argv, &i, "--from", &bad))) {
+            if (!cli_parse_u64(v, &from)) return cli_fail(CLI_USAGE, "--from takes a number, not '%s'", v);
+            from_set = true;
+        } else if ((v = opt_value(argc, argv, &i, "--limit", &bad))) {
+            if (!cli_parse_u64(v, &limit)) return cli_fail(CLI_USAGE, "--limit takes a number, not '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--type", &bad))) q.type = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--category", &bad))) q.category = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--correlation-id", &bad))) q.correlationid = str_c(v);
+        else if (bad) return CLI_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum read --help)", argv[i]);
+        else if (!stream) stream = argv[i];
+        else return cli_fail(CLI_USAGE, "too many arguments (see factum read --help)");
+    }
+    if (bad) return CLI_USAGE;
+    if (all == !!stream) return cli_fail(CLI_USAGE, "usage: factum read STREAM | factum read --all (see --help)");
+    if (stream && (q.type.len || q.category.len || q.correlationid.len))
+        return cli_fail(CLI_USAGE, "--type, --category and --correlation-id filter --all, not a stream");
+    if (backward && !from_set) from = FACTUM_END;
+    factum_t *db;
+    int rc = cli_open(dir, &db);
+    if (rc) return rc;
+    factum_error_t err = {0};
+    buf_t line = {0};
+    buf_reserve(&line, 4096);
+    uint64_t printed = 0, end = factum_head_position(db);
+    while (printed < limit && !rc) {
+        factum_result_t *res;
+        size_t chunk = (size_t)MIN(limit - printed, 1000);
+        if (stream) rc = factum_read_stream(db, str_c(stream), from, chunk, backward, &res, &err);
+        else {
+            q.from = from, q.limit = chunk, q.backward = backward;
+            rc = factum_read_all(db, &q, &res, &err);
+        }
+        if (rc) {
+            rc = cli_report(rc, &err);
+            break;
+        }
+        size_t n = factum_result_count(res);
+        for (size_t i = 0; i < n && !rc; i++) rc = cli_print_event(factum_result_event(res, i), &line);
+        printed += n;
+        uint64_t next = factum_result_next(res);
+        factum_result_free(res);
+        /* Done when a backward read reached the start, or a forward one the end of the log. */
+        if (next == FACTUM_END || (!backward && (stream ? n < chunk : next >= end))) break;
+        from = next;
+    }
+    buf_free(&line);
+    factum_close(db);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = getenv("FACTUM_DATA_DIR");
+    if (!dir || !*dir) dir = "./factum-data";
+    int i = 1;
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return printf("%s", usage_main), CLI_OK;
+        if (!strcmp(argv[i], "--version")) return printf("factum %s\n", FACTUM_VERSION), CLI_OK;
+        if (!strcmp(argv[i], "--data-dir")) {
+            if (i + 1 >= argc) return cli_fail(CLI_USAGE, "--data-dir needs a folder");
+            dir = argv[++i];
+        } else if (!strncmp(argv[i], "--data-dir=", 11)) dir = argv[i] + 11;
+        else break;
+    }
+    if (i >= argc) {
+        fprintf(stderr, "%s", usage_main);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[i];
+    argc -= i, argv += i;
+    if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);
+    if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
+    if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);
+    if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);
+    if (cmd[0] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum --help)", cmd);
+    return cli_fail(CLI_USAGE, "unknown command '%s' (see factum --help)", cmd);
+}

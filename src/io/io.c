@@ -1,0 +1,163 @@
+/*
+ * io.c — the POSIX io_vfs and the fault-injecting one used by tests (see io.h).
+ */
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int px_pwritev(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                         size_t *written) {
+    (void)vfs;
+    ssize_t n;
+    do n = pwritev(fd, iov, iovcnt, (off_t)off);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    *written = (size_t)n;
+    return 0;
+}
+
+static int px_fdatasync(io_vfs *vfs, int fd) {
+    (void)vfs;
+    return fdatasync(fd) ? -errno : 0;
+}
+
+static int px_fallocate(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
+    (void)vfs;
+    if (fallocate(fd, 0, (off_t)off, (off_t)len) == 0) return 0;
+    if (errno != EOPNOTSUPP) return -errno;
+    int rc = posix_fallocate(fd, (off_t)off, (off_t)len); /* file systems without fallocate */
+    return -rc;
+}
+
+static io_vfs posix_vfs = {px_pwritev, px_fdatasync, px_fallocate};
+
+io_vfs *io_vfs_default(void) { return &posix_vfs; }
+
+int io_write_all(io_vfs *vfs, int fd, const struct iovec *iov_in, int iovcnt, uint64_t off) {
+    struct iovec local[64];
+    struct iovec *iov = iovcnt <= 64 ? local : malloc(sizeof *iov * (size_t)iovcnt);
+    if (!iov) return -ENOMEM;
+    memcpy(iov, iov_in, sizeof *iov * (size_t)iovcnt);
+    int rc = 0, first = 0;
+    while (first < iovcnt) {
+        int cnt = iovcnt - first > 1024 ? 1024 : iovcnt - first; /* IOV_MAX */
+        size_t n = 0;
+        rc = vfs->pwritev(vfs, fd, iov + first, cnt, off, &n);
+        if (rc) break;
+        if (n == 0) {
+            rc = -EIO;
+            break;
+        }
+        off += n;
+        while (n && first < iovcnt) {
+            if (n >= iov[first].iov_len) n -= iov[first++].iov_len;
+            else {
+                iov[first].iov_base = (char *)iov[first].iov_base + n;
+                iov[first].iov_len -= n;
+                n = 0;
+            }
+        }
+        while (first < iovcnt && iov[first].iov_len == 0) first++;
+    }
+    if (iov != local) free(iov);
+    return rc;
+}
+
+int io_sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = fsync(fd) ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+int io_read_file(const char *path, char **out, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(fd, &st)) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    char *p = malloc((size_t)st.st_size + 1);
+    if (!p) {
+        close(fd);
+        return -ENOMEM;
+    }
+    ssize_t n = pread(fd, p, (size_t)st.st_size, 0);
+    int e = n < 0 ? -errno : 0;
+    close(fd);
+    if (e) {
+        free(p);
+        return e;
+    }
+    p[n] = 0;
+    *out = p;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* ---- fault injection ---- */
+
+static int fault_pwritev(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                         size_t *written) {
+    io_fault *f = (io_fault *)vfs;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+    size_t allow = total;
+    int after = 0;
+    f->write_calls++;
+    if (f->short_writes && total > 1) allow = total / 2;
+    if (f->enospc_after_bytes >= 0 && f->bytes_written + allow > (uint64_t)f->enospc_after_bytes) {
+        allow = f->bytes_written >= (uint64_t)f->enospc_after_bytes
+                    ? 0
+                    : (size_t)((uint64_t)f->enospc_after_bytes - f->bytes_written);
+        after = -ENOSPC;
+    }
+    if (f->crash_after_bytes >= 0 && f->bytes_written + allow > (uint64_t)f->crash_after_bytes) {
+        allow = (size_t)((uint64_t)f->crash_after_bytes - f->bytes_written);
+        after = 1;
+    }
+    /* Write the allowed prefix for real. */
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < allow; i++) {
+        size_t k = iov[i].iov_len < allow - done ? iov[i].iov_len : allow - done;
+        ssize_t n = pwrite(fd, iov[i].iov_base, k, (off_t)(off + done));
+        if (n < 0) return -errno;
+        done += (size_t)n;
+        if ((size_t)n < k) break;
+    }
+    f->bytes_written += done;
+    if (after == 1) _exit(IO_FAULT_CRASH_EXIT); /* a torn write: the process dies mid-write */
+    if (after < 0 && done == 0) return after;
+    *written = done;
+    return 0;
+}
+
+static int fault_fdatasync(io_vfs *vfs, int fd) {
+    io_fault *f = (io_fault *)vfs;
+    long n = f->fsync_calls++;
+    if (f->fail_fsync_at >= 0 && n >= f->fail_fsync_at) return -EIO;
+    return f->real->fdatasync(f->real, fd);
+}
+
+static int fault_fallocate(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
+    io_fault *f = (io_fault *)vfs;
+    if (f->fail_fallocate) return -ENOSPC;
+    return f->real->fallocate(f->real, fd, off, len);
+}
+
+void io_fault_init(io_fault *f) {
+    memset(f, 0, sizeof *f);
+    f->vfs = (io_vfs){fault_pwritev, fault_fdatasync, fault_fallocate};
+    f->real = io_vfs_default();
+    f->fail_fsync_at = -1;
+    f->enospc_after_bytes = -1;
+    f->crash_after_bytes = -1;
+}

@@ -1,0 +1,53 @@
+/*
+ * io.h — the engine's I/O layer. Every write, sync and allocation of the store goes through an
+ * io_vfs, as SQLite's go through sqlite3_vfs, so tests can inject faults: EIO on fdatasync,
+ * ENOSPC, short writes, and torn writes that end the process part-way through. Reads use mmap
+ * and do not pass through here (a flipped bit is injected by editing the file).
+ *
+ * Convention inside this layer: functions return 0 or a negative errno value; the store turns
+ * those into FACTUM_E* codes with a message naming the file.
+ */
+#ifndef FACTUM_IO_H
+#define FACTUM_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+typedef struct io_vfs {
+    int (*pwritev)(struct io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                   size_t *written);
+    int (*fdatasync)(struct io_vfs *vfs, int fd);
+    int (*fallocate)(struct io_vfs *vfs, int fd, uint64_t off, uint64_t len);
+} io_vfs;
+
+/* The real thing: POSIX calls. */
+io_vfs *io_vfs_default(void);
+
+/* Writes every byte of iov at off, looping over short writes. 0 or -errno. */
+int io_write_all(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+/* fsync on a directory, so a created or renamed file's name is durable. 0 or -errno. */
+int io_sync_dir(const char *dir);
+/* Reads a whole small file into a malloc'd NUL-terminated buffer. 0 or -errno. */
+int io_read_file(const char *path, char **out, size_t *len);
+
+/*
+ * Fault injection. Counters count calls since the vfs was made; -1 disables a fault.
+ */
+typedef struct io_fault {
+    io_vfs vfs; /* first, so an io_fault* is an io_vfs* */
+    io_vfs *real;
+    long fsync_calls, write_calls;
+    uint64_t bytes_written;
+    long fail_fsync_at;        /* the Nth fdatasync (0-based) and all later ones fail with EIO */
+    int64_t enospc_after_bytes; /* writes past this many bytes fail with ENOSPC (after a partial write) */
+    int short_writes;          /* each pwritev writes at most half of what it was given */
+    int64_t crash_after_bytes;  /* write up to this many bytes in total, then _exit(CRASH_EXIT) */
+    int fail_fallocate;        /* fallocate fails with ENOSPC */
+} io_fault;
+
+#define IO_FAULT_CRASH_EXIT 77
+
+void io_fault_init(io_fault *f);
+
+#endif

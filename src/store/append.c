@@ -1,0 +1,521 @@
+/*
+ * append.c — factum_append and the writer thread.
+ *
+ * A caller validates and encodes its events in its own thread, queues an append_req and
+ * sleeps on it. The writer thread takes everything queued (a commit group), and for each
+ * request checks idempotency and the expected revision, stamps positions, revisions and the
+ * group's time, and collects the bytes. Then one pwritev and one fdatasync for the group,
+ * after which `durable` moves and the callers wake. A failed write or fdatasync stops the
+ * writer for good: later appends get FACTUM_EFAILED, never a retry on top of lost pages.
+ */
+#include "store.h"
+
+#include "../base/json.h"
+#include "record.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct append_req {
+    factum_str_t stream;
+    int64_t expected;
+    size_t n;
+    uint8_t *recs; /* n encoded records, back to back */
+    size_t bytes;
+    uint32_t *offs;        /* offset of each record in recs */
+    const uint8_t *user_id; /* per event: 1 if the caller chose the id */
+    uint64_t h1, h2, skey;
+
+    int rc;
+    factum_append_result_t res;
+    char msg[sizeof(((factum_error_t *)0)->message)];
+    _Atomic uint32_t done;
+    append_req *next;  /* the queue */
+    append_req *gnext; /* the requests a commit group assigned */
+};
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+static void futex_wake(_Atomic uint32_t *addr) { syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); }
+
+/* ---- validation (caller thread) ---- */
+
+static const char *const reserved[] = {"specversion", "id", "source", "type", "subject", "time",
+                                       "datacontenttype", "data", "correlationid", "causationid",
+                                       "stream", "revision", "position"};
+
+static int check_attr(factum_str_t s, size_t max, bool required, const char *name, size_t i, factum_error_t *err) {
+    if (required && s.len == 0) return err_set(err, FACTUM_EBADEVENT, "event %zu: '%s' is required", i, name);
+    if (s.len > max)
+        return err_set(err, FACTUM_ETOOBIG, "event %zu: '%s' is %zu bytes, the limit is %zu", i, name, s.len, max);
+    if (!text_valid(s.ptr, s.len))
+        return err_set(err, FACTUM_EBADEVENT, "event %zu: '%s' must be UTF-8 text without control characters", i,
+                       name);
+    return 0;
+}
+
+static int check_extensions(factum_str_t ext, size_t i, factum_error_t *err) {
+    if (ext.len == 0) return 0;
+    if (ext.len > FACTUM_MAX_EXTENSIONS)
+        return err_set(err, FACTUM_ETOOBIG, "event %zu: extension attributes are %zu bytes, the limit is %d", i,
+                       ext.len, FACTUM_MAX_EXTENSIONS);
+    if (!json_valid_members(ext.ptr, ext.len))
+        return err_set(err, FACTUM_EBADEVENT, "event %zu: extension attributes are not valid JSON members", i);
+    buf_t b = {0}, names = {0};
+    int rc = buf_append(&b, "{", 1);
+    if (!rc) rc = buf_append(&b, ext.ptr, ext.len);
+    if (!rc) rc = buf_append(&b, "}", 1);
+    if (rc) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    json_iter_t it;
+    factum_str_t key, val;
+    int kind;
+    json_iter_init(&it, (factum_str_t){b.ptr, b.len});
+    while (!rc && json_iter_member(&it, &key, &val, &kind) == 1) {
+        factum_str_t k = {key.ptr + 1, key.len - 2};
+        bool ok = k.len > 0 && k.len <= 64;
+        for (size_t j = 0; j < k.len && ok; j++) ok = (k.ptr[j] >= 'a' && k.ptr[j] <= 'z') || (k.ptr[j] >= '0' && k.ptr[j] <= '9');
+        if (!ok) {
+            rc = err_set(err, FACTUM_EBADEVENT,
+                         "event %zu: extension attribute %.*s: names are 1-64 lowercase letters or digits", i,
+                         (int)MIN(key.len, 80), key.ptr);
+            break;
+        }
+        for (size_t r = 0; r < ARRAY_LEN(reserved) && !rc; r++)
+            if (strlen(reserved[r]) == k.len && !memcmp(reserved[r], k.ptr, k.len))
+                rc = err_set(err, FACTUM_EBADEVENT, "event %zu: '%s' is not an extension attribute", i, reserved[r]);
+        /* Duplicate names: a list of "\nname\n" to search. */
+        char probe[68];
+        int pn = snprintf(probe, sizeof probe, "\n%.*s\n", (int)k.len, k.ptr);
+        if (!rc && names.len && memmem(names.ptr, names.len, probe, (size_t)pn))
+            rc = err_set(err, FACTUM_EBADEVENT, "event %zu: extension attribute '%.*s' appears twice", i, (int)k.len,
+                         k.ptr);
+        if (!rc) rc = buf_append(&names, probe, (size_t)pn - 1);
+    }
+    buf_free(&b);
+    buf_free(&names);
+    return rc;
+}
+
+static int check_event(const factum_t *db, const factum_event_t *e, size_t i, factum_error_t *err) {
+    int rc;
+    if ((rc = check_attr(e->type, FACTUM_MAX_ATTRIBUTE, true, "type", i, err)) ||
+        (rc = check_attr(e->id, FACTUM_MAX_ATTRIBUTE, false, "id", i, err)) ||
+        (rc = check_attr(e->correlationid, FACTUM_MAX_ATTRIBUTE, false, "correlationid", i, err)) ||
+        (rc = check_attr(e->causationid, FACTUM_MAX_ATTRIBUTE, false, "causationid", i, err)) ||
+        (rc = check_attr(e->source, FACTUM_MAX_LONG_ATTRIBUTE, false, "source", i, err)) ||
+        (rc = check_attr(e->subject, FACTUM_MAX_LONG_ATTRIBUTE, false, "subject", i, err)) ||
+        (rc = check_attr(e->datacontenttype, FACTUM_MAX_LONG_ATTRIBUTE, false, "datacontenttype", i, err)) ||
+        (rc = check_extensions(e->extensions, i, err)))
+        return rc;
+    if (e->data.len > db->max_data_bytes)
+        return err_set(err, FACTUM_ETOOBIG, "event %zu: data is %zu bytes, the limit is %u", i, e->data.len,
+                       db->max_data_bytes);
+    switch (e->data_format) {
+    case FACTUM_DATA_NONE:
+        if (e->data.len) return err_set(err, FACTUM_EBADEVENT, "event %zu: data given with data_format NONE", i);
+        break;
+    case FACTUM_DATA_JSON:
+        if (!json_valid(e->data.ptr, e->data.len, NULL))
+            return err_set(err, FACTUM_EBADEVENT, "event %zu: data is not valid JSON", i);
+        break;
+    case FACTUM_DATA_BINARY: break;
+    default: return err_set(err, FACTUM_EBADEVENT, "event %zu: unknown data_format %d", i, e->data_format);
+    }
+    return 0;
+}
+
+static int check_stream(factum_str_t s, factum_error_t *err) {
+    if (s.len == 0 || s.len > FACTUM_MAX_STREAM_NAME)
+        return err_set(err, FACTUM_EBADSTREAM, "stream name must be 1 to %d bytes (got %zu)", FACTUM_MAX_STREAM_NAME,
+                       s.len);
+    if (!text_valid(s.ptr, s.len) || memchr(s.ptr, '/', s.len) || memchr(s.ptr, ' ', s.len))
+        return err_set(err, FACTUM_EBADSTREAM,
+                       "stream name must be UTF-8 without spaces, '/' or control characters");
+    if (str_eq(s, str_c("$all"))) return err_set(err, FACTUM_EBADSTREAM, "'$all' is the global log, not a stream");
+    return 0;
+}
+
+int store_check_stream(factum_str_t s, factum_error_t *err) { return check_stream(s, err); }
+
+/* ---- the writer thread ---- */
+
+int store_index_event(factum_t *db, const factum_event_t *e) {
+    int rc = index_add(db->index, index_key_stream(e->stream), e->revision, e->position);
+    if (!rc) rc = index_add(db->index, index_key_id(e->stream, e->id), e->position, e->position);
+    if (!rc && e->correlationid.len) rc = index_add(db->index, index_key_corr(e->correlationid), e->position, e->position);
+    return rc;
+}
+
+/* The pending writes of the current group in the active segment. */
+typedef struct group {
+    struct iovec *iov;
+    size_t niov, cap;
+    uint64_t write_off; /* file offset where iov[0] goes */
+    append_req *assigned;
+} group;
+
+static void writer_fail(factum_t *db, int code, const char *fmt, const char *path, int e) {
+    db->failed = code;
+    snprintf(db->failmsg, sizeof db->failmsg, fmt, path, strerror(-e));
+}
+
+/* Writes and syncs the group's bytes in the active segment. 0, or the writer is failed. */
+static int group_flush(factum_t *db, group *g) {
+    if (!g->niov) return 0;
+    segment_t *s = db->segs[atomic_load(&db->nsegs) - 1];
+    int e = io_write_all(db->vfs, s->fd, g->iov, (int)g->niov, g->write_off);
+    if (e) {
+        writer_fail(db, e == -ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "write to %s failed: %s", s->path, e);
+        return db->failed;
+    }
+    e = db->vfs->fdatasync(db->vfs, s->fd);
+    atomic_fetch_add(&db->n_fsyncs, 1);
+    if (e) {
+        writer_fail(db, FACTUM_EIO, "fdatasync of %s failed: %s", s->path, e);
+        return db->failed;
+    }
+    g->niov = 0;
+    g->write_off = s->end;
+    return 0;
+}
+
+/* Seals the active segment and starts the next one. */
+static int roll_segment(factum_t *db, group *g, append_req *r) {
+    int rc = group_flush(db, g);
+    if (rc) return rc;
+    segment_t *s = db->segs[atomic_load(&db->nsegs) - 1], *next;
+    factum_error_t err;
+    segment_write_pmap(s, db->logdir); /* derived; rebuilt by a scan if this fails */
+    rc = segment_create(db->logdir, s->no + 1, db->segment_bytes, db->next_pos, db->vfs, &next, &err);
+    if (rc) {
+        /* Out of space for a new segment: this append fails, the writer stays usable. */
+        snprintf(r->msg, sizeof r->msg, "%s", err.message);
+        return rc;
+    }
+    size_t n = atomic_load(&db->nsegs);
+    if (n == STORE_MAX_SEGMENTS) {
+        segment_close(next);
+        snprintf(r->msg, sizeof r->msg, "too many segments");
+        return FACTUM_ETOOBIG;
+    }
+    db->segs[n] = next;
+    atomic_store_explicit(&db->nsegs, n + 1, memory_order_release);
+    g->write_off = next->end;
+    return 0;
+}
+
+static int req_fail(append_req *r, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int req_fail(append_req *r, int rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+    va_end(ap);
+    return r->rc = rc;
+}
+
+/* Events of r whose ids the stream already holds: all of them (idempotent repeat), or none. */
+static int check_repeat(factum_t *db, append_req *r) {
+    size_t found = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (!r->user_id[i]) continue;
+        factum_event_t mine, old;
+        record_parse(r->recs + r->offs[i], &mine);
+        idx_hit hits[8];
+        size_t nh = index_range(db->index, index_key_id(r->stream, mine.id), (idx_hit){0, 0}, false, 8, UINT64_MAX, hits);
+        for (size_t h = 0; h < nh; h++) {
+            factum_error_t err;
+            if (store_event_at(db, hits[h].pos, &old, &err)) return req_fail(r, err.code, "%s", err.message);
+            if (!str_eq(old.stream, r->stream) || !str_eq(old.id, mine.id)) continue; /* hash collision */
+            if (!record_same_content(&old, &mine))
+                return req_fail(r, FACTUM_ECONFLICT,
+                                "event id '%.*s' is already in stream '%.*s' at revision %llu with other content",
+                                (int)mine.id.len, mine.id.ptr, (int)r->stream.len, r->stream.ptr,
+                                (unsigned long long)old.revision);
+            if (found == 0) r->res.first_revision = old.revision, r->res.first_position = old.position;
+            else if (old.revision != r->res.first_revision + found)
+                return req_fail(r, FACTUM_ECONFLICT, "the batch repeats earlier events, but not in their order");
+            r->res.last_revision = old.revision, r->res.last_position = old.position;
+            found++;
+            break;
+        }
+        if (found && found != i + 1) break;
+    }
+    if (found == 0) return 0;
+    if (found != r->n)
+        return req_fail(r, FACTUM_ECONFLICT, "the batch repeats %zu events already in stream '%.*s' but not all %zu",
+                        found, (int)r->stream.len, r->stream.ptr, r->n);
+    r->res.idempotent = 1;
+    return 1;
+}
+
+static bool expected_ok(int64_t expected, int64_t last) {
+    switch (expected) {
+    case FACTUM_EXPECT_ANY: return true;
+    case FACTUM_EXPECT_NO_STREAM: return last == -1;
+    case FACTUM_EXPECT_EXISTS: return last >= 0;
+    default: return last == expected;
+    }
+}
+
+static void describe_expected(int64_t expected, char *out, size_t cap) {
+    if (expected == FACTUM_EXPECT_NO_STREAM) snprintf(out, cap, "no stream");
+    else if (expected == FACTUM_EXPECT_EXISTS) snprintf(out, cap, "stream exists");
+    else snprintf(out, cap, "%lld", (long long)expected);
+}
+
+static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
+    if (db->failed) {
+        req_fail(r, FACTUM_EFAILED, "writer has failed (%s); reopen the store", db->failmsg);
+        return;
+    }
+    int rep = check_repeat(db, r);
+    if (rep) return; /* 1: idempotent repeat (rc 0), <0: conflict */
+    int64_t last = streams_get(&db->cache, r->h1, r->h2);
+    if (last < 0) last = store_stream_last(db, r->stream, UINT64_MAX);
+    if (!expected_ok(r->expected, last)) {
+        char exp[32];
+        describe_expected(r->expected, exp, sizeof exp);
+        r->res.actual_revision = last;
+        req_fail(r, FACTUM_EREVISION, "stream '%.*s': expected revision %s, actual %s%lld", (int)r->stream.len,
+                 r->stream.ptr, exp, last < 0 ? "no stream " : "", (long long)last);
+        return;
+    }
+    segment_t *s = db->segs[atomic_load(&db->nsegs) - 1];
+    if (s->end + r->bytes > s->size) {
+        int rc = roll_segment(db, g, r);
+        if (rc) {
+            r->rc = rc;
+            if (db->failed) req_fail(r, db->failed, "%s", db->failmsg);
+            return;
+        }
+        s = db->segs[atomic_load(&db->nsegs) - 1];
+    }
+    /* Room in the pending table for this group's records. */
+    uint64_t need = db->next_pos + r->n - db->group_first;
+    if (need > db->pending_cap) {
+        size_t cap = MAX(need, db->pending_cap * 2);
+        const uint8_t **p = realloc(db->pending, cap * sizeof *p);
+        if (!p) {
+            req_fail(r, FACTUM_ENOMEM, "out of memory");
+            return;
+        }
+        db->pending = p, db->pending_cap = cap;
+    }
+    if (g->niov == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 64;
+        struct iovec *v = realloc(g->iov, cap * sizeof *v);
+        if (!v) {
+            req_fail(r, FACTUM_ENOMEM, "out of memory");
+            return;
+        }
+        g->iov = v, g->cap = cap;
+    }
+    int rc = 0;
+    index_write_lock(db->index);
+    for (size_t i = 0; i < r->n; i++) {
+        uint8_t *p = r->recs + r->offs[i];
+        uint64_t pos = db->next_pos + i;
+        record_seal(p, pos, (uint64_t)(last + 1) + i, time_us, i + 1 == r->n);
+        s->pmap[s->count + i] = (uint32_t)(s->end + r->offs[i]);
+        db->pending[pos - db->group_first] = p;
+        factum_event_t e;
+        record_parse(p, &e);
+        if (!rc) rc = store_index_event(db, &e);
+    }
+    index_write_unlock(db->index);
+    if (rc) {
+        /* The memtable could not grow: the index would lie, so stop here. */
+        db->failed = FACTUM_ENOMEM;
+        snprintf(db->failmsg, sizeof db->failmsg, "out of memory for the index");
+        req_fail(r, FACTUM_EFAILED, "writer has failed (%s); reopen the store", db->failmsg);
+        return;
+    }
+    g->iov[g->niov++] = (struct iovec){r->recs, r->bytes};
+    s->count += r->n;
+    s->end += r->bytes;
+    r->res = (factum_append_result_t){(uint64_t)(last + 1), (uint64_t)last + r->n, db->next_pos,
+                                      db->next_pos + r->n - 1, 0, last};
+    db->next_pos += r->n;
+    streams_put(&db->cache, r->h1, r->h2, last + (int64_t)r->n);
+    r->gnext = g->assigned;
+    g->assigned = r;
+}
+
+static void complete(append_req *r) {
+    atomic_store_explicit(&r->done, 1, memory_order_release);
+    futex_wake(&r->done);
+}
+
+static void run_group(factum_t *db, append_req *list) {
+    group g = {0};
+    int64_t t = MAX(db->last_time + 1, clock_realtime_us()); /* strictly increasing: the time names the group */
+    db->last_time = t;
+    db->group_first = db->next_pos;
+    g.write_off = db->segs[atomic_load(&db->nsegs) - 1]->end;
+    for (append_req *r = list; r; r = r->next) process(db, &g, r, t);
+    if (!db->failed) group_flush(db, &g);
+    if (db->failed) {
+        for (append_req *a = g.assigned; a; a = a->gnext)
+            req_fail(a, db->failed == FACTUM_ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO,
+                     "%s; this append is not acknowledged and the store refuses further appends", db->failmsg);
+    } else if (db->next_pos > db->group_first) {
+        atomic_store_explicit(&db->durable, db->next_pos, memory_order_release);
+        pthread_mutex_lock(&db->wmu);
+        pthread_cond_broadcast(&db->wcond);
+        pthread_mutex_unlock(&db->wmu);
+        index_maybe_rotate(db->index, db->next_pos);
+        atomic_fetch_add(&db->n_groups, 1);
+    }
+    free(g.iov);
+    for (append_req *r = list, *next; r; r = next) {
+        next = r->next; /* r lives on its caller's stack: read before waking it */
+        complete(r);
+    }
+}
+
+static void *writer_main(void *arg) {
+    factum_t *db = arg;
+    for (;;) {
+        pthread_mutex_lock(&db->qmu);
+        while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcond, &db->qmu);
+        if (!db->qhead) {
+            pthread_mutex_unlock(&db->qmu);
+            break;
+        }
+        /* Take a group: everything queued, up to STORE_GROUP_BYTES. */
+        append_req *list = db->qhead, *last = list;
+        size_t bytes = last->bytes;
+        while (last->next && bytes < STORE_GROUP_BYTES) last = last->next, bytes += last->bytes;
+        db->qhead = last->next;
+        if (!db->qhead) db->qtail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&db->qmu);
+        run_group(db, list);
+    }
+    return NULL;
+}
+
+int store_writer_start(factum_t *db) {
+    return pthread_create(&db->writer, NULL, writer_main, db) ? FACTUM_ENOMEM : 0;
+}
+
+void store_writer_stop(factum_t *db) {
+    pthread_mutex_lock(&db->qmu);
+    db->stopping = true;
+    pthread_cond_signal(&db->qcond);
+    pthread_mutex_unlock(&db->qmu);
+    pthread_join(db->writer, NULL);
+}
+
+/* ---- factum_append (caller thread) ---- */
+
+/* Sorts ids to find one used twice in a batch. */
+static int cmp_str(const void *a, const void *b) {
+    const factum_str_t *x = a, *y = b;
+    int c = memcmp(x->ptr, y->ptr, MIN(x->len, y->len));
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                  factum_append_result_t *res, factum_error_t *err) {
+    factum_append_result_t dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    res->actual_revision = -1;
+    int rc;
+    if (!db || (!events && n)) return err_set(err, FACTUM_EINVAL, "factum_append: no store or no events");
+    if ((rc = check_stream(stream, err))) return rc;
+    if (n == 0) return err_set(err, FACTUM_EBADEVENT, "an append needs at least one event");
+    if (n > FACTUM_MAX_BATCH_EVENTS)
+        return err_set(err, FACTUM_ETOOBIG, "a batch holds at most %d events (got %zu)", FACTUM_MAX_BATCH_EVENTS, n);
+    if (expected < FACTUM_EXPECT_EXISTS)
+        return err_set(err, FACTUM_EINVAL, "unknown expected revision %lld", (long long)expected);
+    for (size_t i = 0; i < n; i++)
+        if ((rc = check_event(db, &events[i], i, err))) return rc;
+
+    /* Ids: the caller's, or fresh UUIDv7s; none twice in one batch. */
+    factum_event_t *ev = malloc(n * sizeof *ev);
+    char (*ids)[37] = malloc(n * sizeof *ids);
+    uint8_t *user_id = malloc(n);
+    uint32_t *offs = malloc(n * sizeof *offs);
+    factum_str_t *sorted = malloc(n * sizeof *sorted);
+    buf_t src = {0};
+    uint8_t *recs = NULL;
+    if (!ev || !ids || !user_id || !offs || !sorted) {
+        rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+        goto out;
+    }
+    bool default_source = false;
+    for (size_t i = 0; i < n; i++) default_source |= events[i].source.len == 0;
+    if (default_source && (buf_append(&src, "/streams/", 9) || buf_append(&src, stream.ptr, stream.len))) {
+        rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        ev[i] = events[i];
+        user_id[i] = ev[i].id.len > 0;
+        if (!user_id[i]) {
+            uuid7_make(ids[i]);
+            ev[i].id = (factum_str_t){ids[i], 36};
+        }
+        if (!ev[i].source.len) ev[i].source = (factum_str_t){src.ptr, src.len};
+        sorted[i] = ev[i].id;
+        offs[i] = (uint32_t)MIN(total, UINT32_MAX);
+        total += record_size(stream, &ev[i]);
+    }
+    qsort(sorted, n, sizeof *sorted, cmp_str);
+    for (size_t i = 1; i < n; i++)
+        if (str_eq(sorted[i], sorted[i - 1])) {
+            rc = err_set(err, FACTUM_EBADEVENT, "event id '%.*s' appears twice in the batch", (int)sorted[i].len,
+                         sorted[i].ptr);
+            goto out;
+        }
+    if (total > STORE_MAX_BATCH_BYTES || total > db->segment_bytes - SEGMENT_HEADER) {
+        rc = err_set(err, FACTUM_ETOOBIG, "the batch takes %zu bytes stored, the limit is %llu", total,
+                     (unsigned long long)MIN(STORE_MAX_BATCH_BYTES, db->segment_bytes - SEGMENT_HEADER));
+        goto out;
+    }
+    recs = malloc(total);
+    if (!recs) {
+        rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) record_encode(recs + offs[i], stream, &ev[i]);
+
+    append_req r = {.stream = stream, .expected = expected, .n = n, .recs = recs, .bytes = total, .offs = offs,
+                    .user_id = user_id};
+    streams_hash(stream, &r.h1, &r.h2);
+    r.res.actual_revision = -1;
+    pthread_mutex_lock(&db->qmu);
+    if (db->stopping) {
+        pthread_mutex_unlock(&db->qmu);
+        rc = err_set(err, FACTUM_ECLOSED, "the store is closing");
+        goto out;
+    }
+    if (db->qtail) db->qtail->next = &r;
+    else db->qhead = &r;
+    db->qtail = &r;
+    pthread_cond_signal(&db->qcond);
+    pthread_mutex_unlock(&db->qmu);
+    while (!atomic_load_explicit(&r.done, memory_order_acquire)) futex_wait(&r.done, 0);
+    *res = r.res;
+    rc = r.rc;
+    if (rc) err_set(err, rc, "%s", r.msg);
+    else atomic_fetch_add(&db->n_appends, 1);
+out:
+    free(ev);
+    free(ids);
+    free(user_id);
+    free(offs);
+    free(sorted);
+    free(recs);
+    buf_free(&src);
+    return rc;
+}

@@ -1,0 +1,758 @@
+/*
+ * index.c — the LSM index described in index.h: memtables, run files, the manifest, and the
+ * background thread that flushes and merges. File layouts are in docs/format.md.
+ */
+#include "index.h"
+
+#include "../io/io.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RUN_MAGIC 0x58444946u /* "FIDX" */
+#define RUN_HEADER 64
+#define RUN_ENTRY 24
+#define FENCE_EVERY 64
+#define BLOOM_BITS_PER_KEY 10
+#define BLOOM_K 7
+#define MAX_FROZEN 4
+#define MERGE_FANIN 4
+#define MAX_RUNS 64
+
+uint64_t index_key_stream(factum_str_t stream) {
+    uint64_t k = hash64(stream.ptr, stream.len, 0x53); /* 'S' */
+    return k ? k : 1;
+}
+
+uint64_t index_key_id(factum_str_t stream, factum_str_t id) {
+    uint64_t k = hash64(id.ptr, id.len, hash64(stream.ptr, stream.len, 0x49)); /* 'I' */
+    return k ? k : 1;
+}
+
+uint64_t index_key_corr(factum_str_t corr) {
+    uint64_t k = hash64(corr.ptr, corr.len, 0x43); /* 'C' */
+    return k ? k : 1;
+}
+
+static inline int hit_cmp(idx_hit a, idx_hit b) {
+    return a.seq != b.seq ? (a.seq < b.seq ? -1 : 1) : a.pos != b.pos ? (a.pos < b.pos ? -1 : 1) : 0;
+}
+
+/* ---- memtable: open addressing, key -> entries sorted by (seq, pos) ---- */
+
+typedef struct mslot {
+    uint64_t key; /* 0 = empty */
+    uint32_t n, cap;
+    union {
+        idx_hit one;
+        idx_hit *many;
+    };
+} mslot;
+
+typedef struct memtable {
+    mslot *slots;
+    size_t mask, keys, entries;
+    uint64_t pos_hi; /* once frozen: entries with pos < pos_hi are the memtable's content */
+} memtable;
+
+static memtable *mem_new(void) {
+    memtable *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->mask = 1023;
+    m->slots = calloc(m->mask + 1, sizeof *m->slots);
+    if (!m->slots) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static void mem_free(memtable *m) {
+    if (!m) return;
+    for (size_t i = 0; i <= m->mask; i++)
+        if (m->slots[i].key && m->slots[i].n > 1) free(m->slots[i].many);
+    free(m->slots);
+    free(m);
+}
+
+static inline idx_hit *slot_hits(mslot *s) { return s->n > 1 ? s->many : &s->one; }
+
+static mslot *mem_find(const memtable *m, uint64_t key) {
+    for (size_t i = key & m->mask;; i = (i + 1) & m->mask) {
+        mslot *s = &m->slots[i];
+        if (s->key == key) return s;
+        if (!s->key) return NULL;
+    }
+}
+
+static int mem_grow(memtable *m) {
+    size_t ncap = (m->mask + 1) * 2;
+    mslot *ns = calloc(ncap, sizeof *ns);
+    if (!ns) return FACTUM_ENOMEM;
+    for (size_t i = 0; i <= m->mask; i++) {
+        if (!m->slots[i].key) continue;
+        size_t j = m->slots[i].key & (ncap - 1);
+        while (ns[j].key) j = (j + 1) & (ncap - 1);
+        ns[j] = m->slots[i];
+    }
+    free(m->slots);
+    m->slots = ns;
+    m->mask = ncap - 1;
+    return 0;
+}
+
+static int mem_add(memtable *m, uint64_t key, idx_hit h) {
+    if ((m->keys + 1) * 2 > m->mask + 1 && mem_grow(m)) return FACTUM_ENOMEM;
+    size_t i = key & m->mask;
+    while (m->slots[i].key && m->slots[i].key != key) i = (i + 1) & m->mask;
+    mslot *s = &m->slots[i];
+    if (!s->key) {
+        s->key = key, s->n = 1, s->cap = 1, s->one = h;
+        m->keys++, m->entries++;
+        return 0;
+    }
+    if (s->n == s->cap) {
+        uint32_t ncap = s->cap < 4 ? 4 : s->cap * 2;
+        idx_hit *nv = malloc(ncap * sizeof *nv);
+        if (!nv) return FACTUM_ENOMEM;
+        memcpy(nv, slot_hits(s), s->n * sizeof *nv);
+        if (s->n > 1) free(s->many);
+        s->many = nv, s->cap = ncap;
+    }
+    idx_hit *v = s->many;
+    uint32_t j = s->n++;
+    while (j > 0 && hit_cmp(v[j - 1], h) > 0) v[j] = v[j - 1], j--; /* only hash collisions move */
+    v[j] = h;
+    m->entries++;
+    return 0;
+}
+
+/* First index in v[0..n) with v[i] >= x, or with strict, v[i] > x. */
+static size_t hits_bound(const idx_hit *v, size_t n, idx_hit x, bool strict) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = hit_cmp(v[mid], x);
+        if (c < 0 || (strict && c == 0)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static size_t mem_range(const memtable *m, uint64_t key, idx_hit from, bool backward, size_t max,
+                        uint64_t pos_limit, idx_hit *out) {
+    mslot *s = mem_find(m, key);
+    if (!s) return 0;
+    const idx_hit *v = slot_hits(s);
+    size_t n = 0;
+    if (!backward) {
+        for (size_t i = hits_bound(v, s->n, from, false); i < s->n && n < max; i++)
+            if (v[i].pos < pos_limit) out[n++] = v[i];
+    } else {
+        for (size_t i = hits_bound(v, s->n, from, true); i-- > 0 && n < max;)
+            if (v[i].pos < pos_limit) out[n++] = v[i];
+    }
+    return n;
+}
+
+/* ---- runs: sorted (key, seq, pos) arrays in files, with fences and a bloom filter ---- */
+
+typedef struct run {
+    uint32_t id, level;
+    uint64_t count, pos_lo, pos_hi;
+    uint8_t *map;
+    size_t map_len;
+    const uint8_t *entries;
+    const uint8_t *bloom;
+    uint64_t bloom_bits;
+    uint64_t *fences; /* key of every FENCE_EVERY-th entry */
+    size_t nfences;
+} run;
+
+static inline uint64_t run_key(const run *r, size_t i) { return load64(r->entries + i * RUN_ENTRY); }
+static inline idx_hit run_hit(const run *r, size_t i) {
+    const uint8_t *e = r->entries + i * RUN_ENTRY;
+    return (idx_hit){load64(e + 8), load64(e + 16)};
+}
+
+static inline uint64_t bloom_h2(uint64_t key) { return ((key * 0x9E3779B97F4A7C15u) >> 17 | 1); }
+static inline uint64_t bloom_bit(uint64_t h, uint64_t nbits) { return (uint64_t)(((__uint128_t)h * nbits) >> 64); }
+
+static bool run_may_have(const run *r, uint64_t key) {
+    uint64_t h = key, d = bloom_h2(key);
+    for (int i = 0; i < BLOOM_K; i++, h += d) {
+        uint64_t b = bloom_bit(h, r->bloom_bits);
+        if (!(r->bloom[b >> 3] & (1u << (b & 7)))) return false;
+    }
+    return true;
+}
+
+/* Compares entry i with (key, x). */
+static inline int run_cmp(const run *r, size_t i, uint64_t key, idx_hit x) {
+    uint64_t k = run_key(r, i);
+    return k != key ? (k < key ? -1 : 1) : hit_cmp(run_hit(r, i), x);
+}
+
+/* First entry >= (key, x), or with strict, > (key, x). */
+static size_t run_bound(const run *r, uint64_t key, idx_hit x, bool strict) {
+    /* Fences bound the search to the entries whose key can equal `key`: from the block before
+       the first fence >= key, up to the first fence > key. */
+    size_t flo = 0, fhi = r->nfences;
+    while (flo < fhi) {
+        size_t mid = (flo + fhi) / 2;
+        if (r->fences[mid] < key) flo = mid + 1;
+        else fhi = mid;
+    }
+    size_t fup = flo, fend = r->nfences;
+    while (fup < fend) {
+        size_t mid = (fup + fend) / 2;
+        if (r->fences[mid] <= key) fup = mid + 1;
+        else fend = mid;
+    }
+    size_t lo = flo ? (flo - 1) * FENCE_EVERY : 0, hi = MIN(r->count, fup * FENCE_EVERY);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = run_cmp(r, mid, key, x);
+        if (c < 0 || (strict && c == 0)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static size_t run_range(const run *r, uint64_t key, idx_hit from, bool backward, size_t max, uint64_t pos_limit,
+                        idx_hit *out) {
+    if (!r->count || !run_may_have(r, key)) return 0;
+    size_t n = 0;
+    if (!backward) {
+        for (size_t i = run_bound(r, key, from, false); i < r->count && n < max && run_key(r, i) == key; i++) {
+            idx_hit h = run_hit(r, i);
+            if (h.pos < pos_limit) out[n++] = h;
+        }
+    } else {
+        for (size_t i = run_bound(r, key, from, true); i-- > 0 && n < max && run_key(r, i) == key;) {
+            idx_hit h = run_hit(r, i);
+            if (h.pos < pos_limit) out[n++] = h;
+        }
+    }
+    return n;
+}
+
+static void run_free(run *r) {
+    if (!r) return;
+    if (r->map) munmap(r->map, r->map_len);
+    free(r->fences);
+    free(r);
+}
+
+static void run_path(char *out, const char *dir, uint32_t id) { snprintf(out, PATH_MAX, "%s/run-%08x.idx", dir, id); }
+
+static run *run_load(const char *dir, uint32_t id) {
+    char path[PATH_MAX];
+    run_path(path, dir, id);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    run *r = calloc(1, sizeof *r);
+    if (!r || fstat(fd, &st) || st.st_size < RUN_HEADER) goto fail;
+    r->map_len = (size_t)st.st_size;
+    r->map = mmap(NULL, r->map_len, PROT_READ, MAP_SHARED, fd, 0);
+    if (r->map == MAP_FAILED) {
+        r->map = NULL;
+        goto fail;
+    }
+    const uint8_t *h = r->map;
+    r->id = id;
+    r->count = load64(h + 8);
+    r->pos_lo = load64(h + 16);
+    r->pos_hi = load64(h + 24);
+    r->level = load32(h + 32);
+    r->bloom_bits = load64(h + 40);
+    uint64_t body = r->count * RUN_ENTRY + (r->bloom_bits + 7) / 8;
+    if (load32(h) != RUN_MAGIC || load32(h + 60) != crc32c(h, 60) || load32(h + 4) != 1 ||
+        RUN_HEADER + body != r->map_len || !r->bloom_bits ||
+        load32(h + 48) != crc32c(h + RUN_HEADER, body))
+        goto fail;
+    r->entries = h + RUN_HEADER;
+    r->bloom = r->entries + r->count * RUN_ENTRY;
+    r->nfences = (r->count + FENCE_EVERY - 1) / FENCE_EVERY;
+    r->fences = malloc(MAX(1, r->nfences) * sizeof *r->fences);
+    if (!r->fences) goto fail;
+    for (size_t i = 0; i < r->nfences; i++) r->fences[i] = run_key(r, i * FENCE_EVERY);
+    close(fd);
+    return r;
+fail:
+    close(fd);
+    run_free(r);
+    return NULL;
+}
+
+/* Streams sorted entries into a new run file; the caller gives the exact count up front. */
+typedef struct run_writer {
+    int fd;
+    char tmp[PATH_MAX];
+    uint8_t *bloom;
+    uint64_t bloom_bits, count, written;
+    uint32_t crc;
+    uint8_t buf[RUN_ENTRY * 2048];
+    size_t blen;
+    int err;
+} run_writer;
+
+static int rw_flush(run_writer *w) {
+    if (w->blen && !w->err) {
+        struct iovec iov = {w->buf, w->blen};
+        w->err = io_write_all(io_vfs_default(), w->fd, &iov, 1, RUN_HEADER + w->written * RUN_ENTRY - w->blen);
+    }
+    w->blen = 0;
+    return w->err;
+}
+
+static int rw_begin(run_writer *w, const char *dir, uint32_t id, uint64_t count) {
+    memset(w, 0, offsetof(run_writer, buf));
+    w->blen = 0;
+    snprintf(w->tmp, PATH_MAX, "%s/run-%08x.tmp", dir, id);
+    w->count = count;
+    w->bloom_bits = MAX(64, count * BLOOM_BITS_PER_KEY);
+    w->bloom = calloc((w->bloom_bits + 7) / 8, 1);
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (!w->bloom || w->fd < 0) {
+        free(w->bloom);
+        if (w->fd >= 0) close(w->fd);
+        return -1;
+    }
+    return 0;
+}
+
+static void rw_put(run_writer *w, uint64_t key, idx_hit h) {
+    uint8_t *e = w->buf + w->blen;
+    store64(e, key), store64(e + 8, h.seq), store64(e + 16, h.pos);
+    w->blen += RUN_ENTRY;
+    w->written++;
+    uint64_t x = key, d = bloom_h2(key);
+    for (int i = 0; i < BLOOM_K; i++, x += d) {
+        uint64_t b = bloom_bit(x, w->bloom_bits);
+        w->bloom[b >> 3] |= (uint8_t)(1u << (b & 7));
+    }
+    w->crc = crc32c_extend(w->crc, e, RUN_ENTRY);
+    if (w->blen == sizeof w->buf) rw_flush(w);
+}
+
+/* Finishes the file: bloom, header, fsync, rename to its final name. 0 or -1. */
+static int rw_end(run_writer *w, const char *dir, uint32_t id, uint32_t level, uint64_t pos_lo, uint64_t pos_hi) {
+    ENSURE(w->written == w->count);
+    rw_flush(w);
+    size_t bl = (w->bloom_bits + 7) / 8;
+    w->crc = crc32c_extend(w->crc, w->bloom, bl);
+    uint8_t h[RUN_HEADER] = {0};
+    store32(h, RUN_MAGIC);
+    store32(h + 4, 1);
+    store64(h + 8, w->count);
+    store64(h + 16, pos_lo);
+    store64(h + 24, pos_hi);
+    store32(h + 32, level);
+    store64(h + 40, w->bloom_bits);
+    store32(h + 48, w->crc);
+    store32(h + 60, crc32c(h, 60));
+    struct iovec b = {w->bloom, bl}, hd = {h, sizeof h};
+    char path[PATH_MAX];
+    run_path(path, dir, id);
+    int rc = w->err;
+    if (!rc) rc = io_write_all(io_vfs_default(), w->fd, &b, 1, RUN_HEADER + w->count * RUN_ENTRY);
+    if (!rc) rc = io_write_all(io_vfs_default(), w->fd, &hd, 1, 0);
+    if (!rc && fdatasync(w->fd)) rc = -errno;
+    close(w->fd);
+    free(w->bloom);
+    if (!rc && rename(w->tmp, path)) rc = -errno;
+    if (rc) unlink(w->tmp);
+    return rc ? -1 : 0;
+}
+
+/* ---- the index ---- */
+
+struct index {
+    char dir[PATH_MAX];
+    uint32_t memtable_max;
+    pthread_rwlock_t lock; /* active, frozen, runs */
+    memtable *active;
+    memtable *frozen[MAX_FROZEN]; /* oldest first */
+    size_t nfrozen;
+    run *runs[MAX_RUNS]; /* by position, oldest first; contiguous from 0 */
+    size_t nruns;
+    uint32_t next_run_id;
+    uint64_t covered;        /* pos_hi of the newest run */
+    uint64_t active_pos_lo;  /* where the active memtable starts */
+    uint64_t flushes, merges;
+    int failed;              /* the thread could not write a run: the index stays in memory */
+
+    pthread_mutex_t mu; /* thread control */
+    pthread_cond_t cond, idle;
+    bool stop, busy;
+    pthread_t thread;
+};
+
+static int manifest_write(index_t *ix, run *const *runs, size_t n) {
+    buf_t b = {0};
+    int rc = buf_printf(&b, "factum-index 1\n");
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = buf_printf(&b, "run %08x %u %llu %llu %llu\n", runs[i]->id, runs[i]->level,
+                        (unsigned long long)runs[i]->pos_lo, (unsigned long long)runs[i]->pos_hi,
+                        (unsigned long long)runs[i]->count);
+    if (!rc) rc = buf_printf(&b, "crc %08x\n", crc32c(b.ptr, b.len));
+    char path[PATH_MAX], tmp[PATH_MAX];
+    snprintf(path, sizeof path, "%s/MANIFEST", ix->dir);
+    snprintf(tmp, sizeof tmp, "%s/MANIFEST.tmp", ix->dir);
+    if (!rc) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        struct iovec iov = {b.ptr, b.len};
+        if (fd < 0 || io_write_all(io_vfs_default(), fd, &iov, 1, 0) || fdatasync(fd)) rc = -1;
+        if (fd >= 0) close(fd);
+        if (!rc && (rename(tmp, path) || io_sync_dir(ix->dir))) rc = -1;
+    }
+    buf_free(&b);
+    return rc;
+}
+
+/* Loads runs named by the manifest. -1 if anything does not check out. */
+static int manifest_load(index_t *ix) {
+    char path[PATH_MAX], *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/MANIFEST", ix->dir);
+    if (io_read_file(path, &text, &len)) return -1;
+    char *crcline = strstr(text, "crc ");
+    unsigned crc;
+    int rc = -1;
+    if (!crcline || strncmp(text, "factum-index 1\n", 15) || sscanf(crcline, "crc %x", &crc) != 1 ||
+        crc != crc32c(text, (size_t)(crcline - text)))
+        goto out;
+    *crcline = 0;
+    uint64_t expect_lo = 0;
+    for (char *line = strchr(text, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        unsigned id, level;
+        unsigned long long lo, hi, count;
+        if (sscanf(line, "run %x %u %llu %llu %llu", &id, &level, &lo, &hi, &count) != 5) goto out;
+        run *r = ix->nruns < MAX_RUNS ? run_load(ix->dir, id) : NULL;
+        if (!r) goto out;
+        ix->runs[ix->nruns++] = r;
+        if (r->pos_lo != lo || r->pos_hi != hi || r->count != count || lo != expect_lo) goto out;
+        expect_lo = hi;
+        ix->next_run_id = MAX(ix->next_run_id, id + 1);
+    }
+    ix->covered = expect_lo;
+    rc = 0;
+out:
+    free(text);
+    return rc;
+}
+
+/* Removes every file in the folder that is not a run the index uses (or all of them). */
+static void sweep(index_t *ix, bool all) {
+    DIR *d = opendir(ix->dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        unsigned id;
+        bool keep = false;
+        if (!all && strcmp(de->d_name, "MANIFEST") == 0) keep = true;
+        if (!all && sscanf(de->d_name, "run-%x.idx", &id) == 1)
+            for (size_t i = 0; i < ix->nruns; i++) keep |= ix->runs[i]->id == id;
+        if (!keep) unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    const uint64_t *x = a, *y = b;
+    for (int i = 0; i < 3; i++)
+        if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
+    return 0;
+}
+
+/* Writes a frozen memtable as a level-0 run. */
+static run *flush_memtable(index_t *ix, const memtable *m, uint64_t pos_lo) {
+    uint64_t(*all)[3] = malloc(MAX(1, m->entries) * sizeof *all);
+    if (!all) return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i <= m->mask; i++) {
+        mslot *s = &m->slots[i];
+        if (!s->key) continue;
+        idx_hit *v = slot_hits(s);
+        for (uint32_t j = 0; j < s->n; j++)
+            if (v[j].pos < m->pos_hi) all[n][0] = s->key, all[n][1] = v[j].seq, all[n][2] = v[j].pos, n++;
+    }
+    qsort(all, n, sizeof *all, cmp_entry);
+    uint32_t id = ix->next_run_id++;
+    run_writer *w = malloc(sizeof *w);
+    run *r = NULL;
+    if (w && rw_begin(w, ix->dir, id, n) == 0) {
+        for (size_t i = 0; i < n; i++) rw_put(w, all[i][0], (idx_hit){all[i][1], all[i][2]});
+        if (rw_end(w, ix->dir, id, 0, pos_lo, m->pos_hi) == 0) r = run_load(ix->dir, id);
+    }
+    free(w);
+    free(all);
+    return r;
+}
+
+/* Merges runs[first .. first+n) (adjacent, so their positions stay contiguous). */
+static run *merge_runs(index_t *ix, run *const *in, size_t n) {
+    uint64_t total = 0;
+    size_t cur[MERGE_FANIN] = {0};
+    for (size_t i = 0; i < n; i++) total += in[i]->count;
+    uint32_t id = ix->next_run_id++;
+    run_writer *w = malloc(sizeof *w);
+    run *r = NULL;
+    if (w && rw_begin(w, ix->dir, id, total) == 0) {
+        for (;;) {
+            int best = -1;
+            for (size_t i = 0; i < n; i++) {
+                if (cur[i] >= in[i]->count) continue;
+                if (best < 0 || cmp_entry(in[i]->entries + cur[i] * RUN_ENTRY, in[best]->entries + cur[best] * RUN_ENTRY) < 0)
+                    best = (int)i;
+            }
+            if (best < 0) break;
+            const run *b = in[best];
+            rw_put(w, run_key(b, cur[best]), run_hit(b, cur[best]));
+            cur[best]++;
+        }
+        if (rw_end(w, ix->dir, id, in[0]->level + 1, in[0]->pos_lo, in[n - 1]->pos_hi) == 0) r = run_load(ix->dir, id);
+    }
+    free(w);
+    return r;
+}
+
+/* Index of the first of MERGE_FANIN adjacent runs of one level, or -1. */
+static int merge_candidate(const index_t *ix) {
+    for (size_t i = 0; i + MERGE_FANIN <= ix->nruns; i++) {
+        bool same = true;
+        for (size_t j = 1; j < MERGE_FANIN; j++) same &= ix->runs[i + j]->level == ix->runs[i]->level;
+        if (same) return (int)i;
+    }
+    return -1;
+}
+
+/* One unit of background work; false if there was none. Runs on the index thread only. */
+static bool index_step(index_t *ix) {
+    pthread_rwlock_rdlock(&ix->lock);
+    memtable *m = ix->nfrozen ? ix->frozen[0] : NULL;
+    int mi = m ? -1 : merge_candidate(ix);
+    pthread_rwlock_unlock(&ix->lock);
+    if (ix->failed || (!m && mi < 0)) return false;
+    run *r = m ? flush_memtable(ix, m, ix->covered) : merge_runs(ix, ix->runs + mi, MERGE_FANIN);
+    run *next[MAX_RUNS];
+    size_t nn = 0;
+    if (r) {
+        if (m) {
+            memcpy(next, ix->runs, ix->nruns * sizeof *next);
+            nn = ix->nruns;
+            next[nn++] = r;
+        } else {
+            for (size_t i = 0; i < ix->nruns; i++) {
+                if ((int)i == mi) next[nn++] = r;
+                if ((int)i < mi || (int)i >= mi + MERGE_FANIN) next[nn++] = ix->runs[i];
+            }
+        }
+    }
+    if (!r || manifest_write(ix, next, nn)) {
+        /* Disk trouble: keep serving from memory; the log still has everything. */
+        run_free(r);
+        ix->failed = 1;
+        return false;
+    }
+    run *old[MERGE_FANIN];
+    pthread_rwlock_wrlock(&ix->lock);
+    if (m) {
+        memmove(ix->frozen, ix->frozen + 1, --ix->nfrozen * sizeof *ix->frozen);
+        ix->covered = m->pos_hi;
+        ix->flushes++;
+    } else {
+        memcpy(old, ix->runs + mi, sizeof old);
+        ix->merges++;
+    }
+    memcpy(ix->runs, next, nn * sizeof *next);
+    ix->nruns = nn;
+    pthread_rwlock_unlock(&ix->lock);
+    if (m) mem_free(m);
+    else
+        for (size_t i = 0; i < MERGE_FANIN; i++) {
+            char path[PATH_MAX];
+            run_path(path, ix->dir, old[i]->id);
+            unlink(path);
+            run_free(old[i]);
+        }
+    return true;
+}
+
+static void *index_thread(void *arg) {
+    index_t *ix = arg;
+    pthread_mutex_lock(&ix->mu);
+    for (;;) {
+        ix->busy = true;
+        pthread_mutex_unlock(&ix->mu);
+        bool did = index_step(ix);
+        pthread_mutex_lock(&ix->mu);
+        if (did) continue;
+        ix->busy = false;
+        pthread_cond_broadcast(&ix->idle);
+        if (ix->stop) break;
+        pthread_cond_wait(&ix->cond, &ix->mu);
+    }
+    pthread_mutex_unlock(&ix->mu);
+    return NULL;
+}
+
+int index_open(const char *dir, uint32_t memtable_max, index_t **out, factum_error_t *err) {
+    index_t *ix = calloc(1, sizeof *ix);
+    if (!ix) return err_set(err, FACTUM_ENOMEM, "out of memory opening the index");
+    snprintf(ix->dir, sizeof ix->dir, "%s", dir);
+    ix->memtable_max = memtable_max;
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        free(ix);
+        return err_set(err, FACTUM_EIO, "cannot create %s: %s", dir, strerror(errno));
+    }
+    if (manifest_load(ix)) {
+        for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);
+        ix->nruns = 0, ix->covered = 0, ix->next_run_id = 0;
+        sweep(ix, true); /* derived state: start over from the log */
+    } else {
+        sweep(ix, false);
+    }
+    ix->active = mem_new();
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&ix->lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&ix->mu, NULL);
+    pthread_cond_init(&ix->cond, NULL);
+    pthread_cond_init(&ix->idle, NULL);
+    ix->active_pos_lo = ix->covered;
+    if (!ix->active || pthread_create(&ix->thread, NULL, index_thread, ix)) {
+        mem_free(ix->active);
+        for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);
+        free(ix);
+        return err_set(err, FACTUM_ENOMEM, "cannot start the index thread");
+    }
+    *out = ix;
+    return 0;
+}
+
+uint64_t index_covered(const index_t *ix) { return ix->covered; }
+
+static void wake(index_t *ix) {
+    pthread_mutex_lock(&ix->mu);
+    pthread_cond_signal(&ix->cond);
+    pthread_mutex_unlock(&ix->mu);
+}
+
+void index_quiesce(index_t *ix) {
+    pthread_mutex_lock(&ix->mu);
+    for (;;) {
+        pthread_rwlock_rdlock(&ix->lock);
+        bool pending = ix->nfrozen > 0 && !ix->failed;
+        pthread_rwlock_unlock(&ix->lock);
+        if (!pending && !ix->busy) break;
+        pthread_cond_signal(&ix->cond);
+        pthread_cond_wait(&ix->idle, &ix->mu);
+    }
+    pthread_mutex_unlock(&ix->mu);
+}
+
+/* Freezes the active memtable at pos_hi; the write lock must be held. */
+static bool freeze(index_t *ix, uint64_t pos_hi) {
+    if (ix->nfrozen == MAX_FROZEN) return false; /* the thread is behind: keep filling */
+    memtable *fresh = mem_new();
+    if (!fresh) return false;
+    ix->active->pos_hi = pos_hi;
+    ix->frozen[ix->nfrozen++] = ix->active;
+    ix->active = fresh;
+    ix->active_pos_lo = pos_hi;
+    return true;
+}
+
+void index_maybe_rotate(index_t *ix, uint64_t durable) {
+    if (ix->active->entries < ix->memtable_max) return;
+    pthread_rwlock_wrlock(&ix->lock);
+    bool frozen = freeze(ix, durable);
+    pthread_rwlock_unlock(&ix->lock);
+    if (frozen) wake(ix);
+}
+
+void index_close(index_t *ix, uint64_t flush_below) {
+    if (!ix) return;
+    if (flush_below > ix->active_pos_lo && ix->active->entries) {
+        pthread_rwlock_wrlock(&ix->lock);
+        while (!freeze(ix, flush_below)) {
+            pthread_rwlock_unlock(&ix->lock);
+            index_quiesce(ix);
+            pthread_rwlock_wrlock(&ix->lock);
+        }
+        pthread_rwlock_unlock(&ix->lock);
+    }
+    index_quiesce(ix);
+    pthread_mutex_lock(&ix->mu);
+    ix->stop = true;
+    pthread_cond_signal(&ix->cond);
+    pthread_mutex_unlock(&ix->mu);
+    pthread_join(ix->thread, NULL);
+    mem_free(ix->active);
+    for (size_t i = 0; i < ix->nfrozen; i++) mem_free(ix->frozen[i]);
+    for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);
+    pthread_rwlock_destroy(&ix->lock);
+    pthread_mutex_destroy(&ix->mu);
+    pthread_cond_destroy(&ix->cond);
+    pthread_cond_destroy(&ix->idle);
+    free(ix);
+}
+
+void index_write_lock(index_t *ix) { pthread_rwlock_wrlock(&ix->lock); }
+void index_write_unlock(index_t *ix) { pthread_rwlock_unlock(&ix->lock); }
+
+int index_add(index_t *ix, uint64_t key, uint64_t seq, uint64_t pos) {
+    return mem_add(ix->active, key, (idx_hit){seq, pos});
+}
+
+static int cmp_fwd(const void *a, const void *b) { return hit_cmp(*(const idx_hit *)a, *(const idx_hit *)b); }
+static int cmp_bwd(const void *a, const void *b) { return hit_cmp(*(const idx_hit *)b, *(const idx_hit *)a); }
+
+size_t index_range(index_t *ix, uint64_t key, idx_hit from, bool backward, size_t max, uint64_t pos_limit,
+                   idx_hit *out) {
+    if (!max) return 0;
+    /* Each source gives up to max in order; together they are sorted and cut to max. The
+       sources hold disjoint positions, so nothing repeats. */
+    size_t cap = max * 4, n = 0;
+    idx_hit stackbuf[256];
+    idx_hit *all = cap <= 256 ? stackbuf : malloc(cap * sizeof *all);
+    if (!all) return 0;
+    pthread_rwlock_rdlock(&ix->lock);
+    size_t nsrc = 1 + ix->nfrozen + ix->nruns;
+    for (size_t s = 0; s < nsrc; s++) {
+        if (n + max > cap) {
+            qsort(all, n, sizeof *all, backward ? cmp_bwd : cmp_fwd);
+            n = MIN(n, max);
+        }
+        if (s == 0) n += mem_range(ix->active, key, from, backward, max, pos_limit, all + n);
+        else if (s <= ix->nfrozen) n += mem_range(ix->frozen[s - 1], key, from, backward, max, pos_limit, all + n);
+        else n += run_range(ix->runs[s - 1 - ix->nfrozen], key, from, backward, max, pos_limit, all + n);
+    }
+    pthread_rwlock_unlock(&ix->lock);
+    qsort(all, n, sizeof *all, backward ? cmp_bwd : cmp_fwd);
+    n = MIN(n, max);
+    memcpy(out, all, n * sizeof *out);
+    if (all != stackbuf) free(all);
+    return n;
+}
+
+void index_stats(index_t *ix, index_stats_t *st) {
+    pthread_rwlock_rdlock(&ix->lock);
+    *st = (index_stats_t){ix->nruns, 1 + ix->nfrozen, 0, ix->active->entries, ix->flushes, ix->merges};
+    for (size_t i = 0; i < ix->nruns; i++) st->run_entries += ix->runs[i]->count;
+    for (size_t i = 0; i < ix->nfrozen; i++) st->mem_entries += ix->frozen[i]->entries;
+    pthread_rwlock_unlock(&ix->lock);
+}

@@ -1,0 +1,70 @@
+/*
+ * index.h — the store's derived indexes, one LSM of 24-byte entries (key, seq, pos):
+ *
+ *   stream      key = index_key_stream(stream)        seq = revision   pos = position
+ *   event id    key = index_key_id(stream, id)        seq = position   pos = position
+ *   correlation key = index_key_corr(correlationid)   seq = position   pos = position
+ *
+ * Keys are 64-bit hashes, so two names can share a key: callers check each hit against the
+ * record it points to. Appends go to an in-memory memtable (no random page writes); a full
+ * memtable is frozen and a background thread writes it as a sorted run file, then merges runs
+ * of equal level four at a time. A MANIFEST names the runs; they cover positions [0, covered).
+ * Everything here can be rebuilt from the log, and is when it is missing or damaged.
+ *
+ * Threads: the writer thread calls index_add under index_write_lock; any thread may call
+ * index_range. Lookups see memtables and runs consistently through one rwlock.
+ */
+#ifndef FACTUM_INDEX_H
+#define FACTUM_INDEX_H
+
+#include "../base/base.h"
+
+typedef struct idx_hit {
+    uint64_t seq, pos;
+} idx_hit;
+
+typedef struct index index_t;
+
+uint64_t index_key_stream(factum_str_t stream);
+uint64_t index_key_id(factum_str_t stream, factum_str_t id);
+uint64_t index_key_corr(factum_str_t corr);
+
+/*
+ * Opens DIR (creating it), loads the runs its MANIFEST names, starts the background thread.
+ * A missing or damaged manifest or run empties the folder and starts from nothing; the caller
+ * learns what is covered from index_covered() and replays the log from there.
+ */
+int index_open(const char *dir, uint32_t memtable_max, index_t **out, factum_error_t *err);
+/* Positions [0, covered) are in run files. */
+uint64_t index_covered(const index_t *ix);
+/* Stops the thread. With flush_below > covered, first writes memtable entries below it as runs. */
+void index_close(index_t *ix, uint64_t flush_below);
+
+void index_write_lock(index_t *ix);
+void index_write_unlock(index_t *ix);
+/* Adds one entry to the active memtable; the write lock must be held. 0 or FACTUM_ENOMEM. */
+int index_add(index_t *ix, uint64_t key, uint64_t seq, uint64_t pos);
+/*
+ * Called by the writer between commit groups with the durable position: freezes the active
+ * memtable if it is full, so the background thread can write it out.
+ */
+void index_maybe_rotate(index_t *ix, uint64_t durable);
+
+/*
+ * Up to `max` entries of `key` with pos < pos_limit, ordered by (seq, pos): ascending from
+ * `from` inclusive, or with `backward` descending from `from` inclusive.
+ */
+size_t index_range(index_t *ix, uint64_t key, idx_hit from, bool backward, size_t max, uint64_t pos_limit,
+                   idx_hit *out);
+
+/* Figures for tests and benchmarks. */
+typedef struct index_stats {
+    size_t runs, memtables;
+    uint64_t run_entries, mem_entries;
+    uint64_t flushes, merges;
+} index_stats_t;
+void index_stats(index_t *ix, index_stats_t *st);
+/* Waits until no frozen memtable is waiting to be written (tests). */
+void index_quiesce(index_t *ix);
+
+#endif

@@ -1,0 +1,263 @@
+/*
+ * segment.c — log segment files and their position maps (see segment.h, docs/format.md).
+ */
+#include "segment.h"
+
+#include "record.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void seg_path(char *out, const char *logdir, uint32_t no, const char *ext) {
+    snprintf(out, PATH_MAX, "%s/%08x.%s", logdir, no, ext);
+}
+
+static int io_err(factum_error_t *err, int e, const char *what, const char *path) {
+    return err_set(err, e == -ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "%s %s: %s", what, path, strerror(-e));
+}
+
+static void header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos) {
+    memset(h, 0, SEGMENT_HEADER);
+    store32(h + 0, SEGMENT_MAGIC);
+    store32(h + 4, SEGMENT_VERSION);
+    store32(h + 8, no);
+    store64(h + 16, size);
+    store64(h + 24, first_pos);
+    store32(h + 60, crc32c(h, 60));
+}
+
+static int map_segment(segment_t *s, factum_error_t *err) {
+    s->map = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
+    if (s->map == MAP_FAILED) {
+        s->map = NULL;
+        return io_err(err, -errno, "cannot map", s->path);
+    }
+    return 0;
+}
+
+int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, io_vfs *vfs,
+                   segment_t **out, factum_error_t *err) {
+    segment_t *s = calloc(1, sizeof *s);
+    if (!s) return err_set(err, FACTUM_ENOMEM, "out of memory creating a segment");
+    char tmp[PATH_MAX];
+    seg_path(s->path, logdir, no, "seg");
+    seg_path(tmp, logdir, no, "seg.tmp");
+    s->no = no, s->size = size, s->first_pos = first_pos, s->end = SEGMENT_HEADER, s->fd = -1;
+    int rc, e;
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = io_err(err, -errno, "cannot create", tmp);
+        goto fail;
+    }
+    uint8_t h[SEGMENT_HEADER];
+    header_encode(h, no, size, first_pos);
+    struct iovec iov = {h, sizeof h};
+    if ((e = vfs->fallocate(vfs, fd, 0, size)) || (e = io_write_all(vfs, fd, &iov, 1, 0)) ||
+        (e = vfs->fdatasync(vfs, fd))) {
+        rc = io_err(err, e, "cannot prepare", tmp);
+        close(fd);
+        unlink(tmp);
+        goto fail;
+    }
+    if (rename(tmp, s->path) || (e = io_sync_dir(logdir))) {
+        rc = io_err(err, errno ? -errno : e, "cannot install", s->path);
+        close(fd);
+        goto fail;
+    }
+    s->fd = fd;
+    if ((rc = map_segment(s, err)) || (rc = segment_alloc_pmap(s))) goto fail;
+    *out = s;
+    return 0;
+fail:
+    if (rc == FACTUM_ENOMEM) err_set(err, rc, "out of memory for the position map of %s", s->path);
+    segment_close(s);
+    return rc;
+}
+
+int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_t *err) {
+    segment_t *s = calloc(1, sizeof *s);
+    if (!s) return err_set(err, FACTUM_ENOMEM, "out of memory opening a segment");
+    seg_path(s->path, logdir, no, "seg");
+    s->no = no;
+    int rc;
+    s->fd = open(s->path, O_RDWR | O_CLOEXEC);
+    if (s->fd < 0) {
+        rc = io_err(err, -errno, "cannot open", s->path);
+        goto fail;
+    }
+    struct stat st;
+    uint8_t h[SEGMENT_HEADER];
+    if (fstat(s->fd, &st) || pread(s->fd, h, sizeof h, 0) != (ssize_t)sizeof h) {
+        rc = err_set(err, FACTUM_ECORRUPT, "segment %s: header unreadable (offset 0)", s->path);
+        goto fail;
+    }
+    if (load32(h) != SEGMENT_MAGIC || load32(h + 60) != crc32c(h, 60)) {
+        rc = err_set(err, FACTUM_ECORRUPT, "segment %s: bad header checksum at offset 0", s->path);
+        goto fail;
+    }
+    if (load32(h + 4) != SEGMENT_VERSION) {
+        rc = err_set(err, FACTUM_EFORMAT, "segment %s: format version %u, this build reads %u", s->path,
+                     load32(h + 4), SEGMENT_VERSION);
+        goto fail;
+    }
+    s->size = load64(h + 16);
+    s->first_pos = load64(h + 24);
+    if (load32(h + 8) != no || s->size != (uint64_t)st.st_size || s->size < SEGMENT_HEADER) {
+        rc = err_set(err, FACTUM_ECORRUPT, "segment %s: header names segment %u of %llu bytes, file is %llu bytes",
+                     s->path, load32(h + 8), (unsigned long long)s->size, (unsigned long long)st.st_size);
+        goto fail;
+    }
+    s->end = SEGMENT_HEADER;
+    if ((rc = map_segment(s, err))) goto fail;
+    *out = s;
+    return 0;
+fail:
+    segment_close(s);
+    return rc;
+}
+
+static void pmap_release(segment_t *s) {
+    if (s->pmap) munmap(s->pmap_is_file ? (void *)((uint8_t *)s->pmap - PMAP_HEADER) : s->pmap, s->pmap_bytes);
+    s->pmap = NULL;
+    s->pmap_is_file = false;
+}
+
+void segment_close(segment_t *s) {
+    if (!s) return;
+    pmap_release(s);
+    if (s->map) munmap(s->map, s->size);
+    if (s->fd >= 0) close(s->fd);
+    free(s);
+}
+
+int segment_alloc_pmap(segment_t *s) {
+    pmap_release(s);
+    s->pmap_cap = (s->size - SEGMENT_HEADER) / (RECORD_HEADER + RECORD_ALIGN) + 1;
+    s->pmap_bytes = s->pmap_cap * sizeof(uint32_t);
+    void *p = mmap(NULL, s->pmap_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return FACTUM_ENOMEM;
+    s->pmap = p;
+    return 0;
+}
+
+int segment_load_pmap(segment_t *s, const char *logdir) {
+    char path[PATH_MAX];
+    seg_path(path, logdir, s->no, "pmap");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    uint8_t *m = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size >= PMAP_HEADER)
+        m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return -1;
+    uint64_t count = load64(m + 24), end = load64(m + 32);
+    bool ok = load32(m) == PMAP_MAGIC && load32(m + 44) == crc32c(m, 44) && load32(m + 8) == s->no &&
+              load64(m + 16) == s->first_pos && end <= s->size &&
+              (uint64_t)st.st_size == PMAP_HEADER + count * 4 &&
+              load32(m + 40) == crc32c(m + PMAP_HEADER, count * 4);
+    if (!ok) {
+        munmap(m, (size_t)st.st_size);
+        return -1;
+    }
+    pmap_release(s);
+    s->pmap = (uint32_t *)(m + PMAP_HEADER);
+    s->pmap_bytes = (size_t)st.st_size;
+    s->pmap_is_file = true;
+    s->pmap_cap = s->count = count;
+    s->end = end;
+    return 0;
+}
+
+int segment_write_pmap(segment_t *s, const char *logdir) {
+    char path[PATH_MAX], tmp[PATH_MAX];
+    seg_path(path, logdir, s->no, "pmap");
+    seg_path(tmp, logdir, s->no, "pmap.tmp");
+    uint8_t h[PMAP_HEADER] = {0};
+    store32(h, PMAP_MAGIC);
+    store32(h + 4, 1);
+    store32(h + 8, s->no);
+    store64(h + 16, s->first_pos);
+    store64(h + 24, s->count);
+    store64(h + 32, s->end);
+    store32(h + 40, crc32c(s->pmap, s->count * 4));
+    store32(h + 44, crc32c(h, 44));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    struct iovec iov[2] = {{h, sizeof h}, {s->pmap, s->count * 4}};
+    int rc = io_write_all(io_vfs_default(), fd, iov, 2, 0);
+    close(fd);
+    if (!rc && rename(tmp, path)) rc = -errno;
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+void segment_scan(segment_t *s, segment_scan_t *r) {
+    uint64_t off = SEGMENT_HEADER, n = 0;
+    *r = (segment_scan_t){0, SEGMENT_HEADER, SEGMENT_HEADER, false, 0};
+    for (;;) {
+        factum_event_t e;
+        uint32_t len;
+        int st = record_decode(s->map + off, s->size - off, &e, &len);
+        if (st == RECORD_OK && e.position != s->first_pos + n) st = RECORD_BAD; /* stale or misplaced */
+        if (st != RECORD_OK) {
+            r->stop_at = off;
+            r->clean = st == RECORD_EMPTY && off == r->end;
+            break;
+        }
+        s->pmap[n++] = (uint32_t)off;
+        off += len;
+        if (load32(s->map + (off - len) + R_FLAGS) & RECORD_BATCH_END) {
+            r->count = n;
+            r->end = off;
+            r->last_time = e.time_us;
+        }
+    }
+    s->count = r->count;
+    s->end = r->end;
+}
+
+int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, io_vfs *vfs,
+                        factum_error_t *err) {
+    uint64_t limit = MIN(s->size, r->stop_at + window), dirty_end = r->end;
+    /* The commit group the scan ended in: records after end that decoded, with their time. */
+    int64_t torn_group_time = INT64_MIN;
+    if (r->stop_at > r->end) torn_group_time = (int64_t)load64(s->map + r->end + R_TIME);
+    uint64_t next_pos = s->first_pos + r->count;
+    for (uint64_t off = r->end; off + 8 <= limit; off += 8) {
+        if (load64(s->map + off) == 0) continue;
+        dirty_end = off + 8;
+        if (off < r->stop_at || load32(s->map + off) != RECORD_MAGIC) continue;
+        factum_event_t e;
+        uint32_t len;
+        if (record_decode(s->map + off, s->size - off, &e, &len) != RECORD_OK || e.position < next_pos) continue;
+        /* A whole record of a later commit group: data after the damage was synced, so the damage
+           is not a torn write but corruption of acknowledged data. */
+        if (e.time_us != torn_group_time)
+            return err_set(err, FACTUM_ECORRUPT,
+                           "segment %s: checksum failure at offset %llu, with valid data after it at offset %llu",
+                           s->path, (unsigned long long)r->stop_at, (unsigned long long)off);
+        dirty_end = MAX(dirty_end, off + len);
+    }
+    if (dirty_end > r->end) {
+        /* Torn tail: nothing in it was acknowledged. Zero it so it can never be read again. */
+        static const uint8_t zeros[65536];
+        for (uint64_t off = r->end; off < dirty_end;) {
+            size_t k = (size_t)MIN(sizeof zeros, dirty_end - off);
+            struct iovec iov = {(void *)zeros, k};
+            int e = io_write_all(vfs, s->fd, &iov, 1, off);
+            if (e) return io_err(err, e, "cannot truncate torn tail of", s->path);
+            off += k;
+        }
+        int e = vfs->fdatasync(vfs, s->fd);
+        if (e) return io_err(err, e, "cannot sync", s->path);
+    }
+    s->end = r->end;
+    s->count = r->count;
+    return 0;
+}

@@ -1,0 +1,79 @@
+/*
+ * segment.h — log segment files. A segment is a preallocated file of fixed size: a 64-byte
+ * header, then records back to back, then zeros. Every segment has a position map (pmap):
+ * pmap[i] is the byte offset of the record at position first_pos + i. The active segment's
+ * pmap lives in memory; a sealed segment's is written to a .pmap file, which is derived state
+ * (checked by checksum, rebuilt by a scan when missing or bad).
+ *
+ * Ownership: the writer thread owns the active segment's tail (end, count, pmap growth);
+ * readers only touch positions below the durable position, whose pmap entries and bytes were
+ * written before that position was published.
+ */
+#ifndef FACTUM_SEGMENT_H
+#define FACTUM_SEGMENT_H
+
+#include "../base/base.h"
+#include "../io/io.h"
+
+#include <limits.h>
+
+#define SEGMENT_MAGIC 0x47455346u /* "FSEG" */
+#define SEGMENT_VERSION 1
+#define SEGMENT_HEADER 64
+#define PMAP_MAGIC 0x504D5046u /* "FPMP" */
+#define PMAP_HEADER 64
+
+typedef struct segment {
+    uint32_t no;
+    int fd;
+    uint8_t *map; /* PROT_READ, MAP_SHARED, the whole file */
+    uint64_t size;
+    uint64_t first_pos;
+    uint64_t count; /* records */
+    uint64_t end;   /* offset just past the last record */
+    uint32_t *pmap;
+    size_t pmap_cap;   /* entries the pmap can hold */
+    size_t pmap_bytes; /* length of its mapping */
+    bool pmap_is_file; /* mapped from the .pmap file (sealed, read-only) */
+    char path[PATH_MAX];
+} segment_t;
+
+/* Makes DIR/log/NNNNNNNN.seg of `size` bytes, header synced and name durable. */
+int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, io_vfs *vfs,
+                   segment_t **out, factum_error_t *err);
+/* Opens and maps an existing segment; checks the header. count/end/pmap are not set yet. */
+int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_t *err);
+void segment_close(segment_t *s);
+
+/* Loads the .pmap of a sealed segment. 0, or nonzero if it is missing or does not match. */
+int segment_load_pmap(segment_t *s, const char *logdir);
+/* Writes the .pmap for a sealed segment (no fsync: it is derived and checksummed). */
+int segment_write_pmap(segment_t *s, const char *logdir);
+/* Gives the segment an in-memory pmap large enough for any number of records it can hold. */
+int segment_alloc_pmap(segment_t *s);
+
+/* Result of reading a segment from its start. */
+typedef struct segment_scan {
+    uint64_t count;   /* records in complete batches */
+    uint64_t end;     /* offset just past the last complete batch */
+    uint64_t stop_at; /* where scanning stopped (first byte not part of a valid record) */
+    bool clean;       /* stopped at zeros right after a complete batch */
+    int64_t last_time;
+} segment_scan_t;
+
+/* Walks records from the header on, filling the in-memory pmap. Never fails on bad data. */
+void segment_scan(segment_t *s, segment_scan_t *r);
+
+/*
+ * For the tail segment after a scan: decides torn tail versus corruption. Looks at most
+ * `window` bytes past r->stop_at for a valid record of a later commit group; if one is there,
+ * returns FACTUM_ECORRUPT naming the file and offset. Otherwise zeroes any bytes past r->end
+ * (the torn tail), syncs, and sets s->end/s->count.
+ */
+int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, io_vfs *vfs,
+                        factum_error_t *err);
+
+/* Offset of the record at `pos` (which must be in this segment). */
+static inline uint32_t segment_offset(const segment_t *s, uint64_t pos) { return s->pmap[pos - s->first_pos]; }
+
+#endif

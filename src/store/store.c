@@ -1,0 +1,299 @@
+/*
+ * store.c — opening a data folder (locking, recovery, index catch-up) and closing it.
+ *
+ * Data folder:  DIR/LOCK (owner pid, flock), DIR/log/NNNNNNNN.seg + .pmap, DIR/index/...
+ * Recovery, in order: open sealed segments (pmap from file or by scan; any bad record there is
+ * corruption), scan the tail segment (torn tail zeroed, corruption reported), open the index
+ * and replay the log from the position it covers. docs/format.md describes it in full.
+ */
+#include "store.h"
+
+#include "record.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int lock_folder(factum_t *db, factum_error_t *err) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/LOCK", db->dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return err_set(err, FACTUM_EIO, "cannot open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        char pid[32] = {0};
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' ')) pid[--n] = 0;
+        close(fd);
+        return err_set(err, FACTUM_ELOCKED, "data folder %s is in use by process %s", db->dir,
+                       n > 0 ? pid : "(unknown)");
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)n, 0) != n) {
+        close(fd);
+        return err_set(err, FACTUM_EIO, "cannot write %s: %s", path, strerror(errno));
+    }
+    db->lock_fd = fd;
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Segment numbers present in the log folder, sorted; leftover temporary files are removed. */
+static int list_segments(factum_t *db, uint32_t **out, size_t *n, factum_error_t *err) {
+    DIR *d = opendir(db->logdir);
+    if (!d) return err_set(err, FACTUM_EIO, "cannot read %s: %s", db->logdir, strerror(errno));
+    size_t cap = 16, cnt = 0;
+    uint32_t *v = malloc(cap * sizeof *v);
+    struct dirent *de;
+    while (v && (de = readdir(d))) {
+        unsigned no;
+        char tail[16];
+        if (strstr(de->d_name, ".tmp")) {
+            unlinkat(dirfd(d), de->d_name, 0);
+            continue;
+        }
+        if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || strcmp(tail, "seg") || strlen(de->d_name) != 12)
+            continue;
+        if (cnt == cap) {
+            uint32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) {
+                free(v);
+                v = NULL;
+                break;
+            }
+            v = nv;
+        }
+        v[cnt++] = no;
+    }
+    closedir(d);
+    if (!v) return err_set(err, FACTUM_ENOMEM, "out of memory listing segments");
+    qsort(v, cnt, sizeof *v, cmp_u32);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int add_segment(factum_t *db, segment_t *s, factum_error_t *err) {
+    size_t n = atomic_load(&db->nsegs);
+    if (n == STORE_MAX_SEGMENTS) {
+        segment_close(s);
+        return err_set(err, FACTUM_ETOOBIG, "too many segments in %s", db->logdir);
+    }
+    db->segs[n] = s;
+    atomic_store_explicit(&db->nsegs, n + 1, memory_order_release);
+    return 0;
+}
+
+/* Opens every segment; all but the last must be whole. Leaves next_pos at the log's end. */
+static int recover_log(factum_t *db, factum_error_t *err) {
+    uint32_t *nos = NULL;
+    size_t n = 0;
+    int rc = list_segments(db, &nos, &n, err);
+    if (rc) return rc;
+    uint64_t expect_pos = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        segment_t *s;
+        if (nos[i] != (i ? nos[i - 1] + 1 : nos[0])) {
+            rc = err_set(err, FACTUM_ECORRUPT, "segment %08x is missing from %s (found %08x after it)",
+                         nos[i - 1] + 1, db->logdir, nos[i]);
+            break;
+        }
+        if ((rc = segment_open(db->logdir, nos[i], &s, err))) break;
+        if (i && s->first_pos != expect_pos) {
+            rc = err_set(err, FACTUM_ECORRUPT, "segment %s starts at position %llu, expected %llu", s->path,
+                         (unsigned long long)s->first_pos, (unsigned long long)expect_pos);
+            segment_close(s);
+            break;
+        }
+        bool tail = i + 1 == n;
+        if (!tail && segment_load_pmap(s, db->logdir) == 0) {
+            expect_pos = s->first_pos + s->count;
+        } else {
+            segment_scan_t r;
+            if ((rc = segment_alloc_pmap(s))) {
+                err_set(err, rc, "out of memory for the position map of %s", s->path);
+                segment_close(s);
+                break;
+            }
+            segment_scan(s, &r);
+            if (tail) {
+                rc = segment_repair_tail(s, &r, STORE_TAIL_WINDOW, db->vfs, err);
+                db->last_time = r.count ? r.last_time : db->last_time;
+            } else if (!r.clean) {
+                rc = err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %llu (position %llu)",
+                             s->path, (unsigned long long)r.stop_at, (unsigned long long)(s->first_pos + r.count));
+            } else {
+                segment_write_pmap(s, db->logdir); /* derived: a failure here only costs a rescan */
+            }
+            if (rc) {
+                segment_close(s);
+                break;
+            }
+            expect_pos = s->first_pos + s->count;
+        }
+        if (s->count) {
+            factum_event_t e;
+            if (record_decode(s->map + s->pmap[s->count - 1], s->size - s->pmap[s->count - 1], &e, NULL) ==
+                RECORD_OK)
+                db->last_time = MAX(db->last_time, e.time_us);
+        }
+        rc = add_segment(db, s, err);
+    }
+    free(nos);
+    if (rc) return rc;
+    if (atomic_load(&db->nsegs) == 0) {
+        segment_t *s;
+        if ((rc = segment_create(db->logdir, 0, db->segment_bytes, 0, db->vfs, &s, err))) return rc;
+        if ((rc = add_segment(db, s, err))) return rc;
+    }
+    segment_t *last = db->segs[atomic_load(&db->nsegs) - 1];
+    db->next_pos = last->first_pos + last->count;
+    return 0;
+}
+
+segment_t *store_segment_of(factum_t *db, uint64_t pos) {
+    size_t lo = 0, hi = atomic_load_explicit(&db->nsegs, memory_order_acquire);
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (db->segs[mid]->first_pos <= pos) lo = mid;
+        else hi = mid;
+    }
+    return db->segs[lo];
+}
+
+int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t *err) {
+    if (pos >= db->group_first && pos < db->next_pos && db->pending && pthread_equal(pthread_self(), db->writer)) {
+        /* The writer looking at a record of its own group, not yet in the file. */
+        const uint8_t *p = db->pending[pos - db->group_first];
+        if (record_decode(p, load32(p + R_LENGTH), e, NULL) == RECORD_OK) return 0;
+    }
+    segment_t *s = store_segment_of(db, pos);
+    uint32_t off = segment_offset(s, pos);
+    if (record_decode(s->map + off, s->size - off, e, NULL) != RECORD_OK || e->position != pos)
+        return err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %u (position %llu)", s->path,
+                       off, (unsigned long long)pos);
+    return 0;
+}
+
+int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, factum_error_t *err) {
+    factum_options_t o = opts ? *opts : (factum_options_t){0};
+    if (!dir || !*dir || !out) return err_set(err, FACTUM_EINVAL, "factum_open: a data folder is required");
+    if (o.segment_bytes && (o.segment_bytes < (1u << 16) || o.segment_bytes > (1ull << 32)))
+        return err_set(err, FACTUM_EINVAL, "segment_bytes must be between 64 KiB and 4 GiB");
+    factum_t *db = calloc(1, sizeof *db);
+    if (!db) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    db->lock_fd = -1;
+    db->vfs = o.vfs ? o.vfs : io_vfs_default();
+    db->segment_bytes = o.segment_bytes ? o.segment_bytes : 256u << 20;
+    db->max_data_bytes = o.max_data_bytes ? o.max_data_bytes : FACTUM_DEFAULT_MAX_DATA;
+    int rc;
+    if (strlen(dir) > FACTUM_MAX_DIR) {
+        free(db);
+        return err_set(err, FACTUM_EINVAL, "data folder path is longer than %d bytes", FACTUM_MAX_DIR);
+    }
+    snprintf(db->dir, sizeof db->dir, "%s", dir);
+    snprintf(db->logdir, sizeof db->logdir, "%s/log", dir);
+    snprintf(db->idxdir, sizeof db->idxdir, "%s/index", dir);
+    pthread_mutex_init(&db->qmu, NULL);
+    pthread_cond_init(&db->qcond, NULL);
+    pthread_mutex_init(&db->wmu, NULL);
+    pthread_cond_init(&db->wcond, NULL);
+    streams_init(&db->cache, o.stream_cache ? o.stream_cache : 1u << 21);
+    db->segs = mmap(NULL, STORE_MAX_SEGMENTS * sizeof *db->segs, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (db->segs == MAP_FAILED) {
+        db->segs = NULL;
+        rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((mkdir(dir, 0755) && errno != EEXIST) || (mkdir(db->logdir, 0755) && errno != EEXIST)) {
+        rc = err_set(err, FACTUM_EIO, "cannot create data folder %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if ((rc = lock_folder(db, err)) || (rc = recover_log(db, err))) goto fail;
+    atomic_store(&db->durable, db->next_pos);
+    if ((rc = index_open(db->idxdir, o.memtable_events ? o.memtable_events : 1u << 18, &db->index, err)))
+        goto fail;
+    if (index_covered(db->index) > db->next_pos) {
+        /* An index ahead of the log (the log lost its tail to corruption repair): rebuild. */
+        index_close(db->index, 0);
+        char manifest[PATH_MAX + 16];
+        snprintf(manifest, sizeof manifest, "%s/MANIFEST", db->idxdir);
+        unlink(manifest);
+        if ((rc = index_open(db->idxdir, o.memtable_events ? o.memtable_events : 1u << 18, &db->index, err)))
+            goto fail;
+    }
+    for (uint64_t p = index_covered(db->index); p < db->next_pos; p++) {
+        factum_event_t e;
+        if ((rc = store_event_at(db, p, &e, err))) goto fail;
+        index_maybe_rotate(db->index, p);
+        index_write_lock(db->index);
+        rc = store_index_event(db, &e);
+        index_write_unlock(db->index);
+        if (rc) {
+            err_set(err, rc, "out of memory rebuilding the index");
+            goto fail;
+        }
+    }
+    if ((rc = store_writer_start(db))) {
+        err_set(err, rc, "cannot start the writer thread");
+        goto fail;
+    }
+    *out = db;
+    return 0;
+fail:
+    if (db->index) index_close(db->index, 0);
+    db->index = NULL;
+    factum_close(db);
+    return rc;
+}
+
+void factum_close(factum_t *db) {
+    if (!db) return;
+    if (db->index) {
+        store_writer_stop(db);
+        index_close(db->index, atomic_load(&db->durable));
+    }
+    size_t n = db->segs ? atomic_load(&db->nsegs) : 0;
+    for (size_t i = 0; i < n; i++) segment_close(db->segs[i]);
+    if (db->segs) munmap(db->segs, STORE_MAX_SEGMENTS * sizeof *db->segs);
+    streams_free(&db->cache);
+    free(db->pending);
+    if (db->lock_fd >= 0) close(db->lock_fd); /* releases the flock */
+    pthread_mutex_destroy(&db->qmu);
+    pthread_cond_destroy(&db->qcond);
+    pthread_mutex_destroy(&db->wmu);
+    pthread_cond_destroy(&db->wcond);
+    free(db);
+}
+
+uint64_t factum_head_position(factum_t *db) { return atomic_load_explicit(&db->durable, memory_order_acquire); }
+
+uint64_t factum_wait(factum_t *db, uint64_t position, int timeout_ms) {
+    uint64_t head = factum_head_position(db);
+    if (head > position || timeout_ms == 0) return head;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms > 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        if (deadline.tv_nsec >= 1000000000) deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&db->wmu);
+    while ((head = factum_head_position(db)) <= position) {
+        if (timeout_ms < 0) pthread_cond_wait(&db->wcond, &db->wmu);
+        else if (pthread_cond_timedwait(&db->wcond, &db->wmu, &deadline)) break;
+    }
+    pthread_mutex_unlock(&db->wmu);
+    return factum_head_position(db);
+}

@@ -1,0 +1,84 @@
+/*
+ * store.h — the private side of factum_t, shared by the files of src/store: store.c (open,
+ * recovery, close), append.c (validation, the writer thread, group commit) and read.c.
+ *
+ * Threads and ownership (docs/threads.md has the picture):
+ *   - caller threads validate and encode events, queue an append_req, and sleep on it;
+ *   - the writer thread owns next_pos, the active segment's tail and the stream cache; per
+ *     commit group it writes, fdatasyncs once, then publishes `durable` and wakes the callers;
+ *   - the index thread (index.c) writes and merges index runs;
+ *   - readers use `durable` (acquire) as the end of the log and never look past it.
+ */
+#ifndef FACTUM_STORE_H
+#define FACTUM_STORE_H
+
+#include "../base/base.h"
+#include "../io/io.h"
+#include "index.h"
+#include "segment.h"
+#include "streams.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define STORE_MAX_SEGMENTS (1u << 20)
+#define STORE_MAX_BATCH_BYTES (32u << 20) /* encoded bytes of one append */
+#define STORE_GROUP_BYTES (16u << 20)     /* a commit group stops growing past this */
+#define STORE_TAIL_WINDOW (64u << 20)     /* >= group + batch: how far a torn write can reach */
+#define STORE_MAX_READ 100000             /* events one read returns at most */
+#define STORE_SCAN_WINDOW 1000000         /* positions one filtered $all read examines at most */
+
+typedef struct append_req append_req;
+
+struct factum {
+    char dir[PATH_MAX], logdir[PATH_MAX], idxdir[PATH_MAX];
+    int lock_fd;
+    io_vfs *vfs;
+    uint64_t segment_bytes;
+    uint32_t max_data_bytes;
+
+    segment_t **segs; /* fixed capacity; entries below nsegs never change */
+    _Atomic size_t nsegs;
+    _Atomic uint64_t durable; /* events [0, durable) are on disk and visible */
+    index_t *index;
+
+    /* writer thread */
+    pthread_t writer;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcond;
+    append_req *qhead, *qtail;
+    bool stopping;
+    int failed; /* 0, or the code that stopped the writer */
+    char failmsg[256];
+    uint64_t next_pos;
+    int64_t last_time;
+    stream_cache cache;
+    const uint8_t **pending; /* records of the current group by position - group_first */
+    size_t pending_cap;
+    uint64_t group_first;
+
+    /* factum_wait */
+    pthread_mutex_t wmu;
+    pthread_cond_t wcond;
+
+    /* counters (writer-owned, read racily for stats) */
+    _Atomic uint64_t n_groups, n_fsyncs, n_appends;
+};
+
+/* The segment holding `pos` (< durable or < next_pos on the writer thread). */
+segment_t *store_segment_of(factum_t *db, uint64_t pos);
+/* Decodes the event at `pos`; FACTUM_ECORRUPT names file and offset if it fails its checksum. */
+int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t *err);
+
+/* read.c: the stream's last revision among positions below pos_limit, or -1. */
+int64_t store_stream_last(factum_t *db, factum_str_t stream, uint64_t pos_limit);
+
+/* append.c */
+/* FACTUM_EBADSTREAM unless s is a valid stream name. */
+int store_check_stream(factum_str_t s, factum_error_t *err);
+int store_writer_start(factum_t *db);
+void store_writer_stop(factum_t *db);
+/* Adds the index entries of one event (write lock held by the caller). */
+int store_index_event(factum_t *db, const factum_event_t *e);
+
+#endif
