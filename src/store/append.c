@@ -95,7 +95,7 @@ static int check_extensions(factum_str_t ext, size_t i, factum_error_t *err) {
         if (!rc && names.len && memmem(names.ptr, names.len, probe, (size_t)pn))
             rc = err_set(err, FACTUM_EBADEVENT, "event %zu: extension attribute '%.*s' appears twice", i, (int)k.len,
                          k.ptr);
-        if (!rc) rc = buf_append(&names, probe, (size_t)pn - 1);
+        if (!rc) rc = buf_append(&names, probe, (size_t)pn);
     }
     buf_free(&b);
     buf_free(&names);
