@@ -315,8 +315,7 @@ static int rw_flush(run_writer *w) {
 }
 
 static int rw_begin(run_writer *w, const char *dir, uint32_t id, uint64_t count) {
-    memset(w, 0, offsetof(run_writer, buf));
-    w->blen = 0;
+    w->blen = 0, w->err = 0, w->written = 0, w->crc = 0; /* buf is filled as entries come */
     snprintf(w->tmp, PATH_MAX, "%s/run-%08x.tmp", dir, id);
     w->count = count;
     w->bloom_bits = MAX(64, count * BLOOM_BITS_PER_KEY);
@@ -686,14 +685,14 @@ void index_maybe_rotate(index_t *ix, uint64_t durable) {
 
 void index_close(index_t *ix, uint64_t flush_below) {
     if (!ix) return;
-    if (flush_below > ix->active_pos_lo && ix->active->entries) {
+    /* Write what the memtable holds, so the next open need not replay it. If the index
+       thread failed (disk trouble), skip it: the next open replays the log instead. */
+    while (flush_below > ix->active_pos_lo && ix->active->entries && !ix->failed) {
         pthread_rwlock_wrlock(&ix->lock);
-        while (!freeze(ix, flush_below)) {
-            pthread_rwlock_unlock(&ix->lock);
-            index_quiesce(ix);
-            pthread_rwlock_wrlock(&ix->lock);
-        }
+        bool frozen = freeze(ix, flush_below);
         pthread_rwlock_unlock(&ix->lock);
+        if (frozen) break;
+        index_quiesce(ix); /* all frozen slots taken: let the thread drain them */
     }
     index_quiesce(ix);
     pthread_mutex_lock(&ix->mu);
