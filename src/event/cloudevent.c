@@ -122,10 +122,13 @@ static int parse_event(factum_events_t *set, factum_str_t obj, size_t idx, factu
         case A_CORR: e->correlationid = s; break;
         case A_CAUSE: e->causationid = s; break;
         case A_DATA64: {
-            char *dst = set->arena + set->used;
+            /* Decoded bytes are fewer than the text: decode in place when the text is already
+               an unescaped copy in the arena (it must not take arena space twice). */
+            bool in_arena = s.ptr >= set->arena && s.ptr < set->arena + set->cap;
+            char *dst = in_arena ? (char *)s.ptr : set->arena + set->used;
             long n = b64_decode(s.ptr, s.len, dst);
             if (n < 0) return err_set(err, FACTUM_EBADEVENT, "event %zu: data_base64 is not valid base64", idx);
-            arena_take(set, (size_t)n);
+            if (!in_arena) arena_take(set, (size_t)n);
             e->data = (factum_str_t){dst, (size_t)n};
             e->data_format = FACTUM_DATA_BINARY;
             break;
@@ -230,7 +233,7 @@ typedef struct out {
 } out_t;
 
 static void put(out_t *o, const char *s, size_t n) {
-    if (o->len < o->cap) memcpy(o->p + o->len, s, MIN(n, o->cap - o->len));
+    if (n && o->len < o->cap) memcpy(o->p + o->len, s, MIN(n, o->cap - o->len));
     o->len += n;
 }
 static void puts_(out_t *o, const char *s) { put(o, s, strlen(s)); }
@@ -238,6 +241,7 @@ static void puts_(out_t *o, const char *s) { put(o, s, strlen(s)); }
 static void put_string(out_t *o, factum_str_t s) {
     static const char hex[] = "0123456789abcdef";
     put(o, "\"", 1);
+    if (!s.len) s.ptr = ""; /* an absent attribute is {NULL, 0} */
     size_t run = 0;
     for (size_t i = 0; i < s.len; i++) {
         unsigned char ch = (unsigned char)s.ptr[i];

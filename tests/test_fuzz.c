@@ -1,0 +1,40 @@
+/*
+ * test_fuzz.c — replays each fuzz target's committed corpus (the files in fuzz/corpus/NAME),
+ * input that once found a bug, and the seeds, run in every `make test` and `make asan`.
+ */
+#include "test.h"
+
+#include <dirent.h>
+#include <string.h>
+
+int fuzz_record(const uint8_t *data, size_t size);
+int fuzz_event_json(const uint8_t *data, size_t size);
+int fuzz_open(const uint8_t *data, size_t size);
+
+static void replay(const char *name, int (*fn)(const uint8_t *, size_t)) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/fuzz/corpus/%s", test_root(), name);
+    DIR *d = opendir(dir);
+    CHECK_MSG(d, "no corpus at %s", dir);
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        FILE *f = fopen(path, "rb");
+        CHECK(f);
+        uint8_t *buf = malloc(1 << 20);
+        size_t len = fread(buf, 1, 1 << 20, f);
+        fclose(f);
+        fn(buf, len);
+        free(buf);
+        n++;
+    }
+    closedir(d);
+    CHECK_MSG(n > 0, "empty corpus %s", dir);
+}
+
+TEST(fuzz_corpus_of_the_record_decoder_replays_cleanly) { replay("record", fuzz_record); }
+TEST(fuzz_corpus_of_event_json_replays_cleanly) { replay("event_json", fuzz_event_json); }
+TEST_T(fuzz_corpus_of_opening_a_damaged_folder_replays_cleanly, 120) { replay("open", fuzz_open); }
