@@ -18,6 +18,7 @@
 
 #define RUN_MAGIC 0x58444946u /* "FIDX" */
 #define RUN_HEADER 64
+#define RUN_VERSION 2 /* 2: fences stored after the bloom filter */
 #define RUN_ENTRY 24
 #define FENCE_EVERY 64
 #define BLOOM_BITS_PER_KEY 10
@@ -172,7 +173,7 @@ typedef struct run {
     const uint8_t *entries;
     const uint8_t *bloom;
     uint64_t bloom_bits;
-    uint64_t *fences; /* key of every FENCE_EVERY-th entry */
+    const uint64_t *fences; /* key of every FENCE_EVERY-th entry, stored in the file */
     size_t nfences;
 } run;
 
@@ -247,7 +248,6 @@ static size_t run_range(const run *r, uint64_t key, idx_hit from, bool backward,
 static void run_free(run *r) {
     if (!r) return;
     if (r->map) munmap(r->map, r->map_len);
-    free(r->fences);
     free(r);
 }
 
@@ -274,17 +274,16 @@ static run *run_load(const char *dir, uint32_t id) {
     r->pos_hi = load64(h + 24);
     r->level = load32(h + 32);
     r->bloom_bits = load64(h + 40);
-    uint64_t body = r->count * RUN_ENTRY + (r->bloom_bits + 7) / 8;
-    if (load32(h) != RUN_MAGIC || load32(h + 60) != crc32c(h, 60) || load32(h + 4) != 1 ||
+    r->nfences = (r->count + FENCE_EVERY - 1) / FENCE_EVERY;
+    uint64_t bloom_bytes = (r->bloom_bits + 63) / 64 * 8; /* padded so the fences are aligned */
+    uint64_t body = r->count * RUN_ENTRY + bloom_bytes + r->nfences * 8;
+    if (load32(h) != RUN_MAGIC || load32(h + 60) != crc32c(h, 60) || load32(h + 4) != RUN_VERSION ||
         RUN_HEADER + body != r->map_len || !r->bloom_bits ||
         load32(h + 48) != crc32c(h + RUN_HEADER, body))
         goto fail;
     r->entries = h + RUN_HEADER;
     r->bloom = r->entries + r->count * RUN_ENTRY;
-    r->nfences = (r->count + FENCE_EVERY - 1) / FENCE_EVERY;
-    r->fences = malloc(MAX(1, r->nfences) * sizeof *r->fences);
-    if (!r->fences) goto fail;
-    for (size_t i = 0; i < r->nfences; i++) r->fences[i] = run_key(r, i * FENCE_EVERY);
+    r->fences = (const uint64_t *)(r->bloom + bloom_bytes);
     close(fd);
     return r;
 fail:
@@ -295,6 +294,7 @@ fail:
 
 /* Streams sorted entries into a new run file; the caller gives the exact count up front. */
 typedef struct run_writer {
+    uint64_t *fences;
     int fd;
     char tmp[PATH_MAX];
     uint8_t *bloom;
@@ -316,13 +316,15 @@ static int rw_flush(run_writer *w) {
 
 static int rw_begin(run_writer *w, const char *dir, uint32_t id, uint64_t count) {
     w->blen = 0, w->err = 0, w->written = 0, w->crc = 0; /* buf is filled as entries come */
+    w->fences = malloc(MAX(1, (count + FENCE_EVERY - 1) / FENCE_EVERY) * sizeof *w->fences);
     snprintf(w->tmp, PATH_MAX, "%s/run-%08x.tmp", dir, id);
     w->count = count;
     w->bloom_bits = MAX(64, count * BLOOM_BITS_PER_KEY);
-    w->bloom = calloc((w->bloom_bits + 7) / 8, 1);
+    w->bloom = calloc((w->bloom_bits + 63) / 64 * 8, 1);
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (!w->bloom || w->fd < 0) {
+    if (!w->bloom || !w->fences || w->fd < 0) {
         free(w->bloom);
+        free(w->fences);
         if (w->fd >= 0) close(w->fd);
         return -1;
     }
@@ -331,6 +333,7 @@ static int rw_begin(run_writer *w, const char *dir, uint32_t id, uint64_t count)
 
 static void rw_put(run_writer *w, uint64_t key, idx_hit h) {
     uint8_t *e = w->buf + w->blen;
+    if (w->written % FENCE_EVERY == 0) w->fences[w->written / FENCE_EVERY] = key;
     store64(e, key), store64(e + 8, h.seq), store64(e + 16, h.pos);
     w->blen += RUN_ENTRY;
     w->written++;
@@ -347,11 +350,12 @@ static void rw_put(run_writer *w, uint64_t key, idx_hit h) {
 static int rw_end(run_writer *w, const char *dir, uint32_t id, uint32_t level, uint64_t pos_lo, uint64_t pos_hi) {
     ENSURE(w->written == w->count);
     rw_flush(w);
-    size_t bl = (w->bloom_bits + 7) / 8;
+    size_t bl = (w->bloom_bits + 63) / 64 * 8, nf = (w->count + FENCE_EVERY - 1) / FENCE_EVERY;
     w->crc = crc32c_extend(w->crc, w->bloom, bl);
+    w->crc = crc32c_extend(w->crc, w->fences, nf * 8);
     uint8_t h[RUN_HEADER] = {0};
     store32(h, RUN_MAGIC);
-    store32(h + 4, 1);
+    store32(h + 4, RUN_VERSION);
     store64(h + 8, w->count);
     store64(h + 16, pos_lo);
     store64(h + 24, pos_hi);
@@ -359,15 +363,16 @@ static int rw_end(run_writer *w, const char *dir, uint32_t id, uint32_t level, u
     store64(h + 40, w->bloom_bits);
     store32(h + 48, w->crc);
     store32(h + 60, crc32c(h, 60));
-    struct iovec b = {w->bloom, bl}, hd = {h, sizeof h};
+    struct iovec b[2] = {{w->bloom, bl}, {w->fences, nf * 8}}, hd = {h, sizeof h};
     char path[PATH_MAX];
     run_path(path, dir, id);
     int rc = w->err;
-    if (!rc) rc = io_write_all(io_vfs_default(), w->fd, &b, 1, RUN_HEADER + w->count * RUN_ENTRY);
+    if (!rc) rc = io_write_all(io_vfs_default(), w->fd, b, 2, RUN_HEADER + w->count * RUN_ENTRY);
     if (!rc) rc = io_write_all(io_vfs_default(), w->fd, &hd, 1, 0);
     if (!rc && fdatasync(w->fd)) rc = -errno;
     close(w->fd);
     free(w->bloom);
+    free(w->fences);
     if (!rc && rename(w->tmp, path)) rc = -errno;
     if (rc) unlink(w->tmp);
     return rc ? -1 : 0;
