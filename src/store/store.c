@@ -172,7 +172,8 @@ segment_t *store_segment_of(factum_t *db, uint64_t pos) {
 }
 
 int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t *err) {
-    if (pos >= db->group_first && pos < db->next_pos && db->pending && pthread_equal(pthread_self(), db->writer)) {
+    /* Only the writer may look at group_first/next_pos/pending: test the thread first. */
+    if (pthread_equal(pthread_self(), db->writer) && db->pending && pos >= db->group_first && pos < db->next_pos) {
         /* The writer looking at a record of its own group, not yet in the file. */
         const uint8_t *p = db->pending[pos - db->group_first];
         if (record_decode(p, load32(p + R_LENGTH), e, NULL) == RECORD_OK) return 0;
