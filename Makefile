@@ -9,7 +9,8 @@
 
 BUILD   ?= build
 CC      ?= gcc
-PKGS    := gcc make pkg-config libxxhash-dev clang libclang-rt-14-dev
+PKGS    := gcc make pkg-config libxxhash-dev
+FUZZ_PKGS := clang libclang-rt-14-dev
 SAN     ?=
 FUZZ_SECONDS ?= 60
 
@@ -33,17 +34,24 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o)
 .PHONY: all deps run test asan fuzz bench clean check-test
 all: $(BUILD)/factum $(BUILD)/libfactum.a
 
-# Debian packages the build needs; installed only when missing.
-deps: $(BUILD)/.deps
-$(BUILD)/.deps: Makefile
-	@mkdir -p $(BUILD)
-	@missing=""; for p in $(PKGS); do \
+# Debian packages, installed only when missing: $(call apt,PACKAGES)
+apt = missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+
+deps: $(BUILD)/.deps
+$(BUILD)/.deps: Makefile
+	@mkdir -p $(BUILD)
+	@$(call apt,$(PKGS))
+	@touch $@
+
+build/.fuzz-deps: Makefile
+	@mkdir -p build
+	@$(call apt,$(FUZZ_PKGS))
 	@touch $@
 
 $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
@@ -71,7 +79,7 @@ asan: deps
 
 # libFuzzer needs clang; each target starts from its committed corpus.
 FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-build/fuzz/%: fuzz/%.c $(LIB_SRC) | $(BUILD)/.deps
+build/fuzz/%: fuzz/%.c $(LIB_SRC) | $(BUILD)/.deps build/.fuzz-deps
 	@mkdir -p build/fuzz
 	clang -std=c17 -O1 -g -D_GNU_SOURCE -DFUZZ_LIBFUZZER -Iinclude -pthread -fsanitize=fuzzer,address,undefined \
 	  -o $@ $< $(LIB_SRC) $(shell pkg-config --libs libxxhash)
