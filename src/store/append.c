@@ -226,12 +226,21 @@ static int check_repeat(factum_t *db, append_req *r) {
         if (!r->user_id[i]) continue;
         factum_event_t mine, old;
         record_parse(r->recs + r->offs[i], &mine);
-        idx_hit hits[8];
-        size_t nh = index_range(db->index, index_key_id(r->stream, mine.id), (idx_hit){0, 0}, false, 8, UINT64_MAX, hits);
-        for (size_t h = 0; h < nh; h++) {
-            factum_error_t err;
-            if (store_event_at(db, hits[h].pos, &old, &err)) return req_fail(r, err.code, "%s", err.message);
-            if (!str_eq(old.stream, r->stream) || !str_eq(old.id, mine.id)) continue; /* hash collision */
+        /* Hits of the id's key, verified against their records; more than one only when ids
+           of this or other streams share the key. */
+        uint64_t key = index_key_id(r->stream, mine.id);
+        idx_hit hits[16], from = {0, 0};
+        bool match = false;
+        for (size_t nh = ARRAY_LEN(hits); !match && nh == ARRAY_LEN(hits);) {
+            nh = index_range(db->index, key, from, false, ARRAY_LEN(hits), UINT64_MAX, hits);
+            for (size_t h = 0; h < nh && !match; h++) {
+                factum_error_t err;
+                if (store_event_at(db, hits[h].pos, &old, &err)) return req_fail(r, err.code, "%s", err.message);
+                match = str_eq(old.stream, r->stream) && str_eq(old.id, mine.id);
+            }
+            if (nh) from = (idx_hit){hits[nh - 1].seq, hits[nh - 1].pos + 1};
+        }
+        if (match) {
             if (!record_same_content(&old, &mine))
                 return req_fail(r, FACTUM_ECONFLICT,
                                 "event id '%.*s' is already in stream '%.*s' at revision %llu with other content",
@@ -242,7 +251,6 @@ static int check_repeat(factum_t *db, append_req *r) {
                 return req_fail(r, FACTUM_ECONFLICT, "the batch repeats earlier events, but not in their order");
             r->res.last_revision = old.revision, r->res.last_position = old.position;
             found++;
-            break;
         }
         if (found && found != i + 1) break;
     }

@@ -27,20 +27,22 @@
 #define MERGE_FANIN 4
 #define MAX_RUNS 64
 
-uint64_t index_key_stream(factum_str_t stream) {
-    uint64_t k = hash64(stream.ptr, stream.len, 0x53); /* 'S' */
-    return k ? k : 1;
+unsigned index_key_bits = 62;
+
+/* The top two bits of a key name its index (1 stream, 2 id, 3 correlation), so keys of
+   different indexes never collide; names within one index can, and readers check records.
+   Tests narrow the hash to a few bits to make that happen often. */
+static inline uint64_t key_finish(uint64_t h, uint64_t kind) {
+    return (h & ((1ull << MIN(index_key_bits, 62)) - 1)) | kind << 62;
 }
+
+uint64_t index_key_stream(factum_str_t stream) { return key_finish(hash64(stream.ptr, stream.len, 0x53), 1); }
 
 uint64_t index_key_id(factum_str_t stream, factum_str_t id) {
-    uint64_t k = hash64(id.ptr, id.len, hash64(stream.ptr, stream.len, 0x49)); /* 'I' */
-    return k ? k : 1;
+    return key_finish(hash64(id.ptr, id.len, hash64(stream.ptr, stream.len, 0x49)), 2);
 }
 
-uint64_t index_key_corr(factum_str_t corr) {
-    uint64_t k = hash64(corr.ptr, corr.len, 0x43); /* 'C' */
-    return k ? k : 1;
-}
+uint64_t index_key_corr(factum_str_t corr) { return key_finish(hash64(corr.ptr, corr.len, 0x43), 3); }
 
 static inline int hit_cmp(idx_hit a, idx_hit b) {
     return a.seq != b.seq ? (a.seq < b.seq ? -1 : 1) : a.pos != b.pos ? (a.pos < b.pos ? -1 : 1) : 0;

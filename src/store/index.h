@@ -5,8 +5,8 @@
  *   event id    key = index_key_id(stream, id)        seq = position   pos = position
  *   correlation key = index_key_corr(correlationid)   seq = position   pos = position
  *
- * Keys are 64-bit hashes, so two names can share a key: callers check each hit against the
- * record it points to. Appends go to an in-memory memtable (no random page writes); a full
+ * Keys are a 2-bit index tag and a 62-bit hash, so two names of one index can share a key:
+ * callers check each hit against the record it points to. Appends go to an in-memory memtable (no random page writes); a full
  * memtable is frozen and a background thread writes it as a sorted run file, then merges runs
  * of equal level four at a time. A MANIFEST names the runs; they cover positions [0, covered).
  * Everything here can be rebuilt from the log, and is when it is missing or damaged.
@@ -26,6 +26,8 @@ typedef struct idx_hit {
 typedef struct index index_t;
 
 uint64_t index_key_stream(factum_str_t stream);
+/* For tests only: keys keep this many bits of hash (default 62), so that names collide. */
+extern unsigned index_key_bits;
 uint64_t index_key_id(factum_str_t stream, factum_str_t id);
 uint64_t index_key_corr(factum_str_t corr);
 

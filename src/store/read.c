@@ -56,11 +56,13 @@ int64_t store_stream_last(factum_t *db, factum_str_t stream, uint64_t pos_limit)
         size_t n = index_range(db->index, key, from, true, ARRAY_LEN(hits), pos_limit, hits);
         for (size_t i = 0; i < n; i++) {
             factum_event_t e;
-            if (store_event_at(db, hits[i].pos, &e, NULL) == 0 && str_eq(e.stream, stream)) return (int64_t)e.revision;
+            if (store_event_at(db, hits[i].pos, &e, NULL) == 0 && str_eq(e.stream, stream) && e.revision == hits[i].seq)
+                return (int64_t)e.revision;
         }
         if (n < ARRAY_LEN(hits)) return -1;
         /* Only hash collisions get here: continue below the last hit. */
         idx_hit l = hits[n - 1];
+        if (l.seq == 0 && l.pos == 0) return -1; /* nothing below the first entry */
         from = l.pos ? (idx_hit){l.seq, l.pos - 1} : (idx_hit){l.seq - 1, UINT64_MAX};
     }
 }
@@ -87,7 +89,7 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
         for (size_t i = 0; i < n && res->n < limit; i++) {
             factum_event_t e;
             if ((rc = store_event_at(db, hits[i].pos, &e, err))) goto fail;
-            if (!str_eq(e.stream, stream)) continue; /* another stream with the same key */
+            if (!str_eq(e.stream, stream) || e.revision != hits[i].seq) continue; /* another stream, same key */
             if ((rc = result_push(res, &e))) goto fail;
         }
         if (n) {
