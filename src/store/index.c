@@ -18,7 +18,7 @@
 
 #define RUN_MAGIC 0x58444946u /* "FIDX" */
 #define RUN_HEADER 64
-#define RUN_VERSION 2 /* 2: fences stored after the bloom filter */
+#define RUN_VERSION 3 /* 2: fences stored after the bloom filter; 3: keys carry their index tag */
 #define RUN_ENTRY 24
 #define FENCE_EVERY 64
 #define BLOOM_BITS_PER_KEY 10
