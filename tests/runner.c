@@ -5,6 +5,7 @@
  */
 #include "test.h"
 
+#include <execinfo.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -90,6 +91,17 @@ int test_run(const char *cmd, char *out, size_t cap) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* A crashing test prints where it crashed, then dies of the same signal. */
+static void on_crash(int sig) {
+    void *frames[48];
+    int n = backtrace(frames, 48);
+    static const char msg[] = "    crashed; backtrace (addr2line -e build/factum-tests -f ADDR):\n";
+    if (write(2, msg, sizeof msg - 1)) {}
+    backtrace_symbols_fd(frames, n, 2);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void remove_tree(const char *path) {
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
@@ -116,6 +128,9 @@ int main(int argc, char **argv) {
             rng_state = seed;
             snprintf(dir_buf, sizeof dir_buf, "%s", dir);
             alarm((unsigned)tests[i].timeout_s);
+            signal(SIGSEGV, on_crash);
+            signal(SIGBUS, on_crash);
+            signal(SIGABRT, on_crash);
             tests[i].fn();
             exit(0); /* not _exit: LeakSanitizer checks for leaks at exit under make asan */
         }

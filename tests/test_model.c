@@ -6,7 +6,7 @@
  */
 #include "test.h"
 
-#include "../src/store/index.h"
+#include "../src/store/store.h"
 
 #include <string.h>
 
@@ -161,6 +161,12 @@ static void model_run(void) {
         stream_name(s, name);
         CHECK_EQ(factum_stream_revision(db, str_c(name)), last_rev[s]);
     }
+    /* The run went through segment rolls, index flushes and merges, not just the memtable. */
+    index_quiesce(db->index);
+    index_stats_t st;
+    index_stats(db->index, &st);
+    CHECK_MSG(st.runs > 0 && st.run_entries > 0, "no index runs");
+    CHECK(atomic_load(&db->nsegs) > 3);
     factum_close(db);
 }
 

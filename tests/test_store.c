@@ -380,8 +380,6 @@ TEST(concurrent_appenders_share_commit_groups_and_lose_nothing) {
 TEST(wait_returns_when_an_append_becomes_durable) {
     factum_t *db = test_open(test_dir(), NULL);
     CHECK_EQ(factum_wait(db, 0, 10), 0);
-    pid_t unused = 0;
-    (void)unused;
     pthread_t th;
     writer_arg a = {db, 0, 1};
     pthread_create(&th, NULL, writer_thread, &a);

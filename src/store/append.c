@@ -130,7 +130,7 @@ static int check_event(const factum_t *db, const factum_event_t *e, size_t i, fa
     return 0;
 }
 
-static int check_stream(factum_str_t s, factum_error_t *err) {
+int store_check_stream(factum_str_t s, factum_error_t *err) {
     if (s.len == 0 || s.len > FACTUM_MAX_STREAM_NAME)
         return err_set(err, FACTUM_EBADSTREAM, "stream name must be 1 to %d bytes (got %zu)", FACTUM_MAX_STREAM_NAME,
                        s.len);
@@ -140,8 +140,6 @@ static int check_stream(factum_str_t s, factum_error_t *err) {
     if (str_eq(s, str_c("$all"))) return err_set(err, FACTUM_EBADSTREAM, "'$all' is the global log, not a stream");
     return 0;
 }
-
-int store_check_stream(factum_str_t s, factum_error_t *err) { return check_stream(s, err); }
 
 /* ---- the writer thread ---- */
 
@@ -438,7 +436,7 @@ int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const fac
     res->actual_revision = -1;
     int rc;
     if (!db || (!events && n)) return err_set(err, FACTUM_EINVAL, "factum_append: no store or no events");
-    if ((rc = check_stream(stream, err))) return rc;
+    if ((rc = store_check_stream(stream, err))) return rc;
     if (n == 0) return err_set(err, FACTUM_EBADEVENT, "an append needs at least one event");
     if (n > FACTUM_MAX_BATCH_EVENTS)
         return err_set(err, FACTUM_ETOOBIG, "a batch holds at most %d events (got %zu)", FACTUM_MAX_BATCH_EVENTS, n);

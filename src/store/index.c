@@ -18,7 +18,7 @@
 
 #define RUN_MAGIC 0x58444946u /* "FIDX" */
 #define RUN_HEADER 64
-#define RUN_VERSION 3 /* 2: fences stored after the bloom filter; 3: keys carry their index tag */
+#define RUN_VERSION 4 /* 2: fences in the file; 3: keys carry their index tag; 4: blocked bloom */
 #define RUN_ENTRY 24
 #define FENCE_EVERY 64
 #define BLOOM_BITS_PER_KEY 10
@@ -185,14 +185,23 @@ static inline idx_hit run_hit(const run *r, size_t i) {
     return (idx_hit){load64(e + 8), load64(e + 16)};
 }
 
-static inline uint64_t bloom_h2(uint64_t key) { return ((key * 0x9E3779B97F4A7C15u) >> 17 | 1); }
-static inline uint64_t bloom_bit(uint64_t h, uint64_t nbits) { return (uint64_t)(((__uint128_t)h * nbits) >> 64); }
+/* A blocked bloom filter: the key picks one 64-byte block, and all its probes fall in that
+   block, so a lookup costs one cache miss per run instead of one per probe. */
+#define BLOOM_BLOCK_BITS 512
+static inline uint64_t bloom_mix(uint64_t key) { return (key ^ (key >> 31)) * 0x9E3779B97F4A7C15u; }
+static inline const uint8_t *bloom_block(const uint8_t *bloom, uint64_t nbits, uint64_t key) {
+    uint64_t nblocks = nbits / BLOOM_BLOCK_BITS;
+    return bloom + (uint64_t)(((__uint128_t)bloom_mix(key) * nblocks) >> 64) * (BLOOM_BLOCK_BITS / 8);
+}
+/* The i-th probe's bit inside the block: 9 bits each from a second mix of the key. */
+static inline unsigned bloom_probe(uint64_t h2, int i) { return (unsigned)(h2 >> (i * 9)) & (BLOOM_BLOCK_BITS - 1); }
 
 static bool run_may_have(const run *r, uint64_t key) {
-    uint64_t h = key, d = bloom_h2(key);
-    for (int i = 0; i < BLOOM_K; i++, h += d) {
-        uint64_t b = bloom_bit(h, r->bloom_bits);
-        if (!(r->bloom[b >> 3] & (1u << (b & 7)))) return false;
+    const uint8_t *b = bloom_block(r->bloom, r->bloom_bits, key);
+    uint64_t h2 = bloom_mix(key ^ 0x5851F42D4C957F2Du);
+    for (int i = 0; i < BLOOM_K; i++) {
+        unsigned bit = bloom_probe(h2, i);
+        if (!(b[bit >> 3] & (1u << (bit & 7)))) return false;
     }
     return true;
 }
@@ -277,10 +286,10 @@ static run *run_load(const char *dir, uint32_t id) {
     r->level = load32(h + 32);
     r->bloom_bits = load64(h + 40);
     r->nfences = (r->count + FENCE_EVERY - 1) / FENCE_EVERY;
-    uint64_t bloom_bytes = (r->bloom_bits + 63) / 64 * 8; /* padded so the fences are aligned */
+    uint64_t bloom_bytes = r->bloom_bits / 8; /* whole 64-byte blocks, so the fences are aligned */
     uint64_t body = r->count * RUN_ENTRY + bloom_bytes + r->nfences * 8;
     if (load32(h) != RUN_MAGIC || load32(h + 60) != crc32c(h, 60) || load32(h + 4) != RUN_VERSION ||
-        RUN_HEADER + body != r->map_len || !r->bloom_bits ||
+        RUN_HEADER + body != r->map_len || !r->bloom_bits || r->bloom_bits % BLOOM_BLOCK_BITS ||
         load32(h + 48) != crc32c(h + RUN_HEADER, body))
         goto fail;
     r->entries = h + RUN_HEADER;
@@ -321,8 +330,8 @@ static int rw_begin(run_writer *w, const char *dir, uint32_t id, uint64_t count)
     w->fences = malloc(MAX(1, (count + FENCE_EVERY - 1) / FENCE_EVERY) * sizeof *w->fences);
     snprintf(w->tmp, PATH_MAX, "%s/run-%08x.tmp", dir, id);
     w->count = count;
-    w->bloom_bits = MAX(64, count * BLOOM_BITS_PER_KEY);
-    w->bloom = calloc((w->bloom_bits + 63) / 64 * 8, 1);
+    w->bloom_bits = (MAX(1, count * BLOOM_BITS_PER_KEY) + BLOOM_BLOCK_BITS - 1) / BLOOM_BLOCK_BITS * BLOOM_BLOCK_BITS;
+    w->bloom = calloc(w->bloom_bits / 8, 1);
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (!w->bloom || !w->fences || w->fd < 0) {
         free(w->bloom);
@@ -339,10 +348,11 @@ static void rw_put(run_writer *w, uint64_t key, idx_hit h) {
     store64(e, key), store64(e + 8, h.seq), store64(e + 16, h.pos);
     w->blen += RUN_ENTRY;
     w->written++;
-    uint64_t x = key, d = bloom_h2(key);
-    for (int i = 0; i < BLOOM_K; i++, x += d) {
-        uint64_t b = bloom_bit(x, w->bloom_bits);
-        w->bloom[b >> 3] |= (uint8_t)(1u << (b & 7));
+    uint8_t *blk = (uint8_t *)bloom_block(w->bloom, w->bloom_bits, key);
+    uint64_t h2 = bloom_mix(key ^ 0x5851F42D4C957F2Du);
+    for (int i = 0; i < BLOOM_K; i++) {
+        unsigned bit = bloom_probe(h2, i);
+        blk[bit >> 3] |= (uint8_t)(1u << (bit & 7));
     }
     w->crc = crc32c_extend(w->crc, e, RUN_ENTRY);
     if (w->blen == sizeof w->buf) rw_flush(w);
@@ -352,7 +362,7 @@ static void rw_put(run_writer *w, uint64_t key, idx_hit h) {
 static int rw_end(run_writer *w, const char *dir, uint32_t id, uint32_t level, uint64_t pos_lo, uint64_t pos_hi) {
     ENSURE(w->written == w->count);
     rw_flush(w);
-    size_t bl = (w->bloom_bits + 63) / 64 * 8, nf = (w->count + FENCE_EVERY - 1) / FENCE_EVERY;
+    size_t bl = w->bloom_bits / 8, nf = (w->count + FENCE_EVERY - 1) / FENCE_EVERY;
     w->crc = crc32c_extend(w->crc, w->bloom, bl);
     w->crc = crc32c_extend(w->crc, w->fences, nf * 8);
     uint8_t h[RUN_HEADER] = {0};

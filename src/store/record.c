@@ -78,6 +78,9 @@ int record_decode(const uint8_t *p, size_t avail, factum_event_t *e, uint32_t *l
                     load16(p + R_SUBJECT_LEN) + load16(p + R_CTYPE_LEN) + load32(p + R_EXT_LEN) +
                     load32(p + R_DATA_LEN);
     if (RECORD_HEADER + body > size || size - (RECORD_HEADER + body) >= RECORD_ALIGN) return RECORD_BAD;
+    /* The store never writes an event without stream, id and type, so no record is shorter
+       than RECORD_MIN; position maps are sized on that. */
+    if (!load16(p + R_STREAM_LEN) || !load16(p + R_ID_LEN) || !load16(p + R_TYPE_LEN)) return RECORD_BAD;
     for (uint64_t i = RECORD_HEADER + body; i < size; i++)
         if (p[i]) return RECORD_BAD; /* padding is zero */
     if (load32(p + R_CRC) != record_crc(p, size)) return RECORD_BAD;

@@ -14,6 +14,7 @@
 #define RECORD_MAGIC 0x31564546u /* "FEV1" */
 #define RECORD_HEADER 64
 #define RECORD_ALIGN 8
+#define RECORD_MIN 72 /* header + 1-byte stream, id and type, padded */
 
 enum {
     RECORD_BATCH_END = 1u << 0, /* last event of its append: a batch is whole only with this */

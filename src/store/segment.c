@@ -137,7 +137,7 @@ void segment_close(segment_t *s) {
 
 int segment_alloc_pmap(segment_t *s) {
     pmap_release(s);
-    s->pmap_cap = (s->size - SEGMENT_HEADER) / (RECORD_HEADER + RECORD_ALIGN) + 1;
+    s->pmap_cap = (s->size - SEGMENT_HEADER) / RECORD_MIN + 1;
     s->pmap_bytes = s->pmap_cap * sizeof(uint32_t);
     void *p = mmap(NULL, s->pmap_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return FACTUM_ENOMEM;

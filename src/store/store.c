@@ -197,6 +197,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     db->vfs = o.vfs ? o.vfs : io_vfs_default();
     db->segment_bytes = o.segment_bytes ? o.segment_bytes : 256u << 20;
     db->max_data_bytes = o.max_data_bytes ? o.max_data_bytes : FACTUM_DEFAULT_MAX_DATA;
+    uint32_t memtable = o.memtable_events ? o.memtable_events : 1u << 18;
     int rc;
     if (strlen(dir) > FACTUM_MAX_DIR) {
         free(db);
@@ -223,7 +224,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     }
     if ((rc = lock_folder(db, err)) || (rc = recover_log(db, err))) goto fail;
     atomic_store(&db->durable, db->next_pos);
-    if ((rc = index_open(db->idxdir, o.memtable_events ? o.memtable_events : 1u << 18, &db->index, err)))
+    if ((rc = index_open(db->idxdir, memtable, &db->index, err)))
         goto fail;
     if (index_covered(db->index) > db->next_pos) {
         /* An index ahead of the log (the log lost its tail to corruption repair): rebuild. */
@@ -231,7 +232,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         char manifest[PATH_MAX + 16];
         snprintf(manifest, sizeof manifest, "%s/MANIFEST", db->idxdir);
         unlink(manifest);
-        if ((rc = index_open(db->idxdir, o.memtable_events ? o.memtable_events : 1u << 18, &db->index, err)))
+        if ((rc = index_open(db->idxdir, memtable, &db->index, err)))
             goto fail;
     }
     for (uint64_t p = index_covered(db->index); p < db->next_pos; p++) {
