@@ -112,7 +112,7 @@ static int mem_grow(memtable *m) {
 }
 
 static int mem_add(memtable *m, uint64_t key, idx_hit h) {
-    if ((m->keys + 1) * 2 > m->mask + 1 && mem_grow(m)) return FACTUM_ENOMEM;
+    if ((m->keys + 1) * 4 > (m->mask + 1) * 3 && mem_grow(m)) return FACTUM_ENOMEM; /* load <= 0.75 */
     size_t i = key & m->mask;
     while (m->slots[i].key && m->slots[i].key != key) i = (i + 1) & m->mask;
     mslot *s = &m->slots[i];
