@@ -111,7 +111,6 @@ typedef struct factum_options {
     uint32_t max_data_bytes; /* largest data per event; 0 = 1 MiB */
     uint32_t memtable_events; /* index entries kept in memory before a flush; 0 = 262144 */
     uint32_t stream_cache;   /* streams whose last revision is kept in memory; 0 = 2^21 */
-    int read_only_check;     /* reserved, set to 0 */
     /* For tests: an I/O layer that injects faults (see src/io/io.h). NULL = the real one. */
     struct io_vfs *vfs;
 } factum_options_t;

@@ -173,7 +173,6 @@ static int group_flush(factum_t *db, group *g) {
         return db->failed;
     }
     e = db->vfs->fdatasync(db->vfs, s->fd);
-    atomic_fetch_add(&db->n_fsyncs, 1);
     if (e) {
         writer_fail(db, FACTUM_EIO, "fdatasync of %s failed: %s", s->path, e);
         return db->failed;
@@ -191,19 +190,13 @@ static int roll_segment(factum_t *db, group *g, append_req *r) {
     factum_error_t err;
     segment_write_pmap(s, db->logdir); /* derived; rebuilt by a scan if this fails */
     rc = segment_create(db->logdir, s->no + 1, db->segment_bytes, db->next_pos, db->vfs, &next, &err);
+    if (!rc) rc = store_add_segment(db, next, &err);
     if (rc) {
-        /* Out of space for a new segment: this append fails, the writer stays usable. */
+        /* Out of space for a new segment (or segment numbers): this append fails, the writer
+           stays usable. */
         snprintf(r->msg, sizeof r->msg, "%s", err.message);
         return rc;
     }
-    size_t n = atomic_load(&db->nsegs);
-    if (n == STORE_MAX_SEGMENTS) {
-        segment_close(next);
-        snprintf(r->msg, sizeof r->msg, "too many segments");
-        return FACTUM_ETOOBIG;
-    }
-    db->segs[n] = next;
-    atomic_store_explicit(&db->nsegs, n + 1, memory_order_release);
     g->write_off = next->end;
     return 0;
 }
@@ -236,7 +229,7 @@ static int check_repeat(factum_t *db, append_req *r) {
                 if (store_event_at(db, hits[h].pos, &old, &err)) return req_fail(r, err.code, "%s", err.message);
                 match = str_eq(old.stream, r->stream) && str_eq(old.id, mine.id);
             }
-            if (nh) from = (idx_hit){hits[nh - 1].seq, hits[nh - 1].pos + 1};
+            if (nh) index_after(hits[nh - 1], false, &from);
         }
         if (match) {
             if (!record_same_content(&old, &mine))
@@ -376,7 +369,6 @@ static void run_group(factum_t *db, append_req *list) {
         pthread_cond_broadcast(&db->wcond);
         pthread_mutex_unlock(&db->wmu);
         index_maybe_rotate(db->index, db->next_pos);
-        atomic_fetch_add(&db->n_groups, 1);
     }
     free(g.iov);
     for (append_req *r = list, *next; r; r = next) {
@@ -514,7 +506,6 @@ int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const fac
     *res = r.res;
     rc = r.rc;
     if (rc) err_set(err, rc, "%s", r.msg);
-    else atomic_fetch_add(&db->n_appends, 1);
 out:
     free(ev);
     free(ids);

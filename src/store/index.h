@@ -53,6 +53,18 @@ int index_add(index_t *ix, uint64_t key, uint64_t seq, uint64_t pos);
 void index_maybe_rotate(index_t *ix, uint64_t durable);
 
 /*
+ * Where a paged walk continues after hit h: just past it in the direction of travel. False
+ * when nothing can lie beyond it (a backward walk that reached (0, 0)).
+ */
+static inline bool index_after(idx_hit h, bool backward, idx_hit *next) {
+    if (!backward) *next = (idx_hit){h.seq, h.pos + 1};
+    else if (h.pos) *next = (idx_hit){h.seq, h.pos - 1};
+    else if (h.seq) *next = (idx_hit){h.seq - 1, UINT64_MAX};
+    else return false;
+    return true;
+}
+
+/*
  * Up to `max` entries of `key` with pos < pos_limit, ordered by (seq, pos): ascending from
  * `from` inclusive, or with `backward` descending from `from` inclusive.
  */

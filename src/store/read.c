@@ -61,9 +61,7 @@ int64_t store_stream_last(factum_t *db, factum_str_t stream, uint64_t pos_limit)
         }
         if (n < ARRAY_LEN(hits)) return -1;
         /* Only hash collisions get here: continue below the last hit. */
-        idx_hit l = hits[n - 1];
-        if (l.seq == 0 && l.pos == 0) return -1; /* nothing below the first entry */
-        from = l.pos ? (idx_hit){l.seq, l.pos - 1} : (idx_hit){l.seq - 1, UINT64_MAX};
+        if (!index_after(hits[n - 1], true, &from)) return -1;
     }
 }
 
@@ -92,13 +90,7 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
             if (!str_eq(e.stream, stream) || e.revision != hits[i].seq) continue; /* another stream, same key */
             if ((rc = result_push(res, &e))) goto fail;
         }
-        if (n) {
-            idx_hit l = hits[n - 1];
-            if (!backward) cur = (idx_hit){l.seq, l.pos + 1};
-            else if (l.pos) cur = (idx_hit){l.seq, l.pos - 1};
-            else if (l.seq) cur = (idx_hit){l.seq - 1, UINT64_MAX};
-            else more = false;
-        }
+        if (n && !index_after(hits[n - 1], backward, &cur)) more = false;
     }
     if (res->n == 0 && store_stream_last(db, stream, durable) < 0) {
         factum_result_free(res);
@@ -144,9 +136,7 @@ static int read_correlation(factum_t *db, const factum_query_t *q, uint64_t dura
             if (!q->backward) res->next = durable > res->next ? durable : res->next;
             return 0;
         }
-        idx_hit l = hits[n - 1];
-        if (q->backward && l.seq == 0) return 0;
-        cur = q->backward ? (idx_hit){l.seq - 1, UINT64_MAX} : (idx_hit){l.seq + 1, 0};
+        if (!index_after(hits[n - 1], q->backward, &cur)) return 0;
     }
 }
 

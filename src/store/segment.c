@@ -199,7 +199,7 @@ int segment_write_pmap(segment_t *s, const char *logdir) {
 
 void segment_scan(segment_t *s, segment_scan_t *r) {
     uint64_t off = SEGMENT_HEADER, n = 0;
-    *r = (segment_scan_t){0, SEGMENT_HEADER, SEGMENT_HEADER, false, 0};
+    *r = (segment_scan_t){0, SEGMENT_HEADER, SEGMENT_HEADER, false};
     for (;;) {
         factum_event_t e;
         uint32_t len;
@@ -215,7 +215,6 @@ void segment_scan(segment_t *s, segment_scan_t *r) {
         if (load32(s->map + (off - len) + R_FLAGS) & RECORD_BATCH_END) {
             r->count = n;
             r->end = off;
-            r->last_time = e.time_us;
         }
     }
     s->count = r->count;

@@ -58,7 +58,6 @@ typedef struct segment_scan {
     uint64_t end;     /* offset just past the last complete batch */
     uint64_t stop_at; /* where scanning stopped (first byte not part of a valid record) */
     bool clean;       /* stopped at zeros right after a complete batch */
-    int64_t last_time;
 } segment_scan_t;
 
 /* Walks records from the header on, filling the in-memory pmap. Never fails on bad data. */

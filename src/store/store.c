@@ -83,7 +83,7 @@ static int list_segments(factum_t *db, uint32_t **out, size_t *n, factum_error_t
     return 0;
 }
 
-static int add_segment(factum_t *db, segment_t *s, factum_error_t *err) {
+int store_add_segment(factum_t *db, segment_t *s, factum_error_t *err) {
     size_t n = atomic_load(&db->nsegs);
     if (n == STORE_MAX_SEGMENTS) {
         segment_close(s);
@@ -128,7 +128,6 @@ static int recover_log(factum_t *db, factum_error_t *err) {
             segment_scan(s, &r);
             if (tail) {
                 rc = segment_repair_tail(s, &r, STORE_TAIL_WINDOW, db->vfs, err);
-                db->last_time = r.count ? r.last_time : db->last_time;
             } else if (!r.clean) {
                 rc = err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %llu (position %llu)",
                              s->path, (unsigned long long)r.stop_at, (unsigned long long)(s->first_pos + r.count));
@@ -141,23 +140,20 @@ static int recover_log(factum_t *db, factum_error_t *err) {
             }
             expect_pos = s->first_pos + s->count;
         }
-        if (s->count) {
-            factum_event_t e;
-            if (record_decode(s->map + s->pmap[s->count - 1], s->size - s->pmap[s->count - 1], &e, NULL) ==
-                RECORD_OK)
-                db->last_time = MAX(db->last_time, e.time_us);
-        }
-        rc = add_segment(db, s, err);
+        rc = store_add_segment(db, s, err);
     }
     free(nos);
     if (rc) return rc;
     if (atomic_load(&db->nsegs) == 0) {
         segment_t *s;
         if ((rc = segment_create(db->logdir, 0, db->segment_bytes, 0, db->vfs, &s, err))) return rc;
-        if ((rc = add_segment(db, s, err))) return rc;
+        if ((rc = store_add_segment(db, s, err))) return rc;
     }
     segment_t *last = db->segs[atomic_load(&db->nsegs) - 1];
     db->next_pos = last->first_pos + last->count;
+    /* Group times never decrease along the log: the last event's time is where they go on. */
+    factum_event_t e;
+    if (db->next_pos && store_event_at(db, db->next_pos - 1, &e, NULL) == 0) db->last_time = e.time_us;
     return 0;
 }
 

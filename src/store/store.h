@@ -60,11 +60,10 @@ struct factum {
     /* factum_wait */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
-
-    /* counters (writer-owned, read racily for stats) */
-    _Atomic uint64_t n_groups, n_fsyncs, n_appends;
 };
 
+/* Publishes s as the newest segment (readers see it after the count); closes it on failure. */
+int store_add_segment(factum_t *db, segment_t *s, factum_error_t *err);
 /* The segment holding `pos` (< durable or < next_pos on the writer thread). */
 segment_t *store_segment_of(factum_t *db, uint64_t pos);
 /* Decodes the event at `pos`; FACTUM_ECORRUPT names file and offset if it fails its checksum. */

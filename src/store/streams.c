@@ -83,8 +83,3 @@ void streams_put(stream_cache *c, uint64_t h1, uint64_t h2, int64_t last) {
     stream_slot *o = gen_find(&c->old, h1, h2);
     if (o) o->last = last; /* keep the old copy true too, so it never answers stale */
 }
-
-size_t streams_bytes(const stream_cache *c) {
-    return (c->young.slots ? (c->young.mask + 1) : 0) * sizeof(stream_slot) +
-           (c->old.slots ? (c->old.mask + 1) : 0) * sizeof(stream_slot);
-}

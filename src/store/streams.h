@@ -32,6 +32,5 @@ void streams_hash(factum_str_t name, uint64_t *h1, uint64_t *h2);
 int64_t streams_get(stream_cache *c, uint64_t h1, uint64_t h2);
 /* Records the last revision. Dropping entries when memory runs short is allowed. */
 void streams_put(stream_cache *c, uint64_t h1, uint64_t h2, int64_t last);
-size_t streams_bytes(const stream_cache *c);
 
 #endif
