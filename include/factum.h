@@ -154,6 +154,25 @@ typedef struct factum_append_result {
 int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
                   size_t n, factum_append_result_t *res, factum_error_t *err);
 
+/*
+ * Asynchronous append, for servers that must not block a thread per request. Validation
+ * errors return at once (and cb is never called); otherwise 0, and cb(ctx, rc, res, message)
+ * runs later on the writer thread with what factum_append would have returned. The callback
+ * must be quick and must not call into the store; `events` and `stream` may be freed as soon
+ * as this returns.
+ */
+typedef void (*factum_append_cb)(void *ctx, int rc, const factum_append_result_t *res, const char *message);
+int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
+                        size_t n, factum_append_cb cb, void *ctx, factum_error_t *err);
+
+/*
+ * Sets (fn) or clears (NULL) the commit hook: fn(ctx, head) runs on the writer thread each time
+ * appends become durable, with the new head position, before their callers are woken. It must
+ * be quick and must not call into the store (wake a thread, write an eventfd).
+ */
+typedef void (*factum_commit_cb)(void *ctx, uint64_t head);
+void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx);
+
 /* A set of events returned by a read. */
 typedef struct factum_result factum_result_t;
 size_t factum_result_count(const factum_result_t *r);
@@ -195,6 +214,21 @@ uint64_t factum_head_position(factum_t *db);
  * Returns the head position. Subscriptions are built on this.
  */
 uint64_t factum_wait(factum_t *db, uint64_t position, int timeout_ms);
+
+/* Counters of the writer, for metrics. Histograms count observations <= each bound. */
+#define FACTUM_STAT_BUCKETS 14
+extern const uint64_t factum_fsync_us_bounds[FACTUM_STAT_BUCKETS];    /* microseconds; last = +Inf */
+extern const uint64_t factum_group_events_bounds[FACTUM_STAT_BUCKETS]; /* events; last = +Inf */
+typedef struct factum_stats {
+    uint64_t appends, events, bytes; /* acknowledged appends (idempotent repeats excluded), events, record bytes */
+    uint64_t fsyncs, fsync_us_sum;   /* commit groups synced and their summed fdatasync time */
+    uint64_t fsync_us[FACTUM_STAT_BUCKETS];     /* fdatasync latency, non-cumulative counts */
+    uint64_t group_events[FACTUM_STAT_BUCKETS]; /* events per fdatasync, non-cumulative counts */
+    uint64_t log_bytes;              /* bytes of records in the log */
+    uint64_t head;                   /* durable position */
+    int failed;                      /* 0, or the code that stopped the writer */
+} factum_stats_t;
+void factum_stats(factum_t *db, factum_stats_t *out);
 
 /* ---- CloudEvents JSON (structured mode) ---- */
 

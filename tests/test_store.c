@@ -396,3 +396,73 @@ TEST(wait_returns_when_an_append_becomes_durable) {
     pthread_join(th, NULL);
     factum_close(db);
 }
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int done, rc;
+    factum_append_result_t res;
+    uint64_t hook_head, hook_calls;
+} async_probe;
+
+static void async_done(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
+    async_probe *p = ctx;
+    (void)msg;
+    pthread_mutex_lock(&p->mu);
+    p->rc = rc, p->res = *res, p->done++;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void async_hook(void *ctx, uint64_t head) {
+    async_probe *p = ctx;
+    pthread_mutex_lock(&p->mu);
+    p->hook_head = head, p->hook_calls++;
+    pthread_mutex_unlock(&p->mu);
+}
+
+TEST(an_async_append_calls_back_after_the_commit_hook_and_counts_in_stats) {
+    factum_t *db = test_open(test_dir(), NULL);
+    async_probe p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, {0}, 0, 0};
+    factum_set_commit_hook(db, async_hook, &p);
+    char stream[16] = "async-1";
+    factum_event_t ev[2] = {{.type = str_c("A"), .data = str_c("{}"), .data_format = FACTUM_DATA_JSON},
+                            {.type = str_c("B"), .data = str_c("[1]"), .data_format = FACTUM_DATA_JSON}};
+    CHECK_RC(factum_append_async(db, str_c(stream), FACTUM_EXPECT_NO_STREAM, ev, 2, async_done, &p, NULL), 0);
+    memset(stream, 'x', sizeof stream - 1); /* the store kept its own copy */
+    pthread_mutex_lock(&p.mu);
+    while (!p.done) pthread_cond_wait(&p.cond, &p.mu);
+    CHECK_RC(p.rc, 0);
+    CHECK_EQ(p.res.first_revision, 0);
+    CHECK_EQ(p.res.last_position, 1);
+    CHECK_EQ(p.hook_head, 2); /* the hook ran before the callback */
+    CHECK_EQ(p.hook_calls, 1);
+    pthread_mutex_unlock(&p.mu);
+    /* A miss comes back through the callback too; a bad event is refused at once. */
+    CHECK_RC(factum_append_async(db, str_c("async-1"), FACTUM_EXPECT_NO_STREAM, ev, 1, async_done, &p, NULL), 0);
+    pthread_mutex_lock(&p.mu);
+    while (p.done < 2) pthread_cond_wait(&p.cond, &p.mu);
+    CHECK_RC(p.rc, FACTUM_EREVISION);
+    CHECK_EQ(p.res.actual_revision, 1);
+    pthread_mutex_unlock(&p.mu);
+    factum_event_t bad = {.type = str_c("")};
+    factum_error_t err;
+    CHECK_RC(factum_append_async(db, str_c("async-1"), FACTUM_EXPECT_ANY, &bad, 1, async_done, &p, &err),
+             FACTUM_EBADEVENT);
+    CHECK_EQ(p.done, 2);
+    factum_stats_t st;
+    factum_stats(db, &st);
+    CHECK_EQ(st.appends, 1);
+    CHECK_EQ(st.events, 2);
+    CHECK_EQ(st.head, 2);
+    CHECK(st.fsyncs >= 1 && st.log_bytes == st.bytes && st.bytes > 0);
+    uint64_t groups = 0;
+    for (int i = 0; i < FACTUM_STAT_BUCKETS; i++) groups += st.group_events[i];
+    CHECK_EQ(groups, st.fsyncs);
+    factum_set_commit_hook(db, NULL, NULL);
+    factum_close(db);
+    db = test_open(test_dir(), NULL);
+    factum_stats(db, &st);
+    CHECK(st.log_bytes > 0 && st.bytes == 0 && st.appends == 0); /* log size counted from the log on open */
+    factum_close(db);
+}

@@ -22,13 +22,15 @@
 #include <unistd.h>
 
 struct append_req {
-    factum_str_t stream;
+    factum_str_t stream; /* points into recs */
     int64_t expected;
     size_t n;
     uint8_t *recs; /* n encoded records, back to back */
     size_t bytes;
-    uint32_t *offs;        /* offset of each record in recs */
-    const uint8_t *user_id; /* per event: 1 if the caller chose the id */
+    uint32_t *offs;   /* offset of each record in recs */
+    uint8_t *user_id; /* per event: 1 if the caller chose the id */
+    factum_append_cb cb; /* NULL: a factum_append caller sleeps on `done` */
+    void *ctx;
     uint64_t h1, h2, skey;
 
     int rc;
@@ -38,6 +40,14 @@ struct append_req {
     append_req *next;  /* the queue */
     append_req *gnext; /* the requests a commit group assigned */
 };
+
+static void req_free(append_req *r) {
+    if (!r) return;
+    free(r->recs);
+    free(r->offs);
+    free(r->user_id);
+    free(r);
+}
 
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
@@ -154,9 +164,23 @@ int store_index_event(factum_t *db, const factum_event_t *e) {
 typedef struct group {
     struct iovec *iov;
     size_t niov, cap;
-    uint64_t write_off; /* file offset where iov[0] goes */
+    uint64_t write_off;   /* file offset where iov[0] goes */
+    uint64_t flushed_pos; /* positions below are written and synced */
     append_req *assigned;
 } group;
+
+const uint64_t factum_fsync_us_bounds[FACTUM_STAT_BUCKETS] = {50,   100,   200,   300,   500,    750,    1000,
+                                                             2000, 5000, 10000, 20000, 50000, 100000, UINT64_MAX};
+const uint64_t factum_group_events_bounds[FACTUM_STAT_BUCKETS] = {1,   2,   4,    8,    16,   32,    64,
+                                                                  128, 256, 1024, 4096, 16384, 65536, UINT64_MAX};
+
+/* Statistics have one writer (this thread): relaxed adds suffice. */
+static void stat_add(_Atomic uint64_t *c, uint64_t v) { atomic_fetch_add_explicit(c, v, memory_order_relaxed); }
+static void stat_observe(_Atomic uint64_t *hist, const uint64_t *bounds, uint64_t v) {
+    size_t i = 0;
+    while (v > bounds[i]) i++;
+    stat_add(&hist[i], 1);
+}
 
 static void writer_fail(factum_t *db, int code, const char *fmt, const char *path, int e) {
     db->failed = code;
@@ -172,11 +196,18 @@ static int group_flush(factum_t *db, group *g) {
         writer_fail(db, e == -ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "write to %s failed: %s", s->path, e);
         return db->failed;
     }
+    uint64_t t0 = clock_mono_ns();
     e = db->vfs->fdatasync(db->vfs, s->fd);
     if (e) {
         writer_fail(db, FACTUM_EIO, "fdatasync of %s failed: %s", s->path, e);
         return db->failed;
     }
+    uint64_t us = (clock_mono_ns() - t0) / 1000;
+    stat_observe(db->st_fsync_hist, factum_fsync_us_bounds, us);
+    stat_add(&db->st_fsync_us, us);
+    stat_add(&db->st_fsyncs, 1);
+    stat_observe(db->st_group_hist, factum_group_events_bounds, db->next_pos - g->flushed_pos);
+    g->flushed_pos = db->next_pos;
     g->niov = 0;
     g->write_off = s->end;
     return 0;
@@ -347,6 +378,11 @@ static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
 }
 
 static void complete(append_req *r) {
+    if (r->cb) {
+        r->cb(r->ctx, r->rc, &r->res, r->rc ? r->msg : "");
+        req_free(r);
+        return;
+    }
     atomic_store_explicit(&r->done, 1, memory_order_release);
     futex_wake(&r->done);
 }
@@ -357,22 +393,32 @@ static void run_group(factum_t *db, append_req *list) {
     db->last_time = t;
     db->group_first = db->next_pos;
     g.write_off = db->segs[atomic_load(&db->nsegs) - 1]->end;
+    g.flushed_pos = db->next_pos;
     for (append_req *r = list; r; r = r->next) process(db, &g, r, t);
     if (!db->failed) group_flush(db, &g);
     if (db->failed) {
+        atomic_store(&db->st_failed, db->failed);
         for (append_req *a = g.assigned; a; a = a->gnext)
             req_fail(a, db->failed == FACTUM_ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO,
                      "%s; this append is not acknowledged and the store refuses further appends", db->failmsg);
     } else if (db->next_pos > db->group_first) {
+        for (append_req *a = g.assigned; a; a = a->gnext) {
+            stat_add(&db->st_appends, 1);
+            stat_add(&db->st_events, a->n);
+            stat_add(&db->st_bytes, a->bytes);
+            stat_add(&db->st_log_bytes, a->bytes);
+        }
         atomic_store_explicit(&db->durable, db->next_pos, memory_order_release);
         pthread_mutex_lock(&db->wmu);
         pthread_cond_broadcast(&db->wcond);
         pthread_mutex_unlock(&db->wmu);
+        factum_commit_cb hook = atomic_load(&db->hook);
+        if (hook) hook(db->hook_ctx, db->next_pos);
         index_maybe_rotate(db->index, db->next_pos);
     }
     free(g.iov);
     for (append_req *r = list, *next; r; r = next) {
-        next = r->next; /* r lives on its caller's stack: read before waking it */
+        next = r->next; /* the caller frees r once woken: read first */
         complete(r);
     }
 }
@@ -411,7 +457,7 @@ void store_writer_stop(factum_t *db) {
     pthread_join(db->writer, NULL);
 }
 
-/* ---- factum_append (caller thread) ---- */
+/* ---- factum_append and factum_append_async (caller thread) ---- */
 
 /* Sorts ids to find one used twice in a batch. */
 static int cmp_str(const void *a, const void *b) {
@@ -420,13 +466,12 @@ static int cmp_str(const void *a, const void *b) {
     return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
-                  factum_append_result_t *res, factum_error_t *err) {
-    factum_append_result_t dummy;
-    if (!res) res = &dummy;
-    memset(res, 0, sizeof *res);
-    res->actual_revision = -1;
+/* Validates and encodes an append into a request the writer can take. Owns copies of all it
+   needs, so the caller's events and stream may go away once this returns. */
+static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
+                          size_t n, append_req **out, factum_error_t *err) {
     int rc;
+    *out = NULL;
     if (!db || (!events && n)) return err_set(err, FACTUM_EINVAL, "factum_append: no store or no events");
     if ((rc = store_check_stream(stream, err))) return rc;
     if (n == 0) return err_set(err, FACTUM_EBADEVENT, "an append needs at least one event");
@@ -438,14 +483,13 @@ int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const fac
         if ((rc = check_event(db, &events[i], i, err))) return rc;
 
     /* Ids: the caller's, or fresh UUIDv7s; none twice in one batch. */
+    append_req *r = calloc(1, sizeof *r);
     factum_event_t *ev = malloc(n * sizeof *ev);
     char (*ids)[37] = malloc(n * sizeof *ids);
-    uint8_t *user_id = malloc(n);
-    uint32_t *offs = malloc(n * sizeof *offs);
     factum_str_t *sorted = malloc(n * sizeof *sorted);
     buf_t src = {0};
-    uint8_t *recs = NULL;
-    if (!ev || !ids || !user_id || !offs || !sorted) {
+    if (r) r->user_id = malloc(n), r->offs = malloc(n * sizeof *r->offs);
+    if (!r || !ev || !ids || !r->user_id || !r->offs || !sorted) {
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto out;
     }
@@ -458,14 +502,14 @@ int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const fac
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         ev[i] = events[i];
-        user_id[i] = ev[i].id.len > 0;
-        if (!user_id[i]) {
+        r->user_id[i] = ev[i].id.len > 0;
+        if (!r->user_id[i]) {
             uuid7_make(ids[i]);
             ev[i].id = (factum_str_t){ids[i], 36};
         }
         if (!ev[i].source.len) ev[i].source = (factum_str_t){src.ptr, src.len};
         sorted[i] = ev[i].id;
-        offs[i] = (uint32_t)MIN(total, UINT32_MAX);
+        r->offs[i] = (uint32_t)MIN(total, UINT32_MAX);
         total += record_size(stream, &ev[i]);
     }
     qsort(sorted, n, sizeof *sorted, cmp_str);
@@ -480,39 +524,94 @@ int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const fac
                      (unsigned long long)MIN(STORE_MAX_BATCH_BYTES, db->segment_bytes - SEGMENT_HEADER));
         goto out;
     }
-    recs = malloc(total);
-    if (!recs) {
+    r->recs = malloc(total);
+    if (!r->recs) {
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) record_encode(recs + offs[i], stream, &ev[i]);
+    for (size_t i = 0; i < n; i++) record_encode(r->recs + r->offs[i], stream, &ev[i]);
+    /* The stream name inside the first record outlives the caller's copy. */
+    factum_event_t first;
+    record_parse(r->recs, &first);
+    r->stream = first.stream;
+    r->expected = expected, r->n = n, r->bytes = total;
+    streams_hash(stream, &r->h1, &r->h2);
+    r->res.actual_revision = -1;
+out:
+    if (rc) req_free(r);
+    else *out = r;
+    free(ev);
+    free(ids);
+    free(sorted);
+    buf_free(&src);
+    return rc;
+}
 
-    append_req r = {.stream = stream, .expected = expected, .n = n, .recs = recs, .bytes = total, .offs = offs,
-                    .user_id = user_id};
-    streams_hash(stream, &r.h1, &r.h2);
-    r.res.actual_revision = -1;
+static int append_submit(factum_t *db, append_req *r, factum_error_t *err) {
     pthread_mutex_lock(&db->qmu);
     if (db->stopping) {
         pthread_mutex_unlock(&db->qmu);
-        rc = err_set(err, FACTUM_ECLOSED, "the store is closing");
-        goto out;
+        return err_set(err, FACTUM_ECLOSED, "the store is closing");
     }
-    if (db->qtail) db->qtail->next = &r;
-    else db->qhead = &r;
-    db->qtail = &r;
+    if (db->qtail) db->qtail->next = r;
+    else db->qhead = r;
+    db->qtail = r;
     pthread_cond_signal(&db->qcond);
     pthread_mutex_unlock(&db->qmu);
-    while (!atomic_load_explicit(&r.done, memory_order_acquire)) futex_wait(&r.done, 0);
-    *res = r.res;
-    rc = r.rc;
-    if (rc) err_set(err, rc, "%s", r.msg);
-out:
-    free(ev);
-    free(ids);
-    free(user_id);
-    free(offs);
-    free(sorted);
-    free(recs);
-    buf_free(&src);
+    return 0;
+}
+
+int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                  factum_append_result_t *res, factum_error_t *err) {
+    factum_append_result_t dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    res->actual_revision = -1;
+    append_req *r;
+    int rc = append_prepare(db, stream, expected, events, n, &r, err);
+    if (!rc) rc = append_submit(db, r, err);
+    if (rc) {
+        req_free(r);
+        return rc;
+    }
+    while (!atomic_load_explicit(&r->done, memory_order_acquire)) futex_wait(&r->done, 0);
+    *res = r->res;
+    rc = r->rc;
+    if (rc) err_set(err, rc, "%s", r->msg);
+    req_free(r);
     return rc;
+}
+
+int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
+                        size_t n, factum_append_cb cb, void *ctx, factum_error_t *err) {
+    if (!cb) return err_set(err, FACTUM_EINVAL, "factum_append_async: no callback");
+    append_req *r;
+    int rc = append_prepare(db, stream, expected, events, n, &r, err);
+    if (rc) return rc;
+    r->cb = cb, r->ctx = ctx;
+    if ((rc = append_submit(db, r, err))) req_free(r);
+    return rc;
+}
+
+void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx) {
+    pthread_mutex_lock(&db->qmu);
+    db->hook_ctx = ctx;
+    atomic_store(&db->hook, fn);
+    pthread_mutex_unlock(&db->qmu);
+}
+
+void factum_stats(factum_t *db, factum_stats_t *o) {
+    memset(o, 0, sizeof *o);
+    o->appends = atomic_load_explicit(&db->st_appends, memory_order_relaxed);
+    o->events = atomic_load_explicit(&db->st_events, memory_order_relaxed);
+    o->bytes = atomic_load_explicit(&db->st_bytes, memory_order_relaxed);
+    o->fsyncs = atomic_load_explicit(&db->st_fsyncs, memory_order_relaxed);
+    o->fsync_us_sum = atomic_load_explicit(&db->st_fsync_us, memory_order_relaxed);
+    o->log_bytes = atomic_load_explicit(&db->st_log_bytes, memory_order_relaxed);
+    for (size_t i = 0; i < FACTUM_STAT_BUCKETS; i++) {
+        o->fsync_us[i] = atomic_load_explicit(&db->st_fsync_hist[i], memory_order_relaxed);
+        o->group_events[i] = atomic_load_explicit(&db->st_group_hist[i], memory_order_relaxed);
+    }
+    o->head = factum_head_position(db);
+    o->failed = atomic_load(&db->st_failed);
 }

@@ -220,6 +220,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     }
     if ((rc = lock_folder(db, err)) || (rc = recover_log(db, err))) goto fail;
     atomic_store(&db->durable, db->next_pos);
+    for (size_t i = 0; i < atomic_load(&db->nsegs); i++) atomic_fetch_add(&db->st_log_bytes, db->segs[i]->end - SEGMENT_HEADER);
     if ((rc = index_open(db->idxdir, memtable, &db->index, err)))
         goto fail;
     if (index_covered(db->index) > db->next_pos) {

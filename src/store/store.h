@@ -57,6 +57,14 @@ struct factum {
     size_t pending_cap;
     uint64_t group_first;
 
+    /* written by the writer only, read by factum_stats */
+    _Atomic uint64_t st_appends, st_events, st_bytes, st_fsyncs, st_fsync_us, st_log_bytes;
+    _Atomic uint64_t st_fsync_hist[FACTUM_STAT_BUCKETS], st_group_hist[FACTUM_STAT_BUCKETS];
+    _Atomic int st_failed;
+
+    _Atomic(factum_commit_cb) hook; /* called by the writer after each durable group */
+    void *hook_ctx;
+
     /* factum_wait */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
