@@ -23,7 +23,8 @@ LDLIBS   = $(shell pkg-config --libs libxxhash) -pthread $(if $(SAN),$(SANFLAGS)
 SANFLAGS := -fsanitize=address,undefined
 
 LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c)
-CLI_SRC  := $(wildcard src/cli/*.c)
+SRV_SRC  := $(wildcard src/server/*.c)
+CLI_SRC  := $(wildcard src/cli/*.c) $(SRV_SRC)
 TEST_SRC := $(wildcard tests/*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 

@@ -203,6 +203,9 @@ typedef struct factum_query {
 
 int factum_read_all(factum_t *db, const factum_query_t *q, factum_result_t **out, factum_error_t *err);
 
+/* 0 if `name` is a valid stream name, else FACTUM_EBADSTREAM with the reason. */
+int factum_stream_name_check(factum_str_t name, factum_error_t *err);
+
 /* The stream's last revision, or -1 if it has no events. */
 int64_t factum_stream_revision(factum_t *db, factum_str_t stream);
 

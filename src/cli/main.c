@@ -22,6 +22,7 @@ static const char *usage_main =
     "  append STREAM --batch FILE    append a JSON array of CloudEvents atomically\n"
     "  read STREAM                   print a stream's events, one JSON line each\n"
     "  read --all                    print the global log, filtered\n"
+    "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  tour                          a short demonstration on the data folder\n"
     "  bench engine                  measure the engine against this disk's ceiling\n"
     "\n"
@@ -315,6 +316,7 @@ int main(int argc, char **argv) {
     argc -= i, argv += i;
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
+    if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);
     if (cmd[0] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum --help)", cmd);

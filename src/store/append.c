@@ -151,6 +151,8 @@ int store_check_stream(factum_str_t s, factum_error_t *err) {
     return 0;
 }
 
+int factum_stream_name_check(factum_str_t name, factum_error_t *err) { return store_check_stream(name, err); }
+
 /* ---- the writer thread ---- */
 
 int store_index_event(factum_t *db, const factum_event_t *e) {

@@ -1,0 +1,605 @@
+/*
+ * api.c — the HTTP API of docs/openapi.yaml: routing, append (structured, batch and binary
+ * CloudEvents), reads of a stream and of $all with paging, health and Prometheus metrics.
+ * Runs on the loop thread that owns the connection; appends go to the writer asynchronously
+ * and come back through api_append_done.
+ */
+#include "server.h"
+
+#include "../base/json.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define READ_DEFAULT_LIMIT 100
+#define READ_MAX_LIMIT 10000
+#define READ_MAX_BYTES (16u << 20) /* a read page stops growing past this; the Link goes on */
+
+static const char *const JSON = "application/json";
+
+/* Maps an engine error to its HTTP status and problem type. */
+static void engine_problem(conn *c, int rc, const char *msg) {
+    switch (rc) {
+    case FACTUM_EBADEVENT:
+    case FACTUM_EBADSTREAM:
+    case FACTUM_EINVAL: conn_problem(c, 400, "bad-event", NULL, "%s", msg); break;
+    case FACTUM_ETOOBIG: conn_problem(c, 413, "too-large", NULL, "%s", msg); break;
+    case FACTUM_ECONFLICT: conn_problem(c, 409, "conflict", NULL, "%s", msg); break;
+    case FACTUM_ENOTFOUND: conn_problem(c, 404, "not-found", NULL, "%s", msg); break;
+    case FACTUM_ENOSPC: conn_problem(c, 507, "no-space", NULL, "%s", msg); break;
+    case FACTUM_EFAILED:
+    case FACTUM_EIO:
+    case FACTUM_ECLOSED: conn_problem(c, 503, "unavailable", NULL, "%s", msg); break;
+    default: conn_problem(c, 500, "internal", NULL, "%s: %s", factum_errname(rc), msg); break;
+    }
+}
+
+/* ---- query strings ---- */
+
+typedef struct params {
+    bool has_from, backward;
+    uint64_t from;
+    size_t limit;
+    buf_t type, category, corr;
+} params;
+
+static void params_free(params *p) {
+    buf_free(&p->type);
+    buf_free(&p->category);
+    buf_free(&p->corr);
+}
+
+static bool parse_u64(factum_str_t s, uint64_t *out) {
+    if (s.len == 0 || s.len > 20) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        if (!isdigit((unsigned char)s.ptr[i])) return false;
+        uint64_t d = (uint64_t)(s.ptr[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses from/limit/direction (and the /all filters when `all`). 0, or answers 400 and -1. */
+static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
+    memset(p, 0, sizeof *p);
+    p->limit = READ_DEFAULT_LIMIT;
+    size_t i = 0;
+    buf_t v = {0};
+    int rc = 0;
+    while (i < q.len && !rc) {
+        size_t s = i;
+        while (i < q.len && q.ptr[i] != '&') i++;
+        factum_str_t kv = {q.ptr + s, i - s};
+        i++;
+        if (!kv.len) continue;
+        const char *eq = memchr(kv.ptr, '=', kv.len);
+        factum_str_t k = {kv.ptr, eq ? (size_t)(eq - kv.ptr) : kv.len};
+        factum_str_t raw = eq ? (factum_str_t){eq + 1, kv.len - k.len - 1} : (factum_str_t){"", 0};
+        v.len = 0;
+        if (http_unescape(raw, true, &v)) {
+            conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' has a bad percent-escape", (int)MIN(k.len, 64), k.ptr);
+            rc = -1;
+            break;
+        }
+        factum_str_t val = {v.ptr, v.len};
+        buf_t *dst = NULL;
+        if (str_eq(k, str_c("from"))) {
+            p->has_from = true;
+            if (str_eq(val, str_c("end"))) p->from = FACTUM_END;
+            else if (!parse_u64(val, &p->from)) rc = -1;
+        } else if (str_eq(k, str_c("limit"))) {
+            uint64_t n;
+            if (!parse_u64(val, &n) || n < 1 || n > READ_MAX_LIMIT) {
+                conn_problem(c, 400, "bad-request", NULL, "limit must be 1 to %d", READ_MAX_LIMIT);
+                rc = -2;
+            }
+            else p->limit = (size_t)n;
+        } else if (str_eq(k, str_c("direction"))) {
+            if (str_eq(val, str_c("backward"))) p->backward = true;
+            else if (!str_eq(val, str_c("forward"))) {
+                conn_problem(c, 400, "bad-request", NULL, "direction must be forward or backward");
+                rc = -2;
+            }
+        } else if (all && str_eq(k, str_c("type"))) dst = &p->type;
+        else if (all && str_eq(k, str_c("category"))) dst = &p->category;
+        else if (all && str_eq(k, str_c("correlation_id"))) dst = &p->corr;
+        else {
+            conn_problem(c, 400, "bad-request", NULL, "unknown query parameter '%.*s'", (int)MIN(k.len, 64), k.ptr);
+            rc = -2;
+        }
+        if (dst && (dst->len || buf_append(dst, val.ptr ? val.ptr : "", val.len) || buf_append(dst, "", 1))) rc = -3;
+        if (dst && !rc) dst->len--; /* keep the NUL outside the length */
+        if (rc == -1) conn_problem(c, 400, "bad-request", NULL, "from must be a revision or position (or 'end')");
+        if (rc == -3) conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' given twice", (int)k.len, k.ptr);
+    }
+    buf_free(&v);
+    if (!rc && p->backward && !p->has_from) p->from = FACTUM_END;
+    if (rc) params_free(p);
+    return rc ? -1 : 0;
+}
+
+/* Appends s percent-encoded for a query value. */
+static void url_encode(buf_t *b, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (isalnum(ch) || strchr("-._~", ch)) buf_append(b, s + i, 1);
+        else buf_printf(b, "%%%02X", ch);
+    }
+}
+
+static factum_str_t buf_str(const buf_t *b) { return (factum_str_t){b->ptr ? b->ptr : "", b->len}; }
+
+/* ---- reads ---- */
+
+/* Renders events [0, n) as a JSON array into the loop's scratch; returns how many fit. */
+static size_t render_array(loop *l, const factum_result_t *res) {
+    buf_t *b = &l->scratch;
+    b->len = 0;
+    buf_append(b, "[", 1);
+    size_t n = factum_result_count(res), i;
+    for (i = 0; i < n && b->len < READ_MAX_BYTES; i++) {
+        const factum_event_t *e = factum_result_event(res, i);
+        if (i) buf_append(b, ",\n", 2);
+        else buf_append(b, "\n", 1);
+        size_t need = factum_event_json(e, NULL, 0);
+        if (buf_reserve(b, need + 1)) break;
+        factum_event_json(e, b->ptr + b->len, need + 1);
+        b->len += need;
+    }
+    buf_append(b, i ? "\n]" : "]", i ? 2 : 1);
+    return i;
+}
+
+static bool wants_sse(const http_req *h) {
+    factum_str_t a = http_header_get(h, "accept");
+    return a.len && memmem(a.ptr, a.len, "text/event-stream", 17) != NULL;
+}
+
+/* from for a subscription: Last-Event-ID (resume after it) beats ?from=. -1 and 400 if bad. */
+static int sse_from(conn *c, const params *p, uint64_t *from) {
+    factum_str_t last = http_header_get(&c->req->h, "last-event-id");
+    *from = p->has_from && p->from != FACTUM_END ? p->from : 0;
+    if (p->has_from && p->from == FACTUM_END) *from = FACTUM_END;
+    if (last.ptr) {
+        uint64_t id;
+        if (!parse_u64(last, &id) || id == UINT64_MAX) {
+            conn_problem(c, 400, "bad-request", NULL, "Last-Event-ID must be a revision or position");
+            return -1;
+        }
+        *from = id + 1;
+    }
+    return 0;
+}
+
+static void read_stream(conn *c, factum_str_t stream) {
+    loop *l = c->l;
+    params p;
+    if (parse_params(c, c->req->h.query, false, &p)) return;
+    factum_error_t err;
+    int rc = factum_stream_name_check(stream, &err);
+    if (rc) {
+        engine_problem(c, rc, err.message);
+    } else if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
+        uint64_t from;
+        if (!sse_from(c, &p, &from)) sse_start(c, false, stream, NULL, from);
+    } else {
+        factum_result_t *res;
+        rc = factum_read_stream(l->srv->db, stream, p.has_from ? p.from : 0, p.limit, p.backward, &res, &err);
+        if (rc) {
+            engine_problem(c, rc, err.message);
+        } else {
+            size_t n = render_array(l, res);
+            uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->revision : factum_result_next(res);
+            int64_t last = factum_stream_revision(l->srv->db, stream);
+            buf_t hdr = {0};
+            buf_printf(&hdr, "ETag: \"%lld\"\r\n", (long long)last);
+            bool more = p.backward ? next != FACTUM_END : (n == p.limit || n < factum_result_count(res));
+            if (more) {
+                buf_printf(&hdr, "Link: </streams/");
+                url_encode(&hdr, stream.ptr, stream.len);
+                buf_printf(&hdr, "?from=%llu&limit=%zu&direction=%s>; rel=\"next\"\r\n", (unsigned long long)next,
+                           p.limit, p.backward ? "backward" : "forward");
+            }
+            conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
+            buf_free(&hdr);
+            factum_result_free(res);
+        }
+    }
+    params_free(&p);
+}
+
+static void read_all(conn *c) {
+    loop *l = c->l;
+    params p;
+    if (parse_params(c, c->req->h.query, true, &p)) return;
+    factum_query_t q = {.from = p.has_from ? p.from : 0, .limit = p.limit, .backward = p.backward,
+                        .type = buf_str(&p.type), .category = buf_str(&p.category), .correlationid = buf_str(&p.corr)};
+    if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
+        uint64_t from;
+        if (!sse_from(c, &p, &from)) sse_start(c, true, (factum_str_t){"", 0}, &q, from);
+        params_free(&p);
+        return;
+    }
+    factum_result_t *res;
+    factum_error_t err;
+    int rc = factum_read_all(l->srv->db, &q, &res, &err);
+    if (rc) {
+        engine_problem(c, rc, err.message);
+    } else {
+        size_t n = render_array(l, res);
+        uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->position : factum_result_next(res);
+        uint64_t head = factum_head_position(l->srv->db);
+        bool more = p.backward ? next != FACTUM_END : next < head;
+        buf_t hdr = {0};
+        buf_printf(&hdr, "Factum-Head: %llu\r\n", (unsigned long long)head);
+        if (more) {
+            buf_printf(&hdr, "Link: </all?from=%llu&limit=%zu&direction=%s", (unsigned long long)next, p.limit,
+                       p.backward ? "backward" : "forward");
+            const char *names[] = {"type", "category", "correlation_id"};
+            buf_t *vals[] = {&p.type, &p.category, &p.corr};
+            for (int i = 0; i < 3; i++)
+                if (vals[i]->len) {
+                    buf_printf(&hdr, "&%s=", names[i]);
+                    url_encode(&hdr, vals[i]->ptr, vals[i]->len);
+                }
+            buf_printf(&hdr, ">; rel=\"next\"\r\n");
+        }
+        conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
+        buf_free(&hdr);
+        factum_result_free(res);
+    }
+    params_free(&p);
+}
+
+/* ---- append ---- */
+
+/* The media type without parameters, lowercased into out. */
+static factum_str_t media_type(factum_str_t ct, char *out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; i < ct.len && ct.ptr[i] != ';' && n + 1 < cap; i++)
+        if (ct.ptr[i] != ' ' && ct.ptr[i] != '\t') out[n++] = (char)tolower((unsigned char)ct.ptr[i]);
+    out[n] = 0;
+    return (factum_str_t){out, n};
+}
+
+static bool is_json_media(factum_str_t m) {
+    return str_eq(m, str_c("application/json")) || (m.len > 5 && !memcmp(m.ptr + m.len - 5, "+json", 5));
+}
+
+/* Expected revision from If-Match / If-None-Match. 0, or answers 400 and -1. */
+static int expected_revision(conn *c, int64_t *out) {
+    factum_str_t m = http_header_get(&c->req->h, "if-match"), nm = http_header_get(&c->req->h, "if-none-match");
+    *out = FACTUM_EXPECT_ANY;
+    if (m.ptr && nm.ptr) {
+        conn_problem(c, 400, "bad-request", NULL, "give If-Match or If-None-Match, not both");
+        return -1;
+    }
+    if (nm.ptr) {
+        if (!str_eq(nm, str_c("*"))) {
+            conn_problem(c, 400, "bad-request", NULL, "If-None-Match accepts only * (the stream must not exist)");
+            return -1;
+        }
+        *out = FACTUM_EXPECT_NO_STREAM;
+    } else if (m.ptr) {
+        uint64_t n;
+        if (str_eq(m, str_c("*"))) *out = FACTUM_EXPECT_EXISTS;
+        else if (m.len >= 3 && m.ptr[0] == '"' && m.ptr[m.len - 1] == '"' &&
+                 parse_u64((factum_str_t){m.ptr + 1, m.len - 2}, &n) && n <= INT64_MAX)
+            *out = (int64_t)n;
+        else {
+            conn_problem(c, 400, "bad-request", NULL, "If-Match accepts * or one strong ETag \"N\" (a revision)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Binary mode: attributes in ce-* headers, the body is the data. Decoded values go to vals
+   (reserved up front so spans never move), extension members to ext. */
+static int binary_event(conn *c, factum_str_t body, factum_event_t *e, buf_t *vals, buf_t *ext) {
+    const http_req *h = &c->req->h;
+    size_t total = 0;
+    for (size_t i = 0; i < h->nheaders; i++) total += h->headers[i].value.len + 1;
+    if (buf_reserve(vals, total + 1)) return conn_problem(c, 500, "internal", NULL, "out of memory"), -1;
+    memset(e, 0, sizeof *e);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        factum_str_t name = h->headers[i].name;
+        if (name.len < 4 || !http_token_is((factum_str_t){name.ptr, 3}, "ce-")) continue;
+        factum_str_t an = {name.ptr + 3, name.len - 3};
+        size_t at = vals->len;
+        if (http_unescape(h->headers[i].value, false, vals)) {
+            conn_problem(c, 400, "bad-event", NULL, "header %.*s has a bad percent-escape", (int)name.len, name.ptr);
+            return -1;
+        }
+        factum_str_t v = {vals->ptr + at, vals->len - at};
+        vals->len++; /* keep the NUL */
+        factum_str_t *dst = NULL;
+        if (http_token_is(an, "specversion")) {
+            if (!str_eq(v, str_c("1.0"))) {
+                conn_problem(c, 400, "bad-event", NULL, "ce-specversion must be 1.0");
+                return -1;
+            }
+        } else if (http_token_is(an, "id")) dst = &e->id;
+        else if (http_token_is(an, "type")) dst = &e->type;
+        else if (http_token_is(an, "source")) dst = &e->source;
+        else if (http_token_is(an, "subject")) dst = &e->subject;
+        else if (http_token_is(an, "correlationid")) dst = &e->correlationid;
+        else if (http_token_is(an, "causationid")) dst = &e->causationid;
+        else if (http_token_is(an, "time")) continue; /* the store records the time */
+        else if (http_token_is(an, "datacontenttype")) {
+            conn_problem(c, 400, "bad-event", NULL, "in binary mode the data's type is the Content-Type header");
+            return -1;
+        } else {
+            if (ext->len) buf_append(ext, ",", 1);
+            buf_append(ext, "\"", 1);
+            for (size_t k = 0; k < an.len; k++) {
+                char ch = (char)tolower((unsigned char)an.ptr[k]);
+                buf_append(ext, &ch, 1);
+            }
+            buf_append(ext, "\":", 2);
+            json_escape(ext, v.ptr, v.len);
+        }
+        if (dst) {
+            if (dst->ptr) {
+                conn_problem(c, 400, "bad-event", NULL, "header %.*s given twice", (int)name.len, name.ptr);
+                return -1;
+            }
+            *dst = v;
+        }
+    }
+    if (!e->type.len) {
+        conn_problem(c, 400, "bad-event", NULL, "binary mode needs a ce-type header");
+        return -1;
+    }
+    e->extensions = buf_str(ext);
+    factum_str_t ct = http_header_get(h, "content-type");
+    char mt[128];
+    e->datacontenttype = ct;
+    e->data = body;
+    e->data_format = body.len == 0 && !ct.ptr ? FACTUM_DATA_NONE
+                     : is_json_media(media_type(ct, mt, sizeof mt)) ? FACTUM_DATA_JSON
+                                                                    : FACTUM_DATA_BINARY;
+    if (e->data_format == FACTUM_DATA_JSON && body.len == 0) {
+        conn_problem(c, 400, "bad-event", NULL, "Content-Type says JSON but the body is empty");
+        return -1;
+    }
+    return 0;
+}
+
+static void append(conn *c, factum_str_t stream, factum_str_t body) {
+    const http_req *h = &c->req->h;
+    int64_t expected;
+    if (expected_revision(c, &expected)) return;
+    bool binary = false;
+    for (size_t i = 0; i < h->nheaders && !binary; i++)
+        binary = h->headers[i].name.len > 3 && http_token_is((factum_str_t){h->headers[i].name.ptr, 3}, "ce-");
+    factum_error_t err;
+    int rc;
+    if (binary) {
+        factum_event_t e;
+        buf_t vals = {0}, ext = {0};
+        if (!binary_event(c, body, &e, &vals, &ext)) {
+            rc = server_submit_append(c, stream, expected, &e, 1, &err);
+            if (rc) engine_problem(c, rc, err.message);
+        }
+        buf_free(&vals);
+        buf_free(&ext);
+        return;
+    }
+    factum_str_t ct = http_header_get(h, "content-type");
+    char mt[128];
+    factum_str_t m = media_type(ct, mt, sizeof mt);
+    int batch;
+    if (str_eq(m, str_c("application/cloudevents+json"))) batch = 0;
+    else if (str_eq(m, str_c("application/cloudevents-batch+json"))) batch = 1;
+    else if (str_eq(m, str_c("application/json"))) {
+        size_t i = 0;
+        while (i < body.len && strchr(" \t\r\n", body.ptr[i])) i++;
+        batch = i < body.len && body.ptr[i] == '[';
+    } else {
+        conn_problem(c, 415, "unsupported-media-type", NULL,
+                     "send application/cloudevents+json, application/cloudevents-batch+json, application/json, "
+                     "or binary mode with ce-* headers (got '%.*s')",
+                     (int)MIN(ct.len, 100), ct.ptr ? ct.ptr : "");
+        return;
+    }
+    factum_events_t *set;
+    rc = factum_events_parse(body.ptr, body.len, batch, &set, &err);
+    if (rc) {
+        engine_problem(c, rc, err.message);
+        return;
+    }
+    rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), factum_events_count(set), &err);
+    if (rc) engine_problem(c, rc, err.message);
+    factum_events_free(set);
+}
+
+/* The stream name of the path, percent-decoded into c's scratch-free buffer `out`. */
+static int path_stream(conn *c, factum_str_t rest, buf_t *out) {
+    if (http_unescape(rest, false, out)) {
+        conn_problem(c, 400, "bad-stream", NULL, "the stream name has a bad percent-escape");
+        return -1;
+    }
+    return 0;
+}
+
+void api_append_done(conn *c) {
+    loop_observe_latency(c->l, clock_mono_ns() - c->req->started_ns);
+    c->state = C_BODY;
+    const factum_append_result_t *r = &c->ar_res;
+    if (c->ar_rc == FACTUM_EREVISION) {
+        char members[160];
+        int64_t exp;
+        expected_revision(c, &exp); /* parsed fine before the append */
+        if (exp >= 0) snprintf(members, sizeof members, "\"expected\":%lld,\"actual\":%lld", (long long)exp, (long long)r->actual_revision);
+        else snprintf(members, sizeof members, "\"expected\":\"%s\",\"actual\":%lld",
+                      exp == FACTUM_EXPECT_NO_STREAM ? "no stream" : "exists", (long long)r->actual_revision);
+        conn_problem(c, 412, "wrong-expected-revision", members, "%s", c->ar_msg);
+        return;
+    }
+    if (c->ar_rc) {
+        engine_problem(c, c->ar_rc, c->ar_msg);
+        return;
+    }
+    /* The stream name is the path's; decode it again rather than keep a copy per append. */
+    buf_t name = {0}, body = {0};
+    http_unescape((factum_str_t){c->req->h.path.ptr + 9, c->req->h.path.len - 9}, false, &name);
+    buf_append(&body, "{\"stream\":", 10);
+    json_escape(&body, name.ptr, name.len);
+    buf_printf(&body, ",\"first_revision\":%llu,\"revision\":%llu,\"first_position\":%llu,\"position\":%llu%s}",
+               (unsigned long long)r->first_revision, (unsigned long long)r->last_revision,
+               (unsigned long long)r->first_position, (unsigned long long)r->last_position,
+               r->idempotent ? ",\"idempotent\":true" : "");
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "ETag: \"%llu\"\r\n", (unsigned long long)r->last_revision);
+    conn_respond(c, r->idempotent ? 200 : 201, JSON, hdr, body.ptr, body.len);
+    buf_free(&name);
+    buf_free(&body);
+}
+
+/* ---- health and metrics ---- */
+
+static void health(conn *c) {
+    factum_stats_t st;
+    factum_stats(c->l->srv->db, &st);
+    char body[256];
+    int n;
+    if (st.failed)
+        n = snprintf(body, sizeof body, "{\"status\":\"failed\",\"position\":%llu,\"error\":\"%s\"}",
+                     (unsigned long long)st.head, factum_errname(st.failed));
+    else
+        n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"position\":%llu}", (unsigned long long)st.head);
+    conn_respond(c, st.failed ? 503 : 200, JSON, NULL, body, (size_t)n);
+}
+
+static void metric_head(buf_t *b, const char *name, const char *type, const char *help) {
+    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void hist_u64(buf_t *b, const char *name, const uint64_t *counts, const uint64_t *bounds, double scale,
+                     double sum, uint64_t total) {
+    uint64_t cum = 0;
+    for (int i = 0; i < FACTUM_STAT_BUCKETS; i++) {
+        cum += counts[i];
+        if (bounds[i] == UINT64_MAX) buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+        else buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] * scale, (unsigned long long)cum);
+    }
+    buf_printf(b, "%s_sum %g\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
+}
+
+static void metrics(conn *c) {
+    server *s = c->l->srv;
+    factum_stats_t st;
+    factum_stats(s->db, &st);
+    buf_t *b = &c->l->scratch;
+    b->len = 0;
+    uint64_t lat[SERVER_HIST] = {0}, lat_sum = 0, lat_n = 0, subs = 0, accepted = 0, drops = 0, status[600] = {0};
+    for (int i = 0; i < s->nloops; i++) {
+        loop *l = &s->loops[i];
+        for (int k = 0; k < SERVER_HIST; k++) lat[k] += atomic_load_explicit(&l->lat[k], memory_order_relaxed);
+        lat_sum += atomic_load_explicit(&l->lat_sum_us, memory_order_relaxed);
+        lat_n += atomic_load_explicit(&l->lat_count, memory_order_relaxed);
+        subs += atomic_load_explicit(&l->nsubs, memory_order_relaxed);
+        accepted += atomic_load_explicit(&l->accepted, memory_order_relaxed);
+        drops += atomic_load_explicit(&l->slow_drops, memory_order_relaxed);
+        for (int k = 100; k < 600; k++) status[k] += atomic_load_explicit(&l->status[k], memory_order_relaxed);
+    }
+    metric_head(b, "factum_build_info", "gauge", "Build information.");
+    buf_printf(b, "factum_build_info{version=\"%s\"} 1\n", s->cfg.version);
+    metric_head(b, "factum_appends_total", "counter", "Appends acknowledged (idempotent repeats excluded).");
+    buf_printf(b, "factum_appends_total %llu\n", (unsigned long long)st.appends);
+    metric_head(b, "factum_append_events_total", "counter", "Events appended.");
+    buf_printf(b, "factum_append_events_total %llu\n", (unsigned long long)st.events);
+    metric_head(b, "factum_append_bytes_total", "counter", "Bytes of records appended.");
+    buf_printf(b, "factum_append_bytes_total %llu\n", (unsigned long long)st.bytes);
+    metric_head(b, "factum_append_duration_seconds", "histogram",
+                "HTTP append requests, from the complete request to the answer (all outcomes).");
+    uint64_t cum = 0;
+    for (int k = 0; k < SERVER_HIST; k++) {
+        cum += lat[k];
+        if (k == SERVER_HIST - 1) buf_printf(b, "factum_append_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        else buf_printf(b, "factum_append_duration_seconds_bucket{le=\"%g\"} %llu\n", server_latency_bounds[k], (unsigned long long)cum);
+    }
+    buf_printf(b, "factum_append_duration_seconds_sum %g\nfactum_append_duration_seconds_count %llu\n",
+               (double)lat_sum / 1e6, (unsigned long long)lat_n);
+    metric_head(b, "factum_fsync_duration_seconds", "histogram", "fdatasync of the log, per commit group.");
+    hist_u64(b, "factum_fsync_duration_seconds", st.fsync_us, factum_fsync_us_bounds, 1e-6, (double)st.fsync_us_sum / 1e6, st.fsyncs);
+    metric_head(b, "factum_events_per_fsync", "histogram", "Events made durable by one fdatasync (group commit).");
+    hist_u64(b, "factum_events_per_fsync", st.group_events, factum_group_events_bounds, 1, (double)st.events, st.fsyncs);
+    metric_head(b, "factum_log_bytes", "gauge", "Bytes of records in the log.");
+    buf_printf(b, "factum_log_bytes %llu\n", (unsigned long long)st.log_bytes);
+    metric_head(b, "factum_head_position", "gauge", "Durable events in the log (the next position).");
+    buf_printf(b, "factum_head_position %llu\n", (unsigned long long)st.head);
+    metric_head(b, "factum_writer_failed", "gauge", "1 when a failed write or fsync stopped the writer.");
+    buf_printf(b, "factum_writer_failed %d\n", st.failed != 0);
+    metric_head(b, "factum_subscribers", "gauge", "Live and catching-up SSE subscribers.");
+    buf_printf(b, "factum_subscribers %llu\n", (unsigned long long)subs);
+    metric_head(b, "factum_subscriber_disconnects_total", "counter", "Subscribers cut off past their buffer limit.");
+    buf_printf(b, "factum_subscriber_disconnects_total{reason=\"slow\"} %llu\n", (unsigned long long)drops);
+    metric_head(b, "factum_connections", "gauge", "Open HTTP connections.");
+    buf_printf(b, "factum_connections %u\n", atomic_load(&s->nconns));
+    metric_head(b, "factum_connections_total", "counter", "HTTP connections accepted.");
+    buf_printf(b, "factum_connections_total %llu\n", (unsigned long long)accepted);
+    metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
+    for (int k = 100; k < 600; k++)
+        if (status[k]) buf_printf(b, "factum_http_responses_total{code=\"%d\"} %llu\n", k, (unsigned long long)status[k]);
+    conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b->ptr, b->len);
+}
+
+/* ---- routing ---- */
+
+static bool method_is(conn *c, const char *m) { return str_eq(c->req->h.method, str_c(m)); }
+
+static void not_allowed(conn *c, const char *allow) {
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    buf_t b = {0};
+    buf_printf(&b, "{\"type\":\"urn:factum:problem:method-not-allowed\",\"title\":\"Method Not Allowed\","
+                   "\"status\":405,\"detail\":\"this resource allows %s\"}", allow);
+    conn_respond(c, 405, "application/problem+json", hdr, b.ptr, b.len);
+    buf_free(&b);
+}
+
+void api_handle(conn *c, factum_str_t body) {
+    factum_str_t path = c->req->h.path;
+    bool get = method_is(c, "GET") || method_is(c, "HEAD");
+    if (path.len > 9 && !memcmp(path.ptr, "/streams/", 9)) {
+        factum_str_t rest = {path.ptr + 9, path.len - 9};
+        if (memchr(rest.ptr, '/', rest.len)) {
+            conn_problem(c, 404, "not-found", NULL, "no such resource: %.*s", (int)MIN(path.len, 300), path.ptr);
+            return;
+        }
+        buf_t name = {0};
+        if (!path_stream(c, rest, &name)) {
+            factum_str_t stream = {name.ptr, name.len};
+            if (method_is(c, "POST")) append(c, stream, body);
+            else if (get) read_stream(c, stream);
+            else not_allowed(c, "GET, HEAD, POST");
+        }
+        buf_free(&name);
+    } else if (str_eq(path, str_c("/all"))) {
+        if (get) read_all(c);
+        else not_allowed(c, "GET, HEAD");
+    } else if (str_eq(path, str_c("/health"))) {
+        if (get) health(c);
+        else not_allowed(c, "GET, HEAD");
+    } else if (str_eq(path, str_c("/metrics"))) {
+        if (get) metrics(c);
+        else not_allowed(c, "GET, HEAD");
+    } else if (str_eq(path, str_c("/"))) {
+        if (!get) {
+            not_allowed(c, "GET, HEAD");
+            return;
+        }
+        char b[256];
+        int n = snprintf(b, sizeof b, "{\"name\":\"factum\",\"version\":\"%s\",\"api\":[\"/streams/{stream}\",\"/all\","
+                         "\"/health\",\"/metrics\"]}", c->l->srv->cfg.version);
+        conn_respond(c, 200, JSON, NULL, b, (size_t)n);
+    } else {
+        conn_problem(c, 404, "not-found", NULL, "no such resource: %.*s", (int)MIN(path.len, 300), path.ptr);
+    }
+}

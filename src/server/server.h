@@ -1,0 +1,159 @@
+/*
+ * server.h — the HTTP server: event loops, connections, routing, subscriptions.
+ *
+ * Threads and ownership (docs/threads.md has the picture):
+ *   - `loops` event-loop threads (default: one per CPU, at most 8), each with its own epoll,
+ *     eventfd and connections; they share the listening socket (EPOLLEXCLUSIVE). A connection
+ *     belongs to the loop that accepted it, for its whole life: no locks on connections.
+ *   - The engine's writer thread calls back into a loop twice, both times only to queue and
+ *     wake: append completions (loop->done list under loop->mu, then the eventfd) and the
+ *     commit hook (loop->head, then the eventfd when the loop has subscribers).
+ *   - The thread that called server_run waits for SIGINT/SIGTERM and then stops the loops.
+ */
+#ifndef FACTUM_SERVER_H
+#define FACTUM_SERVER_H
+
+#include "../base/base.h"
+#include "http.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef struct server_config {
+    const char *listen;          /* HOST:PORT; port 0 picks a free one */
+    int loops;                   /* event-loop threads; 0 = one per CPU (at most 8) */
+    size_t max_body;             /* bytes of a request body; 0 = 1 MiB */
+    uint32_t header_timeout_ms;  /* a request head must arrive within this; 0 = 10 s */
+    uint32_t body_timeout_ms;    /* and its body within this after the head; 0 = 30 s */
+    uint32_t idle_timeout_ms;    /* an idle keep-alive connection is closed after; 0 = 120 s */
+    uint32_t heartbeat_ms;       /* SSE heartbeat comment interval; 0 = 15 s */
+    size_t sub_buffer;           /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
+    uint32_t max_connections;    /* per server; 0 = 10000 */
+    const char *version;
+} server_config;
+
+/*
+ * Serves `db` until SIGINT or SIGTERM (blocked in the calling thread and the loops), then
+ * drains: stops accepting, lets requests in flight finish (up to 5 s), closes subscriptions.
+ * Prints "listening on http://HOST:PORT" to stdout once bound. 0, or an error (bind failed).
+ */
+int server_run(factum_t *db, const server_config *cfg, factum_error_t *err);
+
+/* ---- internals shared by server.c, api.c, sse.c ---- */
+
+#define SERVER_HIST 16
+extern const double server_latency_bounds[SERVER_HIST]; /* seconds; last = +Inf */
+
+typedef struct loop loop;
+typedef struct conn conn;
+typedef struct server server;
+
+/* What one subscription reads and where it stands. */
+typedef struct sub {
+    bool all;           /* /all, or one stream */
+    bool live;          /* caught up: woken by commits */
+    buf_t stream;       /* the stream name (NUL-terminated) */
+    buf_t type, category, corr; /* /all filters */
+    uint64_t next;      /* next revision (stream) or position (/all) to look at */
+    uint64_t stream_hash; /* hash64 of the stream name, to skip commits that miss it */
+    uint64_t beat_ms;     /* last event or heartbeat queued */
+} sub;
+
+/* A request being read or answered. Its head is a private copy, so spans stay valid. */
+typedef struct request {
+    char *head;
+    http_req h;
+    size_t body_need;  /* Content-Length body bytes, once the head is parsed */
+    http_chunked chunk;
+    buf_t body;        /* decoded chunked body */
+    uint64_t started_ns;
+} request;
+
+enum { C_HEAD, C_BODY, C_APPEND, C_SSE };
+
+struct conn {
+    int fd;
+    int state;
+    loop *l;
+    conn *prev, *next; /* the loop's connections */
+    conn *done_next;   /* the loop's completed appends */
+    buf_t in;
+    size_t in_off;
+    buf_t out;
+    size_t out_off;
+    bool close_after; /* close once the output is sent */
+    bool eof;         /* the peer sent FIN or reset */
+    bool dead;        /* closed while its append was in flight; freed on the callback */
+    uint32_t mask;    /* epoll events registered */
+    uint64_t deadline_ms; /* 0 = none */
+    uint64_t last_io_ms;  /* last byte in or out */
+    request *req;
+    sub *sub;
+    /* set by the append callback on the writer thread, read by the loop after done */
+    int ar_rc;
+    factum_append_result_t ar_res;
+    char ar_msg[320];
+};
+
+struct loop {
+    server *srv;
+    pthread_t thread;
+    int ep, efd;
+    conn *conns;
+    size_t nconns;
+    pthread_mutex_t mu;
+    conn *done; /* appends the writer finished */
+    size_t pending; /* appends submitted and not yet called back */
+    _Atomic uint64_t head; /* latest durable head the commit hook saw */
+    uint64_t seen;         /* head up to which live subscribers were pumped */
+    _Atomic uint32_t nsubs;
+    buf_t scratch; /* response bodies and rendered events */
+    /* metrics: one writer (this loop), read by /metrics on any loop */
+    _Atomic uint64_t requests[6];        /* by status class 1xx..5xx (index 1..5) */
+    _Atomic uint64_t status[600];
+    _Atomic uint64_t lat[SERVER_HIST], lat_sum_us, lat_count;
+    _Atomic uint64_t accepted, slow_drops;
+};
+
+struct server {
+    factum_t *db;
+    server_config cfg;
+    int lfd;
+    loop *loops;
+    int nloops;
+    _Atomic bool stopping;
+    _Atomic uint32_t nconns;
+    uint64_t drain_deadline_ms;
+};
+
+uint64_t server_now_ms(void);
+/* Queues bytes on the connection and tries to send them now. */
+void conn_send(conn *c, const void *p, size_t n);
+/* A complete response with a body; `extra` are header lines ending in CRLF (or NULL). */
+void conn_respond(conn *c, int status, const char *ctype, const char *extra, const char *body, size_t n);
+/* An application/problem+json response; `members` are extra JSON members ("\"a\":1") or NULL. */
+void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void conn_flush(conn *c);
+void loop_observe_latency(loop *l, uint64_t ns);
+
+/* Submits an append for c; the answer comes through api_append_done. */
+int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
+                         factum_error_t *err);
+
+/* api.c: runs a complete request (head and body in place). */
+void api_handle(conn *c, factum_str_t body);
+/* api.c: finishes an append once the writer called back. */
+void api_append_done(conn *c);
+
+/* sse.c */
+/* Starts a subscription on c (answers the head, or an error). */
+void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from);
+/* Reads and sends what the subscription may take now; live ones up to the head. */
+void sse_pump(conn *c);
+void sse_heartbeat(conn *c);
+/* Whether a commit touching the streams of `hashes` (sorted; NULL = unknown) concerns s. */
+bool sse_wants(const sub *s, const uint64_t *hashes, size_t n);
+void sub_free(sub *s);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * sse.c — subscriptions over Server-Sent Events. A subscription is a cursor (next revision of
+ * its stream, or next position of $all) and nothing else: catching up and staying live are the
+ * same loop — read from the cursor up to the durable head, send, move the cursor — so there is
+ * no gap and no duplicate at the switch. While catching up, reading is paced by the socket
+ * (never more than SSE_LOW bytes queued). Once caught up ("caught-up" event), a commit wakes
+ * the loop and live subscribers are pumped; one that lets more than cfg.sub_buffer bytes pile
+ * up is disconnected and resumes with Last-Event-ID.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SSE_LOW (64u << 10) /* catch-up: queue up to this much, then wait for the socket */
+#define SSE_CHUNK 512       /* events per read */
+#define SSE_ROUNDS 32       /* catch-up rounds per turn before letting other connections run */
+
+void sub_free(sub *s) {
+    if (!s) return;
+    buf_free(&s->stream);
+    buf_free(&s->type);
+    buf_free(&s->category);
+    buf_free(&s->corr);
+    free(s);
+}
+
+static int copy_str(buf_t *b, factum_str_t s) {
+    return buf_append(b, s.ptr ? s.ptr : "", s.len) || buf_append(b, "", 1) ? -1 : (b->len--, 0);
+}
+
+static factum_str_t str_of(const buf_t *b) { return (factum_str_t){b->ptr ? b->ptr : "", b->len}; }
+
+void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from) {
+    factum_t *db = c->l->srv->db;
+    sub *s = calloc(1, sizeof *s);
+    if (!s || copy_str(&s->stream, stream) ||
+        (q && (copy_str(&s->type, q->type) || copy_str(&s->category, q->category) || copy_str(&s->corr, q->correlationid)))) {
+        sub_free(s);
+        conn_problem(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    s->all = all;
+    s->stream_hash = hash64(stream.ptr, stream.len, 0);
+    if (from == FACTUM_END) from = all ? factum_head_position(db) : (uint64_t)(factum_stream_revision(db, stream) + 1);
+    s->next = from;
+    c->sub = s;
+    c->state = C_SSE;
+    c->deadline_ms = 0;
+    atomic_fetch_add(&c->l->nsubs, 1);
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                               "Connection: close\r\nX-Accel-Buffering: no\r\n\r\nretry: 1000\n\n";
+    conn_send(c, head, sizeof head - 1);
+    atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
+    s->beat_ms = server_now_ms();
+    sse_pump(c);
+}
+
+/* Appends one event as an SSE message; the CloudEvent JSON goes on one data line (raw CR/LF
+   in valid JSON can only be whitespace between tokens, so they become spaces). */
+static void send_event(conn *c, const factum_event_t *e, uint64_t id) {
+    buf_t *b = &c->out;
+    char pre[64];
+    int pl = snprintf(pre, sizeof pre, "id: %llu\nevent: ", (unsigned long long)id);
+    size_t need = factum_event_json(e, NULL, 0);
+    if (buf_reserve(b, (size_t)pl + e->type.len + 8 + need + 3)) {
+        c->close_after = true;
+        return;
+    }
+    memcpy(b->ptr + b->len, pre, (size_t)pl);
+    b->len += (size_t)pl;
+    memcpy(b->ptr + b->len, e->type.ptr, e->type.len);
+    b->len += e->type.len;
+    memcpy(b->ptr + b->len, "\ndata: ", 7);
+    b->len += 7;
+    char *j = b->ptr + b->len;
+    factum_event_json(e, j, need + 1);
+    for (char *p = j; (p = memchr(p, '\n', (size_t)(j + need - p))) != NULL;) *p = ' ';
+    for (char *p = j; (p = memchr(p, '\r', (size_t)(j + need - p))) != NULL;) *p = ' ';
+    b->len += need;
+    memcpy(b->ptr + b->len, "\n\n", 2);
+    b->len += 2;
+}
+
+/* Reads one chunk from the cursor and queues it. Returns true when the cursor reached the head. */
+static bool pump_chunk(conn *c) {
+    sub *s = c->sub;
+    factum_t *db = c->l->srv->db;
+    factum_result_t *res = NULL;
+    factum_error_t err;
+    bool at_end;
+    if (s->all) {
+        uint64_t head = factum_head_position(db);
+        factum_query_t q = {.from = s->next, .limit = SSE_CHUNK, .type = str_of(&s->type),
+                            .category = str_of(&s->category), .correlationid = str_of(&s->corr)};
+        if (factum_read_all(db, &q, &res, &err)) goto fail;
+        for (size_t i = 0; i < factum_result_count(res); i++) {
+            const factum_event_t *e = factum_result_event(res, i);
+            send_event(c, e, e->position);
+        }
+        s->next = factum_result_next(res);
+        at_end = factum_result_count(res) < SSE_CHUNK && s->next >= head;
+    } else {
+        int rc = factum_read_stream(db, str_of(&s->stream), s->next, SSE_CHUNK, 0, &res, &err);
+        if (rc == FACTUM_ENOTFOUND) return true; /* not there yet: wait for it */
+        if (rc) goto fail;
+        for (size_t i = 0; i < factum_result_count(res); i++) {
+            const factum_event_t *e = factum_result_event(res, i);
+            send_event(c, e, e->revision);
+        }
+        s->next = factum_result_next(res);
+        at_end = factum_result_count(res) < SSE_CHUNK;
+    }
+    if (factum_result_count(res)) s->beat_ms = server_now_ms();
+    factum_result_free(res);
+    return at_end;
+fail:
+    /* A read error (corruption) ends the subscription with a message the client can see. */
+    {
+        char msg[400];
+        int n = snprintf(msg, sizeof msg, "event: error\ndata: %s\n\n", err.message);
+        conn_send(c, msg, (size_t)MIN((size_t)n, sizeof msg - 1));
+        c->close_after = true;
+    }
+    return true;
+}
+
+static void caught_up(conn *c) {
+    sub *s = c->sub;
+    char msg[128];
+    int n = s->all ? snprintf(msg, sizeof msg, "event: caught-up\ndata: {\"position\":%llu}\n\n", (unsigned long long)s->next)
+                   : snprintf(msg, sizeof msg, "event: caught-up\ndata: {\"revision\":%lld}\n\n", (long long)s->next - 1);
+    conn_send(c, msg, (size_t)n);
+    s->live = true;
+}
+
+void sse_pump(conn *c) {
+    sub *s = c->sub;
+    if (c->close_after) return;
+    if (s->live) {
+        while (!c->close_after && !pump_chunk(c))
+            if (c->out.len - c->out_off > c->l->srv->cfg.sub_buffer) break;
+        if (c->out.len - c->out_off > c->l->srv->cfg.sub_buffer) {
+            /* Too slow: cut it off rather than hold memory without bound. */
+            c->out.len = c->out_off = 0;
+            c->close_after = true;
+            atomic_fetch_add_explicit(&c->l->slow_drops, 1, memory_order_relaxed);
+        }
+        return;
+    }
+    for (int round = 0; round < SSE_ROUNDS && !c->close_after; round++) {
+        bool end = false;
+        while (!end && !c->close_after && c->out.len - c->out_off < SSE_LOW) end = pump_chunk(c);
+        if (end) {
+            caught_up(c);
+            return;
+        }
+        conn_flush(c);
+        if (c->out.len > c->out_off) return; /* the socket is full: EPOLLOUT brings us back */
+    }
+    /* Out of turns with the socket still taking data: keep one chunk queued so EPOLLOUT fires. */
+    if (!c->close_after && c->out.len == c->out_off && pump_chunk(c)) caught_up(c);
+}
+
+void sse_heartbeat(conn *c) {
+    conn_send(c, ": heartbeat\n\n", 13);
+    c->sub->beat_ms = server_now_ms();
+}
+
+bool sse_wants(const sub *s, const uint64_t *hashes, size_t n) {
+    if (s->all || !hashes) return true;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (hashes[mid] < s->stream_hash) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && hashes[lo] == s->stream_hash;
+}
