@@ -188,7 +188,7 @@ static void read_stream(conn *c, factum_str_t stream) {
         if (!sse_from(c, &p, &from)) sse_start(c, false, stream, NULL, from);
     } else {
         factum_result_t *res;
-        rc = factum_read_stream(l->srv->db, stream, p.has_from ? p.from : 0, p.limit, p.backward, &res, &err);
+        rc = factum_read_stream(l->srv->db, stream, p.from, p.limit, p.backward, &res, &err);
         if (rc) {
             engine_problem(c, rc, err.message);
         } else {

@@ -149,7 +149,7 @@ long http_parse_head(const char *b, size_t len, http_req *r, const char **why) {
         } else if (http_token_is(h->name, "transfer-encoding")) {
             if (have_te) FAIL(400, "more than one Transfer-Encoding");
             have_te = true;
-            if (!http_token_is(h->value, "chunked")) FAIL(501, "the only transfer coding accepted is chunked");
+            if (!http_token_is(h->value, "chunked")) FAIL(400, "the only transfer coding accepted is chunked");
             r->chunked = true;
         } else if (http_token_is(h->name, "host")) {
             if (host) FAIL(400, "more than one Host");

@@ -448,8 +448,10 @@ static void sweep(loop *l) {
             if (stopping) c->close_after = true;
             else if (now - c->sub->beat_ms >= s->cfg.heartbeat_ms) sse_heartbeat(c);
             else if (!c->sub->live && c->out.len == c->out_off) sse_pump(c);
+        } else if (c->state == C_HEAD && stopping && c->out.len == c->out_off) {
+            c->close_after = true; /* between requests (a partial head is not one yet) */
         } else if (c->state == C_HEAD && c->in.len == c->in_off && c->out.len == c->out_off) {
-            if (stopping || now - c->last_io_ms >= s->cfg.idle_timeout_ms) c->close_after = true;
+            if (now - c->last_io_ms >= s->cfg.idle_timeout_ms) c->close_after = true;
         } else if (c->deadline_ms && now >= c->deadline_ms && c->state != C_APPEND) {
             c->close_after = true;
             c->in.len = c->in_off = 0;

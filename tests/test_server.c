@@ -1,0 +1,172 @@
+/*
+ * test_server.c — the helpers of test_server.h.
+ */
+#include "test_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+srv srv_start(const char *dir, const char *extra) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    srv s = {0};
+    s.pid = fork();
+    if (s.pid == 0) {
+        dup2(p[1], 1);
+        if (!getenv("FACTUM_TEST_VERBOSE")) {
+            int devnull = open("/dev/null", O_WRONLY);
+            dup2(devnull, 2);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test does not leave its server behind */
+        close(p[0]);
+        close(p[1]);
+        char *argv[64];
+        int n = 0;
+        static char buf[1024];
+        argv[n++] = (char *)test_bin();
+        argv[n++] = "--data-dir";
+        argv[n++] = (char *)dir;
+        argv[n++] = "serve";
+        argv[n++] = "--listen";
+        argv[n++] = "127.0.0.1:0";
+        snprintf(buf, sizeof buf, "%s", extra ? extra : "");
+        for (char *t = strtok(buf, " "); t && n < 62; t = strtok(NULL, " ")) argv[n++] = t;
+        argv[n] = NULL;
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    s.out_fd = p[0];
+    char line[256];
+    size_t len = 0;
+    for (;;) {
+        struct pollfd pfd = {p[0], POLLIN, 0};
+        CHECK_MSG(poll(&pfd, 1, 10000) == 1, "server did not say where it listens");
+        ssize_t n = read(p[0], line + len, 1);
+        CHECK_MSG(n == 1, "server ended before it listened");
+        if (line[len] == '\n') break;
+        if (++len == sizeof line - 1) break;
+    }
+    line[len] = 0;
+    const char *colon = strrchr(line, ':');
+    CHECK_MSG(strstr(line, "listening on http://") && colon, "unexpected first line: %s", line);
+    s.port = atoi(colon + 1);
+    return s;
+}
+
+int srv_stop(srv *s, int sig) {
+    int st = 0;
+    if (s->pid <= 0) return 0;
+    kill(s->pid, sig);
+    waitpid(s->pid, &st, 0);
+    close(s->out_fd);
+    s->pid = 0;
+    return st;
+}
+
+int http_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_MSG(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s", strerror(errno));
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+void http_send(int fd, const char *p, size_t n) {
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0) return; /* the server may have closed: the response says why */
+        p += w, n -= (size_t)w;
+    }
+}
+
+const char *resp_header(const resp *r, const char *name, char *out, size_t cap) {
+    out[0] = 0;
+    size_t nl = strlen(name);
+    for (const char *l = strstr(r->head, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
+        const char *h = l + 2;
+        if (!strncasecmp(h, name, nl) && h[nl] == ':') {
+            const char *v = h + nl + 1, *e = strstr(v, "\r\n");
+            while (*v == ' ') v++;
+            snprintf(out, cap, "%.*s", (int)(e - v), v);
+            break;
+        }
+    }
+    return out;
+}
+
+static void recv_response(int fd, resp *r, bool head_only) {
+    memset(r, 0, sizeof *r);
+    size_t hl = 0;
+    char *end = NULL;
+    while (!end && hl < sizeof r->head - 1) {
+        ssize_t n = recv(fd, r->head + hl, sizeof r->head - 1 - hl, MSG_PEEK);
+        if (n <= 0) {
+            r->closed = true;
+            return;
+        }
+        r->head[hl + (size_t)n] = 0;
+        end = strstr(r->head, "\r\n\r\n");
+        size_t take = end ? (size_t)(end + 4 - r->head) - hl : (size_t)n;
+        CHECK(recv(fd, r->head + hl, take, 0) == (ssize_t)take);
+        hl += take;
+        r->head[hl] = 0;
+    }
+    CHECK_MSG(end, "no response head");
+    r->status = atoi(r->head + 9);
+    char v[64];
+    resp_header(r, "content-length", v, sizeof v);
+    bool has_len = v[0] != 0;
+    size_t want = head_only ? 0 : has_len ? (size_t)atoll(v) : SIZE_MAX, cap = has_len ? want + 1 : 65536;
+    r->body = malloc(cap);
+    while (r->body_len < want) {
+        if (r->body_len + 1 >= cap) r->body = realloc(r->body, cap *= 2);
+        ssize_t n = recv(fd, r->body + r->body_len, MIN(cap - 1 - r->body_len, want - r->body_len), 0);
+        if (n <= 0) {
+            r->closed = true;
+            break;
+        }
+        r->body_len += (size_t)n;
+    }
+    r->body[r->body_len] = 0;
+    resp_header(r, "connection", v, sizeof v);
+    if (!strcasecmp(v, "close") && !r->closed) {
+        char x;
+        r->closed = recv(fd, &x, 1, 0) == 0;
+    }
+}
+
+void http_recv(int fd, resp *r) { recv_response(fd, r, false); }
+
+void http_do(int port, const char *method, const char *path, const char *headers, const char *body, resp *r) {
+    int fd = http_connect(port);
+    char head[16384];
+    size_t bl = body ? strlen(body) : 0;
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: test\r\n%s", method, path, headers ? headers : "");
+    if (body) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", bl);
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    http_send(fd, head, (size_t)n);
+    if (body) http_send(fd, body, bl);
+    recv_response(fd, r, !strcmp(method, "HEAD"));
+    close(fd);
+}
+
+void resp_free(resp *r) {
+    free(r->body);
+    r->body = NULL;
+}

@@ -1,0 +1,43 @@
+/*
+ * test_server.h — helpers for tests against a real `factum serve` on loopback: start it on a
+ * free port, speak raw HTTP/1.1 to it, stop it with a signal.
+ */
+#ifndef FACTUM_TEST_SERVER_H
+#define FACTUM_TEST_SERVER_H
+
+#include "test.h"
+
+#include <sys/types.h>
+
+typedef struct srv {
+    pid_t pid;
+    int port;
+    int out_fd; /* the server's stdout */
+} srv;
+
+/* Starts build/factum serve on dir with --listen 127.0.0.1:0 plus `extra` (space-separated). */
+srv srv_start(const char *dir, const char *extra);
+/* Sends sig and waits; returns the wait status. */
+int srv_stop(srv *s, int sig);
+
+typedef struct resp {
+    int status;
+    char head[8192];
+    char *body; /* NUL-terminated; free with resp_free */
+    size_t body_len;
+    bool closed; /* the server closed the connection after it */
+} resp;
+
+/* A connection to the server (blocking, 10 s receive timeout). */
+int http_connect(int port);
+/* Sends raw bytes. */
+void http_send(int fd, const char *p, size_t n);
+/* Reads one response (Content-Length framed, or to EOF). status 0 = nothing came. */
+void http_recv(int fd, resp *r);
+/* One request on a fresh connection: method, path, extra header lines ("A: b\r\n"...), body. */
+void http_do(int port, const char *method, const char *path, const char *headers, const char *body, resp *r);
+/* The value of header `name` in r (case-insensitive) copied into out, or "" . */
+const char *resp_header(const resp *r, const char *name, char *out, size_t cap);
+void resp_free(resp *r);
+
+#endif
