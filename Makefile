@@ -4,7 +4,7 @@
 #   make asan       the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       libFuzzer on each target for FUZZ_SECONDS (default 60) each
 #   make bench      build/factum bench engine (figures next to this disk's raw ceiling)
-#   make run        build and start Factum on ./factum-data
+#   make run        build and serve HTTP on 127.0.0.1:7744 with data in ./factum-data
 #   make clean
 
 BUILD   ?= build
@@ -80,10 +80,10 @@ asan: deps
 
 # libFuzzer needs clang; each target starts from its committed corpus.
 FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-build/fuzz/%: fuzz/%.c $(LIB_SRC) | $(BUILD)/.deps build/.fuzz-deps
+build/fuzz/%: fuzz/%.c $(LIB_SRC) src/server/http.c | $(BUILD)/.deps build/.fuzz-deps
 	@mkdir -p build/fuzz
 	clang -std=c17 -O1 -g -D_GNU_SOURCE -DFUZZ_LIBFUZZER -Iinclude -pthread -fsanitize=fuzzer,address,undefined \
-	  -o $@ $< $(LIB_SRC) $(shell pkg-config --libs libxxhash)
+	  -o $@ $< $(LIB_SRC) src/server/http.c $(shell pkg-config --libs libxxhash)
 
 fuzz: deps $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
@@ -96,7 +96,7 @@ bench: deps
 
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/factum
-	$(BUILD)/factum --data-dir ./factum-data tour
+	$(BUILD)/factum --data-dir ./factum-data serve
 
 clean:
 	rm -rf build
