@@ -3,7 +3,8 @@
 #   make test       every test: unit, model, crash, fault injection, CLI, fuzz corpus replays
 #   make asan       the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       libFuzzer on each target for FUZZ_SECONDS (default 60) each
-#   make bench      build/factum bench engine (figures next to this disk's raw ceiling)
+#   make bench      engine figures beside the disk's ceiling; server figures beside PostgreSQL
+#                   (QUICK=1 for a short run)
 #   make run        build and serve HTTP on 127.0.0.1:7744 with data in ./factum-data
 #   make clean
 
@@ -90,9 +91,15 @@ fuzz: deps $(FUZZ_BINS)
 	  echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-$$n fuzz/corpus/$$n || exit 1; done
 
+BENCH_PKGS := postgresql libpq-dev
+$(BUILD)/bench-http: bench/bench_http.c | $(BUILD)/.deps
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE $$(pkg-config --cflags libpq) -pthread -o $@ $< $$(pkg-config --libs libpq)
+
 bench: deps
-	@$(MAKE) --no-print-directory $(BUILD)/factum
-	$(BUILD)/factum bench engine
+	@$(call apt,$(BENCH_PKGS))
+	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http
+	$(BUILD)/factum bench engine $(if $(QUICK),--quick)
+	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http $(if $(QUICK),SECONDS_EACH=1 CATCHUP=200000) bench/http.sh
 
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/factum

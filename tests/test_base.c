@@ -7,6 +7,7 @@
 #include "../src/base/json.h"
 
 #include <string.h>
+#include <time.h>
 
 uint32_t crc32c_soft(uint32_t crc, const void *p, size_t n);
 
@@ -118,5 +119,30 @@ TEST(cloudevents_json_rejects_bad_events_with_a_clear_message) {
         int rc = factum_events_parse(cases[i].text, strlen(cases[i].text), cases[i].batch, &set, &err);
         CHECK_MSG(rc == FACTUM_EBADEVENT && strstr(err.message, cases[i].msg), "case %zu: %s '%s'", i,
                   factum_errname(rc), err.message);
+    }
+}
+
+TEST(time_and_number_formatting_agree_with_libc) {
+    char mine[32], ref[64];
+    for (int i = 0; i < 200000; i++) {
+        /* Years 1..9999, microseconds; plus the edges. */
+        int64_t us = (int64_t)(test_rand() % (253402300800000000ull + 62135596800000000ull)) - 62135596800000000ll;
+        if (i == 0) us = 0;
+        if (i == 1) us = -1;
+        if (i == 2) us = 951782400000000; /* 2000-02-29 */
+        time_format_rfc3339(us, mine);
+        time_t s = (time_t)(us / 1000000);
+        int64_t frac = us % 1000000;
+        if (frac < 0) frac += 1000000, s--;
+        struct tm tm;
+        gmtime_r(&s, &tm);
+        snprintf(ref, sizeof ref, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+        CHECK_MSG(!strcmp(mine, ref), "%lld: %s != %s", (long long)us, mine, ref);
+        uint64_t v = test_rand() >> (test_rand() % 64);
+        char a[21], b[32];
+        size_t n = u64_format(v, a);
+        snprintf(b, sizeof b, "%llu", (unsigned long long)v);
+        CHECK(!strcmp(a, b) && n == strlen(b));
     }
 }

@@ -51,9 +51,21 @@ static size_t utf8_len(const uint8_t *p, size_t n) {
     return 0;
 }
 
+/* True if none of the 8 bytes of v needs a look: all printable ASCII, no quote, no backslash.
+   (The classic has-zero-byte and has-less-than tricks, applied to the whole word.) */
+static bool plain8(uint64_t v) {
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+#define HAS_ZERO(x) (((x) - ones) & ~(x) & highs)
+    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+    return !((v & highs) | HAS_ZERO(q) | HAS_ZERO(b) | ((v - ones * 0x20) & ~v & highs));
+#undef HAS_ZERO
+}
+
 static int scan_string(json_cur_t *c) {
     c->i++; /* opening quote */
     while (c->i < c->n) {
+        while (c->i + 8 <= c->n && plain8(load64(c->s + c->i))) c->i += 8;
+        if (c->i >= c->n) break;
         uint8_t ch = (uint8_t)c->s[c->i];
         if (ch == '"') {
             c->i++;

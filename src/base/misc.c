@@ -61,15 +61,43 @@ void uuid7_make(char out[37]) {
     *o = 0;
 }
 
+/* Writes v as `width` digits (zero-padded) at p. */
+static void put_digits(char *p, unsigned v, int width) {
+    for (int i = width - 1; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+}
+
 void time_format_rfc3339(int64_t us, char out[32]) {
-    time_t s = (time_t)(us / 1000000);
-    int64_t frac = us % 1000000;
+    /* Civil date from days since the epoch (H. Hinnant's algorithm): no gmtime, no printf,
+       since subscriptions format a time per event. */
+    int64_t s = us / 1000000, frac = us % 1000000;
     if (frac < 0) frac += 1000000, s--;
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
-             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
-             (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)frac % 1000000u);
+    int64_t days = s / 86400, sod = s % 86400;
+    if (sod < 0) sod += 86400, days--;
+    int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = (int64_t)yoe + era * 400;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    unsigned d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    memcpy(out, "0000-00-00T00:00:00.000000Z", 28);
+    put_digits(out, (unsigned)((y % 10000 + 10000) % 10000), 4);
+    put_digits(out + 5, m, 2);
+    put_digits(out + 8, d, 2);
+    put_digits(out + 11, (unsigned)(sod / 3600), 2);
+    put_digits(out + 14, (unsigned)(sod / 60 % 60), 2);
+    put_digits(out + 17, (unsigned)(sod % 60), 2);
+    put_digits(out + 20, (unsigned)frac, 6);
+}
+
+size_t u64_format(uint64_t v, char out[21]) {
+    char tmp[20];
+    size_t n = 0;
+    do tmp[n++] = (char)('0' + v % 10), v /= 10;
+    while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+    return n;
 }
 
 int buf_reserve(buf_t *b, size_t extra) {

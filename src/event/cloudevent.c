@@ -301,9 +301,10 @@ size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap) {
         put(&o, e->extensions.ptr, e->extensions.len);
     }
     put_attr(&o, "stream", e->stream, true);
-    int n = snprintf(tmp, sizeof tmp, ",\"revision\":%llu,\"position\":%llu", (unsigned long long)e->revision,
-                     (unsigned long long)e->position);
-    put(&o, tmp, (size_t)n);
+    put(&o, ",\"revision\":", 12);
+    put(&o, tmp, u64_format(e->revision, tmp));
+    put(&o, ",\"position\":", 12);
+    put(&o, tmp, u64_format(e->position, tmp));
     if (e->data_format == FACTUM_DATA_JSON) {
         put(&o, ",\"data\":", 8);
         put(&o, e->data.ptr, e->data.len);

@@ -135,6 +135,20 @@ static factum_str_t buf_str(const buf_t *b) { return (factum_str_t){b->ptr ? b->
 
 /* ---- reads ---- */
 
+int render_event(buf_t *b, const factum_event_t *e) {
+    /* A generous guess first; the exact size on a second pass only when the guess was short
+       (attributes full of escapes, or base64 data). */
+    size_t guess = 1024 + e->data.len + e->data.len / 2 + e->extensions.len + e->source.len + e->subject.len;
+    if (buf_reserve(b, guess)) return -1;
+    size_t need = factum_event_json(e, b->ptr + b->len, b->cap - b->len);
+    if (need >= b->cap - b->len) {
+        if (buf_reserve(b, need + 1)) return -1;
+        factum_event_json(e, b->ptr + b->len, need + 1);
+    }
+    b->len += need;
+    return 0;
+}
+
 /* Renders events [0, n) as a JSON array into the loop's scratch; returns how many fit. */
 static size_t render_array(loop *l, const factum_result_t *res) {
     buf_t *b = &l->scratch;
@@ -145,10 +159,7 @@ static size_t render_array(loop *l, const factum_result_t *res) {
         const factum_event_t *e = factum_result_event(res, i);
         if (i) buf_append(b, ",\n", 2);
         else buf_append(b, "\n", 1);
-        size_t need = factum_event_json(e, NULL, 0);
-        if (buf_reserve(b, need + 1)) break;
-        factum_event_json(e, b->ptr + b->len, need + 1);
-        b->len += need;
+        if (render_event(b, e)) break;
     }
     buf_append(b, i ? "\n]" : "]", i ? 2 : 1);
     return i;

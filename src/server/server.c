@@ -67,7 +67,20 @@ static void request_free(request *r) {
     free(r);
 }
 
+void loop_ready(conn *c) {
+    if (c->in_ready) return;
+    c->in_ready = true;
+    c->ready_next = c->l->ready;
+    c->l->ready = c;
+}
+
 static void conn_free(conn *c) {
+    if (c->in_ready)
+        for (conn **p = &c->l->ready; *p; p = &(*p)->ready_next)
+            if (*p == c) {
+                *p = c->ready_next;
+                break;
+            }
     request_free(c->req);
     if (c->sub) {
         sub_free(c->sub);
@@ -481,7 +494,7 @@ static void *loop_main(void *arg) {
             }
             if (!l->conns && !l->pending) break;
         }
-        int n = epoll_wait(l->ep, evs, ARRAY_LEN(evs), 100);
+        int n = epoll_wait(l->ep, evs, ARRAY_LEN(evs), l->ready ? 0 : 100);
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == NULL) {
@@ -499,6 +512,18 @@ static void *loop_main(void *arg) {
                 }
                 conn_settle(c);
             }
+        }
+        /* Subscriptions catching up take turns with everything else. */
+        conn *ready = l->ready;
+        l->ready = NULL;
+        while (ready) {
+            conn *c = ready;
+            ready = c->ready_next;
+            c->in_ready = false;
+            if (c->fd < 0 || c->state != C_SSE || c->sub->live || c->close_after) continue;
+            conn_flush(c);
+            if (c->out.len == c->out_off) sse_pump(c);
+            conn_settle(c);
         }
         uint64_t now = server_now_ms();
         if (now - last_sweep >= 100 || atomic_load(&s->stopping)) {

@@ -77,6 +77,8 @@ struct conn {
     loop *l;
     conn *prev, *next; /* the loop's connections */
     conn *done_next;   /* the loop's completed appends */
+    conn *ready_next;  /* the loop's subscriptions to pump again soon */
+    bool in_ready;
     buf_t in;
     size_t in_off;
     buf_t out;
@@ -104,6 +106,7 @@ struct loop {
     pthread_mutex_t mu;
     conn *done; /* appends the writer finished */
     size_t pending; /* appends submitted and not yet called back */
+    conn *ready;    /* catching-up subscriptions that used their turn and want another */
     _Atomic uint64_t head; /* latest durable head the commit hook saw */
     uint64_t seen;         /* head up to which live subscribers were pumped */
     _Atomic uint32_t nsubs;
@@ -141,6 +144,9 @@ void loop_observe_latency(loop *l, uint64_t ns);
 int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
                          factum_error_t *err);
 
+/* Appends e as one line of CloudEvent JSON to b, rendering once in the common case. 0 or -1. */
+int render_event(buf_t *b, const factum_event_t *e);
+
 /* api.c: runs a complete request (head and body in place). */
 void api_handle(conn *c, factum_str_t body);
 /* api.c: finishes an append once the writer called back. */
@@ -152,6 +158,8 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
 /* Reads and sends what the subscription may take now; live ones up to the head. */
 void sse_pump(conn *c);
 void sse_heartbeat(conn *c);
+/* Asks the loop to pump c again after the other connections had their turn. */
+void loop_ready(conn *c);
 /* Whether a commit touching the streams of `hashes` (sorted; NULL = unknown) concerns s. */
 bool sse_wants(const sub *s, const uint64_t *hashes, size_t n);
 void sub_free(sub *s);

@@ -60,24 +60,28 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
    in valid JSON can only be whitespace between tokens, so they become spaces). */
 static void send_event(conn *c, const factum_event_t *e, uint64_t id) {
     buf_t *b = &c->out;
-    char pre[64];
-    int pl = snprintf(pre, sizeof pre, "id: %llu\nevent: ", (unsigned long long)id);
-    size_t need = factum_event_json(e, NULL, 0);
-    if (buf_reserve(b, (size_t)pl + e->type.len + 8 + need + 3)) {
+    char num[21];
+    size_t nl = u64_format(id, num);
+    if (buf_reserve(b, 4 + nl + 8 + e->type.len + 7)) {
         c->close_after = true;
         return;
     }
-    memcpy(b->ptr + b->len, pre, (size_t)pl);
-    b->len += (size_t)pl;
-    memcpy(b->ptr + b->len, e->type.ptr, e->type.len);
-    b->len += e->type.len;
+    memcpy(b->ptr + b->len, "id: ", 4);
+    memcpy(b->ptr + b->len + 4, num, nl);
+    b->len += 4 + nl;
+    memcpy(b->ptr + b->len, "\nevent: ", 8);
+    memcpy(b->ptr + b->len + 8, e->type.ptr, e->type.len);
+    b->len += 8 + e->type.len;
     memcpy(b->ptr + b->len, "\ndata: ", 7);
     b->len += 7;
-    char *j = b->ptr + b->len;
-    factum_event_json(e, j, need + 1);
-    for (char *p = j; (p = memchr(p, '\n', (size_t)(j + need - p))) != NULL;) *p = ' ';
-    for (char *p = j; (p = memchr(p, '\r', (size_t)(j + need - p))) != NULL;) *p = ' ';
-    b->len += need;
+    size_t at = b->len;
+    if (render_event(b, e) || buf_reserve(b, 2)) {
+        c->close_after = true;
+        return;
+    }
+    char *j = b->ptr + at, *end = b->ptr + b->len;
+    for (char *p = j; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;) *p = ' ';
+    for (char *p = j; (p = memchr(p, '\r', (size_t)(end - p))) != NULL;) *p = ' ';
     memcpy(b->ptr + b->len, "\n\n", 2);
     b->len += 2;
 }
@@ -158,8 +162,8 @@ void sse_pump(conn *c) {
         conn_flush(c);
         if (c->out.len > c->out_off) return; /* the socket is full: EPOLLOUT brings us back */
     }
-    /* Out of turns with the socket still taking data: keep one chunk queued so EPOLLOUT fires. */
-    if (!c->close_after && c->out.len == c->out_off && pump_chunk(c)) caught_up(c);
+    /* Out of turns with the socket still taking data: come back after the others. */
+    loop_ready(c);
 }
 
 void sse_heartbeat(conn *c) {

@@ -1,0 +1,409 @@
+/*
+ * bench_http.c — the load generator of `make bench` for the server (issue 3). It drives a
+ * running `factum serve` over loopback with 200-byte events and, when given a conninfo, a
+ * PostgreSQL event table the same way (one event per transaction, synchronous_commit=on),
+ * and prints the figures side by side. bench/http.sh starts both servers.
+ *
+ *   bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N]
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIN_TAIL(x) ((size_t)((x) < 32 ? (x) : 32))
+
+static int port;
+static double seconds = 3;
+static const char *pg;
+static char pad[160];
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void die(const char *msg) {
+    fprintf(stderr, "bench-http: %s\n", msg);
+    exit(1);
+}
+
+static int dial(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) die("cannot connect to the server");
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* A keep-alive connection with a response buffer. */
+typedef struct hconn {
+    int fd;
+    char buf[1 << 16];
+    size_t len;
+} hconn;
+
+/* Sends a request and reads its response; returns the status, body in c->buf (NUL-ended). */
+static int roundtrip(hconn *c, const char *req, size_t n, const char **body) {
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(c->fd, req + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0) die("send failed");
+        off += (size_t)w;
+    }
+    c->len = 0;
+    char *end = NULL;
+    size_t want = 0;
+    for (;;) {
+        ssize_t r = recv(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len, 0);
+        if (r <= 0) die("the server closed the connection");
+        c->len += (size_t)r;
+        c->buf[c->len] = 0;
+        if (!end && (end = strstr(c->buf, "\r\n\r\n"))) {
+            const char *cl = strcasestr(c->buf, "content-length:");
+            want = (size_t)(end + 4 - c->buf) + (cl ? strtoul(cl + 15, NULL, 10) : 0);
+        }
+        if (end && c->len >= want) break;
+    }
+    if (body) *body = end + 4;
+    return atoi(c->buf + 9);
+}
+
+static size_t event_json(char *out, size_t cap, int i) {
+    return (size_t)snprintf(out, cap, "{\"type\":\"BenchEvent\",\"data\":{\"n\":%d,\"pad\":\"%s\"}}", i, pad);
+}
+
+/* ---- appends over HTTP ---- */
+
+typedef struct {
+    int id, batch;
+    _Atomic bool *stop;
+    uint64_t events;
+} worker;
+
+static void *http_worker(void *p) {
+    worker *w = p;
+    hconn *c = calloc(1, sizeof *c);
+    c->fd = dial();
+    size_t cap = (size_t)w->batch * 256 + 512;
+    char *body = malloc(cap), *req = malloc(cap + 512);
+    /* One request, built once: the generator must not eat the CPU the server needs. Ids are
+       made by the server, so repeating the body appends new events. */
+    size_t bl = 0;
+    if (w->batch > 1) body[bl++] = '[';
+    for (int k = 0; k < w->batch; k++) {
+        if (k) body[bl++] = ',';
+        bl += event_json(body + bl, cap - bl, k);
+    }
+    if (w->batch > 1) body[bl++] = ']';
+    int hl = snprintf(req, 512, "POST /streams/bench-%d HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                                "Content-Length: %zu\r\n\r\n", w->id, bl);
+    memcpy(req + hl, body, bl);
+    while (!*w->stop) {
+        int st = roundtrip(c, req, (size_t)hl + bl, NULL);
+        if (st != 201) die("an append was not answered 201");
+        w->events += (uint64_t)w->batch;
+    }
+    close(c->fd);
+    free(c);
+    free(body);
+    free(req);
+    return NULL;
+}
+
+/* ---- the PostgreSQL reference ---- */
+
+static void *pg_worker(void *p) {
+    worker *w = p;
+    PGconn *db = PQconnectdb(pg);
+    if (PQstatus(db) != CONNECTION_OK) die(PQerrorMessage(db));
+    char stream[32], rev[24], data[256];
+    snprintf(stream, sizeof stream, "bench-%d", w->id);
+    for (long i = 0; !*w->stop; i++) {
+        snprintf(rev, sizeof rev, "%ld", i);
+        event_json(data, sizeof data, (int)i);
+        const char *v[] = {stream, rev, data};
+        PGresult *r = PQexecParams(db,
+                                   "INSERT INTO events(stream, revision, type, data) VALUES ($1, $2, 'BenchEvent', $3) "
+                                   "RETURNING position",
+                                   3, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) die(PQresultErrorMessage(r));
+        PQclear(r);
+        w->events++;
+    }
+    PQfinish(db);
+    return NULL;
+}
+
+static double run(void *(*fn)(void *), int clients, int batch, int base) {
+    _Atomic bool stop = false;
+    worker *w = calloc((size_t)clients, sizeof *w);
+    pthread_t *th = calloc((size_t)clients, sizeof *th);
+    for (int i = 0; i < clients; i++) {
+        w[i] = (worker){base + i, batch, &stop, 0};
+        pthread_create(&th[i], NULL, fn, &w[i]);
+    }
+    uint64_t t0 = now_ns();
+    usleep((useconds_t)(seconds * 1e6));
+    stop = true;
+    uint64_t total = 0;
+    for (int i = 0; i < clients; i++) {
+        pthread_join(th[i], NULL);
+        total += w[i].events;
+    }
+    double s = (double)(now_ns() - t0) / 1e9;
+    free(w);
+    free(th);
+    return (double)total / s;
+}
+
+/* ---- SSE ---- */
+
+static void sse_subscribe(int fd, const char *path) {
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n", path);
+    if (send(fd, req, (size_t)n, 0) != n) die("subscribe failed");
+}
+
+static uint64_t head_position(void) {
+    hconn *c = calloc(1, sizeof *c);
+    c->fd = dial();
+    const char *body;
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    roundtrip(c, req, sizeof req - 1, &body);
+    const char *p = strstr(body, "\"position\":");
+    uint64_t v = p ? strtoull(p + 11, NULL, 10) : 0;
+    close(c->fd);
+    free(c);
+    return v;
+}
+
+/* Fills the log to n events with batches of 1000, then times one subscriber reading them. */
+static double sse_catchup(uint64_t n) {
+    hconn *c = calloc(1, sizeof *c);
+    c->fd = dial();
+    size_t cap = 1000 * 256 + 512;
+    char *req = malloc(cap + 512), *body = malloc(cap);
+    while (head_position() < n) {
+        size_t bl = 0;
+        body[bl++] = '[';
+        for (int k = 0; k < 1000; k++) {
+            if (k) body[bl++] = ',';
+            bl += event_json(body + bl, cap - bl, k);
+        }
+        body[bl++] = ']';
+        int hl = snprintf(req, 512, "POST /streams/fill-%d HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                                    "Content-Length: %zu\r\n\r\n", rand() % 1000, bl);
+        memcpy(req + hl, body, bl);
+        if (roundtrip(c, req, (size_t)hl + bl, NULL) != 201) die("fill append failed");
+    }
+    close(c->fd);
+    free(c);
+    free(req);
+    free(body);
+    int fd = dial();
+    sse_subscribe(fd, "/all?from=0");
+    static char buf[1 << 20];
+    uint64_t seen = 0, t0 = now_ns();
+    size_t carry = 0;
+    while (seen < n) {
+        ssize_t r = recv(fd, buf + carry, sizeof buf - carry, 0);
+        if (r <= 0) die("the subscription ended");
+        size_t len = carry + (size_t)r;
+        char *p = buf, *end = buf + len;
+        /* Count "\nid: " markers; keep a short tail in case one is split. */
+        for (char *q; (q = memmem(p, (size_t)(end - p), "\nid: ", 5)) != NULL; p = q + 5) seen++;
+        carry = MIN_TAIL(end - p);
+        memmove(buf, end - carry, carry);
+    }
+    double s = (double)(now_ns() - t0) / 1e9;
+    close(fd);
+    return (double)seen / s;
+}
+
+/* ---- append -> subscriber latency ---- */
+
+#define SUBS 100
+#define LAT_EVENTS 2000
+static uint64_t sent_ns[LAT_EVENTS], acked_ns[LAT_EVENTS];
+static uint64_t pos_base;
+static uint64_t *recv_ns; /* [SUBS][LAT_EVENTS] */
+static _Atomic int lat_done;
+
+static void *lat_reader(void *arg) {
+    int *fds = arg, ep = epoll_create1(0);
+    static char bufs[SUBS][8192];
+    static size_t carry[SUBS];
+    for (int i = 0; i < SUBS; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    struct epoll_event evs[SUBS];
+    while (!lat_done) {
+        int n = epoll_wait(ep, evs, SUBS, 100);
+        uint64_t t = now_ns();
+        for (int k = 0; k < n; k++) {
+            int i = (int)evs[k].data.u32;
+            ssize_t r = recv(fds[i], bufs[i] + carry[i], sizeof bufs[i] - 1 - carry[i], 0);
+            if (r <= 0) continue;
+            size_t len = carry[i] + (size_t)r;
+            bufs[i][len] = 0;
+            char *p = bufs[i];
+            for (char *q; (q = strstr(p, "\nid: ")) != NULL; p = q + 5) {
+                char *e = strchr(q + 5, '\n');
+                if (!e) break;
+                uint64_t pos = strtoull(q + 5, NULL, 10);
+                if (pos >= pos_base && pos < pos_base + LAT_EVENTS) recv_ns[(size_t)i * LAT_EVENTS + (pos - pos_base)] = t;
+            }
+            carry[i] = MIN_TAIL(bufs[i] + len - p);
+            memmove(bufs[i], bufs[i] + len - carry[i], carry[i]);
+        }
+    }
+    close(ep);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(uint64_t *v, size_t n, double p) {
+    qsort(v, n, sizeof *v, cmp_u64);
+    return n ? (double)v[(size_t)((double)(n - 1) * p)] / 1e6 : 0;
+}
+
+static void latency(void) {
+    int fds[SUBS];
+    recv_ns = calloc((size_t)SUBS * LAT_EVENTS, sizeof *recv_ns);
+    for (int i = 0; i < SUBS; i++) {
+        fds[i] = dial();
+        sse_subscribe(fds[i], "/all?from=end");
+    }
+    usleep(300000);
+    pos_base = head_position();
+    pthread_t th;
+    pthread_create(&th, NULL, lat_reader, fds);
+    usleep(100000);
+    hconn *c = calloc(1, sizeof *c);
+    c->fd = dial();
+    char req[1024], body[300];
+    for (int i = 0; i < LAT_EVENTS; i++) {
+        size_t bl = event_json(body, sizeof body, i);
+        int hl = snprintf(req, sizeof req, "POST /streams/lat-1 HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                                           "Content-Length: %zu\r\n\r\n%s", bl, body);
+        sent_ns[i] = now_ns();
+        const char *rb;
+        if (roundtrip(c, req, (size_t)hl, &rb) != 201) die("latency append failed");
+        acked_ns[i] = now_ns();
+        const char *pp = strstr(rb, "\"position\":");
+        if (!pp || strtoull(pp + 11, NULL, 10) != pos_base + (uint64_t)i) die("another writer interfered with the latency run");
+        usleep(500);
+    }
+    usleep(500000);
+    lat_done = 1;
+    pthread_join(th, NULL);
+    uint64_t *deliver = malloc((size_t)SUBS * LAT_EVENTS * sizeof *deliver), *beyond = malloc((size_t)SUBS * LAT_EVENTS * sizeof *beyond);
+    uint64_t ack[LAT_EVENTS];
+    size_t n = 0, missing = 0;
+    for (int i = 0; i < SUBS; i++)
+        for (int e = 0; e < LAT_EVENTS; e++) {
+            uint64_t t = recv_ns[(size_t)i * LAT_EVENTS + e];
+            if (!t) {
+                missing++;
+                continue;
+            }
+            deliver[n] = t - sent_ns[e];
+            beyond[n] = t > acked_ns[e] ? t - acked_ns[e] : 0;
+            n++;
+        }
+    for (int e = 0; e < LAT_EVENTS; e++) ack[e] = acked_ns[e] - sent_ns[e];
+    printf("  append -> subscriber, %d subscribers x %d events (%zu missing):\n", SUBS, LAT_EVENTS, missing);
+    printf("    append alone          p50 %7.3f ms   p99 %7.3f ms\n", pct(ack, LAT_EVENTS, 0.5), pct(ack, LAT_EVENTS, 0.99));
+    printf("    append -> delivered   p50 %7.3f ms   p99 %7.3f ms\n", pct(deliver, n, 0.5), pct(deliver, n, 0.99));
+    printf("    beyond the append ack p50 %7.3f ms   p99 %7.3f ms   (target p99 < 5 ms)\n", pct(beyond, n, 0.5),
+           pct(beyond, n, 0.99));
+    for (int i = 0; i < SUBS; i++) close(fds[i]);
+    close(c->fd);
+    free(c);
+    free(deliver);
+    free(beyond);
+    free(recv_ns);
+}
+
+/* ---- memory of idle connections ---- */
+
+static long rss_kb(int pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
+    if (f) fclose(f);
+    return kb;
+}
+
+static void idle_memory(int pid) {
+    enum { N = 1000 };
+    static hconn conns[N];
+    long before = rss_kb(pid);
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    for (int i = 0; i < N; i++) {
+        conns[i].fd = dial();
+        roundtrip(&conns[i], req, sizeof req - 1, NULL);
+    }
+    usleep(200000);
+    long after = rss_kb(pid);
+    printf("  1,000 idle keep-alive connections: server RSS %ld -> %ld KiB (%+.0f bytes per connection)\n", before,
+           after, (double)(after - before) * 1024 / N);
+    for (int i = 0; i < N; i++) close(conns[i].fd);
+}
+
+int main(int argc, char **argv) {
+    int pid = 0;
+    uint64_t catchup = 1000000;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--pid")) pid = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--pg")) pg = argv[i + 1];
+        else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--catchup")) catchup = strtoull(argv[i + 1], NULL, 10);
+        else die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N]");
+    }
+    if (!port) die("--port is required");
+    memset(pad, 'x', 155); /* 200 bytes of JSON per event */
+    if (pid) idle_memory(pid); /* first, on a fresh server */
+    char probe[512];
+    printf("server appends over HTTP (events of %zu bytes of JSON, %.0f s each):\n", event_json(probe, sizeof probe, 0),
+           seconds);
+    double f16 = run(http_worker, 16, 1, 0), f64 = run(http_worker, 64, 1, 100), b16 = run(http_worker, 16, 100, 200);
+    double p16 = 0, p64 = 0;
+    if (pg) {
+        p16 = run(pg_worker, 16, 1, 0);
+        p64 = run(pg_worker, 64, 1, 100);
+    }
+    printf("  %-34s %12s %12s %8s\n", "", "factum", "postgresql", "ratio");
+    printf("  %-34s %12.0f %12.0f %8.2f\n", "single-event appends/s, 16 clients", f16, p16, p16 ? f16 / p16 : 0);
+    printf("  %-34s %12.0f %12.0f %8.2f   (target >= 3)\n", "single-event appends/s, 64 clients", f64, p64,
+           p64 ? f64 / p64 : 0);
+    printf("  %-34s %12.0f %12s %8s   (target >= 500,000)\n", "batch-100 events/s, 16 clients", b16, "-", "");
+    double rate = sse_catchup(catchup);
+    printf("  SSE catch-up of %llu events: %.0f events/s   (target >= 500,000)\n", (unsigned long long)catchup, rate);
+    latency();
+    return 0;
+}
