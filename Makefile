@@ -10,7 +10,7 @@
 
 BUILD   ?= build
 CC      ?= gcc
-PKGS    := gcc make pkg-config libxxhash-dev
+PKGS    := gcc make pkg-config libxxhash-dev libcurl4-openssl-dev
 FUZZ_PKGS := clang libclang-rt-14-dev
 SAN     ?=
 FUZZ_SECONDS ?= 60
@@ -20,11 +20,13 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARN) -D_GNU_SOURCE -Iinclude -pthread -MMD -MP \
              $(shell pkg-config --cflags libxxhash) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-LDLIBS   = $(shell pkg-config --libs libxxhash) -pthread $(if $(SAN),$(SANFLAGS))
+LDLIBS   = $(shell pkg-config --libs libxxhash libcurl) -pthread $(if $(SAN),$(SANFLAGS))
 SANFLAGS := -fsanitize=address,undefined
 
 LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c)
 SRV_SRC  := $(wildcard src/server/*.c)
+CLIENT_SRC := $(wildcard src/client/*.c)
+CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c) $(SRV_SRC)
 TEST_SRC := $(wildcard tests/*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
@@ -34,7 +36,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all deps run test asan fuzz bench clean check-test
-all: $(BUILD)/factum $(BUILD)/libfactum.a
+all: $(BUILD)/factum $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a
 
 # Debian packages, installed only when missing: $(call apt,PACKAGES)
 apt = missing=""; for p in $(1); do \
@@ -63,11 +65,14 @@ $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
 $(BUILD)/libfactum.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/factum: $(CLI_OBJ) $(BUILD)/libfactum.a
-	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libfactum.a $(LDLIBS)
+$(BUILD)/libfactum_client.a: $(CLIENT_OBJ)
+	ar rcs $@ $^
 
-$(BUILD)/factum-tests: $(TEST_OBJ) $(BUILD)/libfactum.a
-	$(CC) $(ALL_CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfactum.a $(LDLIBS)
+$(BUILD)/factum: $(CLI_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a $(LDLIBS)
+
+$(BUILD)/factum-tests: $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a $(LDLIBS)
 
 # The test runner prints one line per test and ends with "N passed, N failed".
 test: deps

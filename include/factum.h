@@ -41,7 +41,8 @@ extern "C" {
     X(EBADEVENT, "invalid event")                                                              \
     X(EBADSTREAM, "invalid stream name")                                                       \
     X(EFAILED, "writer has failed; reopen the store")                                          \
-    X(ECLOSED, "store is closing")
+    X(ECLOSED, "store is closing")                                                             \
+    X(EUNREACHABLE, "cannot reach the server")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };
@@ -239,7 +240,9 @@ void factum_stats(factum_t *db, factum_stats_t *out);
 typedef struct factum_events factum_events_t;
 /*
  * Parses one CloudEvent object (batch = 0) or a JSON array of them (batch = 1). The text must
- * stay alive while the set is used. Strict RFC 8259 JSON; a missing or empty `type`, a wrong
+ * stay alive while the set is used. Attributes the store sets (stream, revision, position,
+ * time) are read into the event when present, as a client reading the server's output needs;
+ * factum_append ignores them. Strict RFC 8259 JSON; a missing or empty `type`, a wrong
  * `specversion`, an attribute of the wrong JSON type, or `data` and `data_base64` together give
  * FACTUM_EBADEVENT with a message naming the event index and attribute.
  */

@@ -139,6 +139,7 @@ TEST(time_and_number_formatting_agree_with_libc) {
         snprintf(ref, sizeof ref, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                  tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
         CHECK_MSG(!strcmp(mine, ref), "%lld: %s != %s", (long long)us, mine, ref);
+        CHECK_EQ(time_parse_rfc3339(str_c(mine)), us);
         uint64_t v = test_rand() >> (test_rand() % 64);
         char a[21], b[32];
         size_t n = u64_format(v, a);

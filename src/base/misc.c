@@ -90,6 +90,27 @@ void time_format_rfc3339(int64_t us, char out[32]) {
     put_digits(out + 20, (unsigned)frac, 6);
 }
 
+int64_t time_parse_rfc3339(factum_str_t s) {
+    /* Exactly the form time_format_rfc3339 writes; anything else is 0 (the time is informative). */
+    const char *p = s.ptr;
+    if (s.len != 27 || p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':' || p[19] != '.' ||
+        p[26] != 'Z')
+        return 0;
+    int64_t f[7] = {0};
+    const int at[7] = {0, 5, 8, 11, 14, 17, 20}, len[7] = {4, 2, 2, 2, 2, 2, 6};
+    for (int k = 0; k < 7; k++)
+        for (int i = 0; i < len[k]; i++) {
+            char ch = p[at[k] + i];
+            if (ch < '0' || ch > '9') return 0;
+            f[k] = f[k] * 10 + (ch - '0');
+        }
+    /* Days from civil (H. Hinnant). */
+    int64_t y = f[0] - (f[1] <= 2), era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400, mp = (f[1] + 9) % 12, doy = (153 * mp + 2) / 5 + f[2] - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy, days = era * 146097 + doe - 719468;
+    return ((days * 86400 + f[3] * 3600 + f[4] * 60 + f[5]) * 1000000) + f[6];
+}
+
 size_t u64_format(uint64_t v, char out[21]) {
     char tmp[20];
     size_t n = 0;

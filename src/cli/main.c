@@ -6,6 +6,8 @@
  */
 #include "cli.h"
 
+#include "factum_client.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,7 @@
 #include <unistd.h>
 
 static const char *usage_main =
-    "usage: factum [--data-dir DIR] COMMAND [ARGS]\n"
+    "usage: factum [--data-dir DIR | --server URL] COMMAND [ARGS]\n"
     "\n"
     "Factum is an event store: append CloudEvents to streams, read them back.\n"
     "\n"
@@ -22,16 +24,31 @@ static const char *usage_main =
     "  append STREAM --batch FILE    append a JSON array of CloudEvents atomically\n"
     "  read STREAM                   print a stream's events, one JSON line each\n"
     "  read --all                    print the global log, filtered\n"
+    "  tail STREAM|--all             follow new events live, one JSON line each\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  tour                          a short demonstration on the data folder\n"
     "  bench engine                  measure the engine against this disk's ceiling\n"
     "\n"
     "options:\n"
     "  --data-dir DIR   the data folder (default ./factum-data, or $FACTUM_DATA_DIR)\n"
+    "  --server URL     talk to a server instead (or $FACTUM_URL), e.g. http://127.0.0.1:7744;\n"
+    "                   append, read and tail work the same way and give the same exit codes\n"
     "  --help           this text; COMMAND --help for one command\n"
     "  --version        print the version\n"
     "\n"
-    "exit codes: 0 ok, 1 error, 2 usage, 3 stream not found, 4 wrong expected revision\n";
+    "exit codes: 0 ok, 1 error, 2 usage, 3 stream not found, 4 wrong expected revision,\n"
+    "            5 server unreachable\n";
+
+static const char *usage_tail =
+    "usage: factum tail STREAM [--from R]\n"
+    "       factum tail --all [--from P] [--type T] [--category C] [--correlation-id X]\n"
+    "\n"
+    "Prints events as they are appended, one CloudEvent JSON per line, until interrupted.\n"
+    "Without --from it starts at the end (only new events); --from starts at that revision or\n"
+    "position and catches up first. Against a server it reconnects and resumes by itself.\n";
+
+/* The server of client mode (--server or $FACTUM_URL), or NULL for embedded mode. */
+static const char *server_url;
 
 static const char *usage_append =
     "usage: factum append STREAM TYPE [JSON|-] [options]\n"
@@ -73,11 +90,15 @@ int cli_exit_code(int rc) {
     case 0: return CLI_OK;
     case FACTUM_ENOTFOUND: return CLI_NOT_FOUND;
     case FACTUM_EREVISION: return CLI_WRONG_REVISION;
+    case FACTUM_EUNREACHABLE: return CLI_UNREACHABLE;
     default: return CLI_ERROR;
     }
 }
 
 int cli_report(int rc, const factum_error_t *err) {
+    if (rc == FACTUM_EUNREACHABLE)
+        return cli_fail(CLI_UNREACHABLE, "%s\n  start a server with `factum serve` (or `make run` in the source tree)",
+                        err->message);
     return cli_fail(cli_exit_code(rc), "%s", err->message[0] ? err->message : factum_strerror(rc));
 }
 
@@ -200,10 +221,19 @@ static int cmd_append(const char *dir, int argc, char **argv) {
             ev.datacontenttype = str_c("application/json");
         }
     }
-    factum_t *db;
-    if ((rc = cli_open(dir, &db))) goto out;
+    factum_t *db = NULL;
+    factum_client_t *client = NULL;
     factum_append_result_t res;
-    rc = factum_append(db, str_c(pos[0]), expect, events, n, &res, &err);
+    if (server_url) {
+        if ((rc = factum_client_new(server_url, &client, &err))) {
+            rc = cli_report(rc, &err);
+            goto out;
+        }
+        rc = factum_client_append(client, pos[0], expect, events, n, &res, &err);
+    } else {
+        if ((rc = cli_open(dir, &db))) goto out;
+        rc = factum_append(db, str_c(pos[0]), expect, events, n, &res, &err);
+    }
     if (rc) rc = cli_report(rc, &err);
     else {
         buf_t b = {0};
@@ -218,6 +248,7 @@ static int cmd_append(const char *dir, int argc, char **argv) {
         buf_free(&b);
     }
     factum_close(db);
+    factum_client_free(client);
 out:
     factum_events_free(set);
     free(text);
@@ -233,6 +264,8 @@ int cli_print_event(const factum_event_t *e, buf_t *line) {
     line->ptr[need] = '\n';
     return fwrite(line->ptr, 1, need + 1, stdout) == need + 1 ? 0 : cli_fail(CLI_ERROR, "cannot write output");
 }
+
+static int read_server(const char *stream, factum_query_t *q, uint64_t from, uint64_t limit, int backward);
 
 static int cmd_read(const char *dir, int argc, char **argv) {
     const char *stream = NULL, *v;
@@ -262,6 +295,7 @@ static int cmd_read(const char *dir, int argc, char **argv) {
     if (stream && (q.type.len || q.category.len || q.correlationid.len))
         return cli_fail(CLI_USAGE, "--type, --category and --correlation-id filter --all, not a stream");
     if (backward && !from_set) from = FACTUM_END;
+    if (server_url) return read_server(stream, &q, from, limit, backward);
     factum_t *db;
     int rc = cli_open(dir, &db);
     if (rc) return rc;
@@ -295,6 +329,108 @@ static int cmd_read(const char *dir, int argc, char **argv) {
     return rc;
 }
 
+static int print_set(factum_events_t *set, buf_t *line, uint64_t *printed) {
+    int rc = 0;
+    for (size_t i = 0; i < factum_events_count(set) && !rc; i++, ++*printed)
+        rc = cli_print_event(factum_events_get(set, i), line);
+    return rc;
+}
+
+/* read in client mode: page through the server's answers. */
+static int read_server(const char *stream, factum_query_t *q, uint64_t from, uint64_t limit, int backward) {
+    factum_client_t *c;
+    factum_error_t err = {0};
+    int rc = factum_client_new(server_url, &c, &err);
+    if (rc) return cli_report(rc, &err);
+    buf_t line = {0};
+    uint64_t printed = 0;
+    while (printed < limit && !rc) {
+        factum_events_t *set;
+        uint64_t next;
+        q->from = from, q->limit = (size_t)MIN(limit - printed, 10000), q->backward = backward;
+        if ((rc = factum_client_read(c, stream, q, &set, &next, &err))) {
+            rc = cli_report(rc, &err);
+            break;
+        }
+        rc = print_set(set, &line, &printed);
+        factum_events_free(set);
+        if (next == FACTUM_END) break;
+        from = next;
+    }
+    buf_free(&line);
+    factum_client_free(c);
+    return rc;
+}
+
+static int tail_print(void *ctx, const factum_event_t *e) {
+    if (!e) return 0; /* caught up */
+    int rc = cli_print_event(e, ctx);
+    fflush(stdout);
+    return rc;
+}
+
+static int cmd_tail(const char *dir, int argc, char **argv) {
+    const char *stream = NULL, *v;
+    int all = 0, bad = 0;
+    factum_query_t q = {.from = FACTUM_END};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return printf("%s", usage_tail), CLI_OK;
+        if (!strcmp(argv[i], "--all")) all = 1;
+        else if ((v = opt_value(argc, argv, &i, "--from", &bad))) {
+            if (!cli_parse_u64(v, &q.from)) return cli_fail(CLI_USAGE, "--from takes a number, not '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--type", &bad))) q.type = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--category", &bad))) q.category = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--correlation-id", &bad))) q.correlationid = str_c(v);
+        else if (bad) return CLI_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum tail --help)", argv[i]);
+        else if (!stream) stream = argv[i];
+        else return cli_fail(CLI_USAGE, "too many arguments (see factum tail --help)");
+    }
+    if (bad) return CLI_USAGE;
+    if (all == !!stream) return cli_fail(CLI_USAGE, "usage: factum tail STREAM | factum tail --all (see --help)");
+    if (stream && (q.type.len || q.category.len || q.correlationid.len))
+        return cli_fail(CLI_USAGE, "--type, --category and --correlation-id filter --all, not a stream");
+    factum_error_t err = {0};
+    buf_t line = {0};
+    int rc;
+    if (server_url) {
+        factum_client_t *c;
+        if ((rc = factum_client_new(server_url, &c, &err)) == 0)
+            rc = factum_client_subscribe(c, stream, &q, tail_print, &line, &err);
+        factum_client_free(c);
+        if (rc) rc = cli_report(rc, &err);
+        buf_free(&line);
+        return rc;
+    }
+    /* Embedded: read from a cursor, then wait for the next commit. */
+    factum_t *db;
+    if ((rc = cli_open(dir, &db))) return rc;
+    uint64_t from = q.from;
+    if (from == FACTUM_END) from = stream ? (uint64_t)(factum_stream_revision(db, str_c(stream)) + 1) : factum_head_position(db);
+    while (!rc) {
+        uint64_t head = factum_head_position(db);
+        factum_result_t *res;
+        if (stream) rc = factum_read_stream(db, str_c(stream), from, 1000, 0, &res, &err);
+        else {
+            q.from = from, q.limit = 1000;
+            rc = factum_read_all(db, &q, &res, &err);
+        }
+        if (rc == FACTUM_ENOTFOUND) rc = 0, res = NULL;
+        else if (rc) {
+            rc = cli_report(rc, &err);
+            break;
+        }
+        for (size_t i = 0; i < factum_result_count(res) && !rc; i++) rc = tail_print(&line, factum_result_event(res, i));
+        if (res) from = factum_result_next(res);
+        size_t n = factum_result_count(res);
+        factum_result_free(res);
+        if (n < 1000) factum_wait(db, head, 1000);
+    }
+    buf_free(&line);
+    factum_close(db);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     const char *dir = getenv("FACTUM_DATA_DIR");
     if (!dir || !*dir) dir = "./factum-data";
@@ -302,7 +438,11 @@ int main(int argc, char **argv) {
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return printf("%s", usage_main), CLI_OK;
         if (!strcmp(argv[i], "--version")) return printf("factum %s\n", FACTUM_VERSION), CLI_OK;
-        if (!strcmp(argv[i], "--data-dir")) {
+        if (!strcmp(argv[i], "--server")) {
+            if (i + 1 >= argc) return cli_fail(CLI_USAGE, "--server needs a URL");
+            server_url = argv[++i];
+        } else if (!strncmp(argv[i], "--server=", 9)) server_url = argv[i] + 9;
+        else if (!strcmp(argv[i], "--data-dir")) {
             if (i + 1 >= argc) return cli_fail(CLI_USAGE, "--data-dir needs a folder");
             dir = argv[++i];
         } else if (!strncmp(argv[i], "--data-dir=", 11)) dir = argv[i] + 11;
@@ -312,10 +452,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s", usage_main);
         return CLI_USAGE;
     }
+    if (!server_url) {
+        const char *env = getenv("FACTUM_URL");
+        if (env && *env) server_url = env;
+    }
     const char *cmd = argv[i];
     argc -= i, argv += i;
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
+    if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);

@@ -7,6 +7,7 @@
  * `position`, which the store sets. docs/events.md describes the mapping.
  */
 #include "../base/json.h"
+#include "event.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,10 @@ struct factum_events {
     size_t n;
     char *arena;
     size_t used, cap;
+    char *text; /* the parsed text, when the set owns it (events_own_text) */
 };
+
+void events_own_text(factum_events_t *set, char *text) { set->text = text; }
 
 size_t factum_events_count(const factum_events_t *set) { return set ? set->n : 0; }
 factum_event_t *factum_events_get(factum_events_t *set, size_t i) { return set && i < set->n ? &set->ev[i] : NULL; }
@@ -24,6 +28,7 @@ void factum_events_free(factum_events_t *set) {
     if (!set) return;
     free(set->ev);
     free(set->arena);
+    free(set->text);
     free(set);
 }
 
@@ -104,7 +109,20 @@ static int parse_event(factum_events_t *set, factum_str_t obj, size_t idx, factu
             e->data_format = FACTUM_DATA_JSON;
             continue;
         }
-        if (a == A_REVISION || a == A_POSITION) continue; /* set by the store */
+        if (a == A_REVISION || a == A_POSITION) {
+            /* Set by the store: kept for readers of the server's output, ignored by appends. */
+            uint64_t v = 0;
+            bool ok = kind == JSON_NUMBER && val.len <= 19;
+            for (size_t k = 0; ok && k < val.len; k++) {
+                ok = val.ptr[k] >= '0' && val.ptr[k] <= '9';
+                v = v * 10 + (uint64_t)(val.ptr[k] - '0');
+            }
+            if (!ok)
+                return err_set(err, FACTUM_EBADEVENT, "event %zu: '%s' must be a whole number", idx, attr_names[a]);
+            if (a == A_REVISION) e->revision = v;
+            else e->position = v;
+            continue;
+        }
         if (kind != JSON_STRING)
             return err_set(err, FACTUM_EBADEVENT, "event %zu: attribute '%s' must be a string", idx, attr_names[a]);
         factum_str_t s;
@@ -133,7 +151,9 @@ static int parse_event(factum_events_t *set, factum_str_t obj, size_t idx, factu
             e->data_format = FACTUM_DATA_BINARY;
             break;
         }
-        default: break; /* time, stream: recorded by the store */
+        case A_STREAM: e->stream = s; break; /* ignored by appends */
+        case A_TIME: e->time_us = time_parse_rfc3339(s); break;
+        default: break;
         }
     }
     if (r < 0) return err_set(err, FACTUM_EBADEVENT, "event %zu: malformed object", idx);

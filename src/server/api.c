@@ -21,8 +21,8 @@ static const char *const JSON = "application/json";
 /* Maps an engine error to its HTTP status and problem type. */
 static void engine_problem(conn *c, int rc, const char *msg) {
     switch (rc) {
+    case FACTUM_EBADSTREAM: conn_problem(c, 400, "bad-stream", NULL, "%s", msg); break;
     case FACTUM_EBADEVENT:
-    case FACTUM_EBADSTREAM:
     case FACTUM_EINVAL: conn_problem(c, 400, "bad-event", NULL, "%s", msg); break;
     case FACTUM_ETOOBIG: conn_problem(c, 413, "too-large", NULL, "%s", msg); break;
     case FACTUM_ECONFLICT: conn_problem(c, 409, "conflict", NULL, "%s", msg); break;

@@ -1,0 +1,63 @@
+/*
+ * factum_client.h — a C client for the Factum HTTP API (libcurl underneath). The same
+ * semantics and error codes as the embedded API in factum.h: append with an expected
+ * revision, read a stream or $all, and subscribe with a callback that resumes by itself.
+ *
+ * Link build/libfactum_client.a, build/libfactum.a, -lcurl -lxxhash -pthread.
+ * A client is not thread-safe: use one per thread. It keeps its connection alive between
+ * calls.
+ */
+#ifndef FACTUM_CLIENT_H
+#define FACTUM_CLIENT_H
+
+#include "factum.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct factum_client factum_client_t;
+
+/* A client for the server at url ("http://127.0.0.1:7744"). Does not connect yet. */
+int factum_client_new(const char *url, factum_client_t **out, factum_error_t *err);
+void factum_client_free(factum_client_t *c);
+
+/*
+ * Appends n events to stream atomically (one request). Returns 0 or what factum_append
+ * returns: FACTUM_EREVISION (res->actual_revision set), FACTUM_ECONFLICT, FACTUM_EBADEVENT,
+ * FACTUM_EBADSTREAM, FACTUM_ETOOBIG, FACTUM_EFAILED, FACTUM_ENOSPC; and FACTUM_EUNREACHABLE
+ * when the server cannot be reached (nothing is known to be appended: retry with the same
+ * event ids, which makes the retry idempotent).
+ */
+int factum_client_append(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
+                         size_t n, factum_append_result_t *res, factum_error_t *err);
+
+/*
+ * Reads one page: of `stream`, or of $all when stream is NULL (q's filters apply to $all
+ * only). *next is where to continue (pass as q->from), or FACTUM_END when the server says
+ * nothing more is there now. Events carry stream, revision, position and time. Free *out
+ * with factum_events_free. FACTUM_ENOTFOUND for a stream with no events.
+ */
+int factum_client_read(factum_client_t *c, const char *stream, const factum_query_t *q, factum_events_t **out,
+                       uint64_t *next, factum_error_t *err);
+
+/*
+ * Called for each event of a subscription in order, and with e == NULL once the
+ * subscription has caught up (live from then on). Return nonzero to stop.
+ */
+typedef int (*factum_client_event_cb)(void *ctx, const factum_event_t *e);
+
+/*
+ * Subscribes to stream (or $all when NULL) from q->from (FACTUM_END: only new events) with
+ * q's filters, and calls cb until it returns nonzero (then 0 is returned). When the
+ * connection drops it reconnects with Last-Event-ID after a short backoff and goes on, with
+ * no gap and no duplicate. Returns FACTUM_EUNREACHABLE only if the first connection fails,
+ * or another code when the server refuses the subscription.
+ */
+int factum_client_subscribe(factum_client_t *c, const char *stream, const factum_query_t *q,
+                            factum_client_event_cb cb, void *ctx, factum_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

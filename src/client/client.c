@@ -1,0 +1,394 @@
+/*
+ * client.c — the C client of include/factum_client.h over libcurl. Requests reuse one easy
+ * handle (and so one kept-alive connection). Appends send a CloudEvents batch; answers and
+ * problem+json errors map back to the engine's error codes, so code written against
+ * factum.h reads the same against a server. Subscriptions parse Server-Sent Events as they
+ * arrive and reconnect with Last-Event-ID.
+ */
+#include "factum_client.h"
+
+#include "../base/json.h"
+#include "../event/event.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct factum_client {
+    char url[1024];
+    CURL *curl;
+    buf_t body, link;
+    char curl_err[CURL_ERROR_SIZE];
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+int factum_client_new(const char *url, factum_client_t **out, factum_error_t *err) {
+    *out = NULL;
+    if (!url || strncmp(url, "http://", 7) || strlen(url) >= 1000)
+        return err_set(err, FACTUM_EINVAL, "server URL must start with http:// (got '%s')", url ? url : "");
+    pthread_once(&curl_once, curl_init);
+    factum_client_t *c = calloc(1, sizeof *c);
+    if (!c || !(c->curl = curl_easy_init())) {
+        free(c);
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
+    snprintf(c->url, sizeof c->url, "%s", url);
+    size_t n = strlen(c->url);
+    while (n && c->url[n - 1] == '/') c->url[--n] = 0;
+    *out = c;
+    return 0;
+}
+
+void factum_client_free(factum_client_t *c) {
+    if (!c) return;
+    curl_easy_cleanup(c->curl);
+    buf_free(&c->body);
+    buf_free(&c->link);
+    free(c);
+}
+
+/* ---- requests ---- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+    buf_t *b = ud;
+    return buf_append(b, p, size * n) ? 0 : size * n;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+    factum_client_t *c = ud;
+    size_t len = size * n;
+    if (len > 5 && !strncasecmp(p, "link:", 5)) {
+        c->link.len = 0;
+        buf_append(&c->link, p + 5, len - 5);
+        buf_append(&c->link, "", 1);
+    }
+    return len;
+}
+
+static void url_append(buf_t *b, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-._~", ch))
+            buf_append(b, s + i, 1);
+        else
+            buf_printf(b, "%%%02X", ch);
+    }
+}
+
+/* The member `key` of a JSON object text. */
+static bool json_member(factum_str_t obj, const char *key, factum_str_t *val, int *kind) {
+    json_iter_t it;
+    factum_str_t k;
+    json_iter_init(&it, obj);
+    while (json_iter_member(&it, &k, val, kind) == 1)
+        if (json_key_is(k, key)) return true;
+    return false;
+}
+
+static uint64_t json_u64(factum_str_t obj, const char *key, int64_t dflt) {
+    factum_str_t v;
+    int kind;
+    if (!json_member(obj, key, &v, &kind) || kind != JSON_NUMBER) return (uint64_t)dflt;
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%.*s", (int)MIN(v.len, 31), v.ptr);
+    return (uint64_t)strtoll(tmp, NULL, 10);
+}
+
+static int unreachable(factum_client_t *c, CURLcode cc, factum_error_t *err) {
+    return err_set(err, FACTUM_EUNREACHABLE, "cannot reach the server at %s: %s", c->url,
+                   c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc));
+}
+
+/* Turns a problem+json answer into an engine code with its detail. */
+static int problem(factum_client_t *c, long status, factum_error_t *err) {
+    factum_str_t body = {c->body.ptr ? c->body.ptr : "", c->body.len}, v;
+    int kind;
+    buf_t detail = {0}, type = {0};
+    if (json_member(body, "detail", &v, &kind) && kind == JSON_STRING) json_unescape(v, &detail);
+    if (json_member(body, "type", &v, &kind) && kind == JSON_STRING) json_unescape(v, &type);
+    buf_append(&detail, "", 1);
+    buf_append(&type, "", 1);
+    int code;
+    switch (status) {
+    case 400:
+        code = strstr(type.ptr, "bad-stream") ? FACTUM_EBADSTREAM : strstr(type.ptr, "bad-event") ? FACTUM_EBADEVENT : FACTUM_EINVAL;
+        break;
+    case 404: code = FACTUM_ENOTFOUND; break;
+    case 409: code = FACTUM_ECONFLICT; break;
+    case 412: code = FACTUM_EREVISION; break;
+    case 413: code = FACTUM_ETOOBIG; break;
+    case 503: code = FACTUM_EFAILED; break;
+    case 507: code = FACTUM_ENOSPC; break;
+    default: code = FACTUM_EIO; break;
+    }
+    err_set(err, code, "%s", detail.len > 1 ? detail.ptr : "the server answered an error");
+    buf_free(&detail);
+    buf_free(&type);
+    return code;
+}
+
+/* Performs a request prepared on c->curl; the status, or a negative code. */
+static int perform(factum_client_t *c, long *status, factum_error_t *err) {
+    c->body.len = 0;
+    c->link.len = 0;
+    c->curl_err[0] = 0;
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &c->body);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->curl_err);
+    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = curl_easy_perform(c->curl);
+    if (cc != CURLE_OK) return unreachable(c, cc, err);
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
+    return 0;
+}
+
+int factum_client_append(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
+                         size_t n, factum_append_result_t *res, factum_error_t *err) {
+    factum_append_result_t dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    res->actual_revision = -1;
+    if (!c || !stream || (!events && n)) return err_set(err, FACTUM_EINVAL, "factum_client_append: bad arguments");
+    buf_t url = {0}, body = {0};
+    buf_printf(&url, "%s/streams/", c->url);
+    url_append(&url, stream, strlen(stream));
+    buf_append(&url, "", 1);
+    buf_append(&body, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        /* The output form of an event is valid input: the server ignores what it sets itself
+           (stream, revision, position, time) and makes an id when it is empty. */
+        if (i) buf_append(&body, ",", 1);
+        size_t need = factum_event_json(&events[i], NULL, 0);
+        if (buf_reserve(&body, need + 1)) break;
+        factum_event_json(&events[i], body.ptr + body.len, need + 1);
+        body.len += need;
+    }
+    buf_append(&body, "]", 1);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/cloudevents-batch+json");
+    h = curl_slist_append(h, "Expect:");
+    char cond[64] = "";
+    if (expected == FACTUM_EXPECT_NO_STREAM) snprintf(cond, sizeof cond, "If-None-Match: *");
+    else if (expected == FACTUM_EXPECT_EXISTS) snprintf(cond, sizeof cond, "If-Match: *");
+    else if (expected >= 0) snprintf(cond, sizeof cond, "If-Match: \"%lld\"", (long long)expected);
+    if (cond[0]) h = curl_slist_append(h, cond);
+    curl_easy_reset(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body.ptr);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
+    long status = 0;
+    int rc = perform(c, &status, err);
+    curl_slist_free_all(h);
+    buf_free(&url);
+    buf_free(&body);
+    if (rc) return rc;
+    factum_str_t b = {c->body.ptr ? c->body.ptr : "", c->body.len};
+    if (status == 200 || status == 201) {
+        res->first_revision = json_u64(b, "first_revision", 0);
+        res->last_revision = json_u64(b, "revision", 0);
+        res->first_position = json_u64(b, "first_position", 0);
+        res->last_position = json_u64(b, "position", 0);
+        res->idempotent = status == 200;
+        return 0;
+    }
+    if (status == 412) res->actual_revision = (int64_t)json_u64(b, "actual", -1);
+    return problem(c, status, err);
+}
+
+/* The query string of q (and from) for a read or a subscription. */
+static void query_string(buf_t *u, const factum_query_t *q, bool all, bool with_limit) {
+    char sep = '?';
+    if (q->from == FACTUM_END) buf_printf(u, "%cfrom=end", sep), sep = '&';
+    else if (q->from) buf_printf(u, "%cfrom=%llu", sep, (unsigned long long)q->from), sep = '&';
+    if (with_limit && q->limit) buf_printf(u, "%climit=%zu", sep, MIN(q->limit, (size_t)10000)), sep = '&';
+    if (with_limit && q->backward) buf_printf(u, "%cdirection=backward", sep), sep = '&';
+    const char *names[] = {"type", "category", "correlation_id"};
+    factum_str_t vals[] = {q->type, q->category, q->correlationid};
+    for (int i = 0; all && i < 3; i++)
+        if (vals[i].len) {
+            buf_printf(u, "%c%s=", sep, names[i]);
+            url_append(u, vals[i].ptr, vals[i].len);
+            sep = '&';
+        }
+}
+
+static void base_url(buf_t *u, factum_client_t *c, const char *stream) {
+    buf_printf(u, "%s", c->url);
+    if (stream) {
+        buf_printf(u, "/streams/");
+        url_append(u, stream, strlen(stream));
+    } else {
+        buf_printf(u, "/all");
+    }
+}
+
+int factum_client_read(factum_client_t *c, const char *stream, const factum_query_t *q, factum_events_t **out,
+                       uint64_t *next, factum_error_t *err) {
+    *out = NULL;
+    *next = FACTUM_END;
+    buf_t url = {0};
+    base_url(&url, c, stream);
+    query_string(&url, q, !stream, true);
+    buf_append(&url, "", 1);
+    curl_easy_reset(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+    long status = 0;
+    int rc = perform(c, &status, err);
+    buf_free(&url);
+    if (rc) return rc;
+    if (status != 200) return problem(c, status, err);
+    /* The set takes the text: hand it a copy that it frees. */
+    char *text = malloc(c->body.len + 1);
+    if (!text) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    memcpy(text, c->body.ptr, c->body.len);
+    text[c->body.len] = 0;
+    if ((rc = factum_events_parse(text, c->body.len, 1, out, err))) {
+        free(text);
+        return rc;
+    }
+    events_own_text(*out, text);
+    const char *f = c->link.len ? strstr(c->link.ptr, "from=") : NULL;
+    if (f) *next = strtoull(f + 5, NULL, 10);
+    return 0;
+}
+
+/* ---- subscriptions ---- */
+
+typedef struct sse {
+    factum_client_event_cb cb;
+    void *ctx;
+    buf_t line, data;
+    char event[256];
+    int64_t id, last_id; /* -1: none */
+    uint64_t resume;     /* where a reconnect without a last id starts (after caught-up) */
+    bool has_resume;
+    bool stopped, ok;    /* the callback asked to stop; the answer was 200 */
+    int rc;
+    factum_error_t *err;
+    factum_client_t *c;
+} sse;
+
+static void sse_dispatch(sse *s) {
+    if (!strcmp(s->event, "caught-up")) {
+        /* Remember where live began, so a reconnect from "end" does not skip what came since. */
+        factum_str_t d = {s->data.ptr ? s->data.ptr : "", s->data.len};
+        int64_t pos = (int64_t)json_u64(d, "position", -1), rev = (int64_t)json_u64(d, "revision", -2);
+        if (pos >= 0) s->resume = (uint64_t)pos, s->has_resume = true;
+        else if (rev >= -1) s->resume = (uint64_t)(rev + 1), s->has_resume = true;
+        if (s->cb(s->ctx, NULL)) s->stopped = true;
+    } else if (!strcmp(s->event, "error")) {
+        buf_append(&s->data, "", 1);
+        s->rc = err_set(s->err, FACTUM_EIO, "the server ended the subscription: %s", s->data.ptr);
+        s->stopped = true;
+    } else if (s->data.len) {
+        factum_events_t *set;
+        factum_error_t e;
+        if (factum_events_parse(s->data.ptr, s->data.len, 0, &set, &e) == 0) {
+            if (s->id >= 0) s->last_id = s->id;
+            if (s->cb(s->ctx, factum_events_get(set, 0))) s->stopped = true;
+            factum_events_free(set);
+        }
+    }
+    s->event[0] = 0;
+    s->data.len = 0;
+    s->id = -1;
+}
+
+static void sse_line(sse *s, const char *l, size_t n) {
+    if (n == 0) {
+        if (s->data.len || s->event[0]) sse_dispatch(s);
+        return;
+    }
+    if (l[0] == ':') return; /* heartbeat */
+    const char *colon = memchr(l, ':', n);
+    size_t fl = colon ? (size_t)(colon - l) : n;
+    const char *v = colon ? colon + 1 : l + n;
+    if (v < l + n && *v == ' ') v++;
+    size_t vl = (size_t)(l + n - v);
+    if (fl == 2 && !memcmp(l, "id", 2)) s->id = strtoll(v, NULL, 10);
+    else if (fl == 5 && !memcmp(l, "event", 5)) snprintf(s->event, sizeof s->event, "%.*s", (int)vl, v);
+    else if (fl == 4 && !memcmp(l, "data", 4)) {
+        if (s->data.len) buf_append(&s->data, "\n", 1);
+        buf_append(&s->data, v, vl);
+    }
+}
+
+static size_t on_sse(char *p, size_t size, size_t n, void *ud) {
+    sse *s = ud;
+    size_t len = size * n;
+    long status = 0;
+    curl_easy_getinfo(s->c->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200) return buf_append(&s->c->body, p, len) ? 0 : len; /* a problem answer */
+    s->ok = true;
+    for (size_t i = 0; i < len && !s->stopped; i++) {
+        if (p[i] == '\n') {
+            size_t ll = s->line.len;
+            if (ll && s->line.ptr[ll - 1] == '\r') ll--;
+            sse_line(s, s->line.ptr, ll);
+            s->line.len = 0;
+        } else if (buf_append(&s->line, p + i, 1)) {
+            return 0;
+        }
+    }
+    return s->stopped ? 0 : len; /* 0 makes curl stop */
+}
+
+int factum_client_subscribe(factum_client_t *c, const char *stream, const factum_query_t *q_in,
+                            factum_client_event_cb cb, void *ctx, factum_error_t *err) {
+    factum_query_t q = q_in ? *q_in : (factum_query_t){0};
+    sse s = {.cb = cb, .ctx = ctx, .id = -1, .last_id = -1, .err = err, .c = c};
+    bool connected_once = false;
+    int backoff_ms = 100;
+    for (;;) {
+        buf_t url = {0};
+        if (s.last_id < 0 && s.has_resume) q.from = s.resume;
+        base_url(&url, c, stream);
+        query_string(&url, &q, !stream, false);
+        buf_append(&url, "", 1);
+        struct curl_slist *h = curl_slist_append(NULL, "Accept: text/event-stream");
+        char last[64];
+        if (s.last_id >= 0) {
+            snprintf(last, sizeof last, "Last-Event-ID: %lld", (long long)s.last_id);
+            h = curl_slist_append(h, last);
+        }
+        curl_easy_reset(c->curl);
+        curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_sse);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);
+        curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->curl_err);
+        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+        c->body.len = 0;
+        c->curl_err[0] = 0;
+        s.line.len = s.data.len = 0;
+        s.ok = false;
+        CURLcode cc = curl_easy_perform(c->curl);
+        curl_slist_free_all(h);
+        buf_free(&url);
+        long status = 0;
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (s.stopped) break;
+        if (status && status != 200) {
+            s.rc = problem(c, status, err);
+            break;
+        }
+        if (s.ok) connected_once = true, backoff_ms = 100;
+        else if (!connected_once) {
+            s.rc = unreachable(c, cc, err);
+            break;
+        }
+        /* The connection dropped (or the server restarts): resume after the last event. */
+        usleep((useconds_t)backoff_ms * 1000);
+        backoff_ms = MIN(backoff_ms * 2, 5000);
+    }
+    buf_free(&s.line);
+    buf_free(&s.data);
+    return s.rc;
+}

@@ -1,0 +1,182 @@
+/*
+ * test_client.c — the client side of the server: the C client library (append with expected
+ * revision, read with paging, subscribe with resume across a server restart) and the CLI in
+ * client mode (same commands and exit codes as embedded, exit 5 when nobody listens).
+ */
+#include "test_server.h"
+
+#include "factum_client.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static factum_event_t json_event(const char *type, const char *data, const char *id) {
+    return (factum_event_t){.type = str_c(type), .data = str_c(data), .id = str_c(id), .data_format = FACTUM_DATA_JSON};
+}
+
+TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
+    srv s = srv_start(test_dir(), NULL);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    factum_client_t *c;
+    factum_error_t err;
+    CHECK_RC(factum_client_new(url, &c, &err), 0);
+    factum_event_t ev[3] = {json_event("A", "{\"i\":0}", "x0"), json_event("B", "[1,2]", NULL), json_event("C", "\"s\"", NULL)};
+    factum_append_result_t r;
+    CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_NO_STREAM, ev, 3, &r, &err), 0);
+    CHECK(r.first_revision == 0 && r.last_revision == 2 && r.last_position == 2 && !r.idempotent);
+    CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_NO_STREAM, ev, 1, &r, &err), 0); /* the same id: idempotent */
+    CHECK(r.idempotent && r.last_revision == 0);
+    factum_event_t other = json_event("A", "{\"i\":1}", "x0");
+    CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_ANY, &other, 1, &r, &err), FACTUM_ECONFLICT);
+    factum_event_t d = json_event("D", "{}", NULL);
+    CHECK_RC(factum_client_append(c, "acct-1", 1, &d, 1, &r, &err), FACTUM_EREVISION);
+    CHECK_EQ(r.actual_revision, 2);
+    CHECK(strstr(err.message, "actual 2"));
+    CHECK_RC(factum_client_append(c, "acct-1", 2, &d, 1, &r, &err), 0);
+    CHECK_RC(factum_client_append(c, "a/b", FACTUM_EXPECT_ANY, &d, 1, &r, &err), FACTUM_EBADSTREAM);
+    factum_event_t notype = json_event("", "{}", NULL);
+    CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_ANY, &notype, 1, &r, &err), FACTUM_EBADEVENT);
+    /* Binary data and extensions round-trip. */
+    factum_event_t bin = {.type = str_c("Blob"), .data = {"\0\1\2", 3}, .data_format = FACTUM_DATA_BINARY,
+                          .datacontenttype = str_c("application/octet-stream"), .extensions = str_c("\"trace\":\"t-1\"")};
+    CHECK_RC(factum_client_append(c, "blob-1", FACTUM_EXPECT_ANY, &bin, 1, &r, &err), 0);
+    /* Reads: paging through a stream; $all filtered; not found. */
+    factum_query_t q = {.from = 0, .limit = 3};
+    factum_events_t *set;
+    uint64_t next;
+    CHECK_RC(factum_client_read(c, "acct-1", &q, &set, &next, &err), 0);
+    CHECK_EQ(factum_events_count(set), 3);
+    CHECK_EQ(next, 3);
+    factum_event_t *e = factum_events_get(set, 0);
+    CHECK(str_eq(e->id, str_c("x0")) && str_eq(e->stream, str_c("acct-1")) && e->revision == 0 && e->time_us > 0);
+    CHECK(str_eq(factum_events_get(set, 1)->data, str_c("[1,2]")) && factum_events_get(set, 2)->position == 2);
+    factum_events_free(set);
+    q.from = next;
+    CHECK_RC(factum_client_read(c, "acct-1", &q, &set, &next, &err), 0);
+    CHECK(factum_events_count(set) == 1 && factum_events_get(set, 0)->revision == 3 && next == FACTUM_END);
+    factum_events_free(set);
+    factum_query_t qa = {.limit = 100, .type = str_c("Blob")};
+    CHECK_RC(factum_client_read(c, NULL, &qa, &set, &next, &err), 0);
+    CHECK_EQ(factum_events_count(set), 1);
+    e = factum_events_get(set, 0);
+    CHECK(e->data_format == FACTUM_DATA_BINARY && e->data.len == 3 && !memcmp(e->data.ptr, "\0\1\2", 3));
+    CHECK(strstr(e->extensions.ptr, "\"trace\":\"t-1\""));
+    factum_events_free(set);
+    CHECK_RC(factum_client_read(c, "nobody-1", &q, &set, &next, &err), FACTUM_ENOTFOUND);
+    factum_client_free(c);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    /* Nobody listening: FACTUM_EUNREACHABLE. */
+    CHECK_RC(factum_client_new(url, &c, &err), 0);
+    CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_ANY, &d, 1, &r, &err), FACTUM_EUNREACHABLE);
+    factum_client_free(c);
+}
+
+typedef struct {
+    const char *url;
+    uint64_t seen[64];
+    int n, caught_up, want;
+    int rc;
+    pthread_mutex_t mu;
+} sub_state;
+
+static int on_event(void *ctx, const factum_event_t *e) {
+    sub_state *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    if (!e) s->caught_up++;
+    else s->seen[s->n++] = e->position;
+    int stop = s->n >= s->want;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
+static void *subscriber(void *arg) {
+    sub_state *s = arg;
+    factum_client_t *c;
+    factum_client_new(s->url, &c, NULL);
+    factum_query_t q = {.from = 0};
+    s->rc = factum_client_subscribe(c, NULL, &q, on_event, s, NULL);
+    factum_client_free(c);
+    return NULL;
+}
+
+static int seen_count(sub_state *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->n;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+TEST_T(a_client_subscription_resumes_across_a_server_restart, 60) {
+    srv s = srv_start(test_dir(), NULL);
+    char url[64], listen[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    snprintf(listen, sizeof listen, "--listen 127.0.0.1:%d", s.port);
+    factum_client_t *c;
+    CHECK_RC(factum_client_new(url, &c, NULL), 0);
+    factum_event_t e = json_event("Tick", "{}", NULL);
+    for (int i = 0; i < 10; i++) CHECK_RC(factum_client_append(c, "tick-1", FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
+    sub_state st = {.url = url, .want = 20, .mu = PTHREAD_MUTEX_INITIALIZER};
+    pthread_t th;
+    pthread_create(&th, NULL, subscriber, &st);
+    for (int t = 0; t < 500 && seen_count(&st) < 10; t++) usleep(10000);
+    CHECK_EQ(seen_count(&st), 10);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    s = srv_start(test_dir(), listen);
+    for (int i = 0; i < 10; i++) CHECK_RC(factum_client_append(c, "tick-1", FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
+    pthread_join(th, NULL);
+    CHECK_RC(st.rc, 0);
+    CHECK_EQ(st.n, 20);
+    for (int i = 0; i < 20; i++) CHECK_EQ(st.seen[i], i);
+    CHECK(st.caught_up >= 1);
+    factum_client_free(c);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+static int run_cli(char *out, size_t cap, const char *url, const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s --server %s %s 2>%s/stderr", test_bin(), url, args, test_dir());
+    return test_run(cmd, out, cap);
+}
+
+TEST(the_cli_in_client_mode_gives_the_embedded_answers_and_exit_codes) {
+    srv s = srv_start(test_dir(), NULL);
+    char url[64], out[8192];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 OrderCreated '{\"total\":5}' --id a1 --expect no-stream"), 0);
+    CHECK_MSG(!strcmp(out, "{\"stream\":\"order-1\",\"revision\":0,\"position\":0}\n"), "%s", out);
+    CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 OrderCreated '{\"total\":5}' --id a1"), 0);
+    CHECK(strstr(out, "\"revision\":0"));
+    CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 OrderCreated --expect no-stream"), 4);
+    CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 OrderCreated '{\"total\":6}' --id a1"), 1);
+    CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 Shipped '{}' --expect 0 --correlation-id k"), 0);
+    CHECK_EQ(run_cli(out, sizeof out, url, "read order-1"), 0);
+    CHECK(strstr(out, "\"id\":\"a1\"") && strstr(out, "\"type\":\"Shipped\""));
+    CHECK_EQ(run_cli(out, sizeof out, url, "read order-1 --backward --limit 1"), 0);
+    CHECK(strstr(out, "Shipped") && !strstr(out, "OrderCreated"));
+    CHECK_EQ(run_cli(out, sizeof out, url, "read --all --correlation-id k"), 0);
+    CHECK(strstr(out, "Shipped") && !strstr(out, "OrderCreated"));
+    CHECK_EQ(run_cli(out, sizeof out, url, "read nobody-1"), 3);
+    CHECK_EQ(run_cli(out, sizeof out, url, "read"), 2);
+    /* tail follows live: started before an append, it prints that append. */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "timeout 3 %s --server %s tail order-1 > %s/tail.out 2>&1 &", test_bin(), url, test_dir());
+    CHECK(system(cmd) == 0);
+    usleep(500000);
+    CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 Delivered '{}'"), 0);
+    usleep(500000);
+    char path[512];
+    snprintf(path, sizeof path, "%s/tail.out", test_dir());
+    FILE *f = fopen(path, "r");
+    CHECK(f && fgets(out, sizeof out, f));
+    fclose(f);
+    CHECK_MSG(strstr(out, "\"type\":\"Delivered\"") && !strstr(out, "Shipped"), "tail printed %s", out);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    /* Nobody listening: exit 5 and how to start one. */
+    CHECK_EQ(run_cli(out, sizeof out, url, "read order-1"), 5);
+    snprintf(cmd, sizeof cmd, "FACTUM_URL=%s %s append order-1 X 2>&1", url, test_bin());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 5);
+    CHECK_MSG(strstr(out, "factum serve"), "%s", out);
+}
