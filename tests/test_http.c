@@ -273,8 +273,10 @@ TEST(smuggling_and_limit_vectors_are_refused_and_the_connection_closed) {
 TEST(slow_clients_time_out_without_starving_others) {
     srv s = srv_start(test_dir(), "--header-timeout 300 --body-timeout 300");
     int slow_head = http_connect(s.port), slow_body = http_connect(s.port);
-    http_send(slow_head, "GET /all HTTP/1.1\r\nHo", 21);
-    http_send(slow_body, "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{", 97);
+    const char *head = "GET /all HTTP/1.1\r\nHo",
+               *body = "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{";
+    http_send(slow_head, head, strlen(head));
+    http_send(slow_body, body, strlen(body));
     /* Others are served meanwhile. */
     for (int i = 0; i < 5; i++) expect_status(s.port, "GET", "/health", NULL, NULL, 200, NULL);
     resp r;
@@ -528,7 +530,8 @@ TEST(sigterm_drains_and_a_second_server_on_the_folder_is_refused) {
     CHECK_MSG(st != 0 && strstr(out, "in use by process"), "second server: %d %s", st, out);
     /* An idle keep-alive connection and a subscriber do not hold the shutdown up. */
     int idle = http_connect(s.port);
-    http_send(idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 33);
+    const char *req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    http_send(idle, req, strlen(req));
     resp r;
     http_recv(idle, &r);
     CHECK_EQ(r.status, 200);
