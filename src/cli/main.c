@@ -267,33 +267,58 @@ int cli_print_event(const factum_event_t *e, buf_t *line) {
 
 static int read_server(const char *stream, factum_query_t *q, uint64_t from, uint64_t limit, int backward);
 
-static int cmd_read(const char *dir, int argc, char **argv) {
-    const char *stream = NULL, *v;
-    int all = 0, backward = 0, bad = 0;
-    uint64_t from = 0, limit = UINT64_MAX;
-    bool from_set = false;
-    factum_query_t q = {0};
+/* What read and tail take: STREAM or --all, --from, the $all filters; read also --limit and
+   --backward. */
+typedef struct target {
+    const char *stream;
+    int all, backward;
+    bool from_set;
+    uint64_t from, limit;
+    factum_query_t q;
+} target;
+
+#define HELP_SHOWN (-1)
+
+/* 0, HELP_SHOWN, or an exit code for bad usage (already reported). */
+static int parse_target(int argc, char **argv, const char *cmd, const char *usage, bool reading, target *t) {
+    const char *v;
+    int bad = 0;
+    *t = (target){.limit = UINT64_MAX};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) return printf("%s", usage_read), CLI_OK;
-        if (!strcmp(argv[i], "--all")) all = 1;
-        else if (!strcmp(argv[i], "--backward")) backward = 1;
+        if (!strcmp(argv[i], "--help")) return printf("%s", usage), HELP_SHOWN;
+        if (!strcmp(argv[i], "--all")) t->all = 1;
+        else if (reading && !strcmp(argv[i], "--backward")) t->backward = 1;
         else if ((v = opt_value(argc, argv, &i, "--from", &bad))) {
-            if (!cli_parse_u64(v, &from)) return cli_fail(CLI_USAGE, "--from takes a number, not '%s'", v);
-            from_set = true;
-        } else if ((v = opt_value(argc, argv, &i, "--limit", &bad))) {
-            if (!cli_parse_u64(v, &limit)) return cli_fail(CLI_USAGE, "--limit takes a number, not '%s'", v);
-        } else if ((v = opt_value(argc, argv, &i, "--type", &bad))) q.type = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--category", &bad))) q.category = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--correlation-id", &bad))) q.correlationid = str_c(v);
+            if (!cli_parse_u64(v, &t->from)) return cli_fail(CLI_USAGE, "--from takes a number, not '%s'", v);
+            t->from_set = true;
+        } else if (reading && (v = opt_value(argc, argv, &i, "--limit", &bad))) {
+            if (!cli_parse_u64(v, &t->limit)) return cli_fail(CLI_USAGE, "--limit takes a number, not '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--type", &bad))) t->q.type = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--category", &bad))) t->q.category = str_c(v);
+        else if ((v = opt_value(argc, argv, &i, "--correlation-id", &bad))) t->q.correlationid = str_c(v);
         else if (bad) return CLI_USAGE;
-        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum read --help)", argv[i]);
-        else if (!stream) stream = argv[i];
-        else return cli_fail(CLI_USAGE, "too many arguments (see factum read --help)");
+        else if (argv[i][0] == '-' && argv[i][1] == '-')
+            return cli_fail(CLI_USAGE, "unknown option %s (see factum %s --help)", argv[i], cmd);
+        else if (!t->stream) t->stream = argv[i];
+        else return cli_fail(CLI_USAGE, "too many arguments (see factum %s --help)", cmd);
     }
     if (bad) return CLI_USAGE;
-    if (all == !!stream) return cli_fail(CLI_USAGE, "usage: factum read STREAM | factum read --all (see --help)");
-    if (stream && (q.type.len || q.category.len || q.correlationid.len))
+    if (t->all == !!t->stream)
+        return cli_fail(CLI_USAGE, "usage: factum %s STREAM | factum %s --all (see --help)", cmd, cmd);
+    if (t->stream && (t->q.type.len || t->q.category.len || t->q.correlationid.len))
         return cli_fail(CLI_USAGE, "--type, --category and --correlation-id filter --all, not a stream");
+    return 0;
+}
+
+static int cmd_read(const char *dir, int argc, char **argv) {
+    target t;
+    int prc = parse_target(argc, argv, "read", usage_read, true, &t);
+    if (prc) return prc == HELP_SHOWN ? CLI_OK : prc;
+    const char *stream = t.stream;
+    int backward = t.backward;
+    uint64_t from = t.from, limit = t.limit;
+    bool from_set = t.from_set;
+    factum_query_t q = t.q;
     if (backward && !from_set) from = FACTUM_END;
     if (server_url) return read_server(stream, &q, from, limit, backward);
     factum_t *db;
@@ -370,26 +395,12 @@ static int tail_print(void *ctx, const factum_event_t *e) {
 }
 
 static int cmd_tail(const char *dir, int argc, char **argv) {
-    const char *stream = NULL, *v;
-    int all = 0, bad = 0;
-    factum_query_t q = {.from = FACTUM_END};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) return printf("%s", usage_tail), CLI_OK;
-        if (!strcmp(argv[i], "--all")) all = 1;
-        else if ((v = opt_value(argc, argv, &i, "--from", &bad))) {
-            if (!cli_parse_u64(v, &q.from)) return cli_fail(CLI_USAGE, "--from takes a number, not '%s'", v);
-        } else if ((v = opt_value(argc, argv, &i, "--type", &bad))) q.type = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--category", &bad))) q.category = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--correlation-id", &bad))) q.correlationid = str_c(v);
-        else if (bad) return CLI_USAGE;
-        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum tail --help)", argv[i]);
-        else if (!stream) stream = argv[i];
-        else return cli_fail(CLI_USAGE, "too many arguments (see factum tail --help)");
-    }
-    if (bad) return CLI_USAGE;
-    if (all == !!stream) return cli_fail(CLI_USAGE, "usage: factum tail STREAM | factum tail --all (see --help)");
-    if (stream && (q.type.len || q.category.len || q.correlationid.len))
-        return cli_fail(CLI_USAGE, "--type, --category and --correlation-id filter --all, not a stream");
+    target t;
+    int prc = parse_target(argc, argv, "tail", usage_tail, false, &t);
+    if (prc) return prc == HELP_SHOWN ? CLI_OK : prc;
+    const char *stream = t.stream;
+    factum_query_t q = t.q;
+    q.from = t.from_set ? t.from : FACTUM_END;
     factum_error_t err = {0};
     buf_t line = {0};
     int rc;
