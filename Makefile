@@ -35,7 +35,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps run test asan fuzz bench clean check-test
+.PHONY: all deps browser-deps run test asan fuzz bench clean check-test
 all: $(BUILD)/factum $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a
 
 # Debian packages, installed only when missing: $(call apt,PACKAGES)
@@ -51,6 +51,15 @@ deps: $(BUILD)/.deps
 $(BUILD)/.deps: Makefile
 	@mkdir -p $(BUILD)
 	@$(call apt,$(PKGS))
+	@touch $@
+
+# The browser test (a real EventSource): Debian's chromium, driven by playwright-core from npm.
+BROWSER_PKGS := chromium nodejs
+browser-deps: tests/browser/node_modules/.installed
+tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
+	@$(call apt,$(BROWSER_PKGS))
+	@command -v npm >/dev/null || $(call apt,npm)
+	cd tests/browser && npm ci --no-audit --no-fund --silent
 	@touch $@
 
 build/.fuzz-deps: Makefile
@@ -75,13 +84,13 @@ $(BUILD)/factum-tests: $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactu
 	$(CC) $(ALL_CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a $(LDLIBS)
 
 # The test runner prints one line per test and ends with "N passed, N failed".
-test: deps
+test: deps browser-deps
 	@$(MAKE) --no-print-directory check-test
 
 check-test: $(BUILD)/factum $(BUILD)/factum-tests
 	@FACTUM_BIN=$(abspath $(BUILD)/factum) FACTUM_ROOT=$(CURDIR) $(BUILD)/factum-tests
 
-asan: deps
+asan: deps browser-deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" check-test
 
 # libFuzzer needs clang; each target starts from its committed corpus.

@@ -572,3 +572,20 @@ TEST(metrics_are_prometheus_text_without_stream_names) {
     resp_free(&r);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+TEST_T(a_browser_eventsource_catches_up_then_goes_live, 120) {
+    srv s = srv_start(test_dir(), NULL);
+    /* CORS: any origin may read (and preflight an append). */
+    resp r;
+    http_do(s.port, "OPTIONS", "/streams/web-1", "Origin: http://elsewhere\r\nAccess-Control-Request-Method: POST\r\n", NULL, &r);
+    char v[256];
+    CHECK_EQ(r.status, 200);
+    CHECK(!strcmp(resp_header(&r, "access-control-allow-origin", v, sizeof v), "*"));
+    CHECK(strstr(resp_header(&r, "access-control-allow-methods", v, sizeof v), "POST"));
+    resp_free(&r);
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "node %s/tests/browser/eventsource.mjs http://127.0.0.1:%d 2>&1", test_root(), s.port);
+    int st = test_run(cmd, out, sizeof out);
+    CHECK_MSG(st == 0 && strstr(out, "eventsource: ok"), "browser test (status %d): %s", st, out);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

@@ -578,6 +578,13 @@ static void not_allowed(conn *c, const char *allow) {
 void api_handle(conn *c, factum_str_t body) {
     factum_str_t path = c->req->h.path;
     bool get = method_is(c, "GET") || method_is(c, "HEAD");
+    if (method_is(c, "OPTIONS")) {
+        /* CORS preflight: a browser page on another origin may append and subscribe. */
+        static const char pre[] = "Access-Control-Allow-Methods: GET, HEAD, POST\r\n"
+                                  "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 600\r\n";
+        conn_respond(c, 200, "text/plain", pre, "", 0);
+        return;
+    }
     if (path.len > 9 && !memcmp(path.ptr, "/streams/", 9)) {
         factum_str_t rest = {path.ptr + 9, path.len - 9};
         if (memchr(rest.ptr, '/', rest.len)) {

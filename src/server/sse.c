@@ -49,7 +49,8 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
     c->deadline_ms = 0;
     atomic_fetch_add(&c->l->nsubs, 1);
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                               "Connection: close\r\nX-Accel-Buffering: no\r\n\r\nretry: 1000\n\n";
+                               "Connection: close\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\n\r\n"
+                               "retry: 1000\n\n";
     conn_send(c, head, sizeof head - 1);
     atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
     s->beat_ms = server_now_ms();
