@@ -58,7 +58,7 @@ BROWSER_PKGS := chromium nodejs
 browser-deps: tests/browser/node_modules/.installed
 tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
 	@$(call apt,$(BROWSER_PKGS))
-	@command -v npm >/dev/null || $(call apt,npm)
+	@command -v npm >/dev/null || ( $(call apt,npm) )
 	cd tests/browser && npm ci --no-audit --no-fund --silent
 	@touch $@
 
