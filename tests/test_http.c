@@ -589,3 +589,25 @@ TEST_T(a_browser_eventsource_catches_up_then_goes_live, 120) {
     CHECK_MSG(st == 0 && strstr(out, "eventsource: ok"), "browser test (status %d): %s", st, out);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+TEST(catching_up_on_large_events_is_cut_by_bytes_and_loses_nothing) {
+    srv s = srv_start(test_dir(), NULL);
+    static char body[700000];
+    int n = snprintf(body, sizeof body, "{\"type\":\"Big\",\"data\":\"");
+    memset(body + n, 'b', 600000);
+    snprintf(body + n + 600000, sizeof body - (size_t)n - 600000, "\"}");
+    for (int i = 0; i < 6; i++) expect_status(s.port, "POST", "/streams/big-1", CE, body, 201, NULL);
+    sse_client c = sse_open(s.port, "/streams/big-1", NULL), a = sse_open(s.port, "/all", NULL);
+    sse_msg m;
+    for (int i = 0; i < 6; i++) {
+        CHECK(sse_next(&c, &m) && m.id == i && strlen(m.data) > 600000);
+        free(m.data);
+        CHECK(sse_next(&a, &m) && m.id == i);
+        free(m.data);
+    }
+    CHECK(sse_next(&c, &m) && !strcmp(m.event, "caught-up"));
+    free(m.data);
+    sse_close(&c);
+    sse_close(&a);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

@@ -14,6 +14,7 @@
 
 #define SSE_LOW (64u << 10) /* catch-up: queue up to this much, then wait for the socket */
 #define SSE_CHUNK 512       /* events per read */
+#define SSE_CHUNK_BYTES (1u << 20) /* ... and bytes queued per read, whatever the events weigh */
 #define SSE_ROUNDS 32       /* catch-up rounds per turn before letting other connections run */
 
 void sub_free(sub *s) {
@@ -99,22 +100,24 @@ static bool pump_chunk(conn *c) {
         factum_query_t q = {.from = s->next, .limit = SSE_CHUNK, .type = str_of(&s->type),
                             .category = str_of(&s->category), .correlationid = str_of(&s->corr)};
         if (factum_read_all(db, &q, &res, &err)) goto fail;
-        for (size_t i = 0; i < factum_result_count(res); i++) {
+        size_t i = 0, n = factum_result_count(res), start = c->out.len;
+        for (; i < n && c->out.len - start < SSE_CHUNK_BYTES; i++) {
             const factum_event_t *e = factum_result_event(res, i);
             send_event(c, e, e->position);
         }
-        s->next = factum_result_next(res);
-        at_end = factum_result_count(res) < SSE_CHUNK && s->next >= head;
+        s->next = i < n ? factum_result_event(res, i)->position : factum_result_next(res);
+        at_end = i == n && n < SSE_CHUNK && s->next >= head;
     } else {
         int rc = factum_read_stream(db, str_of(&s->stream), s->next, SSE_CHUNK, 0, &res, &err);
         if (rc == FACTUM_ENOTFOUND) return true; /* not there yet: wait for it */
         if (rc) goto fail;
-        for (size_t i = 0; i < factum_result_count(res); i++) {
+        size_t i = 0, n = factum_result_count(res), start = c->out.len;
+        for (; i < n && c->out.len - start < SSE_CHUNK_BYTES; i++) {
             const factum_event_t *e = factum_result_event(res, i);
             send_event(c, e, e->revision);
         }
-        s->next = factum_result_next(res);
-        at_end = factum_result_count(res) < SSE_CHUNK;
+        s->next = i < n ? factum_result_event(res, i)->revision : factum_result_next(res);
+        at_end = i == n && n < SSE_CHUNK;
     }
     if (factum_result_count(res)) s->beat_ms = server_now_ms();
     factum_result_free(res);
