@@ -200,6 +200,8 @@ typedef struct factum_query {
     factum_str_t type;          /* only events of this type */
     factum_str_t category;      /* only streams named CATEGORY-... (or exactly CATEGORY) */
     factum_str_t correlationid; /* only events of this correlation id (served from an index) */
+    int64_t from_time;          /* nonzero: start at the first event committed at or after this time
+                                   (microseconds since the epoch) instead of `from`; forward only */
 } factum_query_t;
 
 int factum_read_all(factum_t *db, const factum_query_t *q, factum_result_t **out, factum_error_t *err);
@@ -209,6 +211,14 @@ int factum_stream_name_check(factum_str_t name, factum_error_t *err);
 
 /* The stream's last revision, or -1 if it has no events. */
 int64_t factum_stream_revision(factum_t *db, factum_str_t stream);
+
+/*
+ * The first position whose event was committed at or after time_us (microseconds since the
+ * epoch), or the head position if there is none. Commit times never decrease along the log
+ * (each commit group's time is greater than the one before), so this is a binary search
+ * through the position maps: about log2(head) record reads, no scan.
+ */
+uint64_t factum_position_at(factum_t *db, int64_t time_us);
 
 /* The number of durable events in the log: the position the next append will get. */
 uint64_t factum_head_position(factum_t *db);

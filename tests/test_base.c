@@ -147,3 +147,16 @@ TEST(time_and_number_formatting_agree_with_libc) {
         CHECK(!strcmp(a, b) && n == strlen(b));
     }
 }
+
+TEST(rfc3339_times_parse_with_offsets_and_fractions_and_bad_ones_are_refused) {
+    int64_t us;
+    CHECK(time_parse(str_c("2026-11-23T10:00:00Z"), &us) == 0 && us == 1795428000000000);
+    CHECK(time_parse(str_c("2026-11-23T11:30:00.5+01:30"), &us) == 0 && us == 1795428000500000);
+    CHECK(time_parse(str_c("2026-11-23t10:00:00.1234567z"), &us) == 0 && us == 1795428000123456);
+    CHECK(time_parse(str_c("2026-11-23 05:00:00-05:00"), &us) == 0 && us == 1795428000000000);
+    CHECK(time_parse(str_c("2024-02-29T00:00:00Z"), &us) == 0);
+    const char *bad[] = {"2026-11-23", "2026-11-23T10:00:00", "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z",
+                         "2026-11-31T00:00:00Z", "2026-11-23T24:00:00Z", "2026-11-23T10:00:00.Z",
+                         "2026-11-23T10:00:00+1:00", "2026-11-23T10:00:00Zx", "x026-11-23T10:00:00Z"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) CHECK_MSG(time_parse(str_c(bad[i]), &us) == -1, "%s parsed", bad[i]);
+}

@@ -611,3 +611,47 @@ TEST(catching_up_on_large_events_is_cut_by_bytes_and_loses_nothing) {
     sse_close(&a);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+TEST(reads_and_subscriptions_start_from_a_point_in_time) {
+    srv s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < 5; i++) expect_status(s.port, "POST", "/streams/t-1", CE, "{\"type\":\"Early\"}", 201, NULL);
+    usleep(20000);
+    char t[32], path[128], enc[96];
+    time_format_rfc3339(clock_realtime_us(), t);
+    usleep(20000);
+    for (int i = 0; i < 5; i++) expect_status(s.port, "POST", "/streams/t-1", CE, "{\"type\":\"Late\"}", 201, NULL);
+    /* The same instant written with an offset: 2026-...T10:00:00Z is 2026-...T11:00:00+01:00. */
+    int hour = atoi(t + 11);
+    snprintf(enc, sizeof enc, "%.11s%02d%.13s%s", t, hour < 23 ? hour + 1 : hour - 1, t + 13,
+             hour < 23 ? "%2B01:00" : "-01:00");
+    const char *forms[] = {t, enc};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "/all?from=%s", forms[k]);
+        resp r;
+        http_do(s.port, "GET", path, NULL, NULL, &r);
+        CHECK_MSG(r.status == 200, "%s: %d %s", path, r.status, r.body);
+        CHECK_MSG(!strstr(r.body, "Early") && strstr(r.body, "\"position\":5") && strstr(r.body, "\"position\":9"), "%s: %s",
+                  path, r.body);
+        resp_free(&r);
+    }
+    snprintf(path, sizeof path, "/all?from=%s", t);
+    sse_client c = sse_open(s.port, path, NULL);
+    sse_msg m;
+    CHECK(sse_next(&c, &m) && m.id == 5 && !strcmp(m.event, "Late"));
+    free(m.data);
+    sse_close(&c);
+    snprintf(path, sizeof path, "/streams/t-1?from=%s", t);
+    expect_status(s.port, "GET", path, NULL, NULL, 400, "revision");
+    snprintf(path, sizeof path, "/all?from=%s&direction=backward", t);
+    expect_status(s.port, "GET", path, NULL, NULL, 400, "forward");
+    expect_status(s.port, "GET", "/all?from=2026-02-30T00:00:00Z", NULL, NULL, 400, "RFC 3339");
+    /* The CLI, in client mode and (after the server stops) embedded. */
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d read --all --from %s", test_bin(), s.port, t);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    CHECK(!strstr(out, "Early") && strstr(out, "\"position\":5"));
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    snprintf(cmd, sizeof cmd, "%s --data-dir %s read --all --from %s", test_bin(), test_dir(), t);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    CHECK(!strstr(out, "Early") && strstr(out, "\"position\":5"));
+}

@@ -466,3 +466,32 @@ TEST(an_async_append_calls_back_after_the_commit_hook_and_counts_in_stats) {
     CHECK(st.log_bytes > 0 && st.bytes == 0 && st.appends == 0); /* log size counted from the log on open */
     factum_close(db);
 }
+
+TEST(position_at_a_time_finds_the_first_event_committed_then_or_later) {
+    factum_t *db = test_open(test_dir(), NULL);
+    CHECK_EQ(factum_position_at(db, 0), 0);
+    int64_t times[40];
+    for (int i = 0; i < 40; i++) {
+        CHECK_RC(test_append(db, "when-1", FACTUM_EXPECT_ANY, "T", "{}", NULL, NULL), 0);
+        factum_result_t *r;
+        CHECK_RC(factum_read_stream(db, str_c("when-1"), (uint64_t)i, 1, 0, &r, NULL), 0);
+        times[i] = factum_result_event(r, 0)->time_us;
+        factum_result_free(r);
+        if (i > 0) CHECK(times[i] > times[i - 1]);
+    }
+    CHECK_EQ(factum_position_at(db, times[0] - 1), 0);
+    CHECK_EQ(factum_position_at(db, INT64_MAX), 40);
+    for (int i = 0; i < 40; i++) {
+        CHECK_EQ(factum_position_at(db, times[i]), i);
+        CHECK_EQ(factum_position_at(db, times[i] + 1), i + 1); /* times strictly increase between groups */
+    }
+    /* A batch shares its group's time: the answer is its first event. */
+    factum_event_t ev[3] = {{.type = str_c("B")}, {.type = str_c("B")}, {.type = str_c("B")}};
+    factum_append_result_t res;
+    CHECK_RC(factum_append(db, str_c("when-2"), FACTUM_EXPECT_ANY, ev, 3, &res, NULL), 0);
+    factum_result_t *r;
+    CHECK_RC(factum_read_stream(db, str_c("when-2"), 2, 1, 0, &r, NULL), 0);
+    CHECK_EQ(factum_position_at(db, factum_result_event(r, 0)->time_us), 40);
+    factum_result_free(r);
+    factum_close(db);
+}

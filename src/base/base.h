@@ -43,7 +43,10 @@ void uuid7_make(char out[37]);
 
 /* Formats microseconds since the epoch as RFC 3339 UTC with 6 decimals (27 chars + NUL). */
 void time_format_rfc3339(int64_t us, char out[32]);
-/* Parses what time_format_rfc3339 writes; 0 for anything else. */
+/* Parses an RFC 3339 date-time (any offset, any fraction digits, cut to microseconds) into
+   microseconds since the epoch. 0, or -1 if it is not one. */
+int time_parse(factum_str_t s, int64_t *us);
+/* time_parse, with 0 for anything that is not a date-time. */
 int64_t time_parse_rfc3339(factum_str_t s);
 /* Writes v in decimal with a NUL; returns its length (without the NUL). */
 size_t u64_format(uint64_t v, char out[21]);

@@ -90,25 +90,58 @@ void time_format_rfc3339(int64_t us, char out[32]) {
     put_digits(out + 20, (unsigned)frac, 6);
 }
 
-int64_t time_parse_rfc3339(factum_str_t s) {
-    /* Exactly the form time_format_rfc3339 writes; anything else is 0 (the time is informative). */
-    const char *p = s.ptr;
-    if (s.len != 27 || p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':' || p[19] != '.' ||
-        p[26] != 'Z')
-        return 0;
-    int64_t f[7] = {0};
-    const int at[7] = {0, 5, 8, 11, 14, 17, 20}, len[7] = {4, 2, 2, 2, 2, 2, 6};
-    for (int k = 0; k < 7; k++)
-        for (int i = 0; i < len[k]; i++) {
-            char ch = p[at[k] + i];
-            if (ch < '0' || ch > '9') return 0;
-            f[k] = f[k] * 10 + (ch - '0');
-        }
+/* Reads exactly n digits at s. */
+static bool digits_at(const char *s, int n, int64_t *out) {
+    int64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+int time_parse(factum_str_t str, int64_t *us) {
+    /* RFC 3339 date-time: YYYY-MM-DD("T"|"t"|" ")HH:MM:SS[.frac]("Z"|"z"|+HH:MM|-HH:MM). */
+    const char *p = str.ptr;
+    size_t n = str.len;
+    int64_t y, mo, d, h, mi, se, frac = 0, off = 0;
+    if (n < 20 || !digits_at(p, 4, &y) || p[4] != '-' || !digits_at(p + 5, 2, &mo) || p[7] != '-' ||
+        !digits_at(p + 8, 2, &d) || (p[10] != 'T' && p[10] != 't' && p[10] != ' ') || !digits_at(p + 11, 2, &h) ||
+        p[13] != ':' || !digits_at(p + 14, 2, &mi) || p[16] != ':' || !digits_at(p + 17, 2, &se))
+        return -1;
+    size_t i = 19;
+    if (i < n && p[i] == '.') {
+        size_t k = ++i;
+        int64_t scale = 100000;
+        for (; i < n && p[i] >= '0' && p[i] <= '9'; i++, scale /= 10)
+            if (scale) frac += (p[i] - '0') * scale;
+        if (i == k) return -1;
+    }
+    if (i < n && (p[i] == 'Z' || p[i] == 'z')) i++;
+    else if (i + 6 == n && (p[i] == '+' || p[i] == '-')) {
+        int64_t oh, om;
+        if (!digits_at(p + i + 1, 2, &oh) || p[i + 3] != ':' || !digits_at(p + i + 4, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        off = (oh * 60 + om) * 60 * (p[i] == '+' ? 1 : -1);
+        i += 6;
+    } else
+        return -1;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (i != n || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 60) return -1;
+    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return -1;
+    if (se == 60) se = 59; /* a leap second reads as the second before */
     /* Days from civil (H. Hinnant). */
-    int64_t y = f[0] - (f[1] <= 2), era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400, mp = (f[1] + 9) % 12, doy = (153 * mp + 2) / 5 + f[2] - 1;
+    int64_t yy = y - (mo <= 2), era = (yy >= 0 ? yy : yy - 399) / 400;
+    int64_t yoe = yy - era * 400, mp = (mo + 9) % 12, doy = (153 * mp + 2) / 5 + d - 1;
     int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy, days = era * 146097 + doe - 719468;
-    return ((days * 86400 + f[3] * 3600 + f[4] * 60 + f[5]) * 1000000) + f[6];
+    *us = ((days * 86400 + h * 3600 + mi * 60 + se - off) * 1000000) + frac;
+    return 0;
+}
+
+int64_t time_parse_rfc3339(factum_str_t s) {
+    int64_t us;
+    return time_parse(s, &us) ? 0 : us;
 }
 
 size_t u64_format(uint64_t v, char out[21]) {

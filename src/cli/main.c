@@ -289,7 +289,8 @@ static int parse_target(int argc, char **argv, const char *cmd, const char *usag
         if (!strcmp(argv[i], "--all")) t->all = 1;
         else if (reading && !strcmp(argv[i], "--backward")) t->backward = 1;
         else if ((v = opt_value(argc, argv, &i, "--from", &bad))) {
-            if (!cli_parse_u64(v, &t->from)) return cli_fail(CLI_USAGE, "--from takes a number, not '%s'", v);
+            if (!cli_parse_u64(v, &t->from) && (time_parse(str_c(v), &t->q.from_time) || !t->q.from_time))
+                return cli_fail(CLI_USAGE, "--from takes a number or an RFC 3339 time, not '%s'", v);
             t->from_set = true;
         } else if (reading && (v = opt_value(argc, argv, &i, "--limit", &bad))) {
             if (!cli_parse_u64(v, &t->limit)) return cli_fail(CLI_USAGE, "--limit takes a number, not '%s'", v);
@@ -307,6 +308,8 @@ static int parse_target(int argc, char **argv, const char *cmd, const char *usag
         return cli_fail(CLI_USAGE, "usage: factum %s STREAM | factum %s --all (see --help)", cmd, cmd);
     if (t->stream && (t->q.type.len || t->q.category.len || t->q.correlationid.len))
         return cli_fail(CLI_USAGE, "--type, --category and --correlation-id filter --all, not a stream");
+    if (t->q.from_time && (t->stream || t->backward))
+        return cli_fail(CLI_USAGE, "--from TIME reads --all forward");
     return 0;
 }
 
@@ -335,6 +338,7 @@ static int cmd_read(const char *dir, int argc, char **argv) {
         else {
             q.from = from, q.limit = chunk, q.backward = backward;
             rc = factum_read_all(db, &q, &res, &err);
+            q.from_time = 0; /* a time places the first page; the pages after follow `next` */
         }
         if (rc) {
             rc = cli_report(rc, &err);
@@ -377,6 +381,7 @@ static int read_server(const char *stream, factum_query_t *q, uint64_t from, uin
             rc = cli_report(rc, &err);
             break;
         }
+        q->from_time = 0; /* a time places the first page; the pages after follow `next` */
         rc = print_set(set, &line, &printed);
         factum_events_free(set);
         if (next == FACTUM_END) break;
@@ -416,7 +421,8 @@ static int cmd_tail(const char *dir, int argc, char **argv) {
     /* Embedded: read from a cursor, then wait for the next commit. */
     factum_t *db;
     if ((rc = cli_open(dir, &db))) return rc;
-    uint64_t from = q.from;
+    uint64_t from = q.from_time ? factum_position_at(db, q.from_time) : q.from;
+    q.from_time = 0;
     if (from == FACTUM_END) from = stream ? (uint64_t)(factum_stream_revision(db, str_c(stream)) + 1) : factum_head_position(db);
     while (!rc) {
         uint64_t head = factum_head_position(db);

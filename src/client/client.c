@@ -204,7 +204,12 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
 /* The query string of q (and from) for a read or a subscription. */
 static void query_string(buf_t *u, const factum_query_t *q, bool all, bool with_limit) {
     char sep = '?';
-    if (q->from == FACTUM_END) buf_printf(u, "%cfrom=end", sep), sep = '&';
+    if (q->from_time) {
+        char t[32];
+        time_format_rfc3339(q->from_time, t);
+        buf_printf(u, "%cfrom=", sep), sep = '&';
+        url_append(u, t, strlen(t));
+    } else if (q->from == FACTUM_END) buf_printf(u, "%cfrom=end", sep), sep = '&';
     else if (q->from) buf_printf(u, "%cfrom=%llu", sep, (unsigned long long)q->from), sep = '&';
     if (with_limit && q->limit) buf_printf(u, "%climit=%zu", sep, MIN(q->limit, (size_t)10000)), sep = '&';
     if (with_limit && q->backward) buf_printf(u, "%cdirection=backward", sep), sep = '&';
@@ -347,7 +352,7 @@ int factum_client_subscribe(factum_client_t *c, const char *stream, const factum
     int backoff_ms = 100;
     for (;;) {
         buf_t url = {0};
-        if (s.last_id < 0 && s.has_resume) q.from = s.resume;
+        if (s.last_id < 0 && s.has_resume) q.from = s.resume, q.from_time = 0;
         base_url(&url, c, stream);
         query_string(&url, &q, !stream, false);
         buf_append(&url, "", 1);

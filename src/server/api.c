@@ -40,6 +40,7 @@ static void engine_problem(conn *c, int rc, const char *msg) {
 typedef struct params {
     bool has_from, backward;
     uint64_t from;
+    int64_t from_time; /* nonzero: from was an RFC 3339 time */
     size_t limit;
     buf_t type, category, corr;
 } params;
@@ -90,7 +91,9 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
         if (str_eq(k, str_c("from"))) {
             p->has_from = true;
             if (str_eq(val, str_c("end"))) p->from = FACTUM_END;
-            else if (!parse_u64(val, &p->from)) rc = -1;
+            else if (parse_u64(val, &p->from)) p->from_time = 0;
+            else if (all && time_parse(val, &p->from_time) == 0 && p->from_time) p->from = 0;
+            else rc = -1;
         } else if (str_eq(k, str_c("limit"))) {
             uint64_t n;
             if (!parse_u64(val, &n) || n < 1 || n > READ_MAX_LIMIT) {
@@ -113,11 +116,17 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
         }
         if (dst && (dst->len || buf_append(dst, val.ptr ? val.ptr : "", val.len) || buf_append(dst, "", 1))) rc = -3;
         if (dst && !rc) dst->len--; /* keep the NUL outside the length */
-        if (rc == -1) conn_problem(c, 400, "bad-request", NULL, "from must be a revision or position (or 'end')");
+        if (rc == -1)
+            conn_problem(c, 400, "bad-request", NULL, all ? "from must be a position, an RFC 3339 time, or 'end'"
+                                                          : "from must be a revision (or 'end')");
         if (rc == -3) conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' given twice", (int)k.len, k.ptr);
     }
     buf_free(&v);
     if (!rc && p->backward && !p->has_from) p->from = FACTUM_END;
+    if (!rc && p->backward && p->from_time) {
+        conn_problem(c, 400, "bad-request", NULL, "a read from a time goes forward");
+        rc = -1;
+    }
     if (rc) params_free(p);
     return rc ? -1 : 0;
 }
@@ -174,6 +183,7 @@ static bool wants_sse(const http_req *h) {
 static int sse_from(conn *c, const params *p, uint64_t *from) {
     factum_str_t last = http_header_get(&c->req->h, "last-event-id");
     *from = p->has_from && p->from != FACTUM_END ? p->from : 0;
+    if (p->from_time) *from = factum_position_at(c->l->srv->db, p->from_time);
     if (p->has_from && p->from == FACTUM_END) *from = FACTUM_END;
     if (last.ptr) {
         uint64_t id;
@@ -227,7 +237,7 @@ static void read_all(conn *c) {
     loop *l = c->l;
     params p;
     if (parse_params(c, c->req->h.query, true, &p)) return;
-    factum_query_t q = {.from = p.has_from ? p.from : 0, .limit = p.limit, .backward = p.backward,
+    factum_query_t q = {.from = p.has_from ? p.from : 0, .limit = p.limit, .backward = p.backward, .from_time = p.from_time,
                         .type = buf_str(&p.type), .category = buf_str(&p.category), .correlationid = buf_str(&p.corr)};
     if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;

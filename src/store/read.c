@@ -144,6 +144,10 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
     if (!q_in) return err_set(err, FACTUM_EINVAL, "factum_read_all: no query");
     factum_query_t q = *q_in;
     q.limit = MIN(q.limit, STORE_MAX_READ);
+    if (q.from_time) {
+        if (q.backward) return err_set(err, FACTUM_EINVAL, "a read from a time goes forward");
+        q.from = factum_position_at(db, q.from_time);
+    }
     uint64_t durable = factum_head_position(db);
     factum_result_t *res = result_new(q.limit);
     if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -177,4 +181,17 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
     }
     *out = res;
     return 0;
+}
+
+uint64_t factum_position_at(factum_t *db, int64_t time_us) {
+    uint64_t lo = 0, hi = factum_head_position(db);
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        factum_event_t e;
+        /* A record that fails its checksum cannot be placed; treat it as earlier, so the
+           answer errs toward delivering more, never fewer. */
+        if (store_event_at(db, mid, &e, NULL) || e.time_us < time_us) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
