@@ -2,7 +2,7 @@
  * api.c — the HTTP API of docs/openapi.yaml: routing, append (structured, batch and binary
  * CloudEvents), reads of a stream and of $all with paging, health and Prometheus metrics.
  * Runs on the loop thread that owns the connection; appends go to the writer asynchronously
- * and come back through api_append_done.
+ * and come back through the done function given with them (api_append_done for appends).
  */
 #include "server.h"
 
@@ -404,7 +404,7 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
         factum_event_t e;
         buf_t vals = {0}, ext = {0};
         if (!binary_event(c, body, &e, &vals, &ext)) {
-            rc = server_submit_append(c, stream, expected, &e, 1, &err);
+            rc = server_submit_append(c, stream, expected, &e, 1, api_append_done, &err);
             if (rc) engine_problem(c, rc, err.message);
         }
         buf_free(&vals);
@@ -434,7 +434,8 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
         engine_problem(c, rc, err.message);
         return;
     }
-    rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), factum_events_count(set), &err);
+    rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), factum_events_count(set),
+                              api_append_done, &err);
     if (rc) engine_problem(c, rc, err.message);
     factum_events_free(set);
 }

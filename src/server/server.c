@@ -367,8 +367,9 @@ static void append_cb(void *ctx, int rc, const factum_append_result_t *res, cons
 }
 
 int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
-                         factum_error_t *err) {
+                         append_done_fn done, factum_error_t *err) {
     c->state = C_APPEND;
+    c->ar_done = done;
     int rc = factum_append_async(c->l->srv->db, stream, expected, ev, n, append_cb, c, err);
     if (rc) c->state = C_BODY;
     else c->l->pending++;
@@ -412,7 +413,7 @@ static void handle_wakeup(loop *l) {
             else conn_free(c);
             continue;
         }
-        api_append_done(c);
+        c->ar_done(c);
         finish_request(c);
         process_input(c);
         conn_settle(c);

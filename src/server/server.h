@@ -47,6 +47,7 @@ extern const double server_latency_bounds[SERVER_HIST]; /* seconds; last = +Inf 
 typedef struct loop loop;
 typedef struct conn conn;
 typedef struct server server;
+typedef void (*append_done_fn)(conn *c);
 
 /* What one subscription reads and where it stands. */
 typedef struct sub {
@@ -95,6 +96,7 @@ struct conn {
     int ar_rc;
     factum_append_result_t ar_res;
     char ar_msg[320];
+    append_done_fn ar_done;
 };
 
 struct loop {
@@ -140,9 +142,10 @@ void conn_problem(conn *c, int status, const char *slug, const char *members, co
 void conn_flush(conn *c);
 void loop_observe_latency(loop *l, uint64_t ns);
 
-/* Submits an append for c; the answer comes through api_append_done. */
+/* Submits an append for c; once the writer calls back, the loop runs done(c) with the result in
+   c->ar_rc / ar_res / ar_msg, and done answers the request. */
 int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
-                         factum_error_t *err);
+                         append_done_fn done, factum_error_t *err);
 
 /* Appends e as one line of CloudEvent JSON to b, rendering once in the common case. 0 or -1. */
 int render_event(buf_t *b, const factum_event_t *e);
