@@ -202,6 +202,7 @@ typedef struct factum_query {
     factum_str_t correlationid; /* only events of this correlation id (served from an index) */
     int64_t from_time;          /* nonzero: start at the first event committed at or after this time
                                    (microseconds since the epoch) instead of `from`; forward only */
+    int system;                 /* include system streams (names starting with '$'), left out by default */
 } factum_query_t;
 
 int factum_read_all(factum_t *db, const factum_query_t *q, factum_result_t **out, factum_error_t *err);

@@ -128,7 +128,8 @@ TEST(bad_requests_get_problem_json_and_change_nothing) {
     expect_status(s.port, "POST", "/streams/a-1", "Content-Type: application/json\r\n", "[{\"type\":\"A\"},{\"data\":1}]", 400,
                   "event 1");
     expect_status(s.port, "POST", "/streams/a-1", "Content-Type: application/json\r\n", "[]", 400, "at least one");
-    expect_status(s.port, "POST", "/streams/%24all", CE, "{\"type\":\"A\"}", 400, "global log");
+    expect_status(s.port, "POST", "/streams/%24all", CE, "{\"type\":\"A\"}", 400, "written by the server");
+    expect_status(s.port, "POST", "/streams/%24schedules", CE, "{\"type\":\"A\"}", 400, "written by the server");
     expect_status(s.port, "POST", "/streams/a%2Fb", CE, "{\"type\":\"A\"}", 400, "stream name");
     expect_status(s.port, "POST", "/streams/a%zz", CE, "{\"type\":\"A\"}", 400, "percent-escape");
     char name[300];

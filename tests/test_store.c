@@ -495,3 +495,24 @@ TEST(position_at_a_time_finds_the_first_event_committed_then_or_later) {
     factum_result_free(r);
     factum_close(db);
 }
+
+TEST(system_streams_stay_out_of_all_unless_asked_for) {
+    factum_t *db = test_open(test_dir(), NULL);
+    CHECK_RC(test_append(db, "user-1", FACTUM_EXPECT_ANY, "A", "{}", NULL, NULL), 0);
+    CHECK_RC(test_append(db, "$system", FACTUM_EXPECT_ANY, "S", "{}", NULL, NULL), 0);
+    CHECK_RC(test_append(db, "user-1", FACTUM_EXPECT_ANY, "B", "{}", NULL, NULL), 0);
+    factum_query_t q = {.limit = 10};
+    factum_result_t *r;
+    CHECK_RC(factum_read_all(db, &q, &r, NULL), 0);
+    CHECK_EQ(factum_result_count(r), 2);
+    CHECK(str_eq(factum_result_event(r, 1)->type, str_c("B")) && factum_result_next(r) == 3);
+    factum_result_free(r);
+    q.system = 1;
+    CHECK_RC(factum_read_all(db, &q, &r, NULL), 0);
+    CHECK_EQ(factum_result_count(r), 3);
+    factum_result_free(r);
+    CHECK_RC(factum_read_stream(db, str_c("$system"), 0, 10, 0, &r, NULL), 0); /* readable by name */
+    CHECK_EQ(factum_result_count(r), 1);
+    factum_result_free(r);
+    factum_close(db);
+}

@@ -41,6 +41,7 @@ typedef struct params {
     bool has_from, backward;
     uint64_t from;
     int64_t from_time; /* nonzero: from was an RFC 3339 time */
+    int system;        /* /all: include system streams */
     size_t limit;
     buf_t type, category, corr;
 } params;
@@ -110,6 +111,13 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
         } else if (all && str_eq(k, str_c("type"))) dst = &p->type;
         else if (all && str_eq(k, str_c("category"))) dst = &p->category;
         else if (all && str_eq(k, str_c("correlation_id"))) dst = &p->corr;
+        else if (all && str_eq(k, str_c("system"))) {
+            if (str_eq(val, str_c("true"))) p->system = 1;
+            else if (!str_eq(val, str_c("false"))) {
+                conn_problem(c, 400, "bad-request", NULL, "system must be true or false");
+                rc = -2;
+            }
+        }
         else {
             conn_problem(c, 400, "bad-request", NULL, "unknown query parameter '%.*s'", (int)MIN(k.len, 64), k.ptr);
             rc = -2;
@@ -237,7 +245,7 @@ static void read_all(conn *c) {
     loop *l = c->l;
     params p;
     if (parse_params(c, c->req->h.query, true, &p)) return;
-    factum_query_t q = {.from = p.has_from ? p.from : 0, .limit = p.limit, .backward = p.backward, .from_time = p.from_time,
+    factum_query_t q = {.from = p.has_from ? p.from : 0, .limit = p.limit, .backward = p.backward, .from_time = p.from_time, .system = p.system,
                         .type = buf_str(&p.type), .category = buf_str(&p.category), .correlationid = buf_str(&p.corr)};
     if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
@@ -267,6 +275,7 @@ static void read_all(conn *c) {
                     buf_printf(&hdr, "&%s=", names[i]);
                     url_encode(&hdr, vals[i]->ptr, vals[i]->len);
                 }
+            if (p.system) buf_printf(&hdr, "&system=true");
             buf_printf(&hdr, ">; rel=\"next\"\r\n");
         }
         conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
@@ -393,6 +402,10 @@ static int binary_event(conn *c, factum_str_t body, factum_event_t *e, buf_t *va
 
 static void append(conn *c, factum_str_t stream, factum_str_t body) {
     const http_req *h = &c->req->h;
+    if (stream.len && stream.ptr[0] == '$') {
+        conn_problem(c, 400, "bad-stream", NULL, "streams whose names start with '$' are written by the server only");
+        return;
+    }
     int64_t expected;
     if (expected_revision(c, &expected)) return;
     bool binary = false;

@@ -424,7 +424,7 @@ static void handle_wakeup(loop *l) {
         uint64_t *hashes = NULL;
         size_t nh = 0;
         if (head - l->seen <= 4096 && (hashes = malloc((head - l->seen) * sizeof *hashes))) {
-            factum_query_t q = {.from = l->seen, .limit = head - l->seen};
+            factum_query_t q = {.from = l->seen, .limit = head - l->seen, .system = 1};
             factum_result_t *res;
             if (factum_read_all(l->srv->db, &q, &res, NULL) == 0) {
                 for (size_t i = 0; i < factum_result_count(res); i++) {

@@ -53,6 +53,7 @@ typedef void (*append_done_fn)(conn *c);
 typedef struct sub {
     bool all;           /* /all, or one stream */
     bool live;          /* caught up: woken by commits */
+    bool system;        /* /all: include system streams */
     buf_t stream;       /* the stream name (NUL-terminated) */
     buf_t type, category, corr; /* /all filters */
     uint64_t next;      /* next revision (stream) or position (/all) to look at */

@@ -42,6 +42,7 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
         return;
     }
     s->all = all;
+    s->system = q && q->system;
     s->stream_hash = hash64(stream.ptr, stream.len, 0);
     if (from == FACTUM_END) from = all ? factum_head_position(db) : (uint64_t)(factum_stream_revision(db, stream) + 1);
     s->next = from;
@@ -98,7 +99,8 @@ static bool pump_chunk(conn *c) {
     if (s->all) {
         uint64_t head = factum_head_position(db);
         factum_query_t q = {.from = s->next, .limit = SSE_CHUNK, .type = str_of(&s->type),
-                            .category = str_of(&s->category), .correlationid = str_of(&s->corr)};
+                            .category = str_of(&s->category), .correlationid = str_of(&s->corr),
+                            .system = s->system};
         if (factum_read_all(db, &q, &res, &err)) goto fail;
         size_t i = 0, n = factum_result_count(res), start = c->out.len;
         for (; i < n && c->out.len - start < SSE_CHUNK_BYTES; i++) {

@@ -112,7 +112,7 @@ static bool category_is(factum_str_t stream, factum_str_t cat) {
 }
 
 static bool matches(const factum_query_t *q, const factum_event_t *e) {
-    return (!q->type.len || str_eq(e->type, q->type)) && (!q->category.len || category_is(e->stream, q->category)) &&
+    return (q->system || e->stream.ptr[0] != '$') && (!q->type.len || str_eq(e->type, q->type)) && (!q->category.len || category_is(e->stream, q->category)) &&
            (!q->correlationid.len || str_eq(e->correlationid, q->correlationid));
 }
 
