@@ -207,6 +207,9 @@ typedef struct factum_query {
 
 int factum_read_all(factum_t *db, const factum_query_t *q, factum_result_t **out, factum_error_t *err);
 
+/* 0 if factum_append would accept these events (attributes, limits, data), else its error. */
+int factum_events_check(factum_t *db, const factum_event_t *events, size_t n, factum_error_t *err);
+
 /* 0 if `name` is a valid stream name, else FACTUM_EBADSTREAM with the reason. */
 int factum_stream_name_check(factum_str_t name, factum_error_t *err);
 

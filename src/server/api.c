@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include "../base/json.h"
+#include "timers.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -579,6 +580,24 @@ static void metrics(conn *c) {
     buf_printf(b, "factum_connections %u\n", atomic_load(&s->nconns));
     metric_head(b, "factum_connections_total", "counter", "HTTP connections accepted.");
     buf_printf(b, "factum_connections_total %llu\n", (unsigned long long)accepted);
+    timers_stats ts;
+    timers_get_stats(s->timers, &ts);
+    metric_head(b, "factum_timers_pending", "gauge", "Durable timers waiting to fire.");
+    buf_printf(b, "factum_timers_pending %llu\n", (unsigned long long)ts.pending);
+    metric_head(b, "factum_timers_fired_total", "counter", "Timers fired (since this server started, or replayed).");
+    buf_printf(b, "factum_timers_fired_total %llu\n", (unsigned long long)ts.fired);
+    metric_head(b, "factum_timers_cancelled_total", "counter", "Timers cancelled.");
+    buf_printf(b, "factum_timers_cancelled_total %llu\n", (unsigned long long)ts.cancelled);
+    metric_head(b, "factum_timer_lateness_seconds", "histogram", "From a timer's time to its event being durable.");
+    uint64_t tcum = 0, tn = 0;
+    for (int k = 0; k < 16; k++) tn += ts.late[k];
+    for (int k = 0; k < 16; k++) {
+        tcum += ts.late[k];
+        if (k == 15) buf_printf(b, "factum_timer_lateness_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)tcum);
+        else buf_printf(b, "factum_timer_lateness_seconds_bucket{le=\"%g\"} %llu\n", timers_late_bounds_ms[k] / 1000, (unsigned long long)tcum);
+    }
+    buf_printf(b, "factum_timer_lateness_seconds_sum %g\nfactum_timer_lateness_seconds_count %llu\n", (double)ts.late_sum_us / 1e6,
+               (unsigned long long)tn);
     metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
     for (int k = 100; k < 600; k++)
         if (status[k]) buf_printf(b, "factum_http_responses_total{code=\"%d\"} %llu\n", k, (unsigned long long)status[k]);
@@ -623,6 +642,8 @@ void api_handle(conn *c, factum_str_t body) {
             else not_allowed(c, "GET, HEAD, POST");
         }
         buf_free(&name);
+    } else if (path.len >= 10 && !memcmp(path.ptr, "/schedules", 10)) {
+        api_schedules(c, (factum_str_t){path.ptr + 10, path.len - 10}, body);
     } else if (str_eq(path, str_c("/all"))) {
         if (get) read_all(c);
         else not_allowed(c, "GET, HEAD");

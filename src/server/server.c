@@ -6,6 +6,7 @@
 #include "server.h"
 
 #include "../base/json.h"
+#include "timers.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -609,6 +610,11 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         free(s);
         return rc;
     }
+    if ((rc = timers_open(db, &s->timers, err))) {
+        close(s->lfd);
+        free(s);
+        return rc;
+    }
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -656,6 +662,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         pthread_join(s->loops[i].thread, NULL);
     }
     factum_set_commit_hook(db, NULL, NULL);
+    timers_close(s->timers);
     for (int i = 0; s->loops && i < s->nloops; i++) {
         loop *l = &s->loops[i];
         if (l->ep >= 0) close(l->ep);

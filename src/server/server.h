@@ -98,6 +98,8 @@ struct conn {
     factum_append_result_t ar_res;
     char ar_msg[320];
     append_done_fn ar_done;
+    char ar_note[40]; /* what the done function needs beyond the result (a schedule id) */
+    int64_t ar_at;
 };
 
 struct loop {
@@ -123,6 +125,7 @@ struct loop {
 
 struct server {
     factum_t *db;
+    struct timers *timers;
     server_config cfg;
     int lfd;
     loop *loops;
@@ -155,6 +158,9 @@ int render_event(buf_t *b, const factum_event_t *e);
 void api_handle(conn *c, factum_str_t body);
 /* api.c: finishes an append once the writer called back. */
 void api_append_done(conn *c);
+
+/* schedules.c: /schedules and /schedules/{id} (rest = the path after "/schedules"). */
+void api_schedules(conn *c, factum_str_t rest, factum_str_t body);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */

@@ -153,6 +153,12 @@ int store_check_stream(factum_str_t s, factum_error_t *err) {
 
 int factum_stream_name_check(factum_str_t name, factum_error_t *err) { return store_check_stream(name, err); }
 
+int factum_events_check(factum_t *db, const factum_event_t *events, size_t n, factum_error_t *err) {
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) rc = check_event(db, &events[i], i, err);
+    return rc;
+}
+
 /* ---- the writer thread ---- */
 
 int store_index_event(factum_t *db, const factum_event_t *e) {

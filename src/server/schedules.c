@@ -1,0 +1,179 @@
+/*
+ * schedules.c — the /schedules API over the durable timers of timers.c:
+ *   POST /schedules {"at", "stream", "event"}  -> 201 {"id", "at"}
+ *   GET /schedules/{id}                        -> {"id", "at", "stream", "state", "event", ...}
+ *   DELETE /schedules/{id}                     -> 200 {"id", "state": "cancelled"}
+ * Writes go to $schedules through the loop's asynchronous append; the timer table learns of
+ * them only once they are durable.
+ */
+#include "server.h"
+
+#include "../base/json.h"
+#include "timers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static bool member(factum_str_t obj, const char *key, factum_str_t *val, int *kind) {
+    json_iter_t it;
+    factum_str_t k;
+    json_iter_init(&it, obj);
+    while (json_iter_member(&it, &k, val, kind) == 1)
+        if (json_key_is(k, key)) return true;
+    return false;
+}
+
+static void scheduled_done(conn *c) {
+    c->state = C_BODY;
+    if (c->ar_rc) {
+        conn_problem(c, c->ar_rc == FACTUM_EBADEVENT ? 400 : c->ar_rc == FACTUM_ETOOBIG ? 413 : 503,
+                     c->ar_rc == FACTUM_EBADEVENT || c->ar_rc == FACTUM_ETOOBIG ? "bad-event" : "unavailable", NULL,
+                     "%s", c->ar_msg);
+        return;
+    }
+    timers_add(c->l->srv->timers, c->ar_note, c->ar_at, c->ar_res.last_position);
+    char at[32], body[160];
+    time_format_rfc3339(c->ar_at, at);
+    int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"at\":\"%s\",\"state\":\"pending\"}", c->ar_note, at);
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "Location: /schedules/%s\r\n", c->ar_note);
+    conn_respond(c, 201, "application/json", hdr, body, (size_t)n);
+}
+
+static void schedule(conn *c, factum_str_t body) {
+    factum_t *db = c->l->srv->db;
+    factum_str_t v, stream_raw, event;
+    int kind;
+    buf_t stream = {0}, at_text = {0};
+    int64_t at;
+    factum_events_t *set = NULL;
+    factum_error_t err;
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) {
+        conn_problem(c, 400, "bad-request", NULL, "the body must be a JSON object {\"at\", \"stream\", \"event\"}");
+        return;
+    }
+    if (!member(body, "at", &v, &kind) || kind != JSON_STRING || json_unescape(v, &at_text) ||
+        time_parse((factum_str_t){at_text.ptr, at_text.len}, &at)) {
+        conn_problem(c, 400, "bad-request", NULL, "'at' must be an RFC 3339 time");
+        goto out;
+    }
+    if (!member(body, "stream", &stream_raw, &kind) || kind != JSON_STRING || json_unescape(stream_raw, &stream)) {
+        conn_problem(c, 400, "bad-stream", NULL, "'stream' must be a stream name");
+        goto out;
+    }
+    factum_str_t sname = {stream.ptr ? stream.ptr : "", stream.len};
+    int rc = factum_stream_name_check(sname, &err);
+    if (!rc && sname.ptr[0] == '$') rc = err_set(&err, FACTUM_EBADSTREAM, "timers append to user streams, not '$' ones");
+    if (rc) {
+        conn_problem(c, 400, "bad-stream", NULL, "%s", err.message);
+        goto out;
+    }
+    if (!member(body, "event", &event, &kind) || kind != JSON_OBJECT) {
+        conn_problem(c, 400, "bad-event", NULL, "'event' must be a CloudEvent object");
+        goto out;
+    }
+    if ((rc = factum_events_parse(event.ptr, event.len, 0, &set, &err)) ||
+        (rc = factum_events_check(db, factum_events_get(set, 0), 1, &err))) {
+        conn_problem(c, rc == FACTUM_ETOOBIG ? 413 : 400, "bad-event", NULL, "%s", err.message);
+        goto out;
+    }
+    /* The Scheduled record: the event exactly as given, to be parsed again when it fires. */
+    char id[37], at_norm[32];
+    uuid7_make(id);
+    time_format_rfc3339(at, at_norm);
+    buf_t data = {0};
+    buf_printf(&data, "{\"id\":\"%s\",\"at\":\"%s\",\"stream\":", id, at_norm);
+    json_escape(&data, sname.ptr, sname.len);
+    buf_printf(&data, ",\"event\":");
+    buf_append(&data, event.ptr, event.len);
+    buf_append(&data, "}", 1);
+    factum_event_t rec = {.type = str_c("Scheduled"), .id = str_c(id), .data = {data.ptr, data.len},
+                          .data_format = FACTUM_DATA_JSON};
+    snprintf(c->ar_note, sizeof c->ar_note, "%s", id);
+    c->ar_at = at;
+    if ((rc = server_submit_append(c, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, &rec, 1, scheduled_done, &err)))
+        conn_problem(c, rc == FACTUM_ETOOBIG ? 413 : 503, rc == FACTUM_ETOOBIG ? "too-large" : "unavailable", NULL, "%s",
+                     err.message);
+    buf_free(&data);
+out:
+    factum_events_free(set);
+    buf_free(&stream);
+    buf_free(&at_text);
+}
+
+static void show(conn *c, const char *id) {
+    timer_info ti;
+    if (timers_lookup(c->l->srv->timers, id, &ti)) {
+        conn_problem(c, 404, "not-found", NULL, "no schedule '%s'", id);
+        return;
+    }
+    factum_query_t q = {.from = ti.pos, .limit = 1, .system = 1};
+    factum_result_t *r;
+    factum_error_t err;
+    if (factum_read_all(c->l->srv->db, &q, &r, &err) || factum_result_count(r) != 1) {
+        conn_problem(c, 500, "internal", NULL, "the Scheduled record of '%s' cannot be read", id);
+        return;
+    }
+    /* The record's data is {"id","at","stream","event"}: answer it with the state added. */
+    factum_str_t d = factum_result_event(r, 0)->data;
+    static const char *const names[] = {"pending", "fired", "cancelled"};
+    buf_t b = {0};
+    buf_append(&b, d.ptr, d.len - 1);
+    buf_printf(&b, ",\"state\":\"%s\"", names[ti.state]);
+    if (ti.state == TIMER_FIRED) buf_printf(&b, ",\"position\":%llu", (unsigned long long)ti.fired_pos);
+    buf_append(&b, "}", 1);
+    conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+    factum_result_free(r);
+}
+
+static void cancelled_done(conn *c) {
+    c->state = C_BODY;
+    timers_end_cancel(c->l->srv->timers, c->ar_note, c->ar_rc == 0);
+    if (c->ar_rc) {
+        conn_problem(c, 503, "unavailable", NULL, "%s", c->ar_msg);
+        return;
+    }
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"state\":\"cancelled\"}", c->ar_note);
+    conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
+}
+
+static void cancel(conn *c, const char *id) {
+    factum_error_t err;
+    int rc = timers_begin_cancel(c->l->srv->timers, id, &err);
+    if (rc) {
+        conn_problem(c, rc == FACTUM_ENOTFOUND ? 404 : 409, rc == FACTUM_ENOTFOUND ? "not-found" : "conflict", NULL, "%s",
+                     err.message);
+        return;
+    }
+    char data[96];
+    snprintf(data, sizeof data, "{\"id\":\"%s\"}", id);
+    factum_event_t rec = {.type = str_c("Cancelled"), .data = str_c(data), .data_format = FACTUM_DATA_JSON};
+    snprintf(c->ar_note, sizeof c->ar_note, "%s", id);
+    if ((rc = server_submit_append(c, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, &rec, 1, cancelled_done, &err))) {
+        timers_end_cancel(c->l->srv->timers, id, false);
+        conn_problem(c, 503, "unavailable", NULL, "%s", err.message);
+    }
+}
+
+void api_schedules(conn *c, factum_str_t rest, factum_str_t body) {
+    const http_req *h = &c->req->h;
+    bool get = str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"));
+    if (rest.len == 0) {
+        if (str_eq(h->method, str_c("POST"))) schedule(c, body);
+        else {
+            conn_problem(c, 405, "method-not-allowed", NULL, "POST /schedules creates a schedule");
+        }
+        return;
+    }
+    char id[40];
+    if (rest.ptr[0] != '/' || rest.len < 2 || rest.len - 1 >= sizeof id || memchr(rest.ptr + 1, '/', rest.len - 1)) {
+        conn_problem(c, 404, "not-found", NULL, "no such resource");
+        return;
+    }
+    snprintf(id, sizeof id, "%.*s", (int)rest.len - 1, rest.ptr + 1);
+    if (get) show(c, id);
+    else if (str_eq(h->method, str_c("DELETE"))) cancel(c, id);
+    else conn_problem(c, 405, "method-not-allowed", NULL, "a schedule allows GET and DELETE");
+}

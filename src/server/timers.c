@@ -1,0 +1,431 @@
+/*
+ * timers.c — durable timers (see timers.h). One mutex guards the tables; the scheduler thread
+ * takes what is due under it, then fires without it: the target appends go to the writer
+ * asynchronously (so thousands of due timers share commit groups), and one batch of Fired
+ * records follows once they are all durable.
+ */
+#include "timers.h"
+
+#include "../base/json.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define FIRE_BATCH 1000
+
+const double timers_late_bounds_ms[16] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000, 1e300};
+
+typedef struct timer {
+    char id[40];
+    int64_t at;
+    uint64_t pos, fired_pos;
+    uint8_t state;
+    bool cancelling;
+} timer;
+
+typedef struct fire_batch {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    size_t left; /* appends of the batch not yet called back */
+} fire_batch;
+
+struct timers {
+    factum_t *db;
+    fire_batch batch;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    pthread_t thread;
+    bool stop;
+    timer *v;
+    size_t n, cap;
+    uint32_t *slots; /* id -> index + 1, open addressing */
+    size_t nslots;
+    uint32_t *heap; /* pending timers by time (lazy: fired or cancelled ones are dropped when seen) */
+    size_t nheap, capheap;
+    timers_stats st;
+};
+
+/* ---- tables (mutex held) ---- */
+
+static size_t slot_of(const timers_t *t, const char *id) {
+    size_t mask = t->nslots - 1, i = (size_t)hash64(id, strlen(id), 11) & mask;
+    while (t->slots[i] && strcmp(t->v[t->slots[i] - 1].id, id)) i = (i + 1) & mask;
+    return i;
+}
+
+static timer *find(timers_t *t, const char *id) {
+    if (!t->nslots) return NULL;
+    uint32_t k = t->slots[slot_of(t, id)];
+    return k ? &t->v[k - 1] : NULL;
+}
+
+static bool heap_less(const timers_t *t, uint32_t a, uint32_t b) { return t->v[a].at < t->v[b].at; }
+
+static void heap_push(timers_t *t, uint32_t k) {
+    if (t->nheap == t->capheap) {
+        size_t cap = t->capheap ? t->capheap * 2 : 1024;
+        uint32_t *h = realloc(t->heap, cap * sizeof *h);
+        if (!h) return; /* stays in the table; found again at the next open */
+        t->heap = h, t->capheap = cap;
+    }
+    size_t i = t->nheap++;
+    while (i && heap_less(t, k, t->heap[(i - 1) / 2])) t->heap[i] = t->heap[(i - 1) / 2], i = (i - 1) / 2;
+    t->heap[i] = k;
+}
+
+static void heap_pop(timers_t *t) {
+    uint32_t last = t->heap[--t->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= t->nheap) break;
+        if (c + 1 < t->nheap && heap_less(t, t->heap[c + 1], t->heap[c])) c++;
+        if (!heap_less(t, t->heap[c], last)) break;
+        t->heap[i] = t->heap[c], i = c;
+    }
+    if (t->nheap) t->heap[i] = last;
+}
+
+/* Adds (or finds) the timer id. NULL when out of memory. */
+static timer *insert(timers_t *t, const char *id) {
+    timer *x = find(t, id);
+    if (x) return x;
+    if ((t->n + 1) * 2 > t->nslots) {
+        size_t ns = t->nslots ? t->nslots * 2 : 1024;
+        uint32_t *s = calloc(ns, sizeof *s), *old = t->slots;
+        if (!s) return NULL;
+        size_t on = t->nslots;
+        t->slots = s, t->nslots = ns;
+        for (size_t i = 0; i < on; i++)
+            if (old[i]) t->slots[slot_of(t, t->v[old[i] - 1].id)] = old[i];
+        free(old);
+    }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 1024;
+        timer *v = realloc(t->v, cap * sizeof *v);
+        if (!v) return NULL;
+        t->v = v, t->cap = cap;
+    }
+    x = &t->v[t->n];
+    memset(x, 0, sizeof *x);
+    snprintf(x->id, sizeof x->id, "%s", id);
+    t->slots[slot_of(t, id)] = (uint32_t)++t->n;
+    return x;
+}
+
+static void set_state(timers_t *t, timer *x, int state) {
+    if (x->state == state) return;
+    if (x->state == TIMER_PENDING) t->st.pending--;
+    x->state = (uint8_t)state;
+    if (state == TIMER_FIRED) t->st.fired++;
+    else if (state == TIMER_CANCELLED) t->st.cancelled++;
+}
+
+static void add_locked(timers_t *t, const char *id, int64_t at, uint64_t pos) {
+    timer *x = find(t, id);
+    if (x) return; /* replayed twice: the first record wins */
+    if (!(x = insert(t, id))) return;
+    x->at = at, x->pos = pos, x->state = TIMER_PENDING;
+    t->st.pending++;
+    heap_push(t, (uint32_t)(x - t->v));
+}
+
+/* ---- the public side ---- */
+
+void timers_add(timers_t *t, const char *id, int64_t at_us, uint64_t pos) {
+    pthread_mutex_lock(&t->mu);
+    add_locked(t, id, at_us, pos);
+    pthread_cond_signal(&t->cond); /* it may be the earliest now */
+    pthread_mutex_unlock(&t->mu);
+}
+
+int timers_begin_cancel(timers_t *t, const char *id, factum_error_t *err) {
+    pthread_mutex_lock(&t->mu);
+    timer *x = find(t, id);
+    int rc = 0;
+    if (!x) rc = err_set(err, FACTUM_ENOTFOUND, "no schedule '%s'", id);
+    else if (x->state != TIMER_PENDING || x->cancelling)
+        rc = err_set(err, FACTUM_ECONFLICT, "schedule '%s' has %s", id,
+                     x->state == TIMER_FIRED ? "fired already" : "been cancelled already");
+    else x->cancelling = true;
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+void timers_end_cancel(timers_t *t, const char *id, bool cancelled) {
+    pthread_mutex_lock(&t->mu);
+    timer *x = find(t, id);
+    if (x) {
+        x->cancelling = false;
+        if (cancelled) set_state(t, x, TIMER_CANCELLED);
+    }
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->mu);
+}
+
+int timers_lookup(timers_t *t, const char *id, timer_info *out) {
+    pthread_mutex_lock(&t->mu);
+    timer *x = find(t, id);
+    if (x) *out = (timer_info){x->state, x->at, x->pos, x->fired_pos};
+    pthread_mutex_unlock(&t->mu);
+    return x ? 0 : FACTUM_ENOTFOUND;
+}
+
+void timers_get_stats(timers_t *t, timers_stats *out) {
+    pthread_mutex_lock(&t->mu);
+    *out = t->st;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- reading $schedules records ---- */
+
+/* The string member `key` of a JSON object, decoded into out (NUL-terminated). */
+static bool member_string(factum_str_t obj, const char *key, buf_t *out) {
+    json_iter_t it;
+    factum_str_t k, v;
+    int kind;
+    json_iter_init(&it, obj);
+    while (json_iter_member(&it, &k, &v, &kind) == 1)
+        if (json_key_is(k, key)) {
+            out->len = 0;
+            return kind == JSON_STRING && !json_unescape(v, out) && !buf_append(out, "", 1) && (out->len--, true);
+        }
+    return false;
+}
+
+static bool member_raw(factum_str_t obj, const char *key, factum_str_t *out, int want) {
+    json_iter_t it;
+    factum_str_t k;
+    int kind;
+    json_iter_init(&it, obj);
+    while (json_iter_member(&it, &k, out, &kind) == 1)
+        if (json_key_is(k, key)) return kind == want;
+    return false;
+}
+
+static void replay_event(timers_t *t, const factum_event_t *e, buf_t *id, buf_t *at) {
+    if (!member_string(e->data, "id", id)) return;
+    if (str_eq(e->type, str_c("Scheduled"))) {
+        int64_t us;
+        if (member_string(e->data, "at", at) && time_parse((factum_str_t){at->ptr, at->len}, &us) == 0)
+            add_locked(t, id->ptr, us, e->position);
+    } else if (str_eq(e->type, str_c("Fired")) || str_eq(e->type, str_c("Cancelled"))) {
+        timer *x = find(t, id->ptr);
+        if (!x) return;
+        factum_str_t p;
+        if (member_raw(e->data, "position", &p, JSON_NUMBER)) x->fired_pos = strtoull(p.ptr, NULL, 10);
+        set_state(t, x, str_eq(e->type, str_c("Fired")) ? TIMER_FIRED : TIMER_CANCELLED);
+    }
+}
+
+/* ---- firing ---- */
+
+typedef struct fire_slot {
+    timers_t *t;
+    char id[40];
+    int rc;
+    uint64_t position;
+    char msg[200];
+} fire_slot;
+
+static void fired_cb(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
+    fire_slot *s = ctx;
+    s->rc = rc;
+    s->position = res->last_position;
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    fire_batch *b = &s->t->batch;
+    pthread_mutex_lock(&b->mu);
+    if (--b->left == 0) pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Starts the append of one timer's event; false if it could not start (s->rc says why). */
+static bool fire_one(timers_t *t, uint64_t pos, fire_slot *s) {
+    factum_query_t q = {.from = pos, .limit = 1, .system = 1};
+    factum_result_t *r = NULL;
+    factum_error_t err;
+    factum_events_t *set = NULL;
+    buf_t stream = {0};
+    factum_str_t ev;
+    s->rc = factum_read_all(t->db, &q, &r, &err);
+    if (!s->rc && factum_result_count(r) != 1) s->rc = err_set(&err, FACTUM_ECORRUPT, "Scheduled record missing");
+    if (!s->rc) {
+        factum_str_t data = factum_result_event(r, 0)->data;
+        if (!member_string(data, "stream", &stream) || !member_raw(data, "event", &ev, JSON_OBJECT))
+            s->rc = err_set(&err, FACTUM_ECORRUPT, "Scheduled record without stream or event");
+        else if (!(s->rc = factum_events_parse(ev.ptr, ev.len, 0, &set, &err))) {
+            factum_event_t e = *factum_events_get(set, 0);
+            if (!e.id.len) e.id = str_c(s->id); /* so a repeated firing is an idempotent repeat */
+            s->rc = factum_append_async(t->db, (factum_str_t){stream.ptr, stream.len}, FACTUM_EXPECT_ANY, &e, 1,
+                                        fired_cb, s, &err);
+        }
+    }
+    if (s->rc) snprintf(s->msg, sizeof s->msg, "%s", err.message);
+    factum_events_free(set);
+    factum_result_free(r);
+    buf_free(&stream);
+    return s->rc == 0;
+}
+
+static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
+    fire_batch *fb = &t->batch;
+    pthread_mutex_lock(&fb->mu);
+    fb->left = n + 1; /* +1: nobody signals "all done" while we are still starting */
+    pthread_mutex_unlock(&fb->mu);
+    size_t started = 0;
+    for (size_t i = 0; i < n; i++) started += fire_one(t, pos[i], &slots[i]);
+    pthread_mutex_lock(&fb->mu);
+    fb->left -= (n - started) + 1;
+    while (fb->left) pthread_cond_wait(&fb->cond, &fb->mu);
+    pthread_mutex_unlock(&fb->mu);
+    /* One batch of Fired records; a failed firing is recorded with its error (it will not be
+       retried: the event was refused, e.g. an id the stream holds with other content). */
+    factum_event_t *ev = calloc(n, sizeof *ev);
+    char (*data)[512] = calloc(n, sizeof *data);
+    if (!ev || !data) goto out;
+    for (size_t i = 0; i < n; i++) {
+        buf_t b = {0};
+        buf_printf(&b, "{\"id\":\"%s\"", slots[i].id);
+        if (slots[i].rc) {
+            buf_printf(&b, ",\"error\":");
+            json_escape(&b, slots[i].msg, strlen(slots[i].msg));
+        } else {
+            buf_printf(&b, ",\"position\":%llu", (unsigned long long)slots[i].position);
+        }
+        buf_append(&b, "}", 1);
+        snprintf(data[i], sizeof data[i], "%.*s", (int)b.len, b.ptr);
+        buf_free(&b);
+        ev[i] = (factum_event_t){.type = str_c("Fired"), .data = str_c(data[i]), .data_format = FACTUM_DATA_JSON};
+    }
+    factum_error_t err;
+    if (factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, n, NULL, &err) == 0) {
+        int64_t now = clock_realtime_us();
+        pthread_mutex_lock(&t->mu);
+        for (size_t i = 0; i < n; i++) {
+            timer *x = find(t, slots[i].id);
+            if (!x) continue;
+            x->fired_pos = slots[i].position;
+            set_state(t, x, TIMER_FIRED);
+            double late_ms = (double)(now - x->at) / 1000;
+            size_t b = 0;
+            while (late_ms > timers_late_bounds_ms[b]) b++;
+            t->st.late[b]++;
+            t->st.late_sum_us += (uint64_t)MAX(0, now - x->at);
+        }
+        pthread_mutex_unlock(&t->mu);
+    }
+    /* else: the store refuses writes (failed disk); the timers stay pending and fire after a
+       restart, idempotently. */
+out:
+    free(ev);
+    free(data);
+}
+
+static void *scheduler(void *arg) {
+    timers_t *t = arg;
+    fire_slot *slots = calloc(FIRE_BATCH, sizeof *slots);
+    uint64_t *pos = calloc(FIRE_BATCH, sizeof *pos);
+    pthread_mutex_lock(&t->mu);
+    while (!t->stop && slots && pos) {
+        /* Drop what is no longer pending from the top; wait for the earliest. */
+        while (t->nheap && t->v[t->heap[0]].state != TIMER_PENDING) heap_pop(t);
+        int64_t now = clock_realtime_us();
+        if (!t->nheap || t->v[t->heap[0]].at > now) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait_us = t->nheap ? MIN(t->v[t->heap[0]].at - now, 1000000) : 1000000;
+            int64_t ns = ts.tv_nsec + (wait_us % 1000000) * 1000;
+            ts.tv_sec += wait_us / 1000000 + ns / 1000000000;
+            ts.tv_nsec = ns % 1000000000;
+            pthread_cond_timedwait(&t->cond, &t->mu, &ts);
+            continue;
+        }
+        size_t n = 0;
+        uint32_t held[FIRE_BATCH];
+        size_t nheld = 0;
+        while (n < FIRE_BATCH && t->nheap && t->v[t->heap[0]].at <= now) {
+            uint32_t k = t->heap[0];
+            heap_pop(t);
+            timer *x = &t->v[k];
+            if (x->state != TIMER_PENDING) continue;
+            if (x->cancelling) {
+                if (nheld < FIRE_BATCH) held[nheld++] = k; /* back in the heap once we are done */
+                continue;
+            }
+            slots[n] = (fire_slot){.t = t};
+            snprintf(slots[n].id, sizeof slots[n].id, "%s", x->id);
+            pos[n++] = x->pos;
+        }
+        for (size_t i = 0; i < nheld; i++) heap_push(t, held[i]);
+        pthread_mutex_unlock(&t->mu);
+        if (n) fire(t, slots, pos, n);
+        pthread_mutex_lock(&t->mu);
+        if (!n && nheld) {
+            /* Only timers being cancelled are due: wait for their outcome. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 10000000;
+            if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            pthread_cond_timedwait(&t->cond, &t->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    free(slots);
+    free(pos);
+    return NULL;
+}
+
+int timers_open(factum_t *db, timers_t **out, factum_error_t *err) {
+    timers_t *t = calloc(1, sizeof *t);
+    if (!t) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    t->db = db;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    pthread_mutex_init(&t->batch.mu, NULL);
+    pthread_cond_init(&t->batch.cond, NULL);
+    buf_t id = {0}, at = {0};
+    int rc = 0;
+    for (uint64_t from = 0;;) {
+        factum_result_t *r;
+        rc = factum_read_stream(db, str_c(TIMERS_STREAM), from, 10000, 0, &r, err);
+        if (rc == FACTUM_ENOTFOUND) {
+            rc = 0;
+            break;
+        }
+        if (rc) break;
+        for (size_t i = 0; i < factum_result_count(r); i++) replay_event(t, factum_result_event(r, i), &id, &at);
+        size_t n = factum_result_count(r);
+        from = factum_result_next(r);
+        factum_result_free(r);
+        if (n < 10000) break;
+    }
+    buf_free(&id);
+    buf_free(&at);
+    if (!rc && pthread_create(&t->thread, NULL, scheduler, t)) rc = err_set(err, FACTUM_ENOMEM, "cannot start the scheduler");
+    if (rc) {
+        free(t->v);
+        free(t->slots);
+        free(t->heap);
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void timers_close(timers_t *t) {
+    if (!t) return;
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cond);
+    free(t->v);
+    free(t->slots);
+    free(t->heap);
+    free(t);
+}
