@@ -54,9 +54,24 @@ static int dial(void) {
 /* A keep-alive connection with a response buffer. */
 typedef struct hconn {
     int fd;
-    char buf[1 << 16];
-    size_t len;
+    char *buf;
+    size_t len, cap;
 } hconn;
+
+/* A connection with a response buffer of cap bytes. */
+static hconn *hconn_new(size_t cap) {
+    hconn *c = calloc(1, sizeof *c);
+    c->buf = malloc(cap);
+    c->cap = cap;
+    c->fd = dial();
+    return c;
+}
+
+static void hconn_free(hconn *c) {
+    close(c->fd);
+    free(c->buf);
+    free(c);
+}
 
 /* Sends a request and reads its response; returns the status, body in c->buf (NUL-ended). */
 static int roundtrip(hconn *c, const char *req, size_t n, const char **body) {
@@ -69,7 +84,8 @@ static int roundtrip(hconn *c, const char *req, size_t n, const char **body) {
     char *end = NULL;
     size_t want = 0;
     for (;;) {
-        ssize_t r = recv(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len, 0);
+        if (c->len + 1 >= c->cap) die("a response is larger than the buffer");
+        ssize_t r = recv(c->fd, c->buf + c->len, c->cap - 1 - c->len, 0);
         if (r <= 0) die("the server closed the connection");
         c->len += (size_t)r;
         c->buf[c->len] = 0;
@@ -97,8 +113,7 @@ typedef struct {
 
 static void *http_worker(void *p) {
     worker *w = p;
-    hconn *c = calloc(1, sizeof *c);
-    c->fd = dial();
+    hconn *c = hconn_new(1 << 16);
     size_t cap = (size_t)w->batch * 256 + 512;
     char *body = malloc(cap), *req = malloc(cap + 512);
     /* One request, built once: the generator must not eat the CPU the server needs. Ids are
@@ -118,8 +133,7 @@ static void *http_worker(void *p) {
         if (st != 201) die("an append was not answered 201");
         w->events += (uint64_t)w->batch;
     }
-    close(c->fd);
-    free(c);
+    hconn_free(c);
     free(body);
     free(req);
     return NULL;
@@ -180,22 +194,19 @@ static void sse_subscribe(int fd, const char *path) {
 }
 
 static uint64_t head_position(void) {
-    hconn *c = calloc(1, sizeof *c);
-    c->fd = dial();
+    hconn *c = hconn_new(1 << 16);
     const char *body;
     static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
     roundtrip(c, req, sizeof req - 1, &body);
     const char *p = strstr(body, "\"position\":");
     uint64_t v = p ? strtoull(p + 11, NULL, 10) : 0;
-    close(c->fd);
-    free(c);
+    hconn_free(c);
     return v;
 }
 
 /* Fills the log to n events with batches of 1000, then times one subscriber reading them. */
 static double sse_catchup(uint64_t n) {
-    hconn *c = calloc(1, sizeof *c);
-    c->fd = dial();
+    hconn *c = hconn_new(1 << 16);
     size_t cap = 1000 * 256 + 512;
     char *req = malloc(cap + 512), *body = malloc(cap);
     while (head_position() < n) {
@@ -211,8 +222,7 @@ static double sse_catchup(uint64_t n) {
         memcpy(req + hl, body, bl);
         if (roundtrip(c, req, (size_t)hl + bl, NULL) != 201) die("fill append failed");
     }
-    close(c->fd);
-    free(c);
+    hconn_free(c);
     free(req);
     free(body);
     int fd = dial();
@@ -299,8 +309,7 @@ static void latency(void) {
     pthread_t th;
     pthread_create(&th, NULL, lat_reader, fds);
     usleep(100000);
-    hconn *c = calloc(1, sizeof *c);
-    c->fd = dial();
+    hconn *c = hconn_new(1 << 16);
     char req[1024], body[300];
     for (int i = 0; i < LAT_EVENTS; i++) {
         size_t bl = event_json(body, sizeof body, i);
@@ -338,11 +347,93 @@ static void latency(void) {
     printf("    beyond the append ack p50 %7.3f ms   p99 %7.3f ms   (target p99 < 5 ms)\n", pct(beyond, n, 0.5),
            pct(beyond, n, 0.99));
     for (int i = 0; i < SUBS; i++) close(fds[i]);
-    close(c->fd);
-    free(c);
+    hconn_free(c);
     free(deliver);
     free(beyond);
     free(recv_ns);
+}
+
+/* ---- durable timers ---- */
+
+#define TIMERS 100000
+static int64_t timers_base_us;
+
+static int64_t wall_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static void fmt_time(int64_t us, char out[32]) {
+    time_t s = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%06uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+             (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)(us % 1000000));
+}
+
+static void *timer_worker(void *p) {
+    worker *w = p;
+    hconn *c = hconn_new(1 << 16);
+    char req[1024], body[512], at[32];
+    for (int i = w->id; i < TIMERS; i += w->batch) {
+        int64_t due = timers_base_us + (int64_t)i * 10; /* spread over one second */
+        fmt_time(due, at);
+        int bl = snprintf(body, sizeof body,
+                          "{\"at\":\"%s\",\"stream\":\"timer-%d\",\"event\":{\"type\":\"Due\",\"data\":{\"at_us\":%lld}}}",
+                          at, i % 100, (long long)due);
+        int hl = snprintf(req, sizeof req, "POST /schedules HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                                           "Content-Length: %d\r\n\r\n%s", bl, body);
+        if (roundtrip(c, req, (size_t)hl, NULL) != 201) die("schedule failed");
+        w->events++;
+    }
+    hconn_free(c);
+    return NULL;
+}
+
+static void timers_bench(void) {
+    enum { CLIENTS = 16 };
+    timers_base_us = wall_us() + 8000000;
+    pthread_t th[CLIENTS];
+    worker w[CLIENTS];
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < CLIENTS; i++) {
+        w[i] = (worker){i, CLIENTS, NULL, 0};
+        pthread_create(&th[i], NULL, timer_worker, &w[i]);
+    }
+    for (int i = 0; i < CLIENTS; i++) pthread_join(th[i], NULL);
+    double sched_s = (double)(now_ns() - t0) / 1e9;
+    if (wall_us() > timers_base_us) printf("  (scheduling took past the first due time; lateness below includes that)\n");
+    /* Wait until the last is due, then read every fired event back and compare its commit time
+       with the time it was due. */
+    while (wall_us() < timers_base_us + 1000000 + 500000) usleep(100000);
+    uint64_t *late = calloc(TIMERS, sizeof *late);
+    size_t n = 0;
+    hconn *c = hconn_new(64u << 20); /* pages of up to 10,000 events */
+    for (int s = 0; s < 100; s++) {
+        char req[256];
+        int hl = snprintf(req, sizeof req, "GET /streams/timer-%d?limit=10000 HTTP/1.1\r\nHost: b\r\n\r\n", s);
+        const char *body;
+        if (roundtrip(c, req, (size_t)hl, &body) != 200) die("reading fired timers failed");
+        for (const char *p = body; (p = strstr(p, "\"time\":\"")) != NULL; p += 8) {
+            struct tm tm = {0};
+            int us = 0;
+            if (sscanf(p + 8, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                       &tm.tm_sec, &us) != 7)
+                continue;
+            tm.tm_year -= 1900, tm.tm_mon -= 1;
+            int64_t t = (int64_t)timegm(&tm) * 1000000 + us;
+            const char *a = strstr(p, "\"at_us\":");
+            if (!a) continue;
+            int64_t due = strtoll(a + 8, NULL, 10);
+            late[n++] = t > due ? (uint64_t)(t - due) * 1000 : 0;
+        }
+    }
+    hconn_free(c);
+    printf("  %d timers: scheduled in %.2f s (%.0f/s, 16 clients); %zu fired; lateness p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+           TIMERS, sched_s, TIMERS / sched_s, n, pct(late, n, 0.5), pct(late, n, 0.99), pct(late, n, 1.0));
+    free(late);
 }
 
 /* ---- memory of idle connections ---- */
@@ -360,18 +451,18 @@ static long rss_kb(int pid) {
 
 static void idle_memory(int pid) {
     enum { N = 1000 };
-    static hconn conns[N];
+    static hconn *conns[N];
     long before = rss_kb(pid);
     static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
     for (int i = 0; i < N; i++) {
-        conns[i].fd = dial();
-        roundtrip(&conns[i], req, sizeof req - 1, NULL);
+        conns[i] = hconn_new(4096);
+        roundtrip(conns[i], req, sizeof req - 1, NULL);
     }
     usleep(200000);
     long after = rss_kb(pid);
     printf("  1,000 idle keep-alive connections: server RSS %ld -> %ld KiB (%+.0f bytes per connection)\n", before,
            after, (double)(after - before) * 1024 / N);
-    for (int i = 0; i < N; i++) close(conns[i].fd);
+    for (int i = 0; i < N; i++) hconn_free(conns[i]);
 }
 
 int main(int argc, char **argv) {
@@ -405,5 +496,6 @@ int main(int argc, char **argv) {
     double rate = sse_catchup(catchup);
     printf("  SSE catch-up of %llu events: %.0f events/s   (target >= 500,000)\n", (unsigned long long)catchup, rate);
     latency();
+    timers_bench();
     return 0;
 }
