@@ -1,6 +1,7 @@
 /*
  * fuzz_event_json.c — CloudEvents JSON parsing (one event or a batch) and the strict JSON
- * scanner under it. Whatever parses must render, and the rendering must be valid JSON.
+ * scanner under it. Whatever parses must render, the rendering must be valid JSON, and the
+ * input form must parse back to the same event.
  */
 #include "../src/base/json.h"
 #include "fuzz.h"
@@ -22,6 +23,17 @@ FUZZ_TARGET(event_json) {
         char *out = malloc(need + 1);
         factum_event_json(e, out, need + 1);
         ENSURE(json_valid(out, need, NULL));
+        free(out);
+        /* The input form parses back to the same event. */
+        need = factum_event_json_input(e, NULL, 0);
+        out = malloc(need + 1);
+        factum_event_json_input(e, out, need + 1);
+        factum_events_t *again;
+        ENSURE(factum_events_parse(out, need, 0, &again, NULL) == 0);
+        factum_event_t *a = factum_events_get(again, 0);
+        ENSURE(str_eq(a->type, e->type) && str_eq(a->id, e->id) && str_eq(a->data, e->data) &&
+               a->data_format == e->data_format && str_eq(a->extensions, e->extensions));
+        factum_events_free(again);
         free(out);
     }
     factum_events_free(set);

@@ -271,6 +271,9 @@ void factum_events_free(factum_events_t *set);
  * length it needs, excluding the NUL; if that is >= cap the output was cut, call again bigger.
  */
 size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap);
+/* The same, in the form an append takes: no stream, revision, position or time, and no empty
+   id or source. */
+size_t factum_event_json_input(const factum_event_t *e, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -57,6 +57,15 @@ typedef int (*factum_client_event_cb)(void *ctx, const factum_event_t *e);
 int factum_client_subscribe(factum_client_t *c, const char *stream, const factum_query_t *q,
                             factum_client_event_cb cb, void *ctx, factum_error_t *err);
 
+/*
+ * Durable timers (docs/timers.md): appends `event` to `stream` at at_us (microseconds since the
+ * epoch), unless cancelled. Writes the schedule id (36 chars + NUL) into id.
+ */
+int factum_client_schedule(factum_client_t *c, int64_t at_us, const char *stream, const factum_event_t *event,
+                           char id[37], factum_error_t *err);
+/* Cancels a pending timer: FACTUM_ENOTFOUND unknown, FACTUM_ECONFLICT fired or cancelled already. */
+int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_error_t *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -180,3 +180,40 @@ TEST(the_cli_in_client_mode_gives_the_embedded_answers_and_exit_codes) {
     CHECK_EQ(test_run(cmd, out, sizeof out), 5);
     CHECK_MSG(strstr(out, "factum serve"), "%s", out);
 }
+
+TEST_T(the_client_schedules_and_cancels_timers_and_the_cli_too, 60) {
+    srv s = srv_start(test_dir(), NULL);
+    char url[64], id[37], out[4096], cmd[4096];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    factum_client_t *c;
+    factum_error_t err;
+    CHECK_RC(factum_client_new(url, &c, &err), 0);
+    factum_event_t e = json_event("Reminder", "{\"n\":1}", NULL);
+    CHECK_RC(factum_client_schedule(c, clock_realtime_us() + 200000, "remind-1", &e, id, &err), 0);
+    CHECK_EQ(strlen(id), 36);
+    char later[37];
+    CHECK_RC(factum_client_schedule(c, clock_realtime_us() + 60000000, "remind-1", &e, later, &err), 0);
+    CHECK_RC(factum_client_cancel_schedule(c, later, &err), 0);
+    CHECK_RC(factum_client_cancel_schedule(c, later, &err), FACTUM_ECONFLICT);
+    CHECK_RC(factum_client_cancel_schedule(c, "nope", &err), FACTUM_ENOTFOUND);
+    CHECK_RC(factum_client_schedule(c, clock_realtime_us(), "$no", &e, later, &err), FACTUM_EBADSTREAM);
+    /* The CLI: +SECONDS, then the event arrives once. */
+    snprintf(cmd, sizeof cmd, "%s --server %s schedule +0 remind-2 Ping '{\"p\":2}'", test_bin(), url);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    CHECK(strstr(out, "\"id\":\"") && strstr(out, "\"at\":\""));
+    snprintf(cmd, sizeof cmd, "%s schedule +1 a-1 X 2>/dev/null", test_bin());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 2); /* needs a server */
+    usleep(600000);
+    factum_query_t q = {.limit = 10};
+    factum_events_t *set;
+    uint64_t next;
+    CHECK_RC(factum_client_read(c, "remind-1", &q, &set, &next, &err), 0);
+    CHECK_EQ(factum_events_count(set), 1);
+    CHECK(str_eq(factum_events_get(set, 0)->id, str_c(id)) && str_eq(factum_events_get(set, 0)->data, str_c("{\"n\":1}")));
+    factum_events_free(set);
+    CHECK_RC(factum_client_read(c, "remind-2", &q, &set, &next, &err), 0);
+    CHECK(factum_events_count(set) == 1 && str_eq(factum_events_get(set, 0)->type, str_c("Ping")));
+    factum_events_free(set);
+    factum_client_free(c);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

@@ -25,6 +25,7 @@ static const char *usage_main =
     "  read STREAM                   print a stream's events, one JSON line each\n"
     "  read --all                    print the global log, filtered\n"
     "  tail STREAM|--all             follow new events live, one JSON line each\n"
+    "  schedule AT STREAM TYPE [JSON] append an event at a time (server only)\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  tour                          a short demonstration on the data folder\n"
     "  bench engine                  measure the engine against this disk's ceiling\n"
@@ -46,6 +47,14 @@ static const char *usage_tail =
     "Prints events as they are appended, one CloudEvent JSON per line, until interrupted.\n"
     "Without --from it starts at the end (only new events); --from starts at that revision or\n"
     "position and catches up first. Against a server it reconnects and resumes by itself.\n";
+
+static const char *usage_schedule =
+    "usage: factum --server URL schedule AT STREAM TYPE [JSON|-] [--id ID]\n"
+    "       factum --server URL schedule --cancel ID\n"
+    "\n"
+    "A durable timer: the server appends the event to STREAM at AT (an RFC 3339 time, or +N for\n"
+    "N seconds from now), once, unless it is cancelled first. Prints {\"id\",\"at\"}. Timers are\n"
+    "kept and fired by the server, so this needs --server (or $FACTUM_URL).\n";
 
 /* The server of client mode (--server or $FACTUM_URL), or NULL for embedded mode. */
 static const char *server_url;
@@ -448,6 +457,64 @@ static int cmd_tail(const char *dir, int argc, char **argv) {
     return rc;
 }
 
+static int cmd_schedule(int argc, char **argv) {
+    const char *pos[4] = {0}, *cancel = NULL, *id = NULL, *v;
+    int npos = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return printf("%s", usage_schedule), CLI_OK;
+        if ((v = opt_value(argc, argv, &i, "--cancel", &bad))) cancel = v;
+        else if ((v = opt_value(argc, argv, &i, "--id", &bad))) id = v;
+        else if (bad) return CLI_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum schedule --help)", argv[i]);
+        else if (npos < 4) pos[npos++] = argv[i];
+        else return cli_fail(CLI_USAGE, "too many arguments (see factum schedule --help)");
+    }
+    if (!server_url) return cli_fail(CLI_USAGE, "timers are kept by the server: give --server URL (or set FACTUM_URL)");
+    if (!cancel && npos < 3) return cli_fail(CLI_USAGE, "usage: factum schedule AT STREAM TYPE [JSON] | --cancel ID");
+    if (cancel && npos) return cli_fail(CLI_USAGE, "--cancel takes only the schedule id");
+    factum_client_t *c;
+    factum_error_t err = {0};
+    int rc = factum_client_new(server_url, &c, &err);
+    if (rc) return cli_report(rc, &err);
+    if (cancel) {
+        if (!(rc = factum_client_cancel_schedule(c, cancel, &err))) printf("{\"id\":\"%s\",\"state\":\"cancelled\"}\n", cancel);
+        else rc = cli_report(rc, &err);
+        factum_client_free(c);
+        return rc;
+    }
+    int64_t at;
+    uint64_t secs;
+    if (pos[0][0] == '+' && cli_parse_u64(pos[0] + 1, &secs)) at = clock_realtime_us() + (int64_t)secs * 1000000;
+    else if (time_parse(str_c(pos[0]), &at)) {
+        factum_client_free(c);
+        return cli_fail(CLI_USAGE, "AT must be an RFC 3339 time or +SECONDS, not '%s'", pos[0]);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    factum_event_t ev = {.type = str_c(pos[2]), .id = str_c(id)};
+    if (npos == 4) {
+        if (!strcmp(pos[3], "-")) {
+            if ((rc = cli_slurp("-", &text, &len))) {
+                factum_client_free(c);
+                return rc;
+            }
+            ev.data = (factum_str_t){text, len};
+        } else {
+            ev.data = str_c(pos[3]);
+        }
+        ev.data_format = FACTUM_DATA_JSON;
+    }
+    char sid[37], at_text[32];
+    if ((rc = factum_client_schedule(c, at, pos[1], &ev, sid, &err))) rc = cli_report(rc, &err);
+    else {
+        time_format_rfc3339(at, at_text);
+        printf("{\"id\":\"%s\",\"at\":\"%s\"}\n", sid, at_text);
+    }
+    free(text);
+    factum_client_free(c);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     const char *dir = getenv("FACTUM_DATA_DIR");
     if (!dir || !*dir) dir = "./factum-data";
@@ -478,6 +545,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
     if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);
+    if (!strcmp(cmd, "schedule")) return cmd_schedule(argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);

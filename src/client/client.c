@@ -161,12 +161,10 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
     buf_append(&url, "", 1);
     buf_append(&body, "[", 1);
     for (size_t i = 0; i < n; i++) {
-        /* The output form of an event is valid input: the server ignores what it sets itself
-           (stream, revision, position, time) and makes an id when it is empty. */
         if (i) buf_append(&body, ",", 1);
-        size_t need = factum_event_json(&events[i], NULL, 0);
+        size_t need = factum_event_json_input(&events[i], NULL, 0);
         if (buf_reserve(&body, need + 1)) break;
-        factum_event_json(&events[i], body.ptr + body.len, need + 1);
+        factum_event_json_input(&events[i], body.ptr + body.len, need + 1);
         body.len += need;
     }
     buf_append(&body, "]", 1);
@@ -396,4 +394,61 @@ int factum_client_subscribe(factum_client_t *c, const char *stream, const factum
     buf_free(&s.line);
     buf_free(&s.data);
     return s.rc;
+}
+
+/* ---- timers ---- */
+
+int factum_client_schedule(factum_client_t *c, int64_t at_us, const char *stream, const factum_event_t *event,
+                           char id[37], factum_error_t *err) {
+    id[0] = 0;
+    buf_t url = {0}, body = {0};
+    char at[32];
+    time_format_rfc3339(at_us, at);
+    buf_printf(&url, "%s/schedules", c->url);
+    buf_append(&url, "", 1);
+    buf_printf(&body, "{\"at\":\"%s\",\"stream\":", at);
+    json_escape(&body, stream, strlen(stream));
+    buf_printf(&body, ",\"event\":");
+    size_t need = factum_event_json_input(event, NULL, 0);
+    if (!buf_reserve(&body, need + 2)) {
+        factum_event_json_input(event, body.ptr + body.len, need + 1);
+        body.len += need;
+    }
+    buf_append(&body, "}", 1);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_reset(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body.ptr);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
+    long status = 0;
+    int rc = perform(c, &status, err);
+    curl_slist_free_all(h);
+    buf_free(&url);
+    buf_free(&body);
+    if (rc) return rc;
+    if (status != 201) return problem(c, status, err);
+    factum_str_t v, b = {c->body.ptr ? c->body.ptr : "", c->body.len};
+    int kind;
+    if (!json_member(b, "id", &v, &kind) || kind != JSON_STRING || v.len != 38)
+        return err_set(err, FACTUM_EIO, "the server's answer has no schedule id");
+    memcpy(id, v.ptr + 1, 36);
+    id[36] = 0;
+    return 0;
+}
+
+int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_error_t *err) {
+    buf_t url = {0};
+    buf_printf(&url, "%s/schedules/", c->url);
+    url_append(&url, id, strlen(id));
+    buf_append(&url, "", 1);
+    curl_easy_reset(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "DELETE");
+    long status = 0;
+    int rc = perform(c, &status, err);
+    buf_free(&url);
+    if (rc) return rc;
+    return status == 200 ? 0 : problem(c, status, err);
 }

@@ -303,16 +303,20 @@ static void put_base64(out_t *o, factum_str_t d) {
     put(o, "\"", 1);
 }
 
-size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap) {
+/* Output form (input = false): every attribute the store knows. Input form: only what an
+   append takes, without empty id and source (the store fills those in). */
+static size_t render(const factum_event_t *e, char *buf, size_t cap, bool input) {
     out_t o = {buf, cap ? cap - 1 : 0, 0};
     char tmp[48];
     puts_(&o, "{\"specversion\":\"1.0\"");
-    put_attr(&o, "id", e->id, true);
-    put_attr(&o, "source", e->source, true);
+    put_attr(&o, "id", e->id, !input);
+    put_attr(&o, "source", e->source, !input);
     put_attr(&o, "type", e->type, true);
     put_attr(&o, "subject", e->subject, false);
-    time_format_rfc3339(e->time_us, tmp);
-    put_attr(&o, "time", str_c(tmp), true);
+    if (!input) {
+        time_format_rfc3339(e->time_us, tmp);
+        put_attr(&o, "time", str_c(tmp), true);
+    }
     put_attr(&o, "datacontenttype", e->datacontenttype, false);
     put_attr(&o, "correlationid", e->correlationid, false);
     put_attr(&o, "causationid", e->causationid, false);
@@ -320,11 +324,13 @@ size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap) {
         put(&o, ",", 1);
         put(&o, e->extensions.ptr, e->extensions.len);
     }
-    put_attr(&o, "stream", e->stream, true);
-    put(&o, ",\"revision\":", 12);
-    put(&o, tmp, u64_format(e->revision, tmp));
-    put(&o, ",\"position\":", 12);
-    put(&o, tmp, u64_format(e->position, tmp));
+    if (!input) {
+        put_attr(&o, "stream", e->stream, true);
+        put(&o, ",\"revision\":", 12);
+        put(&o, tmp, u64_format(e->revision, tmp));
+        put(&o, ",\"position\":", 12);
+        put(&o, tmp, u64_format(e->position, tmp));
+    }
     if (e->data_format == FACTUM_DATA_JSON) {
         put(&o, ",\"data\":", 8);
         put(&o, e->data.ptr, e->data.len);
@@ -336,3 +342,6 @@ size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap) {
     if (cap) buf[MIN(o.len, cap - 1)] = 0;
     return o.len;
 }
+
+size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap) { return render(e, buf, cap, false); }
+size_t factum_event_json_input(const factum_event_t *e, char *buf, size_t cap) { return render(e, buf, cap, true); }
