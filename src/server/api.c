@@ -642,6 +642,8 @@ void api_handle(conn *c, factum_str_t body) {
             else not_allowed(c, "GET, HEAD, POST");
         }
         buf_free(&name);
+    } else if (path.len >= 7 && !memcmp(path.ptr, "/groups", 7) && (path.len == 7 || path.ptr[7] == '/')) {
+        api_groups(c, (factum_str_t){path.ptr + 7, path.len - 7}, body);
     } else if (path.len >= 10 && !memcmp(path.ptr, "/schedules", 10)) {
         api_schedules(c, (factum_str_t){path.ptr + 10, path.len - 10}, body);
     } else if (str_eq(path, str_c("/all"))) {

@@ -6,6 +6,7 @@
 #include "server.h"
 
 #include "../base/json.h"
+#include "groups.h"
 #include "timers.h"
 
 #include <arpa/inet.h>
@@ -82,6 +83,7 @@ static void conn_free(conn *c) {
                 *p = c->ready_next;
                 break;
             }
+    if (c->state == C_WAIT) atomic_fetch_sub(&c->l->nsubs, 1);
     request_free(c->req);
     if (c->sub) {
         sub_free(c->sub);
@@ -192,6 +194,18 @@ static void finish_request(conn *c) {
 }
 
 /* Runs the request whose body is complete. */
+void server_wait(conn *c, uint64_t ms) {
+    c->state = C_WAIT;
+    c->deadline_ms = server_now_ms() + ms;
+    atomic_fetch_add(&c->l->nsubs, 1); /* so commits wake this loop */
+}
+
+/* A long poll is over (answered); the connection reads its next request. */
+static void wait_done(conn *c) {
+    atomic_fetch_sub(&c->l->nsubs, 1);
+    finish_request(c);
+}
+
 static void dispatch(conn *c, factum_str_t body) {
     api_handle(c, body);
     if (c->state == C_BODY || c->state == C_SSE) {
@@ -205,7 +219,8 @@ static void dispatch(conn *c, factum_str_t body) {
 static void process_input(conn *c) {
     loop *l = c->l;
     server *s = l->srv;
-    while (!c->close_after && c->state != C_APPEND && c->state != C_SSE && c->out.len - c->out_off < OUT_HIGH) {
+    while (!c->close_after && c->state != C_APPEND && c->state != C_SSE && c->state != C_WAIT &&
+           c->out.len - c->out_off < OUT_HIGH) {
         char *p = c->in.ptr + c->in_off;
         size_t avail = c->in.len - c->in_off;
         if (c->state == C_HEAD) {
@@ -441,6 +456,14 @@ static void handle_wakeup(loop *l) {
         l->seen = head;
         for (conn *c = l->conns, *next; c; c = next) {
             next = c->next;
+            if (c->state == C_WAIT) {
+                if (groups_try_pull(c, false)) {
+                    wait_done(c);
+                    process_input(c);
+                    conn_settle(c);
+                }
+                continue;
+            }
             if (c->state == C_SSE && c->sub->live && sse_wants(c->sub, hashes, nh)) {
                 sse_pump(c);
                 conn_settle(c);
@@ -462,6 +485,12 @@ static void sweep(loop *l) {
         next = c->next;
         if (c->state == C_APPEND) {
             continue;
+        } else if (c->state == C_WAIT) {
+            /* Retries fall due and ack timeouts expire with no commit: ask again now and then. */
+            if (groups_try_pull(c, stopping || now >= c->deadline_ms)) {
+                wait_done(c);
+                process_input(c);
+            }
         } else if (c->state == C_SSE) {
             if (stopping) c->close_after = true;
             else if (now - c->sub->beat_ms >= s->cfg.heartbeat_ms) sse_heartbeat(c);
@@ -615,6 +644,12 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         free(s);
         return rc;
     }
+    if ((rc = groups_open(db, &s->groups, err))) {
+        timers_close(s->timers);
+        close(s->lfd);
+        free(s);
+        return rc;
+    }
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -663,6 +698,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     }
     factum_set_commit_hook(db, NULL, NULL);
     timers_close(s->timers);
+    groups_close(s->groups);
     for (int i = 0; s->loops && i < s->nloops; i++) {
         loop *l = &s->loops[i];
         if (l->ep >= 0) close(l->ep);

@@ -71,7 +71,7 @@ typedef struct request {
     uint64_t started_ns;
 } request;
 
-enum { C_HEAD, C_BODY, C_APPEND, C_SSE };
+enum { C_HEAD, C_BODY, C_APPEND, C_SSE, C_WAIT };
 
 struct conn {
     int fd;
@@ -89,7 +89,7 @@ struct conn {
     bool eof;         /* the peer sent FIN or reset */
     bool dead;        /* closed while its append was in flight; freed on the callback */
     uint32_t mask;    /* epoll events registered */
-    uint64_t deadline_ms; /* 0 = none */
+    uint64_t deadline_ms; /* 0 = none; for C_WAIT, when the long poll answers empty */
     uint64_t last_io_ms;  /* last byte in or out */
     request *req;
     sub *sub;
@@ -98,7 +98,7 @@ struct conn {
     factum_append_result_t ar_res;
     char ar_msg[320];
     append_done_fn ar_done;
-    char ar_note[40]; /* what the done function needs beyond the result (a schedule id) */
+    char ar_note[128]; /* what the done function needs beyond the result (a schedule id, a group name) */
     int64_t ar_at;
 };
 
@@ -126,6 +126,7 @@ struct loop {
 struct server {
     factum_t *db;
     struct timers *timers;
+    struct groups *groups;
     server_config cfg;
     int lfd;
     loop *loops;
@@ -161,6 +162,13 @@ void api_append_done(conn *c);
 
 /* schedules.c: /schedules and /schedules/{id} (rest = the path after "/schedules"). */
 void api_schedules(conn *c, factum_str_t rest, factum_str_t body);
+
+/* groups_api.c: /groups... (rest = the path after "/groups"). */
+void api_groups(conn *c, factum_str_t rest, factum_str_t body);
+/* Pulls again for a waiting connection; true when it answered (final: answer even if empty). */
+bool groups_try_pull(conn *c, bool final);
+/* Parks c (a long poll) for up to ms; commits and the sweep call groups_try_pull again. */
+void server_wait(conn *c, uint64_t ms);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */

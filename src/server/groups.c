@@ -1,0 +1,670 @@
+/*
+ * groups.c — consumer groups; see groups.h for what is built and docs/groups.md for the design.
+ *
+ * A group's cursor is in "keys": revisions for a stream source, positions for a category or
+ * $all source. Entries hold what is in flight, due for retry, or done above the floor; the
+ * floor is the lowest key not yet done (everything below it is done), written with each Acked
+ * record so a restart resumes there and skips the done keys above it.
+ */
+#include "groups.h"
+
+#include "../base/json.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAX_IN_FLIGHT 10000
+#define MAX_FILTERS 16
+
+enum { SRC_STREAM, SRC_CATEGORY, SRC_ALL };
+enum { E_INFLIGHT, E_RETRY, E_DONE };
+
+typedef struct entry {
+    uint64_t key, pos;
+    uint32_t attempt; /* deliveries so far */
+    uint8_t kind;
+    int64_t t; /* in flight: deadline; retry: when due (µs) */
+} entry;
+
+typedef struct group {
+    char name[GROUP_MAX_NAME + 1];
+    int src;
+    char src_name[256];                      /* stream or category */
+    char types[MAX_FILTERS][256], cats[MAX_FILTERS][256];
+    int ntypes, ncats;
+    uint32_t ack_timeout_ms, max_deliveries, min_delay_ms, max_delay_ms;
+    uint64_t start, next, floor;
+    entry *e;
+    size_t n, cap;
+    uint64_t delivered, redelivered, acked;
+    uint64_t created_pos; /* state records before this belong to an earlier group of the name */
+    struct group *link;
+} group;
+
+struct groups {
+    factum_t *db;
+    pthread_mutex_t mu;
+    group *list;
+};
+
+void groups_state_stream(const char *name, char out[GROUP_MAX_NAME + 8]) {
+    snprintf(out, GROUP_MAX_NAME + 8, "$group-%s", name);
+}
+
+static group *find(groups_t *gs, const char *name) {
+    for (group *g = gs->list; g; g = g->link)
+        if (!strcmp(g->name, name)) return g;
+    return NULL;
+}
+
+/* ---- JSON helpers ---- */
+
+static bool member(factum_str_t obj, const char *key, factum_str_t *val, int *kind) {
+    json_iter_t it;
+    factum_str_t k;
+    json_iter_init(&it, obj);
+    while (json_iter_member(&it, &k, val, kind) == 1)
+        if (json_key_is(k, key)) return true;
+    return false;
+}
+
+static bool str_into(factum_str_t raw, char *out, size_t cap) {
+    buf_t b = {0};
+    bool ok = !json_unescape(raw, &b) && b.len < cap && !memchr(b.ptr ? b.ptr : "", 0, b.len);
+    if (ok) snprintf(out, cap, "%.*s", (int)b.len, b.ptr ? b.ptr : "");
+    buf_free(&b);
+    return ok;
+}
+
+static bool u64_of(factum_str_t raw, uint64_t *out) {
+    if (!raw.len || raw.len > 19) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < raw.len; i++) {
+        if (raw.ptr[i] < '0' || raw.ptr[i] > '9') return false;
+        v = v * 10 + (uint64_t)(raw.ptr[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Reads a number member within [lo, hi], or dflt when absent. */
+static int num_member(factum_str_t obj, const char *key, uint64_t lo, uint64_t hi, uint64_t dflt, uint32_t *out,
+                      factum_error_t *err) {
+    factum_str_t v;
+    int kind;
+    uint64_t n = dflt;
+    if (member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !u64_of(v, &n)))
+        return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number", key);
+    if (n < lo || n > hi) return err_set(err, FACTUM_EINVAL, "'%s' must be %llu to %llu", key, (unsigned long long)lo, (unsigned long long)hi);
+    *out = (uint32_t)n;
+    return 0;
+}
+
+static int string_list(factum_str_t arr, char (*out)[256], int *n, const char *what, factum_error_t *err) {
+    json_iter_t it;
+    factum_str_t v;
+    int kind, r;
+    *n = 0;
+    json_iter_init(&it, arr);
+    while ((r = json_iter_element(&it, &v, &kind)) == 1) {
+        if (kind != JSON_STRING || *n == MAX_FILTERS || !str_into(v, out[*n], 256) || !out[*n][0])
+            return err_set(err, FACTUM_EINVAL, "'%s' must be a list of at most %d non-empty names", what, MAX_FILTERS);
+        ++*n;
+    }
+    return r < 0 ? err_set(err, FACTUM_EINVAL, "'%s' must be a list", what) : 0;
+}
+
+/* ---- definitions ---- */
+
+static bool name_ok(const char *n) {
+    size_t len = strlen(n);
+    if (!len || len > GROUP_MAX_NAME) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = n[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* The cursor value where a new group starts. */
+static int resolve_start(groups_t *gs, const group *g, factum_str_t v, int kind, uint64_t *out, factum_error_t *err) {
+    factum_t *db = gs->db;
+    buf_t s = {0};
+    int rc = 0;
+    uint64_t n;
+    int64_t t;
+    if (kind == JSON_NUMBER && u64_of(v, &n)) {
+        *out = n;
+        return 0;
+    }
+    if (kind != JSON_STRING || json_unescape(v, &s)) return err_set(err, FACTUM_EINVAL, "'start' must be earliest, latest, a number or a time");
+    factum_str_t str = {s.ptr ? s.ptr : "", s.len};
+    if (str_eq(str, str_c("earliest"))) *out = 0;
+    else if (str_eq(str, str_c("latest")))
+        *out = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1) : factum_head_position(db);
+    else if (time_parse(str, &t) == 0) {
+        if (g->src != SRC_STREAM) *out = factum_position_at(db, t);
+        else {
+            /* The first revision committed at or after t: binary search over the stream. */
+            uint64_t lo = 0, hi = (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1);
+            while (lo < hi) {
+                uint64_t mid = lo + (hi - lo) / 2;
+                factum_result_t *r;
+                bool before = factum_read_stream(db, str_c(g->src_name), mid, 1, 0, &r, NULL) == 0 &&
+                              factum_result_count(r) && factum_result_event(r, 0)->time_us < t;
+                if (r) factum_result_free(r);
+                if (before) lo = mid + 1;
+                else hi = mid;
+            }
+            *out = lo;
+        }
+    } else rc = err_set(err, FACTUM_EINVAL, "'start' must be earliest, latest, a number or an RFC 3339 time");
+    buf_free(&s);
+    return rc;
+}
+
+/* Parses a definition into g (not the name). */
+static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool resolve, factum_error_t *err) {
+    factum_str_t v, src;
+    int kind, rc;
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "the body must be a JSON object");
+    if (!member(body, "source", &src, &kind) || kind != JSON_OBJECT)
+        return err_set(err, FACTUM_EINVAL, "'source' must be {\"stream\": S}, {\"category\": C} or {\"all\": {...}}");
+    if (member(src, "stream", &v, &kind)) {
+        g->src = SRC_STREAM;
+        if (kind != JSON_STRING || !str_into(v, g->src_name, sizeof g->src_name) ||
+            factum_stream_name_check(str_c(g->src_name), err))
+            return err_set(err, FACTUM_EBADSTREAM, "'source.stream' must be a stream name");
+    } else if (member(src, "category", &v, &kind)) {
+        g->src = SRC_CATEGORY;
+        if (kind != JSON_STRING || !str_into(v, g->src_name, sizeof g->src_name) || !g->src_name[0])
+            return err_set(err, FACTUM_EINVAL, "'source.category' must be a category name");
+    } else if (member(src, "all", &v, &kind)) {
+        g->src = SRC_ALL;
+        factum_str_t l;
+        int lk;
+        if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "'source.all' must be an object");
+        if (member(v, "types", &l, &lk) && (lk != JSON_ARRAY || (rc = string_list(l, g->types, &g->ntypes, "types", err))))
+            return err_set(err, FACTUM_EINVAL, "'source.all.types' must be a list of types");
+        if (member(v, "categories", &l, &lk) &&
+            (lk != JSON_ARRAY || (rc = string_list(l, g->cats, &g->ncats, "categories", err))))
+            return err_set(err, FACTUM_EINVAL, "'source.all.categories' must be a list of categories");
+    } else {
+        return err_set(err, FACTUM_EINVAL, "'source' must be {\"stream\": S}, {\"category\": C} or {\"all\": {...}}");
+    }
+    if (member(body, "strategy", &v, &kind)) {
+        char s[32] = "";
+        if (kind != JSON_STRING || !str_into(v, s, sizeof s) || (strcmp(s, "round_robin") && strcmp(s, "by_stream")))
+            return err_set(err, FACTUM_EINVAL, "'strategy' must be round_robin or by_stream");
+        if (!strcmp(s, "by_stream"))
+            return err_set(err, FACTUM_EINVAL, "strategy by_stream is not available yet (round_robin is)");
+    }
+    if ((rc = num_member(body, "ack_timeout_ms", 100, 3600000, 30000, &g->ack_timeout_ms, err)) ||
+        (rc = num_member(body, "max_deliveries", 1, 1000, 10, &g->max_deliveries, err)))
+        return rc;
+    factum_str_t retry = {"{}", 2};
+    if (member(body, "retry", &v, &kind)) {
+        if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "'retry' must be {\"min_delay_ms\", \"max_delay_ms\"}");
+        retry = v;
+    }
+    if ((rc = num_member(retry, "min_delay_ms", 0, 86400000, 1000, &g->min_delay_ms, err)) ||
+        (rc = num_member(retry, "max_delay_ms", 0, 86400000, 60000, &g->max_delay_ms, err)))
+        return rc;
+    if (g->min_delay_ms > g->max_delay_ms) return err_set(err, FACTUM_EINVAL, "'retry.min_delay_ms' is above 'max_delay_ms'");
+    if (resolve) {
+        g->start = 0;
+        if (member(body, "start", &v, &kind) && (rc = resolve_start(gs, g, v, kind, &g->start, err))) return rc;
+    }
+    return 0;
+}
+
+static void render_config(const group *g, buf_t *b) {
+    buf_printf(b, "\"source\":");
+    if (g->src == SRC_STREAM) {
+        buf_printf(b, "{\"stream\":");
+        json_escape(b, g->src_name, strlen(g->src_name));
+        buf_printf(b, "}");
+    } else if (g->src == SRC_CATEGORY) {
+        buf_printf(b, "{\"category\":");
+        json_escape(b, g->src_name, strlen(g->src_name));
+        buf_printf(b, "}");
+    } else {
+        buf_printf(b, "{\"all\":{\"types\":[");
+        for (int i = 0; i < g->ntypes; i++) {
+            if (i) buf_append(b, ",", 1);
+            json_escape(b, g->types[i], strlen(g->types[i]));
+        }
+        buf_printf(b, "],\"categories\":[");
+        for (int i = 0; i < g->ncats; i++) {
+            if (i) buf_append(b, ",", 1);
+            json_escape(b, g->cats[i], strlen(g->cats[i]));
+        }
+        buf_printf(b, "]}}");
+    }
+    buf_printf(b, ",\"start\":%llu,\"strategy\":\"round_robin\",\"ack_timeout_ms\":%u,\"max_deliveries\":%u,"
+                  "\"retry\":{\"min_delay_ms\":%u,\"max_delay_ms\":%u}",
+               (unsigned long long)g->start, g->ack_timeout_ms, g->max_deliveries, g->min_delay_ms, g->max_delay_ms);
+}
+
+int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, bool *created,
+                          factum_error_t *err) {
+    if (!name_ok(name)) return err_set(err, FACTUM_EINVAL, "group names are 1 to %d letters, digits, '-', '_' or '.'", GROUP_MAX_NAME);
+    group tmp;
+    memset(&tmp, 0, sizeof tmp);
+    pthread_mutex_lock(&gs->mu);
+    group *old = find(gs, name);
+    *created = old == NULL;
+    int rc = parse_definition(gs, body, &tmp, old == NULL, err);
+    if (!rc && old) {
+        /* What a group reads, and where it began, do not change under it. */
+        bool same = old->src == tmp.src && !strcmp(old->src_name, tmp.src_name) && old->ntypes == tmp.ntypes &&
+                    old->ncats == tmp.ncats && !memcmp(old->types, tmp.types, sizeof tmp.types) &&
+                    !memcmp(old->cats, tmp.cats, sizeof tmp.cats);
+        if (!same) rc = err_set(err, FACTUM_EINVAL, "a group's source cannot change; delete it and create it again");
+        tmp.start = old->start;
+    }
+    pthread_mutex_unlock(&gs->mu);
+    if (rc) return rc;
+    rec->len = 0;
+    buf_printf(rec, "{\"name\":\"%s\",", name);
+    render_config(&tmp, rec);
+    buf_append(rec, "}", 1);
+    return 0;
+}
+
+void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos) {
+    factum_str_t v;
+    int kind;
+    char name[GROUP_MAX_NAME + 1];
+    if (!member(rec, "name", &v, &kind) || kind != JSON_STRING || !str_into(v, name, sizeof name)) return;
+    group tmp;
+    memset(&tmp, 0, sizeof tmp);
+    factum_error_t err;
+    if (parse_definition(gs, rec, &tmp, false, &err)) return;
+    uint64_t start = 0;
+    if (member(rec, "start", &v, &kind)) u64_of(v, &start);
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    if (g) {
+        /* an update: settings only */
+        g->ack_timeout_ms = tmp.ack_timeout_ms, g->max_deliveries = tmp.max_deliveries;
+        g->min_delay_ms = tmp.min_delay_ms, g->max_delay_ms = tmp.max_delay_ms;
+    } else if ((g = calloc(1, sizeof *g))) {
+        *g = tmp;
+        snprintf(g->name, sizeof g->name, "%s", name);
+        g->start = g->next = g->floor = start;
+        g->created_pos = pos;
+        g->link = gs->list;
+        gs->list = g;
+    }
+    pthread_mutex_unlock(&gs->mu);
+}
+
+int groups_delete_prepare(groups_t *gs, const char *name, buf_t *rec, factum_error_t *err) {
+    pthread_mutex_lock(&gs->mu);
+    bool exists = find(gs, name) != NULL;
+    pthread_mutex_unlock(&gs->mu);
+    if (!exists) return err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    rec->len = 0;
+    buf_printf(rec, "{\"name\":\"%s\"}", name);
+    return 0;
+}
+
+static void group_free(group *g) {
+    free(g->e);
+    free(g);
+}
+
+void groups_delete_apply(groups_t *gs, const char *name) {
+    pthread_mutex_lock(&gs->mu);
+    for (group **p = &gs->list; *p; p = &(*p)->link)
+        if (!strcmp((*p)->name, name)) {
+            group *g = *p;
+            *p = g->link;
+            group_free(g);
+            break;
+        }
+    pthread_mutex_unlock(&gs->mu);
+}
+
+/* ---- state ---- */
+
+static entry *entry_of(group *g, uint64_t key) {
+    for (size_t i = 0; i < g->n; i++)
+        if (g->e[i].key == key) return &g->e[i];
+    return NULL;
+}
+
+static entry *entry_add(group *g, uint64_t key, uint64_t pos) {
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 256;
+        entry *e = realloc(g->e, cap * sizeof *e);
+        if (!e) return NULL;
+        g->e = e, g->cap = cap;
+    }
+    entry *x = &g->e[g->n++];
+    *x = (entry){.key = key, .pos = pos};
+    return x;
+}
+
+/* The lowest key not done, and drop done entries below it. */
+static void refloor(group *g) {
+    uint64_t f = g->next;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->e[i].kind != E_DONE && g->e[i].key < f) f = g->e[i].key;
+    g->floor = f;
+    size_t w = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (!(g->e[i].kind == E_DONE && g->e[i].key < f)) g->e[w++] = g->e[i];
+    g->n = w;
+}
+
+static size_t count_kind(const group *g, int kind) {
+    size_t n = 0;
+    for (size_t i = 0; i < g->n; i++) n += g->e[i].kind == kind;
+    return n;
+}
+
+static void replay_acked(group *g, factum_str_t data) {
+    factum_str_t v, arr;
+    int kind, r;
+    uint64_t floor = 0, key;
+    if (member(data, "floor", &v, &kind) && kind == JSON_NUMBER && u64_of(v, &floor) && floor > g->next)
+        g->next = floor;
+    if (!member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
+    json_iter_t it;
+    json_iter_init(&it, arr);
+    while ((r = json_iter_element(&it, &v, &kind)) == 1)
+        if (kind == JSON_NUMBER && u64_of(v, &key) && key >= floor && !entry_of(g, key)) {
+            entry *x = entry_add(g, key, 0);
+            if (x) x->kind = E_DONE;
+        }
+}
+
+/* ---- pull ---- */
+
+static bool category_is(factum_str_t stream, const char *cat) {
+    const char *dash = memchr(stream.ptr, '-', stream.len);
+    size_t len = dash ? (size_t)(dash - stream.ptr) : stream.len;
+    return len == strlen(cat) && !memcmp(stream.ptr, cat, len);
+}
+
+static bool wanted(const group *g, const factum_event_t *e) {
+    if (g->src != SRC_ALL) return true;
+    bool t = g->ntypes == 0, c = g->ncats == 0;
+    for (int i = 0; i < g->ntypes && !t; i++) t = str_eq(e->type, str_c(g->types[i]));
+    for (int i = 0; i < g->ncats && !c; i++) c = category_is(e->stream, g->cats[i]);
+    return t && c;
+}
+
+static void render_delivery(buf_t *out, size_t *count, const entry *x, const factum_event_t *e) {
+    buf_append(out, *count ? ",\n" : "\n", *count ? 2 : 1);
+    buf_printf(out, "{\"delivery_id\":\"%llu.%u\",\"attempt\":%u,\"event\":", (unsigned long long)x->key, x->attempt,
+               x->attempt);
+    size_t need = factum_event_json(e, NULL, 0);
+    if (!buf_reserve(out, need + 1)) {
+        factum_event_json(e, out->ptr + out->len, need + 1);
+        out->len += need;
+    }
+    buf_append(out, "}", 1);
+    ++*count;
+}
+
+int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *count, factum_error_t *err) {
+    *count = 0;
+    out->len = 0;
+    buf_append(out, "[", 1);
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    if (!g) {
+        pthread_mutex_unlock(&gs->mu);
+        return err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    }
+    factum_t *db = gs->db;
+    int64_t now = clock_realtime_us();
+    size_t in_flight = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        entry *x = &g->e[i];
+        if (x->kind == E_INFLIGHT && x->t <= now) x->kind = E_RETRY, x->t = now; /* missed its ack timeout */
+        in_flight += x->kind == E_INFLIGHT;
+    }
+    /* Retries that are due first, oldest key first. */
+    while (*count < max && in_flight < MAX_IN_FLIGHT) {
+        entry *best = NULL;
+        for (size_t i = 0; i < g->n; i++)
+            if (g->e[i].kind == E_RETRY && g->e[i].t <= now && (!best || g->e[i].key < best->key)) best = &g->e[i];
+        if (!best) break;
+        factum_query_t q = {.from = best->pos, .limit = 1, .system = 1};
+        factum_result_t *r;
+        if (factum_read_all(db, &q, &r, NULL) || factum_result_count(r) != 1) {
+            if (r) factum_result_free(r);
+            best->kind = E_DONE; /* gone from the log (cannot happen before retention exists) */
+            continue;
+        }
+        best->attempt++, best->kind = E_INFLIGHT, best->t = now + (int64_t)g->ack_timeout_ms * 1000;
+        render_delivery(out, count, best, factum_result_event(r, 0));
+        g->redelivered++, in_flight++;
+        factum_result_free(r);
+    }
+    /* Then new events from the cursor. */
+    while (*count < max && in_flight < MAX_IN_FLIGHT) {
+        factum_result_t *r;
+        size_t want = MIN(max - *count, 1000);
+        int rc;
+        if (g->src == SRC_STREAM) rc = factum_read_stream(db, str_c(g->src_name), g->next, want, 0, &r, NULL);
+        else {
+            factum_query_t q = {.from = g->next, .limit = want, .category = g->src == SRC_CATEGORY ? str_c(g->src_name) : (factum_str_t){0}};
+            rc = factum_read_all(db, &q, &r, NULL);
+        }
+        if (rc) break; /* FACTUM_ENOTFOUND: the stream is not there yet */
+        size_t n = factum_result_count(r);
+        for (size_t i = 0; i < n && *count < max; i++) {
+            const factum_event_t *e = factum_result_event(r, i);
+            uint64_t key = g->src == SRC_STREAM ? e->revision : e->position;
+            g->next = key + 1;
+            entry *x = entry_of(g, key);
+            if (x) continue; /* acknowledged before a restart */
+            if (!wanted(g, e)) continue;
+            if (!(x = entry_add(g, key, e->position))) break;
+            x->attempt = 1, x->kind = E_INFLIGHT, x->t = now + (int64_t)g->ack_timeout_ms * 1000;
+            render_delivery(out, count, x, e);
+            g->delivered++, in_flight++;
+        }
+        uint64_t next = factum_result_next(r);
+        if (g->src != SRC_STREAM && n < want && next > g->next) g->next = next; /* filtered-out tail */
+        factum_result_free(r);
+        if (n < want) break;
+    }
+    refloor(g);
+    pthread_mutex_unlock(&gs->mu);
+    buf_append(out, *count ? "\n]" : "]", *count ? 2 : 1);
+    return 0;
+}
+
+/* ---- ack ---- */
+
+/* Parses "KEY.ATTEMPT". */
+static bool delivery_id(factum_str_t s, uint64_t *key, uint32_t *attempt) {
+    const char *dot = memchr(s.ptr, '.', s.len);
+    uint64_t a;
+    if (!dot || !u64_of((factum_str_t){s.ptr, (size_t)(dot - s.ptr)}, key) ||
+        !u64_of((factum_str_t){dot + 1, s.len - (size_t)(dot - s.ptr) - 1}, &a) || a == 0 || a > UINT32_MAX)
+        return false;
+    *attempt = (uint32_t)a;
+    return true;
+}
+
+int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err) {
+    factum_str_t arr, v;
+    int kind, r;
+    *n = 0;
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !member(body, "delivery_ids", &arr, &kind) ||
+        kind != JSON_ARRAY)
+        return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]}");
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    int rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    rec->len = 0;
+    buf_printf(rec, "{\"keys\":[");
+    json_iter_t it;
+    json_iter_init(&it, arr);
+    uint64_t *keys = NULL;
+    size_t nk = 0, capk = 0;
+    while (!rc && (r = json_iter_element(&it, &v, &kind)) == 1) {
+        buf_t s = {0};
+        uint64_t key;
+        uint32_t attempt;
+        if (kind != JSON_STRING || json_unescape(v, &s) || !delivery_id((factum_str_t){s.ptr ? s.ptr : "", s.len}, &key, &attempt)) {
+            rc = err_set(err, FACTUM_EINVAL, "delivery ids look like \"123.1\"");
+        } else {
+            entry *x = entry_of(g, key);
+            bool done = key < g->floor || (x && x->kind == E_DONE);
+            if (!done && !(x && x->kind == E_INFLIGHT && x->attempt == attempt))
+                rc = err_set(err, FACTUM_ECONFLICT, "delivery %llu.%u is not in flight (timed out and delivered again, or never delivered)",
+                             (unsigned long long)key, attempt);
+            else if (!done) {
+                if (nk == capk) keys = realloc(keys, (capk = capk ? capk * 2 : 64) * sizeof *keys);
+                keys[nk++] = key;
+                buf_printf(rec, "%s%llu", *n ? "," : "", (unsigned long long)key);
+                ++*n;
+            }
+        }
+        buf_free(&s);
+    }
+    if (!rc) {
+        /* The floor once these are done: everything below it is done (a lower bound that stays
+           true whatever happens before this record is durable). */
+        uint64_t f = g->next;
+        for (size_t i = 0; i < g->n; i++) {
+            bool acking = false;
+            for (size_t k = 0; k < nk && !acking; k++) acking = keys[k] == g->e[i].key;
+            if (g->e[i].kind != E_DONE && !acking && g->e[i].key < f) f = g->e[i].key;
+        }
+        buf_printf(rec, "],\"floor\":%llu}", (unsigned long long)f);
+    }
+    free(keys);
+    pthread_mutex_unlock(&gs->mu);
+    return rc;
+}
+
+void groups_ack_apply(groups_t *gs, const char *name, factum_str_t rec) {
+    factum_str_t arr, v;
+    int kind;
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    if (g && member(rec, "keys", &arr, &kind) && kind == JSON_ARRAY) {
+        json_iter_t it;
+        json_iter_init(&it, arr);
+        uint64_t key;
+        while (json_iter_element(&it, &v, &kind) == 1)
+            if (u64_of(v, &key)) {
+                entry *x = entry_of(g, key);
+                if (x && x->kind != E_DONE) x->kind = E_DONE, g->acked++;
+            }
+        refloor(g);
+    }
+    pthread_mutex_unlock(&gs->mu);
+}
+
+/* ---- show ---- */
+
+static void render_group(groups_t *gs, group *g, buf_t *out) {
+    buf_printf(out, "{\"name\":\"%s\",", g->name);
+    render_config(g, out);
+    uint64_t end = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(gs->db, str_c(g->src_name)) + 1)
+                                        : factum_head_position(gs->db);
+    buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,\"lag_events\":%llu,\"in_flight\":%zu,"
+                    "\"retrying\":%zu,\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu}}",
+               (unsigned long long)g->next, (unsigned long long)g->floor,
+               (unsigned long long)(end > g->floor ? end - g->floor : 0), count_kind(g, E_INFLIGHT),
+               count_kind(g, E_RETRY), (unsigned long long)g->delivered, (unsigned long long)g->redelivered,
+               (unsigned long long)g->acked);
+}
+
+int groups_show(groups_t *gs, const char *name, buf_t *out) {
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    if (g) render_group(gs, g, out);
+    pthread_mutex_unlock(&gs->mu);
+    return g ? 0 : FACTUM_ENOTFOUND;
+}
+
+void groups_list(groups_t *gs, buf_t *out) {
+    pthread_mutex_lock(&gs->mu);
+    buf_append(out, "[", 1);
+    for (group *g = gs->list; g; g = g->link) {
+        if (g != gs->list) buf_append(out, ",", 1);
+        render_group(gs, g, out);
+    }
+    buf_append(out, "]", 1);
+    pthread_mutex_unlock(&gs->mu);
+}
+
+/* ---- open ---- */
+
+/* Calls fn for every event of stream, in order. */
+static int each_event(factum_t *db, const char *stream, void (*fn)(void *, const factum_event_t *), void *ctx,
+                      factum_error_t *err) {
+    for (uint64_t from = 0;;) {
+        factum_result_t *r;
+        int rc = factum_read_stream(db, str_c(stream), from, 10000, 0, &r, err);
+        if (rc == FACTUM_ENOTFOUND) return 0;
+        if (rc) return rc;
+        size_t n = factum_result_count(r);
+        for (size_t i = 0; i < n; i++) fn(ctx, factum_result_event(r, i));
+        from = factum_result_next(r);
+        factum_result_free(r);
+        if (n < 10000) return 0;
+    }
+}
+
+static void replay_definition(void *ctx, const factum_event_t *e) {
+    groups_t *gs = ctx;
+    if (str_eq(e->type, str_c("GroupDefined"))) groups_define_apply(gs, e->data, e->position);
+    else if (str_eq(e->type, str_c("GroupDeleted"))) {
+        factum_str_t v;
+        int kind;
+        char name[GROUP_MAX_NAME + 1];
+        if (member(e->data, "name", &v, &kind) && kind == JSON_STRING && str_into(v, name, sizeof name))
+            groups_delete_apply(gs, name);
+    }
+}
+
+static void replay_state(void *ctx, const factum_event_t *e) {
+    group *g = ctx;
+    if (e->position < g->created_pos) return; /* an earlier group of the same name */
+    if (str_eq(e->type, str_c("Acked"))) replay_acked(g, e->data);
+}
+
+int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
+    groups_t *gs = calloc(1, sizeof *gs);
+    if (!gs) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    gs->db = db;
+    pthread_mutex_init(&gs->mu, NULL);
+    int rc = each_event(db, GROUPS_STREAM, replay_definition, gs, err);
+    for (group *g = gs->list; g && !rc; g = g->link) {
+        char stream[GROUP_MAX_NAME + 8];
+        groups_state_stream(g->name, stream);
+        rc = each_event(db, stream, replay_state, g, err);
+        refloor(g);
+    }
+    if (rc) {
+        groups_close(gs);
+        return rc;
+    }
+    *out = gs;
+    return 0;
+}
+
+void groups_close(groups_t *gs) {
+    if (!gs) return;
+    while (gs->list) {
+        group *g = gs->list;
+        gs->list = g->link;
+        group_free(g);
+    }
+    pthread_mutex_destroy(&gs->mu);
+    free(gs);
+}

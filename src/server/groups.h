@@ -1,0 +1,57 @@
+/*
+ * groups.h — consumer groups (docs/groups.md): definitions kept in $groups, per-group state in
+ * $group-NAME, an in-memory table of what is in flight and done. Built so far: define, list,
+ * show, delete; pull delivery (round_robin) with ack timeouts; ack.
+ *
+ * Thread-safety: one mutex for the registry and all groups; every call is short and may be
+ * made from any event loop. Calls that need a durable write return what to write; the caller
+ * appends it (asynchronously) and then calls the matching *_apply.
+ */
+#ifndef FACTUM_GROUPS_H
+#define FACTUM_GROUPS_H
+
+#include "../base/base.h"
+
+#define GROUPS_STREAM "$groups"
+#define GROUP_MAX_NAME 100
+
+typedef struct groups groups_t;
+
+int groups_open(factum_t *db, groups_t **out, factum_error_t *err);
+void groups_close(groups_t *gs);
+
+/*
+ * Checks a definition body (PUT /groups/{name}) and renders the GroupDefined record data
+ * into rec. 0, or FACTUM_EINVAL / FACTUM_EBADSTREAM with the reason. *created says whether the
+ * name is new.
+ */
+int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, bool *created,
+                          factum_error_t *err);
+/* Applies a GroupDefined record that is durable at position pos. */
+void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos);
+/* FACTUM_ENOTFOUND unless the group exists; then the GroupDeleted record data. */
+int groups_delete_prepare(groups_t *gs, const char *name, buf_t *rec, factum_error_t *err);
+void groups_delete_apply(groups_t *gs, const char *name);
+
+/* JSON of one group (config and stats) or of all; FACTUM_ENOTFOUND. */
+int groups_show(groups_t *gs, const char *name, buf_t *out);
+void groups_list(groups_t *gs, buf_t *out);
+
+/*
+ * Hands out up to max deliveries as a JSON array in out: [{"delivery_id","attempt","event"}].
+ * *count is how many (0: the caller may wait and ask again). FACTUM_ENOTFOUND for no group.
+ */
+int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *count, factum_error_t *err);
+
+/*
+ * Checks delivery ids for an ack and renders the Acked record data into rec. FACTUM_ENOTFOUND
+ * (no group), FACTUM_EINVAL (malformed), FACTUM_ECONFLICT (an id not in flight; the message
+ * names it). Ids already acknowledged are accepted again (acks are idempotent).
+ */
+int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err);
+void groups_ack_apply(groups_t *gs, const char *name, factum_str_t rec);
+
+/* The stream holding a group's state: "$group-NAME". */
+void groups_state_stream(const char *name, char out[GROUP_MAX_NAME + 8]);
+
+#endif

@@ -1,0 +1,192 @@
+/*
+ * groups_api.c — the /groups API over groups.c:
+ *   PUT /groups/{g} (201 created / 200 updated), GET /groups, GET /groups/{g}, DELETE /groups/{g}
+ *   POST /groups/{g}/messages?max=N&wait_ms=T (long poll), POST /groups/{g}/ack
+ * Every change is a record appended to $groups or $group-{g}; it is applied to the in-memory
+ * group from the durable record (read back by position), then answered.
+ */
+#include "server.h"
+
+#include "groups.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define PULL_MAX 1000
+#define WAIT_MAX_MS 60000
+
+/* The durable record's data, read back from the log. */
+static factum_events_t *record_at(conn *c, factum_result_t **r) {
+    factum_query_t q = {.from = c->ar_res.last_position, .limit = 1, .system = 1};
+    if (factum_read_all(c->l->srv->db, &q, r, NULL) || factum_result_count(*r) != 1) return NULL;
+    return (factum_events_t *)1;
+}
+
+static bool check_written(conn *c) {
+    c->state = C_BODY;
+    if (!c->ar_rc) return true;
+    conn_problem(c, 503, "unavailable", NULL, "%s", c->ar_msg);
+    return false;
+}
+
+static void defined_done(conn *c) {
+    if (!check_written(c)) return;
+    factum_result_t *r = NULL;
+    if (!record_at(c, &r)) {
+        conn_problem(c, 500, "internal", NULL, "the group's record cannot be read back");
+        factum_result_free(r);
+        return;
+    }
+    groups_define_apply(c->l->srv->groups, factum_result_event(r, 0)->data, c->ar_res.last_position);
+    factum_result_free(r);
+    buf_t b = {0};
+    groups_show(c->l->srv->groups, c->ar_note, &b);
+    conn_respond(c, c->ar_at ? 201 : 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
+
+static void deleted_done(conn *c) {
+    if (!check_written(c)) return;
+    groups_delete_apply(c->l->srv->groups, c->ar_note);
+    char body[200];
+    int n = snprintf(body, sizeof body, "{\"name\":\"%s\",\"deleted\":true}", c->ar_note);
+    conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
+}
+
+static void acked_done(conn *c) {
+    if (!check_written(c)) return;
+    factum_result_t *r = NULL;
+    if (record_at(c, &r)) groups_ack_apply(c->l->srv->groups, c->ar_note, factum_result_event(r, 0)->data);
+    factum_result_free(r);
+    char body[64];
+    int n = snprintf(body, sizeof body, "{\"acked\":%lld}", (long long)c->ar_at);
+    conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
+}
+
+static void submit(conn *c, const char *stream, const char *type, buf_t *data, append_done_fn done) {
+    factum_event_t rec = {.type = str_c(type), .data = {data->ptr, data->len}, .data_format = FACTUM_DATA_JSON};
+    factum_error_t err;
+    int rc = server_submit_append(c, str_c(stream), FACTUM_EXPECT_ANY, &rec, 1, done, &err);
+    if (rc) conn_problem(c, 503, "unavailable", NULL, "%s", err.message);
+}
+
+static void problem_of(conn *c, int rc, const factum_error_t *err) {
+    int st = rc == FACTUM_ENOTFOUND ? 404 : rc == FACTUM_ECONFLICT ? 409 : 400;
+    conn_problem(c, st, st == 404 ? "not-found" : st == 409 ? "conflict" : "bad-request", NULL, "%s", err->message);
+}
+
+/* One pull; answers and returns true, or returns false when there is nothing yet. */
+bool groups_try_pull(conn *c, bool final) {
+    buf_t b = {0};
+    size_t count;
+    factum_error_t err;
+    int rc = groups_pull(c->l->srv->groups, c->ar_note, (size_t)c->ar_res.first_revision, &b, &count, &err);
+    if (rc) problem_of(c, rc, &err);
+    else if (count || final) conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+    return rc || count || final;
+}
+
+static void pull(conn *c) {
+    uint64_t max = 1, wait = 0;
+    factum_str_t q = c->req->h.query;
+    /* max=N&wait_ms=T, in any order */
+    for (size_t i = 0; i < q.len;) {
+        size_t s = i;
+        while (i < q.len && q.ptr[i] != '&') i++;
+        factum_str_t kv = {q.ptr + s, i - s};
+        i++;
+        uint64_t *dst = NULL, v = 0;
+        size_t kl = 0;
+        if (kv.len > 4 && !memcmp(kv.ptr, "max=", 4)) dst = &max, kl = 4;
+        else if (kv.len > 8 && !memcmp(kv.ptr, "wait_ms=", 8)) dst = &wait, kl = 8;
+        bool ok = dst && kv.len - kl <= 9;
+        for (size_t k = kl; ok && k < kv.len; k++) {
+            ok = kv.ptr[k] >= '0' && kv.ptr[k] <= '9';
+            v = v * 10 + (uint64_t)(kv.ptr[k] - '0');
+        }
+        if (!ok) {
+            conn_problem(c, 400, "bad-request", NULL, "query parameters are max=N (1 to %d) and wait_ms=T (0 to %d)", PULL_MAX,
+                         WAIT_MAX_MS);
+            return;
+        }
+        *dst = v;
+    }
+    if (max < 1 || max > PULL_MAX || wait > WAIT_MAX_MS) {
+        conn_problem(c, 400, "bad-request", NULL, "max must be 1 to %d and wait_ms 0 to %d", PULL_MAX, WAIT_MAX_MS);
+        return;
+    }
+    c->ar_res.first_revision = max; /* the pull size, kept where a waiting pull finds it again */
+    if (groups_try_pull(c, wait == 0)) return;
+    server_wait(c, wait); /* long poll: commits and the sweep ask again */
+}
+
+static void ack(conn *c, factum_str_t body) {
+    buf_t rec = {0};
+    size_t n;
+    factum_error_t err;
+    int rc = groups_ack_prepare(c->l->srv->groups, c->ar_note, body, &rec, &n, &err);
+    if (rc) problem_of(c, rc, &err);
+    else if (n == 0) conn_respond(c, 200, "application/json", NULL, "{\"acked\":0}", 11);
+    else {
+        char stream[GROUP_MAX_NAME + 8];
+        groups_state_stream(c->ar_note, stream);
+        c->ar_at = (int64_t)n;
+        submit(c, stream, "Acked", &rec, acked_done);
+    }
+    buf_free(&rec);
+}
+
+void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
+    const http_req *h = &c->req->h;
+    groups_t *gs = c->l->srv->groups;
+    bool get = str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"));
+    if (rest.len == 0 || str_eq(rest, str_c("/"))) {
+        if (!get) {
+            conn_problem(c, 405, "method-not-allowed", NULL, "GET /groups lists the groups");
+            return;
+        }
+        buf_t b = {0};
+        groups_list(gs, &b);
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+        buf_free(&b);
+        return;
+    }
+    /* /{name}[/messages|/ack] */
+    const char *slash = memchr(rest.ptr + 1, '/', rest.len - 1);
+    size_t nl = slash ? (size_t)(slash - rest.ptr - 1) : rest.len - 1;
+    factum_str_t tail = slash ? (factum_str_t){slash, (size_t)(rest.ptr + rest.len - slash)} : (factum_str_t){"", 0};
+    if (nl == 0 || nl > GROUP_MAX_NAME) {
+        conn_problem(c, 404, "not-found", NULL, "no such group");
+        return;
+    }
+    snprintf(c->ar_note, sizeof c->ar_note, "%.*s", (int)nl, rest.ptr + 1);
+    factum_error_t err;
+    int rc;
+    if (tail.len == 0) {
+        buf_t rec = {0};
+        if (get) {
+            if (groups_show(gs, c->ar_note, &rec)) conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
+            else conn_respond(c, 200, "application/json", NULL, rec.ptr, rec.len);
+        } else if (str_eq(h->method, str_c("PUT"))) {
+            bool created;
+            if ((rc = groups_define_prepare(gs, c->ar_note, body, &rec, &created, &err))) problem_of(c, rc, &err);
+            else {
+                c->ar_at = created;
+                submit(c, GROUPS_STREAM, "GroupDefined", &rec, defined_done);
+            }
+        } else if (str_eq(h->method, str_c("DELETE"))) {
+            if ((rc = groups_delete_prepare(gs, c->ar_note, &rec, &err))) problem_of(c, rc, &err);
+            else submit(c, GROUPS_STREAM, "GroupDeleted", &rec, deleted_done);
+        } else {
+            conn_problem(c, 405, "method-not-allowed", NULL, "a group allows GET, PUT and DELETE");
+        }
+        buf_free(&rec);
+    } else if (str_eq(tail, str_c("/messages")) && str_eq(h->method, str_c("POST"))) {
+        pull(c);
+    } else if (str_eq(tail, str_c("/ack")) && str_eq(h->method, str_c("POST"))) {
+        ack(c, body);
+    } else {
+        conn_problem(c, 404, "not-found", NULL, "no such resource (nack, parked and push delivery are not built yet)");
+    }
+}
