@@ -188,3 +188,74 @@ TEST(group_definitions_are_checked_and_listed) {
     (void)ids;
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+static void post_json(int port, const char *path, const char *body, int want, const char *has) {
+    resp r;
+    http_do(port, "POST", path, "Content-Type: application/json\r\n", body, &r);
+    CHECK_MSG(r.status == want && (!has || strstr(r.body, has)), "POST %s %s: %d %s", path, body, r.status, r.body);
+    resp_free(&r);
+}
+
+TEST_T(retries_back_off_park_after_max_deliveries_and_replay_once, 60) {
+    srv s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < 3; i++) {
+        resp r;
+        char body[64];
+        snprintf(body, sizeof body, "{\"type\":\"Pay\",\"data\":{\"n\":%d}}", i);
+        http_do(s.port, "POST", "/streams/pay-1", CE, body, &r);
+        resp_free(&r);
+    }
+    put_group(s.port, "p",
+              "{\"source\":{\"stream\":\"pay-1\"},\"start\":\"earliest\",\"max_deliveries\":3,\"ack_timeout_ms\":300,"
+              "\"retry\":{\"min_delay_ms\":200,\"max_delay_ms\":400}}",
+              201);
+    char ids[10][32];
+    CHECK_EQ(pull(s.port, "p", 3, 0, ids), 3);
+    /* 0: retry (backoff 200 ms +-20%), 1: park, 2: skip */
+    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"0.1\"],\"action\":\"retry\",\"reason\":\"db down\"}", 200, "\"nacked\":1");
+    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"1.1\"],\"action\":\"park\",\"reason\":\"bad data\"}", 200, NULL);
+    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"2.1\"],\"action\":\"skip\"}", 200, NULL);
+    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"2.1\"],\"action\":\"skip\"}", 409, NULL);
+    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"0.1\"],\"action\":\"later\"}", 400, NULL);
+    uint64_t t0 = clock_mono_ns();
+    CHECK_EQ(pull(s.port, "p", 3, 100, ids), 0); /* not before its delay */
+    CHECK_EQ(pull(s.port, "p", 3, 2000, ids), 1);
+    uint64_t waited = (clock_mono_ns() - t0) / 1000000;
+    CHECK_MSG(waited >= 150 && waited < 1200, "the retry came after %llu ms, want about 200", (unsigned long long)waited);
+    CHECK(!strcmp(ids[0], "0.2"));
+    /* Attempt 2 times out (300 ms), then attempt 3 is nacked: past max_deliveries it parks. */
+    CHECK_EQ(pull(s.port, "p", 3, 3000, ids), 1);
+    CHECK_MSG(!strcmp(ids[0], "0.3"), "got %s", ids[0]);
+    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"0.3\"],\"reason\":\"still down\"}", 200, NULL);
+    resp r;
+    http_do(s.port, "GET", "/groups/p/parked", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "\"delivery_id\":\"1\",\"attempts\":1,\"reason\":\"bad data\"") &&
+                  strstr(r.body, "\"delivery_id\":\"0\",\"attempts\":3,\"reason\":\"still down\"") &&
+                  strstr(r.body, "\"data\":{\"n\":1}") && strstr(r.body, "\"parked_at\":\""),
+              "%s", r.body);
+    resp_free(&r);
+    /* The parked state survives a kill. */
+    srv_stop(&s, SIGKILL);
+    s = srv_start(test_dir(), NULL);
+    http_do(s.port, "GET", "/groups/p", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "\"parked\":2") && strstr(r.body, "\"in_flight\":0"), "%s", r.body);
+    resp_free(&r);
+    CHECK_EQ(pull(s.port, "p", 3, 0, ids), 0);
+    /* Replay one: delivered once more; failing again parks it again (no loop). */
+    post_json(s.port, "/groups/p/parked/replay", "{\"delivery_ids\":[\"1\"]}", 200, "\"replayed\":1");
+    CHECK_EQ(pull(s.port, "p", 3, 0, ids), 1);
+    CHECK_MSG(!strcmp(ids[0], "1.3"), "got %s", ids[0]);
+    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"1.3\"],\"reason\":\"again\"}", 200, NULL);
+    CHECK_EQ(pull(s.port, "p", 3, 300, ids), 0);
+    /* Replay all, ack them; delete one parked. */
+    post_json(s.port, "/groups/p/parked/replay", "", 200, "\"replayed\":2");
+    CHECK_EQ(pull(s.port, "p", 3, 0, ids), 2);
+    ack(s.port, "p", ids, 2);
+    http_do(s.port, "GET", "/groups/p", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "\"parked\":0") && strstr(r.body, "\"checkpoint\":3"), "%s", r.body);
+    resp_free(&r);
+    http_do(s.port, "DELETE", "/groups/p/parked/7", NULL, NULL, &r);
+    CHECK_EQ(r.status, 404);
+    resp_free(&r);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

@@ -18,7 +18,14 @@
 #define MAX_FILTERS 16
 
 enum { SRC_STREAM, SRC_CATEGORY, SRC_ALL };
-enum { E_INFLIGHT, E_RETRY, E_DONE };
+enum { E_INFLIGHT, E_RETRY, E_DONE, E_PARKING };
+
+typedef struct parked {
+    uint64_t key, pos;
+    uint32_t attempts;
+    int64_t at;
+    char reason[256];
+} parked;
 
 typedef struct entry {
     uint64_t key, pos;
@@ -39,6 +46,9 @@ typedef struct group {
     size_t n, cap;
     uint64_t delivered, redelivered, acked;
     uint64_t created_pos; /* state records before this belong to an earlier group of the name */
+    parked *pk;
+    size_t npk, cappk;
+    uint64_t parked_total;
     struct group *link;
 } group;
 
@@ -46,6 +56,9 @@ struct groups {
     factum_t *db;
     pthread_mutex_t mu;
     group *list;
+    pthread_t keeper; /* expires deliveries that missed their ack timeout */
+    pthread_cond_t cond;
+    bool stop;
 };
 
 void groups_state_stream(const char *name, char out[GROUP_MAX_NAME + 8]) {
@@ -314,6 +327,7 @@ int groups_delete_prepare(groups_t *gs, const char *name, buf_t *rec, factum_err
 
 static void group_free(group *g) {
     free(g->e);
+    free(g->pk);
     free(g);
 }
 
@@ -367,20 +381,110 @@ static size_t count_kind(const group *g, int kind) {
     return n;
 }
 
-static void replay_acked(group *g, factum_str_t data) {
-    factum_str_t v, arr;
-    int kind, r;
-    uint64_t floor = 0, key;
-    if (member(data, "floor", &v, &kind) && kind == JSON_NUMBER && u64_of(v, &floor) && floor > g->next)
-        g->next = floor;
-    if (!member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
+static uint64_t backoff_us(const group *g, uint32_t attempt) {
+    /* min * 2^(attempt-1), at most max, then +-20% jitter. */
+    uint64_t d = g->min_delay_ms;
+    for (uint32_t i = 1; i < attempt && d < g->max_delay_ms; i++) d *= 2;
+    d = MIN(d, (uint64_t)g->max_delay_ms) * 1000;
+    uint64_t j = d / 5;
+    return j ? d - j + hash64(&attempt, sizeof attempt, (uint64_t)clock_mono_ns()) % (2 * j + 1) : d;
+}
+
+static void park(group *g, uint64_t key, uint64_t pos, uint32_t attempts, int64_t at, factum_str_t reason) {
+    if (g->npk == g->cappk) {
+        size_t cap = g->cappk ? g->cappk * 2 : 64;
+        parked *p = realloc(g->pk, cap * sizeof *p);
+        if (!p) return;
+        g->pk = p, g->cappk = cap;
+    }
+    parked *p = &g->pk[g->npk++];
+    *p = (parked){key, pos, attempts, at, ""};
+    snprintf(p->reason, sizeof p->reason, "%.*s", (int)reason.len, reason.ptr ? reason.ptr : "");
+    g->parked_total++;
+}
+
+static parked *parked_of(group *g, uint64_t key) {
+    for (size_t i = 0; i < g->npk; i++)
+        if (g->pk[i].key == key) return &g->pk[i];
+    return NULL;
+}
+
+static void unpark(group *g, parked *p) { *p = g->pk[--g->npk]; }
+
+static bool num_of(factum_str_t obj, const char *key, uint64_t *out) {
+    factum_str_t v;
+    int kind;
+    return member(obj, key, &v, &kind) && kind == JSON_NUMBER && u64_of(v, out);
+}
+
+/*
+ * Applies one durable state record, live or at start-up (the one code path for both):
+ *   Acked {keys, floor}
+ *   Nacked {items: [{key, pos, attempt, to: retry|park|skip, due}], reason, at}
+ *   Replayed {keys}      parked -> delivered again, attempts from 0
+ *   ParkedDeleted {keys}
+ */
+static void apply_record(group *g, factum_str_t type, factum_str_t data, bool replaying) {
+    factum_str_t arr, v;
+    int kind;
+    uint64_t key;
     json_iter_t it;
-    json_iter_init(&it, arr);
-    while ((r = json_iter_element(&it, &v, &kind)) == 1)
-        if (kind == JSON_NUMBER && u64_of(v, &key) && key >= floor && !entry_of(g, key)) {
-            entry *x = entry_add(g, key, 0);
-            if (x) x->kind = E_DONE;
+    if (str_eq(type, str_c("Acked"))) {
+        uint64_t floor = 0;
+        if (replaying && num_of(data, "floor", &floor) && floor > g->next) g->next = floor;
+        if (!member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
+        json_iter_init(&it, arr);
+        while (json_iter_element(&it, &v, &kind) == 1) {
+            if (kind != JSON_NUMBER || !u64_of(v, &key) || (replaying && key < floor)) continue;
+            entry *x = entry_of(g, key);
+            if (!x && replaying) x = entry_add(g, key, 0);
+            if (x && x->kind != E_DONE) x->kind = E_DONE, g->acked++;
         }
+    } else if (str_eq(type, str_c("Nacked"))) {
+        factum_str_t reason = {"", 0}, raw;
+        buf_t rb = {0};
+        uint64_t at = 0;
+        if (member(data, "reason", &raw, &kind) && kind == JSON_STRING && !json_unescape(raw, &rb))
+            reason = (factum_str_t){rb.ptr, rb.len};
+        num_of(data, "at", &at);
+        if (member(data, "items", &arr, &kind) && kind == JSON_ARRAY) {
+            json_iter_init(&it, arr);
+            while (json_iter_element(&it, &v, &kind) == 1) {
+                uint64_t pos = 0, attempt = 0, due = 0;
+                factum_str_t to;
+                int tk;
+                if (kind != JSON_OBJECT || !num_of(v, "key", &key) || !member(v, "to", &to, &tk)) continue;
+                num_of(v, "pos", &pos), num_of(v, "attempt", &attempt), num_of(v, "due", &due);
+                entry *x = entry_of(g, key);
+                if (!x) x = entry_add(g, key, pos);
+                if (!x) continue;
+                x->pos = pos, x->attempt = (uint32_t)attempt;
+                if (json_key_is(to, "retry")) x->kind = E_RETRY, x->t = (int64_t)due;
+                else if (json_key_is(to, "skip")) x->kind = E_DONE;
+                else {
+                    x->kind = E_DONE; /* parked counts as done for the floor; it lives in the parked set */
+                    if (!parked_of(g, key)) park(g, key, pos, (uint32_t)attempt, (int64_t)at, reason);
+                }
+            }
+        }
+        buf_free(&rb);
+    } else if (str_eq(type, str_c("Replayed")) || str_eq(type, str_c("ParkedDeleted"))) {
+        bool replay = str_eq(type, str_c("Replayed"));
+        if (!member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
+        json_iter_init(&it, arr);
+        while (json_iter_element(&it, &v, &kind) == 1) {
+            parked *p;
+            if (kind != JSON_NUMBER || !u64_of(v, &key) || !(p = parked_of(g, key))) continue;
+            uint64_t pos = p->pos;
+            unpark(g, p);
+            if (!replay) continue;
+            entry *x = entry_of(g, key);
+            if (!x) x = entry_add(g, key, pos);
+            /* one more delivery: a failure parks it again rather than loop */
+            if (x) x->kind = E_RETRY, x->t = 0, x->attempt = g->max_deliveries - 1, x->pos = pos;
+        }
+    }
+    refloor(g);
 }
 
 /* ---- pull ---- */
@@ -425,11 +529,7 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
     factum_t *db = gs->db;
     int64_t now = clock_realtime_us();
     size_t in_flight = 0;
-    for (size_t i = 0; i < g->n; i++) {
-        entry *x = &g->e[i];
-        if (x->kind == E_INFLIGHT && x->t <= now) x->kind = E_RETRY, x->t = now; /* missed its ack timeout */
-        in_flight += x->kind == E_INFLIGHT;
-    }
+    for (size_t i = 0; i < g->n; i++) in_flight += g->e[i].kind == E_INFLIGHT;
     /* Retries that are due first, oldest key first. */
     while (*count < max && in_flight < MAX_IN_FLIGHT) {
         entry *best = NULL;
@@ -549,23 +649,193 @@ int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t 
     return rc;
 }
 
-void groups_ack_apply(groups_t *gs, const char *name, factum_str_t rec) {
-    factum_str_t arr, v;
-    int kind;
+void groups_apply(groups_t *gs, const char *name, factum_str_t type, factum_str_t rec) {
     pthread_mutex_lock(&gs->mu);
     group *g = find(gs, name);
-    if (g && member(rec, "keys", &arr, &kind) && kind == JSON_ARRAY) {
-        json_iter_t it;
-        json_iter_init(&it, arr);
+    if (g) apply_record(g, type, rec, false);
+    pthread_mutex_unlock(&gs->mu);
+}
+
+/* ---- nack, parked ---- */
+
+/* Renders one Nacked item for x going `to` (retry, park or skip). */
+static void nack_item(const group *g, buf_t *rec, const entry *x, const char *to, int64_t now, int64_t delay_ms, bool first) {
+    int64_t due = now + (delay_ms >= 0 ? delay_ms * 1000 : (int64_t)backoff_us(g, x->attempt));
+    buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"attempt\":%u,\"to\":\"%s\",\"due\":%lld}", first ? "" : ",",
+               (unsigned long long)x->key, (unsigned long long)x->pos, x->attempt, to, (long long)due);
+}
+
+int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err) {
+    factum_str_t arr, v;
+    int kind, r;
+    *n = 0;
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !member(body, "delivery_ids", &arr, &kind) ||
+        kind != JSON_ARRAY)
+        return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...], \"action\": \"retry\"|\"park\"|\"skip\"}");
+    char action[16] = "retry", reason[256] = "";
+    uint64_t delay = 0;
+    bool has_delay = false;
+    if (member(body, "action", &v, &kind) &&
+        (kind != JSON_STRING || !str_into(v, action, sizeof action) ||
+         (strcmp(action, "retry") && strcmp(action, "park") && strcmp(action, "skip"))))
+        return err_set(err, FACTUM_EINVAL, "'action' must be retry, park or skip");
+    if (member(body, "reason", &v, &kind) && (kind != JSON_STRING || !str_into(v, reason, sizeof reason)))
+        return err_set(err, FACTUM_EINVAL, "'reason' must be a string of at most 255 bytes");
+    if (member(body, "delay_ms", &v, &kind)) {
+        if (kind != JSON_NUMBER || !u64_of(v, &delay) || delay > 86400000)
+            return err_set(err, FACTUM_EINVAL, "'delay_ms' must be 0 to 86400000");
+        has_delay = true;
+    }
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    int rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    int64_t now = clock_realtime_us();
+    rec->len = 0;
+    buf_printf(rec, "{\"items\":[");
+    json_iter_t it;
+    json_iter_init(&it, arr);
+    while (!rc && (r = json_iter_element(&it, &v, &kind)) == 1) {
+        buf_t s = {0};
         uint64_t key;
-        while (json_iter_element(&it, &v, &kind) == 1)
-            if (u64_of(v, &key)) {
-                entry *x = entry_of(g, key);
-                if (x && x->kind != E_DONE) x->kind = E_DONE, g->acked++;
+        uint32_t attempt;
+        if (kind != JSON_STRING || json_unescape(v, &s) || !delivery_id((factum_str_t){s.ptr ? s.ptr : "", s.len}, &key, &attempt))
+            rc = err_set(err, FACTUM_EINVAL, "delivery ids look like \"123.1\"");
+        else {
+            entry *x = entry_of(g, key);
+            if (!(x && x->kind == E_INFLIGHT && x->attempt == attempt))
+                rc = err_set(err, FACTUM_ECONFLICT, "delivery %llu.%u is not in flight", (unsigned long long)key, attempt);
+            else {
+                /* A retry past max_deliveries parks instead. */
+                const char *to = !strcmp(action, "retry") && x->attempt >= g->max_deliveries ? "park" : action;
+                nack_item(g, rec, x, to, now, has_delay ? (int64_t)delay : -1, *n == 0);
+                ++*n;
             }
-        refloor(g);
+        }
+        buf_free(&s);
+    }
+    if (!rc) {
+        buf_printf(rec, "],\"reason\":");
+        json_escape(rec, reason, strlen(reason));
+        buf_printf(rec, ",\"at\":%lld}", (long long)now);
     }
     pthread_mutex_unlock(&gs->mu);
+    return rc;
+}
+
+int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, const char *one, buf_t *rec, size_t *n,
+                          factum_error_t *err) {
+    factum_str_t arr = {NULL, 0}, v;
+    int kind;
+    *n = 0;
+    if (body.len && (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT ||
+                     (member(body, "delivery_ids", &arr, &kind) && kind != JSON_ARRAY)))
+        return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]} or empty (all)");
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    int rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    rec->len = 0;
+    buf_printf(rec, "{\"keys\":[");
+    if (!rc && one) {
+        uint64_t key;
+        if (!u64_of(str_c(one), &key) || !parked_of(g, key)) rc = err_set(err, FACTUM_ENOTFOUND, "no parked event '%s'", one);
+        else buf_printf(rec, "%llu", (unsigned long long)key), *n = 1;
+    } else if (!rc && arr.ptr) {
+        json_iter_t it;
+        json_iter_init(&it, arr);
+        while (!rc && json_iter_element(&it, &v, &kind) == 1) {
+            char s[32];
+            uint64_t key;
+            if (kind != JSON_STRING || !str_into(v, s, sizeof s) || !u64_of(str_c(s), &key) || !parked_of(g, key))
+                rc = err_set(err, FACTUM_ENOTFOUND, "not a parked event: %.*s", (int)MIN(v.len, 40), v.ptr);
+            else buf_printf(rec, "%s%llu", *n ? "," : "", (unsigned long long)key), ++*n;
+        }
+    } else if (!rc) {
+        for (size_t i = 0; i < g->npk; i++) buf_printf(rec, "%s%llu", i ? "," : "", (unsigned long long)g->pk[i].key);
+        *n = g->npk;
+    }
+    buf_printf(rec, "]}");
+    pthread_mutex_unlock(&gs->mu);
+    return rc;
+}
+
+int groups_parked_list(groups_t *gs, const char *name, buf_t *out) {
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    if (!g) {
+        pthread_mutex_unlock(&gs->mu);
+        return FACTUM_ENOTFOUND;
+    }
+    buf_append(out, "[", 1);
+    for (size_t i = 0; i < g->npk; i++) {
+        parked *p = &g->pk[i];
+        char at[32];
+        time_format_rfc3339(p->at, at);
+        buf_printf(out, "%s\n{\"delivery_id\":\"%llu\",\"attempts\":%u,\"reason\":", i ? "," : "", (unsigned long long)p->key,
+                   p->attempts);
+        json_escape(out, p->reason, strlen(p->reason));
+        buf_printf(out, ",\"parked_at\":\"%s\",\"event\":", at);
+        factum_query_t q = {.from = p->pos, .limit = 1, .system = 1};
+        factum_result_t *r;
+        if (factum_read_all(gs->db, &q, &r, NULL) == 0 && factum_result_count(r) == 1) {
+            const factum_event_t *e = factum_result_event(r, 0);
+            size_t need = factum_event_json(e, NULL, 0);
+            if (!buf_reserve(out, need + 1)) factum_event_json(e, out->ptr + out->len, need + 1), out->len += need;
+            factum_result_free(r);
+        } else {
+            buf_printf(out, "null");
+        }
+        buf_append(out, "}", 1);
+    }
+    buf_append(out, g->npk ? "\n]" : "]", g->npk ? 2 : 1);
+    pthread_mutex_unlock(&gs->mu);
+    return 0;
+}
+
+/* ---- the keeper: ack timeouts ---- */
+
+static void *keeper(void *arg) {
+    groups_t *gs = arg;
+    buf_t rec = {0};
+    pthread_mutex_lock(&gs->mu);
+    while (!gs->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&gs->cond, &gs->mu, &ts);
+        int64_t now = clock_realtime_us();
+        for (group *g = gs->list; g && !gs->stop; g = g->link) {
+            rec.len = 0;
+            buf_printf(&rec, "{\"items\":[");
+            size_t n = 0;
+            for (size_t i = 0; i < g->n; i++) {
+                entry *x = &g->e[i];
+                if (x->kind != E_INFLIGHT || x->t > now) continue;
+                nack_item(g, &rec, x, x->attempt >= g->max_deliveries ? "park" : "retry", now, -1, n == 0);
+                x->kind = E_PARKING; /* neither deliverable nor expiring again until written */
+                n++;
+            }
+            if (!n) continue;
+            buf_printf(&rec, "],\"reason\":\"ack timeout\",\"at\":%lld}", (long long)now);
+            char name[GROUP_MAX_NAME + 1], stream[GROUP_MAX_NAME + 8];
+            snprintf(name, sizeof name, "%s", g->name);
+            groups_state_stream(name, stream);
+            factum_event_t ev = {.type = str_c("Nacked"), .data = {rec.ptr, rec.len}, .data_format = FACTUM_DATA_JSON};
+            pthread_mutex_unlock(&gs->mu);
+            int rc = factum_append(gs->db, str_c(stream), FACTUM_EXPECT_ANY, &ev, 1, NULL, NULL);
+            pthread_mutex_lock(&gs->mu);
+            group *again = find(gs, name);
+            if (again != g) break; /* deleted meanwhile: the list changed under us */
+            if (rc == 0) apply_record(g, str_c("Nacked"), (factum_str_t){rec.ptr, rec.len}, false);
+            else
+                for (size_t i = 0; i < g->n; i++)
+                    if (g->e[i].kind == E_PARKING) g->e[i].kind = E_RETRY, g->e[i].t = now; /* the disk refuses: keep it moving */
+            break; /* the list may have changed while unlocked: start over next round */
+        }
+    }
+    pthread_mutex_unlock(&gs->mu);
+    buf_free(&rec);
+    return NULL;
 }
 
 /* ---- show ---- */
@@ -576,10 +846,10 @@ static void render_group(groups_t *gs, group *g, buf_t *out) {
     uint64_t end = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(gs->db, str_c(g->src_name)) + 1)
                                         : factum_head_position(gs->db);
     buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,\"lag_events\":%llu,\"in_flight\":%zu,"
-                    "\"retrying\":%zu,\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu}}",
+                    "\"retrying\":%zu,\"parked\":%zu,\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu}}",
                (unsigned long long)g->next, (unsigned long long)g->floor,
                (unsigned long long)(end > g->floor ? end - g->floor : 0), count_kind(g, E_INFLIGHT),
-               count_kind(g, E_RETRY), (unsigned long long)g->delivered, (unsigned long long)g->redelivered,
+               count_kind(g, E_RETRY), g->npk, (unsigned long long)g->delivered, (unsigned long long)g->redelivered,
                (unsigned long long)g->acked);
 }
 
@@ -635,7 +905,7 @@ static void replay_definition(void *ctx, const factum_event_t *e) {
 static void replay_state(void *ctx, const factum_event_t *e) {
     group *g = ctx;
     if (e->position < g->created_pos) return; /* an earlier group of the same name */
-    if (str_eq(e->type, str_c("Acked"))) replay_acked(g, e->data);
+    apply_record(g, e->type, e->data, true);
 }
 
 int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
@@ -643,6 +913,7 @@ int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
     if (!gs) return err_set(err, FACTUM_ENOMEM, "out of memory");
     gs->db = db;
     pthread_mutex_init(&gs->mu, NULL);
+    pthread_cond_init(&gs->cond, NULL);
     int rc = each_event(db, GROUPS_STREAM, replay_definition, gs, err);
     for (group *g = gs->list; g && !rc; g = g->link) {
         char stream[GROUP_MAX_NAME + 8];
@@ -650,7 +921,9 @@ int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
         rc = each_event(db, stream, replay_state, g, err);
         refloor(g);
     }
+    if (!rc && pthread_create(&gs->keeper, NULL, keeper, gs)) rc = err_set(err, FACTUM_ENOMEM, "cannot start a thread");
     if (rc) {
+        gs->stop = true; /* no keeper to join */
         groups_close(gs);
         return rc;
     }
@@ -660,6 +933,12 @@ int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
 
 void groups_close(groups_t *gs) {
     if (!gs) return;
+    pthread_mutex_lock(&gs->mu);
+    bool running = !gs->stop;
+    gs->stop = true;
+    pthread_cond_signal(&gs->cond);
+    pthread_mutex_unlock(&gs->mu);
+    if (running) pthread_join(gs->keeper, NULL);
     while (gs->list) {
         group *g = gs->list;
         gs->list = g->link;

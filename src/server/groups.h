@@ -1,7 +1,8 @@
 /*
  * groups.h — consumer groups (docs/groups.md): definitions kept in $groups, per-group state in
  * $group-NAME, an in-memory table of what is in flight and done. Built so far: define, list,
- * show, delete; pull delivery (round_robin) with ack timeouts; ack.
+ * show, delete; pull delivery (round_robin); ack; nack (retry with backoff, park, skip);
+ * max_deliveries; parked list, replay and delete; ack timeouts (a keeper thread writes them).
  *
  * Thread-safety: one mutex for the registry and all groups; every call is short and may be
  * made from any event loop. Calls that need a durable write return what to write; the caller
@@ -49,7 +50,19 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
  * names it). Ids already acknowledged are accepted again (acks are idempotent).
  */
 int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err);
-void groups_ack_apply(groups_t *gs, const char *name, factum_str_t rec);
+/*
+ * Checks a nack {delivery_ids, action, delay_ms, reason} and renders its Nacked record. A retry
+ * of a delivery at max_deliveries parks it instead. Errors as for ack.
+ */
+int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err);
+/* Renders {keys} for Replayed or ParkedDeleted: the parked events named in body's
+   delivery_ids, or `one`, or all of them. FACTUM_ENOTFOUND for a name that is not parked. */
+int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, const char *one, buf_t *rec, size_t *n,
+                          factum_error_t *err);
+/* [{"delivery_id","attempts","reason","parked_at","event"}]; FACTUM_ENOTFOUND for no group. */
+int groups_parked_list(groups_t *gs, const char *name, buf_t *out);
+/* Applies a durable state record (Acked, Nacked, Replayed, ParkedDeleted) of group `name`. */
+void groups_apply(groups_t *gs, const char *name, factum_str_t type, factum_str_t rec);
 
 /* The stream holding a group's state: "$group-NAME". */
 void groups_state_stream(const char *name, char out[GROUP_MAX_NAME + 8]);

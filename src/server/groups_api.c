@@ -1,7 +1,8 @@
 /*
  * groups_api.c — the /groups API over groups.c:
  *   PUT /groups/{g} (201 created / 200 updated), GET /groups, GET /groups/{g}, DELETE /groups/{g}
- *   POST /groups/{g}/messages?max=N&wait_ms=T (long poll), POST /groups/{g}/ack
+ *   POST /groups/{g}/messages?max=N&wait_ms=T (long poll), POST /groups/{g}/ack, .../nack
+ *   GET /groups/{g}/parked, POST /groups/{g}/parked/replay, DELETE /groups/{g}/parked/{id}
  * Every change is a record appended to $groups or $group-{g}; it is applied to the in-memory
  * group from the durable record (read back by position), then answered.
  */
@@ -53,13 +54,22 @@ static void deleted_done(conn *c) {
     conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
 }
 
-static void acked_done(conn *c) {
+/* A state record (Acked, Nacked, Replayed, ParkedDeleted) is durable: apply it and answer. */
+static void recorded_done(conn *c) {
     if (!check_written(c)) return;
     factum_result_t *r = NULL;
-    if (record_at(c, &r)) groups_ack_apply(c->l->srv->groups, c->ar_note, factum_result_event(r, 0)->data);
+    const char *what = "done";
+    if (record_at(c, &r)) {
+        const factum_event_t *e = factum_result_event(r, 0);
+        groups_apply(c->l->srv->groups, c->ar_note, e->type, e->data);
+        what = str_eq(e->type, str_c("Acked"))      ? "acked"
+               : str_eq(e->type, str_c("Nacked"))   ? "nacked"
+               : str_eq(e->type, str_c("Replayed")) ? "replayed"
+                                                    : "deleted";
+    }
     factum_result_free(r);
     char body[64];
-    int n = snprintf(body, sizeof body, "{\"acked\":%lld}", (long long)c->ar_at);
+    int n = snprintf(body, sizeof body, "{\"%s\":%lld}", what, (long long)c->ar_at);
     conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
 }
 
@@ -121,18 +131,36 @@ static void pull(conn *c) {
     server_wait(c, wait); /* long poll: commits and the sweep ask again */
 }
 
-static void ack(conn *c, factum_str_t body) {
+typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, buf_t *, size_t *, factum_error_t *);
+
+/* ack and nack: check, write the record, answer once it is durable. */
+static void change(conn *c, factum_str_t body, prepare_fn prepare, const char *type) {
     buf_t rec = {0};
     size_t n;
     factum_error_t err;
-    int rc = groups_ack_prepare(c->l->srv->groups, c->ar_note, body, &rec, &n, &err);
+    int rc = prepare(c->l->srv->groups, c->ar_note, body, &rec, &n, &err);
     if (rc) problem_of(c, rc, &err);
-    else if (n == 0) conn_respond(c, 200, "application/json", NULL, "{\"acked\":0}", 11);
     else {
         char stream[GROUP_MAX_NAME + 8];
         groups_state_stream(c->ar_note, stream);
         c->ar_at = (int64_t)n;
-        submit(c, stream, "Acked", &rec, acked_done);
+        submit(c, stream, type, &rec, recorded_done);
+    }
+    buf_free(&rec);
+}
+
+/* Replay (one, some or all) or delete (one) parked events. */
+static void parked_change(conn *c, factum_str_t body, const char *one, const char *type) {
+    buf_t rec = {0};
+    size_t n;
+    factum_error_t err;
+    int rc = groups_parked_prepare(c->l->srv->groups, c->ar_note, body, one, &rec, &n, &err);
+    if (rc) problem_of(c, rc, &err);
+    else {
+        char stream[GROUP_MAX_NAME + 8];
+        groups_state_stream(c->ar_note, stream);
+        c->ar_at = (int64_t)n;
+        submit(c, stream, type, &rec, recorded_done);
     }
     buf_free(&rec);
 }
@@ -185,8 +213,21 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
     } else if (str_eq(tail, str_c("/messages")) && str_eq(h->method, str_c("POST"))) {
         pull(c);
     } else if (str_eq(tail, str_c("/ack")) && str_eq(h->method, str_c("POST"))) {
-        ack(c, body);
+        change(c, body, groups_ack_prepare, "Acked");
+    } else if (str_eq(tail, str_c("/nack")) && str_eq(h->method, str_c("POST"))) {
+        change(c, body, groups_nack_prepare, "Nacked");
+    } else if (str_eq(tail, str_c("/parked")) && get) {
+        buf_t b = {0};
+        if (groups_parked_list(gs, c->ar_note, &b)) conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
+        else conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+        buf_free(&b);
+    } else if (str_eq(tail, str_c("/parked/replay")) && str_eq(h->method, str_c("POST"))) {
+        parked_change(c, body, NULL, "Replayed");
+    } else if (tail.len > 8 && !memcmp(tail.ptr, "/parked/", 8) && str_eq(h->method, str_c("DELETE"))) {
+        char one[32];
+        snprintf(one, sizeof one, "%.*s", (int)MIN(tail.len - 8, sizeof one - 1), tail.ptr + 8);
+        parked_change(c, (factum_str_t){"", 0}, one, "ParkedDeleted");
     } else {
-        conn_problem(c, 404, "not-found", NULL, "no such resource (nack, parked and push delivery are not built yet)");
+        conn_problem(c, 404, "not-found", NULL, "no such resource (push delivery is not built yet)");
     }
 }
