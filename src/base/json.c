@@ -352,3 +352,12 @@ bool text_valid(const char *s, size_t n) {
     }
     return true;
 }
+
+bool json_member(factum_str_t obj, const char *key, factum_str_t *val, int *kind) {
+    json_iter_t it;
+    factum_str_t k;
+    json_iter_init(&it, obj);
+    while (json_iter_member(&it, &k, val, kind) == 1)
+        if (json_key_is(k, key)) return true;
+    return false;
+}

@@ -40,6 +40,8 @@ int json_iter_member(json_iter_t *it, factum_str_t *key, factum_str_t *val, int 
 /* Next element of an array: 1, 0 or -1. */
 int json_iter_element(json_iter_t *it, factum_str_t *val, int *kind);
 
+/* The member `key` of an object span (its raw value and kind); false if there is none. */
+bool json_member(factum_str_t obj, const char *key, factum_str_t *val, int *kind);
 /* True if a raw string span (with quotes) equals the plain name (compares after decoding). */
 bool json_key_is(factum_str_t raw, const char *name);
 /* Decodes a raw string span (with quotes) into out (appended). 0 or FACTUM_ENOMEM. */

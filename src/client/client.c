@@ -79,15 +79,6 @@ static void url_append(buf_t *b, const char *s, size_t n) {
     }
 }
 
-/* The member `key` of a JSON object text. */
-static bool json_member(factum_str_t obj, const char *key, factum_str_t *val, int *kind) {
-    json_iter_t it;
-    factum_str_t k;
-    json_iter_init(&it, obj);
-    while (json_iter_member(&it, &k, val, kind) == 1)
-        if (json_key_is(k, key)) return true;
-    return false;
-}
 
 static uint64_t json_u64(factum_str_t obj, const char *key, int64_t dflt) {
     factum_str_t v;
@@ -148,6 +139,25 @@ static int perform(factum_client_t *c, long *status, factum_error_t *err) {
     return 0;
 }
 
+/* POSTs body (freed here) with a content type and one optional extra header. */
+static int post(factum_client_t *c, const char *url, const char *ctype, const char *header, buf_t *body, long *status,
+                factum_error_t *err) {
+    char ct[128];
+    snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
+    struct curl_slist *h = curl_slist_append(NULL, ct);
+    h = curl_slist_append(h, "Expect:");
+    if (header) h = curl_slist_append(h, header);
+    curl_easy_reset(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_URL, url);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body->ptr ? body->ptr : "");
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+    int rc = perform(c, status, err);
+    curl_slist_free_all(h);
+    buf_free(body);
+    return rc;
+}
+
 int factum_client_append(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
                          size_t n, factum_append_result_t *res, factum_error_t *err) {
     factum_append_result_t dummy;
@@ -168,23 +178,13 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
         body.len += need;
     }
     buf_append(&body, "]", 1);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/cloudevents-batch+json");
-    h = curl_slist_append(h, "Expect:");
     char cond[64] = "";
     if (expected == FACTUM_EXPECT_NO_STREAM) snprintf(cond, sizeof cond, "If-None-Match: *");
     else if (expected == FACTUM_EXPECT_EXISTS) snprintf(cond, sizeof cond, "If-Match: *");
     else if (expected >= 0) snprintf(cond, sizeof cond, "If-Match: \"%lld\"", (long long)expected);
-    if (cond[0]) h = curl_slist_append(h, cond);
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body.ptr);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
     long status = 0;
-    int rc = perform(c, &status, err);
-    curl_slist_free_all(h);
+    int rc = post(c, url.ptr, "application/cloudevents-batch+json", cond[0] ? cond : NULL, &body, &status, err);
     buf_free(&url);
-    buf_free(&body);
     if (rc) return rc;
     factum_str_t b = {c->body.ptr ? c->body.ptr : "", c->body.len};
     if (status == 200 || status == 201) {
@@ -415,18 +415,9 @@ int factum_client_schedule(factum_client_t *c, int64_t at_us, const char *stream
         body.len += need;
     }
     buf_append(&body, "}", 1);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    h = curl_slist_append(h, "Expect:");
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body.ptr);
-    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
     long status = 0;
-    int rc = perform(c, &status, err);
-    curl_slist_free_all(h);
+    int rc = post(c, url.ptr, "application/json", NULL, &body, &status, err);
     buf_free(&url);
-    buf_free(&body);
     if (rc) return rc;
     if (status != 201) return problem(c, status, err);
     factum_str_t v, b = {c->body.ptr ? c->body.ptr : "", c->body.len};

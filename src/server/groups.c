@@ -73,14 +73,6 @@ static group *find(groups_t *gs, const char *name) {
 
 /* ---- JSON helpers ---- */
 
-static bool member(factum_str_t obj, const char *key, factum_str_t *val, int *kind) {
-    json_iter_t it;
-    factum_str_t k;
-    json_iter_init(&it, obj);
-    while (json_iter_member(&it, &k, val, kind) == 1)
-        if (json_key_is(k, key)) return true;
-    return false;
-}
 
 static bool str_into(factum_str_t raw, char *out, size_t cap) {
     buf_t b = {0};
@@ -107,7 +99,7 @@ static int num_member(factum_str_t obj, const char *key, uint64_t lo, uint64_t h
     factum_str_t v;
     int kind;
     uint64_t n = dflt;
-    if (member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !u64_of(v, &n)))
+    if (json_member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !u64_of(v, &n)))
         return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number", key);
     if (n < lo || n > hi) return err_set(err, FACTUM_EINVAL, "'%s' must be %llu to %llu", key, (unsigned long long)lo, (unsigned long long)hi);
     *out = (uint32_t)n;
@@ -183,31 +175,31 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
     factum_str_t v, src;
     int kind, rc;
     if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "the body must be a JSON object");
-    if (!member(body, "source", &src, &kind) || kind != JSON_OBJECT)
+    if (!json_member(body, "source", &src, &kind) || kind != JSON_OBJECT)
         return err_set(err, FACTUM_EINVAL, "'source' must be {\"stream\": S}, {\"category\": C} or {\"all\": {...}}");
-    if (member(src, "stream", &v, &kind)) {
+    if (json_member(src, "stream", &v, &kind)) {
         g->src = SRC_STREAM;
         if (kind != JSON_STRING || !str_into(v, g->src_name, sizeof g->src_name) ||
             factum_stream_name_check(str_c(g->src_name), err))
             return err_set(err, FACTUM_EBADSTREAM, "'source.stream' must be a stream name");
-    } else if (member(src, "category", &v, &kind)) {
+    } else if (json_member(src, "category", &v, &kind)) {
         g->src = SRC_CATEGORY;
         if (kind != JSON_STRING || !str_into(v, g->src_name, sizeof g->src_name) || !g->src_name[0])
             return err_set(err, FACTUM_EINVAL, "'source.category' must be a category name");
-    } else if (member(src, "all", &v, &kind)) {
+    } else if (json_member(src, "all", &v, &kind)) {
         g->src = SRC_ALL;
         factum_str_t l;
         int lk;
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "'source.all' must be an object");
-        if (member(v, "types", &l, &lk) && (lk != JSON_ARRAY || (rc = string_list(l, g->types, &g->ntypes, "types", err))))
+        if (json_member(v, "types", &l, &lk) && (lk != JSON_ARRAY || (rc = string_list(l, g->types, &g->ntypes, "types", err))))
             return err_set(err, FACTUM_EINVAL, "'source.all.types' must be a list of types");
-        if (member(v, "categories", &l, &lk) &&
+        if (json_member(v, "categories", &l, &lk) &&
             (lk != JSON_ARRAY || (rc = string_list(l, g->cats, &g->ncats, "categories", err))))
             return err_set(err, FACTUM_EINVAL, "'source.all.categories' must be a list of categories");
     } else {
         return err_set(err, FACTUM_EINVAL, "'source' must be {\"stream\": S}, {\"category\": C} or {\"all\": {...}}");
     }
-    if (member(body, "strategy", &v, &kind)) {
+    if (json_member(body, "strategy", &v, &kind)) {
         char s[32] = "";
         if (kind != JSON_STRING || !str_into(v, s, sizeof s) || (strcmp(s, "round_robin") && strcmp(s, "by_stream")))
             return err_set(err, FACTUM_EINVAL, "'strategy' must be round_robin or by_stream");
@@ -218,7 +210,7 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
         (rc = num_member(body, "max_deliveries", 1, 1000, 10, &g->max_deliveries, err)))
         return rc;
     factum_str_t retry = {"{}", 2};
-    if (member(body, "retry", &v, &kind)) {
+    if (json_member(body, "retry", &v, &kind)) {
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "'retry' must be {\"min_delay_ms\", \"max_delay_ms\"}");
         retry = v;
     }
@@ -228,7 +220,7 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
     if (g->min_delay_ms > g->max_delay_ms) return err_set(err, FACTUM_EINVAL, "'retry.min_delay_ms' is above 'max_delay_ms'");
     if (resolve) {
         g->start = 0;
-        if (member(body, "start", &v, &kind) && (rc = resolve_start(gs, g, v, kind, &g->start, err))) return rc;
+        if (json_member(body, "start", &v, &kind) && (rc = resolve_start(gs, g, v, kind, &g->start, err))) return rc;
     }
     return 0;
 }
@@ -291,13 +283,13 @@ void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos) {
     factum_str_t v;
     int kind;
     char name[GROUP_MAX_NAME + 1];
-    if (!member(rec, "name", &v, &kind) || kind != JSON_STRING || !str_into(v, name, sizeof name)) return;
+    if (!json_member(rec, "name", &v, &kind) || kind != JSON_STRING || !str_into(v, name, sizeof name)) return;
     group tmp;
     memset(&tmp, 0, sizeof tmp);
     factum_error_t err;
     if (parse_definition(gs, rec, &tmp, false, &err)) return;
     uint64_t start = 0;
-    if (member(rec, "start", &v, &kind)) u64_of(v, &start);
+    if (json_member(rec, "start", &v, &kind)) u64_of(v, &start);
     pthread_mutex_lock(&gs->mu);
     group *g = find(gs, name);
     if (g) {
@@ -414,7 +406,7 @@ static void unpark(group *g, parked *p) { *p = g->pk[--g->npk]; }
 static bool num_of(factum_str_t obj, const char *key, uint64_t *out) {
     factum_str_t v;
     int kind;
-    return member(obj, key, &v, &kind) && kind == JSON_NUMBER && u64_of(v, out);
+    return json_member(obj, key, &v, &kind) && kind == JSON_NUMBER && u64_of(v, out);
 }
 
 /*
@@ -432,7 +424,7 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
     if (str_eq(type, str_c("Acked"))) {
         uint64_t floor = 0;
         if (replaying && num_of(data, "floor", &floor) && floor > g->next) g->next = floor;
-        if (!member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
+        if (!json_member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
         json_iter_init(&it, arr);
         while (json_iter_element(&it, &v, &kind) == 1) {
             if (kind != JSON_NUMBER || !u64_of(v, &key) || (replaying && key < floor)) continue;
@@ -444,16 +436,16 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         factum_str_t reason = {"", 0}, raw;
         buf_t rb = {0};
         uint64_t at = 0;
-        if (member(data, "reason", &raw, &kind) && kind == JSON_STRING && !json_unescape(raw, &rb))
+        if (json_member(data, "reason", &raw, &kind) && kind == JSON_STRING && !json_unescape(raw, &rb))
             reason = (factum_str_t){rb.ptr, rb.len};
         num_of(data, "at", &at);
-        if (member(data, "items", &arr, &kind) && kind == JSON_ARRAY) {
+        if (json_member(data, "items", &arr, &kind) && kind == JSON_ARRAY) {
             json_iter_init(&it, arr);
             while (json_iter_element(&it, &v, &kind) == 1) {
                 uint64_t pos = 0, attempt = 0, due = 0;
                 factum_str_t to;
                 int tk;
-                if (kind != JSON_OBJECT || !num_of(v, "key", &key) || !member(v, "to", &to, &tk)) continue;
+                if (kind != JSON_OBJECT || !num_of(v, "key", &key) || !json_member(v, "to", &to, &tk)) continue;
                 num_of(v, "pos", &pos), num_of(v, "attempt", &attempt), num_of(v, "due", &due);
                 entry *x = entry_of(g, key);
                 if (!x) x = entry_add(g, key, pos);
@@ -470,7 +462,7 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         buf_free(&rb);
     } else if (str_eq(type, str_c("Replayed")) || str_eq(type, str_c("ParkedDeleted"))) {
         bool replay = str_eq(type, str_c("Replayed"));
-        if (!member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
+        if (!json_member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
         json_iter_init(&it, arr);
         while (json_iter_element(&it, &v, &kind) == 1) {
             parked *p;
@@ -600,7 +592,7 @@ int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t 
     factum_str_t arr, v;
     int kind, r;
     *n = 0;
-    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !member(body, "delivery_ids", &arr, &kind) ||
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !json_member(body, "delivery_ids", &arr, &kind) ||
         kind != JSON_ARRAY)
         return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]}");
     pthread_mutex_lock(&gs->mu);
@@ -669,19 +661,19 @@ int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t
     factum_str_t arr, v;
     int kind, r;
     *n = 0;
-    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !member(body, "delivery_ids", &arr, &kind) ||
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !json_member(body, "delivery_ids", &arr, &kind) ||
         kind != JSON_ARRAY)
         return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...], \"action\": \"retry\"|\"park\"|\"skip\"}");
     char action[16] = "retry", reason[256] = "";
     uint64_t delay = 0;
     bool has_delay = false;
-    if (member(body, "action", &v, &kind) &&
+    if (json_member(body, "action", &v, &kind) &&
         (kind != JSON_STRING || !str_into(v, action, sizeof action) ||
          (strcmp(action, "retry") && strcmp(action, "park") && strcmp(action, "skip"))))
         return err_set(err, FACTUM_EINVAL, "'action' must be retry, park or skip");
-    if (member(body, "reason", &v, &kind) && (kind != JSON_STRING || !str_into(v, reason, sizeof reason)))
+    if (json_member(body, "reason", &v, &kind) && (kind != JSON_STRING || !str_into(v, reason, sizeof reason)))
         return err_set(err, FACTUM_EINVAL, "'reason' must be a string of at most 255 bytes");
-    if (member(body, "delay_ms", &v, &kind)) {
+    if (json_member(body, "delay_ms", &v, &kind)) {
         if (kind != JSON_NUMBER || !u64_of(v, &delay) || delay > 86400000)
             return err_set(err, FACTUM_EINVAL, "'delay_ms' must be 0 to 86400000");
         has_delay = true;
@@ -728,7 +720,7 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
     int kind;
     *n = 0;
     if (body.len && (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT ||
-                     (member(body, "delivery_ids", &arr, &kind) && kind != JSON_ARRAY)))
+                     (json_member(body, "delivery_ids", &arr, &kind) && kind != JSON_ARRAY)))
         return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]} or empty (all)");
     pthread_mutex_lock(&gs->mu);
     group *g = find(gs, name);
@@ -897,7 +889,7 @@ static void replay_definition(void *ctx, const factum_event_t *e) {
         factum_str_t v;
         int kind;
         char name[GROUP_MAX_NAME + 1];
-        if (member(e->data, "name", &v, &kind) && kind == JSON_STRING && str_into(v, name, sizeof name))
+        if (json_member(e->data, "name", &v, &kind) && kind == JSON_STRING && str_into(v, name, sizeof name))
             groups_delete_apply(gs, name);
     }
 }

@@ -133,20 +133,26 @@ static void pull(conn *c) {
 
 typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, buf_t *, size_t *, factum_error_t *);
 
-/* ack and nack: check, write the record, answer once it is durable. */
+/* After a prepare: the problem, or the record written to $group-{g} and answered once durable. */
+static void write_change(conn *c, int rc, const factum_error_t *err, buf_t *rec, size_t n, const char *type) {
+    if (rc) {
+        problem_of(c, rc, err);
+    } else {
+        char stream[GROUP_MAX_NAME + 8];
+        groups_state_stream(c->ar_note, stream);
+        c->ar_at = (int64_t)n;
+        submit(c, stream, type, rec, recorded_done);
+    }
+    buf_free(rec);
+}
+
+/* ack and nack */
 static void change(conn *c, factum_str_t body, prepare_fn prepare, const char *type) {
     buf_t rec = {0};
     size_t n;
     factum_error_t err;
     int rc = prepare(c->l->srv->groups, c->ar_note, body, &rec, &n, &err);
-    if (rc) problem_of(c, rc, &err);
-    else {
-        char stream[GROUP_MAX_NAME + 8];
-        groups_state_stream(c->ar_note, stream);
-        c->ar_at = (int64_t)n;
-        submit(c, stream, type, &rec, recorded_done);
-    }
-    buf_free(&rec);
+    write_change(c, rc, &err, &rec, n, type);
 }
 
 /* Replay (one, some or all) or delete (one) parked events. */
@@ -155,14 +161,7 @@ static void parked_change(conn *c, factum_str_t body, const char *one, const cha
     size_t n;
     factum_error_t err;
     int rc = groups_parked_prepare(c->l->srv->groups, c->ar_note, body, one, &rec, &n, &err);
-    if (rc) problem_of(c, rc, &err);
-    else {
-        char stream[GROUP_MAX_NAME + 8];
-        groups_state_stream(c->ar_note, stream);
-        c->ar_at = (int64_t)n;
-        submit(c, stream, type, &rec, recorded_done);
-    }
-    buf_free(&rec);
+    write_change(c, rc, &err, &rec, n, type);
 }
 
 void api_groups(conn *c, factum_str_t rest, factum_str_t body) {

@@ -14,14 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static bool member(factum_str_t obj, const char *key, factum_str_t *val, int *kind) {
-    json_iter_t it;
-    factum_str_t k;
-    json_iter_init(&it, obj);
-    while (json_iter_member(&it, &k, val, kind) == 1)
-        if (json_key_is(k, key)) return true;
-    return false;
-}
 
 static void scheduled_done(conn *c) {
     c->state = C_BODY;
@@ -52,12 +44,12 @@ static void schedule(conn *c, factum_str_t body) {
         conn_problem(c, 400, "bad-request", NULL, "the body must be a JSON object {\"at\", \"stream\", \"event\"}");
         return;
     }
-    if (!member(body, "at", &v, &kind) || kind != JSON_STRING || json_unescape(v, &at_text) ||
+    if (!json_member(body, "at", &v, &kind) || kind != JSON_STRING || json_unescape(v, &at_text) ||
         time_parse((factum_str_t){at_text.ptr, at_text.len}, &at)) {
         conn_problem(c, 400, "bad-request", NULL, "'at' must be an RFC 3339 time");
         goto out;
     }
-    if (!member(body, "stream", &stream_raw, &kind) || kind != JSON_STRING || json_unescape(stream_raw, &stream)) {
+    if (!json_member(body, "stream", &stream_raw, &kind) || kind != JSON_STRING || json_unescape(stream_raw, &stream)) {
         conn_problem(c, 400, "bad-stream", NULL, "'stream' must be a stream name");
         goto out;
     }
@@ -68,7 +60,7 @@ static void schedule(conn *c, factum_str_t body) {
         conn_problem(c, 400, "bad-stream", NULL, "%s", err.message);
         goto out;
     }
-    if (!member(body, "event", &event, &kind) || kind != JSON_OBJECT) {
+    if (!json_member(body, "event", &event, &kind) || kind != JSON_OBJECT) {
         conn_problem(c, 400, "bad-event", NULL, "'event' must be a CloudEvent object");
         goto out;
     }

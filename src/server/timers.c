@@ -183,26 +183,16 @@ void timers_get_stats(timers_t *t, timers_stats *out) {
 
 /* The string member `key` of a JSON object, decoded into out (NUL-terminated). */
 static bool member_string(factum_str_t obj, const char *key, buf_t *out) {
-    json_iter_t it;
-    factum_str_t k, v;
+    factum_str_t v;
     int kind;
-    json_iter_init(&it, obj);
-    while (json_iter_member(&it, &k, &v, &kind) == 1)
-        if (json_key_is(k, key)) {
-            out->len = 0;
-            return kind == JSON_STRING && !json_unescape(v, out) && !buf_append(out, "", 1) && (out->len--, true);
-        }
-    return false;
+    out->len = 0;
+    return json_member(obj, key, &v, &kind) && kind == JSON_STRING && !json_unescape(v, out) && !buf_append(out, "", 1) &&
+           (out->len--, true);
 }
 
 static bool member_raw(factum_str_t obj, const char *key, factum_str_t *out, int want) {
-    json_iter_t it;
-    factum_str_t k;
     int kind;
-    json_iter_init(&it, obj);
-    while (json_iter_member(&it, &k, out, &kind) == 1)
-        if (json_key_is(k, key)) return kind == want;
-    return false;
+    return json_member(obj, key, out, &kind) && kind == want;
 }
 
 static void replay_event(timers_t *t, const factum_event_t *e, buf_t *id, buf_t *at) {
