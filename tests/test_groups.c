@@ -256,3 +256,130 @@ TEST_T(retries_back_off_park_after_max_deliveries_and_replay_once, 60) {
     resp_free(&r);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+/* ---- by_stream: a property test with random failures ---- */
+
+#define BS_STREAMS 12
+#define BS_EVENTS 20 /* per stream */
+static pthread_mutex_t bs_mu = PTHREAD_MUTEX_INITIALIZER;
+static int bs_done[BS_STREAMS];    /* revisions of each stream processed (acked or skipped) in order */
+static int bs_holder[BS_STREAMS];  /* the member holding an event of the stream, or -1 */
+static _Atomic int bs_total;
+
+typedef struct {
+    int port, member;
+    uint64_t seed;
+} bs_arg;
+
+static void *bs_member(void *arg) {
+    bs_arg *m = arg;
+    uint64_t x = m->seed;
+    char ids[20][32], path[64];
+    uint64_t give_up = clock_mono_ns() + 60000000000ull;
+    while (bs_total < BS_STREAMS * BS_EVENTS && clock_mono_ns() < give_up) {
+        resp r;
+        http_do(m->port, "POST", "/groups/ordered/messages?max=5&wait_ms=200", NULL, "", &r);
+        CHECK_EQ(r.status, 200);
+        int n = 0, streams[20], revs[20];
+        for (const char *p = r.body; (p = strstr(p, "\"delivery_id\":\"")); p += 15) {
+            const char *e = strchr(p + 15, '"');
+            snprintf(ids[n], 32, "%.*s", (int)(e - p - 15), p + 15);
+            const char *sp = strstr(p, "\"stream\":\"ord-"), *rp = strstr(p, "\"revision\":");
+            CHECK(sp && rp);
+            streams[n] = atoi(sp + 14), revs[n] = atoi(rp + 11);
+            n++;
+        }
+        resp_free(&r);
+        /* The property: every event handed out is the next of its stream, and no other member
+           holds an event of that stream. */
+        pthread_mutex_lock(&bs_mu);
+        for (int i = 0; i < n; i++) {
+            int s = streams[i];
+            CHECK_MSG(revs[i] == bs_done[s], "stream ord-%d: got revision %d, next in order is %d", s, revs[i], bs_done[s]);
+            CHECK_MSG(bs_holder[s] == -1 || bs_holder[s] == m->member, "stream ord-%d held by two members", s);
+            for (int j = 0; j < i; j++) CHECK_MSG(streams[j] != s, "two events of ord-%d in one batch", s);
+            bs_holder[s] = m->member;
+        }
+        pthread_mutex_unlock(&bs_mu);
+        for (int i = 0; i < n; i++) {
+            x = x * 6364136223846793005u + 1442695040888963407u;
+            int roll = (int)((x >> 33) % 10);
+            const char *body;
+            char b[128];
+            if (roll < 3) { /* fail: retry (it comes back, in order) */
+                snprintf(b, sizeof b, "{\"delivery_ids\":[\"%s\"],\"action\":\"retry\",\"delay_ms\":%d}", ids[i], roll * 20);
+                body = b, snprintf(path, sizeof path, "/groups/ordered/nack");
+            } else if (roll == 3) { /* skip counts as processed */
+                snprintf(b, sizeof b, "{\"delivery_ids\":[\"%s\"],\"action\":\"skip\"}", ids[i]);
+                body = b, snprintf(path, sizeof path, "/groups/ordered/nack");
+            } else {
+                snprintf(b, sizeof b, "{\"delivery_ids\":[\"%s\"]}", ids[i]);
+                body = b, snprintf(path, sizeof path, "/groups/ordered/ack");
+            }
+            pthread_mutex_lock(&bs_mu);
+            if (roll >= 3) bs_done[streams[i]]++, bs_total++;
+            bs_holder[streams[i]] = -1; /* released before the answer: the next may come at once */
+            pthread_mutex_unlock(&bs_mu);
+            http_do(m->port, "POST", path, "Content-Type: application/json\r\n", body, &r);
+            CHECK_MSG(r.status == 200, "%s %s: %d %s", path, body, r.status, r.body);
+            resp_free(&r);
+        }
+    }
+    return NULL;
+}
+
+TEST_T(by_stream_delivers_each_streams_events_in_order_to_one_member_at_a_time, 120) {
+    srv s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < BS_STREAMS * BS_EVENTS; i++) {
+        resp r;
+        char path[32];
+        snprintf(path, sizeof path, "/streams/ord-%d", i % BS_STREAMS); /* the streams interleave */
+        http_do(s.port, "POST", path, CE, "{\"type\":\"Step\"}", &r);
+        CHECK_EQ(r.status, 201);
+        resp_free(&r);
+    }
+    put_group(s.port, "ordered",
+              "{\"source\":{\"category\":\"ord\"},\"start\":\"earliest\",\"strategy\":\"by_stream\",\"max_deliveries\":1000,"
+              "\"ack_timeout_ms\":10000,\"retry\":{\"min_delay_ms\":0,\"max_delay_ms\":50}}",
+              201);
+    for (int i = 0; i < BS_STREAMS; i++) bs_holder[i] = -1;
+    int members = getenv("BS_MEMBERS") ? atoi(getenv("BS_MEMBERS")) : 3;
+    pthread_t th[3];
+    bs_arg args[3];
+    for (int i = 0; i < members; i++) {
+        args[i] = (bs_arg){s.port, i, test_seed() + (uint64_t)i * 7919};
+        pthread_create(&th[i], NULL, bs_member, &args[i]);
+    }
+    for (int i = 0; i < members; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < BS_STREAMS; i++) CHECK_MSG(bs_done[i] == BS_EVENTS, "stream ord-%d: %d of %d processed", i, bs_done[i], BS_EVENTS);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+TEST(by_stream_a_parked_event_holds_back_its_stream_only) {
+    srv s = srv_start(test_dir(), NULL);
+    const char *streams[] = {"ship-a", "ship-b", "ship-a", "ship-b"};
+    for (int i = 0; i < 4; i++) {
+        resp r;
+        char path[32];
+        snprintf(path, sizeof path, "/streams/%s", streams[i]);
+        http_do(s.port, "POST", path, CE, "{\"type\":\"Ship\"}", &r);
+        resp_free(&r);
+    }
+    put_group(s.port, "ship", "{\"source\":{\"category\":\"ship\"},\"start\":\"earliest\",\"strategy\":\"by_stream\"}", 201);
+    char ids[10][32];
+    CHECK_EQ(pull(s.port, "ship", 10, 0, ids), 2); /* the first of each stream */
+    CHECK(!strcmp(ids[0], "0.1") && !strcmp(ids[1], "1.1"));
+    post_json(s.port, "/groups/ship/nack", "{\"delivery_ids\":[\"0.1\"],\"action\":\"park\",\"reason\":\"no address\"}", 200, NULL);
+    ack(s.port, "ship", &ids[1], 1);
+    CHECK_EQ(pull(s.port, "ship", 10, 0, ids), 1); /* ship-b flows; ship-a waits behind its parked event */
+    CHECK(!strcmp(ids[0], "3.1"));
+    ack(s.port, "ship", ids, 1);
+    CHECK_EQ(pull(s.port, "ship", 10, 0, ids), 0);
+    post_json(s.port, "/groups/ship/parked/replay", "", 200, NULL);
+    CHECK_EQ(pull(s.port, "ship", 10, 0, ids), 1);
+    CHECK_MSG(!strcmp(ids[0], "0.10"), "got %s", ids[0]); /* one more delivery after replay: attempt max_deliveries */
+    ack(s.port, "ship", ids, 1);
+    CHECK_EQ(pull(s.port, "ship", 10, 0, ids), 1);
+    CHECK(!strcmp(ids[0], "2.1"));
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

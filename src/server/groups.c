@@ -15,13 +15,14 @@
 #include <stdlib.h>
 
 #define MAX_IN_FLIGHT 10000
+#define MAX_HELD 100000 /* by_stream: events read and waiting for their stream; reading stops past it */
 #define MAX_FILTERS 16
 
 enum { SRC_STREAM, SRC_CATEGORY, SRC_ALL };
-enum { E_INFLIGHT, E_RETRY, E_DONE, E_PARKING };
+enum { E_INFLIGHT, E_RETRY, E_DONE, E_PARKING, E_HELD }; /* HELD: read, waiting for its stream (by_stream) */
 
 typedef struct parked {
-    uint64_t key, pos;
+    uint64_t key, pos, sh;
     uint32_t attempts;
     int64_t at;
     char reason[256];
@@ -29,6 +30,7 @@ typedef struct parked {
 
 typedef struct entry {
     uint64_t key, pos;
+    uint64_t sh;      /* hash of the event's stream (by_stream) */
     uint32_t attempt; /* deliveries so far */
     uint8_t kind;
     int64_t t; /* in flight: deadline; retry: when due (µs) */
@@ -37,6 +39,7 @@ typedef struct entry {
 typedef struct group {
     char name[GROUP_MAX_NAME + 1];
     int src;
+    bool by_stream;
     char src_name[256];                      /* stream or category */
     char types[MAX_FILTERS][256], cats[MAX_FILTERS][256];
     int ntypes, ncats;
@@ -83,11 +86,13 @@ static bool str_into(factum_str_t raw, char *out, size_t cap) {
 }
 
 static bool u64_of(factum_str_t raw, uint64_t *out) {
-    if (!raw.len || raw.len > 19) return false;
+    if (!raw.len || raw.len > 20) return false;
     uint64_t v = 0;
     for (size_t i = 0; i < raw.len; i++) {
         if (raw.ptr[i] < '0' || raw.ptr[i] > '9') return false;
-        v = v * 10 + (uint64_t)(raw.ptr[i] - '0');
+        uint64_t d = (uint64_t)(raw.ptr[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return false; /* all 64 bits (stream hashes) fit, no more */
+        v = v * 10 + d;
     }
     *out = v;
     return true;
@@ -203,8 +208,7 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
         char s[32] = "";
         if (kind != JSON_STRING || !str_into(v, s, sizeof s) || (strcmp(s, "round_robin") && strcmp(s, "by_stream")))
             return err_set(err, FACTUM_EINVAL, "'strategy' must be round_robin or by_stream");
-        if (!strcmp(s, "by_stream"))
-            return err_set(err, FACTUM_EINVAL, "strategy by_stream is not available yet (round_robin is)");
+        g->by_stream = !strcmp(s, "by_stream");
     }
     if ((rc = num_member(body, "ack_timeout_ms", 100, 3600000, 30000, &g->ack_timeout_ms, err)) ||
         (rc = num_member(body, "max_deliveries", 1, 1000, 10, &g->max_deliveries, err)))
@@ -248,9 +252,10 @@ static void render_config(const group *g, buf_t *b) {
         }
         buf_printf(b, "]}}");
     }
-    buf_printf(b, ",\"start\":%llu,\"strategy\":\"round_robin\",\"ack_timeout_ms\":%u,\"max_deliveries\":%u,"
+    buf_printf(b, ",\"start\":%llu,\"strategy\":\"%s\",\"ack_timeout_ms\":%u,\"max_deliveries\":%u,"
                   "\"retry\":{\"min_delay_ms\":%u,\"max_delay_ms\":%u}",
-               (unsigned long long)g->start, g->ack_timeout_ms, g->max_deliveries, g->min_delay_ms, g->max_delay_ms);
+               (unsigned long long)g->start, g->by_stream ? "by_stream" : "round_robin", g->ack_timeout_ms,
+               g->max_deliveries, g->min_delay_ms, g->max_delay_ms);
 }
 
 int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, bool *created,
@@ -294,7 +299,7 @@ void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos) {
     group *g = find(gs, name);
     if (g) {
         /* an update: settings only */
-        g->ack_timeout_ms = tmp.ack_timeout_ms, g->max_deliveries = tmp.max_deliveries;
+        g->ack_timeout_ms = tmp.ack_timeout_ms, g->max_deliveries = tmp.max_deliveries, g->by_stream = tmp.by_stream;
         g->min_delay_ms = tmp.min_delay_ms, g->max_delay_ms = tmp.max_delay_ms;
     } else if ((g = calloc(1, sizeof *g))) {
         *g = tmp;
@@ -382,7 +387,7 @@ static uint64_t backoff_us(const group *g, uint32_t attempt) {
     return j ? d - j + hash64(&attempt, sizeof attempt, (uint64_t)clock_mono_ns()) % (2 * j + 1) : d;
 }
 
-static void park(group *g, uint64_t key, uint64_t pos, uint32_t attempts, int64_t at, factum_str_t reason) {
+static void park(group *g, uint64_t key, uint64_t pos, uint64_t sh, uint32_t attempts, int64_t at, factum_str_t reason) {
     if (g->npk == g->cappk) {
         size_t cap = g->cappk ? g->cappk * 2 : 64;
         parked *p = realloc(g->pk, cap * sizeof *p);
@@ -390,7 +395,7 @@ static void park(group *g, uint64_t key, uint64_t pos, uint32_t attempts, int64_
         g->pk = p, g->cappk = cap;
     }
     parked *p = &g->pk[g->npk++];
-    *p = (parked){key, pos, attempts, at, ""};
+    *p = (parked){key, pos, sh, attempts, at, ""};
     snprintf(p->reason, sizeof p->reason, "%.*s", (int)reason.len, reason.ptr ? reason.ptr : "");
     g->parked_total++;
 }
@@ -442,20 +447,20 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         if (json_member(data, "items", &arr, &kind) && kind == JSON_ARRAY) {
             json_iter_init(&it, arr);
             while (json_iter_element(&it, &v, &kind) == 1) {
-                uint64_t pos = 0, attempt = 0, due = 0;
+                uint64_t pos = 0, attempt = 0, due = 0, sh = 0;
                 factum_str_t to;
                 int tk;
                 if (kind != JSON_OBJECT || !num_of(v, "key", &key) || !json_member(v, "to", &to, &tk)) continue;
-                num_of(v, "pos", &pos), num_of(v, "attempt", &attempt), num_of(v, "due", &due);
+                num_of(v, "pos", &pos), num_of(v, "attempt", &attempt), num_of(v, "due", &due), num_of(v, "sh", &sh);
                 entry *x = entry_of(g, key);
                 if (!x) x = entry_add(g, key, pos);
                 if (!x) continue;
-                x->pos = pos, x->attempt = (uint32_t)attempt;
+                x->pos = pos, x->attempt = (uint32_t)attempt, x->sh = sh;
                 if (json_key_is(to, "retry")) x->kind = E_RETRY, x->t = (int64_t)due;
                 else if (json_key_is(to, "skip")) x->kind = E_DONE;
                 else {
                     x->kind = E_DONE; /* parked counts as done for the floor; it lives in the parked set */
-                    if (!parked_of(g, key)) park(g, key, pos, (uint32_t)attempt, (int64_t)at, reason);
+                    if (!parked_of(g, key)) park(g, key, pos, sh, (uint32_t)attempt, (int64_t)at, reason);
                 }
             }
         }
@@ -467,13 +472,13 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         while (json_iter_element(&it, &v, &kind) == 1) {
             parked *p;
             if (kind != JSON_NUMBER || !u64_of(v, &key) || !(p = parked_of(g, key))) continue;
-            uint64_t pos = p->pos;
+            uint64_t pos = p->pos, sh = p->sh;
             unpark(g, p);
             if (!replay) continue;
             entry *x = entry_of(g, key);
             if (!x) x = entry_add(g, key, pos);
             /* one more delivery: a failure parks it again rather than loop */
-            if (x) x->kind = E_RETRY, x->t = 0, x->attempt = g->max_deliveries - 1, x->pos = pos;
+            if (x) x->kind = E_RETRY, x->t = 0, x->attempt = g->max_deliveries - 1, x->pos = pos, x->sh = sh;
         }
     }
     refloor(g);
@@ -508,6 +513,18 @@ static void render_delivery(buf_t *out, size_t *count, const entry *x, const fac
     ++*count;
 }
 
+/* by_stream: whether an event of stream sh with key must wait, because an earlier event of the
+   same stream is in flight, due for retry, being parked, held, or parked. */
+static bool stream_busy(const group *g, uint64_t sh, uint64_t key) {
+    for (size_t i = 0; i < g->n; i++) {
+        const entry *y = &g->e[i];
+        if (y->sh == sh && y->key < key && y->kind != E_DONE) return true;
+    }
+    for (size_t i = 0; i < g->npk; i++)
+        if (g->pk[i].sh == sh && g->pk[i].key < key) return true;
+    return false;
+}
+
 int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *count, factum_error_t *err) {
     *count = 0;
     out->len = 0;
@@ -522,11 +539,15 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
     int64_t now = clock_realtime_us();
     size_t in_flight = 0;
     for (size_t i = 0; i < g->n; i++) in_flight += g->e[i].kind == E_INFLIGHT;
-    /* Retries that are due first, oldest key first. */
+    /* Retries that are due, and events held for their stream, first: oldest key first. */
     while (*count < max && in_flight < MAX_IN_FLIGHT) {
         entry *best = NULL;
-        for (size_t i = 0; i < g->n; i++)
-            if (g->e[i].kind == E_RETRY && g->e[i].t <= now && (!best || g->e[i].key < best->key)) best = &g->e[i];
+        for (size_t i = 0; i < g->n; i++) {
+            entry *x = &g->e[i];
+            if (((x->kind == E_RETRY && x->t <= now) || x->kind == E_HELD) && (!best || x->key < best->key) &&
+                !(g->by_stream && stream_busy(g, x->sh, x->key)))
+                best = x;
+        }
         if (!best) break;
         factum_query_t q = {.from = best->pos, .limit = 1, .system = 1};
         factum_result_t *r;
@@ -535,13 +556,17 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
             best->kind = E_DONE; /* gone from the log (cannot happen before retention exists) */
             continue;
         }
+        if (best->kind == E_RETRY) g->redelivered++;
+        else g->delivered++;
         best->attempt++, best->kind = E_INFLIGHT, best->t = now + (int64_t)g->ack_timeout_ms * 1000;
         render_delivery(out, count, best, factum_result_event(r, 0));
-        g->redelivered++, in_flight++;
+        in_flight++;
         factum_result_free(r);
     }
     /* Then new events from the cursor. */
-    while (*count < max && in_flight < MAX_IN_FLIGHT) {
+    size_t held = 0;
+    for (size_t i = 0; i < g->n; i++) held += g->e[i].kind == E_HELD;
+    while (*count < max && in_flight < MAX_IN_FLIGHT && held < MAX_HELD) {
         factum_result_t *r;
         size_t want = MIN(max - *count, 1000);
         int rc;
@@ -552,7 +577,7 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
         }
         if (rc) break; /* FACTUM_ENOTFOUND: the stream is not there yet */
         size_t n = factum_result_count(r);
-        for (size_t i = 0; i < n && *count < max; i++) {
+        for (size_t i = 0; i < n && *count < max && held < MAX_HELD; i++) {
             const factum_event_t *e = factum_result_event(r, i);
             uint64_t key = g->src == SRC_STREAM ? e->revision : e->position;
             g->next = key + 1;
@@ -560,6 +585,12 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
             if (x) continue; /* acknowledged before a restart */
             if (!wanted(g, e)) continue;
             if (!(x = entry_add(g, key, e->position))) break;
+            x->sh = hash64(e->stream.ptr, e->stream.len, 0);
+            if (g->by_stream && stream_busy(g, x->sh, key)) {
+                x->kind = E_HELD; /* an earlier event of its stream is still being handled */
+                held++;
+                continue;
+            }
             x->attempt = 1, x->kind = E_INFLIGHT, x->t = now + (int64_t)g->ack_timeout_ms * 1000;
             render_delivery(out, count, x, e);
             g->delivered++, in_flight++;
@@ -653,8 +684,9 @@ void groups_apply(groups_t *gs, const char *name, factum_str_t type, factum_str_
 /* Renders one Nacked item for x going `to` (retry, park or skip). */
 static void nack_item(const group *g, buf_t *rec, const entry *x, const char *to, int64_t now, int64_t delay_ms, bool first) {
     int64_t due = now + (delay_ms >= 0 ? delay_ms * 1000 : (int64_t)backoff_us(g, x->attempt));
-    buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"attempt\":%u,\"to\":\"%s\",\"due\":%lld}", first ? "" : ",",
-               (unsigned long long)x->key, (unsigned long long)x->pos, x->attempt, to, (long long)due);
+    buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"to\":\"%s\",\"due\":%lld}",
+               first ? "" : ",", (unsigned long long)x->key, (unsigned long long)x->pos, (unsigned long long)x->sh,
+               x->attempt, to, (long long)due);
 }
 
 int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err) {
