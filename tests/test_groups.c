@@ -383,3 +383,93 @@ TEST(by_stream_a_parked_event_holds_back_its_stream_only) {
     CHECK(!strcmp(ids[0], "2.1"));
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+/* ---- crash: kill -9 the server while members consume ---- */
+
+#define CR_EVENTS 20000
+static _Atomic int cr_acked[CR_EVENTS];     /* 1 once an ack of it was answered 200 */
+static _Atomic int cr_handled[CR_EVENTS];   /* a member processed it and sent an ack (answered or not) */
+static _Atomic int cr_processed;            /* distinct events handled */
+
+typedef struct {
+    int port;
+} cr_arg;
+
+static void *cr_member(void *arg) {
+    cr_arg *m = arg;
+    for (;;) {
+        resp r;
+        if (http_try(m->port, "POST", "/groups/crash/messages?max=5&wait_ms=200", NULL, "", &r) != 200) {
+            resp_free(&r);
+            return NULL; /* the server is gone */
+        }
+        char ids[20][32];
+        int n = 0;
+        for (const char *p = r.body; (p = strstr(p, "\"delivery_id\":\"")); p += 15) {
+            const char *e = strchr(p + 15, '"');
+            snprintf(ids[n++], 32, "%.*s", (int)(e - p - 15), p + 15);
+        }
+        resp_free(&r);
+        char body[1024];
+        int len = snprintf(body, sizeof body, "{\"delivery_ids\":[");
+        for (int i = 0; i < n; i++) {
+            int k = atoi(ids[i]);
+            /* The contract: an event whose ack was answered is never delivered again. */
+            CHECK_MSG(k >= CR_EVENTS || !cr_acked[k], "event %d delivered again after its ack was answered", k);
+            len += snprintf(body + len, sizeof body - (size_t)len, "%s\"%s\"", i ? "," : "", ids[i]);
+        }
+        snprintf(body + len, sizeof body - (size_t)len, "]}");
+        if (!n) continue;
+        for (int i = 0; i < n; i++) {
+            int k = atoi(ids[i]);
+            if (k < CR_EVENTS && !cr_handled[k]++) cr_processed++;
+        }
+        int st = http_try(m->port, "POST", "/groups/crash/ack", "Content-Type: application/json\r\n", body, &r);
+        resp_free(&r);
+        if (st != 200) return NULL; /* unanswered: it may come again, which at-least-once allows */
+        for (int i = 0; i < n; i++) {
+            int k = atoi(ids[i]);
+            if (k < CR_EVENTS) cr_acked[k] = 1;
+        }
+    }
+}
+
+TEST_T(killing_the_server_during_consumption_keeps_the_group_contract, 180) {
+    srv s = srv_start(test_dir(), NULL);
+    static char batch[100 * 24 + 8];
+    for (int i = 0; i < CR_EVENTS / 100; i++) {
+        int n = snprintf(batch, sizeof batch, "[");
+        for (int k = 0; k < 100; k++) n += snprintf(batch + n, sizeof batch - (size_t)n, "%s{\"type\":\"Work\"}", k ? "," : "");
+        snprintf(batch + n, sizeof batch - (size_t)n, "]");
+        resp r;
+        char path[32];
+        snprintf(path, sizeof path, "/streams/crash-%d", i % 9);
+        http_do(s.port, "POST", path, "Content-Type: application/json\r\n", batch, &r);
+        CHECK_EQ(r.status, 201);
+        resp_free(&r);
+    }
+    put_group(s.port, "crash", "{\"source\":{\"category\":\"crash\"},\"start\":\"earliest\",\"ack_timeout_ms\":1000,"
+                               "\"retry\":{\"min_delay_ms\":10,\"max_delay_ms\":100}}", 201);
+    char listen[64];
+    snprintf(listen, sizeof listen, "--listen 127.0.0.1:%d", s.port);
+    int cycle = 0;
+    for (; cycle < 12 && cr_processed < CR_EVENTS; cycle++) {
+        pthread_t th[3];
+        cr_arg a = {s.port};
+        for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, cr_member, &a);
+        usleep((useconds_t)(30000 + test_rand() % 120000));
+        srv_stop(&s, SIGKILL);
+        for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+        s = srv_start(test_dir(), listen);
+    }
+    /* Finish without kills: everything is processed. */
+    pthread_t th[3];
+    cr_arg a = {s.port};
+    for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, cr_member, &a);
+    for (int t = 0; t < 300 && cr_processed < CR_EVENTS; t++) usleep(100000);
+    srv_stop(&s, SIGTERM);
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    CHECK_MSG(cr_processed == CR_EVENTS, "%d of %d events processed", (int)cr_processed, CR_EVENTS);
+    CHECK_MSG(cycle >= 3, "only %d kills happened during consumption", cycle);
+    fprintf(stderr, "    %d kills during consumption\n", cycle);
+}

@@ -36,6 +36,9 @@ void http_send(int fd, const char *p, size_t n);
 void http_recv(int fd, resp *r);
 /* One request on a fresh connection: method, path, extra header lines ("A: b\r\n"...), body. */
 void http_do(int port, const char *method, const char *path, const char *headers, const char *body, resp *r);
+/* The same, but never fails the test: the status, or 0 if the server was not there to answer
+   (r->body may then be NULL; resp_free is still right). */
+int http_try(int port, const char *method, const char *path, const char *headers, const char *body, resp *r);
 /* The value of header `name` in r (case-insensitive) copied into out, or "" . */
 const char *resp_header(const resp *r, const char *name, char *out, size_t cap);
 void resp_free(resp *r);
