@@ -473,3 +473,29 @@ TEST_T(killing_the_server_during_consumption_keeps_the_group_contract, 180) {
     CHECK_MSG(cycle >= 3, "only %d kills happened during consumption", cycle);
     fprintf(stderr, "    %d kills during consumption\n", cycle);
 }
+
+TEST(group_stats_show_lag_and_parked_age_in_the_api_and_metrics) {
+    srv s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < 3; i++) {
+        resp r;
+        http_do(s.port, "POST", "/streams/lag-1", CE, "{\"type\":\"L\"}", &r);
+        resp_free(&r);
+    }
+    usleep(200000);
+    put_group(s.port, "lagging", "{\"source\":{\"stream\":\"lag-1\"},\"start\":\"earliest\"}", 201);
+    char ids[5][32];
+    CHECK_EQ(pull(s.port, "lagging", 1, 0, ids), 1);
+    post_json(s.port, "/groups/lagging/nack", "{\"delivery_ids\":[\"0.1\"],\"action\":\"park\",\"reason\":\"x\"}", 200, NULL);
+    resp r;
+    http_do(s.port, "GET", "/groups/lagging", NULL, NULL, &r);
+    const char *lag = strstr(r.body, "\"lag_seconds\":");
+    CHECK_MSG(lag && atof(lag + 14) >= 0.15, "%s", r.body);
+    CHECK(strstr(r.body, "\"lag_events\":2") && strstr(r.body, "\"parked\":1") && strstr(r.body, "\"oldest_parked_seconds\":"));
+    resp_free(&r);
+    http_do(s.port, "GET", "/metrics", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "factum_group_lag_events{group=\"lagging\"} 2") && strstr(r.body, "factum_group_parked{group=\"lagging\"} 1") &&
+                  strstr(r.body, "# TYPE factum_group_acked_total counter") && strstr(r.body, "factum_group_lag_seconds{group=\"lagging\"} "),
+              "%s", r.body);
+    resp_free(&r);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

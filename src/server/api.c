@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include "../base/json.h"
+#include "groups.h"
 #include "timers.h"
 
 #include <ctype.h>
@@ -527,6 +528,40 @@ static void hist_u64(buf_t *b, const char *name, const uint64_t *counts, const u
     buf_printf(b, "%s_sum %g\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
 }
 
+/* Group metrics: group names are chosen by operators (bounded), unlike stream names. */
+static void collect_group(void *ctx, const group_stats *st) { buf_append(ctx, st, sizeof *st); }
+
+static void group_metrics(buf_t *b, groups_t *gs) {
+    buf_t all = {0};
+    groups_each_stats(gs, collect_group, &all);
+    const group_stats *v = (const group_stats *)all.ptr;
+    size_t n = all.len / sizeof *v;
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"factum_group_lag_events", "gauge", "Events after the group's checkpoint (log positions for category and $all sources)."},
+        {"factum_group_lag_seconds", "gauge", "Age of the oldest event the group has not finished."},
+        {"factum_group_in_flight", "gauge", "Deliveries awaiting ack."},
+        {"factum_group_retrying", "gauge", "Events waiting for a retry."},
+        {"factum_group_parked", "gauge", "Parked events."},
+        {"factum_group_oldest_parked_seconds", "gauge", "Age of the oldest parked event."},
+        {"factum_group_delivered_total", "counter", "First deliveries."},
+        {"factum_group_redelivered_total", "counter", "Deliveries after a retry or a missed ack timeout."},
+        {"factum_group_acked_total", "counter", "Acknowledged events."},
+    };
+    for (size_t f = 0; f < ARRAY_LEN(fam); f++) {
+        metric_head(b, fam[f].name, fam[f].type, fam[f].help);
+        for (size_t i = 0; i < n; i++) {
+            const group_stats *st = &v[i];
+            double val[] = {(double)st->lag_events, st->lag_seconds,         (double)st->in_flight,
+                            (double)st->retrying,   (double)st->parked,      st->oldest_parked_s,
+                            (double)st->delivered,  (double)st->redelivered, (double)st->acked};
+            buf_printf(b, "%s{group=\"%s\"} %.17g\n", fam[f].name, st->name, val[f]);
+        }
+    }
+    buf_free(&all);
+}
+
 static void metrics(conn *c) {
     server *s = c->l->srv;
     factum_stats_t st;
@@ -598,6 +633,7 @@ static void metrics(conn *c) {
     }
     buf_printf(b, "factum_timer_lateness_seconds_sum %g\nfactum_timer_lateness_seconds_count %llu\n", (double)ts.late_sum_us / 1e6,
                (unsigned long long)tn);
+    group_metrics(b, s->groups);
     metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
     for (int k = 100; k < 600; k++)
         if (status[k]) buf_printf(b, "factum_http_responses_total{code=\"%d\"} %llu\n", k, (unsigned long long)status[k]);

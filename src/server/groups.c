@@ -864,17 +864,52 @@ static void *keeper(void *arg) {
 
 /* ---- show ---- */
 
+static void stats_of(groups_t *gs, group *g, group_stats *st) {
+    memset(st, 0, sizeof *st);
+    snprintf(st->name, sizeof st->name, "%s", g->name);
+    factum_t *db = gs->db;
+    uint64_t end = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1) : factum_head_position(db);
+    st->next = g->next, st->checkpoint = g->floor, st->lag_events = end > g->floor ? end - g->floor : 0;
+    st->in_flight = count_kind(g, E_INFLIGHT), st->retrying = count_kind(g, E_RETRY), st->held = count_kind(g, E_HELD);
+    st->parked = g->npk, st->delivered = g->delivered, st->redelivered = g->redelivered, st->acked = g->acked;
+    int64_t now = clock_realtime_us(), oldest = now;
+    for (size_t i = 0; i < g->npk; i++) oldest = MIN(oldest, g->pk[i].at);
+    st->oldest_parked_s = (double)(now - oldest) / 1e6;
+    /* Lag in time: how old the oldest event not yet done is. */
+    if (st->lag_events) {
+        factum_result_t *r = NULL;
+        int rc;
+        if (g->src == SRC_STREAM) rc = factum_read_stream(db, str_c(g->src_name), g->floor, 1, 0, &r, NULL);
+        else {
+            factum_query_t q = {.from = g->floor, .limit = 1, .category = g->src == SRC_CATEGORY ? str_c(g->src_name) : (factum_str_t){0}};
+            rc = factum_read_all(db, &q, &r, NULL);
+        }
+        if (!rc && factum_result_count(r)) st->lag_seconds = MAX(0, (double)(now - factum_result_event(r, 0)->time_us) / 1e6);
+        factum_result_free(r);
+    }
+}
+
 static void render_group(groups_t *gs, group *g, buf_t *out) {
+    group_stats st;
+    stats_of(gs, g, &st);
     buf_printf(out, "{\"name\":\"%s\",", g->name);
     render_config(g, out);
-    uint64_t end = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(gs->db, str_c(g->src_name)) + 1)
-                                        : factum_head_position(gs->db);
-    buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,\"lag_events\":%llu,\"in_flight\":%zu,"
-                    "\"retrying\":%zu,\"parked\":%zu,\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu}}",
-               (unsigned long long)g->next, (unsigned long long)g->floor,
-               (unsigned long long)(end > g->floor ? end - g->floor : 0), count_kind(g, E_INFLIGHT),
-               count_kind(g, E_RETRY), g->npk, (unsigned long long)g->delivered, (unsigned long long)g->redelivered,
-               (unsigned long long)g->acked);
+    buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,\"lag_events\":%llu,\"lag_seconds\":%.3f,"
+                    "\"in_flight\":%zu,\"retrying\":%zu,\"held\":%zu,\"parked\":%zu,\"oldest_parked_seconds\":%.3f,"
+                    "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu}}",
+               (unsigned long long)st.next, (unsigned long long)st.checkpoint, (unsigned long long)st.lag_events,
+               st.lag_seconds, st.in_flight, st.retrying, st.held, st.parked, st.oldest_parked_s,
+               (unsigned long long)st.delivered, (unsigned long long)st.redelivered, (unsigned long long)st.acked);
+}
+
+void groups_each_stats(groups_t *gs, void (*fn)(void *ctx, const group_stats *st), void *ctx) {
+    pthread_mutex_lock(&gs->mu);
+    for (group *g = gs->list; g; g = g->link) {
+        group_stats st;
+        stats_of(gs, g, &st);
+        fn(ctx, &st);
+    }
+    pthread_mutex_unlock(&gs->mu);
 }
 
 int groups_show(groups_t *gs, const char *name, buf_t *out) {

@@ -64,6 +64,18 @@ int groups_parked_list(groups_t *gs, const char *name, buf_t *out);
 /* Applies a durable state record (Acked, Nacked, Replayed, ParkedDeleted) of group `name`. */
 void groups_apply(groups_t *gs, const char *name, factum_str_t type, factum_str_t rec);
 
+typedef struct group_stats {
+    char name[GROUP_MAX_NAME + 1];
+    uint64_t next, checkpoint;
+    uint64_t lag_events; /* stream source: events after the checkpoint; others: log positions after it */
+    double lag_seconds;  /* age of the oldest event not yet done */
+    size_t in_flight, retrying, held, parked;
+    double oldest_parked_s;
+    uint64_t delivered, redelivered, acked;
+} group_stats;
+/* Calls fn with the stats of every group (for /metrics). */
+void groups_each_stats(groups_t *gs, void (*fn)(void *ctx, const group_stats *st), void *ctx);
+
 /* The stream holding a group's state: "$group-NAME". */
 void groups_state_stream(const char *name, char out[GROUP_MAX_NAME + 8]);
 
