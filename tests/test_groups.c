@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CE "Content-Type: application/cloudevents+json\r\n"
@@ -496,6 +497,75 @@ TEST(group_stats_show_lag_and_parked_age_in_the_api_and_metrics) {
     CHECK_MSG(strstr(r.body, "factum_group_lag_events{group=\"lagging\"} 2") && strstr(r.body, "factum_group_parked{group=\"lagging\"} 1") &&
                   strstr(r.body, "# TYPE factum_group_acked_total counter") && strstr(r.body, "factum_group_lag_seconds{group=\"lagging\"} "),
               "%s", r.body);
+    resp_free(&r);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* Reads SSE deliveries from fd until n arrived or ms passed; ids into out. */
+static int push_read(int fd, char *buf, size_t *len, size_t cap, int n, int ms, char out[][32]) {
+    int got = 0;
+    uint64_t end = clock_mono_ns() + (uint64_t)ms * 1000000;
+    while (got < n && clock_mono_ns() < end) {
+        char *p = memmem(buf, *len, "\n\n", 2);
+        if (p) {
+            size_t m = (size_t)(p - buf) + 2;
+            char *id = memmem(buf, m, "\nid: ", 5);
+            if (!id && !strncmp(buf, "id: ", 4)) id = buf - 1;
+            if (id) {
+                char *e = memchr(id + 5, '\n', (size_t)(buf + m - id - 5));
+                snprintf(out[got++], 32, "%.*s", (int)(e - id - 5), id + 5);
+            }
+            memmove(buf, buf + m, *len - m);
+            *len -= m;
+            continue;
+        }
+        struct timeval tv = {0, 50000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ssize_t r = recv(fd, buf + *len, cap - *len, 0);
+        if (r > 0) *len += (size_t)r;
+        else if (r == 0) break;
+    }
+    return got;
+}
+
+TEST_T(push_members_get_at_most_their_limit_and_a_lost_members_messages_move_on, 60) {
+    srv s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < 6; i++) {
+        resp r;
+        http_do(s.port, "POST", "/streams/push-1", CE, "{\"type\":\"P\"}", &r);
+        resp_free(&r);
+    }
+    put_group(s.port, "pushed", "{\"source\":{\"stream\":\"push-1\"},\"start\":\"earliest\",\"retry\":{\"min_delay_ms\":0,\"max_delay_ms\":10}}", 201);
+    int a = http_connect(s.port);
+    const char *req = "GET /groups/pushed/messages?max_in_flight=2 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+    http_send(a, req, strlen(req));
+    static char buf[65536];
+    size_t len = 0;
+    char ids[10][32];
+    CHECK_EQ(push_read(a, buf, &len, sizeof buf, 3, 500, ids), 2); /* its limit: 2 unacknowledged */
+    CHECK(!strcmp(ids[0], "0.1") && !strcmp(ids[1], "1.1"));
+    ack(s.port, "pushed", ids, 1);
+    CHECK_EQ(push_read(a, buf, &len, sizeof buf, 2, 500, ids + 2), 1); /* one acked: one more */
+    CHECK_MSG(!strcmp(ids[2], "2.1"), "got %s", ids[2]);
+    /* The member goes away holding 1.1 and 2.1: another member gets them soon, not after the ack timeout. */
+    close(a);
+    int b = http_connect(s.port);
+    http_send(b, req, strlen(req));
+    len = 0;
+    uint64_t t0 = clock_mono_ns();
+    bool again1 = false, again2 = false;
+    while (!(again1 && again2) && clock_mono_ns() - t0 < 3000000000ull) {
+        char one[1][32];
+        if (push_read(b, buf, &len, sizeof buf, 1, 200, one) != 1) continue;
+        again1 |= !strcmp(one[0], "1.2"), again2 |= !strcmp(one[0], "2.2");
+        ack(s.port, "pushed", one, 1);
+    }
+    CHECK_MSG(again1 && again2, "the lost member's deliveries did not come again");
+    CHECK_MSG((clock_mono_ns() - t0) / 1000000 < 2000, "redelivery took %llu ms", (unsigned long long)((clock_mono_ns() - t0) / 1000000));
+    close(b);
+    resp r;
+    http_do(s.port, "GET", "/groups/pushed/messages", NULL, NULL, &r);
+    CHECK_EQ(r.status, 406);
     resp_free(&r);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }

@@ -33,6 +33,7 @@ typedef struct entry {
     uint64_t sh;      /* hash of the event's stream (by_stream) */
     uint32_t attempt; /* deliveries so far */
     uint8_t kind;
+    uint64_t member; /* the push member holding it in flight, 0 for pull */
     int64_t t; /* in flight: deadline; retry: when due (µs) */
 } entry;
 
@@ -500,8 +501,11 @@ static bool wanted(const group *g, const factum_event_t *e) {
     return t && c;
 }
 
-static void render_delivery(buf_t *out, size_t *count, const entry *x, const factum_event_t *e) {
-    buf_append(out, *count ? ",\n" : "\n", *count ? 2 : 1);
+/* One delivery: an element of the JSON array (pull), or an SSE message (push). */
+static void render_delivery(buf_t *out, size_t *count, const entry *x, const factum_event_t *e, bool sse) {
+    if (sse) buf_printf(out, "id: %llu.%u\nevent: delivery\ndata: ", (unsigned long long)x->key, x->attempt);
+    else buf_append(out, *count ? ",\n" : "\n", *count ? 2 : 1);
+    size_t at = out->len;
     buf_printf(out, "{\"delivery_id\":\"%llu.%u\",\"attempt\":%u,\"event\":", (unsigned long long)x->key, x->attempt,
                x->attempt);
     size_t need = factum_event_json(e, NULL, 0);
@@ -510,7 +514,22 @@ static void render_delivery(buf_t *out, size_t *count, const entry *x, const fac
         out->len += need;
     }
     buf_append(out, "}", 1);
+    if (sse) {
+        for (size_t i = at; i < out->len; i++)
+            if (out->ptr[i] == '\n' || out->ptr[i] == '\r') out->ptr[i] = ' '; /* JSON whitespace: one data line */
+        buf_append(out, "\n\n", 2);
+    }
     ++*count;
+}
+
+void groups_release_member(groups_t *gs, const char *name, uint64_t member) {
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    int64_t now = clock_realtime_us();
+    for (size_t i = 0; g && i < g->n; i++)
+        if (g->e[i].kind == E_INFLIGHT && g->e[i].member == member) g->e[i].t = now; /* the keeper times them out now */
+    if (g) pthread_cond_signal(&gs->cond);
+    pthread_mutex_unlock(&gs->mu);
 }
 
 /* by_stream: whether an event of stream sh with key must wait, because an earlier event of the
@@ -525,10 +544,11 @@ static bool stream_busy(const group *g, uint64_t sh, uint64_t key) {
     return false;
 }
 
-int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *count, factum_error_t *err) {
+int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf_t *out, size_t *count,
+                factum_error_t *err) {
+    bool sse = member != 0;
     *count = 0;
-    out->len = 0;
-    buf_append(out, "[", 1);
+    if (!sse) out->len = 0, buf_append(out, "[", 1);
     pthread_mutex_lock(&gs->mu);
     group *g = find(gs, name);
     if (!g) {
@@ -537,8 +557,12 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
     }
     factum_t *db = gs->db;
     int64_t now = clock_realtime_us();
-    size_t in_flight = 0;
-    for (size_t i = 0; i < g->n; i++) in_flight += g->e[i].kind == E_INFLIGHT;
+    size_t in_flight = 0, mine = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        in_flight += g->e[i].kind == E_INFLIGHT;
+        mine += g->e[i].kind == E_INFLIGHT && member && g->e[i].member == member;
+    }
+    max = max > mine ? max - mine : 0; /* push: max is the member's limit on unacknowledged messages */
     /* Retries that are due, and events held for their stream, first: oldest key first. */
     while (*count < max && in_flight < MAX_IN_FLIGHT) {
         entry *best = NULL;
@@ -558,8 +582,8 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
         }
         if (best->kind == E_RETRY) g->redelivered++;
         else g->delivered++;
-        best->attempt++, best->kind = E_INFLIGHT, best->t = now + (int64_t)g->ack_timeout_ms * 1000;
-        render_delivery(out, count, best, factum_result_event(r, 0));
+        best->attempt++, best->kind = E_INFLIGHT, best->t = now + (int64_t)g->ack_timeout_ms * 1000, best->member = member;
+        render_delivery(out, count, best, factum_result_event(r, 0), sse);
         in_flight++;
         factum_result_free(r);
     }
@@ -591,8 +615,8 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
                 held++;
                 continue;
             }
-            x->attempt = 1, x->kind = E_INFLIGHT, x->t = now + (int64_t)g->ack_timeout_ms * 1000;
-            render_delivery(out, count, x, e);
+            x->attempt = 1, x->kind = E_INFLIGHT, x->t = now + (int64_t)g->ack_timeout_ms * 1000, x->member = member;
+            render_delivery(out, count, x, e, sse);
             g->delivered++, in_flight++;
         }
         uint64_t next = factum_result_next(r);
@@ -602,7 +626,7 @@ int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *
     }
     refloor(g);
     pthread_mutex_unlock(&gs->mu);
-    buf_append(out, *count ? "\n]" : "]", *count ? 2 : 1);
+    if (!sse) buf_append(out, *count ? "\n]" : "]", *count ? 2 : 1);
     return 0;
 }
 

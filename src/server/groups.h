@@ -39,10 +39,15 @@ int groups_show(groups_t *gs, const char *name, buf_t *out);
 void groups_list(groups_t *gs, buf_t *out);
 
 /*
- * Hands out up to max deliveries as a JSON array in out: [{"delivery_id","attempt","event"}].
- * *count is how many (0: the caller may wait and ask again). FACTUM_ENOTFOUND for no group.
+ * Hands out up to max deliveries. Pull (member 0): a JSON array in out (replacing it),
+ * [{"delivery_id","attempt","event"}]. Push (member = the connection's id): SSE messages
+ * appended to out, and max is the member's limit on unacknowledged deliveries. *count is how
+ * many (0: the caller may wait and ask again). FACTUM_ENOTFOUND for no group.
  */
-int groups_pull(groups_t *gs, const char *name, size_t max, buf_t *out, size_t *count, factum_error_t *err);
+int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf_t *out, size_t *count,
+                factum_error_t *err);
+/* A push member went away: what it holds in flight times out now (and comes again). */
+void groups_release_member(groups_t *gs, const char *name, uint64_t member);
 
 /*
  * Checks delivery ids for an ack and renders the Acked record data into rec. FACTUM_ENOTFOUND

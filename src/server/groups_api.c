@@ -90,7 +90,7 @@ bool groups_try_pull(conn *c, bool final) {
     buf_t b = {0};
     size_t count;
     factum_error_t err;
-    int rc = groups_pull(c->l->srv->groups, c->ar_note, (size_t)c->ar_res.first_revision, &b, &count, &err);
+    int rc = groups_pull(c->l->srv->groups, c->ar_note, (size_t)c->ar_res.first_revision, 0, &b, &count, &err);
     if (rc) problem_of(c, rc, &err);
     else if (count || final) conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
@@ -211,6 +211,26 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
         buf_free(&rec);
     } else if (str_eq(tail, str_c("/messages")) && str_eq(h->method, str_c("POST"))) {
         pull(c);
+    } else if (str_eq(tail, str_c("/messages")) && get) {
+        /* push: Server-Sent Events, at most max_in_flight unacknowledged (default 10) */
+        factum_str_t a = http_header_get(h, "accept");
+        uint64_t limit = 10;
+        factum_str_t q = h->query;
+        if (q.len > 14 && !memcmp(q.ptr, "max_in_flight=", 14)) {
+            limit = 0;
+            for (size_t k = 14; k < q.len && limit <= PULL_MAX; k++)
+                limit = q.ptr[k] >= '0' && q.ptr[k] <= '9' ? limit * 10 + (uint64_t)(q.ptr[k] - '0') : PULL_MAX + 1;
+        } else if (q.len) limit = 0;
+        if (!a.len || !memmem(a.ptr, a.len, "text/event-stream", 17))
+            conn_problem(c, 406, "not-acceptable", NULL, "push delivery is Server-Sent Events: send Accept: text/event-stream");
+        else if (limit < 1 || limit > PULL_MAX)
+            conn_problem(c, 400, "bad-request", NULL, "the only parameter is max_in_flight=N, 1 to %d", PULL_MAX);
+        else {
+            buf_t probe = {0};
+            if (groups_show(gs, c->ar_note, &probe)) conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
+            else sse_start_group(c, c->ar_note, (uint32_t)limit);
+            buf_free(&probe);
+        }
     } else if (str_eq(tail, str_c("/ack")) && str_eq(h->method, str_c("POST"))) {
         change(c, body, groups_ack_prepare, "Acked");
     } else if (str_eq(tail, str_c("/nack")) && str_eq(h->method, str_c("POST"))) {

@@ -86,6 +86,7 @@ static void conn_free(conn *c) {
     if (c->state == C_WAIT) atomic_fetch_sub(&c->l->nsubs, 1);
     request_free(c->req);
     if (c->sub) {
+        if (c->sub->group[0]) groups_release_member(c->l->srv->groups, c->sub->group, (uint64_t)(uintptr_t)c);
         sub_free(c->sub);
         atomic_fetch_sub(&c->l->nsubs, 1);
     }
@@ -494,6 +495,7 @@ static void sweep(loop *l) {
         } else if (c->state == C_SSE) {
             if (stopping) c->close_after = true;
             else if (now - c->sub->beat_ms >= s->cfg.heartbeat_ms) sse_heartbeat(c);
+            else if (c->sub->group[0]) sse_pump(c); /* retries fall due without a commit */
             else if (!c->sub->live && c->out.len == c->out_off) sse_pump(c);
         } else if (c->state == C_HEAD && stopping && c->out.len == c->out_off) {
             c->close_after = true; /* between requests (a partial head is not one yet) */

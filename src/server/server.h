@@ -58,6 +58,8 @@ typedef struct sub {
     buf_t type, category, corr; /* /all filters */
     uint64_t next;      /* next revision (stream) or position (/all) to look at */
     uint64_t stream_hash; /* hash64 of the stream name, to skip commits that miss it */
+    char group[104];      /* push delivery of this consumer group, or "" */
+    uint32_t max_in_flight;
     uint64_t beat_ms;     /* last event or heartbeat queued */
 } sub;
 
@@ -176,6 +178,8 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
 /* Reads and sends what the subscription may take now; live ones up to the head. */
 void sse_pump(conn *c);
 void sse_heartbeat(conn *c);
+/* Starts push delivery of a consumer group on c. */
+void sse_start_group(conn *c, const char *group, uint32_t max_in_flight);
 /* Asks the loop to pump c again after the other connections had their turn. */
 void loop_ready(conn *c);
 /* Whether a commit touching the streams of `hashes` (sorted; NULL = unknown) concerns s. */

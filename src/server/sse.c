@@ -9,6 +9,8 @@
  */
 #include "server.h"
 
+#include "groups.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,6 +34,29 @@ static int copy_str(buf_t *b, factum_str_t s) {
 
 static factum_str_t str_of(const buf_t *b) { return (factum_str_t){b->ptr ? b->ptr : "", b->len}; }
 
+static const char sse_head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                               "Connection: close\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\n\r\n"
+                               "retry: 1000\n\n";
+
+void sse_start_group(conn *c, const char *group, uint32_t max_in_flight) {
+    sub *s = calloc(1, sizeof *s);
+    if (!s) {
+        conn_problem(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    snprintf(s->group, sizeof s->group, "%s", group);
+    s->max_in_flight = max_in_flight;
+    s->live = true; /* woken by every commit (acks are commits too) and by the sweep (retries) */
+    c->sub = s;
+    c->state = C_SSE;
+    c->deadline_ms = 0;
+    atomic_fetch_add(&c->l->nsubs, 1);
+    conn_send(c, sse_head, sizeof sse_head - 1);
+    atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
+    s->beat_ms = server_now_ms();
+    sse_pump(c);
+}
+
 void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from) {
     factum_t *db = c->l->srv->db;
     sub *s = calloc(1, sizeof *s);
@@ -50,10 +75,7 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
     c->state = C_SSE;
     c->deadline_ms = 0;
     atomic_fetch_add(&c->l->nsubs, 1);
-    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                               "Connection: close\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\n\r\n"
-                               "retry: 1000\n\n";
-    conn_send(c, head, sizeof head - 1);
+    conn_send(c, sse_head, sizeof sse_head - 1);
     atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
     s->beat_ms = server_now_ms();
     sse_pump(c);
@@ -147,6 +169,19 @@ static void caught_up(conn *c) {
 void sse_pump(conn *c) {
     sub *s = c->sub;
     if (c->close_after) return;
+    if (s->group[0]) {
+        /* Push delivery: up to the member's limit of unacknowledged messages. */
+        size_t count;
+        factum_error_t err;
+        if (groups_pull(c->l->srv->groups, s->group, s->max_in_flight, (uint64_t)(uintptr_t)c, &c->out, &count, &err)) {
+            char msg[300];
+            int n = snprintf(msg, sizeof msg, "event: error\ndata: %s\n\n", err.message);
+            conn_send(c, msg, (size_t)MIN((size_t)n, sizeof msg - 1));
+            c->close_after = true;
+        }
+        if (count) s->beat_ms = server_now_ms();
+        return;
+    }
     if (s->live) {
         while (!c->close_after && !pump_chunk(c))
             if (c->out.len - c->out_off > c->l->srv->cfg.sub_buffer) break;
@@ -178,7 +213,7 @@ void sse_heartbeat(conn *c) {
 }
 
 bool sse_wants(const sub *s, const uint64_t *hashes, size_t n) {
-    if (s->all || !hashes) return true;
+    if (s->all || s->group[0] || !hashes) return true;
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
