@@ -66,6 +66,15 @@ int factum_client_schedule(factum_client_t *c, int64_t at_us, const char *stream
 /* Cancels a pending timer: FACTUM_ENOTFOUND unknown, FACTUM_ECONFLICT fired or cancelled already. */
 int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_error_t *err);
 
+/*
+ * Any request of the HTTP API (docs/http.md), for what has no call of its own yet (consumer
+ * groups): method, path (with query), an optional JSON body. *status is the HTTP status and
+ * *response the body (NUL-terminated; free it). Errors map as in the other calls when the
+ * status is 4xx/5xx, but *status and *response are set either way.
+ */
+int factum_client_call(factum_client_t *c, const char *method, const char *path, const char *json_body, int *status,
+                       char **response, factum_error_t *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -217,3 +217,31 @@ TEST_T(the_client_schedules_and_cancels_timers_and_the_cli_too, 60) {
     factum_client_free(c);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+TEST(the_cli_drives_consumer_groups) {
+    srv s = srv_start(test_dir(), NULL);
+    char url[64], cmd[4096], out[16384];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+#define G(args) (snprintf(cmd, sizeof cmd, "%s --server %s group %s 2>&1", test_bin(), url, args), test_run(cmd, out, sizeof out))
+    snprintf(cmd, sizeof cmd, "%s --server %s append job-1 Work '{}' >/dev/null && %s --server %s append job-2 Work '{}' >/dev/null",
+             test_bin(), url, test_bin(), url);
+    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(G("create jobs --category job --start earliest --min-delay 0 --max-delay 10"), 0);
+    CHECK(strstr(out, "\"name\":\"jobs\"") && strstr(out, "\"min_delay_ms\":0"));
+    CHECK_EQ(G("pull jobs --max 5"), 0);
+    CHECK(strstr(out, "{\"delivery_id\":\"0.1\"") && strstr(out, "\n{\"delivery_id\":\"1.1\""));
+    CHECK_EQ(G("ack jobs 0.1"), 0);
+    CHECK(strstr(out, "\"acked\":1"));
+    CHECK_EQ(G("nack jobs 1.1 --park --reason broken"), 0);
+    CHECK_EQ(G("parked jobs"), 0);
+    CHECK(strstr(out, "\"reason\":\"broken\""));
+    CHECK_EQ(G("replay jobs"), 0);
+    CHECK(strstr(out, "\"replayed\":1"));
+    CHECK_EQ(G("show nobody"), 3);
+    CHECK_EQ(G("ack jobs 7.1"), 1); /* never delivered: 409 */
+    CHECK_EQ(G("create"), 2);
+#undef G
+    snprintf(cmd, sizeof cmd, "%s group list 2>/dev/null", test_bin());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 2); /* needs a server */
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

@@ -23,6 +23,7 @@ int cli_open(const char *dir, factum_t **db);
 int cli_print_event(const factum_event_t *e, buf_t *line);
 
 int cli_serve(const char *dir, int argc, char **argv);
+int cli_group(const char *url, int argc, char **argv);
 int cli_tour(const char *dir, int argc, char **argv);
 int cli_bench(int argc, char **argv);
 

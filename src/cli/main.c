@@ -26,6 +26,7 @@ static const char *usage_main =
     "  read --all                    print the global log, filtered\n"
     "  tail STREAM|--all             follow new events live, one JSON line each\n"
     "  schedule AT STREAM TYPE [JSON] append an event at a time (server only)\n"
+    "  group COMMAND ...             consumer groups: create, pull, ack, nack, parked, replay\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  tour                          a short demonstration on the data folder\n"
     "  bench engine                  measure the engine against this disk's ceiling\n"
@@ -546,6 +547,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
     if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);
     if (!strcmp(cmd, "schedule")) return cmd_schedule(argc, argv);
+    if (!strcmp(cmd, "group")) return cli_group(server_url, argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);

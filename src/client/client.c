@@ -443,3 +443,33 @@ int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_err
     if (rc) return rc;
     return status == 200 ? 0 : problem(c, status, err);
 }
+
+int factum_client_call(factum_client_t *c, const char *method, const char *path, const char *json_body, int *status,
+                       char **response, factum_error_t *err) {
+    *status = 0;
+    *response = NULL;
+    buf_t url = {0};
+    buf_printf(&url, "%s%s", c->url, path);
+    buf_append(&url, "", 1);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_reset(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+    if (json_body) {
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, json_body);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(json_body));
+    }
+    long st = 0;
+    int rc = perform(c, &st, err);
+    curl_slist_free_all(h);
+    buf_free(&url);
+    if (rc) return rc;
+    *status = (int)st;
+    *response = malloc(c->body.len + 1);
+    if (!*response) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    memcpy(*response, c->body.ptr ? c->body.ptr : "", c->body.len);
+    (*response)[c->body.len] = 0;
+    return st >= 400 ? problem(c, st, err) : 0;
+}
