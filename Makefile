@@ -105,15 +105,19 @@ fuzz: deps $(FUZZ_BINS)
 	  echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-$$n fuzz/corpus/$$n || exit 1; done
 
-BENCH_PKGS := postgresql libpq-dev
-$(BUILD)/bench-http: bench/bench_http.c | $(BUILD)/.deps
+BENCH_PKGS := postgresql libpq-dev nats-server libnats-dev
+$(BUILD)/bench-http: bench/bench_http.c bench/hclient.h | $(BUILD)/.deps
 	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE $$(pkg-config --cflags libpq) -pthread -o $@ $< $$(pkg-config --libs libpq)
+
+$(BUILD)/bench-groups: bench/bench_groups.c bench/hclient.h | $(BUILD)/.deps
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs libnats 2>/dev/null || echo -lnats)
 
 bench: deps
 	@$(call apt,$(BENCH_PKGS))
-	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http
+	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http $(BUILD)/bench-groups
 	$(BUILD)/factum bench engine $(if $(QUICK),--quick)
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http $(if $(QUICK),SECONDS_EACH=1 CATCHUP=200000) bench/http.sh
+	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-groups $(if $(QUICK),EVENTS=20000) bench/groups.sh
 
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/factum
