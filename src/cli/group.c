@@ -29,6 +29,7 @@ static const char *usage_group =
 /* Appends s as a JSON string. */
 static void jstr(buf_t *b, const char *s) { json_escape(b, s, strlen(s)); }
 
+/* One request; prints the answer. Frees body (NULL: no body). */
 static int call(const char *url, const char *method, const char *path, buf_t *body, bool lines) {
     factum_client_t *c;
     factum_error_t err = {0};
@@ -39,6 +40,7 @@ static int call(const char *url, const char *method, const char *path, buf_t *bo
         rc = factum_client_call(c, method, path, body ? body->ptr : NULL, &status, &resp, &err);
     }
     factum_client_free(c);
+    if (body) buf_free(body); /* the body is ours once called */
     if (rc) {
         free(resp);
         return cli_report(rc, &err);
