@@ -25,8 +25,9 @@ static const char *nats_url;
 static char pad[160];
 static _Atomic long consumed;
 static _Atomic bool stop;
-static uint64_t lat_ns[MEMBERS * LAT_EVENTS * 2];
+static uint64_t lat_ns[MEMBERS * LAT_EVENTS * 2], beyond_ns[MEMBERS * LAT_EVENTS * 2];
 static _Atomic size_t nlat;
+static _Atomic int64_t acked_at[LAT_EVENTS]; /* when each latency event's append was acknowledged */
 
 static int64_t wall_ns(void) {
     struct timespec t;
@@ -34,17 +35,24 @@ static int64_t wall_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* An event body of 200 bytes carrying its send time. */
-static int event_body(char *out, size_t cap, int64_t t) {
-    return snprintf(out, cap, "{\"type\":\"Work\",\"data\":{\"t\":%lld,\"pad\":\"%s\"}}", (long long)t, pad);
+/* An event body of 200 bytes carrying its send time and number. */
+static int event_body(char *out, size_t cap, int64_t t, int i) {
+    return snprintf(out, cap, "{\"type\":\"Work\",\"data\":{\"t\":%lld,\"i\":%d,\"pad\":\"%s\"}}", (long long)t, i,
+                    pad);
 }
 
 static void record_latency(const char *data) {
     const char *t = strstr(data, "\"t\":");
     if (!t) return;
     int64_t sent = strtoll(t + 4, NULL, 10), now = wall_ns();
+    const char *ip = strstr(t, "\"i\":");
+    int k = ip ? atoi(ip + 4) : -1;
+    int64_t acked = k >= 0 && k < LAT_EVENTS ? acked_at[k] : 0;
     size_t i = atomic_fetch_add(&nlat, 1);
-    if (i < sizeof lat_ns / sizeof *lat_ns) lat_ns[i] = (uint64_t)(now > sent ? now - sent : 0);
+    if (i < sizeof lat_ns / sizeof *lat_ns) {
+        lat_ns[i] = (uint64_t)(now > sent ? now - sent : 0);
+        beyond_ns[i] = (uint64_t)(acked && now > acked ? now - acked : 0); /* 0 when it came before the ack */
+    }
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -52,11 +60,15 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static double pctl(uint64_t *v, size_t n, double p) {
+    qsort(v, n, sizeof *v, cmp_u64);
+    return n ? (double)v[(size_t)((double)(n - 1) * p)] / 1e6 : 0;
+}
+
 static void report_latency(const char *who) {
     size_t n = MIN_OF(nlat, sizeof lat_ns / sizeof *lat_ns);
-    qsort(lat_ns, n, sizeof *lat_ns, cmp_u64);
-    printf("  %-10s append -> delivery p50 %7.3f ms  p99 %7.3f ms  (%zu deliveries)\n", who,
-           n ? (double)lat_ns[n / 2] / 1e6 : 0, n ? (double)lat_ns[(size_t)((double)(n - 1) * 0.99)] / 1e6 : 0, n);
+    printf("  %-10s append -> delivery p50 %7.3f ms  p99 %7.3f ms;  beyond the append's ack p50 %6.3f  p99 %6.3f ms  (%zu)\n",
+           who, pctl(lat_ns, n, 0.5), pctl(lat_ns, n, 0.99), pctl(beyond_ns, n, 0.5), pctl(beyond_ns, n, 0.99), n);
 }
 
 /* ---- Factum ---- */
@@ -103,7 +115,7 @@ static void bench_factum(void) {
         int len = snprintf(batch, sizeof batch, "[");
         for (int i = 0; i < 1000; i++) {
             if (i) batch[len++] = ',';
-            len += event_body(batch + len, sizeof batch - (size_t)len, 0);
+            len += event_body(batch + len, sizeof batch - (size_t)len, 0, -1);
         }
         snprintf(batch + len, sizeof batch - (size_t)len, "]");
         char path[64];
@@ -133,8 +145,9 @@ static void bench_factum(void) {
     usleep(200000);
     char body[512];
     for (int i = 0; i < LAT_EVENTS; i++) {
-        event_body(body, sizeof body, wall_ns());
+        event_body(body, sizeof body, wall_ns(), i);
         factum_post(c, "/streams/work-lat", body, 201);
+        acked_at[i] = wall_ns();
         usleep(1000);
     }
     while (consumed < LAT_EVENTS) usleep(1000);
@@ -197,7 +210,7 @@ static void bench_nats(void) {
     check(js_AddStream(NULL, js, &cfg, NULL, NULL), "add stream");
     char body[512], subj[64];
     for (int i = 0; i < events; i++) {
-        int n = event_body(body, sizeof body, 0);
+        int n = event_body(body, sizeof body, 0, -1);
         snprintf(subj, sizeof subj, "work.%d", i % 100);
         check(js_PublishAsync(js, subj, body, n, NULL), "publish");
     }
@@ -216,13 +229,15 @@ static void bench_nats(void) {
     consumed = 0;
     stop = false;
     nlat = 0;
+    memset((void *)acked_at, 0, sizeof acked_at);
     for (int i = 0; i < MEMBERS; i++) pthread_create(&th[i], NULL, nats_member, (void *)1);
     usleep(300000);
     consumed = 0;
     nlat = 0;
     for (int i = 0; i < LAT_EVENTS; i++) {
-        int n = event_body(body, sizeof body, wall_ns());
+        int n = event_body(body, sizeof body, wall_ns(), i);
         check(js_Publish(NULL, js, "work.lat", body, n, NULL, NULL), "publish");
+        acked_at[i] = wall_ns();
         usleep(1000);
     }
     while (consumed < LAT_EVENTS) usleep(1000);
@@ -240,10 +255,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--events")) events = atoi(argv[i + 1]);
         else die("usage: bench-groups --port P --nats URL [--events N]");
     }
-    memset(pad, 'x', 143); /* 200 bytes of JSON per event */
+    memset(pad, 'x', 137); /* 200 bytes of JSON per event */
     char probe[512];
     printf("consumer groups: %d members, one ack per event, events of %d bytes\n", MEMBERS,
-           event_body(probe, sizeof probe, wall_ns()));
+           event_body(probe, sizeof probe, wall_ns(), 0));
     bench_factum();
     if (nats_url) bench_nats();
     return 0;
