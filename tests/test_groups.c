@@ -232,6 +232,12 @@ TEST_T(retries_back_off_park_after_max_deliveries_and_replay_once, 60) {
                   strstr(r.body, "\"data\":{\"n\":1}") && strstr(r.body, "\"parked_at\":\""),
               "%s", r.body);
     resp_free(&r);
+    http_do(s.port, "GET", "/groups/p/parked/1", NULL, NULL, &r); /* inspect one */
+    CHECK_MSG(r.status == 200 && r.body[0] == '{' && strstr(r.body, "\"reason\":\"bad data\""), "%s", r.body);
+    resp_free(&r);
+    http_do(s.port, "GET", "/groups/p/parked/2", NULL, NULL, &r);
+    CHECK_EQ(r.status, 404);
+    resp_free(&r);
     /* The parked state survives a kill. */
     srv_stop(&s, SIGKILL);
     s = srv_start(test_dir(), NULL);

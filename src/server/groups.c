@@ -806,37 +806,44 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
     return rc;
 }
 
-int groups_parked_list(groups_t *gs, const char *name, buf_t *out) {
+static void render_parked(groups_t *gs, const parked *p, buf_t *out) {
+    char at[32];
+    time_format_rfc3339(p->at, at);
+    buf_printf(out, "{\"delivery_id\":\"%llu\",\"attempts\":%u,\"reason\":", (unsigned long long)p->key, p->attempts);
+    json_escape(out, p->reason, strlen(p->reason));
+    buf_printf(out, ",\"parked_at\":\"%s\",\"event\":", at);
+    factum_query_t q = {.from = p->pos, .limit = 1, .system = 1};
+    factum_result_t *r;
+    if (factum_read_all(gs->db, &q, &r, NULL) == 0 && factum_result_count(r) == 1) {
+        const factum_event_t *e = factum_result_event(r, 0);
+        size_t need = factum_event_json(e, NULL, 0);
+        if (!buf_reserve(out, need + 1)) factum_event_json(e, out->ptr + out->len, need + 1), out->len += need;
+        factum_result_free(r);
+    } else {
+        buf_printf(out, "null");
+    }
+    buf_append(out, "}", 1);
+}
+
+int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *out) {
     pthread_mutex_lock(&gs->mu);
     group *g = find(gs, name);
-    if (!g) {
-        pthread_mutex_unlock(&gs->mu);
-        return FACTUM_ENOTFOUND;
-    }
-    buf_append(out, "[", 1);
-    for (size_t i = 0; i < g->npk; i++) {
-        parked *p = &g->pk[i];
-        char at[32];
-        time_format_rfc3339(p->at, at);
-        buf_printf(out, "%s\n{\"delivery_id\":\"%llu\",\"attempts\":%u,\"reason\":", i ? "," : "", (unsigned long long)p->key,
-                   p->attempts);
-        json_escape(out, p->reason, strlen(p->reason));
-        buf_printf(out, ",\"parked_at\":\"%s\",\"event\":", at);
-        factum_query_t q = {.from = p->pos, .limit = 1, .system = 1};
-        factum_result_t *r;
-        if (factum_read_all(gs->db, &q, &r, NULL) == 0 && factum_result_count(r) == 1) {
-            const factum_event_t *e = factum_result_event(r, 0);
-            size_t need = factum_event_json(e, NULL, 0);
-            if (!buf_reserve(out, need + 1)) factum_event_json(e, out->ptr + out->len, need + 1), out->len += need;
-            factum_result_free(r);
-        } else {
-            buf_printf(out, "null");
+    int rc = g ? 0 : FACTUM_ENOTFOUND;
+    if (g && one) {
+        uint64_t key;
+        parked *p = u64_of(str_c(one), &key) ? parked_of(g, key) : NULL;
+        if (p) render_parked(gs, p, out);
+        else rc = FACTUM_ENOTFOUND;
+    } else if (g) {
+        buf_append(out, "[", 1);
+        for (size_t i = 0; i < g->npk; i++) {
+            buf_append(out, i ? ",\n" : "\n", i ? 2 : 1);
+            render_parked(gs, &g->pk[i], out);
         }
-        buf_append(out, "}", 1);
+        buf_append(out, g->npk ? "\n]" : "]", g->npk ? 2 : 1);
     }
-    buf_append(out, g->npk ? "\n]" : "]", g->npk ? 2 : 1);
     pthread_mutex_unlock(&gs->mu);
-    return 0;
+    return rc;
 }
 
 /* ---- the keeper: ack timeouts ---- */

@@ -64,8 +64,9 @@ int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t
    delivery_ids, or `one`, or all of them. FACTUM_ENOTFOUND for a name that is not parked. */
 int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, const char *one, buf_t *rec, size_t *n,
                           factum_error_t *err);
-/* [{"delivery_id","attempts","reason","parked_at","event"}]; FACTUM_ENOTFOUND for no group. */
-int groups_parked_list(groups_t *gs, const char *name, buf_t *out);
+/* [{"delivery_id","attempts","reason","parked_at","event"}], or that object for one parked id;
+   FACTUM_ENOTFOUND for no group or no such parked event. */
+int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *out);
 /* Applies a durable state record (Acked, Nacked, Replayed, ParkedDeleted) of group `name`. */
 void groups_apply(groups_t *gs, const char *name, factum_str_t type, factum_str_t rec);
 

@@ -235,9 +235,14 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
         change(c, body, groups_ack_prepare, "Acked");
     } else if (str_eq(tail, str_c("/nack")) && str_eq(h->method, str_c("POST"))) {
         change(c, body, groups_nack_prepare, "Nacked");
-    } else if (str_eq(tail, str_c("/parked")) && get) {
+    } else if ((str_eq(tail, str_c("/parked")) || (tail.len > 8 && !memcmp(tail.ptr, "/parked/", 8))) && get) {
+        /* the parked list, or one parked event (inspect) */
+        char one[32];
+        bool single = tail.len > 8;
+        if (single) snprintf(one, sizeof one, "%.*s", (int)MIN(tail.len - 8, sizeof one - 1), tail.ptr + 8);
         buf_t b = {0};
-        if (groups_parked_list(gs, c->ar_note, &b)) conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
+        if (groups_parked_list(gs, c->ar_note, single ? one : NULL, &b))
+            conn_problem(c, 404, "not-found", NULL, "no group '%s'%s", c->ar_note, single ? " or no such parked event" : "");
         else conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
         buf_free(&b);
     } else if (str_eq(tail, str_c("/parked/replay")) && str_eq(h->method, str_c("POST"))) {
