@@ -38,6 +38,18 @@ static const char sse_head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stre
                                "Connection: close\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\n\r\n"
                                "retry: 1000\n\n";
 
+/* Makes c a subscription: the response head, then what there is to send now. */
+static void begin(conn *c, sub *s) {
+    c->sub = s;
+    c->state = C_SSE;
+    c->deadline_ms = 0;
+    atomic_fetch_add(&c->l->nsubs, 1);
+    conn_send(c, sse_head, sizeof sse_head - 1);
+    atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
+    s->beat_ms = server_now_ms();
+    sse_pump(c);
+}
+
 void sse_start_group(conn *c, const char *group, uint32_t max_in_flight) {
     sub *s = calloc(1, sizeof *s);
     if (!s) {
@@ -47,14 +59,7 @@ void sse_start_group(conn *c, const char *group, uint32_t max_in_flight) {
     snprintf(s->group, sizeof s->group, "%s", group);
     s->max_in_flight = max_in_flight;
     s->live = true; /* woken by every commit (acks are commits too) and by the sweep (retries) */
-    c->sub = s;
-    c->state = C_SSE;
-    c->deadline_ms = 0;
-    atomic_fetch_add(&c->l->nsubs, 1);
-    conn_send(c, sse_head, sizeof sse_head - 1);
-    atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
-    s->beat_ms = server_now_ms();
-    sse_pump(c);
+    begin(c, s);
 }
 
 void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from) {
@@ -71,14 +76,7 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
     s->stream_hash = hash64(stream.ptr, stream.len, 0);
     if (from == FACTUM_END) from = all ? factum_head_position(db) : (uint64_t)(factum_stream_revision(db, stream) + 1);
     s->next = from;
-    c->sub = s;
-    c->state = C_SSE;
-    c->deadline_ms = 0;
-    atomic_fetch_add(&c->l->nsubs, 1);
-    conn_send(c, sse_head, sizeof sse_head - 1);
-    atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
-    s->beat_ms = server_now_ms();
-    sse_pump(c);
+    begin(c, s);
 }
 
 /* Appends one event as an SSE message; the CloudEvent JSON goes on one data line (raw CR/LF
