@@ -497,7 +497,8 @@ TEST(group_stats_show_lag_and_parked_age_in_the_api_and_metrics) {
     http_do(s.port, "GET", "/groups/lagging", NULL, NULL, &r);
     const char *lag = strstr(r.body, "\"lag_seconds\":");
     CHECK_MSG(lag && atof(lag + 14) >= 0.15, "%s", r.body);
-    CHECK(strstr(r.body, "\"lag_events\":2") && strstr(r.body, "\"parked\":1") && strstr(r.body, "\"oldest_parked_seconds\":"));
+    CHECK(strstr(r.body, "\"lag_events\":2") && strstr(r.body, "\"parked\":1") && strstr(r.body, "\"oldest_parked_seconds\":") &&
+          strstr(r.body, "\"delivery_rate\":") && strstr(r.body, "\"redelivery_rate\":"));
     resp_free(&r);
     http_do(s.port, "GET", "/metrics", NULL, NULL, &r);
     CHECK_MSG(strstr(r.body, "factum_group_lag_events{group=\"lagging\"} 2") && strstr(r.body, "factum_group_parked{group=\"lagging\"} 1") &&

@@ -53,6 +53,10 @@ typedef struct group {
     parked *pk;
     size_t npk, cappk;
     uint64_t parked_total;
+    /* once a second, for rates over the last 10 s: time (µs), delivered, redelivered */
+    int64_t rate_t[11];
+    uint64_t rate_d[11], rate_r[11];
+    int rate_n, rate_i;
     struct group *link;
 } group;
 
@@ -859,6 +863,13 @@ static void *keeper(void *arg) {
         if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
         pthread_cond_timedwait(&gs->cond, &gs->mu, &ts);
         int64_t now = clock_realtime_us();
+        for (group *g = gs->list; g; g = g->link) {
+            int last = (g->rate_i + 10) % 11;
+            if (g->rate_n && now - g->rate_t[last] < 1000000) continue;
+            g->rate_t[g->rate_i] = now, g->rate_d[g->rate_i] = g->delivered, g->rate_r[g->rate_i] = g->redelivered;
+            g->rate_i = (g->rate_i + 1) % 11;
+            g->rate_n = MIN(g->rate_n + 1, 11);
+        }
         for (group *g = gs->list; g && !gs->stop; g = g->link) {
             rec.len = 0;
             buf_printf(&rec, "{\"items\":[");
@@ -905,6 +916,14 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
     st->parked = g->npk, st->delivered = g->delivered, st->redelivered = g->redelivered, st->acked = g->acked;
     int64_t now = clock_realtime_us(), oldest = now;
     for (size_t i = 0; i < g->npk; i++) oldest = MIN(oldest, g->pk[i].at);
+    if (g->rate_n >= 2) {
+        int first = g->rate_n == 11 ? g->rate_i : 0, last = (g->rate_i + 10) % 11;
+        double dt = (double)(g->rate_t[last] - g->rate_t[first]) / 1e6;
+        if (dt > 0) {
+            st->delivery_rate = (double)(g->rate_d[last] - g->rate_d[first]) / dt;
+            st->redelivery_rate = (double)(g->rate_r[last] - g->rate_r[first]) / dt;
+        }
+    }
     st->oldest_parked_s = (double)(now - oldest) / 1e6;
     /* Lag in time: how old the oldest event not yet done is. */
     if (st->lag_events) {
@@ -927,10 +946,12 @@ static void render_group(groups_t *gs, group *g, buf_t *out) {
     render_config(g, out);
     buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,\"lag_events\":%llu,\"lag_seconds\":%.3f,"
                     "\"in_flight\":%zu,\"retrying\":%zu,\"held\":%zu,\"parked\":%zu,\"oldest_parked_seconds\":%.3f,"
-                    "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu}}",
+                    "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"delivery_rate\":%.1f,"
+                    "\"redelivery_rate\":%.1f}}",
                (unsigned long long)st.next, (unsigned long long)st.checkpoint, (unsigned long long)st.lag_events,
                st.lag_seconds, st.in_flight, st.retrying, st.held, st.parked, st.oldest_parked_s,
-               (unsigned long long)st.delivered, (unsigned long long)st.redelivered, (unsigned long long)st.acked);
+               (unsigned long long)st.delivered, (unsigned long long)st.redelivered, (unsigned long long)st.acked,
+               st.delivery_rate, st.redelivery_rate);
 }
 
 void groups_each_stats(groups_t *gs, void (*fn)(void *ctx, const group_stats *st), void *ctx) {

@@ -78,6 +78,7 @@ typedef struct group_stats {
     size_t in_flight, retrying, held, parked;
     double oldest_parked_s;
     uint64_t delivered, redelivered, acked;
+    double delivery_rate, redelivery_rate; /* per second, over about the last 10 s */
 } group_stats;
 /* Calls fn with the stats of every group (for /metrics). */
 void groups_each_stats(groups_t *gs, void (*fn)(void *ctx, const group_stats *st), void *ctx);
