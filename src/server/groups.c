@@ -16,6 +16,8 @@
 
 #define MAX_IN_FLIGHT 10000
 #define MAX_HELD 100000 /* by_stream: events read and waiting for their stream; reading stops past it */
+#define CHECKPOINT_EVERY 1000         /* state records between Checkpoint snapshots */
+#define CHECKPOINT_MAX_BYTES (900u << 10) /* a snapshot larger than this is put off (the data limit is 1 MiB) */
 #define MAX_FILTERS 16
 
 enum { SRC_STREAM, SRC_CATEGORY, SRC_ALL };
@@ -57,6 +59,8 @@ typedef struct group {
     int64_t rate_t[11];
     uint64_t rate_d[11], rate_r[11];
     int rate_n, rate_i;
+    uint32_t writes_pending;   /* state records prepared and not yet applied (or abandoned) */
+    uint32_t since_checkpoint; /* state records applied since the last Checkpoint */
     struct group *link;
 } group;
 
@@ -431,7 +435,38 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
     int kind;
     uint64_t key;
     json_iter_t it;
-    if (str_eq(type, str_c("Acked"))) {
+    g->since_checkpoint++;
+    if (str_eq(type, str_c("Checkpoint"))) {
+        /* The whole state at that point of the log (written when nothing else was in flight). */
+        uint64_t floor = 0;
+        num_of(data, "floor", &floor);
+        g->n = 0, g->npk = 0, g->next = g->floor = floor, g->since_checkpoint = 0;
+        if (json_member(data, "entries", &arr, &kind) && kind == JSON_ARRAY) {
+            json_iter_init(&it, arr);
+            while (json_iter_element(&it, &v, &kind) == 1) {
+                uint64_t pos = 0, sh = 0, attempt = 0, due = 0, done = 0;
+                if (kind != JSON_OBJECT || !num_of(v, "key", &key)) continue;
+                num_of(v, "pos", &pos), num_of(v, "sh", &sh), num_of(v, "attempt", &attempt), num_of(v, "due", &due);
+                num_of(v, "done", &done);
+                entry *x = entry_add(g, key, pos);
+                if (x) x->sh = sh, x->attempt = (uint32_t)attempt, x->kind = done ? E_DONE : E_RETRY, x->t = (int64_t)due;
+            }
+        }
+        if (json_member(data, "parked", &arr, &kind) && kind == JSON_ARRAY) {
+            json_iter_init(&it, arr);
+            while (json_iter_element(&it, &v, &kind) == 1) {
+                uint64_t pos = 0, sh = 0, attempts = 0, at = 0;
+                factum_str_t raw;
+                int rk;
+                buf_t reason = {0};
+                if (kind != JSON_OBJECT || !num_of(v, "key", &key)) continue;
+                num_of(v, "pos", &pos), num_of(v, "sh", &sh), num_of(v, "attempts", &attempts), num_of(v, "at", &at);
+                if (json_member(v, "reason", &raw, &rk) && rk == JSON_STRING) json_unescape(raw, &reason);
+                park(g, key, pos, sh, (uint32_t)attempts, (int64_t)at, (factum_str_t){reason.ptr, reason.len});
+                buf_free(&reason);
+            }
+        }
+    } else if (str_eq(type, str_c("Acked"))) {
         uint64_t floor = 0;
         if (replaying && num_of(data, "floor", &floor) && floor > g->next) g->next = floor;
         if (!json_member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
@@ -694,6 +729,7 @@ int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t 
             if (g->e[i].kind != E_DONE && !acking && g->e[i].key < f) f = g->e[i].key;
         }
         buf_printf(rec, "],\"floor\":%llu}", (unsigned long long)f);
+        if (*n) g->writes_pending++;
     }
     free(keys);
     pthread_mutex_unlock(&gs->mu);
@@ -703,7 +739,17 @@ int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t 
 void groups_apply(groups_t *gs, const char *name, factum_str_t type, factum_str_t rec) {
     pthread_mutex_lock(&gs->mu);
     group *g = find(gs, name);
-    if (g) apply_record(g, type, rec, false);
+    if (g) {
+        apply_record(g, type, rec, false);
+        if (g->writes_pending) g->writes_pending--;
+    }
+    pthread_mutex_unlock(&gs->mu);
+}
+
+void groups_write_abandoned(groups_t *gs, const char *name) {
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    if (g && g->writes_pending) g->writes_pending--;
     pthread_mutex_unlock(&gs->mu);
 }
 
@@ -769,6 +815,7 @@ int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t
         buf_printf(rec, "],\"reason\":");
         json_escape(rec, reason, strlen(reason));
         buf_printf(rec, ",\"at\":%lld}", (long long)now);
+        if (*n) g->writes_pending++;
     }
     pthread_mutex_unlock(&gs->mu);
     return rc;
@@ -806,6 +853,7 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
         *n = g->npk;
     }
     buf_printf(rec, "]}");
+    if (!rc && *n) g->writes_pending++;
     pthread_mutex_unlock(&gs->mu);
     return rc;
 }
@@ -852,6 +900,46 @@ int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *o
 
 /* ---- the keeper: ack timeouts ---- */
 
+/*
+ * Writes a Checkpoint: the group's whole state. Called with the mutex held and nothing in
+ * flight for the group, and appended while still holding it, so no other record of the group
+ * can land between what the snapshot saw and the snapshot itself: replaying from it is exact.
+ */
+static void write_checkpoint(groups_t *gs, group *g, buf_t *rec) {
+    int64_t now = clock_realtime_us();
+    rec->len = 0;
+    buf_printf(rec, "{\"floor\":%llu,\"entries\":[", (unsigned long long)g->floor);
+    size_t k = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        const entry *x = &g->e[i];
+        if (x->kind == E_HELD) continue; /* read again from the floor */
+        /* in flight or being parked: delivered again after a restart, like any unacked event */
+        bool done = x->kind == E_DONE;
+        int64_t due = x->kind == E_RETRY ? x->t : now;
+        buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"done\":%d,\"due\":%lld}", k++ ? "," : "",
+                   (unsigned long long)x->key, (unsigned long long)x->pos, (unsigned long long)x->sh, x->attempt, done,
+                   (long long)due);
+    }
+    buf_printf(rec, "],\"parked\":[");
+    for (size_t i = 0; i < g->npk; i++) {
+        const parked *p = &g->pk[i];
+        buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempts\":%u,\"at\":%lld,\"reason\":", i ? "," : "",
+                   (unsigned long long)p->key, (unsigned long long)p->pos, (unsigned long long)p->sh, p->attempts,
+                   (long long)p->at);
+        json_escape(rec, p->reason, strlen(p->reason));
+        buf_append(rec, "}", 1);
+    }
+    buf_append(rec, "]}", 2);
+    if (rec->len > CHECKPOINT_MAX_BYTES) {
+        g->since_checkpoint = CHECKPOINT_EVERY / 2; /* too big for one record now: try again later */
+        return;
+    }
+    char stream[GROUP_MAX_NAME + 8];
+    groups_state_stream(g->name, stream);
+    factum_event_t ev = {.type = str_c("Checkpoint"), .data = {rec->ptr, rec->len}, .data_format = FACTUM_DATA_JSON};
+    if (factum_append(gs->db, str_c(stream), FACTUM_EXPECT_ANY, &ev, 1, NULL, NULL) == 0) g->since_checkpoint = 0;
+}
+
 static void *keeper(void *arg) {
     groups_t *gs = arg;
     buf_t rec = {0};
@@ -870,6 +958,8 @@ static void *keeper(void *arg) {
             g->rate_i = (g->rate_i + 1) % 11;
             g->rate_n = MIN(g->rate_n + 1, 11);
         }
+        for (group *g = gs->list; g && !gs->stop; g = g->link)
+            if (g->since_checkpoint >= CHECKPOINT_EVERY && !g->writes_pending) write_checkpoint(gs, g, &rec);
         for (group *g = gs->list; g && !gs->stop; g = g->link) {
             rec.len = 0;
             buf_printf(&rec, "{\"items\":[");
@@ -887,11 +977,13 @@ static void *keeper(void *arg) {
             snprintf(name, sizeof name, "%s", g->name);
             groups_state_stream(name, stream);
             factum_event_t ev = {.type = str_c("Nacked"), .data = {rec.ptr, rec.len}, .data_format = FACTUM_DATA_JSON};
+            g->writes_pending++;
             pthread_mutex_unlock(&gs->mu);
             int rc = factum_append(gs->db, str_c(stream), FACTUM_EXPECT_ANY, &ev, 1, NULL, NULL);
             pthread_mutex_lock(&gs->mu);
             group *again = find(gs, name);
             if (again != g) break; /* deleted meanwhile: the list changed under us */
+            g->writes_pending--;
             if (rc == 0) apply_record(g, str_c("Nacked"), (factum_str_t){rec.ptr, rec.len}, false);
             else
                 for (size_t i = 0; i < g->n; i++)
@@ -985,10 +1077,32 @@ void groups_list(groups_t *gs, buf_t *out) {
 
 /* ---- open ---- */
 
-/* Calls fn for every event of stream, in order. */
-static int each_event(factum_t *db, const char *stream, void (*fn)(void *, const factum_event_t *), void *ctx,
-                      factum_error_t *err) {
-    for (uint64_t from = 0;;) {
+/* The revision of the latest Checkpoint in stream at or after position min_pos, or 0. */
+static uint64_t last_checkpoint(factum_t *db, const char *stream, uint64_t min_pos) {
+    for (uint64_t from = FACTUM_END;;) {
+        factum_result_t *r;
+        if (factum_read_stream(db, str_c(stream), from, 1000, 1, &r, NULL)) return 0;
+        for (size_t i = 0; i < factum_result_count(r); i++) {
+            const factum_event_t *e = factum_result_event(r, i);
+            if (e->position < min_pos) break;
+            if (str_eq(e->type, str_c("Checkpoint"))) {
+                uint64_t rev = e->revision;
+                factum_result_free(r);
+                return rev;
+            }
+        }
+        from = factum_result_next(r);
+        size_t n = factum_result_count(r);
+        uint64_t oldest = n ? factum_result_event(r, n - 1)->position : 0;
+        factum_result_free(r);
+        if (from == FACTUM_END || n == 0 || oldest < min_pos) return 0;
+    }
+}
+
+/* Calls fn for every event of stream from revision `from` on, in order. */
+static int each_event_from(factum_t *db, const char *stream, uint64_t from, void (*fn)(void *, const factum_event_t *),
+                           void *ctx, factum_error_t *err) {
+    for (;;) {
         factum_result_t *r;
         int rc = factum_read_stream(db, str_c(stream), from, 10000, 0, &r, err);
         if (rc == FACTUM_ENOTFOUND) return 0;
@@ -1025,11 +1139,11 @@ int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
     gs->db = db;
     pthread_mutex_init(&gs->mu, NULL);
     pthread_cond_init(&gs->cond, NULL);
-    int rc = each_event(db, GROUPS_STREAM, replay_definition, gs, err);
+    int rc = each_event_from(db, GROUPS_STREAM, 0, replay_definition, gs, err);
     for (group *g = gs->list; g && !rc; g = g->link) {
         char stream[GROUP_MAX_NAME + 8];
         groups_state_stream(g->name, stream);
-        rc = each_event(db, stream, replay_state, g, err);
+        rc = each_event_from(db, stream, last_checkpoint(db, stream, g->created_pos), replay_state, g, err);
         refloor(g);
     }
     if (!rc && pthread_create(&gs->keeper, NULL, keeper, gs)) rc = err_set(err, FACTUM_ENOMEM, "cannot start a thread");

@@ -69,6 +69,10 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
 int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *out);
 /* Applies a durable state record (Acked, Nacked, Replayed, ParkedDeleted) of group `name`. */
 void groups_apply(groups_t *gs, const char *name, factum_str_t type, factum_str_t rec);
+/* A prepared state record will not be applied (its write failed or was never made). Every
+   prepare that rendered a record (*n > 0) ends in groups_apply or this: Checkpoints are only
+   written when nothing is between the two. */
+void groups_write_abandoned(groups_t *gs, const char *name);
 
 typedef struct group_stats {
     char name[GROUP_MAX_NAME + 1];

@@ -30,6 +30,13 @@ static bool check_written(conn *c) {
     return false;
 }
 
+/* A state record's write failed: the group learns it will not be applied. */
+static bool check_state_written(conn *c) {
+    if (check_written(c)) return true;
+    groups_write_abandoned(c->l->srv->groups, c->ar_note);
+    return false;
+}
+
 static void defined_done(conn *c) {
     if (!check_written(c)) return;
     factum_result_t *r = NULL;
@@ -56,7 +63,7 @@ static void deleted_done(conn *c) {
 
 /* A state record (Acked, Nacked, Replayed, ParkedDeleted) is durable: apply it and answer. */
 static void recorded_done(conn *c) {
-    if (!check_written(c)) return;
+    if (!check_state_written(c)) return;
     factum_result_t *r = NULL;
     const char *what = "done";
     if (record_at(c, &r)) {
@@ -73,11 +80,13 @@ static void recorded_done(conn *c) {
     conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
 }
 
-static void submit(conn *c, const char *stream, const char *type, buf_t *data, append_done_fn done) {
+/* Submits a record; false (and answered) if it could not be. */
+static bool submit(conn *c, const char *stream, const char *type, buf_t *data, append_done_fn done) {
     factum_event_t rec = {.type = str_c(type), .data = {data->ptr, data->len}, .data_format = FACTUM_DATA_JSON};
     factum_error_t err;
     int rc = server_submit_append(c, str_c(stream), FACTUM_EXPECT_ANY, &rec, 1, done, &err);
     if (rc) conn_problem(c, 503, "unavailable", NULL, "%s", err.message);
+    return rc == 0;
 }
 
 static void problem_of(conn *c, int rc, const factum_error_t *err) {
@@ -137,11 +146,16 @@ typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, buf_t *, size_
 static void write_change(conn *c, int rc, const factum_error_t *err, buf_t *rec, size_t n, const char *type) {
     if (rc) {
         problem_of(c, rc, err);
+    } else if (n == 0) {
+        /* nothing to write (an ack of ids already done): answer now */
+        char body[64];
+        int len = snprintf(body, sizeof body, "{\"%s\":0}", !strcmp(type, "Acked") ? "acked" : !strcmp(type, "Nacked") ? "nacked" : !strcmp(type, "Replayed") ? "replayed" : "deleted");
+        conn_respond(c, 200, "application/json", NULL, body, (size_t)len);
     } else {
         char stream[GROUP_MAX_NAME + 8];
         groups_state_stream(c->ar_note, stream);
         c->ar_at = (int64_t)n;
-        submit(c, stream, type, rec, recorded_done);
+        if (!submit(c, stream, type, rec, recorded_done)) groups_write_abandoned(c->l->srv->groups, c->ar_note);
     }
     buf_free(rec);
 }
