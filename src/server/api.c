@@ -44,6 +44,7 @@ typedef struct params {
     uint64_t from;
     int64_t from_time; /* nonzero: from was an RFC 3339 time */
     int system;        /* /all: include system streams */
+    bool from_snapshot; /* streams: the latest snapshot and the events after it */
     size_t limit;
     buf_t type, category, corr;
 } params;
@@ -94,6 +95,7 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
         if (str_eq(k, str_c("from"))) {
             p->has_from = true;
             if (str_eq(val, str_c("end"))) p->from = FACTUM_END;
+            else if (!all && str_eq(val, str_c("snapshot"))) p->from_snapshot = true;
             else if (parse_u64(val, &p->from)) p->from_time = 0;
             else if (all && time_parse(val, &p->from_time) == 0 && p->from_time) p->from = 0;
             else rc = -1;
@@ -128,7 +130,7 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
         if (dst && !rc) dst->len--; /* keep the NUL outside the length */
         if (rc == -1)
             conn_problem(c, 400, "bad-request", NULL, all ? "from must be a position, an RFC 3339 time, or 'end'"
-                                                          : "from must be a revision (or 'end')");
+                                                          : "from must be a revision, 'end' or 'snapshot'");
         if (rc == -3) conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' given twice", (int)k.len, k.ptr);
     }
     buf_free(&v);
@@ -214,6 +216,8 @@ static void read_stream(conn *c, factum_str_t stream) {
     int rc = factum_stream_name_check(stream, &err);
     if (rc) {
         engine_problem(c, rc, err.message);
+    } else if (p.from_snapshot) {
+        api_read_from_snapshot(c, stream, p.limit);
     } else if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
         if (!sse_from(c, &p, &from)) sse_start(c, false, stream, NULL, from);
@@ -666,8 +670,19 @@ void api_handle(conn *c, factum_str_t body) {
     }
     if (path.len > 9 && !memcmp(path.ptr, "/streams/", 9)) {
         factum_str_t rest = {path.ptr + 9, path.len - 9};
-        if (memchr(rest.ptr, '/', rest.len)) {
-            conn_problem(c, 404, "not-found", NULL, "no such resource: %.*s", (int)MIN(path.len, 300), path.ptr);
+        const char *slash = memchr(rest.ptr, '/', rest.len);
+        if (slash) {
+            factum_str_t tail = {slash, (size_t)(rest.ptr + rest.len - slash)};
+            buf_t sname = {0};
+            if (!str_eq(tail, str_c("/snapshot")))
+                conn_problem(c, 404, "not-found", NULL, "no such resource: %.*s", (int)MIN(path.len, 300), path.ptr);
+            else if (!path_stream(c, (factum_str_t){rest.ptr, (size_t)(slash - rest.ptr)}, &sname)) {
+                factum_error_t err;
+                factum_str_t sn = {sname.ptr ? sname.ptr : "", sname.len};
+                if (factum_stream_name_check(sn, &err)) engine_problem(c, FACTUM_EBADSTREAM, err.message);
+                else api_snapshot(c, sn, body);
+            }
+            buf_free(&sname);
             return;
         }
         buf_t name = {0};

@@ -172,6 +172,10 @@ bool groups_try_pull(conn *c, bool final);
 /* Parks c (a long poll) for up to ms; commits and the sweep call groups_try_pull again. */
 void server_wait(conn *c, uint64_t ms);
 
+/* snapshots.c: PUT/GET /streams/{s}/snapshot, and GET /streams/{s}?from=snapshot. */
+void api_snapshot(conn *c, factum_str_t stream, factum_str_t body);
+void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit);
+
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */
 void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from);

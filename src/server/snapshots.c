@@ -1,0 +1,191 @@
+/*
+ * snapshots.c — aggregate snapshots (issue 5): PUT/GET /streams/{s}/snapshot and
+ * GET /streams/{s}?from=snapshot, which answers the latest snapshot and the events after it in
+ * one round trip. Snapshots are events in a system stream per aggregate, "$snapshot-" and 16 hex
+ * digits of the stream name's hash (a stream name may be 255 bytes, too long to prefix); each
+ * record names its stream, so a hash collision is told apart.
+ */
+#include "server.h"
+
+#include "../base/json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SNAPSHOT_PAGE 100
+
+static void snapshot_stream(factum_str_t stream, char out[32]) {
+    snprintf(out, 32, "$snapshot-%016llx", (unsigned long long)hash64(stream.ptr, stream.len, 0x5a));
+}
+
+/* The latest snapshot of stream: its record (to free) and data span, or NULL. */
+static factum_result_t *latest(factum_t *db, factum_str_t stream, const factum_event_t **rec) {
+    char ss[32];
+    snapshot_stream(stream, ss);
+    for (uint64_t from = FACTUM_END;;) {
+        factum_result_t *r;
+        if (factum_read_stream(db, str_c(ss), from, SNAPSHOT_PAGE, 1, &r, NULL)) return NULL;
+        for (size_t i = 0; i < factum_result_count(r); i++) {
+            const factum_event_t *e = factum_result_event(r, i);
+            factum_str_t v;
+            int kind;
+            buf_t name = {0};
+            bool mine = json_member(e->data, "stream", &v, &kind) && kind == JSON_STRING && !json_unescape(v, &name) &&
+                        str_eq((factum_str_t){name.ptr, name.len}, stream);
+            buf_free(&name);
+            if (mine) {
+                *rec = e;
+                return r;
+            }
+        }
+        from = factum_result_next(r);
+        size_t n = factum_result_count(r);
+        factum_result_free(r);
+        if (from == FACTUM_END || n < SNAPSHOT_PAGE) return NULL;
+    }
+}
+
+/* {"revision","state","time"} of a snapshot record. */
+static void render_snapshot(buf_t *b, const factum_event_t *rec) {
+    factum_str_t rev = {"0", 1}, state = {"null", 4};
+    int kind;
+    json_member(rec->data, "revision", &rev, &kind);
+    json_member(rec->data, "state", &state, &kind);
+    char t[32];
+    time_format_rfc3339(rec->time_us, t);
+    buf_printf(b, "{\"revision\":%.*s,\"time\":\"%s\",\"state\":", (int)rev.len, rev.ptr, t);
+    buf_append(b, state.ptr, state.len);
+    buf_append(b, "}", 1);
+}
+
+static void stored_done(conn *c) {
+    c->state = C_BODY;
+    if (c->ar_rc) {
+        conn_problem(c, c->ar_rc == FACTUM_ETOOBIG ? 413 : 503, c->ar_rc == FACTUM_ETOOBIG ? "too-large" : "unavailable", NULL,
+                     "%s", c->ar_msg);
+        return;
+    }
+    char body[200];
+    int n = snprintf(body, sizeof body, "{\"revision\":%lld,\"position\":%llu}", (long long)c->ar_at,
+                     (unsigned long long)c->ar_res.last_position);
+    conn_respond(c, 201, "application/json", NULL, body, (size_t)n);
+}
+
+static void put_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
+    factum_t *db = c->l->srv->db;
+    factum_str_t rev, state;
+    int kind, rk;
+    uint64_t r = 0;
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !json_member(body, "revision", &rev, &rk) ||
+        rk != JSON_NUMBER || !json_member(body, "state", &state, &kind)) {
+        conn_problem(c, 400, "bad-request", NULL, "the body must be {\"revision\": R, \"state\": ...}");
+        return;
+    }
+    for (size_t i = 0; i < rev.len; i++) {
+        if (rev.ptr[i] < '0' || rev.ptr[i] > '9' || rev.len > 18) {
+            conn_problem(c, 400, "bad-request", NULL, "'revision' must be a whole number");
+            return;
+        }
+        r = r * 10 + (uint64_t)(rev.ptr[i] - '0');
+    }
+    int64_t last = factum_stream_revision(db, stream);
+    if (last < 0) {
+        conn_problem(c, 404, "not-found", NULL, "stream '%.*s' not found", (int)stream.len, stream.ptr);
+        return;
+    }
+    if ((int64_t)r > last) {
+        conn_problem(c, 400, "bad-request", NULL, "revision %llu is past the stream's last revision %lld", (unsigned long long)r,
+                     (long long)last);
+        return;
+    }
+    buf_t data = {0};
+    buf_printf(&data, "{\"stream\":");
+    json_escape(&data, stream.ptr, stream.len);
+    buf_printf(&data, ",\"revision\":%llu,\"state\":", (unsigned long long)r);
+    buf_append(&data, state.ptr, state.len);
+    buf_append(&data, "}", 1);
+    char ss[32];
+    snapshot_stream(stream, ss);
+    factum_event_t rec = {.type = str_c("Snapshot"), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
+    factum_error_t err;
+    c->ar_at = (int64_t)r;
+    int rc = server_submit_append(c, str_c(ss), FACTUM_EXPECT_ANY, &rec, 1, stored_done, &err);
+    if (rc) conn_problem(c, rc == FACTUM_ETOOBIG ? 413 : 503, rc == FACTUM_ETOOBIG ? "too-large" : "unavailable", NULL, "%s", err.message);
+    buf_free(&data);
+}
+
+void api_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
+    const http_req *h = &c->req->h;
+    if (stream.len && stream.ptr[0] == '$') {
+        conn_problem(c, 400, "bad-stream", NULL, "system streams have no snapshots");
+        return;
+    }
+    if (str_eq(h->method, str_c("PUT"))) {
+        put_snapshot(c, stream, body);
+    } else if (str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"))) {
+        const factum_event_t *rec;
+        factum_result_t *r = latest(c->l->srv->db, stream, &rec);
+        if (!r) {
+            conn_problem(c, 404, "not-found", NULL, "stream '%.*s' has no snapshot", (int)stream.len, stream.ptr);
+            return;
+        }
+        buf_t b = {0};
+        render_snapshot(&b, rec);
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+        buf_free(&b);
+        factum_result_free(r);
+    } else {
+        conn_problem(c, 405, "method-not-allowed", NULL, "a snapshot allows GET and PUT");
+    }
+}
+
+void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit) {
+    factum_t *db = c->l->srv->db;
+    const factum_event_t *rec = NULL;
+    factum_result_t *snap = latest(db, stream, &rec);
+    uint64_t from = 0;
+    buf_t b = {0};
+    buf_printf(&b, "{\"snapshot\":");
+    if (snap) {
+        factum_str_t rev;
+        int kind;
+        if (json_member(rec->data, "revision", &rev, &kind)) from = strtoull(rev.ptr, NULL, 10) + 1;
+        render_snapshot(&b, rec);
+        factum_result_free(snap);
+    } else {
+        buf_printf(&b, "null");
+    }
+    factum_result_t *res;
+    factum_error_t err;
+    int rc = factum_read_stream(db, stream, from, limit, 0, &res, &err);
+    if (rc) {
+        buf_free(&b);
+        if (rc == FACTUM_ENOTFOUND) conn_problem(c, 404, "not-found", NULL, "%s", err.message);
+        else conn_problem(c, 500, "internal", NULL, "%s", err.message);
+        return;
+    }
+    buf_printf(&b, ",\"events\":[");
+    for (size_t i = 0; i < factum_result_count(res); i++) {
+        buf_append(&b, i ? ",\n" : "\n", i ? 2 : 1);
+        render_event(&b, factum_result_event(res, i));
+    }
+    buf_printf(&b, "]}");
+    char hdr[400] = "";
+    if (factum_result_count(res) == limit) {
+        buf_t l = {0};
+        buf_printf(&l, "Link: </streams/");
+        for (size_t i = 0; i < stream.len; i++) {
+            unsigned char ch = (unsigned char)stream.ptr[i];
+            if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-._~", ch))
+                buf_append(&l, stream.ptr + i, 1);
+            else
+                buf_printf(&l, "%%%02X", ch);
+        }
+        buf_printf(&l, "?from=%llu&limit=%zu>; rel=\"next\"\r\n", (unsigned long long)factum_result_next(res), limit);
+        snprintf(hdr, sizeof hdr, "%.*s", (int)l.len, l.ptr);
+        buf_free(&l);
+    }
+    factum_result_free(res);
+    conn_respond(c, 200, "application/json", hdr[0] ? hdr : NULL, b.ptr, b.len);
+    buf_free(&b);
+}
