@@ -45,6 +45,8 @@ typedef struct params {
     int64_t from_time; /* nonzero: from was an RFC 3339 time */
     int system;        /* /all: include system streams */
     bool from_snapshot; /* streams: the latest snapshot and the events after it */
+    uint64_t until;     /* temporal reads: only events with positions below this (UINT64_MAX: all) */
+    char until_arg[64]; /* as given, for the Link of the next page */
     size_t limit;
     buf_t type, category, corr;
 } params;
@@ -72,6 +74,7 @@ static bool parse_u64(factum_str_t s, uint64_t *out) {
 static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
     memset(p, 0, sizeof *p);
     p->limit = READ_DEFAULT_LIMIT;
+    p->until = UINT64_MAX;
     size_t i = 0;
     buf_t v = {0};
     int rc = 0;
@@ -110,6 +113,26 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
             if (str_eq(val, str_c("backward"))) p->backward = true;
             else if (!str_eq(val, str_c("forward"))) {
                 conn_problem(c, 400, "bad-request", NULL, "direction must be forward or backward");
+                rc = -2;
+            }
+        } else if (str_eq(k, str_c("until_position")) || str_eq(k, str_c("until_time"))) {
+            /* as of a position (inclusive) or a time (events committed at or before it) */
+            uint64_t u;
+            int64_t t;
+            bool pos = k.len == 14;
+            if (pos ? parse_u64(val, &u) && u < UINT64_MAX - 1 : time_parse(val, &t) == 0) {
+                p->until = pos ? u + 1 : factum_position_at(c->l->srv->db, t + 1);
+                snprintf(p->until_arg, sizeof p->until_arg, "&%s=", pos ? "until_position" : "until_time");
+                size_t al = strlen(p->until_arg);
+                for (size_t q2 = 0; q2 < val.len && al + 4 < sizeof p->until_arg; q2++) {
+                    unsigned char ch = (unsigned char)val.ptr[q2];
+                    if (isalnum(ch) || strchr("-._~:", ch)) p->until_arg[al++] = (char)ch;
+                    else al += (size_t)snprintf(p->until_arg + al, sizeof p->until_arg - al, "%%%02X", ch);
+                }
+                p->until_arg[al] = 0;
+            } else {
+                conn_problem(c, 400, "bad-request", NULL, "%s must be %s", pos ? "until_position" : "until_time",
+                             pos ? "a position" : "an RFC 3339 time");
                 rc = -2;
             }
         } else if (all && str_eq(k, str_c("type"))) dst = &p->type;
@@ -170,14 +193,16 @@ int render_event(buf_t *b, const factum_event_t *e) {
     return 0;
 }
 
-/* Renders events [0, n) as a JSON array into the loop's scratch; returns how many fit. */
-static size_t render_array(loop *l, const factum_result_t *res) {
+/* Renders events as a JSON array into the loop's scratch, stopping at the byte cap or at the
+   first event at or past `until` (temporal reads); returns how many it rendered. */
+static size_t render_array(loop *l, const factum_result_t *res, uint64_t until) {
     buf_t *b = &l->scratch;
     b->len = 0;
     buf_append(b, "[", 1);
     size_t n = factum_result_count(res), i;
     for (i = 0; i < n && b->len < READ_MAX_BYTES; i++) {
         const factum_event_t *e = factum_result_event(res, i);
+        if (e->position >= until) break;
         if (i) buf_append(b, ",\n", 2);
         else buf_append(b, "\n", 1);
         if (render_event(b, e)) break;
@@ -220,24 +245,41 @@ static void read_stream(conn *c, factum_str_t stream) {
         api_read_from_snapshot(c, stream, p.limit);
     } else if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
-        if (!sse_from(c, &p, &from)) sse_start(c, false, stream, NULL, from);
+        if (p.until != UINT64_MAX) conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
+        else if (!sse_from(c, &p, &from)) sse_start(c, false, stream, NULL, from);
     } else {
         factum_result_t *res;
-        rc = factum_read_stream(l->srv->db, stream, p.from, p.limit, p.backward, &res, &err);
+        if (p.backward && p.until != UINT64_MAX) {
+            /* Start at the last revision inside the view: binary search by position. */
+            uint64_t lo = 0, hi = (uint64_t)(factum_stream_revision(l->srv->db, stream) + 1);
+            while (lo < hi) {
+                uint64_t mid = lo + (hi - lo) / 2;
+                factum_result_t *one;
+                bool inside = factum_read_stream(l->srv->db, stream, mid, 1, 0, &one, NULL) == 0 &&
+                              factum_result_count(one) && factum_result_event(one, 0)->position < p.until;
+                factum_result_free(one);
+                if (inside) lo = mid + 1;
+                else hi = mid;
+            }
+            p.from = lo ? MIN(p.from, lo - 1) : p.from;
+            if (!lo) p.limit = 0; /* nothing is inside the view */
+        }
+        rc = factum_read_stream(l->srv->db, stream, p.from, p.limit ? p.limit : 1, p.backward, &res, &err);
         if (rc) {
             engine_problem(c, rc, err.message);
         } else {
-            size_t n = render_array(l, res);
+            size_t n = p.limit ? render_array(l, res, p.until) : render_array(l, res, 0);
+            bool cut = n < factum_result_count(res) && factum_result_event(res, n)->position >= p.until;
             uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->revision : factum_result_next(res);
             int64_t last = factum_stream_revision(l->srv->db, stream);
             buf_t hdr = {0};
             buf_printf(&hdr, "ETag: \"%lld\"\r\n", (long long)last);
-            bool more = p.backward ? next != FACTUM_END : (n == p.limit || n < factum_result_count(res));
+            bool more = p.limit && !cut && (p.backward ? next != FACTUM_END : (n == p.limit || n < factum_result_count(res)));
             if (more) {
                 buf_printf(&hdr, "Link: </streams/");
                 url_encode(&hdr, stream.ptr, stream.len);
-                buf_printf(&hdr, "?from=%llu&limit=%zu&direction=%s>; rel=\"next\"\r\n", (unsigned long long)next,
-                           p.limit, p.backward ? "backward" : "forward");
+                buf_printf(&hdr, "?from=%llu&limit=%zu&direction=%s%s>; rel=\"next\"\r\n", (unsigned long long)next,
+                           p.limit, p.backward ? "backward" : "forward", p.until_arg);
             }
             conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
             buf_free(&hdr);
@@ -251,13 +293,18 @@ static void read_all(conn *c) {
     loop *l = c->l;
     params p;
     if (parse_params(c, c->req->h.query, true, &p)) return;
-    factum_query_t q = {.from = p.has_from ? p.from : 0, .limit = p.limit, .backward = p.backward, .from_time = p.from_time, .system = p.system,
+    factum_query_t q = {.from = p.from, .limit = p.limit, .backward = p.backward, .from_time = p.from_time, .system = p.system,
                         .type = buf_str(&p.type), .category = buf_str(&p.category), .correlationid = buf_str(&p.corr)};
     if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
-        if (!sse_from(c, &p, &from)) sse_start(c, true, (factum_str_t){"", 0}, &q, from);
+        if (p.until != UINT64_MAX) conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
+        else if (!sse_from(c, &p, &from)) sse_start(c, true, (factum_str_t){"", 0}, &q, from);
         params_free(&p);
         return;
+    }
+    if (p.until != UINT64_MAX && q.backward) {
+        if (p.until == 0) q.limit = 0; /* nothing is inside the view */
+        else if (q.from == FACTUM_END || q.from >= p.until) q.from = p.until - 1;
     }
     factum_result_t *res;
     factum_error_t err;
@@ -265,10 +312,10 @@ static void read_all(conn *c) {
     if (rc) {
         engine_problem(c, rc, err.message);
     } else {
-        size_t n = render_array(l, res);
+        size_t n = render_array(l, res, p.until);
         uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->position : factum_result_next(res);
-        uint64_t head = factum_head_position(l->srv->db);
-        bool more = p.backward ? next != FACTUM_END : next < head;
+        uint64_t head = MIN(factum_head_position(l->srv->db), p.until);
+        bool more = q.limit && (p.backward ? next != FACTUM_END : next < head);
         buf_t hdr = {0};
         buf_printf(&hdr, "Factum-Head: %llu\r\n", (unsigned long long)head);
         if (more) {
@@ -282,6 +329,7 @@ static void read_all(conn *c) {
                     url_encode(&hdr, vals[i]->ptr, vals[i]->len);
                 }
             if (p.system) buf_printf(&hdr, "&system=true");
+            buf_printf(&hdr, "%s", p.until_arg);
             buf_printf(&hdr, ">; rel=\"next\"\r\n");
         }
         conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
