@@ -422,7 +422,7 @@ static void *cr_member(void *arg) {
         for (int i = 0; i < n; i++) {
             int k = atoi(ids[i]);
             /* The contract: an event whose ack was answered is never delivered again. */
-            CHECK_MSG(k >= CR_EVENTS || !cr_acked[k], "event %d delivered again after its ack was answered", k);
+            CHECK_MSG(k >= CR_EVENTS || !cr_acked[k], "event %d delivered again (as %s) after its ack was answered", k, ids[i]);
             len += snprintf(body + len, sizeof body - (size_t)len, "%s\"%s\"", i ? "," : "", ids[i]);
         }
         snprintf(body + len, sizeof body - (size_t)len, "]}");

@@ -469,12 +469,16 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
     } else if (str_eq(type, str_c("Acked"))) {
         uint64_t floor = 0;
         if (replaying && num_of(data, "floor", &floor) && floor > g->next) g->next = floor;
+        if (replaying && floor > g->floor) g->floor = floor; /* everything below it is done (see Nacked) */
         if (!json_member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
         json_iter_init(&it, arr);
         while (json_iter_element(&it, &v, &kind) == 1) {
-            if (kind != JSON_NUMBER || !u64_of(v, &key) || (replaying && key < floor)) continue;
+            if (kind != JSON_NUMBER || !u64_of(v, &key)) continue;
             entry *x = entry_of(g, key);
-            if (!x && replaying) x = entry_add(g, key, 0);
+            /* A key below the record's floor needs no entry of its own (the floor says it is
+               done), but one that exists — from a Checkpoint that saw it in flight — must be
+               marked, or it would be delivered again. */
+            if (!x && replaying && key >= floor) x = entry_add(g, key, 0);
             if (x && x->kind != E_DONE) x->kind = E_DONE, g->acked++;
         }
     } else if (str_eq(type, str_c("Nacked"))) {
@@ -493,6 +497,9 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
                 if (kind != JSON_OBJECT || !num_of(v, "key", &key) || !json_member(v, "to", &to, &tk)) continue;
                 num_of(v, "pos", &pos), num_of(v, "attempt", &attempt), num_of(v, "due", &due), num_of(v, "sh", &sh);
                 entry *x = entry_of(g, key);
+                /* An acknowledgement wins over a nack or timeout that crossed it: an event that is
+                   done (or below the floor, so done) stays done. */
+                if ((x && x->kind == E_DONE) || (!x && key < g->floor)) continue;
                 if (!x) x = entry_add(g, key, pos);
                 if (!x) continue;
                 x->pos = pos, x->attempt = (uint32_t)attempt, x->sh = sh;
