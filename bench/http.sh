@@ -26,9 +26,13 @@ PORT=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$T/serve.out")
 
 mkdir "$T/pg" && chown postgres "$T/pg"
 runuser -u postgres -- "$PGBIN/initdb" -D "$T/pg" -A trust >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg/log" -w -o \
-    "-p 55432 -k $T/pg -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200" \
-    start >/dev/null
+pg_start() {
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg/log" -w -o \
+        "-p 55432 -k $T/pg -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200" \
+        start >/dev/null
+}
+# Once seen failing to start right after the engine bench; a second try, then its log if not.
+pg_start || { sleep 2; pg_start; } || { tail -5 "$T/pg/log" >&2; exit 1; }
 CONN="host=127.0.0.1 port=55432 user=postgres dbname=postgres"
 runuser -u postgres -- psql -q -h 127.0.0.1 -p 55432 -d postgres -c \
     "CREATE TABLE events (position bigserial PRIMARY KEY, stream text NOT NULL, revision bigint NOT NULL,
