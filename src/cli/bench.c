@@ -9,6 +9,7 @@
 #include "cli.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -338,6 +339,9 @@ int cli_bench(int argc, char **argv) {
 
     /* Resident memory per stream: one event in each of mem_streams streams. */
     snprintf(dir, sizeof dir, "%s/memory", tmpl);
+    /* Give what the earlier figures freed back to the system first, or new streams would reuse
+       it unseen (or the system would take it back during the measurement: a negative figure). */
+    malloc_trim(0);
     long before = rss_kib("VmRSS:"), anon_before = rss_kib("RssAnon:");
     db = bench_open(dir);
     pthread_t th[64];
