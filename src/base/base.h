@@ -59,6 +59,13 @@ typedef struct buf {
 int buf_reserve(buf_t *b, size_t extra);
 int buf_append(buf_t *b, const void *p, size_t n);
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s percent-encoded for a URL path segment or query value (unreserved characters kept). */
+int buf_url_encode(buf_t *b, const char *s, size_t n);
+
+/* A whole unsigned decimal number (digits only, no sign, no overflow) into *out. */
+bool str_u64(factum_str_t s, uint64_t *out);
+/* True if stream is in category cat: the text before its first '-' (or all of it) is cat. */
+bool stream_in_category(factum_str_t stream, factum_str_t cat);
 void buf_free(buf_t *b);
 
 static inline bool str_eq(factum_str_t a, factum_str_t b) {

@@ -195,3 +195,34 @@ void buf_free(buf_t *b) {
     free(b->ptr);
     *b = (buf_t){0};
 }
+
+int buf_url_encode(buf_t *b, const char *s, size_t n) {
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-._~", ch))
+            rc = buf_append(b, s + i, 1);
+        else
+            rc = buf_printf(b, "%%%02X", ch);
+    }
+    return rc;
+}
+
+bool str_u64(factum_str_t s, uint64_t *out) {
+    if (s.len == 0 || s.len > 20) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i] < '0' || s.ptr[i] > '9') return false;
+        uint64_t d = (uint64_t)(s.ptr[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+bool stream_in_category(factum_str_t stream, factum_str_t cat) {
+    const char *dash = memchr(stream.ptr, '-', stream.len);
+    size_t len = dash ? (size_t)(dash - stream.ptr) : stream.len;
+    return len == cat.len && memcmp(stream.ptr, cat.ptr, len) == 0;
+}

@@ -69,16 +69,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     return len;
 }
 
-static void url_append(buf_t *b, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-._~", ch))
-            buf_append(b, s + i, 1);
-        else
-            buf_printf(b, "%%%02X", ch);
-    }
-}
-
 
 static uint64_t json_u64(factum_str_t obj, const char *key, int64_t dflt) {
     factum_str_t v;
@@ -167,7 +157,7 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
     if (!c || !stream || (!events && n)) return err_set(err, FACTUM_EINVAL, "factum_client_append: bad arguments");
     buf_t url = {0}, body = {0};
     buf_printf(&url, "%s/streams/", c->url);
-    url_append(&url, stream, strlen(stream));
+    buf_url_encode(&url, stream, strlen(stream));
     buf_append(&url, "", 1);
     buf_append(&body, "[", 1);
     for (size_t i = 0; i < n; i++) {
@@ -206,7 +196,7 @@ static void query_string(buf_t *u, const factum_query_t *q, bool all, bool with_
         char t[32];
         time_format_rfc3339(q->from_time, t);
         buf_printf(u, "%cfrom=", sep), sep = '&';
-        url_append(u, t, strlen(t));
+        buf_url_encode(u, t, strlen(t));
     } else if (q->from == FACTUM_END) buf_printf(u, "%cfrom=end", sep), sep = '&';
     else if (q->from) buf_printf(u, "%cfrom=%llu", sep, (unsigned long long)q->from), sep = '&';
     if (with_limit && q->limit) buf_printf(u, "%climit=%zu", sep, MIN(q->limit, (size_t)10000)), sep = '&';
@@ -216,7 +206,7 @@ static void query_string(buf_t *u, const factum_query_t *q, bool all, bool with_
     for (int i = 0; all && i < 3; i++)
         if (vals[i].len) {
             buf_printf(u, "%c%s=", sep, names[i]);
-            url_append(u, vals[i].ptr, vals[i].len);
+            buf_url_encode(u, vals[i].ptr, vals[i].len);
             sep = '&';
         }
 }
@@ -225,7 +215,7 @@ static void base_url(buf_t *u, factum_client_t *c, const char *stream) {
     buf_printf(u, "%s", c->url);
     if (stream) {
         buf_printf(u, "/streams/");
-        url_append(u, stream, strlen(stream));
+        buf_url_encode(u, stream, strlen(stream));
     } else {
         buf_printf(u, "/all");
     }
@@ -432,7 +422,7 @@ int factum_client_schedule(factum_client_t *c, int64_t at_us, const char *stream
 int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_error_t *err) {
     buf_t url = {0};
     buf_printf(&url, "%s/schedules/", c->url);
-    url_append(&url, id, strlen(id));
+    buf_url_encode(&url, id, strlen(id));
     buf_append(&url, "", 1);
     curl_easy_reset(c->curl);
     curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);

@@ -46,7 +46,7 @@ typedef struct params {
     int system;        /* /all: include system streams */
     bool from_snapshot; /* streams: the latest snapshot and the events after it */
     uint64_t until;     /* temporal reads: only events with positions below this (UINT64_MAX: all) */
-    char until_arg[64]; /* as given, for the Link of the next page */
+    buf_t until_arg;    /* "&until_...=VALUE", for the Link of the next page */
     size_t limit;
     buf_t type, category, corr;
 } params;
@@ -55,19 +55,7 @@ static void params_free(params *p) {
     buf_free(&p->type);
     buf_free(&p->category);
     buf_free(&p->corr);
-}
-
-static bool parse_u64(factum_str_t s, uint64_t *out) {
-    if (s.len == 0 || s.len > 20) return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < s.len; i++) {
-        if (!isdigit((unsigned char)s.ptr[i])) return false;
-        uint64_t d = (uint64_t)(s.ptr[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
+    buf_free(&p->until_arg);
 }
 
 /* Parses from/limit/direction (and the /all filters when `all`). 0, or answers 400 and -1. */
@@ -99,12 +87,12 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
             p->has_from = true;
             if (str_eq(val, str_c("end"))) p->from = FACTUM_END;
             else if (!all && str_eq(val, str_c("snapshot"))) p->from_snapshot = true;
-            else if (parse_u64(val, &p->from)) p->from_time = 0;
+            else if (str_u64(val, &p->from)) p->from_time = 0;
             else if (all && time_parse(val, &p->from_time) == 0 && p->from_time) p->from = 0;
             else rc = -1;
         } else if (str_eq(k, str_c("limit"))) {
             uint64_t n;
-            if (!parse_u64(val, &n) || n < 1 || n > READ_MAX_LIMIT) {
+            if (!str_u64(val, &n) || n < 1 || n > READ_MAX_LIMIT) {
                 conn_problem(c, 400, "bad-request", NULL, "limit must be 1 to %d", READ_MAX_LIMIT);
                 rc = -2;
             }
@@ -120,16 +108,11 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
             uint64_t u;
             int64_t t;
             bool pos = k.len == 14;
-            if (pos ? parse_u64(val, &u) && u < UINT64_MAX - 1 : time_parse(val, &t) == 0) {
+            if (pos ? str_u64(val, &u) && u < UINT64_MAX - 1 : time_parse(val, &t) == 0) {
                 p->until = pos ? u + 1 : factum_position_at(c->l->srv->db, t + 1);
-                snprintf(p->until_arg, sizeof p->until_arg, "&%s=", pos ? "until_position" : "until_time");
-                size_t al = strlen(p->until_arg);
-                for (size_t q2 = 0; q2 < val.len && al + 4 < sizeof p->until_arg; q2++) {
-                    unsigned char ch = (unsigned char)val.ptr[q2];
-                    if (isalnum(ch) || strchr("-._~:", ch)) p->until_arg[al++] = (char)ch;
-                    else al += (size_t)snprintf(p->until_arg + al, sizeof p->until_arg - al, "%%%02X", ch);
-                }
-                p->until_arg[al] = 0;
+                p->until_arg.len = 0;
+                buf_printf(&p->until_arg, "&%s=", pos ? "until_position" : "until_time");
+                buf_url_encode(&p->until_arg, val.ptr, val.len);
             } else {
                 conn_problem(c, 400, "bad-request", NULL, "%s must be %s", pos ? "until_position" : "until_time",
                              pos ? "a position" : "an RFC 3339 time");
@@ -164,15 +147,6 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
     }
     if (rc) params_free(p);
     return rc ? -1 : 0;
-}
-
-/* Appends s percent-encoded for a query value. */
-static void url_encode(buf_t *b, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch) || strchr("-._~", ch)) buf_append(b, s + i, 1);
-        else buf_printf(b, "%%%02X", ch);
-    }
 }
 
 static factum_str_t buf_str(const buf_t *b) { return (factum_str_t){b->ptr ? b->ptr : "", b->len}; }
@@ -224,7 +198,7 @@ static int sse_from(conn *c, const params *p, uint64_t *from) {
     if (p->has_from && p->from == FACTUM_END) *from = FACTUM_END;
     if (last.ptr) {
         uint64_t id;
-        if (!parse_u64(last, &id) || id == UINT64_MAX) {
+        if (!str_u64(last, &id) || id == UINT64_MAX) {
             conn_problem(c, 400, "bad-request", NULL, "Last-Event-ID must be a revision or position");
             return -1;
         }
@@ -277,9 +251,10 @@ static void read_stream(conn *c, factum_str_t stream) {
             bool more = p.limit && !cut && (p.backward ? next != FACTUM_END : (n == p.limit || n < factum_result_count(res)));
             if (more) {
                 buf_printf(&hdr, "Link: </streams/");
-                url_encode(&hdr, stream.ptr, stream.len);
-                buf_printf(&hdr, "?from=%llu&limit=%zu&direction=%s%s>; rel=\"next\"\r\n", (unsigned long long)next,
-                           p.limit, p.backward ? "backward" : "forward", p.until_arg);
+                buf_url_encode(&hdr, stream.ptr, stream.len);
+                buf_printf(&hdr, "?from=%llu&limit=%zu&direction=%s%.*s>; rel=\"next\"\r\n", (unsigned long long)next,
+                           p.limit, p.backward ? "backward" : "forward", (int)p.until_arg.len,
+                           p.until_arg.ptr ? p.until_arg.ptr : "");
             }
             conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
             buf_free(&hdr);
@@ -326,10 +301,10 @@ static void read_all(conn *c) {
             for (int i = 0; i < 3; i++)
                 if (vals[i]->len) {
                     buf_printf(&hdr, "&%s=", names[i]);
-                    url_encode(&hdr, vals[i]->ptr, vals[i]->len);
+                    buf_url_encode(&hdr, vals[i]->ptr, vals[i]->len);
                 }
             if (p.system) buf_printf(&hdr, "&system=true");
-            buf_printf(&hdr, "%s", p.until_arg);
+            if (p.until_arg.len) buf_append(&hdr, p.until_arg.ptr, p.until_arg.len);
             buf_printf(&hdr, ">; rel=\"next\"\r\n");
         }
         conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
@@ -372,7 +347,7 @@ static int expected_revision(conn *c, int64_t *out) {
         uint64_t n;
         if (str_eq(m, str_c("*"))) *out = FACTUM_EXPECT_EXISTS;
         else if (m.len >= 3 && m.ptr[0] == '"' && m.ptr[m.len - 1] == '"' &&
-                 parse_u64((factum_str_t){m.ptr + 1, m.len - 2}, &n) && n <= INT64_MAX)
+                 str_u64((factum_str_t){m.ptr + 1, m.len - 2}, &n) && n <= INT64_MAX)
             *out = (int64_t)n;
         else {
             conn_problem(c, 400, "bad-request", NULL, "If-Match accepts * or one strong ETag \"N\" (a revision)");

@@ -94,26 +94,13 @@ static bool str_into(factum_str_t raw, char *out, size_t cap) {
     return ok;
 }
 
-static bool u64_of(factum_str_t raw, uint64_t *out) {
-    if (!raw.len || raw.len > 20) return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < raw.len; i++) {
-        if (raw.ptr[i] < '0' || raw.ptr[i] > '9') return false;
-        uint64_t d = (uint64_t)(raw.ptr[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) return false; /* all 64 bits (stream hashes) fit, no more */
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
-}
-
 /* Reads a number member within [lo, hi], or dflt when absent. */
 static int num_member(factum_str_t obj, const char *key, uint64_t lo, uint64_t hi, uint64_t dflt, uint32_t *out,
                       factum_error_t *err) {
     factum_str_t v;
     int kind;
     uint64_t n = dflt;
-    if (json_member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !u64_of(v, &n)))
+    if (json_member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !str_u64(v, &n)))
         return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number", key);
     if (n < lo || n > hi) return err_set(err, FACTUM_EINVAL, "'%s' must be %llu to %llu", key, (unsigned long long)lo, (unsigned long long)hi);
     *out = (uint32_t)n;
@@ -154,7 +141,7 @@ static int resolve_start(groups_t *gs, const group *g, factum_str_t v, int kind,
     int rc = 0;
     uint64_t n;
     int64_t t;
-    if (kind == JSON_NUMBER && u64_of(v, &n)) {
+    if (kind == JSON_NUMBER && str_u64(v, &n)) {
         *out = n;
         return 0;
     }
@@ -303,7 +290,7 @@ void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos) {
     factum_error_t err;
     if (parse_definition(gs, rec, &tmp, false, &err)) return;
     uint64_t start = 0;
-    if (json_member(rec, "start", &v, &kind)) u64_of(v, &start);
+    if (json_member(rec, "start", &v, &kind)) str_u64(v, &start);
     pthread_mutex_lock(&gs->mu);
     group *g = find(gs, name);
     if (g) {
@@ -322,10 +309,7 @@ void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos) {
 }
 
 int groups_delete_prepare(groups_t *gs, const char *name, buf_t *rec, factum_error_t *err) {
-    pthread_mutex_lock(&gs->mu);
-    bool exists = find(gs, name) != NULL;
-    pthread_mutex_unlock(&gs->mu);
-    if (!exists) return err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    if (!groups_has(gs, name)) return err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
     rec->len = 0;
     buf_printf(rec, "{\"name\":\"%s\"}", name);
     return 0;
@@ -420,7 +404,7 @@ static void unpark(group *g, parked *p) { *p = g->pk[--g->npk]; }
 static bool num_of(factum_str_t obj, const char *key, uint64_t *out) {
     factum_str_t v;
     int kind;
-    return json_member(obj, key, &v, &kind) && kind == JSON_NUMBER && u64_of(v, out);
+    return json_member(obj, key, &v, &kind) && kind == JSON_NUMBER && str_u64(v, out);
 }
 
 /*
@@ -473,7 +457,7 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         if (!json_member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
         json_iter_init(&it, arr);
         while (json_iter_element(&it, &v, &kind) == 1) {
-            if (kind != JSON_NUMBER || !u64_of(v, &key)) continue;
+            if (kind != JSON_NUMBER || !str_u64(v, &key)) continue;
             entry *x = entry_of(g, key);
             /* A key below the record's floor needs no entry of its own (the floor says it is
                done), but one that exists — from a Checkpoint that saw it in flight — must be
@@ -518,7 +502,7 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         json_iter_init(&it, arr);
         while (json_iter_element(&it, &v, &kind) == 1) {
             parked *p;
-            if (kind != JSON_NUMBER || !u64_of(v, &key) || !(p = parked_of(g, key))) continue;
+            if (kind != JSON_NUMBER || !str_u64(v, &key) || !(p = parked_of(g, key))) continue;
             uint64_t pos = p->pos, sh = p->sh;
             unpark(g, p);
             if (!replay) continue;
@@ -533,17 +517,11 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
 
 /* ---- pull ---- */
 
-static bool category_is(factum_str_t stream, const char *cat) {
-    const char *dash = memchr(stream.ptr, '-', stream.len);
-    size_t len = dash ? (size_t)(dash - stream.ptr) : stream.len;
-    return len == strlen(cat) && !memcmp(stream.ptr, cat, len);
-}
-
 static bool wanted(const group *g, const factum_event_t *e) {
     if (g->src != SRC_ALL) return true;
     bool t = g->ntypes == 0, c = g->ncats == 0;
     for (int i = 0; i < g->ntypes && !t; i++) t = str_eq(e->type, str_c(g->types[i]));
-    for (int i = 0; i < g->ncats && !c; i++) c = category_is(e->stream, g->cats[i]);
+    for (int i = 0; i < g->ncats && !c; i++) c = stream_in_category(e->stream, str_c(g->cats[i]));
     return t && c;
 }
 
@@ -682,8 +660,8 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
 static bool delivery_id(factum_str_t s, uint64_t *key, uint32_t *attempt) {
     const char *dot = memchr(s.ptr, '.', s.len);
     uint64_t a;
-    if (!dot || !u64_of((factum_str_t){s.ptr, (size_t)(dot - s.ptr)}, key) ||
-        !u64_of((factum_str_t){dot + 1, s.len - (size_t)(dot - s.ptr) - 1}, &a) || a == 0 || a > UINT32_MAX)
+    if (!dot || !str_u64((factum_str_t){s.ptr, (size_t)(dot - s.ptr)}, key) ||
+        !str_u64((factum_str_t){dot + 1, s.len - (size_t)(dot - s.ptr) - 1}, &a) || a == 0 || a > UINT32_MAX)
         return false;
     *attempt = (uint32_t)a;
     return true;
@@ -787,7 +765,7 @@ int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t
     if (json_member(body, "reason", &v, &kind) && (kind != JSON_STRING || !str_into(v, reason, sizeof reason)))
         return err_set(err, FACTUM_EINVAL, "'reason' must be a string of at most 255 bytes");
     if (json_member(body, "delay_ms", &v, &kind)) {
-        if (kind != JSON_NUMBER || !u64_of(v, &delay) || delay > 86400000)
+        if (kind != JSON_NUMBER || !str_u64(v, &delay) || delay > 86400000)
             return err_set(err, FACTUM_EINVAL, "'delay_ms' must be 0 to 86400000");
         has_delay = true;
     }
@@ -843,7 +821,7 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
     buf_printf(rec, "{\"keys\":[");
     if (!rc && one) {
         uint64_t key;
-        if (!u64_of(str_c(one), &key) || !parked_of(g, key)) rc = err_set(err, FACTUM_ENOTFOUND, "no parked event '%s'", one);
+        if (!str_u64(str_c(one), &key) || !parked_of(g, key)) rc = err_set(err, FACTUM_ENOTFOUND, "no parked event '%s'", one);
         else buf_printf(rec, "%llu", (unsigned long long)key), *n = 1;
     } else if (!rc && arr.ptr) {
         json_iter_t it;
@@ -851,7 +829,7 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
         while (!rc && json_iter_element(&it, &v, &kind) == 1) {
             char s[32];
             uint64_t key;
-            if (kind != JSON_STRING || !str_into(v, s, sizeof s) || !u64_of(str_c(s), &key) || !parked_of(g, key))
+            if (kind != JSON_STRING || !str_into(v, s, sizeof s) || !str_u64(str_c(s), &key) || !parked_of(g, key))
                 rc = err_set(err, FACTUM_ENOTFOUND, "not a parked event: %.*s", (int)MIN(v.len, 40), v.ptr);
             else buf_printf(rec, "%s%llu", *n ? "," : "", (unsigned long long)key), ++*n;
         }
@@ -890,7 +868,7 @@ int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *o
     int rc = g ? 0 : FACTUM_ENOTFOUND;
     if (g && one) {
         uint64_t key;
-        parked *p = u64_of(str_c(one), &key) ? parked_of(g, key) : NULL;
+        parked *p = str_u64(str_c(one), &key) ? parked_of(g, key) : NULL;
         if (p) render_parked(gs, p, out);
         else rc = FACTUM_ENOTFOUND;
     } else if (g) {
@@ -1061,6 +1039,13 @@ void groups_each_stats(groups_t *gs, void (*fn)(void *ctx, const group_stats *st
         fn(ctx, &st);
     }
     pthread_mutex_unlock(&gs->mu);
+}
+
+bool groups_has(groups_t *gs, const char *name) {
+    pthread_mutex_lock(&gs->mu);
+    bool has = find(gs, name) != NULL;
+    pthread_mutex_unlock(&gs->mu);
+    return has;
 }
 
 int groups_show(groups_t *gs, const char *name, buf_t *out) {

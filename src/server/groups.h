@@ -34,6 +34,8 @@ void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos);
 int groups_delete_prepare(groups_t *gs, const char *name, buf_t *rec, factum_error_t *err);
 void groups_delete_apply(groups_t *gs, const char *name);
 
+/* Whether the group exists. */
+bool groups_has(groups_t *gs, const char *name);
 /* JSON of one group (config and stats) or of all; FACTUM_ENOTFOUND. */
 int groups_show(groups_t *gs, const char *name, buf_t *out);
 void groups_list(groups_t *gs, buf_t *out);

@@ -115,21 +115,15 @@ static void pull(conn *c) {
         while (i < q.len && q.ptr[i] != '&') i++;
         factum_str_t kv = {q.ptr + s, i - s};
         i++;
-        uint64_t *dst = NULL, v = 0;
+        uint64_t *dst = NULL;
         size_t kl = 0;
         if (kv.len > 4 && !memcmp(kv.ptr, "max=", 4)) dst = &max, kl = 4;
         else if (kv.len > 8 && !memcmp(kv.ptr, "wait_ms=", 8)) dst = &wait, kl = 8;
-        bool ok = dst && kv.len - kl <= 9;
-        for (size_t k = kl; ok && k < kv.len; k++) {
-            ok = kv.ptr[k] >= '0' && kv.ptr[k] <= '9';
-            v = v * 10 + (uint64_t)(kv.ptr[k] - '0');
-        }
-        if (!ok) {
+        if (!dst || !str_u64((factum_str_t){kv.ptr + kl, kv.len - kl}, dst)) {
             conn_problem(c, 400, "bad-request", NULL, "query parameters are max=N (1 to %d) and wait_ms=T (0 to %d)", PULL_MAX,
                          WAIT_MAX_MS);
             return;
         }
-        *dst = v;
     }
     if (max < 1 || max > PULL_MAX || wait > WAIT_MAX_MS) {
         conn_problem(c, 400, "bad-request", NULL, "max must be 1 to %d and wait_ms 0 to %d", PULL_MAX, WAIT_MAX_MS);
@@ -230,21 +224,17 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
         factum_str_t a = http_header_get(h, "accept");
         uint64_t limit = 10;
         factum_str_t q = h->query;
-        if (q.len > 14 && !memcmp(q.ptr, "max_in_flight=", 14)) {
-            limit = 0;
-            for (size_t k = 14; k < q.len && limit <= PULL_MAX; k++)
-                limit = q.ptr[k] >= '0' && q.ptr[k] <= '9' ? limit * 10 + (uint64_t)(q.ptr[k] - '0') : PULL_MAX + 1;
-        } else if (q.len) limit = 0;
+        if (q.len && (q.len <= 14 || memcmp(q.ptr, "max_in_flight=", 14) ||
+                      !str_u64((factum_str_t){q.ptr + 14, q.len - 14}, &limit)))
+            limit = 0; /* refused below */
         if (!a.len || !memmem(a.ptr, a.len, "text/event-stream", 17))
             conn_problem(c, 406, "not-acceptable", NULL, "push delivery is Server-Sent Events: send Accept: text/event-stream");
         else if (limit < 1 || limit > PULL_MAX)
             conn_problem(c, 400, "bad-request", NULL, "the only parameter is max_in_flight=N, 1 to %d", PULL_MAX);
-        else {
-            buf_t probe = {0};
-            if (groups_show(gs, c->ar_note, &probe)) conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
-            else sse_start_group(c, c->ar_note, (uint32_t)limit);
-            buf_free(&probe);
-        }
+        else if (!groups_has(gs, c->ar_note))
+            conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
+        else
+            sse_start_group(c, c->ar_note, (uint32_t)limit);
     } else if (str_eq(tail, str_c("/ack")) && str_eq(h->method, str_c("POST"))) {
         change(c, body, groups_ack_prepare, "Acked");
     } else if (str_eq(tail, str_c("/nack")) && str_eq(h->method, str_c("POST"))) {

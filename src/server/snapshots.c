@@ -81,12 +81,9 @@ static void put_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
         conn_problem(c, 400, "bad-request", NULL, "the body must be {\"revision\": R, \"state\": ...}");
         return;
     }
-    for (size_t i = 0; i < rev.len; i++) {
-        if (rev.ptr[i] < '0' || rev.ptr[i] > '9' || rev.len > 18) {
-            conn_problem(c, 400, "bad-request", NULL, "'revision' must be a whole number");
-            return;
-        }
-        r = r * 10 + (uint64_t)(rev.ptr[i] - '0');
+    if (!str_u64(rev, &r)) {
+        conn_problem(c, 400, "bad-request", NULL, "'revision' must be a whole number");
+        return;
     }
     int64_t last = factum_stream_revision(db, stream);
     if (last < 0) {
@@ -174,13 +171,7 @@ void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit) {
     if (factum_result_count(res) == limit) {
         buf_t l = {0};
         buf_printf(&l, "Link: </streams/");
-        for (size_t i = 0; i < stream.len; i++) {
-            unsigned char ch = (unsigned char)stream.ptr[i];
-            if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-._~", ch))
-                buf_append(&l, stream.ptr + i, 1);
-            else
-                buf_printf(&l, "%%%02X", ch);
-        }
+        buf_url_encode(&l, stream.ptr, stream.len);
         buf_printf(&l, "?from=%llu&limit=%zu>; rel=\"next\"\r\n", (unsigned long long)factum_result_next(res), limit);
         snprintf(hdr, sizeof hdr, "%.*s", (int)l.len, l.ptr);
         buf_free(&l);

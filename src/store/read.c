@@ -105,14 +105,8 @@ fail:
     return rc;
 }
 
-static bool category_is(factum_str_t stream, factum_str_t cat) {
-    const char *dash = memchr(stream.ptr, '-', stream.len);
-    size_t len = dash ? (size_t)(dash - stream.ptr) : stream.len;
-    return len == cat.len && memcmp(stream.ptr, cat.ptr, len) == 0;
-}
-
 static bool matches(const factum_query_t *q, const factum_event_t *e) {
-    return (q->system || e->stream.ptr[0] != '$') && (!q->type.len || str_eq(e->type, q->type)) && (!q->category.len || category_is(e->stream, q->category)) &&
+    return (q->system || e->stream.ptr[0] != '$') && (!q->type.len || str_eq(e->type, q->type)) && (!q->category.len || stream_in_category(e->stream, q->category)) &&
            (!q->correlationid.len || str_eq(e->correlationid, q->correlationid));
 }
 
