@@ -544,15 +544,18 @@ static void metric_head(buf_t *b, const char *name, const char *type, const char
     buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void hist_u64(buf_t *b, const char *name, const uint64_t *counts, const uint64_t *bounds, double scale,
-                     double sum, uint64_t total) {
+/* A Prometheus histogram from per-bucket counts: bounds[i] * scale is bucket i's upper bound in
+   the metric's unit, and the last bucket is +Inf whatever its bound says. */
+static void histogram(buf_t *b, const char *name, const char *help, const uint64_t *counts, const double *bounds,
+                      size_t n, double scale, double sum) {
+    metric_head(b, name, "histogram", help);
     uint64_t cum = 0;
-    for (int i = 0; i < FACTUM_STAT_BUCKETS; i++) {
+    for (size_t i = 0; i < n; i++) {
         cum += counts[i];
-        if (bounds[i] == UINT64_MAX) buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-        else buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] * scale, (unsigned long long)cum);
+        if (i + 1 == n) buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+        else buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i] * scale, (unsigned long long)cum);
     }
-    buf_printf(b, "%s_sum %g\n%s_count %llu\n", name, sum, name, (unsigned long long)total);
+    buf_printf(b, "%s_sum %g\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
 }
 
 /* Group metrics: group names are chosen by operators (bounded), unlike stream names. */
@@ -595,12 +598,11 @@ static void metrics(conn *c) {
     factum_stats(s->db, &st);
     buf_t *b = &c->l->scratch;
     b->len = 0;
-    uint64_t lat[SERVER_HIST] = {0}, lat_sum = 0, lat_n = 0, subs = 0, accepted = 0, drops = 0, status[600] = {0};
+    uint64_t lat[SERVER_HIST] = {0}, lat_sum = 0, subs = 0, accepted = 0, drops = 0, status[600] = {0};
     for (int i = 0; i < s->nloops; i++) {
         loop *l = &s->loops[i];
         for (int k = 0; k < SERVER_HIST; k++) lat[k] += atomic_load_explicit(&l->lat[k], memory_order_relaxed);
         lat_sum += atomic_load_explicit(&l->lat_sum_us, memory_order_relaxed);
-        lat_n += atomic_load_explicit(&l->lat_count, memory_order_relaxed);
         subs += atomic_load_explicit(&l->nsubs, memory_order_relaxed);
         accepted += atomic_load_explicit(&l->accepted, memory_order_relaxed);
         drops += atomic_load_explicit(&l->slow_drops, memory_order_relaxed);
@@ -614,20 +616,16 @@ static void metrics(conn *c) {
     buf_printf(b, "factum_append_events_total %llu\n", (unsigned long long)st.events);
     metric_head(b, "factum_append_bytes_total", "counter", "Bytes of records appended.");
     buf_printf(b, "factum_append_bytes_total %llu\n", (unsigned long long)st.bytes);
-    metric_head(b, "factum_append_duration_seconds", "histogram",
-                "HTTP append requests, from the complete request to the answer (all outcomes).");
-    uint64_t cum = 0;
-    for (int k = 0; k < SERVER_HIST; k++) {
-        cum += lat[k];
-        if (k == SERVER_HIST - 1) buf_printf(b, "factum_append_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-        else buf_printf(b, "factum_append_duration_seconds_bucket{le=\"%g\"} %llu\n", server_latency_bounds[k], (unsigned long long)cum);
-    }
-    buf_printf(b, "factum_append_duration_seconds_sum %g\nfactum_append_duration_seconds_count %llu\n",
-               (double)lat_sum / 1e6, (unsigned long long)lat_n);
-    metric_head(b, "factum_fsync_duration_seconds", "histogram", "fdatasync of the log, per commit group.");
-    hist_u64(b, "factum_fsync_duration_seconds", st.fsync_us, factum_fsync_us_bounds, 1e-6, (double)st.fsync_us_sum / 1e6, st.fsyncs);
-    metric_head(b, "factum_events_per_fsync", "histogram", "Events made durable by one fdatasync (group commit).");
-    hist_u64(b, "factum_events_per_fsync", st.group_events, factum_group_events_bounds, 1, (double)st.events, st.fsyncs);
+    histogram(b, "factum_append_duration_seconds",
+              "HTTP append requests, from the complete request to the answer (all outcomes).", lat,
+              server_latency_bounds, SERVER_HIST, 1, (double)lat_sum / 1e6);
+    double fsync_bounds[FACTUM_STAT_BUCKETS], group_bounds[FACTUM_STAT_BUCKETS];
+    for (int k = 0; k < FACTUM_STAT_BUCKETS; k++)
+        fsync_bounds[k] = (double)factum_fsync_us_bounds[k], group_bounds[k] = (double)factum_group_events_bounds[k];
+    histogram(b, "factum_fsync_duration_seconds", "fdatasync of the log, per commit group.", st.fsync_us, fsync_bounds,
+              FACTUM_STAT_BUCKETS, 1e-6, (double)st.fsync_us_sum / 1e6);
+    histogram(b, "factum_events_per_fsync", "Events made durable by one fdatasync (group commit).", st.group_events,
+              group_bounds, FACTUM_STAT_BUCKETS, 1, (double)st.events);
     metric_head(b, "factum_log_bytes", "gauge", "Bytes of records in the log.");
     buf_printf(b, "factum_log_bytes %llu\n", (unsigned long long)st.log_bytes);
     metric_head(b, "factum_head_position", "gauge", "Durable events in the log (the next position).");
@@ -650,16 +648,8 @@ static void metrics(conn *c) {
     buf_printf(b, "factum_timers_fired_total %llu\n", (unsigned long long)ts.fired);
     metric_head(b, "factum_timers_cancelled_total", "counter", "Timers cancelled.");
     buf_printf(b, "factum_timers_cancelled_total %llu\n", (unsigned long long)ts.cancelled);
-    metric_head(b, "factum_timer_lateness_seconds", "histogram", "From a timer's time to its event being durable.");
-    uint64_t tcum = 0, tn = 0;
-    for (int k = 0; k < 16; k++) tn += ts.late[k];
-    for (int k = 0; k < 16; k++) {
-        tcum += ts.late[k];
-        if (k == 15) buf_printf(b, "factum_timer_lateness_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)tcum);
-        else buf_printf(b, "factum_timer_lateness_seconds_bucket{le=\"%g\"} %llu\n", timers_late_bounds_ms[k] / 1000, (unsigned long long)tcum);
-    }
-    buf_printf(b, "factum_timer_lateness_seconds_sum %g\nfactum_timer_lateness_seconds_count %llu\n", (double)ts.late_sum_us / 1e6,
-               (unsigned long long)tn);
+    histogram(b, "factum_timer_lateness_seconds", "From a timer's time to its event being durable.", ts.late,
+              timers_late_bounds_ms, 16, 1e-3, (double)ts.late_sum_us / 1e6);
     group_metrics(b, s->groups);
     metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
     for (int k = 100; k < 600; k++)

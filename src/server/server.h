@@ -121,7 +121,7 @@ struct loop {
     /* metrics: one writer (this loop), read by /metrics on any loop */
     _Atomic uint64_t requests[6];        /* by status class 1xx..5xx (index 1..5) */
     _Atomic uint64_t status[600];
-    _Atomic uint64_t lat[SERVER_HIST], lat_sum_us, lat_count;
+    _Atomic uint64_t lat[SERVER_HIST], lat_sum_us;
     _Atomic uint64_t accepted, slow_drops;
 };
 
