@@ -20,12 +20,11 @@
 
 static const char *const JSON = "application/json";
 
-/* Maps an engine error to its HTTP status and problem type. */
-static void engine_problem(conn *c, int rc, const char *msg) {
+void server_problem(conn *c, int rc, const char *msg) {
     switch (rc) {
     case FACTUM_EBADSTREAM: conn_problem(c, 400, "bad-stream", NULL, "%s", msg); break;
-    case FACTUM_EBADEVENT:
-    case FACTUM_EINVAL: conn_problem(c, 400, "bad-event", NULL, "%s", msg); break;
+    case FACTUM_EBADEVENT: conn_problem(c, 400, "bad-event", NULL, "%s", msg); break;
+    case FACTUM_EINVAL: conn_problem(c, 400, "bad-request", NULL, "%s", msg); break;
     case FACTUM_ETOOBIG: conn_problem(c, 413, "too-large", NULL, "%s", msg); break;
     case FACTUM_ECONFLICT: conn_problem(c, 409, "conflict", NULL, "%s", msg); break;
     case FACTUM_ENOTFOUND: conn_problem(c, 404, "not-found", NULL, "%s", msg); break;
@@ -214,7 +213,7 @@ static void read_stream(conn *c, factum_str_t stream) {
     factum_error_t err;
     int rc = factum_stream_name_check(stream, &err);
     if (rc) {
-        engine_problem(c, rc, err.message);
+        server_problem(c, rc, err.message);
     } else if (p.from_snapshot) {
         api_read_from_snapshot(c, stream, p.limit);
     } else if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
@@ -240,7 +239,7 @@ static void read_stream(conn *c, factum_str_t stream) {
         }
         rc = factum_read_stream(l->srv->db, stream, p.from, p.limit ? p.limit : 1, p.backward, &res, &err);
         if (rc) {
-            engine_problem(c, rc, err.message);
+            server_problem(c, rc, err.message);
         } else {
             size_t n = p.limit ? render_array(l, res, p.until) : render_array(l, res, 0);
             bool cut = n < factum_result_count(res) && factum_result_event(res, n)->position >= p.until;
@@ -285,7 +284,7 @@ static void read_all(conn *c) {
     factum_error_t err;
     int rc = factum_read_all(l->srv->db, &q, &res, &err);
     if (rc) {
-        engine_problem(c, rc, err.message);
+        server_problem(c, rc, err.message);
     } else {
         size_t n = render_array(l, res, p.until);
         uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->position : factum_result_next(res);
@@ -447,7 +446,7 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
         buf_t vals = {0}, ext = {0};
         if (!binary_event(c, body, &e, &vals, &ext)) {
             rc = server_submit_append(c, stream, expected, &e, 1, api_append_done, &err);
-            if (rc) engine_problem(c, rc, err.message);
+            if (rc) server_problem(c, rc, err.message);
         }
         buf_free(&vals);
         buf_free(&ext);
@@ -473,12 +472,12 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
     factum_events_t *set;
     rc = factum_events_parse(body.ptr, body.len, batch, &set, &err);
     if (rc) {
-        engine_problem(c, rc, err.message);
+        server_problem(c, rc, err.message);
         return;
     }
     rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), factum_events_count(set),
                               api_append_done, &err);
-    if (rc) engine_problem(c, rc, err.message);
+    if (rc) server_problem(c, rc, err.message);
     factum_events_free(set);
 }
 
@@ -506,7 +505,7 @@ void api_append_done(conn *c) {
         return;
     }
     if (c->ar_rc) {
-        engine_problem(c, c->ar_rc, c->ar_msg);
+        server_problem(c, c->ar_rc, c->ar_msg);
         return;
     }
     /* The stream name is the path's; decode it again rather than keep a copy per append. */
@@ -692,7 +691,7 @@ void api_handle(conn *c, factum_str_t body) {
             else if (!path_stream(c, (factum_str_t){rest.ptr, (size_t)(slash - rest.ptr)}, &sname)) {
                 factum_error_t err;
                 factum_str_t sn = {sname.ptr ? sname.ptr : "", sname.len};
-                if (factum_stream_name_check(sn, &err)) engine_problem(c, FACTUM_EBADSTREAM, err.message);
+                if (factum_stream_name_check(sn, &err)) server_problem(c, FACTUM_EBADSTREAM, err.message);
                 else api_snapshot(c, sn, body);
             }
             buf_free(&sname);

@@ -16,17 +16,17 @@
 #define PULL_MAX 1000
 #define WAIT_MAX_MS 60000
 
-/* The durable record's data, read back from the log. */
-static factum_events_t *record_at(conn *c, factum_result_t **r) {
+/* Reads the durable record back from the log into *r (free it either way). */
+static bool record_at(conn *c, factum_result_t **r) {
     factum_query_t q = {.from = c->ar_res.last_position, .limit = 1, .system = 1};
-    if (factum_read_all(c->l->srv->db, &q, r, NULL) || factum_result_count(*r) != 1) return NULL;
-    return (factum_events_t *)1;
+    *r = NULL;
+    return factum_read_all(c->l->srv->db, &q, r, NULL) == 0 && factum_result_count(*r) == 1;
 }
 
 static bool check_written(conn *c) {
     c->state = C_BODY;
     if (!c->ar_rc) return true;
-    conn_problem(c, 503, "unavailable", NULL, "%s", c->ar_msg);
+    server_problem(c, c->ar_rc, c->ar_msg);
     return false;
 }
 
@@ -85,13 +85,8 @@ static bool submit(conn *c, const char *stream, const char *type, buf_t *data, a
     factum_event_t rec = {.type = str_c(type), .data = {data->ptr, data->len}, .data_format = FACTUM_DATA_JSON};
     factum_error_t err;
     int rc = server_submit_append(c, str_c(stream), FACTUM_EXPECT_ANY, &rec, 1, done, &err);
-    if (rc) conn_problem(c, 503, "unavailable", NULL, "%s", err.message);
+    if (rc) server_problem(c, rc, err.message);
     return rc == 0;
-}
-
-static void problem_of(conn *c, int rc, const factum_error_t *err) {
-    int st = rc == FACTUM_ENOTFOUND ? 404 : rc == FACTUM_ECONFLICT ? 409 : 400;
-    conn_problem(c, st, st == 404 ? "not-found" : st == 409 ? "conflict" : "bad-request", NULL, "%s", err->message);
 }
 
 /* One pull; answers and returns true, or returns false when there is nothing yet. */
@@ -100,7 +95,7 @@ bool groups_try_pull(conn *c, bool final) {
     size_t count;
     factum_error_t err;
     int rc = groups_pull(c->l->srv->groups, c->ar_note, (size_t)c->ar_res.first_revision, 0, &b, &count, &err);
-    if (rc) problem_of(c, rc, &err);
+    if (rc) server_problem(c, rc, err.message);
     else if (count || final) conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
     return rc || count || final;
@@ -139,7 +134,7 @@ typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, buf_t *, size_
 /* After a prepare: the problem, or the record written to $group-{g} and answered once durable. */
 static void write_change(conn *c, int rc, const factum_error_t *err, buf_t *rec, size_t n, const char *type) {
     if (rc) {
-        problem_of(c, rc, err);
+        server_problem(c, rc, err->message);
     } else if (n == 0) {
         /* nothing to write (an ack of ids already done): answer now */
         char body[64];
@@ -205,13 +200,13 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
             else conn_respond(c, 200, "application/json", NULL, rec.ptr, rec.len);
         } else if (str_eq(h->method, str_c("PUT"))) {
             bool created;
-            if ((rc = groups_define_prepare(gs, c->ar_note, body, &rec, &created, &err))) problem_of(c, rc, &err);
+            if ((rc = groups_define_prepare(gs, c->ar_note, body, &rec, &created, &err))) server_problem(c, rc, err.message);
             else {
                 c->ar_at = created;
                 submit(c, GROUPS_STREAM, "GroupDefined", &rec, defined_done);
             }
         } else if (str_eq(h->method, str_c("DELETE"))) {
-            if ((rc = groups_delete_prepare(gs, c->ar_note, &rec, &err))) problem_of(c, rc, &err);
+            if ((rc = groups_delete_prepare(gs, c->ar_note, &rec, &err))) server_problem(c, rc, err.message);
             else submit(c, GROUPS_STREAM, "GroupDeleted", &rec, deleted_done);
         } else {
             conn_problem(c, 405, "method-not-allowed", NULL, "a group allows GET, PUT and DELETE");

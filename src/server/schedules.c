@@ -18,9 +18,7 @@
 static void scheduled_done(conn *c) {
     c->state = C_BODY;
     if (c->ar_rc) {
-        conn_problem(c, c->ar_rc == FACTUM_EBADEVENT ? 400 : c->ar_rc == FACTUM_ETOOBIG ? 413 : 503,
-                     c->ar_rc == FACTUM_EBADEVENT || c->ar_rc == FACTUM_ETOOBIG ? "bad-event" : "unavailable", NULL,
-                     "%s", c->ar_msg);
+        server_problem(c, c->ar_rc, c->ar_msg);
         return;
     }
     timers_add(c->l->srv->timers, c->ar_note, c->ar_at, c->ar_res.last_position);
@@ -66,7 +64,7 @@ static void schedule(conn *c, factum_str_t body) {
     }
     if ((rc = factum_events_parse(event.ptr, event.len, 0, &set, &err)) ||
         (rc = factum_events_check(db, factum_events_get(set, 0), 1, &err))) {
-        conn_problem(c, rc == FACTUM_ETOOBIG ? 413 : 400, "bad-event", NULL, "%s", err.message);
+        server_problem(c, rc, err.message);
         goto out;
     }
     /* The Scheduled record: the event exactly as given, to be parsed again when it fires. */
@@ -84,8 +82,7 @@ static void schedule(conn *c, factum_str_t body) {
     snprintf(c->ar_note, sizeof c->ar_note, "%s", id);
     c->ar_at = at;
     if ((rc = server_submit_append(c, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, &rec, 1, scheduled_done, &err)))
-        conn_problem(c, rc == FACTUM_ETOOBIG ? 413 : 503, rc == FACTUM_ETOOBIG ? "too-large" : "unavailable", NULL, "%s",
-                     err.message);
+        server_problem(c, rc, err.message);
     buf_free(&data);
 out:
     factum_events_free(set);
@@ -123,7 +120,7 @@ static void cancelled_done(conn *c) {
     c->state = C_BODY;
     timers_end_cancel(c->l->srv->timers, c->ar_note, c->ar_rc == 0);
     if (c->ar_rc) {
-        conn_problem(c, 503, "unavailable", NULL, "%s", c->ar_msg);
+        server_problem(c, c->ar_rc, c->ar_msg);
         return;
     }
     char body[128];
@@ -135,8 +132,7 @@ static void cancel(conn *c, const char *id) {
     factum_error_t err;
     int rc = timers_begin_cancel(c->l->srv->timers, id, &err);
     if (rc) {
-        conn_problem(c, rc == FACTUM_ENOTFOUND ? 404 : 409, rc == FACTUM_ENOTFOUND ? "not-found" : "conflict", NULL, "%s",
-                     err.message);
+        server_problem(c, rc, err.message);
         return;
     }
     char data[96];
@@ -145,7 +141,7 @@ static void cancel(conn *c, const char *id) {
     snprintf(c->ar_note, sizeof c->ar_note, "%s", id);
     if ((rc = server_submit_append(c, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, &rec, 1, cancelled_done, &err))) {
         timers_end_cancel(c->l->srv->timers, id, false);
-        conn_problem(c, 503, "unavailable", NULL, "%s", err.message);
+        server_problem(c, rc, err.message);
     }
 }
 

@@ -143,6 +143,9 @@ uint64_t server_now_ms(void);
 void conn_send(conn *c, const void *p, size_t n);
 /* A complete response with a body; `extra` are header lines ending in CRLF (or NULL). */
 void conn_respond(conn *c, int status, const char *ctype, const char *extra, const char *body, size_t n);
+/* The problem answer for a FACTUM_E* code: its status (400, 404, 409, 413, 503, 507, ...) and
+   problem type, with msg as the detail. */
+void server_problem(conn *c, int rc, const char *msg);
 /* An application/problem+json response; `members` are extra JSON members ("\"a\":1") or NULL. */
 void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -61,8 +61,7 @@ static void render_snapshot(buf_t *b, const factum_event_t *rec) {
 static void stored_done(conn *c) {
     c->state = C_BODY;
     if (c->ar_rc) {
-        conn_problem(c, c->ar_rc == FACTUM_ETOOBIG ? 413 : 503, c->ar_rc == FACTUM_ETOOBIG ? "too-large" : "unavailable", NULL,
-                     "%s", c->ar_msg);
+        server_problem(c, c->ar_rc, c->ar_msg);
         return;
     }
     char body[200];
@@ -107,7 +106,7 @@ static void put_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
     factum_error_t err;
     c->ar_at = (int64_t)r;
     int rc = server_submit_append(c, str_c(ss), FACTUM_EXPECT_ANY, &rec, 1, stored_done, &err);
-    if (rc) conn_problem(c, rc == FACTUM_ETOOBIG ? 413 : 503, rc == FACTUM_ETOOBIG ? "too-large" : "unavailable", NULL, "%s", err.message);
+    if (rc) server_problem(c, rc, err.message);
     buf_free(&data);
 }
 
