@@ -166,9 +166,7 @@ int render_event(buf_t *b, const factum_event_t *e) {
     return 0;
 }
 
-/* Renders events as a JSON array into the loop's scratch, stopping at the byte cap or at the
-   first event at or past `until` (temporal reads); returns how many it rendered. */
-static size_t render_array(loop *l, const factum_result_t *res, uint64_t until) {
+size_t render_events(loop *l, const factum_result_t *res, uint64_t until) {
     buf_t *b = &l->scratch;
     b->len = 0;
     buf_append(b, "[", 1);
@@ -241,7 +239,7 @@ static void read_stream(conn *c, factum_str_t stream) {
         if (rc) {
             server_problem(c, rc, err.message);
         } else {
-            size_t n = p.limit ? render_array(l, res, p.until) : render_array(l, res, 0);
+            size_t n = p.limit ? render_events(l, res, p.until) : render_events(l, res, 0);
             bool cut = n < factum_result_count(res) && factum_result_event(res, n)->position >= p.until;
             uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->revision : factum_result_next(res);
             int64_t last = factum_stream_revision(l->srv->db, stream);
@@ -286,7 +284,7 @@ static void read_all(conn *c) {
     if (rc) {
         server_problem(c, rc, err.message);
     } else {
-        size_t n = render_array(l, res, p.until);
+        size_t n = render_events(l, res, p.until);
         uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->position : factum_result_next(res);
         uint64_t head = MIN(factum_head_position(l->srv->db), p.until);
         bool more = q.limit && (p.backward ? next != FACTUM_END : next < head);

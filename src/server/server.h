@@ -160,6 +160,10 @@ int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const f
 /* Appends e as one line of CloudEvent JSON to b, rendering once in the common case. 0 or -1. */
 int render_event(buf_t *b, const factum_event_t *e);
 
+/* Renders a read's events as a JSON array into l->scratch, stopping at READ_MAX_BYTES or at the
+   first event at or past `until` (temporal reads; UINT64_MAX: none); returns how many. */
+size_t render_events(loop *l, const factum_result_t *res, uint64_t until);
+
 /* api.c: runs a complete request (head and body in place). */
 void api_handle(conn *c, factum_str_t body);
 /* api.c: finishes an append once the writer called back. */

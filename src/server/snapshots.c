@@ -156,26 +156,23 @@ void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit) {
     int rc = factum_read_stream(db, stream, from, limit, 0, &res, &err);
     if (rc) {
         buf_free(&b);
-        if (rc == FACTUM_ENOTFOUND) conn_problem(c, 404, "not-found", NULL, "%s", err.message);
-        else conn_problem(c, 500, "internal", NULL, "%s", err.message);
+        server_problem(c, rc, err.message);
         return;
     }
-    buf_printf(&b, ",\"events\":[");
-    for (size_t i = 0; i < factum_result_count(res); i++) {
-        buf_append(&b, i ? ",\n" : "\n", i ? 2 : 1);
-        render_event(&b, factum_result_event(res, i));
-    }
-    buf_printf(&b, "]}");
-    char hdr[400] = "";
-    if (factum_result_count(res) == limit) {
-        buf_t l = {0};
-        buf_printf(&l, "Link: </streams/");
-        buf_url_encode(&l, stream.ptr, stream.len);
-        buf_printf(&l, "?from=%llu&limit=%zu>; rel=\"next\"\r\n", (unsigned long long)factum_result_next(res), limit);
-        snprintf(hdr, sizeof hdr, "%.*s", (int)l.len, l.ptr);
-        buf_free(&l);
+    /* The events as any stream read renders them (the same byte cap), after the snapshot. */
+    size_t n = render_events(c->l, res, UINT64_MAX), count = factum_result_count(res);
+    buf_printf(&b, ",\"events\":");
+    buf_append(&b, c->l->scratch.ptr, c->l->scratch.len);
+    buf_append(&b, "}", 1);
+    buf_t hdr = {0};
+    if (n == limit || n < count) {
+        uint64_t next = n < count ? factum_result_event(res, n)->revision : factum_result_next(res);
+        buf_printf(&hdr, "Link: </streams/");
+        buf_url_encode(&hdr, stream.ptr, stream.len);
+        buf_printf(&hdr, "?from=%llu&limit=%zu>; rel=\"next\"\r\n", (unsigned long long)next, limit);
     }
     factum_result_free(res);
-    conn_respond(c, 200, "application/json", hdr[0] ? hdr : NULL, b.ptr, b.len);
+    conn_respond(c, 200, "application/json", hdr.ptr, b.ptr, b.len);
+    buf_free(&hdr);
     buf_free(&b);
 }
