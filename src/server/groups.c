@@ -9,6 +9,7 @@
 #include "groups.h"
 
 #include "../base/json.h"
+#include "replay.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -1069,42 +1070,20 @@ void groups_list(groups_t *gs, buf_t *out) {
 
 /* ---- open ---- */
 
-/* The revision of the latest Checkpoint in stream at or after position min_pos, or 0. */
-static uint64_t last_checkpoint(factum_t *db, const char *stream, uint64_t min_pos) {
-    for (uint64_t from = FACTUM_END;;) {
-        factum_result_t *r;
-        if (factum_read_stream(db, str_c(stream), from, 1000, 1, &r, NULL)) return 0;
-        for (size_t i = 0; i < factum_result_count(r); i++) {
-            const factum_event_t *e = factum_result_event(r, i);
-            if (e->position < min_pos) break;
-            if (str_eq(e->type, str_c("Checkpoint"))) {
-                uint64_t rev = e->revision;
-                factum_result_free(r);
-                return rev;
-            }
-        }
-        from = factum_result_next(r);
-        size_t n = factum_result_count(r);
-        uint64_t oldest = n ? factum_result_event(r, n - 1)->position : 0;
-        factum_result_free(r);
-        if (from == FACTUM_END || n == 0 || oldest < min_pos) return 0;
-    }
+/* Checkpoints of this group (not of an earlier group of the same name). */
+static int pick_checkpoint(void *ctx, const factum_event_t *e) {
+    const group *g = ctx;
+    if (e->position < g->created_pos) return PICK_STOP;
+    return str_eq(e->type, str_c("Checkpoint")) ? PICK_TAKE : PICK_SKIP;
 }
 
-/* Calls fn for every event of stream from revision `from` on, in order. */
-static int each_event_from(factum_t *db, const char *stream, uint64_t from, void (*fn)(void *, const factum_event_t *),
-                           void *ctx, factum_error_t *err) {
-    for (;;) {
-        factum_result_t *r;
-        int rc = factum_read_stream(db, str_c(stream), from, 10000, 0, &r, err);
-        if (rc == FACTUM_ENOTFOUND) return 0;
-        if (rc) return rc;
-        size_t n = factum_result_count(r);
-        for (size_t i = 0; i < n; i++) fn(ctx, factum_result_event(r, i));
-        from = factum_result_next(r);
-        factum_result_free(r);
-        if (n < 10000) return 0;
-    }
+/* Where a group's replay starts: its latest Checkpoint, or the beginning. */
+static uint64_t replay_from(factum_t *db, const char *stream, group *g) {
+    const factum_event_t *e;
+    factum_result_t *r = replay_find_newest(db, stream, pick_checkpoint, g, &e);
+    uint64_t rev = r ? e->revision : 0;
+    factum_result_free(r);
+    return rev;
 }
 
 static void replay_definition(void *ctx, const factum_event_t *e) {
@@ -1131,11 +1110,11 @@ int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
     gs->db = db;
     pthread_mutex_init(&gs->mu, NULL);
     pthread_cond_init(&gs->cond, NULL);
-    int rc = each_event_from(db, GROUPS_STREAM, 0, replay_definition, gs, err);
+    int rc = replay_stream(db, GROUPS_STREAM, 0, replay_definition, gs, err);
     for (group *g = gs->list; g && !rc; g = g->link) {
         char stream[GROUP_MAX_NAME + 8];
         groups_state_stream(g->name, stream);
-        rc = each_event_from(db, stream, last_checkpoint(db, stream, g->created_pos), replay_state, g, err);
+        rc = replay_stream(db, stream, replay_from(db, stream, g), replay_state, g, err);
         refloor(g);
     }
     if (!rc && pthread_create(&gs->keeper, NULL, keeper, gs)) rc = err_set(err, FACTUM_ENOMEM, "cannot start a thread");

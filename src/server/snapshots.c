@@ -8,41 +8,32 @@
 #include "server.h"
 
 #include "../base/json.h"
+#include "replay.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-
-#define SNAPSHOT_PAGE 100
 
 static void snapshot_stream(factum_str_t stream, char out[32]) {
     snprintf(out, 32, "$snapshot-%016llx", (unsigned long long)hash64(stream.ptr, stream.len, 0x5a));
 }
 
-/* The latest snapshot of stream: its record (to free) and data span, or NULL. */
+/* Snapshot records of this stream (another stream's name may share the hash). */
+static int pick_mine(void *ctx, const factum_event_t *e) {
+    const factum_str_t *stream = ctx;
+    factum_str_t v;
+    int kind;
+    buf_t name = {0};
+    bool mine = json_member(e->data, "stream", &v, &kind) && kind == JSON_STRING && !json_unescape(v, &name) &&
+                str_eq((factum_str_t){name.ptr ? name.ptr : "", name.len}, *stream);
+    buf_free(&name);
+    return mine ? PICK_TAKE : PICK_SKIP;
+}
+
+/* The latest snapshot of stream: the result holding its record (to free), or NULL. */
 static factum_result_t *latest(factum_t *db, factum_str_t stream, const factum_event_t **rec) {
     char ss[32];
     snapshot_stream(stream, ss);
-    for (uint64_t from = FACTUM_END;;) {
-        factum_result_t *r;
-        if (factum_read_stream(db, str_c(ss), from, SNAPSHOT_PAGE, 1, &r, NULL)) return NULL;
-        for (size_t i = 0; i < factum_result_count(r); i++) {
-            const factum_event_t *e = factum_result_event(r, i);
-            factum_str_t v;
-            int kind;
-            buf_t name = {0};
-            bool mine = json_member(e->data, "stream", &v, &kind) && kind == JSON_STRING && !json_unescape(v, &name) &&
-                        str_eq((factum_str_t){name.ptr, name.len}, stream);
-            buf_free(&name);
-            if (mine) {
-                *rec = e;
-                return r;
-            }
-        }
-        from = factum_result_next(r);
-        size_t n = factum_result_count(r);
-        factum_result_free(r);
-        if (from == FACTUM_END || n < SNAPSHOT_PAGE) return NULL;
-    }
+    return replay_find_newest(db, ss, pick_mine, &stream, rec);
 }
 
 /* {"revision","state","time"} of a snapshot record. */

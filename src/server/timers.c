@@ -7,6 +7,7 @@
 #include "timers.h"
 
 #include "../base/json.h"
+#include "replay.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -210,6 +211,16 @@ static void replay_event(timers_t *t, const factum_event_t *e, buf_t *id, buf_t 
     }
 }
 
+typedef struct replay_ctx {
+    timers_t *t;
+    buf_t *id, *at; /* scratch */
+} replay_ctx;
+
+static void replay_one(void *ctx, const factum_event_t *e) {
+    replay_ctx *c = ctx;
+    replay_event(c->t, e, c->id, c->at);
+}
+
 /* ---- firing ---- */
 
 typedef struct fire_slot {
@@ -377,20 +388,8 @@ int timers_open(factum_t *db, timers_t **out, factum_error_t *err) {
     pthread_cond_init(&t->batch.cond, NULL);
     buf_t id = {0}, at = {0};
     int rc = 0;
-    for (uint64_t from = 0;;) {
-        factum_result_t *r;
-        rc = factum_read_stream(db, str_c(TIMERS_STREAM), from, 10000, 0, &r, err);
-        if (rc == FACTUM_ENOTFOUND) {
-            rc = 0;
-            break;
-        }
-        if (rc) break;
-        for (size_t i = 0; i < factum_result_count(r); i++) replay_event(t, factum_result_event(r, i), &id, &at);
-        size_t n = factum_result_count(r);
-        from = factum_result_next(r);
-        factum_result_free(r);
-        if (n < 10000) break;
-    }
+    replay_ctx rc_ctx = {t, &id, &at};
+    rc = replay_stream(db, TIMERS_STREAM, 0, replay_one, &rc_ctx, err);
     buf_free(&id);
     buf_free(&at);
     if (!rc && pthread_create(&t->thread, NULL, scheduler, t)) rc = err_set(err, FACTUM_ENOMEM, "cannot start the scheduler");
