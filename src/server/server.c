@@ -82,7 +82,7 @@ static void conn_free(conn *c) {
                 *p = c->ready_next;
                 break;
             }
-    if (c->state == C_WAIT) atomic_fetch_sub(&c->l->nsubs, 1);
+    if (c->state == C_WAIT) atomic_fetch_sub(&c->l->nwaiting, 1);
     request_free(c->req);
     if (c->sub) {
         if (c->sub->group[0]) groups_release_member(c->l->srv->groups, c->sub->group, (uint64_t)(uintptr_t)c);
@@ -197,12 +197,12 @@ static void finish_request(conn *c) {
 void server_wait(conn *c, uint64_t ms) {
     c->state = C_WAIT;
     c->deadline_ms = server_now_ms() + ms;
-    atomic_fetch_add(&c->l->nsubs, 1); /* so commits wake this loop */
+    atomic_fetch_add(&c->l->nwaiting, 1); /* so commits wake this loop */
 }
 
 /* A long poll is over (answered); the connection reads its next request. */
 static void wait_done(conn *c) {
-    atomic_fetch_sub(&c->l->nsubs, 1);
+    atomic_fetch_sub(&c->l->nwaiting, 1);
     finish_request(c);
 }
 
@@ -392,12 +392,17 @@ int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const f
     return rc;
 }
 
+/* Whether this loop has connections that commits concern: subscriptions and waiting pulls. */
+static bool wants_commits(loop *l) {
+    return atomic_load_explicit(&l->nsubs, memory_order_relaxed) || atomic_load_explicit(&l->nwaiting, memory_order_relaxed);
+}
+
 static void commit_hook(void *ctx, uint64_t head) {
     server *s = ctx;
     for (int i = 0; i < s->nloops; i++) {
         loop *l = &s->loops[i];
         atomic_store_explicit(&l->head, head, memory_order_release);
-        if (atomic_load_explicit(&l->nsubs, memory_order_relaxed)) wake(l);
+        if (wants_commits(l)) wake(l);
     }
 }
 
@@ -435,11 +440,11 @@ static void handle_wakeup(loop *l) {
         conn_settle(c);
     }
     uint64_t head = atomic_load_explicit(&l->head, memory_order_acquire);
-    if (head > l->seen && atomic_load(&l->nsubs)) {
+    if (head > l->seen && wants_commits(l)) {
         /* The streams this commit touched, so stream subscribers elsewhere sleep on. */
         uint64_t *hashes = NULL;
         size_t nh = 0;
-        if (head - l->seen <= 4096 && (hashes = malloc((head - l->seen) * sizeof *hashes))) {
+        if (atomic_load(&l->nsubs) && head - l->seen <= 4096 && (hashes = malloc((head - l->seen) * sizeof *hashes))) {
             factum_query_t q = {.from = l->seen, .limit = head - l->seen, .system = 1};
             factum_result_t *res;
             if (factum_read_all(l->srv->db, &q, &res, NULL) == 0) {

@@ -116,7 +116,8 @@ struct loop {
     conn *ready;    /* catching-up subscriptions that used their turn and want another */
     _Atomic uint64_t head; /* latest durable head the commit hook saw */
     uint64_t seen;         /* head up to which live subscribers were pumped */
-    _Atomic uint32_t nsubs;
+    _Atomic uint32_t nsubs;    /* SSE subscriptions (and push members) on this loop */
+    _Atomic uint32_t nwaiting; /* long-polling pulls on this loop */
     buf_t scratch; /* response bodies and rendered events */
     /* metrics: one writer (this loop), read by /metrics on any loop */
     _Atomic uint64_t requests[6];        /* by status class 1xx..5xx (index 1..5) */
