@@ -13,6 +13,11 @@
 
 #define CE "Content-Type: application/cloudevents+json\r\n"
 
+/* A JSON POST expecting `want` (and `has` in the body, if not NULL). */
+static void post_json(int port, const char *path, const char *body, int want, const char *has) {
+    expect_status(port, "POST", path, "Content-Type: application/json\r\n", body, want, has);
+}
+
 static void put_group(int port, const char *name, const char *body, int want) {
     char path[160];
     snprintf(path, sizeof path, "/groups/%s", name);
@@ -110,9 +115,7 @@ TEST_T(competing_members_get_every_event_and_a_dead_members_messages_come_back, 
 TEST_T(acknowledgements_survive_a_kill_and_unacknowledged_events_come_again, 60) {
     srv s = srv_start(test_dir(), NULL);
     for (int i = 0; i < 10; i++) {
-        resp r;
-        http_do(s.port, "POST", "/streams/acct-1", CE, "{\"type\":\"T\"}", &r);
-        resp_free(&r);
+        expect_status(s.port, "POST", "/streams/acct-1", CE, "{\"type\":\"T\"}", 201, NULL);
     }
     put_group(s.port, "g", "{\"source\":{\"stream\":\"acct-1\"},\"start\":\"earliest\"}", 201);
     char ids[20][32];
@@ -187,12 +190,6 @@ TEST(group_definitions_are_checked_and_listed) {
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
-static void post_json(int port, const char *path, const char *body, int want, const char *has) {
-    resp r;
-    http_do(port, "POST", path, "Content-Type: application/json\r\n", body, &r);
-    CHECK_MSG(r.status == want && (!has || strstr(r.body, has)), "POST %s %s: %d %s", path, body, r.status, r.body);
-    resp_free(&r);
-}
 
 TEST_T(retries_back_off_park_after_max_deliveries_and_replay_once, 60) {
     srv s = srv_start(test_dir(), NULL);
@@ -484,9 +481,7 @@ TEST_T(killing_the_server_during_consumption_keeps_the_group_contract, 180) {
 TEST(group_stats_show_lag_and_parked_age_in_the_api_and_metrics) {
     srv s = srv_start(test_dir(), NULL);
     for (int i = 0; i < 3; i++) {
-        resp r;
-        http_do(s.port, "POST", "/streams/lag-1", CE, "{\"type\":\"L\"}", &r);
-        resp_free(&r);
+        expect_status(s.port, "POST", "/streams/lag-1", CE, "{\"type\":\"L\"}", 201, NULL);
     }
     usleep(200000);
     put_group(s.port, "lagging", "{\"source\":{\"stream\":\"lag-1\"},\"start\":\"earliest\"}", 201);
@@ -538,9 +533,7 @@ static int push_read(int fd, char *buf, size_t *len, size_t cap, int n, int ms, 
 TEST_T(push_members_get_at_most_their_limit_and_a_lost_members_messages_move_on, 60) {
     srv s = srv_start(test_dir(), NULL);
     for (int i = 0; i < 6; i++) {
-        resp r;
-        http_do(s.port, "POST", "/streams/push-1", CE, "{\"type\":\"P\"}", &r);
-        resp_free(&r);
+        expect_status(s.port, "POST", "/streams/push-1", CE, "{\"type\":\"P\"}", 201, NULL);
     }
     put_group(s.port, "pushed", "{\"source\":{\"stream\":\"push-1\"},\"start\":\"earliest\",\"retry\":{\"min_delay_ms\":0,\"max_delay_ms\":10}}", 201);
     int a = http_connect(s.port);

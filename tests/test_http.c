@@ -14,21 +14,6 @@
 
 #define CE "Content-Type: application/cloudevents+json\r\n"
 
-static void expect_status(int port, const char *method, const char *path, const char *hdrs, const char *body,
-                          int status, const char *body_has) {
-    resp r;
-    http_do(port, method, path, hdrs, body, &r);
-    CHECK_MSG(r.status == status, "%s %s: got %d, want %d: %s", method, path, r.status, status, r.body);
-    if (body_has) CHECK_MSG(strstr(r.body, body_has), "%s %s: body lacks %s: %s", method, path, body_has, r.body);
-    if (status >= 400) {
-        char ct[128];
-        CHECK_MSG(!strcmp(resp_header(&r, "content-type", ct, sizeof ct), "application/problem+json"),
-                  "%s %s: error content type %s", method, path, ct);
-        CHECK(strstr(r.body, "\"detail\":\""));
-    }
-    resp_free(&r);
-}
-
 static uint64_t head_of(int port) {
     resp r;
     http_do(port, "GET", "/health", NULL, NULL, &r);
