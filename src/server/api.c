@@ -541,6 +541,12 @@ static void metric_head(buf_t *b, const char *name, const char *type, const char
     buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric with one unlabelled sample. */
+static void scalar(buf_t *b, const char *name, const char *type, const char *help, uint64_t v) {
+    metric_head(b, name, type, help);
+    buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
 /* A Prometheus histogram from per-bucket counts: bounds[i] * scale is bucket i's upper bound in
    the metric's unit, and the last bucket is +Inf whatever its bound says. */
 static void histogram(buf_t *b, const char *name, const char *help, const uint64_t *counts, const double *bounds,
@@ -607,12 +613,9 @@ static void metrics(conn *c) {
     }
     metric_head(b, "factum_build_info", "gauge", "Build information.");
     buf_printf(b, "factum_build_info{version=\"%s\"} 1\n", s->cfg.version);
-    metric_head(b, "factum_appends_total", "counter", "Appends acknowledged (idempotent repeats excluded).");
-    buf_printf(b, "factum_appends_total %llu\n", (unsigned long long)st.appends);
-    metric_head(b, "factum_append_events_total", "counter", "Events appended.");
-    buf_printf(b, "factum_append_events_total %llu\n", (unsigned long long)st.events);
-    metric_head(b, "factum_append_bytes_total", "counter", "Bytes of records appended.");
-    buf_printf(b, "factum_append_bytes_total %llu\n", (unsigned long long)st.bytes);
+    scalar(b, "factum_appends_total", "counter", "Appends acknowledged (idempotent repeats excluded).", st.appends);
+    scalar(b, "factum_append_events_total", "counter", "Events appended.", st.events);
+    scalar(b, "factum_append_bytes_total", "counter", "Bytes of records appended.", st.bytes);
     histogram(b, "factum_append_duration_seconds",
               "HTTP append requests, from the complete request to the answer (all outcomes).", lat,
               server_latency_bounds, SERVER_HIST, 1, (double)lat_sum / 1e6);
@@ -623,28 +626,19 @@ static void metrics(conn *c) {
               FACTUM_STAT_BUCKETS, 1e-6, (double)st.fsync_us_sum / 1e6);
     histogram(b, "factum_events_per_fsync", "Events made durable by one fdatasync (group commit).", st.group_events,
               group_bounds, FACTUM_STAT_BUCKETS, 1, (double)st.events);
-    metric_head(b, "factum_log_bytes", "gauge", "Bytes of records in the log.");
-    buf_printf(b, "factum_log_bytes %llu\n", (unsigned long long)st.log_bytes);
-    metric_head(b, "factum_head_position", "gauge", "Durable events in the log (the next position).");
-    buf_printf(b, "factum_head_position %llu\n", (unsigned long long)st.head);
-    metric_head(b, "factum_writer_failed", "gauge", "1 when a failed write or fsync stopped the writer.");
-    buf_printf(b, "factum_writer_failed %d\n", st.failed != 0);
-    metric_head(b, "factum_subscribers", "gauge", "Live and catching-up SSE subscribers.");
-    buf_printf(b, "factum_subscribers %llu\n", (unsigned long long)subs);
+    scalar(b, "factum_log_bytes", "gauge", "Bytes of records in the log.", st.log_bytes);
+    scalar(b, "factum_head_position", "gauge", "Durable events in the log (the next position).", st.head);
+    scalar(b, "factum_writer_failed", "gauge", "1 when a failed write or fsync stopped the writer.", st.failed != 0);
+    scalar(b, "factum_subscribers", "gauge", "Live and catching-up SSE subscribers.", subs);
     metric_head(b, "factum_subscriber_disconnects_total", "counter", "Subscribers cut off past their buffer limit.");
     buf_printf(b, "factum_subscriber_disconnects_total{reason=\"slow\"} %llu\n", (unsigned long long)drops);
-    metric_head(b, "factum_connections", "gauge", "Open HTTP connections.");
-    buf_printf(b, "factum_connections %u\n", atomic_load(&s->nconns));
-    metric_head(b, "factum_connections_total", "counter", "HTTP connections accepted.");
-    buf_printf(b, "factum_connections_total %llu\n", (unsigned long long)accepted);
+    scalar(b, "factum_connections", "gauge", "Open HTTP connections.", atomic_load(&s->nconns));
+    scalar(b, "factum_connections_total", "counter", "HTTP connections accepted.", accepted);
     timers_stats ts;
     timers_get_stats(s->timers, &ts);
-    metric_head(b, "factum_timers_pending", "gauge", "Durable timers waiting to fire.");
-    buf_printf(b, "factum_timers_pending %llu\n", (unsigned long long)ts.pending);
-    metric_head(b, "factum_timers_fired_total", "counter", "Timers fired (since this server started, or replayed).");
-    buf_printf(b, "factum_timers_fired_total %llu\n", (unsigned long long)ts.fired);
-    metric_head(b, "factum_timers_cancelled_total", "counter", "Timers cancelled.");
-    buf_printf(b, "factum_timers_cancelled_total %llu\n", (unsigned long long)ts.cancelled);
+    scalar(b, "factum_timers_pending", "gauge", "Durable timers waiting to fire.", ts.pending);
+    scalar(b, "factum_timers_fired_total", "counter", "Timers fired (since this server started, or replayed).", ts.fired);
+    scalar(b, "factum_timers_cancelled_total", "counter", "Timers cancelled.", ts.cancelled);
     histogram(b, "factum_timer_lateness_seconds", "From a timer's time to its event being durable.", ts.late,
               timers_late_bounds_ms, 16, 1e-3, (double)ts.late_sum_us / 1e6);
     group_metrics(b, s->groups);
