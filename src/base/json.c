@@ -361,3 +361,17 @@ bool json_member(factum_str_t obj, const char *key, factum_str_t *val, int *kind
         if (json_key_is(k, key)) return true;
     return false;
 }
+
+bool json_member_u64(factum_str_t obj, const char *key, uint64_t *out) {
+    factum_str_t v;
+    int kind;
+    return json_member(obj, key, &v, &kind) && kind == JSON_NUMBER && str_u64(v, out);
+}
+
+bool json_member_string(factum_str_t obj, const char *key, buf_t *out) {
+    factum_str_t v;
+    int kind;
+    out->len = 0;
+    return json_member(obj, key, &v, &kind) && kind == JSON_STRING && !json_unescape(v, out) && !buf_append(out, "", 1) &&
+           (out->len--, true);
+}

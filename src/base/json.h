@@ -42,6 +42,10 @@ int json_iter_element(json_iter_t *it, factum_str_t *val, int *kind);
 
 /* The member `key` of an object span (its raw value and kind); false if there is none. */
 bool json_member(factum_str_t obj, const char *key, factum_str_t *val, int *kind);
+/* The member `key` as a whole non-negative number (all 64 bits); false if absent or not one. */
+bool json_member_u64(factum_str_t obj, const char *key, uint64_t *out);
+/* The member `key` as a string, decoded into out (replacing it, NUL-terminated). */
+bool json_member_string(factum_str_t obj, const char *key, buf_t *out);
 /* True if a raw string span (with quotes) equals the plain name (compares after decoding). */
 bool json_key_is(factum_str_t raw, const char *name);
 /* Decodes a raw string span (with quotes) into out (appended). 0 or FACTUM_ENOMEM. */

@@ -70,13 +70,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
 }
 
 
+/* The number member `key`, or dflt when it is absent (or negative, like "actual": -1). */
 static uint64_t json_u64(factum_str_t obj, const char *key, int64_t dflt) {
-    factum_str_t v;
-    int kind;
-    if (!json_member(obj, key, &v, &kind) || kind != JSON_NUMBER) return (uint64_t)dflt;
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%.*s", (int)MIN(v.len, 31), v.ptr);
-    return (uint64_t)strtoll(tmp, NULL, 10);
+    uint64_t v;
+    return json_member_u64(obj, key, &v) ? v : (uint64_t)dflt;
 }
 
 static int unreachable(factum_client_t *c, CURLcode cc, factum_error_t *err) {
@@ -271,9 +268,13 @@ static void sse_dispatch(sse *s) {
     if (!strcmp(s->event, "caught-up")) {
         /* Remember where live began, so a reconnect from "end" does not skip what came since. */
         factum_str_t d = {s->data.ptr ? s->data.ptr : "", s->data.len};
-        int64_t pos = (int64_t)json_u64(d, "position", -1), rev = (int64_t)json_u64(d, "revision", -2);
-        if (pos >= 0) s->resume = (uint64_t)pos, s->has_resume = true;
-        else if (rev >= -1) s->resume = (uint64_t)(rev + 1), s->has_resume = true;
+        uint64_t v;
+        factum_str_t raw;
+        int kind;
+        if (json_member_u64(d, "position", &v)) s->resume = v, s->has_resume = true;          /* $all */
+        else if (json_member_u64(d, "revision", &v)) s->resume = v + 1, s->has_resume = true; /* a stream */
+        else if (json_member(d, "revision", &raw, &kind) && str_eq(raw, str_c("-1")))
+            s->resume = 0, s->has_resume = true; /* a stream with no events yet */
         if (s->cb(s->ctx, NULL)) s->stopped = true;
     } else if (!strcmp(s->event, "error")) {
         buf_append(&s->data, "", 1);

@@ -402,12 +402,6 @@ static parked *parked_of(group *g, uint64_t key) {
 
 static void unpark(group *g, parked *p) { *p = g->pk[--g->npk]; }
 
-static bool num_of(factum_str_t obj, const char *key, uint64_t *out) {
-    factum_str_t v;
-    int kind;
-    return json_member(obj, key, &v, &kind) && kind == JSON_NUMBER && str_u64(v, out);
-}
-
 /*
  * Applies one durable state record, live or at start-up (the one code path for both):
  *   Acked {keys, floor}
@@ -424,15 +418,15 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
     if (str_eq(type, str_c("Checkpoint"))) {
         /* The whole state at that point of the log (written when nothing else was in flight). */
         uint64_t floor = 0;
-        num_of(data, "floor", &floor);
+        json_member_u64(data, "floor", &floor);
         g->n = 0, g->npk = 0, g->next = g->floor = floor, g->since_checkpoint = 0;
         if (json_member(data, "entries", &arr, &kind) && kind == JSON_ARRAY) {
             json_iter_init(&it, arr);
             while (json_iter_element(&it, &v, &kind) == 1) {
                 uint64_t pos = 0, sh = 0, attempt = 0, due = 0, done = 0;
-                if (kind != JSON_OBJECT || !num_of(v, "key", &key)) continue;
-                num_of(v, "pos", &pos), num_of(v, "sh", &sh), num_of(v, "attempt", &attempt), num_of(v, "due", &due);
-                num_of(v, "done", &done);
+                if (kind != JSON_OBJECT || !json_member_u64(v, "key", &key)) continue;
+                json_member_u64(v, "pos", &pos), json_member_u64(v, "sh", &sh), json_member_u64(v, "attempt", &attempt), json_member_u64(v, "due", &due);
+                json_member_u64(v, "done", &done);
                 entry *x = entry_add(g, key, pos);
                 if (x) x->sh = sh, x->attempt = (uint32_t)attempt, x->kind = done ? E_DONE : E_RETRY, x->t = (int64_t)due;
             }
@@ -444,8 +438,8 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
                 factum_str_t raw;
                 int rk;
                 buf_t reason = {0};
-                if (kind != JSON_OBJECT || !num_of(v, "key", &key)) continue;
-                num_of(v, "pos", &pos), num_of(v, "sh", &sh), num_of(v, "attempts", &attempts), num_of(v, "at", &at);
+                if (kind != JSON_OBJECT || !json_member_u64(v, "key", &key)) continue;
+                json_member_u64(v, "pos", &pos), json_member_u64(v, "sh", &sh), json_member_u64(v, "attempts", &attempts), json_member_u64(v, "at", &at);
                 if (json_member(v, "reason", &raw, &rk) && rk == JSON_STRING) json_unescape(raw, &reason);
                 park(g, key, pos, sh, (uint32_t)attempts, (int64_t)at, (factum_str_t){reason.ptr, reason.len});
                 buf_free(&reason);
@@ -453,7 +447,7 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         }
     } else if (str_eq(type, str_c("Acked"))) {
         uint64_t floor = 0;
-        if (replaying && num_of(data, "floor", &floor) && floor > g->next) g->next = floor;
+        if (replaying && json_member_u64(data, "floor", &floor) && floor > g->next) g->next = floor;
         if (replaying && floor > g->floor) g->floor = floor; /* everything below it is done (see Nacked) */
         if (!json_member(data, "keys", &arr, &kind) || kind != JSON_ARRAY) return;
         json_iter_init(&it, arr);
@@ -472,15 +466,15 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         uint64_t at = 0;
         if (json_member(data, "reason", &raw, &kind) && kind == JSON_STRING && !json_unescape(raw, &rb))
             reason = (factum_str_t){rb.ptr, rb.len};
-        num_of(data, "at", &at);
+        json_member_u64(data, "at", &at);
         if (json_member(data, "items", &arr, &kind) && kind == JSON_ARRAY) {
             json_iter_init(&it, arr);
             while (json_iter_element(&it, &v, &kind) == 1) {
                 uint64_t pos = 0, attempt = 0, due = 0, sh = 0;
                 factum_str_t to;
                 int tk;
-                if (kind != JSON_OBJECT || !num_of(v, "key", &key) || !json_member(v, "to", &to, &tk)) continue;
-                num_of(v, "pos", &pos), num_of(v, "attempt", &attempt), num_of(v, "due", &due), num_of(v, "sh", &sh);
+                if (kind != JSON_OBJECT || !json_member_u64(v, "key", &key) || !json_member(v, "to", &to, &tk)) continue;
+                json_member_u64(v, "pos", &pos), json_member_u64(v, "attempt", &attempt), json_member_u64(v, "due", &due), json_member_u64(v, "sh", &sh);
                 entry *x = entry_of(g, key);
                 /* An acknowledgement wins over a nack or timeout that crossed it: an event that is
                    done (or below the floor, so done) stays done. */

@@ -134,9 +134,7 @@ void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit) {
     buf_t b = {0};
     buf_printf(&b, "{\"snapshot\":");
     if (snap) {
-        factum_str_t rev;
-        int kind;
-        if (json_member(rec->data, "revision", &rev, &kind)) from = strtoull(rev.ptr, NULL, 10) + 1;
+        if (json_member_u64(rec->data, "revision", &from)) from++;
         render_snapshot(&b, rec);
         factum_result_free(snap);
     } else {

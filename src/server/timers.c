@@ -182,31 +182,21 @@ void timers_get_stats(timers_t *t, timers_stats *out) {
 
 /* ---- reading $schedules records ---- */
 
-/* The string member `key` of a JSON object, decoded into out (NUL-terminated). */
-static bool member_string(factum_str_t obj, const char *key, buf_t *out) {
-    factum_str_t v;
-    int kind;
-    out->len = 0;
-    return json_member(obj, key, &v, &kind) && kind == JSON_STRING && !json_unescape(v, out) && !buf_append(out, "", 1) &&
-           (out->len--, true);
-}
-
 static bool member_raw(factum_str_t obj, const char *key, factum_str_t *out, int want) {
     int kind;
     return json_member(obj, key, out, &kind) && kind == want;
 }
 
 static void replay_event(timers_t *t, const factum_event_t *e, buf_t *id, buf_t *at) {
-    if (!member_string(e->data, "id", id)) return;
+    if (!json_member_string(e->data, "id", id)) return;
     if (str_eq(e->type, str_c("Scheduled"))) {
         int64_t us;
-        if (member_string(e->data, "at", at) && time_parse((factum_str_t){at->ptr, at->len}, &us) == 0)
+        if (json_member_string(e->data, "at", at) && time_parse((factum_str_t){at->ptr, at->len}, &us) == 0)
             add_locked(t, id->ptr, us, e->position);
     } else if (str_eq(e->type, str_c("Fired")) || str_eq(e->type, str_c("Cancelled"))) {
         timer *x = find(t, id->ptr);
         if (!x) return;
-        factum_str_t p;
-        if (member_raw(e->data, "position", &p, JSON_NUMBER)) x->fired_pos = strtoull(p.ptr, NULL, 10);
+        json_member_u64(e->data, "position", &x->fired_pos);
         set_state(t, x, str_eq(e->type, str_c("Fired")) ? TIMER_FIRED : TIMER_CANCELLED);
     }
 }
@@ -254,7 +244,7 @@ static bool fire_one(timers_t *t, uint64_t pos, fire_slot *s) {
     if (!s->rc && factum_result_count(r) != 1) s->rc = err_set(&err, FACTUM_ECORRUPT, "Scheduled record missing");
     if (!s->rc) {
         factum_str_t data = factum_result_event(r, 0)->data;
-        if (!member_string(data, "stream", &stream) || !member_raw(data, "event", &ev, JSON_OBJECT))
+        if (!json_member_string(data, "stream", &stream) || !member_raw(data, "event", &ev, JSON_OBJECT))
             s->rc = err_set(&err, FACTUM_ECORRUPT, "Scheduled record without stream or event");
         else if (!(s->rc = factum_events_parse(ev.ptr, ev.len, 0, &set, &err))) {
             factum_event_t e = *factum_events_get(set, 0);
