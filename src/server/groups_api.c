@@ -94,7 +94,7 @@ bool groups_try_pull(conn *c, bool final) {
     buf_t b = {0};
     size_t count;
     factum_error_t err;
-    int rc = groups_pull(c->l->srv->groups, c->ar_note, (size_t)c->ar_res.first_revision, 0, &b, &count, &err);
+    int rc = groups_pull(c->l->srv->groups, c->ar_note, c->pull_max, 0, &b, &count, &err);
     if (rc) server_problem(c, rc, err.message);
     else if (count || final) conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
@@ -124,7 +124,7 @@ static void pull(conn *c) {
         conn_problem(c, 400, "bad-request", NULL, "max must be 1 to %d and wait_ms 0 to %d", PULL_MAX, WAIT_MAX_MS);
         return;
     }
-    c->ar_res.first_revision = max; /* the pull size, kept where a waiting pull finds it again */
+    c->pull_max = (uint32_t)max; /* a waiting pull asks again with it */
     if (groups_try_pull(c, wait == 0)) return;
     server_wait(c, wait); /* long poll: commits and the sweep ask again */
 }

@@ -100,6 +100,7 @@ struct conn {
     factum_append_result_t ar_res;
     char ar_msg[320];
     append_done_fn ar_done;
+    uint32_t pull_max; /* a group pull's max, kept while it waits */
     char ar_note[128]; /* what the done function needs beyond the result (a schedule id, a group name) */
     int64_t ar_at;
 };
