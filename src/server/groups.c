@@ -662,6 +662,14 @@ static bool delivery_id(factum_str_t s, uint64_t *key, uint32_t *attempt) {
     return true;
 }
 
+/* One element of "delivery_ids": a string "KEY.ATTEMPT". 0, or FACTUM_EINVAL. */
+static int element_id(factum_str_t v, int kind, uint64_t *key, uint32_t *attempt, factum_error_t *err) {
+    buf_t s = {0};
+    bool ok = kind == JSON_STRING && !json_unescape(v, &s) && delivery_id((factum_str_t){s.ptr ? s.ptr : "", s.len}, key, attempt);
+    buf_free(&s);
+    return ok ? 0 : err_set(err, FACTUM_EINVAL, "delivery ids look like \"123.1\"");
+}
+
 int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err) {
     factum_str_t arr, v;
     int kind, r;
@@ -679,25 +687,20 @@ int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t 
     uint64_t *keys = NULL;
     size_t nk = 0, capk = 0;
     while (!rc && (r = json_iter_element(&it, &v, &kind)) == 1) {
-        buf_t s = {0};
         uint64_t key;
         uint32_t attempt;
-        if (kind != JSON_STRING || json_unescape(v, &s) || !delivery_id((factum_str_t){s.ptr ? s.ptr : "", s.len}, &key, &attempt)) {
-            rc = err_set(err, FACTUM_EINVAL, "delivery ids look like \"123.1\"");
-        } else {
-            entry *x = entry_of(g, key);
-            bool done = key < g->floor || (x && x->kind == E_DONE);
-            if (!done && !(x && x->kind == E_INFLIGHT && x->attempt == attempt))
-                rc = err_set(err, FACTUM_ECONFLICT, "delivery %llu.%u is not in flight (timed out and delivered again, or never delivered)",
-                             (unsigned long long)key, attempt);
-            else if (!done) {
-                if (nk == capk) keys = realloc(keys, (capk = capk ? capk * 2 : 64) * sizeof *keys);
-                keys[nk++] = key;
-                buf_printf(rec, "%s%llu", *n ? "," : "", (unsigned long long)key);
-                ++*n;
-            }
+        if ((rc = element_id(v, kind, &key, &attempt, err))) break;
+        entry *x = entry_of(g, key);
+        bool done = key < g->floor || (x && x->kind == E_DONE);
+        if (!done && !(x && x->kind == E_INFLIGHT && x->attempt == attempt))
+            rc = err_set(err, FACTUM_ECONFLICT, "delivery %llu.%u is not in flight (timed out and delivered again, or never delivered)",
+                         (unsigned long long)key, attempt);
+        else if (!done) {
+            if (nk == capk) keys = realloc(keys, (capk = capk ? capk * 2 : 64) * sizeof *keys);
+            keys[nk++] = key;
+            buf_printf(rec, "%s%llu", *n ? "," : "", (unsigned long long)key);
+            ++*n;
         }
-        buf_free(&s);
     }
     if (!rc) {
         /* The floor once these are done: everything below it is done (a lower bound that stays
@@ -773,12 +776,9 @@ int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t
     json_iter_t it;
     json_iter_init(&it, arr);
     while (!rc && (r = json_iter_element(&it, &v, &kind)) == 1) {
-        buf_t s = {0};
         uint64_t key;
         uint32_t attempt;
-        if (kind != JSON_STRING || json_unescape(v, &s) || !delivery_id((factum_str_t){s.ptr ? s.ptr : "", s.len}, &key, &attempt))
-            rc = err_set(err, FACTUM_EINVAL, "delivery ids look like \"123.1\"");
-        else {
+        if (!(rc = element_id(v, kind, &key, &attempt, err))) {
             entry *x = entry_of(g, key);
             if (!(x && x->kind == E_INFLIGHT && x->attempt == attempt))
                 rc = err_set(err, FACTUM_ECONFLICT, "delivery %llu.%u is not in flight", (unsigned long long)key, attempt);
@@ -789,7 +789,6 @@ int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t
                 ++*n;
             }
         }
-        buf_free(&s);
     }
     if (!rc) {
         buf_printf(rec, "],\"reason\":");
