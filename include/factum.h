@@ -42,7 +42,8 @@ extern "C" {
     X(EBADSTREAM, "invalid stream name")                                                       \
     X(EFAILED, "writer has failed; reopen the store")                                          \
     X(ECLOSED, "store is closing")                                                             \
-    X(EUNREACHABLE, "cannot reach the server")
+    X(EUNREACHABLE, "cannot reach the server")                                                 \
+    X(EDELETED, "stream is deleted")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };
@@ -187,7 +188,8 @@ void factum_result_free(factum_result_t *r);
 
 /*
  * Reads up to `limit` events of `stream` from revision `from` (inclusive), forward or backward.
- * FACTUM_ENOTFOUND if the stream has no events. Never scans the global log.
+ * FACTUM_ENOTFOUND if the stream has no events (or is soft-deleted), FACTUM_EDELETED if it is
+ * tombstoned. Events its metadata hides are left out. Never scans the global log.
  */
 int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t limit, int backward,
                        factum_result_t **out, factum_error_t *err);
@@ -213,7 +215,8 @@ int factum_events_check(factum_t *db, const factum_event_t *events, size_t n, fa
 /* 0 if `name` is a valid stream name, else FACTUM_EBADSTREAM with the reason. */
 int factum_stream_name_check(factum_str_t name, factum_error_t *err);
 
-/* The stream's last revision, or -1 if it has no events. */
+/* The stream's last revision, or -1 if it has no events (hidden or deleted ones count: appends
+   continue after it). */
 int64_t factum_stream_revision(factum_t *db, factum_str_t stream);
 
 /*
@@ -247,6 +250,57 @@ typedef struct factum_stats {
     int failed;                      /* 0, or the code that stopped the writer */
 } factum_stats_t;
 void factum_stats(factum_t *db, factum_stats_t *out);
+
+/* ---- Stream metadata and deletion (docs/lifecycle.md) ---- */
+
+#define FACTUM_MAX_META_CUSTOM 65536 /* bytes of a stream's custom metadata (a JSON object) */
+
+/*
+ * A stream's metadata. Events it rules out disappear from every read at once (stream reads,
+ * $all, categories, correlations, and so everything built on them); a scavenge later takes them
+ * off the disk. What the rules have hidden stays hidden: widening max_count or max_age later
+ * does not bring back events the old values hid (they are folded into truncate_before).
+ */
+typedef struct factum_meta {
+    uint64_t max_age_s;       /* hide events committed more than this many seconds ago; 0 = no limit */
+    uint64_t max_count;       /* hide all but the newest N events; 0 = no limit */
+    uint64_t truncate_before; /* hide events below this revision; it never moves back */
+    factum_str_t custom;      /* a JSON object of the user's own keys, or empty */
+    int deleted;              /* soft-deleted (set by factum_delete_stream; factum_meta_set keeps it) */
+    int tombstone;            /* deleted for ever */
+    uint64_t position;        /* factum_meta_get: where it was last written, FACTUM_END if never */
+} factum_meta_t;
+
+/*
+ * The stream's metadata (all zero, position FACTUM_END, when none was ever set). out->custom
+ * points into memory the caller releases with factum_meta_free(out).
+ */
+int factum_meta_get(factum_t *db, factum_str_t stream, factum_meta_t *out, factum_error_t *err);
+void factum_meta_free(factum_meta_t *m);
+
+/*
+ * Replaces the stream's metadata (deleted/tombstone are kept as they are). A truncate_before
+ * below the current one is FACTUM_EINVAL; FACTUM_EDELETED on a tombstoned stream. The change is
+ * a record in the system stream "$metadata", durable before this returns: res->last_position is
+ * its position, res->actual_revision the stream's last revision then (-1: none).
+ */
+int factum_meta_set(factum_t *db, factum_str_t stream, const factum_meta_t *m, factum_append_result_t *res,
+                    factum_error_t *err);
+int factum_meta_set_async(factum_t *db, factum_str_t stream, const factum_meta_t *m, factum_append_cb cb,
+                          void *ctx, factum_error_t *err);
+
+/*
+ * Deletes a stream. Soft (tombstone = 0): its events are hidden (truncate_before = last + 1)
+ * and it reads as not found until something is appended again, which continues after the old
+ * last revision (as in EventStoreDB); FACTUM_ENOTFOUND if there is nothing to delete.
+ * Tombstone: hidden for ever, reads and appends get FACTUM_EDELETED. `expected` is checked
+ * against the stream's last revision atomically with the deletion (FACTUM_EREVISION); a
+ * soft-deleted stream counts as having none. res as for factum_meta_set.
+ */
+int factum_delete_stream(factum_t *db, factum_str_t stream, int64_t expected, int tombstone,
+                         factum_append_result_t *res, factum_error_t *err);
+int factum_delete_stream_async(factum_t *db, factum_str_t stream, int64_t expected, int tombstone,
+                               factum_append_cb cb, void *ctx, factum_error_t *err);
 
 /* ---- CloudEvents JSON (structured mode) ---- */
 

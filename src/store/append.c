@@ -33,6 +33,19 @@ struct append_req {
     void *ctx;
     uint64_t h1, h2, skey;
 
+    /* A metadata change (factum_meta_set, factum_delete_stream): the writer builds its record,
+       because what it says (truncate_before) depends on the target stream at that moment. */
+    int meta_op;              /* 0, or META_SET / META_DELETE / META_TOMBSTONE */
+    char *target;             /* the stream it is about (owned) */
+    size_t target_len;
+    uint64_t th1, th2;        /* streams_hash of target */
+    int64_t target_expected;  /* expected revision of the target (deletes) */
+    meta_rules want;          /* META_SET: what the caller asked for */
+    bool want_tb;             /* META_SET: truncate_before was given */
+    char *custom;             /* META_SET: the custom object (owned), or NULL */
+    size_t custom_len;
+    meta_rules meta_new;      /* what the record says, applied once it is durable */
+
     int rc;
     factum_append_result_t res;
     char msg[sizeof(((factum_error_t *)0)->message)];
@@ -46,8 +59,12 @@ static void req_free(append_req *r) {
     free(r->recs);
     free(r->offs);
     free(r->user_id);
+    free(r->target);
+    free(r->custom);
     free(r);
 }
+
+enum { META_SET = 1, META_DELETE, META_TOMBSTONE };
 
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
@@ -174,7 +191,8 @@ typedef struct group {
     size_t niov, cap;
     uint64_t write_off;   /* file offset where iov[0] goes */
     uint64_t flushed_pos; /* positions below are written and synced */
-    append_req *assigned;
+    append_req *assigned; /* newest first */
+    size_t nmeta;         /* metadata changes among them */
 } group;
 
 const uint64_t factum_fsync_us_bounds[FACTUM_STAT_BUCKETS] = {50,   100,   200,   300,   500,    750,    1000,
@@ -307,21 +325,123 @@ static void describe_expected(int64_t expected, char *out, size_t cap) {
     else snprintf(out, cap, "%lld", (long long)expected);
 }
 
+static int fail_revision(append_req *r, factum_str_t stream, int64_t expected, int64_t actual) {
+    char exp[32];
+    describe_expected(expected, exp, sizeof exp);
+    r->res.actual_revision = actual;
+    return req_fail(r, FACTUM_EREVISION, "stream '%.*s': expected revision %s, actual %s%lld", (int)stream.len,
+                    stream.ptr, exp, actual < 0 ? "no stream " : "", (long long)actual);
+}
+
+/* The stream's last revision as the writer knows it (its own group included). */
+static int64_t writer_last(factum_t *db, factum_str_t stream, uint64_t h1, uint64_t h2) {
+    int64_t last = streams_get(&db->cache, h1, h2);
+    return last >= 0 ? last : store_stream_last(db, stream, UINT64_MAX);
+}
+
+/* The metadata a stream has as the writer sees it: the newest change in this group, else the
+   table. *doc is its metadata document. */
+static bool writer_rules(factum_t *db, group *g, uint64_t h1, uint64_t h2, meta_rules *out, factum_str_t *doc) {
+    for (append_req *a = g->nmeta ? g->assigned : NULL; a; a = a->gnext)
+        if (a->meta_op && a->th1 == h1 && a->th2 == h2) {
+            factum_event_t e;
+            record_parse(a->recs, &e);
+            *out = a->meta_new, *doc = e.data;
+            return true;
+        }
+    meta_entry *e = meta_find(&db->meta, h1, h2);
+    if (!e) return false;
+    *out = e->r, *doc = (factum_str_t){e->doc, e->doc_len};
+    return true;
+}
+
+static const char *const meta_types[] = {"", "$metadata", "$deleted", "$tombstone"};
+
+/* Decides a metadata change against the target stream as it is now and encodes its record
+   into r. 0, or r failed. */
+static int meta_build(factum_t *db, group *g, append_req *r, int64_t time_us) {
+    factum_str_t target = {r->target, r->target_len}, doc = {0}, custom = {0};
+    int64_t last = writer_last(db, target, r->th1, r->th2);
+    meta_rules cur = {0}, nr;
+    bool has = writer_rules(db, g, r->th1, r->th2, &cur, &doc);
+    cur.last = last;
+    if (cur.tombstone)
+        return req_fail(r, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)target.len, target.ptr);
+    int kind;
+    if (has && !(json_member(doc, "custom", &custom, &kind) && kind == JSON_OBJECT)) custom = (factum_str_t){0};
+    nr = cur;
+    r->res.actual_revision = last;
+    if (r->meta_op == META_SET) {
+        if (r->want_tb && r->want.tb < cur.tb)
+            return req_fail(r, FACTUM_EINVAL,
+                            "truncate_before cannot move back: it is %llu for stream '%.*s' (events before it may "
+                            "already be gone from disk)",
+                            (unsigned long long)cur.tb, (int)target.len, target.ptr);
+        /* What the old rules hide now stays hidden. */
+        uint64_t fold = has ? meta_floor(&cur) : 0;
+        if (has && cur.max_age_s && last >= 0)
+            fold = MAX(fold, store_stream_first_at(db, target, time_us - (int64_t)MIN(cur.max_age_s, (uint64_t)INT64_MAX / 2000000) * 1000000,
+                                                   (uint64_t)last + 1));
+        nr.tb = MAX(MAX(r->want.tb, cur.tb), fold);
+        nr.max_count = r->want.max_count, nr.max_age_s = r->want.max_age_s;
+        custom = (factum_str_t){r->custom, r->custom_len};
+    } else {
+        int64_t seen = meta_reads_deleted(&cur) ? -1 : last;
+        if (!expected_ok(r->target_expected, seen)) return fail_revision(r, target, r->target_expected, seen);
+        if (r->meta_op == META_DELETE && seen < 0)
+            return req_fail(r, FACTUM_ENOTFOUND, "stream '%.*s' not found", (int)target.len, target.ptr);
+        nr.tb = MAX(cur.tb, (uint64_t)(last + 1));
+        nr.deleted = true;
+        nr.tombstone = r->meta_op == META_TOMBSTONE;
+    }
+    buf_t b = {0};
+    char id[37];
+    uuid7_make(id);
+    if (meta_doc_write(&b, target, &nr, custom)) {
+        buf_free(&b);
+        return req_fail(r, FACTUM_ENOMEM, "out of memory");
+    }
+    factum_event_t e = {.id = {id, 36}, .type = str_c(meta_types[r->meta_op]), .source = str_c("factum"),
+                        .data = {b.ptr, b.len}, .data_format = FACTUM_DATA_JSON};
+    size_t size = record_size(r->stream, &e);
+    uint8_t *recs = size > db->segment_bytes - SEGMENT_HEADER ? NULL : realloc(r->recs, size);
+    if (!recs) {
+        buf_free(&b);
+        return req_fail(r, size > db->segment_bytes - SEGMENT_HEADER ? FACTUM_ETOOBIG : FACTUM_ENOMEM,
+                        "the metadata record of stream '%.*s' takes %zu bytes", (int)target.len, target.ptr, size);
+    }
+    record_encode(recs, r->stream, &e);
+    buf_free(&b);
+    r->recs = recs, r->bytes = size, r->offs[0] = 0;
+    factum_event_t enc;
+    record_parse(recs, &enc);
+    r->stream = enc.stream; /* "$metadata", now inside the record like any other append's */
+    r->meta_new = nr;
+    return 0;
+}
+
 static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
     if (db->failed) {
         req_fail(r, FACTUM_EFAILED, "writer has failed (%s); reopen the store", db->failmsg);
         return;
     }
+    meta_rules mr;
+    factum_str_t doc;
+    bool ruled = false;
+    if (r->meta_op) {
+        if (meta_build(db, g, r, time_us)) return;
+    } else if ((ruled = writer_rules(db, g, r->h1, r->h2, &mr, &doc)) && mr.tombstone) {
+        req_fail(r, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)r->stream.len, r->stream.ptr);
+        return;
+    }
     int rep = check_repeat(db, r);
     if (rep) return; /* 1: idempotent repeat (rc 0), <0: conflict */
-    int64_t last = streams_get(&db->cache, r->h1, r->h2);
-    if (last < 0) last = store_stream_last(db, r->stream, UINT64_MAX);
-    if (!expected_ok(r->expected, last)) {
-        char exp[32];
-        describe_expected(r->expected, exp, sizeof exp);
-        r->res.actual_revision = last;
-        req_fail(r, FACTUM_EREVISION, "stream '%.*s': expected revision %s, actual %s%lld", (int)r->stream.len,
-                 r->stream.ptr, exp, last < 0 ? "no stream " : "", (long long)last);
+    int64_t last = writer_last(db, r->stream, r->h1, r->h2);
+    mr.last = last;
+    /* A soft-deleted stream has no revision as far as expectations go. */
+    int64_t seen = ruled && meta_reads_deleted(&mr) ? -1 : last;
+    if (!expected_ok(r->expected, seen)) {
+        fail_revision(r, r->stream, r->expected, seen);
         return;
     }
     segment_t *s = db->segs[atomic_load(&db->nsegs) - 1];
@@ -377,12 +497,33 @@ static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
     g->iov[g->niov++] = (struct iovec){r->recs, r->bytes};
     s->count += r->n;
     s->end += r->bytes;
+    int64_t target_last = r->res.actual_revision;
     r->res = (factum_append_result_t){(uint64_t)(last + 1), (uint64_t)last + r->n, db->next_pos,
-                                      db->next_pos + r->n - 1, 0, last};
+                                      db->next_pos + r->n - 1, 0, r->meta_op ? target_last : last};
     db->next_pos += r->n;
     streams_put(&db->cache, r->h1, r->h2, last + (int64_t)r->n);
     r->gnext = g->assigned;
     g->assigned = r;
+    g->nmeta += r->meta_op != 0;
+}
+
+/* After a group is durable and before readers see it: metadata changes take effect, and streams
+   with metadata learn their new last revision (max_count counts from it). In queue order. */
+static void publish_meta(factum_t *db, append_req *list) {
+    for (append_req *a = list; a && !db->failed; a = a->next) {
+        if (a->rc || a->res.idempotent) continue;
+        if (a->meta_op) {
+            factum_event_t e;
+            record_parse(a->recs, &e);
+            if (meta_apply(&db->meta, a->th1, a->th2, &a->meta_new, a->res.last_position, e.data)) {
+                db->failed = FACTUM_ENOMEM;
+                snprintf(db->failmsg, sizeof db->failmsg, "out of memory for stream metadata");
+            }
+        } else if (atomic_load_explicit(&db->meta.count, memory_order_relaxed)) {
+            meta_entry *m = meta_find(&db->meta, a->h1, a->h2);
+            if (m) meta_note_last(&db->meta, m, (int64_t)a->res.last_revision);
+        }
+    }
 }
 
 static void complete(append_req *r) {
@@ -410,6 +551,7 @@ static void run_group(factum_t *db, append_req *list) {
             req_fail(a, db->failed == FACTUM_ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO,
                      "%s; this append is not acknowledged and the store refuses further appends", db->failmsg);
     } else if (db->next_pos > db->group_first) {
+        publish_meta(db, list);
         for (append_req *a = g.assigned; a; a = a->gnext) {
             stat_add(&db->st_appends, 1);
             stat_add(&db->st_events, a->n);
@@ -482,6 +624,8 @@ static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, c
     *out = NULL;
     if (!db || (!events && n)) return err_set(err, FACTUM_EINVAL, "factum_append: no store or no events");
     if ((rc = store_check_stream(stream, err))) return rc;
+    if (str_eq(stream, str_c(META_STREAM)))
+        return err_set(err, FACTUM_EBADSTREAM, "'%s' is written by factum_meta_set and factum_delete_stream", META_STREAM);
     if (n == 0) return err_set(err, FACTUM_EBADEVENT, "an append needs at least one event");
     if (n > FACTUM_MAX_BATCH_EVENTS)
         return err_set(err, FACTUM_ETOOBIG, "a batch holds at most %d events (got %zu)", FACTUM_MAX_BATCH_EVENTS, n);
@@ -569,14 +713,12 @@ static int append_submit(factum_t *db, append_req *r, factum_error_t *err) {
     return 0;
 }
 
-int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
-                  factum_append_result_t *res, factum_error_t *err) {
+/* Queues a prepared request (rc: what preparing it returned) and sleeps until it is done. */
+static int run_sync(factum_t *db, int rc, append_req *r, factum_append_result_t *res, factum_error_t *err) {
     factum_append_result_t dummy;
     if (!res) res = &dummy;
     memset(res, 0, sizeof *res);
     res->actual_revision = -1;
-    append_req *r;
-    int rc = append_prepare(db, stream, expected, events, n, &r, err);
     if (!rc) rc = append_submit(db, r, err);
     if (rc) {
         req_free(r);
@@ -590,15 +732,99 @@ int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const fac
     return rc;
 }
 
+/* Queues a prepared request whose completion goes to cb. */
+static int run_async(factum_t *db, int rc, append_req *r, factum_append_cb cb, void *ctx, factum_error_t *err) {
+    if (rc) return rc;
+    r->cb = cb, r->ctx = ctx;
+    if ((rc = append_submit(db, r, err))) req_free(r);
+    return rc;
+}
+
+int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                  factum_append_result_t *res, factum_error_t *err) {
+    append_req *r;
+    int rc = append_prepare(db, stream, expected, events, n, &r, err);
+    return run_sync(db, rc, r, res, err);
+}
+
 int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
                         size_t n, factum_append_cb cb, void *ctx, factum_error_t *err) {
     if (!cb) return err_set(err, FACTUM_EINVAL, "factum_append_async: no callback");
     append_req *r;
     int rc = append_prepare(db, stream, expected, events, n, &r, err);
-    if (rc) return rc;
-    r->cb = cb, r->ctx = ctx;
-    if ((rc = append_submit(db, r, err))) req_free(r);
-    return rc;
+    return run_async(db, rc, r, cb, ctx, err);
+}
+
+/* ---- metadata changes (caller thread; the writer builds the record) ---- */
+
+static int meta_prepare(factum_t *db, factum_str_t stream, int op, int64_t expected, const factum_meta_t *m,
+                        append_req **out, factum_error_t *err) {
+    int rc;
+    *out = NULL;
+    if (!db) return err_set(err, FACTUM_EINVAL, "no store");
+    if ((rc = store_check_stream(stream, err))) return rc;
+    if (str_eq(stream, str_c(META_STREAM)))
+        return err_set(err, FACTUM_EBADSTREAM, "'%s' holds the metadata of other streams and has none itself", META_STREAM);
+    if (expected < FACTUM_EXPECT_EXISTS) return err_set(err, FACTUM_EINVAL, "unknown expected revision %lld", (long long)expected);
+    int kind;
+    if (m && m->custom.len &&
+        (m->custom.len > FACTUM_MAX_META_CUSTOM || !json_valid(m->custom.ptr, m->custom.len, &kind) || kind != JSON_OBJECT))
+        return err_set(err, m->custom.len > FACTUM_MAX_META_CUSTOM ? FACTUM_ETOOBIG : FACTUM_EINVAL,
+                       m->custom.len > FACTUM_MAX_META_CUSTOM ? "custom metadata is %zu bytes, the limit is %d"
+                                                              : "custom metadata must be a JSON object (%zu bytes given)",
+                       m->custom.len, FACTUM_MAX_META_CUSTOM);
+    append_req *r = calloc(1, sizeof *r);
+    if (r) r->user_id = calloc(1, 1), r->offs = calloc(1, sizeof *r->offs), r->target = malloc(stream.len);
+    if (r && r->target && m && m->custom.len && (r->custom = malloc(m->custom.len))) memcpy(r->custom, m->custom.ptr, m->custom.len);
+    if (!r || !r->user_id || !r->offs || !r->target || (m && m->custom.len && !r->custom)) {
+        req_free(r);
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
+    memcpy(r->target, stream.ptr, stream.len);
+    r->target_len = stream.len;
+    streams_hash(stream, &r->th1, &r->th2);
+    r->meta_op = op, r->target_expected = expected;
+    if (m) {
+        r->want = (meta_rules){.tb = m->truncate_before, .max_count = m->max_count, .max_age_s = m->max_age_s};
+        r->want_tb = m->truncate_before > 0;
+        r->custom_len = m->custom.len;
+    }
+    r->stream = str_c(META_STREAM);
+    streams_hash(r->stream, &r->h1, &r->h2);
+    r->expected = FACTUM_EXPECT_ANY, r->n = 1;
+    r->res.actual_revision = -1;
+    *out = r;
+    return 0;
+}
+
+int factum_meta_set(factum_t *db, factum_str_t stream, const factum_meta_t *m, factum_append_result_t *res,
+                    factum_error_t *err) {
+    append_req *r = NULL;
+    int rc = m ? meta_prepare(db, stream, META_SET, FACTUM_EXPECT_ANY, m, &r, err) : err_set(err, FACTUM_EINVAL, "no metadata");
+    return run_sync(db, rc, r, res, err);
+}
+
+int factum_meta_set_async(factum_t *db, factum_str_t stream, const factum_meta_t *m, factum_append_cb cb, void *ctx,
+                          factum_error_t *err) {
+    append_req *r = NULL;
+    int rc = m && cb ? meta_prepare(db, stream, META_SET, FACTUM_EXPECT_ANY, m, &r, err)
+                     : err_set(err, FACTUM_EINVAL, "no metadata or no callback");
+    return run_async(db, rc, r, cb, ctx, err);
+}
+
+int factum_delete_stream(factum_t *db, factum_str_t stream, int64_t expected, int tombstone,
+                         factum_append_result_t *res, factum_error_t *err) {
+    append_req *r = NULL;
+    int rc = meta_prepare(db, stream, tombstone ? META_TOMBSTONE : META_DELETE, expected, NULL, &r, err);
+    return run_sync(db, rc, r, res, err);
+}
+
+int factum_delete_stream_async(factum_t *db, factum_str_t stream, int64_t expected, int tombstone,
+                               factum_append_cb cb, void *ctx, factum_error_t *err) {
+    append_req *r = NULL;
+    int rc = cb ? meta_prepare(db, stream, tombstone ? META_TOMBSTONE : META_DELETE, expected, NULL, &r, err)
+                : err_set(err, FACTUM_EINVAL, "no callback");
+    return run_async(db, rc, r, cb, ctx, err);
 }
 
 void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx) {

@@ -6,6 +6,7 @@
  */
 #include "store.h"
 
+#include "../base/json.h"
 #include "record.h"
 
 #include <stdlib.h>
@@ -65,6 +66,59 @@ int64_t store_stream_last(factum_t *db, factum_str_t stream, uint64_t pos_limit)
     }
 }
 
+/* The event at a revision of the stream, ignoring metadata. 0, or -1 if it is not there. */
+static int stream_event(factum_t *db, factum_str_t stream, uint64_t key, uint64_t rev, uint64_t pos_limit, factum_event_t *e) {
+    idx_hit from = {rev, 0}, hits[16];
+    for (;;) {
+        size_t n = index_range(db->index, key, from, false, ARRAY_LEN(hits), pos_limit, hits);
+        for (size_t i = 0; i < n; i++) {
+            if (hits[i].seq != rev) return -1;
+            if (store_event_at(db, hits[i].pos, e, NULL) == 0 && str_eq(e->stream, stream) && e->revision == rev) return 0;
+        }
+        if (n < ARRAY_LEN(hits) || !index_after(hits[n - 1], false, &from)) return -1;
+    }
+}
+
+uint64_t store_stream_first_at(factum_t *db, factum_str_t stream, int64_t time_us, uint64_t end) {
+    uint64_t key = index_key_stream(stream), lo = 0, hi = end;
+    /* The writer may ask about its own group, whose entries are past the durable position. */
+    uint64_t limit = pthread_equal(pthread_self(), db->writer) ? UINT64_MAX : factum_head_position(db);
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        factum_event_t e;
+        /* A revision no longer on disk was hidden, so it counts as earlier. */
+        if (stream_event(db, stream, key, mid, limit, &e) || e.time_us < time_us) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Hides what stream metadata rules out, looking rules up once per run of one stream's events. */
+typedef struct hider {
+    factum_t *db;
+    bool on; /* there is any metadata at all */
+    int64_t now;
+    factum_str_t stream; /* whose rules `r` are */
+    bool has;
+    meta_rules r;
+} hider;
+
+static void hider_init(hider *h, factum_t *db) {
+    *h = (hider){.db = db, .on = atomic_load_explicit(&db->meta.count, memory_order_acquire) != 0};
+    if (h->on) h->now = clock_realtime_us();
+}
+
+static bool hidden(hider *h, const factum_event_t *e) {
+    if (!h->on) return false;
+    if (!h->stream.ptr || !str_eq(h->stream, e->stream)) {
+        uint64_t h1, h2;
+        streams_hash(e->stream, &h1, &h2);
+        h->has = meta_rules_get(&h->db->meta, h1, h2, &h->r);
+        h->stream = e->stream;
+    }
+    return h->has && meta_hides(&h->r, e->revision, e->time_us, h->now);
+}
+
 int64_t factum_stream_revision(factum_t *db, factum_str_t stream) {
     return store_stream_last(db, stream, factum_head_position(db));
 }
@@ -75,11 +129,29 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
     if (rc) return rc;
     limit = MIN(limit, STORE_MAX_READ);
     uint64_t durable = factum_head_position(db), key = index_key_stream(stream);
+    hider h;
+    hider_init(&h, db);
+    uint64_t floor = 0;
+    if (h.on) {
+        uint64_t h1, h2;
+        streams_hash(stream, &h1, &h2);
+        if ((h.has = meta_rules_get(&db->meta, h1, h2, &h.r))) {
+            h.stream = stream;
+            if (h.r.tombstone)
+                return err_set(err, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)stream.len, stream.ptr);
+            if (meta_reads_deleted(&h.r))
+                return err_set(err, FACTUM_ENOTFOUND, "stream '%.*s' not found (deleted)", (int)stream.len, stream.ptr);
+            floor = meta_floor(&h.r);
+            if (h.r.max_age_s && !backward && from < (uint64_t)h.r.last + 1)
+                floor = MAX(floor, store_stream_first_at(db, stream, h.now - (int64_t)MIN(h.r.max_age_s, (uint64_t)INT64_MAX / 2000000) * 1000000,
+                                                         (uint64_t)h.r.last + 1));
+        }
+    }
     factum_result_t *res = result_new(limit);
     if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    idx_hit cur = backward ? (idx_hit){from, UINT64_MAX} : (idx_hit){from, 0};
+    idx_hit cur = backward ? (idx_hit){from, UINT64_MAX} : (idx_hit){MAX(from, floor), 0};
     idx_hit hits[128];
-    bool more = true;
+    bool more = !backward || from >= floor;
     while (more && res->n < limit) {
         size_t want = MIN(ARRAY_LEN(hits), limit - res->n + 1);
         size_t n = index_range(db->index, key, cur, backward, want, durable, hits);
@@ -88,15 +160,20 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
             factum_event_t e;
             if ((rc = store_event_at(db, hits[i].pos, &e, err))) goto fail;
             if (!str_eq(e.stream, stream) || e.revision != hits[i].seq) continue; /* another stream, same key */
+            if (hidden(&h, &e)) {
+                if (!backward) continue;
+                more = false; /* going back, everything further is older still */
+                break;
+            }
             if ((rc = result_push(res, &e))) goto fail;
         }
-        if (n && !index_after(hits[n - 1], backward, &cur)) more = false;
+        if (more && n && !index_after(hits[n - 1], backward, &cur)) more = false;
     }
     if (res->n == 0 && store_stream_last(db, stream, durable) < 0) {
         factum_result_free(res);
         return err_set(err, FACTUM_ENOTFOUND, "stream '%.*s' not found", (int)stream.len, stream.ptr);
     }
-    if (!backward) res->next = res->n ? res->ev[res->n - 1].revision + 1 : from;
+    if (!backward) res->next = res->n ? res->ev[res->n - 1].revision + 1 : MAX(from, floor);
     else res->next = res->n ? (res->ev[res->n - 1].revision ? res->ev[res->n - 1].revision - 1 : FACTUM_END) : FACTUM_END;
     *out = res;
     return 0;
@@ -111,7 +188,7 @@ static bool matches(const factum_query_t *q, const factum_event_t *e) {
 }
 
 /* $all filtered by correlation id, through its index. */
-static int read_correlation(factum_t *db, const factum_query_t *q, uint64_t durable, factum_result_t *res,
+static int read_correlation(factum_t *db, const factum_query_t *q, uint64_t durable, hider *h, factum_result_t *res,
                             factum_error_t *err) {
     uint64_t key = index_key_corr(q->correlationid);
     idx_hit cur = {q->from, q->backward ? UINT64_MAX : 0}, hits[128];
@@ -123,7 +200,7 @@ static int read_correlation(factum_t *db, const factum_query_t *q, uint64_t dura
             int rc = store_event_at(db, hits[i].pos, &e, err);
             if (rc) return rc;
             res->next = q->backward ? (e.position ? e.position - 1 : FACTUM_END) : e.position + 1;
-            if (matches(q, &e) && (rc = result_push(res, &e))) return err_set(err, rc, "out of memory");
+            if (matches(q, &e) && !hidden(h, &e) && (rc = result_push(res, &e))) return err_set(err, rc, "out of memory");
             if (res->n == q->limit) return 0;
         }
         if (n < ARRAY_LEN(hits)) {
@@ -146,16 +223,18 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
     factum_result_t *res = result_new(q.limit);
     if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
     int rc = 0;
+    hider h;
+    hider_init(&h, db);
     if (q.limit == 0) {
         res->next = q.from;
     } else if (q.correlationid.len) {
-        rc = read_correlation(db, &q, durable, res, err);
+        rc = read_correlation(db, &q, durable, &h, res, err);
     } else if (!q.backward) {
         uint64_t p = q.from, stop = p + STORE_SCAN_WINDOW < p ? durable : MIN(durable, p + STORE_SCAN_WINDOW);
         for (; p < stop && res->n < q.limit; p++) {
             factum_event_t e;
             if ((rc = store_event_at(db, p, &e, err))) break;
-            if (matches(&q, &e) && (rc = result_push(res, &e))) break;
+            if (matches(&q, &e) && !hidden(&h, &e) && (rc = result_push(res, &e))) break;
         }
         res->next = MIN(p, MAX(durable, q.from));
     } else {
@@ -164,7 +243,7 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
         for (; p > stop && res->n < q.limit; p--) {
             factum_event_t e;
             if ((rc = store_event_at(db, p - 1, &e, err))) break;
-            if (matches(&q, &e) && (rc = result_push(res, &e))) break;
+            if (matches(&q, &e) && !hidden(&h, &e) && (rc = result_push(res, &e))) break;
         }
         res->next = p ? p - 1 : FACTUM_END;
     }
@@ -188,4 +267,72 @@ uint64_t factum_position_at(factum_t *db, int64_t time_us) {
         else hi = mid;
     }
     return lo;
+}
+
+/* ---- metadata ---- */
+
+int factum_meta_get(factum_t *db, factum_str_t stream, factum_meta_t *out, factum_error_t *err) {
+    memset(out, 0, sizeof *out);
+    out->position = FACTUM_END;
+    int rc = store_check_stream(stream, err);
+    if (rc) return rc;
+    uint64_t h1, h2;
+    streams_hash(stream, &h1, &h2);
+    pthread_rwlock_rdlock(&db->meta.lock);
+    meta_entry *e = meta_find(&db->meta, h1, h2);
+    if (e) {
+        out->max_age_s = e->r.max_age_s, out->max_count = e->r.max_count, out->truncate_before = e->r.tb;
+        out->deleted = meta_reads_deleted(&e->r), out->tombstone = e->r.tombstone;
+        out->position = e->pos;
+        factum_str_t custom;
+        int kind;
+        char *copy;
+        if (json_member((factum_str_t){e->doc, e->doc_len}, "custom", &custom, &kind) && kind == JSON_OBJECT) {
+            if ((copy = malloc(custom.len))) {
+                memcpy(copy, custom.ptr, custom.len);
+                out->custom = (factum_str_t){copy, custom.len};
+            } else {
+                rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+            }
+        }
+    }
+    pthread_rwlock_unlock(&db->meta.lock);
+    return rc;
+}
+
+void factum_meta_free(factum_meta_t *m) {
+    if (!m) return;
+    free((void *)m->custom.ptr);
+    m->custom = (factum_str_t){0};
+}
+
+int store_meta_load(factum_t *db, factum_error_t *err) {
+    buf_t name = {0};
+    uint64_t from = 0;
+    int rc = 0;
+    for (bool more = true; more && !rc;) {
+        factum_result_t *res;
+        if ((rc = factum_read_stream(db, str_c(META_STREAM), from, 1000, 0, &res, err))) {
+            if (rc == FACTUM_ENOTFOUND) rc = 0;
+            break;
+        }
+        for (size_t i = 0; i < factum_result_count(res) && !rc; i++) {
+            const factum_event_t *e = factum_result_event(res, i);
+            meta_doc d;
+            if (meta_doc_parse(e->data, &d, &name)) {
+                rc = err_set(err, FACTUM_ECORRUPT, "the metadata record at position %llu cannot be read",
+                             (unsigned long long)e->position);
+                break;
+            }
+            uint64_t h1, h2;
+            streams_hash(d.stream, &h1, &h2);
+            d.r.last = store_stream_last(db, d.stream, UINT64_MAX);
+            if (meta_apply(&db->meta, h1, h2, &d.r, e->position, e->data)) rc = err_set(err, FACTUM_ENOMEM, "out of memory loading metadata");
+        }
+        more = factum_result_count(res) == 1000;
+        from = factum_result_next(res);
+        factum_result_free(res);
+    }
+    buf_free(&name);
+    return rc;
 }

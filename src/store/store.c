@@ -207,6 +207,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     pthread_mutex_init(&db->wmu, NULL);
     pthread_cond_init(&db->wcond, NULL);
     streams_init(&db->cache, o.stream_cache ? o.stream_cache : 1u << 21);
+    meta_init(&db->meta);
     db->segs = mmap(NULL, STORE_MAX_SEGMENTS * sizeof *db->segs, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (db->segs == MAP_FAILED) {
@@ -244,6 +245,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
             goto fail;
         }
     }
+    if ((rc = store_meta_load(db, err))) goto fail;
     if ((rc = store_writer_start(db))) {
         err_set(err, rc, "cannot start the writer thread");
         goto fail;
@@ -267,6 +269,7 @@ void factum_close(factum_t *db) {
     for (size_t i = 0; i < n; i++) segment_close(db->segs[i]);
     if (db->segs) munmap(db->segs, STORE_MAX_SEGMENTS * sizeof *db->segs);
     streams_free(&db->cache);
+    meta_free(&db->meta);
     free(db->pending);
     if (db->lock_fd >= 0) close(db->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&db->qmu);

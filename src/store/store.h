@@ -15,6 +15,7 @@
 #include "../base/base.h"
 #include "../io/io.h"
 #include "index.h"
+#include "meta.h"
 #include "segment.h"
 #include "streams.h"
 
@@ -65,6 +66,8 @@ struct factum {
     _Atomic(factum_commit_cb) hook; /* called by the writer after each durable group */
     void *hook_ctx;
 
+    meta_map meta; /* stream metadata; changed by the writer only (meta.h) */
+
     /* factum_wait */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
@@ -79,6 +82,10 @@ int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t
 
 /* read.c: the stream's last revision among positions below pos_limit, or -1. */
 int64_t store_stream_last(factum_t *db, factum_str_t stream, uint64_t pos_limit);
+/* The first revision of the stream committed at or after time_us, among [0, end) (end if none). */
+uint64_t store_stream_first_at(factum_t *db, factum_str_t stream, int64_t time_us, uint64_t end);
+/* Reads $metadata into db->meta (open). */
+int store_meta_load(factum_t *db, factum_error_t *err);
 
 /* append.c */
 /* FACTUM_EBADSTREAM unless s is a valid stream name. */
