@@ -209,6 +209,13 @@ typedef struct factum_query {
 
 int factum_read_all(factum_t *db, const factum_query_t *q, factum_result_t **out, factum_error_t *err);
 
+/*
+ * The event at exactly `position` (system streams included) as a one-event result, or
+ * FACTUM_ENOTFOUND if there is none there now: past the head, hidden by its stream's metadata,
+ * or removed by a scavenge.
+ */
+int factum_read_at(factum_t *db, uint64_t position, factum_result_t **out, factum_error_t *err);
+
 /* 0 if factum_append would accept these events (attributes, limits, data), else its error. */
 int factum_events_check(factum_t *db, const factum_event_t *events, size_t n, factum_error_t *err);
 
@@ -277,6 +284,10 @@ typedef struct factum_meta {
  */
 int factum_meta_get(factum_t *db, factum_str_t stream, factum_meta_t *out, factum_error_t *err);
 void factum_meta_free(factum_meta_t *m);
+
+/* Writes the metadata as JSON (what GET /streams/{s}/metadata answers); returns the length it
+   needs without the NUL, like factum_event_json. */
+size_t factum_meta_json(factum_str_t stream, const factum_meta_t *m, char *buf, size_t cap);
 
 /*
  * Replaces the stream's metadata (deleted/tombstone are kept as they are). A truncate_before

@@ -74,6 +74,9 @@ int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_err
  */
 int factum_client_call(factum_client_t *c, const char *method, const char *path, const char *json_body, int *status,
                        char **response, factum_error_t *err);
+/* The same with one more request header line ("If-Match: \"3\""), or NULL. */
+int factum_client_call_with(factum_client_t *c, const char *method, const char *path, const char *json_body,
+                            const char *header, int *status, char **response, factum_error_t *err);
 
 #ifdef __cplusplus
 }

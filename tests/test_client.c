@@ -245,3 +245,46 @@ TEST(the_cli_drives_consumer_groups) {
     CHECK_EQ(test_run(cmd, out, sizeof out), 2); /* needs a server */
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+/* The same `factum meta` / `factum delete` session on the data folder and against a server:
+   the same output and exit codes. */
+static void meta_session(const char *mode, char *log, size_t cap) {
+    static const char *const steps[][2] = {
+        {"append s-1 A '{}'", "0"}, {"append s-1 A '{}'", "0"}, {"append s-1 A '{}'", "0"}, {"append s-1 A '{}'", "0"},
+        {"meta s-1", "0"},
+        {"meta s-1 --max-count 2 --custom '{\"a\":1}'", "0"},
+        {"meta s-1 --max-age 100", "0"},
+        {"meta s-1 --max-count x", "2"},
+        {"read s-1", "0"},
+        {"delete s-1 --expect 1", "4"},
+        {"delete s-1 --expect 3", "0"},
+        {"read s-1", "3"},
+        {"delete s-1 --tombstone", "0"},
+        {"read s-1", "6"},
+        {"append s-1 A '{}'", "6"},
+        {"meta s-1", "0"},
+    };
+    size_t len = 0;
+    for (size_t i = 0; i < ARRAY_LEN(steps); i++) {
+        char cmd[4096], out[8192];
+        snprintf(cmd, sizeof cmd, "%s %s %s 2>/dev/null", test_bin(), mode, steps[i][0]);
+        int rc = test_run(cmd, out, sizeof out);
+        CHECK_MSG(rc == atoi(steps[i][1]), "%s %s: exit %d", mode, steps[i][0], rc);
+        /* Event ids and times differ between the runs; metadata and results do not. */
+        if (strncmp(steps[i][0], "read", 4)) len += (size_t)snprintf(log + len, cap - len, "%s", out);
+        else len += (size_t)snprintf(log + len, cap - len, "%d lines\n", (int)(strchr(out, '\n') ? 1 + (strrchr(out, '\n') > strchr(out, '\n')) : 0));
+    }
+    CHECK_MSG(strstr(log, "\"max_age_s\":100,\"max_count\":2,\"truncate_before\":2,\"custom\":{\"a\":1}"), "%s", log);
+    CHECK_MSG(strstr(log, "\"last_revision\":3,\"tombstone\":false") && strstr(log, "\"tombstone\":true,\"position\":"), "%s", log);
+}
+
+TEST(the_cli_shows_and_changes_metadata_and_deletes_streams_in_both_modes) {
+    char embedded[16384], served[16384], mode[600];
+    snprintf(mode, sizeof mode, "--data-dir %s/embedded", test_dir());
+    meta_session(mode, embedded, sizeof embedded);
+    srv s = srv_start(test_dir(), NULL);
+    snprintf(mode, sizeof mode, "--server http://127.0.0.1:%d", s.port);
+    meta_session(mode, served, sizeof served);
+    CHECK_MSG(!strcmp(embedded, served), "embedded:\n%s\nserver:\n%s", embedded, served);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

@@ -5,6 +5,7 @@
 #include "test_server.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CE "Content-Type: application/cloudevents+json\r\n"
@@ -144,6 +145,139 @@ TEST(temporal_reads_see_the_log_as_of_a_position_or_a_time) {
     resp_free(&r);
     http_do(s.port, "GET", "/all?until_position=3", "Accept: text/event-stream\r\n", NULL, &r);
     CHECK_EQ(r.status, 400);
+    resp_free(&r);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* ---- metadata and deletion over HTTP ---- */
+
+#define JS "Content-Type: application/json\r\n"
+
+static void post_events(int port, const char *stream, int n) {
+    char path[128];
+    snprintf(path, sizeof path, "/streams/%s", stream);
+    for (int i = 0; i < n; i++) expect_status(port, "POST", path, CE, "{\"type\":\"Added\",\"data\":{}}", 201, NULL);
+}
+
+/* Counts "\"stream\":\"NAME\"" in a body. */
+static int count_of(const char *body, const char *stream) {
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"stream\":\"%s\"", stream);
+    int n = 0;
+    for (const char *p = body; (p = strstr(p, pat)); p += strlen(pat)) n++;
+    return n;
+}
+
+/* Subscribes to path from the start and returns what came up to "caught-up" (malloc'd). */
+static char *sse_until_caught_up(int port, const char *path) {
+    int fd = http_connect(port);
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n", path);
+    http_send(fd, req, (size_t)n);
+    buf_t b = {0};
+    char chunk[4096];
+    while (!b.len || !memmem(b.ptr, b.len, "event: caught-up", 16)) {
+        ssize_t k = recv(fd, chunk, sizeof chunk, 0);
+        CHECK_MSG(k > 0, "the subscription ended before it caught up");
+        buf_append(&b, chunk, (size_t)k);
+    }
+    close(fd);
+    buf_append(&b, "", 1);
+    return b.ptr;
+}
+
+TEST(metadata_and_deletes_hide_events_from_reads_categories_subscriptions_and_groups_at_once) {
+    srv s = srv_start(test_dir(), NULL);
+    post_events(s.port, "cart-1", 6);
+    post_events(s.port, "cart-2", 3);
+    expect_status(s.port, "PUT", "/groups/g",  JS, "{\"source\":{\"category\":\"cart\"},\"start\":\"earliest\"}", 201, NULL);
+    /* A group has two cart-1 events in flight when the stream's window shrinks. */
+    expect_status(s.port, "POST", "/groups/g/messages?max=2", NULL, "", 200, "\"delivery_id\":\"1.1\"");
+    expect_status(s.port, "POST", "/groups/g/nack", JS, "{\"delivery_ids\":[\"0.1\",\"1.1\"],\"action\":\"retry\",\"delay_ms\":0}", 200, NULL);
+    expect_status(s.port, "GET", "/streams/cart-1/metadata", NULL, NULL, 200, "\"max_count\":0,\"truncate_before\":0,\"custom\":{}");
+    expect_status(s.port, "PUT", "/streams/cart-1/metadata", JS, "{\"max_count\":2,\"custom\":{\"team\":\"web\"}}", 200,
+                  "\"max_count\":2,\"truncate_before\":0,\"custom\":{\"team\":\"web\"}");
+    resp r;
+    http_do(s.port, "GET", "/streams/cart-1", NULL, NULL, &r);
+    CHECK_MSG(count_of(r.body, "cart-1") == 2 && strstr(r.body, "\"revision\":4,") && !strstr(r.body, "\"revision\":3,"), "%s", r.body);
+    resp_free(&r);
+    http_do(s.port, "GET", "/all?category=cart", NULL, NULL, &r);
+    CHECK_MSG(count_of(r.body, "cart-1") == 2 && count_of(r.body, "cart-2") == 3, "%s", r.body);
+    resp_free(&r);
+    char *sub = sse_until_caught_up(s.port, "/all?from=0");
+    CHECK_MSG(count_of(sub, "cart-1") == 2 && count_of(sub, "cart-2") == 3, "%s", sub);
+    free(sub);
+    sub = sse_until_caught_up(s.port, "/streams/cart-1?from=0");
+    CHECK_MSG(count_of(sub, "cart-1") == 2, "%s", sub);
+    free(sub);
+    /* The group: the retried events of cart-1 and its hidden ones never come; the rest do. */
+    http_do(s.port, "POST", "/groups/g/messages?max=100", NULL, "", &r);
+    CHECK_MSG(count_of(r.body, "cart-1") == 2 && count_of(r.body, "cart-2") == 3 && !strstr(r.body, "\"delivery_id\":\"0."),
+              "%s", r.body);
+    resp_free(&r);
+
+    /* Soft delete honours If-Match; a deleted stream reads 404 and takes appends again. */
+    expect_status(s.port, "DELETE", "/streams/cart-2", "If-Match: \"1\"\r\n", NULL, 412, "\"expected\":1,\"actual\":2");
+    expect_status(s.port, "DELETE", "/streams/cart-2", "If-Match: \"2\"\r\n", NULL, 200, "\"last_revision\":2,\"tombstone\":false");
+    expect_status(s.port, "GET", "/streams/cart-2", NULL, NULL, 404, NULL);
+    expect_status(s.port, "DELETE", "/streams/cart-2", NULL, NULL, 404, NULL);
+    expect_status(s.port, "GET", "/streams/cart-2/metadata", NULL, NULL, 200, "\"truncate_before\":3,\"custom\":{},\"deleted\":true");
+    http_do(s.port, "GET", "/all", NULL, NULL, &r);
+    CHECK_MSG(count_of(r.body, "cart-2") == 0, "%s", r.body);
+    resp_free(&r);
+    expect_status(s.port, "POST", "/streams/cart-2", CE "If-None-Match: *\r\n", "{\"type\":\"Back\"}", 201, "\"revision\":3");
+    expect_status(s.port, "GET", "/streams/cart-2", NULL, NULL, 200, "\"type\":\"Back\"");
+    /* Tombstone: 410 for reads, appends, metadata and deletes, for ever. */
+    expect_status(s.port, "DELETE", "/streams/cart-1?tombstone=true", "If-Match: \"4\"\r\n", NULL, 412, NULL);
+    expect_status(s.port, "DELETE", "/streams/cart-1?tombstone=true", "If-Match: *\r\n", NULL, 200, "\"tombstone\":true");
+    expect_status(s.port, "GET", "/streams/cart-1", NULL, NULL, 410, "tombstone");
+    expect_status(s.port, "POST", "/streams/cart-1", CE, "{\"type\":\"X\"}", 410, NULL);
+    expect_status(s.port, "PUT", "/streams/cart-1/metadata", JS, "{}", 410, NULL);
+    expect_status(s.port, "DELETE", "/streams/cart-1", NULL, NULL, 410, NULL);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "GET", "/streams/cart-1", NULL, NULL, 410, NULL);
+    expect_status(s.port, "GET", "/streams/cart-2", NULL, NULL, 200, "\"revision\":3,");
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+TEST(bad_metadata_and_delete_requests_get_clear_errors_and_change_nothing) {
+    srv s = srv_start(test_dir(), NULL);
+    post_events(s.port, "doc-1", 3);
+    expect_status(s.port, "PUT", "/streams/doc-1/metadata", JS, "{\"truncate_before\":2}", 200, NULL);
+    const char *bad[][2] = {{"[]", "400"},
+                            {"{\"max_count\":-1}", "400"},
+                            {"{\"max_age_s\":\"1h\"}", "400"},
+                            {"{\"max_count\":1.5}", "400"},
+                            {"{\"custom\":[1]}", "400"},
+                            {"{\"maxCount\":3}", "400"},
+                            {"{\"truncate_before\":1}", "400"}, /* moving back */
+                            {"{\"max_count\":18446744073709551616}", "400"}};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++)
+        expect_status(s.port, "PUT", "/streams/doc-1/metadata", JS, bad[i][0], atoi(bad[i][1]), NULL);
+    /* The custom object: at its limit it is taken, one byte past it is 413. */
+    size_t lim = FACTUM_MAX_META_CUSTOM;
+    char *body = malloc(lim + 32);
+    int head = snprintf(body, lim + 32, "{\"custom\":{\"k\":\"");
+    size_t fill = lim - 8; /* {"k":"...."} is 8 bytes around the filling */
+    memset(body + head, 'x', fill);
+    snprintf(body + head + fill, 32, "\"}}");
+    expect_status(s.port, "PUT", "/streams/doc-1/metadata", JS, body, 200, NULL);
+    memset(body + head, 'x', fill + 1);
+    snprintf(body + head + fill + 1, 32, "\"}}");
+    expect_status(s.port, "PUT", "/streams/doc-1/metadata", JS, body, 413, NULL);
+    free(body);
+    expect_status(s.port, "DELETE", "/streams/doc-1?tombstone=yes", NULL, NULL, 400, NULL);
+    expect_status(s.port, "DELETE", "/streams/doc-1?hard=true", NULL, NULL, 400, NULL);
+    expect_status(s.port, "DELETE", "/streams/doc-1", "If-Match: 2\r\n", NULL, 400, NULL);
+    expect_status(s.port, "DELETE", "/streams/%24metadata", NULL, NULL, 400, NULL);
+    expect_status(s.port, "PUT", "/streams/%24metadata/metadata", JS, "{}", 400, NULL);
+    expect_status(s.port, "POST", "/streams/doc-1/metadata", JS, "{}", 405, NULL);
+    /* Nothing of that changed anything. */
+    expect_status(s.port, "GET", "/streams/doc-1/metadata", NULL, NULL, 200, "\"max_count\":0,\"truncate_before\":2,");
+    resp r;
+    http_do(s.port, "GET", "/streams/doc-1", NULL, NULL, &r);
+    CHECK_MSG(r.status == 200 && count_of(r.body, "doc-1") == 1, "%s", r.body);
     resp_free(&r);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }

@@ -8,7 +8,8 @@
 #include "../base/base.h"
 #include "../base/json.h"
 
-enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2, CLI_NOT_FOUND = 3, CLI_WRONG_REVISION = 4, CLI_UNREACHABLE = 5 };
+enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2, CLI_NOT_FOUND = 3, CLI_WRONG_REVISION = 4, CLI_UNREACHABLE = 5,
+       CLI_DELETED = 6 };
 
 /* Prints "factum: MESSAGE" on stderr and returns code. */
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -17,6 +18,11 @@ int cli_exit_code(int rc);
 /* Reports a library error on stderr; returns its exit code. */
 int cli_report(int rc, const factum_error_t *err);
 bool cli_parse_u64(const char *s, uint64_t *out);
+/* An expected revision: any, no-stream, exists or a revision N. */
+bool cli_parse_expect(const char *s, int64_t *out);
+/* The value of option `name` at argv[*i] (advancing past it), or NULL; a missing value prints
+   the usage error and sets *usage_err. */
+const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_err);
 int cli_slurp(const char *path, char **out, size_t *len);
 int cli_open(const char *dir, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */
@@ -24,6 +30,8 @@ int cli_print_event(const factum_event_t *e, buf_t *line);
 
 int cli_serve(const char *dir, int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
+int cli_meta(const char *dir, const char *url, int argc, char **argv);
+int cli_delete(const char *dir, const char *url, int argc, char **argv);
 int cli_tour(const char *dir, int argc, char **argv);
 int cli_bench(int argc, char **argv);
 

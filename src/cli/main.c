@@ -27,6 +27,8 @@ static const char *usage_main =
     "  tail STREAM|--all             follow new events live, one JSON line each\n"
     "  schedule AT STREAM TYPE [JSON] append an event at a time (server only)\n"
     "  group COMMAND ...             consumer groups: create, pull, ack, nack, parked, replay\n"
+    "  meta STREAM [--max-count N ...] show or change a stream's metadata (retention)\n"
+    "  delete STREAM [--tombstone]   delete a stream (soft, or for ever)\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  tour                          a short demonstration on the data folder\n"
     "  bench engine                  measure the engine against this disk's ceiling\n"
@@ -39,7 +41,7 @@ static const char *usage_main =
     "  --version        print the version\n"
     "\n"
     "exit codes: 0 ok, 1 error, 2 usage, 3 stream not found, 4 wrong expected revision,\n"
-    "            5 server unreachable\n";
+    "            5 server unreachable, 6 stream deleted for ever\n";
 
 static const char *usage_tail =
     "usage: factum tail STREAM [--from R]\n"
@@ -101,6 +103,7 @@ int cli_exit_code(int rc) {
     case FACTUM_ENOTFOUND: return CLI_NOT_FOUND;
     case FACTUM_EREVISION: return CLI_WRONG_REVISION;
     case FACTUM_EUNREACHABLE: return CLI_UNREACHABLE;
+    case FACTUM_EDELETED: return CLI_DELETED;
     default: return CLI_ERROR;
     }
 }
@@ -150,7 +153,7 @@ int cli_slurp(const char *path, char **out, size_t *len) {
     return 0;
 }
 
-static bool parse_expect(const char *s, int64_t *out) {
+bool cli_parse_expect(const char *s, int64_t *out) {
     uint64_t n;
     if (!strcmp(s, "any")) *out = FACTUM_EXPECT_ANY;
     else if (!strcmp(s, "no-stream")) *out = FACTUM_EXPECT_NO_STREAM;
@@ -161,7 +164,7 @@ static bool parse_expect(const char *s, int64_t *out) {
 }
 
 /* Option table walking: returns the value of --name at argv[*i] and advances, or NULL. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name, int *usage_err) {
+const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_err) {
     if (strcmp(argv[*i], name)) return NULL;
     if (*i + 1 >= argc) {
         cli_fail(CLI_USAGE, "%s needs a value", name);
@@ -185,14 +188,14 @@ static int cmd_append(const char *dir, int argc, char **argv) {
     factum_event_t ev = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_append), CLI_OK;
-        if ((v = opt_value(argc, argv, &i, "--id", &bad))) ev.id = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--source", &bad))) ev.source = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--subject", &bad))) ev.subject = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--correlation-id", &bad))) ev.correlationid = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--causation-id", &bad))) ev.causationid = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--batch", &bad))) batch = v;
-        else if ((v = opt_value(argc, argv, &i, "--expect", &bad))) {
-            if (!parse_expect(v, &expect))
+        if ((v = cli_opt(argc, argv, &i, "--id", &bad))) ev.id = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--source", &bad))) ev.source = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--subject", &bad))) ev.subject = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--correlation-id", &bad))) ev.correlationid = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--causation-id", &bad))) ev.causationid = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--batch", &bad))) batch = v;
+        else if ((v = cli_opt(argc, argv, &i, "--expect", &bad))) {
+            if (!cli_parse_expect(v, &expect))
                 return cli_fail(CLI_USAGE, "--expect takes any, no-stream, exists or a revision number, not '%s'", v);
         } else if (bad) return CLI_USAGE;
         else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum append --help)", argv[i]);
@@ -298,15 +301,15 @@ static int parse_target(int argc, char **argv, const char *cmd, const char *usag
         if (!strcmp(argv[i], "--help")) return printf("%s", usage), HELP_SHOWN;
         if (!strcmp(argv[i], "--all")) t->all = 1;
         else if (reading && !strcmp(argv[i], "--backward")) t->backward = 1;
-        else if ((v = opt_value(argc, argv, &i, "--from", &bad))) {
+        else if ((v = cli_opt(argc, argv, &i, "--from", &bad))) {
             if (!cli_parse_u64(v, &t->from) && (time_parse(str_c(v), &t->q.from_time) || !t->q.from_time))
                 return cli_fail(CLI_USAGE, "--from takes a number or an RFC 3339 time, not '%s'", v);
             t->from_set = true;
-        } else if (reading && (v = opt_value(argc, argv, &i, "--limit", &bad))) {
+        } else if (reading && (v = cli_opt(argc, argv, &i, "--limit", &bad))) {
             if (!cli_parse_u64(v, &t->limit)) return cli_fail(CLI_USAGE, "--limit takes a number, not '%s'", v);
-        } else if ((v = opt_value(argc, argv, &i, "--type", &bad))) t->q.type = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--category", &bad))) t->q.category = str_c(v);
-        else if ((v = opt_value(argc, argv, &i, "--correlation-id", &bad))) t->q.correlationid = str_c(v);
+        } else if ((v = cli_opt(argc, argv, &i, "--type", &bad))) t->q.type = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--category", &bad))) t->q.category = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--correlation-id", &bad))) t->q.correlationid = str_c(v);
         else if (bad) return CLI_USAGE;
         else if (argv[i][0] == '-' && argv[i][1] == '-')
             return cli_fail(CLI_USAGE, "unknown option %s (see factum %s --help)", argv[i], cmd);
@@ -463,8 +466,8 @@ static int cmd_schedule(int argc, char **argv) {
     int npos = 0, bad = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_schedule), CLI_OK;
-        if ((v = opt_value(argc, argv, &i, "--cancel", &bad))) cancel = v;
-        else if ((v = opt_value(argc, argv, &i, "--id", &bad))) id = v;
+        if ((v = cli_opt(argc, argv, &i, "--cancel", &bad))) cancel = v;
+        else if ((v = cli_opt(argc, argv, &i, "--id", &bad))) id = v;
         else if (bad) return CLI_USAGE;
         else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum schedule --help)", argv[i]);
         else if (npos < 4) pos[npos++] = argv[i];
@@ -548,6 +551,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);
     if (!strcmp(cmd, "schedule")) return cmd_schedule(argc, argv);
     if (!strcmp(cmd, "group")) return cli_group(server_url, argc, argv);
+    if (!strcmp(cmd, "meta")) return cli_meta(dir, server_url, argc, argv);
+    if (!strcmp(cmd, "delete")) return cli_delete(dir, server_url, argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);

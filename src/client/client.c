@@ -97,6 +97,7 @@ static int problem(factum_client_t *c, long status, factum_error_t *err) {
         break;
     case 404: code = FACTUM_ENOTFOUND; break;
     case 409: code = FACTUM_ECONFLICT; break;
+    case 410: code = FACTUM_EDELETED; break;
     case 412: code = FACTUM_EREVISION; break;
     case 413: code = FACTUM_ETOOBIG; break;
     case 503: code = FACTUM_EFAILED; break;
@@ -437,6 +438,11 @@ int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_err
 
 int factum_client_call(factum_client_t *c, const char *method, const char *path, const char *json_body, int *status,
                        char **response, factum_error_t *err) {
+    return factum_client_call_with(c, method, path, json_body, NULL, status, response, err);
+}
+
+int factum_client_call_with(factum_client_t *c, const char *method, const char *path, const char *json_body,
+                            const char *header, int *status, char **response, factum_error_t *err) {
     *status = 0;
     *response = NULL;
     buf_t url = {0};
@@ -444,6 +450,7 @@ int factum_client_call(factum_client_t *c, const char *method, const char *path,
     buf_append(&url, "", 1);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     h = curl_slist_append(h, "Expect:");
+    if (header) h = curl_slist_append(h, header);
     curl_easy_reset(c->curl);
     curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);

@@ -28,6 +28,7 @@ void server_problem(conn *c, int rc, const char *msg) {
     case FACTUM_ETOOBIG: conn_problem(c, 413, "too-large", NULL, "%s", msg); break;
     case FACTUM_ECONFLICT: conn_problem(c, 409, "conflict", NULL, "%s", msg); break;
     case FACTUM_ENOTFOUND: conn_problem(c, 404, "not-found", NULL, "%s", msg); break;
+    case FACTUM_EDELETED: conn_problem(c, 410, "gone", NULL, "%s", msg); break;
     case FACTUM_ENOSPC: conn_problem(c, 507, "no-space", NULL, "%s", msg); break;
     case FACTUM_EFAILED:
     case FACTUM_EIO:
@@ -326,8 +327,7 @@ static bool is_json_media(factum_str_t m) {
     return str_eq(m, str_c("application/json")) || (m.len > 5 && !memcmp(m.ptr + m.len - 5, "+json", 5));
 }
 
-/* Expected revision from If-Match / If-None-Match. 0, or answers 400 and -1. */
-static int expected_revision(conn *c, int64_t *out) {
+int api_expected_revision(conn *c, int64_t *out) {
     factum_str_t m = http_header_get(&c->req->h, "if-match"), nm = http_header_get(&c->req->h, "if-none-match");
     *out = FACTUM_EXPECT_ANY;
     if (m.ptr && nm.ptr) {
@@ -433,7 +433,7 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
         return;
     }
     int64_t expected;
-    if (expected_revision(c, &expected)) return;
+    if (api_expected_revision(c, &expected)) return;
     bool binary = false;
     for (size_t i = 0; i < h->nheaders && !binary; i++)
         binary = h->headers[i].name.len > 3 && http_token_is((factum_str_t){h->headers[i].name.ptr, 3}, "ce-");
@@ -488,18 +488,22 @@ static int path_stream(conn *c, factum_str_t rest, buf_t *out) {
     return 0;
 }
 
+void api_revision_problem(conn *c) {
+    char members[160];
+    int64_t exp, actual = c->ar_res.actual_revision;
+    api_expected_revision(c, &exp); /* parsed fine before the request went to the writer */
+    if (exp >= 0) snprintf(members, sizeof members, "\"expected\":%lld,\"actual\":%lld", (long long)exp, (long long)actual);
+    else snprintf(members, sizeof members, "\"expected\":\"%s\",\"actual\":%lld",
+                  exp == FACTUM_EXPECT_NO_STREAM ? "no stream" : "exists", (long long)actual);
+    conn_problem(c, 412, "wrong-expected-revision", members, "%s", c->ar_msg);
+}
+
 void api_append_done(conn *c) {
     loop_observe_latency(c->l, clock_mono_ns() - c->req->started_ns);
     c->state = C_BODY;
     const factum_append_result_t *r = &c->ar_res;
     if (c->ar_rc == FACTUM_EREVISION) {
-        char members[160];
-        int64_t exp;
-        expected_revision(c, &exp); /* parsed fine before the append */
-        if (exp >= 0) snprintf(members, sizeof members, "\"expected\":%lld,\"actual\":%lld", (long long)exp, (long long)r->actual_revision);
-        else snprintf(members, sizeof members, "\"expected\":\"%s\",\"actual\":%lld",
-                      exp == FACTUM_EXPECT_NO_STREAM ? "no stream" : "exists", (long long)r->actual_revision);
-        conn_problem(c, 412, "wrong-expected-revision", members, "%s", c->ar_msg);
+        api_revision_problem(c);
         return;
     }
     if (c->ar_rc) {
@@ -652,7 +656,7 @@ static void metrics(conn *c) {
 
 static bool method_is(conn *c, const char *m) { return str_eq(c->req->h.method, str_c(m)); }
 
-static void not_allowed(conn *c, const char *allow) {
+void api_not_allowed(conn *c, const char *allow) {
     char hdr[96];
     snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
     buf_t b = {0};
@@ -667,7 +671,7 @@ void api_handle(conn *c, factum_str_t body) {
     bool get = method_is(c, "GET") || method_is(c, "HEAD");
     if (method_is(c, "OPTIONS")) {
         /* CORS preflight: a browser page on another origin may append and subscribe. */
-        static const char pre[] = "Access-Control-Allow-Methods: GET, HEAD, POST\r\n"
+        static const char pre[] = "Access-Control-Allow-Methods: GET, HEAD, POST, PUT, DELETE\r\n"
                                   "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 600\r\n";
         conn_respond(c, 200, "text/plain", pre, "", 0);
         return;
@@ -678,13 +682,15 @@ void api_handle(conn *c, factum_str_t body) {
         if (slash) {
             factum_str_t tail = {slash, (size_t)(rest.ptr + rest.len - slash)};
             buf_t sname = {0};
-            if (!str_eq(tail, str_c("/snapshot")))
+            bool snap = str_eq(tail, str_c("/snapshot")), meta = str_eq(tail, str_c("/metadata"));
+            if (!snap && !meta)
                 conn_problem(c, 404, "not-found", NULL, "no such resource: %.*s", (int)MIN(path.len, 300), path.ptr);
             else if (!path_stream(c, (factum_str_t){rest.ptr, (size_t)(slash - rest.ptr)}, &sname)) {
                 factum_error_t err;
                 factum_str_t sn = {sname.ptr ? sname.ptr : "", sname.len};
                 if (factum_stream_name_check(sn, &err)) server_problem(c, FACTUM_EBADSTREAM, err.message);
-                else api_snapshot(c, sn, body);
+                else if (snap) api_snapshot(c, sn, body);
+                else api_stream_metadata(c, sn, body);
             }
             buf_free(&sname);
             return;
@@ -694,7 +700,8 @@ void api_handle(conn *c, factum_str_t body) {
             factum_str_t stream = {name.ptr, name.len};
             if (method_is(c, "POST")) append(c, stream, body);
             else if (get) read_stream(c, stream);
-            else not_allowed(c, "GET, HEAD, POST");
+            else if (method_is(c, "DELETE")) api_delete_stream(c, stream);
+            else api_not_allowed(c, "GET, HEAD, POST, DELETE");
         }
         buf_free(&name);
     } else if (path.len >= 7 && !memcmp(path.ptr, "/groups", 7) && (path.len == 7 || path.ptr[7] == '/')) {
@@ -703,16 +710,16 @@ void api_handle(conn *c, factum_str_t body) {
         api_schedules(c, (factum_str_t){path.ptr + 10, path.len - 10}, body);
     } else if (str_eq(path, str_c("/all"))) {
         if (get) read_all(c);
-        else not_allowed(c, "GET, HEAD");
+        else api_not_allowed(c, "GET, HEAD");
     } else if (str_eq(path, str_c("/health"))) {
         if (get) health(c);
-        else not_allowed(c, "GET, HEAD");
+        else api_not_allowed(c, "GET, HEAD");
     } else if (str_eq(path, str_c("/metrics"))) {
         if (get) metrics(c);
-        else not_allowed(c, "GET, HEAD");
+        else api_not_allowed(c, "GET, HEAD");
     } else if (str_eq(path, str_c("/"))) {
         if (!get) {
-            not_allowed(c, "GET, HEAD");
+            api_not_allowed(c, "GET, HEAD");
             return;
         }
         char b[256];

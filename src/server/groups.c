@@ -592,11 +592,9 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
                 best = x;
         }
         if (!best) break;
-        factum_query_t q = {.from = best->pos, .limit = 1, .system = 1};
         factum_result_t *r;
-        if (factum_read_all(db, &q, &r, NULL) || factum_result_count(r) != 1) {
-            if (r) factum_result_free(r);
-            best->kind = E_DONE; /* gone from the log (cannot happen before retention exists) */
+        if (factum_read_at(db, best->pos, &r, NULL)) {
+            best->kind = E_DONE; /* deleted or expired since: nothing left to deliver */
             continue;
         }
         if (best->kind == E_RETRY) g->redelivered++;
@@ -843,9 +841,8 @@ static void render_parked(groups_t *gs, const parked *p, buf_t *out) {
     buf_printf(out, "{\"delivery_id\":\"%llu\",\"attempts\":%u,\"reason\":", (unsigned long long)p->key, p->attempts);
     json_escape(out, p->reason, strlen(p->reason));
     buf_printf(out, ",\"parked_at\":\"%s\",\"event\":", at);
-    factum_query_t q = {.from = p->pos, .limit = 1, .system = 1};
     factum_result_t *r;
-    if (factum_read_all(gs->db, &q, &r, NULL) == 0 && factum_result_count(r) == 1) {
+    if (factum_read_at(gs->db, p->pos, &r, NULL) == 0) {
         const factum_event_t *e = factum_result_event(r, 0);
         size_t need = factum_event_json(e, NULL, 0);
         if (!buf_reserve(out, need + 1)) factum_event_json(e, out->ptr + out->len, need + 1), out->len += need;

@@ -18,9 +18,7 @@
 
 /* Reads the durable record back from the log into *r (free it either way). */
 static bool record_at(conn *c, factum_result_t **r) {
-    factum_query_t q = {.from = c->ar_res.last_position, .limit = 1, .system = 1};
-    *r = NULL;
-    return factum_read_all(c->l->srv->db, &q, r, NULL) == 0 && factum_result_count(*r) == 1;
+    return factum_read_at(c->l->srv->db, c->ar_res.last_position, r, NULL) == 0;
 }
 
 static bool check_written(conn *c) {

@@ -96,10 +96,9 @@ static void show(conn *c, const char *id) {
         conn_problem(c, 404, "not-found", NULL, "no schedule '%s'", id);
         return;
     }
-    factum_query_t q = {.from = ti.pos, .limit = 1, .system = 1};
     factum_result_t *r;
     factum_error_t err;
-    if (factum_read_all(c->l->srv->db, &q, &r, &err) || factum_result_count(r) != 1) {
+    if (factum_read_at(c->l->srv->db, ti.pos, &r, &err)) {
         conn_problem(c, 500, "internal", NULL, "the Scheduled record of '%s' cannot be read", id);
         return;
     }

@@ -382,14 +382,24 @@ static void append_cb(void *ctx, int rc, const factum_append_result_t *res, cons
     if (first) wake(l);
 }
 
+/* The connection waits for the writer if rc (what submitting returned) is 0. */
+static int submitted(conn *c, append_done_fn done, int rc) {
+    c->ar_done = done;
+    c->state = rc ? C_BODY : C_APPEND;
+    if (!rc) c->l->pending++;
+    return rc;
+}
+
 int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
                          append_done_fn done, factum_error_t *err) {
-    c->state = C_APPEND;
-    c->ar_done = done;
-    int rc = factum_append_async(c->l->srv->db, stream, expected, ev, n, append_cb, c, err);
-    if (rc) c->state = C_BODY;
-    else c->l->pending++;
-    return rc;
+    return submitted(c, done, factum_append_async(c->l->srv->db, stream, expected, ev, n, append_cb, c, err));
+}
+
+int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
+                       append_done_fn done, factum_error_t *err) {
+    factum_t *db = c->l->srv->db;
+    return submitted(c, done, m ? factum_meta_set_async(db, stream, m, append_cb, c, err)
+                                : factum_delete_stream_async(db, stream, expected, tombstone, append_cb, c, err));
 }
 
 /* Whether this loop has connections that commits concern: subscriptions and waiting pulls. */

@@ -159,6 +159,10 @@ void loop_observe_latency(loop *l, uint64_t ns);
 int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
                          append_done_fn done, factum_error_t *err);
 
+/* The same for a metadata change (m) or, with m NULL, a deletion (factum_delete_stream). */
+int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
+                       append_done_fn done, factum_error_t *err);
+
 /* Appends e as one line of CloudEvent JSON to b, rendering once in the common case. 0 or -1. */
 int render_event(buf_t *b, const factum_event_t *e);
 
@@ -170,6 +174,16 @@ size_t render_events(loop *l, const factum_result_t *res, uint64_t until);
 void api_handle(conn *c, factum_str_t body);
 /* api.c: finishes an append once the writer called back. */
 void api_append_done(conn *c);
+/* api.c: 405 naming the methods the resource allows. */
+void api_not_allowed(conn *c, const char *allow);
+/* api.c: the expected revision of If-Match / If-None-Match. 0, or answers 400 and -1. */
+int api_expected_revision(conn *c, int64_t *out);
+/* api.c: the 412 answer for a missed expected revision (c->ar_res.actual_revision, c->ar_msg). */
+void api_revision_problem(conn *c);
+
+/* meta_api.c: GET/PUT /streams/{s}/metadata and DELETE /streams/{s}. */
+void api_stream_metadata(conn *c, factum_str_t stream, factum_str_t body);
+void api_delete_stream(conn *c, factum_str_t stream);
 
 /* schedules.c: /schedules and /schedules/{id} (rest = the path after "/schedules"). */
 void api_schedules(conn *c, factum_str_t rest, factum_str_t body);

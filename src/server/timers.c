@@ -234,14 +234,12 @@ static void fired_cb(void *ctx, int rc, const factum_append_result_t *res, const
 
 /* Starts the append of one timer's event; false if it could not start (s->rc says why). */
 static bool fire_one(timers_t *t, uint64_t pos, fire_slot *s) {
-    factum_query_t q = {.from = pos, .limit = 1, .system = 1};
     factum_result_t *r = NULL;
     factum_error_t err;
     factum_events_t *set = NULL;
     buf_t stream = {0};
     factum_str_t ev;
-    s->rc = factum_read_all(t->db, &q, &r, &err);
-    if (!s->rc && factum_result_count(r) != 1) s->rc = err_set(&err, FACTUM_ECORRUPT, "Scheduled record missing");
+    s->rc = factum_read_at(t->db, pos, &r, &err);
     if (!s->rc) {
         factum_str_t data = factum_result_event(r, 0)->data;
         if (!json_member_string(data, "stream", &stream) || !member_raw(data, "event", &ev, JSON_OBJECT))

@@ -139,3 +139,24 @@ int meta_doc_parse(factum_str_t data, meta_doc *out, buf_t *name) {
     out->r.last = -1;
     return 0;
 }
+
+size_t factum_meta_json(factum_str_t stream, const factum_meta_t *m, char *buf, size_t cap) {
+    buf_t b = {0};
+    int rc = buf_append(&b, "{\"stream\":", 10);
+    if (!rc) rc = json_escape(&b, stream.ptr, stream.len);
+    if (!rc)
+        rc = buf_printf(&b, ",\"max_age_s\":%llu,\"max_count\":%llu,\"truncate_before\":%llu,\"custom\":%.*s,"
+                            "\"deleted\":%s,\"tombstone\":%s,\"position\":",
+                        (unsigned long long)m->max_age_s, (unsigned long long)m->max_count,
+                        (unsigned long long)m->truncate_before, (int)(m->custom.len ? m->custom.len : 2),
+                        m->custom.len ? m->custom.ptr : "{}", m->deleted ? "true" : "false", m->tombstone ? "true" : "false");
+    if (!rc) rc = m->position == FACTUM_END ? buf_append(&b, "null}", 5) : buf_printf(&b, "%llu}", (unsigned long long)m->position);
+    size_t n = rc ? 0 : b.len;
+    if (cap) {
+        size_t k = MIN(n, cap - 1);
+        memcpy(buf, b.ptr ? b.ptr : "", k);
+        buf[k] = 0;
+    }
+    buf_free(&b);
+    return n;
+}

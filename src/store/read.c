@@ -256,6 +256,29 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
     return 0;
 }
 
+int factum_read_at(factum_t *db, uint64_t position, factum_result_t **out, factum_error_t *err) {
+    *out = NULL;
+    uint64_t head = factum_head_position(db);
+    if (position >= head)
+        return err_set(err, FACTUM_ENOTFOUND, "no event at position %llu (the head is %llu)", (unsigned long long)position,
+                       (unsigned long long)head);
+    factum_event_t e;
+    int rc = store_event_at(db, position, &e, err);
+    if (rc) return rc;
+    hider h;
+    hider_init(&h, db);
+    if (hidden(&h, &e))
+        return err_set(err, FACTUM_ENOTFOUND, "the event at position %llu is deleted or expired", (unsigned long long)position);
+    factum_result_t *r = result_new(1);
+    if (!r || result_push(r, &e)) {
+        factum_result_free(r);
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
+    r->next = position + 1;
+    *out = r;
+    return 0;
+}
+
 uint64_t factum_position_at(factum_t *db, int64_t time_us) {
     uint64_t lo = 0, hi = factum_head_position(db);
     while (lo < hi) {
