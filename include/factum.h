@@ -313,6 +313,34 @@ int factum_delete_stream(factum_t *db, factum_str_t stream, int64_t expected, in
 int factum_delete_stream_async(factum_t *db, factum_str_t stream, int64_t expected, int tombstone,
                                factum_append_cb cb, void *ctx, factum_error_t *err);
 
+/* ---- Reclaiming disk (docs/lifecycle.md) ---- */
+
+typedef struct factum_scavenge_stats {
+    int running;
+    uint64_t runs;               /* scavenges finished since the store was opened */
+    uint64_t segments_total;     /* this run (or the last): sealed segments to look at */
+    uint64_t segments_done;      /* looked at so far */
+    uint64_t segments_rewritten; /* rewritten without their removed events */
+    uint64_t events_scanned, events_removed;
+    uint64_t bytes_before, bytes_after; /* file bytes of the rewritten segments, before and after */
+    uint64_t bytes_reclaimed_total;     /* since the store was opened */
+    int64_t started_us, finished_us;    /* of this run (finished 0 while running) */
+    int last_error;                     /* 0, or the code that stopped the last run */
+} factum_scavenge_stats_t;
+
+/*
+ * Rewrites each sealed segment that holds events no read can return any more (deleted,
+ * tombstoned, truncated, expired, superseded metadata) without them, and gives the space back to
+ * the file system. Runs in the calling thread until done; appends and reads go on meanwhile.
+ * A crash at any moment loses nothing that should stay: each segment is replaced by one atomic
+ * rename of a synced copy. A stream's last event stays (it carries the stream's revision). One
+ * scavenge at a time: FACTUM_ECONFLICT if one is running; FACTUM_ECLOSED if cancelled.
+ */
+int factum_scavenge(factum_t *db, factum_error_t *err);
+/* Asks a running scavenge to stop after the segment it is on. */
+void factum_scavenge_cancel(factum_t *db);
+void factum_scavenge_stats(factum_t *db, factum_scavenge_stats_t *out);
+
 /* ---- CloudEvents JSON (structured mode) ---- */
 
 /* Parsed events: borrow from the parsed text and from the set itself. */

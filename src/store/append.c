@@ -283,7 +283,9 @@ static int check_repeat(factum_t *db, append_req *r) {
             nh = index_range(db->index, key, from, false, ARRAY_LEN(hits), UINT64_MAX, hits);
             for (size_t h = 0; h < nh && !match; h++) {
                 factum_error_t err;
-                if (store_event_at(db, hits[h].pos, &old, &err)) return req_fail(r, err.code, "%s", err.message);
+                int rc = store_event_at(db, hits[h].pos, &old, &err);
+                if (rc == FACTUM_ENOTFOUND) continue; /* scavenged: that event is gone */
+                if (rc) return req_fail(r, err.code, "%s", err.message);
                 match = str_eq(old.stream, r->stream) && str_eq(old.id, mine.id);
             }
             if (nh) index_after(hits[nh - 1], false, &from);
@@ -543,7 +545,9 @@ static void run_group(factum_t *db, append_req *list) {
     db->group_first = db->next_pos;
     g.write_off = db->segs[atomic_load(&db->nsegs) - 1]->end;
     g.flushed_pos = db->next_pos;
+    unsigned pin = store_pin(db); /* process() reads older events (idempotency, metadata) */
     for (append_req *r = list; r; r = r->next) process(db, &g, r, t);
+    store_unpin(db, pin);
     if (!db->failed) group_flush(db, &g);
     if (db->failed) {
         atomic_store(&db->st_failed, db->failed);

@@ -15,6 +15,8 @@ struct factum_result {
     factum_event_t *ev;
     size_t n, cap;
     uint64_t next;
+    factum_t *db;
+    unsigned pin; /* the events point into segments this pin keeps mapped */
 };
 
 size_t factum_result_count(const factum_result_t *r) { return r ? r->n : 0; }
@@ -24,11 +26,13 @@ const factum_event_t *factum_result_event(const factum_result_t *r, size_t i) {
 uint64_t factum_result_next(const factum_result_t *r) { return r ? r->next : FACTUM_END; }
 void factum_result_free(factum_result_t *r) {
     if (!r) return;
+    store_unpin(r->db, r->pin);
     free(r->ev);
     free(r);
 }
 
-static factum_result_t *result_new(size_t limit) {
+/* A result, pinning the segments its events will point into. */
+static factum_result_t *result_new(factum_t *db, size_t limit) {
     factum_result_t *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->cap = MAX(1, MIN(limit, 1024));
@@ -37,6 +41,7 @@ static factum_result_t *result_new(size_t limit) {
         free(r);
         return NULL;
     }
+    r->db = db, r->pin = store_pin(db);
     return r;
 }
 
@@ -120,7 +125,10 @@ static bool hidden(hider *h, const factum_event_t *e) {
 }
 
 int64_t factum_stream_revision(factum_t *db, factum_str_t stream) {
-    return store_stream_last(db, stream, factum_head_position(db));
+    unsigned pin = store_pin(db);
+    int64_t last = store_stream_last(db, stream, factum_head_position(db));
+    store_unpin(db, pin);
+    return last;
 }
 
 int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t limit, int backward,
@@ -129,6 +137,8 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
     if (rc) return rc;
     limit = MIN(limit, STORE_MAX_READ);
     uint64_t durable = factum_head_position(db), key = index_key_stream(stream);
+    factum_result_t *res = result_new(db, limit);
+    if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
     hider h;
     hider_init(&h, db);
     uint64_t floor = 0;
@@ -137,18 +147,17 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
         streams_hash(stream, &h1, &h2);
         if ((h.has = meta_rules_get(&db->meta, h1, h2, &h.r))) {
             h.stream = stream;
-            if (h.r.tombstone)
-                return err_set(err, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)stream.len, stream.ptr);
-            if (meta_reads_deleted(&h.r))
-                return err_set(err, FACTUM_ENOTFOUND, "stream '%.*s' not found (deleted)", (int)stream.len, stream.ptr);
+            if (h.r.tombstone || meta_reads_deleted(&h.r)) {
+                factum_result_free(res);
+                return h.r.tombstone ? err_set(err, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)stream.len, stream.ptr)
+                                     : err_set(err, FACTUM_ENOTFOUND, "stream '%.*s' not found (deleted)", (int)stream.len, stream.ptr);
+            }
             floor = meta_floor(&h.r);
             if (h.r.max_age_s && !backward && from < (uint64_t)h.r.last + 1)
                 floor = MAX(floor, store_stream_first_at(db, stream, h.now - (int64_t)MIN(h.r.max_age_s, (uint64_t)INT64_MAX / 2000000) * 1000000,
                                                          (uint64_t)h.r.last + 1));
         }
     }
-    factum_result_t *res = result_new(limit);
-    if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
     idx_hit cur = backward ? (idx_hit){from, UINT64_MAX} : (idx_hit){MAX(from, floor), 0};
     idx_hit hits[128];
     bool more = !backward || from >= floor;
@@ -158,7 +167,8 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
         more = n == want;
         for (size_t i = 0; i < n && res->n < limit; i++) {
             factum_event_t e;
-            if ((rc = store_event_at(db, hits[i].pos, &e, err))) goto fail;
+            if ((rc = store_event_at(db, hits[i].pos, &e, err)) == FACTUM_ENOTFOUND) continue; /* scavenged */
+            if (rc) goto fail;
             if (!str_eq(e.stream, stream) || e.revision != hits[i].seq) continue; /* another stream, same key */
             if (hidden(&h, &e)) {
                 if (!backward) continue;
@@ -198,6 +208,7 @@ static int read_correlation(factum_t *db, const factum_query_t *q, uint64_t dura
         for (size_t i = 0; i < n; i++) {
             factum_event_t e;
             int rc = store_event_at(db, hits[i].pos, &e, err);
+            if (rc == FACTUM_ENOTFOUND) continue; /* scavenged */
             if (rc) return rc;
             res->next = q->backward ? (e.position ? e.position - 1 : FACTUM_END) : e.position + 1;
             if (matches(q, &e) && !hidden(h, &e) && (rc = result_push(res, &e))) return err_set(err, rc, "out of memory");
@@ -220,7 +231,7 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
         q.from = factum_position_at(db, q.from_time);
     }
     uint64_t durable = factum_head_position(db);
-    factum_result_t *res = result_new(q.limit);
+    factum_result_t *res = result_new(db, q.limit);
     if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
     int rc = 0;
     hider h;
@@ -233,7 +244,11 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
         uint64_t p = q.from, stop = p + STORE_SCAN_WINDOW < p ? durable : MIN(durable, p + STORE_SCAN_WINDOW);
         for (; p < stop && res->n < q.limit; p++) {
             factum_event_t e;
-            if ((rc = store_event_at(db, p, &e, err))) break;
+            if ((rc = store_event_at(db, p, &e, err)) == FACTUM_ENOTFOUND) {
+                rc = 0;
+                continue;
+            }
+            if (rc) break;
             if (matches(&q, &e) && !hidden(&h, &e) && (rc = result_push(res, &e))) break;
         }
         res->next = MIN(p, MAX(durable, q.from));
@@ -242,7 +257,11 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
         uint64_t stop = p > STORE_SCAN_WINDOW ? p - STORE_SCAN_WINDOW : 0;
         for (; p > stop && res->n < q.limit; p--) {
             factum_event_t e;
-            if ((rc = store_event_at(db, p - 1, &e, err))) break;
+            if ((rc = store_event_at(db, p - 1, &e, err)) == FACTUM_ENOTFOUND) {
+                rc = 0;
+                continue;
+            }
+            if (rc) break;
             if (matches(&q, &e) && !hidden(&h, &e) && (rc = result_push(res, &e))) break;
         }
         res->next = p ? p - 1 : FACTUM_END;
@@ -262,17 +281,18 @@ int factum_read_at(factum_t *db, uint64_t position, factum_result_t **out, factu
     if (position >= head)
         return err_set(err, FACTUM_ENOTFOUND, "no event at position %llu (the head is %llu)", (unsigned long long)position,
                        (unsigned long long)head);
+    factum_result_t *r = result_new(db, 1);
+    if (!r) return err_set(err, FACTUM_ENOMEM, "out of memory");
     factum_event_t e;
     int rc = store_event_at(db, position, &e, err);
-    if (rc) return rc;
     hider h;
     hider_init(&h, db);
-    if (hidden(&h, &e))
-        return err_set(err, FACTUM_ENOTFOUND, "the event at position %llu is deleted or expired", (unsigned long long)position);
-    factum_result_t *r = result_new(1);
-    if (!r || result_push(r, &e)) {
+    if (!rc && hidden(&h, &e))
+        rc = err_set(err, FACTUM_ENOTFOUND, "the event at position %llu is deleted or expired", (unsigned long long)position);
+    if (!rc && result_push(r, &e)) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (rc) {
         factum_result_free(r);
-        return err_set(err, FACTUM_ENOMEM, "out of memory");
+        return rc;
     }
     r->next = position + 1;
     *out = r;
@@ -281,14 +301,20 @@ int factum_read_at(factum_t *db, uint64_t position, factum_result_t **out, factu
 
 uint64_t factum_position_at(factum_t *db, int64_t time_us) {
     uint64_t lo = 0, hi = factum_head_position(db);
+    unsigned pin = store_pin(db);
     while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
+        uint64_t mid = lo + (hi - lo) / 2, at = mid;
         factum_event_t e;
+        int rc;
+        /* A position a scavenge emptied has no time: look at the next one still there. */
+        while ((rc = store_event_at(db, at, &e, NULL)) == FACTUM_ENOTFOUND && at + 1 < hi) at++;
+        if (rc == FACTUM_ENOTFOUND) hi = mid; /* nothing left in [mid, hi) */
         /* A record that fails its checksum cannot be placed; treat it as earlier, so the
            answer errs toward delivering more, never fewer. */
-        if (store_event_at(db, mid, &e, NULL) || e.time_us < time_us) lo = mid + 1;
+        else if (rc || e.time_us < time_us) lo = at + 1;
         else hi = mid;
     }
+    store_unpin(db, pin);
     return lo;
 }
 

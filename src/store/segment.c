@@ -21,13 +21,16 @@ static int io_err(factum_error_t *err, int e, const char *what, const char *path
     return err_set(err, e == -ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "%s %s: %s", what, path, strerror(-e));
 }
 
-static void header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos) {
+static void header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos, uint32_t generation,
+                          uint64_t end_pos) {
     memset(h, 0, SEGMENT_HEADER);
     store32(h + 0, SEGMENT_MAGIC);
     store32(h + 4, SEGMENT_VERSION);
     store32(h + 8, no);
+    store32(h + 12, generation);
     store64(h + 16, size);
     store64(h + 24, first_pos);
+    store64(h + 32, end_pos);
     store32(h + 60, crc32c(h, 60));
 }
 
@@ -55,7 +58,7 @@ int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t firs
         goto fail;
     }
     uint8_t h[SEGMENT_HEADER];
-    header_encode(h, no, size, first_pos);
+    header_encode(h, no, size, first_pos, 0, 0);
     struct iovec iov = {h, sizeof h};
     if ((e = vfs->fallocate(vfs, fd, 0, size)) || (e = io_write_all(vfs, fd, &iov, 1, 0)) ||
         (e = vfs->fdatasync(vfs, fd))) {
@@ -107,6 +110,13 @@ int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_
     }
     s->size = load64(h + 16);
     s->first_pos = load64(h + 24);
+    s->generation = load32(h + 12);
+    s->end_pos = load64(h + 32);
+    if (s->end_pos && s->end_pos < s->first_pos) {
+        rc = err_set(err, FACTUM_ECORRUPT, "segment %s: header ends at position %llu before it starts", s->path,
+                     (unsigned long long)s->end_pos);
+        goto fail;
+    }
     if (load32(h + 8) != no || s->size != (uint64_t)st.st_size || s->size < SEGMENT_HEADER) {
         rc = err_set(err, FACTUM_ECORRUPT, "segment %s: header names segment %u of %llu bytes, file is %llu bytes",
                      s->path, load32(h + 8), (unsigned long long)s->size, (unsigned long long)st.st_size);
@@ -138,6 +148,7 @@ void segment_close(segment_t *s) {
 int segment_alloc_pmap(segment_t *s) {
     pmap_release(s);
     s->pmap_cap = (s->size - SEGMENT_HEADER) / RECORD_MIN + 1;
+    if (s->end_pos) s->pmap_cap = MAX(s->pmap_cap, s->end_pos - s->first_pos); /* compacted: positions outnumber records */
     s->pmap_bytes = s->pmap_cap * sizeof(uint32_t);
     void *p = mmap(NULL, s->pmap_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return FACTUM_ENOMEM;
@@ -158,7 +169,8 @@ int segment_load_pmap(segment_t *s, const char *logdir) {
     if (m == MAP_FAILED) return -1;
     uint64_t count = load64(m + 24), end = load64(m + 32);
     bool ok = load32(m) == PMAP_MAGIC && load32(m + 44) == crc32c(m, 44) && load32(m + 8) == s->no &&
-              load64(m + 16) == s->first_pos && end <= s->size &&
+              load32(m + 12) == s->generation && load64(m + 16) == s->first_pos && end <= s->size &&
+              (!s->end_pos || s->first_pos + count == s->end_pos) &&
               (uint64_t)st.st_size == PMAP_HEADER + count * 4 &&
               load32(m + 40) == crc32c(m + PMAP_HEADER, count * 4);
     if (!ok) {
@@ -182,6 +194,7 @@ int segment_write_pmap(segment_t *s, const char *logdir) {
     store32(h, PMAP_MAGIC);
     store32(h + 4, 1);
     store32(h + 8, s->no);
+    store32(h + 12, s->generation);
     store64(h + 16, s->first_pos);
     store64(h + 24, s->count);
     store64(h + 32, s->end);
@@ -197,7 +210,32 @@ int segment_write_pmap(segment_t *s, const char *logdir) {
     return rc;
 }
 
+/* A compacted segment: records with rising positions below end_pos, gaps where a scavenge removed
+   events, and nothing after the last record (the file is exactly as long as its records). */
+static void scan_compacted(segment_t *s, segment_scan_t *r) {
+    uint64_t off = SEGMENT_HEADER, next = s->first_pos;
+    *r = (segment_scan_t){0, SEGMENT_HEADER, SEGMENT_HEADER, false};
+    while (off < s->size) {
+        factum_event_t e;
+        uint32_t len;
+        if (record_decode(s->map + off, s->size - off, &e, &len) != RECORD_OK || e.position < next || e.position >= s->end_pos) {
+            r->stop_at = off;
+            return;
+        }
+        while (next < e.position) s->pmap[next++ - s->first_pos] = 0;
+        s->pmap[next++ - s->first_pos] = (uint32_t)off;
+        off += len;
+    }
+    while (next < s->end_pos) s->pmap[next++ - s->first_pos] = 0;
+    *r = (segment_scan_t){s->end_pos - s->first_pos, off, off, true};
+    s->count = r->count, s->end = off;
+}
+
 void segment_scan(segment_t *s, segment_scan_t *r) {
+    if (s->end_pos) {
+        scan_compacted(s, r);
+        return;
+    }
     uint64_t off = SEGMENT_HEADER, n = 0;
     *r = (segment_scan_t){0, SEGMENT_HEADER, SEGMENT_HEADER, false};
     for (;;) {
@@ -258,5 +296,71 @@ int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, 
     }
     s->end = r->end;
     s->count = r->count;
+    return 0;
+}
+
+int segment_write_compacted(const segment_t *s, const char *logdir, const uint8_t *keep, uint32_t *pmap, uint64_t *size,
+                            factum_error_t *err) {
+    char tmp[PATH_MAX];
+    seg_path(tmp, logdir, s->no, "seg.scav");
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return io_err(err, -errno, "cannot create", tmp);
+    /* Records are copied in order into a buffer and written in large pieces; every
+       SCAV_SYNC_BYTES the written range is pushed to the disk and waited for, so the scavenge
+       never builds up a mass of dirty pages that would stall the appenders' fdatasync. */
+    enum { SCAV_BUF = 1u << 20, SCAV_SYNC_BYTES = 8u << 20 };
+    uint8_t *buf = malloc(SCAV_BUF);
+    uint64_t off = SEGMENT_HEADER, synced = 0;
+    size_t used = 0;
+    int rc = 0;
+    if (!buf) {
+        close(fd);
+        unlink(tmp);
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
+    for (uint64_t i = 0; i < s->count && !rc; i++) {
+        uint32_t at = s->pmap[i];
+        if (!keep[i] || !at) {
+            pmap[i] = 0;
+            continue;
+        }
+        uint32_t len = load32(s->map + at + 4);
+        if (used + len > SCAV_BUF) {
+            if (pwrite(fd, buf, used, (off_t)(off - used)) != (ssize_t)used) rc = io_err(err, -errno, "cannot write", tmp);
+            used = 0;
+            if (!rc && off - synced >= SCAV_SYNC_BYTES) {
+                sync_file_range(fd, (off_t)synced, (off_t)(off - synced),
+                                SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+                synced = off;
+            }
+        }
+        if (len > SCAV_BUF) { /* a record larger than the buffer goes on its own */
+            if (pwrite(fd, s->map + at, len, (off_t)off) != (ssize_t)len) rc = io_err(err, -errno, "cannot write", tmp);
+        } else {
+            memcpy(buf + used, s->map + at, len);
+            used += len;
+        }
+        pmap[i] = (uint32_t)off;
+        off += len;
+    }
+    if (!rc && used && pwrite(fd, buf, used, (off_t)(off - used)) != (ssize_t)used) rc = io_err(err, -errno, "cannot write", tmp);
+    free(buf);
+    uint8_t h[SEGMENT_HEADER];
+    header_encode(h, s->no, off, s->first_pos, s->generation + 1, s->first_pos + s->count);
+    if (!rc && pwrite(fd, h, sizeof h, 0) != (ssize_t)sizeof h) rc = io_err(err, -errno, "cannot write", tmp);
+    if (!rc && fdatasync(fd)) rc = io_err(err, -errno, "cannot sync", tmp);
+    close(fd);
+    if (rc) unlink(tmp);
+    else *size = off;
+    return rc;
+}
+
+int segment_install_compacted(const char *logdir, uint32_t no, factum_error_t *err) {
+    char tmp[PATH_MAX], path[PATH_MAX];
+    seg_path(tmp, logdir, no, "seg.scav");
+    seg_path(path, logdir, no, "seg");
+    int e;
+    if (rename(tmp, path)) return io_err(err, -errno, "cannot install", path);
+    if ((e = io_sync_dir(logdir))) return io_err(err, e, "cannot sync the folder of", path);
     return 0;
 }

@@ -29,8 +29,10 @@ typedef struct segment {
     uint8_t *map; /* PROT_READ, MAP_SHARED, the whole file */
     uint64_t size;
     uint64_t first_pos;
-    uint64_t count; /* records */
+    uint64_t count; /* positions: records, and in a compacted segment the removed ones too */
     uint64_t end;   /* offset just past the last record */
+    uint32_t generation; /* 0 as written; +1 each time a scavenge rewrites it */
+    uint64_t end_pos;    /* compacted segments: the position after its last (header); 0 otherwise */
     uint32_t *pmap;
     size_t pmap_cap;   /* entries the pmap can hold */
     size_t pmap_bytes; /* length of its mapping */
@@ -72,7 +74,18 @@ void segment_scan(segment_t *s, segment_scan_t *r);
 int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, io_vfs *vfs,
                         factum_error_t *err);
 
-/* Offset of the record at `pos` (which must be in this segment). */
+/*
+ * Writes a compacted copy of a sealed segment as NNNNNNNN.seg.scav: the same header with the
+ * next generation and end_pos, then the records for which keep[i] is set (i = position -
+ * first_pos), byte for byte. Fills pmap (count entries; 0 = removed) and *size. Synced before
+ * it returns; the caller renames it over the segment. io_bytes limits dirty data between syncs.
+ */
+int segment_write_compacted(const segment_t *s, const char *logdir, const uint8_t *keep, uint32_t *pmap, uint64_t *size,
+                            factum_error_t *err);
+/* Renames NNNNNNNN.seg.scav over NNNNNNNN.seg and syncs the folder. */
+int segment_install_compacted(const char *logdir, uint32_t no, factum_error_t *err);
+
+/* Offset of the record at `pos` (which must be in this segment); 0 if a scavenge removed it. */
 static inline uint32_t segment_offset(const segment_t *s, uint64_t pos) { return s->pmap[pos - s->first_pos]; }
 
 #endif

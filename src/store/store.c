@@ -58,7 +58,7 @@ static int list_segments(factum_t *db, uint32_t **out, size_t *n, factum_error_t
     while (v && (de = readdir(d))) {
         unsigned no;
         char tail[16];
-        if (strstr(de->d_name, ".tmp")) {
+        if (strstr(de->d_name, ".tmp") || strstr(de->d_name, ".scav")) { /* unfinished: never installed */
             unlinkat(dirfd(d), de->d_name, 0);
             continue;
         }
@@ -159,12 +159,13 @@ static int recover_log(factum_t *db, factum_error_t *err) {
 
 segment_t *store_segment_of(factum_t *db, uint64_t pos) {
     size_t lo = 0, hi = atomic_load_explicit(&db->nsegs, memory_order_acquire);
+    /* A scavenge may swap an entry for its compacted copy: load each once (docs/threads.md). */
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (db->segs[mid]->first_pos <= pos) lo = mid;
+        if (__atomic_load_n(&db->segs[mid], __ATOMIC_ACQUIRE)->first_pos <= pos) lo = mid;
         else hi = mid;
     }
-    return db->segs[lo];
+    return __atomic_load_n(&db->segs[lo], __ATOMIC_ACQUIRE);
 }
 
 int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t *err) {
@@ -176,6 +177,7 @@ int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t
     }
     segment_t *s = store_segment_of(db, pos);
     uint32_t off = segment_offset(s, pos);
+    if (!off) return err_set(err, FACTUM_ENOTFOUND, "the event at position %llu was removed by a scavenge", (unsigned long long)pos);
     if (record_decode(s->map + off, s->size - off, e, NULL) != RECORD_OK || e->position != pos)
         return err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %u (position %llu)", s->path,
                        off, (unsigned long long)pos);
@@ -208,6 +210,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     pthread_cond_init(&db->wcond, NULL);
     streams_init(&db->cache, o.stream_cache ? o.stream_cache : 1u << 21);
     meta_init(&db->meta);
+    pthread_mutex_init(&db->scav_mu, NULL);
     db->segs = mmap(NULL, STORE_MAX_SEGMENTS * sizeof *db->segs, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (db->segs == MAP_FAILED) {
@@ -235,7 +238,8 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     }
     for (uint64_t p = index_covered(db->index); p < db->next_pos; p++) {
         factum_event_t e;
-        if ((rc = store_event_at(db, p, &e, err))) goto fail;
+        if ((rc = store_event_at(db, p, &e, err)) == FACTUM_ENOTFOUND) continue; /* scavenged */
+        if (rc) goto fail;
         index_maybe_rotate(db->index, p);
         index_write_lock(db->index);
         rc = store_index_event(db, &e);
@@ -261,12 +265,18 @@ fail:
 
 void factum_close(factum_t *db) {
     if (!db) return;
+    /* A scavenge in another thread stops after its current segment; wait for it. */
+    factum_scavenge_cancel(db);
+    while (atomic_load(&db->scavenging)) usleep(1000);
     if (db->index) {
         store_writer_stop(db);
         index_close(db->index, atomic_load(&db->durable));
     }
     size_t n = db->segs ? atomic_load(&db->nsegs) : 0;
     for (size_t i = 0; i < n; i++) segment_close(db->segs[i]);
+    for (size_t i = 0; i < db->nretired; i++) segment_close(db->retired[i]);
+    free(db->retired);
+    pthread_mutex_destroy(&db->scav_mu);
     if (db->segs) munmap(db->segs, STORE_MAX_SEGMENTS * sizeof *db->segs);
     streams_free(&db->cache);
     meta_free(&db->meta);

@@ -68,10 +68,32 @@ struct factum {
 
     meta_map meta; /* stream metadata; changed by the writer only (meta.h) */
 
+    /* Readers pin the segment array while they use it or its mappings (a result holds its pin
+       until it is freed). A scavenge swaps an entry for its compacted copy, moves the epoch on
+       and frees the old segment once no pin of the old epoch is left (scavenge.c). */
+    _Atomic uint64_t epoch;
+    _Atomic int64_t pins[2];
+    _Atomic bool scavenging, scavenge_cancel;
+    segment_t **retired; /* old segments still pinned when a scavenge gave up waiting: freed at close */
+    size_t nretired;
+    pthread_mutex_t scav_mu;        /* guards scav_st */
+    factum_scavenge_stats_t scav_st; /* progress of the running or last scavenge */
+
     /* factum_wait */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
 };
+
+/* Pins the segment array; returns the slot to unpin. */
+static inline unsigned store_pin(factum_t *db) {
+    for (;;) {
+        uint64_t e = atomic_load(&db->epoch);
+        atomic_fetch_add(&db->pins[e & 1], 1);
+        if (atomic_load(&db->epoch) == e) return (unsigned)(e & 1);
+        atomic_fetch_sub(&db->pins[e & 1], 1);
+    }
+}
+static inline void store_unpin(factum_t *db, unsigned slot) { atomic_fetch_sub(&db->pins[slot], 1); }
 
 /* Publishes s as the newest segment (readers see it after the count); closes it on failure. */
 int store_add_segment(factum_t *db, segment_t *s, factum_error_t *err);
