@@ -6,8 +6,10 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -121,4 +123,206 @@ TEST(a_scavenge_removes_what_reads_no_longer_return_and_keeps_the_rest_byte_for_
     }
     buf_free(&before);
     buf_free(&after);
+}
+
+/* ---- kill -9 in the middle of scavenges, with appends, deletes and reads going on ---- */
+
+#define CR_STREAMS 12
+#define CR_CYCLES 22
+
+typedef struct cr_ctx {
+    factum_t *db;
+    int log_fd;
+    const char *dir;
+    _Atomic bool stop;
+} cr_ctx;
+
+static void *cr_appender(void *arg) {
+    cr_ctx *c = arg;
+    for (uint64_t n = (uint64_t)getpid() * 1000000; !atomic_load(&c->stop); n++) {
+        char stream[16], data[96], line[128];
+        int k = (int)(n % CR_STREAMS);
+        snprintf(stream, sizeof stream, "s-%d", k);
+        snprintf(data, sizeof data, "{\"s\":\"%s\",\"n\":%llu,\"pad\":\"%060d\"}", stream, (unsigned long long)n, 0);
+        factum_append_result_t res;
+        if (test_append(c->db, stream, FACTUM_EXPECT_ANY, "E", data, NULL, &res) == 0) {
+            int len = snprintf(line, sizeof line, "%d %llu %llu %llu\n", k, (unsigned long long)res.first_revision,
+                               (unsigned long long)res.first_position, (unsigned long long)n);
+            if (write(c->log_fd, line, (size_t)len) != len) abort();
+        }
+    }
+    return NULL;
+}
+
+static void *cr_changer(void *arg) {
+    cr_ctx *c = arg;
+    uint64_t x = (uint64_t)getpid();
+    while (!atomic_load(&c->stop)) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int k = (int)((x >> 33) % CR_STREAMS), op = (int)((x >> 40) % 10);
+        char stream[16];
+        snprintf(stream, sizeof stream, "s-%d", k);
+        int64_t last = factum_stream_revision(c->db, str_c(stream));
+        factum_meta_t m = {0};
+        if (op < 4) m.max_count = 3 + (x >> 20) % 40;
+        else if (op < 7 && last > 10) m.truncate_before = (uint64_t)last - 10;
+        if (op < 7) factum_meta_set(c->db, str_c(stream), &m, NULL, NULL);
+        else if (op < 9) factum_delete_stream(c->db, str_c(stream), FACTUM_EXPECT_ANY, 0, NULL, NULL);
+        else if (k >= CR_STREAMS - 2) factum_delete_stream(c->db, str_c(stream), FACTUM_EXPECT_ANY, 1, NULL, NULL);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+/* Reads while the segments change under it: every event must be whole and in its stream. */
+static void *cr_reader(void *arg) {
+    cr_ctx *c = arg;
+    while (!atomic_load(&c->stop)) {
+        factum_query_t q = {.limit = 5000};
+        factum_result_t *r;
+        if (factum_read_all(c->db, &q, &r, NULL)) continue;
+        for (size_t i = 0; i < factum_result_count(r); i++) {
+            const factum_event_t *e = factum_result_event(r, i);
+            char want[32];
+            snprintf(want, sizeof want, "{\"s\":\"%.*s\"", (int)e->stream.len, e->stream.ptr);
+            if (e->data.len < strlen(want) || memcmp(e->data.ptr, want, strlen(want))) {
+                char path[4200];
+                snprintf(path, sizeof path, "%s/bad", c->dir);
+                FILE *f = fopen(path, "w");
+                if (f) fprintf(f, "position %llu: %.*s\n", (unsigned long long)e->position, (int)e->data.len, e->data.ptr), fclose(f);
+            }
+        }
+        factum_result_free(r);
+    }
+    return NULL;
+}
+
+static _Noreturn void cr_child(const char *dir, const char *store) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/acked.log", dir);
+    cr_ctx c = {.log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644), .dir = dir};
+    factum_error_t err;
+    if (c.log_fd < 0 || factum_open(store, &small, &c.db, &err)) _exit(3);
+    pthread_t t[3];
+    pthread_create(&t[0], NULL, cr_appender, &c);
+    pthread_create(&t[1], NULL, cr_changer, &c);
+    pthread_create(&t[2], NULL, cr_reader, &c);
+    for (;;) factum_scavenge(c.db, NULL); /* until killed */
+}
+
+typedef struct cr_event {
+    uint64_t pos, nonce;
+} cr_event;
+
+/* Checks the store against what was acknowledged; floors[] (the first visible revision of
+   each stream seen last time) may only rise. */
+static void cr_verify(factum_t *db, const char *dir, uint64_t floors[CR_STREAMS]) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/bad", dir);
+    CHECK_MSG(access(path, F_OK) != 0, "a reader saw a damaged event during a scavenge (see %s)", path);
+    static cr_event acked[CR_STREAMS][20000];
+    static uint8_t have[CR_STREAMS][20000];
+    memset(have, 0, sizeof have);
+    snprintf(path, sizeof path, "%s/acked.log", dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f);
+    int k;
+    unsigned long long rev, pos, n;
+    while (fscanf(f, "%d %llu %llu %llu", &k, &rev, &pos, &n) == 4)
+        if (rev < 20000) acked[k][rev] = (cr_event){pos, n}, have[k][rev] = 1;
+    fclose(f);
+    size_t total = 0;
+    for (k = 0; k < CR_STREAMS; k++) {
+        char stream[16];
+        snprintf(stream, sizeof stream, "s-%d", k);
+        factum_meta_t m;
+        CHECK_RC(factum_meta_get(db, str_c(stream), &m, NULL), 0);
+        int64_t last = factum_stream_revision(db, str_c(stream));
+        uint64_t floor = m.truncate_before;
+        if (m.max_count && last >= 0 && (uint64_t)last + 1 > m.max_count) floor = MAX(floor, (uint64_t)last + 1 - m.max_count);
+        if (m.tombstone || m.deleted) floor = (uint64_t)last + 1;
+        factum_meta_free(&m);
+        CHECK_MSG(floor >= floors[k], "%s: hidden events came back (floor %llu, before %llu)", stream,
+                  (unsigned long long)floor, (unsigned long long)floors[k]);
+        floors[k] = floor;
+        /* Every acknowledged event at or above the floor is there, at its position, with its data. */
+        uint64_t next = floor;
+        for (;;) {
+            factum_result_t *r;
+            int rc = factum_read_stream(db, str_c(stream), next, 1000, 0, &r, NULL);
+            if (rc == FACTUM_ENOTFOUND || rc == FACTUM_EDELETED) {
+                CHECK_MSG((int64_t)floor > last, "%s reads as gone with revisions %llu..%lld visible", stream,
+                          (unsigned long long)floor, (long long)last);
+                break;
+            }
+            CHECK_RC(rc, 0);
+            size_t cnt = factum_result_count(r);
+            for (size_t i = 0; i < cnt; i++) {
+                const factum_event_t *e = factum_result_event(r, i);
+                CHECK_MSG(e->revision == next, "%s: revision %llu missing (got %llu)", stream, (unsigned long long)next,
+                          (unsigned long long)e->revision);
+                if (e->revision < 20000 && have[k][e->revision]) {
+                    char nonce[32];
+                    snprintf(nonce, sizeof nonce, "\"n\":%llu,", (unsigned long long)acked[k][e->revision].nonce);
+                    CHECK_MSG(e->position == acked[k][e->revision].pos && memmem(e->data.ptr, e->data.len, nonce, strlen(nonce)),
+                              "%s/%llu is not the event acknowledged", stream, (unsigned long long)e->revision);
+                }
+                next++;
+            }
+            total += cnt;
+            factum_result_free(r);
+            if (cnt < 1000) break;
+        }
+        CHECK_MSG(next == (uint64_t)(last + 1) || (int64_t)floor > last, "%s: read up to %llu of %lld", stream,
+                  (unsigned long long)next, (long long)last);
+        for (uint64_t v = floor; v <= (uint64_t)MAX(last, 0) && v < 20000 && last >= 0; v++)
+            CHECK_MSG(!have[k][v] || v < next, "%s: acknowledged revision %llu is lost", stream, (unsigned long long)v);
+    }
+    buf_t all = {0};
+    snapshot_all(db, &all);
+    size_t lines = 0;
+    for (size_t i = 0; i < all.len; i++) lines += all.ptr[i] == '\n';
+    CHECK_MSG(lines == total, "$all has %zu events, the streams %zu", lines, total);
+    buf_free(&all);
+}
+
+TEST_T(kill_9_during_scavenges_loses_nothing_that_should_stay_and_brings_nothing_back, 240) {
+    const char *dir = test_dir();
+    char store[4200];
+    snprintf(store, sizeof store, "%s/store", dir);
+    uint64_t floors[CR_STREAMS] = {0};
+    uint64_t rewritten = 0;
+    for (int cycle = 0; cycle < CR_CYCLES; cycle++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) cr_child(dir, store);
+        usleep((useconds_t)(150000 + test_rand() % 450000));
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        CHECK_MSG(WIFSIGNALED(status), "the child ended by itself (status %d)", status);
+        factum_t *db = test_open(store, &small);
+        cr_verify(db, dir, floors);
+        factum_close(db);
+    }
+    /* A last full scavenge, then the same checks; something must have been rewritten. */
+    factum_t *db = test_open(store, &small);
+    CHECK_RC(factum_scavenge(db, NULL), 0);
+    factum_scavenge_stats_t st;
+    factum_scavenge_stats(db, &st);
+    rewritten = st.segments_rewritten;
+    cr_verify(db, dir, floors);
+    factum_close(db);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/log", store);
+    DIR *d = opendir(path);
+    size_t compacted = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat s;
+        snprintf(path, sizeof path, "%s/log/%s", store, de->d_name);
+        if (strstr(de->d_name, ".seg") && stat(path, &s) == 0 && s.st_size < (1 << 16)) compacted++;
+    }
+    closedir(d);
+    CHECK_MSG(compacted > 5, "only %zu compacted segments (last run rewrote %llu)", compacted, (unsigned long long)rewritten);
 }
