@@ -340,6 +340,8 @@ int factum_scavenge(factum_t *db, factum_error_t *err);
 /* Asks a running scavenge to stop after the segment it is on. */
 void factum_scavenge_cancel(factum_t *db);
 void factum_scavenge_stats(factum_t *db, factum_scavenge_stats_t *out);
+/* The stats as JSON (what GET /admin/scavenge answers); returns the length it needs. */
+size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t cap);
 
 /* ---- CloudEvents JSON (structured mode) ---- */
 

@@ -32,6 +32,7 @@ int cli_serve(const char *dir, int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
 int cli_meta(const char *dir, const char *url, int argc, char **argv);
 int cli_delete(const char *dir, const char *url, int argc, char **argv);
+int cli_admin(const char *dir, const char *url, int argc, char **argv);
 int cli_tour(const char *dir, int argc, char **argv);
 int cli_bench(int argc, char **argv);
 

@@ -1,5 +1,5 @@
 /*
- * meta.c — `factum meta` and `factum delete`: a stream's metadata (retention, truncation, the
+ * meta.c — `factum meta`, `factum delete` and `factum admin scavenge`: a stream's metadata (retention, truncation, the
  * user's own keys) and deleting a stream, on the data folder or against a server
  * (docs/lifecycle.md). Both print the JSON the HTTP API answers.
  */
@@ -7,9 +7,12 @@
 
 #include "factum_client.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *usage_meta =
     "usage: factum meta STREAM                       print the stream's metadata\n"
@@ -201,4 +204,110 @@ int cli_delete(const char *dir, const char *url, int argc, char **argv) {
     }
     factum_close(db);
     return rc;
+}
+
+/* ---- factum admin scavenge ---- */
+
+static const char *usage_admin =
+    "usage: factum admin scavenge\n"
+    "\n"
+    "Rewrites sealed log segments without deleted, tombstoned, truncated and expired events and\n"
+    "gives the space back to the file system; appends and reads go on meanwhile. Prints progress\n"
+    "on stderr and the result as JSON. Against a server it asks the server's scavenger\n"
+    "(POST /admin/scavenge) and follows it; on a data folder it runs in this process.\n";
+
+static void progress_line(const factum_scavenge_stats_t *st, uint64_t *shown) {
+    if (st->segments_done == *shown) return;
+    *shown = st->segments_done;
+    fprintf(stderr, "scavenge: %llu/%llu segments, %llu events removed, %.1f MiB given back\n",
+            (unsigned long long)st->segments_done, (unsigned long long)st->segments_total,
+            (unsigned long long)st->events_removed, (double)(st->bytes_before - st->bytes_after) / 1048576.0);
+}
+
+static void stats_of_json(factum_str_t j, factum_scavenge_stats_t *st) {
+    memset(st, 0, sizeof *st);
+    factum_str_t v;
+    int kind;
+    st->running = json_member(j, "running", &v, &kind) && kind == JSON_TRUE;
+    json_member_u64(j, "runs", &st->runs);
+    json_member_u64(j, "segments_total", &st->segments_total);
+    json_member_u64(j, "segments_done", &st->segments_done);
+    json_member_u64(j, "events_removed", &st->events_removed);
+    json_member_u64(j, "bytes_before", &st->bytes_before);
+    json_member_u64(j, "bytes_after", &st->bytes_after);
+    if (json_member(j, "error", &v, &kind) && kind == JSON_STRING) st->last_error = FACTUM_EIO;
+}
+
+typedef struct scav_job {
+    factum_t *db;
+    int rc;
+    factum_error_t err;
+    _Atomic bool done;
+} scav_job;
+
+static void *scav_thread(void *arg) {
+    scav_job *j = arg;
+    j->rc = factum_scavenge(j->db, &j->err);
+    atomic_store(&j->done, true);
+    return NULL;
+}
+
+int cli_admin(const char *dir, const char *url, int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "--help")) return printf("%s", usage_admin), CLI_OK;
+    if (argc != 2 || strcmp(argv[1], "scavenge")) return cli_fail(CLI_USAGE, "usage: factum admin scavenge");
+    factum_scavenge_stats_t st;
+    uint64_t shown = UINT64_MAX;
+    char *resp = NULL;
+    int rc, status;
+    if (url) {
+        factum_client_t *c;
+        factum_error_t err = {0};
+        if ((rc = factum_client_new(url, &c, &err)) || (rc = factum_client_call(c, "POST", "/admin/scavenge", NULL, &status, &resp, &err))) {
+            factum_client_free(c);
+            free(resp);
+            return cli_report(rc, &err);
+        }
+        stats_of_json(str_c(resp), &st);
+        /* A run that was going on is followed; otherwise the one asked for, once it has ended. */
+        uint64_t want = st.runs + 1;
+        for (;;) {
+            free(resp);
+            resp = NULL;
+            if ((rc = factum_client_call(c, "GET", "/admin/scavenge", NULL, &status, &resp, &err))) break;
+            stats_of_json(str_c(resp), &st);
+            if (st.runs >= want && !st.running) break;
+            if (st.running) progress_line(&st, &shown);
+            usleep(200000);
+        }
+        factum_client_free(c);
+        if (rc) {
+            free(resp);
+            return cli_report(rc, &err);
+        }
+        progress_line(&st, &shown);
+        printf("%s\n", resp);
+        rc = st.last_error ? CLI_ERROR : CLI_OK;
+        free(resp);
+        return rc;
+    }
+    scav_job j = {0};
+    if ((rc = cli_open(dir, &j.db))) return rc;
+    pthread_t t;
+    if (pthread_create(&t, NULL, scav_thread, &j)) {
+        factum_close(j.db);
+        return cli_fail(CLI_ERROR, "cannot start a thread");
+    }
+    while (!atomic_load(&j.done)) {
+        factum_scavenge_stats(j.db, &st);
+        if (st.running) progress_line(&st, &shown);
+        usleep(200000);
+    }
+    pthread_join(t, NULL);
+    factum_scavenge_stats(j.db, &st);
+    progress_line(&st, &shown);
+    char out[1024];
+    factum_scavenge_json(&st, out, sizeof out);
+    printf("%s\n", out);
+    factum_close(j.db);
+    return j.rc ? cli_report(j.rc, &j.err) : CLI_OK;
 }

@@ -27,10 +27,14 @@ static const char *usage_serve =
     "  --heartbeat MS          SSE heartbeat interval (default 15000)\n"
     "  --sub-buffer BYTES      unsent bytes a live subscriber may hold before it is\n"
     "                          disconnected (default 4194304)\n"
-    "  --max-connections N     default 10000\n";
+    "  --max-connections N     default 10000\n"
+    "  --scavenge-every S      scavenge (give back the disk of deleted and expired events)\n"
+    "                          every S seconds (default 3600; 0: only on POST /admin/scavenge)\n"
+    "  --segment-bytes BYTES   size of new log segments (default 268435456)\n";
 
 int cli_serve(const char *dir, int argc, char **argv) {
-    server_config cfg = {.listen = getenv("FACTUM_LISTEN"), .version = FACTUM_VERSION};
+    server_config cfg = {.listen = getenv("FACTUM_LISTEN"), .version = FACTUM_VERSION, .scavenge_every_s = 3600};
+    uint64_t segment_bytes = 0;
     if (cfg.listen && !*cfg.listen) cfg.listen = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -42,8 +46,9 @@ int cli_serve(const char *dir, int argc, char **argv) {
             cfg.listen = v;
             continue;
         }
-        if (!cli_parse_u64(v, &n) || n == 0 || n > UINT32_MAX)
-            return cli_fail(CLI_USAGE, "%s wants a positive number (got '%s')", a, v);
+        bool zero_ok = !strcmp(a, "--scavenge-every");
+        if (!cli_parse_u64(v, &n) || (n == 0 && !zero_ok) || n > UINT32_MAX)
+            return cli_fail(CLI_USAGE, "%s wants a %s number (got '%s')", a, zero_ok ? "whole" : "positive", v);
         if (!strcmp(a, "--max-body")) cfg.max_body = n;
         else if (!strcmp(a, "--loops")) cfg.loops = (int)MIN(n, 64);
         else if (!strcmp(a, "--header-timeout")) cfg.header_timeout_ms = (uint32_t)n;
@@ -52,10 +57,13 @@ int cli_serve(const char *dir, int argc, char **argv) {
         else if (!strcmp(a, "--heartbeat")) cfg.heartbeat_ms = (uint32_t)n;
         else if (!strcmp(a, "--sub-buffer")) cfg.sub_buffer = n;
         else if (!strcmp(a, "--max-connections")) cfg.max_connections = (uint32_t)n;
+        else if (!strcmp(a, "--scavenge-every")) cfg.scavenge_every_s = n;
+        else if (!strcmp(a, "--segment-bytes")) segment_bytes = n;
         else return cli_fail(CLI_USAGE, "unknown option %s (see factum serve --help)", a);
     }
     factum_t *db;
-    factum_options_t o = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0};
+    factum_options_t o = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0,
+                          .segment_bytes = segment_bytes};
     factum_error_t err;
     int rc = factum_open(dir, &o, &db, &err);
     if (rc) return cli_report(rc, &err);

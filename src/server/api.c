@@ -646,6 +646,15 @@ static void metrics(conn *c) {
     histogram(b, "factum_timer_lateness_seconds", "From a timer's time to its event being durable.", ts.late,
               timers_late_bounds_ms, 16, 1e-3, (double)ts.late_sum_us / 1e6);
     group_metrics(b, s->groups);
+    factum_scavenge_stats_t sc;
+    factum_scavenge_stats(s->db, &sc);
+    scalar(b, "factum_scavenge_running", "gauge", "1 while a scavenge runs.", (uint64_t)sc.running);
+    scalar(b, "factum_scavenges_total", "counter", "Scavenges finished since the server started.", sc.runs);
+    scalar(b, "factum_scavenge_segments_total", "gauge", "Sealed segments the running (or last) scavenge looks at.", sc.segments_total);
+    scalar(b, "factum_scavenge_segments_done", "gauge", "Of them, looked at so far.", sc.segments_done);
+    scalar(b, "factum_scavenge_events_removed", "gauge", "Events the running (or last) scavenge removed.", sc.events_removed);
+    scalar(b, "factum_scavenge_reclaimed_bytes_total", "counter", "File bytes scavenges gave back since the server started.",
+           sc.bytes_reclaimed_total);
     metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
     for (int k = 100; k < 600; k++)
         if (status[k]) buf_printf(b, "factum_http_responses_total{code=\"%d\"} %llu\n", k, (unsigned long long)status[k]);
@@ -708,6 +717,8 @@ void api_handle(conn *c, factum_str_t body) {
         api_groups(c, (factum_str_t){path.ptr + 7, path.len - 7}, body);
     } else if (path.len >= 10 && !memcmp(path.ptr, "/schedules", 10)) {
         api_schedules(c, (factum_str_t){path.ptr + 10, path.len - 10}, body);
+    } else if (path.len >= 6 && !memcmp(path.ptr, "/admin", 6) && (path.len == 6 || path.ptr[6] == '/')) {
+        api_admin(c, (factum_str_t){path.ptr + 6, path.len - 6});
     } else if (str_eq(path, str_c("/all"))) {
         if (get) read_all(c);
         else api_not_allowed(c, "GET, HEAD");

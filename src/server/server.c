@@ -666,6 +666,13 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         free(s);
         return rc;
     }
+    if ((rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err))) {
+        groups_close(s->groups);
+        timers_close(s->timers);
+        close(s->lfd);
+        free(s);
+        return rc;
+    }
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -713,6 +720,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         pthread_join(s->loops[i].thread, NULL);
     }
     factum_set_commit_hook(db, NULL, NULL);
+    scavenger_close(s->scav);
     timers_close(s->timers);
     groups_close(s->groups);
     for (int i = 0; s->loops && i < s->nloops; i++) {

@@ -29,6 +29,7 @@ typedef struct server_config {
     uint32_t heartbeat_ms;       /* SSE heartbeat comment interval; 0 = 15 s */
     size_t sub_buffer;           /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
     uint32_t max_connections;    /* per server; 0 = 10000 */
+    uint64_t scavenge_every_s;   /* a background scavenge this often; 0 = only when asked */
     const char *version;
 } server_config;
 
@@ -127,8 +128,11 @@ struct loop {
     _Atomic uint64_t accepted, slow_drops;
 };
 
+typedef struct scavenger scavenger_t;
+
 struct server {
     factum_t *db;
+    scavenger_t *scav;
     struct timers *timers;
     struct groups *groups;
     server_config cfg;
@@ -194,6 +198,11 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body);
 bool groups_try_pull(conn *c, bool final);
 /* Parks c (a long poll) for up to ms; commits and the sweep call groups_try_pull again. */
 void server_wait(conn *c, uint64_t ms);
+
+/* admin.c: the scavenger thread, and /admin/... (rest = the path after "/admin"). */
+int scavenger_open(factum_t *db, uint64_t every_s, scavenger_t **out, factum_error_t *err);
+void scavenger_close(scavenger_t *sv);
+void api_admin(conn *c, factum_str_t rest);
 
 /* snapshots.c: PUT/GET /streams/{s}/snapshot, and GET /streams/{s}?from=snapshot. */
 void api_snapshot(conn *c, factum_str_t stream, factum_str_t body);

@@ -168,3 +168,30 @@ int factum_scavenge(factum_t *db, factum_error_t *err) {
     atomic_store(&db->scavenging, false);
     return rc;
 }
+
+size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t cap) {
+    buf_t bb = {0}, *b = &bb;
+    char started[32] = "", finished[32] = "";
+    if (st->started_us) time_format_rfc3339(st->started_us, started);
+    if (st->finished_us) time_format_rfc3339(st->finished_us, finished);
+    buf_printf(b,
+               "{\"running\":%s,\"runs\":%llu,\"segments_total\":%llu,\"segments_done\":%llu,\"segments_rewritten\":%llu,"
+               "\"events_scanned\":%llu,\"events_removed\":%llu,\"bytes_before\":%llu,\"bytes_after\":%llu,"
+               "\"bytes_reclaimed\":%llu,\"bytes_reclaimed_total\":%llu,",
+               st->running ? "true" : "false", (unsigned long long)st->runs, (unsigned long long)st->segments_total,
+               (unsigned long long)st->segments_done, (unsigned long long)st->segments_rewritten,
+               (unsigned long long)st->events_scanned, (unsigned long long)st->events_removed,
+               (unsigned long long)st->bytes_before, (unsigned long long)st->bytes_after,
+               (unsigned long long)(st->bytes_before - st->bytes_after), (unsigned long long)st->bytes_reclaimed_total);
+    buf_printf(b, st->started_us ? "\"started\":\"%s\"," : "\"started\":null%.0s,", started);
+    buf_printf(b, st->finished_us ? "\"finished\":\"%s\"," : "\"finished\":null%.0s,", finished);
+    buf_printf(b, "\"error\":%s%s%s}", st->last_error ? "\"" : "", st->last_error ? factum_errname(st->last_error) : "null",
+               st->last_error ? "\"" : "");
+    size_t n = bb.len;
+    if (cap) {
+        memcpy(out, bb.ptr ? bb.ptr : "", MIN(n, cap - 1));
+        out[MIN(n, cap - 1)] = 0;
+    }
+    buf_free(&bb);
+    return n;
+}
