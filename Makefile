@@ -116,6 +116,7 @@ bench: deps
 	@$(call apt,$(BENCH_PKGS))
 	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http $(BUILD)/bench-groups
 	$(BUILD)/factum bench engine $(if $(QUICK),--quick)
+	$(BUILD)/factum bench scavenge $(if $(QUICK),--quick)
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http $(if $(QUICK),SECONDS_EACH=1 CATCHUP=200000) bench/http.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-groups $(if $(QUICK),EVENTS=20000) bench/groups.sh
 

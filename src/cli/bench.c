@@ -239,6 +239,7 @@ static factum_t *bench_open(const char *dir) {
 int cli_bench(int argc, char **argv) {
     const char *base = NULL;
     uint64_t recover_events = 10000000, mem_streams = 1000000;
+    if (argc > 1 && !strcmp(argv[1], "scavenge")) return cli_bench_scavenge(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "engine")) continue;
         if (!strcmp(argv[i], "--json")) json_out = true;

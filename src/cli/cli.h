@@ -35,5 +35,6 @@ int cli_delete(const char *dir, const char *url, int argc, char **argv);
 int cli_admin(const char *dir, const char *url, int argc, char **argv);
 int cli_tour(const char *dir, int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_bench_scavenge(int argc, char **argv);
 
 #endif
