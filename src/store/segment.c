@@ -308,7 +308,10 @@ int segment_write_compacted(const segment_t *s, const char *logdir, const uint8_
     /* Records are copied in order into a buffer and written in large pieces; every
        SCAV_SYNC_BYTES the written range is pushed to the disk and waited for, so the scavenge
        never builds up a mass of dirty pages that would stall the appenders' fdatasync. */
-    enum { SCAV_BUF = 1u << 20, SCAV_SYNC_BYTES = 8u << 20 };
+    enum { SCAV_BUF = 1u << 20, SCAV_SYNC_BYTES = 2u << 20 };
+    /* And it goes no faster than SCAV_MIB_S, leaving the disk's bandwidth to the appends. */
+    enum { SCAV_MIB_S = 96 };
+    uint64_t started = clock_mono_ns();
     uint8_t *buf = malloc(SCAV_BUF);
     uint64_t off = SEGMENT_HEADER, synced = 0;
     size_t used = 0;
@@ -332,6 +335,8 @@ int segment_write_compacted(const segment_t *s, const char *logdir, const uint8_
                 sync_file_range(fd, (off_t)synced, (off_t)(off - synced),
                                 SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
                 synced = off;
+                uint64_t due_ns = off * 1000000000ull / ((uint64_t)SCAV_MIB_S << 20), took = clock_mono_ns() - started;
+                if (due_ns > took) usleep((useconds_t)((due_ns - took) / 1000));
             }
         }
         if (len > SCAV_BUF) { /* a record larger than the buffer goes on its own */
