@@ -28,26 +28,21 @@ struct scavenger {
 static void *scavenger_main(void *arg) {
     scavenger_t *sv = arg;
     pthread_mutex_lock(&sv->mu);
-    struct timespec next;
-    clock_gettime(CLOCK_REALTIME, &next);
-    next.tv_sec += (time_t)(sv->every_s ? sv->every_s : 86400);
     while (!sv->stop) {
+        /* Without a schedule the timeout only wakes the thread daily; runs happen when asked. */
+        struct timespec next;
+        clock_gettime(CLOCK_REALTIME, &next);
+        next.tv_sec += (time_t)(sv->every_s ? sv->every_s : 86400);
         int w = 0;
         while (!sv->stop && !sv->asked && w != ETIMEDOUT) w = pthread_cond_timedwait(&sv->cond, &sv->mu, &next);
         if (sv->stop) break;
-        if (!sv->asked && !sv->every_s) { /* no schedule: just wait to be asked */
-            clock_gettime(CLOCK_REALTIME, &next);
-            next.tv_sec += 86400;
-            continue;
-        }
+        if (!sv->asked && !sv->every_s) continue;
         sv->asked = false;
         pthread_mutex_unlock(&sv->mu);
         factum_error_t err;
         int rc = factum_scavenge(sv->db, &err);
         if (rc && rc != FACTUM_ECLOSED) fprintf(stderr, "factum: scavenge stopped: %s\n", err.message);
         pthread_mutex_lock(&sv->mu);
-        clock_gettime(CLOCK_REALTIME, &next);
-        next.tv_sec += (time_t)(sv->every_s ? sv->every_s : 86400);
     }
     pthread_mutex_unlock(&sv->mu);
     return NULL;
