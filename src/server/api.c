@@ -498,21 +498,28 @@ void api_revision_problem(conn *c) {
     conn_problem(c, 412, "wrong-expected-revision", members, "%s", c->ar_msg);
 }
 
+bool server_written(conn *c) {
+    c->state = C_BODY;
+    if (!c->ar_rc) return true;
+    if (c->ar_rc == FACTUM_EREVISION) api_revision_problem(c);
+    else server_problem(c, c->ar_rc, c->ar_msg);
+    return false;
+}
+
+void api_path_stream(conn *c, buf_t *out) {
+    factum_str_t p = {c->req->h.path.ptr + 9, c->req->h.path.len - 9};
+    const char *slash = memchr(p.ptr, '/', p.len);
+    if (slash) p.len = (size_t)(slash - p.ptr);
+    http_unescape(p, false, out);
+}
+
 void api_append_done(conn *c) {
     loop_observe_latency(c->l, clock_mono_ns() - c->req->started_ns);
-    c->state = C_BODY;
+    if (!server_written(c)) return;
     const factum_append_result_t *r = &c->ar_res;
-    if (c->ar_rc == FACTUM_EREVISION) {
-        api_revision_problem(c);
-        return;
-    }
-    if (c->ar_rc) {
-        server_problem(c, c->ar_rc, c->ar_msg);
-        return;
-    }
     /* The stream name is the path's; decode it again rather than keep a copy per append. */
     buf_t name = {0}, body = {0};
-    http_unescape((factum_str_t){c->req->h.path.ptr + 9, c->req->h.path.len - 9}, false, &name);
+    api_path_stream(c, &name);
     buf_append(&body, "{\"stream\":", 10);
     json_escape(&body, name.ptr, name.len);
     buf_printf(&body, ",\"first_revision\":%llu,\"revision\":%llu,\"first_position\":%llu,\"position\":%llu%s}",

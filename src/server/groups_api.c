@@ -21,22 +21,15 @@ static bool record_at(conn *c, factum_result_t **r) {
     return factum_read_at(c->l->srv->db, c->ar_res.last_position, r, NULL) == 0;
 }
 
-static bool check_written(conn *c) {
-    c->state = C_BODY;
-    if (!c->ar_rc) return true;
-    server_problem(c, c->ar_rc, c->ar_msg);
-    return false;
-}
-
 /* A state record's write failed: the group learns it will not be applied. */
 static bool check_state_written(conn *c) {
-    if (check_written(c)) return true;
+    if (server_written(c)) return true;
     groups_write_abandoned(c->l->srv->groups, c->ar_note);
     return false;
 }
 
 static void defined_done(conn *c) {
-    if (!check_written(c)) return;
+    if (!server_written(c)) return;
     factum_result_t *r = NULL;
     if (!record_at(c, &r)) {
         conn_problem(c, 500, "internal", NULL, "the group's record cannot be read back");
@@ -52,7 +45,7 @@ static void defined_done(conn *c) {
 }
 
 static void deleted_done(conn *c) {
-    if (!check_written(c)) return;
+    if (!server_written(c)) return;
     groups_delete_apply(c->l->srv->groups, c->ar_note);
     char body[200];
     int n = snprintf(body, sizeof body, "{\"name\":\"%s\",\"deleted\":true}", c->ar_note);

@@ -32,22 +32,10 @@ static void render_meta(conn *c, factum_str_t stream) {
     factum_meta_free(&m);
 }
 
-/* The stream name of a /streams/{s}/... path, decoded again once the writer answered. */
-static void path_stream_name(conn *c, buf_t *out) {
-    factum_str_t p = {c->req->h.path.ptr + 9, c->req->h.path.len - 9};
-    const char *slash = memchr(p.ptr, '/', p.len);
-    if (slash) p.len = (size_t)(slash - p.ptr);
-    http_unescape(p, false, out);
-}
-
 static void meta_done(conn *c) {
-    c->state = C_BODY;
-    if (c->ar_rc) {
-        server_problem(c, c->ar_rc, c->ar_msg);
-        return;
-    }
+    if (!server_written(c)) return;
     buf_t name = {0};
-    path_stream_name(c, &name);
+    api_path_stream(c, &name);
     render_meta(c, (factum_str_t){name.ptr ? name.ptr : "", name.len});
     buf_free(&name);
 }
@@ -104,17 +92,9 @@ void api_stream_metadata(conn *c, factum_str_t stream, factum_str_t body) {
 }
 
 static void deleted_done(conn *c) {
-    c->state = C_BODY;
-    if (c->ar_rc == FACTUM_EREVISION) {
-        api_revision_problem(c);
-        return;
-    }
-    if (c->ar_rc) {
-        server_problem(c, c->ar_rc, c->ar_msg);
-        return;
-    }
+    if (!server_written(c)) return;
     buf_t name = {0}, b = {0};
-    path_stream_name(c, &name);
+    api_path_stream(c, &name);
     buf_append(&b, "{\"stream\":", 10);
     json_escape(&b, name.ptr ? name.ptr : "", name.len);
     buf_printf(&b, ",\"last_revision\":%lld,\"tombstone\":%s,\"position\":%llu}", (long long)c->ar_res.actual_revision,

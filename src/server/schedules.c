@@ -16,11 +16,7 @@
 
 
 static void scheduled_done(conn *c) {
-    c->state = C_BODY;
-    if (c->ar_rc) {
-        server_problem(c, c->ar_rc, c->ar_msg);
-        return;
-    }
+    if (!server_written(c)) return;
     timers_add(c->l->srv->timers, c->ar_note, c->ar_at, c->ar_res.last_position);
     char at[32], body[160];
     time_format_rfc3339(c->ar_at, at);
@@ -116,12 +112,8 @@ static void show(conn *c, const char *id) {
 }
 
 static void cancelled_done(conn *c) {
-    c->state = C_BODY;
     timers_end_cancel(c->l->srv->timers, c->ar_note, c->ar_rc == 0);
-    if (c->ar_rc) {
-        server_problem(c, c->ar_rc, c->ar_msg);
-        return;
-    }
+    if (!server_written(c)) return;
     char body[128];
     int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"state\":\"cancelled\"}", c->ar_note);
     conn_respond(c, 200, "application/json", NULL, body, (size_t)n);

@@ -178,6 +178,12 @@ size_t render_events(loop *l, const factum_result_t *res, uint64_t until);
 void api_handle(conn *c, factum_str_t body);
 /* api.c: finishes an append once the writer called back. */
 void api_append_done(conn *c);
+/* api.c: for the done function of a write: sets the connection to answer, and if the writer
+   refused (c->ar_rc) answers that (412 for a missed expected revision, else its problem) and
+   returns false. */
+bool server_written(conn *c);
+/* api.c: the stream name of a /streams/{s}[/...] path, decoded (again) into out. */
+void api_path_stream(conn *c, buf_t *out);
 /* api.c: 405 naming the methods the resource allows. */
 void api_not_allowed(conn *c, const char *allow);
 /* api.c: the expected revision of If-Match / If-None-Match. 0, or answers 400 and -1. */

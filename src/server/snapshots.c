@@ -50,11 +50,7 @@ static void render_snapshot(buf_t *b, const factum_event_t *rec) {
 }
 
 static void stored_done(conn *c) {
-    c->state = C_BODY;
-    if (c->ar_rc) {
-        server_problem(c, c->ar_rc, c->ar_msg);
-        return;
-    }
+    if (!server_written(c)) return;
     char body[200];
     int n = snprintf(body, sizeof body, "{\"revision\":%lld,\"position\":%llu}", (long long)c->ar_at,
                      (unsigned long long)c->ar_res.last_position);
