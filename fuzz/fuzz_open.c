@@ -1,8 +1,15 @@
 /*
- * fuzz_open.c — opening a damaged data folder. The input becomes the body of the only
- * segment (after a valid header) — a log cut, flipped or filled with junk anywhere. Opening
- * must succeed or fail with a clear code, never crash or hang; when it succeeds, every
- * event must read back.
+ * fuzz_open.c — opening a damaged data folder. Two shapes of input:
+ *
+ *   anything else    the body of the only segment, after a valid header: a log cut, flipped or
+ *                    filled with junk anywhere.
+ *   'C' g d0 d1 d2   a sealed segment that a scavenge rewrote (generation g, positions 0 to the
+ *   BODY...          24-bit little-endian d), exactly as long as its header and BODY, followed by
+ *                    an empty active segment that starts at d.
+ *
+ * Opening must succeed or fail with a clear code, never crash or hang. When it succeeds every
+ * event reads back in rising positions below the head, an append works, and a second open
+ * (which now finds the position map written by the first) reads the same events.
  */
 #include "../src/store/record.h"
 #include "../src/store/segment.h"
@@ -14,34 +21,68 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define SEG_BYTES (1u << 16)
+
+/* Writes segment no: a valid header, then body; the file is size bytes. */
+static void put_segment(const char *dir, uint32_t no, uint64_t size, uint64_t first_pos, uint32_t generation,
+                        uint64_t end_pos, const uint8_t *body, size_t len) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/log/%08x.seg", dir, no);
+    uint8_t h[SEGMENT_HEADER];
+    segment_header_encode(h, no, size, first_pos, generation, end_pos);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return;
+    if (ftruncate(fd, (off_t)size) == 0 && pwrite(fd, h, sizeof h, 0) == (ssize_t)sizeof h)
+        if (pwrite(fd, body, len < size - SEGMENT_HEADER ? len : size - SEGMENT_HEADER, SEGMENT_HEADER) < 0) {}
+    close(fd);
+}
+
+/* Reads $all page by page (a page stops after a window of positions, scavenged gaps included):
+   positions rise and stay below the head. Returns how many events there are. */
+static size_t read_back(factum_t *db) {
+    uint64_t head = factum_head_position(db), last = 0;
+    size_t n = 0;
+    factum_query_t q = {.limit = 100000};
+    while (q.from < head) {
+        factum_result_t *res;
+        ENSURE(factum_read_all(db, &q, &res, NULL) == 0);
+        for (size_t i = 0; i < factum_result_count(res); i++, n++) {
+            const factum_event_t *e = factum_result_event(res, i);
+            ENSURE(e->position < head && (n == 0 || e->position > last));
+            last = e->position;
+        }
+        ENSURE(factum_result_next(res) > q.from);
+        q.from = factum_result_next(res);
+        factum_result_free(res);
+    }
+    ENSURE(n <= head);
+    return n;
+}
+
 FUZZ_TARGET(open) {
     char dir[] = "/tmp/factum-fuzz-open-XXXXXX", path[128];
     if (!mkdtemp(dir)) return 0;
     snprintf(path, sizeof path, "%s/log", dir);
     mkdir(path, 0755);
-    snprintf(path, sizeof path, "%s/log/00000000.seg", dir);
-    uint64_t seg = 1 << 16;
-    uint8_t h[SEGMENT_HEADER] = {0};
-    store32(h, SEGMENT_MAGIC);
-    store32(h + 4, SEGMENT_VERSION);
-    store64(h + 16, seg);
-    store32(h + 60, crc32c(h, 60));
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-        if (ftruncate(fd, (off_t)seg) == 0 && pwrite(fd, h, sizeof h, 0) == (ssize_t)sizeof h)
-            if (pwrite(fd, data, size < seg - SEGMENT_HEADER ? size : seg - SEGMENT_HEADER, SEGMENT_HEADER) < 0) {}
-        close(fd);
+    bool compacted = size >= 5 && data[0] == 'C';
+    if (compacted) {
+        uint64_t end_pos = data[2] | (uint64_t)data[3] << 8 | (uint64_t)data[4] << 16;
+        size_t len = MIN(size - 5, SEG_BYTES - SEGMENT_HEADER);
+        put_segment(dir, 0, SEGMENT_HEADER + len, 0, data[1], end_pos, data + 5, len);
+        put_segment(dir, 1, SEG_BYTES, end_pos, 0, 0, NULL, 0);
+    } else {
+        put_segment(dir, 0, SEG_BYTES, 0, 0, 0, data, size);
     }
     factum_t *db;
-    factum_options_t o = {.segment_bytes = seg};
+    factum_options_t o = {.segment_bytes = SEG_BYTES};
     if (factum_open(dir, &o, &db, NULL) == 0) {
-        factum_query_t q = {.limit = 100000};
-        factum_result_t *res;
-        ENSURE(factum_read_all(db, &q, &res, NULL) == 0);
-        ENSURE(factum_result_count(res) == factum_head_position(db));
-        factum_result_free(res);
+        size_t n = read_back(db);
+        if (!compacted) ENSURE(n == factum_head_position(db));
         factum_event_t e = {.type = str_c("After")};
         ENSURE(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, NULL, NULL) == 0);
+        factum_close(db);
+        ENSURE(factum_open(dir, &o, &db, NULL) == 0);
+        ENSURE(read_back(db) == n + 1);
         factum_close(db);
     }
     char cmd[160];

@@ -4,6 +4,7 @@
  * killed in the middle of one opens with nothing lost and nothing back from the dead.
  */
 #include "test.h"
+#include "../src/store/segment.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -52,6 +53,36 @@ static void snapshot_all(factum_t *db, buf_t *out) {
 }
 
 static const factum_options_t small = {.segment_bytes = 1u << 16};
+
+/* A compacted segment's header names how many positions it covers; more than a 4 GiB segment could
+   hold is damage, refused before anything is allocated for them. */
+TEST(a_compacted_segment_header_covering_more_positions_than_a_segment_holds_is_refused) {
+    const char *dir = test_dir();
+    char logdir[4096];
+    snprintf(logdir, sizeof logdir, "%s/log", dir);
+    CHECK(mkdir(logdir, 0755) == 0);
+    uint64_t first = 1000;
+    for (uint64_t span = SEGMENT_MAX_POSITIONS; span <= SEGMENT_MAX_POSITIONS + 1; span++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/00000000.seg", logdir);
+        uint8_t h[SEGMENT_HEADER];
+        segment_header_encode(h, 0, SEGMENT_HEADER, first, 1, first + span);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CHECK(fd >= 0 && write(fd, h, sizeof h) == (ssize_t)sizeof h);
+        close(fd);
+        segment_t *s = NULL;
+        factum_error_t err;
+        int rc = segment_open(logdir, 0, &s, &err);
+        if (span == SEGMENT_MAX_POSITIONS) {
+            CHECK_RC(rc, 0);
+            CHECK(s->end_pos == first + span);
+            segment_close(s);
+        } else {
+            CHECK_RC(rc, FACTUM_ECORRUPT);
+            CHECK(strstr(err.message, "00000000.seg") && strstr(err.message, "positions"));
+        }
+    }
+}
 
 TEST(a_scavenge_removes_what_reads_no_longer_return_and_keeps_the_rest_byte_for_byte) {
     const char *dir = test_dir();

@@ -21,8 +21,8 @@ static int io_err(factum_error_t *err, int e, const char *what, const char *path
     return err_set(err, e == -ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "%s %s: %s", what, path, strerror(-e));
 }
 
-static void header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos, uint32_t generation,
-                          uint64_t end_pos) {
+void segment_header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos, uint32_t generation,
+                           uint64_t end_pos) {
     memset(h, 0, SEGMENT_HEADER);
     store32(h + 0, SEGMENT_MAGIC);
     store32(h + 4, SEGMENT_VERSION);
@@ -58,7 +58,7 @@ int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t firs
         goto fail;
     }
     uint8_t h[SEGMENT_HEADER];
-    header_encode(h, no, size, first_pos, 0, 0);
+    segment_header_encode(h, no, size, first_pos, 0, 0);
     struct iovec iov = {h, sizeof h};
     if ((e = vfs->fallocate(vfs, fd, 0, size)) || (e = io_write_all(vfs, fd, &iov, 1, 0)) ||
         (e = vfs->fdatasync(vfs, fd))) {
@@ -112,9 +112,12 @@ int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_
     s->first_pos = load64(h + 24);
     s->generation = load32(h + 12);
     s->end_pos = load64(h + 32);
-    if (s->end_pos && s->end_pos < s->first_pos) {
-        rc = err_set(err, FACTUM_ECORRUPT, "segment %s: header ends at position %llu before it starts", s->path,
-                     (unsigned long long)s->end_pos);
+    /* A compacted segment holds the positions of the segment it was rewritten from, which was at
+       most 4 GiB of records of at least RECORD_MIN bytes. */
+    if (s->end_pos && (s->end_pos < s->first_pos || s->end_pos - s->first_pos > SEGMENT_MAX_POSITIONS)) {
+        rc = err_set(err, FACTUM_ECORRUPT, "segment %s: header says positions %llu to %llu, not 0 to %llu of them",
+                     s->path, (unsigned long long)s->first_pos, (unsigned long long)s->end_pos,
+                     (unsigned long long)SEGMENT_MAX_POSITIONS);
         goto fail;
     }
     if (load32(h + 8) != no || s->size != (uint64_t)st.st_size || s->size < SEGMENT_HEADER) {
@@ -351,7 +354,7 @@ int segment_write_compacted(const segment_t *s, const char *logdir, const uint8_
     if (!rc && used && pwrite(fd, buf, used, (off_t)(off - used)) != (ssize_t)used) rc = io_err(err, -errno, "cannot write", tmp);
     free(buf);
     uint8_t h[SEGMENT_HEADER];
-    header_encode(h, s->no, off, s->first_pos, s->generation + 1, s->first_pos + s->count);
+    segment_header_encode(h, s->no, off, s->first_pos, s->generation + 1, s->first_pos + s->count);
     if (!rc && pwrite(fd, h, sizeof h, 0) != (ssize_t)sizeof h) rc = io_err(err, -errno, "cannot write", tmp);
     if (!rc && fdatasync(fd)) rc = io_err(err, -errno, "cannot sync", tmp);
     close(fd);

@@ -14,12 +14,14 @@
 
 #include "../base/base.h"
 #include "../io/io.h"
+#include "record.h"
 
 #include <limits.h>
 
 #define SEGMENT_MAGIC 0x47455346u /* "FSEG" */
 #define SEGMENT_VERSION 1
 #define SEGMENT_HEADER 64
+#define SEGMENT_MAX_POSITIONS ((1ull << 32) / RECORD_MIN) /* events one segment of at most 4 GiB can hold */
 #define PMAP_MAGIC 0x504D5046u /* "FPMP" */
 #define PMAP_HEADER 64
 
@@ -40,6 +42,9 @@ typedef struct segment {
     char path[PATH_MAX];
 } segment_t;
 
+/* The 64-byte segment header (docs/format.md): generation and end_pos are 0 unless compacted. */
+void segment_header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos, uint32_t generation,
+                           uint64_t end_pos);
 /* Makes DIR/log/NNNNNNNN.seg of `size` bytes, header synced and name durable. */
 int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, io_vfs *vfs,
                    segment_t **out, factum_error_t *err);
