@@ -10,7 +10,7 @@
 
 BUILD   ?= build
 CC      ?= gcc
-PKGS    := gcc make pkg-config libxxhash-dev libcurl4-openssl-dev
+PKGS    := gcc make pkg-config libxxhash-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql
 FUZZ_PKGS := clang libclang-rt-14-dev
 SAN     ?=
 FUZZ_SECONDS ?= 60
@@ -19,12 +19,12 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-format-nonliteral -Wno-format-truncation
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARN) -D_GNU_SOURCE -Iinclude -pthread -MMD -MP \
-             $(shell pkg-config --cflags libxxhash) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-LDLIBS   = $(shell pkg-config --libs libxxhash libcurl) -pthread $(if $(SAN),$(SANFLAGS))
+             $(shell pkg-config --cflags libxxhash libpq 2>/dev/null) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq 2>/dev/null) -pthread $(if $(SAN),$(SANFLAGS))
 SANFLAGS := -fsanitize=address,undefined
 
 LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c)
-SRV_SRC  := $(wildcard src/server/*.c)
+SRV_SRC  := $(wildcard src/proj/*.c src/server/*.c)
 CLIENT_SRC := $(wildcard src/client/*.c)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c) $(SRV_SRC)

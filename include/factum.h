@@ -43,7 +43,8 @@ extern "C" {
     X(EFAILED, "writer has failed; reopen the store")                                          \
     X(ECLOSED, "store is closing")                                                             \
     X(EUNREACHABLE, "cannot reach the server")                                                 \
-    X(EDELETED, "stream is deleted")
+    X(EDELETED, "stream is deleted")                                                           \
+    X(ETIMEDOUT, "timed out")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };

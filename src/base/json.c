@@ -342,6 +342,34 @@ int json_escape(buf_t *out, const char *s, size_t n) {
     return 0;
 }
 
+int json_escape_lossy(buf_t *out, const char *s, size_t n) {
+    size_t i = 0, run = 0;
+    int rc = buf_append(out, "\"", 1);
+    while (!rc && i < n) {
+        size_t k = utf8_len((const uint8_t *)s + i, n - i);
+        if (k) {
+            i += k;
+            continue;
+        }
+        /* Valid text up to here goes through the ordinary escaper (without its quotes). */
+        size_t at = out->len;
+        if ((rc = json_escape(out, s + run, i - run))) break;
+        memmove(out->ptr + at, out->ptr + at + 1, out->len - at - 2);
+        out->len -= 2;
+        rc = buf_append(out, "\ufffd", 6);
+        run = ++i;
+    }
+    if (!rc) {
+        size_t at = out->len;
+        if (!(rc = json_escape(out, s + run, n - run))) {
+            memmove(out->ptr + at, out->ptr + at + 1, out->len - at - 1);
+            out->len -= 1;
+            out->ptr[out->len] = 0;
+        }
+    }
+    return rc;
+}
+
 bool text_valid(const char *s, size_t n) {
     for (size_t i = 0; i < n;) {
         uint8_t ch = (uint8_t)s[i];

@@ -53,6 +53,9 @@ int json_unescape(factum_str_t raw, buf_t *out);
 /* Appends s as a JSON string with quotes, escaping what must be escaped. */
 int json_escape(buf_t *out, const char *s, size_t n);
 
+/* The same for text that may not be UTF-8 (from a database): invalid bytes become U+FFFD. */
+int json_escape_lossy(buf_t *out, const char *s, size_t n);
+
 /* True if s is valid UTF-8 without control characters (for names and attributes). */
 bool text_valid(const char *s, size_t n);
 

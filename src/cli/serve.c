@@ -68,7 +68,10 @@ int cli_serve(const char *dir, int argc, char **argv) {
     int rc = factum_open(dir, &o, &db, &err);
     if (rc) return cli_report(rc, &err);
     fprintf(stderr, "factum %s: data in %s\n", FACTUM_VERSION, dir);
+    char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
+    cfg.data_dir = abs ? abs : dir;
     rc = server_run(db, &cfg, &err);
+    free(abs);
     factum_close(db);
     if (rc) return cli_report(rc, &err);
     fprintf(stderr, "factum: stopped cleanly\n");

@@ -32,7 +32,9 @@ void server_problem(conn *c, int rc, const char *msg) {
     case FACTUM_ENOSPC: conn_problem(c, 507, "no-space", NULL, "%s", msg); break;
     case FACTUM_EFAILED:
     case FACTUM_EIO:
-    case FACTUM_ECLOSED: conn_problem(c, 503, "unavailable", NULL, "%s", msg); break;
+    case FACTUM_ECLOSED:
+    case FACTUM_EUNREACHABLE: conn_problem(c, 503, "unavailable", NULL, "%s", msg); break;
+    case FACTUM_ETIMEDOUT: conn_problem(c, 504, "timeout", NULL, "%s", msg); break;
     default: conn_problem(c, 500, "internal", NULL, "%s: %s", factum_errname(rc), msg); break;
     }
 }
@@ -724,6 +726,8 @@ void api_handle(conn *c, factum_str_t body) {
         api_groups(c, (factum_str_t){path.ptr + 7, path.len - 7}, body);
     } else if (path.len >= 10 && !memcmp(path.ptr, "/schedules", 10)) {
         api_schedules(c, (factum_str_t){path.ptr + 10, path.len - 10}, body);
+    } else if (path.len >= 12 && !memcmp(path.ptr, "/projections", 12) && (path.len == 12 || path.ptr[12] == '/')) {
+        api_projections(c, (factum_str_t){path.ptr + 12, path.len - 12}, body);
     } else if (path.len >= 6 && !memcmp(path.ptr, "/admin", 6) && (path.len == 6 || path.ptr[6] == '/')) {
         api_admin(c, (factum_str_t){path.ptr + 6, path.len - 6});
     } else if (str_eq(path, str_c("/all"))) {

@@ -369,17 +369,22 @@ static void accept_all(loop *l) {
 
 /* ---- wake-ups from the writer thread ---- */
 
-static void append_cb(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
-    conn *c = ctx;
+/* Puts c on its loop's done list (from the writer or a worker) and wakes the loop. */
+static void queue_done(conn *c) {
     loop *l = c->l;
-    c->ar_rc = rc, c->ar_res = *res;
-    snprintf(c->ar_msg, sizeof c->ar_msg, "%s", msg);
     pthread_mutex_lock(&l->mu);
     bool first = l->done == NULL;
     c->done_next = l->done;
     l->done = c;
     pthread_mutex_unlock(&l->mu);
     if (first) wake(l);
+}
+
+static void append_cb(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
+    conn *c = ctx;
+    c->ar_rc = rc, c->ar_res = *res;
+    snprintf(c->ar_msg, sizeof c->ar_msg, "%s", msg);
+    queue_done(c);
 }
 
 /* The connection waits for the writer if rc (what submitting returned) is 0. */
@@ -393,6 +398,72 @@ static int submitted(conn *c, append_done_fn done, int rc) {
 int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
                          append_done_fn done, factum_error_t *err) {
     return submitted(c, done, factum_append_async(c->l->srv->db, stream, expected, ev, n, append_cb, c, err));
+}
+
+/* ---- jobs: blocking work on worker threads ---- */
+
+struct jobs {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    conn *head, *tail;
+    bool stop;
+    int n;
+    pthread_t threads[SERVER_WORKERS];
+};
+
+static void *worker_main(void *arg) {
+    struct jobs *j = arg;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->head && !j->stop) pthread_cond_wait(&j->cond, &j->mu);
+        if (!j->head) break; /* stopping, and nothing left */
+        conn *c = j->head;
+        j->head = c->job_next;
+        if (!j->head) j->tail = NULL;
+        pthread_mutex_unlock(&j->mu);
+        c->job_work(c);
+        queue_done(c);
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+void server_submit_job(conn *c, job_fn work, append_done_fn done) {
+    struct jobs *j = c->l->srv->jobs;
+    submitted(c, done, 0);
+    c->job_work = work;
+    c->job_next = NULL;
+    pthread_mutex_lock(&j->mu);
+    if (j->tail) j->tail->job_next = c;
+    else j->head = c;
+    j->tail = c;
+    pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static int jobs_open(struct jobs **out, factum_error_t *err) {
+    struct jobs *j = calloc(1, sizeof *j);
+    if (!j) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cond, NULL);
+    for (; j->n < SERVER_WORKERS; j->n++)
+        if (pthread_create(&j->threads[j->n], NULL, worker_main, j)) break;
+    *out = j;
+    return j->n ? 0 : err_set(err, FACTUM_ENOMEM, "cannot start worker threads");
+}
+
+/* Finishes what is queued, then stops the workers. */
+static void jobs_close(struct jobs *j) {
+    if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    j->stop = true;
+    pthread_cond_broadcast(&j->cond);
+    pthread_mutex_unlock(&j->mu);
+    for (int i = 0; i < j->n; i++) pthread_join(j->threads[i], NULL);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cond);
+    free(j);
 }
 
 int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
@@ -666,7 +737,11 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         free(s);
         return rc;
     }
-    if ((rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err))) {
+    if ((rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err)) ||
+        (rc = projections_open(db, c->data_dir ? c->data_dir : ".", &s->projections, err)) || (rc = jobs_open(&s->jobs, err))) {
+        jobs_close(s->jobs);
+        projections_close(s->projections);
+        scavenger_close(s->scav);
         groups_close(s->groups);
         timers_close(s->timers);
         close(s->lfd);
@@ -714,12 +789,15 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         fprintf(stderr, "factum: %s, draining connections\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
         s->drain_deadline_ms = server_now_ms() + DRAIN_MS;
         atomic_store(&s->stopping, true);
+        projections_stop(s->projections); /* queries waiting for a projection answer now */
     }
     for (int i = 0; i < started; i++) {
         wake(&s->loops[i]);
         pthread_join(s->loops[i].thread, NULL);
     }
     factum_set_commit_hook(db, NULL, NULL);
+    jobs_close(s->jobs);
+    projections_close(s->projections);
     scavenger_close(s->scav);
     timers_close(s->timers);
     groups_close(s->groups);

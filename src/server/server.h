@@ -30,6 +30,7 @@ typedef struct server_config {
     size_t sub_buffer;           /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
     uint32_t max_connections;    /* per server; 0 = 10000 */
     uint64_t scavenge_every_s;   /* a background scavenge this often; 0 = only when asked */
+    const char *data_dir;        /* the data folder (projections' default SQLite files go under it) */
     const char *version;
 } server_config;
 
@@ -49,6 +50,9 @@ typedef struct loop loop;
 typedef struct conn conn;
 typedef struct server server;
 typedef void (*append_done_fn)(conn *c);
+typedef void (*job_fn)(conn *c);
+
+#define SERVER_WORKERS 8 /* threads for blocking work: projection queries and definitions */
 
 /* What one subscription reads and where it stands. */
 typedef struct sub {
@@ -104,6 +108,10 @@ struct conn {
     uint32_t pull_max; /* a group pull's max, kept while it waits */
     char ar_note[128]; /* what the done function needs beyond the result (a schedule id, a group name) */
     int64_t ar_at;
+    /* a job (server_submit_job): what it works on and answers with, owned by the API that made it */
+    void *job;
+    job_fn job_work;
+    conn *job_next;
 };
 
 struct loop {
@@ -129,12 +137,15 @@ struct loop {
 };
 
 typedef struct scavenger scavenger_t;
+typedef struct projections projections_t;
 
 struct server {
     factum_t *db;
     scavenger_t *scav;
     struct timers *timers;
     struct groups *groups;
+    projections_t *projections;
+    struct jobs *jobs;
     server_config cfg;
     int lfd;
     loop *loops;
@@ -162,6 +173,10 @@ void loop_observe_latency(loop *l, uint64_t ns);
    c->ar_rc / ar_res / ar_msg, and done answers the request. */
 int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
                          append_done_fn done, factum_error_t *err);
+
+/* Runs work(c) on a worker thread (blocking work: a database, a long wait), then done(c) on c's
+   loop, as for an append. c->job carries what the two need. */
+void server_submit_job(conn *c, job_fn work, append_done_fn done);
 
 /* The same for a metadata change (m) or, with m NULL, a deletion (factum_delete_stream). */
 int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
@@ -209,6 +224,14 @@ void server_wait(conn *c, uint64_t ms);
 int scavenger_open(factum_t *db, uint64_t every_s, scavenger_t **out, factum_error_t *err);
 void scavenger_close(scavenger_t *sv);
 void api_admin(conn *c, factum_str_t rest);
+
+/* projections.c: the registry ($projections) and /projections... (rest = the path after
+   "/projections"). */
+int projections_open(factum_t *db, const char *data_dir, projections_t **out, factum_error_t *err);
+/* Stops every projector (queries waiting on one end); the registry stays for close. */
+void projections_stop(projections_t *ps);
+void projections_close(projections_t *ps);
+void api_projections(conn *c, factum_str_t rest, factum_str_t body);
 
 /* snapshots.c: PUT/GET /streams/{s}/snapshot, and GET /streams/{s}?from=snapshot. */
 void api_snapshot(conn *c, factum_str_t stream, factum_str_t body);

@@ -1,0 +1,81 @@
+/*
+ * projector.h — one projection (docs/projections.md): its definition, the thread that applies
+ * events to its read model, its status, and queries on the read model.
+ *
+ * The projector reads the log in position order in batches and, for each batch, runs the
+ * handler statements of every event and writes its checkpoint in one database transaction. It
+ * trusts only the checkpoint it reads back from the database, so a crash of Factum or of the
+ * database connection at any moment neither skips nor repeats an event's effect. A statement
+ * that fails stops the projection at that event (the events before it in the batch are
+ * committed); a new definition resumes from there.
+ *
+ * Threads: the projector thread owns the write connection. Status, reset and queries may be
+ * called from any thread; queries block (waiting for min_position, then the database), so the
+ * server runs them on worker threads. A projector is reference-counted: projector_stop ends the
+ * thread and drops the caller's reference; queries still running hold their own.
+ */
+#ifndef FACTUM_PROJECTOR_H
+#define FACTUM_PROJECTOR_H
+
+#include "../base/base.h"
+
+#define PROJ_MAX_NAME 100
+
+typedef struct proj_def proj_def;
+typedef struct projector projector;
+
+/* A valid projection name: 1 to PROJ_MAX_NAME of [A-Za-z0-9_.-], not starting with a dot. */
+bool proj_name_valid(const char *name);
+
+/*
+ * Parses a definition body (no I/O). A default SQLite target is data_dir/projections/NAME.sqlite;
+ * a relative SQLite path is taken from data_dir. 0, or FACTUM_EINVAL with what is wrong (the
+ * member, the handler and statement, the byte offset of a parameter), FACTUM_ENOMEM.
+ */
+int proj_def_parse(const char *name, factum_str_t body, const char *data_dir, proj_def **out, factum_error_t *err);
+void proj_def_free(proj_def *d);
+/* The definition as given (JSON), valid while d lives. */
+factum_str_t proj_def_json(const proj_def *d);
+/* Whether the read model is the default SQLite file under the data folder (then its files are
+   removed with the projection). */
+const char *proj_def_default_file(const proj_def *d);
+
+/*
+ * Checks d against its database: connects, and in a transaction that is rolled back runs the
+ * setup and prepares every handler statement. FACTUM_EINVAL with the statement and the
+ * database's message; FACTUM_EUNREACHABLE if the database cannot be reached.
+ */
+int proj_def_check(const proj_def *d, factum_error_t *err);
+
+/* Removes what d's setup created (tables, views, sequences; indexes and triggers go with their
+   tables) and d's checkpoint, in one transaction. */
+int proj_def_drop(const proj_def *d, factum_error_t *err);
+
+/* Starts projecting with d (the projector owns it from here, also on error). */
+int projector_start(factum_t *db, proj_def *d, projector **out, factum_error_t *err);
+/* Stops the thread (waits for it) and drops the reference projector_start gave. */
+void projector_stop(projector *p);
+void projector_ref(projector *p);
+void projector_unref(projector *p);
+
+/* Its definition, valid while the caller holds a reference. */
+const proj_def *projector_definition(const projector *p);
+
+/* Asks for a rebuild: drop what the setup created and the checkpoint, set up again, start
+   from the first event. Also leaves the failed state. */
+void projector_reset(projector *p);
+
+/* {"name","status","position","lag_events","lag_seconds","events_per_second","applied",
+   "rebuilding","last_error","definition"}, as JSON into out (appended). */
+void projector_status(projector *p, bool with_definition, buf_t *out);
+
+/*
+ * A query {"sql","params","min_position","timeout_ms"}: waits until every event before
+ * min_position + 1 is applied, then runs the SQL read-only. The answer into out. FACTUM_EINVAL
+ * (bad body, SQL error, a statement that writes), FACTUM_ETIMEDOUT, FACTUM_ECONFLICT (the
+ * projection failed before reaching min_position), FACTUM_ECLOSED (stopped meanwhile),
+ * FACTUM_EUNREACHABLE.
+ */
+int projector_query(projector *p, factum_str_t body, buf_t *out, factum_error_t *err);
+
+#endif

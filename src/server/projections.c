@@ -1,0 +1,397 @@
+/*
+ * projections.c — the registry of projections and the /projections API (docs/projections.md):
+ *
+ *   PUT    /projections/{name}         define or redefine (201 / 200), checked against its database
+ *   GET    /projections                every projection's status
+ *   GET    /projections/{name}         its status and definition
+ *   DELETE /projections/{name}         stop it, drop what its setup made (?keep_data=true: don't)
+ *   POST   /projections/{name}/reset   rebuild from the first event (202)
+ *   POST   /projections/{name}/query   a read-only query, after min_position is applied
+ *
+ * Definitions are records in the system stream $projections (ProjectionDefined with the name and
+ * the definition as given, ProjectionDeleted), replayed at start. Where a projection stands is
+ * not here: it is the checkpoint in its own database. Anything that talks to a database, or
+ * waits, runs as a job on a worker thread; a mutex (define_mu) keeps definitions in log order.
+ */
+#include "server.h"
+
+#include "../base/json.h"
+#include "../proj/projector.h"
+#include "replay.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define PROJECTIONS_STREAM "$projections"
+
+typedef struct entry {
+    char name[PROJ_MAX_NAME + 1];
+    projector *p;
+    struct entry *next;
+} entry;
+
+struct projections {
+    factum_t *db;
+    char *data_dir;
+    pthread_mutex_t mu;        /* the list */
+    pthread_mutex_t define_mu; /* one definition change at a time: log order = registry order */
+    entry *list;
+};
+
+/* ---- the registry ---- */
+
+static entry **find(projections_t *ps, const char *name) {
+    entry **e = &ps->list;
+    while (*e && strcmp((*e)->name, name)) e = &(*e)->next;
+    return e;
+}
+
+/* A referenced projector by name (projector_unref it), or NULL. */
+static projector *get(projections_t *ps, const char *name) {
+    pthread_mutex_lock(&ps->mu);
+    entry *e = *find(ps, name);
+    projector *p = e ? e->p : NULL;
+    if (p) projector_ref(p);
+    pthread_mutex_unlock(&ps->mu);
+    return p;
+}
+
+/* Puts p in as name's projector; returns the one it replaces (stop it), or NULL. */
+static projector *put(projections_t *ps, const char *name, projector *p) {
+    pthread_mutex_lock(&ps->mu);
+    entry **e = find(ps, name);
+    projector *old = NULL;
+    if (*e) {
+        old = (*e)->p;
+        if (p) {
+            (*e)->p = p;
+        } else {
+            entry *gone = *e;
+            *e = gone->next;
+            free(gone);
+        }
+    } else if (p) {
+        entry *n = calloc(1, sizeof *n);
+        if (!n) abort(); /* the server may stop on out-of-memory (STYLE.md) */
+        snprintf(n->name, sizeof n->name, "%s", name);
+        n->p = p;
+        n->next = ps->list;
+        ps->list = n;
+    }
+    pthread_mutex_unlock(&ps->mu);
+    return old;
+}
+
+static int start(projections_t *ps, const char *name, factum_str_t def, factum_error_t *err) {
+    proj_def *d;
+    projector *p;
+    int rc = proj_def_parse(name, def, ps->data_dir, &d, err);
+    if (!rc) rc = projector_start(ps->db, d, &p, err);
+    if (rc) return rc;
+    projector *old = put(ps, name, p);
+    if (old) projector_stop(old);
+    return 0;
+}
+
+/* Replay: the newest definition of every name not deleted since, in a list of (name, def). */
+typedef struct pending_def {
+    char name[PROJ_MAX_NAME + 1];
+    buf_t def;
+    struct pending_def *next;
+} pending_def;
+
+static void replay_record(void *ctx, const factum_event_t *e) {
+    pending_def **list = ctx;
+    buf_t name = {0};
+    if (!json_member_string(e->data, "name", &name) || name.len > PROJ_MAX_NAME) {
+        buf_free(&name);
+        return;
+    }
+    pending_def **at = list;
+    while (*at && strcmp((*at)->name, name.ptr)) at = &(*at)->next;
+    factum_str_t def;
+    int kind;
+    if (str_eq(e->type, str_c("ProjectionDefined")) && json_member(e->data, "definition", &def, &kind)) {
+        if (!*at && (*at = calloc(1, sizeof **at))) snprintf((*at)->name, sizeof (*at)->name, "%s", name.ptr);
+        if (*at) {
+            (*at)->def.len = 0;
+            buf_append(&(*at)->def, def.ptr, def.len);
+        }
+    } else if (str_eq(e->type, str_c("ProjectionDeleted")) && *at) {
+        pending_def *gone = *at;
+        *at = gone->next;
+        buf_free(&gone->def);
+        free(gone);
+    }
+    buf_free(&name);
+}
+
+int projections_open(factum_t *db, const char *data_dir, projections_t **out, factum_error_t *err) {
+    projections_t *ps = calloc(1, sizeof *ps);
+    if (!ps || !(ps->data_dir = strdup(data_dir))) {
+        free(ps);
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
+    ps->db = db;
+    pthread_mutex_init(&ps->mu, NULL);
+    pthread_mutex_init(&ps->define_mu, NULL);
+    pending_def *list = NULL;
+    int rc = replay_stream(db, PROJECTIONS_STREAM, 0, replay_record, &list, err);
+    while (list) {
+        pending_def *d = list;
+        list = d->next;
+        factum_error_t e2;
+        if (!rc && start(ps, d->name, (factum_str_t){d->def.ptr, d->def.len}, &e2))
+            fprintf(stderr, "factum: projection %s not started: %s\n", d->name, e2.message);
+        buf_free(&d->def);
+        free(d);
+    }
+    if (rc) {
+        projections_close(ps);
+        return rc;
+    }
+    *out = ps;
+    return 0;
+}
+
+void projections_stop(projections_t *ps) {
+    if (!ps) return;
+    pthread_mutex_lock(&ps->define_mu);
+    for (;;) {
+        pthread_mutex_lock(&ps->mu);
+        entry *e = ps->list;
+        if (e) ps->list = e->next;
+        pthread_mutex_unlock(&ps->mu);
+        if (!e) break;
+        projector_stop(e->p);
+        free(e);
+    }
+    pthread_mutex_unlock(&ps->define_mu);
+}
+
+void projections_close(projections_t *ps) {
+    if (!ps) return;
+    projections_stop(ps);
+    pthread_mutex_destroy(&ps->mu);
+    pthread_mutex_destroy(&ps->define_mu);
+    free(ps->data_dir);
+    free(ps);
+}
+
+/* ---- jobs ---- */
+
+typedef struct job {
+    char name[PROJ_MAX_NAME + 1];
+    buf_t body;   /* the request body (copied: the connection may go away meanwhile) */
+    bool keep_data;
+    int rc;
+    int status;   /* for rc 0 */
+    buf_t out;    /* the answer (rc 0) */
+    factum_error_t err;
+} job;
+
+static int append_record(projections_t *ps, const char *type, const char *name, factum_str_t def, factum_error_t *err) {
+    buf_t data = {0};
+    buf_append(&data, "{\"name\":", 8);
+    json_escape(&data, name, strlen(name));
+    if (def.len) {
+        buf_append(&data, ",\"definition\":", 14);
+        buf_append(&data, def.ptr, def.len);
+    }
+    int rc = buf_append(&data, "}", 1) ? err_set(err, FACTUM_ENOMEM, "out of memory") : 0;
+    factum_event_t e = {.type = str_c(type), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
+    if (!rc) rc = factum_append(ps->db, str_c(PROJECTIONS_STREAM), FACTUM_EXPECT_ANY, &e, 1, NULL, err);
+    buf_free(&data);
+    return rc;
+}
+
+static void define_work(conn *c) {
+    projections_t *ps = c->l->srv->projections;
+    job *j = c->job;
+    factum_str_t body = {j->body.ptr, j->body.len};
+    proj_def *d;
+    pthread_mutex_lock(&ps->define_mu);
+    if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) {
+        j->rc = proj_def_check(d, &j->err);
+        proj_def_free(d);
+    }
+    projector *old = j->rc ? NULL : get(ps, j->name);
+    if (!j->rc) j->rc = append_record(ps, "ProjectionDefined", j->name, body, &j->err);
+    if (!j->rc) j->rc = start(ps, j->name, body, &j->err);
+    pthread_mutex_unlock(&ps->define_mu);
+    if (old) projector_unref(old);
+    j->status = old ? 200 : 201;
+    projector *p = j->rc ? NULL : get(ps, j->name);
+    if (p) {
+        projector_status(p, true, &j->out);
+        projector_unref(p);
+    }
+}
+
+static void delete_work(conn *c) {
+    projections_t *ps = c->l->srv->projections;
+    job *j = c->job;
+    pthread_mutex_lock(&ps->define_mu);
+    projector *p = get(ps, j->name);
+    if (!p) {
+        j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no projection %s", j->name);
+    } else {
+        /* Stop it, drop its data, then record the deletion: a crash between the two leaves a
+           projection that starts again from nothing, which is consistent. */
+        put(ps, j->name, NULL);
+        projector_stop(p); /* the list's reference; ours keeps the definition */
+        const proj_def *pd = projector_definition(p);
+        if (!j->keep_data) {
+            j->rc = proj_def_drop(pd, &j->err);
+            const char *file = proj_def_default_file(pd);
+            if (!j->rc && file) {
+                char path[4200];
+                const char *sfx[] = {"", "-wal", "-shm"};
+                for (int i = 0; i < 3; i++) snprintf(path, sizeof path, "%s%s", file, sfx[i]), unlink(path);
+            }
+        }
+        if (!j->rc) j->rc = append_record(ps, "ProjectionDeleted", j->name, (factum_str_t){0}, &j->err);
+        if (j->rc) { /* nothing changed: it goes on */
+            factum_error_t e2;
+            if (start(ps, j->name, proj_def_json(pd), &e2))
+                fprintf(stderr, "factum: projection %s not restarted: %s\n", j->name, e2.message);
+        }
+        projector_unref(p);
+        j->status = 200;
+        if (!j->rc) buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true,\"data_kept\":%s}", j->name, j->keep_data ? "true" : "false");
+    }
+    pthread_mutex_unlock(&ps->define_mu);
+}
+
+static void query_work(conn *c) {
+    job *j = c->job;
+    projector *p = get(c->l->srv->projections, j->name);
+    if (!p) {
+        j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no projection %s", j->name);
+        return;
+    }
+    j->rc = projector_query(p, (factum_str_t){j->body.ptr, j->body.len}, &j->out, &j->err);
+    j->status = 200;
+    projector_unref(p);
+}
+
+static void job_done(conn *c) {
+    job *j = c->job;
+    c->job = NULL;
+    c->state = C_BODY; /* answering, as after an append */
+    if (j->rc == FACTUM_ECONFLICT) conn_problem(c, 409, "projection-failed", NULL, "%s", j->err.message);
+    else if (j->rc) server_problem(c, j->rc, j->err.message);
+    else {
+        char loc[160];
+        snprintf(loc, sizeof loc, "Location: /projections/%s\r\n", j->name);
+        conn_respond(c, j->status, "application/json", j->status == 201 ? loc : NULL, j->out.ptr, j->out.len);
+    }
+    buf_free(&j->body);
+    buf_free(&j->out);
+    free(j);
+}
+
+static void submit(conn *c, const char *name, factum_str_t body, bool keep_data, job_fn work) {
+    job *j = calloc(1, sizeof *j);
+    if (!j || buf_append(&j->body, body.ptr, body.len)) {
+        if (j) free(j);
+        conn_problem(c, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->keep_data = keep_data;
+    c->job = j;
+    server_submit_job(c, work, job_done);
+}
+
+/* ---- routing ---- */
+
+void api_projections(conn *c, factum_str_t rest, factum_str_t body) {
+    projections_t *ps = c->l->srv->projections;
+    bool get_m = http_token_is(c->req->h.method, "get") || http_token_is(c->req->h.method, "head");
+    if (rest.len <= 1) {
+        if (!get_m) {
+            api_not_allowed(c, "GET, HEAD");
+            return;
+        }
+        buf_t b = {0};
+        buf_append(&b, "[", 1);
+        pthread_mutex_lock(&ps->mu);
+        for (entry *e = ps->list; e; e = e->next) {
+            if (b.len > 1) buf_append(&b, ",", 1);
+            projector_status(e->p, false, &b);
+        }
+        pthread_mutex_unlock(&ps->mu);
+        buf_append(&b, "]", 1);
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+        buf_free(&b);
+        return;
+    }
+    /* /{name}[/reset|/query] */
+    factum_str_t r = {rest.ptr + 1, rest.len - 1};
+    const char *slash = memchr(r.ptr, '/', r.len);
+    factum_str_t action = {0};
+    char name[PROJ_MAX_NAME + 1];
+    size_t nl = slash ? (size_t)(slash - r.ptr) : r.len;
+    if (slash) action = (factum_str_t){slash + 1, r.len - nl - 1};
+    if (nl > PROJ_MAX_NAME || (snprintf(name, sizeof name, "%.*s", (int)nl, r.ptr), !proj_name_valid(name))) {
+        conn_problem(c, 400, "bad-request", NULL, "a projection name is 1 to %d letters, digits, '_', '-' or '.' (not first)", PROJ_MAX_NAME);
+        return;
+    }
+    factum_str_t q = c->req->h.query;
+    if (!slash) {
+        if (http_token_is(c->req->h.method, "put")) {
+            submit(c, name, body, false, define_work);
+        } else if (http_token_is(c->req->h.method, "delete")) {
+            bool keep = str_eq(q, str_c("keep_data=true"));
+            if (q.len && !keep && !str_eq(q, str_c("keep_data=false"))) {
+                conn_problem(c, 400, "bad-request", NULL, "DELETE /projections/{name} takes keep_data=true or keep_data=false");
+                return;
+            }
+            submit(c, name, body, keep, delete_work);
+        } else if (get_m) {
+            projector *p = get(ps, name);
+            if (!p) {
+                conn_problem(c, 404, "not-found", NULL, "no projection %s", name);
+                return;
+            }
+            buf_t b = {0};
+            projector_status(p, true, &b);
+            projector_unref(p);
+            conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+            buf_free(&b);
+        } else {
+            api_not_allowed(c, "GET, HEAD, PUT, DELETE");
+        }
+        return;
+    }
+    bool reset = str_eq(action, str_c("reset")), query = str_eq(action, str_c("query"));
+    if (!reset && !query) {
+        conn_problem(c, 404, "not-found", NULL, "no such resource (a projection has /reset and /query)");
+        return;
+    }
+    if (!http_token_is(c->req->h.method, "post")) {
+        api_not_allowed(c, "POST");
+        return;
+    }
+    projector *p = get(ps, name);
+    if (!p) {
+        conn_problem(c, 404, "not-found", NULL, "no projection %s", name);
+        return;
+    }
+    if (query) {
+        projector_unref(p);
+        submit(c, name, body, false, query_work);
+        return;
+    }
+    projector_reset(p);
+    buf_t b = {0};
+    projector_status(p, false, &b);
+    projector_unref(p);
+    char loc[160];
+    snprintf(loc, sizeof loc, "Location: /projections/%s\r\n", name);
+    conn_respond(c, 202, "application/json", loc, b.ptr, b.len);
+    buf_free(&b);
+}
