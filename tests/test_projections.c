@@ -1,0 +1,353 @@
+/*
+ * test_projections.c — CQRS projections (issue 6) against a real server and real databases:
+ * SQLite files, and a PostgreSQL started by the test (initdb in a temporary folder).
+ */
+#include "test_server.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define JSON "Content-Type: application/json\r\n"
+
+/* PUT a definition; fails the test unless the answer is `status`. */
+static void define(int port, const char *name, const char *def, int status) {
+    char path[160];
+    snprintf(path, sizeof path, "/projections/%s", name);
+    resp r;
+    http_do(port, "PUT", path, JSON, def, &r);
+    CHECK_MSG(r.status == status, "PUT %s: %d %s", name, r.status, r.body);
+    resp_free(&r);
+}
+
+/* POST a query; the answer's body (free it) when its status is `status`. */
+static char *query(int port, const char *name, const char *body, int status) {
+    char path[160];
+    snprintf(path, sizeof path, "/projections/%s/query", name);
+    resp r;
+    http_do(port, "POST", path, JSON, body, &r);
+    CHECK_MSG(r.status == status, "query %s: %d %s", body, r.status, r.body);
+    char *b = r.body;
+    r.body = NULL;
+    resp_free(&r);
+    return b;
+}
+
+/* Appends one event; returns its position. */
+static uint64_t append(int port, const char *stream, const char *type, const char *data) {
+    char path[200], body[1024];
+    snprintf(path, sizeof path, "/streams/%s", stream);
+    snprintf(body, sizeof body, "[{\"type\":\"%s\",\"data\":%s}]", type, data);
+    resp r;
+    http_do(port, "POST", path, JSON, body, &r);
+    CHECK_MSG(r.status == 201 || r.status == 200, "append: %d %s", r.status, r.body);
+    const char *p = strstr(r.body, "\"position\":");
+    CHECK(p);
+    uint64_t pos = strtoull(p + 11, NULL, 10);
+    resp_free(&r);
+    return pos;
+}
+
+/* The status of a projection (free it). */
+static char *status_of(int port, const char *name) {
+    char path[160];
+    snprintf(path, sizeof path, "/projections/%s", name);
+    resp r;
+    http_do(port, "GET", path, NULL, NULL, &r);
+    CHECK_MSG(r.status == 200, "status %s: %d %s", name, r.status, r.body);
+    char *b = r.body;
+    r.body = NULL;
+    resp_free(&r);
+    return b;
+}
+
+/* Waits until the projection has nothing left to apply (or failed: wants_failed). */
+static char *wait_settled(int port, const char *name, bool wants_failed) {
+    for (int i = 0; i < 600; i++) {
+        char *st = status_of(port, name);
+        if (wants_failed ? strstr(st, "\"status\":\"failed\"") != NULL
+                         : strstr(st, "\"lag_events\":0,") && strstr(st, "\"status\":\"running\"") && strstr(st, "\"rebuilding\":false"))
+            return st;
+        free(st);
+        usleep(50000);
+    }
+    CHECK_MSG(false, "projection %s did not settle", name);
+    return NULL;
+}
+
+static const char *ORDERS =
+    "{\"source\":{\"categories\":[\"order\"]},"
+    "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT, "
+    "items INTEGER NOT NULL DEFAULT 0, total REAL NOT NULL DEFAULT 0)\"],"
+    "\"handlers\":{"
+    "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status) VALUES (:data.orderId, :data.customerId, 'CREATED')\"],"
+    "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE order_id = :data.orderId\"],"
+    "\"OrderShipped\":[\"UPDATE order_list SET status = 'SHIPPED' WHERE order_id = :data.orderId\"]}}";
+
+TEST(a_projection_applies_each_event_once_and_a_query_reads_its_own_write) {
+    srv s = srv_start(test_dir(), NULL);
+    define(s.port, "orders", ORDERS, 201);
+    /* Events before and after the definition, and some the source leaves out. */
+    append(s.port, "order-1", "OrderCreated", "{\"orderId\":\"o1\",\"customerId\":\"c1\"}");
+    append(s.port, "cart-1", "OrderCreated", "{\"orderId\":\"nope\",\"customerId\":\"c9\"}");
+    append(s.port, "order-1", "ItemAdded", "{\"orderId\":\"o1\",\"price\":2.5}");
+    append(s.port, "order-2", "OrderCreated", "{\"orderId\":\"o2\",\"customerId\":\"c1\"}");
+    append(s.port, "order-1", "ItemAdded", "{\"orderId\":\"o1\",\"price\":4}");
+    append(s.port, "order-1", "Ignored", "{\"orderId\":\"o1\"}");
+    uint64_t p = append(s.port, "order-1", "OrderShipped", "{\"orderId\":\"o1\"}");
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"sql\":\"SELECT order_id, status, items, total FROM order_list WHERE customer_id = :customer ORDER BY order_id\","
+             "\"params\":{\"customer\":\"c1\"},\"min_position\":%llu}", (unsigned long long)p);
+    char *b = query(s.port, "orders", body, 200);
+    CHECK_MSG(!strcmp(b, "{\"columns\":[\"order_id\",\"status\",\"items\",\"total\"],\"rows\":[[\"o1\",\"SHIPPED\",2,6.5],"
+                         "[\"o2\",\"CREATED\",0,0.0]]}") ||
+                  !strcmp(b, "{\"columns\":[\"order_id\",\"status\",\"items\",\"total\"],\"rows\":[[\"o1\",\"SHIPPED\",2,6.5],"
+                             "[\"o2\",\"CREATED\",0,0]]}"),
+              "%s", b);
+    free(b);
+    b = query(s.port, "orders", "{\"sql\":\"SELECT count(*) FROM order_list\"}", 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[2]]"), "%s", b);
+    free(b);
+    char *st = wait_settled(s.port, "orders", false);
+    CHECK_MSG(strstr(st, "\"applied\":5,") && strstr(st, "\"last_error\":null") && strstr(st, "\"definition\":{\"source\""), "%s", st);
+    free(st);
+    resp r;
+    http_do(s.port, "GET", "/projections", NULL, NULL, &r);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "[{\"name\":\"orders\",\"status\":\"running\"") && !strstr(r.body, "definition"), "%s", r.body);
+    resp_free(&r);
+    /* The default read model is a SQLite file under the data folder. */
+    char path[4200];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/projections/orders.sqlite", test_dir());
+    CHECK(stat(path, &sb) == 0);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(parameters_bind_event_fields_and_json_paths_typed_as_json_gives_them) {
+    srv s = srv_start(test_dir(), NULL);
+    define(s.port, "p",
+           "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (stream, revision, position, time, type, id, a, ta, b, tb, c, tc, d, td, e, te, f, tf, g, h)\"],"
+           "\"handlers\":{\"T\":[\"INSERT INTO t VALUES (:stream, :revision, :position, :time, :type, :id, :data.a, typeof(:data.a), "
+           ":data.items[1].price, typeof(:data.items[1].price), :data.s, typeof(:data.s), :data.ok, typeof(:data.ok), :data.o, "
+           "typeof(:data.o), :data.missing, typeof(:data.missing), :data.items[7].price, ':data.a in quotes' || ' ::text' -- :data.z\\n)\"]}}",
+           201);
+    uint64_t p = append(s.port, "ps-1", "T",
+                        "{\"a\":42,\"items\":[{\"price\":1},{\"price\":2.25}],\"s\":\"h\\u00e9\\\"llo\",\"ok\":true,\"o\":{\"x\":[1,2]}}");
+    char body[200];
+    snprintf(body, sizeof body, "{\"sql\":\"SELECT * FROM t\",\"min_position\":%llu}", (unsigned long long)p);
+    char *b = query(s.port, "p", body, 200);
+    CHECK_MSG(strstr(b, "[\"ps-1\",0,") && strstr(b, ",\"T\",") &&
+                  strstr(b, ",42,\"integer\",2.25,\"real\",\"hé\\\"llo\",\"text\",1,\"integer\",\"{\\\"x\\\":[1,2]}\",\"text\",null,\"null\",null,"
+                            "\":data.a in quotes ::text\"]"),
+              "%s", b);
+    /* :time is RFC 3339 with microseconds, :id the event's id. */
+    CHECK_MSG(strstr(b, "Z\",\"T\",\""), "%s", b);
+    free(b);
+    /* A query's parameters come from params, typed the same way. */
+    b = query(s.port, "p", "{\"sql\":\"SELECT :n + 1, typeof(:n), :s, :deep.x[1], :none\",\"params\":{\"n\":41,\"s\":\"x\",\"deep\":{\"x\":[0,7]}}}", 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[42,\"integer\",\"x\",7,null]]"), "%s", b);
+    free(b);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(a_failing_statement_stops_the_projection_at_that_event_and_a_fixed_definition_resumes_there) {
+    srv s = srv_start(test_dir(), NULL);
+    const char *def = "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER NOT NULL)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}";
+    define(s.port, "f", def, 201);
+    append(s.port, "x-1", "X", "{\"a\":1}");
+    append(s.port, "x-1", "X", "{\"a\":2}");
+    uint64_t bad = append(s.port, "x-1", "X", "{\"b\":3}");
+    uint64_t last = append(s.port, "x-1", "X", "{\"a\":4}");
+    char *st = wait_settled(s.port, "f", true);
+    char want[200];
+    snprintf(want, sizeof want, "\"position\":%llu,\"lag_events\":", (unsigned long long)bad);
+    CHECK_MSG(strstr(st, want) && strstr(st, "\"last_error\":{\"position\":") && strstr(st, "\"stream\":\"x-1\",\"revision\":2,\"type\":\"X\",\"statement\":1") &&
+                  strstr(st, "NOT NULL constraint failed"),
+              "%s", st);
+    free(st);
+    /* Events before the failing one are applied; nothing after it. */
+    char *b = query(s.port, "f", "{\"sql\":\"SELECT a FROM t ORDER BY a\"}", 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[1],[2]]"), "%s", b);
+    free(b);
+    /* Waiting for a position past the failure is a conflict, not a hang. */
+    char body[200];
+    snprintf(body, sizeof body, "{\"sql\":\"SELECT 1\",\"min_position\":%llu}", (unsigned long long)last);
+    free(query(s.port, "f", body, 409));
+    define(s.port, "f", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER NOT NULL)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (coalesce(:data.a, -1))\"]}}", 200);
+    b = query(s.port, "f", body, 200);
+    free(b);
+    b = query(s.port, "f", "{\"sql\":\"SELECT a FROM t ORDER BY a\"}", 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[-1],[1],[2],[4]]"), "%s", b);
+    free(b);
+    st = wait_settled(s.port, "f", false);
+    CHECK_MSG(strstr(st, "\"last_error\":null"), "%s", st);
+    free(st);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(reset_rebuilds_the_read_model_and_delete_drops_it) {
+    srv s = srv_start(test_dir(), NULL);
+    define(s.port, "r", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER)\", \"CREATE INDEX IF NOT EXISTS ta ON t (a)\"],"
+                        "\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}", 201);
+    for (int i = 0; i < 50; i++) append(s.port, "x-1", "X", "{\"a\":1}");
+    free(wait_settled(s.port, "r", false));
+    resp r;
+    http_do(s.port, "POST", "/projections/r/reset", NULL, NULL, &r);
+    CHECK_MSG(r.status == 202, "%d %s", r.status, r.body);
+    resp_free(&r);
+    char *st = wait_settled(s.port, "r", false);
+    free(st);
+    char *b = query(s.port, "r", "{\"sql\":\"SELECT count(*), sum(a) FROM t\"}", 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[50,50]]"), "%s", b);
+    free(b);
+    http_do(s.port, "DELETE", "/projections/r", NULL, NULL, &r);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "\"deleted\":true"), "%d %s", r.status, r.body);
+    resp_free(&r);
+    expect_status(s.port, "GET", "/projections/r", NULL, NULL, 404, "no projection");
+    expect_status(s.port, "POST", "/projections/r/query", JSON, "{\"sql\":\"SELECT 1\"}", 404, "no projection");
+    char path[4200];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/projections/r.sqlite", test_dir());
+    CHECK(stat(path, &sb) != 0);
+    /* Deleted stays deleted after a restart. */
+    srv_stop(&s, SIGTERM);
+    s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "GET", "/projections/r", NULL, NULL, 404, "no projection");
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(definitions_survive_a_restart_and_projecting_resumes_from_the_checkpoint) {
+    srv s = srv_start(test_dir(), NULL);
+    define(s.port, "k", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (p INTEGER)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:position)\"]}}", 201);
+    for (int i = 0; i < 20; i++) append(s.port, "x-1", "X", "{}");
+    free(wait_settled(s.port, "k", false));
+    srv_stop(&s, SIGTERM);
+    s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < 20; i++) append(s.port, "x-1", "X", "{}");
+    free(wait_settled(s.port, "k", false));
+    char *b = query(s.port, "k", "{\"sql\":\"SELECT count(*), count(DISTINCT p) FROM t\"}", 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[40,40]]"), "%s", b);
+    free(b);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(bad_definitions_and_queries_get_clear_errors_and_change_nothing) {
+    srv s = srv_start(test_dir(), NULL);
+    define(s.port, "ok", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}", 201);
+    static const struct {
+        const char *name, *def, *says;
+    } bad[] = {
+        {"b", "{\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:dta.a)\"]}}", "unknown parameter :dta at offset 22"},
+        {"b", "{\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a[x])\"]}}", "[ takes an index"},
+        {"b", "{\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:stream.x)\"]}}", "only :data has fields"},
+        {"b", "{\"handlers\":{\"X\":[\"INSERT INTO t VALUES (?)\"]}}", "name parameters"},
+        {"b", "{\"handlers\":{\"X\":[\"INSERT INTO nowhere VALUES (:data.a)\"]}}", "no such table: nowhere"},
+        {"b", "{\"handlers\":{\"X\":[\"INSERT INTO t VALUE (:data.a)\"]}}", "syntax error"},
+        {"b", "{\"setup\":[\"CREATE TABLE u (a\"],\"handlers\":{\"X\":[\"INSERT INTO u VALUES (1)\"]}}", "setup statement 1"},
+        {"b", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (1); DELETE FROM t\"]}}", "more than one statement"},
+        {"b", "{\"handlers\":{}}", "at least one event type"},
+        {"b", "{\"handlers\":{\"X\":[]}}", "must not be empty"},
+        {"b", "{\"handlers\":{\"X\":[\"SELECT 1\"]},\"sauce\":1}", "unknown member"},
+        {"b", "{\"handlers\":{\"X\":[\"SELECT 1\"]},\"source\":{\"types\":[\"X\"],\"stream\":\"s\"}}", "exactly one of"},
+        {"b", "{\"handlers\":{\"X\":[\"SELECT 1\"]},\"target\":{\"mysql\":\"x\"}}", "unknown member"},
+        {"b", "[1]", "JSON object"},
+        {"b..", "{\"handlers\":{\"X\":[\"SELECT 1\"]}}", NULL},
+        {".b", "{\"handlers\":{\"X\":[\"SELECT 1\"]}}", "projection name"},
+        {"ok", "{\"handlers\":{\"X\":[\"INSERT INTO nowhere VALUES (1)\"]}}", "no such table"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[160];
+        snprintf(path, sizeof path, "/projections/%s", bad[i].name);
+        if (!bad[i].says) continue; /* "b.." is a valid name */
+        expect_status(s.port, "PUT", path, JSON, bad[i].def, 400, bad[i].says);
+    }
+    /* One byte past the statement limit (64 KiB), and past 100 distinct parameters. */
+    size_t big = (64u << 10) + 1;
+    char *def = malloc(big + 200);
+    int n = snprintf(def, big + 200, "{\"handlers\":{\"X\":[\"SELECT 1 -- ");
+    memset(def + n, 'x', big - 12);
+    snprintf(def + n + big - 12, 200, "\"]}}");
+    expect_status(s.port, "PUT", "/projections/big", JSON, def, 400, "handlers.X[0] must be a string of 1 to 65536 bytes");
+    def[n + big - 13] = 0; /* exactly 64 KiB of statement */
+    strcat(def, "\"]}}");
+    define(s.port, "big", def, 201);
+    n = snprintf(def, big, "{\"handlers\":{\"X\":[\"SELECT 0");
+    for (int i = 0; i <= 100; i++) n += snprintf(def + n, big - (size_t)n, " + :data.p%d", i);
+    snprintf(def + n, big - (size_t)n, "\"]}}");
+    expect_status(s.port, "PUT", "/projections/params", JSON, def, 400, "more than 100 distinct parameters");
+    free(def);
+    /* Nothing of the refused ones exists, and "ok" is as it was. */
+    resp r;
+    http_do(s.port, "GET", "/projections", NULL, NULL, &r);
+    CHECK_MSG(!strstr(r.body, "\"b\"") && !strstr(r.body, "\"params\"") && strstr(r.body, "\"ok\""), "%s", r.body);
+    resp_free(&r);
+    char *st = status_of(s.port, "ok");
+    CHECK_MSG(strstr(st, "INSERT INTO t VALUES (:data.a)"), "%s", st);
+    free(st);
+    char path[4200];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/projections/b.sqlite", test_dir());
+    CHECK(stat(path, &sb) != 0);
+    /* Queries */
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"DELETE FROM t\"}", 400, "may only read");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1; SELECT 2\"}", 400, "more than one statement");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELEC 1\"}", 400, "syntax error");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"min_position\":-1}", 400, "min_position");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"timeout_ms\":60001}", 400, "timeout_ms");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"params\":[1]}", 400, "params");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sq\":\"SELECT 1\"}", 400, "unknown member");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"min_position\":1000000,\"timeout_ms\":100}", 504,
+                  "did not pass");
+    expect_status(s.port, "POST", "/projections/ok/nothing", JSON, "{}", 404, NULL);
+    expect_status(s.port, "GET", "/projections/ok/query", NULL, NULL, 405, NULL);
+    char *b = query(s.port, "ok", "{\"sql\":\"SELECT count(*) FROM t\"}", 200);
+    CHECK_MSG(strstr(b, "[[0]]"), "%s", b);
+    free(b);
+    srv_stop(&s, SIGTERM);
+}
+
+/* ---- read-your-writes under concurrent appends ---- */
+
+typedef struct ryw {
+    int port, id, n;
+    atomic_int *misses;
+} ryw;
+
+static void *ryw_client(void *arg) {
+    ryw *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        char stream[64], data[128], body[300];
+        snprintf(stream, sizeof stream, "acct-%d", w->id);
+        snprintf(data, sizeof data, "{\"acct\":\"a%d\",\"n\":%d}", w->id, i);
+        uint64_t p = append(w->port, stream, "Deposited", data);
+        snprintf(body, sizeof body, "{\"sql\":\"SELECT n FROM last WHERE acct = :a\",\"params\":{\"a\":\"a%d\"},\"min_position\":%llu}",
+                 w->id, (unsigned long long)p);
+        char *b = query(w->port, "ryw", body, 200);
+        char want[64];
+        snprintf(want, sizeof want, "\"rows\":[[%d]]", i);
+        if (!strstr(b, want)) atomic_fetch_add(w->misses, 1);
+        free(b);
+    }
+    return NULL;
+}
+
+TEST(a_query_with_min_position_reads_its_own_write_while_others_append) {
+    srv s = srv_start(test_dir(), NULL);
+    define(s.port, "ryw", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS last (acct TEXT PRIMARY KEY, n INTEGER)\"],"
+                          "\"handlers\":{\"Deposited\":[\"INSERT INTO last VALUES (:data.acct, :data.n) ON CONFLICT (acct) DO UPDATE SET n = excluded.n\"]}}",
+           201);
+    atomic_int misses = 0;
+    ryw w[6];
+    pthread_t t[6];
+    for (int i = 0; i < 6; i++) {
+        w[i] = (ryw){s.port, i, 60, &misses};
+        pthread_create(&t[i], NULL, ryw_client, &w[i]);
+    }
+    for (int i = 0; i < 6; i++) pthread_join(t[i], NULL);
+    CHECK_EQ(atomic_load(&misses), 0);
+    srv_stop(&s, SIGTERM);
+}
