@@ -351,3 +351,117 @@ TEST(a_query_with_min_position_reads_its_own_write_while_others_append) {
     CHECK_EQ(atomic_load(&misses), 0);
     srv_stop(&s, SIGTERM);
 }
+
+/* ---- kill -9 while projecting ---- */
+
+static const char *COUNTER =
+    "{\"setup\":[\"CREATE TABLE IF NOT EXISTS seen (position INTEGER, v INTEGER)\","
+    "\"CREATE TABLE IF NOT EXISTS total (k INTEGER PRIMARY KEY, n INTEGER, s INTEGER)\","
+    "\"INSERT INTO total VALUES (1, 0, 0) ON CONFLICT DO NOTHING\"],"
+    "\"handlers\":{\"Inc\":[\"INSERT INTO seen VALUES (:position, :data.v)\","
+    "\"UPDATE total SET n = n + 1, s = s + :data.v WHERE k = 1\"]}}";
+
+typedef struct crash_load {
+    int port, id;
+    atomic_bool *stop;
+} crash_load;
+
+static void *crash_appender(void *arg) {
+    crash_load *l = arg;
+    for (int i = 0; !atomic_load(l->stop); i++) {
+        char path[64], body[4096];
+        size_t n = 0;
+        snprintf(path, sizeof path, "/streams/c-%d", l->id);
+        n += (size_t)snprintf(body + n, sizeof body - n, "[");
+        for (int k = 0; k < 20; k++)
+            n += (size_t)snprintf(body + n, sizeof body - n, "%s{\"type\":\"Inc\",\"data\":{\"v\":%d}}", k ? "," : "", (int)(test_rand() % 1000));
+        snprintf(body + n, sizeof body - n, "]");
+        resp r;
+        int st = http_try(l->port, "POST", path, JSON, body, &r);
+        resp_free(&r);
+        if (!st) usleep(10000);
+    }
+    return NULL;
+}
+
+/* Recomputes the read model from the log up to the checkpoint and compares it with the file.
+   Returns the checkpoint position. */
+static uint64_t crash_verify(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/projections/c.sqlite", dir);
+    sqlite3 *q;
+    CHECK(sqlite3_open_v2(path, &q, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+    sqlite3_stmt *st;
+    uint64_t cp = 0;
+    CHECK(sqlite3_prepare_v2(q, "SELECT position FROM factum_projections WHERE name = 'c'", -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW) cp = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    factum_t *db = test_open(dir, NULL);
+    CHECK(sqlite3_prepare_v2(q, "SELECT position, v FROM seen ORDER BY position", -1, &st, NULL) == SQLITE_OK);
+    factum_query_t fq = {.from = 0, .limit = 10000, .type = str_c("Inc")};
+    int64_t n = 0, sum = 0;
+    for (bool more = true; more && fq.from < cp;) {
+        factum_result_t *res;
+        CHECK_RC(factum_read_all(db, &fq, &res, NULL), 0);
+        size_t k = factum_result_count(res);
+        for (size_t i = 0; i < k; i++) {
+            const factum_event_t *e = factum_result_event(res, i);
+            if (e->position >= cp) break;
+            int v = atoi(strstr(e->data.ptr, "\"v\":") + 4);
+            int r = sqlite3_step(st);
+            CHECK_MSG(r == SQLITE_ROW, "event at %llu (checkpoint %llu) is not in the read model", (unsigned long long)e->position,
+                      (unsigned long long)cp);
+            CHECK_MSG((uint64_t)sqlite3_column_int64(st, 0) == e->position && sqlite3_column_int(st, 1) == v,
+                      "read model has %lld/%d where the log has %llu/%d", (long long)sqlite3_column_int64(st, 0),
+                      sqlite3_column_int(st, 1), (unsigned long long)e->position, v);
+            n++, sum += v;
+        }
+        more = k == fq.limit || factum_result_next(res) < cp;
+        fq.from = factum_result_next(res);
+        factum_result_free(res);
+    }
+    CHECK_MSG(sqlite3_step(st) == SQLITE_DONE, "the read model has more rows than events before checkpoint %llu", (unsigned long long)cp);
+    sqlite3_finalize(st);
+    CHECK(sqlite3_prepare_v2(q, "SELECT n, s FROM total", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK_MSG(sqlite3_column_int64(st, 0) == n && sqlite3_column_int64(st, 1) == sum, "totals %lld/%lld, events %lld/%lld",
+              (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1), (long long)n, (long long)sum);
+    sqlite3_finalize(st);
+    sqlite3_close(q);
+    factum_close(db);
+    return cp;
+}
+
+TEST_T(killing_the_server_while_it_projects_neither_skips_nor_repeats_an_event, 300) {
+    const char *dir = test_dir();
+    srv s = srv_start(dir, NULL);
+    define(s.port, "c", COUNTER, 201);
+    uint64_t last_cp = 0;
+    int moved = 0;
+    for (int cycle = 0; cycle < 22; cycle++) {
+        atomic_bool stop = false;
+        crash_load l[3];
+        pthread_t t[3];
+        for (int i = 0; i < 3; i++) {
+            l[i] = (crash_load){s.port, i, &stop};
+            pthread_create(&t[i], NULL, crash_appender, &l[i]);
+        }
+        usleep((useconds_t)(100000 + test_rand() % 300000));
+        srv_stop(&s, SIGKILL);
+        atomic_store(&stop, true);
+        for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+        uint64_t cp = crash_verify(dir);
+        CHECK_MSG(cp >= last_cp, "checkpoint went back from %llu to %llu", (unsigned long long)last_cp, (unsigned long long)cp);
+        moved += cp > last_cp;
+        last_cp = cp;
+        s = srv_start(dir, NULL);
+    }
+    CHECK_MSG(moved >= 5, "the projection moved in only %d of 22 cycles", moved);
+    free(wait_settled(s.port, "c", false));
+    srv_stop(&s, SIGTERM);
+    factum_t *db = test_open(dir, NULL);
+    uint64_t head = factum_head_position(db);
+    factum_close(db);
+    uint64_t cp = crash_verify(dir);
+    CHECK_MSG(cp >= head - 1, "caught up to %llu of %llu", (unsigned long long)cp, (unsigned long long)head);
+}
