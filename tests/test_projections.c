@@ -4,6 +4,7 @@
  */
 #include "test_server.h"
 
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -384,61 +385,85 @@ static void *crash_appender(void *arg) {
     return NULL;
 }
 
-/* Recomputes the read model from the log up to the checkpoint and compares it with the file.
-   Returns the checkpoint position. */
-static uint64_t crash_verify(const char *dir) {
+/* A read model of COUNTER as found in its database. */
+typedef struct model {
+    uint64_t cp; /* the checkpoint */
+    int64_t (*rows)[2]; /* seen: position, v, in position order */
+    size_t n, cap;
+    int64_t total_n, total_s;
+} model;
+
+static void model_add(model *m, int64_t pos, int64_t v) {
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 1024;
+        CHECK((m->rows = realloc(m->rows, m->cap * sizeof *m->rows)));
+    }
+    m->rows[m->n][0] = pos, m->rows[m->n][1] = v, m->n++;
+}
+
+static void model_sqlite(const char *dir, model *m) {
     char path[4200];
     snprintf(path, sizeof path, "%s/projections/c.sqlite", dir);
     sqlite3 *q;
     CHECK(sqlite3_open_v2(path, &q, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
     sqlite3_stmt *st;
-    uint64_t cp = 0;
     CHECK(sqlite3_prepare_v2(q, "SELECT position FROM factum_projections WHERE name = 'c'", -1, &st, NULL) == SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW) cp = (uint64_t)sqlite3_column_int64(st, 0);
+    if (sqlite3_step(st) == SQLITE_ROW) m->cp = (uint64_t)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    factum_t *db = test_open(dir, NULL);
     CHECK(sqlite3_prepare_v2(q, "SELECT position, v FROM seen ORDER BY position", -1, &st, NULL) == SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) model_add(m, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+    sqlite3_finalize(st);
+    CHECK(sqlite3_prepare_v2(q, "SELECT n, s FROM total", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    m->total_n = sqlite3_column_int64(st, 0), m->total_s = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(q);
+}
+
+/* Recomputes the read model from the log up to its checkpoint and compares. Returns the checkpoint. */
+static uint64_t crash_verify(const char *dir, model *m) {
+    factum_t *db = test_open(dir, NULL);
     factum_query_t fq = {.from = 0, .limit = 10000, .type = str_c("Inc")};
     int64_t n = 0, sum = 0;
-    for (bool more = true; more && fq.from < cp;) {
+    size_t row = 0;
+    for (bool more = true; more && fq.from < m->cp;) {
         factum_result_t *res;
         CHECK_RC(factum_read_all(db, &fq, &res, NULL), 0);
         size_t k = factum_result_count(res);
         for (size_t i = 0; i < k; i++) {
             const factum_event_t *e = factum_result_event(res, i);
-            if (e->position >= cp) break;
+            if (e->position >= m->cp) break;
             int v = atoi(strstr(e->data.ptr, "\"v\":") + 4);
-            int r = sqlite3_step(st);
-            CHECK_MSG(r == SQLITE_ROW, "event at %llu (checkpoint %llu) is not in the read model", (unsigned long long)e->position,
-                      (unsigned long long)cp);
-            CHECK_MSG((uint64_t)sqlite3_column_int64(st, 0) == e->position && sqlite3_column_int(st, 1) == v,
-                      "read model has %lld/%d where the log has %llu/%d", (long long)sqlite3_column_int64(st, 0),
-                      sqlite3_column_int(st, 1), (unsigned long long)e->position, v);
-            n++, sum += v;
+            CHECK_MSG(row < m->n, "event at %llu (checkpoint %llu) is not in the read model", (unsigned long long)e->position,
+                      (unsigned long long)m->cp);
+            CHECK_MSG((uint64_t)m->rows[row][0] == e->position && m->rows[row][1] == v, "read model has %lld/%lld where the log has %llu/%d",
+                      (long long)m->rows[row][0], (long long)m->rows[row][1], (unsigned long long)e->position, v);
+            row++, n++, sum += v;
         }
-        more = k == fq.limit || factum_result_next(res) < cp;
+        more = k == fq.limit || factum_result_next(res) < m->cp;
         fq.from = factum_result_next(res);
         factum_result_free(res);
     }
-    CHECK_MSG(sqlite3_step(st) == SQLITE_DONE, "the read model has more rows than events before checkpoint %llu", (unsigned long long)cp);
-    sqlite3_finalize(st);
-    CHECK(sqlite3_prepare_v2(q, "SELECT n, s FROM total", -1, &st, NULL) == SQLITE_OK);
-    CHECK(sqlite3_step(st) == SQLITE_ROW);
-    CHECK_MSG(sqlite3_column_int64(st, 0) == n && sqlite3_column_int64(st, 1) == sum, "totals %lld/%lld, events %lld/%lld",
-              (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1), (long long)n, (long long)sum);
-    sqlite3_finalize(st);
-    sqlite3_close(q);
+    CHECK_MSG(row == m->n, "the read model has %zu rows, the log %zu events before checkpoint %llu", m->n, row, (unsigned long long)m->cp);
+    CHECK_MSG(m->total_n == n && m->total_s == sum, "totals %lld/%lld, events %lld/%lld", (long long)m->total_n, (long long)m->total_s,
+              (long long)n, (long long)sum);
     factum_close(db);
+    free(m->rows);
+    uint64_t cp = m->cp;
+    *m = (model){0};
     return cp;
 }
 
-TEST_T(killing_the_server_while_it_projects_neither_skips_nor_repeats_an_event, 300) {
+/* Kills the server `cycles` times while appenders run, checking the read model after each;
+   load(ctx, m) reads the model. between(ctx) runs while the appenders go (may be NULL). */
+static void crash_cycles(const char *def, int cycles, void (*load)(void *ctx, model *m), void (*between)(void *ctx), void *ctx) {
     const char *dir = test_dir();
     srv s = srv_start(dir, NULL);
-    define(s.port, "c", COUNTER, 201);
+    define(s.port, "c", def, 201);
     uint64_t last_cp = 0;
     int moved = 0;
-    for (int cycle = 0; cycle < 22; cycle++) {
+    model m = {0};
+    for (int cycle = 0; cycle < cycles; cycle++) {
         atomic_bool stop = false;
         crash_load l[3];
         pthread_t t[3];
@@ -446,22 +471,209 @@ TEST_T(killing_the_server_while_it_projects_neither_skips_nor_repeats_an_event, 
             l[i] = (crash_load){s.port, i, &stop};
             pthread_create(&t[i], NULL, crash_appender, &l[i]);
         }
-        usleep((useconds_t)(100000 + test_rand() % 300000));
+        usleep((useconds_t)(100000 + test_rand() % 200000));
+        if (between) between(ctx);
+        usleep((useconds_t)(test_rand() % 200000));
         srv_stop(&s, SIGKILL);
         atomic_store(&stop, true);
         for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
-        uint64_t cp = crash_verify(dir);
+        load(ctx, &m);
+        uint64_t cp = crash_verify(dir, &m);
         CHECK_MSG(cp >= last_cp, "checkpoint went back from %llu to %llu", (unsigned long long)last_cp, (unsigned long long)cp);
         moved += cp > last_cp;
         last_cp = cp;
         s = srv_start(dir, NULL);
     }
-    CHECK_MSG(moved >= 5, "the projection moved in only %d of 22 cycles", moved);
+    CHECK_MSG(moved >= cycles / 4, "the projection moved in only %d of %d cycles", moved, cycles);
     free(wait_settled(s.port, "c", false));
     srv_stop(&s, SIGTERM);
     factum_t *db = test_open(dir, NULL);
     uint64_t head = factum_head_position(db);
     factum_close(db);
-    uint64_t cp = crash_verify(dir);
+    load(ctx, &m);
+    uint64_t cp = crash_verify(dir, &m);
     CHECK_MSG(cp >= head - 1, "caught up to %llu of %llu", (unsigned long long)cp, (unsigned long long)head);
+}
+
+static void load_sqlite(void *ctx, model *m) { model_sqlite(ctx, m); }
+
+TEST_T(killing_the_server_while_it_projects_neither_skips_nor_repeats_an_event, 300) {
+    crash_cycles(COUNTER, 22, load_sqlite, NULL, (void *)test_dir());
+}
+
+/* ---- PostgreSQL ---- */
+
+/* A PostgreSQL of its own for one test: initdb in a temporary folder, listening on a Unix socket
+   there (no TCP port to collide on). Debian's package; the test runs as root and starts it as
+   the postgres user. */
+typedef struct pg {
+    char dir[128], bin[200];
+    char conninfo[300];
+} pg;
+
+static void pg_up(pg *p) {
+    FILE *f = popen("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1", "r");
+    CHECK(f && fgets(p->bin, sizeof p->bin, f));
+    pclose(f);
+    p->bin[strcspn(p->bin, "\n")] = 0;
+    snprintf(p->dir, sizeof p->dir, "/tmp/factum-test-pg-XXXXXX");
+    CHECK(mkdtemp(p->dir));
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "chmod 755 %s && chown postgres %s && runuser -u postgres -- %s/initdb -D %s/data -A trust >/dev/null 2>&1 && "
+             "runuser -u postgres -- %s/pg_ctl -D %s/data -l %s/log -w -o \"-c listen_addresses='' -k %s -c fsync=off\" start >/dev/null",
+             p->dir, p->dir, p->bin, p->dir, p->bin, p->dir, p->dir, p->dir);
+    CHECK_MSG(system(cmd) == 0, "PostgreSQL did not start: %s", cmd);
+    snprintf(p->conninfo, sizeof p->conninfo, "host=%s user=postgres dbname=postgres", p->dir);
+}
+
+static void pg_down(pg *p) {
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "runuser -u postgres -- %s/pg_ctl -D %s/data -m immediate stop >/dev/null 2>&1; rm -rf %s", p->bin, p->dir, p->dir);
+    if (system(cmd)) {}
+}
+
+/* One SQL statement on a fresh connection; its first value as text into out (if any). */
+static void pg_sql(const pg *p, const char *sql, char *out, size_t cap) {
+    PGconn *c = PQconnectdb(p->conninfo);
+    CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    CHECK_MSG(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(r));
+    if (out) snprintf(out, cap, "%s", PQntuples(r) && PQnfields(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* A definition with the PostgreSQL target: def's members after a target member. */
+static char *pg_def(const pg *p, const char *def) {
+    buf_t b = {0};
+    buf_printf(&b, "{\"target\":{\"postgres\":\"%s\"},%s", p->conninfo, def + 1);
+    return b.ptr;
+}
+
+TEST_T(a_projection_into_postgresql_applies_events_fails_resumes_and_answers_typed_queries, 120) {
+    pg p;
+    pg_up(&p);
+    srv s = srv_start(test_dir(), NULL);
+    char *def = pg_def(&p, "{\"source\":{\"categories\":[\"order\"]},"
+                           "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id text PRIMARY KEY, customer_id text NOT NULL, "
+                           "status text, items int NOT NULL DEFAULT 0, total numeric NOT NULL DEFAULT 0, paid boolean, "
+                           "at timestamptz, extra jsonb)\"],"
+                           "\"handlers\":{"
+                           "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status, paid, at, extra) VALUES "
+                           "(:data.orderId, :data.customerId, 'CREATED', :data.paid, :time, :data.extra) ON CONFLICT (order_id) DO NOTHING\"],"
+                           "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE order_id = :data.orderId\"]}}");
+    define(s.port, "pgo", def, 201);
+    append(s.port, "order-1", "OrderCreated", "{\"orderId\":\"o1\",\"customerId\":\"c1\",\"paid\":false,\"extra\":{\"a\":[1,\"x\"]}}");
+    append(s.port, "order-1", "ItemAdded", "{\"orderId\":\"o1\",\"price\":2.5}");
+    uint64_t pos = append(s.port, "order-1", "ItemAdded", "{\"orderId\":\"o1\",\"price\":4}");
+    char body[400];
+    snprintf(body, sizeof body,
+             "{\"sql\":\"SELECT order_id, items, total, paid, extra, at IS NOT NULL AS has_time, NULL AS nothing FROM order_list "
+             "WHERE customer_id = :c\",\"params\":{\"c\":\"c1\"},\"min_position\":%llu}", (unsigned long long)pos);
+    char *b = query(s.port, "pgo", body, 200);
+    CHECK_MSG(!strcmp(b, "{\"columns\":[\"order_id\",\"items\",\"total\",\"paid\",\"extra\",\"has_time\",\"nothing\"],"
+                         "\"rows\":[[\"o1\",2,6.5,false,{\"a\": [1, \"x\"]},true,null]]}"),
+              "%s", b);
+    free(b);
+    /* A statement that fails (customer_id NOT NULL) stops it there; a fixed definition resumes. */
+    append(s.port, "order-2", "OrderCreated", "{\"orderId\":\"o2\"}");
+    uint64_t last = append(s.port, "order-3", "OrderCreated", "{\"orderId\":\"o3\",\"customerId\":\"c3\"}");
+    char *st = wait_settled(s.port, "pgo", true);
+    CHECK_MSG(strstr(st, "\"stream\":\"order-2\"") && strstr(st, "null value in column"), "%s", st);
+    free(st);
+    free(def);
+    def = pg_def(&p, "{\"source\":{\"categories\":[\"order\"]},"
+                     "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id text PRIMARY KEY, customer_id text NOT NULL, "
+                     "status text, items int NOT NULL DEFAULT 0, total numeric NOT NULL DEFAULT 0, paid boolean, "
+                     "at timestamptz, extra jsonb)\"],"
+                     "\"handlers\":{"
+                     "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status) VALUES "
+                     "(:data.orderId, coalesce(:data.customerId, 'unknown'), 'CREATED') ON CONFLICT (order_id) DO NOTHING\"],"
+                     "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE order_id = :data.orderId\"]}}");
+    define(s.port, "pgo", def, 200);
+    snprintf(body, sizeof body, "{\"sql\":\"SELECT order_id, customer_id FROM order_list ORDER BY order_id\",\"min_position\":%llu}",
+             (unsigned long long)last);
+    b = query(s.port, "pgo", body, 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[\"o1\",\"c1\"],[\"o2\",\"unknown\"],[\"o3\",\"c3\"]]"), "%s", b);
+    free(b);
+    /* Bad definitions and queries: PostgreSQL's own words, nothing changed. */
+    char *bad = pg_def(&p, "{\"handlers\":{\"X\":[\"INSERT INTO order_list (nope) VALUES (:data.a)\"]}}");
+    expect_status(s.port, "PUT", "/projections/pgbad", JSON, bad, 400, "column \\\"nope\\\" of relation \\\"order_list\\\" does not exist");
+    free(bad);
+    bad = pg_def(&p, "{\"handlers\":{\"X\":[\"INSERT INTO order_list VALUES ($1)\"]}}");
+    expect_status(s.port, "PUT", "/projections/pgbad", JSON, bad, 400, "name parameters");
+    free(bad);
+    bad = pg_def(&p, "{\"setup\":[\"CREATE TABLE x (a int\"],\"handlers\":{\"X\":[\"SELECT 1\"]}}");
+    expect_status(s.port, "PUT", "/projections/pgbad", JSON, bad, 400, "setup statement 1: syntax error");
+    free(bad);
+    expect_status(s.port, "PUT", "/projections/pgbad", JSON,
+                  "{\"target\":{\"postgres\":\"host=/nonexistent user=postgres\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}", 503,
+                  "cannot connect to PostgreSQL");
+    expect_status(s.port, "GET", "/projections/pgbad", NULL, NULL, 404, NULL);
+    char v[64];
+    pg_sql(&p, "SELECT count(*) FROM pg_tables WHERE tablename = 'x'", v, sizeof v);
+    CHECK_MSG(!strcmp(v, "0"), "%s", v);
+    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"DELETE FROM order_list\"}", 400, "may only read");
+    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"SELECT 1; SELECT 2\"}", 400, "multiple commands");
+    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"SELECT pg_sleep(2)\",\"timeout_ms\":200}", 504, NULL);
+    /* Reset rebuilds; delete drops the table and the checkpoint. */
+    resp r;
+    http_do(s.port, "POST", "/projections/pgo/reset", NULL, NULL, &r);
+    CHECK_EQ(r.status, 202);
+    resp_free(&r);
+    free(wait_settled(s.port, "pgo", false));
+    pg_sql(&p, "SELECT count(*) || ' ' || sum(total) FROM order_list", v, sizeof v);
+    CHECK_MSG(!strcmp(v, "3 6.5"), "%s", v);
+    http_do(s.port, "DELETE", "/projections/pgo", NULL, NULL, &r);
+    CHECK_MSG(r.status == 200, "%d %s", r.status, r.body);
+    resp_free(&r);
+    pg_sql(&p, "SELECT count(*) FROM pg_tables WHERE tablename = 'order_list'", v, sizeof v);
+    CHECK_MSG(!strcmp(v, "0"), "%s", v);
+    pg_sql(&p, "SELECT count(*) FROM factum_projections WHERE name = 'pgo'", v, sizeof v);
+    CHECK_MSG(!strcmp(v, "0"), "%s", v);
+    free(def);
+    srv_stop(&s, SIGTERM);
+    pg_down(&p);
+}
+
+static void model_pg(const pg *p, model *m) {
+    PGconn *c = PQconnectdb(p->conninfo);
+    CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, "SELECT position FROM factum_projections WHERE name = 'c'");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    if (PQntuples(r)) m->cp = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    r = PQexec(c, "SELECT position, v FROM seen ORDER BY position");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    for (int i = 0; i < PQntuples(r); i++) model_add(m, strtoll(PQgetvalue(r, i, 0), NULL, 10), strtoll(PQgetvalue(r, i, 1), NULL, 10));
+    PQclear(r);
+    r = PQexec(c, "SELECT n, s FROM total");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1);
+    m->total_n = strtoll(PQgetvalue(r, 0, 0), NULL, 10), m->total_s = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+}
+
+static void load_pg(void *ctx, model *m) { model_pg(ctx, m); }
+
+/* Every other cycle, the projector's database connection is cut as well. */
+static void cut_connections(void *ctx) {
+    static int n;
+    if (n++ % 2) return;
+    pg_sql(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = 'postgres'",
+           NULL, 0);
+}
+
+TEST_T(killing_the_server_or_its_database_connection_neither_skips_nor_repeats_an_event_in_postgresql, 300) {
+    pg p;
+    pg_up(&p);
+    char *def = pg_def(&p, "{\"setup\":[\"CREATE TABLE IF NOT EXISTS seen (position bigint, v bigint)\","
+                           "\"CREATE TABLE IF NOT EXISTS total (k int PRIMARY KEY, n bigint, s bigint)\","
+                           "\"INSERT INTO total VALUES (1, 0, 0) ON CONFLICT DO NOTHING\"],"
+                           "\"handlers\":{\"Inc\":[\"INSERT INTO seen VALUES (:position, :data.v)\","
+                           "\"UPDATE total SET n = n + 1, s = s + :data.v WHERE k = 1\"]}}");
+    crash_cycles(def, 20, load_pg, cut_connections, &p);
+    free(def);
+    pg_down(&p);
 }

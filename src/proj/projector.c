@@ -551,7 +551,7 @@ static void advance(projector *p, uint64_t covered, int64_t rev, size_t applied)
     pthread_mutex_lock(&p->mu);
     p->covered = covered, p->next_revision = rev;
     p->applied += applied;
-    if (p->rebuilding && covered >= factum_head_position(p->db)) p->rebuilding = false;
+    if (p->rebuilding && !p->reset_asked && covered >= factum_head_position(p->db)) p->rebuilding = false;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->mu);
 }

@@ -41,12 +41,21 @@ static int code_of(PGconn *c, const PGresult *r) {
     return FACTUM_EINVAL;
 }
 
-/* The error of r (or of the connection) as a one-line message. */
+/* The error of r (or of the connection) as one line: PostgreSQL's primary message, its detail,
+   and where in the statement. */
 static int fail(target *t, const PGresult *r, factum_error_t *err) {
-    const char *m = r ? PQresultErrorMessage(r) : "";
-    if (!m || !*m) m = PQerrorMessage(t->c);
+    const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     char line[300];
-    snprintf(line, sizeof line, "%s", m && *m ? m : "unknown PostgreSQL error");
+    if (m) {
+        const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+        const char *at = PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION);
+        snprintf(line, sizeof line, "%s%s%s%s%s", m, detail ? " (" : "", detail ? detail : "", detail ? ")" : "",
+                 at ? "" : "");
+        if (at) snprintf(line + strlen(line), sizeof line - strlen(line), " at character %s", at);
+    } else {
+        m = PQerrorMessage(t->c);
+        snprintf(line, sizeof line, "%s", m && *m ? m : "unknown PostgreSQL error");
+    }
     for (char *p = line; *p; p++)
         if (*p == '\n') *p = (p[1] ? ' ' : 0);
     return err_set(err, code_of(t->c, r), "%s", line);
