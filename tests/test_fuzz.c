@@ -11,6 +11,7 @@ int fuzz_record(const uint8_t *data, size_t size);
 int fuzz_event_json(const uint8_t *data, size_t size);
 int fuzz_open(const uint8_t *data, size_t size);
 int fuzz_http(const uint8_t *data, size_t size);
+int fuzz_sqlparam(const uint8_t *data, size_t size);
 
 static void replay(const char *name, int (*fn)(const uint8_t *, size_t)) {
     char dir[512];
@@ -40,3 +41,4 @@ TEST(fuzz_corpus_of_the_record_decoder_replays_cleanly) { replay("record", fuzz_
 TEST(fuzz_corpus_of_event_json_replays_cleanly) { replay("event_json", fuzz_event_json); }
 TEST_T(fuzz_corpus_of_opening_a_damaged_folder_replays_cleanly, 120) { replay("open", fuzz_open); }
 TEST(fuzz_corpus_of_the_http_request_parser_replays_cleanly) { replay("http", fuzz_http); }
+TEST(fuzz_corpus_of_projection_sql_parameters_replays_cleanly) { replay("sqlparam", fuzz_sqlparam); }

@@ -677,3 +677,62 @@ TEST_T(killing_the_server_or_its_database_connection_neither_skips_nor_repeats_a
     free(def);
     pg_down(&p);
 }
+
+static char *read_example(const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/examples/projections/%s", test_root(), name);
+    FILE *f = fopen(path, "rb");
+    CHECK_MSG(f, "no %s", path);
+    char *b = calloc(1, 1 << 16);
+    size_t n = fread(b, 1, (1 << 16) - 1, f);
+    fclose(f);
+    b[n] = 0;
+    return b;
+}
+
+TEST_T(the_example_projections_work_as_shipped, 120) {
+    srv s = srv_start(test_dir(), NULL);
+    char *def = read_example("order_list.json");
+    define(s.port, "order_list", def, 201);
+    free(def);
+    def = read_example("daily_order_stats.json");
+    define(s.port, "daily_order_stats", def, 201);
+    free(def);
+    pg p;
+    pg_up(&p);
+    def = read_example("daily_order_stats.postgres.json");
+    char *at = strstr(def, "host=/var/run/postgresql dbname=readmodels");
+    CHECK(at);
+    buf_t pgdef = {0};
+    buf_printf(&pgdef, "%.*s%s%s", (int)(at - def), def, p.conninfo, at + strlen("host=/var/run/postgresql dbname=readmodels"));
+    define(s.port, "daily_pg", pgdef.ptr, 201);
+    buf_free(&pgdef);
+    free(def);
+    /* The events of the examples' README. */
+    resp r;
+    http_do(s.port, "POST", "/streams/order-1001", JSON,
+            "{\"type\":\"OrderCreated\",\"data\":{\"order_id\":\"1001\",\"user_id\":\"u-7\","
+            "\"items\":[{\"sku\":\"a\",\"price\":9.5,\"quantity\":2},{\"sku\":\"b\",\"price\":1,\"quantity\":3}]}}", &r);
+    CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
+    resp_free(&r);
+    append(s.port, "order-1002", "OrderCreated", "{\"order_id\":\"1002\",\"user_id\":\"u-7\",\"items\":[{\"price\":5,\"quantity\":1}]}");
+    uint64_t pos = append(s.port, "order-1001", "OrderShipped", "{\"order_id\":\"1001\"}");
+    char body[600];
+    snprintf(body, sizeof body,
+             "{\"sql\":\"SELECT order_id, status FROM order_list WHERE user_id = :user_id ORDER BY created_at DESC LIMIT :limit OFFSET :offset\","
+             "\"params\":{\"user_id\":\"u-7\",\"limit\":20,\"offset\":0},\"min_position\":%llu}", (unsigned long long)pos);
+    char *b = query(s.port, "order_list", body, 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[\"1002\",\"CREATED\"],[\"1001\",\"SHIPPED\"]]"), "%s", b);
+    free(b);
+    snprintf(body, sizeof body,
+             "{\"sql\":\"SELECT order_count, total_value FROM daily_order_stats WHERE date BETWEEN :start AND :end ORDER BY date\","
+             "\"params\":{\"start\":\"2000-01-01\",\"end\":\"2999-12-31\"},\"min_position\":%llu}", (unsigned long long)pos);
+    b = query(s.port, "daily_order_stats", body, 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[2,27.0]]") || strstr(b, "\"rows\":[[2,27]]"), "%s", b);
+    free(b);
+    b = query(s.port, "daily_pg", body, 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[2,27.0]]") || strstr(b, "\"rows\":[[2,27]]"), "%s", b);
+    free(b);
+    srv_stop(&s, SIGTERM);
+    pg_down(&p);
+}
