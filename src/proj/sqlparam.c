@@ -237,11 +237,18 @@ static int from_json(factum_str_t val, int kind, buf_t *scratch, sql_value *v) {
 
 /* Follows p's steps through the JSON text doc. */
 static int walk(const sql_path *p, factum_str_t doc, buf_t *scratch, buf_t *tmp, sql_value *v) {
-    int kind;
-    json_cur_t c = json_cur(doc.ptr, doc.len);
-    factum_str_t cur;
+    int kind = 0;
+    factum_str_t cur = doc;
     *v = (sql_value){SQL_V_NULL, 0, 0, {0}};
-    if (json_value(&c, &cur, &kind)) return 0; /* not JSON: nothing inside */
+    while (cur.len && isspace((unsigned char)cur.ptr[0])) cur.ptr++, cur.len--;
+    if (!p->nsteps) { /* the whole document */
+        json_cur_t c = json_cur(doc.ptr, doc.len);
+        if (json_value(&c, &cur, &kind)) return 0; /* not JSON: nothing inside */
+    } else if (cur.len) {
+        /* No scan of the whole document first: the iterators check what they pass over, and
+           the search stops at the first match. */
+        kind = cur.ptr[0] == '{' ? JSON_OBJECT : cur.ptr[0] == '[' ? JSON_ARRAY : 0;
+    }
     for (uint32_t i = 0; i < p->nsteps; i++) {
         const sql_step *st = &p->steps[i];
         json_iter_t it;
@@ -252,8 +259,8 @@ static int walk(const sql_path *p, factum_str_t doc, buf_t *scratch, buf_t *tmp,
         json_iter_init(&it, cur);
         if (st->index < 0) {
             factum_str_t want = {p->text + st->off, st->len};
-            while ((r = json_iter_member(&it, &key, &val, &vk)) == 1)
-                if (key_matches(key, want, tmp)) found = true, cur = val, kind = vk; /* the last one wins, as in JavaScript */
+            while (!found && (r = json_iter_member(&it, &key, &val, &vk)) == 1)
+                if (key_matches(key, want, tmp)) found = true, cur = val, kind = vk; /* the first one wins, as in SQLite */
         } else {
             for (int64_t k = 0; (r = json_iter_element(&it, &val, &vk)) == 1; k++)
                 if (k == st->index) {
