@@ -736,3 +736,42 @@ TEST_T(the_example_projections_work_as_shipped, 120) {
     srv_stop(&s, SIGTERM);
     pg_down(&p);
 }
+
+/* `factum projection` against a server: apply, ls, query, reset, delete, and its errors. */
+static int cli(int port, const char *args, char *out, size_t cap) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d projection %s 2>&1", test_bin(), port, args);
+    return test_run(cmd, out, cap);
+}
+
+TEST(the_projection_command_applies_lists_queries_resets_and_deletes) {
+    srv s = srv_start(test_dir(), NULL);
+    static char out[65536];
+    char args[1024];
+    snprintf(args, sizeof args, "apply %s/examples/projections/order_list.json", test_root());
+    CHECK_EQ(cli(s.port, args, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"name\":\"order_list\""), "%s", out);
+    uint64_t p = append(s.port, "order-7", "OrderCreated", "{\"order_id\":\"7\",\"user_id\":\"u-1\"}");
+    snprintf(args, sizeof args, "query order_list 'SELECT order_id, status FROM order_list WHERE user_id = :u' --params '{\"u\":\"u-1\"}' "
+                                "--min-position %llu --timeout-ms 5000", (unsigned long long)p);
+    CHECK_EQ(cli(s.port, args, out, sizeof out), 0);
+    CHECK_MSG(!strcmp(out, "{\"columns\":[\"order_id\",\"status\"],\"rows\":[[\"7\",\"CREATED\"]]}\n"), "%s", out);
+    CHECK_EQ(cli(s.port, "ls", out, sizeof out), 0);
+    CHECK_MSG(!strncmp(out, "{\"name\":\"order_list\",\"status\":\"running\"", 39) && strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
+    CHECK_EQ(cli(s.port, "status order_list", out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"definition\":"), "%s", out);
+    CHECK_EQ(cli(s.port, "query order_list 'DELETE FROM order_list'", out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "may only read"), "%s", out);
+    CHECK_EQ(cli(s.port, "query order_list 'SELECT 1' --params '[1]'", out, sizeof out), 2);
+    CHECK_EQ(cli(s.port, "reset order_list", out, sizeof out), 0);
+    free(wait_settled(s.port, "order_list", false));
+    CHECK_EQ(cli(s.port, "delete order_list", out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"deleted\":true"), "%s", out);
+    CHECK_EQ(cli(s.port, "status order_list", out, sizeof out), 3);
+    CHECK_EQ(cli(s.port, "apply /nonexistent.json", out, sizeof out), 2);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --data-dir %s projection ls 2>&1", test_bin(), test_dir());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 2);
+    CHECK_MSG(strstr(out, "--server"), "%s", out);
+    srv_stop(&s, SIGTERM);
+}

@@ -28,7 +28,12 @@ int cli_open(const char *dir, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */
 int cli_print_event(const factum_event_t *e, buf_t *line);
 
+/* One request against the server at url; prints the answer (an array one element per line when
+   `lines`), or reports the error. A CLI_* code. */
+int cli_call(const char *url, const char *method, const char *path, const char *body, bool lines);
+
 int cli_serve(const char *dir, int argc, char **argv);
+int cli_projection(const char *url, int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
 int cli_meta(const char *dir, const char *url, int argc, char **argv);
 int cli_delete(const char *dir, const char *url, int argc, char **argv);

@@ -31,32 +31,10 @@ static void jstr(buf_t *b, const char *s) { json_escape(b, s, strlen(s)); }
 
 /* One request; prints the answer. Frees body (NULL: no body). */
 static int call(const char *url, const char *method, const char *path, buf_t *body, bool lines) {
-    factum_client_t *c;
-    factum_error_t err = {0};
-    int rc = factum_client_new(url, &c, &err), status;
-    char *resp = NULL;
-    if (!rc) {
-        if (body) buf_append(body, "", 1);
-        rc = factum_client_call(c, method, path, body ? body->ptr : NULL, &status, &resp, &err);
-    }
-    factum_client_free(c);
-    if (body) buf_free(body); /* the body is ours once called */
-    if (rc) {
-        free(resp);
-        return cli_report(rc, &err);
-    }
-    if (lines) {
-        /* A JSON array of deliveries: one per line. */
-        json_iter_t it;
-        factum_str_t v;
-        int kind;
-        json_iter_init(&it, str_c(resp));
-        while (json_iter_element(&it, &v, &kind) == 1) printf("%.*s\n", (int)v.len, v.ptr);
-    } else {
-        printf("%s\n", resp);
-    }
-    free(resp);
-    return CLI_OK;
+    if (body) buf_append(body, "", 1);
+    int rc = cli_call(url, method, path, body ? body->ptr : NULL, lines);
+    if (body) buf_free(body);
+    return rc;
 }
 
 static void id_list(buf_t *b, int argc, char **argv, int from) {

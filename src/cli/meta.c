@@ -30,19 +30,6 @@ static const char *usage_delete =
     "continues after the old last revision. --tombstone deletes it for ever: reads and appends\n"
     "get 'deleted' (exit code 6). --expect is any (default), exists, or the last revision N.\n";
 
-/* One request against the server; prints the answer. */
-static int call(const char *url, const char *method, const char *path, const char *body) {
-    factum_client_t *c;
-    factum_error_t err = {0};
-    int rc = factum_client_new(url, &c, &err), status;
-    char *resp = NULL;
-    if (!rc) rc = factum_client_call(c, method, path, body, &status, &resp, &err);
-    factum_client_free(c);
-    if (!rc) printf("%s\n", resp);
-    free(resp);
-    return rc ? cli_report(rc, &err) : CLI_OK;
-}
-
 static void stream_path(buf_t *b, const char *stream, const char *tail) {
     buf_append(b, "/streams/", 9);
     buf_url_encode(b, stream, strlen(stream));
@@ -101,7 +88,7 @@ int cli_meta(const char *dir, const char *url, int argc, char **argv) {
         stream_path(&path, stream, "/metadata");
         buf_append(&path, "", 1);
         if (!change) {
-            rc = call(url, "GET", path.ptr, NULL);
+            rc = cli_call(url, "GET", path.ptr, NULL, false);
         } else {
             /* The current metadata with the given fields replaced: read, change, write. */
             factum_client_t *c;
@@ -127,7 +114,7 @@ int cli_meta(const char *dir, const char *url, int argc, char **argv) {
                            (unsigned long long)m.max_count);
                 if (m.truncate_before) buf_printf(&body, ",\"truncate_before\":%llu", (unsigned long long)m.truncate_before);
                 buf_printf(&body, ",\"custom\":%.*s}", (int)(m.custom.len ? m.custom.len : 2), m.custom.len ? m.custom.ptr : "{}");
-                rc = call(url, "PUT", path.ptr, body.ptr);
+                rc = cli_call(url, "PUT", path.ptr, body.ptr, false);
             }
             free(cur);
         }
