@@ -277,6 +277,13 @@ static void query_work(conn *c) {
     projector_unref(p);
 }
 
+static void job_free(void *p) {
+    job *j = p;
+    buf_free(&j->body);
+    buf_free(&j->out);
+    free(j);
+}
+
 static void job_done(conn *c) {
     job *j = c->job;
     c->job = NULL;
@@ -288,9 +295,7 @@ static void job_done(conn *c) {
         snprintf(loc, sizeof loc, "Location: /projections/%s\r\n", j->name);
         conn_respond(c, j->status, "application/json", j->status == 201 ? loc : NULL, j->out.ptr, j->out.len);
     }
-    buf_free(&j->body);
-    buf_free(&j->out);
-    free(j);
+    job_free(j);
 }
 
 static void submit(conn *c, const char *name, factum_str_t body, bool keep_data, job_fn work) {
@@ -303,7 +308,7 @@ static void submit(conn *c, const char *name, factum_str_t body, bool keep_data,
     snprintf(j->name, sizeof j->name, "%s", name);
     j->keep_data = keep_data;
     c->job = j;
-    server_submit_job(c, work, job_done);
+    server_submit_job(c, work, job_done, job_free);
 }
 
 /* ---- routing ---- */

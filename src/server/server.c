@@ -429,10 +429,11 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-void server_submit_job(conn *c, job_fn work, append_done_fn done) {
+void server_submit_job(conn *c, job_fn work, append_done_fn done, void (*free_job)(void *job)) {
     struct jobs *j = c->l->srv->jobs;
     submitted(c, done, 0);
     c->job_work = work;
+    c->job_free = free_job;
     c->job_next = NULL;
     pthread_mutex_lock(&j->mu);
     if (j->tail) j->tail->job_next = c;
@@ -510,6 +511,8 @@ static void handle_wakeup(loop *l) {
         next = c->done_next;
         l->pending--;
         if (c->dead) {
+            if (c->job && c->job_free) c->job_free(c->job);
+            c->job = NULL;
             c->state = C_HEAD;
             if (c->fd >= 0) conn_close(c);
             else conn_free(c);

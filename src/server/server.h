@@ -111,6 +111,7 @@ struct conn {
     /* a job (server_submit_job): what it works on and answers with, owned by the API that made it */
     void *job;
     job_fn job_work;
+    void (*job_free)(void *job); /* frees job when the connection went away before done ran */
     conn *job_next;
 };
 
@@ -176,7 +177,7 @@ int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const f
 
 /* Runs work(c) on a worker thread (blocking work: a database, a long wait), then done(c) on c's
    loop, as for an append. c->job carries what the two need. */
-void server_submit_job(conn *c, job_fn work, append_done_fn done);
+void server_submit_job(conn *c, job_fn work, append_done_fn done, void (*free_job)(void *job));
 
 /* The same for a metadata change (m) or, with m NULL, a deletion (factum_delete_stream). */
 int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
