@@ -336,11 +336,13 @@ static void *ryw_client(void *arg) {
     return NULL;
 }
 
-TEST(a_query_with_min_position_reads_its_own_write_while_others_append) {
+static const char *RYW = "{\"setup\":[\"CREATE TABLE IF NOT EXISTS last (acct TEXT PRIMARY KEY, n INTEGER)\"],"
+                         "\"handlers\":{\"Deposited\":[\"INSERT INTO last VALUES (:data.acct, :data.n) ON CONFLICT (acct) DO UPDATE SET n = excluded.n\"]}}";
+
+/* Six clients each append and then query for what they appended, 60 times. */
+static void ryw_run(const char *def) {
     srv s = srv_start(test_dir(), NULL);
-    define(s.port, "ryw", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS last (acct TEXT PRIMARY KEY, n INTEGER)\"],"
-                          "\"handlers\":{\"Deposited\":[\"INSERT INTO last VALUES (:data.acct, :data.n) ON CONFLICT (acct) DO UPDATE SET n = excluded.n\"]}}",
-           201);
+    define(s.port, "ryw", def, 201);
     atomic_int misses = 0;
     ryw w[6];
     pthread_t t[6];
@@ -350,6 +352,50 @@ TEST(a_query_with_min_position_reads_its_own_write_while_others_append) {
     }
     for (int i = 0; i < 6; i++) pthread_join(t[i], NULL);
     CHECK_EQ(atomic_load(&misses), 0);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(a_query_with_min_position_reads_its_own_write_while_others_append) { ryw_run(RYW); }
+
+TEST(sources_of_one_stream_several_categories_or_several_types_take_exactly_their_events) {
+    srv s = srv_start(test_dir(), NULL);
+    const char *handlers = "\"setup\":[\"CREATE TABLE IF NOT EXISTS t (stream TEXT, revision INTEGER, type TEXT)\"],"
+                           "\"handlers\":{\"A\":[\"INSERT INTO t VALUES (:stream, :revision, :type)\"],"
+                           "\"B\":[\"INSERT INTO t VALUES (:stream, :revision, :type)\"]}}";
+    char def[1024];
+    snprintf(def, sizeof def, "{\"source\":{\"stream\":\"cart-1\"},%s", handlers);
+    define(s.port, "one", def, 201);
+    snprintf(def, sizeof def, "{\"source\":{\"categories\":[\"cart\",\"order\"]},%s", handlers);
+    define(s.port, "cats", def, 201);
+    snprintf(def, sizeof def, "{\"source\":{\"types\":[\"A\",\"C\"]},%s", handlers);
+    define(s.port, "types", def, 201);
+    append(s.port, "cart-1", "A", "{}");
+    append(s.port, "cart-2", "B", "{}");
+    append(s.port, "order-1", "A", "{}");
+    append(s.port, "cart-1", "B", "{}");
+    append(s.port, "other-1", "A", "{}");
+    append(s.port, "cart-1", "C", "{}"); /* no handler: passes by */
+    uint64_t p = append(s.port, "cart-1", "A", "{}");
+    char body[300];
+    snprintf(body, sizeof body, "{\"sql\":\"SELECT group_concat(stream || '/' || revision || type, ' ') FROM t\",\"min_position\":%llu}",
+             (unsigned long long)p);
+    char *b = query(s.port, "one", body, 200);
+    CHECK_MSG(strstr(b, "[[\"cart-1/0A cart-1/1B cart-1/3A\"]]"), "%s", b);
+    free(b);
+    b = query(s.port, "cats", body, 200);
+    CHECK_MSG(strstr(b, "[[\"cart-1/0A cart-2/0B order-1/0A cart-1/1B cart-1/3A\"]]"), "%s", b);
+    free(b);
+    b = query(s.port, "types", body, 200);
+    CHECK_MSG(strstr(b, "[[\"cart-1/0A order-1/0A other-1/0A cart-1/3A\"]]"), "%s", b);
+    free(b);
+    /* The stream source resumes by revision after a restart. */
+    srv_stop(&s, SIGTERM);
+    s = srv_start(test_dir(), NULL);
+    p = append(s.port, "cart-1", "B", "{}");
+    snprintf(body, sizeof body, "{\"sql\":\"SELECT count(*), max(revision) FROM t\",\"min_position\":%llu}", (unsigned long long)p);
+    b = query(s.port, "one", body, 200);
+    CHECK_MSG(strstr(b, "[[4,4]]"), "%s", b);
+    free(b);
     srv_stop(&s, SIGTERM);
 }
 
@@ -774,4 +820,13 @@ TEST(the_projection_command_applies_lists_queries_resets_and_deletes) {
     CHECK_EQ(test_run(cmd, out, sizeof out), 2);
     CHECK_MSG(strstr(out, "--server"), "%s", out);
     srv_stop(&s, SIGTERM);
+}
+
+TEST_T(a_query_with_min_position_reads_its_own_write_in_postgresql_while_others_append, 120) {
+    pg p;
+    pg_up(&p);
+    char *def = pg_def(&p, RYW);
+    ryw_run(def);
+    free(def);
+    pg_down(&p);
 }
