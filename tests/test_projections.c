@@ -814,7 +814,8 @@ TEST(the_projection_command_applies_lists_queries_resets_and_deletes) {
     CHECK_EQ(cli(s.port, "delete order_list", out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"deleted\":true"), "%s", out);
     CHECK_EQ(cli(s.port, "status order_list", out, sizeof out), 3);
-    CHECK_EQ(cli(s.port, "apply /nonexistent.json", out, sizeof out), 2);
+    CHECK_EQ(cli(s.port, "apply /nonexistent.json", out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "cannot open /nonexistent.json"), "%s", out);
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s --data-dir %s projection ls 2>&1", test_bin(), test_dir());
     CHECK_EQ(test_run(cmd, out, sizeof out), 2);

@@ -23,6 +23,7 @@ bool cli_parse_expect(const char *s, int64_t *out);
 /* The value of option `name` at argv[*i] (advancing past it), or NULL; a missing value prints
    the usage error and sets *usage_err. */
 const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_err);
+/* The whole of a file (or stdin for "-"), NUL-terminated; prints the error. */
 int cli_slurp(const char *path, char **out, size_t *len);
 int cli_open(const char *dir, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */

@@ -150,6 +150,7 @@ int cli_slurp(const char *path, char **out, size_t *len) {
         free(buf);
         return cli_fail(CLI_ERROR, "cannot read %s", path);
     }
+    buf[n] = 0; /* there is always room: the buffer grows when full */
     *out = buf;
     *len = n;
     return 0;

@@ -47,10 +47,11 @@ static int apply(const char *url, int argc, char **argv) {
     if (strlen(name) > 100) return cli_fail(CLI_USAGE, "a projection name is at most 100 characters");
     char *def;
     size_t len;
-    if (cli_slurp(argv[2], &def, &len)) return cli_fail(CLI_USAGE, "cannot read %s", argv[2]);
+    int rc = cli_slurp(argv[2], &def, &len);
+    if (rc) return rc;
     char path[200];
     snprintf(path, sizeof path, "/projections/%s", name);
-    int rc = cli_call(url, "PUT", path, def, false);
+    rc = cli_call(url, "PUT", path, def, false);
     free(def);
     return rc;
 }
