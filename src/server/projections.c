@@ -17,7 +17,7 @@
 
 #include "../base/json.h"
 #include "../proj/projector.h"
-#include "replay.h"
+#include "defs.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -95,37 +95,9 @@ static int start(projections_t *ps, const char *name, factum_str_t def, factum_e
     return 0;
 }
 
-/* Replay: the newest definition of every name not deleted since, in a list of (name, def). */
-typedef struct pending_def {
-    char name[PROJ_MAX_NAME + 1];
-    buf_t def;
-    struct pending_def *next;
-} pending_def;
-
-static void replay_record(void *ctx, const factum_event_t *e) {
-    pending_def **list = ctx;
-    buf_t name = {0};
-    if (!json_member_string(e->data, "name", &name) || name.len > PROJ_MAX_NAME) {
-        buf_free(&name);
-        return;
-    }
-    pending_def **at = list;
-    while (*at && strcmp((*at)->name, name.ptr)) at = &(*at)->next;
-    factum_str_t def;
-    int kind;
-    if (str_eq(e->type, str_c("ProjectionDefined")) && json_member(e->data, "definition", &def, &kind)) {
-        if (!*at && (*at = calloc(1, sizeof **at))) snprintf((*at)->name, sizeof (*at)->name, "%s", name.ptr);
-        if (*at) {
-            (*at)->def.len = 0;
-            buf_append(&(*at)->def, def.ptr, def.len);
-        }
-    } else if (str_eq(e->type, str_c("ProjectionDeleted")) && *at) {
-        pending_def *gone = *at;
-        *at = gone->next;
-        buf_free(&gone->def);
-        free(gone);
-    }
-    buf_free(&name);
+static void replay_def(void *ctx, const char *name, factum_str_t def) {
+    factum_error_t e2;
+    if (start(ctx, name, def, &e2)) fprintf(stderr, "factum: projection %s not started: %s\n", name, e2.message);
 }
 
 int projections_open(factum_t *db, const char *data_dir, projections_t **out, factum_error_t *err) {
@@ -137,17 +109,7 @@ int projections_open(factum_t *db, const char *data_dir, projections_t **out, fa
     ps->db = db;
     pthread_mutex_init(&ps->mu, NULL);
     pthread_mutex_init(&ps->define_mu, NULL);
-    pending_def *list = NULL;
-    int rc = replay_stream(db, PROJECTIONS_STREAM, 0, replay_record, &list, err);
-    while (list) {
-        pending_def *d = list;
-        list = d->next;
-        factum_error_t e2;
-        if (!rc && start(ps, d->name, (factum_str_t){d->def.ptr, d->def.len}, &e2))
-            fprintf(stderr, "factum: projection %s not started: %s\n", d->name, e2.message);
-        buf_free(&d->def);
-        free(d);
-    }
+    int rc = defs_replay(db, PROJECTIONS_STREAM, "ProjectionDefined", "ProjectionDeleted", replay_def, ps, err);
     if (rc) {
         projections_close(ps);
         return rc;
@@ -192,21 +154,6 @@ typedef struct job {
     factum_error_t err;
 } job;
 
-static int append_record(projections_t *ps, const char *type, const char *name, factum_str_t def, factum_error_t *err) {
-    buf_t data = {0};
-    buf_append(&data, "{\"name\":", 8);
-    json_escape(&data, name, strlen(name));
-    if (def.len) {
-        buf_append(&data, ",\"definition\":", 14);
-        buf_append(&data, def.ptr, def.len);
-    }
-    int rc = buf_append(&data, "}", 1) ? err_set(err, FACTUM_ENOMEM, "out of memory") : 0;
-    factum_event_t e = {.type = str_c(type), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
-    if (!rc) rc = factum_append(ps->db, str_c(PROJECTIONS_STREAM), FACTUM_EXPECT_ANY, &e, 1, NULL, err);
-    buf_free(&data);
-    return rc;
-}
-
 static void define_work(conn *c) {
     projections_t *ps = c->l->srv->projections;
     job *j = c->job;
@@ -218,7 +165,7 @@ static void define_work(conn *c) {
         proj_def_free(d);
     }
     projector *old = j->rc ? NULL : get(ps, j->name);
-    if (!j->rc) j->rc = append_record(ps, "ProjectionDefined", j->name, body, &j->err);
+    if (!j->rc) j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, body, &j->err);
     if (!j->rc) j->rc = start(ps, j->name, body, &j->err);
     pthread_mutex_unlock(&ps->define_mu);
     if (old) projector_unref(old);
@@ -252,7 +199,7 @@ static void delete_work(conn *c) {
                 for (int i = 0; i < 3; i++) snprintf(path, sizeof path, "%s%s", file, sfx[i]), unlink(path);
             }
         }
-        if (!j->rc) j->rc = append_record(ps, "ProjectionDeleted", j->name, (factum_str_t){0}, &j->err);
+        if (!j->rc) j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDeleted", j->name, (factum_str_t){0}, &j->err);
         if (j->rc) { /* nothing changed: it goes on */
             factum_error_t e2;
             if (start(ps, j->name, proj_def_json(pd), &e2))

@@ -1,0 +1,74 @@
+/*
+ * defs.c — see defs.h.
+ */
+#include "defs.h"
+
+#include "../base/json.h"
+#include "replay.h"
+
+#include <stdlib.h>
+
+typedef struct pending_def {
+    char *name;
+    buf_t def;
+    struct pending_def *next;
+} pending_def;
+
+typedef struct fold {
+    const char *defined, *deleted;
+    pending_def *list;
+} fold;
+
+static void fold_record(void *ctx, const factum_event_t *e) {
+    fold *f = ctx;
+    buf_t name = {0};
+    if (!json_member_string(e->data, "name", &name) || !name.len) {
+        buf_free(&name);
+        return;
+    }
+    pending_def **at = &f->list;
+    while (*at && strcmp((*at)->name, name.ptr)) at = &(*at)->next;
+    factum_str_t def;
+    int kind;
+    if (str_eq(e->type, str_c(f->defined)) && json_member(e->data, "definition", &def, &kind)) {
+        if (!*at && (*at = calloc(1, sizeof **at)) && !((*at)->name = strdup(name.ptr))) free(*at), *at = NULL;
+        if (*at) (*at)->def.len = 0, buf_append(&(*at)->def, def.ptr, def.len);
+    } else if (str_eq(e->type, str_c(f->deleted)) && *at) {
+        pending_def *gone = *at;
+        *at = gone->next;
+        buf_free(&gone->def);
+        free(gone->name);
+        free(gone);
+    }
+    buf_free(&name);
+}
+
+int defs_replay(factum_t *db, const char *stream, const char *defined, const char *deleted,
+                void (*fn)(void *ctx, const char *name, factum_str_t def), void *ctx, factum_error_t *err) {
+    fold f = {defined, deleted, NULL};
+    int rc = replay_stream(db, stream, 0, fold_record, &f, err);
+    while (f.list) {
+        pending_def *d = f.list;
+        f.list = d->next;
+        if (!rc) fn(ctx, d->name, (factum_str_t){d->def.ptr, d->def.len});
+        buf_free(&d->def);
+        free(d->name);
+        free(d);
+    }
+    return rc;
+}
+
+int defs_record(factum_t *db, const char *stream, const char *type, const char *name, factum_str_t def, factum_error_t *err) {
+    buf_t data = {0};
+    buf_append(&data, "{\"name\":", 8);
+    json_escape(&data, name, strlen(name));
+    if (def.len) {
+        buf_append(&data, ",\"definition\":", 14);
+        buf_append(&data, def.ptr, def.len);
+    }
+    int rc = buf_append(&data, "}", 1) ? err_set(err, FACTUM_ENOMEM, "out of memory") : 0;
+    factum_event_t e = {.type = str_c(type), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
+    if (!rc) rc = factum_append(db, str_c(stream), FACTUM_EXPECT_ANY, &e, 1, NULL, err);
+    buf_free(&data);
+    return rc;
+}
