@@ -1,0 +1,1011 @@
+/*
+ * saga.c — see saga.h. The definition, the instance state machine (a pure function of state
+ * and input), and the runner thread that reads inputs from the log in batches and appends what
+ * they produce.
+ */
+#include "saga.h"
+
+#include "../base/json.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define MAX_STEPS 32
+#define MAX_TYPES 16
+#define BATCH 1000
+#define CHECKPOINT_EVERY_US 2000000
+#define ENDED_KEPT 10000
+#define TIMEOUT_TYPE "SagaTimeout"
+
+enum { S_RUNNING, S_COMPENSATING, S_COMPLETED, S_FAILED, S_COMP_FAILED };
+static const char *const status_names[] = {"running", "compensating", "completed", "failed", "compensation_failed"};
+
+typedef struct command {
+    buf_t tmpl;               /* {"stream","type","data"} as given */
+    char *success[MAX_TYPES], *failure[MAX_TYPES];
+    int nsuccess, nfailure;
+    uint64_t timeout_ms;      /* 0: no timeout */
+    bool present;
+} command;
+
+typedef struct step {
+    char name[64];
+    command cmd, comp;
+} step;
+
+struct saga_def {
+    char name[SAGA_MAX_NAME + 1];
+    buf_t json;
+    char start_on[256];
+    char instance_id[256]; /* a path into the start event: data.orderId */
+    step steps[MAX_STEPS];
+    int nsteps;
+};
+
+typedef struct inst {
+    char id[256];
+    int status, step;     /* running: the step awaiting its reply; compensating: the step being compensated */
+    uint64_t last_input;  /* the position of the last input applied */
+    int64_t deadline_us;  /* 0: none */
+    int64_t started_us, ended_us;
+    buf_t ctx;            /* {"id":..,"data":..,"steps":{NAME: reply data, ...}} */
+    buf_t pending;        /* the command last sent (JSON of the event), sent again after a restart */
+    struct inst *next;
+} inst;
+
+typedef struct ended {
+    char id[256];
+    int status, step;
+    int64_t started_us, ended_us;
+} ended;
+
+struct saga {
+    factum_t *db;
+    saga_def *d;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stop;
+    /* under mu */
+    inst *active;
+    ended *ended;
+    size_t nended, ended_at;
+    uint64_t position; /* every input before this is done */
+    uint64_t counts[5], parked;
+    /* the runner's batch */
+    pthread_mutex_t wmu;
+    pthread_cond_t wcond;
+    size_t inflight;
+    int write_rc;
+};
+
+/* ---- the definition ---- */
+
+bool saga_name_valid(const char *name) {
+    size_t n = strlen(name);
+    if (!n || n > SAGA_MAX_NAME) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr("_-", name[i])) return false;
+    return true;
+}
+
+static void command_free(command *c) {
+    buf_free(&c->tmpl);
+    for (int i = 0; i < c->nsuccess; i++) free(c->success[i]);
+    for (int i = 0; i < c->nfailure; i++) free(c->failure[i]);
+}
+
+void saga_def_free(saga_def *d) {
+    if (!d) return;
+    buf_free(&d->json);
+    for (int i = 0; i < d->nsteps; i++) command_free(&d->steps[i].cmd), command_free(&d->steps[i].comp);
+    free(d);
+}
+
+factum_str_t saga_def_json(const saga_def *d) { return (factum_str_t){d->json.ptr, d->json.len}; }
+
+static int types(factum_str_t obj, const char *key, char **out, int *n, const char *what, factum_error_t *err) {
+    factum_str_t v, e;
+    int kind, k;
+    if (!json_member(obj, key, &v, &kind)) return 0;
+    if (kind != JSON_ARRAY) return err_set(err, FACTUM_EINVAL, "%s.%s must be an array of event types", what, key);
+    json_iter_t it;
+    json_iter_init(&it, v);
+    buf_t b = {0};
+    while (json_iter_element(&it, &e, &k) == 1) {
+        b.len = 0;
+        if (k != JSON_STRING || json_unescape(e, &b) || !b.len || b.len > 255 || !text_valid(b.ptr, b.len) || *n == MAX_TYPES) {
+            buf_free(&b);
+            return err_set(err, FACTUM_EINVAL, "%s.%s: at most %d event types of 1 to 255 characters", what, key, MAX_TYPES);
+        }
+        out[(*n)++] = strndup(b.ptr, b.len);
+    }
+    buf_free(&b);
+    return 0;
+}
+
+static int parse_command(factum_str_t obj, const char *what, bool replies_required, command *c, factum_error_t *err) {
+    int kind;
+    factum_str_t v;
+    if (!json_member(obj, "stream", &v, &kind) || kind != JSON_STRING || !json_member(obj, "type", &v, &kind) || kind != JSON_STRING)
+        return err_set(err, FACTUM_EINVAL, "%s needs a stream and a type (strings; {{path}} takes a value of the saga)", what);
+    if (json_member(obj, "data", &v, &kind) && kind != JSON_OBJECT && kind != JSON_ARRAY)
+        return err_set(err, FACTUM_EINVAL, "%s.data must be an object or an array", what);
+    c->present = true;
+    buf_append(&c->tmpl, obj.ptr, obj.len);
+    return 0;
+    (void)replies_required;
+}
+
+static int parse_step(factum_str_t s, int idx, step *st, factum_error_t *err) {
+    char what[96];
+    snprintf(what, sizeof what, "steps[%d]", idx);
+    buf_t name = {0};
+    factum_str_t v, c;
+    int kind, rc = 0;
+    if (!json_member_string(s, "name", &name) || !name.len || name.len >= sizeof st->name || strchr(name.ptr, '.')) {
+        buf_free(&name);
+        return err_set(err, FACTUM_EINVAL, "%s.name must be 1 to %zu characters without '.'", what, sizeof st->name - 1);
+    }
+    snprintf(st->name, sizeof st->name, "%s", name.ptr);
+    buf_free(&name);
+    if (!json_member(s, "command", &c, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s.command must be an object", what);
+    char w2[128];
+    snprintf(w2, sizeof w2, "%s.command", what);
+    if ((rc = parse_command(c, w2, true, &st->cmd, err)) || (rc = types(s, "success", st->cmd.success, &st->cmd.nsuccess, what, err)) ||
+        (rc = types(s, "failure", st->cmd.failure, &st->cmd.nfailure, what, err)))
+        return rc;
+    if (!st->cmd.nsuccess) return err_set(err, FACTUM_EINVAL, "%s.success must name the reply types that mean success", what);
+    if (json_member(s, "timeout_ms", &v, &kind) && !json_member_u64(s, "timeout_ms", &st->cmd.timeout_ms))
+        return err_set(err, FACTUM_EINVAL, "%s.timeout_ms must be a whole number", what);
+    if (json_member(s, "compensation", &c, &kind)) {
+        if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s.compensation must be an object", what);
+        snprintf(w2, sizeof w2, "%s.compensation", what);
+        if ((rc = parse_command(c, w2, false, &st->comp, err)) || (rc = types(c, "success", st->comp.success, &st->comp.nsuccess, w2, err)) ||
+            (rc = types(c, "failure", st->comp.failure, &st->comp.nfailure, w2, err)))
+            return rc;
+        if (json_member(c, "timeout_ms", &v, &kind) && !json_member_u64(c, "timeout_ms", &st->comp.timeout_ms))
+            return err_set(err, FACTUM_EINVAL, "%s.timeout_ms must be a whole number", w2);
+    }
+    return 0;
+}
+
+int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_error_t *err) {
+    *out = NULL;
+    int kind;
+    if (!saga_name_valid(name)) return err_set(err, FACTUM_EINVAL, "a saga name is 1 to %d letters, digits, '_' or '-'", SAGA_MAX_NAME);
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "a saga definition is a JSON object");
+    saga_def *d = calloc(1, sizeof *d);
+    if (!d) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    snprintf(d->name, sizeof d->name, "%s", name);
+    buf_append(&d->json, body.ptr, body.len);
+    buf_t b = {0};
+    int rc = 0;
+    factum_str_t v;
+    json_iter_t it;
+    factum_str_t k;
+    json_iter_init(&it, body);
+    while (!rc && json_iter_member(&it, &k, &v, &kind) == 1)
+        if (!json_key_is(k, "start_on") && !json_key_is(k, "instance_id") && !json_key_is(k, "steps"))
+            rc = err_set(err, FACTUM_EINVAL, "unknown member %.*s (a saga has start_on, instance_id, steps)", (int)MIN(k.len, 60), k.ptr);
+    if (!rc && (!json_member_string(body, "start_on", &b) || !b.len || b.len >= sizeof d->start_on))
+        rc = err_set(err, FACTUM_EINVAL, "start_on must be the event type that starts an instance");
+    if (!rc) snprintf(d->start_on, sizeof d->start_on, "%s", b.ptr);
+    b.len = 0;
+    if (!rc && (!json_member_string(body, "instance_id", &b) || !b.len || b.len >= sizeof d->instance_id))
+        rc = err_set(err, FACTUM_EINVAL, "instance_id must be a path into the start event, such as data.orderId");
+    if (!rc) snprintf(d->instance_id, sizeof d->instance_id, "%s", b.ptr);
+    buf_free(&b);
+    if (!rc && (!json_member(body, "steps", &v, &kind) || kind != JSON_ARRAY)) rc = err_set(err, FACTUM_EINVAL, "steps must be an array");
+    if (!rc) {
+        json_iter_init(&it, v);
+        factum_str_t s;
+        while (!rc && json_iter_element(&it, &s, &kind) == 1) {
+            if (d->nsteps == MAX_STEPS) rc = err_set(err, FACTUM_EINVAL, "at most %d steps", MAX_STEPS);
+            else if (kind != JSON_OBJECT) rc = err_set(err, FACTUM_EINVAL, "steps[%d] must be an object", d->nsteps);
+            else rc = parse_step(s, d->nsteps, &d->steps[d->nsteps], err), d->nsteps++;
+        }
+        for (int i = 0; !rc && i < d->nsteps; i++)
+            for (int j = 0; j < i; j++)
+                if (!strcmp(d->steps[i].name, d->steps[j].name)) rc = err_set(err, FACTUM_EINVAL, "two steps are named %s", d->steps[i].name);
+        if (!rc && !d->nsteps) rc = err_set(err, FACTUM_EINVAL, "a saga has at least one step");
+    }
+    if (rc) {
+        saga_def_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+/* ---- paths and templates ---- */
+
+/* The value at a dotted path (keys, and [n] indexes) in JSON doc. */
+static bool path_get(factum_str_t doc, const char *path, size_t plen, factum_str_t *val, int *kind) {
+    json_cur_t c = json_cur(doc.ptr, doc.len);
+    if (json_value(&c, val, kind)) return false;
+    size_t i = 0;
+    while (i < plen) {
+        if (path[i] == '.') i++;
+        size_t s = i;
+        bool index = path[i] == '[';
+        if (index) s = ++i;
+        while (i < plen && path[i] != '.' && path[i] != '[' && path[i] != ']') i++;
+        factum_str_t key = {path + s, i - s};
+        if (index && i < plen && path[i] == ']') i++;
+        json_iter_t it;
+        json_iter_init(&it, *val);
+        factum_str_t k, v;
+        int vk;
+        bool found = false;
+        if (index) {
+            uint64_t want;
+            if (*kind != JSON_ARRAY || !str_u64(key, &want)) return false;
+            for (uint64_t n = 0; !found && json_iter_element(&it, &v, &vk) == 1; n++)
+                if (n == want) found = true, *val = v, *kind = vk;
+        } else {
+            if (*kind != JSON_OBJECT) return false;
+            while (!found && json_iter_member(&it, &k, &v, &vk) == 1)
+                if (k.len == key.len + 2 && !memcmp(k.ptr + 1, key.ptr, key.len)) found = true, *val = v, *kind = vk;
+        }
+        if (!found) return false;
+    }
+    return true;
+}
+
+/* Renders a template value: a string that is exactly "{{path}}" becomes the value there (null
+   when missing); {{path}} inside a longer string is replaced by the value's text. */
+static void render(factum_str_t t, int kind, factum_str_t ctx, buf_t *out) {
+    json_iter_t it;
+    factum_str_t k, v;
+    int vk;
+    if (kind == JSON_OBJECT || kind == JSON_ARRAY) {
+        buf_append(out, kind == JSON_OBJECT ? "{" : "[", 1);
+        json_iter_init(&it, t);
+        bool first = true;
+        while (kind == JSON_OBJECT ? json_iter_member(&it, &k, &v, &vk) == 1 : json_iter_element(&it, &v, &vk) == 1) {
+            if (!first) buf_append(out, ",", 1);
+            first = false;
+            if (kind == JSON_OBJECT) buf_append(out, k.ptr, k.len), buf_append(out, ":", 1);
+            render(v, vk, ctx, out);
+        }
+        buf_append(out, kind == JSON_OBJECT ? "}" : "]", 1);
+        return;
+    }
+    if (kind != JSON_STRING) {
+        buf_append(out, t.ptr, t.len);
+        return;
+    }
+    const char *s = t.ptr + 1, *e = t.ptr + t.len - 1;
+    if (e - s > 4 && !memcmp(s, "{{", 2) && !memcmp(e - 2, "}}", 2) && !memmem(s + 2, (size_t)(e - s - 4), "{{", 2)) {
+        if (path_get(ctx, s + 2, (size_t)(e - s - 4), &v, &vk)) buf_append(out, v.ptr, v.len);
+        else buf_append(out, "null", 4);
+        return;
+    }
+    buf_append(out, "\"", 1);
+    while (s < e) {
+        const char *open = memmem(s, (size_t)(e - s), "{{", 2);
+        const char *close = open ? memmem(open, (size_t)(e - open), "}}", 2) : NULL;
+        if (!close) {
+            buf_append(out, s, (size_t)(e - s));
+            break;
+        }
+        buf_append(out, s, (size_t)(open - s));
+        if (path_get(ctx, open + 2, (size_t)(close - open - 2), &v, &vk)) {
+            if (vk == JSON_STRING) buf_append(out, v.ptr + 1, v.len - 2);
+            else if (vk != JSON_NULL && vk != JSON_OBJECT && vk != JSON_ARRAY) buf_append(out, v.ptr, v.len);
+        }
+        s = close + 2;
+    }
+    buf_append(out, "\"", 1);
+}
+
+/* ---- instances ---- */
+
+static bool listed(char *const *v, int n, factum_str_t type) {
+    for (int i = 0; i < n; i++)
+        if (str_eq(type, str_c(v[i]))) return true;
+    return false;
+}
+
+static inst *find(saga *s, const char *id) {
+    for (inst *i = s->active; i; i = i->next)
+        if (!strcmp(i->id, id)) return i;
+    return NULL;
+}
+
+static void inst_free(inst *i) {
+    buf_free(&i->ctx);
+    buf_free(&i->pending);
+    free(i);
+}
+
+static void state_stream(const saga *s, const char *id, buf_t *out) {
+    out->len = 0;
+    buf_printf(out, "$saga-%s-%s", s->d->name, id);
+}
+
+/* What one input produces: state records for the instance, and at most one command. */
+#define MAX_RECS (MAX_STEPS + 4)
+typedef struct record {
+    const char *type;
+    char id[48];
+    buf_t data;
+} record;
+
+typedef struct output {
+    record recs[MAX_RECS];
+    int nrecs;
+    struct {
+        buf_t body; /* {"id","cause","command":{"stream","type","data"}} */
+    } cmds[MAX_STEPS + 1];
+    int ncmds;
+} output;
+
+/* Adds a state record {"input": P, MEMBERS}; members is JSON members text (or NULL). */
+static void rec(output *o, const char *type, uint64_t input, const char *members, size_t len) {
+    record *r = &o->recs[o->nrecs];
+    r->type = type;
+    snprintf(r->id, sizeof r->id, "in-%llu-%d", (unsigned long long)input, o->nrecs);
+    r->data.len = 0;
+    buf_printf(&r->data, "{\"input\":%llu", (unsigned long long)input);
+    if (members && len) buf_append(&r->data, ",", 1), buf_append(&r->data, members, len);
+    buf_append(&r->data, "}", 1);
+    o->nrecs++;
+}
+
+static void recf(output *o, const char *type, uint64_t input, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void recf(output *o, const char *type, uint64_t input, const char *fmt, ...) {
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    rec(o, type, input, tmp, (size_t)MIN(n, (int)sizeof tmp - 1));
+}
+
+/* Sends command c of step k (phase "step" or "compensation") for instance i, caused by e. */
+static void send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, output *o) {
+    const command *c = comp ? &s->d->steps[k].comp : &s->d->steps[k].cmd;
+    buf_t cmd = {0};
+    render((factum_str_t){c->tmpl.ptr, c->tmpl.len}, JSON_OBJECT, (factum_str_t){i->ctx.ptr, i->ctx.len}, &cmd);
+    i->deadline_us = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
+    i->pending.len = 0;
+    buf_printf(&i->pending, "{\"id\":\"saga-%s-%s-%s-%s\",\"cause\":", s->d->name, i->id, s->d->steps[k].name, comp ? "compensate" : "do");
+    json_escape(&i->pending, e->id.ptr, e->id.len);
+    buf_printf(&i->pending, ",\"command\":%.*s}", (int)cmd.len, cmd.ptr);
+    buf_free(&cmd);
+    buf_t *b = &o->cmds[o->ncmds++].body;
+    b->len = 0;
+    buf_append(b, i->pending.ptr, i->pending.len);
+    buf_t m = {0};
+    buf_printf(&m, "\"step\":\"%s\",\"deadline_us\":%lld,\"sent\":", s->d->steps[k].name, (long long)i->deadline_us);
+    buf_append(&m, i->pending.ptr, i->pending.len);
+    rec(o, comp ? "CompensationStarted" : "StepStarted", e->position, m.ptr, m.len);
+    buf_free(&m);
+}
+
+/* Compensates the completed steps below `from`, highest first; ends the instance when none is left. */
+static void compensate_from(saga *s, inst *i, int from, const factum_event_t *e, output *o) {
+    for (int k = from; k >= 0; k--) {
+        if (!s->d->steps[k].comp.present) continue;
+        i->status = S_COMPENSATING, i->step = k;
+        send(s, i, k, true, e, o);
+        if (s->d->steps[k].comp.nsuccess) return; /* wait for its reply */
+        recf(o, "CompensationSucceeded", e->position, "\"step\":\"%s\",\"unconfirmed\":true", s->d->steps[k].name);
+    }
+    i->status = S_FAILED, i->deadline_us = 0;
+    rec(o, "SagaFailed", e->position, NULL, 0);
+}
+
+/* Applies a reply (or a timeout: type NULL) to instance i. */
+static void on_reply(saga *s, inst *i, const factum_event_t *e, bool timeout, output *o) {
+    const step *st = &s->d->steps[i->step];
+    if (i->status == S_RUNNING) {
+        if (!timeout && listed(st->cmd.success, st->cmd.nsuccess, e->type)) {
+            /* The reply's data joins the context as steps.NAME. */
+            buf_t nc = {0};
+            factum_str_t data = e->data_format == FACTUM_DATA_JSON && e->data.len ? e->data : str_c("null");
+            buf_append(&nc, i->ctx.ptr, i->ctx.len - 2); /* drop "}}" of steps and the whole */
+            buf_printf(&nc, "%s\"%s\":%.*s}}", i->ctx.ptr[i->ctx.len - 3] == '{' ? "" : ",", st->name, (int)data.len, data.ptr);
+            buf_free(&i->ctx);
+            i->ctx = nc;
+            buf_t m = {0};
+            buf_printf(&m, "\"step\":\"%s\",\"reply\":", st->name);
+            json_escape(&m, e->type.ptr, e->type.len);
+            buf_append(&m, ",\"context\":", 11);
+            buf_append(&m, i->ctx.ptr, i->ctx.len);
+            rec(o, "StepSucceeded", e->position, m.ptr, m.len);
+            buf_free(&m);
+            if (++i->step == s->d->nsteps) {
+                i->status = S_COMPLETED, i->deadline_us = 0, i->pending.len = 0;
+                rec(o, "SagaCompleted", e->position, NULL, 0);
+            } else {
+                send(s, i, i->step, false, e, o);
+            }
+        } else {
+            recf(o, "StepFailed", e->position, "\"step\":\"%s\",\"reason\":\"%s%.*s\"", st->name, timeout ? "timed out" : "reply ",
+                timeout ? 0 : (int)MIN(e->type.len, 200), e->type.ptr);
+            i->pending.len = 0;
+            compensate_from(s, i, i->step - 1, e, o);
+        }
+    } else { /* compensating */
+        if (!timeout && listed(st->comp.success, st->comp.nsuccess, e->type)) {
+            recf(o, "CompensationSucceeded", e->position, "\"step\":\"%s\"", st->name);
+            i->pending.len = 0;
+            compensate_from(s, i, i->step - 1, e, o);
+        } else {
+            recf(o, "CompensationFailed", e->position, "\"step\":\"%s\",\"reason\":\"%s%.*s\"", st->name, timeout ? "timed out" : "reply ",
+                timeout ? 0 : (int)MIN(e->type.len, 200), e->type.ptr);
+            i->status = S_COMP_FAILED, i->deadline_us = 0, i->pending.len = 0;
+            rec(o, "SagaCompensationFailed", e->position, NULL, 0);
+        }
+    }
+}
+
+/* Whether e is a reply type of the step i waits on (for its phase). */
+static bool awaited(const saga *s, const inst *i, factum_str_t type) {
+    const step *st = &s->d->steps[i->step];
+    if (i->status == S_RUNNING) return listed(st->cmd.success, st->cmd.nsuccess, type) || listed(st->cmd.failure, st->cmd.nfailure, type);
+    if (i->status == S_COMPENSATING) return listed(st->comp.success, st->comp.nsuccess, type) || listed(st->comp.failure, st->comp.nfailure, type);
+    return false;
+}
+
+/* Whether type is a reply type of any step of the saga. */
+static bool reply_type(const saga_def *d, factum_str_t type) {
+    for (int k = 0; k < d->nsteps; k++) {
+        const step *st = &d->steps[k];
+        if (listed(st->cmd.success, st->cmd.nsuccess, type) || listed(st->cmd.failure, st->cmd.nfailure, type) ||
+            listed(st->comp.success, st->comp.nsuccess, type) || listed(st->comp.failure, st->comp.nfailure, type))
+            return true;
+    }
+    return false;
+}
+
+static int step_index(const saga_def *d, factum_str_t data) {
+    buf_t n = {0};
+    int k = -1;
+    if (json_member_string(data, "step", &n))
+        for (int i = 0; i < d->nsteps && k < 0; i++)
+            if (!strcmp(d->steps[i].name, n.ptr)) k = i;
+    buf_free(&n);
+    return k;
+}
+
+/* Rebuilds an instance from its state stream; NULL if it has none. */
+static inst *load(saga *s, const char *id, uint64_t *started_at) {
+    buf_t name = {0};
+    state_stream(s, id, &name);
+    inst *i = NULL;
+    for (uint64_t from = 0;;) {
+        factum_result_t *r;
+        if (factum_read_stream(s->db, (factum_str_t){name.ptr, name.len}, from, 1000, 0, &r, NULL)) break;
+        size_t n = factum_result_count(r);
+        for (size_t k = 0; k < n; k++) {
+            const factum_event_t *e = factum_result_event(r, k);
+            factum_str_t v;
+            int kind;
+            uint64_t input = 0;
+            if (!json_member_u64(e->data, "input", &input)) continue; /* a timeout marker */
+            if (!i) {
+                if (!str_eq(e->type, str_c("SagaStarted")) || !(i = calloc(1, sizeof *i))) continue;
+                snprintf(i->id, sizeof i->id, "%s", id);
+                i->started_us = e->time_us;
+                if (started_at) *started_at = input;
+            }
+            i->last_input = MAX(i->last_input, input);
+            int st = step_index(s->d, e->data);
+            if (json_member(e->data, "context", &v, &kind)) i->ctx.len = 0, buf_append(&i->ctx, v.ptr, v.len);
+            if (str_eq(e->type, str_c("StepStarted")) || str_eq(e->type, str_c("CompensationStarted"))) {
+                i->status = str_eq(e->type, str_c("StepStarted")) ? S_RUNNING : S_COMPENSATING;
+                i->step = st < 0 ? 0 : st;
+                uint64_t dl = 0;
+                json_member_u64(e->data, "deadline_us", &dl);
+                i->deadline_us = (int64_t)dl;
+                i->pending.len = 0;
+                if (json_member(e->data, "sent", &v, &kind)) buf_append(&i->pending, v.ptr, v.len);
+            } else if (str_eq(e->type, str_c("StepSucceeded"))) {
+                i->step = st + 1, i->pending.len = 0, i->deadline_us = 0;
+            } else if (str_eq(e->type, str_c("SagaCompleted")) || str_eq(e->type, str_c("SagaFailed")) ||
+                       str_eq(e->type, str_c("SagaCompensationFailed"))) {
+                i->status = str_eq(e->type, str_c("SagaCompleted")) ? S_COMPLETED : str_eq(e->type, str_c("SagaFailed")) ? S_FAILED : S_COMP_FAILED;
+                i->ended_us = e->time_us, i->deadline_us = 0, i->pending.len = 0;
+            }
+        }
+        from = factum_result_next(r);
+        factum_result_free(r);
+        if (n < 1000) break;
+    }
+    buf_free(&name);
+    return i;
+}
+
+/* ---- the runner ---- */
+
+static void write_cb(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
+    saga *s = ctx;
+    (void)res;
+    pthread_mutex_lock(&s->wmu);
+    if (rc && !s->write_rc) {
+        s->write_rc = rc;
+        fprintf(stderr, "factum: saga %s: a write failed: %s\n", s->d->name, msg);
+    }
+    if (--s->inflight == 0) pthread_cond_signal(&s->wcond);
+    pthread_mutex_unlock(&s->wmu);
+}
+
+static void submit(saga *s, factum_str_t stream, const factum_event_t *ev, size_t n) {
+    factum_error_t err;
+    pthread_mutex_lock(&s->wmu);
+    s->inflight++;
+    pthread_mutex_unlock(&s->wmu);
+    if (factum_append_async(s->db, stream, FACTUM_EXPECT_ANY, ev, n, write_cb, s, &err)) {
+        factum_append_result_t none = {0};
+        write_cb(s, err.code, &none, err.message);
+    }
+}
+
+/* Waits for every write submitted; their first error, or 0. */
+static int drain(saga *s) {
+    pthread_mutex_lock(&s->wmu);
+    while (s->inflight) pthread_cond_wait(&s->wcond, &s->wmu);
+    int rc = s->write_rc;
+    s->write_rc = 0;
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+/* Sends a command ({"id","cause","command":{"stream","type","data"}}) for instance id. */
+static void send_command(saga *s, const char *id, factum_str_t sent) {
+    factum_str_t cmd, v;
+    int kind;
+    buf_t stream = {0}, type = {0}, cid = {0}, cause = {0};
+    if (json_member(sent, "command", &cmd, &kind) && json_member_string(cmd, "stream", &stream) && json_member_string(cmd, "type", &type) &&
+        json_member_string(sent, "id", &cid)) {
+        json_member_string(sent, "cause", &cause);
+        factum_event_t e = {.type = {type.ptr, type.len}, .id = {cid.ptr, cid.len}, .correlationid = str_c(id),
+                            .causationid = {cause.ptr, cause.len}};
+        if (json_member(cmd, "data", &v, &kind)) e.data = v, e.data_format = FACTUM_DATA_JSON;
+        submit(s, (factum_str_t){stream.ptr, stream.len}, &e, 1);
+    }
+    buf_free(&stream), buf_free(&type), buf_free(&cid), buf_free(&cause);
+}
+
+static void park(saga *s, const factum_event_t *e, const char *reason) {
+    buf_t data = {0}, name = {0};
+    char id[48];
+    snprintf(id, sizeof id, "p-%llu", (unsigned long long)e->position);
+    buf_printf(&data, "{\"position\":%llu,\"type\":", (unsigned long long)e->position);
+    json_escape(&data, e->type.ptr, e->type.len);
+    buf_append(&data, ",\"stream\":", 10);
+    json_escape(&data, e->stream.ptr, e->stream.len);
+    buf_append(&data, ",\"correlationid\":", 17);
+    json_escape(&data, e->correlationid.ptr, e->correlationid.len);
+    buf_append(&data, ",\"reason\":", 10);
+    json_escape(&data, reason, strlen(reason));
+    buf_append(&data, "}", 1);
+    buf_printf(&name, "$sagaparked-%s", s->d->name);
+    factum_event_t p = {.type = str_c("Parked"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
+    submit(s, (factum_str_t){name.ptr, name.len}, &p, 1);
+    pthread_mutex_lock(&s->mu);
+    s->parked++;
+    pthread_mutex_unlock(&s->mu);
+    buf_free(&data), buf_free(&name);
+}
+
+/* Writes an instance's records and commands. */
+static void flush_output(saga *s, inst *i, output *o) {
+    if (o->nrecs) {
+        factum_event_t ev[MAX_RECS];
+        for (int k = 0; k < o->nrecs; k++)
+            ev[k] = (factum_event_t){.type = str_c(o->recs[k].type), .id = str_c(o->recs[k].id), .data = {o->recs[k].data.ptr, o->recs[k].data.len},
+                                     .data_format = FACTUM_DATA_JSON, .correlationid = str_c(i->id)};
+        buf_t name = {0};
+        state_stream(s, i->id, &name);
+        submit(s, (factum_str_t){name.ptr, name.len}, ev, (size_t)o->nrecs);
+        buf_free(&name);
+    }
+    for (int k = 0; k < o->ncmds; k++) send_command(s, i->id, (factum_str_t){o->cmds[k].body.ptr, o->cmds[k].body.len});
+    o->nrecs = o->ncmds = 0;
+}
+
+static void ended_add(saga *s, inst *i) {
+    if (!s->ended && !(s->ended = calloc(ENDED_KEPT, sizeof *s->ended))) return;
+    ended *e = &s->ended[s->ended_at];
+    snprintf(e->id, sizeof e->id, "%s", i->id);
+    e->status = i->status, e->step = i->step, e->started_us = i->started_us, e->ended_us = i->ended_us;
+    s->ended_at = (s->ended_at + 1) % ENDED_KEPT;
+    if (s->nended < ENDED_KEPT) s->nended++;
+}
+
+/* Moves an instance that ended out of the active list. */
+static void settle(saga *s, inst *i, int was) {
+    pthread_mutex_lock(&s->mu);
+    if (was != i->status) s->counts[was]--, s->counts[i->status]++;
+    if (i->status >= S_COMPLETED) {
+        for (inst **p = &s->active; *p; p = &(*p)->next)
+            if (*p == i) {
+                *p = i->next;
+                break;
+            }
+        ended_add(s, i);
+        inst_free(i);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void start_instance(saga *s, const factum_event_t *e, output *o) {
+    factum_str_t doc = e->data_format == FACTUM_DATA_JSON && e->data.len ? e->data : str_c("null");
+    buf_t ev = {0};
+    /* The start event as a document for instance_id: {"data":..,"stream":..,"id":..} */
+    buf_printf(&ev, "{\"data\":%.*s,\"stream\":", (int)doc.len, doc.ptr);
+    json_escape(&ev, e->stream.ptr, e->stream.len);
+    buf_append(&ev, ",\"id\":", 6);
+    json_escape(&ev, e->id.ptr, e->id.len);
+    buf_append(&ev, "}", 1);
+    factum_str_t v;
+    int kind;
+    char id[256] = "";
+    const char *path = s->d->instance_id;
+    if (path_get((factum_str_t){ev.ptr, ev.len}, path, strlen(path), &v, &kind)) {
+        if (kind == JSON_STRING && v.len - 2 < sizeof id && !memchr(v.ptr + 1, '\\', v.len - 2)) snprintf(id, sizeof id, "%.*s", (int)v.len - 2, v.ptr + 1);
+        else if (kind == JSON_NUMBER && v.len < sizeof id) snprintf(id, sizeof id, "%.*s", (int)v.len, v.ptr);
+    }
+    buf_free(&ev);
+    factum_error_t err;
+    buf_t sn = {0};
+    state_stream(s, id, &sn);
+    if (!*id || factum_stream_name_check((factum_str_t){sn.ptr, sn.len}, &err)) {
+        buf_free(&sn);
+        park(s, e, "the start event has no usable instance id at instance_id");
+        return;
+    }
+    buf_free(&sn);
+    uint64_t started_at = 0;
+    inst *i = find(s, id);
+    if (!i && (i = load(s, id, &started_at))) { /* written before a restart, or an older instance */
+        if (started_at != e->position) {
+            inst_free(i);
+            park(s, e, "an instance with this id exists already");
+            return;
+        }
+        pthread_mutex_lock(&s->mu);
+        if (i->status < S_COMPLETED) i->next = s->active, s->active = i, s->counts[i->status]++;
+        pthread_mutex_unlock(&s->mu);
+        if (i->status >= S_COMPLETED) inst_free(i);
+        return; /* done before: its input is behind it */
+    }
+    if (i) {
+        if (i->last_input < e->position) park(s, e, "an instance with this id is running");
+        return;
+    }
+    if (!(i = calloc(1, sizeof *i))) return;
+    snprintf(i->id, sizeof i->id, "%s", id);
+    i->started_us = e->time_us, i->last_input = e->position;
+    buf_append(&i->ctx, "{\"id\":", 6);
+    json_escape(&i->ctx, id, strlen(id));
+    buf_printf(&i->ctx, ",\"data\":%.*s,\"steps\":{}}", (int)doc.len, doc.ptr);
+    buf_t m = {0};
+    buf_append(&m, "\"context\":", 10);
+    buf_append(&m, i->ctx.ptr, i->ctx.len);
+    rec(o, "SagaStarted", e->position, m.ptr, m.len);
+    buf_free(&m);
+    i->status = S_RUNNING, i->step = 0;
+    send(s, i, 0, false, e, o);
+    pthread_mutex_lock(&s->mu);
+    i->next = s->active, s->active = i, s->counts[S_RUNNING]++;
+    pthread_mutex_unlock(&s->mu);
+    flush_output(s, i, o);
+}
+
+/* One input event. */
+static void input(saga *s, const factum_event_t *e, output *o) {
+    const saga_def *d = s->d;
+    bool system = e->stream.len && e->stream.ptr[0] == '$';
+    if (!system && str_eq(e->type, str_c(d->start_on))) {
+        start_instance(s, e, o);
+        return;
+    }
+    bool timeout = system && str_eq(e->type, str_c(TIMEOUT_TYPE));
+    if (timeout) {
+        buf_t saga_name = {0};
+        bool mine = json_member_string(e->data, "saga", &saga_name) && !strcmp(saga_name.ptr, d->name);
+        buf_free(&saga_name);
+        if (!mine) return;
+    } else if (system || !reply_type(d, e->type)) {
+        return;
+    }
+    char id[256];
+    snprintf(id, sizeof id, "%.*s", (int)MIN(e->correlationid.len, sizeof id - 1), e->correlationid.ptr);
+    inst *i = *id ? find(s, id) : NULL;
+    if (!i) {
+        if (!timeout) park(s, e, *id ? "no running instance has this correlation id" : "a reply without a correlation id");
+        return;
+    }
+    if (e->position <= i->last_input) return; /* done before a restart */
+    if (timeout) {
+        factum_str_t v;
+        int kind;
+        bool comp = json_member(e->data, "phase", &v, &kind) && str_eq(v, str_c("\"compensation\""));
+        if (step_index(d, e->data) != i->step || comp != (i->status == S_COMPENSATING)) return; /* it moved on in time */
+    } else if (!awaited(s, i, e->type)) {
+        park(s, e, "a reply the instance is not waiting for (a duplicate, or late)");
+        return;
+    }
+    int was = i->status;
+    i->last_input = e->position;
+    on_reply(s, i, e, timeout, o);
+    flush_output(s, i, o);
+    settle(s, i, was);
+}
+
+/* Appends a timeout marker for every instance whose deadline passed. */
+static int64_t timeouts(saga *s) {
+    int64_t now = clock_realtime_us(), next = 0;
+    for (inst *i = s->active; i; i = i->next) {
+        if (i->deadline_us <= 0) continue;
+        if (i->deadline_us > now) {
+            if (!next || i->deadline_us < next) next = i->deadline_us;
+            continue;
+        }
+        const char *phase = i->status == S_COMPENSATING ? "compensation" : "step";
+        char data[400], id[160];
+        snprintf(data, sizeof data, "{\"saga\":\"%s\",\"step\":\"%s\",\"phase\":\"%s\"}", s->d->name, s->d->steps[i->step].name, phase);
+        snprintf(id, sizeof id, "timeout-%s-%s", phase, s->d->steps[i->step].name);
+        factum_event_t e = {.type = str_c(TIMEOUT_TYPE), .id = str_c(id), .data = str_c(data), .data_format = FACTUM_DATA_JSON,
+                            .correlationid = str_c(i->id)};
+        buf_t name = {0};
+        state_stream(s, i->id, &name);
+        submit(s, (factum_str_t){name.ptr, name.len}, &e, 1);
+        buf_free(&name);
+        i->deadline_us = -i->deadline_us; /* marked; the marker comes back through the log */
+    }
+    return next;
+}
+
+static void checkpoint(saga *s) {
+    buf_t data = {0}, name = {0};
+    buf_printf(&data, "{\"position\":%llu,\"active\":[", (unsigned long long)s->position);
+    for (inst *i = s->active; i; i = i->next) {
+        if (i != s->active) buf_append(&data, ",", 1);
+        json_escape(&data, i->id, strlen(i->id));
+    }
+    buf_append(&data, "]}", 2);
+    buf_printf(&name, "$sagacp-%s", s->d->name);
+    factum_event_t e = {.type = str_c("Checkpoint"), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
+    submit(s, (factum_str_t){name.ptr, name.len}, &e, 1);
+    buf_free(&data), buf_free(&name);
+}
+
+/* Where to start: the newest Checkpoint, its instances loaded, their pending commands sent
+   again (the same ids: appended once). */
+static void recover(saga *s) {
+    buf_t name = {0};
+    buf_printf(&name, "$sagacp-%s", s->d->name);
+    factum_result_t *r;
+    if (factum_read_stream(s->db, (factum_str_t){name.ptr, name.len}, FACTUM_END, 1, 1, &r, NULL) == 0) {
+        if (factum_result_count(r)) {
+            const factum_event_t *e = factum_result_event(r, 0);
+            json_member_u64(e->data, "position", &s->position);
+            factum_str_t a, v;
+            int kind;
+            if (json_member(e->data, "active", &a, &kind)) {
+                json_iter_t it;
+                json_iter_init(&it, a);
+                buf_t id = {0};
+                while (json_iter_element(&it, &v, &kind) == 1) {
+                    id.len = 0;
+                    if (json_unescape(v, &id) || buf_append(&id, "", 1)) break;
+                    inst *i = load(s, id.ptr, NULL);
+                    if (!i) continue;
+                    if (i->status >= S_COMPLETED) {
+                        inst_free(i);
+                        continue;
+                    }
+                    i->next = s->active, s->active = i, s->counts[i->status]++;
+                }
+                buf_free(&id);
+            }
+        }
+        factum_result_free(r);
+    }
+    buf_free(&name);
+    for (inst *i = s->active; i; i = i->next)
+        if (i->pending.len) send_command(s, i->id, (factum_str_t){i->pending.ptr, i->pending.len});
+    drain(s);
+}
+
+static void *runner(void *arg) {
+    saga *s = arg;
+    output o = {0};
+    recover(s);
+    int64_t last_cp = clock_realtime_us();
+    uint64_t cp_pos = s->position;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        bool stop = s->stop;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+        factum_query_t q = {.from = s->position, .limit = BATCH, .system = 1};
+        factum_result_t *r;
+        size_t n = 0;
+        if (factum_read_all(s->db, &q, &r, NULL) == 0) {
+            n = factum_result_count(r);
+            for (size_t k = 0; k < n; k++) input(s, factum_result_event(r, k), &o);
+            uint64_t next = factum_result_next(r);
+            factum_result_free(r);
+            if (drain(s)) { /* a write failed: go back to the last checkpoint */
+                struct timespec ts = {1, 0};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+            pthread_mutex_lock(&s->mu);
+            s->position = next;
+            pthread_mutex_unlock(&s->mu);
+        }
+        int64_t next_deadline = timeouts(s);
+        drain(s);
+        int64_t now = clock_realtime_us();
+        if (s->position != cp_pos && now - last_cp >= CHECKPOINT_EVERY_US) {
+            checkpoint(s);
+            if (drain(s) == 0) cp_pos = s->position, last_cp = now;
+        }
+        if (!n) {
+            int wait_ms = 200;
+            if (next_deadline) wait_ms = (int)MAX(1, MIN(200, (next_deadline - now) / 1000 + 1));
+            factum_wait(s->db, s->position, wait_ms);
+        }
+    }
+    for (int k = 0; k < MAX_RECS; k++) buf_free(&o.recs[k].data);
+    for (int k = 0; k <= MAX_STEPS; k++) buf_free(&o.cmds[k].body);
+    return NULL;
+}
+
+int saga_start(factum_t *db, saga_def *d, saga **out, factum_error_t *err) {
+    saga *s = calloc(1, sizeof *s);
+    if (!s) {
+        saga_def_free(d);
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
+    s->db = db, s->d = d;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_cond_init(&s->wcond, NULL);
+    if (pthread_create(&s->thread, NULL, runner, s)) {
+        saga_def_free(d);
+        free(s);
+        return err_set(err, FACTUM_ENOMEM, "cannot start a saga thread");
+    }
+    *out = s;
+    return 0;
+}
+
+void saga_stop(saga *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    while (s->active) {
+        inst *i = s->active;
+        s->active = i->next;
+        inst_free(i);
+    }
+    free(s->ended);
+    saga_def_free(s->d);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_cond_destroy(&s->wcond);
+    free(s);
+}
+
+/* ---- what it shows ---- */
+
+void saga_status(saga *s, bool with_definition, buf_t *out) {
+    pthread_mutex_lock(&s->mu);
+    buf_append(out, "{\"name\":", 8);
+    json_escape(out, s->d->name, strlen(s->d->name));
+    buf_printf(out, ",\"position\":%llu", (unsigned long long)s->position);
+    for (int k = 0; k < 5; k++) buf_printf(out, ",\"%s\":%llu", status_names[k], (unsigned long long)s->counts[k]);
+    buf_printf(out, ",\"parked\":%llu", (unsigned long long)s->parked);
+    pthread_mutex_unlock(&s->mu);
+    if (with_definition) buf_append(out, ",\"definition\":", 14), buf_append(out, s->d->json.ptr, s->d->json.len);
+    buf_append(out, "}", 1);
+}
+
+static void instance_json(buf_t *out, const char *id, int status, const char *step_name, int64_t started, int64_t ended_us) {
+    char t[32];
+    buf_append(out, "{\"id\":", 6);
+    json_escape(out, id, strlen(id));
+    buf_printf(out, ",\"status\":\"%s\",\"step\":", status_names[status]);
+    if (step_name) json_escape(out, step_name, strlen(step_name));
+    else buf_append(out, "null", 4);
+    time_format_rfc3339(started, t);
+    buf_printf(out, ",\"started\":\"%s\",\"ended\":", t);
+    if (ended_us) time_format_rfc3339(ended_us, t), buf_printf(out, "\"%s\"}", t);
+    else buf_append(out, "null}", 5);
+}
+
+int saga_instances(saga *s, const char *status, buf_t *out, factum_error_t *err) {
+    int want = -1;
+    for (int k = 0; status && k < 5; k++)
+        if (!strcmp(status, status_names[k])) want = k;
+    if (status && want < 0)
+        return err_set(err, FACTUM_EINVAL, "status is running, compensating, completed, failed or compensation_failed");
+    buf_append(out, "[", 1);
+    bool first = true;
+    pthread_mutex_lock(&s->mu);
+    for (inst *i = s->active; i; i = i->next) {
+        if (want >= 0 && i->status != want) continue;
+        if (!first) buf_append(out, ",", 1);
+        first = false;
+        instance_json(out, i->id, i->status, s->d->steps[i->step].name, i->started_us, 0);
+    }
+    for (size_t k = 0; k < s->nended; k++) {
+        const ended *e = &s->ended[(s->ended_at + ENDED_KEPT - 1 - k) % ENDED_KEPT];
+        if (want >= 0 && e->status != want) continue;
+        if (!first) buf_append(out, ",", 1);
+        first = false;
+        instance_json(out, e->id, e->status, e->step < s->d->nsteps ? s->d->steps[e->step].name : NULL, e->started_us, e->ended_us);
+    }
+    pthread_mutex_unlock(&s->mu);
+    buf_append(out, "]", 1);
+    return 0;
+}
+
+int saga_instance(saga *s, const char *id, buf_t *out, factum_error_t *err) {
+    inst *i = load(s, id, NULL);
+    if (!i) return err_set(err, FACTUM_ENOTFOUND, "saga %s has no instance %s", s->d->name, id);
+    buf_t name = {0};
+    state_stream(s, id, &name);
+    buf_append(out, "{\"id\":", 6);
+    json_escape(out, id, strlen(id));
+    buf_printf(out, ",\"status\":\"%s\",\"step\":", status_names[i->status]);
+    if (i->status == S_COMPLETED) buf_append(out, "null", 4);
+    else json_escape(out, s->d->steps[MIN(i->step, s->d->nsteps - 1)].name, strlen(s->d->steps[MIN(i->step, s->d->nsteps - 1)].name));
+    buf_append(out, ",\"context\":", 11);
+    buf_append(out, i->ctx.ptr, i->ctx.len);
+    buf_append(out, ",\"history\":[", 12);
+    factum_result_t *r;
+    if (factum_read_stream(s->db, (factum_str_t){name.ptr, name.len}, 0, 10000, 0, &r, NULL) == 0) {
+        for (size_t k = 0; k < factum_result_count(r); k++) {
+            const factum_event_t *e = factum_result_event(r, k);
+            char t[32];
+            time_format_rfc3339(e->time_us, t);
+            if (k) buf_append(out, ",", 1);
+            buf_append(out, "{\"type\":", 8);
+            json_escape(out, e->type.ptr, e->type.len);
+            buf_printf(out, ",\"time\":\"%s\",\"position\":%llu,\"data\":%.*s}", t, (unsigned long long)e->position, (int)e->data.len, e->data.ptr);
+        }
+        factum_result_free(r);
+    }
+    buf_append(out, "]}", 2);
+    buf_free(&name);
+    inst_free(i);
+    return 0;
+}
+
+int saga_parked(saga *s, buf_t *out, factum_error_t *err) {
+    (void)err;
+    buf_t name = {0};
+    buf_printf(&name, "$sagaparked-%s", s->d->name);
+    buf_append(out, "[", 1);
+    factum_result_t *r;
+    if (factum_read_stream(s->db, (factum_str_t){name.ptr, name.len}, 0, 10000, 0, &r, NULL) == 0) {
+        for (size_t k = 0; k < factum_result_count(r); k++) {
+            if (k) buf_append(out, ",", 1);
+            buf_append(out, factum_result_event(r, k)->data.ptr, factum_result_event(r, k)->data.len);
+        }
+        factum_result_free(r);
+    }
+    buf_append(out, "]", 1);
+    buf_free(&name);
+    return 0;
+}
