@@ -726,6 +726,8 @@ void api_handle(conn *c, factum_str_t body) {
         api_groups(c, (factum_str_t){path.ptr + 7, path.len - 7}, body);
     } else if (path.len >= 10 && !memcmp(path.ptr, "/schedules", 10)) {
         api_schedules(c, (factum_str_t){path.ptr + 10, path.len - 10}, body);
+    } else if (path.len >= 6 && !memcmp(path.ptr, "/sagas", 6) && (path.len == 6 || path.ptr[6] == '/')) {
+        api_sagas(c, (factum_str_t){path.ptr + 6, path.len - 6}, body);
     } else if (path.len >= 12 && !memcmp(path.ptr, "/projections", 12) && (path.len == 12 || path.ptr[12] == '/')) {
         api_projections(c, (factum_str_t){path.ptr + 12, path.len - 12}, body);
     } else if (path.len >= 6 && !memcmp(path.ptr, "/admin", 6) && (path.len == 6 || path.ptr[6] == '/')) {

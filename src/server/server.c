@@ -741,8 +741,10 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         return rc;
     }
     if ((rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err)) ||
-        (rc = projections_open(db, c->data_dir ? c->data_dir : ".", &s->projections, err)) || (rc = jobs_open(&s->jobs, err))) {
+        (rc = projections_open(db, c->data_dir ? c->data_dir : ".", &s->projections, err)) ||
+        (rc = sagas_open(db, &s->sagas, err)) || (rc = jobs_open(&s->jobs, err))) {
         jobs_close(s->jobs);
+        sagas_close(s->sagas);
         projections_close(s->projections);
         scavenger_close(s->scav);
         groups_close(s->groups);
@@ -800,6 +802,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     }
     factum_set_commit_hook(db, NULL, NULL);
     jobs_close(s->jobs);
+    sagas_close(s->sagas);
     projections_close(s->projections);
     scavenger_close(s->scav);
     timers_close(s->timers);

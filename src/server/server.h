@@ -139,6 +139,7 @@ struct loop {
 
 typedef struct scavenger scavenger_t;
 typedef struct projections projections_t;
+typedef struct sagas sagas_t;
 
 struct server {
     factum_t *db;
@@ -146,6 +147,7 @@ struct server {
     struct timers *timers;
     struct groups *groups;
     projections_t *projections;
+    sagas_t *sagas;
     struct jobs *jobs;
     server_config cfg;
     int lfd;
@@ -233,6 +235,11 @@ int projections_open(factum_t *db, const char *data_dir, projections_t **out, fa
 void projections_stop(projections_t *ps);
 void projections_close(projections_t *ps);
 void api_projections(conn *c, factum_str_t rest, factum_str_t body);
+
+/* sagas.c: the registry ($sagas), a runner per saga, and /sagas... (rest = after "/sagas"). */
+int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err);
+void sagas_close(sagas_t *ss);
+void api_sagas(conn *c, factum_str_t rest, factum_str_t body);
 
 /* snapshots.c: PUT/GET /streams/{s}/snapshot, and GET /streams/{s}?from=snapshot. */
 void api_snapshot(conn *c, factum_str_t stream, factum_str_t body);

@@ -1,0 +1,254 @@
+/*
+ * sagas.c — the registry of sagas and the /sagas API (docs/sagas.md):
+ *
+ *   PUT    /sagas/{name}                    define or redefine (201 / 200)
+ *   GET    /sagas, GET /sagas/{name}        counts by status (and the definition)
+ *   DELETE /sagas/{name}                    stop it (instances keep their streams)
+ *   GET    /sagas/{name}/instances[?status=S]
+ *   GET    /sagas/{name}/instances/{id}     status, step, context and history
+ *   GET    /sagas/{name}/parked             inputs set aside, with the reason
+ *
+ * Definitions are SagaDefined / SagaDeleted records in $sagas (defs.c). A definition change
+ * stops the old runner before the new one starts; it runs as a job (joining a thread, an
+ * append), everything else on the loop with the registry's mutex held.
+ */
+#include "server.h"
+
+#include "../saga/saga.h"
+#include "defs.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SAGAS_STREAM "$sagas"
+
+typedef struct entry {
+    char name[SAGA_MAX_NAME + 1];
+    saga *s;
+    struct entry *next;
+} entry;
+
+struct sagas {
+    factum_t *db;
+    pthread_mutex_t mu;        /* the list, and the sagas while they are used */
+    pthread_mutex_t define_mu; /* one definition change at a time */
+    entry *list;
+};
+
+static entry **find(sagas_t *ss, const char *name) {
+    entry **e = &ss->list;
+    while (*e && strcmp((*e)->name, name)) e = &(*e)->next;
+    return e;
+}
+
+/* Takes name's saga out of the list (to stop it); NULL if none. */
+static saga *take(sagas_t *ss, const char *name) {
+    pthread_mutex_lock(&ss->mu);
+    entry **e = find(ss, name), *gone = *e;
+    saga *s = gone ? gone->s : NULL;
+    if (gone) *e = gone->next, free(gone);
+    pthread_mutex_unlock(&ss->mu);
+    return s;
+}
+
+static int start(sagas_t *ss, const char *name, factum_str_t def, factum_error_t *err) {
+    saga_def *d;
+    saga *s;
+    int rc = saga_def_parse(name, def, &d, err);
+    if (!rc) rc = saga_start(ss->db, d, &s, err);
+    if (rc) return rc;
+    entry *n = calloc(1, sizeof *n);
+    if (!n) abort(); /* the server may stop on out-of-memory (STYLE.md) */
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->s = s;
+    pthread_mutex_lock(&ss->mu);
+    n->next = ss->list, ss->list = n;
+    pthread_mutex_unlock(&ss->mu);
+    return 0;
+}
+
+static void replay_def(void *ctx, const char *name, factum_str_t def) {
+    factum_error_t e2;
+    if (start(ctx, name, def, &e2)) fprintf(stderr, "factum: saga %s not started: %s\n", name, e2.message);
+}
+
+int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err) {
+    sagas_t *ss = calloc(1, sizeof *ss);
+    if (!ss) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    ss->db = db;
+    pthread_mutex_init(&ss->mu, NULL);
+    pthread_mutex_init(&ss->define_mu, NULL);
+    int rc = defs_replay(db, SAGAS_STREAM, "SagaDefined", "SagaDeleted", replay_def, ss, err);
+    if (rc) {
+        sagas_close(ss);
+        return rc;
+    }
+    *out = ss;
+    return 0;
+}
+
+void sagas_close(sagas_t *ss) {
+    if (!ss) return;
+    while (ss->list) saga_stop(take(ss, ss->list->name));
+    pthread_mutex_destroy(&ss->mu);
+    pthread_mutex_destroy(&ss->define_mu);
+    free(ss);
+}
+
+/* ---- jobs: definitions ---- */
+
+typedef struct job {
+    char name[SAGA_MAX_NAME + 1];
+    buf_t body, out;
+    bool existed;
+    int rc;
+    factum_error_t err;
+} job;
+
+static void define_work(conn *c) {
+    sagas_t *ss = c->l->srv->sagas;
+    job *j = c->job;
+    factum_str_t body = {j->body.ptr, j->body.len};
+    saga_def *d;
+    pthread_mutex_lock(&ss->define_mu);
+    if (!(j->rc = saga_def_parse(j->name, body, &d, &j->err))) {
+        saga_def_free(d);
+        j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDefined", j->name, body, &j->err);
+    }
+    if (!j->rc) {
+        saga *old = take(ss, j->name);
+        j->existed = old != NULL;
+        saga_stop(old);
+        j->rc = start(ss, j->name, body, &j->err);
+    }
+    pthread_mutex_unlock(&ss->define_mu);
+    if (!j->rc) {
+        pthread_mutex_lock(&ss->mu);
+        entry *e = *find(ss, j->name);
+        if (e) saga_status(e->s, true, &j->out);
+        pthread_mutex_unlock(&ss->mu);
+    }
+}
+
+static void delete_work(conn *c) {
+    sagas_t *ss = c->l->srv->sagas;
+    job *j = c->job;
+    pthread_mutex_lock(&ss->define_mu);
+    pthread_mutex_lock(&ss->mu);
+    bool there = *find(ss, j->name) != NULL;
+    pthread_mutex_unlock(&ss->mu);
+    if (!there) j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no saga %s", j->name);
+    else if (!(j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDeleted", j->name, (factum_str_t){0}, &j->err))) saga_stop(take(ss, j->name));
+    pthread_mutex_unlock(&ss->define_mu);
+    if (!j->rc) buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true}", j->name);
+}
+
+static void job_free(void *p) {
+    job *j = p;
+    buf_free(&j->body);
+    buf_free(&j->out);
+    free(j);
+}
+
+static void job_done(conn *c) {
+    job *j = c->job;
+    c->job = NULL;
+    c->state = C_BODY;
+    if (j->rc) server_problem(c, j->rc, j->err.message);
+    else {
+        char loc[160];
+        snprintf(loc, sizeof loc, "Location: /sagas/%s\r\n", j->name);
+        conn_respond(c, j->existed || !j->body.len ? 200 : 201, "application/json", j->existed ? NULL : loc, j->out.ptr, j->out.len);
+    }
+    job_free(j);
+}
+
+static void submit(conn *c, const char *name, factum_str_t body, job_fn work) {
+    job *j = calloc(1, sizeof *j);
+    if (!j || buf_append(&j->body, body.ptr, body.len)) {
+        free(j);
+        conn_problem(c, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    snprintf(j->name, sizeof j->name, "%s", name);
+    c->job = j;
+    server_submit_job(c, work, job_done, job_free);
+}
+
+/* ---- routing ---- */
+
+void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
+    sagas_t *ss = c->l->srv->sagas;
+    bool get = http_token_is(c->req->h.method, "get") || http_token_is(c->req->h.method, "head");
+    buf_t b = {0};
+    if (rest.len <= 1) {
+        if (!get) {
+            api_not_allowed(c, "GET, HEAD");
+            return;
+        }
+        buf_append(&b, "[", 1);
+        pthread_mutex_lock(&ss->mu);
+        for (entry *e = ss->list; e; e = e->next) {
+            if (b.len > 1) buf_append(&b, ",", 1);
+            saga_status(e->s, false, &b);
+        }
+        pthread_mutex_unlock(&ss->mu);
+        buf_append(&b, "]", 1);
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+        buf_free(&b);
+        return;
+    }
+    /* /{name}[/instances[/{id}] | /parked] */
+    factum_str_t r = {rest.ptr + 1, rest.len - 1};
+    const char *slash = memchr(r.ptr, '/', r.len);
+    size_t nl = slash ? (size_t)(slash - r.ptr) : r.len;
+    char name[SAGA_MAX_NAME + 1];
+    if (nl > SAGA_MAX_NAME || (snprintf(name, sizeof name, "%.*s", (int)nl, r.ptr), !saga_name_valid(name))) {
+        conn_problem(c, 400, "bad-request", NULL, "a saga name is 1 to %d letters, digits, '_' or '-'", SAGA_MAX_NAME);
+        return;
+    }
+    factum_str_t tail = slash ? (factum_str_t){slash, r.len - nl} : (factum_str_t){0};
+    if (!tail.len && http_token_is(c->req->h.method, "put")) {
+        submit(c, name, body, define_work);
+        return;
+    }
+    if (!tail.len && http_token_is(c->req->h.method, "delete")) {
+        submit(c, name, (factum_str_t){0}, delete_work);
+        return;
+    }
+    if (!get) {
+        api_not_allowed(c, tail.len ? "GET, HEAD" : "GET, HEAD, PUT, DELETE");
+        return;
+    }
+    factum_error_t err;
+    int rc = 0;
+    pthread_mutex_lock(&ss->mu);
+    entry *e = *find(ss, name);
+    if (!e) {
+        rc = err_set(&err, FACTUM_ENOTFOUND, "no saga %s", name);
+    } else if (!tail.len) {
+        saga_status(e->s, true, &b);
+    } else if (str_eq(tail, str_c("/instances"))) {
+        factum_str_t q = c->req->h.query;
+        buf_t status = {0};
+        if (q.len > 7 && !memcmp(q.ptr, "status=", 7)) buf_append(&status, q.ptr + 7, q.len - 7), buf_append(&status, "", 1);
+        if (q.len && !status.len) rc = err_set(&err, FACTUM_EINVAL, "the only query parameter is status=");
+        else rc = saga_instances(e->s, status.len ? status.ptr : NULL, &b, &err);
+        buf_free(&status);
+    } else if (tail.len > 11 && !memcmp(tail.ptr, "/instances/", 11)) {
+        buf_t id = {0};
+        if (http_unescape((factum_str_t){tail.ptr + 11, tail.len - 11}, false, &id) || buf_append(&id, "", 1) || strlen(id.ptr) != id.len - 1)
+            rc = err_set(&err, FACTUM_EINVAL, "a bad instance id in the path");
+        else rc = saga_instance(e->s, id.ptr, &b, &err);
+        buf_free(&id);
+    } else if (str_eq(tail, str_c("/parked"))) {
+        rc = saga_parked(e->s, &b, &err);
+    } else {
+        rc = err_set(&err, FACTUM_ENOTFOUND, "no such resource (a saga has /instances and /parked)");
+    }
+    pthread_mutex_unlock(&ss->mu);
+    if (rc) server_problem(c, rc, err.message);
+    else conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
