@@ -740,6 +740,7 @@ static void input(saga *s, const factum_event_t *e, output *o) {
     int was = i->status;
     i->last_input = e->position;
     on_reply(s, i, e, timeout, o);
+    if (i->status >= S_COMPLETED) i->ended_us = e->time_us;
     flush_output(s, i, o);
     settle(s, i, was);
 }

@@ -1,0 +1,352 @@
+/*
+ * test_sagas.c — orchestrated sagas (issue 7) against a real server: the test plays the
+ * services, reading commands from their streams and appending replies.
+ */
+#include "test_server.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#define JSON "Content-Type: application/json\r\n"
+
+/* Three steps; stock's compensation is confirmed by a reply, pay's is not. Timeouts short. */
+static const char *ORDER_SAGA =
+    "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":["
+    "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\","
+    "\"data\":{\"orderId\":\"{{data.orderId}}\",\"amount\":\"{{data.total}}\"}},"
+    "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"],\"timeout_ms\":600,"
+    "\"compensation\":{\"stream\":\"payment-commands\",\"type\":\"ReleasePayment\",\"data\":{\"orderId\":\"{{data.orderId}}\",\"ref\":\"{{steps.pay.ref}}\"}}},"
+    "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\",\"data\":{\"orderId\":\"{{data.orderId}}\"}},"
+    "\"success\":[\"StockReserved\"],\"failure\":[\"OutOfStock\"],\"timeout_ms\":600,"
+    "\"compensation\":{\"stream\":\"inventory-commands\",\"type\":\"ReleaseStock\",\"data\":{\"orderId\":\"{{data.orderId}}\"},"
+    "\"success\":[\"StockReleased\"],\"failure\":[\"StockReleaseFailed\"],\"timeout_ms\":600}},"
+    "{\"name\":\"ship\",\"command\":{\"stream\":\"shipping-commands\",\"type\":\"Ship\",\"data\":{\"orderId\":\"{{data.orderId}}\"}},"
+    "\"success\":[\"Shipped\"],\"failure\":[\"ShippingFailed\"],\"timeout_ms\":600}]}";
+
+static void post(int port, const char *stream, const char *event) {
+    char path[200];
+    snprintf(path, sizeof path, "/streams/%s", stream);
+    resp r;
+    http_do(port, "POST", path, JSON, event, &r);
+    CHECK_MSG(r.status == 201 || r.status == 200, "%s: %d %s", stream, r.status, r.body);
+    resp_free(&r);
+}
+
+static void place(int port, const char *id) {
+    char ev[200];
+    snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"%s\",\"total\":42}}", id);
+    char stream[64];
+    snprintf(stream, sizeof stream, "order-%s", id);
+    post(port, stream, ev);
+}
+
+static void reply(int port, const char *id, const char *type, const char *data) {
+    char ev[300];
+    snprintf(ev, sizeof ev, "{\"type\":\"%s\",\"correlationid\":\"%s\",\"data\":%s}", type, id, data ? data : "{}");
+    post(port, "replies", ev);
+}
+
+/* Waits until a command of `type` for instance id is in `stream`; returns its JSON (free it). */
+static char *wait_command(int port, const char *stream, const char *type, const char *id) {
+    char path[200], want_id[200], want_type[100];
+    snprintf(path, sizeof path, "/streams/%s?limit=10000", stream);
+    snprintf(want_type, sizeof want_type, "\"type\":\"%s\"", type);
+    snprintf(want_id, sizeof want_id, "\"correlationid\":\"%s\"", id);
+    for (int n = 0; n < 300; n++) {
+        resp r;
+        http_do(port, "GET", path, NULL, NULL, &r);
+        /* one event per line in the answer */
+        for (char *line = r.status == 200 ? r.body : NULL; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl) *nl = 0;
+            if (strstr(line, want_type) && strstr(line, want_id)) {
+                char *out = strdup(line);
+                resp_free(&r);
+                return out;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+        resp_free(&r);
+        usleep(20000);
+    }
+    CHECK_MSG(false, "no %s for %s in %s", type, id, stream);
+    return NULL;
+}
+
+/* How many commands of `type` for id are in stream. */
+static int count_commands(int port, const char *stream, const char *type, const char *id) {
+    char path[200], want_id[200], want_type[100];
+    snprintf(path, sizeof path, "/streams/%s?limit=10000", stream);
+    snprintf(want_type, sizeof want_type, "\"type\":\"%s\"", type);
+    snprintf(want_id, sizeof want_id, "\"correlationid\":\"%s\"", id);
+    resp r;
+    http_do(port, "GET", path, NULL, NULL, &r);
+    int n = 0;
+    for (char *line = r.status == 200 ? r.body : NULL; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        n += strstr(line, want_type) && strstr(line, want_id);
+        line = nl ? nl + 1 : NULL;
+    }
+    resp_free(&r);
+    return n;
+}
+
+/* Waits until instance id has `status`; returns the instance's JSON (free it). */
+static char *wait_instance(int port, const char *id, const char *status) {
+    char path[200], want[100];
+    snprintf(path, sizeof path, "/sagas/order/instances/%s", id);
+    snprintf(want, sizeof want, "\"status\":\"%s\"", status);
+    resp r = {0};
+    for (int n = 0; n < 300; n++) {
+        http_do(port, "GET", path, NULL, NULL, &r);
+        if (r.status == 200 && strstr(r.body, want)) {
+            char *b = r.body;
+            r.body = NULL;
+            resp_free(&r);
+            return b;
+        }
+        if (n < 299) resp_free(&r);
+        usleep(20000);
+    }
+    CHECK_MSG(false, "instance %s never %s: %d %s", id, status, r.status, r.body);
+    return NULL;
+}
+
+/* The types of an instance's history, space-separated, into out. */
+static void history(const char *inst, char *out, size_t cap) {
+    out[0] = 0;
+    const char *h = strstr(inst, "\"history\":[");
+    CHECK(h);
+    for (const char *p = h; (p = strstr(p, "{\"type\":\"")); ) {
+        p += 9;
+        const char *q = strchr(p, '"');
+        if (strlen(out) + (size_t)(q - p) + 2 < cap) {
+            if (out[0]) strcat(out, " ");
+            strncat(out, p, (size_t)(q - p));
+        }
+    }
+}
+
+static void define_order(int port) {
+    resp r;
+    http_do(port, "PUT", "/sagas/order", JSON, ORDER_SAGA, &r);
+    CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
+    resp_free(&r);
+}
+
+TEST(a_saga_sends_each_step_command_and_completes_on_success_replies) {
+    srv s = srv_start(test_dir(), NULL);
+    define_order(s.port);
+    place(s.port, "o1");
+    char *c = wait_command(s.port, "payment-commands", "ReservePayment", "o1");
+    CHECK_MSG(strstr(c, "\"id\":\"saga-order-o1-pay-do\"") && strstr(c, "\"causationid\":\"") && strstr(c, "\"data\":{\"orderId\":\"o1\",\"amount\":42}"),
+              "%s", c);
+    free(c);
+    reply(s.port, "o1", "PaymentReserved", "{\"ref\":\"r-1\"}");
+    free(wait_command(s.port, "inventory-commands", "ReserveStock", "o1"));
+    reply(s.port, "o1", "StockReserved", NULL);
+    free(wait_command(s.port, "shipping-commands", "Ship", "o1"));
+    reply(s.port, "o1", "Shipped", NULL);
+    char *inst = wait_instance(s.port, "o1", "completed");
+    char h[1000];
+    history(inst, h, sizeof h);
+    CHECK_MSG(!strcmp(h, "SagaStarted StepStarted StepSucceeded StepStarted StepSucceeded StepStarted StepSucceeded SagaCompleted"), "%s", h);
+    CHECK_MSG(strstr(inst, "\"steps\":{\"pay\":{\"ref\":\"r-1\"},\"stock\":{},\"ship\":{}}"), "%s", inst);
+    free(inst);
+    resp r;
+    http_do(s.port, "GET", "/sagas/order", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "\"running\":0") && strstr(r.body, "\"completed\":1") && strstr(r.body, "\"parked\":0"), "%s", r.body);
+    resp_free(&r);
+    http_do(s.port, "GET", "/sagas/order/instances?status=completed", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "[{\"id\":\"o1\",\"status\":\"completed\"") && !strstr(r.body, "\"ended\":null"), "%s", r.body);
+    resp_free(&r);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST_T(a_failure_at_any_step_runs_the_compensations_of_the_steps_before_it_in_reverse, 60) {
+    srv s = srv_start(test_dir(), NULL);
+    define_order(s.port);
+    static const char *fail[] = {"PaymentDeclined", "OutOfStock", "ShippingFailed"};
+    for (int k = 0; k < 3; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "f%d", k);
+        place(s.port, id);
+        free(wait_command(s.port, "payment-commands", "ReservePayment", id));
+        if (k > 0) {
+            reply(s.port, id, "PaymentReserved", "{\"ref\":\"r\"}");
+            free(wait_command(s.port, "inventory-commands", "ReserveStock", id));
+        }
+        if (k > 1) {
+            reply(s.port, id, "StockReserved", NULL);
+            free(wait_command(s.port, "shipping-commands", "Ship", id));
+        }
+        reply(s.port, id, fail[k], NULL);
+        if (k == 2) { /* stock's compensation waits for its confirmation, then pay's */
+            free(wait_command(s.port, "inventory-commands", "ReleaseStock", id));
+            CHECK_EQ(count_commands(s.port, "payment-commands", "ReleasePayment", id), 0);
+            reply(s.port, id, "StockReleased", NULL);
+        }
+        char *inst = wait_instance(s.port, id, "failed");
+        char h[1000];
+        history(inst, h, sizeof h);
+        static const char *want[] = {
+            "SagaStarted StepStarted StepFailed SagaFailed",
+            "SagaStarted StepStarted StepSucceeded StepStarted StepFailed CompensationStarted CompensationSucceeded SagaFailed",
+            "SagaStarted StepStarted StepSucceeded StepStarted StepSucceeded StepStarted StepFailed CompensationStarted "
+            "CompensationSucceeded CompensationStarted CompensationSucceeded SagaFailed"};
+        CHECK_MSG(!strcmp(h, want[k]), "step %d: %s", k, h);
+        free(inst);
+        if (k > 0) free(wait_command(s.port, "payment-commands", "ReleasePayment", id)); /* written beside the state, not before */
+        CHECK_EQ(count_commands(s.port, "payment-commands", "ReleasePayment", id), k > 0);
+        CHECK_EQ(count_commands(s.port, "inventory-commands", "ReleaseStock", id), k > 1);
+    }
+    srv_stop(&s, SIGTERM);
+}
+
+TEST_T(a_step_that_times_out_fails_the_saga_with_its_compensations, 60) {
+    srv s = srv_start(test_dir(), NULL);
+    define_order(s.port);
+    for (int k = 0; k < 3; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "t%d", k);
+        place(s.port, id);
+        free(wait_command(s.port, "payment-commands", "ReservePayment", id));
+        if (k > 0) {
+            reply(s.port, id, "PaymentReserved", "{\"ref\":\"r\"}");
+            free(wait_command(s.port, "inventory-commands", "ReserveStock", id));
+        }
+        if (k > 1) {
+            reply(s.port, id, "StockReserved", NULL);
+            free(wait_command(s.port, "shipping-commands", "Ship", id));
+            free(wait_command(s.port, "inventory-commands", "ReleaseStock", id));
+            reply(s.port, id, "StockReleased", NULL);
+        }
+        char *inst = wait_instance(s.port, id, "failed");
+        CHECK_MSG(strstr(inst, "\"reason\":\"timed out\""), "%s", inst);
+        free(inst);
+        if (k > 0) free(wait_command(s.port, "payment-commands", "ReleasePayment", id));
+        CHECK_EQ(count_commands(s.port, "payment-commands", "ReleasePayment", id), k > 0);
+        /* A reply after the timeout is parked, not applied. */
+    }
+    reply(s.port, "t0", "PaymentReserved", NULL);
+    resp r;
+    for (int n = 0; n < 100; n++) {
+        http_do(s.port, "GET", "/sagas/order/parked", NULL, NULL, &r);
+        if (strstr(r.body, "\"correlationid\":\"t0\"")) break;
+        resp_free(&r);
+        usleep(20000);
+    }
+    CHECK_MSG(r.body && strstr(r.body, "\"correlationid\":\"t0\"") && strstr(r.body, "no running instance"), "%s", r.body);
+    resp_free(&r);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(a_compensation_that_fails_leaves_the_instance_for_an_operator) {
+    srv s = srv_start(test_dir(), NULL);
+    define_order(s.port);
+    place(s.port, "c1");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "c1"));
+    reply(s.port, "c1", "PaymentReserved", NULL);
+    free(wait_command(s.port, "inventory-commands", "ReserveStock", "c1"));
+    reply(s.port, "c1", "StockReserved", NULL);
+    free(wait_command(s.port, "shipping-commands", "Ship", "c1"));
+    reply(s.port, "c1", "ShippingFailed", NULL);
+    free(wait_command(s.port, "inventory-commands", "ReleaseStock", "c1"));
+    reply(s.port, "c1", "StockReleaseFailed", NULL);
+    char *inst = wait_instance(s.port, "c1", "compensation_failed");
+    char h[1000];
+    history(inst, h, sizeof h);
+    CHECK_MSG(strstr(h, "CompensationStarted CompensationFailed SagaCompensationFailed"), "%s", h);
+    free(inst);
+    CHECK_EQ(count_commands(s.port, "payment-commands", "ReleasePayment", "c1"), 0);
+    resp r;
+    http_do(s.port, "GET", "/sagas/order/instances?status=compensation_failed", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "\"id\":\"c1\""), "%s", r.body);
+    resp_free(&r);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(duplicate_unknown_and_uncorrelated_replies_and_a_second_start_are_parked_never_applied) {
+    srv s = srv_start(test_dir(), NULL);
+    define_order(s.port);
+    place(s.port, "d1");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "d1"));
+    reply(s.port, "d1", "PaymentReserved", NULL);
+    reply(s.port, "d1", "PaymentReserved", NULL); /* twice */
+    reply(s.port, "nobody", "PaymentReserved", NULL);
+    post(s.port, "replies", "{\"type\":\"StockReserved\"}");
+    place(s.port, "d1"); /* the same id again */
+    resp r = {0};
+    for (int n = 0; n < 100; n++) {
+        http_do(s.port, "GET", "/sagas/order/parked", NULL, NULL, &r);
+        if (strstr(r.body, "is running") && strstr(r.body, "without a correlation")) break;
+        resp_free(&r);
+        usleep(20000);
+    }
+    CHECK_MSG(r.body && strstr(r.body, "\"correlationid\":\"d1\",\"reason\":\"a reply the instance is not waiting for") &&
+                  strstr(r.body, "\"correlationid\":\"nobody\",\"reason\":\"no running instance") &&
+                  strstr(r.body, "a reply without a correlation id") && strstr(r.body, "an instance with this id is running"),
+              "%s", r.body);
+    resp_free(&r);
+    free(wait_command(s.port, "inventory-commands", "ReserveStock", "d1"));
+    CHECK_EQ(count_commands(s.port, "inventory-commands", "ReserveStock", "d1"), 1);
+    CHECK_EQ(count_commands(s.port, "payment-commands", "ReservePayment", "d1"), 1);
+    http_do(s.port, "GET", "/sagas/order", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "\"parked\":4"), "%s", r.body);
+    resp_free(&r);
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(a_killed_server_resumes_each_instance_where_it_was_and_sends_nothing_twice) {
+    srv s = srv_start(test_dir(), NULL);
+    define_order(s.port);
+    place(s.port, "k1");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "k1"));
+    reply(s.port, "k1", "PaymentReserved", NULL);
+    free(wait_command(s.port, "inventory-commands", "ReserveStock", "k1"));
+    srv_stop(&s, SIGKILL);
+    s = srv_start(test_dir(), NULL);
+    reply(s.port, "k1", "StockReserved", NULL);
+    free(wait_command(s.port, "shipping-commands", "Ship", "k1"));
+    reply(s.port, "k1", "Shipped", NULL);
+    free(wait_instance(s.port, "k1", "completed"));
+    CHECK_EQ(count_commands(s.port, "payment-commands", "ReservePayment", "k1"), 1);
+    CHECK_EQ(count_commands(s.port, "inventory-commands", "ReserveStock", "k1"), 1);
+    CHECK_EQ(count_commands(s.port, "shipping-commands", "Ship", "k1"), 1); /* each sent once, whatever the restart re-sent */
+    srv_stop(&s, SIGTERM);
+}
+
+TEST(bad_saga_definitions_get_clear_errors_and_change_nothing) {
+    srv s = srv_start(test_dir(), NULL);
+    static const struct {
+        const char *def, *says;
+    } bad[] = {
+        {"{\"instance_id\":\"data.id\",\"steps\":[]}", "start_on"},
+        {"{\"start_on\":\"A\",\"steps\":[]}", "instance_id"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[]}", "at least one step"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\"},\"success\":[\"B\"]}]}", "needs a stream and a type"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"}}]}", "success"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"B\"],\"timeout_ms\":-1}]}", "timeout_ms"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"B\"]},"
+         "{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"B\"]}]}", "two steps are named x"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[],\"extra\":1}", "unknown member"},
+        {"[]", "JSON object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) expect_status(s.port, "PUT", "/sagas/bad", JSON, bad[i].def, 400, bad[i].says);
+    expect_status(s.port, "PUT", "/sagas/b%20d", JSON, ORDER_SAGA, 400, "saga name");
+    expect_status(s.port, "GET", "/sagas/bad", NULL, NULL, 404, "no saga");
+    expect_status(s.port, "GET", "/sagas", NULL, NULL, 200, "[]");
+    define_order(s.port);
+    expect_status(s.port, "GET", "/sagas/order/instances?status=sleeping", NULL, NULL, 400, "status is");
+    expect_status(s.port, "GET", "/sagas/order/instances/none", NULL, NULL, 404, "no instance");
+    /* Definitions survive a restart; a deleted one stays deleted. */
+    srv_stop(&s, SIGTERM);
+    s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "GET", "/sagas/order", NULL, NULL, 200, "\"name\":\"order\"");
+    expect_status(s.port, "DELETE", "/sagas/order", NULL, NULL, 200, "\"deleted\":true");
+    srv_stop(&s, SIGTERM);
+    s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "GET", "/sagas/order", NULL, NULL, 404, NULL);
+    srv_stop(&s, SIGTERM);
+}
