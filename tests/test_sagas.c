@@ -524,3 +524,49 @@ TEST_T(kill_9_during_500_sagas_leaves_each_in_exactly_its_right_end_with_no_comm
     }
     srv_stop(&s, SIGTERM);
 }
+
+TEST(the_saga_command_applies_lists_shows_and_deletes) {
+    srv s = srv_start(test_dir(), NULL);
+    char file[4200], cmd[8400];
+    static char out[65536];
+    snprintf(file, sizeof file, "%s/order.json", test_dir());
+    FILE *f = fopen(file, "w");
+    CHECK(f);
+    fputs(ORDER_SAGA, f);
+    fclose(f);
+    char base[128];
+    snprintf(base, sizeof base, "%s --server http://127.0.0.1:%d saga", test_bin(), s.port);
+    snprintf(cmd, sizeof cmd, "%s apply %s 2>&1", base, file);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"name\":\"order\""), "%s", out);
+    place(s.port, "x1");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "x1"));
+    reply(s.port, "x1", "PaymentDeclined", NULL);
+    free(wait_instance(s.port, "x1", "failed"));
+    reply(s.port, "zz", "PaymentDeclined", NULL);
+    snprintf(cmd, sizeof cmd, "%s ls 2>&1", base);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(!strncmp(out, "{\"name\":\"order\"", 15) && strstr(out, "\"failed\":1"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s show order x1 2>&1", base);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"status\":\"failed\"") && strstr(out, "\"history\":["), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s instances order --status failed 2>&1", base);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(!strncmp(out, "{\"id\":\"x1\",\"status\":\"failed\"", 28), "%s", out);
+    for (int n = 0; n < 100; n++) {
+        snprintf(cmd, sizeof cmd, "%s parked order 2>&1", base);
+        CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+        if (strstr(out, "\"correlationid\":\"zz\"")) break;
+        usleep(20000);
+    }
+    CHECK_MSG(strstr(out, "\"correlationid\":\"zz\""), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s show order nope 2>&1", base);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 3);
+    snprintf(cmd, sizeof cmd, "%s delete order 2>&1", base);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s show order 2>&1", base);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 3);
+    snprintf(cmd, sizeof cmd, "%s --data-dir %s saga ls 2>&1", test_bin(), test_dir());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 2);
+    srv_stop(&s, SIGTERM);
+}

@@ -35,6 +35,7 @@ int cli_call(const char *url, const char *method, const char *path, const char *
 
 int cli_serve(const char *dir, int argc, char **argv);
 int cli_projection(const char *url, int argc, char **argv);
+int cli_saga(const char *url, int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
 int cli_meta(const char *dir, const char *url, int argc, char **argv);
 int cli_delete(const char *dir, const char *url, int argc, char **argv);
