@@ -161,6 +161,13 @@ TEST(a_saga_sends_each_step_command_and_completes_on_success_replies) {
     http_do(s.port, "GET", "/sagas/order/instances?status=completed", NULL, NULL, &r);
     CHECK_MSG(strstr(r.body, "[{\"id\":\"o1\",\"status\":\"completed\"") && !strstr(r.body, "\"ended\":null"), "%s", r.body);
     resp_free(&r);
+    http_do(s.port, "GET", "/metrics", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "factum_saga_ended_total{saga=\"order\",status=\"completed\"} 1\n") &&
+                  strstr(r.body, "factum_saga_instances{saga=\"order\",status=\"running\"} 0\n") &&
+                  strstr(r.body, "factum_saga_duration_seconds_count{saga=\"order\"} 1\n") &&
+                  strstr(r.body, "# TYPE factum_saga_duration_seconds histogram"),
+              "%s", r.body);
+    resp_free(&r);
     srv_stop(&s, SIGTERM);
 }
 

@@ -77,6 +77,8 @@ struct saga {
     size_t nended, ended_at;
     uint64_t position; /* every input before this is done */
     uint64_t counts[5], parked;
+    uint64_t dur[SAGA_DURATION_BUCKETS], dur_n; /* ended instances by duration (start to end) */
+    double dur_sum_s;
     /* the runner's batch */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
@@ -628,6 +630,10 @@ static void settle(saga *s, inst *i, int was) {
     pthread_mutex_lock(&s->mu);
     if (was != i->status) s->counts[was]--, s->counts[i->status]++;
     if (i->status >= S_COMPLETED) {
+        double d = (double)(i->ended_us - i->started_us) / 1e6;
+        for (int k = 0; k < SAGA_DURATION_BUCKETS; k++)
+            if (d <= saga_duration_bounds[k]) s->dur[k]++;
+        s->dur_n++, s->dur_sum_s += d;
         for (inst **p = &s->active; *p; p = &(*p)->next)
             if (*p == i) {
                 *p = i->next;
@@ -908,6 +914,30 @@ void saga_stop(saga *s) {
 }
 
 /* ---- what it shows ---- */
+
+const double saga_duration_bounds[SAGA_DURATION_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 1e300};
+
+void saga_metrics(saga *s, int family, buf_t *out) {
+    const char *n = s->d->name;
+    pthread_mutex_lock(&s->mu);
+    if (family == 0) {
+        for (int k = 0; k < 2; k++)
+            buf_printf(out, "factum_saga_instances{saga=\"%s\",status=\"%s\"} %llu\n", n, status_names[k], (unsigned long long)s->counts[k]);
+    } else if (family == 1) {
+        for (int k = 2; k < 5; k++)
+            buf_printf(out, "factum_saga_ended_total{saga=\"%s\",status=\"%s\"} %llu\n", n, status_names[k], (unsigned long long)s->counts[k]);
+    } else if (family == 2) {
+        buf_printf(out, "factum_saga_parked_total{saga=\"%s\"} %llu\n", n, (unsigned long long)s->parked);
+    } else {
+        for (int k = 0; k < SAGA_DURATION_BUCKETS; k++) {
+            if (k == SAGA_DURATION_BUCKETS - 1) buf_printf(out, "factum_saga_duration_seconds_bucket{saga=\"%s\",le=\"+Inf\"} %llu\n", n, (unsigned long long)s->dur[k]);
+            else buf_printf(out, "factum_saga_duration_seconds_bucket{saga=\"%s\",le=\"%g\"} %llu\n", n, saga_duration_bounds[k], (unsigned long long)s->dur[k]);
+        }
+        buf_printf(out, "factum_saga_duration_seconds_sum{saga=\"%s\"} %.6f\nfactum_saga_duration_seconds_count{saga=\"%s\"} %llu\n", n, s->dur_sum_s, n,
+                   (unsigned long long)s->dur_n);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
 
 void saga_status(saga *s, bool with_definition, buf_t *out) {
     pthread_mutex_lock(&s->mu);

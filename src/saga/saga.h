@@ -43,6 +43,12 @@ int saga_instances(saga *s, const char *status, buf_t *out, factum_error_t *err)
 /* One instance: {"id","status","step","history":[{"type","time","data"}...]} from its stream.
    FACTUM_ENOTFOUND. */
 int saga_instance(saga *s, const char *id, buf_t *out, factum_error_t *err);
+/* Prometheus lines of one metric family (0 instances by status, 1 ended counts, 2 parked,
+   3 the duration histogram) for this saga, labelled saga="NAME". */
+#define SAGA_DURATION_BUCKETS 13
+extern const double saga_duration_bounds[SAGA_DURATION_BUCKETS];
+void saga_metrics(saga *s, int family, buf_t *out);
+
 /* Parked inputs: [{"position","type","stream","reason"}]. */
 int saga_parked(saga *s, buf_t *out, factum_error_t *err);
 

@@ -655,6 +655,7 @@ static void metrics(conn *c) {
     histogram(b, "factum_timer_lateness_seconds", "From a timer's time to its event being durable.", ts.late,
               timers_late_bounds_ms, 16, 1e-3, (double)ts.late_sum_us / 1e6);
     group_metrics(b, s->groups);
+    sagas_metrics(s->sagas, b);
     factum_scavenge_stats_t sc;
     factum_scavenge_stats(s->db, &sc);
     scalar(b, "factum_scavenge_running", "gauge", "1 while a scavenge runs.", (uint64_t)sc.running);

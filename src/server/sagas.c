@@ -252,3 +252,18 @@ void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
     else conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
 }
+
+void sagas_metrics(sagas_t *ss, buf_t *b) {
+    static const char *const heads[] = {
+        "# HELP factum_saga_instances Saga instances running or compensating.\n# TYPE factum_saga_instances gauge\n",
+        "# HELP factum_saga_ended_total Saga instances that ended, by how (since the server started).\n# TYPE factum_saga_ended_total counter\n",
+        "# HELP factum_saga_parked_total Saga inputs parked (since the server started).\n# TYPE factum_saga_parked_total counter\n",
+        "# HELP factum_saga_duration_seconds From a saga's start event to its end.\n# TYPE factum_saga_duration_seconds histogram\n",
+    };
+    pthread_mutex_lock(&ss->mu);
+    for (int f = 0; f < 4 && ss->list; f++) {
+        buf_append(b, heads[f], strlen(heads[f]));
+        for (entry *e = ss->list; e; e = e->next) saga_metrics(e->s, f, b);
+    }
+    pthread_mutex_unlock(&ss->mu);
+}

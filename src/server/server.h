@@ -240,6 +240,8 @@ void api_projections(conn *c, factum_str_t rest, factum_str_t body);
 int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err);
 void sagas_close(sagas_t *ss);
 void api_sagas(conn *c, factum_str_t rest, factum_str_t body);
+/* Prometheus lines of every saga's counts and durations. */
+void sagas_metrics(sagas_t *ss, buf_t *b);
 
 /* snapshots.c: PUT/GET /streams/{s}/snapshot, and GET /streams/{s}?from=snapshot. */
 void api_snapshot(conn *c, factum_str_t stream, factum_str_t body);
