@@ -577,3 +577,75 @@ TEST(the_saga_command_applies_lists_shows_and_deletes) {
     CHECK_EQ(test_run(cmd, out, sizeof out), 2);
     srv_stop(&s, SIGTERM);
 }
+
+static const char *PARALLEL_SAGA =
+    "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":["
+    "{\"parallel\":["
+    "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\",\"data\":{}},"
+    "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"],\"timeout_ms\":5000,"
+    "\"compensation\":{\"stream\":\"payment-commands\",\"type\":\"ReleasePayment\"}},"
+    "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},"
+    "\"success\":[\"StockReserved\"],\"failure\":[\"OutOfStock\"],\"timeout_ms\":5000,"
+    "\"compensation\":{\"stream\":\"inventory-commands\",\"type\":\"ReleaseStock\"}}]},"
+    "{\"name\":\"ship\",\"command\":{\"stream\":\"shipping-commands\",\"type\":\"Ship\"},\"success\":[\"Shipped\"],\"failure\":[\"ShippingFailed\"]}]}";
+
+TEST(parallel_steps_all_run_at_once_and_a_failure_compensates_the_ones_that_succeeded_once_all_answer) {
+    srv s = srv_start(test_dir(), NULL);
+    resp r;
+    http_do(s.port, "PUT", "/sagas/order", JSON, PARALLEL_SAGA, &r);
+    CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
+    resp_free(&r);
+    /* Both succeed: then the next step. */
+    place(s.port, "p1");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "p1"));
+    free(wait_command(s.port, "inventory-commands", "ReserveStock", "p1"));
+    reply(s.port, "p1", "StockReserved", NULL);
+    usleep(100000);
+    CHECK_EQ(count_commands(s.port, "shipping-commands", "Ship", "p1"), 0);
+    reply(s.port, "p1", "PaymentReserved", NULL);
+    free(wait_command(s.port, "shipping-commands", "Ship", "p1"));
+    reply(s.port, "p1", "Shipped", NULL);
+    free(wait_instance(s.port, "p1", "completed"));
+    /* One fails first: nothing is compensated until the other answers; then only what succeeded. */
+    place(s.port, "p2");
+    free(wait_command(s.port, "inventory-commands", "ReserveStock", "p2"));
+    reply(s.port, "p2", "OutOfStock", NULL);
+    usleep(100000);
+    CHECK_EQ(count_commands(s.port, "payment-commands", "ReleasePayment", "p2"), 0);
+    reply(s.port, "p2", "PaymentReserved", NULL);
+    free(wait_command(s.port, "payment-commands", "ReleasePayment", "p2"));
+    char *inst = wait_instance(s.port, "p2", "failed");
+    CHECK_EQ(count_commands(s.port, "inventory-commands", "ReleaseStock", "p2"), 0);
+    CHECK_EQ(count_commands(s.port, "shipping-commands", "Ship", "p2"), 0);
+    char h[1000];
+    history(inst, h, sizeof h);
+    CHECK_MSG(!strcmp(h, "SagaStarted StepStarted StepStarted StepFailed StepSucceeded CompensationStarted CompensationSucceeded SagaFailed"), "%s", h);
+    free(inst);
+    /* Both fail: nothing to compensate. */
+    place(s.port, "p3");
+    free(wait_command(s.port, "inventory-commands", "ReserveStock", "p3"));
+    reply(s.port, "p3", "OutOfStock", NULL);
+    reply(s.port, "p3", "PaymentDeclined", NULL);
+    free(wait_instance(s.port, "p3", "failed"));
+    CHECK_EQ(count_commands(s.port, "payment-commands", "ReleasePayment", "p3"), 0);
+    /* Killed with one of the two answered: after the restart the other's answer completes the stage. */
+    place(s.port, "p4");
+    free(wait_command(s.port, "inventory-commands", "ReserveStock", "p4"));
+    reply(s.port, "p4", "StockReserved", NULL);
+    usleep(100000);
+    srv_stop(&s, SIGKILL);
+    s = srv_start(test_dir(), NULL);
+    reply(s.port, "p4", "PaymentReserved", NULL);
+    free(wait_command(s.port, "shipping-commands", "Ship", "p4"));
+    CHECK_EQ(count_commands(s.port, "payment-commands", "ReservePayment", "p4"), 1);
+    CHECK_EQ(count_commands(s.port, "inventory-commands", "ReserveStock", "p4"), 1);
+    /* Two parallel steps may not share a reply type. */
+    expect_status(s.port, "PUT", "/sagas/bad", JSON,
+                  "{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"parallel\":["
+                  "{\"name\":\"a\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"Ok\"]},"
+                  "{\"name\":\"b\",\"command\":{\"stream\":\"s\",\"type\":\"D\"},\"success\":[\"Ok\"]}]}]}",
+                  400, "parallel steps a and b both take reply Ok");
+    expect_status(s.port, "PUT", "/sagas/bad", JSON, "{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"parallel\":[]}]}", 400,
+                  "at least one step");
+    srv_stop(&s, SIGTERM);
+}

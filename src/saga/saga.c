@@ -36,6 +36,7 @@ typedef struct command {
 typedef struct step {
     char name[64];
     command cmd, comp;
+    int stage; /* steps of one stage run in parallel; stages run one after another */
 } step;
 
 struct saga_def {
@@ -45,16 +46,22 @@ struct saga_def {
     char instance_id[256]; /* a path into the start event: data.orderId */
     step steps[MAX_STEPS];
     int nsteps;
+    int stage_first[MAX_STEPS], stage_n[MAX_STEPS], nstages;
 };
 
 typedef struct inst {
     char id[256];
-    int status, step;     /* running: the step awaiting its reply; compensating: the step being compensated */
+    int status;
+    int stage;            /* running: the stage under way */
+    int step;             /* compensating: the step being compensated */
+    uint32_t waiting;     /* running: steps of the stage without an answer yet (bit = step index) */
+    uint32_t done;        /* steps that succeeded */
+    bool stage_failed;    /* a step of the stage failed: compensation begins once the others answer */
     uint64_t last_input;  /* the position of the last input applied */
-    int64_t deadline_us;  /* 0: none */
+    int64_t deadline_us[MAX_STEPS]; /* of each outstanding command; 0 none, negative once its marker is sent */
+    buf_t sent[MAX_STEPS];          /* each outstanding command as sent, sent again after a restart */
     int64_t started_us, ended_us;
     buf_t ctx;            /* {"id":..,"data":..,"steps":{NAME: reply data, ...}} */
-    buf_t pending;        /* the command last sent (JSON of the event), sent again after a restart */
     struct inst *next;
 } inst;
 
@@ -177,6 +184,33 @@ static int parse_step(factum_str_t s, int idx, step *st, factum_error_t *err) {
     return 0;
 }
 
+static bool listed(char *const *v, int n, factum_str_t type);
+
+/* One element of steps: a step, or {"parallel": [step, ...]} whose steps all run at once. */
+static int parse_stage(saga_def *d, factum_str_t s, factum_error_t *err) {
+    factum_str_t par, one;
+    int kind, rc = 0;
+    d->stage_first[d->nstages] = d->nsteps;
+    if (json_member(s, "parallel", &par, &kind)) {
+        if (kind != JSON_ARRAY) return err_set(err, FACTUM_EINVAL, "steps[%d].parallel must be an array of steps", d->nsteps);
+        json_iter_t it;
+        json_iter_init(&it, par);
+        while (!rc && json_iter_element(&it, &one, &kind) == 1) {
+            if (d->nsteps == MAX_STEPS) return err_set(err, FACTUM_EINVAL, "at most %d steps", MAX_STEPS);
+            if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "steps[%d] must be an object", d->nsteps);
+            d->steps[d->nsteps].stage = d->nstages;
+            rc = parse_step(one, d->nsteps, &d->steps[d->nsteps], err), d->nsteps++;
+        }
+        if (!rc && d->nsteps == d->stage_first[d->nstages]) rc = err_set(err, FACTUM_EINVAL, "a parallel group needs at least one step");
+    } else {
+        d->steps[d->nsteps].stage = d->nstages;
+        rc = parse_step(s, d->nsteps, &d->steps[d->nsteps], err), d->nsteps++;
+    }
+    d->stage_n[d->nstages] = d->nsteps - d->stage_first[d->nstages];
+    d->nstages++;
+    return rc;
+}
+
 int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_error_t *err) {
     *out = NULL;
     int kind;
@@ -210,8 +244,17 @@ int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_e
         while (!rc && json_iter_element(&it, &s, &kind) == 1) {
             if (d->nsteps == MAX_STEPS) rc = err_set(err, FACTUM_EINVAL, "at most %d steps", MAX_STEPS);
             else if (kind != JSON_OBJECT) rc = err_set(err, FACTUM_EINVAL, "steps[%d] must be an object", d->nsteps);
-            else rc = parse_step(s, d->nsteps, &d->steps[d->nsteps], err), d->nsteps++;
+            else rc = parse_stage(d, s, err);
         }
+        for (int g = 0; !rc && g < d->nstages; g++) /* a reply must name one step of its stage */
+            for (int a = d->stage_first[g]; !rc && a < d->stage_first[g] + d->stage_n[g]; a++)
+                for (int o = a + 1; !rc && o < d->stage_first[g] + d->stage_n[g]; o++)
+                    for (int r = 0; !rc && r < d->steps[o].cmd.nsuccess + d->steps[o].cmd.nfailure; r++) {
+                        const command *c = &d->steps[o].cmd;
+                        const char *t = r < c->nsuccess ? c->success[r] : c->failure[r - c->nsuccess];
+                        if (listed(d->steps[a].cmd.success, d->steps[a].cmd.nsuccess, str_c(t)) || listed(d->steps[a].cmd.failure, d->steps[a].cmd.nfailure, str_c(t)))
+                            rc = err_set(err, FACTUM_EINVAL, "parallel steps %s and %s both take reply %s", d->steps[a].name, d->steps[o].name, t);
+                    }
         for (int i = 0; !rc && i < d->nsteps; i++)
             for (int j = 0; j < i; j++)
                 if (!strcmp(d->steps[i].name, d->steps[j].name)) rc = err_set(err, FACTUM_EINVAL, "two steps are named %s", d->steps[i].name);
@@ -323,8 +366,16 @@ static inst *find(saga *s, const char *id) {
 
 static void inst_free(inst *i) {
     buf_free(&i->ctx);
-    buf_free(&i->pending);
+    for (int k = 0; k < MAX_STEPS; k++) buf_free(&i->sent[k]);
     free(i);
+}
+
+/* The step an instance is at, for people: the first one waiting, or the one compensated. */
+static int shown_step(const saga_def *d, const inst *i) {
+    if (i->status == S_COMPENSATING) return i->step;
+    for (int k = 0; k < d->nsteps; k++)
+        if (i->waiting & (1u << k)) return k;
+    return i->status == S_COMPLETED ? -1 : MIN(d->stage_first[MIN(i->stage, d->nstages - 1)], d->nsteps - 1);
 }
 
 static void state_stream(const saga *s, const char *id, buf_t *out) {
@@ -374,41 +425,69 @@ static void recf(output *o, const char *type, uint64_t input, const char *fmt, .
 /* Sends command c of step k (phase "step" or "compensation") for instance i, caused by e. */
 static void send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, output *o) {
     const command *c = comp ? &s->d->steps[k].comp : &s->d->steps[k].cmd;
-    buf_t cmd = {0};
+    buf_t cmd = {0}, *sent = &i->sent[k];
     render((factum_str_t){c->tmpl.ptr, c->tmpl.len}, JSON_OBJECT, (factum_str_t){i->ctx.ptr, i->ctx.len}, &cmd);
-    i->deadline_us = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
-    i->pending.len = 0;
-    buf_printf(&i->pending, "{\"id\":\"saga-%s-%s-%s-%s\",\"cause\":", s->d->name, i->id, s->d->steps[k].name, comp ? "compensate" : "do");
-    json_escape(&i->pending, e->id.ptr, e->id.len);
-    buf_printf(&i->pending, ",\"command\":%.*s}", (int)cmd.len, cmd.ptr);
+    i->deadline_us[k] = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
+    sent->len = 0;
+    buf_printf(sent, "{\"id\":\"saga-%s-%s-%s-%s\",\"cause\":", s->d->name, i->id, s->d->steps[k].name, comp ? "compensate" : "do");
+    json_escape(sent, e->id.ptr, e->id.len);
+    buf_printf(sent, ",\"command\":%.*s}", (int)cmd.len, cmd.ptr);
     buf_free(&cmd);
     buf_t *b = &o->cmds[o->ncmds++].body;
     b->len = 0;
-    buf_append(b, i->pending.ptr, i->pending.len);
+    buf_append(b, sent->ptr, sent->len);
     buf_t m = {0};
-    buf_printf(&m, "\"step\":\"%s\",\"deadline_us\":%lld,\"sent\":", s->d->steps[k].name, (long long)i->deadline_us);
-    buf_append(&m, i->pending.ptr, i->pending.len);
+    buf_printf(&m, "\"step\":\"%s\",\"deadline_us\":%lld,\"sent\":", s->d->steps[k].name, (long long)i->deadline_us[k]);
+    buf_append(&m, sent->ptr, sent->len);
     rec(o, comp ? "CompensationStarted" : "StepStarted", e->position, m.ptr, m.len);
     buf_free(&m);
 }
 
-/* Compensates the completed steps below `from`, highest first; ends the instance when none is left. */
+/* A step is answered (or timed out): nothing outstanding for it any more. */
+static void settled(inst *i, int k) {
+    i->deadline_us[k] = 0;
+    i->sent[k].len = 0;
+    i->waiting &= ~(1u << k);
+}
+
+/* Sends the commands of stage g, all at once. */
+static void start_stage(saga *s, inst *i, int g, const factum_event_t *e, output *o) {
+    i->status = S_RUNNING, i->stage = g, i->stage_failed = false;
+    for (int k = s->d->stage_first[g]; k < s->d->stage_first[g] + s->d->stage_n[g]; k++) {
+        i->waiting |= 1u << k;
+        send(s, i, k, false, e, o);
+    }
+}
+
+/* Compensates the steps that succeeded, from step `from` down; ends the instance when none is left. */
 static void compensate_from(saga *s, inst *i, int from, const factum_event_t *e, output *o) {
     for (int k = from; k >= 0; k--) {
-        if (!s->d->steps[k].comp.present) continue;
+        if (!(i->done & (1u << k)) || !s->d->steps[k].comp.present) continue;
         i->status = S_COMPENSATING, i->step = k;
         send(s, i, k, true, e, o);
-        if (s->d->steps[k].comp.nsuccess) return; /* wait for its reply */
+        if (s->d->steps[k].comp.nsuccess) return; /* wait for its confirmation */
+        settled(i, k);
         recf(o, "CompensationSucceeded", e->position, "\"step\":\"%s\",\"unconfirmed\":true", s->d->steps[k].name);
     }
-    i->status = S_FAILED, i->deadline_us = 0;
+    i->status = S_FAILED;
     rec(o, "SagaFailed", e->position, NULL, 0);
 }
 
-/* Applies a reply (or a timeout: type NULL) to instance i. */
-static void on_reply(saga *s, inst *i, const factum_event_t *e, bool timeout, output *o) {
-    const step *st = &s->d->steps[i->step];
+/* The step of the running stage whose replies include type, or -1. */
+static int branch_of(const saga *s, const inst *i, factum_str_t type) {
+    for (int k = 0; k < s->d->nsteps; k++) {
+        const step *st = &s->d->steps[k];
+        if ((i->waiting & (1u << k)) && (listed(st->cmd.success, st->cmd.nsuccess, type) || listed(st->cmd.failure, st->cmd.nfailure, type)))
+            return k;
+    }
+    return -1;
+}
+
+/* Applies a reply to step k of instance i (timeout: step k timed out). */
+static void on_reply(saga *s, inst *i, int k, const factum_event_t *e, bool timeout, output *o) {
+    const step *st = &s->d->steps[k];
     if (i->status == S_RUNNING) {
+        settled(i, k);
         if (!timeout && listed(st->cmd.success, st->cmd.nsuccess, e->type)) {
             /* The reply's data joins the context as steps.NAME. */
             buf_t nc = {0};
@@ -417,6 +496,7 @@ static void on_reply(saga *s, inst *i, const factum_event_t *e, bool timeout, ou
             buf_printf(&nc, "%s\"%s\":%.*s}}", i->ctx.ptr[i->ctx.len - 3] == '{' ? "" : ",", st->name, (int)data.len, data.ptr);
             buf_free(&i->ctx);
             i->ctx = nc;
+            i->done |= 1u << k;
             buf_t m = {0};
             buf_printf(&m, "\"step\":\"%s\",\"reply\":", st->name);
             json_escape(&m, e->type.ptr, e->type.len);
@@ -424,38 +504,39 @@ static void on_reply(saga *s, inst *i, const factum_event_t *e, bool timeout, ou
             buf_append(&m, i->ctx.ptr, i->ctx.len);
             rec(o, "StepSucceeded", e->position, m.ptr, m.len);
             buf_free(&m);
-            if (++i->step == s->d->nsteps) {
-                i->status = S_COMPLETED, i->deadline_us = 0, i->pending.len = 0;
-                rec(o, "SagaCompleted", e->position, NULL, 0);
-            } else {
-                send(s, i, i->step, false, e, o);
-            }
         } else {
             recf(o, "StepFailed", e->position, "\"step\":\"%s\",\"reason\":\"%s%.*s\"", st->name, timeout ? "timed out" : "reply ",
-                timeout ? 0 : (int)MIN(e->type.len, 200), e->type.ptr);
-            i->pending.len = 0;
-            compensate_from(s, i, i->step - 1, e, o);
+                 timeout ? 0 : (int)MIN(e->type.len, 200), e->type.ptr);
+            i->stage_failed = true;
         }
-    } else { /* compensating */
+        if (i->waiting) return; /* the rest of the stage still answers */
+        if (i->stage_failed) compensate_from(s, i, s->d->nsteps - 1, e, o);
+        else if (i->stage + 1 < s->d->nstages) start_stage(s, i, i->stage + 1, e, o);
+        else {
+            i->status = S_COMPLETED;
+            rec(o, "SagaCompleted", e->position, NULL, 0);
+        }
+    } else { /* compensating step k */
+        settled(i, k);
         if (!timeout && listed(st->comp.success, st->comp.nsuccess, e->type)) {
             recf(o, "CompensationSucceeded", e->position, "\"step\":\"%s\"", st->name);
-            i->pending.len = 0;
-            compensate_from(s, i, i->step - 1, e, o);
+            compensate_from(s, i, k - 1, e, o);
         } else {
             recf(o, "CompensationFailed", e->position, "\"step\":\"%s\",\"reason\":\"%s%.*s\"", st->name, timeout ? "timed out" : "reply ",
-                timeout ? 0 : (int)MIN(e->type.len, 200), e->type.ptr);
-            i->status = S_COMP_FAILED, i->deadline_us = 0, i->pending.len = 0;
+                 timeout ? 0 : (int)MIN(e->type.len, 200), e->type.ptr);
+            i->status = S_COMP_FAILED;
             rec(o, "SagaCompensationFailed", e->position, NULL, 0);
         }
     }
 }
 
-/* Whether e is a reply type of the step i waits on (for its phase). */
-static bool awaited(const saga *s, const inst *i, factum_str_t type) {
+/* Which step a reply of type answers, or -1 when the instance waits for no such reply. */
+static int awaited(const saga *s, const inst *i, factum_str_t type) {
+    if (i->status == S_RUNNING) return branch_of(s, i, type);
     const step *st = &s->d->steps[i->step];
-    if (i->status == S_RUNNING) return listed(st->cmd.success, st->cmd.nsuccess, type) || listed(st->cmd.failure, st->cmd.nfailure, type);
-    if (i->status == S_COMPENSATING) return listed(st->comp.success, st->comp.nsuccess, type) || listed(st->comp.failure, st->comp.nfailure, type);
-    return false;
+    if (i->status == S_COMPENSATING && (listed(st->comp.success, st->comp.nsuccess, type) || listed(st->comp.failure, st->comp.nfailure, type)))
+        return i->step;
+    return -1;
 }
 
 /* Whether type is a reply type of any step of the saga. */
@@ -503,20 +584,28 @@ static inst *load(saga *s, const char *id, uint64_t *started_at) {
             i->last_input = MAX(i->last_input, input);
             int st = step_index(s->d, e->data);
             if (json_member(e->data, "context", &v, &kind)) i->ctx.len = 0, buf_append(&i->ctx, v.ptr, v.len);
-            if (str_eq(e->type, str_c("StepStarted")) || str_eq(e->type, str_c("CompensationStarted"))) {
-                i->status = str_eq(e->type, str_c("StepStarted")) ? S_RUNNING : S_COMPENSATING;
-                i->step = st < 0 ? 0 : st;
+            if (st < 0) {
+                /* SagaStarted and the ends */
+            } else if (str_eq(e->type, str_c("StepStarted")) || str_eq(e->type, str_c("CompensationStarted"))) {
+                bool comp = str_eq(e->type, str_c("CompensationStarted"));
+                if (comp) i->status = S_COMPENSATING, i->step = st;
+                else i->status = S_RUNNING, i->stage = s->d->steps[st].stage, i->waiting |= 1u << st;
                 uint64_t dl = 0;
                 json_member_u64(e->data, "deadline_us", &dl);
-                i->deadline_us = (int64_t)dl;
-                i->pending.len = 0;
-                if (json_member(e->data, "sent", &v, &kind)) buf_append(&i->pending, v.ptr, v.len);
+                i->deadline_us[st] = (int64_t)dl;
+                i->sent[st].len = 0;
+                if (json_member(e->data, "sent", &v, &kind)) buf_append(&i->sent[st], v.ptr, v.len);
             } else if (str_eq(e->type, str_c("StepSucceeded"))) {
-                i->step = st + 1, i->pending.len = 0, i->deadline_us = 0;
-            } else if (str_eq(e->type, str_c("SagaCompleted")) || str_eq(e->type, str_c("SagaFailed")) ||
-                       str_eq(e->type, str_c("SagaCompensationFailed"))) {
+                settled(i, st), i->done |= 1u << st;
+            } else if (str_eq(e->type, str_c("StepFailed"))) {
+                settled(i, st), i->stage_failed = true;
+            } else if (str_eq(e->type, str_c("CompensationSucceeded")) || str_eq(e->type, str_c("CompensationFailed"))) {
+                settled(i, st);
+            }
+            if (str_eq(e->type, str_c("SagaCompleted")) || str_eq(e->type, str_c("SagaFailed")) || str_eq(e->type, str_c("SagaCompensationFailed"))) {
                 i->status = str_eq(e->type, str_c("SagaCompleted")) ? S_COMPLETED : str_eq(e->type, str_c("SagaFailed")) ? S_FAILED : S_COMP_FAILED;
-                i->ended_us = e->time_us, i->deadline_us = 0, i->pending.len = 0;
+                i->ended_us = e->time_us;
+                for (int q = 0; q < MAX_STEPS; q++) settled(i, q);
             }
         }
         from = factum_result_next(r);
@@ -620,7 +709,7 @@ static void ended_add(saga *s, inst *i) {
     if (!s->ended && !(s->ended = calloc(ENDED_KEPT, sizeof *s->ended))) return;
     ended *e = &s->ended[s->ended_at];
     snprintf(e->id, sizeof e->id, "%s", i->id);
-    e->status = i->status, e->step = i->step, e->started_us = i->started_us, e->ended_us = i->ended_us;
+    e->status = i->status, e->step = shown_step(s->d, i), e->started_us = i->started_us, e->ended_us = i->ended_us;
     s->ended_at = (s->ended_at + 1) % ENDED_KEPT;
     if (s->nended < ENDED_KEPT) s->nended++;
 }
@@ -701,8 +790,7 @@ static void start_instance(saga *s, const factum_event_t *e, output *o) {
     buf_append(&m, i->ctx.ptr, i->ctx.len);
     rec(o, "SagaStarted", e->position, m.ptr, m.len);
     buf_free(&m);
-    i->status = S_RUNNING, i->step = 0;
-    send(s, i, 0, false, e, o);
+    start_stage(s, i, 0, e, o);
     pthread_mutex_lock(&s->mu);
     i->next = s->active, s->active = i, s->counts[S_RUNNING]++;
     pthread_mutex_unlock(&s->mu);
@@ -734,18 +822,21 @@ static void input(saga *s, const factum_event_t *e, output *o) {
         return;
     }
     if (e->position <= i->last_input) return; /* done before a restart */
+    int k;
     if (timeout) {
         factum_str_t v;
         int kind;
         bool comp = json_member(e->data, "phase", &v, &kind) && str_eq(v, str_c("\"compensation\""));
-        if (step_index(d, e->data) != i->step || comp != (i->status == S_COMPENSATING)) return; /* it moved on in time */
-    } else if (!awaited(s, i, e->type)) {
+        k = step_index(d, e->data);
+        if (k < 0 || (comp ? i->status != S_COMPENSATING || i->step != k : i->status != S_RUNNING || !(i->waiting & (1u << k))))
+            return; /* it was answered in time */
+    } else if ((k = awaited(s, i, e->type)) < 0) {
         park(s, e, "a reply the instance is not waiting for (a duplicate, or late)");
         return;
     }
     int was = i->status;
     i->last_input = e->position;
-    on_reply(s, i, e, timeout, o);
+    on_reply(s, i, k, e, timeout, o);
     if (i->status >= S_COMPLETED) i->ended_us = e->time_us;
     flush_output(s, i, o);
     settle(s, i, was);
@@ -754,24 +845,25 @@ static void input(saga *s, const factum_event_t *e, output *o) {
 /* Appends a timeout marker for every instance whose deadline passed. */
 static int64_t timeouts(saga *s) {
     int64_t now = clock_realtime_us(), next = 0;
-    for (inst *i = s->active; i; i = i->next) {
-        if (i->deadline_us <= 0) continue;
-        if (i->deadline_us > now) {
-            if (!next || i->deadline_us < next) next = i->deadline_us;
-            continue;
+    for (inst *i = s->active; i; i = i->next)
+        for (int k = 0; k < s->d->nsteps; k++) {
+            if (i->deadline_us[k] <= 0) continue;
+            if (i->deadline_us[k] > now) {
+                if (!next || i->deadline_us[k] < next) next = i->deadline_us[k];
+                continue;
+            }
+            const char *phase = i->status == S_COMPENSATING ? "compensation" : "step";
+            char data[400], id[160];
+            snprintf(data, sizeof data, "{\"saga\":\"%s\",\"step\":\"%s\",\"phase\":\"%s\"}", s->d->name, s->d->steps[k].name, phase);
+            snprintf(id, sizeof id, "timeout-%s-%s", phase, s->d->steps[k].name);
+            factum_event_t e = {.type = str_c(TIMEOUT_TYPE), .id = str_c(id), .data = str_c(data), .data_format = FACTUM_DATA_JSON,
+                                .correlationid = str_c(i->id)};
+            buf_t name = {0};
+            state_stream(s, i->id, &name);
+            submit(s, (factum_str_t){name.ptr, name.len}, &e, 1);
+            buf_free(&name);
+            i->deadline_us[k] = -i->deadline_us[k]; /* marked; the marker comes back through the log */
         }
-        const char *phase = i->status == S_COMPENSATING ? "compensation" : "step";
-        char data[400], id[160];
-        snprintf(data, sizeof data, "{\"saga\":\"%s\",\"step\":\"%s\",\"phase\":\"%s\"}", s->d->name, s->d->steps[i->step].name, phase);
-        snprintf(id, sizeof id, "timeout-%s-%s", phase, s->d->steps[i->step].name);
-        factum_event_t e = {.type = str_c(TIMEOUT_TYPE), .id = str_c(id), .data = str_c(data), .data_format = FACTUM_DATA_JSON,
-                            .correlationid = str_c(i->id)};
-        buf_t name = {0};
-        state_stream(s, i->id, &name);
-        submit(s, (factum_str_t){name.ptr, name.len}, &e, 1);
-        buf_free(&name);
-        i->deadline_us = -i->deadline_us; /* marked; the marker comes back through the log */
-    }
     return next;
 }
 
@@ -823,7 +915,8 @@ static void recover(saga *s) {
     }
     buf_free(&name);
     for (inst *i = s->active; i; i = i->next)
-        if (i->pending.len) send_command(s, i->id, (factum_str_t){i->pending.ptr, i->pending.len});
+        for (int k = 0; k < s->d->nsteps; k++)
+            if (i->sent[k].len) send_command(s, i->id, (factum_str_t){i->sent[k].ptr, i->sent[k].len});
     drain(s);
 }
 
@@ -977,14 +1070,15 @@ int saga_instances(saga *s, const char *status, buf_t *out, factum_error_t *err)
         if (want >= 0 && i->status != want) continue;
         if (!first) buf_append(out, ",", 1);
         first = false;
-        instance_json(out, i->id, i->status, s->d->steps[i->step].name, i->started_us, 0);
+        int k = shown_step(s->d, i);
+        instance_json(out, i->id, i->status, k >= 0 ? s->d->steps[k].name : NULL, i->started_us, 0);
     }
     for (size_t k = 0; k < s->nended; k++) {
         const ended *e = &s->ended[(s->ended_at + ENDED_KEPT - 1 - k) % ENDED_KEPT];
         if (want >= 0 && e->status != want) continue;
         if (!first) buf_append(out, ",", 1);
         first = false;
-        instance_json(out, e->id, e->status, e->step < s->d->nsteps ? s->d->steps[e->step].name : NULL, e->started_us, e->ended_us);
+        instance_json(out, e->id, e->status, e->step >= 0 ? s->d->steps[e->step].name : NULL, e->started_us, e->ended_us);
     }
     pthread_mutex_unlock(&s->mu);
     buf_append(out, "]", 1);
@@ -999,18 +1093,19 @@ int saga_instance(saga *s, const char *id, buf_t *out, factum_error_t *err) {
     buf_append(out, "{\"id\":", 6);
     json_escape(out, id, strlen(id));
     buf_printf(out, ",\"status\":\"%s\",\"step\":", status_names[i->status]);
-    if (i->status == S_COMPLETED) buf_append(out, "null", 4);
-    else json_escape(out, s->d->steps[MIN(i->step, s->d->nsteps - 1)].name, strlen(s->d->steps[MIN(i->step, s->d->nsteps - 1)].name));
+    int k = shown_step(s->d, i);
+    if (k < 0) buf_append(out, "null", 4);
+    else json_escape(out, s->d->steps[k].name, strlen(s->d->steps[k].name));
     buf_append(out, ",\"context\":", 11);
     buf_append(out, i->ctx.ptr, i->ctx.len);
     buf_append(out, ",\"history\":[", 12);
     factum_result_t *r;
     if (factum_read_stream(s->db, (factum_str_t){name.ptr, name.len}, 0, 10000, 0, &r, NULL) == 0) {
-        for (size_t k = 0; k < factum_result_count(r); k++) {
-            const factum_event_t *e = factum_result_event(r, k);
+        for (size_t q = 0; q < factum_result_count(r); q++) {
+            const factum_event_t *e = factum_result_event(r, q);
             char t[32];
             time_format_rfc3339(e->time_us, t);
-            if (k) buf_append(out, ",", 1);
+            if (q) buf_append(out, ",", 1);
             buf_append(out, "{\"type\":", 8);
             json_escape(out, e->type.ptr, e->type.len);
             buf_printf(out, ",\"time\":\"%s\",\"position\":%llu,\"data\":%.*s}", t, (unsigned long long)e->position, (int)e->data.len, e->data.ptr);
