@@ -6,6 +6,7 @@
 #   make bench      engine figures beside the disk's ceiling; server figures beside PostgreSQL
 #                   (QUICK=1 for a short run)
 #   make run        build and serve HTTP on 127.0.0.1:7744 with data in ./factum-data
+#   make demo       the order system of examples/orders: services, a saga, choreography
 #   make clean
 
 BUILD   ?= build
@@ -35,7 +36,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps browser-deps run test asan fuzz bench clean check-test
+.PHONY: all deps browser-deps run test asan fuzz bench clean check-test demo
 all: $(BUILD)/factum $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a
 
 # Debian packages, installed only when missing: $(call apt,PACKAGES)
@@ -87,7 +88,7 @@ $(BUILD)/factum-tests: $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactu
 test: deps browser-deps
 	@$(MAKE) --no-print-directory check-test
 
-check-test: $(BUILD)/factum $(BUILD)/factum-tests
+check-test: $(BUILD)/factum $(BUILD)/factum-tests $(BUILD)/order-service
 	@FACTUM_BIN=$(abspath $(BUILD)/factum) FACTUM_ROOT=$(CURDIR) $(BUILD)/factum-tests
 
 asan: deps browser-deps
@@ -127,6 +128,14 @@ bench: deps
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-groups $(if $(QUICK),EVENTS=20000) bench/groups.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-proj $(if $(QUICK),EVENTS=100000) bench/projections.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-sagas $(if $(QUICK),SAGAS=2000) bench/sagas.sh
+
+# The order system of examples/orders: services written with the client library.
+$(BUILD)/order-service: examples/orders/service.c $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a $(LDLIBS)
+
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/order-service
+	BIN=$(BUILD)/factum SVC=$(BUILD)/order-service examples/orders/demo.sh
 
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/factum

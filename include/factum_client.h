@@ -67,8 +67,21 @@ int factum_client_schedule(factum_client_t *c, int64_t at_us, const char *stream
 int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_error_t *err);
 
 /*
- * Any request of the HTTP API (docs/http.md), for what has no call of its own yet (consumer
- * groups): method, path (with query), an optional JSON body. *status is the HTTP status and
+ * Consumer groups (docs/groups.md). A pull takes up to max deliveries of group, waiting up to
+ * wait_ms for the first. *events holds their events (free with factum_events_free; NULL when
+ * none came) and ids[i] the delivery id of event i (room for max). 0, FACTUM_ENOTFOUND for no
+ * group, or as factum_client_append.
+ */
+typedef struct factum_delivery_id {
+    char id[48];
+} factum_delivery_id_t;
+int factum_client_pull(factum_client_t *c, const char *group, size_t max, int wait_ms, factum_events_t **events,
+                       factum_delivery_id_t *ids, size_t *n, factum_error_t *err);
+/* Acknowledges n deliveries: done, not delivered again. */
+int factum_client_ack(factum_client_t *c, const char *group, const factum_delivery_id_t *ids, size_t n, factum_error_t *err);
+
+/*
+ * Any request of the HTTP API (docs/http.md), for what has no call of its own yet: method, path (with query), an optional JSON body. *status is the HTTP status and
  * *response the body (NUL-terminated; free it). Errors map as in the other calls when the
  * status is 4xx/5xx, but *status and *response are set either way.
  */

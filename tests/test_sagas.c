@@ -649,3 +649,29 @@ TEST(parallel_steps_all_run_at_once_and_a_failure_compensates_the_ones_that_succ
                   "at least one step");
     srv_stop(&s, SIGTERM);
 }
+
+/* `make demo` as CI runs it: the order system of examples/orders, both styles, every path. */
+TEST_T(the_order_demo_ends_every_order_as_its_kind_says_in_both_styles, 120) {
+    char cmd[4096], svc[2048];
+    snprintf(svc, sizeof svc, "%s", test_bin());
+    char *slash = strrchr(svc, '/');
+    CHECK(slash);
+    strcpy(slash + 1, "order-service");
+    snprintf(cmd, sizeof cmd, "BIN=%s SVC=%s sh %s/examples/orders/demo.sh 2>&1", test_bin(), svc, test_root());
+    static char out[65536];
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    static const char *want[] = {
+        "o-ok: completed\n",
+        "o-declined: failed\n",
+        "o-nostock: failed\n",
+        "o-lost: failed\n",
+        "  messages: ReservePayment PaymentReserved ReserveStock OutOfStock ReleasePayment PaymentReleased \n",
+        "  messages: ReservePayment PaymentReserved ReserveStock StockReserved Ship ReleaseStock StockReleased ReleasePayment PaymentReleased \n",
+        "SagaTimeout StepFailed",
+        "c-ok: completed\n  events:   OrderPlaced PaymentReserved StockReserved Shipped \n",
+        "c-declined: failed\n  events:   OrderPlaced PaymentDeclined \n",
+        "c-nostock: failed\n  events:   OrderPlaced PaymentReserved OutOfStock PaymentReleased \n",
+        "c-lost: failed\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) CHECK_MSG(strstr(out, want[i]), "no '%s' in:\n%s", want[i], out);
+}

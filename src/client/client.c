@@ -471,3 +471,67 @@ int factum_client_call_with(factum_client_t *c, const char *method, const char *
     (*response)[c->body.len] = 0;
     return st >= 400 ? problem(c, st, err) : 0;
 }
+
+/* ---- consumer groups ---- */
+
+int factum_client_pull(factum_client_t *c, const char *group, size_t max, int wait_ms, factum_events_t **events,
+                       factum_delivery_id_t *ids, size_t *n, factum_error_t *err) {
+    *events = NULL, *n = 0;
+    char path[256];
+    snprintf(path, sizeof path, "/groups/%s/messages?max=%zu&wait_ms=%d", group, max, wait_ms);
+    int status;
+    char *resp;
+    int rc = factum_client_call(c, "POST", path, NULL, &status, &resp, err);
+    if (rc) {
+        free(resp);
+        return rc;
+    }
+    /* [{"delivery_id","attempt","event"}...]: the events into one array the parser takes */
+    buf_t arr = {0};
+    buf_append(&arr, "[", 1);
+    json_iter_t it;
+    factum_str_t el, v;
+    int kind;
+    json_iter_init(&it, str_c(resp));
+    while (*n < max && json_iter_element(&it, &el, &kind) == 1) {
+        buf_t id = {0};
+        if (!json_member_string(el, "delivery_id", &id) || id.len >= sizeof ids->id || !json_member(el, "event", &v, &kind)) {
+            buf_free(&id);
+            continue;
+        }
+        memcpy(ids[*n].id, id.ptr, id.len + 1);
+        buf_free(&id);
+        if (*n) buf_append(&arr, ",", 1);
+        buf_append(&arr, v.ptr, v.len);
+        (*n)++;
+    }
+    buf_append(&arr, "]", 1);
+    free(resp);
+    if (*n && (rc = factum_events_parse(arr.ptr, arr.len, 1, events, err))) {
+        buf_free(&arr);
+        *n = 0;
+        return rc;
+    }
+    if (*n) events_own_text(*events, arr.ptr); /* the set frees the text */
+    else buf_free(&arr);
+    return 0;
+}
+
+int factum_client_ack(factum_client_t *c, const char *group, const factum_delivery_id_t *ids, size_t n, factum_error_t *err) {
+    if (!n) return 0;
+    buf_t body = {0};
+    buf_append(&body, "{\"delivery_ids\":[", 17);
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_append(&body, ",", 1);
+        json_escape(&body, ids[i].id, strlen(ids[i].id));
+    }
+    buf_append(&body, "]}", 3);
+    char path[256];
+    snprintf(path, sizeof path, "/groups/%s/ack", group);
+    int status;
+    char *resp;
+    int rc = factum_client_call(c, "POST", path, body.ptr, &status, &resp, err);
+    free(resp);
+    buf_free(&body);
+    return rc;
+}

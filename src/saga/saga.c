@@ -47,6 +47,8 @@ struct saga_def {
     step steps[MAX_STEPS];
     int nsteps;
     int stage_first[MAX_STEPS], stage_n[MAX_STEPS], nstages;
+    char *reply_cats[MAX_TYPES]; /* replies come only from streams of these categories (none: any) */
+    int nreply_cats;
 };
 
 typedef struct inst {
@@ -113,6 +115,7 @@ void saga_def_free(saga_def *d) {
     if (!d) return;
     buf_free(&d->json);
     for (int i = 0; i < d->nsteps; i++) command_free(&d->steps[i].cmd), command_free(&d->steps[i].comp);
+    for (int i = 0; i < d->nreply_cats; i++) free(d->reply_cats[i]);
     free(d);
 }
 
@@ -227,8 +230,10 @@ int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_e
     factum_str_t k;
     json_iter_init(&it, body);
     while (!rc && json_iter_member(&it, &k, &v, &kind) == 1)
-        if (!json_key_is(k, "start_on") && !json_key_is(k, "instance_id") && !json_key_is(k, "steps"))
-            rc = err_set(err, FACTUM_EINVAL, "unknown member %.*s (a saga has start_on, instance_id, steps)", (int)MIN(k.len, 60), k.ptr);
+        if (!json_key_is(k, "start_on") && !json_key_is(k, "instance_id") && !json_key_is(k, "steps") && !json_key_is(k, "reply_categories"))
+            rc = err_set(err, FACTUM_EINVAL, "unknown member %.*s (a saga has start_on, instance_id, steps, reply_categories)", (int)MIN(k.len, 60),
+                         k.ptr);
+    if (!rc) rc = types(body, "reply_categories", d->reply_cats, &d->nreply_cats, "the saga", err);
     if (!rc && (!json_member_string(body, "start_on", &b) || !b.len || b.len >= sizeof d->start_on))
         rc = err_set(err, FACTUM_EINVAL, "start_on must be the event type that starts an instance");
     if (!rc) snprintf(d->start_on, sizeof d->start_on, "%s", b.ptr);
@@ -813,6 +818,10 @@ static void input(saga *s, const factum_event_t *e, output *o) {
         if (!mine) return;
     } else if (system || !reply_type(d, e->type)) {
         return;
+    } else if (d->nreply_cats) {
+        bool from = false;
+        for (int k = 0; k < d->nreply_cats && !from; k++) from = stream_in_category(e->stream, str_c(d->reply_cats[k]));
+        if (!from) return; /* not a reply of this saga: another conversation uses the same types */
     }
     char id[256];
     snprintf(id, sizeof id, "%.*s", (int)MIN(e->correlationid.len, sizeof id - 1), e->correlationid.ptr);
