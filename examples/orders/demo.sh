@@ -51,6 +51,7 @@ for i in $(seq 100); do
     for id in ok declined nostock lost; do
         $F read "corder-c-$id" 2>/dev/null | grep -q -E '"type":"(Shipped|PaymentDeclined|PaymentReleased)"' && ended=$((ended + 1))
     done
+    [ -n "${DEMO_DEBUG:-}" ] && echo "waiting: running+compensating=$running choreographed ended=$ended instances=$($F saga instances order | wc -l)" >&2
     [ "$running" = "00" ] && [ "$ended" = 4 ] && [ "$($F saga instances order | wc -l)" = 4 ] && break
     sleep 0.2
 done

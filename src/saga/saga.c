@@ -49,6 +49,8 @@ struct saga_def {
     int stage_first[MAX_STEPS], stage_n[MAX_STEPS], nstages;
     char *reply_cats[MAX_TYPES]; /* replies come only from streams of these categories (none: any) */
     int nreply_cats;
+    char *start_cats[MAX_TYPES]; /* and start events only from these */
+    int nstart_cats;
 };
 
 typedef struct inst {
@@ -116,6 +118,7 @@ void saga_def_free(saga_def *d) {
     buf_free(&d->json);
     for (int i = 0; i < d->nsteps; i++) command_free(&d->steps[i].cmd), command_free(&d->steps[i].comp);
     for (int i = 0; i < d->nreply_cats; i++) free(d->reply_cats[i]);
+    for (int i = 0; i < d->nstart_cats; i++) free(d->start_cats[i]);
     free(d);
 }
 
@@ -230,10 +233,12 @@ int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_e
     factum_str_t k;
     json_iter_init(&it, body);
     while (!rc && json_iter_member(&it, &k, &v, &kind) == 1)
-        if (!json_key_is(k, "start_on") && !json_key_is(k, "instance_id") && !json_key_is(k, "steps") && !json_key_is(k, "reply_categories"))
-            rc = err_set(err, FACTUM_EINVAL, "unknown member %.*s (a saga has start_on, instance_id, steps, reply_categories)", (int)MIN(k.len, 60),
-                         k.ptr);
+        if (!json_key_is(k, "start_on") && !json_key_is(k, "instance_id") && !json_key_is(k, "steps") && !json_key_is(k, "reply_categories") &&
+            !json_key_is(k, "start_categories"))
+            rc = err_set(err, FACTUM_EINVAL, "unknown member %.*s (a saga has start_on, instance_id, steps, start_categories, reply_categories)",
+                         (int)MIN(k.len, 60), k.ptr);
     if (!rc) rc = types(body, "reply_categories", d->reply_cats, &d->nreply_cats, "the saga", err);
+    if (!rc) rc = types(body, "start_categories", d->start_cats, &d->nstart_cats, "the saga", err);
     if (!rc && (!json_member_string(body, "start_on", &b) || !b.len || b.len >= sizeof d->start_on))
         rc = err_set(err, FACTUM_EINVAL, "start_on must be the event type that starts an instance");
     if (!rc) snprintf(d->start_on, sizeof d->start_on, "%s", b.ptr);
@@ -807,7 +812,9 @@ static void input(saga *s, const factum_event_t *e, output *o) {
     const saga_def *d = s->d;
     bool system = e->stream.len && e->stream.ptr[0] == '$';
     if (!system && str_eq(e->type, str_c(d->start_on))) {
-        start_instance(s, e, o);
+        bool from = !d->nstart_cats;
+        for (int k = 0; k < d->nstart_cats && !from; k++) from = stream_in_category(e->stream, str_c(d->start_cats[k]));
+        if (from) start_instance(s, e, o);
         return;
     }
     bool timeout = system && str_eq(e->type, str_c(TIMEOUT_TYPE));
