@@ -5,6 +5,7 @@
 #include "test_server.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define JSON "Content-Type: application/json\r\n"
@@ -674,4 +675,35 @@ TEST_T(the_order_demo_ends_every_order_as_its_kind_says_in_both_styles, 120) {
         "c-lost: failed\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) CHECK_MSG(strstr(out, want[i]), "no '%s' in:\n%s", want[i], out);
+}
+
+/* The example's services with a switch: inventory never answers, so its step times out and
+   payment is released — real services, a real consumer group, the saga in between. */
+TEST_T(the_example_services_switch_makes_a_step_time_out_and_the_saga_compensates, 60) {
+    srv s = srv_start(test_dir(), NULL);
+    define_order(s.port);
+    char svc[2048], url[64];
+    snprintf(svc, sizeof svc, "%s", test_bin());
+    strcpy(strrchr(svc, '/') + 1, "order-service");
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    static const char *roles[] = {"payment", "inventory", "shipping"};
+    pid_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            freopen("/dev/null", "w", stdout);
+            freopen("/dev/null", "w", stderr);
+            if (i == 1) execl(svc, svc, roles[i], "--server", url, "--force", "timeout", (char *)NULL);
+            else execl(svc, svc, roles[i], "--server", url, (char *)NULL);
+            _exit(127);
+        }
+    }
+    place(s.port, "sw1");
+    char *inst = wait_instance(s.port, "sw1", "failed");
+    CHECK_MSG(strstr(inst, "\"step\":\"stock\",\"reason\":\"timed out\""), "%s", inst);
+    free(inst);
+    free(wait_command(s.port, "payment-commands", "ReleasePayment", "sw1"));
+    CHECK_EQ(count_commands(s.port, "shipping-commands", "Ship", "sw1"), 0);
+    for (int i = 0; i < 3; i++) kill(kids[i], SIGTERM), waitpid(kids[i], NULL, 0);
+    srv_stop(&s, SIGTERM);
 }

@@ -3,6 +3,7 @@
  * include/factum_client.h). One program, three roles:
  *
  *   order-service payment|inventory|shipping [--server URL] [--style orchestrated|choreographed]
+ *                 [--force fail|timeout]
  *
  * Orchestrated (the default): the role consumes its commands (payment-commands, ...) from a
  * consumer group and answers each with an event in its own stream (payment-events, ...), with
@@ -18,7 +19,9 @@
  * The switches that make things go wrong are in the orders themselves, so one run shows every
  * path: payment declines an amount over 1000, inventory has no "unobtainium", and shipping to
  * region "mars" never answers (orchestrated: the step times out) or fails (choreographed).
- * Replies carry ids made from what they answer, so answering again after a crash appends once.
+ * --force makes the role fail (decline, out of stock, shipping failed) or never answer (the
+ * saga's step times out) for every order. Replies carry ids made from what they answer, so
+ * answering again after a crash appends once.
  */
 #include "factum_client.h"
 
@@ -58,6 +61,8 @@ typedef struct reply {
     char data[400];
 } reply;
 
+static const char *force = ""; /* "fail", "timeout" or "" */
+
 /* What the role answers to event e (a command, or in choreography an event it reacts to). */
 static reply decide(const char *role, const factum_event_t *e) {
     reply r = {NULL, "{}"};
@@ -89,6 +94,11 @@ static reply decide(const char *role, const factum_event_t *e) {
         else if (IS("StockReserved")) r.type = !strcmp(v, "mars") ? "ShippingFailed" : "Shipped";
         snprintf(r.data, sizeof r.data, "{\"orderId\":\"%s\",\"region\":\"%s\"}", order, v);
     }
+    /* --force: the role's first answer to an order fails, or never comes */
+    bool first = IS("ReservePayment") || IS("OrderPlaced") || IS("ReserveStock") || IS("PaymentReserved") || IS("Ship") || IS("StockReserved");
+    if (first && !strcmp(force, "timeout")) r.type = NULL;
+    else if (first && !strcmp(force, "fail"))
+        r.type = !strcmp(role, "payment") ? "PaymentDeclined" : !strcmp(role, "inventory") ? "OutOfStock" : "ShippingFailed";
 #undef IS
     return r;
 }
@@ -98,10 +108,13 @@ int main(int argc, char **argv) {
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--server")) url = argv[i + 1];
         else if (!strcmp(argv[i], "--style")) style = argv[i + 1];
+        else if (!strcmp(argv[i], "--force")) force = argv[i + 1];
     }
     bool choreo = !strcmp(style, "choreographed");
-    if ((strcmp(role, "payment") && strcmp(role, "inventory") && strcmp(role, "shipping")) || (!choreo && strcmp(style, "orchestrated"))) {
-        fprintf(stderr, "usage: order-service payment|inventory|shipping [--server URL] [--style orchestrated|choreographed]\n");
+    if ((strcmp(role, "payment") && strcmp(role, "inventory") && strcmp(role, "shipping")) || (!choreo && strcmp(style, "orchestrated")) ||
+        (*force && strcmp(force, "fail") && strcmp(force, "timeout"))) {
+        fprintf(stderr, "usage: order-service payment|inventory|shipping [--server URL] [--style orchestrated|choreographed]\n"
+                        "                     [--force fail|timeout]\n");
         return 2;
     }
     if (!url) url = "http://127.0.0.1:7744";
