@@ -707,3 +707,29 @@ TEST_T(the_example_services_switch_makes_a_step_time_out_and_the_saga_compensate
     for (int i = 0; i < 3; i++) kill(kids[i], SIGTERM), waitpid(kids[i], NULL, 0);
     srv_stop(&s, SIGTERM);
 }
+
+/* A command that cannot be sent as rendered (here: its stream comes from a field the order lacks)
+   fails its step at once, on the record, and the saga compensates; nothing loops. */
+TEST(a_command_that_cannot_be_sent_fails_its_step_instead_of_stalling_the_saga) {
+    srv s = srv_start(test_dir(), NULL);
+    resp r;
+    http_do(s.port, "PUT", "/sagas/order", JSON,
+            "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":["
+            "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\"},\"success\":[\"PaymentReserved\"],"
+            "\"compensation\":{\"stream\":\"payment-commands\",\"type\":\"ReleasePayment\"}},"
+            "{\"name\":\"route\",\"command\":{\"stream\":\"{{data.warehouse}}\",\"type\":\"Pick\"},\"success\":[\"Picked\"]}]}",
+            &r);
+    CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
+    resp_free(&r);
+    place(s.port, "u1");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "u1"));
+    reply(s.port, "u1", "PaymentReserved", NULL);
+    char *inst = wait_instance(s.port, "u1", "failed");
+    CHECK_MSG(strstr(inst, "\"step\":\"route\",\"reason\":\"the command cannot be sent: its stream and type must be strings\""), "%s", inst);
+    free(inst);
+    free(wait_command(s.port, "payment-commands", "ReleasePayment", "u1"));
+    /* and the saga goes on with the next order */
+    place(s.port, "u2");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "u2"));
+    srv_stop(&s, SIGTERM);
+}

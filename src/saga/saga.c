@@ -433,10 +433,39 @@ static void recf(output *o, const char *type, uint64_t input, const char *fmt, .
 }
 
 /* Sends command c of step k (phase "step" or "compensation") for instance i, caused by e. */
-static void send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, output *o) {
+/* Whether a rendered command {"stream","type","data"} can be appended; why not into err. */
+static bool sendable(saga *s, factum_str_t cmd, factum_error_t *err) {
+    buf_t stream = {0}, type = {0};
+    factum_str_t data = {0};
+    int kind;
+    bool ok = json_member_string(cmd, "stream", &stream) && json_member_string(cmd, "type", &type);
+    if (!ok) err_set(err, FACTUM_EINVAL, "its stream and type must be strings");
+    json_member(cmd, "data", &data, &kind);
+    factum_event_t ev = {.type = {type.ptr, type.len}, .id = str_c("saga-command-id"), .data = data,
+                         .data_format = data.len ? FACTUM_DATA_JSON : FACTUM_DATA_NONE};
+    ok = ok && !factum_stream_name_check((factum_str_t){stream.ptr, stream.len}, err) && !factum_events_check(s->db, &ev, 1, err);
+    buf_free(&stream), buf_free(&type);
+    return ok;
+}
+
+/* Sends command c of step k (the step's, or its compensation); false, with the step failed on
+   the record, if the command as rendered cannot be sent (a bad stream name, say): the same
+   input always renders the same command, so this is decided, not retried. */
+static bool send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, output *o) {
     const command *c = comp ? &s->d->steps[k].comp : &s->d->steps[k].cmd;
     buf_t cmd = {0}, *sent = &i->sent[k];
     render((factum_str_t){c->tmpl.ptr, c->tmpl.len}, JSON_OBJECT, (factum_str_t){i->ctx.ptr, i->ctx.len}, &cmd);
+    factum_error_t why;
+    if (!sendable(s, (factum_str_t){cmd.ptr, cmd.len}, &why)) {
+        buf_t m = {0};
+        buf_printf(&m, "\"step\":\"%s\",\"reason\":", s->d->steps[k].name);
+        char r[400];
+        snprintf(r, sizeof r, "the command cannot be sent: %s", why.message);
+        json_escape(&m, r, strlen(r));
+        rec(o, comp ? "CompensationFailed" : "StepFailed", e->position, m.ptr, m.len);
+        buf_free(&m), buf_free(&cmd);
+        return false;
+    }
     i->deadline_us[k] = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
     sent->len = 0;
     buf_printf(sent, "{\"id\":\"saga-%s-%s-%s-%s\",\"cause\":", s->d->name, i->id, s->d->steps[k].name, comp ? "compensate" : "do");
@@ -451,6 +480,7 @@ static void send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, ou
     buf_append(&m, sent->ptr, sent->len);
     rec(o, comp ? "CompensationStarted" : "StepStarted", e->position, m.ptr, m.len);
     buf_free(&m);
+    return true;
 }
 
 /* A step is answered (or timed out): nothing outstanding for it any more. */
@@ -461,12 +491,15 @@ static void settled(inst *i, int k) {
 }
 
 /* Sends the commands of stage g, all at once. */
+static void compensate_from(saga *s, inst *i, int from, const factum_event_t *e, output *o);
+
 static void start_stage(saga *s, inst *i, int g, const factum_event_t *e, output *o) {
     i->status = S_RUNNING, i->stage = g, i->stage_failed = false;
     for (int k = s->d->stage_first[g]; k < s->d->stage_first[g] + s->d->stage_n[g]; k++) {
-        i->waiting |= 1u << k;
-        send(s, i, k, false, e, o);
+        if (send(s, i, k, false, e, o)) i->waiting |= 1u << k;
+        else i->stage_failed = true;
     }
+    if (!i->waiting) compensate_from(s, i, s->d->nsteps - 1, e, o); /* every command of the stage failed to go */
 }
 
 /* Compensates the steps that succeeded, from step `from` down; ends the instance when none is left. */
@@ -474,7 +507,11 @@ static void compensate_from(saga *s, inst *i, int from, const factum_event_t *e,
     for (int k = from; k >= 0; k--) {
         if (!(i->done & (1u << k)) || !s->d->steps[k].comp.present) continue;
         i->status = S_COMPENSATING, i->step = k;
-        send(s, i, k, true, e, o);
+        if (!send(s, i, k, true, e, o)) {
+            i->status = S_COMP_FAILED;
+            rec(o, "SagaCompensationFailed", e->position, NULL, 0);
+            return;
+        }
         if (s->d->steps[k].comp.nsuccess) return; /* wait for its confirmation */
         settled(i, k);
         recf(o, "CompensationSucceeded", e->position, "\"step\":\"%s\",\"unconfirmed\":true", s->d->steps[k].name);
@@ -801,10 +838,12 @@ static void start_instance(saga *s, const factum_event_t *e, output *o) {
     rec(o, "SagaStarted", e->position, m.ptr, m.len);
     buf_free(&m);
     start_stage(s, i, 0, e, o);
+    if (i->status >= S_COMPLETED) i->ended_us = e->time_us; /* its first commands could not be sent */
     pthread_mutex_lock(&s->mu);
     i->next = s->active, s->active = i, s->counts[S_RUNNING]++;
     pthread_mutex_unlock(&s->mu);
     flush_output(s, i, o);
+    settle(s, i, S_RUNNING);
 }
 
 /* One input event. */
@@ -922,7 +961,9 @@ static void recover(saga *s) {
                         inst_free(i);
                         continue;
                     }
+                    pthread_mutex_lock(&s->mu);
                     i->next = s->active, s->active = i, s->counts[i->status]++;
+                    pthread_mutex_unlock(&s->mu);
                 }
                 buf_free(&id);
             }
@@ -934,6 +975,23 @@ static void recover(saga *s) {
         for (int k = 0; k < s->d->nsteps; k++)
             if (i->sent[k].len) send_command(s, i->id, (factum_str_t){i->sent[k].ptr, i->sent[k].len});
     drain(s);
+}
+
+/* A write failed: what is in memory may be ahead of what is durable. Forget it and start again
+   from the newest checkpoint, as after a restart (inputs already done are skipped then). */
+static void rewind_to_checkpoint(saga *s) {
+    struct timespec ts = {1, 0};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&s->mu);
+    while (s->active) {
+        inst *i = s->active;
+        s->active = i->next;
+        inst_free(i);
+    }
+    s->counts[S_RUNNING] = s->counts[S_COMPENSATING] = 0;
+    s->position = 0;
+    pthread_mutex_unlock(&s->mu);
+    recover(s);
 }
 
 static void *runner(void *arg) {
@@ -956,8 +1014,8 @@ static void *runner(void *arg) {
             uint64_t next = factum_result_next(r);
             factum_result_free(r);
             if (drain(s)) { /* a write failed: go back to the last checkpoint */
-                struct timespec ts = {1, 0};
-                nanosleep(&ts, NULL);
+                rewind_to_checkpoint(s);
+                cp_pos = s->position;
                 continue;
             }
             pthread_mutex_lock(&s->mu);
@@ -965,7 +1023,11 @@ static void *runner(void *arg) {
             pthread_mutex_unlock(&s->mu);
         }
         int64_t next_deadline = timeouts(s);
-        drain(s);
+        if (drain(s)) { /* a timeout marker is not written: its deadline must come round again */
+            rewind_to_checkpoint(s);
+            cp_pos = s->position;
+            continue;
+        }
         int64_t now = clock_realtime_us();
         if (s->position != cp_pos && now - last_cp >= CHECKPOINT_EVERY_US) {
             checkpoint(s);
