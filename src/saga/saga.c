@@ -21,6 +21,7 @@
 #define CHECKPOINT_EVERY_US 2000000
 #define ENDED_KEPT 10000
 #define TIMEOUT_TYPE "SagaTimeout"
+#define INDEX_BUCKETS 16384
 
 enum { S_RUNNING, S_COMPENSATING, S_COMPLETED, S_FAILED, S_COMP_FAILED };
 static const char *const status_names[] = {"running", "compensating", "completed", "failed", "compensation_failed"};
@@ -66,7 +67,8 @@ typedef struct inst {
     buf_t sent[MAX_STEPS];          /* each outstanding command as sent, sent again after a restart */
     int64_t started_us, ended_us;
     buf_t ctx;            /* {"id":..,"data":..,"steps":{NAME: reply data, ...}} */
-    struct inst *next;
+    struct inst *next, *prev; /* the active list */
+    struct inst *hnext;       /* the id index */
 } inst;
 
 typedef struct ended {
@@ -84,9 +86,11 @@ struct saga {
     bool stop;
     /* under mu */
     inst *active;
+    inst *index[INDEX_BUCKETS]; /* the active instances by id */
     ended *ended;
     size_t nended, ended_at;
     uint64_t position; /* every input before this is done */
+    uint64_t recovered_at; /* the checkpoint's position at the last start: writes after it may be half done */
     uint64_t counts[5], parked;
     uint64_t dur[SAGA_DURATION_BUCKETS], dur_n; /* ended instances by duration (start to end) */
     double dur_sum_s;
@@ -368,10 +372,34 @@ static bool listed(char *const *v, int n, factum_str_t type) {
     return false;
 }
 
+static size_t bucket_of(const char *id) { return hash64(id, strlen(id), 0) % INDEX_BUCKETS; }
+
 static inst *find(saga *s, const char *id) {
-    for (inst *i = s->active; i; i = i->next)
+    for (inst *i = s->index[bucket_of(id)]; i; i = i->hnext)
         if (!strcmp(i->id, id)) return i;
     return NULL;
+}
+
+/* Adds i to the active instances (call with mu held). */
+static void activate(saga *s, inst *i) {
+    i->prev = NULL, i->next = s->active;
+    if (s->active) s->active->prev = i;
+    s->active = i;
+    size_t b = bucket_of(i->id);
+    i->hnext = s->index[b], s->index[b] = i;
+    s->counts[i->status]++;
+}
+
+/* Takes i out of the active instances (call with mu held; counts are the caller's). */
+static void deactivate(saga *s, inst *i) {
+    if (i->prev) i->prev->next = i->next;
+    else s->active = i->next;
+    if (i->next) i->next->prev = i->prev;
+    for (inst **p = &s->index[bucket_of(i->id)]; *p; p = &(*p)->hnext)
+        if (*p == i) {
+            *p = i->hnext;
+            break;
+        }
 }
 
 static void inst_free(inst *i) {
@@ -607,8 +635,15 @@ static int step_index(const saga_def *d, factum_str_t data) {
     return k;
 }
 
-/* Rebuilds an instance from its state stream; NULL if it has none. */
-static inst *load(saga *s, const char *id, uint64_t *started_at) {
+static void send_command(saga *s, const char *id, factum_str_t sent);
+
+/*
+ * Rebuilds an instance from its state stream; NULL if it has none. Every command recorded for
+ * an input at or after resend_from is sent again (the same id: appended once): the records of
+ * an input and its commands are written side by side, so after a crash the records may be there
+ * without the command — even when the same input also ended the instance.
+ */
+static inst *load(saga *s, const char *id, uint64_t *started_at, uint64_t resend_from) {
     buf_t name = {0};
     state_stream(s, id, &name);
     inst *i = NULL;
@@ -641,7 +676,10 @@ static inst *load(saga *s, const char *id, uint64_t *started_at) {
                 json_member_u64(e->data, "deadline_us", &dl);
                 i->deadline_us[st] = (int64_t)dl;
                 i->sent[st].len = 0;
-                if (json_member(e->data, "sent", &v, &kind)) buf_append(&i->sent[st], v.ptr, v.len);
+                if (json_member(e->data, "sent", &v, &kind)) {
+                    buf_append(&i->sent[st], v.ptr, v.len);
+                    if (input >= resend_from) send_command(s, id, v);
+                }
             } else if (str_eq(e->type, str_c("StepSucceeded"))) {
                 settled(i, st), i->done |= 1u << st;
             } else if (str_eq(e->type, str_c("StepFailed"))) {
@@ -770,11 +808,7 @@ static void settle(saga *s, inst *i, int was) {
         for (int k = 0; k < SAGA_DURATION_BUCKETS; k++)
             if (d <= saga_duration_bounds[k]) s->dur[k]++;
         s->dur_n++, s->dur_sum_s += d;
-        for (inst **p = &s->active; *p; p = &(*p)->next)
-            if (*p == i) {
-                *p = i->next;
-                break;
-            }
+        deactivate(s, i);
         ended_add(s, i);
         inst_free(i);
     }
@@ -810,14 +844,14 @@ static void start_instance(saga *s, const factum_event_t *e, output *o) {
     buf_free(&sn);
     uint64_t started_at = 0;
     inst *i = find(s, id);
-    if (!i && (i = load(s, id, &started_at))) { /* written before a restart, or an older instance */
+    if (!i && (i = load(s, id, &started_at, s->recovered_at))) { /* written before a restart, or an older instance */
         if (started_at != e->position) {
             inst_free(i);
             park(s, e, "an instance with this id exists already");
             return;
         }
         pthread_mutex_lock(&s->mu);
-        if (i->status < S_COMPLETED) i->next = s->active, s->active = i, s->counts[i->status]++;
+        if (i->status < S_COMPLETED) activate(s, i);
         pthread_mutex_unlock(&s->mu);
         if (i->status >= S_COMPLETED) inst_free(i);
         return; /* done before: its input is behind it */
@@ -840,7 +874,10 @@ static void start_instance(saga *s, const factum_event_t *e, output *o) {
     start_stage(s, i, 0, e, o);
     if (i->status >= S_COMPLETED) i->ended_us = e->time_us; /* its first commands could not be sent */
     pthread_mutex_lock(&s->mu);
-    i->next = s->active, s->active = i, s->counts[S_RUNNING]++;
+    int st = i->status;
+    i->status = S_RUNNING; /* counted as started, then settled to where it is */
+    activate(s, i);
+    i->status = st;
     pthread_mutex_unlock(&s->mu);
     flush_output(s, i, o);
     settle(s, i, S_RUNNING);
@@ -955,14 +992,14 @@ static void recover(saga *s) {
                 while (json_iter_element(&it, &v, &kind) == 1) {
                     id.len = 0;
                     if (json_unescape(v, &id) || buf_append(&id, "", 1)) break;
-                    inst *i = load(s, id.ptr, NULL);
+                    inst *i = load(s, id.ptr, NULL, s->position);
                     if (!i) continue;
                     if (i->status >= S_COMPLETED) {
                         inst_free(i);
                         continue;
                     }
                     pthread_mutex_lock(&s->mu);
-                    i->next = s->active, s->active = i, s->counts[i->status]++;
+                    activate(s, i);
                     pthread_mutex_unlock(&s->mu);
                 }
                 buf_free(&id);
@@ -971,9 +1008,7 @@ static void recover(saga *s) {
         factum_result_free(r);
     }
     buf_free(&name);
-    for (inst *i = s->active; i; i = i->next)
-        for (int k = 0; k < s->d->nsteps; k++)
-            if (i->sent[k].len) send_command(s, i->id, (factum_str_t){i->sent[k].ptr, i->sent[k].len});
+    s->recovered_at = s->position;
     drain(s);
 }
 
@@ -985,7 +1020,7 @@ static void rewind_to_checkpoint(saga *s) {
     pthread_mutex_lock(&s->mu);
     while (s->active) {
         inst *i = s->active;
-        s->active = i->next;
+        deactivate(s, i);
         inst_free(i);
     }
     s->counts[S_RUNNING] = s->counts[S_COMPENSATING] = 0;
@@ -1072,7 +1107,7 @@ void saga_stop(saga *s) {
     pthread_join(s->thread, NULL);
     while (s->active) {
         inst *i = s->active;
-        s->active = i->next;
+        deactivate(s, i);
         inst_free(i);
     }
     free(s->ended);
@@ -1164,7 +1199,7 @@ int saga_instances(saga *s, const char *status, buf_t *out, factum_error_t *err)
 }
 
 int saga_instance(saga *s, const char *id, buf_t *out, factum_error_t *err) {
-    inst *i = load(s, id, NULL);
+    inst *i = load(s, id, NULL, UINT64_MAX);
     if (!i) return err_set(err, FACTUM_ENOTFOUND, "saga %s has no instance %s", s->d->name, id);
     buf_t name = {0};
     state_stream(s, id, &name);
