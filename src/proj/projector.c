@@ -514,7 +514,10 @@ static int open_target(projector *p, bool reset, target **out, factum_error_t *e
 }
 
 typedef struct batch {
-    const factum_event_t **ev; /* the events with a handler */
+    struct {
+        const factum_event_t *e;
+        const handler *h; /* its handler, looked up once */
+    } *ev;                /* the events with a handler */
     size_t n;
     struct { uint32_t ev, stmt; } *runs; /* what each run call was */
     size_t nruns, cap;
@@ -528,7 +531,7 @@ static int apply(projector *p, target *t, batch *b, size_t upto, uint64_t pos, i
     int rc = d->ops->begin(t, err);
     b->nruns = 0;
     for (size_t j = 0; j < upto && !rc; j++) {
-        const handler *h = handler_of(d, b->ev[j]->type);
+        const handler *h = b->ev[j].h;
         for (size_t k = 0; k < h->n && !rc; k++) {
             const sql_stmt *s = &d->stmts[h->first + k];
             if (b->nruns == b->cap) {
@@ -538,7 +541,7 @@ static int apply(projector *p, target *t, batch *b, size_t upto, uint64_t pos, i
                 b->runs = g, b->cap = cap;
             }
             b->runs[b->nruns].ev = (uint32_t)j, b->runs[b->nruns++].stmt = (uint32_t)k;
-            if ((rc = sql_bind_event(s, b->ev[j], &b->scratch, b->v))) err_set(err, rc, "out of memory");
+            if ((rc = sql_bind_event(s, b->ev[j].e, &b->scratch, b->v))) err_set(err, rc, "out of memory");
             else rc = d->ops->run(t, h->first + k, b->v, s->nparams, failed, err);
         }
     }
@@ -564,8 +567,8 @@ static void fail_at(projector *p, target *t, batch *b, size_t failed, const char
     size_t k = failed < b->nruns ? b->runs[failed].stmt : 0;
     buf_t m = {0};
     if (j < b->n) {
-        const factum_event_t *e = b->ev[j];
-        const handler *h = handler_of(d, e->type);
+        const factum_event_t *e = b->ev[j].e;
+        const handler *h = b->ev[j].h;
         factum_error_t e2;
         size_t f2;
         if (j > 0 && apply(p, t, b, j, e->position, d->src == SRC_STREAM ? (int64_t)e->revision : -1, &f2, &e2) == 0)
@@ -619,7 +622,8 @@ static int step(projector *p, target *t, batch *b, factum_error_t *err) {
     b->n = 0;
     for (size_t i = 0; i < n; i++) {
         const factum_event_t *e = factum_result_event(res, i);
-        if (in_source(d, e) && handler_of(d, e->type)) b->ev[b->n++] = e;
+        const handler *h = in_source(d, e) ? handler_of(d, e->type) : NULL;
+        if (h) b->ev[b->n].e = e, b->ev[b->n++].h = h;
     }
     if (!b->n) {
         factum_result_free(res);

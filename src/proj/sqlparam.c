@@ -278,9 +278,9 @@ static void fix_scratch(const sql_stmt *s, buf_t *scratch, sql_value *v) {
         if (v[i].kind == SQL_V_TEXT && !v[i].s.ptr) v[i].s.ptr = scratch->ptr ? scratch->ptr + v[i].i : "";
 }
 
-static factum_str_t opt_text(factum_str_t s, sql_value *v) {
+/* A text attribute; absent (empty) is NULL. */
+static void opt_text(factum_str_t s, sql_value *v) {
     if (s.len) v->kind = SQL_V_TEXT, v->s = s;
-    return s;
 }
 
 int sql_bind_event(const sql_stmt *s, const factum_event_t *e, buf_t *scratch, sql_value *v) {

@@ -52,7 +52,4 @@ typedef struct target_ops {
 
 extern const target_ops target_sqlite, target_postgres;
 
-/* Shared by both: renders one value of a result row. */
-void target_json_text(buf_t *out, const char *s, size_t n);
-
 #endif

@@ -82,7 +82,6 @@ struct saga {
     saga_def *d;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cond;
     bool stop;
     /* under mu */
     inst *active;
@@ -148,7 +147,7 @@ static int types(factum_str_t obj, const char *key, char **out, int *n, const ch
     return 0;
 }
 
-static int parse_command(factum_str_t obj, const char *what, bool replies_required, command *c, factum_error_t *err) {
+static int parse_command(factum_str_t obj, const char *what, command *c, factum_error_t *err) {
     int kind;
     factum_str_t v;
     if (!json_member(obj, "stream", &v, &kind) || kind != JSON_STRING || !json_member(obj, "type", &v, &kind) || kind != JSON_STRING)
@@ -158,7 +157,6 @@ static int parse_command(factum_str_t obj, const char *what, bool replies_requir
     c->present = true;
     buf_append(&c->tmpl, obj.ptr, obj.len);
     return 0;
-    (void)replies_required;
 }
 
 static int parse_step(factum_str_t s, int idx, step *st, factum_error_t *err) {
@@ -176,7 +174,7 @@ static int parse_step(factum_str_t s, int idx, step *st, factum_error_t *err) {
     if (!json_member(s, "command", &c, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s.command must be an object", what);
     char w2[128];
     snprintf(w2, sizeof w2, "%s.command", what);
-    if ((rc = parse_command(c, w2, true, &st->cmd, err)) || (rc = types(s, "success", st->cmd.success, &st->cmd.nsuccess, what, err)) ||
+    if ((rc = parse_command(c, w2, &st->cmd, err)) || (rc = types(s, "success", st->cmd.success, &st->cmd.nsuccess, what, err)) ||
         (rc = types(s, "failure", st->cmd.failure, &st->cmd.nfailure, what, err)))
         return rc;
     if (!st->cmd.nsuccess) return err_set(err, FACTUM_EINVAL, "%s.success must name the reply types that mean success", what);
@@ -185,7 +183,7 @@ static int parse_step(factum_str_t s, int idx, step *st, factum_error_t *err) {
     if (json_member(s, "compensation", &c, &kind)) {
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s.compensation must be an object", what);
         snprintf(w2, sizeof w2, "%s.compensation", what);
-        if ((rc = parse_command(c, w2, false, &st->comp, err)) || (rc = types(c, "success", st->comp.success, &st->comp.nsuccess, w2, err)) ||
+        if ((rc = parse_command(c, w2, &st->comp, err)) || (rc = types(c, "success", st->comp.success, &st->comp.nsuccess, w2, err)) ||
             (rc = types(c, "failure", st->comp.failure, &st->comp.nfailure, w2, err)))
             return rc;
         if (json_member(c, "timeout_ms", &v, &kind) && !json_member_u64(c, "timeout_ms", &st->comp.timeout_ms))
@@ -1087,7 +1085,6 @@ int saga_start(factum_t *db, saga_def *d, saga **out, factum_error_t *err) {
     }
     s->db = db, s->d = d;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wcond, NULL);
     if (pthread_create(&s->thread, NULL, runner, s)) {
@@ -1113,7 +1110,6 @@ void saga_stop(saga *s) {
     free(s->ended);
     saga_def_free(s->d);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->wmu);
     pthread_cond_destroy(&s->wcond);
     free(s);
