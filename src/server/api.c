@@ -675,6 +675,54 @@ static void metrics(conn *c) {
 
 static bool method_is(conn *c, const char *m) { return str_eq(c->req->h.method, str_c(m)); }
 
+bool api_path_name(conn *c, factum_str_t rest, size_t max, bool (*valid)(const char *), const char *rule, char *name,
+                   factum_str_t *tail) {
+    factum_str_t r = {rest.ptr + 1, rest.len - 1};
+    const char *slash = memchr(r.ptr, '/', r.len);
+    size_t nl = slash ? (size_t)(slash - r.ptr) : r.len;
+    *tail = slash ? (factum_str_t){slash, r.len - nl} : (factum_str_t){0};
+    if (nl > max || (memcpy(name, r.ptr, nl), name[nl] = 0, !valid(name))) {
+        conn_problem(c, 400, "bad-request", NULL, "%s", rule);
+        return false;
+    }
+    return true;
+}
+
+static void named_free(void *p) {
+    named_job *j = p;
+    buf_free(&j->body);
+    buf_free(&j->out);
+    free(j);
+}
+
+static void named_done(conn *c) {
+    named_job *j = c->job;
+    c->job = NULL;
+    c->state = C_BODY; /* answering, as after an append */
+    if (j->rc == FACTUM_ECONFLICT && j->conflict_slug) conn_problem(c, 409, j->conflict_slug, NULL, "%s", j->err.message);
+    else if (j->rc) server_problem(c, j->rc, j->err.message);
+    else {
+        char loc[200];
+        snprintf(loc, sizeof loc, "Location: %s%s\r\n", j->location, j->name);
+        conn_respond(c, j->status, "application/json", j->status == 201 ? loc : NULL, j->out.ptr, j->out.len);
+    }
+    named_free(j);
+}
+
+void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location, const char *conflict_slug,
+                         job_fn work) {
+    named_job *j = calloc(1, sizeof *j);
+    if (!j || buf_append(&j->body, body.ptr, body.len)) {
+        free(j);
+        conn_problem(c, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->flag = flag, j->location = location, j->conflict_slug = conflict_slug;
+    c->job = j;
+    server_submit_job(c, work, named_done, named_free);
+}
+
 void api_not_allowed(conn *c, const char *allow) {
     char hdr[96];
     snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);

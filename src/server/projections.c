@@ -84,15 +84,20 @@ static projector *put(projections_t *ps, const char *name, projector *p) {
     return old;
 }
 
-static int start(projections_t *ps, const char *name, factum_str_t def, factum_error_t *err) {
-    proj_def *d;
+/* Starts a projector on d (taking it) as name's, stopping the one it replaces. */
+static int run(projections_t *ps, const char *name, proj_def *d, factum_error_t *err) {
     projector *p;
-    int rc = proj_def_parse(name, def, ps->data_dir, &d, err);
-    if (!rc) rc = projector_start(ps->db, d, &p, err);
+    int rc = projector_start(ps->db, d, &p, err);
     if (rc) return rc;
     projector *old = put(ps, name, p);
     if (old) projector_stop(old);
     return 0;
+}
+
+static int start(projections_t *ps, const char *name, factum_str_t def, factum_error_t *err) {
+    proj_def *d;
+    int rc = proj_def_parse(name, def, ps->data_dir, &d, err);
+    return rc ? rc : run(ps, name, d, err);
 }
 
 static void replay_def(void *ctx, const char *name, factum_str_t def) {
@@ -144,29 +149,17 @@ void projections_close(projections_t *ps) {
 
 /* ---- jobs ---- */
 
-typedef struct job {
-    char name[PROJ_MAX_NAME + 1];
-    buf_t body;   /* the request body (copied: the connection may go away meanwhile) */
-    bool keep_data;
-    int rc;
-    int status;   /* for rc 0 */
-    buf_t out;    /* the answer (rc 0) */
-    factum_error_t err;
-} job;
-
 static void define_work(conn *c) {
     projections_t *ps = c->l->srv->projections;
-    job *j = c->job;
+    named_job *j = c->job;
     factum_str_t body = {j->body.ptr, j->body.len};
-    proj_def *d;
+    proj_def *d = NULL;
     pthread_mutex_lock(&ps->define_mu);
-    if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) {
-        j->rc = proj_def_check(d, &j->err);
-        proj_def_free(d);
-    }
+    if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) j->rc = proj_def_check(d, &j->err);
     projector *old = j->rc ? NULL : get(ps, j->name);
     if (!j->rc) j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, body, &j->err);
-    if (!j->rc) j->rc = start(ps, j->name, body, &j->err);
+    if (!j->rc) j->rc = run(ps, j->name, d, &j->err); /* d is the projector's now */
+    else proj_def_free(d);
     pthread_mutex_unlock(&ps->define_mu);
     if (old) projector_unref(old);
     j->status = old ? 200 : 201;
@@ -179,7 +172,7 @@ static void define_work(conn *c) {
 
 static void delete_work(conn *c) {
     projections_t *ps = c->l->srv->projections;
-    job *j = c->job;
+    named_job *j = c->job;
     pthread_mutex_lock(&ps->define_mu);
     projector *p = get(ps, j->name);
     if (!p) {
@@ -190,7 +183,7 @@ static void delete_work(conn *c) {
         put(ps, j->name, NULL);
         projector_stop(p); /* the list's reference; ours keeps the definition */
         const proj_def *pd = projector_definition(p);
-        if (!j->keep_data) {
+        if (!j->flag) {
             j->rc = proj_def_drop(pd, &j->err);
             const char *file = proj_def_default_file(pd);
             if (!j->rc && file) {
@@ -207,13 +200,13 @@ static void delete_work(conn *c) {
         }
         projector_unref(p);
         j->status = 200;
-        if (!j->rc) buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true,\"data_kept\":%s}", j->name, j->keep_data ? "true" : "false");
+        if (!j->rc) buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true,\"data_kept\":%s}", j->name, j->flag ? "true" : "false");
     }
     pthread_mutex_unlock(&ps->define_mu);
 }
 
 static void query_work(conn *c) {
-    job *j = c->job;
+    named_job *j = c->job;
     projector *p = get(c->l->srv->projections, j->name);
     if (!p) {
         j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no projection %s", j->name);
@@ -224,38 +217,9 @@ static void query_work(conn *c) {
     projector_unref(p);
 }
 
-static void job_free(void *p) {
-    job *j = p;
-    buf_free(&j->body);
-    buf_free(&j->out);
-    free(j);
-}
-
-static void job_done(conn *c) {
-    job *j = c->job;
-    c->job = NULL;
-    c->state = C_BODY; /* answering, as after an append */
-    if (j->rc == FACTUM_ECONFLICT) conn_problem(c, 409, "projection-failed", NULL, "%s", j->err.message);
-    else if (j->rc) server_problem(c, j->rc, j->err.message);
-    else {
-        char loc[160];
-        snprintf(loc, sizeof loc, "Location: /projections/%s\r\n", j->name);
-        conn_respond(c, j->status, "application/json", j->status == 201 ? loc : NULL, j->out.ptr, j->out.len);
-    }
-    job_free(j);
-}
-
+/* Answers from a worker thread; 409 for a query that waited on a projection that failed. */
 static void submit(conn *c, const char *name, factum_str_t body, bool keep_data, job_fn work) {
-    job *j = calloc(1, sizeof *j);
-    if (!j || buf_append(&j->body, body.ptr, body.len)) {
-        if (j) free(j);
-        conn_problem(c, 503, "unavailable", NULL, "out of memory");
-        return;
-    }
-    snprintf(j->name, sizeof j->name, "%s", name);
-    j->keep_data = keep_data;
-    c->job = j;
-    server_submit_job(c, work, job_done, job_free);
+    server_submit_named(c, name, body, keep_data, "/projections/", "projection-failed", work);
 }
 
 /* ---- routing ---- */
@@ -282,16 +246,13 @@ void api_projections(conn *c, factum_str_t rest, factum_str_t body) {
         return;
     }
     /* /{name}[/reset|/query] */
-    factum_str_t r = {rest.ptr + 1, rest.len - 1};
-    const char *slash = memchr(r.ptr, '/', r.len);
-    factum_str_t action = {0};
     char name[PROJ_MAX_NAME + 1];
-    size_t nl = slash ? (size_t)(slash - r.ptr) : r.len;
-    if (slash) action = (factum_str_t){slash + 1, r.len - nl - 1};
-    if (nl > PROJ_MAX_NAME || (snprintf(name, sizeof name, "%.*s", (int)nl, r.ptr), !proj_name_valid(name))) {
-        conn_problem(c, 400, "bad-request", NULL, "a projection name is 1 to %d letters, digits, '_', '-' or '.' (not first)", PROJ_MAX_NAME);
+    factum_str_t tail;
+    if (!api_path_name(c, rest, PROJ_MAX_NAME, proj_name_valid,
+                       "a projection name is 1 to " STRINGIFY(PROJ_MAX_NAME) " letters, digits, '_', '-' or '.' (not first)", name, &tail))
         return;
-    }
+    bool slash = tail.len > 0;
+    factum_str_t action = slash ? (factum_str_t){tail.ptr + 1, tail.len - 1} : (factum_str_t){0};
     factum_str_t q = c->req->h.query;
     if (!slash) {
         if (http_token_is(c->req->h.method, "put")) {

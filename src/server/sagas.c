@@ -52,11 +52,10 @@ static saga *take(sagas_t *ss, const char *name) {
     return s;
 }
 
-static int start(sagas_t *ss, const char *name, factum_str_t def, factum_error_t *err) {
-    saga_def *d;
+/* Starts a runner on d (taking it) as name's. */
+static int run(sagas_t *ss, const char *name, saga_def *d, factum_error_t *err) {
     saga *s;
-    int rc = saga_def_parse(name, def, &d, err);
-    if (!rc) rc = saga_start(ss->db, d, &s, err);
+    int rc = saga_start(ss->db, d, &s, err);
     if (rc) return rc;
     entry *n = calloc(1, sizeof *n);
     if (!n) abort(); /* the server may stop on out-of-memory (STYLE.md) */
@@ -66,6 +65,12 @@ static int start(sagas_t *ss, const char *name, factum_str_t def, factum_error_t
     n->next = ss->list, ss->list = n;
     pthread_mutex_unlock(&ss->mu);
     return 0;
+}
+
+static int start(sagas_t *ss, const char *name, factum_str_t def, factum_error_t *err) {
+    saga_def *d;
+    int rc = saga_def_parse(name, def, &d, err);
+    return rc ? rc : run(ss, name, d, err);
 }
 
 static void replay_def(void *ctx, const char *name, factum_str_t def) {
@@ -98,29 +103,20 @@ void sagas_close(sagas_t *ss) {
 
 /* ---- jobs: definitions ---- */
 
-typedef struct job {
-    char name[SAGA_MAX_NAME + 1];
-    buf_t body, out;
-    bool existed;
-    int rc;
-    factum_error_t err;
-} job;
-
 static void define_work(conn *c) {
     sagas_t *ss = c->l->srv->sagas;
-    job *j = c->job;
+    named_job *j = c->job;
     factum_str_t body = {j->body.ptr, j->body.len};
-    saga_def *d;
+    saga_def *d = NULL;
     pthread_mutex_lock(&ss->define_mu);
-    if (!(j->rc = saga_def_parse(j->name, body, &d, &j->err))) {
-        saga_def_free(d);
-        j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDefined", j->name, body, &j->err);
-    }
+    if (!(j->rc = saga_def_parse(j->name, body, &d, &j->err))) j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDefined", j->name, body, &j->err);
     if (!j->rc) {
         saga *old = take(ss, j->name);
-        j->existed = old != NULL;
+        j->status = old ? 200 : 201;
         saga_stop(old);
-        j->rc = start(ss, j->name, body, &j->err);
+        j->rc = run(ss, j->name, d, &j->err); /* d is the runner's now */
+    } else {
+        saga_def_free(d);
     }
     pthread_mutex_unlock(&ss->define_mu);
     if (!j->rc) {
@@ -133,7 +129,7 @@ static void define_work(conn *c) {
 
 static void delete_work(conn *c) {
     sagas_t *ss = c->l->srv->sagas;
-    job *j = c->job;
+    named_job *j = c->job;
     pthread_mutex_lock(&ss->define_mu);
     pthread_mutex_lock(&ss->mu);
     bool there = *find(ss, j->name) != NULL;
@@ -141,39 +137,11 @@ static void delete_work(conn *c) {
     if (!there) j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no saga %s", j->name);
     else if (!(j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDeleted", j->name, (factum_str_t){0}, &j->err))) saga_stop(take(ss, j->name));
     pthread_mutex_unlock(&ss->define_mu);
-    if (!j->rc) buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true}", j->name);
-}
-
-static void job_free(void *p) {
-    job *j = p;
-    buf_free(&j->body);
-    buf_free(&j->out);
-    free(j);
-}
-
-static void job_done(conn *c) {
-    job *j = c->job;
-    c->job = NULL;
-    c->state = C_BODY;
-    if (j->rc) server_problem(c, j->rc, j->err.message);
-    else {
-        char loc[160];
-        snprintf(loc, sizeof loc, "Location: /sagas/%s\r\n", j->name);
-        conn_respond(c, j->existed || !j->body.len ? 200 : 201, "application/json", j->existed ? NULL : loc, j->out.ptr, j->out.len);
-    }
-    job_free(j);
+    if (!j->rc) j->status = 200, buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true}", j->name);
 }
 
 static void submit(conn *c, const char *name, factum_str_t body, job_fn work) {
-    job *j = calloc(1, sizeof *j);
-    if (!j || buf_append(&j->body, body.ptr, body.len)) {
-        free(j);
-        conn_problem(c, 503, "unavailable", NULL, "out of memory");
-        return;
-    }
-    snprintf(j->name, sizeof j->name, "%s", name);
-    c->job = j;
-    server_submit_job(c, work, job_done, job_free);
+    server_submit_named(c, name, body, false, "/sagas/", NULL, work);
 }
 
 /* ---- routing ---- */
@@ -200,15 +168,9 @@ void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
         return;
     }
     /* /{name}[/instances[/{id}] | /parked] */
-    factum_str_t r = {rest.ptr + 1, rest.len - 1};
-    const char *slash = memchr(r.ptr, '/', r.len);
-    size_t nl = slash ? (size_t)(slash - r.ptr) : r.len;
     char name[SAGA_MAX_NAME + 1];
-    if (nl > SAGA_MAX_NAME || (snprintf(name, sizeof name, "%.*s", (int)nl, r.ptr), !saga_name_valid(name))) {
-        conn_problem(c, 400, "bad-request", NULL, "a saga name is 1 to %d letters, digits, '_' or '-'", SAGA_MAX_NAME);
-        return;
-    }
-    factum_str_t tail = slash ? (factum_str_t){slash, r.len - nl} : (factum_str_t){0};
+    factum_str_t tail;
+    if (!api_path_name(c, rest, SAGA_MAX_NAME, saga_name_valid, "a saga name is 1 to " STRINGIFY(SAGA_MAX_NAME) " letters, digits, '_' or '-'", name, &tail)) return;
     if (!tail.len && http_token_is(c->req->h.method, "put")) {
         submit(c, name, body, define_work);
         return;

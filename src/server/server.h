@@ -181,6 +181,25 @@ int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const f
    loop, as for an append. c->job carries what the two need. */
 void server_submit_job(conn *c, job_fn work, append_done_fn done, void (*free_job)(void *job));
 
+/*
+ * A job on a named resource (/projections/{name}, /sagas/{name}): the work reads name, body and
+ * flag, and sets rc (an error, with err) or status and out. Answered on the loop: a 201 carries
+ * "Location: LOCATION NAME"; FACTUM_ECONFLICT answers 409 with conflict_slug as the problem type
+ * when one is given; other errors as server_problem says.
+ */
+typedef struct named_job {
+    char name[128];
+    buf_t body; /* the request body, copied: the connection may go away meanwhile */
+    bool flag;  /* the API's own option (keep_data) */
+    const char *location, *conflict_slug;
+    int rc, status;
+    buf_t out;
+    factum_error_t err;
+} named_job;
+/* Starts one (answers 503 itself if it cannot); the job is c->job while the work runs. */
+void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location, const char *conflict_slug,
+                         job_fn work);
+
 /* The same for a metadata change (m) or, with m NULL, a deletion (factum_delete_stream). */
 int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
                        append_done_fn done, factum_error_t *err);
@@ -202,6 +221,11 @@ void api_append_done(conn *c);
 bool server_written(conn *c);
 /* api.c: the stream name of a /streams/{s}[/...] path, decoded (again) into out. */
 void api_path_stream(conn *c, buf_t *out);
+/* api.c: the NAME of a path tail "/NAME[/...]" into name (max bytes at most, and valid as
+   says), and in *tail what follows it ("/..." or empty). false, having answered 400 with
+   `rule`, when the name is not one. */
+bool api_path_name(conn *c, factum_str_t rest, size_t max, bool (*valid)(const char *), const char *rule, char *name,
+                   factum_str_t *tail);
 /* api.c: 405 naming the methods the resource allows. */
 void api_not_allowed(conn *c, const char *allow);
 /* api.c: the expected revision of If-Match / If-None-Match. 0, or answers 400 and -1. */
