@@ -597,14 +597,17 @@ static char *pg_def(const pg *p, const char *def) {
     return b.ptr;
 }
 
+/* The order list in PostgreSQL, as the first and the fixed definition both set it up. */
+#define PG_ORDER_SETUP                                                                                                  \
+    "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id text PRIMARY KEY, customer_id text NOT NULL, "           \
+    "status text, items int NOT NULL DEFAULT 0, total numeric NOT NULL DEFAULT 0, paid boolean, at timestamptz, extra jsonb)\"],"
+
 TEST_T(a_projection_into_postgresql_applies_events_fails_resumes_and_answers_typed_queries, 120) {
     pg p;
     pg_up(&p);
     srv s = srv_start(test_dir(), NULL);
     char *def = pg_def(&p, "{\"source\":{\"categories\":[\"order\"]},"
-                           "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id text PRIMARY KEY, customer_id text NOT NULL, "
-                           "status text, items int NOT NULL DEFAULT 0, total numeric NOT NULL DEFAULT 0, paid boolean, "
-                           "at timestamptz, extra jsonb)\"],"
+                           PG_ORDER_SETUP
                            "\"handlers\":{"
                            "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status, paid, at, extra) VALUES "
                            "(:data.orderId, :data.customerId, 'CREATED', :data.paid, :time, :data.extra) ON CONFLICT (order_id) DO NOTHING\"],"
@@ -630,9 +633,7 @@ TEST_T(a_projection_into_postgresql_applies_events_fails_resumes_and_answers_typ
     free(st);
     free(def);
     def = pg_def(&p, "{\"source\":{\"categories\":[\"order\"]},"
-                     "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id text PRIMARY KEY, customer_id text NOT NULL, "
-                     "status text, items int NOT NULL DEFAULT 0, total numeric NOT NULL DEFAULT 0, paid boolean, "
-                     "at timestamptz, extra jsonb)\"],"
+                     PG_ORDER_SETUP
                      "\"handlers\":{"
                      "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status) VALUES "
                      "(:data.orderId, coalesce(:data.customerId, 'unknown'), 'CREATED') ON CONFLICT (order_id) DO NOTHING\"],"

@@ -47,35 +47,9 @@ static void reply(int port, const char *id, const char *type, const char *data) 
     post(port, "replies", ev);
 }
 
-/* Waits until a command of `type` for instance id is in `stream`; returns its JSON (free it). */
-static char *wait_command(int port, const char *stream, const char *type, const char *id) {
-    char path[200], want_id[200], want_type[100];
-    snprintf(path, sizeof path, "/streams/%s?limit=10000", stream);
-    snprintf(want_type, sizeof want_type, "\"type\":\"%s\"", type);
-    snprintf(want_id, sizeof want_id, "\"correlationid\":\"%s\"", id);
-    for (int n = 0; n < 300; n++) {
-        resp r;
-        http_do(port, "GET", path, NULL, NULL, &r);
-        /* one event per line in the answer */
-        for (char *line = r.status == 200 ? r.body : NULL; line && *line;) {
-            char *nl = strchr(line, '\n');
-            if (nl) *nl = 0;
-            if (strstr(line, want_type) && strstr(line, want_id)) {
-                char *out = strdup(line);
-                resp_free(&r);
-                return out;
-            }
-            line = nl ? nl + 1 : NULL;
-        }
-        resp_free(&r);
-        usleep(20000);
-    }
-    CHECK_MSG(false, "no %s for %s in %s", type, id, stream);
-    return NULL;
-}
-
-/* How many commands of `type` for id are in stream. */
-static int count_commands(int port, const char *stream, const char *type, const char *id) {
+/* How many commands of `type` for instance id are in stream; the first one's JSON into *first
+   (free it) when first is not NULL and there is one. */
+static int find_commands(int port, const char *stream, const char *type, const char *id, char **first) {
     char path[200], want_id[200], want_type[100];
     snprintf(path, sizeof path, "/streams/%s?limit=10000", stream);
     snprintf(want_type, sizeof want_type, "\"type\":\"%s\"", type);
@@ -83,14 +57,29 @@ static int count_commands(int port, const char *stream, const char *type, const 
     resp r;
     http_do(port, "GET", path, NULL, NULL, &r);
     int n = 0;
-    for (char *line = r.status == 200 ? r.body : NULL; line && *line;) {
+    for (char *line = r.status == 200 ? r.body : NULL; line && *line;) { /* one event per line */
         char *nl = strchr(line, '\n');
         if (nl) *nl = 0;
-        n += strstr(line, want_type) && strstr(line, want_id);
+        if (strstr(line, want_type) && strstr(line, want_id) && n++ == 0 && first) *first = strdup(line);
         line = nl ? nl + 1 : NULL;
     }
     resp_free(&r);
     return n;
+}
+
+static int count_commands(int port, const char *stream, const char *type, const char *id) {
+    return find_commands(port, stream, type, id, NULL);
+}
+
+/* Waits until a command of `type` for instance id is in `stream`; returns its JSON (free it). */
+static char *wait_command(int port, const char *stream, const char *type, const char *id) {
+    char *first = NULL;
+    for (int n = 0; n < 300; n++) {
+        if (find_commands(port, stream, type, id, &first)) return first;
+        usleep(20000);
+    }
+    CHECK_MSG(false, "no %s for %s in %s", type, id, stream);
+    return NULL;
 }
 
 /* Waits until instance id has `status`; returns the instance's JSON (free it). */
@@ -126,6 +115,21 @@ static void history(const char *inst, char *out, size_t cap) {
             if (out[0]) strcat(out, " ");
             strncat(out, p, (size_t)(q - p));
         }
+    }
+}
+
+/* Places order id and answers its steps before step k with success (k = 0, 1, 2: pay, stock,
+   ship), leaving step k's command sent and unanswered. */
+static void advance_to(int port, const char *id, int k) {
+    place(port, id);
+    free(wait_command(port, "payment-commands", "ReservePayment", id));
+    if (k > 0) {
+        reply(port, id, "PaymentReserved", "{\"ref\":\"r\"}");
+        free(wait_command(port, "inventory-commands", "ReserveStock", id));
+    }
+    if (k > 1) {
+        reply(port, id, "StockReserved", NULL);
+        free(wait_command(port, "shipping-commands", "Ship", id));
     }
 }
 
@@ -179,16 +183,7 @@ TEST_T(a_failure_at_any_step_runs_the_compensations_of_the_steps_before_it_in_re
     for (int k = 0; k < 3; k++) {
         char id[16];
         snprintf(id, sizeof id, "f%d", k);
-        place(s.port, id);
-        free(wait_command(s.port, "payment-commands", "ReservePayment", id));
-        if (k > 0) {
-            reply(s.port, id, "PaymentReserved", "{\"ref\":\"r\"}");
-            free(wait_command(s.port, "inventory-commands", "ReserveStock", id));
-        }
-        if (k > 1) {
-            reply(s.port, id, "StockReserved", NULL);
-            free(wait_command(s.port, "shipping-commands", "Ship", id));
-        }
+        advance_to(s.port, id, k);
         reply(s.port, id, fail[k], NULL);
         if (k == 2) { /* stock's compensation waits for its confirmation, then pay's */
             free(wait_command(s.port, "inventory-commands", "ReleaseStock", id));
@@ -218,15 +213,8 @@ TEST_T(a_step_that_times_out_fails_the_saga_with_its_compensations, 60) {
     for (int k = 0; k < 3; k++) {
         char id[16];
         snprintf(id, sizeof id, "t%d", k);
-        place(s.port, id);
-        free(wait_command(s.port, "payment-commands", "ReservePayment", id));
-        if (k > 0) {
-            reply(s.port, id, "PaymentReserved", "{\"ref\":\"r\"}");
-            free(wait_command(s.port, "inventory-commands", "ReserveStock", id));
-        }
+        advance_to(s.port, id, k);
         if (k > 1) {
-            reply(s.port, id, "StockReserved", NULL);
-            free(wait_command(s.port, "shipping-commands", "Ship", id));
             free(wait_command(s.port, "inventory-commands", "ReleaseStock", id));
             reply(s.port, id, "StockReleased", NULL);
         }
@@ -253,12 +241,7 @@ TEST_T(a_step_that_times_out_fails_the_saga_with_its_compensations, 60) {
 TEST(a_compensation_that_fails_leaves_the_instance_for_an_operator) {
     srv s = srv_start(test_dir(), NULL);
     define_order(s.port);
-    place(s.port, "c1");
-    free(wait_command(s.port, "payment-commands", "ReservePayment", "c1"));
-    reply(s.port, "c1", "PaymentReserved", NULL);
-    free(wait_command(s.port, "inventory-commands", "ReserveStock", "c1"));
-    reply(s.port, "c1", "StockReserved", NULL);
-    free(wait_command(s.port, "shipping-commands", "Ship", "c1"));
+    advance_to(s.port, "c1", 2);
     reply(s.port, "c1", "ShippingFailed", NULL);
     free(wait_command(s.port, "inventory-commands", "ReleaseStock", "c1"));
     reply(s.port, "c1", "StockReleaseFailed", NULL);
@@ -309,10 +292,7 @@ TEST(duplicate_unknown_and_uncorrelated_replies_and_a_second_start_are_parked_ne
 TEST(a_killed_server_resumes_each_instance_where_it_was_and_sends_nothing_twice) {
     srv s = srv_start(test_dir(), NULL);
     define_order(s.port);
-    place(s.port, "k1");
-    free(wait_command(s.port, "payment-commands", "ReservePayment", "k1"));
-    reply(s.port, "k1", "PaymentReserved", NULL);
-    free(wait_command(s.port, "inventory-commands", "ReserveStock", "k1"));
+    advance_to(s.port, "k1", 1);
     srv_stop(&s, SIGKILL);
     s = srv_start(test_dir(), NULL);
     reply(s.port, "k1", "StockReserved", NULL);
