@@ -6,22 +6,8 @@ set -eu
 BIN=${BIN:-build/factum}
 GEN=${GEN:-build/bench-proj}
 EVENTS=${EVENTS:-1000000}
-T=$(mktemp -d /tmp/factum-bench-proj.XXXXXX)
-chmod 755 "$T"
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-SPID=
-cleanup() {
-    [ -n "$SPID" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null || true
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
-"$BIN" --data-dir "$T/factum" serve --listen 127.0.0.1:0 >"$T/serve.out" 2>"$T/serve.err" &
-SPID=$!
-for i in $(seq 50); do grep -q listening "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-PORT=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$T/serve.out")
-mkdir "$T/pg" && chown postgres "$T/pg"
-runuser -u postgres -- "$PGBIN/initdb" -D "$T/pg" -A trust >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg/log" -w -o "-c listen_addresses='' -k $T/pg" start >/dev/null
+. "$(dirname "$0")/lib.sh"
+start_factum
+start_pg "-c listen_addresses=''"
 echo "postgresql: $("$PGBIN/postgres" --version), default settings, Unix socket"
 "$GEN" --port "$PORT" --pg "host=$T/pg user=postgres dbname=postgres" --events "$EVENTS" --dir "$T"

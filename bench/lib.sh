@@ -1,0 +1,34 @@
+# bench/lib.sh — what the bench scripts share (sourced, with BIN set): a temporary folder $T
+# removed on exit with everything started in it, `factum serve` on a free port ($PORT), and a
+# PostgreSQL of Debian's package in $T/pg.
+T=$(mktemp -d /tmp/factum-bench.XXXXXX)
+chmod 755 "$T"
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+KILL_PIDS= PG_STARTED=
+cleanup() {
+    for p in $KILL_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+    [ -n "$PG_STARTED" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+# Starts `factum serve` on $T/factum; sets PORT and SPID.
+start_factum() {
+    "$BIN" --data-dir "$T/factum" serve --listen 127.0.0.1:0 >"$T/serve.out" 2>"$T/serve.err" &
+    SPID=$!
+    KILL_PIDS="$KILL_PIDS $SPID"
+    for i in $(seq 50); do grep -q listening "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
+    PORT=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$T/serve.out")
+}
+
+# Starts a PostgreSQL in $T/pg with these server options (pg_ctl -o); its socket is in $T/pg.
+start_pg() {
+    mkdir "$T/pg" && chown postgres "$T/pg"
+    runuser -u postgres -- "$PGBIN/initdb" -D "$T/pg" -A trust >/dev/null
+    PG_STARTED=1
+    # Once seen failing to start right after the engine bench; a second try, then its log if not.
+    pg_start_once "$1" || { sleep 2; pg_start_once "$1"; } || { tail -5 "$T/pg/log" >&2; exit 1; }
+}
+pg_start_once() {
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg/log" -w -o "-k $T/pg $1" start >/dev/null
+}
