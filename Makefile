@@ -3,6 +3,7 @@
 #   make test       every test: unit, model, crash, fault injection, CLI, fuzz corpus replays
 #   make asan       the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       libFuzzer on each target for FUZZ_SECONDS (default 60) each
+#   make powercut   the power-cut test only, 200 cycles (CYCLES=N; needs root)
 #   make bench      engine figures beside the disk's ceiling; server figures beside PostgreSQL
 #                   (QUICK=1 for a short run)
 #   make run        build and serve HTTP on 127.0.0.1:7744 with data in ./factum-data
@@ -36,7 +37,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps browser-deps run test asan fuzz bench clean check-test demo
+.PHONY: all deps browser-deps run test asan fuzz bench clean check-test demo powercut
 all: $(BUILD)/factum $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a
 
 # Debian packages, installed only when missing: $(call apt,PACKAGES)
@@ -90,6 +91,12 @@ test: deps browser-deps
 
 check-test: $(BUILD)/factum $(BUILD)/factum-tests $(BUILD)/order-service
 	@FACTUM_BIN=$(abspath $(BUILD)/factum) FACTUM_ROOT=$(CURDIR) $(BUILD)/factum-tests
+
+# The power-cut test alone, for longer (tests/test_powercut.c; needs root): CYCLES=N to change.
+powercut: deps
+	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/factum-tests
+	@FACTUM_POWERCUT_CYCLES=$(or $(CYCLES),200) FACTUM_BIN=$(abspath $(BUILD)/factum) FACTUM_ROOT=$(CURDIR) \
+	  $(BUILD)/factum-tests a_power_cut_loses_no_acknowledged_event
 
 asan: deps browser-deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" check-test
