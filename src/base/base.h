@@ -1,17 +1,20 @@
 /*
  * base.h — the bottom layer every subsystem may use: error reporting, checksums, hashing,
- * clocks, UUIDv7, growable buffers and little-endian load/store. Nothing here does I/O on files.
+ * clocks, UUIDv7, growable buffers and little-endian load/store. Nothing here does I/O on files
+ * (but for the test-only clock shift of misc.c).
  */
 #ifndef FACTUM_BASE_H
 #define FACTUM_BASE_H
 
 #include "factum.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define STRINGIFY_(x) #x
@@ -36,9 +39,19 @@ uint32_t crc32c_extend(uint32_t crc, const void *p, size_t n);
 /* 64-bit hash of a byte string under a seed (XXH3). */
 uint64_t hash64(const void *p, size_t n, uint64_t seed);
 
-/* Clocks. */
+/*
+ * Clocks. Waiting (timeouts, deadlines, retry delays, periods) is measured on CLOCK_MONOTONIC,
+ * which no one can step; the wall clock is only for what a person reads or asked for ("at
+ * 10:00", event times). See docs/timers.md, "Clocks".
+ */
+/* Microseconds since the epoch. Test only: shifted by FACTUM_TEST_CLOCK_FILE (misc.c). */
 int64_t clock_realtime_us(void);
 uint64_t clock_mono_ns(void);
+int64_t clock_mono_us(void);
+/* pthread_cond_init with CLOCK_MONOTONIC for pthread_cond_timedwait; 0 or an errno value. */
+int clock_mono_cond_init(pthread_cond_t *cond);
+/* The CLOCK_MONOTONIC time `us` microseconds from now (0 if negative), for such a condition. */
+struct timespec clock_mono_after(int64_t us);
 
 /* Writes a fresh UUIDv7 (36 chars + NUL) into out. */
 void uuid7_make(char out[37]);

@@ -3,24 +3,84 @@
  */
 #include "base.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 uint64_t hash64(const void *p, size_t n, uint64_t seed) { return XXH3_64bits_withSeed(p, n, seed); }
 
+/*
+ * Test only: a wall clock that a test can step without touching the machine's. When the
+ * environment variable FACTUM_TEST_CLOCK_FILE names a file, its first 8 bytes (an int64 in the
+ * machine's byte order: microseconds) are added to every clock_realtime_us(). The file is mapped
+ * shared on first use, so a test steps a running server's wall clock by writing those bytes.
+ * Unset, which is always the case outside tests, it costs one pthread_once check per call.
+ * CLOCK_MONOTONIC is never shifted: that is the point (docs/timers.md, "Clocks").
+ */
+static const _Atomic int64_t *clock_shift_us;
+static pthread_once_t clock_shift_once = PTHREAD_ONCE_INIT;
+
+static void clock_shift_map(void) {
+    const char *path = getenv("FACTUM_TEST_CLOCK_FILE");
+    if (!path || !*path) return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    void *p = MAP_FAILED;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= 8) p = mmap(NULL, 8, PROT_READ, MAP_SHARED, fd, 0);
+    if (fd >= 0) close(fd);
+    if (p == MAP_FAILED) {
+        fprintf(stderr, "factum: FACTUM_TEST_CLOCK_FILE %s: cannot map its first 8 bytes; the wall clock is not shifted\n", path);
+        return;
+    }
+    clock_shift_us = p;
+}
+
 int64_t clock_realtime_us(void) {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+    int64_t us = (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+    pthread_once(&clock_shift_once, clock_shift_map);
+    if (clock_shift_us) us += atomic_load_explicit(clock_shift_us, memory_order_relaxed);
+    return us;
 }
 
 uint64_t clock_mono_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+int64_t clock_mono_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+int clock_mono_cond_init(pthread_cond_t *cond) {
+    pthread_condattr_t a;
+    int rc = pthread_condattr_init(&a);
+    if (!rc) rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (!rc) rc = pthread_cond_init(cond, &a);
+    pthread_condattr_destroy(&a);
+    return rc;
+}
+
+struct timespec clock_mono_after(int64_t us) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if (us < 0) us = 0;
+    int64_t ns = t.tv_nsec + (us % 1000000) * 1000;
+    t.tv_sec += (time_t)(us / 1000000 + ns / 1000000000);
+    t.tv_nsec = (long)(ns % 1000000000);
+    return t;
 }
 
 /* Random bytes from the kernel, 256 at a time per thread (one syscall per 25 UUIDs). */

@@ -642,7 +642,7 @@ static int step(projector *p, target *t, batch *b, factum_error_t *err) {
 }
 
 static void sample_rate(projector *p) {
-    int64_t now = clock_realtime_us();
+    int64_t now = clock_mono_us(); /* rates are over elapsed time, not the wall clock */
     pthread_mutex_lock(&p->mu);
     int last = (p->rate_i + RATE_SLOTS - 1) % RATE_SLOTS;
     if (!p->rate_len || now - p->rate_t[last] >= 1000000) {

@@ -63,7 +63,8 @@ typedef struct inst {
     uint32_t done;        /* steps that succeeded */
     bool stage_failed;    /* a step of the stage failed: compensation begins once the others answer */
     uint64_t last_input;  /* the position of the last input applied */
-    int64_t deadline_us[MAX_STEPS]; /* of each outstanding command; 0 none, negative once its marker is sent */
+    int64_t due_us[MAX_STEPS]; /* when each outstanding command times out, on CLOCK_MONOTONIC (see due_of);
+                                  0 none, negative once its marker is sent */
     buf_t sent[MAX_STEPS];          /* each outstanding command as sent, sent again after a restart */
     int64_t started_us, ended_us;
     buf_t ctx;            /* {"id":..,"data":..,"steps":{NAME: reply data, ...}} */
@@ -474,6 +475,19 @@ static bool sendable(saga *s, factum_str_t cmd, factum_error_t *err) {
     return ok;
 }
 
+/*
+ * When a command recorded with deadline_us times out, on CLOCK_MONOTONIC. The record keeps the
+ * wall clock (its input's commit time + timeout_ms: decided from the input alone, the same on
+ * every replay); waiting uses what is left of it by the wall clock now, but at most timeout_ms,
+ * so a wall clock stepped back (or commit times held back by such a step) never holds a timeout
+ * back, and never less than 0. After that, stepping the wall clock changes nothing. 0: none.
+ */
+static int64_t due_of(int64_t deadline_us, uint64_t timeout_ms) {
+    if (deadline_us <= 0 || !timeout_ms) return 0;
+    int64_t left = MAX(0, MIN(deadline_us - clock_realtime_us(), (int64_t)MIN(timeout_ms, (uint64_t)INT64_MAX / 2000) * 1000));
+    return MAX(1, clock_mono_us() + left);
+}
+
 /* Sends command c of step k (the step's, or its compensation); false, with the step failed on
    the record, if the command as rendered cannot be sent (a bad stream name, say): the same
    input always renders the same command, so this is decided, not retried. */
@@ -492,7 +506,8 @@ static bool send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, ou
         buf_free(&m), buf_free(&cmd);
         return false;
     }
-    i->deadline_us[k] = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
+    int64_t deadline_us = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
+    i->due_us[k] = due_of(deadline_us, c->timeout_ms);
     sent->len = 0;
     buf_printf(sent, "{\"id\":\"saga-%s-%s-%s-%s\",\"cause\":", s->d->name, i->id, s->d->steps[k].name, comp ? "compensate" : "do");
     json_escape(sent, e->id.ptr, e->id.len);
@@ -502,7 +517,7 @@ static bool send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, ou
     b->len = 0;
     buf_append(b, sent->ptr, sent->len);
     buf_t m = {0};
-    buf_printf(&m, "\"step\":\"%s\",\"deadline_us\":%lld,\"sent\":", s->d->steps[k].name, (long long)i->deadline_us[k]);
+    buf_printf(&m, "\"step\":\"%s\",\"deadline_us\":%lld,\"sent\":", s->d->steps[k].name, (long long)deadline_us);
     buf_append(&m, sent->ptr, sent->len);
     rec(o, comp ? "CompensationStarted" : "StepStarted", e->position, m.ptr, m.len);
     buf_free(&m);
@@ -511,7 +526,7 @@ static bool send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, ou
 
 /* A step is answered (or timed out): nothing outstanding for it any more. */
 static void settled(inst *i, int k) {
-    i->deadline_us[k] = 0;
+    i->due_us[k] = 0;
     i->sent[k].len = 0;
     i->waiting &= ~(1u << k);
 }
@@ -672,7 +687,8 @@ static inst *load(saga *s, const char *id, uint64_t *started_at, uint64_t resend
                 else i->status = S_RUNNING, i->stage = s->d->steps[st].stage, i->waiting |= 1u << st;
                 uint64_t dl = 0;
                 json_member_u64(e->data, "deadline_us", &dl);
-                i->deadline_us[st] = (int64_t)dl;
+                const command *c = comp ? &s->d->steps[st].comp : &s->d->steps[st].cmd;
+                i->due_us[st] = due_of((int64_t)MIN(dl, (uint64_t)INT64_MAX), c->timeout_ms);
                 i->sent[st].len = 0;
                 if (json_member(e->data, "sent", &v, &kind)) {
                     buf_append(&i->sent[st], v.ptr, v.len);
@@ -932,14 +948,15 @@ static void input(saga *s, const factum_event_t *e, output *o) {
     settle(s, i, was);
 }
 
-/* Appends a timeout marker for every instance whose deadline passed. */
+/* Appends a timeout marker for every instance whose deadline passed; returns the next
+   deadline (CLOCK_MONOTONIC, µs), 0 if none. */
 static int64_t timeouts(saga *s) {
-    int64_t now = clock_realtime_us(), next = 0;
+    int64_t now = clock_mono_us(), next = 0;
     for (inst *i = s->active; i; i = i->next)
         for (int k = 0; k < s->d->nsteps; k++) {
-            if (i->deadline_us[k] <= 0) continue;
-            if (i->deadline_us[k] > now) {
-                if (!next || i->deadline_us[k] < next) next = i->deadline_us[k];
+            if (i->due_us[k] <= 0) continue;
+            if (i->due_us[k] > now) {
+                if (!next || i->due_us[k] < next) next = i->due_us[k];
                 continue;
             }
             const char *phase = i->status == S_COMPENSATING ? "compensation" : "step";
@@ -952,7 +969,7 @@ static int64_t timeouts(saga *s) {
             state_stream(s, i->id, &name);
             submit(s, (factum_str_t){name.ptr, name.len}, &e, 1);
             buf_free(&name);
-            i->deadline_us[k] = -i->deadline_us[k]; /* marked; the marker comes back through the log */
+            i->due_us[k] = -i->due_us[k]; /* marked; the marker comes back through the log */
         }
     return next;
 }
@@ -1031,7 +1048,7 @@ static void *runner(void *arg) {
     saga *s = arg;
     output o = {0};
     recover(s);
-    int64_t last_cp = clock_realtime_us();
+    int64_t last_cp = clock_mono_us(); /* checkpoints and waits are measured on the monotonic clock */
     uint64_t cp_pos = s->position;
     for (;;) {
         pthread_mutex_lock(&s->mu);
@@ -1061,7 +1078,7 @@ static void *runner(void *arg) {
             cp_pos = s->position;
             continue;
         }
-        int64_t now = clock_realtime_us();
+        int64_t now = clock_mono_us();
         if (s->position != cp_pos && now - last_cp >= CHECKPOINT_EVERY_US) {
             checkpoint(s);
             if (drain(s) == 0) cp_pos = s->position, last_cp = now;

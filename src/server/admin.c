@@ -29,10 +29,9 @@ static void *scavenger_main(void *arg) {
     scavenger_t *sv = arg;
     pthread_mutex_lock(&sv->mu);
     while (!sv->stop) {
-        /* Without a schedule the timeout only wakes the thread daily; runs happen when asked. */
-        struct timespec next;
-        clock_gettime(CLOCK_REALTIME, &next);
-        next.tv_sec += (time_t)(sv->every_s ? sv->every_s : 86400);
+        /* Without a schedule the timeout only wakes the thread daily; runs happen when asked.
+           A period, so measured on the monotonic clock (a stepped wall clock does not move it). */
+        struct timespec next = clock_mono_after((int64_t)MIN(sv->every_s ? sv->every_s : 86400, (uint64_t)INT32_MAX) * 1000000);
         int w = 0;
         while (!sv->stop && !sv->asked && w != ETIMEDOUT) w = pthread_cond_timedwait(&sv->cond, &sv->mu, &next);
         if (sv->stop) break;
@@ -53,7 +52,7 @@ int scavenger_open(factum_t *db, uint64_t every_s, scavenger_t **out, factum_err
     if (!sv) return err_set(err, FACTUM_ENOMEM, "out of memory");
     sv->db = db, sv->every_s = every_s;
     pthread_mutex_init(&sv->mu, NULL);
-    pthread_cond_init(&sv->cond, NULL);
+    clock_mono_cond_init(&sv->cond);
     if (pthread_create(&sv->thread, NULL, scavenger_main, sv)) {
         free(sv);
         return err_set(err, FACTUM_ENOMEM, "cannot start the scavenger thread");

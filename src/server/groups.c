@@ -37,7 +37,7 @@ typedef struct entry {
     uint32_t attempt; /* deliveries so far */
     uint8_t kind;
     uint64_t member; /* the push member holding it in flight, 0 for pull */
-    int64_t t; /* in flight: deadline; retry: when due (µs) */
+    int64_t t; /* in flight: deadline; retry: when due (µs, CLOCK_MONOTONIC; records hold the wall clock) */
 } entry;
 
 typedef struct group {
@@ -381,6 +381,15 @@ static uint64_t backoff_us(const group *g, uint32_t attempt) {
     return j ? d - j + hash64(&attempt, sizeof attempt, (uint64_t)clock_mono_ns()) % (2 * j + 1) : d;
 }
 
+/* A retry's due time from a record (the wall clock, µs) as a CLOCK_MONOTONIC one: what is left
+   of it by the wall clock now, but never more than was asked when the record was written
+   (due - at; a wall clock stepped back does not hold a retry back), nor less than 0. */
+static int64_t due_mono(uint64_t due, uint64_t at) {
+    int64_t left = (int64_t)MIN(due, (uint64_t)INT64_MAX) - clock_realtime_us();
+    if (at && due >= at) left = MIN(left, (int64_t)MIN(due - at, (uint64_t)INT64_MAX / 2));
+    return clock_mono_us() + MAX(0, left);
+}
+
 static void park(group *g, uint64_t key, uint64_t pos, uint64_t sh, uint32_t attempts, int64_t at, factum_str_t reason) {
     if (g->npk == g->cappk) {
         size_t cap = g->cappk ? g->cappk * 2 : 64;
@@ -417,8 +426,9 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
     g->since_checkpoint++;
     if (str_eq(type, str_c("Checkpoint"))) {
         /* The whole state at that point of the log (written when nothing else was in flight). */
-        uint64_t floor = 0;
+        uint64_t floor = 0, cp_at = 0;
         json_member_u64(data, "floor", &floor);
+        json_member_u64(data, "at", &cp_at); /* when it was written (older ones have none) */
         g->n = 0, g->npk = 0, g->next = g->floor = floor, g->since_checkpoint = 0;
         if (json_member(data, "entries", &arr, &kind) && kind == JSON_ARRAY) {
             json_iter_init(&it, arr);
@@ -428,7 +438,7 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
                 json_member_u64(v, "pos", &pos), json_member_u64(v, "sh", &sh), json_member_u64(v, "attempt", &attempt), json_member_u64(v, "due", &due);
                 json_member_u64(v, "done", &done);
                 entry *x = entry_add(g, key, pos);
-                if (x) x->sh = sh, x->attempt = (uint32_t)attempt, x->kind = done ? E_DONE : E_RETRY, x->t = (int64_t)due;
+                if (x) x->sh = sh, x->attempt = (uint32_t)attempt, x->kind = done ? E_DONE : E_RETRY, x->t = due_mono(due, cp_at);
             }
         }
         if (json_member(data, "parked", &arr, &kind) && kind == JSON_ARRAY) {
@@ -482,7 +492,7 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
                 if (!x) x = entry_add(g, key, pos);
                 if (!x) continue;
                 x->pos = pos, x->attempt = (uint32_t)attempt, x->sh = sh;
-                if (json_key_is(to, "retry")) x->kind = E_RETRY, x->t = (int64_t)due;
+                if (json_key_is(to, "retry")) x->kind = E_RETRY, x->t = due_mono(due, at);
                 else if (json_key_is(to, "skip")) x->kind = E_DONE;
                 else {
                     x->kind = E_DONE; /* parked counts as done for the floor; it lives in the parked set */
@@ -544,7 +554,7 @@ static void render_delivery(buf_t *out, size_t *count, const entry *x, const fac
 void groups_release_member(groups_t *gs, const char *name, uint64_t member) {
     pthread_mutex_lock(&gs->mu);
     group *g = find(gs, name);
-    int64_t now = clock_realtime_us();
+    int64_t now = clock_mono_us();
     for (size_t i = 0; g && i < g->n; i++)
         if (g->e[i].kind == E_INFLIGHT && g->e[i].member == member) g->e[i].t = now; /* the keeper times them out now */
     if (g) pthread_cond_signal(&gs->cond);
@@ -575,7 +585,7 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
         return err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
     }
     factum_t *db = gs->db;
-    int64_t now = clock_realtime_us();
+    int64_t now = clock_mono_us(); /* ack deadlines and retries wait on the monotonic clock */
     size_t in_flight = 0, mine = 0;
     for (size_t i = 0; i < g->n; i++) {
         in_flight += g->e[i].kind == E_INFLIGHT;
@@ -882,16 +892,16 @@ int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *o
  * can land between what the snapshot saw and the snapshot itself: replaying from it is exact.
  */
 static void write_checkpoint(groups_t *gs, group *g, buf_t *rec) {
-    int64_t now = clock_realtime_us();
+    int64_t now = clock_realtime_us(), now_mono = clock_mono_us(); /* due times are written on the wall clock */
     rec->len = 0;
-    buf_printf(rec, "{\"floor\":%llu,\"entries\":[", (unsigned long long)g->floor);
+    buf_printf(rec, "{\"floor\":%llu,\"at\":%lld,\"entries\":[", (unsigned long long)g->floor, (long long)now);
     size_t k = 0;
     for (size_t i = 0; i < g->n; i++) {
         const entry *x = &g->e[i];
         if (x->kind == E_HELD) continue; /* read again from the floor */
         /* in flight or being parked: delivered again after a restart, like any unacked event */
         bool done = x->kind == E_DONE;
-        int64_t due = x->kind == E_RETRY ? x->t : now;
+        int64_t due = x->kind == E_RETRY ? now + MAX(0, x->t - now_mono) : now;
         buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"done\":%d,\"due\":%lld}", k++ ? "," : "",
                    (unsigned long long)x->key, (unsigned long long)x->pos, (unsigned long long)x->sh, x->attempt, done,
                    (long long)due);
@@ -921,12 +931,9 @@ static void *keeper(void *arg) {
     buf_t rec = {0};
     pthread_mutex_lock(&gs->mu);
     while (!gs->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50000000;
-        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        struct timespec ts = clock_mono_after(50000);
         pthread_cond_timedwait(&gs->cond, &gs->mu, &ts);
-        int64_t now = clock_realtime_us();
+        int64_t now = clock_mono_us(), now_wall = clock_realtime_us(); /* deadlines; and what records say */
         for (group *g = gs->list; g; g = g->link) {
             int last = (g->rate_i + 10) % 11;
             if (g->rate_n && now - g->rate_t[last] < 1000000) continue;
@@ -943,12 +950,12 @@ static void *keeper(void *arg) {
             for (size_t i = 0; i < g->n; i++) {
                 entry *x = &g->e[i];
                 if (x->kind != E_INFLIGHT || x->t > now) continue;
-                nack_item(g, &rec, x, x->attempt >= g->max_deliveries ? "park" : "retry", now, -1, n == 0);
+                nack_item(g, &rec, x, x->attempt >= g->max_deliveries ? "park" : "retry", now_wall, -1, n == 0);
                 x->kind = E_PARKING; /* neither deliverable nor expiring again until written */
                 n++;
             }
             if (!n) continue;
-            buf_printf(&rec, "],\"reason\":\"ack timeout\",\"at\":%lld}", (long long)now);
+            buf_printf(&rec, "],\"reason\":\"ack timeout\",\"at\":%lld}", (long long)now_wall);
             char name[GROUP_MAX_NAME + 1], stream[GROUP_MAX_NAME + 8];
             snprintf(name, sizeof name, "%s", g->name);
             groups_state_stream(name, stream);
@@ -1099,7 +1106,7 @@ int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
     if (!gs) return err_set(err, FACTUM_ENOMEM, "out of memory");
     gs->db = db;
     pthread_mutex_init(&gs->mu, NULL);
-    pthread_cond_init(&gs->cond, NULL);
+    clock_mono_cond_init(&gs->cond); /* the keeper's wait */
     int rc = replay_stream(db, GROUPS_STREAM, 0, replay_definition, gs, err);
     for (group *g = gs->list; g && !rc; g = g->link) {
         char stream[GROUP_MAX_NAME + 8];

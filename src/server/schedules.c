@@ -1,6 +1,6 @@
 /*
  * schedules.c — the /schedules API over the durable timers of timers.c:
- *   POST /schedules {"at", "stream", "event"}  -> 201 {"id", "at"}
+ *   POST /schedules {"at" | "delay_ms", "stream", "event"}  -> 201 {"id", "at"}
  *   GET /schedules/{id}                        -> {"id", "at", "stream", "state", "event", ...}
  *   DELETE /schedules/{id}                     -> 200 {"id", "state": "cancelled"}
  * Writes go to $schedules through the loop's asynchronous append; the timer table learns of
@@ -17,7 +17,12 @@
 
 static void scheduled_done(conn *c) {
     if (!server_written(c)) return;
-    timers_add(c->l->srv->timers, c->ar_note, c->ar_at, c->ar_res.last_position);
+    factum_error_t err;
+    if (timers_add(c->l->srv->timers, c->ar_res.last_position, &err)) {
+        conn_problem(c, 500, "internal", NULL, "schedule '%s' is durable but not registered (it will be at the next start): %s",
+                     c->ar_note, err.message);
+        return;
+    }
     char at[32], body[160];
     time_format_rfc3339(c->ar_at, at);
     int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"at\":\"%s\",\"state\":\"pending\"}", c->ar_note, at);
@@ -38,9 +43,18 @@ static void schedule(conn *c, factum_str_t body) {
         conn_problem(c, 400, "bad-request", NULL, "the body must be a JSON object {\"at\", \"stream\", \"event\"}");
         return;
     }
-    if (!json_member(body, "at", &v, &kind) || kind != JSON_STRING || json_unescape(v, &at_text) ||
-        time_parse((factum_str_t){at_text.ptr, at_text.len}, &at)) {
-        conn_problem(c, 400, "bad-request", NULL, "'at' must be an RFC 3339 time");
+    /* "delay_ms" instead of "at": due after that long on the monotonic clock (docs/timers.md). */
+    uint64_t delay_ms = 0;
+    bool relative = json_member(body, "delay_ms", &v, &kind);
+    if (relative) {
+        if (kind != JSON_NUMBER || !str_u64(v, &delay_ms) || delay_ms > TIMERS_MAX_DELAY_MS || json_member(body, "at", &v, &kind)) {
+            conn_problem(c, 400, "bad-request", NULL, "'delay_ms' must be 0 to %llu, and comes instead of 'at'", TIMERS_MAX_DELAY_MS);
+            goto out;
+        }
+        at = clock_realtime_us() + (int64_t)delay_ms * 1000;
+    } else if (!json_member(body, "at", &v, &kind) || kind != JSON_STRING || json_unescape(v, &at_text) ||
+               time_parse((factum_str_t){at_text.ptr, at_text.len}, &at)) {
+        conn_problem(c, 400, "bad-request", NULL, "'at' must be an RFC 3339 time (or 'delay_ms' a number of milliseconds)");
         goto out;
     }
     if (!json_member(body, "stream", &stream_raw, &kind) || kind != JSON_STRING || json_unescape(stream_raw, &stream)) {
@@ -68,7 +82,9 @@ static void schedule(conn *c, factum_str_t body) {
     uuid7_make(id);
     time_format_rfc3339(at, at_norm);
     buf_t data = {0};
-    buf_printf(&data, "{\"id\":\"%s\",\"at\":\"%s\",\"stream\":", id, at_norm);
+    buf_printf(&data, "{\"id\":\"%s\",\"at\":\"%s\",", id, at_norm);
+    if (relative) buf_printf(&data, "\"delay_ms\":%llu,", (unsigned long long)delay_ms);
+    buf_printf(&data, "\"stream\":");
     json_escape(&data, sname.ptr, sname.len);
     buf_printf(&data, ",\"event\":");
     buf_append(&data, event.ptr, event.len);

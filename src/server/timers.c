@@ -3,6 +3,12 @@
  * takes what is due under it, then fires without it: the target appends go to the writer
  * asynchronously (so thousands of due timers share commit groups), and one batch of Fired
  * records follows once they are all durable.
+ *
+ * Two clocks (docs/timers.md, "Clocks"): a timer asked for "at" a time is due when the wall
+ * clock reads that time; one asked for "after delay_ms" is due when that much time has passed
+ * on CLOCK_MONOTONIC, whatever the wall clock does meanwhile. Each kind has its own heap. The
+ * scheduler waits on CLOCK_MONOTONIC and wakes at least once a second, so a wall clock that is
+ * stepped is seen within a second, in both directions.
  */
 #include "timers.h"
 
@@ -20,11 +26,19 @@ const double timers_late_bounds_ms[16] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 10
 
 typedef struct timer {
     char id[40];
-    int64_t at;
+    int64_t at;  /* wall clock (µs): as asked, or as estimated for a delay */
+    int64_t due; /* relative timers: when due on CLOCK_MONOTONIC (µs) */
     uint64_t pos, fired_pos;
     uint8_t state;
     bool cancelling;
+    bool relative; /* asked for with delay_ms: waits on the monotonic clock */
 } timer;
+
+/* Pending timers by time, earliest on top (lazy: fired or cancelled ones are dropped when seen). */
+typedef struct heap {
+    uint32_t *v;
+    size_t n, cap;
+} heap;
 
 typedef struct fire_batch {
     pthread_mutex_t mu;
@@ -43,8 +57,7 @@ struct timers {
     size_t n, cap;
     uint32_t *slots; /* id -> index + 1, open addressing */
     size_t nslots;
-    uint32_t *heap; /* pending timers by time (lazy: fired or cancelled ones are dropped when seen) */
-    size_t nheap, capheap;
+    heap wall, mono; /* timers "at" a wall-clock time; relative ones, by their monotonic due time */
     timers_stats st;
 };
 
@@ -62,31 +75,42 @@ static timer *find(timers_t *t, const char *id) {
     return k ? &t->v[k - 1] : NULL;
 }
 
-static bool heap_less(const timers_t *t, uint32_t a, uint32_t b) { return t->v[a].at < t->v[b].at; }
+/* A timer's time on its own clock: the wall clock for "at", the monotonic one for a delay. */
+static int64_t when(const timer *x) { return x->relative ? x->due : x->at; }
 
-static void heap_push(timers_t *t, uint32_t k) {
-    if (t->nheap == t->capheap) {
-        size_t cap = t->capheap ? t->capheap * 2 : 1024;
-        uint32_t *h = realloc(t->heap, cap * sizeof *h);
-        if (!h) return; /* stays in the table; found again at the next open */
-        t->heap = h, t->capheap = cap;
+static bool heap_less(const timers_t *t, uint32_t a, uint32_t b) { return when(&t->v[a]) < when(&t->v[b]); }
+
+static heap *heap_of(timers_t *t, const timer *x) { return x->relative ? &t->mono : &t->wall; }
+
+static void heap_push(timers_t *t, heap *h, uint32_t k) {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 1024;
+        uint32_t *v = realloc(h->v, cap * sizeof *v);
+        if (!v) return; /* stays in the table; found again at the next open */
+        h->v = v, h->cap = cap;
     }
-    size_t i = t->nheap++;
-    while (i && heap_less(t, k, t->heap[(i - 1) / 2])) t->heap[i] = t->heap[(i - 1) / 2], i = (i - 1) / 2;
-    t->heap[i] = k;
+    size_t i = h->n++;
+    while (i && heap_less(t, k, h->v[(i - 1) / 2])) h->v[i] = h->v[(i - 1) / 2], i = (i - 1) / 2;
+    h->v[i] = k;
 }
 
-static void heap_pop(timers_t *t) {
-    uint32_t last = t->heap[--t->nheap];
+static void heap_pop(timers_t *t, heap *h) {
+    uint32_t last = h->v[--h->n];
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= t->nheap) break;
-        if (c + 1 < t->nheap && heap_less(t, t->heap[c + 1], t->heap[c])) c++;
-        if (!heap_less(t, t->heap[c], last)) break;
-        t->heap[i] = t->heap[c], i = c;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && heap_less(t, h->v[c + 1], h->v[c])) c++;
+        if (!heap_less(t, h->v[c], last)) break;
+        h->v[i] = h->v[c], i = c;
     }
-    if (t->nheap) t->heap[i] = last;
+    if (h->n) h->v[i] = last;
+}
+
+/* The earliest pending timer of h, dropping fired and cancelled ones from the top; NULL if none. */
+static timer *heap_top(timers_t *t, heap *h) {
+    while (h->n && t->v[h->v[0]].state != TIMER_PENDING) heap_pop(t, h);
+    return h->n ? &t->v[h->v[0]] : NULL;
 }
 
 /* Adds (or finds) the timer id. NULL when out of memory. */
@@ -124,23 +148,24 @@ static void set_state(timers_t *t, timer *x, int state) {
     else if (state == TIMER_CANCELLED) t->st.cancelled++;
 }
 
-static void add_locked(timers_t *t, const char *id, int64_t at, uint64_t pos) {
+/*
+ * Adds a pending timer. delay_us < 0: due when the wall clock reads at. Otherwise it was asked
+ * for as a delay and at is the wall-clock estimate written when it was asked; it is due after
+ * what is left of that delay on the monotonic clock: at - now by the wall clock, but never more
+ * than the delay itself (a wall clock stepped back, here or before a restart, does not hold it
+ * back) and never less than 0 (one stepped forward before a restart fires it at once).
+ */
+static void add_locked(timers_t *t, const char *id, int64_t at, int64_t delay_us, uint64_t pos) {
     timer *x = find(t, id);
     if (x) return; /* replayed twice: the first record wins */
     if (!(x = insert(t, id))) return;
-    x->at = at, x->pos = pos, x->state = TIMER_PENDING;
+    x->at = at, x->pos = pos, x->state = TIMER_PENDING, x->relative = delay_us >= 0;
+    if (x->relative) x->due = clock_mono_us() + MAX(0, MIN(at - clock_realtime_us(), delay_us));
     t->st.pending++;
-    heap_push(t, (uint32_t)(x - t->v));
+    heap_push(t, heap_of(t, x), (uint32_t)(x - t->v));
 }
 
 /* ---- the public side ---- */
-
-void timers_add(timers_t *t, const char *id, int64_t at_us, uint64_t pos) {
-    pthread_mutex_lock(&t->mu);
-    add_locked(t, id, at_us, pos);
-    pthread_cond_signal(&t->cond); /* it may be the earliest now */
-    pthread_mutex_unlock(&t->mu);
-}
 
 int timers_begin_cancel(timers_t *t, const char *id, factum_error_t *err) {
     pthread_mutex_lock(&t->mu);
@@ -187,18 +212,27 @@ static bool member_raw(factum_str_t obj, const char *key, factum_str_t *out, int
     return json_member(obj, key, out, &kind) && kind == want;
 }
 
-static void replay_event(timers_t *t, const factum_event_t *e, buf_t *id, buf_t *at) {
-    if (!json_member_string(e->data, "id", id)) return;
+/* Applies one $schedules record (mutex held, or before the scheduler runs); false if it is
+   not a well-formed Scheduled, Fired or Cancelled record. */
+static bool replay_event(timers_t *t, const factum_event_t *e, buf_t *id, buf_t *at) {
+    if (!json_member_string(e->data, "id", id)) return false;
     if (str_eq(e->type, str_c("Scheduled"))) {
         int64_t us;
-        if (json_member_string(e->data, "at", at) && time_parse((factum_str_t){at->ptr, at->len}, &us) == 0)
-            add_locked(t, id->ptr, us, e->position);
+        uint64_t delay_ms = 0;
+        bool relative = json_member_u64(e->data, "delay_ms", &delay_ms);
+        if (!json_member_string(e->data, "at", at) || time_parse((factum_str_t){at->ptr, at->len}, &us) ||
+            delay_ms > TIMERS_MAX_DELAY_MS)
+            return false;
+        add_locked(t, id->ptr, us, relative ? (int64_t)delay_ms * 1000 : -1, e->position);
     } else if (str_eq(e->type, str_c("Fired")) || str_eq(e->type, str_c("Cancelled"))) {
         timer *x = find(t, id->ptr);
-        if (!x) return;
+        if (!x) return true;
         json_member_u64(e->data, "position", &x->fired_pos);
         set_state(t, x, str_eq(e->type, str_c("Fired")) ? TIMER_FIRED : TIMER_CANCELLED);
+    } else {
+        return false;
     }
+    return true;
 }
 
 typedef struct replay_ctx {
@@ -209,6 +243,23 @@ typedef struct replay_ctx {
 static void replay_one(void *ctx, const factum_event_t *e) {
     replay_ctx *c = ctx;
     replay_event(c->t, e, c->id, c->at);
+}
+
+int timers_add(timers_t *t, uint64_t pos, factum_error_t *err) {
+    factum_result_t *r;
+    int rc = factum_read_at(t->db, pos, &r, err);
+    if (rc) return rc;
+    buf_t id = {0}, at = {0};
+    const factum_event_t *e = factum_result_event(r, 0);
+    pthread_mutex_lock(&t->mu);
+    if (!str_eq(e->type, str_c("Scheduled")) || !replay_event(t, e, &id, &at))
+        rc = err_set(err, FACTUM_ECORRUPT, "the record at position %llu is not a Scheduled record", (unsigned long long)pos);
+    pthread_cond_signal(&t->cond); /* it may be the earliest now */
+    pthread_mutex_unlock(&t->mu);
+    buf_free(&id);
+    buf_free(&at);
+    factum_result_free(r);
+    return rc;
 }
 
 /* ---- firing ---- */
@@ -290,18 +341,19 @@ static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
     }
     factum_error_t err;
     if (factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, n, NULL, &err) == 0) {
-        int64_t now = clock_realtime_us();
+        int64_t now_wall = clock_realtime_us(), now_mono = clock_mono_us();
         pthread_mutex_lock(&t->mu);
         for (size_t i = 0; i < n; i++) {
             timer *x = find(t, slots[i].id);
             if (!x) continue;
             x->fired_pos = slots[i].position;
             set_state(t, x, TIMER_FIRED);
-            double late_ms = (double)(now - x->at) / 1000;
+            int64_t late_us = MAX(0, (x->relative ? now_mono : now_wall) - when(x));
+            double late_ms = (double)late_us / 1000;
             size_t b = 0;
             while (late_ms > timers_late_bounds_ms[b]) b++;
             t->st.late[b]++;
-            t->st.late_sum_us += (uint64_t)MAX(0, now - x->at);
+            t->st.late_sum_us += (uint64_t)late_us;
         }
         pthread_mutex_unlock(&t->mu);
     }
@@ -312,57 +364,60 @@ out:
     free(data);
 }
 
+/* Takes the due timers of h (its clock reads now) into slots/pos, up to FIRE_BATCH in all;
+   timers being cancelled go to held. */
+static void take_due(timers_t *t, heap *h, int64_t now, fire_slot *slots, uint64_t *pos, size_t *n, uint32_t *held,
+                     size_t *nheld) {
+    timer *x;
+    while (*n < FIRE_BATCH && (x = heap_top(t, h)) && when(x) <= now) {
+        uint32_t k = h->v[0];
+        heap_pop(t, h);
+        if (x->cancelling) {
+            if (*nheld < FIRE_BATCH) held[(*nheld)++] = k; /* back in the heap once we are done */
+            continue;
+        }
+        slots[*n] = (fire_slot){.t = t};
+        snprintf(slots[*n].id, sizeof slots[*n].id, "%s", x->id);
+        pos[(*n)++] = x->pos;
+    }
+}
+
 static void *scheduler(void *arg) {
     timers_t *t = arg;
     fire_slot *slots = calloc(FIRE_BATCH, sizeof *slots);
     uint64_t *pos = calloc(FIRE_BATCH, sizeof *pos);
+    uint32_t *held = calloc(FIRE_BATCH, sizeof *held);
     pthread_mutex_lock(&t->mu);
-    while (!t->stop && slots && pos) {
-        /* Drop what is no longer pending from the top; wait for the earliest. */
-        while (t->nheap && t->v[t->heap[0]].state != TIMER_PENDING) heap_pop(t);
-        int64_t now = clock_realtime_us();
-        if (!t->nheap || t->v[t->heap[0]].at > now) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t wait_us = t->nheap ? MIN(t->v[t->heap[0]].at - now, 1000000) : 1000000;
-            int64_t ns = ts.tv_nsec + (wait_us % 1000000) * 1000;
-            ts.tv_sec += wait_us / 1000000 + ns / 1000000000;
-            ts.tv_nsec = ns % 1000000000;
+    while (!t->stop && slots && pos && held) {
+        /* Wait for the earliest of either kind, a second at most: the wall clock may be stepped
+           meanwhile, and a timer "at" a time is due when the wall clock reads it. */
+        int64_t now_wall = clock_realtime_us(), now_mono = clock_mono_us();
+        timer *w = heap_top(t, &t->wall), *m = heap_top(t, &t->mono);
+        if (!(w && w->at <= now_wall) && !(m && m->due <= now_mono)) {
+            int64_t wait_us = 1000000;
+            if (w) wait_us = MIN(wait_us, w->at - now_wall);
+            if (m) wait_us = MIN(wait_us, m->due - now_mono);
+            struct timespec ts = clock_mono_after(wait_us);
             pthread_cond_timedwait(&t->cond, &t->mu, &ts);
             continue;
         }
-        size_t n = 0;
-        uint32_t held[FIRE_BATCH];
-        size_t nheld = 0;
-        while (n < FIRE_BATCH && t->nheap && t->v[t->heap[0]].at <= now) {
-            uint32_t k = t->heap[0];
-            heap_pop(t);
-            timer *x = &t->v[k];
-            if (x->state != TIMER_PENDING) continue;
-            if (x->cancelling) {
-                if (nheld < FIRE_BATCH) held[nheld++] = k; /* back in the heap once we are done */
-                continue;
-            }
-            slots[n] = (fire_slot){.t = t};
-            snprintf(slots[n].id, sizeof slots[n].id, "%s", x->id);
-            pos[n++] = x->pos;
-        }
-        for (size_t i = 0; i < nheld; i++) heap_push(t, held[i]);
+        size_t n = 0, nheld = 0;
+        take_due(t, &t->mono, now_mono, slots, pos, &n, held, &nheld);
+        take_due(t, &t->wall, now_wall, slots, pos, &n, held, &nheld);
+        for (size_t i = 0; i < nheld; i++) heap_push(t, heap_of(t, &t->v[held[i]]), held[i]);
         pthread_mutex_unlock(&t->mu);
         if (n) fire(t, slots, pos, n);
         pthread_mutex_lock(&t->mu);
         if (!n && nheld) {
             /* Only timers being cancelled are due: wait for their outcome. */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 10000000;
-            if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            struct timespec ts = clock_mono_after(10000);
             pthread_cond_timedwait(&t->cond, &t->mu, &ts);
         }
     }
     pthread_mutex_unlock(&t->mu);
     free(slots);
     free(pos);
+    free(held);
     return NULL;
 }
 
@@ -371,7 +426,7 @@ int timers_open(factum_t *db, timers_t **out, factum_error_t *err) {
     if (!t) return err_set(err, FACTUM_ENOMEM, "out of memory");
     t->db = db;
     pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->cond, NULL);
+    clock_mono_cond_init(&t->cond);
     pthread_mutex_init(&t->batch.mu, NULL);
     pthread_cond_init(&t->batch.cond, NULL);
     buf_t id = {0}, at = {0};
@@ -384,7 +439,8 @@ int timers_open(factum_t *db, timers_t **out, factum_error_t *err) {
     if (rc) {
         free(t->v);
         free(t->slots);
-        free(t->heap);
+        free(t->wall.v);
+        free(t->mono.v);
         free(t);
         return rc;
     }
@@ -403,6 +459,7 @@ void timers_close(timers_t *t) {
     pthread_cond_destroy(&t->cond);
     free(t->v);
     free(t->slots);
-    free(t->heap);
+    free(t->wall.v);
+    free(t->mono.v);
     free(t);
 }

@@ -207,7 +207,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     pthread_mutex_init(&db->qmu, NULL);
     pthread_cond_init(&db->qcond, NULL);
     pthread_mutex_init(&db->wmu, NULL);
-    pthread_cond_init(&db->wcond, NULL);
+    clock_mono_cond_init(&db->wcond); /* factum_wait's timeout is a duration: CLOCK_MONOTONIC */
     streams_init(&db->cache, o.stream_cache ? o.stream_cache : 1u << 21);
     meta_init(&db->meta);
     pthread_mutex_init(&db->scav_mu, NULL);
@@ -294,13 +294,7 @@ uint64_t factum_head_position(factum_t *db) { return atomic_load_explicit(&db->d
 uint64_t factum_wait(factum_t *db, uint64_t position, int timeout_ms) {
     uint64_t head = factum_head_position(db);
     if (head > position || timeout_ms == 0) return head;
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    if (timeout_ms > 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) deadline.tv_sec++, deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = clock_mono_after(timeout_ms > 0 ? (int64_t)timeout_ms * 1000 : 0);
     pthread_mutex_lock(&db->wmu);
     while ((head = factum_head_position(db)) <= position) {
         if (timeout_ms < 0) pthread_cond_wait(&db->wcond, &db->wmu);
