@@ -259,6 +259,39 @@ typedef struct factum_stats {
 } factum_stats_t;
 void factum_stats(factum_t *db, factum_stats_t *out);
 
+/*
+ * Damage that reads have met. A read of an event whose record fails its checksum (or is not the
+ * record of that position) returns FACTUM_ECORRUPT; one whose bytes the medium cannot deliver
+ * (a SIGBUS on the segment mapping) returns FACTUM_EIO; both name the position, the offset and
+ * the file, and the store remembers the position here. Reads of other events go on working.
+ * The memory is the process's: a store opened again knows only the damage its reads meet again.
+ */
+#define FACTUM_INTEGRITY_KEEP 64    /* damaged positions kept with their details */
+#define FACTUM_INTEGRITY_COUNT 4096 /* distinct damaged positions counted exactly */
+typedef struct factum_damage {
+    uint64_t position; /* the event that cannot be read */
+    uint64_t offset;   /* of its record in the file (0 if the fault came before it was known) */
+    char file[32];     /* relative to the data folder, e.g. "log/00000003.seg" */
+    int code;          /* FACTUM_ECORRUPT or FACTUM_EIO */
+    char message[80];  /* what is wrong, one line */
+    int64_t seen_us;   /* first met, microseconds since the epoch */
+} factum_damage_t;
+typedef struct factum_integrity {
+    uint64_t damaged_events; /* distinct positions met damaged since open, at most FACTUM_INTEGRITY_COUNT */
+    int more;                /* 1: more distinct positions than that were met */
+    size_t n;                /* entries in damage[] */
+    factum_damage_t damage[FACTUM_INTEGRITY_KEEP]; /* the first met, in the order they were met */
+    factum_damage_t last;    /* the latest newly met one (when damaged_events > 0) */
+} factum_integrity_t;
+/* Copies what reads have met so far into out (a snapshot; caller-owned, about 9 KB). */
+void factum_integrity(factum_t *db, factum_integrity_t *out);
+/*
+ * The position a read's error names, when a damaged record stopped it (FACTUM_ECORRUPT or
+ * FACTUM_EIO from a read): 0 and *position, or FACTUM_ENOTFOUND if err names none. Consumers
+ * use it to say where they stopped.
+ */
+int factum_error_position(const factum_error_t *err, uint64_t *position);
+
 /* ---- Stream metadata and deletion (docs/lifecycle.md) ---- */
 
 #define FACTUM_MAX_META_CUSTOM 65536 /* bytes of a stream's custom metadata (a JSON object) */

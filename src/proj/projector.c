@@ -65,6 +65,8 @@ struct projector {
     uint64_t covered;      /* every event before this position is applied (or not one for this projection) */
     int64_t next_revision; /* stream sources: the next revision to read */
     buf_t last_error;      /* a JSON object, or empty */
+    uint64_t narrow_below; /* a read met damage below this position: read one event at a time up to it
+                              (projector thread only; 0 = no damage known) */
     uint64_t applied;      /* events applied by this projector */
     int64_t rate_t[RATE_SLOTS];
     uint64_t rate_n[RATE_SLOTS];
@@ -592,6 +594,33 @@ static void fail_at(projector *p, target *t, batch *b, size_t failed, const char
     pthread_mutex_unlock(&p->mu);
 }
 
+/*
+ * A read from the store failed. Damage (FACTUM_ECORRUPT, FACTUM_EIO) is not retried: the events
+ * before it are applied one read at a time, and at the damaged event itself the projection stops
+ * (failed) with last_error naming its position. 0 then; other errors are returned (nap, retry).
+ */
+static int read_failed(projector *p, size_t limit, int rc, const factum_error_t *err) {
+    if (rc != FACTUM_ECORRUPT && rc != FACTUM_EIO) return rc;
+    uint64_t pos;
+    bool named = factum_error_position(err, &pos) == 0;
+    if (limit > 1) {
+        p->narrow_below = named ? pos + 1 : UINT64_MAX;
+        return 0;
+    }
+    p->narrow_below = 0; /* a reset or a new definition starts over with whole batches */
+    buf_t m = {0};
+    if (named) buf_printf(&m, "\"position\":%llu,", (unsigned long long)pos);
+    buf_printf(&m, "\"code\":\"%s\",\"message\":", factum_errname(rc));
+    json_escape(&m, err->message, strlen(err->message));
+    set_error(p, m.ptr);
+    buf_free(&m);
+    pthread_mutex_lock(&p->mu);
+    p->failed = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
 /* One batch. 0: applied or moved on; 1: nothing new; else an error (EUNREACHABLE: reconnect). */
 static int step(projector *p, target *t, batch *b, factum_error_t *err) {
     const proj_def *d = p->d;
@@ -599,22 +628,23 @@ static int step(projector *p, target *t, batch *b, factum_error_t *err) {
     int64_t rev = p->next_revision;
     factum_result_t *res = NULL;
     int rc;
+    size_t limit = from < p->narrow_below ? 1 : BATCH;
     if (d->src == SRC_STREAM) {
-        rc = factum_read_stream(p->db, str_c(d->names[0]), (uint64_t)rev, BATCH, 0, &res, err);
+        rc = factum_read_stream(p->db, str_c(d->names[0]), (uint64_t)rev, limit, 0, &res, err);
         if (rc == FACTUM_ENOTFOUND || rc == FACTUM_EDELETED) rc = 0, res = NULL;
-        if (rc) return rc;
+        if (rc) return read_failed(p, limit, rc, err);
         size_t n = res ? factum_result_count(res) : 0;
-        covered = n == BATCH ? factum_result_event(res, n - 1)->position + 1 : head;
+        covered = n == limit ? factum_result_event(res, n - 1)->position + 1 : head;
         if (n) {
             uint64_t last = factum_result_event(res, n - 1)->position + 1;
             covered = MAX(covered, last);
             rev = (int64_t)factum_result_next(res);
         }
     } else {
-        factum_query_t q = {.from = from, .limit = BATCH};
+        factum_query_t q = {.from = from, .limit = limit};
         if (d->nnames == 1 && d->src == SRC_TYPES) q.type = str_c(d->names[0]);
         if (d->nnames == 1 && d->src == SRC_CATEGORIES) q.category = str_c(d->names[0]);
-        if ((rc = factum_read_all(p->db, &q, &res, err))) return rc;
+        if ((rc = factum_read_all(p->db, &q, &res, err))) return read_failed(p, limit, rc, err);
         covered = factum_result_next(res);
     }
     size_t n = res ? factum_result_count(res) : 0;

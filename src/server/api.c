@@ -537,17 +537,41 @@ void api_append_done(conn *c) {
 
 /* ---- health and metrics ---- */
 
+/* At most this many damaged events are listed in /health (the first met); damaged_events counts all. */
+#define HEALTH_DAMAGE_LIST 16
+
 static void health(conn *c) {
     factum_stats_t st;
     factum_stats(c->l->srv->db, &st);
-    char body[256];
-    int n;
-    if (st.failed)
-        n = snprintf(body, sizeof body, "{\"status\":\"failed\",\"position\":%llu,\"error\":\"%s\"}",
-                     (unsigned long long)st.head, factum_errname(st.failed));
-    else
-        n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"position\":%llu}", (unsigned long long)st.head);
-    conn_respond(c, st.failed ? 503 : 200, JSON, NULL, body, (size_t)n);
+    factum_integrity_t integ, *in = &integ; /* about 9 KB */
+    factum_integrity(c->l->srv->db, in);
+    buf_t b = {0};
+    if (st.failed) { /* the writer stopped: that comes first */
+        buf_printf(&b, "{\"status\":\"failed\",\"position\":%llu,\"error\":\"%s\"", (unsigned long long)st.head,
+                   factum_errname(st.failed));
+    } else if (in->damaged_events) {
+        buf_printf(&b, "{\"status\":\"degraded\",\"position\":%llu", (unsigned long long)st.head);
+    } else {
+        buf_printf(&b, "{\"status\":\"ok\",\"position\":%llu", (unsigned long long)st.head);
+    }
+    if (in->damaged_events) {
+        /* Events that reads found damaged: each with its file, offset and position. */
+        buf_printf(&b, ",\"damaged_events\":%llu%s,\"damage\":[", (unsigned long long)in->damaged_events,
+                   in->more ? ",\"more_damage\":true" : "");
+        for (size_t i = 0; i < in->n && i < HEALTH_DAMAGE_LIST; i++) {
+            const factum_damage_t *d = &in->damage[i];
+            buf_printf(&b, "%s{\"file\":", i ? "," : "");
+            json_escape(&b, d->file, strlen(d->file));
+            buf_printf(&b, ",\"offset\":%llu,\"position\":%llu,\"error\":\"%s\",\"message\":", (unsigned long long)d->offset,
+                       (unsigned long long)d->position, factum_errname(d->code));
+            json_escape(&b, d->message, strlen(d->message));
+            buf_append(&b, "}", 1);
+        }
+        buf_append(&b, "]", 1);
+    }
+    buf_append(&b, "}", 1);
+    conn_respond(c, st.failed || in->damaged_events ? 503 : 200, JSON, NULL, b.ptr, b.len);
+    buf_free(&b);
 }
 
 static void metric_head(buf_t *b, const char *name, const char *type, const char *help) {
@@ -594,6 +618,7 @@ static void group_metrics(buf_t *b, groups_t *gs) {
         {"factum_group_delivered_total", "counter", "First deliveries."},
         {"factum_group_redelivered_total", "counter", "Deliveries after a retry or a missed ack timeout."},
         {"factum_group_acked_total", "counter", "Acknowledged events."},
+        {"factum_group_stopped", "gauge", "1 when a read that failed (damage) stopped the group's delivery."},
     };
     for (size_t f = 0; f < ARRAY_LEN(fam); f++) {
         metric_head(b, fam[f].name, fam[f].type, fam[f].help);
@@ -601,7 +626,8 @@ static void group_metrics(buf_t *b, groups_t *gs) {
             const group_stats *st = &v[i];
             double val[] = {(double)st->lag_events, st->lag_seconds,         (double)st->in_flight,
                             (double)st->retrying,   (double)st->parked,      st->oldest_parked_s,
-                            (double)st->delivered,  (double)st->redelivered, (double)st->acked};
+                            (double)st->delivered,  (double)st->redelivered, (double)st->acked,
+                            (double)st->stopped};
             buf_printf(b, "%s{group=\"%s\"} %.17g\n", fam[f].name, st->name, val[f]);
         }
     }
@@ -642,6 +668,10 @@ static void metrics(conn *c) {
     scalar(b, "factum_log_bytes", "gauge", "Bytes of records in the log.", st.log_bytes);
     scalar(b, "factum_head_position", "gauge", "Durable events in the log (the next position).", st.head);
     scalar(b, "factum_writer_failed", "gauge", "1 when a failed write or fsync stopped the writer.", st.failed != 0);
+    factum_integrity_t integ;
+    factum_integrity(s->db, &integ);
+    scalar(b, "factum_integrity_damaged_events", "gauge",
+           "Distinct events reads found damaged (checksum or media error) since the server started.", integ.damaged_events);
     scalar(b, "factum_subscribers", "gauge", "Live and catching-up SSE subscribers.", subs);
     metric_head(b, "factum_subscriber_disconnects_total", "counter", "Subscribers cut off past their buffer limit.");
     buf_printf(b, "factum_subscriber_disconnects_total{reason=\"slow\"} %llu\n", (unsigned long long)drops);

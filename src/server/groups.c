@@ -62,6 +62,13 @@ typedef struct group {
     int rate_n, rate_i;
     uint32_t writes_pending;   /* state records prepared and not yet applied (or abandoned) */
     uint32_t since_checkpoint; /* state records applied since the last Checkpoint */
+    /* A read that failed (damage: FACTUM_ECORRUPT, FACTUM_EIO) stopped delivery at err_key; it
+       stays until a read there succeeds (docs/groups.md). In memory only. */
+    int err_code;          /* 0: delivering */
+    uint64_t err_key;      /* the key delivery stopped at */
+    uint64_t err_pos;      /* the event's position, UINT64_MAX if the error names none */
+    bool err_cursor;       /* met reading new events (else re-reading a retry) */
+    char err_msg[320];
     struct group *link;
 } group;
 
@@ -561,6 +568,18 @@ void groups_release_member(groups_t *gs, const char *name, uint64_t member) {
     pthread_mutex_unlock(&gs->mu);
 }
 
+/* A read at `key` failed with something other than "not there": delivery stops there, and the
+   group says so in its stats until a read there succeeds. Never marks anything done. */
+static void stop_at(group *g, int rc, uint64_t key, uint64_t pos, bool cursor, const factum_error_t *err) {
+    uint64_t named;
+    bool filled = err->code == rc; /* the read filled err (reads always do; be sure) */
+    g->err_code = rc;
+    g->err_cursor = cursor;
+    g->err_key = key;
+    g->err_pos = filled && factum_error_position(err, &named) == 0 ? named : pos;
+    snprintf(g->err_msg, sizeof g->err_msg, "%s", filled ? err->message : factum_strerror(rc));
+}
+
 /* by_stream: whether an event of stream sh with key must wait, because an earlier event of the
    same stream is in flight, due for retry, being parked, held, or parked. */
 static bool stream_busy(const group *g, uint64_t sh, uint64_t key) {
@@ -592,6 +611,7 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
         mine += g->e[i].kind == E_INFLIGHT && member && g->e[i].member == member;
     }
     max = max > mine ? max - mine : 0; /* push: max is the member's limit on unacknowledged messages */
+    bool stopped = false; /* a read failed in this pull: nothing after it goes out */
     /* Retries that are due, and events held for their stream, first: oldest key first. */
     while (*count < max && in_flight < MAX_IN_FLIGHT) {
         entry *best = NULL;
@@ -603,10 +623,18 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
         }
         if (!best) break;
         factum_result_t *r;
-        if (factum_read_at(db, best->pos, &r, NULL)) {
+        factum_error_t rerr = {.code = 0};
+        int rrc = factum_read_at(db, best->pos, &r, &rerr);
+        if (rrc == FACTUM_ENOTFOUND) {
             best->kind = E_DONE; /* deleted or expired since: nothing left to deliver */
             continue;
         }
+        if (rrc) { /* damage, or the disk failed: not done, and nothing after it goes out */
+            stop_at(g, rrc, best->key, best->pos, false, &rerr);
+            stopped = true;
+            break;
+        }
+        if (g->err_code && !g->err_cursor && g->err_key == best->key) g->err_code = 0; /* readable again */
         if (best->kind == E_RETRY) g->redelivered++;
         else g->delivered++;
         best->attempt++, best->kind = E_INFLIGHT, best->t = now + (int64_t)g->ack_timeout_ms * 1000, best->member = member;
@@ -617,16 +645,33 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
     /* Then new events from the cursor. */
     size_t held = 0;
     for (size_t i = 0; i < g->n; i++) held += g->e[i].kind == E_HELD;
-    while (*count < max && in_flight < MAX_IN_FLIGHT && held < MAX_HELD) {
+    bool narrow = false; /* past a failed read: one event at a time, up to the damage */
+    while (!stopped && *count < max && in_flight < MAX_IN_FLIGHT && held < MAX_HELD) {
         factum_result_t *r;
-        size_t want = MIN(max - *count, 1000);
+        size_t want = narrow ? 1 : MIN(max - *count, 1000);
         int rc;
-        if (g->src == SRC_STREAM) rc = factum_read_stream(db, str_c(g->src_name), g->next, want, 0, &r, NULL);
+        factum_error_t rerr = {.code = 0};
+        if (g->src == SRC_STREAM) rc = factum_read_stream(db, str_c(g->src_name), g->next, want, 0, &r, &rerr);
         else {
             factum_query_t q = {.from = g->next, .limit = want, .category = g->src == SRC_CATEGORY ? str_c(g->src_name) : (factum_str_t){0}};
-            rc = factum_read_all(db, &q, &r, NULL);
+            rc = factum_read_all(db, &q, &r, &rerr);
         }
-        if (rc) break; /* FACTUM_ENOTFOUND: the stream is not there yet */
+        if (rc == FACTUM_ENOTFOUND || rc == FACTUM_EDELETED) break; /* the stream is not there (yet) */
+        if (rc && want > 1) {
+            narrow = true; /* deliver what comes before the damage */
+            continue;
+        }
+        if (rc) {
+            /* A read of one event failed: the damage is the next event of the source. For a
+               category or $all source nothing it takes lies between next and the position the
+               error names (a read of one would have returned it), so the cursor moves there. */
+            uint64_t pos;
+            bool named = rerr.code == rc && factum_error_position(&rerr, &pos) == 0;
+            if (named && g->src != SRC_STREAM && pos > g->next) g->next = pos;
+            stop_at(g, rc, g->next, named ? pos : UINT64_MAX, true, &rerr);
+            stopped = true;
+            break;
+        }
         size_t n = factum_result_count(r);
         for (size_t i = 0; i < n && *count < max && held < MAX_HELD; i++) {
             const factum_event_t *e = factum_result_event(r, i);
@@ -649,12 +694,18 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
         uint64_t next = factum_result_next(r);
         if (g->src != SRC_STREAM && n < want && next > g->next) g->next = next; /* filtered-out tail */
         factum_result_free(r);
+        if (g->err_code && g->err_cursor && g->next > g->err_key) g->err_code = 0; /* read past where it stopped */
         if (n < want) break;
     }
     refloor(g);
+    /* Stopped with nothing to hand out: the puller gets the error, not an empty answer. */
+    int rc = g->err_code && !*count ? err_set(err, g->err_code, "group '%s' stopped at %s %llu: %s", g->name,
+                                                g->src == SRC_STREAM ? "revision" : "position",
+                                                (unsigned long long)g->err_key, g->err_msg)
+                                    : 0;
     pthread_mutex_unlock(&gs->mu);
     if (!sse) buf_append(out, *count ? "\n]" : "]", *count ? 2 : 1);
-    return 0;
+    return rc;
 }
 
 /* ---- ack ---- */
@@ -989,6 +1040,7 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
     st->next = g->next, st->checkpoint = g->floor, st->lag_events = end > g->floor ? end - g->floor : 0;
     st->in_flight = count_kind(g, E_INFLIGHT), st->retrying = count_kind(g, E_RETRY), st->held = count_kind(g, E_HELD);
     st->parked = g->npk, st->delivered = g->delivered, st->redelivered = g->redelivered, st->acked = g->acked;
+    st->stopped = g->err_code != 0;
     int64_t now = clock_realtime_us(), oldest = now;
     for (size_t i = 0; i < g->npk; i++) oldest = MIN(oldest, g->pk[i].at);
     if (g->rate_n >= 2) {
@@ -1022,11 +1074,22 @@ static void render_group(groups_t *gs, group *g, buf_t *out) {
     buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,\"lag_events\":%llu,\"lag_seconds\":%.3f,"
                     "\"in_flight\":%zu,\"retrying\":%zu,\"held\":%zu,\"parked\":%zu,\"oldest_parked_seconds\":%.3f,"
                     "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"delivery_rate\":%.1f,"
-                    "\"redelivery_rate\":%.1f}}",
+                    "\"redelivery_rate\":%.1f}",
                (unsigned long long)st.next, (unsigned long long)st.checkpoint, (unsigned long long)st.lag_events,
                st.lag_seconds, st.in_flight, st.retrying, st.held, st.parked, st.oldest_parked_s,
                (unsigned long long)st.delivered, (unsigned long long)st.redelivered, (unsigned long long)st.acked,
                st.delivery_rate, st.redelivery_rate);
+    /* Outside "stats" (which holds numbers only): whether a failed read stopped delivery, and where. */
+    buf_printf(out, ",\"status\":\"%s\",\"last_error\":", g->err_code ? "stopped" : "running");
+    if (!g->err_code) {
+        buf_append(out, "null}", 5);
+        return;
+    }
+    buf_printf(out, "{\"%s\":%llu,", g->src == SRC_STREAM ? "revision" : "position", (unsigned long long)g->err_key);
+    if (g->src == SRC_STREAM && g->err_pos != UINT64_MAX) buf_printf(out, "\"position\":%llu,", (unsigned long long)g->err_pos);
+    buf_printf(out, "\"code\":\"%s\",\"message\":", factum_errname(g->err_code));
+    json_escape(out, g->err_msg, strlen(g->err_msg));
+    buf_append(out, "}}", 2);
 }
 
 void groups_each_stats(groups_t *gs, void (*fn)(void *ctx, const group_stats *st), void *ctx) {

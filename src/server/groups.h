@@ -44,7 +44,10 @@ void groups_list(groups_t *gs, buf_t *out);
  * Hands out up to max deliveries. Pull (member 0): a JSON array in out (replacing it),
  * [{"delivery_id","attempt","event"}]. Push (member = the connection's id): SSE messages
  * appended to out, and max is the member's limit on unacknowledged deliveries. *count is how
- * many (0: the caller may wait and ask again). FACTUM_ENOTFOUND for no group.
+ * many (0: the caller may wait and ask again). FACTUM_ENOTFOUND for no group. A read that fails
+ * with damage (FACTUM_ECORRUPT, FACTUM_EIO) stops delivery at that event — it is never marked
+ * done — until a read there succeeds; a call that then has nothing to hand out returns that error
+ * (the message names the group, the key and the damage), and the group's JSON says "stopped".
  */
 int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf_t *out, size_t *count,
                 factum_error_t *err);
@@ -85,6 +88,7 @@ typedef struct group_stats {
     double oldest_parked_s;
     uint64_t delivered, redelivered, acked;
     double delivery_rate, redelivery_rate; /* per second, over about the last 10 s */
+    int stopped; /* 1: a read that failed (damage) stopped delivery; GET /groups/{g} says where */
 } group_stats;
 /* Calls fn with the stats of every group (for /metrics). */
 void groups_each_stats(groups_t *gs, void (*fn)(void *ctx, const group_stats *st), void *ctx);

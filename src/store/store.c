@@ -176,12 +176,12 @@ int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t
         if (record_decode(p, load32(p + R_LENGTH), e, NULL) == RECORD_OK) return 0;
     }
     segment_t *s = store_segment_of(db, pos);
-    uint32_t off = segment_offset(s, pos);
-    if (!off) return err_set(err, FACTUM_ENOTFOUND, "the event at position %llu was removed by a scavenge", (unsigned long long)pos);
-    if (record_decode(s->map + off, s->size - off, e, NULL) != RECORD_OK || e->position != pos)
-        return err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %u (position %llu)", s->path,
-                       off, (unsigned long long)pos);
-    return 0;
+    uint32_t off;
+    int st = store_record_read(s, pos, e, &off); /* guarded: a SIGBUS becomes STORE_READ_FAULT */
+    if (st == STORE_READ_OK) return 0;
+    if (st == STORE_READ_GONE) return err_set(err, FACTUM_ENOTFOUND, "the event at position %llu was removed by a scavenge", (unsigned long long)pos);
+    /* Damage: named (position, offset, file) and remembered for /health and /metrics. */
+    return store_damage(&db->integrity, s, pos, off, st == STORE_READ_FAULT ? FACTUM_EIO : FACTUM_ECORRUPT, err);
 }
 
 int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, factum_error_t *err) {

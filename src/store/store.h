@@ -15,6 +15,7 @@
 #include "../base/base.h"
 #include "../io/io.h"
 #include "index.h"
+#include "integrity.h"
 #include "meta.h"
 #include "segment.h"
 #include "streams.h"
@@ -79,6 +80,8 @@ struct factum {
     pthread_mutex_t scav_mu;        /* guards scav_st */
     factum_scavenge_stats_t scav_st; /* progress of the running or last scavenge */
 
+    store_integrity integrity; /* damage reads have met (integrity.c); valid all zero */
+
     /* factum_wait */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
@@ -99,7 +102,9 @@ static inline void store_unpin(factum_t *db, unsigned slot) { atomic_fetch_sub(&
 int store_add_segment(factum_t *db, segment_t *s, factum_error_t *err);
 /* The segment holding `pos` (< durable or < next_pos on the writer thread). */
 segment_t *store_segment_of(factum_t *db, uint64_t pos);
-/* Decodes the event at `pos`; FACTUM_ECORRUPT names file and offset if it fails its checksum. */
+/* Decodes the event at `pos`. FACTUM_ENOTFOUND if a scavenge removed it; FACTUM_ECORRUPT (fails its
+   checksum) or FACTUM_EIO (SIGBUS on the mapping) name position, offset and file, and are
+   remembered in db->integrity. */
 int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t *err);
 
 /* read.c: the stream's last revision among positions below pos_limit, or -1. */
