@@ -14,7 +14,8 @@ FUZZ_TARGET(record) {
     ENSURE(len <= size && len == record_size(e.stream, &e));
     uint8_t *copy = malloc(len);
     record_encode(copy, e.stream, &e);
-    record_seal(copy, e.position, e.revision, e.time_us, (int)(load32(data + R_FLAGS) & RECORD_BATCH_END));
+    record_seal(copy, e.position, e.revision, e.time_us, (int)(load32(data + R_FLAGS) & RECORD_BATCH_END),
+                record_group_first(data, e.position));
     ENSURE(memcmp(copy, data, len) == 0);
     free(copy);
     char json[256];

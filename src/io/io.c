@@ -4,7 +4,9 @@
 #include "io.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,15 +28,26 @@ static int px_fdatasync(io_vfs *vfs, int fd) {
     return fdatasync(fd) ? -errno : 0;
 }
 
-static int px_fallocate(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
-    (void)vfs;
-    if (fallocate(fd, 0, (off_t)off, (off_t)len) == 0) return 0;
-    if (errno != EOPNOTSUPP) return -errno;
-    int rc = posix_fallocate(fd, (off_t)off, (off_t)len); /* file systems without fallocate */
-    return -rc;
+/* Zeros go out in pieces that are each written back and waited for before the next, so that
+   the zeros never sit as a mass of dirty pages that an appender's fdatasync of the same file
+   would have to write first. */
+enum { ZERO_PIECE = 1u << 20 };
+static const uint8_t zero_piece[ZERO_PIECE];
+
+static int px_zero_fill(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
+    for (uint64_t done = 0; done < len;) {
+        size_t k = (size_t)(len - done < ZERO_PIECE ? len - done : ZERO_PIECE);
+        struct iovec iov = {(void *)zero_piece, k};
+        int e = io_write_all(vfs, fd, &iov, 1, off + done);
+        if (e) return e;
+        sync_file_range(fd, (off_t)(off + done), (off_t)k,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+        done += k;
+    }
+    return fdatasync(fd) ? -errno : 0; /* the new size and extents */
 }
 
-static io_vfs posix_vfs = {px_pwritev, px_fdatasync, px_fallocate};
+static io_vfs posix_vfs = {px_pwritev, px_fdatasync, px_zero_fill};
 
 io_vfs *io_vfs_default(void) { return &posix_vfs; }
 
@@ -74,6 +87,18 @@ int io_sync_dir(const char *dir) {
     int rc = fsync(fd) ? -errno : 0;
     close(fd);
     return rc;
+}
+
+int io_make_dir(const char *dir) {
+    if (mkdir(dir, 0755)) return errno == EEXIST ? 0 : -errno;
+    char parent[4096];
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    while (n > 0 && dir[n - 1] != '/') n--;
+    if (n == 0) snprintf(parent, sizeof parent, ".");
+    else snprintf(parent, sizeof parent, "%.*s", (int)(n > 1 ? n - 1 : 1), dir);
+    int e = io_sync_dir(dir);
+    return e ? e : io_sync_dir(parent);
 }
 
 int io_read_file(const char *path, char **out, size_t *len) {
@@ -147,15 +172,15 @@ static int fault_fdatasync(io_vfs *vfs, int fd) {
     return f->real->fdatasync(f->real, fd);
 }
 
-static int fault_fallocate(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
+static int fault_zero_fill(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
     io_fault *f = (io_fault *)vfs;
-    if (f->fail_fallocate) return -ENOSPC;
-    return f->real->fallocate(f->real, fd, off, len);
+    if (atomic_load(&f->fail_zero_fill)) return -ENOSPC;
+    return f->real->zero_fill(f->real, fd, off, len); /* not counted: its writes are not the log's */
 }
 
 void io_fault_init(io_fault *f) {
     memset(f, 0, sizeof *f);
-    f->vfs = (io_vfs){fault_pwritev, fault_fdatasync, fault_fallocate};
+    f->vfs = (io_vfs){fault_pwritev, fault_fdatasync, fault_zero_fill};
     f->real = io_vfs_default();
     f->fail_fsync_at = -1;
     f->enospc_after_bytes = -1;

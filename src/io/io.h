@@ -4,6 +4,10 @@
  * ENOSPC, short writes, and torn writes that end the process part-way through. Reads use mmap
  * and do not pass through here (a flipped bit is injected by editing the file).
  *
+ * zero_fill is how files grow: it writes zeros over a range and makes them durable, so that a
+ * later pwrite + fdatasync there is a pure data flush (no extent conversion, no size change,
+ * no journal commit). It is not counted as a write or an fdatasync by the fault layer.
+ *
  * Convention inside this layer: functions return 0 or a negative errno value; the store turns
  * those into FACTUM_E* codes with a message naming the file.
  */
@@ -18,7 +22,8 @@ typedef struct io_vfs {
     int (*pwritev)(struct io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
                    size_t *written);
     int (*fdatasync)(struct io_vfs *vfs, int fd);
-    int (*fallocate)(struct io_vfs *vfs, int fd, uint64_t off, uint64_t len);
+    /* Writes zeros over [off, off + len) (growing the file if it ends before) and syncs them. */
+    int (*zero_fill)(struct io_vfs *vfs, int fd, uint64_t off, uint64_t len);
 } io_vfs;
 
 /* The real thing: POSIX calls. */
@@ -28,6 +33,9 @@ io_vfs *io_vfs_default(void);
 int io_write_all(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 /* fsync on a directory, so a created or renamed file's name is durable. 0 or -errno. */
 int io_sync_dir(const char *dir);
+/* mkdir; when it made the folder, syncs it and its parent so the new name is durable. 0 also if
+   it already existed, or -errno. */
+int io_make_dir(const char *dir);
 /* Reads a whole small file into a malloc'd NUL-terminated buffer. 0 or -errno. */
 int io_read_file(const char *path, char **out, size_t *len);
 
@@ -43,7 +51,7 @@ typedef struct io_fault {
     int64_t enospc_after_bytes; /* writes past this many bytes fail with ENOSPC (after a partial write) */
     int short_writes;          /* each pwritev writes at most half of what it was given */
     int64_t crash_after_bytes;  /* write up to this many bytes in total, then _exit(CRASH_EXIT) */
-    int fail_fallocate;        /* fallocate fails with ENOSPC */
+    _Atomic int fail_zero_fill; /* zero_fill fails with ENOSPC (it runs on the zeroer thread) */
 } io_fault;
 
 #define IO_FAULT_CRASH_EXIT 77

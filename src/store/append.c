@@ -239,14 +239,20 @@ static int group_flush(factum_t *db, group *g) {
     return 0;
 }
 
-/* Seals the active segment and starts the next one. */
+/* Seals the active segment and starts the next one: the file the zeroer prepared, else one
+   made here. */
 static int roll_segment(factum_t *db, group *g, append_req *r) {
     int rc = group_flush(db, g);
     if (rc) return rc;
     segment_t *s = db->segs[atomic_load(&db->nsegs) - 1], *next;
     factum_error_t err;
     segment_write_pmap(s, db->logdir); /* derived; rebuilt by a scan if this fails */
-    rc = segment_create(db->logdir, s->no + 1, db->segment_bytes, db->next_pos, db->vfs, &next, &err);
+    int fd;
+    uint64_t fill;
+    if (store_zero_take_next(db, s->no + 1, &fd, &fill) == 0)
+        rc = segment_install(db->logdir, s->no + 1, db->segment_bytes, db->next_pos, fd, fill, db->vfs, &next, &err);
+    else
+        rc = segment_create(db->logdir, s->no + 1, db->segment_bytes, db->next_pos, STORE_ZERO_MIN, db->vfs, &next, &err);
     if (!rc) rc = store_add_segment(db, next, &err);
     if (rc) {
         /* Out of space for a new segment (or segment numbers): this append fails, the writer
@@ -254,6 +260,7 @@ static int roll_segment(factum_t *db, group *g, append_req *r) {
         snprintf(r->msg, sizeof r->msg, "%s", err.message);
         return rc;
     }
+    store_zero_use(db, next);
     g->write_off = next->end;
     return 0;
 }
@@ -456,6 +463,14 @@ static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
         }
         s = db->segs[atomic_load(&db->nsegs) - 1];
     }
+    /* Room that is zero-filled (zero.c); the writer waits here only when it outruns the zeroer. */
+    if (s->end + r->bytes > segment_limit(s)) {
+        int rc = store_zero_wait(db, s, s->end + r->bytes, r->msg, sizeof r->msg);
+        if (rc) {
+            r->rc = rc;
+            return;
+        }
+    }
     /* Room in the pending table for this group's records. */
     uint64_t need = db->next_pos + r->n - db->group_first;
     if (need > db->pending_cap) {
@@ -481,7 +496,7 @@ static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
     for (size_t i = 0; i < r->n; i++) {
         uint8_t *p = r->recs + r->offs[i];
         uint64_t pos = db->next_pos + i;
-        record_seal(p, pos, (uint64_t)(last + 1) + i, time_us, i + 1 == r->n);
+        record_seal(p, pos, (uint64_t)(last + 1) + i, time_us, i + 1 == r->n, db->group_first);
         s->pmap[s->count + i] = (uint32_t)(s->end + r->offs[i]);
         db->pending[pos - db->group_first] = p;
         factum_event_t e;
@@ -538,9 +553,20 @@ static void complete(append_req *r) {
     futex_wake(&r->done);
 }
 
+/* The group's commit time: the wall clock, but strictly increasing (the time names the group)
+   and never frozen: when the wall clock is behind the last group's time (it was stepped back),
+   time goes on from the last group by the monotonic time elapsed since. */
+static int64_t group_time(factum_t *db) {
+    uint64_t mono = clock_mono_ns();
+    int64_t wall = clock_realtime_us(), since = db->last_mono_ns ? (int64_t)((mono - db->last_mono_ns) / 1000) : 0;
+    int64_t t = wall > db->last_time ? wall : db->last_time + MAX(since, 1);
+    db->last_mono_ns = mono;
+    return t;
+}
+
 static void run_group(factum_t *db, append_req *list) {
     group g = {0};
-    int64_t t = MAX(db->last_time + 1, clock_realtime_us()); /* strictly increasing: the time names the group */
+    int64_t t = group_time(db);
     db->last_time = t;
     db->group_first = db->next_pos;
     g.write_off = db->segs[atomic_load(&db->nsegs) - 1]->end;
@@ -554,6 +580,13 @@ static void run_group(factum_t *db, append_req *list) {
         for (append_req *a = g.assigned; a; a = a->gnext)
             req_fail(a, db->failed == FACTUM_ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO,
                      "%s; this append is not acknowledged and the store refuses further appends", db->failmsg);
+        /* An idempotent repeat in this group may have matched an event of the group itself,
+           which never became durable: nothing in a failed group is answered as written. */
+        for (append_req *a = list; a; a = a->next)
+            if (!a->rc && a->res.idempotent)
+                req_fail(a, FACTUM_EIO,
+                         "%s; the outcome of this append is unknown: after a restart, a retry with the same "
+                         "event ids is safe", db->failmsg);
     } else if (db->next_pos > db->group_first) {
         publish_meta(db, list);
         for (append_req *a = g.assigned; a; a = a->gnext) {
@@ -562,7 +595,9 @@ static void run_group(factum_t *db, append_req *list) {
             stat_add(&db->st_bytes, a->bytes);
             stat_add(&db->st_log_bytes, a->bytes);
         }
+        db->durable_time = t;
         atomic_store_explicit(&db->durable, db->next_pos, memory_order_release);
+        store_zero_note(db, db->segs[atomic_load(&db->nsegs) - 1]->end);
         pthread_mutex_lock(&db->wmu);
         pthread_cond_broadcast(&db->wcond);
         pthread_mutex_unlock(&db->wmu);
@@ -577,13 +612,35 @@ static void run_group(factum_t *db, append_req *list) {
     }
 }
 
+/* Writes the commit mark at the durable position. Only an aid to recovery (it tells damage
+   to acknowledged events from a torn write), so a failure is remembered, not fatal. */
+static void write_mark(factum_t *db) {
+    uint64_t durable = atomic_load(&db->durable);
+    if (db->failed || db->mark.fd < 0 || db->mark.last.position == durable) return;
+    factum_error_t err;
+    if (mark_write(&db->mark, io_vfs_default(), durable, db->durable_time, &err)) mark_close(&db->mark);
+}
+
 static void *writer_main(void *arg) {
     factum_t *db = arg;
     for (;;) {
         pthread_mutex_lock(&db->qmu);
+        /* Idle with the mark behind: wait a moment, then write it (docs/format.md). */
+        while (!db->qhead && !db->stopping && db->mark.fd >= 0 && db->mark.last.position != atomic_load(&db->durable)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += STORE_MARK_IDLE_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            if (pthread_cond_timedwait(&db->qcond, &db->qmu, &ts) == ETIMEDOUT && !db->qhead && !db->stopping) {
+                pthread_mutex_unlock(&db->qmu);
+                write_mark(db);
+                pthread_mutex_lock(&db->qmu);
+            }
+        }
         while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcond, &db->qmu);
         if (!db->qhead) {
             pthread_mutex_unlock(&db->qmu);
+            write_mark(db); /* a clean close leaves the mark at the end of the log */
             break;
         }
         /* Take a group: everything queued, up to STORE_GROUP_BYTES. */

@@ -628,9 +628,10 @@ int index_open(const char *dir, uint32_t memtable_max, index_t **out, factum_err
     if (!ix) return err_set(err, FACTUM_ENOMEM, "out of memory opening the index");
     snprintf(ix->dir, sizeof ix->dir, "%s", dir);
     ix->memtable_max = memtable_max;
-    if (mkdir(dir, 0755) && errno != EEXIST) {
+    int e = io_make_dir(dir);
+    if (e) {
         free(ix);
-        return err_set(err, FACTUM_EIO, "cannot create %s: %s", dir, strerror(errno));
+        return err_set(err, FACTUM_EIO, "cannot create %s: %s", dir, strerror(-e));
     }
     if (manifest_load(ix)) {
         for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);

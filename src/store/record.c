@@ -46,11 +46,14 @@ static uint32_t record_crc(const uint8_t *p, uint32_t len) {
     return crc32c_extend(c, p + R_CRC + 4, len - R_CRC - 4);
 }
 
-void record_seal(uint8_t *p, uint64_t position, uint64_t revision, int64_t time_us, int batch_end) {
+void record_seal(uint8_t *p, uint64_t position, uint64_t revision, int64_t time_us, int batch_end,
+                 uint64_t group_first) {
     store64(p + R_POSITION, position);
     store64(p + R_REVISION, revision);
     store64(p + R_TIME, (uint64_t)time_us);
-    uint32_t flags = load32(p + R_FLAGS) & ~(uint32_t)RECORD_BATCH_END;
+    uint64_t d = position - group_first;
+    uint32_t flags = load32(p + R_FLAGS) & RECORD_FORMAT_MASK;
+    flags |= (uint32_t)MIN(d, RECORD_GROUP_MAX) << RECORD_GROUP_SHIFT;
     store32(p + R_FLAGS, flags | (batch_end ? RECORD_BATCH_END : 0));
     store32(p + R_CRC, record_crc(p, load32(p + R_LENGTH)));
 }
@@ -71,7 +74,8 @@ int record_decode(const uint8_t *p, size_t avail, factum_event_t *e, uint32_t *l
     if (magic == 0 && size == 0) return RECORD_EMPTY;
     if (magic != RECORD_MAGIC || size < RECORD_HEADER || size % RECORD_ALIGN || size > avail) return RECORD_BAD;
     uint32_t flags = load32(p + R_FLAGS);
-    if (flags & ~(uint32_t)(RECORD_BATCH_END | RECORD_FORMAT_MASK)) return RECORD_BAD;
+    if (flags & ~(uint32_t)(RECORD_BATCH_END | RECORD_FORMAT_MASK | ((uint32_t)RECORD_GROUP_MAX << RECORD_GROUP_SHIFT)))
+        return RECORD_BAD;
     if (((flags & RECORD_FORMAT_MASK) >> RECORD_FORMAT_SHIFT) > FACTUM_DATA_BINARY) return RECORD_BAD;
     uint64_t body = (uint64_t)load16(p + R_STREAM_LEN) + load16(p + R_ID_LEN) + load16(p + R_TYPE_LEN) +
                     load16(p + R_CORR_LEN) + load16(p + R_CAUSE_LEN) + load16(p + R_SOURCE_LEN) +

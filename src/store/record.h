@@ -20,6 +20,8 @@ enum {
     RECORD_BATCH_END = 1u << 0, /* last event of its append: a batch is whole only with this */
     RECORD_FORMAT_SHIFT = 1,    /* bits 1-2: FACTUM_DATA_* */
     RECORD_FORMAT_MASK = 3u << 1,
+    RECORD_GROUP_SHIFT = 8, /* bits 8-31: positions since its commit group's first (recovery) */
+    RECORD_GROUP_MAX = (1u << 24) - 1,
 };
 
 /* Field offsets inside the header. */
@@ -35,8 +37,16 @@ static_assert(R_DATA_LEN + 4 == RECORD_HEADER, "record header is 64 bytes");
 size_t record_size(factum_str_t stream, const factum_event_t *e);
 /* Encodes into p (record_size bytes); position, revision, time and crc are left zero. */
 void record_encode(uint8_t *p, factum_str_t stream, const factum_event_t *e);
-/* Stamps the writer's fields and the checksum. */
-void record_seal(uint8_t *p, uint64_t position, uint64_t revision, int64_t time_us, int batch_end);
+/* Stamps the writer's fields and the checksum. group_first: the first position of the commit
+   group the record is in (the distance is stored capped at RECORD_GROUP_MAX). */
+void record_seal(uint8_t *p, uint64_t position, uint64_t revision, int64_t time_us, int batch_end,
+                 uint64_t group_first);
+/* The first position of the commit group of a valid record at `position`. A capped distance
+   names a later start than the true one, which recovery reads the safe way (as corruption). */
+static inline uint64_t record_group_first(const uint8_t *p, uint64_t position) {
+    uint32_t d = (uint32_t)(p[R_FLAGS + 1] | p[R_FLAGS + 2] << 8 | (uint32_t)p[R_FLAGS + 3] << 16);
+    return position - (d <= position ? d : position);
+}
 
 enum {
     RECORD_OK = 0,

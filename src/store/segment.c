@@ -43,25 +43,39 @@ static int map_segment(segment_t *s, factum_error_t *err) {
     return 0;
 }
 
-int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, io_vfs *vfs,
-                   segment_t **out, factum_error_t *err) {
-    segment_t *s = calloc(1, sizeof *s);
-    if (!s) return err_set(err, FACTUM_ENOMEM, "out of memory creating a segment");
+int segment_prepare(const char *logdir, uint32_t no, uint64_t fill, io_vfs *vfs, int *out_fd, factum_error_t *err) {
     char tmp[PATH_MAX];
-    seg_path(s->path, logdir, no, "seg");
     seg_path(tmp, logdir, no, "seg.tmp");
-    s->no = no, s->size = size, s->first_pos = first_pos, s->end = SEGMENT_HEADER, s->fd = -1;
-    int rc, e;
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = io_err(err, -errno, "cannot create", tmp);
-        goto fail;
+    if (fd < 0) return io_err(err, -errno, "cannot create", tmp);
+    int e = vfs->zero_fill(vfs, fd, 0, MAX(fill, SEGMENT_HEADER));
+    if (e) {
+        close(fd);
+        unlink(tmp);
+        return io_err(err, e, "cannot prepare", tmp);
     }
+    *out_fd = fd;
+    return 0;
+}
+
+int segment_install(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, int fd, uint64_t fill,
+                    io_vfs *vfs, segment_t **out, factum_error_t *err) {
+    char tmp[PATH_MAX];
+    seg_path(tmp, logdir, no, "seg.tmp");
+    segment_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        unlink(tmp);
+        return err_set(err, FACTUM_ENOMEM, "out of memory creating a segment");
+    }
+    seg_path(s->path, logdir, no, "seg");
+    s->no = no, s->size = size, s->first_pos = first_pos, s->end = SEGMENT_HEADER, s->fd = -1;
+    atomic_store(&s->filled, MAX(fill, SEGMENT_HEADER));
+    int rc, e;
     uint8_t h[SEGMENT_HEADER];
     segment_header_encode(h, no, size, first_pos, 0, 0);
     struct iovec iov = {h, sizeof h};
-    if ((e = vfs->fallocate(vfs, fd, 0, size)) || (e = io_write_all(vfs, fd, &iov, 1, 0)) ||
-        (e = vfs->fdatasync(vfs, fd))) {
+    if ((e = io_write_all(vfs, fd, &iov, 1, 0)) || (e = vfs->fdatasync(vfs, fd))) {
         rc = io_err(err, e, "cannot prepare", tmp);
         close(fd);
         unlink(tmp);
@@ -80,6 +94,12 @@ fail:
     if (rc == FACTUM_ENOMEM) err_set(err, rc, "out of memory for the position map of %s", s->path);
     segment_close(s);
     return rc;
+}
+
+int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, uint64_t fill, io_vfs *vfs,
+                   segment_t **out, factum_error_t *err) {
+    int fd, rc = segment_prepare(logdir, no, MIN(fill, size), vfs, &fd, err);
+    return rc ? rc : segment_install(logdir, no, size, first_pos, fd, MIN(fill, size), vfs, out, err);
 }
 
 int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_t *err) {
@@ -120,11 +140,14 @@ int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_
                      (unsigned long long)SEGMENT_MAX_POSITIONS);
         goto fail;
     }
-    if (load32(h + 8) != no || s->size != (uint64_t)st.st_size || s->size < SEGMENT_HEADER) {
+    /* The file grows up to its capacity as it is zero-filled; a compacted one is exactly its size. */
+    if (load32(h + 8) != no || s->size < (uint64_t)st.st_size || s->size < SEGMENT_HEADER ||
+        (s->end_pos && s->size != (uint64_t)st.st_size)) {
         rc = err_set(err, FACTUM_ECORRUPT, "segment %s: header names segment %u of %llu bytes, file is %llu bytes",
                      s->path, load32(h + 8), (unsigned long long)s->size, (unsigned long long)st.st_size);
         goto fail;
     }
+    atomic_store(&s->filled, (uint64_t)st.st_size);
     s->end = SEGMENT_HEADER;
     if ((rc = map_segment(s, err))) goto fail;
     *out = s;
@@ -216,12 +239,12 @@ int segment_write_pmap(segment_t *s, const char *logdir) {
 /* A compacted segment: records with rising positions below end_pos, gaps where a scavenge removed
    events, and nothing after the last record (the file is exactly as long as its records). */
 static void scan_compacted(segment_t *s, segment_scan_t *r) {
-    uint64_t off = SEGMENT_HEADER, next = s->first_pos;
+    uint64_t off = SEGMENT_HEADER, next = s->first_pos, limit = segment_limit(s);
     *r = (segment_scan_t){0, SEGMENT_HEADER, SEGMENT_HEADER, false};
-    while (off < s->size) {
+    while (off < limit) {
         factum_event_t e;
         uint32_t len;
-        if (record_decode(s->map + off, s->size - off, &e, &len) != RECORD_OK || e.position < next || e.position >= s->end_pos) {
+        if (record_decode(s->map + off, limit - off, &e, &len) != RECORD_OK || e.position < next || e.position >= s->end_pos) {
             r->stop_at = off;
             return;
         }
@@ -239,12 +262,12 @@ void segment_scan(segment_t *s, segment_scan_t *r) {
         scan_compacted(s, r);
         return;
     }
-    uint64_t off = SEGMENT_HEADER, n = 0;
+    uint64_t off = SEGMENT_HEADER, n = 0, limit = segment_limit(s);
     *r = (segment_scan_t){0, SEGMENT_HEADER, SEGMENT_HEADER, false};
     for (;;) {
         factum_event_t e;
         uint32_t len;
-        int st = record_decode(s->map + off, s->size - off, &e, &len);
+        int st = off < limit ? record_decode(s->map + off, limit - off, &e, &len) : RECORD_EMPTY;
         if (st == RECORD_OK && e.position != s->first_pos + n) st = RECORD_BAD; /* stale or misplaced */
         if (st != RECORD_OK) {
             r->stop_at = off;
@@ -262,26 +285,46 @@ void segment_scan(segment_t *s, segment_scan_t *r) {
     s->end = r->end;
 }
 
-int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, io_vfs *vfs,
+int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, uint64_t acked, io_vfs *vfs,
                         factum_error_t *err) {
-    uint64_t limit = MIN(s->size, r->stop_at + window), dirty_end = r->end;
+    uint64_t fill = segment_limit(s), limit = MIN(fill, r->stop_at + window), dirty_end = r->end;
+    uint64_t kept = s->first_pos + r->count;
+    if (kept < acked) {
+        /* The commit mark says these positions were acknowledged: whatever is at r->end is damage
+           to acknowledged events, never a torn write. */
+        if (r->stop_at >= fill || (r->stop_at == r->end && record_decode(s->map + r->end, fill - r->end, NULL, NULL) == RECORD_EMPTY))
+            return err_set(err, FACTUM_ECORRUPT,
+                           "segment %s: acknowledged events at positions %llu to %llu are missing: the log ends at "
+                           "offset %llu (the commit mark says positions below %llu were acknowledged)",
+                           s->path, (unsigned long long)kept, (unsigned long long)acked - 1,
+                           (unsigned long long)r->end, (unsigned long long)acked);
+        return err_set(err, FACTUM_ECORRUPT,
+                       "segment %s: checksum failure at offset %llu (position %llu), in events that were "
+                       "acknowledged (the commit mark says positions below %llu were)",
+                       s->path, (unsigned long long)r->stop_at, (unsigned long long)(s->first_pos + r->count),
+                       (unsigned long long)acked);
+    }
     /* The commit group the scan ended in: records after end that decoded, with their time. */
     int64_t torn_group_time = INT64_MIN;
     if (r->stop_at > r->end) torn_group_time = (int64_t)load64(s->map + r->end + R_TIME);
-    uint64_t next_pos = s->first_pos + r->count;
     for (uint64_t off = r->end; off + 8 <= limit; off += 8) {
         if (load64(s->map + off) == 0) continue;
         dirty_end = off + 8;
         if (off < r->stop_at || load32(s->map + off) != RECORD_MAGIC) continue;
         factum_event_t e;
         uint32_t len;
-        if (record_decode(s->map + off, s->size - off, &e, &len) != RECORD_OK || e.position < next_pos) continue;
-        /* A whole record of a later commit group: data after the damage was synced, so the damage
-           is not a torn write but corruption of acknowledged data. */
-        if (e.time_us != torn_group_time)
+        if (record_decode(s->map + off, fill - off, &e, &len) != RECORD_OK || e.position < kept) continue;
+        /* A whole record of a later commit group (one that starts after the damage and has
+           another time): it was written after the damaged group's fdatasync, so the damage is
+           not a torn write but corruption of acknowledged data. A record of the group the
+           damage is in says nothing: that group may be the torn one. */
+        uint64_t group_first = record_group_first(s->map + off, e.position);
+        if (group_first > kept && e.time_us != torn_group_time)
             return err_set(err, FACTUM_ECORRUPT,
-                           "segment %s: checksum failure at offset %llu, with valid data after it at offset %llu",
-                           s->path, (unsigned long long)r->stop_at, (unsigned long long)off);
+                           "segment %s: checksum failure at offset %llu (position %llu), with valid data of a later "
+                           "commit group after it at offset %llu (position %llu)",
+                           s->path, (unsigned long long)r->stop_at, (unsigned long long)kept, (unsigned long long)off,
+                           (unsigned long long)e.position);
         dirty_end = MAX(dirty_end, off + len);
     }
     if (dirty_end > r->end) {

@@ -1,6 +1,7 @@
 /*
- * segment.h — log segment files. A segment is a preallocated file of fixed size: a 64-byte
- * header, then records back to back, then zeros. Every segment has a position map (pmap):
+ * segment.h — log segment files. A segment is a file of at most `size` bytes (its capacity): a
+ * 64-byte header, then records back to back, then zeros. The file is zero-filled ahead of the
+ * writer (zero.c) and grows in steps; `filled` is how much of it exists. Every segment has a position map (pmap):
  * pmap[i] is the byte offset of the record at position first_pos + i. The active segment's
  * pmap lives in memory; a sealed segment's is written to a .pmap file, which is derived state
  * (checked by checksum, rebuilt by a scan when missing or bad).
@@ -17,6 +18,7 @@
 #include "record.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 
 #define SEGMENT_MAGIC 0x47455346u /* "FSEG" */
 #define SEGMENT_VERSION 1
@@ -29,7 +31,8 @@ typedef struct segment {
     uint32_t no;
     int fd;
     uint8_t *map; /* PROT_READ, MAP_SHARED, the whole file */
-    uint64_t size;
+    uint64_t size;                /* capacity, from the header; the mapping covers all of it */
+    _Atomic uint64_t filled;      /* bytes of the file that exist (zero-filled or written) */
     uint64_t first_pos;
     uint64_t count; /* positions: records, and in a compacted segment the removed ones too */
     uint64_t end;   /* offset just past the last record */
@@ -45,9 +48,21 @@ typedef struct segment {
 /* The 64-byte segment header (docs/format.md): generation and end_pos are 0 unless compacted. */
 void segment_header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos, uint32_t generation,
                            uint64_t end_pos);
-/* Makes DIR/log/NNNNNNNN.seg of `size` bytes, header synced and name durable. */
-int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, io_vfs *vfs,
+/* Makes DIR/log/NNNNNNNN.seg.tmp holding `fill` durable zeros; *fd is its descriptor. The zeroer
+   prepares the next segment this way before the writer needs it. */
+int segment_prepare(const char *logdir, uint32_t no, uint64_t fill, io_vfs *vfs, int *fd, factum_error_t *err);
+/* Turns a prepared NNNNNNNN.seg.tmp (fd, `fill` bytes) into segment `no` of capacity `size`:
+   header written and synced, renamed, folder synced, mapped. Takes fd in every case. */
+int segment_install(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, int fd, uint64_t fill,
+                    io_vfs *vfs, segment_t **out, factum_error_t *err);
+/* segment_prepare with `fill` bytes, then segment_install. */
+int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t first_pos, uint64_t fill, io_vfs *vfs,
                    segment_t **out, factum_error_t *err);
+/* How many bytes of s may be read: the file's length, never past its capacity. */
+static inline uint64_t segment_limit(const segment_t *s) {
+    uint64_t f = atomic_load_explicit(&s->filled, memory_order_acquire);
+    return f < s->size ? f : s->size;
+}
 /* Opens and maps an existing segment; checks the header. count/end/pmap are not set yet. */
 int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_t *err);
 void segment_close(segment_t *s);
@@ -71,12 +86,14 @@ typedef struct segment_scan {
 void segment_scan(segment_t *s, segment_scan_t *r);
 
 /*
- * For the tail segment after a scan: decides torn tail versus corruption. Looks at most
- * `window` bytes past r->stop_at for a valid record of a later commit group; if one is there,
- * returns FACTUM_ECORRUPT naming the file and offset. Otherwise zeroes any bytes past r->end
- * (the torn tail), syncs, and sets s->end/s->count.
+ * For the tail segment after a scan: decides torn tail versus corruption. If the commit mark
+ * says positions below `acked` were acknowledged and the scan kept fewer, the damage is to
+ * acknowledged events: FACTUM_ECORRUPT naming the file, offset and position. Otherwise it looks
+ * at most `window` bytes past r->stop_at for a valid record of a later commit group; if one is
+ * there, the same. Otherwise it zeroes any bytes past r->end (the torn tail, never
+ * acknowledged), syncs, and sets s->end/s->count.
  */
-int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, io_vfs *vfs,
+int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, uint64_t acked, io_vfs *vfs,
                         factum_error_t *err);
 
 /*

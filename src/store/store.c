@@ -23,7 +23,9 @@
 static int lock_folder(factum_t *db, factum_error_t *err) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/LOCK", db->dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) io_sync_dir(db->dir); /* made it: its name is durable before anything else is */
+    else if (errno == EEXIST) fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return err_set(err, FACTUM_EIO, "cannot open %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB)) {
         char pid[32] = {0};
@@ -41,6 +43,12 @@ static int lock_folder(factum_t *db, factum_error_t *err) {
     }
     db->lock_fd = fd;
     return 0;
+}
+
+/* The folder, made if missing (and then durable: io_make_dir syncs it and its parent). */
+static int make_folder(const char *dir, factum_error_t *err) {
+    int e = io_make_dir(dir);
+    return e ? err_set(err, FACTUM_EIO, "cannot create data folder %s: %s", dir, strerror(-e)) : 0;
 }
 
 static int cmp_u32(const void *a, const void *b) {
@@ -98,7 +106,9 @@ int store_add_segment(factum_t *db, segment_t *s, factum_error_t *err) {
 static int recover_log(factum_t *db, factum_error_t *err) {
     uint32_t *nos = NULL;
     size_t n = 0;
-    int rc = list_segments(db, &nos, &n, err);
+    commit_mark_t mark;
+    int rc = mark_read(db->logdir, &mark, err);
+    if (!rc) rc = list_segments(db, &nos, &n, err);
     if (rc) return rc;
     uint64_t expect_pos = 0;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -127,7 +137,7 @@ static int recover_log(factum_t *db, factum_error_t *err) {
             }
             segment_scan(s, &r);
             if (tail) {
-                rc = segment_repair_tail(s, &r, STORE_TAIL_WINDOW, db->vfs, err);
+                rc = segment_repair_tail(s, &r, STORE_TAIL_WINDOW, mark.position, db->vfs, err);
             } else if (!r.clean) {
                 rc = err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %llu (position %llu)",
                              s->path, (unsigned long long)r.stop_at, (unsigned long long)(s->first_pos + r.count));
@@ -146,14 +156,24 @@ static int recover_log(factum_t *db, factum_error_t *err) {
     if (rc) return rc;
     if (atomic_load(&db->nsegs) == 0) {
         segment_t *s;
-        if ((rc = segment_create(db->logdir, 0, db->segment_bytes, 0, db->vfs, &s, err))) return rc;
+        if (mark.position)
+            return err_set(err, FACTUM_ECORRUPT, "%s holds no segments, but the commit mark says positions below %llu were acknowledged",
+                           db->logdir, (unsigned long long)mark.position);
+        if ((rc = segment_create(db->logdir, 0, db->segment_bytes, 0, STORE_ZERO_MIN, db->vfs, &s, err))) return rc;
         if ((rc = store_add_segment(db, s, err))) return rc;
     }
     segment_t *last = db->segs[atomic_load(&db->nsegs) - 1];
     db->next_pos = last->first_pos + last->count;
+    if (db->next_pos < mark.position)
+        return err_set(err, FACTUM_ECORRUPT,
+                       "acknowledged events at positions %llu to %llu are missing: the log ends in %s, and the commit "
+                       "mark says positions below %llu were acknowledged",
+                       (unsigned long long)db->next_pos, (unsigned long long)mark.position - 1, last->path,
+                       (unsigned long long)mark.position);
     /* Group times never decrease along the log: the last event's time is where they go on. */
     factum_event_t e;
     if (db->next_pos && store_event_at(db, db->next_pos - 1, &e, NULL) == 0) db->last_time = e.time_us;
+    db->durable_time = db->last_time;
     return 0;
 }
 
@@ -192,6 +212,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     factum_t *db = calloc(1, sizeof *db);
     if (!db) return err_set(err, FACTUM_ENOMEM, "out of memory");
     db->lock_fd = -1;
+    db->mark.fd = -1;
     db->vfs = o.vfs ? o.vfs : io_vfs_default();
     db->segment_bytes = o.segment_bytes ? o.segment_bytes : 256u << 20;
     db->max_data_bytes = o.max_data_bytes ? o.max_data_bytes : FACTUM_DEFAULT_MAX_DATA;
@@ -205,7 +226,11 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     snprintf(db->logdir, sizeof db->logdir, "%s/log", dir);
     snprintf(db->idxdir, sizeof db->idxdir, "%s/index", dir);
     pthread_mutex_init(&db->qmu, NULL);
-    pthread_cond_init(&db->qcond, NULL);
+    pthread_condattr_t mono; /* the writer's idle wait is measured on the monotonic clock */
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&db->qcond, &mono);
+    pthread_condattr_destroy(&mono);
     pthread_mutex_init(&db->wmu, NULL);
     clock_mono_cond_init(&db->wcond); /* factum_wait's timeout is a duration: CLOCK_MONOTONIC */
     streams_init(&db->cache, o.stream_cache ? o.stream_cache : 1u << 21);
@@ -218,11 +243,10 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((mkdir(dir, 0755) && errno != EEXIST) || (mkdir(db->logdir, 0755) && errno != EEXIST)) {
-        rc = err_set(err, FACTUM_EIO, "cannot create data folder %s: %s", dir, strerror(errno));
+    if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) || (rc = lock_folder(db, err)) ||
+        (rc = recover_log(db, err)))
         goto fail;
-    }
-    if ((rc = lock_folder(db, err)) || (rc = recover_log(db, err))) goto fail;
+    if ((rc = mark_open(db->logdir, db->vfs, &db->mark, err))) goto fail;
     atomic_store(&db->durable, db->next_pos);
     for (size_t i = 0; i < atomic_load(&db->nsegs); i++) atomic_fetch_add(&db->st_log_bytes, db->segs[i]->end - SEGMENT_HEADER);
     if ((rc = index_open(db->idxdir, memtable, &db->index, err)))
@@ -250,8 +274,8 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         }
     }
     if ((rc = store_meta_load(db, err))) goto fail;
-    if ((rc = store_writer_start(db))) {
-        err_set(err, rc, "cannot start the writer thread");
+    if ((rc = store_zero_start(db)) || (rc = store_writer_start(db))) {
+        err_set(err, rc, "cannot start the writer and zeroer threads");
         goto fail;
     }
     *out = db;
@@ -272,6 +296,8 @@ void factum_close(factum_t *db) {
         store_writer_stop(db);
         index_close(db->index, atomic_load(&db->durable));
     }
+    store_zero_stop(db);
+    mark_close(&db->mark);
     size_t n = db->segs ? atomic_load(&db->nsegs) : 0;
     for (size_t i = 0; i < n; i++) segment_close(db->segs[i]);
     for (size_t i = 0; i < db->nretired; i++) segment_close(db->retired[i]);

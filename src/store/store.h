@@ -16,6 +16,7 @@
 #include "../io/io.h"
 #include "index.h"
 #include "integrity.h"
+#include "mark.h"
 #include "meta.h"
 #include "segment.h"
 #include "streams.h"
@@ -31,6 +32,27 @@
 #define STORE_SCAN_WINDOW 1000000         /* positions one filtered $all read examines at most */
 
 typedef struct append_req append_req;
+#define STORE_ZERO_MIN (1ull << 20)       /* a new segment's zero-filled bytes (zero.c) */
+#define STORE_MARK_IDLE_MS 20             /* the writer writes the commit mark after this much idle */
+
+/* The zeroer thread (zero.c). */
+typedef struct zeroer {
+    pthread_t thread;
+    bool started, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;   /* work for the zeroer; zero-filled room for a waiting writer */
+    segment_t *seg;        /* the active segment; set by the writer (store_zero_use) */
+    _Atomic uint64_t end;  /* how far the writer has written in seg */
+    uint64_t want;         /* a waiting writer needs seg filled this far */
+    int busy;              /* 1 growing seg, 2 preparing the next segment */
+    bool held;             /* after a failure: grow only when a writer asks */
+    int err;               /* the failure a waiting writer gets (-errno) */
+    char msg[256];
+    int next_fd;           /* a prepared NNNNNNNN.seg.tmp, or -1 */
+    uint32_t next_no;
+    uint64_t next_fill;
+    _Atomic bool has_next;
+} zeroer;
 
 struct factum {
     char dir[PATH_MAX], logdir[PATH_MAX], idxdir[PATH_MAX];
@@ -56,6 +78,10 @@ struct factum {
     int64_t last_time;
     stream_cache cache;
     const uint8_t **pending; /* records of the current group by position - group_first */
+    uint64_t last_mono_ns; /* when last_time was taken */
+    int64_t durable_time;  /* time of the newest durable group */
+    mark_file_t mark;      /* log/COMMIT, written when idle (mark.h) */
+    zeroer zero;
     size_t pending_cap;
     uint64_t group_first;
 
@@ -123,3 +149,15 @@ void store_writer_stop(factum_t *db);
 int store_index_event(factum_t *db, const factum_event_t *e);
 
 #endif
+/* zero.c: the zeroer thread. Start after recovery, stop after the writer. */
+int store_zero_start(factum_t *db);
+void store_zero_stop(factum_t *db);
+/* Writer: s is the active segment from now on. */
+void store_zero_use(factum_t *db, segment_t *s);
+/* Writer: it has written the active segment up to `end`; wakes the zeroer if it falls behind. */
+void store_zero_note(factum_t *db, uint64_t end);
+/* Writer: waits until s is zero-filled up to `upto`. 0, or FACTUM_ENOSPC/EIO with msg. */
+int store_zero_wait(factum_t *db, segment_t *s, uint64_t upto, char *msg, size_t cap);
+/* Writer, at a roll: the prepared file of segment `no`. 0 with *fd and *fill, or -1 if none. */
+int store_zero_take_next(factum_t *db, uint32_t no, int *fd, uint64_t *fill);
+
