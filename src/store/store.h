@@ -30,8 +30,6 @@
 #define STORE_TAIL_WINDOW (64u << 20)     /* >= group + batch: how far a torn write can reach */
 #define STORE_MAX_READ 100000             /* events one read returns at most */
 #define STORE_SCAN_WINDOW 1000000         /* positions one filtered $all read examines at most */
-
-typedef struct append_req append_req;
 #define STORE_ZERO_MIN (1ull << 20)       /* a new segment's zero-filled bytes (zero.c) */
 #define STORE_MARK_IDLE_MS 20             /* the writer writes the commit mark after this much idle */
 
@@ -53,6 +51,8 @@ typedef struct zeroer {
     uint64_t next_fill;
     _Atomic bool has_next;
 } zeroer;
+
+typedef struct append_req append_req;
 
 struct factum {
     char dir[PATH_MAX], logdir[PATH_MAX], idxdir[PATH_MAX];
@@ -76,12 +76,12 @@ struct factum {
     char failmsg[256];
     uint64_t next_pos;
     int64_t last_time;
-    stream_cache cache;
-    const uint8_t **pending; /* records of the current group by position - group_first */
     uint64_t last_mono_ns; /* when last_time was taken */
     int64_t durable_time;  /* time of the newest durable group */
     mark_file_t mark;      /* log/COMMIT, written when idle (mark.h) */
     zeroer zero;
+    stream_cache cache;
+    const uint8_t **pending; /* records of the current group by position - group_first */
     size_t pending_cap;
     uint64_t group_first;
 
@@ -148,7 +148,6 @@ void store_writer_stop(factum_t *db);
 /* Adds the index entries of one event (write lock held by the caller). */
 int store_index_event(factum_t *db, const factum_event_t *e);
 
-#endif
 /* zero.c: the zeroer thread. Start after recovery, stop after the writer. */
 int store_zero_start(factum_t *db);
 void store_zero_stop(factum_t *db);
@@ -161,3 +160,4 @@ int store_zero_wait(factum_t *db, segment_t *s, uint64_t upto, char *msg, size_t
 /* Writer, at a roll: the prepared file of segment `no`. 0 with *fd and *fill, or -1 if none. */
 int store_zero_take_next(factum_t *db, uint32_t no, int *fd, uint64_t *fill);
 
+#endif
