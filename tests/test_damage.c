@@ -254,3 +254,36 @@ TEST(an_idempotent_repeat_in_a_group_whose_fdatasync_failed_is_not_answered_as_w
     }
     CHECK_MSG(same_group > 0, "the repeat never shared a group with its original in 20 rounds");
 }
+
+TEST(the_last_event_of_a_sealed_segment_damaged_without_its_pmap_is_reported_and_the_rest_reads) {
+    factum_options_t o = {.segment_bytes = 1 << 16};
+    factum_t *db = test_open(test_dir(), &o);
+    for (int i = 0; i < 1500; i++) append_one(db, i);
+    factum_close(db);
+    uint64_t offs[2048];
+    size_t n = record_offsets(offs, 2048);
+    CHECK(n > 10 && n < 1500); /* segment 0 is sealed */
+    zero_range("00000000.seg", offs[n - 1], 64); /* its last record loses its header */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -f %s/log/*.pmap", test_dir());
+    CHECK(system(cmd) == 0);
+    db = test_open(test_dir(), &o);
+    CHECK_EQ(factum_head_position(db), 1500);
+    factum_integrity_t in;
+    factum_integrity(db, &in);
+    CHECK_EQ(in.damaged_events, 1);
+    CHECK_EQ(in.damage[0].position, n - 1);
+    factum_error_t err;
+    factum_result_t *r;
+    CHECK_RC(factum_read_at(db, n - 1, &r, &err), FACTUM_ECORRUPT);
+    for (uint64_t p = 0; p < 1500; p++) {
+        if (p == n - 1) continue;
+        CHECK_RC(factum_read_at(db, p, &r, &err), 0);
+        factum_result_free(r);
+    }
+    /* Positions go on after the last one: nothing is reused. */
+    factum_append_result_t res;
+    CHECK_RC(test_append(db, "s", FACTUM_EXPECT_ANY, "T", "{}", "after", &res), 0);
+    CHECK_EQ(res.first_position, 1500);
+    factum_close(db);
+}

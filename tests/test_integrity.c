@@ -300,7 +300,7 @@ TEST(deleting_the_position_maps_of_whole_sealed_segments_does_not_stop_the_store
 
 /* Needs the recovery change reported with issue 13 (segment_scan stops at the first bad record,
    and recover_log refuses a sealed segment whose scan is not clean): fails until it lands. */
-TEST(pending_recovery_fix_a_damaged_sealed_segment_without_its_pmap_opens_and_reads_around_the_damage) {
+TEST(a_damaged_sealed_segment_without_its_pmap_opens_and_reads_around_the_damage) {
     factum_options_t o = {.segment_bytes = SEG};
     factum_t *db = test_open(test_dir(), &o);
     append_many(db, "s", 1000);

@@ -157,6 +157,19 @@ fail:
     return rc;
 }
 
+int segment_peek_first(const char *logdir, uint32_t no, uint64_t *first_pos, factum_error_t *err) {
+    char path[PATH_MAX];
+    seg_path(path, logdir, no, "seg");
+    uint8_t h[SEGMENT_HEADER];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : pread(fd, h, sizeof h, 0);
+    if (fd >= 0) close(fd);
+    if (n != (ssize_t)sizeof h || load32(h) != SEGMENT_MAGIC || load32(h + 60) != crc32c(h, 60))
+        return err_set(err, FACTUM_ECORRUPT, "segment %s: header unreadable or bad checksum at offset 0", path);
+    *first_pos = load64(h + 24);
+    return 0;
+}
+
 static void pmap_release(segment_t *s) {
     if (s->pmap) munmap(s->pmap_is_file ? (void *)((uint8_t *)s->pmap - PMAP_HEADER) : s->pmap, s->pmap_bytes);
     s->pmap = NULL;
@@ -283,6 +296,39 @@ void segment_scan(segment_t *s, segment_scan_t *r) {
     }
     s->count = r->count;
     s->end = r->end;
+}
+
+uint64_t segment_scan_around(segment_t *s, uint64_t end_pos, uint64_t *first_bad, uint64_t *bad_off) {
+    uint64_t off = SEGMENT_HEADER, n = 0, limit = segment_limit(s), damaged = 0, last_end = SEGMENT_HEADER;
+    uint64_t cap = MIN(end_pos - s->first_pos, s->pmap_cap);
+    while (n < cap) {
+        factum_event_t e;
+        uint32_t len;
+        int st = off < limit ? record_decode(s->map + off, limit - off, &e, &len) : RECORD_EMPTY;
+        if (st == RECORD_OK && e.position == s->first_pos + n) {
+            s->pmap[n++] = (uint32_t)off;
+            off += len;
+            last_end = off;
+            continue;
+        }
+        /* Damage at off: the next record with a later position, or the end. */
+        uint64_t next = off + 8, q = end_pos;
+        for (; next + RECORD_HEADER <= limit; next += 8) {
+            if (load32(s->map + next) != RECORD_MAGIC) continue;
+            if (record_decode(s->map + next, limit - next, &e, &len) == RECORD_OK && e.position > s->first_pos + n &&
+                e.position < end_pos) {
+                q = e.position;
+                break;
+            }
+        }
+        if (!damaged) *first_bad = s->first_pos + n, *bad_off = off;
+        while (s->first_pos + n < q && n < cap) s->pmap[n++] = (uint32_t)off, damaged++;
+        off = next;
+        if (q == end_pos) break;
+    }
+    s->count = n;
+    s->end = MAX(last_end, off < limit ? off : last_end);
+    return damaged;
 }
 
 int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, uint64_t acked, io_vfs *vfs,

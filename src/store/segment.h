@@ -66,6 +66,8 @@ static inline uint64_t segment_limit(const segment_t *s) {
 /* Opens and maps an existing segment; checks the header. count/end/pmap are not set yet. */
 int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_t *err);
 void segment_close(segment_t *s);
+/* The first position segment `no` holds, from its header (checked). */
+int segment_peek_first(const char *logdir, uint32_t no, uint64_t *first_pos, factum_error_t *err);
 
 /* Loads the .pmap of a sealed segment. 0, or nonzero if it is missing or does not match. */
 int segment_load_pmap(segment_t *s, const char *logdir);
@@ -84,6 +86,16 @@ typedef struct segment_scan {
 
 /* Walks records from the header on, filling the in-memory pmap. Never fails on bad data. */
 void segment_scan(segment_t *s, segment_scan_t *r);
+
+/*
+ * For a sealed segment (not compacted) whose scan stopped at damage: finds its way around it.
+ * From each bad record it looks ahead, 8 bytes at a time, for the next record that decodes with
+ * a later position, and points every position in between at the bad offset (a read of one of
+ * them then fails its checksum there, naming it). Damage reaching the end of the records takes
+ * the count from end_pos, the position the next segment starts at. Returns how many positions
+ * are damaged (0: none after all), with the first in *first_bad and its offset in *bad_off.
+ */
+uint64_t segment_scan_around(segment_t *s, uint64_t end_pos, uint64_t *first_bad, uint64_t *bad_off);
 
 /*
  * For the tail segment after a scan: decides torn tail versus corruption. If the commit mark

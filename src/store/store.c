@@ -138,11 +138,22 @@ static int recover_log(factum_t *db, factum_error_t *err) {
             segment_scan(s, &r);
             if (tail) {
                 rc = segment_repair_tail(s, &r, STORE_TAIL_WINDOW, mark.position, db->vfs, err);
-            } else if (!r.clean) {
+            } else if (s->end_pos && !r.clean) {
                 rc = err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %llu (position %llu)",
                              s->path, (unsigned long long)r.stop_at, (unsigned long long)(s->first_pos + r.count));
             } else {
-                segment_write_pmap(s, db->logdir); /* derived: a failure here only costs a rescan */
+                /* A sealed segment must hold every position up to where the next one starts. If
+                   its map is gone and damage stops the scan short, open around the damage, so
+                   that every other event stays readable, and report it as reads will. */
+                uint64_t next_first, bad = 0, bad_off = 0;
+                if ((rc = segment_peek_first(db->logdir, nos[i + 1], &next_first, err)) == 0) {
+                    if (!s->end_pos && next_first > s->first_pos && (!r.clean || s->first_pos + s->count != next_first)) {
+                        factum_error_t derr;
+                        if (segment_scan_around(s, next_first, &bad, &bad_off))
+                            store_damage(&db->integrity, s, bad, bad_off, FACTUM_ECORRUPT, &derr);
+                    }
+                    segment_write_pmap(s, db->logdir); /* derived: a failure here only costs a rescan */
+                }
             }
             if (rc) {
                 segment_close(s);
