@@ -404,6 +404,76 @@ size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap);
    id or source. */
 size_t factum_event_json_input(const factum_event_t *e, char *buf, size_t cap);
 
+
+/* ---- Checking a data folder offline (docs/format.md, "Checking a data folder") ---- */
+
+/* What a finding of factum_check is. */
+enum {
+    FACTUM_CHECK_NOTE = 0,     /* as designed, and the next open handles it: a torn tail that was never
+                                  acknowledged, an index behind the log, a leftover temporary file */
+    FACTUM_CHECK_DERIVED = 1,  /* a derived file (.pmap, index) missing, damaged or disagreeing with the
+                                  log: no event is lost, it can be rebuilt from the log */
+    FACTUM_CHECK_DAMAGE = 2,   /* the log itself: a segment, or events that were (or may have been)
+                                  acknowledged, damaged or missing */
+    FACTUM_CHECK_REPAIRED = 3, /* something o->repair did */
+};
+
+typedef struct factum_check_finding {
+    int kind;            /* FACTUM_CHECK_* */
+    int pass;            /* 1: as found; 2: found by the check made again after repairing */
+    const char *file;    /* relative to the data folder, e.g. "log/00000003.seg"; "" if none */
+    uint64_t offset;     /* byte offset in `file`, or FACTUM_END */
+    uint64_t position;   /* the event's position, or FACTUM_END */
+    const char *message; /* one line, no newline */
+} factum_check_finding_t;
+
+/* Called once per finding, in the calling thread; the finding and its strings are borrowed
+   until it returns. */
+typedef void (*factum_check_cb)(void *ctx, const factum_check_finding_t *f);
+
+typedef struct factum_check_options {
+    int repair;           /* rebuild derived files that do not check out, then check again */
+    int truncate;         /* with repair: cut the log so that every event at or past truncate_at is gone */
+    uint64_t truncate_at;
+} factum_check_options_t;
+
+/* The folder as it is when factum_check returns (after repairs, if any). */
+typedef struct factum_check_summary {
+    uint64_t segments;       /* segment files */
+    uint64_t events;         /* events read back intact */
+    uint64_t removed;        /* positions a scavenge removed (gaps in compacted segments) */
+    uint64_t bytes;          /* bytes of segment files read */
+    uint64_t head;           /* where recovery ends the log: the position of the next append */
+    uint64_t mark;           /* the commit mark: events below it were acknowledged (0 without one) */
+    uint64_t index_covered;  /* positions [0, index_covered) are in index runs */
+    uint64_t index_entries;  /* entries in those runs */
+    uint64_t damage, derived, notes; /* findings of each kind */
+    uint64_t repairs;        /* things repair did */
+} factum_check_summary_t;
+
+/*
+ * Checks the data folder `dir` while no one has it open, without opening it: recovery does not
+ * run and nothing changes unless o->repair. It takes the folder's lock, then checks every
+ * segment's header, the numbering of segments and the chain of positions, every record's
+ * checksum and position, the tail (a torn tail, or damage to acknowledged events, decided with
+ * the commit mark as recovery decides it), the position maps, every index entry against the
+ * event it points to and every event against the index. cb(ctx, f) reports each finding.
+ *
+ * With o->repair: position maps of sealed segments that do not check out are written again, an
+ * index that does not check out is removed (the next open rebuilds it from the log), and with
+ * o->truncate the log is cut at truncate_at (the commit mark set to it, so recovery accepts
+ * the cut). Nothing else is ever cut. The folder is then checked again (findings with pass 2).
+ *
+ * Returns 0 when the check ran, whatever it found: the folder is clean when sum->damage and
+ * sum->derived are 0. Otherwise nothing was changed and cb was never called:
+ * FACTUM_ELOCKED (in use; the message names the process), FACTUM_EINVAL (no data folder at
+ * dir; truncate without repair; truncate_at past the end of the log, inside a batch, after
+ * damage in its segment or inside a compacted segment), FACTUM_EIO, FACTUM_ENOMEM. A failure
+ * while repairing returns FACTUM_EIO, after reporting what was done. `o`, `cb`, `sum` may be NULL.
+ */
+int factum_check(const char *dir, const factum_check_options_t *o, factum_check_cb cb, void *ctx,
+                 factum_check_summary_t *sum, factum_error_t *err);
+
 #ifdef __cplusplus
 }
 #endif

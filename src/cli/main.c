@@ -32,6 +32,7 @@ static const char *usage_main =
     "  saga COMMAND ...              sagas: apply, ls, show, instances, parked, delete\n"
     "  delete STREAM [--tombstone]   delete a stream (soft, or for ever)\n"
     "  admin scavenge                give back the disk of deleted and expired events\n"
+    "  check [--repair]              check a closed data folder offline (exit 1: damage found)\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  tour                          a short demonstration on the data folder\n"
     "  bench engine                  measure the engine against this disk's ceiling\n"
@@ -560,6 +561,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "meta")) return cli_meta(dir, server_url, argc, argv);
     if (!strcmp(cmd, "delete")) return cli_delete(dir, server_url, argc, argv);
     if (!strcmp(cmd, "admin")) return cli_admin(dir, server_url, argc, argv);
+    int cli_check(const char *dir, int argc, char **argv); /* check.c */
+    if (!strcmp(cmd, "check")) return cli_check(dir, argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);

@@ -773,3 +773,38 @@ void index_stats(index_t *ix, index_stats_t *st) {
     for (size_t i = 0; i < ix->nfrozen; i++) st->mem_entries += ix->frozen[i]->entries;
     pthread_rwlock_unlock(&ix->lock);
 }
+
+/* ---- a read-only look for factum check (check.c) ---- */
+
+int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, void *ctx, factum_error_t *err) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    if (access(path, F_OK)) {
+        if (errno == ENOENT) return err_set(err, FACTUM_ENOTFOUND, "%s is missing", path);
+        return err_set(err, FACTUM_EIO, "cannot read %s: %s", path, strerror(errno));
+    }
+    index_t *ix = calloc(1, sizeof *ix); /* only dir and runs are used: no lock, no thread */
+    if (!ix) return err_set(err, FACTUM_ENOMEM, "out of memory reading the index");
+    snprintf(ix->dir, sizeof ix->dir, "%s", dir);
+    int rc = 0;
+    if (manifest_load(ix)) {
+        rc = err_set(err, FACTUM_ECORRUPT,
+                     "%s does not check out (its checksum or a line, or a run file it names: missing, damaged, or "
+                     "not the positions and count it says)",
+                     path);
+    }
+    if (!rc) *covered = ix->covered;
+    for (size_t i = 0; i < ix->nruns && !rc; i++) {
+        const run *r = ix->runs[i];
+        index_run_info_t info = {r->id, r->level, r->count, r->pos_lo, r->pos_hi};
+        for (uint64_t j = 0; j < r->count && !rc; j++) {
+            uint64_t key = run_key(r, j);
+            /* A lookup finds the entry only through its bloom block and the fence before it. */
+            bool found = run_may_have(r, key) && (j % FENCE_EVERY || r->fences[j / FENCE_EVERY] == key);
+            rc = fn(ctx, &info, j, key, run_hit(r, j), found);
+        }
+    }
+    for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);
+    free(ix);
+    return rc;
+}

@@ -71,6 +71,22 @@ static inline bool index_after(idx_hit h, bool backward, idx_hit *next) {
 size_t index_range(index_t *ix, uint64_t key, idx_hit from, bool backward, size_t max, uint64_t pos_limit,
                    idx_hit *out);
 
+/*
+ * For factum check: reads the runs DIR/MANIFEST names with the checks index_open makes, but
+ * changes nothing (no folder made, no file deleted, no thread). Calls fn for every entry of
+ * every run, in manifest order, then in the run's order; `found` is false when a lookup could
+ * not reach the entry (its bloom filter or fence disagrees). fn's nonzero return stops the walk
+ * and is returned. 0 with *covered set; FACTUM_ENOTFOUND if there is no MANIFEST;
+ * FACTUM_ECORRUPT (err names the file) if it or a run it names does not check out, which is
+ * what index_open throws away; FACTUM_EIO, FACTUM_ENOMEM.
+ */
+typedef struct index_run_info {
+    uint32_t id, level;
+    uint64_t count, pos_lo, pos_hi;
+} index_run_info_t;
+typedef int (*index_entry_fn)(void *ctx, const index_run_info_t *run, uint64_t i, uint64_t key, idx_hit h, bool found);
+int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, void *ctx, factum_error_t *err);
+
 /* Figures for tests and benchmarks. */
 typedef struct index_stats {
     size_t runs, memtables;
