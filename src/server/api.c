@@ -504,6 +504,11 @@ bool server_written(conn *c) {
     c->state = C_BODY;
     if (!c->ar_rc) return true;
     if (c->ar_rc == FACTUM_EREVISION) api_revision_problem(c);
+    else if (c->ar_rc == FACTUM_EIO)
+        /* Its commit group failed to sync: the events may or may not be on disk after a restart.
+           A retry with the same event ids is idempotent, so it is safe (docs/http.md). */
+        conn_problem(c, 503, "outcome-unknown", "\"outcome\":\"unknown\",\"retry_safe_with_same_ids\":true", "%s",
+                     c->ar_msg);
     else server_problem(c, c->ar_rc, c->ar_msg);
     return false;
 }

@@ -579,7 +579,9 @@ static void run_group(factum_t *db, append_req *list) {
         atomic_store(&db->st_failed, db->failed);
         for (append_req *a = g.assigned; a; a = a->gnext)
             req_fail(a, db->failed == FACTUM_ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO,
-                     "%s; this append is not acknowledged and the store refuses further appends", db->failmsg);
+                     "%s; the outcome of this append is unknown (its events may be on disk after a restart); "
+                     "a retry with the same event ids is safe; the store refuses further appends until reopened",
+                     db->failmsg);
         /* An idempotent repeat in this group may have matched an event of the group itself,
            which never became durable: nothing in a failed group is answered as written. */
         for (append_req *a = list; a; a = a->next)
