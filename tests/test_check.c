@@ -561,3 +561,30 @@ TEST(check_lists_ten_thousand_findings_and_counts_the_rest) {
     CHECK_EQ(check_bin("| tail -3 | head -1", out, sizeof out), 0);
     CHECK_MSG(strstr(out, "1 more findings are counted but not listed"), "%s", out);
 }
+
+/* Without its map, the damaged segment is what recovery scans around; the map it then writes
+   agrees with the check, and the damage stays damage. */
+TEST(check_reports_damage_in_a_sealed_segment_without_its_map_and_agrees_with_the_map_open_writes) {
+    make_store(600);
+    rec r[512];
+    size_t n = seg_records(1, r, 512);
+    rec bad = r[n / 3];
+    flip(seg_path(1, "seg"), bad.off + 64 + 30);
+    CHECK(unlink(seg_path(1, "pmap")) == 0);
+    char out[8192], want[96];
+    snprintf(want, sizeof want, "log/00000001.seg offset %llu position %llu", (unsigned long long)bad.off,
+             (unsigned long long)bad.pos);
+    CHECK_EQ(check_bin("", out, sizeof out), 1);
+    CHECK_MSG(strstr(out, want) && strstr(out, "1 damage, 1 derived"), "%s", out);
+    CHECK_EQ(check_bin("--repair", out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "not rebuilt: log/00000001.seg is damaged"), "%s", out);
+    CHECK(access(seg_path(1, "pmap"), F_OK) != 0);
+    factum_t *db = test_open(test_dir(), &small);
+    factum_result_t *res;
+    CHECK_RC(factum_read_at(db, bad.pos, &res, NULL), FACTUM_ECORRUPT);
+    CHECK_RC(factum_read_at(db, bad.pos + 1, &res, NULL), 0);
+    factum_result_free(res);
+    factum_close(db);
+    CHECK_EQ(check_bin("", out, sizeof out), 1);
+    CHECK_MSG(strstr(out, want) && strstr(out, "1 damage, 0 derived"), "%s", out);
+}
