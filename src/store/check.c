@@ -979,6 +979,7 @@ static int rebuild_pmaps(checker *c, size_t nsealed, factum_error_t *err) {
 int factum_check(const char *dir, const factum_check_options_t *o, factum_check_cb cb, void *ctx,
                  factum_check_summary_t *sum, factum_error_t *err) {
     factum_check_options_t opt = o ? *o : (factum_check_options_t){0};
+    if (sum) *sum = (factum_check_summary_t){0};
     if (!dir || !*dir) return err_set(err, FACTUM_EINVAL, "factum_check: a data folder is required");
     if (strlen(dir) > FACTUM_MAX_DIR) return err_set(err, FACTUM_EINVAL, "data folder path is longer than %d bytes", FACTUM_MAX_DIR);
     if (opt.truncate && !opt.repair)
