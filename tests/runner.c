@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include <execinfo.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -49,6 +50,16 @@ const char *test_dir(void) {
 }
 
 uint64_t test_seed(void) { return seed; }
+
+void test_flip_bit(const char *path, uint64_t off) {
+    int fd = open(path, O_RDWR);
+    if (fd < 0) test_fail(__FILE__, __LINE__, "cannot open %s to damage it", path);
+    unsigned char b;
+    if (pread(fd, &b, 1, (off_t)off) != 1) test_fail(__FILE__, __LINE__, "%s has no byte at %llu", path, (unsigned long long)off);
+    b ^= 0x10;
+    if (pwrite(fd, &b, 1, (off_t)off) != 1) test_fail(__FILE__, __LINE__, "cannot write %s", path);
+    close(fd);
+}
 uint64_t test_rand(void) {
     uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;

@@ -56,6 +56,8 @@ factum_t *test_open(const char *dir, const factum_options_t *o);
 /* Appends one JSON event; returns the result code. */
 int test_append(factum_t *db, const char *stream, int64_t expect, const char *type, const char *data, const char *id,
                 factum_append_result_t *res);
+/* Flips one bit (0x10) of the byte at `off` of the file at `path`: damage on purpose. */
+void test_flip_bit(const char *path, uint64_t off);
 /* Runs a shell command, captures stdout (up to cap) and returns its exit status. */
 int test_run(const char *cmd, char *out, size_t cap);
 

@@ -79,15 +79,7 @@ static unsigned count_segments(void) {
     return n;
 }
 
-static void flip(const char *path, uint64_t off) {
-    int fd = open(path, O_RDWR);
-    CHECK(fd >= 0);
-    uint8_t b;
-    CHECK(pread(fd, &b, 1, (off_t)off) == 1);
-    b ^= 0x10;
-    CHECK(pwrite(fd, &b, 1, (off_t)off) == 1);
-    close(fd);
-}
+static void flip(const char *path, uint64_t off) { test_flip_bit(path, off); }
 
 /* Every file of log/ and index/ with its bytes, in name order: to see that nothing changed. */
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

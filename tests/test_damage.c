@@ -37,15 +37,7 @@ static size_t record_offsets(uint64_t *offs, size_t cap) {
     return n;
 }
 
-static void flip_bit_at(const char *file, uint64_t off) {
-    int fd = open(seg_path(file), O_RDWR);
-    CHECK(fd >= 0);
-    uint8_t b;
-    CHECK(pread(fd, &b, 1, (off_t)off) == 1);
-    b ^= 0x10;
-    CHECK(pwrite(fd, &b, 1, (off_t)off) == 1);
-    close(fd);
-}
+static void flip_bit_at(const char *file, uint64_t off) { test_flip_bit(seg_path(file), off); }
 
 static void zero_range(const char *file, uint64_t off, size_t len) {
     int fd = open(seg_path(file), O_RDWR);

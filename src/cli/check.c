@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-int cli_check(const char *dir, int argc, char **argv);
 
 static const char *usage_check =
     "usage: factum check [--data-dir DIR] [--json]\n"

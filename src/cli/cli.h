@@ -36,6 +36,8 @@ int cli_call(const char *url, const char *method, const char *path, const char *
 int cli_serve(const char *dir, int argc, char **argv);
 int cli_projection(const char *url, int argc, char **argv);
 int cli_saga(const char *url, int argc, char **argv);
+/* check.c: factum check [--repair [--truncate-at P]] [--json] */
+int cli_check(const char *dir, int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
 int cli_meta(const char *dir, const char *url, int argc, char **argv);
 int cli_delete(const char *dir, const char *url, int argc, char **argv);

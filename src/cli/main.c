@@ -561,7 +561,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "meta")) return cli_meta(dir, server_url, argc, argv);
     if (!strcmp(cmd, "delete")) return cli_delete(dir, server_url, argc, argv);
     if (!strcmp(cmd, "admin")) return cli_admin(dir, server_url, argc, argv);
-    int cli_check(const char *dir, int argc, char **argv); /* check.c */
     if (!strcmp(cmd, "check")) return cli_check(dir, argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);

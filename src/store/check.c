@@ -150,28 +150,6 @@ static void checker_free(checker *c) {
 
 /* ---- the folder ---- */
 
-static int lock_folder(const char *dir, int *out, factum_error_t *err) {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/LOCK", dir);
-    bool rw = true;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0 && (errno == EROFS || errno == EACCES)) fd = open(path, O_RDONLY | O_CLOEXEC), rw = false;
-    if (fd < 0) return err_set(err, FACTUM_EIO, "cannot open %s: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB)) {
-        char pid[32] = {0};
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' ')) pid[--n] = 0;
-        close(fd);
-        return err_set(err, FACTUM_ELOCKED, "data folder %s is in use by process %s", dir, n > 0 ? pid : "(unknown)");
-    }
-    if (rw) { /* as an opener does, so that one started meanwhile names the checker */
-        char pid[32];
-        int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-        if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)n, 0) != n) {}
-    }
-    *out = fd;
-    return 0;
-}
 
 static int cmp_seg(const void *a, const void *b) {
     uint32_t x = ((const cseg *)a)->no, y = ((const cseg *)b)->no;
@@ -992,7 +970,7 @@ int factum_check(const char *dir, const factum_check_options_t *o, factum_check_
         return err_set(err, FACTUM_EINVAL, "there is no data folder at %s", dir);
     if (stat(c.logdir, &st) || !S_ISDIR(st.st_mode))
         return err_set(err, FACTUM_EINVAL, "%s is not a Factum data folder: it has no log/ folder", dir);
-    int lock_fd = -1, rc = lock_folder(dir, &lock_fd, err);
+    int lock_fd = -1, rc = store_lock_folder(dir, true, &lock_fd, err);
     if (rc) return rc;
     if ((rc = check_pass(&c, err))) goto out;
     long at = -1;

@@ -20,28 +20,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int lock_folder(factum_t *db, factum_error_t *err) {
+int store_lock_folder(const char *dir, bool read_only_ok, int *out, factum_error_t *err) {
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/LOCK", db->dir);
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    bool rw = true;
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd >= 0) io_sync_dir(db->dir); /* made it: its name is durable before anything else is */
+    if (fd >= 0) io_sync_dir(dir); /* made it: its name is durable before anything else is */
     else if (errno == EEXIST) fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && read_only_ok && (errno == EROFS || errno == EACCES)) fd = open(path, O_RDONLY | O_CLOEXEC), rw = false;
     if (fd < 0) return err_set(err, FACTUM_EIO, "cannot open %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB)) {
         char pid[32] = {0};
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' ')) pid[--n] = 0;
         close(fd);
-        return err_set(err, FACTUM_ELOCKED, "data folder %s is in use by process %s", db->dir,
-                       n > 0 ? pid : "(unknown)");
+        return err_set(err, FACTUM_ELOCKED, "data folder %s is in use by process %s", dir, n > 0 ? pid : "(unknown)");
     }
+    /* The owner's pid, so that a second opener can name it. */
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)n, 0) != n) {
+    if (rw && (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)n, 0) != n) && !read_only_ok) {
         close(fd);
         return err_set(err, FACTUM_EIO, "cannot write %s: %s", path, strerror(errno));
     }
-    db->lock_fd = fd;
+    *out = fd;
     return 0;
 }
 
@@ -254,7 +256,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) || (rc = lock_folder(db, err)) ||
+    if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) || (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) ||
         (rc = recover_log(db, err)))
         goto fail;
     if ((rc = mark_open(db->logdir, db->vfs, &db->mark, err))) goto fail;

@@ -124,6 +124,9 @@ static inline unsigned store_pin(factum_t *db) {
 }
 static inline void store_unpin(factum_t *db, unsigned slot) { atomic_fetch_sub(&db->pins[slot], 1); }
 
+/* Takes DIR/LOCK (flock) and writes this process's pid into it: FACTUM_ELOCKED names the owner.
+   read_only_ok: a folder that cannot be written is locked read-only (factum check). */
+int store_lock_folder(const char *dir, bool read_only_ok, int *fd, factum_error_t *err);
 /* Publishes s as the newest segment (readers see it after the count); closes it on failure. */
 int store_add_segment(factum_t *db, segment_t *s, factum_error_t *err);
 /* The segment holding `pos` (< durable or < next_pos on the writer thread). */
