@@ -327,3 +327,40 @@ TEST_T(a_wall_clock_stepped_forward_does_not_time_a_saga_step_out_early, 120) {
     if (elapsed_s(t0) < 8) CHECK(wait_body(s.port, instance_path("c"), "\"status\":\"completed\"", PATIENCE_S));
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+/* ---- commit times ---- */
+
+/* The commit times of the events of stream s, in order, into t (at most n); how many. */
+static size_t commit_times(int port, const char *s, int64_t *t, size_t n) {
+    char path[160];
+    snprintf(path, sizeof path, "/streams/%s?from=0&limit=100", s);
+    resp r;
+    http_do(port, "GET", path, NULL, NULL, &r);
+    CHECK_EQ(r.status, 200);
+    size_t k = 0;
+    for (const char *p = r.body; k < n && (p = strstr(p, "\"time\":\"")); k++) {
+        p += 8;
+        const char *q = strchr(p, '"');
+        CHECK(q && time_parse((factum_str_t){p, (size_t)(q - p)}, &t[k]) == 0);
+        p = q;
+    }
+    resp_free(&r);
+    return k;
+}
+
+TEST(commit_times_neither_go_back_nor_freeze_when_the_wall_clock_steps_back) {
+    fake_clock();
+    srv s = srv_start(test_dir(), "");
+    expect_status(s.port, "POST", "/streams/ct", JSON, "{\"type\":\"T\",\"data\":{\"n\":0}}", 201, NULL);
+    step_clock(-HOUR_US);
+    expect_status(s.port, "POST", "/streams/ct", JSON, "{\"type\":\"T\",\"data\":{\"n\":1}}", 201, NULL);
+    usleep(1000000);
+    expect_status(s.port, "POST", "/streams/ct", JSON, "{\"type\":\"T\",\"data\":{\"n\":2}}", 201, NULL);
+    int64_t t[3];
+    CHECK_EQ(commit_times(s.port, "ct", t, 3), 3);
+    CHECK_MSG(t[1] > t[0] && t[2] > t[1], "times %lld %lld %lld", (long long)t[0], (long long)t[1], (long long)t[2]);
+    /* A second apart on the monotonic clock is about a second apart in commit time, not 1 µs. */
+    CHECK_MSG(t[2] - t[1] >= 500000, "frozen: %lld µs between events appended a second apart", (long long)(t[2] - t[1]));
+    CHECK_MSG(t[2] - t[0] < HOUR_US / 2, "times jumped: %lld µs", (long long)(t[2] - t[0]));
+    srv_stop(&s, SIGTERM);
+}
