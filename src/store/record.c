@@ -77,6 +77,7 @@ int record_decode(const uint8_t *p, size_t avail, factum_event_t *e, uint32_t *l
     if (flags & ~(uint32_t)(RECORD_BATCH_END | RECORD_FORMAT_MASK | ((uint32_t)RECORD_GROUP_MAX << RECORD_GROUP_SHIFT)))
         return RECORD_BAD;
     if (((flags & RECORD_FORMAT_MASK) >> RECORD_FORMAT_SHIFT) > FACTUM_DATA_BINARY) return RECORD_BAD;
+    if ((flags >> RECORD_GROUP_SHIFT) > load64(p + R_POSITION)) return RECORD_BAD; /* its group cannot begin before 0 */
     uint64_t body = (uint64_t)load16(p + R_STREAM_LEN) + load16(p + R_ID_LEN) + load16(p + R_TYPE_LEN) +
                     load16(p + R_CORR_LEN) + load16(p + R_CAUSE_LEN) + load16(p + R_SOURCE_LEN) +
                     load16(p + R_SUBJECT_LEN) + load16(p + R_CTYPE_LEN) + load32(p + R_EXT_LEN) +

@@ -45,7 +45,7 @@ void record_seal(uint8_t *p, uint64_t position, uint64_t revision, int64_t time_
    names a later start than the true one, which recovery reads the safe way (as corruption). */
 static inline uint64_t record_group_first(const uint8_t *p, uint64_t position) {
     uint32_t d = (uint32_t)(p[R_FLAGS + 1] | p[R_FLAGS + 2] << 8 | (uint32_t)p[R_FLAGS + 3] << 16);
-    return position - (d <= position ? d : position);
+    return position - (d <= position ? d : position); /* record_decode refuses d > position */
 }
 
 enum {
