@@ -1,9 +1,11 @@
 /*
  * bench.c — `factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WxB]
- * [--no-ceiling]`: in-process figures for the engine, durable, 200-byte event data, each append
- * figure beside the true ceiling of this disk measured in the same run, just before it.
+ * [--no-ceiling] [--memtable N]`: in-process figures for the engine, durable, 200-byte event
+ * data, each append figure beside the true ceiling of this disk measured in the same run, just
+ * before it.
  * --only WxB[:1|:1M] runs one append workload (in one stream, in 1M streams, or both) and
- * nothing else; with --no-ceiling it is the engine alone, for a profiler.
+ * nothing else; with --no-ceiling it is the engine alone, for a profiler. --memtable N opens the
+ * stores with that many index entries per memtable, to try other sizes.
  *
  * The ceiling is minimal group commit with none of the engine's work: writers queue a request
  * and sleep, one syncer takes the whole queue (the same groups the engine forms for the same
@@ -364,17 +366,19 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static factum_options_t open_opts; /* --memtable: to try the index's memtable size */
+
 static factum_t *bench_open(const char *dir) {
     factum_t *db;
     factum_error_t err;
-    if (factum_open(dir, NULL, &db, &err)) {
+    if (factum_open(dir, &open_opts, &db, &err)) {
         fprintf(stderr, "factum: %s\n", err.message);
         exit(1);
     }
     return db;
 }
 
-#define BENCH_USAGE "usage: factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WRITERSxBATCH[:1|:1M]] [--no-ceiling]"
+#define BENCH_USAGE "usage: factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WRITERSxBATCH[:1|:1M]] [--no-ceiling] [--memtable ENTRIES]"
 
 int cli_bench(int argc, char **argv) {
     const char *base = NULL;
@@ -389,6 +393,12 @@ int cli_bench(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) seconds = 1, recover_events = 1000000, mem_streams = 200000;
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) base = argv[++i];
         else if (!strcmp(argv[i], "--no-ceiling")) no_ceiling = true;
+        else if (!strcmp(argv[i], "--memtable") && i + 1 < argc) {
+            uint64_t v;
+            if (!cli_parse_u64(argv[++i], &v) || v < 1024 || v > UINT32_MAX)
+                return cli_fail(CLI_USAGE, "--memtable takes index entries, 1024 to %u", UINT32_MAX);
+            open_opts.memtable_events = (uint32_t)v;
+        }
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
             if (!(seconds > 0 && seconds <= 3600)) return cli_fail(CLI_USAGE, "--seconds must be above 0 and at most 3600");
