@@ -28,22 +28,56 @@ static int px_fdatasync(io_vfs *vfs, int fd) {
     return fdatasync(fd) ? -errno : 0;
 }
 
-/* Zeros go out in pieces that are each written back and waited for before the next, so that
-   the zeros never sit as a mass of dirty pages that an appender's fdatasync of the same file
-   would have to write first. */
-enum { ZERO_PIECE = 1u << 20 };
-static const uint8_t zero_piece[ZERO_PIECE];
+/* Zeros are written with O_DIRECT through a second descriptor where the file system allows it:
+   they never enter the page cache, so an appender's fdatasync of the same file (which waits for
+   every dirty or in-flight page of it) never waits for them. Elsewhere (tmpfs) they go through
+   the cache in pieces that are each written back before the next. Either way one fdatasync at
+   the end makes the new size and extents durable. */
+enum { ZERO_PIECE = 1u << 20, ZERO_ALIGN = 4096 };
+static uint8_t zero_piece[ZERO_PIECE] __attribute__((aligned(ZERO_ALIGN)));
 
-static int px_zero_fill(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
+static int px_zero_fill_cached(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
     for (uint64_t done = 0; done < len;) {
         size_t k = (size_t)(len - done < ZERO_PIECE ? len - done : ZERO_PIECE);
-        struct iovec iov = {(void *)zero_piece, k};
+        struct iovec iov = {zero_piece, k};
         int e = io_write_all(vfs, fd, &iov, 1, off + done);
         if (e) return e;
         sync_file_range(fd, (off_t)(off + done), (off_t)k,
                         SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
         done += k;
     }
+    return 0;
+}
+
+static int zero_direct(int fd, uint64_t off, uint64_t len) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (dfd < 0) return -EINVAL;
+    int rc = 0;
+    for (uint64_t done = 0; done < len && !rc;) {
+        size_t k = (size_t)(len - done < ZERO_PIECE ? len - done : ZERO_PIECE);
+        ssize_t n = pwrite(dfd, zero_piece, k, (off_t)(off + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) rc = n < 0 ? -errno : -EIO;
+        else done += (uint64_t)n;
+    }
+    close(dfd);
+    return rc;
+}
+
+static int px_zero_fill(io_vfs *vfs, int fd, uint64_t off, uint64_t len) {
+    /* The aligned middle directly, if the file system takes it; unaligned ends (and everything,
+       if not) through the cache. */
+    uint64_t end = off + len, a = (off + ZERO_ALIGN - 1) / ZERO_ALIGN * ZERO_ALIGN, b = end / ZERO_ALIGN * ZERO_ALIGN;
+    int e = 0;
+    if (b > a && zero_direct(fd, a, b - a) == 0) {
+        if (a > off) e = px_zero_fill_cached(vfs, fd, off, a - off);
+        if (!e && end > b) e = px_zero_fill_cached(vfs, fd, b, end - b);
+    } else {
+        e = px_zero_fill_cached(vfs, fd, off, len);
+    }
+    if (e) return e;
     return fdatasync(fd) ? -errno : 0; /* the new size and extents */
 }
 

@@ -9,11 +9,14 @@
  * append path; the writer waits only when it catches up (store_zero_wait), which a warm store
  * never does.
  *
- * How much: a segment is zero-filled to about twice what it holds (at least ZERO_MIN, at most
- * ZERO_MAX beyond its end), so an empty store stays small and a busy one is always ahead. Once
- * the active segment is half full the next segment is made as NNNNNNNN.seg.tmp with as many
- * zeros; at the roll the writer only writes its header and renames it (segment_install). A crash
- * leaves at most a .tmp file, which open deletes.
+ * How much: a new store's first segment starts with 1 MiB of zeros and is grown in its own
+ * file, to about twice what it holds (at least ZERO_MIN, at most ZERO_MAX beyond its end), so an
+ * empty store stays small. Once the active segment is half full, the next segment is made whole
+ * as NNNNNNNN.seg.tmp, zero-filled to its full capacity; at the roll the writer only writes its
+ * header and renames it (segment_install). From the second segment on, then, nothing is ever
+ * zero-filled inside the file the writer syncs: an fdatasync covers every dirty or in-flight page
+ * of its file, so zeros written there would make the appends wait for them (measured: p99 at 16
+ * writers x 100 doubled). A crash leaves at most a .tmp file, which open deletes.
  *
  * Ownership: the writer sets the active segment (store_zero_use) and publishes how far it has
  * written (`end`); the zeroer grows the active segment's file and its `filled`, under a read pin
@@ -66,7 +69,7 @@ static void *zero_main(void *arg) {
         int e = 0, fd = -1;
         factum_error_t err;
         if (what == 1 && to > filled) e = db->vfs->zero_fill(db->vfs, s->fd, filled, to - filled);
-        else e = segment_prepare(db->logdir, next_no, zero_target(s, end) - end, db->vfs, &fd, &err) ? -ENOSPC : 0;
+        else e = segment_prepare(db->logdir, next_no, db->segment_bytes, db->vfs, &fd, &err) ? -ENOSPC : 0;
         store_unpin(db, pin);
         pthread_mutex_lock(&z->mu);
         z->busy = 0;
@@ -80,7 +83,7 @@ static void *zero_main(void *arg) {
         } else if (what == 1) {
             if (to > filled) atomic_store_explicit(&s->filled, to, memory_order_release);
         } else {
-            z->next_fd = fd, z->next_no = next_no, z->next_fill = zero_target(s, end) - end;
+            z->next_fd = fd, z->next_no = next_no, z->next_fill = db->segment_bytes;
             atomic_store(&z->has_next, true);
         }
         pthread_cond_broadcast(&z->cond);
