@@ -714,7 +714,7 @@ static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, c
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto out;
     }
-    size_t total = 0;
+    size_t total = 0, nsorted = 0;
     for (size_t i = 0; i < n; i++) {
         ev[i] = events[i];
         r->user_id[i] = ev[i].id.len > 0;
@@ -723,12 +723,12 @@ static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, c
             ev[i].id = (factum_str_t){ids[i], 36};
         }
         if (!ev[i].source.len) ev[i].source = (factum_str_t){src.ptr, src.len};
-        sorted[i] = ev[i].id;
+        if (r->user_id[i]) sorted[nsorted++] = ev[i].id; /* fresh UUIDv7s cannot repeat one */
         r->offs[i] = (uint32_t)MIN(total, UINT32_MAX);
         total += record_size(stream, &ev[i]);
     }
-    qsort(sorted, n, sizeof *sorted, cmp_str);
-    for (size_t i = 1; i < n; i++)
+    qsort(sorted, nsorted, sizeof *sorted, cmp_str);
+    for (size_t i = 1; i < nsorted; i++)
         if (str_eq(sorted[i], sorted[i - 1])) {
             rc = err_set(err, FACTUM_EBADEVENT, "event id '%.*s' appears twice in the batch", (int)sorted[i].len,
                          sorted[i].ptr);
