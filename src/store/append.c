@@ -185,6 +185,8 @@ int store_index_event(factum_t *db, const factum_event_t *e) {
     return rc;
 }
 
+#define PAGE_BYTES 4096
+
 /* The pending writes of the current group in the active segment. */
 typedef struct group {
     struct iovec *iov;
@@ -217,7 +219,19 @@ static void writer_fail(factum_t *db, int code, const char *fmt, const char *pat
 static int group_flush(factum_t *db, group *g) {
     if (!g->niov) return 0;
     segment_t *s = db->segs[atomic_load(&db->nsegs) - 1];
-    int e = io_write_all(db->vfs, s->fd, g->iov, (int)g->niov, g->write_off);
+    /* The write goes on with zeros to the end of its last page (they are zeros on disk already).
+       A page written only in part, and not in the page cache, must first be read from the disk:
+       the zeroer writes zeros around the cache, so without this every page the log enters would
+       cost a synchronous read on the append path. The next group's first page is then cached. */
+    static const uint8_t zero_page[PAGE_BYTES];
+    uint64_t pad = MIN((s->end + PAGE_BYTES - 1) / PAGE_BYTES * PAGE_BYTES, segment_limit(s)) - MIN(s->end, segment_limit(s));
+    if (pad && g->niov == g->cap) {
+        struct iovec *v = realloc(g->iov, (g->cap + 1) * sizeof *v);
+        if (v) g->iov = v, g->cap++;
+        else pad = 0;
+    }
+    if (pad) g->iov[g->niov] = (struct iovec){(void *)zero_page, (size_t)pad};
+    int e = io_write_all(db->vfs, s->fd, g->iov, (int)g->niov + (pad > 0), g->write_off);
     if (e) {
         writer_fail(db, e == -ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "write to %s failed: %s", s->path, e);
         return db->failed;
