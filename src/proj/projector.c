@@ -561,6 +561,16 @@ static void advance(projector *p, uint64_t covered, int64_t rev, size_t applied)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Stops the projection as failed with last_error = {m's members} (m is freed). */
+static void stop_failed(projector *p, buf_t *m) {
+    set_error(p, m->ptr);
+    buf_free(m);
+    pthread_mutex_lock(&p->mu);
+    p->failed = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+}
+
 /* A statement failed at run number `failed` of the batch: commit the events before its event,
    and stop there. */
 static void fail_at(projector *p, target *t, batch *b, size_t failed, const char *msg) {
@@ -586,12 +596,7 @@ static void fail_at(projector *p, target *t, batch *b, size_t failed, const char
     }
     buf_append(&m, "\"message\":", 10);
     json_escape(&m, msg, strlen(msg));
-    set_error(p, m.ptr);
-    buf_free(&m);
-    pthread_mutex_lock(&p->mu);
-    p->failed = true;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->mu);
+    stop_failed(p, &m);
 }
 
 /*
@@ -612,12 +617,7 @@ static int read_failed(projector *p, size_t limit, int rc, const factum_error_t 
     if (named) buf_printf(&m, "\"position\":%llu,", (unsigned long long)pos);
     buf_printf(&m, "\"code\":\"%s\",\"message\":", factum_errname(rc));
     json_escape(&m, err->message, strlen(err->message));
-    set_error(p, m.ptr);
-    buf_free(&m);
-    pthread_mutex_lock(&p->mu);
-    p->failed = true;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->mu);
+    stop_failed(p, &m);
     return 0;
 }
 
