@@ -41,6 +41,17 @@ void test_fail(const char *file, int line, const char *fmt, ...) {
     _exit(1);
 }
 
+void test_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("    skipped: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(NULL);
+    _exit(TEST_SKIP_EXIT);
+}
+
 const char *test_dir(void) {
     if (!dir_buf[0]) {
         snprintf(dir_buf, sizeof dir_buf, "/tmp/factum-test-XXXXXX");
@@ -120,7 +131,7 @@ static void remove_tree(const char *path) {
 }
 
 int main(int argc, char **argv) {
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     const char *env_seed = getenv("FACTUM_SEED");
     uint64_t base_seed = env_seed ? strtoull(env_seed, NULL, 10) : (uint64_t)time(NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -152,6 +163,9 @@ int main(int argc, char **argv) {
         if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
             passed++;
             printf("ok   %s (%.2fs)\n", tests[i].name, secs);
+        } else if (WIFEXITED(st) && WEXITSTATUS(st) == TEST_SKIP_EXIT) {
+            skipped++;
+            printf("skip %s (the reason is above)\n", tests[i].name);
         } else {
             failed++;
             if (WIFSIGNALED(st))
@@ -160,6 +174,7 @@ int main(int argc, char **argv) {
             else printf("FAIL %s (seed %llu)\n", tests[i].name, (unsigned long long)seed);
         }
     }
+    if (skipped) printf("%d skipped: this machine cannot run them (each says why above)\n", skipped);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

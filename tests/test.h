@@ -42,6 +42,11 @@ _Noreturn void test_fail(const char *file, int line, const char *fmt, ...) __att
                       factum_errname(want));                                                   \
     } while (0)
 
+/* Ends the test as skipped (the machine cannot run it: not root, no loop devices, ...): the
+   runner shows "skip" with the reason and counts it apart, never as passed. */
+#define TEST_SKIP_EXIT 75
+_Noreturn void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* A fresh empty folder for this test, removed when the test's process ends. */
 const char *test_dir(void);
 /* A deterministic random number generator, seeded per test (FACTUM_SEED overrides). */
