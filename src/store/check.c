@@ -442,8 +442,6 @@ static int walk_tail(checker *c, cseg *s) {
         }
         return 0;
     }
-    /* The commit group the unfinished batch is in carries this time (recovery's torn group). */
-    int64_t torn_time = stop_at > kept_end ? (int64_t)load64(s->map + kept_end + R_TIME) : INT64_MIN;
     uint64_t report_at = stop_at;
     const char *problem;
     if (stop_at + RECORD_HEADER <= s->len && record_decode(s->map + stop_at, s->len - stop_at, &e, &len) == RECORD_OK) {
@@ -467,16 +465,11 @@ static int walk_tail(checker *c, cseg *s) {
              problem, (unsigned long long)c->mark.position, (unsigned long long)head);
         return 0;
     }
-    /* As segment_repair_tail decides: a whole record of a later commit group (one that starts
-       after the kept events and has another time than the group the unfinished batch is in) was
-       written after the damaged group's fdatasync, so the damage is to acknowledged events. It
-       looks at the whole file, where recovery looks STORE_TAIL_WINDOW bytes ahead: a torn write
-       cannot reach further, so evidence further on is damage to both. */
-    for (uint64_t at = (stop_at + 7) & ~7ull; at + RECORD_HEADER <= s->len; at += 8) {
-        if (load32(s->map + at) != RECORD_MAGIC) continue;
-        if (record_decode(s->map + at, s->len - at, &e, &len) != RECORD_OK || e.position < head ||
-            record_group_first(s->map + at, e.position) <= head || e.time_us == torn_time)
-            continue;
+    /* As recovery decides (segment_later_group), but over the whole file, where recovery looks
+       STORE_TAIL_WINDOW bytes ahead: a torn write cannot reach further, so evidence further on
+       is damage to both. */
+    uint64_t at = segment_later_group(s->map, s->len, kept_end, stop_at, s->len, head, &e, NULL);
+    if (at) {
         s->damaged = true;
         note(c, FACTUM_CHECK_DAMAGE, s->name, report_at, next,
              "%s, with an intact record of a later commit group after it at offset %llu (position %llu): the damaged "

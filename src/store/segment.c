@@ -331,6 +331,32 @@ uint64_t segment_scan_around(segment_t *s, uint64_t end_pos, uint64_t *first_bad
     return damaged;
 }
 
+uint64_t segment_later_group(const uint8_t *map, uint64_t fill, uint64_t kept_end, uint64_t stop_at, uint64_t limit,
+                             uint64_t kept, factum_event_t *found, uint64_t *dirty_end) {
+    /* The commit group the scan ended in: records after kept_end that decoded carry its time. */
+    int64_t torn_group_time = stop_at > kept_end ? (int64_t)load64(map + kept_end + R_TIME) : INT64_MIN;
+    uint64_t dirty = kept_end;
+    for (uint64_t off = kept_end; off + 8 <= limit; off += 8) {
+        if (load64(map + off) == 0) continue;
+        dirty = MAX(dirty, off + 8);
+        if (off < stop_at || load32(map + off) != RECORD_MAGIC) continue;
+        factum_event_t e;
+        uint32_t len;
+        if (record_decode(map + off, fill - off, &e, &len) != RECORD_OK || e.position < kept) continue;
+        /* A whole record of a later commit group (one that starts after the damage and has
+           another time): it was written after the damaged group's fdatasync, so the damage is
+           not a torn write but corruption of acknowledged data. A record of the group the
+           damage is in says nothing: that group may be the torn one. */
+        if (record_group_first(map + off, e.position) > kept && e.time_us != torn_group_time) {
+            *found = e;
+            return off;
+        }
+        dirty = MAX(dirty, off + len);
+    }
+    if (dirty_end) *dirty_end = dirty;
+    return 0;
+}
+
 int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, uint64_t acked, io_vfs *vfs,
                         factum_error_t *err) {
     uint64_t fill = segment_limit(s), limit = MIN(fill, r->stop_at + window), dirty_end = r->end;
@@ -350,29 +376,14 @@ int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, 
                        s->path, (unsigned long long)r->stop_at, (unsigned long long)(s->first_pos + r->count),
                        (unsigned long long)acked);
     }
-    /* The commit group the scan ended in: records after end that decoded, with their time. */
-    int64_t torn_group_time = INT64_MIN;
-    if (r->stop_at > r->end) torn_group_time = (int64_t)load64(s->map + r->end + R_TIME);
-    for (uint64_t off = r->end; off + 8 <= limit; off += 8) {
-        if (load64(s->map + off) == 0) continue;
-        dirty_end = off + 8;
-        if (off < r->stop_at || load32(s->map + off) != RECORD_MAGIC) continue;
-        factum_event_t e;
-        uint32_t len;
-        if (record_decode(s->map + off, fill - off, &e, &len) != RECORD_OK || e.position < kept) continue;
-        /* A whole record of a later commit group (one that starts after the damage and has
-           another time): it was written after the damaged group's fdatasync, so the damage is
-           not a torn write but corruption of acknowledged data. A record of the group the
-           damage is in says nothing: that group may be the torn one. */
-        uint64_t group_first = record_group_first(s->map + off, e.position);
-        if (group_first > kept && e.time_us != torn_group_time)
-            return err_set(err, FACTUM_ECORRUPT,
-                           "segment %s: checksum failure at offset %llu (position %llu), with valid data of a later "
-                           "commit group after it at offset %llu (position %llu)",
-                           s->path, (unsigned long long)r->stop_at, (unsigned long long)kept, (unsigned long long)off,
-                           (unsigned long long)e.position);
-        dirty_end = MAX(dirty_end, off + len);
-    }
+    factum_event_t ev;
+    uint64_t later = segment_later_group(s->map, fill, r->end, r->stop_at, limit, kept, &ev, &dirty_end);
+    if (later)
+        return err_set(err, FACTUM_ECORRUPT,
+                       "segment %s: checksum failure at offset %llu (position %llu), with valid data of a later "
+                       "commit group after it at offset %llu (position %llu)",
+                       s->path, (unsigned long long)r->stop_at, (unsigned long long)kept, (unsigned long long)later,
+                       (unsigned long long)ev.position);
     if (dirty_end > r->end) {
         /* Torn tail: nothing in it was acknowledged. Zero it so it can never be read again. */
         static const uint8_t zeros[65536];

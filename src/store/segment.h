@@ -109,6 +109,16 @@ int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, 
                         factum_error_t *err);
 
 /*
+ * The rule recovery and factum check share (docs/format.md, "Recovery"): after a tail scan kept
+ * the events below position `kept`, ending at offset kept_end, and stopped at stop_at, the
+ * offset of the first intact record in [stop_at, limit) of a later commit group than the one the
+ * damage is in (its event in *found), or 0 if there is none: then what follows kept_end is a torn
+ * write, and *dirty_end (if not NULL) is where its bytes end. map holds fill readable bytes.
+ */
+uint64_t segment_later_group(const uint8_t *map, uint64_t fill, uint64_t kept_end, uint64_t stop_at, uint64_t limit,
+                             uint64_t kept, factum_event_t *found, uint64_t *dirty_end);
+
+/*
  * Writes a compacted copy of a sealed segment as NNNNNNNN.seg.scav: the same header with the
  * next generation and end_pos, then the records for which keep[i] is set (i = position -
  * first_pos), byte for byte. Fills pmap (count entries; 0 = removed) and *size. Synced before
