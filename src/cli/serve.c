@@ -6,6 +6,8 @@
 
 #include "../server/server.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,14 @@ int cli_serve(const char *dir, int argc, char **argv) {
         else if (!strcmp(a, "--segment-bytes")) segment_bytes = n;
         else return cli_fail(CLI_USAGE, "unknown option %s (see factum serve --help)", a);
     }
+    /* SIGINT and SIGTERM are taken by server_run's sigwait. Blocked here, before the store and the
+       server start their threads, so that every thread inherits the block: a signal that
+       reached a thread not blocking it would end the process at once instead of draining. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     factum_t *db;
     factum_options_t o = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0,
                           .segment_bytes = segment_bytes};
