@@ -59,7 +59,9 @@ static void *zero_main(void *arg) {
         int what;
         while (!(what = zero_work(z)) && !z->stop) pthread_cond_wait(&z->cond, &z->mu);
         if (z->stop) break;
-        unsigned pin = store_pin(db);
+        /* Growing a segment pins it, so that a scavenge cannot free it meanwhile; preparing the
+           next one touches no segment. */
+        unsigned pin = what == 1 ? store_pin(db) : 0;
         segment_t *s = z->seg;
         uint64_t filled = atomic_load(&s->filled), end = atomic_load(&z->end);
         uint64_t to = MIN(MAX(zero_target(s, end), z->want), s->size);
@@ -68,9 +70,16 @@ static void *zero_main(void *arg) {
         pthread_mutex_unlock(&z->mu);
         int e = 0, fd = -1;
         factum_error_t err;
-        if (what == 1 && to > filled) e = db->vfs->zero_fill(db->vfs, s->fd, filled, to - filled);
-        else e = segment_prepare(db->logdir, next_no, db->segment_bytes, db->vfs, &fd, &err) ? -ENOSPC : 0;
-        store_unpin(db, pin);
+        char msg[sizeof z->msg];
+        if (what == 1) {
+            /* s is used only while pinned: after a roll and a scavenge it may be freed. */
+            if (to > filled) e = db->vfs->zero_fill(db->vfs, s->fd, filled, to - filled);
+            if (e) snprintf(msg, sizeof msg, "cannot zero-fill %s: %s", s->path, strerror(-e));
+            else if (to > filled) atomic_store_explicit(&s->filled, to, memory_order_release);
+            store_unpin(db, pin);
+        } else {
+            e = segment_prepare(db->logdir, next_no, db->segment_bytes, db->vfs, &fd, &err) ? -ENOSPC : 0;
+        }
         pthread_mutex_lock(&z->mu);
         z->busy = 0;
         if (e) {
@@ -78,11 +87,8 @@ static void *zero_main(void *arg) {
             z->err = e;
             z->held = true;
             z->want = 0;
-            if (what == 2) snprintf(z->msg, sizeof z->msg, "%s", err.message);
-            else snprintf(z->msg, sizeof z->msg, "cannot zero-fill %s: %s", s->path, strerror(-e));
-        } else if (what == 1) {
-            if (to > filled) atomic_store_explicit(&s->filled, to, memory_order_release);
-        } else {
+            snprintf(z->msg, sizeof z->msg, "%s", what == 2 ? err.message : msg);
+        } else if (what == 2) {
             z->next_fd = fd, z->next_no = next_no, z->next_fill = db->segment_bytes;
             atomic_store(&z->has_next, true);
         }
@@ -168,7 +174,9 @@ int store_zero_take_next(factum_t *db, uint32_t no, int *fd, uint64_t *fill) {
         close(z->next_fd);
     }
     z->next_fd = -1;
-    atomic_store(&z->has_next, false);
+    /* No preparing now: the writer is about to make segment `no` itself if it got none, under
+       the very name the zeroer would use. store_zero_use allows it again, for the next one. */
+    atomic_store(&z->has_next, true);
     pthread_mutex_unlock(&z->mu);
     return got;
 }
@@ -178,6 +186,7 @@ void store_zero_use(factum_t *db, segment_t *s) {
     pthread_mutex_lock(&z->mu);
     z->seg = s;
     z->want = 0, z->held = false, z->err = 0;
+    atomic_store(&z->has_next, false);
     atomic_store(&z->end, s->end);
     pthread_cond_broadcast(&z->cond);
     pthread_mutex_unlock(&z->mu);
