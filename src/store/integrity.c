@@ -80,9 +80,11 @@ int store_record_read(const segment_t *s, uint64_t pos, factum_event_t *e, uint3
     guard = &jb;
     at = segment_offset(s, pos);
     int st = STORE_READ_GONE;
+    uint64_t limit = segment_limit(s); /* the file may be shorter than its capacity (zero.c) */
     if (at)
-        st = record_decode(s->map + at, s->size - at, e, NULL) == RECORD_OK && e->position == pos ? STORE_READ_OK
-                                                                                                 : STORE_READ_BAD;
+        st = at < limit && record_decode(s->map + at, limit - at, e, NULL) == RECORD_OK && e->position == pos
+                 ? STORE_READ_OK
+                 : STORE_READ_BAD;
     guard = outer;
     *off = at;
     return st;

@@ -93,7 +93,8 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
         if (!off) continue;
         factum_event_t e;
         uint32_t len;
-        if (record_decode(s->map + off, s->size - off, &e, &len) != RECORD_OK || e.position != s->first_pos + k) {
+        if (off >= segment_limit(s) || record_decode(s->map + off, segment_limit(s) - off, &e, &len) != RECORD_OK ||
+            e.position != s->first_pos + k) {
             rc = err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %u (position %llu)", s->path, off,
                          (unsigned long long)(s->first_pos + k));
             goto out;
@@ -128,8 +129,9 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     pthread_mutex_lock(&db->scav_mu);
     db->scav_st.segments_rewritten++;
     db->scav_st.events_removed += drop;
-    db->scav_st.bytes_before += s->size, db->scav_st.bytes_after += size;
-    db->scav_st.bytes_reclaimed_total += s->size - size;
+    uint64_t before = segment_limit(s); /* the file's length: at most its capacity (zero.c) */
+    db->scav_st.bytes_before += before, db->scav_st.bytes_after += size;
+    db->scav_st.bytes_reclaimed_total += before > size ? before - size : 0;
     pthread_mutex_unlock(&db->scav_mu);
     retire(db, s);
 out:
