@@ -7,7 +7,8 @@
  *   BODY...          24-bit little-endian d), exactly as long as its header and BODY, followed by
  *                    an empty active segment that starts at d.
  *
- * Opening must succeed or fail with a clear code, never crash or hang. When it succeeds every
+ * factum check runs on the folder first: it must not crash, and where it finds no damage, opening
+ * must succeed. Opening must succeed or fail with a clear code, never crash or hang. When it succeeds every
  * event reads back in rising positions below the head, an append works, and a second open
  * (which now finds the position map written by the first) reads the same events.
  */
@@ -59,6 +60,8 @@ static size_t read_back(factum_t *db) {
     return n;
 }
 
+static void ignore_finding(void *ctx, const factum_check_finding_t *f) { (void)ctx, (void)f; }
+
 FUZZ_TARGET(open) {
     char dir[] = "/tmp/factum-fuzz-open-XXXXXX", path[128];
     if (!mkdtemp(dir)) return 0;
@@ -73,9 +76,15 @@ FUZZ_TARGET(open) {
     } else {
         put_segment(dir, 0, SEG_BYTES, 0, 0, 0, data, size);
     }
+    /* factum check reads the folder as it is, before open repairs anything: it must not crash,
+       and where it finds no damage, open must succeed. */
+    factum_check_summary_t sum;
+    int checked = factum_check(dir, NULL, ignore_finding, NULL, &sum, NULL);
     factum_t *db;
     factum_options_t o = {.segment_bytes = SEG_BYTES};
-    if (factum_open(dir, &o, &db, NULL) == 0) {
+    int opened = factum_open(dir, &o, &db, NULL);
+    ENSURE(checked != 0 || sum.damage > 0 || opened == 0);
+    if (opened == 0) {
         size_t n = read_back(db);
         if (!compacted) ENSURE(n == factum_head_position(db));
         factum_event_t e = {.type = str_c("After")};
