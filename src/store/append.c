@@ -643,10 +643,7 @@ static void *writer_main(void *arg) {
         pthread_mutex_lock(&db->qmu);
         /* Idle with the mark behind: wait a moment, then write it (docs/format.md). */
         while (!db->qhead && !db->stopping && db->mark.fd >= 0 && db->mark.last.position != atomic_load(&db->durable)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += STORE_MARK_IDLE_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            struct timespec ts = clock_mono_after(STORE_MARK_IDLE_MS * 1000);
             if (pthread_cond_timedwait(&db->qcond, &db->qmu, &ts) == ETIMEDOUT && !db->qhead && !db->stopping) {
                 pthread_mutex_unlock(&db->qmu);
                 write_mark(db);

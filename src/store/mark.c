@@ -54,8 +54,7 @@ int mark_read(const char *logdir, commit_mark_t *m, factum_error_t *err) {
     return rc;
 }
 
-int mark_open(const char *logdir, io_vfs *vfs, mark_file_t *f, factum_error_t *err) {
-    (void)vfs;
+int mark_open(const char *logdir, mark_file_t *f, factum_error_t *err) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/COMMIT", logdir);
     f->fd = -1;
@@ -96,7 +95,7 @@ void mark_close(mark_file_t *f) {
 
 int mark_reset(const char *logdir, uint64_t position, int64_t time_us, factum_error_t *err) {
     mark_file_t f;
-    int rc = mark_open(logdir, io_vfs_default(), &f, err);
+    int rc = mark_open(logdir, &f, err);
     if (rc) return rc;
     /* Both slots, so that no older slot can claim more than the new mark. */
     rc = mark_write(&f, io_vfs_default(), position, time_us, err);

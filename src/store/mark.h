@@ -33,7 +33,7 @@ typedef struct mark_file {
 } mark_file_t;
 
 /* Opens (creating, with the folder synced) DIR/log/COMMIT and reads it. */
-int mark_open(const char *logdir, io_vfs *vfs, mark_file_t *f, factum_error_t *err);
+int mark_open(const char *logdir, mark_file_t *f, factum_error_t *err);
 /* Writes position/time into the other slot and fdatasyncs. 0 or a FACTUM_E* code. */
 int mark_write(mark_file_t *f, io_vfs *vfs, uint64_t position, int64_t time_us, factum_error_t *err);
 void mark_close(mark_file_t *f);

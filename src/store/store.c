@@ -239,11 +239,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     snprintf(db->logdir, sizeof db->logdir, "%s/log", dir);
     snprintf(db->idxdir, sizeof db->idxdir, "%s/index", dir);
     pthread_mutex_init(&db->qmu, NULL);
-    pthread_condattr_t mono; /* the writer's idle wait is measured on the monotonic clock */
-    pthread_condattr_init(&mono);
-    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
-    pthread_cond_init(&db->qcond, &mono);
-    pthread_condattr_destroy(&mono);
+    clock_mono_cond_init(&db->qcond); /* the writer's idle wait is measured on the monotonic clock */
     pthread_mutex_init(&db->wmu, NULL);
     clock_mono_cond_init(&db->wcond); /* factum_wait's timeout is a duration: CLOCK_MONOTONIC */
     streams_init(&db->cache, o.stream_cache ? o.stream_cache : 1u << 21);
@@ -259,7 +255,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) || (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) ||
         (rc = recover_log(db, err)))
         goto fail;
-    if ((rc = mark_open(db->logdir, db->vfs, &db->mark, err))) goto fail;
+    if ((rc = mark_open(db->logdir, &db->mark, err))) goto fail;
     atomic_store(&db->durable, db->next_pos);
     for (size_t i = 0; i < atomic_load(&db->nsegs); i++) atomic_fetch_add(&db->st_log_bytes, db->segs[i]->end - SEGMENT_HEADER);
     if ((rc = index_open(db->idxdir, memtable, &db->index, err)))

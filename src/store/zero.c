@@ -40,15 +40,26 @@ static uint64_t zero_target(const segment_t *s, uint64_t end) {
     return MIN(t, s->size);
 }
 
+/* The active segment s, written up to end, is less than half its target ahead of the writer. */
+static bool grow_due(const segment_t *s, uint64_t end) {
+    uint64_t filled = atomic_load(&s->filled);
+    return filled < s->size && filled < end + (zero_target(s, end) - end) / 2;
+}
+
+/* s is half full and no next segment is prepared (nor being made by the writer). */
+static bool next_due(zeroer *z, const segment_t *s, uint64_t end) {
+    return !atomic_load(&z->has_next) && end - SEGMENT_HEADER >= (s->size - SEGMENT_HEADER) / 2;
+}
+
 /* What to do next, under z->mu: 1 grow the active segment, 2 prepare the next one, 0 nothing. */
 static int zero_work(zeroer *z) {
     segment_t *s = z->seg;
     if (!s || z->stop) return 0;
-    uint64_t filled = atomic_load(&s->filled), end = atomic_load(&z->end);
-    if (z->want > filled) return 1;
-    if (!z->held && filled < s->size && filled < end + (zero_target(s, end) - end) / 2) return 1;
-    if (!z->held && !atomic_load(&z->has_next) && end - SEGMENT_HEADER >= (s->size - SEGMENT_HEADER) / 2) return 2;
-    return 0;
+    uint64_t end = atomic_load(&z->end);
+    if (z->want > atomic_load(&s->filled)) return 1;
+    if (z->held) return 0;
+    if (grow_due(s, end)) return 1;
+    return next_due(z, s, end) ? 2 : 0;
 }
 
 static void *zero_main(void *arg) {
@@ -134,9 +145,7 @@ void store_zero_note(factum_t *db, uint64_t end) {
     zeroer *z = &db->zero;
     atomic_store(&z->end, end);
     segment_t *s = z->seg; /* only the writer changes it */
-    uint64_t filled = atomic_load_explicit(&s->filled, memory_order_relaxed);
-    bool want_next = !atomic_load(&z->has_next) && end - SEGMENT_HEADER >= (s->size - SEGMENT_HEADER) / 2;
-    if ((filled < s->size && filled < end + (zero_target(s, end) - end) / 2) || want_next) {
+    if (grow_due(s, end) || next_due(z, s, end)) { /* zero_work decides, under the lock */
         pthread_mutex_lock(&z->mu);
         pthread_cond_signal(&z->cond);
         pthread_mutex_unlock(&z->mu);
