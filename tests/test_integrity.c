@@ -355,13 +355,7 @@ static uint64_t position_of(int port, const char *stream, uint64_t rev) {
 }
 
 static char *get_body(int port, const char *path, int want) {
-    resp r;
-    http_do(port, "GET", path, NULL, NULL, &r);
-    CHECK_MSG(r.status == want, "GET %s: %d %s", path, r.status, r.body);
-    char *b = r.body;
-    r.body = NULL;
-    resp_free(&r);
-    return b;
+    return http_body(port, "GET", path, NULL, NULL, want);
 }
 
 /*
@@ -377,10 +371,7 @@ static char *drain(int port, const char *group, int *delivered, uint64_t *max_ke
         http_do(port, "POST", path, NULL, "", &r);
         if (r.status != 200 || !strstr(r.body, "delivery_id")) {
             *status = r.status;
-            char *b = r.body;
-            r.body = NULL;
-            resp_free(&r);
-            return b;
+            return resp_take_body(&r);
         }
         buf_t ack = {0};
         buf_printf(&ack, "{\"delivery_ids\":[");

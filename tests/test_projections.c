@@ -28,13 +28,7 @@ static void define(int port, const char *name, const char *def, int status) {
 static char *query(int port, const char *name, const char *body, int status) {
     char path[160];
     snprintf(path, sizeof path, "/projections/%s/query", name);
-    resp r;
-    http_do(port, "POST", path, JSON, body, &r);
-    CHECK_MSG(r.status == status, "query %s: %d %s", body, r.status, r.body);
-    char *b = r.body;
-    r.body = NULL;
-    resp_free(&r);
-    return b;
+    return http_body(port, "POST", path, JSON, body, status);
 }
 
 /* Appends one event; returns its position. */
@@ -56,13 +50,7 @@ static uint64_t append(int port, const char *stream, const char *type, const cha
 static char *status_of(int port, const char *name) {
     char path[160];
     snprintf(path, sizeof path, "/projections/%s", name);
-    resp r;
-    http_do(port, "GET", path, NULL, NULL, &r);
-    CHECK_MSG(r.status == 200, "status %s: %d %s", name, r.status, r.body);
-    char *b = r.body;
-    r.body = NULL;
-    resp_free(&r);
-    return b;
+    return http_body(port, "GET", path, NULL, NULL, 200);
 }
 
 /* Waits until the projection has nothing left to apply (or failed: wants_failed). */

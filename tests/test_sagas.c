@@ -90,12 +90,7 @@ static char *wait_instance(int port, const char *id, const char *status) {
     resp r = {0};
     for (int n = 0; n < 300; n++) {
         http_do(port, "GET", path, NULL, NULL, &r);
-        if (r.status == 200 && strstr(r.body, want)) {
-            char *b = r.body;
-            r.body = NULL;
-            resp_free(&r);
-            return b;
-        }
+        if (r.status == 200 && strstr(r.body, want)) return resp_take_body(&r);
         if (n < 299) resp_free(&r);
         usleep(20000);
     }

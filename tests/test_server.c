@@ -201,6 +201,20 @@ int http_try(int port, const char *method, const char *path, const char *headers
     return r->status;
 }
 
+char *resp_take_body(resp *r) {
+    char *b = r->body;
+    r->body = NULL;
+    resp_free(r);
+    return b;
+}
+
+char *http_body(int port, const char *method, const char *path, const char *hdrs, const char *body, int status) {
+    resp r;
+    http_do(port, method, path, hdrs, body, &r);
+    CHECK_MSG(r.status == status, "%s %s: got %d, want %d: %s", method, path, r.status, status, r.body);
+    return resp_take_body(&r);
+}
+
 void expect_status(int port, const char *method, const char *path, const char *hdrs, const char *body,
                           int status, const char *body_has) {
     resp r;

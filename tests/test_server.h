@@ -42,6 +42,10 @@ int http_try(int port, const char *method, const char *path, const char *headers
 /* The value of header `name` in r (case-insensitive) copied into out, or "" . */
 const char *resp_header(const resp *r, const char *name, char *out, size_t cap);
 void resp_free(resp *r);
+/* Takes r's body (the caller frees it) and frees the rest of r. */
+char *resp_take_body(resp *r);
+/* One request on a fresh connection that must answer `status`; its body (the caller frees it). */
+char *http_body(int port, const char *method, const char *path, const char *hdrs, const char *body, int status);
 /* One request; fails the test unless the answer has `status` (and body_has in its body, if not
    NULL). Errors must be problem+json with a detail. */
 void expect_status(int port, const char *method, const char *path, const char *hdrs, const char *body, int status,
