@@ -228,6 +228,28 @@ int factum_stream_name_check(factum_str_t name, factum_error_t *err);
 int64_t factum_stream_revision(factum_t *db, factum_str_t stream);
 
 /*
+ * Listings of streams and categories, served from the index (never a scan of the log), in byte
+ * order of the names, `limit` (1 to FACTUM_MAX_LIST) at a time; the next page starts after the
+ * last name of this one (`after` empty: from the first). A stream is listed from its first
+ * durable event on, and stays listed when it is deleted or its events are scavenged: its
+ * metadata tells (factum_meta_get). System streams ('$...') only with `system`.
+ */
+#define FACTUM_MAX_LIST 10000
+typedef struct factum_names factum_names_t;
+size_t factum_names_count(const factum_names_t *l);
+/* The i-th name; it lives until factum_names_free(l). */
+factum_str_t factum_names_name(const factum_names_t *l, size_t i);
+/* Streams: the position of the stream's first event (categories: 0). */
+uint64_t factum_names_position(const factum_names_t *l, size_t i);
+void factum_names_free(factum_names_t *l);
+/* Streams whose names start with `prefix` (empty: all). */
+int factum_list_streams(factum_t *db, factum_str_t prefix, factum_str_t after, size_t limit, int system,
+                        factum_names_t **out, factum_error_t *err);
+/* Categories: each stream name's part before its first '-' (the whole name if it has none). */
+int factum_list_categories(factum_t *db, factum_str_t after, size_t limit, int system, factum_names_t **out,
+                           factum_error_t *err);
+
+/*
  * The first position whose event was committed at or after time_us (microseconds since the
  * epoch), or the head position if there is none. Commit times never decrease along the log
  * (each commit group's time is greater than the one before), so this is a binary search

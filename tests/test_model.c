@@ -140,6 +140,34 @@ static void do_read_all(factum_t *db) {
     factum_result_free(res);
 }
 
+/* A page of the stream listing: the model's streams with events, in name order. */
+static void do_list_streams(factum_t *db) {
+    char after[32] = "", name[32];
+    if (test_rand() % 2) stream_name((int)(test_rand() % NSTREAMS), after);
+    size_t limit = 1 + test_rand() % 10;
+    factum_names_t *l;
+    CHECK_RC(factum_list_streams(db, str_c(""), str_c(after), limit, 0, &l, NULL), 0);
+    size_t got = 0;
+    const char *prev = after;
+    for (;;) { /* the model's next name after prev: the smallest name greater than it */
+        const char *best = NULL;
+        char cand[32], keep[32];
+        for (int s = 0; s < NSTREAMS; s++) {
+            if (!nby[s]) continue;
+            stream_name(s, cand);
+            if (strcmp(cand, prev) > 0 && (!best || strcmp(cand, best) < 0)) strcpy(keep, cand), best = keep;
+        }
+        if (!best || got == limit) break;
+        CHECK_MSG(got < factum_names_count(l), "listing after '%s': %s missing", after, best);
+        factum_str_t n = factum_names_name(l, got);
+        CHECK_MSG(str_eq(n, str_c(best)), "listing after '%s': %.*s where %s", after, (int)n.len, n.ptr, best);
+        strcpy(name, best), prev = name;
+        got++;
+    }
+    CHECK_EQ(factum_names_count(l), got);
+    factum_names_free(l);
+}
+
 static void model_run(void) {
     factum_options_t o = {.segment_bytes = 1 << 16, .memtable_events = 50, .stream_cache = 8};
     for (int s = 0; s < NSTREAMS; s++) last_rev[s] = -1;
@@ -148,7 +176,8 @@ static void model_run(void) {
         uint64_t op = test_rand() % 100;
         if (op < 55) do_append(db);
         else if (op < 80) do_read_stream(db);
-        else if (op < 98) do_read_all(db);
+        else if (op < 96) do_read_all(db);
+        else if (op < 98) do_list_streams(db);
         else {
             factum_close(db);
             db = test_open(test_dir(), &o);

@@ -41,6 +41,10 @@ void server_problem(conn *c, int rc, const char *msg) {
 
 /* ---- query strings ---- */
 
+void api_bad_escape(conn *c, factum_str_t key) {
+    conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' has a bad percent-escape", (int)MIN(key.len, 64), key.ptr);
+}
+
 typedef struct params {
     bool has_from, backward;
     uint64_t from;
@@ -65,21 +69,12 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
     memset(p, 0, sizeof *p);
     p->limit = READ_DEFAULT_LIMIT;
     p->until = UINT64_MAX;
-    size_t i = 0;
     buf_t v = {0};
-    int rc = 0;
-    while (i < q.len && !rc) {
-        size_t s = i;
-        while (i < q.len && q.ptr[i] != '&') i++;
-        factum_str_t kv = {q.ptr + s, i - s};
-        i++;
-        if (!kv.len) continue;
-        const char *eq = memchr(kv.ptr, '=', kv.len);
-        factum_str_t k = {kv.ptr, eq ? (size_t)(eq - kv.ptr) : kv.len};
-        factum_str_t raw = eq ? (factum_str_t){eq + 1, kv.len - k.len - 1} : (factum_str_t){"", 0};
-        v.len = 0;
-        if (http_unescape(raw, true, &v)) {
-            conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' has a bad percent-escape", (int)MIN(k.len, 64), k.ptr);
+    int rc = 0, more;
+    factum_str_t k;
+    while (!rc && (more = http_query_next(&q, &k, &v))) {
+        if (more < 0) {
+            api_bad_escape(c, k);
             rc = -1;
             break;
         }
@@ -819,6 +814,10 @@ void api_handle(conn *c, factum_str_t body) {
     } else if (str_eq(path, str_c("/all"))) {
         if (get) read_all(c);
         else api_not_allowed(c, "GET, HEAD");
+    } else if (str_eq(path, str_c("/streams")) || str_eq(path, str_c("/categories"))) {
+        if (!get) api_not_allowed(c, "GET, HEAD");
+        else if (path.len == 8) api_list_streams(c);
+        else api_list_categories(c);
     } else if (str_eq(path, str_c("/health"))) {
         if (get) health(c);
         else api_not_allowed(c, "GET, HEAD");
@@ -832,7 +831,7 @@ void api_handle(conn *c, factum_str_t body) {
         }
         char b[256];
         int n = snprintf(b, sizeof b, "{\"name\":\"factum\",\"version\":\"%s\",\"api\":[\"/streams/{stream}\",\"/all\","
-                         "\"/health\",\"/metrics\"]}", c->l->srv->cfg.version);
+                         "\"/streams\",\"/categories\",\"/health\",\"/metrics\"]}", c->l->srv->cfg.version);
         conn_respond(c, 200, JSON, NULL, b, (size_t)n);
     } else {
         conn_problem(c, 404, "not-found", NULL, "no such resource: %.*s", (int)MIN(path.len, 300), path.ptr);

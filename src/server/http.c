@@ -271,6 +271,20 @@ int http_unescape(factum_str_t s, bool plus_space, buf_t *out) {
     return 0;
 }
 
+int http_query_next(factum_str_t *q, factum_str_t *key, buf_t *val) {
+    for (;;) {
+        if (!q->len) return 0;
+        const char *amp = memchr(q->ptr, '&', q->len);
+        factum_str_t kv = {q->ptr, amp ? (size_t)(amp - q->ptr) : q->len};
+        q->ptr += kv.len + (amp != NULL), q->len -= kv.len + (amp != NULL);
+        if (!kv.len) continue;
+        const char *eq = memchr(kv.ptr, '=', kv.len);
+        *key = (factum_str_t){kv.ptr, eq ? (size_t)(eq - kv.ptr) : kv.len};
+        val->len = 0;
+        return http_unescape(eq ? (factum_str_t){eq + 1, kv.len - key->len - 1} : (factum_str_t){"", 0}, true, val) ? -1 : 1;
+    }
+}
+
 const char *http_reason(int status) {
     switch (status) {
     case 100: return "Continue";

@@ -57,6 +57,10 @@ bool http_token_is(factum_str_t s, const char *lower);
 /* Percent-decodes s into out (appended, NUL-terminated); plus_space turns '+' into ' '.
    0, or -1 for a bad escape or an encoded NUL. */
 int http_unescape(factum_str_t s, bool plus_space, buf_t *out);
+/* Walks a query string: takes the next "key=value" off *q (empty pairs are skipped) with the
+   value percent-decoded ('+' as a space) into val, replacing what it held. 1 with a pair, 0 at
+   the end, -1 on a bad escape (*key names the pair). */
+int http_query_next(factum_str_t *q, factum_str_t *key, buf_t *val);
 /* The reason phrase of a status code. */
 const char *http_reason(int status);
 

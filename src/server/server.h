@@ -228,6 +228,11 @@ bool api_path_name(conn *c, factum_str_t rest, size_t max, bool (*valid)(const c
                    factum_str_t *tail);
 /* api.c: 405 naming the methods the resource allows. */
 void api_not_allowed(conn *c, const char *allow);
+/* 400: a query parameter's value has a bad percent-escape. */
+void api_bad_escape(conn *c, factum_str_t key);
+/* GET /streams and GET /categories (streams_api.c). */
+void api_list_streams(conn *c);
+void api_list_categories(conn *c);
 /* api.c: the expected revision of If-Match / If-None-Match. 0, or answers 400 and -1. */
 int api_expected_revision(conn *c, int64_t *out);
 /* api.c: the 412 answer for a missed expected revision (c->ar_res.actual_revision, c->ar_msg). */

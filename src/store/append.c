@@ -182,6 +182,7 @@ int store_index_event(factum_t *db, const factum_event_t *e) {
     int rc = index_add(db->index, index_key_stream(e->stream), e->revision, e->position);
     if (!rc) rc = index_add(db->index, index_key_id(e->stream, e->id), e->position, e->position);
     if (!rc && e->correlationid.len) rc = index_add(db->index, index_key_corr(e->correlationid), e->position, e->position);
+    if (!rc && e->revision == 0) rc = index_add_name(db->index, e->stream, e->position);
     return rc;
 }
 

@@ -18,7 +18,8 @@
 
 #define RUN_MAGIC 0x58444946u /* "FIDX" */
 #define RUN_HEADER 64
-#define RUN_VERSION 4 /* 2: fences in the file; 3: keys carry their index tag; 4: blocked bloom */
+#define RUN_VERSION 5 /* 2: fences in the file; 3: keys carry their index tag; 4: blocked bloom; 5: stream names */
+#define NAME_HEAD 10  /* a stored name: its first position (8 bytes), its length (2), its bytes */
 #define RUN_ENTRY 24
 #define FENCE_EVERY 64
 #define BLOOM_BITS_PER_KEY 10
@@ -59,10 +60,23 @@ typedef struct mslot {
     };
 } mslot;
 
+/* A stream name the memtable holds: its bytes are at `off` in the memtable's name bytes. */
+typedef struct mname {
+    uint64_t pos;
+    uint32_t off;
+    uint16_t len;
+} mname;
+
 typedef struct memtable {
     mslot *slots;
     size_t mask, keys, entries;
     uint64_t pos_hi; /* once frozen: entries with pos < pos_hi are the memtable's content */
+    mname *names;    /* streams first written here, in the order they came */
+    size_t nnames, names_cap;
+    buf_t name_bytes;
+    pthread_mutex_t sort_mu; /* readers keep a sorted view of names[0 .. nsorted) */
+    uint32_t *sorted;
+    size_t nsorted;
 } memtable;
 
 static memtable *mem_new(void) {
@@ -74,6 +88,7 @@ static memtable *mem_new(void) {
         free(m);
         return NULL;
     }
+    pthread_mutex_init(&m->sort_mu, NULL);
     return m;
 }
 
@@ -82,6 +97,10 @@ static void mem_free(memtable *m) {
     for (size_t i = 0; i <= m->mask; i++)
         if (m->slots[i].key && m->slots[i].n > 1) free(m->slots[i].many);
     free(m->slots);
+    free(m->names);
+    free(m->sorted);
+    buf_free(&m->name_bytes);
+    pthread_mutex_destroy(&m->sort_mu);
     free(m);
 }
 
@@ -137,6 +156,24 @@ static int mem_add(memtable *m, uint64_t key, idx_hit h) {
     return 0;
 }
 
+static int mem_add_name(memtable *m, factum_str_t name, uint64_t pos) {
+    if (m->nnames == m->names_cap) {
+        size_t ncap = m->names_cap ? m->names_cap * 2 : 64;
+        mname *nv = realloc(m->names, ncap * sizeof *nv);
+        if (!nv) return FACTUM_ENOMEM;
+        m->names = nv, m->names_cap = ncap;
+    }
+    if (m->name_bytes.len + name.len > UINT32_MAX) return FACTUM_ENOMEM;
+    uint32_t off = (uint32_t)m->name_bytes.len;
+    if (buf_append(&m->name_bytes, name.ptr, name.len)) return FACTUM_ENOMEM;
+    m->names[m->nnames++] = (mname){pos, off, (uint16_t)name.len};
+    return 0;
+}
+
+static inline factum_str_t mem_name(const memtable *m, size_t i) {
+    return (factum_str_t){m->name_bytes.ptr + m->names[i].off, m->names[i].len};
+}
+
 /* First index in v[0..n) with v[i] >= x, or with strict, v[i] > x. */
 static size_t hits_bound(const idx_hit *v, size_t n, idx_hit x, bool strict) {
     size_t lo = 0, hi = n;
@@ -177,6 +214,10 @@ typedef struct run {
     uint64_t bloom_bits;
     const uint64_t *fences; /* key of every FENCE_EVERY-th entry, stored in the file */
     size_t nfences;
+    uint64_t nnames;        /* streams first written in [pos_lo, pos_hi), in name order */
+    const uint8_t *name_offs; /* nnames offsets (8 bytes each) into name_bytes */
+    const uint8_t *name_bytes;
+    uint64_t name_bytes_len;
 } run;
 
 static inline uint64_t run_key(const run *r, size_t i) { return load64(r->entries + i * RUN_ENTRY); }
@@ -195,6 +236,24 @@ static inline const uint8_t *bloom_block(const uint8_t *bloom, uint64_t nbits, u
 }
 /* The i-th probe's bit inside the block: 9 bits each from a second mix of the key. */
 static inline unsigned bloom_probe(uint64_t h2, int i) { return (unsigned)(h2 >> (i * 9)) & (BLOOM_BLOCK_BITS - 1); }
+
+static inline factum_str_t run_name(const run *r, size_t i, uint64_t *pos) {
+    const uint8_t *e = r->name_bytes + load64(r->name_offs + i * 8);
+    if (pos) *pos = load64(e);
+    return (factum_str_t){(const char *)e + NAME_HEAD, load16(e + 8)};
+}
+
+/* First name >= x, or with strict, > x. */
+static size_t run_name_bound(const run *r, factum_str_t x, bool strict) {
+    size_t lo = 0, hi = r->nnames;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = name_cmp(run_name(r, mid, NULL), x);
+        if (c < 0 || (strict && c == 0)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
 
 static bool run_may_have(const run *r, uint64_t key) {
     const uint8_t *b = bloom_block(r->bloom, r->bloom_bits, key);
@@ -285,16 +344,27 @@ static run *run_load(const char *dir, uint32_t id) {
     r->pos_hi = load64(h + 24);
     r->level = load32(h + 32);
     r->bloom_bits = load64(h + 40);
+    r->nnames = load32(h + 36);
+    r->name_bytes_len = load64(h + 52);
     r->nfences = (r->count + FENCE_EVERY - 1) / FENCE_EVERY;
     uint64_t bloom_bytes = r->bloom_bits / 8; /* whole 64-byte blocks, so the fences are aligned */
-    uint64_t body = r->count * RUN_ENTRY + bloom_bytes + r->nfences * 8;
+    uint64_t body = r->count * RUN_ENTRY + bloom_bytes + r->nfences * 8 + r->nnames * 8 + r->name_bytes_len;
     if (load32(h) != RUN_MAGIC || load32(h + 60) != crc32c(h, 60) || load32(h + 4) != RUN_VERSION ||
+        r->count > r->map_len || r->nnames > r->map_len || r->name_bytes_len > r->map_len ||
         RUN_HEADER + body != r->map_len || !r->bloom_bits || r->bloom_bits % BLOOM_BLOCK_BITS ||
         load32(h + 48) != crc32c(h + RUN_HEADER, body))
         goto fail;
     r->entries = h + RUN_HEADER;
     r->bloom = r->entries + r->count * RUN_ENTRY;
     r->fences = (const uint64_t *)(r->bloom + bloom_bytes);
+    r->name_offs = (const uint8_t *)(r->fences + r->nfences);
+    r->name_bytes = r->name_offs + r->nnames * 8;
+    for (uint64_t i = 0; i < r->nnames; i++) { /* every name lies inside the file */
+        uint64_t off = load64(r->name_offs + i * 8);
+        if (off > r->name_bytes_len || r->name_bytes_len - off < NAME_HEAD ||
+            r->name_bytes_len - off - NAME_HEAD < load16(r->name_bytes + off + 8))
+            goto fail;
+    }
     close(fd);
     return r;
 fail:
@@ -314,6 +384,8 @@ typedef struct run_writer {
     uint8_t buf[RUN_ENTRY * 2048];
     size_t blen;
     int err;
+    buf_t name_offs, name_bytes; /* the names section, kept in memory until rw_end */
+    uint64_t nnames;
 } run_writer;
 
 static int rw_flush(run_writer *w) {
@@ -328,6 +400,7 @@ static int rw_flush(run_writer *w) {
 
 static int rw_begin(run_writer *w, const char *dir, uint32_t id, uint64_t count) {
     w->blen = 0, w->err = 0, w->written = 0, w->crc = 0; /* buf is filled as entries come */
+    w->name_offs = (buf_t){0}, w->name_bytes = (buf_t){0}, w->nnames = 0;
     w->fences = malloc(MAX(1, (count + FENCE_EVERY - 1) / FENCE_EVERY) * sizeof *w->fences);
     snprintf(w->tmp, PATH_MAX, "%s/run-%08x.tmp", dir, id);
     w->count = count;
@@ -358,12 +431,30 @@ static void rw_put(run_writer *w, uint64_t key, idx_hit h) {
     if (w->blen == sizeof w->buf) rw_flush(w);
 }
 
+/* Adds a stream name; names come in name order, after or between the entries. */
+static void rw_put_name(run_writer *w, factum_str_t name, uint64_t pos) {
+    uint8_t off[8], head[NAME_HEAD];
+    store64(off, w->name_bytes.len);
+    store64(head, pos);
+    store16(head + 8, (uint16_t)name.len);
+    if (buf_append(&w->name_offs, off, 8) || buf_append(&w->name_bytes, head, NAME_HEAD) ||
+        buf_append(&w->name_bytes, name.ptr, name.len))
+        w->err = FACTUM_ENOMEM;
+    w->nnames++;
+}
+
+static void rw_free(run_writer *w) {
+    free(w->bloom);
+    free(w->fences);
+    buf_free(&w->name_offs);
+    buf_free(&w->name_bytes);
+}
+
 /* Gives up a run being written: no file is left. */
 static void rw_abort(run_writer *w) {
     close(w->fd);
     unlink(w->tmp);
-    free(w->bloom);
-    free(w->fences);
+    rw_free(w);
 }
 
 /* Finishes the file: bloom, header, fsync, rename to its final name. 0 or -1. */
@@ -373,6 +464,9 @@ static int rw_end(run_writer *w, const char *dir, uint32_t id, uint32_t level, u
     size_t bl = w->bloom_bits / 8, nf = (w->count + FENCE_EVERY - 1) / FENCE_EVERY;
     w->crc = crc32c_extend(w->crc, w->bloom, bl);
     w->crc = crc32c_extend(w->crc, w->fences, nf * 8);
+    w->crc = crc32c_extend(w->crc, w->name_offs.ptr, w->name_offs.len);
+    w->crc = crc32c_extend(w->crc, w->name_bytes.ptr, w->name_bytes.len);
+    if (w->nnames > UINT32_MAX) w->err = FACTUM_ENOMEM;
     uint8_t h[RUN_HEADER] = {0};
     store32(h, RUN_MAGIC);
     store32(h + 4, RUN_VERSION);
@@ -380,19 +474,22 @@ static int rw_end(run_writer *w, const char *dir, uint32_t id, uint32_t level, u
     store64(h + 16, pos_lo);
     store64(h + 24, pos_hi);
     store32(h + 32, level);
+    store32(h + 36, (uint32_t)w->nnames);
     store64(h + 40, w->bloom_bits);
     store32(h + 48, w->crc);
+    store64(h + 52, w->name_bytes.len);
     store32(h + 60, crc32c(h, 60));
-    struct iovec b[2] = {{w->bloom, bl}, {w->fences, nf * 8}}, hd = {h, sizeof h};
+    struct iovec b[4] = {{w->bloom, bl}, {w->fences, nf * 8}, {w->name_offs.ptr, w->name_offs.len},
+                         {w->name_bytes.ptr, w->name_bytes.len}},
+                 hd = {h, sizeof h};
     char path[PATH_MAX];
     run_path(path, dir, id);
     int rc = w->err;
-    if (!rc) rc = io_write_all(io_vfs_default(), w->fd, b, 2, RUN_HEADER + w->count * RUN_ENTRY);
+    if (!rc) rc = io_write_all(io_vfs_default(), w->fd, b, 4, RUN_HEADER + w->count * RUN_ENTRY);
     if (!rc) rc = io_write_all(io_vfs_default(), w->fd, &hd, 1, 0);
     if (!rc && fdatasync(w->fd)) rc = -errno;
     close(w->fd);
-    free(w->bloom);
-    free(w->fences);
+    rw_free(w);
     if (!rc && rename(w->tmp, path)) rc = -errno;
     if (rc) unlink(w->tmp);
     return rc ? -1 : 0;
@@ -533,6 +630,25 @@ static int sort_slots(kslot *v, size_t n) {
     return 0;
 }
 
+static int cmp_mname(const void *a, const void *b, void *ctx) {
+    const memtable *m = ctx;
+    const mname *x = a, *y = b;
+    return name_cmp((factum_str_t){m->name_bytes.ptr + x->off, x->len}, (factum_str_t){m->name_bytes.ptr + y->off, y->len});
+}
+
+/* The memtable's names below its pos_hi, in name order, into the run being written. */
+static int flush_names(run_writer *w, const memtable *m) {
+    mname *v = malloc(MAX(1, m->nnames) * sizeof *v);
+    if (!v) return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < m->nnames; i++)
+        if (m->names[i].pos < m->pos_hi) v[n++] = m->names[i];
+    qsort_r(v, n, sizeof *v, cmp_mname, (void *)m);
+    for (size_t i = 0; i < n; i++) rw_put_name(w, (factum_str_t){m->name_bytes.ptr + v[i].off, v[i].len}, v[i].pos);
+    free(v);
+    return 0;
+}
+
 /* Writes a frozen memtable as a level-0 run: the slots in key order, each slot's hits in (seq,
    pos) order, which is the order they were added in unless two names share the key. */
 static run *flush_memtable(index_t *ix, const memtable *m, uint64_t pos_lo) {
@@ -573,6 +689,7 @@ static run *flush_memtable(index_t *ix, const memtable *m, uint64_t pos_lo) {
             for (uint32_t j = 0; j < s->n; j++)
                 if (h[j].pos < m->pos_hi) rw_put(w, s->key, h[j]);
         }
+        if (ok && flush_names(w, m)) ok = false;
         if (!ok) rw_abort(w);
         else if (rw_end(w, ix->dir, id, 0, pos_lo, m->pos_hi) == 0) r = run_load(ix->dir, id);
     }
@@ -602,6 +719,19 @@ static run *merge_runs(index_t *ix, run *const *in, size_t n) {
             const run *b = in[best];
             rw_put(w, run_key(b, cur[best]), run_hit(b, cur[best]));
             cur[best]++;
+        }
+        size_t ncur[MERGE_FANIN] = {0}; /* the names: a merge of sorted lists, as the entries */
+        for (;;) {
+            int best = -1;
+            for (size_t i = 0; i < n; i++) {
+                if (ncur[i] >= in[i]->nnames) continue;
+                if (best < 0 || name_cmp(run_name(in[i], ncur[i], NULL), run_name(in[best], ncur[best], NULL)) < 0)
+                    best = (int)i;
+            }
+            if (best < 0) break;
+            uint64_t pos;
+            factum_str_t name = run_name(in[best], ncur[best]++, &pos);
+            rw_put_name(w, name, pos);
         }
         if (rw_end(w, ix->dir, id, in[0]->level + 1, in[0]->pos_lo, in[n - 1]->pos_hi) == 0) r = run_load(ix->dir, id);
     }
@@ -829,6 +959,131 @@ size_t index_range(index_t *ix, uint64_t key, idx_hit from, bool backward, size_
     n = MIN(n, max);
     memcpy(out, all, n * sizeof *out);
     if (all != stackbuf) free(all);
+    return n;
+}
+
+int index_add_name(index_t *ix, factum_str_t name, uint64_t pos) { return mem_add_name(ix->active, name, pos); }
+
+/* The k smallest names offered so far: a max-heap, its largest at v[0]. */
+typedef struct name_heap {
+    index_name *v;
+    size_t n, k;
+} name_heap;
+
+/* False when the heap is full and name is not smaller than all it holds. */
+static bool heap_offer(name_heap *h, factum_str_t name, uint64_t pos) {
+    size_t i;
+    if (h->n < h->k) {
+        for (i = h->n++; i > 0 && name_cmp(h->v[(i - 1) / 2].name, name) < 0; i = (i - 1) / 2) h->v[i] = h->v[(i - 1) / 2];
+    } else if (h->k && name_cmp(name, h->v[0].name) < 0) {
+        for (i = 0;;) {
+            size_t c = 2 * i + 1;
+            if (c >= h->n) break;
+            if (c + 1 < h->n && name_cmp(h->v[c + 1].name, h->v[c].name) > 0) c++;
+            if (name_cmp(h->v[c].name, name) <= 0) break;
+            h->v[i] = h->v[c], i = c;
+        }
+    } else {
+        return false;
+    }
+    h->v[i] = (index_name){name, pos};
+    return true;
+}
+
+/* Where the walk starts: past `after`, or at `prefix` if that is further. */
+typedef struct name_from {
+    factum_str_t at, prefix;
+    bool strict;
+    uint64_t pos_limit;
+} name_from;
+
+static inline bool name_wanted(const name_from *f, factum_str_t name) {
+    int c = name_cmp(name, f->at);
+    return (c > 0 || (c == 0 && !f->strict)) && name_has_prefix(name, f->prefix);
+}
+
+static int cmp_uname(const void *a, const void *b, void *ctx) {
+    const memtable *m = ctx;
+    return name_cmp(mem_name(m, *(const uint32_t *)a), mem_name(m, *(const uint32_t *)b));
+}
+
+/* Brings the sorted view up to date when its unsorted tail is long; sort_mu held. */
+static void mem_sort_names(memtable *m) {
+    size_t tail = m->nnames - m->nsorted;
+    if (tail < 256) return; /* a short tail is cheaper to scan */
+    uint32_t *v = malloc(m->nnames * sizeof *v), *t = malloc(tail * sizeof *t);
+    if (!v || !t) {
+        free(v);
+        free(t);
+        return;
+    }
+    for (size_t i = 0; i < tail; i++) t[i] = (uint32_t)(m->nsorted + i);
+    qsort_r(t, tail, sizeof *t, cmp_uname, m);
+    size_t a = 0, b = 0, n = 0;
+    while (a < m->nsorted || b < tail)
+        v[n++] = b == tail || (a < m->nsorted && name_cmp(mem_name(m, m->sorted[a]), mem_name(m, t[b])) < 0)
+                     ? m->sorted[a++]
+                     : t[b++];
+    free(m->sorted);
+    free(t);
+    m->sorted = v, m->nsorted = n;
+}
+
+static void mem_names(memtable *m, const name_from *f, name_heap *h) {
+    pthread_mutex_lock(&m->sort_mu);
+    mem_sort_names(m);
+    size_t lo = 0, hi = m->nsorted;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = name_cmp(mem_name(m, m->sorted[mid]), f->at);
+        if (c < 0 || (f->strict && c == 0)) lo = mid + 1;
+        else hi = mid;
+    }
+    uint64_t limit = m->pos_hi ? MIN(m->pos_hi, f->pos_limit) : f->pos_limit;
+    for (size_t i = lo; i < m->nsorted; i++) {
+        factum_str_t name = mem_name(m, m->sorted[i]);
+        uint64_t pos = m->names[m->sorted[i]].pos;
+        if (!name_has_prefix(name, f->prefix)) break;
+        if (pos < limit && !heap_offer(h, name, pos)) break;
+    }
+    for (size_t i = m->nsorted; i < m->nnames; i++)
+        if (m->names[i].pos < limit && name_wanted(f, mem_name(m, i))) heap_offer(h, mem_name(m, i), m->names[i].pos);
+    pthread_mutex_unlock(&m->sort_mu);
+}
+
+static void run_names(const run *r, const name_from *f, name_heap *h) {
+    for (size_t i = run_name_bound(r, f->at, f->strict); i < r->nnames; i++) {
+        uint64_t pos;
+        factum_str_t name = run_name(r, i, &pos);
+        if (!name_has_prefix(name, f->prefix)) break;
+        if (pos < f->pos_limit && !heap_offer(h, name, pos)) break;
+    }
+}
+
+static int cmp_index_name(const void *a, const void *b) {
+    return name_cmp(((const index_name *)a)->name, ((const index_name *)b)->name);
+}
+
+size_t index_names(index_t *ix, factum_str_t prefix, factum_str_t after, uint64_t pos_limit, size_t max, buf_t *bytes,
+                   index_name *out) {
+    name_from f = {prefix, prefix, false, pos_limit};
+    if (after.len && name_cmp(after, prefix) >= 0) f.at = after, f.strict = true;
+    name_heap h = {out, 0, max};
+    pthread_rwlock_rdlock(&ix->lock);
+    mem_names(ix->active, &f, &h);
+    for (size_t i = 0; i < ix->nfrozen; i++) mem_names(ix->frozen[i], &f, &h);
+    for (size_t i = 0; i < ix->nruns; i++) run_names(ix->runs[i], &f, &h);
+    /* Copy the names out while the sources are still there; point into the copy after. */
+    size_t *off = malloc(MAX(1, h.n) * sizeof *off), n = h.n;
+    for (size_t i = 0; i < h.n && off; i++) {
+        off[i] = bytes->len;
+        if (buf_append(bytes, out[i].name.ptr, out[i].name.len)) n = 0;
+    }
+    pthread_rwlock_unlock(&ix->lock);
+    if (!off) n = 0;
+    for (size_t i = 0; i < n; i++) out[i].name.ptr = bytes->ptr + off[i];
+    free(off);
+    qsort(out, n, sizeof *out, cmp_index_name);
     return n;
 }
 

@@ -53,6 +53,34 @@ int index_add(index_t *ix, uint64_t key, uint64_t seq, uint64_t pos);
 void index_maybe_rotate(index_t *ix, uint64_t durable);
 
 /*
+ * Stream names: each stream's name is kept once, with the position of its first event (the
+ * writer adds it for revision 0; a rebuild, for the first event the log still holds). Runs hold
+ * them in name order beside their entries. The write lock must be held. 0 or FACTUM_ENOMEM.
+ */
+int index_add_name(index_t *ix, factum_str_t name, uint64_t pos);
+
+/* Names compare as bytes; a prefix sorts before what extends it. */
+static inline int name_cmp(factum_str_t a, factum_str_t b) {
+    int c = a.len && b.len ? memcmp(a.ptr, b.ptr, MIN(a.len, b.len)) : 0;
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+static inline bool name_has_prefix(factum_str_t a, factum_str_t prefix) {
+    return a.len >= prefix.len && (!prefix.len || memcmp(a.ptr, prefix.ptr, prefix.len) == 0);
+}
+typedef struct index_name {
+    factum_str_t name;
+    uint64_t pos;
+} index_name;
+/*
+ * Up to max names, in byte order, that start with `prefix`, come after `after` (from the first,
+ * if `after` is empty) and were first written below pos_limit. The names are copied into
+ * *bytes; out[i].name points there. Returns how many; 0 also when memory ran out.
+ */
+size_t index_names(index_t *ix, factum_str_t prefix, factum_str_t after, uint64_t pos_limit, size_t max, buf_t *bytes,
+                   index_name *out);
+
+/*
  * Where a paged walk continues after hit h: just past it in the direction of travel. False
  * when nothing can lie beyond it (a backward walk that reached (0, 0)).
  */

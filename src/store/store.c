@@ -201,6 +201,21 @@ segment_t *store_segment_of(factum_t *db, uint64_t pos) {
     return __atomic_load_n(&db->segs[lo], __ATOMIC_ACQUIRE);
 }
 
+/* While the index is rebuilt: whether the log still holds an event of e's stream below e. When
+   it does not (a scavenge removed the stream's first events), e is where its name is kept. */
+static bool stream_in_log_before(factum_t *db, const factum_event_t *e) {
+    uint64_t key = index_key_stream(e->stream);
+    idx_hit hits[16], from = {0, 0};
+    for (;;) {
+        size_t n = index_range(db->index, key, from, false, 16, e->position, hits);
+        for (size_t i = 0; i < n; i++) {
+            factum_event_t o;
+            if (store_event_at(db, hits[i].pos, &o, NULL) == 0 && str_eq(o.stream, e->stream)) return true;
+        }
+        if (n < 16 || !index_after(hits[n - 1], false, &from)) return false; /* other names sharing the key */
+    }
+}
+
 int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t *err) {
     /* Only the writer may look at group_first/next_pos/pending: test the thread first. */
     if (pthread_equal(pthread_self(), db->writer) && db->pending && pos >= db->group_first && pos < db->next_pos) {
@@ -274,8 +289,10 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         if ((rc = store_event_at(db, p, &e, err)) == FACTUM_ENOTFOUND) continue; /* scavenged */
         if (rc) goto fail;
         index_maybe_rotate(db->index, p);
+        bool first = e.revision > 0 && !stream_in_log_before(db, &e); /* its first events scavenged */
         index_write_lock(db->index);
         rc = store_index_event(db, &e);
+        if (!rc && first) rc = index_add_name(db->index, e.stream, e.position);
         index_write_unlock(db->index);
         if (rc) {
             err_set(err, rc, "out of memory rebuilding the index");
