@@ -184,17 +184,22 @@ int cli_bench_scavenge(int argc, char **argv) {
     factum_scavenge_stats_t sc;
     factum_scavenge_stats(db, &sc);
     factum_stats(db, &st);
-    uint64_t disk1 = disk_bytes(logdir, NULL), seg1 = disk_bytes(logdir, ".seg");
+    uint64_t disk1 = disk_bytes(logdir, NULL), seg1 = disk_bytes(logdir, ".seg"), next1 = disk_bytes(logdir, ".seg.tmp");
     printf("  scavenge: %.1f s, %llu of %llu segments rewritten, %llu events removed, %.0f MiB given back\n", sr.seconds,
            (unsigned long long)sc.segments_rewritten, (unsigned long long)sc.segments_total,
            (unsigned long long)sc.events_removed, (double)sc.bytes_reclaimed_total / 1048576);
-    printf("  log on disk: %.0f MiB before, %.0f MiB after (segments %.0f MiB, of which the active one is preallocated "
-           "%.0f MiB); live records %.0f MiB\n",
-           (double)disk0 / 1048576, (double)disk1 / 1048576, (double)seg1 / 1048576, (double)segment / 1048576,
-           (double)st.log_bytes / 1048576);
-    /* The disk includes the active segment, preallocated whole (its unwritten tail is disk,
-       not data), and the position maps. */
-    printf("  disk after / live data: %.3f (target <= 1.10)\n", (double)disk1 / (double)st.log_bytes);
+    printf("  log on disk: %.0f MiB before, %.0f MiB after (segments %.0f MiB, of which the next one, prepared whole and "
+           "zero-filled ahead of the writer, %.0f MiB; segment size %.0f MiB); live records %.0f MiB\n",
+           (double)disk0 / 1048576, (double)disk1 / 1048576, (double)seg1 / 1048576, (double)next1 / 1048576,
+           (double)segment / 1048576, (double)st.log_bytes / 1048576);
+    /* The disk includes the active segment (its zero-filled tail is disk, not data), the
+       position maps, and the next segment, prepared whole when the active one is half full
+       (docs/format.md): at most one segment, whatever the size of the store. The target
+       compares what a scavenge controls, as when it was set (the active segment was then
+       preallocated whole, and no next one prepared), so it leaves the next one out; both
+       figures are printed. */
+    printf("  disk after / live data: %.3f with the prepared next segment, %.3f without it (target <= 1.10)\n",
+           (double)disk1 / (double)st.log_bytes, (double)(disk1 - next1) / (double)st.log_bytes);
     printf("  appends, 16 writers x 1 event: %.0f/s without a scavenge (p50 %.2f ms, p99 %.2f ms), %.0f/s during it "
            "(p50 %.2f ms, p99 %.2f ms over %.1f s): %.2f of it (target >= 0.70)\n",
            without.rate, without.p50, without.p99, during.rate, during.p50, during.p99, during.seconds, during.rate / without.rate);
