@@ -72,7 +72,8 @@ typedef struct checker {
     size_t nfound, dropped;
     int oom;
     /* index check */
-    uint8_t *seen[3]; /* bit per position below head: a stream, id, correlation entry was met */
+    uint8_t *seen[4]; /* bit per position below head: a stream, id, correlation entry, stream name was met */
+    buf_t last_name;  /* the previous stream name of the run being walked */
     uint64_t seen_below;
     uint64_t idx_problems[4];
     uint64_t last_key, last_seq, last_pos;
@@ -145,7 +146,8 @@ static void checker_free(checker *c) {
     for (size_t i = 0; i < c->nfound; i++) free(c->found[i].file), free(c->found[i].message);
     free(c->found);
     c->found = NULL, c->nfound = 0;
-    for (int k = 0; k < 3; k++) free(c->seen[k]), c->seen[k] = NULL;
+    for (int k = 0; k < 4; k++) free(c->seen[k]), c->seen[k] = NULL;
+    buf_free(&c->last_name);
 }
 
 /* ---- the folder ---- */
@@ -678,6 +680,37 @@ static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint6
     return 0;
 }
 
+/* A stream name of a run: in order, inside the run, naming the stream of the event it points to. */
+static int index_name_entry(void *ctx, const index_run_info_t *run, uint64_t i, factum_str_t name, uint64_t pos) {
+    checker *c = ctx;
+    char file[40];
+    snprintf(file, sizeof file, "index/run-%08x.idx", run->id);
+    factum_str_t last = {c->last_name.ptr, c->last_name.len};
+    if (i > 0 && name_cmp(last, name) >= 0)
+        index_problem(c, IX_ORDER, file, FACTUM_END, pos, "stream name %llu (%.*s) is out of order", (unsigned long long)i,
+                      (int)MIN(name.len, 80), name.ptr);
+    c->last_name.len = 0;
+    if (buf_append(&c->last_name, name.ptr, name.len)) c->oom = true;
+    if (pos < run->pos_lo || pos >= run->pos_hi) {
+        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos, "stream name %.*s points to position %llu, outside the run's %llu to %llu",
+                      (int)MIN(name.len, 80), name.ptr, (unsigned long long)pos, (unsigned long long)run->pos_lo,
+                      (unsigned long long)run->pos_hi);
+        return 0;
+    }
+    if (pos >= c->head) return 0;
+    factum_event_t e;
+    if (event_at(c, pos, &e) != EV_OK) return 0;
+    if (!str_eq(e.stream, name)) {
+        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos, "stream name %.*s points to an event of stream %.*s at position %llu",
+                      (int)MIN(name.len, 80), name.ptr, (int)MIN(e.stream.len, 80), e.stream.ptr, (unsigned long long)pos);
+        return 0;
+    }
+    if (c->seen[3][pos / 8] & (1u << (pos % 8)))
+        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos, "stream name %.*s is in two runs", (int)MIN(name.len, 80), name.ptr);
+    c->seen[3][pos / 8] |= (uint8_t)(1u << (pos % 8));
+    return 0;
+}
+
 /* Run files in index/ (to tell a lost MANIFEST from an index that was never written). */
 static size_t count_runs(const char *idxdir) {
     DIR *d = opendir(idxdir);
@@ -692,11 +725,11 @@ static size_t count_runs(const char *idxdir) {
 }
 
 static int check_index(checker *c, factum_error_t *err) {
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         if (!(c->seen[k] = calloc(c->head / 8 + 1, 1))) return err_set(err, FACTUM_ENOMEM, "out of memory checking the index");
     uint64_t covered = 0;
     factum_error_t ierr = {0};
-    int rc = index_walk_runs(c->idxdir, &covered, index_entry, c, &ierr);
+    int rc = index_walk_runs(c->idxdir, &covered, index_entry, index_name_entry, c, &ierr);
     if (rc == FACTUM_ENOTFOUND) {
         size_t runs = count_runs(c->idxdir);
         if (runs) {
@@ -740,13 +773,13 @@ static int check_index(checker *c, factum_error_t *err) {
     for (uint64_t p = 0; p < MIN(covered, c->head); p++) {
         factum_event_t e;
         if (event_at(c, p, &e) != EV_OK) continue;
-        bool need[3] = {true, true, e.correlationid.len > 0};
-        for (int k = 0; k < 3; k++)
+        bool need[4] = {true, true, e.correlationid.len > 0, e.revision == 0};
+        for (int k = 0; k < 4; k++)
             if (need[k] && !(c->seen[k][p / 8] & (1u << (p % 8))))
                 index_problem(c, IX_MISSING, "index", FACTUM_END, p,
                               "the %s entry of the event at position %llu (stream %.*s) is in no run",
-                              key_kind((uint64_t)(k + 1) << 62), (unsigned long long)p, (int)MIN(e.stream.len, 80),
-                              e.stream.ptr);
+                              k == 3 ? "stream name" : key_kind((uint64_t)(k + 1) << 62), (unsigned long long)p,
+                              (int)MIN(e.stream.len, 80), e.stream.ptr);
     }
     static const char *what[] = {"entries do not match the log", "entries cannot be found by a lookup",
                                  "index entries are missing", "entries are out of order"};

@@ -1097,7 +1097,8 @@ void index_stats(index_t *ix, index_stats_t *st) {
 
 /* ---- a read-only look for factum check (check.c) ---- */
 
-int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, void *ctx, factum_error_t *err) {
+int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, index_name_fn name_fn, void *ctx,
+                    factum_error_t *err) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/MANIFEST", dir);
     if (access(path, F_OK)) {
@@ -1123,6 +1124,11 @@ int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, void 
             /* A lookup finds the entry only through its bloom block and the fence before it. */
             bool found = run_may_have(r, key) && (j % FENCE_EVERY || r->fences[j / FENCE_EVERY] == key);
             rc = fn(ctx, &info, j, key, run_hit(r, j), found);
+        }
+        for (uint64_t j = 0; j < r->nnames && !rc; j++) {
+            uint64_t pos;
+            factum_str_t name = run_name(r, j, &pos);
+            rc = name_fn(ctx, &info, j, name, pos);
         }
     }
     for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);

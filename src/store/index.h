@@ -102,7 +102,7 @@ size_t index_range(index_t *ix, uint64_t key, idx_hit from, bool backward, size_
 /*
  * For factum check: reads the runs DIR/MANIFEST names with the checks index_open makes, but
  * changes nothing (no folder made, no file deleted, no thread). Calls fn for every entry of
- * every run, in manifest order, then in the run's order; `found` is false when a lookup could
+ * every run, in manifest order, then in the run's order, and name_fn for its stream names; `found` is false when a lookup could
  * not reach the entry (its bloom filter or fence disagrees). fn's nonzero return stops the walk
  * and is returned. 0 with *covered set; FACTUM_ENOTFOUND if there is no MANIFEST;
  * FACTUM_ECORRUPT (err names the file) if it or a run it names does not check out, which is
@@ -113,7 +113,10 @@ typedef struct index_run_info {
     uint64_t count, pos_lo, pos_hi;
 } index_run_info_t;
 typedef int (*index_entry_fn)(void *ctx, const index_run_info_t *run, uint64_t i, uint64_t key, idx_hit h, bool found);
-int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, void *ctx, factum_error_t *err);
+/* After a run's entries, its stream names in the run's order (name lives during the call). */
+typedef int (*index_name_fn)(void *ctx, const index_run_info_t *run, uint64_t i, factum_str_t name, uint64_t pos);
+int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, index_name_fn name_fn, void *ctx,
+                    factum_error_t *err);
 
 /* Figures for tests and benchmarks. */
 typedef struct index_stats {
