@@ -25,7 +25,12 @@ bool cli_parse_expect(const char *s, int64_t *out);
 const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_err);
 /* The whole of a file (or stdin for "-"), NUL-terminated; prints the error. */
 int cli_slurp(const char *path, char **out, size_t *len);
+/* Opens the store in dir; a folder that holds none is exit 3, "no store at DIR": reads (and
+   every command but the few that write) never make one. Prints the error. */
 int cli_open(const char *dir, factum_t **db);
+/* Opens the store in dir, making it if missing: for the commands that write (append, meta with
+   a change, serve, tour). Prints the error. */
+int cli_create(const char *dir, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */
 int cli_print_event(const factum_event_t *e, buf_t *line);
 
