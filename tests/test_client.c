@@ -16,13 +16,21 @@ static factum_event_t json_event(const char *type, const char *data, const char 
     return (factum_event_t){.type = str_c(type), .data = str_c(data), .id = str_c(id), .data_format = FACTUM_DATA_JSON};
 }
 
-TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
-    srv s = srv_start(test_dir(), NULL);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+/* A server on the test's folder, its address in url, and a client of it. */
+static factum_client_t *serve_and_connect(srv *s, char url[64]) {
+    *s = srv_start(test_dir(), NULL);
+    snprintf(url, 64, "http://127.0.0.1:%d", s->port);
     factum_client_t *c;
     factum_error_t err;
     CHECK_RC(factum_client_new(url, &c, &err), 0);
+    return c;
+}
+
+TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
+    srv s;
+    char url[64];
+    factum_client_t *c = serve_and_connect(&s, url);
+    factum_error_t err;
     factum_event_t ev[3] = {json_event("A", "{\"i\":0}", "x0"), json_event("B", "[1,2]", NULL), json_event("C", "\"s\"", NULL)};
     factum_append_result_t r;
     CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_NO_STREAM, ev, 3, &r, &err), 0);
@@ -78,12 +86,10 @@ TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
    links to a next one, which is empty), and a filter nothing matches; the CLI reads both ways
    the same, exit 0 and no lines. */
 TEST(the_client_reads_an_empty_page_and_an_empty_filtered_read_as_no_events) {
-    srv s = srv_start(test_dir(), NULL);
+    srv s;
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
-    factum_client_t *c;
+    factum_client_t *c = serve_and_connect(&s, url);
     factum_error_t err;
-    CHECK_RC(factum_client_new(url, &c, &err), 0);
     factum_event_t ev[2] = {json_event("A", "{}", NULL), json_event("B", "{}", NULL)};
     CHECK_RC(factum_client_append(c, "order-1", FACTUM_EXPECT_NO_STREAM, ev, 2, NULL, &err), 0);
     factum_query_t q = {.limit = 2};
