@@ -1,8 +1,11 @@
 /*
  * main.c — the `factum` command: argument parsing and the embedded-mode commands (append,
- * read), which open the data folder in-process through include/factum.h. Exit codes:
- * 0 ok, 1 error, 2 usage, 3 stream not found, 4 wrong expected revision. Errors are one line
- * on stderr. `factum bench` lives in bench.c.
+ * read), which open the data folder in-process through include/factum.h. The global options
+ * (--data-dir, --server, --help, --version) are taken wherever they stand and the command gets
+ * the rest; an explicit one wins over the environment. Only the commands that write make a
+ * store (cli_create); the others need one (cli_open: exit 3 "no store at DIR"). Exit codes:
+ * 0 ok, 1 error, 2 usage, 3 stream (or store) not found, 4 wrong expected revision, 5 server
+ * unreachable, 6 deleted for ever. Errors are one line on stderr. `factum bench` lives in bench.c.
  */
 #include "cli.h"
 
