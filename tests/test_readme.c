@@ -273,34 +273,50 @@ static long subscribers(int port) {
     return n;
 }
 
-static void wait_subscribers(int port, bool some) {
-    while ((subscribers(port) > 0) != some) usleep(20000);
-}
-
-/* Waits until the file holds every one of has (the test's time limit is the only bound). */
-static void wait_output(const char *file, const char *const *has, const char *cmd) {
-    for (;;) {
-        FILE *f = fopen(file, "r");
-        static char text[1 << 16];
-        size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-        if (f) fclose(f);
-        text[n] = 0;
-        bool all = true;
-        for (int k = 0; k < 4 && has[k]; k++) all &= strstr(text, has[k]) != NULL;
-        if (all) return;
-        if (getenv("FACTUM_TEST_VERBOSE")) fprintf(stderr, "waiting for the output of %s:\n%s\n", cmd, text);
-        usleep(50000);
-    }
-}
-
 typedef struct follower {
     const step *st;
-    long pid;
+    long pid; /* of its `timeout` */
     char file[700];
 } follower;
 
-static void follower_stop(follower *fo) {
-    wait_output(fo->file, fo->st->has, fo->st->cmd);
+/* What the follower printed so far (a static buffer), after failing the test if it has ended:
+   a follower that ends by itself will never give what is waited for. */
+static const char *follower_output(const follower *fo) {
+    static char text[1 << 16];
+    FILE *f = fopen(fo->file, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = 0;
+    char stat_path[64], st[512] = "";
+    snprintf(stat_path, sizeof stat_path, "/proc/%ld/stat", fo->pid);
+    f = fopen(stat_path, "r");
+    if (f) {
+        if (!fgets(st, sizeof st, f)) st[0] = 0;
+        fclose(f);
+    }
+    const char *state = strrchr(st, ')');
+    CHECK_MSG(state && state[2] != 'Z', "README command ended by itself: %s\n%s", fo->st->cmd, text);
+    return text;
+}
+
+/* Waits until the server counts the follower as a subscriber (some) or counts none (!fo). */
+static void wait_subscribers(int port, const follower *fo) {
+    while ((subscribers(port) > 0) != (fo != NULL)) {
+        if (fo) follower_output(fo);
+        usleep(20000);
+    }
+}
+
+/* Waits until the follower printed every one of its step's `has` (the test's time limit is the
+   only bound), then stops it. */
+static void follower_stop(const follower *fo) {
+    for (;;) {
+        const char *text = follower_output(fo);
+        bool all = true;
+        for (int k = 0; k < 4 && fo->st->has[k]; k++) all &= strstr(text, fo->st->has[k]) != NULL;
+        if (all) break;
+        usleep(50000);
+    }
     kill((pid_t)fo->pid, SIGTERM);
 }
 
@@ -345,11 +361,11 @@ TEST_T(the_readme_commands_work_when_pasted_in_order, 180) {
             follower *f = &fo[nfo++];
             f->st = st;
             snprintf(f->file, sizeof f->file, "%s/follow-%zu.out", test_dir(), i + 1);
-            wait_subscribers(s.port, false); /* the one before is gone */
+            wait_subscribers(s.port, NULL); /* the one before is gone */
             buf_printf(&text, "timeout 120 %s </dev/null >%s 2>&1 &\n", run, f->file);
             f->pid = shell_run(&sh, text.ptr, true);
             CHECK(f->pid > 0);
-            wait_subscribers(s.port, true); /* it follows: what comes next reaches it */
+            wait_subscribers(s.port, f); /* it follows: what comes next reaches it */
             if (st->mode == FOLLOW_NOW) follower_stop(f);
         }
         buf_free(&text);
