@@ -143,7 +143,9 @@ TEST(global_options_are_taken_anywhere_on_the_line) {
     snprintf(args, sizeof args, "--data-dir %s read order-1 --data-dir %s", "nowhere", d); /* the last one counts */
     CHECK_EQ(run_in(test_dir(), "", out, sizeof out, args), 0);
     CHECK_EQ(run_in(test_dir(), "", out, sizeof out, "read order-1 --data-dir"), 2);
-    stderr_has("--data-dir needs a folder");
+    stderr_has("--data-dir needs a value");
+    CHECK_EQ(run_in(test_dir(), "", out, sizeof out, "read order-1 --server="), 2);
+    stderr_has("need a value");
     CHECK_EQ(run_in(test_dir(), "", out, sizeof out, "read order-1 --version"), 0);
     CHECK(!strncmp(out, "factum ", 7));
     /* factum serve --data-dir X: srv_start puts --data-dir first; the later one counts. */

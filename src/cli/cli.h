@@ -20,8 +20,8 @@ int cli_report(int rc, const factum_error_t *err);
 bool cli_parse_u64(const char *s, uint64_t *out);
 /* An expected revision: any, no-stream, exists or a revision N. */
 bool cli_parse_expect(const char *s, int64_t *out);
-/* The value of option `name` at argv[*i] (advancing past it), or NULL; a missing value prints
-   the usage error and sets *usage_err. */
+/* The value of option `name` at argv[*i], as "--name V" (advancing past V) or "--name=V", or
+   NULL; a missing value prints the usage error and sets *usage_err. */
 const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_err);
 /* The whole of a file (or stdin for "-"), NUL-terminated; prints the error. */
 int cli_slurp(const char *path, char **out, size_t *len);

@@ -177,8 +177,11 @@ bool cli_parse_expect(const char *s, int64_t *out) {
     return true;
 }
 
-/* Option table walking: returns the value of --name at argv[*i] and advances, or NULL. */
+/* Option table walking: returns the value of --name at argv[*i] ("--name V", advancing past
+   V, or "--name=V"), or NULL. */
 const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_err) {
+    size_t n = strlen(name);
+    if (!strncmp(argv[*i], name, n) && argv[*i][n] == '=') return argv[*i] + n + 1;
     if (strcmp(argv[*i], name)) return NULL;
     if (*i + 1 >= argc) {
         cli_fail(CLI_USAGE, "%s needs a value", name);
@@ -552,21 +555,17 @@ typedef struct globals {
 } globals;
 
 static int take_globals(int *argc, char **argv, globals *g) {
-    int kept = 1;
+    int kept = 1, bad = 0;
     for (int i = 1; i < *argc; i++) {
-        const char *a = argv[i], **slot = NULL, *v = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) g->help = true;
-        else if (!strcmp(a, "--version")) g->version = true;
-        else if (!strcmp(a, "--data-dir") || !strcmp(a, "--server")) {
-            slot = a[2] == 'd' ? &g->dir : &g->url;
-            if (i + 1 >= *argc) return cli_fail(CLI_USAGE, "%s needs a %s", a, a[2] == 'd' ? "folder" : "URL");
-            v = argv[++i];
-        } else if (!strncmp(a, "--data-dir=", 11)) slot = &g->dir, v = a + 11;
-        else if (!strncmp(a, "--server=", 9)) slot = &g->url, v = a + 9;
+        const char *v;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) g->help = true;
+        else if (!strcmp(argv[i], "--version")) g->version = true;
+        else if ((v = cli_opt(*argc, argv, &i, "--data-dir", &bad))) g->dir = v;
+        else if ((v = cli_opt(*argc, argv, &i, "--server", &bad))) g->url = v;
+        else if (bad) return CLI_USAGE;
         else argv[kept++] = argv[i];
-        if (slot && !*v) return cli_fail(CLI_USAGE, "%s needs a %s", slot == &g->dir ? "--data-dir" : "--server", slot == &g->dir ? "folder" : "URL");
-        if (slot) *slot = v;
     }
+    if ((g->dir && !*g->dir) || (g->url && !*g->url)) return cli_fail(CLI_USAGE, "--data-dir and --server need a value");
     *argc = kept;
     argv[kept] = NULL;
     return 0;
