@@ -8,8 +8,8 @@ GEN=${GEN:-build/bench-groups}
 EVENTS=${EVENTS:-100000}
 . "$(dirname "$0")/lib.sh"
 start_factum
-nats-server -js -sd "$T/nats" -a 127.0.0.1 -p 54222 >"$T/nats.log" 2>&1 &
+nats-server -js -sd "$T/nats" -a 127.0.0.1 -p "$NATS_PORT" >"$T/nats.log" 2>&1 &
 KILL_PIDS="$KILL_PIDS $!"
 for i in $(seq 50); do grep -q "Server is ready" "$T/nats.log" 2>/dev/null && break; sleep 0.1; done
 echo "nats-server $(nats-server --version | sed 's/nats-server: //'), JetStream file storage (its default: fsync every 2 minutes, not per message)"
-"$GEN" --port "$PORT" --nats nats://127.0.0.1:54222 --events "$EVENTS"
+"$GEN" --port "$PORT" --nats "nats://127.0.0.1:$NATS_PORT" --events "$EVENTS"

@@ -10,9 +10,9 @@ CATCHUP=${CATCHUP:-1000000}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # 1,000 idle connections need more than 1024 fds
 . "$(dirname "$0")/lib.sh"
 start_factum
-start_pg "-p 55432 -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200"
-CONN="host=127.0.0.1 port=55432 user=postgres dbname=postgres"
-runuser -u postgres -- psql -q -h 127.0.0.1 -p 55432 -d postgres -c \
+start_pg "-p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200"
+CONN="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres"
+runuser -u postgres -- psql -q -h 127.0.0.1 -p "$PG_PORT" -d postgres -c \
     "CREATE TABLE events (position bigserial PRIMARY KEY, stream text NOT NULL, revision bigint NOT NULL,
                           type text NOT NULL, data jsonb, UNIQUE (stream, revision));" >/dev/null
 echo "postgresql: $("$PGBIN/postgres" --version), synchronous_commit=on, one INSERT per transaction over TCP loopback"

@@ -1,6 +1,12 @@
 # bench/lib.sh — what the bench scripts share (sourced, with BIN set): a temporary folder $T
 # removed on exit with everything started in it, `factum serve` on a free port ($PORT), and a
 # PostgreSQL of Debian's package in $T/pg.
+#
+# Fixed ports are below 32768: Linux hands out 32768-60999 (ip_local_port_range) to outgoing
+# connections, so right after a load test a client socket may still hold a port in that range
+# and a server meant to listen there fails to start.
+PG_PORT=25432
+NATS_PORT=24222
 T=$(mktemp -d /tmp/factum-bench.XXXXXX)
 chmod 755 "$T"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -26,9 +32,6 @@ start_pg() {
     mkdir "$T/pg" && chown postgres "$T/pg"
     runuser -u postgres -- "$PGBIN/initdb" -D "$T/pg" -A trust >/dev/null
     PG_STARTED=1
-    # Once seen failing to start right after the engine bench; a second try, then its log if not.
-    pg_start_once "$1" || { sleep 2; pg_start_once "$1"; } || { tail -5 "$T/pg/log" >&2; exit 1; }
-}
-pg_start_once() {
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg/log" -w -o "-k $T/pg $1" start >/dev/null
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg/log" -w -o "-k $T/pg $1" start >/dev/null ||
+        { tail -5 "$T/pg/log" >&2; exit 1; }
 }

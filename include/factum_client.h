@@ -36,7 +36,9 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
  * Reads one page: of `stream`, or of $all when stream is NULL (q's filters apply to $all
  * only). *next is where to continue (pass as q->from), or FACTUM_END when the server says
  * nothing more is there now. Events carry stream, revision, position and time. Free *out
- * with factum_events_free. FACTUM_ENOTFOUND for a stream with no events.
+ * with factum_events_free; an empty page (past a stream's last event, or a filter nothing
+ * matches) is 0 with *out NULL, which factum_events_count counts as 0. FACTUM_ENOTFOUND for
+ * a stream with no events.
  */
 int factum_client_read(factum_client_t *c, const char *stream, const factum_query_t *q, factum_events_t **out,
                        uint64_t *next, factum_error_t *err);

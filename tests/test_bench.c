@@ -34,3 +34,38 @@ TEST(bench_engine_runs_one_workload_and_prints_its_latency) {
                   strstr(out, "groups/s of") && !strstr(out, "1M streams") && !strstr(out, "ceiling"),
               "%s", out);
 }
+
+/* Every port the bench scripts in bench/ give a server is below Linux's ephemeral range
+   (32768-60999 by default, and this machine's ip_local_port_range): a port in it may be held by
+   a client socket just after a load test, and then the server fails to start. A port is a
+   number after "-p ", "port=", "PORT=" or "127.0.0.1:". */
+TEST(the_bench_scripts_give_their_servers_no_port_of_the_ephemeral_range) {
+    long lo = 32768, hi = 60999, sys_lo = lo, sys_hi = hi;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &sys_lo, &sys_hi) != 2) sys_lo = lo, sys_hi = hi;
+        fclose(f);
+    }
+    static const char *const scripts[] = {"lib.sh", "http.sh", "groups.sh", "projections.sh", "sagas.sh"};
+    static const char *const before[] = {"-p ", "port=", "PORT=", "127.0.0.1:"};
+    int ports = 0;
+    for (size_t i = 0; i < ARRAY_LEN(scripts); i++) {
+        char path[1024], text[16384];
+        snprintf(path, sizeof path, "%s/bench/%s", test_root(), scripts[i]);
+        f = fopen(path, "r");
+        CHECK_MSG(f, "no %s", path);
+        text[fread(text, 1, sizeof text - 1, f)] = 0;
+        fclose(f);
+        for (size_t b = 0; b < ARRAY_LEN(before); b++)
+            for (const char *p = text; (p = strstr(p, before[b])); p++) {
+                const char *d = p + strlen(before[b]);
+                if (*d < '0' || *d > '9') continue;
+                long port = strtol(d, NULL, 10);
+                if (port == 0) continue; /* 0: the kernel picks a free one */
+                ports++;
+                CHECK_MSG((port < lo || port > hi) && (port < sys_lo || port > sys_hi),
+                          "bench/%s listens on %ld, inside the ephemeral port range", scripts[i], port);
+            }
+    }
+    CHECK(ports >= 2); /* PostgreSQL's and nats-server's */
+}

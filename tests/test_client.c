@@ -16,13 +16,21 @@ static factum_event_t json_event(const char *type, const char *data, const char 
     return (factum_event_t){.type = str_c(type), .data = str_c(data), .id = str_c(id), .data_format = FACTUM_DATA_JSON};
 }
 
-TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
-    srv s = srv_start(test_dir(), NULL);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+/* A server on the test's folder, its address in url, and a client of it. */
+static factum_client_t *serve_and_connect(srv *s, char url[64]) {
+    *s = srv_start(test_dir(), NULL);
+    snprintf(url, 64, "http://127.0.0.1:%d", s->port);
     factum_client_t *c;
     factum_error_t err;
     CHECK_RC(factum_client_new(url, &c, &err), 0);
+    return c;
+}
+
+TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
+    srv s;
+    char url[64];
+    factum_client_t *c = serve_and_connect(&s, url);
+    factum_error_t err;
     factum_event_t ev[3] = {json_event("A", "{\"i\":0}", "x0"), json_event("B", "[1,2]", NULL), json_event("C", "\"s\"", NULL)};
     factum_append_result_t r;
     CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_NO_STREAM, ev, 3, &r, &err), 0);
@@ -72,6 +80,50 @@ TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
     CHECK_RC(factum_client_new(url, &c, &err), 0);
     CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_ANY, &d, 1, &r, &err), FACTUM_EUNREACHABLE);
     factum_client_free(c);
+}
+
+/* An empty page is no events, not an error: paging to the end of a stream (the last full page
+   links to a next one, which is empty), and a filter nothing matches; the CLI reads both ways
+   the same, exit 0 and no lines. */
+TEST(the_client_reads_an_empty_page_and_an_empty_filtered_read_as_no_events) {
+    srv s;
+    char url[64];
+    factum_client_t *c = serve_and_connect(&s, url);
+    factum_error_t err;
+    factum_event_t ev[2] = {json_event("A", "{}", NULL), json_event("B", "{}", NULL)};
+    CHECK_RC(factum_client_append(c, "order-1", FACTUM_EXPECT_NO_STREAM, ev, 2, NULL, &err), 0);
+    factum_query_t q = {.limit = 2};
+    factum_events_t *set;
+    uint64_t next;
+    CHECK_RC(factum_client_read(c, "order-1", &q, &set, &next, &err), 0);
+    CHECK_EQ(factum_events_count(set), 2);
+    CHECK_EQ(next, 2); /* a full page: the server links to the next one */
+    factum_events_free(set);
+    q.from = next;
+    CHECK_RC(factum_client_read(c, "order-1", &q, &set, &next, &err), 0);
+    CHECK_EQ(factum_events_count(set), 0);
+    CHECK(next == FACTUM_END && factum_events_get(set, 0) == NULL);
+    factum_events_free(set);
+    factum_query_t none = {.limit = 10, .type = str_c("NoSuchType")};
+    CHECK_RC(factum_client_read(c, NULL, &none, &set, &next, &err), 0);
+    CHECK(factum_events_count(set) == 0 && next == FACTUM_END);
+    factum_events_free(set);
+    factum_client_free(c);
+    char cmd[4096], out[4096];
+    const char *const reads[] = {"read --all --type NoSuchType", "read order-1 --limit 2", "read order-1 --from 2"};
+    for (size_t i = 0; i < ARRAY_LEN(reads); i++) {
+        snprintf(cmd, sizeof cmd, "FACTUM_URL=%s %s %s 2>&1", url, test_bin(), reads[i]);
+        int rc = test_run(cmd, out, sizeof out);
+        CHECK_MSG(rc == 0, "server: %s: exit %d, %s", reads[i], rc, out);
+        CHECK_MSG(i == 1 ? strstr(out, "\"type\":\"B\"") != NULL : out[0] == 0, "server: %s printed %s", reads[i], out);
+    }
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    for (size_t i = 0; i < ARRAY_LEN(reads); i++) {
+        snprintf(cmd, sizeof cmd, "%s --data-dir %s %s 2>&1", test_bin(), test_dir(), reads[i]);
+        int rc = test_run(cmd, out, sizeof out);
+        CHECK_MSG(rc == 0, "embedded: %s: exit %d, %s", reads[i], rc, out);
+        CHECK_MSG(i == 1 ? strstr(out, "\"type\":\"B\"") != NULL : out[0] == 0, "embedded: %s printed %s", reads[i], out);
+    }
 }
 
 typedef struct {

@@ -725,6 +725,8 @@ static char *read_example(const char *name) {
     return b;
 }
 
+/* The examples' README events: orders created with a customer and a total, one shipped, and an
+   order placed as `make demo` places them. */
 TEST_T(the_example_projections_work_as_shipped, 120) {
     srv s = srv_start(test_dir(), NULL);
     char *def = read_example("order_list.json");
@@ -743,33 +745,116 @@ TEST_T(the_example_projections_work_as_shipped, 120) {
     define(s.port, "daily_pg", pgdef.ptr, 201);
     buf_free(&pgdef);
     free(def);
-    /* The events of the examples' README. */
     resp r;
-    http_do(s.port, "POST", "/streams/order-1001", JSON,
-            "{\"type\":\"OrderCreated\",\"data\":{\"order_id\":\"1001\",\"user_id\":\"u-7\","
-            "\"items\":[{\"sku\":\"a\",\"price\":9.5,\"quantity\":2},{\"sku\":\"b\",\"price\":1,\"quantity\":3}]}}", &r);
+    http_do(s.port, "POST", "/streams/order-1001", JSON, "{\"type\":\"OrderCreated\",\"data\":{\"customerId\":\"cust-7\",\"total\":21.5}}", &r);
     CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
     resp_free(&r);
-    append(s.port, "order-1002", "OrderCreated", "{\"order_id\":\"1002\",\"user_id\":\"u-7\",\"items\":[{\"price\":5,\"quantity\":1}]}");
-    uint64_t pos = append(s.port, "order-1001", "OrderShipped", "{\"order_id\":\"1001\"}");
+    append(s.port, "order-1002", "OrderCreated", "{\"customerId\":\"cust-7\",\"total\":5}");
+    append(s.port, "order-1001", "OrderShipped", "{}");
+    uint64_t pos = append(s.port, "order-o-9", "OrderPlaced", "{\"orderId\":\"o-9\",\"amount\":80,\"sku\":\"book\",\"region\":\"earth\"}");
     char body[600];
     snprintf(body, sizeof body,
-             "{\"sql\":\"SELECT order_id, status FROM order_list WHERE user_id = :user_id ORDER BY created_at DESC LIMIT :limit OFFSET :offset\","
-             "\"params\":{\"user_id\":\"u-7\",\"limit\":20,\"offset\":0},\"min_position\":%llu}", (unsigned long long)pos);
+             "{\"sql\":\"SELECT order_id, status, total FROM order_list WHERE customer_id = :customer ORDER BY created_at DESC LIMIT :limit OFFSET :offset\","
+             "\"params\":{\"customer\":\"cust-7\",\"limit\":20,\"offset\":0},\"min_position\":%llu}", (unsigned long long)pos);
     char *b = query(s.port, "order_list", body, 200);
-    CHECK_MSG(strstr(b, "\"rows\":[[\"1002\",\"CREATED\"],[\"1001\",\"SHIPPED\"]]"), "%s", b);
+    CHECK_MSG(strstr(b, "\"rows\":[[\"order-1002\",\"CREATED\",5],[\"order-1001\",\"SHIPPED\",21.5]]"), "%s", b);
+    free(b);
+    b = query(s.port, "order_list", "{\"sql\":\"SELECT status, total FROM order_list WHERE order_id = 'order-o-9'\"}", 200);
+    CHECK_MSG(strstr(b, "\"rows\":[[\"PLACED\",80]]"), "%s", b);
     free(b);
     snprintf(body, sizeof body,
-             "{\"sql\":\"SELECT order_count, total_value FROM daily_order_stats WHERE date BETWEEN :start AND :end ORDER BY date\","
+             "{\"sql\":\"SELECT sum(order_count), sum(total_value) FROM daily_order_stats WHERE date BETWEEN :start AND :end\","
              "\"params\":{\"start\":\"2000-01-01\",\"end\":\"2999-12-31\"},\"min_position\":%llu}", (unsigned long long)pos);
     b = query(s.port, "daily_order_stats", body, 200);
-    CHECK_MSG(strstr(b, "\"rows\":[[2,27.0]]") || strstr(b, "\"rows\":[[2,27]]"), "%s", b);
+    CHECK_MSG(strstr(b, "\"rows\":[[3,106.5]]"), "%s", b);
     free(b);
     b = query(s.port, "daily_pg", body, 200);
-    CHECK_MSG(strstr(b, "\"rows\":[[2,27.0]]") || strstr(b, "\"rows\":[[2,27]]"), "%s", b);
+    CHECK_MSG(strstr(b, "\"rows\":[[3,106.5]]"), "%s", b);
     free(b);
     srv_stop(&s, SIGTERM);
     pg_down(&p);
+}
+
+/* `make demo` applies both example projections to the events it makes and prints what they
+   hold: a row per order with the status its events gave it, every order counted once. */
+TEST_T(the_example_projections_work_on_the_events_of_make_demo, 120) {
+    char cmd[4096], svc[2048];
+    snprintf(svc, sizeof svc, "%s", test_bin());
+    strcpy(strrchr(svc, '/') + 1, "order-service");
+    snprintf(cmd, sizeof cmd, "BIN=%s SVC=%s sh %s/examples/orders/demo.sh 2>&1", test_bin(), svc, test_root());
+    static char out[65536];
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    char *models = strstr(out, "== read models: examples/projections ==\n");
+    CHECK_MSG(models, "%s", out);
+    static const char *want[] = {
+        "order_list (running):\n",
+        "  corder-c-declined DECLINED 5000",
+        "  corder-c-lost SHIPPING_FAILED 60",
+        "  corder-c-nostock OUT_OF_STOCK 80",
+        "  corder-c-ok SHIPPED 120",
+        "  order-o-declined PLACED 5000",
+        "  order-o-lost PLACED 60",
+        "  order-o-nostock PLACED 80",
+        "  order-o-ok PLACED 120",
+        "daily_order_stats (running):\n",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(want); i++) CHECK_MSG(strstr(models, want[i]), "no '%s' in:\n%s", want[i], models);
+    /* A row per day (the run may straddle midnight UTC): 8 orders worth 10520 in all. */
+    long orders = 0;
+    double value = 0;
+    for (char *l = strstr(models, "daily_order_stats (running):\n"); (l = strchr(l, '\n')) && l[1] == ' '; l++) {
+        long n;
+        double v;
+        CHECK_MSG(sscanf(l + 1, " %*s %ld %lf", &n, &v) == 2, "%s", l + 1);
+        orders += n, value += v;
+    }
+    CHECK_MSG(orders == 8 && value == 10520, "%ld orders worth %g in:\n%s", orders, value, models);
+}
+
+/* A SQLite file the projector could never make is refused at PUT, as an unreachable
+   PostgreSQL is, and nothing changes: not made, not recorded, the old definition running. */
+TEST(a_sqlite_file_that_cannot_be_created_is_refused_at_put_and_changes_nothing) {
+    srv s = srv_start(test_dir(), NULL);
+    define(s.port, "ok", "{\"handlers\":{\"X\":[\"SELECT 1\"]}}", 201);
+    static const struct {
+        const char *name, *path, *says;
+    } bad[] = {
+        {"nope", "/proc/nope/x.sqlite", "target.sqlite: cannot create /proc/nope/x.sqlite"},
+        {"proc", "/proc/x.sqlite", "target.sqlite: cannot create /proc/x.sqlite"},
+        {"rel", "no-such-folder/x.sqlite", "/no-such-folder/x.sqlite: No such file or directory"},
+        {"ok", "/proc/nope/x.sqlite", "cannot create"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char path[160], def[400];
+        snprintf(path, sizeof path, "/projections/%s", bad[i].name);
+        snprintf(def, sizeof def, "{\"target\":{\"sqlite\":\"%s\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}", bad[i].path);
+        expect_status(s.port, "PUT", path, JSON, def, 400, bad[i].says);
+    }
+    char *list = http_body(s.port, "GET", "/projections", NULL, NULL, 200);
+    CHECK_MSG(!strstr(list, "\"nope\"") && !strstr(list, "\"proc\"") && !strstr(list, "\"rel\""), "%s", list);
+    free(list);
+    char *st = wait_settled(s.port, "ok", false);
+    CHECK_MSG(!strstr(st, "x.sqlite"), "%s", st);
+    free(st);
+    /* A file in a folder that is there is made by the projector, and works. */
+    char def[1200], file[700];
+    snprintf(file, sizeof file, "%s/elsewhere.sqlite", test_dir());
+    snprintf(def, sizeof def,
+             "{\"target\":{\"sqlite\":\"%s\"},\"setup\":[\"CREATE TABLE t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}", file);
+    define(s.port, "there", def, 201);
+    uint64_t pos = append(s.port, "x-1", "X", "{\"a\":7}");
+    char body[200];
+    snprintf(body, sizeof body, "{\"sql\":\"SELECT a FROM t\",\"min_position\":%llu}", (unsigned long long)pos);
+    char *b = query(s.port, "there", body, 200);
+    CHECK_MSG(strstr(b, "[[7]]"), "%s", b);
+    free(b);
+    srv_stop(&s, SIGTERM);
+    /* And the refusals were not recorded: after a restart only "ok" and "there" come back. */
+    s = srv_start(test_dir(), NULL);
+    list = http_body(s.port, "GET", "/projections", NULL, NULL, 200);
+    CHECK_MSG(strstr(list, "\"ok\"") && strstr(list, "\"there\"") && !strstr(list, "\"nope\""), "%s", list);
+    free(list);
+    srv_stop(&s, SIGTERM);
 }
 
 /* `factum projection` against a server: apply, ls, query, reset, delete, and its errors. */
@@ -786,11 +871,11 @@ TEST(the_projection_command_applies_lists_queries_resets_and_deletes) {
     snprintf(args, sizeof args, "apply %s/examples/projections/order_list.json", test_root());
     CHECK_EQ(cli(s.port, args, out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"name\":\"order_list\""), "%s", out);
-    uint64_t p = append(s.port, "order-7", "OrderCreated", "{\"order_id\":\"7\",\"user_id\":\"u-1\"}");
-    snprintf(args, sizeof args, "query order_list 'SELECT order_id, status FROM order_list WHERE user_id = :u' --params '{\"u\":\"u-1\"}' "
+    uint64_t p = append(s.port, "order-7", "OrderCreated", "{\"customerId\":\"u-1\"}");
+    snprintf(args, sizeof args, "query order_list 'SELECT order_id, status FROM order_list WHERE customer_id = :u' --params '{\"u\":\"u-1\"}' "
                                 "--min-position %llu --timeout-ms 5000", (unsigned long long)p);
     CHECK_EQ(cli(s.port, args, out, sizeof out), 0);
-    CHECK_MSG(!strcmp(out, "{\"columns\":[\"order_id\",\"status\"],\"rows\":[[\"7\",\"CREATED\"]]}\n"), "%s", out);
+    CHECK_MSG(!strcmp(out, "{\"columns\":[\"order_id\",\"status\"],\"rows\":[[\"order-7\",\"CREATED\"]]}\n"), "%s", out);
     CHECK_EQ(cli(s.port, "ls", out, sizeof out), 0);
     CHECK_MSG(!strncmp(out, "{\"name\":\"order_list\",\"status\":\"running\"", 39) && strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
     CHECK_EQ(cli(s.port, "status order_list", out, sizeof out), 0);

@@ -5,6 +5,7 @@
 #   orchestrated:  the order saga (order_saga.json) sends commands, waits for replies,
 #                  compensates in reverse, times out a step that never answers
 #   choreographed: no saga; each service reacts to the others' events on the order's stream
+# and, over the same events, the two read models of examples/projections.
 set -eu
 BIN=${BIN:-build/factum}
 SVC=${SVC:-build/order-service}
@@ -24,6 +25,9 @@ export FACTUM_URL="http://$(sed -n 's|.*http://||p' "$T/serve.out")"
 F="$BIN --server $FACTUM_URL"
 
 $F saga apply "$HERE/order_saga.json" --name order >/dev/null
+# The read models of examples/projections, fed by the same events.
+$F projection apply "$HERE/../projections/order_list.json" >/dev/null
+$F projection apply "$HERE/../projections/daily_order_stats.json" >/dev/null
 for style in orchestrated choreographed; do
     for role in payment inventory shipping; do
         "$SVC" $role --style $style >>"$T/services.log" 2>&1 &
@@ -77,4 +81,17 @@ for id in ok declined nostock lost; do
     esac
     echo "c-$id: $status"
     echo "  events:   $events"
+done
+
+# The read models, once they hold the last event: one row per line, then each one's status.
+last=$($F read --all --backward --limit 1 | sed -n 's/.*"position":\([0-9]*\).*/\1/p')
+rows() { sed 's/.*"rows":\[\[//; s/\]\]}$//; s/\],\[/\n/g' | tr -d '"' | tr ',' ' ' | sed 's/^/  /'; }
+echo "== read models: examples/projections =="
+for model in order_list daily_order_stats; do
+    echo "$model ($($F projection status $model | sed -n 's/^{"name":"[^"]*","status":"\([a-z]*\)".*/\1/p')):"
+    case $model in
+    order_list) sql='SELECT order_id, status, total FROM order_list ORDER BY order_id' ;;
+    *) sql='SELECT date, order_count, total_value FROM daily_order_stats ORDER BY date' ;;
+    esac
+    $F projection query $model "$sql" --min-position "$last" | rows
 done

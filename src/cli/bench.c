@@ -378,7 +378,11 @@ static factum_t *bench_open(const char *dir) {
     return db;
 }
 
-#define BENCH_USAGE "usage: factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WRITERSxBATCH[:1|:1M]] [--no-ceiling] [--memtable ENTRIES]"
+#define BENCH_USAGE                                                                                                 \
+    "usage: factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WRITERSxBATCH[:1|:1M]] [--no-ceiling] [--memtable ENTRIES]\n" \
+    "       factum bench scavenge [--quick] [--dir DIR]\n"                                                          \
+    "\n"                                                                                                           \
+    "Measures in a new folder made in DIR (default .) and removed after; docs/bench.md says what each figure means."
 
 int cli_bench(int argc, char **argv) {
     const char *base = NULL;
@@ -412,7 +416,7 @@ int cli_bench(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--help")) {
             printf("%s\n", BENCH_USAGE);
             return CLI_OK;
-        } else return cli_fail(CLI_USAGE, "%s", BENCH_USAGE);
+        } else return cli_fail(CLI_USAGE, "unknown option or missing value: %s (see factum bench --help)", argv[i]);
     }
     char tmpl[4096];
     snprintf(tmpl, sizeof tmpl, "%s/factum-bench-XXXXXX", base ? base : ".");

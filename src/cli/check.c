@@ -84,7 +84,6 @@ int cli_check(const char *dir, int argc, char **argv) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_check), CLI_OK;
         if (!strcmp(argv[i], "--repair")) o.repair = 1;
         else if (!strcmp(argv[i], "--json")) p.json = true;
-        else if ((v = cli_opt(argc, argv, &i, "--data-dir", &bad))) dir = v;
         else if ((v = cli_opt(argc, argv, &i, "--truncate-at", &bad))) {
             if (!cli_parse_u64(v, &o.truncate_at) || o.truncate_at == FACTUM_END)
                 return cli_fail(CLI_USAGE, "--truncate-at takes a position (a whole number), not '%s'", v);

@@ -20,12 +20,17 @@ int cli_report(int rc, const factum_error_t *err);
 bool cli_parse_u64(const char *s, uint64_t *out);
 /* An expected revision: any, no-stream, exists or a revision N. */
 bool cli_parse_expect(const char *s, int64_t *out);
-/* The value of option `name` at argv[*i] (advancing past it), or NULL; a missing value prints
-   the usage error and sets *usage_err. */
+/* The value of option `name` at argv[*i], as "--name V" (advancing past V) or "--name=V", or
+   NULL; a missing value prints the usage error and sets *usage_err. */
 const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_err);
 /* The whole of a file (or stdin for "-"), NUL-terminated; prints the error. */
 int cli_slurp(const char *path, char **out, size_t *len);
+/* Opens the store in dir; a folder that holds none is exit 3, "no store at DIR": reads (and
+   every command but the few that write) never make one. Prints the error. */
 int cli_open(const char *dir, factum_t **db);
+/* Opens the store in dir, making it if missing: for the commands that write (append, meta with
+   a change, serve, tour). Prints the error. */
+int cli_create(const char *dir, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */
 int cli_print_event(const factum_event_t *e, buf_t *line);
 

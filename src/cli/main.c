@@ -1,8 +1,11 @@
 /*
  * main.c — the `factum` command: argument parsing and the embedded-mode commands (append,
- * read), which open the data folder in-process through include/factum.h. Exit codes:
- * 0 ok, 1 error, 2 usage, 3 stream not found, 4 wrong expected revision. Errors are one line
- * on stderr. `factum bench` lives in bench.c.
+ * read), which open the data folder in-process through include/factum.h. The global options
+ * (--data-dir, --server, --help, --version) are taken wherever they stand and the command gets
+ * the rest; an explicit one wins over the environment. Only the commands that write make a
+ * store (cli_create); the others need one (cli_open: exit 3 "no store at DIR"). Exit codes:
+ * 0 ok, 1 error, 2 usage, 3 stream (or store) not found, 4 wrong expected revision, 5 server
+ * unreachable, 6 deleted for ever. Errors are one line on stderr. `factum bench` lives in bench.c.
  */
 #include "cli.h"
 
@@ -12,10 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *usage_main =
-    "usage: factum [--data-dir DIR | --server URL] COMMAND [ARGS]\n"
+    "usage: factum COMMAND [ARGS] [--data-dir DIR | --server URL]\n"
     "\n"
     "Factum is an event store: append CloudEvents to streams, read them back.\n"
     "\n"
@@ -35,16 +39,21 @@ static const char *usage_main =
     "  check [--repair]              check a closed data folder offline (exit 1: damage found)\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  tour                          a short demonstration on the data folder\n"
-    "  bench engine                  measure the engine against this disk's ceiling\n"
+    "  bench engine|scavenge         measure the engine against this disk's ceiling\n"
     "\n"
-    "options:\n"
+    "options (anywhere on the line, before or after the command):\n"
     "  --data-dir DIR   the data folder (default ./factum-data, or $FACTUM_DATA_DIR)\n"
     "  --server URL     talk to a server instead (or $FACTUM_URL), e.g. http://127.0.0.1:7744;\n"
     "                   append, read and tail work the same way and give the same exit codes\n"
-    "  --help           this text; COMMAND --help for one command\n"
+    "  --help, -h       this text; COMMAND --help for one command (and nothing else is done)\n"
     "  --version        print the version\n"
     "\n"
-    "exit codes: 0 ok, 1 error, 2 usage, 3 stream not found, 4 wrong expected revision,\n"
+    "An option on the line wins over the environment: --data-dir over $FACTUM_URL, --server\n"
+    "over $FACTUM_DATA_DIR; giving both is a usage error. With neither, $FACTUM_URL wins.\n"
+    "Only append, meta with a change, serve and tour make a store in a folder that has none;\n"
+    "every other command there exits 3 with 'no store at DIR'.\n"
+    "\n"
+    "exit codes: 0 ok, 1 error, 2 usage, 3 stream (or store) not found, 4 wrong expected revision,\n"
     "            5 server unreachable, 6 stream deleted for ever\n";
 
 static const char *usage_tail =
@@ -168,8 +177,11 @@ bool cli_parse_expect(const char *s, int64_t *out) {
     return true;
 }
 
-/* Option table walking: returns the value of --name at argv[*i] and advances, or NULL. */
+/* Option table walking: returns the value of --name at argv[*i] ("--name V", advancing past
+   V, or "--name=V"), or NULL. */
 const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_err) {
+    size_t n = strlen(name);
+    if (!strncmp(argv[*i], name, n) && argv[*i][n] == '=') return argv[*i] + n + 1;
     if (strcmp(argv[*i], name)) return NULL;
     if (*i + 1 >= argc) {
         cli_fail(CLI_USAGE, "%s needs a value", name);
@@ -179,11 +191,22 @@ const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_
     return argv[++*i];
 }
 
-int cli_open(const char *dir, factum_t **db) {
+int cli_create(const char *dir, factum_t **db) {
     factum_error_t err = {0};
     int rc = factum_open(dir, NULL, db, &err);
     if (rc) return cli_report(rc, &err);
     return 0;
+}
+
+int cli_open(const char *dir, factum_t **db) {
+    /* A store is a folder with its log in it (docs/format.md: DIR/log); anything else, a
+       mistyped --data-dir above all, is not one, and opening it would make one. */
+    char log[FACTUM_MAX_DIR + 8];
+    struct stat st;
+    snprintf(log, sizeof log, "%s/log", dir);
+    if (strlen(dir) <= FACTUM_MAX_DIR && (stat(log, &st) || !S_ISDIR(st.st_mode)))
+        return cli_fail(CLI_NOT_FOUND, "no store at %s (only append, meta with a change, serve and tour make one)", dir);
+    return cli_create(dir, db);
 }
 
 static int cmd_append(const char *dir, int argc, char **argv) {
@@ -249,7 +272,7 @@ static int cmd_append(const char *dir, int argc, char **argv) {
         }
         rc = factum_client_append(client, pos[0], expect, events, n, &res, &err);
     } else {
-        if ((rc = cli_open(dir, &db))) goto out;
+        if ((rc = cli_create(dir, &db))) goto out;
         rc = factum_append(db, str_c(pos[0]), expect, events, n, &res, &err);
     }
     if (rc) rc = cli_report(rc, &err);
@@ -524,33 +547,63 @@ static int cmd_schedule(int argc, char **argv) {
     return rc;
 }
 
+/* The options every command takes wherever they stand on the line (before or after the
+   command, as natscli and kcat take theirs). take_globals removes them from argv. */
+typedef struct globals {
+    const char *dir, *url; /* given on the line, or NULL */
+    bool help, version;
+} globals;
+
+static int take_globals(int *argc, char **argv, globals *g) {
+    int kept = 1, bad = 0;
+    for (int i = 1; i < *argc; i++) {
+        const char *v;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) g->help = true;
+        else if (!strcmp(argv[i], "--version")) g->version = true;
+        else if ((v = cli_opt(*argc, argv, &i, "--data-dir", &bad))) g->dir = v;
+        else if ((v = cli_opt(*argc, argv, &i, "--server", &bad))) g->url = v;
+        else if (bad) return CLI_USAGE;
+        else argv[kept++] = argv[i];
+    }
+    if ((g->dir && !*g->dir) || (g->url && !*g->url)) return cli_fail(CLI_USAGE, "--data-dir and --server need a value");
+    *argc = kept;
+    argv[kept] = NULL;
+    return 0;
+}
+
+/* Commands that work on a data folder only: --server makes no sense for them. */
+static bool local_only(const char *cmd) {
+    return !strcmp(cmd, "serve") || !strcmp(cmd, "check") || !strcmp(cmd, "tour") || !strcmp(cmd, "bench");
+}
+
 int main(int argc, char **argv) {
-    const char *dir = getenv("FACTUM_DATA_DIR");
-    if (!dir || !*dir) dir = "./factum-data";
-    int i = 1;
-    for (; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return printf("%s", usage_main), CLI_OK;
-        if (!strcmp(argv[i], "--version")) return printf("factum %s\n", FACTUM_VERSION), CLI_OK;
-        if (!strcmp(argv[i], "--server")) {
-            if (i + 1 >= argc) return cli_fail(CLI_USAGE, "--server needs a URL");
-            server_url = argv[++i];
-        } else if (!strncmp(argv[i], "--server=", 9)) server_url = argv[i] + 9;
-        else if (!strcmp(argv[i], "--data-dir")) {
-            if (i + 1 >= argc) return cli_fail(CLI_USAGE, "--data-dir needs a folder");
-            dir = argv[++i];
-        } else if (!strncmp(argv[i], "--data-dir=", 11)) dir = argv[i] + 11;
-        else break;
+    globals g = {0};
+    int rc = take_globals(&argc, argv, &g);
+    if (rc) return rc;
+    if (g.version) return printf("factum %s\n", FACTUM_VERSION), CLI_OK;
+    if (argc < 2) {
+        fprintf(g.help ? stdout : stderr, "%s", usage_main);
+        return g.help ? CLI_OK : CLI_USAGE;
     }
-    if (i >= argc) {
-        fprintf(stderr, "%s", usage_main);
-        return CLI_USAGE;
+    if (g.help) {
+        /* COMMAND ... --help: the command's help and nothing else, wherever --help stood. Every
+           command answers argv[1] == "--help" with its usage before anything else. There is
+           room: take_globals took at least that --help out of the array. */
+        memmove(argv + 3, argv + 2, (size_t)(argc - 2) * sizeof *argv);
+        argv[2] = "--help";
+        argv[++argc] = NULL;
+    } else if (g.dir && g.url) {
+        return cli_fail(CLI_USAGE, "--data-dir and --server both given: a command works on a data folder or talks to a server");
+    } else if (g.url && local_only(argv[1])) {
+        return cli_fail(CLI_USAGE, "factum %s works on a data folder: give --data-dir, not --server", argv[1]);
     }
-    if (!server_url) {
-        const char *env = getenv("FACTUM_URL");
-        if (env && *env) server_url = env;
-    }
-    const char *cmd = argv[i];
-    argc -= i, argv += i;
+    /* An explicit option wins over the environment: --data-dir over $FACTUM_URL, --server over
+       $FACTUM_DATA_DIR. With neither, $FACTUM_URL (client mode) before $FACTUM_DATA_DIR. */
+    const char *env_url = getenv("FACTUM_URL"), *env_dir = getenv("FACTUM_DATA_DIR");
+    server_url = g.url ? g.url : !g.dir && env_url && *env_url ? env_url : NULL;
+    const char *dir = g.dir ? g.dir : env_dir && *env_dir ? env_dir : "./factum-data";
+    const char *cmd = argv[1];
+    argc -= 1, argv += 1;
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
     if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);

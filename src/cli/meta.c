@@ -123,7 +123,7 @@ int cli_meta(const char *dir, const char *url, int argc, char **argv) {
         return rc;
     }
     factum_t *db;
-    if ((rc = cli_open(dir, &db))) return rc;
+    if ((rc = (change ? cli_create : cli_open)(dir, &db))) return rc;
     if (change) {
         factum_meta_t m;
         factum_error_t err = {0};

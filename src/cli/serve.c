@@ -13,9 +13,10 @@
 #include <string.h>
 
 static const char *usage_serve =
-    "usage: factum [--data-dir DIR] serve [--listen HOST:PORT] [options]\n"
+    "usage: factum serve [--data-dir DIR] [--listen HOST:PORT] [options]\n"
     "\n"
-    "Serves the HTTP API (docs/http.md) on the data folder. Port 0 picks a free port; the\n"
+    "Serves the HTTP API (docs/http.md) on the data folder, made if missing (default\n"
+    "./factum-data, or $FACTUM_DATA_DIR). Port 0 picks a free port; the\n"
     "address bound is printed as 'listening on http://HOST:PORT'. SIGINT/SIGTERM drain\n"
     "connections and close the store.\n"
     "\n"

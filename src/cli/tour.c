@@ -6,11 +6,19 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <string.h>
+
+static const char *usage_tour =
+    "usage: factum tour [--data-dir DIR]\n"
+    "\n"
+    "Appends three events of an order to a new stream of the data folder (made if missing),\n"
+    "reads them back, and prints the commands that did it.\n";
 
 int cli_tour(const char *dir, int argc, char **argv) {
-    (void)argc, (void)argv;
+    if (argc > 1 && !strcmp(argv[1], "--help")) return printf("%s", usage_tour), CLI_OK;
+    if (argc > 1) return cli_fail(CLI_USAGE, "factum tour takes no arguments (see factum tour --help)");
     factum_t *db;
-    int rc = cli_open(dir, &db);
+    int rc = cli_create(dir, &db);
     if (rc) return rc;
     char stream[64];
     snprintf(stream, sizeof stream, "order-%lld", (long long)(clock_realtime_us() / 1000000));

@@ -219,6 +219,17 @@ static void base_url(buf_t *u, factum_client_t *c, const char *stream) {
     }
 }
 
+/* Whether text is one JSON array with no elements (whitespace around and inside allowed). */
+static bool empty_array(factum_str_t text) {
+    json_cur_t cur = json_cur(text.ptr, text.len);
+    factum_str_t arr, el;
+    int kind;
+    if (json_value(&cur, &arr, &kind) || kind != JSON_ARRAY) return false;
+    json_iter_t it;
+    json_iter_init(&it, arr);
+    return json_iter_element(&it, &el, &kind) == 0;
+}
+
 int factum_client_read(factum_client_t *c, const char *stream, const factum_query_t *q, factum_events_t **out,
                        uint64_t *next, factum_error_t *err) {
     *out = NULL;
@@ -234,6 +245,12 @@ int factum_client_read(factum_client_t *c, const char *stream, const factum_quer
     buf_free(&url);
     if (rc) return rc;
     if (status != 200) return problem(c, status, err);
+    const char *f = c->link.len ? strstr(c->link.ptr, "from=") : NULL;
+    if (f) *next = strtoull(f + 5, NULL, 10);
+    /* An empty page ([]: the end of a stream paged to, a filter nothing matches) is no events,
+       as in factum_client_pull: *out stays NULL, which factum_events_count counts as 0. The
+       parser takes only batches of at least one event. */
+    if (empty_array((factum_str_t){c->body.ptr ? c->body.ptr : "", c->body.len})) return 0;
     /* The set takes the text: hand it a copy that it frees. */
     char *text = malloc(c->body.len + 1);
     if (!text) return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -244,8 +261,6 @@ int factum_client_read(factum_client_t *c, const char *stream, const factum_quer
         return rc;
     }
     events_own_text(*out, text);
-    const char *f = c->link.len ? strstr(c->link.ptr, "from=") : NULL;
-    if (f) *next = strtoull(f + 5, NULL, 10);
     return 0;
 }
 

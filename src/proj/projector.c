@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -373,13 +374,28 @@ static int make_parent(const char *path, factum_error_t *err) {
     return 0;
 }
 
+/* Whether the SQLite file of a definition, not there yet, can be made: it is made and removed
+   at once (the folder missing, unwritable, read-only or not a real file system, /proc, all
+   show). The default file's folder is the projector's to make, inside the data folder. */
+static int check_creatable(const proj_def *d, factum_error_t *err) {
+    if (d->default_file) return 0;
+    int fd = open(d->where, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == EEXIST) return 0;
+    if (fd < 0) return err_set(err, FACTUM_EINVAL, "target.sqlite: cannot create %s: %s", d->where, strerror(errno));
+    close(fd);
+    unlink(d->where);
+    return 0;
+}
+
 int proj_def_check(const proj_def *d, factum_error_t *err) {
     target *t;
-    /* A SQLite file that does not exist yet is checked in memory: nothing is created for a
+    /* A SQLite file that does not exist yet is checked in memory: nothing is left behind for a
        definition that may be refused. */
     struct stat st;
-    const char *where = d->ops == &target_sqlite && stat(d->where, &st) ? ":memory:" : d->where;
-    int rc = d->ops->connect(where, true, &t, err);
+    bool absent = d->ops == &target_sqlite && stat(d->where, &st);
+    int rc = absent ? check_creatable(d, err) : 0;
+    if (rc) return rc;
+    rc = d->ops->connect(absent ? ":memory:" : d->where, true, &t, err);
     if (rc) return rc;
     if (!(rc = d->ops->begin(t, err)) && !(rc = run_setup(d, t, err))) rc = prepare_handlers(d, t, err);
     d->ops->rollback(t);
