@@ -245,6 +245,15 @@ void factum_names_free(factum_names_t *l);
 /* Streams whose names start with `prefix` (empty: all). */
 int factum_list_streams(factum_t *db, factum_str_t prefix, factum_str_t after, size_t limit, int system,
                         factum_names_t **out, factum_error_t *err);
+/* The streams of a category: the one named `category` and those named "CATEGORY-...". */
+int factum_list_category(factum_t *db, factum_str_t category, factum_str_t after, size_t limit, int system,
+                         factum_names_t **out, factum_error_t *err);
+/*
+ * Writes one stream of a listing as JSON, as GET /streams answers each item:
+ * {"stream","first_position","revision","deleted","tombstone"} (its last revision and deletion
+ * state looked up now). Returns the length it needs without the NUL, like factum_meta_json.
+ */
+size_t factum_stream_json(factum_t *db, factum_str_t stream, uint64_t first_position, char *buf, size_t cap);
 /* Categories: each stream name's part before its first '-' (the whole name if it has none). */
 int factum_list_categories(factum_t *db, factum_str_t after, size_t limit, int system, factum_names_t **out,
                            factum_error_t *err);

@@ -275,3 +275,47 @@ TEST(get_streams_and_categories_page_by_name_with_filters_and_refuse_bad_queries
     expect_status(s.port, "POST", "/streams", NULL, "{}", 405, NULL);
     srv_stop(&s, SIGTERM);
 }
+
+/* ---- the command line: factum streams and factum categories ---- */
+
+TEST(factum_streams_and_categories_list_the_same_on_a_folder_and_from_a_server) {
+    char dir[4200], cmd[8192], local[8192], remote[8192];
+    snprintf(dir, sizeof dir, "%s/db", test_dir());
+    snprintf(cmd, sizeof cmd, "%s --data-dir %s streams 2>&1", test_bin(), dir);
+    CHECK_EQ(test_run(cmd, local, sizeof local), 3); /* reads never make a store */
+    CHECK(strstr(local, "no store at"));
+    const char *streams[] = {"order-1", "order-2", "order", "orders-1", "user-1"};
+    for (size_t i = 0; i < ARRAY_LEN(streams); i++) {
+        snprintf(cmd, sizeof cmd, "%s --data-dir %s append %s A >/dev/null", test_bin(), dir, streams[i]);
+        CHECK_EQ(test_run(cmd, local, sizeof local), 0);
+    }
+    const char *lines[] = {"streams", "streams --limit 2", "streams ord --after order-1", "streams --category order",
+                           "categories", "categories --after order --limit 1", "streams --system --limit 1"};
+    srv s = srv_start(dir, "");
+    for (size_t i = 0; i < ARRAY_LEN(lines); i++) {
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+        snprintf(cmd, sizeof cmd, "%s --server %s %s 2>&1", test_bin(), url, lines[i]);
+        CHECK_EQ(test_run(cmd, remote, sizeof remote), 0);
+        srv_stop(&s, SIGTERM);
+        snprintf(cmd, sizeof cmd, "%s --data-dir %s %s 2>&1", test_bin(), dir, lines[i]);
+        CHECK_EQ(test_run(cmd, local, sizeof local), 0);
+        CHECK_MSG(!strcmp(local, remote), "%s: on the folder\n%s\nfrom the server\n%s", lines[i], local, remote);
+        s = srv_start(dir, "");
+    }
+    srv_stop(&s, SIGTERM);
+    snprintf(cmd, sizeof cmd, "%s --data-dir %s streams --limit 2 2>&1", test_bin(), dir);
+    CHECK_EQ(test_run(cmd, local, sizeof local), 0);
+    CHECK_STR(local, "{\"stream\":\"order\",\"first_position\":2,\"revision\":0,\"deleted\":false,\"tombstone\":false}\n"
+                     "{\"stream\":\"order-1\",\"first_position\":0,\"revision\":0,\"deleted\":false,\"tombstone\":false}\n"
+                     "more: factum streams --limit 2 --after 'order-1'\n");
+    snprintf(cmd, sizeof cmd, "%s --data-dir %s streams --category order 2>&1", test_bin(), dir);
+    CHECK_EQ(test_run(cmd, local, sizeof local), 0);
+    CHECK_MSG(strstr(local, "\"order\"") && strstr(local, "\"order-2\"") && !strstr(local, "orders-1"), "%s", local);
+    const char *bad[] = {"streams --limit 0", "streams --limit 1001", "streams a --category b", "streams a b", "categories x",
+                         "streams --nope"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        snprintf(cmd, sizeof cmd, "%s --data-dir %s %s 2>&1", test_bin(), dir, bad[i]);
+        CHECK_MSG(test_run(cmd, local, sizeof local) == 2, "%s: %s", bad[i], local);
+    }
+}

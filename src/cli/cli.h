@@ -45,6 +45,8 @@ int cli_saga(const char *url, int argc, char **argv);
 int cli_check(const char *dir, int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
 int cli_meta(const char *dir, const char *url, int argc, char **argv);
+/* `factum streams` (categories false) and `factum categories` (streams.c). */
+int cli_list(const char *dir, const char *url, bool categories, int argc, char **argv);
 int cli_delete(const char *dir, const char *url, int argc, char **argv);
 int cli_admin(const char *dir, const char *url, int argc, char **argv);
 int cli_tour(const char *dir, int argc, char **argv);

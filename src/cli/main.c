@@ -29,6 +29,8 @@ static const char *usage_main =
     "  read STREAM                   print a stream's events, one JSON line each\n"
     "  read --all                    print the global log, filtered\n"
     "  tail STREAM|--all             follow new events live, one JSON line each\n"
+    "  streams [PREFIX]              list streams by name (--category C, --after NAME, --limit N)\n"
+    "  categories                    list categories by name\n"
     "  schedule AT STREAM TYPE [JSON] append an event at a time (server only)\n"
     "  group COMMAND ...             consumer groups: create, pull, ack, nack, parked, replay\n"
     "  meta STREAM [--max-count N ...] show or change a stream's metadata (retention)\n"
@@ -608,6 +610,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
     if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);
     if (!strcmp(cmd, "schedule")) return cmd_schedule(argc, argv);
+    if (!strcmp(cmd, "streams")) return cli_list(dir, server_url, false, argc, argv);
+    if (!strcmp(cmd, "categories")) return cli_list(dir, server_url, true, argc, argv);
     if (!strcmp(cmd, "group")) return cli_group(server_url, argc, argv);
     if (!strcmp(cmd, "projection")) return cli_projection(server_url, argc, argv);
     if (!strcmp(cmd, "saga")) return cli_saga(server_url, argc, argv);

@@ -94,52 +94,19 @@ static void list_link(buf_t *hdr, const char *path, const list_params *p, factum
 
 /* One stream of the listing: its name, first position, last revision and deletion state. */
 static void render_stream(buf_t *b, factum_t *db, factum_str_t name, uint64_t first) {
-    factum_meta_t m;
-    bool meta = factum_meta_get(db, name, &m, NULL) == 0;
-    buf_printf(b, "{\"stream\":");
-    json_escape(b, name.ptr, name.len);
-    buf_printf(b, ",\"first_position\":%llu,\"revision\":%lld,\"deleted\":%s,\"tombstone\":%s}", (unsigned long long)first,
-               (long long)factum_stream_revision(db, name), meta && m.deleted ? "true" : "false",
-               meta && m.tombstone ? "true" : "false");
-    if (meta) factum_meta_free(&m);
-}
-
-/*
- * A category's streams are the one named as the category and those named "CATEGORY-...": two
- * ranges of names, with other names between them ("CATEGORY!x", "CATEGORYs-1"), so the listing
- * looks at the bare name and then lists the prefix "CATEGORY-".
- */
-static int list_category(factum_t *db, const list_params *p, factum_names_t **bare, factum_names_t **rest,
-                         factum_error_t *err) {
-    factum_str_t cat = bstr(&p->category), after = bstr(&p->after);
-    *bare = NULL;
-    int rc = 0;
-    int cmp = memcmp(after.ptr, cat.ptr, MIN(after.len, cat.len));
-    if (cmp < 0 || (cmp == 0 && after.len < cat.len)) { /* the bare name comes after `after` */
-        rc = factum_list_streams(db, cat, after, 1, p->system, bare, err);
-        if (!rc && factum_names_count(*bare) && !str_eq(factum_names_name(*bare, 0), cat)) {
-            factum_names_free(*bare);
-            *bare = NULL;
-        }
-    }
-    size_t left = p->limit - factum_names_count(*bare);
-    buf_t dash = {0};
-    if (!rc && (buf_append(&dash, cat.ptr, cat.len) || buf_append(&dash, "-", 1))) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
-    if (!rc && left) rc = factum_list_streams(db, bstr(&dash), after, left, p->system, rest, err);
-    else *rest = NULL;
-    buf_free(&dash);
-    if (rc) factum_names_free(*bare), *bare = NULL;
-    return rc;
+    char item[2048]; /* a name of 255 bytes, each escaped to 6, and the numbers */
+    size_t n = factum_stream_json(db, name, first, item, sizeof item);
+    buf_append(b, item, MIN(n, sizeof item - 1));
 }
 
 void api_list_streams(conn *c) {
     factum_t *db = c->l->srv->db;
     list_params p;
     if (list_parse(c, true, &p)) return;
-    factum_names_t *parts[2] = {NULL, NULL};
+    factum_names_t *l;
     factum_error_t err;
-    int rc = p.category.len ? list_category(db, &p, &parts[0], &parts[1], &err)
-                            : factum_list_streams(db, bstr(&p.prefix), bstr(&p.after), p.limit, p.system, &parts[1], &err);
+    int rc = p.category.len ? factum_list_category(db, bstr(&p.category), bstr(&p.after), p.limit, p.system, &l, &err)
+                            : factum_list_streams(db, bstr(&p.prefix), bstr(&p.after), p.limit, p.system, &l, &err);
     if (rc) {
         server_problem(c, rc, err.message);
         list_params_free(&p);
@@ -147,21 +114,17 @@ void api_list_streams(conn *c) {
     }
     buf_t b = {0}, hdr = {0};
     buf_append(&b, "[", 1);
-    size_t n = 0;
-    factum_str_t last = {"", 0};
-    for (int k = 0; k < 2; k++)
-        for (size_t i = 0; i < factum_names_count(parts[k]); i++, n++) {
-            if (n) buf_append(&b, ",", 1);
-            last = factum_names_name(parts[k], i);
-            render_stream(&b, db, last, factum_names_position(parts[k], i));
-        }
+    size_t n = factum_names_count(l);
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_append(&b, ",", 1);
+        render_stream(&b, db, factum_names_name(l, i), factum_names_position(l, i));
+    }
     buf_append(&b, "]", 1);
-    if (n == p.limit) list_link(&hdr, "/streams", &p, last);
+    if (n == p.limit) list_link(&hdr, "/streams", &p, factum_names_name(l, n - 1));
     conn_respond(c, 200, "application/json", hdr.ptr, b.ptr, b.len);
     buf_free(&b);
     buf_free(&hdr);
-    factum_names_free(parts[0]);
-    factum_names_free(parts[1]);
+    factum_names_free(l);
     list_params_free(&p);
 }
 

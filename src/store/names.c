@@ -5,6 +5,9 @@
  */
 #include "store.h"
 
+#include "../base/json.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 
 struct factum_names {
@@ -93,6 +96,38 @@ int factum_list_streams(factum_t *db, factum_str_t prefix, factum_str_t after, s
     return names_done(l, out, err, rc);
 }
 
+/*
+ * A category's streams are the one named as the category and those named "CATEGORY-...": two
+ * ranges of names, with others between them ("CATEGORY!x", "CATEGORYs-1"), so this looks at
+ * the bare name first and then lists the prefix "CATEGORY-".
+ */
+int factum_list_category(factum_t *db, factum_str_t category, factum_str_t after, size_t limit, int system,
+                         factum_names_t **out, factum_error_t *err) {
+    factum_names_t *l;
+    int rc = names_new(limit, &l, err);
+    if (rc) return rc;
+    buf_t tmp = {0}, dash = {0};
+    index_name m;
+    if (name_cmp(after, category) < 0 && (system || !category.len || category.ptr[0] != '$') &&
+        first_after(db, category, after, &tmp, &m) && str_eq(m.name, category))
+        rc = names_add(l, m.name, m.pos);
+    if (!rc && (buf_append(&dash, category.ptr, category.len) || buf_append(&dash, "-", 1))) rc = FACTUM_ENOMEM;
+    if (!rc && l->count < limit) {
+        factum_names_t *rest;
+        if ((rc = factum_list_streams(db, (factum_str_t){dash.ptr, dash.len}, after, limit - l->count, system, &rest, err))) {
+            buf_free(&tmp);
+            buf_free(&dash);
+            factum_names_free(l);
+            return rc;
+        }
+        for (size_t i = 0; i < rest->count && !rc; i++) rc = names_add(l, rest->v[i].name, rest->v[i].pos);
+        factum_names_free(rest);
+    }
+    buf_free(&tmp);
+    buf_free(&dash);
+    return names_done(l, out, err, rc);
+}
+
 static factum_str_t category_of(factum_str_t name) {
     const char *dash = memchr(name.ptr, '-', name.len);
     return (factum_str_t){name.ptr, dash ? (size_t)(dash - name.ptr) : name.len};
@@ -153,4 +188,24 @@ int factum_list_categories(factum_t *db, factum_str_t after, size_t limit, int s
     buf_free(&c);
     buf_free(&probe);
     return names_done(l, out, err, rc);
+}
+
+size_t factum_stream_json(factum_t *db, factum_str_t stream, uint64_t first_position, char *buf, size_t cap) {
+    factum_meta_t m;
+    bool meta = factum_meta_get(db, stream, &m, NULL) == 0;
+    buf_t b = {0};
+    buf_printf(&b, "{\"stream\":");
+    json_escape(&b, stream.ptr, stream.len);
+    buf_printf(&b, ",\"first_position\":%llu,\"revision\":%lld,\"deleted\":%s,\"tombstone\":%s}",
+               (unsigned long long)first_position, (long long)factum_stream_revision(db, stream),
+               meta && m.deleted ? "true" : "false", meta && m.tombstone ? "true" : "false");
+    if (meta) factum_meta_free(&m);
+    size_t n = b.len;
+    if (cap) {
+        size_t k = MIN(n, cap - 1);
+        if (k) memcpy(buf, b.ptr, k);
+        buf[k] = 0;
+    }
+    buf_free(&b);
+    return n;
 }
