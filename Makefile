@@ -37,7 +37,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps browser-deps run test asan fuzz bench clean check-test demo powercut
+.PHONY: all deps browser-deps docs-deps run test asan fuzz bench clean check-test demo powercut
 all: $(BUILD)/factum $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a
 
 # Debian packages, installed only when missing: $(call apt,PACKAGES)
@@ -64,6 +64,16 @@ tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/
 	cd tests/browser && npm ci --no-audit --no-fund --silent
 	@touch $@
 
+# The machine checks of the docs (tests/test_docs.c): promtool from Debian's prometheus for
+# /metrics; an OpenAPI linter and a JSON Schema validator from npm (tests/contract).
+DOCS_PKGS := prometheus nodejs
+docs-deps: tests/contract/node_modules/.installed
+tests/contract/node_modules/.installed: tests/contract/package.json tests/contract/package-lock.json
+	@$(call apt,$(DOCS_PKGS))
+	@command -v npm >/dev/null || ( $(call apt,npm) )
+	cd tests/contract && npm ci --no-audit --no-fund --silent
+	@touch $@
+
 build/.fuzz-deps: Makefile
 	@mkdir -p build
 	@$(call apt,$(FUZZ_PKGS))
@@ -86,7 +96,7 @@ $(BUILD)/factum-tests: $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactu
 	$(CC) $(ALL_CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a $(LDLIBS)
 
 # The test runner prints one line per test and ends with "N passed, N failed".
-test: deps browser-deps
+test: deps browser-deps docs-deps
 	@$(MAKE) --no-print-directory check-test
 
 check-test: $(BUILD)/factum $(BUILD)/factum-tests $(BUILD)/order-service
@@ -98,7 +108,7 @@ powercut: deps
 	@FACTUM_POWERCUT_CYCLES=$(or $(CYCLES),200) FACTUM_BIN=$(abspath $(BUILD)/factum) FACTUM_ROOT=$(CURDIR) \
 	  $(BUILD)/factum-tests a_power_cut_loses_no_acknowledged_event
 
-asan: deps browser-deps
+asan: deps browser-deps docs-deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" check-test
 
 # libFuzzer needs clang; each target starts from its committed corpus.

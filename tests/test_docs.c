@@ -11,6 +11,7 @@
 #include <regex.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 /* RFC 9110 section 15: the reason phrase of every status code it defines. */
 static const struct {
@@ -162,5 +163,96 @@ TEST(a_status_line_and_problem_title_carry_the_reason_phrase) {
     CHECK_EQ(r.status, 202);
     CHECK_MSG(!strncmp(r.head, "HTTP/1.1 202 Accepted\r\n", 23), "status line: %.40s", r.head);
     resp_free(&r);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+#define JSON_HDR "Content-Type: application/json\r\n"
+
+/* Polls GET path until its body holds `has` (the test's time limit bounds the wait). */
+static void wait_for_body(int port, const char *path, const char *has) {
+    for (;;) {
+        resp r;
+        http_do(port, "GET", path, NULL, NULL, &r);
+        bool there = r.body && strstr(r.body, has);
+        resp_free(&r);
+        if (there) return;
+        usleep(20000);
+    }
+}
+
+/* A server that has done some of everything, so every metric family has values: appends, a
+   consumer group with a delivery acked, a projection running and one failed, a saga that
+   started an instance, a timer that fired, a scavenge. */
+static srv busy_server(void) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/groups/shipping", JSON_HDR, "{\"source\":{\"category\":\"order\"}}", 201, NULL);
+    expect_status(s.port, "PUT", "/projections/orders", JSON_HDR,
+                  "{\"source\":{\"categories\":[\"order\"]},\"setup\":[\"CREATE TABLE orders (id TEXT PRIMARY KEY)\"],"
+                  "\"handlers\":{\"OrderPlaced\":[\"INSERT INTO orders VALUES (:stream)\"]}}",
+                  201, NULL);
+    expect_status(s.port, "PUT", "/projections/strict", JSON_HDR,
+                  "{\"source\":{\"categories\":[\"order\"]},\"setup\":[\"CREATE TABLE t (v TEXT NOT NULL)\"],"
+                  "\"handlers\":{\"OrderPlaced\":[\"INSERT INTO t VALUES (:data.nosuch)\"]}}",
+                  201, NULL);
+    expect_status(s.port, "PUT", "/sagas/fulfil", JSON_HDR,
+                  "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":[{\"name\":\"pay\","
+                  "\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\",\"data\":{\"orderId\":\"{{data.orderId}}\"}},"
+                  "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"]}]}",
+                  201, NULL);
+    for (int i = 1; i <= 3; i++) {
+        char path[64], body[128];
+        snprintf(path, sizeof path, "/streams/order-%d", i);
+        snprintf(body, sizeof body, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"o%d\"}}", i);
+        expect_status(s.port, "POST", path, JSON_HDR, body, 201, NULL);
+    }
+    char *pulled = http_body(s.port, "POST", "/groups/shipping/messages?max=1", NULL, NULL, 200);
+    char *id = strstr(pulled, "\"delivery_id\":\"");
+    CHECK_MSG(id, "%s", pulled);
+    char ack[128];
+    snprintf(ack, sizeof ack, "{\"delivery_ids\":[\"%.*s\"]}", (int)strcspn(id + 15, "\""), id + 15);
+    free(pulled);
+    expect_status(s.port, "POST", "/groups/shipping/ack", JSON_HDR, ack, 200, NULL);
+    char *sched = http_body(s.port, "POST", "/schedules", JSON_HDR,
+                            "{\"delay_ms\":0,\"stream\":\"reminder-1\",\"event\":{\"type\":\"Remind\"}}", 201);
+    char *sid = strstr(sched, "\"id\":\"");
+    CHECK(sid);
+    char spath[96];
+    snprintf(spath, sizeof spath, "/schedules/%.*s", (int)strcspn(sid + 6, "\""), sid + 6);
+    free(sched);
+    wait_for_body(s.port, spath, "\"state\":\"fired\"");
+    wait_for_body(s.port, "/projections/orders", "\"lag_events\":0");
+    wait_for_body(s.port, "/projections/strict", "\"status\":\"failed\"");
+    wait_for_body(s.port, "/sagas/fulfil", "\"running\":3");
+    expect_status(s.port, "POST", "/admin/scavenge", NULL, NULL, 202, NULL);
+    wait_for_body(s.port, "/admin/scavenge", "\"runs\":1");
+    return s;
+}
+
+TEST_T(metrics_of_a_busy_server_pass_promtool_check_metrics, 120) {
+    srv s = busy_server();
+    char *m = http_body(s.port, "GET", "/metrics", NULL, NULL, 200);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.txt", test_dir());
+    FILE *f = fopen(path, "w");
+    CHECK(f && fwrite(m, 1, strlen(m), f) == strlen(m));
+    fclose(f);
+    /* the families the busy server fed, with their values */
+    const char *want[] = {
+        "factum_timers_fired_total 1\n", "factum_group_acked_total{group=\"shipping\"} 1\n",
+        "factum_saga_instances{saga=\"fulfil\",status=\"running\"} 3\n", "factum_scavenges_total 1\n", "factum_scavenge_segments ",
+        "factum_projection_status{projection=\"orders\",status=\"running\"} 1\n",
+        "factum_projection_status{projection=\"orders\",status=\"failed\"} 0\n",
+        "factum_projection_status{projection=\"strict\",status=\"failed\"} 1\n",
+        "factum_projection_lag_events{projection=\"orders\"} 0\n", "factum_projection_lag_seconds{projection=\"orders\"} 0\n",
+        "factum_projection_applied_total{projection=\"orders\"} 3\n",
+        "factum_projection_failures_total{projection=\"orders\"} 0\n",
+        "factum_projection_failures_total{projection=\"strict\"} 1\n", "# TYPE factum_projection_position gauge\n",
+        "factum_projection_position{projection=\"orders\"} "};
+    for (size_t i = 0; i < ARRAY_LEN(want); i++) CHECK_MSG(strstr(m, want[i]), "metrics lack '%s':\n%s", want[i], m);
+    free(m);
+    char cmd[4400], out[8192];
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' 2>&1", path);
+    int st = test_run(cmd, out, sizeof out);
+    CHECK_MSG(st == 0, "promtool check metrics (exit %d): %s", st, out);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
