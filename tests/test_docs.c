@@ -256,3 +256,24 @@ TEST_T(metrics_of_a_busy_server_pass_promtool_check_metrics, 120) {
     CHECK_MSG(st == 0, "promtool check metrics (exit %d): %s", st, out);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+TEST_T(openapi_yaml_passes_redoclys_linter_without_a_warning, 120) {
+    char cmd[8400], out[16384];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/tests/contract' && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true "
+             "node_modules/.bin/redocly lint --config redocly.yaml --format=stylish '%s/docs/openapi.yaml' 2>&1",
+             test_root(), test_root());
+    int st = test_run(cmd, out, sizeof out);
+    CHECK_MSG(st == 0 && strstr(out, "Your API description is valid") && !strstr(out, "You have"), "redocly lint (exit %d):\n%s", st,
+              out);
+}
+
+TEST_T(openapi_yaml_tells_the_truth_about_a_real_server, 180) {
+    srv s = srv_start(test_dir(), NULL);
+    char cmd[4400];
+    static char out[1 << 16];
+    snprintf(cmd, sizeof cmd, "node '%s/tests/contract/contract.mjs' http://127.0.0.1:%d 2>&1", test_root(), s.port);
+    int st = test_run(cmd, out, sizeof out);
+    CHECK_MSG(st == 0 && strstr(out, "contract: ok"), "tests/contract/contract.mjs (exit %d):\n%s", st, out);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
