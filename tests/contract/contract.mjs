@@ -12,7 +12,7 @@
 //    show it), and the server answers nothing the file lacks: each path of the file and each
 //    path literal of the route matching in src/server/*.c is asked with GET, POST, PUT and
 //    DELETE; whatever is not a 405 nor a 404 "no such resource" must be an operation of the
-//    file (and its answer is checked as in 1).
+//    file (and its answer is checked as in 1), and a 405's Allow must name the file's methods.
 // Prints "contract: ok" and exits 0, or lists every failure and exits 1.
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -219,9 +219,17 @@ for (const e of requests) {
 }
 const probes = new Set(['/', ...literals, ...Object.keys(spec.paths).map((t) => concrete.get(t) || t)]);
 const routeGone = (res) => res.status === 405 || (res.status === 404 && /"detail":"no such resource/.test(res.body));
+// A 405 names in Allow what the path does allow (RFC 9110): the file's methods for it.
+function checkAllow(what, path, res) {
+  const allow = (res.headers.allow || '').split(',').map((m) => m.trim()).filter((m) => m && m !== 'HEAD' && m !== 'OPTIONS');
+  if (!res.headers.allow) return fail(`${what}: 405 without an Allow header`);
+  const inFile = METHODS.filter((m) => m !== 'head' && templates.some((x) => x.re.test(path) && spec.paths[x.t][m])).map((m) => m.toUpperCase());
+  if (allow.sort().join() !== inFile.sort().join()) fail(`${what}: Allow says ${allow}, the file has ${inFile} for this path`);
+}
 for (const path of probes)
   for (const method of ['GET', 'POST', 'PUT', 'DELETE']) {
     const res = await send({ method, path, sse: false });
+    if (res.status === 405) checkAllow(`probe ${method} ${path}`, path, res);
     if (!routeGone(res)) check(`probe ${method} ${path}`, method, path, res);
   }
 
