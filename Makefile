@@ -55,23 +55,19 @@ $(BUILD)/.deps: Makefile
 	@$(call apt,$(PKGS))
 	@touch $@
 
-# The browser test (a real EventSource): Debian's chromium, driven by playwright-core from npm.
-BROWSER_PKGS := chromium nodejs
+# Tests that run node: each folder of tests/ with a package.json gets its npm packages (npm ci,
+# pinned by its package-lock.json) after the Debian packages it names here.
+#   browser:  a real EventSource: Debian's chromium, driven by playwright-core from npm.
+#   contract: the machine checks of the docs (tests/test_docs.c): promtool from Debian's
+#             prometheus for /metrics; an OpenAPI linter and a JSON Schema validator from npm.
 browser-deps: tests/browser/node_modules/.installed
-tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
-	@$(call apt,$(BROWSER_PKGS))
-	@command -v npm >/dev/null || ( $(call apt,npm) )
-	cd tests/browser && npm ci --no-audit --no-fund --silent
-	@touch $@
-
-# The machine checks of the docs (tests/test_docs.c): promtool from Debian's prometheus for
-# /metrics; an OpenAPI linter and a JSON Schema validator from npm (tests/contract).
-DOCS_PKGS := prometheus nodejs
 docs-deps: tests/contract/node_modules/.installed
-tests/contract/node_modules/.installed: tests/contract/package.json tests/contract/package-lock.json
-	@$(call apt,$(DOCS_PKGS))
+tests/browser/node_modules/.installed: NODE_TEST_PKGS := chromium nodejs
+tests/contract/node_modules/.installed: NODE_TEST_PKGS := prometheus nodejs
+tests/%/node_modules/.installed: tests/%/package.json tests/%/package-lock.json
+	@$(call apt,$(NODE_TEST_PKGS))
 	@command -v npm >/dev/null || ( $(call apt,npm) )
-	cd tests/contract && npm ci --no-audit --no-fund --silent
+	cd tests/$* && npm ci --no-audit --no-fund --silent
 	@touch $@
 
 build/.fuzz-deps: Makefile
