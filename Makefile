@@ -37,7 +37,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps browser-deps run test asan fuzz bench clean check-test demo powercut
+.PHONY: all deps browser-deps docs-deps run test asan fuzz bench clean check-test demo powercut
 all: $(BUILD)/factum $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a
 
 # Debian packages, installed only when missing: $(call apt,PACKAGES)
@@ -55,13 +55,19 @@ $(BUILD)/.deps: Makefile
 	@$(call apt,$(PKGS))
 	@touch $@
 
-# The browser test (a real EventSource): Debian's chromium, driven by playwright-core from npm.
-BROWSER_PKGS := chromium nodejs
+# Tests that run node: each folder of tests/ with a package.json gets its npm packages (npm ci,
+# pinned by its package-lock.json) after the Debian packages it names here.
+#   browser:  a real EventSource: Debian's chromium, driven by playwright-core from npm.
+#   contract: the machine checks of the docs (tests/test_docs.c): promtool from Debian's
+#             prometheus for /metrics; an OpenAPI linter and a JSON Schema validator from npm.
 browser-deps: tests/browser/node_modules/.installed
-tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
-	@$(call apt,$(BROWSER_PKGS))
+docs-deps: tests/contract/node_modules/.installed
+tests/browser/node_modules/.installed: NODE_TEST_PKGS := chromium nodejs
+tests/contract/node_modules/.installed: NODE_TEST_PKGS := prometheus nodejs
+tests/%/node_modules/.installed: tests/%/package.json tests/%/package-lock.json
+	@$(call apt,$(NODE_TEST_PKGS))
 	@command -v npm >/dev/null || ( $(call apt,npm) )
-	cd tests/browser && npm ci --no-audit --no-fund --silent
+	cd tests/$* && npm ci --no-audit --no-fund --silent
 	@touch $@
 
 build/.fuzz-deps: Makefile
@@ -86,7 +92,7 @@ $(BUILD)/factum-tests: $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactu
 	$(CC) $(ALL_CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a $(LDLIBS)
 
 # The test runner prints one line per test and ends with "N passed, N failed".
-test: deps browser-deps
+test: deps browser-deps docs-deps
 	@$(MAKE) --no-print-directory check-test
 
 check-test: $(BUILD)/factum $(BUILD)/factum-tests $(BUILD)/order-service
@@ -98,7 +104,7 @@ powercut: deps
 	@FACTUM_POWERCUT_CYCLES=$(or $(CYCLES),200) FACTUM_BIN=$(abspath $(BUILD)/factum) FACTUM_ROOT=$(CURDIR) \
 	  $(BUILD)/factum-tests a_power_cut_loses_no_acknowledged_event
 
-asan: deps browser-deps
+asan: deps browser-deps docs-deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 CFLAGS="-O1 -g" check-test
 
 # libFuzzer needs clang; each target starts from its committed corpus.

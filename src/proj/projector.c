@@ -69,6 +69,7 @@ struct projector {
     uint64_t narrow_below; /* a read met damage below this position: read one event at a time up to it
                               (projector thread only; 0 = no damage known) */
     uint64_t applied;      /* events applied by this projector */
+    uint64_t failures;     /* times it stopped as failed */
     int64_t rate_t[RATE_SLOTS];
     uint64_t rate_n[RATE_SLOTS];
     int rate_i, rate_len;
@@ -578,13 +579,20 @@ static void advance(projector *p, uint64_t covered, int64_t rev, size_t applied)
 }
 
 /* Stops the projection as failed with last_error = {m's members} (m is freed). */
+/* Stops as failed (last_error is set): queries waiting on it answer, the thread waits for a
+   reset or a new definition. */
+static void mark_failed(projector *p) {
+    pthread_mutex_lock(&p->mu);
+    p->failed = true;
+    p->failures++;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void stop_failed(projector *p, buf_t *m) {
     set_error(p, m->ptr);
     buf_free(m);
-    pthread_mutex_lock(&p->mu);
-    p->failed = true;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->mu);
+    mark_failed(p);
 }
 
 /* A statement failed at run number `failed` of the batch: commit the events before its event,
@@ -727,10 +735,7 @@ static void *projector_main(void *arg) {
             int rc = b.ev ? open_target(p, reset, &t, &err) : err_set(&err, FACTUM_ENOMEM, "out of memory");
             if (rc == FACTUM_EINVAL) { /* the definition does not fit the database (a table went away) */
                 set_error_msg(p, err.message);
-                pthread_mutex_lock(&p->mu);
-                p->failed = true;
-                pthread_cond_broadcast(&p->cond);
-                pthread_mutex_unlock(&p->mu);
+                mark_failed(p);
                 continue;
             }
             if (rc) {
@@ -819,37 +824,51 @@ void projector_reset(projector *p) {
     pthread_mutex_unlock(&p->mu);
 }
 
-void projector_status(projector *p, bool with_definition, buf_t *out) {
+void projector_get_stats(projector *p, projector_stats *st) {
     uint64_t head = factum_head_position(p->db);
     pthread_mutex_lock(&p->mu);
-    uint64_t covered = p->covered, applied = p->applied;
-    bool failed = p->failed, stopped = p->stopped || p->stop, rebuilding = p->rebuilding;
-    double rate = 0;
+    st->position = p->covered;
+    st->applied = p->applied;
+    st->failures = p->failures;
+    st->status = p->failed ? PROJ_FAILED : p->stopped || p->stop ? PROJ_STOPPED : PROJ_RUNNING;
+    st->rebuilding = p->rebuilding;
+    st->events_per_second = 0;
     if (p->rate_len >= 2) {
         int newest = (p->rate_i + RATE_SLOTS - 1) % RATE_SLOTS;
         int oldest = (p->rate_i + RATE_SLOTS - p->rate_len) % RATE_SLOTS;
         int64_t dt = p->rate_t[newest] - p->rate_t[oldest];
-        if (dt > 0) rate = (double)(p->rate_n[newest] - p->rate_n[oldest]) * 1e6 / (double)dt;
+        if (dt > 0) st->events_per_second = (double)(p->rate_n[newest] - p->rate_n[oldest]) * 1e6 / (double)dt;
     }
+    pthread_mutex_unlock(&p->mu);
+    st->lag_events = head > st->position ? head - st->position : 0;
+    st->lag_seconds = 0;
+    if (st->position < head) {
+        factum_query_t q = {.from = st->position, .limit = 1, .system = 1};
+        factum_result_t *r;
+        if (factum_read_all(p->db, &q, &r, NULL) == 0) {
+            if (factum_result_count(r)) st->lag_seconds = (double)(clock_realtime_us() - factum_result_event(r, 0)->time_us) / 1e6;
+            factum_result_free(r);
+        }
+        if (st->lag_seconds < 0) st->lag_seconds = 0;
+    }
+}
+
+const char *const projector_status_names[3] = {"running", "failed", "stopped"};
+
+void projector_status(projector *p, bool with_definition, buf_t *out) {
+    projector_stats st;
+    projector_get_stats(p, &st);
+    pthread_mutex_lock(&p->mu);
     buf_t lerr = {0};
     buf_append(&lerr, p->last_error.ptr, p->last_error.len);
     pthread_mutex_unlock(&p->mu);
-    double lag_s = 0;
-    if (covered < head) {
-        factum_query_t q = {.from = covered, .limit = 1, .system = 1};
-        factum_result_t *r;
-        if (factum_read_all(p->db, &q, &r, NULL) == 0) {
-            if (factum_result_count(r)) lag_s = (double)(clock_realtime_us() - factum_result_event(r, 0)->time_us) / 1e6;
-            factum_result_free(r);
-        }
-    }
     buf_append(out, "{\"name\":", 8);
     json_escape(out, p->d->name, strlen(p->d->name));
     buf_printf(out, ",\"status\":\"%s\",\"position\":%llu,\"lag_events\":%llu,\"lag_seconds\":%.3f,\"events_per_second\":%.0f,"
                     "\"applied\":%llu,\"rebuilding\":%s,\"target\":\"%s\",\"last_error\":",
-               failed ? "failed" : stopped ? "stopped" : "running", (unsigned long long)covered,
-               (unsigned long long)(head > covered ? head - covered : 0), lag_s < 0 ? 0 : lag_s, rate,
-               (unsigned long long)applied, rebuilding ? "true" : "false", p->d->ops->dialect == SQL_SQLITE ? "sqlite" : "postgres");
+               projector_status_names[st.status], (unsigned long long)st.position, (unsigned long long)st.lag_events,
+               st.lag_seconds, st.events_per_second, (unsigned long long)st.applied, st.rebuilding ? "true" : "false",
+               p->d->ops->dialect == SQL_SQLITE ? "sqlite" : "postgres");
     if (lerr.len) buf_append(out, lerr.ptr, lerr.len);
     else buf_append(out, "null", 4);
     buf_free(&lerr);

@@ -65,6 +65,23 @@ const proj_def *projector_definition(const projector *p);
    from the first event. Also leaves the failed state. */
 void projector_reset(projector *p);
 
+typedef enum { PROJ_RUNNING, PROJ_FAILED, PROJ_STOPPED } proj_state;
+extern const char *const projector_status_names[3]; /* by proj_state */
+
+typedef struct projector_stats {
+    proj_state status;
+    bool rebuilding;
+    uint64_t position;   /* every event before it is applied */
+    uint64_t lag_events; /* log positions from position to the head */
+    double lag_seconds;  /* age of the first event not yet applied (0 when caught up) */
+    double events_per_second;
+    uint64_t applied;  /* events applied by this projector (since it started) */
+    uint64_t failures; /* times it stopped as failed (since it started) */
+} projector_stats;
+
+/* Where it stands, for /projections and /metrics (any thread). */
+void projector_get_stats(projector *p, projector_stats *st);
+
 /* {"name","status","position","lag_events","lag_seconds","events_per_second","applied",
    "rebuilding","last_error","definition"}, as JSON into out (appended). */
 void projector_status(projector *p, bool with_definition, buf_t *out);

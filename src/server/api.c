@@ -574,13 +574,13 @@ static void health(conn *c) {
     buf_free(&b);
 }
 
-static void metric_head(buf_t *b, const char *name, const char *type, const char *help) {
+void api_metric_head(buf_t *b, const char *name, const char *type, const char *help) {
     buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* A metric with one unlabelled sample. */
 static void scalar(buf_t *b, const char *name, const char *type, const char *help, uint64_t v) {
-    metric_head(b, name, type, help);
+    api_metric_head(b, name, type, help);
     buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
@@ -588,7 +588,7 @@ static void scalar(buf_t *b, const char *name, const char *type, const char *hel
    the metric's unit, and the last bucket is +Inf whatever its bound says. */
 static void histogram(buf_t *b, const char *name, const char *help, const uint64_t *counts, const double *bounds,
                       size_t n, double scale, double sum) {
-    metric_head(b, name, "histogram", help);
+    api_metric_head(b, name, "histogram", help);
     uint64_t cum = 0;
     for (size_t i = 0; i < n; i++) {
         cum += counts[i];
@@ -621,7 +621,7 @@ static void group_metrics(buf_t *b, groups_t *gs) {
         {"factum_group_stopped", "gauge", "1 when a read that failed (damage) stopped the group's delivery."},
     };
     for (size_t f = 0; f < ARRAY_LEN(fam); f++) {
-        metric_head(b, fam[f].name, fam[f].type, fam[f].help);
+        api_metric_head(b, fam[f].name, fam[f].type, fam[f].help);
         for (size_t i = 0; i < n; i++) {
             const group_stats *st = &v[i];
             double val[] = {(double)st->lag_events, st->lag_seconds,         (double)st->in_flight,
@@ -650,7 +650,7 @@ static void metrics(conn *c) {
         drops += atomic_load_explicit(&l->slow_drops, memory_order_relaxed);
         for (int k = 100; k < 600; k++) status[k] += atomic_load_explicit(&l->status[k], memory_order_relaxed);
     }
-    metric_head(b, "factum_build_info", "gauge", "Build information.");
+    api_metric_head(b, "factum_build_info", "gauge", "Build information.");
     buf_printf(b, "factum_build_info{version=\"%s\"} 1\n", s->cfg.version);
     scalar(b, "factum_appends_total", "counter", "Appends acknowledged (idempotent repeats excluded).", st.appends);
     scalar(b, "factum_append_events_total", "counter", "Events appended.", st.events);
@@ -673,7 +673,7 @@ static void metrics(conn *c) {
     scalar(b, "factum_integrity_damaged_events", "gauge",
            "Distinct events reads found damaged (checksum or media error) since the server started.", integ.damaged_events);
     scalar(b, "factum_subscribers", "gauge", "Live and catching-up SSE subscribers.", subs);
-    metric_head(b, "factum_subscriber_disconnects_total", "counter", "Subscribers cut off past their buffer limit.");
+    api_metric_head(b, "factum_subscriber_disconnects_total", "counter", "Subscribers cut off past their buffer limit.");
     buf_printf(b, "factum_subscriber_disconnects_total{reason=\"slow\"} %llu\n", (unsigned long long)drops);
     scalar(b, "factum_connections", "gauge", "Open HTTP connections.", atomic_load(&s->nconns));
     scalar(b, "factum_connections_total", "counter", "HTTP connections accepted.", accepted);
@@ -686,16 +686,17 @@ static void metrics(conn *c) {
               timers_late_bounds_ms, 16, 1e-3, (double)ts.late_sum_us / 1e6);
     group_metrics(b, s->groups);
     sagas_metrics(s->sagas, b);
+    projections_metrics(s->projections, b);
     factum_scavenge_stats_t sc;
     factum_scavenge_stats(s->db, &sc);
     scalar(b, "factum_scavenge_running", "gauge", "1 while a scavenge runs.", (uint64_t)sc.running);
     scalar(b, "factum_scavenges_total", "counter", "Scavenges finished since the server started.", sc.runs);
-    scalar(b, "factum_scavenge_segments_total", "gauge", "Sealed segments the running (or last) scavenge looks at.", sc.segments_total);
+    scalar(b, "factum_scavenge_segments", "gauge", "Sealed segments the running (or last) scavenge looks at.", sc.segments_total);
     scalar(b, "factum_scavenge_segments_done", "gauge", "Of them, looked at so far.", sc.segments_done);
     scalar(b, "factum_scavenge_events_removed", "gauge", "Events the running (or last) scavenge removed.", sc.events_removed);
     scalar(b, "factum_scavenge_reclaimed_bytes_total", "counter", "File bytes scavenges gave back since the server started.",
            sc.bytes_reclaimed_total);
-    metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
+    api_metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
     for (int k = 100; k < 600; k++)
         if (status[k]) buf_printf(b, "factum_http_responses_total{code=\"%d\"} %llu\n", k, (unsigned long long)status[k]);
     conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b->ptr, b->len);

@@ -164,7 +164,7 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
     bool get = str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"));
     if (rest.len == 0 || str_eq(rest, str_c("/"))) {
         if (!get) {
-            conn_problem(c, 405, "method-not-allowed", NULL, "GET /groups lists the groups");
+            api_not_allowed(c, "GET, HEAD");
             return;
         }
         buf_t b = {0};
@@ -200,7 +200,7 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
             if ((rc = groups_delete_prepare(gs, c->ar_note, &rec, &err))) server_problem(c, rc, err.message);
             else submit(c, GROUPS_STREAM, "GroupDeleted", &rec, deleted_done);
         } else {
-            conn_problem(c, 405, "method-not-allowed", NULL, "a group allows GET, PUT and DELETE");
+            api_not_allowed(c, "GET, HEAD, PUT, DELETE");
         }
         buf_free(&rec);
     } else if (str_eq(tail, str_c("/messages")) && str_eq(h->method, str_c("POST"))) {
@@ -242,6 +242,6 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
         snprintf(one, sizeof one, "%.*s", (int)MIN(tail.len - 8, sizeof one - 1), tail.ptr + 8);
         parked_change(c, (factum_str_t){"", 0}, one, "ParkedDeleted");
     } else {
-        conn_problem(c, 404, "not-found", NULL, "no such resource (push delivery is not built yet)");
+        conn_problem(c, 404, "not-found", NULL, "no such resource (a group has /messages, /ack, /nack and /parked)");
     }
 }

@@ -251,10 +251,8 @@ void api_projections(conn *c, factum_str_t rest, factum_str_t body) {
     if (!api_path_name(c, rest, PROJ_MAX_NAME, proj_name_valid,
                        "a projection name is 1 to " STRINGIFY(PROJ_MAX_NAME) " letters, digits, '_', '-' or '.' (not first)", name, &tail))
         return;
-    bool slash = tail.len > 0;
-    factum_str_t action = slash ? (factum_str_t){tail.ptr + 1, tail.len - 1} : (factum_str_t){0};
     factum_str_t q = c->req->h.query;
-    if (!slash) {
+    if (!tail.len) {
         if (http_token_is(c->req->h.method, "put")) {
             submit(c, name, body, false, define_work);
         } else if (http_token_is(c->req->h.method, "delete")) {
@@ -280,7 +278,7 @@ void api_projections(conn *c, factum_str_t rest, factum_str_t body) {
         }
         return;
     }
-    bool reset = str_eq(action, str_c("reset")), query = str_eq(action, str_c("query"));
+    bool reset = str_eq(tail, str_c("/reset")), query = str_eq(tail, str_c("/query"));
     if (!reset && !query) {
         conn_problem(c, 404, "not-found", NULL, "no such resource (a projection has /reset and /query)");
         return;
@@ -307,4 +305,44 @@ void api_projections(conn *c, factum_str_t rest, factum_str_t body) {
     snprintf(loc, sizeof loc, "Location: /projections/%s\r\n", name);
     conn_respond(c, 202, "application/json", loc, b.ptr, b.len);
     buf_free(&b);
+}
+
+/* ---- metrics ---- */
+
+void projections_metrics(projections_t *ps, buf_t *b) {
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"factum_projection_status", "gauge", "1 for the projection's status (running, failed or stopped), 0 for the others."},
+        {"factum_projection_position", "gauge", "Every event before this log position is applied."},
+        {"factum_projection_lag_events", "gauge", "Log positions from the projection's position to the head."},
+        {"factum_projection_lag_seconds", "gauge", "Age of the first event not yet applied (0 when caught up)."},
+        {"factum_projection_applied_total", "counter", "Events applied (since the projection's runner started)."},
+        {"factum_projection_failures_total", "counter", "Times the projection stopped as failed (since its runner started)."},
+    };
+    pthread_mutex_lock(&ps->mu);
+    size_t n = 0;
+    for (entry *e = ps->list; e; e = e->next) n++;
+    projector_stats *st = n ? calloc(n, sizeof *st) : NULL;
+    const char **names = n ? calloc(n, sizeof *names) : NULL;
+    if (n && (!st || !names)) abort(); /* the server may stop on out-of-memory (STYLE.md) */
+    size_t i = 0;
+    for (entry *e = ps->list; e; e = e->next, i++) projector_get_stats(e->p, &st[i]), names[i] = e->name;
+    for (size_t f = 0; f < ARRAY_LEN(fam); f++) {
+        api_metric_head(b, fam[f].name, fam[f].type, fam[f].help);
+        for (i = 0; i < n; i++) {
+            if (f == 0) {
+                for (int k = 0; k < 3; k++)
+                    buf_printf(b, "%s{projection=\"%s\",status=\"%s\"} %d\n", fam[f].name, names[i], projector_status_names[k],
+                               (int)st[i].status == k);
+                continue;
+            }
+            double v[] = {0, (double)st[i].position, (double)st[i].lag_events, st[i].lag_seconds, (double)st[i].applied,
+                          (double)st[i].failures};
+            buf_printf(b, "%s{projection=\"%s\"} %.17g\n", fam[f].name, names[i], v[f]);
+        }
+    }
+    pthread_mutex_unlock(&ps->mu); /* names point into the list */
+    free(st);
+    free(names);
 }

@@ -157,9 +157,7 @@ void api_schedules(conn *c, factum_str_t rest, factum_str_t body) {
     bool get = str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"));
     if (rest.len == 0) {
         if (str_eq(h->method, str_c("POST"))) schedule(c, body);
-        else {
-            conn_problem(c, 405, "method-not-allowed", NULL, "POST /schedules creates a schedule");
-        }
+        else api_not_allowed(c, "POST");
         return;
     }
     char id[40];
@@ -170,5 +168,5 @@ void api_schedules(conn *c, factum_str_t rest, factum_str_t body) {
     snprintf(id, sizeof id, "%.*s", (int)rest.len - 1, rest.ptr + 1);
     if (get) show(c, id);
     else if (str_eq(h->method, str_c("DELETE"))) cancel(c, id);
-    else conn_problem(c, 405, "method-not-allowed", NULL, "a schedule allows GET and DELETE");
+    else api_not_allowed(c, "GET, HEAD, DELETE");
 }

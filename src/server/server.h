@@ -226,6 +226,8 @@ void api_path_stream(conn *c, buf_t *out);
    `rule`, when the name is not one. */
 bool api_path_name(conn *c, factum_str_t rest, size_t max, bool (*valid)(const char *), const char *rule, char *name,
                    factum_str_t *tail);
+/* api.c: the # HELP and # TYPE lines of a Prometheus metric family. */
+void api_metric_head(buf_t *b, const char *name, const char *type, const char *help);
 /* api.c: 405 naming the methods the resource allows. */
 void api_not_allowed(conn *c, const char *allow);
 /* 400: a query parameter's value has a bad percent-escape. */
@@ -264,6 +266,8 @@ int projections_open(factum_t *db, const char *data_dir, projections_t **out, fa
 void projections_stop(projections_t *ps);
 void projections_close(projections_t *ps);
 void api_projections(conn *c, factum_str_t rest, factum_str_t body);
+/* Prometheus lines of every projection's status, position, lag and failures. */
+void projections_metrics(projections_t *ps, buf_t *b);
 
 /* sagas.c: the registry ($sagas), a runner per saga, and /sagas... (rest = after "/sagas"). */
 int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err);

@@ -118,7 +118,7 @@ void api_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
         buf_free(&b);
         factum_result_free(r);
     } else {
-        conn_problem(c, 405, "method-not-allowed", NULL, "a snapshot allows GET and PUT");
+        api_not_allowed(c, "GET, HEAD, PUT");
     }
 }
 
