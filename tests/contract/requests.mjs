@@ -45,6 +45,17 @@ export default [
   { method: 'GET', path: '/all?limit=0', status: 400 },
   { method: 'GET', path: '/all', sse: true, status: 200 },
 
+  // ---- listings ----
+  { method: 'GET', path: '/streams?limit=2', status: 200, save: 'streams' },
+  { method: 'GET', path: '/streams?after=<<streams.1.stream>>&limit=2', status: 200 },
+  { method: 'GET', path: '/streams?category=order&system=false', status: 200 },
+  { method: 'GET', path: '/streams?prefix=%24&system=true', status: 200 },
+  { method: 'GET', path: '/streams?limit=1001', status: 400 },
+  { method: 'GET', path: '/streams?prefix=a&category=b', status: 400 },
+  { method: 'GET', path: '/categories', status: 200 },
+  { method: 'GET', path: '/categories?after=note&limit=1&system=true', status: 200 },
+  { method: 'GET', path: '/categories?limit=0', status: 400 },
+
   // ---- snapshots ----
   { method: 'PUT', path: '/streams/order-1/snapshot', body: { revision: 0, state: { total: 5 } }, status: 201 },
   { method: 'PUT', path: '/streams/order-1/snapshot', body: { revision: 99, state: {} }, status: 400 },
