@@ -186,6 +186,39 @@ int store_index_event(factum_t *db, const factum_event_t *e) {
     return rc;
 }
 
+/*
+ * The index entries of one request's events (all of one stream), the writer's share of
+ * store_index_event: the stream's hashes once, and every id's (and correlation's) memtable
+ * slot prefetched before the first entry is added. The memtable is larger than the caches, and
+ * waiting for those slots was about half of the writer's time at 16 writers x 100 events.
+ */
+static int index_request(factum_t *db, append_req *r) {
+    enum { AHEAD = 64 };
+    uint64_t seed = index_id_seed(r->stream), skey = index_key_stream(r->stream);
+    uint64_t ids[AHEAD], corrs[AHEAD];
+    int rc = 0;
+    for (size_t base = 0; base < r->n && !rc; base += AHEAD) {
+        size_t k = MIN((size_t)AHEAD, r->n - base);
+        for (size_t i = 0; i < k; i++) {
+            factum_event_t e;
+            record_parse(r->recs + r->offs[base + i], &e);
+            ids[i] = index_key_id_seeded(seed, e.id);
+            index_prefetch(db->index, ids[i]);
+            corrs[i] = e.correlationid.len ? index_key_corr(e.correlationid) : 0;
+            if (corrs[i]) index_prefetch(db->index, corrs[i]);
+        }
+        for (size_t i = 0; i < k && !rc; i++) {
+            const uint8_t *p = r->recs + r->offs[base + i];
+            uint64_t pos = load64(p + R_POSITION), rev = load64(p + R_REVISION);
+            rc = index_add(db->index, skey, rev, pos);
+            if (!rc) rc = index_add(db->index, ids[i], pos, pos);
+            if (!rc && corrs[i]) rc = index_add(db->index, corrs[i], pos, pos);
+            if (!rc && rev == 0) rc = index_add_name(db->index, r->stream, pos);
+        }
+    }
+    return rc;
+}
+
 #define PAGE_BYTES 4096
 
 /* The pending writes of the current group in the active segment. */
@@ -506,18 +539,15 @@ static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
         }
         g->iov = v, g->cap = cap;
     }
-    int rc = 0;
-    index_write_lock(db->index);
     for (size_t i = 0; i < r->n; i++) {
         uint8_t *p = r->recs + r->offs[i];
         uint64_t pos = db->next_pos + i;
         record_seal(p, pos, (uint64_t)(last + 1) + i, time_us, i + 1 == r->n, db->group_first);
         s->pmap[s->count + i] = (uint32_t)(s->end + r->offs[i]);
         db->pending[pos - db->group_first] = p;
-        factum_event_t e;
-        record_parse(p, &e);
-        if (!rc) rc = store_index_event(db, &e);
     }
+    index_write_lock(db->index);
+    int rc = index_request(db, r);
     index_write_unlock(db->index);
     if (rc) {
         /* The memtable could not grow: the index would lie, so stop here. */

@@ -39,9 +39,11 @@ static inline uint64_t key_finish(uint64_t h, uint64_t kind) {
 
 uint64_t index_key_stream(factum_str_t stream) { return key_finish(hash64(stream.ptr, stream.len, 0x53), 1); }
 
-uint64_t index_key_id(factum_str_t stream, factum_str_t id) {
-    return key_finish(hash64(id.ptr, id.len, hash64(stream.ptr, stream.len, 0x49)), 2);
-}
+uint64_t index_id_seed(factum_str_t stream) { return hash64(stream.ptr, stream.len, 0x49); }
+
+uint64_t index_key_id_seeded(uint64_t seed, factum_str_t id) { return key_finish(hash64(id.ptr, id.len, seed), 2); }
+
+uint64_t index_key_id(factum_str_t stream, factum_str_t id) { return index_key_id_seeded(index_id_seed(stream), id); }
 
 uint64_t index_key_corr(factum_str_t corr) { return key_finish(hash64(corr.ptr, corr.len, 0x43), 3); }
 
@@ -929,6 +931,11 @@ void index_write_unlock(index_t *ix) { pthread_rwlock_unlock(&ix->lock); }
 
 int index_add(index_t *ix, uint64_t key, uint64_t seq, uint64_t pos) {
     return mem_add(ix->active, key, (idx_hit){seq, pos});
+}
+
+void index_prefetch(index_t *ix, uint64_t key) {
+    const memtable *m = ix->active;
+    __builtin_prefetch(&m->slots[key & m->mask], 1);
 }
 
 static int cmp_fwd(const void *a, const void *b) { return hit_cmp(*(const idx_hit *)a, *(const idx_hit *)b); }

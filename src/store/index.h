@@ -29,6 +29,9 @@ uint64_t index_key_stream(factum_str_t stream);
 /* For tests only: keys keep this many bits of hash (default 62), so that names collide. */
 extern unsigned index_key_bits;
 uint64_t index_key_id(factum_str_t stream, factum_str_t id);
+/* The same in two steps, for many ids of one stream: the stream's part once. */
+uint64_t index_id_seed(factum_str_t stream);
+uint64_t index_key_id_seeded(uint64_t seed, factum_str_t id);
 uint64_t index_key_corr(factum_str_t corr);
 
 /*
@@ -46,6 +49,9 @@ void index_write_lock(index_t *ix);
 void index_write_unlock(index_t *ix);
 /* Adds one entry to the active memtable; the write lock must be held. 0 or FACTUM_ENOMEM. */
 int index_add(index_t *ix, uint64_t key, uint64_t seq, uint64_t pos);
+/* Starts loading the memtable slot where key's entry goes (the write lock held): the table is
+   larger than the caches, so a writer adding many entries asks for them before it adds them. */
+void index_prefetch(index_t *ix, uint64_t key);
 /*
  * Called by the writer between commit groups with the durable position: freezes the active
  * memtable if it is full, so the background thread can write it out.
