@@ -708,3 +708,177 @@ TEST(a_command_that_cannot_be_sent_fails_its_step_instead_of_stalling_the_saga) 
     free(wait_command(s.port, "payment-commands", "ReservePayment", "u2"));
     srv_stop(&s, SIGTERM);
 }
+
+/* ---- checkpoints (issue 14) ---- */
+
+/* ORDER_SAGA's first two steps without timeouts: an instance waits as long as it is not answered. */
+static const char *PATIENT_SAGA =
+    "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":["
+    "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\"},"
+    "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"]},"
+    "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},\"success\":[\"StockReserved\"]}]}";
+
+/* The log's head position. */
+static uint64_t head_position(int port) {
+    resp r;
+    http_do(port, "GET", "/all?limit=1", NULL, NULL, &r);
+    char h[32];
+    resp_header(&r, "Factum-Head", h, sizeof h);
+    resp_free(&r);
+    CHECK_MSG(*h, "no Factum-Head");
+    return strtoull(h, NULL, 10);
+}
+
+static uint64_t saga_position(int port) {
+    char *b = http_body(port, "GET", "/sagas/order", NULL, NULL, 200);
+    const char *p = strstr(b, "\"position\":");
+    CHECK_MSG(p, "%s", b);
+    uint64_t v = strtoull(p + 11, NULL, 10);
+    free(b);
+    return v;
+}
+
+/* The revision of the saga's newest checkpoint, -1 if none; its JSON into *body (free it) if not NULL. */
+static long newest_checkpoint(int port, char **body) {
+    resp r;
+    http_do(port, "GET", "/streams/%24sagacp-order?direction=backward&limit=10", NULL, NULL, &r);
+    const char *p = r.status == 200 ? strstr(r.body, "\"revision\":") : NULL;
+    long rev = p ? strtol(p + 11, NULL, 10) : -1;
+    if (body) *body = r.status == 200 ? resp_take_body(&r) : NULL;
+    resp_free(&r);
+    return rev;
+}
+
+/* Waits until the saga has read the whole log and the log ends with its checkpoint (when
+   `checkpointed`); returns the head then. */
+static uint64_t wait_caught_up(int port, bool checkpointed) {
+    for (int n = 0; n < 1000; n++) {
+        uint64_t h = head_position(port);
+        bool last = true;
+        if (checkpointed) {
+            resp r;
+            http_do(port, "GET", "/all?direction=backward&limit=1&system=true", NULL, NULL, &r);
+            last = r.status == 200 && strstr(r.body, "\"stream\":\"$sagacp-order\"");
+            resp_free(&r);
+        }
+        if (last && saga_position(port) == h && head_position(port) == h) return h;
+        usleep(20000);
+    }
+    CHECK_MSG(false, "the saga never caught up with the log");
+    return 0;
+}
+
+/* An idle saga writes nothing: no checkpoint when it has decided nothing, and after deciding
+   something one checkpoint, which (read back like any event) does not cause the next. Each
+   wait is three checkpoint intervals (2 s); a slow machine can only make a failure less likely
+   to show, never make a right answer fail. */
+TEST(an_idle_store_with_a_saga_stays_at_the_same_head_across_checkpoint_intervals) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/sagas/order", JSON, PATIENT_SAGA, 201, NULL);
+    uint64_t h = wait_caught_up(s.port, false);
+    usleep(6500000);
+    CHECK_EQ(head_position(s.port), h);
+    CHECK_EQ(newest_checkpoint(s.port, NULL), -1);
+    /* One instance: its decisions are checkpointed once, then nothing more. */
+    place(s.port, "idle1");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "idle1"));
+    h = wait_caught_up(s.port, true);
+    long cp = newest_checkpoint(s.port, NULL);
+    usleep(6500000);
+    CHECK_EQ(head_position(s.port), h);
+    CHECK_EQ(newest_checkpoint(s.port, NULL), cp);
+    srv_stop(&s, SIGTERM);
+}
+
+#include <dirent.h>
+
+/* How many of the saga's checkpoint records are on disk: "$sagacp-order" in the segment files
+   as a record's stream name, not in its source (/streams/$sagacp-order) nor as a JSON string
+   (the stream's metadata record names it as "stream"). */
+static int checkpoints_on_disk(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/log", dir);
+    DIR *d = opendir(path);
+    CHECK(d);
+    int n = 0;
+    struct dirent *de;
+    const char *name = "$sagacp-order";
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 4 || strcmp(de->d_name + len - 4, ".seg")) continue;
+        snprintf(path, sizeof path, "%s/log/%s", dir, de->d_name);
+        FILE *f = fopen(path, "rb");
+        CHECK(f);
+        buf_t b = {0};
+        char chunk[65536];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, got);
+        fclose(f);
+        for (const char *p = b.ptr; b.len && (p = memmem(p, b.len - (size_t)(p - b.ptr), name, strlen(name))); p++)
+            if (p == b.ptr || (p[-1] != '"' && p[-1] != '/')) n++;
+        buf_free(&b);
+    }
+    closedir(d);
+    return n;
+}
+
+/* The saga keeps only its newest checkpoint (max_count 1 on $sagacp-NAME): a scavenge takes
+   the older ones off the disk, and a restart resumes from the newest one. */
+TEST_T(a_scavenge_removes_superseded_saga_checkpoints_and_a_restart_resumes_from_the_newest, 120) {
+    const char *dir = test_dir();
+    srv s = srv_start(dir, "--segment-bytes 65536 --scavenge-every 0");
+    expect_status(s.port, "PUT", "/sagas/order", JSON, PATIENT_SAGA, 201, NULL);
+    enum { ORDERS = 4 };
+    char id[ORDERS][16];
+    for (int k = 0; k < ORDERS; k++) { /* each order's decisions get a checkpoint of their own */
+        snprintf(id[k], sizeof id[k], "cp%d", k);
+        long before = newest_checkpoint(s.port, NULL);
+        place(s.port, id[k]);
+        free(wait_command(s.port, "payment-commands", "ReservePayment", id[k]));
+        for (int n = 0; n < 1000 && newest_checkpoint(s.port, NULL) <= before; n++) usleep(20000);
+        CHECK_MSG(newest_checkpoint(s.port, NULL) > before, "no checkpoint after %s", id[k]);
+    }
+    wait_caught_up(s.port, true);
+    char *newest;
+    long rev = newest_checkpoint(s.port, &newest);
+    const char *cp = strstr(newest, "\"type\":\"Checkpoint\"");
+    CHECK_MSG(rev >= ORDERS - 1 && cp && !strstr(cp + 1, "\"type\":\"Checkpoint\""), "only the newest is read: %ld %s", rev, newest);
+    for (int k = 0; k < ORDERS; k++) CHECK_MSG(strstr(newest, id[k]), "%s not active in %s", id[k], newest);
+    /* Other events seal the segments that hold the checkpoints; only sealed ones are scavenged. */
+    static char big[20000];
+    int len = snprintf(big, sizeof big, "{\"type\":\"Filler\",\"data\":{\"pad\":\"");
+    memset(big + len, 'x', 16000);
+    strcpy(big + len + 16000, "\"}}");
+    for (int k = 0; k < 6; k++) post(s.port, "filler-1", big);
+    wait_caught_up(s.port, false);
+    CHECK_EQ(checkpoints_on_disk(dir), rev + 1);
+    expect_status(s.port, "POST", "/admin/scavenge", NULL, "", 202, NULL);
+    resp r = {0};
+    for (int n = 0; n < 1000; n++) {
+        resp_free(&r);
+        http_do(s.port, "GET", "/admin/scavenge", NULL, NULL, &r);
+        if (strstr(r.body, "\"running\":false,\"runs\":1")) break;
+        usleep(20000);
+    }
+    const char *removed = strstr(r.body, "\"events_removed\":");
+    CHECK_MSG(removed && strtol(removed + 17, NULL, 10) >= rev, "%s", r.body);
+    resp_free(&r);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    CHECK_EQ(checkpoints_on_disk(dir), 1);
+    /* The restart reads the newest checkpoint and takes up its instances: each goes on once. */
+    s = srv_start(dir, "--segment-bytes 65536 --scavenge-every 0");
+    char *again;
+    CHECK_EQ(newest_checkpoint(s.port, &again), rev);
+    CHECK_MSG(!strcmp(again, newest), "%s\nwas\n%s", again, newest);
+    free(again), free(newest);
+    for (int k = 0; k < ORDERS; k++) {
+        reply(s.port, id[k], "PaymentReserved", NULL);
+        free(wait_command(s.port, "inventory-commands", "ReserveStock", id[k]));
+    }
+    wait_caught_up(s.port, true);
+    for (int k = 0; k < ORDERS; k++) {
+        CHECK_EQ(count_commands(s.port, "payment-commands", "ReservePayment", id[k]), 1);
+        CHECK_EQ(count_commands(s.port, "inventory-commands", "ReserveStock", id[k]), 1);
+    }
+    srv_stop(&s, SIGTERM);
+}

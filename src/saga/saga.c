@@ -18,7 +18,8 @@
 #define MAX_STEPS 32
 #define MAX_TYPES 16
 #define BATCH 1000
-#define CHECKPOINT_EVERY_US 2000000
+#define CHECKPOINT_EVERY_US 2000000 /* at most one checkpoint this often, and only when one is due: */
+#define CHECKPOINT_AFTER 10000       /* positions passed without a decision that make one due */
 #define ENDED_KEPT 10000
 #define TIMEOUT_TYPE "SagaTimeout"
 #define INDEX_BUCKETS 16384
@@ -91,6 +92,8 @@ struct saga {
     size_t nended, ended_at;
     uint64_t position; /* every input before this is done */
     uint64_t recovered_at; /* the checkpoint's position at the last start: writes after it may be half done */
+    uint64_t decisions;    /* inputs that wrote something (state records, commands, a parked input) */
+    bool keeps_one;        /* $sagacp-NAME has max_count 1 */
     uint64_t counts[5], parked;
     uint64_t dur[SAGA_DURATION_BUCKETS], dur_n; /* ended instances by duration (start to end) */
     double dur_sum_s;
@@ -782,6 +785,7 @@ static void park(saga *s, const factum_event_t *e, const char *reason) {
     buf_printf(&name, "$sagaparked-%s", s->d->name);
     factum_event_t p = {.type = str_c("Parked"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
     submit(s, (factum_str_t){name.ptr, name.len}, &p, 1);
+    s->decisions++;
     pthread_mutex_lock(&s->mu);
     s->parked++;
     pthread_mutex_unlock(&s->mu);
@@ -801,6 +805,7 @@ static void flush_output(saga *s, inst *i, output *o) {
         buf_free(&name);
     }
     for (int k = 0; k < o->ncmds; k++) send_command(s, i->id, (factum_str_t){o->cmds[k].body.ptr, o->cmds[k].body.len});
+    if (o->nrecs || o->ncmds) s->decisions++;
     o->nrecs = o->ncmds = 0;
 }
 
@@ -974,7 +979,27 @@ static int64_t timeouts(saga *s) {
     return next;
 }
 
-static void checkpoint(saga *s) {
+/*
+ * Only the newest checkpoint is ever read, so $sagacp-NAME keeps one: max_count 1, set once
+ * (after the first checkpoint is durable, if the stream does not have it yet). The older ones
+ * leave reads at once and the disk at the next scavenge; max_count always shows the newest, so
+ * no moment between the two writes hides it.
+ */
+static int keep_newest_only(saga *s, factum_str_t stream) {
+    factum_meta_t m;
+    factum_error_t err;
+    int rc = factum_meta_get(s->db, stream, &m, &err);
+    if (!rc && m.max_count != 1) {
+        m.max_count = 1;
+        rc = factum_meta_set(s->db, stream, &m, NULL, &err);
+    }
+    factum_meta_free(&m);
+    if (rc) fprintf(stderr, "factum: saga %s: older checkpoints are kept: %s\n", s->d->name, err.message);
+    return rc;
+}
+
+/* Writes a Checkpoint {position, active} to $sagacp-NAME; 0 once it is durable. */
+static int checkpoint(saga *s) {
     buf_t data = {0}, name = {0};
     buf_printf(&data, "{\"position\":%llu,\"active\":[", (unsigned long long)s->position);
     for (inst *i = s->active; i; i = i->next) {
@@ -985,7 +1010,10 @@ static void checkpoint(saga *s) {
     buf_printf(&name, "$sagacp-%s", s->d->name);
     factum_event_t e = {.type = str_c("Checkpoint"), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
     submit(s, (factum_str_t){name.ptr, name.len}, &e, 1);
+    int rc = drain(s);
+    if (!rc && !s->keeps_one) s->keeps_one = keep_newest_only(s, (factum_str_t){name.ptr, name.len}) == 0;
     buf_free(&data), buf_free(&name);
+    return rc;
 }
 
 /* Where to start: the newest Checkpoint, its instances loaded, their pending commands sent
@@ -1048,8 +1076,11 @@ static void *runner(void *arg) {
     saga *s = arg;
     output o = {0};
     recover(s);
-    int64_t last_cp = clock_mono_us(); /* checkpoints and waits are measured on the monotonic clock */
-    uint64_t cp_pos = s->position;
+    /* A checkpoint only bounds the replay of a restart; it is due when an input was decided since
+       the last one (or many positions passed): an idle saga writes none, so its own checkpoint,
+       which it reads like any event, never causes the next. Measured on the monotonic clock. */
+    int64_t last_cp = clock_mono_us();
+    uint64_t cp_pos = s->position, cp_decisions = s->decisions;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         bool stop = s->stop;
@@ -1065,7 +1096,7 @@ static void *runner(void *arg) {
             factum_result_free(r);
             if (drain(s)) { /* a write failed: go back to the last checkpoint */
                 rewind_to_checkpoint(s);
-                cp_pos = s->position;
+                cp_pos = s->position, cp_decisions = s->decisions;
                 continue;
             }
             pthread_mutex_lock(&s->mu);
@@ -1075,13 +1106,13 @@ static void *runner(void *arg) {
         int64_t next_deadline = timeouts(s);
         if (drain(s)) { /* a timeout marker is not written: its deadline must come round again */
             rewind_to_checkpoint(s);
-            cp_pos = s->position;
+            cp_pos = s->position, cp_decisions = s->decisions;
             continue;
         }
         int64_t now = clock_mono_us();
-        if (s->position != cp_pos && now - last_cp >= CHECKPOINT_EVERY_US) {
-            checkpoint(s);
-            if (drain(s) == 0) cp_pos = s->position, last_cp = now;
+        if (now - last_cp >= CHECKPOINT_EVERY_US && (s->decisions != cp_decisions || s->position - cp_pos >= CHECKPOINT_AFTER)) {
+            if (checkpoint(s) == 0) cp_pos = s->position, cp_decisions = s->decisions;
+            last_cp = now; /* a failed one is tried again at the next interval, not at once */
         }
         if (!n) {
             int wait_ms = 200;
