@@ -913,6 +913,7 @@ TEST(saga_definitions_that_would_loop_name_nothing_or_contradict_themselves_are_
         /* unknown members, wherever they are */
         {DEF(PAY(PAY_CMD, ",\"timeout\":5000")), "steps[0].timeout: unknown member (a step has name, command, success, failure, timeout_ms, compensation)"},
         {DEF(PAY(PAY_CMD ",\"dat\":{}", "")), "steps[0].command.dat: unknown member (a command has stream, type, data)"},
+        {DEF(PAY(PAY_CMD ",\"type, data\":{}", "")), "steps[0].command.type, data: unknown member"},
         {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"timeout\":1}")), "steps[0].compensation.timeout: unknown member"},
         {DEF("{\"parallel\":[" PAY(PAY_CMD, "") "],\"name\":\"both\"}"), "steps[0].name: unknown member (a parallel group has parallel)"},
         {DEF(PAY(PAY_CMD, "") ",{\"parallel\":[{\"name\":\"a\",\"command\":{" PAY_CMD "},\"success\":[\"A\"]},"

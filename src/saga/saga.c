@@ -93,11 +93,12 @@ struct saga {
     size_t nended, ended_at;
     uint64_t position; /* every input before this is done */
     uint64_t recovered_at; /* the checkpoint's position at the last start: writes after it may be half done */
-    uint64_t decisions;    /* inputs that wrote something (state records, commands, a parked input) */
-    bool keeps_one;        /* $sagacp-NAME has max_count 1 */
     uint64_t counts[5], parked;
     uint64_t dur[SAGA_DURATION_BUCKETS], dur_n; /* ended instances by duration (start to end) */
     double dur_sum_s;
+    /* the runner thread's own */
+    uint64_t decisions; /* inputs that wrote something (state records, commands, a parked input) */
+    bool keeps_one;     /* $sagacp-NAME has max_count 1 */
     /* the runner's batch */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
@@ -163,7 +164,7 @@ static int known_members(factum_str_t obj, const char *what, const char *kind_na
     while (!rc && json_iter_member(&it, &k, &v, &kind) == 1) {
         key.len = 0;
         bool known = false;
-        if (!json_unescape(k, &key) && !buf_append(&key, "", 1) && key.len > 1)
+        if (!json_unescape(k, &key) && !buf_append(&key, "", 1) && key.len > 1 && strlen(key.ptr) == key.len - 1 && !strpbrk(key.ptr, ", "))
             for (const char *m = members; !known && (m = strstr(m, key.ptr)); m += key.len - 1)
                 known = (m == members || m[-1] == ' ') && (m[key.len - 1] == ',' || !m[key.len - 1]);
         if (!known)
