@@ -1,7 +1,8 @@
 /*
- * saga.c — see saga.h. The definition, the instance state machine (a pure function of state
- * and input), and the runner thread that reads inputs from the log in batches and appends what
- * they produce.
+ * saga.c — see saga.h. The definition (parsed for what the runner needs; checked, when it is
+ * defined, for what it may not be), the instance state machine (a pure function of state and
+ * input), and the runner thread that reads inputs from the log in batches, appends what they
+ * produce, and writes a checkpoint when one is due.
  */
 #include "saga.h"
 
