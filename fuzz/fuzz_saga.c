@@ -13,6 +13,7 @@ FUZZ_TARGET(saga) {
         return 0;
     }
     ENSURE(saga_def_json(d).len == size);
+    if (saga_def_check(d, &err)) ENSURE(err.message[0]);
     saga_def_free(d);
     return 0;
 }

@@ -84,7 +84,7 @@ static char *wait_command(int port, const char *stream, const char *type, const 
 
 /* Waits until instance id has `status`; returns the instance's JSON (free it). */
 static char *wait_instance(int port, const char *id, const char *status) {
-    char path[200], want[100];
+    char path[400], want[100];
     snprintf(path, sizeof path, "/sagas/order/instances/%s", id);
     snprintf(want, sizeof want, "\"status\":\"%s\"", status);
     resp r = {0};
@@ -706,5 +706,406 @@ TEST(a_command_that_cannot_be_sent_fails_its_step_instead_of_stalling_the_saga) 
     /* and the saga goes on with the next order */
     place(s.port, "u2");
     free(wait_command(s.port, "payment-commands", "ReservePayment", "u2"));
+    srv_stop(&s, SIGTERM);
+}
+
+/* ---- checkpoints (issue 14) ---- */
+
+/* ORDER_SAGA's first two steps without timeouts: an instance waits as long as it is not answered. */
+static const char *PATIENT_SAGA =
+    "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":["
+    "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\"},"
+    "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"]},"
+    "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},\"success\":[\"StockReserved\"]}]}";
+
+/* The log's head position. */
+static uint64_t head_position(int port) {
+    resp r;
+    http_do(port, "GET", "/all?limit=1", NULL, NULL, &r);
+    char h[32];
+    resp_header(&r, "Factum-Head", h, sizeof h);
+    resp_free(&r);
+    CHECK_MSG(*h, "no Factum-Head");
+    return strtoull(h, NULL, 10);
+}
+
+static uint64_t saga_position(int port) {
+    char *b = http_body(port, "GET", "/sagas/order", NULL, NULL, 200);
+    const char *p = strstr(b, "\"position\":");
+    CHECK_MSG(p, "%s", b);
+    uint64_t v = strtoull(p + 11, NULL, 10);
+    free(b);
+    return v;
+}
+
+/* The revision of the saga's newest checkpoint, -1 if none; its JSON into *body (free it) if not NULL. */
+static long newest_checkpoint(int port, char **body) {
+    resp r;
+    http_do(port, "GET", "/streams/%24sagacp-order?direction=backward&limit=10", NULL, NULL, &r);
+    const char *p = r.status == 200 ? strstr(r.body, "\"revision\":") : NULL;
+    long rev = p ? strtol(p + 11, NULL, 10) : -1;
+    if (body) *body = r.status == 200 ? resp_take_body(&r) : NULL;
+    resp_free(&r);
+    return rev;
+}
+
+/* Waits until the saga has read the whole log and the log ends with its checkpoint (when
+   `checkpointed`); returns the head then. */
+static uint64_t wait_caught_up(int port, bool checkpointed) {
+    for (int n = 0; n < 1000; n++) {
+        uint64_t h = head_position(port);
+        bool last = true;
+        if (checkpointed) {
+            resp r;
+            http_do(port, "GET", "/all?direction=backward&limit=1&system=true", NULL, NULL, &r);
+            last = r.status == 200 && strstr(r.body, "\"stream\":\"$sagacp-order\"");
+            resp_free(&r);
+        }
+        if (last && saga_position(port) == h && head_position(port) == h) return h;
+        usleep(20000);
+    }
+    CHECK_MSG(false, "the saga never caught up with the log");
+    return 0;
+}
+
+/* An idle saga writes nothing: no checkpoint when it has decided nothing, and after deciding
+   something one checkpoint, which (read back like any event) does not cause the next. Each
+   wait is three checkpoint intervals (2 s); a slow machine can only make a failure less likely
+   to show, never make a right answer fail. */
+TEST(an_idle_store_with_a_saga_stays_at_the_same_head_across_checkpoint_intervals) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/sagas/order", JSON, PATIENT_SAGA, 201, NULL);
+    uint64_t h = wait_caught_up(s.port, false);
+    usleep(6500000);
+    CHECK_EQ(head_position(s.port), h);
+    CHECK_EQ(newest_checkpoint(s.port, NULL), -1);
+    /* One instance: its decisions are checkpointed once, then nothing more. */
+    place(s.port, "idle1");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "idle1"));
+    h = wait_caught_up(s.port, true);
+    long cp = newest_checkpoint(s.port, NULL);
+    usleep(6500000);
+    CHECK_EQ(head_position(s.port), h);
+    CHECK_EQ(newest_checkpoint(s.port, NULL), cp);
+    srv_stop(&s, SIGTERM);
+}
+
+#include <glob.h>
+
+/* How many of the saga's checkpoint records are on disk: "$sagacp-order" in the segment files
+   as a record's stream name, not in its source (/streams/$sagacp-order) nor as a JSON string
+   (the stream's metadata record names it as "stream"). */
+static int checkpoints_on_disk(const char *dir) {
+    char pattern[4096];
+    snprintf(pattern, sizeof pattern, "%s/log/*.seg", dir);
+    glob_t g;
+    CHECK_EQ(glob(pattern, 0, NULL, &g), 0);
+    int n = 0;
+    const char *name = "$sagacp-order";
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        FILE *f = fopen(g.gl_pathv[i], "rb");
+        CHECK(f);
+        buf_t b = {0};
+        char chunk[65536];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, got);
+        fclose(f);
+        for (const char *p = b.ptr; b.len && (p = memmem(p, b.len - (size_t)(p - b.ptr), name, strlen(name))); p++)
+            if (p == b.ptr || (p[-1] != '"' && p[-1] != '/')) n++;
+        buf_free(&b);
+    }
+    globfree(&g);
+    return n;
+}
+
+/* The saga keeps only its newest checkpoint (max_count 1 on $sagacp-NAME): a scavenge takes
+   the older ones off the disk, and a restart resumes from the newest one. */
+TEST_T(a_scavenge_removes_superseded_saga_checkpoints_and_a_restart_resumes_from_the_newest, 120) {
+    const char *dir = test_dir();
+    srv s = srv_start(dir, "--segment-bytes 65536 --scavenge-every 0");
+    expect_status(s.port, "PUT", "/sagas/order", JSON, PATIENT_SAGA, 201, NULL);
+    enum { ORDERS = 4 };
+    char id[ORDERS][16];
+    for (int k = 0; k < ORDERS; k++) { /* each order's decisions get a checkpoint of their own */
+        snprintf(id[k], sizeof id[k], "cp%d", k);
+        long before = newest_checkpoint(s.port, NULL);
+        place(s.port, id[k]);
+        free(wait_command(s.port, "payment-commands", "ReservePayment", id[k]));
+        for (int n = 0; n < 1000 && newest_checkpoint(s.port, NULL) <= before; n++) usleep(20000);
+        CHECK_MSG(newest_checkpoint(s.port, NULL) > before, "no checkpoint after %s", id[k]);
+    }
+    wait_caught_up(s.port, true);
+    char *newest;
+    long rev = newest_checkpoint(s.port, &newest);
+    const char *cp = strstr(newest, "\"type\":\"Checkpoint\"");
+    CHECK_MSG(rev >= ORDERS - 1 && cp && !strstr(cp + 1, "\"type\":\"Checkpoint\""), "only the newest is read: %ld %s", rev, newest);
+    for (int k = 0; k < ORDERS; k++) CHECK_MSG(strstr(newest, id[k]), "%s not active in %s", id[k], newest);
+    /* Other events seal the segments that hold the checkpoints; only sealed ones are scavenged. */
+    static char big[20000];
+    int len = snprintf(big, sizeof big, "{\"type\":\"Filler\",\"data\":{\"pad\":\"");
+    memset(big + len, 'x', 16000);
+    strcpy(big + len + 16000, "\"}}");
+    for (int k = 0; k < 6; k++) post(s.port, "filler-1", big);
+    wait_caught_up(s.port, false);
+    CHECK_EQ(checkpoints_on_disk(dir), rev + 1);
+    expect_status(s.port, "POST", "/admin/scavenge", NULL, "", 202, NULL);
+    resp r = {0};
+    for (int n = 0; n < 1000; n++) {
+        resp_free(&r);
+        http_do(s.port, "GET", "/admin/scavenge", NULL, NULL, &r);
+        if (strstr(r.body, "\"running\":false,\"runs\":1")) break;
+        usleep(20000);
+    }
+    const char *removed = strstr(r.body, "\"events_removed\":");
+    CHECK_MSG(removed && strtol(removed + 17, NULL, 10) >= rev, "%s", r.body);
+    resp_free(&r);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    CHECK_EQ(checkpoints_on_disk(dir), 1);
+    /* The restart reads the newest checkpoint and takes up its instances: each goes on once. */
+    s = srv_start(dir, "--segment-bytes 65536 --scavenge-every 0");
+    char *again;
+    CHECK_EQ(newest_checkpoint(s.port, &again), rev);
+    CHECK_MSG(!strcmp(again, newest), "%s\nwas\n%s", again, newest);
+    free(again), free(newest);
+    for (int k = 0; k < ORDERS; k++) {
+        reply(s.port, id[k], "PaymentReserved", NULL);
+        free(wait_command(s.port, "inventory-commands", "ReserveStock", id[k]));
+    }
+    wait_caught_up(s.port, true);
+    for (int k = 0; k < ORDERS; k++) {
+        CHECK_EQ(count_commands(s.port, "payment-commands", "ReservePayment", id[k]), 1);
+        CHECK_EQ(count_commands(s.port, "inventory-commands", "ReserveStock", id[k]), 1);
+    }
+    srv_stop(&s, SIGTERM);
+}
+
+/* ---- what a definition may not be (issue 14) ---- */
+
+#define DEF(steps) "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":[" steps "]}"
+#define DEF_FROM(cats, steps) "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"start_categories\":[" cats "],\"steps\":[" steps "]}"
+#define PAY(cmd, rest) "{\"name\":\"pay\",\"command\":{" cmd "},\"success\":[\"PaymentReserved\"]" rest "}"
+#define PAY_CMD "\"stream\":\"payment-commands\",\"type\":\"ReservePayment\""
+
+TEST(saga_definitions_that_would_loop_name_nothing_or_contradict_themselves_are_refused_naming_the_member) {
+    srv s = srv_start(test_dir(), NULL);
+    static const struct {
+        const char *def, *says;
+    } bad[] = {
+        /* a command the saga would read back as its own start: one event, instances without end */
+        {DEF(PAY("\"stream\":\"order-copy\",\"type\":\"OrderPlaced\"", "")), "steps[0].command.type: its type is start_on and its stream one the saga starts from"},
+        {DEF_FROM("\"order\"", PAY("\"stream\":\"order-{{id}}\",\"type\":\"OrderPlaced\"", "")), "steps[0].command.type: its type is start_on"},
+        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"order-undo\",\"type\":\"OrderPlaced\"}")), "steps[0].compensation.type: its type is start_on"},
+        /* or as its own reply */
+        {DEF(PAY("\"stream\":\"payment-commands\",\"type\":\"PaymentReserved\"", "")), "steps[0].command.type: its type is a reply type of the saga"},
+        /* into the global log or a system stream */
+        {DEF(PAY("\"stream\":\"$all\",\"type\":\"ReservePayment\"", "")), "steps[0].command.stream: a command cannot go to a system stream"},
+        {DEF(PAY("\"stream\":\"$sagas-{{id}}\",\"type\":\"ReservePayment\"", "")), "steps[0].command.stream: a command cannot go to a system stream"},
+        /* template paths that name nothing the context will have */
+        {DEF(PAY(PAY_CMD ",\"data\":{\"y\":\"{{steps.nosuch.y}}\"}", "")), "steps[0].command: {{steps.nosuch.y}}: there is no step nosuch"},
+        {DEF(PAY(PAY_CMD ",\"data\":{\"ref\":\"ref {{steps.pay.ref}}\"}", "")), "{{steps.pay.ref}}: step pay has not answered when this command is sent"},
+        {DEF(PAY(PAY_CMD ",\"data\":{\"id\":\"{{date.orderId}}\"}", "")), "steps[0].command: {{date.orderId}} names nothing"},
+        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"data\":[\"{{steps.ship}}\"]}")), "steps[0].compensation: {{steps.ship}}: there is no step ship"},
+        /* reply types that cannot mean what they say */
+        {DEF("{\"name\":\"pay\",\"command\":{" PAY_CMD "},\"success\":[\"OrderPlaced\"]}"), "steps[0].success: OrderPlaced is start_on"},
+        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"success\":[\"Undone\"],\"failure\":[\"OrderPlaced\"]}")),
+         "steps[0].compensation.failure: OrderPlaced is start_on"},
+        {DEF(PAY(PAY_CMD, ",\"failure\":[\"Declined\",\"PaymentReserved\"]")), "steps[0].failure: PaymentReserved is in success too"},
+        /* unknown members, wherever they are */
+        {DEF(PAY(PAY_CMD, ",\"timeout\":5000")), "steps[0].timeout: unknown member (a step has name, command, success, failure, timeout_ms, compensation)"},
+        {DEF(PAY(PAY_CMD ",\"dat\":{}", "")), "steps[0].command.dat: unknown member (a command has stream, type, data)"},
+        {DEF(PAY(PAY_CMD ",\"type, data\":{}", "")), "steps[0].command.type, data: unknown member"},
+        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"timeout\":1}")), "steps[0].compensation.timeout: unknown member"},
+        {DEF("{\"parallel\":[" PAY(PAY_CMD, "") "],\"name\":\"both\"}"), "steps[0].name: unknown member (a parallel group has parallel)"},
+        {DEF(PAY(PAY_CMD, "") ",{\"parallel\":[{\"name\":\"a\",\"command\":{" PAY_CMD "},\"success\":[\"A\"]},"
+                                  "{\"name\":\"b\",\"command\":{" PAY_CMD "},\"success\":[\"B\"],\"retries\":3}]}"),
+         "steps[1].parallel[1].retries: unknown member"},
+        /* a step name goes into records and command ids as it is */
+        {DEF("{\"name\":\"p\\\"ay\",\"command\":{" PAY_CMD "},\"success\":[\"PaymentReserved\"]}"), "steps[0].name must be 1 to 63 letters, digits, '_' or '-'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) expect_status(s.port, "PUT", "/sagas/bad", JSON, bad[i].def, 400, bad[i].says);
+    /* Nothing was defined, nothing written. */
+    expect_status(s.port, "GET", "/sagas", NULL, NULL, 200, "[]");
+    expect_status(s.port, "GET", "/streams/%24sagas", NULL, NULL, 404, NULL);
+    /* What can be told apart from a loop is not refused: start_on into a stream it does not start
+       from, a compensation that reads a later step's reply. */
+    expect_status(s.port, "PUT", "/sagas/fine", JSON, DEF_FROM("\"order\"", PAY("\"stream\":\"audit-{{id}}\",\"type\":\"OrderPlaced\"", "")), 201, NULL);
+    expect_status(s.port, "PUT", "/sagas/fine", JSON,
+                  DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"data\":{\"s\":\"{{steps.ship.x}}\",\"p\":\"{{steps.pay}}\"}}") ","
+                      "{\"name\":\"ship\",\"command\":{\"stream\":\"s\",\"type\":\"Ship\",\"data\":{\"ref\":\"{{steps.pay.ref}}\",\"id\":\"{{id}}\"}},\"success\":[\"Shipped\"]}"),
+                  200, NULL);
+    srv_stop(&s, SIGTERM);
+}
+
+/* A definition of `nsteps` steps (the first named first, its success list `ntypes` types of
+   `type_len` characters), with `ncats` reply categories. */
+static char *sized_def(const char *start_on, const char *instance_id, int nsteps, const char *first, int ntypes, int type_len, int ncats) {
+    buf_t b = {0};
+    buf_printf(&b, "{\"start_on\":\"%s\",\"instance_id\":\"%s\",\"reply_categories\":[", start_on, instance_id);
+    for (int c = 0; c < ncats; c++) buf_printf(&b, "%s\"c%d\"", c ? "," : "", c);
+    buf_append(&b, "],\"steps\":[", 11);
+    for (int k = 0; k < nsteps; k++) {
+        buf_printf(&b, "%s{\"name\":\"", k ? "," : "");
+        if (k) buf_printf(&b, "s%d", k);
+        else buf_printf(&b, "%s", first);
+        buf_printf(&b, "\",\"command\":{\"stream\":\"cmd\",\"type\":\"Do%d\"},\"success\":[", k);
+        for (int t = 0; t < (k ? 1 : ntypes); t++) buf_printf(&b, "%s\"R%d-%d%0*d\"", t ? "," : "", k, t, k ? 0 : type_len - 4 - (t > 9), 0);
+        buf_append(&b, "]}", 2);
+    }
+    buf_append(&b, "]}", 3);
+    return b.ptr;
+}
+
+static char *repeat(char c, int n) {
+    char *s = malloc((size_t)n + 1);
+    memset(s, c, (size_t)n);
+    s[n] = 0;
+    return s;
+}
+
+/* Each limit of a definition: at it, accepted; one past it, refused, naming it. */
+TEST(each_limit_of_a_saga_definition_is_accepted_at_it_and_refused_one_past_it) {
+    srv s = srv_start(test_dir(), NULL);
+    char *t255 = repeat('T', 255), *t256 = repeat('T', 256), *p255 = repeat('p', 255), *p256 = repeat('p', 256);
+    char *n63 = repeat('n', 63), *n64 = repeat('n', 64);
+    struct {
+        char *at, *past;
+        const char *says;
+    } lim[] = {
+        {sized_def(t255, "data.id", 1, "a", 1, 8, 0), sized_def(t256, "data.id", 1, "a", 1, 8, 0), "start_on must be"},
+        {sized_def("Go", p255, 1, "a", 1, 8, 0), sized_def("Go", p256, 1, "a", 1, 8, 0), "instance_id must be"},
+        {sized_def("Go", "data.id", 32, "a", 1, 8, 0), sized_def("Go", "data.id", 33, "a", 1, 8, 0), "at most 32 steps"},
+        {sized_def("Go", "data.id", 1, n63, 1, 8, 0), sized_def("Go", "data.id", 1, n64, 1, 8, 0), "steps[0].name must be 1 to 63"},
+        {sized_def("Go", "data.id", 1, "a", 16, 8, 0), sized_def("Go", "data.id", 1, "a", 17, 8, 0), "steps[0].success: at most 16 event types"},
+        {sized_def("Go", "data.id", 1, "a", 1, 255, 0), sized_def("Go", "data.id", 1, "a", 1, 256, 0), "of 1 to 255 characters"},
+        {sized_def("Go", "data.id", 1, "a", 1, 8, 16), sized_def("Go", "data.id", 1, "a", 1, 8, 17), "reply_categories: at most 16"},
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        expect_status(s.port, "PUT", "/sagas/lim", JSON, lim[i].past, 400, lim[i].says);
+        resp r;
+        http_do(s.port, "PUT", "/sagas/lim", JSON, lim[i].at, &r);
+        CHECK_MSG(r.status == 201 || r.status == 200, "limit %zu: %d %s", i, r.status, r.body);
+        resp_free(&r);
+        free(lim[i].at), free(lim[i].past);
+    }
+    char *name = repeat('s', 100), path[200];
+    snprintf(path, sizeof path, "/sagas/%s", name);
+    expect_status(s.port, "PUT", path, JSON, PATIENT_SAGA, 201, NULL);
+    snprintf(path, sizeof path, "/sagas/%ss", name);
+    expect_status(s.port, "PUT", path, JSON, PATIENT_SAGA, 400, "a saga name is 1 to 100");
+    free(name), free(t255), free(t256), free(p255), free(p256), free(n63), free(n64);
+    srv_stop(&s, SIGTERM);
+}
+
+/* ---- commands that cannot be written (issue 14) ---- */
+
+/* An instance id long enough that the command's id (saga-NAME-ID-STEP-do) passes 255 bytes:
+   the step fails on the record, and the saga goes on with the next order (it used to try the
+   write again every second for ever, with every other instance held up behind it). */
+TEST(a_command_whose_id_would_pass_255_bytes_fails_its_step_and_the_saga_goes_on) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/sagas/order", JSON, PATIENT_SAGA, 201, NULL);
+    char *longid = repeat('L', 238), ev[400]; /* saga-order- + 238 + -pay-do = 256 bytes; $saga-order-ID is 250 */
+    snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"%s\"}}", longid);
+    post(s.port, "order-long", ev);
+    char *inst = wait_instance(s.port, longid, "failed");
+    CHECK_MSG(strstr(inst, "\"reason\":\"the command cannot be sent: event 0: 'id' is 256 bytes, the limit is 255\""), "%s", inst);
+    free(inst);
+    place(s.port, "after-long");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "after-long"));
+    char *ok = repeat('L', 237); /* 255 bytes: sent */
+    snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"%s\"}}", ok);
+    post(s.port, "order-long", ev);
+    free(wait_command(s.port, "payment-commands", "ReservePayment", ok));
+    free(longid), free(ok);
+    srv_stop(&s, SIGTERM);
+}
+
+/* What only the rendered command shows: a stream from the order's data that the saga starts
+   from (with start_on as type), a system stream, a stream deleted for ever. Each fails its step
+   on the record; no instance starts another. */
+TEST(a_rendered_command_into_its_own_start_a_system_stream_or_a_tombstone_fails_its_step) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/sagas/order", JSON,
+                  DEF_FROM("\"order\"", "{\"name\":\"pay\",\"command\":{\"stream\":\"{{data.target}}\",\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"{{id}}-again\"}},"
+                                        "\"success\":[\"PaymentReserved\"]}"),
+                  201, NULL);
+    expect_status(s.port, "DELETE", "/streams/gone-1?tombstone=true", NULL, NULL, 200, NULL);
+    static const struct {
+        const char *id, *target, *reason;
+    } c[] = {
+        {"t1", "order-loop", "its type is start_on and its stream one the saga starts from: each command would start another instance"},
+        {"t2", "$sagas", "a command cannot go to a system stream"},
+        {"t3", "gone-1", "its stream gone-1 is deleted for ever"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char ev[200], stream[32];
+        snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"%s\",\"target\":\"%s\"}}", c[i].id, c[i].target);
+        snprintf(stream, sizeof stream, "order-%s", c[i].id);
+        post(s.port, stream, ev);
+        char *inst = wait_instance(s.port, c[i].id, "failed");
+        char want[300];
+        snprintf(want, sizeof want, "\"reason\":\"the command cannot be sent: %s\"", c[i].reason);
+        CHECK_MSG(strstr(inst, want), "%s", inst);
+        free(inst);
+    }
+    /* A stream it does not start from takes the command. */
+    post(s.port, "order-t4", "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"t4\",\"target\":\"audit-1\"}}");
+    free(wait_command(s.port, "audit-1", "OrderPlaced", "t4"));
+    expect_status(s.port, "GET", "/streams/order-loop", NULL, NULL, 404, NULL);
+    expect_status(s.port, "GET", "/sagas/order/instances/t1-again", NULL, NULL, 404, NULL);
+    srv_stop(&s, SIGTERM);
+}
+
+/* A command the store refuses when it is written although it passed the checks (here its id is
+   taken in the stream by another event): the step waits for its reply, as if the service had
+   not answered; the saga does not go back to its checkpoint to be refused again for ever. */
+TEST(a_command_the_store_refuses_when_written_holds_up_no_other_instance) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/sagas/order", JSON, PATIENT_SAGA, 201, NULL);
+    post(s.port, "payment-commands", "{\"type\":\"Squatter\",\"id\":\"saga-order-q1-pay-do\",\"data\":{}}");
+    place(s.port, "q1");
+    place(s.port, "q2");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "q2"));
+    wait_caught_up(s.port, false); /* it used to go back to its checkpoint every second, never past q1 */
+    CHECK_EQ(count_commands(s.port, "payment-commands", "ReservePayment", "q1"), 0);
+    free(wait_instance(s.port, "q1", "running"));
+    srv_stop(&s, SIGTERM);
+}
+
+/* State records that would pass the data limit (8 KiB here): a start event too large for the
+   instance's state is parked; a command whose StepStarted record (the command and more) would
+   pass it fails its step; a reply whose data would take the context past it fails its step. */
+TEST(saga_state_records_past_the_data_limit_park_or_fail_the_step_instead_of_stalling) {
+    srv s = srv_start(test_dir(), "--max-body 8192");
+    expect_status(s.port, "PUT", "/sagas/order", JSON,
+                  DEF("{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\",\"data\":{\"a\":\"{{data.pad}}\",\"b\":\"{{data.pad}}\"}},"
+                      "\"success\":[\"PaymentReserved\"]},"
+                      "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},\"success\":[\"StockReserved\"]}"),
+                  201, NULL);
+    char ev[9000];
+    /* 8,155 bytes of data: the event fits, its SagaStarted record (the context and more) does not */
+    snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"z1\",\"pad\":\"%0*d\"}}", 8155 - 25, 0);
+    post(s.port, "order-z1", ev);
+    /* pad 4,000: the command's data (8,015 bytes) fits, its StepStarted record does not */
+    snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"z2\",\"pad\":\"%04000d\"}}", 0);
+    post(s.port, "order-z2", ev);
+    char *inst = wait_instance(s.port, "z2", "failed");
+    CHECK_MSG(strstr(inst, "\"reason\":\"the command cannot be sent: event 0: data is "), "%s", inst);
+    free(inst);
+    /* a small order, then a reply of 8,100 bytes: the context and its record would be larger */
+    place(s.port, "z3");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "z3"));
+    snprintf(ev, sizeof ev, "{\"type\":\"PaymentReserved\",\"correlationid\":\"z3\",\"data\":{\"ref\":\"%0*d\"}}", 8100 - 10, 0);
+    post(s.port, "replies", ev);
+    inst = wait_instance(s.port, "z3", "failed");
+    CHECK_MSG(strstr(inst, "\"reason\":\"reply PaymentReserved: its data cannot join the context: event 0: data is "), "%s", inst);
+    free(inst);
+    char *parked = http_body(s.port, "GET", "/sagas/order/parked", NULL, NULL, 200);
+    CHECK_MSG(strstr(parked, "\"reason\":\"the instance's state cannot hold the start event: event 0: data is "), "%s", parked);
+    free(parked);
+    expect_status(s.port, "GET", "/sagas/order/instances/z1", NULL, NULL, 404, NULL);
+    /* and the saga goes on */
+    place(s.port, "z4");
+    free(wait_command(s.port, "payment-commands", "ReservePayment", "z4"));
     srv_stop(&s, SIGTERM);
 }

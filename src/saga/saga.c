@@ -1,7 +1,8 @@
 /*
- * saga.c — see saga.h. The definition, the instance state machine (a pure function of state
- * and input), and the runner thread that reads inputs from the log in batches and appends what
- * they produce.
+ * saga.c — see saga.h. The definition (parsed for what the runner needs; checked, when it is
+ * defined, for what it may not be), the instance state machine (a pure function of state and
+ * input), and the runner thread that reads inputs from the log in batches, appends what they
+ * produce, and writes a checkpoint when one is due.
  */
 #include "saga.h"
 
@@ -18,7 +19,8 @@
 #define MAX_STEPS 32
 #define MAX_TYPES 16
 #define BATCH 1000
-#define CHECKPOINT_EVERY_US 2000000
+#define CHECKPOINT_EVERY_US 2000000 /* at most one checkpoint this often, and only when one is due: */
+#define CHECKPOINT_AFTER 10000       /* positions passed without a decision that make one due */
 #define ENDED_KEPT 10000
 #define TIMEOUT_TYPE "SagaTimeout"
 #define INDEX_BUCKETS 16384
@@ -36,6 +38,7 @@ typedef struct command {
 
 typedef struct step {
     char name[64];
+    char path[48]; /* where it is in the definition, for messages: steps[1].parallel[0] */
     command cmd, comp;
     int stage; /* steps of one stage run in parallel; stages run one after another */
 } step;
@@ -94,6 +97,9 @@ struct saga {
     uint64_t counts[5], parked;
     uint64_t dur[SAGA_DURATION_BUCKETS], dur_n; /* ended instances by duration (start to end) */
     double dur_sum_s;
+    /* the runner thread's own */
+    uint64_t decisions; /* inputs that wrote something (state records, commands, a parked input) */
+    bool keeps_one;     /* $sagacp-NAME has max_count 1 */
     /* the runner's batch */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
@@ -148,6 +154,31 @@ static int types(factum_str_t obj, const char *key, char **out, int *n, const ch
     return 0;
 }
 
+/* Refuses a member of object obj that is not in `members` (names separated by ", "), naming it
+   as WHAT.KEY; `kind` says what obj is ("a step"). */
+static int known_members(factum_str_t obj, const char *what, const char *kind_name, const char *members, factum_error_t *err) {
+    json_iter_t it;
+    json_iter_init(&it, obj);
+    factum_str_t k, v;
+    int kind, rc = 0;
+    buf_t key = {0};
+    while (!rc && json_iter_member(&it, &k, &v, &kind) == 1) {
+        key.len = 0;
+        bool known = false;
+        if (!json_unescape(k, &key) && !buf_append(&key, "", 1) && key.len > 1 && strlen(key.ptr) == key.len - 1 && !strpbrk(key.ptr, ", "))
+            for (const char *m = members; !known && (m = strstr(m, key.ptr)); m += key.len - 1)
+                known = (m == members || m[-1] == ' ') && (m[key.len - 1] == ',' || !m[key.len - 1]);
+        if (!known)
+            rc = err_set(err, FACTUM_EINVAL, "%s%s%.*s: unknown member (%s has %s)", what, *what ? "." : "", (int)MIN(k.len - 2, 60), k.ptr + 1,
+                         kind_name, members);
+    }
+    buf_free(&key);
+    return rc;
+}
+
+static bool listed(char *const *v, int n, factum_str_t type);
+
+/* A command's stream, type and data (the template). */
 static int parse_command(factum_str_t obj, const char *what, command *c, factum_error_t *err) {
     int kind;
     factum_str_t v;
@@ -160,12 +191,22 @@ static int parse_command(factum_str_t obj, const char *what, command *c, factum_
     return 0;
 }
 
-static int parse_step(factum_str_t s, int idx, step *st, factum_error_t *err) {
-    char what[96];
-    snprintf(what, sizeof what, "steps[%d]", idx);
+/* What answers a command: success, failure and timeout_ms, members of obj. */
+static int parse_replies(factum_str_t obj, const char *what, command *c, factum_error_t *err) {
+    int kind, rc;
+    factum_str_t v;
+    if ((rc = types(obj, "success", c->success, &c->nsuccess, what, err)) || (rc = types(obj, "failure", c->failure, &c->nfailure, what, err)))
+        return rc;
+    if (json_member(obj, "timeout_ms", &v, &kind) && !json_member_u64(obj, "timeout_ms", &c->timeout_ms))
+        return err_set(err, FACTUM_EINVAL, "%s.timeout_ms must be a whole number", what);
+    return 0;
+}
+
+static int parse_step(factum_str_t s, step *st, factum_error_t *err) {
+    const char *what = st->path;
     buf_t name = {0};
-    factum_str_t v, c;
-    int kind, rc = 0;
+    factum_str_t c;
+    int kind, rc;
     if (!json_member_string(s, "name", &name) || !name.len || name.len >= sizeof st->name || strchr(name.ptr, '.')) {
         buf_free(&name);
         return err_set(err, FACTUM_EINVAL, "%s.name must be 1 to %zu characters without '.'", what, sizeof st->name - 1);
@@ -173,49 +214,47 @@ static int parse_step(factum_str_t s, int idx, step *st, factum_error_t *err) {
     snprintf(st->name, sizeof st->name, "%s", name.ptr);
     buf_free(&name);
     if (!json_member(s, "command", &c, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s.command must be an object", what);
-    char w2[128];
+    char w2[96];
     snprintf(w2, sizeof w2, "%s.command", what);
-    if ((rc = parse_command(c, w2, &st->cmd, err)) || (rc = types(s, "success", st->cmd.success, &st->cmd.nsuccess, what, err)) ||
-        (rc = types(s, "failure", st->cmd.failure, &st->cmd.nfailure, what, err)))
+    if ((rc = parse_command(c, w2, &st->cmd, err)) || (rc = parse_replies(s, what, &st->cmd, err)))
         return rc;
     if (!st->cmd.nsuccess) return err_set(err, FACTUM_EINVAL, "%s.success must name the reply types that mean success", what);
-    if (json_member(s, "timeout_ms", &v, &kind) && !json_member_u64(s, "timeout_ms", &st->cmd.timeout_ms))
-        return err_set(err, FACTUM_EINVAL, "%s.timeout_ms must be a whole number", what);
     if (json_member(s, "compensation", &c, &kind)) {
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s.compensation must be an object", what);
         snprintf(w2, sizeof w2, "%s.compensation", what);
-        if ((rc = parse_command(c, w2, &st->comp, err)) || (rc = types(c, "success", st->comp.success, &st->comp.nsuccess, w2, err)) ||
-            (rc = types(c, "failure", st->comp.failure, &st->comp.nfailure, w2, err)))
+        if ((rc = parse_command(c, w2, &st->comp, err)) || (rc = parse_replies(c, w2, &st->comp, err)))
             return rc;
-        if (json_member(c, "timeout_ms", &v, &kind) && !json_member_u64(c, "timeout_ms", &st->comp.timeout_ms))
-            return err_set(err, FACTUM_EINVAL, "%s.timeout_ms must be a whole number", w2);
     }
     return 0;
 }
 
-static bool listed(char *const *v, int n, factum_str_t type);
-
 /* One element of steps: a step, or {"parallel": [step, ...]} whose steps all run at once. */
 static int parse_stage(saga_def *d, factum_str_t s, factum_error_t *err) {
     factum_str_t par, one;
-    int kind, rc = 0;
-    d->stage_first[d->nstages] = d->nsteps;
+    int kind, rc = 0, g = d->nstages;
+    char what[32];
+    snprintf(what, sizeof what, "steps[%d]", g);
+    d->stage_first[g] = d->nsteps;
     if (json_member(s, "parallel", &par, &kind)) {
-        if (kind != JSON_ARRAY) return err_set(err, FACTUM_EINVAL, "steps[%d].parallel must be an array of steps", d->nsteps);
+        if (kind != JSON_ARRAY) return err_set(err, FACTUM_EINVAL, "%s.parallel must be an array of steps", what);
         json_iter_t it;
         json_iter_init(&it, par);
-        while (!rc && json_iter_element(&it, &one, &kind) == 1) {
+        for (int p = 0; !rc && json_iter_element(&it, &one, &kind) == 1; p++) {
+            step *st = &d->steps[d->nsteps];
             if (d->nsteps == MAX_STEPS) return err_set(err, FACTUM_EINVAL, "at most %d steps", MAX_STEPS);
-            if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "steps[%d] must be an object", d->nsteps);
-            d->steps[d->nsteps].stage = d->nstages;
-            rc = parse_step(one, d->nsteps, &d->steps[d->nsteps], err), d->nsteps++;
+            snprintf(st->path, sizeof st->path, "%s.parallel[%d]", what, p);
+            if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s must be an object", st->path);
+            st->stage = g;
+            rc = parse_step(one, st, err), d->nsteps++;
         }
-        if (!rc && d->nsteps == d->stage_first[d->nstages]) rc = err_set(err, FACTUM_EINVAL, "a parallel group needs at least one step");
+        if (!rc && d->nsteps == d->stage_first[g]) rc = err_set(err, FACTUM_EINVAL, "%s: a parallel group needs at least one step", what);
     } else {
-        d->steps[d->nsteps].stage = d->nstages;
-        rc = parse_step(s, d->nsteps, &d->steps[d->nsteps], err), d->nsteps++;
+        step *st = &d->steps[d->nsteps];
+        snprintf(st->path, sizeof st->path, "%s", what);
+        st->stage = g;
+        rc = parse_step(s, st, err), d->nsteps++;
     }
-    d->stage_n[d->nstages] = d->nsteps - d->stage_first[d->nstages];
+    d->stage_n[g] = d->nsteps - d->stage_first[g];
     d->nstages++;
     return rc;
 }
@@ -233,13 +272,7 @@ int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_e
     int rc = 0;
     factum_str_t v;
     json_iter_t it;
-    factum_str_t k;
-    json_iter_init(&it, body);
-    while (!rc && json_iter_member(&it, &k, &v, &kind) == 1)
-        if (!json_key_is(k, "start_on") && !json_key_is(k, "instance_id") && !json_key_is(k, "steps") && !json_key_is(k, "reply_categories") &&
-            !json_key_is(k, "start_categories"))
-            rc = err_set(err, FACTUM_EINVAL, "unknown member %.*s (a saga has start_on, instance_id, steps, start_categories, reply_categories)",
-                         (int)MIN(k.len, 60), k.ptr);
+    rc = known_members(body, "", "a saga", "start_on, instance_id, steps, start_categories, reply_categories", err);
     if (!rc) rc = types(body, "reply_categories", d->reply_cats, &d->nreply_cats, "the saga", err);
     if (!rc) rc = types(body, "start_categories", d->start_cats, &d->nstart_cats, "the saga", err);
     if (!rc && (!json_member_string(body, "start_on", &b) || !b.len || b.len >= sizeof d->start_on))
@@ -256,7 +289,7 @@ int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_e
         factum_str_t s;
         while (!rc && json_iter_element(&it, &s, &kind) == 1) {
             if (d->nsteps == MAX_STEPS) rc = err_set(err, FACTUM_EINVAL, "at most %d steps", MAX_STEPS);
-            else if (kind != JSON_OBJECT) rc = err_set(err, FACTUM_EINVAL, "steps[%d] must be an object", d->nsteps);
+            else if (kind != JSON_OBJECT) rc = err_set(err, FACTUM_EINVAL, "steps[%d] must be an object", d->nstages);
             else rc = parse_stage(d, s, err);
         }
         for (int g = 0; !rc && g < d->nstages; g++) /* a reply must name one step of its stage */
@@ -316,11 +349,29 @@ static bool path_get(factum_str_t doc, const char *path, size_t plen, factum_str
     return true;
 }
 
+/* The path of a template string (raw, with quotes) that is exactly "{{path}}"; false if it is not one. */
+static bool whole_path(factum_str_t t, factum_str_t *path) {
+    const char *s = t.ptr + 1, *e = t.ptr + t.len - 1;
+    if (e - s <= 4 || memcmp(s, "{{", 2) || memcmp(e - 2, "}}", 2) || memmem(s + 2, (size_t)(e - s - 4), "{{", 2)) return false;
+    *path = (factum_str_t){s + 2, (size_t)(e - s - 4)};
+    return true;
+}
+
+/* The next {{path}} in the text [s, e): where it opens, and its path (the text goes on after
+   path.ptr + path.len + 2); NULL when there is none. */
+static const char *next_path(const char *s, const char *e, factum_str_t *path) {
+    const char *open = memmem(s, (size_t)(e - s), "{{", 2);
+    const char *close = open ? memmem(open, (size_t)(e - open), "}}", 2) : NULL;
+    if (!close) return NULL;
+    *path = (factum_str_t){open + 2, (size_t)(close - open - 2)};
+    return open;
+}
+
 /* Renders a template value: a string that is exactly "{{path}}" becomes the value there (null
    when missing); {{path}} inside a longer string is replaced by the value's text. */
 static void render(factum_str_t t, int kind, factum_str_t ctx, buf_t *out) {
     json_iter_t it;
-    factum_str_t k, v;
+    factum_str_t k, v, p;
     int vk;
     if (kind == JSON_OBJECT || kind == JSON_ARRAY) {
         buf_append(out, kind == JSON_OBJECT ? "{" : "[", 1);
@@ -339,28 +390,174 @@ static void render(factum_str_t t, int kind, factum_str_t ctx, buf_t *out) {
         buf_append(out, t.ptr, t.len);
         return;
     }
-    const char *s = t.ptr + 1, *e = t.ptr + t.len - 1;
-    if (e - s > 4 && !memcmp(s, "{{", 2) && !memcmp(e - 2, "}}", 2) && !memmem(s + 2, (size_t)(e - s - 4), "{{", 2)) {
-        if (path_get(ctx, s + 2, (size_t)(e - s - 4), &v, &vk)) buf_append(out, v.ptr, v.len);
+    if (whole_path(t, &p)) {
+        if (path_get(ctx, p.ptr, p.len, &v, &vk)) buf_append(out, v.ptr, v.len);
         else buf_append(out, "null", 4);
         return;
     }
+    const char *s = t.ptr + 1, *e = t.ptr + t.len - 1, *open;
     buf_append(out, "\"", 1);
-    while (s < e) {
-        const char *open = memmem(s, (size_t)(e - s), "{{", 2);
-        const char *close = open ? memmem(open, (size_t)(e - open), "}}", 2) : NULL;
-        if (!close) {
-            buf_append(out, s, (size_t)(e - s));
-            break;
-        }
+    for (; (open = next_path(s, e, &p)); s = p.ptr + p.len + 2) {
         buf_append(out, s, (size_t)(open - s));
-        if (path_get(ctx, open + 2, (size_t)(close - open - 2), &v, &vk)) {
+        if (path_get(ctx, p.ptr, p.len, &v, &vk)) {
             if (vk == JSON_STRING) buf_append(out, v.ptr + 1, v.len - 2);
             else if (vk != JSON_NULL && vk != JSON_OBJECT && vk != JSON_ARRAY) buf_append(out, v.ptr, v.len);
         }
-        s = close + 2;
     }
+    buf_append(out, s, (size_t)(e - s));
     buf_append(out, "\"", 1);
+}
+
+/* ---- what a definition may not do ---- */
+
+static bool reply_type(const saga_def *d, factum_str_t type);
+
+/* Whether events of `stream` belong to one of the categories cats (none: every stream). When
+   only the text before a {{path}} is known (whole false), -1 if that does not decide it. */
+static int in_categories(char *const *cats, int n, factum_str_t stream, bool whole) {
+    if (!n) return 1;
+    if (!whole && !memchr(stream.ptr, '-', stream.len)) return -1;
+    for (int k = 0; k < n; k++)
+        if (stream_in_category(stream, str_c(cats[k]))) return 1;
+    return 0;
+}
+
+/* Commands the saga would read back as its own input, or may not write. */
+enum { SEND_OK, SEND_SYSTEM, SEND_STARTS, SEND_ANSWERS };
+static const char *const unsendable[] = {
+    NULL,
+    "a command cannot go to a system stream",
+    "its type is start_on and its stream one the saga starts from: each command would start another instance",
+    "its type is a reply type of the saga and its stream one the saga takes replies from: the command would answer itself",
+};
+
+/* What a command to stream of type would be (SEND_*). type empty: not known yet (a template). */
+static int command_kind(const saga_def *d, factum_str_t stream, factum_str_t type, bool whole) {
+    if (stream.len && stream.ptr[0] == '$') return SEND_SYSTEM;
+    if (type.len && str_eq(type, str_c(d->start_on)) && in_categories(d->start_cats, d->nstart_cats, stream, whole) == 1) return SEND_STARTS;
+    if (type.len && reply_type(d, type) && in_categories(d->reply_cats, d->nreply_cats, stream, whole) == 1) return SEND_ANSWERS;
+    return SEND_OK;
+}
+
+/* A command's template: its stream and type as far as they are known before rendering. */
+static int check_command(const saga_def *d, const command *c, const char *what, factum_error_t *err) {
+    buf_t stream = {0}, type = {0};
+    factum_str_t tmpl = {c->tmpl.ptr, c->tmpl.len};
+    json_member_string(tmpl, "stream", &stream), json_member_string(tmpl, "type", &type);
+    const char *open = strstr(stream.ptr, "{{");
+    factum_str_t st = {stream.ptr, open ? (size_t)(open - stream.ptr) : stream.len};
+    factum_str_t ty = strstr(type.ptr, "{{") ? (factum_str_t){0} : (factum_str_t){type.ptr, type.len};
+    int why = command_kind(d, st, ty, !open), rc = 0;
+    if (why)
+        rc = err_set(err, FACTUM_EINVAL, "%s.%s: %s (stream %.100s, type %.100s)", what, why == SEND_SYSTEM ? "stream" : "type", unsendable[why],
+                     stream.ptr, type.ptr);
+    buf_free(&stream), buf_free(&type);
+    return rc;
+}
+
+/* One {{path}} of step k's command (or compensation): it must name something the context has
+   when the command is rendered: id, data, or steps.NAME of a step that has answered by then —
+   one of an earlier stage (a compensation runs later: any step). */
+static int check_path(const saga_def *d, int k, bool comp, factum_str_t p, const char *what, factum_error_t *err) {
+    size_t r = 0;
+    while (r < p.len && p.ptr[r] != '.' && p.ptr[r] != '[') r++;
+    factum_str_t root = {p.ptr, r};
+    int n = (int)MIN(p.len, 100);
+    if (str_eq(root, str_c("id")) || str_eq(root, str_c("data"))) return 0;
+    if (!str_eq(root, str_c("steps")))
+        return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}} names nothing (a path starts with id, data or steps)", what, n, p.ptr);
+    if (r == p.len) return 0;
+    if (p.ptr[r] != '.') return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}}: steps.NAME names a step", what, n, p.ptr);
+    size_t b = ++r;
+    while (r < p.len && p.ptr[r] != '.' && p.ptr[r] != '[') r++;
+    factum_str_t name = {p.ptr + b, r - b};
+    for (int j = 0; j < d->nsteps; j++) {
+        if (!str_eq(name, str_c(d->steps[j].name))) continue;
+        if (!comp && d->steps[j].stage >= d->steps[k].stage)
+            return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}}: step %s has not answered when this command is sent (only earlier steps have)", what, n,
+                           p.ptr, d->steps[j].name);
+        return 0;
+    }
+    return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}}: there is no step %.*s", what, n, p.ptr, (int)MIN(name.len, 64), name.ptr);
+}
+
+/* Every {{path}} in the strings of template value t. */
+static int check_paths(const saga_def *d, int k, bool comp, factum_str_t t, int kind, const char *what, factum_error_t *err) {
+    json_iter_t it;
+    factum_str_t key, v, p;
+    int vk, rc = 0;
+    if (kind == JSON_OBJECT || kind == JSON_ARRAY) {
+        json_iter_init(&it, t);
+        while (!rc && (kind == JSON_OBJECT ? json_iter_member(&it, &key, &v, &vk) == 1 : json_iter_element(&it, &v, &vk) == 1))
+            rc = check_paths(d, k, comp, v, vk, what, err);
+        return rc;
+    }
+    if (kind != JSON_STRING) return 0;
+    if (whole_path(t, &p)) return check_path(d, k, comp, p, what, err);
+    for (const char *s = t.ptr + 1, *e = t.ptr + t.len - 1; !rc && next_path(s, e, &p); s = p.ptr + p.len + 2) rc = check_path(d, k, comp, p, what, err);
+    return rc;
+}
+
+/* What parsing one member at a time cannot see: a step's command and compensation against the
+   rest of the saga. */
+static int check_step(const saga_def *d, int k, factum_error_t *err) {
+    const step *st = &d->steps[k];
+    char what[96];
+    int rc = 0;
+    if (!saga_name_valid(st->name) || strlen(st->name) >= sizeof st->name) /* it is in JSON records and command ids as it is */
+        return err_set(err, FACTUM_EINVAL, "%s.name must be 1 to %zu letters, digits, '_' or '-'", st->path, sizeof st->name - 1);
+    for (int comp = 0; !rc && comp < 2; comp++) {
+        const command *c = comp ? &st->comp : &st->cmd;
+        if (!c->present) continue;
+        snprintf(what, sizeof what, "%s.%s", st->path, comp ? "compensation" : "command");
+        const char *replies = comp ? what : st->path; /* the step's own success and failure answer its command */
+        for (int r = 0; !rc && r < c->nsuccess + c->nfailure; r++) {
+            const char *t = r < c->nsuccess ? c->success[r] : c->failure[r - c->nsuccess];
+            if (!strcmp(t, d->start_on))
+                rc = err_set(err, FACTUM_EINVAL, "%s.%s: %s is start_on: it would start an instance, never answer a step", replies,
+                             r < c->nsuccess ? "success" : "failure", t);
+            else if (r >= c->nsuccess && listed(c->success, c->nsuccess, str_c(t)))
+                rc = err_set(err, FACTUM_EINVAL, "%s.failure: %s is in success too (a reply means one or the other)", replies, t);
+        }
+        if (!rc) rc = check_command(d, c, what, err);
+        if (!rc) rc = check_paths(d, k, comp, (factum_str_t){c->tmpl.ptr, c->tmpl.len}, JSON_OBJECT, what, err);
+    }
+    return rc;
+}
+
+/* The members of step object s (at `what`), of its command and of its compensation. */
+static int check_step_members(factum_str_t s, const char *what, factum_error_t *err) {
+    factum_str_t c;
+    int kind, rc;
+    char w2[96];
+    if ((rc = known_members(s, what, "a step", "name, command, success, failure, timeout_ms, compensation", err))) return rc;
+    snprintf(w2, sizeof w2, "%s.command", what);
+    if (json_member(s, "command", &c, &kind) && (rc = known_members(c, w2, "a command", "stream, type, data", err))) return rc;
+    snprintf(w2, sizeof w2, "%s.compensation", what);
+    if (json_member(s, "compensation", &c, &kind) && (rc = known_members(c, w2, "a compensation", "stream, type, data, success, failure, timeout_ms", err)))
+        return rc;
+    return 0;
+}
+
+int saga_def_check(const saga_def *d, factum_error_t *err) {
+    factum_str_t steps, one, par, el;
+    int kind, rc = 0, k = 0;
+    json_iter_t it, pit;
+    json_member((factum_str_t){d->json.ptr, d->json.len}, "steps", &steps, &kind);
+    json_iter_init(&it, steps);
+    for (int g = 0; !rc && json_iter_element(&it, &one, &kind) == 1; g++) {
+        if (!json_member(one, "parallel", &par, &kind)) {
+            rc = check_step_members(one, d->steps[k++].path, err);
+            continue;
+        }
+        char what[32];
+        snprintf(what, sizeof what, "steps[%d]", g);
+        rc = known_members(one, what, "a parallel group", "parallel", err);
+        json_iter_init(&pit, par);
+        while (!rc && json_iter_element(&pit, &el, &kind) == 1) rc = check_step_members(el, d->steps[k++].path, err);
+    }
+    for (k = 0; !rc && k < d->nsteps; k++) rc = check_step(d, k, err);
+    return rc;
 }
 
 /* ---- instances ---- */
@@ -459,20 +656,47 @@ static void recf(output *o, const char *type, uint64_t input, const char *fmt, .
     rec(o, type, input, tmp, (size_t)MIN(n, (int)sizeof tmp - 1));
 }
 
-/* Sends command c of step k (phase "step" or "compensation") for instance i, caused by e. */
-/* Whether a rendered command {"stream","type","data"} can be appended; why not into err. */
-static bool sendable(saga *s, factum_str_t cmd, factum_error_t *err) {
+/* Whether command ev, rendered as cmd ({"stream","type","data"}), can be appended; why not into
+   err. Beyond what the store checks (its id, type, data, stream name): not into a system stream,
+   nor one deleted for ever, nor one the saga would read back as its own start or reply. */
+static bool sendable(saga *s, factum_str_t cmd, factum_event_t *ev, factum_error_t *err) {
     buf_t stream = {0}, type = {0};
     factum_str_t data = {0};
     int kind;
     bool ok = json_member_string(cmd, "stream", &stream) && json_member_string(cmd, "type", &type);
     if (!ok) err_set(err, FACTUM_EINVAL, "its stream and type must be strings");
     json_member(cmd, "data", &data, &kind);
-    factum_event_t ev = {.type = {type.ptr, type.len}, .id = str_c("saga-command-id"), .data = data,
-                         .data_format = data.len ? FACTUM_DATA_JSON : FACTUM_DATA_NONE};
-    ok = ok && !factum_stream_name_check((factum_str_t){stream.ptr, stream.len}, err) && !factum_events_check(s->db, &ev, 1, err);
+    factum_str_t st = {stream.ptr, stream.len};
+    ev->type = (factum_str_t){type.ptr, type.len}, ev->data = data, ev->data_format = data.len ? FACTUM_DATA_JSON : FACTUM_DATA_NONE;
+    ok = ok && !factum_stream_name_check(st, err) && !factum_events_check(s->db, ev, 1, err);
+    int why = ok ? command_kind(s->d, st, ev->type, true) : SEND_OK;
+    if (why) ok = false, err_set(err, FACTUM_EINVAL, "%s", unsendable[why]);
+    factum_meta_t m;
+    if (ok && !factum_meta_get(s->db, st, &m, NULL)) {
+        if (m.tombstone) ok = false, err_set(err, FACTUM_EDELETED, "its stream %s is deleted for ever", stream.ptr);
+        factum_meta_free(&m);
+    }
     buf_free(&stream), buf_free(&type);
     return ok;
+}
+
+/* A StepFailed or CompensationFailed record of step `name`, with the reason (any text). */
+static void failed_rec(output *o, const char *type, uint64_t input, const char *name, const char *reason) {
+    buf_t m = {0};
+    buf_printf(&m, "\"step\":\"%s\",\"reason\":", name);
+    json_escape(&m, reason, strlen(reason));
+    rec(o, type, input, m.ptr, m.len);
+    buf_free(&m);
+}
+
+/* Adds a state record as rec() does if the store takes it as it is; if not, nothing, and why into err. */
+static bool rec_fits(saga *s, output *o, const char *type, uint64_t input, const buf_t *m, factum_error_t *err) {
+    rec(o, type, input, m->ptr, m->len);
+    const record *r = &o->recs[o->nrecs - 1];
+    factum_event_t ev = {.type = str_c(type), .id = str_c(r->id), .data = {r->data.ptr, r->data.len}, .data_format = FACTUM_DATA_JSON};
+    if (!factum_events_check(s->db, &ev, 1, err)) return true;
+    o->nrecs--;
+    return false;
 }
 
 /*
@@ -489,39 +713,43 @@ static int64_t due_of(int64_t deadline_us, uint64_t timeout_ms) {
 }
 
 /* Sends command c of step k (the step's, or its compensation); false, with the step failed on
-   the record, if the command as rendered cannot be sent (a bad stream name, say): the same
-   input always renders the same command, so this is decided, not retried. */
+   the record, if the command as rendered cannot be sent (a bad stream name, an id past 255
+   bytes, a record of it past the data limit, ...): the same input always renders the same
+   command, so this is decided, not retried. */
 static bool send(saga *s, inst *i, int k, bool comp, const factum_event_t *e, output *o) {
     const command *c = comp ? &s->d->steps[k].comp : &s->d->steps[k].cmd;
-    buf_t cmd = {0}, *sent = &i->sent[k];
+    const char *name = s->d->steps[k].name;
+    buf_t cmd = {0}, id = {0}, sent = {0}, m = {0};
     render((factum_str_t){c->tmpl.ptr, c->tmpl.len}, JSON_OBJECT, (factum_str_t){i->ctx.ptr, i->ctx.len}, &cmd);
+    buf_printf(&id, "saga-%s-%s-%s-%s", s->d->name, i->id, name, comp ? "compensate" : "do");
+    int64_t deadline_us = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
+    factum_event_t ev = {.id = {id.ptr, id.len}, .correlationid = str_c(i->id), .causationid = e->id};
     factum_error_t why;
-    if (!sendable(s, (factum_str_t){cmd.ptr, cmd.len}, &why)) {
-        buf_t m = {0};
-        buf_printf(&m, "\"step\":\"%s\",\"reason\":", s->d->steps[k].name);
+    bool ok = sendable(s, (factum_str_t){cmd.ptr, cmd.len}, &ev, &why);
+    if (ok) {
+        buf_append(&sent, "{\"id\":", 6);
+        json_escape(&sent, id.ptr, id.len);
+        buf_append(&sent, ",\"cause\":", 9);
+        json_escape(&sent, e->id.ptr, e->id.len);
+        buf_printf(&sent, ",\"command\":%.*s}", (int)cmd.len, cmd.ptr);
+        buf_printf(&m, "\"step\":\"%s\",\"deadline_us\":%lld,\"sent\":", name, (long long)deadline_us);
+        buf_append(&m, sent.ptr, sent.len);
+        ok = rec_fits(s, o, comp ? "CompensationStarted" : "StepStarted", e->position, &m, &why);
+    }
+    if (ok) {
+        i->due_us[k] = due_of(deadline_us, c->timeout_ms);
+        i->sent[k].len = 0;
+        buf_append(&i->sent[k], sent.ptr, sent.len);
+        buf_t *b = &o->cmds[o->ncmds++].body;
+        b->len = 0;
+        buf_append(b, sent.ptr, sent.len);
+    } else {
         char r[400];
         snprintf(r, sizeof r, "the command cannot be sent: %s", why.message);
-        json_escape(&m, r, strlen(r));
-        rec(o, comp ? "CompensationFailed" : "StepFailed", e->position, m.ptr, m.len);
-        buf_free(&m), buf_free(&cmd);
-        return false;
+        failed_rec(o, comp ? "CompensationFailed" : "StepFailed", e->position, name, r);
     }
-    int64_t deadline_us = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
-    i->due_us[k] = due_of(deadline_us, c->timeout_ms);
-    sent->len = 0;
-    buf_printf(sent, "{\"id\":\"saga-%s-%s-%s-%s\",\"cause\":", s->d->name, i->id, s->d->steps[k].name, comp ? "compensate" : "do");
-    json_escape(sent, e->id.ptr, e->id.len);
-    buf_printf(sent, ",\"command\":%.*s}", (int)cmd.len, cmd.ptr);
-    buf_free(&cmd);
-    buf_t *b = &o->cmds[o->ncmds++].body;
-    b->len = 0;
-    buf_append(b, sent->ptr, sent->len);
-    buf_t m = {0};
-    buf_printf(&m, "\"step\":\"%s\",\"deadline_us\":%lld,\"sent\":", s->d->steps[k].name, (long long)deadline_us);
-    buf_append(&m, sent->ptr, sent->len);
-    rec(o, comp ? "CompensationStarted" : "StepStarted", e->position, m.ptr, m.len);
-    buf_free(&m);
-    return true;
+    buf_free(&cmd), buf_free(&id), buf_free(&sent), buf_free(&m);
+    return ok;
 }
 
 /* A step is answered (or timed out): nothing outstanding for it any more. */
@@ -574,27 +802,35 @@ static int branch_of(const saga *s, const inst *i, factum_str_t type) {
 /* Applies a reply to step k of instance i (timeout: step k timed out). */
 static void on_reply(saga *s, inst *i, int k, const factum_event_t *e, bool timeout, output *o) {
     const step *st = &s->d->steps[k];
+    char why[400];
+    if (timeout) snprintf(why, sizeof why, "timed out");
+    else snprintf(why, sizeof why, "reply %.*s", (int)MIN(e->type.len, 255), e->type.ptr);
     if (i->status == S_RUNNING) {
         settled(i, k);
-        if (!timeout && listed(st->cmd.success, st->cmd.nsuccess, e->type)) {
-            /* The reply's data joins the context as steps.NAME. */
-            buf_t nc = {0};
+        bool ok = !timeout && listed(st->cmd.success, st->cmd.nsuccess, e->type);
+        if (ok) {
+            /* The reply's data joins the context as steps.NAME, if the record of it can be written. */
+            buf_t nc = {0}, m = {0};
             factum_str_t data = e->data_format == FACTUM_DATA_JSON && e->data.len ? e->data : str_c("null");
             buf_append(&nc, i->ctx.ptr, i->ctx.len - 2); /* drop "}}" of steps and the whole */
             buf_printf(&nc, "%s\"%s\":%.*s}}", i->ctx.ptr[i->ctx.len - 3] == '{' ? "" : ",", st->name, (int)data.len, data.ptr);
-            buf_free(&i->ctx);
-            i->ctx = nc;
-            i->done |= 1u << k;
-            buf_t m = {0};
             buf_printf(&m, "\"step\":\"%s\",\"reply\":", st->name);
             json_escape(&m, e->type.ptr, e->type.len);
             buf_append(&m, ",\"context\":", 11);
-            buf_append(&m, i->ctx.ptr, i->ctx.len);
-            rec(o, "StepSucceeded", e->position, m.ptr, m.len);
+            buf_append(&m, nc.ptr, nc.len);
+            factum_error_t err;
+            if ((ok = rec_fits(s, o, "StepSucceeded", e->position, &m, &err))) {
+                buf_free(&i->ctx);
+                i->ctx = nc;
+                i->done |= 1u << k;
+            } else {
+                snprintf(why, sizeof why, "reply %.*s: its data cannot join the context: %s", (int)MIN(e->type.len, 255), e->type.ptr, err.message);
+                buf_free(&nc);
+            }
             buf_free(&m);
-        } else {
-            recf(o, "StepFailed", e->position, "\"step\":\"%s\",\"reason\":\"%s%.*s\"", st->name, timeout ? "timed out" : "reply ",
-                 timeout ? 0 : (int)MIN(e->type.len, 200), e->type.ptr);
+        }
+        if (!ok) {
+            failed_rec(o, "StepFailed", e->position, st->name, why);
             i->stage_failed = true;
         }
         if (i->waiting) return; /* the rest of the stage still answers */
@@ -610,8 +846,7 @@ static void on_reply(saga *s, inst *i, int k, const factum_event_t *e, bool time
             recf(o, "CompensationSucceeded", e->position, "\"step\":\"%s\"", st->name);
             compensate_from(s, i, k - 1, e, o);
         } else {
-            recf(o, "CompensationFailed", e->position, "\"step\":\"%s\",\"reason\":\"%s%.*s\"", st->name, timeout ? "timed out" : "reply ",
-                 timeout ? 0 : (int)MIN(e->type.len, 200), e->type.ptr);
+            failed_rec(o, "CompensationFailed", e->position, st->name, why);
             i->status = S_COMP_FAILED;
             rec(o, "SagaCompensationFailed", e->position, NULL, 0);
         }
@@ -729,16 +964,33 @@ static void write_cb(void *ctx, int rc, const factum_append_result_t *res, const
     pthread_mutex_unlock(&s->wmu);
 }
 
-static void submit(saga *s, factum_str_t stream, const factum_event_t *ev, size_t n) {
+/*
+ * A command the store refuses although it was checked before it was recorded as sent (its
+ * stream deleted for ever since, its id taken in that stream by other content): the instance
+ * waits for the step's reply or timeout as if the service had not answered. Going back to the
+ * checkpoint would send it again, be refused again, and hold up every instance for ever.
+ */
+static void command_cb(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
+    saga *s = ctx;
+    if (rc == FACTUM_EINVAL || rc == FACTUM_EBADEVENT || rc == FACTUM_EBADSTREAM || rc == FACTUM_ETOOBIG || rc == FACTUM_EDELETED || rc == FACTUM_ECONFLICT) {
+        fprintf(stderr, "factum: saga %s: a command was refused (its step waits for its reply or timeout): %s\n", s->d->name, msg);
+        rc = 0;
+    }
+    write_cb(ctx, rc, res, msg);
+}
+
+static void submit_cb(saga *s, factum_str_t stream, const factum_event_t *ev, size_t n, factum_append_cb cb) {
     factum_error_t err;
     pthread_mutex_lock(&s->wmu);
     s->inflight++;
     pthread_mutex_unlock(&s->wmu);
-    if (factum_append_async(s->db, stream, FACTUM_EXPECT_ANY, ev, n, write_cb, s, &err)) {
+    if (factum_append_async(s->db, stream, FACTUM_EXPECT_ANY, ev, n, cb, s, &err)) {
         factum_append_result_t none = {0};
-        write_cb(s, err.code, &none, err.message);
+        cb(s, err.code, &none, err.message);
     }
 }
+
+static void submit(saga *s, factum_str_t stream, const factum_event_t *ev, size_t n) { submit_cb(s, stream, ev, n, write_cb); }
 
 /* Waits for every write submitted; their first error, or 0. */
 static int drain(saga *s) {
@@ -761,7 +1013,7 @@ static void send_command(saga *s, const char *id, factum_str_t sent) {
         factum_event_t e = {.type = {type.ptr, type.len}, .id = {cid.ptr, cid.len}, .correlationid = str_c(id),
                             .causationid = {cause.ptr, cause.len}};
         if (json_member(cmd, "data", &v, &kind)) e.data = v, e.data_format = FACTUM_DATA_JSON;
-        submit(s, (factum_str_t){stream.ptr, stream.len}, &e, 1);
+        submit_cb(s, (factum_str_t){stream.ptr, stream.len}, &e, 1, command_cb);
     }
     buf_free(&stream), buf_free(&type), buf_free(&cid), buf_free(&cause);
 }
@@ -782,6 +1034,7 @@ static void park(saga *s, const factum_event_t *e, const char *reason) {
     buf_printf(&name, "$sagaparked-%s", s->d->name);
     factum_event_t p = {.type = str_c("Parked"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
     submit(s, (factum_str_t){name.ptr, name.len}, &p, 1);
+    s->decisions++;
     pthread_mutex_lock(&s->mu);
     s->parked++;
     pthread_mutex_unlock(&s->mu);
@@ -801,6 +1054,7 @@ static void flush_output(saga *s, inst *i, output *o) {
         buf_free(&name);
     }
     for (int k = 0; k < o->ncmds; k++) send_command(s, i->id, (factum_str_t){o->cmds[k].body.ptr, o->cmds[k].body.len});
+    if (o->nrecs || o->ncmds) s->decisions++;
     o->nrecs = o->ncmds = 0;
 }
 
@@ -883,8 +1137,16 @@ static void start_instance(saga *s, const factum_event_t *e, output *o) {
     buf_t m = {0};
     buf_append(&m, "\"context\":", 10);
     buf_append(&m, i->ctx.ptr, i->ctx.len);
-    rec(o, "SagaStarted", e->position, m.ptr, m.len);
+    factum_error_t why;
+    bool fits = rec_fits(s, o, "SagaStarted", e->position, &m, &why);
     buf_free(&m);
+    if (!fits) {
+        inst_free(i);
+        char r[400];
+        snprintf(r, sizeof r, "the instance's state cannot hold the start event: %s", why.message);
+        park(s, e, r);
+        return;
+    }
     start_stage(s, i, 0, e, o);
     if (i->status >= S_COMPLETED) i->ended_us = e->time_us; /* its first commands could not be sent */
     pthread_mutex_lock(&s->mu);
@@ -974,7 +1236,27 @@ static int64_t timeouts(saga *s) {
     return next;
 }
 
-static void checkpoint(saga *s) {
+/*
+ * Only the newest checkpoint is ever read, so $sagacp-NAME keeps one: max_count 1, set once
+ * (after the first checkpoint is durable, if the stream does not have it yet). The older ones
+ * leave reads at once and the disk at the next scavenge; max_count always shows the newest, so
+ * no moment between the two writes hides it.
+ */
+static int keep_newest_only(saga *s, factum_str_t stream) {
+    factum_meta_t m;
+    factum_error_t err;
+    int rc = factum_meta_get(s->db, stream, &m, &err);
+    if (!rc && m.max_count != 1) {
+        m.max_count = 1;
+        rc = factum_meta_set(s->db, stream, &m, NULL, &err);
+    }
+    factum_meta_free(&m);
+    if (rc) fprintf(stderr, "factum: saga %s: older checkpoints are kept: %s\n", s->d->name, err.message);
+    return rc;
+}
+
+/* Writes a Checkpoint {position, active} to $sagacp-NAME; 0 once it is durable. */
+static int checkpoint(saga *s) {
     buf_t data = {0}, name = {0};
     buf_printf(&data, "{\"position\":%llu,\"active\":[", (unsigned long long)s->position);
     for (inst *i = s->active; i; i = i->next) {
@@ -985,7 +1267,10 @@ static void checkpoint(saga *s) {
     buf_printf(&name, "$sagacp-%s", s->d->name);
     factum_event_t e = {.type = str_c("Checkpoint"), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
     submit(s, (factum_str_t){name.ptr, name.len}, &e, 1);
+    int rc = drain(s);
+    if (!rc && !s->keeps_one) s->keeps_one = keep_newest_only(s, (factum_str_t){name.ptr, name.len}) == 0;
     buf_free(&data), buf_free(&name);
+    return rc;
 }
 
 /* Where to start: the newest Checkpoint, its instances loaded, their pending commands sent
@@ -1048,8 +1333,11 @@ static void *runner(void *arg) {
     saga *s = arg;
     output o = {0};
     recover(s);
-    int64_t last_cp = clock_mono_us(); /* checkpoints and waits are measured on the monotonic clock */
-    uint64_t cp_pos = s->position;
+    /* A checkpoint only bounds the replay of a restart; it is due when an input was decided since
+       the last one (or many positions passed): an idle saga writes none, so its own checkpoint,
+       which it reads like any event, never causes the next. Measured on the monotonic clock. */
+    int64_t last_cp = clock_mono_us();
+    uint64_t cp_pos = s->position, cp_decisions = s->decisions;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         bool stop = s->stop;
@@ -1065,7 +1353,7 @@ static void *runner(void *arg) {
             factum_result_free(r);
             if (drain(s)) { /* a write failed: go back to the last checkpoint */
                 rewind_to_checkpoint(s);
-                cp_pos = s->position;
+                cp_pos = s->position, cp_decisions = s->decisions;
                 continue;
             }
             pthread_mutex_lock(&s->mu);
@@ -1075,13 +1363,13 @@ static void *runner(void *arg) {
         int64_t next_deadline = timeouts(s);
         if (drain(s)) { /* a timeout marker is not written: its deadline must come round again */
             rewind_to_checkpoint(s);
-            cp_pos = s->position;
+            cp_pos = s->position, cp_decisions = s->decisions;
             continue;
         }
         int64_t now = clock_mono_us();
-        if (s->position != cp_pos && now - last_cp >= CHECKPOINT_EVERY_US) {
-            checkpoint(s);
-            if (drain(s) == 0) cp_pos = s->position, last_cp = now;
+        if (now - last_cp >= CHECKPOINT_EVERY_US && (s->decisions != cp_decisions || s->position - cp_pos >= CHECKPOINT_AFTER)) {
+            if (checkpoint(s) == 0) cp_pos = s->position, cp_decisions = s->decisions;
+            last_cp = now; /* a failed one is tried again at the next interval, not at once */
         }
         if (!n) {
             int wait_ms = 200;

@@ -24,8 +24,13 @@ typedef struct saga saga;
 
 bool saga_name_valid(const char *name);
 
-/* Parses a definition (no I/O). FACTUM_EINVAL with the member and reason. */
+/* Parses a definition (no I/O): what the runner needs. FACTUM_EINVAL with the member and reason. */
 int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_error_t *err);
+/* What a new definition may not be, beyond that: unknown members, a template path that names
+   nothing, a reply type that is start_on or both success and failure, a command the saga would
+   read back as its own start or reply, or one to a system stream. FACTUM_EINVAL with the member.
+   Definitions are checked when defined, not when a stored one is started again. */
+int saga_def_check(const saga_def *d, factum_error_t *err);
 void saga_def_free(saga_def *d);
 factum_str_t saga_def_json(const saga_def *d);
 

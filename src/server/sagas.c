@@ -109,7 +109,8 @@ static void define_work(conn *c) {
     factum_str_t body = {j->body.ptr, j->body.len};
     saga_def *d = NULL;
     pthread_mutex_lock(&ss->define_mu);
-    if (!(j->rc = saga_def_parse(j->name, body, &d, &j->err))) j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDefined", j->name, body, &j->err);
+    if (!(j->rc = saga_def_parse(j->name, body, &d, &j->err)) && !(j->rc = saga_def_check(d, &j->err)))
+        j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDefined", j->name, body, &j->err);
     if (!j->rc) {
         saga *old = take(ss, j->name);
         j->status = old ? 200 : 201;
