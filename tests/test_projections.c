@@ -905,3 +905,18 @@ TEST_T(a_query_with_min_position_reads_its_own_write_in_postgresql_while_others_
     free(def);
     pg_down(&p);
 }
+
+/* A query right after PUT waits for the projection's setup (within its timeout): it used to be
+   able to come first and answer "no such table" (seen once in a full make test). */
+TEST(a_query_right_after_put_finds_the_tables_of_the_setup) {
+    srv s = srv_start(test_dir(), "");
+    for (int i = 0; i < 10; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fresh%d", i);
+        define(s.port, name, "{\"setup\":[\"CREATE TABLE t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (1)\"]}}", 201);
+        char *b = query(s.port, name, "{\"sql\":\"SELECT count(*) FROM t\"}", 200);
+        CHECK_MSG(strstr(b, "[[0]]"), "%s", b);
+        free(b);
+    }
+    srv_stop(&s, SIGTERM);
+}

@@ -63,6 +63,7 @@ struct projector {
     atomic_int refs;
     /* under mu */
     bool stop, stopped, reset_asked, rebuilding, failed;
+    bool opened;           /* the setup has run on the target once: its tables exist */
     uint64_t covered;      /* every event before this position is applied (or not one for this projection) */
     int64_t next_revision; /* stream sources: the next revision to read */
     buf_t last_error;      /* a JSON object, or empty */
@@ -478,6 +479,7 @@ static void set_error(projector *p, const char *json_members) {
     pthread_mutex_lock(&p->mu);
     p->last_error.len = 0;
     if (json_members) buf_printf(&p->last_error, "{%s}", json_members);
+    pthread_cond_broadcast(&p->cond); /* a query waiting for the first setup gives up on an error */
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -525,6 +527,7 @@ static int open_target(projector *p, bool reset, target **out, factum_error_t *e
     }
     pthread_mutex_lock(&p->mu);
     p->covered = pos, p->next_revision = rev;
+    p->opened = true;
     if (reset) p->rebuilding = true;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->mu);
@@ -881,11 +884,17 @@ void projector_status(projector *p, bool with_definition, buf_t *out) {
 
 /* ---- queries ---- */
 
-static int wait_for(projector *p, uint64_t min_position, uint64_t deadline_ns, factum_error_t *err) {
+/*
+ * Waits until the projection has passed min_position (with has_min), and in any case until its
+ * setup has run once, so that a query right after PUT finds the tables and does not answer
+ * "no such table". A projection that cannot reach its target yet is not waited for: the query
+ * then meets the same trouble and says so.
+ */
+static int wait_for(projector *p, bool has_min, uint64_t min_position, uint64_t deadline_ns, factum_error_t *err) {
     struct timespec ts = {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)};
     int rc = 0;
     pthread_mutex_lock(&p->mu);
-    while (p->covered <= min_position) {
+    while ((has_min && p->covered <= min_position) || (!p->opened && !p->last_error.len && !p->failed)) {
         if (p->failed) {
             rc = err_set(err, FACTUM_ECONFLICT, "projection %s failed at position %llu, before %llu", p->d->name,
                          (unsigned long long)p->covered, (unsigned long long)min_position);
@@ -895,9 +904,12 @@ static int wait_for(projector *p, uint64_t min_position, uint64_t deadline_ns, f
             rc = err_set(err, FACTUM_ECLOSED, "projection %s was stopped", p->d->name);
             break;
         }
-        if (pthread_cond_timedwait(&p->cond, &p->mu, &ts) == ETIMEDOUT && p->covered <= min_position) {
-            rc = err_set(err, FACTUM_ETIMEDOUT, "projection %s is at position %llu and did not pass %llu in time",
-                         p->d->name, (unsigned long long)p->covered, (unsigned long long)min_position);
+        if (pthread_cond_timedwait(&p->cond, &p->mu, &ts) == ETIMEDOUT) {
+            if (has_min && p->covered <= min_position)
+                rc = err_set(err, FACTUM_ETIMEDOUT, "projection %s is at position %llu and did not pass %llu in time",
+                             p->d->name, (unsigned long long)p->covered, (unsigned long long)min_position);
+            else if (!p->opened)
+                rc = err_set(err, FACTUM_ETIMEDOUT, "projection %s has not set up its target yet", p->d->name);
             break;
         }
     }
@@ -929,7 +941,7 @@ int projector_query(projector *p, factum_str_t body, buf_t *out, factum_error_t 
     buf_free(&sql);
     if (rc) return rc;
     uint64_t deadline = clock_mono_ns() + timeout_ms * 1000000u;
-    if (has_min) rc = wait_for(p, min_position, deadline, err);
+    rc = wait_for(p, has_min, min_position, deadline, err);
     target *t = NULL;
     if (!rc) {
         pthread_mutex_lock(&p->mu);
