@@ -91,12 +91,16 @@ TEST_T(timers_fire_on_time_once_and_cancelled_ones_never, 60) {
     const char *bad[] = {"{\"at\":\"soon\",\"stream\":\"x-1\",\"event\":{\"type\":\"A\"}}",
                          "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"$x\",\"event\":{\"type\":\"A\"}}",
                          "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\",\"event\":{\"data\":1}}",
-                         "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\"}", "[1]"};
+                         "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\"}", "[1]",
+                         /* an unknown member is refused, never ignored */
+                         "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\",\"event\":{\"type\":\"A\"},\"repeat\":\"daily\"}"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         http_do(s.port, "POST", "/schedules", "Content-Type: application/json\r\n", bad[i], &r);
         CHECK_MSG(r.status == 400, "%s: %d", bad[i], r.status);
         resp_free(&r);
     }
+    expect_status(s.port, "POST", "/schedules", "Content-Type: application/json\r\n", bad[ARRAY_LEN(bad) - 1], 400,
+                  "unknown member \\\"repeat\\\"");
     http_do(s.port, "GET", "/metrics", NULL, NULL, &r);
     CHECK(strstr(r.body, "factum_timers_fired_total 2") && strstr(r.body, "factum_timers_cancelled_total 1") &&
           strstr(r.body, "factum_timers_pending 0"));

@@ -43,6 +43,11 @@ static void schedule(conn *c, factum_str_t body) {
         conn_problem(c, 400, "bad-request", NULL, "the body must be a JSON object {\"at\", \"stream\", \"event\"}");
         return;
     }
+    static const char *const members[] = {"at", "delay_ms", "stream", "event", NULL};
+    if (json_only_members(body, "a schedule", members, &err)) {
+        conn_problem(c, 400, "bad-request", NULL, "%s", err.message);
+        return;
+    }
     /* "delay_ms" instead of "at": due after that long on the monotonic clock (docs/timers.md). */
     uint64_t delay_ms = 0;
     bool relative = json_member(body, "delay_ms", &v, &kind);
