@@ -26,6 +26,7 @@ static const char *usage_main =
     "  read --all                    print the global log, filtered\n"
     "  tail STREAM|--all             follow new events live, one JSON line each\n"
     "  schedule AT STREAM TYPE [JSON] append an event at a time (server only)\n"
+    "  schedule ls [--state S]       list durable timers (pending, fired, failed, cancelled)\n"
     "  group COMMAND ...             consumer groups: create, pull, ack, nack, parked, replay\n"
     "  meta STREAM [--max-count N ...] show or change a stream's metadata (retention)\n"
     "  projection COMMAND ...        SQL read models: apply, ls, status, reset, query, delete\n"
@@ -58,6 +59,7 @@ static const char *usage_tail =
 static const char *usage_schedule =
     "usage: factum --server URL schedule AT STREAM TYPE [JSON|-] [--id ID]\n"
     "       factum --server URL schedule --cancel ID\n"
+    "       factum schedule ls [--state S] [--after ID] [--limit N]   (see schedule ls --help)\n"
     "\n"
     "A durable timer: the server appends the event to STREAM at AT (an RFC 3339 time, or +N for\n"
     "N seconds from now), once, unless it is cancelled first. Prints {\"id\",\"at\"}. Timers are\n"
@@ -554,6 +556,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
     if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);
+    if (!strcmp(cmd, "schedule") && argc > 1 && !strcmp(argv[1], "ls")) return cli_schedule_ls(dir, server_url, argc - 1, argv + 1);
     if (!strcmp(cmd, "schedule")) return cmd_schedule(argc, argv);
     if (!strcmp(cmd, "group")) return cli_group(server_url, argc, argv);
     if (!strcmp(cmd, "projection")) return cli_projection(server_url, argc, argv);

@@ -689,6 +689,8 @@ static void metrics(conn *c) {
     scalar(b, "factum_timers_pending", "gauge", "Durable timers waiting to fire.", ts.pending);
     scalar(b, "factum_timers_fired_total", "counter", "Timers fired (since this server started, or replayed).", ts.fired);
     scalar(b, "factum_timers_cancelled_total", "counter", "Timers cancelled.", ts.cancelled);
+    scalar(b, "factum_timers_failed_total", "counter", "Timers whose event the store refused (a deleted stream, a clashing id).", ts.failed);
+    scalar(b, "factum_timers_compactions_total", "counter", "Compactions of $schedules (records of ended timers made reclaimable).", ts.compactions);
     histogram(b, "factum_timer_lateness_seconds", "From a timer's time to its event being durable.", ts.late,
               timers_late_bounds_ms, 16, 1e-3, (double)ts.late_sum_us / 1e6);
     group_metrics(b, s->groups);
