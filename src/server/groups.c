@@ -1031,8 +1031,9 @@ int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *o
  * Writes a Checkpoint: the group's whole state. Called with the mutex held and nothing in
  * flight for the group, and appended while still holding it, so no other record of the group
  * can land between what the snapshot saw and the snapshot itself: replaying from it is exact.
+ * true once it is durable, with its revision in *rev: the records before it are superseded.
  */
-static void write_checkpoint(groups_t *gs, group *g, buf_t *rec) {
+static bool write_checkpoint(groups_t *gs, group *g, buf_t *rec, uint64_t *rev) {
     int64_t now = clock_realtime_us(), now_mono = clock_mono_us(); /* due times are written on the wall clock */
     rec->len = 0;
     buf_printf(rec, "{\"floor\":%llu,\"at\":%lld,\"entries\":[", (unsigned long long)g->floor, (long long)now);
@@ -1061,12 +1062,19 @@ static void write_checkpoint(groups_t *gs, group *g, buf_t *rec) {
     buf_append(rec, "]}", 2);
     if (rec->len > CHECKPOINT_MAX_BYTES) {
         g->since_checkpoint = CHECKPOINT_EVERY / 2; /* too big for one record now: try again later */
-        return;
+        return false;
     }
     char stream[GROUP_MAX_NAME + 8];
     groups_state_stream(g->name, stream);
     factum_event_t ev = {.type = str_c("Checkpoint"), .data = {rec->ptr, rec->len}, .data_format = FACTUM_DATA_JSON};
-    if (factum_append(gs->db, str_c(stream), FACTUM_EXPECT_ANY, &ev, 1, NULL, NULL) == 0) g->since_checkpoint = 0;
+    factum_append_result_t res;
+    if (factum_append(gs->db, str_c(stream), FACTUM_EXPECT_ANY, &ev, 1, &res, NULL)) {
+        g->since_checkpoint = CHECKPOINT_EVERY / 2; /* refused (too large for a segment, a failing disk): later */
+        return false;
+    }
+    g->since_checkpoint = 0;
+    *rev = res.last_revision;
+    return true;
 }
 
 static void *keeper(void *arg) {
@@ -1084,8 +1092,19 @@ static void *keeper(void *arg) {
             g->rate_i = (g->rate_i + 1) % 11;
             g->rate_n = MIN(g->rate_n + 1, 11);
         }
-        for (group *g = gs->list; g && !gs->stop; g = g->link)
-            if (g->since_checkpoint >= CHECKPOINT_EVERY && !g->writes_pending) write_checkpoint(gs, g, &rec);
+        char superseded[GROUP_MAX_NAME + 8] = "";
+        uint64_t cp_rev = 0;
+        for (group *g = gs->list; g && !gs->stop && !superseded[0]; g = g->link)
+            if (g->since_checkpoint >= CHECKPOINT_EVERY && !g->writes_pending && write_checkpoint(gs, g, &rec, &cp_rev))
+                groups_state_stream(g->name, superseded);
+        if (superseded[0]) {
+            /* The Checkpoint is durable: the group's records before it are reclaimable (a crash
+               before this leaves them visible, and a start reads from the Checkpoint anyway). */
+            pthread_mutex_unlock(&gs->mu);
+            replay_forget_before(gs->db, superseded, cp_rev, NULL);
+            pthread_mutex_lock(&gs->mu);
+            continue; /* the list may have changed meanwhile */
+        }
         for (group *g = gs->list; g && !gs->stop; g = g->link) {
             rec.len = 0;
             buf_printf(&rec, "{\"items\":[");

@@ -44,9 +44,18 @@ static void defined_done(conn *c) {
     buf_free(&b);
 }
 
+static void forgotten(void *ctx, int rc, const factum_append_result_t *res, const char *msg) { (void)ctx, (void)rc, (void)res, (void)msg; }
+
 static void deleted_done(conn *c) {
     if (!server_written(c)) return;
     groups_delete_apply(c->l->srv->groups, c->ar_note);
+    /* Its state records are superseded: soft-delete $group-NAME so a scavenge takes them. Only
+       if nothing was appended to it since (a group of the same name made again at once keeps
+       its records); a refusal changes nothing. */
+    char stream[GROUP_MAX_NAME + 8];
+    groups_state_stream(c->ar_note, stream);
+    int64_t last = factum_stream_revision(c->l->srv->db, str_c(stream));
+    if (last >= 0) factum_delete_stream_async(c->l->srv->db, str_c(stream), last, 0, forgotten, NULL, NULL);
     char body[200];
     int n = snprintf(body, sizeof body, "{\"name\":\"%s\",\"deleted\":true}", c->ar_note);
     conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
