@@ -67,18 +67,10 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
     p->until = UINT64_MAX;
     size_t i = 0;
     buf_t v = {0};
-    int rc = 0;
-    while (i < q.len && !rc) {
-        size_t s = i;
-        while (i < q.len && q.ptr[i] != '&') i++;
-        factum_str_t kv = {q.ptr + s, i - s};
-        i++;
-        if (!kv.len) continue;
-        const char *eq = memchr(kv.ptr, '=', kv.len);
-        factum_str_t k = {kv.ptr, eq ? (size_t)(eq - kv.ptr) : kv.len};
-        factum_str_t raw = eq ? (factum_str_t){eq + 1, kv.len - k.len - 1} : (factum_str_t){"", 0};
-        v.len = 0;
-        if (http_unescape(raw, true, &v)) {
+    int rc = 0, got;
+    factum_str_t k;
+    while (!rc && (got = http_query_next(q, &i, &k, &v))) {
+        if (got < 0) {
             conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' has a bad percent-escape", (int)MIN(k.len, 64), k.ptr);
             rc = -1;
             break;

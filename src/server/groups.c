@@ -729,6 +729,17 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
 
 /* ---- ack and nack ---- */
 
+/* Locks the groups for a state record of group `name` starting with `head` in rec; the group, or
+   NULL with FACTUM_ENOTFOUND in *rc. The caller unlocks. */
+static group *record_begin(groups_t *gs, const char *name, buf_t *rec, const char *head, int *rc, factum_error_t *err) {
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    *rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    rec->len = 0;
+    buf_printf(rec, "%s", head);
+    return g;
+}
+
 /* Parses "KEY.ATTEMPT". */
 static bool delivery_id(factum_str_t s, uint64_t *key, uint32_t *attempt) {
     const char *dot = memchr(s.ptr, '.', s.len);
@@ -838,11 +849,7 @@ int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t 
     *n = 0;
     int rc = batch_body(body, "", members, &arr, err);
     if (rc) return rc;
-    pthread_mutex_lock(&gs->mu);
-    group *g = find(gs, name);
-    rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
-    rec->len = 0;
-    buf_printf(rec, "{\"keys\":[");
+    group *g = record_begin(gs, name, rec, "{\"keys\":[", &rc, err);
     ack_batch b = {rec, n, NULL, 0, 0, false};
     if (!rc) rc = walk_ids(g, arr, true, ack_take, &b, refused, err);
     if (!rc && b.nomem) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -928,12 +935,8 @@ int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t
             return err_set(err, FACTUM_EINVAL, "'delay_ms' must be 0 to 86400000");
         has_delay = true;
     }
-    pthread_mutex_lock(&gs->mu);
-    group *g = find(gs, name);
-    rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    group *g = record_begin(gs, name, rec, "{\"items\":[", &rc, err);
     int64_t now = clock_realtime_us();
-    rec->len = 0;
-    buf_printf(rec, "{\"items\":[");
     nack_batch b = {g, rec, n, action, now, has_delay ? (int64_t)delay : -1};
     if (!rc) rc = walk_ids(g, arr, false, nack_take, &b, refused, err);
     if (!rc) {
@@ -957,11 +960,7 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
         return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]} or empty (all)");
     int rc = body.len ? json_only_members(body, "the body", members, err) : 0;
     if (rc) return rc;
-    pthread_mutex_lock(&gs->mu);
-    group *g = find(gs, name);
-    rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
-    rec->len = 0;
-    buf_printf(rec, "{\"keys\":[");
+    group *g = record_begin(gs, name, rec, "{\"keys\":[", &rc, err);
     if (!rc && one) {
         uint64_t key;
         if (!str_u64(str_c(one), &key) || !parked_of(g, key)) rc = err_set(err, FACTUM_ENOTFOUND, "no parked event '%s'", one);

@@ -252,6 +252,21 @@ long http_chunked_decode(http_chunked *c, const char *in, size_t len, buf_t *out
     return (long)i;
 }
 
+int http_query_next(factum_str_t q, size_t *at, factum_str_t *key, buf_t *val) {
+    for (;;) {
+        if (*at >= q.len) return 0;
+        size_t s = *at;
+        while (*at < q.len && q.ptr[*at] != '&') ++*at;
+        factum_str_t kv = {q.ptr + s, *at - s};
+        ++*at;
+        if (!kv.len) continue;
+        const char *eq = memchr(kv.ptr, '=', kv.len);
+        *key = (factum_str_t){kv.ptr, eq ? (size_t)(eq - kv.ptr) : kv.len};
+        val->len = 0;
+        return http_unescape(eq ? (factum_str_t){eq + 1, kv.len - key->len - 1} : (factum_str_t){"", 0}, true, val) ? -1 : 1;
+    }
+}
+
 int http_unescape(factum_str_t s, bool plus_space, buf_t *out) {
     if (buf_reserve(out, s.len + 1)) return -1;
     for (size_t i = 0; i < s.len; i++) {

@@ -54,6 +54,10 @@ long http_chunked_decode(http_chunked *c, const char *in, size_t len, buf_t *out
 
 /* Case-insensitive comparison of a span and a plain lowercase string. */
 bool http_token_is(factum_str_t s, const char *lower);
+/* The next parameter of a query string ("k=v&k2=v2"), from *at on: its raw key, and its value
+   percent-decoded into val (replacing it, NUL-terminated). 1: one; 0: the end; -1: a bad
+   percent-escape in the value (key is set). Empty parameters ("a=1&&b=2") are skipped. */
+int http_query_next(factum_str_t q, size_t *at, factum_str_t *key, buf_t *val);
 /* Percent-decodes s into out (appended, NUL-terminated); plus_space turns '+' into ' '.
    0, or -1 for a bad escape or an encoded NUL. */
 int http_unescape(factum_str_t s, bool plus_space, buf_t *out);

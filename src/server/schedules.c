@@ -141,18 +141,11 @@ static void list(conn *c) {
     char after[40] = "";
     uint64_t limit = LIST_DEFAULT;
     buf_t v = {0};
-    for (size_t i = 0; i < q.len;) {
-        size_t s = i;
-        while (i < q.len && q.ptr[i] != '&') i++;
-        factum_str_t kv = {q.ptr + s, i - s};
-        i++;
-        if (!kv.len) continue;
-        const char *eq = memchr(kv.ptr, '=', kv.len);
-        factum_str_t k = {kv.ptr, eq ? (size_t)(eq - kv.ptr) : kv.len};
-        v.len = 0;
-        bool ok = !http_unescape(eq ? (factum_str_t){eq + 1, kv.len - k.len - 1} : (factum_str_t){"", 0}, true, &v) &&
-                  !buf_append(&v, "", 1);
-        factum_str_t val = {v.ptr, ok ? v.len - 1 : 0};
+    factum_str_t k;
+    size_t qi = 0;
+    for (int got; (got = http_query_next(q, &qi, &k, &v));) {
+        bool ok = got > 0;
+        factum_str_t val = {v.ptr, ok ? v.len : 0};
         if (ok && str_eq(k, str_c("state"))) {
             state = -2;
             for (int st = 0; st < 4; st++)
@@ -169,7 +162,7 @@ static void list(conn *c) {
         if (!ok) {
             conn_problem(c, 400, "bad-request", NULL,
                          "query parameters are state (pending, fired, failed or cancelled), after (a schedule id) and limit "
-                         "(1 to %d); not '%.*s'", LIST_MAX, (int)MIN(kv.len, 80), kv.ptr);
+                         "(1 to %d); not '%.*s'", LIST_MAX, (int)MIN(k.len, 80), k.ptr);
             buf_free(&v);
             return;
         }
