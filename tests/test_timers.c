@@ -271,6 +271,7 @@ TEST_T(pending_schedules_are_listed_in_pages_over_http_and_by_the_cli, 60) {
     expect_status(s.port, "GET", "/schedules?limit=0", NULL, NULL, 400, "limit");
     expect_status(s.port, "GET", "/schedules?limit=1001", NULL, NULL, 400, "limit");
     expect_status(s.port, "GET", "/schedules?limit=1000", NULL, NULL, 200, NULL);
+    expect_status(s.port, "GET", "/schedules?after=zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", NULL, NULL, 200, "[]"); /* 39 bytes, after every id */
     expect_status(s.port, "GET", "/schedules?after=0123456789012345678901234567890123456789", NULL, NULL, 400, "after");
     expect_status(s.port, "GET", "/schedules?colour=red", NULL, NULL, 400, "colour");
     expect_status(s.port, "PUT", "/schedules", NULL, "{}", 405, NULL);
