@@ -6,6 +6,8 @@
  */
 #include "test_server.h"
 
+#include "factum_client.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -717,6 +719,17 @@ TEST(an_ack_batch_with_a_timed_out_id_acks_the_others_and_reports_it) {
     free(b);
     CHECK_EQ(pull(s.port, "bt", 4, 0, ids), 1); /* 3; never 1 or 2 */
     CHECK_MSG(!strcmp(ids[0], "3.1"), "got %s", ids[0]);
+    /* The C client says which were not acked, and acks the others. */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    factum_client_t *c;
+    factum_error_t err;
+    CHECK_RC(factum_client_new(url, &c, &err), 0);
+    factum_delivery_id_t two[2] = {{"3.1"}, {"0.1"}};
+    CHECK_RC(factum_client_ack(c, "bt", two, 2, &err), FACTUM_ECONFLICT);
+    CHECK_MSG(strstr(err.message, "\"delivery_id\":\"0.1\"") && !strstr(err.message, "3.1"), "%s", err.message);
+    factum_client_free(c);
+    post_json(s.port, "/groups/bt/ack", "{\"delivery_ids\":[\"3.1\"]}", 200, "\"acked\":0"); /* done already */
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
