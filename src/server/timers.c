@@ -535,7 +535,7 @@ static void forget_before(timers_t *t, uint64_t cut) {
         t->v[w++] = *x;
     }
     t->n = w;
-    memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    if (t->nslots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
     t->wall.n = t->mono.n = 0;
     for (size_t i = 0; i < t->n; i++) {
         t->slots[slot_of(t, t->v[i].id)] = (uint32_t)(i + 1);
@@ -572,7 +572,9 @@ static int copy_pending(timers_t *t, uint64_t cut, factum_error_t *err) {
             bytes += e->data.len;
         }
         factum_append_result_t res;
-        if (!rc && k) rc = factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, k, &res, err);
+        if (!rc && k)
+            while ((rc = factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, k, &res, err)) == FACTUM_ETOOBIG && k > 1)
+                k /= 2; /* more than a segment holds: fewer at a time (the rest come next round) */
         if (!rc && k) {
             pthread_mutex_lock(&t->mu);
             for (size_t i = 0; i < k; i++) {
