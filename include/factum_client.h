@@ -79,7 +79,10 @@ typedef struct factum_delivery_id {
 } factum_delivery_id_t;
 int factum_client_pull(factum_client_t *c, const char *group, size_t max, int wait_ms, factum_events_t **events,
                        factum_delivery_id_t *ids, size_t *n, factum_error_t *err);
-/* Acknowledges n deliveries: done, not delivered again. */
+/* Acknowledges n deliveries: done, not delivered again. 0 when each was acked (or was done
+   already); FACTUM_ECONFLICT when some were not in flight any more (timed out and delivered
+   again, never delivered): the others are acked all the same, and the message lists those that
+   were not, with why. */
 int factum_client_ack(factum_client_t *c, const char *group, const factum_delivery_id_t *ids, size_t n, factum_error_t *err);
 
 /*

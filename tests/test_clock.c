@@ -11,57 +11,14 @@
  */
 #include "test_server.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <stdatomic.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define JSON "Content-Type: application/json\r\n"
 #define HOUR_US (3600ll * 1000000)
 #define PATIENCE_S 20 /* a wait that was held back by the step would take an hour */
 
-static _Atomic int64_t *shift_us; /* the server's wall clock offset, shared through the file */
-
-/* Makes the clock file (offset 0) and points the servers this test starts at it. */
-static void fake_clock(void) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/clock", test_dir());
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    CHECK(fd >= 0);
-    int64_t zero = 0;
-    CHECK(pwrite(fd, &zero, sizeof zero, 0) == (ssize_t)sizeof zero);
-    void *p = mmap(NULL, sizeof zero, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    CHECK(p != MAP_FAILED);
-    close(fd);
-    shift_us = p;
-    CHECK(setenv("FACTUM_TEST_CLOCK_FILE", path, 1) == 0);
-}
-
-static void step_clock(int64_t us) { atomic_fetch_add(shift_us, us); }
-
-/* The server's wall clock now. */
-static int64_t server_now_us(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000 + atomic_load(shift_us);
-}
-
 static double elapsed_s(uint64_t since_ns) { return (double)(clock_mono_ns() - since_ns) / 1e9; }
-
-/* GET path until its body has `want`; true if it did within limit_s. */
-static bool wait_body(int port, const char *path, const char *want, int limit_s) {
-    uint64_t t0 = clock_mono_ns();
-    do {
-        resp r;
-        http_do(port, "GET", path, NULL, NULL, &r);
-        bool ok = r.status == 200 && strstr(r.body, want);
-        resp_free(&r);
-        if (ok) return true;
-        usleep(100000);
-    } while (elapsed_s(t0) < limit_s);
-    return false;
-}
 
 static bool body_has(int port, const char *path, const char *want) {
     resp r;
@@ -103,7 +60,7 @@ static void post_group(int port, const char *group, const char *what, const char
 }
 
 TEST_T(ack_deadlines_and_retry_delays_are_not_held_back_by_a_wall_clock_stepped_back, 120) {
-    fake_clock();
+    test_clock_fake();
     srv s = srv_start(test_dir(), NULL);
     expect_status(s.port, "POST", "/streams/clk-1", JSON, "{\"type\":\"Job\"}", 201, NULL);
     expect_status(s.port, "PUT", "/groups/g", JSON,
@@ -116,13 +73,13 @@ TEST_T(ack_deadlines_and_retry_delays_are_not_held_back_by_a_wall_clock_stepped_
 
     /* Not acknowledged, and the wall clock goes back an hour: it comes again after its ack
        timeout (1 s) and retry delay (0.5 s) all the same. */
-    step_clock(-HOUR_US);
+    test_clock_step(-HOUR_US);
     pull_within(s.port, "g", PATIENCE_S, id);
     CHECK_MSG(!strcmp(id, "0.2"), "after the ack timeout: '%s' (held back by the step?)", id);
 
     /* A nack with a delay, then another hour back: the delay is what counts. */
     post_group(s.port, "g", "nack", "{\"delivery_ids\":[\"0.2\"],\"action\":\"retry\",\"delay_ms\":1000}", 200);
-    step_clock(-HOUR_US);
+    test_clock_step(-HOUR_US);
     pull_within(s.port, "g", PATIENCE_S, id);
     CHECK_MSG(!strcmp(id, "0.3"), "after the nack delay: '%s'", id);
 
@@ -130,7 +87,7 @@ TEST_T(ack_deadlines_and_retry_delays_are_not_held_back_by_a_wall_clock_stepped_
        further back it is due after what was left of its delay, not an hour later. */
     post_group(s.port, "g", "nack", "{\"delivery_ids\":[\"0.3\"],\"action\":\"retry\",\"delay_ms\":2000}", 200);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
-    step_clock(-HOUR_US);
+    test_clock_step(-HOUR_US);
     s = srv_start(test_dir(), NULL);
     pull_within(s.port, "g", PATIENCE_S, id);
     CHECK_MSG(!strcmp(id, "0.4"), "after a restart: '%s'", id);
@@ -139,7 +96,7 @@ TEST_T(ack_deadlines_and_retry_delays_are_not_held_back_by_a_wall_clock_stepped_
 }
 
 TEST_T(a_wall_clock_stepped_forward_neither_expires_an_ack_deadline_nor_ends_a_retry_delay_early, 120) {
-    fake_clock();
+    test_clock_fake();
     srv s = srv_start(test_dir(), NULL);
     expect_status(s.port, "POST", "/streams/clk-1", JSON, "{\"type\":\"Job\"}", 201, NULL);
     expect_status(s.port, "PUT", "/groups/g", JSON,
@@ -150,7 +107,7 @@ TEST_T(a_wall_clock_stepped_forward_neither_expires_an_ack_deadline_nor_ends_a_r
     pull_one(s.port, "g", id);
     CHECK_MSG(!strcmp(id, "0.1"), "first delivery: '%s'", id);
     uint64_t t0 = clock_mono_ns();
-    step_clock(HOUR_US);
+    test_clock_step(HOUR_US);
     usleep(2000000); /* the keeper looks every 50 ms */
     pull_one(s.port, "g", id);
     CHECK_MSG(!id[0] || elapsed_s(t0) >= 8, "delivered again early, as %s", id);
@@ -163,7 +120,7 @@ TEST_T(a_wall_clock_stepped_forward_neither_expires_an_ack_deadline_nor_ends_a_r
     CHECK_MSG(!strcmp(id, "1.1"), "second event: '%s'", id);
     post_group(s.port, "g", "nack", "{\"delivery_ids\":[\"1.1\"],\"action\":\"retry\",\"delay_ms\":8000}", 200);
     t0 = clock_mono_ns();
-    step_clock(HOUR_US);
+    test_clock_step(HOUR_US);
     usleep(2000000);
     pull_one(s.port, "g", id);
     CHECK_MSG(!id[0] || elapsed_s(t0) >= 8, "retried early, as %s", id);
@@ -209,52 +166,52 @@ static const char *schedule_path(const char *id) {
 }
 
 TEST_T(a_timer_asked_for_as_a_delay_fires_on_time_when_the_wall_clock_steps_back, 120) {
-    fake_clock();
+    test_clock_fake();
     srv s = srv_start(test_dir(), NULL);
     char rel[37], abs[37];
     schedule_after(s.port, 2000, "Relative", rel);
-    schedule_at(s.port, server_now_us() + 2000000, "Absolute", abs);
+    schedule_at(s.port, test_clock_now_us() + 2000000, "Absolute", abs);
     expect_status(s.port, "GET", schedule_path(rel), NULL, NULL, 200, "\"delay_ms\":2000");
-    step_clock(-HOUR_US);
-    CHECK_MSG(wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S), "the delay was held back by the step");
+    test_clock_step(-HOUR_US);
+    CHECK_MSG(http_wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S), "the delay was held back by the step");
     /* The one asked for at a time waits for the wall clock to read that time... */
     usleep(2000000);
     CHECK_MSG(body_has(s.port, schedule_path(abs), "\"state\":\"pending\""), "fired before the wall clock read its time");
     /* ...which it does once the clock is put right again. */
-    step_clock(HOUR_US);
-    CHECK(wait_body(s.port, schedule_path(abs), "\"state\":\"fired\"", PATIENCE_S));
+    test_clock_step(HOUR_US);
+    CHECK(http_wait_body(s.port, schedule_path(abs), "\"state\":\"fired\"", PATIENCE_S));
     expect_status(s.port, "GET", "/streams/clk-t", NULL, NULL, 200, "\"type\":\"Absolute\"");
 
     /* After a restart with the clock an hour back, a delay is what was left of it, no more. */
     schedule_after(s.port, 3000, "AfterRestart", rel);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
-    step_clock(-HOUR_US);
+    test_clock_step(-HOUR_US);
     s = srv_start(test_dir(), NULL);
-    CHECK_MSG(wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S), "held back after a restart");
+    CHECK_MSG(http_wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S), "held back after a restart");
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
 TEST_T(a_wall_clock_stepped_forward_fires_timers_at_its_time_but_not_delays_early, 120) {
-    fake_clock();
+    test_clock_fake();
     srv s = srv_start(test_dir(), NULL);
     char rel[37], abs[37], later[37];
     schedule_after(s.port, 8000, "Relative", rel);
-    schedule_at(s.port, server_now_us() + HOUR_US / 2, "HalfAnHour", abs);
-    schedule_at(s.port, server_now_us() + 2 * HOUR_US, "TwoHours", later);
+    schedule_at(s.port, test_clock_now_us() + HOUR_US / 2, "HalfAnHour", abs);
+    schedule_at(s.port, test_clock_now_us() + 2 * HOUR_US, "TwoHours", later);
     uint64_t t0 = clock_mono_ns();
-    step_clock(HOUR_US);
+    test_clock_step(HOUR_US);
     /* The wall clock now reads past "in half an hour": the user asked for that time. */
-    CHECK(wait_body(s.port, schedule_path(abs), "\"state\":\"fired\"", PATIENCE_S));
+    CHECK(http_wait_body(s.port, schedule_path(abs), "\"state\":\"fired\"", PATIENCE_S));
     /* A delay of 8 s is 8 s, whatever the wall clock reads. */
     CHECK_MSG(body_has(s.port, schedule_path(rel), "\"state\":\"pending\"") || elapsed_s(t0) >= 8, "a delay fired early");
     CHECK(body_has(s.port, schedule_path(later), "\"state\":\"pending\""));
-    CHECK(wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S));
+    CHECK(http_wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S));
     CHECK(body_has(s.port, schedule_path(later), "\"state\":\"pending\""));
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
 TEST(a_schedule_takes_at_or_a_delay_up_to_366_days_but_not_both) {
-    fake_clock();
+    test_clock_fake();
     srv s = srv_start(test_dir(), NULL);
     const char *ev = "\"stream\":\"clk-t\",\"event\":{\"type\":\"T\"}}";
     char body[256];
@@ -298,33 +255,33 @@ static const char *instance_path(const char *id) {
 }
 
 TEST_T(a_saga_step_times_out_on_time_when_the_wall_clock_steps_back, 120) {
-    fake_clock();
+    test_clock_fake();
     srv s = srv_start(test_dir(), NULL);
     put_saga(s.port, 1500);
     /* Started, then the clock goes back. */
     start_instance(s.port, "a");
-    CHECK(wait_body(s.port, instance_path("a"), "\"status\":\"running\"", PATIENCE_S));
-    step_clock(-HOUR_US);
-    CHECK_MSG(wait_body(s.port, instance_path("a"), "\"status\":\"failed\"", PATIENCE_S), "the timeout was held back");
+    CHECK(http_wait_body(s.port, instance_path("a"), "\"status\":\"running\"", PATIENCE_S));
+    test_clock_step(-HOUR_US);
+    CHECK_MSG(http_wait_body(s.port, instance_path("a"), "\"status\":\"failed\"", PATIENCE_S), "the timeout was held back");
     /* Started after the step: its start event's commit time may be ahead of the wall clock
        (commit times do not go back); the timeout is still 1.5 s. */
     start_instance(s.port, "b");
-    CHECK_MSG(wait_body(s.port, instance_path("b"), "\"status\":\"failed\"", PATIENCE_S), "the timeout was held back");
+    CHECK_MSG(http_wait_body(s.port, instance_path("b"), "\"status\":\"failed\"", PATIENCE_S), "the timeout was held back");
     expect_status(s.port, "GET", instance_path("b"), NULL, NULL, 200, "timed out");
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
 TEST_T(a_wall_clock_stepped_forward_does_not_time_a_saga_step_out_early, 120) {
-    fake_clock();
+    test_clock_fake();
     srv s = srv_start(test_dir(), NULL);
     put_saga(s.port, 8000);
     start_instance(s.port, "c");
-    CHECK(wait_body(s.port, instance_path("c"), "\"status\":\"running\"", PATIENCE_S));
+    CHECK(http_wait_body(s.port, instance_path("c"), "\"status\":\"running\"", PATIENCE_S));
     uint64_t t0 = clock_mono_ns();
-    step_clock(HOUR_US);
+    test_clock_step(HOUR_US);
     usleep(2000000);
     expect_status(s.port, "POST", "/streams/clk-replies", JSON, "{\"type\":\"Done\",\"correlationid\":\"c\"}", 201, NULL);
-    if (elapsed_s(t0) < 8) CHECK(wait_body(s.port, instance_path("c"), "\"status\":\"completed\"", PATIENCE_S));
+    if (elapsed_s(t0) < 8) CHECK(http_wait_body(s.port, instance_path("c"), "\"status\":\"completed\"", PATIENCE_S));
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
@@ -349,10 +306,10 @@ static size_t commit_times(int port, const char *s, int64_t *t, size_t n) {
 }
 
 TEST(commit_times_neither_go_back_nor_freeze_when_the_wall_clock_steps_back) {
-    fake_clock();
+    test_clock_fake();
     srv s = srv_start(test_dir(), "");
     expect_status(s.port, "POST", "/streams/ct", JSON, "{\"type\":\"T\",\"data\":{\"n\":0}}", 201, NULL);
-    step_clock(-HOUR_US);
+    test_clock_step(-HOUR_US);
     expect_status(s.port, "POST", "/streams/ct", JSON, "{\"type\":\"T\",\"data\":{\"n\":1}}", 201, NULL);
     usleep(1000000);
     expect_status(s.port, "POST", "/streams/ct", JSON, "{\"type\":\"T\",\"data\":{\"n\":2}}", 201, NULL);

@@ -6,6 +6,8 @@
  */
 #include "test_server.h"
 
+#include "factum_client.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -244,10 +246,13 @@ TEST_T(retries_back_off_park_after_max_deliveries_and_replay_once, 60) {
     CHECK_EQ(pull(s.port, "p", 3, 0, ids), 0);
     /* Replay one: delivered once more; failing again parks it again (no loop). */
     post_json(s.port, "/groups/p/parked/replay", "{\"delivery_ids\":[\"1\"]}", 200, "\"replayed\":1");
-    CHECK_EQ(pull(s.port, "p", 3, 0, ids), 1);
-    CHECK_MSG(!strcmp(ids[0], "1.3"), "got %s", ids[0]);
-    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"1.3\"],\"reason\":\"again\"}", 200, NULL);
-    CHECK_EQ(pull(s.port, "p", 3, 300, ids), 0);
+    /* Its attempt count is reset (attempt 1 again); the id goes on from the delivery before (1.1),
+       so no delivery id is ever reused. */
+    char *b = http_body(s.port, "POST", "/groups/p/messages?max=3", NULL, "", 200);
+    CHECK_MSG(strstr(b, "\"delivery_id\":\"1.2\",\"attempt\":1,") && !strstr(b, "\"delivery_id\":\"0."), "%s", b);
+    free(b);
+    post_json(s.port, "/groups/p/nack", "{\"delivery_ids\":[\"1.2\"],\"reason\":\"again\"}", 200, NULL);
+    CHECK_EQ(pull(s.port, "p", 3, 300, ids), 0); /* a replayed event that fails again is parked again */
     /* Replay all, ack them; delete one parked. */
     post_json(s.port, "/groups/p/parked/replay", "", 200, "\"replayed\":2");
     CHECK_EQ(pull(s.port, "p", 3, 0, ids), 2);
@@ -381,7 +386,7 @@ TEST(by_stream_a_parked_event_holds_back_its_stream_only) {
     CHECK_EQ(pull(s.port, "ship", 10, 0, ids), 0);
     post_json(s.port, "/groups/ship/parked/replay", "", 200, NULL);
     CHECK_EQ(pull(s.port, "ship", 10, 0, ids), 1);
-    CHECK_MSG(!strcmp(ids[0], "0.10"), "got %s", ids[0]); /* one more delivery after replay: attempt max_deliveries */
+    CHECK_MSG(!strcmp(ids[0], "0.2"), "got %s", ids[0]); /* one more delivery after replay: its second */
     ack(s.port, "ship", ids, 1);
     CHECK_EQ(pull(s.port, "ship", 10, 0, ids), 1);
     CHECK(!strcmp(ids[0], "2.1"));
@@ -570,16 +575,17 @@ TEST_T(push_members_get_at_most_their_limit_and_a_lost_members_messages_move_on,
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
-TEST_T(checkpoints_bound_the_replay_and_restore_the_same_state, 120) {
-    srv s = srv_start(test_dir(), NULL);
-    static char batch[3000 * 20];
+TEST_T(checkpoints_bound_the_replay_restore_the_same_state_and_make_older_records_reclaimable, 180) {
+    /* Segments small enough that most records end up in sealed ones, large enough for a
+       Checkpoint of 2,000 entries. */
+    srv s = srv_start(test_dir(), "--segment-bytes 524288 --scavenge-every 0");
+    static char batch[100 * 20];
     int n = snprintf(batch, sizeof batch, "[");
-    for (int i = 0; i < 2600; i++) n += snprintf(batch + n, sizeof batch - (size_t)n, "%s{\"type\":\"C\"}", i ? "," : "");
+    for (int i = 0; i < 100; i++) n += snprintf(batch + n, sizeof batch - (size_t)n, "%s{\"type\":\"C\"}", i ? "," : "");
     snprintf(batch + n, sizeof batch - (size_t)n, "]");
+    for (int i = 0; i < 26; i++) /* 2,600 events, in batches that fit small segments */
+        expect_status(s.port, "POST", "/streams/cp-1", "Content-Type: application/json\r\n", batch, 201, NULL);
     resp r;
-    http_do(s.port, "POST", "/streams/cp-1", "Content-Type: application/json\r\n", batch, &r);
-    CHECK_EQ(r.status, 201);
-    resp_free(&r);
     put_group(s.port, "cp", "{\"source\":{\"stream\":\"cp-1\"},\"start\":\"earliest\",\"retry\":{\"min_delay_ms\":60000,\"max_delay_ms\":60000}}", 201);
     /* 2,500 records: one ack per request; every 10th event nacked for a later retry, one parked. */
     char ids[10][32];
@@ -592,10 +598,15 @@ TEST_T(checkpoints_bound_the_replay_and_restore_the_same_state, 120) {
             post_json(s.port, "/groups/cp/nack", body, 200, NULL);
         } else ack(s.port, "cp", ids, 1);
     }
-    usleep(300000); /* the keeper writes checkpoints between requests */
-    http_do(s.port, "GET", "/streams/%24group-cp?direction=backward&limit=2000", NULL, NULL, &r);
-    CHECK_MSG(strstr(r.body, "\"type\":\"Checkpoint\""), "no Checkpoint record was written");
-    resp_free(&r);
+    /* The keeper writes Checkpoints between requests; once one is durable, the group's records
+       before it leave reads (the stream starts at it), and a scavenge takes them. */
+    if (!http_wait_body(s.port, "/streams/%24group-cp?limit=1", "\"type\":\"Checkpoint\"", 30)) {
+        char *first = http_body(s.port, "GET", "/streams/%24group-cp?limit=1", NULL, NULL, 200);
+        char *meta = http_body(s.port, "GET", "/streams/%24group-cp/metadata", NULL, NULL, 200);
+        CHECK_MSG(false, "no Checkpoint record was written, or the records before it are still visible: %s %s", first, meta);
+    }
+    uint64_t removed = srv_scavenge(s.port);
+    CHECK_MSG(removed >= 800, "a scavenge removed %llu events", (unsigned long long)removed);
     char before[4096];
     http_do(s.port, "GET", "/groups/cp", NULL, NULL, &r);
     const char *st = strstr(r.body, "\"checkpoint\":"); /* `next` is re-derived from the checkpoint on start */
@@ -616,5 +627,136 @@ TEST_T(checkpoints_bound_the_replay_and_restore_the_same_state, 120) {
     /* The next delivery is 2500: nothing acknowledged comes again. */
     CHECK_EQ(pull(s.port, "cp", 1, 0, ids), 1);
     CHECK_MSG(!strcmp(ids[0], "2500.1"), "got %s", ids[0]);
+    /* A deleted group's records are all superseded: its stream is deleted (soft) with it. */
+    expect_status(s.port, "DELETE", "/groups/cp", NULL, NULL, 200, NULL);
+    int status = 200;
+    for (int i = 0; i < 100 && status == 200; i++) {
+        http_do(s.port, "GET", "/streams/%24group-cp", NULL, NULL, &r);
+        status = r.status;
+        resp_free(&r);
+        if (status == 200) usleep(50000);
+    }
+    CHECK_EQ(status, 404);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* ---- one rule for what a client sends: unknown members are refused ---- */
+
+TEST(group_bodies_with_unknown_members_are_refused_and_change_nothing) {
+    srv s = srv_start(test_dir(), NULL);
+    const char *defs[][2] = {
+        {"{\"source\":{\"stream\":\"u-1\"},\"ackTimeout\":5000}", "ackTimeout"},
+        {"{\"source\":{\"stream\":\"u-1\",\"from\":3}}", "from"},
+        {"{\"source\":{\"stream\":\"u-1\",\"category\":\"u\"}}", "one of"},
+        {"{\"source\":{\"all\":{\"types\":[\"A\"],\"kinds\":[\"B\"]}}}", "kinds"},
+        {"{\"source\":{\"stream\":\"u-1\"},\"retry\":{\"min_delay_ms\":1,\"max\":5}}", "max"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(defs); i++) expect_status(s.port, "PUT", "/groups/u", "Content-Type: application/json\r\n", defs[i][0], 400, defs[i][1]);
+    expect_status(s.port, "GET", "/groups/u", NULL, NULL, 404, NULL); /* none of them made the group */
+    put_group(s.port, "u", "{\"source\":{\"stream\":\"u-1\"},\"start\":\"earliest\"}", 201);
+    expect_status(s.port, "POST", "/streams/u-1", CE, "{\"type\":\"U\"}", 201, NULL);
+    char ids[4][32];
+    CHECK_EQ(pull(s.port, "u", 1, 0, ids), 1);
+    post_json(s.port, "/groups/u/ack", "{\"delivery_ids\":[\"0.1\"],\"ids\":[\"0.1\"]}", 400, "unknown member \\\"ids\\\"");
+    post_json(s.port, "/groups/u/nack", "{\"delivery_ids\":[\"0.1\"],\"actoin\":\"park\"}", 400, "actoin");
+    post_json(s.port, "/groups/u/parked/replay", "{\"ids\":[\"0\"]}", 400, "unknown member \\\"ids\\\"");
+    /* Still in flight as it was: the refused ack and nack changed nothing. */
+    resp r;
+    http_do(s.port, "GET", "/groups/u", NULL, NULL, &r);
+    CHECK_MSG(strstr(r.body, "\"in_flight\":1") && strstr(r.body, "\"acked\":0") && strstr(r.body, "\"parked\":0"), "%s", r.body);
+    resp_free(&r);
+    post_json(s.port, "/groups/u/ack", "{\"delivery_ids\":[\"0.1\"]}", 200, "\"acked\":1");
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* ---- an ack or nack batch takes what it can and reports the rest per id ---- */
+
+TEST(an_ack_batch_with_a_timed_out_id_acks_the_others_and_reports_it) {
+    srv s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < 4; i++) expect_status(s.port, "POST", "/streams/batch-1", CE, "{\"type\":\"B\"}", 201, NULL);
+    /* A short ack timeout for the first delivery, and no retry soon after it. */
+    put_group(s.port, "bt", "{\"source\":{\"stream\":\"batch-1\"},\"start\":\"earliest\",\"ack_timeout_ms\":100,"
+                            "\"retry\":{\"min_delay_ms\":600000,\"max_delay_ms\":600000}}", 201);
+    char ids[4][32];
+    CHECK_EQ(pull(s.port, "bt", 1, 0, ids), 1);
+    CHECK(!strcmp(ids[0], "0.1"));
+    /* Wait (no time assumed) until the keeper has timed it out. */
+    bool timed_out = false;
+    for (int i = 0; i < 200 && !timed_out; i++) {
+        char *b = http_body(s.port, "GET", "/groups/bt", NULL, NULL, 200);
+        timed_out = strstr(b, "\"retrying\":1") != NULL;
+        free(b);
+        if (!timed_out) usleep(50000);
+    }
+    CHECK_MSG(timed_out, "delivery 0.1 never timed out");
+    put_group(s.port, "bt", "{\"source\":{\"stream\":\"batch-1\"},\"ack_timeout_ms\":3600000,"
+                            "\"retry\":{\"min_delay_ms\":600000,\"max_delay_ms\":600000}}", 200);
+    CHECK_EQ(pull(s.port, "bt", 2, 0, ids), 2);
+    CHECK(!strcmp(ids[0], "1.1") && !strcmp(ids[1], "2.1"));
+    /* 1.1 is acked although 0.1 timed out; 0.1 is reported with why. */
+    char *b = http_body(s.port, "POST", "/groups/bt/ack", "Content-Type: application/json\r\n",
+                        "{\"delivery_ids\":[\"0.1\",\"1.1\"]}", 200);
+    CHECK_MSG(strstr(b, "\"acked\":1") && strstr(b, "\"refused\":[{\"delivery_id\":\"0.1\",\"reason\":\"timed out"), "%s", b);
+    free(b);
+    /* A batch of nothing but refused ids is 409, with the same list; acks of done ids are fine. */
+    b = http_body(s.port, "POST", "/groups/bt/ack", "Content-Type: application/json\r\n", "{\"delivery_ids\":[\"0.1\",\"9.1\"]}", 409);
+    CHECK_MSG(strstr(b, "\"refused\":[{\"delivery_id\":\"0.1\"") && strstr(b, "{\"delivery_id\":\"9.1\",\"reason\":\"never delivered"), "%s", b);
+    free(b);
+    post_json(s.port, "/groups/bt/ack", "{\"delivery_ids\":[\"1.1\"]}", 200, "\"acked\":0,\"refused\":[]");
+    /* A malformed id refuses the whole batch: 2.1 stays in flight. */
+    post_json(s.port, "/groups/bt/ack", "{\"delivery_ids\":[\"2.1\",\"two\"]}", 400, NULL);
+    /* Nacks the same way: 2.1 is skipped, the done 1.1 reported. */
+    b = http_body(s.port, "POST", "/groups/bt/nack", "Content-Type: application/json\r\n",
+                  "{\"delivery_ids\":[\"1.1\",\"2.1\"],\"action\":\"skip\"}", 200);
+    CHECK_MSG(strstr(b, "\"nacked\":1") && strstr(b, "\"refused\":[{\"delivery_id\":\"1.1\",\"reason\":\"done already"), "%s", b);
+    free(b);
+    post_json(s.port, "/groups/bt/nack", "{\"delivery_ids\":[\"1.1\"],\"action\":\"skip\"}", 409, "\"refused\":[");
+    /* 1 and 2 done, 0 waiting for its retry: the checkpoint stays at 0, and a restart keeps it. */
+    srv_stop(&s, SIGKILL);
+    s = srv_start(test_dir(), NULL);
+    b = http_body(s.port, "GET", "/groups/bt", NULL, NULL, 200);
+    CHECK_MSG(strstr(b, "\"checkpoint\":0") && strstr(b, "\"in_flight\":0"), "%s", b);
+    free(b);
+    CHECK_EQ(pull(s.port, "bt", 4, 0, ids), 1); /* 3; never 1 or 2 */
+    CHECK_MSG(!strcmp(ids[0], "3.1"), "got %s", ids[0]);
+    /* The C client says which were not acked, and acks the others. */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    factum_client_t *c;
+    factum_error_t err;
+    CHECK_RC(factum_client_new(url, &c, &err), 0);
+    factum_delivery_id_t two[2] = {{"3.1"}, {"0.1"}};
+    CHECK_RC(factum_client_ack(c, "bt", two, 2, &err), FACTUM_ECONFLICT);
+    CHECK_MSG(strstr(err.message, "\"delivery_id\":\"0.1\"") && !strstr(err.message, "3.1"), "%s", err.message);
+    factum_client_free(c);
+    post_json(s.port, "/groups/bt/ack", "{\"delivery_ids\":[\"3.1\"]}", 200, "\"acked\":0"); /* done already */
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* ---- lag is named for what it counts ---- */
+
+TEST(group_lag_counts_events_for_a_stream_source_and_positions_for_a_category) {
+    srv s = srv_start(test_dir(), NULL);
+    const char *streams[] = {"lg-1", "other-1", "other-1", "lg-1", "other-1"};
+    for (int i = 0; i < 5; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/streams/%s", streams[i]);
+        expect_status(s.port, "POST", path, CE, "{\"type\":\"L\"}", 201, NULL);
+    }
+    put_group(s.port, "bystream", "{\"source\":{\"stream\":\"lg-1\"},\"start\":\"earliest\"}", 201);
+    put_group(s.port, "bycat", "{\"source\":{\"category\":\"lg\"},\"start\":\"earliest\"}", 201);
+    char *b = http_body(s.port, "GET", "/groups/bystream", NULL, NULL, 200);
+    const char *p = strstr(b, "\"lag_positions\":");
+    CHECK_MSG(strstr(b, "\"lag_events\":2,") && p && atoi(p + 16) >= 5, "%s", b); /* 2 events of lg-1, 5+ positions back */
+    free(b);
+    b = http_body(s.port, "GET", "/groups/bycat", NULL, NULL, 200);
+    p = strstr(b, "\"lag_positions\":");
+    CHECK_MSG(!strstr(b, "\"lag_events\"") && p && atoi(p + 16) >= 5, "%s", b); /* a category cannot count its events */
+    free(b);
+    b = http_body(s.port, "GET", "/metrics", NULL, NULL, 200);
+    CHECK_MSG(strstr(b, "factum_group_lag_events{group=\"bystream\"} 2\n") && !strstr(b, "factum_group_lag_events{group=\"bycat\"}") &&
+                  strstr(b, "factum_group_lag_positions{group=\"bycat\"} "),
+              "%s", b);
+    free(b);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }

@@ -11,7 +11,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -228,4 +230,58 @@ void expect_status(int port, const char *method, const char *path, const char *h
         CHECK(strstr(r.body, "\"detail\":\""));
     }
     resp_free(&r);
+}
+
+bool http_wait_body(int port, const char *path, const char *want, int limit_s) {
+    uint64_t t0 = clock_mono_ns();
+    do {
+        resp r;
+        http_do(port, "GET", path, NULL, NULL, &r);
+        bool ok = r.status == 200 && strstr(r.body, want);
+        resp_free(&r);
+        if (ok) return true;
+        usleep(100000);
+    } while (clock_mono_ns() - t0 < (uint64_t)limit_s * 1000000000u);
+    return false;
+}
+
+uint64_t srv_scavenge(int port) {
+    char *b = http_body(port, "GET", "/admin/scavenge", NULL, NULL, 200);
+    const char *p = strstr(b, "\"runs\":");
+    CHECK(p);
+    char want[64];
+    snprintf(want, sizeof want, "\"running\":false,\"runs\":%d,", atoi(p + 7) + 1);
+    free(b);
+    expect_status(port, "POST", "/admin/scavenge", NULL, "", 202, NULL);
+    CHECK_MSG(http_wait_body(port, "/admin/scavenge", want, 60), "the scavenge did not finish");
+    b = http_body(port, "GET", "/admin/scavenge", NULL, NULL, 200);
+    p = strstr(b, "\"events_removed\":");
+    CHECK(p);
+    uint64_t removed = strtoull(p + 17, NULL, 10);
+    free(b);
+    return removed;
+}
+
+static _Atomic int64_t *clock_shift_us; /* the servers' wall clock offset, shared through the file */
+
+void test_clock_fake(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/clock", test_dir());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    int64_t zero = 0;
+    CHECK(pwrite(fd, &zero, sizeof zero, 0) == (ssize_t)sizeof zero);
+    void *p = mmap(NULL, sizeof zero, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED);
+    close(fd);
+    clock_shift_us = p;
+    CHECK(setenv("FACTUM_TEST_CLOCK_FILE", path, 1) == 0);
+}
+
+void test_clock_step(int64_t us) { atomic_fetch_add(clock_shift_us, us); }
+
+int64_t test_clock_now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000 + atomic_load(clock_shift_us);
 }

@@ -51,4 +51,16 @@ char *http_body(int port, const char *method, const char *path, const char *hdrs
 void expect_status(int port, const char *method, const char *path, const char *hdrs, const char *body, int status,
                    const char *body_has);
 
+/* GET path until the answer is 200 with `want` in its body; true if it came within limit_s. */
+bool http_wait_body(int port, const char *path, const char *want, int limit_s);
+/* POST /admin/scavenge and wait until it has finished; returns its events_removed. */
+uint64_t srv_scavenge(int port);
+
+/* A wall clock the test steps: servers started after test_clock_fake read the machine's wall
+   clock plus an offset the test changes with test_clock_step (FACTUM_TEST_CLOCK_FILE, a file in
+   test_dir(); the machine's clock is never touched). test_clock_now_us is the servers' now. */
+void test_clock_fake(void);
+void test_clock_step(int64_t us);
+int64_t test_clock_now_us(void);
+
 #endif

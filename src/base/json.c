@@ -4,6 +4,8 @@
  */
 #include "json.h"
 
+#include <stdio.h>
+
 static int fail(json_cur_t *c, const char *msg) {
     if (!c->error) c->error = msg, c->error_at = c->i;
     return -1;
@@ -402,4 +404,22 @@ bool json_member_string(factum_str_t obj, const char *key, buf_t *out) {
     out->len = 0;
     return json_member(obj, key, &v, &kind) && kind == JSON_STRING && !json_unescape(v, out) && !buf_append(out, "", 1) &&
            (out->len--, true);
+}
+
+int json_only_members(factum_str_t obj, const char *what, const char *const *allowed, factum_error_t *err) {
+    json_iter_t it;
+    factum_str_t k, v;
+    int kind, r;
+    json_iter_init(&it, obj);
+    while ((r = json_iter_member(&it, &k, &v, &kind)) == 1) {
+        bool ok = false;
+        for (size_t i = 0; allowed[i] && !ok; i++) ok = json_key_is(k, allowed[i]);
+        if (ok) continue;
+        char known[512];
+        size_t n = 0;
+        for (size_t i = 0; allowed[i] && n < sizeof known; i++)
+            n += (size_t)snprintf(known + n, sizeof known - n, "%s%s", i ? ", " : "", allowed[i]);
+        return err_set(err, FACTUM_EINVAL, "%s: unknown member %.*s (it has %s)", what, (int)MIN(k.len, 80), k.ptr, known);
+    }
+    return r < 0 ? err_set(err, FACTUM_EINVAL, "%s is not valid JSON", what) : 0;
 }

@@ -48,6 +48,10 @@ bool json_member_u64(factum_str_t obj, const char *key, uint64_t *out);
 bool json_member_string(factum_str_t obj, const char *key, buf_t *out);
 /* True if a raw string span (with quotes) equals the plain name (compares after decoding). */
 bool json_key_is(factum_str_t raw, const char *name);
+/* 0 if every member of the object obj is named in allowed (NULL-terminated), else FACTUM_EINVAL:
+   "WHAT: unknown member "NAME" (it has A, B, ...)". The one rule for what a client sends: a
+   member the server does not know is refused, never ignored. */
+int json_only_members(factum_str_t obj, const char *what, const char *const *allowed, factum_error_t *err);
 /* Decodes a raw string span (with quotes) into out (appended). 0 or FACTUM_ENOMEM. */
 int json_unescape(factum_str_t raw, buf_t *out);
 /* Appends s as a JSON string with quotes, escaping what must be escaped. */

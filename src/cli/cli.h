@@ -44,6 +44,8 @@ int cli_saga(const char *url, int argc, char **argv);
 /* check.c: factum check [--repair [--truncate-at P]] [--json] */
 int cli_check(const char *dir, int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
+/* schedule.c: factum schedule ls [--state S] [--after ID] [--limit N], embedded or against url */
+int cli_schedule_ls(const char *dir, const char *url, int argc, char **argv);
 int cli_meta(const char *dir, const char *url, int argc, char **argv);
 /* `factum streams` (categories false) and `factum categories` (streams.c). */
 int cli_list(const char *dir, const char *url, bool categories, int argc, char **argv);

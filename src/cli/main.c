@@ -32,6 +32,7 @@ static const char *usage_main =
     "  streams [PREFIX]              list streams by name (--category C, --after NAME, --limit N)\n"
     "  categories                    list categories by name\n"
     "  schedule AT STREAM TYPE [JSON] append an event at a time (server only)\n"
+    "  schedule ls [--state S]       list durable timers (pending, fired, failed, cancelled)\n"
     "  group COMMAND ...             consumer groups: create, pull, ack, nack, parked, replay\n"
     "  meta STREAM [--max-count N ...] show or change a stream's metadata (retention)\n"
     "  projection COMMAND ...        SQL read models: apply, ls, status, reset, query, delete\n"
@@ -69,6 +70,7 @@ static const char *usage_tail =
 static const char *usage_schedule =
     "usage: factum --server URL schedule AT STREAM TYPE [JSON|-] [--id ID]\n"
     "       factum --server URL schedule --cancel ID\n"
+    "       factum schedule ls [--state S] [--after ID] [--limit N]   (see schedule ls --help)\n"
     "\n"
     "A durable timer: the server appends the event to STREAM at AT (an RFC 3339 time, or +N for\n"
     "N seconds from now), once, unless it is cancelled first. Prints {\"id\",\"at\"}. Timers are\n"
@@ -609,6 +611,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
     if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);
+    if (!strcmp(cmd, "schedule") && argc > 1 && !strcmp(argv[1], "ls")) return cli_schedule_ls(dir, server_url, argc - 1, argv + 1);
     if (!strcmp(cmd, "schedule")) return cmd_schedule(argc, argv);
     if (!strcmp(cmd, "streams")) return cli_list(dir, server_url, false, argc, argv);
     if (!strcmp(cmd, "categories")) return cli_list(dir, server_url, true, argc, argv);

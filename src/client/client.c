@@ -546,6 +546,10 @@ int factum_client_ack(factum_client_t *c, const char *group, const factum_delive
     int status;
     char *resp;
     int rc = factum_client_call(c, "POST", path, body.ptr, &status, &resp, err);
+    factum_str_t refused;
+    int kind;
+    if (!rc && resp && json_member(str_c(resp), "refused", &refused, &kind) && kind == JSON_ARRAY && refused.len > 2)
+        rc = err_set(err, FACTUM_ECONFLICT, "not acked (the others are): %.*s", (int)MIN(refused.len, 400), refused.ptr);
     free(resp);
     buf_free(&body);
     return rc;

@@ -149,20 +149,6 @@ static int str_array(factum_str_t val, int kind, const char *what, size_t max, s
     return 0;
 }
 
-/* Only the members named in `allowed` (NULL-terminated). */
-static int only_members(factum_str_t obj, const char *what, const char *const *allowed, factum_error_t *err) {
-    json_iter_t it;
-    json_iter_init(&it, obj);
-    factum_str_t k, v;
-    int kind, r;
-    while ((r = json_iter_member(&it, &k, &v, &kind)) == 1) {
-        bool ok = false;
-        for (size_t i = 0; allowed[i] && !ok; i++) ok = json_key_is(k, allowed[i]);
-        if (!ok) return err_set(err, FACTUM_EINVAL, "%s: unknown member %.*s", what, (int)MIN(k.len, 80), k.ptr);
-    }
-    return r < 0 ? err_set(err, FACTUM_EINVAL, "%s is not valid JSON", what) : 0;
-}
-
 static int parse_source(proj_def *d, factum_str_t body, factum_error_t *err) {
     factum_str_t src;
     int kind;
@@ -175,7 +161,7 @@ static int parse_source(proj_def *d, factum_str_t body, factum_error_t *err) {
     }
     static const char *const allowed[] = {"categories", "types", "stream", NULL};
     if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "source must be an object: {\"categories\": [...]}, {\"types\": [...]} or {\"stream\": \"...\"}");
-    int rc = only_members(src, "source", allowed, err);
+    int rc = json_only_members(src, "source", allowed, err);
     if (rc) return rc;
     factum_str_t v;
     int have = 0;
@@ -216,7 +202,7 @@ static int parse_target(proj_def *d, factum_str_t body, const char *data_dir, fa
     if (json_member(body, "target", &tg, &kind)) {
         static const char *const allowed[] = {"sqlite", "postgres", NULL};
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "target must be {\"sqlite\": PATH} or {\"postgres\": CONNINFO}");
-        int rc = only_members(tg, "target", allowed, err);
+        int rc = json_only_members(tg, "target", allowed, err);
         if (rc) return rc;
         bool pg = json_member(tg, "postgres", &v, &kind);
         if (pg == json_member(tg, "sqlite", &v, &kind) && pg)
@@ -322,7 +308,7 @@ int proj_def_parse(const char *name, factum_str_t body, const char *data_dir, pr
     if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT)
         return err_set(err, FACTUM_EINVAL, "a projection definition is a JSON object");
     static const char *const allowed[] = {"source", "target", "setup", "handlers", NULL};
-    int rc = only_members(body, "the definition", allowed, err);
+    int rc = json_only_members(body, "the definition", allowed, err);
     if (rc) return rc;
     proj_def *d = calloc(1, sizeof *d);
     if (!d) return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -923,7 +909,7 @@ int projector_query(projector *p, factum_str_t body, buf_t *out, factum_error_t 
     if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT)
         return err_set(err, FACTUM_EINVAL, "a query is a JSON object {\"sql\": ..., \"params\": {...}, \"min_position\": P, \"timeout_ms\": T}");
     static const char *const allowed[] = {"sql", "params", "min_position", "timeout_ms", NULL};
-    int rc = only_members(body, "the query", allowed, err);
+    int rc = json_only_members(body, "the query", allowed, err);
     if (rc) return rc;
     factum_str_t params = {0}, v;
     buf_t sql = {0};

@@ -609,7 +609,8 @@ static void group_metrics(buf_t *b, groups_t *gs) {
     static const struct {
         const char *name, *type, *help;
     } fam[] = {
-        {"factum_group_lag_events", "gauge", "Events after the group's checkpoint (log positions for category and $all sources)."},
+        {"factum_group_lag_positions", "gauge", "Log positions from the oldest event the group has not finished to the head."},
+        {"factum_group_lag_events", "gauge", "Events of the group's stream not finished (stream sources only)."},
         {"factum_group_lag_seconds", "gauge", "Age of the oldest event the group has not finished."},
         {"factum_group_in_flight", "gauge", "Deliveries awaiting ack."},
         {"factum_group_retrying", "gauge", "Events waiting for a retry."},
@@ -624,10 +625,11 @@ static void group_metrics(buf_t *b, groups_t *gs) {
         api_metric_head(b, fam[f].name, fam[f].type, fam[f].help);
         for (size_t i = 0; i < n; i++) {
             const group_stats *st = &v[i];
-            double val[] = {(double)st->lag_events, st->lag_seconds,         (double)st->in_flight,
-                            (double)st->retrying,   (double)st->parked,      st->oldest_parked_s,
-                            (double)st->delivered,  (double)st->redelivered, (double)st->acked,
-                            (double)st->stopped};
+            double val[] = {(double)st->lag_positions, (double)st->lag_events, st->lag_seconds,
+                            (double)st->in_flight,     (double)st->retrying,   (double)st->parked,
+                            st->oldest_parked_s,       (double)st->delivered,  (double)st->redelivered,
+                            (double)st->acked,         (double)st->stopped};
+            if (f == 1 && !st->has_lag_events) continue; /* a category or $all source cannot count its events */
             buf_printf(b, "%s{group=\"%s\"} %.17g\n", fam[f].name, st->name, val[f]);
         }
     }
@@ -682,6 +684,8 @@ static void metrics(conn *c) {
     scalar(b, "factum_timers_pending", "gauge", "Durable timers waiting to fire.", ts.pending);
     scalar(b, "factum_timers_fired_total", "counter", "Timers fired (since this server started, or replayed).", ts.fired);
     scalar(b, "factum_timers_cancelled_total", "counter", "Timers cancelled.", ts.cancelled);
+    scalar(b, "factum_timers_failed_total", "counter", "Timers whose event the store refused (a deleted stream, a clashing id).", ts.failed);
+    scalar(b, "factum_timers_compactions_total", "counter", "Compactions of $schedules (records of ended timers made reclaimable).", ts.compactions);
     histogram(b, "factum_timer_lateness_seconds", "From a timer's time to its event being durable.", ts.late,
               timers_late_bounds_ms, 16, 1e-3, (double)ts.late_sum_us / 1e6);
     group_metrics(b, s->groups);

@@ -34,7 +34,9 @@ typedef struct parked {
 typedef struct entry {
     uint64_t key, pos;
     uint64_t sh;      /* hash of the event's stream (by_stream) */
-    uint32_t attempt; /* deliveries so far */
+    uint32_t attempt; /* deliveries so far: a delivery id is KEY.ATTEMPT, never reused */
+    uint32_t base;    /* deliveries before it was last replayed from the parked set */
+    bool replayed;    /* replayed: a failure parks it again (one more delivery, no loop) */
     uint8_t kind;
     uint64_t member; /* the push member holding it in flight, 0 for pull */
     int64_t t; /* in flight: deadline; retry: when due (µs, CLOCK_MONOTONIC; records hold the wall clock) */
@@ -186,6 +188,10 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
     if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "the body must be a JSON object");
     if (!json_member(body, "source", &src, &kind) || kind != JSON_OBJECT)
         return err_set(err, FACTUM_EINVAL, "'source' must be {\"stream\": S}, {\"category\": C} or {\"all\": {...}}");
+    static const char *const source_members[] = {"stream", "category", "all", NULL};
+    if ((rc = json_only_members(src, "'source'", source_members, err))) return rc;
+    if (json_member(src, "stream", &v, &kind) + json_member(src, "category", &v, &kind) + json_member(src, "all", &v, &kind) > 1)
+        return err_set(err, FACTUM_EINVAL, "'source' has one of stream, category and all");
     if (json_member(src, "stream", &v, &kind)) {
         g->src = SRC_STREAM;
         if (kind != JSON_STRING || !str_into(v, g->src_name, sizeof g->src_name) ||
@@ -199,7 +205,9 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
         g->src = SRC_ALL;
         factum_str_t l;
         int lk;
+        static const char *const all_members[] = {"types", "categories", NULL};
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "'source.all' must be an object");
+        if ((rc = json_only_members(v, "'source.all'", all_members, err))) return rc;
         if (json_member(v, "types", &l, &lk) && (lk != JSON_ARRAY || (rc = string_list(l, g->types, &g->ntypes, "types", err))))
             return err_set(err, FACTUM_EINVAL, "'source.all.types' must be a list of types");
         if (json_member(v, "categories", &l, &lk) &&
@@ -219,7 +227,9 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
         return rc;
     factum_str_t retry = {"{}", 2};
     if (json_member(body, "retry", &v, &kind)) {
+        static const char *const retry_members[] = {"min_delay_ms", "max_delay_ms", NULL};
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "'retry' must be {\"min_delay_ms\", \"max_delay_ms\"}");
+        if ((rc = json_only_members(v, "'retry'", retry_members, err))) return rc;
         retry = v;
     }
     if ((rc = num_member(retry, "min_delay_ms", 0, 86400000, 1000, &g->min_delay_ms, err)) ||
@@ -270,7 +280,10 @@ int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf
     pthread_mutex_lock(&gs->mu);
     group *old = find(gs, name);
     *created = old == NULL;
+    /* What a client may send (the GroupDefined record adds "name"). */
+    static const char *const members[] = {"source", "start", "strategy", "ack_timeout_ms", "max_deliveries", "retry", NULL};
     int rc = parse_definition(gs, body, &tmp, old == NULL, err);
+    if (!rc) rc = json_only_members(body, "a group", members, err);
     if (!rc && old) {
         /* What a group reads, and where it began, do not change under it. */
         bool same = old->src == tmp.src && !strcmp(old->src_name, tmp.src_name) && old->ntypes == tmp.ntypes &&
@@ -440,12 +453,14 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
         if (json_member(data, "entries", &arr, &kind) && kind == JSON_ARRAY) {
             json_iter_init(&it, arr);
             while (json_iter_element(&it, &v, &kind) == 1) {
-                uint64_t pos = 0, sh = 0, attempt = 0, due = 0, done = 0;
+                uint64_t pos = 0, sh = 0, attempt = 0, due = 0, done = 0, base = 0, replayed = 0;
                 if (kind != JSON_OBJECT || !json_member_u64(v, "key", &key)) continue;
                 json_member_u64(v, "pos", &pos), json_member_u64(v, "sh", &sh), json_member_u64(v, "attempt", &attempt), json_member_u64(v, "due", &due);
-                json_member_u64(v, "done", &done);
+                json_member_u64(v, "done", &done), json_member_u64(v, "base", &base), json_member_u64(v, "replayed", &replayed);
                 entry *x = entry_add(g, key, pos);
-                if (x) x->sh = sh, x->attempt = (uint32_t)attempt, x->kind = done ? E_DONE : E_RETRY, x->t = due_mono(due, cp_at);
+                if (x)
+                    x->sh = sh, x->attempt = (uint32_t)attempt, x->kind = done ? E_DONE : E_RETRY, x->t = due_mono(due, cp_at),
+                    x->base = (uint32_t)MIN(base, attempt), x->replayed = replayed != 0;
             }
         }
         if (json_member(data, "parked", &arr, &kind) && kind == JSON_ARRAY) {
@@ -516,12 +531,16 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
             parked *p;
             if (kind != JSON_NUMBER || !str_u64(v, &key) || !(p = parked_of(g, key))) continue;
             uint64_t pos = p->pos, sh = p->sh;
+            uint32_t attempts = p->attempts;
             unpark(g, p);
             if (!replay) continue;
             entry *x = entry_of(g, key);
             if (!x) x = entry_add(g, key, pos);
-            /* one more delivery: a failure parks it again rather than loop */
-            if (x) x->kind = E_RETRY, x->t = 0, x->attempt = g->max_deliveries - 1, x->pos = pos, x->sh = sh;
+            /* Delivered again with its attempt count reset (the next delivery is attempt 1; its id
+               goes on from the deliveries before, so no id is reused), once: a failure parks it
+               again rather than loop. */
+            if (x)
+                x->kind = E_RETRY, x->t = 0, x->attempt = x->base = attempts, x->replayed = true, x->pos = pos, x->sh = sh;
         }
     }
     refloor(g);
@@ -543,7 +562,7 @@ static void render_delivery(buf_t *out, size_t *count, const entry *x, const fac
     else buf_append(out, *count ? ",\n" : "\n", *count ? 2 : 1);
     size_t at = out->len;
     buf_printf(out, "{\"delivery_id\":\"%llu.%u\",\"attempt\":%u,\"event\":", (unsigned long long)x->key, x->attempt,
-               x->attempt);
+               x->attempt - x->base);
     size_t need = factum_event_json(e, NULL, 0);
     if (!buf_reserve(out, need + 1)) {
         factum_event_json(e, out->ptr + out->len, need + 1);
@@ -708,7 +727,18 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
     return rc;
 }
 
-/* ---- ack ---- */
+/* ---- ack and nack ---- */
+
+/* Locks the groups for a state record of group `name` starting with `head` in rec; the group, or
+   NULL with FACTUM_ENOTFOUND in *rc. The caller unlocks. */
+static group *record_begin(groups_t *gs, const char *name, buf_t *rec, const char *head, int *rc, factum_error_t *err) {
+    pthread_mutex_lock(&gs->mu);
+    group *g = find(gs, name);
+    *rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    rec->len = 0;
+    buf_printf(rec, "%s", head);
+    return g;
+}
 
 /* Parses "KEY.ATTEMPT". */
 static bool delivery_id(factum_str_t s, uint64_t *key, uint32_t *attempt) {
@@ -729,51 +759,113 @@ static int element_id(factum_str_t v, int kind, uint64_t *key, uint32_t *attempt
     return ok ? 0 : err_set(err, FACTUM_EINVAL, "delivery ids look like \"123.1\"");
 }
 
-int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err) {
-    factum_str_t arr, v;
-    int kind, r;
-    *n = 0;
-    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !json_member(body, "delivery_ids", &arr, &kind) ||
-        kind != JSON_ARRAY)
-        return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]}");
-    pthread_mutex_lock(&gs->mu);
-    group *g = find(gs, name);
-    int rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
-    rec->len = 0;
-    buf_printf(rec, "{\"keys\":[");
+/* Whether a retry of x parks it instead: past max_deliveries, or delivered again after a replay. */
+static bool retry_parks(const group *g, const entry *x) {
+    return x->replayed || x->attempt - x->base >= g->max_deliveries;
+}
+
+/* Why delivery KEY.ATTEMPT cannot be acked or nacked: it is not in flight as that attempt. */
+static const char *refusal(group *g, const entry *x, uint64_t key, uint32_t attempt) {
+    if (x && x->kind == E_INFLIGHT && x->attempt > attempt) return "timed out and delivered again";
+    if (x && (x->kind == E_RETRY || x->kind == E_PARKING)) return "timed out or nacked: it will be delivered again";
+    if (parked_of(g, key)) return "parked";
+    if (key < g->floor || (x && x->kind == E_DONE)) return "done already (acked or skipped)";
+    return "never delivered as that attempt";
+}
+
+/*
+ * Walks the delivery ids of an ack or nack: each in flight as that attempt is handed to take
+ * (which renders its part of the record), each done already is fine for an ack (acks are
+ * idempotent), and the rest go to refused as {"delivery_id","reason"} elements with a comma
+ * before all but the first. Nothing in the group changes here. FACTUM_EINVAL for a malformed
+ * id; FACTUM_ECONFLICT when every id was refused (the message names the first). Mutex held.
+ */
+static int walk_ids(group *g, factum_str_t arr, bool done_ok, void (*take)(void *ctx, entry *x), void *ctx,
+                    buf_t *refused, factum_error_t *err) {
     json_iter_t it;
+    factum_str_t v;
+    int kind, r, rc = 0;
+    size_t ids = 0, nrefused = 0;
+    char first[160] = "";
     json_iter_init(&it, arr);
-    uint64_t *keys = NULL;
-    size_t nk = 0, capk = 0;
     while (!rc && (r = json_iter_element(&it, &v, &kind)) == 1) {
-        uint64_t key;
-        uint32_t attempt;
+        uint64_t key = 0;
+        uint32_t attempt = 0;
         if ((rc = element_id(v, kind, &key, &attempt, err))) break;
+        ids++;
         entry *x = entry_of(g, key);
-        bool done = key < g->floor || (x && x->kind == E_DONE);
-        if (!done && !(x && x->kind == E_INFLIGHT && x->attempt == attempt))
-            rc = err_set(err, FACTUM_ECONFLICT, "delivery %llu.%u is not in flight (timed out and delivered again, or never delivered)",
-                         (unsigned long long)key, attempt);
-        else if (!done) {
-            if (nk == capk) keys = realloc(keys, (capk = capk ? capk * 2 : 64) * sizeof *keys);
-            keys[nk++] = key;
-            buf_printf(rec, "%s%llu", *n ? "," : "", (unsigned long long)key);
-            ++*n;
+        if (x && x->kind == E_INFLIGHT && x->attempt == attempt) {
+            take(ctx, x);
+            continue;
         }
+        if (done_ok && (key < g->floor || (x && x->kind == E_DONE))) continue;
+        const char *why = refusal(g, x, key, attempt);
+        buf_printf(refused, "%s{\"delivery_id\":\"%llu.%u\",\"reason\":\"%s\"}", nrefused++ ? "," : "", (unsigned long long)key,
+                   attempt, why);
+        if (!first[0]) snprintf(first, sizeof first, "%llu.%u: %s", (unsigned long long)key, attempt, why);
     }
+    if (!rc && nrefused && nrefused == ids)
+        rc = err_set(err, FACTUM_ECONFLICT, "no delivery of the batch is in flight (%s)", first);
+    return rc;
+}
+
+/* The body of an ack or nack: its "delivery_ids" array, and only the members named. */
+static int batch_body(factum_str_t body, const char *what, const char *const *members, factum_str_t *arr, factum_error_t *err) {
+    int kind;
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !json_member(body, "delivery_ids", arr, &kind) ||
+        kind != JSON_ARRAY)
+        return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]%s}", what);
+    return json_only_members(body, "the body", members, err);
+}
+
+typedef struct ack_batch {
+    buf_t *rec;
+    size_t *n;
+    uint64_t *keys;
+    size_t nk, cap;
+    bool nomem;
+} ack_batch;
+
+static void ack_take(void *ctx, entry *x) {
+    ack_batch *b = ctx;
+    if (b->nk == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        uint64_t *k = realloc(b->keys, cap * sizeof *k);
+        if (!k) {
+            b->nomem = true;
+            return;
+        }
+        b->keys = k, b->cap = cap;
+    }
+    b->keys[b->nk++] = x->key;
+    buf_printf(b->rec, "%s%llu", *b->n ? "," : "", (unsigned long long)x->key);
+    ++*b->n;
+}
+
+int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, buf_t *refused,
+                       factum_error_t *err) {
+    static const char *const members[] = {"delivery_ids", NULL};
+    factum_str_t arr;
+    *n = 0;
+    int rc = batch_body(body, "", members, &arr, err);
+    if (rc) return rc;
+    group *g = record_begin(gs, name, rec, "{\"keys\":[", &rc, err);
+    ack_batch b = {rec, n, NULL, 0, 0, false};
+    if (!rc) rc = walk_ids(g, arr, true, ack_take, &b, refused, err);
+    if (!rc && b.nomem) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
     if (!rc) {
         /* The floor once these are done: everything below it is done (a lower bound that stays
            true whatever happens before this record is durable). */
         uint64_t f = g->next;
         for (size_t i = 0; i < g->n; i++) {
             bool acking = false;
-            for (size_t k = 0; k < nk && !acking; k++) acking = keys[k] == g->e[i].key;
+            for (size_t k = 0; k < b.nk && !acking; k++) acking = b.keys[k] == g->e[i].key;
             if (g->e[i].kind != E_DONE && !acking && g->e[i].key < f) f = g->e[i].key;
         }
         buf_printf(rec, "],\"floor\":%llu}", (unsigned long long)f);
         if (*n) g->writes_pending++;
     }
-    free(keys);
+    free(b.keys);
     pthread_mutex_unlock(&gs->mu);
     return rc;
 }
@@ -799,19 +891,36 @@ void groups_write_abandoned(groups_t *gs, const char *name) {
 
 /* Renders one Nacked item for x going `to` (retry, park or skip). */
 static void nack_item(const group *g, buf_t *rec, const entry *x, const char *to, int64_t now, int64_t delay_ms, bool first) {
-    int64_t due = now + (delay_ms >= 0 ? delay_ms * 1000 : (int64_t)backoff_us(g, x->attempt));
+    int64_t due = now + (delay_ms >= 0 ? delay_ms * 1000 : (int64_t)backoff_us(g, x->attempt - x->base));
     buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"to\":\"%s\",\"due\":%lld}",
                first ? "" : ",", (unsigned long long)x->key, (unsigned long long)x->pos, (unsigned long long)x->sh,
                x->attempt, to, (long long)due);
 }
 
-int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err) {
+typedef struct nack_batch {
+    group *g;
+    buf_t *rec;
+    size_t *n;
+    const char *action;
+    int64_t now, delay_ms;
+} nack_batch;
+
+static void nack_take(void *ctx, entry *x) {
+    nack_batch *b = ctx;
+    /* A retry past max_deliveries (or after a replay) parks instead. */
+    const char *to = !strcmp(b->action, "retry") && retry_parks(b->g, x) ? "park" : b->action;
+    nack_item(b->g, b->rec, x, to, b->now, b->delay_ms, *b->n == 0);
+    ++*b->n;
+}
+
+int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, buf_t *refused,
+                        factum_error_t *err) {
+    static const char *const members[] = {"delivery_ids", "action", "delay_ms", "reason", NULL};
     factum_str_t arr, v;
-    int kind, r;
+    int kind;
     *n = 0;
-    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !json_member(body, "delivery_ids", &arr, &kind) ||
-        kind != JSON_ARRAY)
-        return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...], \"action\": \"retry\"|\"park\"|\"skip\"}");
+    int rc = batch_body(body, ", \"action\": \"retry\"|\"park\"|\"skip\"", members, &arr, err);
+    if (rc) return rc;
     char action[16] = "retry", reason[256] = "";
     uint64_t delay = 0;
     bool has_delay = false;
@@ -826,29 +935,10 @@ int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t
             return err_set(err, FACTUM_EINVAL, "'delay_ms' must be 0 to 86400000");
         has_delay = true;
     }
-    pthread_mutex_lock(&gs->mu);
-    group *g = find(gs, name);
-    int rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
+    group *g = record_begin(gs, name, rec, "{\"items\":[", &rc, err);
     int64_t now = clock_realtime_us();
-    rec->len = 0;
-    buf_printf(rec, "{\"items\":[");
-    json_iter_t it;
-    json_iter_init(&it, arr);
-    while (!rc && (r = json_iter_element(&it, &v, &kind)) == 1) {
-        uint64_t key;
-        uint32_t attempt;
-        if (!(rc = element_id(v, kind, &key, &attempt, err))) {
-            entry *x = entry_of(g, key);
-            if (!(x && x->kind == E_INFLIGHT && x->attempt == attempt))
-                rc = err_set(err, FACTUM_ECONFLICT, "delivery %llu.%u is not in flight", (unsigned long long)key, attempt);
-            else {
-                /* A retry past max_deliveries parks instead. */
-                const char *to = !strcmp(action, "retry") && x->attempt >= g->max_deliveries ? "park" : action;
-                nack_item(g, rec, x, to, now, has_delay ? (int64_t)delay : -1, *n == 0);
-                ++*n;
-            }
-        }
-    }
+    nack_batch b = {g, rec, n, action, now, has_delay ? (int64_t)delay : -1};
+    if (!rc) rc = walk_ids(g, arr, false, nack_take, &b, refused, err);
     if (!rc) {
         buf_printf(rec, "],\"reason\":");
         json_escape(rec, reason, strlen(reason));
@@ -864,14 +954,13 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
     factum_str_t arr = {NULL, 0}, v;
     int kind;
     *n = 0;
+    static const char *const members[] = {"delivery_ids", NULL};
     if (body.len && (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT ||
                      (json_member(body, "delivery_ids", &arr, &kind) && kind != JSON_ARRAY)))
         return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]} or empty (all)");
-    pthread_mutex_lock(&gs->mu);
-    group *g = find(gs, name);
-    int rc = g ? 0 : err_set(err, FACTUM_ENOTFOUND, "no group '%s'", name);
-    rec->len = 0;
-    buf_printf(rec, "{\"keys\":[");
+    int rc = body.len ? json_only_members(body, "the body", members, err) : 0;
+    if (rc) return rc;
+    group *g = record_begin(gs, name, rec, "{\"keys\":[", &rc, err);
     if (!rc && one) {
         uint64_t key;
         if (!str_u64(str_c(one), &key) || !parked_of(g, key)) rc = err_set(err, FACTUM_ENOTFOUND, "no parked event '%s'", one);
@@ -941,8 +1030,9 @@ int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *o
  * Writes a Checkpoint: the group's whole state. Called with the mutex held and nothing in
  * flight for the group, and appended while still holding it, so no other record of the group
  * can land between what the snapshot saw and the snapshot itself: replaying from it is exact.
+ * true once it is durable, with its revision in *rev: the records before it are superseded.
  */
-static void write_checkpoint(groups_t *gs, group *g, buf_t *rec) {
+static bool write_checkpoint(groups_t *gs, group *g, buf_t *rec, uint64_t *rev) {
     int64_t now = clock_realtime_us(), now_mono = clock_mono_us(); /* due times are written on the wall clock */
     rec->len = 0;
     buf_printf(rec, "{\"floor\":%llu,\"at\":%lld,\"entries\":[", (unsigned long long)g->floor, (long long)now);
@@ -953,9 +1043,11 @@ static void write_checkpoint(groups_t *gs, group *g, buf_t *rec) {
         /* in flight or being parked: delivered again after a restart, like any unacked event */
         bool done = x->kind == E_DONE;
         int64_t due = x->kind == E_RETRY ? now + MAX(0, x->t - now_mono) : now;
-        buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"done\":%d,\"due\":%lld}", k++ ? "," : "",
+        buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"done\":%d,\"due\":%lld", k++ ? "," : "",
                    (unsigned long long)x->key, (unsigned long long)x->pos, (unsigned long long)x->sh, x->attempt, done,
                    (long long)due);
+        if (x->replayed) buf_printf(rec, ",\"base\":%u,\"replayed\":1", x->base);
+        buf_append(rec, "}", 1);
     }
     buf_printf(rec, "],\"parked\":[");
     for (size_t i = 0; i < g->npk; i++) {
@@ -969,12 +1061,19 @@ static void write_checkpoint(groups_t *gs, group *g, buf_t *rec) {
     buf_append(rec, "]}", 2);
     if (rec->len > CHECKPOINT_MAX_BYTES) {
         g->since_checkpoint = CHECKPOINT_EVERY / 2; /* too big for one record now: try again later */
-        return;
+        return false;
     }
     char stream[GROUP_MAX_NAME + 8];
     groups_state_stream(g->name, stream);
     factum_event_t ev = {.type = str_c("Checkpoint"), .data = {rec->ptr, rec->len}, .data_format = FACTUM_DATA_JSON};
-    if (factum_append(gs->db, str_c(stream), FACTUM_EXPECT_ANY, &ev, 1, NULL, NULL) == 0) g->since_checkpoint = 0;
+    factum_append_result_t res;
+    if (factum_append(gs->db, str_c(stream), FACTUM_EXPECT_ANY, &ev, 1, &res, NULL)) {
+        g->since_checkpoint = CHECKPOINT_EVERY / 2; /* refused (too large for a segment, a failing disk): later */
+        return false;
+    }
+    g->since_checkpoint = 0;
+    *rev = res.last_revision;
+    return true;
 }
 
 static void *keeper(void *arg) {
@@ -992,8 +1091,19 @@ static void *keeper(void *arg) {
             g->rate_i = (g->rate_i + 1) % 11;
             g->rate_n = MIN(g->rate_n + 1, 11);
         }
-        for (group *g = gs->list; g && !gs->stop; g = g->link)
-            if (g->since_checkpoint >= CHECKPOINT_EVERY && !g->writes_pending) write_checkpoint(gs, g, &rec);
+        char superseded[GROUP_MAX_NAME + 8] = "";
+        uint64_t cp_rev = 0;
+        for (group *g = gs->list; g && !gs->stop && !superseded[0]; g = g->link)
+            if (g->since_checkpoint >= CHECKPOINT_EVERY && !g->writes_pending && write_checkpoint(gs, g, &rec, &cp_rev))
+                groups_state_stream(g->name, superseded);
+        if (superseded[0]) {
+            /* The Checkpoint is durable: the group's records before it are reclaimable (a crash
+               before this leaves them visible, and a start reads from the Checkpoint anyway). */
+            pthread_mutex_unlock(&gs->mu);
+            replay_forget_before(gs->db, superseded, cp_rev, NULL);
+            pthread_mutex_lock(&gs->mu);
+            continue; /* the list may have changed meanwhile */
+        }
         for (group *g = gs->list; g && !gs->stop; g = g->link) {
             rec.len = 0;
             buf_printf(&rec, "{\"items\":[");
@@ -1001,7 +1111,7 @@ static void *keeper(void *arg) {
             for (size_t i = 0; i < g->n; i++) {
                 entry *x = &g->e[i];
                 if (x->kind != E_INFLIGHT || x->t > now) continue;
-                nack_item(g, &rec, x, x->attempt >= g->max_deliveries ? "park" : "retry", now_wall, -1, n == 0);
+                nack_item(g, &rec, x, retry_parks(g, x) ? "park" : "retry", now_wall, -1, n == 0);
                 x->kind = E_PARKING; /* neither deliverable nor expiring again until written */
                 n++;
             }
@@ -1036,8 +1146,12 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
     memset(st, 0, sizeof *st);
     snprintf(st->name, sizeof st->name, "%s", g->name);
     factum_t *db = gs->db;
-    uint64_t end = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1) : factum_head_position(db);
-    st->next = g->next, st->checkpoint = g->floor, st->lag_events = end > g->floor ? end - g->floor : 0;
+    uint64_t head = factum_head_position(db);
+    uint64_t end = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1) : head;
+    st->next = g->next, st->checkpoint = g->floor;
+    st->has_lag_events = g->src == SRC_STREAM;
+    if (st->has_lag_events) st->lag_events = end > g->floor ? end - g->floor : 0;
+    else st->lag_positions = end > g->floor ? end - g->floor : 0;
     st->in_flight = count_kind(g, E_INFLIGHT), st->retrying = count_kind(g, E_RETRY), st->held = count_kind(g, E_HELD);
     st->parked = g->npk, st->delivered = g->delivered, st->redelivered = g->redelivered, st->acked = g->acked;
     st->stopped = g->err_code != 0;
@@ -1052,8 +1166,9 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
         }
     }
     st->oldest_parked_s = (double)(now - oldest) / 1e6;
-    /* Lag in time: how old the oldest event not yet done is. */
-    if (st->lag_events) {
+    /* Lag in time: how old the oldest event not yet done is (and, for a stream source, how far
+       back in the log it lies). */
+    if (end > g->floor) {
         factum_result_t *r = NULL;
         int rc;
         if (g->src == SRC_STREAM) rc = factum_read_stream(db, str_c(g->src_name), g->floor, 1, 0, &r, NULL);
@@ -1061,7 +1176,11 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
             factum_query_t q = {.from = g->floor, .limit = 1, .category = g->src == SRC_CATEGORY ? str_c(g->src_name) : (factum_str_t){0}};
             rc = factum_read_all(db, &q, &r, NULL);
         }
-        if (!rc && factum_result_count(r)) st->lag_seconds = MAX(0, (double)(now - factum_result_event(r, 0)->time_us) / 1e6);
+        if (!rc && factum_result_count(r)) {
+            const factum_event_t *e = factum_result_event(r, 0);
+            st->lag_seconds = MAX(0, (double)(now - e->time_us) / 1e6);
+            if (g->src == SRC_STREAM) st->lag_positions = head > e->position ? head - e->position : 0;
+        }
         factum_result_free(r);
     }
 }
@@ -1071,12 +1190,13 @@ static void render_group(groups_t *gs, group *g, buf_t *out) {
     stats_of(gs, g, &st);
     buf_printf(out, "{\"name\":\"%s\",", g->name);
     render_config(g, out);
-    buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,\"lag_events\":%llu,\"lag_seconds\":%.3f,"
+    buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,", (unsigned long long)st.next, (unsigned long long)st.checkpoint);
+    if (st.has_lag_events) buf_printf(out, "\"lag_events\":%llu,", (unsigned long long)st.lag_events);
+    buf_printf(out, "\"lag_positions\":%llu,\"lag_seconds\":%.3f,"
                     "\"in_flight\":%zu,\"retrying\":%zu,\"held\":%zu,\"parked\":%zu,\"oldest_parked_seconds\":%.3f,"
                     "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"delivery_rate\":%.1f,"
                     "\"redelivery_rate\":%.1f}",
-               (unsigned long long)st.next, (unsigned long long)st.checkpoint, (unsigned long long)st.lag_events,
-               st.lag_seconds, st.in_flight, st.retrying, st.held, st.parked, st.oldest_parked_s,
+               (unsigned long long)st.lag_positions, st.lag_seconds, st.in_flight, st.retrying, st.held, st.parked, st.oldest_parked_s,
                (unsigned long long)st.delivered, (unsigned long long)st.redelivered, (unsigned long long)st.acked,
                st.delivery_rate, st.redelivery_rate);
     /* Outside "stats" (which holds numbers only): whether a failed read stopped delivery, and where. */

@@ -55,16 +55,22 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
 void groups_release_member(groups_t *gs, const char *name, uint64_t member);
 
 /*
- * Checks delivery ids for an ack and renders the Acked record data into rec. FACTUM_ENOTFOUND
- * (no group), FACTUM_EINVAL (malformed), FACTUM_ECONFLICT (an id not in flight; the message
- * names it). Ids already acknowledged are accepted again (acks are idempotent).
+ * Checks the delivery ids of an ack and renders the Acked record data into rec (*n keys to
+ * write). An id not in flight as that attempt (timed out and delivered again, nacked, never
+ * delivered) does not stop the others: it goes to refused as a {"delivery_id","reason"} element
+ * of a JSON array's inside, comma-separated. Ids already done are accepted again (acks are
+ * idempotent). FACTUM_ENOTFOUND (no group), FACTUM_EINVAL (malformed, or a member other than
+ * delivery_ids: nothing is taken), FACTUM_ECONFLICT (every id refused; the message names one).
  */
-int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err);
+int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, buf_t *refused,
+                       factum_error_t *err);
 /*
  * Checks a nack {delivery_ids, action, delay_ms, reason} and renders its Nacked record. A retry
- * of a delivery at max_deliveries parks it instead. Errors as for ack.
+ * of a delivery at max_deliveries, or of one replayed from the parked set, parks it instead.
+ * Ids not in flight (done ones included) are refused as for ack.
  */
-int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, factum_error_t *err);
+int groups_nack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, size_t *n, buf_t *refused,
+                        factum_error_t *err);
 /* Renders {keys} for Replayed or ParkedDeleted: the parked events named in body's
    delivery_ids, or `one`, or all of them. FACTUM_ENOTFOUND for a name that is not parked. */
 int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, const char *one, buf_t *rec, size_t *n,
@@ -82,7 +88,11 @@ void groups_write_abandoned(groups_t *gs, const char *name);
 typedef struct group_stats {
     char name[GROUP_MAX_NAME + 1];
     uint64_t next, checkpoint;
-    uint64_t lag_events; /* stream source: events after the checkpoint; others: log positions after it */
+    /* How far behind: lag_positions is log positions from the oldest event not done to the head
+       (every source); lag_events the source's own events from there (stream sources only, where
+       revisions count them: a category or $all source has no index to count its events by). */
+    uint64_t lag_positions, lag_events;
+    bool has_lag_events;
     double lag_seconds;  /* age of the oldest event not yet done */
     size_t in_flight, retrying, held, parked;
     double oldest_parked_s;

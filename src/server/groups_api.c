@@ -44,31 +44,56 @@ static void defined_done(conn *c) {
     buf_free(&b);
 }
 
+static void forgotten(void *ctx, int rc, const factum_append_result_t *res, const char *msg) { (void)ctx, (void)rc, (void)res, (void)msg; }
+
 static void deleted_done(conn *c) {
     if (!server_written(c)) return;
     groups_delete_apply(c->l->srv->groups, c->ar_note);
+    /* Its state records are superseded: soft-delete $group-NAME so a scavenge takes them. Only
+       if nothing was appended to it since (a group of the same name made again at once keeps
+       its records); a refusal changes nothing. */
+    char stream[GROUP_MAX_NAME + 8];
+    groups_state_stream(c->ar_note, stream);
+    int64_t last = factum_stream_revision(c->l->srv->db, str_c(stream));
+    if (last >= 0) factum_delete_stream_async(c->l->srv->db, str_c(stream), last, 0, forgotten, NULL, NULL);
     char body[200];
     int n = snprintf(body, sizeof body, "{\"name\":\"%s\",\"deleted\":true}", c->ar_note);
     conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
 }
 
+/* The answer to a state change: {"acked"|"nacked"|"replayed"|"deleted": n}, and for an ack or a
+   nack the ids it did not take, with why ("refused": [{"delivery_id","reason"}]). */
+static void answer_change(conn *c, const char *type, size_t n, const char *refused) {
+    const char *what = !strcmp(type, "Acked") ? "acked" : !strcmp(type, "Nacked") ? "nacked" : !strcmp(type, "Replayed") ? "replayed" : "deleted";
+    buf_t b = {0};
+    buf_printf(&b, "{\"%s\":%zu", what, n);
+    if (refused) buf_printf(&b, ",\"refused\":[%s]", refused);
+    buf_append(&b, "}", 1);
+    conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
+
+static void free_refused(void *job) {
+    buf_free(job);
+    free(job);
+}
+
 /* A state record (Acked, Nacked, Replayed, ParkedDeleted) is durable: apply it and answer. */
 static void recorded_done(conn *c) {
-    if (!check_state_written(c)) return;
-    factum_result_t *r = NULL;
-    const char *what = "done";
-    if (record_at(c, &r)) {
-        const factum_event_t *e = factum_result_event(r, 0);
-        groups_apply(c->l->srv->groups, c->ar_note, e->type, e->data);
-        what = str_eq(e->type, str_c("Acked"))      ? "acked"
-               : str_eq(e->type, str_c("Nacked"))   ? "nacked"
-               : str_eq(e->type, str_c("Replayed")) ? "replayed"
-                                                    : "deleted";
+    buf_t *refused = c->job; /* ack and nack: the ids not taken */
+    c->job = NULL;
+    if (check_state_written(c)) {
+        factum_result_t *r = NULL;
+        char type[16] = "";
+        if (record_at(c, &r)) {
+            const factum_event_t *e = factum_result_event(r, 0);
+            groups_apply(c->l->srv->groups, c->ar_note, e->type, e->data);
+            snprintf(type, sizeof type, "%.*s", (int)e->type.len, e->type.ptr);
+        }
+        factum_result_free(r);
+        answer_change(c, type, (size_t)c->ar_at, refused ? (refused->ptr ? refused->ptr : "") : NULL);
     }
-    factum_result_free(r);
-    char body[64];
-    int n = snprintf(body, sizeof body, "{\"%s\":%lld}", what, (long long)c->ar_at);
-    conn_respond(c, 200, "application/json", NULL, body, (size_t)n);
+    if (refused) free_refused(refused);
 }
 
 /* Submits a record; false (and answered) if it could not be. */
@@ -120,33 +145,49 @@ static void pull(conn *c) {
     server_wait(c, wait); /* long poll: commits and the sweep ask again */
 }
 
-typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, buf_t *, size_t *, factum_error_t *);
+typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, buf_t *, size_t *, buf_t *, factum_error_t *);
 
-/* After a prepare: the problem, or the record written to $group-{g} and answered once durable. */
-static void write_change(conn *c, int rc, const factum_error_t *err, buf_t *rec, size_t n, const char *type) {
-    if (rc) {
+/*
+ * After a prepare: the problem, or the record written to $group-{g} and answered once durable.
+ * refused (ack and nack: the ids not taken, the inside of a JSON array) goes with the answer,
+ * and with a 409 when no id was taken; it is the caller's until this returns.
+ */
+static void write_change(conn *c, int rc, const factum_error_t *err, buf_t *rec, size_t n, const char *type, buf_t *refused) {
+    const char *ref = refused ? (refused->ptr ? refused->ptr : "") : NULL;
+    if (rc == FACTUM_ECONFLICT && ref) {
+        buf_t m = {0};
+        buf_printf(&m, "\"refused\":[%s]", ref);
+        conn_problem(c, 409, "conflict", m.ptr, "%s", err->message);
+        buf_free(&m);
+    } else if (rc) {
         server_problem(c, rc, err->message);
     } else if (n == 0) {
-        /* nothing to write (an ack of ids already done): answer now */
-        char body[64];
-        int len = snprintf(body, sizeof body, "{\"%s\":0}", !strcmp(type, "Acked") ? "acked" : !strcmp(type, "Nacked") ? "nacked" : !strcmp(type, "Replayed") ? "replayed" : "deleted");
-        conn_respond(c, 200, "application/json", NULL, body, (size_t)len);
+        answer_change(c, type, 0, ref); /* nothing to write (an ack of ids already done): answer now */
     } else {
         char stream[GROUP_MAX_NAME + 8];
         groups_state_stream(c->ar_note, stream);
         c->ar_at = (int64_t)n;
-        if (!submit(c, stream, type, rec, recorded_done)) groups_write_abandoned(c->l->srv->groups, c->ar_note);
+        buf_t *keep = NULL;
+        if (refused && (keep = malloc(sizeof *keep))) *keep = *refused, *refused = (buf_t){0};
+        c->job = keep, c->job_free = free_refused;
+        if (!submit(c, stream, type, rec, recorded_done)) {
+            groups_write_abandoned(c->l->srv->groups, c->ar_note);
+            c->job = NULL;
+            if (keep) free_refused(keep);
+        }
     }
     buf_free(rec);
 }
 
 /* ack and nack */
 static void change(conn *c, factum_str_t body, prepare_fn prepare, const char *type) {
-    buf_t rec = {0};
+    buf_t rec = {0}, refused = {0};
     size_t n;
     factum_error_t err;
-    int rc = prepare(c->l->srv->groups, c->ar_note, body, &rec, &n, &err);
-    write_change(c, rc, &err, &rec, n, type);
+    buf_append(&refused, "", 1), refused.len = 0; /* never NULL: an empty list is [] */
+    int rc = prepare(c->l->srv->groups, c->ar_note, body, &rec, &n, &refused, &err);
+    write_change(c, rc, &err, &rec, n, type, &refused);
+    buf_free(&refused);
 }
 
 /* Replay (one, some or all) or delete (one) parked events. */
@@ -155,7 +196,7 @@ static void parked_change(conn *c, factum_str_t body, const char *one, const cha
     size_t n;
     factum_error_t err;
     int rc = groups_parked_prepare(c->l->srv->groups, c->ar_note, body, one, &rec, &n, &err);
-    write_change(c, rc, &err, &rec, n, type);
+    write_change(c, rc, &err, &rec, n, type, NULL);
 }
 
 void api_groups(conn *c, factum_str_t rest, factum_str_t body) {

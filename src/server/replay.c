@@ -42,3 +42,15 @@ factum_result_t *replay_find_newest(factum_t *db, const char *stream, int (*pick
         if (from == FACTUM_END || n < REPLAY_PAGE) return NULL;
     }
 }
+
+int replay_forget_before(factum_t *db, const char *stream, uint64_t revision, factum_error_t *err) {
+    factum_meta_t m;
+    int rc = factum_meta_get(db, str_c(stream), &m, err);
+    if (rc) return rc;
+    if (m.truncate_before < revision) {
+        m.truncate_before = revision;
+        rc = factum_meta_set(db, str_c(stream), &m, NULL, err);
+    }
+    factum_meta_free(&m);
+    return rc;
+}

@@ -1,6 +1,7 @@
 /*
  * schedules.c — the /schedules API over the durable timers of timers.c:
  *   POST /schedules {"at" | "delay_ms", "stream", "event"}  -> 201 {"id", "at"}
+ *   GET /schedules?state=S&after=ID&limit=N    -> [schedule, ...] in id order, Link to the next page
  *   GET /schedules/{id}                        -> {"id", "at", "stream", "state", "event", ...}
  *   DELETE /schedules/{id}                     -> 200 {"id", "state": "cancelled"}
  * Writes go to $schedules through the loop's asynchronous append; the timer table learns of
@@ -14,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+#define LIST_MAX_BYTES (16u << 20) /* a page stops at about this many bytes (events may be large) */
 
 static void scheduled_done(conn *c) {
     if (!server_written(c)) return;
     factum_error_t err;
-    if (timers_add(c->l->srv->timers, c->ar_res.last_position, &err)) {
+    if (timers_add(c->l->srv->timers, c->ar_note, c->ar_res.last_position, &err)) {
         conn_problem(c, 500, "internal", NULL, "schedule '%s' is durable but not registered (it will be at the next start): %s",
                      c->ar_note, err.message);
         return;
@@ -41,6 +45,11 @@ static void schedule(conn *c, factum_str_t body) {
     factum_error_t err;
     if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) {
         conn_problem(c, 400, "bad-request", NULL, "the body must be a JSON object {\"at\", \"stream\", \"event\"}");
+        return;
+    }
+    static const char *const members[] = {"at", "delay_ms", "stream", "event", NULL};
+    if (json_only_members(body, "a schedule", members, &err)) {
+        conn_problem(c, 400, "bad-request", NULL, "%s", err.message);
         return;
     }
     /* "delay_ms" instead of "at": due after that long on the monotonic clock (docs/timers.md). */
@@ -102,29 +111,96 @@ out:
     buf_free(&at_text);
 }
 
+/* Appends the JSON of timer ti to out. A compaction may have moved its record since it was looked
+   up: then it is looked up again. FACTUM_ENOTFOUND if it is gone (ended, and forgotten). */
+static int render(conn *c, timer_info *ti, buf_t *out, factum_error_t *err) {
+    int rc = FACTUM_ENOTFOUND;
+    for (int tries = 0; tries < 3 && rc == FACTUM_ENOTFOUND; tries++) {
+        size_t len = out->len;
+        if (tries && timers_lookup(c->l->srv->timers, ti->id, ti)) break;
+        if ((rc = timers_json(c->l->srv->db, ti, out, err))) out->len = len;
+    }
+    return rc;
+}
+
 static void show(conn *c, const char *id) {
     timer_info ti;
-    if (timers_lookup(c->l->srv->timers, id, &ti)) {
-        conn_problem(c, 404, "not-found", NULL, "no schedule '%s'", id);
-        return;
-    }
-    factum_result_t *r;
-    factum_error_t err;
-    if (factum_read_at(c->l->srv->db, ti.pos, &r, &err)) {
-        conn_problem(c, 500, "internal", NULL, "the Scheduled record of '%s' cannot be read", id);
-        return;
-    }
-    /* The record's data is {"id","at","stream","event"}: answer it with the state added. */
-    factum_str_t d = factum_result_event(r, 0)->data;
-    static const char *const names[] = {"pending", "fired", "cancelled"};
     buf_t b = {0};
-    buf_append(&b, d.ptr, d.len - 1);
-    buf_printf(&b, ",\"state\":\"%s\"", names[ti.state]);
-    if (ti.state == TIMER_FIRED) buf_printf(&b, ",\"position\":%llu", (unsigned long long)ti.fired_pos);
-    buf_append(&b, "}", 1);
-    conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    factum_error_t err;
+    int rc = timers_lookup(c->l->srv->timers, id, &ti) ? FACTUM_ENOTFOUND : render(c, &ti, &b, &err);
+    if (rc == FACTUM_ENOTFOUND) conn_problem(c, 404, "not-found", NULL, "no schedule '%s'", id);
+    else if (rc) conn_problem(c, 500, "internal", NULL, "the Scheduled record of '%s' cannot be read: %s", id, err.message);
+    else conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
-    factum_result_free(r);
+}
+
+/* GET /schedules?state=pending|fired|failed|cancelled&after=ID&limit=N */
+static void list(conn *c) {
+    factum_str_t q = c->req->h.query;
+    int state = -1;
+    char after[40] = "";
+    uint64_t limit = LIST_DEFAULT;
+    buf_t v = {0};
+    factum_str_t k;
+    for (int got; (got = http_query_next(&q, &k, &v));) {
+        bool ok = got > 0;
+        factum_str_t val = {v.ptr, ok ? v.len : 0};
+        if (ok && str_eq(k, str_c("state"))) {
+            state = -2;
+            for (int st = 0; st < 4; st++)
+                if (str_eq(val, str_c(timers_state_names[st]))) state = st;
+            ok = state != -2;
+        } else if (ok && str_eq(k, str_c("after"))) {
+            ok = val.len < sizeof after && !memchr(val.ptr, 0, val.len);
+            if (ok) snprintf(after, sizeof after, "%s", v.ptr);
+        } else if (ok && str_eq(k, str_c("limit"))) {
+            ok = str_u64(val, &limit) && limit >= 1 && limit <= LIST_MAX;
+        } else {
+            ok = false;
+        }
+        if (!ok) {
+            conn_problem(c, 400, "bad-request", NULL,
+                         "query parameters are state (pending, fired, failed or cancelled), after (a schedule id) and limit "
+                         "(1 to %d); not '%.*s'", LIST_MAX, (int)MIN(k.len, 80), k.ptr);
+            buf_free(&v);
+            return;
+        }
+    }
+    buf_free(&v);
+    timer_info *page = calloc(limit, sizeof *page);
+    if (!page) {
+        conn_problem(c, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    size_t n = timers_list(c->l->srv->timers, state, after, page, limit), shown = 0;
+    buf_t b = {0};
+    factum_error_t err;
+    int rc = 0;
+    buf_append(&b, "[", 1);
+    const char *last = NULL;
+    for (size_t i = 0; i < n && !rc && b.len < LIST_MAX_BYTES; i++) {
+        size_t at = b.len;
+        buf_append(&b, shown ? ",\n" : "\n", shown ? 2 : 1);
+        rc = render(c, &page[i], &b, &err);
+        if (rc == FACTUM_ENOTFOUND) b.len = at, rc = 0; /* ended and forgotten meanwhile */
+        else if (!rc) shown++, last = page[i].id;
+    }
+    buf_append(&b, shown ? "\n]" : "]", shown ? 2 : 1);
+    if (rc) {
+        conn_problem(c, 500, "internal", NULL, "a Scheduled record cannot be read: %s", err.message);
+    } else {
+        /* More may follow when the page is full or stopped at its size. */
+        buf_t link = {0};
+        if (last && (n == limit || shown < n)) {
+            buf_printf(&link, "Link: </schedules?");
+            if (state >= 0) buf_printf(&link, "state=%s&", timers_state_names[state]);
+            buf_printf(&link, "limit=%llu&after=%s>; rel=\"next\"\r\n", (unsigned long long)limit, last);
+        }
+        conn_respond(c, 200, "application/json", link.len ? link.ptr : NULL, b.ptr, b.len);
+        buf_free(&link);
+    }
+    buf_free(&b);
+    free(page);
 }
 
 static void cancelled_done(conn *c) {
@@ -157,7 +233,8 @@ void api_schedules(conn *c, factum_str_t rest, factum_str_t body) {
     bool get = str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"));
     if (rest.len == 0) {
         if (str_eq(h->method, str_c("POST"))) schedule(c, body);
-        else api_not_allowed(c, "POST");
+        else if (get) list(c);
+        else api_not_allowed(c, "GET, HEAD, POST");
         return;
     }
     char id[40];

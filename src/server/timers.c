@@ -2,7 +2,17 @@
  * timers.c — durable timers (see timers.h). One mutex guards the tables; the scheduler thread
  * takes what is due under it, then fires without it: the target appends go to the writer
  * asynchronously (so thousands of due timers share commit groups), and one batch of Fired
- * records follows once they are all durable.
+ * records follows once they are all durable. Every record — written here, or met at start-up —
+ * changes the tables through one function, apply_record.
+ *
+ * Compaction (docs/timers.md, "Reclaiming"), on the scheduler thread so nothing fires meanwhile:
+ * cut just past the newest durable record of $schedules; apply every record before the cut (a
+ * Scheduled record whose registration is still on its way from an event loop, a Cancelled one
+ * whose answer is); copy the Scheduled record of every timer still pending from before the cut
+ * to the end of the stream and point the timer at its copy; then, the copies durable, move
+ * truncate_before to the cut and forget the timers that ended before it. A Fired or Cancelled
+ * record that lands before a copy of its timer (a cancel during the copying) still wins at
+ * start-up: such a record makes its timer ended whatever Scheduled record comes later.
  *
  * Two clocks (docs/timers.md, "Clocks"): a timer asked for "at" a time is due when the wall
  * clock reads that time; one asked for "after delay_ms" is due when that much time has passed
@@ -29,9 +39,11 @@ typedef struct timer {
     int64_t at;  /* wall clock (µs): as asked, or as estimated for a delay */
     int64_t due; /* relative timers: when due on CLOCK_MONOTONIC (µs) */
     uint64_t pos, fired_pos;
+    char *error; /* failed: why the store refused its event (owned) */
     uint8_t state;
     bool cancelling;
-    bool relative; /* asked for with delay_ms: waits on the monotonic clock */
+    bool relative;   /* asked for with delay_ms: waits on the monotonic clock */
+    bool has_record; /* pos is its Scheduled record (false: known so far only from a Fired or Cancelled one) */
 } timer;
 
 /* Pending timers by time, earliest on top (lazy: fired or cancelled ones are dropped when seen). */
@@ -59,7 +71,12 @@ struct timers {
     size_t nslots;
     heap wall, mono; /* timers "at" a wall-clock time; relative ones, by their monotonic due time */
     timers_stats st;
+    uint64_t ended;          /* timers in the table that fired, failed or were cancelled */
+    int64_t compact_after;   /* CLOCK_MONOTONIC µs: no compaction before (after one failed) */
+    bool started;            /* the scheduler thread runs */
 };
+
+const char *const timers_state_names[4] = {"pending", "fired", "cancelled", "failed"};
 
 /* ---- tables (mutex held) ---- */
 
@@ -140,12 +157,21 @@ static timer *insert(timers_t *t, const char *id) {
     return x;
 }
 
+/* The counter of timers in `state`. */
+static uint64_t *count_of(timers_t *t, int state) {
+    return state == TIMER_PENDING ? &t->st.pending
+           : state == TIMER_FIRED ? &t->st.fired
+           : state == TIMER_CANCELLED ? &t->st.cancelled
+                                      : &t->st.failed;
+}
+
+/* A timer ends (fired, failed, cancelled) once: a later record of it changes nothing. */
 static void set_state(timers_t *t, timer *x, int state) {
-    if (x->state == state) return;
-    if (x->state == TIMER_PENDING) t->st.pending--;
+    if (x->state != TIMER_PENDING || state == TIMER_PENDING) return;
+    t->st.pending--;
     x->state = (uint8_t)state;
-    if (state == TIMER_FIRED) t->st.fired++;
-    else if (state == TIMER_CANCELLED) t->st.cancelled++;
+    ++*count_of(t, state);
+    t->ended++;
 }
 
 /*
@@ -157,12 +183,30 @@ static void set_state(timers_t *t, timer *x, int state) {
  */
 static void add_locked(timers_t *t, const char *id, int64_t at, int64_t delay_us, uint64_t pos) {
     timer *x = find(t, id);
-    if (x) return; /* replayed twice: the first record wins */
-    if (!(x = insert(t, id))) return;
-    x->at = at, x->pos = pos, x->state = TIMER_PENDING, x->relative = delay_us >= 0;
+    if (x && x->has_record) return; /* applied twice, or a compaction's copy: the first record wins */
+    bool ended = x != NULL;        /* a Fired or Cancelled record came first: it stays ended */
+    if (!x && !(x = insert(t, id))) return;
+    x->at = at, x->pos = pos, x->has_record = true, x->relative = delay_us >= 0;
     if (x->relative) x->due = clock_mono_us() + MAX(0, MIN(at - clock_realtime_us(), delay_us));
+    if (ended) return;
+    x->state = TIMER_PENDING;
     t->st.pending++;
     heap_push(t, heap_of(t, x), (uint32_t)(x - t->v));
+}
+
+/* A timer ends by a record (Fired, Cancelled). One not known yet — its Scheduled record comes
+   later, a compaction's copy — is entered as ended, so that copy cannot make it pending. */
+static timer *end_locked(timers_t *t, const char *id, int state) {
+    timer *x = find(t, id);
+    if (!x) {
+        if (!(x = insert(t, id))) return NULL;
+        x->state = (uint8_t)state;
+        ++*count_of(t, state);
+        t->ended++;
+        return x;
+    }
+    set_state(t, x, state);
+    return x;
 }
 
 /* ---- the public side ---- */
@@ -174,7 +218,7 @@ int timers_begin_cancel(timers_t *t, const char *id, factum_error_t *err) {
     if (!x) rc = err_set(err, FACTUM_ENOTFOUND, "no schedule '%s'", id);
     else if (x->state != TIMER_PENDING || x->cancelling)
         rc = err_set(err, FACTUM_ECONFLICT, "schedule '%s' has %s", id,
-                     x->state == TIMER_FIRED ? "fired already" : "been cancelled already");
+                     x->state == TIMER_FIRED ? "fired already" : x->state == TIMER_FAILED ? "failed already" : "been cancelled already");
     else x->cancelling = true;
     pthread_mutex_unlock(&t->mu);
     return rc;
@@ -191,12 +235,54 @@ void timers_end_cancel(timers_t *t, const char *id, bool cancelled) {
     pthread_mutex_unlock(&t->mu);
 }
 
+static void info_of(const timer *x, timer_info *out) {
+    memset(out, 0, sizeof *out);
+    snprintf(out->id, sizeof out->id, "%s", x->id);
+    out->state = x->state, out->at_us = x->at, out->has_record = x->has_record, out->pos = x->pos, out->fired_pos = x->fired_pos;
+    if (x->error) snprintf(out->error, sizeof out->error, "%s", x->error);
+}
+
 int timers_lookup(timers_t *t, const char *id, timer_info *out) {
     pthread_mutex_lock(&t->mu);
     timer *x = find(t, id);
-    if (x) *out = (timer_info){x->state, x->at, x->pos, x->fired_pos};
+    if (x) info_of(x, out);
     pthread_mutex_unlock(&t->mu);
     return x ? 0 : FACTUM_ENOTFOUND;
+}
+
+/* The list's page: the smallest ids after `after`, kept as a max-heap of at most max. */
+static void page_push(timers_t *t, uint32_t *page, size_t *n, size_t max, uint32_t k) {
+    size_t i;
+    if (*n < max) {
+        for (i = (*n)++; i && strcmp(t->v[page[(i - 1) / 2]].id, t->v[k].id) < 0; i = (i - 1) / 2) page[i] = page[(i - 1) / 2];
+        page[i] = k;
+        return;
+    }
+    if (strcmp(t->v[k].id, t->v[page[0]].id) >= 0) return; /* not among the smallest */
+    for (i = 0;;) {                                        /* replace the largest, sift down */
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && strcmp(t->v[page[c + 1]].id, t->v[page[c]].id) > 0) c++;
+        if (strcmp(t->v[page[c]].id, t->v[k].id) <= 0) break;
+        page[i] = page[c], i = c;
+    }
+    page[i] = k;
+}
+
+static int by_id(const void *a, const void *b) { return strcmp(((const timer_info *)a)->id, ((const timer_info *)b)->id); }
+
+size_t timers_list(timers_t *t, int state, const char *after, timer_info *out, size_t max) {
+    uint32_t *page = max ? calloc(max, sizeof *page) : NULL;
+    size_t n = 0;
+    if (!page) return 0;
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->n; i++)
+        if ((state < 0 || t->v[i].state == state) && strcmp(t->v[i].id, after) > 0) page_push(t, page, &n, max, (uint32_t)i);
+    for (size_t i = 0; i < n; i++) info_of(&t->v[page[i]], &out[i]);
+    pthread_mutex_unlock(&t->mu);
+    free(page);
+    qsort(out, n, sizeof *out, by_id);
+    return n;
 }
 
 void timers_get_stats(timers_t *t, timers_stats *out) {
@@ -212,23 +298,30 @@ static bool member_raw(factum_str_t obj, const char *key, factum_str_t *out, int
     return json_member(obj, key, out, &kind) && kind == want;
 }
 
-/* Applies one $schedules record (mutex held, or before the scheduler runs); false if it is
-   not a well-formed Scheduled, Fired or Cancelled record. */
-static bool replay_event(timers_t *t, const factum_event_t *e, buf_t *id, buf_t *at) {
-    if (!json_member_string(e->data, "id", id)) return false;
+/* Applies one $schedules record (mutex held, or before the scheduler runs): the one way the
+   tables change, live and at start-up. false if it is not a well-formed Scheduled, Fired or
+   Cancelled record. id and msg are scratch. */
+static bool apply_record(timers_t *t, const factum_event_t *e, buf_t *id, buf_t *msg) {
+    if (!json_member_string(e->data, "id", id) || id->len >= sizeof ((timer *)0)->id) return false;
     if (str_eq(e->type, str_c("Scheduled"))) {
         int64_t us;
         uint64_t delay_ms = 0;
         bool relative = json_member_u64(e->data, "delay_ms", &delay_ms);
-        if (!json_member_string(e->data, "at", at) || time_parse((factum_str_t){at->ptr, at->len}, &us) ||
+        if (!json_member_string(e->data, "at", msg) || time_parse((factum_str_t){msg->ptr, msg->len}, &us) ||
             delay_ms > TIMERS_MAX_DELAY_MS)
             return false;
         add_locked(t, id->ptr, us, relative ? (int64_t)delay_ms * 1000 : -1, e->position);
-    } else if (str_eq(e->type, str_c("Fired")) || str_eq(e->type, str_c("Cancelled"))) {
+    } else if (str_eq(e->type, str_c("Fired"))) {
+        /* {id, position}, or {id, error}: the store refused the event (the timer failed) */
+        bool failed = json_member_string(e->data, "error", msg);
         timer *x = find(t, id->ptr);
-        if (!x) return true;
-        json_member_u64(e->data, "position", &x->fired_pos);
-        set_state(t, x, str_eq(e->type, str_c("Fired")) ? TIMER_FIRED : TIMER_CANCELLED);
+        bool first = !x || x->state == TIMER_PENDING; /* the record that ends it (not one applied again) */
+        x = end_locked(t, id->ptr, failed ? TIMER_FAILED : TIMER_FIRED);
+        if (!x || !first) return true;
+        if (failed) free(x->error), x->error = strdup(msg->ptr);
+        else json_member_u64(e->data, "position", &x->fired_pos);
+    } else if (str_eq(e->type, str_c("Cancelled"))) {
+        end_locked(t, id->ptr, TIMER_CANCELLED);
     } else {
         return false;
     }
@@ -237,29 +330,67 @@ static bool replay_event(timers_t *t, const factum_event_t *e, buf_t *id, buf_t 
 
 typedef struct replay_ctx {
     timers_t *t;
-    buf_t *id, *at; /* scratch */
+    uint64_t below;  /* apply records below this revision only */
+    bool lock;       /* take the mutex for each (the scheduler runs) */
+    buf_t id, msg;   /* scratch */
 } replay_ctx;
 
 static void replay_one(void *ctx, const factum_event_t *e) {
     replay_ctx *c = ctx;
-    replay_event(c->t, e, c->id, c->at);
+    if (e->revision >= c->below) return;
+    if (c->lock) pthread_mutex_lock(&c->t->mu);
+    apply_record(c->t, e, &c->id, &c->msg);
+    if (c->lock) pthread_mutex_unlock(&c->t->mu);
 }
 
-int timers_add(timers_t *t, uint64_t pos, factum_error_t *err) {
+/* Applies the records of $schedules below revision `below`. */
+static int replay_records(timers_t *t, uint64_t below, bool lock, factum_error_t *err) {
+    replay_ctx c = {t, below, lock, {0}, {0}};
+    int rc = replay_stream(t->db, TIMERS_STREAM, 0, replay_one, &c, err);
+    buf_free(&c.id);
+    buf_free(&c.msg);
+    return rc;
+}
+
+int timers_add(timers_t *t, const char *id, uint64_t pos, factum_error_t *err) {
+    pthread_mutex_lock(&t->mu);
+    timer *x = find(t, id);
+    bool known = x && x->has_record; /* a compaction met its record first */
+    pthread_mutex_unlock(&t->mu);
+    if (known) return 0;
     factum_result_t *r;
     int rc = factum_read_at(t->db, pos, &r, err);
     if (rc) return rc;
-    buf_t id = {0}, at = {0};
+    buf_t sid = {0}, msg = {0};
     const factum_event_t *e = factum_result_event(r, 0);
     pthread_mutex_lock(&t->mu);
-    if (!str_eq(e->type, str_c("Scheduled")) || !replay_event(t, e, &id, &at))
+    if (!str_eq(e->type, str_c("Scheduled")) || !apply_record(t, e, &sid, &msg))
         rc = err_set(err, FACTUM_ECORRUPT, "the record at position %llu is not a Scheduled record", (unsigned long long)pos);
     pthread_cond_signal(&t->cond); /* it may be the earliest now */
     pthread_mutex_unlock(&t->mu);
-    buf_free(&id);
-    buf_free(&at);
+    buf_free(&sid);
+    buf_free(&msg);
     factum_result_free(r);
     return rc;
+}
+
+int timers_json(factum_t *db, const timer_info *ti, buf_t *out, factum_error_t *err) {
+    factum_result_t *r = NULL;
+    if (ti->has_record) {
+        int rc = factum_read_at(db, ti->pos, &r, err);
+        if (rc) return rc;
+        /* The record's data is {"id","at",["delay_ms",]"stream","event"}: the state goes after it. */
+        factum_str_t d = factum_result_event(r, 0)->data;
+        buf_append(out, d.ptr, d.len - 1);
+    } else {
+        buf_printf(out, "{\"id\":\"%s\"", ti->id); /* ended before its record was met again */
+    }
+    buf_printf(out, ",\"state\":\"%s\"", timers_state_names[ti->state]);
+    if (ti->state == TIMER_FIRED) buf_printf(out, ",\"position\":%llu", (unsigned long long)ti->fired_pos);
+    if (ti->state == TIMER_FAILED) buf_printf(out, ",\"error\":"), json_escape(out, ti->error, strlen(ti->error));
+    buf_append(out, "}", 1);
+    factum_result_free(r);
+    return 0;
 }
 
 /* ---- firing ---- */
@@ -342,12 +473,12 @@ static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
     factum_error_t err;
     if (factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, n, NULL, &err) == 0) {
         int64_t now_wall = clock_realtime_us(), now_mono = clock_mono_us();
+        buf_t id = {0}, msg = {0};
         pthread_mutex_lock(&t->mu);
         for (size_t i = 0; i < n; i++) {
+            apply_record(t, &ev[i], &id, &msg);
             timer *x = find(t, slots[i].id);
-            if (!x) continue;
-            x->fired_pos = slots[i].position;
-            set_state(t, x, TIMER_FIRED);
+            if (!x || slots[i].rc) continue;
             int64_t late_us = MAX(0, (x->relative ? now_mono : now_wall) - when(x));
             double late_ms = (double)late_us / 1000;
             size_t b = 0;
@@ -356,6 +487,8 @@ static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
             t->st.late_sum_us += (uint64_t)late_us;
         }
         pthread_mutex_unlock(&t->mu);
+        buf_free(&id);
+        buf_free(&msg);
     }
     /* else: the store refuses writes (failed disk); the timers stay pending and fire after a
        restart, idempotently. */
@@ -381,6 +514,107 @@ static void take_due(timers_t *t, heap *h, int64_t now, fire_slot *slots, uint64
         pos[(*n)++] = x->pos;
     }
 }
+
+/* ---- compaction ---- */
+
+#define COPY_BATCH 1000            /* copies per append */
+#define COPY_BATCH_BYTES (8u << 20) /* and about this many bytes of data */
+
+/* Drops the timers that ended before position `cut` (their records are hidden now) and rebuilds
+   the id table and the heaps around the rest. Mutex held. */
+static void forget_before(timers_t *t, uint64_t cut) {
+    size_t w = 0;
+    t->ended = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        timer *x = &t->v[i];
+        if (x->state != TIMER_PENDING && (!x->has_record || x->pos < cut)) {
+            free(x->error);
+            continue;
+        }
+        t->ended += x->state != TIMER_PENDING;
+        t->v[w++] = *x;
+    }
+    t->n = w;
+    if (t->nslots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    t->wall.n = t->mono.n = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        t->slots[slot_of(t, t->v[i].id)] = (uint32_t)(i + 1);
+        if (t->v[i].state == TIMER_PENDING) heap_push(t, heap_of(t, &t->v[i]), (uint32_t)i);
+    }
+}
+
+/*
+ * Copies, a batch at a time, the Scheduled record of every timer still pending whose record is
+ * before position `cut`, and points the timer at its copy (same data, a new event id). 0 once
+ * none is left, or the error that stopped it.
+ */
+static int copy_pending(timers_t *t, uint64_t cut, factum_error_t *err) {
+    char(*ids)[40] = calloc(COPY_BATCH, sizeof *ids);
+    uint64_t *from = calloc(COPY_BATCH, sizeof *from);
+    factum_event_t *ev = calloc(COPY_BATCH, sizeof *ev);
+    factum_result_t **held = calloc(COPY_BATCH, sizeof *held);
+    int rc = ids && from && ev && held ? 0 : err_set(err, FACTUM_ENOMEM, "out of memory");
+    for (size_t n = 1; !rc && n;) {
+        n = 0;
+        pthread_mutex_lock(&t->mu);
+        for (size_t i = 0; i < t->n && n < COPY_BATCH; i++) {
+            const timer *x = &t->v[i];
+            if (x->state != TIMER_PENDING || !x->has_record || x->pos >= cut) continue;
+            snprintf(ids[n], sizeof ids[n], "%s", x->id);
+            from[n++] = x->pos;
+        }
+        pthread_mutex_unlock(&t->mu);
+        size_t k = 0, bytes = 0;
+        for (; k < n && bytes < COPY_BATCH_BYTES && !rc; k++) {
+            if ((rc = factum_read_at(t->db, from[k], &held[k], err))) break;
+            const factum_event_t *e = factum_result_event(held[k], 0);
+            ev[k] = (factum_event_t){.type = e->type, .data = e->data, .data_format = FACTUM_DATA_JSON};
+            bytes += e->data.len;
+        }
+        factum_append_result_t res;
+        if (!rc && k)
+            while ((rc = factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, k, &res, err)) == FACTUM_ETOOBIG && k > 1)
+                k /= 2; /* more than a segment holds: fewer at a time (the rest come next round) */
+        if (!rc && k) {
+            pthread_mutex_lock(&t->mu);
+            for (size_t i = 0; i < k; i++) {
+                timer *x = find(t, ids[i]);
+                if (x && x->pos == from[i]) x->pos = res.first_position + i;
+            }
+            pthread_mutex_unlock(&t->mu);
+        }
+        for (size_t i = 0; i < n; i++) factum_result_free(held[i]), held[i] = NULL;
+    }
+    free(ids);
+    free(from);
+    free(ev);
+    free(held);
+    return rc;
+}
+
+/* Compacts $schedules (see the top of the file). Scheduler thread, mutex not held. */
+static int compact(timers_t *t, factum_error_t *err) {
+    factum_result_t *r;
+    int rc = factum_read_stream(t->db, str_c(TIMERS_STREAM), FACTUM_END, 1, 1, &r, err);
+    if (rc) return rc == FACTUM_ENOTFOUND ? 0 : rc; /* nothing visible: nothing to reclaim */
+    if (!factum_result_count(r)) {
+        factum_result_free(r);
+        return 0;
+    }
+    const factum_event_t *last = factum_result_event(r, 0);
+    uint64_t cut_rev = last->revision + 1, cut_pos = last->position + 1;
+    factum_result_free(r);
+    if ((rc = replay_records(t, cut_rev, true, err)) || (rc = copy_pending(t, cut_pos, err)) ||
+        (rc = replay_forget_before(t->db, TIMERS_STREAM, cut_rev, err)))
+        return rc;
+    pthread_mutex_lock(&t->mu);
+    forget_before(t, cut_pos);
+    t->st.compactions++;
+    pthread_mutex_unlock(&t->mu);
+    return 0;
+}
+
+/* ---- the scheduler ---- */
 
 static void *scheduler(void *arg) {
     timers_t *t = arg;
@@ -413,6 +647,15 @@ static void *scheduler(void *arg) {
             struct timespec ts = clock_mono_after(10000);
             pthread_cond_timedwait(&t->cond, &t->mu, &ts);
         }
+        /* Enough timers ended for their records to outweigh the live ones: reclaim them. */
+        if (t->ended >= MAX(TIMERS_COMPACT_MIN, t->st.pending) && clock_mono_us() >= t->compact_after) {
+            pthread_mutex_unlock(&t->mu);
+            factum_error_t err;
+            bool ok = compact(t, &err) == 0;
+            if (!ok) fprintf(stderr, "factum: compacting %s: %s (tried again in a minute)\n", TIMERS_STREAM, err.message);
+            pthread_mutex_lock(&t->mu);
+            if (!ok) t->compact_after = clock_mono_us() + 60000000;
+        }
     }
     pthread_mutex_unlock(&t->mu);
     free(slots);
@@ -421,7 +664,20 @@ static void *scheduler(void *arg) {
     return NULL;
 }
 
-int timers_open(factum_t *db, timers_t **out, factum_error_t *err) {
+static void timers_free(timers_t *t) {
+    for (size_t i = 0; i < t->n; i++) free(t->v[i].error);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cond);
+    pthread_mutex_destroy(&t->batch.mu);
+    pthread_cond_destroy(&t->batch.cond);
+    free(t->v);
+    free(t->slots);
+    free(t->wall.v);
+    free(t->mono.v);
+    free(t);
+}
+
+int timers_load(factum_t *db, timers_t **out, factum_error_t *err) {
     timers_t *t = calloc(1, sizeof *t);
     if (!t) return err_set(err, FACTUM_ENOMEM, "out of memory");
     t->db = db;
@@ -429,37 +685,37 @@ int timers_open(factum_t *db, timers_t **out, factum_error_t *err) {
     clock_mono_cond_init(&t->cond);
     pthread_mutex_init(&t->batch.mu, NULL);
     pthread_cond_init(&t->batch.cond, NULL);
-    buf_t id = {0}, at = {0};
-    int rc = 0;
-    replay_ctx rc_ctx = {t, &id, &at};
-    rc = replay_stream(db, TIMERS_STREAM, 0, replay_one, &rc_ctx, err);
-    buf_free(&id);
-    buf_free(&at);
-    if (!rc && pthread_create(&t->thread, NULL, scheduler, t)) rc = err_set(err, FACTUM_ENOMEM, "cannot start the scheduler");
+    /* Reads skip what a compaction hid: replay starts at its copies. */
+    int rc = replay_records(t, UINT64_MAX, false, err);
     if (rc) {
-        free(t->v);
-        free(t->slots);
-        free(t->wall.v);
-        free(t->mono.v);
-        free(t);
+        timers_free(t);
         return rc;
     }
     *out = t;
     return 0;
 }
 
+int timers_open(factum_t *db, timers_t **out, factum_error_t *err) {
+    int rc = timers_load(db, out, err);
+    if (rc) return rc;
+    timers_t *t = *out;
+    if (pthread_create(&t->thread, NULL, scheduler, t)) {
+        timers_free(t);
+        *out = NULL;
+        return err_set(err, FACTUM_ENOMEM, "cannot start the scheduler");
+    }
+    t->started = true;
+    return 0;
+}
+
 void timers_close(timers_t *t) {
     if (!t) return;
-    pthread_mutex_lock(&t->mu);
-    t->stop = true;
-    pthread_cond_signal(&t->cond);
-    pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
-    pthread_mutex_destroy(&t->mu);
-    pthread_cond_destroy(&t->cond);
-    free(t->v);
-    free(t->slots);
-    free(t->wall.v);
-    free(t->mono.v);
-    free(t);
+    if (t->started) {
+        pthread_mutex_lock(&t->mu);
+        t->stop = true;
+        pthread_cond_signal(&t->cond);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->thread, NULL);
+    }
+    timers_free(t);
 }
