@@ -113,6 +113,7 @@ static const step steps[] = {
      {"{\"stream\":\"order-9\",\"revision\":0,"}},
     {"build/factum tail --all --category order", FOLLOW_TO_END, 0, {"\"type\":\"OrderPaid\""}},
     {"build/factum schedule +30 order-9 PaymentTimedOut '{\"orderId\":\"order-9\"}'", RUN, 0, {"{\"id\":\"", "\"at\":\""}},
+    {"build/factum schedule ls --state pending", RUN, 0, {"\"stream\":\"order-9\"", "\"state\":\"pending\""}},
     {"build/factum projection apply examples/projections/order_list.json", RUN, 0, {"\"name\":\"order_list\"", "\"status\":\"running\""}},
     {"P=$(build/factum append order-9 OrderPaid --expect 0 | grep -o '\"position\":[0-9]*' | cut -d: -f2)", RUN, 0, {0}},
     {"build/factum projection query order_list 'SELECT order_id, status, total FROM order_list WHERE customer_id = :c' "
