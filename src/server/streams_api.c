@@ -99,14 +99,24 @@ static void render_stream(buf_t *b, factum_t *db, factum_str_t name, uint64_t fi
     buf_append(b, item, MIN(n, sizeof item - 1));
 }
 
-void api_list_streams(conn *c) {
+/* One item of a category listing. */
+static void render_category(buf_t *b, factum_t *db, factum_str_t name, uint64_t first) {
+    (void)db, (void)first;
+    buf_printf(b, "{\"category\":");
+    json_escape(b, name.ptr, name.len);
+    buf_append(b, "}", 1);
+}
+
+/* A page of either listing: a JSON array of items, and a Link when the page is full. */
+static void list_answer(conn *c, bool streams) {
     factum_t *db = c->l->srv->db;
     list_params p;
-    if (list_parse(c, true, &p)) return;
+    if (list_parse(c, streams, &p)) return;
     factum_names_t *l;
     factum_error_t err;
-    int rc = p.category.len ? factum_list_category(db, bstr(&p.category), bstr(&p.after), p.limit, p.system, &l, &err)
-                            : factum_list_streams(db, bstr(&p.prefix), bstr(&p.after), p.limit, p.system, &l, &err);
+    int rc = !streams         ? factum_list_categories(db, bstr(&p.after), p.limit, p.system, &l, &err)
+             : p.category.len ? factum_list_category(db, bstr(&p.category), bstr(&p.after), p.limit, p.system, &l, &err)
+                              : factum_list_streams(db, bstr(&p.prefix), bstr(&p.after), p.limit, p.system, &l, &err);
     if (rc) {
         server_problem(c, rc, err.message);
         list_params_free(&p);
@@ -117,10 +127,10 @@ void api_list_streams(conn *c) {
     size_t n = factum_names_count(l);
     for (size_t i = 0; i < n; i++) {
         if (i) buf_append(&b, ",", 1);
-        render_stream(&b, db, factum_names_name(l, i), factum_names_position(l, i));
+        (streams ? render_stream : render_category)(&b, db, factum_names_name(l, i), factum_names_position(l, i));
     }
     buf_append(&b, "]", 1);
-    if (n == p.limit) list_link(&hdr, "/streams", &p, factum_names_name(l, n - 1));
+    if (n == p.limit) list_link(&hdr, streams ? "/streams" : "/categories", &p, factum_names_name(l, n - 1));
     conn_respond(c, 200, "application/json", hdr.ptr, b.ptr, b.len);
     buf_free(&b);
     buf_free(&hdr);
@@ -128,31 +138,6 @@ void api_list_streams(conn *c) {
     list_params_free(&p);
 }
 
-void api_list_categories(conn *c) {
-    list_params p;
-    if (list_parse(c, false, &p)) return;
-    factum_names_t *l;
-    factum_error_t err;
-    int rc = factum_list_categories(c->l->srv->db, bstr(&p.after), p.limit, p.system, &l, &err);
-    if (rc) {
-        server_problem(c, rc, err.message);
-        list_params_free(&p);
-        return;
-    }
-    buf_t b = {0}, hdr = {0};
-    buf_append(&b, "[", 1);
-    size_t n = factum_names_count(l);
-    for (size_t i = 0; i < n; i++) {
-        factum_str_t name = factum_names_name(l, i);
-        buf_printf(&b, "%s{\"category\":", i ? "," : "");
-        json_escape(&b, name.ptr, name.len);
-        buf_append(&b, "}", 1);
-    }
-    buf_append(&b, "]", 1);
-    if (n == p.limit) list_link(&hdr, "/categories", &p, factum_names_name(l, n - 1));
-    conn_respond(c, 200, "application/json", hdr.ptr, b.ptr, b.len);
-    buf_free(&b);
-    buf_free(&hdr);
-    factum_names_free(l);
-    list_params_free(&p);
-}
+void api_list_streams(conn *c) { list_answer(c, true); }
+
+void api_list_categories(conn *c) { list_answer(c, false); }
