@@ -1,6 +1,6 @@
 /*
  * fuzz_http.c — the HTTP/1.1 request parser: the head, then a chunked body when the head asks
- * for one, and percent-decoding of the path and query. Spans stay inside the input; a
+ * for one, percent-decoding of the path and query, and walking the query's parameters. Spans stay inside the input; a
  * complete head parses the same when given alone; the decoder never passes its limit.
  */
 #include "../src/server/http.h"
@@ -24,6 +24,15 @@ FUZZ_TARGET(http) {
     http_unescape(r.path, false, &b);
     b.len = 0;
     http_unescape(r.query, true, &b);
+    /* The query walker: every key lies inside the query, and the walk ends. */
+    factum_str_t q = r.query, k;
+    size_t pairs = 0;
+    for (int got; (got = http_query_next(&q, &k, &b)); pairs++) {
+        ENSURE(k.ptr >= r.query.ptr && k.ptr + k.len <= r.query.ptr + r.query.len);
+        ENSURE(pairs <= r.query.len);
+        if (got < 0) continue;
+    }
+    ENSURE(q.len == 0);
     buf_free(&b);
     if (r.chunked) {
         http_chunked c = {0};
