@@ -760,3 +760,23 @@ TEST(group_lag_counts_events_for_a_stream_source_and_positions_for_a_category) {
     free(b);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+/* factum group ack/nack: a batch the server took only in part prints the answer and exits 1,
+   so a script notices the ids it must handle again; a batch taken whole exits 0. */
+TEST(the_cli_exits_1_when_an_ack_or_nack_batch_was_taken_only_in_part) {
+    srv s = srv_start(test_dir(), NULL);
+    put_group(s.port, "g", "{\"source\":{\"category\":\"job\"},\"start\":\"earliest\"}", 201);
+    for (int i = 0; i < 3; i++) post_json(s.port, "/streams/job-1", "{\"type\":\"Job\"}", 201, NULL);
+    char ids[3][32], cmd[1024], out[4096];
+    CHECK_EQ(pull(s.port, "g", 3, 2000, ids), 3);
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d group ack g %s 999.1 2>&1", test_bin(), s.port, ids[0]);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "\"acked\":1") && strstr(out, "999.1") && strstr(out, "not taken"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d group nack g %s 999.2 --skip 2>&1", test_bin(), s.port, ids[1]);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "\"nacked\":1") && strstr(out, "999.2"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d group ack g %s 2>&1", test_bin(), s.port, ids[2]);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"acked\":1") && strstr(out, "\"refused\":[]"), "%s", out);
+    srv_stop(&s, SIGTERM);
+}

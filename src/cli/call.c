@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int cli_call(const char *url, const char *method, const char *path, const char *body, bool lines) {
+/* One request; prints the answer. refused_fails: an answer listing "refused" ids (an ack or
+   nack batch the server took only in part) is exit 1, so a script notices. */
+static int call(const char *url, const char *method, const char *path, const char *body, bool lines, bool refused_fails) {
     factum_client_t *c;
     factum_error_t err = {0};
     int rc = factum_client_new(url, &c, &err), status;
@@ -21,10 +23,16 @@ int cli_call(const char *url, const char *method, const char *path, const char *
         free(resp);
         return cli_report(rc, &err);
     }
+    factum_str_t refused;
+    int kind;
+    if (refused_fails && json_member(str_c(resp), "refused", &refused, &kind) && kind == JSON_ARRAY && refused.len > 2) {
+        printf("%s\n", resp);
+        free(resp);
+        return cli_fail(CLI_ERROR, "some deliveries were not taken: see \"refused\" (each with why)");
+    }
     if (lines) { /* a JSON array: one element per line */
         json_iter_t it;
         factum_str_t v;
-        int kind;
         json_iter_init(&it, str_c(resp));
         while (json_iter_element(&it, &v, &kind) == 1) printf("%.*s\n", (int)v.len, v.ptr);
     } else {
@@ -33,3 +41,9 @@ int cli_call(const char *url, const char *method, const char *path, const char *
     free(resp);
     return CLI_OK;
 }
+
+int cli_call(const char *url, const char *method, const char *path, const char *body, bool lines) {
+    return call(url, method, path, body, lines, false);
+}
+
+int cli_call_batch(const char *url, const char *path, const char *body) { return call(url, "POST", path, body, false, true); }

@@ -37,6 +37,8 @@ int cli_print_event(const factum_event_t *e, buf_t *line);
 /* One request against the server at url; prints the answer (an array one element per line when
    `lines`), or reports the error. A CLI_* code. */
 int cli_call(const char *url, const char *method, const char *path, const char *body, bool lines);
+/* The same for an ack or nack batch: exit 1 when the answer lists ids it did not take. */
+int cli_call_batch(const char *url, const char *path, const char *body);
 
 int cli_serve(const char *dir, int argc, char **argv);
 int cli_projection(const char *url, int argc, char **argv);

@@ -19,7 +19,7 @@ static const char *usage_group =
     "         [--max-deliveries N] [--min-delay MS] [--max-delay MS]\n"
     "  list | show NAME | delete NAME\n"
     "  pull NAME [--max N] [--wait MS]     one delivery per line: {delivery_id, attempt, event}\n"
-    "  ack NAME ID...\n"
+    "  ack NAME ID...                (exit 1 when the server took only some: see \"refused\")\n"
     "  nack NAME ID... [--park | --skip] [--delay MS] [--reason TEXT]\n"
     "  parked NAME | replay NAME [ID...] | unpark NAME ID   (unpark deletes a parked event)\n"
     "\n"
@@ -135,7 +135,8 @@ int cli_group(const char *url, int argc, char **argv) {
         snprintf(path, sizeof path, "/groups/%s/%s", name,
                  !strcmp(sub, "replay") ? "parked/replay" : sub);
         if (all) b.len = 0, buf_append(&b, "{}", 2);
-        rc = call(url, "POST", path, &b, false);
+        buf_append(&b, "", 1);
+        rc = !strcmp(sub, "replay") ? cli_call(url, "POST", path, b.ptr, false) : cli_call_batch(url, path, b.ptr);
         buf_free(&b);
         return rc;
     }
