@@ -67,7 +67,8 @@ static double pctl(uint64_t *v, size_t n, double p) {
 
 static void report_latency(const char *who) {
     size_t n = MIN_OF(nlat, sizeof lat_ns / sizeof *lat_ns);
-    printf("  %-10s append -> delivery p50 %7.3f ms  p99 %7.3f ms;  beyond the append's ack p50 %6.3f  p99 %6.3f ms  (%zu)\n",
+    printf("  %-10s append -> delivery p50 %7.3f ms  p99 %7.3f ms;  beyond the append's ack p50 %6.3f  p99 %6.3f ms  "
+           "(%zu)\n",
            who, pctl(lat_ns, n, 0.5), pctl(lat_ns, n, 0.99), pctl(beyond_ns, n, 0.5), pctl(beyond_ns, n, 0.99), n);
 }
 
@@ -76,7 +77,8 @@ static void report_latency(const char *who) {
 static void factum_post(hconn *c, const char *path, const char *body, int want) {
     size_t bl = strlen(body), cap = bl + 512;
     char *req = malloc(cap);
-    int n = snprintf(req, cap, "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+    int n = snprintf(req, cap,
+                     "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                      path, bl, body);
     if (roundtrip(c, req, (size_t)n, NULL) != want) die(path);
     free(req);
@@ -86,7 +88,8 @@ static void *factum_member(void *arg) {
     bool measure = arg != NULL;
     hconn *c = hconn_new(8u << 20), *a = hconn_new(1 << 16);
     char ack[16384];
-    static const char req[] = "POST /groups/bench/messages?max=100&wait_ms=100 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
+    static const char req[] =
+        "POST /groups/bench/messages?max=100&wait_ms=100 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
     while (!stop) {
         const char *body;
         if (roundtrip(c, req, sizeof req - 1, &body) != 200) die("pull failed");
@@ -125,23 +128,29 @@ static void bench_factum(void) {
     char def[256];
     snprintf(def, sizeof def, "{\"source\":{\"category\":\"work\"},\"start\":\"earliest\"}");
     char req[512];
-    int n = snprintf(req, sizeof req, "PUT /groups/bench HTTP/1.1\r\nHost: b\r\nContent-Length: %zu\r\n\r\n%s", strlen(def), def);
+    int n = snprintf(req, sizeof req, "PUT /groups/bench HTTP/1.1\r\nHost: b\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(def), def);
     if (roundtrip(c, req, (size_t)n, NULL) != 201) die("group create failed");
     pthread_t th[MEMBERS];
     uint64_t t0 = now_ns();
     consumed = 0;
     stop = false;
-    for (int i = 0; i < MEMBERS; i++) pthread_create(&th[i], NULL, factum_member, NULL);
-    while (consumed < events) usleep(1000);
+    for (int i = 0; i < MEMBERS; i++)
+        pthread_create(&th[i], NULL, factum_member, NULL);
+    while (consumed < events)
+        usleep(1000);
     double s = (double)(now_ns() - t0) / 1e9;
     stop = true;
-    for (int i = 0; i < MEMBERS; i++) pthread_join(th[i], NULL);
-    printf("  %-10s %d events delivered and acked by %d members: %.0f events/s\n", "factum", events, MEMBERS, events / s);
+    for (int i = 0; i < MEMBERS; i++)
+        pthread_join(th[i], NULL);
+    printf("  %-10s %d events delivered and acked by %d members: %.0f events/s\n", "factum", events, MEMBERS,
+           events / s);
     /* Latency: members wait (long poll) while a producer appends one event at a time. */
     consumed = 0;
     stop = false;
     nlat = 0;
-    for (int i = 0; i < MEMBERS; i++) pthread_create(&th[i], NULL, factum_member, (void *)1);
+    for (int i = 0; i < MEMBERS; i++)
+        pthread_create(&th[i], NULL, factum_member, (void *)1);
     usleep(200000);
     char body[512];
     for (int i = 0; i < LAT_EVENTS; i++) {
@@ -150,9 +159,11 @@ static void bench_factum(void) {
         acked_at[i] = wall_ns();
         usleep(1000);
     }
-    while (consumed < LAT_EVENTS) usleep(1000);
+    while (consumed < LAT_EVENTS)
+        usleep(1000);
     stop = true;
-    for (int i = 0; i < MEMBERS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < MEMBERS; i++)
+        pthread_join(th[i], NULL);
     report_latency("factum");
     hconn_free(c);
 }
@@ -219,18 +230,23 @@ static void bench_nats(void) {
     uint64_t t0 = now_ns();
     consumed = 0;
     stop = false;
-    for (int i = 0; i < MEMBERS; i++) pthread_create(&th[i], NULL, nats_member, (void *)0);
-    while (consumed < events) usleep(1000);
+    for (int i = 0; i < MEMBERS; i++)
+        pthread_create(&th[i], NULL, nats_member, (void *)0);
+    while (consumed < events)
+        usleep(1000);
     double s = (double)(now_ns() - t0) / 1e9;
     stop = true;
-    for (int i = 0; i < MEMBERS; i++) pthread_join(th[i], NULL);
-    printf("  %-10s %d events delivered and acked by %d members: %.0f events/s\n", "jetstream", events, MEMBERS, events / s);
+    for (int i = 0; i < MEMBERS; i++)
+        pthread_join(th[i], NULL);
+    printf("  %-10s %d events delivered and acked by %d members: %.0f events/s\n", "jetstream", events, MEMBERS,
+           events / s);
     /* Latency: a new durable consumer from now on; publish one at a time, each acknowledged. */
     consumed = 0;
     stop = false;
     nlat = 0;
     memset((void *)acked_at, 0, sizeof acked_at);
-    for (int i = 0; i < MEMBERS; i++) pthread_create(&th[i], NULL, nats_member, (void *)1);
+    for (int i = 0; i < MEMBERS; i++)
+        pthread_create(&th[i], NULL, nats_member, (void *)1);
     usleep(300000);
     consumed = 0;
     nlat = 0;
@@ -240,9 +256,11 @@ static void bench_nats(void) {
         acked_at[i] = wall_ns();
         usleep(1000);
     }
-    while (consumed < LAT_EVENTS) usleep(1000);
+    while (consumed < LAT_EVENTS)
+        usleep(1000);
     stop = true;
-    for (int i = 0; i < MEMBERS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < MEMBERS; i++)
+        pthread_join(th[i], NULL);
     report_latency("jetstream");
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
@@ -250,10 +268,14 @@ static void bench_nats(void) {
 
 int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--nats")) nats_url = argv[i + 1];
-        else if (!strcmp(argv[i], "--events")) events = atoi(argv[i + 1]);
-        else die("usage: bench-groups --port P --nats URL [--events N]");
+        if (!strcmp(argv[i], "--port"))
+            port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--nats"))
+            nats_url = argv[i + 1];
+        else if (!strcmp(argv[i], "--events"))
+            events = atoi(argv[i + 1]);
+        else
+            die("usage: bench-groups --port P --nats URL [--events N]");
     }
     memset(pad, 'x', 137); /* 200 bytes of JSON per event */
     char probe[512];

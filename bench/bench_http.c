@@ -58,8 +58,10 @@ static void *http_worker(void *p) {
         bl += event_json(body + bl, cap - bl, k);
     }
     if (w->batch > 1) body[bl++] = ']';
-    int hl = snprintf(req, 512, "POST /streams/bench-%d HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                                "Content-Length: %zu\r\n\r\n", w->id, bl);
+    int hl = snprintf(req, 512,
+                      "POST /streams/bench-%d HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      w->id, bl);
     memcpy(req + hl, body, bl);
     while (!*w->stop) {
         int st = roundtrip(c, req, (size_t)hl + bl, NULL);
@@ -150,8 +152,10 @@ static double sse_catchup(uint64_t n) {
             bl += event_json(body + bl, cap - bl, k);
         }
         body[bl++] = ']';
-        int hl = snprintf(req, 512, "POST /streams/fill-%d HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                                    "Content-Length: %zu\r\n\r\n", rand() % 1000, bl);
+        int hl = snprintf(req, 512,
+                          "POST /streams/fill-%d HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\n\r\n",
+                          rand() % 1000, bl);
         memcpy(req + hl, body, bl);
         if (roundtrip(c, req, (size_t)hl + bl, NULL) != 201) die("fill append failed");
     }
@@ -169,7 +173,8 @@ static double sse_catchup(uint64_t n) {
         size_t len = carry + (size_t)r;
         char *p = buf, *end = buf + len;
         /* Count "\nid: " markers; keep a short tail in case one is split. */
-        for (char *q; (q = memmem(p, (size_t)(end - p), "\nid: ", 5)) != NULL; p = q + 5) seen++;
+        for (char *q; (q = memmem(p, (size_t)(end - p), "\nid: ", 5)) != NULL; p = q + 5)
+            seen++;
         carry = MIN_TAIL(end - p);
         memmove(buf, end - carry, carry);
     }
@@ -210,7 +215,8 @@ static void *lat_reader(void *arg) {
                 char *e = strchr(q + 5, '\n');
                 if (!e) break;
                 uint64_t pos = strtoull(q + 5, NULL, 10);
-                if (pos >= pos_base && pos < pos_base + LAT_EVENTS) recv_ns[(size_t)i * LAT_EVENTS + (pos - pos_base)] = t;
+                if (pos >= pos_base && pos < pos_base + LAT_EVENTS)
+                    recv_ns[(size_t)i * LAT_EVENTS + (pos - pos_base)] = t;
             }
             carry[i] = MIN_TAIL(bufs[i] + len - p);
             memmove(bufs[i], bufs[i] + len - carry[i], carry[i]);
@@ -246,20 +252,24 @@ static void latency(void) {
     char req[1024], body[300];
     for (int i = 0; i < LAT_EVENTS; i++) {
         size_t bl = event_json(body, sizeof body, i);
-        int hl = snprintf(req, sizeof req, "POST /streams/lat-1 HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                                           "Content-Length: %zu\r\n\r\n%s", bl, body);
+        int hl = snprintf(req, sizeof req,
+                          "POST /streams/lat-1 HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\n\r\n%s",
+                          bl, body);
         sent_ns[i] = now_ns();
         const char *rb;
         if (roundtrip(c, req, (size_t)hl, &rb) != 201) die("latency append failed");
         acked_ns[i] = now_ns();
         const char *pp = strstr(rb, "\"position\":");
-        if (!pp || strtoull(pp + 11, NULL, 10) != pos_base + (uint64_t)i) die("another writer interfered with the latency run");
+        if (!pp || strtoull(pp + 11, NULL, 10) != pos_base + (uint64_t)i)
+            die("another writer interfered with the latency run");
         usleep(500);
     }
     usleep(500000);
     lat_done = 1;
     pthread_join(th, NULL);
-    uint64_t *deliver = malloc((size_t)SUBS * LAT_EVENTS * sizeof *deliver), *beyond = malloc((size_t)SUBS * LAT_EVENTS * sizeof *beyond);
+    uint64_t *deliver = malloc((size_t)SUBS * LAT_EVENTS * sizeof *deliver),
+             *beyond = malloc((size_t)SUBS * LAT_EVENTS * sizeof *beyond);
     uint64_t ack[LAT_EVENTS];
     size_t n = 0, missing = 0;
     for (int i = 0; i < SUBS; i++)
@@ -273,13 +283,16 @@ static void latency(void) {
             beyond[n] = t > acked_ns[e] ? t - acked_ns[e] : 0;
             n++;
         }
-    for (int e = 0; e < LAT_EVENTS; e++) ack[e] = acked_ns[e] - sent_ns[e];
+    for (int e = 0; e < LAT_EVENTS; e++)
+        ack[e] = acked_ns[e] - sent_ns[e];
     printf("  append -> subscriber, %d subscribers x %d events (%zu missing):\n", SUBS, LAT_EVENTS, missing);
-    printf("    append alone          p50 %7.3f ms   p99 %7.3f ms\n", pct(ack, LAT_EVENTS, 0.5), pct(ack, LAT_EVENTS, 0.99));
+    printf("    append alone          p50 %7.3f ms   p99 %7.3f ms\n", pct(ack, LAT_EVENTS, 0.5),
+           pct(ack, LAT_EVENTS, 0.99));
     printf("    append -> delivered   p50 %7.3f ms   p99 %7.3f ms\n", pct(deliver, n, 0.5), pct(deliver, n, 0.99));
     printf("    beyond the append ack p50 %7.3f ms   p99 %7.3f ms   (target p99 < 5 ms)\n", pct(beyond, n, 0.5),
            pct(beyond, n, 0.99));
-    for (int i = 0; i < SUBS; i++) close(fds[i]);
+    for (int i = 0; i < SUBS; i++)
+        close(fds[i]);
     hconn_free(c);
     free(deliver);
     free(beyond);
@@ -313,11 +326,14 @@ static void *timer_worker(void *p) {
     for (int i = w->id; i < TIMERS; i += w->batch) {
         int64_t due = timers_base_us + (int64_t)i * 10; /* spread over one second */
         fmt_time(due, at);
-        int bl = snprintf(body, sizeof body,
-                          "{\"at\":\"%s\",\"stream\":\"timer-%d\",\"event\":{\"type\":\"Due\",\"data\":{\"at_us\":%lld}}}",
-                          at, i % 100, (long long)due);
-        int hl = snprintf(req, sizeof req, "POST /schedules HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                                           "Content-Length: %d\r\n\r\n%s", bl, body);
+        int bl =
+            snprintf(body, sizeof body,
+                     "{\"at\":\"%s\",\"stream\":\"timer-%d\",\"event\":{\"type\":\"Due\",\"data\":{\"at_us\":%lld}}}",
+                     at, i % 100, (long long)due);
+        int hl = snprintf(req, sizeof req,
+                          "POST /schedules HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %d\r\n\r\n%s",
+                          bl, body);
         if (roundtrip(c, req, (size_t)hl, NULL) != 201) die("schedule failed");
         w->events++;
     }
@@ -335,12 +351,15 @@ static void timers_bench(void) {
         w[i] = (worker){i, CLIENTS, NULL, 0};
         pthread_create(&th[i], NULL, timer_worker, &w[i]);
     }
-    for (int i = 0; i < CLIENTS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_join(th[i], NULL);
     double sched_s = (double)(now_ns() - t0) / 1e9;
-    if (wall_us() > timers_base_us) printf("  (scheduling took past the first due time; lateness below includes that)\n");
+    if (wall_us() > timers_base_us)
+        printf("  (scheduling took past the first due time; lateness below includes that)\n");
     /* Wait until the last is due, then read every fired event back and compare its commit time
        with the time it was due. */
-    while (wall_us() < timers_base_us + 1000000 + 500000) usleep(100000);
+    while (wall_us() < timers_base_us + 1000000 + 500000)
+        usleep(100000);
     uint64_t *late = calloc(TIMERS, sizeof *late);
     size_t n = 0;
     hconn *c = hconn_new(64u << 20); /* pages of up to 10,000 events */
@@ -352,8 +371,8 @@ static void timers_bench(void) {
         for (const char *p = body; (p = strstr(p, "\"time\":\"")) != NULL; p += 8) {
             struct tm tm = {0};
             int us = 0;
-            if (sscanf(p + 8, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-                       &tm.tm_sec, &us) != 7)
+            if (sscanf(p + 8, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                       &tm.tm_min, &tm.tm_sec, &us) != 7)
                 continue;
             tm.tm_year -= 1900, tm.tm_mon -= 1;
             int64_t t = (int64_t)timegm(&tm) * 1000000 + us;
@@ -364,7 +383,8 @@ static void timers_bench(void) {
         }
     }
     hconn_free(c);
-    printf("  %d timers: scheduled in %.2f s (%.0f/s, 16 clients); %zu fired; lateness p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+    printf("  %d timers: scheduled in %.2f s (%.0f/s, 16 clients); %zu fired; lateness p50 %.3f ms, p99 %.3f ms, max "
+           "%.3f ms\n",
            TIMERS, sched_s, TIMERS / sched_s, n, pct(late, n, 0.5), pct(late, n, 0.99), pct(late, n, 1.0));
     free(late);
 }
@@ -383,8 +403,10 @@ static void snapshot_bench(void) {
             bl += event_json(batch + bl, sizeof batch - bl, done + k);
         }
         batch[bl++] = ']';
-        int hl = snprintf(req, sizeof req, "POST /streams/aggregate-1 HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                                           "Content-Length: %zu\r\n\r\n", bl);
+        int hl = snprintf(req, sizeof req,
+                          "POST /streams/aggregate-1 HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\n\r\n",
+                          bl);
         char *full = malloc((size_t)hl + bl);
         memcpy(full, req, (size_t)hl);
         memcpy(full + hl, batch, bl);
@@ -392,7 +414,8 @@ static void snapshot_bench(void) {
         free(full);
     }
     const char *snap = "{\"revision\":99989,\"state\":{\"total\":12345,\"items\":[1,2,3]}}";
-    int hl = snprintf(req, sizeof req, "PUT /streams/aggregate-1/snapshot HTTP/1.1\r\nHost: b\r\nContent-Length: %zu\r\n\r\n%s",
+    int hl = snprintf(req, sizeof req,
+                      "PUT /streams/aggregate-1/snapshot HTTP/1.1\r\nHost: b\r\nContent-Length: %zu\r\n\r\n%s",
                       strlen(snap), snap);
     if (roundtrip(c, req, (size_t)hl, NULL) != 201) die("snapshot failed");
     enum { N = 2000 };
@@ -401,11 +424,13 @@ static void snapshot_bench(void) {
     for (int i = 0; i < N; i++) {
         uint64_t t0 = now_ns();
         const char *body;
-        if (roundtrip(c, get, sizeof get - 1, &body) != 200 || !strstr(body, "\"revision\":99999")) die("snapshot read failed");
+        if (roundtrip(c, get, sizeof get - 1, &body) != 200 || !strstr(body, "\"revision\":99999"))
+            die("snapshot read failed");
         lat[i] = now_ns() - t0;
     }
     printf("  snapshot + tail of a 100,000-event aggregate (snapshot 10 events from the end), %d reads:"
-           " p50 %.3f ms, p99 %.3f ms   (target p99 < 2 ms)\n", N, pct(lat, N, 0.5), pct(lat, N, 0.99));
+           " p50 %.3f ms, p99 %.3f ms   (target p99 < 2 ms)\n",
+           N, pct(lat, N, 0.5), pct(lat, N, 0.99));
     hconn_free(c);
 }
 
@@ -435,22 +460,29 @@ static void idle_memory(int pid) {
     long after = rss_kb(pid);
     printf("  1,000 idle keep-alive connections: server RSS %ld -> %ld KiB (%+.0f bytes per connection)\n", before,
            after, (double)(after - before) * 1024 / N);
-    for (int i = 0; i < N; i++) hconn_free(conns[i]);
+    for (int i = 0; i < N; i++)
+        hconn_free(conns[i]);
 }
 
 int main(int argc, char **argv) {
     int pid = 0;
     uint64_t catchup = 1000000;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--pid")) pid = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--pg")) pg = argv[i + 1];
-        else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--catchup")) catchup = strtoull(argv[i + 1], NULL, 10);
-        else die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N]");
+        if (!strcmp(argv[i], "--port"))
+            port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--pid"))
+            pid = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--pg"))
+            pg = argv[i + 1];
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--catchup"))
+            catchup = strtoull(argv[i + 1], NULL, 10);
+        else
+            die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N]");
     }
     if (!port) die("--port is required");
-    memset(pad, 'x', 155); /* 200 bytes of JSON per event */
+    memset(pad, 'x', 155);     /* 200 bytes of JSON per event */
     if (pid) idle_memory(pid); /* first, on a fresh server */
     char probe[512];
     printf("server appends over HTTP (events of %zu bytes of JSON, %.0f s each):\n", event_json(probe, sizeof probe, 0),

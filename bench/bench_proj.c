@@ -79,8 +79,8 @@ static void load(long n) {
         buf_append(&b, "[", 1);
         long k = 0;
         for (; k < 1000 && i < n; k++, i++)
-            buf_printf(&b, "%s{\"type\":\"Deposited\",\"data\":{\"acct\":\"a%ld\",\"amount\":%ld,\"pad\":\"%s\"}}", k ? "," : "",
-                       (i * 7919) % ACCOUNTS, i % 100, pad);
+            buf_printf(&b, "%s{\"type\":\"Deposited\",\"data\":{\"acct\":\"a%ld\",\"amount\":%ld,\"pad\":\"%s\"}}",
+                       k ? "," : "", (i * 7919) % ACCOUNTS, i % 100, pad);
         buf_append(&b, "]", 1);
         char path[64];
         snprintf(path, sizeof path, "/streams/acct-%ld", (i / 1000) % 100);
@@ -101,7 +101,8 @@ static double catch_up(const char *name, const char *target, uint64_t head, long
     char def[2048];
     snprintf(def, sizeof def,
              "{\"source\":{\"types\":[\"Deposited\"]},\"target\":%s,"
-             "\"setup\":[\"CREATE TABLE IF NOT EXISTS balances (acct TEXT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL)\"],"
+             "\"setup\":[\"CREATE TABLE IF NOT EXISTS balances (acct TEXT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT "
+             "NOT NULL)\"],"
              "\"handlers\":{\"Deposited\":[\"%s\"]}}",
              target, UPSERT_SQLITE);
     char path[128];
@@ -150,7 +151,8 @@ static void hand_upsert(hand *h, const char *acct, size_t acct_len, const char *
         snprintf(a, sizeof a, "%.*s", (int)acct_len, acct);
         const char *p[2] = {a, amount};
         PGresult *r = PQexecPrepared(h->pg, "up", 2, p, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) fprintf(stderr, "bench-proj: %s\n", PQresultErrorMessage(r)), exit(1);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fprintf(stderr, "bench-proj: %s\n", PQresultErrorMessage(r)), exit(1);
         PQclear(r);
     }
 }
@@ -174,7 +176,8 @@ static double hand_loop(hand *h, uint64_t head) {
             uint64_t pos = 0;
             json_member_u64(ev, "position", &pos);
             from = pos + 1;
-            if (!json_member(ev, "type", &v, &kind) || !str_eq(v, str_c("\"Deposited\"")) || !json_member(ev, "data", &data, &kind))
+            if (!json_member(ev, "type", &v, &kind) || !str_eq(v, str_c("\"Deposited\"")) ||
+                !json_member(ev, "data", &data, &kind))
                 continue;
             acct.len = 0;
             json_member_string(data, "acct", &acct);
@@ -200,11 +203,16 @@ int main(int argc, char **argv) {
     const char *conn = NULL, *dir = "/tmp";
     long events = 1000000, ryw_n = 2000;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--pg")) conn = argv[i + 1];
-        else if (!strcmp(argv[i], "--events")) events = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--ryw")) ryw_n = atol(argv[i + 1]);
+        if (!strcmp(argv[i], "--port"))
+            port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--pg"))
+            conn = argv[i + 1];
+        else if (!strcmp(argv[i], "--events"))
+            events = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--dir"))
+            dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--ryw"))
+            ryw_n = atol(argv[i + 1]);
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -216,8 +224,8 @@ int main(int argc, char **argv) {
     double t0 = now_s();
     load(events);
     uint64_t head = (uint64_t)events + 1; /* the events, then the first projection's $projections record */
-    printf("projections: %ld events of about 200 bytes loaded in %.1f s; one upsert per event, %d per transaction\n", events,
-           now_s() - t0, PAGE);
+    printf("projections: %ld events of about 200 bytes loaded in %.1f s; one upsert per event, %d per transaction\n",
+           events, now_s() - t0, PAGE);
     printf("  %-44s %14s %14s %8s\n", "", "factum", "hand loop", "ratio");
 
     /* SQLite */
@@ -226,9 +234,12 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/hand.sqlite", dir);
     hand h = {0};
     sqlite3_open(path, &h.db);
-    hand_exec(&h, "CREATE TABLE IF NOT EXISTS balances (acct TEXT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL)");
-    sqlite3_prepare_v2(h.db, "INSERT INTO balances (acct, n, total) VALUES (?1, 1, ?2) ON CONFLICT (acct) DO UPDATE SET "
-                             "n = balances.n + 1, total = balances.total + excluded.total", -1, &h.st, NULL);
+    hand_exec(&h,
+              "CREATE TABLE IF NOT EXISTS balances (acct TEXT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL)");
+    sqlite3_prepare_v2(h.db,
+                       "INSERT INTO balances (acct, n, total) VALUES (?1, 1, ?2) ON CONFLICT (acct) DO UPDATE SET "
+                       "n = balances.n + 1, total = balances.total + excluded.total",
+                       -1, &h.st, NULL);
     double h_sq = hand_loop(&h, head);
     sqlite3_finalize(h.st);
     sqlite3_close(h.db);
@@ -242,9 +253,13 @@ int main(int argc, char **argv) {
         double f_pg = catch_up("bench_pg", target, head, events);
         hand hp = {0};
         hp.pg = PQconnectdb(conn);
-        hand_exec(&hp, "CREATE TABLE IF NOT EXISTS hand_balances (acct TEXT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL)");
-        PGresult *r = PQprepare(hp.pg, "up", "INSERT INTO hand_balances (acct, n, total) VALUES ($1, 1, $2) ON CONFLICT (acct) DO UPDATE SET "
-                                             "n = hand_balances.n + 1, total = hand_balances.total + excluded.total", 2, NULL);
+        hand_exec(&hp, "CREATE TABLE IF NOT EXISTS hand_balances (acct TEXT PRIMARY KEY, n BIGINT NOT NULL, total "
+                       "BIGINT NOT NULL)");
+        PGresult *r =
+            PQprepare(hp.pg, "up",
+                      "INSERT INTO hand_balances (acct, n, total) VALUES ($1, 1, $2) ON CONFLICT (acct) DO UPDATE SET "
+                      "n = hand_balances.n + 1, total = hand_balances.total + excluded.total",
+                      2, NULL);
         PQclear(r);
         double h_pg = hand_loop(&hp, head);
         PQfinish(hp.pg);
@@ -258,15 +273,19 @@ int main(int argc, char **argv) {
         snprintf(body, sizeof body, "[{\"type\":\"Deposited\",\"data\":{\"acct\":\"ryw%ld\",\"amount\":1}}]", i % 100);
         if (req("POST", "/streams/ryw-1", body) != 201) fprintf(stderr, "bench-proj: %s\n", got.ptr), exit(1);
         uint64_t pos = member_u64("position");
-        snprintf(body, sizeof body, "{\"sql\":\"SELECT n FROM balances WHERE acct = :a\",\"params\":{\"a\":\"ryw%ld\"},\"min_position\":%llu}",
-                 i % 100, (unsigned long long)pos);
+        snprintf(
+            body, sizeof body,
+            "{\"sql\":\"SELECT n FROM balances WHERE acct = :a\",\"params\":{\"a\":\"ryw%ld\"},\"min_position\":%llu}",
+            i % 100, (unsigned long long)pos);
         double q0 = now_s();
-        if (req("POST", "/projections/bench_sqlite/query", body) != 200) fprintf(stderr, "bench-proj: %s\n", got.ptr), exit(1);
+        if (req("POST", "/projections/bench_sqlite/query", body) != 200)
+            fprintf(stderr, "bench-proj: %s\n", got.ptr), exit(1);
         lat[i] = (now_s() - q0) * 1000;
     }
     qsort(lat, (size_t)ryw_n, sizeof *lat, cmp_d);
-    printf("  read-your-writes query after an append (SQLite), %ld queries: p50 %.2f ms, p99 %.2f ms (target p99 < 10 ms)\n", ryw_n,
-           lat[ryw_n / 2], lat[ryw_n * 99 / 100]);
+    printf("  read-your-writes query after an append (SQLite), %ld queries: p50 %.2f ms, p99 %.2f ms (target p99 < 10 "
+           "ms)\n",
+           ryw_n, lat[ryw_n / 2], lat[ryw_n * 99 / 100]);
     free(lat);
     curl_slist_free_all(hd);
     curl_easy_cleanup(curl);

@@ -21,7 +21,8 @@ static atomic_long done4; /* final replies sent: sagas that will complete */
 static int post(hconn *c, const char *path, const char *body) {
     size_t bl = strlen(body), cap = bl + 512;
     char *req = malloc(cap);
-    int n = snprintf(req, cap, "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+    int n = snprintf(req, cap,
+                     "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                      path, bl, body);
     int st = roundtrip(c, req, (size_t)n, NULL);
     free(req);
@@ -31,7 +32,9 @@ static int post(hconn *c, const char *path, const char *body) {
 static int put(hconn *c, const char *path, const char *body) {
     size_t bl = strlen(body), cap = bl + 512;
     char *req = malloc(cap);
-    int n = snprintf(req, cap, "PUT %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", path, bl, body);
+    int n = snprintf(req, cap,
+                     "PUT %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     path, bl, body);
     int st = roundtrip(c, req, (size_t)n, NULL);
     free(req);
     return st;
@@ -66,7 +69,8 @@ static void *service_main(void *arg) {
     service *sv = arg;
     hconn *c = hconn_new(8u << 20), *w = hconn_new(1 << 16);
     char pull[256];
-    snprintf(pull, sizeof pull, "POST /groups/%s/messages?max=200&wait_ms=50 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n", sv->group);
+    snprintf(pull, sizeof pull,
+             "POST /groups/%s/messages?max=200&wait_ms=50 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n", sv->group);
     char *replies = malloc(1 << 20), *ack = malloc(1 << 20);
     while (!atomic_load(&stop)) {
         const char *body;
@@ -80,10 +84,13 @@ static void *service_main(void *arg) {
             field(p, "delivery_id", did, sizeof did);
             if (!field(p, "type", type, sizeof type) || !field(p, "correlationid", corr, sizeof corr)) corr[0] = 0;
             char rtype[80];
-            if (sv->pong) snprintf(rtype, sizeof rtype, "Pong");
-            else snprintf(rtype, sizeof rtype, "Done%s", type + 2); /* DoK -> DoneK */
+            if (sv->pong)
+                snprintf(rtype, sizeof rtype, "Pong");
+            else
+                snprintf(rtype, sizeof rtype, "Done%s", type + 2); /* DoK -> DoneK */
             if (!sv->pong && !strcmp(type, "Do4")) finals++;
-            rl += (size_t)snprintf(replies + rl, 512, "%s{\"type\":\"%s\",\"correlationid\":\"%s\"}", n ? "," : "", rtype, corr);
+            rl += (size_t)snprintf(replies + rl, 512, "%s{\"type\":\"%s\",\"correlationid\":\"%s\"}", n ? "," : "",
+                                   rtype, corr);
             al += (size_t)snprintf(ack + al, 128, "%s\"%s\"", n ? "," : "", did);
             n++;
         }
@@ -116,7 +123,8 @@ static void *starter_main(void *arg) {
     for (;;) {
         long i = atomic_fetch_add(st->next, 1);
         if (i >= st->sagas) break;
-        while (i - (atomic_load(&done4) - st->base) >= st->inflight) usleep(50);
+        while (i - (atomic_load(&done4) - st->base) >= st->inflight)
+            usleep(50);
         char ev[128], path[64];
         snprintf(ev, sizeof ev, "{\"type\":\"BenchStart\",\"data\":{\"id\":\"b%ld\"}}", i);
         snprintf(path, sizeof path, "/streams/bench-b%ld", i);
@@ -138,25 +146,32 @@ static int64_t day_us(const char *t) {
     return (((int64_t)h * 60 + m) * 60 + s) * 1000000 + us;
 }
 
-static const char *SAGA =
-    "{\"start_on\":\"BenchStart\",\"instance_id\":\"data.id\",\"steps\":["
-    "{\"name\":\"s1\",\"command\":{\"stream\":\"bench-cmd\",\"type\":\"Do1\",\"data\":{\"id\":\"{{id}}\"}},\"success\":[\"Done1\"],\"timeout_ms\":60000},"
-    "{\"name\":\"s2\",\"command\":{\"stream\":\"bench-cmd\",\"type\":\"Do2\",\"data\":{\"id\":\"{{id}}\"}},\"success\":[\"Done2\"],\"timeout_ms\":60000},"
-    "{\"name\":\"s3\",\"command\":{\"stream\":\"bench-cmd\",\"type\":\"Do3\",\"data\":{\"id\":\"{{id}}\"}},\"success\":[\"Done3\"],\"timeout_ms\":60000},"
-    "{\"name\":\"s4\",\"command\":{\"stream\":\"bench-cmd\",\"type\":\"Do4\",\"data\":{\"id\":\"{{id}}\"}},\"success\":[\"Done4\"],\"timeout_ms\":60000}]}";
+static const char *SAGA = "{\"start_on\":\"BenchStart\",\"instance_id\":\"data.id\",\"steps\":["
+                          "{\"name\":\"s1\",\"command\":{\"stream\":\"bench-cmd\",\"type\":\"Do1\",\"data\":{\"id\":\"{"
+                          "{id}}\"}},\"success\":[\"Done1\"],\"timeout_ms\":60000},"
+                          "{\"name\":\"s2\",\"command\":{\"stream\":\"bench-cmd\",\"type\":\"Do2\",\"data\":{\"id\":\"{"
+                          "{id}}\"}},\"success\":[\"Done2\"],\"timeout_ms\":60000},"
+                          "{\"name\":\"s3\",\"command\":{\"stream\":\"bench-cmd\",\"type\":\"Do3\",\"data\":{\"id\":\"{"
+                          "{id}}\"}},\"success\":[\"Done3\"],\"timeout_ms\":60000},"
+                          "{\"name\":\"s4\",\"command\":{\"stream\":\"bench-cmd\",\"type\":\"Do4\",\"data\":{\"id\":\"{"
+                          "{id}}\"}},\"success\":[\"Done4\"],\"timeout_ms\":60000}]}";
 
 int main(int argc, char **argv) {
     long sagas = 20000, rounds = 1000, inflight = 100;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--sagas")) sagas = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rounds")) rounds = atol(argv[i + 1]);
+        if (!strcmp(argv[i], "--port"))
+            port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--sagas"))
+            sagas = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rounds"))
+            rounds = atol(argv[i + 1]);
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     hconn *c = hconn_new(64u << 20);
     if (put(c, "/groups/rt-svc", "{\"source\":{\"stream\":\"rt-req\"},\"start\":\"earliest\"}") != 201 ||
         put(c, "/groups/rt-cli", "{\"source\":{\"stream\":\"rt-rep\"},\"start\":\"earliest\"}") != 201 ||
-        put(c, "/groups/svc", "{\"source\":{\"stream\":\"bench-cmd\"},\"start\":\"earliest\"}") != 201 || put(c, "/sagas/bench", SAGA) != 201)
+        put(c, "/groups/svc", "{\"source\":{\"stream\":\"bench-cmd\"},\"start\":\"earliest\"}") != 201 ||
+        put(c, "/sagas/bench", SAGA) != 201)
         die("setup failed");
     service rt = {"rt-svc", "rt-rep", true}, sv = {"svc", "bench-replies", false};
     pthread_t t1, t2;
@@ -165,7 +180,8 @@ int main(int argc, char **argv) {
 
     /* 1. the raw round trip */
     uint64_t *rtt = calloc((size_t)rounds, sizeof *rtt);
-    static const char pull[] = "POST /groups/rt-cli/messages?max=1&wait_ms=1000 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
+    static const char pull[] =
+        "POST /groups/rt-cli/messages?max=1&wait_ms=1000 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
     for (long i = 0; i < rounds; i++) {
         char ev[128];
         snprintf(ev, sizeof ev, "{\"type\":\"Ping\",\"correlationid\":\"r%ld\"}", i);
@@ -194,7 +210,8 @@ int main(int argc, char **argv) {
         long before = atomic_load(&done4);
         uint64_t t0 = now_ns();
         if (post(c, path, ev) != 201) die("start failed");
-        while (atomic_load(&done4) == before) usleep(50);
+        while (atomic_load(&done4) == before)
+            usleep(50);
         dur[i] = now_ns() - t0;
     }
     qsort(dur, (size_t)one, sizeof *dur, cmp_u64);
@@ -210,8 +227,10 @@ int main(int argc, char **argv) {
         st[k] = (starter){&next, sagas, inflight, base};
         pthread_create(&ts[k], NULL, starter_main, &st[k]);
     }
-    for (int k = 0; k < STARTERS; k++) pthread_join(ts[k], NULL);
-    while (atomic_load(&done4) - base < sagas) usleep(200);
+    for (int k = 0; k < STARTERS; k++)
+        pthread_join(ts[k], NULL);
+    while (atomic_load(&done4) - base < sagas)
+        usleep(200);
     /* until the last SagaCompleted is in */
     for (;;) {
         const char *st = get(c, "/sagas/bench");
@@ -230,8 +249,8 @@ int main(int argc, char **argv) {
     for (int pass = 0; pass < 2; pass++) {
         for (uint64_t from = 0;;) {
             char path[160];
-            snprintf(path, sizeof path, "/all?from=%llu&limit=10000&type=%s%s", (unsigned long long)from, pass ? "SagaCompleted" : "BenchStart",
-                     pass ? "&system=true" : "");
+            snprintf(path, sizeof path, "/all?from=%llu&limit=10000&type=%s%s", (unsigned long long)from,
+                     pass ? "SagaCompleted" : "BenchStart", pass ? "&system=true" : "");
             const char *body = get(c, path);
             const char *p = body;
             int n = 0;
@@ -245,8 +264,10 @@ int main(int argc, char **argv) {
                 if (b) {
                     long k = atol(b + (pass ? 8 : 7));
                     if (k >= 0 && k < sagas) {
-                        if (!pass) start[k] = day_us(t);
-                        else if (start[k]) d[nd++] = (uint64_t)(day_us(t) - start[k]);
+                        if (!pass)
+                            start[k] = day_us(t);
+                        else if (start[k])
+                            d[nd++] = (uint64_t)(day_us(t) - start[k]);
                     }
                 }
                 n++;
@@ -258,10 +279,13 @@ int main(int argc, char **argv) {
     qsort(d, (size_t)nd, sizeof *d, cmp_u64);
     printf("sagas: 4 steps, one service that replies at once (consumer group pull, one append of replies, ack)\n");
     printf("  raw round trip (append -> group -> reply -> group), median       %8.3f ms\n", rt_ms);
-    printf("  one saga at a time: time per step, median                          %8.3f ms   %.2fx the raw round trip (target < 2x)\n",
+    printf("  one saga at a time: time per step, median                          %8.3f ms   %.2fx the raw round trip "
+           "(target < 2x)\n",
            step_ms, step_ms / rt_ms);
-    printf("  %ld sagas, %ld in flight: %.0f completed sagas/s (target >= 2000); duration p50 %.1f ms, p99 %.1f ms (%ld measured)\n", sagas,
-           inflight, (double)sagas / secs, nd ? (double)d[nd / 2] / 1e3 : 0, nd ? (double)d[nd * 99 / 100] / 1e3 : 0, nd);
+    printf("  %ld sagas, %ld in flight: %.0f completed sagas/s (target >= 2000); duration p50 %.1f ms, p99 %.1f ms "
+           "(%ld measured)\n",
+           sagas, inflight, (double)sagas / secs, nd ? (double)d[nd / 2] / 1e3 : 0,
+           nd ? (double)d[nd * 99 / 100] / 1e3 : 0, nd);
     free(rtt), free(dur), free(start), free(d);
     hconn_free(c);
     return 0;

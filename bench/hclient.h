@@ -87,5 +87,4 @@ static int roundtrip(hconn *c, const char *req, size_t n, const char **body) {
     return atoi(c->buf + 9);
 }
 
-
 #endif

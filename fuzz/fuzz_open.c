@@ -34,7 +34,8 @@ static void put_segment(const char *dir, uint32_t no, uint64_t size, uint64_t fi
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return;
     if (ftruncate(fd, (off_t)size) == 0 && pwrite(fd, h, sizeof h, 0) == (ssize_t)sizeof h)
-        if (pwrite(fd, body, len < size - SEGMENT_HEADER ? len : size - SEGMENT_HEADER, SEGMENT_HEADER) < 0) {}
+        if (pwrite(fd, body, len < size - SEGMENT_HEADER ? len : size - SEGMENT_HEADER, SEGMENT_HEADER) < 0) {
+        }
     close(fd);
 }
 
@@ -96,6 +97,7 @@ FUZZ_TARGET(open) {
     }
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
     return 0;
 }

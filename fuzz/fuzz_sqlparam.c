@@ -24,7 +24,8 @@ FUZZ_TARGET(sqlparam) {
     ENSURE(s.nparams <= SQL_MAX_PARAMS && s.sql.ptr[s.sql.len] == 0);
     for (size_t i = 0; i < s.nparams; i++) {
         ENSURE(s.params[i].text[0] && s.params[i].nsteps <= SQL_MAX_STEPS);
-        for (size_t j = 0; j < i; j++) ENSURE(strcmp(s.params[i].text, s.params[j].text));
+        for (size_t j = 0; j < i; j++)
+            ENSURE(strcmp(s.params[i].text, s.params[j].text));
     }
     sql_value v[SQL_MAX_PARAMS];
     buf_t scratch = {0};
@@ -34,7 +35,8 @@ FUZZ_TARGET(sqlparam) {
         ENSURE(v[i].kind >= SQL_V_NULL && v[i].kind <= SQL_V_JSON);
         if (v[i].kind == SQL_V_TEXT || v[i].kind == SQL_V_JSON) {
             volatile char sink = 0;
-            for (size_t k = 0; k < v[i].s.len; k++) sink ^= v[i].s.ptr[k];
+            for (size_t k = 0; k < v[i].s.len; k++)
+                sink ^= v[i].s.ptr[k];
             (void)sink;
         }
     }

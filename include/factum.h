@@ -25,25 +25,25 @@ extern "C" {
 #define FACTUM_VERSION "0.1.0"
 
 /* The one list of error codes: name, message. Codes are 0, -1, -2, ... in this order. */
-#define FACTUM_ERRORS(X)                                                                       \
-    X(OK, "success")                                                                           \
-    X(EINVAL, "invalid argument")                                                              \
-    X(ENOMEM, "out of memory")                                                                 \
-    X(EIO, "I/O error")                                                                        \
-    X(ENOSPC, "no space left on device")                                                       \
-    X(ECORRUPT, "data corruption detected")                                                    \
-    X(ELOCKED, "data folder is in use by another process")                                     \
-    X(EFORMAT, "data folder has an unsupported format")                                        \
-    X(ENOTFOUND, "stream not found")                                                           \
-    X(EREVISION, "wrong expected revision")                                                    \
-    X(ECONFLICT, "event id already used with different content")                               \
-    X(ETOOBIG, "too large")                                                                    \
-    X(EBADEVENT, "invalid event")                                                              \
-    X(EBADSTREAM, "invalid stream name")                                                       \
-    X(EFAILED, "writer has failed; reopen the store")                                          \
-    X(ECLOSED, "store is closing")                                                             \
-    X(EUNREACHABLE, "cannot reach the server")                                                 \
-    X(EDELETED, "stream is deleted")                                                           \
+#define FACTUM_ERRORS(X)                                                                                               \
+    X(OK, "success")                                                                                                   \
+    X(EINVAL, "invalid argument")                                                                                      \
+    X(ENOMEM, "out of memory")                                                                                         \
+    X(EIO, "I/O error")                                                                                                \
+    X(ENOSPC, "no space left on device")                                                                               \
+    X(ECORRUPT, "data corruption detected")                                                                            \
+    X(ELOCKED, "data folder is in use by another process")                                                             \
+    X(EFORMAT, "data folder has an unsupported format")                                                                \
+    X(ENOTFOUND, "stream not found")                                                                                   \
+    X(EREVISION, "wrong expected revision")                                                                            \
+    X(ECONFLICT, "event id already used with different content")                                                       \
+    X(ETOOBIG, "too large")                                                                                            \
+    X(EBADEVENT, "invalid event")                                                                                      \
+    X(EBADSTREAM, "invalid stream name")                                                                               \
+    X(EFAILED, "writer has failed; reopen the store")                                                                  \
+    X(ECLOSED, "store is closing")                                                                                     \
+    X(EUNREACHABLE, "cannot reach the server")                                                                         \
+    X(EDELETED, "stream is deleted")                                                                                   \
     X(ETIMEDOUT, "timed out")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
@@ -110,10 +110,10 @@ typedef struct factum_event {
 #define FACTUM_MAX_DIR 3000             /* bytes of a data folder path */
 
 typedef struct factum_options {
-    uint64_t segment_bytes;  /* size of each log segment file; 0 = 256 MiB */
-    uint32_t max_data_bytes; /* largest data per event; 0 = 1 MiB */
+    uint64_t segment_bytes;   /* size of each log segment file; 0 = 256 MiB */
+    uint32_t max_data_bytes;  /* largest data per event; 0 = 1 MiB */
     uint32_t memtable_events; /* index entries kept in memory before a flush; 0 = 262144 */
-    uint32_t stream_cache;   /* streams whose last revision is kept in memory; 0 = 2^21 */
+    uint32_t stream_cache;    /* streams whose last revision is kept in memory; 0 = 2^21 */
     /* For tests: an I/O layer that injects faults (see src/io/io.h). NULL = the real one. */
     struct io_vfs *vfs;
 } factum_options_t;
@@ -154,8 +154,8 @@ typedef struct factum_append_result {
  * Re-appending events whose ids the stream holds, with the same content, returns the original
  * revisions and positions with res->idempotent = 1, whatever `expected` says.
  */
-int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
-                  size_t n, factum_append_result_t *res, factum_error_t *err);
+int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                  factum_append_result_t *res, factum_error_t *err);
 
 /*
  * Asynchronous append, for servers that must not block a thread per request. Validation
@@ -165,8 +165,8 @@ int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const fac
  * as this returns.
  */
 typedef void (*factum_append_cb)(void *ctx, int rc, const factum_append_result_t *res, const char *message);
-int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
-                        size_t n, factum_append_cb cb, void *ctx, factum_error_t *err);
+int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                        factum_append_cb cb, void *ctx, factum_error_t *err);
 
 /*
  * Sets (fn) or clears (NULL) the commit hook: fn(ctx, head) runs on the writer thread each time
@@ -277,16 +277,16 @@ uint64_t factum_wait(factum_t *db, uint64_t position, int timeout_ms);
 
 /* Counters of the writer, for metrics. Histograms count observations <= each bound. */
 #define FACTUM_STAT_BUCKETS 14
-extern const uint64_t factum_fsync_us_bounds[FACTUM_STAT_BUCKETS];    /* microseconds; last = +Inf */
+extern const uint64_t factum_fsync_us_bounds[FACTUM_STAT_BUCKETS];     /* microseconds; last = +Inf */
 extern const uint64_t factum_group_events_bounds[FACTUM_STAT_BUCKETS]; /* events; last = +Inf */
 typedef struct factum_stats {
     uint64_t appends, events, bytes; /* acknowledged appends (idempotent repeats excluded), events, record bytes */
     uint64_t fsyncs, fsync_us_sum;   /* commit groups synced and their summed fdatasync time */
     uint64_t fsync_us[FACTUM_STAT_BUCKETS];     /* fdatasync latency, non-cumulative counts */
     uint64_t group_events[FACTUM_STAT_BUCKETS]; /* events per fdatasync, non-cumulative counts */
-    uint64_t log_bytes;              /* bytes of records in the log */
-    uint64_t head;                   /* durable position */
-    int failed;                      /* 0, or the code that stopped the writer */
+    uint64_t log_bytes;                         /* bytes of records in the log */
+    uint64_t head;                              /* durable position */
+    int failed;                                 /* 0, or the code that stopped the writer */
 } factum_stats_t;
 void factum_stats(factum_t *db, factum_stats_t *out);
 
@@ -312,7 +312,7 @@ typedef struct factum_integrity {
     int more;                /* 1: more distinct positions than that were met */
     size_t n;                /* entries in damage[] */
     factum_damage_t damage[FACTUM_INTEGRITY_KEEP]; /* the first met, in the order they were met */
-    factum_damage_t last;    /* the latest newly met one (when damaged_events > 0) */
+    factum_damage_t last;                          /* the latest newly met one (when damaged_events > 0) */
 } factum_integrity_t;
 /* Copies what reads have met so far into out (a snapshot; caller-owned, about 9 KB). */
 void factum_integrity(factum_t *db, factum_integrity_t *out);
@@ -362,8 +362,8 @@ size_t factum_meta_json(factum_str_t stream, const factum_meta_t *m, char *buf, 
  */
 int factum_meta_set(factum_t *db, factum_str_t stream, const factum_meta_t *m, factum_append_result_t *res,
                     factum_error_t *err);
-int factum_meta_set_async(factum_t *db, factum_str_t stream, const factum_meta_t *m, factum_append_cb cb,
-                          void *ctx, factum_error_t *err);
+int factum_meta_set_async(factum_t *db, factum_str_t stream, const factum_meta_t *m, factum_append_cb cb, void *ctx,
+                          factum_error_t *err);
 
 /*
  * Deletes a stream. Soft (tombstone = 0): its events are hidden (truncate_before = last + 1)
@@ -375,8 +375,8 @@ int factum_meta_set_async(factum_t *db, factum_str_t stream, const factum_meta_t
  */
 int factum_delete_stream(factum_t *db, factum_str_t stream, int64_t expected, int tombstone,
                          factum_append_result_t *res, factum_error_t *err);
-int factum_delete_stream_async(factum_t *db, factum_str_t stream, int64_t expected, int tombstone,
-                               factum_append_cb cb, void *ctx, factum_error_t *err);
+int factum_delete_stream_async(factum_t *db, factum_str_t stream, int64_t expected, int tombstone, factum_append_cb cb,
+                               void *ctx, factum_error_t *err);
 
 /* ---- Reclaiming disk (docs/lifecycle.md) ---- */
 
@@ -420,8 +420,7 @@ typedef struct factum_events factum_events_t;
  * `specversion`, an attribute of the wrong JSON type, or `data` and `data_base64` together give
  * FACTUM_EBADEVENT with a message naming the event index and attribute.
  */
-int factum_events_parse(const char *json, size_t len, int batch, factum_events_t **out,
-                        factum_error_t *err);
+int factum_events_parse(const char *json, size_t len, int batch, factum_events_t **out, factum_error_t *err);
 size_t factum_events_count(const factum_events_t *set);
 factum_event_t *factum_events_get(factum_events_t *set, size_t i);
 void factum_events_free(factum_events_t *set);
@@ -434,7 +433,6 @@ size_t factum_event_json(const factum_event_t *e, char *buf, size_t cap);
 /* The same, in the form an append takes: no stream, revision, position or time, and no empty
    id or source. */
 size_t factum_event_json_input(const factum_event_t *e, char *buf, size_t cap);
-
 
 /* ---- Checking a data folder offline (docs/format.md, "Checking a data folder") ---- */
 
@@ -463,23 +461,23 @@ typedef struct factum_check_finding {
 typedef void (*factum_check_cb)(void *ctx, const factum_check_finding_t *f);
 
 typedef struct factum_check_options {
-    int repair;           /* rebuild derived files that do not check out, then check again */
-    int truncate;         /* with repair: cut the log so that every event at or past truncate_at is gone */
+    int repair;   /* rebuild derived files that do not check out, then check again */
+    int truncate; /* with repair: cut the log so that every event at or past truncate_at is gone */
     uint64_t truncate_at;
 } factum_check_options_t;
 
 /* The folder as it is when factum_check returns (after repairs, if any). */
 typedef struct factum_check_summary {
-    uint64_t segments;       /* segment files */
-    uint64_t events;         /* events read back intact */
-    uint64_t removed;        /* positions a scavenge removed (gaps in compacted segments) */
-    uint64_t bytes;          /* bytes of segment files read */
-    uint64_t head;           /* where recovery ends the log: the position of the next append */
-    uint64_t mark;           /* the commit mark: events below it were acknowledged (0 without one) */
-    uint64_t index_covered;  /* positions [0, index_covered) are in index runs */
-    uint64_t index_entries;  /* entries in those runs */
+    uint64_t segments;               /* segment files */
+    uint64_t events;                 /* events read back intact */
+    uint64_t removed;                /* positions a scavenge removed (gaps in compacted segments) */
+    uint64_t bytes;                  /* bytes of segment files read */
+    uint64_t head;                   /* where recovery ends the log: the position of the next append */
+    uint64_t mark;                   /* the commit mark: events below it were acknowledged (0 without one) */
+    uint64_t index_covered;          /* positions [0, index_covered) are in index runs */
+    uint64_t index_entries;          /* entries in those runs */
     uint64_t damage, derived, notes; /* findings of each kind */
-    uint64_t repairs;        /* things repair did */
+    uint64_t repairs;                /* things repair did */
 } factum_check_summary_t;
 
 /*

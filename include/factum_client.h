@@ -56,8 +56,8 @@ typedef int (*factum_client_event_cb)(void *ctx, const factum_event_t *e);
  * no gap and no duplicate. Returns FACTUM_EUNREACHABLE only if the first connection fails,
  * or another code when the server refuses the subscription.
  */
-int factum_client_subscribe(factum_client_t *c, const char *stream, const factum_query_t *q,
-                            factum_client_event_cb cb, void *ctx, factum_error_t *err);
+int factum_client_subscribe(factum_client_t *c, const char *stream, const factum_query_t *q, factum_client_event_cb cb,
+                            void *ctx, factum_error_t *err);
 
 /*
  * Durable timers (docs/timers.md): appends `event` to `stream` at at_us (microseconds since the
@@ -83,12 +83,13 @@ int factum_client_pull(factum_client_t *c, const char *group, size_t max, int wa
    already); FACTUM_ECONFLICT when some were not in flight any more (timed out and delivered
    again, never delivered): the others are acked all the same, and the message lists those that
    were not, with why. */
-int factum_client_ack(factum_client_t *c, const char *group, const factum_delivery_id_t *ids, size_t n, factum_error_t *err);
+int factum_client_ack(factum_client_t *c, const char *group, const factum_delivery_id_t *ids, size_t n,
+                      factum_error_t *err);
 
 /*
- * Any request of the HTTP API (docs/http.md), for what has no call of its own yet: method, path (with query), an optional JSON body. *status is the HTTP status and
- * *response the body (NUL-terminated; free it). Errors map as in the other calls when the
- * status is 4xx/5xx, but *status and *response are set either way.
+ * Any request of the HTTP API (docs/http.md), for what has no call of its own yet: method, path (with query), an
+ * optional JSON body. *status is the HTTP status and *response the body (NUL-terminated; free it). Errors map as in the
+ * other calls when the status is 4xx/5xx, but *status and *response are set either way.
  */
 int factum_client_call(factum_client_t *c, const char *method, const char *path, const char *json_body, int *status,
                        char **response, factum_error_t *err);

@@ -66,7 +66,8 @@ void test_flip_bit(const char *path, uint64_t off) {
     int fd = open(path, O_RDWR);
     if (fd < 0) test_fail(__FILE__, __LINE__, "cannot open %s to damage it", path);
     unsigned char b;
-    if (pread(fd, &b, 1, (off_t)off) != 1) test_fail(__FILE__, __LINE__, "%s has no byte at %llu", path, (unsigned long long)off);
+    if (pread(fd, &b, 1, (off_t)off) != 1)
+        test_fail(__FILE__, __LINE__, "%s has no byte at %llu", path, (unsigned long long)off);
     b ^= 0x10;
     if (pwrite(fd, &b, 1, (off_t)off) != 1) test_fail(__FILE__, __LINE__, "cannot write %s", path);
     close(fd);
@@ -108,7 +109,8 @@ int test_run(const char *cmd, char *out, size_t cap) {
     size_t n = out && cap ? fread(out, 1, cap - 1, p) : 0;
     if (out && cap) out[n] = 0;
     char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) {}
+    while (fread(sink, 1, sizeof sink, p) > 0) {
+    }
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
@@ -118,7 +120,8 @@ static void on_crash(int sig) {
     void *frames[48];
     int n = backtrace(frames, 48);
     static const char msg[] = "    crashed; backtrace (addr2line -e build/factum-tests -f ADDR):\n";
-    if (write(2, msg, sizeof msg - 1)) {}
+    if (write(2, msg, sizeof msg - 1)) {
+    }
     backtrace_symbols_fd(frames, n, 2);
     signal(sig, SIG_DFL);
     raise(sig);
@@ -127,7 +130,8 @@ static void on_crash(int sig) {
 static void remove_tree(const char *path) {
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
 }
 
 int main(int argc, char **argv) {
@@ -138,7 +142,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < ntests; i++) {
         fflush(NULL); /* nothing buffered may be written twice by a child's exit() */
         bool wanted = argc < 2;
-        for (int a = 1; a < argc; a++) wanted |= strstr(tests[i].name, argv[a]) != NULL;
+        for (int a = 1; a < argc; a++)
+            wanted |= strstr(tests[i].name, argv[a]) != NULL;
         if (!wanted) continue;
         uint64_t t0 = clock_mono_ns();
         seed = base_seed + i;
@@ -171,7 +176,8 @@ int main(int argc, char **argv) {
             if (WIFSIGNALED(st))
                 printf("FAIL %s: killed by signal %d%s (seed %llu)\n", tests[i].name, WTERMSIG(st),
                        WTERMSIG(st) == SIGALRM ? " (time limit)" : "", (unsigned long long)seed);
-            else printf("FAIL %s (seed %llu)\n", tests[i].name, (unsigned long long)seed);
+            else
+                printf("FAIL %s (seed %llu)\n", tests[i].name, (unsigned long long)seed);
         }
     }
     if (skipped) printf("%d skipped: this machine cannot run them (each says why above)\n", skipped);

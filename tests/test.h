@@ -15,31 +15,31 @@ typedef void (*test_fn)(void);
 void test_register(const char *name, test_fn fn, int timeout_s);
 _Noreturn void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-#define TEST_T(name, timeout)                                                                  \
-    static void name(void);                                                                    \
-    __attribute__((constructor)) static void reg_##name(void) { test_register(#name, name, timeout); } \
+#define TEST_T(name, timeout)                                                                                          \
+    static void name(void);                                                                                            \
+    __attribute__((constructor)) static void reg_##name(void) { test_register(#name, name, timeout); }                 \
     static void name(void)
 #define TEST(name) TEST_T(name, 60)
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) test_fail(__FILE__, __LINE__, "%s", #cond);                               \
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (!(cond)) test_fail(__FILE__, __LINE__, "%s", #cond);                                                       \
     } while (0)
-#define CHECK_MSG(cond, ...)                                                                   \
-    do {                                                                                       \
-        if (!(cond)) test_fail(__FILE__, __LINE__, __VA_ARGS__);                               \
+#define CHECK_MSG(cond, ...)                                                                                           \
+    do {                                                                                                               \
+        if (!(cond)) test_fail(__FILE__, __LINE__, __VA_ARGS__);                                                       \
     } while (0)
-#define CHECK_EQ(a, b)                                                                         \
-    do {                                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                    \
-        if (a_ != b_) test_fail(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b, a_, b_); \
+#define CHECK_EQ(a, b)                                                                                                 \
+    do {                                                                                                               \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                                            \
+        if (a_ != b_) test_fail(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b, a_, b_);                        \
     } while (0)
-#define CHECK_RC(expr, want)                                                                   \
-    do {                                                                                       \
-        int rc_ = (expr);                                                                      \
-        if (rc_ != (want))                                                                     \
-            test_fail(__FILE__, __LINE__, "%s returned %s, expected %s", #expr, factum_errname(rc_), \
-                      factum_errname(want));                                                   \
+#define CHECK_RC(expr, want)                                                                                           \
+    do {                                                                                                               \
+        int rc_ = (expr);                                                                                              \
+        if (rc_ != (want))                                                                                             \
+            test_fail(__FILE__, __LINE__, "%s returned %s, expected %s", #expr, factum_errname(rc_),                   \
+                      factum_errname(want));                                                                           \
     } while (0)
 
 /* Ends the test as skipped (the machine cannot run it: not root, no loop devices, ...): the

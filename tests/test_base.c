@@ -14,7 +14,8 @@ uint32_t crc32c_soft(uint32_t crc, const void *p, size_t n);
 TEST(crc32c_matches_the_rfc_3720_vectors_in_hardware_and_software) {
     uint8_t zeros[32] = {0}, ones[32], inc[32];
     memset(ones, 0xff, sizeof ones);
-    for (int i = 0; i < 32; i++) inc[i] = (uint8_t)i;
+    for (int i = 0; i < 32; i++)
+        inc[i] = (uint8_t)i;
     CHECK_EQ(crc32c(zeros, 32), 0x8A9136AA);
     CHECK_EQ(crc32c(ones, 32), 0x62A8AB43);
     CHECK_EQ(crc32c(inc, 32), 0x46DD794E);
@@ -25,12 +26,31 @@ TEST(crc32c_matches_the_rfc_3720_vectors_in_hardware_and_software) {
 }
 
 TEST(json_scanner_accepts_valid_and_rejects_invalid_text) {
-    const char *good[] = {"{}", "[]", "0", "-0.5e+10", "\"\\u00e9\\ud83d\\ude00\"", " {\"a\" : [1, {\"b\":null}] } ",
-                          "true", "\"\xc3\xa9\""};
-    const char *bad[] = {"", "{", "[1,]", "{\"a\":1,}", "01", "1.", ".5", "\"\\x\"", "\"\\ud800\"", "\"\x01\"",
-                         "\"\xc3\x28\"", "{a:1}", "[1] 2", "tru", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"", "NaN", "'a'"};
-    for (size_t i = 0; i < ARRAY_LEN(good); i++) CHECK_MSG(json_valid(good[i], strlen(good[i]), NULL), "good %zu", i);
-    for (size_t i = 0; i < ARRAY_LEN(bad); i++) CHECK_MSG(!json_valid(bad[i], strlen(bad[i]), NULL), "bad %zu", i);
+    const char *good[] = {
+        "{}",   "[]",          "0", "-0.5e+10", "\"\\u00e9\\ud83d\\ude00\"", " {\"a\" : [1, {\"b\":null}] } ",
+        "true", "\"\xc3\xa9\""};
+    const char *bad[] = {"",
+                         "{",
+                         "[1,]",
+                         "{\"a\":1,}",
+                         "01",
+                         "1.",
+                         ".5",
+                         "\"\\x\"",
+                         "\"\\ud800\"",
+                         "\"\x01\"",
+                         "\"\xc3\x28\"",
+                         "{a:1}",
+                         "[1] 2",
+                         "tru",
+                         "\"\xed\xa0\x80\"",
+                         "\"\xc0\xaf\"",
+                         "NaN",
+                         "'a'"};
+    for (size_t i = 0; i < ARRAY_LEN(good); i++)
+        CHECK_MSG(json_valid(good[i], strlen(good[i]), NULL), "good %zu", i);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++)
+        CHECK_MSG(!json_valid(bad[i], strlen(bad[i]), NULL), "bad %zu", i);
     char deep[200];
     memset(deep, '[', 100);
     memset(deep + 100, ']', 100);
@@ -47,7 +67,8 @@ TEST(json_scanner_accepts_valid_and_rejects_invalid_text) {
 TEST(uuid7_carries_version_variant_and_time_order) {
     char a[37], b[37];
     uuid7_make(a);
-    for (int i = 0; i < 2000; i++) {} /* ids made in the same millisecond may tie; later ones sort after */
+    for (int i = 0; i < 2000; i++) {
+    } /* ids made in the same millisecond may tie; later ones sort after */
     uuid7_make(b);
     CHECK(strlen(a) == 36 && a[8] == '-' && a[14] == '7');
     CHECK(strchr("89ab", a[19]));
@@ -78,7 +99,8 @@ TEST(cloudevents_json_round_trips_attributes_data_and_extensions) {
                           "\"subject\":\"o-1\",\"time\":\"1970-01-01T00:00:00.000000Z\","
                           "\"datacontenttype\":\"application/json\",\"correlationid\":\"c\",\"causationid\":\"k\","
                           "\"traceparent\":\"00-ab\",\"n\":7,\"stream\":\"order-1\",\"revision\":3,\"position\":9,"
-                          "\"data\":{ \"a\" : [1, 2.50] }}") == 0, "%s", out);
+                          "\"data\":{ \"a\" : [1, 2.50] }}") == 0,
+              "%s", out);
     size_t full = strlen(out);
     CHECK_EQ(factum_event_json(e, NULL, 0), full);
     CHECK_EQ(factum_event_json(e, out, 10), full); /* cut to 9 bytes + NUL, but says what it needs */
@@ -155,8 +177,16 @@ TEST(rfc3339_times_parse_with_offsets_and_fractions_and_bad_ones_are_refused) {
     CHECK(time_parse(str_c("2026-11-23t10:00:00.1234567z"), &us) == 0 && us == 1795428000123456);
     CHECK(time_parse(str_c("2026-11-23 05:00:00-05:00"), &us) == 0 && us == 1795428000000000);
     CHECK(time_parse(str_c("2024-02-29T00:00:00Z"), &us) == 0);
-    const char *bad[] = {"2026-11-23", "2026-11-23T10:00:00", "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z",
-                         "2026-11-31T00:00:00Z", "2026-11-23T24:00:00Z", "2026-11-23T10:00:00.Z",
-                         "2026-11-23T10:00:00+1:00", "2026-11-23T10:00:00Zx", "x026-11-23T10:00:00Z"};
-    for (size_t i = 0; i < ARRAY_LEN(bad); i++) CHECK_MSG(time_parse(str_c(bad[i]), &us) == -1, "%s parsed", bad[i]);
+    const char *bad[] = {"2026-11-23",
+                         "2026-11-23T10:00:00",
+                         "2026-13-01T00:00:00Z",
+                         "2025-02-29T00:00:00Z",
+                         "2026-11-31T00:00:00Z",
+                         "2026-11-23T24:00:00Z",
+                         "2026-11-23T10:00:00.Z",
+                         "2026-11-23T10:00:00+1:00",
+                         "2026-11-23T10:00:00Zx",
+                         "x026-11-23T10:00:00Z"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++)
+        CHECK_MSG(time_parse(str_c(bad[i]), &us) == -1, "%s parsed", bad[i]);
 }

@@ -75,7 +75,8 @@ static size_t seg_records(unsigned no, rec *out, size_t cap) {
 
 static unsigned count_segments(void) {
     unsigned n = 0;
-    while (access(seg_path(n, "seg"), F_OK) == 0) n++;
+    while (access(seg_path(n, "seg"), F_OK) == 0)
+        n++;
     return n;
 }
 
@@ -105,7 +106,8 @@ static void snapshot(buf_t *out) {
             CHECK(f);
             char chunk[65536];
             size_t got;
-            while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(out, chunk, got);
+            while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+                buf_append(out, chunk, got);
             fclose(f);
             free(names[i]);
         }
@@ -122,8 +124,8 @@ static void collect(void *ctx, const factum_check_finding_t *f) {
     x->n[f->kind]++;
     size_t used = strlen(x->lines);
     snprintf(x->lines + used, sizeof x->lines - used, "%d %s %lld %lld %s\n", f->kind, f->file,
-             f->offset == FACTUM_END ? -1 : (long long)f->offset, f->position == FACTUM_END ? -1 : (long long)f->position,
-             f->message);
+             f->offset == FACTUM_END ? -1 : (long long)f->offset,
+             f->position == FACTUM_END ? -1 : (long long)f->position, f->message);
 }
 
 static void count_findings(void *ctx, const factum_check_finding_t *f) {
@@ -148,7 +150,8 @@ static uint64_t read_everything(factum_t *db) {
         snprintf(stream, sizeof stream, s < 7 ? "s-%d" : s == 7 ? "s-last" : "after", s);
         factum_result_t *r;
         if (factum_read_stream(db, str_c(stream), 0, 100000, 0, &r, NULL)) continue;
-        for (size_t i = 0; i < factum_result_count(r); i++) CHECK_EQ(factum_result_event(r, i)->revision, i);
+        for (size_t i = 0; i < factum_result_count(r); i++)
+            CHECK_EQ(factum_result_event(r, i)->revision, i);
         in_streams += factum_result_count(r);
         factum_result_free(r);
     }
@@ -221,7 +224,8 @@ static rec last_batch_store(rec *batch) {
     factum_t *db = test_open(test_dir(), &small);
     fill(db, 40);
     factum_event_t ev[5];
-    for (int j = 0; j < 5; j++) ev[j] = (factum_event_t){.type = str_c("Last"), .data = str_c("{\"x\":1}"), .data_format = FACTUM_DATA_JSON};
+    for (int j = 0; j < 5; j++)
+        ev[j] = (factum_event_t){.type = str_c("Last"), .data = str_c("{\"x\":1}"), .data_format = FACTUM_DATA_JSON};
     CHECK_RC(factum_append(db, str_c("s-last"), FACTUM_EXPECT_ANY, ev, 5, NULL, NULL), 0);
     factum_close(db);
     rec r[512];
@@ -253,7 +257,8 @@ TEST(check_reports_acknowledged_events_that_are_gone_from_the_tail) {
     unsigned tail = count_segments() - 1;
     int fd = open(seg_path(tail, "seg"), O_RDWR);
     static const uint8_t zeros[8192];
-    CHECK(pwrite(fd, zeros, b[4].off + b[4].len - b[0].off, (off_t)b[0].off) > 0); /* the batch never reached the disk */
+    CHECK(pwrite(fd, zeros, b[4].off + b[4].len - b[0].off, (off_t)b[0].off) >
+          0); /* the batch never reached the disk */
     close(fd);
     char out[8192];
     CHECK_EQ(check_bin("", out, sizeof out), 1);
@@ -288,7 +293,8 @@ TEST(check_notes_a_torn_tail_past_the_commit_mark_and_open_cuts_exactly_that) {
     uint8_t after[512];
     CHECK(pread(fd, after, last.len / 2, (off_t)end) == (ssize_t)(last.len / 2));
     close(fd);
-    for (uint32_t i = 0; i < last.len / 2; i++) CHECK_EQ(after[i], 0);
+    for (uint32_t i = 0; i < last.len / 2; i++)
+        CHECK_EQ(after[i], 0);
     CHECK_EQ(check_bin("", out, sizeof out), 0);
     CHECK_MSG(strstr(out, "0 damage, 0 derived, 0 notes"), "%s", out);
 }
@@ -296,7 +302,8 @@ TEST(check_notes_a_torn_tail_past_the_commit_mark_and_open_cuts_exactly_that) {
 TEST(check_reports_missing_position_maps_and_a_damaged_index_run_as_derived_and_repair_rebuilds_them) {
     make_store(600);
     unsigned nseg = count_segments();
-    for (unsigned i = 0; i + 1 < nseg; i++) CHECK(unlink(seg_path(i, "pmap")) == 0);
+    for (unsigned i = 0; i + 1 < nseg; i++)
+        CHECK(unlink(seg_path(i, "pmap")) == 0);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "ls %s/index/run-*.idx | head -1", test_dir());
     char run[512];
@@ -309,9 +316,11 @@ TEST(check_reports_missing_position_maps_and_a_damaged_index_run_as_derived_and_
                   !strstr(out, "damage ") && strstr(out, "0 damage"),
               "%s", out);
     CHECK_EQ(check_bin("--repair", out, sizeof out), 0);
-    CHECK_MSG(strstr(out, "repaired log/00000000.pmap") && strstr(out, "repaired index") && strstr(out, "after repairing:"),
+    CHECK_MSG(strstr(out, "repaired log/00000000.pmap") && strstr(out, "repaired index") &&
+                  strstr(out, "after repairing:"),
               "%s", out);
-    for (unsigned i = 0; i + 1 < nseg; i++) CHECK(access(seg_path(i, "pmap"), F_OK) == 0);
+    for (unsigned i = 0; i + 1 < nseg; i++)
+        CHECK(access(seg_path(i, "pmap"), F_OK) == 0);
     CHECK_EQ(check_bin("", out, sizeof out), 0);
     CHECK_MSG(strstr(out, "0 damage, 0 derived"), "%s", out);
     factum_t *db = test_open(test_dir(), &small);
@@ -365,7 +374,8 @@ TEST(check_finds_an_index_entry_that_points_to_another_event) {
                   strstr(out, "is in no run") && strstr(out, "1 more entries do not match the log"),
               "%s", out);
     int listed = 0;
-    for (const char *p = out; (p = strstr(p, "does not match the event")); p++) listed++;
+    for (const char *p = out; (p = strstr(p, "does not match the event")); p++)
+        listed++;
     CHECK_EQ(listed, 20);
     CHECK_EQ(check_bin("--repair", out, sizeof out), 0);
     factum_t *db = test_open(test_dir(), &small);
@@ -379,7 +389,8 @@ TEST(check_truncate_at_cuts_exactly_there_and_the_store_opens_with_that_head) {
     rec r[512];
     size_t n = seg_records(1, r, 512);
     size_t k = n / 2;
-    while (!r[k].batch_end) k++;
+    while (!r[k].batch_end)
+        k++;
     uint64_t cut = r[k].pos + 1;
     char out[16384], args[64], want[96];
     snprintf(args, sizeof args, "--repair --truncate-at %llu", (unsigned long long)cut);
@@ -395,7 +406,8 @@ TEST(check_truncate_at_cuts_exactly_there_and_the_store_opens_with_that_head) {
     factum_result_t *res;
     CHECK_RC(factum_read_at(db, cut - 1, &res, NULL), 0);
     char data[400];
-    snprintf(data, sizeof data, "{\"i\":%llu,\"pad\":\"%0300llu\"}", (unsigned long long)cut - 1, (unsigned long long)cut - 1);
+    snprintf(data, sizeof data, "{\"i\":%llu,\"pad\":\"%0300llu\"}", (unsigned long long)cut - 1,
+             (unsigned long long)cut - 1);
     CHECK(str_eq(factum_result_event(res, 0)->data, str_c(data)));
     factum_result_free(res);
     factum_append_result_t ar;
@@ -435,20 +447,23 @@ TEST(check_refuses_a_truncate_at_it_cannot_cut_and_changes_nothing) {
     buf_t before = {0}, after = {0};
     snapshot(&before);
     char out[8192], args[7][64];
-    snprintf(args[0], sizeof args[0], "--repair --truncate-at %llu", (unsigned long long)head + 1); /* one past the end */
-    snprintf(args[1], sizeof args[1], "--repair --truncate-at %llu", (unsigned long long)b[2].pos); /* inside the batch */
+    snprintf(args[0], sizeof args[0], "--repair --truncate-at %llu",
+             (unsigned long long)head + 1); /* one past the end */
+    snprintf(args[1], sizeof args[1], "--repair --truncate-at %llu",
+             (unsigned long long)b[2].pos); /* inside the batch */
     snprintf(args[2], sizeof args[2], "--repair --truncate-at abc");
     snprintf(args[3], sizeof args[3], "--repair --truncate-at -1");
     snprintf(args[4], sizeof args[4], "--repair --truncate-at ''");
     snprintf(args[5], sizeof args[5], "--repair --truncate-at");
     snprintf(args[6], sizeof args[6], "--truncate-at %llu", (unsigned long long)b[0].pos); /* without --repair */
-    const char *says[7] = {"the log ends at", "inside a batch", "takes a position", "takes a position", "takes a position", "needs a value",
-                           "give --repair"};
+    const char *says[7] = {"the log ends at",  "inside a batch", "takes a position", "takes a position",
+                           "takes a position", "needs a value",  "give --repair"};
     for (int i = 0; i < 7; i++) {
         CHECK_MSG(check_bin(args[i], out, sizeof out) == 2, "%s: %s", args[i], out);
         CHECK_MSG(strstr(out, says[i]), "%s: %s", args[i], out);
         snapshot(&after);
-        CHECK_MSG(before.len == after.len && !memcmp(before.ptr, after.ptr, before.len), "%s changed the folder", args[i]);
+        CHECK_MSG(before.len == after.len && !memcmp(before.ptr, after.ptr, before.len), "%s changed the folder",
+                  args[i]);
     }
     /* At the limit itself: the end of the log is a cut that removes nothing. */
     snprintf(args[0], sizeof args[0], "--repair --truncate-at %llu", (unsigned long long)head);
@@ -481,7 +496,8 @@ TEST(check_accepts_compacted_segments_and_refuses_to_cut_inside_one) {
     rec r[512];
     size_t n = seg_records(0, r, 512);
     size_t k = 0;
-    while (k + 1 < n && !r[k].batch_end) k++;
+    while (k + 1 < n && !r[k].batch_end)
+        k++;
     char args[64];
     snprintf(args, sizeof args, "--repair --truncate-at %llu", (unsigned long long)r[k].pos + 1);
     CHECK_EQ(check_bin(args, out, sizeof out), 2);
@@ -522,7 +538,8 @@ TEST(check_reports_damage_before_a_later_commit_group_without_a_commit_mark) {
     size_t n = seg_records(0, r, 512);
     CHECK(n == 40);
     size_t k = 20;
-    while (!r[k - 1].batch_end) k++; /* the first record of an append (its own commit group) */
+    while (!r[k - 1].batch_end)
+        k++; /* the first record of an append (its own commit group) */
     flip(seg_path(0, "seg"), r[k].off + 80);
     char out[8192], want[128];
     CHECK_EQ(check_bin("", out, sizeof out), 1);

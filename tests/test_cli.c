@@ -37,7 +37,9 @@ static void stderr_has(const char *want) {
 
 TEST(cli_appends_and_reads_with_documented_output_and_exit_codes) {
     char out[8192];
-    CHECK_EQ(run(out, sizeof out, "append order-1 OrderCreated '{\"total\":5}' --id a1 --expect no-stream --correlation-id c9"), 0);
+    CHECK_EQ(run(out, sizeof out,
+                 "append order-1 OrderCreated '{\"total\":5}' --id a1 --expect no-stream --correlation-id c9"),
+             0);
     CHECK_MSG(strcmp(out, "{\"stream\":\"order-1\",\"revision\":0,\"position\":0}\n") == 0, "%s", out);
     CHECK_EQ(run(out, sizeof out, "append order-1 OrderCreated '{\"total\":5}' --id a1 --correlation-id c9"), 0);
     CHECK(strstr(out, "\"revision\":0")); /* idempotent repeat */
@@ -63,10 +65,13 @@ TEST(cli_appends_and_reads_with_documented_output_and_exit_codes) {
     char path[512];
     snprintf(path, sizeof path, "%s/batch.json", test_dir());
     FILE *f = fopen(path, "w");
-    fputs("[{\"type\":\"ItemAdded\",\"data\":{\"sku\":1}},{\"type\":\"ItemAdded\",\"data\":{\"sku\":2},\"correlationid\":\"c9\"}]", f);
+    fputs("[{\"type\":\"ItemAdded\",\"data\":{\"sku\":1}},{\"type\":\"ItemAdded\",\"data\":{\"sku\":2},"
+          "\"correlationid\":\"c9\"}]",
+          f);
     fclose(f);
     CHECK_EQ(run(out, sizeof out, "append cart-7 --batch %s", path), 0);
-    CHECK_MSG(strcmp(out, "{\"stream\":\"cart-7\",\"first_revision\":0,\"revision\":1,\"position\":2}\n") == 0, "%s", out);
+    CHECK_MSG(strcmp(out, "{\"stream\":\"cart-7\",\"first_revision\":0,\"revision\":1,\"position\":2}\n") == 0, "%s",
+              out);
     f = fopen(path, "w");
     fputs("[{\"type\":\"Ok\"},{\"data\":1}]", f);
     fclose(f);
@@ -109,8 +114,8 @@ TEST(cli_refuses_a_folder_another_process_holds) {
    (e.g. "FACTUM_URL=x", or ""); stdout into out, stderr into test_dir()/stderr. */
 static int run_in(const char *dir, const char *env, char *out, size_t cap, const char *args) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "cd %s && env -u FACTUM_URL -u FACTUM_DATA_DIR -u FACTUM_LISTEN %s %s %s 2>%s/stderr", dir, env,
-             test_bin(), args, test_dir());
+    snprintf(cmd, sizeof cmd, "cd %s && env -u FACTUM_URL -u FACTUM_DATA_DIR -u FACTUM_LISTEN %s %s %s 2>%s/stderr",
+             dir, env, test_bin(), args, test_dir());
     return test_run(cmd, out, cap);
 }
 
@@ -188,8 +193,9 @@ TEST(an_explicit_option_wins_over_the_environment_and_both_options_are_a_usage_e
    a mistyped --data-dir is exit 3 and nothing is created, whether the folder is missing or is
    there but empty. */
 TEST(a_command_that_only_reads_never_creates_a_store) {
-    static const char *const readers[] = {"read s-1", "read --all", "tail s-1", "tail --all", "meta s-1",
-                                          "delete s-1", "delete s-1 --tombstone", "admin scavenge"};
+    static const char *const readers[] = {
+        "read s-1",      "read --all", "tail s-1", "tail --all", "meta s-1", "delete s-1", "delete s-1 --tombstone",
+        "admin scavenge"};
     char out[4096], args[1400], typo[600], empty[600];
     snprintf(typo, sizeof typo, "%s/dtaa", test_dir());
     snprintf(empty, sizeof empty, "%s/empty", test_dir());
@@ -218,15 +224,43 @@ TEST(a_command_that_only_reads_never_creates_a_store) {
    and nothing else: no store made, no server asked (FACTUM_URL names one nobody listens on).
    The commands are the ones `factum --help` lists, so a new command is covered when listed. */
 TEST(every_command_and_subcommand_prints_its_help_and_does_nothing_else) {
-    static const char *const subs[] = {
-        "group create g --category c", "group list", "group show g", "group delete g", "group pull g --max 1",
-        "group ack g 0.1", "group nack g 0.1 --park", "group parked g", "group replay g", "group unpark g 0.1",
-        "projection apply examples/projections/order_list.json", "projection ls", "projection status p",
-        "projection reset p", "projection query p 'SELECT 1'", "projection delete p",
-        "saga apply x.json", "saga ls", "saga show s", "saga instances s", "saga parked s", "saga delete s",
-        "admin scavenge", "bench engine --quick", "bench scavenge --quick", "schedule +1 s-1 T", "schedule --cancel x",
-        "append s-1 T '{}'", "append s-1 --batch x.json", "read s-1", "read --all --type T", "tail --all",
-        "meta s-1 --max-count 3", "delete s-1 --tombstone", "check --repair", "serve --listen 127.0.0.1:0", "tour"};
+    static const char *const subs[] = {"group create g --category c",
+                                       "group list",
+                                       "group show g",
+                                       "group delete g",
+                                       "group pull g --max 1",
+                                       "group ack g 0.1",
+                                       "group nack g 0.1 --park",
+                                       "group parked g",
+                                       "group replay g",
+                                       "group unpark g 0.1",
+                                       "projection apply examples/projections/order_list.json",
+                                       "projection ls",
+                                       "projection status p",
+                                       "projection reset p",
+                                       "projection query p 'SELECT 1'",
+                                       "projection delete p",
+                                       "saga apply x.json",
+                                       "saga ls",
+                                       "saga show s",
+                                       "saga instances s",
+                                       "saga parked s",
+                                       "saga delete s",
+                                       "admin scavenge",
+                                       "bench engine --quick",
+                                       "bench scavenge --quick",
+                                       "schedule +1 s-1 T",
+                                       "schedule --cancel x",
+                                       "append s-1 T '{}'",
+                                       "append s-1 --batch x.json",
+                                       "read s-1",
+                                       "read --all --type T",
+                                       "tail --all",
+                                       "meta s-1 --max-count 3",
+                                       "delete s-1 --tombstone",
+                                       "check --repair",
+                                       "serve --listen 127.0.0.1:0",
+                                       "tour"};
     static char list[16384], out[16384];
     char empty[600], line[4200];
     snprintf(empty, sizeof empty, "%s/empty", test_dir());

@@ -31,11 +31,13 @@ TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
     char url[64];
     factum_client_t *c = serve_and_connect(&s, url);
     factum_error_t err;
-    factum_event_t ev[3] = {json_event("A", "{\"i\":0}", "x0"), json_event("B", "[1,2]", NULL), json_event("C", "\"s\"", NULL)};
+    factum_event_t ev[3] = {json_event("A", "{\"i\":0}", "x0"), json_event("B", "[1,2]", NULL),
+                            json_event("C", "\"s\"", NULL)};
     factum_append_result_t r;
     CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_NO_STREAM, ev, 3, &r, &err), 0);
     CHECK(r.first_revision == 0 && r.last_revision == 2 && r.last_position == 2 && !r.idempotent);
-    CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_NO_STREAM, ev, 1, &r, &err), 0); /* the same id: idempotent */
+    CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_NO_STREAM, ev, 1, &r, &err),
+             0); /* the same id: idempotent */
     CHECK(r.idempotent && r.last_revision == 0);
     factum_event_t other = json_event("A", "{\"i\":1}", "x0");
     CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_ANY, &other, 1, &r, &err), FACTUM_ECONFLICT);
@@ -48,8 +50,11 @@ TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
     factum_event_t notype = json_event("", "{}", NULL);
     CHECK_RC(factum_client_append(c, "acct-1", FACTUM_EXPECT_ANY, &notype, 1, &r, &err), FACTUM_EBADEVENT);
     /* Binary data and extensions round-trip. */
-    factum_event_t bin = {.type = str_c("Blob"), .data = {"\0\1\2", 3}, .data_format = FACTUM_DATA_BINARY,
-                          .datacontenttype = str_c("application/octet-stream"), .extensions = str_c("\"trace\":\"t-1\"")};
+    factum_event_t bin = {.type = str_c("Blob"),
+                          .data = {"\0\1\2", 3},
+                          .data_format = FACTUM_DATA_BINARY,
+                          .datacontenttype = str_c("application/octet-stream"),
+                          .extensions = str_c("\"trace\":\"t-1\"")};
     CHECK_RC(factum_client_append(c, "blob-1", FACTUM_EXPECT_ANY, &bin, 1, &r, &err), 0);
     /* Reads: paging through a stream; $all filtered; not found. */
     factum_query_t q = {.from = 0, .limit = 3};
@@ -122,7 +127,8 @@ TEST(the_client_reads_an_empty_page_and_an_empty_filtered_read_as_no_events) {
         snprintf(cmd, sizeof cmd, "%s --data-dir %s %s 2>&1", test_bin(), test_dir(), reads[i]);
         int rc = test_run(cmd, out, sizeof out);
         CHECK_MSG(rc == 0, "embedded: %s: exit %d, %s", reads[i], rc, out);
-        CHECK_MSG(i == 1 ? strstr(out, "\"type\":\"B\"") != NULL : out[0] == 0, "embedded: %s printed %s", reads[i], out);
+        CHECK_MSG(i == 1 ? strstr(out, "\"type\":\"B\"") != NULL : out[0] == 0, "embedded: %s printed %s", reads[i],
+                  out);
     }
 }
 
@@ -137,8 +143,10 @@ typedef struct {
 static int on_event(void *ctx, const factum_event_t *e) {
     sub_state *s = ctx;
     pthread_mutex_lock(&s->mu);
-    if (!e) s->caught_up++;
-    else s->seen[s->n++] = e->position;
+    if (!e)
+        s->caught_up++;
+    else
+        s->seen[s->n++] = e->position;
     int stop = s->n >= s->want;
     pthread_mutex_unlock(&s->mu);
     return stop;
@@ -169,19 +177,23 @@ TEST_T(a_client_subscription_resumes_across_a_server_restart, 60) {
     factum_client_t *c;
     CHECK_RC(factum_client_new(url, &c, NULL), 0);
     factum_event_t e = json_event("Tick", "{}", NULL);
-    for (int i = 0; i < 10; i++) CHECK_RC(factum_client_append(c, "tick-1", FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        CHECK_RC(factum_client_append(c, "tick-1", FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
     sub_state st = {.url = url, .want = 20, .mu = PTHREAD_MUTEX_INITIALIZER};
     pthread_t th;
     pthread_create(&th, NULL, subscriber, &st);
-    for (int t = 0; t < 500 && seen_count(&st) < 10; t++) usleep(10000);
+    for (int t = 0; t < 500 && seen_count(&st) < 10; t++)
+        usleep(10000);
     CHECK_EQ(seen_count(&st), 10);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     s = srv_start(test_dir(), listen);
-    for (int i = 0; i < 10; i++) CHECK_RC(factum_client_append(c, "tick-1", FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        CHECK_RC(factum_client_append(c, "tick-1", FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
     pthread_join(th, NULL);
     CHECK_RC(st.rc, 0);
     CHECK_EQ(st.n, 20);
-    for (int i = 0; i < 20; i++) CHECK_EQ(st.seen[i], i);
+    for (int i = 0; i < 20; i++)
+        CHECK_EQ(st.seen[i], i);
     CHECK(st.caught_up >= 1);
     factum_client_free(c);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
@@ -197,7 +209,8 @@ TEST(the_cli_in_client_mode_gives_the_embedded_answers_and_exit_codes) {
     srv s = srv_start(test_dir(), NULL);
     char url[64], out[8192];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
-    CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 OrderCreated '{\"total\":5}' --id a1 --expect no-stream"), 0);
+    CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 OrderCreated '{\"total\":5}' --id a1 --expect no-stream"),
+             0);
     CHECK_MSG(!strcmp(out, "{\"stream\":\"order-1\",\"revision\":0,\"position\":0}\n"), "%s", out);
     CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 OrderCreated '{\"total\":5}' --id a1"), 0);
     CHECK(strstr(out, "\"revision\":0"));
@@ -214,7 +227,8 @@ TEST(the_cli_in_client_mode_gives_the_embedded_answers_and_exit_codes) {
     CHECK_EQ(run_cli(out, sizeof out, url, "read"), 2);
     /* tail follows live: started before an append, it prints that append. */
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "timeout 3 %s --server %s tail order-1 > %s/tail.out 2>&1 &", test_bin(), url, test_dir());
+    snprintf(cmd, sizeof cmd, "timeout 3 %s --server %s tail order-1 > %s/tail.out 2>&1 &", test_bin(), url,
+             test_dir());
     CHECK(system(cmd) == 0);
     usleep(500000);
     CHECK_EQ(run_cli(out, sizeof out, url, "append order-1 Delivered '{}'"), 0);
@@ -261,7 +275,8 @@ TEST_T(the_client_schedules_and_cancels_timers_and_the_cli_too, 60) {
     uint64_t next;
     CHECK_RC(factum_client_read(c, "remind-1", &q, &set, &next, &err), 0);
     CHECK_EQ(factum_events_count(set), 1);
-    CHECK(str_eq(factum_events_get(set, 0)->id, str_c(id)) && str_eq(factum_events_get(set, 0)->data, str_c("{\"n\":1}")));
+    CHECK(str_eq(factum_events_get(set, 0)->id, str_c(id)) &&
+          str_eq(factum_events_get(set, 0)->data, str_c("{\"n\":1}")));
     factum_events_free(set);
     CHECK_RC(factum_client_read(c, "remind-2", &q, &set, &next, &err), 0);
     CHECK(factum_events_count(set) == 1 && str_eq(factum_events_get(set, 0)->type, str_c("Ping")));
@@ -274,8 +289,10 @@ TEST(the_cli_drives_consumer_groups) {
     srv s = srv_start(test_dir(), NULL);
     char url[64], cmd[4096], out[16384];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
-#define G(args) (snprintf(cmd, sizeof cmd, "%s --server %s group %s 2>&1", test_bin(), url, args), test_run(cmd, out, sizeof out))
-    snprintf(cmd, sizeof cmd, "%s --server %s append job-1 Work '{}' >/dev/null && %s --server %s append job-2 Work '{}' >/dev/null",
+#define G(args)                                                                                                        \
+    (snprintf(cmd, sizeof cmd, "%s --server %s group %s 2>&1", test_bin(), url, args), test_run(cmd, out, sizeof out))
+    snprintf(cmd, sizeof cmd,
+             "%s --server %s append job-1 Work '{}' >/dev/null && %s --server %s append job-2 Work '{}' >/dev/null",
              test_bin(), url, test_bin(), url);
     CHECK_EQ(system(cmd), 0);
     CHECK_EQ(G("create jobs --category job --start earliest --min-delay 0 --max-delay 10"), 0);
@@ -302,7 +319,10 @@ TEST(the_cli_drives_consumer_groups) {
    the same output and exit codes. */
 static void meta_session(const char *mode, char *log, size_t cap) {
     static const char *const steps[][2] = {
-        {"append s-1 A '{}'", "0"}, {"append s-1 A '{}'", "0"}, {"append s-1 A '{}'", "0"}, {"append s-1 A '{}'", "0"},
+        {"append s-1 A '{}'", "0"},
+        {"append s-1 A '{}'", "0"},
+        {"append s-1 A '{}'", "0"},
+        {"append s-1 A '{}'", "0"},
         {"meta s-1", "0"},
         {"meta s-1 --max-count 2 --custom '{\"a\":1}'", "0"},
         {"meta s-1 --max-age 100", "0"},
@@ -323,11 +343,15 @@ static void meta_session(const char *mode, char *log, size_t cap) {
         int rc = test_run(cmd, out, sizeof out);
         CHECK_MSG(rc == atoi(steps[i][1]), "%s %s: exit %d", mode, steps[i][0], rc);
         /* Event ids and times differ between the runs; metadata and results do not. */
-        if (strncmp(steps[i][0], "read", 4)) len += (size_t)snprintf(log + len, cap - len, "%s", out);
-        else len += (size_t)snprintf(log + len, cap - len, "%d lines\n", (int)(strchr(out, '\n') ? 1 + (strrchr(out, '\n') > strchr(out, '\n')) : 0));
+        if (strncmp(steps[i][0], "read", 4))
+            len += (size_t)snprintf(log + len, cap - len, "%s", out);
+        else
+            len += (size_t)snprintf(log + len, cap - len, "%d lines\n",
+                                    (int)(strchr(out, '\n') ? 1 + (strrchr(out, '\n') > strchr(out, '\n')) : 0));
     }
     CHECK_MSG(strstr(log, "\"max_age_s\":100,\"max_count\":2,\"truncate_before\":2,\"custom\":{\"a\":1}"), "%s", log);
-    CHECK_MSG(strstr(log, "\"last_revision\":3,\"tombstone\":false") && strstr(log, "\"tombstone\":true,\"position\":"), "%s", log);
+    CHECK_MSG(strstr(log, "\"last_revision\":3,\"tombstone\":false") && strstr(log, "\"tombstone\":true,\"position\":"),
+              "%s", log);
 }
 
 TEST(the_cli_shows_and_changes_metadata_and_deletes_streams_in_both_modes) {

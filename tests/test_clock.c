@@ -173,10 +173,12 @@ TEST_T(a_timer_asked_for_as_a_delay_fires_on_time_when_the_wall_clock_steps_back
     schedule_at(s.port, test_clock_now_us() + 2000000, "Absolute", abs);
     expect_status(s.port, "GET", schedule_path(rel), NULL, NULL, 200, "\"delay_ms\":2000");
     test_clock_step(-HOUR_US);
-    CHECK_MSG(http_wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S), "the delay was held back by the step");
+    CHECK_MSG(http_wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S),
+              "the delay was held back by the step");
     /* The one asked for at a time waits for the wall clock to read that time... */
     usleep(2000000);
-    CHECK_MSG(body_has(s.port, schedule_path(abs), "\"state\":\"pending\""), "fired before the wall clock read its time");
+    CHECK_MSG(body_has(s.port, schedule_path(abs), "\"state\":\"pending\""),
+              "fired before the wall clock read its time");
     /* ...which it does once the clock is put right again. */
     test_clock_step(HOUR_US);
     CHECK(http_wait_body(s.port, schedule_path(abs), "\"state\":\"fired\"", PATIENCE_S));
@@ -187,7 +189,8 @@ TEST_T(a_timer_asked_for_as_a_delay_fires_on_time_when_the_wall_clock_steps_back
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     test_clock_step(-HOUR_US);
     s = srv_start(test_dir(), NULL);
-    CHECK_MSG(http_wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S), "held back after a restart");
+    CHECK_MSG(http_wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S),
+              "held back after a restart");
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
@@ -203,7 +206,8 @@ TEST_T(a_wall_clock_stepped_forward_fires_timers_at_its_time_but_not_delays_earl
     /* The wall clock now reads past "in half an hour": the user asked for that time. */
     CHECK(http_wait_body(s.port, schedule_path(abs), "\"state\":\"fired\"", PATIENCE_S));
     /* A delay of 8 s is 8 s, whatever the wall clock reads. */
-    CHECK_MSG(body_has(s.port, schedule_path(rel), "\"state\":\"pending\"") || elapsed_s(t0) >= 8, "a delay fired early");
+    CHECK_MSG(body_has(s.port, schedule_path(rel), "\"state\":\"pending\"") || elapsed_s(t0) >= 8,
+              "a delay fired early");
     CHECK(body_has(s.port, schedule_path(later), "\"state\":\"pending\""));
     CHECK(http_wait_body(s.port, schedule_path(rel), "\"state\":\"fired\"", PATIENCE_S));
     CHECK(body_has(s.port, schedule_path(later), "\"state\":\"pending\""));
@@ -262,11 +266,13 @@ TEST_T(a_saga_step_times_out_on_time_when_the_wall_clock_steps_back, 120) {
     start_instance(s.port, "a");
     CHECK(http_wait_body(s.port, instance_path("a"), "\"status\":\"running\"", PATIENCE_S));
     test_clock_step(-HOUR_US);
-    CHECK_MSG(http_wait_body(s.port, instance_path("a"), "\"status\":\"failed\"", PATIENCE_S), "the timeout was held back");
+    CHECK_MSG(http_wait_body(s.port, instance_path("a"), "\"status\":\"failed\"", PATIENCE_S),
+              "the timeout was held back");
     /* Started after the step: its start event's commit time may be ahead of the wall clock
        (commit times do not go back); the timeout is still 1.5 s. */
     start_instance(s.port, "b");
-    CHECK_MSG(http_wait_body(s.port, instance_path("b"), "\"status\":\"failed\"", PATIENCE_S), "the timeout was held back");
+    CHECK_MSG(http_wait_body(s.port, instance_path("b"), "\"status\":\"failed\"", PATIENCE_S),
+              "the timeout was held back");
     expect_status(s.port, "GET", instance_path("b"), NULL, NULL, 200, "timed out");
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
@@ -280,7 +286,8 @@ TEST_T(a_wall_clock_stepped_forward_does_not_time_a_saga_step_out_early, 120) {
     uint64_t t0 = clock_mono_ns();
     test_clock_step(HOUR_US);
     usleep(2000000);
-    expect_status(s.port, "POST", "/streams/clk-replies", JSON, "{\"type\":\"Done\",\"correlationid\":\"c\"}", 201, NULL);
+    expect_status(s.port, "POST", "/streams/clk-replies", JSON, "{\"type\":\"Done\",\"correlationid\":\"c\"}", 201,
+                  NULL);
     if (elapsed_s(t0) < 8) CHECK(http_wait_body(s.port, instance_path("c"), "\"status\":\"completed\"", PATIENCE_S));
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
@@ -317,7 +324,8 @@ TEST(commit_times_neither_go_back_nor_freeze_when_the_wall_clock_steps_back) {
     CHECK_EQ(commit_times(s.port, "ct", t, 3), 3);
     CHECK_MSG(t[1] > t[0] && t[2] > t[1], "times %lld %lld %lld", (long long)t[0], (long long)t[1], (long long)t[2]);
     /* A second apart on the monotonic clock is about a second apart in commit time, not 1 µs. */
-    CHECK_MSG(t[2] - t[1] >= 500000, "frozen: %lld µs between events appended a second apart", (long long)(t[2] - t[1]));
+    CHECK_MSG(t[2] - t[1] >= 500000, "frozen: %lld µs between events appended a second apart",
+              (long long)(t[2] - t[1]));
     CHECK_MSG(t[2] - t[0] < HOUR_US / 2, "times jumped: %lld µs", (long long)(t[2] - t[0]));
     srv_stop(&s, SIGTERM);
 }

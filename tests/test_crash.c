@@ -47,7 +47,9 @@ static void *child_writer(void *arg) {
         factum_event_t ev[5];
         for (uint32_t i = 0; i < count; i++) {
             make_event(child_cycle, t, seq, i, ids[i], datas[i]);
-            ev[i] = (factum_event_t){.type = str_c("Crashed"), .id = str_c(ids[i]), .data = str_c(datas[i]),
+            ev[i] = (factum_event_t){.type = str_c("Crashed"),
+                                     .id = str_c(ids[i]),
+                                     .data = str_c(datas[i]),
                                      .data_format = FACTUM_DATA_JSON};
         }
         factum_append_result_t r;
@@ -74,7 +76,8 @@ static pid_t start_child(uint32_t cycle, io_vfs *vfs, int *rfd) {
             _exit(2);
         }
         pthread_t th[THREADS];
-        for (uintptr_t t = 0; t < THREADS; t++) pthread_create(&th[t], NULL, child_writer, (void *)t);
+        for (uintptr_t t = 0; t < THREADS; t++)
+            pthread_create(&th[t], NULL, child_writer, (void *)t);
         pthread_join(th[0], NULL);
         _exit(0);
     }
@@ -116,8 +119,8 @@ static void verify(factum_t *db) {
         int rc = factum_read_stream(db, str_c(stream), a->first_revision, a->count, 0, &res, NULL);
         CHECK_MSG(rc == 0, "acknowledged batch of %s at %llu: %s", stream, (unsigned long long)a->first_revision,
                   factum_errname(rc));
-        CHECK_MSG(factum_result_count(res) == a->count, "acknowledged batch of %s at revision %llu lost events",
-                  stream, (unsigned long long)a->first_revision);
+        CHECK_MSG(factum_result_count(res) == a->count, "acknowledged batch of %s at revision %llu lost events", stream,
+                  (unsigned long long)a->first_revision);
         for (uint32_t i = 0; i < a->count; i++) {
             const factum_event_t *e = factum_result_event(res, i);
             make_event(a->cycle, a->thread, a->seq, i, id, data);
@@ -130,7 +133,8 @@ static void verify(factum_t *db) {
     uint64_t n = factum_head_position(db), i = 0;
     uint64_t *hs = malloc((n + 1) * sizeof *hs);
     int64_t last_rev[STREAMS];
-    for (int s = 0; s < STREAMS; s++) last_rev[s] = -1;
+    for (int s = 0; s < STREAMS; s++)
+        last_rev[s] = -1;
     while (i < n) {
         factum_query_t q = {.from = i, .limit = 50000};
         factum_result_t *res;
@@ -149,7 +153,8 @@ static void verify(factum_t *db) {
         factum_result_free(res);
     }
     qsort(hs, n, sizeof *hs, cmp_u64);
-    for (i = 1; i < n; i++) CHECK_MSG(hs[i] != hs[i - 1], "an event id appears twice in the log");
+    for (i = 1; i < n; i++)
+        CHECK_MSG(hs[i] != hs[i - 1], "an event id appears twice in the log");
     free(hs);
 }
 

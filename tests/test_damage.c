@@ -66,7 +66,8 @@ static void append_batch(factum_t *db, int first, int n, size_t size) {
         int k = snprintf(data[i], sizeof data[i], "{\"i\":%d,\"pad\":\"", first + i);
         memset(data[i] + k, 'x', size);
         snprintf(data[i] + k + size, sizeof data[i] - k - size, "\"}");
-        ev[i] = (factum_event_t){.id = str_c(ids[i]), .type = str_c("B"), .data = str_c(data[i]), .data_format = FACTUM_DATA_JSON};
+        ev[i] = (factum_event_t){
+            .id = str_c(ids[i]), .type = str_c("B"), .data = str_c(data[i]), .data_format = FACTUM_DATA_JSON};
     }
     factum_error_t err;
     CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, ev, (size_t)n, NULL, &err), 0);
@@ -87,7 +88,8 @@ static void copy_file(const char *from, const char *to) {
 
 TEST(a_flipped_bit_in_the_last_acknowledged_event_is_corruption_and_positions_are_not_reused) {
     factum_t *db = test_open(test_dir(), NULL);
-    for (int i = 0; i < 20; i++) append_one(db, i);
+    for (int i = 0; i < 20; i++)
+        append_one(db, i);
     factum_close(db);
     uint64_t offs[64];
     CHECK_EQ(record_offsets(offs, 64), 20);
@@ -103,7 +105,8 @@ TEST(a_flipped_bit_in_the_last_acknowledged_event_is_corruption_and_positions_ar
 
 TEST(a_flipped_bit_inside_the_last_acknowledged_batch_is_corruption) {
     factum_t *db = test_open(test_dir(), NULL);
-    for (int i = 0; i < 5; i++) append_one(db, i);
+    for (int i = 0; i < 5; i++)
+        append_one(db, i);
     append_batch(db, 5, 5, 100);
     factum_close(db);
     uint64_t offs[64];
@@ -116,7 +119,8 @@ TEST(a_flipped_bit_inside_the_last_acknowledged_batch_is_corruption) {
 
 TEST(zeroed_bytes_in_the_last_acknowledged_group_are_corruption) {
     factum_t *db = test_open(test_dir(), NULL);
-    for (int i = 0; i < 8; i++) append_one(db, i);
+    for (int i = 0; i < 8; i++)
+        append_one(db, i);
     factum_close(db);
     uint64_t offs[64];
     CHECK_EQ(record_offsets(offs, 64), 8);
@@ -128,7 +132,8 @@ TEST(zeroed_bytes_in_the_last_acknowledged_group_are_corruption) {
 
 TEST(a_flipped_bit_in_a_middle_group_is_corruption_with_or_without_the_commit_mark) {
     factum_t *db = test_open(test_dir(), NULL);
-    for (int i = 0; i < 30; i++) append_one(db, i);
+    for (int i = 0; i < 30; i++)
+        append_one(db, i);
     factum_close(db);
     uint64_t offs[64];
     CHECK_EQ(record_offsets(offs, 64), 30);
@@ -145,7 +150,8 @@ TEST(a_flipped_bit_in_a_middle_group_is_corruption_with_or_without_the_commit_ma
    was written but never acknowledged: the commit mark says 10. */
 static void store_with_unacknowledged_tail(uint64_t *offs) {
     factum_t *db = test_open(test_dir(), NULL);
-    for (int i = 0; i < 10; i++) append_one(db, i);
+    for (int i = 0; i < 10; i++)
+        append_one(db, i);
     factum_close(db);
     char saved[600];
     snprintf(saved, sizeof saved, "%s/COMMIT.saved", test_dir());
@@ -221,14 +227,17 @@ TEST(an_idempotent_repeat_in_a_group_whose_fdatasync_failed_is_not_answered_as_w
            behind it, so that they usually share a commit group. */
         static factum_event_t big[2000];
         for (int i = 0; i < 2000; i++)
-            big[i] = (factum_event_t){.type = str_c("Big"), .data = str_c("{\"x\":1}"), .data_format = FACTUM_DATA_JSON};
-        factum_event_t e = {.id = str_c("the-id"), .type = str_c("T"), .data = str_c("{\"v\":1}"), .data_format = FACTUM_DATA_JSON};
+            big[i] =
+                (factum_event_t){.type = str_c("Big"), .data = str_c("{\"x\":1}"), .data_format = FACTUM_DATA_JSON};
+        factum_event_t e = {
+            .id = str_c("the-id"), .type = str_c("T"), .data = str_c("{\"v\":1}"), .data_format = FACTUM_DATA_JSON};
         outcome ob = {0}, oa = {0}, orep = {0};
         factum_error_t err;
         CHECK_RC(factum_append_async(db, str_c("big"), FACTUM_EXPECT_ANY, big, 2000, on_done, &ob, &err), 0);
         CHECK_RC(factum_append_async(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, on_done, &oa, &err), 0);
         CHECK_RC(factum_append_async(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, on_done, &orep, &err), 0);
-        while (!atomic_load(&ob.done) || !atomic_load(&oa.done) || !atomic_load(&orep.done)) usleep(1000);
+        while (!atomic_load(&ob.done) || !atomic_load(&oa.done) || !atomic_load(&orep.done))
+            usleep(1000);
         CHECK_MSG(oa.rc == FACTUM_EIO || oa.rc == FACTUM_EFAILED, "original: %s %s", factum_errname(oa.rc), oa.msg);
         CHECK_MSG(orep.rc != 0, "the repeat was answered as written although its group failed");
         same_group += strstr(orep.msg, "outcome of this append is unknown") != NULL;
@@ -250,11 +259,12 @@ TEST(an_idempotent_repeat_in_a_group_whose_fdatasync_failed_is_not_answered_as_w
 TEST(the_last_event_of_a_sealed_segment_damaged_without_its_pmap_is_reported_and_the_rest_reads) {
     factum_options_t o = {.segment_bytes = 1 << 16};
     factum_t *db = test_open(test_dir(), &o);
-    for (int i = 0; i < 1500; i++) append_one(db, i);
+    for (int i = 0; i < 1500; i++)
+        append_one(db, i);
     factum_close(db);
     uint64_t offs[2048];
     size_t n = record_offsets(offs, 2048);
-    CHECK(n > 10 && n < 1500); /* segment 0 is sealed */
+    CHECK(n > 10 && n < 1500);                   /* segment 0 is sealed */
     zero_range("00000000.seg", offs[n - 1], 64); /* its last record loses its header */
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -f %s/log/*.pmap", test_dir());

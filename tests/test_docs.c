@@ -18,18 +18,52 @@ static const struct {
     int code;
     const char *phrase;
 } rfc9110[] = {
-    {100, "Continue"}, {101, "Switching Protocols"}, {200, "OK"}, {201, "Created"}, {202, "Accepted"},
-    {203, "Non-Authoritative Information"}, {204, "No Content"}, {205, "Reset Content"}, {206, "Partial Content"},
-    {300, "Multiple Choices"}, {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"}, {304, "Not Modified"},
-    {305, "Use Proxy"}, {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"},
-    {401, "Unauthorized"}, {402, "Payment Required"}, {403, "Forbidden"}, {404, "Not Found"},
-    {405, "Method Not Allowed"}, {406, "Not Acceptable"}, {407, "Proxy Authentication Required"},
-    {408, "Request Timeout"}, {409, "Conflict"}, {410, "Gone"}, {411, "Length Required"},
-    {412, "Precondition Failed"}, {413, "Content Too Large"}, {414, "URI Too Long"}, {415, "Unsupported Media Type"},
-    {416, "Range Not Satisfiable"}, {417, "Expectation Failed"}, {421, "Misdirected Request"},
-    {422, "Unprocessable Content"}, {426, "Upgrade Required"}, {431, "Request Header Fields Too Large"},
-    {500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
-    {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"}, {507, "Insufficient Storage"},
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {203, "Non-Authoritative Information"},
+    {204, "No Content"},
+    {205, "Reset Content"},
+    {206, "Partial Content"},
+    {300, "Multiple Choices"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {305, "Use Proxy"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {402, "Payment Required"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {407, "Proxy Authentication Required"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {416, "Range Not Satisfiable"},
+    {417, "Expectation Failed"},
+    {421, "Misdirected Request"},
+    {422, "Unprocessable Content"},
+    {426, "Upgrade Required"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+    {507, "Insufficient Storage"},
 };
 
 static const char *rfc_phrase(int code) {
@@ -45,7 +79,8 @@ static char *read_source(const char *path) {
     buf_t b = {0};
     char chunk[65536];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, n);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, n);
     fclose(f);
     buf_append(&b, "", 1);
     char *s = b.ptr;
@@ -60,7 +95,8 @@ static char *read_source(const char *path) {
             memset(p, ' ', (size_t)(end - p));
             p = end - 1;
         } else if (p[0] == '/' && p[1] == '/') {
-            while (*p && *p != '\n') *p++ = ' ';
+            while (*p && *p != '\n')
+                *p++ = ' ';
             if (!*p) break;
         }
     }
@@ -70,7 +106,8 @@ static char *read_source(const char *path) {
 /* Adds every status code (100-599) in s[0, len) to seen. */
 static void codes_in(const char *s, size_t len, bool seen[600]) {
     for (size_t i = 0; i + 3 <= len; i++) {
-        bool edge = (i == 0 || !isdigit((unsigned char)s[i - 1])) && (i + 3 == len || !isdigit((unsigned char)s[i + 3]));
+        bool edge =
+            (i == 0 || !isdigit((unsigned char)s[i - 1])) && (i + 3 == len || !isdigit((unsigned char)s[i + 3]));
         if (edge && s[i] >= '1' && s[i] <= '5' && isdigit((unsigned char)s[i + 1]) && isdigit((unsigned char)s[i + 2]))
             seen[(s[i] - '0') * 100 + (s[i + 1] - '0') * 10 + (s[i + 2] - '0')] = true;
     }
@@ -120,7 +157,8 @@ static void server_status_codes(bool seen[600]) {
         regmatch_t m[3];
         for (const char *p = src; regexec(&re, p, 3, m, 0) == 0; p += m[0].rm_eo) {
             int code = atoi(p + m[1].rm_so);
-            CHECK_MSG(rfc_phrase(code) && !strncmp(p + m[2].rm_so, rfc_phrase(code), (size_t)(m[2].rm_eo - m[2].rm_so)) &&
+            CHECK_MSG(rfc_phrase(code) &&
+                          !strncmp(p + m[2].rm_so, rfc_phrase(code), (size_t)(m[2].rm_eo - m[2].rm_so)) &&
                           strlen(rfc_phrase(code)) == (size_t)(m[2].rm_eo - m[2].rm_so),
                       "%s: the status line '%.*s'", de->d_name, (int)(m[0].rm_eo - m[0].rm_so), p + m[0].rm_so);
         }
@@ -137,8 +175,10 @@ TEST(every_status_the_server_can_send_has_its_reason_phrase) {
     /* The enumeration finds what is known to be sent (so a broken pattern cannot pass by
        finding nothing): the parser's, an append's, a scavenge's, a push without Accept, a
        query past its timeout. */
-    const int known[] = {100, 200, 201, 202, 400, 404, 405, 406, 408, 409, 410, 412, 413, 415, 417, 431, 500, 503, 504, 505, 507};
-    for (size_t i = 0; i < ARRAY_LEN(known); i++) CHECK_MSG(seen[known[i]], "status %d not found in src/server", known[i]);
+    const int known[] = {100, 200, 201, 202, 400, 404, 405, 406, 408, 409, 410,
+                         412, 413, 415, 417, 431, 500, 503, 504, 505, 507};
+    for (size_t i = 0; i < ARRAY_LEN(known); i++)
+        CHECK_MSG(seen[known[i]], "status %d not found in src/server", known[i]);
     int n = 0;
     for (int code = 100; code < 600; code++) {
         if (!seen[code]) continue;
@@ -196,7 +236,8 @@ static srv busy_server(void) {
                   201, NULL);
     expect_status(s.port, "PUT", "/sagas/fulfil", JSON_HDR,
                   "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":[{\"name\":\"pay\","
-                  "\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\",\"data\":{\"orderId\":\"{{data.orderId}}\"}},"
+                  "\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\",\"data\":{\"orderId\":\"{{"
+                  "data.orderId}}\"}},"
                   "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"]}]}",
                   201, NULL);
     for (int i = 1; i <= 3; i++) {
@@ -237,18 +278,23 @@ TEST_T(metrics_of_a_busy_server_pass_promtool_check_metrics, 120) {
     CHECK(f && fwrite(m, 1, strlen(m), f) == strlen(m));
     fclose(f);
     /* the families the busy server fed, with their values */
-    const char *want[] = {
-        "factum_timers_fired_total 1\n", "factum_group_acked_total{group=\"shipping\"} 1\n",
-        "factum_saga_instances{saga=\"fulfil\",status=\"running\"} 3\n", "factum_scavenges_total 1\n", "factum_scavenge_segments ",
-        "factum_projection_status{projection=\"orders\",status=\"running\"} 1\n",
-        "factum_projection_status{projection=\"orders\",status=\"failed\"} 0\n",
-        "factum_projection_status{projection=\"strict\",status=\"failed\"} 1\n",
-        "factum_projection_lag_events{projection=\"orders\"} 0\n", "factum_projection_lag_seconds{projection=\"orders\"} 0\n",
-        "factum_projection_applied_total{projection=\"orders\"} 3\n",
-        "factum_projection_failures_total{projection=\"orders\"} 0\n",
-        "factum_projection_failures_total{projection=\"strict\"} 1\n", "# TYPE factum_projection_position gauge\n",
-        "factum_projection_position{projection=\"orders\"} "};
-    for (size_t i = 0; i < ARRAY_LEN(want); i++) CHECK_MSG(strstr(m, want[i]), "metrics lack '%s':\n%s", want[i], m);
+    const char *want[] = {"factum_timers_fired_total 1\n",
+                          "factum_group_acked_total{group=\"shipping\"} 1\n",
+                          "factum_saga_instances{saga=\"fulfil\",status=\"running\"} 3\n",
+                          "factum_scavenges_total 1\n",
+                          "factum_scavenge_segments ",
+                          "factum_projection_status{projection=\"orders\",status=\"running\"} 1\n",
+                          "factum_projection_status{projection=\"orders\",status=\"failed\"} 0\n",
+                          "factum_projection_status{projection=\"strict\",status=\"failed\"} 1\n",
+                          "factum_projection_lag_events{projection=\"orders\"} 0\n",
+                          "factum_projection_lag_seconds{projection=\"orders\"} 0\n",
+                          "factum_projection_applied_total{projection=\"orders\"} 3\n",
+                          "factum_projection_failures_total{projection=\"orders\"} 0\n",
+                          "factum_projection_failures_total{projection=\"strict\"} 1\n",
+                          "# TYPE factum_projection_position gauge\n",
+                          "factum_projection_position{projection=\"orders\"} "};
+    for (size_t i = 0; i < ARRAY_LEN(want); i++)
+        CHECK_MSG(strstr(m, want[i]), "metrics lack '%s':\n%s", want[i], m);
     free(m);
     char cmd[4400], out[8192];
     snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' 2>&1", path);
@@ -264,8 +310,8 @@ TEST_T(openapi_yaml_passes_redoclys_linter_without_a_warning, 120) {
              "node_modules/.bin/redocly lint --config redocly.yaml --format=stylish '%s/docs/openapi.yaml' 2>&1",
              test_root(), test_root());
     int st = test_run(cmd, out, sizeof out);
-    CHECK_MSG(st == 0 && strstr(out, "Your API description is valid") && !strstr(out, "You have"), "redocly lint (exit %d):\n%s", st,
-              out);
+    CHECK_MSG(st == 0 && strstr(out, "Your API description is valid") && !strstr(out, "You have"),
+              "redocly lint (exit %d):\n%s", st, out);
 }
 
 TEST_T(openapi_yaml_tells_the_truth_about_a_real_server, 180) {

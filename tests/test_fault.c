@@ -91,7 +91,8 @@ TEST(enospc_while_writing_fails_the_writer_and_loses_nothing_acknowledged) {
     append_n(db, 20, "s");
     f.enospc_after_bytes = (int64_t)f.bytes_written + 100; /* part of the next record fits */
     factum_error_t err;
-    factum_event_t e = {.type = str_c("T"), .data = str_c("{\"x\":\"0123456789012345678901234567890123456789\"}"),
+    factum_event_t e = {.type = str_c("T"),
+                        .data = str_c("{\"x\":\"0123456789012345678901234567890123456789\"}"),
                         .data_format = FACTUM_DATA_JSON};
     CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, NULL, &err), FACTUM_ENOSPC);
     CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, NULL, &err), FACTUM_EFAILED);

@@ -30,25 +30,28 @@ TEST(appends_in_every_mode_and_reads_answer_as_documented) {
     resp r;
     char v[256];
     /* structured mode */
-    http_do(s.port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderCreated\",\"id\":\"e1\",\"data\":{\"total\":5}}", &r);
+    http_do(s.port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderCreated\",\"id\":\"e1\",\"data\":{\"total\":5}}",
+            &r);
     CHECK_EQ(r.status, 201);
     CHECK(strstr(r.body, "\"stream\":\"order-1\",\"first_revision\":0,\"revision\":0"));
     CHECK(!strcmp(resp_header(&r, "etag", v, sizeof v), "\"0\""));
     resp_free(&r);
     /* the idempotent repeat: 200 with the original result */
-    http_do(s.port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderCreated\",\"id\":\"e1\",\"data\":{\"total\":5}}", &r);
+    http_do(s.port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderCreated\",\"id\":\"e1\",\"data\":{\"total\":5}}",
+            &r);
     CHECK_EQ(r.status, 200);
     CHECK(strstr(r.body, "\"revision\":0,\"first_position\":0,\"position\":0,\"idempotent\":true"));
     resp_free(&r);
     /* same id, other content */
-    expect_status(s.port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderCreated\",\"id\":\"e1\",\"data\":{\"total\":6}}",
-                  409, "other content");
+    expect_status(s.port, "POST", "/streams/order-1", CE,
+                  "{\"type\":\"OrderCreated\",\"id\":\"e1\",\"data\":{\"total\":6}}", 409, "other content");
     /* batches: cloudevents-batch and a plain JSON array, with If-Match */
+    expect_status(
+        s.port, "POST", "/streams/order-1", "Content-Type: application/cloudevents-batch+json\r\nIf-Match: \"0\"\r\n",
+        "[{\"type\":\"A\",\"data\":1},{\"type\":\"B\",\"data\":2}]", 201, "\"first_revision\":1,\"revision\":2");
     expect_status(s.port, "POST", "/streams/order-1",
-                  "Content-Type: application/cloudevents-batch+json\r\nIf-Match: \"0\"\r\n",
-                  "[{\"type\":\"A\",\"data\":1},{\"type\":\"B\",\"data\":2}]", 201, "\"first_revision\":1,\"revision\":2");
-    expect_status(s.port, "POST", "/streams/order-1", "Content-Type: application/json; charset=utf-8\r\nIf-Match: *\r\n",
-                  "[{\"type\":\"C\",\"data\":3}]", 201, "\"revision\":3");
+                  "Content-Type: application/json; charset=utf-8\r\nIf-Match: *\r\n", "[{\"type\":\"C\",\"data\":3}]",
+                  201, "\"revision\":3");
     /* expected revision misses: 412 naming expected and actual */
     expect_status(s.port, "POST", "/streams/order-1", CE "If-Match: \"1\"\r\n", "{\"type\":\"X\"}", 412,
                   "\"expected\":1,\"actual\":3");
@@ -56,7 +59,8 @@ TEST(appends_in_every_mode_and_reads_answer_as_documented) {
                   "\"expected\":\"no stream\",\"actual\":3");
     expect_status(s.port, "POST", "/streams/fresh-1", CE "If-Match: *\r\n", "{\"type\":\"X\"}", 412,
                   "\"expected\":\"exists\",\"actual\":-1");
-    expect_status(s.port, "POST", "/streams/fresh-1", CE "If-None-Match: *\r\n", "{\"type\":\"X\"}", 201, "\"revision\":0");
+    expect_status(s.port, "POST", "/streams/fresh-1", CE "If-None-Match: *\r\n", "{\"type\":\"X\"}", 201,
+                  "\"revision\":0");
     /* binary mode: attributes in ce-* headers, the body is the data */
     expect_status(s.port, "POST", "/streams/order-1",
                   "ce-type: Shipped\r\nce-id: b%2D1\r\nce-specversion: 1.0\r\nce-correlationid: corr-7\r\n"
@@ -68,7 +72,8 @@ TEST(appends_in_every_mode_and_reads_answer_as_documented) {
     http_do(s.port, "GET", "/streams/order-1?limit=2", NULL, NULL, &r);
     CHECK_EQ(r.status, 200);
     CHECK(!strcmp(resp_header(&r, "etag", v, sizeof v), "\"5\""));
-    CHECK(strstr(resp_header(&r, "link", v, sizeof v), "</streams/order-1?from=2&limit=2&direction=forward>; rel=\"next\""));
+    CHECK(strstr(resp_header(&r, "link", v, sizeof v),
+                 "</streams/order-1?from=2&limit=2&direction=forward>; rel=\"next\""));
     CHECK(strstr(r.body, "\"id\":\"e1\"") && strstr(r.body, "\"revision\":1") && !strstr(r.body, "\"revision\":2"));
     resp_free(&r);
     http_do(s.port, "GET", "/streams/order-1?direction=backward&limit=1", NULL, NULL, &r);
@@ -110,8 +115,8 @@ TEST(bad_requests_get_problem_json_and_change_nothing) {
     uint64_t head = head_of(s.port);
     expect_status(s.port, "POST", "/streams/a-1", CE, "{\"type\":\"A\",}", 400, "malformed");
     expect_status(s.port, "POST", "/streams/a-1", CE, "{\"data\":1}", 400, "'type' is required");
-    expect_status(s.port, "POST", "/streams/a-1", "Content-Type: application/json\r\n", "[{\"type\":\"A\"},{\"data\":1}]", 400,
-                  "event 1");
+    expect_status(s.port, "POST", "/streams/a-1", "Content-Type: application/json\r\n",
+                  "[{\"type\":\"A\"},{\"data\":1}]", 400, "event 1");
     expect_status(s.port, "POST", "/streams/a-1", "Content-Type: application/json\r\n", "[]", 400, "at least one");
     expect_status(s.port, "POST", "/streams/%24all", CE, "{\"type\":\"A\"}", 400, "written by the server");
     expect_status(s.port, "POST", "/streams/%24schedules", CE, "{\"type\":\"A\"}", 400, "written by the server");
@@ -119,14 +124,18 @@ TEST(bad_requests_get_problem_json_and_change_nothing) {
     expect_status(s.port, "POST", "/streams/a%zz", CE, "{\"type\":\"A\"}", 400, "percent-escape");
     char name[300];
     memset(name, 'n', 256);
-    snprintf(name, sizeof name, "/streams/%.*s", 256, "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn");
+    snprintf(name, sizeof name, "/streams/%.*s", 256,
+             "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
+             "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
+             "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn");
     expect_status(s.port, "POST", name, CE, "{\"type\":\"A\"}", 400, "1 to 255 bytes");
     name[strlen(name) - 1] = 0; /* 255 bytes: fine */
     expect_status(s.port, "POST", name, CE, "{\"type\":\"A\"}", 201, NULL);
     head++;
     expect_status(s.port, "POST", "/streams/a-1", "Content-Type: text/plain\r\n", "hi", 415, "cloudevents");
     expect_status(s.port, "POST", "/streams/a-1", CE "If-Match: W/\"1\"\r\n", "{\"type\":\"A\"}", 400, "strong ETag");
-    expect_status(s.port, "POST", "/streams/a-1", CE "If-Match: *\r\nIf-None-Match: *\r\n", "{\"type\":\"A\"}", 400, "not both");
+    expect_status(s.port, "POST", "/streams/a-1", CE "If-Match: *\r\nIf-None-Match: *\r\n", "{\"type\":\"A\"}", 400,
+                  "not both");
     expect_status(s.port, "POST", "/streams/a-1", "ce-type: A\r\nce-specversion: 0.3\r\n", "", 400, "specversion");
     /* the body limit, and one byte past it */
     char body[1100];
@@ -158,11 +167,16 @@ static const struct {
     const char *name, *req;
     int status;
 } vectors[] = {
-    {"CL and TE", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-    {"TE and CL", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", 400},
+    {"CL and TE",
+     "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+    {"TE and CL",
+     "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", 400},
     {"TE obfuscated", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400},
     {"TE list", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400},
-    {"TE twice", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+    {"TE twice",
+     "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+     "chunked\r\n\r\n0\r\n\r\n",
+     400},
     {"TE in 1.0", "POST /streams/a-1 HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
     {"CL twice", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400},
     {"CL signed", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}", 400},
@@ -182,12 +196,18 @@ static const struct {
     {"extra in request line", "GET /all HTTP/1.1 x\r\nHost: x\r\n\r\n", 400},
     {"absolute form", "GET http://x/all HTTP/1.1\r\nHost: x\r\n\r\n", 400},
     {"space in target", "GET /a ll HTTP/1.1\r\nHost: x\r\n\r\n", 400},
-    {"bad chunk size", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400},
-    {"chunk size overflow", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000002\r\n{}\r\n0\r\n\r\n", 400},
-    {"chunk longer than size", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{}\r\n0\r\n\r\n", 400},
-    {"chunk bare LF", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\n{}\r\n0\r\n\r\n", 400},
+    {"bad chunk size",
+     "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400},
+    {"chunk size overflow",
+     "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000002\r\n{}\r\n0\r\n\r\n",
+     400},
+    {"chunk longer than size",
+     "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{}\r\n0\r\n\r\n", 400},
+    {"chunk bare LF", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\n{}\r\n0\r\n\r\n",
+     400},
     {"CL over limit", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n", 413},
-    {"chunked over limit", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n", 413},
+    {"chunked over limit", "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n",
+     413},
 };
 
 TEST(smuggling_and_limit_vectors_are_refused_and_the_connection_closed) {
@@ -195,7 +215,8 @@ TEST(smuggling_and_limit_vectors_are_refused_and_the_connection_closed) {
     for (size_t i = 0; i < ARRAY_LEN(vectors); i++) {
         int fd = http_connect(s.port);
         size_t len = strlen(vectors[i].req);
-        if (strstr(vectors[i].name, "NUL")) len = strlen(vectors[i].req) + 1 + strlen(vectors[i].req + strlen(vectors[i].req) + 1);
+        if (strstr(vectors[i].name, "NUL"))
+            len = strlen(vectors[i].req) + 1 + strlen(vectors[i].req + strlen(vectors[i].req) + 1);
         http_send(fd, vectors[i].req, len);
         resp r;
         http_recv(fd, &r);
@@ -215,7 +236,8 @@ TEST(smuggling_and_limit_vectors_are_refused_and_the_connection_closed) {
             memset(big + n, 'a', 8200), n += 8200;
             n += snprintf(big + n, sizeof big - (size_t)n, "\r\n\r\n");
         } else {
-            for (int h = 0; h < 70; h++) n += snprintf(big + n, sizeof big - (size_t)n, "%s", cases[k][1]);
+            for (int h = 0; h < 70; h++)
+                n += snprintf(big + n, sizeof big - (size_t)n, "%s", cases[k][1]);
             n += snprintf(big + n, sizeof big - (size_t)n, "\r\n");
         }
         int fd = http_connect(s.port);
@@ -241,9 +263,10 @@ TEST(smuggling_and_limit_vectors_are_refused_and_the_connection_closed) {
     /* Nothing was appended by any of it; a well-formed chunked request and pipelining work. */
     CHECK_EQ(head_of(s.port), 0);
     fd = http_connect(s.port);
-    const char *two = "POST /streams/c-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      "Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\n{\"typ\r\n9\r\ne\":\"A\"}\r\n\r\n0\r\nTrailer: t\r\n\r\n"
-                      "GET /streams/c-1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *two =
+        "POST /streams/c-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\n{\"typ\r\n9\r\ne\":\"A\"}\r\n\r\n0\r\nTrailer: t\r\n\r\n"
+        "GET /streams/c-1 HTTP/1.1\r\nHost: x\r\n\r\n";
     http_send(fd, two, strlen(two));
     http_recv(fd, &r);
     CHECK_EQ(r.status, 201);
@@ -259,12 +282,14 @@ TEST(smuggling_and_limit_vectors_are_refused_and_the_connection_closed) {
 TEST(slow_clients_time_out_without_starving_others) {
     srv s = srv_start(test_dir(), "--header-timeout 300 --body-timeout 300");
     int slow_head = http_connect(s.port), slow_body = http_connect(s.port);
-    const char *head = "GET /all HTTP/1.1\r\nHo",
-               *body = "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{";
+    const char *
+        head = "GET /all HTTP/1.1\r\nHo",
+       *body = "POST /streams/a-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{";
     http_send(slow_head, head, strlen(head));
     http_send(slow_body, body, strlen(body));
     /* Others are served meanwhile. */
-    for (int i = 0; i < 5; i++) expect_status(s.port, "GET", "/health", NULL, NULL, 200, NULL);
+    for (int i = 0; i < 5; i++)
+        expect_status(s.port, "GET", "/health", NULL, NULL, 200, NULL);
     resp r;
     http_recv(slow_head, &r);
     CHECK_EQ(r.status, 408);
@@ -322,9 +347,12 @@ static bool sse_next(sse_client *c, sse_msg *m) {
                     if (hend) nl = hend + 4;
                     continue;
                 }
-                if (!strncmp(line, "id: ", 4)) m->id = atoll(line + 4), any = true;
-                else if (!strncmp(line, "event: ", 7)) snprintf(m->event, sizeof m->event, "%s", line + 7), any = true;
-                else if (!strncmp(line, "data: ", 6)) m->data = strdup(line + 6), any = true;
+                if (!strncmp(line, "id: ", 4))
+                    m->id = atoll(line + 4), any = true;
+                else if (!strncmp(line, "event: ", 7))
+                    snprintf(m->event, sizeof m->event, "%s", line + 7), any = true;
+                else if (!strncmp(line, "data: ", 6))
+                    m->data = strdup(line + 6), any = true;
             }
             memmove(c->buf, c->buf + blen, c->len - blen);
             c->len -= blen;
@@ -334,8 +362,10 @@ static bool sse_next(sse_client *c, sse_msg *m) {
         if (c->eof) return false;
         if (c->len + 65536 > c->cap) c->buf = realloc(c->buf, c->cap = c->cap * 2 + 65536);
         ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
-        if (n <= 0) c->eof = true;
-        else c->len += (size_t)n;
+        if (n <= 0)
+            c->eof = true;
+        else
+            c->len += (size_t)n;
     }
 }
 
@@ -354,7 +384,8 @@ static void *append_thread(void *arg) {
     for (int i = 0; i < a->count; i++) {
         char path[64], body[128];
         snprintf(path, sizeof path, a->stream_fmt, a->thread % 3);
-        snprintf(body, sizeof body, "{\"type\":\"T%d\",\"id\":\"t%d-%d\",\"data\":{\"i\":%d}}", a->thread, a->thread, i, i);
+        snprintf(body, sizeof body, "{\"type\":\"T%d\",\"id\":\"t%d-%d\",\"data\":{\"i\":%d}}", a->thread, a->thread, i,
+                 i);
         resp r;
         http_do(a->port, "POST", path, CE, body, &r);
         CHECK_MSG(r.status == 201, "append: %d %s", r.status, r.body);
@@ -374,7 +405,8 @@ TEST_T(subscriptions_catch_up_then_go_live_with_no_gap_and_no_duplicate, 120) {
         a[t] = (appender){s.port, t + 1, 150, "/streams/sub-%d"};
         pthread_create(&th[t], NULL, append_thread, &a[t]);
     }
-    for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
     uint64_t head = head_of(s.port);
     CHECK_EQ(head, 1000);
     /* $all: positions 0..head-1 exactly once, in order, one caught-up marker. */
@@ -402,7 +434,8 @@ TEST_T(subscriptions_catch_up_then_go_live_with_no_gap_and_no_duplicate, 120) {
     resp_free(&r);
     want = 0, caught = 0;
     while (want <= last && sse_next(&one, &m)) {
-        if (!strcmp(m.event, "caught-up")) caught++;
+        if (!strcmp(m.event, "caught-up"))
+            caught++;
         else {
             CHECK_MSG(m.id == want, "stream: got id %lld, want %lld", m.id, want);
             CHECK(strstr(m.data, "\"stream\":\"sub-1\""));
@@ -453,7 +486,8 @@ TEST(a_subscription_resumes_after_last_event_id_and_filters_apply_live) {
     CHECK(sse_next(&w, &m) && !strcmp(m.event, "Born") && m.id == 0);
     free(m.data);
     sse_close(&w);
-    expect_status(s.port, "GET", "/streams/res-0", "Accept: text/event-stream\r\nLast-Event-ID: x\r\n", NULL, 400, NULL);
+    expect_status(s.port, "GET", "/streams/res-0", "Accept: text/event-stream\r\nLast-Event-ID: x\r\n", NULL, 400,
+                  NULL);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
@@ -471,7 +505,8 @@ TEST_T(a_subscriber_that_cannot_keep_up_is_disconnected_and_resumes, 120) {
     for (int b = 0; b < 300; b++) {
         int n = snprintf(batch, sizeof batch, "[");
         for (int i = 0; i < 100; i++)
-            n += snprintf(batch + n, sizeof batch - (size_t)n, "%s{\"type\":\"Big\",\"data\":\"%0900d\"}", i ? "," : "", i);
+            n += snprintf(batch + n, sizeof batch - (size_t)n, "%s{\"type\":\"Big\",\"data\":\"%0900d\"}", i ? "," : "",
+                          i);
         snprintf(batch + n, sizeof batch - (size_t)n, "]");
         expect_status(s.port, "POST", "/streams/flood-1", "Content-Type: application/json\r\n", batch, 201, NULL);
         total += 100;
@@ -530,10 +565,12 @@ TEST(sigterm_drains_and_a_second_server_on_the_folder_is_refused) {
     uint64_t t0 = clock_mono_ns();
     st = srv_stop(&s, SIGTERM);
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server status %d", st);
-    CHECK_MSG(clock_mono_ns() - t0 < 3000000000ull, "shutdown took %llu ms", (unsigned long long)((clock_mono_ns() - t0) / 1000000));
+    CHECK_MSG(clock_mono_ns() - t0 < 3000000000ull, "shutdown took %llu ms",
+              (unsigned long long)((clock_mono_ns() - t0) / 1000000));
     char x;
     CHECK(recv(idle, &x, 1, 0) == 0);
-    while (sse_next(&sub, &m)) free(m.data);
+    while (sse_next(&sub, &m))
+        free(m.data);
     close(idle);
     sse_close(&sub);
     /* The store was closed cleanly: it reopens with the event. */
@@ -548,12 +585,20 @@ TEST(metrics_are_prometheus_text_without_stream_names) {
     resp r;
     http_do(s.port, "GET", "/metrics", NULL, NULL, &r);
     CHECK_EQ(r.status, 200);
-    const char *want[] = {"factum_appends_total 1", "factum_append_events_total 1", "factum_append_bytes_total ",
-                          "factum_append_duration_seconds_bucket{le=\"+Inf\"} 1", "factum_fsync_duration_seconds_count ",
-                          "factum_events_per_fsync_bucket{le=\"1\"} ", "factum_subscribers 0", "factum_connections ",
-                          "factum_log_bytes ", "factum_build_info{version=\"", "# TYPE factum_append_duration_seconds histogram",
+    const char *want[] = {"factum_appends_total 1",
+                          "factum_append_events_total 1",
+                          "factum_append_bytes_total ",
+                          "factum_append_duration_seconds_bucket{le=\"+Inf\"} 1",
+                          "factum_fsync_duration_seconds_count ",
+                          "factum_events_per_fsync_bucket{le=\"1\"} ",
+                          "factum_subscribers 0",
+                          "factum_connections ",
+                          "factum_log_bytes ",
+                          "factum_build_info{version=\"",
+                          "# TYPE factum_append_duration_seconds histogram",
                           "factum_http_responses_total{code=\"201\"} 1"};
-    for (size_t i = 0; i < ARRAY_LEN(want); i++) CHECK_MSG(strstr(r.body, want[i]), "metrics lack %s", want[i]);
+    for (size_t i = 0; i < ARRAY_LEN(want); i++)
+        CHECK_MSG(strstr(r.body, want[i]), "metrics lack %s", want[i]);
     CHECK(!strstr(r.body, "secret"));
     /* this connection, and perhaps the previous one the server has not yet seen closed */
     const char *conns = strstr(r.body, "\nfactum_connections ");
@@ -566,7 +611,8 @@ TEST_T(a_browser_eventsource_catches_up_then_goes_live, 120) {
     srv s = srv_start(test_dir(), NULL);
     /* CORS: any origin may read (and preflight an append). */
     resp r;
-    http_do(s.port, "OPTIONS", "/streams/web-1", "Origin: http://elsewhere\r\nAccess-Control-Request-Method: POST\r\n", NULL, &r);
+    http_do(s.port, "OPTIONS", "/streams/web-1", "Origin: http://elsewhere\r\nAccess-Control-Request-Method: POST\r\n",
+            NULL, &r);
     char v[256];
     CHECK_EQ(r.status, 200);
     CHECK(!strcmp(resp_header(&r, "access-control-allow-origin", v, sizeof v), "*"));
@@ -585,7 +631,8 @@ TEST(catching_up_on_large_events_is_cut_by_bytes_and_loses_nothing) {
     int n = snprintf(body, sizeof body, "{\"type\":\"Big\",\"data\":\"");
     memset(body + n, 'b', 600000);
     snprintf(body + n + 600000, sizeof body - (size_t)n - 600000, "\"}");
-    for (int i = 0; i < 6; i++) expect_status(s.port, "POST", "/streams/big-1", CE, body, 201, NULL);
+    for (int i = 0; i < 6; i++)
+        expect_status(s.port, "POST", "/streams/big-1", CE, body, 201, NULL);
     sse_client c = sse_open(s.port, "/streams/big-1", NULL), a = sse_open(s.port, "/all", NULL);
     sse_msg m;
     for (int i = 0; i < 6; i++) {
@@ -603,12 +650,14 @@ TEST(catching_up_on_large_events_is_cut_by_bytes_and_loses_nothing) {
 
 TEST(reads_and_subscriptions_start_from_a_point_in_time) {
     srv s = srv_start(test_dir(), NULL);
-    for (int i = 0; i < 5; i++) expect_status(s.port, "POST", "/streams/t-1", CE, "{\"type\":\"Early\"}", 201, NULL);
+    for (int i = 0; i < 5; i++)
+        expect_status(s.port, "POST", "/streams/t-1", CE, "{\"type\":\"Early\"}", 201, NULL);
     usleep(20000);
     char t[32], path[128], enc[96];
     time_format_rfc3339(clock_realtime_us(), t);
     usleep(20000);
-    for (int i = 0; i < 5; i++) expect_status(s.port, "POST", "/streams/t-1", CE, "{\"type\":\"Late\"}", 201, NULL);
+    for (int i = 0; i < 5; i++)
+        expect_status(s.port, "POST", "/streams/t-1", CE, "{\"type\":\"Late\"}", 201, NULL);
     /* The same instant written with an offset: 2026-...T10:00:00Z is 2026-...T11:00:00+01:00. */
     int hour = atoi(t + 11);
     snprintf(enc, sizeof enc, "%.11s%02d%.13s%s", t, hour < 23 ? hour + 1 : hour - 1, t + 13,
@@ -619,8 +668,8 @@ TEST(reads_and_subscriptions_start_from_a_point_in_time) {
         resp r;
         http_do(s.port, "GET", path, NULL, NULL, &r);
         CHECK_MSG(r.status == 200, "%s: %d %s", path, r.status, r.body);
-        CHECK_MSG(!strstr(r.body, "Early") && strstr(r.body, "\"position\":5") && strstr(r.body, "\"position\":9"), "%s: %s",
-                  path, r.body);
+        CHECK_MSG(!strstr(r.body, "Early") && strstr(r.body, "\"position\":5") && strstr(r.body, "\"position\":9"),
+                  "%s: %s", path, r.body);
         resp_free(&r);
     }
     snprintf(path, sizeof path, "/all?from=%s", t);

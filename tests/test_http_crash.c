@@ -70,15 +70,17 @@ static void *client(void *p) {
         char path[64], body[256], out[2048], id[48];
         snprintf(id, sizeof id, "c%d-t%d-%d", c->cycle, c->thread, i);
         snprintf(path, sizeof path, "/streams/http-%u", s);
-        snprintf(body, sizeof body, "{\"type\":\"Crash\",\"id\":\"%s\",\"data\":{\"id\":\"%s\",\"pad\":\"%0*d\"}}", id, id,
-                 i % 100, 0);
+        snprintf(body, sizeof body, "{\"type\":\"Crash\",\"id\":\"%s\",\"data\":{\"id\":\"%s\",\"pad\":\"%0*d\"}}", id,
+                 id, i % 100, 0);
         int st = try_append(c->port, path, body, out, sizeof out);
         if (st == 0) break; /* the server is gone */
         CHECK_MSG(st == 201, "append answered %d: %s", st, out);
         const char *b = strstr(out, "\r\n\r\n");
         ack a = {.stream = s};
         snprintf(a.id, sizeof a.id, "%s", id);
-        CHECK(b && sscanf(b + 4, "{\"stream\":\"http-%*u\",\"first_revision\":%*u,\"revision\":%lu,\"first_position\":%*u,\"position\":%lu",
+        CHECK(b && sscanf(b + 4,
+                          "{\"stream\":\"http-%*u\",\"first_revision\":%*u,\"revision\":%lu,\"first_position\":%*u,"
+                          "\"position\":%lu",
                           &a.revision, &a.position) == 2);
         pthread_mutex_lock(&mu);
         if (nacks == capacks) acks = realloc(acks, (capacks = capacks ? capacks * 2 : 1024) * sizeof *acks);
@@ -106,7 +108,8 @@ TEST_T(killing_the_server_with_sigkill_loses_no_acknowledged_append, 300) {
         usleep((useconds_t)(30000 + test_rand() % 200000));
         srv_stop(&s, SIGKILL);
         stop = true;
-        for (int t = 0; t < CLIENTS; t++) pthread_join(th[t], NULL);
+        for (int t = 0; t < CLIENTS; t++)
+            pthread_join(th[t], NULL);
     }
     CHECK_MSG(nacks > 200, "only %zu appends were acknowledged", nacks);
     fprintf(stderr, "    %zu appends acknowledged over %d kills\n", nacks, CYCLES);
@@ -137,7 +140,8 @@ TEST_T(killing_the_server_with_sigkill_loses_no_acknowledged_append, 300) {
         factum_result_free(res);
     }
     qsort(hs, head, sizeof *hs, cmp_u64);
-    for (uint64_t i = 1; i < head; i++) CHECK_MSG(hs[i] != hs[i - 1], "an event id appears twice in the log");
+    for (uint64_t i = 1; i < head; i++)
+        CHECK_MSG(hs[i] != hs[i - 1], "an event id appears twice in the log");
     free(hs);
     factum_close(db);
     /* And the server serves it again. */

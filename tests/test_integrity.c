@@ -118,7 +118,8 @@ TEST(a_damaged_record_is_named_and_counted_once_and_every_other_event_still_read
         CHECK_RC(factum_read_at(db, 7, &r, &err), FACTUM_ECORRUPT);
         char want[64];
         snprintf(want, sizeof want, "offset %ld of ", off);
-        CHECK_MSG(strstr(err.message, "position 7,") && strstr(err.message, want) && strstr(err.message, "/log/00000000.seg"),
+        CHECK_MSG(strstr(err.message, "position 7,") && strstr(err.message, want) &&
+                      strstr(err.message, "/log/00000000.seg"),
                   "%s", err.message);
         uint64_t pos = 0;
         CHECK_RC(factum_error_position(&err, &pos), 0);
@@ -184,7 +185,8 @@ TEST(damage_past_the_kept_and_counted_limits_is_counted_as_more) {
     CHECK_MSG(damaged > FACTUM_INTEGRITY_COUNT, "only %llu records damaged", (unsigned long long)damaged);
     db = test_open(test_dir(), &o);
     factum_result_t *r;
-    for (uint64_t p = 0; p < damaged; p++) CHECK_RC(factum_read_at(db, p, &r, NULL), FACTUM_ECORRUPT);
+    for (uint64_t p = 0; p < damaged; p++)
+        CHECK_RC(factum_read_at(db, p, &r, NULL), FACTUM_ECORRUPT);
     CHECK_RC(factum_read_at(db, damaged, &r, NULL), 0); /* the first record of the tail segment */
     factum_result_free(r);
     factum_integrity_t in;
@@ -196,7 +198,8 @@ TEST(damage_past_the_kept_and_counted_limits_is_counted_as_more) {
     CHECK_EQ(in.damage[FACTUM_INTEGRITY_KEEP - 1].position, FACTUM_INTEGRITY_KEEP - 1);
     CHECK_EQ(in.last.position, damaged - 1);
     /* Meeting counted ones again changes nothing. */
-    for (uint64_t p = 0; p < 100; p++) CHECK_RC(factum_read_at(db, p, &r, NULL), FACTUM_ECORRUPT);
+    for (uint64_t p = 0; p < 100; p++)
+        CHECK_RC(factum_read_at(db, p, &r, NULL), FACTUM_ECORRUPT);
     factum_integrity_t again;
     factum_integrity(db, &again);
     CHECK_EQ(again.damaged_events, FACTUM_INTEGRITY_COUNT);
@@ -218,8 +221,9 @@ TEST(a_segment_shortened_under_the_store_is_an_io_error_not_a_sigbus_crash) {
     factum_result_t *r;
     factum_error_t err;
     CHECK_RC(factum_read_at(db, 50, &r, &err), FACTUM_EIO);
-    CHECK_MSG(strstr(err.message, "SIGBUS") && strstr(err.message, "position 50,") && strstr(err.message, "00000000.seg"), "%s",
-              err.message);
+    CHECK_MSG(strstr(err.message, "SIGBUS") && strstr(err.message, "position 50,") &&
+                  strstr(err.message, "00000000.seg"),
+              "%s", err.message);
     CHECK_RC(factum_read_at(db, 0, &r, &err), 0); /* its first page is still there */
     factum_result_free(r);
     CHECK_RC(factum_read_at(db, 999, &r, &err), 0); /* and the other segments */
@@ -328,7 +332,8 @@ static void http_append_many(int port, const char *s, int n) {
         int k = MIN(100, n - i);
         b.len = 0;
         buf_append(&b, "[", 1);
-        for (int j = 0; j < k; j++) buf_printf(&b, "%s{\"type\":\"E\",\"data\":{\"n\":%d,\"pad\":\"%0200d\"}}", j ? "," : "", i + j, 0);
+        for (int j = 0; j < k; j++)
+            buf_printf(&b, "%s{\"type\":\"E\",\"data\":{\"n\":%d,\"pad\":\"%0200d\"}}", j ? "," : "", i + j, 0);
         buf_append(&b, "]", 1);
         expect_status(port, "POST", path, JSON, b.ptr, 201, NULL);
         i += k;
@@ -354,9 +359,7 @@ static uint64_t position_of(int port, const char *stream, uint64_t rev) {
     return pos;
 }
 
-static char *get_body(int port, const char *path, int want) {
-    return http_body(port, "GET", path, NULL, NULL, want);
-}
+static char *get_body(int port, const char *path, int want) { return http_body(port, "GET", path, NULL, NULL, want); }
 
 /*
  * Pulls and acknowledges until a pull fails: fills *keys (the delivered keys' count, *max_key the
@@ -415,8 +418,8 @@ TEST(a_clean_store_is_healthy_with_a_zero_integrity_gauge_and_running_groups) {
     http_append_many(s.port, "acct-1", 10);
     resp r;
     http_do(s.port, "GET", "/health", NULL, NULL, &r);
-    CHECK_MSG(r.status == 200 && strstr(r.body, "{\"status\":\"ok\",\"position\":") && !strstr(r.body, "damage"), "%d %s", r.status,
-              r.body);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "{\"status\":\"ok\",\"position\":") && !strstr(r.body, "damage"),
+              "%d %s", r.status, r.body);
     resp_free(&r);
     char *m = get_body(s.port, "/metrics", 200);
     CHECK_MSG(strstr(m, "\n# TYPE factum_integrity_damaged_events gauge\nfactum_integrity_damaged_events 0\n") &&
@@ -452,8 +455,8 @@ TEST(a_damaged_event_shows_in_reads_health_metrics_groups_and_projections_and_is
     snprintf(want, sizeof want, "offset %ld of ", off);
     resp r;
     http_do(s.port, "GET", "/streams/acct-1?from=100&limit=1", NULL, NULL, &r);
-    CHECK_MSG(r.status == 500 && strstr(r.body, "FACTUM_ECORRUPT") && strstr(r.body, want) && strstr(r.body, file), "%d %s",
-              r.status, r.body);
+    CHECK_MSG(r.status == 500 && strstr(r.body, "FACTUM_ECORRUPT") && strstr(r.body, want) && strstr(r.body, file),
+              "%d %s", r.status, r.body);
     resp_free(&r);
     expect_status(s.port, "GET", "/streams/acct-1?from=101&limit=899", NULL, NULL, 200, "\"revision\":999");
     expect_status(s.port, "GET", "/streams/acct-1?from=0&limit=100", NULL, NULL, 200, "\"revision\":99");
@@ -461,10 +464,11 @@ TEST(a_damaged_event_shows_in_reads_health_metrics_groups_and_projections_and_is
     /* /health: degraded, naming it. */
     http_do(s.port, "GET", "/health", NULL, NULL, &r);
     char d[300];
-    snprintf(d, sizeof d, "{\"file\":\"log/%s\",\"offset\":%ld,\"position\":%llu,\"error\":\"FACTUM_ECORRUPT\",\"message\":", file,
+    snprintf(d, sizeof d,
+             "{\"file\":\"log/%s\",\"offset\":%ld,\"position\":%llu,\"error\":\"FACTUM_ECORRUPT\",\"message\":", file,
              off, (unsigned long long)bad);
-    CHECK_MSG(r.status == 503 && strstr(r.body, "{\"status\":\"degraded\",\"position\":") && strstr(r.body, "\"damaged_events\":1,") &&
-                  strstr(r.body, d),
+    CHECK_MSG(r.status == 503 && strstr(r.body, "{\"status\":\"degraded\",\"position\":") &&
+                  strstr(r.body, "\"damaged_events\":1,") && strstr(r.body, d),
               "%d %s", r.status, r.body);
     resp_free(&r);
     char *m = get_body(s.port, "/metrics", 200);
@@ -478,10 +482,12 @@ TEST(a_damaged_event_shows_in_reads_health_metrics_groups_and_projections_and_is
     CHECK_EQ(n, 100);
     CHECK_EQ(max_key, bad - 1);
     snprintf(want, sizeof want, "stopped at position %llu", (unsigned long long)bad);
-    CHECK_MSG(status == 500 && strstr(body, "FACTUM_ECORRUPT") && strstr(body, want) && strstr(body, file), "%d %s", status, body);
+    CHECK_MSG(status == 500 && strstr(body, "FACTUM_ECORRUPT") && strstr(body, want) && strstr(body, file), "%d %s",
+              status, body);
     free(body);
     char *g = get_body(s.port, "/groups/all", 200);
-    snprintf(want, sizeof want, "\"status\":\"stopped\",\"last_error\":{\"position\":%llu,\"code\":\"FACTUM_ECORRUPT\",\"message\":",
+    snprintf(want, sizeof want,
+             "\"status\":\"stopped\",\"last_error\":{\"position\":%llu,\"code\":\"FACTUM_ECORRUPT\",\"message\":",
              (unsigned long long)bad);
     CHECK_MSG(strstr(g, want) && strstr(g, file) && number_after(g, "\"checkpoint\":") == bad &&
                   number_after(g, "\"lag_events\":") > 0,
@@ -494,19 +500,25 @@ TEST(a_damaged_event_shows_in_reads_health_metrics_groups_and_projections_and_is
     CHECK_MSG(status == 500 && strstr(body, "stopped at revision 100"), "%d %s", status, body);
     free(body);
     g = get_body(s.port, "/groups/one", 200);
-    snprintf(want, sizeof want, "\"last_error\":{\"revision\":100,\"position\":%llu,\"code\":\"FACTUM_ECORRUPT\"", (unsigned long long)bad);
-    CHECK_MSG(strstr(g, want) && number_after(g, "\"checkpoint\":") == 100 && number_after(g, "\"lag_events\":") == 900, "%s", g);
+    snprintf(want, sizeof want, "\"last_error\":{\"revision\":100,\"position\":%llu,\"code\":\"FACTUM_ECORRUPT\"",
+             (unsigned long long)bad);
+    CHECK_MSG(strstr(g, want) && number_after(g, "\"checkpoint\":") == 100 && number_after(g, "\"lag_events\":") == 900,
+              "%s", g);
     free(g);
     m = get_body(s.port, "/metrics", 200);
-    CHECK_MSG(strstr(m, "factum_group_stopped{group=\"all\"} 1\n") && strstr(m, "factum_group_stopped{group=\"one\"} 1\n"), "%s", m);
+    CHECK_MSG(strstr(m, "factum_group_stopped{group=\"all\"} 1\n") &&
+                  strstr(m, "factum_group_stopped{group=\"one\"} 1\n"),
+              "%s", m);
     free(m);
 
     /* The projection: applied up to the damage, failed there, naming the position. */
     char *p = wait_projection_failed(s.port, "p");
-    snprintf(want, sizeof want, "\"last_error\":{\"position\":%llu,\"code\":\"FACTUM_ECORRUPT\",\"message\":", (unsigned long long)bad);
+    snprintf(want, sizeof want,
+             "\"last_error\":{\"position\":%llu,\"code\":\"FACTUM_ECORRUPT\",\"message\":", (unsigned long long)bad);
     CHECK_MSG(strstr(p, want) && number_after(p, "\"position\":") == bad, "%s", p);
     free(p);
-    expect_status(s.port, "POST", "/projections/p/query", JSON, "{\"sql\":\"SELECT count(*), max(n) FROM t\"}", 200, "\"rows\":[[100,99]]");
+    expect_status(s.port, "POST", "/projections/p/query", JSON, "{\"sql\":\"SELECT count(*), max(n) FROM t\"}", 200,
+                  "\"rows\":[[100,99]]");
 
     /* After a restart the damaged event is still not done: the groups stop there again. */
     srv_stop(&s, SIGTERM);
@@ -530,8 +542,8 @@ TEST(a_damaged_event_shows_in_reads_health_metrics_groups_and_projections_and_is
 
 TEST(a_retry_of_an_event_damaged_since_its_delivery_stops_the_group_and_is_never_marked_done) {
     srv s = srv_start(test_dir(), SERVE_SMALL);
-    expect_status(s.port, "PUT", "/groups/g", JSON, "{\"source\":{\"stream\":\"acct-1\"},\"retry\":{\"min_delay_ms\":0,\"max_delay_ms\":0}}",
-                  201, NULL);
+    expect_status(s.port, "PUT", "/groups/g", JSON,
+                  "{\"source\":{\"stream\":\"acct-1\"},\"retry\":{\"min_delay_ms\":0,\"max_delay_ms\":0}}", 201, NULL);
     http_append_many(s.port, "acct-1", 1000);
     CHECK(file_exists("00000001.seg"));
     uint64_t pos = position_of(s.port, "acct-1", 0);
@@ -542,14 +554,18 @@ TEST(a_retry_of_an_event_damaged_since_its_delivery_stops_the_group_and_is_never
     /* The record is damaged while the server runs (it sees the change through its mapping). */
     char file[32];
     damage(pos, file);
-    expect_status(s.port, "POST", "/groups/g/nack", JSON, "{\"delivery_ids\":[\"0.1\"],\"action\":\"retry\",\"delay_ms\":0}", 200, NULL);
+    expect_status(s.port, "POST", "/groups/g/nack", JSON,
+                  "{\"delivery_ids\":[\"0.1\"],\"action\":\"retry\",\"delay_ms\":0}", 200, NULL);
     http_do(s.port, "POST", "/groups/g/messages?max=10", NULL, "", &r);
-    CHECK_MSG(r.status == 500 && strstr(r.body, "stopped at revision 0") && strstr(r.body, "FACTUM_ECORRUPT"), "%d %s", r.status, r.body);
+    CHECK_MSG(r.status == 500 && strstr(r.body, "stopped at revision 0") && strstr(r.body, "FACTUM_ECORRUPT"), "%d %s",
+              r.status, r.body);
     resp_free(&r);
     char *g = get_body(s.port, "/groups/g", 200);
     char want[200];
-    snprintf(want, sizeof want, "\"status\":\"stopped\",\"last_error\":{\"revision\":0,\"position\":%llu,", (unsigned long long)pos);
-    CHECK_MSG(strstr(g, want) && number_after(g, "\"checkpoint\":") == 0 && number_after(g, "\"retrying\":") == 1, "%s", g);
+    snprintf(want, sizeof want, "\"status\":\"stopped\",\"last_error\":{\"revision\":0,\"position\":%llu,",
+             (unsigned long long)pos);
+    CHECK_MSG(strstr(g, want) && number_after(g, "\"checkpoint\":") == 0 && number_after(g, "\"retrying\":") == 1, "%s",
+              g);
     free(g);
     srv_stop(&s, SIGTERM);
     s = srv_start(test_dir(), SERVE_SMALL);

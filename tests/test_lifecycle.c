@@ -21,19 +21,23 @@ TEST(snapshots_round_trip_and_from_snapshot_returns_the_tail_in_one_call) {
     }
     /* Before any snapshot: null and every event. */
     http_do(s.port, "GET", "/streams/cart-9?from=snapshot", NULL, NULL, &r);
-    CHECK_MSG(r.status == 200 && strstr(r.body, "{\"snapshot\":null,\"events\":[") && strstr(r.body, "\"revision\":0"), "%s", r.body);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "{\"snapshot\":null,\"events\":[") && strstr(r.body, "\"revision\":0"),
+              "%s", r.body);
     resp_free(&r);
     http_do(s.port, "GET", "/streams/cart-9/snapshot", NULL, NULL, &r);
     CHECK_EQ(r.status, 404);
     resp_free(&r);
-    http_do(s.port, "PUT", "/streams/cart-9/snapshot", "Content-Type: application/json\r\n", "{\"revision\":3,\"state\":{\"count\":4}}", &r);
+    http_do(s.port, "PUT", "/streams/cart-9/snapshot", "Content-Type: application/json\r\n",
+            "{\"revision\":3,\"state\":{\"count\":4}}", &r);
     CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
     resp_free(&r);
-    http_do(s.port, "PUT", "/streams/cart-9/snapshot", "Content-Type: application/json\r\n", "{\"revision\":5,\"state\":{\"count\":6}}", &r);
+    http_do(s.port, "PUT", "/streams/cart-9/snapshot", "Content-Type: application/json\r\n",
+            "{\"revision\":5,\"state\":{\"count\":6}}", &r);
     CHECK_EQ(r.status, 201);
     resp_free(&r);
     http_do(s.port, "GET", "/streams/cart-9/snapshot", NULL, NULL, &r);
-    CHECK_MSG(r.status == 200 && strstr(r.body, "\"revision\":5") && strstr(r.body, "\"state\":{\"count\":6}"), "%s", r.body);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "\"revision\":5") && strstr(r.body, "\"state\":{\"count\":6}"), "%s",
+              r.body);
     resp_free(&r);
     http_do(s.port, "GET", "/streams/cart-9?from=snapshot", NULL, NULL, &r);
     CHECK_MSG(strstr(r.body, "\"snapshot\":{\"revision\":5") && !strstr(r.body, "\"revision\":5,\"position\"") &&
@@ -73,7 +77,8 @@ TEST(snapshots_round_trip_and_from_snapshot_returns_the_tail_in_one_call) {
 /* Positions listed in a JSON array body, in order. */
 static int positions(const char *body, int *out, int cap) {
     int n = 0;
-    for (const char *p = body; n < cap && (p = strstr(p, "\"position\":")); p += 11) out[n++] = atoi(p + 11);
+    for (const char *p = body; n < cap && (p = strstr(p, "\"position\":")); p += 11)
+        out[n++] = atoi(p + 11);
     return n;
 }
 
@@ -99,7 +104,8 @@ TEST(temporal_reads_see_the_log_as_of_a_position_or_a_time) {
         http_do(s.port, "GET", path, NULL, NULL, &r);
         n = positions(r.body, got, 64);
         CHECK_MSG(n == MIN(until + 1, 30), "%s: %d events", path, n);
-        for (int i = 0; i < n; i++) CHECK_EQ(got[i], i);
+        for (int i = 0; i < n; i++)
+            CHECK_EQ(got[i], i);
         resp_free(&r);
         snprintf(path, sizeof path, "/all?until_position=%d&direction=backward&limit=3", until);
         http_do(s.port, "GET", path, NULL, NULL, &r);
@@ -117,8 +123,10 @@ TEST(temporal_reads_see_the_log_as_of_a_position_or_a_time) {
         http_do(s.port, "GET", path, NULL, NULL, &r);
         n = positions(r.body, got, 64);
         int last_b = until >= 29 ? 29 : (until % 2 ? until : until - 1);
-        if (last_b < 1) CHECK_MSG(n == 0, "%s: %s", path, r.body);
-        else CHECK_MSG(n >= 1 && got[0] == last_b, "%s: %s", path, r.body);
+        if (last_b < 1)
+            CHECK_MSG(n == 0, "%s: %s", path, r.body);
+        else
+            CHECK_MSG(n >= 1 && got[0] == last_b, "%s: %s", path, r.body);
         resp_free(&r);
     }
     /* (A backward read of $all without from starts at the end.) */
@@ -156,7 +164,8 @@ TEST(temporal_reads_see_the_log_as_of_a_position_or_a_time) {
 static void post_events(int port, const char *stream, int n) {
     char path[128];
     snprintf(path, sizeof path, "/streams/%s", stream);
-    for (int i = 0; i < n; i++) expect_status(port, "POST", path, CE, "{\"type\":\"Added\",\"data\":{}}", 201, NULL);
+    for (int i = 0; i < n; i++)
+        expect_status(port, "POST", path, CE, "{\"type\":\"Added\",\"data\":{}}", 201, NULL);
 }
 
 /* Counts "\"stream\":\"NAME\"" in a body. */
@@ -164,7 +173,8 @@ static int count_of(const char *body, const char *stream) {
     char pat[96];
     snprintf(pat, sizeof pat, "\"stream\":\"%s\"", stream);
     int n = 0;
-    for (const char *p = body; (p = strstr(p, pat)); p += strlen(pat)) n++;
+    for (const char *p = body; (p = strstr(p, pat)); p += strlen(pat))
+        n++;
     return n;
 }
 
@@ -190,16 +200,21 @@ TEST(metadata_and_deletes_hide_events_from_reads_categories_subscriptions_and_gr
     srv s = srv_start(test_dir(), NULL);
     post_events(s.port, "cart-1", 6);
     post_events(s.port, "cart-2", 3);
-    expect_status(s.port, "PUT", "/groups/g",  JS, "{\"source\":{\"category\":\"cart\"},\"start\":\"earliest\"}", 201, NULL);
+    expect_status(s.port, "PUT", "/groups/g", JS, "{\"source\":{\"category\":\"cart\"},\"start\":\"earliest\"}", 201,
+                  NULL);
     /* A group has two cart-1 events in flight when the stream's window shrinks. */
     expect_status(s.port, "POST", "/groups/g/messages?max=2", NULL, "", 200, "\"delivery_id\":\"1.1\"");
-    expect_status(s.port, "POST", "/groups/g/nack", JS, "{\"delivery_ids\":[\"0.1\",\"1.1\"],\"action\":\"retry\",\"delay_ms\":0}", 200, NULL);
-    expect_status(s.port, "GET", "/streams/cart-1/metadata", NULL, NULL, 200, "\"max_count\":0,\"truncate_before\":0,\"custom\":{}");
+    expect_status(s.port, "POST", "/groups/g/nack", JS,
+                  "{\"delivery_ids\":[\"0.1\",\"1.1\"],\"action\":\"retry\",\"delay_ms\":0}", 200, NULL);
+    expect_status(s.port, "GET", "/streams/cart-1/metadata", NULL, NULL, 200,
+                  "\"max_count\":0,\"truncate_before\":0,\"custom\":{}");
     expect_status(s.port, "PUT", "/streams/cart-1/metadata", JS, "{\"max_count\":2,\"custom\":{\"team\":\"web\"}}", 200,
                   "\"max_count\":2,\"truncate_before\":0,\"custom\":{\"team\":\"web\"}");
     resp r;
     http_do(s.port, "GET", "/streams/cart-1", NULL, NULL, &r);
-    CHECK_MSG(count_of(r.body, "cart-1") == 2 && strstr(r.body, "\"revision\":4,") && !strstr(r.body, "\"revision\":3,"), "%s", r.body);
+    CHECK_MSG(count_of(r.body, "cart-1") == 2 && strstr(r.body, "\"revision\":4,") &&
+                  !strstr(r.body, "\"revision\":3,"),
+              "%s", r.body);
     resp_free(&r);
     http_do(s.port, "GET", "/all?category=cart", NULL, NULL, &r);
     CHECK_MSG(count_of(r.body, "cart-1") == 2 && count_of(r.body, "cart-2") == 3, "%s", r.body);
@@ -212,24 +227,29 @@ TEST(metadata_and_deletes_hide_events_from_reads_categories_subscriptions_and_gr
     free(sub);
     /* The group: the retried events of cart-1 and its hidden ones never come; the rest do. */
     http_do(s.port, "POST", "/groups/g/messages?max=100", NULL, "", &r);
-    CHECK_MSG(count_of(r.body, "cart-1") == 2 && count_of(r.body, "cart-2") == 3 && !strstr(r.body, "\"delivery_id\":\"0."),
+    CHECK_MSG(count_of(r.body, "cart-1") == 2 && count_of(r.body, "cart-2") == 3 &&
+                  !strstr(r.body, "\"delivery_id\":\"0."),
               "%s", r.body);
     resp_free(&r);
 
     /* Soft delete honours If-Match; a deleted stream reads 404 and takes appends again. */
     expect_status(s.port, "DELETE", "/streams/cart-2", "If-Match: \"1\"\r\n", NULL, 412, "\"expected\":1,\"actual\":2");
-    expect_status(s.port, "DELETE", "/streams/cart-2", "If-Match: \"2\"\r\n", NULL, 200, "\"last_revision\":2,\"tombstone\":false");
+    expect_status(s.port, "DELETE", "/streams/cart-2", "If-Match: \"2\"\r\n", NULL, 200,
+                  "\"last_revision\":2,\"tombstone\":false");
     expect_status(s.port, "GET", "/streams/cart-2", NULL, NULL, 404, NULL);
     expect_status(s.port, "DELETE", "/streams/cart-2", NULL, NULL, 404, NULL);
-    expect_status(s.port, "GET", "/streams/cart-2/metadata", NULL, NULL, 200, "\"truncate_before\":3,\"custom\":{},\"deleted\":true");
+    expect_status(s.port, "GET", "/streams/cart-2/metadata", NULL, NULL, 200,
+                  "\"truncate_before\":3,\"custom\":{},\"deleted\":true");
     http_do(s.port, "GET", "/all", NULL, NULL, &r);
     CHECK_MSG(count_of(r.body, "cart-2") == 0, "%s", r.body);
     resp_free(&r);
-    expect_status(s.port, "POST", "/streams/cart-2", CE "If-None-Match: *\r\n", "{\"type\":\"Back\"}", 201, "\"revision\":3");
+    expect_status(s.port, "POST", "/streams/cart-2", CE "If-None-Match: *\r\n", "{\"type\":\"Back\"}", 201,
+                  "\"revision\":3");
     expect_status(s.port, "GET", "/streams/cart-2", NULL, NULL, 200, "\"type\":\"Back\"");
     /* Tombstone: 410 for reads, appends, metadata and deletes, for ever. */
     expect_status(s.port, "DELETE", "/streams/cart-1?tombstone=true", "If-Match: \"4\"\r\n", NULL, 412, NULL);
-    expect_status(s.port, "DELETE", "/streams/cart-1?tombstone=true", "If-Match: *\r\n", NULL, 200, "\"tombstone\":true");
+    expect_status(s.port, "DELETE", "/streams/cart-1?tombstone=true", "If-Match: *\r\n", NULL, 200,
+                  "\"tombstone\":true");
     expect_status(s.port, "GET", "/streams/cart-1", NULL, NULL, 410, "tombstone");
     expect_status(s.port, "POST", "/streams/cart-1", CE, "{\"type\":\"X\"}", 410, NULL);
     expect_status(s.port, "PUT", "/streams/cart-1/metadata", JS, "{}", 410, NULL);
@@ -287,7 +307,8 @@ TEST(post_admin_scavenge_gives_disk_back_online_and_reports_progress_in_metrics_
     char batch[40000];
     int len = snprintf(batch, sizeof batch, "[");
     for (int i = 0; i < 100; i++)
-        len += snprintf(batch + len, sizeof batch - (size_t)len, "%s{\"type\":\"A\",\"data\":{\"pad\":\"%0150d\"}}", i ? "," : "", i);
+        len += snprintf(batch + len, sizeof batch - (size_t)len, "%s{\"type\":\"A\",\"data\":{\"pad\":\"%0150d\"}}",
+                        i ? "," : "", i);
     snprintf(batch + len, sizeof batch - (size_t)len, "]");
     for (int i = 0; i < 6; i++) {
         expect_status(s.port, "POST", "/streams/gone-1", JS, batch, 201, NULL);
@@ -305,13 +326,16 @@ TEST(post_admin_scavenge_gives_disk_back_online_and_reports_progress_in_metrics_
         if (done) break;
         usleep(10000);
     }
-    expect_status(s.port, "GET", "/admin/scavenge", NULL, NULL, 200, "\"segments_rewritten\":5,\"events_scanned\":1000,\"events_removed\":500");
+    expect_status(s.port, "GET", "/admin/scavenge", NULL, NULL, 200,
+                  "\"segments_rewritten\":5,\"events_scanned\":1000,\"events_removed\":500");
     http_do(s.port, "GET", "/all?limit=10000", NULL, NULL, &r);
     CHECK_MSG(r.body_len == before.body_len && !memcmp(r.body, before.body, r.body_len), "reads changed");
     resp_free(&r);
     resp_free(&before);
     http_do(s.port, "GET", "/metrics", NULL, NULL, &r);
-    CHECK_MSG(strstr(r.body, "factum_scavenges_total 1\n") && strstr(r.body, "factum_scavenge_reclaimed_bytes_total 18"), "%s", r.body);
+    CHECK_MSG(strstr(r.body, "factum_scavenges_total 1\n") &&
+                  strstr(r.body, "factum_scavenge_reclaimed_bytes_total 18"),
+              "%s", r.body);
     resp_free(&r);
     expect_status(s.port, "DELETE", "/admin/scavenge", NULL, NULL, 405, NULL);
     expect_status(s.port, "GET", "/admin/compact", NULL, NULL, 404, NULL);
@@ -319,7 +343,9 @@ TEST(post_admin_scavenge_gives_disk_back_online_and_reports_progress_in_metrics_
     char cmd[512], out[4096];
     snprintf(cmd, sizeof cmd, "%s --server http://127.0.0.1:%d admin scavenge 2>/dev/null", test_bin(), s.port);
     CHECK_EQ(test_run(cmd, out, sizeof out), 0);
-    CHECK_MSG(strstr(out, "\"running\":false,\"runs\":2,\"segments_total\":5,\"segments_done\":5,\"segments_rewritten\":0"), "%s", out);
+    CHECK_MSG(
+        strstr(out, "\"running\":false,\"runs\":2,\"segments_total\":5,\"segments_done\":5,\"segments_rewritten\":0"),
+        "%s", out);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     /* And on the data folder, without a server. */
     snprintf(cmd, sizeof cmd, "%s --data-dir %s admin scavenge 2>/dev/null", test_bin(), test_dir());

@@ -61,7 +61,9 @@ static void do_append(factum_t *db) {
         pending[i].stream = s;
         snprintf(pending[i].id, sizeof pending[i].id, "e%zu-%llu", nlog + i, (unsigned long long)(test_rand() % 1000));
         snprintf(pending[i].data, sizeof pending[i].data, "{\"n\":%llu}", (unsigned long long)test_rand());
-        ev[i] = (factum_event_t){.type = str_c("T"), .id = str_c(pending[i].id), .data = str_c(pending[i].data),
+        ev[i] = (factum_event_t){.type = str_c("T"),
+                                 .id = str_c(pending[i].id),
+                                 .data = str_c(pending[i].data),
                                  .data_format = FACTUM_DATA_JSON};
     }
     int64_t expect;
@@ -111,7 +113,8 @@ static void do_read_stream(factum_t *db) {
         uint64_t rev = log_[by_stream[s][idx]].revision;
         if (backward ? (from != FACTUM_END && rev > from) : rev < from) continue;
         if (want == limit) break;
-        CHECK_MSG(want < factum_result_count(res), "stream %s from %llu: too few events", name, (unsigned long long)from);
+        CHECK_MSG(want < factum_result_count(res), "stream %s from %llu: too few events", name,
+                  (unsigned long long)from);
         check_event(factum_result_event(res, want), by_stream[s][idx]);
         want++;
     }
@@ -170,14 +173,19 @@ static void do_list_streams(factum_t *db) {
 
 static void model_run(void) {
     factum_options_t o = {.segment_bytes = 1 << 16, .memtable_events = 50, .stream_cache = 8};
-    for (int s = 0; s < NSTREAMS; s++) last_rev[s] = -1;
+    for (int s = 0; s < NSTREAMS; s++)
+        last_rev[s] = -1;
     factum_t *db = test_open(test_dir(), &o);
     for (int step = 0; step < 8000; step++) {
         uint64_t op = test_rand() % 100;
-        if (op < 55) do_append(db);
-        else if (op < 80) do_read_stream(db);
-        else if (op < 96) do_read_all(db);
-        else if (op < 98) do_list_streams(db);
+        if (op < 55)
+            do_append(db);
+        else if (op < 80)
+            do_read_stream(db);
+        else if (op < 96)
+            do_read_all(db);
+        else if (op < 98)
+            do_list_streams(db);
         else {
             factum_close(db);
             db = test_open(test_dir(), &o);

@@ -27,7 +27,8 @@ static char *list_all(factum_t *db, const char *prefix, int system, size_t page,
         factum_names_t *l;
         factum_error_t err;
         int rc = categories ? factum_list_categories(db, (factum_str_t){last.ptr, last.len}, page, system, &l, &err)
-                            : factum_list_streams(db, str_c(prefix), (factum_str_t){last.ptr, last.len}, page, system, &l, &err);
+                            : factum_list_streams(db, str_c(prefix), (factum_str_t){last.ptr, last.len}, page, system,
+                                                  &l, &err);
         CHECK_MSG(rc == 0, "listing: %s", err.message);
         size_t n = factum_names_count(l);
         for (size_t i = 0; i < n; i++) {
@@ -54,7 +55,8 @@ static char *expect_list(char **v, size_t n, const char *prefix, int system) {
         if (!strncmp(v[i], prefix, strlen(prefix)) && (system || v[i][0] != '$')) s[k++] = v[i];
     qsort(s, k, sizeof *s, cmp_str);
     buf_t out = {0};
-    for (size_t i = 0; i < k; i++) buf_printf(&out, "%s\n", s[i]);
+    for (size_t i = 0; i < k; i++)
+        buf_printf(&out, "%s\n", s[i]);
     buf_append(&out, "", 1);
     free(s);
     return out.ptr;
@@ -70,24 +72,31 @@ static char **make_names(void) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         v[i] = malloc(64);
         const char *c = cats[(x >> 40) % 8];
-        if (i % 97 == 0) snprintf(v[i], 64, "%s", c); /* a stream named as its category */
-        else snprintf(v[i], 64, "%s-%zu", c, i);
+        if (i % 97 == 0)
+            snprintf(v[i], 64, "%s", c); /* a stream named as its category */
+        else
+            snprintf(v[i], 64, "%s-%zu", c, i);
     }
     /* The bare names are repeated for several i: keep each stream once. */
     size_t k = 0;
     for (size_t i = 0; i < NSTREAMS; i++) {
         bool dup = false;
-        for (size_t j = 0; j < k && !dup; j++) dup = !strcmp(v[j], v[i]);
-        if (dup) free(v[i]);
-        else v[k++] = v[i];
+        for (size_t j = 0; j < k && !dup; j++)
+            dup = !strcmp(v[j], v[i]);
+        if (dup)
+            free(v[i]);
+        else
+            v[k++] = v[i];
     }
-    for (size_t i = k; i < NSTREAMS; i++) v[i] = NULL;
+    for (size_t i = k; i < NSTREAMS; i++)
+        v[i] = NULL;
     return v;
 }
 
 static size_t count_names(char **v) {
     size_t n = 0;
-    while (n < NSTREAMS && v[n]) n++;
+    while (n < NSTREAMS && v[n])
+        n++;
     return n;
 }
 
@@ -109,7 +118,8 @@ static void check_listings(factum_t *db, char **v, size_t n) {
     for (int system = 0; system < 2; system++)
         for (size_t page = 1; page <= 3; page += 2) {
             char *got = list_all(db, "", system, page, true);
-            CHECK_MSG(!strcmp(got, system ? "$snapshot\na\nc\nc!x\ncart\ncc\norder\nuser\n" : "a\nc\nc!x\ncart\ncc\norder\nuser\n"),
+            CHECK_MSG(!strcmp(got, system ? "$snapshot\na\nc\nc!x\ncart\ncc\norder\nuser\n"
+                                          : "a\nc\nc!x\ncart\ncc\norder\nuser\n"),
                       "categories (system %d, page %zu): %s", system, page, got);
             free(got);
         }
@@ -134,7 +144,8 @@ TEST(streams_and_categories_are_listed_in_name_order_from_memtables_runs_and_mer
     db = test_open(dir, &o); /* from the runs */
     check_listings(db, v, n);
     factum_close(db);
-    for (size_t i = 0; i < NSTREAMS; i++) free(v[i]);
+    for (size_t i = 0; i < NSTREAMS; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -148,12 +159,18 @@ TEST(a_rebuilt_index_lists_every_stream_once_also_after_a_scavenge_took_its_firs
         factum_t *db = test_open(dir, &o);
         char *names[] = {"keep-1", "keep-2", "cut-1", "cut-2", "gone-1", "$sys-1"};
         for (int round = 0; round < 3; round++)
-            for (size_t i = 0; i < ARRAY_LEN(names); i++) CHECK_RC(test_append(db, names[i], FACTUM_EXPECT_ANY, "A", "{}", NULL, NULL), 0);
+            for (size_t i = 0; i < ARRAY_LEN(names); i++)
+                CHECK_RC(test_append(db, names[i], FACTUM_EXPECT_ANY, "A", "{}", NULL, NULL), 0);
         factum_meta_t m = {.truncate_before = 2}; /* cut-*: revisions 0 and 1 go */
         CHECK_RC(factum_meta_set(db, str_c("cut-1"), &m, NULL, NULL), 0);
         CHECK_RC(factum_meta_set(db, str_c("cut-2"), &m, NULL, NULL), 0);
         CHECK_RC(factum_delete_stream(db, str_c("gone-1"), FACTUM_EXPECT_ANY, 1, NULL, NULL), 0);
-        for (int k = 0; k < 400; k++) CHECK_RC(test_append(db, "filler", FACTUM_EXPECT_ANY, "F", "{\"pad\":\"................................................................................................................................\"}", NULL, NULL), 0);
+        for (int k = 0; k < 400; k++)
+            CHECK_RC(test_append(db, "filler", FACTUM_EXPECT_ANY, "F",
+                                 "{\"pad\":\".........................................................................."
+                                 "......................................................\"}",
+                                 NULL, NULL),
+                     0);
         CHECK_RC(factum_scavenge(db, NULL), 0);
         char *before = list_all(db, "", 1, 3, false);
         CHECK_STR(before, "$metadata\n$sys-1\ncut-1\ncut-2\nfiller\ngone-1\nkeep-1\nkeep-2\n");
@@ -227,7 +244,8 @@ TEST(get_streams_and_categories_page_by_name_with_filters_and_refuse_bad_queries
         snprintf(path, sizeof path, "%s", link + 1);
     }
     CHECK_EQ(pages, 3);
-    const char *order[] = {"\"order\"", "\"order!x\"", "\"order-1\"", "\"order-2\"", "\"orders-1\"", "\"user-1\"", "\"user-2\""};
+    const char *order[] = {"\"order\"",    "\"order!x\"", "\"order-1\"", "\"order-2\"",
+                           "\"orders-1\"", "\"user-1\"",  "\"user-2\""};
     const char *at = all;
     for (size_t i = 0; i < ARRAY_LEN(order); i++) {
         const char *p = strstr(at, order[i]);
@@ -235,12 +253,14 @@ TEST(get_streams_and_categories_page_by_name_with_filters_and_refuse_bad_queries
         at = p + 1;
     }
     CHECK(!strstr(all, "$metadata"));
-    CHECK(strstr(all, "{\"stream\":\"user-1\",\"first_position\":5,\"revision\":0,\"deleted\":true,\"tombstone\":true}"));
-    CHECK(strstr(all, "{\"stream\":\"user-2\",\"first_position\":6,\"revision\":0,\"deleted\":true,\"tombstone\":false}"));
+    CHECK(
+        strstr(all, "{\"stream\":\"user-1\",\"first_position\":5,\"revision\":0,\"deleted\":true,\"tombstone\":true}"));
+    CHECK(strstr(all,
+                 "{\"stream\":\"user-2\",\"first_position\":6,\"revision\":0,\"deleted\":true,\"tombstone\":false}"));
 
     char *b = http_body(s.port, "GET", "/streams?category=order", NULL, NULL, 200);
-    CHECK_MSG(strstr(b, "\"order\"") && strstr(b, "\"order-1\"") && strstr(b, "\"order-2\"") && !strstr(b, "orders-1") &&
-                  !strstr(b, "order!x"),
+    CHECK_MSG(strstr(b, "\"order\"") && strstr(b, "\"order-1\"") && strstr(b, "\"order-2\"") &&
+                  !strstr(b, "orders-1") && !strstr(b, "order!x"),
               "category: %s", b);
     free(b);
     b = http_body(s.port, "GET", "/streams?category=order&after=order", NULL, NULL, 200);
@@ -253,7 +273,8 @@ TEST(get_streams_and_categories_page_by_name_with_filters_and_refuse_bad_queries
     CHECK_MSG(strstr(b, "\"$metadata\"") && !strstr(b, "order"), "system: %s", b);
     free(b);
     b = http_body(s.port, "GET", "/categories", NULL, NULL, 200);
-    CHECK_STR(b, "[{\"category\":\"order\"},{\"category\":\"order!x\"},{\"category\":\"orders\"},{\"category\":\"user\"}]");
+    CHECK_STR(
+        b, "[{\"category\":\"order\"},{\"category\":\"order!x\"},{\"category\":\"orders\"},{\"category\":\"user\"}]");
     free(b);
     b = http_body(s.port, "GET", "/categories?after=order&limit=1", NULL, NULL, 200);
     CHECK_STR(b, "[{\"category\":\"order!x\"}]");
@@ -289,8 +310,13 @@ TEST(factum_streams_and_categories_list_the_same_on_a_folder_and_from_a_server) 
         snprintf(cmd, sizeof cmd, "%s --data-dir %s append %s A >/dev/null", test_bin(), dir, streams[i]);
         CHECK_EQ(test_run(cmd, local, sizeof local), 0);
     }
-    const char *lines[] = {"streams", "streams --limit 2", "streams ord --after order-1", "streams --category order",
-                           "categories", "categories --after order --limit 1", "streams --system --limit 1"};
+    const char *lines[] = {"streams",
+                           "streams --limit 2",
+                           "streams ord --after order-1",
+                           "streams --category order",
+                           "categories",
+                           "categories --after order --limit 1",
+                           "streams --system --limit 1"};
     srv s = srv_start(dir, "");
     for (size_t i = 0; i < ARRAY_LEN(lines); i++) {
         char url[64];
@@ -306,14 +332,15 @@ TEST(factum_streams_and_categories_list_the_same_on_a_folder_and_from_a_server) 
     srv_stop(&s, SIGTERM);
     snprintf(cmd, sizeof cmd, "%s --data-dir %s streams --limit 2 2>&1", test_bin(), dir);
     CHECK_EQ(test_run(cmd, local, sizeof local), 0);
-    CHECK_STR(local, "{\"stream\":\"order\",\"first_position\":2,\"revision\":0,\"deleted\":false,\"tombstone\":false}\n"
-                     "{\"stream\":\"order-1\",\"first_position\":0,\"revision\":0,\"deleted\":false,\"tombstone\":false}\n"
-                     "more: factum streams --limit 2 --after 'order-1'\n");
+    CHECK_STR(local,
+              "{\"stream\":\"order\",\"first_position\":2,\"revision\":0,\"deleted\":false,\"tombstone\":false}\n"
+              "{\"stream\":\"order-1\",\"first_position\":0,\"revision\":0,\"deleted\":false,\"tombstone\":false}\n"
+              "more: factum streams --limit 2 --after 'order-1'\n");
     snprintf(cmd, sizeof cmd, "%s --data-dir %s streams --category order 2>&1", test_bin(), dir);
     CHECK_EQ(test_run(cmd, local, sizeof local), 0);
     CHECK_MSG(strstr(local, "\"order\"") && strstr(local, "\"order-2\"") && !strstr(local, "orders-1"), "%s", local);
-    const char *bad[] = {"streams --limit 0", "streams --limit 1001", "streams a --category b", "streams a b", "categories x",
-                         "streams --nope"};
+    const char *bad[] = {"streams --limit 0", "streams --limit 1001", "streams a --category b",
+                         "streams a b",       "categories x",         "streams --nope"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         snprintf(cmd, sizeof cmd, "%s --data-dir %s %s 2>&1", test_bin(), dir, bad[i]);
         CHECK_MSG(test_run(cmd, local, sizeof local) == 2, "%s: %s", bad[i], local);

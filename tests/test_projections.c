@@ -58,7 +58,8 @@ static char *wait_settled(int port, const char *name, bool wants_failed) {
     for (int i = 0; i < 600; i++) {
         char *st = status_of(port, name);
         if (wants_failed ? strstr(st, "\"status\":\"failed\"") != NULL
-                         : strstr(st, "\"lag_events\":0,") && strstr(st, "\"status\":\"running\"") && strstr(st, "\"rebuilding\":false"))
+                         : strstr(st, "\"lag_events\":0,") && strstr(st, "\"status\":\"running\"") &&
+                               strstr(st, "\"rebuilding\":false"))
             return st;
         free(st);
         usleep(50000);
@@ -69,11 +70,14 @@ static char *wait_settled(int port, const char *name, bool wants_failed) {
 
 static const char *ORDERS =
     "{\"source\":{\"categories\":[\"order\"]},"
-    "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT, "
+    "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status "
+    "TEXT, "
     "items INTEGER NOT NULL DEFAULT 0, total REAL NOT NULL DEFAULT 0)\"],"
     "\"handlers\":{"
-    "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status) VALUES (:data.orderId, :data.customerId, 'CREATED')\"],"
-    "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE order_id = :data.orderId\"],"
+    "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status) VALUES (:data.orderId, "
+    ":data.customerId, 'CREATED')\"],"
+    "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE order_id = "
+    ":data.orderId\"],"
     "\"OrderShipped\":[\"UPDATE order_list SET status = 'SHIPPED' WHERE order_id = :data.orderId\"]}}";
 
 TEST(a_projection_applies_each_event_once_and_a_query_reads_its_own_write) {
@@ -89,24 +93,32 @@ TEST(a_projection_applies_each_event_once_and_a_query_reads_its_own_write) {
     uint64_t p = append(s.port, "order-1", "OrderShipped", "{\"orderId\":\"o1\"}");
     char body[300];
     snprintf(body, sizeof body,
-             "{\"sql\":\"SELECT order_id, status, items, total FROM order_list WHERE customer_id = :customer ORDER BY order_id\","
-             "\"params\":{\"customer\":\"c1\"},\"min_position\":%llu}", (unsigned long long)p);
+             "{\"sql\":\"SELECT order_id, status, items, total FROM order_list WHERE customer_id = :customer ORDER BY "
+             "order_id\","
+             "\"params\":{\"customer\":\"c1\"},\"min_position\":%llu}",
+             (unsigned long long)p);
     char *b = query(s.port, "orders", body, 200);
-    CHECK_MSG(!strcmp(b, "{\"columns\":[\"order_id\",\"status\",\"items\",\"total\"],\"rows\":[[\"o1\",\"SHIPPED\",2,6.5],"
-                         "[\"o2\",\"CREATED\",0,0.0]]}") ||
-                  !strcmp(b, "{\"columns\":[\"order_id\",\"status\",\"items\",\"total\"],\"rows\":[[\"o1\",\"SHIPPED\",2,6.5],"
-                             "[\"o2\",\"CREATED\",0,0]]}"),
-              "%s", b);
+    CHECK_MSG(
+        !strcmp(b, "{\"columns\":[\"order_id\",\"status\",\"items\",\"total\"],\"rows\":[[\"o1\",\"SHIPPED\",2,6.5],"
+                   "[\"o2\",\"CREATED\",0,0.0]]}") ||
+            !strcmp(b,
+                    "{\"columns\":[\"order_id\",\"status\",\"items\",\"total\"],\"rows\":[[\"o1\",\"SHIPPED\",2,6.5],"
+                    "[\"o2\",\"CREATED\",0,0]]}"),
+        "%s", b);
     free(b);
     b = query(s.port, "orders", "{\"sql\":\"SELECT count(*) FROM order_list\"}", 200);
     CHECK_MSG(strstr(b, "\"rows\":[[2]]"), "%s", b);
     free(b);
     char *st = wait_settled(s.port, "orders", false);
-    CHECK_MSG(strstr(st, "\"applied\":5,") && strstr(st, "\"last_error\":null") && strstr(st, "\"definition\":{\"source\""), "%s", st);
+    CHECK_MSG(strstr(st, "\"applied\":5,") && strstr(st, "\"last_error\":null") &&
+                  strstr(st, "\"definition\":{\"source\""),
+              "%s", st);
     free(st);
     resp r;
     http_do(s.port, "GET", "/projections", NULL, NULL, &r);
-    CHECK_MSG(r.status == 200 && strstr(r.body, "[{\"name\":\"orders\",\"status\":\"running\"") && !strstr(r.body, "definition"), "%s", r.body);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "[{\"name\":\"orders\",\"status\":\"running\"") &&
+                  !strstr(r.body, "definition"),
+              "%s", r.body);
     resp_free(&r);
     /* The default read model is a SQLite file under the data folder. */
     char path[4200];
@@ -119,25 +131,34 @@ TEST(a_projection_applies_each_event_once_and_a_query_reads_its_own_write) {
 TEST(parameters_bind_event_fields_and_json_paths_typed_as_json_gives_them) {
     srv s = srv_start(test_dir(), NULL);
     define(s.port, "p",
-           "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (stream, revision, position, time, type, id, a, ta, b, tb, c, tc, d, td, e, te, f, tf, g, h)\"],"
-           "\"handlers\":{\"T\":[\"INSERT INTO t VALUES (:stream, :revision, :position, :time, :type, :id, :data.a, typeof(:data.a), "
-           ":data.items[1].price, typeof(:data.items[1].price), :data.s, typeof(:data.s), :data.ok, typeof(:data.ok), :data.o, "
-           "typeof(:data.o), :data.missing, typeof(:data.missing), :data.items[7].price, ':data.a in quotes' || ' ::text' -- :data.z\\n)\"]}}",
+           "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (stream, revision, position, time, type, id, a, ta, b, tb, c, "
+           "tc, d, td, e, te, f, tf, g, h)\"],"
+           "\"handlers\":{\"T\":[\"INSERT INTO t VALUES (:stream, :revision, :position, :time, :type, :id, :data.a, "
+           "typeof(:data.a), "
+           ":data.items[1].price, typeof(:data.items[1].price), :data.s, typeof(:data.s), :data.ok, typeof(:data.ok), "
+           ":data.o, "
+           "typeof(:data.o), :data.missing, typeof(:data.missing), :data.items[7].price, ':data.a in quotes' || ' "
+           "::text' -- :data.z\\n)\"]}}",
            201);
     uint64_t p = append(s.port, "ps-1", "T",
-                        "{\"a\":42,\"items\":[{\"price\":1},{\"price\":2.25}],\"s\":\"h\\u00e9\\\"llo\",\"ok\":true,\"o\":{\"x\":[1,2]}}");
+                        "{\"a\":42,\"items\":[{\"price\":1},{\"price\":2.25}],\"s\":\"h\\u00e9\\\"llo\",\"ok\":true,"
+                        "\"o\":{\"x\":[1,2]}}");
     char body[200];
     snprintf(body, sizeof body, "{\"sql\":\"SELECT * FROM t\",\"min_position\":%llu}", (unsigned long long)p);
     char *b = query(s.port, "p", body, 200);
     CHECK_MSG(strstr(b, "[\"ps-1\",0,") && strstr(b, ",\"T\",") &&
-                  strstr(b, ",42,\"integer\",2.25,\"real\",\"hé\\\"llo\",\"text\",1,\"integer\",\"{\\\"x\\\":[1,2]}\",\"text\",null,\"null\",null,"
+                  strstr(b, ",42,\"integer\",2.25,\"real\",\"hé\\\"llo\",\"text\",1,\"integer\",\"{\\\"x\\\":[1,2]}\","
+                            "\"text\",null,\"null\",null,"
                             "\":data.a in quotes ::text\"]"),
               "%s", b);
     /* :time is RFC 3339 with microseconds, :id the event's id. */
     CHECK_MSG(strstr(b, "Z\",\"T\",\""), "%s", b);
     free(b);
     /* A query's parameters come from params, typed the same way. */
-    b = query(s.port, "p", "{\"sql\":\"SELECT :n + 1, typeof(:n), :s, :deep.x[1], :none\",\"params\":{\"n\":41,\"s\":\"x\",\"deep\":{\"x\":[0,7]}}}", 200);
+    b = query(s.port, "p",
+              "{\"sql\":\"SELECT :n + 1, typeof(:n), :s, :deep.x[1], "
+              ":none\",\"params\":{\"n\":41,\"s\":\"x\",\"deep\":{\"x\":[0,7]}}}",
+              200);
     CHECK_MSG(strstr(b, "\"rows\":[[42,\"integer\",\"x\",7,null]]"), "%s", b);
     free(b);
     srv_stop(&s, SIGTERM);
@@ -145,7 +166,8 @@ TEST(parameters_bind_event_fields_and_json_paths_typed_as_json_gives_them) {
 
 TEST(a_failing_statement_stops_the_projection_at_that_event_and_a_fixed_definition_resumes_there) {
     srv s = srv_start(test_dir(), NULL);
-    const char *def = "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER NOT NULL)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}";
+    const char *def = "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER NOT "
+                      "NULL)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}";
     define(s.port, "f", def, 201);
     append(s.port, "x-1", "X", "{\"a\":1}");
     append(s.port, "x-1", "X", "{\"a\":2}");
@@ -154,7 +176,8 @@ TEST(a_failing_statement_stops_the_projection_at_that_event_and_a_fixed_definiti
     char *st = wait_settled(s.port, "f", true);
     char want[200];
     snprintf(want, sizeof want, "\"position\":%llu,\"lag_events\":", (unsigned long long)bad);
-    CHECK_MSG(strstr(st, want) && strstr(st, "\"last_error\":{\"position\":") && strstr(st, "\"stream\":\"x-1\",\"revision\":2,\"type\":\"X\",\"statement\":1") &&
+    CHECK_MSG(strstr(st, want) && strstr(st, "\"last_error\":{\"position\":") &&
+                  strstr(st, "\"stream\":\"x-1\",\"revision\":2,\"type\":\"X\",\"statement\":1") &&
                   strstr(st, "NOT NULL constraint failed"),
               "%s", st);
     free(st);
@@ -166,7 +189,10 @@ TEST(a_failing_statement_stops_the_projection_at_that_event_and_a_fixed_definiti
     char body[200];
     snprintf(body, sizeof body, "{\"sql\":\"SELECT 1\",\"min_position\":%llu}", (unsigned long long)last);
     free(query(s.port, "f", body, 409));
-    define(s.port, "f", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER NOT NULL)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (coalesce(:data.a, -1))\"]}}", 200);
+    define(s.port, "f",
+           "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER NOT NULL)\"],\"handlers\":{\"X\":[\"INSERT INTO t "
+           "VALUES (coalesce(:data.a, -1))\"]}}",
+           200);
     b = query(s.port, "f", body, 200);
     free(b);
     b = query(s.port, "f", "{\"sql\":\"SELECT a FROM t ORDER BY a\"}", 200);
@@ -180,9 +206,12 @@ TEST(a_failing_statement_stops_the_projection_at_that_event_and_a_fixed_definiti
 
 TEST(reset_rebuilds_the_read_model_and_delete_drops_it) {
     srv s = srv_start(test_dir(), NULL);
-    define(s.port, "r", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER)\", \"CREATE INDEX IF NOT EXISTS ta ON t (a)\"],"
-                        "\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}", 201);
-    for (int i = 0; i < 50; i++) append(s.port, "x-1", "X", "{\"a\":1}");
+    define(s.port, "r",
+           "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a INTEGER)\", \"CREATE INDEX IF NOT EXISTS ta ON t (a)\"],"
+           "\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}",
+           201);
+    for (int i = 0; i < 50; i++)
+        append(s.port, "x-1", "X", "{\"a\":1}");
     free(wait_settled(s.port, "r", false));
     resp r;
     http_do(s.port, "POST", "/projections/r/reset", NULL, NULL, &r);
@@ -211,12 +240,17 @@ TEST(reset_rebuilds_the_read_model_and_delete_drops_it) {
 
 TEST(definitions_survive_a_restart_and_projecting_resumes_from_the_checkpoint) {
     srv s = srv_start(test_dir(), NULL);
-    define(s.port, "k", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (p INTEGER)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:position)\"]}}", 201);
-    for (int i = 0; i < 20; i++) append(s.port, "x-1", "X", "{}");
+    define(s.port, "k",
+           "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (p INTEGER)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES "
+           "(:position)\"]}}",
+           201);
+    for (int i = 0; i < 20; i++)
+        append(s.port, "x-1", "X", "{}");
     free(wait_settled(s.port, "k", false));
     srv_stop(&s, SIGTERM);
     s = srv_start(test_dir(), NULL);
-    for (int i = 0; i < 20; i++) append(s.port, "x-1", "X", "{}");
+    for (int i = 0; i < 20; i++)
+        append(s.port, "x-1", "X", "{}");
     free(wait_settled(s.port, "k", false));
     char *b = query(s.port, "k", "{\"sql\":\"SELECT count(*), count(DISTINCT p) FROM t\"}", 200);
     CHECK_MSG(strstr(b, "\"rows\":[[40,40]]"), "%s", b);
@@ -226,7 +260,10 @@ TEST(definitions_survive_a_restart_and_projecting_resumes_from_the_checkpoint) {
 
 TEST(bad_definitions_and_queries_get_clear_errors_and_change_nothing) {
     srv s = srv_start(test_dir(), NULL);
-    define(s.port, "ok", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}", 201);
+    define(
+        s.port, "ok",
+        "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}",
+        201);
     static const struct {
         const char *name, *def, *says;
     } bad[] = {
@@ -236,12 +273,17 @@ TEST(bad_definitions_and_queries_get_clear_errors_and_change_nothing) {
         {"b", "{\"handlers\":{\"X\":[\"INSERT INTO t VALUES (?)\"]}}", "name parameters"},
         {"b", "{\"handlers\":{\"X\":[\"INSERT INTO nowhere VALUES (:data.a)\"]}}", "no such table: nowhere"},
         {"b", "{\"handlers\":{\"X\":[\"INSERT INTO t VALUE (:data.a)\"]}}", "syntax error"},
-        {"b", "{\"setup\":[\"CREATE TABLE u (a\"],\"handlers\":{\"X\":[\"INSERT INTO u VALUES (1)\"]}}", "setup statement 1"},
-        {"b", "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (1); DELETE FROM t\"]}}", "more than one statement"},
+        {"b", "{\"setup\":[\"CREATE TABLE u (a\"],\"handlers\":{\"X\":[\"INSERT INTO u VALUES (1)\"]}}",
+         "setup statement 1"},
+        {"b",
+         "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (1); DELETE "
+         "FROM t\"]}}",
+         "more than one statement"},
         {"b", "{\"handlers\":{}}", "at least one event type"},
         {"b", "{\"handlers\":{\"X\":[]}}", "must not be empty"},
         {"b", "{\"handlers\":{\"X\":[\"SELECT 1\"]},\"sauce\":1}", "unknown member"},
-        {"b", "{\"handlers\":{\"X\":[\"SELECT 1\"]},\"source\":{\"types\":[\"X\"],\"stream\":\"s\"}}", "exactly one of"},
+        {"b", "{\"handlers\":{\"X\":[\"SELECT 1\"]},\"source\":{\"types\":[\"X\"],\"stream\":\"s\"}}",
+         "exactly one of"},
         {"b", "{\"handlers\":{\"X\":[\"SELECT 1\"]},\"target\":{\"mysql\":\"x\"}}", "unknown member"},
         {"b", "[1]", "JSON object"},
         {"b..", "{\"handlers\":{\"X\":[\"SELECT 1\"]}}", NULL},
@@ -260,12 +302,14 @@ TEST(bad_definitions_and_queries_get_clear_errors_and_change_nothing) {
     int n = snprintf(def, big + 200, "{\"handlers\":{\"X\":[\"SELECT 1 -- ");
     memset(def + n, 'x', big - 12);
     snprintf(def + n + big - 12, 200, "\"]}}");
-    expect_status(s.port, "PUT", "/projections/big", JSON, def, 400, "handlers.X[0] must be a string of 1 to 65536 bytes");
+    expect_status(s.port, "PUT", "/projections/big", JSON, def, 400,
+                  "handlers.X[0] must be a string of 1 to 65536 bytes");
     def[n + big - 13] = 0; /* exactly 64 KiB of statement */
     strcat(def, "\"]}}");
     define(s.port, "big", def, 201);
     n = snprintf(def, big, "{\"handlers\":{\"X\":[\"SELECT 0");
-    for (int i = 0; i <= 100; i++) n += snprintf(def + n, big - (size_t)n, " + :data.p%d", i);
+    for (int i = 0; i <= 100; i++)
+        n += snprintf(def + n, big - (size_t)n, " + :data.p%d", i);
     snprintf(def + n, big - (size_t)n, "\"]}}");
     expect_status(s.port, "PUT", "/projections/params", JSON, def, 400, "more than 100 distinct parameters");
     free(def);
@@ -283,14 +327,18 @@ TEST(bad_definitions_and_queries_get_clear_errors_and_change_nothing) {
     CHECK(stat(path, &sb) != 0);
     /* Queries */
     expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"DELETE FROM t\"}", 400, "may only read");
-    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1; SELECT 2\"}", 400, "more than one statement");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1; SELECT 2\"}", 400,
+                  "more than one statement");
     expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELEC 1\"}", 400, "syntax error");
-    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"min_position\":-1}", 400, "min_position");
-    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"timeout_ms\":60001}", 400, "timeout_ms");
-    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"params\":[1]}", 400, "params");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"min_position\":-1}", 400,
+                  "min_position");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"timeout_ms\":60001}", 400,
+                  "timeout_ms");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"params\":[1]}", 400,
+                  "params");
     expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sq\":\"SELECT 1\"}", 400, "unknown member");
-    expect_status(s.port, "POST", "/projections/ok/query", JSON, "{\"sql\":\"SELECT 1\",\"min_position\":1000000,\"timeout_ms\":100}", 504,
-                  "did not pass");
+    expect_status(s.port, "POST", "/projections/ok/query", JSON,
+                  "{\"sql\":\"SELECT 1\",\"min_position\":1000000,\"timeout_ms\":100}", 504, "did not pass");
     expect_status(s.port, "POST", "/projections/ok/nothing", JSON, "{}", 404, NULL);
     expect_status(s.port, "GET", "/projections/ok/query", NULL, NULL, 405, NULL);
     char *b = query(s.port, "ok", "{\"sql\":\"SELECT count(*) FROM t\"}", 200);
@@ -313,7 +361,8 @@ static void *ryw_client(void *arg) {
         snprintf(stream, sizeof stream, "acct-%d", w->id);
         snprintf(data, sizeof data, "{\"acct\":\"a%d\",\"n\":%d}", w->id, i);
         uint64_t p = append(w->port, stream, "Deposited", data);
-        snprintf(body, sizeof body, "{\"sql\":\"SELECT n FROM last WHERE acct = :a\",\"params\":{\"a\":\"a%d\"},\"min_position\":%llu}",
+        snprintf(body, sizeof body,
+                 "{\"sql\":\"SELECT n FROM last WHERE acct = :a\",\"params\":{\"a\":\"a%d\"},\"min_position\":%llu}",
                  w->id, (unsigned long long)p);
         char *b = query(w->port, "ryw", body, 200);
         char want[64];
@@ -325,7 +374,8 @@ static void *ryw_client(void *arg) {
 }
 
 static const char *RYW = "{\"setup\":[\"CREATE TABLE IF NOT EXISTS last (acct TEXT PRIMARY KEY, n INTEGER)\"],"
-                         "\"handlers\":{\"Deposited\":[\"INSERT INTO last VALUES (:data.acct, :data.n) ON CONFLICT (acct) DO UPDATE SET n = excluded.n\"]}}";
+                         "\"handlers\":{\"Deposited\":[\"INSERT INTO last VALUES (:data.acct, :data.n) ON CONFLICT "
+                         "(acct) DO UPDATE SET n = excluded.n\"]}}";
 
 /* Six clients each append and then query for what they appended, 60 times. */
 static void ryw_run(const char *def) {
@@ -338,7 +388,8 @@ static void ryw_run(const char *def) {
         w[i] = (ryw){s.port, i, 60, &misses};
         pthread_create(&t[i], NULL, ryw_client, &w[i]);
     }
-    for (int i = 0; i < 6; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 6; i++)
+        pthread_join(t[i], NULL);
     CHECK_EQ(atomic_load(&misses), 0);
     srv_stop(&s, SIGTERM);
 }
@@ -365,7 +416,8 @@ TEST(sources_of_one_stream_several_categories_or_several_types_take_exactly_thei
     append(s.port, "cart-1", "C", "{}"); /* no handler: passes by */
     uint64_t p = append(s.port, "cart-1", "A", "{}");
     char body[300];
-    snprintf(body, sizeof body, "{\"sql\":\"SELECT group_concat(stream || '/' || revision || type, ' ') FROM t\",\"min_position\":%llu}",
+    snprintf(body, sizeof body,
+             "{\"sql\":\"SELECT group_concat(stream || '/' || revision || type, ' ') FROM t\",\"min_position\":%llu}",
              (unsigned long long)p);
     char *b = query(s.port, "one", body, 200);
     CHECK_MSG(strstr(b, "[[\"cart-1/0A cart-1/1B cart-1/3A\"]]"), "%s", b);
@@ -380,7 +432,8 @@ TEST(sources_of_one_stream_several_categories_or_several_types_take_exactly_thei
     srv_stop(&s, SIGTERM);
     s = srv_start(test_dir(), NULL);
     p = append(s.port, "cart-1", "B", "{}");
-    snprintf(body, sizeof body, "{\"sql\":\"SELECT count(*), max(revision) FROM t\",\"min_position\":%llu}", (unsigned long long)p);
+    snprintf(body, sizeof body, "{\"sql\":\"SELECT count(*), max(revision) FROM t\",\"min_position\":%llu}",
+             (unsigned long long)p);
     b = query(s.port, "one", body, 200);
     CHECK_MSG(strstr(b, "[[4,4]]"), "%s", b);
     free(b);
@@ -389,12 +442,11 @@ TEST(sources_of_one_stream_several_categories_or_several_types_take_exactly_thei
 
 /* ---- kill -9 while projecting ---- */
 
-static const char *COUNTER =
-    "{\"setup\":[\"CREATE TABLE IF NOT EXISTS seen (position INTEGER, v INTEGER)\","
-    "\"CREATE TABLE IF NOT EXISTS total (k INTEGER PRIMARY KEY, n INTEGER, s INTEGER)\","
-    "\"INSERT INTO total VALUES (1, 0, 0) ON CONFLICT DO NOTHING\"],"
-    "\"handlers\":{\"Inc\":[\"INSERT INTO seen VALUES (:position, :data.v)\","
-    "\"UPDATE total SET n = n + 1, s = s + :data.v WHERE k = 1\"]}}";
+static const char *COUNTER = "{\"setup\":[\"CREATE TABLE IF NOT EXISTS seen (position INTEGER, v INTEGER)\","
+                             "\"CREATE TABLE IF NOT EXISTS total (k INTEGER PRIMARY KEY, n INTEGER, s INTEGER)\","
+                             "\"INSERT INTO total VALUES (1, 0, 0) ON CONFLICT DO NOTHING\"],"
+                             "\"handlers\":{\"Inc\":[\"INSERT INTO seen VALUES (:position, :data.v)\","
+                             "\"UPDATE total SET n = n + 1, s = s + :data.v WHERE k = 1\"]}}";
 
 typedef struct crash_load {
     int port, id;
@@ -409,7 +461,8 @@ static void *crash_appender(void *arg) {
         snprintf(path, sizeof path, "/streams/c-%d", l->id);
         n += (size_t)snprintf(body + n, sizeof body - n, "[");
         for (int k = 0; k < 20; k++)
-            n += (size_t)snprintf(body + n, sizeof body - n, "%s{\"type\":\"Inc\",\"data\":{\"v\":%d}}", k ? "," : "", (int)(test_rand() % 1000));
+            n += (size_t)snprintf(body + n, sizeof body - n, "%s{\"type\":\"Inc\",\"data\":{\"v\":%d}}", k ? "," : "",
+                                  (int)(test_rand() % 1000));
         snprintf(body + n, sizeof body - n, "]");
         resp r;
         int st = http_try(l->port, "POST", path, JSON, body, &r);
@@ -421,7 +474,7 @@ static void *crash_appender(void *arg) {
 
 /* A read model of COUNTER as found in its database. */
 typedef struct model {
-    uint64_t cp; /* the checkpoint */
+    uint64_t cp;        /* the checkpoint */
     int64_t (*rows)[2]; /* seen: position, v, in position order */
     size_t n, cap;
     int64_t total_n, total_s;
@@ -441,11 +494,13 @@ static void model_sqlite(const char *dir, model *m) {
     sqlite3 *q;
     CHECK(sqlite3_open_v2(path, &q, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
     sqlite3_stmt *st;
-    CHECK(sqlite3_prepare_v2(q, "SELECT position FROM factum_projections WHERE name = 'c'", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(q, "SELECT position FROM factum_projections WHERE name = 'c'", -1, &st, NULL) ==
+          SQLITE_OK);
     if (sqlite3_step(st) == SQLITE_ROW) m->cp = (uint64_t)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     CHECK(sqlite3_prepare_v2(q, "SELECT position, v FROM seen ORDER BY position", -1, &st, NULL) == SQLITE_OK);
-    while (sqlite3_step(st) == SQLITE_ROW) model_add(m, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+    while (sqlite3_step(st) == SQLITE_ROW)
+        model_add(m, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
     sqlite3_finalize(st);
     CHECK(sqlite3_prepare_v2(q, "SELECT n, s FROM total", -1, &st, NULL) == SQLITE_OK);
     CHECK(sqlite3_step(st) == SQLITE_ROW);
@@ -468,19 +523,21 @@ static uint64_t crash_verify(const char *dir, model *m) {
             const factum_event_t *e = factum_result_event(res, i);
             if (e->position >= m->cp) break;
             int v = atoi(strstr(e->data.ptr, "\"v\":") + 4);
-            CHECK_MSG(row < m->n, "event at %llu (checkpoint %llu) is not in the read model", (unsigned long long)e->position,
-                      (unsigned long long)m->cp);
-            CHECK_MSG((uint64_t)m->rows[row][0] == e->position && m->rows[row][1] == v, "read model has %lld/%lld where the log has %llu/%d",
-                      (long long)m->rows[row][0], (long long)m->rows[row][1], (unsigned long long)e->position, v);
+            CHECK_MSG(row < m->n, "event at %llu (checkpoint %llu) is not in the read model",
+                      (unsigned long long)e->position, (unsigned long long)m->cp);
+            CHECK_MSG((uint64_t)m->rows[row][0] == e->position && m->rows[row][1] == v,
+                      "read model has %lld/%lld where the log has %llu/%d", (long long)m->rows[row][0],
+                      (long long)m->rows[row][1], (unsigned long long)e->position, v);
             row++, n++, sum += v;
         }
         more = k == fq.limit || factum_result_next(res) < m->cp;
         fq.from = factum_result_next(res);
         factum_result_free(res);
     }
-    CHECK_MSG(row == m->n, "the read model has %zu rows, the log %zu events before checkpoint %llu", m->n, row, (unsigned long long)m->cp);
-    CHECK_MSG(m->total_n == n && m->total_s == sum, "totals %lld/%lld, events %lld/%lld", (long long)m->total_n, (long long)m->total_s,
-              (long long)n, (long long)sum);
+    CHECK_MSG(row == m->n, "the read model has %zu rows, the log %zu events before checkpoint %llu", m->n, row,
+              (unsigned long long)m->cp);
+    CHECK_MSG(m->total_n == n && m->total_s == sum, "totals %lld/%lld, events %lld/%lld", (long long)m->total_n,
+              (long long)m->total_s, (long long)n, (long long)sum);
     factum_close(db);
     free(m->rows);
     uint64_t cp = m->cp;
@@ -490,7 +547,8 @@ static uint64_t crash_verify(const char *dir, model *m) {
 
 /* Kills the server `cycles` times while appenders run, checking the read model after each;
    load(ctx, m) reads the model. between(ctx) runs while the appenders go (may be NULL). */
-static void crash_cycles(const char *def, int cycles, void (*load)(void *ctx, model *m), void (*between)(void *ctx), void *ctx) {
+static void crash_cycles(const char *def, int cycles, void (*load)(void *ctx, model *m), void (*between)(void *ctx),
+                         void *ctx) {
     const char *dir = test_dir();
     srv s = srv_start(dir, NULL);
     define(s.port, "c", def, 201);
@@ -510,10 +568,12 @@ static void crash_cycles(const char *def, int cycles, void (*load)(void *ctx, mo
         usleep((useconds_t)(test_rand() % 200000));
         srv_stop(&s, SIGKILL);
         atomic_store(&stop, true);
-        for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+        for (int i = 0; i < 3; i++)
+            pthread_join(t[i], NULL);
         load(ctx, &m);
         uint64_t cp = crash_verify(dir, &m);
-        CHECK_MSG(cp >= last_cp, "checkpoint went back from %llu to %llu", (unsigned long long)last_cp, (unsigned long long)cp);
+        CHECK_MSG(cp >= last_cp, "checkpoint went back from %llu to %llu", (unsigned long long)last_cp,
+                  (unsigned long long)cp);
         moved += cp > last_cp;
         last_cp = cp;
         s = srv_start(dir, NULL);
@@ -553,18 +613,23 @@ static void pg_up(pg *p) {
     snprintf(p->dir, sizeof p->dir, "/tmp/factum-test-pg-XXXXXX");
     CHECK(mkdtemp(p->dir));
     char cmd[1200];
-    snprintf(cmd, sizeof cmd,
-             "chmod 755 %s && chown postgres %s && runuser -u postgres -- %s/initdb -D %s/data -A trust >/dev/null 2>&1 && "
-             "runuser -u postgres -- %s/pg_ctl -D %s/data -l %s/log -w -o \"-c listen_addresses='' -k %s -c fsync=off\" start >/dev/null",
-             p->dir, p->dir, p->bin, p->dir, p->bin, p->dir, p->dir, p->dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "chmod 755 %s && chown postgres %s && runuser -u postgres -- %s/initdb -D %s/data -A trust >/dev/null 2>&1 && "
+        "runuser -u postgres -- %s/pg_ctl -D %s/data -l %s/log -w -o \"-c listen_addresses='' -k %s -c fsync=off\" "
+        "start >/dev/null",
+        p->dir, p->dir, p->bin, p->dir, p->bin, p->dir, p->dir, p->dir);
     CHECK_MSG(system(cmd) == 0, "PostgreSQL did not start: %s", cmd);
     snprintf(p->conninfo, sizeof p->conninfo, "host=%s user=postgres dbname=postgres", p->dir);
 }
 
 static void pg_down(pg *p) {
     char cmd[800];
-    snprintf(cmd, sizeof cmd, "runuser -u postgres -- %s/pg_ctl -D %s/data -m immediate stop >/dev/null 2>&1; rm -rf %s", p->bin, p->dir, p->dir);
-    if (system(cmd)) {}
+    snprintf(cmd, sizeof cmd,
+             "runuser -u postgres -- %s/pg_ctl -D %s/data -m immediate stop >/dev/null 2>&1; rm -rf %s", p->bin, p->dir,
+             p->dir);
+    if (system(cmd)) {
+    }
 }
 
 /* One SQL statement on a fresh connection; its first value as text into out (if any). */
@@ -572,7 +637,8 @@ static void pg_sql(const pg *p, const char *sql, char *out, size_t cap) {
     PGconn *c = PQconnectdb(p->conninfo);
     CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
     PGresult *r = PQexec(c, sql);
-    CHECK_MSG(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(r));
+    CHECK_MSG(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql,
+              PQresultErrorMessage(r));
     if (out) snprintf(out, cap, "%s", PQntuples(r) && PQnfields(r) ? PQgetvalue(r, 0, 0) : "");
     PQclear(r);
     PQfinish(c);
@@ -586,28 +652,33 @@ static char *pg_def(const pg *p, const char *def) {
 }
 
 /* The order list in PostgreSQL, as the first and the fixed definition both set it up. */
-#define PG_ORDER_SETUP                                                                                                  \
-    "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id text PRIMARY KEY, customer_id text NOT NULL, "           \
-    "status text, items int NOT NULL DEFAULT 0, total numeric NOT NULL DEFAULT 0, paid boolean, at timestamptz, extra jsonb)\"],"
+#define PG_ORDER_SETUP                                                                                                 \
+    "\"setup\":[\"CREATE TABLE IF NOT EXISTS order_list (order_id text PRIMARY KEY, customer_id text NOT NULL, "       \
+    "status text, items int NOT NULL DEFAULT 0, total numeric NOT NULL DEFAULT 0, paid boolean, at timestamptz, "      \
+    "extra jsonb)\"],"
 
 TEST_T(a_projection_into_postgresql_applies_events_fails_resumes_and_answers_typed_queries, 120) {
     pg p;
     pg_up(&p);
     srv s = srv_start(test_dir(), NULL);
-    char *def = pg_def(&p, "{\"source\":{\"categories\":[\"order\"]},"
-                           PG_ORDER_SETUP
-                           "\"handlers\":{"
-                           "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status, paid, at, extra) VALUES "
-                           "(:data.orderId, :data.customerId, 'CREATED', :data.paid, :time, :data.extra) ON CONFLICT (order_id) DO NOTHING\"],"
-                           "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE order_id = :data.orderId\"]}}");
+    char *def =
+        pg_def(&p, "{\"source\":{\"categories\":[\"order\"]}," PG_ORDER_SETUP "\"handlers\":{"
+                   "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status, paid, at, extra) VALUES "
+                   "(:data.orderId, :data.customerId, 'CREATED', :data.paid, :time, :data.extra) ON CONFLICT "
+                   "(order_id) DO NOTHING\"],"
+                   "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE "
+                   "order_id = :data.orderId\"]}}");
     define(s.port, "pgo", def, 201);
-    append(s.port, "order-1", "OrderCreated", "{\"orderId\":\"o1\",\"customerId\":\"c1\",\"paid\":false,\"extra\":{\"a\":[1,\"x\"]}}");
+    append(s.port, "order-1", "OrderCreated",
+           "{\"orderId\":\"o1\",\"customerId\":\"c1\",\"paid\":false,\"extra\":{\"a\":[1,\"x\"]}}");
     append(s.port, "order-1", "ItemAdded", "{\"orderId\":\"o1\",\"price\":2.5}");
     uint64_t pos = append(s.port, "order-1", "ItemAdded", "{\"orderId\":\"o1\",\"price\":4}");
     char body[400];
     snprintf(body, sizeof body,
-             "{\"sql\":\"SELECT order_id, items, total, paid, extra, at IS NOT NULL AS has_time, NULL AS nothing FROM order_list "
-             "WHERE customer_id = :c\",\"params\":{\"c\":\"c1\"},\"min_position\":%llu}", (unsigned long long)pos);
+             "{\"sql\":\"SELECT order_id, items, total, paid, extra, at IS NOT NULL AS has_time, NULL AS nothing FROM "
+             "order_list "
+             "WHERE customer_id = :c\",\"params\":{\"c\":\"c1\"},\"min_position\":%llu}",
+             (unsigned long long)pos);
     char *b = query(s.port, "pgo", body, 200);
     CHECK_MSG(!strcmp(b, "{\"columns\":[\"order_id\",\"items\",\"total\",\"paid\",\"extra\",\"has_time\",\"nothing\"],"
                          "\"rows\":[[\"o1\",2,6.5,false,{\"a\": [1, \"x\"]},true,null]]}"),
@@ -620,21 +691,23 @@ TEST_T(a_projection_into_postgresql_applies_events_fails_resumes_and_answers_typ
     CHECK_MSG(strstr(st, "\"stream\":\"order-2\"") && strstr(st, "null value in column"), "%s", st);
     free(st);
     free(def);
-    def = pg_def(&p, "{\"source\":{\"categories\":[\"order\"]},"
-                     PG_ORDER_SETUP
-                     "\"handlers\":{"
-                     "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status) VALUES "
-                     "(:data.orderId, coalesce(:data.customerId, 'unknown'), 'CREATED') ON CONFLICT (order_id) DO NOTHING\"],"
-                     "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE order_id = :data.orderId\"]}}");
+    def = pg_def(
+        &p, "{\"source\":{\"categories\":[\"order\"]}," PG_ORDER_SETUP "\"handlers\":{"
+            "\"OrderCreated\":[\"INSERT INTO order_list (order_id, customer_id, status) VALUES "
+            "(:data.orderId, coalesce(:data.customerId, 'unknown'), 'CREATED') ON CONFLICT (order_id) DO NOTHING\"],"
+            "\"ItemAdded\":[\"UPDATE order_list SET items = items + 1, total = total + :data.price WHERE order_id = "
+            ":data.orderId\"]}}");
     define(s.port, "pgo", def, 200);
-    snprintf(body, sizeof body, "{\"sql\":\"SELECT order_id, customer_id FROM order_list ORDER BY order_id\",\"min_position\":%llu}",
+    snprintf(body, sizeof body,
+             "{\"sql\":\"SELECT order_id, customer_id FROM order_list ORDER BY order_id\",\"min_position\":%llu}",
              (unsigned long long)last);
     b = query(s.port, "pgo", body, 200);
     CHECK_MSG(strstr(b, "\"rows\":[[\"o1\",\"c1\"],[\"o2\",\"unknown\"],[\"o3\",\"c3\"]]"), "%s", b);
     free(b);
     /* Bad definitions and queries: PostgreSQL's own words, nothing changed. */
     char *bad = pg_def(&p, "{\"handlers\":{\"X\":[\"INSERT INTO order_list (nope) VALUES (:data.a)\"]}}");
-    expect_status(s.port, "PUT", "/projections/pgbad", JSON, bad, 400, "column \\\"nope\\\" of relation \\\"order_list\\\" does not exist");
+    expect_status(s.port, "PUT", "/projections/pgbad", JSON, bad, 400,
+                  "column \\\"nope\\\" of relation \\\"order_list\\\" does not exist");
     free(bad);
     bad = pg_def(&p, "{\"handlers\":{\"X\":[\"INSERT INTO order_list VALUES ($1)\"]}}");
     expect_status(s.port, "PUT", "/projections/pgbad", JSON, bad, 400, "name parameters");
@@ -643,15 +716,18 @@ TEST_T(a_projection_into_postgresql_applies_events_fails_resumes_and_answers_typ
     expect_status(s.port, "PUT", "/projections/pgbad", JSON, bad, 400, "setup statement 1: syntax error");
     free(bad);
     expect_status(s.port, "PUT", "/projections/pgbad", JSON,
-                  "{\"target\":{\"postgres\":\"host=/nonexistent user=postgres\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}", 503,
-                  "cannot connect to PostgreSQL");
+                  "{\"target\":{\"postgres\":\"host=/nonexistent user=postgres\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}",
+                  503, "cannot connect to PostgreSQL");
     expect_status(s.port, "GET", "/projections/pgbad", NULL, NULL, 404, NULL);
     char v[64];
     pg_sql(&p, "SELECT count(*) FROM pg_tables WHERE tablename = 'x'", v, sizeof v);
     CHECK_MSG(!strcmp(v, "0"), "%s", v);
-    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"DELETE FROM order_list\"}", 400, "may only read");
-    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"SELECT 1; SELECT 2\"}", 400, "multiple commands");
-    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"SELECT pg_sleep(2)\",\"timeout_ms\":200}", 504, NULL);
+    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"DELETE FROM order_list\"}", 400,
+                  "may only read");
+    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"SELECT 1; SELECT 2\"}", 400,
+                  "multiple commands");
+    expect_status(s.port, "POST", "/projections/pgo/query", JSON, "{\"sql\":\"SELECT pg_sleep(2)\",\"timeout_ms\":200}",
+                  504, NULL);
     /* Reset rebuilds; delete drops the table and the checkpoint. */
     resp r;
     http_do(s.port, "POST", "/projections/pgo/reset", NULL, NULL, &r);
@@ -681,7 +757,8 @@ static void model_pg(const pg *p, model *m) {
     PQclear(r);
     r = PQexec(c, "SELECT position, v FROM seen ORDER BY position");
     CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
-    for (int i = 0; i < PQntuples(r); i++) model_add(m, strtoll(PQgetvalue(r, i, 0), NULL, 10), strtoll(PQgetvalue(r, i, 1), NULL, 10));
+    for (int i = 0; i < PQntuples(r); i++)
+        model_add(m, strtoll(PQgetvalue(r, i, 0), NULL, 10), strtoll(PQgetvalue(r, i, 1), NULL, 10));
     PQclear(r);
     r = PQexec(c, "SELECT n, s FROM total");
     CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1);
@@ -696,7 +773,9 @@ static void load_pg(void *ctx, model *m) { model_pg(ctx, m); }
 static void cut_connections(void *ctx) {
     static int n;
     if (n++ % 2) return;
-    pg_sql(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = 'postgres'",
+    pg_sql(ctx,
+           "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = "
+           "'postgres'",
            NULL, 0);
 }
 
@@ -741,30 +820,38 @@ TEST_T(the_example_projections_work_as_shipped, 120) {
     char *at = strstr(def, "host=/var/run/postgresql dbname=readmodels");
     CHECK(at);
     buf_t pgdef = {0};
-    buf_printf(&pgdef, "%.*s%s%s", (int)(at - def), def, p.conninfo, at + strlen("host=/var/run/postgresql dbname=readmodels"));
+    buf_printf(&pgdef, "%.*s%s%s", (int)(at - def), def, p.conninfo,
+               at + strlen("host=/var/run/postgresql dbname=readmodels"));
     define(s.port, "daily_pg", pgdef.ptr, 201);
     buf_free(&pgdef);
     free(def);
     resp r;
-    http_do(s.port, "POST", "/streams/order-1001", JSON, "{\"type\":\"OrderCreated\",\"data\":{\"customerId\":\"cust-7\",\"total\":21.5}}", &r);
+    http_do(s.port, "POST", "/streams/order-1001", JSON,
+            "{\"type\":\"OrderCreated\",\"data\":{\"customerId\":\"cust-7\",\"total\":21.5}}", &r);
     CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
     resp_free(&r);
     append(s.port, "order-1002", "OrderCreated", "{\"customerId\":\"cust-7\",\"total\":5}");
     append(s.port, "order-1001", "OrderShipped", "{}");
-    uint64_t pos = append(s.port, "order-o-9", "OrderPlaced", "{\"orderId\":\"o-9\",\"amount\":80,\"sku\":\"book\",\"region\":\"earth\"}");
+    uint64_t pos = append(s.port, "order-o-9", "OrderPlaced",
+                          "{\"orderId\":\"o-9\",\"amount\":80,\"sku\":\"book\",\"region\":\"earth\"}");
     char body[600];
     snprintf(body, sizeof body,
-             "{\"sql\":\"SELECT order_id, status, total FROM order_list WHERE customer_id = :customer ORDER BY created_at DESC LIMIT :limit OFFSET :offset\","
-             "\"params\":{\"customer\":\"cust-7\",\"limit\":20,\"offset\":0},\"min_position\":%llu}", (unsigned long long)pos);
+             "{\"sql\":\"SELECT order_id, status, total FROM order_list WHERE customer_id = :customer ORDER BY "
+             "created_at DESC LIMIT :limit OFFSET :offset\","
+             "\"params\":{\"customer\":\"cust-7\",\"limit\":20,\"offset\":0},\"min_position\":%llu}",
+             (unsigned long long)pos);
     char *b = query(s.port, "order_list", body, 200);
     CHECK_MSG(strstr(b, "\"rows\":[[\"order-1002\",\"CREATED\",5],[\"order-1001\",\"SHIPPED\",21.5]]"), "%s", b);
     free(b);
-    b = query(s.port, "order_list", "{\"sql\":\"SELECT status, total FROM order_list WHERE order_id = 'order-o-9'\"}", 200);
+    b = query(s.port, "order_list", "{\"sql\":\"SELECT status, total FROM order_list WHERE order_id = 'order-o-9'\"}",
+              200);
     CHECK_MSG(strstr(b, "\"rows\":[[\"PLACED\",80]]"), "%s", b);
     free(b);
     snprintf(body, sizeof body,
-             "{\"sql\":\"SELECT sum(order_count), sum(total_value) FROM daily_order_stats WHERE date BETWEEN :start AND :end\","
-             "\"params\":{\"start\":\"2000-01-01\",\"end\":\"2999-12-31\"},\"min_position\":%llu}", (unsigned long long)pos);
+             "{\"sql\":\"SELECT sum(order_count), sum(total_value) FROM daily_order_stats WHERE date BETWEEN :start "
+             "AND :end\","
+             "\"params\":{\"start\":\"2000-01-01\",\"end\":\"2999-12-31\"},\"min_position\":%llu}",
+             (unsigned long long)pos);
     b = query(s.port, "daily_order_stats", body, 200);
     CHECK_MSG(strstr(b, "\"rows\":[[3,106.5]]"), "%s", b);
     free(b);
@@ -798,7 +885,8 @@ TEST_T(the_example_projections_work_on_the_events_of_make_demo, 120) {
         "  order-o-ok PLACED 120",
         "daily_order_stats (running):\n",
     };
-    for (size_t i = 0; i < ARRAY_LEN(want); i++) CHECK_MSG(strstr(models, want[i]), "no '%s' in:\n%s", want[i], models);
+    for (size_t i = 0; i < ARRAY_LEN(want); i++)
+        CHECK_MSG(strstr(models, want[i]), "no '%s' in:\n%s", want[i], models);
     /* A row per day (the run may straddle midnight UTC): 8 orders worth 10520 in all. */
     long orders = 0;
     double value = 0;
@@ -840,7 +928,9 @@ TEST(a_sqlite_file_that_cannot_be_created_is_refused_at_put_and_changes_nothing)
     char def[1200], file[700];
     snprintf(file, sizeof file, "%s/elsewhere.sqlite", test_dir());
     snprintf(def, sizeof def,
-             "{\"target\":{\"sqlite\":\"%s\"},\"setup\":[\"CREATE TABLE t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (:data.a)\"]}}", file);
+             "{\"target\":{\"sqlite\":\"%s\"},\"setup\":[\"CREATE TABLE t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t "
+             "VALUES (:data.a)\"]}}",
+             file);
     define(s.port, "there", def, 201);
     uint64_t pos = append(s.port, "x-1", "X", "{\"a\":7}");
     char body[200];
@@ -872,12 +962,18 @@ TEST(the_projection_command_applies_lists_queries_resets_and_deletes) {
     CHECK_EQ(cli(s.port, args, out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"name\":\"order_list\""), "%s", out);
     uint64_t p = append(s.port, "order-7", "OrderCreated", "{\"customerId\":\"u-1\"}");
-    snprintf(args, sizeof args, "query order_list 'SELECT order_id, status FROM order_list WHERE customer_id = :u' --params '{\"u\":\"u-1\"}' "
-                                "--min-position %llu --timeout-ms 5000", (unsigned long long)p);
+    snprintf(
+        args, sizeof args,
+        "query order_list 'SELECT order_id, status FROM order_list WHERE customer_id = :u' --params '{\"u\":\"u-1\"}' "
+        "--min-position %llu --timeout-ms 5000",
+        (unsigned long long)p);
     CHECK_EQ(cli(s.port, args, out, sizeof out), 0);
-    CHECK_MSG(!strcmp(out, "{\"columns\":[\"order_id\",\"status\"],\"rows\":[[\"order-7\",\"CREATED\"]]}\n"), "%s", out);
+    CHECK_MSG(!strcmp(out, "{\"columns\":[\"order_id\",\"status\"],\"rows\":[[\"order-7\",\"CREATED\"]]}\n"), "%s",
+              out);
     CHECK_EQ(cli(s.port, "ls", out, sizeof out), 0);
-    CHECK_MSG(!strncmp(out, "{\"name\":\"order_list\",\"status\":\"running\"", 39) && strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
+    CHECK_MSG(!strncmp(out, "{\"name\":\"order_list\",\"status\":\"running\"", 39) &&
+                  strchr(out, '\n') == out + strlen(out) - 1,
+              "%s", out);
     CHECK_EQ(cli(s.port, "status order_list", out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"definition\":"), "%s", out);
     CHECK_EQ(cli(s.port, "query order_list 'DELETE FROM order_list'", out, sizeof out), 1);
@@ -913,7 +1009,8 @@ TEST(a_query_right_after_put_finds_the_tables_of_the_setup) {
     for (int i = 0; i < 10; i++) {
         char name[32];
         snprintf(name, sizeof name, "fresh%d", i);
-        define(s.port, name, "{\"setup\":[\"CREATE TABLE t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (1)\"]}}", 201);
+        define(s.port, name, "{\"setup\":[\"CREATE TABLE t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (1)\"]}}",
+               201);
         char *b = query(s.port, name, "{\"sql\":\"SELECT count(*) FROM t\"}", 200);
         CHECK_MSG(strstr(b, "[[0]]"), "%s", b);
         free(b);

@@ -48,77 +48,138 @@ static const step steps[] = {
     {"U=http://127.0.0.1:7744", RUN, 0, {0}},
     {"curl -i -X POST $U/streams/order-123 -H 'Content-Type: application/cloudevents+json' -H 'If-None-Match: *' "
      "-d '{\"type\":\"OrderCreated\",\"id\":\"c-1\",\"data\":{\"total\":59.98}}'",
-     RUN, 0, {"HTTP/1.1 201 Created", "ETag: \"0\"", "\"revision\":0"}},
+     RUN,
+     0,
+     {"HTTP/1.1 201 Created", "ETag: \"0\"", "\"revision\":0"}},
     {"curl -i -X POST $U/streams/order-123 -H 'Content-Type: application/cloudevents+json' -H 'If-Match: \"5\"' "
      "-d '{\"type\":\"OrderPaid\"}'",
-     RUN, 0, {"HTTP/1.1 412 Precondition Failed", "application/problem+json", "\"detail\":"}},
+     RUN,
+     0,
+     {"HTTP/1.1 412 Precondition Failed", "application/problem+json", "\"detail\":"}},
     {"curl -X POST $U/streams/order-123 -H 'Content-Type: application/json' "
      "-d '[{\"type\":\"ItemAdded\",\"data\":{\"sku\":\"A\"}},{\"type\":\"ItemAdded\",\"data\":{\"sku\":\"B\"}}]'",
-     RUN, 0, {"\"first_revision\":1", "\"revision\":2"}},
-    {"curl -X POST $U/streams/order-123 -H 'ce-type: Note' -H 'Content-Type: text/plain' -d 'fragile'", RUN, 0,
+     RUN,
+     0,
+     {"\"first_revision\":1", "\"revision\":2"}},
+    {"curl -X POST $U/streams/order-123 -H 'ce-type: Note' -H 'Content-Type: text/plain' -d 'fragile'",
+     RUN,
+     0,
      {"\"revision\":3"}},
     {"curl \"$U/streams/order-123?limit=2\"", RUN, 0, {"\"type\":\"OrderCreated\"", "\"sku\":\"A\""}},
-    {"curl \"$U/all?category=order&direction=backward&limit=10\"", RUN, 0, {"\"type\":\"Note\"", "\"type\":\"OrderCreated\""}},
+    {"curl \"$U/all?category=order&direction=backward&limit=10\"",
+     RUN,
+     0,
+     {"\"type\":\"Note\"", "\"type\":\"OrderCreated\""}},
     {"curl \"$U/streams?category=order\"", RUN, 0, {"{\"stream\":\"order-123\",\"first_position\":0,\"revision\":3"}},
     {"curl \"$U/categories\"", RUN, 0, {"[{\"category\":\"order\"}]"}},
     {"curl -N $U/all -H 'Accept: text/event-stream'", FOLLOW_NOW, 0, {"\"type\":\"Note\"", "event: caught-up"}},
-    {"curl -X PUT $U/groups/billing -d '{\"source\":{\"category\":\"order\"},\"start\":\"earliest\"}'", RUN, 0,
+    {"curl -X PUT $U/groups/billing -d '{\"source\":{\"category\":\"order\"},\"start\":\"earliest\"}'",
+     RUN,
+     0,
      {"\"name\":\"billing\""}},
-    {"curl -X POST \"$U/groups/billing/messages?max=10&wait_ms=5000\"", RUN, 0, {"\"delivery_id\":\"0.1\"", "\"type\":\"OrderCreated\""}},
+    {"curl -X POST \"$U/groups/billing/messages?max=10&wait_ms=5000\"",
+     RUN,
+     0,
+     {"\"delivery_id\":\"0.1\"", "\"type\":\"OrderCreated\""}},
     {"curl -X POST $U/groups/billing/ack -d '{\"delivery_ids\":[\"0.1\"]}'", RUN, 0, {"\"acked\":1"}},
     {"curl \"$U/all?from=2026-11-23T10:00:00Z\"", RUN, 0, {"\"type\":\"OrderCreated\""}},
-    {"curl -X POST $U/schedules -d '{\"at\":\"2030-01-01T00:00:00Z\",\"stream\":\"order-123\",\"event\":{\"type\":\"Reminder\"}}'",
-     RUN, 0, {"\"id\":\"", "\"at\":\"2030-01-01T00:00:00"}},
-    {"curl -X PUT $U/streams/sensor-7/metadata -d '{\"max_age_s\":86400,\"max_count\":1000}'", RUN, 0,
+    {"curl -X POST $U/schedules -d "
+     "'{\"at\":\"2030-01-01T00:00:00Z\",\"stream\":\"order-123\",\"event\":{\"type\":\"Reminder\"}}'",
+     RUN,
+     0,
+     {"\"id\":\"", "\"at\":\"2030-01-01T00:00:00"}},
+    {"curl -X PUT $U/streams/sensor-7/metadata -d '{\"max_age_s\":86400,\"max_count\":1000}'",
+     RUN,
+     0,
      {"\"max_age_s\":86400,\"max_count\":1000"}},
     {"curl -X DELETE -H 'If-Match: \"3\"' $U/streams/order-123", RUN, 0, {"\"last_revision\":3,\"tombstone\":false"}},
     {"curl -X DELETE \"$U/streams/order-123?tombstone=true\"", RUN, 0, {"\"tombstone\":true"}},
     {"curl -X POST $U/admin/scavenge", RUN, 0, {"\"runs\":"}},
-    {"curl -X PUT $U/projections/orders --data-binary @examples/projections/order_list.json", RUN, 0,
+    {"curl -X PUT $U/projections/orders --data-binary @examples/projections/order_list.json",
+     RUN,
+     0,
      {"\"name\":\"orders\"", "\"status\":\"running\""}},
     {"P=$(curl -s -X POST $U/streams/order-124 -H 'Content-Type: application/json' "
-     "-d '{\"type\":\"OrderCreated\",\"data\":{\"customerId\":\"cust-7\",\"total\":12.5}}' | grep -o '\"position\":[0-9]*' | cut -d: -f2)",
-     RUN, 0, {0}},
-    {"curl -X POST $U/projections/orders/query -d '{\"sql\":\"SELECT order_id, status, total FROM order_list WHERE customer_id = :c\","
+     "-d '{\"type\":\"OrderCreated\",\"data\":{\"customerId\":\"cust-7\",\"total\":12.5}}' | grep -o "
+     "'\"position\":[0-9]*' | cut -d: -f2)",
+     RUN,
+     0,
+     {0}},
+    {"curl -X POST $U/projections/orders/query -d '{\"sql\":\"SELECT order_id, status, total FROM order_list WHERE "
+     "customer_id = :c\","
      "\"params\":{\"c\":\"cust-7\"},\"min_position\":'$P'}'",
-     RUN, 0, {"\"rows\":[[\"order-124\",\"CREATED\",12.5]]"}},
+     RUN,
+     0,
+     {"\"rows\":[[\"order-124\",\"CREATED\",12.5]]"}},
     {"curl $U/health; curl $U/metrics", RUN, 0, {"\"status\":\"ok\"", "factum_head_position"}},
     /* A tour of the command line (embedded mode) */
     {"make", NOT_RUN, 0, {0}},
     {"F=\"build/factum --data-dir /tmp/shop\"", RUN, 0, {0}},
-    {"$F append order-123 OrderCreated '{\"orderId\":\"order-123\",\"total\":59.98}' --expect no-stream --correlation-id corr-1", RUN, 0,
+    {"$F append order-123 OrderCreated '{\"orderId\":\"order-123\",\"total\":59.98}' --expect no-stream "
+     "--correlation-id corr-1",
+     RUN,
+     0,
      {"{\"stream\":\"order-123\",\"revision\":0,\"position\":0}"}},
-    {"$F append order-123 OrderPaid '{\"amount\":59.98}' --expect 0 --correlation-id corr-1", RUN, 0,
+    {"$F append order-123 OrderPaid '{\"amount\":59.98}' --expect 0 --correlation-id corr-1",
+     RUN,
+     0,
      {"{\"stream\":\"order-123\",\"revision\":1,\"position\":1}"}},
-    {"$F append payment-9 PaymentCaptured '{\"orderId\":\"order-123\"}' --correlation-id corr-1", RUN, 0,
+    {"$F append payment-9 PaymentCaptured '{\"orderId\":\"order-123\"}' --correlation-id corr-1",
+     RUN,
+     0,
      {"{\"stream\":\"payment-9\",\"revision\":0,\"position\":2}"}},
-    {"$F append order-123 OrderShipped --expect 0; echo \"exit $?\"", RUN, 0, {"expected revision 0, actual 1", "exit 4"}},
-    {"$F append order-123 OrderShipped '{\"carrier\":\"UPS\"}' --id ship-1", RUN, 0, {"{\"stream\":\"order-123\",\"revision\":2,\"position\":3}"}},
+    {"$F append order-123 OrderShipped --expect 0; echo \"exit $?\"",
+     RUN,
+     0,
+     {"expected revision 0, actual 1", "exit 4"}},
+    {"$F append order-123 OrderShipped '{\"carrier\":\"UPS\"}' --id ship-1",
+     RUN,
+     0,
+     {"{\"stream\":\"order-123\",\"revision\":2,\"position\":3}"}},
     /* the same line again: the original result */
     {"$F read order-123", RUN, 0, {"\"type\":\"OrderCreated\"", "\"type\":\"OrderPaid\"", "\"id\":\"ship-1\""}},
     {"$F read order-123 --backward --limit 1", RUN, 0, {"\"id\":\"ship-1\""}},
     {"$F read --all --category order", RUN, 0, {"\"revision\":0", "\"revision\":2"}},
     {"$F read --all --correlation-id corr-1", RUN, 0, {"\"type\":\"PaymentCaptured\""}},
     {"$F streams order-", RUN, 0, {"{\"stream\":\"order-123\",\"first_position\":0,\"revision\":2"}},
-    {"echo '[{\"type\":\"ItemAdded\",\"data\":{\"sku\":\"A\"}},{\"type\":\"ItemAdded\",\"data\":{\"sku\":\"B\"}}]' > /tmp/items.json", RUN, 0,
+    {"echo '[{\"type\":\"ItemAdded\",\"data\":{\"sku\":\"A\"}},{\"type\":\"ItemAdded\",\"data\":{\"sku\":\"B\"}}]' > "
+     "/tmp/items.json",
+     RUN,
+     0,
      {0}},
-    {"$F append cart-7 --batch /tmp/items.json", RUN, 0, {"{\"stream\":\"cart-7\",\"first_revision\":0,\"revision\":1,\"position\":5}"}},
+    {"$F append cart-7 --batch /tmp/items.json",
+     RUN,
+     0,
+     {"{\"stream\":\"cart-7\",\"first_revision\":0,\"revision\":1,\"position\":5}"}},
     {"$F meta cart-7 --max-count 100", RUN, 0, {"\"max_count\":100"}},
     {"$F delete cart-7 --expect 1", RUN, 0, {"\"last_revision\":1,\"tombstone\":false"}},
     {"$F admin scavenge", RUN, 0, {"\"runs\":1"}},
     {"$F check", RUN, 0, {": clean"}},
     /* ... against a server */
     {"export FACTUM_URL=http://127.0.0.1:7744", RUN, 0, {0}},
-    {"build/factum append order-9 OrderCreated '{\"customerId\":\"cust-9\",\"total\":5}' --expect no-stream", RUN, 0,
+    {"build/factum append order-9 OrderCreated '{\"customerId\":\"cust-9\",\"total\":5}' --expect no-stream",
+     RUN,
+     0,
      {"{\"stream\":\"order-9\",\"revision\":0,"}},
     {"build/factum tail --all --category order", FOLLOW_TO_END, 0, {"\"type\":\"OrderPaid\""}},
-    {"build/factum schedule +30 order-9 PaymentTimedOut '{\"orderId\":\"order-9\"}'", RUN, 0, {"{\"id\":\"", "\"at\":\""}},
+    {"build/factum schedule +30 order-9 PaymentTimedOut '{\"orderId\":\"order-9\"}'",
+     RUN,
+     0,
+     {"{\"id\":\"", "\"at\":\""}},
     {"build/factum schedule ls --state pending", RUN, 0, {"\"stream\":\"order-9\"", "\"state\":\"pending\""}},
-    {"build/factum projection apply examples/projections/order_list.json", RUN, 0, {"\"name\":\"order_list\"", "\"status\":\"running\""}},
-    {"P=$(build/factum append order-9 OrderPaid --expect 0 | grep -o '\"position\":[0-9]*' | cut -d: -f2)", RUN, 0, {0}},
+    {"build/factum projection apply examples/projections/order_list.json",
+     RUN,
+     0,
+     {"\"name\":\"order_list\"", "\"status\":\"running\""}},
+    {"P=$(build/factum append order-9 OrderPaid --expect 0 | grep -o '\"position\":[0-9]*' | cut -d: -f2)",
+     RUN,
+     0,
+     {0}},
     {"build/factum projection query order_list 'SELECT order_id, status, total FROM order_list WHERE customer_id = :c' "
      "--params '{\"c\":\"cust-9\"}' --min-position $P",
-     RUN, 0, {"{\"columns\":[\"order_id\",\"status\",\"total\"],\"rows\":[[\"order-9\",\"PAID\",5]]}"}},
+     RUN,
+     0,
+     {"{\"columns\":[\"order_id\",\"status\",\"total\"],\"rows\":[[\"order-9\",\"PAID\",5]]}"}},
 };
 
 /* ---- the README's commands ---- */
@@ -137,7 +198,8 @@ static void drop_comment(char *s) {
         }
     }
     size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = 0;
 }
 
 /* The commands of README.md's sh blocks, in order (malloc'd, n of them). */
@@ -164,10 +226,12 @@ static char **readme_commands(size_t *n) {
         size_t len = strlen(line);
         bool more = len && line[len - 1] == '\\';
         if (more) /* "a \" then "    b" is "a b" */
-            while (len && (line[len - 1] == '\\' || line[len - 1] == ' ')) line[--len] = 0;
+            while (len && (line[len - 1] == '\\' || line[len - 1] == ' '))
+                line[--len] = 0;
         const char *text = line;
         if (cur.len)
-            while (*text == ' ') text++;
+            while (*text == ' ')
+                text++;
         buf_printf(&cur, "%s%s", cur.len ? " " : "", text);
         if (more) continue;
         buf_append(&cur, "", 1);
@@ -317,7 +381,8 @@ static void follower_stop(const follower *fo) {
     for (;;) {
         const char *text = follower_output(fo);
         bool all = true;
-        for (int k = 0; k < 4 && fo->st->has[k]; k++) all &= strstr(text, fo->st->has[k]) != NULL;
+        for (int k = 0; k < 4 && fo->st->has[k]; k++)
+            all &= strstr(text, fo->st->has[k]) != NULL;
         if (all) break;
         usleep(50000);
     }
@@ -346,7 +411,8 @@ TEST_T(the_readme_commands_work_when_pasted_in_order, 180) {
     int nfo = 0;
     for (size_t i = 0; i < n; i++) {
         const step *st = step_of(cmds[i]);
-        CHECK_MSG(st, "README command %zu is not in tests/test_readme.c's table (say what it must answer there):\n%s", i + 1, cmds[i]);
+        CHECK_MSG(st, "README command %zu is not in tests/test_readme.c's table (say what it must answer there):\n%s",
+                  i + 1, cmds[i]);
         CHECK_MSG(!used[st - steps] || st->mode == RUN, "README command %zu comes twice: %s", i + 1, cmds[i]);
         used[st - steps] = true;
         if (st->mode == NOT_RUN) continue;
@@ -356,10 +422,11 @@ TEST_T(the_readme_commands_work_when_pasted_in_order, 180) {
             buf_printf(&text, "{ %s\n} </dev/null", run);
             long rc = shell_run(&sh, text.ptr, false);
             if (getenv("FACTUM_TEST_VERBOSE")) fprintf(stderr, "$ %s\n%s\n[exit %ld]\n", run, sh.got.ptr, rc);
-            CHECK_MSG(rc == st->rc, "README command %zu exited %ld, not %d:\n%s\n%s", i + 1, rc, st->rc, cmds[i], sh.got.ptr);
+            CHECK_MSG(rc == st->rc, "README command %zu exited %ld, not %d:\n%s\n%s", i + 1, rc, st->rc, cmds[i],
+                      sh.got.ptr);
             for (int k = 0; k < 4 && st->has[k]; k++)
-                CHECK_MSG(strstr(sh.got.ptr, st->has[k]), "README command %zu: no '%s' in its output:\n%s\n%s", i + 1, st->has[k],
-                          cmds[i], sh.got.ptr);
+                CHECK_MSG(strstr(sh.got.ptr, st->has[k]), "README command %zu: no '%s' in its output:\n%s\n%s", i + 1,
+                          st->has[k], cmds[i], sh.got.ptr);
         } else {
             CHECK(nfo < 4);
             follower *f = &fo[nfo++];
@@ -377,7 +444,8 @@ TEST_T(the_readme_commands_work_when_pasted_in_order, 180) {
     }
     for (int i = 0; i < nfo; i++)
         if (fo[i].st->mode == FOLLOW_TO_END) follower_stop(&fo[i]);
-    for (size_t i = 0; i < ARRAY_LEN(steps); i++) CHECK_MSG(used[i], "the README no longer has: %s", steps[i].cmd);
+    for (size_t i = 0; i < ARRAY_LEN(steps); i++)
+        CHECK_MSG(used[i], "the README no longer has: %s", steps[i].cmd);
     /* The example projections on what the tours appended: rows, and running (not failed). The
        tours applied order_list (twice: as orders and as order_list); daily_order_stats here. */
     char *def, path[1200];
@@ -403,17 +471,20 @@ TEST_T(the_readme_commands_work_when_pasted_in_order, 180) {
     }
     char *b = http_body(s.port, "POST", "/projections/daily_order_stats/query", NULL,
                         "{\"sql\":\"SELECT sum(order_count), sum(total_value) FROM daily_order_stats\"}", 200);
-    CHECK_MSG(strstr(b, "\"rows\":[[2,17.5]]"), "daily_order_stats on the tour's events: %s", b); /* order-124 and order-9 */
+    CHECK_MSG(strstr(b, "\"rows\":[[2,17.5]]"), "daily_order_stats on the tour's events: %s",
+              b); /* order-124 and order-9 */
     free(b);
     b = http_body(s.port, "POST", "/projections/order_list/query", NULL,
                   "{\"sql\":\"SELECT order_id, status FROM order_list ORDER BY order_id\"}", 200);
-    CHECK_MSG(strstr(b, "\"rows\":[[\"order-124\",\"CREATED\"],[\"order-9\",\"PAID\"]]"), "order_list on the tour's events: %s", b);
+    CHECK_MSG(strstr(b, "\"rows\":[[\"order-124\",\"CREATED\"],[\"order-9\",\"PAID\"]]"),
+              "order_list on the tour's events: %s", b);
     free(b);
     close(sh.in);
     waitpid(sh.pid, NULL, 0);
     close(sh.out);
     buf_free(&sh.got);
-    for (size_t i = 0; i < n; i++) free(cmds[i]);
+    for (size_t i = 0; i < n; i++)
+        free(cmds[i]);
     free(cmds);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }

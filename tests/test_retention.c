@@ -27,7 +27,8 @@ static size_t count_all(factum_t *db, const char *category) {
 }
 
 static void fill(factum_t *db, const char *stream, int n) {
-    for (int i = 0; i < n; i++) CHECK_RC(test_append(db, stream, FACTUM_EXPECT_ANY, "Added", "{}", NULL, NULL), 0);
+    for (int i = 0; i < n; i++)
+        CHECK_RC(test_append(db, stream, FACTUM_EXPECT_ANY, "Added", "{}", NULL, NULL), 0);
 }
 
 TEST(max_count_and_truncate_before_hide_events_from_every_read_and_survive_a_reopen) {
@@ -165,7 +166,7 @@ TEST(max_age_hides_events_older_than_it_and_keeps_newer_ones) {
 
 #define MS 6
 typedef struct mstream {
-    int64_t last;      /* last revision, -1 none */
+    int64_t last; /* last revision, -1 none */
     uint64_t tb, max_count;
     bool deleted, tomb, has;
     uint64_t pos[400]; /* position of each revision */
@@ -173,7 +174,8 @@ typedef struct mstream {
 
 static uint64_t model_floor(const mstream *s) {
     uint64_t f = s->tb;
-    if (s->max_count && s->last >= 0 && (uint64_t)s->last + 1 > s->max_count) f = MAX(f, (uint64_t)s->last + 1 - s->max_count);
+    if (s->max_count && s->last >= 0 && (uint64_t)s->last + 1 > s->max_count)
+        f = MAX(f, (uint64_t)s->last + 1 - s->max_count);
     return f;
 }
 static bool model_visible(const mstream *s, uint64_t rev) { return !s->tomb && rev >= model_floor(s); }
@@ -196,7 +198,8 @@ static void model_check(factum_t *db, mstream *ms) {
         }
         CHECK_RC(rc, 0);
         size_t want = 0;
-        for (int64_t v = 0; v <= s->last; v++) want += model_visible(s, (uint64_t)v);
+        for (int64_t v = 0; v <= s->last; v++)
+            want += model_visible(s, (uint64_t)v);
         CHECK_MSG(factum_result_count(r) == want, "%s: %zu events, model %zu", name, factum_result_count(r), want);
         for (size_t i = 0; i < factum_result_count(r); i++) {
             const factum_event_t *e = factum_result_event(r, i);
@@ -217,7 +220,8 @@ TEST(a_random_history_of_appends_metadata_and_deletes_reads_as_the_model_says) {
     factum_t *db = test_open(dir, NULL);
     mstream ms[MS];
     memset(ms, 0, sizeof ms);
-    for (int k = 0; k < MS; k++) ms[k].last = -1;
+    for (int k = 0; k < MS; k++)
+        ms[k].last = -1;
     for (int step = 0; step < 1500; step++) {
         int k = (int)(test_rand() % MS), op = (int)(test_rand() % 20);
         char name[16];

@@ -16,12 +16,16 @@ static const char *ORDER_SAGA =
     "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\","
     "\"data\":{\"orderId\":\"{{data.orderId}}\",\"amount\":\"{{data.total}}\"}},"
     "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"],\"timeout_ms\":600,"
-    "\"compensation\":{\"stream\":\"payment-commands\",\"type\":\"ReleasePayment\",\"data\":{\"orderId\":\"{{data.orderId}}\",\"ref\":\"{{steps.pay.ref}}\"}}},"
-    "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\",\"data\":{\"orderId\":\"{{data.orderId}}\"}},"
+    "\"compensation\":{\"stream\":\"payment-commands\",\"type\":\"ReleasePayment\",\"data\":{\"orderId\":\"{{data."
+    "orderId}}\",\"ref\":\"{{steps.pay.ref}}\"}}},"
+    "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\",\"data\":{"
+    "\"orderId\":\"{{data.orderId}}\"}},"
     "\"success\":[\"StockReserved\"],\"failure\":[\"OutOfStock\"],\"timeout_ms\":600,"
-    "\"compensation\":{\"stream\":\"inventory-commands\",\"type\":\"ReleaseStock\",\"data\":{\"orderId\":\"{{data.orderId}}\"},"
+    "\"compensation\":{\"stream\":\"inventory-commands\",\"type\":\"ReleaseStock\",\"data\":{\"orderId\":\"{{data."
+    "orderId}}\"},"
     "\"success\":[\"StockReleased\"],\"failure\":[\"StockReleaseFailed\"],\"timeout_ms\":600}},"
-    "{\"name\":\"ship\",\"command\":{\"stream\":\"shipping-commands\",\"type\":\"Ship\",\"data\":{\"orderId\":\"{{data.orderId}}\"}},"
+    "{\"name\":\"ship\",\"command\":{\"stream\":\"shipping-commands\",\"type\":\"Ship\",\"data\":{\"orderId\":\"{{data."
+    "orderId}}\"}},"
     "\"success\":[\"Shipped\"],\"failure\":[\"ShippingFailed\"],\"timeout_ms\":600}]}";
 
 static void post(int port, const char *stream, const char *event) {
@@ -103,7 +107,7 @@ static void history(const char *inst, char *out, size_t cap) {
     out[0] = 0;
     const char *h = strstr(inst, "\"history\":[");
     CHECK(h);
-    for (const char *p = h; (p = strstr(p, "{\"type\":\"")); ) {
+    for (const char *p = h; (p = strstr(p, "{\"type\":\""));) {
         p += 9;
         const char *q = strchr(p, '"');
         if (strlen(out) + (size_t)(q - p) + 2 < cap) {
@@ -140,7 +144,8 @@ TEST(a_saga_sends_each_step_command_and_completes_on_success_replies) {
     define_order(s.port);
     place(s.port, "o1");
     char *c = wait_command(s.port, "payment-commands", "ReservePayment", "o1");
-    CHECK_MSG(strstr(c, "\"id\":\"saga-order-o1-pay-do\"") && strstr(c, "\"causationid\":\"") && strstr(c, "\"data\":{\"orderId\":\"o1\",\"amount\":42}"),
+    CHECK_MSG(strstr(c, "\"id\":\"saga-order-o1-pay-do\"") && strstr(c, "\"causationid\":\"") &&
+                  strstr(c, "\"data\":{\"orderId\":\"o1\",\"amount\":42}"),
               "%s", c);
     free(c);
     reply(s.port, "o1", "PaymentReserved", "{\"ref\":\"r-1\"}");
@@ -151,15 +156,21 @@ TEST(a_saga_sends_each_step_command_and_completes_on_success_replies) {
     char *inst = wait_instance(s.port, "o1", "completed");
     char h[1000];
     history(inst, h, sizeof h);
-    CHECK_MSG(!strcmp(h, "SagaStarted StepStarted StepSucceeded StepStarted StepSucceeded StepStarted StepSucceeded SagaCompleted"), "%s", h);
+    CHECK_MSG(
+        !strcmp(
+            h,
+            "SagaStarted StepStarted StepSucceeded StepStarted StepSucceeded StepStarted StepSucceeded SagaCompleted"),
+        "%s", h);
     CHECK_MSG(strstr(inst, "\"steps\":{\"pay\":{\"ref\":\"r-1\"},\"stock\":{},\"ship\":{}}"), "%s", inst);
     free(inst);
     resp r;
     http_do(s.port, "GET", "/sagas/order", NULL, NULL, &r);
-    CHECK_MSG(strstr(r.body, "\"running\":0") && strstr(r.body, "\"completed\":1") && strstr(r.body, "\"parked\":0"), "%s", r.body);
+    CHECK_MSG(strstr(r.body, "\"running\":0") && strstr(r.body, "\"completed\":1") && strstr(r.body, "\"parked\":0"),
+              "%s", r.body);
     resp_free(&r);
     http_do(s.port, "GET", "/sagas/order/instances?status=completed", NULL, NULL, &r);
-    CHECK_MSG(strstr(r.body, "[{\"id\":\"o1\",\"status\":\"completed\"") && !strstr(r.body, "\"ended\":null"), "%s", r.body);
+    CHECK_MSG(strstr(r.body, "[{\"id\":\"o1\",\"status\":\"completed\"") && !strstr(r.body, "\"ended\":null"), "%s",
+              r.body);
     resp_free(&r);
     http_do(s.port, "GET", "/metrics", NULL, NULL, &r);
     CHECK_MSG(strstr(r.body, "factum_saga_ended_total{saga=\"order\",status=\"completed\"} 1\n") &&
@@ -188,14 +199,17 @@ TEST_T(a_failure_at_any_step_runs_the_compensations_of_the_steps_before_it_in_re
         char *inst = wait_instance(s.port, id, "failed");
         char h[1000];
         history(inst, h, sizeof h);
-        static const char *want[] = {
-            "SagaStarted StepStarted StepFailed SagaFailed",
-            "SagaStarted StepStarted StepSucceeded StepStarted StepFailed CompensationStarted CompensationSucceeded SagaFailed",
-            "SagaStarted StepStarted StepSucceeded StepStarted StepSucceeded StepStarted StepFailed CompensationStarted "
-            "CompensationSucceeded CompensationStarted CompensationSucceeded SagaFailed"};
+        static const char *want[] = {"SagaStarted StepStarted StepFailed SagaFailed",
+                                     "SagaStarted StepStarted StepSucceeded StepStarted StepFailed CompensationStarted "
+                                     "CompensationSucceeded SagaFailed",
+                                     "SagaStarted StepStarted StepSucceeded StepStarted StepSucceeded StepStarted "
+                                     "StepFailed CompensationStarted "
+                                     "CompensationSucceeded CompensationStarted CompensationSucceeded SagaFailed"};
         CHECK_MSG(!strcmp(h, want[k]), "step %d: %s", k, h);
         free(inst);
-        if (k > 0) free(wait_command(s.port, "payment-commands", "ReleasePayment", id)); /* written beside the state, not before */
+        if (k > 0)
+            free(wait_command(s.port, "payment-commands", "ReleasePayment",
+                              id)); /* written beside the state, not before */
         CHECK_EQ(count_commands(s.port, "payment-commands", "ReleasePayment", id), k > 0);
         CHECK_EQ(count_commands(s.port, "inventory-commands", "ReleaseStock", id), k > 1);
     }
@@ -228,7 +242,8 @@ TEST_T(a_step_that_times_out_fails_the_saga_with_its_compensations, 60) {
         resp_free(&r);
         usleep(20000);
     }
-    CHECK_MSG(r.body && strstr(r.body, "\"correlationid\":\"t0\"") && strstr(r.body, "no running instance"), "%s", r.body);
+    CHECK_MSG(r.body && strstr(r.body, "\"correlationid\":\"t0\"") && strstr(r.body, "no running instance"), "%s",
+              r.body);
     resp_free(&r);
     srv_stop(&s, SIGTERM);
 }
@@ -270,10 +285,11 @@ TEST(duplicate_unknown_and_uncorrelated_replies_and_a_second_start_are_parked_ne
         resp_free(&r);
         usleep(20000);
     }
-    CHECK_MSG(r.body && strstr(r.body, "\"correlationid\":\"d1\",\"reason\":\"a reply the instance is not waiting for") &&
-                  strstr(r.body, "\"correlationid\":\"nobody\",\"reason\":\"no running instance") &&
-                  strstr(r.body, "a reply without a correlation id") && strstr(r.body, "an instance with this id is running"),
-              "%s", r.body);
+    CHECK_MSG(
+        r.body && strstr(r.body, "\"correlationid\":\"d1\",\"reason\":\"a reply the instance is not waiting for") &&
+            strstr(r.body, "\"correlationid\":\"nobody\",\"reason\":\"no running instance") &&
+            strstr(r.body, "a reply without a correlation id") && strstr(r.body, "an instance with this id is running"),
+        "%s", r.body);
     resp_free(&r);
     free(wait_command(s.port, "inventory-commands", "ReserveStock", "d1"));
     CHECK_EQ(count_commands(s.port, "inventory-commands", "ReserveStock", "d1"), 1);
@@ -296,7 +312,8 @@ TEST(a_killed_server_resumes_each_instance_where_it_was_and_sends_nothing_twice)
     free(wait_instance(s.port, "k1", "completed"));
     CHECK_EQ(count_commands(s.port, "payment-commands", "ReservePayment", "k1"), 1);
     CHECK_EQ(count_commands(s.port, "inventory-commands", "ReserveStock", "k1"), 1);
-    CHECK_EQ(count_commands(s.port, "shipping-commands", "Ship", "k1"), 1); /* each sent once, whatever the restart re-sent */
+    CHECK_EQ(count_commands(s.port, "shipping-commands", "Ship", "k1"),
+             1); /* each sent once, whatever the restart re-sent */
     srv_stop(&s, SIGTERM);
 }
 
@@ -308,15 +325,24 @@ TEST(bad_saga_definitions_get_clear_errors_and_change_nothing) {
         {"{\"instance_id\":\"data.id\",\"steps\":[]}", "start_on"},
         {"{\"start_on\":\"A\",\"steps\":[]}", "instance_id"},
         {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[]}", "at least one step"},
-        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\"},\"success\":[\"B\"]}]}", "needs a stream and a type"},
-        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"}}]}", "success"},
-        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"B\"],\"timeout_ms\":-1}]}", "timeout_ms"},
-        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"B\"]},"
-         "{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"B\"]}]}", "two steps are named x"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\"},"
+         "\"success\":[\"B\"]}]}",
+         "needs a stream and a type"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\","
+         "\"type\":\"C\"}}]}",
+         "success"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\","
+         "\"type\":\"C\"},\"success\":[\"B\"],\"timeout_ms\":-1}]}",
+         "timeout_ms"},
+        {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"name\":\"x\",\"command\":{\"stream\":\"s\","
+         "\"type\":\"C\"},\"success\":[\"B\"]},"
+         "{\"name\":\"x\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"B\"]}]}",
+         "two steps are named x"},
         {"{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[],\"extra\":1}", "unknown member"},
         {"[]", "JSON object"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) expect_status(s.port, "PUT", "/sagas/bad", JSON, bad[i].def, 400, bad[i].says);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_status(s.port, "PUT", "/sagas/bad", JSON, bad[i].def, 400, bad[i].says);
     expect_status(s.port, "PUT", "/sagas/b%20d", JSON, ORDER_SAGA, 400, "saga name");
     expect_status(s.port, "GET", "/sagas/bad", NULL, NULL, 404, "no saga");
     expect_status(s.port, "GET", "/sagas", NULL, NULL, 200, "[]");
@@ -392,12 +418,15 @@ static void *service_main(void *arg) {
             char *nl = strchr(line, '\n');
             if (nl) *nl = 0;
             char type[64], id[200], corr[64];
-            if (field(line, "type", type, sizeof type) && field(line, "id", id, sizeof id) && field(line, "correlationid", corr, sizeof corr)) {
+            if (field(line, "type", type, sizeof type) && field(line, "id", id, sizeof id) &&
+                field(line, "correlationid", corr, sizeof corr)) {
                 const char *a = answer(type, atoi(corr + 1));
                 bool ok = true;
                 if (a) {
                     char ev[600];
-                    snprintf(ev, sizeof ev, "{\"type\":\"%s\",\"id\":\"reply-%s\",\"correlationid\":\"%s\",\"data\":{\"ref\":\"%s\"}}", a, id, corr, id);
+                    snprintf(ev, sizeof ev,
+                             "{\"type\":\"%s\",\"id\":\"reply-%s\",\"correlationid\":\"%s\",\"data\":{\"ref\":\"%s\"}}",
+                             a, id, corr, id);
                     resp w = {0};
                     int ws = http_try(port, "POST", "/streams/replies", JSON, ev, &w);
                     resp_free(&w);
@@ -419,15 +448,18 @@ static void *placer_main(void *arg) {
     while (!atomic_load(&c->stop) && atomic_load(&c->placed) < CR_ORDERS) {
         int port = atomic_load(&c->port), n = atomic_load(&c->placed);
         char ev[200], stream[32];
-        snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"id\":\"place-%d\",\"data\":{\"orderId\":\"n%d\",\"total\":%d}}", n, n, n);
+        snprintf(ev, sizeof ev,
+                 "{\"type\":\"OrderPlaced\",\"id\":\"place-%d\",\"data\":{\"orderId\":\"n%d\",\"total\":%d}}", n, n, n);
         snprintf(stream, sizeof stream, "order-n%d", n);
         char path[64];
         snprintf(path, sizeof path, "/streams/%s", stream);
         resp r = {0};
         int st = port ? http_try(port, "POST", path, JSON, ev, &r) : 0;
         resp_free(&r);
-        if (st == 201 || st == 200) atomic_fetch_add(&c->placed, 1);
-        else usleep(20000);
+        if (st == 201 || st == 200)
+            atomic_fetch_add(&c->placed, 1);
+        else
+            usleep(20000);
         usleep(8000); /* spread over the kill cycles */
     }
     return NULL;
@@ -455,7 +487,8 @@ TEST_T(kill_9_during_500_sagas_leaves_each_in_exactly_its_right_end_with_no_comm
         atomic_store(&c.port, s.port);
     }
     /* Let every order be placed and every saga end. */
-    for (int n = 0; n < 600 && atomic_load(&c.placed) < CR_ORDERS; n++) usleep(50000);
+    for (int n = 0; n < 600 && atomic_load(&c.placed) < CR_ORDERS; n++)
+        usleep(50000);
     CHECK_EQ(atomic_load(&c.placed), CR_ORDERS);
     /* Every instance ends as its script says (the services still answer meanwhile). */
     resp r = {0};
@@ -465,7 +498,8 @@ TEST_T(kill_9_during_500_sagas_leaves_each_in_exactly_its_right_end_with_no_comm
         const char *want = n % 5 == 4 ? "\"status\":\"completed\"" : "\"status\":\"failed\"";
         for (int k = 0; k < 500; k++) {
             http_do(s.port, "GET", path, NULL, NULL, &r);
-            if (r.status == 200 && (strstr(r.body, want) || strstr(r.body, "\"status\":\"compensation_failed\""))) break;
+            if (r.status == 200 && (strstr(r.body, want) || strstr(r.body, "\"status\":\"compensation_failed\"")))
+                break;
             resp_free(&r);
             usleep(20000);
         }
@@ -474,7 +508,8 @@ TEST_T(kill_9_during_500_sagas_leaves_each_in_exactly_its_right_end_with_no_comm
         resp_free(&r);
     }
     atomic_store(&c.stop, true);
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
     /* Each command went out at most once (its id is unique), and exactly the right ones. */
     static const struct {
         const char *stream, *type;
@@ -503,7 +538,9 @@ TEST_T(kill_9_during_500_sagas_leaves_each_in_exactly_its_right_end_with_no_comm
     for (int n = 0; n < CR_ORDERS; n++) {
         int kind = n % 5;
         int want[5] = {1, kind >= 1 && kind <= 3, kind >= 1, kind >= 2 && kind <= 3, kind >= 2};
-        for (int m = 0; m < 5; m++) CHECK_MSG(seen[m][n] == want[m], "n%d: %s sent %d times, expected %d", n, cmds[m].type, seen[m][n], want[m]);
+        for (int m = 0; m < 5; m++)
+            CHECK_MSG(seen[m][n] == want[m], "n%d: %s sent %d times, expected %d", n, cmds[m].type, seen[m][n],
+                      want[m]);
     }
     srv_stop(&s, SIGTERM);
 }
@@ -563,7 +600,8 @@ static const char *PARALLEL_SAGA =
     "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},"
     "\"success\":[\"StockReserved\"],\"failure\":[\"OutOfStock\"],\"timeout_ms\":5000,"
     "\"compensation\":{\"stream\":\"inventory-commands\",\"type\":\"ReleaseStock\"}}]},"
-    "{\"name\":\"ship\",\"command\":{\"stream\":\"shipping-commands\",\"type\":\"Ship\"},\"success\":[\"Shipped\"],\"failure\":[\"ShippingFailed\"]}]}";
+    "{\"name\":\"ship\",\"command\":{\"stream\":\"shipping-commands\",\"type\":\"Ship\"},\"success\":[\"Shipped\"],"
+    "\"failure\":[\"ShippingFailed\"]}]}";
 
 TEST(parallel_steps_all_run_at_once_and_a_failure_compensates_the_ones_that_succeeded_once_all_answer) {
     srv s = srv_start(test_dir(), NULL);
@@ -595,7 +633,9 @@ TEST(parallel_steps_all_run_at_once_and_a_failure_compensates_the_ones_that_succ
     CHECK_EQ(count_commands(s.port, "shipping-commands", "Ship", "p2"), 0);
     char h[1000];
     history(inst, h, sizeof h);
-    CHECK_MSG(!strcmp(h, "SagaStarted StepStarted StepStarted StepFailed StepSucceeded CompensationStarted CompensationSucceeded SagaFailed"), "%s", h);
+    CHECK_MSG(!strcmp(h, "SagaStarted StepStarted StepStarted StepFailed StepSucceeded CompensationStarted "
+                         "CompensationSucceeded SagaFailed"),
+              "%s", h);
     free(inst);
     /* Both fail: nothing to compensate. */
     place(s.port, "p3");
@@ -621,7 +661,8 @@ TEST(parallel_steps_all_run_at_once_and_a_failure_compensates_the_ones_that_succ
                   "{\"name\":\"a\",\"command\":{\"stream\":\"s\",\"type\":\"C\"},\"success\":[\"Ok\"]},"
                   "{\"name\":\"b\",\"command\":{\"stream\":\"s\",\"type\":\"D\"},\"success\":[\"Ok\"]}]}]}",
                   400, "parallel steps a and b both take reply Ok");
-    expect_status(s.port, "PUT", "/sagas/bad", JSON, "{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"parallel\":[]}]}", 400,
+    expect_status(s.port, "PUT", "/sagas/bad", JSON,
+                  "{\"start_on\":\"A\",\"instance_id\":\"data.id\",\"steps\":[{\"parallel\":[]}]}", 400,
                   "at least one step");
     srv_stop(&s, SIGTERM);
 }
@@ -642,14 +683,16 @@ TEST_T(the_order_demo_ends_every_order_as_its_kind_says_in_both_styles, 120) {
         "o-nostock: failed\n",
         "o-lost: failed\n",
         "  messages: ReservePayment PaymentReserved ReserveStock OutOfStock ReleasePayment PaymentReleased \n",
-        "  messages: ReservePayment PaymentReserved ReserveStock StockReserved Ship ReleaseStock StockReleased ReleasePayment PaymentReleased \n",
+        "  messages: ReservePayment PaymentReserved ReserveStock StockReserved Ship ReleaseStock StockReleased "
+        "ReleasePayment PaymentReleased \n",
         "SagaTimeout StepFailed",
         "c-ok: completed\n  events:   OrderPlaced PaymentReserved StockReserved Shipped \n",
         "c-declined: failed\n  events:   OrderPlaced PaymentDeclined \n",
         "c-nostock: failed\n  events:   OrderPlaced PaymentReserved OutOfStock PaymentReleased \n",
         "c-lost: failed\n",
     };
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) CHECK_MSG(strstr(out, want[i]), "no '%s' in:\n%s", want[i], out);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK_MSG(strstr(out, want[i]), "no '%s' in:\n%s", want[i], out);
 }
 
 /* The example's services with a switch: inventory never answers, so its step times out and
@@ -668,8 +711,10 @@ TEST_T(the_example_services_switch_makes_a_step_time_out_and_the_saga_compensate
         if (kids[i] == 0) {
             freopen("/dev/null", "w", stdout);
             freopen("/dev/null", "w", stderr);
-            if (i == 1) execl(svc, svc, roles[i], "--server", url, "--force", "timeout", (char *)NULL);
-            else execl(svc, svc, roles[i], "--server", url, (char *)NULL);
+            if (i == 1)
+                execl(svc, svc, roles[i], "--server", url, "--force", "timeout", (char *)NULL);
+            else
+                execl(svc, svc, roles[i], "--server", url, (char *)NULL);
             _exit(127);
         }
     }
@@ -679,7 +724,8 @@ TEST_T(the_example_services_switch_makes_a_step_time_out_and_the_saga_compensate
     free(inst);
     free(wait_command(s.port, "payment-commands", "ReleasePayment", "sw1"));
     CHECK_EQ(count_commands(s.port, "shipping-commands", "Ship", "sw1"), 0);
-    for (int i = 0; i < 3; i++) kill(kids[i], SIGTERM), waitpid(kids[i], NULL, 0);
+    for (int i = 0; i < 3; i++)
+        kill(kids[i], SIGTERM), waitpid(kids[i], NULL, 0);
     srv_stop(&s, SIGTERM);
 }
 
@@ -690,9 +736,11 @@ TEST(a_command_that_cannot_be_sent_fails_its_step_instead_of_stalling_the_saga) 
     resp r;
     http_do(s.port, "PUT", "/sagas/order", JSON,
             "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":["
-            "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\"},\"success\":[\"PaymentReserved\"],"
+            "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\"},\"success\":["
+            "\"PaymentReserved\"],"
             "\"compensation\":{\"stream\":\"payment-commands\",\"type\":\"ReleasePayment\"}},"
-            "{\"name\":\"route\",\"command\":{\"stream\":\"{{data.warehouse}}\",\"type\":\"Pick\"},\"success\":[\"Picked\"]}]}",
+            "{\"name\":\"route\",\"command\":{\"stream\":\"{{data.warehouse}}\",\"type\":\"Pick\"},\"success\":["
+            "\"Picked\"]}]}",
             &r);
     CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
     resp_free(&r);
@@ -700,7 +748,10 @@ TEST(a_command_that_cannot_be_sent_fails_its_step_instead_of_stalling_the_saga) 
     free(wait_command(s.port, "payment-commands", "ReservePayment", "u1"));
     reply(s.port, "u1", "PaymentReserved", NULL);
     char *inst = wait_instance(s.port, "u1", "failed");
-    CHECK_MSG(strstr(inst, "\"step\":\"route\",\"reason\":\"the command cannot be sent: its stream and type must be strings\""), "%s", inst);
+    CHECK_MSG(
+        strstr(inst,
+               "\"step\":\"route\",\"reason\":\"the command cannot be sent: its stream and type must be strings\""),
+        "%s", inst);
     free(inst);
     free(wait_command(s.port, "payment-commands", "ReleasePayment", "u1"));
     /* and the saga goes on with the next order */
@@ -716,7 +767,8 @@ static const char *PATIENT_SAGA =
     "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":["
     "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\"},"
     "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"]},"
-    "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},\"success\":[\"StockReserved\"]}]}";
+    "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},\"success\":["
+    "\"StockReserved\"]}]}";
 
 /* The log's head position. */
 static uint64_t head_position(int port) {
@@ -808,7 +860,8 @@ static int checkpoints_on_disk(const char *dir) {
         buf_t b = {0};
         char chunk[65536];
         size_t got;
-        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, got);
+        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+            buf_append(&b, chunk, got);
         fclose(f);
         for (const char *p = b.ptr; b.len && (p = memmem(p, b.len - (size_t)(p - b.ptr), name, strlen(name))); p++)
             if (p == b.ptr || (p[-1] != '"' && p[-1] != '/')) n++;
@@ -831,21 +884,25 @@ TEST_T(a_scavenge_removes_superseded_saga_checkpoints_and_a_restart_resumes_from
         long before = newest_checkpoint(s.port, NULL);
         place(s.port, id[k]);
         free(wait_command(s.port, "payment-commands", "ReservePayment", id[k]));
-        for (int n = 0; n < 1000 && newest_checkpoint(s.port, NULL) <= before; n++) usleep(20000);
+        for (int n = 0; n < 1000 && newest_checkpoint(s.port, NULL) <= before; n++)
+            usleep(20000);
         CHECK_MSG(newest_checkpoint(s.port, NULL) > before, "no checkpoint after %s", id[k]);
     }
     wait_caught_up(s.port, true);
     char *newest;
     long rev = newest_checkpoint(s.port, &newest);
     const char *cp = strstr(newest, "\"type\":\"Checkpoint\"");
-    CHECK_MSG(rev >= ORDERS - 1 && cp && !strstr(cp + 1, "\"type\":\"Checkpoint\""), "only the newest is read: %ld %s", rev, newest);
-    for (int k = 0; k < ORDERS; k++) CHECK_MSG(strstr(newest, id[k]), "%s not active in %s", id[k], newest);
+    CHECK_MSG(rev >= ORDERS - 1 && cp && !strstr(cp + 1, "\"type\":\"Checkpoint\""), "only the newest is read: %ld %s",
+              rev, newest);
+    for (int k = 0; k < ORDERS; k++)
+        CHECK_MSG(strstr(newest, id[k]), "%s not active in %s", id[k], newest);
     /* Other events seal the segments that hold the checkpoints; only sealed ones are scavenged. */
     static char big[20000];
     int len = snprintf(big, sizeof big, "{\"type\":\"Filler\",\"data\":{\"pad\":\"");
     memset(big + len, 'x', 16000);
     strcpy(big + len + 16000, "\"}}");
-    for (int k = 0; k < 6; k++) post(s.port, "filler-1", big);
+    for (int k = 0; k < 6; k++)
+        post(s.port, "filler-1", big);
     wait_caught_up(s.port, false);
     CHECK_EQ(checkpoints_on_disk(dir), rev + 1);
     expect_status(s.port, "POST", "/admin/scavenge", NULL, "", 202, NULL);
@@ -882,7 +939,9 @@ TEST_T(a_scavenge_removes_superseded_saga_checkpoints_and_a_restart_resumes_from
 /* ---- what a definition may not be (issue 14) ---- */
 
 #define DEF(steps) "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":[" steps "]}"
-#define DEF_FROM(cats, steps) "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"start_categories\":[" cats "],\"steps\":[" steps "]}"
+#define DEF_FROM(cats, steps)                                                                                          \
+    "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"start_categories\":[" cats "],\"steps\":[" steps \
+    "]}"
 #define PAY(cmd, rest) "{\"name\":\"pay\",\"command\":{" cmd "},\"success\":[\"PaymentReserved\"]" rest "}"
 #define PAY_CMD "\"stream\":\"payment-commands\",\"type\":\"ReservePayment\""
 
@@ -892,63 +951,92 @@ TEST(saga_definitions_that_would_loop_name_nothing_or_contradict_themselves_are_
         const char *def, *says;
     } bad[] = {
         /* a command the saga would read back as its own start: one event, instances without end */
-        {DEF(PAY("\"stream\":\"order-copy\",\"type\":\"OrderPlaced\"", "")), "steps[0].command.type: its type is start_on and its stream one the saga starts from"},
-        {DEF_FROM("\"order\"", PAY("\"stream\":\"order-{{id}}\",\"type\":\"OrderPlaced\"", "")), "steps[0].command.type: its type is start_on"},
-        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"order-undo\",\"type\":\"OrderPlaced\"}")), "steps[0].compensation.type: its type is start_on"},
+        {DEF(PAY("\"stream\":\"order-copy\",\"type\":\"OrderPlaced\"", "")),
+         "steps[0].command.type: its type is start_on and its stream one the saga starts from"},
+        {DEF_FROM("\"order\"", PAY("\"stream\":\"order-{{id}}\",\"type\":\"OrderPlaced\"", "")),
+         "steps[0].command.type: its type is start_on"},
+        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"order-undo\",\"type\":\"OrderPlaced\"}")),
+         "steps[0].compensation.type: its type is start_on"},
         /* or as its own reply */
-        {DEF(PAY("\"stream\":\"payment-commands\",\"type\":\"PaymentReserved\"", "")), "steps[0].command.type: its type is a reply type of the saga"},
+        {DEF(PAY("\"stream\":\"payment-commands\",\"type\":\"PaymentReserved\"", "")),
+         "steps[0].command.type: its type is a reply type of the saga"},
         /* into the global log or a system stream */
-        {DEF(PAY("\"stream\":\"$all\",\"type\":\"ReservePayment\"", "")), "steps[0].command.stream: a command cannot go to a system stream"},
-        {DEF(PAY("\"stream\":\"$sagas-{{id}}\",\"type\":\"ReservePayment\"", "")), "steps[0].command.stream: a command cannot go to a system stream"},
+        {DEF(PAY("\"stream\":\"$all\",\"type\":\"ReservePayment\"", "")),
+         "steps[0].command.stream: a command cannot go to a system stream"},
+        {DEF(PAY("\"stream\":\"$sagas-{{id}}\",\"type\":\"ReservePayment\"", "")),
+         "steps[0].command.stream: a command cannot go to a system stream"},
         /* template paths that name nothing the context will have */
-        {DEF(PAY(PAY_CMD ",\"data\":{\"y\":\"{{steps.nosuch.y}}\"}", "")), "steps[0].command: {{steps.nosuch.y}}: there is no step nosuch"},
-        {DEF(PAY(PAY_CMD ",\"data\":{\"ref\":\"ref {{steps.pay.ref}}\"}", "")), "{{steps.pay.ref}}: step pay has not answered when this command is sent"},
-        {DEF(PAY(PAY_CMD ",\"data\":{\"id\":\"{{date.orderId}}\"}", "")), "steps[0].command: {{date.orderId}} names nothing"},
-        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"data\":[\"{{steps.ship}}\"]}")), "steps[0].compensation: {{steps.ship}}: there is no step ship"},
+        {DEF(PAY(PAY_CMD ",\"data\":{\"y\":\"{{steps.nosuch.y}}\"}", "")),
+         "steps[0].command: {{steps.nosuch.y}}: there is no step nosuch"},
+        {DEF(PAY(PAY_CMD ",\"data\":{\"ref\":\"ref {{steps.pay.ref}}\"}", "")),
+         "{{steps.pay.ref}}: step pay has not answered when this command is sent"},
+        {DEF(PAY(PAY_CMD ",\"data\":{\"id\":\"{{date.orderId}}\"}", "")),
+         "steps[0].command: {{date.orderId}} names nothing"},
+        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"data\":[\"{{steps.ship}}\"]}")),
+         "steps[0].compensation: {{steps.ship}}: there is no step ship"},
         /* reply types that cannot mean what they say */
-        {DEF("{\"name\":\"pay\",\"command\":{" PAY_CMD "},\"success\":[\"OrderPlaced\"]}"), "steps[0].success: OrderPlaced is start_on"},
-        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"success\":[\"Undone\"],\"failure\":[\"OrderPlaced\"]}")),
+        {DEF("{\"name\":\"pay\",\"command\":{" PAY_CMD "},\"success\":[\"OrderPlaced\"]}"),
+         "steps[0].success: OrderPlaced is start_on"},
+        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"success\":[\"Undone\"],\"failure\":["
+                          "\"OrderPlaced\"]}")),
          "steps[0].compensation.failure: OrderPlaced is start_on"},
-        {DEF(PAY(PAY_CMD, ",\"failure\":[\"Declined\",\"PaymentReserved\"]")), "steps[0].failure: PaymentReserved is in success too"},
+        {DEF(PAY(PAY_CMD, ",\"failure\":[\"Declined\",\"PaymentReserved\"]")),
+         "steps[0].failure: PaymentReserved is in success too"},
         /* unknown members, wherever they are */
-        {DEF(PAY(PAY_CMD, ",\"timeout\":5000")), "steps[0].timeout: unknown member (a step has name, command, success, failure, timeout_ms, compensation)"},
-        {DEF(PAY(PAY_CMD ",\"dat\":{}", "")), "steps[0].command.dat: unknown member (a command has stream, type, data)"},
+        {DEF(PAY(PAY_CMD, ",\"timeout\":5000")),
+         "steps[0].timeout: unknown member (a step has name, command, success, failure, timeout_ms, compensation)"},
+        {DEF(PAY(PAY_CMD ",\"dat\":{}", "")),
+         "steps[0].command.dat: unknown member (a command has stream, type, data)"},
         {DEF(PAY(PAY_CMD ",\"type, data\":{}", "")), "steps[0].command.type, data: unknown member"},
-        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"timeout\":1}")), "steps[0].compensation.timeout: unknown member"},
-        {DEF("{\"parallel\":[" PAY(PAY_CMD, "") "],\"name\":\"both\"}"), "steps[0].name: unknown member (a parallel group has parallel)"},
+        {DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"timeout\":1}")),
+         "steps[0].compensation.timeout: unknown member"},
+        {DEF("{\"parallel\":[" PAY(PAY_CMD, "") "],\"name\":\"both\"}"),
+         "steps[0].name: unknown member (a parallel group has parallel)"},
         {DEF(PAY(PAY_CMD, "") ",{\"parallel\":[{\"name\":\"a\",\"command\":{" PAY_CMD "},\"success\":[\"A\"]},"
-                                  "{\"name\":\"b\",\"command\":{" PAY_CMD "},\"success\":[\"B\"],\"retries\":3}]}"),
+                              "{\"name\":\"b\",\"command\":{" PAY_CMD "},\"success\":[\"B\"],\"retries\":3}]}"),
          "steps[1].parallel[1].retries: unknown member"},
         /* a step name goes into records and command ids as it is */
-        {DEF("{\"name\":\"p\\\"ay\",\"command\":{" PAY_CMD "},\"success\":[\"PaymentReserved\"]}"), "steps[0].name must be 1 to 63 letters, digits, '_' or '-'"},
+        {DEF("{\"name\":\"p\\\"ay\",\"command\":{" PAY_CMD "},\"success\":[\"PaymentReserved\"]}"),
+         "steps[0].name must be 1 to 63 letters, digits, '_' or '-'"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) expect_status(s.port, "PUT", "/sagas/bad", JSON, bad[i].def, 400, bad[i].says);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_status(s.port, "PUT", "/sagas/bad", JSON, bad[i].def, 400, bad[i].says);
     /* Nothing was defined, nothing written. */
     expect_status(s.port, "GET", "/sagas", NULL, NULL, 200, "[]");
     expect_status(s.port, "GET", "/streams/%24sagas", NULL, NULL, 404, NULL);
     /* What can be told apart from a loop is not refused: start_on into a stream it does not start
        from, a compensation that reads a later step's reply. */
-    expect_status(s.port, "PUT", "/sagas/fine", JSON, DEF_FROM("\"order\"", PAY("\"stream\":\"audit-{{id}}\",\"type\":\"OrderPlaced\"", "")), 201, NULL);
     expect_status(s.port, "PUT", "/sagas/fine", JSON,
-                  DEF(PAY(PAY_CMD, ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"data\":{\"s\":\"{{steps.ship.x}}\",\"p\":\"{{steps.pay}}\"}}") ","
-                      "{\"name\":\"ship\",\"command\":{\"stream\":\"s\",\"type\":\"Ship\",\"data\":{\"ref\":\"{{steps.pay.ref}}\",\"id\":\"{{id}}\"}},\"success\":[\"Shipped\"]}"),
-                  200, NULL);
+                  DEF_FROM("\"order\"", PAY("\"stream\":\"audit-{{id}}\",\"type\":\"OrderPlaced\"", "")), 201, NULL);
+    expect_status(
+        s.port, "PUT", "/sagas/fine", JSON,
+        DEF(PAY(PAY_CMD,
+                ",\"compensation\":{\"stream\":\"p\",\"type\":\"Undo\",\"data\":{\"s\":\"{{steps.ship.x}}\",\"p\":\"{{"
+                "steps.pay}}\"}}") ","
+                                   "{\"name\":\"ship\",\"command\":{\"stream\":\"s\",\"type\":\"Ship\",\"data\":{"
+                                   "\"ref\":\"{{steps.pay.ref}}\",\"id\":\"{{id}}\"}},\"success\":[\"Shipped\"]}"),
+        200, NULL);
     srv_stop(&s, SIGTERM);
 }
 
 /* A definition of `nsteps` steps (the first named first, its success list `ntypes` types of
    `type_len` characters), with `ncats` reply categories. */
-static char *sized_def(const char *start_on, const char *instance_id, int nsteps, const char *first, int ntypes, int type_len, int ncats) {
+static char *sized_def(const char *start_on, const char *instance_id, int nsteps, const char *first, int ntypes,
+                       int type_len, int ncats) {
     buf_t b = {0};
     buf_printf(&b, "{\"start_on\":\"%s\",\"instance_id\":\"%s\",\"reply_categories\":[", start_on, instance_id);
-    for (int c = 0; c < ncats; c++) buf_printf(&b, "%s\"c%d\"", c ? "," : "", c);
+    for (int c = 0; c < ncats; c++)
+        buf_printf(&b, "%s\"c%d\"", c ? "," : "", c);
     buf_append(&b, "],\"steps\":[", 11);
     for (int k = 0; k < nsteps; k++) {
         buf_printf(&b, "%s{\"name\":\"", k ? "," : "");
-        if (k) buf_printf(&b, "s%d", k);
-        else buf_printf(&b, "%s", first);
+        if (k)
+            buf_printf(&b, "s%d", k);
+        else
+            buf_printf(&b, "%s", first);
         buf_printf(&b, "\",\"command\":{\"stream\":\"cmd\",\"type\":\"Do%d\"},\"success\":[", k);
-        for (int t = 0; t < (k ? 1 : ntypes); t++) buf_printf(&b, "%s\"R%d-%d%0*d\"", t ? "," : "", k, t, k ? 0 : type_len - 4 - (t > 9), 0);
+        for (int t = 0; t < (k ? 1 : ntypes); t++)
+            buf_printf(&b, "%s\"R%d-%d%0*d\"", t ? "," : "", k, t, k ? 0 : type_len - 4 - (t > 9), 0);
         buf_append(&b, "]}", 2);
     }
     buf_append(&b, "]}", 3);
@@ -973,11 +1061,16 @@ TEST(each_limit_of_a_saga_definition_is_accepted_at_it_and_refused_one_past_it) 
     } lim[] = {
         {sized_def(t255, "data.id", 1, "a", 1, 8, 0), sized_def(t256, "data.id", 1, "a", 1, 8, 0), "start_on must be"},
         {sized_def("Go", p255, 1, "a", 1, 8, 0), sized_def("Go", p256, 1, "a", 1, 8, 0), "instance_id must be"},
-        {sized_def("Go", "data.id", 32, "a", 1, 8, 0), sized_def("Go", "data.id", 33, "a", 1, 8, 0), "at most 32 steps"},
-        {sized_def("Go", "data.id", 1, n63, 1, 8, 0), sized_def("Go", "data.id", 1, n64, 1, 8, 0), "steps[0].name must be 1 to 63"},
-        {sized_def("Go", "data.id", 1, "a", 16, 8, 0), sized_def("Go", "data.id", 1, "a", 17, 8, 0), "steps[0].success: at most 16 event types"},
-        {sized_def("Go", "data.id", 1, "a", 1, 255, 0), sized_def("Go", "data.id", 1, "a", 1, 256, 0), "of 1 to 255 characters"},
-        {sized_def("Go", "data.id", 1, "a", 1, 8, 16), sized_def("Go", "data.id", 1, "a", 1, 8, 17), "reply_categories: at most 16"},
+        {sized_def("Go", "data.id", 32, "a", 1, 8, 0), sized_def("Go", "data.id", 33, "a", 1, 8, 0),
+         "at most 32 steps"},
+        {sized_def("Go", "data.id", 1, n63, 1, 8, 0), sized_def("Go", "data.id", 1, n64, 1, 8, 0),
+         "steps[0].name must be 1 to 63"},
+        {sized_def("Go", "data.id", 1, "a", 16, 8, 0), sized_def("Go", "data.id", 1, "a", 17, 8, 0),
+         "steps[0].success: at most 16 event types"},
+        {sized_def("Go", "data.id", 1, "a", 1, 255, 0), sized_def("Go", "data.id", 1, "a", 1, 256, 0),
+         "of 1 to 255 characters"},
+        {sized_def("Go", "data.id", 1, "a", 1, 8, 16), sized_def("Go", "data.id", 1, "a", 1, 8, 17),
+         "reply_categories: at most 16"},
     };
     for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
         expect_status(s.port, "PUT", "/sagas/lim", JSON, lim[i].past, 400, lim[i].says);
@@ -1008,7 +1101,8 @@ TEST(a_command_whose_id_would_pass_255_bytes_fails_its_step_and_the_saga_goes_on
     snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"%s\"}}", longid);
     post(s.port, "order-long", ev);
     char *inst = wait_instance(s.port, longid, "failed");
-    CHECK_MSG(strstr(inst, "\"reason\":\"the command cannot be sent: event 0: 'id' is 256 bytes, the limit is 255\""), "%s", inst);
+    CHECK_MSG(strstr(inst, "\"reason\":\"the command cannot be sent: event 0: 'id' is 256 bytes, the limit is 255\""),
+              "%s", inst);
     free(inst);
     place(s.port, "after-long");
     free(wait_command(s.port, "payment-commands", "ReservePayment", "after-long"));
@@ -1026,20 +1120,23 @@ TEST(a_command_whose_id_would_pass_255_bytes_fails_its_step_and_the_saga_goes_on
 TEST(a_rendered_command_into_its_own_start_a_system_stream_or_a_tombstone_fails_its_step) {
     srv s = srv_start(test_dir(), NULL);
     expect_status(s.port, "PUT", "/sagas/order", JSON,
-                  DEF_FROM("\"order\"", "{\"name\":\"pay\",\"command\":{\"stream\":\"{{data.target}}\",\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"{{id}}-again\"}},"
+                  DEF_FROM("\"order\"", "{\"name\":\"pay\",\"command\":{\"stream\":\"{{data.target}}\",\"type\":"
+                                        "\"OrderPlaced\",\"data\":{\"orderId\":\"{{id}}-again\"}},"
                                         "\"success\":[\"PaymentReserved\"]}"),
                   201, NULL);
     expect_status(s.port, "DELETE", "/streams/gone-1?tombstone=true", NULL, NULL, 200, NULL);
     static const struct {
         const char *id, *target, *reason;
     } c[] = {
-        {"t1", "order-loop", "its type is start_on and its stream one the saga starts from: each command would start another instance"},
+        {"t1", "order-loop",
+         "its type is start_on and its stream one the saga starts from: each command would start another instance"},
         {"t2", "$sagas", "a command cannot go to a system stream"},
         {"t3", "gone-1", "its stream gone-1 is deleted for ever"},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         char ev[200], stream[32];
-        snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"%s\",\"target\":\"%s\"}}", c[i].id, c[i].target);
+        snprintf(ev, sizeof ev, "{\"type\":\"OrderPlaced\",\"data\":{\"orderId\":\"%s\",\"target\":\"%s\"}}", c[i].id,
+                 c[i].target);
         snprintf(stream, sizeof stream, "order-%s", c[i].id);
         post(s.port, stream, ev);
         char *inst = wait_instance(s.port, c[i].id, "failed");
@@ -1078,9 +1175,11 @@ TEST(a_command_the_store_refuses_when_written_holds_up_no_other_instance) {
 TEST(saga_state_records_past_the_data_limit_park_or_fail_the_step_instead_of_stalling) {
     srv s = srv_start(test_dir(), "--max-body 8192");
     expect_status(s.port, "PUT", "/sagas/order", JSON,
-                  DEF("{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\",\"data\":{\"a\":\"{{data.pad}}\",\"b\":\"{{data.pad}}\"}},"
+                  DEF("{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\","
+                      "\"data\":{\"a\":\"{{data.pad}}\",\"b\":\"{{data.pad}}\"}},"
                       "\"success\":[\"PaymentReserved\"]},"
-                      "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},\"success\":[\"StockReserved\"]}"),
+                      "{\"name\":\"stock\",\"command\":{\"stream\":\"inventory-commands\",\"type\":\"ReserveStock\"},"
+                      "\"success\":[\"StockReserved\"]}"),
                   201, NULL);
     char ev[9000];
     /* 8,155 bytes of data: the event fits, its SagaStarted record (the context and more) does not */
@@ -1095,13 +1194,16 @@ TEST(saga_state_records_past_the_data_limit_park_or_fail_the_step_instead_of_sta
     /* a small order, then a reply of 8,100 bytes: the context and its record would be larger */
     place(s.port, "z3");
     free(wait_command(s.port, "payment-commands", "ReservePayment", "z3"));
-    snprintf(ev, sizeof ev, "{\"type\":\"PaymentReserved\",\"correlationid\":\"z3\",\"data\":{\"ref\":\"%0*d\"}}", 8100 - 10, 0);
+    snprintf(ev, sizeof ev, "{\"type\":\"PaymentReserved\",\"correlationid\":\"z3\",\"data\":{\"ref\":\"%0*d\"}}",
+             8100 - 10, 0);
     post(s.port, "replies", ev);
     inst = wait_instance(s.port, "z3", "failed");
-    CHECK_MSG(strstr(inst, "\"reason\":\"reply PaymentReserved: its data cannot join the context: event 0: data is "), "%s", inst);
+    CHECK_MSG(strstr(inst, "\"reason\":\"reply PaymentReserved: its data cannot join the context: event 0: data is "),
+              "%s", inst);
     free(inst);
     char *parked = http_body(s.port, "GET", "/sagas/order/parked", NULL, NULL, 200);
-    CHECK_MSG(strstr(parked, "\"reason\":\"the instance's state cannot hold the start event: event 0: data is "), "%s", parked);
+    CHECK_MSG(strstr(parked, "\"reason\":\"the instance's state cannot hold the start event: event 0: data is "), "%s",
+              parked);
     free(parked);
     expect_status(s.port, "GET", "/sagas/order/instances/z1", NULL, NULL, 404, NULL);
     /* and the saga goes on */

@@ -100,9 +100,12 @@ TEST(a_scavenge_removes_what_reads_no_longer_return_and_keeps_the_rest_byte_for_
         char stream[32];
         snprintf(stream, sizeof stream, "s-%d", k);
         factum_meta_t m = {.max_count = 5};
-        if (k % 8 == 0) CHECK_RC(factum_delete_stream(db, str_c(stream), FACTUM_EXPECT_ANY, 0, NULL, NULL), 0);
-        else if (k % 8 == 2) CHECK_RC(factum_delete_stream(db, str_c(stream), FACTUM_EXPECT_ANY, 1, NULL, NULL), 0);
-        else if (k % 8 == 4) CHECK_RC(factum_meta_set(db, str_c(stream), &m, NULL, NULL), 0);
+        if (k % 8 == 0)
+            CHECK_RC(factum_delete_stream(db, str_c(stream), FACTUM_EXPECT_ANY, 0, NULL, NULL), 0);
+        else if (k % 8 == 2)
+            CHECK_RC(factum_delete_stream(db, str_c(stream), FACTUM_EXPECT_ANY, 1, NULL, NULL), 0);
+        else if (k % 8 == 4)
+            CHECK_RC(factum_meta_set(db, str_c(stream), &m, NULL, NULL), 0);
         else {
             m = (factum_meta_t){.truncate_before = 140};
             CHECK_RC(factum_meta_set(db, str_c(stream), &m, NULL, NULL), 0);
@@ -121,11 +124,13 @@ TEST(a_scavenge_removes_what_reads_no_longer_return_and_keeps_the_rest_byte_for_
     factum_scavenge_stats_t st;
     factum_scavenge_stats(db, &st);
     CHECK(!st.running && st.runs == 1 && st.segments_rewritten > 0 && st.segments_done == st.segments_total);
-    CHECK_MSG(st.events_removed > 1200 && st.events_removed < 1500 + 50, "removed %llu", (unsigned long long)st.events_removed);
+    CHECK_MSG(st.events_removed > 1200 && st.events_removed < 1500 + 50, "removed %llu",
+              (unsigned long long)st.events_removed);
     snapshot_all(db, &after);
     CHECK_MSG(before.len == after.len && !memcmp(before.ptr, after.ptr, before.len), "reads changed by the scavenge");
     uint64_t disk1 = log_disk_bytes(dir);
-    CHECK_MSG(disk1 < disk0 * 6 / 10, "log on disk %llu -> %llu bytes", (unsigned long long)disk0, (unsigned long long)disk1);
+    CHECK_MSG(disk1 < disk0 * 6 / 10, "log on disk %llu -> %llu bytes", (unsigned long long)disk0,
+              (unsigned long long)disk1);
     /* Revisions continue after the deleted stream's old last one; metadata is intact. */
     factum_append_result_t res;
     CHECK_RC(test_append(db, "s-0", FACTUM_EXPECT_NO_STREAM, "E", "{}", NULL, &res), 0);
@@ -144,7 +149,8 @@ TEST(a_scavenge_removes_what_reads_no_longer_return_and_keeps_the_rest_byte_for_
         }
         db = test_open(dir, &small);
         snapshot_all(db, &after);
-        CHECK_MSG(before.len == after.len && !memcmp(before.ptr, after.ptr, before.len), "reads changed by reopening (pass %d)", pass);
+        CHECK_MSG(before.len == after.len && !memcmp(before.ptr, after.ptr, before.len),
+                  "reads changed by reopening (pass %d)", pass);
         factum_meta_t m;
         CHECK_RC(factum_meta_get(db, str_c("s-1"), &m, NULL), 0);
         CHECK_EQ(m.max_count, 1049);
@@ -195,11 +201,16 @@ static void *cr_changer(void *arg) {
         snprintf(stream, sizeof stream, "s-%d", k);
         int64_t last = factum_stream_revision(c->db, str_c(stream));
         factum_meta_t m = {0};
-        if (op < 4) m.max_count = 3 + (x >> 20) % 40;
-        else if (op < 7 && last > 10) m.truncate_before = (uint64_t)last - 10;
-        if (op < 7) factum_meta_set(c->db, str_c(stream), &m, NULL, NULL);
-        else if (op < 9) factum_delete_stream(c->db, str_c(stream), FACTUM_EXPECT_ANY, 0, NULL, NULL);
-        else if (k >= CR_STREAMS - 2) factum_delete_stream(c->db, str_c(stream), FACTUM_EXPECT_ANY, 1, NULL, NULL);
+        if (op < 4)
+            m.max_count = 3 + (x >> 20) % 40;
+        else if (op < 7 && last > 10)
+            m.truncate_before = (uint64_t)last - 10;
+        if (op < 7)
+            factum_meta_set(c->db, str_c(stream), &m, NULL, NULL);
+        else if (op < 9)
+            factum_delete_stream(c->db, str_c(stream), FACTUM_EXPECT_ANY, 0, NULL, NULL);
+        else if (k >= CR_STREAMS - 2)
+            factum_delete_stream(c->db, str_c(stream), FACTUM_EXPECT_ANY, 1, NULL, NULL);
         usleep(2000);
     }
     return NULL;
@@ -220,7 +231,9 @@ static void *cr_reader(void *arg) {
                 char path[4200];
                 snprintf(path, sizeof path, "%s/bad", c->dir);
                 FILE *f = fopen(path, "w");
-                if (f) fprintf(f, "position %llu: %.*s\n", (unsigned long long)e->position, (int)e->data.len, e->data.ptr), fclose(f);
+                if (f)
+                    fprintf(f, "position %llu: %.*s\n", (unsigned long long)e->position, (int)e->data.len, e->data.ptr),
+                        fclose(f);
             }
         }
         factum_result_free(r);
@@ -238,7 +251,8 @@ static _Noreturn void cr_child(const char *dir, const char *store) {
     pthread_create(&t[0], NULL, cr_appender, &c);
     pthread_create(&t[1], NULL, cr_changer, &c);
     pthread_create(&t[2], NULL, cr_reader, &c);
-    for (;;) factum_scavenge(c.db, NULL); /* until killed */
+    for (;;)
+        factum_scavenge(c.db, NULL); /* until killed */
 }
 
 typedef struct cr_event {
@@ -270,7 +284,8 @@ static void cr_verify(factum_t *db, const char *dir, uint64_t floors[CR_STREAMS]
         CHECK_RC(factum_meta_get(db, str_c(stream), &m, NULL), 0);
         int64_t last = factum_stream_revision(db, str_c(stream));
         uint64_t floor = m.truncate_before;
-        if (m.max_count && last >= 0 && (uint64_t)last + 1 > m.max_count) floor = MAX(floor, (uint64_t)last + 1 - m.max_count);
+        if (m.max_count && last >= 0 && (uint64_t)last + 1 > m.max_count)
+            floor = MAX(floor, (uint64_t)last + 1 - m.max_count);
         if (m.tombstone || m.deleted) floor = (uint64_t)last + 1;
         factum_meta_free(&m);
         CHECK_MSG(floor >= floors[k], "%s: hidden events came back (floor %llu, before %llu)", stream,
@@ -295,7 +310,8 @@ static void cr_verify(factum_t *db, const char *dir, uint64_t floors[CR_STREAMS]
                 if (e->revision < 20000 && have[k][e->revision]) {
                     char nonce[32];
                     snprintf(nonce, sizeof nonce, "\"n\":%llu,", (unsigned long long)acked[k][e->revision].nonce);
-                    CHECK_MSG(e->position == acked[k][e->revision].pos && memmem(e->data.ptr, e->data.len, nonce, strlen(nonce)),
+                    CHECK_MSG(e->position == acked[k][e->revision].pos &&
+                                  memmem(e->data.ptr, e->data.len, nonce, strlen(nonce)),
                               "%s/%llu is not the event acknowledged", stream, (unsigned long long)e->revision);
                 }
                 next++;
@@ -312,7 +328,8 @@ static void cr_verify(factum_t *db, const char *dir, uint64_t floors[CR_STREAMS]
     buf_t all = {0};
     snapshot_all(db, &all);
     size_t lines = 0;
-    for (size_t i = 0; i < all.len; i++) lines += all.ptr[i] == '\n';
+    for (size_t i = 0; i < all.len; i++)
+        lines += all.ptr[i] == '\n';
     CHECK_MSG(lines == total, "$all has %zu events, the streams %zu", lines, total);
     buf_free(&all);
 }
@@ -355,5 +372,6 @@ TEST_T(kill_9_during_scavenges_loses_nothing_that_should_stay_and_brings_nothing
         if (strstr(de->d_name, ".seg") && stat(path, &s) == 0 && s.st_size < (1 << 16)) compacted++;
     }
     closedir(d);
-    CHECK_MSG(compacted >= 1, "%zu compacted segments (last run rewrote %llu)", compacted, (unsigned long long)rewritten);
+    CHECK_MSG(compacted >= 1, "%zu compacted segments (last run rewrote %llu)", compacted,
+              (unsigned long long)rewritten);
 }

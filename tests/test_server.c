@@ -42,7 +42,8 @@ srv srv_start(const char *dir, const char *extra) {
         argv[n++] = "--listen";
         argv[n++] = "127.0.0.1:0";
         snprintf(buf, sizeof buf, "%s", extra ? extra : "");
-        for (char *t = strtok(buf, " "); t && n < 62; t = strtok(NULL, " ")) argv[n++] = t;
+        for (char *t = strtok(buf, " "); t && n < 62; t = strtok(NULL, " "))
+            argv[n++] = t;
         argv[n] = NULL;
         execv(argv[0], argv);
         _exit(127);
@@ -104,7 +105,8 @@ const char *resp_header(const resp *r, const char *name, char *out, size_t cap) 
         const char *h = l + 2;
         if (!strncasecmp(h, name, nl) && h[nl] == ':') {
             const char *v = h + nl + 1, *e = strstr(v, "\r\n");
-            while (*v == ' ') v++;
+            while (*v == ' ')
+                v++;
             snprintf(out, cap, "%.*s", (int)(e - v), v);
             break;
         }
@@ -217,8 +219,8 @@ char *http_body(int port, const char *method, const char *path, const char *hdrs
     return resp_take_body(&r);
 }
 
-void expect_status(int port, const char *method, const char *path, const char *hdrs, const char *body,
-                          int status, const char *body_has) {
+void expect_status(int port, const char *method, const char *path, const char *hdrs, const char *body, int status,
+                   const char *body_has) {
     resp r;
     http_do(port, method, path, hdrs, body, &r);
     CHECK_MSG(r.status == status, "%s %s: got %d, want %d: %s", method, path, r.status, status, r.body);

@@ -12,9 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static factum_options_t small(void) {
-    return (factum_options_t){.segment_bytes = 1 << 16, .memtable_events = 64};
-}
+static factum_options_t small(void) { return (factum_options_t){.segment_bytes = 1 << 16, .memtable_events = 64}; }
 
 TEST(append_assigns_revisions_and_positions_in_commit_order) {
     factum_t *db = test_open(test_dir(), NULL);
@@ -71,12 +69,14 @@ TEST(append_is_idempotent_by_event_id_whatever_the_expected_revision) {
     CHECK_EQ(r.last_position, 0);
     CHECK_EQ(factum_head_position(db), 2);
     /* Same id, other content. */
-    factum_event_t e = {.type = str_c("T"), .id = str_c("id-1"), .data = str_c("{\"a\":9}"), .data_format = FACTUM_DATA_JSON};
+    factum_event_t e = {
+        .type = str_c("T"), .id = str_c("id-1"), .data = str_c("{\"a\":9}"), .data_format = FACTUM_DATA_JSON};
     CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, &r, &err), FACTUM_ECONFLICT);
     CHECK(strstr(err.message, "id-1"));
     /* A whole batch repeated, and a batch that repeats only part. */
-    factum_event_t b[2] = {{.type = str_c("T"), .id = str_c("id-1"), .data = str_c("{\"a\":1}"), .data_format = FACTUM_DATA_JSON},
-                           {.type = str_c("T"), .id = str_c("id-2"), .data = str_c("{\"a\":2}"), .data_format = FACTUM_DATA_JSON}};
+    factum_event_t b[2] = {
+        {.type = str_c("T"), .id = str_c("id-1"), .data = str_c("{\"a\":1}"), .data_format = FACTUM_DATA_JSON},
+        {.type = str_c("T"), .id = str_c("id-2"), .data = str_c("{\"a\":2}"), .data_format = FACTUM_DATA_JSON}};
     CHECK_RC(factum_append(db, str_c("s"), 7, b, 2, &r, &err), 0);
     CHECK(r.idempotent);
     CHECK_EQ(r.first_revision, 0);
@@ -122,20 +122,29 @@ TEST(bad_input_gets_a_clear_error_and_changes_nothing) {
         {"s", "T", "{}", "\"a\":", NULL, FACTUM_EBADEVENT, "JSON members"},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        factum_event_t e = {.type = str_c(cases[i].type), .data = str_c(cases[i].data), .data_format = FACTUM_DATA_JSON,
-                            .extensions = str_c(cases[i].ext), .id = str_c(cases[i].id)};
+        factum_event_t e = {.type = str_c(cases[i].type),
+                            .data = str_c(cases[i].data),
+                            .data_format = FACTUM_DATA_JSON,
+                            .extensions = str_c(cases[i].ext),
+                            .id = str_c(cases[i].id)};
         err.message[0] = 0;
         int rc = factum_append(db, str_c(cases[i].stream), FACTUM_EXPECT_ANY, &e, 1, &r, &err);
-        CHECK_MSG(rc == cases[i].want, "case %zu: %s, expected %s", i, factum_errname(rc), factum_errname(cases[i].want));
+        CHECK_MSG(rc == cases[i].want, "case %zu: %s, expected %s", i, factum_errname(rc),
+                  factum_errname(cases[i].want));
         CHECK_MSG(strstr(err.message, cases[i].msg), "case %zu: message '%s' lacks '%s'", i, err.message, cases[i].msg);
     }
     /* Limits, at the limit and one past it. */
     char name[300], big[1100];
     memset(name, 'n', sizeof name);
-    CHECK_RC(factum_append(db, (factum_str_t){name, 255}, FACTUM_EXPECT_ANY, &(factum_event_t){.type = str_c("T")}, 1, &r, &err), 0);
-    CHECK_RC(factum_append(db, (factum_str_t){name, 256}, FACTUM_EXPECT_ANY, &(factum_event_t){.type = str_c("T")}, 1, &r, &err), FACTUM_EBADSTREAM);
+    CHECK_RC(factum_append(db, (factum_str_t){name, 255}, FACTUM_EXPECT_ANY, &(factum_event_t){.type = str_c("T")}, 1,
+                           &r, &err),
+             0);
+    CHECK_RC(factum_append(db, (factum_str_t){name, 256}, FACTUM_EXPECT_ANY, &(factum_event_t){.type = str_c("T")}, 1,
+                           &r, &err),
+             FACTUM_EBADSTREAM);
     CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &(factum_event_t){.type = {name, 255}}, 1, &r, &err), 0);
-    CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &(factum_event_t){.type = {name, 256}}, 1, &r, &err), FACTUM_ETOOBIG);
+    CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &(factum_event_t){.type = {name, 256}}, 1, &r, &err),
+             FACTUM_ETOOBIG);
     memset(big, 'x', sizeof big);
     factum_event_t e = {.type = str_c("T"), .data = {big, 1000}, .data_format = FACTUM_DATA_BINARY};
     CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, &r, &err), 0);
@@ -143,8 +152,10 @@ TEST(bad_input_gets_a_clear_error_and_changes_nothing) {
     CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, &r, &err), FACTUM_ETOOBIG);
     CHECK(strstr(err.message, "limit is 1000"));
     factum_event_t *many = calloc(FACTUM_MAX_BATCH_EVENTS + 1, sizeof *many);
-    for (int i = 0; i <= FACTUM_MAX_BATCH_EVENTS; i++) many[i].type = str_c("T");
-    CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, many, FACTUM_MAX_BATCH_EVENTS + 1, &r, &err), FACTUM_ETOOBIG);
+    for (int i = 0; i <= FACTUM_MAX_BATCH_EVENTS; i++)
+        many[i].type = str_c("T");
+    CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, many, FACTUM_MAX_BATCH_EVENTS + 1, &r, &err),
+             FACTUM_ETOOBIG);
     uint64_t before = factum_head_position(db);
     /* A batch with one bad event appends none of them. */
     many[5].type = str_c("");
@@ -165,10 +176,15 @@ TEST(bad_input_gets_a_clear_error_and_changes_nothing) {
 TEST(events_keep_every_attribute_and_data_byte_for_byte) {
     factum_t *db = test_open(test_dir(), NULL);
     const char *data = "{ \"b\" : [1, 2.50, \"\\u00e9\"],\n\"a\":null }";
-    factum_event_t e = {.type = str_c("OrderCreated"), .id = str_c("my-id"), .source = str_c("order-service"),
-                        .subject = str_c("order-123"), .datacontenttype = str_c("application/json"),
-                        .correlationid = str_c("corr-1"), .causationid = str_c("cmd-7"),
-                        .extensions = str_c("\"traceparent\":\"00-ab\",\"tenant\":7"), .data = str_c(data),
+    factum_event_t e = {.type = str_c("OrderCreated"),
+                        .id = str_c("my-id"),
+                        .source = str_c("order-service"),
+                        .subject = str_c("order-123"),
+                        .datacontenttype = str_c("application/json"),
+                        .correlationid = str_c("corr-1"),
+                        .causationid = str_c("cmd-7"),
+                        .extensions = str_c("\"traceparent\":\"00-ab\",\"tenant\":7"),
+                        .data = str_c(data),
                         .data_format = FACTUM_DATA_JSON};
     factum_event_t bin = {.type = str_c("Blob"), .data = {"\0\1\2\377", 4}, .data_format = FACTUM_DATA_BINARY};
     CHECK_RC(factum_append(db, str_c("order-123"), FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
@@ -241,7 +257,8 @@ TEST(read_all_filters_by_type_category_and_correlation) {
         factum_event_t e = {.type = str_c(i % 3 ? "Created" : "Paid"), .correlationid = str_c(corr)};
         CHECK_RC(factum_append(db, str_c(stream), FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
     }
-    CHECK_RC(test_append(db, "order", FACTUM_EXPECT_ANY, "Created", NULL, NULL, NULL), 0); /* no dash: category is the name */
+    CHECK_RC(test_append(db, "order", FACTUM_EXPECT_ANY, "Created", NULL, NULL, NULL),
+             0); /* no dash: category is the name */
     factum_result_t *res;
     factum_query_t q = {.limit = 1000, .category = str_c("order")};
     CHECK_RC(factum_read_all(db, &q, &res, NULL), 0);
@@ -250,13 +267,15 @@ TEST(read_all_filters_by_type_category_and_correlation) {
     q = (factum_query_t){.limit = 1000, .type = str_c("Paid"), .category = str_c("payment")};
     CHECK_RC(factum_read_all(db, &q, &res, NULL), 0);
     size_t want = 0;
-    for (int i = 0; i < 200; i++) want += i % 2 == 0 && i % 3 == 0;
+    for (int i = 0; i < 200; i++)
+        want += i % 2 == 0 && i % 3 == 0;
     CHECK_EQ(factum_result_count(res), want);
     factum_result_free(res);
     q = (factum_query_t){.limit = 1000, .correlationid = str_c("c3")};
     CHECK_RC(factum_read_all(db, &q, &res, NULL), 0);
     CHECK_EQ(factum_result_count(res), 40);
-    for (size_t i = 0; i < 40; i++) CHECK_EQ(factum_result_event(res, i)->position, 3 + 5 * i);
+    for (size_t i = 0; i < 40; i++)
+        CHECK_EQ(factum_result_event(res, i)->position, 3 + 5 * i);
     factum_result_free(res);
     q = (factum_query_t){.limit = 3, .correlationid = str_c("c3"), .backward = 1, .from = FACTUM_END};
     CHECK_RC(factum_read_all(db, &q, &res, NULL), 0);
@@ -431,7 +450,8 @@ TEST(an_async_append_calls_back_after_the_commit_hook_and_counts_in_stats) {
     CHECK_RC(factum_append_async(db, str_c(stream), FACTUM_EXPECT_NO_STREAM, ev, 2, async_done, &p, NULL), 0);
     memset(stream, 'x', sizeof stream - 1); /* the store kept its own copy */
     pthread_mutex_lock(&p.mu);
-    while (!p.done) pthread_cond_wait(&p.cond, &p.mu);
+    while (!p.done)
+        pthread_cond_wait(&p.cond, &p.mu);
     CHECK_RC(p.rc, 0);
     CHECK_EQ(p.res.first_revision, 0);
     CHECK_EQ(p.res.last_position, 1);
@@ -441,7 +461,8 @@ TEST(an_async_append_calls_back_after_the_commit_hook_and_counts_in_stats) {
     /* A miss comes back through the callback too; a bad event is refused at once. */
     CHECK_RC(factum_append_async(db, str_c("async-1"), FACTUM_EXPECT_NO_STREAM, ev, 1, async_done, &p, NULL), 0);
     pthread_mutex_lock(&p.mu);
-    while (p.done < 2) pthread_cond_wait(&p.cond, &p.mu);
+    while (p.done < 2)
+        pthread_cond_wait(&p.cond, &p.mu);
     CHECK_RC(p.rc, FACTUM_EREVISION);
     CHECK_EQ(p.res.actual_revision, 1);
     pthread_mutex_unlock(&p.mu);
@@ -457,7 +478,8 @@ TEST(an_async_append_calls_back_after_the_commit_hook_and_counts_in_stats) {
     CHECK_EQ(st.head, 2);
     CHECK(st.fsyncs >= 1 && st.log_bytes == st.bytes && st.bytes > 0);
     uint64_t groups = 0;
-    for (int i = 0; i < FACTUM_STAT_BUCKETS; i++) groups += st.group_events[i];
+    for (int i = 0; i < FACTUM_STAT_BUCKETS; i++)
+        groups += st.group_events[i];
     CHECK_EQ(groups, st.fsyncs);
     factum_set_commit_hook(db, NULL, NULL);
     factum_close(db);

@@ -13,8 +13,8 @@
 static void schedule_in(int port, int64_t ms, const char *stream, const char *type, char *id) {
     char at[32], body[512];
     time_format_rfc3339(clock_realtime_us() + ms * 1000, at);
-    snprintf(body, sizeof body, "{\"at\":\"%s\",\"stream\":\"%s\",\"event\":{\"type\":\"%s\",\"data\":{\"t\":\"%s\"}}}", at,
-             stream, type, type);
+    snprintf(body, sizeof body, "{\"at\":\"%s\",\"stream\":\"%s\",\"event\":{\"type\":\"%s\",\"data\":{\"t\":\"%s\"}}}",
+             at, stream, type, type);
     resp r;
     http_do(port, "POST", "/schedules", "Content-Type: application/json\r\n", body, &r);
     CHECK_MSG(r.status == 201, "schedule: %d %s", r.status, r.body);
@@ -26,7 +26,8 @@ static void schedule_in(int port, int64_t ms, const char *stream, const char *ty
 
 static int count_in(const char *body, const char *needle) {
     int n = 0;
-    for (const char *p = body; (p = strstr(p, needle)); p++) n++;
+    for (const char *p = body; (p = strstr(p, needle)); p++)
+        n++;
     return n;
 }
 
@@ -88,12 +89,13 @@ TEST_T(timers_fire_on_time_once_and_cancelled_ones_never, 60) {
     body = get(s.port, "/all", &st);
     CHECK(!strstr(body, "$schedules"));
     free(body);
-    const char *bad[] = {"{\"at\":\"soon\",\"stream\":\"x-1\",\"event\":{\"type\":\"A\"}}",
-                         "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"$x\",\"event\":{\"type\":\"A\"}}",
-                         "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\",\"event\":{\"data\":1}}",
-                         "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\"}", "[1]",
-                         /* an unknown member is refused, never ignored */
-                         "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\",\"event\":{\"type\":\"A\"},\"repeat\":\"daily\"}"};
+    const char *bad[] = {
+        "{\"at\":\"soon\",\"stream\":\"x-1\",\"event\":{\"type\":\"A\"}}",
+        "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"$x\",\"event\":{\"type\":\"A\"}}",
+        "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\",\"event\":{\"data\":1}}",
+        "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\"}", "[1]",
+        /* an unknown member is refused, never ignored */
+        "{\"at\":\"2026-01-01T00:00:00Z\",\"stream\":\"x-1\",\"event\":{\"type\":\"A\"},\"repeat\":\"daily\"}"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         http_do(s.port, "POST", "/schedules", "Content-Type: application/json\r\n", bad[i], &r);
         CHECK_MSG(r.status == 400, "%s: %d", bad[i], r.status);
@@ -178,7 +180,8 @@ TEST_T(killing_the_server_while_timers_fire_leaves_each_event_once, 180) {
             if (n < 1000) break;
         }
     }
-    for (int i = 0; i < N; i++) CHECK_MSG(seen[i], "timer %s never fired", ids[i]);
+    for (int i = 0; i < N; i++)
+        CHECK_MSG(seen[i], "timer %s never fired", ids[i]);
     factum_close(db);
 }
 
@@ -206,7 +209,8 @@ static bool metric_reaches(int port, const char *name, uint64_t want, int limit_
 
 TEST(a_timer_into_a_stream_deleted_for_ever_reports_failed_with_the_error) {
     srv s = srv_start(test_dir(), NULL);
-    expect_status(s.port, "POST", "/streams/tomb-1", "Content-Type: application/cloudevents+json\r\n", "{\"type\":\"A\"}", 201, NULL);
+    expect_status(s.port, "POST", "/streams/tomb-1", "Content-Type: application/cloudevents+json\r\n",
+                  "{\"type\":\"A\"}", 201, NULL);
     expect_status(s.port, "DELETE", "/streams/tomb-1?tombstone=true", NULL, NULL, 200, NULL);
     char id[37], path[128];
     schedule_in(s.port, 0, "tomb-1", "TooLate", id);
@@ -215,7 +219,8 @@ TEST(a_timer_into_a_stream_deleted_for_ever_reports_failed_with_the_error) {
     for (int round = 0; round < 2; round++) { /* and the same after a restart */
         char *b = http_body(s.port, "GET", path, NULL, NULL, 200);
         /* The store's refusal, and no position (position 0 is another stream's event). */
-        CHECK_MSG(strstr(b, "\"state\":\"failed\",\"error\":\"") && strstr(b, "deleted") && !strstr(b, "\"position\""), "%s", b);
+        CHECK_MSG(strstr(b, "\"state\":\"failed\",\"error\":\"") && strstr(b, "deleted") && !strstr(b, "\"position\""),
+                  "%s", b);
         free(b);
         CHECK_EQ(metric(s.port, "factum_timers_failed_total"), 1);
         CHECK_EQ(metric(s.port, "factum_timers_fired_total"), 0);
@@ -230,7 +235,8 @@ static void list_page(int port, const char *path, char ids[][37], int *n, char n
     resp r;
     http_do(port, "GET", path, NULL, NULL, &r);
     CHECK_MSG(r.status == 200, "%s: %d %s", path, r.status, r.body);
-    for (const char *p = r.body; (p = strstr(p, "{\"id\":\"")); p += 7) snprintf(ids[(*n)++], 37, "%s", p + 7);
+    for (const char *p = r.body; (p = strstr(p, "{\"id\":\"")); p += 7)
+        snprintf(ids[(*n)++], 37, "%s", p + 7);
     char link[256];
     resp_header(&r, "link", link, sizeof link);
     const char *a = strstr(link, "/schedules?");
@@ -244,7 +250,8 @@ static int by_str(const void *a, const void *b) { return strcmp(a, b); }
 TEST_T(pending_schedules_are_listed_in_pages_over_http_and_by_the_cli, 60) {
     srv s = srv_start(test_dir(), NULL);
     char pending[5][37], fired[37], path[128], next[128];
-    for (int i = 0; i < 5; i++) schedule_in(s.port, 3600000, "later-1", "Later", pending[i]);
+    for (int i = 0; i < 5; i++)
+        schedule_in(s.port, 3600000, "later-1", "Later", pending[i]);
     schedule_in(s.port, 0, "now-1", "Now", fired);
     snprintf(path, sizeof path, "/schedules/%s", fired);
     CHECK(http_wait_body(s.port, path, "\"state\":\"fired\"", 30));
@@ -259,7 +266,8 @@ TEST_T(pending_schedules_are_listed_in_pages_over_http_and_by_the_cli, 60) {
     CHECK_EQ(n, 5);
     CHECK_EQ(pages, 3);
     qsort(pending, 5, sizeof pending[0], by_str);
-    for (int i = 0; i < 5; i++) CHECK_MSG(!strcmp(got[i], pending[i]), "listed %s, want %s", got[i], pending[i]);
+    for (int i = 0; i < 5; i++)
+        CHECK_MSG(!strcmp(got[i], pending[i]), "listed %s, want %s", got[i], pending[i]);
     char *b = http_body(s.port, "GET", "/schedules?state=fired", NULL, NULL, 200);
     CHECK_MSG(strstr(b, fired) && strstr(b, "\"state\":\"fired\",\"position\":") && !strstr(b, pending[0]), "%s", b);
     free(b);
@@ -271,7 +279,8 @@ TEST_T(pending_schedules_are_listed_in_pages_over_http_and_by_the_cli, 60) {
     expect_status(s.port, "GET", "/schedules?limit=0", NULL, NULL, 400, "limit");
     expect_status(s.port, "GET", "/schedules?limit=1001", NULL, NULL, 400, "limit");
     expect_status(s.port, "GET", "/schedules?limit=1000", NULL, NULL, 200, NULL);
-    expect_status(s.port, "GET", "/schedules?after=zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", NULL, NULL, 200, "[]"); /* 39 bytes, after every id */
+    expect_status(s.port, "GET", "/schedules?after=zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", NULL, NULL, 200,
+                  "[]"); /* 39 bytes, after every id */
     expect_status(s.port, "GET", "/schedules?after=0123456789012345678901234567890123456789", NULL, NULL, 400, "after");
     expect_status(s.port, "GET", "/schedules?colour=red", NULL, NULL, 400, "colour");
     expect_status(s.port, "PUT", "/schedules", NULL, "{}", 405, NULL);
@@ -286,7 +295,8 @@ TEST_T(pending_schedules_are_listed_in_pages_over_http_and_by_the_cli, 60) {
     CHECK_EQ(test_run(cmd, out, sizeof out), 0);
     CHECK_EQ(count_in(out, "\n"), 6);
     CHECK(strstr(out, fired) && strstr(out, "\"state\":\"fired\""));
-    snprintf(cmd, sizeof cmd, "%s --data-dir %s schedule ls --state pending --after %s --limit 2", test_bin(), test_dir(), pending[1]);
+    snprintf(cmd, sizeof cmd, "%s --data-dir %s schedule ls --state pending --after %s --limit 2", test_bin(),
+             test_dir(), pending[1]);
     CHECK_EQ(test_run(cmd, out, sizeof out), 0);
     CHECK_EQ(count_in(out, "\n"), 2);
     CHECK(strstr(out, pending[2]) == out + 7 && strstr(out, pending[3]));
@@ -316,7 +326,8 @@ TEST_T(fired_and_cancelled_timer_records_are_reclaimed_and_pending_timers_still_
     /* And 150 ten hours away whose records together pass a segment: copied a part at a time. */
     for (int i = 0; i < 150; i++) {
         time_format_rfc3339(test_clock_now_us() + 10 * HOUR_US, at);
-        snprintf(body, sizeof body, "{\"at\":\"%s\",\"stream\":\"far-1\",\"event\":{\"type\":\"Far\",\"data\":\"%0400d\"}}", at, i);
+        snprintf(body, sizeof body,
+                 "{\"at\":\"%s\",\"stream\":\"far-1\",\"event\":{\"type\":\"Far\",\"data\":\"%0400d\"}}", at, i);
         expect_status(s.port, "POST", "/schedules", "Content-Type: application/json\r\n", body, 201, NULL);
     }
     /* Enough timers fire to compact $schedules once. */
@@ -334,7 +345,8 @@ TEST_T(fired_and_cancelled_timer_records_are_reclaimed_and_pending_timers_still_
     char *b = http_body(s.port, "GET", "/streams/%24schedules?limit=10000", NULL, NULL, 200);
     int visible = count_in(b, "\"stream\":\"$schedules\"");
     CHECK_MSG(visible < N / 2, "%d records of $schedules still visible", visible);
-    for (int i = 0; i < 3; i++) CHECK_MSG(strstr(b, late[i]), "no copy of %s", late[i]);
+    for (int i = 0; i < 3; i++)
+        CHECK_MSG(strstr(b, late[i]), "no copy of %s", late[i]);
     free(b);
     /* A scavenge takes them off the disk. */
     uint64_t removed = srv_scavenge(s.port);
@@ -356,7 +368,8 @@ TEST_T(fired_and_cancelled_timer_records_are_reclaimed_and_pending_timers_still_
     s = srv_start(test_dir(), NULL);
     b = http_body(s.port, "GET", "/streams/late-1", NULL, NULL, 200);
     CHECK_EQ(count_in(b, "\"type\":\"Late\""), 3);
-    for (int i = 0; i < 3; i++) CHECK_EQ(count_in(b, late[i]), 1);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(count_in(b, late[i]), 1);
     free(b);
     CHECK_EQ(metric(s.port, "factum_timers_pending"), 150);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);

@@ -44,13 +44,16 @@ static void get(factum_str_t json, const char *key, char *out, size_t cap) {
     const char *p = json.ptr ? memmem(json.ptr, json.len, k, strlen(k)) : NULL;
     if (!p) return;
     p += strlen(k);
-    while (*p == ' ') p++;
+    while (*p == ' ')
+        p++;
     size_t n = 0;
     if (*p == '"') {
         p++;
-        while (p[n] && p[n] != '"' && n + 1 < cap) n++;
+        while (p[n] && p[n] != '"' && n + 1 < cap)
+            n++;
     } else {
-        while (p[n] && p[n] != ',' && p[n] != '}' && n + 1 < cap) n++;
+        while (p[n] && p[n] != ',' && p[n] != '}' && n + 1 < cap)
+            n++;
     }
     memcpy(out, p, n);
     out[n] = 0;
@@ -90,15 +93,21 @@ static reply decide(const char *role, const factum_event_t *e) {
         }
     } else if (!strcmp(role, "shipping")) {
         get(e->data, "region", v, sizeof v);
-        if (IS("Ship")) r.type = !strcmp(v, "mars") ? NULL : "Shipped"; /* mars: no answer, the saga times out */
-        else if (IS("StockReserved")) r.type = !strcmp(v, "mars") ? "ShippingFailed" : "Shipped";
+        if (IS("Ship"))
+            r.type = !strcmp(v, "mars") ? NULL : "Shipped"; /* mars: no answer, the saga times out */
+        else if (IS("StockReserved"))
+            r.type = !strcmp(v, "mars") ? "ShippingFailed" : "Shipped";
         snprintf(r.data, sizeof r.data, "{\"orderId\":\"%s\",\"region\":\"%s\"}", order, v);
     }
     /* --force: the role's first answer to an order fails, or never comes */
-    bool first = IS("ReservePayment") || IS("OrderPlaced") || IS("ReserveStock") || IS("PaymentReserved") || IS("Ship") || IS("StockReserved");
-    if (first && !strcmp(force, "timeout")) r.type = NULL;
+    bool first = IS("ReservePayment") || IS("OrderPlaced") || IS("ReserveStock") || IS("PaymentReserved") ||
+                 IS("Ship") || IS("StockReserved");
+    if (first && !strcmp(force, "timeout"))
+        r.type = NULL;
     else if (first && !strcmp(force, "fail"))
-        r.type = !strcmp(role, "payment") ? "PaymentDeclined" : !strcmp(role, "inventory") ? "OutOfStock" : "ShippingFailed";
+        r.type = !strcmp(role, "payment")     ? "PaymentDeclined"
+                 : !strcmp(role, "inventory") ? "OutOfStock"
+                                              : "ShippingFailed";
 #undef IS
     return r;
 }
@@ -106,15 +115,19 @@ static reply decide(const char *role, const factum_event_t *e) {
 int main(int argc, char **argv) {
     const char *role = argc > 1 ? argv[1] : "", *url = getenv("FACTUM_URL"), *style = "orchestrated";
     for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--server")) url = argv[i + 1];
-        else if (!strcmp(argv[i], "--style")) style = argv[i + 1];
-        else if (!strcmp(argv[i], "--force")) force = argv[i + 1];
+        if (!strcmp(argv[i], "--server"))
+            url = argv[i + 1];
+        else if (!strcmp(argv[i], "--style"))
+            style = argv[i + 1];
+        else if (!strcmp(argv[i], "--force"))
+            force = argv[i + 1];
     }
     bool choreo = !strcmp(style, "choreographed");
-    if ((strcmp(role, "payment") && strcmp(role, "inventory") && strcmp(role, "shipping")) || (!choreo && strcmp(style, "orchestrated")) ||
-        (*force && strcmp(force, "fail") && strcmp(force, "timeout"))) {
-        fprintf(stderr, "usage: order-service payment|inventory|shipping [--server URL] [--style orchestrated|choreographed]\n"
-                        "                     [--force fail|timeout]\n");
+    if ((strcmp(role, "payment") && strcmp(role, "inventory") && strcmp(role, "shipping")) ||
+        (!choreo && strcmp(style, "orchestrated")) || (*force && strcmp(force, "fail") && strcmp(force, "timeout"))) {
+        fprintf(stderr,
+                "usage: order-service payment|inventory|shipping [--server URL] [--style orchestrated|choreographed]\n"
+                "                     [--force fail|timeout]\n");
         return 2;
     }
     if (!url) url = "http://127.0.0.1:7744";
@@ -133,7 +146,8 @@ int main(int argc, char **argv) {
         const char *types = !strcmp(role, "payment")     ? "\"OrderPlaced\",\"OutOfStock\",\"ShippingFailed\""
                             : !strcmp(role, "inventory") ? "\"PaymentReserved\",\"ShippingFailed\""
                                                          : "\"StockReserved\"";
-        snprintf(def, sizeof def, "{\"source\":{\"all\":{\"types\":[%s],\"categories\":[\"corder\"]}},\"start\":\"earliest\"}", types);
+        snprintf(def, sizeof def,
+                 "{\"source\":{\"all\":{\"types\":[%s],\"categories\":[\"corder\"]}},\"start\":\"earliest\"}", types);
     }
     snprintf(path, sizeof path, "/groups/%s", group);
     int status;
@@ -162,21 +176,30 @@ int main(int argc, char **argv) {
             char id[300], stream[200], corr[256], cause[256];
             snprintf(id, sizeof id, "%s-answers-%.*s", role, (int)e->id.len, e->id.ptr);
             snprintf(cause, sizeof cause, "%.*s", (int)e->id.len, e->id.ptr);
-            if (choreo) snprintf(stream, sizeof stream, "%.*s", (int)e->stream.len, e->stream.ptr); /* the order's stream */
-            else snprintf(stream, sizeof stream, "%s-events", role);
-            if (e->correlationid.len) snprintf(corr, sizeof corr, "%.*s", (int)e->correlationid.len, e->correlationid.ptr);
-            else get(e->data, "orderId", corr, sizeof corr);
+            if (choreo)
+                snprintf(stream, sizeof stream, "%.*s", (int)e->stream.len, e->stream.ptr); /* the order's stream */
+            else
+                snprintf(stream, sizeof stream, "%s-events", role);
+            if (e->correlationid.len)
+                snprintf(corr, sizeof corr, "%.*s", (int)e->correlationid.len, e->correlationid.ptr);
+            else
+                get(e->data, "orderId", corr, sizeof corr);
             char data[1024];
             /* choreography passes the order's facts along: region and sku travel with the events */
             char region[64], sku[64], amount[32];
             get(e->data, "region", region, sizeof region);
             get(e->data, "sku", sku, sizeof sku);
             get(e->data, "amount", amount, sizeof amount);
-            snprintf(data, sizeof data, "%.*s,\"region\":\"%s\",\"sku\":\"%s\",\"amount\":%s}", (int)strlen(r.data) - 1, r.data, region, sku,
-                     *amount ? amount : "0");
-            factum_event_t out = {.type = S(r.type), .id = S(id), .correlationid = S(corr),
-                                  .causationid = S(cause), .data = S(data), .data_format = FACTUM_DATA_JSON};
-            if (factum_client_append(c, stream, FACTUM_EXPECT_ANY, &out, 1, NULL, &err)) break; /* not acknowledged: delivered again */
+            snprintf(data, sizeof data, "%.*s,\"region\":\"%s\",\"sku\":\"%s\",\"amount\":%s}", (int)strlen(r.data) - 1,
+                     r.data, region, sku, *amount ? amount : "0");
+            factum_event_t out = {.type = S(r.type),
+                                  .id = S(id),
+                                  .correlationid = S(corr),
+                                  .causationid = S(cause),
+                                  .data = S(data),
+                                  .data_format = FACTUM_DATA_JSON};
+            if (factum_client_append(c, stream, FACTUM_EXPECT_ANY, &out, 1, NULL, &err))
+                break; /* not acknowledged: delivered again */
             printf("%s: %.*s for %s -> %s\n", role, (int)e->type.len, e->type.ptr, corr, r.type);
             fflush(stdout);
         }

@@ -26,9 +26,9 @@
 int err_set(factum_error_t *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Storage invariants: stay on in release builds, like TigerBeetle's assertions. */
-#define ENSURE(cond)                                                                           \
-    do {                                                                                       \
-        if (!(cond)) base_panic(__FILE__, __LINE__, #cond);                                    \
+#define ENSURE(cond)                                                                                                   \
+    do {                                                                                                               \
+        if (!(cond)) base_panic(__FILE__, __LINE__, #cond);                                                            \
     } while (0)
 _Noreturn void base_panic(const char *file, int line, const char *what);
 
@@ -88,9 +88,21 @@ static inline bool str_eq(factum_str_t a, factum_str_t b) {
 }
 static inline factum_str_t str_c(const char *s) { return (factum_str_t){s, s ? strlen(s) : 0}; }
 
-static inline uint16_t load16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static inline uint32_t load32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static inline uint64_t load64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline uint16_t load16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static inline uint32_t load32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline uint64_t load64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
 static inline void store16(void *p, uint16_t v) { memcpy(p, &v, 2); }
 static inline void store32(void *p, uint32_t v) { memcpy(p, &v, 4); }
 static inline void store64(void *p, uint64_t v) { memcpy(p, &v, 8); }

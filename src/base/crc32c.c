@@ -14,11 +14,13 @@ static int have_sse42 = -1;
 static void table_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
         table[0][i] = c;
     }
     for (uint32_t i = 0; i < 256; i++)
-        for (int t = 1; t < 8; t++) table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
+        for (int t = 1; t < 8; t++)
+            table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
 }
 
 uint32_t crc32c_soft(uint32_t crc, const void *p, size_t n);
@@ -27,12 +29,12 @@ uint32_t crc32c_soft(uint32_t crc, const void *p, size_t n) {
     crc = ~crc;
     while (n >= 8) {
         uint64_t w = load64(s) ^ crc;
-        crc = table[7][w & 0xff] ^ table[6][(w >> 8) & 0xff] ^ table[5][(w >> 16) & 0xff] ^
-              table[4][(w >> 24) & 0xff] ^ table[3][(w >> 32) & 0xff] ^ table[2][(w >> 40) & 0xff] ^
-              table[1][(w >> 48) & 0xff] ^ table[0][w >> 56];
+        crc = table[7][w & 0xff] ^ table[6][(w >> 8) & 0xff] ^ table[5][(w >> 16) & 0xff] ^ table[4][(w >> 24) & 0xff] ^
+              table[3][(w >> 32) & 0xff] ^ table[2][(w >> 40) & 0xff] ^ table[1][(w >> 48) & 0xff] ^ table[0][w >> 56];
         s += 8, n -= 8;
     }
-    while (n--) crc = (crc >> 8) ^ table[0][(crc ^ *s++) & 0xff];
+    while (n--)
+        crc = (crc >> 8) ^ table[0][(crc ^ *s++) & 0xff];
     return ~crc;
 }
 
@@ -44,7 +46,8 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
         s += 8, n -= 8;
     }
     uint32_t c32 = (uint32_t)c;
-    while (n--) c32 = _mm_crc32_u8(c32, *s++);
+    while (n--)
+        c32 = _mm_crc32_u8(c32, *s++);
     return ~c32;
 }
 

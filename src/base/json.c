@@ -24,10 +24,14 @@ static int hex4(const char *p, uint32_t *out) {
     for (int k = 0; k < 4; k++) {
         char h = p[k];
         v <<= 4;
-        if (h >= '0' && h <= '9') v |= (uint32_t)(h - '0');
-        else if (h >= 'a' && h <= 'f') v |= (uint32_t)(h - 'a' + 10);
-        else if (h >= 'A' && h <= 'F') v |= (uint32_t)(h - 'A' + 10);
-        else return -1;
+        if (h >= '0' && h <= '9')
+            v |= (uint32_t)(h - '0');
+        else if (h >= 'a' && h <= 'f')
+            v |= (uint32_t)(h - 'a' + 10);
+        else if (h >= 'A' && h <= 'F')
+            v |= (uint32_t)(h - 'A' + 10);
+        else
+            return -1;
     }
     *out = v;
     return 0;
@@ -57,7 +61,7 @@ static size_t utf8_len(const uint8_t *p, size_t n) {
    (The classic has-zero-byte and has-less-than tricks, applied to the whole word.) */
 static bool plain8(uint64_t v) {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-#define HAS_ZERO(x) (((x) - ones) & ~(x) & highs)
+#define HAS_ZERO(x) (((x)-ones) & ~(x)&highs)
     uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
     return !((v & highs) | HAS_ZERO(q) | HAS_ZERO(b) | ((v - ones * 0x20) & ~v & highs));
 #undef HAS_ZERO
@@ -66,7 +70,8 @@ static bool plain8(uint64_t v) {
 static int scan_string(json_cur_t *c) {
     c->i++; /* opening quote */
     while (c->i < c->n) {
-        while (c->i + 8 <= c->n && plain8(load64(c->s + c->i))) c->i += 8;
+        while (c->i + 8 <= c->n && plain8(load64(c->s + c->i)))
+            c->i += 8;
         if (c->i >= c->n) break;
         uint8_t ch = (uint8_t)c->s[c->i];
         if (ch == '"') {
@@ -83,8 +88,8 @@ static int scan_string(json_cur_t *c) {
                 c->i += 6;
                 if (u >= 0xDC00 && u <= 0xDFFF) return fail(c, "lone low surrogate");
                 if (u >= 0xD800 && u <= 0xDBFF) {
-                    if (c->i + 6 > c->n || c->s[c->i] != '\\' || c->s[c->i + 1] != 'u' ||
-                        hex4(c->s + c->i + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                    if (c->i + 6 > c->n || c->s[c->i] != '\\' || c->s[c->i + 1] != 'u' || hex4(c->s + c->i + 2, &lo) ||
+                        lo < 0xDC00 || lo > 0xDFFF)
                         return fail(c, "lone high surrogate");
                     c->i += 6;
                 }
@@ -103,15 +108,18 @@ static int scan_string(json_cur_t *c) {
 
 static int digits(json_cur_t *c) {
     size_t start = c->i;
-    while (c->i < c->n && c->s[c->i] >= '0' && c->s[c->i] <= '9') c->i++;
+    while (c->i < c->n && c->s[c->i] >= '0' && c->s[c->i] <= '9')
+        c->i++;
     return c->i > start ? 0 : fail(c, "digit expected");
 }
 
 static int scan_number(json_cur_t *c) {
     if (c->s[c->i] == '-') c->i++;
     if (c->i >= c->n) return fail(c, "digit expected");
-    if (c->s[c->i] == '0') c->i++;
-    else if (digits(c)) return -1;
+    if (c->s[c->i] == '0')
+        c->i++;
+    else if (digits(c))
+        return -1;
     if (c->i < c->n && c->s[c->i] == '.') {
         c->i++;
         if (digits(c)) return -1;
@@ -260,8 +268,10 @@ int json_iter_element(json_iter_t *it, factum_str_t *val, int *kind) {
 
 static void put_utf8(char **o, uint32_t u) {
     char *p = *o;
-    if (u < 0x80) *p++ = (char)u;
-    else if (u < 0x800) *p++ = (char)(0xC0 | (u >> 6)), *p++ = (char)(0x80 | (u & 0x3F));
+    if (u < 0x80)
+        *p++ = (char)u;
+    else if (u < 0x800)
+        *p++ = (char)(0xC0 | (u >> 6)), *p++ = (char)(0x80 | (u & 0x3F));
     else if (u < 0x10000)
         *p++ = (char)(0xE0 | (u >> 12)), *p++ = (char)(0x80 | ((u >> 6) & 0x3F)), *p++ = (char)(0x80 | (u & 0x3F));
     else
@@ -327,16 +337,21 @@ int json_escape(buf_t *out, const char *s, size_t n) {
     *o++ = '"';
     for (size_t i = 0; i < n; i++) {
         uint8_t ch = (uint8_t)s[i];
-        if (ch == '"' || ch == '\\') *o++ = '\\', *o++ = (char)ch;
-        else if (ch == '\n') *o++ = '\\', *o++ = 'n';
-        else if (ch == '\r') *o++ = '\\', *o++ = 'r';
-        else if (ch == '\t') *o++ = '\\', *o++ = 't';
+        if (ch == '"' || ch == '\\')
+            *o++ = '\\', *o++ = (char)ch;
+        else if (ch == '\n')
+            *o++ = '\\', *o++ = 'n';
+        else if (ch == '\r')
+            *o++ = '\\', *o++ = 'r';
+        else if (ch == '\t')
+            *o++ = '\\', *o++ = 't';
         else if (ch < 0x20) {
             static const char hex[] = "0123456789abcdef";
             memcpy(o, "\\u00", 4);
             o[4] = hex[ch >> 4], o[5] = hex[ch & 15];
             o += 6;
-        } else *o++ = (char)ch;
+        } else
+            *o++ = (char)ch;
     }
     *o++ = '"';
     out->len = (size_t)(o - out->ptr);
@@ -402,8 +417,8 @@ bool json_member_string(factum_str_t obj, const char *key, buf_t *out) {
     factum_str_t v;
     int kind;
     out->len = 0;
-    return json_member(obj, key, &v, &kind) && kind == JSON_STRING && !json_unescape(v, out) && !buf_append(out, "", 1) &&
-           (out->len--, true);
+    return json_member(obj, key, &v, &kind) && kind == JSON_STRING && !json_unescape(v, out) &&
+           !buf_append(out, "", 1) && (out->len--, true);
 }
 
 int json_only_members(factum_str_t obj, const char *what, const char *const *allowed, factum_error_t *err) {
@@ -413,13 +428,15 @@ int json_only_members(factum_str_t obj, const char *what, const char *const *all
     json_iter_init(&it, obj);
     while ((r = json_iter_member(&it, &k, &v, &kind)) == 1) {
         bool ok = false;
-        for (size_t i = 0; allowed[i] && !ok; i++) ok = json_key_is(k, allowed[i]);
+        for (size_t i = 0; allowed[i] && !ok; i++)
+            ok = json_key_is(k, allowed[i]);
         if (ok) continue;
         char known[512];
         size_t n = 0;
         for (size_t i = 0; allowed[i] && n < sizeof known; i++)
             n += (size_t)snprintf(known + n, sizeof known - n, "%s%s", i ? ", " : "", allowed[i]);
-        return err_set(err, FACTUM_EINVAL, "%s: unknown member %.*s (it has %s)", what, (int)MIN(k.len, 80), k.ptr, known);
+        return err_set(err, FACTUM_EINVAL, "%s: unknown member %.*s (it has %s)", what, (int)MIN(k.len, 80), k.ptr,
+                       known);
     }
     return r < 0 ? err_set(err, FACTUM_EINVAL, "%s is not valid JSON", what) : 0;
 }

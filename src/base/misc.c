@@ -37,7 +37,9 @@ static void clock_shift_map(void) {
     if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= 8) p = mmap(NULL, 8, PROT_READ, MAP_SHARED, fd, 0);
     if (fd >= 0) close(fd);
     if (p == MAP_FAILED) {
-        fprintf(stderr, "factum: FACTUM_TEST_CLOCK_FILE %s: cannot map its first 8 bytes; the wall clock is not shifted\n", path);
+        fprintf(stderr,
+                "factum: FACTUM_TEST_CLOCK_FILE %s: cannot map its first 8 bytes; the wall clock is not shifted\n",
+                path);
         return;
     }
     clock_shift_us = p;
@@ -109,7 +111,8 @@ void uuid7_make(char out[37]) {
             b[i] = (uint8_t)(x >> 56);
         }
     }
-    for (int i = 0; i < 6; i++) b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
     b[6] = (uint8_t)(0x70 | (b[6] & 0x0f));
     b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
     static const char hex[] = "0123456789abcdef";
@@ -124,7 +127,8 @@ void uuid7_make(char out[37]) {
 
 /* Writes v as `width` digits (zero-padded) at p. */
 static void put_digits(char *p, unsigned v, int width) {
-    for (int i = width - 1; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
 }
 
 void time_format_rfc3339(int64_t us, char out[32]) {
@@ -179,7 +183,8 @@ int time_parse(factum_str_t str, int64_t *us) {
             if (scale) frac += (p[i] - '0') * scale;
         if (i == k) return -1;
     }
-    if (i < n && (p[i] == 'Z' || p[i] == 'z')) i++;
+    if (i < n && (p[i] == 'Z' || p[i] == 'z'))
+        i++;
     else if (i + 6 == n && (p[i] == '+' || p[i] == '-')) {
         int64_t oh, om;
         if (!digits_at(p + i + 1, 2, &oh) || p[i + 3] != ':' || !digits_at(p + i + 4, 2, &om) || oh > 23 || om > 59)
@@ -208,9 +213,11 @@ int64_t time_parse_rfc3339(factum_str_t s) {
 size_t u64_format(uint64_t v, char out[21]) {
     char tmp[20];
     size_t n = 0;
-    do tmp[n++] = (char)('0' + v % 10), v /= 10;
+    do
+        tmp[n++] = (char)('0' + v % 10), v /= 10;
     while (v);
-    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
     out[n] = 0;
     return n;
 }

@@ -113,14 +113,16 @@ static void *ceiling_syncer(void *arg) {
     ceiling_t *c = arg;
     for (;;) {
         pthread_mutex_lock(&c->mu);
-        while (!c->head && !c->stop) pthread_cond_wait(&c->work, &c->mu);
+        while (!c->head && !c->stop)
+            pthread_cond_wait(&c->work, &c->mu);
         creq_t *list = c->head;
         c->head = NULL;
         bool stop = c->stop && !list;
         pthread_mutex_unlock(&c->mu);
         if (stop) return NULL;
         size_t len = 0;
-        for (creq_t *r = list; r; r = r->next) len += (size_t)r->batch * c->event_bytes;
+        for (creq_t *r = list; r; r = r->next)
+            len += (size_t)r->batch * c->event_bytes;
         if (c->off + len > CEILING_BYTES) c->off = 0;
         for (size_t done = 0; done < len;) {
             size_t k = MIN(len - done, 1u << 20);
@@ -128,7 +130,8 @@ static void *ceiling_syncer(void *arg) {
             done += k;
         }
         uint64_t t0 = clock_mono_ns();
-        if (fdatasync(c->fd)) {}
+        if (fdatasync(c->fd)) {
+        }
         c->sync_ns += clock_mono_ns() - t0;
         c->groups++;
         c->off += len;
@@ -157,7 +160,8 @@ static void *ceiling_worker(void *arg) {
         c->head = &r;
         pthread_cond_signal(&c->work);
         pthread_mutex_unlock(&c->mu);
-        while (sem_wait(&r.done)) {}
+        while (sem_wait(&r.done)) {
+        }
         w->events += (uint64_t)w->batch;
     }
     sem_destroy(&r.done);
@@ -187,7 +191,7 @@ static int ceiling_file_zeroed(const char *path) {
 }
 
 /* Events/s of minimal group commit into fd (from offset 0) for this workload; its groups in
-   *grp when given. */
+ *grp when given. */
 static double run_ceiling(int fd, int writers, int batch, size_t event_bytes, groups_t *grp) {
     ceiling_t c = {.event_bytes = event_bytes, .fd = fd};
     pthread_mutex_init(&c.mu, NULL);
@@ -204,7 +208,8 @@ static double run_ceiling(int fd, int writers, int batch, size_t event_bytes, gr
         pthread_create(&th[i], NULL, ceiling_worker, &w[i]);
     }
     uint64_t total = 0;
-    for (int i = 0; i < writers; i++) pthread_join(th[i], NULL), total += w[i].events;
+    for (int i = 0; i < writers; i++)
+        pthread_join(th[i], NULL), total += w[i].events;
     double dt = now_s() - t0;
     pthread_mutex_lock(&c.mu);
     c.stop = true;
@@ -266,8 +271,10 @@ static void *engine_worker(void *arg) {
     char stream[32];
     while ((w->limit ? w->events < w->limit : now_s() < w->until)) {
         w->rng = w->rng * 6364136223846793005u + 1442695040888963407u;
-        if (w->streams) snprintf(stream, sizeof stream, "s-%u", (uint32_t)((w->rng >> 33) % w->streams));
-        else snprintf(stream, sizeof stream, "bench-1");
+        if (w->streams)
+            snprintf(stream, sizeof stream, "s-%u", (uint32_t)((w->rng >> 33) % w->streams));
+        else
+            snprintf(stream, sizeof stream, "bench-1");
         factum_error_t err;
         uint64_t t0 = clock_mono_ns();
         int rc = factum_append(w->db, str_c(stream), FACTUM_EXPECT_ANY, ev, (size_t)w->batch, NULL, &err);
@@ -289,7 +296,8 @@ static int cmp_u32(const void *a, const void *b) {
 /* p50 and p99 over all writers' samples; frees them. */
 static latency_t lat_collect(eworker_t *w, int writers) {
     size_t n = 0;
-    for (int i = 0; i < writers; i++) n += w[i].nlat;
+    for (int i = 0; i < writers; i++)
+        n += w[i].nlat;
     uint32_t *all = n ? malloc(n * sizeof *all) : NULL;
     latency_t l = {0, 0};
     size_t k = 0;
@@ -315,12 +323,22 @@ static double run_engine(factum_t *db, int writers, int batch, uint32_t streams,
     factum_stats(db, &st0);
     double t0 = now_s();
     for (int i = 0; i < writers; i++) {
-        w[i] = (eworker_t){db, batch, i, streams, t0 + seconds, 0, limit ? (limit + (uint64_t)writers - 1) / (uint64_t)writers : 0,
-                           (uint64_t)i * 7919 + 1, NULL, 0, 0};
+        w[i] = (eworker_t){db,
+                           batch,
+                           i,
+                           streams,
+                           t0 + seconds,
+                           0,
+                           limit ? (limit + (uint64_t)writers - 1) / (uint64_t)writers : 0,
+                           (uint64_t)i * 7919 + 1,
+                           NULL,
+                           0,
+                           0};
         pthread_create(&th[i], NULL, engine_worker, &w[i]);
     }
     uint64_t total = 0;
-    for (int i = 0; i < writers; i++) pthread_join(th[i], NULL), total += w[i].events;
+    for (int i = 0; i < writers; i++)
+        pthread_join(th[i], NULL), total += w[i].events;
     double dt = now_s() - t0, v = (double)total / dt;
     factum_stats(db, &st1);
     latency_t l = lat_collect(w, writers);
@@ -378,34 +396,39 @@ static factum_t *bench_open(const char *dir) {
     return db;
 }
 
-#define BENCH_USAGE                                                                                                 \
-    "usage: factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WRITERSxBATCH[:1|:1M]] [--no-ceiling] [--memtable ENTRIES]\n" \
-    "       factum bench scavenge [--quick] [--dir DIR]\n"                                                          \
-    "\n"                                                                                                           \
+#define BENCH_USAGE                                                                                                    \
+    "usage: factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WRITERSxBATCH[:1|:1M]] "          \
+    "[--no-ceiling] [--memtable ENTRIES]\n"                                                                            \
+    "       factum bench scavenge [--quick] [--dir DIR]\n"                                                             \
+    "\n"                                                                                                               \
     "Measures in a new folder made in DIR (default .) and removed after; docs/bench.md says what each figure means."
 
 int cli_bench(int argc, char **argv) {
     const char *base = NULL;
     uint64_t recover_events = 10000000, mem_streams = 1000000;
     int only_w = 0, only_b = 0; /* --only: that append workload alone (for profiling), nothing else */
-    int only_mode = -1;          /* --only ...:1 or :1M: that mode alone */
+    int only_mode = -1;         /* --only ...:1 or :1M: that mode alone */
     bool no_ceiling = false;
     if (argc > 1 && !strcmp(argv[1], "scavenge")) return cli_bench_scavenge(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "engine")) continue;
-        if (!strcmp(argv[i], "--json")) json_out = true;
-        else if (!strcmp(argv[i], "--quick")) seconds = 1, recover_events = 1000000, mem_streams = 200000;
-        else if (!strcmp(argv[i], "--dir") && i + 1 < argc) base = argv[++i];
-        else if (!strcmp(argv[i], "--no-ceiling")) no_ceiling = true;
+        if (!strcmp(argv[i], "--json"))
+            json_out = true;
+        else if (!strcmp(argv[i], "--quick"))
+            seconds = 1, recover_events = 1000000, mem_streams = 200000;
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            base = argv[++i];
+        else if (!strcmp(argv[i], "--no-ceiling"))
+            no_ceiling = true;
         else if (!strcmp(argv[i], "--memtable") && i + 1 < argc) {
             uint64_t v;
             if (!cli_parse_u64(argv[++i], &v) || v < 1024 || v > UINT32_MAX)
                 return cli_fail(CLI_USAGE, "--memtable takes index entries, 1024 to %u", UINT32_MAX);
             open_opts.memtable_events = (uint32_t)v;
-        }
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+        } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
-            if (!(seconds > 0 && seconds <= 3600)) return cli_fail(CLI_USAGE, "--seconds must be above 0 and at most 3600");
+            if (!(seconds > 0 && seconds <= 3600))
+                return cli_fail(CLI_USAGE, "--seconds must be above 0 and at most 3600");
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             char streams[4] = "";
             int got = sscanf(argv[++i], "%dx%d:%3s", &only_w, &only_b, streams);
@@ -416,7 +439,8 @@ int cli_bench(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--help")) {
             printf("%s\n", BENCH_USAGE);
             return CLI_OK;
-        } else return cli_fail(CLI_USAGE, "unknown option or missing value: %s (see factum bench --help)", argv[i]);
+        } else
+            return cli_fail(CLI_USAGE, "unknown option or missing value: %s (see factum bench --help)", argv[i]);
     }
     char tmpl[4096];
     snprintf(tmpl, sizeof tmpl, "%s/factum-bench-XXXXXX", base ? base : ".");
@@ -424,8 +448,11 @@ int cli_bench(int argc, char **argv) {
     memset(data200, 'x', 200);
     data200[0] = '"', data200[199] = '"';
     char dir[4200];
-    factum_event_t probe = {.type = str_c("BenchEvent"), .id = str_c("01234567-0123-7123-8123-0123456789ab"),
-                            .source = str_c("/streams/bench-1"), .data = {data200, 200}, .data_format = FACTUM_DATA_JSON};
+    factum_event_t probe = {.type = str_c("BenchEvent"),
+                            .id = str_c("01234567-0123-7123-8123-0123456789ab"),
+                            .source = str_c("/streams/bench-1"),
+                            .data = {data200, 200},
+                            .data_format = FACTUM_DATA_JSON};
     size_t ebytes = 64 + 7 + probe.id.len + probe.type.len + probe.source.len + 200;
     show_groups = only_w > 0;
     if (!json_out)
@@ -446,7 +473,8 @@ int cli_bench(int argc, char **argv) {
         double tz = now_s();
         zfd = ceiling_file_zeroed(zpath);
         if (zfd < 0)
-            return cli_fail(CLI_ERROR, "bench: cannot zero-fill %llu bytes in %s", (unsigned long long)CEILING_BYTES, zpath);
+            return cli_fail(CLI_ERROR, "bench: cannot zero-fill %llu bytes in %s", (unsigned long long)CEILING_BYTES,
+                            zpath);
         tz = now_s() - tz;
 
         /* Once per run: the old ceiling beside the true one, to see what the change of method did. */
@@ -462,8 +490,9 @@ int cli_bench(int argc, char **argv) {
                 printf("{\"name\":\"ceiling %s\",\"value\":%.1f,\"unit\":\"events/s\",\"fallocate_old\":%.1f}\n", name,
                        tru, old);
             else
-                printf("  %-22s ceiling (fallocate, old): %9.0f ev/s   ceiling (zero-filled, true): %9.0f ev/s  (x%.2f)\n",
-                       name, old, tru, old > 0 ? tru / old : 0);
+                printf(
+                    "  %-22s ceiling (fallocate, old): %9.0f ev/s   ceiling (zero-filled, true): %9.0f ev/s  (x%.2f)\n",
+                    name, old, tru, old > 0 ? tru / old : 0);
             fflush(stdout);
         }
         if (!json_out) printf("\n");
@@ -574,6 +603,7 @@ int cli_bench(int argc, char **argv) {
     figure("  of which anonymous (heap)", (double)(anon_after - anon_before) * 1024 / (double)mem_streams, "bytes", 0);
     factum_close(db);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
     return CLI_OK;
 }

@@ -29,7 +29,8 @@ static uint64_t disk_bytes(const char *dir, const char *ext) {
         char path[8192];
         struct stat st;
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if ((!ext || strstr(de->d_name, ext)) && stat(path, &st) == 0 && S_ISREG(st.st_mode)) total += (uint64_t)st.st_blocks * 512;
+        if ((!ext || strstr(de->d_name, ext)) && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            total += (uint64_t)st.st_blocks * 512;
     }
     if (d) closedir(d);
     return total;
@@ -41,14 +42,15 @@ typedef struct load {
     _Atomic bool *stop;
     uint64_t fill_bytes; /* fill mode: stop once the log holds this much */
     uint64_t events;
-    double *lat;         /* load mode: latencies in ms */
+    double *lat; /* load mode: latencies in ms */
     size_t nlat, cap;
 } load;
 
 static void *fill_worker(void *arg) {
     load *w = arg;
     factum_event_t ev[100];
-    for (int i = 0; i < 100; i++) ev[i] = (factum_event_t){.type = str_c("Reading"), .data = {pad, 200}, .data_format = FACTUM_DATA_JSON};
+    for (int i = 0; i < 100; i++)
+        ev[i] = (factum_event_t){.type = str_c("Reading"), .data = {pad, 200}, .data_format = FACTUM_DATA_JSON};
     uint64_t x = (uint64_t)w->id * 7919 + 1;
     for (;;) {
         factum_stats_t st;
@@ -104,13 +106,16 @@ static figures run_load(factum_t *db, _Atomic bool *stop, double seconds, _Atomi
         w[i] = (load){.db = db, .id = i, .stop = stop};
         pthread_create(&t[i], NULL, load_worker, &w[i]);
     }
-    while (until ? !atomic_load(until) : mono_s() - t0 < seconds) usleep(10000);
+    while (until ? !atomic_load(until) : mono_s() - t0 < seconds)
+        usleep(10000);
     atomic_store(stop, true);
     size_t n = 0;
-    for (int i = 0; i < W; i++) pthread_join(t[i], NULL), n += w[i].nlat;
+    for (int i = 0; i < W; i++)
+        pthread_join(t[i], NULL), n += w[i].nlat;
     double el = mono_s() - t0, *all = malloc((n ? n : 1) * sizeof *all);
     size_t k = 0;
-    for (int i = 0; i < W; i++) memcpy(all + k, w[i].lat, w[i].nlat * sizeof *all), k += w[i].nlat, free(w[i].lat);
+    for (int i = 0; i < W; i++)
+        memcpy(all + k, w[i].lat, w[i].nlat * sizeof *all), k += w[i].nlat, free(w[i].lat);
     qsort(all, n, sizeof *all, cmp_d);
     figures f = {(double)n / el, n ? all[n / 2] : 0, n ? all[n * 99 / 100] : 0, el};
     free(all);
@@ -138,9 +143,12 @@ int cli_bench_scavenge(int argc, char **argv) {
     double base_s = 5;
     const char *base = ".";
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) target = 256u << 20, segment = 32u << 20, base_s = 2;
-        else if (!strcmp(argv[i], "--dir") && i + 1 < argc) base = argv[++i];
-        else return cli_fail(CLI_USAGE, "usage: factum bench scavenge [--quick] [--dir DIR]");
+        if (!strcmp(argv[i], "--quick"))
+            target = 256u << 20, segment = 32u << 20, base_s = 2;
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            base = argv[++i];
+        else
+            return cli_fail(CLI_USAGE, "usage: factum bench scavenge [--quick] [--dir DIR]");
     }
     memset(pad, 'x', 200);
     pad[0] = '"', pad[199] = '"';
@@ -162,11 +170,12 @@ int cli_bench_scavenge(int argc, char **argv) {
         fw[i] = (load){.db = db, .id = i, .fill_bytes = target};
         pthread_create(&t[i], NULL, fill_worker, &fw[i]);
     }
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
     factum_stats_t st;
     factum_stats(db, &st);
-    printf("  filled %llu events, %.0f MiB of records in %.1f s\n", (unsigned long long)st.head, (double)st.log_bytes / 1048576,
-           mono_s() - t0);
+    printf("  filled %llu events, %.0f MiB of records in %.1f s\n", (unsigned long long)st.head,
+           (double)st.log_bytes / 1048576, mono_s() - t0);
     for (unsigned n = 0; n < STREAMS / 2; n++) {
         char stream[32];
         snprintf(stream, sizeof stream, "drop-%u", n);
@@ -184,14 +193,16 @@ int cli_bench_scavenge(int argc, char **argv) {
     factum_scavenge_stats_t sc;
     factum_scavenge_stats(db, &sc);
     factum_stats(db, &st);
-    uint64_t disk1 = disk_bytes(logdir, NULL), seg1 = disk_bytes(logdir, ".seg"), next1 = disk_bytes(logdir, ".seg.tmp");
-    printf("  scavenge: %.1f s, %llu of %llu segments rewritten, %llu events removed, %.0f MiB given back\n", sr.seconds,
-           (unsigned long long)sc.segments_rewritten, (unsigned long long)sc.segments_total,
+    uint64_t disk1 = disk_bytes(logdir, NULL), seg1 = disk_bytes(logdir, ".seg"),
+             next1 = disk_bytes(logdir, ".seg.tmp");
+    printf("  scavenge: %.1f s, %llu of %llu segments rewritten, %llu events removed, %.0f MiB given back\n",
+           sr.seconds, (unsigned long long)sc.segments_rewritten, (unsigned long long)sc.segments_total,
            (unsigned long long)sc.events_removed, (double)sc.bytes_reclaimed_total / 1048576);
-    printf("  log on disk: %.0f MiB before, %.0f MiB after (segments %.0f MiB, of which the next one, prepared whole and "
-           "zero-filled ahead of the writer, %.0f MiB; segment size %.0f MiB); live records %.0f MiB\n",
-           (double)disk0 / 1048576, (double)disk1 / 1048576, (double)seg1 / 1048576, (double)next1 / 1048576,
-           (double)segment / 1048576, (double)st.log_bytes / 1048576);
+    printf(
+        "  log on disk: %.0f MiB before, %.0f MiB after (segments %.0f MiB, of which the next one, prepared whole and "
+        "zero-filled ahead of the writer, %.0f MiB; segment size %.0f MiB); live records %.0f MiB\n",
+        (double)disk0 / 1048576, (double)disk1 / 1048576, (double)seg1 / 1048576, (double)next1 / 1048576,
+        (double)segment / 1048576, (double)st.log_bytes / 1048576);
     /* The disk includes the active segment (its zero-filled tail is disk, not data), the
        position maps, and the next segment, prepared whole when the active one is half full
        (docs/format.md): at most one segment, whatever the size of the store. The target
@@ -202,7 +213,8 @@ int cli_bench_scavenge(int argc, char **argv) {
            (double)disk1 / (double)st.log_bytes, (double)(disk1 - next1) / (double)st.log_bytes);
     printf("  appends, 16 writers x 1 event: %.0f/s without a scavenge (p50 %.2f ms, p99 %.2f ms), %.0f/s during it "
            "(p50 %.2f ms, p99 %.2f ms over %.1f s): %.2f of it (target >= 0.70)\n",
-           without.rate, without.p50, without.p99, during.rate, during.p50, during.p99, during.seconds, during.rate / without.rate);
+           without.rate, without.p50, without.p99, during.rate, during.p50, during.p99, during.seconds,
+           during.rate / without.rate);
     factum_close(db);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

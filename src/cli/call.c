@@ -12,7 +12,8 @@
 
 /* One request; prints the answer. refused_fails: an answer listing "refused" ids (an ack or
    nack batch the server took only in part) is exit 1, so a script notices. */
-static int call(const char *url, const char *method, const char *path, const char *body, bool lines, bool refused_fails) {
+static int call(const char *url, const char *method, const char *path, const char *body, bool lines,
+                bool refused_fails) {
     factum_client_t *c;
     factum_error_t err = {0};
     int rc = factum_client_new(url, &c, &err), status;
@@ -25,7 +26,8 @@ static int call(const char *url, const char *method, const char *path, const cha
     }
     factum_str_t refused;
     int kind;
-    if (refused_fails && json_member(str_c(resp), "refused", &refused, &kind) && kind == JSON_ARRAY && refused.len > 2) {
+    if (refused_fails && json_member(str_c(resp), "refused", &refused, &kind) && kind == JSON_ARRAY &&
+        refused.len > 2) {
         printf("%s\n", resp);
         free(resp);
         return cli_fail(CLI_ERROR, "some deliveries were not taken: see \"refused\" (each with why)");
@@ -34,7 +36,8 @@ static int call(const char *url, const char *method, const char *path, const cha
         json_iter_t it;
         factum_str_t v;
         json_iter_init(&it, str_c(resp));
-        while (json_iter_element(&it, &v, &kind) == 1) printf("%.*s\n", (int)v.len, v.ptr);
+        while (json_iter_element(&it, &v, &kind) == 1)
+            printf("%.*s\n", (int)v.len, v.ptr);
     } else {
         printf("%s\n", resp);
     }
@@ -46,4 +49,6 @@ int cli_call(const char *url, const char *method, const char *path, const char *
     return call(url, method, path, body, lines, false);
 }
 
-int cli_call_batch(const char *url, const char *path, const char *body) { return call(url, "POST", path, body, false, true); }
+int cli_call_batch(const char *url, const char *path, const char *body) {
+    return call(url, "POST", path, body, false, true);
+}

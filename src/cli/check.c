@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 static const char *usage_check =
     "usage: factum check [--data-dir DIR] [--json]\n"
     "       factum check --repair [--truncate-at POSITION] [--json]\n"
@@ -82,19 +81,25 @@ int cli_check(const char *dir, int argc, char **argv) {
     int bad = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_check), CLI_OK;
-        if (!strcmp(argv[i], "--repair")) o.repair = 1;
-        else if (!strcmp(argv[i], "--json")) p.json = true;
+        if (!strcmp(argv[i], "--repair"))
+            o.repair = 1;
+        else if (!strcmp(argv[i], "--json"))
+            p.json = true;
         else if ((v = cli_opt(argc, argv, &i, "--truncate-at", &bad))) {
             if (!cli_parse_u64(v, &o.truncate_at) || o.truncate_at == FACTUM_END)
                 return cli_fail(CLI_USAGE, "--truncate-at takes a position (a whole number), not '%s'", v);
             o.truncate = 1;
-        } else if (bad) return CLI_USAGE;
-        else if (argv[i][0] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum check --help)", argv[i]);
-        else return cli_fail(CLI_USAGE, "factum check takes no arguments, only options (see factum check --help)");
+        } else if (bad)
+            return CLI_USAGE;
+        else if (argv[i][0] == '-')
+            return cli_fail(CLI_USAGE, "unknown option %s (see factum check --help)", argv[i]);
+        else
+            return cli_fail(CLI_USAGE, "factum check takes no arguments, only options (see factum check --help)");
     }
     if (bad) return CLI_USAGE;
     if (o.truncate && !o.repair)
-        return cli_fail(CLI_USAGE, "--truncate-at cuts the log: give --repair with it to say so (see factum check --help)");
+        return cli_fail(CLI_USAGE,
+                        "--truncate-at cuts the log: give --repair with it to say so (see factum check --help)");
     factum_check_summary_t s;
     factum_error_t err = {0};
     int rc = factum_check(dir, &o, print_finding, &p, &s, &err);
@@ -112,7 +117,8 @@ int cli_check(const char *dir, int argc, char **argv) {
                (unsigned long long)s.derived, (unsigned long long)s.notes, (unsigned long long)s.repairs,
                clean ? "true" : "false");
     } else {
-        printf("checked %s: %llu segments, %llu events", dir, (unsigned long long)s.segments, (unsigned long long)s.events);
+        printf("checked %s: %llu segments, %llu events", dir, (unsigned long long)s.segments,
+               (unsigned long long)s.events);
         if (s.removed) printf(" (%llu positions removed by a scavenge)", (unsigned long long)s.removed);
         printf(", %llu bytes; head %llu, commit mark %llu, index covers %llu (%llu entries)\n",
                (unsigned long long)s.bytes, (unsigned long long)s.head, (unsigned long long)s.mark,
@@ -120,7 +126,9 @@ int cli_check(const char *dir, int argc, char **argv) {
         printf("%llu damage, %llu derived, %llu notes", (unsigned long long)s.damage, (unsigned long long)s.derived,
                (unsigned long long)s.notes);
         if (s.repairs) printf(", %llu repairs", (unsigned long long)s.repairs);
-        printf(": %s\n", clean ? "clean" : s.damage ? "damage found" : "derived files to rebuild (factum check --repair)");
+        printf(": %s\n", clean      ? "clean"
+                         : s.damage ? "damage found"
+                                    : "derived files to rebuild (factum check --repair)");
     }
     return clean ? CLI_OK : CLI_ERROR;
 }

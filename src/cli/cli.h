@@ -8,8 +8,15 @@
 #include "../base/base.h"
 #include "../base/json.h"
 
-enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2, CLI_NOT_FOUND = 3, CLI_WRONG_REVISION = 4, CLI_UNREACHABLE = 5,
-       CLI_DELETED = 6 };
+enum {
+    CLI_OK = 0,
+    CLI_ERROR = 1,
+    CLI_USAGE = 2,
+    CLI_NOT_FOUND = 3,
+    CLI_WRONG_REVISION = 4,
+    CLI_UNREACHABLE = 5,
+    CLI_DELETED = 6
+};
 
 /* Prints "factum: MESSAGE" on stderr and returns code. */
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

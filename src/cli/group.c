@@ -69,23 +69,37 @@ int cli_group(const char *url, int argc, char **argv) {
         int all = 0;
         for (int i = 3; i < argc; i++) {
             const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-            if (!strcmp(a, "--all")) all = 1;
-            else if (!strcmp(a, "--by-stream")) buf_printf(&rest, ",\"strategy\":\"by_stream\"");
-            else if (!v) return cli_fail(CLI_USAGE, "%s needs a value", a);
-            else if (!strcmp(a, "--stream")) buf_printf(&src, "{\"stream\":"), jstr(&src, v), buf_append(&src, "}", 1), i++;
-            else if (!strcmp(a, "--category") && !all) buf_printf(&src, "{\"category\":"), jstr(&src, v), buf_append(&src, "}", 1), i++;
-            else if (!strcmp(a, "--category")) buf_append(&cats, cats.len ? "," : "", cats.len ? 1 : 0), jstr(&cats, v), i++;
-            else if (!strcmp(a, "--type")) buf_append(&types, types.len ? "," : "", types.len ? 1 : 0), jstr(&types, v), i++;
+            if (!strcmp(a, "--all"))
+                all = 1;
+            else if (!strcmp(a, "--by-stream"))
+                buf_printf(&rest, ",\"strategy\":\"by_stream\"");
+            else if (!v)
+                return cli_fail(CLI_USAGE, "%s needs a value", a);
+            else if (!strcmp(a, "--stream"))
+                buf_printf(&src, "{\"stream\":"), jstr(&src, v), buf_append(&src, "}", 1), i++;
+            else if (!strcmp(a, "--category") && !all)
+                buf_printf(&src, "{\"category\":"), jstr(&src, v), buf_append(&src, "}", 1), i++;
+            else if (!strcmp(a, "--category"))
+                buf_append(&cats, cats.len ? "," : "", cats.len ? 1 : 0), jstr(&cats, v), i++;
+            else if (!strcmp(a, "--type"))
+                buf_append(&types, types.len ? "," : "", types.len ? 1 : 0), jstr(&types, v), i++;
             else if (!strcmp(a, "--start")) {
                 uint64_t n;
-                if (cli_parse_u64(v, &n)) buf_printf(&rest, ",\"start\":%llu", (unsigned long long)n);
-                else buf_printf(&rest, ",\"start\":"), jstr(&rest, v);
+                if (cli_parse_u64(v, &n))
+                    buf_printf(&rest, ",\"start\":%llu", (unsigned long long)n);
+                else
+                    buf_printf(&rest, ",\"start\":"), jstr(&rest, v);
                 i++;
-            } else if (!strcmp(a, "--ack-timeout")) buf_printf(&rest, ",\"ack_timeout_ms\":%s", v), i++;
-            else if (!strcmp(a, "--max-deliveries")) buf_printf(&rest, ",\"max_deliveries\":%s", v), i++;
-            else if (!strcmp(a, "--min-delay")) min_delay = v, i++;
-            else if (!strcmp(a, "--max-delay")) max_delay = v, i++;
-            else return cli_fail(CLI_USAGE, "unknown option %s (see factum group --help)", a);
+            } else if (!strcmp(a, "--ack-timeout"))
+                buf_printf(&rest, ",\"ack_timeout_ms\":%s", v), i++;
+            else if (!strcmp(a, "--max-deliveries"))
+                buf_printf(&rest, ",\"max_deliveries\":%s", v), i++;
+            else if (!strcmp(a, "--min-delay"))
+                min_delay = v, i++;
+            else if (!strcmp(a, "--max-delay"))
+                max_delay = v, i++;
+            else
+                return cli_fail(CLI_USAGE, "unknown option %s (see factum group --help)", a);
         }
         if (min_delay || max_delay) {
             buf_printf(&rest, ",\"retry\":{");
@@ -93,7 +107,9 @@ int cli_group(const char *url, int argc, char **argv) {
             if (max_delay) buf_printf(&rest, "\"max_delay_ms\":%s", max_delay);
             buf_append(&rest, "}", 1);
         }
-        if (all) buf_printf(&src, "{\"all\":{\"types\":[%s],\"categories\":[%s]}}", types.ptr ? types.ptr : "", cats.ptr ? cats.ptr : "");
+        if (all)
+            buf_printf(&src, "{\"all\":{\"types\":[%s],\"categories\":[%s]}}", types.ptr ? types.ptr : "",
+                       cats.ptr ? cats.ptr : "");
         if (!src.len) return cli_fail(CLI_USAGE, "create needs --stream S, --category C or --all");
         buf_printf(&b, "{\"source\":%.*s%.*s}", (int)src.len, src.ptr, (int)rest.len, rest.ptr ? rest.ptr : "");
         snprintf(path, sizeof path, "/groups/%s", name);
@@ -104,9 +120,12 @@ int cli_group(const char *url, int argc, char **argv) {
     if (!strcmp(sub, "pull")) {
         const char *max = "1", *wait = "0";
         for (int i = 3; i + 1 < argc; i += 2) {
-            if (!strcmp(argv[i], "--max")) max = argv[i + 1];
-            else if (!strcmp(argv[i], "--wait")) wait = argv[i + 1];
-            else return cli_fail(CLI_USAGE, "unknown option %s (see factum group --help)", argv[i]);
+            if (!strcmp(argv[i], "--max"))
+                max = argv[i + 1];
+            else if (!strcmp(argv[i], "--wait"))
+                wait = argv[i + 1];
+            else
+                return cli_fail(CLI_USAGE, "unknown option %s (see factum group --help)", argv[i]);
         }
         snprintf(path, sizeof path, "/groups/%s/messages?max=%s&wait_ms=%s", name, max, wait);
         return call(url, "POST", path, &b, true);
@@ -122,18 +141,22 @@ int cli_group(const char *url, int argc, char **argv) {
         if (!strcmp(sub, "nack")) {
             const char *action = "retry";
             for (int i = 3; i < argc; i++) {
-                if (!strcmp(argv[i], "--park")) action = "park";
-                else if (!strcmp(argv[i], "--skip")) action = "skip";
-                else if (!strcmp(argv[i], "--delay") && i + 1 < argc) buf_printf(&b, ",\"delay_ms\":%s", argv[++i]);
-                else if (!strcmp(argv[i], "--reason") && i + 1 < argc) buf_printf(&b, ",\"reason\":"), jstr(&b, argv[++i]);
-                else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s", argv[i]);
+                if (!strcmp(argv[i], "--park"))
+                    action = "park";
+                else if (!strcmp(argv[i], "--skip"))
+                    action = "skip";
+                else if (!strcmp(argv[i], "--delay") && i + 1 < argc)
+                    buf_printf(&b, ",\"delay_ms\":%s", argv[++i]);
+                else if (!strcmp(argv[i], "--reason") && i + 1 < argc)
+                    buf_printf(&b, ",\"reason\":"), jstr(&b, argv[++i]);
+                else if (argv[i][0] == '-' && argv[i][1] == '-')
+                    return cli_fail(CLI_USAGE, "unknown option %s", argv[i]);
             }
             buf_printf(&b, ",\"action\":\"%s\"", action);
         }
         buf_append(&b, "}", 1);
         bool all = !strcmp(sub, "replay") && argc == 3;
-        snprintf(path, sizeof path, "/groups/%s/%s", name,
-                 !strcmp(sub, "replay") ? "parked/replay" : sub);
+        snprintf(path, sizeof path, "/groups/%s/%s", name, !strcmp(sub, "replay") ? "parked/replay" : sub);
         if (all) b.len = 0, buf_append(&b, "{}", 2);
         buf_append(&b, "", 1);
         rc = !strcmp(sub, "replay") ? cli_call(url, "POST", path, b.ptr, false) : cli_call_batch(url, path, b.ptr);

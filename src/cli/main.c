@@ -173,11 +173,16 @@ int cli_slurp(const char *path, char **out, size_t *len) {
 
 bool cli_parse_expect(const char *s, int64_t *out) {
     uint64_t n;
-    if (!strcmp(s, "any")) *out = FACTUM_EXPECT_ANY;
-    else if (!strcmp(s, "no-stream")) *out = FACTUM_EXPECT_NO_STREAM;
-    else if (!strcmp(s, "exists")) *out = FACTUM_EXPECT_EXISTS;
-    else if (cli_parse_u64(s, &n) && n <= INT64_MAX) *out = (int64_t)n;
-    else return false;
+    if (!strcmp(s, "any"))
+        *out = FACTUM_EXPECT_ANY;
+    else if (!strcmp(s, "no-stream"))
+        *out = FACTUM_EXPECT_NO_STREAM;
+    else if (!strcmp(s, "exists"))
+        *out = FACTUM_EXPECT_EXISTS;
+    else if (cli_parse_u64(s, &n) && n <= INT64_MAX)
+        *out = (int64_t)n;
+    else
+        return false;
     return true;
 }
 
@@ -209,7 +214,8 @@ int cli_open(const char *dir, factum_t **db) {
     struct stat st;
     snprintf(log, sizeof log, "%s/log", dir);
     if (strlen(dir) <= FACTUM_MAX_DIR && (stat(log, &st) || !S_ISDIR(st.st_mode)))
-        return cli_fail(CLI_NOT_FOUND, "no store at %s (only append, meta with a change, serve and tour make one)", dir);
+        return cli_fail(CLI_NOT_FOUND, "no store at %s (only append, meta with a change, serve and tour make one)",
+                        dir);
     return cli_create(dir, db);
 }
 
@@ -220,19 +226,29 @@ static int cmd_append(const char *dir, int argc, char **argv) {
     factum_event_t ev = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_append), CLI_OK;
-        if ((v = cli_opt(argc, argv, &i, "--id", &bad))) ev.id = str_c(v);
-        else if ((v = cli_opt(argc, argv, &i, "--source", &bad))) ev.source = str_c(v);
-        else if ((v = cli_opt(argc, argv, &i, "--subject", &bad))) ev.subject = str_c(v);
-        else if ((v = cli_opt(argc, argv, &i, "--correlation-id", &bad))) ev.correlationid = str_c(v);
-        else if ((v = cli_opt(argc, argv, &i, "--causation-id", &bad))) ev.causationid = str_c(v);
-        else if ((v = cli_opt(argc, argv, &i, "--batch", &bad))) batch = v;
+        if ((v = cli_opt(argc, argv, &i, "--id", &bad)))
+            ev.id = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--source", &bad)))
+            ev.source = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--subject", &bad)))
+            ev.subject = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--correlation-id", &bad)))
+            ev.correlationid = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--causation-id", &bad)))
+            ev.causationid = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--batch", &bad)))
+            batch = v;
         else if ((v = cli_opt(argc, argv, &i, "--expect", &bad))) {
             if (!cli_parse_expect(v, &expect))
                 return cli_fail(CLI_USAGE, "--expect takes any, no-stream, exists or a revision number, not '%s'", v);
-        } else if (bad) return CLI_USAGE;
-        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum append --help)", argv[i]);
-        else if (npos < 3) pos[npos++] = argv[i];
-        else return cli_fail(CLI_USAGE, "too many arguments (see factum append --help)");
+        } else if (bad)
+            return CLI_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1] == '-')
+            return cli_fail(CLI_USAGE, "unknown option %s (see factum append --help)", argv[i]);
+        else if (npos < 3)
+            pos[npos++] = argv[i];
+        else
+            return cli_fail(CLI_USAGE, "too many arguments (see factum append --help)");
     }
     if (bad) return CLI_USAGE;
     if (npos < 1 || (!batch && npos < 2) || (batch && npos > 1))
@@ -257,7 +273,8 @@ static int cmd_append(const char *dir, int argc, char **argv) {
         if (npos == 3) {
             if (!strcmp(pos[2], "-")) {
                 if ((rc = cli_slurp("-", &text, &len))) return rc;
-                while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
+                while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+                    len--;
                 ev.data = (factum_str_t){text, len};
             } else {
                 ev.data = str_c(pos[2]);
@@ -279,7 +296,8 @@ static int cmd_append(const char *dir, int argc, char **argv) {
         if ((rc = cli_create(dir, &db))) goto out;
         rc = factum_append(db, str_c(pos[0]), expect, events, n, &res, &err);
     }
-    if (rc) rc = cli_report(rc, &err);
+    if (rc)
+        rc = cli_report(rc, &err);
     else {
         buf_t b = {0};
         json_escape(&b, pos[0], strlen(pos[0]));
@@ -331,30 +349,37 @@ static int parse_target(int argc, char **argv, const char *cmd, const char *usag
     *t = (target){.limit = UINT64_MAX};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage), HELP_SHOWN;
-        if (!strcmp(argv[i], "--all")) t->all = 1;
-        else if (reading && !strcmp(argv[i], "--backward")) t->backward = 1;
+        if (!strcmp(argv[i], "--all"))
+            t->all = 1;
+        else if (reading && !strcmp(argv[i], "--backward"))
+            t->backward = 1;
         else if ((v = cli_opt(argc, argv, &i, "--from", &bad))) {
             if (!cli_parse_u64(v, &t->from) && (time_parse(str_c(v), &t->q.from_time) || !t->q.from_time))
                 return cli_fail(CLI_USAGE, "--from takes a number or an RFC 3339 time, not '%s'", v);
             t->from_set = true;
         } else if (reading && (v = cli_opt(argc, argv, &i, "--limit", &bad))) {
             if (!cli_parse_u64(v, &t->limit)) return cli_fail(CLI_USAGE, "--limit takes a number, not '%s'", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--type", &bad))) t->q.type = str_c(v);
-        else if ((v = cli_opt(argc, argv, &i, "--category", &bad))) t->q.category = str_c(v);
-        else if ((v = cli_opt(argc, argv, &i, "--correlation-id", &bad))) t->q.correlationid = str_c(v);
-        else if (bad) return CLI_USAGE;
+        } else if ((v = cli_opt(argc, argv, &i, "--type", &bad)))
+            t->q.type = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--category", &bad)))
+            t->q.category = str_c(v);
+        else if ((v = cli_opt(argc, argv, &i, "--correlation-id", &bad)))
+            t->q.correlationid = str_c(v);
+        else if (bad)
+            return CLI_USAGE;
         else if (argv[i][0] == '-' && argv[i][1] == '-')
             return cli_fail(CLI_USAGE, "unknown option %s (see factum %s --help)", argv[i], cmd);
-        else if (!t->stream) t->stream = argv[i];
-        else return cli_fail(CLI_USAGE, "too many arguments (see factum %s --help)", cmd);
+        else if (!t->stream)
+            t->stream = argv[i];
+        else
+            return cli_fail(CLI_USAGE, "too many arguments (see factum %s --help)", cmd);
     }
     if (bad) return CLI_USAGE;
     if (t->all == !!t->stream)
         return cli_fail(CLI_USAGE, "usage: factum %s STREAM | factum %s --all (see --help)", cmd, cmd);
     if (t->stream && (t->q.type.len || t->q.category.len || t->q.correlationid.len))
         return cli_fail(CLI_USAGE, "--type, --category and --correlation-id filter --all, not a stream");
-    if (t->q.from_time && (t->stream || t->backward))
-        return cli_fail(CLI_USAGE, "--from TIME reads --all forward");
+    if (t->q.from_time && (t->stream || t->backward)) return cli_fail(CLI_USAGE, "--from TIME reads --all forward");
     return 0;
 }
 
@@ -379,7 +404,8 @@ static int cmd_read(const char *dir, int argc, char **argv) {
     while (printed < limit && !rc) {
         factum_result_t *res;
         size_t chunk = (size_t)MIN(limit - printed, 1000);
-        if (stream) rc = factum_read_stream(db, str_c(stream), from, chunk, backward, &res, &err);
+        if (stream)
+            rc = factum_read_stream(db, str_c(stream), from, chunk, backward, &res, &err);
         else {
             q.from = from, q.limit = chunk, q.backward = backward;
             rc = factum_read_all(db, &q, &res, &err);
@@ -390,7 +416,8 @@ static int cmd_read(const char *dir, int argc, char **argv) {
             break;
         }
         size_t n = factum_result_count(res);
-        for (size_t i = 0; i < n && !rc; i++) rc = cli_print_event(factum_result_event(res, i), &line);
+        for (size_t i = 0; i < n && !rc; i++)
+            rc = cli_print_event(factum_result_event(res, i), &line);
         printed += n;
         uint64_t next = factum_result_next(res);
         factum_result_free(res);
@@ -468,21 +495,25 @@ static int cmd_tail(const char *dir, int argc, char **argv) {
     if ((rc = cli_open(dir, &db))) return rc;
     uint64_t from = q.from_time ? factum_position_at(db, q.from_time) : q.from;
     q.from_time = 0;
-    if (from == FACTUM_END) from = stream ? (uint64_t)(factum_stream_revision(db, str_c(stream)) + 1) : factum_head_position(db);
+    if (from == FACTUM_END)
+        from = stream ? (uint64_t)(factum_stream_revision(db, str_c(stream)) + 1) : factum_head_position(db);
     while (!rc) {
         uint64_t head = factum_head_position(db);
         factum_result_t *res;
-        if (stream) rc = factum_read_stream(db, str_c(stream), from, 1000, 0, &res, &err);
+        if (stream)
+            rc = factum_read_stream(db, str_c(stream), from, 1000, 0, &res, &err);
         else {
             q.from = from, q.limit = 1000;
             rc = factum_read_all(db, &q, &res, &err);
         }
-        if (rc == FACTUM_ENOTFOUND) rc = 0, res = NULL;
+        if (rc == FACTUM_ENOTFOUND)
+            rc = 0, res = NULL;
         else if (rc) {
             rc = cli_report(rc, &err);
             break;
         }
-        for (size_t i = 0; i < factum_result_count(res) && !rc; i++) rc = tail_print(&line, factum_result_event(res, i));
+        for (size_t i = 0; i < factum_result_count(res) && !rc; i++)
+            rc = tail_print(&line, factum_result_event(res, i));
         if (res) from = factum_result_next(res);
         size_t n = factum_result_count(res);
         factum_result_free(res);
@@ -498,12 +529,18 @@ static int cmd_schedule(int argc, char **argv) {
     int npos = 0, bad = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_schedule), CLI_OK;
-        if ((v = cli_opt(argc, argv, &i, "--cancel", &bad))) cancel = v;
-        else if ((v = cli_opt(argc, argv, &i, "--id", &bad))) id = v;
-        else if (bad) return CLI_USAGE;
-        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum schedule --help)", argv[i]);
-        else if (npos < 4) pos[npos++] = argv[i];
-        else return cli_fail(CLI_USAGE, "too many arguments (see factum schedule --help)");
+        if ((v = cli_opt(argc, argv, &i, "--cancel", &bad)))
+            cancel = v;
+        else if ((v = cli_opt(argc, argv, &i, "--id", &bad)))
+            id = v;
+        else if (bad)
+            return CLI_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1] == '-')
+            return cli_fail(CLI_USAGE, "unknown option %s (see factum schedule --help)", argv[i]);
+        else if (npos < 4)
+            pos[npos++] = argv[i];
+        else
+            return cli_fail(CLI_USAGE, "too many arguments (see factum schedule --help)");
     }
     if (!server_url) return cli_fail(CLI_USAGE, "timers are kept by the server: give --server URL (or set FACTUM_URL)");
     if (!cancel && npos < 3) return cli_fail(CLI_USAGE, "usage: factum schedule AT STREAM TYPE [JSON] | --cancel ID");
@@ -513,14 +550,17 @@ static int cmd_schedule(int argc, char **argv) {
     int rc = factum_client_new(server_url, &c, &err);
     if (rc) return cli_report(rc, &err);
     if (cancel) {
-        if (!(rc = factum_client_cancel_schedule(c, cancel, &err))) printf("{\"id\":\"%s\",\"state\":\"cancelled\"}\n", cancel);
-        else rc = cli_report(rc, &err);
+        if (!(rc = factum_client_cancel_schedule(c, cancel, &err)))
+            printf("{\"id\":\"%s\",\"state\":\"cancelled\"}\n", cancel);
+        else
+            rc = cli_report(rc, &err);
         factum_client_free(c);
         return rc;
     }
     int64_t at;
     uint64_t secs;
-    if (pos[0][0] == '+' && cli_parse_u64(pos[0] + 1, &secs)) at = clock_realtime_us() + (int64_t)secs * 1000000;
+    if (pos[0][0] == '+' && cli_parse_u64(pos[0] + 1, &secs))
+        at = clock_realtime_us() + (int64_t)secs * 1000000;
     else if (time_parse(str_c(pos[0]), &at)) {
         factum_client_free(c);
         return cli_fail(CLI_USAGE, "AT must be an RFC 3339 time or +SECONDS, not '%s'", pos[0]);
@@ -541,7 +581,8 @@ static int cmd_schedule(int argc, char **argv) {
         ev.data_format = FACTUM_DATA_JSON;
     }
     char sid[37], at_text[32];
-    if ((rc = factum_client_schedule(c, at, pos[1], &ev, sid, &err))) rc = cli_report(rc, &err);
+    if ((rc = factum_client_schedule(c, at, pos[1], &ev, sid, &err)))
+        rc = cli_report(rc, &err);
     else {
         time_format_rfc3339(at, at_text);
         printf("{\"id\":\"%s\",\"at\":\"%s\"}\n", sid, at_text);
@@ -562,14 +603,21 @@ static int take_globals(int *argc, char **argv, globals *g) {
     int kept = 1, bad = 0;
     for (int i = 1; i < *argc; i++) {
         const char *v;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) g->help = true;
-        else if (!strcmp(argv[i], "--version")) g->version = true;
-        else if ((v = cli_opt(*argc, argv, &i, "--data-dir", &bad))) g->dir = v;
-        else if ((v = cli_opt(*argc, argv, &i, "--server", &bad))) g->url = v;
-        else if (bad) return CLI_USAGE;
-        else argv[kept++] = argv[i];
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            g->help = true;
+        else if (!strcmp(argv[i], "--version"))
+            g->version = true;
+        else if ((v = cli_opt(*argc, argv, &i, "--data-dir", &bad)))
+            g->dir = v;
+        else if ((v = cli_opt(*argc, argv, &i, "--server", &bad)))
+            g->url = v;
+        else if (bad)
+            return CLI_USAGE;
+        else
+            argv[kept++] = argv[i];
     }
-    if ((g->dir && !*g->dir) || (g->url && !*g->url)) return cli_fail(CLI_USAGE, "--data-dir and --server need a value");
+    if ((g->dir && !*g->dir) || (g->url && !*g->url))
+        return cli_fail(CLI_USAGE, "--data-dir and --server need a value");
     *argc = kept;
     argv[kept] = NULL;
     return 0;
@@ -597,7 +645,8 @@ int main(int argc, char **argv) {
         argv[2] = "--help";
         argv[++argc] = NULL;
     } else if (g.dir && g.url) {
-        return cli_fail(CLI_USAGE, "--data-dir and --server both given: a command works on a data folder or talks to a server");
+        return cli_fail(CLI_USAGE,
+                        "--data-dir and --server both given: a command works on a data folder or talks to a server");
     } else if (g.url && local_only(argv[1])) {
         return cli_fail(CLI_USAGE, "factum %s works on a data folder: give --data-dir, not --server", argv[1]);
     }
@@ -611,7 +660,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);
     if (!strcmp(cmd, "read")) return cmd_read(dir, argc, argv);
     if (!strcmp(cmd, "tail")) return cmd_tail(dir, argc, argv);
-    if (!strcmp(cmd, "schedule") && argc > 1 && !strcmp(argv[1], "ls")) return cli_schedule_ls(dir, server_url, argc - 1, argv + 1);
+    if (!strcmp(cmd, "schedule") && argc > 1 && !strcmp(argv[1], "ls"))
+        return cli_schedule_ls(dir, server_url, argc - 1, argv + 1);
     if (!strcmp(cmd, "schedule")) return cmd_schedule(argc, argv);
     if (!strcmp(cmd, "streams")) return cli_list(dir, server_url, false, argc, argv);
     if (!strcmp(cmd, "categories")) return cli_list(dir, server_url, true, argc, argv);

@@ -58,7 +58,8 @@ typedef struct meta_args {
 } meta_args;
 
 static int apply_args(const meta_args *a, factum_meta_t *m) {
-    if ((a->max_age && !cli_parse_u64(a->max_age, &m->max_age_s)) || (a->max_count && !cli_parse_u64(a->max_count, &m->max_count)) ||
+    if ((a->max_age && !cli_parse_u64(a->max_age, &m->max_age_s)) ||
+        (a->max_count && !cli_parse_u64(a->max_count, &m->max_count)) ||
         (a->tb && !cli_parse_u64(a->tb, &m->truncate_before)))
         return cli_fail(CLI_USAGE, "--max-age, --max-count and --truncate-before take whole numbers");
     if (a->custom) m->custom = str_c(a->custom);
@@ -71,14 +72,22 @@ int cli_meta(const char *dir, const char *url, int argc, char **argv) {
     int bad = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_meta), CLI_OK;
-        if ((v = cli_opt(argc, argv, &i, "--max-age", &bad))) a.max_age = v;
-        else if ((v = cli_opt(argc, argv, &i, "--max-count", &bad))) a.max_count = v;
-        else if ((v = cli_opt(argc, argv, &i, "--truncate-before", &bad))) a.tb = v;
-        else if ((v = cli_opt(argc, argv, &i, "--custom", &bad))) a.custom = v;
-        else if (bad) return CLI_USAGE;
-        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum meta --help)", argv[i]);
-        else if (!stream) stream = argv[i];
-        else return cli_fail(CLI_USAGE, "one stream at a time (see factum meta --help)");
+        if ((v = cli_opt(argc, argv, &i, "--max-age", &bad)))
+            a.max_age = v;
+        else if ((v = cli_opt(argc, argv, &i, "--max-count", &bad)))
+            a.max_count = v;
+        else if ((v = cli_opt(argc, argv, &i, "--truncate-before", &bad)))
+            a.tb = v;
+        else if ((v = cli_opt(argc, argv, &i, "--custom", &bad)))
+            a.custom = v;
+        else if (bad)
+            return CLI_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1] == '-')
+            return cli_fail(CLI_USAGE, "unknown option %s (see factum meta --help)", argv[i]);
+        else if (!stream)
+            stream = argv[i];
+        else
+            return cli_fail(CLI_USAGE, "one stream at a time (see factum meta --help)");
     }
     if (!stream) return cli_fail(CLI_USAGE, "usage: factum meta STREAM [--max-count N ...]");
     bool change = a.max_age || a.max_count || a.tb || a.custom;
@@ -112,8 +121,10 @@ int cli_meta(const char *dir, const char *url, int argc, char **argv) {
             if ((rc = apply_args(&a, &m)) == 0) {
                 buf_printf(&body, "{\"max_age_s\":%llu,\"max_count\":%llu", (unsigned long long)m.max_age_s,
                            (unsigned long long)m.max_count);
-                if (m.truncate_before) buf_printf(&body, ",\"truncate_before\":%llu", (unsigned long long)m.truncate_before);
-                buf_printf(&body, ",\"custom\":%.*s}", (int)(m.custom.len ? m.custom.len : 2), m.custom.len ? m.custom.ptr : "{}");
+                if (m.truncate_before)
+                    buf_printf(&body, ",\"truncate_before\":%llu", (unsigned long long)m.truncate_before);
+                buf_printf(&body, ",\"custom\":%.*s}", (int)(m.custom.len ? m.custom.len : 2),
+                           m.custom.len ? m.custom.ptr : "{}");
                 rc = cli_call(url, "PUT", path.ptr, body.ptr, false);
             }
             free(cur);
@@ -127,10 +138,12 @@ int cli_meta(const char *dir, const char *url, int argc, char **argv) {
     if (change) {
         factum_meta_t m;
         factum_error_t err = {0};
-        if ((rc = factum_meta_get(db, str_c(stream), &m, &err))) rc = cli_report(rc, &err);
+        if ((rc = factum_meta_get(db, str_c(stream), &m, &err)))
+            rc = cli_report(rc, &err);
         else {
             m.truncate_before = 0; /* kept unless given */
-            if (!(rc = apply_args(&a, &m)) && (rc = factum_meta_set(db, str_c(stream), &m, NULL, &err))) rc = cli_report(rc, &err);
+            if (!(rc = apply_args(&a, &m)) && (rc = factum_meta_set(db, str_c(stream), &m, NULL, &err)))
+                rc = cli_report(rc, &err);
             if (a.custom) m.custom = (factum_str_t){0}; /* not ours to free */
             factum_meta_free(&m);
         }
@@ -146,14 +159,19 @@ int cli_delete(const char *dir, const char *url, int argc, char **argv) {
     int bad = 0, tombstone = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_delete), CLI_OK;
-        if (!strcmp(argv[i], "--tombstone")) tombstone = 1;
+        if (!strcmp(argv[i], "--tombstone"))
+            tombstone = 1;
         else if ((v = cli_opt(argc, argv, &i, "--expect", &bad))) {
             if (!cli_parse_expect(v, &expect) || expect == FACTUM_EXPECT_NO_STREAM)
                 return cli_fail(CLI_USAGE, "--expect is any, exists or a revision N");
-        } else if (bad) return CLI_USAGE;
-        else if (argv[i][0] == '-' && argv[i][1] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum delete --help)", argv[i]);
-        else if (!stream) stream = argv[i];
-        else return cli_fail(CLI_USAGE, "one stream at a time (see factum delete --help)");
+        } else if (bad)
+            return CLI_USAGE;
+        else if (argv[i][0] == '-' && argv[i][1] == '-')
+            return cli_fail(CLI_USAGE, "unknown option %s (see factum delete --help)", argv[i]);
+        else if (!stream)
+            stream = argv[i];
+        else
+            return cli_fail(CLI_USAGE, "one stream at a time (see factum delete --help)");
     }
     if (!stream) return cli_fail(CLI_USAGE, "usage: factum delete STREAM [--tombstone] [--expect E]");
     int rc;
@@ -165,8 +183,10 @@ int cli_delete(const char *dir, const char *url, int argc, char **argv) {
         factum_error_t err = {0};
         char *resp = NULL, hdr[64] = "";
         int status;
-        if (expect == FACTUM_EXPECT_EXISTS) snprintf(hdr, sizeof hdr, "If-Match: *");
-        else if (expect >= 0) snprintf(hdr, sizeof hdr, "If-Match: \"%lld\"", (long long)expect);
+        if (expect == FACTUM_EXPECT_EXISTS)
+            snprintf(hdr, sizeof hdr, "If-Match: *");
+        else if (expect >= 0)
+            snprintf(hdr, sizeof hdr, "If-Match: \"%lld\"", (long long)expect);
         rc = factum_client_new(url, &c, &err);
         if (!rc) rc = factum_client_call_with(c, "DELETE", path.ptr, NULL, hdr[0] ? hdr : NULL, &status, &resp, &err);
         factum_client_free(c);
@@ -179,7 +199,8 @@ int cli_delete(const char *dir, const char *url, int argc, char **argv) {
     if ((rc = cli_open(dir, &db))) return rc;
     factum_append_result_t res;
     factum_error_t err = {0};
-    if ((rc = factum_delete_stream(db, str_c(stream), expect, tombstone, &res, &err))) rc = cli_report(rc, &err);
+    if ((rc = factum_delete_stream(db, str_c(stream), expect, tombstone, &res, &err)))
+        rc = cli_report(rc, &err);
     else {
         buf_t b = {0};
         buf_append(&b, "{\"stream\":", 10);
@@ -249,7 +270,8 @@ int cli_admin(const char *dir, const char *url, int argc, char **argv) {
     if (url) {
         factum_client_t *c;
         factum_error_t err = {0};
-        if ((rc = factum_client_new(url, &c, &err)) || (rc = factum_client_call(c, "POST", "/admin/scavenge", NULL, &status, &resp, &err))) {
+        if ((rc = factum_client_new(url, &c, &err)) ||
+            (rc = factum_client_call(c, "POST", "/admin/scavenge", NULL, &status, &resp, &err))) {
             factum_client_free(c);
             free(resp);
             return cli_report(rc, &err);

@@ -73,10 +73,12 @@ static int query(const char *url, const char *name, int argc, char **argv) {
             }
             buf_printf(&b, ",\"params\":%s", v);
         } else if (!usage && (v = cli_opt(argc, argv, &i, "--min-position", &usage))) {
-            if (!cli_parse_u64(v, &n)) return buf_free(&b), cli_fail(CLI_USAGE, "--min-position wants a position (got '%s')", v);
+            if (!cli_parse_u64(v, &n))
+                return buf_free(&b), cli_fail(CLI_USAGE, "--min-position wants a position (got '%s')", v);
             buf_printf(&b, ",\"min_position\":%llu", (unsigned long long)n);
         } else if (!usage && (v = cli_opt(argc, argv, &i, "--timeout-ms", &usage))) {
-            if (!cli_parse_u64(v, &n)) return buf_free(&b), cli_fail(CLI_USAGE, "--timeout-ms wants milliseconds (got '%s')", v);
+            if (!cli_parse_u64(v, &n))
+                return buf_free(&b), cli_fail(CLI_USAGE, "--timeout-ms wants milliseconds (got '%s')", v);
             buf_printf(&b, ",\"timeout_ms\":%llu", (unsigned long long)n);
         } else {
             buf_free(&b);
@@ -97,18 +99,21 @@ int cli_projection(const char *url, int argc, char **argv) {
     const char *sub = argv[1];
     if (!strcmp(sub, "apply")) return apply(url, argc, argv);
     if (!strcmp(sub, "ls") || !strcmp(sub, "list")) return cli_call(url, "GET", "/projections", NULL, true);
-    if (argc < 3) return cli_fail(CLI_USAGE, "factum projection %s needs a projection name (see factum projection --help)", sub);
+    if (argc < 3)
+        return cli_fail(CLI_USAGE, "factum projection %s needs a projection name (see factum projection --help)", sub);
     if (strlen(argv[2]) > 100) return cli_fail(CLI_USAGE, "a projection name is at most 100 characters");
     char path[200];
     snprintf(path, sizeof path, "/projections/%s", argv[2]);
-    if (!strcmp(sub, "status")) return argc == 3 ? cli_call(url, "GET", path, NULL, false) : cli_fail(CLI_USAGE, "status takes only a name");
+    if (!strcmp(sub, "status"))
+        return argc == 3 ? cli_call(url, "GET", path, NULL, false) : cli_fail(CLI_USAGE, "status takes only a name");
     if (!strcmp(sub, "reset")) {
         strcat(path, "/reset");
         return argc == 3 ? cli_call(url, "POST", path, NULL, false) : cli_fail(CLI_USAGE, "reset takes only a name");
     }
     if (!strcmp(sub, "query")) return query(url, argv[2], argc, argv);
     if (!strcmp(sub, "delete")) {
-        if (argc > 4 || (argc == 4 && strcmp(argv[3], "--keep-data"))) return cli_fail(CLI_USAGE, "delete takes a name and --keep-data");
+        if (argc > 4 || (argc == 4 && strcmp(argv[3], "--keep-data")))
+            return cli_fail(CLI_USAGE, "delete takes a name and --keep-data");
         if (argc == 4) strcat(path, "?keep_data=true");
         return cli_call(url, "DELETE", path, NULL, false);
     }

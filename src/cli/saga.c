@@ -36,8 +36,10 @@ int cli_saga(const char *url, int argc, char **argv) {
         size_t n = strlen(base);
         if (n > 5 && !strcmp(base + n - 5, ".json")) n -= 5;
         snprintf(name, sizeof name, "%.*s", (int)MIN(n, 100), base);
-        if (argc == 5 && !strcmp(argv[3], "--name")) snprintf(name, sizeof name, "%.100s", argv[4]);
-        else if (argc != 3) return cli_fail(CLI_USAGE, "factum saga apply FILE [--name NAME]");
+        if (argc == 5 && !strcmp(argv[3], "--name"))
+            snprintf(name, sizeof name, "%.100s", argv[4]);
+        else if (argc != 3)
+            return cli_fail(CLI_USAGE, "factum saga apply FILE [--name NAME]");
         char *def;
         size_t len;
         int rc = cli_slurp(argv[2], &def, &len);
@@ -62,9 +64,12 @@ int cli_saga(const char *url, int argc, char **argv) {
         return cli_call(url, "GET", path, NULL, false);
     }
     if (!strcmp(sub, "instances")) {
-        if (argc == 5 && !strcmp(argv[3], "--status")) snprintf(path, sizeof path, "/sagas/%s/instances?status=%.40s", argv[2], argv[4]);
-        else if (argc == 3) snprintf(path, sizeof path, "/sagas/%s/instances", argv[2]);
-        else return cli_fail(CLI_USAGE, "factum saga instances NAME [--status S]");
+        if (argc == 5 && !strcmp(argv[3], "--status"))
+            snprintf(path, sizeof path, "/sagas/%s/instances?status=%.40s", argv[2], argv[4]);
+        else if (argc == 3)
+            snprintf(path, sizeof path, "/sagas/%s/instances", argv[2]);
+        else
+            return cli_fail(CLI_USAGE, "factum saga instances NAME [--status S]");
         return cli_call(url, "GET", path, NULL, true);
     }
     if (!strcmp(sub, "parked") && argc == 3) {

@@ -57,7 +57,8 @@ static int page_server(factum_client_t *c, ls_args *a, size_t *n, factum_error_t
 }
 
 /* One page from the replayed timers. */
-static int page_local(factum_t *db, timers_t *t, int state, ls_args *a, timer_info *page, size_t *n, factum_error_t *err) {
+static int page_local(factum_t *db, timers_t *t, int state, ls_args *a, timer_info *page, size_t *n,
+                      factum_error_t *err) {
     *n = timers_list(t, state, a->after, page, (size_t)MIN(a->limit, PAGE));
     buf_t line = {0};
     int rc = 0;
@@ -81,14 +82,18 @@ int cli_schedule_ls(const char *dir, const char *url, int argc, char **argv) {
             state = -2;
             for (int s = 0; s < 4; s++)
                 if (!strcmp(v, timers_state_names[s])) state = s, a.state = timers_state_names[s];
-            if (state == -2) return cli_fail(CLI_USAGE, "--state takes pending, fired, failed or cancelled, not '%s'", v);
+            if (state == -2)
+                return cli_fail(CLI_USAGE, "--state takes pending, fired, failed or cancelled, not '%s'", v);
         } else if ((v = cli_opt(argc, argv, &i, "--after", &bad))) {
             if (strlen(v) >= sizeof a.after) return cli_fail(CLI_USAGE, "--after takes a schedule id, not '%s'", v);
             snprintf(a.after, sizeof a.after, "%s", v);
         } else if ((v = cli_opt(argc, argv, &i, "--limit", &bad))) {
-            if (!cli_parse_u64(v, &a.limit) || !a.limit) return cli_fail(CLI_USAGE, "--limit takes a positive number, not '%s'", v);
-        } else if (bad) return CLI_USAGE;
-        else return cli_fail(CLI_USAGE, "unknown argument %s (see factum schedule ls --help)", argv[i]);
+            if (!cli_parse_u64(v, &a.limit) || !a.limit)
+                return cli_fail(CLI_USAGE, "--limit takes a positive number, not '%s'", v);
+        } else if (bad)
+            return CLI_USAGE;
+        else
+            return cli_fail(CLI_USAGE, "unknown argument %s (see factum schedule ls --help)", argv[i]);
     }
     if (bad) return CLI_USAGE;
     factum_error_t err = {0};
@@ -97,7 +102,8 @@ int cli_schedule_ls(const char *dir, const char *url, int argc, char **argv) {
     if (url) {
         factum_client_t *c;
         if ((rc = factum_client_new(url, &c, &err))) return cli_report(rc, &err);
-        while (!rc && n && a.limit) rc = page_server(c, &a, &n, &err); /* to the first empty page */
+        while (!rc && n && a.limit)
+            rc = page_server(c, &a, &n, &err); /* to the first empty page */
         factum_client_free(c);
         return rc ? cli_report(rc, &err) : CLI_OK;
     }
@@ -107,7 +113,8 @@ int cli_schedule_ls(const char *dir, const char *url, int argc, char **argv) {
     timer_info *page = calloc(PAGE, sizeof *page);
     if (!page) rc = err_set(&err, FACTUM_ENOMEM, "out of memory");
     if (!rc) rc = timers_load(db, &t, &err);
-    while (!rc && n == PAGE && a.limit) rc = page_local(db, t, state, &a, page, &n, &err);
+    while (!rc && n == PAGE && a.limit)
+        rc = page_local(db, t, state, &a, page, &n, &err);
     timers_close(t);
     free(page);
     factum_close(db);

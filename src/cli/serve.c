@@ -42,7 +42,8 @@ int cli_serve(const char *dir, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return printf("%s", usage_serve), CLI_OK;
-        if (i + 1 >= argc) return cli_fail(CLI_USAGE, "unknown option or missing value: %s (see factum serve --help)", a);
+        if (i + 1 >= argc)
+            return cli_fail(CLI_USAGE, "unknown option or missing value: %s (see factum serve --help)", a);
         const char *v = argv[++i];
         uint64_t n = 0;
         if (!strcmp(a, "--listen")) {
@@ -52,17 +53,28 @@ int cli_serve(const char *dir, int argc, char **argv) {
         bool zero_ok = !strcmp(a, "--scavenge-every");
         if (!cli_parse_u64(v, &n) || (n == 0 && !zero_ok) || n > UINT32_MAX)
             return cli_fail(CLI_USAGE, "%s wants a %s number (got '%s')", a, zero_ok ? "whole" : "positive", v);
-        if (!strcmp(a, "--max-body")) cfg.max_body = n;
-        else if (!strcmp(a, "--loops")) cfg.loops = (int)MIN(n, 64);
-        else if (!strcmp(a, "--header-timeout")) cfg.header_timeout_ms = (uint32_t)n;
-        else if (!strcmp(a, "--body-timeout")) cfg.body_timeout_ms = (uint32_t)n;
-        else if (!strcmp(a, "--idle-timeout")) cfg.idle_timeout_ms = (uint32_t)n;
-        else if (!strcmp(a, "--heartbeat")) cfg.heartbeat_ms = (uint32_t)n;
-        else if (!strcmp(a, "--sub-buffer")) cfg.sub_buffer = n;
-        else if (!strcmp(a, "--max-connections")) cfg.max_connections = (uint32_t)n;
-        else if (!strcmp(a, "--scavenge-every")) cfg.scavenge_every_s = n;
-        else if (!strcmp(a, "--segment-bytes")) segment_bytes = n;
-        else return cli_fail(CLI_USAGE, "unknown option %s (see factum serve --help)", a);
+        if (!strcmp(a, "--max-body"))
+            cfg.max_body = n;
+        else if (!strcmp(a, "--loops"))
+            cfg.loops = (int)MIN(n, 64);
+        else if (!strcmp(a, "--header-timeout"))
+            cfg.header_timeout_ms = (uint32_t)n;
+        else if (!strcmp(a, "--body-timeout"))
+            cfg.body_timeout_ms = (uint32_t)n;
+        else if (!strcmp(a, "--idle-timeout"))
+            cfg.idle_timeout_ms = (uint32_t)n;
+        else if (!strcmp(a, "--heartbeat"))
+            cfg.heartbeat_ms = (uint32_t)n;
+        else if (!strcmp(a, "--sub-buffer"))
+            cfg.sub_buffer = n;
+        else if (!strcmp(a, "--max-connections"))
+            cfg.max_connections = (uint32_t)n;
+        else if (!strcmp(a, "--scavenge-every"))
+            cfg.scavenge_every_s = n;
+        else if (!strcmp(a, "--segment-bytes"))
+            segment_bytes = n;
+        else
+            return cli_fail(CLI_USAGE, "unknown option %s (see factum serve --help)", a);
     }
     /* SIGINT and SIGTERM are taken by server_run's sigwait. Blocked here, before the store and the
        server start their threads, so that every thread inherits the block: a signal that

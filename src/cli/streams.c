@@ -71,9 +71,12 @@ static int list_local(const char *dir, bool categories, const list_args *a, buf_
     factum_names_t *l;
     factum_error_t err = {0};
     factum_str_t after = str_c(a->after ? a->after : "");
-    if (categories) rc = factum_list_categories(db, after, a->limit, a->system, &l, &err);
-    else if (a->category) rc = factum_list_category(db, str_c(a->category), after, a->limit, a->system, &l, &err);
-    else rc = factum_list_streams(db, str_c(a->prefix ? a->prefix : ""), after, a->limit, a->system, &l, &err);
+    if (categories)
+        rc = factum_list_categories(db, after, a->limit, a->system, &l, &err);
+    else if (a->category)
+        rc = factum_list_category(db, str_c(a->category), after, a->limit, a->system, &l, &err);
+    else
+        rc = factum_list_streams(db, str_c(a->prefix ? a->prefix : ""), after, a->limit, a->system, &l, &err);
     if (rc) {
         factum_close(db);
         return cli_report(rc, &err);
@@ -105,15 +108,22 @@ int cli_list(const char *dir, const char *url, bool categories, int argc, char *
     int bad = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", categories ? usage_categories : usage_streams), CLI_OK;
-        if ((v = cli_opt(argc, argv, &i, "--after", &bad))) a.after = v;
-        else if ((v = cli_opt(argc, argv, &i, "--limit", &bad))) limit = v;
-        else if (!categories && (v = cli_opt(argc, argv, &i, "--category", &bad))) a.category = v;
-        else if (bad) return CLI_USAGE;
-        else if (!strcmp(argv[i], "--system")) a.system = true;
+        if ((v = cli_opt(argc, argv, &i, "--after", &bad)))
+            a.after = v;
+        else if ((v = cli_opt(argc, argv, &i, "--limit", &bad)))
+            limit = v;
+        else if (!categories && (v = cli_opt(argc, argv, &i, "--category", &bad)))
+            a.category = v;
+        else if (bad)
+            return CLI_USAGE;
+        else if (!strcmp(argv[i], "--system"))
+            a.system = true;
         else if (argv[i][0] == '-' && argv[i][1] == '-')
             return cli_fail(CLI_USAGE, "unknown option %s (see factum %s --help)", argv[i], argv[0]);
-        else if (!categories && !a.prefix) a.prefix = argv[i];
-        else return cli_fail(CLI_USAGE, "unexpected argument '%s' (see factum %s --help)", argv[i], argv[0]);
+        else if (!categories && !a.prefix)
+            a.prefix = argv[i];
+        else
+            return cli_fail(CLI_USAGE, "unexpected argument '%s' (see factum %s --help)", argv[i], argv[0]);
     }
     if (limit && (!cli_parse_u64(limit, &a.limit) || a.limit < 1 || a.limit > 1000))
         return cli_fail(CLI_USAGE, "--limit must be 1 to 1000");
@@ -129,13 +139,16 @@ int cli_list(const char *dir, const char *url, bool categories, int argc, char *
         if (a.system) buf_printf(&path, "&system=true");
         buf_append(&path, "", 1);
     }
-    if (url) rc = list_remote(url, path.ptr, categories ? "category" : "stream", &last, &count);
-    else rc = list_local(dir, categories, &a, &last, &count);
+    if (url)
+        rc = list_remote(url, path.ptr, categories ? "category" : "stream", &last, &count);
+    else
+        rc = list_local(dir, categories, &a, &last, &count);
     if (rc == CLI_OK && count == a.limit) {
         fflush(stdout); /* the lines first, then the hint */
         fprintf(stderr, "more: factum %s", argv[0]);
         for (int i = 1; i < argc; i++)
-            if (strcmp(argv[i], "--after") && (i == 1 || strcmp(argv[i - 1], "--after")) && strncmp(argv[i], "--after=", 8))
+            if (strcmp(argv[i], "--after") && (i == 1 || strcmp(argv[i - 1], "--after")) &&
+                strncmp(argv[i], "--after=", 8))
                 fprintf(stderr, " %s", argv[i]);
         fprintf(stderr, " --after '%.*s'\n", (int)last.len, last.ptr);
     }

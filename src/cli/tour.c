@@ -34,8 +34,11 @@ int cli_tour(const char *dir, int argc, char **argv) {
     for (size_t i = 0; i < ARRAY_LEN(steps); i++) {
         char data[256];
         snprintf(data, sizeof data, steps[i].data, stream);
-        factum_event_t ev = {.type = str_c(steps[i].type), .data = str_c(data), .data_format = FACTUM_DATA_JSON,
-                             .datacontenttype = str_c("application/json"), .correlationid = str_c(stream)};
+        factum_event_t ev = {.type = str_c(steps[i].type),
+                             .data = str_c(data),
+                             .data_format = FACTUM_DATA_JSON,
+                             .datacontenttype = str_c("application/json"),
+                             .correlationid = str_c(stream)};
         factum_append_result_t res;
         int64_t expect = i == 0 ? FACTUM_EXPECT_NO_STREAM : (int64_t)i - 1;
         printf("$ factum append %s %s '%s' --expect %s\n", stream, steps[i].type, data,
@@ -52,9 +55,11 @@ int cli_tour(const char *dir, int argc, char **argv) {
     buf_t line = {0};
     buf_reserve(&line, 4096);
     if (!(rc = factum_read_stream(db, str_c(stream), 0, 100, 0, &res, &err))) {
-        for (size_t i = 0; i < factum_result_count(res); i++) cli_print_event(factum_result_event(res, i), &line);
+        for (size_t i = 0; i < factum_result_count(res); i++)
+            cli_print_event(factum_result_event(res, i), &line);
         factum_result_free(res);
-    } else rc = cli_report(rc, &err);
+    } else
+        rc = cli_report(rc, &err);
     printf("\n%llu events in the log. Try: build/factum --data-dir %s read --all --category order\n",
            (unsigned long long)factum_head_position(db), dir);
     buf_free(&line);

@@ -38,7 +38,8 @@ int factum_client_new(const char *url, factum_client_t **out, factum_error_t *er
     }
     snprintf(c->url, sizeof c->url, "%s", url);
     size_t n = strlen(c->url);
-    while (n && c->url[n - 1] == '/') c->url[--n] = 0;
+    while (n && c->url[n - 1] == '/')
+        c->url[--n] = 0;
     *out = c;
     return 0;
 }
@@ -69,7 +70,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     return len;
 }
 
-
 /* The number member `key`, or dflt when it is absent (or negative, like "actual": -1). */
 static uint64_t json_u64(factum_str_t obj, const char *key, int64_t dflt) {
     uint64_t v;
@@ -93,7 +93,9 @@ static int problem(factum_client_t *c, long status, factum_error_t *err) {
     int code;
     switch (status) {
     case 400:
-        code = strstr(type.ptr, "bad-stream") ? FACTUM_EBADSTREAM : strstr(type.ptr, "bad-event") ? FACTUM_EBADEVENT : FACTUM_EINVAL;
+        code = strstr(type.ptr, "bad-stream")  ? FACTUM_EBADSTREAM
+               : strstr(type.ptr, "bad-event") ? FACTUM_EBADEVENT
+                                               : FACTUM_EINVAL;
         break;
     case 404: code = FACTUM_ENOTFOUND; break;
     case 409: code = FACTUM_ECONFLICT; break;
@@ -167,9 +169,12 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
     }
     buf_append(&body, "]", 1);
     char cond[64] = "";
-    if (expected == FACTUM_EXPECT_NO_STREAM) snprintf(cond, sizeof cond, "If-None-Match: *");
-    else if (expected == FACTUM_EXPECT_EXISTS) snprintf(cond, sizeof cond, "If-Match: *");
-    else if (expected >= 0) snprintf(cond, sizeof cond, "If-Match: \"%lld\"", (long long)expected);
+    if (expected == FACTUM_EXPECT_NO_STREAM)
+        snprintf(cond, sizeof cond, "If-None-Match: *");
+    else if (expected == FACTUM_EXPECT_EXISTS)
+        snprintf(cond, sizeof cond, "If-Match: *");
+    else if (expected >= 0)
+        snprintf(cond, sizeof cond, "If-Match: \"%lld\"", (long long)expected);
     long status = 0;
     int rc = post(c, url.ptr, "application/cloudevents-batch+json", cond[0] ? cond : NULL, &body, &status, err);
     buf_free(&url);
@@ -195,8 +200,10 @@ static void query_string(buf_t *u, const factum_query_t *q, bool all, bool with_
         time_format_rfc3339(q->from_time, t);
         buf_printf(u, "%cfrom=", sep), sep = '&';
         buf_url_encode(u, t, strlen(t));
-    } else if (q->from == FACTUM_END) buf_printf(u, "%cfrom=end", sep), sep = '&';
-    else if (q->from) buf_printf(u, "%cfrom=%llu", sep, (unsigned long long)q->from), sep = '&';
+    } else if (q->from == FACTUM_END)
+        buf_printf(u, "%cfrom=end", sep), sep = '&';
+    else if (q->from)
+        buf_printf(u, "%cfrom=%llu", sep, (unsigned long long)q->from), sep = '&';
     if (with_limit && q->limit) buf_printf(u, "%climit=%zu", sep, MIN(q->limit, (size_t)10000)), sep = '&';
     if (with_limit && q->backward) buf_printf(u, "%cdirection=backward", sep), sep = '&';
     const char *names[] = {"type", "category", "correlation_id"};
@@ -274,7 +281,7 @@ typedef struct sse {
     int64_t id, last_id; /* -1: none */
     uint64_t resume;     /* where a reconnect without a last id starts (after caught-up) */
     bool has_resume;
-    bool stopped, ok;    /* the callback asked to stop; the answer was 200 */
+    bool stopped, ok; /* the callback asked to stop; the answer was 200 */
     int rc;
     factum_error_t *err;
     factum_client_t *c;
@@ -287,8 +294,10 @@ static void sse_dispatch(sse *s) {
         uint64_t v;
         factum_str_t raw;
         int kind;
-        if (json_member_u64(d, "position", &v)) s->resume = v, s->has_resume = true;          /* $all */
-        else if (json_member_u64(d, "revision", &v)) s->resume = v + 1, s->has_resume = true; /* a stream */
+        if (json_member_u64(d, "position", &v))
+            s->resume = v, s->has_resume = true; /* $all */
+        else if (json_member_u64(d, "revision", &v))
+            s->resume = v + 1, s->has_resume = true; /* a stream */
         else if (json_member(d, "revision", &raw, &kind) && str_eq(raw, str_c("-1")))
             s->resume = 0, s->has_resume = true; /* a stream with no events yet */
         if (s->cb(s->ctx, NULL)) s->stopped = true;
@@ -321,8 +330,10 @@ static void sse_line(sse *s, const char *l, size_t n) {
     const char *v = colon ? colon + 1 : l + n;
     if (v < l + n && *v == ' ') v++;
     size_t vl = (size_t)(l + n - v);
-    if (fl == 2 && !memcmp(l, "id", 2)) s->id = strtoll(v, NULL, 10);
-    else if (fl == 5 && !memcmp(l, "event", 5)) snprintf(s->event, sizeof s->event, "%.*s", (int)vl, v);
+    if (fl == 2 && !memcmp(l, "id", 2))
+        s->id = strtoll(v, NULL, 10);
+    else if (fl == 5 && !memcmp(l, "event", 5))
+        snprintf(s->event, sizeof s->event, "%.*s", (int)vl, v);
     else if (fl == 4 && !memcmp(l, "data", 4)) {
         if (s->data.len) buf_append(&s->data, "\n", 1);
         buf_append(&s->data, v, vl);
@@ -389,7 +400,8 @@ int factum_client_subscribe(factum_client_t *c, const char *stream, const factum
             s.rc = problem(c, status, err);
             break;
         }
-        if (s.ok) connected_once = true, backoff_ms = 100;
+        if (s.ok)
+            connected_once = true, backoff_ms = 100;
         else if (!connected_once) {
             s.rc = unreachable(c, cc, err);
             break;
@@ -510,7 +522,8 @@ int factum_client_pull(factum_client_t *c, const char *group, size_t max, int wa
     json_iter_init(&it, str_c(resp));
     while (*n < max && json_iter_element(&it, &el, &kind) == 1) {
         buf_t id = {0};
-        if (!json_member_string(el, "delivery_id", &id) || id.len >= sizeof ids->id || !json_member(el, "event", &v, &kind)) {
+        if (!json_member_string(el, "delivery_id", &id) || id.len >= sizeof ids->id ||
+            !json_member(el, "event", &v, &kind)) {
             buf_free(&id);
             continue;
         }
@@ -527,12 +540,15 @@ int factum_client_pull(factum_client_t *c, const char *group, size_t max, int wa
         *n = 0;
         return rc;
     }
-    if (*n) events_own_text(*events, arr.ptr); /* the set frees the text */
-    else buf_free(&arr);
+    if (*n)
+        events_own_text(*events, arr.ptr); /* the set frees the text */
+    else
+        buf_free(&arr);
     return 0;
 }
 
-int factum_client_ack(factum_client_t *c, const char *group, const factum_delivery_id_t *ids, size_t n, factum_error_t *err) {
+int factum_client_ack(factum_client_t *c, const char *group, const factum_delivery_id_t *ids, size_t n,
+                      factum_error_t *err) {
     if (!n) return 0;
     buf_t body = {0};
     buf_append(&body, "{\"delivery_ids\":[", 17);
@@ -549,7 +565,8 @@ int factum_client_ack(factum_client_t *c, const char *group, const factum_delive
     factum_str_t refused;
     int kind;
     if (!rc && resp && json_member(str_c(resp), "refused", &refused, &kind) && kind == JSON_ARRAY && refused.len > 2)
-        rc = err_set(err, FACTUM_ECONFLICT, "not acked (the others are): %.*s", (int)MIN(refused.len, 400), refused.ptr);
+        rc =
+            err_set(err, FACTUM_ECONFLICT, "not acked (the others are): %.*s", (int)MIN(refused.len, 400), refused.ptr);
     free(resp);
     buf_free(&body);
     return rc;

@@ -47,7 +47,8 @@ static long b64_decode(const char *s, size_t n, char *out) {
     size_t o = 0;
     for (size_t i = 0; i < n; i += 4) {
         int v[4];
-        for (int k = 0; k < 4; k++) v[k] = s[i + k] == '=' ? -2 : b64val((unsigned char)s[i + k]);
+        for (int k = 0; k < 4; k++)
+            v[k] = s[i + k] == '=' ? -2 : b64val((unsigned char)s[i + k]);
         bool last = i + 4 == n;
         if (v[0] < 0 || v[1] < 0 || (v[2] == -2 && v[3] != -2) || v[2] == -1 || v[3] == -1) return -1;
         if ((v[2] == -2 || v[3] == -2) && !last) return -1;
@@ -79,11 +80,26 @@ static int take_string(factum_events_t *set, factum_str_t raw, factum_str_t *out
     return 0;
 }
 
-enum { A_SPEC, A_ID, A_TYPE, A_SOURCE, A_SUBJECT, A_TIME, A_CTYPE, A_CORR, A_CAUSE, A_DATA, A_DATA64, A_STREAM,
-       A_REVISION, A_POSITION, A_COUNT };
-static const char *const attr_names[A_COUNT] = {"specversion", "id", "type", "source", "subject", "time",
-                                                "datacontenttype", "correlationid", "causationid", "data",
-                                                "data_base64", "stream", "revision", "position"};
+enum {
+    A_SPEC,
+    A_ID,
+    A_TYPE,
+    A_SOURCE,
+    A_SUBJECT,
+    A_TIME,
+    A_CTYPE,
+    A_CORR,
+    A_CAUSE,
+    A_DATA,
+    A_DATA64,
+    A_STREAM,
+    A_REVISION,
+    A_POSITION,
+    A_COUNT
+};
+static const char *const attr_names[A_COUNT] = {
+    "specversion",   "id",          "type", "source",      "subject", "time",     "datacontenttype",
+    "correlationid", "causationid", "data", "data_base64", "stream",  "revision", "position"};
 
 static int parse_event(factum_events_t *set, factum_str_t obj, size_t idx, factum_event_t *e, factum_error_t *err) {
     memset(e, 0, sizeof *e);
@@ -119,8 +135,10 @@ static int parse_event(factum_events_t *set, factum_str_t obj, size_t idx, factu
             }
             if (!ok)
                 return err_set(err, FACTUM_EBADEVENT, "event %zu: '%s' must be a whole number", idx, attr_names[a]);
-            if (a == A_REVISION) e->revision = v;
-            else e->position = v;
+            if (a == A_REVISION)
+                e->revision = v;
+            else
+                e->position = v;
             continue;
         }
         if (kind != JSON_STRING)
@@ -168,7 +186,8 @@ static int parse_event(factum_events_t *set, factum_str_t obj, size_t idx, factu
         json_iter_init(&it, obj);
         while (json_iter_member(&it, &key, &val, &kind) == 1) {
             bool known = false;
-            for (int k = 0; k < A_COUNT && !known; k++) known = json_key_is(key, attr_names[k]);
+            for (int k = 0; k < A_COUNT && !known; k++)
+                known = json_key_is(key, attr_names[k]);
             if (known) continue;
             size_t len = (size_t)(val.ptr + val.len - key.ptr);
             char *dst = arena_take(set, len + (ext_len ? 1 : 0));
@@ -187,11 +206,12 @@ int factum_events_parse(const char *json, size_t len, int batch, factum_events_t
     int kind;
     if (json_value(&c, &top, &kind))
         return err_set(err, FACTUM_EBADEVENT, "malformed JSON at byte %zu: %s", c.error_at, c.error);
-    while (c.i < len && (json[c.i] == ' ' || json[c.i] == '\n' || json[c.i] == '\r' || json[c.i] == '\t')) c.i++;
+    while (c.i < len && (json[c.i] == ' ' || json[c.i] == '\n' || json[c.i] == '\r' || json[c.i] == '\t'))
+        c.i++;
     if (c.i != len) return err_set(err, FACTUM_EBADEVENT, "malformed JSON at byte %zu: text after the value", c.i);
     if (batch ? kind != JSON_ARRAY : kind != JSON_OBJECT)
-        return err_set(err, FACTUM_EBADEVENT, batch ? "a batch must be a JSON array of events"
-                                                    : "an event must be a JSON object");
+        return err_set(err, FACTUM_EBADEVENT,
+                       batch ? "a batch must be a JSON array of events" : "an event must be a JSON object");
     factum_events_t *set = calloc(1, sizeof *set);
     if (!set) return err_set(err, FACTUM_ENOMEM, "out of memory");
     set->cap = len + 16;
@@ -269,10 +289,14 @@ static void put_string(out_t *o, factum_str_t s) {
         put(o, s.ptr + run, i - run);
         run = i + 1;
         char esc[6] = {'\\', (char)ch};
-        if (ch == '"' || ch == '\\') put(o, esc, 2);
-        else if (ch == '\n') put(o, "\\n", 2);
-        else if (ch == '\t') put(o, "\\t", 2);
-        else if (ch == '\r') put(o, "\\r", 2);
+        if (ch == '"' || ch == '\\')
+            put(o, esc, 2);
+        else if (ch == '\n')
+            put(o, "\\n", 2);
+        else if (ch == '\t')
+            put(o, "\\t", 2);
+        else if (ch == '\r')
+            put(o, "\\r", 2);
         else {
             char u[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
             put(o, u, 6);
@@ -295,7 +319,8 @@ static void put_base64(out_t *o, factum_str_t d) {
     const unsigned char *s = (const unsigned char *)d.ptr;
     put(o, "\"", 1);
     for (size_t i = 0; i < d.len; i += 3) {
-        unsigned v = (unsigned)s[i] << 16 | (i + 1 < d.len ? (unsigned)s[i + 1] << 8 : 0) | (i + 2 < d.len ? s[i + 2] : 0);
+        unsigned v =
+            (unsigned)s[i] << 16 | (i + 1 < d.len ? (unsigned)s[i + 1] << 8 : 0) | (i + 2 < d.len ? s[i + 2] : 0);
         char q[4] = {tbl[v >> 18], tbl[(v >> 12) & 63], i + 1 < d.len ? tbl[(v >> 6) & 63] : '=',
                      i + 2 < d.len ? tbl[v & 63] : '='};
         put(o, q, 4);

@@ -12,11 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int px_pwritev(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
-                         size_t *written) {
+static int px_pwritev(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off, size_t *written) {
     (void)vfs;
     ssize_t n;
-    do n = pwritev(fd, iov, iovcnt, (off_t)off);
+    do
+        n = pwritev(fd, iov, iovcnt, (off_t)off);
     while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
     *written = (size_t)n;
@@ -59,8 +59,10 @@ static int zero_direct(int fd, uint64_t off, uint64_t len) {
         size_t k = (size_t)(len - done < ZERO_PIECE ? len - done : ZERO_PIECE);
         ssize_t n = pwrite(dfd, zero_piece, k, (off_t)(off + done));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) rc = n < 0 ? -errno : -EIO;
-        else done += (uint64_t)n;
+        if (n <= 0)
+            rc = n < 0 ? -errno : -EIO;
+        else
+            done += (uint64_t)n;
     }
     close(dfd);
     return rc;
@@ -102,14 +104,16 @@ int io_write_all(io_vfs *vfs, int fd, const struct iovec *iov_in, int iovcnt, ui
         }
         off += n;
         while (n && first < iovcnt) {
-            if (n >= iov[first].iov_len) n -= iov[first++].iov_len;
+            if (n >= iov[first].iov_len)
+                n -= iov[first++].iov_len;
             else {
                 iov[first].iov_base = (char *)iov[first].iov_base + n;
                 iov[first].iov_len -= n;
                 n = 0;
             }
         }
-        while (first < iovcnt && iov[first].iov_len == 0) first++;
+        while (first < iovcnt && iov[first].iov_len == 0)
+            first++;
     }
     if (iov != local) free(iov);
     return rc;
@@ -127,10 +131,14 @@ int io_make_dir(const char *dir) {
     if (mkdir(dir, 0755)) return errno == EEXIST ? 0 : -errno;
     char parent[4096];
     size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/') n--;
-    while (n > 0 && dir[n - 1] != '/') n--;
-    if (n == 0) snprintf(parent, sizeof parent, ".");
-    else snprintf(parent, sizeof parent, "%.*s", (int)(n > 1 ? n - 1 : 1), dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    while (n > 0 && dir[n - 1] != '/')
+        n--;
+    if (n == 0)
+        snprintf(parent, sizeof parent, ".");
+    else
+        snprintf(parent, sizeof parent, "%.*s", (int)(n > 1 ? n - 1 : 1), dir);
     int e = io_sync_dir(dir);
     return e ? e : io_sync_dir(parent);
 }
@@ -164,11 +172,11 @@ int io_read_file(const char *path, char **out, size_t *len) {
 
 /* ---- fault injection ---- */
 
-static int fault_pwritev(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
-                         size_t *written) {
+static int fault_pwritev(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off, size_t *written) {
     io_fault *f = (io_fault *)vfs;
     size_t total = 0;
-    for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
     size_t allow = total;
     int after = 0;
     f->write_calls++;

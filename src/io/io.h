@@ -19,8 +19,7 @@
 #include <sys/uio.h>
 
 typedef struct io_vfs {
-    int (*pwritev)(struct io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
-                   size_t *written);
+    int (*pwritev)(struct io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off, size_t *written);
     int (*fdatasync)(struct io_vfs *vfs, int fd);
     /* Writes zeros over [off, off + len) (growing the file if it ends before) and syncs them. */
     int (*zero_fill)(struct io_vfs *vfs, int fd, uint64_t off, uint64_t len);
@@ -47,9 +46,9 @@ typedef struct io_fault {
     io_vfs *real;
     long fsync_calls, write_calls;
     uint64_t bytes_written;
-    long fail_fsync_at;        /* the Nth fdatasync (0-based) and all later ones fail with EIO */
+    long fail_fsync_at;         /* the Nth fdatasync (0-based) and all later ones fail with EIO */
     int64_t enospc_after_bytes; /* writes past this many bytes fail with ENOSPC (after a partial write) */
-    int short_writes;          /* each pwritev writes at most half of what it was given */
+    int short_writes;           /* each pwritev writes at most half of what it was given */
     int64_t crash_after_bytes;  /* write up to this many bytes in total, then _exit(CRASH_EXIT) */
     _Atomic int fail_zero_fill; /* zero_fill fails with ENOSPC (it runs on the zeroer thread) */
 } io_fault;

@@ -18,16 +18,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH 2000              /* events read per transaction at most */
-#define MAX_NAMES 64            /* types or categories of a source */
-#define MAX_SETUP 64            /* setup statements */
-#define MAX_STATEMENTS 256      /* handler statements in all */
+#define BATCH 2000         /* events read per transaction at most */
+#define MAX_NAMES 64       /* types or categories of a source */
+#define MAX_SETUP 64       /* setup statements */
+#define MAX_STATEMENTS 256 /* handler statements in all */
 #define MAX_STATEMENT_BYTES (64u << 10)
-#define QUERY_TIMEOUT_MS 5000   /* default */
+#define QUERY_TIMEOUT_MS 5000 /* default */
 #define QUERY_MAX_TIMEOUT_MS 60000
 #define QUERY_MAX_ROWS 10000
-#define IDLE_POOL 4             /* read connections kept per projection */
-#define RATE_SLOTS 11           /* one sample a second: the rate over the last 10 s */
+#define IDLE_POOL 4   /* read connections kept per projection */
+#define RATE_SLOTS 11 /* one sample a second: the rate over the last 10 s */
 
 enum { SRC_TYPES, SRC_CATEGORIES, SRC_STREAM };
 
@@ -95,7 +95,8 @@ static char *dup_str(factum_str_t s) {
 }
 
 static void free_strs(char **v, size_t n) {
-    for (size_t i = 0; v && i < n; i++) free(v[i]);
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -105,10 +106,12 @@ void proj_def_free(proj_def *d) {
     free_strs(d->names, d->nnames);
     free(d->where);
     free_strs(d->setup, d->nsetup);
-    for (size_t i = 0; i < d->nstmts; i++) sql_stmt_free(&d->stmts[i]);
+    for (size_t i = 0; i < d->nstmts; i++)
+        sql_stmt_free(&d->stmts[i]);
     free(d->stmts);
     free_strs(d->texts, d->nstmts);
-    for (size_t i = 0; i < d->nhandlers; i++) free(d->handlers[i].type);
+    for (size_t i = 0; i < d->nhandlers; i++)
+        free(d->handlers[i].type);
     free(d->handlers);
     free(d);
 }
@@ -133,7 +136,8 @@ static int str_array(factum_str_t val, int kind, const char *what, size_t max, s
         if (json_unescape(v, &b)) return err_set(err, FACTUM_ENOMEM, "out of memory");
         if (!b.len || b.len > max_len || memchr(b.ptr, 0, b.len)) {
             buf_free(&b);
-            return err_set(err, FACTUM_EINVAL, "%s[%zu] must be a string of 1 to %zu bytes without NUL", what, *n, max_len);
+            return err_set(err, FACTUM_EINVAL, "%s[%zu] must be a string of 1 to %zu bytes without NUL", what, *n,
+                           max_len);
         }
         char **grown = realloc(*out, (*n + 1) * sizeof *grown);
         if (!grown || !(grown[*n] = dup_str((factum_str_t){b.ptr, b.len}))) {
@@ -156,11 +160,15 @@ static int parse_source(proj_def *d, factum_str_t body, factum_error_t *err) {
         d->src = SRC_TYPES;
         if (!(d->names = calloc(d->nhandlers, sizeof *d->names))) return err_set(err, FACTUM_ENOMEM, "out of memory");
         for (; d->nnames < d->nhandlers; d->nnames++)
-            if (!(d->names[d->nnames] = dup_str(str_c(d->handlers[d->nnames].type)))) return err_set(err, FACTUM_ENOMEM, "out of memory");
+            if (!(d->names[d->nnames] = dup_str(str_c(d->handlers[d->nnames].type))))
+                return err_set(err, FACTUM_ENOMEM, "out of memory");
         return 0;
     }
     static const char *const allowed[] = {"categories", "types", "stream", NULL};
-    if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "source must be an object: {\"categories\": [...]}, {\"types\": [...]} or {\"stream\": \"...\"}");
+    if (kind != JSON_OBJECT)
+        return err_set(
+            err, FACTUM_EINVAL,
+            "source must be an object: {\"categories\": [...]}, {\"types\": [...]} or {\"stream\": \"...\"}");
     int rc = json_only_members(src, "source", allowed, err);
     if (rc) return rc;
     factum_str_t v;
@@ -171,7 +179,8 @@ static int parse_source(proj_def *d, factum_str_t body, factum_error_t *err) {
     }
     if (json_member(src, "types", &v, &kind)) {
         have++, d->src = SRC_TYPES;
-        if (have == 1 && (rc = str_array(v, kind, "source.types", MAX_NAMES, 1000, &d->names, &d->nnames, err))) return rc;
+        if (have == 1 && (rc = str_array(v, kind, "source.types", MAX_NAMES, 1000, &d->names, &d->nnames, err)))
+            return rc;
     }
     if (json_member(src, "stream", &v, &kind)) {
         have++, d->src = SRC_STREAM;
@@ -201,17 +210,20 @@ static int parse_target(proj_def *d, factum_str_t body, const char *data_dir, fa
     d->ops = &target_sqlite;
     if (json_member(body, "target", &tg, &kind)) {
         static const char *const allowed[] = {"sqlite", "postgres", NULL};
-        if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "target must be {\"sqlite\": PATH} or {\"postgres\": CONNINFO}");
+        if (kind != JSON_OBJECT)
+            return err_set(err, FACTUM_EINVAL, "target must be {\"sqlite\": PATH} or {\"postgres\": CONNINFO}");
         int rc = json_only_members(tg, "target", allowed, err);
         if (rc) return rc;
         bool pg = json_member(tg, "postgres", &v, &kind);
         if (pg == json_member(tg, "sqlite", &v, &kind) && pg)
             return err_set(err, FACTUM_EINVAL, "target names one of sqlite, postgres");
         if (pg) d->ops = &target_postgres;
-        if (!pg && !json_member(tg, "sqlite", &v, &kind)) return err_set(err, FACTUM_EINVAL, "target names one of sqlite, postgres");
+        if (!pg && !json_member(tg, "sqlite", &v, &kind))
+            return err_set(err, FACTUM_EINVAL, "target names one of sqlite, postgres");
         if (kind != JSON_STRING || json_unescape(v, &s) || memchr(s.ptr, 0, s.len) || s.len > 4000) {
             buf_free(&s);
-            return err_set(err, FACTUM_EINVAL, "target.%s must be a string (of at most 4000 bytes)", pg ? "postgres" : "sqlite");
+            return err_set(err, FACTUM_EINVAL, "target.%s must be a string (of at most 4000 bytes)",
+                           pg ? "postgres" : "sqlite");
         }
         if (pg && !s.len) {
             buf_free(&s);
@@ -253,7 +265,8 @@ static int parse_handlers(proj_def *d, factum_str_t body, factum_error_t *err) {
             break;
         }
         for (size_t i = 0; i < d->nhandlers; i++)
-            if (!strcmp(d->handlers[i].type, type.ptr)) rc = err_set(err, FACTUM_EINVAL, "handlers: %s appears twice", type.ptr);
+            if (!strcmp(d->handlers[i].type, type.ptr))
+                rc = err_set(err, FACTUM_EINVAL, "handlers: %s appears twice", type.ptr);
         handler *grown = rc ? NULL : realloc(d->handlers, (d->nhandlers + 1) * sizeof *grown);
         if (!grown) {
             if (!rc) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -266,7 +279,8 @@ static int parse_handlers(proj_def *d, factum_str_t body, factum_error_t *err) {
         snprintf(what, sizeof what, "handlers.%.100s", type.ptr);
         char **texts;
         size_t n;
-        if (!h->type) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+        if (!h->type)
+            rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         else if (!(rc = str_array(v, kind, what, MAX_STATEMENTS, MAX_STATEMENT_BYTES, &texts, &n, err))) {
             if (d->nstmts + n > MAX_STATEMENTS) {
                 free_strs(texts, n);
@@ -286,7 +300,8 @@ static int parse_handlers(proj_def *d, factum_str_t body, factum_error_t *err) {
                 d->texts[d->nstmts] = texts[i];
                 texts[i] = NULL;
                 factum_error_t e2;
-                if (!rc && (rc = sql_rewrite(str_c(d->texts[d->nstmts]), d->ops->dialect, true, &d->stmts[d->nstmts], &e2)))
+                if (!rc &&
+                    (rc = sql_rewrite(str_c(d->texts[d->nstmts]), d->ops->dialect, true, &d->stmts[d->nstmts], &e2)))
                     err_set(err, rc, "%s statement %zu: %s", what, i + 1, e2.message);
                 if (rc) d->stmts[d->nstmts] = (sql_stmt){0};
                 d->nstmts++, h->n++;
@@ -304,7 +319,8 @@ int proj_def_parse(const char *name, factum_str_t body, const char *data_dir, pr
     *out = NULL;
     int kind;
     if (!proj_name_valid(name))
-        return err_set(err, FACTUM_EINVAL, "a projection name is 1 to %d letters, digits, '_', '-' or '.' (not first)", PROJ_MAX_NAME);
+        return err_set(err, FACTUM_EINVAL, "a projection name is 1 to %d letters, digits, '_', '-' or '.' (not first)",
+                       PROJ_MAX_NAME);
     if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT)
         return err_set(err, FACTUM_EINVAL, "a projection definition is a JSON object");
     static const char *const allowed[] = {"source", "target", "setup", "handlers", NULL};
@@ -358,7 +374,8 @@ static int make_parent(const char *path, factum_error_t *err) {
     char *slash = strrchr(dir, '/');
     if (!slash) return 0;
     *slash = 0;
-    if (mkdir(dir, 0755) && errno != EEXIST) return err_set(err, FACTUM_EIO, "cannot make %s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0755) && errno != EEXIST)
+        return err_set(err, FACTUM_EIO, "cannot make %s: %s", dir, strerror(errno));
     return 0;
 }
 
@@ -397,9 +414,11 @@ static bool drop_for(const char *sql, buf_t *out) {
     char words[8][64];
     int n = 0;
     while (n < 8) {
-        while (isspace((unsigned char)*s)) s++;
+        while (isspace((unsigned char)*s))
+            s++;
         size_t k = 0;
-        while (s[k] && !isspace((unsigned char)s[k]) && s[k] != '(' && s[k] != ';' && k < 63) k++;
+        while (s[k] && !isspace((unsigned char)s[k]) && s[k] != '(' && s[k] != ';' && k < 63)
+            k++;
         if (!k) break;
         memcpy(words[n], s, k), words[n][k] = 0;
         s += k, n++;
@@ -407,14 +426,17 @@ static bool drop_for(const char *sql, buf_t *out) {
     int i = 0;
     if (i >= n || strcasecmp(words[i++], "create")) return false;
     if (i + 1 < n && !strcasecmp(words[i], "or") && !strcasecmp(words[i + 1], "replace")) i += 2;
-    while (i < n && (!strcasecmp(words[i], "temp") || !strcasecmp(words[i], "temporary") || !strcasecmp(words[i], "unlogged")))
+    while (i < n &&
+           (!strcasecmp(words[i], "temp") || !strcasecmp(words[i], "temporary") || !strcasecmp(words[i], "unlogged")))
         i++;
     bool mat = i < n && !strcasecmp(words[i], "materialized");
     if (mat) i++;
     if (i >= n) return false;
     const char *kind = words[i++];
     if (strcasecmp(kind, "table") && strcasecmp(kind, "view") && strcasecmp(kind, "sequence")) return false;
-    if (i + 2 < n && !strcasecmp(words[i], "if") && !strcasecmp(words[i + 1], "not") && !strcasecmp(words[i + 2], "exists")) i += 3;
+    if (i + 2 < n && !strcasecmp(words[i], "if") && !strcasecmp(words[i + 1], "not") &&
+        !strcasecmp(words[i + 2], "exists"))
+        i += 3;
     if (i >= n) return false;
     out->len = 0;
     return buf_printf(out, "DROP %s%s IF EXISTS %s", mat ? "MATERIALIZED " : "", kind, words[i]) == 0;
@@ -456,7 +478,8 @@ static const handler *handler_of(const proj_def *d, factum_str_t type) {
 static bool in_source(const proj_def *d, const factum_event_t *e) {
     if (d->src == SRC_STREAM) return true;
     for (size_t i = 0; i < d->nnames; i++)
-        if (d->src == SRC_TYPES ? str_eq(e->type, str_c(d->names[i])) : stream_in_category(e->stream, str_c(d->names[i])))
+        if (d->src == SRC_TYPES ? str_eq(e->type, str_c(d->names[i]))
+                                : stream_in_category(e->stream, str_c(d->names[i])))
             return true;
     return false;
 }
@@ -525,16 +548,19 @@ typedef struct batch {
     struct {
         const factum_event_t *e;
         const handler *h; /* its handler, looked up once */
-    } *ev;                /* the events with a handler */
+    } * ev;               /* the events with a handler */
     size_t n;
-    struct { uint32_t ev, stmt; } *runs; /* what each run call was */
+    struct {
+        uint32_t ev, stmt;
+    } * runs; /* what each run call was */
     size_t nruns, cap;
     sql_value v[SQL_MAX_PARAMS];
     buf_t scratch;
 } batch;
 
 /* Runs the handlers of b->ev[0..upto) and commits with the checkpoint (pos, rev). */
-static int apply(projector *p, target *t, batch *b, size_t upto, uint64_t pos, int64_t rev, size_t *failed, factum_error_t *err) {
+static int apply(projector *p, target *t, batch *b, size_t upto, uint64_t pos, int64_t rev, size_t *failed,
+                 factum_error_t *err) {
     const proj_def *d = p->d;
     int rc = d->ops->begin(t, err);
     b->nruns = 0;
@@ -549,8 +575,10 @@ static int apply(projector *p, target *t, batch *b, size_t upto, uint64_t pos, i
                 b->runs = g, b->cap = cap;
             }
             b->runs[b->nruns].ev = (uint32_t)j, b->runs[b->nruns++].stmt = (uint32_t)k;
-            if ((rc = sql_bind_event(s, b->ev[j].e, &b->scratch, b->v))) err_set(err, rc, "out of memory");
-            else rc = d->ops->run(t, h->first + k, b->v, s->nparams, failed, err);
+            if ((rc = sql_bind_event(s, b->ev[j].e, &b->scratch, b->v)))
+                err_set(err, rc, "out of memory");
+            else
+                rc = d->ops->run(t, h->first + k, b->v, s->nparams, failed, err);
         }
     }
     if (!rc) rc = d->ops->commit(t, d->name, pos, rev, failed, err);
@@ -678,8 +706,10 @@ static int step(projector *p, target *t, batch *b, factum_error_t *err) {
     }
     size_t failed = 0;
     rc = apply(p, t, b, b->n, covered, rev, &failed, err);
-    if (rc == 0) advance(p, covered, rev, b->n);
-    else if (rc != FACTUM_EUNREACHABLE && rc != FACTUM_ENOMEM) fail_at(p, t, b, failed, err->message);
+    if (rc == 0)
+        advance(p, covered, rev, b->n);
+    else if (rc != FACTUM_EUNREACHABLE && rc != FACTUM_ENOMEM)
+        fail_at(p, t, b, failed, err->message);
     factum_result_free(res);
     return rc == FACTUM_EUNREACHABLE || rc == FACTUM_ENOMEM ? rc : 0;
 }
@@ -796,7 +826,8 @@ void projector_ref(projector *p) { atomic_fetch_add(&p->refs, 1); }
 
 void projector_unref(projector *p) {
     if (atomic_fetch_sub(&p->refs, 1) != 1) return;
-    for (size_t i = 0; i < p->nidle; i++) p->d->ops->close(p->idle[i]);
+    for (size_t i = 0; i < p->nidle; i++)
+        p->d->ops->close(p->idle[i]);
     proj_def_free(p->d);
     buf_free(&p->last_error);
     pthread_mutex_destroy(&p->mu);
@@ -835,7 +866,8 @@ void projector_get_stats(projector *p, projector_stats *st) {
         factum_query_t q = {.from = st->position, .limit = 1, .system = 1};
         factum_result_t *r;
         if (factum_read_all(p->db, &q, &r, NULL) == 0) {
-            if (factum_result_count(r)) st->lag_seconds = (double)(clock_realtime_us() - factum_result_event(r, 0)->time_us) / 1e6;
+            if (factum_result_count(r))
+                st->lag_seconds = (double)(clock_realtime_us() - factum_result_event(r, 0)->time_us) / 1e6;
             factum_result_free(r);
         }
         if (st->lag_seconds < 0) st->lag_seconds = 0;
@@ -853,13 +885,17 @@ void projector_status(projector *p, bool with_definition, buf_t *out) {
     pthread_mutex_unlock(&p->mu);
     buf_append(out, "{\"name\":", 8);
     json_escape(out, p->d->name, strlen(p->d->name));
-    buf_printf(out, ",\"status\":\"%s\",\"position\":%llu,\"lag_events\":%llu,\"lag_seconds\":%.3f,\"events_per_second\":%.0f,"
-                    "\"applied\":%llu,\"rebuilding\":%s,\"target\":\"%s\",\"last_error\":",
-               projector_status_names[st.status], (unsigned long long)st.position, (unsigned long long)st.lag_events,
-               st.lag_seconds, st.events_per_second, (unsigned long long)st.applied, st.rebuilding ? "true" : "false",
-               p->d->ops->dialect == SQL_SQLITE ? "sqlite" : "postgres");
-    if (lerr.len) buf_append(out, lerr.ptr, lerr.len);
-    else buf_append(out, "null", 4);
+    buf_printf(
+        out,
+        ",\"status\":\"%s\",\"position\":%llu,\"lag_events\":%llu,\"lag_seconds\":%.3f,\"events_per_second\":%.0f,"
+        "\"applied\":%llu,\"rebuilding\":%s,\"target\":\"%s\",\"last_error\":",
+        projector_status_names[st.status], (unsigned long long)st.position, (unsigned long long)st.lag_events,
+        st.lag_seconds, st.events_per_second, (unsigned long long)st.applied, st.rebuilding ? "true" : "false",
+        p->d->ops->dialect == SQL_SQLITE ? "sqlite" : "postgres");
+    if (lerr.len)
+        buf_append(out, lerr.ptr, lerr.len);
+    else
+        buf_append(out, "null", 4);
     buf_free(&lerr);
     if (with_definition) {
         buf_append(out, ",\"definition\":", 14);
@@ -907,7 +943,9 @@ int projector_query(projector *p, factum_str_t body, buf_t *out, factum_error_t 
     const proj_def *d = p->d;
     int kind;
     if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT)
-        return err_set(err, FACTUM_EINVAL, "a query is a JSON object {\"sql\": ..., \"params\": {...}, \"min_position\": P, \"timeout_ms\": T}");
+        return err_set(
+            err, FACTUM_EINVAL,
+            "a query is a JSON object {\"sql\": ..., \"params\": {...}, \"min_position\": P, \"timeout_ms\": T}");
     static const char *const allowed[] = {"sql", "params", "min_position", "timeout_ms", NULL};
     int rc = json_only_members(body, "the query", allowed, err);
     if (rc) return rc;
@@ -915,8 +953,10 @@ int projector_query(projector *p, factum_str_t body, buf_t *out, factum_error_t 
     buf_t sql = {0};
     uint64_t min_position = 0, timeout_ms = QUERY_TIMEOUT_MS;
     bool has_min = json_member(body, "min_position", &v, &kind);
-    if (!json_member_string(body, "sql", &sql) || !sql.len) rc = err_set(err, FACTUM_EINVAL, "sql must be a string");
-    else if (json_member(body, "params", &params, &kind) && kind != JSON_OBJECT) rc = err_set(err, FACTUM_EINVAL, "params must be an object");
+    if (!json_member_string(body, "sql", &sql) || !sql.len)
+        rc = err_set(err, FACTUM_EINVAL, "sql must be a string");
+    else if (json_member(body, "params", &params, &kind) && kind != JSON_OBJECT)
+        rc = err_set(err, FACTUM_EINVAL, "params must be an object");
     else if (has_min && !json_member_u64(body, "min_position", &min_position))
         rc = err_set(err, FACTUM_EINVAL, "min_position must be a position (a whole number)");
     else if (json_member(body, "timeout_ms", &v, &kind) &&

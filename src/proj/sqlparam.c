@@ -16,10 +16,17 @@ static const struct {
     const char *name;
     int root;
 } roots[] = {
-    {"stream", SQL_R_STREAM}, {"revision", SQL_R_REVISION}, {"position", SQL_R_POSITION},
-    {"time", SQL_R_TIME},     {"type", SQL_R_TYPE},         {"id", SQL_R_ID},
-    {"source", SQL_R_SOURCE}, {"subject", SQL_R_SUBJECT},   {"correlationid", SQL_R_CORRELATIONID},
-    {"causationid", SQL_R_CAUSATIONID}, {"data", SQL_R_DATA},
+    {"stream", SQL_R_STREAM},
+    {"revision", SQL_R_REVISION},
+    {"position", SQL_R_POSITION},
+    {"time", SQL_R_TIME},
+    {"type", SQL_R_TYPE},
+    {"id", SQL_R_ID},
+    {"source", SQL_R_SOURCE},
+    {"subject", SQL_R_SUBJECT},
+    {"correlationid", SQL_R_CORRELATIONID},
+    {"causationid", SQL_R_CAUSATIONID},
+    {"data", SQL_R_DATA},
 };
 const char sql_event_roots[] =
     ":stream, :revision, :position, :time, :type, :id, :source, :subject, :correlationid, :causationid, :data...";
@@ -39,8 +46,10 @@ static size_t skip_quoted(const char *s, size_t n, size_t i, int dialect) {
             if (backslash && s[j] == '\\') {
                 j++;
             } else if (s[j] == ch) {
-                if (j + 1 < n && s[j + 1] == ch) j++; /* doubled: an escaped quote */
-                else return j + 1;
+                if (j + 1 < n && s[j + 1] == ch)
+                    j++; /* doubled: an escaped quote */
+                else
+                    return j + 1;
             }
         }
         return n;
@@ -57,7 +66,8 @@ static size_t skip_quoted(const char *s, size_t n, size_t i, int dialect) {
     if (ch == '$' && dialect == SQL_POSTGRES && (i == 0 || !ident_char(s[i - 1]))) {
         /* $tag$ ... $tag$ (tag empty or an identifier) */
         size_t j = i + 1;
-        while (j < n && ident_char(s[j]) && !(j == i + 1 && isdigit((unsigned char)s[j]))) j++;
+        while (j < n && ident_char(s[j]) && !(j == i + 1 && isdigit((unsigned char)s[j])))
+            j++;
         if (j < n && s[j] == '$') {
             size_t tag = j + 1 - i;
             for (size_t k = j + 1; k + tag <= n; k++)
@@ -73,15 +83,16 @@ static size_t parse_path(const char *s, size_t n, size_t i, bool event_roots, sq
     size_t start = i;
     *p = (sql_path){0};
     size_t j = i;
-    while (j < n && ident_char(s[j])) j++;
+    while (j < n && ident_char(s[j]))
+        j++;
     factum_str_t first = {s + i, j - i};
     if (event_roots) {
         p->root = -1;
         for (size_t k = 0; k < ARRAY_LEN(roots); k++)
             if (str_eq(first, str_c(roots[k].name))) p->root = roots[k].root;
         if (p->root < 0)
-            return err_set(err, FACTUM_EINVAL, "unknown parameter :%.*s at offset %zu (an event has %s)", (int)MIN(first.len, 64),
-                           first.ptr, start - 1, sql_event_roots),
+            return err_set(err, FACTUM_EINVAL, "unknown parameter :%.*s at offset %zu (an event has %s)",
+                           (int)MIN(first.len, 64), first.ptr, start - 1, sql_event_roots),
                    0;
         i = j;
     } else {
@@ -91,17 +102,20 @@ static size_t parse_path(const char *s, size_t n, size_t i, bool event_roots, sq
     }
     while (i < n && (s[i] == '.' || s[i] == '[')) {
         if (p->nsteps == SQL_MAX_STEPS)
-            return err_set(err, FACTUM_EINVAL, "parameter at offset %zu: more than %d steps", start - 1, SQL_MAX_STEPS), 0;
+            return err_set(err, FACTUM_EINVAL, "parameter at offset %zu: more than %d steps", start - 1, SQL_MAX_STEPS),
+                   0;
         if (s[i] == '.') {
             if (i + 1 >= n || !ident_start(s[i + 1])) break; /* "a.": the dot belongs to the SQL */
             j = i + 1;
-            while (j < n && ident_char(s[j])) j++;
+            while (j < n && ident_char(s[j]))
+                j++;
             p->steps[p->nsteps++] = (sql_step){(uint32_t)(i + 1 - start), (uint32_t)(j - i - 1), -1};
             i = j;
         } else {
             j = i + 1;
             int64_t v = 0;
-            while (j < n && isdigit((unsigned char)s[j]) && v < 100000000) v = v * 10 + (s[j++] - '0');
+            while (j < n && isdigit((unsigned char)s[j]) && v < 100000000)
+                v = v * 10 + (s[j++] - '0');
             if (j == i + 1 || j >= n || s[j] != ']')
                 return err_set(err, FACTUM_EINVAL, "parameter at offset %zu: [ takes an index and ]", start - 1), 0;
             p->steps[p->nsteps++] = (sql_step){0, 0, v};
@@ -109,11 +123,13 @@ static size_t parse_path(const char *s, size_t n, size_t i, bool event_roots, sq
         }
     }
     if (p->root != SQL_R_DATA && p->root != SQL_R_PARAMS && p->nsteps)
-        return err_set(err, FACTUM_EINVAL, "parameter :%.*s at offset %zu: only :data has fields", (int)MIN(first.len, 64), first.ptr,
-                       start - 1),
+        return err_set(err, FACTUM_EINVAL, "parameter :%.*s at offset %zu: only :data has fields",
+                       (int)MIN(first.len, 64), first.ptr, start - 1),
                0;
     if (i - start >= sizeof p->text)
-        return err_set(err, FACTUM_EINVAL, "parameter at offset %zu is longer than %zu bytes", start - 1, sizeof p->text - 1), 0;
+        return err_set(err, FACTUM_EINVAL, "parameter at offset %zu is longer than %zu bytes", start - 1,
+                       sizeof p->text - 1),
+               0;
     memcpy(p->text, s + start, i - start);
     p->text[i - start] = 0;
     return i;
@@ -124,7 +140,8 @@ int sql_rewrite(factum_str_t text, int dialect, bool event_roots, sql_stmt *out,
     const char *s = text.ptr;
     size_t n = text.len, i = 0, copied = 0;
     int rc = 0;
-    if (!(out->params = calloc(SQL_MAX_PARAMS, sizeof *out->params))) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (!(out->params = calloc(SQL_MAX_PARAMS, sizeof *out->params)))
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
     while (i < n && !rc) {
         size_t q = skip_quoted(s, n, i, dialect);
         if (q != i) {
@@ -136,10 +153,12 @@ int sql_rewrite(factum_str_t text, int dialect, bool event_roots, sql_stmt *out,
             continue;
         }
         if (dialect == SQL_POSTGRES && s[i] == '$' && i + 1 < n && isdigit((unsigned char)s[i + 1])) {
-            rc = err_set(err, FACTUM_EINVAL, "positional parameter at offset %zu: name parameters (:data.x) instead", i);
+            rc =
+                err_set(err, FACTUM_EINVAL, "positional parameter at offset %zu: name parameters (:data.x) instead", i);
             break;
         }
-        if (dialect == SQL_SQLITE && (s[i] == '?' || ((s[i] == '@' || s[i] == '$') && i + 1 < n && ident_start(s[i + 1])))) {
+        if (dialect == SQL_SQLITE &&
+            (s[i] == '?' || ((s[i] == '@' || s[i] == '$') && i + 1 < n && ident_start(s[i + 1])))) {
             rc = err_set(err, FACTUM_EINVAL, "parameter at offset %zu: name parameters with a colon (:data.x)", i);
             break;
         }
@@ -154,7 +173,8 @@ int sql_rewrite(factum_str_t text, int dialect, bool event_roots, sql_stmt *out,
             break;
         }
         size_t k = 0;
-        while (k < out->nparams && strcmp(out->params[k].text, p.text)) k++;
+        while (k < out->nparams && strcmp(out->params[k].text, p.text))
+            k++;
         if (k == out->nparams) {
             if (k == SQL_MAX_PARAMS) {
                 rc = err_set(err, FACTUM_EINVAL, "more than %d distinct parameters", SQL_MAX_PARAMS);
@@ -162,7 +182,8 @@ int sql_rewrite(factum_str_t text, int dialect, bool event_roots, sql_stmt *out,
             }
             out->params[out->nparams++] = p;
         }
-        if (buf_append(&out->sql, s + copied, i - copied) || buf_printf(&out->sql, "%c%zu", dialect == SQL_SQLITE ? '?' : '$', k + 1)) {
+        if (buf_append(&out->sql, s + copied, i - copied) ||
+            buf_printf(&out->sql, "%c%zu", dialect == SQL_SQLITE ? '?' : '$', k + 1)) {
             rc = err_set(err, FACTUM_ENOMEM, "out of memory");
             break;
         }
@@ -199,8 +220,10 @@ static bool key_matches(factum_str_t raw, factum_str_t k, buf_t *tmp) {
 static int from_json(factum_str_t val, int kind, buf_t *scratch, sql_value *v) {
     switch (kind) {
     case JSON_NULL: v->kind = SQL_V_NULL; return 0;
-    case JSON_TRUE: case JSON_FALSE: v->kind = SQL_V_BOOL, v->i = kind == JSON_TRUE; return 0;
-    case JSON_OBJECT: case JSON_ARRAY: v->kind = SQL_V_JSON, v->s = val; return 0;
+    case JSON_TRUE:
+    case JSON_FALSE: v->kind = SQL_V_BOOL, v->i = kind == JSON_TRUE; return 0;
+    case JSON_OBJECT:
+    case JSON_ARRAY: v->kind = SQL_V_JSON, v->s = val; return 0;
     case JSON_NUMBER: {
         char tmp[64];
         v->s = val;
@@ -240,7 +263,8 @@ static int walk(const sql_path *p, factum_str_t doc, buf_t *scratch, buf_t *tmp,
     int kind = 0;
     factum_str_t cur = doc;
     *v = (sql_value){SQL_V_NULL, 0, 0, {0}};
-    while (cur.len && isspace((unsigned char)cur.ptr[0])) cur.ptr++, cur.len--;
+    while (cur.len && isspace((unsigned char)cur.ptr[0]))
+        cur.ptr++, cur.len--;
     if (!p->nsteps) { /* the whole document */
         json_cur_t c = json_cur(doc.ptr, doc.len);
         if (json_value(&c, &cur, &kind)) return 0; /* not JSON: nothing inside */
@@ -260,7 +284,8 @@ static int walk(const sql_path *p, factum_str_t doc, buf_t *scratch, buf_t *tmp,
         if (st->index < 0) {
             factum_str_t want = {p->text + st->off, st->len};
             while (!found && (r = json_iter_member(&it, &key, &val, &vk)) == 1)
-                if (key_matches(key, want, tmp)) found = true, cur = val, kind = vk; /* the first one wins, as in SQLite */
+                if (key_matches(key, want, tmp))
+                    found = true, cur = val, kind = vk; /* the first one wins, as in SQLite */
         } else {
             for (int64_t k = 0; (r = json_iter_element(&it, &val, &vk)) == 1; k++)
                 if (k == st->index) {
@@ -323,7 +348,8 @@ int sql_bind_json(const sql_stmt *s, factum_str_t params, buf_t *scratch, sql_va
     scratch->len = 0;
     buf_t tmp = {0};
     int rc = 0;
-    for (size_t i = 0; i < s->nparams && !rc; i++) rc = walk(&s->params[i], params, scratch, &tmp, &v[i]);
+    for (size_t i = 0; i < s->nparams && !rc; i++)
+        rc = walk(&s->params[i], params, scratch, &tmp, &v[i]);
     buf_free(&tmp);
     if (!rc) fix_scratch(s, scratch, v);
     return rc;

@@ -20,8 +20,18 @@ enum { SQL_SQLITE, SQL_POSTGRES };
 
 /* What a path starts at. Event roots for handlers; SQL_R_PARAMS (a query's "params") for queries. */
 enum {
-    SQL_R_STREAM, SQL_R_REVISION, SQL_R_POSITION, SQL_R_TIME, SQL_R_TYPE, SQL_R_ID, SQL_R_SOURCE, SQL_R_SUBJECT,
-    SQL_R_CORRELATIONID, SQL_R_CAUSATIONID, SQL_R_DATA, SQL_R_PARAMS
+    SQL_R_STREAM,
+    SQL_R_REVISION,
+    SQL_R_POSITION,
+    SQL_R_TIME,
+    SQL_R_TYPE,
+    SQL_R_ID,
+    SQL_R_SOURCE,
+    SQL_R_SUBJECT,
+    SQL_R_CORRELATIONID,
+    SQL_R_CAUSATIONID,
+    SQL_R_DATA,
+    SQL_R_PARAMS
 };
 
 typedef struct sql_step {

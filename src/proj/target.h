@@ -35,10 +35,12 @@ typedef struct target_ops {
        (counted from 0), valid when the call returns an error. */
     int (*run)(target *t, size_t idx, const sql_value *v, size_t nv, size_t *failed, factum_error_t *err);
     /* Writes the checkpoint of projection `name` and commits. Errors as for run. */
-    int (*commit)(target *t, const char *name, uint64_t position, int64_t revision, size_t *failed, factum_error_t *err);
+    int (*commit)(target *t, const char *name, uint64_t position, int64_t revision, size_t *failed,
+                  factum_error_t *err);
     void (*rollback)(target *t);
     /* The checkpoint: *found false when the projection has none (new, or reset). */
-    int (*checkpoint)(target *t, const char *name, bool *found, uint64_t *position, int64_t *revision, factum_error_t *err);
+    int (*checkpoint)(target *t, const char *name, bool *found, uint64_t *position, int64_t *revision,
+                      factum_error_t *err);
     /* Removes the checkpoint row (inside a transaction the caller commits). */
     int (*forget)(target *t, const char *name, factum_error_t *err);
     /*

@@ -24,13 +24,13 @@
 
 struct target {
     PGconn *c;
-    bool pipeline;  /* in pipeline mode with a batch going */
-    size_t queued;  /* results due before the next sync: each is a run, or -1 for BEGIN and such */
-    long *what;     /* per queued result: the run number, or -1 */
+    bool pipeline; /* in pipeline mode with a batch going */
+    size_t queued; /* results due before the next sync: each is a run, or -1 for BEGIN and such */
+    long *what;    /* per queued result: the run number, or -1 */
     size_t cap;
-    size_t runs;    /* runs in this transaction */
-    bool aborted;   /* a statement of this transaction failed */
-    buf_t vals;     /* NUL-terminated parameter texts */
+    size_t runs;  /* runs in this transaction */
+    bool aborted; /* a statement of this transaction failed */
+    buf_t vals;   /* NUL-terminated parameter texts */
 };
 
 static int code_of(PGconn *c, const PGresult *r) {
@@ -90,15 +90,18 @@ static int pg_connect(const char *where, bool write, target **out, factum_error_
             if (*p == '\n') *p = (p[1] ? ' ' : 0);
         rc = err_set(err, FACTUM_EUNREACHABLE, "cannot connect to PostgreSQL: %s", line);
     } else if (write) {
-        rc = pg_exec(t, "SET synchronous_commit = off; SET client_min_messages = warning;"
-                        "CREATE TABLE IF NOT EXISTS " TARGET_CHECKPOINT_TABLE
-                        " (name text PRIMARY KEY, position bigint NOT NULL, revision bigint, updated timestamptz)", err);
+        rc = pg_exec(t,
+                     "SET synchronous_commit = off; SET client_min_messages = warning;"
+                     "CREATE TABLE IF NOT EXISTS " TARGET_CHECKPOINT_TABLE
+                     " (name text PRIMARY KEY, position bigint NOT NULL, revision bigint, updated timestamptz)",
+                     err);
         if (!rc) {
-            PGresult *r = PQprepare(t->c, "factum_ck",
-                                    "INSERT INTO " TARGET_CHECKPOINT_TABLE " (name, position, revision, updated) VALUES "
-                                    "($1, $2, $3, now()) ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
-                                    "revision = excluded.revision, updated = excluded.updated",
-                                    3, NULL);
+            PGresult *r =
+                PQprepare(t->c, "factum_ck",
+                          "INSERT INTO " TARGET_CHECKPOINT_TABLE " (name, position, revision, updated) VALUES "
+                          "($1, $2, $3, now()) ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+                          "revision = excluded.revision, updated = excluded.updated",
+                          3, NULL);
             if (PQresultStatus(r) != PGRES_COMMAND_OK) rc = fail(t, r, err);
             PQclear(r);
         }
@@ -124,13 +127,15 @@ static int pg_exec_setup(target *t, const char *sql, bool *existed, factum_error
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         /* duplicate_table, duplicate_object, duplicate_schema, duplicate_function */
-        if (code && (!strcmp(code, "42P07") || !strcmp(code, "42710") || !strcmp(code, "42P06") || !strcmp(code, "42723")))
+        if (code &&
+            (!strcmp(code, "42P07") || !strcmp(code, "42710") || !strcmp(code, "42P06") || !strcmp(code, "42723")))
             *existed = true;
         else
             rc = fail(t, r, err);
     }
     PQclear(r);
-    if (tx && !rc) rc = pg_exec(t, *existed ? "ROLLBACK TO SAVEPOINT factum_setup" : "RELEASE SAVEPOINT factum_setup", err);
+    if (tx && !rc)
+        rc = pg_exec(t, *existed ? "ROLLBACK TO SAVEPOINT factum_setup" : "RELEASE SAVEPOINT factum_setup", err);
     return rc;
 }
 
@@ -164,14 +169,18 @@ static int texts(target *t, const sql_value *v, size_t nv, const char **p) {
         int rc = 0;
         switch (v[i].kind) {
         case SQL_V_INT: rc = buf_printf(&t->vals, "%lld", (long long)v[i].i); break;
-        case SQL_V_REAL: rc = v[i].s.len ? buf_append(&t->vals, v[i].s.ptr, v[i].s.len) : buf_printf(&t->vals, "%.17g", v[i].r); break;
+        case SQL_V_REAL:
+            rc = v[i].s.len ? buf_append(&t->vals, v[i].s.ptr, v[i].s.len) : buf_printf(&t->vals, "%.17g", v[i].r);
+            break;
         case SQL_V_BOOL: rc = buf_printf(&t->vals, "%s", v[i].i ? "true" : "false"); break;
-        case SQL_V_TEXT: case SQL_V_JSON: rc = buf_append(&t->vals, v[i].s.ptr, v[i].s.len); break;
+        case SQL_V_TEXT:
+        case SQL_V_JSON: rc = buf_append(&t->vals, v[i].s.ptr, v[i].s.len); break;
         default: offs[i] = SIZE_MAX; continue;
         }
         if (rc || buf_append(&t->vals, "", 1)) return FACTUM_ENOMEM;
     }
-    for (size_t i = 0; i < nv; i++) p[i] = offs[i] == SIZE_MAX ? NULL : t->vals.ptr + offs[i];
+    for (size_t i = 0; i < nv; i++)
+        p[i] = offs[i] == SIZE_MAX ? NULL : t->vals.ptr + offs[i];
     return 0;
 }
 
@@ -200,7 +209,8 @@ static int drain(target *t, size_t *failed, factum_error_t *err) {
             t->aborted = true;
         }
         PQclear(r);
-        while ((r = PQgetResult(t->c))) PQclear(r); /* the NULL that ends this query's results */
+        while ((r = PQgetResult(t->c)))
+            PQclear(r); /* the NULL that ends this query's results */
     }
     t->queued = 0;
     PGresult *r = PQgetResult(t->c); /* PGRES_PIPELINE_SYNC */
@@ -236,7 +246,8 @@ static void end_pipeline(target *t) {
     t->pipeline = false;
 }
 
-static int pg_commit(target *t, const char *name, uint64_t position, int64_t revision, size_t *failed, factum_error_t *err) {
+static int pg_commit(target *t, const char *name, uint64_t position, int64_t revision, size_t *failed,
+                     factum_error_t *err) {
     *failed = t->runs;
     char pos[24], rev[24];
     snprintf(pos, sizeof pos, "%llu", (unsigned long long)position);
@@ -250,7 +261,8 @@ static int pg_commit(target *t, const char *name, uint64_t position, int64_t rev
         return rc ? rc : pg_exec(t, "COMMIT", err);
     }
     if (expect(t, -1) || expect(t, -1)) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    if (!PQsendQueryPrepared(t->c, "factum_ck", 3, p, NULL, NULL, 0) || !PQsendQueryParams(t->c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
+    if (!PQsendQueryPrepared(t->c, "factum_ck", 3, p, NULL, NULL, 0) ||
+        !PQsendQueryParams(t->c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
         return fail(t, NULL, err);
     rc = drain(t, failed, err);
     end_pipeline(t);
@@ -265,11 +277,12 @@ static void pg_rollback(target *t) {
     }
 }
 
-static int pg_checkpoint(target *t, const char *name, bool *found, uint64_t *position, int64_t *revision, factum_error_t *err) {
+static int pg_checkpoint(target *t, const char *name, bool *found, uint64_t *position, int64_t *revision,
+                         factum_error_t *err) {
     *found = false;
     const char *p[1] = {name};
-    PGresult *r = PQexecParams(t->c, "SELECT position, revision FROM " TARGET_CHECKPOINT_TABLE " WHERE name = $1", 1, NULL,
-                               p, NULL, NULL, 0);
+    PGresult *r = PQexecParams(t->c, "SELECT position, revision FROM " TARGET_CHECKPOINT_TABLE " WHERE name = $1", 1,
+                               NULL, p, NULL, NULL, 0);
     int rc = 0;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(t, r, err);
@@ -284,7 +297,8 @@ static int pg_checkpoint(target *t, const char *name, bool *found, uint64_t *pos
 
 static int pg_forget(target *t, const char *name, factum_error_t *err) {
     const char *p[1] = {name};
-    PGresult *r = PQexecParams(t->c, "DELETE FROM " TARGET_CHECKPOINT_TABLE " WHERE name = $1", 1, NULL, p, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(t->c, "DELETE FROM " TARGET_CHECKPOINT_TABLE " WHERE name = $1", 1, NULL, p, NULL, NULL, 0);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : fail(t, r, err);
     PQclear(r);
     return rc;
@@ -299,14 +313,20 @@ static void value_json(buf_t *out, const PGresult *r, int row, int col) {
     const char *v = PQgetvalue(r, row, col);
     size_t n = (size_t)PQgetlength(r, row, col);
     switch (PQftype(r, col)) {
-    case 20: case 21: case 23: case 700: case 701: case 1700: /* int8, int2, int4, float4, float8, numeric */
+    case 20:
+    case 21:
+    case 23:
+    case 700:
+    case 701:
+    case 1700: /* int8, int2, int4, float4, float8, numeric */
         if (json_valid(v, n, NULL)) {
             buf_append(out, v, n);
             return;
         }
         break; /* NaN, Infinity: as text */
     case 16: buf_append(out, v[0] == 't' ? "true" : "false", v[0] == 't' ? 4 : 5); return;
-    case 114: case 3802: buf_append(out, v, n); return; /* json, jsonb */
+    case 114:
+    case 3802: buf_append(out, v, n); return; /* json, jsonb */
     }
     json_escape_lossy(out, v, n);
 }
@@ -327,8 +347,9 @@ static int pg_query(target *t, const sql_stmt *s, const sql_value *v, size_t max
         rc = err_set(err, FACTUM_EINVAL, "a query must return rows (a SELECT)");
     } else if (st != PGRES_TUPLES_OK) {
         const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        rc = code && !strcmp(code, "25006") ? err_set(err, FACTUM_EINVAL, "a query may only read (this statement writes)")
-                                            : fail(t, r, err);
+        rc = code && !strcmp(code, "25006")
+                 ? err_set(err, FACTUM_EINVAL, "a query may only read (this statement writes)")
+                 : fail(t, r, err);
     } else {
         int ncol = PQnfields(r), nrow = PQntuples(r);
         out->len = 0;
@@ -347,7 +368,8 @@ static int pg_query(target *t, const sql_stmt *s, const sql_value *v, size_t max
             }
             buf_append(out, "]", 1);
         }
-        if (buf_printf(out, "]%s}", (size_t)nrow > max_rows ? ",\"truncated\":true" : "")) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+        if (buf_printf(out, "]%s}", (size_t)nrow > max_rows ? ",\"truncated\":true" : ""))
+            rc = err_set(err, FACTUM_ENOMEM, "out of memory");
     }
     PQclear(r);
     if (PQstatus(t->c) == CONNECTION_OK) {
@@ -360,6 +382,6 @@ static int pg_query(target *t, const sql_stmt *s, const sql_value *v, size_t max
 }
 
 const target_ops target_postgres = {
-    SQL_POSTGRES, pg_connect, pg_close, pg_exec, pg_exec_setup, pg_prepare, pg_begin, pg_run, pg_commit, pg_rollback,
-    pg_checkpoint, pg_forget, pg_query,
+    SQL_POSTGRES, pg_connect, pg_close,    pg_exec,       pg_exec_setup, pg_prepare, pg_begin,
+    pg_run,       pg_commit,  pg_rollback, pg_checkpoint, pg_forget,     pg_query,
 };

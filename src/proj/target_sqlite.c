@@ -29,7 +29,8 @@ static int fail(target *t, factum_error_t *err, const char *what) {
 
 static void sq_close(target *t) {
     if (!t) return;
-    for (size_t i = 0; i < t->nstmts; i++) sqlite3_finalize(t->stmts[i]);
+    for (size_t i = 0; i < t->nstmts; i++)
+        sqlite3_finalize(t->stmts[i]);
     free(t->stmts);
     sqlite3_finalize(t->ck_set);
     sqlite3_finalize(t->ck_get);
@@ -56,14 +57,18 @@ static int sq_connect(const char *where, bool write, target **out, factum_error_
                      t->db ? sqlite3_errmsg(t->db) : "out of memory");
     } else {
         sqlite3_busy_timeout(t->db, 10000);
-        if (write && !(rc = sq_exec(t, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                                       "CREATE TABLE IF NOT EXISTS " TARGET_CHECKPOINT_TABLE
-                                       " (name TEXT PRIMARY KEY, position BIGINT NOT NULL, revision BIGINT, updated TEXT)", err)) &&
-            (sqlite3_prepare_v3(t->db,
-                                "INSERT INTO " TARGET_CHECKPOINT_TABLE " (name, position, revision, updated) VALUES "
-                                "(?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ')) ON CONFLICT (name) DO UPDATE SET "
-                                "position = excluded.position, revision = excluded.revision, updated = excluded.updated",
-                                -1, SQLITE_PREPARE_PERSISTENT, &t->ck_set, NULL) ||
+        if (write &&
+            !(rc = sq_exec(t,
+                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                           "CREATE TABLE IF NOT EXISTS " TARGET_CHECKPOINT_TABLE
+                           " (name TEXT PRIMARY KEY, position BIGINT NOT NULL, revision BIGINT, updated TEXT)",
+                           err)) &&
+            (sqlite3_prepare_v3(
+                 t->db,
+                 "INSERT INTO " TARGET_CHECKPOINT_TABLE " (name, position, revision, updated) VALUES "
+                 "(?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ')) ON CONFLICT (name) DO UPDATE SET "
+                 "position = excluded.position, revision = excluded.revision, updated = excluded.updated",
+                 -1, SQLITE_PREPARE_PERSISTENT, &t->ck_set, NULL) ||
              sqlite3_prepare_v3(t->db, "DELETE FROM " TARGET_CHECKPOINT_TABLE " WHERE name = ?1", -1,
                                 SQLITE_PREPARE_PERSISTENT, &t->ck_del, NULL) ||
              sqlite3_prepare_v3(t->db, "SELECT position, revision FROM " TARGET_CHECKPOINT_TABLE " WHERE name = ?1", -1,
@@ -92,9 +97,11 @@ static int sq_exec_setup(target *t, const char *sql, bool *existed, factum_error
 /* Whether only whitespace and comments are left. */
 static bool blank(const char *s) {
     for (;;) {
-        while (isspace((unsigned char)*s) || *s == ';') s++;
+        while (isspace((unsigned char)*s) || *s == ';')
+            s++;
         if (s[0] == '-' && s[1] == '-') {
-            while (*s && *s != '\n') s++;
+            while (*s && *s != '\n')
+                s++;
         } else if (s[0] == '/' && s[1] == '*') {
             const char *e = strstr(s + 2, "*/");
             if (!e) return true;
@@ -108,10 +115,13 @@ static bool blank(const char *s) {
 /* Prepares one statement, refusing a second one after it and parameters of other kinds. */
 static int prepare_one(target *t, const sql_stmt *s, unsigned flags, sqlite3_stmt **out, factum_error_t *err) {
     const char *tail = NULL;
-    if (sqlite3_prepare_v3(t->db, s->sql.ptr, (int)s->sql.len, flags, out, &tail) != SQLITE_OK) return fail(t, err, "SQL error");
+    if (sqlite3_prepare_v3(t->db, s->sql.ptr, (int)s->sql.len, flags, out, &tail) != SQLITE_OK)
+        return fail(t, err, "SQL error");
     int rc = 0;
-    if (!*out) rc = err_set(err, FACTUM_EINVAL, "empty statement");
-    else if (tail && !blank(tail)) rc = err_set(err, FACTUM_EINVAL, "more than one statement (give each its own string)");
+    if (!*out)
+        rc = err_set(err, FACTUM_EINVAL, "empty statement");
+    else if (tail && !blank(tail))
+        rc = err_set(err, FACTUM_EINVAL, "more than one statement (give each its own string)");
     else if ((size_t)sqlite3_bind_parameter_count(*out) != s->nparams)
         rc = err_set(err, FACTUM_EINVAL, "parameters other than :name ones");
     if (rc) {
@@ -142,9 +152,11 @@ static void bind_all(sqlite3_stmt *st, const sql_value *v, size_t nv) {
     for (size_t i = 0; i < nv; i++) {
         int k = (int)i + 1;
         switch (v[i].kind) {
-        case SQL_V_INT: case SQL_V_BOOL: sqlite3_bind_int64(st, k, v[i].i); break;
+        case SQL_V_INT:
+        case SQL_V_BOOL: sqlite3_bind_int64(st, k, v[i].i); break;
         case SQL_V_REAL: sqlite3_bind_double(st, k, v[i].r); break;
-        case SQL_V_TEXT: case SQL_V_JSON: sqlite3_bind_text(st, k, v[i].s.ptr, (int)v[i].s.len, SQLITE_STATIC); break;
+        case SQL_V_TEXT:
+        case SQL_V_JSON: sqlite3_bind_text(st, k, v[i].s.ptr, (int)v[i].s.len, SQLITE_STATIC); break;
         default: sqlite3_bind_null(st, k); break;
         }
     }
@@ -153,7 +165,8 @@ static void bind_all(sqlite3_stmt *st, const sql_value *v, size_t nv) {
 /* Steps a statement to its end (rows of a RETURNING clause are passed over). */
 static int step_done(sqlite3_stmt *st) {
     int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {}
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    }
     sqlite3_reset(st);
     return r == SQLITE_DONE ? 0 : r;
 }
@@ -167,12 +180,15 @@ static int sq_run(target *t, size_t idx, const sql_value *v, size_t nv, size_t *
     return r ? fail(t, err, "SQL error") : 0;
 }
 
-static int sq_commit(target *t, const char *name, uint64_t position, int64_t revision, size_t *failed, factum_error_t *err) {
+static int sq_commit(target *t, const char *name, uint64_t position, int64_t revision, size_t *failed,
+                     factum_error_t *err) {
     *failed = t->runs;
     sqlite3_bind_text(t->ck_set, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(t->ck_set, 2, (int64_t)position);
-    if (revision >= 0) sqlite3_bind_int64(t->ck_set, 3, revision);
-    else sqlite3_bind_null(t->ck_set, 3);
+    if (revision >= 0)
+        sqlite3_bind_int64(t->ck_set, 3, revision);
+    else
+        sqlite3_bind_null(t->ck_set, 3);
     int r = step_done(t->ck_set);
     sqlite3_clear_bindings(t->ck_set);
     if (r) return fail(t, err, "writing the checkpoint");
@@ -183,7 +199,8 @@ static void sq_rollback(target *t) {
     if (!sqlite3_get_autocommit(t->db)) sqlite3_exec(t->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static int sq_checkpoint(target *t, const char *name, bool *found, uint64_t *position, int64_t *revision, factum_error_t *err) {
+static int sq_checkpoint(target *t, const char *name, bool *found, uint64_t *position, int64_t *revision,
+                         factum_error_t *err) {
     *found = false;
     sqlite3_bind_text(t->ck_get, 1, name, -1, SQLITE_STATIC);
     int r = sqlite3_step(t->ck_get);
@@ -233,8 +250,10 @@ static int sq_query(target *t, const sql_stmt *s, const sql_value *v, size_t max
             case SQLITE_INTEGER: buf_printf(out, "%lld", (long long)sqlite3_column_int64(st, i)); break;
             case SQLITE_FLOAT: {
                 double d = sqlite3_column_double(st, i);
-                if (d == d && d - d == 0) buf_printf(out, "%.17g", d);
-                else buf_append(out, "null", 4);
+                if (d == d && d - d == 0)
+                    buf_printf(out, "%.17g", d);
+                else
+                    buf_append(out, "null", 4);
                 break;
             }
             case SQLITE_TEXT:
@@ -244,7 +263,8 @@ static int sq_query(target *t, const sql_stmt *s, const sql_value *v, size_t max
                 const uint8_t *b = sqlite3_column_blob(st, i);
                 size_t n = (size_t)sqlite3_column_bytes(st, i);
                 buf_append(out, "\"\\\\x", 4);
-                for (size_t k = 0; k < n; k++) buf_printf(out, "%02x", b[k]);
+                for (size_t k = 0; k < n; k++)
+                    buf_printf(out, "%02x", b[k]);
                 buf_append(out, "\"", 1);
                 break;
             }
@@ -259,11 +279,12 @@ static int sq_query(target *t, const sql_stmt *s, const sql_value *v, size_t max
                                    : fail(t, err, "SQL error");
     sqlite3_progress_handler(t->db, 0, NULL, NULL);
     sqlite3_finalize(st);
-    if (!rc && buf_printf(out, "]%s}", truncated ? ",\"truncated\":true" : "")) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (!rc && buf_printf(out, "]%s}", truncated ? ",\"truncated\":true" : ""))
+        rc = err_set(err, FACTUM_ENOMEM, "out of memory");
     return rc;
 }
 
 const target_ops target_sqlite = {
-    SQL_SQLITE, sq_connect, sq_close, sq_exec, sq_exec_setup, sq_prepare, sq_begin, sq_run, sq_commit, sq_rollback,
-    sq_checkpoint, sq_forget, sq_query,
+    SQL_SQLITE, sq_connect, sq_close,    sq_exec,       sq_exec_setup, sq_prepare, sq_begin,
+    sq_run,     sq_commit,  sq_rollback, sq_checkpoint, sq_forget,     sq_query,
 };

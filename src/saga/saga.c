@@ -20,7 +20,7 @@
 #define MAX_TYPES 16
 #define BATCH 1000
 #define CHECKPOINT_EVERY_US 2000000 /* at most one checkpoint this often, and only when one is due: */
-#define CHECKPOINT_AFTER 10000       /* positions passed without a decision that make one due */
+#define CHECKPOINT_AFTER 10000      /* positions passed without a decision that make one due */
 #define ENDED_KEPT 10000
 #define TIMEOUT_TYPE "SagaTimeout"
 #define INDEX_BUCKETS 16384
@@ -29,10 +29,10 @@ enum { S_RUNNING, S_COMPENSATING, S_COMPLETED, S_FAILED, S_COMP_FAILED };
 static const char *const status_names[] = {"running", "compensating", "completed", "failed", "compensation_failed"};
 
 typedef struct command {
-    buf_t tmpl;               /* {"stream","type","data"} as given */
+    buf_t tmpl; /* {"stream","type","data"} as given */
     char *success[MAX_TYPES], *failure[MAX_TYPES];
     int nsuccess, nfailure;
-    uint64_t timeout_ms;      /* 0: no timeout */
+    uint64_t timeout_ms; /* 0: no timeout */
     bool present;
 } command;
 
@@ -60,17 +60,17 @@ struct saga_def {
 typedef struct inst {
     char id[256];
     int status;
-    int stage;            /* running: the stage under way */
-    int step;             /* compensating: the step being compensated */
-    uint32_t waiting;     /* running: steps of the stage without an answer yet (bit = step index) */
-    uint32_t done;        /* steps that succeeded */
-    bool stage_failed;    /* a step of the stage failed: compensation begins once the others answer */
-    uint64_t last_input;  /* the position of the last input applied */
+    int stage;                 /* running: the stage under way */
+    int step;                  /* compensating: the step being compensated */
+    uint32_t waiting;          /* running: steps of the stage without an answer yet (bit = step index) */
+    uint32_t done;             /* steps that succeeded */
+    bool stage_failed;         /* a step of the stage failed: compensation begins once the others answer */
+    uint64_t last_input;       /* the position of the last input applied */
     int64_t due_us[MAX_STEPS]; /* when each outstanding command times out, on CLOCK_MONOTONIC (see due_of);
                                   0 none, negative once its marker is sent */
-    buf_t sent[MAX_STEPS];          /* each outstanding command as sent, sent again after a restart */
+    buf_t sent[MAX_STEPS];     /* each outstanding command as sent, sent again after a restart */
     int64_t started_us, ended_us;
-    buf_t ctx;            /* {"id":..,"data":..,"steps":{NAME: reply data, ...}} */
+    buf_t ctx;                /* {"id":..,"data":..,"steps":{NAME: reply data, ...}} */
     struct inst *next, *prev; /* the active list */
     struct inst *hnext;       /* the id index */
 } inst;
@@ -92,7 +92,7 @@ struct saga {
     inst *index[INDEX_BUCKETS]; /* the active instances by id */
     ended *ended;
     size_t nended, ended_at;
-    uint64_t position; /* every input before this is done */
+    uint64_t position;     /* every input before this is done */
     uint64_t recovered_at; /* the checkpoint's position at the last start: writes after it may be half done */
     uint64_t counts[5], parked;
     uint64_t dur[SAGA_DURATION_BUCKETS], dur_n; /* ended instances by duration (start to end) */
@@ -119,16 +119,21 @@ bool saga_name_valid(const char *name) {
 
 static void command_free(command *c) {
     buf_free(&c->tmpl);
-    for (int i = 0; i < c->nsuccess; i++) free(c->success[i]);
-    for (int i = 0; i < c->nfailure; i++) free(c->failure[i]);
+    for (int i = 0; i < c->nsuccess; i++)
+        free(c->success[i]);
+    for (int i = 0; i < c->nfailure; i++)
+        free(c->failure[i]);
 }
 
 void saga_def_free(saga_def *d) {
     if (!d) return;
     buf_free(&d->json);
-    for (int i = 0; i < d->nsteps; i++) command_free(&d->steps[i].cmd), command_free(&d->steps[i].comp);
-    for (int i = 0; i < d->nreply_cats; i++) free(d->reply_cats[i]);
-    for (int i = 0; i < d->nstart_cats; i++) free(d->start_cats[i]);
+    for (int i = 0; i < d->nsteps; i++)
+        command_free(&d->steps[i].cmd), command_free(&d->steps[i].comp);
+    for (int i = 0; i < d->nreply_cats; i++)
+        free(d->reply_cats[i]);
+    for (int i = 0; i < d->nstart_cats; i++)
+        free(d->start_cats[i]);
     free(d);
 }
 
@@ -144,9 +149,11 @@ static int types(factum_str_t obj, const char *key, char **out, int *n, const ch
     buf_t b = {0};
     while (json_iter_element(&it, &e, &k) == 1) {
         b.len = 0;
-        if (k != JSON_STRING || json_unescape(e, &b) || !b.len || b.len > 255 || !text_valid(b.ptr, b.len) || *n == MAX_TYPES) {
+        if (k != JSON_STRING || json_unescape(e, &b) || !b.len || b.len > 255 || !text_valid(b.ptr, b.len) ||
+            *n == MAX_TYPES) {
             buf_free(&b);
-            return err_set(err, FACTUM_EINVAL, "%s.%s: at most %d event types of 1 to 255 characters", what, key, MAX_TYPES);
+            return err_set(err, FACTUM_EINVAL, "%s.%s: at most %d event types of 1 to 255 characters", what, key,
+                           MAX_TYPES);
         }
         out[(*n)++] = strndup(b.ptr, b.len);
     }
@@ -156,7 +163,8 @@ static int types(factum_str_t obj, const char *key, char **out, int *n, const ch
 
 /* Refuses a member of object obj that is not in `members` (names separated by ", "), naming it
    as WHAT.KEY; `kind` says what obj is ("a step"). */
-static int known_members(factum_str_t obj, const char *what, const char *kind_name, const char *members, factum_error_t *err) {
+static int known_members(factum_str_t obj, const char *what, const char *kind_name, const char *members,
+                         factum_error_t *err) {
     json_iter_t it;
     json_iter_init(&it, obj);
     factum_str_t k, v;
@@ -165,12 +173,13 @@ static int known_members(factum_str_t obj, const char *what, const char *kind_na
     while (!rc && json_iter_member(&it, &k, &v, &kind) == 1) {
         key.len = 0;
         bool known = false;
-        if (!json_unescape(k, &key) && !buf_append(&key, "", 1) && key.len > 1 && strlen(key.ptr) == key.len - 1 && !strpbrk(key.ptr, ", "))
+        if (!json_unescape(k, &key) && !buf_append(&key, "", 1) && key.len > 1 && strlen(key.ptr) == key.len - 1 &&
+            !strpbrk(key.ptr, ", "))
             for (const char *m = members; !known && (m = strstr(m, key.ptr)); m += key.len - 1)
                 known = (m == members || m[-1] == ' ') && (m[key.len - 1] == ',' || !m[key.len - 1]);
         if (!known)
-            rc = err_set(err, FACTUM_EINVAL, "%s%s%.*s: unknown member (%s has %s)", what, *what ? "." : "", (int)MIN(k.len - 2, 60), k.ptr + 1,
-                         kind_name, members);
+            rc = err_set(err, FACTUM_EINVAL, "%s%s%.*s: unknown member (%s has %s)", what, *what ? "." : "",
+                         (int)MIN(k.len - 2, 60), k.ptr + 1, kind_name, members);
     }
     buf_free(&key);
     return rc;
@@ -182,8 +191,10 @@ static bool listed(char *const *v, int n, factum_str_t type);
 static int parse_command(factum_str_t obj, const char *what, command *c, factum_error_t *err) {
     int kind;
     factum_str_t v;
-    if (!json_member(obj, "stream", &v, &kind) || kind != JSON_STRING || !json_member(obj, "type", &v, &kind) || kind != JSON_STRING)
-        return err_set(err, FACTUM_EINVAL, "%s needs a stream and a type (strings; {{path}} takes a value of the saga)", what);
+    if (!json_member(obj, "stream", &v, &kind) || kind != JSON_STRING || !json_member(obj, "type", &v, &kind) ||
+        kind != JSON_STRING)
+        return err_set(err, FACTUM_EINVAL, "%s needs a stream and a type (strings; {{path}} takes a value of the saga)",
+                       what);
     if (json_member(obj, "data", &v, &kind) && kind != JSON_OBJECT && kind != JSON_ARRAY)
         return err_set(err, FACTUM_EINVAL, "%s.data must be an object or an array", what);
     c->present = true;
@@ -195,7 +206,8 @@ static int parse_command(factum_str_t obj, const char *what, command *c, factum_
 static int parse_replies(factum_str_t obj, const char *what, command *c, factum_error_t *err) {
     int kind, rc;
     factum_str_t v;
-    if ((rc = types(obj, "success", c->success, &c->nsuccess, what, err)) || (rc = types(obj, "failure", c->failure, &c->nfailure, what, err)))
+    if ((rc = types(obj, "success", c->success, &c->nsuccess, what, err)) ||
+        (rc = types(obj, "failure", c->failure, &c->nfailure, what, err)))
         return rc;
     if (json_member(obj, "timeout_ms", &v, &kind) && !json_member_u64(obj, "timeout_ms", &c->timeout_ms))
         return err_set(err, FACTUM_EINVAL, "%s.timeout_ms must be a whole number", what);
@@ -209,21 +221,22 @@ static int parse_step(factum_str_t s, step *st, factum_error_t *err) {
     int kind, rc;
     if (!json_member_string(s, "name", &name) || !name.len || name.len >= sizeof st->name || strchr(name.ptr, '.')) {
         buf_free(&name);
-        return err_set(err, FACTUM_EINVAL, "%s.name must be 1 to %zu characters without '.'", what, sizeof st->name - 1);
+        return err_set(err, FACTUM_EINVAL, "%s.name must be 1 to %zu characters without '.'", what,
+                       sizeof st->name - 1);
     }
     snprintf(st->name, sizeof st->name, "%s", name.ptr);
     buf_free(&name);
-    if (!json_member(s, "command", &c, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s.command must be an object", what);
+    if (!json_member(s, "command", &c, &kind) || kind != JSON_OBJECT)
+        return err_set(err, FACTUM_EINVAL, "%s.command must be an object", what);
     char w2[96];
     snprintf(w2, sizeof w2, "%s.command", what);
-    if ((rc = parse_command(c, w2, &st->cmd, err)) || (rc = parse_replies(s, what, &st->cmd, err)))
-        return rc;
-    if (!st->cmd.nsuccess) return err_set(err, FACTUM_EINVAL, "%s.success must name the reply types that mean success", what);
+    if ((rc = parse_command(c, w2, &st->cmd, err)) || (rc = parse_replies(s, what, &st->cmd, err))) return rc;
+    if (!st->cmd.nsuccess)
+        return err_set(err, FACTUM_EINVAL, "%s.success must name the reply types that mean success", what);
     if (json_member(s, "compensation", &c, &kind)) {
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "%s.compensation must be an object", what);
         snprintf(w2, sizeof w2, "%s.compensation", what);
-        if ((rc = parse_command(c, w2, &st->comp, err)) || (rc = parse_replies(c, w2, &st->comp, err)))
-            return rc;
+        if ((rc = parse_command(c, w2, &st->comp, err)) || (rc = parse_replies(c, w2, &st->comp, err))) return rc;
     }
     return 0;
 }
@@ -247,7 +260,8 @@ static int parse_stage(saga_def *d, factum_str_t s, factum_error_t *err) {
             st->stage = g;
             rc = parse_step(one, st, err), d->nsteps++;
         }
-        if (!rc && d->nsteps == d->stage_first[g]) rc = err_set(err, FACTUM_EINVAL, "%s: a parallel group needs at least one step", what);
+        if (!rc && d->nsteps == d->stage_first[g])
+            rc = err_set(err, FACTUM_EINVAL, "%s: a parallel group needs at least one step", what);
     } else {
         step *st = &d->steps[d->nsteps];
         snprintf(st->path, sizeof st->path, "%s", what);
@@ -262,8 +276,10 @@ static int parse_stage(saga_def *d, factum_str_t s, factum_error_t *err) {
 int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_error_t *err) {
     *out = NULL;
     int kind;
-    if (!saga_name_valid(name)) return err_set(err, FACTUM_EINVAL, "a saga name is 1 to %d letters, digits, '_' or '-'", SAGA_MAX_NAME);
-    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "a saga definition is a JSON object");
+    if (!saga_name_valid(name))
+        return err_set(err, FACTUM_EINVAL, "a saga name is 1 to %d letters, digits, '_' or '-'", SAGA_MAX_NAME);
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT)
+        return err_set(err, FACTUM_EINVAL, "a saga definition is a JSON object");
     saga_def *d = calloc(1, sizeof *d);
     if (!d) return err_set(err, FACTUM_ENOMEM, "out of memory");
     snprintf(d->name, sizeof d->name, "%s", name);
@@ -283,14 +299,18 @@ int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_e
         rc = err_set(err, FACTUM_EINVAL, "instance_id must be a path into the start event, such as data.orderId");
     if (!rc) snprintf(d->instance_id, sizeof d->instance_id, "%s", b.ptr);
     buf_free(&b);
-    if (!rc && (!json_member(body, "steps", &v, &kind) || kind != JSON_ARRAY)) rc = err_set(err, FACTUM_EINVAL, "steps must be an array");
+    if (!rc && (!json_member(body, "steps", &v, &kind) || kind != JSON_ARRAY))
+        rc = err_set(err, FACTUM_EINVAL, "steps must be an array");
     if (!rc) {
         json_iter_init(&it, v);
         factum_str_t s;
         while (!rc && json_iter_element(&it, &s, &kind) == 1) {
-            if (d->nsteps == MAX_STEPS) rc = err_set(err, FACTUM_EINVAL, "at most %d steps", MAX_STEPS);
-            else if (kind != JSON_OBJECT) rc = err_set(err, FACTUM_EINVAL, "steps[%d] must be an object", d->nstages);
-            else rc = parse_stage(d, s, err);
+            if (d->nsteps == MAX_STEPS)
+                rc = err_set(err, FACTUM_EINVAL, "at most %d steps", MAX_STEPS);
+            else if (kind != JSON_OBJECT)
+                rc = err_set(err, FACTUM_EINVAL, "steps[%d] must be an object", d->nstages);
+            else
+                rc = parse_stage(d, s, err);
         }
         for (int g = 0; !rc && g < d->nstages; g++) /* a reply must name one step of its stage */
             for (int a = d->stage_first[g]; !rc && a < d->stage_first[g] + d->stage_n[g]; a++)
@@ -298,12 +318,15 @@ int saga_def_parse(const char *name, factum_str_t body, saga_def **out, factum_e
                     for (int r = 0; !rc && r < d->steps[o].cmd.nsuccess + d->steps[o].cmd.nfailure; r++) {
                         const command *c = &d->steps[o].cmd;
                         const char *t = r < c->nsuccess ? c->success[r] : c->failure[r - c->nsuccess];
-                        if (listed(d->steps[a].cmd.success, d->steps[a].cmd.nsuccess, str_c(t)) || listed(d->steps[a].cmd.failure, d->steps[a].cmd.nfailure, str_c(t)))
-                            rc = err_set(err, FACTUM_EINVAL, "parallel steps %s and %s both take reply %s", d->steps[a].name, d->steps[o].name, t);
+                        if (listed(d->steps[a].cmd.success, d->steps[a].cmd.nsuccess, str_c(t)) ||
+                            listed(d->steps[a].cmd.failure, d->steps[a].cmd.nfailure, str_c(t)))
+                            rc = err_set(err, FACTUM_EINVAL, "parallel steps %s and %s both take reply %s",
+                                         d->steps[a].name, d->steps[o].name, t);
                     }
         for (int i = 0; !rc && i < d->nsteps; i++)
             for (int j = 0; j < i; j++)
-                if (!strcmp(d->steps[i].name, d->steps[j].name)) rc = err_set(err, FACTUM_EINVAL, "two steps are named %s", d->steps[i].name);
+                if (!strcmp(d->steps[i].name, d->steps[j].name))
+                    rc = err_set(err, FACTUM_EINVAL, "two steps are named %s", d->steps[i].name);
         if (!rc && !d->nsteps) rc = err_set(err, FACTUM_EINVAL, "a saga has at least one step");
     }
     if (rc) {
@@ -326,7 +349,8 @@ static bool path_get(factum_str_t doc, const char *path, size_t plen, factum_str
         size_t s = i;
         bool index = path[i] == '[';
         if (index) s = ++i;
-        while (i < plen && path[i] != '.' && path[i] != '[' && path[i] != ']') i++;
+        while (i < plen && path[i] != '.' && path[i] != '[' && path[i] != ']')
+            i++;
         factum_str_t key = {path + s, i - s};
         if (index && i < plen && path[i] == ']') i++;
         json_iter_t it;
@@ -352,7 +376,8 @@ static bool path_get(factum_str_t doc, const char *path, size_t plen, factum_str
 /* The path of a template string (raw, with quotes) that is exactly "{{path}}"; false if it is not one. */
 static bool whole_path(factum_str_t t, factum_str_t *path) {
     const char *s = t.ptr + 1, *e = t.ptr + t.len - 1;
-    if (e - s <= 4 || memcmp(s, "{{", 2) || memcmp(e - 2, "}}", 2) || memmem(s + 2, (size_t)(e - s - 4), "{{", 2)) return false;
+    if (e - s <= 4 || memcmp(s, "{{", 2) || memcmp(e - 2, "}}", 2) || memmem(s + 2, (size_t)(e - s - 4), "{{", 2))
+        return false;
     *path = (factum_str_t){s + 2, (size_t)(e - s - 4)};
     return true;
 }
@@ -391,8 +416,10 @@ static void render(factum_str_t t, int kind, factum_str_t ctx, buf_t *out) {
         return;
     }
     if (whole_path(t, &p)) {
-        if (path_get(ctx, p.ptr, p.len, &v, &vk)) buf_append(out, v.ptr, v.len);
-        else buf_append(out, "null", 4);
+        if (path_get(ctx, p.ptr, p.len, &v, &vk))
+            buf_append(out, v.ptr, v.len);
+        else
+            buf_append(out, "null", 4);
         return;
     }
     const char *s = t.ptr + 1, *e = t.ptr + t.len - 1, *open;
@@ -400,8 +427,10 @@ static void render(factum_str_t t, int kind, factum_str_t ctx, buf_t *out) {
     for (; (open = next_path(s, e, &p)); s = p.ptr + p.len + 2) {
         buf_append(out, s, (size_t)(open - s));
         if (path_get(ctx, p.ptr, p.len, &v, &vk)) {
-            if (vk == JSON_STRING) buf_append(out, v.ptr + 1, v.len - 2);
-            else if (vk != JSON_NULL && vk != JSON_OBJECT && vk != JSON_ARRAY) buf_append(out, v.ptr, v.len);
+            if (vk == JSON_STRING)
+                buf_append(out, v.ptr + 1, v.len - 2);
+            else if (vk != JSON_NULL && vk != JSON_OBJECT && vk != JSON_ARRAY)
+                buf_append(out, v.ptr, v.len);
         }
     }
     buf_append(out, s, (size_t)(e - s));
@@ -428,14 +457,18 @@ static const char *const unsendable[] = {
     NULL,
     "a command cannot go to a system stream",
     "its type is start_on and its stream one the saga starts from: each command would start another instance",
-    "its type is a reply type of the saga and its stream one the saga takes replies from: the command would answer itself",
+    "its type is a reply type of the saga and its stream one the saga takes replies from: the command would answer "
+    "itself",
 };
 
 /* What a command to stream of type would be (SEND_*). type empty: not known yet (a template). */
 static int command_kind(const saga_def *d, factum_str_t stream, factum_str_t type, bool whole) {
     if (stream.len && stream.ptr[0] == '$') return SEND_SYSTEM;
-    if (type.len && str_eq(type, str_c(d->start_on)) && in_categories(d->start_cats, d->nstart_cats, stream, whole) == 1) return SEND_STARTS;
-    if (type.len && reply_type(d, type) && in_categories(d->reply_cats, d->nreply_cats, stream, whole) == 1) return SEND_ANSWERS;
+    if (type.len && str_eq(type, str_c(d->start_on)) &&
+        in_categories(d->start_cats, d->nstart_cats, stream, whole) == 1)
+        return SEND_STARTS;
+    if (type.len && reply_type(d, type) && in_categories(d->reply_cats, d->nreply_cats, stream, whole) == 1)
+        return SEND_ANSWERS;
     return SEND_OK;
 }
 
@@ -449,8 +482,8 @@ static int check_command(const saga_def *d, const command *c, const char *what, 
     factum_str_t ty = strstr(type.ptr, "{{") ? (factum_str_t){0} : (factum_str_t){type.ptr, type.len};
     int why = command_kind(d, st, ty, !open), rc = 0;
     if (why)
-        rc = err_set(err, FACTUM_EINVAL, "%s.%s: %s (stream %.100s, type %.100s)", what, why == SEND_SYSTEM ? "stream" : "type", unsendable[why],
-                     stream.ptr, type.ptr);
+        rc = err_set(err, FACTUM_EINVAL, "%s.%s: %s (stream %.100s, type %.100s)", what,
+                     why == SEND_SYSTEM ? "stream" : "type", unsendable[why], stream.ptr, type.ptr);
     buf_free(&stream), buf_free(&type);
     return rc;
 }
@@ -460,41 +493,49 @@ static int check_command(const saga_def *d, const command *c, const char *what, 
    one of an earlier stage (a compensation runs later: any step). */
 static int check_path(const saga_def *d, int k, bool comp, factum_str_t p, const char *what, factum_error_t *err) {
     size_t r = 0;
-    while (r < p.len && p.ptr[r] != '.' && p.ptr[r] != '[') r++;
+    while (r < p.len && p.ptr[r] != '.' && p.ptr[r] != '[')
+        r++;
     factum_str_t root = {p.ptr, r};
     int n = (int)MIN(p.len, 100);
     if (str_eq(root, str_c("id")) || str_eq(root, str_c("data"))) return 0;
     if (!str_eq(root, str_c("steps")))
-        return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}} names nothing (a path starts with id, data or steps)", what, n, p.ptr);
+        return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}} names nothing (a path starts with id, data or steps)", what, n,
+                       p.ptr);
     if (r == p.len) return 0;
     if (p.ptr[r] != '.') return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}}: steps.NAME names a step", what, n, p.ptr);
     size_t b = ++r;
-    while (r < p.len && p.ptr[r] != '.' && p.ptr[r] != '[') r++;
+    while (r < p.len && p.ptr[r] != '.' && p.ptr[r] != '[')
+        r++;
     factum_str_t name = {p.ptr + b, r - b};
     for (int j = 0; j < d->nsteps; j++) {
         if (!str_eq(name, str_c(d->steps[j].name))) continue;
         if (!comp && d->steps[j].stage >= d->steps[k].stage)
-            return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}}: step %s has not answered when this command is sent (only earlier steps have)", what, n,
-                           p.ptr, d->steps[j].name);
+            return err_set(err, FACTUM_EINVAL,
+                           "%s: {{%.*s}}: step %s has not answered when this command is sent (only earlier steps have)",
+                           what, n, p.ptr, d->steps[j].name);
         return 0;
     }
-    return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}}: there is no step %.*s", what, n, p.ptr, (int)MIN(name.len, 64), name.ptr);
+    return err_set(err, FACTUM_EINVAL, "%s: {{%.*s}}: there is no step %.*s", what, n, p.ptr, (int)MIN(name.len, 64),
+                   name.ptr);
 }
 
 /* Every {{path}} in the strings of template value t. */
-static int check_paths(const saga_def *d, int k, bool comp, factum_str_t t, int kind, const char *what, factum_error_t *err) {
+static int check_paths(const saga_def *d, int k, bool comp, factum_str_t t, int kind, const char *what,
+                       factum_error_t *err) {
     json_iter_t it;
     factum_str_t key, v, p;
     int vk, rc = 0;
     if (kind == JSON_OBJECT || kind == JSON_ARRAY) {
         json_iter_init(&it, t);
-        while (!rc && (kind == JSON_OBJECT ? json_iter_member(&it, &key, &v, &vk) == 1 : json_iter_element(&it, &v, &vk) == 1))
+        while (!rc &&
+               (kind == JSON_OBJECT ? json_iter_member(&it, &key, &v, &vk) == 1 : json_iter_element(&it, &v, &vk) == 1))
             rc = check_paths(d, k, comp, v, vk, what, err);
         return rc;
     }
     if (kind != JSON_STRING) return 0;
     if (whole_path(t, &p)) return check_path(d, k, comp, p, what, err);
-    for (const char *s = t.ptr + 1, *e = t.ptr + t.len - 1; !rc && next_path(s, e, &p); s = p.ptr + p.len + 2) rc = check_path(d, k, comp, p, what, err);
+    for (const char *s = t.ptr + 1, *e = t.ptr + t.len - 1; !rc && next_path(s, e, &p); s = p.ptr + p.len + 2)
+        rc = check_path(d, k, comp, p, what, err);
     return rc;
 }
 
@@ -504,8 +545,10 @@ static int check_step(const saga_def *d, int k, factum_error_t *err) {
     const step *st = &d->steps[k];
     char what[96];
     int rc = 0;
-    if (!saga_name_valid(st->name) || strlen(st->name) >= sizeof st->name) /* it is in JSON records and command ids as it is */
-        return err_set(err, FACTUM_EINVAL, "%s.name must be 1 to %zu letters, digits, '_' or '-'", st->path, sizeof st->name - 1);
+    if (!saga_name_valid(st->name) ||
+        strlen(st->name) >= sizeof st->name) /* it is in JSON records and command ids as it is */
+        return err_set(err, FACTUM_EINVAL, "%s.name must be 1 to %zu letters, digits, '_' or '-'", st->path,
+                       sizeof st->name - 1);
     for (int comp = 0; !rc && comp < 2; comp++) {
         const command *c = comp ? &st->comp : &st->cmd;
         if (!c->present) continue;
@@ -514,10 +557,12 @@ static int check_step(const saga_def *d, int k, factum_error_t *err) {
         for (int r = 0; !rc && r < c->nsuccess + c->nfailure; r++) {
             const char *t = r < c->nsuccess ? c->success[r] : c->failure[r - c->nsuccess];
             if (!strcmp(t, d->start_on))
-                rc = err_set(err, FACTUM_EINVAL, "%s.%s: %s is start_on: it would start an instance, never answer a step", replies,
+                rc = err_set(err, FACTUM_EINVAL,
+                             "%s.%s: %s is start_on: it would start an instance, never answer a step", replies,
                              r < c->nsuccess ? "success" : "failure", t);
             else if (r >= c->nsuccess && listed(c->success, c->nsuccess, str_c(t)))
-                rc = err_set(err, FACTUM_EINVAL, "%s.failure: %s is in success too (a reply means one or the other)", replies, t);
+                rc = err_set(err, FACTUM_EINVAL, "%s.failure: %s is in success too (a reply means one or the other)",
+                             replies, t);
         }
         if (!rc) rc = check_command(d, c, what, err);
         if (!rc) rc = check_paths(d, k, comp, (factum_str_t){c->tmpl.ptr, c->tmpl.len}, JSON_OBJECT, what, err);
@@ -530,11 +575,14 @@ static int check_step_members(factum_str_t s, const char *what, factum_error_t *
     factum_str_t c;
     int kind, rc;
     char w2[96];
-    if ((rc = known_members(s, what, "a step", "name, command, success, failure, timeout_ms, compensation", err))) return rc;
+    if ((rc = known_members(s, what, "a step", "name, command, success, failure, timeout_ms, compensation", err)))
+        return rc;
     snprintf(w2, sizeof w2, "%s.command", what);
-    if (json_member(s, "command", &c, &kind) && (rc = known_members(c, w2, "a command", "stream, type, data", err))) return rc;
+    if (json_member(s, "command", &c, &kind) && (rc = known_members(c, w2, "a command", "stream, type, data", err)))
+        return rc;
     snprintf(w2, sizeof w2, "%s.compensation", what);
-    if (json_member(s, "compensation", &c, &kind) && (rc = known_members(c, w2, "a compensation", "stream, type, data, success, failure, timeout_ms", err)))
+    if (json_member(s, "compensation", &c, &kind) &&
+        (rc = known_members(c, w2, "a compensation", "stream, type, data, success, failure, timeout_ms", err)))
         return rc;
     return 0;
 }
@@ -554,9 +602,11 @@ int saga_def_check(const saga_def *d, factum_error_t *err) {
         snprintf(what, sizeof what, "steps[%d]", g);
         rc = known_members(one, what, "a parallel group", "parallel", err);
         json_iter_init(&pit, par);
-        while (!rc && json_iter_element(&pit, &el, &kind) == 1) rc = check_step_members(el, d->steps[k++].path, err);
+        while (!rc && json_iter_element(&pit, &el, &kind) == 1)
+            rc = check_step_members(el, d->steps[k++].path, err);
     }
-    for (k = 0; !rc && k < d->nsteps; k++) rc = check_step(d, k, err);
+    for (k = 0; !rc && k < d->nsteps; k++)
+        rc = check_step(d, k, err);
     return rc;
 }
 
@@ -588,8 +638,10 @@ static void activate(saga *s, inst *i) {
 
 /* Takes i out of the active instances (call with mu held; counts are the caller's). */
 static void deactivate(saga *s, inst *i) {
-    if (i->prev) i->prev->next = i->next;
-    else s->active = i->next;
+    if (i->prev)
+        i->prev->next = i->next;
+    else
+        s->active = i->next;
     if (i->next) i->next->prev = i->prev;
     for (inst **p = &s->index[bucket_of(i->id)]; *p; p = &(*p)->hnext)
         if (*p == i) {
@@ -600,7 +652,8 @@ static void deactivate(saga *s, inst *i) {
 
 static void inst_free(inst *i) {
     buf_free(&i->ctx);
-    for (int k = 0; k < MAX_STEPS; k++) buf_free(&i->sent[k]);
+    for (int k = 0; k < MAX_STEPS; k++)
+        buf_free(&i->sent[k]);
     free(i);
 }
 
@@ -646,7 +699,8 @@ static void rec(output *o, const char *type, uint64_t input, const char *members
     o->nrecs++;
 }
 
-static void recf(output *o, const char *type, uint64_t input, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void recf(output *o, const char *type, uint64_t input, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void recf(output *o, const char *type, uint64_t input, const char *fmt, ...) {
     char tmp[1024];
     va_list ap;
@@ -667,7 +721,8 @@ static bool sendable(saga *s, factum_str_t cmd, factum_event_t *ev, factum_error
     if (!ok) err_set(err, FACTUM_EINVAL, "its stream and type must be strings");
     json_member(cmd, "data", &data, &kind);
     factum_str_t st = {stream.ptr, stream.len};
-    ev->type = (factum_str_t){type.ptr, type.len}, ev->data = data, ev->data_format = data.len ? FACTUM_DATA_JSON : FACTUM_DATA_NONE;
+    ev->type = (factum_str_t){type.ptr, type.len}, ev->data = data,
+    ev->data_format = data.len ? FACTUM_DATA_JSON : FACTUM_DATA_NONE;
     ok = ok && !factum_stream_name_check(st, err) && !factum_events_check(s->db, ev, 1, err);
     int why = ok ? command_kind(s->d, st, ev->type, true) : SEND_OK;
     if (why) ok = false, err_set(err, FACTUM_EINVAL, "%s", unsendable[why]);
@@ -693,7 +748,8 @@ static void failed_rec(output *o, const char *type, uint64_t input, const char *
 static bool rec_fits(saga *s, output *o, const char *type, uint64_t input, const buf_t *m, factum_error_t *err) {
     rec(o, type, input, m->ptr, m->len);
     const record *r = &o->recs[o->nrecs - 1];
-    factum_event_t ev = {.type = str_c(type), .id = str_c(r->id), .data = {r->data.ptr, r->data.len}, .data_format = FACTUM_DATA_JSON};
+    factum_event_t ev = {
+        .type = str_c(type), .id = str_c(r->id), .data = {r->data.ptr, r->data.len}, .data_format = FACTUM_DATA_JSON};
     if (!factum_events_check(s->db, &ev, 1, err)) return true;
     o->nrecs--;
     return false;
@@ -708,7 +764,8 @@ static bool rec_fits(saga *s, output *o, const char *type, uint64_t input, const
  */
 static int64_t due_of(int64_t deadline_us, uint64_t timeout_ms) {
     if (deadline_us <= 0 || !timeout_ms) return 0;
-    int64_t left = MAX(0, MIN(deadline_us - clock_realtime_us(), (int64_t)MIN(timeout_ms, (uint64_t)INT64_MAX / 2000) * 1000));
+    int64_t left =
+        MAX(0, MIN(deadline_us - clock_realtime_us(), (int64_t)MIN(timeout_ms, (uint64_t)INT64_MAX / 2000) * 1000));
     return MAX(1, clock_mono_us() + left);
 }
 
@@ -765,8 +822,10 @@ static void compensate_from(saga *s, inst *i, int from, const factum_event_t *e,
 static void start_stage(saga *s, inst *i, int g, const factum_event_t *e, output *o) {
     i->status = S_RUNNING, i->stage = g, i->stage_failed = false;
     for (int k = s->d->stage_first[g]; k < s->d->stage_first[g] + s->d->stage_n[g]; k++) {
-        if (send(s, i, k, false, e, o)) i->waiting |= 1u << k;
-        else i->stage_failed = true;
+        if (send(s, i, k, false, e, o))
+            i->waiting |= 1u << k;
+        else
+            i->stage_failed = true;
     }
     if (!i->waiting) compensate_from(s, i, s->d->nsteps - 1, e, o); /* every command of the stage failed to go */
 }
@@ -793,7 +852,8 @@ static void compensate_from(saga *s, inst *i, int from, const factum_event_t *e,
 static int branch_of(const saga *s, const inst *i, factum_str_t type) {
     for (int k = 0; k < s->d->nsteps; k++) {
         const step *st = &s->d->steps[k];
-        if ((i->waiting & (1u << k)) && (listed(st->cmd.success, st->cmd.nsuccess, type) || listed(st->cmd.failure, st->cmd.nfailure, type)))
+        if ((i->waiting & (1u << k)) &&
+            (listed(st->cmd.success, st->cmd.nsuccess, type) || listed(st->cmd.failure, st->cmd.nfailure, type)))
             return k;
     }
     return -1;
@@ -803,8 +863,10 @@ static int branch_of(const saga *s, const inst *i, factum_str_t type) {
 static void on_reply(saga *s, inst *i, int k, const factum_event_t *e, bool timeout, output *o) {
     const step *st = &s->d->steps[k];
     char why[400];
-    if (timeout) snprintf(why, sizeof why, "timed out");
-    else snprintf(why, sizeof why, "reply %.*s", (int)MIN(e->type.len, 255), e->type.ptr);
+    if (timeout)
+        snprintf(why, sizeof why, "timed out");
+    else
+        snprintf(why, sizeof why, "reply %.*s", (int)MIN(e->type.len, 255), e->type.ptr);
     if (i->status == S_RUNNING) {
         settled(i, k);
         bool ok = !timeout && listed(st->cmd.success, st->cmd.nsuccess, e->type);
@@ -813,7 +875,8 @@ static void on_reply(saga *s, inst *i, int k, const factum_event_t *e, bool time
             buf_t nc = {0}, m = {0};
             factum_str_t data = e->data_format == FACTUM_DATA_JSON && e->data.len ? e->data : str_c("null");
             buf_append(&nc, i->ctx.ptr, i->ctx.len - 2); /* drop "}}" of steps and the whole */
-            buf_printf(&nc, "%s\"%s\":%.*s}}", i->ctx.ptr[i->ctx.len - 3] == '{' ? "" : ",", st->name, (int)data.len, data.ptr);
+            buf_printf(&nc, "%s\"%s\":%.*s}}", i->ctx.ptr[i->ctx.len - 3] == '{' ? "" : ",", st->name, (int)data.len,
+                       data.ptr);
             buf_printf(&m, "\"step\":\"%s\",\"reply\":", st->name);
             json_escape(&m, e->type.ptr, e->type.len);
             buf_append(&m, ",\"context\":", 11);
@@ -824,7 +887,8 @@ static void on_reply(saga *s, inst *i, int k, const factum_event_t *e, bool time
                 i->ctx = nc;
                 i->done |= 1u << k;
             } else {
-                snprintf(why, sizeof why, "reply %.*s: its data cannot join the context: %s", (int)MIN(e->type.len, 255), e->type.ptr, err.message);
+                snprintf(why, sizeof why, "reply %.*s: its data cannot join the context: %s",
+                         (int)MIN(e->type.len, 255), e->type.ptr, err.message);
                 buf_free(&nc);
             }
             buf_free(&m);
@@ -834,8 +898,10 @@ static void on_reply(saga *s, inst *i, int k, const factum_event_t *e, bool time
             i->stage_failed = true;
         }
         if (i->waiting) return; /* the rest of the stage still answers */
-        if (i->stage_failed) compensate_from(s, i, s->d->nsteps - 1, e, o);
-        else if (i->stage + 1 < s->d->nstages) start_stage(s, i, i->stage + 1, e, o);
+        if (i->stage_failed)
+            compensate_from(s, i, s->d->nsteps - 1, e, o);
+        else if (i->stage + 1 < s->d->nstages)
+            start_stage(s, i, i->stage + 1, e, o);
         else {
             i->status = S_COMPLETED;
             rec(o, "SagaCompleted", e->position, NULL, 0);
@@ -857,7 +923,8 @@ static void on_reply(saga *s, inst *i, int k, const factum_event_t *e, bool time
 static int awaited(const saga *s, const inst *i, factum_str_t type) {
     if (i->status == S_RUNNING) return branch_of(s, i, type);
     const step *st = &s->d->steps[i->step];
-    if (i->status == S_COMPENSATING && (listed(st->comp.success, st->comp.nsuccess, type) || listed(st->comp.failure, st->comp.nfailure, type)))
+    if (i->status == S_COMPENSATING &&
+        (listed(st->comp.success, st->comp.nsuccess, type) || listed(st->comp.failure, st->comp.nfailure, type)))
         return i->step;
     return -1;
 }
@@ -918,8 +985,10 @@ static inst *load(saga *s, const char *id, uint64_t *started_at, uint64_t resend
                 /* SagaStarted and the ends */
             } else if (str_eq(e->type, str_c("StepStarted")) || str_eq(e->type, str_c("CompensationStarted"))) {
                 bool comp = str_eq(e->type, str_c("CompensationStarted"));
-                if (comp) i->status = S_COMPENSATING, i->step = st;
-                else i->status = S_RUNNING, i->stage = s->d->steps[st].stage, i->waiting |= 1u << st;
+                if (comp)
+                    i->status = S_COMPENSATING, i->step = st;
+                else
+                    i->status = S_RUNNING, i->stage = s->d->steps[st].stage, i->waiting |= 1u << st;
                 uint64_t dl = 0;
                 json_member_u64(e->data, "deadline_us", &dl);
                 const command *c = comp ? &s->d->steps[st].comp : &s->d->steps[st].cmd;
@@ -933,13 +1002,18 @@ static inst *load(saga *s, const char *id, uint64_t *started_at, uint64_t resend
                 settled(i, st), i->done |= 1u << st;
             } else if (str_eq(e->type, str_c("StepFailed"))) {
                 settled(i, st), i->stage_failed = true;
-            } else if (str_eq(e->type, str_c("CompensationSucceeded")) || str_eq(e->type, str_c("CompensationFailed"))) {
+            } else if (str_eq(e->type, str_c("CompensationSucceeded")) ||
+                       str_eq(e->type, str_c("CompensationFailed"))) {
                 settled(i, st);
             }
-            if (str_eq(e->type, str_c("SagaCompleted")) || str_eq(e->type, str_c("SagaFailed")) || str_eq(e->type, str_c("SagaCompensationFailed"))) {
-                i->status = str_eq(e->type, str_c("SagaCompleted")) ? S_COMPLETED : str_eq(e->type, str_c("SagaFailed")) ? S_FAILED : S_COMP_FAILED;
+            if (str_eq(e->type, str_c("SagaCompleted")) || str_eq(e->type, str_c("SagaFailed")) ||
+                str_eq(e->type, str_c("SagaCompensationFailed"))) {
+                i->status = str_eq(e->type, str_c("SagaCompleted")) ? S_COMPLETED
+                            : str_eq(e->type, str_c("SagaFailed"))  ? S_FAILED
+                                                                    : S_COMP_FAILED;
                 i->ended_us = e->time_us;
-                for (int q = 0; q < MAX_STEPS; q++) settled(i, q);
+                for (int q = 0; q < MAX_STEPS; q++)
+                    settled(i, q);
             }
         }
         from = factum_result_next(r);
@@ -972,8 +1046,10 @@ static void write_cb(void *ctx, int rc, const factum_append_result_t *res, const
  */
 static void command_cb(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
     saga *s = ctx;
-    if (rc == FACTUM_EINVAL || rc == FACTUM_EBADEVENT || rc == FACTUM_EBADSTREAM || rc == FACTUM_ETOOBIG || rc == FACTUM_EDELETED || rc == FACTUM_ECONFLICT) {
-        fprintf(stderr, "factum: saga %s: a command was refused (its step waits for its reply or timeout): %s\n", s->d->name, msg);
+    if (rc == FACTUM_EINVAL || rc == FACTUM_EBADEVENT || rc == FACTUM_EBADSTREAM || rc == FACTUM_ETOOBIG ||
+        rc == FACTUM_EDELETED || rc == FACTUM_ECONFLICT) {
+        fprintf(stderr, "factum: saga %s: a command was refused (its step waits for its reply or timeout): %s\n",
+                s->d->name, msg);
         rc = 0;
     }
     write_cb(ctx, rc, res, msg);
@@ -990,12 +1066,15 @@ static void submit_cb(saga *s, factum_str_t stream, const factum_event_t *ev, si
     }
 }
 
-static void submit(saga *s, factum_str_t stream, const factum_event_t *ev, size_t n) { submit_cb(s, stream, ev, n, write_cb); }
+static void submit(saga *s, factum_str_t stream, const factum_event_t *ev, size_t n) {
+    submit_cb(s, stream, ev, n, write_cb);
+}
 
 /* Waits for every write submitted; their first error, or 0. */
 static int drain(saga *s) {
     pthread_mutex_lock(&s->wmu);
-    while (s->inflight) pthread_cond_wait(&s->wcond, &s->wmu);
+    while (s->inflight)
+        pthread_cond_wait(&s->wcond, &s->wmu);
     int rc = s->write_rc;
     s->write_rc = 0;
     pthread_mutex_unlock(&s->wmu);
@@ -1007,10 +1086,12 @@ static void send_command(saga *s, const char *id, factum_str_t sent) {
     factum_str_t cmd, v;
     int kind;
     buf_t stream = {0}, type = {0}, cid = {0}, cause = {0};
-    if (json_member(sent, "command", &cmd, &kind) && json_member_string(cmd, "stream", &stream) && json_member_string(cmd, "type", &type) &&
-        json_member_string(sent, "id", &cid)) {
+    if (json_member(sent, "command", &cmd, &kind) && json_member_string(cmd, "stream", &stream) &&
+        json_member_string(cmd, "type", &type) && json_member_string(sent, "id", &cid)) {
         json_member_string(sent, "cause", &cause);
-        factum_event_t e = {.type = {type.ptr, type.len}, .id = {cid.ptr, cid.len}, .correlationid = str_c(id),
+        factum_event_t e = {.type = {type.ptr, type.len},
+                            .id = {cid.ptr, cid.len},
+                            .correlationid = str_c(id),
                             .causationid = {cause.ptr, cause.len}};
         if (json_member(cmd, "data", &v, &kind)) e.data = v, e.data_format = FACTUM_DATA_JSON;
         submit_cb(s, (factum_str_t){stream.ptr, stream.len}, &e, 1, command_cb);
@@ -1032,7 +1113,8 @@ static void park(saga *s, const factum_event_t *e, const char *reason) {
     json_escape(&data, reason, strlen(reason));
     buf_append(&data, "}", 1);
     buf_printf(&name, "$sagaparked-%s", s->d->name);
-    factum_event_t p = {.type = str_c("Parked"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
+    factum_event_t p = {
+        .type = str_c("Parked"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
     submit(s, (factum_str_t){name.ptr, name.len}, &p, 1);
     s->decisions++;
     pthread_mutex_lock(&s->mu);
@@ -1046,14 +1128,18 @@ static void flush_output(saga *s, inst *i, output *o) {
     if (o->nrecs) {
         factum_event_t ev[MAX_RECS];
         for (int k = 0; k < o->nrecs; k++)
-            ev[k] = (factum_event_t){.type = str_c(o->recs[k].type), .id = str_c(o->recs[k].id), .data = {o->recs[k].data.ptr, o->recs[k].data.len},
-                                     .data_format = FACTUM_DATA_JSON, .correlationid = str_c(i->id)};
+            ev[k] = (factum_event_t){.type = str_c(o->recs[k].type),
+                                     .id = str_c(o->recs[k].id),
+                                     .data = {o->recs[k].data.ptr, o->recs[k].data.len},
+                                     .data_format = FACTUM_DATA_JSON,
+                                     .correlationid = str_c(i->id)};
         buf_t name = {0};
         state_stream(s, i->id, &name);
         submit(s, (factum_str_t){name.ptr, name.len}, ev, (size_t)o->nrecs);
         buf_free(&name);
     }
-    for (int k = 0; k < o->ncmds; k++) send_command(s, i->id, (factum_str_t){o->cmds[k].body.ptr, o->cmds[k].body.len});
+    for (int k = 0; k < o->ncmds; k++)
+        send_command(s, i->id, (factum_str_t){o->cmds[k].body.ptr, o->cmds[k].body.len});
     if (o->nrecs || o->ncmds) s->decisions++;
     o->nrecs = o->ncmds = 0;
 }
@@ -1097,8 +1183,10 @@ static void start_instance(saga *s, const factum_event_t *e, output *o) {
     char id[256] = "";
     const char *path = s->d->instance_id;
     if (path_get((factum_str_t){ev.ptr, ev.len}, path, strlen(path), &v, &kind)) {
-        if (kind == JSON_STRING && v.len - 2 < sizeof id && !memchr(v.ptr + 1, '\\', v.len - 2)) snprintf(id, sizeof id, "%.*s", (int)v.len - 2, v.ptr + 1);
-        else if (kind == JSON_NUMBER && v.len < sizeof id) snprintf(id, sizeof id, "%.*s", (int)v.len, v.ptr);
+        if (kind == JSON_STRING && v.len - 2 < sizeof id && !memchr(v.ptr + 1, '\\', v.len - 2))
+            snprintf(id, sizeof id, "%.*s", (int)v.len - 2, v.ptr + 1);
+        else if (kind == JSON_NUMBER && v.len < sizeof id)
+            snprintf(id, sizeof id, "%.*s", (int)v.len, v.ptr);
     }
     buf_free(&ev);
     factum_error_t err;
@@ -1165,7 +1253,8 @@ static void input(saga *s, const factum_event_t *e, output *o) {
     bool system = e->stream.len && e->stream.ptr[0] == '$';
     if (!system && str_eq(e->type, str_c(d->start_on))) {
         bool from = !d->nstart_cats;
-        for (int k = 0; k < d->nstart_cats && !from; k++) from = stream_in_category(e->stream, str_c(d->start_cats[k]));
+        for (int k = 0; k < d->nstart_cats && !from; k++)
+            from = stream_in_category(e->stream, str_c(d->start_cats[k]));
         if (from) start_instance(s, e, o);
         return;
     }
@@ -1179,14 +1268,16 @@ static void input(saga *s, const factum_event_t *e, output *o) {
         return;
     } else if (d->nreply_cats) {
         bool from = false;
-        for (int k = 0; k < d->nreply_cats && !from; k++) from = stream_in_category(e->stream, str_c(d->reply_cats[k]));
+        for (int k = 0; k < d->nreply_cats && !from; k++)
+            from = stream_in_category(e->stream, str_c(d->reply_cats[k]));
         if (!from) return; /* not a reply of this saga: another conversation uses the same types */
     }
     char id[256];
     snprintf(id, sizeof id, "%.*s", (int)MIN(e->correlationid.len, sizeof id - 1), e->correlationid.ptr);
     inst *i = *id ? find(s, id) : NULL;
     if (!i) {
-        if (!timeout) park(s, e, *id ? "no running instance has this correlation id" : "a reply without a correlation id");
+        if (!timeout)
+            park(s, e, *id ? "no running instance has this correlation id" : "a reply without a correlation id");
         return;
     }
     if (e->position <= i->last_input) return; /* done before a restart */
@@ -1196,7 +1287,8 @@ static void input(saga *s, const factum_event_t *e, output *o) {
         int kind;
         bool comp = json_member(e->data, "phase", &v, &kind) && str_eq(v, str_c("\"compensation\""));
         k = step_index(d, e->data);
-        if (k < 0 || (comp ? i->status != S_COMPENSATING || i->step != k : i->status != S_RUNNING || !(i->waiting & (1u << k))))
+        if (k < 0 ||
+            (comp ? i->status != S_COMPENSATING || i->step != k : i->status != S_RUNNING || !(i->waiting & (1u << k))))
             return; /* it was answered in time */
     } else if ((k = awaited(s, i, e->type)) < 0) {
         park(s, e, "a reply the instance is not waiting for (a duplicate, or late)");
@@ -1223,9 +1315,13 @@ static int64_t timeouts(saga *s) {
             }
             const char *phase = i->status == S_COMPENSATING ? "compensation" : "step";
             char data[400], id[160];
-            snprintf(data, sizeof data, "{\"saga\":\"%s\",\"step\":\"%s\",\"phase\":\"%s\"}", s->d->name, s->d->steps[k].name, phase);
+            snprintf(data, sizeof data, "{\"saga\":\"%s\",\"step\":\"%s\",\"phase\":\"%s\"}", s->d->name,
+                     s->d->steps[k].name, phase);
             snprintf(id, sizeof id, "timeout-%s-%s", phase, s->d->steps[k].name);
-            factum_event_t e = {.type = str_c(TIMEOUT_TYPE), .id = str_c(id), .data = str_c(data), .data_format = FACTUM_DATA_JSON,
+            factum_event_t e = {.type = str_c(TIMEOUT_TYPE),
+                                .id = str_c(id),
+                                .data = str_c(data),
+                                .data_format = FACTUM_DATA_JSON,
                                 .correlationid = str_c(i->id)};
             buf_t name = {0};
             state_stream(s, i->id, &name);
@@ -1348,7 +1444,8 @@ static void *runner(void *arg) {
         size_t n = 0;
         if (factum_read_all(s->db, &q, &r, NULL) == 0) {
             n = factum_result_count(r);
-            for (size_t k = 0; k < n; k++) input(s, factum_result_event(r, k), &o);
+            for (size_t k = 0; k < n; k++)
+                input(s, factum_result_event(r, k), &o);
             uint64_t next = factum_result_next(r);
             factum_result_free(r);
             if (drain(s)) { /* a write failed: go back to the last checkpoint */
@@ -1367,7 +1464,8 @@ static void *runner(void *arg) {
             continue;
         }
         int64_t now = clock_mono_us();
-        if (now - last_cp >= CHECKPOINT_EVERY_US && (s->decisions != cp_decisions || s->position - cp_pos >= CHECKPOINT_AFTER)) {
+        if (now - last_cp >= CHECKPOINT_EVERY_US &&
+            (s->decisions != cp_decisions || s->position - cp_pos >= CHECKPOINT_AFTER)) {
             if (checkpoint(s) == 0) cp_pos = s->position, cp_decisions = s->decisions;
             last_cp = now; /* a failed one is tried again at the next interval, not at once */
         }
@@ -1377,8 +1475,10 @@ static void *runner(void *arg) {
             factum_wait(s->db, s->position, wait_ms);
         }
     }
-    for (int k = 0; k < MAX_RECS; k++) buf_free(&o.recs[k].data);
-    for (int k = 0; k <= MAX_STEPS; k++) buf_free(&o.cmds[k].body);
+    for (int k = 0; k < MAX_RECS; k++)
+        buf_free(&o.recs[k].data);
+    for (int k = 0; k <= MAX_STEPS; k++)
+        buf_free(&o.cmds[k].body);
     return NULL;
 }
 
@@ -1422,26 +1522,35 @@ void saga_stop(saga *s) {
 
 /* ---- what it shows ---- */
 
-const double saga_duration_bounds[SAGA_DURATION_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 1e300};
+const double saga_duration_bounds[SAGA_DURATION_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                            1,     2.5,  5,     10,   60,  1e300};
 
 void saga_metrics(saga *s, int family, buf_t *out) {
     const char *n = s->d->name;
     pthread_mutex_lock(&s->mu);
     if (family == 0) {
         for (int k = 0; k < 2; k++)
-            buf_printf(out, "factum_saga_instances{saga=\"%s\",status=\"%s\"} %llu\n", n, status_names[k], (unsigned long long)s->counts[k]);
+            buf_printf(out, "factum_saga_instances{saga=\"%s\",status=\"%s\"} %llu\n", n, status_names[k],
+                       (unsigned long long)s->counts[k]);
     } else if (family == 1) {
         for (int k = 2; k < 5; k++)
-            buf_printf(out, "factum_saga_ended_total{saga=\"%s\",status=\"%s\"} %llu\n", n, status_names[k], (unsigned long long)s->counts[k]);
+            buf_printf(out, "factum_saga_ended_total{saga=\"%s\",status=\"%s\"} %llu\n", n, status_names[k],
+                       (unsigned long long)s->counts[k]);
     } else if (family == 2) {
         buf_printf(out, "factum_saga_parked_total{saga=\"%s\"} %llu\n", n, (unsigned long long)s->parked);
     } else {
         for (int k = 0; k < SAGA_DURATION_BUCKETS; k++) {
-            if (k == SAGA_DURATION_BUCKETS - 1) buf_printf(out, "factum_saga_duration_seconds_bucket{saga=\"%s\",le=\"+Inf\"} %llu\n", n, (unsigned long long)s->dur[k]);
-            else buf_printf(out, "factum_saga_duration_seconds_bucket{saga=\"%s\",le=\"%g\"} %llu\n", n, saga_duration_bounds[k], (unsigned long long)s->dur[k]);
+            if (k == SAGA_DURATION_BUCKETS - 1)
+                buf_printf(out, "factum_saga_duration_seconds_bucket{saga=\"%s\",le=\"+Inf\"} %llu\n", n,
+                           (unsigned long long)s->dur[k]);
+            else
+                buf_printf(out, "factum_saga_duration_seconds_bucket{saga=\"%s\",le=\"%g\"} %llu\n", n,
+                           saga_duration_bounds[k], (unsigned long long)s->dur[k]);
         }
-        buf_printf(out, "factum_saga_duration_seconds_sum{saga=\"%s\"} %.6f\nfactum_saga_duration_seconds_count{saga=\"%s\"} %llu\n", n, s->dur_sum_s, n,
-                   (unsigned long long)s->dur_n);
+        buf_printf(out,
+                   "factum_saga_duration_seconds_sum{saga=\"%s\"} "
+                   "%.6f\nfactum_saga_duration_seconds_count{saga=\"%s\"} %llu\n",
+                   n, s->dur_sum_s, n, (unsigned long long)s->dur_n);
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -1451,24 +1560,30 @@ void saga_status(saga *s, bool with_definition, buf_t *out) {
     buf_append(out, "{\"name\":", 8);
     json_escape(out, s->d->name, strlen(s->d->name));
     buf_printf(out, ",\"position\":%llu", (unsigned long long)s->position);
-    for (int k = 0; k < 5; k++) buf_printf(out, ",\"%s\":%llu", status_names[k], (unsigned long long)s->counts[k]);
+    for (int k = 0; k < 5; k++)
+        buf_printf(out, ",\"%s\":%llu", status_names[k], (unsigned long long)s->counts[k]);
     buf_printf(out, ",\"parked\":%llu", (unsigned long long)s->parked);
     pthread_mutex_unlock(&s->mu);
     if (with_definition) buf_append(out, ",\"definition\":", 14), buf_append(out, s->d->json.ptr, s->d->json.len);
     buf_append(out, "}", 1);
 }
 
-static void instance_json(buf_t *out, const char *id, int status, const char *step_name, int64_t started, int64_t ended_us) {
+static void instance_json(buf_t *out, const char *id, int status, const char *step_name, int64_t started,
+                          int64_t ended_us) {
     char t[32];
     buf_append(out, "{\"id\":", 6);
     json_escape(out, id, strlen(id));
     buf_printf(out, ",\"status\":\"%s\",\"step\":", status_names[status]);
-    if (step_name) json_escape(out, step_name, strlen(step_name));
-    else buf_append(out, "null", 4);
+    if (step_name)
+        json_escape(out, step_name, strlen(step_name));
+    else
+        buf_append(out, "null", 4);
     time_format_rfc3339(started, t);
     buf_printf(out, ",\"started\":\"%s\",\"ended\":", t);
-    if (ended_us) time_format_rfc3339(ended_us, t), buf_printf(out, "\"%s\"}", t);
-    else buf_append(out, "null}", 5);
+    if (ended_us)
+        time_format_rfc3339(ended_us, t), buf_printf(out, "\"%s\"}", t);
+    else
+        buf_append(out, "null}", 5);
 }
 
 int saga_instances(saga *s, const char *status, buf_t *out, factum_error_t *err) {
@@ -1492,7 +1607,8 @@ int saga_instances(saga *s, const char *status, buf_t *out, factum_error_t *err)
         if (want >= 0 && e->status != want) continue;
         if (!first) buf_append(out, ",", 1);
         first = false;
-        instance_json(out, e->id, e->status, e->step >= 0 ? s->d->steps[e->step].name : NULL, e->started_us, e->ended_us);
+        instance_json(out, e->id, e->status, e->step >= 0 ? s->d->steps[e->step].name : NULL, e->started_us,
+                      e->ended_us);
     }
     pthread_mutex_unlock(&s->mu);
     buf_append(out, "]", 1);
@@ -1508,8 +1624,10 @@ int saga_instance(saga *s, const char *id, buf_t *out, factum_error_t *err) {
     json_escape(out, id, strlen(id));
     buf_printf(out, ",\"status\":\"%s\",\"step\":", status_names[i->status]);
     int k = shown_step(s->d, i);
-    if (k < 0) buf_append(out, "null", 4);
-    else json_escape(out, s->d->steps[k].name, strlen(s->d->steps[k].name));
+    if (k < 0)
+        buf_append(out, "null", 4);
+    else
+        json_escape(out, s->d->steps[k].name, strlen(s->d->steps[k].name));
     buf_append(out, ",\"context\":", 11);
     buf_append(out, i->ctx.ptr, i->ctx.len);
     buf_append(out, ",\"history\":[", 12);
@@ -1522,7 +1640,8 @@ int saga_instance(saga *s, const char *id, buf_t *out, factum_error_t *err) {
             if (q) buf_append(out, ",", 1);
             buf_append(out, "{\"type\":", 8);
             json_escape(out, e->type.ptr, e->type.len);
-            buf_printf(out, ",\"time\":\"%s\",\"position\":%llu,\"data\":%.*s}", t, (unsigned long long)e->position, (int)e->data.len, e->data.ptr);
+            buf_printf(out, ",\"time\":\"%s\",\"position\":%llu,\"data\":%.*s}", t, (unsigned long long)e->position,
+                       (int)e->data.len, e->data.ptr);
         }
         factum_result_free(r);
     }

@@ -31,9 +31,11 @@ static void *scavenger_main(void *arg) {
     while (!sv->stop) {
         /* Without a schedule the timeout only wakes the thread daily; runs happen when asked.
            A period, so measured on the monotonic clock (a stepped wall clock does not move it). */
-        struct timespec next = clock_mono_after((int64_t)MIN(sv->every_s ? sv->every_s : 86400, (uint64_t)INT32_MAX) * 1000000);
+        struct timespec next =
+            clock_mono_after((int64_t)MIN(sv->every_s ? sv->every_s : 86400, (uint64_t)INT32_MAX) * 1000000);
         int w = 0;
-        while (!sv->stop && !sv->asked && w != ETIMEDOUT) w = pthread_cond_timedwait(&sv->cond, &sv->mu, &next);
+        while (!sv->stop && !sv->asked && w != ETIMEDOUT)
+            w = pthread_cond_timedwait(&sv->cond, &sv->mu, &next);
         if (sv->stop) break;
         if (!sv->asked && !sv->every_s) continue;
         sv->asked = false;
@@ -77,8 +79,8 @@ void scavenger_close(scavenger_t *sv) {
 void api_admin(conn *c, factum_str_t rest) {
     server *s = c->l->srv;
     if (!str_eq(rest, str_c("/scavenge"))) {
-        conn_problem(c, 404, "not-found", NULL, "no such resource: /admin%.*s (there is /admin/scavenge)", (int)MIN(rest.len, 200),
-                     rest.ptr);
+        conn_problem(c, 404, "not-found", NULL, "no such resource: /admin%.*s (there is /admin/scavenge)",
+                     (int)MIN(rest.len, 200), rest.ptr);
         return;
     }
     bool post = http_token_is(c->req->h.method, "post");
@@ -98,5 +100,6 @@ void api_admin(conn *c, factum_str_t rest) {
     }
     char body[1024];
     size_t n = factum_scavenge_json(&st, body, sizeof body);
-    conn_respond(c, status, "application/json", status == 202 ? "Location: /admin/scavenge\r\n" : NULL, body, MIN(n, sizeof body - 1));
+    conn_respond(c, status, "application/json", status == 202 ? "Location: /admin/scavenge\r\n" : NULL, body,
+                 MIN(n, sizeof body - 1));
 }

@@ -42,14 +42,15 @@ void server_problem(conn *c, int rc, const char *msg) {
 /* ---- query strings ---- */
 
 void api_bad_escape(conn *c, factum_str_t key) {
-    conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' has a bad percent-escape", (int)MIN(key.len, 64), key.ptr);
+    conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' has a bad percent-escape", (int)MIN(key.len, 64),
+                 key.ptr);
 }
 
 typedef struct params {
     bool has_from, backward;
     uint64_t from;
-    int64_t from_time; /* nonzero: from was an RFC 3339 time */
-    int system;        /* /all: include system streams */
+    int64_t from_time;  /* nonzero: from was an RFC 3339 time */
+    int system;         /* /all: include system streams */
     bool from_snapshot; /* streams: the latest snapshot and the events after it */
     uint64_t until;     /* temporal reads: only events with positions below this (UINT64_MAX: all) */
     buf_t until_arg;    /* "&until_...=VALUE", for the Link of the next page */
@@ -82,20 +83,26 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
         buf_t *dst = NULL;
         if (str_eq(k, str_c("from"))) {
             p->has_from = true;
-            if (str_eq(val, str_c("end"))) p->from = FACTUM_END;
-            else if (!all && str_eq(val, str_c("snapshot"))) p->from_snapshot = true;
-            else if (str_u64(val, &p->from)) p->from_time = 0;
-            else if (all && time_parse(val, &p->from_time) == 0 && p->from_time) p->from = 0;
-            else rc = -1;
+            if (str_eq(val, str_c("end")))
+                p->from = FACTUM_END;
+            else if (!all && str_eq(val, str_c("snapshot")))
+                p->from_snapshot = true;
+            else if (str_u64(val, &p->from))
+                p->from_time = 0;
+            else if (all && time_parse(val, &p->from_time) == 0 && p->from_time)
+                p->from = 0;
+            else
+                rc = -1;
         } else if (str_eq(k, str_c("limit"))) {
             uint64_t n;
             if (!str_u64(val, &n) || n < 1 || n > READ_MAX_LIMIT) {
                 conn_problem(c, 400, "bad-request", NULL, "limit must be 1 to %d", READ_MAX_LIMIT);
                 rc = -2;
-            }
-            else p->limit = (size_t)n;
+            } else
+                p->limit = (size_t)n;
         } else if (str_eq(k, str_c("direction"))) {
-            if (str_eq(val, str_c("backward"))) p->backward = true;
+            if (str_eq(val, str_c("backward")))
+                p->backward = true;
             else if (!str_eq(val, str_c("forward"))) {
                 conn_problem(c, 400, "bad-request", NULL, "direction must be forward or backward");
                 rc = -2;
@@ -115,26 +122,31 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
                              pos ? "a position" : "an RFC 3339 time");
                 rc = -2;
             }
-        } else if (all && str_eq(k, str_c("type"))) dst = &p->type;
-        else if (all && str_eq(k, str_c("category"))) dst = &p->category;
-        else if (all && str_eq(k, str_c("correlation_id"))) dst = &p->corr;
+        } else if (all && str_eq(k, str_c("type")))
+            dst = &p->type;
+        else if (all && str_eq(k, str_c("category")))
+            dst = &p->category;
+        else if (all && str_eq(k, str_c("correlation_id")))
+            dst = &p->corr;
         else if (all && str_eq(k, str_c("system"))) {
-            if (str_eq(val, str_c("true"))) p->system = 1;
+            if (str_eq(val, str_c("true")))
+                p->system = 1;
             else if (!str_eq(val, str_c("false"))) {
                 conn_problem(c, 400, "bad-request", NULL, "system must be true or false");
                 rc = -2;
             }
-        }
-        else {
+        } else {
             conn_problem(c, 400, "bad-request", NULL, "unknown query parameter '%.*s'", (int)MIN(k.len, 64), k.ptr);
             rc = -2;
         }
         if (dst && (dst->len || buf_append(dst, val.ptr ? val.ptr : "", val.len) || buf_append(dst, "", 1))) rc = -3;
         if (dst && !rc) dst->len--; /* keep the NUL outside the length */
         if (rc == -1)
-            conn_problem(c, 400, "bad-request", NULL, all ? "from must be a position, an RFC 3339 time, or 'end'"
-                                                          : "from must be a revision, 'end' or 'snapshot'");
-        if (rc == -3) conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' given twice", (int)k.len, k.ptr);
+            conn_problem(c, 400, "bad-request", NULL,
+                         all ? "from must be a position, an RFC 3339 time, or 'end'"
+                             : "from must be a revision, 'end' or 'snapshot'");
+        if (rc == -3)
+            conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' given twice", (int)k.len, k.ptr);
     }
     buf_free(&v);
     if (!rc && p->backward && !p->has_from) p->from = FACTUM_END;
@@ -172,8 +184,10 @@ size_t render_events(loop *l, const factum_result_t *res, uint64_t until) {
     for (i = 0; i < n && b->len < READ_MAX_BYTES; i++) {
         const factum_event_t *e = factum_result_event(res, i);
         if (e->position >= until) break;
-        if (i) buf_append(b, ",\n", 2);
-        else buf_append(b, "\n", 1);
+        if (i)
+            buf_append(b, ",\n", 2);
+        else
+            buf_append(b, "\n", 1);
         if (render_event(b, e)) break;
     }
     buf_append(b, i ? "\n]" : "]", i ? 2 : 1);
@@ -214,8 +228,10 @@ static void read_stream(conn *c, factum_str_t stream) {
         api_read_from_snapshot(c, stream, p.limit);
     } else if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
-        if (p.until != UINT64_MAX) conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
-        else if (!sse_from(c, &p, &from)) sse_start(c, false, stream, NULL, from);
+        if (p.until != UINT64_MAX)
+            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
+        else if (!sse_from(c, &p, &from))
+            sse_start(c, false, stream, NULL, from);
     } else {
         factum_result_t *res;
         if (p.backward && p.until != UINT64_MAX) {
@@ -227,8 +243,10 @@ static void read_stream(conn *c, factum_str_t stream) {
                 bool inside = factum_read_stream(l->srv->db, stream, mid, 1, 0, &one, NULL) == 0 &&
                               factum_result_count(one) && factum_result_event(one, 0)->position < p.until;
                 factum_result_free(one);
-                if (inside) lo = mid + 1;
-                else hi = mid;
+                if (inside)
+                    lo = mid + 1;
+                else
+                    hi = mid;
             }
             p.from = lo ? MIN(p.from, lo - 1) : p.from;
             if (!lo) p.limit = 0; /* nothing is inside the view */
@@ -239,11 +257,13 @@ static void read_stream(conn *c, factum_str_t stream) {
         } else {
             size_t n = p.limit ? render_events(l, res, p.until) : render_events(l, res, 0);
             bool cut = n < factum_result_count(res) && factum_result_event(res, n)->position >= p.until;
-            uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->revision : factum_result_next(res);
+            uint64_t next =
+                n < factum_result_count(res) ? factum_result_event(res, n)->revision : factum_result_next(res);
             int64_t last = factum_stream_revision(l->srv->db, stream);
             buf_t hdr = {0};
             buf_printf(&hdr, "ETag: \"%lld\"\r\n", (long long)last);
-            bool more = p.limit && !cut && (p.backward ? next != FACTUM_END : (n == p.limit || n < factum_result_count(res)));
+            bool more =
+                p.limit && !cut && (p.backward ? next != FACTUM_END : (n == p.limit || n < factum_result_count(res)));
             if (more) {
                 buf_printf(&hdr, "Link: </streams/");
                 buf_url_encode(&hdr, stream.ptr, stream.len);
@@ -263,18 +283,28 @@ static void read_all(conn *c) {
     loop *l = c->l;
     params p;
     if (parse_params(c, c->req->h.query, true, &p)) return;
-    factum_query_t q = {.from = p.from, .limit = p.limit, .backward = p.backward, .from_time = p.from_time, .system = p.system,
-                        .type = buf_str(&p.type), .category = buf_str(&p.category), .correlationid = buf_str(&p.corr)};
+    factum_query_t q = {.from = p.from,
+                        .limit = p.limit,
+                        .backward = p.backward,
+                        .from_time = p.from_time,
+                        .system = p.system,
+                        .type = buf_str(&p.type),
+                        .category = buf_str(&p.category),
+                        .correlationid = buf_str(&p.corr)};
     if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
-        if (p.until != UINT64_MAX) conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
-        else if (!sse_from(c, &p, &from)) sse_start(c, true, (factum_str_t){"", 0}, &q, from);
+        if (p.until != UINT64_MAX)
+            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
+        else if (!sse_from(c, &p, &from))
+            sse_start(c, true, (factum_str_t){"", 0}, &q, from);
         params_free(&p);
         return;
     }
     if (p.until != UINT64_MAX && q.backward) {
-        if (p.until == 0) q.limit = 0; /* nothing is inside the view */
-        else if (q.from == FACTUM_END || q.from >= p.until) q.from = p.until - 1;
+        if (p.until == 0)
+            q.limit = 0; /* nothing is inside the view */
+        else if (q.from == FACTUM_END || q.from >= p.until)
+            q.from = p.until - 1;
     }
     factum_result_t *res;
     factum_error_t err;
@@ -339,7 +369,8 @@ int api_expected_revision(conn *c, int64_t *out) {
         *out = FACTUM_EXPECT_NO_STREAM;
     } else if (m.ptr) {
         uint64_t n;
-        if (str_eq(m, str_c("*"))) *out = FACTUM_EXPECT_EXISTS;
+        if (str_eq(m, str_c("*")))
+            *out = FACTUM_EXPECT_EXISTS;
         else if (m.len >= 3 && m.ptr[0] == '"' && m.ptr[m.len - 1] == '"' &&
                  str_u64((factum_str_t){m.ptr + 1, m.len - 2}, &n) && n <= INT64_MAX)
             *out = (int64_t)n;
@@ -356,7 +387,8 @@ int api_expected_revision(conn *c, int64_t *out) {
 static int binary_event(conn *c, factum_str_t body, factum_event_t *e, buf_t *vals, buf_t *ext) {
     const http_req *h = &c->req->h;
     size_t total = 0;
-    for (size_t i = 0; i < h->nheaders; i++) total += h->headers[i].value.len + 1;
+    for (size_t i = 0; i < h->nheaders; i++)
+        total += h->headers[i].value.len + 1;
     if (buf_reserve(vals, total + 1)) return conn_problem(c, 500, "internal", NULL, "out of memory"), -1;
     memset(e, 0, sizeof *e);
     for (size_t i = 0; i < h->nheaders; i++) {
@@ -376,13 +408,20 @@ static int binary_event(conn *c, factum_str_t body, factum_event_t *e, buf_t *va
                 conn_problem(c, 400, "bad-event", NULL, "ce-specversion must be 1.0");
                 return -1;
             }
-        } else if (http_token_is(an, "id")) dst = &e->id;
-        else if (http_token_is(an, "type")) dst = &e->type;
-        else if (http_token_is(an, "source")) dst = &e->source;
-        else if (http_token_is(an, "subject")) dst = &e->subject;
-        else if (http_token_is(an, "correlationid")) dst = &e->correlationid;
-        else if (http_token_is(an, "causationid")) dst = &e->causationid;
-        else if (http_token_is(an, "time")) continue; /* the store records the time */
+        } else if (http_token_is(an, "id"))
+            dst = &e->id;
+        else if (http_token_is(an, "type"))
+            dst = &e->type;
+        else if (http_token_is(an, "source"))
+            dst = &e->source;
+        else if (http_token_is(an, "subject"))
+            dst = &e->subject;
+        else if (http_token_is(an, "correlationid"))
+            dst = &e->correlationid;
+        else if (http_token_is(an, "causationid"))
+            dst = &e->causationid;
+        else if (http_token_is(an, "time"))
+            continue; /* the store records the time */
         else if (http_token_is(an, "datacontenttype")) {
             conn_problem(c, 400, "bad-event", NULL, "in binary mode the data's type is the Content-Type header");
             return -1;
@@ -413,7 +452,7 @@ static int binary_event(conn *c, factum_str_t body, factum_event_t *e, buf_t *va
     char mt[128];
     e->datacontenttype = ct;
     e->data = body;
-    e->data_format = body.len == 0 && !ct.ptr ? FACTUM_DATA_NONE
+    e->data_format = body.len == 0 && !ct.ptr                       ? FACTUM_DATA_NONE
                      : is_json_media(media_type(ct, mt, sizeof mt)) ? FACTUM_DATA_JSON
                                                                     : FACTUM_DATA_BINARY;
     if (e->data_format == FACTUM_DATA_JSON && body.len == 0) {
@@ -451,11 +490,14 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
     char mt[128];
     factum_str_t m = media_type(ct, mt, sizeof mt);
     int batch;
-    if (str_eq(m, str_c("application/cloudevents+json"))) batch = 0;
-    else if (str_eq(m, str_c("application/cloudevents-batch+json"))) batch = 1;
+    if (str_eq(m, str_c("application/cloudevents+json")))
+        batch = 0;
+    else if (str_eq(m, str_c("application/cloudevents-batch+json")))
+        batch = 1;
     else if (str_eq(m, str_c("application/json"))) {
         size_t i = 0;
-        while (i < body.len && strchr(" \t\r\n", body.ptr[i])) i++;
+        while (i < body.len && strchr(" \t\r\n", body.ptr[i]))
+            i++;
         batch = i < body.len && body.ptr[i] == '[';
     } else {
         conn_problem(c, 415, "unsupported-media-type", NULL,
@@ -470,8 +512,8 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
         server_problem(c, rc, err.message);
         return;
     }
-    rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), factum_events_count(set),
-                              api_append_done, &err);
+    rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), factum_events_count(set), api_append_done,
+                              &err);
     if (rc) server_problem(c, rc, err.message);
     factum_events_free(set);
 }
@@ -489,22 +531,26 @@ void api_revision_problem(conn *c) {
     char members[160];
     int64_t exp, actual = c->ar_res.actual_revision;
     api_expected_revision(c, &exp); /* parsed fine before the request went to the writer */
-    if (exp >= 0) snprintf(members, sizeof members, "\"expected\":%lld,\"actual\":%lld", (long long)exp, (long long)actual);
-    else snprintf(members, sizeof members, "\"expected\":\"%s\",\"actual\":%lld",
-                  exp == FACTUM_EXPECT_NO_STREAM ? "no stream" : "exists", (long long)actual);
+    if (exp >= 0)
+        snprintf(members, sizeof members, "\"expected\":%lld,\"actual\":%lld", (long long)exp, (long long)actual);
+    else
+        snprintf(members, sizeof members, "\"expected\":\"%s\",\"actual\":%lld",
+                 exp == FACTUM_EXPECT_NO_STREAM ? "no stream" : "exists", (long long)actual);
     conn_problem(c, 412, "wrong-expected-revision", members, "%s", c->ar_msg);
 }
 
 bool server_written(conn *c) {
     c->state = C_BODY;
     if (!c->ar_rc) return true;
-    if (c->ar_rc == FACTUM_EREVISION) api_revision_problem(c);
+    if (c->ar_rc == FACTUM_EREVISION)
+        api_revision_problem(c);
     else if (c->ar_rc == FACTUM_EIO)
         /* Its commit group failed to sync: the events may or may not be on disk after a restart.
            A retry with the same event ids is idempotent, so it is safe (docs/http.md). */
         conn_problem(c, 503, "outcome-unknown", "\"outcome\":\"unknown\",\"retry_safe_with_same_ids\":true", "%s",
                      c->ar_msg);
-    else server_problem(c, c->ar_rc, c->ar_msg);
+    else
+        server_problem(c, c->ar_rc, c->ar_msg);
     return false;
 }
 
@@ -562,8 +608,8 @@ static void health(conn *c) {
             const factum_damage_t *d = &in->damage[i];
             buf_printf(&b, "%s{\"file\":", i ? "," : "");
             json_escape(&b, d->file, strlen(d->file));
-            buf_printf(&b, ",\"offset\":%llu,\"position\":%llu,\"error\":\"%s\",\"message\":", (unsigned long long)d->offset,
-                       (unsigned long long)d->position, factum_errname(d->code));
+            buf_printf(&b, ",\"offset\":%llu,\"position\":%llu,\"error\":\"%s\",\"message\":",
+                       (unsigned long long)d->offset, (unsigned long long)d->position, factum_errname(d->code));
             json_escape(&b, d->message, strlen(d->message));
             buf_append(&b, "}", 1);
         }
@@ -592,8 +638,10 @@ static void histogram(buf_t *b, const char *name, const char *help, const uint64
     uint64_t cum = 0;
     for (size_t i = 0; i < n; i++) {
         cum += counts[i];
-        if (i + 1 == n) buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-        else buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i] * scale, (unsigned long long)cum);
+        if (i + 1 == n)
+            buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+        else
+            buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i] * scale, (unsigned long long)cum);
     }
     buf_printf(b, "%s_sum %g\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
 }
@@ -609,7 +657,8 @@ static void group_metrics(buf_t *b, groups_t *gs) {
     static const struct {
         const char *name, *type, *help;
     } fam[] = {
-        {"factum_group_lag_positions", "gauge", "Log positions from the oldest event the group has not finished to the head."},
+        {"factum_group_lag_positions", "gauge",
+         "Log positions from the oldest event the group has not finished to the head."},
         {"factum_group_lag_events", "gauge", "Events of the group's stream not finished (stream sources only)."},
         {"factum_group_lag_seconds", "gauge", "Age of the oldest event the group has not finished."},
         {"factum_group_in_flight", "gauge", "Deliveries awaiting ack."},
@@ -645,12 +694,14 @@ static void metrics(conn *c) {
     uint64_t lat[SERVER_HIST] = {0}, lat_sum = 0, subs = 0, accepted = 0, drops = 0, status[600] = {0};
     for (int i = 0; i < s->nloops; i++) {
         loop *l = &s->loops[i];
-        for (int k = 0; k < SERVER_HIST; k++) lat[k] += atomic_load_explicit(&l->lat[k], memory_order_relaxed);
+        for (int k = 0; k < SERVER_HIST; k++)
+            lat[k] += atomic_load_explicit(&l->lat[k], memory_order_relaxed);
         lat_sum += atomic_load_explicit(&l->lat_sum_us, memory_order_relaxed);
         subs += atomic_load_explicit(&l->nsubs, memory_order_relaxed);
         accepted += atomic_load_explicit(&l->accepted, memory_order_relaxed);
         drops += atomic_load_explicit(&l->slow_drops, memory_order_relaxed);
-        for (int k = 100; k < 600; k++) status[k] += atomic_load_explicit(&l->status[k], memory_order_relaxed);
+        for (int k = 100; k < 600; k++)
+            status[k] += atomic_load_explicit(&l->status[k], memory_order_relaxed);
     }
     api_metric_head(b, "factum_build_info", "gauge", "Build information.");
     buf_printf(b, "factum_build_info{version=\"%s\"} 1\n", s->cfg.version);
@@ -673,19 +724,24 @@ static void metrics(conn *c) {
     factum_integrity_t integ;
     factum_integrity(s->db, &integ);
     scalar(b, "factum_integrity_damaged_events", "gauge",
-           "Distinct events reads found damaged (checksum or media error) since the server started.", integ.damaged_events);
+           "Distinct events reads found damaged (checksum or media error) since the server started.",
+           integ.damaged_events);
     scalar(b, "factum_subscribers", "gauge", "Live and catching-up SSE subscribers.", subs);
-    api_metric_head(b, "factum_subscriber_disconnects_total", "counter", "Subscribers cut off past their buffer limit.");
+    api_metric_head(b, "factum_subscriber_disconnects_total", "counter",
+                    "Subscribers cut off past their buffer limit.");
     buf_printf(b, "factum_subscriber_disconnects_total{reason=\"slow\"} %llu\n", (unsigned long long)drops);
     scalar(b, "factum_connections", "gauge", "Open HTTP connections.", atomic_load(&s->nconns));
     scalar(b, "factum_connections_total", "counter", "HTTP connections accepted.", accepted);
     timers_stats ts;
     timers_get_stats(s->timers, &ts);
     scalar(b, "factum_timers_pending", "gauge", "Durable timers waiting to fire.", ts.pending);
-    scalar(b, "factum_timers_fired_total", "counter", "Timers fired (since this server started, or replayed).", ts.fired);
+    scalar(b, "factum_timers_fired_total", "counter", "Timers fired (since this server started, or replayed).",
+           ts.fired);
     scalar(b, "factum_timers_cancelled_total", "counter", "Timers cancelled.", ts.cancelled);
-    scalar(b, "factum_timers_failed_total", "counter", "Timers whose event the store refused (a deleted stream, a clashing id).", ts.failed);
-    scalar(b, "factum_timers_compactions_total", "counter", "Compactions of $schedules (records of ended timers made reclaimable).", ts.compactions);
+    scalar(b, "factum_timers_failed_total", "counter",
+           "Timers whose event the store refused (a deleted stream, a clashing id).", ts.failed);
+    scalar(b, "factum_timers_compactions_total", "counter",
+           "Compactions of $schedules (records of ended timers made reclaimable).", ts.compactions);
     histogram(b, "factum_timer_lateness_seconds", "From a timer's time to its event being durable.", ts.late,
               timers_late_bounds_ms, 16, 1e-3, (double)ts.late_sum_us / 1e6);
     group_metrics(b, s->groups);
@@ -695,14 +751,17 @@ static void metrics(conn *c) {
     factum_scavenge_stats(s->db, &sc);
     scalar(b, "factum_scavenge_running", "gauge", "1 while a scavenge runs.", (uint64_t)sc.running);
     scalar(b, "factum_scavenges_total", "counter", "Scavenges finished since the server started.", sc.runs);
-    scalar(b, "factum_scavenge_segments", "gauge", "Sealed segments the running (or last) scavenge looks at.", sc.segments_total);
+    scalar(b, "factum_scavenge_segments", "gauge", "Sealed segments the running (or last) scavenge looks at.",
+           sc.segments_total);
     scalar(b, "factum_scavenge_segments_done", "gauge", "Of them, looked at so far.", sc.segments_done);
-    scalar(b, "factum_scavenge_events_removed", "gauge", "Events the running (or last) scavenge removed.", sc.events_removed);
-    scalar(b, "factum_scavenge_reclaimed_bytes_total", "counter", "File bytes scavenges gave back since the server started.",
-           sc.bytes_reclaimed_total);
+    scalar(b, "factum_scavenge_events_removed", "gauge", "Events the running (or last) scavenge removed.",
+           sc.events_removed);
+    scalar(b, "factum_scavenge_reclaimed_bytes_total", "counter",
+           "File bytes scavenges gave back since the server started.", sc.bytes_reclaimed_total);
     api_metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
     for (int k = 100; k < 600; k++)
-        if (status[k]) buf_printf(b, "factum_http_responses_total{code=\"%d\"} %llu\n", k, (unsigned long long)status[k]);
+        if (status[k])
+            buf_printf(b, "factum_http_responses_total{code=\"%d\"} %llu\n", k, (unsigned long long)status[k]);
     conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b->ptr, b->len);
 }
 
@@ -734,8 +793,10 @@ static void named_done(conn *c) {
     named_job *j = c->job;
     c->job = NULL;
     c->state = C_BODY; /* answering, as after an append */
-    if (j->rc == FACTUM_ECONFLICT && j->conflict_slug) conn_problem(c, 409, j->conflict_slug, NULL, "%s", j->err.message);
-    else if (j->rc) server_problem(c, j->rc, j->err.message);
+    if (j->rc == FACTUM_ECONFLICT && j->conflict_slug)
+        conn_problem(c, 409, j->conflict_slug, NULL, "%s", j->err.message);
+    else if (j->rc)
+        server_problem(c, j->rc, j->err.message);
     else {
         char loc[200];
         snprintf(loc, sizeof loc, "Location: %s%s\r\n", j->location, j->name);
@@ -744,8 +805,8 @@ static void named_done(conn *c) {
     named_free(j);
 }
 
-void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location, const char *conflict_slug,
-                         job_fn work) {
+void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location,
+                         const char *conflict_slug, job_fn work) {
     named_job *j = calloc(1, sizeof *j);
     if (!j || buf_append(&j->body, body.ptr, body.len)) {
         free(j);
@@ -762,8 +823,10 @@ void api_not_allowed(conn *c, const char *allow) {
     char hdr[96];
     snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
     buf_t b = {0};
-    buf_printf(&b, "{\"type\":\"urn:factum:problem:method-not-allowed\",\"title\":\"Method Not Allowed\","
-                   "\"status\":405,\"detail\":\"this resource allows %s\"}", allow);
+    buf_printf(&b,
+               "{\"type\":\"urn:factum:problem:method-not-allowed\",\"title\":\"Method Not Allowed\","
+               "\"status\":405,\"detail\":\"this resource allows %s\"}",
+               allow);
     conn_respond(c, 405, "application/problem+json", hdr, b.ptr, b.len);
     buf_free(&b);
 }
@@ -790,9 +853,12 @@ void api_handle(conn *c, factum_str_t body) {
             else if (!path_stream(c, (factum_str_t){rest.ptr, (size_t)(slash - rest.ptr)}, &sname)) {
                 factum_error_t err;
                 factum_str_t sn = {sname.ptr ? sname.ptr : "", sname.len};
-                if (factum_stream_name_check(sn, &err)) server_problem(c, FACTUM_EBADSTREAM, err.message);
-                else if (snap) api_snapshot(c, sn, body);
-                else api_stream_metadata(c, sn, body);
+                if (factum_stream_name_check(sn, &err))
+                    server_problem(c, FACTUM_EBADSTREAM, err.message);
+                else if (snap)
+                    api_snapshot(c, sn, body);
+                else
+                    api_stream_metadata(c, sn, body);
             }
             buf_free(&sname);
             return;
@@ -800,10 +866,14 @@ void api_handle(conn *c, factum_str_t body) {
         buf_t name = {0};
         if (!path_stream(c, rest, &name)) {
             factum_str_t stream = {name.ptr, name.len};
-            if (method_is(c, "POST")) append(c, stream, body);
-            else if (get) read_stream(c, stream);
-            else if (method_is(c, "DELETE")) api_delete_stream(c, stream);
-            else api_not_allowed(c, "GET, HEAD, POST, DELETE");
+            if (method_is(c, "POST"))
+                append(c, stream, body);
+            else if (get)
+                read_stream(c, stream);
+            else if (method_is(c, "DELETE"))
+                api_delete_stream(c, stream);
+            else
+                api_not_allowed(c, "GET, HEAD, POST, DELETE");
         }
         buf_free(&name);
     } else if (path.len >= 7 && !memcmp(path.ptr, "/groups", 7) && (path.len == 7 || path.ptr[7] == '/')) {
@@ -817,26 +887,37 @@ void api_handle(conn *c, factum_str_t body) {
     } else if (path.len >= 6 && !memcmp(path.ptr, "/admin", 6) && (path.len == 6 || path.ptr[6] == '/')) {
         api_admin(c, (factum_str_t){path.ptr + 6, path.len - 6});
     } else if (str_eq(path, str_c("/all"))) {
-        if (get) read_all(c);
-        else api_not_allowed(c, "GET, HEAD");
+        if (get)
+            read_all(c);
+        else
+            api_not_allowed(c, "GET, HEAD");
     } else if (str_eq(path, str_c("/streams")) || str_eq(path, str_c("/categories"))) {
-        if (!get) api_not_allowed(c, "GET, HEAD");
-        else if (path.len == 8) api_list_streams(c);
-        else api_list_categories(c);
+        if (!get)
+            api_not_allowed(c, "GET, HEAD");
+        else if (path.len == 8)
+            api_list_streams(c);
+        else
+            api_list_categories(c);
     } else if (str_eq(path, str_c("/health"))) {
-        if (get) health(c);
-        else api_not_allowed(c, "GET, HEAD");
+        if (get)
+            health(c);
+        else
+            api_not_allowed(c, "GET, HEAD");
     } else if (str_eq(path, str_c("/metrics"))) {
-        if (get) metrics(c);
-        else api_not_allowed(c, "GET, HEAD");
+        if (get)
+            metrics(c);
+        else
+            api_not_allowed(c, "GET, HEAD");
     } else if (str_eq(path, str_c("/"))) {
         if (!get) {
             api_not_allowed(c, "GET, HEAD");
             return;
         }
         char b[256];
-        int n = snprintf(b, sizeof b, "{\"name\":\"factum\",\"version\":\"%s\",\"api\":[\"/streams/{stream}\",\"/all\","
-                         "\"/streams\",\"/categories\",\"/health\",\"/metrics\"]}", c->l->srv->cfg.version);
+        int n = snprintf(b, sizeof b,
+                         "{\"name\":\"factum\",\"version\":\"%s\",\"api\":[\"/streams/{stream}\",\"/all\","
+                         "\"/streams\",\"/categories\",\"/health\",\"/metrics\"]}",
+                         c->l->srv->cfg.version);
         conn_respond(c, 200, JSON, NULL, b, (size_t)n);
     } else {
         conn_problem(c, 404, "not-found", NULL, "no such resource: %.*s", (int)MIN(path.len, 300), path.ptr);

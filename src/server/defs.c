@@ -27,7 +27,8 @@ static void fold_record(void *ctx, const factum_event_t *e) {
         return;
     }
     pending_def **at = &f->list;
-    while (*at && strcmp((*at)->name, name.ptr)) at = &(*at)->next;
+    while (*at && strcmp((*at)->name, name.ptr))
+        at = &(*at)->next;
     factum_str_t def;
     int kind;
     if (str_eq(e->type, str_c(f->defined)) && json_member(e->data, "definition", &def, &kind)) {
@@ -58,7 +59,8 @@ int defs_replay(factum_t *db, const char *stream, const char *defined, const cha
     return rc;
 }
 
-int defs_record(factum_t *db, const char *stream, const char *type, const char *name, factum_str_t def, factum_error_t *err) {
+int defs_record(factum_t *db, const char *stream, const char *type, const char *name, factum_str_t def,
+                factum_error_t *err) {
     buf_t data = {0};
     buf_append(&data, "{\"name\":", 8);
     json_escape(&data, name, strlen(name));

@@ -13,6 +13,7 @@
 int defs_replay(factum_t *db, const char *stream, const char *defined, const char *deleted,
                 void (*fn)(void *ctx, const char *name, factum_str_t def), void *ctx, factum_error_t *err);
 /* Appends a record of `type` for name (def empty: no definition member). */
-int defs_record(factum_t *db, const char *stream, const char *type, const char *name, factum_str_t def, factum_error_t *err);
+int defs_record(factum_t *db, const char *stream, const char *type, const char *name, factum_str_t def,
+                factum_error_t *err);
 
 #endif

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 
 #define MAX_IN_FLIGHT 10000
-#define MAX_HELD 100000 /* by_stream: events read and waiting for their stream; reading stops past it */
-#define CHECKPOINT_EVERY 1000         /* state records between Checkpoint snapshots */
+#define MAX_HELD 100000       /* by_stream: events read and waiting for their stream; reading stops past it */
+#define CHECKPOINT_EVERY 1000 /* state records between Checkpoint snapshots */
 #define CHECKPOINT_MAX_BYTES (900u << 10) /* a snapshot larger than this is put off (the data limit is 1 MiB) */
 #define MAX_FILTERS 16
 
@@ -39,14 +39,14 @@ typedef struct entry {
     bool replayed;    /* replayed: a failure parks it again (one more delivery, no loop) */
     uint8_t kind;
     uint64_t member; /* the push member holding it in flight, 0 for pull */
-    int64_t t; /* in flight: deadline; retry: when due (µs, CLOCK_MONOTONIC; records hold the wall clock) */
+    int64_t t;       /* in flight: deadline; retry: when due (µs, CLOCK_MONOTONIC; records hold the wall clock) */
 } entry;
 
 typedef struct group {
     char name[GROUP_MAX_NAME + 1];
     int src;
     bool by_stream;
-    char src_name[256];                      /* stream or category */
+    char src_name[256]; /* stream or category */
     char types[MAX_FILTERS][256], cats[MAX_FILTERS][256];
     int ntypes, ncats;
     uint32_t ack_timeout_ms, max_deliveries, min_delay_ms, max_delay_ms;
@@ -66,10 +66,10 @@ typedef struct group {
     uint32_t since_checkpoint; /* state records applied since the last Checkpoint */
     /* A read that failed (damage: FACTUM_ECORRUPT, FACTUM_EIO) stopped delivery at err_key; it
        stays until a read there succeeds (docs/groups.md). In memory only. */
-    int err_code;          /* 0: delivering */
-    uint64_t err_key;      /* the key delivery stopped at */
-    uint64_t err_pos;      /* the event's position, UINT64_MAX if the error names none */
-    bool err_cursor;       /* met reading new events (else re-reading a retry) */
+    int err_code;     /* 0: delivering */
+    uint64_t err_key; /* the key delivery stopped at */
+    uint64_t err_pos; /* the event's position, UINT64_MAX if the error names none */
+    bool err_cursor;  /* met reading new events (else re-reading a retry) */
     char err_msg[320];
     struct group *link;
 } group;
@@ -95,7 +95,6 @@ static group *find(groups_t *gs, const char *name) {
 
 /* ---- JSON helpers ---- */
 
-
 static bool str_into(factum_str_t raw, char *out, size_t cap) {
     buf_t b = {0};
     bool ok = !json_unescape(raw, &b) && b.len < cap && !memchr(b.ptr ? b.ptr : "", 0, b.len);
@@ -112,7 +111,9 @@ static int num_member(factum_str_t obj, const char *key, uint64_t lo, uint64_t h
     uint64_t n = dflt;
     if (json_member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !str_u64(v, &n)))
         return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number", key);
-    if (n < lo || n > hi) return err_set(err, FACTUM_EINVAL, "'%s' must be %llu to %llu", key, (unsigned long long)lo, (unsigned long long)hi);
+    if (n < lo || n > hi)
+        return err_set(err, FACTUM_EINVAL, "'%s' must be %llu to %llu", key, (unsigned long long)lo,
+                       (unsigned long long)hi);
     *out = (uint32_t)n;
     return 0;
 }
@@ -138,7 +139,8 @@ static bool name_ok(const char *n) {
     if (!len || len > GROUP_MAX_NAME) return false;
     for (size_t i = 0; i < len; i++) {
         char c = n[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+              c == '.'))
             return false;
     }
     return true;
@@ -155,13 +157,17 @@ static int resolve_start(groups_t *gs, const group *g, factum_str_t v, int kind,
         *out = n;
         return 0;
     }
-    if (kind != JSON_STRING || json_unescape(v, &s)) return err_set(err, FACTUM_EINVAL, "'start' must be earliest, latest, a number or a time");
+    if (kind != JSON_STRING || json_unescape(v, &s))
+        return err_set(err, FACTUM_EINVAL, "'start' must be earliest, latest, a number or a time");
     factum_str_t str = {s.ptr ? s.ptr : "", s.len};
-    if (str_eq(str, str_c("earliest"))) *out = 0;
+    if (str_eq(str, str_c("earliest")))
+        *out = 0;
     else if (str_eq(str, str_c("latest")))
-        *out = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1) : factum_head_position(db);
+        *out = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1)
+                                    : factum_head_position(db);
     else if (time_parse(str, &t) == 0) {
-        if (g->src != SRC_STREAM) *out = factum_position_at(db, t);
+        if (g->src != SRC_STREAM)
+            *out = factum_position_at(db, t);
         else {
             /* The first revision committed at or after t: binary search over the stream. */
             uint64_t lo = 0, hi = (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1);
@@ -171,12 +177,15 @@ static int resolve_start(groups_t *gs, const group *g, factum_str_t v, int kind,
                 bool before = factum_read_stream(db, str_c(g->src_name), mid, 1, 0, &r, NULL) == 0 &&
                               factum_result_count(r) && factum_result_event(r, 0)->time_us < t;
                 if (r) factum_result_free(r);
-                if (before) lo = mid + 1;
-                else hi = mid;
+                if (before)
+                    lo = mid + 1;
+                else
+                    hi = mid;
             }
             *out = lo;
         }
-    } else rc = err_set(err, FACTUM_EINVAL, "'start' must be earliest, latest, a number or an RFC 3339 time");
+    } else
+        rc = err_set(err, FACTUM_EINVAL, "'start' must be earliest, latest, a number or an RFC 3339 time");
     buf_free(&s);
     return rc;
 }
@@ -185,12 +194,15 @@ static int resolve_start(groups_t *gs, const group *g, factum_str_t v, int kind,
 static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool resolve, factum_error_t *err) {
     factum_str_t v, src;
     int kind, rc;
-    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "the body must be a JSON object");
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT)
+        return err_set(err, FACTUM_EINVAL, "the body must be a JSON object");
     if (!json_member(body, "source", &src, &kind) || kind != JSON_OBJECT)
         return err_set(err, FACTUM_EINVAL, "'source' must be {\"stream\": S}, {\"category\": C} or {\"all\": {...}}");
     static const char *const source_members[] = {"stream", "category", "all", NULL};
     if ((rc = json_only_members(src, "'source'", source_members, err))) return rc;
-    if (json_member(src, "stream", &v, &kind) + json_member(src, "category", &v, &kind) + json_member(src, "all", &v, &kind) > 1)
+    if (json_member(src, "stream", &v, &kind) + json_member(src, "category", &v, &kind) +
+            json_member(src, "all", &v, &kind) >
+        1)
         return err_set(err, FACTUM_EINVAL, "'source' has one of stream, category and all");
     if (json_member(src, "stream", &v, &kind)) {
         g->src = SRC_STREAM;
@@ -208,7 +220,8 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
         static const char *const all_members[] = {"types", "categories", NULL};
         if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "'source.all' must be an object");
         if ((rc = json_only_members(v, "'source.all'", all_members, err))) return rc;
-        if (json_member(v, "types", &l, &lk) && (lk != JSON_ARRAY || (rc = string_list(l, g->types, &g->ntypes, "types", err))))
+        if (json_member(v, "types", &l, &lk) &&
+            (lk != JSON_ARRAY || (rc = string_list(l, g->types, &g->ntypes, "types", err))))
             return err_set(err, FACTUM_EINVAL, "'source.all.types' must be a list of types");
         if (json_member(v, "categories", &l, &lk) &&
             (lk != JSON_ARRAY || (rc = string_list(l, g->cats, &g->ncats, "categories", err))))
@@ -228,14 +241,16 @@ static int parse_definition(groups_t *gs, factum_str_t body, group *g, bool reso
     factum_str_t retry = {"{}", 2};
     if (json_member(body, "retry", &v, &kind)) {
         static const char *const retry_members[] = {"min_delay_ms", "max_delay_ms", NULL};
-        if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "'retry' must be {\"min_delay_ms\", \"max_delay_ms\"}");
+        if (kind != JSON_OBJECT)
+            return err_set(err, FACTUM_EINVAL, "'retry' must be {\"min_delay_ms\", \"max_delay_ms\"}");
         if ((rc = json_only_members(v, "'retry'", retry_members, err))) return rc;
         retry = v;
     }
     if ((rc = num_member(retry, "min_delay_ms", 0, 86400000, 1000, &g->min_delay_ms, err)) ||
         (rc = num_member(retry, "max_delay_ms", 0, 86400000, 60000, &g->max_delay_ms, err)))
         return rc;
-    if (g->min_delay_ms > g->max_delay_ms) return err_set(err, FACTUM_EINVAL, "'retry.min_delay_ms' is above 'max_delay_ms'");
+    if (g->min_delay_ms > g->max_delay_ms)
+        return err_set(err, FACTUM_EINVAL, "'retry.min_delay_ms' is above 'max_delay_ms'");
     if (resolve) {
         g->start = 0;
         if (json_member(body, "start", &v, &kind) && (rc = resolve_start(gs, g, v, kind, &g->start, err))) return rc;
@@ -266,22 +281,25 @@ static void render_config(const group *g, buf_t *b) {
         }
         buf_printf(b, "]}}");
     }
-    buf_printf(b, ",\"start\":%llu,\"strategy\":\"%s\",\"ack_timeout_ms\":%u,\"max_deliveries\":%u,"
-                  "\"retry\":{\"min_delay_ms\":%u,\"max_delay_ms\":%u}",
+    buf_printf(b,
+               ",\"start\":%llu,\"strategy\":\"%s\",\"ack_timeout_ms\":%u,\"max_deliveries\":%u,"
+               "\"retry\":{\"min_delay_ms\":%u,\"max_delay_ms\":%u}",
                (unsigned long long)g->start, g->by_stream ? "by_stream" : "round_robin", g->ack_timeout_ms,
                g->max_deliveries, g->min_delay_ms, g->max_delay_ms);
 }
 
 int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, bool *created,
                           factum_error_t *err) {
-    if (!name_ok(name)) return err_set(err, FACTUM_EINVAL, "group names are 1 to %d letters, digits, '-', '_' or '.'", GROUP_MAX_NAME);
+    if (!name_ok(name))
+        return err_set(err, FACTUM_EINVAL, "group names are 1 to %d letters, digits, '-', '_' or '.'", GROUP_MAX_NAME);
     group tmp;
     memset(&tmp, 0, sizeof tmp);
     pthread_mutex_lock(&gs->mu);
     group *old = find(gs, name);
     *created = old == NULL;
     /* What a client may send (the GroupDefined record adds "name"). */
-    static const char *const members[] = {"source", "start", "strategy", "ack_timeout_ms", "max_deliveries", "retry", NULL};
+    static const char *const members[] = {"source",         "start", "strategy", "ack_timeout_ms",
+                                          "max_deliveries", "retry", NULL};
     int rc = parse_definition(gs, body, &tmp, old == NULL, err);
     if (!rc) rc = json_only_members(body, "a group", members, err);
     if (!rc && old) {
@@ -388,14 +406,16 @@ static void refloor(group *g) {
 
 static size_t count_kind(const group *g, int kind) {
     size_t n = 0;
-    for (size_t i = 0; i < g->n; i++) n += g->e[i].kind == kind;
+    for (size_t i = 0; i < g->n; i++)
+        n += g->e[i].kind == kind;
     return n;
 }
 
 static uint64_t backoff_us(const group *g, uint32_t attempt) {
     /* min * 2^(attempt-1), at most max, then +-20% jitter. */
     uint64_t d = g->min_delay_ms;
-    for (uint32_t i = 1; i < attempt && d < g->max_delay_ms; i++) d *= 2;
+    for (uint32_t i = 1; i < attempt && d < g->max_delay_ms; i++)
+        d *= 2;
     d = MIN(d, (uint64_t)g->max_delay_ms) * 1000;
     uint64_t j = d / 5;
     return j ? d - j + hash64(&attempt, sizeof attempt, (uint64_t)clock_mono_ns()) % (2 * j + 1) : d;
@@ -410,7 +430,8 @@ static int64_t due_mono(uint64_t due, uint64_t at) {
     return clock_mono_us() + MAX(0, left);
 }
 
-static void park(group *g, uint64_t key, uint64_t pos, uint64_t sh, uint32_t attempts, int64_t at, factum_str_t reason) {
+static void park(group *g, uint64_t key, uint64_t pos, uint64_t sh, uint32_t attempts, int64_t at,
+                 factum_str_t reason) {
     if (g->npk == g->cappk) {
         size_t cap = g->cappk ? g->cappk * 2 : 64;
         parked *p = realloc(g->pk, cap * sizeof *p);
@@ -455,12 +476,14 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
             while (json_iter_element(&it, &v, &kind) == 1) {
                 uint64_t pos = 0, sh = 0, attempt = 0, due = 0, done = 0, base = 0, replayed = 0;
                 if (kind != JSON_OBJECT || !json_member_u64(v, "key", &key)) continue;
-                json_member_u64(v, "pos", &pos), json_member_u64(v, "sh", &sh), json_member_u64(v, "attempt", &attempt), json_member_u64(v, "due", &due);
-                json_member_u64(v, "done", &done), json_member_u64(v, "base", &base), json_member_u64(v, "replayed", &replayed);
+                json_member_u64(v, "pos", &pos), json_member_u64(v, "sh", &sh), json_member_u64(v, "attempt", &attempt),
+                    json_member_u64(v, "due", &due);
+                json_member_u64(v, "done", &done), json_member_u64(v, "base", &base),
+                    json_member_u64(v, "replayed", &replayed);
                 entry *x = entry_add(g, key, pos);
                 if (x)
-                    x->sh = sh, x->attempt = (uint32_t)attempt, x->kind = done ? E_DONE : E_RETRY, x->t = due_mono(due, cp_at),
-                    x->base = (uint32_t)MIN(base, attempt), x->replayed = replayed != 0;
+                    x->sh = sh, x->attempt = (uint32_t)attempt, x->kind = done ? E_DONE : E_RETRY,
+                    x->t = due_mono(due, cp_at), x->base = (uint32_t)MIN(base, attempt), x->replayed = replayed != 0;
             }
         }
         if (json_member(data, "parked", &arr, &kind) && kind == JSON_ARRAY) {
@@ -471,7 +494,8 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
                 int rk;
                 buf_t reason = {0};
                 if (kind != JSON_OBJECT || !json_member_u64(v, "key", &key)) continue;
-                json_member_u64(v, "pos", &pos), json_member_u64(v, "sh", &sh), json_member_u64(v, "attempts", &attempts), json_member_u64(v, "at", &at);
+                json_member_u64(v, "pos", &pos), json_member_u64(v, "sh", &sh),
+                    json_member_u64(v, "attempts", &attempts), json_member_u64(v, "at", &at);
                 if (json_member(v, "reason", &raw, &rk) && rk == JSON_STRING) json_unescape(raw, &reason);
                 park(g, key, pos, sh, (uint32_t)attempts, (int64_t)at, (factum_str_t){reason.ptr, reason.len});
                 buf_free(&reason);
@@ -505,8 +529,10 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
                 uint64_t pos = 0, attempt = 0, due = 0, sh = 0;
                 factum_str_t to;
                 int tk;
-                if (kind != JSON_OBJECT || !json_member_u64(v, "key", &key) || !json_member(v, "to", &to, &tk)) continue;
-                json_member_u64(v, "pos", &pos), json_member_u64(v, "attempt", &attempt), json_member_u64(v, "due", &due), json_member_u64(v, "sh", &sh);
+                if (kind != JSON_OBJECT || !json_member_u64(v, "key", &key) || !json_member(v, "to", &to, &tk))
+                    continue;
+                json_member_u64(v, "pos", &pos), json_member_u64(v, "attempt", &attempt),
+                    json_member_u64(v, "due", &due), json_member_u64(v, "sh", &sh);
                 entry *x = entry_of(g, key);
                 /* An acknowledgement wins over a nack or timeout that crossed it: an event that is
                    done (or below the floor, so done) stays done. */
@@ -514,8 +540,10 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
                 if (!x) x = entry_add(g, key, pos);
                 if (!x) continue;
                 x->pos = pos, x->attempt = (uint32_t)attempt, x->sh = sh;
-                if (json_key_is(to, "retry")) x->kind = E_RETRY, x->t = due_mono(due, at);
-                else if (json_key_is(to, "skip")) x->kind = E_DONE;
+                if (json_key_is(to, "retry"))
+                    x->kind = E_RETRY, x->t = due_mono(due, at);
+                else if (json_key_is(to, "skip"))
+                    x->kind = E_DONE;
                 else {
                     x->kind = E_DONE; /* parked counts as done for the floor; it lives in the parked set */
                     if (!parked_of(g, key)) park(g, key, pos, sh, (uint32_t)attempt, (int64_t)at, reason);
@@ -540,7 +568,8 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
                goes on from the deliveries before, so no id is reused), once: a failure parks it
                again rather than loop. */
             if (x)
-                x->kind = E_RETRY, x->t = 0, x->attempt = x->base = attempts, x->replayed = true, x->pos = pos, x->sh = sh;
+                x->kind = E_RETRY, x->t = 0, x->attempt = x->base = attempts, x->replayed = true, x->pos = pos,
+                x->sh = sh;
         }
     }
     refloor(g);
@@ -551,15 +580,19 @@ static void apply_record(group *g, factum_str_t type, factum_str_t data, bool re
 static bool wanted(const group *g, const factum_event_t *e) {
     if (g->src != SRC_ALL) return true;
     bool t = g->ntypes == 0, c = g->ncats == 0;
-    for (int i = 0; i < g->ntypes && !t; i++) t = str_eq(e->type, str_c(g->types[i]));
-    for (int i = 0; i < g->ncats && !c; i++) c = stream_in_category(e->stream, str_c(g->cats[i]));
+    for (int i = 0; i < g->ntypes && !t; i++)
+        t = str_eq(e->type, str_c(g->types[i]));
+    for (int i = 0; i < g->ncats && !c; i++)
+        c = stream_in_category(e->stream, str_c(g->cats[i]));
     return t && c;
 }
 
 /* One delivery: an element of the JSON array (pull), or an SSE message (push). */
 static void render_delivery(buf_t *out, size_t *count, const entry *x, const factum_event_t *e, bool sse) {
-    if (sse) buf_printf(out, "id: %llu.%u\nevent: delivery\ndata: ", (unsigned long long)x->key, x->attempt);
-    else buf_append(out, *count ? ",\n" : "\n", *count ? 2 : 1);
+    if (sse)
+        buf_printf(out, "id: %llu.%u\nevent: delivery\ndata: ", (unsigned long long)x->key, x->attempt);
+    else
+        buf_append(out, *count ? ",\n" : "\n", *count ? 2 : 1);
     size_t at = out->len;
     buf_printf(out, "{\"delivery_id\":\"%llu.%u\",\"attempt\":%u,\"event\":", (unsigned long long)x->key, x->attempt,
                x->attempt - x->base);
@@ -630,7 +663,7 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
         mine += g->e[i].kind == E_INFLIGHT && member && g->e[i].member == member;
     }
     max = max > mine ? max - mine : 0; /* push: max is the member's limit on unacknowledged messages */
-    bool stopped = false; /* a read failed in this pull: nothing after it goes out */
+    bool stopped = false;              /* a read failed in this pull: nothing after it goes out */
     /* Retries that are due, and events held for their stream, first: oldest key first. */
     while (*count < max && in_flight < MAX_IN_FLIGHT) {
         entry *best = NULL;
@@ -654,25 +687,32 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
             break;
         }
         if (g->err_code && !g->err_cursor && g->err_key == best->key) g->err_code = 0; /* readable again */
-        if (best->kind == E_RETRY) g->redelivered++;
-        else g->delivered++;
-        best->attempt++, best->kind = E_INFLIGHT, best->t = now + (int64_t)g->ack_timeout_ms * 1000, best->member = member;
+        if (best->kind == E_RETRY)
+            g->redelivered++;
+        else
+            g->delivered++;
+        best->attempt++, best->kind = E_INFLIGHT, best->t = now + (int64_t)g->ack_timeout_ms * 1000,
+                         best->member = member;
         render_delivery(out, count, best, factum_result_event(r, 0), sse);
         in_flight++;
         factum_result_free(r);
     }
     /* Then new events from the cursor. */
     size_t held = 0;
-    for (size_t i = 0; i < g->n; i++) held += g->e[i].kind == E_HELD;
+    for (size_t i = 0; i < g->n; i++)
+        held += g->e[i].kind == E_HELD;
     bool narrow = false; /* past a failed read: one event at a time, up to the damage */
     while (!stopped && *count < max && in_flight < MAX_IN_FLIGHT && held < MAX_HELD) {
         factum_result_t *r;
         size_t want = narrow ? 1 : MIN(max - *count, 1000);
         int rc;
         factum_error_t rerr = {.code = 0};
-        if (g->src == SRC_STREAM) rc = factum_read_stream(db, str_c(g->src_name), g->next, want, 0, &r, &rerr);
+        if (g->src == SRC_STREAM)
+            rc = factum_read_stream(db, str_c(g->src_name), g->next, want, 0, &r, &rerr);
         else {
-            factum_query_t q = {.from = g->next, .limit = want, .category = g->src == SRC_CATEGORY ? str_c(g->src_name) : (factum_str_t){0}};
+            factum_query_t q = {.from = g->next,
+                                .limit = want,
+                                .category = g->src == SRC_CATEGORY ? str_c(g->src_name) : (factum_str_t){0}};
             rc = factum_read_all(db, &q, &r, &rerr);
         }
         if (rc == FACTUM_ENOTFOUND || rc == FACTUM_EDELETED) break; /* the stream is not there (yet) */
@@ -718,10 +758,10 @@ int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, buf
     }
     refloor(g);
     /* Stopped with nothing to hand out: the puller gets the error, not an empty answer. */
-    int rc = g->err_code && !*count ? err_set(err, g->err_code, "group '%s' stopped at %s %llu: %s", g->name,
-                                                g->src == SRC_STREAM ? "revision" : "position",
-                                                (unsigned long long)g->err_key, g->err_msg)
-                                    : 0;
+    int rc = g->err_code && !*count
+                 ? err_set(err, g->err_code, "group '%s' stopped at %s %llu: %s", g->name,
+                           g->src == SRC_STREAM ? "revision" : "position", (unsigned long long)g->err_key, g->err_msg)
+                 : 0;
     pthread_mutex_unlock(&gs->mu);
     if (!sse) buf_append(out, *count ? "\n]" : "]", *count ? 2 : 1);
     return rc;
@@ -754,7 +794,8 @@ static bool delivery_id(factum_str_t s, uint64_t *key, uint32_t *attempt) {
 /* One element of "delivery_ids": a string "KEY.ATTEMPT". 0, or FACTUM_EINVAL. */
 static int element_id(factum_str_t v, int kind, uint64_t *key, uint32_t *attempt, factum_error_t *err) {
     buf_t s = {0};
-    bool ok = kind == JSON_STRING && !json_unescape(v, &s) && delivery_id((factum_str_t){s.ptr ? s.ptr : "", s.len}, key, attempt);
+    bool ok = kind == JSON_STRING && !json_unescape(v, &s) &&
+              delivery_id((factum_str_t){s.ptr ? s.ptr : "", s.len}, key, attempt);
     buf_free(&s);
     return ok ? 0 : err_set(err, FACTUM_EINVAL, "delivery ids look like \"123.1\"");
 }
@@ -800,8 +841,8 @@ static int walk_ids(group *g, factum_str_t arr, bool done_ok, void (*take)(void 
         }
         if (done_ok && (key < g->floor || (x && x->kind == E_DONE))) continue;
         const char *why = refusal(g, x, key, attempt);
-        buf_printf(refused, "%s{\"delivery_id\":\"%llu.%u\",\"reason\":\"%s\"}", nrefused++ ? "," : "", (unsigned long long)key,
-                   attempt, why);
+        buf_printf(refused, "%s{\"delivery_id\":\"%llu.%u\",\"reason\":\"%s\"}", nrefused++ ? "," : "",
+                   (unsigned long long)key, attempt, why);
         if (!first[0]) snprintf(first, sizeof first, "%llu.%u: %s", (unsigned long long)key, attempt, why);
     }
     if (!rc && nrefused && nrefused == ids)
@@ -810,10 +851,11 @@ static int walk_ids(group *g, factum_str_t arr, bool done_ok, void (*take)(void 
 }
 
 /* The body of an ack or nack: its "delivery_ids" array, and only the members named. */
-static int batch_body(factum_str_t body, const char *what, const char *const *members, factum_str_t *arr, factum_error_t *err) {
+static int batch_body(factum_str_t body, const char *what, const char *const *members, factum_str_t *arr,
+                      factum_error_t *err) {
     int kind;
-    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT || !json_member(body, "delivery_ids", arr, &kind) ||
-        kind != JSON_ARRAY)
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT ||
+        !json_member(body, "delivery_ids", arr, &kind) || kind != JSON_ARRAY)
         return err_set(err, FACTUM_EINVAL, "the body must be {\"delivery_ids\": [...]%s}", what);
     return json_only_members(body, "the body", members, err);
 }
@@ -859,7 +901,8 @@ int groups_ack_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t 
         uint64_t f = g->next;
         for (size_t i = 0; i < g->n; i++) {
             bool acking = false;
-            for (size_t k = 0; k < b.nk && !acking; k++) acking = b.keys[k] == g->e[i].key;
+            for (size_t k = 0; k < b.nk && !acking; k++)
+                acking = b.keys[k] == g->e[i].key;
             if (g->e[i].kind != E_DONE && !acking && g->e[i].key < f) f = g->e[i].key;
         }
         buf_printf(rec, "],\"floor\":%llu}", (unsigned long long)f);
@@ -890,7 +933,8 @@ void groups_write_abandoned(groups_t *gs, const char *name) {
 /* ---- nack, parked ---- */
 
 /* Renders one Nacked item for x going `to` (retry, park or skip). */
-static void nack_item(const group *g, buf_t *rec, const entry *x, const char *to, int64_t now, int64_t delay_ms, bool first) {
+static void nack_item(const group *g, buf_t *rec, const entry *x, const char *to, int64_t now, int64_t delay_ms,
+                      bool first) {
     int64_t due = now + (delay_ms >= 0 ? delay_ms * 1000 : (int64_t)backoff_us(g, x->attempt - x->base));
     buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"to\":\"%s\",\"due\":%lld}",
                first ? "" : ",", (unsigned long long)x->key, (unsigned long long)x->pos, (unsigned long long)x->sh,
@@ -963,8 +1007,10 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
     group *g = record_begin(gs, name, rec, "{\"keys\":[", &rc, err);
     if (!rc && one) {
         uint64_t key;
-        if (!str_u64(str_c(one), &key) || !parked_of(g, key)) rc = err_set(err, FACTUM_ENOTFOUND, "no parked event '%s'", one);
-        else buf_printf(rec, "%llu", (unsigned long long)key), *n = 1;
+        if (!str_u64(str_c(one), &key) || !parked_of(g, key))
+            rc = err_set(err, FACTUM_ENOTFOUND, "no parked event '%s'", one);
+        else
+            buf_printf(rec, "%llu", (unsigned long long)key), *n = 1;
     } else if (!rc && arr.ptr) {
         json_iter_t it;
         json_iter_init(&it, arr);
@@ -973,10 +1019,12 @@ int groups_parked_prepare(groups_t *gs, const char *name, factum_str_t body, con
             uint64_t key;
             if (kind != JSON_STRING || !str_into(v, s, sizeof s) || !str_u64(str_c(s), &key) || !parked_of(g, key))
                 rc = err_set(err, FACTUM_ENOTFOUND, "not a parked event: %.*s", (int)MIN(v.len, 40), v.ptr);
-            else buf_printf(rec, "%s%llu", *n ? "," : "", (unsigned long long)key), ++*n;
+            else
+                buf_printf(rec, "%s%llu", *n ? "," : "", (unsigned long long)key), ++*n;
         }
     } else if (!rc) {
-        for (size_t i = 0; i < g->npk; i++) buf_printf(rec, "%s%llu", i ? "," : "", (unsigned long long)g->pk[i].key);
+        for (size_t i = 0; i < g->npk; i++)
+            buf_printf(rec, "%s%llu", i ? "," : "", (unsigned long long)g->pk[i].key);
         *n = g->npk;
     }
     buf_printf(rec, "]}");
@@ -1010,8 +1058,10 @@ int groups_parked_list(groups_t *gs, const char *name, const char *one, buf_t *o
     if (g && one) {
         uint64_t key;
         parked *p = str_u64(str_c(one), &key) ? parked_of(g, key) : NULL;
-        if (p) render_parked(gs, p, out);
-        else rc = FACTUM_ENOTFOUND;
+        if (p)
+            render_parked(gs, p, out);
+        else
+            rc = FACTUM_ENOTFOUND;
     } else if (g) {
         buf_append(out, "[", 1);
         for (size_t i = 0; i < g->npk; i++) {
@@ -1043,16 +1093,17 @@ static bool write_checkpoint(groups_t *gs, group *g, buf_t *rec, uint64_t *rev) 
         /* in flight or being parked: delivered again after a restart, like any unacked event */
         bool done = x->kind == E_DONE;
         int64_t due = x->kind == E_RETRY ? now + MAX(0, x->t - now_mono) : now;
-        buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"done\":%d,\"due\":%lld", k++ ? "," : "",
-                   (unsigned long long)x->key, (unsigned long long)x->pos, (unsigned long long)x->sh, x->attempt, done,
-                   (long long)due);
+        buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempt\":%u,\"done\":%d,\"due\":%lld",
+                   k++ ? "," : "", (unsigned long long)x->key, (unsigned long long)x->pos, (unsigned long long)x->sh,
+                   x->attempt, done, (long long)due);
         if (x->replayed) buf_printf(rec, ",\"base\":%u,\"replayed\":1", x->base);
         buf_append(rec, "}", 1);
     }
     buf_printf(rec, "],\"parked\":[");
     for (size_t i = 0; i < g->npk; i++) {
         const parked *p = &g->pk[i];
-        buf_printf(rec, "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempts\":%u,\"at\":%lld,\"reason\":", i ? "," : "",
+        buf_printf(rec,
+                   "%s{\"key\":%llu,\"pos\":%llu,\"sh\":%llu,\"attempts\":%u,\"at\":%lld,\"reason\":", i ? "," : "",
                    (unsigned long long)p->key, (unsigned long long)p->pos, (unsigned long long)p->sh, p->attempts,
                    (long long)p->at);
         json_escape(rec, p->reason, strlen(p->reason));
@@ -1128,10 +1179,12 @@ static void *keeper(void *arg) {
             group *again = find(gs, name);
             if (again != g) break; /* deleted meanwhile: the list changed under us */
             g->writes_pending--;
-            if (rc == 0) apply_record(g, str_c("Nacked"), (factum_str_t){rec.ptr, rec.len}, false);
+            if (rc == 0)
+                apply_record(g, str_c("Nacked"), (factum_str_t){rec.ptr, rec.len}, false);
             else
                 for (size_t i = 0; i < g->n; i++)
-                    if (g->e[i].kind == E_PARKING) g->e[i].kind = E_RETRY, g->e[i].t = now; /* the disk refuses: keep it moving */
+                    if (g->e[i].kind == E_PARKING)
+                        g->e[i].kind = E_RETRY, g->e[i].t = now; /* the disk refuses: keep it moving */
             break; /* the list may have changed while unlocked: start over next round */
         }
     }
@@ -1150,13 +1203,16 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
     uint64_t end = g->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(db, str_c(g->src_name)) + 1) : head;
     st->next = g->next, st->checkpoint = g->floor;
     st->has_lag_events = g->src == SRC_STREAM;
-    if (st->has_lag_events) st->lag_events = end > g->floor ? end - g->floor : 0;
-    else st->lag_positions = end > g->floor ? end - g->floor : 0;
+    if (st->has_lag_events)
+        st->lag_events = end > g->floor ? end - g->floor : 0;
+    else
+        st->lag_positions = end > g->floor ? end - g->floor : 0;
     st->in_flight = count_kind(g, E_INFLIGHT), st->retrying = count_kind(g, E_RETRY), st->held = count_kind(g, E_HELD);
     st->parked = g->npk, st->delivered = g->delivered, st->redelivered = g->redelivered, st->acked = g->acked;
     st->stopped = g->err_code != 0;
     int64_t now = clock_realtime_us(), oldest = now;
-    for (size_t i = 0; i < g->npk; i++) oldest = MIN(oldest, g->pk[i].at);
+    for (size_t i = 0; i < g->npk; i++)
+        oldest = MIN(oldest, g->pk[i].at);
     if (g->rate_n >= 2) {
         int first = g->rate_n == 11 ? g->rate_i : 0, last = (g->rate_i + 10) % 11;
         double dt = (double)(g->rate_t[last] - g->rate_t[first]) / 1e6;
@@ -1171,9 +1227,12 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
     if (end > g->floor) {
         factum_result_t *r = NULL;
         int rc;
-        if (g->src == SRC_STREAM) rc = factum_read_stream(db, str_c(g->src_name), g->floor, 1, 0, &r, NULL);
+        if (g->src == SRC_STREAM)
+            rc = factum_read_stream(db, str_c(g->src_name), g->floor, 1, 0, &r, NULL);
         else {
-            factum_query_t q = {.from = g->floor, .limit = 1, .category = g->src == SRC_CATEGORY ? str_c(g->src_name) : (factum_str_t){0}};
+            factum_query_t q = {.from = g->floor,
+                                .limit = 1,
+                                .category = g->src == SRC_CATEGORY ? str_c(g->src_name) : (factum_str_t){0}};
             rc = factum_read_all(db, &q, &r, NULL);
         }
         if (!rc && factum_result_count(r)) {
@@ -1190,15 +1249,17 @@ static void render_group(groups_t *gs, group *g, buf_t *out) {
     stats_of(gs, g, &st);
     buf_printf(out, "{\"name\":\"%s\",", g->name);
     render_config(g, out);
-    buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,", (unsigned long long)st.next, (unsigned long long)st.checkpoint);
+    buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,", (unsigned long long)st.next,
+               (unsigned long long)st.checkpoint);
     if (st.has_lag_events) buf_printf(out, "\"lag_events\":%llu,", (unsigned long long)st.lag_events);
-    buf_printf(out, "\"lag_positions\":%llu,\"lag_seconds\":%.3f,"
-                    "\"in_flight\":%zu,\"retrying\":%zu,\"held\":%zu,\"parked\":%zu,\"oldest_parked_seconds\":%.3f,"
-                    "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"delivery_rate\":%.1f,"
-                    "\"redelivery_rate\":%.1f}",
-               (unsigned long long)st.lag_positions, st.lag_seconds, st.in_flight, st.retrying, st.held, st.parked, st.oldest_parked_s,
-               (unsigned long long)st.delivered, (unsigned long long)st.redelivered, (unsigned long long)st.acked,
-               st.delivery_rate, st.redelivery_rate);
+    buf_printf(out,
+               "\"lag_positions\":%llu,\"lag_seconds\":%.3f,"
+               "\"in_flight\":%zu,\"retrying\":%zu,\"held\":%zu,\"parked\":%zu,\"oldest_parked_seconds\":%.3f,"
+               "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"delivery_rate\":%.1f,"
+               "\"redelivery_rate\":%.1f}",
+               (unsigned long long)st.lag_positions, st.lag_seconds, st.in_flight, st.retrying, st.held, st.parked,
+               st.oldest_parked_s, (unsigned long long)st.delivered, (unsigned long long)st.redelivered,
+               (unsigned long long)st.acked, st.delivery_rate, st.redelivery_rate);
     /* Outside "stats" (which holds numbers only): whether a failed read stopped delivery, and where. */
     buf_printf(out, ",\"status\":\"%s\",\"last_error\":", g->err_code ? "stopped" : "running");
     if (!g->err_code) {
@@ -1206,7 +1267,8 @@ static void render_group(groups_t *gs, group *g, buf_t *out) {
         return;
     }
     buf_printf(out, "{\"%s\":%llu,", g->src == SRC_STREAM ? "revision" : "position", (unsigned long long)g->err_key);
-    if (g->src == SRC_STREAM && g->err_pos != UINT64_MAX) buf_printf(out, "\"position\":%llu,", (unsigned long long)g->err_pos);
+    if (g->src == SRC_STREAM && g->err_pos != UINT64_MAX)
+        buf_printf(out, "\"position\":%llu,", (unsigned long long)g->err_pos);
     buf_printf(out, "\"code\":\"%s\",\"message\":", factum_errname(g->err_code));
     json_escape(out, g->err_msg, strlen(g->err_msg));
     buf_append(out, "}}", 2);
@@ -1268,7 +1330,8 @@ static uint64_t replay_from(factum_t *db, const char *stream, group *g) {
 
 static void replay_definition(void *ctx, const factum_event_t *e) {
     groups_t *gs = ctx;
-    if (str_eq(e->type, str_c("GroupDefined"))) groups_define_apply(gs, e->data, e->position);
+    if (str_eq(e->type, str_c("GroupDefined")))
+        groups_define_apply(gs, e->data, e->position);
     else if (str_eq(e->type, str_c("GroupDeleted"))) {
         factum_str_t v;
         int kind;

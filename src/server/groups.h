@@ -93,7 +93,7 @@ typedef struct group_stats {
        revisions count them: a category or $all source has no index to count its events by). */
     uint64_t lag_positions, lag_events;
     bool has_lag_events;
-    double lag_seconds;  /* age of the oldest event not yet done */
+    double lag_seconds; /* age of the oldest event not yet done */
     size_t in_flight, retrying, held, parked;
     double oldest_parked_s;
     uint64_t delivered, redelivered, acked;

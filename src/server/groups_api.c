@@ -44,7 +44,9 @@ static void defined_done(conn *c) {
     buf_free(&b);
 }
 
-static void forgotten(void *ctx, int rc, const factum_append_result_t *res, const char *msg) { (void)ctx, (void)rc, (void)res, (void)msg; }
+static void forgotten(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
+    (void)ctx, (void)rc, (void)res, (void)msg;
+}
 
 static void deleted_done(conn *c) {
     if (!server_written(c)) return;
@@ -64,7 +66,10 @@ static void deleted_done(conn *c) {
 /* The answer to a state change: {"acked"|"nacked"|"replayed"|"deleted": n}, and for an ack or a
    nack the ids it did not take, with why ("refused": [{"delivery_id","reason"}]). */
 static void answer_change(conn *c, const char *type, size_t n, const char *refused) {
-    const char *what = !strcmp(type, "Acked") ? "acked" : !strcmp(type, "Nacked") ? "nacked" : !strcmp(type, "Replayed") ? "replayed" : "deleted";
+    const char *what = !strcmp(type, "Acked")      ? "acked"
+                       : !strcmp(type, "Nacked")   ? "nacked"
+                       : !strcmp(type, "Replayed") ? "replayed"
+                                                   : "deleted";
     buf_t b = {0};
     buf_printf(&b, "{\"%s\":%zu", what, n);
     if (refused) buf_printf(&b, ",\"refused\":[%s]", refused);
@@ -111,8 +116,10 @@ bool groups_try_pull(conn *c, bool final) {
     size_t count;
     factum_error_t err;
     int rc = groups_pull(c->l->srv->groups, c->ar_note, c->pull_max, 0, &b, &count, &err);
-    if (rc) server_problem(c, rc, err.message);
-    else if (count || final) conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    if (rc)
+        server_problem(c, rc, err.message);
+    else if (count || final)
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
     return rc || count || final;
 }
@@ -123,16 +130,19 @@ static void pull(conn *c) {
     /* max=N&wait_ms=T, in any order */
     for (size_t i = 0; i < q.len;) {
         size_t s = i;
-        while (i < q.len && q.ptr[i] != '&') i++;
+        while (i < q.len && q.ptr[i] != '&')
+            i++;
         factum_str_t kv = {q.ptr + s, i - s};
         i++;
         uint64_t *dst = NULL;
         size_t kl = 0;
-        if (kv.len > 4 && !memcmp(kv.ptr, "max=", 4)) dst = &max, kl = 4;
-        else if (kv.len > 8 && !memcmp(kv.ptr, "wait_ms=", 8)) dst = &wait, kl = 8;
+        if (kv.len > 4 && !memcmp(kv.ptr, "max=", 4))
+            dst = &max, kl = 4;
+        else if (kv.len > 8 && !memcmp(kv.ptr, "wait_ms=", 8))
+            dst = &wait, kl = 8;
         if (!dst || !str_u64((factum_str_t){kv.ptr + kl, kv.len - kl}, dst)) {
-            conn_problem(c, 400, "bad-request", NULL, "query parameters are max=N (1 to %d) and wait_ms=T (0 to %d)", PULL_MAX,
-                         WAIT_MAX_MS);
+            conn_problem(c, 400, "bad-request", NULL, "query parameters are max=N (1 to %d) and wait_ms=T (0 to %d)",
+                         PULL_MAX, WAIT_MAX_MS);
             return;
         }
     }
@@ -152,7 +162,8 @@ typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, buf_t *, size_
  * refused (ack and nack: the ids not taken, the inside of a JSON array) goes with the answer,
  * and with a 409 when no id was taken; it is the caller's until this returns.
  */
-static void write_change(conn *c, int rc, const factum_error_t *err, buf_t *rec, size_t n, const char *type, buf_t *refused) {
+static void write_change(conn *c, int rc, const factum_error_t *err, buf_t *rec, size_t n, const char *type,
+                         buf_t *refused) {
     const char *ref = refused ? (refused->ptr ? refused->ptr : "") : NULL;
     if (rc == FACTUM_ECONFLICT && ref) {
         buf_t m = {0};
@@ -228,18 +239,23 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
     if (tail.len == 0) {
         buf_t rec = {0};
         if (get) {
-            if (groups_show(gs, c->ar_note, &rec)) conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
-            else conn_respond(c, 200, "application/json", NULL, rec.ptr, rec.len);
+            if (groups_show(gs, c->ar_note, &rec))
+                conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
+            else
+                conn_respond(c, 200, "application/json", NULL, rec.ptr, rec.len);
         } else if (str_eq(h->method, str_c("PUT"))) {
             bool created;
-            if ((rc = groups_define_prepare(gs, c->ar_note, body, &rec, &created, &err))) server_problem(c, rc, err.message);
+            if ((rc = groups_define_prepare(gs, c->ar_note, body, &rec, &created, &err)))
+                server_problem(c, rc, err.message);
             else {
                 c->ar_at = created;
                 submit(c, GROUPS_STREAM, "GroupDefined", &rec, defined_done);
             }
         } else if (str_eq(h->method, str_c("DELETE"))) {
-            if ((rc = groups_delete_prepare(gs, c->ar_note, &rec, &err))) server_problem(c, rc, err.message);
-            else submit(c, GROUPS_STREAM, "GroupDeleted", &rec, deleted_done);
+            if ((rc = groups_delete_prepare(gs, c->ar_note, &rec, &err)))
+                server_problem(c, rc, err.message);
+            else
+                submit(c, GROUPS_STREAM, "GroupDeleted", &rec, deleted_done);
         } else {
             api_not_allowed(c, "GET, HEAD, PUT, DELETE");
         }
@@ -255,7 +271,8 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
                       !str_u64((factum_str_t){q.ptr + 14, q.len - 14}, &limit)))
             limit = 0; /* refused below */
         if (!a.len || !memmem(a.ptr, a.len, "text/event-stream", 17))
-            conn_problem(c, 406, "not-acceptable", NULL, "push delivery is Server-Sent Events: send Accept: text/event-stream");
+            conn_problem(c, 406, "not-acceptable", NULL,
+                         "push delivery is Server-Sent Events: send Accept: text/event-stream");
         else if (limit < 1 || limit > PULL_MAX)
             conn_problem(c, 400, "bad-request", NULL, "the only parameter is max_in_flight=N, 1 to %d", PULL_MAX);
         else if (!groups_has(gs, c->ar_note))
@@ -273,8 +290,10 @@ void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
         if (single) snprintf(one, sizeof one, "%.*s", (int)MIN(tail.len - 8, sizeof one - 1), tail.ptr + 8);
         buf_t b = {0};
         if (groups_parked_list(gs, c->ar_note, single ? one : NULL, &b))
-            conn_problem(c, 404, "not-found", NULL, "no group '%s'%s", c->ar_note, single ? " or no such parked event" : "");
-        else conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+            conn_problem(c, 404, "not-found", NULL, "no group '%s'%s", c->ar_note,
+                         single ? " or no such parked event" : "");
+        else
+            conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
         buf_free(&b);
     } else if (str_eq(tail, str_c("/parked/replay")) && str_eq(h->method, str_c("POST"))) {
         parked_change(c, body, NULL, "Replayed");

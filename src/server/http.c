@@ -28,10 +28,10 @@ factum_str_t http_header_get(const http_req *req, const char *name) {
     return (factum_str_t){NULL, 0};
 }
 
-#define FAIL(status, msg)                                                                      \
-    do {                                                                                       \
-        *why = msg;                                                                            \
-        return -(status);                                                                      \
+#define FAIL(status, msg)                                                                                              \
+    do {                                                                                                               \
+        *why = msg;                                                                                                    \
+        return -(status);                                                                                              \
     } while (0)
 
 /* Finds the end of the line starting at i: the index of its CR (followed by LF). 0 = need
@@ -51,11 +51,14 @@ static long line_end(const char *b, size_t len, size_t i) {
 static bool list_has(factum_str_t v, const char *lower) {
     size_t i = 0;
     while (i < v.len) {
-        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ',')) i++;
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ','))
+            i++;
         size_t s = i;
-        while (i < v.len && v.ptr[i] != ',') i++;
+        while (i < v.len && v.ptr[i] != ',')
+            i++;
         size_t e = i;
-        while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) e--;
+        while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t'))
+            e--;
         if (e > s && http_token_is((factum_str_t){v.ptr + s, e - s}, lower)) return true;
     }
     return false;
@@ -63,7 +66,8 @@ static bool list_has(factum_str_t v, const char *lower) {
 
 static long parse_request_line(const char *b, size_t end, http_req *r, const char **why) {
     size_t i = 0;
-    while (i < end && is_tchar((unsigned char)b[i])) i++;
+    while (i < end && is_tchar((unsigned char)b[i]))
+        i++;
     if (i == 0 || i == end || b[i] != ' ') FAIL(400, "malformed request line");
     r->method = (factum_str_t){b, i};
     size_t t = ++i;
@@ -122,15 +126,18 @@ long http_parse_head(const char *b, size_t len, http_req *r, const char **why) {
         }
         if (b[i] == ' ' || b[i] == '\t') FAIL(400, "folded header lines are not accepted");
         size_t n = i;
-        while (n < end && is_tchar((unsigned char)b[n])) n++;
+        while (n < end && is_tchar((unsigned char)b[n]))
+            n++;
         if (n == end || b[n] != ':') {
             if (n < end && (b[n] == ' ' || b[n] == '\t')) FAIL(400, "whitespace between a header name and its colon");
             FAIL(400, "malformed header line");
         }
         if (n == i) FAIL(400, "empty header name");
         size_t v = n + 1, ve = end;
-        while (v < ve && (b[v] == ' ' || b[v] == '\t')) v++;
-        while (ve > v && (b[ve - 1] == ' ' || b[ve - 1] == '\t')) ve--;
+        while (v < ve && (b[v] == ' ' || b[v] == '\t'))
+            v++;
+        while (ve > v && (b[ve - 1] == ' ' || b[ve - 1] == '\t'))
+            ve--;
         for (size_t k = v; k < ve; k++)
             if (!is_vchar((unsigned char)b[k])) FAIL(400, "control character in a header value");
         if (r->nheaders == HTTP_MAX_HEADERS) FAIL(431, "too many headers");
@@ -202,18 +209,24 @@ long http_chunked_decode(http_chunked *c, const char *in, size_t len, buf_t *out
             break;
         }
         case CH_EXT: /* chunk extensions are read and ignored */
-            if (ch == '\r') c->state = CH_SIZE_LF;
-            else if (ch == '\n' || !is_vchar((unsigned char)ch)) FAIL(400, "bad chunk extension");
-            else if (++c->line > HTTP_MAX_LINE) FAIL(400, "chunk extension is too long");
+            if (ch == '\r')
+                c->state = CH_SIZE_LF;
+            else if (ch == '\n' || !is_vchar((unsigned char)ch))
+                FAIL(400, "bad chunk extension");
+            else if (++c->line > HTTP_MAX_LINE)
+                FAIL(400, "chunk extension is too long");
             i++;
             break;
         case CH_SIZE_LF:
             if (ch != '\n') FAIL(400, "bare CR in chunked framing");
             i++;
             c->line = 0;
-            if (c->left == 0) c->state = CH_TRAILER;
-            else if (out->len + c->left > max) FAIL(413, "request body is larger than the limit");
-            else c->state = CH_DATA;
+            if (c->left == 0)
+                c->state = CH_TRAILER;
+            else if (out->len + c->left > max)
+                FAIL(413, "request body is larger than the limit");
+            else
+                c->state = CH_DATA;
             break;
         case CH_DATA: {
             size_t take = (size_t)MIN((uint64_t)(len - i), c->left);
@@ -244,8 +257,10 @@ long http_chunked_decode(http_chunked *c, const char *in, size_t len, buf_t *out
         case CH_TRAILER_LF:
             if (ch != '\n') FAIL(400, "bare CR in chunked framing");
             i++;
-            if (c->line == 0) c->state = CH_DONE, *done = true;
-            else c->state = CH_TRAILER, c->line = 0;
+            if (c->line == 0)
+                c->state = CH_DONE, *done = true;
+            else
+                c->state = CH_TRAILER, c->line = 0;
             break;
         }
     }
@@ -281,7 +296,8 @@ int http_query_next(factum_str_t *q, factum_str_t *key, buf_t *val) {
         const char *eq = memchr(kv.ptr, '=', kv.len);
         *key = (factum_str_t){kv.ptr, eq ? (size_t)(eq - kv.ptr) : kv.len};
         val->len = 0;
-        return http_unescape(eq ? (factum_str_t){eq + 1, kv.len - key->len - 1} : (factum_str_t){"", 0}, true, val) ? -1 : 1;
+        return http_unescape(eq ? (factum_str_t){eq + 1, kv.len - key->len - 1} : (factum_str_t){"", 0}, true, val) ? -1
+                                                                                                                    : 1;
     }
 }
 

@@ -27,8 +27,10 @@ static void render_meta(conn *c, factum_str_t stream) {
     buf_t *b = &c->l->scratch;
     b->len = 0;
     size_t need = factum_meta_json(stream, &m, NULL, 0);
-    if (buf_reserve(b, need + 1)) conn_problem(c, 500, "internal", NULL, "out of memory");
-    else conn_respond(c, 200, JSON, NULL, b->ptr, factum_meta_json(stream, &m, b->ptr, need + 1));
+    if (buf_reserve(b, need + 1))
+        conn_problem(c, 500, "internal", NULL, "out of memory");
+    else
+        conn_respond(c, 200, JSON, NULL, b->ptr, factum_meta_json(stream, &m, b->ptr, need + 1));
     factum_meta_free(&m);
 }
 
@@ -82,13 +84,17 @@ static void put_metadata(conn *c, factum_str_t stream, factum_str_t body) {
         }
     }
     factum_error_t err;
-    if (server_submit_meta(c, stream, &m, FACTUM_EXPECT_ANY, 0, meta_done, &err)) server_problem(c, err.code, err.message);
+    if (server_submit_meta(c, stream, &m, FACTUM_EXPECT_ANY, 0, meta_done, &err))
+        server_problem(c, err.code, err.message);
 }
 
 void api_stream_metadata(conn *c, factum_str_t stream, factum_str_t body) {
-    if (http_token_is(c->req->h.method, "get") || http_token_is(c->req->h.method, "head")) render_meta(c, stream);
-    else if (http_token_is(c->req->h.method, "put")) put_metadata(c, stream, body);
-    else api_not_allowed(c, "GET, HEAD, PUT");
+    if (http_token_is(c->req->h.method, "get") || http_token_is(c->req->h.method, "head"))
+        render_meta(c, stream);
+    else if (http_token_is(c->req->h.method, "put"))
+        put_metadata(c, stream, body);
+    else
+        api_not_allowed(c, "GET, HEAD, PUT");
 }
 
 static void deleted_done(conn *c) {
@@ -108,7 +114,8 @@ void api_delete_stream(conn *c, factum_str_t stream) {
     factum_str_t q = c->req->h.query;
     int tombstone = 0;
     if (q.len) {
-        if (str_eq(q, str_c("tombstone=true"))) tombstone = 1;
+        if (str_eq(q, str_c("tombstone=true")))
+            tombstone = 1;
         else if (!str_eq(q, str_c("tombstone=false"))) {
             conn_problem(c, 400, "bad-request", NULL, "the only query parameter is tombstone=true|false");
             return;
@@ -118,5 +125,6 @@ void api_delete_stream(conn *c, factum_str_t stream) {
     if (api_expected_revision(c, &expected)) return;
     factum_error_t err;
     c->ar_at = tombstone;
-    if (server_submit_meta(c, stream, NULL, expected, tombstone, deleted_done, &err)) server_problem(c, err.code, err.message);
+    if (server_submit_meta(c, stream, NULL, expected, tombstone, deleted_done, &err))
+        server_problem(c, err.code, err.message);
 }

@@ -44,7 +44,8 @@ struct projections {
 
 static entry **find(projections_t *ps, const char *name) {
     entry **e = &ps->list;
-    while (*e && strcmp((*e)->name, name)) e = &(*e)->next;
+    while (*e && strcmp((*e)->name, name))
+        e = &(*e)->next;
     return e;
 }
 
@@ -158,8 +159,10 @@ static void define_work(conn *c) {
     if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) j->rc = proj_def_check(d, &j->err);
     projector *old = j->rc ? NULL : get(ps, j->name);
     if (!j->rc) j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, body, &j->err);
-    if (!j->rc) j->rc = run(ps, j->name, d, &j->err); /* d is the projector's now */
-    else proj_def_free(d);
+    if (!j->rc)
+        j->rc = run(ps, j->name, d, &j->err); /* d is the projector's now */
+    else
+        proj_def_free(d);
     pthread_mutex_unlock(&ps->define_mu);
     if (old) projector_unref(old);
     j->status = old ? 200 : 201;
@@ -189,10 +192,12 @@ static void delete_work(conn *c) {
             if (!j->rc && file) {
                 char path[4200];
                 const char *sfx[] = {"", "-wal", "-shm"};
-                for (int i = 0; i < 3; i++) snprintf(path, sizeof path, "%s%s", file, sfx[i]), unlink(path);
+                for (int i = 0; i < 3; i++)
+                    snprintf(path, sizeof path, "%s%s", file, sfx[i]), unlink(path);
             }
         }
-        if (!j->rc) j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDeleted", j->name, (factum_str_t){0}, &j->err);
+        if (!j->rc)
+            j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDeleted", j->name, (factum_str_t){0}, &j->err);
         if (j->rc) { /* nothing changed: it goes on */
             factum_error_t e2;
             if (start(ps, j->name, proj_def_json(pd), &e2))
@@ -200,7 +205,9 @@ static void delete_work(conn *c) {
         }
         projector_unref(p);
         j->status = 200;
-        if (!j->rc) buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true,\"data_kept\":%s}", j->name, j->flag ? "true" : "false");
+        if (!j->rc)
+            buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true,\"data_kept\":%s}", j->name,
+                       j->flag ? "true" : "false");
     }
     pthread_mutex_unlock(&ps->define_mu);
 }
@@ -248,8 +255,10 @@ void api_projections(conn *c, factum_str_t rest, factum_str_t body) {
     /* /{name}[/reset|/query] */
     char name[PROJ_MAX_NAME + 1];
     factum_str_t tail;
-    if (!api_path_name(c, rest, PROJ_MAX_NAME, proj_name_valid,
-                       "a projection name is 1 to " STRINGIFY(PROJ_MAX_NAME) " letters, digits, '_', '-' or '.' (not first)", name, &tail))
+    if (!api_path_name(
+            c, rest, PROJ_MAX_NAME, proj_name_valid,
+            "a projection name is 1 to " STRINGIFY(PROJ_MAX_NAME) " letters, digits, '_', '-' or '.' (not first)", name,
+            &tail))
         return;
     factum_str_t q = c->req->h.query;
     if (!tail.len) {
@@ -258,7 +267,8 @@ void api_projections(conn *c, factum_str_t rest, factum_str_t body) {
         } else if (http_token_is(c->req->h.method, "delete")) {
             bool keep = str_eq(q, str_c("keep_data=true"));
             if (q.len && !keep && !str_eq(q, str_c("keep_data=false"))) {
-                conn_problem(c, 400, "bad-request", NULL, "DELETE /projections/{name} takes keep_data=true or keep_data=false");
+                conn_problem(c, 400, "bad-request", NULL,
+                             "DELETE /projections/{name} takes keep_data=true or keep_data=false");
                 return;
             }
             submit(c, name, body, keep, delete_work);
@@ -313,31 +323,39 @@ void projections_metrics(projections_t *ps, buf_t *b) {
     static const struct {
         const char *name, *type, *help;
     } fam[] = {
-        {"factum_projection_status", "gauge", "1 for the projection's status (running, failed or stopped), 0 for the others."},
+        {"factum_projection_status", "gauge",
+         "1 for the projection's status (running, failed or stopped), 0 for the others."},
         {"factum_projection_position", "gauge", "Every event before this log position is applied."},
         {"factum_projection_lag_events", "gauge", "Log positions from the projection's position to the head."},
         {"factum_projection_lag_seconds", "gauge", "Age of the first event not yet applied (0 when caught up)."},
         {"factum_projection_applied_total", "counter", "Events applied (since the projection's runner started)."},
-        {"factum_projection_failures_total", "counter", "Times the projection stopped as failed (since its runner started)."},
+        {"factum_projection_failures_total", "counter",
+         "Times the projection stopped as failed (since its runner started)."},
     };
     pthread_mutex_lock(&ps->mu);
     size_t n = 0;
-    for (entry *e = ps->list; e; e = e->next) n++;
+    for (entry *e = ps->list; e; e = e->next)
+        n++;
     projector_stats *st = n ? calloc(n, sizeof *st) : NULL;
     const char **names = n ? calloc(n, sizeof *names) : NULL;
     if (n && (!st || !names)) abort(); /* the server may stop on out-of-memory (STYLE.md) */
     size_t i = 0;
-    for (entry *e = ps->list; e; e = e->next, i++) projector_get_stats(e->p, &st[i]), names[i] = e->name;
+    for (entry *e = ps->list; e; e = e->next, i++)
+        projector_get_stats(e->p, &st[i]), names[i] = e->name;
     for (size_t f = 0; f < ARRAY_LEN(fam); f++) {
         api_metric_head(b, fam[f].name, fam[f].type, fam[f].help);
         for (i = 0; i < n; i++) {
             if (f == 0) {
                 for (int k = 0; k < 3; k++)
-                    buf_printf(b, "%s{projection=\"%s\",status=\"%s\"} %d\n", fam[f].name, names[i], projector_status_names[k],
-                               (int)st[i].status == k);
+                    buf_printf(b, "%s{projection=\"%s\",status=\"%s\"} %d\n", fam[f].name, names[i],
+                               projector_status_names[k], (int)st[i].status == k);
                 continue;
             }
-            double v[] = {0, (double)st[i].position, (double)st[i].lag_events, st[i].lag_seconds, (double)st[i].applied,
+            double v[] = {0,
+                          (double)st[i].position,
+                          (double)st[i].lag_events,
+                          st[i].lag_seconds,
+                          (double)st[i].applied,
                           (double)st[i].failures};
             buf_printf(b, "%s{projection=\"%s\"} %.17g\n", fam[f].name, names[i], v[f]);
         }

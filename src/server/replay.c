@@ -13,7 +13,8 @@ int replay_stream(factum_t *db, const char *stream, uint64_t from, void (*fn)(vo
         if (rc == FACTUM_ENOTFOUND) return 0;
         if (rc) return rc;
         size_t n = factum_result_count(r);
-        for (size_t i = 0; i < n; i++) fn(ctx, factum_result_event(r, i));
+        for (size_t i = 0; i < n; i++)
+            fn(ctx, factum_result_event(r, i));
         from = factum_result_next(r);
         factum_result_free(r);
         if (n < REPLAY_PAGE) return 0;

@@ -38,7 +38,8 @@ struct sagas {
 
 static entry **find(sagas_t *ss, const char *name) {
     entry **e = &ss->list;
-    while (*e && strcmp((*e)->name, name)) e = &(*e)->next;
+    while (*e && strcmp((*e)->name, name))
+        e = &(*e)->next;
     return e;
 }
 
@@ -95,7 +96,8 @@ int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err) {
 
 void sagas_close(sagas_t *ss) {
     if (!ss) return;
-    while (ss->list) saga_stop(take(ss, ss->list->name));
+    while (ss->list)
+        saga_stop(take(ss, ss->list->name));
     pthread_mutex_destroy(&ss->mu);
     pthread_mutex_destroy(&ss->define_mu);
     free(ss);
@@ -135,8 +137,10 @@ static void delete_work(conn *c) {
     pthread_mutex_lock(&ss->mu);
     bool there = *find(ss, j->name) != NULL;
     pthread_mutex_unlock(&ss->mu);
-    if (!there) j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no saga %s", j->name);
-    else if (!(j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDeleted", j->name, (factum_str_t){0}, &j->err))) saga_stop(take(ss, j->name));
+    if (!there)
+        j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no saga %s", j->name);
+    else if (!(j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDeleted", j->name, (factum_str_t){0}, &j->err)))
+        saga_stop(take(ss, j->name));
     pthread_mutex_unlock(&ss->define_mu);
     if (!j->rc) j->status = 200, buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true}", j->name);
 }
@@ -171,7 +175,9 @@ void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
     /* /{name}[/instances[/{id}] | /parked] */
     char name[SAGA_MAX_NAME + 1];
     factum_str_t tail;
-    if (!api_path_name(c, rest, SAGA_MAX_NAME, saga_name_valid, "a saga name is 1 to " STRINGIFY(SAGA_MAX_NAME) " letters, digits, '_' or '-'", name, &tail)) return;
+    if (!api_path_name(c, rest, SAGA_MAX_NAME, saga_name_valid,
+                       "a saga name is 1 to " STRINGIFY(SAGA_MAX_NAME) " letters, digits, '_' or '-'", name, &tail))
+        return;
     if (!tail.len && http_token_is(c->req->h.method, "put")) {
         submit(c, name, body, define_work);
         return;
@@ -195,15 +201,20 @@ void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
     } else if (str_eq(tail, str_c("/instances"))) {
         factum_str_t q = c->req->h.query;
         buf_t status = {0};
-        if (q.len > 7 && !memcmp(q.ptr, "status=", 7)) buf_append(&status, q.ptr + 7, q.len - 7), buf_append(&status, "", 1);
-        if (q.len && !status.len) rc = err_set(&err, FACTUM_EINVAL, "the only query parameter is status=");
-        else rc = saga_instances(e->s, status.len ? status.ptr : NULL, &b, &err);
+        if (q.len > 7 && !memcmp(q.ptr, "status=", 7))
+            buf_append(&status, q.ptr + 7, q.len - 7), buf_append(&status, "", 1);
+        if (q.len && !status.len)
+            rc = err_set(&err, FACTUM_EINVAL, "the only query parameter is status=");
+        else
+            rc = saga_instances(e->s, status.len ? status.ptr : NULL, &b, &err);
         buf_free(&status);
     } else if (tail.len > 11 && !memcmp(tail.ptr, "/instances/", 11)) {
         buf_t id = {0};
-        if (http_unescape((factum_str_t){tail.ptr + 11, tail.len - 11}, false, &id) || buf_append(&id, "", 1) || strlen(id.ptr) != id.len - 1)
+        if (http_unescape((factum_str_t){tail.ptr + 11, tail.len - 11}, false, &id) || buf_append(&id, "", 1) ||
+            strlen(id.ptr) != id.len - 1)
             rc = err_set(&err, FACTUM_EINVAL, "a bad instance id in the path");
-        else rc = saga_instance(e->s, id.ptr, &b, &err);
+        else
+            rc = saga_instance(e->s, id.ptr, &b, &err);
         buf_free(&id);
     } else if (str_eq(tail, str_c("/parked"))) {
         rc = saga_parked(e->s, &b, &err);
@@ -211,22 +222,28 @@ void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
         rc = err_set(&err, FACTUM_ENOTFOUND, "no such resource (a saga has /instances and /parked)");
     }
     pthread_mutex_unlock(&ss->mu);
-    if (rc) server_problem(c, rc, err.message);
-    else conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    if (rc)
+        server_problem(c, rc, err.message);
+    else
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
 }
 
 void sagas_metrics(sagas_t *ss, buf_t *b) {
     static const char *const heads[] = {
         "# HELP factum_saga_instances Saga instances running or compensating.\n# TYPE factum_saga_instances gauge\n",
-        "# HELP factum_saga_ended_total Saga instances that ended, by how (since the server started).\n# TYPE factum_saga_ended_total counter\n",
-        "# HELP factum_saga_parked_total Saga inputs parked (since the server started).\n# TYPE factum_saga_parked_total counter\n",
-        "# HELP factum_saga_duration_seconds From a saga's start event to its end.\n# TYPE factum_saga_duration_seconds histogram\n",
+        "# HELP factum_saga_ended_total Saga instances that ended, by how (since the server started).\n# TYPE "
+        "factum_saga_ended_total counter\n",
+        "# HELP factum_saga_parked_total Saga inputs parked (since the server started).\n# TYPE "
+        "factum_saga_parked_total counter\n",
+        "# HELP factum_saga_duration_seconds From a saga's start event to its end.\n# TYPE "
+        "factum_saga_duration_seconds histogram\n",
     };
     pthread_mutex_lock(&ss->mu);
     for (int f = 0; f < 4 && ss->list; f++) {
         buf_append(b, heads[f], strlen(heads[f]));
-        for (entry *e = ss->list; e; e = e->next) saga_metrics(e->s, f, b);
+        for (entry *e = ss->list; e; e = e->next)
+            saga_metrics(e->s, f, b);
     }
     pthread_mutex_unlock(&ss->mu);
 }

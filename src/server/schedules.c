@@ -23,8 +23,9 @@ static void scheduled_done(conn *c) {
     if (!server_written(c)) return;
     factum_error_t err;
     if (timers_add(c->l->srv->timers, c->ar_note, c->ar_res.last_position, &err)) {
-        conn_problem(c, 500, "internal", NULL, "schedule '%s' is durable but not registered (it will be at the next start): %s",
-                     c->ar_note, err.message);
+        conn_problem(c, 500, "internal", NULL,
+                     "schedule '%s' is durable but not registered (it will be at the next start): %s", c->ar_note,
+                     err.message);
         return;
     }
     char at[32], body[160];
@@ -56,14 +57,17 @@ static void schedule(conn *c, factum_str_t body) {
     uint64_t delay_ms = 0;
     bool relative = json_member(body, "delay_ms", &v, &kind);
     if (relative) {
-        if (kind != JSON_NUMBER || !str_u64(v, &delay_ms) || delay_ms > TIMERS_MAX_DELAY_MS || json_member(body, "at", &v, &kind)) {
-            conn_problem(c, 400, "bad-request", NULL, "'delay_ms' must be 0 to %llu, and comes instead of 'at'", TIMERS_MAX_DELAY_MS);
+        if (kind != JSON_NUMBER || !str_u64(v, &delay_ms) || delay_ms > TIMERS_MAX_DELAY_MS ||
+            json_member(body, "at", &v, &kind)) {
+            conn_problem(c, 400, "bad-request", NULL, "'delay_ms' must be 0 to %llu, and comes instead of 'at'",
+                         TIMERS_MAX_DELAY_MS);
             goto out;
         }
         at = clock_realtime_us() + (int64_t)delay_ms * 1000;
     } else if (!json_member(body, "at", &v, &kind) || kind != JSON_STRING || json_unescape(v, &at_text) ||
                time_parse((factum_str_t){at_text.ptr, at_text.len}, &at)) {
-        conn_problem(c, 400, "bad-request", NULL, "'at' must be an RFC 3339 time (or 'delay_ms' a number of milliseconds)");
+        conn_problem(c, 400, "bad-request", NULL,
+                     "'at' must be an RFC 3339 time (or 'delay_ms' a number of milliseconds)");
         goto out;
     }
     if (!json_member(body, "stream", &stream_raw, &kind) || kind != JSON_STRING || json_unescape(stream_raw, &stream)) {
@@ -72,7 +76,8 @@ static void schedule(conn *c, factum_str_t body) {
     }
     factum_str_t sname = {stream.ptr ? stream.ptr : "", stream.len};
     int rc = factum_stream_name_check(sname, &err);
-    if (!rc && sname.ptr[0] == '$') rc = err_set(&err, FACTUM_EBADSTREAM, "timers append to user streams, not '$' ones");
+    if (!rc && sname.ptr[0] == '$')
+        rc = err_set(&err, FACTUM_EBADSTREAM, "timers append to user streams, not '$' ones");
     if (rc) {
         conn_problem(c, 400, "bad-stream", NULL, "%s", err.message);
         goto out;
@@ -98,8 +103,8 @@ static void schedule(conn *c, factum_str_t body) {
     buf_printf(&data, ",\"event\":");
     buf_append(&data, event.ptr, event.len);
     buf_append(&data, "}", 1);
-    factum_event_t rec = {.type = str_c("Scheduled"), .id = str_c(id), .data = {data.ptr, data.len},
-                          .data_format = FACTUM_DATA_JSON};
+    factum_event_t rec = {
+        .type = str_c("Scheduled"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
     snprintf(c->ar_note, sizeof c->ar_note, "%s", id);
     c->ar_at = at;
     if ((rc = server_submit_append(c, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, &rec, 1, scheduled_done, &err)))
@@ -128,9 +133,12 @@ static void show(conn *c, const char *id) {
     buf_t b = {0};
     factum_error_t err;
     int rc = timers_lookup(c->l->srv->timers, id, &ti) ? FACTUM_ENOTFOUND : render(c, &ti, &b, &err);
-    if (rc == FACTUM_ENOTFOUND) conn_problem(c, 404, "not-found", NULL, "no schedule '%s'", id);
-    else if (rc) conn_problem(c, 500, "internal", NULL, "the Scheduled record of '%s' cannot be read: %s", id, err.message);
-    else conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    if (rc == FACTUM_ENOTFOUND)
+        conn_problem(c, 404, "not-found", NULL, "no schedule '%s'", id);
+    else if (rc)
+        conn_problem(c, 500, "internal", NULL, "the Scheduled record of '%s' cannot be read: %s", id, err.message);
+    else
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
 }
 
@@ -159,9 +167,11 @@ static void list(conn *c) {
             ok = false;
         }
         if (!ok) {
-            conn_problem(c, 400, "bad-request", NULL,
-                         "query parameters are state (pending, fired, failed or cancelled), after (a schedule id) and limit "
-                         "(1 to %d); not '%.*s'", LIST_MAX, (int)MIN(k.len, 80), k.ptr);
+            conn_problem(
+                c, 400, "bad-request", NULL,
+                "query parameters are state (pending, fired, failed or cancelled), after (a schedule id) and limit "
+                "(1 to %d); not '%.*s'",
+                LIST_MAX, (int)MIN(k.len, 80), k.ptr);
             buf_free(&v);
             return;
         }
@@ -182,8 +192,10 @@ static void list(conn *c) {
         size_t at = b.len;
         buf_append(&b, shown ? ",\n" : "\n", shown ? 2 : 1);
         rc = render(c, &page[i], &b, &err);
-        if (rc == FACTUM_ENOTFOUND) b.len = at, rc = 0; /* ended and forgotten meanwhile */
-        else if (!rc) shown++, last = page[i].id;
+        if (rc == FACTUM_ENOTFOUND)
+            b.len = at, rc = 0; /* ended and forgotten meanwhile */
+        else if (!rc)
+            shown++, last = page[i].id;
     }
     buf_append(&b, shown ? "\n]" : "]", shown ? 2 : 1);
     if (rc) {
@@ -232,9 +244,12 @@ void api_schedules(conn *c, factum_str_t rest, factum_str_t body) {
     const http_req *h = &c->req->h;
     bool get = str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"));
     if (rest.len == 0) {
-        if (str_eq(h->method, str_c("POST"))) schedule(c, body);
-        else if (get) list(c);
-        else api_not_allowed(c, "GET, HEAD, POST");
+        if (str_eq(h->method, str_c("POST")))
+            schedule(c, body);
+        else if (get)
+            list(c);
+        else
+            api_not_allowed(c, "GET, HEAD, POST");
         return;
     }
     char id[40];
@@ -243,7 +258,10 @@ void api_schedules(conn *c, factum_str_t rest, factum_str_t body) {
         return;
     }
     snprintf(id, sizeof id, "%.*s", (int)rest.len - 1, rest.ptr + 1);
-    if (get) show(c, id);
-    else if (str_eq(h->method, str_c("DELETE"))) cancel(c, id);
-    else api_not_allowed(c, "GET, HEAD, DELETE");
+    if (get)
+        show(c, id);
+    else if (str_eq(h->method, str_c("DELETE")))
+        cancel(c, id);
+    else
+        api_not_allowed(c, "GET, HEAD, DELETE");
 }

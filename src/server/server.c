@@ -37,7 +37,8 @@ static void relaxed_add(_Atomic uint64_t *c, uint64_t v) { atomic_fetch_add_expl
 void loop_observe_latency(loop *l, uint64_t ns) {
     double s = (double)ns / 1e9;
     size_t i = 0;
-    while (s > server_latency_bounds[i]) i++;
+    while (s > server_latency_bounds[i])
+        i++;
     relaxed_add(&l->lat[i], 1);
     relaxed_add(&l->lat_sum_us, ns / 1000);
 }
@@ -102,13 +103,17 @@ static void conn_close(conn *c) {
         close(c->fd);
         c->fd = -1;
         atomic_fetch_sub(&l->srv->nconns, 1);
-        if (c->prev) c->prev->next = c->next;
-        else l->conns = c->next;
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            l->conns = c->next;
         if (c->next) c->next->prev = c->prev;
         l->nconns--;
     }
-    if (c->state == C_APPEND) c->dead = true; /* the writer still holds it */
-    else conn_free(c);
+    if (c->state == C_APPEND)
+        c->dead = true; /* the writer still holds it */
+    else
+        conn_free(c);
 }
 
 void conn_flush(conn *c) {
@@ -145,11 +150,11 @@ void conn_respond(conn *c, int status, const char *ctype, const char *extra, con
     if (c->req && !c->req->h.keep_alive) c->close_after = true;
     if (atomic_load(&c->l->srv->stopping)) c->close_after = true;
     /* Any origin may call (there is no auth yet); browsers may read the paging headers. */
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
-                      "Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: ETag, Link, Factum-Head\r\n%s\r\n",
-                      status, http_reason(status), ctype, n, c->close_after ? "Connection: close\r\n" : "",
-                      extra ? extra : "");
+    int hl = snprintf(
+        head, sizeof head,
+        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+        "Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: ETag, Link, Factum-Head\r\n%s\r\n",
+        status, http_reason(status), ctype, n, c->close_after ? "Connection: close\r\n" : "", extra ? extra : "");
     if (buf_reserve(&c->out, (size_t)hl + n)) {
         c->close_after = true;
         return;
@@ -266,8 +271,10 @@ static void process_input(conn *c) {
             long used = http_chunked_decode(&r->chunk, p, avail, &r->body, s->cfg.max_body, &done, &why);
             if (used < 0) {
                 c->close_after = true;
-                if (used == -413) conn_problem(c, 413, "too-large", NULL, "request body is larger than %zu bytes", s->cfg.max_body);
-                else conn_fail(c, 400, why);
+                if (used == -413)
+                    conn_problem(c, 413, "too-large", NULL, "request body is larger than %zu bytes", s->cfg.max_body);
+                else
+                    conn_fail(c, 400, why);
                 break;
             }
             c->in_off += (size_t)used;
@@ -337,7 +344,8 @@ static void accept_all(loop *l) {
         int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return;
         if (atomic_load(&s->nconns) >= s->cfg.max_connections || atomic_load(&s->stopping)) {
-            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            static const char busy[] =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
             ssize_t n = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
             (void)n;
             close(fd);
@@ -415,7 +423,8 @@ static void *worker_main(void *arg) {
     struct jobs *j = arg;
     pthread_mutex_lock(&j->mu);
     for (;;) {
-        while (!j->head && !j->stop) pthread_cond_wait(&j->cond, &j->mu);
+        while (!j->head && !j->stop)
+            pthread_cond_wait(&j->cond, &j->mu);
         if (!j->head) break; /* stopping, and nothing left */
         conn *c = j->head;
         j->head = c->job_next;
@@ -436,8 +445,10 @@ void server_submit_job(conn *c, job_fn work, append_done_fn done, void (*free_jo
     c->job_free = free_job;
     c->job_next = NULL;
     pthread_mutex_lock(&j->mu);
-    if (j->tail) j->tail->job_next = c;
-    else j->head = c;
+    if (j->tail)
+        j->tail->job_next = c;
+    else
+        j->head = c;
     j->tail = c;
     pthread_cond_signal(&j->cond);
     pthread_mutex_unlock(&j->mu);
@@ -461,7 +472,8 @@ static void jobs_close(struct jobs *j) {
     j->stop = true;
     pthread_cond_broadcast(&j->cond);
     pthread_mutex_unlock(&j->mu);
-    for (int i = 0; i < j->n; i++) pthread_join(j->threads[i], NULL);
+    for (int i = 0; i < j->n; i++)
+        pthread_join(j->threads[i], NULL);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cond);
     free(j);
@@ -470,13 +482,15 @@ static void jobs_close(struct jobs *j) {
 int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
                        append_done_fn done, factum_error_t *err) {
     factum_t *db = c->l->srv->db;
-    return submitted(c, done, m ? factum_meta_set_async(db, stream, m, append_cb, c, err)
-                                : factum_delete_stream_async(db, stream, expected, tombstone, append_cb, c, err));
+    return submitted(c, done,
+                     m ? factum_meta_set_async(db, stream, m, append_cb, c, err)
+                       : factum_delete_stream_async(db, stream, expected, tombstone, append_cb, c, err));
 }
 
 /* Whether this loop has connections that commits concern: subscriptions and waiting pulls. */
 static bool wants_commits(loop *l) {
-    return atomic_load_explicit(&l->nsubs, memory_order_relaxed) || atomic_load_explicit(&l->nwaiting, memory_order_relaxed);
+    return atomic_load_explicit(&l->nsubs, memory_order_relaxed) ||
+           atomic_load_explicit(&l->nwaiting, memory_order_relaxed);
 }
 
 static void commit_hook(void *ctx, uint64_t head) {
@@ -514,8 +528,10 @@ static void handle_wakeup(loop *l) {
             if (c->job && c->job_free) c->job_free(c->job);
             c->job = NULL;
             c->state = C_HEAD;
-            if (c->fd >= 0) conn_close(c);
-            else conn_free(c);
+            if (c->fd >= 0)
+                conn_close(c);
+            else
+                conn_free(c);
             continue;
         }
         c->ar_done(c);
@@ -581,10 +597,14 @@ static void sweep(loop *l) {
                 process_input(c);
             }
         } else if (c->state == C_SSE) {
-            if (stopping) c->close_after = true;
-            else if (now - c->sub->beat_ms >= s->cfg.heartbeat_ms) sse_heartbeat(c);
-            else if (c->sub->group[0]) sse_pump(c); /* retries fall due without a commit */
-            else if (!c->sub->live && c->out.len == c->out_off) sse_pump(c);
+            if (stopping)
+                c->close_after = true;
+            else if (now - c->sub->beat_ms >= s->cfg.heartbeat_ms)
+                sse_heartbeat(c);
+            else if (c->sub->group[0])
+                sse_pump(c); /* retries fall due without a commit */
+            else if (!c->sub->live && c->out.len == c->out_off)
+                sse_pump(c);
         } else if (c->state == C_HEAD && stopping && c->out.len == c->out_off) {
             c->close_after = true; /* between requests (a partial head is not one yet) */
         } else if (c->state == C_HEAD && c->in.len == c->in_off && c->out.len == c->out_off) {

@@ -20,17 +20,17 @@
 #include <stdatomic.h>
 
 typedef struct server_config {
-    const char *listen;          /* HOST:PORT; port 0 picks a free one */
-    int loops;                   /* event-loop threads; 0 = one per CPU (at most 8) */
-    size_t max_body;             /* bytes of a request body; 0 = 1 MiB */
-    uint32_t header_timeout_ms;  /* a request head must arrive within this; 0 = 10 s */
-    uint32_t body_timeout_ms;    /* and its body within this after the head; 0 = 30 s */
-    uint32_t idle_timeout_ms;    /* an idle keep-alive connection is closed after; 0 = 120 s */
-    uint32_t heartbeat_ms;       /* SSE heartbeat comment interval; 0 = 15 s */
-    size_t sub_buffer;           /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
-    uint32_t max_connections;    /* per server; 0 = 10000 */
-    uint64_t scavenge_every_s;   /* a background scavenge this often; 0 = only when asked */
-    const char *data_dir;        /* the data folder (projections' default SQLite files go under it) */
+    const char *listen;         /* HOST:PORT; port 0 picks a free one */
+    int loops;                  /* event-loop threads; 0 = one per CPU (at most 8) */
+    size_t max_body;            /* bytes of a request body; 0 = 1 MiB */
+    uint32_t header_timeout_ms; /* a request head must arrive within this; 0 = 10 s */
+    uint32_t body_timeout_ms;   /* and its body within this after the head; 0 = 30 s */
+    uint32_t idle_timeout_ms;   /* an idle keep-alive connection is closed after; 0 = 120 s */
+    uint32_t heartbeat_ms;      /* SSE heartbeat comment interval; 0 = 15 s */
+    size_t sub_buffer;          /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
+    uint32_t max_connections;   /* per server; 0 = 10000 */
+    uint64_t scavenge_every_s;  /* a background scavenge this often; 0 = only when asked */
+    const char *data_dir;       /* the data folder (projections' default SQLite files go under it) */
     const char *version;
 } server_config;
 
@@ -56,25 +56,25 @@ typedef void (*job_fn)(conn *c);
 
 /* What one subscription reads and where it stands. */
 typedef struct sub {
-    bool all;           /* /all, or one stream */
-    bool live;          /* caught up: woken by commits */
-    bool system;        /* /all: include system streams */
-    buf_t stream;       /* the stream name (NUL-terminated) */
+    bool all;                   /* /all, or one stream */
+    bool live;                  /* caught up: woken by commits */
+    bool system;                /* /all: include system streams */
+    buf_t stream;               /* the stream name (NUL-terminated) */
     buf_t type, category, corr; /* /all filters */
-    uint64_t next;      /* next revision (stream) or position (/all) to look at */
-    uint64_t stream_hash; /* hash64 of the stream name, to skip commits that miss it */
-    char group[104];      /* push delivery of this consumer group, or "" */
+    uint64_t next;              /* next revision (stream) or position (/all) to look at */
+    uint64_t stream_hash;       /* hash64 of the stream name, to skip commits that miss it */
+    char group[104];            /* push delivery of this consumer group, or "" */
     uint32_t max_in_flight;
-    uint64_t beat_ms;     /* last event or heartbeat queued */
+    uint64_t beat_ms; /* last event or heartbeat queued */
 } sub;
 
 /* A request being read or answered. Its head is a private copy, so spans stay valid. */
 typedef struct request {
     char *head;
     http_req h;
-    size_t body_need;  /* Content-Length body bytes, once the head is parsed */
+    size_t body_need; /* Content-Length body bytes, once the head is parsed */
     http_chunked chunk;
-    buf_t body;        /* decoded chunked body */
+    buf_t body; /* decoded chunked body */
     uint64_t started_ns;
 } request;
 
@@ -92,10 +92,10 @@ struct conn {
     size_t in_off;
     buf_t out;
     size_t out_off;
-    bool close_after; /* close once the output is sent */
-    bool eof;         /* the peer sent FIN or reset */
-    bool dead;        /* closed while its append was in flight; freed on the callback */
-    uint32_t mask;    /* epoll events registered */
+    bool close_after;     /* close once the output is sent */
+    bool eof;             /* the peer sent FIN or reset */
+    bool dead;            /* closed while its append was in flight; freed on the callback */
+    uint32_t mask;        /* epoll events registered */
     uint64_t deadline_ms; /* 0 = none; for C_WAIT, when the long poll answers empty */
     uint64_t last_io_ms;  /* last byte in or out */
     request *req;
@@ -122,16 +122,16 @@ struct loop {
     conn *conns;
     size_t nconns;
     pthread_mutex_t mu;
-    conn *done; /* appends the writer finished */
-    size_t pending; /* appends submitted and not yet called back */
-    conn *ready;    /* catching-up subscriptions that used their turn and want another */
-    _Atomic uint64_t head; /* latest durable head the commit hook saw */
-    uint64_t seen;         /* head up to which live subscribers were pumped */
+    conn *done;                /* appends the writer finished */
+    size_t pending;            /* appends submitted and not yet called back */
+    conn *ready;               /* catching-up subscriptions that used their turn and want another */
+    _Atomic uint64_t head;     /* latest durable head the commit hook saw */
+    uint64_t seen;             /* head up to which live subscribers were pumped */
     _Atomic uint32_t nsubs;    /* SSE subscriptions (and push members) on this loop */
     _Atomic uint32_t nwaiting; /* long-polling pulls on this loop */
-    buf_t scratch; /* response bodies and rendered events */
+    buf_t scratch;             /* response bodies and rendered events */
     /* metrics: one writer (this loop), read by /metrics on any loop */
-    _Atomic uint64_t requests[6];        /* by status class 1xx..5xx (index 1..5) */
+    _Atomic uint64_t requests[6]; /* by status class 1xx..5xx (index 1..5) */
     _Atomic uint64_t status[600];
     _Atomic uint64_t lat[SERVER_HIST], lat_sum_us;
     _Atomic uint64_t accepted, slow_drops;
@@ -197,8 +197,8 @@ typedef struct named_job {
     factum_error_t err;
 } named_job;
 /* Starts one (answers 503 itself if it cannot); the job is c->job while the work runs. */
-void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location, const char *conflict_slug,
-                         job_fn work);
+void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location,
+                         const char *conflict_slug, job_fn work);
 
 /* The same for a metadata change (m) or, with m NULL, a deletion (factum_delete_stream). */
 int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,

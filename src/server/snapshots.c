@@ -77,8 +77,8 @@ static void put_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
         return;
     }
     if ((int64_t)r > last) {
-        conn_problem(c, 400, "bad-request", NULL, "revision %llu is past the stream's last revision %lld", (unsigned long long)r,
-                     (long long)last);
+        conn_problem(c, 400, "bad-request", NULL, "revision %llu is past the stream's last revision %lld",
+                     (unsigned long long)r, (long long)last);
         return;
     }
     buf_t data = {0};

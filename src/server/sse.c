@@ -14,10 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define SSE_LOW (64u << 10) /* catch-up: queue up to this much, then wait for the socket */
-#define SSE_CHUNK 512       /* events per read */
+#define SSE_LOW (64u << 10)        /* catch-up: queue up to this much, then wait for the socket */
+#define SSE_CHUNK 512              /* events per read */
 #define SSE_CHUNK_BYTES (1u << 20) /* ... and bytes queued per read, whatever the events weigh */
-#define SSE_ROUNDS 32       /* catch-up rounds per turn before letting other connections run */
+#define SSE_ROUNDS 32              /* catch-up rounds per turn before letting other connections run */
 
 void sub_free(sub *s) {
     if (!s) return;
@@ -66,7 +66,8 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
     factum_t *db = c->l->srv->db;
     sub *s = calloc(1, sizeof *s);
     if (!s || copy_str(&s->stream, stream) ||
-        (q && (copy_str(&s->type, q->type) || copy_str(&s->category, q->category) || copy_str(&s->corr, q->correlationid)))) {
+        (q && (copy_str(&s->type, q->type) || copy_str(&s->category, q->category) ||
+               copy_str(&s->corr, q->correlationid)))) {
         sub_free(s);
         conn_problem(c, 500, "internal", NULL, "out of memory");
         return;
@@ -103,8 +104,10 @@ static void send_event(conn *c, const factum_event_t *e, uint64_t id) {
         return;
     }
     char *j = b->ptr + at, *end = b->ptr + b->len;
-    for (char *p = j; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;) *p = ' ';
-    for (char *p = j; (p = memchr(p, '\r', (size_t)(end - p))) != NULL;) *p = ' ';
+    for (char *p = j; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;)
+        *p = ' ';
+    for (char *p = j; (p = memchr(p, '\r', (size_t)(end - p))) != NULL;)
+        *p = ' ';
     memcpy(b->ptr + b->len, "\n\n", 2);
     b->len += 2;
 }
@@ -118,8 +121,11 @@ static bool pump_chunk(conn *c) {
     bool at_end;
     if (s->all) {
         uint64_t head = factum_head_position(db);
-        factum_query_t q = {.from = s->next, .limit = SSE_CHUNK, .type = str_of(&s->type),
-                            .category = str_of(&s->category), .correlationid = str_of(&s->corr),
+        factum_query_t q = {.from = s->next,
+                            .limit = SSE_CHUNK,
+                            .type = str_of(&s->type),
+                            .category = str_of(&s->category),
+                            .correlationid = str_of(&s->corr),
                             .system = s->system};
         if (factum_read_all(db, &q, &res, &err)) goto fail;
         size_t i = 0, n = factum_result_count(res), start = c->out.len;
@@ -158,8 +164,10 @@ fail:
 static void caught_up(conn *c) {
     sub *s = c->sub;
     char msg[128];
-    int n = s->all ? snprintf(msg, sizeof msg, "event: caught-up\ndata: {\"position\":%llu}\n\n", (unsigned long long)s->next)
-                   : snprintf(msg, sizeof msg, "event: caught-up\ndata: {\"revision\":%lld}\n\n", (long long)s->next - 1);
+    int n =
+        s->all
+            ? snprintf(msg, sizeof msg, "event: caught-up\ndata: {\"position\":%llu}\n\n", (unsigned long long)s->next)
+            : snprintf(msg, sizeof msg, "event: caught-up\ndata: {\"revision\":%lld}\n\n", (long long)s->next - 1);
     conn_send(c, msg, (size_t)n);
     s->live = true;
 }
@@ -193,7 +201,8 @@ void sse_pump(conn *c) {
     }
     for (int round = 0; round < SSE_ROUNDS && !c->close_after; round++) {
         bool end = false;
-        while (!end && !c->close_after && c->out.len - c->out_off < SSE_LOW) end = pump_chunk(c);
+        while (!end && !c->close_after && c->out.len - c->out_off < SSE_LOW)
+            end = pump_chunk(c);
         if (end) {
             caught_up(c);
             return;
@@ -215,8 +224,10 @@ bool sse_wants(const sub *s, const uint64_t *hashes, size_t n) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (hashes[mid] < s->stream_hash) lo = mid + 1;
-        else hi = mid;
+        if (hashes[mid] < s->stream_hash)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < n && hashes[lo] == s->stream_hash;
 }

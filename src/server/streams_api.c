@@ -49,8 +49,10 @@ static int list_parse(conn *c, bool streams, list_params *p) {
                 p->limit = (size_t)n;
             }
         } else if (str_eq(k, str_c("system"))) {
-            if (str_eq(val, str_c("true")) || str_eq(val, str_c("false"))) p->system = val.len == 4;
-            else conn_problem(c, 400, "bad-request", NULL, "system must be true or false"), rc = -1;
+            if (str_eq(val, str_c("true")) || str_eq(val, str_c("false")))
+                p->system = val.len == 4;
+            else
+                conn_problem(c, 400, "bad-request", NULL, "system must be true or false"), rc = -1;
         } else if (str_eq(k, str_c("after"))) {
             dst = &p->after;
         } else if (streams && str_eq(k, str_c("prefix"))) {
@@ -63,8 +65,8 @@ static int list_parse(conn *c, bool streams, list_params *p) {
         }
         if (!rc && dst) {
             if (val.len > FACTUM_MAX_STREAM_NAME) {
-                conn_problem(c, 400, "bad-request", NULL, "%.*s is longer than a stream name can be (%d bytes)", (int)k.len,
-                             k.ptr, FACTUM_MAX_STREAM_NAME);
+                conn_problem(c, 400, "bad-request", NULL, "%.*s is longer than a stream name can be (%d bytes)",
+                             (int)k.len, k.ptr, FACTUM_MAX_STREAM_NAME);
                 rc = -1;
             } else if (buf_append(dst, val.ptr, val.len)) {
                 conn_problem(c, 503, "unavailable", NULL, "out of memory");

@@ -32,7 +32,8 @@
 
 #define FIRE_BATCH 1000
 
-const double timers_late_bounds_ms[16] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000, 1e300};
+const double timers_late_bounds_ms[16] = {1,   2,    5,    10,   20,    50,    100,   200,
+                                          500, 1000, 2000, 5000, 10000, 30000, 60000, 1e300};
 
 typedef struct timer {
     char id[40];
@@ -71,9 +72,9 @@ struct timers {
     size_t nslots;
     heap wall, mono; /* timers "at" a wall-clock time; relative ones, by their monotonic due time */
     timers_stats st;
-    uint64_t ended;          /* timers in the table that fired, failed or were cancelled */
-    int64_t compact_after;   /* CLOCK_MONOTONIC µs: no compaction before (after one failed) */
-    bool started;            /* the scheduler thread runs */
+    uint64_t ended;        /* timers in the table that fired, failed or were cancelled */
+    int64_t compact_after; /* CLOCK_MONOTONIC µs: no compaction before (after one failed) */
+    bool started;          /* the scheduler thread runs */
 };
 
 const char *const timers_state_names[4] = {"pending", "fired", "cancelled", "failed"};
@@ -82,7 +83,8 @@ const char *const timers_state_names[4] = {"pending", "fired", "cancelled", "fai
 
 static size_t slot_of(const timers_t *t, const char *id) {
     size_t mask = t->nslots - 1, i = (size_t)hash64(id, strlen(id), 11) & mask;
-    while (t->slots[i] && strcmp(t->v[t->slots[i] - 1].id, id)) i = (i + 1) & mask;
+    while (t->slots[i] && strcmp(t->v[t->slots[i] - 1].id, id))
+        i = (i + 1) & mask;
     return i;
 }
 
@@ -107,7 +109,8 @@ static void heap_push(timers_t *t, heap *h, uint32_t k) {
         h->v = v, h->cap = cap;
     }
     size_t i = h->n++;
-    while (i && heap_less(t, k, h->v[(i - 1) / 2])) h->v[i] = h->v[(i - 1) / 2], i = (i - 1) / 2;
+    while (i && heap_less(t, k, h->v[(i - 1) / 2]))
+        h->v[i] = h->v[(i - 1) / 2], i = (i - 1) / 2;
     h->v[i] = k;
 }
 
@@ -126,7 +129,8 @@ static void heap_pop(timers_t *t, heap *h) {
 
 /* The earliest pending timer of h, dropping fired and cancelled ones from the top; NULL if none. */
 static timer *heap_top(timers_t *t, heap *h) {
-    while (h->n && t->v[h->v[0]].state != TIMER_PENDING) heap_pop(t, h);
+    while (h->n && t->v[h->v[0]].state != TIMER_PENDING)
+        heap_pop(t, h);
     return h->n ? &t->v[h->v[0]] : NULL;
 }
 
@@ -159,8 +163,8 @@ static timer *insert(timers_t *t, const char *id) {
 
 /* The counter of timers in `state`. */
 static uint64_t *count_of(timers_t *t, int state) {
-    return state == TIMER_PENDING ? &t->st.pending
-           : state == TIMER_FIRED ? &t->st.fired
+    return state == TIMER_PENDING     ? &t->st.pending
+           : state == TIMER_FIRED     ? &t->st.fired
            : state == TIMER_CANCELLED ? &t->st.cancelled
                                       : &t->st.failed;
 }
@@ -184,7 +188,7 @@ static void set_state(timers_t *t, timer *x, int state) {
 static void add_locked(timers_t *t, const char *id, int64_t at, int64_t delay_us, uint64_t pos) {
     timer *x = find(t, id);
     if (x && x->has_record) return; /* applied twice, or a compaction's copy: the first record wins */
-    bool ended = x != NULL;        /* a Fired or Cancelled record came first: it stays ended */
+    bool ended = x != NULL;         /* a Fired or Cancelled record came first: it stays ended */
     if (!x && !(x = insert(t, id))) return;
     x->at = at, x->pos = pos, x->has_record = true, x->relative = delay_us >= 0;
     if (x->relative) x->due = clock_mono_us() + MAX(0, MIN(at - clock_realtime_us(), delay_us));
@@ -215,11 +219,15 @@ int timers_begin_cancel(timers_t *t, const char *id, factum_error_t *err) {
     pthread_mutex_lock(&t->mu);
     timer *x = find(t, id);
     int rc = 0;
-    if (!x) rc = err_set(err, FACTUM_ENOTFOUND, "no schedule '%s'", id);
+    if (!x)
+        rc = err_set(err, FACTUM_ENOTFOUND, "no schedule '%s'", id);
     else if (x->state != TIMER_PENDING || x->cancelling)
         rc = err_set(err, FACTUM_ECONFLICT, "schedule '%s' has %s", id,
-                     x->state == TIMER_FIRED ? "fired already" : x->state == TIMER_FAILED ? "failed already" : "been cancelled already");
-    else x->cancelling = true;
+                     x->state == TIMER_FIRED    ? "fired already"
+                     : x->state == TIMER_FAILED ? "failed already"
+                                                : "been cancelled already");
+    else
+        x->cancelling = true;
     pthread_mutex_unlock(&t->mu);
     return rc;
 }
@@ -238,7 +246,8 @@ void timers_end_cancel(timers_t *t, const char *id, bool cancelled) {
 static void info_of(const timer *x, timer_info *out) {
     memset(out, 0, sizeof *out);
     snprintf(out->id, sizeof out->id, "%s", x->id);
-    out->state = x->state, out->at_us = x->at, out->has_record = x->has_record, out->pos = x->pos, out->fired_pos = x->fired_pos;
+    out->state = x->state, out->at_us = x->at, out->has_record = x->has_record, out->pos = x->pos,
+    out->fired_pos = x->fired_pos;
     if (x->error) snprintf(out->error, sizeof out->error, "%s", x->error);
 }
 
@@ -254,7 +263,8 @@ int timers_lookup(timers_t *t, const char *id, timer_info *out) {
 static void page_push(timers_t *t, uint32_t *page, size_t *n, size_t max, uint32_t k) {
     size_t i;
     if (*n < max) {
-        for (i = (*n)++; i && strcmp(t->v[page[(i - 1) / 2]].id, t->v[k].id) < 0; i = (i - 1) / 2) page[i] = page[(i - 1) / 2];
+        for (i = (*n)++; i && strcmp(t->v[page[(i - 1) / 2]].id, t->v[k].id) < 0; i = (i - 1) / 2)
+            page[i] = page[(i - 1) / 2];
         page[i] = k;
         return;
     }
@@ -269,7 +279,9 @@ static void page_push(timers_t *t, uint32_t *page, size_t *n, size_t max, uint32
     page[i] = k;
 }
 
-static int by_id(const void *a, const void *b) { return strcmp(((const timer_info *)a)->id, ((const timer_info *)b)->id); }
+static int by_id(const void *a, const void *b) {
+    return strcmp(((const timer_info *)a)->id, ((const timer_info *)b)->id);
+}
 
 size_t timers_list(timers_t *t, int state, const char *after, timer_info *out, size_t max) {
     uint32_t *page = max ? calloc(max, sizeof *page) : NULL;
@@ -277,8 +289,10 @@ size_t timers_list(timers_t *t, int state, const char *after, timer_info *out, s
     if (!page) return 0;
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < t->n; i++)
-        if ((state < 0 || t->v[i].state == state) && strcmp(t->v[i].id, after) > 0) page_push(t, page, &n, max, (uint32_t)i);
-    for (size_t i = 0; i < n; i++) info_of(&t->v[page[i]], &out[i]);
+        if ((state < 0 || t->v[i].state == state) && strcmp(t->v[i].id, after) > 0)
+            page_push(t, page, &n, max, (uint32_t)i);
+    for (size_t i = 0; i < n; i++)
+        info_of(&t->v[page[i]], &out[i]);
     pthread_mutex_unlock(&t->mu);
     free(page);
     qsort(out, n, sizeof *out, by_id);
@@ -302,7 +316,7 @@ static bool member_raw(factum_str_t obj, const char *key, factum_str_t *out, int
    tables change, live and at start-up. false if it is not a well-formed Scheduled, Fired or
    Cancelled record. id and msg are scratch. */
 static bool apply_record(timers_t *t, const factum_event_t *e, buf_t *id, buf_t *msg) {
-    if (!json_member_string(e->data, "id", id) || id->len >= sizeof ((timer *)0)->id) return false;
+    if (!json_member_string(e->data, "id", id) || id->len >= sizeof((timer *)0)->id) return false;
     if (str_eq(e->type, str_c("Scheduled"))) {
         int64_t us;
         uint64_t delay_ms = 0;
@@ -318,8 +332,10 @@ static bool apply_record(timers_t *t, const factum_event_t *e, buf_t *id, buf_t 
         bool first = !x || x->state == TIMER_PENDING; /* the record that ends it (not one applied again) */
         x = end_locked(t, id->ptr, failed ? TIMER_FAILED : TIMER_FIRED);
         if (!x || !first) return true;
-        if (failed) free(x->error), x->error = strdup(msg->ptr);
-        else json_member_u64(e->data, "position", &x->fired_pos);
+        if (failed)
+            free(x->error), x->error = strdup(msg->ptr);
+        else
+            json_member_u64(e->data, "position", &x->fired_pos);
     } else if (str_eq(e->type, str_c("Cancelled"))) {
         end_locked(t, id->ptr, TIMER_CANCELLED);
     } else {
@@ -330,9 +346,9 @@ static bool apply_record(timers_t *t, const factum_event_t *e, buf_t *id, buf_t 
 
 typedef struct replay_ctx {
     timers_t *t;
-    uint64_t below;  /* apply records below this revision only */
-    bool lock;       /* take the mutex for each (the scheduler runs) */
-    buf_t id, msg;   /* scratch */
+    uint64_t below; /* apply records below this revision only */
+    bool lock;      /* take the mutex for each (the scheduler runs) */
+    buf_t id, msg;  /* scratch */
 } replay_ctx;
 
 static void replay_one(void *ctx, const factum_event_t *e) {
@@ -365,7 +381,8 @@ int timers_add(timers_t *t, const char *id, uint64_t pos, factum_error_t *err) {
     const factum_event_t *e = factum_result_event(r, 0);
     pthread_mutex_lock(&t->mu);
     if (!str_eq(e->type, str_c("Scheduled")) || !apply_record(t, e, &sid, &msg))
-        rc = err_set(err, FACTUM_ECORRUPT, "the record at position %llu is not a Scheduled record", (unsigned long long)pos);
+        rc = err_set(err, FACTUM_ECORRUPT, "the record at position %llu is not a Scheduled record",
+                     (unsigned long long)pos);
     pthread_cond_signal(&t->cond); /* it may be the earliest now */
     pthread_mutex_unlock(&t->mu);
     buf_free(&sid);
@@ -446,15 +463,17 @@ static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
     fb->left = n + 1; /* +1: nobody signals "all done" while we are still starting */
     pthread_mutex_unlock(&fb->mu);
     size_t started = 0;
-    for (size_t i = 0; i < n; i++) started += fire_one(t, pos[i], &slots[i]);
+    for (size_t i = 0; i < n; i++)
+        started += fire_one(t, pos[i], &slots[i]);
     pthread_mutex_lock(&fb->mu);
     fb->left -= (n - started) + 1;
-    while (fb->left) pthread_cond_wait(&fb->cond, &fb->mu);
+    while (fb->left)
+        pthread_cond_wait(&fb->cond, &fb->mu);
     pthread_mutex_unlock(&fb->mu);
     /* One batch of Fired records; a failed firing is recorded with its error (it will not be
        retried: the event was refused, e.g. an id the stream holds with other content). */
     factum_event_t *ev = calloc(n, sizeof *ev);
-    char (*data)[512] = calloc(n, sizeof *data);
+    char(*data)[512] = calloc(n, sizeof *data);
     if (!ev || !data) goto out;
     for (size_t i = 0; i < n; i++) {
         buf_t b = {0};
@@ -482,7 +501,8 @@ static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
             int64_t late_us = MAX(0, (x->relative ? now_mono : now_wall) - when(x));
             double late_ms = (double)late_us / 1000;
             size_t b = 0;
-            while (late_ms > timers_late_bounds_ms[b]) b++;
+            while (late_ms > timers_late_bounds_ms[b])
+                b++;
             t->st.late[b]++;
             t->st.late_sum_us += (uint64_t)late_us;
         }
@@ -517,7 +537,7 @@ static void take_due(timers_t *t, heap *h, int64_t now, fire_slot *slots, uint64
 
 /* ---- compaction ---- */
 
-#define COPY_BATCH 1000            /* copies per append */
+#define COPY_BATCH 1000             /* copies per append */
 #define COPY_BATCH_BYTES (8u << 20) /* and about this many bytes of data */
 
 /* Drops the timers that ended before position `cut` (their records are hidden now) and rebuilds
@@ -573,7 +593,9 @@ static int copy_pending(timers_t *t, uint64_t cut, factum_error_t *err) {
         }
         factum_append_result_t res;
         if (!rc && k)
-            while ((rc = factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, k, &res, err)) == FACTUM_ETOOBIG && k > 1)
+            while ((rc = factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, k, &res, err)) ==
+                       FACTUM_ETOOBIG &&
+                   k > 1)
                 k /= 2; /* more than a segment holds: fewer at a time (the rest come next round) */
         if (!rc && k) {
             pthread_mutex_lock(&t->mu);
@@ -583,7 +605,8 @@ static int copy_pending(timers_t *t, uint64_t cut, factum_error_t *err) {
             }
             pthread_mutex_unlock(&t->mu);
         }
-        for (size_t i = 0; i < n; i++) factum_result_free(held[i]), held[i] = NULL;
+        for (size_t i = 0; i < n; i++)
+            factum_result_free(held[i]), held[i] = NULL;
     }
     free(ids);
     free(from);
@@ -638,7 +661,8 @@ static void *scheduler(void *arg) {
         size_t n = 0, nheld = 0;
         take_due(t, &t->mono, now_mono, slots, pos, &n, held, &nheld);
         take_due(t, &t->wall, now_wall, slots, pos, &n, held, &nheld);
-        for (size_t i = 0; i < nheld; i++) heap_push(t, heap_of(t, &t->v[held[i]]), held[i]);
+        for (size_t i = 0; i < nheld; i++)
+            heap_push(t, heap_of(t, &t->v[held[i]]), held[i]);
         pthread_mutex_unlock(&t->mu);
         if (n) fire(t, slots, pos, n);
         pthread_mutex_lock(&t->mu);
@@ -652,7 +676,8 @@ static void *scheduler(void *arg) {
             pthread_mutex_unlock(&t->mu);
             factum_error_t err;
             bool ok = compact(t, &err) == 0;
-            if (!ok) fprintf(stderr, "factum: compacting %s: %s (tried again in a minute)\n", TIMERS_STREAM, err.message);
+            if (!ok)
+                fprintf(stderr, "factum: compacting %s: %s (tried again in a minute)\n", TIMERS_STREAM, err.message);
             pthread_mutex_lock(&t->mu);
             if (!ok) t->compact_after = clock_mono_us() + 60000000;
         }
@@ -665,7 +690,8 @@ static void *scheduler(void *arg) {
 }
 
 static void timers_free(timers_t *t) {
-    for (size_t i = 0; i < t->n; i++) free(t->v[i].error);
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].error);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->batch.mu);

@@ -27,24 +27,24 @@ struct append_req {
     size_t n;
     uint8_t *recs; /* n encoded records, back to back */
     size_t bytes;
-    uint32_t *offs;   /* offset of each record in recs */
-    uint8_t *user_id; /* per event: 1 if the caller chose the id */
+    uint32_t *offs;      /* offset of each record in recs */
+    uint8_t *user_id;    /* per event: 1 if the caller chose the id */
     factum_append_cb cb; /* NULL: a factum_append caller sleeps on `done` */
     void *ctx;
     uint64_t h1, h2, skey;
 
     /* A metadata change (factum_meta_set, factum_delete_stream): the writer builds its record,
        because what it says (truncate_before) depends on the target stream at that moment. */
-    int meta_op;              /* 0, or META_SET / META_DELETE / META_TOMBSTONE */
-    char *target;             /* the stream it is about (owned) */
+    int meta_op;  /* 0, or META_SET / META_DELETE / META_TOMBSTONE */
+    char *target; /* the stream it is about (owned) */
     size_t target_len;
-    uint64_t th1, th2;        /* streams_hash of target */
-    int64_t target_expected;  /* expected revision of the target (deletes) */
-    meta_rules want;          /* META_SET: what the caller asked for */
-    bool want_tb;             /* META_SET: truncate_before was given */
-    char *custom;             /* META_SET: the custom object (owned), or NULL */
+    uint64_t th1, th2;       /* streams_hash of target */
+    int64_t target_expected; /* expected revision of the target (deletes) */
+    meta_rules want;         /* META_SET: what the caller asked for */
+    bool want_tb;            /* META_SET: truncate_before was given */
+    char *custom;            /* META_SET: the custom object (owned), or NULL */
     size_t custom_len;
-    meta_rules meta_new;      /* what the record says, applied once it is durable */
+    meta_rules meta_new; /* what the record says, applied once it is durable */
 
     int rc;
     factum_append_result_t res;
@@ -73,17 +73,16 @@ static void futex_wake(_Atomic uint32_t *addr) { syscall(SYS_futex, addr, FUTEX_
 
 /* ---- validation (caller thread) ---- */
 
-static const char *const reserved[] = {"specversion", "id", "source", "type", "subject", "time",
-                                       "datacontenttype", "data", "correlationid", "causationid",
-                                       "stream", "revision", "position"};
+static const char *const reserved[] = {"specversion",     "id",   "source",        "type",        "subject", "time",
+                                       "datacontenttype", "data", "correlationid", "causationid", "stream",  "revision",
+                                       "position"};
 
 static int check_attr(factum_str_t s, size_t max, bool required, const char *name, size_t i, factum_error_t *err) {
     if (required && s.len == 0) return err_set(err, FACTUM_EBADEVENT, "event %zu: '%s' is required", i, name);
     if (s.len > max)
         return err_set(err, FACTUM_ETOOBIG, "event %zu: '%s' is %zu bytes, the limit is %zu", i, name, s.len, max);
     if (!text_valid(s.ptr, s.len))
-        return err_set(err, FACTUM_EBADEVENT, "event %zu: '%s' must be UTF-8 text without control characters", i,
-                       name);
+        return err_set(err, FACTUM_EBADEVENT, "event %zu: '%s' must be UTF-8 text without control characters", i, name);
     return 0;
 }
 
@@ -106,7 +105,8 @@ static int check_extensions(factum_str_t ext, size_t i, factum_error_t *err) {
     while (!rc && json_iter_member(&it, &key, &val, &kind) == 1) {
         factum_str_t k = {key.ptr + 1, key.len - 2};
         bool ok = k.len > 0 && k.len <= 64;
-        for (size_t j = 0; j < k.len && ok; j++) ok = (k.ptr[j] >= 'a' && k.ptr[j] <= 'z') || (k.ptr[j] >= '0' && k.ptr[j] <= '9');
+        for (size_t j = 0; j < k.len && ok; j++)
+            ok = (k.ptr[j] >= 'a' && k.ptr[j] <= 'z') || (k.ptr[j] >= '0' && k.ptr[j] <= '9');
         if (!ok) {
             rc = err_set(err, FACTUM_EBADEVENT,
                          "event %zu: extension attribute %.*s: names are 1-64 lowercase letters or digits", i,
@@ -162,8 +162,7 @@ int store_check_stream(factum_str_t s, factum_error_t *err) {
         return err_set(err, FACTUM_EBADSTREAM, "stream name must be 1 to %d bytes (got %zu)", FACTUM_MAX_STREAM_NAME,
                        s.len);
     if (!text_valid(s.ptr, s.len) || memchr(s.ptr, '/', s.len) || memchr(s.ptr, ' ', s.len))
-        return err_set(err, FACTUM_EBADSTREAM,
-                       "stream name must be UTF-8 without spaces, '/' or control characters");
+        return err_set(err, FACTUM_EBADSTREAM, "stream name must be UTF-8 without spaces, '/' or control characters");
     if (str_eq(s, str_c("$all"))) return err_set(err, FACTUM_EBADSTREAM, "'$all' is the global log, not a stream");
     return 0;
 }
@@ -172,7 +171,8 @@ int factum_stream_name_check(factum_str_t name, factum_error_t *err) { return st
 
 int factum_events_check(factum_t *db, const factum_event_t *events, size_t n, factum_error_t *err) {
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) rc = check_event(db, &events[i], i, err);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = check_event(db, &events[i], i, err);
     return rc;
 }
 
@@ -181,7 +181,8 @@ int factum_events_check(factum_t *db, const factum_event_t *events, size_t n, fa
 int store_index_event(factum_t *db, const factum_event_t *e) {
     int rc = index_add(db->index, index_key_stream(e->stream), e->revision, e->position);
     if (!rc) rc = index_add(db->index, index_key_id(e->stream, e->id), e->position, e->position);
-    if (!rc && e->correlationid.len) rc = index_add(db->index, index_key_corr(e->correlationid), e->position, e->position);
+    if (!rc && e->correlationid.len)
+        rc = index_add(db->index, index_key_corr(e->correlationid), e->position, e->position);
     if (!rc && e->revision == 0) rc = index_add_name(db->index, e->stream, e->position);
     return rc;
 }
@@ -231,16 +232,17 @@ typedef struct group {
     size_t nmeta;         /* metadata changes among them */
 } group;
 
-const uint64_t factum_fsync_us_bounds[FACTUM_STAT_BUCKETS] = {50,   100,   200,   300,   500,    750,    1000,
-                                                             2000, 5000, 10000, 20000, 50000, 100000, UINT64_MAX};
-const uint64_t factum_group_events_bounds[FACTUM_STAT_BUCKETS] = {1,   2,   4,    8,    16,   32,    64,
+const uint64_t factum_fsync_us_bounds[FACTUM_STAT_BUCKETS] = {50,   100,  200,   300,   500,   750,    1000,
+                                                              2000, 5000, 10000, 20000, 50000, 100000, UINT64_MAX};
+const uint64_t factum_group_events_bounds[FACTUM_STAT_BUCKETS] = {1,   2,   4,    8,    16,    32,    64,
                                                                   128, 256, 1024, 4096, 16384, 65536, UINT64_MAX};
 
 /* Statistics have one writer (this thread): relaxed adds suffice. */
 static void stat_add(_Atomic uint64_t *c, uint64_t v) { atomic_fetch_add_explicit(c, v, memory_order_relaxed); }
 static void stat_observe(_Atomic uint64_t *hist, const uint64_t *bounds, uint64_t v) {
     size_t i = 0;
-    while (v > bounds[i]) i++;
+    while (v > bounds[i])
+        i++;
     stat_add(&hist[i], 1);
 }
 
@@ -258,11 +260,14 @@ static int group_flush(factum_t *db, group *g) {
        the zeroer writes zeros around the cache, so without this every page the log enters would
        cost a synchronous read on the append path. The next group's first page is then cached. */
     static const uint8_t zero_page[PAGE_BYTES];
-    uint64_t pad = MIN((s->end + PAGE_BYTES - 1) / PAGE_BYTES * PAGE_BYTES, segment_limit(s)) - MIN(s->end, segment_limit(s));
+    uint64_t pad =
+        MIN((s->end + PAGE_BYTES - 1) / PAGE_BYTES * PAGE_BYTES, segment_limit(s)) - MIN(s->end, segment_limit(s));
     if (pad && g->niov == g->cap) {
         struct iovec *v = realloc(g->iov, (g->cap + 1) * sizeof *v);
-        if (v) g->iov = v, g->cap++;
-        else pad = 0;
+        if (v)
+            g->iov = v, g->cap++;
+        else
+            pad = 0;
     }
     if (pad) g->iov[g->niov] = (struct iovec){(void *)zero_page, (size_t)pad};
     int e = io_write_all(db->vfs, s->fd, g->iov, (int)g->niov + (pad > 0), g->write_off);
@@ -300,7 +305,8 @@ static int roll_segment(factum_t *db, group *g, append_req *r) {
     if (store_zero_take_next(db, s->no + 1, &fd, &fill) == 0)
         rc = segment_install(db->logdir, s->no + 1, db->segment_bytes, db->next_pos, fd, fill, db->vfs, &next, &err);
     else
-        rc = segment_create(db->logdir, s->no + 1, db->segment_bytes, db->next_pos, STORE_ZERO_MIN, db->vfs, &next, &err);
+        rc = segment_create(db->logdir, s->no + 1, db->segment_bytes, db->next_pos, STORE_ZERO_MIN, db->vfs, &next,
+                            &err);
     if (!rc) rc = store_add_segment(db, next, &err);
     if (rc) {
         /* Out of space for a new segment (or segment numbers): this append fails, the writer
@@ -351,7 +357,8 @@ static int check_repeat(factum_t *db, append_req *r) {
                                 "event id '%.*s' is already in stream '%.*s' at revision %llu with other content",
                                 (int)mine.id.len, mine.id.ptr, (int)r->stream.len, r->stream.ptr,
                                 (unsigned long long)old.revision);
-            if (found == 0) r->res.first_revision = old.revision, r->res.first_position = old.position;
+            if (found == 0)
+                r->res.first_revision = old.revision, r->res.first_position = old.position;
             else if (old.revision != r->res.first_revision + found)
                 return req_fail(r, FACTUM_ECONFLICT, "the batch repeats earlier events, but not in their order");
             r->res.last_revision = old.revision, r->res.last_position = old.position;
@@ -377,9 +384,12 @@ static bool expected_ok(int64_t expected, int64_t last) {
 }
 
 static void describe_expected(int64_t expected, char *out, size_t cap) {
-    if (expected == FACTUM_EXPECT_NO_STREAM) snprintf(out, cap, "no stream");
-    else if (expected == FACTUM_EXPECT_EXISTS) snprintf(out, cap, "stream exists");
-    else snprintf(out, cap, "%lld", (long long)expected);
+    if (expected == FACTUM_EXPECT_NO_STREAM)
+        snprintf(out, cap, "no stream");
+    else if (expected == FACTUM_EXPECT_EXISTS)
+        snprintf(out, cap, "stream exists");
+    else
+        snprintf(out, cap, "%lld", (long long)expected);
 }
 
 static int fail_revision(append_req *r, factum_str_t stream, int64_t expected, int64_t actual) {
@@ -423,7 +433,8 @@ static int meta_build(factum_t *db, group *g, append_req *r, int64_t time_us) {
     bool has = writer_rules(db, g, r->th1, r->th2, &cur, &doc);
     cur.last = last;
     if (cur.tombstone)
-        return req_fail(r, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)target.len, target.ptr);
+        return req_fail(r, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)target.len,
+                        target.ptr);
     int kind;
     if (has && !(json_member(doc, "custom", &custom, &kind) && kind == JSON_OBJECT)) custom = (factum_str_t){0};
     nr = cur;
@@ -437,8 +448,10 @@ static int meta_build(factum_t *db, group *g, append_req *r, int64_t time_us) {
         /* What the old rules hide now stays hidden. */
         uint64_t fold = has ? meta_floor(&cur) : 0;
         if (has && cur.max_age_s && last >= 0)
-            fold = MAX(fold, store_stream_first_at(db, target, time_us - (int64_t)MIN(cur.max_age_s, (uint64_t)INT64_MAX / 2000000) * 1000000,
-                                                   (uint64_t)last + 1));
+            fold = MAX(fold,
+                       store_stream_first_at(
+                           db, target, time_us - (int64_t)MIN(cur.max_age_s, (uint64_t)INT64_MAX / 2000000) * 1000000,
+                           (uint64_t)last + 1));
         nr.tb = MAX(MAX(r->want.tb, cur.tb), fold);
         nr.max_count = r->want.max_count, nr.max_age_s = r->want.max_age_s;
         custom = (factum_str_t){r->custom, r->custom_len};
@@ -458,8 +471,11 @@ static int meta_build(factum_t *db, group *g, append_req *r, int64_t time_us) {
         buf_free(&b);
         return req_fail(r, FACTUM_ENOMEM, "out of memory");
     }
-    factum_event_t e = {.id = {id, 36}, .type = str_c(meta_types[r->meta_op]), .source = str_c("factum"),
-                        .data = {b.ptr, b.len}, .data_format = FACTUM_DATA_JSON};
+    factum_event_t e = {.id = {id, 36},
+                        .type = str_c(meta_types[r->meta_op]),
+                        .source = str_c("factum"),
+                        .data = {b.ptr, b.len},
+                        .data_format = FACTUM_DATA_JSON};
     size_t size = record_size(r->stream, &e);
     uint8_t *recs = size > db->segment_bytes - SEGMENT_HEADER ? NULL : realloc(r->recs, size);
     if (!recs) {
@@ -488,7 +504,8 @@ static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
     if (r->meta_op) {
         if (meta_build(db, g, r, time_us)) return;
     } else if ((ruled = writer_rules(db, g, r->h1, r->h2, &mr, &doc)) && mr.tombstone) {
-        req_fail(r, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)r->stream.len, r->stream.ptr);
+        req_fail(r, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)r->stream.len,
+                 r->stream.ptr);
         return;
     }
     int rep = check_repeat(db, r);
@@ -560,8 +577,9 @@ static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
     s->count += r->n;
     s->end += r->bytes;
     int64_t target_last = r->res.actual_revision;
-    r->res = (factum_append_result_t){(uint64_t)(last + 1), (uint64_t)last + r->n, db->next_pos,
-                                      db->next_pos + r->n - 1, 0, r->meta_op ? target_last : last};
+    r->res = (factum_append_result_t){
+        (uint64_t)(last + 1),           (uint64_t)last + r->n, db->next_pos, db->next_pos + r->n - 1, 0,
+        r->meta_op ? target_last : last};
     db->next_pos += r->n;
     streams_put(&db->cache, r->h1, r->h2, last + (int64_t)r->n);
     r->gnext = g->assigned;
@@ -617,7 +635,8 @@ static void run_group(factum_t *db, append_req *list) {
     g.write_off = db->segs[atomic_load(&db->nsegs) - 1]->end;
     g.flushed_pos = db->next_pos;
     unsigned pin = store_pin(db); /* process() reads older events (idempotency, metadata) */
-    for (append_req *r = list; r; r = r->next) process(db, &g, r, t);
+    for (append_req *r = list; r; r = r->next)
+        process(db, &g, r, t);
     store_unpin(db, pin);
     if (!db->failed) group_flush(db, &g);
     if (db->failed) {
@@ -633,7 +652,8 @@ static void run_group(factum_t *db, append_req *list) {
             if (!a->rc && a->res.idempotent)
                 req_fail(a, FACTUM_EIO,
                          "%s; the outcome of this append is unknown: after a restart, a retry with the same "
-                         "event ids is safe", db->failmsg);
+                         "event ids is safe",
+                         db->failmsg);
     } else if (db->next_pos > db->group_first) {
         publish_meta(db, list);
         for (append_req *a = g.assigned; a; a = a->gnext) {
@@ -681,7 +701,8 @@ static void *writer_main(void *arg) {
                 pthread_mutex_lock(&db->qmu);
             }
         }
-        while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcond, &db->qmu);
+        while (!db->qhead && !db->stopping)
+            pthread_cond_wait(&db->qcond, &db->qmu);
         if (!db->qhead) {
             pthread_mutex_unlock(&db->qmu);
             write_mark(db); /* a clean close leaves the mark at the end of the log */
@@ -690,7 +711,8 @@ static void *writer_main(void *arg) {
         /* Take a group: everything queued, up to STORE_GROUP_BYTES. */
         append_req *list = db->qhead, *last = list;
         size_t bytes = last->bytes;
-        while (last->next && bytes < STORE_GROUP_BYTES) last = last->next, bytes += last->bytes;
+        while (last->next && bytes < STORE_GROUP_BYTES)
+            last = last->next, bytes += last->bytes;
         db->qhead = last->next;
         if (!db->qhead) db->qtail = NULL;
         last->next = NULL;
@@ -700,9 +722,7 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-int store_writer_start(factum_t *db) {
-    return pthread_create(&db->writer, NULL, writer_main, db) ? FACTUM_ENOMEM : 0;
-}
+int store_writer_start(factum_t *db) { return pthread_create(&db->writer, NULL, writer_main, db) ? FACTUM_ENOMEM : 0; }
 
 void store_writer_stop(factum_t *db) {
     pthread_mutex_lock(&db->qmu);
@@ -723,14 +743,15 @@ static int cmp_str(const void *a, const void *b) {
 
 /* Validates and encodes an append into a request the writer can take. Owns copies of all it
    needs, so the caller's events and stream may go away once this returns. */
-static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
-                          size_t n, append_req **out, factum_error_t *err) {
+static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                          append_req **out, factum_error_t *err) {
     int rc;
     *out = NULL;
     if (!db || (!events && n)) return err_set(err, FACTUM_EINVAL, "factum_append: no store or no events");
     if ((rc = store_check_stream(stream, err))) return rc;
     if (str_eq(stream, str_c(META_STREAM)))
-        return err_set(err, FACTUM_EBADSTREAM, "'%s' is written by factum_meta_set and factum_delete_stream", META_STREAM);
+        return err_set(err, FACTUM_EBADSTREAM, "'%s' is written by factum_meta_set and factum_delete_stream",
+                       META_STREAM);
     if (n == 0) return err_set(err, FACTUM_EBADEVENT, "an append needs at least one event");
     if (n > FACTUM_MAX_BATCH_EVENTS)
         return err_set(err, FACTUM_ETOOBIG, "a batch holds at most %d events (got %zu)", FACTUM_MAX_BATCH_EVENTS, n);
@@ -742,7 +763,7 @@ static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, c
     /* Ids: the caller's, or fresh UUIDv7s; none twice in one batch. */
     append_req *r = calloc(1, sizeof *r);
     factum_event_t *ev = malloc(n * sizeof *ev);
-    char (*ids)[37] = malloc(n * sizeof *ids);
+    char(*ids)[37] = malloc(n * sizeof *ids);
     factum_str_t *sorted = malloc(n * sizeof *sorted);
     buf_t src = {0};
     if (r) r->user_id = malloc(n), r->offs = malloc(n * sizeof *r->offs);
@@ -751,7 +772,8 @@ static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, c
         goto out;
     }
     bool default_source = false;
-    for (size_t i = 0; i < n; i++) default_source |= events[i].source.len == 0;
+    for (size_t i = 0; i < n; i++)
+        default_source |= events[i].source.len == 0;
     if (default_source && (buf_append(&src, "/streams/", 9) || buf_append(&src, stream.ptr, stream.len))) {
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto out;
@@ -786,7 +808,8 @@ static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, c
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) record_encode(r->recs + r->offs[i], stream, &ev[i]);
+    for (size_t i = 0; i < n; i++)
+        record_encode(r->recs + r->offs[i], stream, &ev[i]);
     /* The stream name inside the first record outlives the caller's copy. */
     factum_event_t first;
     record_parse(r->recs, &first);
@@ -795,8 +818,10 @@ static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, c
     streams_hash(stream, &r->h1, &r->h2);
     r->res.actual_revision = -1;
 out:
-    if (rc) req_free(r);
-    else *out = r;
+    if (rc)
+        req_free(r);
+    else
+        *out = r;
     free(ev);
     free(ids);
     free(sorted);
@@ -810,8 +835,10 @@ static int append_submit(factum_t *db, append_req *r, factum_error_t *err) {
         pthread_mutex_unlock(&db->qmu);
         return err_set(err, FACTUM_ECLOSED, "the store is closing");
     }
-    if (db->qtail) db->qtail->next = r;
-    else db->qhead = r;
+    if (db->qtail)
+        db->qtail->next = r;
+    else
+        db->qhead = r;
     db->qtail = r;
     pthread_cond_signal(&db->qcond);
     pthread_mutex_unlock(&db->qmu);
@@ -829,7 +856,8 @@ static int run_sync(factum_t *db, int rc, append_req *r, factum_append_result_t 
         req_free(r);
         return rc;
     }
-    while (!atomic_load_explicit(&r->done, memory_order_acquire)) futex_wait(&r->done, 0);
+    while (!atomic_load_explicit(&r->done, memory_order_acquire))
+        futex_wait(&r->done, 0);
     *res = r->res;
     rc = r->rc;
     if (rc) err_set(err, rc, "%s", r->msg);
@@ -852,8 +880,8 @@ int factum_append(factum_t *db, factum_str_t stream, int64_t expected, const fac
     return run_sync(db, rc, r, res, err);
 }
 
-int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events,
-                        size_t n, factum_append_cb cb, void *ctx, factum_error_t *err) {
+int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                        factum_append_cb cb, void *ctx, factum_error_t *err) {
     if (!cb) return err_set(err, FACTUM_EINVAL, "factum_append_async: no callback");
     append_req *r;
     int rc = append_prepare(db, stream, expected, events, n, &r, err);
@@ -869,18 +897,23 @@ static int meta_prepare(factum_t *db, factum_str_t stream, int op, int64_t expec
     if (!db) return err_set(err, FACTUM_EINVAL, "no store");
     if ((rc = store_check_stream(stream, err))) return rc;
     if (str_eq(stream, str_c(META_STREAM)))
-        return err_set(err, FACTUM_EBADSTREAM, "'%s' holds the metadata of other streams and has none itself", META_STREAM);
-    if (expected < FACTUM_EXPECT_EXISTS) return err_set(err, FACTUM_EINVAL, "unknown expected revision %lld", (long long)expected);
+        return err_set(err, FACTUM_EBADSTREAM, "'%s' holds the metadata of other streams and has none itself",
+                       META_STREAM);
+    if (expected < FACTUM_EXPECT_EXISTS)
+        return err_set(err, FACTUM_EINVAL, "unknown expected revision %lld", (long long)expected);
     int kind;
     if (m && m->custom.len &&
-        (m->custom.len > FACTUM_MAX_META_CUSTOM || !json_valid(m->custom.ptr, m->custom.len, &kind) || kind != JSON_OBJECT))
+        (m->custom.len > FACTUM_MAX_META_CUSTOM || !json_valid(m->custom.ptr, m->custom.len, &kind) ||
+         kind != JSON_OBJECT))
         return err_set(err, m->custom.len > FACTUM_MAX_META_CUSTOM ? FACTUM_ETOOBIG : FACTUM_EINVAL,
-                       m->custom.len > FACTUM_MAX_META_CUSTOM ? "custom metadata is %zu bytes, the limit is %d"
-                                                              : "custom metadata must be a JSON object (%zu bytes given)",
+                       m->custom.len > FACTUM_MAX_META_CUSTOM
+                           ? "custom metadata is %zu bytes, the limit is %d"
+                           : "custom metadata must be a JSON object (%zu bytes given)",
                        m->custom.len, FACTUM_MAX_META_CUSTOM);
     append_req *r = calloc(1, sizeof *r);
     if (r) r->user_id = calloc(1, 1), r->offs = calloc(1, sizeof *r->offs), r->target = malloc(stream.len);
-    if (r && r->target && m && m->custom.len && (r->custom = malloc(m->custom.len))) memcpy(r->custom, m->custom.ptr, m->custom.len);
+    if (r && r->target && m && m->custom.len && (r->custom = malloc(m->custom.len)))
+        memcpy(r->custom, m->custom.ptr, m->custom.len);
     if (!r || !r->user_id || !r->offs || !r->target || (m && m->custom.len && !r->custom)) {
         req_free(r);
         return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -905,7 +938,8 @@ static int meta_prepare(factum_t *db, factum_str_t stream, int op, int64_t expec
 int factum_meta_set(factum_t *db, factum_str_t stream, const factum_meta_t *m, factum_append_result_t *res,
                     factum_error_t *err) {
     append_req *r = NULL;
-    int rc = m ? meta_prepare(db, stream, META_SET, FACTUM_EXPECT_ANY, m, &r, err) : err_set(err, FACTUM_EINVAL, "no metadata");
+    int rc = m ? meta_prepare(db, stream, META_SET, FACTUM_EXPECT_ANY, m, &r, err)
+               : err_set(err, FACTUM_EINVAL, "no metadata");
     return run_sync(db, rc, r, res, err);
 }
 
@@ -924,8 +958,8 @@ int factum_delete_stream(factum_t *db, factum_str_t stream, int64_t expected, in
     return run_sync(db, rc, r, res, err);
 }
 
-int factum_delete_stream_async(factum_t *db, factum_str_t stream, int64_t expected, int tombstone,
-                               factum_append_cb cb, void *ctx, factum_error_t *err) {
+int factum_delete_stream_async(factum_t *db, factum_str_t stream, int64_t expected, int tombstone, factum_append_cb cb,
+                               void *ctx, factum_error_t *err) {
     append_req *r = NULL;
     int rc = cb ? meta_prepare(db, stream, tombstone ? META_TOMBSTONE : META_DELETE, expected, NULL, &r, err)
                 : err_set(err, FACTUM_EINVAL, "no callback");

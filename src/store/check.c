@@ -28,27 +28,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define OFF_REMOVED 0u          /* a scavenge removed the position */
-#define OFF_BAD UINT32_MAX      /* the record there cannot be read (never a record's offset: not 8-aligned) */
-#define MAX_FINDINGS 10000      /* findings kept for the report; the rest are counted */
-#define MAX_INDEX_FINDINGS 20   /* index entries (and events) reported one by one, per kind of problem */
+#define OFF_REMOVED 0u        /* a scavenge removed the position */
+#define OFF_BAD UINT32_MAX    /* the record there cannot be read (never a record's offset: not 8-aligned) */
+#define MAX_FINDINGS 10000    /* findings kept for the report; the rest are counted */
+#define MAX_INDEX_FINDINGS 20 /* index entries (and events) reported one by one, per kind of problem */
 
 /* One segment file as found. */
 typedef struct cseg {
     uint32_t no;
     char name[32]; /* "log/NNNNNNNN.seg" */
     int fd;
-    uint8_t *map;  /* PROT_READ, the file's real length */
-    uint64_t len;  /* file length */
+    uint8_t *map; /* PROT_READ, the file's real length */
+    uint64_t len; /* file length */
     bool header_ok;
     uint64_t cap, first_pos, end_pos; /* from the header: capacity, first position, compacted end */
     uint32_t generation;
-    uint32_t *offs;       /* by position - first_pos: offset, OFF_REMOVED or OFF_BAD */
+    uint32_t *offs; /* by position - first_pos: offset, OFF_REMOVED or OFF_BAD */
     uint64_t npos, offs_cap;
-    uint64_t end;         /* offset just past the last kept record */
-    uint64_t data_end;    /* offset just past the last non-zero byte */
-    bool damaged;         /* a damage finding names this segment */
-    bool pmap_bad;        /* its .pmap is missing or does not match */
+    uint64_t end;      /* offset just past the last kept record */
+    uint64_t data_end; /* offset just past the last non-zero byte */
+    bool damaged;      /* a damage finding names this segment */
+    bool pmap_bad;     /* its .pmap is missing or does not match */
 } cseg;
 
 typedef struct finding {
@@ -84,11 +84,15 @@ typedef struct checker {
 /* ---- findings ---- */
 
 __attribute__((format(printf, 6, 7))) static void note(checker *c, int kind, const char *file, uint64_t offset,
-                                                         uint64_t position, const char *fmt, ...) {
-    if (kind == FACTUM_CHECK_DAMAGE) c->sum.damage++;
-    else if (kind == FACTUM_CHECK_DERIVED) c->sum.derived++;
-    else if (kind == FACTUM_CHECK_NOTE) c->sum.notes++;
-    else c->sum.repairs++;
+                                                       uint64_t position, const char *fmt, ...) {
+    if (kind == FACTUM_CHECK_DAMAGE)
+        c->sum.damage++;
+    else if (kind == FACTUM_CHECK_DERIVED)
+        c->sum.derived++;
+    else if (kind == FACTUM_CHECK_NOTE)
+        c->sum.notes++;
+    else
+        c->sum.repairs++;
     if (c->nfound == MAX_FINDINGS) {
         c->dropped++;
         return;
@@ -143,15 +147,16 @@ static void checker_free(checker *c) {
     }
     free(c->segs);
     c->segs = NULL, c->nsegs = 0;
-    for (size_t i = 0; i < c->nfound; i++) free(c->found[i].file), free(c->found[i].message);
+    for (size_t i = 0; i < c->nfound; i++)
+        free(c->found[i].file), free(c->found[i].message);
     free(c->found);
     c->found = NULL, c->nfound = 0;
-    for (int k = 0; k < 4; k++) free(c->seen[k]), c->seen[k] = NULL;
+    for (int k = 0; k < 4; k++)
+        free(c->seen[k]), c->seen[k] = NULL;
     buf_free(&c->last_name);
 }
 
 /* ---- the folder ---- */
-
 
 static int cmp_seg(const void *a, const void *b) {
     uint32_t x = ((const cseg *)a)->no, y = ((const cseg *)b)->no;
@@ -172,7 +177,8 @@ static int list_segments(checker *c, factum_error_t *err) {
             char name[300];
             snprintf(name, sizeof name, "log/%s", de->d_name);
             note(c, FACTUM_CHECK_NOTE, name, FACTUM_END, FACTUM_END,
-                 "an unfinished file (a segment being prepared or scavenged, or a map being written); the next open deletes it");
+                 "an unfinished file (a segment being prepared or scavenged, or a map being written); the next open "
+                 "deletes it");
             continue;
         }
         if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || strcmp(tail, "seg") || strlen(de->d_name) != 12) continue;
@@ -213,8 +219,8 @@ static int read_header(checker *c, cseg *s, factum_error_t *err) {
     }
     s->damaged = true; /* until the header checks out */
     if (s->len < SEGMENT_HEADER) {
-        note(c, FACTUM_CHECK_DAMAGE, s->name, 0, FACTUM_END, "the file is %llu bytes, shorter than a segment header (%d)",
-             (unsigned long long)s->len, SEGMENT_HEADER);
+        note(c, FACTUM_CHECK_DAMAGE, s->name, 0, FACTUM_END,
+             "the file is %llu bytes, shorter than a segment header (%d)", (unsigned long long)s->len, SEGMENT_HEADER);
         return 0;
     }
     const uint8_t *h = s->map;
@@ -237,8 +243,8 @@ static int read_header(checker *c, cseg *s, factum_error_t *err) {
     }
     if (s->cap < SEGMENT_HEADER || s->cap > (1ull << 32) || s->len > s->cap) {
         note(c, FACTUM_CHECK_DAMAGE, s->name, 16, FACTUM_END,
-             "the file is %llu bytes, but the header gives the segment a capacity of %llu",
-             (unsigned long long)s->len, (unsigned long long)s->cap);
+             "the file is %llu bytes, but the header gives the segment a capacity of %llu", (unsigned long long)s->len,
+             (unsigned long long)s->cap);
         return 0;
     }
     if (s->end_pos && (s->end_pos < s->first_pos || s->end_pos - s->first_pos > SEGMENT_MAX_POSITIONS)) {
@@ -307,7 +313,8 @@ static uint64_t data_end(const cseg *s, uint64_t from) {
     for (; end > from; end -= 8)
         if (load64(s->map + end - 8)) break;
     if (end == from) return from;
-    while (!s->map[end - 1]) end--;
+    while (!s->map[end - 1])
+        end--;
     return end;
 }
 
@@ -330,10 +337,10 @@ static int walk_sealed(checker *c, cseg *s, uint64_t next_first) {
         if (st == RECORD_EMPTY) break;
         bool placed = st == RECORD_OK && (compacted ? e.position >= next && e.position < limit : e.position == next);
         if (!placed) {
-            const char *problem = st == RECORD_OK ? (snprintf(why, sizeof why, "the record holds position %llu",
-                                                              (unsigned long long)e.position),
-                                                     why)
-                                                  : record_problem(s->map + off, s->len - off, why, sizeof why);
+            const char *problem =
+                st == RECORD_OK
+                    ? (snprintf(why, sizeof why, "the record holds position %llu", (unsigned long long)e.position), why)
+                    : record_problem(s->map + off, s->len - off, why, sizeof why);
             /* A lost record is at least RECORD_MIN bytes, so the next intact one is not further on
                in positions than the bytes in between allow. */
             uint64_t bad = off;
@@ -343,12 +350,15 @@ static int walk_sealed(checker *c, cseg *s, uint64_t next_first) {
             s->damaged = true;
             if (at) {
                 note(c, FACTUM_CHECK_DAMAGE, s->name, bad, next,
-                     "%s; the next intact record is at offset %llu (position %llu): %s %llu to %llu cannot be read", problem,
-                     (unsigned long long)at, (unsigned long long)e.position, compacted ? "positions between" : "positions",
-                     (unsigned long long)next, (unsigned long long)e.position - 1);
+                     "%s; the next intact record is at offset %llu (position %llu): %s %llu to %llu cannot be read",
+                     problem, (unsigned long long)at, (unsigned long long)e.position,
+                     compacted ? "positions between" : "positions", (unsigned long long)next,
+                     (unsigned long long)e.position - 1);
                 while (next < e.position)
-                    if (offs_push(s, OFF_BAD)) return FACTUM_ENOMEM;
-                    else next++;
+                    if (offs_push(s, OFF_BAD))
+                        return FACTUM_ENOMEM;
+                    else
+                        next++;
                 off = at;
                 continue; /* decode it again as an ordinary record */
             }
@@ -359,18 +369,23 @@ static int walk_sealed(checker *c, cseg *s, uint64_t next_first) {
                      "%s; no intact record follows in this segment: positions %llu to %llu cannot be read", problem,
                      (unsigned long long)next, (unsigned long long)upto - 1);
                 while (next < upto)
-                    if (offs_push(s, OFF_BAD)) return FACTUM_ENOMEM;
-                    else next++;
+                    if (offs_push(s, OFF_BAD))
+                        return FACTUM_ENOMEM;
+                    else
+                        next++;
             } else {
-                note(c, FACTUM_CHECK_DAMAGE, s->name, bad, next, "%s; no intact record follows in this segment", problem);
+                note(c, FACTUM_CHECK_DAMAGE, s->name, bad, next, "%s; no intact record follows in this segment",
+                     problem);
             }
             s->end = off;
             s->data_end = data_end(s, off);
             return 0;
         }
         while (next < e.position) /* removed by a scavenge */
-            if (offs_push(s, OFF_REMOVED)) return FACTUM_ENOMEM;
-            else next++, c->sum.removed++;
+            if (offs_push(s, OFF_REMOVED))
+                return FACTUM_ENOMEM;
+            else
+                next++, c->sum.removed++;
         if (offs_push(s, (uint32_t)off)) return FACTUM_ENOMEM;
         next++;
         c->sum.events++;
@@ -380,8 +395,10 @@ static int walk_sealed(checker *c, cseg *s, uint64_t next_first) {
     s->end = off;
     if (compacted) {
         while (next < s->end_pos)
-            if (offs_push(s, OFF_REMOVED)) return FACTUM_ENOMEM;
-            else next++, c->sum.removed++;
+            if (offs_push(s, OFF_REMOVED))
+                return FACTUM_ENOMEM;
+            else
+                next++, c->sum.removed++;
         if (off != s->len) {
             s->damaged = true;
             note(c, FACTUM_CHECK_DAMAGE, s->name, off, FACTUM_END,
@@ -440,7 +457,8 @@ static int walk_tail(checker *c, cseg *s) {
             note(c, FACTUM_CHECK_DAMAGE, s->name, kept_end, head,
                  "acknowledged events at positions %llu to %llu are missing: the log ends here, and the commit mark "
                  "says positions below %llu were acknowledged",
-                 (unsigned long long)head, (unsigned long long)c->mark.position - 1, (unsigned long long)c->mark.position);
+                 (unsigned long long)head, (unsigned long long)c->mark.position - 1,
+                 (unsigned long long)c->mark.position);
         }
         return 0;
     }
@@ -513,11 +531,12 @@ static void check_pmap(checker *c, cseg *s) {
              s->name);
     } else if (m->count != s->npos || (!s->damaged && m->end != s->end)) {
         s->pmap_bad = true;
-        note(c, FACTUM_CHECK_DERIVED, name, 24, FACTUM_END,
-             "maps %llu positions ending at offset %llu; the segment holds %llu ending at offset %llu: derived, rebuilt "
-             "by a scan",
-             (unsigned long long)m->count, (unsigned long long)m->end, (unsigned long long)s->npos,
-             (unsigned long long)s->end);
+        note(
+            c, FACTUM_CHECK_DERIVED, name, 24, FACTUM_END,
+            "maps %llu positions ending at offset %llu; the segment holds %llu ending at offset %llu: derived, rebuilt "
+            "by a scan",
+            (unsigned long long)m->count, (unsigned long long)m->end, (unsigned long long)s->npos,
+            (unsigned long long)s->end);
     } else {
         for (uint64_t i = 0; i < s->npos; i++) {
             if (s->offs[i] == OFF_BAD || m->pmap[i] == s->offs[i]) continue;
@@ -535,7 +554,8 @@ static void check_pmap(checker *c, cseg *s) {
 
 static int check_log(checker *c, factum_error_t *err) {
     int rc = list_segments(c, err);
-    for (size_t i = 0; i < c->nsegs && !rc; i++) rc = read_header(c, &c->segs[i], err);
+    for (size_t i = 0; i < c->nsegs && !rc; i++)
+        rc = read_header(c, &c->segs[i], err);
     if (rc) return rc;
     if (c->nsegs && c->segs[0].no != 0)
         note(c, FACTUM_CHECK_DAMAGE, c->segs[0].name, FACTUM_END, 0,
@@ -555,8 +575,8 @@ static int check_log(checker *c, factum_error_t *err) {
         if (known && s->first_pos != expect) {
             s->damaged = true;
             if (i == 0)
-                note(c, FACTUM_CHECK_DAMAGE, s->name, 24, s->first_pos, "the log's first segment starts at position %llu, not 0",
-                     (unsigned long long)s->first_pos);
+                note(c, FACTUM_CHECK_DAMAGE, s->name, 24, s->first_pos,
+                     "the log's first segment starts at position %llu, not 0", (unsigned long long)s->first_pos);
             else
                 note(c, FACTUM_CHECK_DAMAGE, s->name, 24, s->first_pos,
                      "the segment starts at position %llu, but the one before it ends at %llu",
@@ -575,11 +595,12 @@ static int check_log(checker *c, factum_error_t *err) {
     c->sum.head = c->head;
     c->sum.mark = c->mark.position;
     if (c->mark.position > c->head && !c->mark_reported)
-        note(c, FACTUM_CHECK_DAMAGE, c->nsegs ? c->segs[c->nsegs - 1].name : "log", FACTUM_END, c->head,
-             "acknowledged events at positions %llu to %llu are missing: the log ends at %llu, and the commit mark says "
-             "positions below %llu were acknowledged",
-             (unsigned long long)c->head, (unsigned long long)c->mark.position - 1, (unsigned long long)c->head,
-             (unsigned long long)c->mark.position);
+        note(
+            c, FACTUM_CHECK_DAMAGE, c->nsegs ? c->segs[c->nsegs - 1].name : "log", FACTUM_END, c->head,
+            "acknowledged events at positions %llu to %llu are missing: the log ends at %llu, and the commit mark says "
+            "positions below %llu were acknowledged",
+            (unsigned long long)c->head, (unsigned long long)c->mark.position - 1, (unsigned long long)c->head,
+            (unsigned long long)c->mark.position);
     return 0;
 }
 
@@ -588,8 +609,10 @@ static cseg *seg_of(checker *c, uint64_t pos) {
     size_t lo = 0, hi = c->nsegs;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (c->segs[mid].header_ok && c->segs[mid].first_pos > pos) hi = mid;
-        else lo = mid + 1;
+        if (c->segs[mid].header_ok && c->segs[mid].first_pos > pos)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     if (!lo) return NULL;
     cseg *s = &c->segs[lo - 1];
@@ -625,7 +648,7 @@ static const char *key_kind(uint64_t key) {
 
 /* One derived finding about the index, listed while there are few of its kind. */
 __attribute__((format(printf, 6, 7))) static void index_problem(checker *c, int kind, const char *file, uint64_t offset,
-                                                                  uint64_t position, const char *fmt, ...) {
+                                                                uint64_t position, const char *fmt, ...) {
     c->index_bad = true;
     if (c->idx_problems[kind]++ >= MAX_INDEX_FINDINGS) return;
     char msg[512];
@@ -633,7 +656,8 @@ __attribute__((format(printf, 6, 7))) static void index_problem(checker *c, int 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    note(c, FACTUM_CHECK_DERIVED, file, offset, position, "%s: derived, --repair (or removing index/) rebuilds it", msg);
+    note(c, FACTUM_CHECK_DERIVED, file, offset, position, "%s: derived, --repair (or removing index/) rebuilds it",
+         msg);
 }
 
 static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint64_t key, idx_hit h, bool found) {
@@ -644,7 +668,7 @@ static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint6
     c->sum.index_entries++;
     if (i == 0) c->have_last = false;
     if (c->have_last && (key < c->last_key || (key == c->last_key && (h.seq < c->last_seq ||
-                                                                       (h.seq == c->last_seq && h.pos <= c->last_pos)))))
+                                                                      (h.seq == c->last_seq && h.pos <= c->last_pos)))))
         index_problem(c, IX_ORDER, file, at, h.pos, "entry %llu is out of order", (unsigned long long)i);
     c->have_last = true, c->last_key = key, c->last_seq = h.seq, c->last_pos = h.pos;
     if (!found)
@@ -652,9 +676,9 @@ static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint6
                       "entry %llu (%s key %016llx) cannot be found by a lookup: the bloom filter or fences disagree",
                       (unsigned long long)i, key_kind(key), (unsigned long long)key);
     if (h.pos < run->pos_lo || h.pos >= run->pos_hi) {
-        index_problem(c, IX_MISMATCH, file, at, h.pos, "entry %llu points to position %llu, outside the run's %llu to %llu",
-                      (unsigned long long)i, (unsigned long long)h.pos, (unsigned long long)run->pos_lo,
-                      (unsigned long long)run->pos_hi);
+        index_problem(c, IX_MISMATCH, file, at, h.pos,
+                      "entry %llu points to position %llu, outside the run's %llu to %llu", (unsigned long long)i,
+                      (unsigned long long)h.pos, (unsigned long long)run->pos_lo, (unsigned long long)run->pos_hi);
         return 0;
     }
     if (h.pos >= c->head) return 0; /* an index ahead of the log: one finding says so */
@@ -669,7 +693,8 @@ static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint6
                       "entry %llu (%s key %016llx, %llu) does not match the event at position %llu (stream %.*s, "
                       "revision %llu)",
                       (unsigned long long)i, key_kind(key), (unsigned long long)key, (unsigned long long)h.seq,
-                      (unsigned long long)h.pos, (int)MIN(e.stream.len, 80), e.stream.ptr, (unsigned long long)e.revision);
+                      (unsigned long long)h.pos, (int)MIN(e.stream.len, 80), e.stream.ptr,
+                      (unsigned long long)e.revision);
         return 0;
     }
     uint8_t *bits = c->seen[k];
@@ -687,12 +712,13 @@ static int index_name_entry(void *ctx, const index_run_info_t *run, uint64_t i, 
     snprintf(file, sizeof file, "index/run-%08x.idx", run->id);
     factum_str_t last = {c->last_name.ptr, c->last_name.len};
     if (i > 0 && name_cmp(last, name) >= 0)
-        index_problem(c, IX_ORDER, file, FACTUM_END, pos, "stream name %llu (%.*s) is out of order", (unsigned long long)i,
-                      (int)MIN(name.len, 80), name.ptr);
+        index_problem(c, IX_ORDER, file, FACTUM_END, pos, "stream name %llu (%.*s) is out of order",
+                      (unsigned long long)i, (int)MIN(name.len, 80), name.ptr);
     c->last_name.len = 0;
     if (buf_append(&c->last_name, name.ptr, name.len)) c->oom = true;
     if (pos < run->pos_lo || pos >= run->pos_hi) {
-        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos, "stream name %.*s points to position %llu, outside the run's %llu to %llu",
+        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos,
+                      "stream name %.*s points to position %llu, outside the run's %llu to %llu",
                       (int)MIN(name.len, 80), name.ptr, (unsigned long long)pos, (unsigned long long)run->pos_lo,
                       (unsigned long long)run->pos_hi);
         return 0;
@@ -701,12 +727,14 @@ static int index_name_entry(void *ctx, const index_run_info_t *run, uint64_t i, 
     factum_event_t e;
     if (event_at(c, pos, &e) != EV_OK) return 0;
     if (!str_eq(e.stream, name)) {
-        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos, "stream name %.*s points to an event of stream %.*s at position %llu",
-                      (int)MIN(name.len, 80), name.ptr, (int)MIN(e.stream.len, 80), e.stream.ptr, (unsigned long long)pos);
+        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos,
+                      "stream name %.*s points to an event of stream %.*s at position %llu", (int)MIN(name.len, 80),
+                      name.ptr, (int)MIN(e.stream.len, 80), e.stream.ptr, (unsigned long long)pos);
         return 0;
     }
     if (c->seen[3][pos / 8] & (1u << (pos % 8)))
-        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos, "stream name %.*s is in two runs", (int)MIN(name.len, 80), name.ptr);
+        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos, "stream name %.*s is in two runs", (int)MIN(name.len, 80),
+                      name.ptr);
     c->seen[3][pos / 8] |= (uint8_t)(1u << (pos % 8));
     return 0;
 }
@@ -726,7 +754,8 @@ static size_t count_runs(const char *idxdir) {
 
 static int check_index(checker *c, factum_error_t *err) {
     for (int k = 0; k < 4; k++)
-        if (!(c->seen[k] = calloc(c->head / 8 + 1, 1))) return err_set(err, FACTUM_ENOMEM, "out of memory checking the index");
+        if (!(c->seen[k] = calloc(c->head / 8 + 1, 1)))
+            return err_set(err, FACTUM_ENOMEM, "out of memory checking the index");
     uint64_t covered = 0;
     factum_error_t ierr = {0};
     int rc = index_walk_runs(c->idxdir, &covered, index_entry, index_name_entry, c, &ierr);
@@ -785,7 +814,7 @@ static int check_index(checker *c, factum_error_t *err) {
                                  "index entries are missing", "entries are out of order"};
     for (int k = 0; k < 4; k++)
         if (c->idx_problems[k] > MAX_INDEX_FINDINGS)
-            note(c, FACTUM_CHECK_DERIVED, "index", FACTUM_END, FACTUM_END, "%llu more %s", 
+            note(c, FACTUM_CHECK_DERIVED, "index", FACTUM_END, FACTUM_END, "%llu more %s",
                  (unsigned long long)(c->idx_problems[k] - MAX_INDEX_FINDINGS), what[k]);
     return 0;
 }
@@ -838,7 +867,8 @@ static int truncate_plan(checker *c, uint64_t p, long *at, int64_t *time_us, fac
         return err_set(err, FACTUM_EINVAL,
                        "cannot cut at position %llu: it is inside the compacted segment %s (positions %llu to %llu), "
                        "which cannot be cut; nothing changed",
-                       (unsigned long long)p, s->name, (unsigned long long)s->first_pos, (unsigned long long)s->end_pos - 1);
+                       (unsigned long long)p, s->name, (unsigned long long)s->first_pos,
+                       (unsigned long long)s->end_pos - 1);
     if (p > s->first_pos + s->npos)
         return err_set(err, FACTUM_EINVAL,
                        "cannot cut at position %llu: %s, which holds it, cannot be read that far (to %llu); nothing "
@@ -932,8 +962,9 @@ static int cut_log(checker *c, uint64_t p, long at, int64_t time_us, factum_erro
         if (!s->end_pos && to > off) {
             int rc = zero_range(c, s, off, to, err);
             if (rc) return rc;
-            note(c, FACTUM_CHECK_REPAIRED, s->name, off, p, "cut the log at position %llu: zeroed %llu bytes from offset %llu",
-                 (unsigned long long)p, (unsigned long long)(to - off), (unsigned long long)off);
+            note(c, FACTUM_CHECK_REPAIRED, s->name, off, p,
+                 "cut the log at position %llu: zeroed %llu bytes from offset %llu", (unsigned long long)p,
+                 (unsigned long long)(to - off), (unsigned long long)off);
         }
         /* It is the last segment now: its map lives in memory until it is sealed again. */
         char name[40];
@@ -985,7 +1016,8 @@ int factum_check(const char *dir, const factum_check_options_t *o, factum_check_
     factum_check_options_t opt = o ? *o : (factum_check_options_t){0};
     if (sum) *sum = (factum_check_summary_t){0};
     if (!dir || !*dir) return err_set(err, FACTUM_EINVAL, "factum_check: a data folder is required");
-    if (strlen(dir) > FACTUM_MAX_DIR) return err_set(err, FACTUM_EINVAL, "data folder path is longer than %d bytes", FACTUM_MAX_DIR);
+    if (strlen(dir) > FACTUM_MAX_DIR)
+        return err_set(err, FACTUM_EINVAL, "data folder path is longer than %d bytes", FACTUM_MAX_DIR);
     if (opt.truncate && !opt.repair)
         return err_set(err, FACTUM_EINVAL, "cutting the log (truncate) is a repair: it needs repair set too");
     checker c = {.dir = dir, .pass = 1};

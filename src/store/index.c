@@ -123,7 +123,8 @@ static int mem_grow(memtable *m) {
     for (size_t i = 0; i <= m->mask; i++) {
         if (!m->slots[i].key) continue;
         size_t j = m->slots[i].key & (ncap - 1);
-        while (ns[j].key) j = (j + 1) & (ncap - 1);
+        while (ns[j].key)
+            j = (j + 1) & (ncap - 1);
         ns[j] = m->slots[i];
     }
     free(m->slots);
@@ -135,7 +136,8 @@ static int mem_grow(memtable *m) {
 static int mem_add(memtable *m, uint64_t key, idx_hit h) {
     if ((m->keys + 1) * 4 > (m->mask + 1) * 3 && mem_grow(m)) return FACTUM_ENOMEM; /* load <= 0.75 */
     size_t i = key & m->mask;
-    while (m->slots[i].key && m->slots[i].key != key) i = (i + 1) & m->mask;
+    while (m->slots[i].key && m->slots[i].key != key)
+        i = (i + 1) & m->mask;
     mslot *s = &m->slots[i];
     if (!s->key) {
         s->key = key, s->n = 1, s->cap = 1, s->one = h;
@@ -152,7 +154,8 @@ static int mem_add(memtable *m, uint64_t key, idx_hit h) {
     }
     idx_hit *v = s->many;
     uint32_t j = s->n++;
-    while (j > 0 && hit_cmp(v[j - 1], h) > 0) v[j] = v[j - 1], j--; /* only hash collisions move */
+    while (j > 0 && hit_cmp(v[j - 1], h) > 0)
+        v[j] = v[j - 1], j--; /* only hash collisions move */
     v[j] = h;
     m->entries++;
     return 0;
@@ -182,14 +185,16 @@ static size_t hits_bound(const idx_hit *v, size_t n, idx_hit x, bool strict) {
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = hit_cmp(v[mid], x);
-        if (c < 0 || (strict && c == 0)) lo = mid + 1;
-        else hi = mid;
+        if (c < 0 || (strict && c == 0))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
 
-static size_t mem_range(const memtable *m, uint64_t key, idx_hit from, bool backward, size_t max,
-                        uint64_t pos_limit, idx_hit *out) {
+static size_t mem_range(const memtable *m, uint64_t key, idx_hit from, bool backward, size_t max, uint64_t pos_limit,
+                        idx_hit *out) {
     mslot *s = mem_find(m, key);
     if (!s) return 0;
     const idx_hit *v = slot_hits(s);
@@ -216,7 +221,7 @@ typedef struct run {
     uint64_t bloom_bits;
     const uint64_t *fences; /* key of every FENCE_EVERY-th entry, stored in the file */
     size_t nfences;
-    uint64_t nnames;        /* streams first written in [pos_lo, pos_hi), in name order */
+    uint64_t nnames;          /* streams first written in [pos_lo, pos_hi), in name order */
     const uint8_t *name_offs; /* nnames offsets (8 bytes each) into name_bytes */
     const uint8_t *name_bytes;
     uint64_t name_bytes_len;
@@ -251,8 +256,10 @@ static size_t run_name_bound(const run *r, factum_str_t x, bool strict) {
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = name_cmp(run_name(r, mid, NULL), x);
-        if (c < 0 || (strict && c == 0)) lo = mid + 1;
-        else hi = mid;
+        if (c < 0 || (strict && c == 0))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -280,21 +287,27 @@ static size_t run_bound(const run *r, uint64_t key, idx_hit x, bool strict) {
     size_t flo = 0, fhi = r->nfences;
     while (flo < fhi) {
         size_t mid = (flo + fhi) / 2;
-        if (r->fences[mid] < key) flo = mid + 1;
-        else fhi = mid;
+        if (r->fences[mid] < key)
+            flo = mid + 1;
+        else
+            fhi = mid;
     }
     size_t fup = flo, fend = r->nfences;
     while (fup < fend) {
         size_t mid = (fup + fend) / 2;
-        if (r->fences[mid] <= key) fup = mid + 1;
-        else fend = mid;
+        if (r->fences[mid] <= key)
+            fup = mid + 1;
+        else
+            fend = mid;
     }
     size_t lo = flo ? (flo - 1) * FENCE_EVERY : 0, hi = MIN(r->count, fup * FENCE_EVERY);
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = run_cmp(r, mid, key, x);
-        if (c < 0 || (strict && c == 0)) lo = mid + 1;
-        else hi = mid;
+        if (c < 0 || (strict && c == 0))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -481,7 +494,9 @@ static int rw_end(run_writer *w, const char *dir, uint32_t id, uint32_t level, u
     store32(h + 48, w->crc);
     store64(h + 52, w->name_bytes.len);
     store32(h + 60, crc32c(h, 60));
-    struct iovec b[4] = {{w->bloom, bl}, {w->fences, nf * 8}, {w->name_offs.ptr, w->name_offs.len},
+    struct iovec b[4] = {{w->bloom, bl},
+                         {w->fences, nf * 8},
+                         {w->name_offs.ptr, w->name_offs.len},
                          {w->name_bytes.ptr, w->name_bytes.len}},
                  hd = {h, sizeof h};
     char path[PATH_MAX];
@@ -509,10 +524,10 @@ struct index {
     run *runs[MAX_RUNS]; /* by position, oldest first; contiguous from 0 */
     size_t nruns;
     uint32_t next_run_id;
-    uint64_t covered;        /* pos_hi of the newest run */
-    uint64_t active_pos_lo;  /* where the active memtable starts */
+    uint64_t covered;       /* pos_hi of the newest run */
+    uint64_t active_pos_lo; /* where the active memtable starts */
     uint64_t flushes, merges;
-    int failed;              /* the thread could not write a run: the index stays in memory */
+    int failed; /* the thread could not write a run: the index stays in memory */
 
     pthread_mutex_t mu; /* thread control */
     pthread_cond_t cond, idle;
@@ -585,7 +600,8 @@ static void sweep(index_t *ix, bool all) {
         bool keep = false;
         if (!all && strcmp(de->d_name, "MANIFEST") == 0) keep = true;
         if (!all && sscanf(de->d_name, "run-%x.idx", &id) == 1)
-            for (size_t i = 0; i < ix->nruns; i++) keep |= ix->runs[i]->id == id;
+            for (size_t i = 0; i < ix->nruns; i++)
+                keep |= ix->runs[i]->id == id;
         if (!keep) unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);
@@ -622,9 +638,12 @@ static int sort_slots(kslot *v, size_t n) {
     }
     for (int shift = 0; shift < 64; shift += 16) {
         memset(count, 0, 65537 * sizeof *count);
-        for (size_t i = 0; i < n; i++) count[((v[i].key >> shift) & 0xffff) + 1]++;
-        for (size_t d = 0; d < 65536; d++) count[d + 1] += count[d];
-        for (size_t i = 0; i < n; i++) tmp[count[(v[i].key >> shift) & 0xffff]++] = v[i];
+        for (size_t i = 0; i < n; i++)
+            count[((v[i].key >> shift) & 0xffff) + 1]++;
+        for (size_t d = 0; d < 65536; d++)
+            count[d + 1] += count[d];
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(v[i].key >> shift) & 0xffff]++] = v[i];
         memcpy(v, tmp, n * sizeof *v);
     }
     free(tmp);
@@ -635,7 +654,8 @@ static int sort_slots(kslot *v, size_t n) {
 static int cmp_mname(const void *a, const void *b, void *ctx) {
     const memtable *m = ctx;
     const mname *x = a, *y = b;
-    return name_cmp((factum_str_t){m->name_bytes.ptr + x->off, x->len}, (factum_str_t){m->name_bytes.ptr + y->off, y->len});
+    return name_cmp((factum_str_t){m->name_bytes.ptr + x->off, x->len},
+                    (factum_str_t){m->name_bytes.ptr + y->off, y->len});
 }
 
 /* The memtable's names below its pos_hi, in name order, into the run being written. */
@@ -646,7 +666,8 @@ static int flush_names(run_writer *w, const memtable *m) {
     for (size_t i = 0; i < m->nnames; i++)
         if (m->names[i].pos < m->pos_hi) v[n++] = m->names[i];
     qsort_r(v, n, sizeof *v, cmp_mname, (void *)m);
-    for (size_t i = 0; i < n; i++) rw_put_name(w, (factum_str_t){m->name_bytes.ptr + v[i].off, v[i].len}, v[i].pos);
+    for (size_t i = 0; i < n; i++)
+        rw_put_name(w, (factum_str_t){m->name_bytes.ptr + v[i].off, v[i].len}, v[i].pos);
     free(v);
     return 0;
 }
@@ -663,7 +684,8 @@ static run *flush_memtable(index_t *ix, const memtable *m, uint64_t pos_lo) {
     for (size_t i = 0; i < n; i++) {
         const mslot *s = v[i].s;
         const idx_hit *h = slot_hits((mslot *)s);
-        for (uint32_t j = 0; j < s->n; j++) entries += h[j].pos < m->pos_hi;
+        for (uint32_t j = 0; j < s->n; j++)
+            entries += h[j].pos < m->pos_hi;
     }
     run *r = NULL;
     run_writer *w = sort_slots(v, n) ? NULL : malloc(sizeof *w);
@@ -674,7 +696,8 @@ static run *flush_memtable(index_t *ix, const memtable *m, uint64_t pos_lo) {
             const mslot *s = v[i].s;
             const idx_hit *h = slot_hits((mslot *)s);
             bool sorted = true;
-            for (uint32_t j = 1; j < s->n && sorted; j++) sorted = cmp_hit(&h[j - 1], &h[j]) < 0;
+            for (uint32_t j = 1; j < s->n && sorted; j++)
+                sorted = cmp_hit(&h[j - 1], &h[j]) < 0;
             if (!sorted) {
                 if (s->n > scratch_cap) {
                     idx_hit *ns = realloc(scratch, s->n * sizeof *ns);
@@ -692,8 +715,10 @@ static run *flush_memtable(index_t *ix, const memtable *m, uint64_t pos_lo) {
                 if (h[j].pos < m->pos_hi) rw_put(w, s->key, h[j]);
         }
         if (ok && flush_names(w, m)) ok = false;
-        if (!ok) rw_abort(w);
-        else if (rw_end(w, ix->dir, id, 0, pos_lo, m->pos_hi) == 0) r = run_load(ix->dir, id);
+        if (!ok)
+            rw_abort(w);
+        else if (rw_end(w, ix->dir, id, 0, pos_lo, m->pos_hi) == 0)
+            r = run_load(ix->dir, id);
     }
     free(w);
     free(v);
@@ -705,7 +730,8 @@ static run *flush_memtable(index_t *ix, const memtable *m, uint64_t pos_lo) {
 static run *merge_runs(index_t *ix, run *const *in, size_t n) {
     uint64_t total = 0;
     size_t cur[MERGE_FANIN] = {0};
-    for (size_t i = 0; i < n; i++) total += in[i]->count;
+    for (size_t i = 0; i < n; i++)
+        total += in[i]->count;
     uint32_t id = ix->next_run_id++;
     run_writer *w = malloc(sizeof *w);
     run *r = NULL;
@@ -714,7 +740,8 @@ static run *merge_runs(index_t *ix, run *const *in, size_t n) {
             int best = -1;
             for (size_t i = 0; i < n; i++) {
                 if (cur[i] >= in[i]->count) continue;
-                if (best < 0 || cmp_entry(in[i]->entries + cur[i] * RUN_ENTRY, in[best]->entries + cur[best] * RUN_ENTRY) < 0)
+                if (best < 0 ||
+                    cmp_entry(in[i]->entries + cur[i] * RUN_ENTRY, in[best]->entries + cur[best] * RUN_ENTRY) < 0)
                     best = (int)i;
             }
             if (best < 0) break;
@@ -745,7 +772,8 @@ static run *merge_runs(index_t *ix, run *const *in, size_t n) {
 static int merge_candidate(const index_t *ix) {
     for (size_t i = 0; i + MERGE_FANIN <= ix->nruns; i++) {
         bool same = true;
-        for (size_t j = 1; j < MERGE_FANIN; j++) same &= ix->runs[i + j]->level == ix->runs[i]->level;
+        for (size_t j = 1; j < MERGE_FANIN; j++)
+            same &= ix->runs[i + j]->level == ix->runs[i]->level;
         if (same) return (int)i;
     }
     return -1;
@@ -792,7 +820,8 @@ static bool index_step(index_t *ix) {
     memcpy(ix->runs, next, nn * sizeof *next);
     ix->nruns = nn;
     pthread_rwlock_unlock(&ix->lock);
-    if (m) mem_free(m);
+    if (m)
+        mem_free(m);
     else
         for (size_t i = 0; i < MERGE_FANIN; i++) {
             char path[PATH_MAX];
@@ -832,7 +861,8 @@ int index_open(const char *dir, uint32_t memtable_max, index_t **out, factum_err
         return err_set(err, FACTUM_EIO, "cannot create %s: %s", dir, strerror(-e));
     }
     if (manifest_load(ix)) {
-        for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);
+        for (size_t i = 0; i < ix->nruns; i++)
+            run_free(ix->runs[i]);
         ix->nruns = 0, ix->covered = 0, ix->next_run_id = 0;
         sweep(ix, true); /* derived state: start over from the log */
     } else {
@@ -850,7 +880,8 @@ int index_open(const char *dir, uint32_t memtable_max, index_t **out, factum_err
     ix->active_pos_lo = ix->covered;
     if (!ix->active || pthread_create(&ix->thread, NULL, index_thread, ix)) {
         mem_free(ix->active);
-        for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);
+        for (size_t i = 0; i < ix->nruns; i++)
+            run_free(ix->runs[i]);
         free(ix);
         return err_set(err, FACTUM_ENOMEM, "cannot start the index thread");
     }
@@ -917,8 +948,10 @@ void index_close(index_t *ix, uint64_t flush_below) {
     pthread_mutex_unlock(&ix->mu);
     pthread_join(ix->thread, NULL);
     mem_free(ix->active);
-    for (size_t i = 0; i < ix->nfrozen; i++) mem_free(ix->frozen[i]);
-    for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);
+    for (size_t i = 0; i < ix->nfrozen; i++)
+        mem_free(ix->frozen[i]);
+    for (size_t i = 0; i < ix->nruns; i++)
+        run_free(ix->runs[i]);
     pthread_rwlock_destroy(&ix->lock);
     pthread_mutex_destroy(&ix->mu);
     pthread_cond_destroy(&ix->cond);
@@ -957,9 +990,12 @@ size_t index_range(index_t *ix, uint64_t key, idx_hit from, bool backward, size_
             qsort(all, n, sizeof *all, backward ? cmp_bwd : cmp_fwd);
             n = MIN(n, max);
         }
-        if (s == 0) n += mem_range(ix->active, key, from, backward, max, pos_limit, all + n);
-        else if (s <= ix->nfrozen) n += mem_range(ix->frozen[s - 1], key, from, backward, max, pos_limit, all + n);
-        else n += run_range(ix->runs[s - 1 - ix->nfrozen], key, from, backward, max, pos_limit, all + n);
+        if (s == 0)
+            n += mem_range(ix->active, key, from, backward, max, pos_limit, all + n);
+        else if (s <= ix->nfrozen)
+            n += mem_range(ix->frozen[s - 1], key, from, backward, max, pos_limit, all + n);
+        else
+            n += run_range(ix->runs[s - 1 - ix->nfrozen], key, from, backward, max, pos_limit, all + n);
     }
     pthread_rwlock_unlock(&ix->lock);
     qsort(all, n, sizeof *all, backward ? cmp_bwd : cmp_fwd);
@@ -981,7 +1017,8 @@ typedef struct name_heap {
 static bool heap_offer(name_heap *h, factum_str_t name, uint64_t pos) {
     size_t i;
     if (h->n < h->k) {
-        for (i = h->n++; i > 0 && name_cmp(h->v[(i - 1) / 2].name, name) < 0; i = (i - 1) / 2) h->v[i] = h->v[(i - 1) / 2];
+        for (i = h->n++; i > 0 && name_cmp(h->v[(i - 1) / 2].name, name) < 0; i = (i - 1) / 2)
+            h->v[i] = h->v[(i - 1) / 2];
     } else if (h->k && name_cmp(name, h->v[0].name) < 0) {
         for (i = 0;;) {
             size_t c = 2 * i + 1;
@@ -1024,7 +1061,8 @@ static void mem_sort_names(memtable *m) {
         free(t);
         return;
     }
-    for (size_t i = 0; i < tail; i++) t[i] = (uint32_t)(m->nsorted + i);
+    for (size_t i = 0; i < tail; i++)
+        t[i] = (uint32_t)(m->nsorted + i);
     qsort_r(t, tail, sizeof *t, cmp_uname, m);
     size_t a = 0, b = 0, n = 0;
     while (a < m->nsorted || b < tail)
@@ -1043,8 +1081,10 @@ static void mem_names(memtable *m, const name_from *f, name_heap *h) {
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = name_cmp(mem_name(m, m->sorted[mid]), f->at);
-        if (c < 0 || (f->strict && c == 0)) lo = mid + 1;
-        else hi = mid;
+        if (c < 0 || (f->strict && c == 0))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     uint64_t limit = m->pos_hi ? MIN(m->pos_hi, f->pos_limit) : f->pos_limit;
     for (size_t i = lo; i < m->nsorted; i++) {
@@ -1078,8 +1118,10 @@ size_t index_names(index_t *ix, factum_str_t prefix, factum_str_t after, uint64_
     name_heap h = {out, 0, max};
     pthread_rwlock_rdlock(&ix->lock);
     mem_names(ix->active, &f, &h);
-    for (size_t i = 0; i < ix->nfrozen; i++) mem_names(ix->frozen[i], &f, &h);
-    for (size_t i = 0; i < ix->nruns; i++) run_names(ix->runs[i], &f, &h);
+    for (size_t i = 0; i < ix->nfrozen; i++)
+        mem_names(ix->frozen[i], &f, &h);
+    for (size_t i = 0; i < ix->nruns; i++)
+        run_names(ix->runs[i], &f, &h);
     /* Copy the names out while the sources are still there; point into the copy after. */
     size_t *off = malloc(MAX(1, h.n) * sizeof *off), n = h.n;
     for (size_t i = 0; i < h.n && off; i++) {
@@ -1088,7 +1130,8 @@ size_t index_names(index_t *ix, factum_str_t prefix, factum_str_t after, uint64_
     }
     pthread_rwlock_unlock(&ix->lock);
     if (!off) n = 0;
-    for (size_t i = 0; i < n; i++) out[i].name.ptr = bytes->ptr + off[i];
+    for (size_t i = 0; i < n; i++)
+        out[i].name.ptr = bytes->ptr + off[i];
     free(off);
     qsort(out, n, sizeof *out, cmp_index_name);
     return n;
@@ -1097,8 +1140,10 @@ size_t index_names(index_t *ix, factum_str_t prefix, factum_str_t after, uint64_
 void index_stats(index_t *ix, index_stats_t *st) {
     pthread_rwlock_rdlock(&ix->lock);
     *st = (index_stats_t){ix->nruns, 1 + ix->nfrozen, 0, ix->active->entries, ix->flushes, ix->merges};
-    for (size_t i = 0; i < ix->nruns; i++) st->run_entries += ix->runs[i]->count;
-    for (size_t i = 0; i < ix->nfrozen; i++) st->mem_entries += ix->frozen[i]->entries;
+    for (size_t i = 0; i < ix->nruns; i++)
+        st->run_entries += ix->runs[i]->count;
+    for (size_t i = 0; i < ix->nfrozen; i++)
+        st->mem_entries += ix->frozen[i]->entries;
     pthread_rwlock_unlock(&ix->lock);
 }
 
@@ -1138,7 +1183,8 @@ int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, index
             rc = name_fn(ctx, &info, j, name, pos);
         }
     }
-    for (size_t i = 0; i < ix->nruns; i++) run_free(ix->runs[i]);
+    for (size_t i = 0; i < ix->nruns; i++)
+        run_free(ix->runs[i]);
     free(ix);
     return rc;
 }

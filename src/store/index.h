@@ -6,10 +6,10 @@
  *   correlation key = index_key_corr(correlationid)   seq = position   pos = position
  *
  * Keys are a 2-bit index tag and a 62-bit hash, so two names of one index can share a key:
- * callers check each hit against the record it points to. Appends go to an in-memory memtable (no random page writes); a full
- * memtable is frozen and a background thread writes it as a sorted run file, then merges runs
- * of equal level four at a time. A MANIFEST names the runs; they cover positions [0, covered).
- * Everything here can be rebuilt from the log, and is when it is missing or damaged.
+ * callers check each hit against the record it points to. Appends go to an in-memory memtable (no random page writes);
+ * a full memtable is frozen and a background thread writes it as a sorted run file, then merges runs of equal level
+ * four at a time. A MANIFEST names the runs; they cover positions [0, covered). Everything here can be rebuilt from the
+ * log, and is when it is missing or damaged.
  *
  * Threads: the writer thread calls index_add under index_write_lock; any thread may call
  * index_range. Lookups see memtables and runs consistently through one rwlock.
@@ -91,10 +91,14 @@ size_t index_names(index_t *ix, factum_str_t prefix, factum_str_t after, uint64_
  * when nothing can lie beyond it (a backward walk that reached (0, 0)).
  */
 static inline bool index_after(idx_hit h, bool backward, idx_hit *next) {
-    if (!backward) *next = (idx_hit){h.seq, h.pos + 1};
-    else if (h.pos) *next = (idx_hit){h.seq, h.pos - 1};
-    else if (h.seq) *next = (idx_hit){h.seq - 1, UINT64_MAX};
-    else return false;
+    if (!backward)
+        *next = (idx_hit){h.seq, h.pos + 1};
+    else if (h.pos)
+        *next = (idx_hit){h.seq, h.pos - 1};
+    else if (h.seq)
+        *next = (idx_hit){h.seq - 1, UINT64_MAX};
+    else
+        return false;
     return true;
 }
 
@@ -108,11 +112,10 @@ size_t index_range(index_t *ix, uint64_t key, idx_hit from, bool backward, size_
 /*
  * For factum check: reads the runs DIR/MANIFEST names with the checks index_open makes, but
  * changes nothing (no folder made, no file deleted, no thread). Calls fn for every entry of
- * every run, in manifest order, then in the run's order, and name_fn for its stream names; `found` is false when a lookup could
- * not reach the entry (its bloom filter or fence disagrees). fn's nonzero return stops the walk
- * and is returned. 0 with *covered set; FACTUM_ENOTFOUND if there is no MANIFEST;
- * FACTUM_ECORRUPT (err names the file) if it or a run it names does not check out, which is
- * what index_open throws away; FACTUM_EIO, FACTUM_ENOMEM.
+ * every run, in manifest order, then in the run's order, and name_fn for its stream names; `found` is false when a
+ * lookup could not reach the entry (its bloom filter or fence disagrees). fn's nonzero return stops the walk and is
+ * returned. 0 with *covered set; FACTUM_ENOTFOUND if there is no MANIFEST; FACTUM_ECORRUPT (err names the file) if it
+ * or a run it names does not check out, which is what index_open throws away; FACTUM_EIO, FACTUM_ENOMEM.
  */
 typedef struct index_run_info {
     uint32_t id, level;

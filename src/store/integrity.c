@@ -93,7 +93,8 @@ int store_record_read(const segment_t *s, uint64_t pos, factum_event_t *e, uint3
 /* ---- remembering damage ---- */
 
 static void integrity_lock(store_integrity *in) {
-    for (int z = 0; !atomic_compare_exchange_weak(&in->lock, &z, 1); z = 0) sched_yield();
+    for (int z = 0; !atomic_compare_exchange_weak(&in->lock, &z, 1); z = 0)
+        sched_yield();
 }
 static void integrity_unlock(store_integrity *in) { atomic_store(&in->lock, 0); }
 
@@ -103,8 +104,10 @@ static bool count_position(store_integrity *in, uint64_t pos) {
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         if (in->seen[mid] == pos) return false;
-        if (in->seen[mid] < pos) lo = mid + 1;
-        else hi = mid;
+        if (in->seen[mid] < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     if (in->count == FACTUM_INTEGRITY_COUNT) {
         in->more = true; /* cannot tell whether it is new: it is counted as "more" */
@@ -123,8 +126,8 @@ int store_damage(store_integrity *in, const segment_t *s, uint64_t pos, uint64_t
     const char *base = strrchr(s->path, '/');
     factum_damage_t d = {.position = pos, .offset = off, .code = code, .seen_us = clock_realtime_us()};
     snprintf(d.file, sizeof d.file, "log/%s", base ? base + 1 : s->path);
-    snprintf(d.message, sizeof d.message, "%s", code == FACTUM_EIO ? "the medium failed a read (SIGBUS)"
-                                                                    : "the record fails its checksum");
+    snprintf(d.message, sizeof d.message, "%s",
+             code == FACTUM_EIO ? "the medium failed a read (SIGBUS)" : "the record fails its checksum");
     integrity_lock(in);
     if (count_position(in, pos)) {
         if (in->nkept < FACTUM_INTEGRITY_KEEP) in->kept[in->nkept++] = d;

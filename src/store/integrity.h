@@ -15,9 +15,9 @@
 #include <stdatomic.h>
 
 typedef struct store_integrity {
-    atomic_int lock;                     /* 0 free, 1 held */
-    uint64_t count;                      /* distinct damaged positions, at most FACTUM_INTEGRITY_COUNT */
-    bool more;                           /* more than that were met */
+    atomic_int lock;                       /* 0 free, 1 held */
+    uint64_t count;                        /* distinct damaged positions, at most FACTUM_INTEGRITY_COUNT */
+    bool more;                             /* more than that were met */
     uint64_t seen[FACTUM_INTEGRITY_COUNT]; /* the positions counted, sorted */
     size_t nkept;
     factum_damage_t kept[FACTUM_INTEGRITY_KEEP]; /* the first met, in order */

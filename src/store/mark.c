@@ -39,7 +39,8 @@ static int mark_load(int fd, const char *path, commit_mark_t *m, factum_error_t 
     *m = (commit_mark_t){0};
     commit_mark_t s;
     for (int k = 0; k < 2; k++)
-        if (n >= k * MARK_SLOT + MARK_BYTES && mark_decode(b + k * MARK_SLOT, &s) && (s.seq > m->seq || !m->seq)) *m = s;
+        if (n >= k * MARK_SLOT + MARK_BYTES && mark_decode(b + k * MARK_SLOT, &s) && (s.seq > m->seq || !m->seq))
+            *m = s;
     return 0;
 }
 

@@ -54,7 +54,8 @@ static int grow(meta_map *m) {
         meta_entry *e = m->slots[i];
         if (!e) continue;
         size_t j = e->h1 & (cap - 1);
-        while (s[j]) j = (j + 1) & (cap - 1);
+        while (s[j])
+            j = (j + 1) & (cap - 1);
         s[j] = e;
     }
     free(m->slots);
@@ -77,7 +78,8 @@ int meta_apply(meta_map *m, uint64_t h1, uint64_t h2, const meta_rules *r, uint6
         }
         e->h1 = h1, e->h2 = h2, e->r.last = r->last;
         size_t j = h1 & m->mask;
-        while (m->slots[j]) j = (j + 1) & m->mask;
+        while (m->slots[j])
+            j = (j + 1) & m->mask;
         m->slots[j] = e;
         m->n++;
         atomic_store_explicit(&m->count, m->n, memory_order_release);
@@ -105,9 +107,10 @@ int meta_doc_write(buf_t *b, factum_str_t stream, const meta_rules *r, factum_st
     int rc = buf_append(b, "{\"stream\":", 10);
     if (!rc) rc = json_escape(b, stream.ptr, stream.len);
     if (!rc)
-        rc = buf_printf(b, ",\"truncate_before\":%llu,\"max_count\":%llu,\"max_age_s\":%llu,\"deleted\":%s,\"tombstone\":%s",
-                        (unsigned long long)r->tb, (unsigned long long)r->max_count, (unsigned long long)r->max_age_s,
-                        r->deleted ? "true" : "false", r->tombstone ? "true" : "false");
+        rc = buf_printf(
+            b, ",\"truncate_before\":%llu,\"max_count\":%llu,\"max_age_s\":%llu,\"deleted\":%s,\"tombstone\":%s",
+            (unsigned long long)r->tb, (unsigned long long)r->max_count, (unsigned long long)r->max_age_s,
+            r->deleted ? "true" : "false", r->tombstone ? "true" : "false");
     if (!rc && custom.len) rc = buf_printf(b, ",\"custom\":%.*s", (int)custom.len, custom.ptr);
     if (!rc) rc = buf_append(b, "}", 1);
     return rc;
@@ -126,7 +129,8 @@ int meta_doc_parse(factum_str_t data, meta_doc *out, buf_t *name) {
     int kind;
     name->len = 0;
     if (!json_valid(data.ptr, data.len, &kind) || kind != JSON_OBJECT || !json_member_string(data, "stream", name) ||
-        !json_member_u64(data, "truncate_before", &out->r.tb) || !json_member_u64(data, "max_count", &out->r.max_count) ||
+        !json_member_u64(data, "truncate_before", &out->r.tb) ||
+        !json_member_u64(data, "max_count", &out->r.max_count) ||
         !json_member_u64(data, "max_age_s", &out->r.max_age_s) || !member_bool(data, "deleted", &out->r.deleted) ||
         !member_bool(data, "tombstone", &out->r.tombstone))
         return -1;
@@ -145,12 +149,16 @@ size_t factum_meta_json(factum_str_t stream, const factum_meta_t *m, char *buf, 
     int rc = buf_append(&b, "{\"stream\":", 10);
     if (!rc) rc = json_escape(&b, stream.ptr, stream.len);
     if (!rc)
-        rc = buf_printf(&b, ",\"max_age_s\":%llu,\"max_count\":%llu,\"truncate_before\":%llu,\"custom\":%.*s,"
-                            "\"deleted\":%s,\"tombstone\":%s,\"position\":",
+        rc = buf_printf(&b,
+                        ",\"max_age_s\":%llu,\"max_count\":%llu,\"truncate_before\":%llu,\"custom\":%.*s,"
+                        "\"deleted\":%s,\"tombstone\":%s,\"position\":",
                         (unsigned long long)m->max_age_s, (unsigned long long)m->max_count,
                         (unsigned long long)m->truncate_before, (int)(m->custom.len ? m->custom.len : 2),
-                        m->custom.len ? m->custom.ptr : "{}", m->deleted ? "true" : "false", m->tombstone ? "true" : "false");
-    if (!rc) rc = m->position == FACTUM_END ? buf_append(&b, "null}", 5) : buf_printf(&b, "%llu}", (unsigned long long)m->position);
+                        m->custom.len ? m->custom.ptr : "{}", m->deleted ? "true" : "false",
+                        m->tombstone ? "true" : "false");
+    if (!rc)
+        rc = m->position == FACTUM_END ? buf_append(&b, "null}", 5)
+                                       : buf_printf(&b, "%llu}", (unsigned long long)m->position);
     size_t n = rc ? 0 : b.len;
     if (cap) {
         size_t k = MIN(n, cap - 1);

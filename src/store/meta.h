@@ -33,8 +33,8 @@ typedef struct meta_rules {
 typedef struct meta_entry {
     uint64_t h1, h2; /* streams_hash of the name */
     meta_rules r;
-    uint64_t pos;    /* position of the $metadata record that set it */
-    char *doc;       /* that record's data: the metadata document, JSON */
+    uint64_t pos; /* position of the $metadata record that set it */
+    char *doc;    /* that record's data: the metadata document, JSON */
     size_t doc_len;
 } meta_entry;
 
@@ -56,7 +56,8 @@ bool meta_rules_get(meta_map *m, uint64_t h1, uint64_t h2, meta_rules *out);
 /* The first revision a read may return (tombstones aside): truncate_before and max_count. */
 static inline uint64_t meta_floor(const meta_rules *r) {
     uint64_t f = r->tb;
-    if (r->max_count && r->last >= 0 && (uint64_t)r->last + 1 > r->max_count) f = MAX(f, (uint64_t)r->last + 1 - r->max_count);
+    if (r->max_count && r->last >= 0 && (uint64_t)r->last + 1 > r->max_count)
+        f = MAX(f, (uint64_t)r->last + 1 - r->max_count);
     return f;
 }
 /* True if an event of the stream at this revision and commit time is hidden at time `now_us`. */

@@ -55,7 +55,8 @@ static int names_done(factum_names_t *l, factum_names_t **out, factum_error_t *e
         factum_names_free(l);
         return err_set(err, rc, "out of memory listing names");
     }
-    for (size_t i = 0; i < l->count; i++) l->v[i].name.ptr = l->bytes.ptr + (uintptr_t)l->v[i].name.ptr;
+    for (size_t i = 0; i < l->count; i++)
+        l->v[i].name.ptr = l->bytes.ptr + (uintptr_t)l->v[i].name.ptr;
     *out = l;
     return 0;
 }
@@ -114,13 +115,15 @@ int factum_list_category(factum_t *db, factum_str_t category, factum_str_t after
     if (!rc && (buf_append(&dash, category.ptr, category.len) || buf_append(&dash, "-", 1))) rc = FACTUM_ENOMEM;
     if (!rc && l->count < limit) {
         factum_names_t *rest;
-        if ((rc = factum_list_streams(db, (factum_str_t){dash.ptr, dash.len}, after, limit - l->count, system, &rest, err))) {
+        if ((rc = factum_list_streams(db, (factum_str_t){dash.ptr, dash.len}, after, limit - l->count, system, &rest,
+                                      err))) {
             buf_free(&tmp);
             buf_free(&dash);
             factum_names_free(l);
             return rc;
         }
-        for (size_t i = 0; i < rest->count && !rc; i++) rc = names_add(l, rest->v[i].name, rest->v[i].pos);
+        for (size_t i = 0; i < rest->count && !rc; i++)
+            rc = names_add(l, rest->v[i].name, rest->v[i].pos);
         factum_names_free(rest);
     }
     buf_free(&tmp);
@@ -160,7 +163,8 @@ int factum_list_categories(factum_t *db, factum_str_t after, size_t limit, int s
     buf_t tmp = {0}, cur = {0}, from = {0}, c = {0}, probe = {0};
     rc = set(&cur, after, "", 0) || set(&from, after, "", 0);
     index_name m;
-    while (!rc && l->count < limit && first_after(db, (factum_str_t){"", 0}, (factum_str_t){from.ptr, from.len}, &tmp, &m)) {
+    while (!rc && l->count < limit &&
+           first_after(db, (factum_str_t){"", 0}, (factum_str_t){from.ptr, from.len}, &tmp, &m)) {
         if ((rc = set(&c, category_of(m.name), "", 0))) break;
         factum_str_t cs = {c.ptr, c.len}, curs = {cur.ptr, cur.len};
         if (!system && cs.len && cs.ptr[0] == '$') {

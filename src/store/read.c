@@ -72,13 +72,15 @@ int64_t store_stream_last(factum_t *db, factum_str_t stream, uint64_t pos_limit)
 }
 
 /* The event at a revision of the stream, ignoring metadata. 0, or -1 if it is not there. */
-static int stream_event(factum_t *db, factum_str_t stream, uint64_t key, uint64_t rev, uint64_t pos_limit, factum_event_t *e) {
+static int stream_event(factum_t *db, factum_str_t stream, uint64_t key, uint64_t rev, uint64_t pos_limit,
+                        factum_event_t *e) {
     idx_hit from = {rev, 0}, hits[16];
     for (;;) {
         size_t n = index_range(db->index, key, from, false, ARRAY_LEN(hits), pos_limit, hits);
         for (size_t i = 0; i < n; i++) {
             if (hits[i].seq != rev) return -1;
-            if (store_event_at(db, hits[i].pos, e, NULL) == 0 && str_eq(e->stream, stream) && e->revision == rev) return 0;
+            if (store_event_at(db, hits[i].pos, e, NULL) == 0 && str_eq(e->stream, stream) && e->revision == rev)
+                return 0;
         }
         if (n < ARRAY_LEN(hits) || !index_after(hits[n - 1], false, &from)) return -1;
     }
@@ -92,8 +94,10 @@ uint64_t store_stream_first_at(factum_t *db, factum_str_t stream, int64_t time_u
         uint64_t mid = lo + (hi - lo) / 2;
         factum_event_t e;
         /* A revision no longer on disk was hidden, so it counts as earlier. */
-        if (stream_event(db, stream, key, mid, limit, &e) || e.time_us < time_us) lo = mid + 1;
-        else hi = mid;
+        if (stream_event(db, stream, key, mid, limit, &e) || e.time_us < time_us)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -149,13 +153,17 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
             h.stream = stream;
             if (h.r.tombstone || meta_reads_deleted(&h.r)) {
                 factum_result_free(res);
-                return h.r.tombstone ? err_set(err, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)stream.len, stream.ptr)
-                                     : err_set(err, FACTUM_ENOTFOUND, "stream '%.*s' not found (deleted)", (int)stream.len, stream.ptr);
+                return h.r.tombstone ? err_set(err, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)",
+                                               (int)stream.len, stream.ptr)
+                                     : err_set(err, FACTUM_ENOTFOUND, "stream '%.*s' not found (deleted)",
+                                               (int)stream.len, stream.ptr);
             }
             floor = meta_floor(&h.r);
             if (h.r.max_age_s && !backward && from < (uint64_t)h.r.last + 1)
-                floor = MAX(floor, store_stream_first_at(db, stream, h.now - (int64_t)MIN(h.r.max_age_s, (uint64_t)INT64_MAX / 2000000) * 1000000,
-                                                         (uint64_t)h.r.last + 1));
+                floor = MAX(floor, store_stream_first_at(
+                                       db, stream,
+                                       h.now - (int64_t)MIN(h.r.max_age_s, (uint64_t)INT64_MAX / 2000000) * 1000000,
+                                       (uint64_t)h.r.last + 1));
         }
     }
     idx_hit cur = backward ? (idx_hit){from, UINT64_MAX} : (idx_hit){MAX(from, floor), 0};
@@ -183,8 +191,11 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
         factum_result_free(res);
         return err_set(err, FACTUM_ENOTFOUND, "stream '%.*s' not found", (int)stream.len, stream.ptr);
     }
-    if (!backward) res->next = res->n ? res->ev[res->n - 1].revision + 1 : MAX(from, floor);
-    else res->next = res->n ? (res->ev[res->n - 1].revision ? res->ev[res->n - 1].revision - 1 : FACTUM_END) : FACTUM_END;
+    if (!backward)
+        res->next = res->n ? res->ev[res->n - 1].revision + 1 : MAX(from, floor);
+    else
+        res->next =
+            res->n ? (res->ev[res->n - 1].revision ? res->ev[res->n - 1].revision - 1 : FACTUM_END) : FACTUM_END;
     *out = res;
     return 0;
 fail:
@@ -193,7 +204,8 @@ fail:
 }
 
 static bool matches(const factum_query_t *q, const factum_event_t *e) {
-    return (q->system || e->stream.ptr[0] != '$') && (!q->type.len || str_eq(e->type, q->type)) && (!q->category.len || stream_in_category(e->stream, q->category)) &&
+    return (q->system || e->stream.ptr[0] != '$') && (!q->type.len || str_eq(e->type, q->type)) &&
+           (!q->category.len || stream_in_category(e->stream, q->category)) &&
            (!q->correlationid.len || str_eq(e->correlationid, q->correlationid));
 }
 
@@ -211,7 +223,8 @@ static int read_correlation(factum_t *db, const factum_query_t *q, uint64_t dura
             if (rc == FACTUM_ENOTFOUND) continue; /* scavenged */
             if (rc) return rc;
             res->next = q->backward ? (e.position ? e.position - 1 : FACTUM_END) : e.position + 1;
-            if (matches(q, &e) && !hidden(h, &e) && (rc = result_push(res, &e))) return err_set(err, rc, "out of memory");
+            if (matches(q, &e) && !hidden(h, &e) && (rc = result_push(res, &e)))
+                return err_set(err, rc, "out of memory");
             if (res->n == q->limit) return 0;
         }
         if (n < ARRAY_LEN(hits)) {
@@ -279,8 +292,8 @@ int factum_read_at(factum_t *db, uint64_t position, factum_result_t **out, factu
     *out = NULL;
     uint64_t head = factum_head_position(db);
     if (position >= head)
-        return err_set(err, FACTUM_ENOTFOUND, "no event at position %llu (the head is %llu)", (unsigned long long)position,
-                       (unsigned long long)head);
+        return err_set(err, FACTUM_ENOTFOUND, "no event at position %llu (the head is %llu)",
+                       (unsigned long long)position, (unsigned long long)head);
     factum_result_t *r = result_new(db, 1);
     if (!r) return err_set(err, FACTUM_ENOMEM, "out of memory");
     factum_event_t e;
@@ -288,7 +301,8 @@ int factum_read_at(factum_t *db, uint64_t position, factum_result_t **out, factu
     hider h;
     hider_init(&h, db);
     if (!rc && hidden(&h, &e))
-        rc = err_set(err, FACTUM_ENOTFOUND, "the event at position %llu is deleted or expired", (unsigned long long)position);
+        rc = err_set(err, FACTUM_ENOTFOUND, "the event at position %llu is deleted or expired",
+                     (unsigned long long)position);
     if (!rc && result_push(r, &e)) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
     if (rc) {
         factum_result_free(r);
@@ -307,12 +321,15 @@ uint64_t factum_position_at(factum_t *db, int64_t time_us) {
         factum_event_t e;
         int rc;
         /* A position a scavenge emptied has no time: look at the next one still there. */
-        while ((rc = store_event_at(db, at, &e, NULL)) == FACTUM_ENOTFOUND && at + 1 < hi) at++;
+        while ((rc = store_event_at(db, at, &e, NULL)) == FACTUM_ENOTFOUND && at + 1 < hi)
+            at++;
         if (rc == FACTUM_ENOTFOUND) hi = mid; /* nothing left in [mid, hi) */
         /* A record that fails its checksum cannot be placed; treat it as earlier, so the
            answer errs toward delivering more, never fewer. */
-        else if (rc || e.time_us < time_us) lo = at + 1;
-        else hi = mid;
+        else if (rc || e.time_us < time_us)
+            lo = at + 1;
+        else
+            hi = mid;
     }
     store_unpin(db, pin);
     return lo;
@@ -376,7 +393,8 @@ int store_meta_load(factum_t *db, factum_error_t *err) {
             uint64_t h1, h2;
             streams_hash(d.stream, &h1, &h2);
             d.r.last = store_stream_last(db, d.stream, UINT64_MAX);
-            if (meta_apply(&db->meta, h1, h2, &d.r, e->position, e->data)) rc = err_set(err, FACTUM_ENOMEM, "out of memory loading metadata");
+            if (meta_apply(&db->meta, h1, h2, &d.r, e->position, e->data))
+                rc = err_set(err, FACTUM_ENOMEM, "out of memory loading metadata");
         }
         more = factum_result_count(res) == 1000;
         from = factum_result_next(res);

@@ -14,8 +14,10 @@ size_t record_size(factum_str_t stream, const factum_event_t *e) {
 }
 
 static uint8_t *put(uint8_t *p, uint8_t *hdr, int off, int width, factum_str_t s) {
-    if (width == 2) store16(hdr + off, (uint16_t)s.len);
-    else store32(hdr + off, (uint32_t)s.len);
+    if (width == 2)
+        store16(hdr + off, (uint16_t)s.len);
+    else
+        store32(hdr + off, (uint32_t)s.len);
     if (s.len) memcpy(p, s.ptr, s.len);
     return p + s.len;
 }
@@ -117,6 +119,5 @@ bool record_same_content(const factum_event_t *a, const factum_event_t *b) {
     return a->data_format == b->data_format && str_eq(a->id, b->id) && str_eq(a->type, b->type) &&
            str_eq(a->source, b->source) && str_eq(a->subject, b->subject) &&
            str_eq(a->datacontenttype, b->datacontenttype) && str_eq(a->correlationid, b->correlationid) &&
-           str_eq(a->causationid, b->causationid) && str_eq(a->extensions, b->extensions) &&
-           str_eq(a->data, b->data);
+           str_eq(a->causationid, b->causationid) && str_eq(a->extensions, b->extensions) && str_eq(a->data, b->data);
 }

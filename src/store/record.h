@@ -26,9 +26,22 @@ enum {
 
 /* Field offsets inside the header. */
 enum {
-    R_MAGIC = 0, R_LENGTH = 4, R_CRC = 8, R_FLAGS = 12, R_POSITION = 16, R_REVISION = 24,
-    R_TIME = 32, R_STREAM_LEN = 40, R_ID_LEN = 42, R_TYPE_LEN = 44, R_CORR_LEN = 46,
-    R_CAUSE_LEN = 48, R_SOURCE_LEN = 50, R_SUBJECT_LEN = 52, R_CTYPE_LEN = 54, R_EXT_LEN = 56,
+    R_MAGIC = 0,
+    R_LENGTH = 4,
+    R_CRC = 8,
+    R_FLAGS = 12,
+    R_POSITION = 16,
+    R_REVISION = 24,
+    R_TIME = 32,
+    R_STREAM_LEN = 40,
+    R_ID_LEN = 42,
+    R_TYPE_LEN = 44,
+    R_CORR_LEN = 46,
+    R_CAUSE_LEN = 48,
+    R_SOURCE_LEN = 50,
+    R_SUBJECT_LEN = 52,
+    R_CTYPE_LEN = 54,
+    R_EXT_LEN = 56,
     R_DATA_LEN = 60,
 };
 static_assert(R_DATA_LEN + 4 == RECORD_HEADER, "record header is 64 bytes");

@@ -27,11 +27,11 @@ void factum_scavenge_stats(factum_t *db, factum_scavenge_stats_t *out) {
     pthread_mutex_unlock(&db->scav_mu);
 }
 
-#define STAT(db, field, op)                                                                    \
-    do {                                                                                       \
-        pthread_mutex_lock(&(db)->scav_mu);                                                    \
-        (db)->scav_st.field op;                                                                \
-        pthread_mutex_unlock(&(db)->scav_mu);                                                  \
+#define STAT(db, field, op)                                                                                            \
+    do {                                                                                                               \
+        pthread_mutex_lock(&(db)->scav_mu);                                                                            \
+        (db)->scav_st.field op;                                                                                        \
+        pthread_mutex_unlock(&(db)->scav_mu);                                                                          \
     } while (0)
 
 typedef struct scav {
@@ -95,8 +95,8 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
         uint32_t len;
         if (off >= segment_limit(s) || record_decode(s->map + off, segment_limit(s) - off, &e, &len) != RECORD_OK ||
             e.position != s->first_pos + k) {
-            rc = err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %u (position %llu)", s->path, off,
-                         (unsigned long long)(s->first_pos + k));
+            rc = err_set(err, FACTUM_ECORRUPT, "segment %s: checksum failure at offset %u (position %llu)", s->path,
+                         off, (unsigned long long)(s->first_pos + k));
             goto out;
         }
         scanned++;
@@ -148,16 +148,21 @@ int factum_scavenge(factum_t *db, factum_error_t *err) {
     size_t nsegs = atomic_load_explicit(&db->nsegs, memory_order_acquire); /* all but the last are sealed */
     pthread_mutex_lock(&db->scav_mu);
     uint64_t runs = db->scav_st.runs, total = db->scav_st.bytes_reclaimed_total;
-    db->scav_st = (factum_scavenge_stats_t){.running = 1, .runs = runs, .bytes_reclaimed_total = total,
-                                            .segments_total = nsegs - 1, .started_us = clock_realtime_us()};
+    db->scav_st = (factum_scavenge_stats_t){.running = 1,
+                                            .runs = runs,
+                                            .bytes_reclaimed_total = total,
+                                            .segments_total = nsegs - 1,
+                                            .started_us = clock_realtime_us()};
     pthread_mutex_unlock(&db->scav_mu);
     scav sc = {.db = db, .now = clock_realtime_us(), .meta_last = factum_stream_revision(db, str_c(META_STREAM))};
     int rc = 0;
     /* Nothing has metadata: nothing is hidden, so nothing can go. */
     bool any = atomic_load(&db->meta.count) != 0;
     for (size_t i = 0; any && i + 1 < nsegs && !rc; i++) {
-        if (atomic_load(&db->scavenge_cancel)) rc = err_set(err, FACTUM_ECLOSED, "the scavenge was cancelled");
-        else if (!(rc = scavenge_segment(&sc, i, err))) STAT(db, segments_done, ++);
+        if (atomic_load(&db->scavenge_cancel))
+            rc = err_set(err, FACTUM_ECLOSED, "the scavenge was cancelled");
+        else if (!(rc = scavenge_segment(&sc, i, err)))
+            STAT(db, segments_done, ++);
     }
     if (!any) STAT(db, segments_done, = nsegs - 1);
     buf_free(&sc.name);
@@ -176,19 +181,20 @@ size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t
     char started[32] = "", finished[32] = "";
     if (st->started_us) time_format_rfc3339(st->started_us, started);
     if (st->finished_us) time_format_rfc3339(st->finished_us, finished);
-    buf_printf(b,
-               "{\"running\":%s,\"runs\":%llu,\"segments_total\":%llu,\"segments_done\":%llu,\"segments_rewritten\":%llu,"
-               "\"events_scanned\":%llu,\"events_removed\":%llu,\"bytes_before\":%llu,\"bytes_after\":%llu,"
-               "\"bytes_reclaimed\":%llu,\"bytes_reclaimed_total\":%llu,",
-               st->running ? "true" : "false", (unsigned long long)st->runs, (unsigned long long)st->segments_total,
-               (unsigned long long)st->segments_done, (unsigned long long)st->segments_rewritten,
-               (unsigned long long)st->events_scanned, (unsigned long long)st->events_removed,
-               (unsigned long long)st->bytes_before, (unsigned long long)st->bytes_after,
-               (unsigned long long)(st->bytes_before - st->bytes_after), (unsigned long long)st->bytes_reclaimed_total);
+    buf_printf(
+        b,
+        "{\"running\":%s,\"runs\":%llu,\"segments_total\":%llu,\"segments_done\":%llu,\"segments_rewritten\":%llu,"
+        "\"events_scanned\":%llu,\"events_removed\":%llu,\"bytes_before\":%llu,\"bytes_after\":%llu,"
+        "\"bytes_reclaimed\":%llu,\"bytes_reclaimed_total\":%llu,",
+        st->running ? "true" : "false", (unsigned long long)st->runs, (unsigned long long)st->segments_total,
+        (unsigned long long)st->segments_done, (unsigned long long)st->segments_rewritten,
+        (unsigned long long)st->events_scanned, (unsigned long long)st->events_removed,
+        (unsigned long long)st->bytes_before, (unsigned long long)st->bytes_after,
+        (unsigned long long)(st->bytes_before - st->bytes_after), (unsigned long long)st->bytes_reclaimed_total);
     buf_printf(b, st->started_us ? "\"started\":\"%s\"," : "\"started\":null%.0s,", started);
     buf_printf(b, st->finished_us ? "\"finished\":\"%s\"," : "\"finished\":null%.0s,", finished);
-    buf_printf(b, "\"error\":%s%s%s}", st->last_error ? "\"" : "", st->last_error ? factum_errname(st->last_error) : "null",
-               st->last_error ? "\"" : "");
+    buf_printf(b, "\"error\":%s%s%s}", st->last_error ? "\"" : "",
+               st->last_error ? factum_errname(st->last_error) : "null", st->last_error ? "\"" : "");
     size_t n = bb.len;
     if (cap) {
         memcpy(out, bb.ptr ? bb.ptr : "", MIN(n, cap - 1));

@@ -21,8 +21,8 @@ static int io_err(factum_error_t *err, int e, const char *what, const char *path
     return err_set(err, e == -ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "%s %s: %s", what, path, strerror(-e));
 }
 
-void segment_header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos, uint32_t generation,
-                           uint64_t end_pos) {
+void segment_header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos,
+                           uint32_t generation, uint64_t end_pos) {
     memset(h, 0, SEGMENT_HEADER);
     store32(h + 0, SEGMENT_MAGIC);
     store32(h + 4, SEGMENT_VERSION);
@@ -124,8 +124,8 @@ int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_
         goto fail;
     }
     if (load32(h + 4) != SEGMENT_VERSION) {
-        rc = err_set(err, FACTUM_EFORMAT, "segment %s: format version %u, this build reads %u", s->path,
-                     load32(h + 4), SEGMENT_VERSION);
+        rc = err_set(err, FACTUM_EFORMAT, "segment %s: format version %u, this build reads %u", s->path, load32(h + 4),
+                     SEGMENT_VERSION);
         goto fail;
     }
     s->size = load64(h + 16);
@@ -187,7 +187,8 @@ void segment_close(segment_t *s) {
 int segment_alloc_pmap(segment_t *s) {
     pmap_release(s);
     s->pmap_cap = (s->size - SEGMENT_HEADER) / RECORD_MIN + 1;
-    if (s->end_pos) s->pmap_cap = MAX(s->pmap_cap, s->end_pos - s->first_pos); /* compacted: positions outnumber records */
+    if (s->end_pos)
+        s->pmap_cap = MAX(s->pmap_cap, s->end_pos - s->first_pos); /* compacted: positions outnumber records */
     s->pmap_bytes = s->pmap_cap * sizeof(uint32_t);
     void *p = mmap(NULL, s->pmap_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return FACTUM_ENOMEM;
@@ -209,8 +210,7 @@ int segment_load_pmap(segment_t *s, const char *logdir) {
     uint64_t count = load64(m + 24), end = load64(m + 32);
     bool ok = load32(m) == PMAP_MAGIC && load32(m + 44) == crc32c(m, 44) && load32(m + 8) == s->no &&
               load32(m + 12) == s->generation && load64(m + 16) == s->first_pos && end <= s->size &&
-              (!s->end_pos || s->first_pos + count == s->end_pos) &&
-              (uint64_t)st.st_size == PMAP_HEADER + count * 4 &&
+              (!s->end_pos || s->first_pos + count == s->end_pos) && (uint64_t)st.st_size == PMAP_HEADER + count * 4 &&
               load32(m + 40) == crc32c(m + PMAP_HEADER, count * 4);
     if (!ok) {
         munmap(m, (size_t)st.st_size);
@@ -257,15 +257,18 @@ static void scan_compacted(segment_t *s, segment_scan_t *r) {
     while (off < limit) {
         factum_event_t e;
         uint32_t len;
-        if (record_decode(s->map + off, limit - off, &e, &len) != RECORD_OK || e.position < next || e.position >= s->end_pos) {
+        if (record_decode(s->map + off, limit - off, &e, &len) != RECORD_OK || e.position < next ||
+            e.position >= s->end_pos) {
             r->stop_at = off;
             return;
         }
-        while (next < e.position) s->pmap[next++ - s->first_pos] = 0;
+        while (next < e.position)
+            s->pmap[next++ - s->first_pos] = 0;
         s->pmap[next++ - s->first_pos] = (uint32_t)off;
         off += len;
     }
-    while (next < s->end_pos) s->pmap[next++ - s->first_pos] = 0;
+    while (next < s->end_pos)
+        s->pmap[next++ - s->first_pos] = 0;
     *r = (segment_scan_t){s->end_pos - s->first_pos, off, off, true};
     s->count = r->count, s->end = off;
 }
@@ -322,7 +325,8 @@ uint64_t segment_scan_around(segment_t *s, uint64_t end_pos, uint64_t *first_bad
             }
         }
         if (!damaged) *first_bad = s->first_pos + n, *bad_off = off;
-        while (s->first_pos + n < q && n < cap) s->pmap[n++] = (uint32_t)off, damaged++;
+        while (s->first_pos + n < q && n < cap)
+            s->pmap[n++] = (uint32_t)off, damaged++;
         off = next;
         if (q == end_pos) break;
     }
@@ -364,12 +368,13 @@ int segment_repair_tail(segment_t *s, const segment_scan_t *r, uint64_t window, 
     if (kept < acked) {
         /* The commit mark says these positions were acknowledged: whatever is at r->end is damage
            to acknowledged events, never a torn write. */
-        if (r->stop_at >= fill || (r->stop_at == r->end && record_decode(s->map + r->end, fill - r->end, NULL, NULL) == RECORD_EMPTY))
+        if (r->stop_at >= fill ||
+            (r->stop_at == r->end && record_decode(s->map + r->end, fill - r->end, NULL, NULL) == RECORD_EMPTY))
             return err_set(err, FACTUM_ECORRUPT,
                            "segment %s: acknowledged events at positions %llu to %llu are missing: the log ends at "
                            "offset %llu (the commit mark says positions below %llu were acknowledged)",
-                           s->path, (unsigned long long)kept, (unsigned long long)acked - 1,
-                           (unsigned long long)r->end, (unsigned long long)acked);
+                           s->path, (unsigned long long)kept, (unsigned long long)acked - 1, (unsigned long long)r->end,
+                           (unsigned long long)acked);
         return err_set(err, FACTUM_ECORRUPT,
                        "segment %s: checksum failure at offset %llu (position %llu), in events that were "
                        "acknowledged (the commit mark says positions below %llu were)",
@@ -432,7 +437,8 @@ int segment_write_compacted(const segment_t *s, const char *logdir, const uint8_
         }
         uint32_t len = load32(s->map + at + 4);
         if (used + len > SCAV_BUF) {
-            if (pwrite(fd, buf, used, (off_t)(off - used)) != (ssize_t)used) rc = io_err(err, -errno, "cannot write", tmp);
+            if (pwrite(fd, buf, used, (off_t)(off - used)) != (ssize_t)used)
+                rc = io_err(err, -errno, "cannot write", tmp);
             used = 0;
             if (!rc && off - synced >= SCAV_SYNC_BYTES) {
                 sync_file_range(fd, (off_t)synced, (off_t)(off - synced),
@@ -451,15 +457,18 @@ int segment_write_compacted(const segment_t *s, const char *logdir, const uint8_
         pmap[i] = (uint32_t)off;
         off += len;
     }
-    if (!rc && used && pwrite(fd, buf, used, (off_t)(off - used)) != (ssize_t)used) rc = io_err(err, -errno, "cannot write", tmp);
+    if (!rc && used && pwrite(fd, buf, used, (off_t)(off - used)) != (ssize_t)used)
+        rc = io_err(err, -errno, "cannot write", tmp);
     free(buf);
     uint8_t h[SEGMENT_HEADER];
     segment_header_encode(h, s->no, off, s->first_pos, s->generation + 1, s->first_pos + s->count);
     if (!rc && pwrite(fd, h, sizeof h, 0) != (ssize_t)sizeof h) rc = io_err(err, -errno, "cannot write", tmp);
     if (!rc && fdatasync(fd)) rc = io_err(err, -errno, "cannot sync", tmp);
     close(fd);
-    if (rc) unlink(tmp);
-    else *size = off;
+    if (rc)
+        unlink(tmp);
+    else
+        *size = off;
     return rc;
 }
 

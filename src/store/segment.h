@@ -24,18 +24,18 @@
 #define SEGMENT_VERSION 1
 #define SEGMENT_HEADER 64
 #define SEGMENT_MAX_POSITIONS ((1ull << 32) / RECORD_MIN) /* events one segment of at most 4 GiB can hold */
-#define PMAP_MAGIC 0x504D5046u /* "FPMP" */
+#define PMAP_MAGIC 0x504D5046u                            /* "FPMP" */
 #define PMAP_HEADER 64
 
 typedef struct segment {
     uint32_t no;
     int fd;
-    uint8_t *map; /* PROT_READ, MAP_SHARED, the whole file */
-    uint64_t size;                /* capacity, from the header; the mapping covers all of it */
-    _Atomic uint64_t filled;      /* bytes of the file that exist (zero-filled or written) */
+    uint8_t *map;            /* PROT_READ, MAP_SHARED, the whole file */
+    uint64_t size;           /* capacity, from the header; the mapping covers all of it */
+    _Atomic uint64_t filled; /* bytes of the file that exist (zero-filled or written) */
     uint64_t first_pos;
-    uint64_t count; /* positions: records, and in a compacted segment the removed ones too */
-    uint64_t end;   /* offset just past the last record */
+    uint64_t count;      /* positions: records, and in a compacted segment the removed ones too */
+    uint64_t end;        /* offset just past the last record */
     uint32_t generation; /* 0 as written; +1 each time a scavenge rewrites it */
     uint64_t end_pos;    /* compacted segments: the position after its last (header); 0 otherwise */
     uint32_t *pmap;
@@ -46,8 +46,8 @@ typedef struct segment {
 } segment_t;
 
 /* The 64-byte segment header (docs/format.md): generation and end_pos are 0 unless compacted. */
-void segment_header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos, uint32_t generation,
-                           uint64_t end_pos);
+void segment_header_encode(uint8_t h[SEGMENT_HEADER], uint32_t no, uint64_t size, uint64_t first_pos,
+                           uint32_t generation, uint64_t end_pos);
 /* Makes DIR/log/NNNNNNNN.seg.tmp holding `fill` durable zeros; *fd is its descriptor. The zeroer
    prepares the next segment this way before the writer needs it. */
 int segment_prepare(const char *logdir, uint32_t no, uint64_t fill, io_vfs *vfs, int *fd, factum_error_t *err);

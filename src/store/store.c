@@ -25,14 +25,18 @@ int store_lock_folder(const char *dir, bool read_only_ok, int *out, factum_error
     snprintf(path, sizeof path, "%s/LOCK", dir);
     bool rw = true;
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd >= 0) io_sync_dir(dir); /* made it: its name is durable before anything else is */
-    else if (errno == EEXIST) fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 && read_only_ok && (errno == EROFS || errno == EACCES)) fd = open(path, O_RDONLY | O_CLOEXEC), rw = false;
+    if (fd >= 0)
+        io_sync_dir(dir); /* made it: its name is durable before anything else is */
+    else if (errno == EEXIST)
+        fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && read_only_ok && (errno == EROFS || errno == EACCES))
+        fd = open(path, O_RDONLY | O_CLOEXEC), rw = false;
     if (fd < 0) return err_set(err, FACTUM_EIO, "cannot open %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB)) {
         char pid[32] = {0};
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' ')) pid[--n] = 0;
+        while (n > 0 && (pid[n - 1] == '\n' || pid[n - 1] == ' '))
+            pid[--n] = 0;
         close(fd);
         return err_set(err, FACTUM_ELOCKED, "data folder %s is in use by process %s", dir, n > 0 ? pid : "(unknown)");
     }
@@ -72,8 +76,7 @@ static int list_segments(factum_t *db, uint32_t **out, size_t *n, factum_error_t
             unlinkat(dirfd(d), de->d_name, 0);
             continue;
         }
-        if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || strcmp(tail, "seg") || strlen(de->d_name) != 12)
-            continue;
+        if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || strcmp(tail, "seg") || strlen(de->d_name) != 12) continue;
         if (cnt == cap) {
             uint32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
             if (!nv) {
@@ -116,8 +119,8 @@ static int recover_log(factum_t *db, factum_error_t *err) {
     for (size_t i = 0; i < n && !rc; i++) {
         segment_t *s;
         if (nos[i] != (i ? nos[i - 1] + 1 : nos[0])) {
-            rc = err_set(err, FACTUM_ECORRUPT, "segment %08x is missing from %s (found %08x after it)",
-                         nos[i - 1] + 1, db->logdir, nos[i]);
+            rc = err_set(err, FACTUM_ECORRUPT, "segment %08x is missing from %s (found %08x after it)", nos[i - 1] + 1,
+                         db->logdir, nos[i]);
             break;
         }
         if ((rc = segment_open(db->logdir, nos[i], &s, err))) break;
@@ -149,7 +152,8 @@ static int recover_log(factum_t *db, factum_error_t *err) {
                    that every other event stays readable, and report it as reads will. */
                 uint64_t next_first, bad = 0, bad_off = 0;
                 if ((rc = segment_peek_first(db->logdir, nos[i + 1], &next_first, err)) == 0) {
-                    if (!s->end_pos && next_first > s->first_pos && (!r.clean || s->first_pos + s->count != next_first)) {
+                    if (!s->end_pos && next_first > s->first_pos &&
+                        (!r.clean || s->first_pos + s->count != next_first)) {
                         factum_error_t derr;
                         if (segment_scan_around(s, next_first, &bad, &bad_off))
                             store_damage(&db->integrity, s, bad, bad_off, FACTUM_ECORRUPT, &derr);
@@ -170,7 +174,8 @@ static int recover_log(factum_t *db, factum_error_t *err) {
     if (atomic_load(&db->nsegs) == 0) {
         segment_t *s;
         if (mark.position)
-            return err_set(err, FACTUM_ECORRUPT, "%s holds no segments, but the commit mark says positions below %llu were acknowledged",
+            return err_set(err, FACTUM_ECORRUPT,
+                           "%s holds no segments, but the commit mark says positions below %llu were acknowledged",
                            db->logdir, (unsigned long long)mark.position);
         if ((rc = segment_create(db->logdir, 0, db->segment_bytes, 0, STORE_ZERO_MIN, db->vfs, &s, err))) return rc;
         if ((rc = store_add_segment(db, s, err))) return rc;
@@ -195,8 +200,10 @@ segment_t *store_segment_of(factum_t *db, uint64_t pos) {
     /* A scavenge may swap an entry for its compacted copy: load each once (docs/threads.md). */
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (__atomic_load_n(&db->segs[mid], __ATOMIC_ACQUIRE)->first_pos <= pos) lo = mid;
-        else hi = mid;
+        if (__atomic_load_n(&db->segs[mid], __ATOMIC_ACQUIRE)->first_pos <= pos)
+            lo = mid;
+        else
+            hi = mid;
     }
     return __atomic_load_n(&db->segs[lo], __ATOMIC_ACQUIRE);
 }
@@ -227,7 +234,9 @@ int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t
     uint32_t off;
     int st = store_record_read(s, pos, e, &off); /* guarded: a SIGBUS becomes STORE_READ_FAULT */
     if (st == STORE_READ_OK) return 0;
-    if (st == STORE_READ_GONE) return err_set(err, FACTUM_ENOTFOUND, "the event at position %llu was removed by a scavenge", (unsigned long long)pos);
+    if (st == STORE_READ_GONE)
+        return err_set(err, FACTUM_ENOTFOUND, "the event at position %llu was removed by a scavenge",
+                       (unsigned long long)pos);
     /* Damage: named (position, offset, file) and remembered for /health and /metrics. */
     return store_damage(&db->integrity, s, pos, off, st == STORE_READ_FAULT ? FACTUM_EIO : FACTUM_ECORRUPT, err);
 }
@@ -267,22 +276,21 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) || (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) ||
-        (rc = recover_log(db, err)))
+    if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) ||
+        (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) || (rc = recover_log(db, err)))
         goto fail;
     if ((rc = mark_open(db->logdir, &db->mark, err))) goto fail;
     atomic_store(&db->durable, db->next_pos);
-    for (size_t i = 0; i < atomic_load(&db->nsegs); i++) atomic_fetch_add(&db->st_log_bytes, db->segs[i]->end - SEGMENT_HEADER);
-    if ((rc = index_open(db->idxdir, memtable, &db->index, err)))
-        goto fail;
+    for (size_t i = 0; i < atomic_load(&db->nsegs); i++)
+        atomic_fetch_add(&db->st_log_bytes, db->segs[i]->end - SEGMENT_HEADER);
+    if ((rc = index_open(db->idxdir, memtable, &db->index, err))) goto fail;
     if (index_covered(db->index) > db->next_pos) {
         /* An index ahead of the log (the log lost its tail to corruption repair): rebuild. */
         index_close(db->index, 0);
         char manifest[PATH_MAX + 16];
         snprintf(manifest, sizeof manifest, "%s/MANIFEST", db->idxdir);
         unlink(manifest);
-        if ((rc = index_open(db->idxdir, memtable, &db->index, err)))
-            goto fail;
+        if ((rc = index_open(db->idxdir, memtable, &db->index, err))) goto fail;
     }
     for (uint64_t p = index_covered(db->index); p < db->next_pos; p++) {
         factum_event_t e;
@@ -317,7 +325,8 @@ void factum_close(factum_t *db) {
     if (!db) return;
     /* A scavenge in another thread stops after its current segment; wait for it. */
     factum_scavenge_cancel(db);
-    while (atomic_load(&db->scavenging)) usleep(1000);
+    while (atomic_load(&db->scavenging))
+        usleep(1000);
     if (db->index) {
         store_writer_stop(db);
         index_close(db->index, atomic_load(&db->durable));
@@ -325,8 +334,10 @@ void factum_close(factum_t *db) {
     store_zero_stop(db);
     mark_close(&db->mark);
     size_t n = db->segs ? atomic_load(&db->nsegs) : 0;
-    for (size_t i = 0; i < n; i++) segment_close(db->segs[i]);
-    for (size_t i = 0; i < db->nretired; i++) segment_close(db->retired[i]);
+    for (size_t i = 0; i < n; i++)
+        segment_close(db->segs[i]);
+    for (size_t i = 0; i < db->nretired; i++)
+        segment_close(db->retired[i]);
     free(db->retired);
     pthread_mutex_destroy(&db->scav_mu);
     if (db->segs) munmap(db->segs, STORE_MAX_SEGMENTS * sizeof *db->segs);
@@ -349,8 +360,10 @@ uint64_t factum_wait(factum_t *db, uint64_t position, int timeout_ms) {
     struct timespec deadline = clock_mono_after(timeout_ms > 0 ? (int64_t)timeout_ms * 1000 : 0);
     pthread_mutex_lock(&db->wmu);
     while ((head = factum_head_position(db)) <= position) {
-        if (timeout_ms < 0) pthread_cond_wait(&db->wcond, &db->wmu);
-        else if (pthread_cond_timedwait(&db->wcond, &db->wmu, &deadline)) break;
+        if (timeout_ms < 0)
+            pthread_cond_wait(&db->wcond, &db->wmu);
+        else if (pthread_cond_timedwait(&db->wcond, &db->wmu, &deadline))
+            break;
     }
     pthread_mutex_unlock(&db->wmu);
     return factum_head_position(db);

@@ -38,15 +38,15 @@ typedef struct zeroer {
     pthread_t thread;
     bool started, stop;
     pthread_mutex_t mu;
-    pthread_cond_t cond;   /* work for the zeroer; zero-filled room for a waiting writer */
-    segment_t *seg;        /* the active segment; set by the writer (store_zero_use) */
-    _Atomic uint64_t end;  /* how far the writer has written in seg */
-    uint64_t want;         /* a waiting writer needs seg filled this far */
-    int busy;              /* 1 growing seg, 2 preparing the next segment */
-    bool held;             /* after a failure: grow only when a writer asks */
-    int err;               /* the failure a waiting writer gets (-errno) */
+    pthread_cond_t cond;  /* work for the zeroer; zero-filled room for a waiting writer */
+    segment_t *seg;       /* the active segment; set by the writer (store_zero_use) */
+    _Atomic uint64_t end; /* how far the writer has written in seg */
+    uint64_t want;        /* a waiting writer needs seg filled this far */
+    int busy;             /* 1 growing seg, 2 preparing the next segment */
+    bool held;            /* after a failure: grow only when a writer asks */
+    int err;              /* the failure a waiting writer gets (-errno) */
     char msg[256];
-    int next_fd;           /* a prepared NNNNNNNN.seg.tmp, or -1 */
+    int next_fd; /* a prepared NNNNNNNN.seg.tmp, or -1 */
     uint32_t next_no;
     uint64_t next_fill;
     _Atomic bool has_next;
@@ -103,7 +103,7 @@ struct factum {
     _Atomic bool scavenging, scavenge_cancel;
     segment_t **retired; /* old segments still pinned when a scavenge gave up waiting: freed at close */
     size_t nretired;
-    pthread_mutex_t scav_mu;        /* guards scav_st */
+    pthread_mutex_t scav_mu;         /* guards scav_st */
     factum_scavenge_stats_t scav_st; /* progress of the running or last scavenge */
 
     store_integrity integrity; /* damage reads have met (integrity.c); valid all zero */

@@ -41,7 +41,8 @@ static int gen_grow(stream_gen *g) {
     for (size_t i = 0; g->slots && i <= g->mask; i++) {
         if (!g->slots[i].h1) continue;
         size_t j = g->slots[i].h1 & (ncap - 1);
-        while (ns[j].h1) j = (j + 1) & (ncap - 1);
+        while (ns[j].h1)
+            j = (j + 1) & (ncap - 1);
         ns[j] = g->slots[i];
     }
     free(g->slots);
@@ -58,7 +59,8 @@ static void gen_put(stream_gen *g, uint64_t h1, uint64_t h2, int64_t last) {
     }
     if ((!g->slots || (g->count + 1) * 4 > (g->mask + 1) * 3) && gen_grow(g)) return;
     size_t i = h1 & g->mask;
-    while (g->slots[i].h1) i = (i + 1) & g->mask;
+    while (g->slots[i].h1)
+        i = (i + 1) & g->mask;
     g->slots[i] = (stream_slot){h1, h2, last};
     g->count++;
 }

@@ -68,7 +68,8 @@ static void *zero_main(void *arg) {
     pthread_mutex_lock(&z->mu);
     for (;;) {
         int what;
-        while (!(what = zero_work(z)) && !z->stop) pthread_cond_wait(&z->cond, &z->mu);
+        while (!(what = zero_work(z)) && !z->stop)
+            pthread_cond_wait(&z->cond, &z->mu);
         if (z->stop) break;
         /* Growing a segment pins it, so that a scavenge cannot free it meanwhile; preparing the
            next one touches no segment. */
@@ -85,8 +86,10 @@ static void *zero_main(void *arg) {
         if (what == 1) {
             /* s is used only while pinned: after a roll and a scavenge it may be freed. */
             if (to > filled) e = db->vfs->zero_fill(db->vfs, s->fd, filled, to - filled);
-            if (e) snprintf(msg, sizeof msg, "cannot zero-fill %s: %s", s->path, strerror(-e));
-            else if (to > filled) atomic_store_explicit(&s->filled, to, memory_order_release);
+            if (e)
+                snprintf(msg, sizeof msg, "cannot zero-fill %s: %s", s->path, strerror(-e));
+            else if (to > filled)
+                atomic_store_explicit(&s->filled, to, memory_order_release);
             store_unpin(db, pin);
         } else {
             e = segment_prepare(db->logdir, next_no, db->segment_bytes, db->vfs, &fd, &err) ? -ENOSPC : 0;
@@ -144,7 +147,7 @@ void store_zero_stop(factum_t *db) {
 void store_zero_note(factum_t *db, uint64_t end) {
     zeroer *z = &db->zero;
     atomic_store(&z->end, end);
-    segment_t *s = z->seg; /* only the writer changes it */
+    segment_t *s = z->seg;                         /* only the writer changes it */
     if (grow_due(s, end) || next_due(z, s, end)) { /* zero_work decides, under the lock */
         pthread_mutex_lock(&z->mu);
         pthread_cond_signal(&z->cond);
@@ -160,7 +163,8 @@ int store_zero_wait(factum_t *db, segment_t *s, uint64_t upto, char *msg, size_t
     z->want = MAX(z->want, upto);
     z->held = false, z->err = 0;
     pthread_cond_broadcast(&z->cond);
-    while (atomic_load(&s->filled) < upto && !z->err) pthread_cond_wait(&z->cond, &z->mu);
+    while (atomic_load(&s->filled) < upto && !z->err)
+        pthread_cond_wait(&z->cond, &z->mu);
     if (atomic_load(&s->filled) < upto) {
         rc = z->err == -ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO;
         snprintf(msg, cap, "%s", z->msg);
@@ -174,7 +178,8 @@ int store_zero_take_next(factum_t *db, uint32_t no, int *fd, uint64_t *fill) {
     zeroer *z = &db->zero;
     pthread_mutex_lock(&z->mu);
     /* A preparation in flight makes the very file the writer would make: wait for it. */
-    while (z->busy == 2) pthread_cond_wait(&z->cond, &z->mu);
+    while (z->busy == 2)
+        pthread_cond_wait(&z->cond, &z->mu);
     int got = -1;
     if (z->next_fd >= 0 && z->next_no == no) {
         *fd = z->next_fd, *fill = MIN(z->next_fill, db->segment_bytes);
