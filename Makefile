@@ -12,7 +12,7 @@
 
 BUILD   ?= build
 CC      ?= gcc
-PKGS    := gcc make pkg-config libxxhash-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql curl
+PKGS    := gcc make pkg-config clang-format libxxhash-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql curl
 FUZZ_PKGS := clang libclang-rt-14-dev
 SAN     ?=
 FUZZ_SECONDS ?= 60
