@@ -5,7 +5,8 @@
  */
 #include "cli.h"
 
-#include "../server/timers.h"
+#include "../server/server.h"
+#include "../timer/timers.h"
 #include "factum_client.h"
 
 #include <stdio.h>
@@ -64,7 +65,7 @@ static int page_local(factum_t *db, timers_t *t, int state, ls_args *a, timer_in
     int rc = 0;
     for (size_t i = 0; i < *n && !rc; i++) {
         line.len = 0;
-        if (!(rc = timers_json(db, &page[i], &line, err))) printf("%.*s\n", (int)line.len, line.ptr);
+        if (!(rc = schedule_json(db, &page[i], &line, err))) printf("%.*s\n", (int)line.len, line.ptr);
         snprintf(a->after, sizeof a->after, "%s", page[i].id);
     }
     a->limit -= *n;

@@ -8,7 +8,7 @@
 
 #include "../base/json.h"
 #include "groups.h"
-#include "timers.h"
+#include "../timer/timers.h"
 
 #include <ctype.h>
 #include <stdio.h>

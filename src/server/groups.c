@@ -9,7 +9,7 @@
 #include "groups.h"
 
 #include "../base/json.h"
-#include "replay.h"
+#include "../sys/replay.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -17,7 +17,7 @@
 
 #include "../base/json.h"
 #include "../proj/projector.h"
-#include "defs.h"
+#include "../sys/defs.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
 #include "server.h"
 
 #include "../saga/saga.h"
-#include "defs.h"
+#include "../sys/defs.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
 #include "server.h"
 
 #include "../base/json.h"
-#include "timers.h"
+#include "../timer/timers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +116,25 @@ out:
     buf_free(&at_text);
 }
 
+int schedule_json(factum_t *db, const timer_info *ti, buf_t *out, factum_error_t *err) {
+    factum_result_t *r;
+    int rc = timers_record(db, ti, &r, err);
+    if (rc) return rc;
+    if (r) {
+        /* The record's data is {"id","at",["delay_ms",]"stream","event"}: the state goes after it. */
+        factum_str_t d = factum_result_event(r, 0)->data;
+        buf_append(out, d.ptr, d.len - 1);
+    } else {
+        buf_printf(out, "{\"id\":\"%s\"", ti->id); /* ended before its record was met again */
+    }
+    buf_printf(out, ",\"state\":\"%s\"", timers_state_names[ti->state]);
+    if (ti->state == TIMER_FIRED) buf_printf(out, ",\"position\":%llu", (unsigned long long)ti->fired_pos);
+    if (ti->state == TIMER_FAILED) buf_printf(out, ",\"error\":"), json_escape(out, ti->error, strlen(ti->error));
+    buf_append(out, "}", 1);
+    factum_result_free(r);
+    return 0;
+}
+
 /* Appends the JSON of timer ti to out. A compaction may have moved its record since it was looked
    up: then it is looked up again. FACTUM_ENOTFOUND if it is gone (ended, and forgotten). */
 static int render(conn *c, timer_info *ti, buf_t *out, factum_error_t *err) {
@@ -123,7 +142,7 @@ static int render(conn *c, timer_info *ti, buf_t *out, factum_error_t *err) {
     for (int tries = 0; tries < 3 && rc == FACTUM_ENOTFOUND; tries++) {
         size_t len = out->len;
         if (tries && timers_lookup(c->l->srv->timers, ti->id, ti)) break;
-        if ((rc = timers_json(c->l->srv->db, ti, out, err))) out->len = len;
+        if ((rc = schedule_json(c->l->srv->db, ti, out, err))) out->len = len;
     }
     return rc;
 }

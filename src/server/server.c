@@ -7,7 +7,7 @@
 
 #include "../base/json.h"
 #include "groups.h"
-#include "timers.h"
+#include "../timer/timers.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

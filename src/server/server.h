@@ -232,6 +232,10 @@ void api_metric_head(buf_t *b, const char *name, const char *type, const char *h
 void api_not_allowed(conn *c, const char *allow);
 /* 400: a query parameter's value has a bad percent-escape. */
 void api_bad_escape(conn *c, factum_str_t key);
+/* The JSON of a timer, what GET /schedules/{id} answers (schedules.c): its Scheduled record's
+   data with "state" added, and "position" (fired) or "error" (failed). 0 or the read's error. */
+typedef struct timer_info timer_info;
+int schedule_json(factum_t *db, const timer_info *ti, buf_t *out, factum_error_t *err);
 /* GET /streams and GET /categories (streams_api.c). */
 void api_list_streams(conn *c);
 void api_list_categories(conn *c);

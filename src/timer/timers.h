@@ -68,9 +68,9 @@ int timers_lookup(timers_t *t, const char *id, timer_info *out);
 /* Up to max timers in `state` (-1: any) whose ids sort after `after` ("": from the first), in
    id order — UUIDv7 ids, so the order they were asked for. Returns how many it wrote to out. */
 size_t timers_list(timers_t *t, int state, const char *after, timer_info *out, size_t max);
-/* The JSON of a timer (what GET /schedules/{id} answers): its Scheduled record's data with
-   "state" added, and "position" (fired) or "error" (failed). 0 or the read's error. */
-int timers_json(factum_t *db, const timer_info *ti, buf_t *out, factum_error_t *err);
+/* A timer's Scheduled record (a one-event result to free), or *out NULL for a timer known only
+   from a later record (it ended before its record was met again). 0 or the read's error. */
+int timers_record(factum_t *db, const timer_info *ti, factum_result_t **out, factum_error_t *err);
 void timers_get_stats(timers_t *t, timers_stats *out);
 
 #endif

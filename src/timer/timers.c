@@ -23,7 +23,7 @@
 #include "timers.h"
 
 #include "../base/json.h"
-#include "replay.h"
+#include "../sys/replay.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -391,23 +391,9 @@ int timers_add(timers_t *t, const char *id, uint64_t pos, factum_error_t *err) {
     return rc;
 }
 
-int timers_json(factum_t *db, const timer_info *ti, buf_t *out, factum_error_t *err) {
-    factum_result_t *r = NULL;
-    if (ti->has_record) {
-        int rc = factum_read_at(db, ti->pos, &r, err);
-        if (rc) return rc;
-        /* The record's data is {"id","at",["delay_ms",]"stream","event"}: the state goes after it. */
-        factum_str_t d = factum_result_event(r, 0)->data;
-        buf_append(out, d.ptr, d.len - 1);
-    } else {
-        buf_printf(out, "{\"id\":\"%s\"", ti->id); /* ended before its record was met again */
-    }
-    buf_printf(out, ",\"state\":\"%s\"", timers_state_names[ti->state]);
-    if (ti->state == TIMER_FIRED) buf_printf(out, ",\"position\":%llu", (unsigned long long)ti->fired_pos);
-    if (ti->state == TIMER_FAILED) buf_printf(out, ",\"error\":"), json_escape(out, ti->error, strlen(ti->error));
-    buf_append(out, "}", 1);
-    factum_result_free(r);
-    return 0;
+int timers_record(factum_t *db, const timer_info *ti, factum_result_t **out, factum_error_t *err) {
+    *out = NULL;
+    return ti->has_record ? factum_read_at(db, ti->pos, out, err) : 0;
 }
 
 /* ---- firing ---- */
