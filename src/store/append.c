@@ -662,6 +662,13 @@ static void run_group(factum_t *db, append_req *list) {
             stat_add(&db->st_bytes, a->bytes);
             stat_add(&db->st_log_bytes, a->bytes);
         }
+        /* The writer's invariants, checked in every build: durable only moves forward, the
+           active segment holds exactly the positions up to the head, and nothing was written
+           past its zero-filled (or its whole) length. */
+        segment_t *act = db->segs[atomic_load(&db->nsegs) - 1];
+        ENSURE(db->next_pos > atomic_load(&db->durable));
+        ENSURE(act->first_pos + act->count == db->next_pos);
+        ENSURE(act->end <= atomic_load(&act->filled) && act->end <= act->size);
         db->durable_time = t;
         atomic_store_explicit(&db->durable, db->next_pos, memory_order_release);
         store_zero_note(db, db->segs[atomic_load(&db->nsegs) - 1]->end);

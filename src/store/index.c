@@ -6,6 +6,7 @@
 
 #include "../io/io.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,10 @@
 #define MAX_FROZEN 4
 #define MERGE_FANIN 4
 #define MAX_RUNS 64
+
+static_assert(RUN_ENTRY == 3 * sizeof(uint64_t), "an entry is key, seq and pos");
+static_assert(FACTUM_MAX_STREAM_NAME <= UINT16_MAX, "a stored name's length is 16 bits");
+static_assert(FENCE_EVERY > 0 && MERGE_FANIN <= MAX_RUNS, "fences and merges fit the run table");
 
 unsigned index_key_bits = 62;
 
@@ -236,6 +241,8 @@ static inline idx_hit run_hit(const run *r, size_t i) {
 /* A blocked bloom filter: the key picks one 64-byte block, and all its probes fall in that
    block, so a lookup costs one cache miss per run instead of one per probe. */
 #define BLOOM_BLOCK_BITS 512
+static_assert(RUN_HEADER % 8 == 0 && BLOOM_BLOCK_BITS % 64 == 0,
+              "the fences after the bloom filter stay 8-byte aligned");
 static inline uint64_t bloom_mix(uint64_t key) { return (key ^ (key >> 31)) * 0x9E3779B97F4A7C15u; }
 static inline const uint8_t *bloom_block(const uint8_t *bloom, uint64_t nbits, uint64_t key) {
     uint64_t nblocks = nbits / BLOOM_BLOCK_BITS;
@@ -810,6 +817,7 @@ static bool index_step(index_t *ix) {
     run *old[MERGE_FANIN];
     pthread_rwlock_wrlock(&ix->lock);
     if (m) {
+        ENSURE(m->pos_hi >= ix->covered); /* runs cover [0, covered) without gaps or going back */
         memmove(ix->frozen, ix->frozen + 1, --ix->nfrozen * sizeof *ix->frozen);
         ix->covered = m->pos_hi;
         ix->flushes++;
@@ -915,6 +923,7 @@ static bool freeze(index_t *ix, uint64_t pos_hi) {
     if (ix->nfrozen == MAX_FROZEN) return false; /* the thread is behind: keep filling */
     memtable *fresh = mem_new();
     if (!fresh) return false;
+    ENSURE(pos_hi >= ix->active_pos_lo); /* memtables cover contiguous, growing positions */
     ix->active->pos_hi = pos_hi;
     ix->frozen[ix->nfrozen++] = ix->active;
     ix->active = fresh;

@@ -32,6 +32,9 @@
 #define STORE_SCAN_WINDOW 1000000         /* positions one filtered $all read examines at most */
 #define STORE_ZERO_MIN (1ull << 20)       /* a new segment's zero-filled bytes (zero.c) */
 #define STORE_MARK_IDLE_MS 20             /* the writer writes the commit mark after this much idle */
+static_assert(STORE_TAIL_WINDOW >= STORE_GROUP_BYTES + STORE_MAX_BATCH_BYTES,
+              "recovery looks this far past the last commit: a group that grew to its limit, then one batch");
+static_assert(FACTUM_MAX_LIST <= STORE_MAX_READ, "a listing page is no larger than a read");
 
 /* The zeroer thread (zero.c). */
 typedef struct zeroer {
