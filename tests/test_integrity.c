@@ -577,3 +577,22 @@ TEST(a_retry_of_an_event_damaged_since_its_delivery_stops_the_group_and_is_never
     resp_free(&r);
     srv_stop(&s, SIGTERM);
 }
+
+/* A snapshot whose record is damaged is an error naming the damage, never "no snapshot": a read
+   from the snapshot would otherwise start at revision 0 of a stream it had truncated. */
+TEST(a_damaged_snapshot_is_reported_not_taken_for_none) {
+    srv s = srv_start(test_dir(), SERVE_SMALL);
+    http_append_many(s.port, "acct-1", 10);
+    char *b = http_body(s.port, "PUT", "/streams/acct-1/snapshot", JSON, "{\"revision\":9,\"state\":{\"n\":10}}", 201);
+    uint64_t snap = number_after(b, "\"position\":");
+    free(b);
+    http_append_many(s.port, "acct-2", 400); /* seal the segment holding the snapshot */
+    srv_stop(&s, SIGTERM);
+    char file[32];
+    damage(snap, file);
+    s = srv_start(test_dir(), SERVE_SMALL);
+    expect_status(s.port, "GET", "/streams/acct-1/snapshot", NULL, NULL, 500, "FACTUM_ECORRUPT");
+    expect_status(s.port, "GET", "/streams/acct-1?from=snapshot", NULL, NULL, 500, "FACTUM_ECORRUPT");
+    expect_status(s.port, "GET", "/streams/acct-1", NULL, NULL, 200, "\"revision\":9");
+    srv_stop(&s, SIGTERM);
+}

@@ -1319,13 +1319,15 @@ static int pick_checkpoint(void *ctx, const factum_event_t *e) {
     return str_eq(e->type, str_c("Checkpoint")) ? PICK_TAKE : PICK_SKIP;
 }
 
-/* Where a group's replay starts: its latest Checkpoint, or the beginning. */
-static uint64_t replay_from(factum_t *db, const char *stream, group *g) {
+/* Where a group's replay starts: its latest Checkpoint, or the beginning. A checkpoint that
+   cannot be read is an error: the records before it may be truncated away. */
+static int replay_from(factum_t *db, const char *stream, group *g, uint64_t *rev, factum_error_t *err) {
     const factum_event_t *e;
-    factum_result_t *r = replay_find_newest(db, stream, pick_checkpoint, g, &e);
-    uint64_t rev = r ? e->revision : 0;
+    factum_result_t *r;
+    int rc = replay_find_newest(db, stream, pick_checkpoint, g, &e, &r, err);
+    *rev = r ? e->revision : 0;
     factum_result_free(r);
-    return rev;
+    return rc;
 }
 
 static void replay_definition(void *ctx, const factum_event_t *e) {
@@ -1357,7 +1359,8 @@ int groups_open(factum_t *db, groups_t **out, factum_error_t *err) {
     for (group *g = gs->list; g && !rc; g = g->link) {
         char stream[GROUP_MAX_NAME + 8];
         groups_state_stream(g->name, stream);
-        rc = replay_stream(db, stream, replay_from(db, stream, g), replay_state, g, err);
+        uint64_t from;
+        if (!(rc = replay_from(db, stream, g, &from, err))) rc = replay_stream(db, stream, from, replay_state, g, err);
         refloor(g);
     }
     if (!rc && pthread_create(&gs->keeper, NULL, keeper, gs)) rc = err_set(err, FACTUM_ENOMEM, "cannot start a thread");

@@ -29,11 +29,13 @@ static int pick_mine(void *ctx, const factum_event_t *e) {
     return mine ? PICK_TAKE : PICK_SKIP;
 }
 
-/* The latest snapshot of stream: the result holding its record (to free), or NULL. */
-static factum_result_t *latest(factum_t *db, factum_str_t stream, const factum_event_t **rec) {
+/* The latest snapshot of stream: *out holds its record (to free), or is NULL when there is none.
+   0, or the read's error: a snapshot that cannot be read is reported, never taken for none. */
+static int latest(factum_t *db, factum_str_t stream, const factum_event_t **rec, factum_result_t **out,
+                  factum_error_t *err) {
     char ss[32];
     snapshot_stream(stream, ss);
-    return replay_find_newest(db, ss, pick_mine, &stream, rec);
+    return replay_find_newest(db, ss, pick_mine, &stream, rec, out, err);
 }
 
 /* {"revision","state","time"} of a snapshot record. */
@@ -107,7 +109,13 @@ void api_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
         put_snapshot(c, stream, body);
     } else if (str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"))) {
         const factum_event_t *rec;
-        factum_result_t *r = latest(c->l->srv->db, stream, &rec);
+        factum_result_t *r;
+        factum_error_t err;
+        int rc = latest(c->l->srv->db, stream, &rec, &r, &err);
+        if (rc) {
+            server_problem(c, rc, err.message);
+            return;
+        }
         if (!r) {
             conn_problem(c, 404, "not-found", NULL, "stream '%.*s' has no snapshot", (int)stream.len, stream.ptr);
             return;
@@ -125,7 +133,13 @@ void api_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
 void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit) {
     factum_t *db = c->l->srv->db;
     const factum_event_t *rec = NULL;
-    factum_result_t *snap = latest(db, stream, &rec);
+    factum_result_t *snap;
+    factum_error_t err;
+    int rc = latest(db, stream, &rec, &snap, &err);
+    if (rc) {
+        server_problem(c, rc, err.message);
+        return;
+    }
     uint64_t from = 0;
     buf_t b = {0};
     buf_printf(&b, "{\"snapshot\":");
@@ -137,8 +151,7 @@ void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit) {
         buf_printf(&b, "null");
     }
     factum_result_t *res;
-    factum_error_t err;
-    int rc = factum_read_stream(db, stream, from, limit, 0, &res, &err);
+    rc = factum_read_stream(db, stream, from, limit, 0, &res, &err);
     if (rc) {
         buf_free(&b);
         server_problem(c, rc, err.message);

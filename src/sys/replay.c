@@ -21,26 +21,30 @@ int replay_stream(factum_t *db, const char *stream, uint64_t from, void (*fn)(vo
     }
 }
 
-factum_result_t *replay_find_newest(factum_t *db, const char *stream, int (*pick)(void *ctx, const factum_event_t *e),
-                                    void *ctx, const factum_event_t **e) {
+int replay_find_newest(factum_t *db, const char *stream, int (*pick)(void *ctx, const factum_event_t *e), void *ctx,
+                       const factum_event_t **e, factum_result_t **out, factum_error_t *err) {
+    *out = NULL;
     for (uint64_t from = FACTUM_END;;) {
         factum_result_t *r;
-        if (factum_read_stream(db, str_c(stream), from, REPLAY_PAGE, 1, &r, NULL)) return NULL;
+        int rc = factum_read_stream(db, str_c(stream), from, REPLAY_PAGE, 1, &r, err);
+        if (rc == FACTUM_ENOTFOUND) return 0; /* no such stream (or nothing left in it) */
+        if (rc) return rc;                    /* damage or a media error: never "there is none" */
         size_t n = factum_result_count(r);
         for (size_t i = 0; i < n; i++) {
             int p = pick(ctx, factum_result_event(r, i));
             if (p == PICK_TAKE) {
                 *e = factum_result_event(r, i);
-                return r;
+                *out = r;
+                return 0;
             }
             if (p == PICK_STOP) {
                 factum_result_free(r);
-                return NULL;
+                return 0;
             }
         }
         from = factum_result_next(r);
         factum_result_free(r);
-        if (from == FACTUM_END || n < REPLAY_PAGE) return NULL;
+        if (from == FACTUM_END || n < REPLAY_PAGE) return 0;
     }
 }
 

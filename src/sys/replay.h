@@ -16,10 +16,11 @@ int replay_stream(factum_t *db, const char *stream, uint64_t from, void (*fn)(vo
 /* What pick says of an event, newest first: take it, look further, or stop looking. */
 enum { PICK_SKIP = 0, PICK_TAKE = 1, PICK_STOP = -1 };
 
-/* Reads stream backward from its end and returns the result holding the newest event pick takes
-   (*e points into it; free the result), or NULL. */
-factum_result_t *replay_find_newest(factum_t *db, const char *stream, int (*pick)(void *ctx, const factum_event_t *e),
-                                    void *ctx, const factum_event_t **e);
+/* Reads stream backward from its end: *out is the result holding the newest event pick takes
+   (*e points into it; free the result), or NULL when there is none. 0, or the read's error
+   (damage, a media error): a record that cannot be read is never taken for one not there. */
+int replay_find_newest(factum_t *db, const char *stream, int (*pick)(void *ctx, const factum_event_t *e), void *ctx,
+                       const factum_event_t **e, factum_result_t **out, factum_error_t *err);
 
 /*
  * Hides the records of `stream` below `revision` (its metadata's truncate_before; other
