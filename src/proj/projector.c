@@ -1,11 +1,11 @@
 /*
- * projector.c — see projector.h. Owns a projection's parsed definition, its thread, its status
- * and its pool of read connections for queries.
+ * projector.c — see projector.h. Owns a projection's runner: its thread applying events to the
+ * read model, its status and stats, and its pool of read connections for queries. The
+ * definition, its checks and its setup statements are def.c.
  */
-#include "projector.h"
+#include "def.h"
 
 #include "../base/json.h"
-#include "target.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,41 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH 2000         /* events read per transaction at most */
-#define MAX_NAMES 64       /* types or categories of a source */
-#define MAX_SETUP 64       /* setup statements */
-#define MAX_STATEMENTS 256 /* handler statements in all */
-#define MAX_STATEMENT_BYTES (64u << 10)
+#define BATCH 2000            /* events read per transaction at most */
 #define QUERY_TIMEOUT_MS 5000 /* default */
 #define QUERY_MAX_TIMEOUT_MS 60000
 #define QUERY_MAX_ROWS 10000
 #define IDLE_POOL 4   /* read connections kept per projection */
 #define RATE_SLOTS 11 /* one sample a second: the rate over the last 10 s */
-
-enum { SRC_TYPES, SRC_CATEGORIES, SRC_STREAM };
-
-typedef struct handler {
-    char *type;
-    size_t first, n; /* its statements in d->stmts */
-} handler;
-
-struct proj_def {
-    char name[PROJ_MAX_NAME + 1];
-    buf_t json;
-    int src;
-    char **names; /* the types, the categories, or the one stream */
-    size_t nnames;
-    const target_ops *ops;
-    char *where;
-    bool default_file;
-    char **setup;
-    size_t nsetup;
-    sql_stmt *stmts;
-    char **texts; /* each statement as written */
-    size_t nstmts;
-    handler *handlers;
-    size_t nhandlers;
-};
 
 struct projector {
     factum_t *db;
@@ -77,395 +48,6 @@ struct projector {
     target *idle[IDLE_POOL];
     size_t nidle;
 };
-
-/* ---- definitions ---- */
-
-bool proj_name_valid(const char *name) {
-    size_t n = strlen(name);
-    if (!n || n > PROJ_MAX_NAME || name[0] == '.') return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)name[i]) && !strchr("_.-", name[i])) return false;
-    return true;
-}
-
-static char *dup_str(factum_str_t s) {
-    char *p = malloc(s.len + 1);
-    if (p) memcpy(p, s.ptr, s.len), p[s.len] = 0;
-    return p;
-}
-
-static void free_strs(char **v, size_t n) {
-    for (size_t i = 0; v && i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-void proj_def_free(proj_def *d) {
-    if (!d) return;
-    buf_free(&d->json);
-    free_strs(d->names, d->nnames);
-    free(d->where);
-    free_strs(d->setup, d->nsetup);
-    for (size_t i = 0; i < d->nstmts; i++)
-        sql_stmt_free(&d->stmts[i]);
-    free(d->stmts);
-    free_strs(d->texts, d->nstmts);
-    for (size_t i = 0; i < d->nhandlers; i++)
-        free(d->handlers[i].type);
-    free(d->handlers);
-    free(d);
-}
-
-factum_str_t proj_def_json(const proj_def *d) { return (factum_str_t){d->json.ptr, d->json.len}; }
-const char *proj_def_default_file(const proj_def *d) { return d->default_file ? d->where : NULL; }
-
-/* A JSON array of 1..max non-empty strings (each at most max_len bytes), decoded. */
-static int str_array(factum_str_t val, int kind, const char *what, size_t max, size_t max_len, char ***out, size_t *n,
-                     factum_error_t *err) {
-    *out = NULL, *n = 0;
-    if (kind != JSON_ARRAY) return err_set(err, FACTUM_EINVAL, "%s must be an array of strings", what);
-    json_iter_t it;
-    json_iter_init(&it, val);
-    factum_str_t v;
-    int k, r;
-    buf_t b = {0};
-    while ((r = json_iter_element(&it, &v, &k)) == 1) {
-        if (k != JSON_STRING) return err_set(err, FACTUM_EINVAL, "%s must be an array of strings", what);
-        if (*n == max) return err_set(err, FACTUM_EINVAL, "%s: more than %zu", what, max);
-        b.len = 0;
-        if (json_unescape(v, &b)) return err_set(err, FACTUM_ENOMEM, "out of memory");
-        if (!b.len || b.len > max_len || memchr(b.ptr, 0, b.len)) {
-            buf_free(&b);
-            return err_set(err, FACTUM_EINVAL, "%s[%zu] must be a string of 1 to %zu bytes without NUL", what, *n,
-                           max_len);
-        }
-        char **grown = realloc(*out, (*n + 1) * sizeof *grown);
-        if (!grown || !(grown[*n] = dup_str((factum_str_t){b.ptr, b.len}))) {
-            if (grown) *out = grown;
-            buf_free(&b);
-            return err_set(err, FACTUM_ENOMEM, "out of memory");
-        }
-        *out = grown, (*n)++;
-    }
-    buf_free(&b);
-    if (r < 0) return err_set(err, FACTUM_EINVAL, "%s must be an array of strings", what);
-    if (!*n) return err_set(err, FACTUM_EINVAL, "%s must not be empty", what);
-    return 0;
-}
-
-static int parse_source(proj_def *d, factum_str_t body, factum_error_t *err) {
-    factum_str_t src;
-    int kind;
-    if (!json_member(body, "source", &src, &kind)) { /* the event types the handlers name */
-        d->src = SRC_TYPES;
-        if (!(d->names = calloc(d->nhandlers, sizeof *d->names))) return err_set(err, FACTUM_ENOMEM, "out of memory");
-        for (; d->nnames < d->nhandlers; d->nnames++)
-            if (!(d->names[d->nnames] = dup_str(str_c(d->handlers[d->nnames].type))))
-                return err_set(err, FACTUM_ENOMEM, "out of memory");
-        return 0;
-    }
-    static const char *const allowed[] = {"categories", "types", "stream", NULL};
-    if (kind != JSON_OBJECT)
-        return err_set(
-            err, FACTUM_EINVAL,
-            "source must be an object: {\"categories\": [...]}, {\"types\": [...]} or {\"stream\": \"...\"}");
-    int rc = json_only_members(src, "source", allowed, err);
-    if (rc) return rc;
-    factum_str_t v;
-    int have = 0;
-    if (json_member(src, "categories", &v, &kind)) {
-        have++, d->src = SRC_CATEGORIES;
-        if ((rc = str_array(v, kind, "source.categories", MAX_NAMES, 1000, &d->names, &d->nnames, err))) return rc;
-    }
-    if (json_member(src, "types", &v, &kind)) {
-        have++, d->src = SRC_TYPES;
-        if (have == 1 && (rc = str_array(v, kind, "source.types", MAX_NAMES, 1000, &d->names, &d->nnames, err)))
-            return rc;
-    }
-    if (json_member(src, "stream", &v, &kind)) {
-        have++, d->src = SRC_STREAM;
-        buf_t s = {0};
-        if (kind != JSON_STRING || json_unescape(v, &s) || !s.len || !text_valid(s.ptr, s.len)) {
-            buf_free(&s);
-            return err_set(err, FACTUM_EINVAL, "source.stream must be a stream name");
-        }
-        if (have == 1) {
-            d->names = calloc(1, sizeof *d->names);
-            if (!d->names || !(d->names[0] = dup_str((factum_str_t){s.ptr, s.len}))) {
-                buf_free(&s);
-                return err_set(err, FACTUM_ENOMEM, "out of memory");
-            }
-            d->nnames = 1;
-        }
-        buf_free(&s);
-    }
-    if (have != 1) return err_set(err, FACTUM_EINVAL, "source names exactly one of categories, types, stream");
-    return 0;
-}
-
-static int parse_target(proj_def *d, factum_str_t body, const char *data_dir, factum_error_t *err) {
-    factum_str_t tg, v;
-    int kind;
-    buf_t s = {0};
-    d->ops = &target_sqlite;
-    if (json_member(body, "target", &tg, &kind)) {
-        static const char *const allowed[] = {"sqlite", "postgres", NULL};
-        if (kind != JSON_OBJECT)
-            return err_set(err, FACTUM_EINVAL, "target must be {\"sqlite\": PATH} or {\"postgres\": CONNINFO}");
-        int rc = json_only_members(tg, "target", allowed, err);
-        if (rc) return rc;
-        bool pg = json_member(tg, "postgres", &v, &kind);
-        if (pg == json_member(tg, "sqlite", &v, &kind) && pg)
-            return err_set(err, FACTUM_EINVAL, "target names one of sqlite, postgres");
-        if (pg) d->ops = &target_postgres;
-        if (!pg && !json_member(tg, "sqlite", &v, &kind))
-            return err_set(err, FACTUM_EINVAL, "target names one of sqlite, postgres");
-        if (kind != JSON_STRING || json_unescape(v, &s) || memchr(s.ptr, 0, s.len) || s.len > 4000) {
-            buf_free(&s);
-            return err_set(err, FACTUM_EINVAL, "target.%s must be a string (of at most 4000 bytes)",
-                           pg ? "postgres" : "sqlite");
-        }
-        if (pg && !s.len) {
-            buf_free(&s);
-            return err_set(err, FACTUM_EINVAL, "target.postgres must be a libpq connection string");
-        }
-    }
-    buf_t w = {0};
-    int rc = 0;
-    if (d->ops == &target_sqlite && !s.len) {
-        d->default_file = true;
-        rc = buf_printf(&w, "%s/projections/%s.sqlite", data_dir, d->name);
-    } else if (d->ops == &target_sqlite && s.ptr[0] != '/') {
-        rc = buf_printf(&w, "%s/%.*s", data_dir, (int)s.len, s.ptr);
-    } else {
-        rc = buf_append(&w, s.ptr, s.len) || buf_append(&w, "", 1);
-    }
-    buf_free(&s);
-    if (rc) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    d->where = w.ptr; /* NUL-terminated by buf_printf or the append above */
-    return 0;
-}
-
-static int parse_handlers(proj_def *d, factum_str_t body, factum_error_t *err) {
-    factum_str_t hs, k, v;
-    int kind, r, rc = 0;
-    if (!json_member(body, "handlers", &hs, &kind) || kind != JSON_OBJECT)
-        return err_set(err, FACTUM_EINVAL, "handlers must be an object: {\"EventType\": [\"SQL\", ...], ...}");
-    json_iter_t it;
-    json_iter_init(&it, hs);
-    buf_t type = {0};
-    while (!rc && (r = json_iter_member(&it, &k, &v, &kind)) == 1) {
-        type.len = 0;
-        if (json_unescape(k, &type) || buf_append(&type, "", 1)) {
-            rc = err_set(err, FACTUM_ENOMEM, "out of memory");
-            break;
-        }
-        if (type.len == 1 || !text_valid(type.ptr, type.len - 1)) {
-            rc = err_set(err, FACTUM_EINVAL, "handlers: an event type must be a non-empty name");
-            break;
-        }
-        for (size_t i = 0; i < d->nhandlers; i++)
-            if (!strcmp(d->handlers[i].type, type.ptr))
-                rc = err_set(err, FACTUM_EINVAL, "handlers: %s appears twice", type.ptr);
-        handler *grown = rc ? NULL : realloc(d->handlers, (d->nhandlers + 1) * sizeof *grown);
-        if (!grown) {
-            if (!rc) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
-            break;
-        }
-        d->handlers = grown;
-        handler *h = &d->handlers[d->nhandlers++];
-        *h = (handler){dup_str((factum_str_t){type.ptr, type.len - 1}), d->nstmts, 0};
-        char what[160];
-        snprintf(what, sizeof what, "handlers.%.100s", type.ptr);
-        char **texts;
-        size_t n;
-        if (!h->type)
-            rc = err_set(err, FACTUM_ENOMEM, "out of memory");
-        else if (!(rc = str_array(v, kind, what, MAX_STATEMENTS, MAX_STATEMENT_BYTES, &texts, &n, err))) {
-            if (d->nstmts + n > MAX_STATEMENTS) {
-                free_strs(texts, n);
-                rc = err_set(err, FACTUM_EINVAL, "handlers: more than %d statements in all", MAX_STATEMENTS);
-                break;
-            }
-            sql_stmt *gs = realloc(d->stmts, (d->nstmts + n) * sizeof *gs);
-            char **gt = gs ? realloc(d->texts, (d->nstmts + n) * sizeof *gt) : NULL;
-            if (gs) d->stmts = gs;
-            if (gt) d->texts = gt;
-            if (!gs || !gt) {
-                free_strs(texts, n);
-                rc = err_set(err, FACTUM_ENOMEM, "out of memory");
-                break;
-            }
-            for (size_t i = 0; i < n; i++) {
-                d->texts[d->nstmts] = texts[i];
-                texts[i] = NULL;
-                factum_error_t e2;
-                if (!rc &&
-                    (rc = sql_rewrite(str_c(d->texts[d->nstmts]), d->ops->dialect, true, &d->stmts[d->nstmts], &e2)))
-                    err_set(err, rc, "%s statement %zu: %s", what, i + 1, e2.message);
-                if (rc) d->stmts[d->nstmts] = (sql_stmt){0};
-                d->nstmts++, h->n++;
-            }
-            free(texts);
-        }
-    }
-    buf_free(&type);
-    if (!rc && r < 0) rc = err_set(err, FACTUM_EINVAL, "handlers is not valid JSON");
-    if (!rc && !d->nhandlers) rc = err_set(err, FACTUM_EINVAL, "handlers must name at least one event type");
-    return rc;
-}
-
-int proj_def_parse(const char *name, factum_str_t body, const char *data_dir, proj_def **out, factum_error_t *err) {
-    *out = NULL;
-    int kind;
-    if (!proj_name_valid(name))
-        return err_set(err, FACTUM_EINVAL, "a projection name is 1 to %d letters, digits, '_', '-' or '.' (not first)",
-                       PROJ_MAX_NAME);
-    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT)
-        return err_set(err, FACTUM_EINVAL, "a projection definition is a JSON object");
-    static const char *const allowed[] = {"source", "target", "setup", "handlers", NULL};
-    int rc = json_only_members(body, "the definition", allowed, err);
-    if (rc) return rc;
-    proj_def *d = calloc(1, sizeof *d);
-    if (!d) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    snprintf(d->name, sizeof d->name, "%s", name);
-    factum_str_t v;
-    if (buf_append(&d->json, body.ptr, body.len)) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
-    if (!rc) rc = parse_target(d, body, data_dir, err);
-    if (!rc && json_member(body, "setup", &v, &kind))
-        rc = str_array(v, kind, "setup", MAX_SETUP, MAX_STATEMENT_BYTES, &d->setup, &d->nsetup, err);
-    if (!rc) rc = parse_handlers(d, body, err);
-    if (!rc) rc = parse_source(d, body, err);
-    if (rc) {
-        proj_def_free(d);
-        return rc;
-    }
-    *out = d;
-    return 0;
-}
-
-/* ---- statements against the target ---- */
-
-/* Runs the setup: every statement, an object that exists already left as it is. */
-static int run_setup(const proj_def *d, target *t, factum_error_t *err) {
-    for (size_t i = 0; i < d->nsetup; i++) {
-        bool existed;
-        factum_error_t e2;
-        int rc = d->ops->exec_setup(t, d->setup[i], &existed, &e2);
-        if (rc) return err_set(err, rc, "setup statement %zu: %s", i + 1, e2.message);
-    }
-    return 0;
-}
-
-static int prepare_handlers(const proj_def *d, target *t, factum_error_t *err) {
-    for (size_t h = 0; h < d->nhandlers; h++)
-        for (size_t i = 0; i < d->handlers[h].n; i++) {
-            factum_error_t e2;
-            int rc = d->ops->prepare(t, d->handlers[h].first + i, &d->stmts[d->handlers[h].first + i], &e2);
-            if (rc) return err_set(err, rc, "handlers.%s statement %zu: %s", d->handlers[h].type, i + 1, e2.message);
-        }
-    return 0;
-}
-
-/* The parent folder of a default file, made if missing. */
-static int make_parent(const char *path, factum_error_t *err) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash) return 0;
-    *slash = 0;
-    if (mkdir(dir, 0755) && errno != EEXIST)
-        return err_set(err, FACTUM_EIO, "cannot make %s: %s", dir, strerror(errno));
-    return 0;
-}
-
-/* Whether the SQLite file of a definition, not there yet, can be made: it is made and removed
-   at once (the folder missing, unwritable, read-only or not a real file system, /proc, all
-   show). The default file's folder is the projector's to make, inside the data folder. */
-static int check_creatable(const proj_def *d, factum_error_t *err) {
-    if (d->default_file) return 0;
-    int fd = open(d->where, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == EEXIST) return 0;
-    if (fd < 0) return err_set(err, FACTUM_EINVAL, "target.sqlite: cannot create %s: %s", d->where, strerror(errno));
-    close(fd);
-    unlink(d->where);
-    return 0;
-}
-
-int proj_def_check(const proj_def *d, factum_error_t *err) {
-    target *t;
-    /* A SQLite file that does not exist yet is checked in memory: nothing is left behind for a
-       definition that may be refused. */
-    struct stat st;
-    bool absent = d->ops == &target_sqlite && stat(d->where, &st);
-    int rc = absent ? check_creatable(d, err) : 0;
-    if (rc) return rc;
-    rc = d->ops->connect(absent ? ":memory:" : d->where, true, &t, err);
-    if (rc) return rc;
-    if (!(rc = d->ops->begin(t, err)) && !(rc = run_setup(d, t, err))) rc = prepare_handlers(d, t, err);
-    d->ops->rollback(t);
-    d->ops->close(t);
-    return rc;
-}
-
-/* "DROP ... IF EXISTS name" for a setup statement that creates a table, view or sequence. */
-static bool drop_for(const char *sql, buf_t *out) {
-    const char *s = sql;
-    char words[8][64];
-    int n = 0;
-    while (n < 8) {
-        while (isspace((unsigned char)*s))
-            s++;
-        size_t k = 0;
-        while (s[k] && !isspace((unsigned char)s[k]) && s[k] != '(' && s[k] != ';' && k < 63)
-            k++;
-        if (!k) break;
-        memcpy(words[n], s, k), words[n][k] = 0;
-        s += k, n++;
-    }
-    int i = 0;
-    if (i >= n || strcasecmp(words[i++], "create")) return false;
-    if (i + 1 < n && !strcasecmp(words[i], "or") && !strcasecmp(words[i + 1], "replace")) i += 2;
-    while (i < n &&
-           (!strcasecmp(words[i], "temp") || !strcasecmp(words[i], "temporary") || !strcasecmp(words[i], "unlogged")))
-        i++;
-    bool mat = i < n && !strcasecmp(words[i], "materialized");
-    if (mat) i++;
-    if (i >= n) return false;
-    const char *kind = words[i++];
-    if (strcasecmp(kind, "table") && strcasecmp(kind, "view") && strcasecmp(kind, "sequence")) return false;
-    if (i + 2 < n && !strcasecmp(words[i], "if") && !strcasecmp(words[i + 1], "not") &&
-        !strcasecmp(words[i + 2], "exists"))
-        i += 3;
-    if (i >= n) return false;
-    out->len = 0;
-    return buf_printf(out, "DROP %s%s IF EXISTS %s", mat ? "MATERIALIZED " : "", kind, words[i]) == 0;
-}
-
-/* Drops what the setup created and the checkpoint, inside the caller's transaction. */
-static int drop_setup(const proj_def *d, target *t, factum_error_t *err) {
-    buf_t sql = {0};
-    int rc = 0;
-    for (size_t i = d->nsetup; i-- > 0 && !rc;)
-        if (drop_for(d->setup[i], &sql)) {
-            factum_error_t e2;
-            if ((rc = d->ops->exec(t, sql.ptr, &e2))) err_set(err, rc, "%s: %s", sql.ptr, e2.message);
-        }
-    buf_free(&sql);
-    return rc ? rc : d->ops->forget(t, d->name, err);
-}
-
-int proj_def_drop(const proj_def *d, factum_error_t *err) {
-    struct stat st;
-    if (d->ops == &target_sqlite && stat(d->where, &st)) return 0; /* never made */
-    target *t;
-    int rc = d->ops->connect(d->where, true, &t, err);
-    if (rc) return rc;
-    if (!(rc = d->ops->begin(t, err)) && !(rc = drop_setup(d, t, err))) rc = d->ops->exec(t, "COMMIT", err);
-    d->ops->rollback(t);
-    d->ops->close(t);
-    return rc;
-}
 
 /* ---- the projector thread ---- */
 
@@ -516,7 +98,7 @@ static void nap(projector *p, uint64_t ms) {
 /* Connects, (resets,) runs the setup and reads the checkpoint, in one transaction. */
 static int open_target(projector *p, bool reset, target **out, factum_error_t *err) {
     const proj_def *d = p->d;
-    if (d->default_file && make_parent(d->where, err)) return FACTUM_EUNREACHABLE;
+    if (proj_def_make_parent(d, err)) return FACTUM_EUNREACHABLE;
     target *t;
     int rc = d->ops->connect(d->where, true, &t, err);
     if (rc) return rc;
@@ -524,8 +106,8 @@ static int open_target(projector *p, bool reset, target **out, factum_error_t *e
     uint64_t pos = 0;
     int64_t rev = d->src == SRC_STREAM ? 0 : -1;
     size_t failed;
-    if (!(rc = d->ops->begin(t, err)) && !(rc = reset ? drop_setup(d, t, err) : 0) && !(rc = run_setup(d, t, err)) &&
-        !(rc = d->ops->checkpoint(t, d->name, &found, &pos, &rev, err)) && !(rc = prepare_handlers(d, t, err))) {
+    if (!(rc = d->ops->begin(t, err)) && !(rc = proj_def_ready(d, t, reset, err)) &&
+        !(rc = d->ops->checkpoint(t, d->name, &found, &pos, &rev, err))) {
         if (!found) pos = 0, rev = d->src == SRC_STREAM ? 0 : -1;
         rc = d->ops->commit(t, d->name, pos, rev, &failed, err);
     }

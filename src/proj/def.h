@@ -1,0 +1,47 @@
+/*
+ * def.h — a projection's parsed definition, shared by its parser and checks (def.c) and its
+ * runner (projector.c). Private to src/proj.
+ */
+#ifndef FACTUM_PROJ_DEF_H
+#define FACTUM_PROJ_DEF_H
+
+#include "projector.h"
+#include "target.h"
+
+#define MAX_NAMES 64       /* types or categories of a source */
+#define MAX_SETUP 64       /* setup statements */
+#define MAX_STATEMENTS 256 /* handler statements in all */
+#define MAX_STATEMENT_BYTES (64u << 10)
+
+enum { SRC_TYPES, SRC_CATEGORIES, SRC_STREAM };
+
+typedef struct handler {
+    char *type;
+    size_t first, n; /* its statements in d->stmts */
+} handler;
+
+struct proj_def {
+    char name[PROJ_MAX_NAME + 1];
+    buf_t json;
+    int src;
+    char **names; /* the types, the categories, or the one stream */
+    size_t nnames;
+    const target_ops *ops;
+    char *where;
+    bool default_file;
+    char **setup;
+    size_t nsetup;
+    sql_stmt *stmts;
+    char **texts; /* each statement as written */
+    size_t nstmts;
+    handler *handlers;
+    size_t nhandlers;
+};
+
+/* Runs the setup and prepares every handler statement, inside the caller's transaction on t;
+   with reset, first drops what the setup made and the checkpoint. */
+int proj_def_ready(const proj_def *d, target *t, bool reset, factum_error_t *err);
+/* The parent folder of the definition's default SQLite file, made if missing (0 otherwise). */
+int proj_def_make_parent(const proj_def *d, factum_error_t *err);
+
+#endif
