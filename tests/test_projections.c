@@ -904,13 +904,26 @@ TEST_T(the_example_projections_work_on_the_events_of_make_demo, 120) {
 TEST(a_sqlite_file_that_cannot_be_created_is_refused_at_put_and_changes_nothing) {
     srv s = srv_start(test_dir(), NULL);
     define(s.port, "ok", "{\"handlers\":{\"X\":[\"SELECT 1\"]}}", 201);
+    /* SQLite files stay inside the data folder (issue 16): no absolute path, no '..', not in the
+       store's own folders, no link leading out, no link as the file. */
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "ln -s /tmp '%s/out' && ln -s /tmp/x.sqlite '%s/linked.sqlite' && touch '%s/afile'",
+             test_dir(), test_dir(), test_dir());
+    CHECK(system(cmd) == 0);
     static const struct {
         const char *name, *path, *says;
     } bad[] = {
-        {"nope", "/proc/nope/x.sqlite", "target.sqlite: cannot create /proc/nope/x.sqlite"},
-        {"proc", "/proc/x.sqlite", "target.sqlite: cannot create /proc/x.sqlite"},
+        {"nope", "/proc/nope/x.sqlite", "must be a path relative to the data folder, not an absolute one"},
+        {"proc", "/proc/x.sqlite", "not an absolute one (/proc/x.sqlite)"},
+        {"up", "../x.sqlite", "must stay inside the data folder: no '..'"},
+        {"deep", "a/../../x.sqlite", "no '..'"},
+        {"log", "log/x.sqlite", "cannot be in the store's own folder log/"},
+        {"index", "index/x.sqlite", "cannot be in the store's own folder index/"},
+        {"out", "out/x.sqlite", "leads outside the data folder (to /tmp)"},
+        {"linked", "linked.sqlite", "is not a regular file (a link?)"},
+        {"notdir", "afile/x.sqlite", "Not a directory"},
         {"rel", "no-such-folder/x.sqlite", "/no-such-folder/x.sqlite: No such file or directory"},
-        {"ok", "/proc/nope/x.sqlite", "cannot create"},
+        {"ok", "/proc/nope/x.sqlite", "absolute"},
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         char path[160], def[400];
@@ -919,14 +932,20 @@ TEST(a_sqlite_file_that_cannot_be_created_is_refused_at_put_and_changes_nothing)
         expect_status(s.port, "PUT", path, JSON, def, 400, bad[i].says);
     }
     char *list = http_body(s.port, "GET", "/projections", NULL, NULL, 200);
-    CHECK_MSG(!strstr(list, "\"nope\"") && !strstr(list, "\"proc\"") && !strstr(list, "\"rel\""), "%s", list);
+    for (size_t i = 0; i + 1 < ARRAY_LEN(bad); i++) {
+        char quoted[40];
+        snprintf(quoted, sizeof quoted, "\"%s\"", bad[i].name);
+        CHECK_MSG(!strstr(list, quoted), "%s was recorded: %s", bad[i].name, list);
+    }
+    struct stat sb;
+    CHECK(stat("/tmp/x.sqlite", &sb) != 0 || sb.st_mtime < time(NULL) - 600); /* nothing made out there */
     free(list);
     char *st = wait_settled(s.port, "ok", false);
     CHECK_MSG(!strstr(st, "x.sqlite"), "%s", st);
     free(st);
     /* A file in a folder that is there is made by the projector, and works. */
     char def[1200], file[700];
-    snprintf(file, sizeof file, "%s/elsewhere.sqlite", test_dir());
+    snprintf(file, sizeof file, "elsewhere.sqlite");
     snprintf(def, sizeof def,
              "{\"target\":{\"sqlite\":\"%s\"},\"setup\":[\"CREATE TABLE t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t "
              "VALUES (:data.a)\"]}}",
@@ -1015,5 +1034,43 @@ TEST(a_query_right_after_put_finds_the_tables_of_the_setup) {
         CHECK_MSG(strstr(b, "[[0]]"), "%s", b);
         free(b);
     }
+    srv_stop(&s, SIGTERM);
+}
+
+/* SQLite read models reach no other file and load no code (issue 16): ATTACH, DETACH, VACUUM
+   INTO, load_extension and PRAGMAs that change the connection are refused at PUT in setup and
+   handlers, and in queries; a setup string holds one statement. Nothing is written outside. */
+TEST(sqlite_statements_cannot_attach_files_load_code_or_change_the_connection) {
+    srv s = srv_start(test_dir(), NULL);
+    char other[700], def[2000];
+    snprintf(other, sizeof other, "%s/other.sqlite", test_dir());
+    static const struct {
+        const char *setup, *handler, *says;
+    } bad[] = {
+        {"ATTACH DATABASE '%s' AS x", "SELECT 1", "not authorized"},
+        {"CREATE TABLE t (a); ATTACH DATABASE '%s' AS x", "SELECT 1", "more than one statement"},
+        {"CREATE TABLE t (a)", "ATTACH DATABASE '%s' AS x", "not authorized"},
+        {"CREATE TABLE t (a)", "DETACH DATABASE main", "not authorized"},
+        {"VACUUM INTO '%s'", "SELECT 1", "SQL error"},
+        {"CREATE TABLE t (a)", "SELECT load_extension('%s')", "not authorized"},
+        {"PRAGMA writable_schema = 1", "SELECT 1", "not authorized"},
+        {"CREATE TABLE t (a)", "PRAGMA journal_mode = DELETE", "not authorized"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char setup[800], handler[800];
+        snprintf(setup, sizeof setup, bad[i].setup, other);
+        snprintf(handler, sizeof handler, bad[i].handler, other);
+        snprintf(def, sizeof def, "{\"setup\":[\"%s\"],\"handlers\":{\"X\":[\"%s\"]}}", setup, handler);
+        expect_status(s.port, "PUT", "/projections/evil", JSON, def, 400, bad[i].says);
+    }
+    define(s.port, "fine", "{\"setup\":[\"CREATE TABLE t (a)\"],\"handlers\":{\"X\":[\"INSERT INTO t VALUES (1)\"]}}",
+           201);
+    snprintf(def, sizeof def, "{\"sql\":\"ATTACH DATABASE '%s' AS x\"}", other);
+    expect_status(s.port, "POST", "/projections/fine/query", JSON, def, 400, NULL);
+    expect_status(s.port, "POST", "/projections/fine/query", JSON, "{\"sql\":\"PRAGMA table_info(t)\"}", 200, "\"a\"");
+    expect_status(s.port, "POST", "/projections/fine/query", JSON, "{\"sql\":\"PRAGMA journal_mode\"}", 400,
+                  "not authorized");
+    struct stat st;
+    CHECK_MSG(stat(other, &st) != 0, "%s was made", other);
     srv_stop(&s, SIGTERM);
 }

@@ -42,6 +42,7 @@ void proj_def_free(proj_def *d) {
     buf_free(&d->json);
     free_strs(d->names, d->nnames);
     free(d->where);
+    free(d->root);
     free_strs(d->setup, d->nsetup);
     for (size_t i = 0; i < d->nstmts; i++)
         sql_stmt_free(&d->stmts[i]);
@@ -140,6 +141,53 @@ static int parse_source(proj_def *d, factum_str_t body, factum_error_t *err) {
     return 0;
 }
 
+/*
+ * A SQLite target's path is relative to the data folder and stays in it: not absolute, no ".."
+ * step, and not in the store's own folders (log/, index/). Symlinks are followed at PUT and at
+ * every start (proj_def_confined). The default, "", is DATA/projections/NAME.sqlite.
+ */
+static int sqlite_path_bad(factum_str_t p, factum_error_t *err) {
+    if (p.ptr[0] == '/')
+        return err_set(err, FACTUM_EINVAL,
+                       "target.sqlite must be a path relative to the data folder, not an absolute one (%.*s)",
+                       (int)MIN(p.len, 200), p.ptr);
+    for (size_t i = 0; i < p.len;) {
+        size_t j = i;
+        while (j < p.len && p.ptr[j] != '/')
+            j++;
+        factum_str_t part = {p.ptr + i, j - i};
+        if (str_eq(part, str_c("..")))
+            return err_set(err, FACTUM_EINVAL, "target.sqlite must stay inside the data folder: no '..' (%.*s)",
+                           (int)MIN(p.len, 200), p.ptr);
+        if (i == 0 && (str_eq(part, str_c("log")) || str_eq(part, str_c("index"))) && j < p.len)
+            return err_set(err, FACTUM_EINVAL, "target.sqlite cannot be in the store's own folder %.*s/", (int)part.len,
+                           part.ptr);
+        i = j + 1;
+    }
+    return 0;
+}
+
+int proj_def_confined(const proj_def *d, factum_error_t *err) {
+    if (d->ops != &target_sqlite || d->default_file) return 0; /* the default is made from a checked name */
+    char *root = realpath(d->root, NULL), *dir = strdup(d->where);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash) *slash = 0;
+    char *real = slash ? realpath(dir, NULL) : NULL;
+    size_t n = root ? strlen(root) : 0;
+    int rc = 0;
+    if (!root || !real)
+        rc = err_set(err, FACTUM_EINVAL, "target.sqlite: cannot resolve %s: %s", d->where, strerror(errno));
+    else if (strncmp(real, root, n) || (real[n] && real[n] != '/'))
+        rc = err_set(err, FACTUM_EINVAL, "target.sqlite: %s leads outside the data folder (to %s)", d->where, real);
+    struct stat st;
+    if (!rc && lstat(d->where, &st) == 0 && !S_ISREG(st.st_mode))
+        rc = err_set(err, FACTUM_EINVAL, "target.sqlite: %s is not a regular file (a link?)", d->where);
+    free(root);
+    free(dir);
+    free(real);
+    return rc;
+}
+
 static int parse_target(proj_def *d, factum_str_t body, const char *data_dir, factum_error_t *err) {
     factum_str_t tg, v;
     int kind;
@@ -167,18 +215,29 @@ static int parse_target(proj_def *d, factum_str_t body, const char *data_dir, fa
             return err_set(err, FACTUM_EINVAL, "target.postgres must be a libpq connection string");
         }
     }
+    if (d->ops == &target_sqlite && s.len) {
+        int bad = sqlite_path_bad((factum_str_t){s.ptr, s.len}, err);
+        if (bad) {
+            buf_free(&s);
+            return bad;
+        }
+    }
     buf_t w = {0};
     int rc = 0;
     if (d->ops == &target_sqlite && !s.len) {
         d->default_file = true;
         rc = buf_printf(&w, "%s/projections/%s.sqlite", data_dir, d->name);
-    } else if (d->ops == &target_sqlite && s.ptr[0] != '/') {
+    } else if (d->ops == &target_sqlite) {
         rc = buf_printf(&w, "%s/%.*s", data_dir, (int)s.len, s.ptr);
     } else {
         rc = buf_append(&w, s.ptr, s.len) || buf_append(&w, "", 1);
     }
     buf_free(&s);
-    if (rc) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (!rc && d->ops == &target_sqlite && !(d->root = strdup(data_dir))) rc = -1;
+    if (rc) {
+        buf_free(&w);
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
     d->where = w.ptr; /* NUL-terminated by buf_printf or the append above */
     return 0;
 }
@@ -335,7 +394,8 @@ int proj_def_check(const proj_def *d, factum_error_t *err) {
        definition that may be refused. */
     struct stat st;
     bool absent = d->ops == &target_sqlite && stat(d->where, &st);
-    int rc = absent ? check_creatable(d, err) : 0;
+    int rc = proj_def_confined(d, err); /* before anything is made: nothing outside, even for a moment */
+    if (!rc && absent) rc = check_creatable(d, err);
     if (rc) return rc;
     rc = d->ops->connect(absent ? ":memory:" : d->where, true, &t, err);
     if (rc) return rc;

@@ -28,6 +28,7 @@ struct proj_def {
     size_t nnames;
     const target_ops *ops;
     char *where;
+    char *root; /* SQLite: the folder its file must stay inside (the data folder) */
     bool default_file;
     char **setup;
     size_t nsetup;
@@ -41,6 +42,10 @@ struct proj_def {
 /* Runs the setup and prepares every handler statement, inside the caller's transaction on t;
    with reset, first drops what the setup made and the checkpoint. */
 int proj_def_ready(const proj_def *d, target *t, bool reset, factum_error_t *err);
+/* A SQLite target's file is inside its root folder, after symlinks: its folder resolves there
+   and the file, if it exists, is a regular file, not a link. FACTUM_EINVAL otherwise (also when
+   its folder is missing). The default file, made from a checked name, always is. */
+int proj_def_confined(const proj_def *d, factum_error_t *err);
 /* The parent folder of the definition's default SQLite file, made if missing (0 otherwise). */
 int proj_def_make_parent(const proj_def *d, factum_error_t *err);
 

@@ -99,6 +99,7 @@ static void nap(projector *p, uint64_t ms) {
 static int open_target(projector *p, bool reset, target **out, factum_error_t *err) {
     const proj_def *d = p->d;
     if (proj_def_make_parent(d, err)) return FACTUM_EUNREACHABLE;
+    if (proj_def_confined(d, err)) return FACTUM_EINVAL; /* a link put there since: the projection fails */
     target *t;
     int rc = d->ops->connect(d->where, true, &t, err);
     if (rc) return rc;

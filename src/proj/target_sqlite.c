@@ -12,6 +12,7 @@
 
 #include <ctype.h>
 #include <sqlite3.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -47,6 +48,37 @@ static int sq_exec(target *t, const char *sql, factum_error_t *err) {
     return rc;
 }
 
+/*
+ * What user statements (setup, handlers, queries) may not do, whatever the definition says:
+ * reach another file (ATTACH, DETACH, VACUUM INTO, which needs an attachment), load code
+ * (load_extension), or change the connection with a PRAGMA other than the ones that only
+ * describe the schema. SQLite asks this at every prepare, so a statement that tries fails there
+ * with "not authorized". Installed after the connection's own PRAGMAs.
+ */
+static int sq_authorize(void *ctx, int action, const char *a1, const char *a2, const char *db, const char *trigger) {
+    (void)ctx, (void)db, (void)trigger;
+    static const char *const described[] = {"table_info",  "table_xinfo",      "index_list", "index_info",
+                                            "index_xinfo", "foreign_key_list", "table_list", NULL};
+    switch (action) {
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH: return SQLITE_DENY;
+    case SQLITE_FUNCTION: return a2 && !strcasecmp(a2, "load_extension") ? SQLITE_DENY : SQLITE_OK;
+    case SQLITE_PRAGMA:
+        for (int i = 0; a1 && described[i]; i++)
+            if (!strcasecmp(a1, described[i])) return SQLITE_OK;
+        return SQLITE_DENY;
+    default: return SQLITE_OK;
+    }
+}
+
+static void sq_confine(sqlite3 *db) {
+    sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, (int *)NULL);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+    sqlite3_set_authorizer(db, sq_authorize, NULL);
+}
+
 static int sq_connect(const char *where, bool write, target **out, factum_error_t *err) {
     target *t = calloc(1, sizeof *t);
     if (!t) return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -74,6 +106,7 @@ static int sq_connect(const char *where, bool write, target **out, factum_error_
              sqlite3_prepare_v3(t->db, "SELECT position, revision FROM " TARGET_CHECKPOINT_TABLE " WHERE name = ?1", -1,
                                 SQLITE_PREPARE_PERSISTENT, &t->ck_get, NULL)))
             rc = fail(t, err, "preparing the checkpoint statements");
+        if (!rc) sq_confine(t->db);
     }
     if (rc) {
         if (rc == FACTUM_EINVAL) { /* a file that cannot be used as a read model */
@@ -87,9 +120,25 @@ static int sq_connect(const char *where, bool write, target **out, factum_error_
     return 0;
 }
 
+static bool blank(const char *s);
+
+/* One setup statement: exactly one (a string that held several ran them all, ATTACH included). */
 static int sq_exec_setup(target *t, const char *sql, bool *existed, factum_error_t *err) {
     *existed = false;
-    int rc = sq_exec(t, sql, err);
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(t->db, sql, -1, &st, &tail) != SQLITE_OK)
+        rc = fail(t, err, "SQL error");
+    else if (!st)
+        rc = err_set(err, FACTUM_EINVAL, "empty statement");
+    else if (tail && !blank(tail))
+        rc = err_set(err, FACTUM_EINVAL, "more than one statement (give each its own string)");
+    else if ((rc = sqlite3_step(st)) == SQLITE_DONE || rc == SQLITE_ROW)
+        rc = 0;
+    else
+        rc = fail(t, err, "SQL error");
+    sqlite3_finalize(st);
     if (rc && strstr(err->message, "already exists")) *existed = true, rc = 0;
     return rc;
 }
