@@ -1074,3 +1074,32 @@ TEST(sqlite_statements_cannot_attach_files_load_code_or_change_the_connection) {
     CHECK_MSG(stat(other, &st) != 0, "%s was made", other);
     srv_stop(&s, SIGTERM);
 }
+
+/* A PostgreSQL connection string's password is never answered (issue 16): PUT, GET and the list
+   show the string with the password replaced, in the keyword form and in the URI form. */
+TEST_T(a_postgresql_password_is_never_echoed, 120) {
+    pg p;
+    pg_up(&p);
+    srv s = srv_start(test_dir(), NULL);
+    const char *forms[] = {"host=%s user=postgres dbname=postgres password=s3cr3t-kw",
+                           "postgresql://postgres:s3cr3t-uri@/postgres?host=%s"};
+    for (int i = 0; i < 2; i++) {
+        char conn[300], def[1000], path[64];
+        snprintf(conn, sizeof conn, forms[i], p.dir);
+        snprintf(def, sizeof def, "{\"target\":{\"postgres\":\"%s\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}", conn);
+        snprintf(path, sizeof path, "/projections/pw%d", i);
+        char *put = http_body(s.port, "PUT", path, JSON, def, 201);
+        char *get = http_body(s.port, "GET", path, NULL, NULL, 200);
+        char *list = http_body(s.port, "GET", "/projections", NULL, NULL, 200);
+        const char *answers[] = {put, get, list};
+        for (int k = 0; k < 3; k++) {
+            CHECK_MSG(!strstr(answers[k], "s3cr3t"), "the password was echoed: %s", answers[k]);
+            CHECK_MSG(k == 2 || strstr(answers[k], "password='*****'"), "no redacted password in %s", answers[k]);
+        }
+        free(put);
+        free(get);
+        free(list);
+    }
+    srv_stop(&s, SIGTERM);
+    pg_down(&p);
+}

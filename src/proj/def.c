@@ -7,6 +7,8 @@
 
 #include "../base/json.h"
 
+#include <libpq-fe.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +42,7 @@ static void free_strs(char **v, size_t n) {
 void proj_def_free(proj_def *d) {
     if (!d) return;
     buf_free(&d->json);
+    buf_free(&d->shown);
     free_strs(d->names, d->nnames);
     free(d->where);
     free(d->root);
@@ -55,6 +58,39 @@ void proj_def_free(proj_def *d) {
 }
 
 factum_str_t proj_def_json(const proj_def *d) { return (factum_str_t){d->json.ptr, d->json.len}; }
+factum_str_t proj_def_shown(const proj_def *d) { return (factum_str_t){d->shown.ptr, d->shown.len}; }
+
+/*
+ * The definition as answered: the same JSON, but a PostgreSQL connection string is rebuilt from
+ * its parsed keywords with the password's value replaced by "*****" (libpq's own parser, so the
+ * URI form's "user:secret@" is caught too; a string it cannot parse is replaced whole).
+ */
+static int make_shown(proj_def *d, factum_str_t body) {
+    factum_str_t tg, v;
+    int kind;
+    if (d->ops != &target_postgres || !json_member(body, "target", &tg, &kind) ||
+        !json_member(tg, "postgres", &v, &kind))
+        return buf_append(&d->shown, body.ptr, body.len);
+    buf_t conn = {0};
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(d->where, &msg);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!o->val) continue;
+        bool secret = !strcmp(o->keyword, "password");
+        buf_printf(&conn, "%s%s='", conn.len ? " " : "", o->keyword);
+        for (const char *c = secret ? "*****" : o->val; *c; c++)
+            buf_printf(&conn, "%s%c", *c == '\'' || *c == '\\' ? "\\" : "", *c);
+        buf_append(&conn, "'", 1);
+    }
+    if (!opts) buf_printf(&conn, "*****");
+    PQconninfoFree(opts);
+    PQfreemem(msg);
+    int rc = buf_append(&d->shown, body.ptr, (size_t)(v.ptr - body.ptr)) ||
+             json_escape(&d->shown, conn.ptr ? conn.ptr : "", conn.len) ||
+             buf_append(&d->shown, v.ptr + v.len, (size_t)(body.ptr + body.len - (v.ptr + v.len)));
+    buf_free(&conn);
+    return rc;
+}
 const char *proj_def_default_file(const proj_def *d) { return d->default_file ? d->where : NULL; }
 
 /* A JSON array of 1..max non-empty strings (each at most max_len bytes), decoded. */
@@ -328,6 +364,7 @@ int proj_def_parse(const char *name, factum_str_t body, const char *data_dir, pr
     factum_str_t v;
     if (buf_append(&d->json, body.ptr, body.len)) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
     if (!rc) rc = parse_target(d, body, data_dir, err);
+    if (!rc && make_shown(d, body)) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
     if (!rc && json_member(body, "setup", &v, &kind))
         rc = str_array(v, kind, "setup", MAX_SETUP, MAX_STATEMENT_BYTES, &d->setup, &d->nsetup, err);
     if (!rc) rc = parse_handlers(d, body, err);

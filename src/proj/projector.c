@@ -482,7 +482,7 @@ void projector_status(projector *p, bool with_definition, buf_t *out) {
     buf_free(&lerr);
     if (with_definition) {
         buf_append(out, ",\"definition\":", 14);
-        buf_append(out, p->d->json.ptr, p->d->json.len);
+        buf_append(out, p->d->shown.ptr, p->d->shown.len); /* never a password */
     }
     buf_append(out, "}", 1);
 }

@@ -36,6 +36,8 @@ int proj_def_parse(const char *name, factum_str_t body, const char *data_dir, pr
 void proj_def_free(proj_def *d);
 /* The definition as given (JSON), valid while d lives. */
 factum_str_t proj_def_json(const proj_def *d);
+/* The definition as answered to users: a PostgreSQL connection string's password replaced. */
+factum_str_t proj_def_shown(const proj_def *d);
 /* Whether the read model is the default SQLite file under the data folder (then its files are
    removed with the projection). */
 const char *proj_def_default_file(const proj_def *d);
