@@ -1075,8 +1075,9 @@ TEST(sqlite_statements_cannot_attach_files_load_code_or_change_the_connection) {
     srv_stop(&s, SIGTERM);
 }
 
-/* A PostgreSQL connection string's password is never answered (issue 16): PUT, GET and the list
-   show the string with the password replaced, in the keyword form and in the URI form. */
+/* A PostgreSQL connection string's password is never answered nor recorded (issue 16): PUT, GET,
+   the list and $projections have the string with the password replaced, in the keyword and the
+   URI form; the password is kept apart (0600) and comes back after a restart. */
 TEST_T(a_postgresql_password_is_never_echoed, 120) {
     pg p;
     pg_up(&p);
@@ -1099,7 +1100,30 @@ TEST_T(a_postgresql_password_is_never_echoed, 120) {
         free(put);
         free(get);
         free(list);
+        /* The record holds no password: it is kept apart, readable by the owner only. */
+        char secret[700];
+        snprintf(secret, sizeof secret, "%s/projections/pw%d.secret", test_dir(), i);
+        struct stat st;
+        CHECK_MSG(stat(secret, &st) == 0 && (st.st_mode & 0777) == 0600, "%s: mode %o", secret, st.st_mode & 0777);
     }
+    char *rec = http_body(s.port, "GET", "/streams/%24projections", NULL, NULL, 200);
+    CHECK_MSG(strstr(rec, "ProjectionDefined") && !strstr(rec, "s3cr3t") && strstr(rec, "password='*****'"), "%s", rec);
+    free(rec);
+    srv_stop(&s, SIGTERM);
+    /* After a restart both run again (from the record and the kept password), still redacted. */
+    s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < 2; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/projections/pw%d", i);
+        char *get = http_body(s.port, "GET", path, NULL, NULL, 200);
+        CHECK_MSG(strstr(get, "\"status\":\"running\"") && !strstr(get, "s3cr3t"), "%s", get);
+        free(get);
+    }
+    expect_status(s.port, "DELETE", "/projections/pw0", NULL, NULL, 200, NULL);
+    char secret[700];
+    struct stat st;
+    snprintf(secret, sizeof secret, "%s/projections/pw0.secret", test_dir());
+    CHECK_MSG(stat(secret, &st) != 0, "%s outlived its projection", secret);
     srv_stop(&s, SIGTERM);
     pg_down(&p);
 }

@@ -127,6 +127,24 @@ int io_sync_dir(const char *dir) {
     return rc;
 }
 
+int io_replace_file(const char *path, const void *p, size_t n, int mode) {
+    char tmp[4200], dir[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), rc = fd < 0 ? -errno : 0;
+    struct iovec iov = {(void *)p, n};
+    if (!rc && fchmod(fd, (mode_t)mode)) rc = -errno; /* the umask does not loosen or tighten it */
+    if (!rc) rc = io_write_all(io_vfs_default(), fd, &iov, 1, 0);
+    if (!rc && fdatasync(fd)) rc = -errno;
+    if (fd >= 0) close(fd);
+    if (!rc && rename(tmp, path)) rc = -errno;
+    if (!rc) rc = io_sync_dir(slash ? dir : ".");
+    if (rc) unlink(tmp);
+    return rc;
+}
+
 int io_make_dir(const char *dir) {
     if (mkdir(dir, 0755)) return errno == EEXIST ? 0 : -errno;
     char parent[4096];

@@ -35,6 +35,9 @@ int io_sync_dir(const char *dir);
 /* mkdir; when it made the folder, syncs it and its parent so the new name is durable. 0 also if
    it already existed, or -errno. */
 int io_make_dir(const char *dir);
+/* Replaces the file at path with n bytes, atomically and durably: written to path.tmp with
+   `mode`, synced, renamed over path, its folder synced. 0 or -errno (nothing replaced). */
+int io_replace_file(const char *path, const void *p, size_t n, int mode);
 /* Reads a whole small file into a malloc'd NUL-terminated buffer. 0 or -errno. */
 int io_read_file(const char *path, char **out, size_t *len);
 

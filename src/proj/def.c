@@ -7,6 +7,8 @@
 
 #include "../base/json.h"
 
+#include "../io/io.h"
+
 #include <libpq-fe.h>
 
 #include <ctype.h>
@@ -61,9 +63,39 @@ factum_str_t proj_def_json(const proj_def *d) { return (factum_str_t){d->json.pt
 factum_str_t proj_def_shown(const proj_def *d) { return (factum_str_t){d->shown.ptr, d->shown.len}; }
 
 /*
- * The definition as answered: the same JSON, but a PostgreSQL connection string is rebuilt from
- * its parsed keywords with the password's value replaced by "*****" (libpq's own parser, so the
- * URI form's "user:secret@" is caught too; a string it cannot parse is replaced whole).
+ * A connection string rebuilt from libpq's parse of it (so the URI form's "user:secret@" is
+ * caught too) with the password's value replaced by "*****"; a string it cannot parse is
+ * replaced whole. *had_password says whether it held one (and what it was, not "*****").
+ */
+static int redact(const char *conninfo, buf_t *out, bool *had_password) {
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
+    int rc = 0;
+    *had_password = false;
+    for (PQconninfoOption *o = opts; o && o->keyword && !rc; o++) {
+        if (!o->val) continue;
+        bool secret = !strcmp(o->keyword, "password");
+        if (secret && strcmp(o->val, "*****")) *had_password = true;
+        rc = buf_printf(out, "%s%s='", out->len ? " " : "", o->keyword);
+        for (const char *c = secret ? "*****" : o->val; *c && !rc; c++)
+            rc = buf_printf(out, "%s%c", *c == '\'' || *c == '\\' ? "\\" : "", *c);
+        if (!rc) rc = buf_append(out, "'", 1);
+    }
+    if (!opts) rc = buf_printf(out, "*****");
+    PQconninfoFree(opts);
+    PQfreemem(msg);
+    return rc;
+}
+
+/* Where a PostgreSQL target's password is kept apart from the definition (mode 0600). */
+static void secret_path(const proj_def *d, char *out, size_t cap) {
+    snprintf(out, cap, "%s/projections/%s.secret", d->root, d->name);
+}
+
+/*
+ * The definition as answered and as recorded: the same JSON, with a PostgreSQL connection
+ * string redacted. A definition that comes back redacted (replayed from its record) takes its
+ * password from the secret file the PUT wrote, when that file's string redacts to the same.
  */
 static int make_shown(proj_def *d, factum_str_t body) {
     factum_str_t tg, v;
@@ -71,26 +103,54 @@ static int make_shown(proj_def *d, factum_str_t body) {
     if (d->ops != &target_postgres || !json_member(body, "target", &tg, &kind) ||
         !json_member(tg, "postgres", &v, &kind))
         return buf_append(&d->shown, body.ptr, body.len);
-    buf_t conn = {0};
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(d->where, &msg);
-    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-        if (!o->val) continue;
-        bool secret = !strcmp(o->keyword, "password");
-        buf_printf(&conn, "%s%s='", conn.len ? " " : "", o->keyword);
-        for (const char *c = secret ? "*****" : o->val; *c; c++)
-            buf_printf(&conn, "%s%c", *c == '\'' || *c == '\\' ? "\\" : "", *c);
-        buf_append(&conn, "'", 1);
+    buf_t conn = {0}, mine = {0};
+    bool had;
+    int rc = redact(d->where, &conn, &had);
+    char path[4400], *secret = NULL;
+    size_t n;
+    secret_path(d, path, sizeof path);
+    if (!rc && !had && io_read_file(path, &secret, &n) == 0 && !redact(secret, &mine, &had) && had &&
+        mine.len == conn.len && !memcmp(mine.ptr, conn.ptr, conn.len)) {
+        free(d->where);
+        d->where = secret, secret = NULL;
     }
-    if (!opts) buf_printf(&conn, "*****");
-    PQconninfoFree(opts);
-    PQfreemem(msg);
-    int rc = buf_append(&d->shown, body.ptr, (size_t)(v.ptr - body.ptr)) ||
+    free(secret);
+    buf_free(&mine);
+    if (!rc)
+        rc = buf_append(&d->shown, body.ptr, (size_t)(v.ptr - body.ptr)) ||
              json_escape(&d->shown, conn.ptr ? conn.ptr : "", conn.len) ||
              buf_append(&d->shown, v.ptr + v.len, (size_t)(body.ptr + body.len - (v.ptr + v.len)));
     buf_free(&conn);
     return rc;
 }
+
+int proj_def_keep_secret(const proj_def *d, factum_error_t *err) {
+    if (d->ops != &target_postgres) return 0;
+    char path[4400];
+    secret_path(d, path, sizeof path);
+    buf_t scratch = {0};
+    bool had;
+    int rc = redact(d->where, &scratch, &had);
+    buf_free(&scratch);
+    if (rc) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (!had)
+        return unlink(path) && errno != ENOENT ? err_set(err, FACTUM_EIO, "cannot remove %s: %s", path, strerror(errno))
+                                               : 0;
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/projections", d->root);
+    int e = io_make_dir(dir);
+    if (!e) e = io_replace_file(path, d->where, strlen(d->where), 0600);
+    return e ? err_set(err, FACTUM_EIO, "cannot keep the password of projection %s in %s: %s", d->name, path,
+                       strerror(-e))
+             : 0;
+}
+
+void proj_def_forget_secret(const proj_def *d) {
+    char path[4400];
+    secret_path(d, path, sizeof path);
+    unlink(path);
+}
+
 const char *proj_def_default_file(const proj_def *d) { return d->default_file ? d->where : NULL; }
 
 /* A JSON array of 1..max non-empty strings (each at most max_len bytes), decoded. */
@@ -269,7 +329,7 @@ static int parse_target(proj_def *d, factum_str_t body, const char *data_dir, fa
         rc = buf_append(&w, s.ptr, s.len) || buf_append(&w, "", 1);
     }
     buf_free(&s);
-    if (!rc && d->ops == &target_sqlite && !(d->root = strdup(data_dir))) rc = -1;
+    if (!rc && !(d->root = strdup(data_dir))) rc = -1;
     if (rc) {
         buf_free(&w);
         return err_set(err, FACTUM_ENOMEM, "out of memory");

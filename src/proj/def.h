@@ -29,7 +29,7 @@ struct proj_def {
     size_t nnames;
     const target_ops *ops;
     char *where;
-    char *root; /* SQLite: the folder its file must stay inside (the data folder) */
+    char *root; /* the data folder: a SQLite file stays inside it; a password is kept under it */
     bool default_file;
     char **setup;
     size_t nsetup;

@@ -36,8 +36,15 @@ int proj_def_parse(const char *name, factum_str_t body, const char *data_dir, pr
 void proj_def_free(proj_def *d);
 /* The definition as given (JSON), valid while d lives. */
 factum_str_t proj_def_json(const proj_def *d);
-/* The definition as answered to users: a PostgreSQL connection string's password replaced. */
+/* The definition as answered to users and as recorded in $projections: a PostgreSQL connection
+   string's password replaced by *****. */
 factum_str_t proj_def_shown(const proj_def *d);
+/* Keeps a PostgreSQL target's password apart from the record: DATA/projections/NAME.secret, mode
+   0600, written durably before the record is (parsing the recorded definition takes it back from
+   there). Without a password, removes the file. 0 or FACTUM_EIO. */
+int proj_def_keep_secret(const proj_def *d, factum_error_t *err);
+/* Removes the file proj_def_keep_secret wrote (a deleted projection). */
+void proj_def_forget_secret(const proj_def *d);
 /* Whether the read model is the default SQLite file under the data folder (then its files are
    removed with the projection). */
 const char *proj_def_default_file(const proj_def *d);

@@ -158,7 +158,9 @@ static void define_work(conn *c) {
     pthread_mutex_lock(&ps->define_mu);
     if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) j->rc = proj_def_check(d, &j->err);
     projector *old = j->rc ? NULL : get(ps, j->name);
-    if (!j->rc) j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, body, &j->err);
+    if (!j->rc) j->rc = proj_def_keep_secret(d, &j->err); /* the record holds no password */
+    if (!j->rc)
+        j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, proj_def_shown(d), &j->err);
     if (!j->rc)
         j->rc = run(ps, j->name, d, &j->err); /* d is the projector's now */
     else
@@ -198,6 +200,7 @@ static void delete_work(conn *c) {
         }
         if (!j->rc)
             j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDeleted", j->name, (factum_str_t){0}, &j->err);
+        if (!j->rc) proj_def_forget_secret(pd);
         if (j->rc) { /* nothing changed: it goes on */
             factum_error_t e2;
             if (start(ps, j->name, proj_def_json(pd), &e2))

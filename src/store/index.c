@@ -550,16 +550,9 @@ static int manifest_write(index_t *ix, run *const *runs, size_t n) {
                         (unsigned long long)runs[i]->pos_lo, (unsigned long long)runs[i]->pos_hi,
                         (unsigned long long)runs[i]->count);
     if (!rc) rc = buf_printf(&b, "crc %08x\n", crc32c(b.ptr, b.len));
-    char path[PATH_MAX], tmp[PATH_MAX];
+    char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/MANIFEST", ix->dir);
-    snprintf(tmp, sizeof tmp, "%s/MANIFEST.tmp", ix->dir);
-    if (!rc) {
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        struct iovec iov = {b.ptr, b.len};
-        if (fd < 0 || io_write_all(io_vfs_default(), fd, &iov, 1, 0) || fdatasync(fd)) rc = -1;
-        if (fd >= 0) close(fd);
-        if (!rc && (rename(tmp, path) || io_sync_dir(ix->dir))) rc = -1;
-    }
+    if (!rc && io_replace_file(path, b.ptr, b.len, 0644)) rc = -1;
     buf_free(&b);
     return rc;
 }
