@@ -5,6 +5,8 @@
  */
 #include "server.h"
 
+#include "route.h"
+
 #include "../base/json.h"
 #include "groups.h"
 #include "timers.h"
@@ -187,6 +189,25 @@ static void conn_fail(conn *c, int status, const char *why) {
     c->close_after = true;
     conn_problem(c, status, "bad-request", NULL, "%s", why);
     c->state = C_HEAD;
+}
+
+void server_problem(conn *c, int rc, const char *msg) {
+    switch (rc) {
+    case FACTUM_EBADSTREAM: conn_problem(c, 400, "bad-stream", NULL, "%s", msg); break;
+    case FACTUM_EBADEVENT: conn_problem(c, 400, "bad-event", NULL, "%s", msg); break;
+    case FACTUM_EINVAL: conn_problem(c, 400, "bad-request", NULL, "%s", msg); break;
+    case FACTUM_ETOOBIG: conn_problem(c, 413, "too-large", NULL, "%s", msg); break;
+    case FACTUM_ECONFLICT: conn_problem(c, 409, "conflict", NULL, "%s", msg); break;
+    case FACTUM_ENOTFOUND: conn_problem(c, 404, "not-found", NULL, "%s", msg); break;
+    case FACTUM_EDELETED: conn_problem(c, 410, "gone", NULL, "%s", msg); break;
+    case FACTUM_ENOSPC: conn_problem(c, 507, "no-space", NULL, "%s", msg); break;
+    case FACTUM_EFAILED:
+    case FACTUM_EIO:
+    case FACTUM_ECLOSED:
+    case FACTUM_EUNREACHABLE: conn_problem(c, 503, "unavailable", NULL, "%s", msg); break;
+    case FACTUM_ETIMEDOUT: conn_problem(c, 504, "timeout", NULL, "%s", msg); break;
+    default: conn_problem(c, 500, "internal", NULL, "%s: %s", factum_errname(rc), msg); break;
+    }
 }
 
 /* ---- reading requests ---- */
@@ -477,6 +498,43 @@ static void jobs_close(struct jobs *j) {
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cond);
     free(j);
+}
+
+static void named_free(void *p) {
+    named_job *j = p;
+    buf_free(&j->body);
+    buf_free(&j->out);
+    free(j);
+}
+
+static void named_done(conn *c) {
+    named_job *j = c->job;
+    c->job = NULL;
+    c->state = C_BODY; /* answering, as after an append */
+    if (j->rc == FACTUM_ECONFLICT && j->conflict_slug)
+        conn_problem(c, 409, j->conflict_slug, NULL, "%s", j->err.message);
+    else if (j->rc)
+        server_problem(c, j->rc, j->err.message);
+    else {
+        char loc[200];
+        snprintf(loc, sizeof loc, "Location: %s%s\r\n", j->location, j->name);
+        conn_respond(c, j->status, "application/json", j->status == 201 ? loc : NULL, j->out.ptr, j->out.len);
+    }
+    named_free(j);
+}
+
+void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location,
+                         const char *conflict_slug, job_fn work) {
+    named_job *j = calloc(1, sizeof *j);
+    if (!j || buf_append(&j->body, body.ptr, body.len)) {
+        free(j);
+        conn_problem(c, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->flag = flag, j->location = location, j->conflict_slug = conflict_slug;
+    c->job = j;
+    server_submit_job(c, work, named_done, named_free);
 }
 
 int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
