@@ -159,6 +159,25 @@ struct server {
 };
 
 uint64_t server_now_ms(void);
+/* A metric counter's increment: one writer (the loop), any reader. */
+static inline void relaxed_add(_Atomic uint64_t *c, uint64_t v) {
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+/* server.c: wakes the loop (its eventfd); any thread. */
+void loop_wake(loop *l);
+
+/* conn.c: reads what the peer sent and runs complete requests; after any event, conn_settle
+   sends what is queued and closes a connection that is over. */
+void conn_readable(conn *c);
+void conn_settle(conn *c);
+/* conn.c: a long poll is over (answered); the connection reads its next request. */
+void conn_wait_over(conn *c);
+/* conn.c: the writer or a worker finished c's append or job (c came off the loop's done list):
+   answers with its done function and reads the next request, or frees c if it went away. */
+void conn_done(conn *c);
+/* jobs.c: the worker threads, started with the server and stopped (after their queue) at the end. */
+int jobs_open(struct jobs **out, factum_error_t *err);
+void jobs_close(struct jobs *j);
 /* Queues bytes on the connection and tries to send them now. */
 void conn_send(conn *c, const void *p, size_t n);
 /* A complete response with a body; `extra` are header lines ending in CRLF (or NULL). */
