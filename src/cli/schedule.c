@@ -5,7 +5,7 @@
  */
 #include "cli.h"
 
-#include "../server/server.h"
+#include "../server/api.h"
 #include "../timer/timers.h"
 #include "factum_client.h"
 

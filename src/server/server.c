@@ -1,7 +1,9 @@
 /*
- * server.c — event loops and connections: accept, read a request (head, then body), hand it
- * to api.c, write the response; deadlines against slow clients; the wake-ups from the writer
- * thread; start and graceful stop. See server.h for threads and ownership.
+ * server.c — the event loops and the server's life: each loop accepts connections, waits on
+ * epoll and its eventfd, runs what the writer and the workers finished (jobs.c), pumps live
+ * subscribers after a commit, and sweeps deadlines against slow clients; server_run opens the
+ * engines and the loops, waits for a signal, and drains. Connections themselves (reading a
+ * request, answering it) are conn.c's. See server.h for threads and ownership.
  */
 #include "server.h"
 
@@ -23,16 +25,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define READ_CHUNK 16384
-#define OUT_HIGH (256u << 10) /* stop reading pipelined requests while this much is unsent */
 #define DRAIN_MS 5000
 
 const double server_latency_bounds[SERVER_HIST] = {0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003,
                                                    0.005,  0.0075,  0.01,   0.025,   0.05,  0.1,    1.0,   1e300};
 
 uint64_t server_now_ms(void) { return clock_mono_ns() / 1000000; }
-
-static void relaxed_add(_Atomic uint64_t *c, uint64_t v) { atomic_fetch_add_explicit(c, v, memory_order_relaxed); }
 
 void loop_observe_latency(loop *l, uint64_t ns) {
     double s = (double)ns / 1e9;
@@ -43,299 +41,10 @@ void loop_observe_latency(loop *l, uint64_t ns) {
     relaxed_add(&l->lat_sum_us, ns / 1000);
 }
 
-static void wake(loop *l) {
+void loop_wake(loop *l) {
     uint64_t one = 1;
     ssize_t n = write(l->efd, &one, sizeof one);
     (void)n; /* EAGAIN: the counter is already non-zero, the loop will wake */
-}
-
-/* ---- connections ---- */
-
-/* Input is wanted unless an append is in flight, the peer is done, or answers pile up. */
-static void conn_set_events(conn *c) {
-    bool out = c->out.len > c->out_off;
-    bool in = !c->eof && c->state != C_APPEND && c->out.len - c->out_off < OUT_HIGH;
-    uint32_t mask = (in ? EPOLLIN | EPOLLRDHUP : 0) | (out ? EPOLLOUT : 0);
-    if (mask == c->mask) return;
-    c->mask = mask;
-    struct epoll_event ev = {.events = mask, .data.ptr = c};
-    epoll_ctl(c->l->ep, EPOLL_CTL_MOD, c->fd, &ev);
-}
-
-static void request_free(request *r) {
-    if (!r) return;
-    free(r->head);
-    buf_free(&r->body);
-    free(r);
-}
-
-void loop_ready(conn *c) {
-    if (c->in_ready) return;
-    c->in_ready = true;
-    c->ready_next = c->l->ready;
-    c->l->ready = c;
-}
-
-static void conn_free(conn *c) {
-    if (c->in_ready)
-        for (conn **p = &c->l->ready; *p; p = &(*p)->ready_next)
-            if (*p == c) {
-                *p = c->ready_next;
-                break;
-            }
-    if (c->state == C_WAIT) atomic_fetch_sub(&c->l->nwaiting, 1);
-    request_free(c->req);
-    if (c->sub) {
-        if (c->sub->group[0]) groups_release_member(c->l->srv->groups, c->sub->group, (uint64_t)(uintptr_t)c);
-        sub_free(c->sub);
-        atomic_fetch_sub(&c->l->nsubs, 1);
-    }
-    buf_free(&c->in);
-    buf_free(&c->out);
-    free(c);
-}
-
-/* Closes the socket and unlinks c; frees it now, or when its append calls back. */
-static void conn_close(conn *c) {
-    loop *l = c->l;
-    if (c->fd >= 0) {
-        epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-        c->fd = -1;
-        atomic_fetch_sub(&l->srv->nconns, 1);
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            l->conns = c->next;
-        if (c->next) c->next->prev = c->prev;
-        l->nconns--;
-    }
-    if (c->state == C_APPEND)
-        c->dead = true; /* the writer still holds it */
-    else
-        conn_free(c);
-}
-
-void conn_flush(conn *c) {
-    while (c->out.len > c->out_off) {
-        ssize_t n = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) break;
-            c->close_after = true, c->out_off = c->out.len; /* the peer is gone */
-            break;
-        }
-        c->out_off += (size_t)n;
-        c->last_io_ms = server_now_ms();
-    }
-    if (c->out_off == c->out.len) {
-        c->out.len = c->out_off = 0;
-        if (c->out.cap > (1u << 20)) buf_free(&c->out);
-    } else if (c->out_off > (1u << 20) && c->out_off * 2 > c->out.len) {
-        memmove(c->out.ptr, c->out.ptr + c->out_off, c->out.len - c->out_off);
-        c->out.len -= c->out_off, c->out_off = 0;
-    }
-    conn_set_events(c);
-}
-
-void conn_send(conn *c, const void *p, size_t n) {
-    if (buf_append(&c->out, p, n)) {
-        c->close_after = true;
-        return;
-    }
-}
-
-void conn_respond(conn *c, int status, const char *ctype, const char *extra, const char *body, size_t n) {
-    char head[640];
-    if (c->req && !c->req->h.keep_alive) c->close_after = true;
-    if (atomic_load(&c->l->srv->stopping)) c->close_after = true;
-    /* Any origin may call (there is no auth yet); browsers may read the paging headers. */
-    int hl = snprintf(
-        head, sizeof head,
-        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
-        "Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: ETag, Link, Factum-Head\r\n%s\r\n",
-        status, http_reason(status), ctype, n, c->close_after ? "Connection: close\r\n" : "", extra ? extra : "");
-    if (buf_reserve(&c->out, (size_t)hl + n)) {
-        c->close_after = true;
-        return;
-    }
-    conn_send(c, head, (size_t)hl);
-    if (c->req && http_token_is(c->req->h.method, "head")) n = 0;
-    conn_send(c, body, n);
-    relaxed_add(&c->l->status[status < 600 ? status : 599], 1);
-    relaxed_add(&c->l->requests[status / 100 % 6], 1);
-}
-
-void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...) {
-    char detail[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    buf_t b = {0};
-    buf_printf(&b, "{\"type\":\"urn:factum:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":", slug,
-               http_reason(status), status);
-    json_escape(&b, detail, strlen(detail));
-    if (members) buf_printf(&b, ",%s", members);
-    buf_append(&b, "}", 1);
-    conn_respond(c, status, "application/problem+json", NULL, b.ptr ? b.ptr : "", b.len);
-    buf_free(&b);
-}
-
-/* Answers a framing error and closes: the rest of the stream cannot be trusted. */
-static void conn_fail(conn *c, int status, const char *why) {
-    c->close_after = true;
-    conn_problem(c, status, "bad-request", NULL, "%s", why);
-    c->state = C_HEAD;
-}
-
-/* ---- reading requests ---- */
-
-static void finish_request(conn *c) {
-    request_free(c->req);
-    c->req = NULL;
-    c->state = C_HEAD;
-    c->deadline_ms = 0;
-}
-
-/* Runs the request whose body is complete. */
-void server_wait(conn *c, uint64_t ms) {
-    c->state = C_WAIT;
-    c->deadline_ms = server_now_ms() + ms;
-    atomic_fetch_add(&c->l->nwaiting, 1); /* so commits wake this loop */
-}
-
-/* A long poll is over (answered); the connection reads its next request. */
-static void wait_done(conn *c) {
-    atomic_fetch_sub(&c->l->nwaiting, 1);
-    finish_request(c);
-}
-
-static void dispatch(conn *c, factum_str_t body) {
-    api_handle(c, body);
-    if (c->state == C_BODY || c->state == C_SSE) {
-        int st = c->state;
-        finish_request(c); /* answered at once, or now a subscription */
-        c->state = st == C_SSE ? C_SSE : C_HEAD;
-    }
-}
-
-/* Makes progress on buffered input. Returns false when c was closed. */
-static void process_input(conn *c) {
-    loop *l = c->l;
-    server *s = l->srv;
-    while (!c->close_after && c->state != C_APPEND && c->state != C_SSE && c->state != C_WAIT &&
-           c->out.len - c->out_off < OUT_HIGH) {
-        char *p = c->in.ptr + c->in_off;
-        size_t avail = c->in.len - c->in_off;
-        if (c->state == C_HEAD) {
-            if (avail == 0) break;
-            if (!c->deadline_ms) c->deadline_ms = server_now_ms() + s->cfg.header_timeout_ms;
-            http_req tmp;
-            const char *why = NULL;
-            long hl = http_parse_head(p, avail, &tmp, &why);
-            if (hl == 0) break;
-            if (hl < 0) {
-                conn_fail(c, (int)-hl, why);
-                break;
-            }
-            request *r = calloc(1, sizeof *r);
-            if (!r || !(r->head = malloc((size_t)hl))) {
-                free(r);
-                conn_fail(c, 500, "out of memory");
-                break;
-            }
-            memcpy(r->head, p, (size_t)hl);
-            http_parse_head(r->head, (size_t)hl, &r->h, &why); /* spans into the private copy */
-            r->started_ns = clock_mono_ns();
-            c->req = r;
-            c->in_off += (size_t)hl;
-            c->state = C_BODY;
-            c->deadline_ms = server_now_ms() + s->cfg.body_timeout_ms;
-            if (r->h.content_length > (int64_t)s->cfg.max_body) {
-                c->close_after = true;
-                conn_problem(c, 413, "too-large", NULL, "request body is %lld bytes, the limit is %zu",
-                             (long long)r->h.content_length, s->cfg.max_body);
-                break;
-            }
-            r->body_need = r->h.content_length > 0 ? (size_t)r->h.content_length : 0;
-            if (r->h.expect_continue && (r->body_need || r->h.chunked) && c->in.len == c->in_off)
-                conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-            continue;
-        }
-        /* C_BODY */
-        request *r = c->req;
-        if (r->h.chunked) {
-            bool done;
-            const char *why = NULL;
-            long used = http_chunked_decode(&r->chunk, p, avail, &r->body, s->cfg.max_body, &done, &why);
-            if (used < 0) {
-                c->close_after = true;
-                if (used == -413)
-                    conn_problem(c, 413, "too-large", NULL, "request body is larger than %zu bytes", s->cfg.max_body);
-                else
-                    conn_fail(c, 400, why);
-                break;
-            }
-            c->in_off += (size_t)used;
-            if (!done) break;
-            dispatch(c, (factum_str_t){r->body.ptr ? r->body.ptr : "", r->body.len});
-        } else {
-            if (avail < r->body_need) {
-                if (buf_reserve(&c->in, r->body_need - avail)) conn_fail(c, 500, "out of memory");
-                break;
-            }
-            c->in_off += r->body_need;
-            dispatch(c, (factum_str_t){p, r->body_need});
-        }
-    }
-    if (c->in_off == c->in.len) {
-        c->in.len = c->in_off = 0;
-        if (c->state == C_HEAD || c->state == C_SSE) buf_free(&c->in); /* idle connections hold no buffers */
-    }
-    if (c->eof && c->state != C_APPEND) c->close_after = true;
-}
-
-static void conn_readable(conn *c) {
-    for (int rounds = 0; rounds < 4 && !c->eof; rounds++) {
-        if (c->in_off && c->in_off == c->in.len) c->in.len = c->in_off = 0;
-        if (c->in_off > 0 && c->in.cap - c->in.len < READ_CHUNK / 2) {
-            memmove(c->in.ptr, c->in.ptr + c->in_off, c->in.len - c->in_off);
-            c->in.len -= c->in_off, c->in_off = 0;
-        }
-        if (buf_reserve(&c->in, READ_CHUNK)) {
-            c->close_after = true;
-            return;
-        }
-        size_t room = c->in.cap - c->in.len;
-        ssize_t n = recv(c->fd, c->in.ptr + c->in.len, room, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-        if (n <= 0) {
-            c->eof = true; /* end of input, or a reset */
-            break;
-        }
-        c->in.len += (size_t)n;
-        c->last_io_ms = server_now_ms();
-        if (c->state == C_SSE) c->in.len = c->in_off = 0; /* subscribers have nothing to say */
-        if ((size_t)n < room) break;
-    }
-    if (c->eof && (c->state == C_APPEND || c->state == C_SSE)) {
-        c->out.len = c->out_off = 0;
-        c->close_after = true;
-        if (c->state == C_APPEND) conn_close(c); /* freed when the writer calls back */
-        return;
-    }
-    process_input(c);
-}
-
-/* After any event on c: send, then close if it is over. */
-static void conn_settle(conn *c) {
-    if (c->fd < 0) return;
-    conn_flush(c);
-    if (c->close_after && c->out.len == c->out_off && c->state != C_APPEND) {
-        shutdown(c->fd, SHUT_WR);
-        conn_close(c);
-    }
 }
 
 static void accept_all(loop *l) {
@@ -375,119 +84,6 @@ static void accept_all(loop *l) {
     }
 }
 
-/* ---- wake-ups from the writer thread ---- */
-
-/* Puts c on its loop's done list (from the writer or a worker) and wakes the loop. */
-static void queue_done(conn *c) {
-    loop *l = c->l;
-    pthread_mutex_lock(&l->mu);
-    bool first = l->done == NULL;
-    c->done_next = l->done;
-    l->done = c;
-    pthread_mutex_unlock(&l->mu);
-    if (first) wake(l);
-}
-
-static void append_cb(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
-    conn *c = ctx;
-    c->ar_rc = rc, c->ar_res = *res;
-    snprintf(c->ar_msg, sizeof c->ar_msg, "%s", msg);
-    queue_done(c);
-}
-
-/* The connection waits for the writer if rc (what submitting returned) is 0. */
-static int submitted(conn *c, append_done_fn done, int rc) {
-    c->ar_done = done;
-    c->state = rc ? C_BODY : C_APPEND;
-    if (!rc) c->l->pending++;
-    return rc;
-}
-
-int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
-                         append_done_fn done, factum_error_t *err) {
-    return submitted(c, done, factum_append_async(c->l->srv->db, stream, expected, ev, n, append_cb, c, err));
-}
-
-/* ---- jobs: blocking work on worker threads ---- */
-
-struct jobs {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    conn *head, *tail;
-    bool stop;
-    int n;
-    pthread_t threads[SERVER_WORKERS];
-};
-
-static void *worker_main(void *arg) {
-    struct jobs *j = arg;
-    pthread_mutex_lock(&j->mu);
-    for (;;) {
-        while (!j->head && !j->stop)
-            pthread_cond_wait(&j->cond, &j->mu);
-        if (!j->head) break; /* stopping, and nothing left */
-        conn *c = j->head;
-        j->head = c->job_next;
-        if (!j->head) j->tail = NULL;
-        pthread_mutex_unlock(&j->mu);
-        c->job_work(c);
-        queue_done(c);
-        pthread_mutex_lock(&j->mu);
-    }
-    pthread_mutex_unlock(&j->mu);
-    return NULL;
-}
-
-void server_submit_job(conn *c, job_fn work, append_done_fn done, void (*free_job)(void *job)) {
-    struct jobs *j = c->l->srv->jobs;
-    submitted(c, done, 0);
-    c->job_work = work;
-    c->job_free = free_job;
-    c->job_next = NULL;
-    pthread_mutex_lock(&j->mu);
-    if (j->tail)
-        j->tail->job_next = c;
-    else
-        j->head = c;
-    j->tail = c;
-    pthread_cond_signal(&j->cond);
-    pthread_mutex_unlock(&j->mu);
-}
-
-static int jobs_open(struct jobs **out, factum_error_t *err) {
-    struct jobs *j = calloc(1, sizeof *j);
-    if (!j) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cond, NULL);
-    for (; j->n < SERVER_WORKERS; j->n++)
-        if (pthread_create(&j->threads[j->n], NULL, worker_main, j)) break;
-    *out = j;
-    return j->n ? 0 : err_set(err, FACTUM_ENOMEM, "cannot start worker threads");
-}
-
-/* Finishes what is queued, then stops the workers. */
-static void jobs_close(struct jobs *j) {
-    if (!j) return;
-    pthread_mutex_lock(&j->mu);
-    j->stop = true;
-    pthread_cond_broadcast(&j->cond);
-    pthread_mutex_unlock(&j->mu);
-    for (int i = 0; i < j->n; i++)
-        pthread_join(j->threads[i], NULL);
-    pthread_mutex_destroy(&j->mu);
-    pthread_cond_destroy(&j->cond);
-    free(j);
-}
-
-int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
-                       append_done_fn done, factum_error_t *err) {
-    factum_t *db = c->l->srv->db;
-    return submitted(c, done,
-                     m ? factum_meta_set_async(db, stream, m, append_cb, c, err)
-                       : factum_delete_stream_async(db, stream, expected, tombstone, append_cb, c, err));
-}
-
-/* Whether this loop has connections that commits concern: subscriptions and waiting pulls. */
 static bool wants_commits(loop *l) {
     return atomic_load_explicit(&l->nsubs, memory_order_relaxed) ||
            atomic_load_explicit(&l->nwaiting, memory_order_relaxed);
@@ -498,7 +94,7 @@ static void commit_hook(void *ctx, uint64_t head) {
     for (int i = 0; i < s->nloops; i++) {
         loop *l = &s->loops[i];
         atomic_store_explicit(&l->head, head, memory_order_release);
-        if (wants_commits(l)) wake(l);
+        if (wants_commits(l)) loop_wake(l);
     }
 }
 
@@ -524,20 +120,7 @@ static void handle_wakeup(loop *l) {
     for (conn *c = rev, *next; c; c = next) {
         next = c->done_next;
         l->pending--;
-        if (c->dead) {
-            if (c->job && c->job_free) c->job_free(c->job);
-            c->job = NULL;
-            c->state = C_HEAD;
-            if (c->fd >= 0)
-                conn_close(c);
-            else
-                conn_free(c);
-            continue;
-        }
-        c->ar_done(c);
-        finish_request(c);
-        process_input(c);
-        conn_settle(c);
+        conn_done(c);
     }
     uint64_t head = atomic_load_explicit(&l->head, memory_order_acquire);
     if (head > l->seen && wants_commits(l)) {
@@ -563,8 +146,7 @@ static void handle_wakeup(loop *l) {
             next = c->next;
             if (c->state == C_WAIT) {
                 if (groups_try_pull(c, false)) {
-                    wait_done(c);
-                    process_input(c);
+                    conn_wait_over(c);
                     conn_settle(c);
                 }
                 continue;
@@ -593,8 +175,7 @@ static void sweep(loop *l) {
         } else if (c->state == C_WAIT) {
             /* Retries fall due and ack timeouts expire with no commit: ask again now and then. */
             if (groups_try_pull(c, stopping || now >= c->deadline_ms)) {
-                wait_done(c);
-                process_input(c);
+                conn_wait_over(c);
             }
         } else if (c->state == C_SSE) {
             if (stopping)
@@ -817,7 +398,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         projections_stop(s->projections); /* queries waiting for a projection answer now */
     }
     for (int i = 0; i < started; i++) {
-        wake(&s->loops[i]);
+        loop_wake(&s->loops[i]);
         pthread_join(s->loops[i].thread, NULL);
     }
     factum_set_commit_hook(db, NULL, NULL);

@@ -41,7 +41,7 @@ typedef struct server_config {
  */
 int server_run(factum_t *db, const server_config *cfg, factum_error_t *err);
 
-/* ---- internals shared by server.c, api.c, sse.c ---- */
+/* ---- internals shared by the server's files (route handlers: api.h) ---- */
 
 #define SERVER_HIST 16
 extern const double server_latency_bounds[SERVER_HIST]; /* seconds; last = +Inf */
@@ -159,6 +159,25 @@ struct server {
 };
 
 uint64_t server_now_ms(void);
+/* A metric counter's increment: one writer (the loop), any reader. */
+static inline void relaxed_add(_Atomic uint64_t *c, uint64_t v) {
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+/* server.c: wakes the loop (its eventfd); any thread. */
+void loop_wake(loop *l);
+
+/* conn.c: reads what the peer sent and runs complete requests; after any event, conn_settle
+   sends what is queued and closes a connection that is over. */
+void conn_readable(conn *c);
+void conn_settle(conn *c);
+/* conn.c: a long poll is over (answered); the connection reads its next request. */
+void conn_wait_over(conn *c);
+/* conn.c: the writer or a worker finished c's append or job (c came off the loop's done list):
+   answers with its done function and reads the next request, or frees c if it went away. */
+void conn_done(conn *c);
+/* jobs.c: the worker threads, started with the server and stopped (after their queue) at the end. */
+int jobs_open(struct jobs **out, factum_error_t *err);
+void jobs_close(struct jobs *j);
 /* Queues bytes on the connection and tries to send them now. */
 void conn_send(conn *c, const void *p, size_t n);
 /* A complete response with a body; `extra` are header lines ending in CRLF (or NULL). */
@@ -204,85 +223,35 @@ void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag
 int server_submit_meta(conn *c, factum_str_t stream, const factum_meta_t *m, int64_t expected, int tombstone,
                        append_done_fn done, factum_error_t *err);
 
-/* Appends e as one line of CloudEvent JSON to b, rendering once in the common case. 0 or -1. */
+/* api_read.c: appends e as one line of CloudEvent JSON to b, rendering once in the common case. 0 or -1. */
 int render_event(buf_t *b, const factum_event_t *e);
 
-/* Renders a read's events as a JSON array into l->scratch, stopping at READ_MAX_BYTES or at the
+/* api_read.c: renders a read's events as a JSON array into l->scratch, stopping at READ_MAX_BYTES or at the
    first event at or past `until` (temporal reads; UINT64_MAX: none); returns how many. */
 size_t render_events(loop *l, const factum_result_t *res, uint64_t until);
 
-/* api.c: runs a complete request (head and body in place). */
-void api_handle(conn *c, factum_str_t body);
-/* api.c: finishes an append once the writer called back. */
-void api_append_done(conn *c);
-/* api.c: for the done function of a write: sets the connection to answer, and if the writer
-   refused (c->ar_rc) answers that (412 for a missed expected revision, else its problem) and
-   returns false. */
-bool server_written(conn *c);
-/* api.c: the stream name of a /streams/{s}[/...] path, decoded (again) into out. */
-void api_path_stream(conn *c, buf_t *out);
-/* api.c: the NAME of a path tail "/NAME[/...]" into name (max bytes at most, and valid as
-   says), and in *tail what follows it ("/..." or empty). false, having answered 400 with
-   `rule`, when the name is not one. */
-bool api_path_name(conn *c, factum_str_t rest, size_t max, bool (*valid)(const char *), const char *rule, char *name,
-                   factum_str_t *tail);
-/* api.c: the # HELP and # TYPE lines of a Prometheus metric family. */
-void api_metric_head(buf_t *b, const char *name, const char *type, const char *help);
-/* api.c: 405 naming the methods the resource allows. */
-void api_not_allowed(conn *c, const char *allow);
-/* 400: a query parameter's value has a bad percent-escape. */
-void api_bad_escape(conn *c, factum_str_t key);
-/* The JSON of a timer, what GET /schedules/{id} answers (schedules.c): its Scheduled record's
-   data with "state" added, and "position" (fired) or "error" (failed). 0 or the read's error. */
-typedef struct timer_info timer_info;
-int schedule_json(factum_t *db, const timer_info *ti, buf_t *out, factum_error_t *err);
-/* GET /streams and GET /categories (streams_api.c). */
-void api_list_streams(conn *c);
-void api_list_categories(conn *c);
-/* api.c: the expected revision of If-Match / If-None-Match. 0, or answers 400 and -1. */
-int api_expected_revision(conn *c, int64_t *out);
-/* api.c: the 412 answer for a missed expected revision (c->ar_res.actual_revision, c->ar_msg). */
-void api_revision_problem(conn *c);
-
-/* meta_api.c: GET/PUT /streams/{s}/metadata and DELETE /streams/{s}. */
-void api_stream_metadata(conn *c, factum_str_t stream, factum_str_t body);
-void api_delete_stream(conn *c, factum_str_t stream);
-
-/* schedules.c: /schedules and /schedules/{id} (rest = the path after "/schedules"). */
-void api_schedules(conn *c, factum_str_t rest, factum_str_t body);
-
-/* groups_api.c: /groups... (rest = the path after "/groups"). */
-void api_groups(conn *c, factum_str_t rest, factum_str_t body);
-/* Pulls again for a waiting connection; true when it answered (final: answer even if empty). */
+/* api_groups.c: pulls again for a waiting connection; true when it answered (final: answer even if empty). */
 bool groups_try_pull(conn *c, bool final);
 /* Parks c (a long poll) for up to ms; commits and the sweep call groups_try_pull again. */
 void server_wait(conn *c, uint64_t ms);
 
-/* admin.c: the scavenger thread, and /admin/... (rest = the path after "/admin"). */
+/* api_admin.c: the scavenger thread. */
 int scavenger_open(factum_t *db, uint64_t every_s, scavenger_t **out, factum_error_t *err);
 void scavenger_close(scavenger_t *sv);
-void api_admin(conn *c, factum_str_t rest);
 
-/* projections.c: the registry ($projections) and /projections... (rest = the path after
-   "/projections"). */
+/* api_projections.c: the registry of projections ($projections). */
 int projections_open(factum_t *db, const char *data_dir, projections_t **out, factum_error_t *err);
 /* Stops every projector (queries waiting on one end); the registry stays for close. */
 void projections_stop(projections_t *ps);
 void projections_close(projections_t *ps);
-void api_projections(conn *c, factum_str_t rest, factum_str_t body);
 /* Prometheus lines of every projection's status, position, lag and failures. */
 void projections_metrics(projections_t *ps, buf_t *b);
 
-/* sagas.c: the registry ($sagas), a runner per saga, and /sagas... (rest = after "/sagas"). */
+/* api_sagas.c: the registry of sagas ($sagas), a runner per saga. */
 int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err);
 void sagas_close(sagas_t *ss);
-void api_sagas(conn *c, factum_str_t rest, factum_str_t body);
 /* Prometheus lines of every saga's counts and durations. */
 void sagas_metrics(sagas_t *ss, buf_t *b);
-
-/* snapshots.c: PUT/GET /streams/{s}/snapshot, and GET /streams/{s}?from=snapshot. */
-void api_snapshot(conn *c, factum_str_t stream, factum_str_t body);
-void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */

@@ -8,13 +8,13 @@
 //    as OpenAPI 3.1 schemas are).
 // 2. Coverage: every operation in the file was requested, and every status it declares was
 //    seen (or requests.mjs says in `unreachable` why no test can provoke it).
-// 3. Routes, both ways: every path in the file is answered for each of its methods (1 and 2
-//    show it), and the server answers nothing the file lacks: each path of the file and each
-//    path literal of the route matching in src/server/*.c is asked with GET, POST, PUT and
-//    DELETE; whatever is not a 405 nor a 404 "no such resource" must be an operation of the
-//    file (and its answer is checked as in 1), and a 405's Allow must name the file's methods.
+// 3. Routes, both ways: the server's route table (src/server/route.c, listed by GET / as
+//    "routes") and the file have the same paths with the same methods, each way. Then each
+//    path of the file is asked with GET, POST, PUT and DELETE; whatever is not a 405 nor a 404
+//    "no such resource" must be an operation of the file (and its answer is checked as in 1),
+//    and a 405's Allow must name the file's methods.
 // Prints "contract: ok" and exits 0, or lists every failure and exits 1.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
@@ -182,29 +182,25 @@ for (const [i, e] of requests.entries()) {
 
 // ---- 3. routes: what the server answers that the file lacks ----
 
-function sourceLiterals() {
-  // String literals of a path shape ("/groups", "/parked/replay") in the route matching,
-  // comments left out.
-  const lits = new Set();
-  const dir = join(root, 'src/server');
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.c'))) {
-    const src = readFileSync(join(dir, f), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/[^\n]*/g, '');
-    for (const m of src.matchAll(/"((?:\/[a-z_]+)+)\/?"/g)) lits.add(m[1]);
-  }
-  return [...lits];
+// The table, from GET /: [{path, methods}], HEAD listed wherever GET is.
+const listing = await send({ method: 'GET', path: '/' });
+let table = [];
+try {
+  table = JSON.parse(listing.body).routes || [];
+} catch {
+  fail(`GET / is not JSON: ${listing.body.slice(0, 200)}`);
 }
-const literals = sourceLiterals();
-if (literals.length < 10) fail(`found only ${literals.length} path literals in src/server/*.c: ${literals}`);
-const segmentsOf = (p) => p.split('/').filter(Boolean);
-for (const lit of literals) {
-  // Each literal is a run of literal segments of some path of the file.
-  const want = segmentsOf(lit);
-  const found = Object.keys(spec.paths).some((t) => {
-    const s = segmentsOf(t);
-    return s.some((_, k) => want.every((w, j) => s[k + j] === w));
-  });
-  if (!found) fail(`src/server matches the path piece "${lit}", which no path of docs/openapi.yaml has`);
+if (table.length < 10) fail(`GET / lists only ${table.length} routes`);
+const fileMethods = (t) => METHODS.filter((m) => m !== 'head' && spec.paths[t][m]).map((m) => m.toUpperCase());
+for (const { path, methods } of table) {
+  const want = methods.filter((m) => m !== 'HEAD');
+  if (methods.includes('GET') !== methods.includes('HEAD')) fail(`the route table has ${path} with ${methods}: HEAD goes with GET`);
+  if (!spec.paths[path]) fail(`the route table has ${path}, which docs/openapi.yaml lacks`);
+  else if (want.sort().join() !== fileMethods(path).sort().join())
+    fail(`the route table has ${path} with ${want}, docs/openapi.yaml with ${fileMethods(path)}`);
 }
+for (const t of Object.keys(spec.paths))
+  if (!table.some((r) => r.path === t)) fail(`docs/openapi.yaml has ${t}, which the route table lacks`);
 // A concrete path for each template: the first one the requests used, else the template itself.
 const concrete = new Map();
 for (const e of requests) {
@@ -217,7 +213,7 @@ for (const e of requests) {
   const t = templateOf(p);
   if (t && !concrete.has(t)) concrete.set(t, p);
 }
-const probes = new Set(['/', ...literals, ...Object.keys(spec.paths).map((t) => concrete.get(t) || t)]);
+const probes = new Set(['/', ...Object.keys(spec.paths).map((t) => concrete.get(t) || t)]);
 const routeGone = (res) => res.status === 405 || (res.status === 404 && /"detail":"no such resource/.test(res.body));
 // A 405 names in Allow what the path does allow (RFC 9110): the file's methods for it.
 function checkAllow(what, path, res) {

@@ -1,5 +1,5 @@
 /*
- * sagas.c — the registry of sagas and the /sagas API (docs/sagas.md):
+ * api_sagas.c — the registry of sagas and the /sagas API (docs/sagas.md):
  *
  *   PUT    /sagas/{name}                    define or redefine (201 / 200)
  *   GET    /sagas, GET /sagas/{name}        counts by status (and the definition)
@@ -12,7 +12,7 @@
  * stops the old runner before the new one starts; it runs as a job (joining a thread, an
  * append), everything else on the loop with the registry's mutex held.
  */
-#include "server.h"
+#include "api.h"
 
 #include "../saga/saga.h"
 #include "../sys/defs.h"
@@ -151,54 +151,56 @@ static void submit(conn *c, const char *name, factum_str_t body, job_fn work) {
 
 /* ---- routing ---- */
 
-void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
+void api_list_sagas(conn *c, const route_args *a, factum_str_t body) {
+    (void)a, (void)body;
     sagas_t *ss = c->l->srv->sagas;
-    bool get = http_token_is(c->req->h.method, "get") || http_token_is(c->req->h.method, "head");
     buf_t b = {0};
-    if (rest.len <= 1) {
-        if (!get) {
-            api_not_allowed(c, "GET, HEAD");
-            return;
-        }
-        buf_append(&b, "[", 1);
-        pthread_mutex_lock(&ss->mu);
-        for (entry *e = ss->list; e; e = e->next) {
-            if (b.len > 1) buf_append(&b, ",", 1);
-            saga_status(e->s, false, &b);
-        }
-        pthread_mutex_unlock(&ss->mu);
-        buf_append(&b, "]", 1);
-        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
-        buf_free(&b);
-        return;
+    buf_append(&b, "[", 1);
+    pthread_mutex_lock(&ss->mu);
+    for (entry *e = ss->list; e; e = e->next) {
+        if (b.len > 1) buf_append(&b, ",", 1);
+        saga_status(e->s, false, &b);
     }
-    /* /{name}[/instances[/{id}] | /parked] */
+    pthread_mutex_unlock(&ss->mu);
+    buf_append(&b, "]", 1);
+    conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
+
+/* The {name} param into name; false (answered 400) if it is not a saga name. */
+static bool name_arg(conn *c, const route_args *a, char name[SAGA_MAX_NAME + 1]) {
+    return api_path_name(c, a->p[0], SAGA_MAX_NAME, saga_name_valid,
+                         "a saga name is 1 to " STRINGIFY(SAGA_MAX_NAME) " letters, digits, '_' or '-'", name);
+}
+
+void api_define_saga(conn *c, const route_args *a, factum_str_t body) {
     char name[SAGA_MAX_NAME + 1];
-    factum_str_t tail;
-    if (!api_path_name(c, rest, SAGA_MAX_NAME, saga_name_valid,
-                       "a saga name is 1 to " STRINGIFY(SAGA_MAX_NAME) " letters, digits, '_' or '-'", name, &tail))
-        return;
-    if (!tail.len && http_token_is(c->req->h.method, "put")) {
-        submit(c, name, body, define_work);
-        return;
-    }
-    if (!tail.len && http_token_is(c->req->h.method, "delete")) {
-        submit(c, name, (factum_str_t){0}, delete_work);
-        return;
-    }
-    if (!get) {
-        api_not_allowed(c, tail.len ? "GET, HEAD" : "GET, HEAD, PUT, DELETE");
-        return;
-    }
+    if (name_arg(c, a, name)) submit(c, name, body, define_work);
+}
+
+void api_delete_saga(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    char name[SAGA_MAX_NAME + 1];
+    if (name_arg(c, a, name)) submit(c, name, (factum_str_t){0}, delete_work);
+}
+
+enum { SHOW_SAGA, SHOW_INSTANCES, SHOW_INSTANCE, SHOW_PARKED };
+
+/* The GET routes of one saga (what), with the registry's mutex held while they read it. */
+static void show(conn *c, const route_args *a, int what) {
+    sagas_t *ss = c->l->srv->sagas;
+    char name[SAGA_MAX_NAME + 1];
+    if (!name_arg(c, a, name)) return;
+    buf_t b = {0};
     factum_error_t err;
     int rc = 0;
     pthread_mutex_lock(&ss->mu);
     entry *e = *find(ss, name);
     if (!e) {
         rc = err_set(&err, FACTUM_ENOTFOUND, "no saga %s", name);
-    } else if (!tail.len) {
+    } else if (what == SHOW_SAGA) {
         saga_status(e->s, true, &b);
-    } else if (str_eq(tail, str_c("/instances"))) {
+    } else if (what == SHOW_INSTANCES) {
         factum_str_t q = c->req->h.query;
         buf_t status = {0};
         if (q.len > 7 && !memcmp(q.ptr, "status=", 7))
@@ -208,18 +210,15 @@ void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
         else
             rc = saga_instances(e->s, status.len ? status.ptr : NULL, &b, &err);
         buf_free(&status);
-    } else if (tail.len > 11 && !memcmp(tail.ptr, "/instances/", 11)) {
+    } else if (what == SHOW_INSTANCE) {
         buf_t id = {0};
-        if (http_unescape((factum_str_t){tail.ptr + 11, tail.len - 11}, false, &id) || buf_append(&id, "", 1) ||
-            strlen(id.ptr) != id.len - 1)
+        if (http_unescape(a->p[1], false, &id) || buf_append(&id, "", 1) || strlen(id.ptr) != id.len - 1)
             rc = err_set(&err, FACTUM_EINVAL, "a bad instance id in the path");
         else
             rc = saga_instance(e->s, id.ptr, &b, &err);
         buf_free(&id);
-    } else if (str_eq(tail, str_c("/parked"))) {
-        rc = saga_parked(e->s, &b, &err);
     } else {
-        rc = err_set(&err, FACTUM_ENOTFOUND, "no such resource (a saga has /instances and /parked)");
+        rc = saga_parked(e->s, &b, &err);
     }
     pthread_mutex_unlock(&ss->mu);
     if (rc)
@@ -227,6 +226,26 @@ void api_sagas(conn *c, factum_str_t rest, factum_str_t body) {
     else
         conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
+}
+
+void api_show_saga(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    show(c, a, SHOW_SAGA);
+}
+
+void api_saga_instances(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    show(c, a, SHOW_INSTANCES);
+}
+
+void api_saga_instance(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    show(c, a, SHOW_INSTANCE);
+}
+
+void api_saga_parked(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    show(c, a, SHOW_PARKED);
 }
 
 void sagas_metrics(sagas_t *ss, buf_t *b) {

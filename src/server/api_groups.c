@@ -1,12 +1,12 @@
 /*
- * groups_api.c — the /groups API over groups.c:
+ * api_groups.c — the /groups API over groups.c:
  *   PUT /groups/{g} (201 created / 200 updated), GET /groups, GET /groups/{g}, DELETE /groups/{g}
  *   POST /groups/{g}/messages?max=N&wait_ms=T (long poll), POST /groups/{g}/ack, .../nack
  *   GET /groups/{g}/parked, POST /groups/{g}/parked/replay, DELETE /groups/{g}/parked/{id}
  * Every change is a record appended to $groups or $group-{g}; it is applied to the in-memory
  * group from the durable record (read back by position), then answered.
  */
-#include "server.h"
+#include "api.h"
 
 #include "groups.h"
 
@@ -210,98 +210,134 @@ static void parked_change(conn *c, factum_str_t body, const char *one, const cha
     write_change(c, rc, &err, &rec, n, type, NULL);
 }
 
-void api_groups(conn *c, factum_str_t rest, factum_str_t body) {
-    const http_req *h = &c->req->h;
-    groups_t *gs = c->l->srv->groups;
-    bool get = str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"));
-    if (rest.len == 0 || str_eq(rest, str_c("/"))) {
-        if (!get) {
-            api_not_allowed(c, "GET, HEAD");
-            return;
-        }
-        buf_t b = {0};
-        groups_list(gs, &b);
-        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
-        buf_free(&b);
-        return;
-    }
-    /* /{name}[/messages|/ack] */
-    const char *slash = memchr(rest.ptr + 1, '/', rest.len - 1);
-    size_t nl = slash ? (size_t)(slash - rest.ptr - 1) : rest.len - 1;
-    factum_str_t tail = slash ? (factum_str_t){slash, (size_t)(rest.ptr + rest.len - slash)} : (factum_str_t){"", 0};
-    if (nl == 0 || nl > GROUP_MAX_NAME) {
+/* ---- the routes ---- */
+
+void api_list_groups(conn *c, const route_args *a, factum_str_t body) {
+    (void)a, (void)body;
+    buf_t b = {0};
+    groups_list(c->l->srv->groups, &b);
+    conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
+
+/* The {group} param into c->ar_note; false (answered 404) if it is longer than a group name. */
+static bool group_arg(conn *c, const route_args *a) {
+    if (a->p[0].len > GROUP_MAX_NAME) {
         conn_problem(c, 404, "not-found", NULL, "no such group");
-        return;
+        return false;
     }
-    snprintf(c->ar_note, sizeof c->ar_note, "%.*s", (int)nl, rest.ptr + 1);
+    snprintf(c->ar_note, sizeof c->ar_note, "%.*s", (int)a->p[0].len, a->p[0].ptr);
+    return true;
+}
+
+void api_show_group(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    if (!group_arg(c, a)) return;
+    buf_t b = {0};
+    if (groups_show(c->l->srv->groups, c->ar_note, &b))
+        conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
+    else
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
+
+void api_define_group(conn *c, const route_args *a, factum_str_t body) {
+    if (!group_arg(c, a)) return;
+    buf_t rec = {0};
+    bool created;
     factum_error_t err;
-    int rc;
-    if (tail.len == 0) {
-        buf_t rec = {0};
-        if (get) {
-            if (groups_show(gs, c->ar_note, &rec))
-                conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
-            else
-                conn_respond(c, 200, "application/json", NULL, rec.ptr, rec.len);
-        } else if (str_eq(h->method, str_c("PUT"))) {
-            bool created;
-            if ((rc = groups_define_prepare(gs, c->ar_note, body, &rec, &created, &err)))
-                server_problem(c, rc, err.message);
-            else {
-                c->ar_at = created;
-                submit(c, GROUPS_STREAM, "GroupDefined", &rec, defined_done);
-            }
-        } else if (str_eq(h->method, str_c("DELETE"))) {
-            if ((rc = groups_delete_prepare(gs, c->ar_note, &rec, &err)))
-                server_problem(c, rc, err.message);
-            else
-                submit(c, GROUPS_STREAM, "GroupDeleted", &rec, deleted_done);
-        } else {
-            api_not_allowed(c, "GET, HEAD, PUT, DELETE");
-        }
-        buf_free(&rec);
-    } else if (str_eq(tail, str_c("/messages")) && str_eq(h->method, str_c("POST"))) {
-        pull(c);
-    } else if (str_eq(tail, str_c("/messages")) && get) {
-        /* push: Server-Sent Events, at most max_in_flight unacknowledged (default 10) */
-        factum_str_t a = http_header_get(h, "accept");
-        uint64_t limit = 10;
-        factum_str_t q = h->query;
-        if (q.len && (q.len <= 14 || memcmp(q.ptr, "max_in_flight=", 14) ||
-                      !str_u64((factum_str_t){q.ptr + 14, q.len - 14}, &limit)))
-            limit = 0; /* refused below */
-        if (!a.len || !memmem(a.ptr, a.len, "text/event-stream", 17))
-            conn_problem(c, 406, "not-acceptable", NULL,
-                         "push delivery is Server-Sent Events: send Accept: text/event-stream");
-        else if (limit < 1 || limit > PULL_MAX)
-            conn_problem(c, 400, "bad-request", NULL, "the only parameter is max_in_flight=N, 1 to %d", PULL_MAX);
-        else if (!groups_has(gs, c->ar_note))
-            conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
-        else
-            sse_start_group(c, c->ar_note, (uint32_t)limit);
-    } else if (str_eq(tail, str_c("/ack")) && str_eq(h->method, str_c("POST"))) {
-        change(c, body, groups_ack_prepare, "Acked");
-    } else if (str_eq(tail, str_c("/nack")) && str_eq(h->method, str_c("POST"))) {
-        change(c, body, groups_nack_prepare, "Nacked");
-    } else if ((str_eq(tail, str_c("/parked")) || (tail.len > 8 && !memcmp(tail.ptr, "/parked/", 8))) && get) {
-        /* the parked list, or one parked event (inspect) */
-        char one[32];
-        bool single = tail.len > 8;
-        if (single) snprintf(one, sizeof one, "%.*s", (int)MIN(tail.len - 8, sizeof one - 1), tail.ptr + 8);
-        buf_t b = {0};
-        if (groups_parked_list(gs, c->ar_note, single ? one : NULL, &b))
-            conn_problem(c, 404, "not-found", NULL, "no group '%s'%s", c->ar_note,
-                         single ? " or no such parked event" : "");
-        else
-            conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
-        buf_free(&b);
-    } else if (str_eq(tail, str_c("/parked/replay")) && str_eq(h->method, str_c("POST"))) {
-        parked_change(c, body, NULL, "Replayed");
-    } else if (tail.len > 8 && !memcmp(tail.ptr, "/parked/", 8) && str_eq(h->method, str_c("DELETE"))) {
-        char one[32];
-        snprintf(one, sizeof one, "%.*s", (int)MIN(tail.len - 8, sizeof one - 1), tail.ptr + 8);
-        parked_change(c, (factum_str_t){"", 0}, one, "ParkedDeleted");
-    } else {
-        conn_problem(c, 404, "not-found", NULL, "no such resource (a group has /messages, /ack, /nack and /parked)");
+    int rc = groups_define_prepare(c->l->srv->groups, c->ar_note, body, &rec, &created, &err);
+    if (rc)
+        server_problem(c, rc, err.message);
+    else {
+        c->ar_at = created;
+        submit(c, GROUPS_STREAM, "GroupDefined", &rec, defined_done);
     }
+    buf_free(&rec);
+}
+
+void api_delete_group(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    if (!group_arg(c, a)) return;
+    buf_t rec = {0};
+    factum_error_t err;
+    int rc = groups_delete_prepare(c->l->srv->groups, c->ar_note, &rec, &err);
+    if (rc)
+        server_problem(c, rc, err.message);
+    else
+        submit(c, GROUPS_STREAM, "GroupDeleted", &rec, deleted_done);
+    buf_free(&rec);
+}
+
+void api_pull_group(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    if (group_arg(c, a)) pull(c);
+}
+
+/* push: Server-Sent Events, at most max_in_flight unacknowledged (default 10) */
+void api_push_group(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    if (!group_arg(c, a)) return;
+    const http_req *h = &c->req->h;
+    factum_str_t accept = http_header_get(h, "accept");
+    uint64_t limit = 10;
+    factum_str_t q = h->query;
+    if (q.len && (q.len <= 14 || memcmp(q.ptr, "max_in_flight=", 14) ||
+                  !str_u64((factum_str_t){q.ptr + 14, q.len - 14}, &limit)))
+        limit = 0; /* refused below */
+    if (!accept.len || !memmem(accept.ptr, accept.len, "text/event-stream", 17))
+        conn_problem(c, 406, "not-acceptable", NULL,
+                     "push delivery is Server-Sent Events: send Accept: text/event-stream");
+    else if (limit < 1 || limit > PULL_MAX)
+        conn_problem(c, 400, "bad-request", NULL, "the only parameter is max_in_flight=N, 1 to %d", PULL_MAX);
+    else if (!groups_has(c->l->srv->groups, c->ar_note))
+        conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
+    else
+        sse_start_group(c, c->ar_note, (uint32_t)limit);
+}
+
+void api_ack_group(conn *c, const route_args *a, factum_str_t body) {
+    if (group_arg(c, a)) change(c, body, groups_ack_prepare, "Acked");
+}
+
+void api_nack_group(conn *c, const route_args *a, factum_str_t body) {
+    if (group_arg(c, a)) change(c, body, groups_nack_prepare, "Nacked");
+}
+
+/* The parked list (one = NULL), or one parked event (inspect). */
+static void show_parked(conn *c, const char *one) {
+    buf_t b = {0};
+    if (groups_parked_list(c->l->srv->groups, c->ar_note, one, &b))
+        conn_problem(c, 404, "not-found", NULL, "no group '%s'%s", c->ar_note, one ? " or no such parked event" : "");
+    else
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
+
+void api_list_parked(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    if (group_arg(c, a)) show_parked(c, NULL);
+}
+
+void api_replay_parked(conn *c, const route_args *a, factum_str_t body) {
+    if (group_arg(c, a)) parked_change(c, body, NULL, "Replayed");
+}
+
+/* The {delivery_id} param (a->p[1]), cut to what a delivery id can be. */
+static void delivery_arg(const route_args *a, char one[32]) {
+    snprintf(one, 32, "%.*s", (int)MIN(a->p[1].len, 31), a->p[1].ptr);
+}
+
+void api_show_parked(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    char one[32];
+    delivery_arg(a, one);
+    if (group_arg(c, a)) show_parked(c, one);
+}
+
+void api_delete_parked(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    char one[32];
+    delivery_arg(a, one);
+    if (group_arg(c, a)) parked_change(c, (factum_str_t){"", 0}, one, "ParkedDeleted");
 }

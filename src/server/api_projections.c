@@ -1,5 +1,5 @@
 /*
- * projections.c — the registry of projections and the /projections API (docs/projections.md):
+ * api_projections.c — the registry of projections and the /projections API (docs/projections.md):
  *
  *   PUT    /projections/{name}         define or redefine (201 / 200), checked against its database
  *   GET    /projections                every projection's status
@@ -13,7 +13,7 @@
  * not here: it is the checkpoint in its own database. Anything that talks to a database, or
  * waits, runs as a job on a worker thread; a mutex (define_mu) keeps definitions in log order.
  */
-#include "server.h"
+#include "api.h"
 
 #include "../base/json.h"
 #include "../proj/projector.h"
@@ -234,82 +234,79 @@ static void submit(conn *c, const char *name, factum_str_t body, bool keep_data,
 
 /* ---- routing ---- */
 
-void api_projections(conn *c, factum_str_t rest, factum_str_t body) {
+void api_list_projections(conn *c, const route_args *a, factum_str_t body) {
+    (void)a, (void)body;
     projections_t *ps = c->l->srv->projections;
-    bool get_m = http_token_is(c->req->h.method, "get") || http_token_is(c->req->h.method, "head");
-    if (rest.len <= 1) {
-        if (!get_m) {
-            api_not_allowed(c, "GET, HEAD");
-            return;
-        }
-        buf_t b = {0};
-        buf_append(&b, "[", 1);
-        pthread_mutex_lock(&ps->mu);
-        for (entry *e = ps->list; e; e = e->next) {
-            if (b.len > 1) buf_append(&b, ",", 1);
-            projector_status(e->p, false, &b);
-        }
-        pthread_mutex_unlock(&ps->mu);
-        buf_append(&b, "]", 1);
-        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
-        buf_free(&b);
-        return;
+    buf_t b = {0};
+    buf_append(&b, "[", 1);
+    pthread_mutex_lock(&ps->mu);
+    for (entry *e = ps->list; e; e = e->next) {
+        if (b.len > 1) buf_append(&b, ",", 1);
+        projector_status(e->p, false, &b);
     }
-    /* /{name}[/reset|/query] */
+    pthread_mutex_unlock(&ps->mu);
+    buf_append(&b, "]", 1);
+    conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
+
+/* The {name} param into name; false (answered 400) if it is not a projection name. */
+static bool name_arg(conn *c, const route_args *a, char name[PROJ_MAX_NAME + 1]) {
+    return api_path_name(
+        c, a->p[0], PROJ_MAX_NAME, proj_name_valid,
+        "a projection name is 1 to " STRINGIFY(PROJ_MAX_NAME) " letters, digits, '_', '-' or '.' (not first)", name);
+}
+
+/* The projection of the {name} param (a reference to unref), or NULL having answered. */
+static projector *projection_arg(conn *c, const route_args *a, char name[PROJ_MAX_NAME + 1]) {
+    if (!name_arg(c, a, name)) return NULL;
+    projector *p = get(c->l->srv->projections, name);
+    if (!p) conn_problem(c, 404, "not-found", NULL, "no projection %s", name);
+    return p;
+}
+
+void api_define_projection(conn *c, const route_args *a, factum_str_t body) {
     char name[PROJ_MAX_NAME + 1];
-    factum_str_t tail;
-    if (!api_path_name(
-            c, rest, PROJ_MAX_NAME, proj_name_valid,
-            "a projection name is 1 to " STRINGIFY(PROJ_MAX_NAME) " letters, digits, '_', '-' or '.' (not first)", name,
-            &tail))
-        return;
+    if (name_arg(c, a, name)) submit(c, name, body, false, define_work);
+}
+
+void api_delete_projection(conn *c, const route_args *a, factum_str_t body) {
+    char name[PROJ_MAX_NAME + 1];
+    if (!name_arg(c, a, name)) return;
     factum_str_t q = c->req->h.query;
-    if (!tail.len) {
-        if (http_token_is(c->req->h.method, "put")) {
-            submit(c, name, body, false, define_work);
-        } else if (http_token_is(c->req->h.method, "delete")) {
-            bool keep = str_eq(q, str_c("keep_data=true"));
-            if (q.len && !keep && !str_eq(q, str_c("keep_data=false"))) {
-                conn_problem(c, 400, "bad-request", NULL,
-                             "DELETE /projections/{name} takes keep_data=true or keep_data=false");
-                return;
-            }
-            submit(c, name, body, keep, delete_work);
-        } else if (get_m) {
-            projector *p = get(ps, name);
-            if (!p) {
-                conn_problem(c, 404, "not-found", NULL, "no projection %s", name);
-                return;
-            }
-            buf_t b = {0};
-            projector_status(p, true, &b);
-            projector_unref(p);
-            conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
-            buf_free(&b);
-        } else {
-            api_not_allowed(c, "GET, HEAD, PUT, DELETE");
-        }
+    bool keep = str_eq(q, str_c("keep_data=true"));
+    if (q.len && !keep && !str_eq(q, str_c("keep_data=false"))) {
+        conn_problem(c, 400, "bad-request", NULL, "DELETE /projections/{name} takes keep_data=true or keep_data=false");
         return;
     }
-    bool reset = str_eq(tail, str_c("/reset")), query = str_eq(tail, str_c("/query"));
-    if (!reset && !query) {
-        conn_problem(c, 404, "not-found", NULL, "no such resource (a projection has /reset and /query)");
-        return;
-    }
-    if (!http_token_is(c->req->h.method, "post")) {
-        api_not_allowed(c, "POST");
-        return;
-    }
-    projector *p = get(ps, name);
-    if (!p) {
-        conn_problem(c, 404, "not-found", NULL, "no projection %s", name);
-        return;
-    }
-    if (query) {
-        projector_unref(p);
-        submit(c, name, body, false, query_work);
-        return;
-    }
+    submit(c, name, body, keep, delete_work);
+}
+
+void api_show_projection(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    char name[PROJ_MAX_NAME + 1];
+    projector *p = projection_arg(c, a, name);
+    if (!p) return;
+    buf_t b = {0};
+    projector_status(p, true, &b);
+    projector_unref(p);
+    conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+}
+
+void api_query_projection(conn *c, const route_args *a, factum_str_t body) {
+    char name[PROJ_MAX_NAME + 1];
+    projector *p = projection_arg(c, a, name);
+    if (!p) return;
+    projector_unref(p);
+    submit(c, name, body, false, query_work);
+}
+
+void api_reset_projection(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    char name[PROJ_MAX_NAME + 1];
+    projector *p = projection_arg(c, a, name);
+    if (!p) return;
     projector_reset(p);
     buf_t b = {0};
     projector_status(p, false, &b);

@@ -1,5 +1,5 @@
 /*
- * admin.c — the scavenger thread and /admin/scavenge (issue 5; docs/lifecycle.md).
+ * api_admin.c — the scavenger thread and /admin/scavenge (issue 5; docs/lifecycle.md).
  *
  *   POST /admin/scavenge   starts a scavenge (202 and its progress; 200 if one is running)
  *   GET  /admin/scavenge   progress of the running or last scavenge
@@ -8,7 +8,7 @@
  * only calls factum_scavenge, which does its own locking; the loops read progress through
  * factum_scavenge_stats.
  */
-#include "server.h"
+#include "api.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -76,18 +76,11 @@ void scavenger_close(scavenger_t *sv) {
     free(sv);
 }
 
-void api_admin(conn *c, factum_str_t rest) {
+/* GET /admin/scavenge (progress) and POST /admin/scavenge (start one). */
+void api_scavenge(conn *c, const route_args *a, factum_str_t body) {
+    (void)a, (void)body;
     server *s = c->l->srv;
-    if (!str_eq(rest, str_c("/scavenge"))) {
-        conn_problem(c, 404, "not-found", NULL, "no such resource: /admin%.*s (there is /admin/scavenge)",
-                     (int)MIN(rest.len, 200), rest.ptr);
-        return;
-    }
-    bool post = http_token_is(c->req->h.method, "post");
-    if (!post && !http_token_is(c->req->h.method, "get") && !http_token_is(c->req->h.method, "head")) {
-        api_not_allowed(c, "GET, HEAD, POST");
-        return;
-    }
+    bool post = route_method(c->req->h.method) == ROUTE_POST;
     factum_scavenge_stats_t st;
     factum_scavenge_stats(s->db, &st);
     int status = 200;
@@ -98,8 +91,8 @@ void api_admin(conn *c, factum_str_t rest) {
         pthread_mutex_unlock(&s->scav->mu);
         status = 202;
     }
-    char body[1024];
-    size_t n = factum_scavenge_json(&st, body, sizeof body);
-    conn_respond(c, status, "application/json", status == 202 ? "Location: /admin/scavenge\r\n" : NULL, body,
-                 MIN(n, sizeof body - 1));
+    char out[1024];
+    size_t n = factum_scavenge_json(&st, out, sizeof out);
+    conn_respond(c, status, "application/json", status == 202 ? "Location: /admin/scavenge\r\n" : NULL, out,
+                 MIN(n, sizeof out - 1));
 }

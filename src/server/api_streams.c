@@ -1,9 +1,9 @@
 /*
- * streams_api.c — the stream and category listings, GET /streams and GET /categories, served
+ * api_streams.c — the stream and category listings, GET /streams and GET /categories, served
  * from the index's stream names (factum_list_streams, docs/http.md "Listing streams"): paged by
  * name with `after` and a Link to the next page, never a scan of the log.
  */
-#include "server.h"
+#include "api.h"
 
 #include "../base/json.h"
 
@@ -140,6 +140,12 @@ static void list_answer(conn *c, bool streams) {
     list_params_free(&p);
 }
 
-void api_list_streams(conn *c) { list_answer(c, true); }
+void api_list_streams(conn *c, const route_args *a, factum_str_t body) {
+    (void)a, (void)body;
+    list_answer(c, true);
+}
 
-void api_list_categories(conn *c) { list_answer(c, false); }
+void api_list_categories(conn *c, const route_args *a, factum_str_t body) {
+    (void)a, (void)body;
+    list_answer(c, false);
+}

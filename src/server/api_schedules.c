@@ -1,5 +1,5 @@
 /*
- * schedules.c — the /schedules API over the durable timers of timers.c:
+ * api_schedules.c — the /schedules API over the durable timers of timers.c:
  *   POST /schedules {"at" | "delay_ms", "stream", "event"}  -> 201 {"id", "at"}
  *   GET /schedules?state=S&after=ID&limit=N    -> [schedule, ...] in id order, Link to the next page
  *   GET /schedules/{id}                        -> {"id", "at", "stream", "state", "event", ...}
@@ -7,7 +7,7 @@
  * Writes go to $schedules through the loop's asynchronous append; the timer table learns of
  * them only once they are durable.
  */
-#include "server.h"
+#include "api.h"
 
 #include "../base/json.h"
 #include "../timer/timers.h"
@@ -259,28 +259,34 @@ static void cancel(conn *c, const char *id) {
     }
 }
 
-void api_schedules(conn *c, factum_str_t rest, factum_str_t body) {
-    const http_req *h = &c->req->h;
-    bool get = str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"));
-    if (rest.len == 0) {
-        if (str_eq(h->method, str_c("POST")))
-            schedule(c, body);
-        else if (get)
-            list(c);
-        else
-            api_not_allowed(c, "GET, HEAD, POST");
-        return;
-    }
-    char id[40];
-    if (rest.ptr[0] != '/' || rest.len < 2 || rest.len - 1 >= sizeof id || memchr(rest.ptr + 1, '/', rest.len - 1)) {
+void api_schedule(conn *c, const route_args *a, factum_str_t body) {
+    (void)a;
+    schedule(c, body);
+}
+
+void api_list_schedules(conn *c, const route_args *a, factum_str_t body) {
+    (void)a, (void)body;
+    list(c);
+}
+
+/* The {id} param into id; false (answered 404) if it is longer than an id. */
+static bool schedule_id(conn *c, const route_args *a, char id[40]) {
+    if (a->p[0].len >= 40) {
         conn_problem(c, 404, "not-found", NULL, "no such resource");
-        return;
+        return false;
     }
-    snprintf(id, sizeof id, "%.*s", (int)rest.len - 1, rest.ptr + 1);
-    if (get)
-        show(c, id);
-    else if (str_eq(h->method, str_c("DELETE")))
-        cancel(c, id);
-    else
-        api_not_allowed(c, "GET, HEAD, DELETE");
+    snprintf(id, 40, "%.*s", (int)a->p[0].len, a->p[0].ptr);
+    return true;
+}
+
+void api_show_schedule(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    char id[40];
+    if (schedule_id(c, a, id)) show(c, id);
+}
+
+void api_cancel_schedule(conn *c, const route_args *a, factum_str_t body) {
+    (void)body;
+    char id[40];
+    if (schedule_id(c, a, id)) cancel(c, id);
 }

@@ -1,5 +1,5 @@
 /*
- * meta_api.c — stream metadata and deletion over HTTP (issue 5; docs/lifecycle.md):
+ * api_meta.c — stream metadata and deletion over HTTP (issue 5; docs/lifecycle.md):
  *
  *   GET /streams/{s}/metadata     the stream's metadata (defaults if none was set)
  *   PUT /streams/{s}/metadata     {"max_age_s": N, "max_count": N, "truncate_before": R, "custom": {...}}
@@ -8,7 +8,7 @@
  * Both changes go to the engine's writer like appends (asynchronously) and are answered when
  * durable; the engine decides them against the stream as it is at that moment.
  */
-#include "server.h"
+#include "api.h"
 
 #include "../base/json.h"
 
@@ -16,7 +16,8 @@
 
 static const char *const JSON = "application/json";
 
-static void render_meta(conn *c, factum_str_t stream) {
+static void render_meta(conn *c, factum_str_t stream, factum_str_t body) {
+    (void)body;
     factum_meta_t m;
     factum_error_t err;
     int rc = factum_meta_get(c->l->srv->db, stream, &m, &err);
@@ -38,7 +39,7 @@ static void meta_done(conn *c) {
     if (!server_written(c)) return;
     buf_t name = {0};
     api_path_stream(c, &name);
-    render_meta(c, (factum_str_t){name.ptr ? name.ptr : "", name.len});
+    render_meta(c, (factum_str_t){name.ptr ? name.ptr : "", name.len}, (factum_str_t){0});
     buf_free(&name);
 }
 
@@ -88,13 +89,10 @@ static void put_metadata(conn *c, factum_str_t stream, factum_str_t body) {
         server_problem(c, err.code, err.message);
 }
 
-void api_stream_metadata(conn *c, factum_str_t stream, factum_str_t body) {
-    if (http_token_is(c->req->h.method, "get") || http_token_is(c->req->h.method, "head"))
-        render_meta(c, stream);
-    else if (http_token_is(c->req->h.method, "put"))
-        put_metadata(c, stream, body);
-    else
-        api_not_allowed(c, "GET, HEAD, PUT");
+void api_get_metadata(conn *c, const route_args *a, factum_str_t body) { api_on_stream(c, a, true, body, render_meta); }
+
+void api_put_metadata(conn *c, const route_args *a, factum_str_t body) {
+    api_on_stream(c, a, true, body, put_metadata);
 }
 
 static void deleted_done(conn *c) {
@@ -110,7 +108,8 @@ static void deleted_done(conn *c) {
     buf_free(&b);
 }
 
-void api_delete_stream(conn *c, factum_str_t stream) {
+static void delete_stream(conn *c, factum_str_t stream, factum_str_t body) {
+    (void)body;
     factum_str_t q = c->req->h.query;
     int tombstone = 0;
     if (q.len) {
@@ -127,4 +126,8 @@ void api_delete_stream(conn *c, factum_str_t stream) {
     c->ar_at = tombstone;
     if (server_submit_meta(c, stream, NULL, expected, tombstone, deleted_done, &err))
         server_problem(c, err.code, err.message);
+}
+
+void api_delete_stream(conn *c, const route_args *a, factum_str_t body) {
+    api_on_stream(c, a, false, body, delete_stream);
 }

@@ -1,11 +1,11 @@
 /*
- * snapshots.c — aggregate snapshots (issue 5): PUT/GET /streams/{s}/snapshot and
+ * api_snapshots.c — aggregate snapshots (issue 5): PUT/GET /streams/{s}/snapshot and
  * GET /streams/{s}?from=snapshot, which answers the latest snapshot and the events after it in
  * one round trip. Snapshots are events in a system stream per aggregate, "$snapshot-" and 16 hex
  * digits of the stream name's hash (a stream name may be 255 bytes, too long to prefix); each
  * record names its stream, so a hash collision is told apart.
  */
-#include "server.h"
+#include "api.h"
 
 #include "../base/json.h"
 #include "../sys/replay.h"
@@ -51,6 +51,15 @@ static void render_snapshot(buf_t *b, const factum_event_t *rec) {
     buf_append(b, "}", 1);
 }
 
+/* Whether stream may have snapshots (answered 400 if not). */
+static bool snapshot_allowed(conn *c, factum_str_t stream) {
+    if (stream.len && stream.ptr[0] == '$') {
+        conn_problem(c, 400, "bad-stream", NULL, "system streams have no snapshots");
+        return false;
+    }
+    return true;
+}
+
 static void stored_done(conn *c) {
     if (!server_written(c)) return;
     char body[200];
@@ -60,6 +69,7 @@ static void stored_done(conn *c) {
 }
 
 static void put_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
+    if (!snapshot_allowed(c, stream)) return;
     factum_t *db = c->l->srv->db;
     factum_str_t rev, state;
     int kind, rk;
@@ -99,35 +109,34 @@ static void put_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
     buf_free(&data);
 }
 
-void api_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
-    const http_req *h = &c->req->h;
-    if (stream.len && stream.ptr[0] == '$') {
-        conn_problem(c, 400, "bad-stream", NULL, "system streams have no snapshots");
+static void get_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
+    (void)body;
+    if (!snapshot_allowed(c, stream)) return;
+    const factum_event_t *rec;
+    factum_result_t *r;
+    factum_error_t err;
+    int rc = latest(c->l->srv->db, stream, &rec, &r, &err);
+    if (rc) {
+        server_problem(c, rc, err.message);
         return;
     }
-    if (str_eq(h->method, str_c("PUT"))) {
-        put_snapshot(c, stream, body);
-    } else if (str_eq(h->method, str_c("GET")) || str_eq(h->method, str_c("HEAD"))) {
-        const factum_event_t *rec;
-        factum_result_t *r;
-        factum_error_t err;
-        int rc = latest(c->l->srv->db, stream, &rec, &r, &err);
-        if (rc) {
-            server_problem(c, rc, err.message);
-            return;
-        }
-        if (!r) {
-            conn_problem(c, 404, "not-found", NULL, "stream '%.*s' has no snapshot", (int)stream.len, stream.ptr);
-            return;
-        }
-        buf_t b = {0};
-        render_snapshot(&b, rec);
-        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
-        buf_free(&b);
-        factum_result_free(r);
-    } else {
-        api_not_allowed(c, "GET, HEAD, PUT");
+    if (!r) {
+        conn_problem(c, 404, "not-found", NULL, "stream '%.*s' has no snapshot", (int)stream.len, stream.ptr);
+        return;
     }
+    buf_t b = {0};
+    render_snapshot(&b, rec);
+    conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+    buf_free(&b);
+    factum_result_free(r);
+}
+
+void api_put_snapshot(conn *c, const route_args *a, factum_str_t body) {
+    api_on_stream(c, a, true, body, put_snapshot);
+}
+
+void api_get_snapshot(conn *c, const route_args *a, factum_str_t body) {
+    api_on_stream(c, a, true, body, get_snapshot);
 }
 
 void api_read_from_snapshot(conn *c, factum_str_t stream, size_t limit) {
