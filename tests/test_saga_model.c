@@ -237,7 +237,7 @@ static void same_instance(const inst *a, const inst *b) {
     CHECK_EQ(a->started_us, b->started_us);
     CHECK_EQ(a->ended_us, b->ended_us);
     CHECK(a->ctx.len == b->ctx.len && !memcmp(a->ctx.ptr, b->ctx.ptr, a->ctx.len));
-    for (int k = 0; k < MAXSTEPS; k++) {
+    for (int k = 0; k < MAX_STEPS; k++) {
         CHECK_EQ(a->due_us[k], b->due_us[k]);
         CHECK(a->sent[k].len == b->sent[k].len && !memcmp(a->sent[k].ptr, b->sent[k].ptr, a->sent[k].len));
     }
@@ -471,4 +471,52 @@ TEST_T(the_saga_machine_matches_a_simple_model_and_its_records_rebuild_the_same_
            ninstances_, nended_[S_COMPLETED], nended_[S_FAILED], nended_[S_COMP_FAILED], nparked_, ntimeouts_,
            nrestarts_);
     CHECK(nended_[S_COMPLETED] && nended_[S_FAILED] && nended_[S_COMP_FAILED] && nparked_ && ntimeouts_ && nrestarts_);
+}
+
+/* The most records one input can write: 31 stages whose unconfirmed compensations all run when
+   the 32nd step fails — its StepFailed, two records per compensation, and SagaFailed. */
+TEST(one_input_that_compensates_31_steps_writes_all_64_records_and_sends_31_commands) {
+    buf_t b = {0};
+    buf_append(&b, "{\"start_on\":\"Placed\",\"instance_id\":\"data.id\",\"steps\":[", 54);
+    for (int k = 0; k < MAX_STEPS; k++)
+        buf_printf(
+            &b,
+            "%s{\"name\":\"s%d\",\"command\":{\"stream\":\"svc-commands\",\"type\":\"Do%d\"},\"success\":[\"Ok%d\"],"
+            "\"failure\":[\"No%d\"],\"compensation\":{\"stream\":\"svc-commands\",\"type\":\"Undo%d\"}}",
+            k ? "," : "", k, k, k, k, k);
+    buf_append(&b, "]}", 2);
+    factum_error_t err;
+    CHECK_MSG(!saga_def_parse("model", (factum_str_t){b.ptr, b.len}, &d_, &err), "%s", err.message);
+    CHECK_MSG(!saga_def_check(d_, &err), "%s", err.message);
+    db_ = test_open(test_dir(), NULL);
+    slot *sl = &slots[0];
+    sl->used = true;
+    snprintf(sl->id, sizeof sl->id, "big");
+    factum_event_t e = input_event(sl, "order-1", "Placed", "{\"id\":\"big\"}");
+    saga_facts f = facts();
+    saga_decide_start(d_, &f, "big", &e, &out_);
+    sl->i = saga_inst_new("big");
+    record_and_apply(sl);
+    for (int k = 0; k < MAX_STEPS; k++) {
+        char type[16];
+        snprintf(type, sizeof type, "%s%d", k < MAX_STEPS - 1 ? "Ok" : "No", k);
+        e = input_event(sl, "svc-events", type, "{}");
+        saga_decide(d_, &f, sl->i, &e, &out_);
+        CHECK(!out_.park[0]);
+        if (k < MAX_STEPS - 1) CHECK_EQ(out_.nrecs, 2); /* StepSucceeded, the next StepStarted */
+        record_and_apply(sl);
+    }
+    CHECK_EQ(out_.nrecs, 1 + 2 * (MAX_STEPS - 1) + 1);
+    int sent = 0;
+    for (int k = 0; k < out_.nrecs; k++)
+        sent += out_.recs[k].r.sent.len > 0;
+    CHECK_EQ(sent, MAX_STEPS - 1);
+    CHECK_EQ(sl->i->c.status, S_FAILED);
+    inst *r = replay(sl, NULL);
+    same_instance(sl->i, r);
+    saga_inst_free(r);
+    slot_clear(sl);
+    saga_out_free(&out_);
+    saga_def_free(d_);
+    factum_close(db_);
 }
