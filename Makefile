@@ -112,7 +112,7 @@ FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 build/fuzz/%: fuzz/%.c $(LIB_SRC) src/server/http.c | $(BUILD)/.deps build/.fuzz-deps
 	@mkdir -p build/fuzz
 	clang -std=c17 -O1 -g -D_GNU_SOURCE -DFUZZ_LIBFUZZER -Iinclude -pthread -fsanitize=fuzzer,address,undefined \
-	  -o $@ $< $(LIB_SRC) src/server/http.c src/proj/sqlparam.c src/saga/saga.c $(shell pkg-config --libs libxxhash)
+	  -o $@ $< $(LIB_SRC) src/server/http.c src/proj/sqlparam.c src/saga/def.c $(shell pkg-config --libs libxxhash)
 
 fuzz: deps $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
