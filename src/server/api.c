@@ -7,7 +7,7 @@
 #include "server.h"
 
 #include "../base/json.h"
-#include "groups.h"
+#include "../group/groups.h"
 #include "timers.h"
 
 #include <ctype.h>

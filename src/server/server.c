@@ -6,7 +6,7 @@
 #include "server.h"
 
 #include "../base/json.h"
-#include "groups.h"
+#include "../group/groups.h"
 #include "timers.h"
 
 #include <arpa/inet.h>

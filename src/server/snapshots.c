@@ -8,7 +8,7 @@
 #include "server.h"
 
 #include "../base/json.h"
-#include "replay.h"
+#include "../sys/replay.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -23,7 +23,7 @@
 #include "timers.h"
 
 #include "../base/json.h"
-#include "replay.h"
+#include "../sys/replay.h"
 
 #include <pthread.h>
 #include <stdio.h>
