@@ -139,7 +139,8 @@ void group_def_render(const group_def *d, buf_t *b);
 entry *group_entry_of(group *g, uint64_t key);
 entry *group_entry_add(group *g, uint64_t key, uint64_t pos); /* NULL: out of memory */
 parked *group_parked_of(group *g, uint64_t key);
-/* The lowest key not done; drops done entries below it. */
+/* The floor: every key below it without an entry is done (it never moves back; a parked event
+   replayed from below it has an entry). Drops done entries below it. */
 void group_refloor(group *g);
 size_t group_count_kind(const group *g, int kind);
 bool group_retry_parks(const group *g, const entry *x);

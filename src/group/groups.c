@@ -398,12 +398,16 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
     factum_t *db = gs->db;
     uint64_t head = factum_head_position(db);
     uint64_t end = d->src == SRC_STREAM ? (uint64_t)(factum_stream_revision(db, str_c(d->src_name)) + 1) : head;
-    st->next = g->next, st->checkpoint = g->floor;
+    /* The lowest key not done: the floor, or a parked event replayed from below it. */
+    uint64_t low = g->floor;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->e[i].kind != E_DONE && g->e[i].key < low) low = g->e[i].key;
+    st->next = g->next, st->checkpoint = low;
     st->has_lag_events = d->src == SRC_STREAM;
     if (st->has_lag_events)
-        st->lag_events = end > g->floor ? end - g->floor : 0;
+        st->lag_events = end > low ? end - low : 0;
     else
-        st->lag_positions = end > g->floor ? end - g->floor : 0;
+        st->lag_positions = end > low ? end - low : 0;
     st->in_flight = group_count_kind(g, E_INFLIGHT), st->retrying = group_count_kind(g, E_RETRY),
     st->held = group_count_kind(g, E_HELD);
     st->parked = g->npk, st->delivered = g->delivered, st->redelivered = g->redelivered, st->acked = g->acked;
@@ -425,15 +429,14 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
     st->oldest_parked_s = (double)(now - oldest) / 1e6;
     /* Lag in time: how old the oldest event not yet done is (and, for a stream source, how far
        back in the log it lies). */
-    if (end > g->floor) {
+    if (end > low) {
         factum_result_t *r = NULL;
         int rc;
         if (d->src == SRC_STREAM)
-            rc = factum_read_stream(db, str_c(d->src_name), g->floor, 1, 0, &r, NULL);
+            rc = factum_read_stream(db, str_c(d->src_name), low, 1, 0, &r, NULL);
         else {
-            factum_query_t q = {.from = g->floor,
-                                .limit = 1,
-                                .category = d->src == SRC_CATEGORY ? str_c(d->src_name) : (factum_str_t){0}};
+            factum_query_t q = {
+                .from = low, .limit = 1, .category = d->src == SRC_CATEGORY ? str_c(d->src_name) : (factum_str_t){0}};
             rc = factum_read_all(db, &q, &r, NULL);
         }
         if (!rc && factum_result_count(r)) {

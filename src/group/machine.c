@@ -106,12 +106,15 @@ entry *group_entry_add(group *g, uint64_t key, uint64_t pos) {
     return x;
 }
 
-/* The lowest key not done, and drop done entries below it. */
+/* The floor: the lowest key not done, never lower than before; drops done entries below it. */
 void group_refloor(group *g) {
     uint64_t f = g->next;
     for (size_t i = 0; i < g->n; i++)
         if (g->e[i].kind != E_DONE && g->e[i].key < f) f = g->e[i].key;
-    g->floor = f;
+    /* The floor never moves back: a parked event replayed from below it has an entry of its own.
+       Lowering it would forget the done events between (their entries are gone), and a restart
+       from a Checkpoint would read and deliver them again. */
+    g->floor = MAX(g->floor, f);
     size_t w = 0;
     for (size_t i = 0; i < g->n; i++)
         if (!(g->e[i].kind == E_DONE && g->e[i].key < f)) g->e[w++] = g->e[i];
@@ -333,7 +336,7 @@ static const char *refusal(group *g, const entry *x, uint64_t key, uint32_t atte
     if (x && x->kind == E_INFLIGHT && x->attempt > attempt) return "timed out and delivered again";
     if (x && (x->kind == E_RETRY || x->kind == E_PARKING)) return "timed out or nacked: it will be delivered again";
     if (group_parked_of(g, key)) return "parked";
-    if (key < g->floor || (x && x->kind == E_DONE)) return "done already (acked or skipped)";
+    if (x ? x->kind == E_DONE : key < g->floor) return "done already (acked or skipped)";
     return "never delivered as that attempt";
 }
 
@@ -360,7 +363,7 @@ static int walk_ids(group *g, factum_str_t arr, bool done_ok, void (*take)(void 
             take(ctx, x);
             continue;
         }
-        if (done_ok && (key < g->floor || (x && x->kind == E_DONE))) continue;
+        if (done_ok && (x ? x->kind == E_DONE : key < g->floor)) continue; /* an entry below the floor: replayed */
         if (ch->nrefused == ch->caprefused) {
             ch->caprefused = ch->caprefused ? ch->caprefused * 2 : 16;
             ch->refused = xrealloc(ch->refused, ch->caprefused * sizeof *ch->refused);
