@@ -116,6 +116,10 @@ struct groups {
 group *group_acquire(groups_t *gs, const char *name);
 void group_release(groups_t *gs, group *g);
 
+/* ---- machine.c ---- */
+/* realloc, or abort with a message: the server does not drop state on out-of-memory (STYLE.md). */
+void *group_xrealloc(void *p, size_t n);
+
 /* ---- machine.c: keyidx ---- */
 size_t keyidx_find(const keyidx *ix, const void *arr, size_t stride, uint64_t key); /* SIZE_MAX: none */
 /* After arr[idx] (of n) got key; rebuilds (grows) when needed. */

@@ -109,10 +109,8 @@ void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos) {
         g->d.min_delay_ms = tmp.min_delay_ms, g->d.max_delay_ms = tmp.max_delay_ms;
         pthread_mutex_unlock(&g->mu);
     } else {
-        if (!(g = calloc(1, sizeof *g))) {
-            fprintf(stderr, "factum: out of memory (a consumer group)\n");
-            abort();
-        }
+        g = group_xrealloc(NULL, sizeof *g);
+        memset(g, 0, sizeof *g);
         g->d = tmp;
         g->clk = &gs->clk;
         pthread_mutex_init(&g->mu, NULL);
@@ -213,24 +211,20 @@ int groups_parked_get(groups_t *gs, const char *name, const char *one, groups_pa
     group *g = group_acquire(gs, name);
     if (!g) return FACTUM_ENOTFOUND;
     int rc = 0;
-    size_t want = one ? 1 : g->npk;
     if (one) {
         uint64_t key;
         parked *p = str_u64(str_c(one), &key) ? group_parked_of(g, key) : NULL;
         if (!p)
             rc = FACTUM_ENOTFOUND;
-        else if ((*out = malloc(sizeof **out)))
-            parked_copy(p, *out), *n = 1;
-    } else if (g->npk && (*out = malloc(g->npk * sizeof **out))) {
+        else
+            *out = group_xrealloc(NULL, sizeof **out), parked_copy(p, *out), *n = 1;
+    } else if (g->npk) {
+        *out = group_xrealloc(NULL, g->npk * sizeof **out);
         for (size_t i = 0; i < g->npk; i++)
             parked_copy(&g->pk[i], &(*out)[i]);
         *n = g->npk;
     }
     group_release(gs, g);
-    if (!rc && want && !*out) {
-        fprintf(stderr, "factum: out of memory (parked events)\n");
-        abort();
-    }
     return rc;
 }
 
@@ -341,11 +335,7 @@ static group **snapshot(groups_t *gs, size_t *n) {
     *n = 0;
     for (group *g = gs->list; g; g = g->link)
         ++*n;
-    group **all = malloc((*n ? *n : 1) * sizeof *all);
-    if (!all) {
-        fprintf(stderr, "factum: out of memory (consumer groups)\n");
-        abort();
-    }
+    group **all = group_xrealloc(NULL, (*n ? *n : 1) * sizeof *all);
     size_t i = 0;
     for (group *g = gs->list; g; g = g->link)
         g->refs++, all[i++] = g;
@@ -481,10 +471,7 @@ void groups_list(groups_t *gs, groups_view **out, size_t *n) {
     pthread_mutex_lock(&gs->mu);
     group **all = snapshot(gs, n);
     pthread_mutex_unlock(&gs->mu);
-    if (!(*out = calloc(*n ? *n : 1, sizeof **out))) {
-        fprintf(stderr, "factum: out of memory (consumer groups)\n");
-        abort();
-    }
+    *out = group_xrealloc(NULL, (*n ? *n : 1) * sizeof **out);
     for (size_t i = 0; i < *n; i++) {
         pthread_mutex_lock(&all[i]->mu);
         view_of(gs, all[i], &(*out)[i]);

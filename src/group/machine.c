@@ -22,7 +22,7 @@
 #include <stdlib.h>
 
 /* The server aborts on out-of-memory rather than drop state (STYLE.md). */
-static void *xrealloc(void *p, size_t n) {
+void *group_xrealloc(void *p, size_t n) {
     void *q = realloc(p, n);
     if (!q && n) {
         fprintf(stderr, "factum: out of memory (consumer groups, %zu bytes)\n", n);
@@ -54,7 +54,7 @@ void keyidx_rebuild(keyidx *ix, const void *arr, size_t stride, size_t n) {
     size_t cap = 64;
     while (cap < 2 * n + 2)
         cap *= 2;
-    if (cap != ix->cap) ix->slot = xrealloc(ix->slot, cap * sizeof *ix->slot), ix->cap = cap;
+    if (cap != ix->cap) ix->slot = group_xrealloc(ix->slot, cap * sizeof *ix->slot), ix->cap = cap;
     memset(ix->slot, 0, cap * sizeof *ix->slot);
     for (size_t i = 0; i < n; i++)
         slot_put(ix, key_at(arr, stride, i), i);
@@ -98,7 +98,7 @@ entry *group_entry_of(group *g, uint64_t key) {
 entry *group_entry_add(group *g, uint64_t key, uint64_t pos) {
     if (g->n == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 256;
-        g->e = xrealloc(g->e, cap * sizeof *g->e), g->cap = cap;
+        g->e = group_xrealloc(g->e, cap * sizeof *g->e), g->cap = cap;
     }
     entry *x = &g->e[g->n++];
     *x = (entry){.key = key, .pos = pos};
@@ -154,7 +154,7 @@ static void park(group *g, uint64_t key, uint64_t pos, uint64_t sh, uint32_t att
                  factum_str_t reason) {
     if (g->npk == g->cappk) {
         size_t cap = g->cappk ? g->cappk * 2 : 64;
-        g->pk = xrealloc(g->pk, cap * sizeof *g->pk), g->cappk = cap;
+        g->pk = group_xrealloc(g->pk, cap * sizeof *g->pk), g->cappk = cap;
     }
     parked *p = &g->pk[g->npk++];
     *p = (parked){key, pos, sh, attempts, at, ""};
@@ -366,7 +366,7 @@ static int walk_ids(group *g, factum_str_t arr, bool done_ok, void (*take)(void 
         if (done_ok && (x ? x->kind == E_DONE : key < g->floor)) continue; /* an entry below the floor: replayed */
         if (ch->nrefused == ch->caprefused) {
             ch->caprefused = ch->caprefused ? ch->caprefused * 2 : 16;
-            ch->refused = xrealloc(ch->refused, ch->caprefused * sizeof *ch->refused);
+            ch->refused = group_xrealloc(ch->refused, ch->caprefused * sizeof *ch->refused);
         }
         ch->refused[ch->nrefused++] = (groups_refusal){key, attempt, refusal(g, x, key, attempt)};
     }

@@ -36,10 +36,7 @@ void groups_batch_free(groups_batch *b) {
 static void batch_add(groups_batch *b, const entry *x, const factum_event_t *e) {
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 64;
-        if (!(b->d = realloc(b->d, b->cap * sizeof *b->d))) {
-            fprintf(stderr, "factum: out of memory (a group's deliveries)\n");
-            abort();
-        }
+        b->d = group_xrealloc(b->d, b->cap * sizeof *b->d);
     }
     b->d[b->n++] = (groups_delivery){x->key, x->attempt, x->attempt - x->base, e};
 }
@@ -52,10 +49,7 @@ static void batch_keep(groups_batch *b, factum_result_t *r, size_t before) {
     }
     if (b->nres == b->capres) {
         b->capres = b->capres ? b->capres * 2 : 8;
-        if (!(b->res = realloc(b->res, b->capres * sizeof *b->res))) {
-            fprintf(stderr, "factum: out of memory (a group's deliveries)\n");
-            abort();
-        }
+        b->res = group_xrealloc(b->res, b->capres * sizeof *b->res);
     }
     b->res[b->nres++] = r;
 }
@@ -103,11 +97,8 @@ static void low_note(stream_low *m, uint64_t sh, uint64_t key) {
     if (2 * (m->n + 1) > m->cap) {
         stream_low old = *m;
         m->cap = old.cap ? old.cap * 2 : 256;
-        m->sh = malloc(m->cap * sizeof *m->sh), m->low = malloc(m->cap * sizeof *m->low), m->n = 0;
-        if (!m->sh || !m->low) {
-            fprintf(stderr, "factum: out of memory (a group's pull)\n");
-            abort();
-        }
+        m->sh = group_xrealloc(NULL, m->cap * sizeof *m->sh), m->low = group_xrealloc(NULL, m->cap * sizeof *m->low);
+        m->n = 0;
         memset(m->low, 0xff, m->cap * sizeof *m->low);
         for (size_t i = 0; i < old.cap; i++)
             if (old.low[i] != UINT64_MAX) low_note(m, old.sh[i], old.low[i]);
@@ -146,10 +137,7 @@ static size_t candidates(group *g, const stream_low *low, int64_t now, entry ***
         entry *x = &g->e[i];
         if (!((x->kind == E_RETRY && x->t <= now) || x->kind == E_HELD)) continue;
         if (g->d.by_stream && low_busy(low, x->sh, x->key)) continue;
-        if (!c && !(c = malloc(g->n * sizeof *c))) {
-            fprintf(stderr, "factum: out of memory (a group's pull)\n");
-            abort();
-        }
+        if (!c) c = group_xrealloc(NULL, g->n * sizeof *c);
         c[n++] = x;
     }
     if (n > 1) qsort(c, n, sizeof *c, by_key);
