@@ -3,12 +3,15 @@
  *   PUT /groups/{g} (201 created / 200 updated), GET /groups, GET /groups/{g}, DELETE /groups/{g}
  *   POST /groups/{g}/messages?max=N&wait_ms=T (long poll), POST /groups/{g}/ack, .../nack
  *   GET /groups/{g}/parked, POST /groups/{g}/parked/replay, DELETE /groups/{g}/parked/{id}
- * Every change is a record appended to $groups or $group-{g}; it is applied to the in-memory
- * group from the durable record (read back by position), then answered.
+ * Every change is a record appended to $groups or $group-{g}; once durable, the record it wrote
+ * (kept with the connection, never read back from the log) is applied to the in-memory group,
+ * then answered. The engine (src/group/) returns structs; this file renders them as JSON, and
+ * groups_render_deliveries as the SSE messages of push delivery too.
  */
 #include "api.h"
 
-#include "groups.h"
+#include "../base/json.h"
+#include "../group/groups.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +19,157 @@
 #define PULL_MAX 1000
 #define WAIT_MAX_MS 60000
 
-/* Reads the durable record back from the log into *r (free it either way). */
-static bool record_at(conn *c, factum_result_t **r) {
-    return factum_read_at(c->l->srv->db, c->ar_res.last_position, r, NULL) == 0;
+/* What a write's done function needs: the record written (applied as is once durable), its
+   type, and for an ack or a nack the ids refused. Owned by c->job until done runs. */
+typedef struct kept {
+    groups_change ch;
+    char type[16];
+    bool with_refused;
+} kept;
+
+static void kept_free(void *job) {
+    kept *k = job;
+    groups_change_free(&k->ch);
+    free(k);
+}
+
+/* Moves ch into a new c->job. */
+static kept *keep_change(conn *c, groups_change *ch, const char *type, bool with_refused) {
+    kept *k = calloc(1, sizeof *k);
+    if (!k) {
+        fprintf(stderr, "factum: out of memory (a group's write)\n");
+        abort();
+    }
+    k->ch = *ch, *ch = (groups_change){0};
+    snprintf(k->type, sizeof k->type, "%s", type);
+    k->with_refused = with_refused;
+    c->job = k, c->job_free = kept_free;
+    return k;
+}
+
+static kept *take_kept(conn *c) {
+    kept *k = c->job;
+    c->job = NULL;
+    return k;
+}
+
+/* The definition and stats of a group (GET /groups/{g}). */
+static void render_group(buf_t *out, const char *name, const groups_view *v) {
+    const group_stats *st = &v->st;
+    buf_printf(out, "{\"name\":\"%s\",", name);
+    buf_append(out, v->config.ptr ? v->config.ptr : "", v->config.len);
+    buf_printf(out, ",\"stats\":{\"next\":%llu,\"checkpoint\":%llu,", (unsigned long long)st->next,
+               (unsigned long long)st->checkpoint);
+    if (st->has_lag_events) buf_printf(out, "\"lag_events\":%llu,", (unsigned long long)st->lag_events);
+    buf_printf(out,
+               "\"lag_positions\":%llu,\"lag_seconds\":%.3f,"
+               "\"in_flight\":%zu,\"retrying\":%zu,\"held\":%zu,\"parked\":%zu,\"oldest_parked_seconds\":%.3f,"
+               "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"delivery_rate\":%.1f,"
+               "\"redelivery_rate\":%.1f}",
+               (unsigned long long)st->lag_positions, st->lag_seconds, st->in_flight, st->retrying, st->held,
+               st->parked, st->oldest_parked_s, (unsigned long long)st->delivered, (unsigned long long)st->redelivered,
+               (unsigned long long)st->acked, st->delivery_rate, st->redelivery_rate);
+    /* Outside "stats" (which holds numbers only): whether a failed read stopped delivery, and where. */
+    buf_printf(out, ",\"status\":\"%s\",\"last_error\":", st->err_code ? "stopped" : "running");
+    if (!st->err_code) {
+        buf_append(out, "null}", 5);
+        return;
+    }
+    buf_printf(out, "{\"%s\":%llu,", st->err_is_revision ? "revision" : "position", (unsigned long long)st->err_key);
+    if (st->err_is_revision && st->err_pos != UINT64_MAX)
+        buf_printf(out, "\"position\":%llu,", (unsigned long long)st->err_pos);
+    buf_printf(out, "\"code\":\"%s\",\"message\":", factum_errname(st->err_code));
+    json_escape(out, st->err_msg, strlen(st->err_msg));
+    buf_append(out, "}}", 2);
+}
+
+static int show(groups_t *gs, const char *name, buf_t *out) {
+    groups_view v;
+    int rc = groups_show(gs, name, &v);
+    if (rc) return rc;
+    render_group(out, name, &v);
+    buf_free(&v.config);
+    return 0;
+}
+
+static void list(groups_t *gs, buf_t *out) {
+    groups_view *v;
+    size_t n;
+    groups_list(gs, &v, &n);
+    buf_append(out, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_append(out, ",", 1);
+        render_group(out, v[i].st.name, &v[i]);
+        buf_free(&v[i].config);
+    }
+    buf_append(out, "]", 1);
+    free(v);
+}
+
+/* One event as JSON, into out. */
+static void event_json(buf_t *out, const factum_event_t *e) {
+    size_t need = factum_event_json(e, NULL, 0);
+    if (!buf_reserve(out, need + 1)) {
+        factum_event_json(e, out->ptr + out->len, need + 1);
+        out->len += need;
+    }
+}
+
+void groups_render_deliveries(buf_t *out, const groups_batch *b, bool sse) {
+    for (size_t i = 0; i < b->n; i++) {
+        const groups_delivery *d = &b->d[i];
+        if (sse)
+            buf_printf(out, "id: %llu.%u\nevent: delivery\ndata: ", (unsigned long long)d->key, d->id_attempt);
+        else
+            buf_append(out, i ? ",\n" : "\n", i ? 2 : 1);
+        size_t at = out->len;
+        buf_printf(out, "{\"delivery_id\":\"%llu.%u\",\"attempt\":%u,\"event\":", (unsigned long long)d->key,
+                   d->id_attempt, d->attempt);
+        event_json(out, d->event);
+        buf_append(out, "}", 1);
+        if (sse) {
+            for (size_t j = at; j < out->len; j++)
+                if (out->ptr[j] == '\n' || out->ptr[j] == '\r') out->ptr[j] = ' '; /* JSON whitespace: one data line */
+            buf_append(out, "\n\n", 2);
+        }
+    }
+}
+
+/* A parked event and the event itself (null when it cannot be read). */
+static void render_parked(factum_t *db, const groups_parked *p, buf_t *out) {
+    char at[32];
+    time_format_rfc3339(p->at, at);
+    buf_printf(out, "{\"delivery_id\":\"%llu\",\"attempts\":%u,\"reason\":", (unsigned long long)p->key, p->attempts);
+    json_escape(out, p->reason, strlen(p->reason));
+    buf_printf(out, ",\"parked_at\":\"%s\",\"event\":", at);
+    factum_result_t *r;
+    if (factum_read_at(db, p->pos, &r, NULL) == 0) {
+        event_json(out, factum_result_event(r, 0));
+        factum_result_free(r);
+    } else {
+        buf_printf(out, "null");
+    }
+    buf_append(out, "}", 1);
+}
+
+/* The parked list, or one parked event; FACTUM_ENOTFOUND. */
+static int parked_list(factum_t *db, groups_t *gs, const char *name, const char *one, buf_t *out) {
+    groups_parked *p;
+    size_t n;
+    int rc = groups_parked_get(gs, name, one, &p, &n);
+    if (rc) return rc;
+    if (one)
+        render_parked(db, &p[0], out);
+    else {
+        buf_append(out, "[", 1);
+        for (size_t i = 0; i < n; i++) {
+            buf_append(out, i ? ",\n" : "\n", i ? 2 : 1);
+            render_parked(db, &p[i], out);
+        }
+        buf_append(out, n ? "\n]" : "]", n ? 2 : 1);
+    }
+    free(p);
+    return 0;
 }
 
 /* A state record's write failed: the group learns it will not be applied. */
@@ -29,19 +180,15 @@ static bool check_state_written(conn *c) {
 }
 
 static void defined_done(conn *c) {
-    if (!server_written(c)) return;
-    factum_result_t *r = NULL;
-    if (!record_at(c, &r)) {
-        conn_problem(c, 500, "internal", NULL, "the group's record cannot be read back");
-        factum_result_free(r);
-        return;
+    kept *k = take_kept(c);
+    if (server_written(c)) {
+        groups_define_apply(c->l->srv->groups, (factum_str_t){k->ch.rec.ptr, k->ch.rec.len}, c->ar_res.last_position);
+        buf_t b = {0};
+        show(c->l->srv->groups, c->ar_note, &b);
+        conn_respond(c, c->ar_at ? 201 : 200, "application/json", NULL, b.ptr, b.len);
+        buf_free(&b);
     }
-    groups_define_apply(c->l->srv->groups, factum_result_event(r, 0)->data, c->ar_res.last_position);
-    factum_result_free(r);
-    buf_t b = {0};
-    groups_show(c->l->srv->groups, c->ar_note, &b);
-    conn_respond(c, c->ar_at ? 201 : 200, "application/json", NULL, b.ptr, b.len);
-    buf_free(&b);
+    kept_free(k);
 }
 
 static void forgotten(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
@@ -49,6 +196,7 @@ static void forgotten(void *ctx, int rc, const factum_append_result_t *res, cons
 }
 
 static void deleted_done(conn *c) {
+    kept_free(take_kept(c));
     if (!server_written(c)) return;
     groups_delete_apply(c->l->srv->groups, c->ar_note);
     /* Its state records are superseded: soft-delete $group-NAME so a scavenge takes them. Only
@@ -65,63 +213,72 @@ static void deleted_done(conn *c) {
 
 /* The answer to a state change: {"acked"|"nacked"|"replayed"|"deleted": n}, and for an ack or a
    nack the ids it did not take, with why ("refused": [{"delivery_id","reason"}]). */
-static void answer_change(conn *c, const char *type, size_t n, const char *refused) {
+/* "refused": [{"delivery_id","reason"}], the ids of an ack or nack not taken. */
+static void render_refused(buf_t *b, const groups_change *ch) {
+    buf_printf(b, "\"refused\":[");
+    for (size_t i = 0; i < ch->nrefused; i++)
+        buf_printf(b, "%s{\"delivery_id\":\"%llu.%u\",\"reason\":\"%s\"}", i ? "," : "",
+                   (unsigned long long)ch->refused[i].key, ch->refused[i].attempt, ch->refused[i].reason);
+    buf_append(b, "]", 1);
+}
+
+static void answer_change(conn *c, const char *type, size_t n, const groups_change *refused) {
     const char *what = !strcmp(type, "Acked")      ? "acked"
                        : !strcmp(type, "Nacked")   ? "nacked"
                        : !strcmp(type, "Replayed") ? "replayed"
                                                    : "deleted";
     buf_t b = {0};
     buf_printf(&b, "{\"%s\":%zu", what, n);
-    if (refused) buf_printf(&b, ",\"refused\":[%s]", refused);
+    if (refused) buf_append(&b, ",", 1), render_refused(&b, refused);
     buf_append(&b, "}", 1);
     conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
 }
 
-static void free_refused(void *job) {
-    buf_free(job);
-    free(job);
-}
-
-/* A state record (Acked, Nacked, Replayed, ParkedDeleted) is durable: apply it and answer. */
+/* A state record (Acked, Nacked, Replayed, ParkedDeleted) is durable: apply the record written
+   (not read back) and answer. */
 static void recorded_done(conn *c) {
-    buf_t *refused = c->job; /* ack and nack: the ids not taken */
-    c->job = NULL;
+    kept *k = take_kept(c);
     if (check_state_written(c)) {
-        factum_result_t *r = NULL;
-        char type[16] = "";
-        if (record_at(c, &r)) {
-            const factum_event_t *e = factum_result_event(r, 0);
-            groups_apply(c->l->srv->groups, c->ar_note, e->type, e->data);
-            snprintf(type, sizeof type, "%.*s", (int)e->type.len, e->type.ptr);
-        }
-        factum_result_free(r);
-        answer_change(c, type, (size_t)c->ar_at, refused ? (refused->ptr ? refused->ptr : "") : NULL);
+        groups_apply(c->l->srv->groups, c->ar_note, str_c(k->type), (factum_str_t){k->ch.rec.ptr, k->ch.rec.len});
+        answer_change(c, k->type, (size_t)c->ar_at, k->with_refused ? &k->ch : NULL);
     }
-    if (refused) free_refused(refused);
+    kept_free(k);
 }
 
-/* Submits a record; false (and answered) if it could not be. */
-static bool submit(conn *c, const char *stream, const char *type, buf_t *data, append_done_fn done) {
-    factum_event_t rec = {.type = str_c(type), .data = {data->ptr, data->len}, .data_format = FACTUM_DATA_JSON};
+/* Submits the record in ch, kept (moved to c->job) for done; false (and answered, and ch freed)
+   if it could not be. */
+static bool submit(conn *c, const char *stream, const char *type, groups_change *ch, bool with_refused,
+                   append_done_fn done) {
+    kept *k = keep_change(c, ch, type, with_refused);
+    factum_event_t rec = {.type = str_c(type), .data = {k->ch.rec.ptr, k->ch.rec.len}, .data_format = FACTUM_DATA_JSON};
     factum_error_t err;
     int rc = server_submit_append(c, str_c(stream), FACTUM_EXPECT_ANY, &rec, 1, done, &err);
-    if (rc) server_problem(c, rc, err.message);
+    if (rc) {
+        server_problem(c, rc, err.message);
+        kept_free(take_kept(c));
+    }
     return rc == 0;
 }
 
 /* One pull; answers and returns true, or returns false when there is nothing yet. */
 bool groups_try_pull(conn *c, bool final) {
-    buf_t b = {0};
-    size_t count;
+    groups_batch d = {0};
     factum_error_t err;
-    int rc = groups_pull(c->l->srv->groups, c->ar_note, c->pull_max, 0, &b, &count, &err);
+    int rc = groups_pull(c->l->srv->groups, c->ar_note, c->pull_max, 0, &d, &err);
     if (rc)
         server_problem(c, rc, err.message);
-    else if (count || final)
+    else if (d.n || final) {
+        buf_t b = {0};
+        buf_append(&b, "[", 1);
+        groups_render_deliveries(&b, &d, false);
+        buf_append(&b, d.n ? "\n]" : "]", d.n ? 2 : 1);
         conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
-    buf_free(&b);
-    return rc || count || final;
+        buf_free(&b);
+    }
+    bool answered = rc || d.n || final;
+    groups_batch_free(&d);
+    return answered;
 }
 
 static void pull(conn *c) {
@@ -155,59 +312,48 @@ static void pull(conn *c) {
     server_wait(c, wait); /* long poll: commits and the sweep ask again */
 }
 
-typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, buf_t *, size_t *, buf_t *, factum_error_t *);
+typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, groups_change *, factum_error_t *);
 
 /*
  * After a prepare: the problem, or the record written to $group-{g} and answered once durable.
- * refused (ack and nack: the ids not taken, the inside of a JSON array) goes with the answer,
- * and with a 409 when no id was taken; it is the caller's until this returns.
+ * with_refused (ack and nack): the ids not taken go with the answer, and with a 409 when no id
+ * was taken. ch is freed (or moved to the write) here.
  */
-static void write_change(conn *c, int rc, const factum_error_t *err, buf_t *rec, size_t n, const char *type,
-                         buf_t *refused) {
-    const char *ref = refused ? (refused->ptr ? refused->ptr : "") : NULL;
-    if (rc == FACTUM_ECONFLICT && ref) {
+static void write_change(conn *c, int rc, const factum_error_t *err, groups_change *ch, const char *type,
+                         bool with_refused) {
+    if (rc == FACTUM_ECONFLICT && with_refused) {
         buf_t m = {0};
-        buf_printf(&m, "\"refused\":[%s]", ref);
+        render_refused(&m, ch);
         conn_problem(c, 409, "conflict", m.ptr, "%s", err->message);
         buf_free(&m);
     } else if (rc) {
         server_problem(c, rc, err->message);
-    } else if (n == 0) {
-        answer_change(c, type, 0, ref); /* nothing to write (an ack of ids already done): answer now */
+    } else if (ch->n == 0) {
+        answer_change(c, type, 0, with_refused ? ch : NULL); /* nothing to write (an ack of ids already done) */
     } else {
         char stream[GROUP_MAX_NAME + 8];
         groups_state_stream(c->ar_note, stream);
-        c->ar_at = (int64_t)n;
-        buf_t *keep = NULL;
-        if (refused && (keep = malloc(sizeof *keep))) *keep = *refused, *refused = (buf_t){0};
-        c->job = keep, c->job_free = free_refused;
-        if (!submit(c, stream, type, rec, recorded_done)) {
+        c->ar_at = (int64_t)ch->n;
+        if (!submit(c, stream, type, ch, with_refused, recorded_done))
             groups_write_abandoned(c->l->srv->groups, c->ar_note);
-            c->job = NULL;
-            if (keep) free_refused(keep);
-        }
     }
-    buf_free(rec);
+    groups_change_free(ch);
 }
 
 /* ack and nack */
 static void change(conn *c, factum_str_t body, prepare_fn prepare, const char *type) {
-    buf_t rec = {0}, refused = {0};
-    size_t n;
+    groups_change ch = {0};
     factum_error_t err;
-    buf_append(&refused, "", 1), refused.len = 0; /* never NULL: an empty list is [] */
-    int rc = prepare(c->l->srv->groups, c->ar_note, body, &rec, &n, &refused, &err);
-    write_change(c, rc, &err, &rec, n, type, &refused);
-    buf_free(&refused);
+    int rc = prepare(c->l->srv->groups, c->ar_note, body, &ch, &err);
+    write_change(c, rc, &err, &ch, type, true);
 }
 
 /* Replay (one, some or all) or delete (one) parked events. */
 static void parked_change(conn *c, factum_str_t body, const char *one, const char *type) {
-    buf_t rec = {0};
-    size_t n;
+    groups_change ch = {0};
     factum_error_t err;
-    int rc = groups_parked_prepare(c->l->srv->groups, c->ar_note, body, one, &rec, &n, &err);
-    write_change(c, rc, &err, &rec, n, type, NULL);
+    int rc = groups_parked_prepare(c->l->srv->groups, c->ar_note, body, one, &ch, &err);
+    write_change(c, rc, &err, &ch, type, false);
 }
 
 /* ---- the routes ---- */
@@ -215,7 +361,7 @@ static void parked_change(conn *c, factum_str_t body, const char *one, const cha
 void api_list_groups(conn *c, const route_args *a, factum_str_t body) {
     (void)a, (void)body;
     buf_t b = {0};
-    groups_list(c->l->srv->groups, &b);
+    list(c->l->srv->groups, &b);
     conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
     buf_free(&b);
 }
@@ -234,7 +380,7 @@ void api_show_group(conn *c, const route_args *a, factum_str_t body) {
     (void)body;
     if (!group_arg(c, a)) return;
     buf_t b = {0};
-    if (groups_show(c->l->srv->groups, c->ar_note, &b))
+    if (show(c->l->srv->groups, c->ar_note, &b))
         conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
     else
         conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
@@ -243,30 +389,30 @@ void api_show_group(conn *c, const route_args *a, factum_str_t body) {
 
 void api_define_group(conn *c, const route_args *a, factum_str_t body) {
     if (!group_arg(c, a)) return;
-    buf_t rec = {0};
+    groups_change ch = {0};
     bool created;
     factum_error_t err;
-    int rc = groups_define_prepare(c->l->srv->groups, c->ar_note, body, &rec, &created, &err);
+    int rc = groups_define_prepare(c->l->srv->groups, c->ar_note, body, &ch.rec, &created, &err);
     if (rc)
         server_problem(c, rc, err.message);
     else {
         c->ar_at = created;
-        submit(c, GROUPS_STREAM, "GroupDefined", &rec, defined_done);
+        submit(c, GROUPS_STREAM, "GroupDefined", &ch, false, defined_done);
     }
-    buf_free(&rec);
+    groups_change_free(&ch);
 }
 
 void api_delete_group(conn *c, const route_args *a, factum_str_t body) {
     (void)body;
     if (!group_arg(c, a)) return;
-    buf_t rec = {0};
+    groups_change ch = {0};
     factum_error_t err;
-    int rc = groups_delete_prepare(c->l->srv->groups, c->ar_note, &rec, &err);
+    int rc = groups_delete_prepare(c->l->srv->groups, c->ar_note, &ch.rec, &err);
     if (rc)
         server_problem(c, rc, err.message);
     else
-        submit(c, GROUPS_STREAM, "GroupDeleted", &rec, deleted_done);
-    buf_free(&rec);
+        submit(c, GROUPS_STREAM, "GroupDeleted", &ch, false, deleted_done);
+    groups_change_free(&ch);
 }
 
 void api_pull_group(conn *c, const route_args *a, factum_str_t body) {
@@ -307,7 +453,7 @@ void api_nack_group(conn *c, const route_args *a, factum_str_t body) {
 /* The parked list (one = NULL), or one parked event (inspect). */
 static void show_parked(conn *c, const char *one) {
     buf_t b = {0};
-    if (groups_parked_list(c->l->srv->groups, c->ar_note, one, &b))
+    if (parked_list(c->l->srv->db, c->l->srv->groups, c->ar_note, one, &b))
         conn_problem(c, 404, "not-found", NULL, "no group '%s'%s", c->ar_note, one ? " or no such parked event" : "");
     else
         conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);

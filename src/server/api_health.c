@@ -6,7 +6,7 @@
 #include "api.h"
 
 #include "../base/json.h"
-#include "groups.h"
+#include "../group/groups.h"
 #include "../timer/timers.h"
 
 #include <stdio.h>

@@ -10,7 +10,7 @@
 #include "route.h"
 
 #include "../base/json.h"
-#include "groups.h"
+#include "../group/groups.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -8,7 +8,7 @@
 #include "server.h"
 
 #include "../base/json.h"
-#include "groups.h"
+#include "../group/groups.h"
 #include "../timer/timers.h"
 
 #include <arpa/inet.h>

@@ -232,6 +232,10 @@ size_t render_events(loop *l, const factum_result_t *res, uint64_t until);
 
 /* api_groups.c: pulls again for a waiting connection; true when it answered (final: answer even if empty). */
 bool groups_try_pull(conn *c, bool final);
+/* Renders a group's deliveries: elements of a JSON array (pull; a newline before each, a comma
+   between) or SSE messages (push). */
+struct groups_batch;
+void groups_render_deliveries(buf_t *out, const struct groups_batch *b, bool sse);
 /* Parks c (a long poll) for up to ms; commits and the sweep call groups_try_pull again. */
 void server_wait(conn *c, uint64_t ms);
 

@@ -9,7 +9,7 @@
  */
 #include "server.h"
 
-#include "groups.h"
+#include "../group/groups.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,9 +177,13 @@ void sse_pump(conn *c) {
     if (c->close_after) return;
     if (s->group[0]) {
         /* Push delivery: up to the member's limit of unacknowledged messages. */
-        size_t count;
+        groups_batch d = {0};
         factum_error_t err;
-        if (groups_pull(c->l->srv->groups, s->group, s->max_in_flight, (uint64_t)(uintptr_t)c, &c->out, &count, &err)) {
+        int rc = groups_pull(c->l->srv->groups, s->group, s->max_in_flight, (uint64_t)(uintptr_t)c, &d, &err);
+        groups_render_deliveries(&c->out, &d, true);
+        size_t count = d.n;
+        groups_batch_free(&d);
+        if (rc) {
             char msg[300];
             int n = snprintf(msg, sizeof msg, "event: error\ndata: %s\n\n", err.message);
             conn_send(c, msg, (size_t)MIN((size_t)n, sizeof msg - 1));

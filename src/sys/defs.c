@@ -4,7 +4,7 @@
 #include "defs.h"
 
 #include "../base/json.h"
-#include "replay.h"
+#include "../sys/replay.h"
 
 #include <stdlib.h>
 
