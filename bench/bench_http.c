@@ -464,6 +464,40 @@ static void idle_memory(int pid) {
         hconn_free(conns[i]);
 }
 
+/* ---- the commit path with many idle connections (issue 15) ---- */
+
+/* Single-event appends at 16 clients with no other connection, then beside `idle` keep-alive
+   connections that sent one request and wait, and 100 subscribers of other streams: a commit
+   wakes only whom it concerns, so the rate should not fall with the idle ones. */
+static void idle_commit_path(int idle) {
+    static hconn **conns;
+    int subs[100];
+    double quiet = run(http_worker, 16, 1, 300);
+    conns = calloc((size_t)idle, sizeof *conns);
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    int opened = 0;
+    for (; opened < idle; opened++) {
+        conns[opened] = hconn_new(4096);
+        if (roundtrip(conns[opened], req, sizeof req - 1, NULL) != 200) break;
+    }
+    for (int i = 0; i < 100; i++) {
+        char path[64];
+        subs[i] = dial();
+        snprintf(path, sizeof path, "/streams/elsewhere-%d?from=end", i);
+        sse_subscribe(subs[i], path);
+    }
+    usleep(300000);
+    double busy = run(http_worker, 16, 1, 400);
+    printf("  single-event appends/s, 16 clients: %.0f alone, %.0f beside %d idle connections and 100 stream "
+           "subscribers (%.2f of it)\n",
+           quiet, busy, opened, quiet ? busy / quiet : 0);
+    for (int i = 0; i < 100; i++)
+        close(subs[i]);
+    for (int i = 0; i < opened; i++)
+        hconn_free(conns[i]);
+    free(conns);
+}
+
 int main(int argc, char **argv) {
     int pid = 0;
     uint64_t catchup = 1000000;
@@ -501,6 +535,7 @@ int main(int argc, char **argv) {
     double rate = sse_catchup(catchup);
     printf("  SSE catch-up of %llu events: %.0f events/s   (target >= 500,000)\n", (unsigned long long)catchup, rate);
     latency();
+    idle_commit_path(9800); /* with the 116 others, within the default --max-connections 10000 */
     timers_bench();
     snapshot_bench();
     return 0;

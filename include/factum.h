@@ -169,12 +169,22 @@ int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, con
                         factum_append_cb cb, void *ctx, factum_error_t *err);
 
 /*
- * Sets (fn) or clears (NULL) the commit hook: fn(ctx, head) runs on the writer thread each time
- * appends become durable, with the new head position, before their callers are woken. It must
- * be quick and must not call into the store (wake a thread, write an eventfd).
+ * Sets (fn) or clears (NULL) the commit hook: fn(ctx, commit) runs on the writer thread each
+ * time appends become durable, before their callers are woken, with what became durable:
+ * positions [first, head) and the key (factum_stream_key) of the stream of each append in it
+ * (a stream may repeat; a metadata change counts for "$metadata"). So a server wakes only the
+ * subscribers of those streams without reading the events back. The summary lives during the
+ * call. fn must be quick and must not call into the store (wake a thread, write an eventfd).
  */
-typedef void (*factum_commit_cb)(void *ctx, uint64_t head);
+typedef struct factum_commit {
+    uint64_t first, head;
+    size_t nkeys;
+    const uint64_t *stream_keys;
+} factum_commit_t;
+typedef void (*factum_commit_cb)(void *ctx, const factum_commit_t *commit);
 void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx);
+/* A 64-bit key of a stream name (never 0), the one factum_commit_t lists. */
+uint64_t factum_stream_key(factum_str_t stream);
 
 /* A set of events returned by a read. */
 typedef struct factum_result factum_result_t;

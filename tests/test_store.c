@@ -421,7 +421,7 @@ typedef struct {
     pthread_cond_t cond;
     int done, rc;
     factum_append_result_t res;
-    uint64_t hook_head, hook_calls;
+    uint64_t hook_head, hook_calls, hook_keyed;
 } async_probe;
 
 static void async_done(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
@@ -433,16 +433,19 @@ static void async_done(void *ctx, int rc, const factum_append_result_t *res, con
     pthread_mutex_unlock(&p->mu);
 }
 
-static void async_hook(void *ctx, uint64_t head) {
+static void async_hook(void *ctx, const factum_commit_t *cm) {
     async_probe *p = ctx;
     pthread_mutex_lock(&p->mu);
-    p->hook_head = head, p->hook_calls++;
+    p->hook_head = cm->head, p->hook_calls++;
+    /* the summary names the stream of each append in it */
+    p->hook_keyed +=
+        cm->nkeys == 1 && cm->stream_keys[0] == factum_stream_key(str_c("async-1")) && cm->first + 2 == cm->head;
     pthread_mutex_unlock(&p->mu);
 }
 
 TEST(an_async_append_calls_back_after_the_commit_hook_and_counts_in_stats) {
     factum_t *db = test_open(test_dir(), NULL);
-    async_probe p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, {0}, 0, 0};
+    async_probe p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, {0}, 0, 0, 0};
     factum_set_commit_hook(db, async_hook, &p);
     char stream[16] = "async-1";
     factum_event_t ev[2] = {{.type = str_c("A"), .data = str_c("{}"), .data_format = FACTUM_DATA_JSON},
@@ -457,6 +460,7 @@ TEST(an_async_append_calls_back_after_the_commit_hook_and_counts_in_stats) {
     CHECK_EQ(p.res.last_position, 1);
     CHECK_EQ(p.hook_head, 2); /* the hook ran before the callback */
     CHECK_EQ(p.hook_calls, 1);
+    CHECK_EQ(p.hook_keyed, 1);
     pthread_mutex_unlock(&p.mu);
     /* A miss comes back through the callback too; a bad event is refused at once. */
     CHECK_RC(factum_append_async(db, str_c("async-1"), FACTUM_EXPECT_NO_STREAM, ev, 1, async_done, &p, NULL), 0);

@@ -59,6 +59,7 @@ static void conn_free(conn *c) {
                 break;
             }
     if (c->state == C_WAIT) atomic_fetch_sub(&c->l->nwaiting, 1);
+    loop_unlisten(c);
     request_free(c->req);
     if (c->sub) {
         if (c->sub->group[0]) groups_release_member(c->l->srv->groups, c->sub->group, (uint64_t)(uintptr_t)c);
@@ -197,6 +198,7 @@ void server_wait(conn *c, uint64_t ms) {
     c->state = C_WAIT;
     c->deadline_ms = server_now_ms() + ms;
     atomic_fetch_add(&c->l->nwaiting, 1); /* so commits wake this loop */
+    loop_listen(c, 0);
 }
 
 static void dispatch(conn *c, factum_str_t body) {
@@ -286,6 +288,7 @@ static void process_input(conn *c) {
 
 void conn_wait_over(conn *c) {
     atomic_fetch_sub(&c->l->nwaiting, 1);
+    loop_unlisten(c);
     finish_request(c);
     process_input(c);
 }

@@ -89,18 +89,69 @@ static bool wants_commits(loop *l) {
            atomic_load_explicit(&l->nwaiting, memory_order_relaxed);
 }
 
-static void commit_hook(void *ctx, uint64_t head) {
+/* On the writer thread: the new head, and the streams the commit touched, for each loop that
+   has listeners; a loop that is behind keeps adding keys until it has too many. */
+static void commit_hook(void *ctx, const factum_commit_t *cm) {
     server *s = ctx;
     for (int i = 0; i < s->nloops; i++) {
         loop *l = &s->loops[i];
-        atomic_store_explicit(&l->head, head, memory_order_release);
-        if (wants_commits(l)) loop_wake(l);
+        if (!wants_commits(l)) {
+            atomic_store_explicit(&l->head, cm->head, memory_order_release);
+            continue;
+        }
+        /* The head and the keys together, so a wake-up that takes the keys sees this head. */
+        pthread_mutex_lock(&l->mu);
+        atomic_store_explicit(&l->head, cm->head, memory_order_release);
+        if (!l->keys_all && l->nkeys + cm->nkeys <= l->keys_cap && cm->nkeys) {
+            memcpy(l->keys + l->nkeys, cm->stream_keys, cm->nkeys * sizeof *l->keys);
+            l->nkeys += cm->nkeys;
+        } else {
+            l->keys_all = true;
+        }
+        pthread_mutex_unlock(&l->mu);
+        loop_wake(l);
     }
+}
+
+static conn **wake_list(loop *l, uint64_t key) {
+    return key ? &l->wake_by_key[key % SERVER_WAKE_BUCKETS] : &l->wake_every;
+}
+
+void loop_listen(conn *c, uint64_t key) {
+    loop_unlisten(c);
+    conn **head = wake_list(c->l, key);
+    c->wkey = key, c->wlinked = true;
+    c->wprev = NULL, c->wnext = *head;
+    if (*head) (*head)->wprev = c;
+    *head = c;
+}
+
+void loop_unlisten(conn *c) {
+    if (!c->wlinked) return;
+    if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    else
+        *wake_list(c->l, c->wkey) = c->wnext;
+    if (c->wnext) c->wnext->wprev = c->wprev;
+    c->wlinked = false, c->wprev = c->wnext = NULL;
 }
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* A listener a commit concerns: a waiting pull asks again, a live subscription sends on. */
+static void wake_one(conn *c) {
+    if (c->state == C_WAIT) {
+        if (groups_try_pull(c, false)) {
+            conn_wait_over(c);
+            conn_settle(c);
+        }
+    } else if (c->state == C_SSE && c->sub->live) {
+        sse_pump(c);
+        conn_settle(c);
+    }
 }
 
 static void handle_wakeup(loop *l) {
@@ -110,6 +161,13 @@ static void handle_wakeup(loop *l) {
     pthread_mutex_lock(&l->mu);
     conn *list = l->done;
     l->done = NULL;
+    /* The commits' stream keys: swapped out, so the writer never waits on this loop's work. */
+    uint64_t *keys = l->keys;
+    size_t nkeys = l->nkeys;
+    bool all = l->keys_all;
+    l->keys = l->spare_keys, l->spare_keys = keys;
+    l->nkeys = 0, l->keys_all = false;
+    uint64_t head = atomic_load_explicit(&l->head, memory_order_acquire);
     pthread_mutex_unlock(&l->mu);
     /* Oldest first, so pipelined answers on different connections keep their order. */
     conn *rev = NULL;
@@ -122,43 +180,29 @@ static void handle_wakeup(loop *l) {
         l->pending--;
         conn_done(c);
     }
-    uint64_t head = atomic_load_explicit(&l->head, memory_order_acquire);
-    if (head > l->seen && wants_commits(l)) {
-        /* The streams this commit touched, so stream subscribers elsewhere sleep on. */
-        uint64_t *hashes = NULL;
-        size_t nh = 0;
-        if (atomic_load(&l->nsubs) && head - l->seen <= 4096 && (hashes = malloc((head - l->seen) * sizeof *hashes))) {
-            factum_query_t q = {.from = l->seen, .limit = head - l->seen, .system = 1};
-            factum_result_t *res;
-            if (factum_read_all(l->srv->db, &q, &res, NULL) == 0) {
-                for (size_t i = 0; i < factum_result_count(res); i++) {
-                    factum_str_t st = factum_result_event(res, i)->stream;
-                    hashes[nh++] = hash64(st.ptr, st.len, 0);
-                }
-                factum_result_free(res);
-                qsort(hashes, nh, sizeof *hashes, cmp_u64);
-            } else {
-                free(hashes), hashes = NULL;
-            }
-        }
+    /* Woken lists can change under us (a listener that answers stops listening): take next first. */
+    if (head > l->seen) {
         l->seen = head;
-        for (conn *c = l->conns, *next; c; c = next) {
-            next = c->next;
-            if (c->state == C_WAIT) {
-                if (groups_try_pull(c, false)) {
-                    conn_wait_over(c);
-                    conn_settle(c);
-                }
-                continue;
-            }
-            if (c->state == C_SSE && c->sub->live && sse_wants(c->sub, hashes, nh)) {
-                sse_pump(c);
-                conn_settle(c);
-            }
+        for (conn *c = l->wake_every, *next; c; c = next) {
+            next = c->wnext;
+            wake_one(c);
         }
-        free(hashes);
-    } else {
-        l->seen = MAX(l->seen, head);
+    }
+    if (all) {
+        for (size_t b = 0; b < SERVER_WAKE_BUCKETS; b++)
+            for (conn *c = l->wake_by_key[b], *next; c; c = next) {
+                next = c->wnext;
+                wake_one(c);
+            }
+        return;
+    }
+    qsort(keys, nkeys, sizeof *keys, cmp_u64);
+    for (size_t i = 0; i < nkeys; i++) {
+        if (i && keys[i] == keys[i - 1]) continue;
+        for (conn *c = l->wake_by_key[keys[i] % SERVER_WAKE_BUCKETS], *next; c; c = next) {
+            next = c->wnext;
+            if (c->wkey == keys[i]) wake_one(c); /* another stream may share the bucket */
+        }
     }
 }
 
@@ -368,6 +412,13 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         loop *l = &s->loops[i];
         l->srv = s;
         pthread_mutex_init(&l->mu, NULL);
+        l->keys_cap = SERVER_WAKE_KEYS;
+        l->keys = malloc(l->keys_cap * sizeof *l->keys);
+        l->spare_keys = malloc(l->keys_cap * sizeof *l->keys);
+        if (!l->keys || !l->spare_keys) {
+            fprintf(stderr, "factum: out of memory starting a loop\n");
+            abort();
+        }
         l->ep = epoll_create1(EPOLL_CLOEXEC);
         l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         atomic_store(&l->head, factum_head_position(db));
@@ -414,6 +465,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         if (l->efd >= 0) close(l->efd);
         pthread_mutex_destroy(&l->mu);
         buf_free(&l->scratch);
+        free(l->keys);
+        free(l->spare_keys);
     }
     close(s->lfd);
     free(s->loops);

@@ -62,7 +62,7 @@ typedef struct sub {
     buf_t stream;               /* the stream name (NUL-terminated) */
     buf_t type, category, corr; /* /all filters */
     uint64_t next;              /* next revision (stream) or position (/all) to look at */
-    uint64_t stream_hash;       /* hash64 of the stream name, to skip commits that miss it */
+    uint64_t stream_key;        /* factum_stream_key of the stream: commits that miss it pass it by */
     char group[104];            /* push delivery of this consumer group, or "" */
     uint32_t max_in_flight;
     uint64_t beat_ms; /* last event or heartbeat queued */
@@ -113,7 +113,14 @@ struct conn {
     job_fn job_work;
     void (*job_free)(void *job); /* frees job when the connection went away before done ran */
     conn *job_next;
+    /* commit listening (loop_listen): on one of its loop's wake lists while linked */
+    conn *wprev, *wnext;
+    bool wlinked;
+    uint64_t wkey; /* a stream subscription's stream key; 0: woken by every commit */
 };
+
+#define SERVER_WAKE_BUCKETS 4096 /* stream subscriptions are kept by key modulo this */
+#define SERVER_WAKE_KEYS 4096    /* stream keys kept per loop between wake-ups before "all" */
 
 struct loop {
     server *srv;
@@ -129,7 +136,16 @@ struct loop {
     uint64_t seen;             /* head up to which live subscribers were pumped */
     _Atomic uint32_t nsubs;    /* SSE subscriptions (and push members) on this loop */
     _Atomic uint32_t nwaiting; /* long-polling pulls on this loop */
-    buf_t scratch;             /* response bodies and rendered events */
+    /* Who a commit wakes (loop_listen), so it wakes no one else and walks no idle connection:
+       /all and push subscriptions and waiting pulls on every commit, a stream's subscriptions
+       only when the commit touched it. Loop thread only. */
+    conn *wake_every;
+    conn *wake_by_key[SERVER_WAKE_BUCKETS];
+    /* under mu: the stream keys of commits the loop has not handled yet (the writer adds) */
+    uint64_t *keys, *spare_keys; /* spare: the loop's, swapped in at each wake-up */
+    size_t nkeys, keys_cap;
+    bool keys_all; /* more than keys_cap, or keys not known: every stream subscription looks */
+    buf_t scratch; /* response bodies and rendered events */
     /* metrics: one writer (this loop), read by /metrics on any loop */
     _Atomic uint64_t requests[6]; /* by status class 1xx..5xx (index 1..5) */
     _Atomic uint64_t status[600];
@@ -268,7 +284,10 @@ void sse_start_group(conn *c, const char *group, uint32_t max_in_flight);
 /* Asks the loop to pump c again after the other connections had their turn. */
 void loop_ready(conn *c);
 /* Whether a commit touching the streams of `hashes` (sorted; NULL = unknown) concerns s. */
-bool sse_wants(const sub *s, const uint64_t *hashes, size_t n);
+/* server.c: c listens to commits: key 0 wakes it on every commit, a stream key on commits that
+   touched that stream. loop_unlisten takes it off (no-op if it was not on). */
+void loop_listen(conn *c, uint64_t key);
+void loop_unlisten(conn *c);
 void sub_free(sub *s);
 
 #endif

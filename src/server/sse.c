@@ -44,6 +44,7 @@ static void begin(conn *c, sub *s) {
     c->state = C_SSE;
     c->deadline_ms = 0;
     atomic_fetch_add(&c->l->nsubs, 1);
+    loop_listen(c, s->all || s->group[0] ? 0 : s->stream_key);
     conn_send(c, sse_head, sizeof sse_head - 1);
     atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
     s->beat_ms = server_now_ms();
@@ -74,7 +75,7 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
     }
     s->all = all;
     s->system = q && q->system;
-    s->stream_hash = hash64(stream.ptr, stream.len, 0);
+    s->stream_key = factum_stream_key(stream);
     if (from == FACTUM_END) from = all ? factum_head_position(db) : (uint64_t)(factum_stream_revision(db, stream) + 1);
     s->next = from;
     begin(c, s);
@@ -221,17 +222,4 @@ void sse_pump(conn *c) {
 void sse_heartbeat(conn *c) {
     conn_send(c, ": heartbeat\n\n", 13);
     c->sub->beat_ms = server_now_ms();
-}
-
-bool sse_wants(const sub *s, const uint64_t *hashes, size_t n) {
-    if (s->all || s->group[0] || !hashes) return true;
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (hashes[mid] < s->stream_hash)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && hashes[lo] == s->stream_hash;
 }

@@ -676,7 +676,20 @@ static void run_group(factum_t *db, append_req *list) {
         pthread_cond_broadcast(&db->wcond);
         pthread_mutex_unlock(&db->wmu);
         factum_commit_cb hook = atomic_load(&db->hook);
-        if (hook) hook(db->hook_ctx, db->next_pos);
+        if (hook) {
+            size_t n = 0;
+            for (append_req *a = g.assigned; a; a = a->gnext)
+                n++;
+            if (n > db->hook_keys_cap) {
+                uint64_t *k = realloc(db->hook_keys, n * sizeof *k);
+                if (k) db->hook_keys = k, db->hook_keys_cap = n;
+            }
+            factum_commit_t cm = {db->group_first, db->next_pos, 0, db->hook_keys};
+            if (db->hook_keys_cap >= n) /* else no keys: a hook treats that as "any stream" */
+                for (append_req *a = g.assigned; a; a = a->gnext)
+                    db->hook_keys[cm.nkeys++] = a->h1; /* streams_hash, as factum_stream_key */
+            hook(db->hook_ctx, &cm);
+        }
         index_maybe_rotate(db->index, db->next_pos);
     }
     free(g.iov);
@@ -971,6 +984,12 @@ int factum_delete_stream_async(factum_t *db, factum_str_t stream, int64_t expect
     int rc = cb ? meta_prepare(db, stream, tombstone ? META_TOMBSTONE : META_DELETE, expected, NULL, &r, err)
                 : err_set(err, FACTUM_EINVAL, "no callback");
     return run_async(db, rc, r, cb, ctx, err);
+}
+
+uint64_t factum_stream_key(factum_str_t stream) {
+    uint64_t h1, h2;
+    streams_hash(stream, &h1, &h2);
+    return h1;
 }
 
 void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx) {

@@ -94,6 +94,8 @@ struct factum {
     _Atomic int st_failed;
 
     _Atomic(factum_commit_cb) hook; /* called by the writer after each durable group */
+    uint64_t *hook_keys;            /* the writer's: the stream keys it hands the hook */
+    size_t hook_keys_cap;
     void *hook_ctx;
 
     meta_map meta; /* stream metadata; changed by the writer only (meta.h) */
