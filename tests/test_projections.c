@@ -1106,6 +1106,18 @@ TEST_T(a_postgresql_password_is_never_echoed, 120) {
         struct stat st;
         CHECK_MSG(stat(secret, &st) == 0 && (st.st_mode & 0777) == 0600, "%s: mode %o", secret, st.st_mode & 0777);
     }
+    /* The test's role is the superuser postgres: the PUT says so (a SQLite target never does). */
+    char *warned = http_body(s.port, "GET", "/projections/pw0", NULL, NULL, 200);
+    CHECK_MSG(!strstr(warned, "\"warnings\""), "GET repeats no warning: %s", warned);
+    free(warned);
+    char wdef[600];
+    snprintf(wdef, sizeof wdef, "{\"target\":{\"postgres\":\"%s\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}", p.conninfo);
+    warned = http_body(s.port, "PUT", "/projections/super", JSON, wdef, 201);
+    CHECK_MSG(strstr(warned, "\"warnings\":[\"the connection's role postgres is a superuser"), "%s", warned);
+    free(warned);
+    warned = http_body(s.port, "PUT", "/projections/lite", JSON, "{\"handlers\":{\"X\":[\"SELECT 1\"]}}", 201);
+    CHECK_MSG(!strstr(warned, "warnings"), "%s", warned);
+    free(warned);
     char *rec = http_body(s.port, "GET", "/streams/%24projections", NULL, NULL, 200);
     CHECK_MSG(strstr(rec, "ProjectionDefined") && !strstr(rec, "s3cr3t") && strstr(rec, "password='*****'"), "%s", rec);
     free(rec);

@@ -485,7 +485,7 @@ static int check_creatable(const proj_def *d, factum_error_t *err) {
     return 0;
 }
 
-int proj_def_check(const proj_def *d, factum_error_t *err) {
+int proj_def_check(const proj_def *d, buf_t *warnings, factum_error_t *err) {
     target *t;
     /* A SQLite file that does not exist yet is checked in memory: nothing is left behind for a
        definition that may be refused. */
@@ -496,6 +496,17 @@ int proj_def_check(const proj_def *d, factum_error_t *err) {
     if (rc) return rc;
     rc = d->ops->connect(absent ? ":memory:" : d->where, true, &t, err);
     if (rc) return rc;
+    char who[128];
+    if (warnings && d->ops->privileged(t, who, sizeof who)) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "the connection's role %s is a superuser: a handler statement can do whatever the database server's "
+                 "operating system user can (COPY ... TO PROGRAM); give the projection a role that owns only its read "
+                 "model",
+                 who);
+        if (warnings->len) buf_append(warnings, ",", 1);
+        json_escape(warnings, msg, strlen(msg));
+    }
     if (!(rc = d->ops->begin(t, err)) && !(rc = run_setup(d, t, err))) rc = prepare_handlers(d, t, err);
     d->ops->rollback(t);
     d->ops->close(t);

@@ -52,9 +52,10 @@ const char *proj_def_default_file(const proj_def *d);
 /*
  * Checks d against its database: connects, and in a transaction that is rolled back runs the
  * setup and prepares every handler statement. FACTUM_EINVAL with the statement and the
- * database's message; FACTUM_EUNREACHABLE if the database cannot be reached.
+ * database's message; FACTUM_EUNREACHABLE if the database cannot be reached. Warnings (JSON
+ * strings, comma-separated) go to *warnings when it is not NULL: a superuser role.
  */
-int proj_def_check(const proj_def *d, factum_error_t *err);
+int proj_def_check(const proj_def *d, buf_t *warnings, factum_error_t *err);
 
 /* Removes what d's setup created (tables, views, sequences; indexes and triggers go with their
    tables) and d's checkpoint, in one transaction. */

@@ -50,6 +50,9 @@ typedef struct target_ops {
      */
     int (*query)(target *t, const sql_stmt *s, const sql_value *v, size_t max_rows, uint64_t deadline_ns, buf_t *out,
                  factum_error_t *err);
+    /* Whether the connection's role can do more than a read model needs (a PostgreSQL
+       superuser): its name into who, for a warning. */
+    bool (*privileged)(target *t, char *who, size_t cap);
 } target_ops;
 
 extern const target_ops target_sqlite, target_postgres;

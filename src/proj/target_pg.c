@@ -304,6 +304,14 @@ static int pg_forget(target *t, const char *name, factum_error_t *err) {
     return rc;
 }
 
+static bool pg_privileged(target *t, char *who, size_t cap) {
+    PGresult *r = PQexec(t->c, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user");
+    bool super = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 1), "t");
+    if (super) snprintf(who, cap, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return super;
+}
+
 /* One value of a row, as JSON by its column type. */
 static void value_json(buf_t *out, const PGresult *r, int row, int col) {
     if (PQgetisnull(r, row, col)) {
@@ -383,5 +391,5 @@ static int pg_query(target *t, const sql_stmt *s, const sql_value *v, size_t max
 
 const target_ops target_postgres = {
     SQL_POSTGRES, pg_connect, pg_close,    pg_exec,       pg_exec_setup, pg_prepare, pg_begin,
-    pg_run,       pg_commit,  pg_rollback, pg_checkpoint, pg_forget,     pg_query,
+    pg_run,       pg_commit,  pg_rollback, pg_checkpoint, pg_forget,     pg_query,   pg_privileged,
 };

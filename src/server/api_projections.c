@@ -155,8 +155,10 @@ static void define_work(conn *c) {
     named_job *j = c->job;
     factum_str_t body = {j->body.ptr, j->body.len};
     proj_def *d = NULL;
+    buf_t warnings = {0};
     pthread_mutex_lock(&ps->define_mu);
-    if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) j->rc = proj_def_check(d, &j->err);
+    if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err)))
+        j->rc = proj_def_check(d, &warnings, &j->err);
     projector *old = j->rc ? NULL : get(ps, j->name);
     if (!j->rc) j->rc = proj_def_keep_secret(d, &j->err); /* the record holds no password */
     if (!j->rc)
@@ -172,7 +174,13 @@ static void define_work(conn *c) {
     if (p) {
         projector_status(p, true, &j->out);
         projector_unref(p);
+        if (warnings.len && j->out.len) { /* {... ,"warnings":[...]} */
+            j->out.len--;
+            buf_printf(&j->out, ",\"warnings\":[%.*s]}", (int)warnings.len, warnings.ptr);
+            fprintf(stderr, "factum: projection %s: warning: %.*s\n", j->name, (int)warnings.len, warnings.ptr);
+        }
     }
+    buf_free(&warnings);
 }
 
 static void delete_work(conn *c) {
