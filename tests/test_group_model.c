@@ -261,7 +261,7 @@ static void take_dump(groups_t *gs, dump *d) {
         x.member = 0, x.mark = false;
         d->e[d->n++] = x;
     }
-    memcpy(d->pk, g->pk, g->npk * sizeof *g->pk);
+    if (g->npk) memcpy(d->pk, g->pk, g->npk * sizeof *g->pk);
     d->npk = g->npk;
     group_release(gs, g);
     qsort(d->e, d->n, sizeof *d->e, cmp_entry);
