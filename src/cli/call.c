@@ -10,10 +10,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* One request; prints the answer. refused_fails: an answer listing "refused" ids (an ack or
-   nack batch the server took only in part) is exit 1, so a script notices. */
-static int call(const char *url, const char *method, const char *path, const char *body, bool lines,
-                bool refused_fails) {
+/* What a listing wants back from its page (cli_call_list): how many items, and the `member` of
+   the last one, to continue after it. */
+typedef struct page_tail {
+    const char *member;
+    buf_t *last;
+    size_t *count;
+} page_tail;
+
+/* One request; prints the answer (a JSON array a line per element with `lines`; then tail, if
+   given, learns the last element). refused_fails: an answer listing "refused" ids (an ack or nack
+   batch the server took only in part) is exit 1, so a script notices. */
+static int call(const char *url, const char *method, const char *path, const char *body, bool lines, bool refused_fails,
+                const page_tail *tail) {
     factum_client_t *c;
     factum_error_t err = {0};
     int rc = factum_client_new(url, &c, &err), status;
@@ -36,8 +45,14 @@ static int call(const char *url, const char *method, const char *path, const cha
         json_iter_t it;
         factum_str_t v;
         json_iter_init(&it, str_c(resp));
-        while (json_iter_element(&it, &v, &kind) == 1)
+        while (json_iter_element(&it, &v, &kind) == 1) {
             printf("%.*s\n", (int)v.len, v.ptr);
+            if (!tail) continue;
+            factum_str_t m;
+            (*tail->count)++;
+            tail->last->len = 0;
+            if (json_member(v, tail->member, &m, &kind) && kind == JSON_STRING) json_unescape(m, tail->last);
+        }
     } else {
         printf("%s\n", resp);
     }
@@ -46,9 +61,14 @@ static int call(const char *url, const char *method, const char *path, const cha
 }
 
 int cli_call(const char *url, const char *method, const char *path, const char *body, bool lines) {
-    return call(url, method, path, body, lines, false);
+    return call(url, method, path, body, lines, false, NULL);
 }
 
 int cli_call_batch(const char *url, const char *path, const char *body) {
-    return call(url, "POST", path, body, false, true);
+    return call(url, "POST", path, body, false, true, NULL);
+}
+
+int cli_call_list(const char *url, const char *path, const char *member, buf_t *last, size_t *count) {
+    page_tail t = {member, last, count};
+    return call(url, "GET", path, NULL, true, false, &t);
 }

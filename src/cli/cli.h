@@ -46,6 +46,9 @@ int cli_print_event(const factum_event_t *e, buf_t *line);
 int cli_call(const char *url, const char *method, const char *path, const char *body, bool lines);
 /* The same for an ack or nack batch: exit 1 when the answer lists ids it did not take. */
 int cli_call_batch(const char *url, const char *path, const char *body);
+/* GET of a listing page, printed a line per item; counts them into *count and puts the last
+   one's string `member` into *last (to continue after it). */
+int cli_call_list(const char *url, const char *path, const char *member, buf_t *last, size_t *count);
 
 int cli_serve(const char *dir, int argc, char **argv);
 int cli_projection(const char *url, int argc, char **argv);

@@ -5,8 +5,6 @@
  */
 #include "cli.h"
 
-#include "factum_client.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,32 +34,6 @@ static void query_add(buf_t *b, const char *key, const char *v) {
     if (!v) return;
     buf_printf(b, "&%s=", key);
     buf_url_encode(b, v, strlen(v));
-}
-
-/* The page from the server, printed a line per item; *last is the last item's `member`. */
-static int list_remote(const char *url, const char *path, const char *member, buf_t *last, size_t *count) {
-    factum_client_t *c;
-    factum_error_t err = {0};
-    int status, rc = factum_client_new(url, &c, &err);
-    char *resp = NULL;
-    if (!rc) rc = factum_client_call(c, "GET", path, NULL, &status, &resp, &err);
-    factum_client_free(c);
-    if (rc) {
-        free(resp);
-        return cli_report(rc, &err);
-    }
-    json_iter_t it;
-    factum_str_t v, name;
-    int kind;
-    json_iter_init(&it, str_c(resp));
-    while (json_iter_element(&it, &v, &kind) == 1) {
-        printf("%.*s\n", (int)v.len, v.ptr);
-        (*count)++;
-        last->len = 0;
-        if (json_member(v, member, &name, &kind) && kind == JSON_STRING) json_unescape(name, last);
-    }
-    free(resp);
-    return CLI_OK;
 }
 
 static int list_local(const char *dir, bool categories, const list_args *a, buf_t *last, size_t *count) {
@@ -140,7 +112,7 @@ int cli_list(const char *dir, const char *url, bool categories, int argc, char *
         buf_append(&path, "", 1);
     }
     if (url)
-        rc = list_remote(url, path.ptr, categories ? "category" : "stream", &last, &count);
+        rc = cli_call_list(url, path.ptr, categories ? "category" : "stream", &last, &count);
     else
         rc = list_local(dir, categories, &a, &last, &count);
     if (rc == CLI_OK && count == a.limit) {
