@@ -161,7 +161,7 @@ int factum_list_categories(factum_t *db, factum_str_t after, size_t limit, int s
     int rc = names_new(limit, &l, err);
     if (rc) return rc;
     buf_t tmp = {0}, cur = {0}, from = {0}, c = {0}, probe = {0};
-    rc = set(&cur, after, "", 0) || set(&from, after, "", 0);
+    if (!(rc = set(&cur, after, "", 0))) rc = set(&from, after, "", 0);
     index_name m;
     while (!rc && l->count < limit &&
            first_after(db, (factum_str_t){"", 0}, (factum_str_t){from.ptr, from.len}, &tmp, &m)) {
