@@ -104,15 +104,16 @@ static int make_shown(proj_def *d, factum_str_t body) {
         !json_member(tg, "postgres", &v, &kind))
         return buf_append(&d->shown, body.ptr, body.len);
     buf_t conn = {0}, mine = {0};
-    bool had;
-    int rc = redact(d->where, &conn, &had);
+    bool kept;
+    int rc = redact(d->where, &conn, &d->password);
     char path[4400], *secret = NULL;
     size_t n;
     secret_path(d, path, sizeof path);
-    if (!rc && !had && io_read_file(path, &secret, &n) == 0 && !redact(secret, &mine, &had) && had &&
+    if (!rc && !d->password && io_read_file(path, &secret, &n) == 0 && !redact(secret, &mine, &kept) && kept &&
         mine.len == conn.len && !memcmp(mine.ptr, conn.ptr, conn.len)) {
         free(d->where);
         d->where = secret, secret = NULL;
+        d->password = true;
     }
     free(secret);
     buf_free(&mine);
@@ -128,12 +129,7 @@ int proj_def_keep_secret(const proj_def *d, factum_error_t *err) {
     if (d->ops != &target_postgres) return 0;
     char path[4400];
     secret_path(d, path, sizeof path);
-    buf_t scratch = {0};
-    bool had;
-    int rc = redact(d->where, &scratch, &had);
-    buf_free(&scratch);
-    if (rc) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    if (!had)
+    if (!d->password)
         return unlink(path) && errno != ENOENT ? err_set(err, FACTUM_EIO, "cannot remove %s: %s", path, strerror(errno))
                                                : 0;
     char dir[4400];

@@ -22,8 +22,9 @@ typedef struct handler {
 
 struct proj_def {
     char name[PROJ_MAX_NAME + 1];
-    buf_t json;  /* as given: what is recorded and restarted from */
-    buf_t shown; /* as answered: a PostgreSQL connection string's password replaced (make_shown in def.c) */
+    buf_t json;    /* as given: what is recorded and restarted from */
+    buf_t shown;   /* as answered: a PostgreSQL connection string's password replaced (make_shown in def.c) */
+    bool password; /* where (PostgreSQL) holds a password: given, or taken back from its file */
     int src;
     char **names; /* the types, the categories, or the one stream */
     size_t nnames;
