@@ -178,13 +178,22 @@ int factum_events_check(factum_t *db, const factum_event_t *events, size_t n, fa
 
 /* ---- the writer thread ---- */
 
-int store_index_event(factum_t *db, const factum_event_t *e) {
-    int rc = index_add(db->index, index_key_stream(e->stream), e->revision, e->position);
-    if (!rc) rc = index_add(db->index, index_key_id(e->stream, e->id), e->position, e->position);
-    if (!rc && e->correlationid.len)
-        rc = index_add(db->index, index_key_corr(e->correlationid), e->position, e->position);
-    if (!rc && e->revision == 0) rc = index_add_name(db->index, e->stream, e->position);
+/* An event's index entries, from its keys (corr 0: it has no correlation id; correlation keys
+   carry their index tag, so are never 0): its stream's, its id's, its correlation's, and its
+   stream's name when it is the stream's first. The write lock held. */
+static int add_entries(index_t *ix, uint64_t skey, uint64_t id, uint64_t corr, factum_str_t stream, uint64_t rev,
+                       uint64_t pos) {
+    int rc = index_add(ix, skey, rev, pos);
+    if (!rc) rc = index_add(ix, id, pos, pos);
+    if (!rc && corr) rc = index_add(ix, corr, pos, pos);
+    if (!rc && rev == 0) rc = index_add_name(ix, stream, pos);
     return rc;
+}
+
+int store_index_event(factum_t *db, const factum_event_t *e) {
+    return add_entries(db->index, index_key_stream(e->stream), index_key_id(e->stream, e->id),
+                       e->correlationid.len ? index_key_corr(e->correlationid) : 0, e->stream, e->revision,
+                       e->position);
 }
 
 /*
@@ -210,11 +219,8 @@ static int index_request(factum_t *db, append_req *r) {
         }
         for (size_t i = 0; i < k && !rc; i++) {
             const uint8_t *p = r->recs + r->offs[base + i];
-            uint64_t pos = load64(p + R_POSITION), rev = load64(p + R_REVISION);
-            rc = index_add(db->index, skey, rev, pos);
-            if (!rc) rc = index_add(db->index, ids[i], pos, pos);
-            if (!rc && corrs[i]) rc = index_add(db->index, corrs[i], pos, pos);
-            if (!rc && rev == 0) rc = index_add_name(db->index, r->stream, pos);
+            rc = add_entries(db->index, skey, ids[i], corrs[i], r->stream, load64(p + R_REVISION),
+                             load64(p + R_POSITION));
         }
     }
     return rc;
