@@ -10,13 +10,13 @@
  *
  * One pass, in order: segment headers and numbering (list_segments, read_header), the records
  * of each segment and the chain of positions (walk_sealed, walk_tail), the commit mark, the
- * position maps (check_pmap), and the index (check_index: each entry against the event it
+ * position maps (check_pmap), and the index (check_index.c: each entry against the event it
  * points to, then each event against the entries). Findings are collected and handed to the
  * caller only when the call is sure to succeed, so that a refused --truncate-at reports
- * nothing and changes nothing. Repairs (repair) rebuild what is derived and, only when asked,
+ * nothing and changes nothing. Repairs (check_repair.c) rebuild what is derived and, only when asked,
  * cut the log at a batch boundary; then the pass runs again to show what is left.
  */
-#include "store.h"
+#include "check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,63 +28,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define OFF_REMOVED 0u        /* a scavenge removed the position */
-#define OFF_BAD UINT32_MAX    /* the record there cannot be read (never a record's offset: not 8-aligned) */
-#define MAX_FINDINGS 10000    /* findings kept for the report; the rest are counted */
-#define MAX_INDEX_FINDINGS 20 /* index entries (and events) reported one by one, per kind of problem */
-
-/* One segment file as found. */
-typedef struct cseg {
-    uint32_t no;
-    char name[32]; /* "log/NNNNNNNN.seg" */
-    int fd;
-    uint8_t *map; /* PROT_READ, the file's real length */
-    uint64_t len; /* file length */
-    bool header_ok;
-    uint64_t cap, first_pos, end_pos; /* from the header: capacity, first position, compacted end */
-    uint32_t generation;
-    uint32_t *offs; /* by position - first_pos: offset, OFF_REMOVED or OFF_BAD */
-    uint64_t npos, offs_cap;
-    uint64_t end;      /* offset just past the last kept record */
-    uint64_t data_end; /* offset just past the last non-zero byte */
-    bool damaged;      /* a damage finding names this segment */
-    bool pmap_bad;     /* its .pmap is missing or does not match */
-} cseg;
-
-typedef struct finding {
-    factum_check_finding_t f;
-    char *file, *message;
-} finding;
-
-typedef struct checker {
-    const char *dir;
-    char logdir[PATH_MAX], idxdir[PATH_MAX];
-    int pass;
-    cseg *segs;
-    size_t nsegs;
-    commit_mark_t mark;
-    bool mark_reported; /* a tail finding already said what the mark implies */
-    bool index_bad;     /* a derived finding about the index */
-    bool tail_damaged;  /* the log's end is damage, not where the log really ends */
-    uint64_t head;
-    factum_check_summary_t sum;
-    finding *found;
-    size_t nfound, dropped;
-    int oom;
-    /* index check */
-    uint8_t *seen[4]; /* bit per position below head: a stream, id, correlation entry, stream name was met */
-    buf_t last_name;  /* the previous stream name of the run being walked */
-    uint64_t seen_below;
-    uint64_t idx_problems[4];
-    uint64_t last_key, last_seq, last_pos;
-    uint32_t last_run;
-    bool have_last;
-} checker;
-
 /* ---- findings ---- */
 
-__attribute__((format(printf, 6, 7))) static void note(checker *c, int kind, const char *file, uint64_t offset,
-                                                       uint64_t position, const char *fmt, ...) {
+void check_note(checker *c, int kind, const char *file, uint64_t offset, uint64_t position, const char *fmt, ...) {
     if (kind == FACTUM_CHECK_DAMAGE)
         c->sum.damage++;
     else if (kind == FACTUM_CHECK_DERIVED)
@@ -176,9 +122,10 @@ static int list_segments(checker *c, factum_error_t *err) {
         if (strstr(de->d_name, ".tmp") || strstr(de->d_name, ".scav")) {
             char name[300];
             snprintf(name, sizeof name, "log/%s", de->d_name);
-            note(c, FACTUM_CHECK_NOTE, name, FACTUM_END, FACTUM_END,
-                 "an unfinished file (a segment being prepared or scavenged, or a map being written); the next open "
-                 "deletes it");
+            check_note(
+                c, FACTUM_CHECK_NOTE, name, FACTUM_END, FACTUM_END,
+                "an unfinished file (a segment being prepared or scavenged, or a map being written); the next open "
+                "deletes it");
             continue;
         }
         if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || strcmp(tail, "seg") || strlen(de->d_name) != 12) continue;
@@ -219,13 +166,14 @@ static int read_header(checker *c, cseg *s, factum_error_t *err) {
     }
     s->damaged = true; /* until the header checks out */
     if (s->len < SEGMENT_HEADER) {
-        note(c, FACTUM_CHECK_DAMAGE, s->name, 0, FACTUM_END,
-             "the file is %llu bytes, shorter than a segment header (%d)", (unsigned long long)s->len, SEGMENT_HEADER);
+        check_note(c, FACTUM_CHECK_DAMAGE, s->name, 0, FACTUM_END,
+                   "the file is %llu bytes, shorter than a segment header (%d)", (unsigned long long)s->len,
+                   SEGMENT_HEADER);
         return 0;
     }
     const uint8_t *h = s->map;
     if (load32(h) != SEGMENT_MAGIC || load32(h + 60) != crc32c(h, 60)) {
-        note(c, FACTUM_CHECK_DAMAGE, s->name, 0, FACTUM_END, "the segment header is damaged (magic or checksum)");
+        check_note(c, FACTUM_CHECK_DAMAGE, s->name, 0, FACTUM_END, "the segment header is damaged (magic or checksum)");
         return 0;
     }
     s->generation = load32(h + 12);
@@ -233,29 +181,30 @@ static int read_header(checker *c, cseg *s, factum_error_t *err) {
     s->first_pos = load64(h + 24);
     s->end_pos = load64(h + 32);
     if (load32(h + 4) != SEGMENT_VERSION) {
-        note(c, FACTUM_CHECK_DAMAGE, s->name, 4, FACTUM_END, "format version %u; this build reads %u", load32(h + 4),
-             SEGMENT_VERSION);
+        check_note(c, FACTUM_CHECK_DAMAGE, s->name, 4, FACTUM_END, "format version %u; this build reads %u",
+                   load32(h + 4), SEGMENT_VERSION);
         return 0;
     }
     if (load32(h + 8) != s->no) {
-        note(c, FACTUM_CHECK_DAMAGE, s->name, 8, FACTUM_END, "the header names segment %08x", load32(h + 8));
+        check_note(c, FACTUM_CHECK_DAMAGE, s->name, 8, FACTUM_END, "the header names segment %08x", load32(h + 8));
         return 0;
     }
     if (s->cap < SEGMENT_HEADER || s->cap > (1ull << 32) || s->len > s->cap) {
-        note(c, FACTUM_CHECK_DAMAGE, s->name, 16, FACTUM_END,
-             "the file is %llu bytes, but the header gives the segment a capacity of %llu", (unsigned long long)s->len,
-             (unsigned long long)s->cap);
+        check_note(c, FACTUM_CHECK_DAMAGE, s->name, 16, FACTUM_END,
+                   "the file is %llu bytes, but the header gives the segment a capacity of %llu",
+                   (unsigned long long)s->len, (unsigned long long)s->cap);
         return 0;
     }
     if (s->end_pos && (s->end_pos < s->first_pos || s->end_pos - s->first_pos > SEGMENT_MAX_POSITIONS)) {
-        note(c, FACTUM_CHECK_DAMAGE, s->name, 32, FACTUM_END, "the header says positions %llu to %llu: not a segment's",
-             (unsigned long long)s->first_pos, (unsigned long long)s->end_pos);
+        check_note(c, FACTUM_CHECK_DAMAGE, s->name, 32, FACTUM_END,
+                   "the header says positions %llu to %llu: not a segment's", (unsigned long long)s->first_pos,
+                   (unsigned long long)s->end_pos);
         return 0;
     }
     if (s->end_pos && s->len != s->cap) {
-        note(c, FACTUM_CHECK_DAMAGE, s->name, 16, FACTUM_END,
-             "a compacted segment of %llu bytes (header), but the file is %llu bytes", (unsigned long long)s->cap,
-             (unsigned long long)s->len);
+        check_note(c, FACTUM_CHECK_DAMAGE, s->name, 16, FACTUM_END,
+                   "a compacted segment of %llu bytes (header), but the file is %llu bytes", (unsigned long long)s->cap,
+                   (unsigned long long)s->len);
         return 0;
     }
     s->header_ok = true;
@@ -349,11 +298,12 @@ static int walk_sealed(checker *c, cseg *s, uint64_t next_first) {
             if (at && !compacted && e.position > next + (at - off) / RECORD_MIN) at = 0;
             s->damaged = true;
             if (at) {
-                note(c, FACTUM_CHECK_DAMAGE, s->name, bad, next,
-                     "%s; the next intact record is at offset %llu (position %llu): %s %llu to %llu cannot be read",
-                     problem, (unsigned long long)at, (unsigned long long)e.position,
-                     compacted ? "positions between" : "positions", (unsigned long long)next,
-                     (unsigned long long)e.position - 1);
+                check_note(
+                    c, FACTUM_CHECK_DAMAGE, s->name, bad, next,
+                    "%s; the next intact record is at offset %llu (position %llu): %s %llu to %llu cannot be read",
+                    problem, (unsigned long long)at, (unsigned long long)e.position,
+                    compacted ? "positions between" : "positions", (unsigned long long)next,
+                    (unsigned long long)e.position - 1);
                 while (next < e.position)
                     if (offs_push(s, OFF_BAD))
                         return FACTUM_ENOMEM;
@@ -365,17 +315,17 @@ static int walk_sealed(checker *c, cseg *s, uint64_t next_first) {
             /* Nothing intact after it: the positions up to the next segment's first are lost. */
             uint64_t upto = compacted ? limit : next_first;
             if (upto != FACTUM_END && upto > next && upto - next <= (s->len - off) / RECORD_MIN + 1) {
-                note(c, FACTUM_CHECK_DAMAGE, s->name, bad, next,
-                     "%s; no intact record follows in this segment: positions %llu to %llu cannot be read", problem,
-                     (unsigned long long)next, (unsigned long long)upto - 1);
+                check_note(c, FACTUM_CHECK_DAMAGE, s->name, bad, next,
+                           "%s; no intact record follows in this segment: positions %llu to %llu cannot be read",
+                           problem, (unsigned long long)next, (unsigned long long)upto - 1);
                 while (next < upto)
                     if (offs_push(s, OFF_BAD))
                         return FACTUM_ENOMEM;
                     else
                         next++;
             } else {
-                note(c, FACTUM_CHECK_DAMAGE, s->name, bad, next, "%s; no intact record follows in this segment",
-                     problem);
+                check_note(c, FACTUM_CHECK_DAMAGE, s->name, bad, next, "%s; no intact record follows in this segment",
+                           problem);
             }
             s->end = off;
             s->data_end = data_end(s, off);
@@ -401,9 +351,9 @@ static int walk_sealed(checker *c, cseg *s, uint64_t next_first) {
                 next++, c->sum.removed++;
         if (off != s->len) {
             s->damaged = true;
-            note(c, FACTUM_CHECK_DAMAGE, s->name, off, FACTUM_END,
-                 "a compacted segment ends at its last record, but %llu bytes follow it",
-                 (unsigned long long)(s->len - off));
+            check_note(c, FACTUM_CHECK_DAMAGE, s->name, off, FACTUM_END,
+                       "a compacted segment ends at its last record, but %llu bytes follow it",
+                       (unsigned long long)(s->len - off));
         }
         s->data_end = s->len;
         return 0;
@@ -411,14 +361,15 @@ static int walk_sealed(checker *c, cseg *s, uint64_t next_first) {
     s->data_end = data_end(s, off);
     if (s->data_end > off) {
         s->damaged = true;
-        note(c, FACTUM_CHECK_DAMAGE, s->name, off, FACTUM_END,
-             "%llu bytes up to offset %llu after the last record are not zero (a sealed segment has only zeros there)",
-             (unsigned long long)(s->data_end - off), (unsigned long long)s->data_end);
+        check_note(
+            c, FACTUM_CHECK_DAMAGE, s->name, off, FACTUM_END,
+            "%llu bytes up to offset %llu after the last record are not zero (a sealed segment has only zeros there)",
+            (unsigned long long)(s->data_end - off), (unsigned long long)s->data_end);
     }
     if (!last_batch_end && s->npos) {
         s->damaged = true;
-        note(c, FACTUM_CHECK_DAMAGE, s->name, off, s->first_pos + s->npos,
-             "the sealed segment ends inside a batch (its last record does not end one)");
+        check_note(c, FACTUM_CHECK_DAMAGE, s->name, off, s->first_pos + s->npos,
+                   "the sealed segment ends inside a batch (its last record does not end one)");
     }
     return 0;
 }
@@ -454,11 +405,12 @@ static int walk_tail(checker *c, cseg *s) {
         if (c->mark.position > head) {
             s->damaged = true;
             c->mark_reported = true;
-            note(c, FACTUM_CHECK_DAMAGE, s->name, kept_end, head,
-                 "acknowledged events at positions %llu to %llu are missing: the log ends here, and the commit mark "
-                 "says positions below %llu were acknowledged",
-                 (unsigned long long)head, (unsigned long long)c->mark.position - 1,
-                 (unsigned long long)c->mark.position);
+            check_note(
+                c, FACTUM_CHECK_DAMAGE, s->name, kept_end, head,
+                "acknowledged events at positions %llu to %llu are missing: the log ends here, and the commit mark "
+                "says positions below %llu were acknowledged",
+                (unsigned long long)head, (unsigned long long)c->mark.position - 1,
+                (unsigned long long)c->mark.position);
         }
         return 0;
     }
@@ -479,10 +431,11 @@ static int walk_tail(checker *c, cseg *s) {
     if (c->mark.position > head) {
         s->damaged = true;
         c->mark_reported = true;
-        note(c, FACTUM_CHECK_DAMAGE, s->name, report_at, next,
-             "%s, in events that were acknowledged: the commit mark says positions below %llu were, and the log keeps "
-             "only those below %llu",
-             problem, (unsigned long long)c->mark.position, (unsigned long long)head);
+        check_note(
+            c, FACTUM_CHECK_DAMAGE, s->name, report_at, next,
+            "%s, in events that were acknowledged: the commit mark says positions below %llu were, and the log keeps "
+            "only those below %llu",
+            problem, (unsigned long long)c->mark.position, (unsigned long long)head);
         return 0;
     }
     /* As recovery decides (segment_later_group), but over the whole file, where recovery looks
@@ -491,16 +444,17 @@ static int walk_tail(checker *c, cseg *s) {
     uint64_t at = segment_later_group(s->map, s->len, kept_end, stop_at, s->len, head, &e, NULL);
     if (at) {
         s->damaged = true;
-        note(c, FACTUM_CHECK_DAMAGE, s->name, report_at, next,
-             "%s, with an intact record of a later commit group after it at offset %llu (position %llu): the damaged "
-             "events were acknowledged",
-             problem, (unsigned long long)at, (unsigned long long)e.position);
+        check_note(
+            c, FACTUM_CHECK_DAMAGE, s->name, report_at, next,
+            "%s, with an intact record of a later commit group after it at offset %llu (position %llu): the damaged "
+            "events were acknowledged",
+            problem, (unsigned long long)at, (unsigned long long)e.position);
         return 0;
     }
-    note(c, FACTUM_CHECK_NOTE, s->name, kept_end, head,
-         "a torn tail of %llu bytes after the last whole batch: never acknowledged (the commit mark is at %llu); "
-         "the next open cuts it",
-         (unsigned long long)(s->data_end - kept_end), (unsigned long long)c->mark.position);
+    check_note(c, FACTUM_CHECK_NOTE, s->name, kept_end, head,
+               "a torn tail of %llu bytes after the last whole batch: never acknowledged (the commit mark is at %llu); "
+               "the next open cuts it",
+               (unsigned long long)(s->data_end - kept_end), (unsigned long long)c->mark.position);
     return 0;
 }
 
@@ -512,8 +466,8 @@ static void check_pmap(checker *c, cseg *s) {
     snprintf(path, sizeof path, "%s/%08x.pmap", c->logdir, s->no);
     if (access(path, F_OK)) {
         s->pmap_bad = true;
-        note(c, FACTUM_CHECK_DERIVED, name, FACTUM_END, FACTUM_END,
-             "missing (derived: the next open rebuilds it by scanning %s; --repair writes it now)", s->name);
+        check_note(c, FACTUM_CHECK_DERIVED, name, FACTUM_END, FACTUM_END,
+                   "missing (derived: the next open rebuilds it by scanning %s; --repair writes it now)", s->name);
         return;
     }
     segment_t *m = calloc(1, sizeof *m); /* only what segment_load_pmap looks at */
@@ -525,13 +479,13 @@ static void check_pmap(checker *c, cseg *s) {
     m->end_pos = s->end_pos;
     if (segment_load_pmap(m, c->logdir)) {
         s->pmap_bad = true;
-        note(c, FACTUM_CHECK_DERIVED, name, FACTUM_END, FACTUM_END,
-             "does not check out (its checksums, or not the generation, first position or size of %s): derived, "
-             "rebuilt by a scan",
-             s->name);
+        check_note(c, FACTUM_CHECK_DERIVED, name, FACTUM_END, FACTUM_END,
+                   "does not check out (its checksums, or not the generation, first position or size of %s): derived, "
+                   "rebuilt by a scan",
+                   s->name);
     } else if (m->count != s->npos || (!s->damaged && m->end != s->end)) {
         s->pmap_bad = true;
-        note(
+        check_note(
             c, FACTUM_CHECK_DERIVED, name, 24, FACTUM_END,
             "maps %llu positions ending at offset %llu; the segment holds %llu ending at offset %llu: derived, rebuilt "
             "by a scan",
@@ -541,9 +495,9 @@ static void check_pmap(checker *c, cseg *s) {
         for (uint64_t i = 0; i < s->npos; i++) {
             if (s->offs[i] == OFF_BAD || m->pmap[i] == s->offs[i]) continue;
             s->pmap_bad = true;
-            note(c, FACTUM_CHECK_DERIVED, name, PMAP_HEADER + i * 4, s->first_pos + i,
-                 "maps position %llu to offset %u; the record is at offset %u: derived, rebuilt by a scan",
-                 (unsigned long long)(s->first_pos + i), m->pmap[i], s->offs[i]);
+            check_note(c, FACTUM_CHECK_DERIVED, name, PMAP_HEADER + i * 4, s->first_pos + i,
+                       "maps position %llu to offset %u; the record is at offset %u: derived, rebuilt by a scan",
+                       (unsigned long long)(s->first_pos + i), m->pmap[i], s->offs[i]);
             break;
         }
     }
@@ -558,12 +512,13 @@ static int check_log(checker *c, factum_error_t *err) {
         rc = read_header(c, &c->segs[i], err);
     if (rc) return rc;
     if (c->nsegs && c->segs[0].no != 0)
-        note(c, FACTUM_CHECK_DAMAGE, c->segs[0].name, FACTUM_END, 0,
-             "the log starts at segment %08x: segments 00000000 to %08x are missing", c->segs[0].no, c->segs[0].no - 1);
+        check_note(c, FACTUM_CHECK_DAMAGE, c->segs[0].name, FACTUM_END, 0,
+                   "the log starts at segment %08x: segments 00000000 to %08x are missing", c->segs[0].no,
+                   c->segs[0].no - 1);
     for (size_t i = 1; i < c->nsegs; i++)
         if (c->segs[i].no != c->segs[i - 1].no + 1)
-            note(c, FACTUM_CHECK_DAMAGE, c->segs[i].name, FACTUM_END, FACTUM_END, "segments %08x to %08x are missing",
-                 c->segs[i - 1].no + 1, c->segs[i].no - 1);
+            check_note(c, FACTUM_CHECK_DAMAGE, c->segs[i].name, FACTUM_END, FACTUM_END,
+                       "segments %08x to %08x are missing", c->segs[i - 1].no + 1, c->segs[i].no - 1);
     uint64_t expect = 0;
     bool known = true; /* expect is where the previous segment ends */
     for (size_t i = 0; i < c->nsegs; i++) {
@@ -575,12 +530,12 @@ static int check_log(checker *c, factum_error_t *err) {
         if (known && s->first_pos != expect) {
             s->damaged = true;
             if (i == 0)
-                note(c, FACTUM_CHECK_DAMAGE, s->name, 24, s->first_pos,
-                     "the log's first segment starts at position %llu, not 0", (unsigned long long)s->first_pos);
+                check_note(c, FACTUM_CHECK_DAMAGE, s->name, 24, s->first_pos,
+                           "the log's first segment starts at position %llu, not 0", (unsigned long long)s->first_pos);
             else
-                note(c, FACTUM_CHECK_DAMAGE, s->name, 24, s->first_pos,
-                     "the segment starts at position %llu, but the one before it ends at %llu",
-                     (unsigned long long)s->first_pos, (unsigned long long)expect);
+                check_note(c, FACTUM_CHECK_DAMAGE, s->name, 24, s->first_pos,
+                           "the segment starts at position %llu, but the one before it ends at %llu",
+                           (unsigned long long)s->first_pos, (unsigned long long)expect);
         }
         bool tail = i + 1 == c->nsegs && !s->end_pos;
         uint64_t next_first = i + 1 < c->nsegs && c->segs[i + 1].header_ok ? c->segs[i + 1].first_pos : FACTUM_END;
@@ -595,7 +550,7 @@ static int check_log(checker *c, factum_error_t *err) {
     c->sum.head = c->head;
     c->sum.mark = c->mark.position;
     if (c->mark.position > c->head && !c->mark_reported)
-        note(
+        check_note(
             c, FACTUM_CHECK_DAMAGE, c->nsegs ? c->segs[c->nsegs - 1].name : "log", FACTUM_END, c->head,
             "acknowledged events at positions %llu to %llu are missing: the log ends at %llu, and the commit mark says "
             "positions below %llu were acknowledged",
@@ -605,7 +560,7 @@ static int check_log(checker *c, factum_error_t *err) {
 }
 
 /* The segment holding pos, or NULL. */
-static cseg *seg_of(checker *c, uint64_t pos) {
+cseg *check_seg_of(checker *c, uint64_t pos) {
     size_t lo = 0, hi = c->nsegs;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -619,204 +574,16 @@ static cseg *seg_of(checker *c, uint64_t pos) {
     return s->header_ok && pos >= s->first_pos && pos - s->first_pos < s->npos ? s : NULL;
 }
 
-enum { EV_OK, EV_REMOVED, EV_BAD };
-
 /* The intact event at pos (EV_OK), one a scavenge removed, or one that cannot be read (also a
    position no segment places). */
-static int event_at(checker *c, uint64_t pos, factum_event_t *e) {
-    cseg *s = seg_of(c, pos);
+int check_event_at(checker *c, uint64_t pos, factum_event_t *e) {
+    cseg *s = check_seg_of(c, pos);
     if (!s) return EV_BAD;
     uint32_t off = s->offs[pos - s->first_pos];
     if (off == OFF_REMOVED) return EV_REMOVED;
     if (off == OFF_BAD) return EV_BAD;
     record_parse(s->map + off, e);
     return EV_OK;
-}
-
-/* ---- the index ---- */
-
-enum { IX_MISMATCH, IX_UNREACHABLE, IX_MISSING, IX_ORDER };
-
-static const char *key_kind(uint64_t key) {
-    switch (key >> 62) {
-    case 1: return "stream";
-    case 2: return "event id";
-    case 3: return "correlation";
-    default: return "unknown";
-    }
-}
-
-/* One derived finding about the index, listed while there are few of its kind. */
-__attribute__((format(printf, 6, 7))) static void index_problem(checker *c, int kind, const char *file, uint64_t offset,
-                                                                uint64_t position, const char *fmt, ...) {
-    c->index_bad = true;
-    if (c->idx_problems[kind]++ >= MAX_INDEX_FINDINGS) return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    note(c, FACTUM_CHECK_DERIVED, file, offset, position, "%s: derived, --repair (or removing index/) rebuilds it",
-         msg);
-}
-
-static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint64_t key, idx_hit h, bool found) {
-    checker *c = ctx;
-    char file[40];
-    snprintf(file, sizeof file, "index/run-%08x.idx", run->id);
-    uint64_t at = 64 + i * 24;
-    c->sum.index_entries++;
-    if (i == 0) c->have_last = false;
-    if (c->have_last && (key < c->last_key || (key == c->last_key && (h.seq < c->last_seq ||
-                                                                      (h.seq == c->last_seq && h.pos <= c->last_pos)))))
-        index_problem(c, IX_ORDER, file, at, h.pos, "entry %llu is out of order", (unsigned long long)i);
-    c->have_last = true, c->last_key = key, c->last_seq = h.seq, c->last_pos = h.pos;
-    if (!found)
-        index_problem(c, IX_UNREACHABLE, file, at, h.pos,
-                      "entry %llu (%s key %016llx) cannot be found by a lookup: the bloom filter or fences disagree",
-                      (unsigned long long)i, key_kind(key), (unsigned long long)key);
-    if (h.pos < run->pos_lo || h.pos >= run->pos_hi) {
-        index_problem(c, IX_MISMATCH, file, at, h.pos,
-                      "entry %llu points to position %llu, outside the run's %llu to %llu", (unsigned long long)i,
-                      (unsigned long long)h.pos, (unsigned long long)run->pos_lo, (unsigned long long)run->pos_hi);
-        return 0;
-    }
-    if (h.pos >= c->head) return 0; /* an index ahead of the log: one finding says so */
-    factum_event_t e;
-    if (event_at(c, h.pos, &e) != EV_OK) return 0; /* removed by a scavenge (readers skip it), or damage reported */
-    int k = (int)(key >> 62) - 1;
-    bool ok = (k == 0 && key == index_key_stream(e.stream) && h.seq == e.revision) ||
-              (k == 1 && key == index_key_id(e.stream, e.id) && h.seq == h.pos) ||
-              (k == 2 && e.correlationid.len && key == index_key_corr(e.correlationid) && h.seq == h.pos);
-    if (!ok) {
-        index_problem(c, IX_MISMATCH, file, at, h.pos,
-                      "entry %llu (%s key %016llx, %llu) does not match the event at position %llu (stream %.*s, "
-                      "revision %llu)",
-                      (unsigned long long)i, key_kind(key), (unsigned long long)key, (unsigned long long)h.seq,
-                      (unsigned long long)h.pos, (int)MIN(e.stream.len, 80), e.stream.ptr,
-                      (unsigned long long)e.revision);
-        return 0;
-    }
-    uint8_t *bits = c->seen[k];
-    if (bits[h.pos / 8] & (1u << (h.pos % 8)))
-        index_problem(c, IX_MISMATCH, file, at, h.pos, "entry %llu repeats the %s entry of position %llu",
-                      (unsigned long long)i, key_kind(key), (unsigned long long)h.pos);
-    bits[h.pos / 8] |= (uint8_t)(1u << (h.pos % 8));
-    return 0;
-}
-
-/* A stream name of a run: in order, inside the run, naming the stream of the event it points to. */
-static int index_name_entry(void *ctx, const index_run_info_t *run, uint64_t i, factum_str_t name, uint64_t pos) {
-    checker *c = ctx;
-    char file[40];
-    snprintf(file, sizeof file, "index/run-%08x.idx", run->id);
-    factum_str_t last = {c->last_name.ptr, c->last_name.len};
-    if (i > 0 && name_cmp(last, name) >= 0)
-        index_problem(c, IX_ORDER, file, FACTUM_END, pos, "stream name %llu (%.*s) is out of order",
-                      (unsigned long long)i, (int)MIN(name.len, 80), name.ptr);
-    c->last_name.len = 0;
-    if (buf_append(&c->last_name, name.ptr, name.len)) c->oom = true;
-    if (pos < run->pos_lo || pos >= run->pos_hi) {
-        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos,
-                      "stream name %.*s points to position %llu, outside the run's %llu to %llu",
-                      (int)MIN(name.len, 80), name.ptr, (unsigned long long)pos, (unsigned long long)run->pos_lo,
-                      (unsigned long long)run->pos_hi);
-        return 0;
-    }
-    if (pos >= c->head) return 0;
-    factum_event_t e;
-    if (event_at(c, pos, &e) != EV_OK) return 0;
-    if (!str_eq(e.stream, name)) {
-        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos,
-                      "stream name %.*s points to an event of stream %.*s at position %llu", (int)MIN(name.len, 80),
-                      name.ptr, (int)MIN(e.stream.len, 80), e.stream.ptr, (unsigned long long)pos);
-        return 0;
-    }
-    if (c->seen[3][pos / 8] & (1u << (pos % 8)))
-        index_problem(c, IX_MISMATCH, file, FACTUM_END, pos, "stream name %.*s is in two runs", (int)MIN(name.len, 80),
-                      name.ptr);
-    c->seen[3][pos / 8] |= (uint8_t)(1u << (pos % 8));
-    return 0;
-}
-
-/* Run files in index/ (to tell a lost MANIFEST from an index that was never written). */
-static size_t count_runs(const char *idxdir) {
-    DIR *d = opendir(idxdir);
-    if (!d) return 0;
-    size_t n = 0;
-    struct dirent *de;
-    unsigned id;
-    while ((de = readdir(d)))
-        if (sscanf(de->d_name, "run-%x.idx", &id) == 1) n++;
-    closedir(d);
-    return n;
-}
-
-static int check_index(checker *c, factum_error_t *err) {
-    for (int k = 0; k < 4; k++)
-        if (!(c->seen[k] = calloc(c->head / 8 + 1, 1)))
-            return err_set(err, FACTUM_ENOMEM, "out of memory checking the index");
-    uint64_t covered = 0;
-    factum_error_t ierr = {0};
-    int rc = index_walk_runs(c->idxdir, &covered, index_entry, index_name_entry, c, &ierr);
-    if (rc == FACTUM_ENOTFOUND) {
-        size_t runs = count_runs(c->idxdir);
-        if (runs) {
-            c->index_bad = true;
-            note(c, FACTUM_CHECK_DERIVED, "index/MANIFEST", FACTUM_END, FACTUM_END,
-                 "missing, while index/ holds %zu run files: derived, the next open deletes them and rebuilds the "
-                 "index from the log (--repair removes them now)",
-                 runs);
-        } else if (c->head) {
-            note(c, FACTUM_CHECK_NOTE, "index/MANIFEST", FACTUM_END, FACTUM_END,
-                 "no index runs yet (as after a crash before the first was written): the next open indexes the "
-                 "log from position 0");
-        }
-        return 0;
-    }
-    if (rc == FACTUM_ECORRUPT) {
-        c->index_bad = true;
-        note(c, FACTUM_CHECK_DERIVED, "index/MANIFEST", FACTUM_END, FACTUM_END,
-             "%s: derived, the next open throws the index away and rebuilds it from the log (--repair removes it now)",
-             ierr.message);
-        return 0;
-    }
-    if (rc) return err_set(err, rc, "%s", ierr.message);
-    c->sum.index_covered = covered;
-    if (covered > c->head && (c->tail_damaged || c->mark.position > c->head)) {
-        note(c, FACTUM_CHECK_NOTE, "index/MANIFEST", FACTUM_END, c->head,
-             "the index covers positions below %llu, past the damaged end of the log at %llu: once the log is "
-             "repaired, the next open rebuilds the index",
-             (unsigned long long)covered, (unsigned long long)c->head);
-    } else if (covered > c->head) {
-        c->index_bad = true;
-        note(c, FACTUM_CHECK_DERIVED, "index/MANIFEST", FACTUM_END, c->head,
-             "the index covers positions below %llu, but the log ends at %llu: derived, the next open rebuilds it",
-             (unsigned long long)covered, (unsigned long long)c->head);
-    } else if (covered < c->head) {
-        note(c, FACTUM_CHECK_NOTE, "index/MANIFEST", FACTUM_END, covered,
-             "the index runs cover positions below %llu of %llu: the next open indexes the rest from the log",
-             (unsigned long long)covered, (unsigned long long)c->head);
-    }
-    /* Every intact event the runs cover must be in them: its stream and id, and its correlation. */
-    for (uint64_t p = 0; p < MIN(covered, c->head); p++) {
-        factum_event_t e;
-        if (event_at(c, p, &e) != EV_OK) continue;
-        bool need[4] = {true, true, e.correlationid.len > 0, e.revision == 0};
-        for (int k = 0; k < 4; k++)
-            if (need[k] && !(c->seen[k][p / 8] & (1u << (p % 8))))
-                index_problem(c, IX_MISSING, "index", FACTUM_END, p,
-                              "the %s entry of the event at position %llu (stream %.*s) is in no run",
-                              k == 3 ? "stream name" : key_kind((uint64_t)(k + 1) << 62), (unsigned long long)p,
-                              (int)MIN(e.stream.len, 80), e.stream.ptr);
-    }
-    static const char *what[] = {"entries do not match the log", "entries cannot be found by a lookup",
-                                 "index entries are missing", "entries are out of order"};
-    for (int k = 0; k < 4; k++)
-        if (c->idx_problems[k] > MAX_INDEX_FINDINGS)
-            note(c, FACTUM_CHECK_DERIVED, "index", FACTUM_END, FACTUM_END, "%llu more %s",
-                 (unsigned long long)(c->idx_problems[k] - MAX_INDEX_FINDINGS), what[k]);
-    return 0;
 }
 
 /* One whole pass over the folder (the lock held). */
@@ -826,187 +593,15 @@ static int check_pass(checker *c, factum_error_t *err) {
     int rc = mark_read(c->logdir, &c->mark, err);
     if (rc) return rc;
     if (!c->mark.seq && access(path, F_OK) == 0)
-        note(c, FACTUM_CHECK_NOTE, "log/COMMIT", 0, FACTUM_END,
-             "holds no valid commit mark (as after a crash while it was first written): taken as 0");
+        check_note(c, FACTUM_CHECK_NOTE, "log/COMMIT", 0, FACTUM_END,
+                   "holds no valid commit mark (as after a crash while it was first written): taken as 0");
     if ((rc = check_log(c, err))) return rc;
     if (access(path, F_OK) && c->head)
-        note(c, FACTUM_CHECK_NOTE, "log/COMMIT", FACTUM_END, FACTUM_END,
-             "no commit mark: damage in the last commit group cannot be told from a torn write");
+        check_note(c, FACTUM_CHECK_NOTE, "log/COMMIT", FACTUM_END, FACTUM_END,
+                   "no commit mark: damage in the last commit group cannot be told from a torn write");
     if ((rc = check_index(c, err))) return rc;
     if (c->oom) return err_set(err, FACTUM_ENOMEM, "out of memory keeping the findings");
     return 0;
-}
-
-/* ---- repairs ---- */
-
-static int fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    int rc = fsync(fd) ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
-/* Refuses a truncate_at that cannot be cut cleanly; *at is the segment it falls in (or -1). */
-static int truncate_plan(checker *c, uint64_t p, long *at, int64_t *time_us, factum_error_t *err) {
-    if (p > c->head)
-        return err_set(err, FACTUM_EINVAL,
-                       "cannot cut at position %llu: the log ends at %llu (the position after its last intact batch); "
-                       "nothing changed",
-                       (unsigned long long)p, (unsigned long long)c->head);
-    *at = -1;
-    *time_us = 0;
-    for (size_t i = 0; i < c->nsegs; i++)
-        if (c->segs[i].header_ok && c->segs[i].first_pos <= p) *at = (long)i;
-    if (*at < 0)
-        return p ? err_set(err, FACTUM_EINVAL, "cannot cut at position %llu: no segment holds it; nothing changed",
-                           (unsigned long long)p)
-                 : 0;
-    cseg *s = &c->segs[*at];
-    if (s->end_pos && p < s->end_pos)
-        return err_set(err, FACTUM_EINVAL,
-                       "cannot cut at position %llu: it is inside the compacted segment %s (positions %llu to %llu), "
-                       "which cannot be cut; nothing changed",
-                       (unsigned long long)p, s->name, (unsigned long long)s->first_pos,
-                       (unsigned long long)s->end_pos - 1);
-    if (p > s->first_pos + s->npos)
-        return err_set(err, FACTUM_EINVAL,
-                       "cannot cut at position %llu: %s, which holds it, cannot be read that far (to %llu); nothing "
-                       "changed",
-                       (unsigned long long)p, s->name, (unsigned long long)(s->first_pos + s->npos));
-    /* The event before the cut must be intact and end its batch: a batch stays whole or goes. */
-    for (uint64_t q = p; q-- > 0;) {
-        factum_event_t e;
-        int st = event_at(c, q, &e);
-        if (st == EV_REMOVED) continue;
-        if (st == EV_BAD)
-            return err_set(err, FACTUM_EINVAL,
-                           "cannot cut at position %llu: the event at %llu before it cannot be read; cut at the damage "
-                           "instead; nothing changed",
-                           (unsigned long long)p, (unsigned long long)q);
-        cseg *qs = seg_of(c, q);
-        if (q == p - 1 && !(load32(qs->map + qs->offs[q - qs->first_pos] + R_FLAGS) & RECORD_BATCH_END)) {
-            uint64_t first = q;
-            while (first > qs->first_pos && qs->offs[first - 1 - qs->first_pos] != OFF_BAD &&
-                   qs->offs[first - 1 - qs->first_pos] != OFF_REMOVED &&
-                   !(load32(qs->map + qs->offs[first - 1 - qs->first_pos] + R_FLAGS) & RECORD_BATCH_END))
-                first--;
-            return err_set(err, FACTUM_EINVAL,
-                           "cannot cut at position %llu: it is inside a batch (appended together from position %llu); "
-                           "cut at a batch boundary; nothing changed",
-                           (unsigned long long)p, (unsigned long long)first);
-        }
-        *time_us = e.time_us;
-        break;
-    }
-    return 0;
-}
-
-static void remove_index(checker *c, factum_error_t *err, int *rc) {
-    DIR *d = opendir(c->idxdir);
-    if (!d) return;
-    struct dirent *de;
-    size_t n = 0;
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.' && !unlinkat(dirfd(d), de->d_name, 0)) n++;
-    closedir(d);
-    int e = io_sync_dir(c->idxdir);
-    if (e && !*rc) *rc = err_set(err, FACTUM_EIO, "cannot sync %s: %s", c->idxdir, strerror(-e));
-    note(c, FACTUM_CHECK_REPAIRED, "index", FACTUM_END, FACTUM_END,
-         "removed the index (%zu files): the next open rebuilds it from the log", n);
-}
-
-/* Zeroes [from, to) of the segment and syncs it. */
-static int zero_range(checker *c, cseg *s, uint64_t from, uint64_t to, factum_error_t *err) {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%08x.seg", c->logdir, s->no);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return err_set(err, FACTUM_EIO, "cannot open %s: %s", path, strerror(errno));
-    static const uint8_t zeros[65536];
-    int e = 0;
-    for (uint64_t off = from; off < to && !e;) {
-        size_t k = (size_t)MIN(sizeof zeros, to - off);
-        struct iovec iov = {(void *)zeros, k};
-        e = io_write_all(io_vfs_default(), fd, &iov, 1, off);
-        off += k;
-    }
-    if (!e && fdatasync(fd)) e = -errno;
-    close(fd);
-    return e ? err_set(err, FACTUM_EIO, "cannot cut %s: %s", path, strerror(-e)) : 0;
-}
-
-static int cut_log(checker *c, uint64_t p, long at, int64_t time_us, factum_error_t *err) {
-    char path[PATH_MAX];
-    int e;
-    /* Later segments first, the newest first, so a crash part-way leaves a log without gaps; the
-       commit mark last, so until it moves recovery refuses the shortened log rather than
-       accepting it unasked (running the same cut again finishes it). */
-    for (size_t i = c->nsegs; i-- > (size_t)(at + 1);) {
-        cseg *s = &c->segs[i];
-        snprintf(path, sizeof path, "%s/%08x.pmap", c->logdir, s->no);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/%08x.seg", c->logdir, s->no);
-        if (unlink(path)) return err_set(err, FACTUM_EIO, "cannot remove %s: %s", path, strerror(errno));
-        note(c, FACTUM_CHECK_REPAIRED, s->name, FACTUM_END, s->header_ok ? s->first_pos : FACTUM_END,
-             "removed the segment (every event in it is at or past position %llu)", (unsigned long long)p);
-    }
-    if (at >= 0) {
-        cseg *s = &c->segs[at];
-        /* Just past the event before the cut (truncate_plan found it intact), or the segment's start. */
-        uint64_t off = SEGMENT_HEADER;
-        if (p > s->first_pos) {
-            uint32_t prev = s->offs[p - 1 - s->first_pos];
-            off = prev + load32(s->map + prev + R_LENGTH);
-        }
-        uint64_t to = MAX(s->data_end, off);
-        if (!s->end_pos && to > off) {
-            int rc = zero_range(c, s, off, to, err);
-            if (rc) return rc;
-            note(c, FACTUM_CHECK_REPAIRED, s->name, off, p,
-                 "cut the log at position %llu: zeroed %llu bytes from offset %llu", (unsigned long long)p,
-                 (unsigned long long)(to - off), (unsigned long long)off);
-        }
-        /* It is the last segment now: its map lives in memory until it is sealed again. */
-        char name[40];
-        snprintf(name, sizeof name, "log/%08x.pmap", s->no);
-        snprintf(path, sizeof path, "%s/%08x.pmap", c->logdir, s->no);
-        if (!s->end_pos && !unlink(path))
-            note(c, FACTUM_CHECK_REPAIRED, name, FACTUM_END, FACTUM_END,
-                 "removed: the last segment's map is made by the next open's scan");
-    }
-    if ((e = io_sync_dir(c->logdir))) return err_set(err, FACTUM_EIO, "cannot sync %s: %s", c->logdir, strerror(-e));
-    int rc = mark_reset(c->logdir, p, time_us, err);
-    if (rc) return rc;
-    note(c, FACTUM_CHECK_REPAIRED, "log/COMMIT", FACTUM_END, p, "set the commit mark to position %llu (was %llu)",
-         (unsigned long long)p, (unsigned long long)c->mark.position);
-    return 0;
-}
-
-/* Writes the position map of every sealed segment whose map is missing or wrong, if the segment is whole. */
-static int rebuild_pmaps(checker *c, size_t nsealed, factum_error_t *err) {
-    for (size_t i = 0; i < nsealed; i++) {
-        cseg *s = &c->segs[i];
-        if (!s->pmap_bad) continue;
-        char name[40], path[PATH_MAX];
-        snprintf(name, sizeof name, "log/%08x.pmap", s->no);
-        if (s->damaged) {
-            note(c, FACTUM_CHECK_NOTE, name, FACTUM_END, FACTUM_END, "not rebuilt: %s is damaged", s->name);
-            continue;
-        }
-        segment_t *m = calloc(1, sizeof *m);
-        if (!m) return err_set(err, FACTUM_ENOMEM, "out of memory");
-        m->no = s->no, m->fd = -1, m->size = s->cap, m->first_pos = s->first_pos, m->generation = s->generation,
-        m->end_pos = s->end_pos, m->count = s->npos, m->end = s->end, m->pmap = s->offs;
-        int e = segment_write_pmap(m, c->logdir);
-        free(m); /* not segment_close: the offsets belong to s */
-        snprintf(path, sizeof path, "%s/%08x.pmap", c->logdir, s->no);
-        if (!e) e = fsync_path(path);
-        if (e) return err_set(err, FACTUM_EIO, "cannot write %s: %s", path, strerror(-e));
-        note(c, FACTUM_CHECK_REPAIRED, name, FACTUM_END, FACTUM_END, "written again from %s (%llu positions)", s->name,
-             (unsigned long long)s->npos);
-    }
-    int e = io_sync_dir(c->logdir);
-    return e ? err_set(err, FACTUM_EIO, "cannot sync %s: %s", c->logdir, strerror(-e)) : 0;
 }
 
 /* ---- the call ---- */
@@ -1033,7 +628,7 @@ int factum_check(const char *dir, const factum_check_options_t *o, factum_check_
     if ((rc = check_pass(&c, err))) goto out;
     long at = -1;
     int64_t time_us = 0;
-    if (opt.truncate && (rc = truncate_plan(&c, opt.truncate_at, &at, &time_us, err))) goto out;
+    if (opt.truncate && (rc = check_truncate_plan(&c, opt.truncate_at, &at, &time_us, err))) goto out;
     /* From here the call succeeds (or fails while repairing): the findings may go out. */
     deliver(&c, cb, ctx);
     factum_check_summary_t first = c.sum;
@@ -1041,12 +636,12 @@ int factum_check(const char *dir, const factum_check_options_t *o, factum_check_
         c.sum.repairs = 0;
         size_t nsealed = c.nsegs && !c.segs[c.nsegs - 1].end_pos ? c.nsegs - 1 : c.nsegs;
         if (opt.truncate) {
-            rc = cut_log(&c, opt.truncate_at, at, time_us, err);
+            rc = check_cut_log(&c, opt.truncate_at, at, time_us, err);
             nsealed = MIN(nsealed, at < 0 ? 0 : (size_t)at);
-            if (!rc && c.sum.index_covered > opt.truncate_at && !c.index_bad) remove_index(&c, err, &rc);
+            if (!rc && c.sum.index_covered > opt.truncate_at && !c.index_bad) check_remove_index(&c, err, &rc);
         }
-        if (!rc) rc = rebuild_pmaps(&c, nsealed, err);
-        if (!rc && c.index_bad) remove_index(&c, err, &rc);
+        if (!rc) rc = check_rebuild_pmaps(&c, nsealed, err);
+        if (!rc && c.index_bad) check_remove_index(&c, err, &rc);
         uint64_t repairs = c.sum.repairs;
         deliver(&c, cb, ctx);
         checker_free(&c);
