@@ -1,6 +1,7 @@
 /*
  * store.h — the private side of factum_t, shared by the files of src/store: store.c (open,
- * recovery, close), append.c (validation, the writer thread, group commit) and read.c.
+ * recovery, close), append.c (validation and queueing on the caller's side), writer.c (the
+ * writer thread, group commit), read.c, and the index (index.c, memtable.c, run.c).
  *
  * Threads and ownership (docs/threads.md has the picture):
  *   - caller threads validate and encode events, queue an append_req, and sleep on it;
@@ -148,9 +149,9 @@ uint64_t store_stream_first_at(factum_t *db, factum_str_t stream, int64_t time_u
 /* Reads $metadata into db->meta (open). */
 int store_meta_load(factum_t *db, factum_error_t *err);
 
-/* append.c */
-/* FACTUM_EBADSTREAM unless s is a valid stream name. */
+/* append.c: FACTUM_EBADSTREAM unless s is a valid stream name. */
 int store_check_stream(factum_str_t s, factum_error_t *err);
+/* writer.c */
 int store_writer_start(factum_t *db);
 void store_writer_stop(factum_t *db);
 /* Adds the index entries of one event (write lock held by the caller). */
