@@ -77,9 +77,10 @@ static void report_latency(const char *who) {
 static void factum_post(hconn *c, const char *path, const char *body, int want) {
     size_t bl = strlen(body), cap = bl + 512;
     char *req = malloc(cap);
-    int n = snprintf(req, cap,
-                     "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     path, bl, body);
+    int n = snprintf(
+        req, cap,
+        "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", path,
+        bl, body);
     if (roundtrip(c, req, (size_t)n, NULL) != want) die(path);
     free(req);
 }
@@ -89,7 +90,7 @@ static void *factum_member(void *arg) {
     hconn *c = hconn_new(8u << 20), *a = hconn_new(1 << 16);
     char ack[16384];
     static const char req[] =
-        "POST /groups/bench/messages?max=100&wait_ms=100 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
+        "POST /groups/bench/messages?max=100&wait_ms=100 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n";
     while (!stop) {
         const char *body;
         if (roundtrip(c, req, sizeof req - 1, &body) != 200) die("pull failed");
@@ -128,7 +129,7 @@ static void bench_factum(void) {
     char def[256];
     snprintf(def, sizeof def, "{\"source\":{\"category\":\"work\"},\"start\":\"earliest\"}");
     char req[512];
-    int n = snprintf(req, sizeof req, "PUT /groups/bench HTTP/1.1\r\nHost: b\r\nContent-Length: %zu\r\n\r\n%s",
+    int n = snprintf(req, sizeof req, "PUT /groups/bench HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\n\r\n%s",
                      strlen(def), def);
     if (roundtrip(c, req, (size_t)n, NULL) != 201) die("group create failed");
     pthread_t th[MEMBERS];

@@ -59,7 +59,7 @@ static void *http_worker(void *p) {
     }
     if (w->batch > 1) body[bl++] = ']';
     int hl = snprintf(req, 512,
-                      "POST /streams/bench-%d HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                      "POST /streams/bench-%d HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                       "Content-Length: %zu\r\n\r\n",
                       w->id, bl);
     memcpy(req + hl, body, bl);
@@ -124,14 +124,14 @@ static double run(void *(*fn)(void *), int clients, int batch, int base) {
 
 static void sse_subscribe(int fd, const char *path) {
     char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n", path);
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n", path);
     if (send(fd, req, (size_t)n, 0) != n) die("subscribe failed");
 }
 
 static uint64_t head_position(void) {
     hconn *c = hconn_new(1 << 16);
     const char *body;
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     roundtrip(c, req, sizeof req - 1, &body);
     const char *p = strstr(body, "\"position\":");
     uint64_t v = p ? strtoull(p + 11, NULL, 10) : 0;
@@ -153,7 +153,7 @@ static double sse_catchup(uint64_t n) {
         }
         body[bl++] = ']';
         int hl = snprintf(req, 512,
-                          "POST /streams/fill-%d HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                          "POST /streams/fill-%d HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                           "Content-Length: %zu\r\n\r\n",
                           rand() % 1000, bl);
         memcpy(req + hl, body, bl);
@@ -253,7 +253,7 @@ static void latency(void) {
     for (int i = 0; i < LAT_EVENTS; i++) {
         size_t bl = event_json(body, sizeof body, i);
         int hl = snprintf(req, sizeof req,
-                          "POST /streams/lat-1 HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                          "POST /streams/lat-1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                           "Content-Length: %zu\r\n\r\n%s",
                           bl, body);
         sent_ns[i] = now_ns();
@@ -331,7 +331,7 @@ static void *timer_worker(void *p) {
                      "{\"at\":\"%s\",\"stream\":\"timer-%d\",\"event\":{\"type\":\"Due\",\"data\":{\"at_us\":%lld}}}",
                      at, i % 100, (long long)due);
         int hl = snprintf(req, sizeof req,
-                          "POST /schedules HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                          "POST /schedules HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                           "Content-Length: %d\r\n\r\n%s",
                           bl, body);
         if (roundtrip(c, req, (size_t)hl, NULL) != 201) die("schedule failed");
@@ -365,7 +365,7 @@ static void timers_bench(void) {
     hconn *c = hconn_new(64u << 20); /* pages of up to 10,000 events */
     for (int s = 0; s < 100; s++) {
         char req[256];
-        int hl = snprintf(req, sizeof req, "GET /streams/timer-%d?limit=10000 HTTP/1.1\r\nHost: b\r\n\r\n", s);
+        int hl = snprintf(req, sizeof req, "GET /streams/timer-%d?limit=10000 HTTP/1.1\r\nHost: localhost\r\n\r\n", s);
         const char *body;
         if (roundtrip(c, req, (size_t)hl, &body) != 200) die("reading fired timers failed");
         for (const char *p = body; (p = strstr(p, "\"time\":\"")) != NULL; p += 8) {
@@ -404,7 +404,7 @@ static void snapshot_bench(void) {
         }
         batch[bl++] = ']';
         int hl = snprintf(req, sizeof req,
-                          "POST /streams/aggregate-1 HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                          "POST /streams/aggregate-1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                           "Content-Length: %zu\r\n\r\n",
                           bl);
         char *full = malloc((size_t)hl + bl);
@@ -415,12 +415,12 @@ static void snapshot_bench(void) {
     }
     const char *snap = "{\"revision\":99989,\"state\":{\"total\":12345,\"items\":[1,2,3]}}";
     int hl = snprintf(req, sizeof req,
-                      "PUT /streams/aggregate-1/snapshot HTTP/1.1\r\nHost: b\r\nContent-Length: %zu\r\n\r\n%s",
+                      "PUT /streams/aggregate-1/snapshot HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\n\r\n%s",
                       strlen(snap), snap);
     if (roundtrip(c, req, (size_t)hl, NULL) != 201) die("snapshot failed");
     enum { N = 2000 };
     static uint64_t lat[N];
-    static const char get[] = "GET /streams/aggregate-1?from=snapshot HTTP/1.1\r\nHost: b\r\n\r\n";
+    static const char get[] = "GET /streams/aggregate-1?from=snapshot HTTP/1.1\r\nHost: localhost\r\n\r\n";
     for (int i = 0; i < N; i++) {
         uint64_t t0 = now_ns();
         const char *body;
@@ -451,7 +451,7 @@ static void idle_memory(int pid) {
     enum { N = 1000 };
     static hconn *conns[N];
     long before = rss_kb(pid);
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     for (int i = 0; i < N; i++) {
         conns[i] = hconn_new(4096);
         roundtrip(conns[i], req, sizeof req - 1, NULL);
@@ -474,7 +474,7 @@ static void idle_commit_path(int idle) {
     int subs[100];
     double quiet = run(http_worker, 16, 1, 300);
     conns = calloc((size_t)idle, sizeof *conns);
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     int opened = 0;
     for (; opened < idle; opened++) {
         conns[opened] = hconn_new(4096);

@@ -21,9 +21,10 @@ static atomic_long done4; /* final replies sent: sagas that will complete */
 static int post(hconn *c, const char *path, const char *body) {
     size_t bl = strlen(body), cap = bl + 512;
     char *req = malloc(cap);
-    int n = snprintf(req, cap,
-                     "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     path, bl, body);
+    int n = snprintf(
+        req, cap,
+        "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", path,
+        bl, body);
     int st = roundtrip(c, req, (size_t)n, NULL);
     free(req);
     return st;
@@ -32,9 +33,10 @@ static int post(hconn *c, const char *path, const char *body) {
 static int put(hconn *c, const char *path, const char *body) {
     size_t bl = strlen(body), cap = bl + 512;
     char *req = malloc(cap);
-    int n = snprintf(req, cap,
-                     "PUT %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     path, bl, body);
+    int n = snprintf(
+        req, cap,
+        "PUT %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", path,
+        bl, body);
     int st = roundtrip(c, req, (size_t)n, NULL);
     free(req);
     return st;
@@ -42,7 +44,7 @@ static int put(hconn *c, const char *path, const char *body) {
 
 static const char *get(hconn *c, const char *path) {
     char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: b\r\n\r\n", path);
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path);
     if (roundtrip(c, req, (size_t)n, NULL) != 200) die(path);
     return strstr(c->buf, "\r\n\r\n") + 4;
 }
@@ -70,7 +72,8 @@ static void *service_main(void *arg) {
     hconn *c = hconn_new(8u << 20), *w = hconn_new(1 << 16);
     char pull[256];
     snprintf(pull, sizeof pull,
-             "POST /groups/%s/messages?max=200&wait_ms=50 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n", sv->group);
+             "POST /groups/%s/messages?max=200&wait_ms=50 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+             sv->group);
     char *replies = malloc(1 << 20), *ack = malloc(1 << 20);
     while (!atomic_load(&stop)) {
         const char *body;
@@ -181,7 +184,7 @@ int main(int argc, char **argv) {
     /* 1. the raw round trip */
     uint64_t *rtt = calloc((size_t)rounds, sizeof *rtt);
     static const char pull[] =
-        "POST /groups/rt-cli/messages?max=1&wait_ms=1000 HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n";
+        "POST /groups/rt-cli/messages?max=1&wait_ms=1000 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n";
     for (long i = 0; i < rounds; i++) {
         char ev[128];
         snprintf(ev, sizeof ev, "{\"type\":\"Ping\",\"correlationid\":\"r%ld\"}", i);

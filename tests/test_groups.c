@@ -584,7 +584,7 @@ TEST_T(push_members_get_at_most_their_limit_and_a_lost_members_messages_move_on,
               201);
     int a = http_connect(s.port);
     const char *req =
-        "GET /groups/pushed/messages?max_in_flight=2 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+        "GET /groups/pushed/messages?max_in_flight=2 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
     http_send(a, req, strlen(req));
     static char buf[65536];
     size_t len = 0;

@@ -39,7 +39,7 @@ static int try_append(int port, const char *path, const char *body, char *out, s
     }
     char req[1024];
     int n = snprintf(req, sizeof req,
-                     "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s",
                      path, strlen(body), body);
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {

@@ -182,7 +182,7 @@ static int count_of(const char *body, const char *stream) {
 static char *sse_until_caught_up(int port, const char *path) {
     int fd = http_connect(port);
     char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n", path);
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n", path);
     http_send(fd, req, (size_t)n);
     buf_t b = {0};
     char chunk[4096];

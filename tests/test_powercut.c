@@ -261,7 +261,7 @@ static void note_unexpected(const char *what, int status, const char *body) {
 static void *client(void *p) {
     client_arg *c = p;
     int fd = http_connect(c->port);
-    static const char head_fmt[] = "POST /streams/pc-%u HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n"
+    static const char head_fmt[] = "POST /streams/pc-%u HTTP/1.1\r\nHost: localhost\r\nContent-Type: %s\r\n"
                                    "Content-Length: %zu\r\n\r\n";
     for (uint64_t seq = 0; !clients_stop; seq++) {
         uint32_t stream = (uint32_t)(next_rand(&c->rng) % STREAMS);

@@ -167,7 +167,8 @@ void http_do(int port, const char *method, const char *path, const char *headers
     int fd = http_connect(port);
     char head[16384];
     size_t bl = body ? strlen(body) : 0;
-    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: test\r\n%s", method, path, headers ? headers : "");
+    int n =
+        snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\n%s", method, path, headers ? headers : "");
     if (body) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", bl);
     n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
     http_send(fd, head, (size_t)n);
@@ -194,7 +195,7 @@ int http_try(int port, const char *method, const char *path, const char *headers
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char head[16384];
     size_t bl = body ? strlen(body) : 0;
-    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n%s", method, path,
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s", method, path,
                      headers ? headers : "");
     if (body) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", bl);
     n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");

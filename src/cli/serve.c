@@ -33,11 +33,31 @@ static const char *usage_serve =
     "  --max-connections N     default 10000\n"
     "  --scavenge-every S      scavenge (give back the disk of deleted and expired events)\n"
     "                          every S seconds (default 3600; 0: only on POST /admin/scavenge)\n"
-    "  --segment-bytes BYTES   size of new log segments (default 268435456)\n";
+    "  --segment-bytes BYTES   size of new log segments (default 268435456)\n"
+    "  --cors-origin ORIGIN    let pages of ORIGIN (e.g. https://app.example.com) call the\n"
+    "                          server from a browser; repeat or separate with commas\n"
+    "                          (default: none; requests carrying another Origin get 403)\n"
+    "  --public-host NAME      a name clients reach the server by (Host header), beside IP\n"
+    "                          addresses and localhost; NAME:PORT for that port only\n";
+
+#define SERVE_MAX_NAMES 16 /* --cors-origin and --public-host values, each */
+
+/* Adds the comma-separated values of v to list (at most SERVE_MAX_NAMES); false when full or
+   a value is empty or too long. */
+static bool add_names(char *v, const char **list, size_t *n) {
+    size_t added = 0;
+    for (char *save = NULL, *tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save), added++) {
+        if (*n == SERVE_MAX_NAMES || strlen(tok) > 255) return false;
+        list[(*n)++] = tok;
+    }
+    return added > 0;
+}
 
 int cli_serve(const char *dir, int argc, char **argv) {
     server_config cfg = {.listen = getenv("FACTUM_LISTEN"), .version = FACTUM_VERSION, .scavenge_every_s = 3600};
     uint64_t segment_bytes = 0;
+    static const char *origins[SERVE_MAX_NAMES], *hosts[SERVE_MAX_NAMES];
+    cfg.cors_origins = origins, cfg.public_hosts = hosts;
     if (cfg.listen && !*cfg.listen) cfg.listen = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -48,6 +68,13 @@ int cli_serve(const char *dir, int argc, char **argv) {
         uint64_t n = 0;
         if (!strcmp(a, "--listen")) {
             cfg.listen = v;
+            continue;
+        }
+        if (!strcmp(a, "--cors-origin") || !strcmp(a, "--public-host")) {
+            bool cors = a[2] == 'c';
+            if (!add_names(argv[i], cors ? origins : hosts, cors ? &cfg.ncors_origins : &cfg.npublic_hosts))
+                return cli_fail(CLI_USAGE, "%s wants up to %d non-empty values of at most 255 bytes (got '%s')", a,
+                                SERVE_MAX_NAMES, v);
             continue;
         }
         bool zero_ok = !strcmp(a, "--scavenge-every");
@@ -75,6 +102,13 @@ int cli_serve(const char *dir, int argc, char **argv) {
             segment_bytes = n;
         else
             return cli_fail(CLI_USAGE, "unknown option %s (see factum serve --help)", a);
+    }
+    for (size_t k = 0; k < cfg.ncors_origins; k++) { /* an Origin is scheme://host[:port], nothing after */
+        const char *o = origins[k], *rest = !strncmp(o, "http://", 7)    ? o + 7
+                                            : !strncmp(o, "https://", 8) ? o + 8
+                                                                         : NULL;
+        if (!rest || !*rest || strpbrk(rest, "/?# "))
+            return cli_fail(CLI_USAGE, "--cors-origin wants an origin like https://app.example.com:8443 (got '%s')", o);
     }
     /* SIGINT and SIGTERM are taken by server_run's sigwait. Blocked here, before the store and the
        server start their threads, so that every thread inherits the block: a signal that

@@ -122,15 +122,15 @@ void conn_send(conn *c, const void *p, size_t n) {
 }
 
 void conn_respond(conn *c, int status, const char *ctype, const char *extra, const char *body, size_t n) {
-    char head[640];
+    char head[1024];
     if (c->req && !c->req->h.keep_alive) c->close_after = true;
     if (atomic_load(&c->l->srv->stopping)) c->close_after = true;
-    /* Any origin may call (there is no auth yet); browsers may read the paging headers. */
-    int hl = snprintf(
-        head, sizeof head,
-        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
-        "Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: ETag, Link, Factum-Head\r\n%s\r\n",
-        status, http_reason(status), ctype, n, c->close_after ? "Connection: close\r\n" : "", extra ? extra : "");
+    /* A cross-origin page admitted by origin.c may read the answer and its paging headers. */
+    char cors[400];
+    origin_headers(c, cors, sizeof cors);
+    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
+                      status, http_reason(status), ctype, n, c->close_after ? "Connection: close\r\n" : "", cors,
+                      extra ? extra : "");
     if (buf_reserve(&c->out, (size_t)hl + n)) {
         c->close_after = true;
         return;

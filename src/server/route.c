@@ -2,11 +2,11 @@
  * route.c — the route table of the HTTP API, the matcher, and the dispatch of every request.
  *
  * route_table is the one list of what the server answers: method, path pattern, handler and
- * permission. api_handle (called by the connection once a request is complete) answers CORS
- * preflights, then finds the route: the handler runs with the pattern's {params}; a path no
- * pattern has is a 404 "no such resource"; a path some pattern has with another method is a
- * 405 whose Allow is built from the table. GET / lists the table, so it cannot drift from it.
- * Handlers live in the api_*.c files and are declared in api.h.
+ * permission. api_handle (called by the connection once a request is complete) admits the
+ * request (origin.c: its Host and Origin, CORS preflights), then finds the route: the handler runs with the pattern's
+ * {params}; a path no pattern has is a 404 "no such resource"; a path some pattern has with another method is a 405
+ * whose Allow is built from the table. GET / lists the table, so it cannot drift from it. Handlers live in the api_*.c
+ * files and are declared in api.h.
  */
 #include "api.h"
 
@@ -141,13 +141,7 @@ void api_not_allowed(conn *c, const char *allow) {
 
 void api_handle(conn *c, factum_str_t body) {
     const http_req *h = &c->req->h;
-    if (str_eq(h->method, str_c("OPTIONS"))) {
-        /* CORS preflight: a browser page on another origin may append and subscribe. */
-        static const char pre[] = "Access-Control-Allow-Methods: GET, HEAD, POST, PUT, DELETE\r\n"
-                                  "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 600\r\n";
-        conn_respond(c, 200, "text/plain", pre, "", 0);
-        return;
-    }
+    if (!origin_admit(c)) return; /* answered: a foreign Host or Origin, or a CORS preflight */
     route_args a;
     unsigned allow;
     const route *r = route_find(h->method, h->path, &a, &allow);

@@ -20,17 +20,21 @@
 #include <stdatomic.h>
 
 typedef struct server_config {
-    const char *listen;         /* HOST:PORT; port 0 picks a free one */
-    int loops;                  /* event-loop threads; 0 = one per CPU (at most 8) */
-    size_t max_body;            /* bytes of a request body; 0 = 1 MiB */
-    uint32_t header_timeout_ms; /* a request head must arrive within this; 0 = 10 s */
-    uint32_t body_timeout_ms;   /* and its body within this after the head; 0 = 30 s */
-    uint32_t idle_timeout_ms;   /* an idle keep-alive connection is closed after; 0 = 120 s */
-    uint32_t heartbeat_ms;      /* SSE heartbeat comment interval; 0 = 15 s */
-    size_t sub_buffer;          /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
-    uint32_t max_connections;   /* per server; 0 = 10000 */
-    uint64_t scavenge_every_s;  /* a background scavenge this often; 0 = only when asked */
-    const char *data_dir;       /* the data folder (projections' default SQLite files go under it) */
+    const char *listen;              /* HOST:PORT; port 0 picks a free one */
+    int loops;                       /* event-loop threads; 0 = one per CPU (at most 8) */
+    size_t max_body;                 /* bytes of a request body; 0 = 1 MiB */
+    uint32_t header_timeout_ms;      /* a request head must arrive within this; 0 = 10 s */
+    uint32_t body_timeout_ms;        /* and its body within this after the head; 0 = 30 s */
+    uint32_t idle_timeout_ms;        /* an idle keep-alive connection is closed after; 0 = 120 s */
+    uint32_t heartbeat_ms;           /* SSE heartbeat comment interval; 0 = 15 s */
+    size_t sub_buffer;               /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
+    uint32_t max_connections;        /* per server; 0 = 10000 */
+    uint64_t scavenge_every_s;       /* a background scavenge this often; 0 = only when asked */
+    const char *data_dir;            /* the data folder (projections' default SQLite files go under it) */
+    const char *const *cors_origins; /* origins whose pages may call (--cors-origin); none: no CORS */
+    size_t ncors_origins;
+    const char *const *public_hosts; /* names the Host header may carry beside IP literals and localhost */
+    size_t npublic_hosts;
     const char *version;
 } server_config;
 
@@ -117,6 +121,9 @@ struct conn {
     conn *wprev, *wnext;
     bool wlinked;
     uint64_t wkey; /* a stream subscription's stream key; 0: woken by every commit */
+    /* the admitted cross-origin request's Origin (origin.c), echoed in its answers; 0: none */
+    char cors[256];
+    uint16_t cors_len;
 };
 
 #define SERVER_WAKE_BUCKETS 4096 /* stream subscriptions are kept by key modulo this */
@@ -205,6 +212,13 @@ void server_problem(conn *c, int rc, const char *msg);
 void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void conn_flush(conn *c);
+/* origin.c: admits the request on c (its Host, its Origin) or answers it (421, 403, or a CORS
+   preflight) and returns false. */
+bool origin_admit(conn *c);
+/* Whether host (a Host header) names this server: an IP literal, localhost, a --public-host. */
+bool origin_host_ok(const server_config *cfg, factum_str_t host);
+/* The CORS header lines for c's answers into out (CRLF-ended); their length, 0 when none. */
+size_t origin_headers(const conn *c, char *out, size_t cap);
 void loop_observe_latency(loop *l, uint64_t ns);
 
 /* Submits an append for c; once the writer calls back, the loop runs done(c) with the result in

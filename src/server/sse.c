@@ -35,8 +35,7 @@ static int copy_str(buf_t *b, factum_str_t s) {
 static factum_str_t str_of(const buf_t *b) { return (factum_str_t){b->ptr ? b->ptr : "", b->len}; }
 
 static const char sse_head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                               "Connection: close\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\n\r\n"
-                               "retry: 1000\n\n";
+                               "Connection: close\r\nX-Accel-Buffering: no\r\n";
 
 /* Makes c a subscription: the response head, then what there is to send now. */
 static void begin(conn *c, sub *s) {
@@ -45,7 +44,11 @@ static void begin(conn *c, sub *s) {
     c->deadline_ms = 0;
     atomic_fetch_add(&c->l->nsubs, 1);
     loop_listen(c, s->all || s->group[0] ? 0 : s->stream_key);
+    char cors[400];
     conn_send(c, sse_head, sizeof sse_head - 1);
+    conn_send(c, cors, origin_headers(c, cors, sizeof cors));
+    static const char retry[] = "\r\nretry: 1000\n\n"; /* the blank line ending the head, then the first field */
+    conn_send(c, retry, sizeof retry - 1);
     atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
     s->beat_ms = server_now_ms();
     sse_pump(c);
