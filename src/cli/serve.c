@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include "../server/server.h"
+#include "../sys/pool.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +35,12 @@ static const char *usage_serve =
     "  --scavenge-every S      scavenge (give back the disk of deleted and expired events)\n"
     "                          every S seconds (default 3600; 0: only on POST /admin/scavenge)\n"
     "  --segment-bytes BYTES   size of new log segments (default 268435456)\n"
+    "  --max-groups N          consumer groups that may be defined (default 1000)\n"
+    "  --max-projections N     projections that may be defined (default 100)\n"
+    "  --max-sagas N           sagas that may be defined (default 100)\n"
+    "  --max-schedules N       schedules that may be pending at once (default 100000)\n"
+    "  --definition-threads N  threads that run every projection and saga (default 4)\n"
+    "                          (past a --max-* limit a new definition gets 409; docs/limits.md)\n"
     "  --cors-origin ORIGIN    let pages of ORIGIN (e.g. https://app.example.com) call the\n"
     "                          server from a browser; repeat or separate with commas\n"
     "                          (default: none; requests carrying another Origin get 403)\n"
@@ -100,7 +107,19 @@ int cli_serve(const char *dir, int argc, char **argv) {
             cfg.scavenge_every_s = n;
         else if (!strcmp(a, "--segment-bytes"))
             segment_bytes = n;
-        else
+        else if (!strcmp(a, "--max-groups"))
+            cfg.max_groups = n;
+        else if (!strcmp(a, "--max-projections"))
+            cfg.max_projections = n;
+        else if (!strcmp(a, "--max-sagas"))
+            cfg.max_sagas = n;
+        else if (!strcmp(a, "--max-schedules"))
+            cfg.max_schedules = n;
+        else if (!strcmp(a, "--definition-threads")) {
+            if (n > POOL_MAX_WORKERS)
+                return cli_fail(CLI_USAGE, "--definition-threads takes 1 to %d (got '%s')", POOL_MAX_WORKERS, v);
+            cfg.definition_threads = (int)n;
+        } else
             return cli_fail(CLI_USAGE, "unknown option %s (see factum serve --help)", a);
     }
     for (size_t k = 0; k < cfg.ncors_origins; k++) { /* an Origin is scheme://host[:port], nothing after */

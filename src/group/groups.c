@@ -58,6 +58,15 @@ bool groups_has(groups_t *gs, const char *name) {
     return has;
 }
 
+size_t groups_count(groups_t *gs) {
+    size_t n = 0;
+    pthread_mutex_lock(&gs->mu);
+    for (group *g = gs->list; g; g = g->link)
+        n++;
+    pthread_mutex_unlock(&gs->mu);
+    return n;
+}
+
 /* ---- definitions ---- */
 
 int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, bool *created,

@@ -40,6 +40,8 @@ void groups_delete_apply(groups_t *gs, const char *name);
 
 /* Whether the group exists. */
 bool groups_has(groups_t *gs, const char *name);
+/* How many groups there are (the limit on definitions counts them). */
+size_t groups_count(groups_t *gs);
 
 /*
  * One delivery handed out by groups_pull: the event (borrowed from the batch, until

@@ -1,11 +1,17 @@
 /*
- * projector.c — see projector.h. Owns a projection's runner: its thread applying events to the
- * read model, its status and stats, and its pool of read connections for queries. The
- * definition, its checks and its setup statements are def.c.
+ * projector.c — see projector.h. Owns a projection's runner: its slices on the definitions' pool
+ * (sys/pool.h) applying events to the read model, its status and stats, and its pool of read
+ * connections for queries. The definition, its checks and its setup statements are def.c.
+ *
+ * A slice applies one batch (at most BATCH events) and yields; caught up, the task waits for the
+ * head to pass its position. Its write connection is opened by the first slice that needs it and
+ * closed after IDLE_CLOSE_MS without a batch (with the idle read connections), so idle
+ * projections hold no descriptors; reopening runs the setup again, as any reconnection does.
  */
 #include "def.h"
 
 #include "../base/json.h"
+#include "../sys/pool.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -22,13 +28,28 @@
 #define QUERY_TIMEOUT_MS 5000 /* default */
 #define QUERY_MAX_TIMEOUT_MS 60000
 #define QUERY_MAX_ROWS 10000
-#define IDLE_POOL 4   /* read connections kept per projection */
-#define RATE_SLOTS 11 /* one sample a second: the rate over the last 10 s */
+#define IDLE_POOL 4        /* read connections kept per projection */
+#define RATE_SLOTS 11      /* one sample a second: the rate over the last 10 s */
+#define IDLE_CLOSE_MS 2000 /* an idle projection closes its connections after this */
+
+typedef struct batch {
+    struct {
+        const factum_event_t *e;
+        const handler *h; /* its handler, looked up once */
+    } * ev;               /* the events with a handler */
+    size_t n;
+    struct {
+        uint32_t ev, stmt;
+    } * runs; /* what each run call was */
+    size_t nruns, cap;
+    sql_value v[SQL_MAX_PARAMS];
+    buf_t scratch;
+} batch;
 
 struct projector {
     factum_t *db;
     proj_def *d;
-    pthread_t thread;
+    pool_task *task; /* its slices on the definitions' pool */
     pthread_mutex_t mu;
     pthread_cond_t cond; /* covered moved, the state changed, or a request (stop, reset) */
     atomic_int refs;
@@ -47,9 +68,16 @@ struct projector {
     int rate_i, rate_len;
     target *idle[IDLE_POOL];
     size_t nidle;
+    bool warm; /* the write connection is open: read connections may be kept */
+    /* the slices' own (one at a time, ordered by the pool) */
+    target *t;           /* the write connection, or NULL */
+    batch b;             /* reused from batch to batch */
+    uint64_t backoff_ms; /* before trying the target again */
+    bool reset;          /* a reset asked for and not done yet */
+    int64_t active_us;   /* the last batch applied (CLOCK_MONOTONIC) */
 };
 
-/* ---- the projector thread ---- */
+/* ---- the projector's slices ---- */
 
 static const handler *handler_of(const proj_def *d, factum_str_t type) {
     for (size_t i = 0; i < d->nhandlers; i++)
@@ -83,18 +111,6 @@ static void set_error_msg(projector *p, const char *msg) {
     buf_free(&b);
 }
 
-/* Waits on the projector's condition for up to ms, or until asked something. */
-static void nap(projector *p, uint64_t ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
-    pthread_mutex_lock(&p->mu);
-    if (!p->stop && !p->reset_asked) pthread_cond_timedwait(&p->cond, &p->mu, &ts);
-    pthread_mutex_unlock(&p->mu);
-}
-
 /* Connects, (resets,) runs the setup and reads the checkpoint, in one transaction. */
 static int open_target(projector *p, bool reset, target **out, factum_error_t *err) {
     const proj_def *d = p->d;
@@ -126,20 +142,6 @@ static int open_target(projector *p, bool reset, target **out, factum_error_t *e
     *out = t;
     return 0;
 }
-
-typedef struct batch {
-    struct {
-        const factum_event_t *e;
-        const handler *h; /* its handler, looked up once */
-    } * ev;               /* the events with a handler */
-    size_t n;
-    struct {
-        uint32_t ev, stmt;
-    } * runs; /* what each run call was */
-    size_t nruns, cap;
-    sql_value v[SQL_MAX_PARAMS];
-    buf_t scratch;
-} batch;
 
 /* Runs the handlers of b->ev[0..upto) and commits with the checkpoint (pos, rev). */
 static int apply(projector *p, target *t, batch *b, size_t upto, uint64_t pos, int64_t rev, size_t *failed,
@@ -309,66 +311,84 @@ static void sample_rate(projector *p) {
     pthread_mutex_unlock(&p->mu);
 }
 
-static void *projector_main(void *arg) {
-    projector *p = arg;
-    const proj_def *d = p->d;
-    target *t = NULL;
-    batch b = {0};
-    uint64_t backoff_ms = 100;
-    bool reset = false;
-    b.ev = malloc(BATCH * sizeof *b.ev);
-    for (;;) {
-        pthread_mutex_lock(&p->mu);
-        if (p->stop) {
-            pthread_mutex_unlock(&p->mu);
-            break;
-        }
-        if (p->reset_asked) reset = true, p->reset_asked = false, p->failed = false;
-        bool failed = p->failed;
-        if (failed) pthread_cond_wait(&p->cond, &p->mu);
-        pthread_mutex_unlock(&p->mu);
-        if (failed) continue;
-        factum_error_t err;
-        if (reset && t) {
-            d->ops->close(t);
-            t = NULL;
-        }
-        if (!t) {
-            int rc = b.ev ? open_target(p, reset, &t, &err) : err_set(&err, FACTUM_ENOMEM, "out of memory");
-            if (rc == FACTUM_EINVAL) { /* the definition does not fit the database (a table went away) */
-                set_error_msg(p, err.message);
-                mark_failed(p);
-                continue;
-            }
-            if (rc) {
-                set_error_msg(p, err.message);
-                nap(p, backoff_ms);
-                backoff_ms = MIN(backoff_ms * 2, 5000);
-                continue;
-            }
-            reset = false, backoff_ms = 100;
-            set_error(p, NULL);
-        }
-        int rc = step(p, t, &b, &err);
-        sample_rate(p);
-        if (rc == 1) {
-            factum_wait(p->db, p->covered, 200);
-        } else if (rc) {
-            set_error_msg(p, err.message);
-            d->ops->close(t);
-            t = NULL;
-            nap(p, backoff_ms);
-            backoff_ms = MIN(backoff_ms * 2, 5000);
-        }
-    }
-    if (t) d->ops->close(t);
-    free(b.ev);
-    free(b.runs);
-    buf_free(&b.scratch);
-    return NULL;
+/* Closes the write connection and the idle read connections: an idle projection holds no
+   descriptor (the slice's own; read connections under mu). */
+static void close_target(projector *p) {
+    target *idle[IDLE_POOL];
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->nidle;
+    memcpy(idle, p->idle, n * sizeof *idle);
+    p->nidle = 0, p->warm = false;
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < n; i++)
+        p->d->ops->close(idle[i]);
+    if (p->t) p->d->ops->close(p->t);
+    p->t = NULL;
 }
 
-int projector_start(factum_t *db, proj_def *d, projector **out, factum_error_t *err) {
+/* Waits for `ms` (or a request), after an error. */
+static pool_next back_off(projector *p) {
+    pool_next nx = {.past = POOL_NO_POSITION, .at_us = clock_mono_us() + (int64_t)p->backoff_ms * 1000};
+    p->backoff_ms = MIN(p->backoff_ms * 2, 5000);
+    return nx;
+}
+
+/*
+ * One slice on the pool (sys/pool.h): opens the target if needed and applies one batch. Waits
+ * for the head to pass what it covered when caught up, and closes its connections once idle for
+ * IDLE_CLOSE_MS; waits for a request (reset, stop) when failed.
+ */
+static pool_next slice(void *arg) {
+    projector *p = arg;
+    pool_next idle = {.past = POOL_NO_POSITION};
+    pthread_mutex_lock(&p->mu);
+    if (p->reset_asked) p->reset = true, p->reset_asked = false, p->failed = false;
+    bool failed = p->failed;
+    pthread_mutex_unlock(&p->mu);
+    if (failed) {
+        close_target(p);
+        return idle;
+    }
+    factum_error_t err;
+    if (p->reset && p->t) close_target(p);
+    if (!p->t) {
+        int rc = p->b.ev ? open_target(p, p->reset, &p->t, &err) : err_set(&err, FACTUM_ENOMEM, "out of memory");
+        if (rc == FACTUM_EINVAL) { /* the definition does not fit the database (a table went away) */
+            set_error_msg(p, err.message);
+            mark_failed(p);
+            return idle;
+        }
+        if (rc) {
+            set_error_msg(p, err.message);
+            return back_off(p);
+        }
+        p->reset = false, p->backoff_ms = 100;
+        pthread_mutex_lock(&p->mu);
+        p->warm = true;
+        pthread_mutex_unlock(&p->mu);
+        p->active_us = clock_mono_us();
+        set_error(p, NULL);
+    }
+    int rc = step(p, p->t, &p->b, &err);
+    sample_rate(p);
+    int64_t now = clock_mono_us();
+    if (rc == 0) {
+        p->active_us = now;
+        return (pool_next){.again = true};
+    }
+    if (rc != 1) {
+        set_error_msg(p, err.message);
+        close_target(p);
+        return back_off(p);
+    }
+    if (now - p->active_us >= IDLE_CLOSE_MS * 1000) {
+        close_target(p);
+        return (pool_next){.past = p->covered};
+    }
+    return (pool_next){.past = p->covered, .at_us = p->active_us + IDLE_CLOSE_MS * 1000};
+}
+
+int projector_start(factum_t *db, pool *pl, proj_def *d, projector **out, factum_error_t *err) {
     projector *p = calloc(1, sizeof *p);
     if (!p) {
         proj_def_free(d);
@@ -383,10 +403,14 @@ int projector_start(factum_t *db, proj_def *d, projector **out, factum_error_t *
     pthread_cond_init(&p->cond, &ca);
     pthread_condattr_destroy(&ca);
     p->next_revision = d->src == SRC_STREAM ? 0 : -1;
-    if (pthread_create(&p->thread, NULL, projector_main, p)) {
+    p->backoff_ms = 100;
+    p->b.ev = malloc(BATCH * sizeof *p->b.ev); /* NULL: the first slice says out of memory */
+    char what[PROJ_MAX_NAME + 16];
+    snprintf(what, sizeof what, "projection %s", d->name);
+    if (!(p->task = pool_add(pl, what, slice, p))) {
         p->stopped = true;
         projector_unref(p);
-        return err_set(err, FACTUM_ENOMEM, "cannot start a projector thread");
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
     }
     *out = p;
     return 0;
@@ -397,7 +421,9 @@ void projector_stop(projector *p) {
     p->stop = true;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->mu);
-    pthread_join(p->thread, NULL);
+    pool_remove(p->task); /* waits for a batch in progress */
+    p->task = NULL;
+    close_target(p);
     pthread_mutex_lock(&p->mu);
     p->stopped = true;
     pthread_cond_broadcast(&p->cond);
@@ -411,6 +437,9 @@ void projector_unref(projector *p) {
     if (atomic_fetch_sub(&p->refs, 1) != 1) return;
     for (size_t i = 0; i < p->nidle; i++)
         p->d->ops->close(p->idle[i]);
+    free(p->b.ev);
+    free(p->b.runs);
+    buf_free(&p->b.scratch);
     proj_def_free(p->d);
     buf_free(&p->last_error);
     pthread_mutex_destroy(&p->mu);
@@ -424,10 +453,12 @@ void projector_reset(projector *p) {
     pthread_mutex_lock(&p->mu);
     p->reset_asked = true, p->rebuilding = true;
     pthread_cond_broadcast(&p->cond);
+    if (!p->stop) pool_poke(p->task); /* stop is set before the task goes: it is there */
     pthread_mutex_unlock(&p->mu);
 }
 
 void projector_get_stats(projector *p, projector_stats *st) {
+    sample_rate(p); /* an idle projection takes no slices: its rate falls to 0 here */
     uint64_t head = factum_head_position(p->db);
     pthread_mutex_lock(&p->mu);
     st->position = p->covered;
@@ -564,7 +595,7 @@ int projector_query(projector *p, factum_str_t body, buf_t *out, factum_error_t 
     if (!rc) rc = d->ops->query(t, &s, vals, QUERY_MAX_ROWS, deadline, out, err);
     if (t) {
         pthread_mutex_lock(&p->mu);
-        bool keep = rc != FACTUM_EUNREACHABLE && p->nidle < IDLE_POOL;
+        bool keep = rc != FACTUM_EUNREACHABLE && p->nidle < IDLE_POOL && p->warm; /* idle: none kept */
         if (keep) p->idle[p->nidle++] = t;
         pthread_mutex_unlock(&p->mu);
         if (!keep) d->ops->close(t);

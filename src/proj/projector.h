@@ -1,5 +1,5 @@
 /*
- * projector.h — one projection (docs/projections.md): its definition, the thread that applies
+ * projector.h — one projection (docs/projections.md): its definition, the task that applies
  * events to its read model, its status, and queries on the read model.
  *
  * The projector reads the log in position order in batches and, for each batch, runs the
@@ -9,15 +9,18 @@
  * that fails stops the projection at that event (the events before it in the batch are
  * committed); a new definition resumes from there.
  *
- * Threads: the projector thread owns the write connection. Status, reset and queries may be
- * called from any thread; queries block (waiting for min_position, then the database), so the
- * server runs them on worker threads. A projector is reference-counted: projector_stop ends the
- * thread and drops the caller's reference; queries still running hold their own.
+ * Threads: a projector is a task on the definitions' pool (sys/pool.h); its slices own the
+ * write connection, one at a time. Status, reset and queries may be called from any thread;
+ * queries block (waiting for min_position, then the database), so the server runs them on
+ * worker threads. A projector is reference-counted: projector_stop takes the task off the pool
+ * (after a batch in progress) and drops the caller's reference; queries still running hold
+ * their own.
  */
 #ifndef FACTUM_PROJECTOR_H
 #define FACTUM_PROJECTOR_H
 
 #include "../base/base.h"
+#include "../sys/pool.h"
 
 #define PROJ_MAX_NAME 100
 
@@ -61,9 +64,10 @@ int proj_def_check(const proj_def *d, buf_t *warnings, factum_error_t *err);
    tables) and d's checkpoint, in one transaction. */
 int proj_def_drop(const proj_def *d, factum_error_t *err);
 
-/* Starts projecting with d (the projector owns it from here, also on error). */
-int projector_start(factum_t *db, proj_def *d, projector **out, factum_error_t *err);
-/* Stops the thread (waits for it) and drops the reference projector_start gave. */
+/* Starts projecting with d on pool pl (the projector owns d from here, also on error). */
+int projector_start(factum_t *db, pool *pl, proj_def *d, projector **out, factum_error_t *err);
+/* Takes it off the pool (waits for a batch in progress), closes its connections and drops the
+   reference projector_start gave. */
 void projector_stop(projector *p);
 void projector_ref(projector *p);
 void projector_unref(projector *p);

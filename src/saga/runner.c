@@ -1,9 +1,9 @@
 /*
- * runner.c — the thread that runs one saga (docs/sagas.md, "Durable state and exactly once"):
- * it reads inputs from the log in batches, has the machine decide each (machine.h), writes what
- * was decided — the instance's state records and the commands they carry — applies it, and
- * writes a checkpoint when one is due. At start it loads the instances the newest checkpoint
- * names by applying their records again, and sends again the commands of inputs past it.
+ * runner.c — what runs one saga (docs/sagas.md, "Durable state and exactly once"), in slices on
+ * the definitions' pool (sys/pool.h), one at a time: it reads inputs from the log in batches, has the machine decide
+ * each (machine.h), writes what was decided — the instance's state records and the commands they carry — applies it,
+ * and writes a checkpoint when one is due. At start it loads the instances the newest checkpoint names by applying
+ * their records again, and sends again the commands of inputs past it.
  *
  * The store is touched here and nowhere else in the machine's path: the streams found deleted
  * for ever are given to decide as facts (it decides again when a command's stream is one).
@@ -454,10 +454,9 @@ static void recover(saga *s) {
 }
 
 /* A write failed: what is in memory may be ahead of what is durable. Forget it and start again
-   from the newest checkpoint, as after a restart (inputs already done are skipped then). */
+   from the newest checkpoint, as after a restart (inputs already done are skipped then). The
+   slice that found the failure asks for this a second later (rewind_at), not at once. */
 static void rewind_to_checkpoint(saga *s) {
-    struct timespec ts = {1, 0};
-    nanosleep(&ts, NULL);
     pthread_mutex_lock(&s->mu);
     while (s->active) {
         inst *i = s->active;
@@ -468,62 +467,66 @@ static void rewind_to_checkpoint(saga *s) {
     s->position = 0;
     pthread_mutex_unlock(&s->mu);
     recover(s);
+    s->cp_pos = s->position, s->cp_decisions = s->decisions;
 }
 
-static void *runner(void *arg) {
+static pool_next rewind_later(saga *s) {
+    s->rewind_at = clock_mono_us() + 1000000;
+    return (pool_next){.past = POOL_NO_POSITION, .at_us = s->rewind_at};
+}
+
+/*
+ * One slice on the definitions' pool (sys/pool.h): the first recovers; each reads one batch of
+ * inputs (at most BATCH), decides and writes them, marks the timeouts due, and writes a
+ * checkpoint when one is due. Caught up, it waits for the head to pass its position, for the
+ * next deadline, or for the time a due checkpoint may be written.
+ *
+ * A checkpoint only bounds the replay of a restart; it is due when an input was decided since
+ * the last one (or many positions passed): an idle saga writes none, so its own checkpoint,
+ * which it reads like any event, never causes the next. Measured on the monotonic clock.
+ */
+static pool_next slice(void *arg) {
     saga *s = arg;
-    recover(s);
-    /* A checkpoint only bounds the replay of a restart; it is due when an input was decided since
-       the last one (or many positions passed): an idle saga writes none, so its own checkpoint,
-       which it reads like any event, never causes the next. Measured on the monotonic clock. */
-    int64_t last_cp = clock_mono_us();
-    uint64_t cp_pos = s->position, cp_decisions = s->decisions;
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        bool stop = s->stop;
-        pthread_mutex_unlock(&s->mu);
-        if (stop) break;
-        factum_query_t q = {.from = s->position, .limit = BATCH, .system = 1};
-        factum_result_t *r;
-        size_t n = 0;
-        if (factum_read_all(s->db, &q, &r, NULL) == 0) {
-            n = factum_result_count(r);
-            for (size_t k = 0; k < n; k++)
-                input(s, factum_result_event(r, k));
-            uint64_t next = factum_result_next(r);
-            factum_result_free(r);
-            if (drain(s)) { /* a write failed: go back to the last checkpoint */
-                rewind_to_checkpoint(s);
-                cp_pos = s->position, cp_decisions = s->decisions;
-                continue;
-            }
-            pthread_mutex_lock(&s->mu);
-            s->position = next;
-            pthread_mutex_unlock(&s->mu);
-        }
-        int64_t next_deadline = timeouts(s);
-        if (drain(s)) { /* a timeout marker is not written: its deadline must come round again */
-            rewind_to_checkpoint(s);
-            cp_pos = s->position, cp_decisions = s->decisions;
-            continue;
-        }
-        int64_t now = clock_mono_us();
-        if (now - last_cp >= CHECKPOINT_EVERY_US &&
-            (s->decisions != cp_decisions || s->position - cp_pos >= CHECKPOINT_AFTER)) {
-            if (checkpoint(s) == 0) cp_pos = s->position, cp_decisions = s->decisions;
-            last_cp = now; /* a failed one is tried again at the next interval, not at once */
-        }
-        if (!n) {
-            int wait_ms = 200;
-            if (next_deadline) wait_ms = (int)MAX(1, MIN(200, (next_deadline - now) / 1000 + 1));
-            factum_wait(s->db, s->position, wait_ms);
-        }
+    if (s->rewind_at) {
+        if (clock_mono_us() < s->rewind_at) return (pool_next){.past = POOL_NO_POSITION, .at_us = s->rewind_at};
+        s->rewind_at = 0;
+        rewind_to_checkpoint(s);
     }
-    saga_out_free(&s->out);
-    return NULL;
+    if (!s->recovered) {
+        recover(s);
+        s->recovered = true;
+        s->last_cp = clock_mono_us();
+        s->cp_pos = s->position, s->cp_decisions = s->decisions;
+    }
+    factum_query_t q = {.from = s->position, .limit = BATCH, .system = 1};
+    factum_result_t *r;
+    size_t n = 0;
+    if (factum_read_all(s->db, &q, &r, NULL) == 0) {
+        n = factum_result_count(r);
+        for (size_t k = 0; k < n; k++)
+            input(s, factum_result_event(r, k));
+        uint64_t next = factum_result_next(r);
+        factum_result_free(r);
+        if (drain(s)) return rewind_later(s); /* a write failed: go back to the last checkpoint */
+        pthread_mutex_lock(&s->mu);
+        s->position = next;
+        pthread_mutex_unlock(&s->mu);
+    }
+    int64_t next_deadline = timeouts(s);
+    if (drain(s)) return rewind_later(s); /* a timeout marker is not written: its deadline must come round again */
+    int64_t now = clock_mono_us();
+    bool cp_due = s->decisions != s->cp_decisions || s->position - s->cp_pos >= CHECKPOINT_AFTER;
+    if (cp_due && now - s->last_cp >= CHECKPOINT_EVERY_US) {
+        if (checkpoint(s) == 0) s->cp_pos = s->position, s->cp_decisions = s->decisions, cp_due = false;
+        s->last_cp = now; /* a failed one is tried again at the next interval, not at once */
+    }
+    if (n) return (pool_next){.again = true};
+    int64_t at = next_deadline;
+    if (cp_due && (!at || s->last_cp + CHECKPOINT_EVERY_US < at)) at = s->last_cp + CHECKPOINT_EVERY_US;
+    return (pool_next){.past = s->position, .at_us = at};
 }
 
-int saga_start(factum_t *db, saga_def *d, saga **out, factum_error_t *err) {
+int saga_start(factum_t *db, pool *pl, saga_def *d, saga **out, factum_error_t *err) {
     saga *s = calloc(1, sizeof *s);
     if (!s) {
         saga_def_free(d);
@@ -533,10 +536,12 @@ int saga_start(factum_t *db, saga_def *d, saga **out, factum_error_t *err) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wcond, NULL);
-    if (pthread_create(&s->thread, NULL, runner, s)) {
+    char what[SAGA_MAX_NAME + 16];
+    snprintf(what, sizeof what, "saga %s", d->name);
+    if (!(s->task = pool_add(pl, what, slice, s))) {
         saga_def_free(d);
         free(s);
-        return err_set(err, FACTUM_ENOMEM, "cannot start a saga thread");
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
     }
     *out = s;
     return 0;
@@ -544,10 +549,8 @@ int saga_start(factum_t *db, saga_def *d, saga **out, factum_error_t *err) {
 
 void saga_stop(saga *s) {
     if (!s) return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
+    pool_remove(s->task); /* waits for a batch in progress */
+    saga_out_free(&s->out);
     while (s->active) {
         inst *i = s->active;
         deactivate(s, i);

@@ -7,6 +7,8 @@
 
 #include "machine.h"
 
+#include "../sys/pool.h"
+
 #include <pthread.h>
 
 #define ENDED_KEPT 10000
@@ -21,9 +23,8 @@ typedef struct ended {
 struct saga {
     factum_t *db;
     saga_def *d;
-    pthread_t thread;
+    pool_task *task; /* its slices on the definitions' pool */
     pthread_mutex_t mu;
-    bool stop;
     /* under mu */
     inst *active;
     inst *index[INDEX_BUCKETS]; /* the active instances by id */
@@ -34,10 +35,14 @@ struct saga {
     uint64_t counts[5], parked;
     uint64_t dur[SAGA_DURATION_BUCKETS], dur_n; /* ended instances by duration (start to end) */
     double dur_sum_s;
-    /* the runner thread's own */
-    uint64_t decisions; /* inputs that wrote something (state records, commands, a parked input) */
-    bool keeps_one;     /* $sagacp-NAME has max_count 1 */
-    saga_out out;       /* what the input at hand decides */
+    /* the slices' own (one at a time, ordered by the pool) */
+    bool recovered;                /* the first slice loaded the checkpoint's instances */
+    int64_t rewind_at;             /* a write failed: go back to the checkpoint at this time (0: no) */
+    int64_t last_cp;               /* the last checkpoint tried (CLOCK_MONOTONIC, µs) */
+    uint64_t cp_pos, cp_decisions; /* position and decisions at the last checkpoint written */
+    uint64_t decisions;            /* inputs that wrote something (state records, commands, a parked input) */
+    bool keeps_one;                /* $sagacp-NAME has max_count 1 */
+    saga_out out;                  /* what the input at hand decides */
     /* the runner's batch */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;

@@ -10,12 +10,14 @@
  * the input, so doing an input again after a crash appends nothing new (appends are
  * idempotent by id) and a command is never sent twice under different ids.
  *
- * Threads: one runner thread per saga; status and listing calls from any thread (a mutex).
+ * Threads: a saga's runner is a task on the definitions' pool (sys/pool.h): one slice at a time;
+ * status and listing calls from any thread (a mutex).
  */
 #ifndef FACTUM_SAGA_H
 #define FACTUM_SAGA_H
 
 #include "../base/base.h"
+#include "../sys/pool.h"
 
 #define SAGA_MAX_NAME 100
 
@@ -34,9 +36,9 @@ int saga_def_check(const saga_def *d, factum_error_t *err);
 void saga_def_free(saga_def *d);
 factum_str_t saga_def_json(const saga_def *d);
 
-/* Starts the runner (it owns d from here, also on error). */
-int saga_start(factum_t *db, saga_def *d, saga **out, factum_error_t *err);
-/* Stops the runner and frees it. */
+/* Starts the runner on pool pl (it owns d from here, also on error). */
+int saga_start(factum_t *db, pool *pl, saga_def *d, saga **out, factum_error_t *err);
+/* Takes the runner off the pool (waits for a batch in progress) and frees it. */
 void saga_stop(saga *s);
 
 /* {"name","position","running","compensating","completed","failed","compensation_failed",

@@ -25,10 +25,12 @@ typedef struct kept {
     groups_change ch;
     char type[16];
     bool with_refused;
+    limit_hold *hold; /* a new group's place under --max-groups, until it is applied (or not) */
 } kept;
 
 static void kept_free(void *job) {
     kept *k = job;
+    limits_release(k->hold);
     groups_change_free(&k->ch);
     free(k);
 }
@@ -393,11 +395,15 @@ void api_define_group(conn *c, const route_args *a, factum_str_t body) {
     bool created;
     factum_error_t err;
     int rc = groups_define_prepare(c->l->srv->groups, c->ar_note, body, &ch.rec, &created, &err);
-    if (rc)
+    limit_hold *hold = NULL;
+    if (rc) {
         server_problem(c, rc, err.message);
-    else {
+    } else if (!created || (hold = limits_hold(c, LIMIT_GROUPS))) { /* else answered: past --max-groups */
         c->ar_at = created;
-        submit(c, GROUPS_STREAM, "GroupDefined", &ch, false, defined_done);
+        if (submit(c, GROUPS_STREAM, "GroupDefined", &ch, false, defined_done))
+            ((kept *)c->job)->hold = hold; /* given back once applied (kept_free) */
+        else
+            limits_release(hold);
     }
     groups_change_free(&ch);
 }

@@ -11,13 +11,16 @@
  * Definitions are records in the system stream $projections (ProjectionDefined with the name and
  * the definition as given, ProjectionDeleted), replayed at start. Where a projection stands is
  * not here: it is the checkpoint in its own database. Anything that talks to a database, or
- * waits, runs as a job on a worker thread; a mutex (define_mu) keeps definitions in log order.
+ * waits, runs as a job on a worker thread; a mutex (define_mu) keeps definitions in log order,
+ * and makes the count a new definition is checked against (--max-projections, limits.c) exact.
+ * Projectors run as tasks on the server's definitions' pool (sys/pool.h).
  */
 #include "api.h"
 
 #include "../base/json.h"
 #include "../proj/projector.h"
 #include "../sys/defs.h"
+#include "../sys/pool.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -34,10 +37,12 @@ typedef struct entry {
 
 struct projections {
     factum_t *db;
+    pool *pool;
     char *data_dir;
     pthread_mutex_t mu;        /* the list */
     pthread_mutex_t define_mu; /* one definition change at a time: log order = registry order */
     entry *list;
+    size_t n; /* in the list */
 };
 
 /* ---- the registry ---- */
@@ -72,6 +77,7 @@ static projector *put(projections_t *ps, const char *name, projector *p) {
             entry *gone = *e;
             *e = gone->next;
             free(gone);
+            ps->n--;
         }
     } else if (p) {
         entry *n = calloc(1, sizeof *n);
@@ -80,6 +86,7 @@ static projector *put(projections_t *ps, const char *name, projector *p) {
         n->p = p;
         n->next = ps->list;
         ps->list = n;
+        ps->n++;
     }
     pthread_mutex_unlock(&ps->mu);
     return old;
@@ -88,7 +95,7 @@ static projector *put(projections_t *ps, const char *name, projector *p) {
 /* Starts a projector on d (taking it) as name's, stopping the one it replaces. */
 static int run(projections_t *ps, const char *name, proj_def *d, factum_error_t *err) {
     projector *p;
-    int rc = projector_start(ps->db, d, &p, err);
+    int rc = projector_start(ps->db, ps->pool, d, &p, err);
     if (rc) return rc;
     projector *old = put(ps, name, p);
     if (old) projector_stop(old);
@@ -106,13 +113,13 @@ static void replay_def(void *ctx, const char *name, factum_str_t def) {
     if (start(ctx, name, def, &e2)) fprintf(stderr, "factum: projection %s not started: %s\n", name, e2.message);
 }
 
-int projections_open(factum_t *db, const char *data_dir, projections_t **out, factum_error_t *err) {
+int projections_open(factum_t *db, pool *pl, const char *data_dir, projections_t **out, factum_error_t *err) {
     projections_t *ps = calloc(1, sizeof *ps);
     if (!ps || !(ps->data_dir = strdup(data_dir))) {
         free(ps);
         return err_set(err, FACTUM_ENOMEM, "out of memory");
     }
-    ps->db = db;
+    ps->db = db, ps->pool = pl;
     pthread_mutex_init(&ps->mu, NULL);
     pthread_mutex_init(&ps->define_mu, NULL);
     int rc = defs_replay(db, PROJECTIONS_STREAM, "ProjectionDefined", "ProjectionDeleted", replay_def, ps, err);
@@ -130,13 +137,20 @@ void projections_stop(projections_t *ps) {
     for (;;) {
         pthread_mutex_lock(&ps->mu);
         entry *e = ps->list;
-        if (e) ps->list = e->next;
+        if (e) ps->list = e->next, ps->n--;
         pthread_mutex_unlock(&ps->mu);
         if (!e) break;
         projector_stop(e->p);
         free(e);
     }
     pthread_mutex_unlock(&ps->define_mu);
+}
+
+size_t projections_count(projections_t *ps) {
+    pthread_mutex_lock(&ps->mu);
+    size_t n = ps->n;
+    pthread_mutex_unlock(&ps->mu);
+    return n;
 }
 
 void projections_close(projections_t *ps) {
@@ -157,9 +171,15 @@ static void define_work(conn *c) {
     proj_def *d = NULL;
     buf_t warnings = {0};
     pthread_mutex_lock(&ps->define_mu);
-    if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err)))
+    projector *old = get(ps, j->name);
+    size_t used = projections_count(ps);
+    if (!old && !limits_allow(c->l->srv, LIMIT_PROJECTIONS, used)) { /* a new one past the limit: its database
+                                                                         is not even opened */
+        j->limited = true, j->limit_kind = LIMIT_PROJECTIONS, j->limit_used = used;
+        j->rc = err_set(&j->err, FACTUM_EINVAL, "too many projections");
+    } else if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) {
         j->rc = proj_def_check(d, &warnings, &j->err);
-    projector *old = j->rc ? NULL : get(ps, j->name);
+    }
     if (!j->rc) j->rc = proj_def_keep_secret(d, &j->err); /* the record holds no password */
     if (!j->rc)
         j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, proj_def_shown(d), &j->err);

@@ -9,13 +9,16 @@
  *   GET    /sagas/{name}/parked             inputs set aside, with the reason
  *
  * Definitions are SagaDefined / SagaDeleted records in $sagas (defs.c). A definition change
- * stops the old runner before the new one starts; it runs as a job (joining a thread, an
- * append), everything else on the loop with the registry's mutex held.
+ * stops the old runner before the new one starts; it runs as a job (waiting for a batch in
+ * progress, an append), everything else on the loop with the registry's mutex held. A new name
+ * is checked against --max-sagas (limits.c) under define_mu, so the count is exact. Runners are
+ * tasks on the server's definitions' pool (sys/pool.h).
  */
 #include "api.h"
 
 #include "../saga/saga.h"
 #include "../sys/defs.h"
+#include "../sys/pool.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -31,9 +34,11 @@ typedef struct entry {
 
 struct sagas {
     factum_t *db;
+    pool *pool;
     pthread_mutex_t mu;        /* the list, and the sagas while they are used */
     pthread_mutex_t define_mu; /* one definition change at a time */
     entry *list;
+    size_t n; /* in the list */
 };
 
 static entry **find(sagas_t *ss, const char *name) {
@@ -48,7 +53,7 @@ static saga *take(sagas_t *ss, const char *name) {
     pthread_mutex_lock(&ss->mu);
     entry **e = find(ss, name), *gone = *e;
     saga *s = gone ? gone->s : NULL;
-    if (gone) *e = gone->next, free(gone);
+    if (gone) *e = gone->next, free(gone), ss->n--;
     pthread_mutex_unlock(&ss->mu);
     return s;
 }
@@ -56,14 +61,14 @@ static saga *take(sagas_t *ss, const char *name) {
 /* Starts a runner on d (taking it) as name's. */
 static int run(sagas_t *ss, const char *name, saga_def *d, factum_error_t *err) {
     saga *s;
-    int rc = saga_start(ss->db, d, &s, err);
+    int rc = saga_start(ss->db, ss->pool, d, &s, err);
     if (rc) return rc;
     entry *n = calloc(1, sizeof *n);
     if (!n) abort(); /* the server may stop on out-of-memory (STYLE.md) */
     snprintf(n->name, sizeof n->name, "%s", name);
     n->s = s;
     pthread_mutex_lock(&ss->mu);
-    n->next = ss->list, ss->list = n;
+    n->next = ss->list, ss->list = n, ss->n++;
     pthread_mutex_unlock(&ss->mu);
     return 0;
 }
@@ -79,10 +84,10 @@ static void replay_def(void *ctx, const char *name, factum_str_t def) {
     if (start(ctx, name, def, &e2)) fprintf(stderr, "factum: saga %s not started: %s\n", name, e2.message);
 }
 
-int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err) {
+int sagas_open(factum_t *db, pool *pl, sagas_t **out, factum_error_t *err) {
     sagas_t *ss = calloc(1, sizeof *ss);
     if (!ss) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    ss->db = db;
+    ss->db = db, ss->pool = pl;
     pthread_mutex_init(&ss->mu, NULL);
     pthread_mutex_init(&ss->define_mu, NULL);
     int rc = defs_replay(db, SAGAS_STREAM, "SagaDefined", "SagaDeleted", replay_def, ss, err);
@@ -92,6 +97,13 @@ int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err) {
     }
     *out = ss;
     return 0;
+}
+
+size_t sagas_count(sagas_t *ss) {
+    pthread_mutex_lock(&ss->mu);
+    size_t n = ss->n;
+    pthread_mutex_unlock(&ss->mu);
+    return n;
 }
 
 void sagas_close(sagas_t *ss) {
@@ -111,8 +123,16 @@ static void define_work(conn *c) {
     factum_str_t body = {j->body.ptr, j->body.len};
     saga_def *d = NULL;
     pthread_mutex_lock(&ss->define_mu);
-    if (!(j->rc = saga_def_parse(j->name, body, &d, &j->err)) && !(j->rc = saga_def_check(d, &j->err)))
+    pthread_mutex_lock(&ss->mu);
+    bool exists = *find(ss, j->name) != NULL;
+    pthread_mutex_unlock(&ss->mu);
+    size_t used = sagas_count(ss);
+    if (!exists && !limits_allow(c->l->srv, LIMIT_SAGAS, used)) { /* a new one past the limit */
+        j->limited = true, j->limit_kind = LIMIT_SAGAS, j->limit_used = used;
+        j->rc = err_set(&j->err, FACTUM_EINVAL, "too many sagas");
+    } else if (!(j->rc = saga_def_parse(j->name, body, &d, &j->err)) && !(j->rc = saga_def_check(d, &j->err))) {
         j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDefined", j->name, body, &j->err);
+    }
     if (!j->rc) {
         saga *old = take(ss, j->name);
         j->status = old ? 200 : 201;

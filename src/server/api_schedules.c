@@ -5,7 +5,8 @@
  *   GET /schedules/{id}                        -> {"id", "at", "stream", "state", "event", ...}
  *   DELETE /schedules/{id}                     -> 200 {"id", "state": "cancelled"}
  * Writes go to $schedules through the loop's asynchronous append; the timer table learns of
- * them only once they are durable.
+ * them only once they are durable. A new schedule holds a place under --max-schedules (pending
+ * ones, limits.c) from its check until then.
  */
 #include "api.h"
 
@@ -19,8 +20,7 @@
 #define LIST_MAX 1000
 #define LIST_MAX_BYTES (16u << 20) /* a page stops at about this many bytes (events may be large) */
 
-static void scheduled_done(conn *c) {
-    if (!server_written(c)) return;
+static void registered(conn *c) {
     factum_error_t err;
     if (timers_add(c->l->srv->timers, c->ar_note, c->ar_res.last_position, &err)) {
         conn_problem(c, 500, "internal", NULL,
@@ -34,6 +34,15 @@ static void scheduled_done(conn *c) {
     char hdr[96];
     snprintf(hdr, sizeof hdr, "Location: /schedules/%s\r\n", c->ar_note);
     conn_respond(c, 201, "application/json", hdr, body, (size_t)n);
+}
+
+/* Registers the timer, and gives back its place under --max-schedules (held from the check):
+   it is a pending timer now, or not one. */
+static void scheduled_done(conn *c) {
+    limit_hold *hold = c->job;
+    c->job = NULL;
+    if (server_written(c)) registered(c);
+    limits_release(hold);
 }
 
 static void schedule(conn *c, factum_str_t body) {
@@ -107,8 +116,15 @@ static void schedule(conn *c, factum_str_t body) {
         .type = str_c("Scheduled"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
     snprintf(c->ar_note, sizeof c->ar_note, "%s", id);
     c->ar_at = at;
-    if ((rc = server_submit_append(c, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, &rec, 1, scheduled_done, &err)))
-        server_problem(c, rc, err.message);
+    limit_hold *hold = limits_hold(c, LIMIT_SCHEDULES); /* NULL: answered, past --max-schedules */
+    if (hold) {
+        c->job = hold, c->job_free = limits_release_job; /* given back if the connection goes first */
+        if ((rc = server_submit_append(c, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, &rec, 1, scheduled_done, &err))) {
+            c->job = NULL;
+            limits_release(hold);
+            server_problem(c, rc, err.message);
+        }
+    }
     buf_free(&data);
 out:
     factum_events_free(set);

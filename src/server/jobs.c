@@ -126,7 +126,9 @@ static void named_done(conn *c) {
     named_job *j = c->job;
     c->job = NULL;
     c->state = C_BODY; /* answering, as after an append */
-    if (j->rc == FACTUM_ECONFLICT && j->conflict_slug)
+    if (j->limited)
+        limits_problem(c, j->limit_kind, j->limit_used);
+    else if (j->rc == FACTUM_ECONFLICT && j->conflict_slug)
         conn_problem(c, 409, j->conflict_slug, NULL, "%s", j->err.message);
     else if (j->rc)
         server_problem(c, j->rc, j->err.message);

@@ -9,6 +9,7 @@
 
 #include "../base/json.h"
 #include "../group/groups.h"
+#include "../sys/pool.h"
 #include "../timer/timers.h"
 
 #include <arpa/inet.h>
@@ -349,6 +350,28 @@ static int listen_on(const char *spec, int *out_fd, char *bound, size_t cap, fac
     return 0;
 }
 
+/*
+ * At SIGTERM: no projection or saga starts another batch; the batches in progress are waited
+ * for (and named in the log), then the projectors stop, so queries waiting for one answer now.
+ * Each slice is one bounded batch, so the wait is about as long as the longest batch in
+ * progress, however many definitions there are; closing the connections of the projections
+ * that were busy in the last 2 s follows (logged apart: a SQLite close syncs its WAL).
+ */
+static void stop_definitions(server *s) {
+    uint64_t t0 = clock_mono_ns();
+    buf_t waited = {0};
+    size_t n = pool_quiesce(s->pool, &waited);
+    size_t np = projections_count(s->projections), ns = sagas_count(s->sagas);
+    uint64_t t1 = clock_mono_ns();
+    projections_stop(s->projections); /* closing a SQLite target checkpoints its WAL: an fsync each */
+    fprintf(stderr,
+            "factum: stopping %zu projections and %zu sagas: waited %.0f ms for %zu batches in progress%s%s%s, "
+            "then %.0f ms closing the projections' connections\n",
+            np, ns, (double)(t1 - t0) / 1e6, n, n ? " (" : "", n ? waited.ptr : "", n ? ")" : "",
+            (double)(clock_mono_ns() - t1) / 1e6);
+    buf_free(&waited);
+}
+
 int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     server *s = calloc(1, sizeof *s);
     if (!s) return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -363,6 +386,11 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     if (!c->heartbeat_ms) c->heartbeat_ms = 15000;
     if (!c->sub_buffer) c->sub_buffer = 4u << 20;
     if (!c->max_connections) c->max_connections = 10000;
+    if (!c->max_groups) c->max_groups = 1000;
+    if (!c->max_projections) c->max_projections = 100;
+    if (!c->max_sagas) c->max_sagas = 100;
+    if (!c->max_schedules) c->max_schedules = 100000;
+    if (!c->definition_threads) c->definition_threads = 4;
     if (!c->version) c->version = "0";
     if (!c->loops) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -385,12 +413,15 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         free(s);
         return rc;
     }
+    pthread_mutex_init(&s->limits_mu, NULL);
     if ((rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err)) ||
-        (rc = projections_open(db, c->data_dir ? c->data_dir : ".", &s->projections, err)) ||
-        (rc = sagas_open(db, &s->sagas, err)) || (rc = jobs_open(&s->jobs, err))) {
+        (rc = pool_open(db, c->definition_threads, &s->pool, err)) ||
+        (rc = projections_open(db, s->pool, c->data_dir ? c->data_dir : ".", &s->projections, err)) ||
+        (rc = sagas_open(db, s->pool, &s->sagas, err)) || (rc = jobs_open(&s->jobs, err))) {
         jobs_close(s->jobs);
         sagas_close(s->sagas);
         projections_close(s->projections);
+        pool_close(s->pool);
         scavenger_close(s->scav);
         groups_close(s->groups);
         timers_close(s->timers);
@@ -446,7 +477,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         fprintf(stderr, "factum: %s, draining connections\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
         s->drain_deadline_ms = server_now_ms() + DRAIN_MS;
         atomic_store(&s->stopping, true);
-        projections_stop(s->projections); /* queries waiting for a projection answer now */
+        stop_definitions(s);
     }
     for (int i = 0; i < started; i++) {
         loop_wake(&s->loops[i]);
@@ -456,6 +487,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     jobs_close(s->jobs);
     sagas_close(s->sagas);
     projections_close(s->projections);
+    pool_close(s->pool);
+    pthread_mutex_destroy(&s->limits_mu);
     scavenger_close(s->scav);
     timers_close(s->timers);
     groups_close(s->groups);

@@ -35,6 +35,12 @@ typedef struct server_config {
     size_t ncors_origins;
     const char *const *public_hosts; /* names the Host header may carry beside IP literals and localhost */
     size_t npublic_hosts;
+    /* limits on definitions (limits.c, docs/limits.md); 0 = the default */
+    uint64_t max_groups;      /* 0 = 1000 */
+    uint64_t max_projections; /* 0 = 100 */
+    uint64_t max_sagas;       /* 0 = 100 */
+    uint64_t max_schedules;   /* pending ones; 0 = 100000 */
+    int definition_threads;   /* the pool that runs projections and sagas; 0 = 4 */
     const char *version;
 } server_config;
 
@@ -164,8 +170,14 @@ typedef struct scavenger scavenger_t;
 typedef struct projections projections_t;
 typedef struct sagas sagas_t;
 
+/* The kinds of definitions with a limit (limits.c). */
+enum { LIMIT_GROUPS, LIMIT_PROJECTIONS, LIMIT_SAGAS, LIMIT_SCHEDULES, LIMIT_KINDS };
+
 struct server {
     factum_t *db;
+    struct pool *pool; /* runs projections and sagas (sys/pool.h) */
+    pthread_mutex_t limits_mu;
+    uint64_t held[LIMIT_KINDS]; /* under limits_mu: new definitions checked and not yet applied */
     scavenger_t *scav;
     struct timers *timers;
     struct groups *groups;
@@ -244,6 +256,9 @@ typedef struct named_job {
     int rc, status;
     buf_t out;
     factum_error_t err;
+    bool limited; /* refused past a limit: answered by limits_problem(limit_kind, limit_used) */
+    int limit_kind;
+    uint64_t limit_used;
 } named_job;
 /* Starts one (answers 503 itself if it cannot); the job is c->job while the work runs. */
 void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location,
@@ -273,16 +288,34 @@ void server_wait(conn *c, uint64_t ms);
 int scavenger_open(factum_t *db, uint64_t every_s, scavenger_t **out, factum_error_t *err);
 void scavenger_close(scavenger_t *sv);
 
-/* api_projections.c: the registry of projections ($projections). */
-int projections_open(factum_t *db, const char *data_dir, projections_t **out, factum_error_t *err);
+/* limits.c: the limits on definitions. The maximum of a kind (LIMIT_*). */
+uint64_t limits_max(const server *s, int kind);
+/* Whether one more is allowed when `used` are defined. */
+bool limits_allow(server *s, int kind, uint64_t used);
+/* Answers 409 limit-reached: the limit's flag, its maximum and `used`. */
+void limits_problem(conn *c, int kind, uint64_t used);
+/* A place held for a new group or schedule from its check until it is applied (or not):
+   NULL, having answered limits_problem, when the kind is at its limit. */
+typedef struct limit_hold limit_hold;
+limit_hold *limits_hold(conn *c, int kind);
+void limits_release(limit_hold *h);
+void limits_release_job(void *job); /* limits_release, as a connection's job_free */
+/* The definitions' counts and limits, and the pool's state, as Prometheus lines. */
+void limits_metrics(server *s, buf_t *b);
+
+/* api_projections.c: the registry of projections ($projections), run on pool pl. */
+int projections_open(factum_t *db, struct pool *pl, const char *data_dir, projections_t **out, factum_error_t *err);
+/* How many there are. */
+size_t projections_count(projections_t *ps);
 /* Stops every projector (queries waiting on one end); the registry stays for close. */
 void projections_stop(projections_t *ps);
 void projections_close(projections_t *ps);
 /* Prometheus lines of every projection's status, position, lag and failures. */
 void projections_metrics(projections_t *ps, buf_t *b);
 
-/* api_sagas.c: the registry of sagas ($sagas), a runner per saga. */
-int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err);
+/* api_sagas.c: the registry of sagas ($sagas), a runner per saga on pool pl. */
+int sagas_open(factum_t *db, struct pool *pl, sagas_t **out, factum_error_t *err);
+size_t sagas_count(sagas_t *ss);
 void sagas_close(sagas_t *ss);
 /* Prometheus lines of every saga's counts and durations. */
 void sagas_metrics(sagas_t *ss, buf_t *b);

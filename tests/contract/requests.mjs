@@ -212,4 +212,8 @@ export const unreachable = {
   'DELETE /projections/{name} 503': 'a PostgreSQL target that stops answering after its definition was accepted',
   'POST /admin/scavenge 200': 'a scavenge running at the moment of the request (no test can time it without a race)',
   'GET /health 503': 'a failed fsync or a damaged event (tests/test_fault.c, tests/test_integrity.c)',
+  'PUT /projections/{name} 409': 'a new projection past --max-projections (tests/test_limits.c starts its server with small limits)',
+  'PUT /sagas/{name} 409': 'a new saga past --max-sagas (tests/test_limits.c)',
+  'PUT /groups/{group} 409': 'a new group past --max-groups (tests/test_limits.c)',
+  'POST /schedules 409': 'a new schedule past --max-schedules (tests/test_limits.c)',
 };
