@@ -391,8 +391,12 @@ void conn_readable(conn *c) {
         c->in.len += (size_t)n;
         c->last_io_ms = server_now_ms();
         c->spoke = true;
-        if (c->idle) c->idle = false, conn_track_idle_unlink(c); /* back at the end when idle again */
-        if (c->state == C_SSE) c->in.len = c->in_off = 0;        /* subscribers have nothing to say */
+        if (c->idle) { /* back at the end when idle again */
+            c->idle = false;
+            atomic_fetch_sub_explicit(&c->l->nidle, 1, memory_order_relaxed);
+            conn_track_idle_unlink(c);
+        }
+        if (c->state == C_SSE) c->in.len = c->in_off = 0; /* subscribers have nothing to say */
         if ((size_t)n < room) break;
     }
     if (c->eof && (c->state == C_APPEND || c->state == C_SSE)) {
@@ -443,11 +447,12 @@ void conn_track_idle(conn *c) {
         c->fd >= 0 && c->state == C_HEAD && !c->close_after && !c->req && !in_pending(c) && c->out.len == c->out_off;
     if (idle == c->idle) return;
     c->idle = idle;
+    loop *l = c->l;
+    atomic_fetch_add_explicit(&l->nidle, idle ? 1 : (uint32_t)-1, memory_order_relaxed);
     if (!idle) {
         conn_track_idle_unlink(c);
         return;
     }
-    loop *l = c->l;
     c->inext = NULL, c->iprev = l->idle_last;
     if (l->idle_last)
         l->idle_last->inext = c;

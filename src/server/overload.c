@@ -109,6 +109,21 @@ void overload_refuse(int fd, int status, const char *detail) {
     close(fd);
 }
 
+/* This loop has no idle connection: another that has one closes it when it wakes (the count
+   is over the cap by one until then). */
+static bool evict_elsewhere(loop *l) {
+    server *s = l->srv;
+    for (int i = 0; i < s->nloops; i++) {
+        loop *k = &s->loops[i];
+        uint32_t owed = atomic_load(&k->evict_owed);
+        if (k == l || atomic_load_explicit(&k->nidle, memory_order_relaxed) <= owed) continue;
+        if (!atomic_compare_exchange_strong(&k->evict_owed, &owed, owed + 1)) continue;
+        loop_wake(k);
+        return true;
+    }
+    return false;
+}
+
 bool overload_admit(loop *l, int fd, const unsigned char addr[16]) {
     server *s = l->srv;
     struct overload *o = s->ov;
@@ -126,7 +141,7 @@ bool overload_admit(loop *l, int fd, const unsigned char addr[16]) {
         return false;
     }
     if (atomic_load(&s->nconns) >= s->cfg.max_connections) {
-        if (loop_evict_idle(l)) {
+        if (loop_evict_idle(l) || evict_elsewhere(l)) {
             relaxed_add(&o->counts[EVICTED], 1);
         } else {
             addr_drop(o, addr);

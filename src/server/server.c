@@ -308,7 +308,10 @@ static void *loop_main(void *arg) {
                 conn_settle(c);
             }
         }
-        if (accept) accept_all(l); /* after the events: admitting may close an idle connection */
+        /* After the events: these close idle connections, which may have events of their own. */
+        for (uint32_t owed = atomic_exchange(&l->evict_owed, 0); owed && loop_evict_idle(l); owed--)
+            ;
+        if (accept) accept_all(l);
         /* Subscriptions catching up, and pipelined requests, take turns with everything else. */
         conn *ready = l->ready;
         l->ready = NULL;

@@ -165,6 +165,8 @@ struct loop {
     conn *idle_first, *idle_last;    /* idle connections, oldest first: near the cap they make room */
     uint64_t accept_paused_until_ms; /* out of descriptors: not accepting until then (0 = accepting) */
     bool short_of_memory;            /* a subscriber was held back by the memory budget: loop_shed makes room */
+    _Atomic uint32_t nidle;          /* connections on the idle list */
+    _Atomic uint32_t evict_owed;     /* idle connections another loop, at the cap, asked this one to close */
 };
 
 typedef struct scavenger scavenger_t;
