@@ -4,7 +4,10 @@
  * PostgreSQL event table the same way (one event per transaction, synchronous_commit=on),
  * and prints the figures side by side. bench/http.sh starts both servers.
  *
- *   bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N]
+ *   bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy]
+ *
+ * --only noisy prints the noisy-neighbour figure alone (the server must allow 5,300 connections
+ * from one address: --max-connections-per-address).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -498,9 +501,124 @@ static void idle_commit_path(int idle) {
     free(conns);
 }
 
+/* ---- a noisy neighbour (issue 17) ---- */
+
+/* A connection from 127.0.0.2: the server counts it against another address than the clients'. */
+static int dial_noisy(int rcvbuf) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    if (rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(0x7f000002u);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a)) die("cannot bind 127.0.0.2");
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) die("cannot connect to the server");
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+#define NOISY_SUBS 200
+static _Atomic bool noisy_stop;
+static _Atomic uint64_t noisy_resubscribed, noisy_answers;
+
+/* Subscribers that never read: one the server cuts off subscribes again at once. */
+static void *noisy_subscribers(void *arg) {
+    (void)arg;
+    int ep = epoll_create1(0), fds[NOISY_SUBS];
+    for (int i = 0; i < NOISY_SUBS; i++) {
+        fds[i] = dial_noisy(4096);
+        sse_subscribe(fds[i], "/all?from=end");
+        struct epoll_event ev = {.events = EPOLLRDHUP, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    struct epoll_event evs[NOISY_SUBS];
+    while (!noisy_stop) {
+        int n = epoll_wait(ep, evs, NOISY_SUBS, 100);
+        for (int k = 0; k < n; k++) {
+            int i = (int)evs[k].data.u32;
+            close(fds[i]);
+            fds[i] = dial_noisy(4096);
+            sse_subscribe(fds[i], "/all?from=end");
+            struct epoll_event ev = {.events = EPOLLRDHUP, .data.u32 = (uint32_t)i};
+            epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+            noisy_resubscribed++;
+        }
+    }
+    for (int i = 0; i < NOISY_SUBS; i++)
+        close(fds[i]);
+    close(ep);
+    return NULL;
+}
+
+/* Pipelined GETs, 200 at a time, as fast as the answers come back. */
+static void *noisy_pipeliner(void *arg) {
+    (void)arg;
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    enum { BATCH = 200 };
+    char *batch = malloc(BATCH * (sizeof req - 1)), buf[65536];
+    for (int i = 0; i < BATCH; i++)
+        memcpy(batch + (size_t)i * (sizeof req - 1), req, sizeof req - 1);
+    int fd = dial_noisy(0);
+    while (!noisy_stop) {
+        for (size_t off = 0; off < BATCH * (sizeof req - 1);) {
+            ssize_t w = send(fd, batch + off, BATCH * (sizeof req - 1) - off, MSG_NOSIGNAL);
+            if (w <= 0) die("the pipelined flood was cut off");
+            off += (size_t)w;
+        }
+        int seen = 0;
+        while (seen < BATCH) { /* count status lines; one cut in two is rare and only costs a batch's count */
+            ssize_t r = recv(fd, buf, sizeof buf - 1, 0);
+            if (r <= 0) die("the pipelined flood was cut off");
+            buf[r] = 0;
+            for (char *p = buf; (p = memmem(p, (size_t)(buf + r - p), "HTTP/1.1 ", 9)) != NULL; p += 9)
+                seen++;
+        }
+        noisy_answers += (uint64_t)seen;
+    }
+    close(fd);
+    free(batch);
+    return NULL;
+}
+
+/* Single-event appends of 16 clients alone, then while a client of another address holds 5,000
+   idle connections, 200 subscribers that never read and a pipelined flood on 2 connections. */
+static void noisy_neighbour(void) {
+    enum { IDLE = 5000, FLOODS = 2 };
+    double quiet = run(http_worker, 16, 1, 500);
+    static int idle[IDLE];
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    char buf[4096];
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = dial_noisy(0);
+        if (send(idle[i], req, sizeof req - 1, 0) != (ssize_t)(sizeof req - 1) ||
+            recv(idle[i], buf, sizeof buf, 0) <= 0)
+            die("an idle connection was refused");
+    }
+    pthread_t subs, floods[FLOODS];
+    pthread_create(&subs, NULL, noisy_subscribers, NULL);
+    for (int i = 0; i < FLOODS; i++)
+        pthread_create(&floods[i], NULL, noisy_pipeliner, NULL);
+    usleep(300000);
+    uint64_t answers0 = noisy_answers;
+    double busy = run(http_worker, 16, 1, 600);
+    uint64_t answers = noisy_answers - answers0;
+    noisy_stop = true;
+    pthread_join(subs, NULL);
+    for (int i = 0; i < FLOODS; i++)
+        pthread_join(floods[i], NULL);
+    for (int i = 0; i < IDLE; i++)
+        close(idle[i]);
+    printf("  noisy neighbour: single-event appends/s, 16 clients: %.0f alone, %.0f beside %d idle connections, %d "
+           "subscribers that never read (%llu cut off and back) and a pipelined flood (%.0f answers/s): %.2f of it  "
+           "(target >= 0.8)\n",
+           quiet, busy, IDLE, NOISY_SUBS, (unsigned long long)noisy_resubscribed, (double)answers / seconds,
+           quiet ? busy / quiet : 0);
+}
+
 int main(int argc, char **argv) {
     int pid = 0;
     uint64_t catchup = 1000000;
+    bool only_noisy = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--port"))
             port = atoi(argv[i + 1]);
@@ -512,11 +630,17 @@ int main(int argc, char **argv) {
             seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--catchup"))
             catchup = strtoull(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "noisy"))
+            only_noisy = true;
         else
-            die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N]");
+            die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy]");
     }
     if (!port) die("--port is required");
-    memset(pad, 'x', 155);     /* 200 bytes of JSON per event */
+    memset(pad, 'x', 155); /* 200 bytes of JSON per event */
+    if (only_noisy) {
+        noisy_neighbour();
+        return 0;
+    }
     if (pid) idle_memory(pid); /* first, on a fresh server */
     char probe[512];
     printf("server appends over HTTP (events of %zu bytes of JSON, %.0f s each):\n", event_json(probe, sizeof probe, 0),
@@ -536,6 +660,7 @@ int main(int argc, char **argv) {
     printf("  SSE catch-up of %llu events: %.0f events/s   (target >= 500,000)\n", (unsigned long long)catchup, rate);
     latency();
     idle_commit_path(9800); /* with the 116 others, within the default --max-connections 10000 */
+    noisy_neighbour();
     timers_bench();
     snapshot_bench();
     return 0;

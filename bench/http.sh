@@ -9,7 +9,7 @@ SECONDS_EACH=${SECONDS_EACH:-3}
 CATCHUP=${CATCHUP:-1000000}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # 1,000 idle connections need more than 1024 fds
 . "$(dirname "$0")/lib.sh"
-start_factum
+start_factum "--max-connections-per-address 10000"  # the load comes from one address (127.0.0.1)
 start_pg "-p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200"
 CONN="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres"
 runuser -u postgres -- psql -q -h 127.0.0.1 -p "$PG_PORT" -d postgres -c \

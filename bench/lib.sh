@@ -18,9 +18,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Starts `factum serve` on $T/factum; sets PORT and SPID.
+# Starts `factum serve` on $T/factum, with extra options in $1 if given; sets PORT and SPID.
 start_factum() {
-    "$BIN" --data-dir "$T/factum" serve --listen 127.0.0.1:0 >"$T/serve.out" 2>"$T/serve.err" &
+    # shellcheck disable=SC2086
+    "$BIN" --data-dir "$T/factum" serve --listen 127.0.0.1:0 ${1:-} >"$T/serve.out" 2>"$T/serve.err" &
     SPID=$!
     KILL_PIDS="$KILL_PIDS $SPID"
     for i in $(seq 50); do grep -q listening "$T/serve.out" 2>/dev/null && break; sleep 0.1; done

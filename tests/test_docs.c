@@ -13,7 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* RFC 9110 section 15: the reason phrase of every status code it defines. */
+/* RFC 9110 section 15: the reason phrase of every status code it defines (and 429 and 431 of
+   RFC 6585). */
 static const struct {
     int code;
     const char *phrase;
@@ -56,6 +57,7 @@ static const struct {
     {421, "Misdirected Request"},
     {422, "Unprocessable Content"},
     {426, "Upgrade Required"},
+    {429, "Too Many Requests"},
     {431, "Request Header Fields Too Large"},
     {500, "Internal Server Error"},
     {501, "Not Implemented"},

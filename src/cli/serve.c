@@ -31,7 +31,14 @@ static const char *usage_serve =
     "  --heartbeat MS          SSE heartbeat interval (default 15000)\n"
     "  --sub-buffer BYTES      unsent bytes a live subscriber may hold before it is\n"
     "                          disconnected (default 4194304)\n"
-    "  --max-connections N     default 10000\n"
+    "  --max-connections N     default 10000; at the limit the oldest idle connection\n"
+    "                          makes room, else 503\n"
+    "  --max-connections-per-address N\n"
+    "                          from one client address (default: a quarter of\n"
+    "                          --max-connections); past it 429\n"
+    "  --max-memory BYTES      request bodies, unsent answers and subscriber buffers\n"
+    "                          together (default: a quarter of RAM, at most 4 GiB);\n"
+    "                          docs/limits.md says what a client sees past each limit\n"
     "  --scavenge-every S      scavenge (give back the disk of deleted and expired events)\n"
     "                          every S seconds (default 3600; 0: only on POST /admin/scavenge)\n"
     "  --segment-bytes BYTES   size of new log segments (default 268435456)\n"
@@ -84,8 +91,8 @@ int cli_serve(const char *dir, int argc, char **argv) {
                                 SERVE_MAX_NAMES, v);
             continue;
         }
-        bool zero_ok = !strcmp(a, "--scavenge-every");
-        if (!cli_parse_u64(v, &n) || (n == 0 && !zero_ok) || n > UINT32_MAX)
+        bool zero_ok = !strcmp(a, "--scavenge-every"), wide = !strcmp(a, "--max-memory");
+        if (!cli_parse_u64(v, &n) || (n == 0 && !zero_ok) || n > (wide ? (1ull << 50) : UINT32_MAX))
             return cli_fail(CLI_USAGE, "%s wants a %s number (got '%s')", a, zero_ok ? "whole" : "positive", v);
         if (!strcmp(a, "--max-body"))
             cfg.max_body = n;
@@ -103,6 +110,10 @@ int cli_serve(const char *dir, int argc, char **argv) {
             cfg.sub_buffer = n;
         else if (!strcmp(a, "--max-connections"))
             cfg.max_connections = (uint32_t)n;
+        else if (!strcmp(a, "--max-connections-per-address"))
+            cfg.max_per_address = (uint32_t)n;
+        else if (!strcmp(a, "--max-memory"))
+            cfg.max_memory = n;
         else if (!strcmp(a, "--scavenge-every"))
             cfg.scavenge_every_s = n;
         else if (!strcmp(a, "--segment-bytes"))

@@ -22,14 +22,26 @@
 #include <unistd.h>
 
 #define READ_CHUNK 16384
-#define OUT_HIGH (256u << 10) /* stop reading pipelined requests while this much is unsent */
+#define OUT_HIGH (256u << 10)                /* stop reading pipelined requests while this much is unsent */
+#define IN_HIGH (HTTP_MAX_HEAD + READ_CHUNK) /* ... or while this much input waits (beyond a body) */
 
 /* ---- connections ---- */
 
-/* Input is wanted unless an append is in flight, the peer is done, or answers pile up. */
+static void conn_track_idle_unlink(conn *c);
+
+/* Input read and not yet used. */
+static size_t in_pending(const conn *c) { return c->in.len - c->in_off; }
+
+/* Reading more would grow the input buffer (and the budget has no room for that). */
+static bool in_starved(const conn *c) { return c->in.cap - in_pending(c) < READ_CHUNK && overload_over(c); }
+
+/* Input is wanted unless an append is in flight, the peer is done, answers pile up, enough
+   input already waits, or the memory budget has no room for more. */
 static void conn_set_events(conn *c) {
     bool out = c->out.len > c->out_off;
-    bool in = !c->eof && c->state != C_APPEND && c->out.len - c->out_off < OUT_HIGH;
+    size_t in_cap = IN_HIGH + (c->state == C_BODY && c->req ? c->req->body_need : 0);
+    bool in = !c->eof && c->state != C_APPEND && c->out.len - c->out_off < OUT_HIGH && in_pending(c) < in_cap &&
+              !in_starved(c);
     uint32_t mask = (in ? EPOLLIN | EPOLLRDHUP : 0) | (out ? EPOLLOUT : 0);
     if (mask == c->mask) return;
     c->mask = mask;
@@ -68,6 +80,7 @@ static void conn_free(conn *c) {
     }
     buf_free(&c->in);
     buf_free(&c->out);
+    overload_uncharge(c);
     free(c);
 }
 
@@ -79,6 +92,8 @@ static void conn_close(conn *c) {
         close(c->fd);
         c->fd = -1;
         atomic_fetch_sub(&l->srv->nconns, 1);
+        overload_release(l->srv, c->addr);
+        conn_track_idle(c); /* off the idle list */
         if (c->prev)
             c->prev->next = c->next;
         else
@@ -102,11 +117,14 @@ void conn_flush(conn *c) {
             break;
         }
         c->out_off += (size_t)n;
-        c->last_io_ms = server_now_ms();
+        c->last_io_ms = c->sent_ms = server_now_ms();
     }
     if (c->out_off == c->out.len) {
         c->out.len = c->out_off = 0;
-        if (c->out.cap > (1u << 20)) buf_free(&c->out);
+        c->sent_ms = server_now_ms(); /* nothing owed */
+        /* Between requests, and a subscriber between sends, a connection holds no buffer: they
+           count in the memory budget, and only a buffer with something unsent can be shed. */
+        if (c->out.cap > (1u << 20) || c->state == C_SSE || (c->state == C_HEAD && !in_pending(c))) buf_free(&c->out);
     } else if (c->out_off > (1u << 20) && c->out_off * 2 > c->out.len) {
         memmove(c->out.ptr, c->out.ptr + c->out_off, c->out.len - c->out_off);
         c->out.len -= c->out_off, c->out_off = 0;
@@ -189,6 +207,7 @@ void server_problem(conn *c, int rc, const char *msg) {
 static void finish_request(conn *c) {
     request_free(c->req);
     c->req = NULL;
+    c->reserved = 0;
     c->state = C_HEAD;
     c->deadline_ms = 0;
 }
@@ -210,10 +229,33 @@ static void dispatch(conn *c, factum_str_t body) {
     }
 }
 
-/* Makes progress on buffered input. Returns false when c was closed. */
+/* Grows c->in to hold `extra` more bytes, exactly: buf_reserve doubles, and a body of 1 MiB
+   would then hold 2 of the memory budget. */
+static int in_reserve_exact(conn *c, size_t extra) {
+    if (c->in.cap - c->in.len >= extra) return 0;
+    char *p = realloc(c->in.ptr, c->in.len + extra);
+    if (!p) return FACTUM_ENOMEM;
+    c->in.ptr = p, c->in.cap = c->in.len + extra;
+    return 0;
+}
+
+/* A body is not read unless the memory budget has room for it: 503, try again later. */
+static void refuse_body(conn *c, size_t n) {
+    char body[400];
+    int bl = snprintf(body, sizeof body,
+                      "{\"type\":\"urn:factum:problem:busy\",\"title\":\"Service Unavailable\",\"status\":503,"
+                      "\"detail\":\"the memory budget (--max-memory) has no room for a body of %zu bytes now\"}",
+                      n);
+    c->close_after = true;
+    conn_respond(c, 503, "application/problem+json", "Retry-After: 1\r\n", body, (size_t)bl);
+}
+
+/* Makes progress on buffered input; sets in_stalled when requests wait for the output to drain
+   or for room in the memory budget (conn_settle goes on then). */
 static void process_input(conn *c) {
     loop *l = c->l;
     server *s = l->srv;
+    bool blocked = false;
     while (!c->close_after && c->state != C_APPEND && c->state != C_SSE && c->state != C_WAIT &&
            c->out.len - c->out_off < OUT_HIGH) {
         char *p = c->in.ptr + c->in_off;
@@ -221,6 +263,12 @@ static void process_input(conn *c) {
         if (c->state == C_HEAD) {
             if (avail == 0) break;
             if (!c->deadline_ms) c->deadline_ms = server_now_ms() + s->cfg.header_timeout_ms;
+            /* RFC 9112 2.2: empty lines before the request line are ignored (they count
+               against the header timeout all the same). */
+            while (avail >= 2 && p[0] == '\r' && p[1] == '\n')
+                p += 2, avail -= 2, c->in_off += 2;
+            if (avail == 0 || (avail == 1 && p[0] == '\r')) break;
+            if ((blocked = overload_over(c))) break; /* no new request over the memory budget */
             http_req tmp;
             const char *why = NULL;
             long hl = http_parse_head(p, avail, &tmp, &why);
@@ -249,6 +297,10 @@ static void process_input(conn *c) {
                 break;
             }
             r->body_need = r->h.content_length > 0 ? (size_t)r->h.content_length : 0;
+            if (r->body_need && !overload_reserve(c, c->in_off + r->body_need + READ_CHUNK)) {
+                refuse_body(c, r->body_need);
+                break;
+            }
             if (r->h.expect_continue && (r->body_need || r->h.chunked) && c->in.len == c->in_off)
                 conn_send(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             continue;
@@ -256,6 +308,10 @@ static void process_input(conn *c) {
         /* C_BODY */
         request *r = c->req;
         if (r->h.chunked) {
+            if (overload_over(c)) { /* a chunked body grows as it comes: while there is room */
+                refuse_body(c, r->body.len + avail);
+                break;
+            }
             bool done;
             const char *why = NULL;
             long used = http_chunked_decode(&r->chunk, p, avail, &r->body, s->cfg.max_body, &done, &why);
@@ -272,13 +328,15 @@ static void process_input(conn *c) {
             dispatch(c, (factum_str_t){r->body.ptr ? r->body.ptr : "", r->body.len});
         } else {
             if (avail < r->body_need) {
-                if (buf_reserve(&c->in, r->body_need - avail)) conn_fail(c, 500, "out of memory");
+                if (in_reserve_exact(c, r->body_need - avail + READ_CHUNK)) conn_fail(c, 500, "out of memory");
                 break;
             }
             c->in_off += r->body_need;
             dispatch(c, (factum_str_t){p, r->body_need});
         }
     }
+    c->in_stalled = !c->close_after && (c->state == C_HEAD || c->state == C_BODY) && in_pending(c) &&
+                    (blocked || c->out.len - c->out_off >= OUT_HIGH);
     if (c->in_off == c->in.len) {
         c->in.len = c->in_off = 0;
         if (c->state == C_HEAD || c->state == C_SSE) buf_free(&c->in); /* idle connections hold no buffers */
@@ -311,12 +369,14 @@ void conn_done(conn *c) {
 }
 
 void conn_readable(conn *c) {
-    for (int rounds = 0; rounds < 4 && !c->eof; rounds++) {
+    size_t in_cap = IN_HIGH + (c->state == C_BODY && c->req ? c->req->body_need : 0);
+    for (int rounds = 0; rounds < 4 && !c->eof && in_pending(c) < in_cap; rounds++) {
         if (c->in_off && c->in_off == c->in.len) c->in.len = c->in_off = 0;
-        if (c->in_off > 0 && c->in.cap - c->in.len < READ_CHUNK / 2) {
+        if (c->in_off > 0 && c->in.cap - c->in.len < READ_CHUNK) {
             memmove(c->in.ptr, c->in.ptr + c->in_off, c->in.len - c->in_off);
             c->in.len -= c->in_off, c->in_off = 0;
         }
+        if (in_starved(c)) break; /* over the memory budget: the sweep looks again */
         if (buf_reserve(&c->in, READ_CHUNK)) {
             c->close_after = true;
             return;
@@ -330,6 +390,12 @@ void conn_readable(conn *c) {
         }
         c->in.len += (size_t)n;
         c->last_io_ms = server_now_ms();
+        c->spoke = true;
+        if (c->idle) { /* back at the end when idle again */
+            c->idle = false;
+            atomic_fetch_sub_explicit(&c->l->nidle, 1, memory_order_relaxed);
+            conn_track_idle_unlink(c);
+        }
         if (c->state == C_SSE) c->in.len = c->in_off = 0; /* subscribers have nothing to say */
         if ((size_t)n < room) break;
     }
@@ -342,12 +408,97 @@ void conn_readable(conn *c) {
     process_input(c);
 }
 
-/* After any event on c: send, then close if it is over. */
+/* After any event on c: send; run requests already read once the answers before them are
+   sent (a few rounds, then after the others had their turn); close if it is over. */
 void conn_settle(conn *c) {
     if (c->fd < 0) return;
     conn_flush(c);
+    for (int round = 0; round < 4 && c->in_stalled && !c->close_after && c->out.len - c->out_off < OUT_HIGH; round++) {
+        process_input(c);
+        conn_flush(c);
+    }
     if (c->close_after && c->out.len == c->out_off && c->state != C_APPEND) {
         shutdown(c->fd, SHUT_WR);
         conn_close(c);
+        return;
     }
+    overload_charge(c);
+    conn_track_idle(c);
+    if (c->in_stalled && !c->close_after && c->out.len - c->out_off < OUT_HIGH && !overload_over(c)) loop_ready(c);
+}
+
+/* ---- idle connections and shedding ---- */
+
+static void conn_track_idle_unlink(conn *c) {
+    loop *l = c->l;
+    if (c->iprev)
+        c->iprev->inext = c->inext;
+    else
+        l->idle_first = c->inext;
+    if (c->inext)
+        c->inext->iprev = c->iprev;
+    else
+        l->idle_last = c->iprev;
+    c->iprev = c->inext = NULL;
+}
+
+void conn_track_idle(conn *c) {
+    bool idle =
+        c->fd >= 0 && c->state == C_HEAD && !c->close_after && !c->req && !in_pending(c) && c->out.len == c->out_off;
+    if (idle == c->idle) return;
+    c->idle = idle;
+    loop *l = c->l;
+    atomic_fetch_add_explicit(&l->nidle, idle ? 1 : (uint32_t)-1, memory_order_relaxed);
+    if (!idle) {
+        conn_track_idle_unlink(c);
+        return;
+    }
+    c->inext = NULL, c->iprev = l->idle_last;
+    if (l->idle_last)
+        l->idle_last->inext = c;
+    else
+        l->idle_first = c;
+    l->idle_last = c;
+}
+
+bool loop_evict_idle(loop *l) {
+    conn *c = l->idle_first;
+    if (!c) return false;
+    shutdown(c->fd, SHUT_RDWR);
+    conn_close(c);
+    return true;
+}
+
+#define SHED_STUCK_MS 100 /* a connection that sent nothing for this long is not reading */
+
+static uint64_t shed_now_ms;
+
+/* Who is cut first: those not reading, then the rest; in each, the largest buffer of unsent output. */
+static int shed_order(const void *a, const void *b) {
+    const conn *x = *(conn *const *)a, *y = *(conn *const *)b;
+    bool sx = shed_now_ms - x->sent_ms >= SHED_STUCK_MS, sy = shed_now_ms - y->sent_ms >= SHED_STUCK_MS;
+    if (sx != sy) return sx ? -1 : 1;
+    return x->out.cap < y->out.cap ? 1 : x->out.cap > y->out.cap ? -1 : 0;
+}
+
+void loop_shed(loop *l) {
+    server *s = l->srv;
+    bool asked = l->short_of_memory;
+    l->short_of_memory = false;
+    if (!overload_server_over(s) && !(asked && overload_memory_used(s) > overload_memory_target(s))) return;
+    conn **v = malloc(MAX(l->nconns, 1) * sizeof *v);
+    if (!v) return;
+    size_t n = 0;
+    for (conn *c = l->conns; c && n < l->nconns; c = c->next)
+        if (c->state != C_APPEND && c->out.len > c->out_off) v[n++] = c;
+    shed_now_ms = server_now_ms(); /* the loop thread's; qsort takes no context */
+    qsort(v, n, sizeof *v, shed_order);
+    for (size_t i = 0; i < n && overload_memory_used(s) > overload_memory_target(s); i++) {
+        conn *c = v[i];
+        if (c->state == C_SSE) relaxed_add(&l->memory_drops, 1); /* it resumes with Last-Event-ID */
+        c->out.len = c->out_off = 0;
+        c->close_after = true;
+        conn_settle(c);
+    }
+    free(v);
 }

@@ -98,7 +98,7 @@ long http_parse_head(const char *b, size_t len, http_req *r, const char **why) {
     memset(r, 0, sizeof *r);
     r->content_length = -1;
     /* RFC 9112 2.2: a server SHOULD ignore at least one empty line before the request line;
-       we accept none — a stray CRLF between pipelined requests is a client bug. */
+       the connection (conn.c) skips them before it calls this, so here the head starts at once. */
     long e = line_end(b, MIN(len, (size_t)HTTP_MAX_LINE + 2), 0);
     if (e < 0) FAIL(400, "bare CR or LF in the request line");
     if (e == 0) {
@@ -324,6 +324,7 @@ const char *http_reason(int status) {
     case 417: return "Expectation Failed";
     case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";

@@ -48,40 +48,56 @@ void loop_wake(loop *l) {
     (void)n; /* EAGAIN: the counter is already non-zero, the loop will wake */
 }
 
+/* The peer's address as 16 bytes (IPv4 mapped into IPv6), for the per-address count. */
+static void addr_key(const struct sockaddr_storage *sa, unsigned char out[16]) {
+    memset(out, 0, 16);
+    if (sa->ss_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->ss_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+}
+
+/* Runs after the loop's events are handled: admitting may close an idle connection. */
 static void accept_all(loop *l) {
     server *s = l->srv;
     for (;;) {
-        int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return;
-        if (atomic_load(&s->nconns) >= s->cfg.max_connections || atomic_load(&s->stopping)) {
-            static const char busy[] =
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-            ssize_t n = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
-            (void)n;
-            close(fd);
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof sa;
+        int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN) overload_no_fds(l, errno); /* EMFILE and the like: answer, back off */
+            return;
+        }
+        if (atomic_load(&s->stopping)) {
+            overload_refuse(fd, 503, "the server is stopping");
             continue;
         }
+        unsigned char addr[16];
+        addr_key(&sa, addr);
+        if (!overload_admit(l, fd, addr)) continue;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         conn *c = calloc(1, sizeof *c);
-        if (!c) {
-            close(fd);
-            continue;
-        }
-        c->fd = fd, c->l = l, c->last_io_ms = server_now_ms();
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-        c->mask = EPOLLIN | EPOLLRDHUP;
-        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+        if (!c || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+            overload_release(s, addr);
             close(fd);
             free(c);
             continue;
         }
+        c->fd = fd, c->l = l, c->last_io_ms = c->sent_ms = server_now_ms();
+        memcpy(c->addr, addr, 16);
+        c->mask = EPOLLIN | EPOLLRDHUP;
         c->next = l->conns;
         if (l->conns) l->conns->prev = c;
         l->conns = c;
         l->nconns++;
         atomic_fetch_add(&s->nconns, 1);
         relaxed_add(&l->accepted, 1);
+        conn_track_idle(c); /* silent so far: the first to make room at the cap */
     }
 }
 
@@ -223,9 +239,15 @@ static void sweep(loop *l) {
                 conn_wait_over(c);
             }
         } else if (c->state == C_SSE) {
-            if (stopping)
+            if (stopping) {
                 c->close_after = true;
-            else if (now - c->sub->beat_ms >= s->cfg.heartbeat_ms)
+            } else if (c->out.len > c->out_off && now - c->sent_ms >= s->cfg.body_timeout_ms) {
+                c->out.len = c->out_off = 0; /* a subscriber that stopped reading; it resumes with Last-Event-ID */
+                c->close_after = true;
+                relaxed_add(&l->stalled_drops, 1);
+            } else if (c->sub->behind && !overload_over(c)) {
+                sse_pump(c); /* held back by the memory budget, which has room again */
+            } else if (now - c->sub->beat_ms >= s->cfg.heartbeat_ms)
                 sse_heartbeat(c);
             else if (c->sub->group[0])
                 sse_pump(c); /* retries fall due without a commit */
@@ -233,13 +255,16 @@ static void sweep(loop *l) {
                 sse_pump(c);
         } else if (c->state == C_HEAD && stopping && c->out.len == c->out_off) {
             c->close_after = true; /* between requests (a partial head is not one yet) */
-        } else if (c->state == C_HEAD && c->in.len == c->in_off && c->out.len == c->out_off) {
+        } else if (c->state == C_HEAD && !c->spoke) {
+            /* silent since accept: the header timeout, not the idle one */
+            if (now - c->last_io_ms >= s->cfg.header_timeout_ms) c->close_after = true;
+        } else if (c->state == C_HEAD && c->in.len == c->in_off && c->out.len == c->out_off && !c->deadline_ms) {
             if (now - c->last_io_ms >= s->cfg.idle_timeout_ms) c->close_after = true;
         } else if (c->deadline_ms && now >= c->deadline_ms && c->state != C_APPEND) {
             c->close_after = true;
             c->in.len = c->in_off = 0;
             conn_problem(c, 408, "timeout", NULL, "the request did not arrive in time");
-        } else if (c->out.len > c->out_off && now - c->last_io_ms >= s->cfg.body_timeout_ms) {
+        } else if (c->out.len > c->out_off && now - c->sent_ms >= s->cfg.body_timeout_ms) {
             c->out.len = c->out_off = 0; /* a reader that stopped reading */
             c->close_after = true;
         } else if (stopping && now >= s->drain_deadline_ms && c->state != C_APPEND) {
@@ -265,10 +290,11 @@ static void *loop_main(void *arg) {
             if (!l->conns && !l->pending) break;
         }
         int n = epoll_wait(l->ep, evs, ARRAY_LEN(evs), l->ready ? 0 : 100);
+        bool accept = false;
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == NULL) {
-                if (listening) accept_all(l);
+                accept = listening;
             } else if (p == (void *)l) {
                 handle_wakeup(l);
             } else {
@@ -283,19 +309,32 @@ static void *loop_main(void *arg) {
                 conn_settle(c);
             }
         }
-        /* Subscriptions catching up take turns with everything else. */
+        /* After the events: these close idle connections, which may have events of their own. */
+        for (uint32_t owed = atomic_exchange(&l->evict_owed, 0); owed && loop_evict_idle(l); owed--)
+            ;
+        if (accept) accept_all(l);
+        /* Subscriptions catching up, and pipelined requests, take turns with everything else. */
         conn *ready = l->ready;
         l->ready = NULL;
         while (ready) {
             conn *c = ready;
             ready = c->ready_next;
             c->in_ready = false;
-            if (c->fd < 0 || c->state != C_SSE || c->sub->live || c->close_after) continue;
-            conn_flush(c);
-            if (c->out.len == c->out_off) sse_pump(c);
+            if (c->fd < 0 || c->close_after) continue;
+            if (c->state == C_SSE) {
+                if (c->sub->live) continue;
+                conn_flush(c);
+                if (c->out.len == c->out_off) sse_pump(c);
+            }
             conn_settle(c);
         }
+        loop_shed(l); /* over the memory budget: the largest unsent output goes first */
         uint64_t now = server_now_ms();
+        if (l->accept_paused_until_ms && now >= l->accept_paused_until_ms && listening) {
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
+            epoll_ctl(l->ep, EPOLL_CTL_ADD, s->lfd, &ev);
+            l->accept_paused_until_ms = 0;
+        }
         if (now - last_sweep >= 100 || atomic_load(&s->stopping)) {
             last_sweep = now;
             sweep(l);
@@ -397,19 +436,23 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         c->loops = (int)MAX(1, MIN(n, 8));
     }
     char bound[300];
-    int rc = listen_on(c->listen, &s->lfd, bound, sizeof bound, err);
+    int rc = overload_open(s, err);
+    if (!rc) rc = listen_on(c->listen, &s->lfd, bound, sizeof bound, err);
     if (rc) {
+        overload_close(s);
         free(s);
         return rc;
     }
     if ((rc = timers_open(db, &s->timers, err))) {
         close(s->lfd);
+        overload_close(s);
         free(s);
         return rc;
     }
     if ((rc = groups_open(db, &s->groups, err))) {
         timers_close(s->timers);
         close(s->lfd);
+        overload_close(s);
         free(s);
         return rc;
     }
@@ -426,6 +469,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         groups_close(s->groups);
         timers_close(s->timers);
         close(s->lfd);
+        overload_close(s);
         free(s);
         return rc;
     }
@@ -470,6 +514,9 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         rc = err_set(err, FACTUM_ENOMEM, "cannot start %d event loops", s->nloops);
         atomic_store(&s->stopping, true);
     } else {
+        fprintf(stderr, "factum: up to %u connections (%u per address), %llu open files, memory budget %llu MiB\n",
+                c->max_connections, c->max_per_address, (unsigned long long)overload_nofile(s),
+                (unsigned long long)(c->max_memory >> 20));
         printf("listening on http://%s\n", bound);
         fflush(stdout);
         int sig;
@@ -502,6 +549,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         free(l->spare_keys);
     }
     close(s->lfd);
+    overload_close(s);
     free(s->loops);
     free(s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

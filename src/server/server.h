@@ -29,6 +29,8 @@ typedef struct server_config {
     uint32_t heartbeat_ms;           /* SSE heartbeat comment interval; 0 = 15 s */
     size_t sub_buffer;               /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
     uint32_t max_connections;        /* per server; 0 = 10000 */
+    uint32_t max_per_address;        /* connections from one client address; 0 = max_connections / 4 */
+    uint64_t max_memory;             /* bytes of bodies, unsent answers and subscriber buffers; 0 = RAM / 4, <= 4 GiB */
     uint64_t scavenge_every_s;       /* a background scavenge this often; 0 = only when asked */
     const char *data_dir;            /* the data folder (projections' default SQLite files go under it) */
     const char *const *cors_origins; /* origins whose pages may call (--cors-origin); none: no CORS */
@@ -68,6 +70,7 @@ typedef void (*job_fn)(conn *c);
 typedef struct sub {
     bool all;                   /* /all, or one stream */
     bool live;                  /* caught up: woken by commits */
+    bool behind;                /* live, but held back by the memory budget: the sweep pumps it again */
     bool system;                /* /all: include system streams */
     buf_t stream;               /* the stream name (NUL-terminated) */
     buf_t type, category, corr; /* /all filters */
@@ -102,12 +105,20 @@ struct conn {
     size_t in_off;
     buf_t out;
     size_t out_off;
-    bool close_after;     /* close once the output is sent */
-    bool eof;             /* the peer sent FIN or reset */
-    bool dead;            /* closed while its append was in flight; freed on the callback */
-    uint32_t mask;        /* epoll events registered */
-    uint64_t deadline_ms; /* 0 = none; for C_WAIT, when the long poll answers empty */
-    uint64_t last_io_ms;  /* last byte in or out */
+    bool close_after;       /* close once the output is sent */
+    bool eof;               /* the peer sent FIN or reset */
+    bool dead;              /* closed while its append was in flight; freed on the callback */
+    uint32_t mask;          /* epoll events registered */
+    uint64_t deadline_ms;   /* 0 = none; for C_WAIT, when the long poll answers empty */
+    uint64_t last_io_ms;    /* last byte in or out */
+    uint64_t sent_ms;       /* last byte out, or last time nothing was owed: a reader that stalls */
+    bool spoke;             /* the peer sent a byte: until then the header timeout applies */
+    bool in_stalled;        /* requests read but not run (answers piled up, or memory): conn_settle goes on */
+    size_t charged;         /* bytes this connection counts in the memory budget (overload.c) */
+    size_t reserved;        /* of them, held for a body being received */
+    unsigned char addr[16]; /* the peer's address (IPv4 mapped), for the per-address count */
+    conn *iprev, *inext;    /* the loop's idle connections, oldest first, while idle */
+    bool idle;
     request *req;
     sub *sub;
     /* set by the append callback on the writer thread, read by the loop after done */
@@ -163,7 +174,12 @@ struct loop {
     _Atomic uint64_t requests[6]; /* by status class 1xx..5xx (index 1..5) */
     _Atomic uint64_t status[600];
     _Atomic uint64_t lat[SERVER_HIST], lat_sum_us;
-    _Atomic uint64_t accepted, slow_drops;
+    _Atomic uint64_t accepted, slow_drops, stalled_drops, memory_drops;
+    conn *idle_first, *idle_last;    /* idle connections, oldest first: near the cap they make room */
+    uint64_t accept_paused_until_ms; /* out of descriptors: not accepting until then (0 = accepting) */
+    bool short_of_memory;            /* a subscriber was held back by the memory budget: loop_shed makes room */
+    _Atomic uint32_t nidle;          /* connections on the idle list */
+    _Atomic uint32_t evict_owed;     /* idle connections another loop, at the cap, asked this one to close */
 };
 
 typedef struct scavenger scavenger_t;
@@ -191,6 +207,7 @@ struct server {
     _Atomic bool stopping;
     _Atomic uint32_t nconns;
     uint64_t drain_deadline_ms;
+    struct overload *ov; /* overload.c: per-address counts, the spare descriptor, the memory budget */
 };
 
 uint64_t server_now_ms(void);
@@ -205,6 +222,15 @@ void loop_wake(loop *l);
    sends what is queued and closes a connection that is over. */
 void conn_readable(conn *c);
 void conn_settle(conn *c);
+/* conn.c: the loop's idle connections (between requests, nothing owed, or silent since accept):
+   conn_track_idle keeps c's place right after any event; loop_evict_idle closes the oldest (false
+   if there is none). Called outside the loop's walk of events, since it frees a connection. */
+void conn_track_idle(conn *c);
+bool loop_evict_idle(loop *l);
+/* conn.c: the loop is over its memory budget, or a subscriber of the loop is held back near it:
+   cuts connections that are not reading, then the others, largest unsent output first, until
+   the budget is back under 7/8. */
+void loop_shed(loop *l);
 /* conn.c: a long poll is over (answered); the connection reads its next request. */
 void conn_wait_over(conn *c);
 /* conn.c: the writer or a worker finished c's append or job (c came off the loop's done list):
@@ -319,6 +345,29 @@ size_t sagas_count(sagas_t *ss);
 void sagas_close(sagas_t *ss);
 /* Prometheus lines of every saga's counts and durations. */
 void sagas_metrics(sagas_t *ss, buf_t *b);
+
+/* overload.c: what keeps a client, or many, from taking everything (docs/limits.md). */
+int overload_open(server *s, factum_error_t *err); /* raises RLIMIT_NOFILE, opens the spare descriptor */
+void overload_close(server *s);
+/* Admits a new connection from addr (16 bytes) or answers it (429 past the per-address limit,
+   503 at the cap with no idle connection to close) and closes fd; true when admitted. */
+bool overload_admit(loop *l, int fd, const unsigned char addr[16]);
+void overload_release(server *s, const unsigned char addr[16]); /* a connection from addr closed */
+/* accept4 failed with errno e (EMFILE and the like): answers the waiting connections 503 with the
+   spare descriptor, then pauses this loop's accepting briefly. Never spins. */
+void overload_no_fds(loop *l, int e);
+/* Answers 503 (status) or 429 with a problem body and closes fd; for a connection not yet admitted. */
+void overload_refuse(int fd, int status, const char *detail);
+/* The memory budget: charge after any event, reserve before a body is read, over: stop growing. */
+void overload_charge(conn *c);
+void overload_uncharge(conn *c);
+bool overload_reserve(conn *c, size_t n);
+bool overload_over(const conn *c);
+bool overload_server_over(const server *s);
+uint64_t overload_memory_used(const server *s);
+uint64_t overload_memory_target(const server *s); /* shedding stops under this */
+void overload_metrics(server *s, buf_t *b);
+uint64_t overload_nofile(const server *s);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */

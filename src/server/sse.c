@@ -197,8 +197,12 @@ void sse_pump(conn *c) {
         return;
     }
     if (s->live) {
-        while (!c->close_after && !pump_chunk(c))
+        /* Over the memory budget a subscriber reads no further (the sweep brings it on later),
+           and the loop cuts the ones holding the most (loop_shed). */
+        s->behind = false;
+        while (!c->close_after && !(s->behind = overload_over(c)) && !pump_chunk(c))
             if (c->out.len - c->out_off > c->l->srv->cfg.sub_buffer) break;
+        if (s->behind) c->l->short_of_memory = true;
         if (c->out.len - c->out_off > c->l->srv->cfg.sub_buffer) {
             /* Too slow: cut it off rather than hold memory without bound. */
             c->out.len = c->out_off = 0;
@@ -209,8 +213,13 @@ void sse_pump(conn *c) {
     }
     for (int round = 0; round < SSE_ROUNDS && !c->close_after; round++) {
         bool end = false;
-        while (!end && !c->close_after && c->out.len - c->out_off < SSE_LOW)
+        while (!end && !c->close_after && c->out.len - c->out_off < SSE_LOW) {
+            if (overload_over(c)) { /* no room in the memory budget: the sweep comes back */
+                c->l->short_of_memory = true;
+                return;
+            }
             end = pump_chunk(c);
+        }
         if (end) {
             caught_up(c);
             return;
