@@ -312,6 +312,8 @@ const char *http_reason(int status) {
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 406: return "Not Acceptable";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
