@@ -34,6 +34,7 @@
 static double seconds = 3;
 static const char *pg;
 static char pad[160];
+static char auth_line[128]; /* "Authorization: Bearer T\r\n" for the appends, or "" */
 
 static size_t event_json(char *out, size_t cap, int i) {
     return (size_t)snprintf(out, cap, "{\"type\":\"BenchEvent\",\"data\":{\"n\":%d,\"pad\":\"%s\"}}", i, pad);
@@ -62,9 +63,9 @@ static void *http_worker(void *p) {
     }
     if (w->batch > 1) body[bl++] = ']';
     int hl = snprintf(req, 512,
-                      "POST /streams/bench-%d HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                      "POST /streams/bench-%d HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n%s"
                       "Content-Length: %zu\r\n\r\n",
-                      w->id, bl);
+                      w->id, auth_line, bl);
     memcpy(req + hl, body, bl);
     while (!*w->stop) {
         int st = roundtrip(c, req, (size_t)hl + bl, NULL);
@@ -553,7 +554,7 @@ static void *noisy_subscribers(void *arg) {
 /* Pipelined GETs, 200 at a time, as fast as the answers come back. */
 static void *noisy_pipeliner(void *arg) {
     (void)arg;
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     enum { BATCH = 200 };
     char *batch = malloc(BATCH * (sizeof req - 1)), buf[65536];
     for (int i = 0; i < BATCH; i++)
@@ -586,7 +587,7 @@ static void noisy_neighbour(void) {
     enum { IDLE = 5000, FLOODS = 2 };
     double quiet = run(http_worker, 16, 1, 500);
     static int idle[IDLE];
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: b\r\n\r\n";
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     char buf[4096];
     for (int i = 0; i < IDLE; i++) {
         idle[i] = dial_noisy(0);
@@ -616,7 +617,8 @@ static void noisy_neighbour(void) {
 }
 
 int main(int argc, char **argv) {
-    int pid = 0;
+    int pid = 0, key_port = 0;
+    const char *token = NULL;
     uint64_t catchup = 1000000;
     bool only_noisy = false;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -630,10 +632,13 @@ int main(int argc, char **argv) {
             seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--catchup"))
             catchup = strtoull(argv[i + 1], NULL, 10);
-        else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "noisy"))
-            only_noisy = true;
+        else if (!strcmp(argv[i], "--key-port"))
+            key_port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--token"))
+            token = argv[i + 1];
         else
-            die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy]");
+            die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N] [--key-port P "
+                "--token T]");
     }
     if (!port) die("--port is required");
     memset(pad, 'x', 155); /* 200 bytes of JSON per event */
@@ -656,6 +661,30 @@ int main(int argc, char **argv) {
     printf("  %-34s %12.0f %12.0f %8.2f   (target >= 3)\n", "single-event appends/s, 64 clients", f64, p64,
            p64 ? f64 / p64 : 0);
     printf("  %-34s %12.0f %12s %8s   (target >= 500,000)\n", "batch-100 events/s, 16 clients", b16, "-", "");
+    if (key_port && token) {
+        /* The same appends to a second server that holds keys, each with the key in its header:
+           what checking keys costs (src/server/guard.c). Taking turns, so both see the same machine. */
+        int plain_port = port;
+        double k[2] = {0}, f[2] = {0};
+        port = key_port; /* a warm-up: the other server has served the runs above already */
+        snprintf(auth_line, sizeof auth_line, "Authorization: Bearer %s\r\n", token);
+        run(http_worker, 64, 1, 700);
+        /* Four turns each, in the order ABBA, so neither server always follows the other. */
+        for (int i = 0; i < 2; i++)
+            for (int turn = 0; turn < 4; turn++) {
+                bool keyed = turn == 0 || turn == 3;
+                port = keyed ? key_port : plain_port;
+                if (keyed)
+                    snprintf(auth_line, sizeof auth_line, "Authorization: Bearer %s\r\n", token);
+                else
+                    auth_line[0] = 0;
+                *(keyed ? &k[i] : &f[i]) += run(http_worker, i ? 64 : 16, 1, 300 + 100 * i) / 2;
+            }
+        port = plain_port, auth_line[0] = 0;
+        printf("  %-34s %12s %12s %8s\n", "", "no key", "with a key", "ratio");
+        for (int i = 0; i < 2; i++)
+            printf("  single-event appends/s, %2d clients %12.0f %12.0f %8.2f\n", i ? 64 : 16, f[i], k[i], k[i] / f[i]);
+    }
     double rate = sse_catchup(catchup);
     printf("  SSE catch-up of %llu events: %.0f events/s   (target >= 500,000)\n", (unsigned long long)catchup, rate);
     latency();

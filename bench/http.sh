@@ -10,10 +10,17 @@ CATCHUP=${CATCHUP:-1000000}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # 1,000 idle connections need more than 1024 fds
 . "$(dirname "$0")/lib.sh"
 start_factum "--max-connections-per-address 10000"  # the load comes from one address (127.0.0.1)
+# A second server that holds a key: the appends again with it, to see what the check costs.
+KTOKEN=$("$BIN" --data-dir "$T/factum-key" key create --role writer 2>/dev/null)
+"$BIN" --data-dir "$T/factum-key" serve --listen 127.0.0.1:0 --max-connections-per-address 10000 >"$T/serve-key.out" 2>"$T/serve-key.err" &
+KILL_PIDS="$KILL_PIDS $!"
+for i in $(seq 50); do grep -q listening "$T/serve-key.out" 2>/dev/null && break; sleep 0.1; done
+KPORT=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$T/serve-key.out")
 start_pg "-p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200"
 CONN="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres"
 runuser -u postgres -- psql -q -h 127.0.0.1 -p "$PG_PORT" -d postgres -c \
     "CREATE TABLE events (position bigserial PRIMARY KEY, stream text NOT NULL, revision bigint NOT NULL,
                           type text NOT NULL, data jsonb, UNIQUE (stream, revision));" >/dev/null
 echo "postgresql: $("$PGBIN/postgres" --version), synchronous_commit=on, one INSERT per transaction over TCP loopback"
-"$GEN" --port "$PORT" --pid "$SPID" --pg "$CONN" --seconds "$SECONDS_EACH" --catchup "$CATCHUP"
+"$GEN" --port "$PORT" --pid "$SPID" --pg "$CONN" --seconds "$SECONDS_EACH" --catchup "$CATCHUP" \
+    --key-port "$KPORT" --token "$KTOKEN"

@@ -44,7 +44,8 @@ extern "C" {
     X(ECLOSED, "store is closing")                                                                                     \
     X(EUNREACHABLE, "cannot reach the server")                                                                         \
     X(EDELETED, "stream is deleted")                                                                                   \
-    X(ETIMEDOUT, "timed out")
+    X(ETIMEDOUT, "timed out")                                                                                          \
+    X(EDENIED, "not authorized: the server wants a valid API key with the permission")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };

@@ -21,6 +21,11 @@ typedef struct factum_client factum_client_t;
 /* A client for the server at url ("http://127.0.0.1:7744"). Does not connect yet. */
 int factum_client_new(const char *url, factum_client_t **out, factum_error_t *err);
 void factum_client_free(factum_client_t *c);
+/* Sends token (an API key, "fk_...") as "Authorization: Bearer TOKEN" with every request from
+   now on; NULL stops sending one. The client keeps a copy. FACTUM_EINVAL for a token with
+   characters a header cannot carry, FACTUM_ENOMEM. A server that refuses the key answers
+   FACTUM_EDENIED (401: no valid key; 403: the key lacks the permission; the message says). */
+int factum_client_set_token(factum_client_t *c, const char *token, factum_error_t *err);
 
 /*
  * Appends n events to stream atomically (one request). Returns 0 or what factum_append

@@ -54,7 +54,7 @@ static int next_answer(int fd, char *head, size_t cap) {
    so it counts against no address a test fills; again while the server is at its connection
    cap (it may not have seen the test's last closes yet). */
 static long long metric(int port, const char *name) {
-    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     resp r = {0};
     for (int i = 0; i < 200 && r.status != 200; i++) {
         if (i) resp_free(&r), usleep(20000);
@@ -95,7 +95,7 @@ static void probe(int port, int i) {
 }
 
 static void keep_alive_get(int fd, int status) {
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     http_send(fd, req, sizeof req - 1);
     resp r;
     http_recv(fd, &r);
@@ -148,7 +148,7 @@ TEST_T(past_the_connection_cap_with_no_idle_connection_a_new_one_gets_503, 120) 
     srv s = srv_start(test_dir(), "--max-connections 50 --max-connections-per-address 1000 --header-timeout 60000");
     /* Fifty busy connections: each answered once and holding the start of its next request
        (one send, so the server has read it by the time its first answer comes). */
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\n";
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/1.1\r\n";
     int fds[50];
     for (int i = 0; i < 50; i++) {
         fds[i] = http_connect(s.port);
@@ -164,7 +164,7 @@ TEST_T(past_the_connection_cap_with_no_idle_connection_a_new_one_gets_503, 120) 
     CHECK(strstr(head, "Retry-After: 1\r\n"));
     close(extra);
     /* One busy connection finishes: its slot serves the next client. */
-    static const char rest[] = "Host: x\r\nConnection: close\r\n\r\n";
+    static const char rest[] = "Host: localhost\r\nConnection: close\r\n\r\n";
     http_send(fds[0], rest, sizeof rest - 1);
     resp r;
     http_recv(fds[0], &r);
@@ -207,7 +207,7 @@ TEST(one_address_past_its_connection_limit_gets_429_and_other_addresses_do_not) 
     int status = 0;
     for (int i = 0; i < 200 && status != 200; i++) {
         int fd = dial_from(s.port, 1, 0);
-        static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+        static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
         http_send(fd, req, sizeof req - 1);
         status = next_answer(fd, head, sizeof head); /* 429 (or a reset) until the server saw the close */
         close(fd);
@@ -274,7 +274,7 @@ enum { PIPELINED = 20000 };
 
 static void *send_pipelined(void *arg) {
     int fd = *(int *)arg;
-    static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     static char batch[100 * (sizeof req - 1)];
     for (int i = 0; i < 100; i++)
         memcpy(batch + i * (sizeof req - 1), req, sizeof req - 1);
@@ -313,14 +313,14 @@ TEST_T(twenty_thousand_pipelined_requests_on_one_connection_are_all_answered, 12
 TEST(empty_lines_before_a_request_line_are_ignored) {
     srv s = srv_start(test_dir(), "--header-timeout 300");
     int fd = http_connect(s.port);
-    static const char first[] = "\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char first[] = "\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     http_send(fd, first, sizeof first - 1);
     resp r;
     http_recv(fd, &r);
     CHECK_EQ(r.status, 200);
     CHECK(!r.closed);
     resp_free(&r);
-    static const char second[] = "\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"; /* between pipelined ones */
+    static const char second[] = "\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"; /* between pipelined ones */
     http_send(fd, second, sizeof second - 1);
     http_recv(fd, &r);
     CHECK_EQ(r.status, 200);
@@ -355,7 +355,7 @@ TEST_T(bodies_held_open_stay_within_the_memory_budget_and_the_rest_get_503, 120)
         fds[i] = http_connect(s.port);
         char head[1024];
         int n = snprintf(head, sizeof head,
-                         "POST /streams/big-1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         "POST /streams/big-1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                          "Content-Length: %d\r\nExpect: 100-continue\r\n\r\n",
                          BODY);
         http_send(fds[i], head, (size_t)n);
@@ -393,7 +393,7 @@ TEST_T(bodies_held_open_stay_within_the_memory_budget_and_the_rest_get_503, 120)
 /* Subscribes to /all from the end with a tiny receive window and reads up to "caught-up". */
 static int subscribe_stalled(int port) {
     int fd = dial_from(port, 1, 4096);
-    static const char req[] = "GET /all?from=end HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+    static const char req[] = "GET /all?from=end HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
     http_send(fd, req, sizeof req - 1);
     char buf[4096];
     size_t len = 0;
@@ -457,7 +457,8 @@ TEST_T(subscribers_that_never_read_stay_within_the_memory_budget_and_the_largest
     int again = dial_from(s.port, 1, 0);
     char req[256];
     int n = snprintf(req, sizeof req,
-                     "GET /all HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nLast-Event-ID: %lld\r\n\r\n", last);
+                     "GET /all HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nLast-Event-ID: %lld\r\n\r\n",
+                     last);
     http_send(again, req, (size_t)n);
     long long head = metric(s.port, "factum_head_position");
     static char buf[1 << 16];

@@ -1,7 +1,7 @@
 /*
  * test_tree.c — the shape of the source tree, checked by machine: every C file matches the
  * committed .clang-format, and no #include points up a layer (base < io < store, event <
- * client, proj, saga, sys, timer < server < cli; docs/threads.md and the README's layout say
+ * client, proj, saga, sys, timer, group, auth < server < cli; docs/threads.md and the README's layout say
  * what each layer holds). An engine may use another of its layer (timers use sys's replay).
  */
 #include "test.h"
@@ -27,8 +27,8 @@ static int layer_of(const char *dir) {
     static const struct {
         const char *name;
         int layer;
-    } layers[] = {{"base", 0}, {"io", 1},  {"store", 2}, {"event", 2}, {"client", 3}, {"proj", 3},
-                  {"saga", 3}, {"sys", 3}, {"timer", 3}, {"group", 3}, {"server", 4}, {"cli", 5}};
+    } layers[] = {{"base", 0}, {"io", 1},    {"store", 2}, {"event", 2}, {"client", 3}, {"proj", 3}, {"saga", 3},
+                  {"sys", 3},  {"timer", 3}, {"group", 3}, {"auth", 3},  {"server", 4}, {"cli", 5}};
     for (size_t i = 0; i < ARRAY_LEN(layers); i++)
         if (!strcmp(dir, layers[i].name)) return layers[i].layer;
     return -1;

@@ -25,7 +25,7 @@ static int call(const char *url, const char *method, const char *path, const cha
                 const page_tail *tail) {
     factum_client_t *c;
     factum_error_t err = {0};
-    int rc = factum_client_new(url, &c, &err), status;
+    int rc = cli_client_new(url, &c, &err), status;
     char *resp = NULL;
     if (!rc) rc = factum_client_call(c, method, path, body, &status, &resp, &err);
     factum_client_free(c);

@@ -7,6 +7,7 @@
 
 #include "../base/base.h"
 #include "../base/json.h"
+#include "factum_client.h"
 
 enum {
     CLI_OK = 0,
@@ -15,7 +16,8 @@ enum {
     CLI_NOT_FOUND = 3,
     CLI_WRONG_REVISION = 4,
     CLI_UNREACHABLE = 5,
-    CLI_DELETED = 6
+    CLI_DELETED = 6,
+    CLI_DENIED = 7
 };
 
 /* Prints "factum: MESSAGE" on stderr and returns code. */
@@ -41,6 +43,9 @@ int cli_create(const char *dir, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */
 int cli_print_event(const factum_event_t *e, buf_t *line);
 
+/* A client for the server at url that sends the --token (or $FACTUM_TOKEN) given, if any. */
+int cli_client_new(const char *url, factum_client_t **out, factum_error_t *err);
+
 /* One request against the server at url; prints the answer (an array one element per line when
    `lines`), or reports the error. A CLI_* code. */
 int cli_call(const char *url, const char *method, const char *path, const char *body, bool lines);
@@ -64,6 +69,8 @@ int cli_list(const char *dir, const char *url, bool categories, int argc, char *
 int cli_delete(const char *dir, const char *url, int argc, char **argv);
 int cli_admin(const char *dir, const char *url, int argc, char **argv);
 int cli_tour(const char *dir, int argc, char **argv);
+/* key.c: factum key create|ls|revoke, on the data folder or against url */
+int cli_key(const char *dir, const char *url, int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_bench_scavenge(int argc, char **argv);
 

@@ -1,11 +1,12 @@
 /*
  * main.c — the `factum` command: argument parsing and the embedded-mode commands (append,
  * read), which open the data folder in-process through include/factum.h. The global options
- * (--data-dir, --server, --help, --version) are taken wherever they stand and the command gets
+ * (--data-dir, --server, --token, --help, --version) are taken wherever they stand and the command gets
  * the rest; an explicit one wins over the environment. Only the commands that write make a
  * store (cli_create); the others need one (cli_open: exit 3 "no store at DIR"). Exit codes:
  * 0 ok, 1 error, 2 usage, 3 stream (or store) not found, 4 wrong expected revision, 5 server
- * unreachable, 6 deleted for ever. Errors are one line on stderr. `factum bench` lives in bench.c.
+ * unreachable, 6 deleted for ever, 7 not authorized (the server refused the key). Errors are one line on stderr.
+ * `factum bench` lives in bench.c.
  */
 #include "cli.h"
 
@@ -40,6 +41,7 @@ static const char *usage_main =
     "  delete STREAM [--tombstone]   delete a stream (soft, or for ever)\n"
     "  admin scavenge                give back the disk of deleted and expired events\n"
     "  check [--repair]              check a closed data folder offline (exit 1: damage found)\n"
+    "  key create|ls|revoke          API keys: who may call the server, and what they may do\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  tour                          a short demonstration on the data folder\n"
     "  bench engine|scavenge         measure the engine against this disk's ceiling\n"
@@ -48,6 +50,7 @@ static const char *usage_main =
     "  --data-dir DIR   the data folder (default ./factum-data, or $FACTUM_DATA_DIR)\n"
     "  --server URL     talk to a server instead (or $FACTUM_URL), e.g. http://127.0.0.1:7744;\n"
     "                   append, read and tail work the same way and give the same exit codes\n"
+    "  --token TOKEN    the API key to send to the server (or $FACTUM_TOKEN)\n"
     "  --help, -h       this text; COMMAND --help for one command (and nothing else is done)\n"
     "  --version        print the version\n"
     "\n"
@@ -57,7 +60,7 @@ static const char *usage_main =
     "every other command there exits 3 with 'no store at DIR'.\n"
     "\n"
     "exit codes: 0 ok, 1 error, 2 usage, 3 stream (or store) not found, 4 wrong expected revision,\n"
-    "            5 server unreachable, 6 stream deleted for ever\n";
+    "            5 server unreachable, 6 stream deleted for ever, 7 not authorized\n";
 
 static const char *usage_tail =
     "usage: factum tail STREAM [--from R]\n"
@@ -76,8 +79,18 @@ static const char *usage_schedule =
     "N seconds from now), once, unless it is cancelled first. Prints {\"id\",\"at\"}. Timers are\n"
     "kept and fired by the server, so this needs --server (or $FACTUM_URL).\n";
 
-/* The server of client mode (--server or $FACTUM_URL), or NULL for embedded mode. */
-static const char *server_url;
+/* The server of client mode (--server or $FACTUM_URL), or NULL for embedded mode; the key sent
+   to it (--token or $FACTUM_TOKEN), or NULL. */
+static const char *server_url, *token;
+
+int cli_client_new(const char *url, factum_client_t **out, factum_error_t *err) {
+    int rc = factum_client_new(url, out, err);
+    if (!rc && token && (rc = factum_client_set_token(*out, token, err))) {
+        factum_client_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
 
 static const char *usage_append =
     "usage: factum append STREAM TYPE [JSON|-] [options]\n"
@@ -121,6 +134,7 @@ int cli_exit_code(int rc) {
     case FACTUM_EREVISION: return CLI_WRONG_REVISION;
     case FACTUM_EUNREACHABLE: return CLI_UNREACHABLE;
     case FACTUM_EDELETED: return CLI_DELETED;
+    case FACTUM_EDENIED: return CLI_DENIED;
     default: return CLI_ERROR;
     }
 }
@@ -287,7 +301,7 @@ static int cmd_append(const char *dir, int argc, char **argv) {
     factum_client_t *client = NULL;
     factum_append_result_t res;
     if (server_url) {
-        if ((rc = factum_client_new(server_url, &client, &err))) {
+        if ((rc = cli_client_new(server_url, &client, &err))) {
             rc = cli_report(rc, &err);
             goto out;
         }
@@ -441,7 +455,7 @@ static int print_set(factum_events_t *set, buf_t *line, uint64_t *printed) {
 static int read_server(const char *stream, factum_query_t *q, uint64_t from, uint64_t limit, int backward) {
     factum_client_t *c;
     factum_error_t err = {0};
-    int rc = factum_client_new(server_url, &c, &err);
+    int rc = cli_client_new(server_url, &c, &err);
     if (rc) return cli_report(rc, &err);
     buf_t line = {0};
     uint64_t printed = 0;
@@ -483,7 +497,7 @@ static int cmd_tail(const char *dir, int argc, char **argv) {
     int rc;
     if (server_url) {
         factum_client_t *c;
-        if ((rc = factum_client_new(server_url, &c, &err)) == 0)
+        if ((rc = cli_client_new(server_url, &c, &err)) == 0)
             rc = factum_client_subscribe(c, stream, &q, tail_print, &line, &err);
         factum_client_free(c);
         if (rc) rc = cli_report(rc, &err);
@@ -547,7 +561,7 @@ static int cmd_schedule(int argc, char **argv) {
     if (cancel && npos) return cli_fail(CLI_USAGE, "--cancel takes only the schedule id");
     factum_client_t *c;
     factum_error_t err = {0};
-    int rc = factum_client_new(server_url, &c, &err);
+    int rc = cli_client_new(server_url, &c, &err);
     if (rc) return cli_report(rc, &err);
     if (cancel) {
         if (!(rc = factum_client_cancel_schedule(c, cancel, &err)))
@@ -595,7 +609,7 @@ static int cmd_schedule(int argc, char **argv) {
 /* The options every command takes wherever they stand on the line (before or after the
    command, as natscli and kcat take theirs). take_globals removes them from argv. */
 typedef struct globals {
-    const char *dir, *url; /* given on the line, or NULL */
+    const char *dir, *url, *token; /* given on the line, or NULL */
     bool help, version;
 } globals;
 
@@ -611,6 +625,8 @@ static int take_globals(int *argc, char **argv, globals *g) {
             g->dir = v;
         else if ((v = cli_opt(*argc, argv, &i, "--server", &bad)))
             g->url = v;
+        else if ((v = cli_opt(*argc, argv, &i, "--token", &bad)))
+            g->token = v;
         else if (bad)
             return CLI_USAGE;
         else
@@ -654,6 +670,8 @@ int main(int argc, char **argv) {
        $FACTUM_DATA_DIR. With neither, $FACTUM_URL (client mode) before $FACTUM_DATA_DIR. */
     const char *env_url = getenv("FACTUM_URL"), *env_dir = getenv("FACTUM_DATA_DIR");
     server_url = g.url ? g.url : !g.dir && env_url && *env_url ? env_url : NULL;
+    const char *env_token = getenv("FACTUM_TOKEN");
+    token = g.token ? g.token : env_token && *env_token ? env_token : NULL;
     const char *dir = g.dir ? g.dir : env_dir && *env_dir ? env_dir : "./factum-data";
     const char *cmd = argv[1];
     argc -= 1, argv += 1;
@@ -671,6 +689,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "meta")) return cli_meta(dir, server_url, argc, argv);
     if (!strcmp(cmd, "delete")) return cli_delete(dir, server_url, argc, argv);
     if (!strcmp(cmd, "admin")) return cli_admin(dir, server_url, argc, argv);
+    if (!strcmp(cmd, "key")) return cli_key(dir, server_url, argc, argv);
     if (!strcmp(cmd, "check")) return cli_check(dir, argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);

@@ -21,6 +21,7 @@ struct factum_client {
     CURL *curl;
     buf_t body, link;
     char curl_err[CURL_ERROR_SIZE];
+    char *token; /* sent as a bearer token, or NULL */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -49,7 +50,26 @@ void factum_client_free(factum_client_t *c) {
     curl_easy_cleanup(c->curl);
     buf_free(&c->body);
     buf_free(&c->link);
+    free(c->token);
     free(c);
+}
+
+int factum_client_set_token(factum_client_t *c, const char *token, factum_error_t *err) {
+    for (const char *p = token; p && *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return err_set(err, FACTUM_EINVAL, "a token is printable characters without spaces");
+    char *copy = token && *token ? strdup(token) : NULL;
+    if (token && *token && !copy) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    free(c->token);
+    c->token = copy;
+    return 0;
+}
+
+/* The bearer token of every request (after curl_easy_reset, which forgets it). */
+static void set_auth(factum_client_t *c) {
+    if (!c->token) return;
+    curl_easy_setopt(c->curl, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+    curl_easy_setopt(c->curl, CURLOPT_XOAUTH2_BEARER, c->token);
 }
 
 /* ---- requests ---- */
@@ -97,6 +117,8 @@ static int problem(factum_client_t *c, long status, factum_error_t *err) {
                : strstr(type.ptr, "bad-event") ? FACTUM_EBADEVENT
                                                : FACTUM_EINVAL;
         break;
+    case 401:
+    case 403: code = FACTUM_EDENIED; break;
     case 404: code = FACTUM_ENOTFOUND; break;
     case 409: code = FACTUM_ECONFLICT; break;
     case 410: code = FACTUM_EDELETED; break;
@@ -123,6 +145,7 @@ static int perform(factum_client_t *c, long *status, factum_error_t *err) {
     curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->curl_err);
     curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+    set_auth(c);
     CURLcode cc = curl_easy_perform(c->curl);
     if (cc != CURLE_OK) return unreachable(c, cc, err);
     curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
@@ -386,6 +409,7 @@ int factum_client_subscribe(factum_client_t *c, const char *stream, const factum
         curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->curl_err);
         curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+        set_auth(c);
         c->body.len = 0;
         c->curl_err[0] = 0;
         s.line.len = s.data.len = 0;

@@ -22,6 +22,14 @@ bool api_path_name(conn *c, factum_str_t seg, size_t max, bool (*valid)(const ch
 typedef void (*api_stream_fn)(conn *c, factum_str_t stream, factum_str_t body);
 void api_on_stream(conn *c, const route_args *a, bool check, factum_str_t body, api_stream_fn fn);
 
+/* guard.c: whether the caller may run route r (a->p[0]: the stream or group it names); false
+   once it has answered 401 or 403. */
+bool guard_admit(conn *c, const route *r, const route_args *a);
+/* guard.c: the peer's address as text (sets c->loopback). */
+const char *guard_peer(conn *c);
+/* audit.c: a refused request (aggregated: one record per key, address and reason in 10 s). */
+void audit_denied(conn *c, const route *r, auth_result why, int status);
+
 /* api_append.c: for the done function of a write: sets the connection to answer, and if the
    writer refused (c->ar_rc) answers that (412 for a missed expected revision, else its problem)
    and returns false. */
@@ -95,6 +103,10 @@ void api_delete_saga(conn *c, const route_args *a, factum_str_t body);
 void api_saga_instances(conn *c, const route_args *a, factum_str_t body);
 void api_saga_instance(conn *c, const route_args *a, factum_str_t body);
 void api_saga_parked(conn *c, const route_args *a, factum_str_t body);
+/* api_keys.c */
+void api_create_key(conn *c, const route_args *a, factum_str_t body);
+void api_list_keys(conn *c, const route_args *a, factum_str_t body);
+void api_revoke_key(conn *c, const route_args *a, factum_str_t body);
 /* api_health.c */
 void api_health(conn *c, const route_args *a, factum_str_t body);
 void api_metrics(conn *c, const route_args *a, factum_str_t body);

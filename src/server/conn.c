@@ -158,6 +158,7 @@ void conn_respond(conn *c, int status, const char *ctype, const char *extra, con
     conn_send(c, body, n);
     relaxed_add(&c->l->status[status < 600 ? status : 599], 1);
     relaxed_add(&c->l->requests[status / 100 % 6], 1);
+    if (c->audit) audit_answered(c, status);
 }
 
 void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...) {

@@ -10,16 +10,13 @@
 #ifndef FACTUM_ROUTE_H
 #define FACTUM_ROUTE_H
 
+#include "../auth/keys.h"
 #include "../base/base.h"
 
 typedef struct conn conn;
 
 /* Methods, as bits (a route names one; Allow is their union). HEAD is answered by GET routes. */
 enum { ROUTE_GET = 1, ROUTE_POST = 2, ROUTE_PUT = 4, ROUTE_DELETE = 8 };
-
-/* The permission a route needs. One value until the authorization issue fills the table with
-   what each route asks of the caller (read, write, admin, ...): the matrix comes from here. */
-typedef enum route_perm { ROUTE_ANY } route_perm;
 
 #define ROUTE_MAX_PARAMS 3
 
@@ -36,7 +33,7 @@ typedef struct route {
     unsigned method;     /* one ROUTE_* bit */
     const char *pattern; /* "/groups/{group}/parked/{delivery_id}": literal segments and {params} */
     route_fn fn;
-    route_perm perm;
+    auth_perm perm; /* what the caller needs (src/auth/keys.h); guard.c checks it before fn runs */
 } route;
 
 extern const route route_table[];
@@ -50,8 +47,8 @@ unsigned route_method(factum_str_t method);
    path (0: no route has the path, a 404). */
 const route *route_find(factum_str_t method, factum_str_t path, route_args *a, unsigned *allow);
 
-/* Runs a complete request on c (head and body in place): a CORS preflight, the table's handler,
-   or a 404 or 405 (route.c). */
+/* Runs a complete request on c (head and body in place): a CORS preflight, a 404 or 405, the
+   guard's 401 or 403 (guard.c), or the table's handler (route.c). */
 void api_handle(conn *c, factum_str_t body);
 
 /* "GET, HEAD, POST, PUT, DELETE" for the bits of allow, in that order, into out. */

@@ -229,10 +229,15 @@ static void sweep(loop *l) {
     server *s = l->srv;
     uint64_t now = server_now_ms();
     bool stopping = atomic_load(&s->stopping);
+    int64_t wall_us = clock_realtime_us();
+    audit_tick(s->audit, now);
     for (conn *c = l->conns, *next; c; c = next) {
         next = c->next;
         if (c->state == C_APPEND) {
             continue;
+        } else if ((c->state == C_SSE || c->state == C_WAIT) && guard_lapsed(c, wall_us)) {
+            c->out.len = c->out_off = 0; /* its key was revoked or ran out: it hears nothing more */
+            c->close_after = true;
         } else if (c->state == C_WAIT) {
             /* Retries fall due and ack timeouts expire with no commit: ask again now and then. */
             if (groups_try_pull(c, stopping || now >= c->deadline_ms)) {
@@ -460,7 +465,10 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     if ((rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err)) ||
         (rc = pool_open(db, c->definition_threads, &s->pool, err)) ||
         (rc = projections_open(db, s->pool, c->data_dir ? c->data_dir : ".", &s->projections, err)) ||
-        (rc = sagas_open(db, s->pool, &s->sagas, err)) || (rc = jobs_open(&s->jobs, err))) {
+        (rc = sagas_open(db, s->pool, &s->sagas, err)) || (rc = jobs_open(&s->jobs, err)) ||
+        (rc = auth_keys_open(db, &s->keys, err)) || (rc = audit_open(db, &s->audit, err))) {
+        auth_keys_close(s->keys);
+
         jobs_close(s->jobs);
         sagas_close(s->sagas);
         projections_close(s->projections);
@@ -539,6 +547,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     scavenger_close(s->scav);
     timers_close(s->timers);
     groups_close(s->groups);
+    audit_close(s->audit);
+    auth_keys_close(s->keys);
     for (int i = 0; s->loops && i < s->nloops; i++) {
         loop *l = &s->loops[i];
         if (l->ep >= 0) close(l->ep);

@@ -13,6 +13,7 @@
 #ifndef FACTUM_SERVER_H
 #define FACTUM_SERVER_H
 
+#include "../auth/keys.h"
 #include "../base/base.h"
 #include "http.h"
 
@@ -133,6 +134,15 @@ struct conn {
     void *job;
     job_fn job_work;
     void (*job_free)(void *job); /* frees job when the connection went away before done ran */
+    /* guard.c: the Authorization bytes that last proved a key here, and the proof; the key of
+       the request at hand ("" = none); the peer's address (found when first asked) */
+    char auth_hdr[96];
+    uint8_t auth_len;
+    bool loopback;
+    bool audit; /* audit.c records this request's answer (an admin or operator change) */
+    auth_who who;
+    char req_key[AUTH_ID_LEN + 1];
+    char peer[48];
     conn *job_next;
     /* commit listening (loop_listen): on one of its loop's wake lists while linked */
     conn *wprev, *wnext;
@@ -185,6 +195,7 @@ struct loop {
 typedef struct scavenger scavenger_t;
 typedef struct projections projections_t;
 typedef struct sagas sagas_t;
+typedef struct audit audit_t;
 
 /* The kinds of definitions with a limit (limits.c). */
 enum { LIMIT_GROUPS, LIMIT_PROJECTIONS, LIMIT_SAGAS, LIMIT_SCHEDULES, LIMIT_KINDS };
@@ -200,6 +211,8 @@ struct server {
     projections_t *projections;
     sagas_t *sagas;
     struct jobs *jobs;
+    auth_keys_t *keys; /* API keys ($keys): guard.c checks requests against them */
+    audit_t *audit;    /* $audit: admin and operator actions, refused requests */
     server_config cfg;
     int lfd;
     loop *loops;
@@ -368,6 +381,18 @@ uint64_t overload_memory_used(const server *s);
 uint64_t overload_memory_target(const server *s); /* shedding stops under this */
 void overload_metrics(server *s, buf_t *b);
 uint64_t overload_nofile(const server *s);
+
+/* guard.c: the loop's sweep closes a subscription or long poll whose key was revoked or ran
+   out (or that was admitted while there were no keys, once there are). */
+bool guard_lapsed(conn *c, int64_t now_us);
+
+/* audit.c: the writer of $audit. audit_tick sends what refused requests the window held back
+   (each loop's sweep calls it). */
+int audit_open(factum_t *db, audit_t **out, factum_error_t *err);
+void audit_close(audit_t *a);
+void audit_tick(audit_t *a, uint64_t now_ms);
+/* Records c's answer when its request is an audited change (c->audit) and keys exist. */
+void audit_answered(conn *c, int status);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */

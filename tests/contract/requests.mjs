@@ -12,6 +12,12 @@
 // every status it declares an entry that provokes it, or a line in `unreachable` saying why no
 // test can. Adding an operation to the file is adding its entries here.
 
+import { readFileSync } from 'node:fs';
+import YAML from 'yaml';
+
+const ADMIN = { Authorization: 'Bearer <<admin.token>>' };
+const WEAK = { Authorization: 'Bearer <<weak.token>>' };
+const NOKEY = { Authorization: 'Bearer fk_000000000000_0000000000000000000000000000000000000000000000000000000000000000' };
 const CE = { 'Content-Type': 'application/cloudevents+json' };
 const BATCH = { 'Content-Type': 'application/cloudevents-batch+json' };
 const placed = (id, orderId) => ({ specversion: '1.0', id, type: 'OrderPlaced', data: { orderId, total: 5 } });
@@ -199,6 +205,28 @@ export default [
   { method: 'POST', path: '/admin/scavenge', status: 202 },
   { method: 'GET', path: '/health', status: 200 },
   { method: 'GET', path: '/metrics', status: 200 },
+
+  // ---- keys: last, for once a key exists every request needs one (the probes after these
+  // entries then see 401 on every operation but /, /health and /metrics from loopback) ----
+  { method: 'GET', path: '/admin/keys', status: 200 },
+  { method: 'POST', path: '/admin/keys', body: { role: 'admin', name: 'contract' }, status: 201, save: 'admin' },
+  { method: 'GET', path: '/admin/keys', status: 401 },
+  { method: 'GET', path: '/admin/keys', headers: ADMIN, status: 200 },
+  { method: 'POST', path: '/admin/keys', headers: ADMIN, body: { role: 'root' }, status: 400 },
+  { method: 'POST', path: '/admin/keys', headers: ADMIN, body: { role: 'consumer', groups: ['none'], expires: '1d' }, status: 201, save: 'weak' },
+  { method: 'POST', path: '/admin/keys', headers: ADMIN, body: { role: 'reader', streams: ['order-*'] }, status: 201, save: 'gone' },
+  { method: 'DELETE', path: '/admin/keys/<<gone.id>>', headers: ADMIN, status: 200 },
+  { method: 'DELETE', path: '/admin/keys/000000000000', headers: ADMIN, status: 404 },
+  { method: 'GET', path: '/', headers: NOKEY, status: 401 },
+  { method: 'GET', path: '/health', headers: NOKEY, status: 401 },
+  { method: 'GET', path: '/metrics', headers: NOKEY, status: 401 },
+  // 403 from every operation that has one: the consumer key of group "none" asks for it (each
+  // {param} is x, so no route's scope is its own).
+  ...Object.entries(YAML.parse(readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8')).paths).flatMap(([t, item]) =>
+    ['get', 'post', 'put', 'delete']
+      .filter((m) => item[m]?.responses?.['403'])
+      .map((m) => ({ method: m.toUpperCase(), path: t.replace(/\{[^}]+\}/g, 'x'), headers: WEAK, body: m === 'get' ? undefined : {}, status: 403 })),
+  ),
 ];
 
 // "METHOD /template STATUS": why no request here can provoke that declared answer.
