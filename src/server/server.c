@@ -555,6 +555,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         if (l->efd >= 0) close(l->efd);
         pthread_mutex_destroy(&l->mu);
         buf_free(&l->scratch);
+        buf_free(&l->all_cache.bytes);
         free(l->keys);
         free(l->spare_keys);
     }

@@ -84,16 +84,12 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
     begin(c, s);
 }
 
-/* Appends one event as an SSE message; the CloudEvent JSON goes on one data line (raw CR/LF
-   in valid JSON can only be whitespace between tokens, so they become spaces). */
-static void send_event(conn *c, const factum_event_t *e, uint64_t id) {
-    buf_t *b = &c->out;
+/* Appends one event as an SSE message to b; the CloudEvent JSON goes on one data line (raw
+   CR/LF in valid JSON can only be whitespace between tokens, so they become spaces). 0 or -1. */
+static int render_sse(buf_t *b, const factum_event_t *e, uint64_t id) {
     char num[21];
     size_t nl = u64_format(id, num);
-    if (buf_reserve(b, 4 + nl + 8 + e->type.len + 7)) {
-        c->close_after = true;
-        return;
-    }
+    if (buf_reserve(b, 4 + nl + 8 + e->type.len + 7)) return -1;
     memcpy(b->ptr + b->len, "id: ", 4);
     memcpy(b->ptr + b->len + 4, num, nl);
     b->len += 4 + nl;
@@ -103,10 +99,7 @@ static void send_event(conn *c, const factum_event_t *e, uint64_t id) {
     memcpy(b->ptr + b->len, "\ndata: ", 7);
     b->len += 7;
     size_t at = b->len;
-    if (render_event(b, e) || buf_reserve(b, 2)) {
-        c->close_after = true;
-        return;
-    }
+    if (render_event(b, e) || buf_reserve(b, 2)) return -1;
     char *j = b->ptr + at, *end = b->ptr + b->len;
     for (char *p = j; (p = memchr(p, '\n', (size_t)(end - p))) != NULL;)
         *p = ' ';
@@ -114,6 +107,11 @@ static void send_event(conn *c, const factum_event_t *e, uint64_t id) {
         *p = ' ';
     memcpy(b->ptr + b->len, "\n\n", 2);
     b->len += 2;
+    return 0;
+}
+
+static void send_event(conn *c, const factum_event_t *e, uint64_t id) {
+    if (render_sse(&c->out, e, id)) c->close_after = true;
 }
 
 /* Reads one chunk from the cursor and queues it. Returns true when the cursor reached the head. */
@@ -123,6 +121,40 @@ static bool pump_chunk(conn *c) {
     factum_result_t *res = NULL;
     factum_error_t err;
     bool at_end;
+    if (s->all && !s->type.len && !s->category.len && !s->corr.len) {
+        /* Unfiltered $all: the loop keeps the last chunk's bytes, rendered once for all. */
+        uint64_t head = factum_head_position(db);
+        loop *l = c->l;
+        /* A chunk that held nothing is no answer once the head has moved past it. */
+        bool hit = l->all_cache.valid && l->all_cache.from == s->next && l->all_cache.system == s->system &&
+                   (l->all_cache.next > s->next || l->all_cache.next >= head);
+        if (!hit) {
+            factum_query_t q = {.from = s->next, .limit = SSE_CHUNK, .system = s->system};
+            if (factum_read_all(db, &q, &res, &err)) goto fail;
+            buf_t *b = &l->all_cache.bytes;
+            b->len = 0;
+            size_t i = 0, n = factum_result_count(res);
+            for (; i < n && b->len < SSE_CHUNK_BYTES; i++) {
+                const factum_event_t *e = factum_result_event(res, i);
+                if (render_sse(b, e, e->position)) {
+                    l->all_cache.valid = false;
+                    factum_result_free(res);
+                    c->close_after = true;
+                    return true;
+                }
+            }
+            l->all_cache.from = s->next, l->all_cache.system = s->system, l->all_cache.valid = true;
+            l->all_cache.next = i < n ? factum_result_event(res, i)->position : factum_result_next(res);
+            factum_result_free(res);
+            res = NULL;
+        }
+        const buf_t *b = &l->all_cache.bytes;
+        conn_send(c, b->ptr, b->len);
+        if (b->len) s->beat_ms = server_now_ms();
+        bool progressed = l->all_cache.next != s->next;
+        s->next = l->all_cache.next;
+        return !progressed || s->next >= head;
+    }
     if (s->all) {
         uint64_t head = factum_head_position(db);
         factum_query_t q = {.from = s->next,
