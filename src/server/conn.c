@@ -26,10 +26,12 @@
 
 /* ---- connections ---- */
 
-/* Input is wanted unless an append is in flight, the peer is done, or answers pile up. */
+/* Input is wanted unless an append is in flight, the peer is done, or answers pile up; and
+   either event when TLS waits for it (tls.c). */
 static void conn_set_events(conn *c) {
-    bool out = c->out.len > c->out_off;
-    bool in = !c->eof && c->state != C_APPEND && c->out.len - c->out_off < OUT_HIGH;
+    bool out = c->out.len > c->out_off || (c->tls_want & TLS_READ_WANTS_OUT);
+    bool in =
+        !c->eof && ((c->state != C_APPEND && c->out.len - c->out_off < OUT_HIGH) || (c->tls_want & TLS_WRITE_WANTS_IN));
     uint32_t mask = (in ? EPOLLIN | EPOLLRDHUP : 0) | (out ? EPOLLOUT : 0);
     if (mask == c->mask) return;
     c->mask = mask;
@@ -76,6 +78,7 @@ static void conn_close(conn *c) {
     loop *l = c->l;
     if (c->fd >= 0) {
         epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        tls_end(c);
         close(c->fd);
         c->fd = -1;
         atomic_fetch_sub(&l->srv->nconns, 1);
@@ -94,7 +97,7 @@ static void conn_close(conn *c) {
 
 void conn_flush(conn *c) {
     while (c->out.len > c->out_off) {
-        ssize_t n = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = tls_send(c, c->out.ptr + c->out_off, c->out.len - c->out_off);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) break;
@@ -311,7 +314,9 @@ void conn_done(conn *c) {
 }
 
 void conn_readable(conn *c) {
-    for (int rounds = 0; rounds < 4 && !c->eof; rounds++) {
+    /* A few rounds, then other connections' turn: the socket's level-triggered event brings
+       us back for more, but plaintext TLS holds already (tls_pending) must be taken now. */
+    for (int rounds = 0; (rounds < 4 || tls_pending(c)) && !c->eof; rounds++) {
         if (c->in_off && c->in_off == c->in.len) c->in.len = c->in_off = 0;
         if (c->in_off > 0 && c->in.cap - c->in.len < READ_CHUNK / 2) {
             memmove(c->in.ptr, c->in.ptr + c->in_off, c->in.len - c->in_off);
@@ -322,7 +327,7 @@ void conn_readable(conn *c) {
             return;
         }
         size_t room = c->in.cap - c->in.len;
-        ssize_t n = recv(c->fd, c->in.ptr + c->in.len, room, 0);
+        ssize_t n = tls_recv(c, c->in.ptr + c->in.len, room);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
         if (n <= 0) {
             c->eof = true; /* end of input, or a reset */
@@ -331,7 +336,7 @@ void conn_readable(conn *c) {
         c->in.len += (size_t)n;
         c->last_io_ms = server_now_ms();
         if (c->state == C_SSE) c->in.len = c->in_off = 0; /* subscribers have nothing to say */
-        if ((size_t)n < room) break;
+        if ((size_t)n < room && !tls_pending(c)) break;
     }
     if (c->eof && (c->state == C_APPEND || c->state == C_SSE)) {
         c->out.len = c->out_off = 0;
@@ -347,6 +352,7 @@ void conn_settle(conn *c) {
     if (c->fd < 0) return;
     conn_flush(c);
     if (c->close_after && c->out.len == c->out_off && c->state != C_APPEND) {
+        tls_end(c);
         shutdown(c->fd, SHUT_WR);
         conn_close(c);
     }

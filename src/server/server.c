@@ -55,7 +55,7 @@ static void accept_all(loop *l) {
         if (atomic_load(&s->nconns) >= s->cfg.max_connections || atomic_load(&s->stopping)) {
             static const char busy[] =
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-            ssize_t n = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            ssize_t n = s->tls ? 0 : send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL); /* TLS: just closed */
             (void)n;
             close(fd);
             continue;
@@ -68,9 +68,15 @@ static void accept_all(loop *l) {
             continue;
         }
         c->fd = fd, c->l = l, c->last_io_ms = server_now_ms();
+        if (s->tls && tls_accept(c, s->tls)) {
+            close(fd);
+            free(c);
+            continue;
+        }
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
         c->mask = EPOLLIN | EPOLLRDHUP;
         if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+            tls_end(c);
             close(fd);
             free(c);
             continue;
@@ -273,7 +279,9 @@ static void *loop_main(void *arg) {
             } else {
                 conn *c = p;
                 if (c->fd < 0) continue;
-                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn_readable(c);
+                if ((evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
+                    (c->tls_want & TLS_READ_WANTS_OUT))
+                    conn_readable(c);
                 if (c->fd < 0) continue; /* closed with its append in flight */
                 if (c->state == C_SSE && !c->sub->live && !c->close_after) {
                     conn_flush(c);
@@ -349,6 +357,17 @@ static int listen_on(const char *spec, int *out_fd, char *bound, size_t cap, fac
     return 0;
 }
 
+/* SIGHUP: new connections get the certificate and key as the files hold them now. */
+static void reload_tls(server *s) {
+    factum_error_t e;
+    if (!s->tls)
+        fprintf(stderr, "factum: SIGHUP: no TLS certificate to reload (serving plain HTTP)\n");
+    else if (tls_reload(s->tls, &e))
+        fprintf(stderr, "factum: SIGHUP: keeping the TLS certificate in use: %s\n", e.message);
+    else
+        fprintf(stderr, "factum: SIGHUP: TLS certificate reloaded from %s\n", s->cfg.tls_cert);
+}
+
 int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     server *s = calloc(1, sizeof *s);
     if (!s) return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -369,18 +388,26 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         c->loops = (int)MAX(1, MIN(n, 8));
     }
     char bound[300];
-    int rc = listen_on(c->listen, &s->lfd, bound, sizeof bound, err);
-    if (rc) {
+    int rc = 0;
+    if (!c->tls_cert != !c->tls_key)
+        rc = err_set(err, FACTUM_EINVAL, "TLS needs both --tls-cert and --tls-key (got only %s)",
+                     c->tls_cert ? "--tls-cert" : "--tls-key");
+    else if (c->tls_cert)
+        rc = tls_open(c->tls_cert, c->tls_key, &s->tls, err);
+    if (rc || (rc = listen_on(c->listen, &s->lfd, bound, sizeof bound, err))) {
+        tls_close(s->tls);
         free(s);
         return rc;
     }
     if ((rc = timers_open(db, &s->timers, err))) {
+        tls_close(s->tls);
         close(s->lfd);
         free(s);
         return rc;
     }
     if ((rc = groups_open(db, &s->groups, err))) {
         timers_close(s->timers);
+        tls_close(s->tls);
         close(s->lfd);
         free(s);
         return rc;
@@ -394,6 +421,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         scavenger_close(s->scav);
         groups_close(s->groups);
         timers_close(s->timers);
+        tls_close(s->tls);
         close(s->lfd);
         free(s);
         return rc;
@@ -402,6 +430,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     signal(SIGPIPE, SIG_IGN);
 
@@ -439,10 +468,11 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         rc = err_set(err, FACTUM_ENOMEM, "cannot start %d event loops", s->nloops);
         atomic_store(&s->stopping, true);
     } else {
-        printf("listening on http://%s\n", bound);
+        printf("listening on %s://%s\n", s->tls ? "https" : "http", bound);
         fflush(stdout);
         int sig;
-        sigwait(&set, &sig);
+        while (!sigwait(&set, &sig) && sig == SIGHUP)
+            reload_tls(s);
         fprintf(stderr, "factum: %s, draining connections\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
         s->drain_deadline_ms = server_now_ms() + DRAIN_MS;
         atomic_store(&s->stopping, true);
@@ -459,6 +489,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     scavenger_close(s->scav);
     timers_close(s->timers);
     groups_close(s->groups);
+    tls_close(s->tls);
     for (int i = 0; s->loops && i < s->nloops; i++) {
         loop *l = &s->loops[i];
         if (l->ep >= 0) close(l->ep);

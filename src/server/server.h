@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 typedef struct server_config {
     const char *listen;         /* HOST:PORT; port 0 picks a free one */
@@ -31,13 +32,16 @@ typedef struct server_config {
     uint32_t max_connections;   /* per server; 0 = 10000 */
     uint64_t scavenge_every_s;  /* a background scavenge this often; 0 = only when asked */
     const char *data_dir;       /* the data folder (projections' default SQLite files go under it) */
+    const char *tls_cert;       /* PEM certificate chain and key: HTTPS (both, or neither) */
+    const char *tls_key;
     const char *version;
 } server_config;
 
 /*
  * Serves `db` until SIGINT or SIGTERM (blocked in the calling thread and the loops), then
  * drains: stops accepting, lets requests in flight finish (up to 5 s), closes subscriptions.
- * Prints "listening on http://HOST:PORT" to stdout once bound. 0, or an error (bind failed).
+ * Prints "listening on http://HOST:PORT" (https:// with TLS) to stdout once bound. SIGHUP
+ * reloads the TLS certificate and key. 0, or an error (bind failed, unusable TLS files).
  */
 int server_run(factum_t *db, const server_config *cfg, factum_error_t *err);
 
@@ -117,6 +121,10 @@ struct conn {
     conn *wprev, *wnext;
     bool wlinked;
     uint64_t wkey; /* a stream subscription's stream key; 0: woken by every commit */
+    /* TLS (tls.c): NULL on a plain connection */
+    struct ssl_st *ssl;
+    uint8_t tls_want; /* TLS_READ_WANTS_OUT, TLS_WRITE_WANTS_IN */
+    bool tls_broken;  /* a fatal TLS error: no close_notify */
 };
 
 #define SERVER_WAKE_BUCKETS 4096 /* stream subscriptions are kept by key modulo this */
@@ -154,6 +162,7 @@ struct loop {
 };
 
 typedef struct scavenger scavenger_t;
+typedef struct server_tls server_tls;
 typedef struct projections projections_t;
 typedef struct sagas sagas_t;
 
@@ -165,6 +174,7 @@ struct server {
     projections_t *projections;
     sagas_t *sagas;
     struct jobs *jobs;
+    server_tls *tls; /* NULL: plain HTTP */
     server_config cfg;
     int lfd;
     loop *loops;
@@ -272,6 +282,24 @@ int sagas_open(factum_t *db, sagas_t **out, factum_error_t *err);
 void sagas_close(sagas_t *ss);
 /* Prometheus lines of every saga's counts and durations. */
 void sagas_metrics(sagas_t *ss, buf_t *b);
+
+/* tls.c: the server's TLS context from the certificate and key files; tls_reload makes a new
+   one from the same files for connections to come (the old one stays on failure, err says why). */
+int tls_open(const char *cert, const char *key, server_tls **out, factum_error_t *err);
+int tls_reload(server_tls *t, factum_error_t *err);
+void tls_close(server_tls *t);
+/* tls.c: a connection's TLS, in accept state (the handshake runs in its first reads); 0 or -1. */
+int tls_accept(conn *c, server_tls *t);
+/* tls.c: recv and send on c, through TLS when c has it: bytes moved, 0 at the end of input
+   (recv), or -1 with errno (EAGAIN: retry when epoll says so; c->tls_want adds to the events). */
+#define TLS_READ_WANTS_OUT 1 /* a TLS read waits for the socket to be writable */
+#define TLS_WRITE_WANTS_IN 2 /* a TLS write waits for it to be readable */
+ssize_t tls_recv(conn *c, void *p, size_t n);
+ssize_t tls_send(conn *c, const void *p, size_t n);
+/* tls.c: plaintext already decrypted that a read has not taken (epoll cannot see it). */
+bool tls_pending(conn *c);
+/* tls.c: sends close_notify (after no fatal error) and frees c's TLS; before its socket closes. */
+void tls_end(conn *c);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */
