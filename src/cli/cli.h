@@ -41,6 +41,12 @@ int cli_create(const char *dir, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */
 int cli_print_event(const factum_event_t *e, buf_t *line);
 
+/* The CA certificates for https:// servers (--cacert, or $FACTUM_CACERT), or NULL: the system's. */
+extern const char *cli_cacert;
+/* A client of the server at url, set up with the global options (cli_cacert). */
+struct factum_client;
+int cli_client_new(const char *url, struct factum_client **out, factum_error_t *err);
+
 /* One request against the server at url; prints the answer (an array one element per line when
    `lines`), or reports the error. A CLI_* code. */
 int cli_call(const char *url, const char *method, const char *path, const char *body, bool lines);

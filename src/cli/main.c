@@ -48,6 +48,8 @@ static const char *usage_main =
     "  --data-dir DIR   the data folder (default ./factum-data, or $FACTUM_DATA_DIR)\n"
     "  --server URL     talk to a server instead (or $FACTUM_URL), e.g. http://127.0.0.1:7744;\n"
     "                   append, read and tail work the same way and give the same exit codes\n"
+    "  --cacert FILE    verify an https:// server against these CA certificates (PEM) instead\n"
+    "                   of the system's (or $FACTUM_CACERT)\n"
     "  --help, -h       this text; COMMAND --help for one command (and nothing else is done)\n"
     "  --version        print the version\n"
     "\n"
@@ -287,7 +289,7 @@ static int cmd_append(const char *dir, int argc, char **argv) {
     factum_client_t *client = NULL;
     factum_append_result_t res;
     if (server_url) {
-        if ((rc = factum_client_new(server_url, &client, &err))) {
+        if ((rc = cli_client_new(server_url, &client, &err))) {
             rc = cli_report(rc, &err);
             goto out;
         }
@@ -441,7 +443,7 @@ static int print_set(factum_events_t *set, buf_t *line, uint64_t *printed) {
 static int read_server(const char *stream, factum_query_t *q, uint64_t from, uint64_t limit, int backward) {
     factum_client_t *c;
     factum_error_t err = {0};
-    int rc = factum_client_new(server_url, &c, &err);
+    int rc = cli_client_new(server_url, &c, &err);
     if (rc) return cli_report(rc, &err);
     buf_t line = {0};
     uint64_t printed = 0;
@@ -483,7 +485,7 @@ static int cmd_tail(const char *dir, int argc, char **argv) {
     int rc;
     if (server_url) {
         factum_client_t *c;
-        if ((rc = factum_client_new(server_url, &c, &err)) == 0)
+        if ((rc = cli_client_new(server_url, &c, &err)) == 0)
             rc = factum_client_subscribe(c, stream, &q, tail_print, &line, &err);
         factum_client_free(c);
         if (rc) rc = cli_report(rc, &err);
@@ -547,7 +549,7 @@ static int cmd_schedule(int argc, char **argv) {
     if (cancel && npos) return cli_fail(CLI_USAGE, "--cancel takes only the schedule id");
     factum_client_t *c;
     factum_error_t err = {0};
-    int rc = factum_client_new(server_url, &c, &err);
+    int rc = cli_client_new(server_url, &c, &err);
     if (rc) return cli_report(rc, &err);
     if (cancel) {
         if (!(rc = factum_client_cancel_schedule(c, cancel, &err)))
@@ -595,7 +597,7 @@ static int cmd_schedule(int argc, char **argv) {
 /* The options every command takes wherever they stand on the line (before or after the
    command, as natscli and kcat take theirs). take_globals removes them from argv. */
 typedef struct globals {
-    const char *dir, *url; /* given on the line, or NULL */
+    const char *dir, *url, *cacert; /* given on the line, or NULL */
     bool help, version;
 } globals;
 
@@ -611,13 +613,15 @@ static int take_globals(int *argc, char **argv, globals *g) {
             g->dir = v;
         else if ((v = cli_opt(*argc, argv, &i, "--server", &bad)))
             g->url = v;
+        else if ((v = cli_opt(*argc, argv, &i, "--cacert", &bad)))
+            g->cacert = v;
         else if (bad)
             return CLI_USAGE;
         else
             argv[kept++] = argv[i];
     }
-    if ((g->dir && !*g->dir) || (g->url && !*g->url))
-        return cli_fail(CLI_USAGE, "--data-dir and --server need a value");
+    if ((g->dir && !*g->dir) || (g->url && !*g->url) || (g->cacert && !*g->cacert))
+        return cli_fail(CLI_USAGE, "--data-dir, --server and --cacert need a value");
     *argc = kept;
     argv[kept] = NULL;
     return 0;
@@ -655,6 +659,8 @@ int main(int argc, char **argv) {
     const char *env_url = getenv("FACTUM_URL"), *env_dir = getenv("FACTUM_DATA_DIR");
     server_url = g.url ? g.url : !g.dir && env_url && *env_url ? env_url : NULL;
     const char *dir = g.dir ? g.dir : env_dir && *env_dir ? env_dir : "./factum-data";
+    const char *env_ca = getenv("FACTUM_CACERT");
+    cli_cacert = g.cacert ? g.cacert : env_ca && *env_ca ? env_ca : NULL;
     const char *cmd = argv[1];
     argc -= 1, argv += 1;
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);

@@ -104,7 +104,7 @@ int cli_meta(const char *dir, const char *url, int argc, char **argv) {
             factum_error_t err = {0};
             char *cur = NULL;
             int status;
-            rc = factum_client_new(url, &c, &err);
+            rc = cli_client_new(url, &c, &err);
             if (!rc) rc = factum_client_call(c, "GET", path.ptr, NULL, &status, &cur, &err);
             factum_client_free(c);
             if (rc) {
@@ -187,7 +187,7 @@ int cli_delete(const char *dir, const char *url, int argc, char **argv) {
             snprintf(hdr, sizeof hdr, "If-Match: *");
         else if (expect >= 0)
             snprintf(hdr, sizeof hdr, "If-Match: \"%lld\"", (long long)expect);
-        rc = factum_client_new(url, &c, &err);
+        rc = cli_client_new(url, &c, &err);
         if (!rc) rc = factum_client_call_with(c, "DELETE", path.ptr, NULL, hdr[0] ? hdr : NULL, &status, &resp, &err);
         factum_client_free(c);
         buf_free(&path);
@@ -270,7 +270,7 @@ int cli_admin(const char *dir, const char *url, int argc, char **argv) {
     if (url) {
         factum_client_t *c;
         factum_error_t err = {0};
-        if ((rc = factum_client_new(url, &c, &err)) ||
+        if ((rc = cli_client_new(url, &c, &err)) ||
             (rc = factum_client_call(c, "POST", "/admin/scavenge", NULL, &status, &resp, &err))) {
             factum_client_free(c);
             free(resp);

@@ -102,7 +102,7 @@ int cli_schedule_ls(const char *dir, const char *url, int argc, char **argv) {
     int rc = 0;
     if (url) {
         factum_client_t *c;
-        if ((rc = factum_client_new(url, &c, &err))) return cli_report(rc, &err);
+        if ((rc = cli_client_new(url, &c, &err))) return cli_report(rc, &err);
         while (!rc && n && a.limit)
             rc = page_server(c, &a, &n, &err); /* to the first empty page */
         factum_client_free(c);
