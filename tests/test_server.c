@@ -18,14 +18,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-srv srv_start(const char *dir, const char *extra) {
+srv srv_start(const char *dir, const char *extra) { return srv_start_logged(dir, extra, NULL); }
+
+srv srv_start_logged(const char *dir, const char *extra, const char *log) {
     int p[2];
     CHECK(pipe(p) == 0);
     srv s = {0};
     s.pid = fork();
     if (s.pid == 0) {
         dup2(p[1], 1);
-        if (!getenv("FACTUM_TEST_VERBOSE")) {
+        if (log) {
+            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            dup2(fd, 2);
+        } else if (!getenv("FACTUM_TEST_VERBOSE")) {
             int devnull = open("/dev/null", O_WRONLY);
             dup2(devnull, 2);
         }
@@ -62,7 +67,8 @@ srv srv_start(const char *dir, const char *extra) {
     }
     line[len] = 0;
     const char *colon = strrchr(line, ':');
-    CHECK_MSG(strstr(line, "listening on http://") && colon, "unexpected first line: %s", line);
+    CHECK_MSG((strstr(line, "listening on http://") || strstr(line, "listening on https://")) && colon,
+              "unexpected first line: %s", line);
     s.port = atoi(colon + 1);
     return s;
 }

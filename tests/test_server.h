@@ -17,6 +17,8 @@ typedef struct srv {
 
 /* Starts build/factum serve on dir with --listen 127.0.0.1:0 plus `extra` (space-separated). */
 srv srv_start(const char *dir, const char *extra);
+/* The same with the server's stderr appended to the file at log. */
+srv srv_start_logged(const char *dir, const char *extra, const char *log);
 /* Sends sig and waits; returns the wait status. */
 int srv_stop(srv *s, int sig);
 
