@@ -126,10 +126,11 @@ $(BUILD)/bench-http: bench/bench_http.c bench/hclient.h | $(BUILD)/.deps
 	  $$(pkg-config --libs libpq openssl)
 
 $(BUILD)/bench-groups: bench/bench_groups.c bench/hclient.h | $(BUILD)/.deps
-	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs libnats 2>/dev/null || echo -lnats)
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs libnats 2>/dev/null || echo -lnats) \
+	  $$(pkg-config --libs openssl)
 
 $(BUILD)/bench-sagas: bench/bench_sagas.c bench/hclient.h | $(BUILD)/.deps
-	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $<
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs openssl)
 
 $(BUILD)/bench-proj: bench/bench_proj.c $(BUILD)/libfactum.a | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfactum.a $(LDLIBS)

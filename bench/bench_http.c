@@ -2,9 +2,11 @@
  * bench_http.c — the load generator of `make bench` for the server (issue 3). It drives a
  * running `factum serve` over loopback with 200-byte events and, when given a conninfo, a
  * PostgreSQL event table the same way (one event per transaction, synchronous_commit=on),
- * and prints the figures side by side. bench/http.sh starts both servers.
+ * and prints the figures side by side. bench/http.sh starts both servers. With --tls-port, a
+ * second `factum serve` with TLS: single-event appends at 64 clients over HTTPS beside the same
+ * over plain HTTP, one after the other. $TOKEN goes with every request (hclient.h).
  *
- *   bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N]
+ *   bench-http --port P --pid PID [--tls-port P] [--pg CONNINFO] [--seconds S] [--catchup N]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -123,8 +125,8 @@ static double run(void *(*fn)(void *), int clients, int batch, int base) {
 /* ---- SSE ---- */
 
 static void sse_subscribe(int fd, const char *path) {
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n", path);
+    char req[1536];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: b\r\n%sAccept: text/event-stream\r\n\r\n", path, auth);
     if (send(fd, req, (size_t)n, 0) != n) die("subscribe failed");
 }
 
@@ -499,13 +501,16 @@ static void idle_commit_path(int idle) {
 }
 
 int main(int argc, char **argv) {
-    int pid = 0;
+    hclient_init();
+    int pid = 0, tls_port = 0;
     uint64_t catchup = 1000000;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--port"))
             port = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--pid"))
             pid = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tls-port"))
+            tls_port = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--pg"))
             pg = argv[i + 1];
         else if (!strcmp(argv[i], "--seconds"))
@@ -513,15 +518,22 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--catchup"))
             catchup = strtoull(argv[i + 1], NULL, 10);
         else
-            die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N]");
+            die("usage: bench-http --port P --pid PID [--tls-port P] [--pg CONNINFO] [--seconds S] [--catchup N]");
     }
     if (!port) die("--port is required");
+    int plain_port = port;
     memset(pad, 'x', 155);     /* 200 bytes of JSON per event */
     if (pid) idle_memory(pid); /* first, on a fresh server */
     char probe[512];
     printf("server appends over HTTP (events of %zu bytes of JSON, %.0f s each):\n", event_json(probe, sizeof probe, 0),
            seconds);
-    double f16 = run(http_worker, 16, 1, 0), f64 = run(http_worker, 64, 1, 100), b16 = run(http_worker, 16, 100, 200);
+    double f16 = run(http_worker, 16, 1, 0), f64 = run(http_worker, 64, 1, 100), t64 = 0;
+    if (tls_port) { /* the same workers against the TLS server, right after */
+        port = tls_port, tls = hclient_tls();
+        t64 = run(http_worker, 64, 1, 100);
+        port = plain_port, tls = NULL;
+    }
+    double b16 = run(http_worker, 16, 100, 200);
     double p16 = 0, p64 = 0;
     if (pg) {
         p16 = run(pg_worker, 16, 1, 0);
@@ -532,6 +544,10 @@ int main(int argc, char **argv) {
     printf("  %-34s %12.0f %12.0f %8.2f   (target >= 3)\n", "single-event appends/s, 64 clients", f64, p64,
            p64 ? f64 / p64 : 0);
     printf("  %-34s %12.0f %12s %8s   (target >= 500,000)\n", "batch-100 events/s, 16 clients", b16, "-", "");
+    if (tls_port)
+        printf("  single-event appends/s, 64 clients: %.0f over HTTPS (TLS 1.3), %.0f over HTTP: %.2f of it%s   "
+               "(target >= 0.8)\n",
+               t64, f64, f64 ? t64 / f64 : 0, auth[0] ? ", with a bearer token" : "");
     double rate = sse_catchup(catchup);
     printf("  SSE catch-up of %llu events: %.0f events/s   (target >= 500,000)\n", (unsigned long long)catchup, rate);
     latency();
