@@ -60,6 +60,7 @@ static inline SSL_CTX *hclient_tls(void) {
         ctx = SSL_CTX_new(TLS_client_method());
         if (!ctx) die("cannot make a TLS context");
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_read_ahead(ctx, 1);
     }
     return ctx;
 }

@@ -315,7 +315,7 @@ void conn_done(conn *c) {
 
 void conn_readable(conn *c) {
     /* A few rounds, then other connections' turn: the socket's level-triggered event brings
-       us back for more, but plaintext TLS holds already (tls_pending) must be taken now. */
+       us back for more, but what TLS read ahead (tls_pending) must be taken now. */
     for (int rounds = 0; (rounds < 4 || tls_pending(c)) && !c->eof; rounds++) {
         if (c->in_off && c->in_off == c->in.len) c->in.len = c->in_off = 0;
         if (c->in_off > 0 && c->in.cap - c->in.len < READ_CHUNK / 2) {

@@ -296,7 +296,7 @@ int tls_accept(conn *c, server_tls *t);
 #define TLS_WRITE_WANTS_IN 2 /* a TLS write waits for it to be readable */
 ssize_t tls_recv(conn *c, void *p, size_t n);
 ssize_t tls_send(conn *c, const void *p, size_t n);
-/* tls.c: plaintext already decrypted that a read has not taken (epoll cannot see it). */
+/* tls.c: bytes OpenSSL read from the socket that a read has not taken (epoll cannot see them). */
 bool tls_pending(conn *c);
 /* tls.c: sends close_notify (after no fatal error) and frees c's TLS; before its socket closes. */
 void tls_end(conn *c);

@@ -13,10 +13,12 @@
  * Non-blocking: a connection's SSL is in accept state from the start, so its first SSL_read runs
  * the handshake step by step as bytes arrive. An SSL_read may need the socket writable (a
  * handshake message, a key update's answer) and an SSL_write readable: c->tls_want records it
- * and conn.c asks epoll for that event too and retries on it. Plaintext OpenSSL has decrypted
- * but not handed over (SSL_pending) is read before conn_readable returns (tls_pending), since
- * epoll cannot see it. SSL_write is retried with the output buffer that may have moved and
- * grown since (ACCEPT_MOVING_WRITE_BUFFER) and writes record by record (ENABLE_PARTIAL_WRITE).
+ * and conn.c asks epoll for that event too and retries on it. OpenSSL reads ahead (one recv
+ * takes whatever has arrived, several records perhaps), so bytes it holds, decrypted or not yet
+ * (SSL_has_pending), are read before conn_readable returns (tls_pending): epoll cannot see them,
+ * and a request among them would wait for bytes that never come. SSL_write is retried with the
+ * output buffer that may have moved and grown since (ACCEPT_MOVING_WRITE_BUFFER) and writes
+ * record by record (ENABLE_PARTIAL_WRITE).
  */
 #include "server.h"
 
@@ -74,6 +76,7 @@ static int ctx_build(const char *cert, const char *key, SSL_CTX **out, factum_er
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS); /* idle connections hold no TLS buffers */
+    SSL_CTX_set_read_ahead(ctx, 1);                      /* one recv takes what is there, not a record header first */
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     int rc = 0;
@@ -185,7 +188,7 @@ ssize_t tls_send(conn *c, const void *p, size_t n) {
     return -1;
 }
 
-bool tls_pending(conn *c) { return c->ssl && SSL_pending(c->ssl) > 0; }
+bool tls_pending(conn *c) { return c->ssl && SSL_has_pending(c->ssl); }
 
 void tls_end(conn *c) {
     if (!c->ssl) return;
