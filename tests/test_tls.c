@@ -25,15 +25,32 @@
 
 static char pki[300], data[300]; /* the certificates' folder, the server's data folder */
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...) {
+/* Runs a shell line in the certificates' folder: its exit code, stdout in out (when cap), stderr
+   in the file cmd.err there. */
+static int vrun(char *out, size_t cap, const char *fmt, va_list ap) {
     char what[2048], cmd[4096];
+    vsnprintf(what, sizeof what, fmt, ap);
+    snprintf(cmd, sizeof cmd, "cd %s && (%s) 2>cmd.err", pki, what);
+    return test_run(cmd, out, cap);
+}
+
+static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run(char *out, size_t cap, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    int rc = vrun(out, cap, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && (%s) >/dev/null 2>&1", pki, what);
-    CHECK_MSG(system(cmd) == 0, "failed: %s", what);
+    return rc;
+}
+
+/* The same for a line that must succeed. */
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vrun(NULL, 0, fmt, ap);
+    va_end(ap);
+    CHECK_MSG(rc == 0, "a setup command failed (%d): %s", rc, fmt);
 }
 
 /* A CA (ca.pem) and two certificates it signed for 127.0.0.1 and localhost: one.pem/one.key
@@ -58,19 +75,6 @@ static srv tls_start(const char *log) {
     char extra[1024];
     snprintf(extra, sizeof extra, "--tls-cert %s/live.pem --tls-key %s/live.key", pki, pki);
     return srv_start_logged(data, extra, log);
-}
-
-/* Runs cmd (a shell line, in the certificates' folder); its exit code, stdout in out, stderr in
-   the file cmd.err. */
-static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t cap, const char *fmt, ...) {
-    char what[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd %s && (%s) 2>cmd.err", pki, what);
-    return test_run(cmd, out, cap);
 }
 
 /* Whether the file `name` in the certificates' folder (or the path, when absolute) holds want. */
