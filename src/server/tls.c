@@ -102,11 +102,12 @@ static int ctx_build(const char *cert, const char *key, SSL_CTX **out, factum_er
 int tls_open(const char *cert, const char *key, server_tls **out, factum_error_t *err) {
     *out = NULL;
     server_tls *t = calloc(1, sizeof *t);
-    if (!t || !(t->cert = strdup(cert)) || !(t->key = strdup(key))) {
+    if (!t) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    pthread_mutex_init(&t->mu, NULL);
+    if (!(t->cert = strdup(cert)) || !(t->key = strdup(key))) {
         tls_close(t);
         return err_set(err, FACTUM_ENOMEM, "out of memory");
     }
-    pthread_mutex_init(&t->mu, NULL);
     int rc = ctx_build(cert, key, &t->ctx, err);
     if (rc) {
         tls_close(t);
@@ -129,10 +130,8 @@ int tls_reload(server_tls *t, factum_error_t *err) {
 
 void tls_close(server_tls *t) {
     if (!t) return;
-    if (t->ctx) {
-        SSL_CTX_free(t->ctx);
-        pthread_mutex_destroy(&t->mu);
-    }
+    SSL_CTX_free(t->ctx); /* NULL is fine */
+    pthread_mutex_destroy(&t->mu);
     free(t->cert);
     free(t->key);
     free(t);
@@ -144,7 +143,10 @@ int tls_accept(conn *c, server_tls *t) {
     pthread_mutex_lock(&t->mu);
     SSL *ssl = SSL_new(t->ctx); /* holds a reference to the context of now */
     pthread_mutex_unlock(&t->mu);
-    if (!ssl) return -1;
+    if (!ssl) {
+        ERR_clear_error(); /* SSL_get_error wants an empty queue on this thread */
+        return -1;
+    }
     if (SSL_set_fd(ssl, c->fd) != 1) {
         SSL_free(ssl);
         ERR_clear_error();
