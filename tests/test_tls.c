@@ -4,7 +4,8 @@
  * for 127.0.0.1 and localhost with the openssl command, in its folder. What is asserted: answers
  * over TLS with the CA; pipelined requests that arrive in one read all answered (what OpenSSL
  * holds decrypted is not seen by epoll); no answer without the CA, over TLS 1.1, or in plain
- * HTTP; a certificate
+ * HTTP; megabyte bodies and a long catch-up whole (writes the socket cannot take at once); a
+ * certificate
  * reloaded on SIGHUP while an SSE subscriber stays connected and still gets events; half-given
  * or unusable TLS options refused before anything is made.
  */
@@ -288,6 +289,50 @@ TEST(the_c_client_and_the_cli_speak_https_and_verify_the_server_against_the_ca) 
     close(fd);
     buf_free(&seen);
     factum_client_free(good);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* Counts a subscription's events, each the next position, until `want`. */
+typedef struct counted {
+    uint64_t n, want;
+    bool in_order;
+} counted;
+
+static int count_event(void *ctx, const factum_event_t *e) {
+    counted *k = ctx;
+    if (!e) return 0; /* caught up: more may still come */
+    k->in_order = k->in_order && e->position == k->n;
+    if (k->n == 0) usleep(300000); /* so the server's writes fill the socket and wait (no assertion on time) */
+    return ++k->n >= k->want;
+}
+
+TEST(megabyte_bodies_and_a_long_catch_up_cross_tls_whole) {
+    make_pki();
+    srv s = tls_start(NULL);
+    char url[64], ca[400];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", s.port);
+    snprintf(ca, sizeof ca, "%s/ca.pem", pki);
+    factum_client_t *c;
+    factum_error_t err;
+    CHECK_RC(factum_client_new(url, &c, &err), 0);
+    CHECK_RC(factum_client_set_cacert(c, ca, &err), 0);
+    enum { BATCHES = 8, PER = 1000 };
+    static char json[PER][960];
+    static factum_event_t ev[PER];
+    for (int i = 0; i < PER; i++) {
+        snprintf(json[i], sizeof json[i], "{\"i\":%d,\"pad\":\"%0900d\"}", i, i);
+        ev[i] = json_event("Big", json[i]);
+    }
+    factum_append_result_t r;
+    for (int b = 0; b < BATCHES; b++) /* about 940 KB each, under the 1 MiB limit */
+        CHECK_RC(factum_client_append(c, "big-1", FACTUM_EXPECT_ANY, ev, PER, &r, &err), 0);
+    CHECK_EQ(r.last_position, BATCHES * PER - 1);
+    /* Some 7.5 MB of SSE from position 0: the server writes far more than the socket takes. */
+    counted k = {.want = BATCHES * PER, .in_order = true};
+    factum_query_t q = {.from = 0};
+    CHECK_RC(factum_client_subscribe(c, NULL, &q, count_event, &k, &err), 0);
+    CHECK(k.n == BATCHES * PER && k.in_order);
+    factum_client_free(c);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
