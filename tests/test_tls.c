@@ -257,6 +257,7 @@ TEST(the_c_client_and_the_cli_speak_https_and_verify_the_server_against_the_ca) 
     CHECK_RC(factum_client_append(stranger, "order-2", FACTUM_EXPECT_ANY, ev, 1, &r, &err), FACTUM_EUNREACHABLE);
     CHECK_MSG(strstr(err.message, "certificate"), "%s", err.message);
     factum_client_free(stranger);
+    usleep(1500000); /* idle past a second: the server gives back the connection's TLS buffers */
     factum_query_t q = {.limit = 10};
     factum_events_t *set;
     uint64_t next;
@@ -350,6 +351,7 @@ TEST(sighup_reloads_the_certificate_for_new_connections_while_an_sse_subscriber_
     pid_t sub = spawn(cmd, &fd);
     buf_t seen = {0};
     CHECK_MSG(read_until(fd, &seen, "event: caught-up"), "the subscriber got: %s", seen.ptr);
+    usleep(1500000); /* idle past a second: its TLS buffers are given back, and taken again below */
     /* The new certificate: new connections are shown it, the subscriber stays and gets events. */
     sh("cp two.pem live.pem && cp two.key live.key");
     kill(s.pid, SIGHUP);

@@ -220,6 +220,7 @@ static void sweep(loop *l) {
     bool stopping = atomic_load(&s->stopping);
     for (conn *c = l->conns, *next; c; c = next) {
         next = c->next;
+        tls_idle(c, now);
         if (c->state == C_APPEND) {
             continue;
         } else if (c->state == C_WAIT) {

@@ -296,6 +296,8 @@ int tls_accept(conn *c, server_tls *t);
 #define TLS_WRITE_WANTS_IN 2 /* a TLS write waits for it to be readable */
 ssize_t tls_recv(conn *c, void *p, size_t n);
 ssize_t tls_send(conn *c, const void *p, size_t n);
+/* tls.c: gives back c's TLS buffers when it has been idle a while (the loop's sweep calls it). */
+void tls_idle(conn *c, uint64_t now_ms);
 /* tls.c: bytes OpenSSL read from the socket that a read has not taken (epoll cannot see them). */
 bool tls_pending(conn *c);
 /* tls.c: sends close_notify (after no fatal error) and frees c's TLS; before its socket closes. */
