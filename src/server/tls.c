@@ -32,7 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* A connection this long without a byte in or out gives back its TLS buffers (some 35 KB). Not
+/* A connection this long without a byte in or out gives back its TLS buffers (up to 35 KB). Not
    SSL_MODE_RELEASE_BUFFERS, which frees and allocates them at every read and write: measured,
    it cost a fifth of the appends a TLS server answers. */
 #define TLS_IDLE_MS 1000
