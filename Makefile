@@ -12,7 +12,8 @@
 
 BUILD   ?= build
 CC      ?= gcc
-PKGS    := gcc make pkg-config clang-format libxxhash-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql curl libssl-dev
+PKGS    := gcc make pkg-config clang-format libxxhash-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql curl \
+           libssl-dev openssl
 FUZZ_PKGS := clang libclang-rt-14-dev
 SAN     ?=
 FUZZ_SECONDS ?= 60
@@ -21,8 +22,8 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-format-nonliteral -Wno-format-truncation
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARN) -D_GNU_SOURCE -Iinclude -pthread -MMD -MP \
-             $(shell pkg-config --cflags libxxhash libpq libcrypto 2>/dev/null) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq libcrypto 2>/dev/null) -pthread $(if $(SAN),$(SANFLAGS))
+             $(shell pkg-config --cflags libxxhash libpq openssl 2>/dev/null) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl 2>/dev/null) -pthread $(if $(SAN),$(SANFLAGS))
 SANFLAGS := -fsanitize=address,undefined
 
 LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c)
@@ -121,13 +122,15 @@ fuzz: deps $(FUZZ_BINS)
 
 BENCH_PKGS := postgresql libpq-dev nats-server libnats-dev
 $(BUILD)/bench-http: bench/bench_http.c bench/hclient.h | $(BUILD)/.deps
-	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE $$(pkg-config --cflags libpq) -pthread -o $@ $< $$(pkg-config --libs libpq)
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE $$(pkg-config --cflags libpq openssl) -pthread -o $@ $< \
+	  $$(pkg-config --libs libpq openssl)
 
 $(BUILD)/bench-groups: bench/bench_groups.c bench/hclient.h | $(BUILD)/.deps
-	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs libnats 2>/dev/null || echo -lnats)
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs libnats 2>/dev/null || echo -lnats) \
+	  $$(pkg-config --libs openssl)
 
 $(BUILD)/bench-sagas: bench/bench_sagas.c bench/hclient.h | $(BUILD)/.deps
-	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $<
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs openssl)
 
 $(BUILD)/bench-proj: bench/bench_proj.c $(BUILD)/libfactum.a | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfactum.a $(LDLIBS)

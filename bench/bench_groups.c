@@ -268,6 +268,7 @@ static void bench_nats(void) {
 }
 
 int main(int argc, char **argv) {
+    hclient_init();
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--port"))
             port = atoi(argv[i + 1]);

@@ -2,9 +2,12 @@
  * bench_http.c — the load generator of `make bench` for the server (issue 3). It drives a
  * running `factum serve` over loopback with 200-byte events and, when given a conninfo, a
  * PostgreSQL event table the same way (one event per transaction, synchronous_commit=on),
- * and prints the figures side by side. bench/http.sh starts both servers.
+ * and prints the figures side by side. bench/http.sh starts both servers. With --tls-port, a
+ * second `factum serve` with TLS: single-event appends at 64 clients over HTTPS beside the same
+ * over plain HTTP, one after the other. $TOKEN goes with every request (hclient.h).
  *
- *   bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy]
+ *   bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] [--pg CONNINFO]
+ *              [--seconds S] [--catchup N] [--only noisy]
  *
  * --only noisy prints the noisy-neighbour figure alone (the server must allow 5,300 connections
  * from one address: --max-connections-per-address).
@@ -127,8 +130,9 @@ static double run(void *(*fn)(void *), int clients, int batch, int base) {
 /* ---- SSE ---- */
 
 static void sse_subscribe(int fd, const char *path) {
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n", path);
+    char req[1536];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\n%sAccept: text/event-stream\r\n\r\n", path,
+                     auth);
     if (send(fd, req, (size_t)n, 0) != n) die("subscribe failed");
 }
 
@@ -617,8 +621,9 @@ static void noisy_neighbour(void) {
 }
 
 int main(int argc, char **argv) {
-    int pid = 0, key_port = 0;
-    const char *token = NULL;
+    hclient_init();
+    int pid = 0, key_port = 0, tls_port = 0;
+    const char *token = NULL, *tls_token = NULL;
     uint64_t catchup = 1000000;
     bool only_noisy = false;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -626,6 +631,10 @@ int main(int argc, char **argv) {
             port = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--pid"))
             pid = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tls-port"))
+            tls_port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tls-token"))
+            tls_token = argv[i + 1];
         else if (!strcmp(argv[i], "--pg"))
             pg = argv[i + 1];
         else if (!strcmp(argv[i], "--seconds"))
@@ -637,10 +646,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--token"))
             token = argv[i + 1];
         else
-            die("usage: bench-http --port P --pid PID [--pg CONNINFO] [--seconds S] [--catchup N] [--key-port P "
-                "--token T]");
+            die("usage: bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] "
+                "[--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy]");
     }
     if (!port) die("--port is required");
+    int plain_port = port;
     memset(pad, 'x', 155); /* 200 bytes of JSON per event */
     if (only_noisy) {
         noisy_neighbour();
@@ -651,6 +661,15 @@ int main(int argc, char **argv) {
     printf("server appends over HTTP (events of %zu bytes of JSON, %.0f s each):\n", event_json(probe, sizeof probe, 0),
            seconds);
     double f16 = run(http_worker, 16, 1, 0), f64 = run(http_worker, 64, 1, 100), b16 = run(http_worker, 16, 100, 200);
+    double h64 = 0, t64 = 0;
+    if (tls_port) /* the same workers over plain HTTP and TLS in turn, so the machine's other load falls on both */
+        for (int i = 0; i < 3; i++) {
+            h64 += run(http_worker, 64, 1, 100) / 3;
+            port = tls_port, tls = hclient_tls();
+            if (tls_token) snprintf(auth_line, sizeof auth_line, "Authorization: Bearer %s\r\n", tls_token);
+            t64 += run(http_worker, 64, 1, 100) / 3;
+            port = plain_port, tls = NULL, auth_line[0] = 0;
+        }
     double p16 = 0, p64 = 0;
     if (pg) {
         p16 = run(pg_worker, 16, 1, 0);
@@ -664,7 +683,6 @@ int main(int argc, char **argv) {
     if (key_port && token) {
         /* The same appends to a second server that holds keys, each with the key in its header:
            what checking keys costs (src/server/guard.c). Taking turns, so both see the same machine. */
-        int plain_port = port;
         double k[2] = {0}, f[2] = {0};
         port = key_port; /* a warm-up: the other server has served the runs above already */
         snprintf(auth_line, sizeof auth_line, "Authorization: Bearer %s\r\n", token);
@@ -685,6 +703,10 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 2; i++)
             printf("  single-event appends/s, %2d clients %12.0f %12.0f %8.2f\n", i ? 64 : 16, f[i], k[i], k[i] / f[i]);
     }
+    if (tls_port)
+        printf("  single-event appends/s, 64 clients, 3 turns each: %.0f over HTTPS%s, %.0f over HTTP without: %.2f   "
+               "(target >= 0.8)\n",
+               t64, tls_token ? " with a key" : "", h64, h64 ? t64 / h64 : 0);
     double rate = sse_catchup(catchup);
     printf("  SSE catch-up of %llu events: %.0f events/s   (target >= 500,000)\n", (unsigned long long)catchup, rate);
     latency();

@@ -160,6 +160,7 @@ static const char *SAGA = "{\"start_on\":\"BenchStart\",\"instance_id\":\"data.i
                           "{id}}\"}},\"success\":[\"Done4\"],\"timeout_ms\":60000}]}";
 
 int main(int argc, char **argv) {
+    hclient_init();
     long sagas = 20000, rounds = 1000, inflight = 100;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--port"))

@@ -1,7 +1,8 @@
 #!/bin/sh
-# bench/http.sh — `make bench`, server part: starts `factum serve` and a PostgreSQL 15 (the
-# Debian package, in a temporary folder, fsync and synchronous_commit on) and runs the load
-# generator (bench/bench_http.c) against both in the same run. QUICK=1 shortens it.
+# bench/http.sh — `make bench`, server part: starts `factum serve` (plain HTTP, and a second one
+# with TLS) and a PostgreSQL 15 (the Debian package, in a temporary folder, fsync and
+# synchronous_commit on) and runs the load generator (bench/bench_http.c) against them in the
+# same run. QUICK=1 shortens it.
 set -eu
 BIN=${BIN:-build/factum}
 GEN=${GEN:-build/bench-http}
@@ -9,18 +10,19 @@ SECONDS_EACH=${SECONDS_EACH:-3}
 CATCHUP=${CATCHUP:-1000000}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # 1,000 idle connections need more than 1024 fds
 . "$(dirname "$0")/lib.sh"
-start_factum "--max-connections-per-address 10000"  # the load comes from one address (127.0.0.1)
-# A second server that holds a key: the appends again with it, to see what the check costs.
+# A server that holds a key: the appends again with it over HTTP, to see what the check costs;
+# and one over TLS with a key, for HTTPS-with-a-key beside plain HTTP without one.
 KTOKEN=$("$BIN" --data-dir "$T/factum-key" key create --role writer 2>/dev/null)
-"$BIN" --data-dir "$T/factum-key" serve --listen 127.0.0.1:0 --max-connections-per-address 10000 >"$T/serve-key.out" 2>"$T/serve-key.err" &
-KILL_PIDS="$KILL_PIDS $!"
-for i in $(seq 50); do grep -q listening "$T/serve-key.out" 2>/dev/null && break; sleep 0.1; done
-KPORT=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$T/serve-key.out")
+serve_factum factum-key --max-connections-per-address 10000
+KPORT=$SERVED_PORT
+start_factum_tls --max-connections-per-address 10000
+# The main server last: SPID is its process. The load comes from one address (127.0.0.1).
+start_factum --max-connections-per-address 10000
 start_pg "-p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200"
 CONN="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres"
 runuser -u postgres -- psql -q -h 127.0.0.1 -p "$PG_PORT" -d postgres -c \
     "CREATE TABLE events (position bigserial PRIMARY KEY, stream text NOT NULL, revision bigint NOT NULL,
                           type text NOT NULL, data jsonb, UNIQUE (stream, revision));" >/dev/null
 echo "postgresql: $("$PGBIN/postgres" --version), synchronous_commit=on, one INSERT per transaction over TCP loopback"
-"$GEN" --port "$PORT" --pid "$SPID" --pg "$CONN" --seconds "$SECONDS_EACH" --catchup "$CATCHUP" \
-    --key-port "$KPORT" --token "$KTOKEN"
+"$GEN" --port "$PORT" --pid "$SPID" --tls-port "$TLS_PORT" --tls-token "$TLS_TOKEN" --pg "$CONN" \
+    --seconds "$SECONDS_EACH" --catchup "$CATCHUP" --key-port "$KPORT" --token "$KTOKEN"

@@ -18,7 +18,10 @@ extern "C" {
 
 typedef struct factum_client factum_client_t;
 
-/* A client for the server at url ("http://127.0.0.1:7744"). Does not connect yet. */
+/* A client for the server at url ("http://127.0.0.1:7744", or "https://..."). Does not connect
+   yet. Over https the server's certificate and name are verified, against the system's CA
+   certificates unless factum_client_set_cacert names others; a certificate that does not verify
+   makes every call FACTUM_EUNREACHABLE, saying why. */
 int factum_client_new(const char *url, factum_client_t **out, factum_error_t *err);
 void factum_client_free(factum_client_t *c);
 /* Sends token (an API key, "fk_...") as "Authorization: Bearer TOKEN" with every request from
@@ -26,6 +29,11 @@ void factum_client_free(factum_client_t *c);
    characters a header cannot carry, FACTUM_ENOMEM. A server that refuses the key answers
    FACTUM_EDENIED (401: no valid key; 403: the key lacks the permission; the message says). */
 int factum_client_set_token(factum_client_t *c, const char *token, factum_error_t *err);
+
+/* Verifies the server's certificate against the CA certificates (PEM) in the file at path
+   instead of the system's; NULL goes back to the system's. The path is copied and read at each
+   connection. 0, or FACTUM_EINVAL when the file cannot be read (nothing changes then). */
+int factum_client_set_cacert(factum_client_t *c, const char *path, factum_error_t *err);
 
 /*
  * Appends n events to stream atomically (one request). Returns 0 or what factum_append

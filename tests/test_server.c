@@ -67,7 +67,8 @@ srv srv_start_log(const char *dir, const char *extra, const char *log) {
     }
     line[len] = 0;
     const char *colon = strrchr(line, ':');
-    CHECK_MSG(strstr(line, "listening on http://") && colon, "unexpected first line: %s", line);
+    CHECK_MSG((strstr(line, "listening on http://") || strstr(line, "listening on https://")) && colon,
+              "unexpected first line: %s", line);
     s.port = atoi(colon + 1);
     return s;
 }

@@ -1,6 +1,7 @@
 /*
  * call.c — one request against a server for the commands that are thin over the HTTP API
- * (group, meta, delete, projection): prints the answer body, or reports the error.
+ * (group, meta, delete, projection): prints the answer body, or reports the error. And the
+ * client every command against a server makes (cli_client_new), with the global options.
  */
 #include "cli.h"
 
@@ -9,6 +10,19 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+
+const char *cli_cacert, *cli_token;
+
+int cli_client_new(const char *url, factum_client_t **out, factum_error_t *err) {
+    int rc = factum_client_new(url, out, err);
+    if (rc) return rc;
+    if ((cli_cacert && (rc = factum_client_set_cacert(*out, cli_cacert, err))) ||
+        (cli_token && (rc = factum_client_set_token(*out, cli_token, err)))) {
+        factum_client_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
 
 /* What a listing wants back from its page (cli_call_list): how many items, and the `member` of
    the last one, to continue after it. */

@@ -43,8 +43,12 @@ int cli_create(const char *dir, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */
 int cli_print_event(const factum_event_t *e, buf_t *line);
 
-/* A client for the server at url that sends the --token (or $FACTUM_TOKEN) given, if any. */
-int cli_client_new(const char *url, factum_client_t **out, factum_error_t *err);
+/* The CA certificates for https:// servers (--cacert, or $FACTUM_CACERT), or NULL: the system's;
+   the API key to send (--token, or $FACTUM_TOKEN), or NULL. */
+extern const char *cli_cacert, *cli_token;
+/* A client of the server at url, set up with the global options (cli_cacert, cli_token). */
+struct factum_client;
+int cli_client_new(const char *url, struct factum_client **out, factum_error_t *err);
 
 /* One request against the server at url; prints the answer (an array one element per line when
    `lines`), or reports the error. A CLI_* code. */

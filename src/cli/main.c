@@ -1,7 +1,7 @@
 /*
  * main.c — the `factum` command: argument parsing and the embedded-mode commands (append,
  * read), which open the data folder in-process through include/factum.h. The global options
- * (--data-dir, --server, --token, --help, --version) are taken wherever they stand and the command gets
+ * (--data-dir, --server, --token, --cacert, --help, --version) are taken wherever they stand and the command gets
  * the rest; an explicit one wins over the environment. Only the commands that write make a
  * store (cli_create); the others need one (cli_open: exit 3 "no store at DIR"). Exit codes:
  * 0 ok, 1 error, 2 usage, 3 stream (or store) not found, 4 wrong expected revision, 5 server
@@ -51,6 +51,8 @@ static const char *usage_main =
     "  --server URL     talk to a server instead (or $FACTUM_URL), e.g. http://127.0.0.1:7744;\n"
     "                   append, read and tail work the same way and give the same exit codes\n"
     "  --token TOKEN    the API key to send to the server (or $FACTUM_TOKEN)\n"
+    "  --cacert FILE    verify an https:// server against these CA certificates (PEM) instead\n"
+    "                   of the system's (or $FACTUM_CACERT)\n"
     "  --help, -h       this text; COMMAND --help for one command (and nothing else is done)\n"
     "  --version        print the version\n"
     "\n"
@@ -79,18 +81,8 @@ static const char *usage_schedule =
     "N seconds from now), once, unless it is cancelled first. Prints {\"id\",\"at\"}. Timers are\n"
     "kept and fired by the server, so this needs --server (or $FACTUM_URL).\n";
 
-/* The server of client mode (--server or $FACTUM_URL), or NULL for embedded mode; the key sent
-   to it (--token or $FACTUM_TOKEN), or NULL. */
-static const char *server_url, *token;
-
-int cli_client_new(const char *url, factum_client_t **out, factum_error_t *err) {
-    int rc = factum_client_new(url, out, err);
-    if (!rc && token && (rc = factum_client_set_token(*out, token, err))) {
-        factum_client_free(*out);
-        *out = NULL;
-    }
-    return rc;
-}
+/* The server of client mode (--server or $FACTUM_URL), or NULL for embedded mode. */
+static const char *server_url;
 
 static const char *usage_append =
     "usage: factum append STREAM TYPE [JSON|-] [options]\n"
@@ -609,7 +601,7 @@ static int cmd_schedule(int argc, char **argv) {
 /* The options every command takes wherever they stand on the line (before or after the
    command, as natscli and kcat take theirs). take_globals removes them from argv. */
 typedef struct globals {
-    const char *dir, *url, *token; /* given on the line, or NULL */
+    const char *dir, *url, *token, *cacert; /* given on the line, or NULL */
     bool help, version;
 } globals;
 
@@ -627,13 +619,15 @@ static int take_globals(int *argc, char **argv, globals *g) {
             g->url = v;
         else if ((v = cli_opt(*argc, argv, &i, "--token", &bad)))
             g->token = v;
+        else if ((v = cli_opt(*argc, argv, &i, "--cacert", &bad)))
+            g->cacert = v;
         else if (bad)
             return CLI_USAGE;
         else
             argv[kept++] = argv[i];
     }
-    if ((g->dir && !*g->dir) || (g->url && !*g->url))
-        return cli_fail(CLI_USAGE, "--data-dir and --server need a value");
+    if ((g->dir && !*g->dir) || (g->url && !*g->url) || (g->cacert && !*g->cacert))
+        return cli_fail(CLI_USAGE, "--data-dir, --server and --cacert need a value");
     *argc = kept;
     argv[kept] = NULL;
     return 0;
@@ -671,8 +665,10 @@ int main(int argc, char **argv) {
     const char *env_url = getenv("FACTUM_URL"), *env_dir = getenv("FACTUM_DATA_DIR");
     server_url = g.url ? g.url : !g.dir && env_url && *env_url ? env_url : NULL;
     const char *env_token = getenv("FACTUM_TOKEN");
-    token = g.token ? g.token : env_token && *env_token ? env_token : NULL;
+    cli_token = g.token ? g.token : env_token && *env_token ? env_token : NULL;
     const char *dir = g.dir ? g.dir : env_dir && *env_dir ? env_dir : "./factum-data";
+    const char *env_ca = getenv("FACTUM_CACERT");
+    cli_cacert = g.cacert ? g.cacert : env_ca && *env_ca ? env_ca : NULL;
     const char *cmd = argv[1];
     argc -= 1, argv += 1;
     if (!strcmp(cmd, "append")) return cmd_append(dir, argc, argv);

@@ -18,8 +18,9 @@ static const char *usage_serve =
     "\n"
     "Serves the HTTP API (docs/http.md) on the data folder, made if missing (default\n"
     "./factum-data, or $FACTUM_DATA_DIR). Port 0 picks a free port; the\n"
-    "address bound is printed as 'listening on http://HOST:PORT'. SIGINT/SIGTERM drain\n"
-    "connections and close the store.\n"
+    "address bound is printed as 'listening on http://HOST:PORT' (https:// with TLS).\n"
+    "SIGINT/SIGTERM drain connections and close the store; SIGHUP reloads the TLS\n"
+    "certificate and key for new connections (open ones keep theirs).\n"
     "\n"
     "options:\n"
     "  --listen HOST:PORT      default 127.0.0.1:7744 (or $FACTUM_LISTEN)\n"
@@ -52,7 +53,9 @@ static const char *usage_serve =
     "                          server from a browser; repeat or separate with commas\n"
     "                          (default: none; requests carrying another Origin get 403)\n"
     "  --public-host NAME      a name clients reach the server by (Host header), beside IP\n"
-    "                          addresses and localhost; NAME:PORT for that port only\n";
+    "                          addresses and localhost; NAME:PORT for that port only\n"
+    "  --tls-cert FILE         serve HTTPS (TLS 1.2 and 1.3) with this PEM certificate chain\n"
+    "  --tls-key FILE          and this PEM private key (both, or neither)\n";
 
 #define SERVE_MAX_NAMES 16 /* --cors-origin and --public-host values, each */
 
@@ -89,6 +92,14 @@ int cli_serve(const char *dir, int argc, char **argv) {
             if (!add_names(argv[i], cors ? origins : hosts, cors ? &cfg.ncors_origins : &cfg.npublic_hosts))
                 return cli_fail(CLI_USAGE, "%s wants up to %d non-empty values of at most 255 bytes (got '%s')", a,
                                 SERVE_MAX_NAMES, v);
+            continue;
+        }
+        if (!strcmp(a, "--tls-cert")) {
+            cfg.tls_cert = v;
+            continue;
+        }
+        if (!strcmp(a, "--tls-key")) {
+            cfg.tls_key = v;
             continue;
         }
         bool zero_ok = !strcmp(a, "--scavenge-every"), wide = !strcmp(a, "--max-memory");
@@ -140,18 +151,28 @@ int cli_serve(const char *dir, int argc, char **argv) {
         if (!rest || !*rest || strpbrk(rest, "/?# "))
             return cli_fail(CLI_USAGE, "--cors-origin wants an origin like https://app.example.com:8443 (got '%s')", o);
     }
-    /* SIGINT and SIGTERM are taken by server_run's sigwait. Blocked here, before the store and the
+    if (!cfg.tls_cert != !cfg.tls_key)
+        return cli_fail(CLI_USAGE, "--tls-cert and --tls-key go together (got only %s)",
+                        cfg.tls_cert ? "--tls-cert" : "--tls-key");
+    factum_error_t err;
+    server_tls *probe; /* unusable files are refused before the store is opened (or made) */
+    if (cfg.tls_cert) {
+        int rc = tls_open(cfg.tls_cert, cfg.tls_key, &probe, &err);
+        if (rc) return cli_report(rc, &err);
+        tls_close(probe);
+    }
+    /* SIGINT, SIGTERM and SIGHUP are taken by server_run's sigwait. Blocked here, before the store and the
        server start their threads, so that every thread inherits the block: a signal that
        reached a thread not blocking it would end the process at once instead of draining. */
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     factum_t *db;
     factum_options_t o = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0,
                           .segment_bytes = segment_bytes};
-    factum_error_t err;
     int rc = factum_open(dir, &o, &db, &err);
     if (rc) return cli_report(rc, &err);
     fprintf(stderr, "factum %s: data in %s\n", FACTUM_VERSION, dir);

@@ -11,6 +11,7 @@
 #include "../event/event.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 struct factum_client {
     char url[1024];
+    char *cacert; /* CA certificates for https:// (factum_client_set_cacert), or NULL: the system's */
     CURL *curl;
     buf_t body, link;
     char curl_err[CURL_ERROR_SIZE];
@@ -29,8 +31,8 @@ static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 int factum_client_new(const char *url, factum_client_t **out, factum_error_t *err) {
     *out = NULL;
-    if (!url || strncmp(url, "http://", 7) || strlen(url) >= 1000)
-        return err_set(err, FACTUM_EINVAL, "server URL must start with http:// (got '%s')", url ? url : "");
+    if (!url || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || strlen(url) >= 1000)
+        return err_set(err, FACTUM_EINVAL, "server URL must start with http:// or https:// (got '%s')", url ? url : "");
     pthread_once(&curl_once, curl_init);
     factum_client_t *c = calloc(1, sizeof *c);
     if (!c || !(c->curl = curl_easy_init())) {
@@ -48,6 +50,7 @@ int factum_client_new(const char *url, factum_client_t **out, factum_error_t *er
 void factum_client_free(factum_client_t *c) {
     if (!c) return;
     curl_easy_cleanup(c->curl);
+    free(c->cacert);
     buf_free(&c->body);
     buf_free(&c->link);
     free(c->token);
@@ -72,7 +75,28 @@ static void set_auth(factum_client_t *c) {
     curl_easy_setopt(c->curl, CURLOPT_XOAUTH2_BEARER, c->token);
 }
 
+int factum_client_set_cacert(factum_client_t *c, const char *path, factum_error_t *err) {
+    char *copy = NULL;
+    if (path) {
+        FILE *f = fopen(path, "r"); /* a clear error now, not a vague one at the first request */
+        if (!f) return err_set(err, FACTUM_EINVAL, "cannot read the CA certificates %s: %s", path, strerror(errno));
+        fclose(f);
+        if (!(copy = strdup(path))) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
+    free(c->cacert);
+    c->cacert = copy;
+    return 0;
+}
+
 /* ---- requests ---- */
+
+/* Forgets the last request's options and starts one for url: certificates are verified
+   (libcurl's default) against the CA file given, if any. */
+static void request_start(factum_client_t *c, const char *url) {
+    curl_easy_reset(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_URL, url);
+    if (c->cacert) curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
+}
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
     buf_t *b = ud;
@@ -160,8 +184,7 @@ static int post(factum_client_t *c, const char *url, const char *ctype, const ch
     struct curl_slist *h = curl_slist_append(NULL, ct);
     h = curl_slist_append(h, "Expect:");
     if (header) h = curl_slist_append(h, header);
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url);
+    request_start(c, url);
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body->ptr ? body->ptr : "");
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
@@ -268,8 +291,7 @@ int factum_client_read(factum_client_t *c, const char *stream, const factum_quer
     base_url(&url, c, stream);
     query_string(&url, q, !stream, true);
     buf_append(&url, "", 1);
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+    request_start(c, url.ptr);
     long status = 0;
     int rc = perform(c, &status, err);
     buf_free(&url);
@@ -401,8 +423,7 @@ int factum_client_subscribe(factum_client_t *c, const char *stream, const factum
             snprintf(last, sizeof last, "Last-Event-ID: %lld", (long long)s.last_id);
             h = curl_slist_append(h, last);
         }
-        curl_easy_reset(c->curl);
-        curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+        request_start(c, url.ptr);
         curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_sse);
         curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &s);
@@ -477,8 +498,7 @@ int factum_client_cancel_schedule(factum_client_t *c, const char *id, factum_err
     buf_printf(&url, "%s/schedules/", c->url);
     buf_url_encode(&url, id, strlen(id));
     buf_append(&url, "", 1);
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+    request_start(c, url.ptr);
     curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "DELETE");
     long status = 0;
     int rc = perform(c, &status, err);
@@ -502,8 +522,7 @@ int factum_client_call_with(factum_client_t *c, const char *method, const char *
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     h = curl_slist_append(h, "Expect:");
     if (header) h = curl_slist_append(h, header);
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url.ptr);
+    request_start(c, url.ptr);
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
     if (json_body) {

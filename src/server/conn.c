@@ -36,12 +36,15 @@ static size_t in_pending(const conn *c) { return c->in.len - c->in_off; }
 static bool in_starved(const conn *c) { return c->in.cap - in_pending(c) < READ_CHUNK && overload_over(c); }
 
 /* Input is wanted unless an append is in flight, the peer is done, answers pile up, enough
-   input already waits, or the memory budget has no room for more. */
+   input already waits, or the memory budget has no room for more; and either event when TLS
+   waits for it (tls.c). */
 static void conn_set_events(conn *c) {
-    bool out = c->out.len > c->out_off;
+    bool out = c->out.len > c->out_off || (c->tls_want & TLS_READ_WANTS_OUT);
     size_t in_cap = IN_HIGH + (c->state == C_BODY && c->req ? c->req->body_need : 0);
-    bool in = !c->eof && c->state != C_APPEND && c->out.len - c->out_off < OUT_HIGH && in_pending(c) < in_cap &&
-              !in_starved(c);
+    bool in =
+        !c->eof &&
+        ((c->state != C_APPEND && c->out.len - c->out_off < OUT_HIGH && in_pending(c) < in_cap && !in_starved(c)) ||
+         (c->tls_want & TLS_WRITE_WANTS_IN));
     uint32_t mask = (in ? EPOLLIN | EPOLLRDHUP : 0) | (out ? EPOLLOUT : 0);
     if (mask == c->mask) return;
     c->mask = mask;
@@ -89,6 +92,7 @@ static void conn_close(conn *c) {
     loop *l = c->l;
     if (c->fd >= 0) {
         epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        tls_end(c);
         close(c->fd);
         c->fd = -1;
         atomic_fetch_sub(&l->srv->nconns, 1);
@@ -109,7 +113,7 @@ static void conn_close(conn *c) {
 
 void conn_flush(conn *c) {
     while (c->out.len > c->out_off) {
-        ssize_t n = send(c->fd, c->out.ptr + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = tls_send(c, c->out.ptr + c->out_off, c->out.len - c->out_off);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) break;
@@ -370,8 +374,10 @@ void conn_done(conn *c) {
 }
 
 void conn_readable(conn *c) {
+    /* A few rounds, then other connections' turn: the socket's level-triggered event brings
+       us back for more, but what TLS read ahead (tls_pending) must be taken now. */
     size_t in_cap = IN_HIGH + (c->state == C_BODY && c->req ? c->req->body_need : 0);
-    for (int rounds = 0; rounds < 4 && !c->eof && in_pending(c) < in_cap; rounds++) {
+    for (int rounds = 0; (rounds < 4 || tls_pending(c)) && !c->eof && in_pending(c) < in_cap; rounds++) {
         if (c->in_off && c->in_off == c->in.len) c->in.len = c->in_off = 0;
         if (c->in_off > 0 && c->in.cap - c->in.len < READ_CHUNK) {
             memmove(c->in.ptr, c->in.ptr + c->in_off, c->in.len - c->in_off);
@@ -383,7 +389,7 @@ void conn_readable(conn *c) {
             return;
         }
         size_t room = c->in.cap - c->in.len;
-        ssize_t n = recv(c->fd, c->in.ptr + c->in.len, room, 0);
+        ssize_t n = tls_recv(c, c->in.ptr + c->in.len, room);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
         if (n <= 0) {
             c->eof = true; /* end of input, or a reset */
@@ -398,7 +404,7 @@ void conn_readable(conn *c) {
             conn_track_idle_unlink(c);
         }
         if (c->state == C_SSE) c->in.len = c->in_off = 0; /* subscribers have nothing to say */
-        if ((size_t)n < room) break;
+        if ((size_t)n < room && !tls_pending(c)) break;
     }
     if (c->eof && (c->state == C_APPEND || c->state == C_SSE)) {
         c->out.len = c->out_off = 0;
@@ -419,6 +425,7 @@ void conn_settle(conn *c) {
         conn_flush(c);
     }
     if (c->close_after && c->out.len == c->out_off && c->state != C_APPEND) {
+        tls_end(c);
         shutdown(c->fd, SHUT_WR);
         conn_close(c);
         return;

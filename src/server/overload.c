@@ -89,8 +89,12 @@ done:
     pthread_mutex_unlock(&o->mu);
 }
 
-void overload_refuse(int fd, int status, const char *detail) {
+void overload_refuse(const server *s, int fd, int status, const char *detail) {
     char junk[4096], msg[768];
+    if (s->tls) { /* a plain-text answer means nothing to a TLS client: just closed */
+        close(fd);
+        return;
+    }
     /* What the client already sent is read first: closing over unread bytes resets the
        connection, and the answer could be lost with it. */
     for (int i = 0; i < 4 && recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++)
@@ -137,7 +141,7 @@ bool overload_admit(loop *l, int fd, const unsigned char addr[16]) {
         char d[160];
         snprintf(d, sizeof d, "too many connections from this address (--max-connections-per-address %u)",
                  s->cfg.max_per_address);
-        overload_refuse(fd, 429, d);
+        overload_refuse(s, fd, 429, d);
         return false;
     }
     if (atomic_load(&s->nconns) >= s->cfg.max_connections) {
@@ -146,7 +150,7 @@ bool overload_admit(loop *l, int fd, const unsigned char addr[16]) {
         } else {
             addr_drop(o, addr);
             relaxed_add(&o->counts[REFUSED_CAPACITY], 1);
-            overload_refuse(fd, 503, "the server is at its connection limit (--max-connections)");
+            overload_refuse(s, fd, 503, "the server is at its connection limit (--max-connections)");
             return false;
         }
     }
@@ -171,7 +175,7 @@ void overload_no_fds(loop *l, int e) {
         int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) break;
         relaxed_add(&o->counts[REFUSED_FDS], 1);
-        overload_refuse(fd, 503, "the server is out of file descriptors");
+        overload_refuse(s, fd, 503, "the server is out of file descriptors");
     }
     o->spare = open("/dev/null", O_RDONLY | O_CLOEXEC); /* may fail while others hold every slot: next time */
     pthread_mutex_unlock(&o->mu);

@@ -72,7 +72,7 @@ static void accept_all(loop *l) {
             return;
         }
         if (atomic_load(&s->stopping)) {
-            overload_refuse(fd, 503, "the server is stopping");
+            overload_refuse(s, fd, 503, "the server is stopping");
             continue;
         }
         unsigned char addr[16];
@@ -81,8 +81,15 @@ static void accept_all(loop *l) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            overload_release(s, addr);
+            close(fd);
+            continue;
+        }
+        c->fd = fd, c->l = l;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-        if (!c || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+        if ((s->tls && tls_accept(c, s->tls)) || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+            tls_end(c);
             overload_release(s, addr);
             close(fd);
             free(c);
@@ -233,6 +240,7 @@ static void sweep(loop *l) {
     audit_tick(s->audit, now);
     for (conn *c = l->conns, *next; c; c = next) {
         next = c->next;
+        tls_idle(c, now);
         if (c->state == C_APPEND) {
             continue;
         } else if ((c->state == C_SSE || c->state == C_WAIT) && guard_lapsed(c, wall_us)) {
@@ -305,7 +313,9 @@ static void *loop_main(void *arg) {
             } else {
                 conn *c = p;
                 if (c->fd < 0) continue;
-                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn_readable(c);
+                if ((evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
+                    (c->tls_want & TLS_READ_WANTS_OUT))
+                    conn_readable(c);
                 if (c->fd < 0) continue; /* closed with its append in flight */
                 if (c->state == C_SSE && !c->sub->live && !c->close_after) {
                     conn_flush(c);
@@ -416,6 +426,17 @@ static void stop_definitions(server *s) {
     buf_free(&waited);
 }
 
+/* SIGHUP: new connections get the certificate and key as the files hold them now. */
+static void reload_tls(server *s) {
+    factum_error_t e;
+    if (!s->tls)
+        fprintf(stderr, "factum: SIGHUP: no TLS certificate to reload (serving plain HTTP)\n");
+    else if (tls_reload(s->tls, &e))
+        fprintf(stderr, "factum: SIGHUP: keeping the TLS certificate in use: %s\n", e.message);
+    else
+        fprintf(stderr, "factum: SIGHUP: TLS certificate reloaded from %s\n", s->cfg.tls_cert);
+}
+
 int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     server *s = calloc(1, sizeof *s);
     if (!s) return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -441,14 +462,22 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         c->loops = (int)MAX(1, MIN(n, 8));
     }
     char bound[300];
-    int rc = overload_open(s, err);
+    int rc = 0;
+    if (!c->tls_cert != !c->tls_key)
+        rc = err_set(err, FACTUM_EINVAL, "TLS needs both --tls-cert and --tls-key (got only %s)",
+                     c->tls_cert ? "--tls-cert" : "--tls-key");
+    else if (c->tls_cert)
+        rc = tls_open(c->tls_cert, c->tls_key, &s->tls, err);
+    if (!rc) rc = overload_open(s, err);
     if (!rc) rc = listen_on(c->listen, &s->lfd, bound, sizeof bound, err);
     if (rc) {
         overload_close(s);
+        tls_close(s->tls);
         free(s);
         return rc;
     }
     if ((rc = timers_open(db, &s->timers, err))) {
+        tls_close(s->tls);
         close(s->lfd);
         overload_close(s);
         free(s);
@@ -456,6 +485,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     }
     if ((rc = groups_open(db, &s->groups, err))) {
         timers_close(s->timers);
+        tls_close(s->tls);
         close(s->lfd);
         overload_close(s);
         free(s);
@@ -476,6 +506,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         scavenger_close(s->scav);
         groups_close(s->groups);
         timers_close(s->timers);
+        tls_close(s->tls);
         close(s->lfd);
         overload_close(s);
         free(s);
@@ -485,6 +516,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     signal(SIGPIPE, SIG_IGN);
 
@@ -525,10 +557,11 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         fprintf(stderr, "factum: up to %u connections (%u per address), %llu open files, memory budget %llu MiB\n",
                 c->max_connections, c->max_per_address, (unsigned long long)overload_nofile(s),
                 (unsigned long long)(c->max_memory >> 20));
-        printf("listening on http://%s\n", bound);
+        printf("listening on %s://%s\n", s->tls ? "https" : "http", bound);
         fflush(stdout);
         int sig;
-        sigwait(&set, &sig);
+        while (!sigwait(&set, &sig) && sig == SIGHUP)
+            reload_tls(s);
         fprintf(stderr, "factum: %s, draining connections\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
         s->drain_deadline_ms = server_now_ms() + DRAIN_MS;
         atomic_store(&s->stopping, true);
@@ -549,6 +582,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     groups_close(s->groups);
     audit_close(s->audit);
     auth_keys_close(s->keys);
+    tls_close(s->tls);
     for (int i = 0; s->loops && i < s->nloops; i++) {
         loop *l = &s->loops[i];
         if (l->ep >= 0) close(l->ep);

@@ -19,21 +19,24 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 typedef struct server_config {
-    const char *listen;              /* HOST:PORT; port 0 picks a free one */
-    int loops;                       /* event-loop threads; 0 = one per CPU (at most 8) */
-    size_t max_body;                 /* bytes of a request body; 0 = 1 MiB */
-    uint32_t header_timeout_ms;      /* a request head must arrive within this; 0 = 10 s */
-    uint32_t body_timeout_ms;        /* and its body within this after the head; 0 = 30 s */
-    uint32_t idle_timeout_ms;        /* an idle keep-alive connection is closed after; 0 = 120 s */
-    uint32_t heartbeat_ms;           /* SSE heartbeat comment interval; 0 = 15 s */
-    size_t sub_buffer;               /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
-    uint32_t max_connections;        /* per server; 0 = 10000 */
-    uint32_t max_per_address;        /* connections from one client address; 0 = max_connections / 4 */
-    uint64_t max_memory;             /* bytes of bodies, unsent answers and subscriber buffers; 0 = RAM / 4, <= 4 GiB */
-    uint64_t scavenge_every_s;       /* a background scavenge this often; 0 = only when asked */
-    const char *data_dir;            /* the data folder (projections' default SQLite files go under it) */
+    const char *listen;         /* HOST:PORT; port 0 picks a free one */
+    int loops;                  /* event-loop threads; 0 = one per CPU (at most 8) */
+    size_t max_body;            /* bytes of a request body; 0 = 1 MiB */
+    uint32_t header_timeout_ms; /* a request head must arrive within this; 0 = 10 s */
+    uint32_t body_timeout_ms;   /* and its body within this after the head; 0 = 30 s */
+    uint32_t idle_timeout_ms;   /* an idle keep-alive connection is closed after; 0 = 120 s */
+    uint32_t heartbeat_ms;      /* SSE heartbeat comment interval; 0 = 15 s */
+    size_t sub_buffer;          /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
+    uint32_t max_connections;   /* per server; 0 = 10000 */
+    uint32_t max_per_address;   /* connections from one client address; 0 = max_connections / 4 */
+    uint64_t max_memory;        /* bytes of bodies, unsent answers and subscriber buffers; 0 = RAM / 4, <= 4 GiB */
+    uint64_t scavenge_every_s;  /* a background scavenge this often; 0 = only when asked */
+    const char *data_dir;       /* the data folder (projections' default SQLite files go under it) */
+    const char *tls_cert;       /* PEM certificate chain and key: HTTPS (both, or neither) */
+    const char *tls_key;
     const char *const *cors_origins; /* origins whose pages may call (--cors-origin); none: no CORS */
     size_t ncors_origins;
     const char *const *public_hosts; /* names the Host header may carry beside IP literals and localhost */
@@ -50,7 +53,8 @@ typedef struct server_config {
 /*
  * Serves `db` until SIGINT or SIGTERM (blocked in the calling thread and the loops), then
  * drains: stops accepting, lets requests in flight finish (up to 5 s), closes subscriptions.
- * Prints "listening on http://HOST:PORT" to stdout once bound. 0, or an error (bind failed).
+ * Prints "listening on http://HOST:PORT" (https:// with TLS) to stdout once bound. SIGHUP
+ * reloads the TLS certificate and key. 0, or an error (bind failed, unusable TLS files).
  */
 int server_run(factum_t *db, const server_config *cfg, factum_error_t *err);
 
@@ -151,6 +155,10 @@ struct conn {
     /* the admitted cross-origin request's Origin (origin.c), echoed in its answers; 0: none */
     char cors[256];
     uint16_t cors_len;
+    /* TLS (tls.c): NULL on a plain connection */
+    struct ssl_st *ssl;
+    uint8_t tls_want; /* TLS_READ_WANTS_OUT, TLS_WRITE_WANTS_IN */
+    bool tls_broken;  /* a fatal TLS error: no close_notify */
 };
 
 #define SERVER_WAKE_BUCKETS 4096 /* stream subscriptions are kept by key modulo this */
@@ -202,6 +210,7 @@ struct loop {
 };
 
 typedef struct scavenger scavenger_t;
+typedef struct server_tls server_tls;
 typedef struct projections projections_t;
 typedef struct sagas sagas_t;
 typedef struct audit audit_t;
@@ -222,6 +231,7 @@ struct server {
     struct jobs *jobs;
     auth_keys_t *keys; /* API keys ($keys): guard.c checks requests against them */
     audit_t *audit;    /* $audit: admin and operator actions, refused requests */
+    server_tls *tls;   /* NULL: plain HTTP */
     server_config cfg;
     int lfd;
     loop *loops;
@@ -378,8 +388,9 @@ void overload_release(server *s, const unsigned char addr[16]); /* a connection 
 /* accept4 failed with errno e (EMFILE and the like): answers the waiting connections 503 with the
    spare descriptor, then pauses this loop's accepting briefly. Never spins. */
 void overload_no_fds(loop *l, int e);
-/* Answers 503 (status) or 429 with a problem body and closes fd; for a connection not yet admitted. */
-void overload_refuse(int fd, int status, const char *detail);
+/* Answers 503 (status) or 429 with a problem body and closes fd; for a connection not yet admitted
+   (on a TLS port it is only closed). */
+void overload_refuse(const server *s, int fd, int status, const char *detail);
 /* The memory budget: charge after any event, reserve before a body is read, over: stop growing. */
 void overload_charge(conn *c);
 void overload_uncharge(conn *c);
@@ -402,6 +413,25 @@ void audit_close(audit_t *a);
 void audit_tick(audit_t *a, uint64_t now_ms);
 /* Records c's answer when its request is an audited change (c->audit) and keys exist. */
 void audit_answered(conn *c, int status);
+/* tls.c: the server's TLS context from the certificate and key files; tls_reload makes a new
+   one from the same files for connections to come (the old one stays on failure, err says why). */
+int tls_open(const char *cert, const char *key, server_tls **out, factum_error_t *err);
+int tls_reload(server_tls *t, factum_error_t *err);
+void tls_close(server_tls *t);
+/* tls.c: a connection's TLS, in accept state (the handshake runs in its first reads); 0 or -1. */
+int tls_accept(conn *c, server_tls *t);
+/* tls.c: recv and send on c, through TLS when c has it: bytes moved, 0 at the end of input
+   (recv), or -1 with errno (EAGAIN: retry when epoll says so; c->tls_want adds to the events). */
+#define TLS_READ_WANTS_OUT 1 /* a TLS read waits for the socket to be writable */
+#define TLS_WRITE_WANTS_IN 2 /* a TLS write waits for it to be readable */
+ssize_t tls_recv(conn *c, void *p, size_t n);
+ssize_t tls_send(conn *c, const void *p, size_t n);
+/* tls.c: gives back c's TLS buffers when it has been idle a while (the loop's sweep calls it). */
+void tls_idle(conn *c, uint64_t now_ms);
+/* tls.c: bytes OpenSSL read from the socket that a read has not taken (epoll cannot see them). */
+bool tls_pending(conn *c);
+/* tls.c: sends close_notify (after no fatal error) and frees c's TLS; before its socket closes. */
+void tls_end(conn *c);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */
