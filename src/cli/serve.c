@@ -55,7 +55,9 @@ static const char *usage_serve =
     "  --public-host NAME      a name clients reach the server by (Host header), beside IP\n"
     "                          addresses and localhost; NAME:PORT for that port only\n"
     "  --tls-cert FILE         serve HTTPS (TLS 1.2 and 1.3) with this PEM certificate chain\n"
-    "  --tls-key FILE          and this PEM private key (both, or neither)\n";
+    "  --tls-key FILE          and this PEM private key (both, or neither)\n"
+    "  --insecure              on an address other machines reach, serve even without TLS\n"
+    "                          and an admin key (refused otherwise; logged at every start)\n";
 
 #define SERVE_MAX_NAMES 16 /* --cors-origin and --public-host values, each */
 
@@ -79,6 +81,10 @@ int cli_serve(const char *dir, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return printf("%s", usage_serve), CLI_OK;
+        if (!strcmp(a, "--insecure")) {
+            cfg.insecure = true;
+            continue;
+        }
         if (i + 1 >= argc)
             return cli_fail(CLI_USAGE, "unknown option or missing value: %s (see factum serve --help)", a);
         const char *v = argv[++i];

@@ -360,7 +360,14 @@ static void *loop_main(void *arg) {
 
 /* ---- start and stop ---- */
 
-static int listen_on(const char *spec, int *out_fd, char *bound, size_t cap, factum_error_t *err) {
+/* Whether the bound address reaches only this machine (127.0.0.0/8, ::1, v4-mapped loopback). */
+static bool addr_is_loopback(const struct sockaddr_storage *ss) {
+    if (ss->ss_family == AF_INET) return ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24 == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+static int listen_on(const char *spec, int *out_fd, char *bound, size_t cap, bool *loopback, factum_error_t *err) {
     char host[256];
     const char *colon = strrchr(spec, ':');
     if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof host || !colon[1])
@@ -400,8 +407,44 @@ static int listen_on(const char *spec, int *out_fd, char *bound, size_t cap, fac
         p = ntohs(a->sin6_port);
         snprintf(bound, cap, "[%s]:%d", ip, p);
     }
+    *loopback = addr_is_loopback(&ss);
     *out_fd = fd;
     return 0;
+}
+
+static void note_admin(void *ctx, const auth_key *k) {
+    if (k->spec.role == AUTH_ADMIN && !k->revoked && (!k->spec.expires_us || k->spec.expires_us > clock_realtime_us()))
+        *(bool *)ctx = true;
+}
+
+/*
+ * Secure by default: on loopback anything goes (the developer's laptop, keys optional). On any
+ * other address the server starts only with TLS and an admin key, unless --insecure says the
+ * operator knows better (a TLS proxy in front on a private network), which is logged at every
+ * start. docs/security.md, "Exposed servers".
+ */
+static int check_exposure(server *s, const char *bound, bool loopback, factum_error_t *err) {
+    if (loopback) return 0;
+    bool admin = false;
+    auth_keys_each(s->keys, note_admin, &admin);
+    if (s->cfg.insecure) {
+        fprintf(stderr,
+                "factum: WARNING: --insecure: serving %s, reachable from other machines, %s%s%s: anyone who can "
+                "reach it can %s\n",
+                bound, s->tls ? "" : "without TLS", !s->tls && !admin ? " and " : "",
+                admin ? "" : "without an admin key", admin ? "read what is sent over it" : "read and write everything");
+        return 0;
+    }
+    if (s->tls && admin) return 0;
+    return err_set(err, FACTUM_EINVAL,
+                   "refusing to serve %s (reachable from other machines) %s%s%s: %s%s%s; or listen on 127.0.0.1; or "
+                   "pass --insecure to serve as is (e.g. behind a TLS proxy)",
+                   bound, s->tls ? "" : "without TLS", !s->tls && !admin ? " and " : "",
+                   admin ? "" : "without an admin key", s->tls ? "" : "give --tls-cert and --tls-key",
+                   !s->tls && !admin ? ", and " : "",
+                   admin ? ""
+                         : "make an admin key first with `factum --data-dir DIR key create --role admin` (it "
+                           "prints the token)");
 }
 
 /*
@@ -469,7 +512,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     else if (c->tls_cert)
         rc = tls_open(c->tls_cert, c->tls_key, &s->tls, err);
     if (!rc) rc = overload_open(s, err);
-    if (!rc) rc = listen_on(c->listen, &s->lfd, bound, sizeof bound, err);
+    bool loopback = true;
+    if (!rc) rc = listen_on(c->listen, &s->lfd, bound, sizeof bound, &loopback, err);
     if (rc) {
         overload_close(s);
         tls_close(s->tls);
@@ -496,7 +540,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         (rc = pool_open(db, c->definition_threads, &s->pool, err)) ||
         (rc = projections_open(db, s->pool, c->data_dir ? c->data_dir : ".", &s->projections, err)) ||
         (rc = sagas_open(db, s->pool, &s->sagas, err)) || (rc = jobs_open(&s->jobs, err)) ||
-        (rc = auth_keys_open(db, &s->keys, err)) || (rc = audit_open(db, &s->audit, err))) {
+        (rc = auth_keys_open(db, &s->keys, err)) || (rc = check_exposure(s, bound, loopback, err)) ||
+        (rc = audit_open(db, &s->audit, err))) {
         auth_keys_close(s->keys);
 
         jobs_close(s->jobs);

@@ -37,6 +37,7 @@ typedef struct server_config {
     const char *data_dir;       /* the data folder (projections' default SQLite files go under it) */
     const char *tls_cert;       /* PEM certificate chain and key: HTTPS (both, or neither) */
     const char *tls_key;
+    bool insecure;                   /* serve a non-loopback address without TLS or an admin key (logged at start) */
     const char *const *cors_origins; /* origins whose pages may call (--cors-origin); none: no CORS */
     size_t ncors_origins;
     const char *const *public_hosts; /* names the Host header may carry beside IP literals and localhost */
