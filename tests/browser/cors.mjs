@@ -5,7 +5,7 @@
 // may not: its fetch fails, and a no-cors "simple" POST, which a browser sends without asking,
 // is refused by the server and writes nothing. Exits 0 when all held.
 import http from 'node:http';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const [factum, pagePort] = [process.argv[2], Number(process.argv[3])];
 const fail = (msg) => { console.error('cors: ' + msg); process.exit(1); };
@@ -15,11 +15,7 @@ const pages = http.createServer((req, res) => {
 });
 await new Promise((resolve) => pages.listen(pagePort, resolve));
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   // The listed origin: a JSON append needs a preflight, then the answer is readable.

@@ -1,7 +1,7 @@
 // eventsource.mjs URL — a real browser (Debian chromium, driven by playwright-core) subscribes
 // with EventSource to a running Factum server: history, the caught-up marker, then a live
 // event appended while it listens; lastEventId carries the revision. Exits 0 when all held.
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const url = process.argv[2];
 const fail = (msg) => { console.error('eventsource: ' + msg); process.exit(1); };
@@ -15,11 +15,7 @@ const append = async (type) => {
 
 await append('Before');
 await append('Before');
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.goto(`${url}/`);
