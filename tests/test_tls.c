@@ -172,7 +172,7 @@ TEST(https_answers_curl_with_the_ca_and_refuses_tls_1_1_plain_http_and_strangers
     CHECK(!out[0]);
     /* Plain HTTP on the TLS port: no HTTP answer, and the connection is closed. */
     int fd = http_connect(s.port);
-    static const char plain[] = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char plain[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     http_send(fd, plain, sizeof plain - 1);
     char got[4096];
     size_t len = 0;
@@ -203,11 +203,13 @@ TEST(pipelined_requests_that_arrive_in_one_read_are_all_answered_over_tls) {
     BIO *held = BIO_new(BIO_s_mem());
     SSL_set0_wbio(ssl, held); /* records collect here until sent at once */
     static const char *const reqs[] = {
-        "POST /streams/pipe-1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n"
+        "POST /streams/pipe-1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
+        "14\r\n\r\n"
         "{\"type\":\"One\"}",
-        "POST /streams/pipe-1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n"
+        "POST /streams/pipe-1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
+        "14\r\n\r\n"
         "{\"type\":\"Two\"}",
-        "GET /streams/pipe-1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /streams/pipe-1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     };
     for (size_t i = 0; i < ARRAY_LEN(reqs); i++)
         CHECK(SSL_write(ssl, reqs[i], (int)strlen(reqs[i])) == (int)strlen(reqs[i]));
