@@ -966,6 +966,36 @@ TEST(a_sqlite_file_that_cannot_be_created_is_refused_at_put_and_changes_nothing)
     srv_stop(&s, SIGTERM);
 }
 
+TEST(with_projections_dir_sqlite_targets_live_and_stay_in_that_folder) {
+    char pdir[600], extra[700], cmd[1400], out[2000];
+    snprintf(pdir, sizeof pdir, "%s/targets", test_dir());
+    snprintf(extra, sizeof extra, "--projections-dir %s", pdir);
+    /* A folder that is not there is refused at start. */
+    snprintf(cmd, sizeof cmd, "%s serve --data-dir %s/data --listen 127.0.0.1:0 %s 2>&1", test_bin(), test_dir(),
+             extra);
+    CHECK_EQ(test_run(cmd, out, sizeof out), 2);
+    CHECK_MSG(strstr(out, "--projections-dir") && strstr(out, "not a folder"), "%s", out);
+    CHECK(mkdir(pdir, 0755) == 0);
+    char data[600];
+    snprintf(data, sizeof data, "%s/data", test_dir());
+    srv s = srv_start(data, extra);
+    define(s.port, "named", "{\"target\":{\"sqlite\":\"named.sqlite\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}", 201);
+    define(s.port, "dflt", "{\"handlers\":{\"X\":[\"SELECT 1\"]}}", 201);
+    expect_status(s.port, "PUT", "/projections/up", JSON,
+                  "{\"target\":{\"sqlite\":\"../data/x.sqlite\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}", 400, "'..'");
+    append(s.port, "x-1", "X", "{}");
+    free(wait_settled(s.port, "named", false));
+    free(wait_settled(s.port, "dflt", false));
+    struct stat sb;
+    snprintf(cmd, sizeof cmd, "%s/named.sqlite", pdir);
+    CHECK_MSG(stat(cmd, &sb) == 0, "%s is missing", cmd);
+    snprintf(cmd, sizeof cmd, "%s/projections/dflt.sqlite", pdir);
+    CHECK_MSG(stat(cmd, &sb) == 0, "%s is missing", cmd);
+    snprintf(cmd, sizeof cmd, "%s/named.sqlite", data);
+    CHECK(stat(cmd, &sb) != 0); /* nothing in the data folder */
+    srv_stop(&s, SIGTERM);
+}
+
 /* `factum projection` against a server: apply, ls, query, reset, delete, and its errors. */
 static int cli(int port, const char *args, char *out, size_t cap) {
     char cmd[2048];

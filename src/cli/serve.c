@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *usage_serve =
     "usage: factum serve [--data-dir DIR] [--listen HOST:PORT] [options]\n"
@@ -56,6 +57,8 @@ static const char *usage_serve =
     "                          addresses and localhost; NAME:PORT for that port only\n"
     "  --tls-cert FILE         serve HTTPS (TLS 1.2 and 1.3) with this PEM certificate chain\n"
     "  --tls-key FILE          and this PEM private key (both, or neither)\n"
+    "  --projections-dir DIR   the folder SQLite projection targets live in (default: the data\n"
+    "                          folder); paths in definitions are taken from it and stay in it\n"
     "  --insecure              on an address other machines reach, serve even without TLS\n"
     "                          and an admin key (refused otherwise; logged at every start)\n";
 
@@ -75,6 +78,7 @@ static bool add_names(char *v, const char **list, size_t *n) {
 int cli_serve(const char *dir, int argc, char **argv) {
     server_config cfg = {.listen = getenv("FACTUM_LISTEN"), .version = FACTUM_VERSION, .scavenge_every_s = 3600};
     uint64_t segment_bytes = 0;
+    const char *projections_dir = NULL;
     static const char *origins[SERVE_MAX_NAMES], *hosts[SERVE_MAX_NAMES];
     cfg.cors_origins = origins, cfg.public_hosts = hosts;
     if (cfg.listen && !*cfg.listen) cfg.listen = NULL;
@@ -98,6 +102,10 @@ int cli_serve(const char *dir, int argc, char **argv) {
             if (!add_names(argv[i], cors ? origins : hosts, cors ? &cfg.ncors_origins : &cfg.npublic_hosts))
                 return cli_fail(CLI_USAGE, "%s wants up to %d non-empty values of at most 255 bytes (got '%s')", a,
                                 SERVE_MAX_NAMES, v);
+            continue;
+        }
+        if (!strcmp(a, "--projections-dir")) {
+            projections_dir = v;
             continue;
         }
         if (!strcmp(a, "--tls-cert")) {
@@ -184,8 +192,18 @@ int cli_serve(const char *dir, int argc, char **argv) {
     fprintf(stderr, "factum %s: data in %s\n", FACTUM_VERSION, dir);
     char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
     cfg.data_dir = abs ? abs : dir;
+    char *pabs = projections_dir ? realpath(projections_dir, NULL) : NULL;
+    struct stat st;
+    if (projections_dir && (!pabs || stat(pabs, &st) || !S_ISDIR(st.st_mode))) {
+        free(abs);
+        free(pabs);
+        factum_close(db);
+        return cli_fail(CLI_USAGE, "--projections-dir %s is not a folder (make it first)", projections_dir);
+    }
+    cfg.projections_dir = pabs;
     rc = server_run(db, &cfg, &err);
     free(abs);
+    free(pabs);
     factum_close(db);
     if (rc) return cli_report(rc, &err);
     fprintf(stderr, "factum: stopped cleanly\n");

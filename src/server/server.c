@@ -538,7 +538,11 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     pthread_mutex_init(&s->limits_mu, NULL);
     if ((rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err)) ||
         (rc = pool_open(db, c->definition_threads, &s->pool, err)) ||
-        (rc = projections_open(db, s->pool, c->data_dir ? c->data_dir : ".", &s->projections, err)) ||
+        (rc = projections_open(db, s->pool,
+                               c->projections_dir ? c->projections_dir
+                               : c->data_dir      ? c->data_dir
+                                                  : ".",
+                               &s->projections, err)) ||
         (rc = sagas_open(db, s->pool, &s->sagas, err)) || (rc = jobs_open(&s->jobs, err)) ||
         (rc = auth_keys_open(db, &s->keys, err)) || (rc = check_exposure(s, bound, loopback, err)) ||
         (rc = audit_open(db, &s->audit, err))) {

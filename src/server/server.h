@@ -22,20 +22,21 @@
 #include <sys/types.h>
 
 typedef struct server_config {
-    const char *listen;         /* HOST:PORT; port 0 picks a free one */
-    int loops;                  /* event-loop threads; 0 = one per CPU (at most 8) */
-    size_t max_body;            /* bytes of a request body; 0 = 1 MiB */
-    uint32_t header_timeout_ms; /* a request head must arrive within this; 0 = 10 s */
-    uint32_t body_timeout_ms;   /* and its body within this after the head; 0 = 30 s */
-    uint32_t idle_timeout_ms;   /* an idle keep-alive connection is closed after; 0 = 120 s */
-    uint32_t heartbeat_ms;      /* SSE heartbeat comment interval; 0 = 15 s */
-    size_t sub_buffer;          /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
-    uint32_t max_connections;   /* per server; 0 = 10000 */
-    uint32_t max_per_address;   /* connections from one client address; 0 = max_connections / 4 */
-    uint64_t max_memory;        /* bytes of bodies, unsent answers and subscriber buffers; 0 = RAM / 4, <= 4 GiB */
-    uint64_t scavenge_every_s;  /* a background scavenge this often; 0 = only when asked */
-    const char *data_dir;       /* the data folder (projections' default SQLite files go under it) */
-    const char *tls_cert;       /* PEM certificate chain and key: HTTPS (both, or neither) */
+    const char *listen;          /* HOST:PORT; port 0 picks a free one */
+    int loops;                   /* event-loop threads; 0 = one per CPU (at most 8) */
+    size_t max_body;             /* bytes of a request body; 0 = 1 MiB */
+    uint32_t header_timeout_ms;  /* a request head must arrive within this; 0 = 10 s */
+    uint32_t body_timeout_ms;    /* and its body within this after the head; 0 = 30 s */
+    uint32_t idle_timeout_ms;    /* an idle keep-alive connection is closed after; 0 = 120 s */
+    uint32_t heartbeat_ms;       /* SSE heartbeat comment interval; 0 = 15 s */
+    size_t sub_buffer;           /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
+    uint32_t max_connections;    /* per server; 0 = 10000 */
+    uint32_t max_per_address;    /* connections from one client address; 0 = max_connections / 4 */
+    uint64_t max_memory;         /* bytes of bodies, unsent answers and subscriber buffers; 0 = RAM / 4, <= 4 GiB */
+    uint64_t scavenge_every_s;   /* a background scavenge this often; 0 = only when asked */
+    const char *data_dir;        /* the data folder (projections' default SQLite files go under it) */
+    const char *projections_dir; /* SQLite projection targets' folder (--projections-dir); NULL: data_dir */
+    const char *tls_cert;        /* PEM certificate chain and key: HTTPS (both, or neither) */
     const char *tls_key;
     bool insecure;                   /* serve a non-loopback address without TLS or an admin key (logged at start) */
     const char *const *cors_origins; /* origins whose pages may call (--cors-origin); none: no CORS */
