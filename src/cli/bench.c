@@ -302,7 +302,7 @@ static latency_t lat_collect(eworker_t *w, int writers) {
     latency_t l = {0, 0};
     size_t k = 0;
     for (int i = 0; i < writers; i++) {
-        if (all) memcpy(all + k, w[i].lat_ns, w[i].nlat * sizeof *all), k += w[i].nlat;
+        if (all && w[i].nlat) memcpy(all + k, w[i].lat_ns, w[i].nlat * sizeof *all), k += w[i].nlat;
         free(w[i].lat_ns);
     }
     if (all) {
