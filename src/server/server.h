@@ -191,12 +191,12 @@ struct loop {
     bool keys_all; /* more than keys_cap, or keys not known: every stream subscription looks */
     buf_t scratch; /* response bodies and rendered events */
     /* The SSE bytes of the last chunk of $all one of this loop's unfiltered subscribers read
-       (sse.c): [from, next) as the query from `from` (system streams or not) returned it. Live
-       subscribers stand at the same position after each commit, so the first renders and the
-       others copy. Loop thread only. */
+       (sse.c): [from, next) as the query from `from` (system streams or not) returned it, whole
+       when it held all there was. Live subscribers stand at the same position after each
+       commit, so the first renders and the others copy. Loop thread only. */
     struct {
         uint64_t from, next;
-        bool system, valid;
+        bool system, whole, valid;
         buf_t bytes;
     } all_cache;
     /* metrics: one writer (this loop), read by /metrics on any loop */

@@ -114,75 +114,78 @@ static void send_event(conn *c, const factum_event_t *e, uint64_t id) {
     if (render_sse(&c->out, e, id)) c->close_after = true;
 }
 
+/* One chunk of $all from s->next with s's filters, rendered into b: the position after it in
+   *next, and *whole when it held everything there was (not cut by count or bytes). 0, the read's
+   error, or -1 when rendering ran out of memory. */
+static int all_chunk(factum_t *db, const sub *s, buf_t *b, uint64_t *next, bool *whole, factum_error_t *err) {
+    factum_query_t q = {.from = s->next,
+                        .limit = SSE_CHUNK,
+                        .type = str_of(&s->type),
+                        .category = str_of(&s->category),
+                        .correlationid = str_of(&s->corr),
+                        .system = s->system};
+    factum_result_t *res;
+    int rc = factum_read_all(db, &q, &res, err);
+    if (rc) return rc;
+    size_t i = 0, n = factum_result_count(res), start = b->len;
+    for (; i < n && b->len - start < SSE_CHUNK_BYTES && !rc; i++) {
+        const factum_event_t *e = factum_result_event(res, i);
+        rc = render_sse(b, e, e->position);
+    }
+    *next = i < n ? factum_result_event(res, i)->position : factum_result_next(res);
+    *whole = i == n && n < SSE_CHUNK;
+    factum_result_free(res);
+    return rc;
+}
+
 /* Reads one chunk from the cursor and queues it. Returns true when the cursor reached the head. */
 static bool pump_chunk(conn *c) {
     sub *s = c->sub;
     factum_t *db = c->l->srv->db;
     factum_result_t *res = NULL;
     factum_error_t err;
-    bool at_end;
-    if (s->all && !s->type.len && !s->category.len && !s->corr.len) {
-        /* Unfiltered $all: the loop keeps the last chunk's bytes, rendered once for all. */
-        uint64_t head = factum_head_position(db);
-        loop *l = c->l;
-        /* A chunk that held nothing is no answer once the head has moved past it. */
-        bool hit = l->all_cache.valid && l->all_cache.from == s->next && l->all_cache.system == s->system &&
-                   (l->all_cache.next > s->next || l->all_cache.next >= head);
-        if (!hit) {
-            factum_query_t q = {.from = s->next, .limit = SSE_CHUNK, .system = s->system};
-            if (factum_read_all(db, &q, &res, &err)) goto fail;
-            buf_t *b = &l->all_cache.bytes;
-            b->len = 0;
-            size_t i = 0, n = factum_result_count(res);
-            for (; i < n && b->len < SSE_CHUNK_BYTES; i++) {
-                const factum_event_t *e = factum_result_event(res, i);
-                if (render_sse(b, e, e->position)) {
-                    l->all_cache.valid = false;
-                    factum_result_free(res);
-                    c->close_after = true;
-                    return true;
-                }
-            }
-            l->all_cache.from = s->next, l->all_cache.system = s->system, l->all_cache.valid = true;
-            l->all_cache.next = i < n ? factum_result_event(res, i)->position : factum_result_next(res);
-            factum_result_free(res);
-            res = NULL;
-        }
-        const buf_t *b = &l->all_cache.bytes;
-        conn_send(c, b->ptr, b->len);
-        if (b->len) s->beat_ms = server_now_ms();
-        bool progressed = l->all_cache.next != s->next;
-        s->next = l->all_cache.next;
-        return !progressed || s->next >= head;
-    }
     if (s->all) {
-        uint64_t head = factum_head_position(db);
-        factum_query_t q = {.from = s->next,
-                            .limit = SSE_CHUNK,
-                            .type = str_of(&s->type),
-                            .category = str_of(&s->category),
-                            .correlationid = str_of(&s->corr),
-                            .system = s->system};
-        if (factum_read_all(db, &q, &res, &err)) goto fail;
-        size_t i = 0, n = factum_result_count(res), start = c->out.len;
-        for (; i < n && c->out.len - start < SSE_CHUNK_BYTES; i++) {
-            const factum_event_t *e = factum_result_event(res, i);
-            send_event(c, e, e->position);
+        /* Unfiltered subscribers share the loop's last chunk: rendered once, copied by the rest. */
+        __typeof__(c->l->all_cache) *ac = &c->l->all_cache;
+        uint64_t head = factum_head_position(db), next;
+        bool shared = !s->type.len && !s->category.len && !s->corr.len, whole;
+        /* A chunk that held nothing is no answer once the head has moved past it. */
+        bool hit = shared && ac->valid && ac->from == s->next && ac->system == s->system &&
+                   (ac->next > s->next || ac->next >= head);
+        size_t sent;
+        if (hit) {
+            conn_send(c, ac->bytes.ptr, ac->bytes.len);
+            next = ac->next, whole = ac->whole, sent = ac->bytes.len;
+        } else {
+            buf_t *b = shared ? &ac->bytes : &c->out;
+            if (shared) ac->valid = false, b->len = 0;
+            size_t start = b->len;
+            int rc = all_chunk(db, s, b, &next, &whole, &err);
+            if (rc < 0) { /* out of memory rendering */
+                c->close_after = true;
+                return true;
+            }
+            if (rc) goto fail;
+            if (shared) {
+                ac->from = s->next, ac->next = next, ac->whole = whole, ac->system = s->system, ac->valid = true;
+                conn_send(c, b->ptr, b->len);
+            }
+            sent = b->len - start;
         }
-        s->next = i < n ? factum_result_event(res, i)->position : factum_result_next(res);
-        at_end = i == n && n < SSE_CHUNK && s->next >= head;
-    } else {
-        int rc = factum_read_stream(db, str_of(&s->stream), s->next, SSE_CHUNK, 0, &res, &err);
-        if (rc == FACTUM_ENOTFOUND) return true; /* not there yet: wait for it */
-        if (rc) goto fail;
-        size_t i = 0, n = factum_result_count(res), start = c->out.len;
-        for (; i < n && c->out.len - start < SSE_CHUNK_BYTES; i++) {
-            const factum_event_t *e = factum_result_event(res, i);
-            send_event(c, e, e->revision);
-        }
-        s->next = i < n ? factum_result_event(res, i)->revision : factum_result_next(res);
-        at_end = i == n && n < SSE_CHUNK;
+        if (sent) s->beat_ms = server_now_ms();
+        s->next = next;
+        return whole && next >= head;
     }
+    int rc = factum_read_stream(db, str_of(&s->stream), s->next, SSE_CHUNK, 0, &res, &err);
+    if (rc == FACTUM_ENOTFOUND) return true; /* not there yet: wait for it */
+    if (rc) goto fail;
+    size_t i = 0, n = factum_result_count(res), start = c->out.len;
+    for (; i < n && c->out.len - start < SSE_CHUNK_BYTES; i++) {
+        const factum_event_t *e = factum_result_event(res, i);
+        send_event(c, e, e->revision);
+    }
+    s->next = i < n ? factum_result_event(res, i)->revision : factum_result_next(res);
+    bool at_end = i == n && n < SSE_CHUNK;
     if (factum_result_count(res)) s->beat_ms = server_now_ms();
     factum_result_free(res);
     return at_end;
@@ -190,8 +193,8 @@ fail:
     /* A read error (corruption) ends the subscription with a message the client can see. */
     {
         char msg[400];
-        int n = snprintf(msg, sizeof msg, "event: error\ndata: %s\n\n", err.message);
-        conn_send(c, msg, (size_t)MIN((size_t)n, sizeof msg - 1));
+        int len = snprintf(msg, sizeof msg, "event: error\ndata: %s\n\n", err.message);
+        conn_send(c, msg, (size_t)MIN((size_t)len, sizeof msg - 1));
         c->close_after = true;
     }
     return true;
