@@ -975,9 +975,11 @@ TEST(with_projections_dir_sqlite_targets_live_and_stay_in_that_folder) {
              extra);
     CHECK_EQ(test_run(cmd, out, sizeof out), 2);
     CHECK_MSG(strstr(out, "--projections-dir") && strstr(out, "not a folder"), "%s", out);
-    CHECK(mkdir(pdir, 0755) == 0);
     char data[600];
     snprintf(data, sizeof data, "%s/data", test_dir());
+    struct stat none;
+    CHECK(stat(data, &none) != 0); /* refused before the data folder was made */
+    CHECK(mkdir(pdir, 0755) == 0);
     srv s = srv_start(data, extra);
     define(s.port, "named", "{\"target\":{\"sqlite\":\"named.sqlite\"},\"handlers\":{\"X\":[\"SELECT 1\"]}}", 201);
     define(s.port, "dflt", "{\"handlers\":{\"X\":[\"SELECT 1\"]}}", 201);

@@ -175,6 +175,13 @@ int cli_serve(const char *dir, int argc, char **argv) {
         if (rc) return cli_report(rc, &err);
         tls_close(probe);
     }
+    char *pabs = projections_dir ? realpath(projections_dir, NULL) : NULL; /* checked before the store is made too */
+    struct stat st;
+    if (projections_dir && (!pabs || stat(pabs, &st) || !S_ISDIR(st.st_mode))) {
+        free(pabs);
+        return cli_fail(CLI_USAGE, "--projections-dir %s is not a folder (make it first)", projections_dir);
+    }
+    cfg.projections_dir = pabs;
     /* SIGINT, SIGTERM and SIGHUP are taken by server_run's sigwait. Blocked here, before the store and the
        server start their threads, so that every thread inherits the block: a signal that
        reached a thread not blocking it would end the process at once instead of draining. */
@@ -188,19 +195,13 @@ int cli_serve(const char *dir, int argc, char **argv) {
     factum_options_t o = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0,
                           .segment_bytes = segment_bytes};
     int rc = factum_open(dir, &o, &db, &err);
-    if (rc) return cli_report(rc, &err);
+    if (rc) {
+        free(pabs);
+        return cli_report(rc, &err);
+    }
     fprintf(stderr, "factum %s: data in %s\n", FACTUM_VERSION, dir);
     char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
     cfg.data_dir = abs ? abs : dir;
-    char *pabs = projections_dir ? realpath(projections_dir, NULL) : NULL;
-    struct stat st;
-    if (projections_dir && (!pabs || stat(pabs, &st) || !S_ISDIR(st.st_mode))) {
-        free(abs);
-        free(pabs);
-        factum_close(db);
-        return cli_fail(CLI_USAGE, "--projections-dir %s is not a folder (make it first)", projections_dir);
-    }
-    cfg.projections_dir = pabs;
     rc = server_run(db, &cfg, &err);
     free(abs);
     free(pabs);
