@@ -32,14 +32,11 @@ const char *guard_peer(conn *c) {
     socklen_t sl = sizeof ss;
     snprintf(c->peer, sizeof c->peer, "?");
     if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &sl)) return c->peer;
-    if (ss.ss_family == AF_INET) {
+    if (ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);
-        c->loopback = (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-    } else if (ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-        inet_ntop(AF_INET6, a, c->peer, sizeof c->peer);
-        c->loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof c->peer);
+    c->loopback = server_addr_is_loopback(&ss);
     return c->peer;
 }
 

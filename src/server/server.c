@@ -360,9 +360,9 @@ static void *loop_main(void *arg) {
 
 /* ---- start and stop ---- */
 
-/* Whether the bound address reaches only this machine (127.0.0.0/8, ::1, v4-mapped loopback). */
-static bool addr_is_loopback(const struct sockaddr_storage *ss) {
+bool server_addr_is_loopback(const struct sockaddr_storage *ss) {
     if (ss->ss_family == AF_INET) return ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24 == 127;
+    if (ss->ss_family != AF_INET6) return false;
     const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
     return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
@@ -407,7 +407,7 @@ static int listen_on(const char *spec, int *out_fd, char *bound, size_t cap, boo
         p = ntohs(a->sin6_port);
         snprintf(bound, cap, "[%s]:%d", ip, p);
     }
-    *loopback = addr_is_loopback(&ss);
+    *loopback = server_addr_is_loopback(&ss);
     *out_fd = fd;
     return 0;
 }
@@ -427,21 +427,22 @@ static int check_exposure(server *s, const char *bound, bool loopback, factum_er
     if (loopback) return 0;
     bool admin = false;
     auth_keys_each(s->keys, note_admin, &admin);
+    if (s->tls && admin) return 0;
+    const char *missing = !s->tls && !admin ? "without TLS and without an admin key"
+                          : !s->tls         ? "without TLS"
+                                            : "without an admin key";
     if (s->cfg.insecure) {
         fprintf(stderr,
-                "factum: WARNING: --insecure: serving %s, reachable from other machines, %s%s%s: anyone who can "
-                "reach it can %s\n",
-                bound, s->tls ? "" : "without TLS", !s->tls && !admin ? " and " : "",
-                admin ? "" : "without an admin key", admin ? "read what is sent over it" : "read and write everything");
+                "factum: WARNING: --insecure: serving %s, reachable from other machines, %s: anyone who can reach it "
+                "can %s\n",
+                bound, missing,
+                auth_keys_enforced(s->keys) ? "read what is sent over it" : "read and write everything");
         return 0;
     }
-    if (s->tls && admin) return 0;
     return err_set(err, FACTUM_EINVAL,
-                   "refusing to serve %s (reachable from other machines) %s%s%s: %s%s%s; or listen on 127.0.0.1; or "
-                   "pass --insecure to serve as is (e.g. behind a TLS proxy)",
-                   bound, s->tls ? "" : "without TLS", !s->tls && !admin ? " and " : "",
-                   admin ? "" : "without an admin key", s->tls ? "" : "give --tls-cert and --tls-key",
-                   !s->tls && !admin ? ", and " : "",
+                   "refusing to serve %s (reachable from other machines) %s: %s%s%s; or listen on 127.0.0.1; or pass "
+                   "--insecure to serve as is (e.g. behind a TLS proxy)",
+                   bound, missing, s->tls ? "" : "give --tls-cert and --tls-key", !s->tls && !admin ? ", and " : "",
                    admin ? ""
                          : "make an admin key first with `factum --data-dir DIR key create --role admin` (it "
                            "prints the token)");

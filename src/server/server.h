@@ -19,6 +19,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 typedef struct server_config {
@@ -284,6 +285,8 @@ void server_problem(conn *c, int rc, const char *msg);
 void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void conn_flush(conn *c);
+/* Whether the address reaches only this machine (127.0.0.0/8, ::1, v4-mapped loopback). */
+bool server_addr_is_loopback(const struct sockaddr_storage *ss);
 /* origin.c: admits the request on c (its Host, its Origin) or answers it (421, 403, or a CORS
    preflight) and returns false. */
 bool origin_admit(conn *c);
