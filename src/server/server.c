@@ -95,7 +95,7 @@ static void accept_all(loop *l) {
             free(c);
             continue;
         }
-        c->fd = fd, c->l = l, c->last_io_ms = c->sent_ms = server_now_ms();
+        c->last_io_ms = c->sent_ms = server_now_ms();
         memcpy(c->addr, addr, 16);
         c->mask = EPOLLIN | EPOLLRDHUP;
         c->next = l->conns;
