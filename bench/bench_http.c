@@ -3,8 +3,11 @@
  * running `factum serve` over loopback with 200-byte events and, when given a conninfo, a
  * PostgreSQL event table the same way (one event per transaction, synchronous_commit=on),
  * and prints the figures side by side. bench/http.sh starts both servers. With --tls-port, a
- * second `factum serve` with TLS: single-event appends at 64 clients over HTTPS beside the same
- * over plain HTTP, one after the other. $TOKEN goes with every request (hclient.h).
+ * second `factum serve` with TLS: single-event appends at 64 clients over HTTPS (with the key
+ * --tls-token, if given) beside the same over plain HTTP, in turns. With --key-port and --token,
+ * the same appends to a server that holds keys, with the key, beside the server without: the cost
+ * of the check. Those appends carry their key in the request they build once (auth_line), so no
+ * per-request copy is measured; $TOKEN (hclient.h) still goes with every other request.
  *
  *   bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] [--pg CONNINFO]
  *              [--seconds S] [--catchup N] [--only noisy]
