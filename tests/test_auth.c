@@ -186,22 +186,9 @@ TEST_T(every_route_of_the_table_answers_each_kind_of_caller_as_its_permission_sa
     for (size_t i = 0; i < route_count; i++) {
         const route *r = &route_table[i];
         CHECK_MSG(r->perm > PERM_UNDECLARED && r->perm < PERM_COUNT, "%s: no permission declared", r->pattern);
-        /* A concrete path: every {param} is x (a stream, a group, a name, an id). */
         char p[200];
-        size_t n = 0;
-        for (const char *q = r->pattern; *q && n + 2 < sizeof p;)
-            if (*q == '{') {
-                p[n++] = 'x';
-                while (*q && *q++ != '}')
-                    ;
-            } else {
-                p[n++] = *q++;
-            }
-        p[n] = 0;
-        const char *m = r->method == ROUTE_GET    ? "GET"
-                        : r->method == ROUTE_POST ? "POST"
-                        : r->method == ROUTE_PUT  ? "PUT"
-                                                  : "DELETE";
+        route_example(r->pattern, p, sizeof p);
+        const char *m = route_method_name(r->method);
         const char *body = r->method == ROUTE_GET ? NULL : "";
         resp res;
         char www[128];

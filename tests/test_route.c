@@ -54,22 +54,9 @@ TEST(every_row_of_the_route_table_is_reachable_and_none_is_there_twice) {
         CHECK_MSG(r->method == ROUTE_GET || r->method == ROUTE_POST || r->method == ROUTE_PUT ||
                       r->method == ROUTE_DELETE,
                   "%s: one method a row", r->pattern);
-        /* A concrete path of the pattern: each {param} becomes "x". */
         char path[200];
-        size_t n = 0;
-        for (const char *p = r->pattern; *p && n + 2 < sizeof path;)
-            if (*p == '{') {
-                path[n++] = 'x';
-                while (*p && *p++ != '}')
-                    ;
-            } else {
-                path[n++] = *p++;
-            }
-        path[n] = 0;
-        const char *name = r->method == ROUTE_GET    ? "GET"
-                           : r->method == ROUTE_POST ? "POST"
-                           : r->method == ROUTE_PUT  ? "PUT"
-                                                     : "DELETE";
+        route_example(r->pattern, path, sizeof path);
+        const char *name = route_method_name(r->method);
         route_args a;
         unsigned allow;
         CHECK_MSG(find(name, path, &a, &allow) == r, "%s %s is taken by an earlier row", name, r->pattern);

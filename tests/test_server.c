@@ -294,3 +294,16 @@ int64_t test_clock_now_us(void) {
     clock_gettime(CLOCK_REALTIME, &t);
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000 + atomic_load(clock_shift_us);
 }
+
+void route_example(const char *pattern, char *out, size_t cap) {
+    size_t n = 0;
+    for (const char *q = pattern; *q && n + 2 < cap;)
+        if (*q == '{') {
+            out[n++] = 'x';
+            while (*q && *q++ != '}')
+                ;
+        } else {
+            out[n++] = *q++;
+        }
+    out[n] = 0;
+}

@@ -58,6 +58,9 @@ bool http_wait_body(int port, const char *path, const char *want, int limit_s);
 /* POST /admin/scavenge and wait until it has finished; returns its events_removed. */
 uint64_t srv_scavenge(int port);
 
+/* A concrete path of a route pattern: each {param} becomes "x" (a stream, a group, a name, an id). */
+void route_example(const char *pattern, char *out, size_t cap);
+
 /* A wall clock the test steps: servers started after test_clock_fake read the machine's wall
    clock plus an offset the test changes with test_clock_step (FACTUM_TEST_CLOCK_FILE, a file in
    test_dir(); the machine's clock is never touched). test_clock_now_us is the servers' now. */

@@ -119,6 +119,12 @@ const route *route_find(factum_str_t method, factum_str_t path, route_args *a, u
     return NULL;
 }
 
+const char *route_method_name(unsigned bit) {
+    for (size_t i = 0; i < ARRAY_LEN(methods); i++)
+        if (methods[i].bit == bit) return methods[i].name;
+    return "?";
+}
+
 void route_allow_text(unsigned allow, char *out, size_t cap) {
     size_t n = 0;
     out[0] = 0;

@@ -51,6 +51,9 @@ const route *route_find(factum_str_t method, factum_str_t path, route_args *a, u
    guard's 401 or 403 (guard.c), or the table's handler (route.c). */
 void api_handle(conn *c, factum_str_t body);
 
+/* "GET", "POST", "PUT" or "DELETE" for one ROUTE_* bit. */
+const char *route_method_name(unsigned bit);
+
 /* "GET, HEAD, POST, PUT, DELETE" for the bits of allow, in that order, into out. */
 void route_allow_text(unsigned allow, char *out, size_t cap);
 
