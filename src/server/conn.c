@@ -165,20 +165,32 @@ void conn_respond(conn *c, int status, const char *ctype, const char *extra, con
     if (c->audit) audit_answered(c, status);
 }
 
-void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...) {
+static void vproblem(conn *c, int status, const char *slug, const char *headers, const char *members, const char *fmt,
+                     va_list ap) {
     char detail[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
     buf_t b = {0};
     buf_printf(&b, "{\"type\":\"urn:factum:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":", slug,
                http_reason(status), status);
     json_escape(&b, detail, strlen(detail));
     if (members) buf_printf(&b, ",%s", members);
     buf_append(&b, "}", 1);
-    conn_respond(c, status, "application/problem+json", NULL, b.ptr ? b.ptr : "", b.len);
+    conn_respond(c, status, "application/problem+json", headers, b.ptr ? b.ptr : "", b.len);
     buf_free(&b);
+}
+
+void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(c, status, slug, NULL, members, fmt, ap);
+    va_end(ap);
+}
+
+void conn_problem_headers(conn *c, int status, const char *slug, const char *headers, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(c, status, slug, headers, NULL, fmt, ap);
+    va_end(ap);
 }
 
 /* Answers a framing error and closes: the rest of the stream cannot be trusted. */
@@ -246,13 +258,9 @@ static int in_reserve_exact(conn *c, size_t extra) {
 
 /* A body is not read unless the memory budget has room for it: 503, try again later. */
 static void refuse_body(conn *c, size_t n) {
-    char body[400];
-    int bl = snprintf(body, sizeof body,
-                      "{\"type\":\"urn:factum:problem:busy\",\"title\":\"Service Unavailable\",\"status\":503,"
-                      "\"detail\":\"the memory budget (--max-memory) has no room for a body of %zu bytes now\"}",
-                      n);
     c->close_after = true;
-    conn_respond(c, 503, "application/problem+json", "Retry-After: 1\r\n", body, (size_t)bl);
+    conn_problem_headers(c, 503, "busy", "Retry-After: 1\r\n",
+                         "the memory budget (--max-memory) has no room for a body of %zu bytes now", n);
 }
 
 /* Makes progress on buffered input; sets in_stalled when requests wait for the output to drain

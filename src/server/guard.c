@@ -42,12 +42,9 @@ const char *guard_peer(conn *c) {
 
 /* 401: the same answer whatever was wrong. */
 static void unauthorized(conn *c, const route *r, auth_result why) {
-    static const char body[] =
-        "{\"type\":\"urn:factum:problem:unauthorized\",\"title\":\"Unauthorized\",\"status\":401,"
-        "\"detail\":\"this server wants an API key: Authorization: Bearer TOKEN\"}";
     audit_denied(c, r, why, 401);
-    conn_respond(c, 401, "application/problem+json", "WWW-Authenticate: Bearer realm=\"factum\"\r\n", body,
-                 sizeof body - 1);
+    conn_problem_headers(c, 401, "unauthorized", "WWW-Authenticate: Bearer realm=\"factum\"\r\n",
+                         "this server wants an API key: Authorization: Bearer TOKEN");
 }
 
 static void forbidden(conn *c, const route *r, auth_perm perm) {

@@ -139,13 +139,7 @@ void route_allow_text(unsigned allow, char *out, size_t cap) {
 void api_not_allowed(conn *c, const char *allow) {
     char hdr[96];
     snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
-    buf_t b = {0};
-    buf_printf(&b,
-               "{\"type\":\"urn:factum:problem:method-not-allowed\",\"title\":\"Method Not Allowed\","
-               "\"status\":405,\"detail\":\"this resource allows %s\"}",
-               allow);
-    conn_respond(c, 405, "application/problem+json", hdr, b.ptr, b.len);
-    buf_free(&b);
+    conn_problem_headers(c, 405, "method-not-allowed", hdr, "this resource allows %s", allow);
 }
 
 void api_handle(conn *c, factum_str_t body) {

@@ -284,6 +284,9 @@ void server_problem(conn *c, int rc, const char *msg);
 /* An application/problem+json response; `members` are extra JSON members ("\"a\":1") or NULL. */
 void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* The same with extra header lines (each ending in CRLF) and no extra members. */
+void conn_problem_headers(conn *c, int status, const char *slug, const char *headers, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 void conn_flush(conn *c);
 /* Whether the address reaches only this machine (127.0.0.0/8, ::1, v4-mapped loopback). */
 bool server_addr_is_loopback(const struct sockaddr_storage *ss);
