@@ -383,6 +383,10 @@ void auth_keys_each(auth_keys_t *ks, void (*fn)(void *ctx, const auth_key *k), v
 
 /* ---- checks ---- */
 
+bool auth_key_live(const auth_key *k, int64_t now_us) {
+    return !k->revoked && (!k->spec.expires_us || now_us < k->spec.expires_us);
+}
+
 auth_result auth_authenticate(auth_keys_t *ks, factum_str_t token, int64_t now_us, auth_who *who) {
     if (token.len != AUTH_TOKEN_LEN || memcmp(token.ptr, "fk_", 3) || token.ptr[3 + AUTH_ID_LEN] != '_')
         return AUTH_MALFORMED;
@@ -393,10 +397,8 @@ auth_result auth_authenticate(auth_keys_t *ks, factum_str_t token, int64_t now_u
     auth_result r = AUTH_OK;
     if (at < 0 || CRYPTO_memcmp(hash, ks->keys[at].hash, 32))
         r = AUTH_UNKNOWN;
-    else if (ks->keys[at].revoked)
-        r = AUTH_REVOKED;
-    else if (ks->keys[at].spec.expires_us && now_us >= ks->keys[at].spec.expires_us)
-        r = AUTH_EXPIRED;
+    else if (!auth_key_live(&ks->keys[at], now_us))
+        r = ks->keys[at].revoked ? AUTH_REVOKED : AUTH_EXPIRED;
     if (r == AUTH_OK) {
         who->slot = (uint32_t)at;
         who->gen = atomic_load(&ks->gen);

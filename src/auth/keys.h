@@ -79,6 +79,9 @@ typedef struct auth_key {
     bool revoked;
 } auth_key;
 
+/* Whether k may be used at now_us: not revoked, not expired. */
+bool auth_key_live(const auth_key *k, int64_t now_us);
+
 /* {"id","role","streams","groups","expires","name","created","created_by","revoked"}: a key
    without its hash (what listings show). */
 void auth_key_json(const auth_key *k, buf_t *out);

@@ -413,8 +413,7 @@ static int listen_on(const char *spec, int *out_fd, char *bound, size_t cap, boo
 }
 
 static void note_admin(void *ctx, const auth_key *k) {
-    if (k->spec.role == AUTH_ADMIN && !k->revoked && (!k->spec.expires_us || k->spec.expires_us > clock_realtime_us()))
-        *(bool *)ctx = true;
+    if (k->spec.role == AUTH_ADMIN && auth_key_live(k, clock_realtime_us())) *(bool *)ctx = true;
 }
 
 /*
