@@ -123,7 +123,7 @@ static void codes_in(const char *s, size_t len, bool seen[600]) {
  */
 static void server_status_codes(bool seen[600]) {
     static const char *const patterns[] = {
-        "(conn_problem|conn_fail|conn_respond)\\([^,]*,([^,;]*)",
+        "(conn_problem|conn_problem_headers|conn_fail|conn_respond)\\([^,]*,([^,;]*)",
         "FAIL\\(([0-9]{3})",
         "status *==? *([0-9]{3})",
         "HTTP/1\\.1 ([0-9]{3})",
