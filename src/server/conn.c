@@ -87,7 +87,25 @@ static void conn_free(conn *c) {
     free(c);
 }
 
-/* Closes the socket and unlinks c; frees it now, or when its append calls back. */
+/* c is done with: freed at the end of its loop's turn (loop_free_closed), not now, because an
+   event of the same epoll batch, a ready list being walked, or a wake list's next pointer may
+   still name it; until then its fd is -1, which every one of them checks. */
+static void conn_release(conn *c) {
+    if (c->released) return;
+    c->released = true;
+    c->closed_next = c->l->closed;
+    c->l->closed = c;
+}
+
+void loop_free_closed(loop *l) {
+    while (l->closed) {
+        conn *c = l->closed;
+        l->closed = c->closed_next;
+        conn_free(c);
+    }
+}
+
+/* Closes the socket and unlinks c; frees it at the end of the turn, or after its append calls back. */
 static void conn_close(conn *c) {
     loop *l = c->l;
     if (c->fd >= 0) {
@@ -105,10 +123,11 @@ static void conn_close(conn *c) {
         if (c->next) c->next->prev = c->prev;
         l->nconns--;
     }
+    loop_unlisten(c); /* no commit wakes it again */
     if (c->state == C_APPEND)
         c->dead = true; /* the writer still holds it */
     else
-        conn_free(c);
+        conn_release(c);
 }
 
 void conn_flush(conn *c) {
@@ -372,7 +391,7 @@ void conn_done(conn *c) {
         if (c->fd >= 0)
             conn_close(c);
         else
-            conn_free(c);
+            conn_release(c);
         return;
     }
     c->ar_done(c);

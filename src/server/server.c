@@ -300,7 +300,10 @@ static void *loop_main(void *arg) {
                 listening = false;
                 sweep(l);
             }
-            if (!l->conns && !l->pending) break;
+            if (!l->conns && !l->pending) {
+                loop_free_closed(l);
+                break;
+            }
         }
         int n = epoll_wait(l->ep, evs, ARRAY_LEN(evs), l->ready ? 0 : 100);
         bool accept = false;
@@ -354,6 +357,7 @@ static void *loop_main(void *arg) {
             last_sweep = now;
             sweep(l);
         }
+        loop_free_closed(l); /* nothing of this turn names them any more */
     }
     return NULL;
 }

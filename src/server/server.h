@@ -108,6 +108,8 @@ struct conn {
     conn *prev, *next; /* the loop's connections */
     conn *done_next;   /* the loop's completed appends */
     conn *ready_next;  /* the loop's subscriptions to pump again soon */
+    conn *closed_next; /* the loop's connections closed this turn (loop->closed) */
+    bool released;     /* on that list: freed at the end of the turn */
     bool in_ready;
     buf_t in;
     size_t in_off;
@@ -177,6 +179,7 @@ struct loop {
     conn *done;                /* appends the writer finished */
     size_t pending;            /* appends submitted and not yet called back */
     conn *ready;               /* catching-up subscriptions that used their turn and want another */
+    conn *closed;              /* closed this turn, freed at its end (loop_free_closed) */
     _Atomic uint64_t head;     /* latest durable head the commit hook saw */
     uint64_t seen;             /* head up to which live subscribers were pumped */
     _Atomic uint32_t nsubs;    /* SSE subscriptions (and push members) on this loop */
@@ -288,6 +291,8 @@ void conn_problem(conn *c, int status, const char *slug, const char *members, co
 void conn_problem_headers(conn *c, int status, const char *slug, const char *headers, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void conn_flush(conn *c);
+/* Frees the connections the turn closed (conn.c); the loop calls it at the end of each turn. */
+void loop_free_closed(loop *l);
 /* Whether the address reaches only this machine (127.0.0.0/8, ::1, v4-mapped loopback). */
 bool server_addr_is_loopback(const struct sockaddr_storage *ss);
 /* origin.c: admits the request on c (its Host, its Origin) or answers it (421, 403, or a CORS
