@@ -215,7 +215,10 @@ TEST(a_timer_into_a_stream_deleted_for_ever_reports_failed_with_the_error) {
     char id[37], path[128];
     schedule_in(s.port, 0, "tomb-1", "TooLate", id);
     snprintf(path, sizeof path, "/schedules/%s", id);
-    CHECK_MSG(http_wait_body(s.port, path, "\"state\":\"failed\"", 30), "the timer never ended as failed");
+    if (!http_wait_body(s.port, path, "\"state\":\"failed\"", 30)) {
+        char *b = http_body(s.port, "GET", path, NULL, NULL, 200);
+        CHECK_MSG(false, "the timer never ended as failed: %s", b);
+    }
     for (int round = 0; round < 2; round++) { /* and the same after a restart */
         char *b = http_body(s.port, "GET", path, NULL, NULL, 200);
         /* The store's refusal, and no position (position 0 is another stream's event). */

@@ -417,30 +417,35 @@ static void fired_cb(void *ctx, int rc, const factum_append_result_t *res, const
     pthread_mutex_unlock(&b->mu);
 }
 
-/* Starts the append of one timer's event; false if it could not start (s->rc says why). */
+/* Starts the append of one timer's event; false if it could not start (s->rc says why). Once
+   the append is started the slot is the callback's (fired_cb may run before the call returns),
+   so nothing here touches it after that. */
 static bool fire_one(timers_t *t, uint64_t pos, fire_slot *s) {
     factum_result_t *r = NULL;
     factum_error_t err;
     factum_events_t *set = NULL;
     buf_t stream = {0};
     factum_str_t ev;
-    s->rc = factum_read_at(t->db, pos, &r, &err);
-    if (!s->rc) {
+    int rc = factum_read_at(t->db, pos, &r, &err);
+    if (!rc) {
         factum_str_t data = factum_result_event(r, 0)->data;
         if (!json_member_string(data, "stream", &stream) || !member_raw(data, "event", &ev, JSON_OBJECT))
-            s->rc = err_set(&err, FACTUM_ECORRUPT, "Scheduled record without stream or event");
-        else if (!(s->rc = factum_events_parse(ev.ptr, ev.len, 0, &set, &err))) {
+            rc = err_set(&err, FACTUM_ECORRUPT, "Scheduled record without stream or event");
+        else if (!(rc = factum_events_parse(ev.ptr, ev.len, 0, &set, &err))) {
             factum_event_t e = *factum_events_get(set, 0);
             if (!e.id.len) e.id = str_c(s->id); /* so a repeated firing is an idempotent repeat */
-            s->rc = factum_append_async(t->db, (factum_str_t){stream.ptr, stream.len}, FACTUM_EXPECT_ANY, &e, 1,
-                                        fired_cb, s, &err);
+            rc = factum_append_async(t->db, (factum_str_t){stream.ptr, stream.len}, FACTUM_EXPECT_ANY, &e, 1, fired_cb,
+                                     s, &err);
         }
     }
-    if (s->rc) snprintf(s->msg, sizeof s->msg, "%s", err.message);
+    if (rc) {
+        s->rc = rc;
+        snprintf(s->msg, sizeof s->msg, "%s", err.message);
+    }
     factum_events_free(set);
     factum_result_free(r);
     buf_free(&stream);
-    return s->rc == 0;
+    return rc == 0;
 }
 
 static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
