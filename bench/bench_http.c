@@ -591,9 +591,13 @@ static void *noisy_pipeliner(void *arg) {
 /* Single-event appends of 16 clients alone, then while a client of another address holds 5,000
    idle connections, 200 subscribers that never read and a pipelined flood on 2 connections. */
 static void noisy_neighbour(void) {
-    enum { IDLE = 5000, FLOODS = 2 };
+    enum { FLOODS = 2 };
+    /* NOISY=idle,subs,flood picks the parts (all by default), to see which one costs what. */
+    const char *parts = getenv("NOISY") ? getenv("NOISY") : "idle,subs,flood";
+    int IDLE = strstr(parts, "idle") ? 5000 : 0, nfloods = strstr(parts, "flood") ? FLOODS : 0;
+    bool with_subs = strstr(parts, "subs") != NULL;
     double quiet = run(http_worker, 16, 1, 500);
-    static int idle[IDLE];
+    static int idle[5000];
     static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
     char buf[4096];
     for (int i = 0; i < IDLE; i++) {
@@ -603,24 +607,24 @@ static void noisy_neighbour(void) {
             die("an idle connection was refused");
     }
     pthread_t subs, floods[FLOODS];
-    pthread_create(&subs, NULL, noisy_subscribers, NULL);
-    for (int i = 0; i < FLOODS; i++)
+    if (with_subs) pthread_create(&subs, NULL, noisy_subscribers, NULL);
+    for (int i = 0; i < nfloods; i++)
         pthread_create(&floods[i], NULL, noisy_pipeliner, NULL);
     usleep(300000);
     uint64_t answers0 = noisy_answers;
     double busy = run(http_worker, 16, 1, 600);
     uint64_t answers = noisy_answers - answers0;
     noisy_stop = true;
-    pthread_join(subs, NULL);
-    for (int i = 0; i < FLOODS; i++)
+    if (with_subs) pthread_join(subs, NULL);
+    for (int i = 0; i < nfloods; i++)
         pthread_join(floods[i], NULL);
     for (int i = 0; i < IDLE; i++)
         close(idle[i]);
     printf("  noisy neighbour: single-event appends/s, 16 clients: %.0f alone, %.0f beside %d idle connections, %d "
            "subscribers that never read (%llu cut off and back) and a pipelined flood (%.0f answers/s): %.2f of it  "
            "(target >= 0.8)\n",
-           quiet, busy, IDLE, NOISY_SUBS, (unsigned long long)noisy_resubscribed, (double)answers / seconds,
-           quiet ? busy / quiet : 0);
+           quiet, busy, IDLE, with_subs ? NOISY_SUBS : 0, (unsigned long long)noisy_resubscribed,
+           (double)answers / seconds, quiet ? busy / quiet : 0);
 }
 
 int main(int argc, char **argv) {
@@ -648,6 +652,8 @@ int main(int argc, char **argv) {
             key_port = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--token"))
             token = argv[i + 1];
+        else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "noisy"))
+            only_noisy = true;
         else
             die("usage: bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] "
                 "[--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy]");

@@ -307,3 +307,11 @@ void route_example(const char *pattern, char *out, size_t cap) {
         }
     out[n] = 0;
 }
+double srv_metric(int port, const char *name) {
+    char *m = http_body(port, "GET", "/metrics", NULL, NULL, 200), want[256];
+    snprintf(want, sizeof want, "\n%s ", name);
+    const char *at = strstr(m, want);
+    double v = at ? strtod(at + strlen(want), NULL) : -1;
+    free(m);
+    return v;
+}

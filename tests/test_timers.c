@@ -187,21 +187,10 @@ TEST_T(killing_the_server_while_timers_fire_leaves_each_event_once, 180) {
 
 #define HOUR_US (3600ll * 1000000)
 
-/* The value of a /metrics sample line "NAME VALUE". */
-static uint64_t metric(int port, const char *name) {
-    char *b = http_body(port, "GET", "/metrics", NULL, NULL, 200), want[128];
-    snprintf(want, sizeof want, "\n%s ", name);
-    const char *p = strstr(b, want);
-    CHECK_MSG(p, "no %s in /metrics", name);
-    uint64_t v = strtoull(p + strlen(want), NULL, 10);
-    free(b);
-    return v;
-}
-
 /* Waits (for up to limit_s) until the metric reaches at least `want`. */
 static bool metric_reaches(int port, const char *name, uint64_t want, int limit_s) {
     for (int i = 0; i < limit_s * 10; i++) {
-        if (metric(port, name) >= want) return true;
+        if (srv_metric(port, name) >= want) return true;
         usleep(100000);
     }
     return false;
@@ -225,8 +214,8 @@ TEST(a_timer_into_a_stream_deleted_for_ever_reports_failed_with_the_error) {
         CHECK_MSG(strstr(b, "\"state\":\"failed\",\"error\":\"") && strstr(b, "deleted") && !strstr(b, "\"position\""),
                   "%s", b);
         free(b);
-        CHECK_EQ(metric(s.port, "factum_timers_failed_total"), 1);
-        CHECK_EQ(metric(s.port, "factum_timers_fired_total"), 0);
+        CHECK_EQ(srv_metric(s.port, "factum_timers_failed_total"), 1);
+        CHECK_EQ(srv_metric(s.port, "factum_timers_fired_total"), 0);
         expect_status(s.port, "DELETE", path, NULL, NULL, 409, "failed already");
         CHECK_EQ(srv_stop(&s, SIGTERM), 0);
         if (round == 0) s = srv_start(test_dir(), NULL);
@@ -307,7 +296,7 @@ TEST_T(pending_schedules_are_listed_in_pages_over_http_and_by_the_cli, 60) {
     CHECK_EQ(test_run(cmd, out, sizeof out), 2);
     /* Nothing fired while the CLI looked. */
     s = srv_start(test_dir(), NULL);
-    CHECK_EQ(metric(s.port, "factum_timers_pending"), 5);
+    CHECK_EQ(srv_metric(s.port, "factum_timers_pending"), 5);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
@@ -361,7 +350,7 @@ TEST_T(fired_and_cancelled_timer_records_are_reclaimed_and_pending_timers_still_
     /* After a restart the pending timers are there, and fire once when their time comes. */
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     s = srv_start(test_dir(), "--segment-bytes 65536 --scavenge-every 0");
-    CHECK_EQ(metric(s.port, "factum_timers_pending"), 153);
+    CHECK_EQ(srv_metric(s.port, "factum_timers_pending"), 153);
     test_clock_step(2 * HOUR_US);
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "/schedules/%s", late[i]);
@@ -374,6 +363,6 @@ TEST_T(fired_and_cancelled_timer_records_are_reclaimed_and_pending_timers_still_
     for (int i = 0; i < 3; i++)
         CHECK_EQ(count_in(b, late[i]), 1);
     free(b);
-    CHECK_EQ(metric(s.port, "factum_timers_pending"), 150);
+    CHECK_EQ(srv_metric(s.port, "factum_timers_pending"), 150);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }

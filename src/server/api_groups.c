@@ -264,7 +264,7 @@ static bool submit(conn *c, const char *stream, const char *type, groups_change 
 }
 
 /* One pull; answers and returns true, or returns false when there is nothing yet. */
-bool groups_try_pull(conn *c, bool final) {
+static bool groups_try_pull(conn *c, bool final) {
     groups_batch d = {0};
     factum_error_t err;
     int rc = groups_pull(c->l->srv->groups, c->ar_note, c->pull_max, 0, &d, &err);
@@ -282,6 +282,17 @@ bool groups_try_pull(conn *c, bool final) {
     groups_batch_free(&d);
     return answered;
 }
+
+/* A long poll asks again: on commits, and on the sweep for retries that fall due and its end. */
+static void pull_again(conn *c, bool final) {
+    if (groups_try_pull(c, final)) conn_wait_over(c);
+}
+static void pull_on_commit(conn *c) { pull_again(c, false); }
+static void pull_on_tick(conn *c, uint64_t now_ms, bool final) {
+    (void)now_ms;
+    pull_again(c, final);
+}
+static const park_ops pull_park = {.on_commit = pull_on_commit, .on_tick = pull_on_tick};
 
 static void pull(conn *c) {
     uint64_t max = 1, wait = 0;
@@ -311,7 +322,7 @@ static void pull(conn *c) {
     }
     c->pull_max = (uint32_t)max; /* a waiting pull asks again with it */
     if (groups_try_pull(c, wait == 0)) return;
-    server_wait(c, wait); /* long poll: commits and the sweep ask again */
+    server_wait(c, wait, &pull_park); /* long poll: commits and the sweep ask again */
 }
 
 typedef int (*prepare_fn)(groups_t *, const char *, factum_str_t, groups_change *, factum_error_t *);

@@ -126,7 +126,7 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
     factum_stats(s->db, &st);
     buf_t *b = &c->l->scratch;
     b->len = 0;
-    uint64_t lat[SERVER_HIST] = {0}, lat_sum = 0, subs = 0, accepted = 0, drops = 0, stalled = 0, mem_drops = 0,
+    uint64_t lat[SERVER_HIST] = {0}, lat_sum = 0, subs = 0, accepted = 0, fallbacks = 0, stalled = 0, mem_drops = 0,
              status[600] = {0};
     for (int i = 0; i < s->nloops; i++) {
         loop *l = &s->loops[i];
@@ -135,7 +135,7 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
         lat_sum += atomic_load_explicit(&l->lat_sum_us, memory_order_relaxed);
         subs += atomic_load_explicit(&l->nsubs, memory_order_relaxed);
         accepted += atomic_load_explicit(&l->accepted, memory_order_relaxed);
-        drops += atomic_load_explicit(&l->slow_drops, memory_order_relaxed);
+        fallbacks += atomic_load_explicit(&l->sub_fallbacks, memory_order_relaxed);
         stalled += atomic_load_explicit(&l->stalled_drops, memory_order_relaxed);
         mem_drops += atomic_load_explicit(&l->memory_drops, memory_order_relaxed);
         for (int k = 100; k < 600; k++)
@@ -165,14 +165,16 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
            "Distinct events reads found damaged (checksum or media error) since the server started.",
            integ.damaged_events);
     scalar(b, "factum_subscribers", "gauge", "Live and catching-up SSE subscribers.", subs);
+    scalar(b, "factum_subscriber_fallbacks_total", "counter",
+           "Live subscribers that let more than --sub-buffer pile up and went back to catching up from the log.",
+           fallbacks);
     api_metric_head(b, "factum_subscriber_disconnects_total", "counter",
-                    "Subscribers cut off: past --sub-buffer (slow), not reading for --body-timeout (stalled), "
+                    "Subscribers cut off: not reading for --body-timeout (stalled), "
                     "the largest when over --max-memory (memory).");
     buf_printf(b,
-               "factum_subscriber_disconnects_total{reason=\"slow\"} %llu\n"
                "factum_subscriber_disconnects_total{reason=\"stalled\"} %llu\n"
                "factum_subscriber_disconnects_total{reason=\"memory\"} %llu\n",
-               (unsigned long long)drops, (unsigned long long)stalled, (unsigned long long)mem_drops);
+               (unsigned long long)stalled, (unsigned long long)mem_drops);
     scalar(b, "factum_connections", "gauge", "Open HTTP connections.", atomic_load(&s->nconns));
     scalar(b, "factum_connections_total", "counter", "HTTP connections accepted.", accepted);
     overload_metrics(s, b);

@@ -10,7 +10,6 @@
 #include "route.h"
 
 #include "../base/json.h"
-#include "../group/groups.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +23,8 @@
 #define READ_CHUNK 16384
 #define OUT_HIGH (256u << 10)                /* stop reading pipelined requests while this much is unsent */
 #define IN_HIGH (HTTP_MAX_HEAD + READ_CHUNK) /* ... or while this much input waits (beyond a body) */
+#define TURN_REQUESTS 16                     /* requests one connection runs before the others' turn */
+#define TURN_PACE 3 /* ... and then it waits 3 times as long as its turn took: a quarter of its loop at most */
 
 /* ---- connections ---- */
 
@@ -66,6 +67,43 @@ void loop_ready(conn *c) {
     c->l->ready = c;
 }
 
+/* After its turn: comes back at c->paced_ns. */
+static void loop_pace(conn *c) {
+    if (c->in_paced) return;
+    c->in_paced = true;
+    c->paced_next = c->l->paced;
+    c->l->paced = c;
+}
+
+uint64_t loop_run_paced(loop *l) {
+    if (!l->paced) return UINT64_MAX;
+    uint64_t now = clock_mono_ns(), next = UINT64_MAX;
+    conn *due = NULL;
+    for (conn **p = &l->paced; *p;) {
+        conn *c = *p;
+        if (c->paced_ns <= now) {
+            *p = c->paced_next;
+            c->in_paced = false;
+            c->paced_next = due;
+            due = c;
+        } else {
+            if (c->paced_ns - now < next) next = c->paced_ns - now;
+            p = &c->paced_next;
+        }
+    }
+    while (due) {
+        conn *c = due;
+        due = c->paced_next;
+        if (c->fd >= 0) conn_resume(c); /* may pace c again */
+    }
+    for (conn *c = l->paced; c; c = c->paced_next)
+        if (c->paced_ns <= now)
+            next = 0; /* the one that just ran used little time */
+        else if (c->paced_ns - now < next)
+            next = c->paced_ns - now;
+    return next;
+}
+
 static void conn_free(conn *c) {
     if (c->in_ready)
         for (conn **p = &c->l->ready; *p; p = &(*p)->ready_next)
@@ -73,14 +111,16 @@ static void conn_free(conn *c) {
                 *p = c->ready_next;
                 break;
             }
+    if (c->in_paced)
+        for (conn **p = &c->l->paced; *p; p = &(*p)->paced_next)
+            if (*p == c) {
+                *p = c->paced_next;
+                break;
+            }
     if (c->state == C_WAIT) atomic_fetch_sub(&c->l->nwaiting, 1);
     loop_unlisten(c);
     request_free(c->req);
-    if (c->sub) {
-        if (c->sub->group[0]) groups_release_member(c->l->srv->groups, c->sub->group, (uint64_t)(uintptr_t)c);
-        sub_free(c->sub);
-        atomic_fetch_sub(&c->l->nsubs, 1);
-    }
+    if (c->park && c->park->on_close) c->park->on_close(c);
     buf_free(&c->in);
     buf_free(&c->out);
     overload_uncharge(c);
@@ -131,11 +171,14 @@ static void conn_close(conn *c) {
 }
 
 void conn_flush(conn *c) {
-    while (c->out.len > c->out_off) {
+    while (c->out.len > c->out_off && !c->wblocked) {
         ssize_t n = tls_send(c, c->out.ptr + c->out_off, c->out.len - c->out_off);
         if (n < 0) {
             if (errno == EINTR) continue;
-            if (errno == EAGAIN) break;
+            if (errno == EAGAIN) {
+                c->wblocked = true; /* a subscriber that does not read costs no syscall per commit */
+                break;
+            }
             c->close_after = true, c->out_off = c->out.len; /* the peer is gone */
             break;
         }
@@ -249,8 +292,9 @@ static void finish_request(conn *c) {
 }
 
 /* Runs the request whose body is complete. */
-void server_wait(conn *c, uint64_t ms) {
+void server_wait(conn *c, uint64_t ms, const park_ops *ops) {
     c->state = C_WAIT;
+    c->park = ops;
     c->deadline_ms = server_now_ms() + ms;
     atomic_fetch_add(&c->l->nwaiting, 1); /* so commits wake this loop */
     loop_listen(c, 0);
@@ -288,6 +332,8 @@ static void process_input(conn *c) {
     loop *l = c->l;
     server *s = l->srv;
     bool blocked = false;
+    int started = 0;
+    uint64_t t0 = clock_mono_ns();
     while (!c->close_after && c->state != C_APPEND && c->state != C_SSE && c->state != C_WAIT &&
            c->out.len - c->out_off < OUT_HIGH) {
         char *p = c->in.ptr + c->in_off;
@@ -301,6 +347,12 @@ static void process_input(conn *c) {
                 p += 2, avail -= 2, c->in_off += 2;
             if (avail == 0 || (avail == 1 && p[0] == '\r')) break;
             if ((blocked = overload_over(c))) break; /* no new request over the memory budget */
+            /* A pipelining client runs a few requests, then waits for the others' turn: a
+               flood on one connection must not make every other client wait for it. */
+            if ((blocked = started == TURN_REQUESTS)) {
+                c->turn_ns = t0; /* conn_settle paces it once the answers are sent */
+                break;
+            }
             http_req tmp;
             const char *why = NULL;
             long hl = http_parse_head(p, avail, &tmp, &why);
@@ -318,6 +370,7 @@ static void process_input(conn *c) {
             memcpy(r->head, p, (size_t)hl);
             http_parse_head(r->head, (size_t)hl, &r->h, &why); /* spans into the private copy */
             r->started_ns = clock_mono_ns();
+            started++;
             c->req = r;
             c->in_off += (size_t)hl;
             c->state = C_BODY;
@@ -379,6 +432,7 @@ static void process_input(conn *c) {
 void conn_wait_over(conn *c) {
     atomic_fetch_sub(&c->l->nwaiting, 1);
     loop_unlisten(c);
+    c->park = NULL;
     finish_request(c);
     process_input(c);
 }
@@ -442,15 +496,12 @@ void conn_readable(conn *c) {
     process_input(c);
 }
 
-/* After any event on c: send; run requests already read once the answers before them are
-   sent (a few rounds, then after the others had their turn); close if it is over. */
+/* After any event on c: send; close if it is over; requests already read that wait for the
+   answers before them to drain, or for their turn, run after the others have had theirs (the
+   loop's ready list). */
 void conn_settle(conn *c) {
     if (c->fd < 0) return;
     conn_flush(c);
-    for (int round = 0; round < 4 && c->in_stalled && !c->close_after && c->out.len - c->out_off < OUT_HIGH; round++) {
-        process_input(c);
-        conn_flush(c);
-    }
     if (c->close_after && c->out.len == c->out_off && c->state != C_APPEND) {
         tls_end(c);
         shutdown(c->fd, SHUT_WR);
@@ -459,7 +510,23 @@ void conn_settle(conn *c) {
     }
     overload_charge(c);
     conn_track_idle(c);
-    if (c->in_stalled && !c->close_after && c->out.len - c->out_off < OUT_HIGH && !overload_over(c)) loop_ready(c);
+    if (c->turn_ns) { /* its turn is over: it waits TURN_PACE times what the turn took, sending included */
+        uint64_t now = clock_mono_ns();
+        c->paced_ns = now + (now - c->turn_ns) * TURN_PACE;
+        c->turn_ns = 0;
+    }
+    if (c->in_stalled && !c->close_after && c->out.len - c->out_off < OUT_HIGH && !overload_over(c)) {
+        if (c->paced_ns > clock_mono_ns())
+            loop_pace(c);
+        else
+            loop_ready(c);
+    }
+}
+
+/* Its turn on the loop's ready list: requests already read run (a turn's worth). */
+void conn_resume(conn *c) {
+    if (c->in_stalled && !c->close_after && c->out.len - c->out_off < OUT_HIGH) process_input(c);
+    conn_settle(c);
 }
 
 /* ---- idle connections and shedding ---- */

@@ -165,17 +165,18 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* A listener a commit concerns: a waiting pull asks again, a live subscription sends on. */
+/* A listener a commit concerns. */
 static void wake_one(conn *c) {
-    if (c->state == C_WAIT) {
-        if (groups_try_pull(c, false)) {
-            conn_wait_over(c);
-            conn_settle(c);
-        }
-    } else if (c->state == C_SSE && c->sub->live) {
-        sse_pump(c);
-        conn_settle(c);
-    }
+    if (!c->park || !c->park->on_commit) return;
+    c->park->on_commit(c);
+    conn_settle(c);
+}
+
+/* A parked connection whose output drained, or whose turn came: it sends on. */
+static void drain_one(conn *c) {
+    if (!c->park || !c->park->on_drain || c->close_after) return;
+    conn_flush(c);
+    if (c->out.len == c->out_off) c->park->on_drain(c);
 }
 
 static void handle_wakeup(loop *l) {
@@ -248,9 +249,7 @@ static void sweep(loop *l) {
             c->close_after = true;
         } else if (c->state == C_WAIT) {
             /* Retries fall due and ack timeouts expire with no commit: ask again now and then. */
-            if (groups_try_pull(c, stopping || now >= c->deadline_ms)) {
-                conn_wait_over(c);
-            }
+            if (c->park && c->park->on_tick) c->park->on_tick(c, now, stopping || now >= c->deadline_ms);
         } else if (c->state == C_SSE) {
             if (stopping) {
                 c->close_after = true;
@@ -258,14 +257,9 @@ static void sweep(loop *l) {
                 c->out.len = c->out_off = 0; /* a subscriber that stopped reading; it resumes with Last-Event-ID */
                 c->close_after = true;
                 relaxed_add(&l->stalled_drops, 1);
-            } else if (c->sub->behind && !overload_over(c)) {
-                sse_pump(c); /* held back by the memory budget, which has room again */
-            } else if (now - c->sub->beat_ms >= s->cfg.heartbeat_ms)
-                sse_heartbeat(c);
-            else if (c->sub->group[0])
-                sse_pump(c); /* retries fall due without a commit */
-            else if (!c->sub->live && c->out.len == c->out_off)
-                sse_pump(c);
+            } else if (c->park && c->park->on_tick) {
+                c->park->on_tick(c, now, false);
+            }
         } else if (c->state == C_HEAD && stopping && c->out.len == c->out_off) {
             c->close_after = true; /* between requests (a partial head is not one yet) */
         } else if (c->state == C_HEAD && !c->spoke) {
@@ -292,7 +286,7 @@ static void *loop_main(void *arg) {
     server *s = l->srv;
     struct epoll_event evs[128];
     bool listening = true;
-    uint64_t last_sweep = server_now_ms();
+    uint64_t last_sweep = server_now_ms(), paced_ns = UINT64_MAX;
     for (;;) {
         if (atomic_load(&s->stopping)) {
             if (listening) {
@@ -305,7 +299,9 @@ static void *loop_main(void *arg) {
                 break;
             }
         }
-        int n = epoll_wait(l->ep, evs, ARRAY_LEN(evs), l->ready ? 0 : 100);
+        uint64_t wait_ns = l->ready ? 0 : paced_ns < 100000000u ? paced_ns : 100000000u;
+        struct timespec wait = {.tv_sec = 0, .tv_nsec = (long)wait_ns};
+        int n = epoll_pwait2(l->ep, evs, ARRAY_LEN(evs), &wait, NULL);
         bool accept = false;
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
@@ -316,14 +312,12 @@ static void *loop_main(void *arg) {
             } else {
                 conn *c = p;
                 if (c->fd < 0) continue;
+                if (evs[i].events & EPOLLOUT) c->wblocked = false;
                 if ((evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
                     (c->tls_want & TLS_READ_WANTS_OUT))
                     conn_readable(c);
                 if (c->fd < 0) continue; /* closed with its append in flight */
-                if (c->state == C_SSE && !c->sub->live && !c->close_after) {
-                    conn_flush(c);
-                    if (c->out.len == c->out_off) sse_pump(c);
-                }
+                drain_one(c);
                 conn_settle(c);
             }
         }
@@ -339,14 +333,11 @@ static void *loop_main(void *arg) {
             ready = c->ready_next;
             c->in_ready = false;
             if (c->fd < 0 || c->close_after) continue;
-            if (c->state == C_SSE) {
-                if (c->sub->live) continue;
-                conn_flush(c);
-                if (c->out.len == c->out_off) sse_pump(c);
-            }
-            conn_settle(c);
+            drain_one(c);
+            conn_resume(c);
         }
-        loop_shed(l); /* over the memory budget: the largest unsent output goes first */
+        paced_ns = loop_run_paced(l); /* pipelining connections whose next turn has come */
+        loop_shed(l);                 /* over the memory budget: the largest unsent output goes first */
         uint64_t now = server_now_ms();
         if (l->accept_paused_until_ms && now >= l->accept_paused_until_ms && listening) {
             struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
@@ -496,7 +487,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     if (!c->body_timeout_ms) c->body_timeout_ms = 30000;
     if (!c->idle_timeout_ms) c->idle_timeout_ms = 120000;
     if (!c->heartbeat_ms) c->heartbeat_ms = 15000;
-    if (!c->sub_buffer) c->sub_buffer = 4u << 20;
+    if (!c->sub_buffer) c->sub_buffer = 256u << 10;
     if (!c->max_connections) c->max_connections = 10000;
     if (!c->max_groups) c->max_groups = 1000;
     if (!c->max_projections) c->max_projections = 100;

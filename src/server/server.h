@@ -23,14 +23,14 @@
 #include <sys/types.h>
 
 typedef struct server_config {
-    const char *listen;          /* HOST:PORT; port 0 picks a free one */
-    int loops;                   /* event-loop threads; 0 = one per CPU (at most 8) */
-    size_t max_body;             /* bytes of a request body; 0 = 1 MiB */
-    uint32_t header_timeout_ms;  /* a request head must arrive within this; 0 = 10 s */
-    uint32_t body_timeout_ms;    /* and its body within this after the head; 0 = 30 s */
-    uint32_t idle_timeout_ms;    /* an idle keep-alive connection is closed after; 0 = 120 s */
-    uint32_t heartbeat_ms;       /* SSE heartbeat comment interval; 0 = 15 s */
-    size_t sub_buffer;           /* unsent bytes a live subscriber may hold; 0 = 4 MiB */
+    const char *listen;         /* HOST:PORT; port 0 picks a free one */
+    int loops;                  /* event-loop threads; 0 = one per CPU (at most 8) */
+    size_t max_body;            /* bytes of a request body; 0 = 1 MiB */
+    uint32_t header_timeout_ms; /* a request head must arrive within this; 0 = 10 s */
+    uint32_t body_timeout_ms;   /* and its body within this after the head; 0 = 30 s */
+    uint32_t idle_timeout_ms;   /* an idle keep-alive connection is closed after; 0 = 120 s */
+    uint32_t heartbeat_ms;      /* SSE heartbeat comment interval; 0 = 15 s */
+    size_t sub_buffer; /* unsent bytes a live subscriber may hold before it catches up from the log; 0 = 256 KiB */
     uint32_t max_connections;    /* per server; 0 = 10000 */
     uint32_t max_per_address;    /* connections from one client address; 0 = max_connections / 4 */
     uint64_t max_memory;         /* bytes of bodies, unsent answers and subscriber buffers; 0 = RAM / 4, <= 4 GiB */
@@ -78,6 +78,7 @@ typedef void (*job_fn)(conn *c);
 typedef struct sub {
     bool all;                   /* /all, or one stream */
     bool live;                  /* caught up: woken by commits */
+    bool announced;             /* the "caught-up" event was sent */
     bool behind;                /* live, but held back by the memory budget: the sweep pumps it again */
     bool system;                /* /all: include system streams */
     buf_t stream;               /* the stream name (NUL-terminated) */
@@ -101,6 +102,24 @@ typedef struct request {
 
 enum { C_HEAD, C_BODY, C_APPEND, C_SSE, C_WAIT };
 
+/*
+ * A connection parked on its loop (a subscription, a push member, a long-polling pull) is
+ * driven by its owner's callbacks, as Redis's blocked.c keeps key -> waiting clients: the loop
+ * knows whom a commit concerns (loop_listen's key) and when, never what they do.
+ *   on_commit  a commit it listens for was made (the loop settles c after);
+ *   on_tick    the sweep, every 100 ms, unless the loop cut c off (stalled, revoked, stopping):
+ *              heartbeats, retries that fall due, a long poll's end (final: answer now);
+ *   on_drain   its unsent output drained, or its turn on the ready list came (catching up);
+ *   on_close   the connection ends: give back what it holds.
+ * Any may be NULL.
+ */
+typedef struct park_ops {
+    void (*on_commit)(conn *c);
+    void (*on_tick)(conn *c, uint64_t now_ms, bool final);
+    void (*on_drain)(conn *c);
+    void (*on_close)(conn *c);
+} park_ops;
+
 struct conn {
     int fd;
     int state;
@@ -111,26 +130,32 @@ struct conn {
     conn *closed_next; /* the loop's connections closed this turn (loop->closed) */
     bool released;     /* on that list: freed at the end of the turn */
     bool in_ready;
+    bool in_paced;
+    conn *paced_next;  /* the loop's pipelining connections waiting for their next turn */
+    uint64_t paced_ns; /* when that is (clock_mono_ns) */
+    uint64_t turn_ns;  /* when the turn that used up TURN_REQUESTS began; 0: none is over */
     buf_t in;
     size_t in_off;
     buf_t out;
     size_t out_off;
-    bool close_after;       /* close once the output is sent */
-    bool eof;               /* the peer sent FIN or reset */
-    bool dead;              /* closed while its append was in flight; freed on the callback */
-    uint32_t mask;          /* epoll events registered */
-    uint64_t deadline_ms;   /* 0 = none; for C_WAIT, when the long poll answers empty */
-    uint64_t last_io_ms;    /* last byte in or out */
-    uint64_t sent_ms;       /* last byte out, or last time nothing was owed: a reader that stalls */
-    bool spoke;             /* the peer sent a byte: until then the header timeout applies */
-    bool in_stalled;        /* requests read but not run (answers piled up, or memory): conn_settle goes on */
-    size_t charged;         /* bytes this connection counts in the memory budget (overload.c) */
-    size_t reserved;        /* of them, held for a body being received */
+    bool close_after;     /* close once the output is sent */
+    bool eof;             /* the peer sent FIN or reset */
+    bool dead;            /* closed while its append was in flight; freed on the callback */
+    uint32_t mask;        /* epoll events registered */
+    uint64_t deadline_ms; /* 0 = none; for C_WAIT, when the long poll answers empty */
+    uint64_t last_io_ms;  /* last byte in or out */
+    uint64_t sent_ms;     /* last byte out, or last time nothing was owed: a reader that stalls */
+    bool spoke;           /* the peer sent a byte: until then the header timeout applies */
+    bool wblocked;        /* the socket took no more (EAGAIN): no send until EPOLLOUT says it will */
+    bool in_stalled; /* requests read but not run (answers piled up, memory, or its turn is over): on the ready list */
+    size_t charged;  /* bytes this connection counts in the memory budget (overload.c) */
+    size_t reserved; /* of them, held for a body being received */
     unsigned char addr[16]; /* the peer's address (IPv4 mapped), for the per-address count */
     conn *iprev, *inext;    /* the loop's idle connections, oldest first, while idle */
     bool idle;
     request *req;
     sub *sub;
+    const park_ops *park; /* while parked: its owner's callbacks */
     /* set by the append callback on the writer thread, read by the loop after done */
     int ar_rc;
     factum_append_result_t ar_res;
@@ -179,6 +204,7 @@ struct loop {
     conn *done;                /* appends the writer finished */
     size_t pending;            /* appends submitted and not yet called back */
     conn *ready;               /* catching-up subscriptions that used their turn and want another */
+    conn *paced;               /* pipelining connections that used their turn, until paced_ns */
     conn *closed;              /* closed this turn, freed at its end (loop_free_closed) */
     _Atomic uint64_t head;     /* latest durable head the commit hook saw */
     uint64_t seen;             /* head up to which live subscribers were pumped */
@@ -207,7 +233,7 @@ struct loop {
     _Atomic uint64_t requests[6]; /* by status class 1xx..5xx (index 1..5) */
     _Atomic uint64_t status[600];
     _Atomic uint64_t lat[SERVER_HIST], lat_sum_us;
-    _Atomic uint64_t accepted, slow_drops, stalled_drops, memory_drops;
+    _Atomic uint64_t accepted, sub_fallbacks, stalled_drops, memory_drops;
     conn *idle_first, *idle_last;    /* idle connections, oldest first: near the cap they make room */
     uint64_t accept_paused_until_ms; /* out of descriptors: not accepting until then (0 = accepting) */
     bool short_of_memory;            /* a subscriber was held back by the memory budget: loop_shed makes room */
@@ -260,6 +286,10 @@ void loop_wake(loop *l);
    sends what is queued and closes a connection that is over. */
 void conn_readable(conn *c);
 void conn_settle(conn *c);
+void conn_resume(conn *c); /* on the ready list: run buffered requests (a turn's worth), then settle */
+/* conn.c: the paced connections whose turn has come run; returns the nanoseconds until the next
+   one's (UINT64_MAX: none waits). */
+uint64_t loop_run_paced(loop *l);
 /* conn.c: the loop's idle connections (between requests, nothing owed, or silent since accept):
    conn_track_idle keeps c's place right after any event; loop_evict_idle closes the oldest (false
    if there is none). Called outside the loop's walk of events, since it frees a connection. */
@@ -346,14 +376,13 @@ int render_event(buf_t *b, const factum_event_t *e);
    first event at or past `until` (temporal reads; UINT64_MAX: none); returns how many. */
 size_t render_events(loop *l, const factum_result_t *res, uint64_t until);
 
-/* api_groups.c: pulls again for a waiting connection; true when it answered (final: answer even if empty). */
-bool groups_try_pull(conn *c, bool final);
 /* Renders a group's deliveries: elements of a JSON array (pull; a newline before each, a comma
    between) or SSE messages (push). */
 struct groups_batch;
 void groups_render_deliveries(buf_t *out, const struct groups_batch *b, bool sse);
-/* Parks c (a long poll) for up to ms; commits and the sweep call groups_try_pull again. */
-void server_wait(conn *c, uint64_t ms);
+/* Parks c (a long poll) for up to ms, woken by every commit and the sweep through ops; the
+   owner calls conn_wait_over once it answered. */
+void server_wait(conn *c, uint64_t ms, const park_ops *ops);
 
 /* api_admin.c: the scavenger thread. */
 int scavenger_open(factum_t *db, uint64_t every_s, scavenger_t **out, factum_error_t *err);
@@ -449,18 +478,13 @@ void tls_end(conn *c);
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */
 void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from);
-/* Reads and sends what the subscription may take now; live ones up to the head. */
-void sse_pump(conn *c);
-void sse_heartbeat(conn *c);
 /* Starts push delivery of a consumer group on c. */
 void sse_start_group(conn *c, const char *group, uint32_t max_in_flight);
 /* Asks the loop to pump c again after the other connections had their turn. */
 void loop_ready(conn *c);
-/* Whether a commit touching the streams of `hashes` (sorted; NULL = unknown) concerns s. */
 /* server.c: c listens to commits: key 0 wakes it on every commit, a stream key on commits that
    touched that stream. loop_unlisten takes it off (no-op if it was not on). */
 void loop_listen(conn *c, uint64_t key);
 void loop_unlisten(conn *c);
-void sub_free(sub *s);
 
 #endif

@@ -3,9 +3,11 @@
  * its stream, or next position of $all) and nothing else: catching up and staying live are the
  * same loop — read from the cursor up to the durable head, send, move the cursor — so there is
  * no gap and no duplicate at the switch. While catching up, reading is paced by the socket
- * (never more than SSE_LOW bytes queued). Once caught up ("caught-up" event), a commit wakes
- * the loop and live subscribers are pumped; one that lets more than cfg.sub_buffer bytes pile
- * up is disconnected and resumes with Last-Event-ID.
+ * (never more than SSE_LOW bytes queued). Once caught up ("caught-up" event, sent once), a
+ * commit wakes the loop and live subscribers are pumped; one that lets more than
+ * cfg.sub_buffer bytes pile up falls back to catching up: commits no longer wake it, and it
+ * reads on from the log at its socket's pace, so a subscriber that reads slowly or not at all
+ * costs neither memory nor work on every commit (the stalled rule cuts one that takes nothing).
  */
 #include "server.h"
 
@@ -19,7 +21,10 @@
 #define SSE_CHUNK_BYTES (1u << 20) /* ... and bytes queued per read, whatever the events weigh */
 #define SSE_ROUNDS 32              /* catch-up rounds per turn before letting other connections run */
 
-void sub_free(sub *s) {
+static void sse_pump(conn *c);
+static const park_ops sse_park;
+
+static void sub_free(sub *s) {
     if (!s) return;
     buf_free(&s->stream);
     buf_free(&s->type);
@@ -40,6 +45,7 @@ static const char sse_head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stre
 /* Makes c a subscription: the response head, then what there is to send now. */
 static void begin(conn *c, sub *s) {
     c->sub = s;
+    c->park = &sse_park;
     c->state = C_SSE;
     c->deadline_ms = 0;
     atomic_fetch_add(&c->l->nsubs, 1);
@@ -202,16 +208,20 @@ fail:
 
 static void caught_up(conn *c) {
     sub *s = c->sub;
+    s->live = true;
+    loop_listen(c, s->all ? 0 : s->stream_key);
+    if (s->announced) return; /* back from a fallback: the client was told once */
+    s->announced = true;
     char msg[128];
     int n =
         s->all
             ? snprintf(msg, sizeof msg, "event: caught-up\ndata: {\"position\":%llu}\n\n", (unsigned long long)s->next)
             : snprintf(msg, sizeof msg, "event: caught-up\ndata: {\"revision\":%lld}\n\n", (long long)s->next - 1);
     conn_send(c, msg, (size_t)n);
-    s->live = true;
 }
 
-void sse_pump(conn *c) {
+/* Reads and sends what the subscription may take now; live ones up to the head. */
+static void sse_pump(conn *c) {
     sub *s = c->sub;
     if (c->close_after) return;
     if (s->group[0]) {
@@ -239,10 +249,11 @@ void sse_pump(conn *c) {
             if (c->out.len - c->out_off > c->l->srv->cfg.sub_buffer) break;
         if (s->behind) c->l->short_of_memory = true;
         if (c->out.len - c->out_off > c->l->srv->cfg.sub_buffer) {
-            /* Too slow: cut it off rather than hold memory without bound. */
-            c->out.len = c->out_off = 0;
-            c->close_after = true;
-            atomic_fetch_add_explicit(&c->l->slow_drops, 1, memory_order_relaxed);
+            /* Too slow to be fed by commits: it catches up from the log as its socket drains
+               (EPOLLOUT brings it back), instead of holding memory or taking work per commit. */
+            s->live = false;
+            loop_unlisten(c);
+            atomic_fetch_add_explicit(&c->l->sub_fallbacks, 1, memory_order_relaxed);
         }
         return;
     }
@@ -266,7 +277,39 @@ void sse_pump(conn *c) {
     loop_ready(c);
 }
 
-void sse_heartbeat(conn *c) {
-    conn_send(c, ": heartbeat\n\n", 13);
-    c->sub->beat_ms = server_now_ms();
+/* ---- the loop's callbacks (park_ops) ---- */
+
+static void on_commit(conn *c) {
+    if (c->sub->live) sse_pump(c);
 }
+
+static void on_tick(conn *c, uint64_t now_ms, bool final) {
+    (void) final;
+    sub *s = c->sub;
+    if (s->behind && !overload_over(c)) {
+        sse_pump(c); /* held back by the memory budget, which has room again */
+    } else if (now_ms - s->beat_ms >= c->l->srv->cfg.heartbeat_ms) {
+        conn_send(c, ": heartbeat\n\n", 13);
+        s->beat_ms = now_ms;
+    } else if (s->group[0]) {
+        sse_pump(c); /* retries fall due without a commit */
+    } else if (!s->live && c->out.len == c->out_off) {
+        sse_pump(c);
+    }
+}
+
+/* Catching up goes on as the socket takes what was queued. */
+static void on_drain(conn *c) {
+    if (!c->sub->live) sse_pump(c);
+}
+
+static void on_close(conn *c) {
+    sub *s = c->sub;
+    if (s->group[0]) groups_release_member(c->l->srv->groups, s->group, (uint64_t)(uintptr_t)c);
+    sub_free(s);
+    c->sub = NULL;
+    atomic_fetch_sub(&c->l->nsubs, 1);
+}
+
+static const park_ops sse_park = {
+    .on_commit = on_commit, .on_tick = on_tick, .on_drain = on_drain, .on_close = on_close};
