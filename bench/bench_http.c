@@ -445,6 +445,142 @@ static void snapshot_bench(void) {
     hconn_free(c);
 }
 
+/* ---- fan-out: 1,000 live subscribers while 16 clients append (issue 15) ---- */
+
+#define FAN_SUBS 1000
+#define FAN_CLIENTS 16
+#define FAN_RATE 1000 /* events/s from all the clients together: 1,000,000 deliveries/s */
+#define FAN_N 20000   /* positions followed */
+static uint64_t fan_base, *fan_sent, *fan_acked, *fan_recv; /* fan_recv: [FAN_SUBS][FAN_N] */
+static int fan_fds[FAN_SUBS];
+static _Atomic bool fan_stop, fan_appending;
+
+static void *fan_reader(void *arg) {
+    int half = (int)(intptr_t)arg, from = half * FAN_SUBS / 2, to = from + FAN_SUBS / 2, ep = epoll_create1(0);
+    static char bufs[FAN_SUBS][8192];
+    static size_t carry[FAN_SUBS];
+    for (int i = from; i < to; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fan_fds[i], &ev);
+    }
+    struct epoll_event evs[256];
+    while (!fan_stop) {
+        int n = epoll_wait(ep, evs, 256, 100);
+        uint64_t t = now_ns();
+        for (int k = 0; k < n; k++) {
+            int i = (int)evs[k].data.u32;
+            ssize_t r = recv(fan_fds[i], bufs[i] + carry[i], sizeof bufs[i] - 1 - carry[i], 0);
+            if (r <= 0) continue;
+            size_t len = carry[i] + (size_t)r;
+            bufs[i][len] = 0;
+            char *p = bufs[i];
+            for (char *q; (q = strstr(p, "\nid: ")) != NULL; p = q + 5) {
+                if (!strchr(q + 5, '\n')) break;
+                uint64_t pos = strtoull(q + 5, NULL, 10) - fan_base;
+                if (pos < FAN_N && !fan_recv[(size_t)i * FAN_N + pos]) fan_recv[(size_t)i * FAN_N + pos] = t;
+            }
+            carry[i] = MIN_TAIL(bufs[i] + len - p);
+            memmove(bufs[i], bufs[i] + len - carry[i], carry[i]);
+        }
+    }
+    close(ep);
+    return NULL;
+}
+
+/* Each client appends one event every FAN_CLIENTS/FAN_RATE seconds, and notes when. */
+static void *fan_appender(void *arg) {
+    int id = (int)(intptr_t)arg;
+    hconn *c = hconn_new(1 << 16);
+    char req[1024], body[300];
+    size_t bl = event_json(body, sizeof body, id);
+    int hl = snprintf(req, sizeof req,
+                      "POST /streams/fan-%d HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n%s",
+                      id, bl, body);
+    uint64_t period = 1000000000ull * FAN_CLIENTS / FAN_RATE, next = now_ns() + period * (uint64_t)id / FAN_CLIENTS;
+    while (fan_appending) {
+        uint64_t t = now_ns();
+        if (t < next) {
+            usleep((useconds_t)((next - t) / 1000));
+            continue;
+        }
+        next += period;
+        const char *rb;
+        uint64_t sent = now_ns();
+        if (roundtrip(c, req, (size_t)hl, &rb) != 201) die("a fan-out append failed");
+        uint64_t acked = now_ns();
+        const char *pp = strstr(rb, "\"position\":");
+        uint64_t pos = pp ? strtoull(pp + 11, NULL, 10) - fan_base : FAN_N;
+        if (pos < FAN_N) fan_sent[pos] = sent, fan_acked[pos] = acked;
+    }
+    hconn_free(c);
+    return NULL;
+}
+
+/* utime + stime of a process, in microseconds. */
+static uint64_t cpu_us(int pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (p) sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st);
+    return (ut + st) * 1000000ull / (uint64_t)sysconf(_SC_CLK_TCK);
+}
+
+static void fanout(int pid) {
+    fan_sent = calloc(FAN_N, sizeof *fan_sent), fan_acked = calloc(FAN_N, sizeof *fan_acked);
+    fan_recv = calloc((size_t)FAN_SUBS * FAN_N, sizeof *fan_recv);
+    for (int i = 0; i < FAN_SUBS; i++) {
+        fan_fds[i] = dial();
+        sse_subscribe(fan_fds[i], "/all?from=end");
+    }
+    usleep(500000);
+    fan_base = head_position();
+    pthread_t rd[2], ap[FAN_CLIENTS];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&rd[i], NULL, fan_reader, (void *)(intptr_t)i);
+    uint64_t cpu0 = pid ? cpu_us(pid) : 0;
+    fan_appending = true;
+    for (int i = 0; i < FAN_CLIENTS; i++)
+        pthread_create(&ap[i], NULL, fan_appender, (void *)(intptr_t)i);
+    usleep((useconds_t)(seconds * 1e6));
+    fan_appending = false; /* the readers take what is still on its way */
+    for (int i = 0; i < FAN_CLIENTS; i++)
+        pthread_join(ap[i], NULL);
+    usleep(500000);
+    uint64_t cpu = pid ? cpu_us(pid) - cpu0 : 0;
+    fan_stop = true;
+    for (int i = 0; i < 2; i++)
+        pthread_join(rd[i], NULL);
+    size_t events = 0, got = 0, missing = 0;
+    uint64_t *ack = malloc(FAN_N * sizeof *ack), *deliver = malloc((size_t)FAN_SUBS * FAN_N * sizeof *deliver);
+    for (size_t e = 0; e < FAN_N; e++) {
+        if (!fan_sent[e]) continue;
+        ack[events++] = fan_acked[e] - fan_sent[e];
+        for (int i = 0; i < FAN_SUBS; i++) {
+            uint64_t t = fan_recv[(size_t)i * FAN_N + e];
+            if (t)
+                deliver[got++] = t - fan_sent[e];
+            else
+                missing++;
+        }
+    }
+    double a99 = pct(ack, events, 0.99), d99 = pct(deliver, got, 0.99);
+    printf("  %d live subscribers of /all, %d clients appending %d events/s in all: %zu events, %zu deliveries (%zu "
+           "missing)\n",
+           FAN_SUBS, FAN_CLIENTS, FAN_RATE, events, got, missing);
+    printf("    append p50 %.3f ms p99 %.3f ms; append -> delivered p50 %.3f ms p99 %.3f ms (target p99 <= %.3f ms); "
+           "server CPU %.2f us per delivered event\n",
+           pct(ack, events, 0.5), a99, pct(deliver, got, 0.5), d99, a99 + 1, got ? (double)cpu / (double)got : 0);
+    for (int i = 0; i < FAN_SUBS; i++)
+        close(fan_fds[i]);
+    free(ack), free(deliver), free(fan_sent), free(fan_acked), free(fan_recv);
+}
+
 /* ---- memory of idle connections ---- */
 
 static long rss_kb(int pid) {
@@ -632,7 +768,7 @@ int main(int argc, char **argv) {
     int pid = 0, key_port = 0, tls_port = 0;
     const char *token = NULL, *tls_token = NULL;
     uint64_t catchup = 1000000;
-    bool only_noisy = false;
+    bool only_noisy = false, only_fanout = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--port"))
             port = atoi(argv[i + 1]);
@@ -654,15 +790,18 @@ int main(int argc, char **argv) {
             token = argv[i + 1];
         else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "noisy"))
             only_noisy = true;
+        else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "fanout"))
+            only_fanout = true;
         else
             die("usage: bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] "
-                "[--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy]");
+                "[--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy|fanout]");
     }
     if (!port) die("--port is required");
     int plain_port = port;
     memset(pad, 'x', 155); /* 200 bytes of JSON per event */
-    if (only_noisy) {
-        noisy_neighbour();
+    if (only_noisy || only_fanout) {
+        if (only_noisy) noisy_neighbour();
+        if (only_fanout) fanout(pid);
         return 0;
     }
     if (pid) idle_memory(pid); /* first, on a fresh server */
@@ -719,6 +858,7 @@ int main(int argc, char **argv) {
     double rate = sse_catchup(catchup);
     printf("  SSE catch-up of %llu events: %.0f events/s   (target >= 500,000)\n", (unsigned long long)catchup, rate);
     latency();
+    fanout(pid);
     idle_commit_path(9800); /* with the 116 others, within the default --max-connections 10000 */
     noisy_neighbour();
     timers_bench();
