@@ -5,9 +5,10 @@
  * over TLS with the CA; pipelined requests that arrive in one read all answered (what OpenSSL
  * holds decrypted is not seen by epoll); no answer without the CA, over TLS 1.1, or in plain
  * HTTP; megabyte bodies and a long catch-up whole (writes the socket cannot take at once); a
- * certificate reloaded on SIGHUP while an SSE subscriber stays connected and still gets events; half-given
- * or unusable TLS options refused before anything is made; a connection that never finishes its
- * handshake (silent, or half a ClientHello) closed by the header timeout while others are served.
+ * certificate reloaded on SIGHUP while an SSE subscriber stays connected and still gets events;
+ * half-given or unusable TLS options refused before anything is made; a connection that never
+ * finishes its handshake (silent, or half a ClientHello) closed by the header timeout while
+ * others are served.
  */
 #include "test_server.h"
 
