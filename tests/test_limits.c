@@ -21,19 +21,8 @@
 #define GROUP "{\"source\":{\"stream\":\"acct-1\"},\"start\":\"earliest\"}"
 #define SCHEDULE "{\"delay_ms\":3600000,\"stream\":\"later\",\"event\":{\"type\":\"Due\",\"data\":{}}}"
 
-/* A sample of /metrics (`line` is its name and labels); -1 if there is none. */
-static double metric(int port, const char *line) {
-    char *m = http_body(port, "GET", "/metrics", NULL, NULL, 200);
-    char want[200];
-    snprintf(want, sizeof want, "\n%s ", line);
-    const char *at = strstr(m, want);
-    double v = at ? strtod(at + strlen(want), NULL) : -1;
-    free(m);
-    return v;
-}
-
 /* The log's head: nothing at all was written while it stays. */
-static uint64_t head(int port) { return (uint64_t)metric(port, "factum_head_position"); }
+static uint64_t head(int port) { return (uint64_t)srv_metric(port, "factum_head_position"); }
 
 /* How many events system stream `enc` (percent-encoded) holds. */
 static int events_in(int port, const char *enc) {
@@ -77,9 +66,9 @@ TEST(each_definition_limit_takes_up_to_it_and_refuses_one_past_it_writing_nothin
         }
         char line[100];
         snprintf(line, sizeof line, "factum_definitions{kind=\"%s\"}", kd->metric);
-        CHECK_MSG(metric(s.port, line) == 2, "%s", line);
+        CHECK_MSG(srv_metric(s.port, line) == 2, "%s", line);
         snprintf(line, sizeof line, "factum_definitions_max{kind=\"%s\"}", kd->metric);
-        CHECK_MSG(metric(s.port, line) == 2, "%s", line);
+        CHECK_MSG(srv_metric(s.port, line) == 2, "%s", line);
         uint64_t h = head(s.port);
         int n = events_in(s.port, kd->stream);
         CHECK_MSG(define(s.port, kd, 2, &r) == 409, "%s one past: %d %s", kd->flag, r.status, r.body);

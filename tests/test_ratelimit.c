@@ -228,17 +228,6 @@ static void append_when_room(int port, const char *token, const char *stream, co
     CHECK_MSG(false, "the key was still refused after 20 s");
 }
 
-/* A sample of /metrics (line: its name and labels); -1 if there is none. */
-static double metric(int port, const char *line) {
-    char *m = http_body(port, "GET", "/metrics", NULL, NULL, 200);
-    char want[200];
-    snprintf(want, sizeof want, "\n%s ", line);
-    const char *at = strstr(m, want);
-    double v = at ? strtod(at + strlen(want), NULL) : -1;
-    free(m);
-    return v;
-}
-
 TEST(a_key_past_its_appends_per_second_gets_429_and_writes_nothing_while_other_keys_go_on) {
     srv s = srv_start(test_dir(), "--loops 2");
     char *admin = make_key(s.port, NULL, "{\"role\":\"admin\"}");
@@ -271,8 +260,8 @@ TEST(a_key_past_its_appends_per_second_gets_429_and_writes_nothing_while_other_k
     CHECK_EQ(events_in(s.port, admin, "s-u"), 50);
     /* Given time, a writes again. */
     append_when_room(s.port, a, "s-a", one);
-    CHECK(metric(s.port, "factum_rate_limited_total{limit=\"appends\"}") >= 2);
-    CHECK_EQ(metric(s.port, "factum_rate_limited_total{limit=\"bytes\"}"), 0);
+    CHECK(srv_metric(s.port, "factum_rate_limited_total{limit=\"appends\"}") >= 2);
+    CHECK_EQ(srv_metric(s.port, "factum_rate_limited_total{limit=\"bytes\"}"), 0);
     free(five), free(fifty), free(six);
     free(admin), free(a), free(b), free(u);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
@@ -308,7 +297,7 @@ TEST(a_key_past_its_bytes_per_second_gets_429_and_a_body_past_one_second_worth_4
     expect_status(s.port, "PUT", "/streams/s-k/snapshot", as(k, hdr, sizeof hdr), snap.ptr, 413, "over-key-rate-limit");
     expect_status(s.port, "GET", "/streams/s-k/snapshot", as(k, hdr, sizeof hdr), NULL, 404, NULL);
     append_when_room(s.port, k, "s-k", quarter);
-    CHECK(metric(s.port, "factum_rate_limited_total{limit=\"bytes\"}") >= 3);
+    CHECK(srv_metric(s.port, "factum_rate_limited_total{limit=\"bytes\"}") >= 3);
     buf_free(&big), buf_free(&snap);
     free(quarter), free(admin), free(k);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
@@ -316,8 +305,8 @@ TEST(a_key_past_its_bytes_per_second_gets_429_and_a_body_past_one_second_worth_4
 
 TEST(the_server_default_applies_to_keys_that_set_no_limit_and_a_key_own_limit_overrides_it) {
     srv s = srv_start(test_dir(), "--loops 2 --key-max-appends-per-second 3 --key-max-bytes-per-second 4000");
-    CHECK_EQ(metric(s.port, "factum_key_rate_limit_default{limit=\"appends\"}"), 3);
-    CHECK_EQ(metric(s.port, "factum_key_rate_limit_default{limit=\"bytes\"}"), 4000);
+    CHECK_EQ(srv_metric(s.port, "factum_key_rate_limit_default{limit=\"appends\"}"), 3);
+    CHECK_EQ(srv_metric(s.port, "factum_key_rate_limit_default{limit=\"bytes\"}"), 4000);
     char *ten = batch(10, 1), *four = batch(4, 1), *three = batch(3, 1), *wide = batch(1, 4000);
     resp r;
     /* Without keys there is nobody to limit. */
