@@ -254,6 +254,16 @@ bool http_wait_body(int port, const char *path, const char *want, int limit_s) {
     return false;
 }
 
+double srv_metric(int port, const char *line) {
+    char *m = http_body(port, "GET", "/metrics", NULL, NULL, 200);
+    char want[200];
+    snprintf(want, sizeof want, "\n%s ", line);
+    const char *at = strstr(m, want);
+    double v = at ? strtod(at + strlen(want), NULL) : -1;
+    free(m);
+    return v;
+}
+
 uint64_t srv_scavenge(int port) {
     char *b = http_body(port, "GET", "/admin/scavenge", NULL, NULL, 200);
     const char *p = strstr(b, "\"runs\":");
@@ -306,12 +316,4 @@ void route_example(const char *pattern, char *out, size_t cap) {
             out[n++] = *q++;
         }
     out[n] = 0;
-}
-double srv_metric(int port, const char *name) {
-    char *m = http_body(port, "GET", "/metrics", NULL, NULL, 200), want[256];
-    snprintf(want, sizeof want, "\n%s ", name);
-    const char *at = strstr(m, want);
-    double v = at ? strtod(at + strlen(want), NULL) : -1;
-    free(m);
-    return v;
 }

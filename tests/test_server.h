@@ -55,8 +55,9 @@ void expect_status(int port, const char *method, const char *path, const char *h
 
 /* GET path until the answer is 200 with `want` in its body; true if it came within limit_s. */
 bool http_wait_body(int port, const char *path, const char *want, int limit_s);
-/* A sample of /metrics (`name` with its labels, if any); -1 when there is none. */
-double srv_metric(int port, const char *name);
+/* A sample of GET /metrics (from loopback, without a key): `line` is its name and labels
+   ("factum_x{a=\"b\"}"); -1 if there is none. */
+double srv_metric(int port, const char *line);
 /* POST /admin/scavenge and wait until it has finished; returns its events_removed. */
 uint64_t srv_scavenge(int port);
 

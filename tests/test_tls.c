@@ -5,14 +5,16 @@
  * over TLS with the CA; pipelined requests that arrive in one read all answered (what OpenSSL
  * holds decrypted is not seen by epoll); no answer without the CA, over TLS 1.1, or in plain
  * HTTP; megabyte bodies and a long catch-up whole (writes the socket cannot take at once); a
- * certificate
- * reloaded on SIGHUP while an SSE subscriber stays connected and still gets events; half-given
- * or unusable TLS options refused before anything is made.
+ * certificate reloaded on SIGHUP while an SSE subscriber stays connected and still gets events;
+ * half-given or unusable TLS options refused before anything is made; a connection that never
+ * finishes its handshake (silent, or half a ClientHello) closed by the header timeout while
+ * others are served.
  */
 #include "test_server.h"
 
 #include "factum_client.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -72,11 +74,14 @@ static void make_pki(void) {
     sh("cp one.pem live.pem && cp one.key live.key");
 }
 
-static srv tls_start(const char *log) {
+/* The server on live.pem/live.key, with `more` options (NULL: none). */
+static srv tls_start_with(const char *log, const char *more) {
     char extra[1024];
-    snprintf(extra, sizeof extra, "--tls-cert %s/live.pem --tls-key %s/live.key", pki, pki);
+    snprintf(extra, sizeof extra, "--tls-cert %s/live.pem --tls-key %s/live.key %s", pki, pki, more ? more : "");
     return srv_start_log(data, extra, log);
 }
+
+static srv tls_start(const char *log) { return tls_start_with(log, NULL); }
 
 /* Whether the file `name` in the certificates' folder (or the path, when absolute) holds want. */
 static bool file_has(const char *name, const char *want) {
@@ -381,6 +386,37 @@ TEST(sighup_reloads_the_certificate_for_new_connections_while_an_sse_subscriber_
     waitpid(sub, NULL, 0);
     close(fd);
     buf_free(&seen);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* Whether the server closes fd (what it sends before, such as an alert, is read and dropped):
+   true at the end of the stream or a reset, false when nothing came for the receive timeout (10 s). */
+static bool closed_by_server(int fd) {
+    char junk[4096];
+    ssize_t n;
+    while ((n = recv(fd, junk, sizeof junk, 0)) > 0)
+        ;
+    return n == 0 || errno == ECONNRESET;
+}
+
+/* A connection that never finishes its handshake holds a place like any other: the header
+   timeout closes it, whether it sent nothing or half a ClientHello, while other clients are
+   served. */
+TEST(a_tls_connection_that_sends_nothing_or_half_a_client_hello_is_closed_after_the_header_timeout) {
+    make_pki();
+    srv s = tls_start_with(NULL, "--header-timeout 300");
+    int silent = http_connect(s.port), half = http_connect(s.port);
+    /* A TLS record header announcing 512 bytes of handshake, a ClientHello's first bytes, then no more. */
+    static const char hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x00\x01\x02\x03";
+    http_send(half, hello, sizeof hello - 1);
+    char out[8192];
+    CHECK_EQ(run(out, sizeof out, "curl -sS --cacert ca.pem https://127.0.0.1:%d/health", s.port), 0);
+    CHECK_MSG(strstr(out, "\"status\":\"ok\""), "%s", out);
+    CHECK_MSG(closed_by_server(silent), "a silent connection was not closed: %s", strerror(errno));
+    CHECK_MSG(closed_by_server(half), "half a ClientHello was not closed: %s", strerror(errno));
+    close(silent);
+    close(half);
+    CHECK_EQ(run(out, sizeof out, "curl -sS --cacert ca.pem https://127.0.0.1:%d/health", s.port), 0);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 

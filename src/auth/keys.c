@@ -4,7 +4,9 @@
  * rebuilt at open by replaying $keys through key_apply, the same function a create or a revoke
  * applies its record with. A token is hashed once per check (SHA-256, OpenSSL's libcrypto) and
  * compared with CRYPTO_memcmp; the permission check that follows is a table lookup and a
- * pattern match. Randomness comes from RAND_bytes.
+ * pattern match. Randomness comes from RAND_bytes. A key's rate-limit bucket (rate.c) is
+ * allocated apart from the array, so that a request holding it keeps it while the array grows;
+ * it lives until the table is closed, as the key's slot does.
  */
 #include "keys.h"
 
@@ -26,7 +28,8 @@ struct auth_keys {
     auth_key *keys;
     size_t n, cap;
     _Atomic uint64_t gen;
-    _Atomic uint32_t live; /* keys not revoked */
+    _Atomic uint32_t live;                 /* keys not revoked */
+    _Atomic uint64_t refused[AUTH_LIMITS]; /* requests refused by a rate limit, by limit */
 };
 
 /* ---- names ---- */
@@ -111,14 +114,31 @@ static int text_list(factum_str_t arr, char (*out)[AUTH_MAX_TEXT], int *n, const
     return r < 0 ? err_set(err, FACTUM_EINVAL, "'%s' must be a list", what) : 0;
 }
 
+/* A rate limit of the key (member auth_limit_member(l)) into *out, left alone when absent. */
+static int limit_member(factum_str_t json, auth_limit l, int64_t *out, factum_error_t *err) {
+    factum_str_t v;
+    int kind;
+    uint64_t n;
+    if (!json_member(json, auth_limit_member(l), &v, &kind)) return 0;
+    if (kind != JSON_NUMBER || !str_u64(v, &n) || n > (uint64_t)auth_limit_max(l))
+        return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number from 0 (no limit) to %lld",
+                       auth_limit_member(l), (long long)auth_limit_max(l));
+    *out = (int64_t)n;
+    return 0;
+}
+
 int auth_spec_parse(factum_str_t json, int64_t now_us, auth_spec *out, factum_error_t *err) {
-    static const char *const members[] = {"role", "streams", "groups", "expires", "name", NULL};
+    static const char *const members[] = {
+        "role", "streams", "groups", "expires", "name", "max_appends_per_second", "max_bytes_per_second", NULL};
     memset(out, 0, sizeof *out);
+    for (int l = 0; l < AUTH_LIMITS; l++)
+        out->max_per_second[l] = AUTH_RATE_UNSET;
     int kind, rc;
     factum_str_t v;
     if (!json_valid(json.ptr, json.len, &kind) || kind != JSON_OBJECT)
         return err_set(err, FACTUM_EINVAL,
-                       "a key is a JSON object {\"role\", \"streams\", \"groups\", \"expires\", \"name\"}");
+                       "a key is a JSON object {\"role\", \"streams\", \"groups\", \"expires\", \"name\", "
+                       "\"max_appends_per_second\", \"max_bytes_per_second\"}");
     if ((rc = json_only_members(json, "the key", members, err))) return rc;
     buf_t s = {0};
     if (!json_member_string(json, "role", &s) || !(out->role = auth_role_parse(s.ptr))) {
@@ -159,6 +179,14 @@ int auth_spec_parse(factum_str_t json, int64_t now_us, auth_spec *out, factum_er
         }
         memcpy(out->name, s.ptr, s.len + 1);
     }
+    for (int l = 0; l < AUTH_LIMITS; l++) {
+        if ((rc = limit_member(json, (auth_limit)l, &out->max_per_second[l], err))) goto fail;
+        if (out->max_per_second[l] != AUTH_RATE_UNSET && !auth_role_grants(out->role, PERM_WRITE)) {
+            rc = err_set(err, FACTUM_EINVAL, "'%s' is for keys that append (admin, writer), not %s keys",
+                         auth_limit_member((auth_limit)l), auth_role_name(out->role));
+            goto fail;
+        }
+    }
     buf_free(&s);
     return 0;
 fail:
@@ -189,6 +217,9 @@ static void key_members(const auth_key *k, buf_t *b) {
     }
     buf_append(b, ",\"name\":", 8);
     json_escape(b, k->spec.name, strlen(k->spec.name));
+    for (int l = 0; l < AUTH_LIMITS; l++)
+        if (k->spec.max_per_second[l] != AUTH_RATE_UNSET)
+            buf_printf(b, ",\"%s\":%lld", auth_limit_member((auth_limit)l), (long long)k->spec.max_per_second[l]);
     time_format_rfc3339(k->created_us, t);
     buf_printf(b, ",\"created\":\"%s\",\"created_by\":\"%s\"", t, k->created_by);
 }
@@ -245,7 +276,8 @@ static void key_apply(void *ctx, const factum_event_t *e) {
         if (!json_member_string(e->data, "hash", &s) || !unhex((factum_str_t){s.ptr, s.len}, k.hash, 32)) goto unlock;
         buf_t spec = {0};
         /* The record holds the spec's members as a client would send them, expiry as a time. */
-        static const char *const spec_keys[] = {"role", "streams", "groups", "expires", "name"};
+        static const char *const spec_keys[] = {
+            "role", "streams", "groups", "expires", "name", "max_appends_per_second", "max_bytes_per_second"};
         buf_append(&spec, "{", 1);
         for (size_t i = 0; i < ARRAY_LEN(spec_keys); i++)
             if (json_member(e->data, spec_keys[i], &v, &kind))
@@ -263,6 +295,8 @@ static void key_apply(void *ctx, const factum_event_t *e) {
             if (!nk) goto unlock; /* the server aborts on out of memory elsewhere; here the key is not there */
             ks->keys = nk, ks->cap = cap;
         }
+        if (!(k.bucket = malloc(sizeof *k.bucket))) goto unlock;
+        auth_bucket_init(k.bucket);
         ks->keys[ks->n++] = k;
         atomic_fetch_add(&ks->live, 1);
     }
@@ -292,6 +326,10 @@ void auth_keys_close(auth_keys_t *ks) {
     if (!ks) return;
     pthread_rwlock_destroy(&ks->lock);
     pthread_mutex_destroy(&ks->write_mu);
+    for (size_t i = 0; i < ks->n; i++) {
+        auth_bucket_destroy(ks->keys[i].bucket);
+        free(ks->keys[i].bucket);
+    }
     free(ks->keys);
     free(ks);
 }
@@ -404,6 +442,8 @@ auth_result auth_authenticate(auth_keys_t *ks, factum_str_t token, int64_t now_u
         who->gen = atomic_load(&ks->gen);
         who->expires_us = ks->keys[at].spec.expires_us;
         memcpy(who->id, ks->keys[at].id, AUTH_ID_LEN + 1);
+        memcpy(who->max_per_second, ks->keys[at].spec.max_per_second, sizeof who->max_per_second);
+        who->bucket = ks->keys[at].bucket;
     }
     pthread_rwlock_unlock(&ks->lock);
     return r;
@@ -455,4 +495,17 @@ auth_result auth_authorize(auth_keys_t *ks, const auth_who *who, int64_t now_us,
     }
     pthread_rwlock_unlock(&ks->lock);
     return r;
+}
+
+/* ---- rate limits ---- */
+
+auth_rate_result auth_keys_take(auth_keys_t *ks, const auth_who *who, const uint64_t per_second[AUTH_LIMITS],
+                                const uint64_t units[AUTH_LIMITS], uint64_t now_ns, auth_rate_verdict *v) {
+    auth_rate_result r = auth_bucket_take(who->bucket, per_second, units, now_ns, v);
+    if (r != AUTH_RATE_OK) atomic_fetch_add_explicit(&ks->refused[v->limit], 1, memory_order_relaxed);
+    return r;
+}
+
+uint64_t auth_keys_refused(auth_keys_t *ks, auth_limit l) {
+    return atomic_load_explicit(&ks->refused[l], memory_order_relaxed);
 }

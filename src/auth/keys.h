@@ -3,7 +3,8 @@
  *
  * A key is a role (admin, operator, writer, reader, consumer), optional stream patterns
  * ("order-*" a prefix, "category:order", or one exact name; none: every stream), optional
- * consumer-group names (none: every group), an optional expiry. Its token, "fk_ID_SECRET" with
+ * consumer-group names (none: every group), an optional expiry, and for keys that write optional
+ * rate limits (appends and body bytes per second; rate.h: each key has its bucket here). Its token, "fk_ID_SECRET" with
  * 32 random bytes of secret, is shown once when it is made; the table keeps only its SHA-256,
  * compared in constant time. Keys live as records in the system stream $keys (KeyCreated,
  * KeyRevoked), replayed at open; a change is decided here, appended, then applied by the one
@@ -20,6 +21,7 @@
 #define FACTUM_AUTH_KEYS_H
 
 #include "../base/base.h"
+#include "rate.h"
 
 #define AUTH_STREAM "$keys"
 #define AUTH_ID_LEN 12           /* hex characters of a key id */
@@ -60,12 +62,16 @@ typedef struct auth_spec {
     char groups[AUTH_MAX_PATTERNS][AUTH_MAX_TEXT];
     int64_t expires_us; /* 0: never */
     char name[AUTH_MAX_TEXT];
+    /* by auth_limit: AUTH_RATE_UNSET (the server's default), 0 (no limit), or N per second */
+    int64_t max_per_second[AUTH_LIMITS];
 } auth_spec;
 
 /*
- * Parses {"role", "streams": [...], "groups": [...], "expires": "30d"|"12h"|RFC 3339, "name"}
- * into *out (now_us places a duration). FACTUM_EINVAL with the reason for anything else: an
- * unknown member, an unknown role, a bad pattern, too many, an expiry in the past.
+ * Parses {"role", "streams": [...], "groups": [...], "expires": "30d"|"12h"|RFC 3339, "name",
+ * "max_appends_per_second": N, "max_bytes_per_second": N} into *out (now_us places a duration).
+ * FACTUM_EINVAL with the reason for anything else: an unknown member, an unknown role, a bad
+ * pattern, too many, an expiry in the past, a limit that is not a whole number from 0 to its
+ * maximum (rate.h) or on a key that cannot write.
  */
 int auth_spec_parse(factum_str_t json, int64_t now_us, auth_spec *out, factum_error_t *err);
 
@@ -77,13 +83,15 @@ typedef struct auth_key {
     int64_t created_us;
     char created_by[AUTH_ID_LEN + 8]; /* a key id, "anonymous" or "local" */
     bool revoked;
+    auth_bucket *bucket; /* its rate limits' state: the table's, until auth_keys_close */
 } auth_key;
 
 /* Whether k may be used at now_us: not revoked, not expired. */
 bool auth_key_live(const auth_key *k, int64_t now_us);
 
-/* {"id","role","streams","groups","expires","name","created","created_by","revoked"}: a key
-   without its hash (what listings show). */
+/* {"id","role","streams","groups","expires","name","max_appends_per_second",
+   "max_bytes_per_second","created","created_by","revoked"}: a key without its hash (what
+   listings show). A limit the key does not set is not there (the server's default applies). */
 void auth_key_json(const auth_key *k, buf_t *out);
 
 typedef struct auth_keys auth_keys_t;
@@ -123,12 +131,15 @@ typedef enum auth_result {
 } auth_result;
 const char *auth_result_name(auth_result r);
 
-/* What a caller proved: the key (its slot and id) in a generation of the table. */
+/* What a caller proved: the key (its slot and id) in a generation of the table, and its rate
+   limits as the key sets them (AUTH_RATE_UNSET, 0 or N) with its bucket. */
 typedef struct auth_who {
     uint32_t slot;
     uint64_t gen;
     int64_t expires_us;
     char id[AUTH_ID_LEN + 1];
+    int64_t max_per_second[AUTH_LIMITS];
+    auth_bucket *bucket;
 } auth_who;
 
 /* Checks a token (one SHA-256) at now_us: AUTH_OK with *who, or why not. */
@@ -140,6 +151,17 @@ auth_result auth_authenticate(auth_keys_t *ks, factum_str_t token, int64_t now_u
  * naming a system stream ('$...') needs PERM_ADMIN whatever perm asks.
  */
 auth_result auth_authorize(auth_keys_t *ks, const auth_who *who, int64_t now_us, auth_perm perm, factum_str_t scope);
+
+/*
+ * Takes a request's units (events, body bytes) from who's bucket at now_ns (CLOCK_MONOTONIC),
+ * against per_second (by auth_limit; 0: no limit), which the caller resolved from who's own
+ * limits and the server's defaults. auth_bucket_take's answer; each refusal is counted (by the
+ * limit that refused) for auth_keys_refused. who must hold a proof (auth_authenticate's).
+ */
+auth_rate_result auth_keys_take(auth_keys_t *ks, const auth_who *who, const uint64_t per_second[AUTH_LIMITS],
+                                const uint64_t units[AUTH_LIMITS], uint64_t now_ns, auth_rate_verdict *v);
+/* Requests refused by a limit of kind l (too big, or too many now) since the table opened. */
+uint64_t auth_keys_refused(auth_keys_t *ks, auth_limit l);
 
 /* "30d", "12h", "15m", "90s" from now_us, or an RFC 3339 time, into *us. 0 or -1. */
 int auth_parse_expiry(const char *s, int64_t now_us, int64_t *us);

@@ -15,6 +15,7 @@
 static const char *usage_key =
     "usage: factum key create --role ROLE [--streams PATTERN...] [--groups NAME...]\n"
     "                         [--expires DURATION|TIME] [--name TEXT]\n"
+    "                         [--max-appends-per-second N] [--max-bytes-per-second N]\n"
     "       factum key ls\n"
     "       factum key revoke ID\n"
     "\n"
@@ -27,6 +28,13 @@ static const char *usage_key =
     "  --groups NAME...   consumer keys: only these consumer groups; without it, every group\n"
     "  --expires E        a duration (30d, 12h, 15m, 90s) or an RFC 3339 time\n"
     "  --name TEXT        what the key is for, shown by ls\n"
+    "  --max-appends-per-second N\n"
+    "                     admin and writer keys: events the key may append per second\n"
+    "                     (a batch of 100 is 100; 0: no limit); without it, the server's\n"
+    "                     --key-max-appends-per-second\n"
+    "  --max-bytes-per-second N\n"
+    "                     the same for request-body bytes on the routes that append\n"
+    "                     (docs/limits.md, \"Keys\")\n"
     "\n"
     "Without --server it works on the data folder (a server must not be running on it).\n";
 
@@ -39,14 +47,23 @@ static int spec_json(int argc, char **argv, buf_t *b) {
     for (int i = 1; i < argc; i++) {
         buf_t *list = NULL;
         int *n = NULL;
-        static const char *const scalars[] = {"role", "expires", "name"};
+        /* A limit goes as a number when it looks like one, else as the text given, so that
+           the one check of a key's members (auth_spec_parse) says what is wrong with it. */
+        static const char *const scalars[] = {"role", "expires", "name", "max-appends-per-second",
+                                              "max-bytes-per-second"};
         bool took = false;
         for (size_t k = 0; k < ARRAY_LEN(scalars) && !took && !bad; k++) {
-            char opt[16];
+            char opt[32], member[32];
             snprintf(opt, sizeof opt, "--%s", scalars[k]);
+            snprintf(member, sizeof member, "%s", scalars[k]);
+            for (char *p = member; *p; p++)
+                if (*p == '-') *p = '_';
             if ((v = cli_opt(argc, argv, &i, opt, &bad))) {
-                buf_printf(b, "%s\"%s\":", b->len > 1 ? "," : "", scalars[k]);
-                json_escape(b, v, strlen(v));
+                buf_printf(b, "%s\"%s\":", b->len > 1 ? "," : "", member);
+                if (k >= 3 && *v && (v[0] != '0' || !v[1]) && strlen(v) <= 20 && strspn(v, "0123456789") == strlen(v))
+                    buf_append(b, v, strlen(v));
+                else
+                    json_escape(b, v, strlen(v));
                 took = true;
             }
         }

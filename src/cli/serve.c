@@ -50,6 +50,12 @@ static const char *usage_serve =
     "  --max-schedules N       schedules that may be pending at once (default 100000)\n"
     "  --definition-threads N  threads that run every projection and saga (default 4)\n"
     "                          (past a --max-* limit a new definition gets 409; docs/limits.md)\n"
+    "  --key-max-appends-per-second N\n"
+    "                          events an API key may append per second, for keys that set\n"
+    "                          no limit of their own (default 0: no limit); past it 429\n"
+    "  --key-max-bytes-per-second N\n"
+    "                          request-body bytes per second on the routes that append, the\n"
+    "                          same way (default 0: no limit)\n"
     "  --cors-origin ORIGIN    let pages of ORIGIN (e.g. https://app.example.com) call the\n"
     "                          server from a browser; repeat or separate with commas\n"
     "                          (default: none; requests carrying another Origin get 403)\n"
@@ -114,6 +120,14 @@ int cli_serve(const char *dir, int argc, char **argv) {
         }
         if (!strcmp(a, "--tls-key")) {
             cfg.tls_key = v;
+            continue;
+        }
+        if (!strcmp(a, "--key-max-appends-per-second") || !strcmp(a, "--key-max-bytes-per-second")) {
+            auth_limit l = a[10] == 'a' ? AUTH_LIMIT_APPENDS : AUTH_LIMIT_BYTES;
+            if (!cli_parse_u64(v, &n) || n > (uint64_t)auth_limit_max(l))
+                return cli_fail(CLI_USAGE, "%s wants a whole number from 0 (no limit) to %lld (got '%s')", a,
+                                (long long)auth_limit_max(l), v);
+            cfg.key_max_per_second[l] = n;
             continue;
         }
         bool zero_ok = !strcmp(a, "--scavenge-every"), wide = !strcmp(a, "--max-memory");

@@ -25,6 +25,12 @@ void api_on_stream(conn *c, const route_args *a, bool check, factum_str_t body, 
 /* guard.c: whether the caller may run route r (a->p[0]: the stream or group it names); false
    once it has answered 401 or 403. */
 bool guard_admit(conn *c, const route *r, const route_args *a);
+/* guard.c: takes a request's events and body bytes from its key's rate limits (docs/limits.md,
+   "Keys"); false, having answered 429 (not now: Retry-After) or 413 (never: more than one
+   second's worth), when they refuse it. Before anything is written: a refusal writes nothing. */
+bool guard_rate(conn *c, uint64_t events, uint64_t bytes);
+/* guard.c: the /metrics lines of the keys' rate limits. */
+void guard_metrics(server *s, buf_t *b);
 /* guard.c: the peer's address as text (sets c->loopback). */
 const char *guard_peer(conn *c);
 /* audit.c: a refused request (aggregated: one record per key, address and reason in 10 s). */

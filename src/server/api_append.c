@@ -2,7 +2,8 @@
  * api_append.c — appends over HTTP, POST /streams/{stream}: structured CloudEvents, batches and
  * binary mode (ce-* headers), the expected revision of If-Match / If-None-Match, and the answer
  * once the writer called back (append_done; server_written for every write's done function).
- * Runs on the loop thread that owns the connection; the append goes to the writer
+ * Runs on the loop thread that owns the connection; once the events are parsed, the key's rate
+ * limits take them (guard_rate) or refuse the request whole; the append goes to the writer
  * asynchronously and comes back through the done function given with it.
  */
 #include "api.h"
@@ -159,7 +160,7 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
     if (binary) {
         factum_event_t e;
         buf_t vals = {0}, ext = {0};
-        if (!binary_event(c, body, &e, &vals, &ext)) {
+        if (!binary_event(c, body, &e, &vals, &ext) && guard_rate(c, 1, body.len)) {
             rc = server_submit_append(c, stream, expected, &e, 1, append_done, &err);
             if (rc) server_problem(c, rc, err.message);
         }
@@ -193,9 +194,11 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
         server_problem(c, rc, err.message);
         return;
     }
-    rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), factum_events_count(set), append_done,
-                              &err);
-    if (rc) server_problem(c, rc, err.message);
+    size_t n = factum_events_count(set);
+    if (guard_rate(c, n, body.len)) { /* the batch is refused whole, before the writer sees it */
+        rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), n, append_done, &err);
+        if (rc) server_problem(c, rc, err.message);
+    }
     factum_events_free(set);
 }
 

@@ -194,6 +194,7 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
     sagas_metrics(s->sagas, b);
     projections_metrics(s->projections, b);
     limits_metrics(s, b);
+    guard_metrics(s, b);
     factum_scavenge_stats_t sc;
     factum_scavenge_stats(s->db, &sc);
     scalar(b, "factum_scavenge_running", "gauge", "1 while a scavenge runs.", (uint64_t)sc.running);

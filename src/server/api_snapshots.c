@@ -93,6 +93,7 @@ static void put_snapshot(conn *c, factum_str_t stream, factum_str_t body) {
                      (unsigned long long)r, (long long)last);
         return;
     }
+    if (!guard_rate(c, 1, body.len)) return; /* a snapshot is one append for its key's rate limits */
     buf_t data = {0};
     buf_printf(&data, "{\"stream\":");
     json_escape(&data, stream.ptr, stream.len);

@@ -15,6 +15,13 @@
  * every proof stale, and the next request proves itself again. The loop's sweep asks
  * guard_lapsed of subscriptions and long polls, and closes those whose key was revoked or ran
  * out.
+ *
+ * Rate limits (docs/limits.md, "Keys"): a handler that appends asks guard_rate once it knows how
+ * many events its request holds, before anything is written. The key's own limits, or for a
+ * limit it does not set the server's default, go to its bucket (src/auth/rate.c): past them the
+ * request is refused whole, 429 with Retry-After while waiting helps, 413 when the request is
+ * larger than one second's worth and waiting never will. A key without limits costs nothing
+ * more; a request without a key (no keys in the table) has none.
  */
 #include "api.h"
 
@@ -128,6 +135,67 @@ bool guard_admit(conn *c, const route *r, const route_args *a) {
     memcpy(c->req_key, c->who.id, sizeof c->req_key);
     c->audit = change;
     return true;
+}
+
+/* A problem answer with both header lines and extra members (conn_problem has one or the other). */
+static void problem(conn *c, int status, const char *slug, const char *headers, const char *members,
+                    const char *detail) {
+    buf_t b = {0};
+    buf_printf(&b, "{\"type\":\"urn:factum:problem:%s\",\"title\":\"%s\",\"status\":%d,\"detail\":", slug,
+               http_reason(status), status);
+    json_escape(&b, detail, strlen(detail));
+    buf_printf(&b, ",%s}", members);
+    conn_respond(c, status, "application/problem+json", headers, b.ptr, b.len);
+    buf_free(&b);
+}
+
+bool guard_rate(conn *c, uint64_t events, uint64_t bytes) {
+    if (!c->req_key[0]) return true; /* admitted without a key: there is none to limit */
+    server *s = c->l->srv;
+    uint64_t per_second[AUTH_LIMITS], units[AUTH_LIMITS] = {[AUTH_LIMIT_APPENDS] = events, [AUTH_LIMIT_BYTES] = bytes};
+    for (int l = 0; l < AUTH_LIMITS; l++)
+        per_second[l] = c->who.max_per_second[l] == AUTH_RATE_UNSET ? s->cfg.key_max_per_second[l]
+                                                                    : (uint64_t)c->who.max_per_second[l];
+    if (!per_second[AUTH_LIMIT_APPENDS] && !per_second[AUTH_LIMIT_BYTES]) return true;
+    auth_rate_verdict v;
+    auth_rate_result r = auth_keys_take(s->keys, &c->who, per_second, units, clock_mono_ns(), &v);
+    if (r == AUTH_RATE_OK) return true;
+    static const char *const what[AUTH_LIMITS] = {"events", "bytes of request body"};
+    char members[160], detail[400], source[64], hdr[40];
+    if (c->who.max_per_second[v.limit] == AUTH_RATE_UNSET)
+        snprintf(source, sizeof source, "the server's --key-max-%s-per-second", auth_limit_name(v.limit));
+    else
+        snprintf(source, sizeof source, "the key's %s", auth_limit_member(v.limit));
+    snprintf(members, sizeof members, "\"limit\":\"%s\",\"max_per_second\":%llu,\"asked\":%llu",
+             auth_limit_name(v.limit), (unsigned long long)v.per_second, (unsigned long long)v.asked);
+    if (r == AUTH_RATE_TOO_BIG) {
+        snprintf(detail, sizeof detail,
+                 "this request has %llu %s and this key may send at most %llu per second (%s): it can never pass; "
+                 "send it in smaller parts",
+                 (unsigned long long)v.asked, what[v.limit], (unsigned long long)v.per_second, source);
+        problem(c, 413, "over-key-rate-limit", NULL, members, detail);
+        return false;
+    }
+    snprintf(detail, sizeof detail, "this key may send at most %llu %s per second (%s); retry in %u s",
+             (unsigned long long)v.per_second, what[v.limit], source, v.retry_after_s);
+    snprintf(hdr, sizeof hdr, "Retry-After: %u\r\n", v.retry_after_s);
+    problem(c, 429, "rate-limited", hdr, members, detail);
+    return false;
+}
+
+void guard_metrics(server *s, buf_t *b) {
+    api_metric_head(
+        b, "factum_rate_limited_total", "counter",
+        "Requests refused by an API key's rate limit (429, or 413 for one past a second's worth), by limit.");
+    for (int l = 0; l < AUTH_LIMITS; l++)
+        buf_printf(b, "factum_rate_limited_total{limit=\"%s\"} %llu\n", auth_limit_name((auth_limit)l),
+                   (unsigned long long)auth_keys_refused(s->keys, (auth_limit)l));
+    api_metric_head(
+        b, "factum_key_rate_limit_default", "gauge",
+        "The rate limit of keys that set none of their own, per second (--key-max-LIMIT-per-second; 0: none).");
+    for (int l = 0; l < AUTH_LIMITS; l++)
+        buf_printf(b, "factum_key_rate_limit_default{limit=\"%s\"} %llu\n", auth_limit_name((auth_limit)l),
+                   (unsigned long long)s->cfg.key_max_per_second[l]);
 }
 
 bool guard_lapsed(conn *c, int64_t now_us) {

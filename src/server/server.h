@@ -50,6 +50,9 @@ typedef struct server_config {
     uint64_t max_sagas;       /* 0 = 100 */
     uint64_t max_schedules;   /* pending ones; 0 = 100000 */
     int definition_threads;   /* the pool that runs projections and sagas; 0 = 4 */
+    /* rate limits of API keys that set none of their own (--key-max-*-per-second, by
+       auth_limit: appends, body bytes); 0 = none */
+    uint64_t key_max_per_second[AUTH_LIMITS];
     const char *version;
 } server_config;
 

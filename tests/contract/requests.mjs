@@ -17,6 +17,7 @@ import YAML from 'yaml';
 
 const ADMIN = { Authorization: 'Bearer <<admin.token>>' };
 const WEAK = { Authorization: 'Bearer <<weak.token>>' };
+const SLOW = { Authorization: 'Bearer <<slow.token>>' };
 const NOKEY = { Authorization: 'Bearer fk_000000000000_0000000000000000000000000000000000000000000000000000000000000000' };
 const CE = { 'Content-Type': 'application/cloudevents+json' };
 const BATCH = { 'Content-Type': 'application/cloudevents-batch+json' };
@@ -216,6 +217,14 @@ export default [
   { method: 'POST', path: '/admin/keys', headers: ADMIN, body: { role: 'consumer', groups: ['none'], expires: '1d' }, status: 201, save: 'weak' },
   { method: 'POST', path: '/admin/keys', headers: ADMIN, body: { role: 'reader', streams: ['order-*'] }, status: 201, save: 'gone' },
   { method: 'DELETE', path: '/admin/keys/<<gone.id>>', headers: ADMIN, status: 200 },
+  // rate limits (docs/limits.md, "Keys"): one append a second, 1000 body bytes a second; a
+  // second's worth passes, more in one request is 413, more now is 429 (asked until it comes)
+  { method: 'POST', path: '/admin/keys', headers: ADMIN, body: { role: 'writer', max_appends_per_second: 1, max_bytes_per_second: 1000 }, status: 201, save: 'slow' },
+  { method: 'POST', path: '/streams/order-9', headers: { ...SLOW, ...CE }, body: placed('e-9', 'o9'), status: 201 },
+  { method: 'POST', path: '/streams/order-9', headers: { ...SLOW, ...BATCH }, body: [placed('e-10', 'o9'), placed('e-11', 'o9')], status: 413 },
+  { method: 'POST', path: '/streams/order-9', headers: { ...SLOW, ...CE }, body: { type: 'A' }, status: 429, until: 'rate-limited' },
+  { method: 'PUT', path: '/streams/order-9/snapshot', headers: SLOW, body: { revision: 0, state: 'x'.repeat(1000) }, status: 413 },
+  { method: 'PUT', path: '/streams/order-9/snapshot', headers: SLOW, body: { revision: 0, state: {} }, status: 429, until: 'rate-limited' },
   { method: 'DELETE', path: '/admin/keys/000000000000', headers: ADMIN, status: 404 },
   { method: 'GET', path: '/', headers: NOKEY, status: 401 },
   { method: 'GET', path: '/health', headers: NOKEY, status: 401 },
