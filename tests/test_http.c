@@ -499,6 +499,51 @@ TEST(a_subscription_resumes_after_last_event_id_and_filters_apply_live) {
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
+/* Live /all subscribers with different filters on one loop share rendered chunks only with
+   those of the same filters: each gets exactly its events, in order. */
+TEST(subscribers_with_different_filters_on_one_loop_each_get_exactly_their_events) {
+    srv s = srv_start(test_dir(), "--loops 1");
+    static const char *paths[] = {"/all?from=end",        "/all?from=end&type=A",
+                                  "/all?from=end&type=B", "/all?from=end&category=mix",
+                                  "/all?from=end&type=A", "/all?from=end"};
+    enum { NSUB = 6, N = 60 };
+    sse_client c[NSUB];
+    sse_msg m;
+    for (int i = 0; i < NSUB; i++) {
+        c[i] = sse_open(s.port, paths[i], NULL);
+        CHECK(sse_next(&c[i], &m) && !strcmp(m.event, "caught-up"));
+        free(m.data);
+    }
+    /* Event k: type A, B or C by k % 3, on stream mix-k or other-k by k % 2, in batches of 5. */
+    for (int k = 0; k < N; k += 5) {
+        char body[1024];
+        int n = snprintf(body, sizeof body, "[");
+        for (int j = k; j < k + 5; j++)
+            n += snprintf(body + n, sizeof body - (size_t)n, "%s{\"type\":\"%c\",\"data\":{\"k\":%d}}",
+                          j > k ? "," : "", "ABC"[j % 3], j);
+        snprintf(body + n, sizeof body - (size_t)n, "]");
+        char path[64];
+        snprintf(path, sizeof path, "/streams/%s-%d", (k / 5) % 2 ? "other" : "mix", k);
+        expect_status(s.port, "POST", path, "Content-Type: application/json\r\n", body, 201, NULL);
+    }
+    for (int i = 0; i < NSUB; i++) {
+        for (int k = 0; k < N; k++) {
+            bool want = strstr(paths[i], "type=A")     ? k % 3 == 0
+                        : strstr(paths[i], "type=B")   ? k % 3 == 1
+                        : strstr(paths[i], "category") ? (k / 5) % 2 == 0
+                                                       : true;
+            if (!want) continue;
+            CHECK_MSG(sse_next(&c[i], &m), "%s: nothing for event %d", paths[i], k);
+            char needle[32];
+            snprintf(needle, sizeof needle, "\"k\":%d}", k);
+            CHECK_MSG(m.id == k && strstr(m.data, needle), "%s: event %d, got id %lld %s", paths[i], k, m.id, m.data);
+            free(m.data);
+        }
+        sse_close(&c[i]);
+    }
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
 TEST_T(a_subscriber_that_cannot_keep_up_catches_up_from_the_log_and_misses_nothing, 120) {
     srv s = srv_start(test_dir(), "--sub-buffer 65536");
     /* A subscriber that does not read while 30 MB go by: more than both sockets' buffers hold

@@ -634,6 +634,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         pthread_mutex_destroy(&l->mu);
         buf_free(&l->scratch);
         buf_free(&l->all_cache.bytes);
+        buf_free(&l->all_cache.filters);
         free(l->keys);
         free(l->spare_keys);
     }

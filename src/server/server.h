@@ -86,6 +86,7 @@ typedef struct sub {
     bool system;                /* /all: include system streams */
     buf_t stream;               /* the stream name (NUL-terminated) */
     buf_t type, category, corr; /* /all filters */
+    buf_t filters;              /* the three, NUL-separated: which subscribers may share a chunk */
     uint64_t next;              /* next revision (stream) or position (/all) to look at */
     uint64_t stream_key;        /* factum_stream_key of the stream: commits that miss it pass it by */
     char group[104];            /* push delivery of this consumer group, or "" */
@@ -223,13 +224,14 @@ struct loop {
     size_t nkeys, keys_cap;
     bool keys_all; /* more than keys_cap, or keys not known: every stream subscription looks */
     buf_t scratch; /* response bodies and rendered events */
-    /* The SSE bytes of the last chunk of $all one of this loop's unfiltered subscribers read
-       (sse.c): [from, next) as the query from `from` (system streams or not) returned it, whole
-       when it held all there was. Live subscribers stand at the same position after each
-       commit, so the first renders and the others copy. Loop thread only. */
+    /* The SSE bytes of the last chunk of $all one of this loop's subscribers read (sse.c):
+       [from, next) as the query from `from` with its filters (system streams or not) returned
+       it, whole when it held all there was. Live subscribers with the same filters stand at the
+       same position after each commit, so the first renders and the others copy. Loop thread only. */
     struct {
         uint64_t from, next;
         bool system, whole, valid;
+        buf_t filters; /* the sub's filters, as sub.filters */
         buf_t bytes;
     } all_cache;
     /* metrics: one writer (this loop), read by /metrics on any loop */

@@ -30,6 +30,7 @@ static void sub_free(sub *s) {
     buf_free(&s->type);
     buf_free(&s->category);
     buf_free(&s->corr);
+    buf_free(&s->filters);
     free(s);
 }
 
@@ -38,6 +39,13 @@ static int copy_str(buf_t *b, factum_str_t s) {
 }
 
 static factum_str_t str_of(const buf_t *b) { return (factum_str_t){b->ptr ? b->ptr : "", b->len}; }
+
+/* Appends filter f to b with its NUL. */
+static int add_filter(buf_t *b, const buf_t *f) {
+    if (copy_str(b, str_of(f))) return -1;
+    b->len++;
+    return 0;
+}
 
 static const char sse_head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                                "Connection: close\r\nX-Accel-Buffering: no\r\n";
@@ -78,6 +86,13 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
     if (!s || copy_str(&s->stream, stream) ||
         (q && (copy_str(&s->type, q->type) || copy_str(&s->category, q->category) ||
                copy_str(&s->corr, q->correlationid)))) {
+        sub_free(s);
+        conn_problem(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    /* The filters, each NUL-ended: subscribers whose are the same share rendered chunks. */
+    if (add_filter(&s->filters, &s->type) || add_filter(&s->filters, &s->category) ||
+        add_filter(&s->filters, &s->corr)) {
         sub_free(s);
         conn_problem(c, 500, "internal", NULL, "out of memory");
         return;
@@ -151,32 +166,32 @@ static bool pump_chunk(conn *c) {
     factum_result_t *res = NULL;
     factum_error_t err;
     if (s->all) {
-        /* Unfiltered subscribers share the loop's last chunk: rendered once, copied by the rest. */
+        /* Subscribers with the same filters share the loop's last chunk: rendered once,
+           copied by the rest. */
         __typeof__(c->l->all_cache) *ac = &c->l->all_cache;
-        uint64_t head = factum_head_position(db), next;
-        bool shared = !s->type.len && !s->category.len && !s->corr.len, whole;
+        uint64_t head = factum_head_position(db), next = 0;
+        bool whole = false;
         /* A chunk that held nothing is no answer once the head has moved past it. */
-        bool hit = shared && ac->valid && ac->from == s->next && ac->system == s->system &&
-                   (ac->next > s->next || ac->next >= head);
+        bool hit = ac->valid && ac->from == s->next && ac->system == s->system &&
+                   (ac->next > s->next || ac->next >= head) && ac->filters.len == s->filters.len &&
+                   !memcmp(ac->filters.ptr, s->filters.ptr, s->filters.len);
         size_t sent;
         if (hit) {
             conn_send(c, ac->bytes.ptr, ac->bytes.len);
             next = ac->next, whole = ac->whole, sent = ac->bytes.len;
         } else {
-            buf_t *b = shared ? &ac->bytes : &c->out;
-            if (shared) ac->valid = false, b->len = 0;
-            size_t start = b->len;
+            buf_t *b = &ac->bytes;
+            ac->valid = false, b->len = 0;
             int rc = all_chunk(db, s, b, &next, &whole, &err);
-            if (rc < 0) { /* out of memory rendering */
+            ac->filters.len = 0;
+            if (rc < 0 || buf_append(&ac->filters, s->filters.ptr, s->filters.len)) { /* out of memory */
                 c->close_after = true;
                 return true;
             }
             if (rc) goto fail;
-            if (shared) {
-                ac->from = s->next, ac->next = next, ac->whole = whole, ac->system = s->system, ac->valid = true;
-                conn_send(c, b->ptr, b->len);
-            }
-            sent = b->len - start;
+            ac->from = s->next, ac->next = next, ac->whole = whole, ac->system = s->system, ac->valid = true;
+            conn_send(c, b->ptr, b->len);
+            sent = b->len;
         }
         if (sent) s->beat_ms = server_now_ms();
         s->next = next;
