@@ -41,8 +41,10 @@ srv srv_start_log(const char *dir, const char *extra, const char *log) {
         int n = 0;
         static char buf[1024];
         argv[n++] = (char *)test_bin();
-        argv[n++] = "--data-dir";
-        argv[n++] = (char *)dir;
+        if (dir) { /* NULL: the data folder comes from elsewhere (a configuration file) */
+            argv[n++] = "--data-dir";
+            argv[n++] = (char *)dir;
+        }
         argv[n++] = "serve";
         argv[n++] = "--listen";
         argv[n++] = "127.0.0.1:0";

@@ -59,7 +59,8 @@ int cli_call_batch(const char *url, const char *path, const char *body);
    one's string `member` into *last (to continue after it). */
 int cli_call_list(const char *url, const char *path, const char *member, buf_t *last, size_t *count);
 
-int cli_serve(const char *dir, int argc, char **argv);
+/* dir_given: --data-dir or $FACTUM_DATA_DIR named dir (a configuration file's data-dir yields to them). */
+int cli_serve(const char *dir, bool dir_given, int argc, char **argv);
 int cli_projection(const char *url, int argc, char **argv);
 int cli_saga(const char *url, int argc, char **argv);
 /* check.c: factum check [--repair [--truncate-at P]] [--json] */

@@ -9,6 +9,7 @@
  * `factum bench` lives in bench.c.
  */
 #include "cli.h"
+#include "config.h"
 
 #include "factum_client.h"
 
@@ -43,6 +44,7 @@ static const char *usage_main =
     "  check [--repair]              check a closed data folder offline (exit 1: damage found)\n"
     "  key create|ls|revoke          API keys: who may call the server, and what they may do\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
+    "  config check FILE             check a configuration file of serve (--config FILE)\n"
     "  tour                          a short demonstration on the data folder\n"
     "  bench engine|scavenge         measure the engine against this disk's ceiling\n"
     "\n"
@@ -635,7 +637,8 @@ static int take_globals(int *argc, char **argv, globals *g) {
 
 /* Commands that work on a data folder only: --server makes no sense for them. */
 static bool local_only(const char *cmd) {
-    return !strcmp(cmd, "serve") || !strcmp(cmd, "check") || !strcmp(cmd, "tour") || !strcmp(cmd, "bench");
+    return !strcmp(cmd, "serve") || !strcmp(cmd, "check") || !strcmp(cmd, "tour") || !strcmp(cmd, "bench") ||
+           !strcmp(cmd, "config");
 }
 
 int main(int argc, char **argv) {
@@ -687,7 +690,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "admin")) return cli_admin(dir, server_url, argc, argv);
     if (!strcmp(cmd, "key")) return cli_key(dir, server_url, argc, argv);
     if (!strcmp(cmd, "check")) return cli_check(dir, argc, argv);
-    if (!strcmp(cmd, "serve")) return cli_serve(dir, argc, argv);
+    if (!strcmp(cmd, "serve")) return cli_serve(dir, g.dir || (env_dir && *env_dir), argc, argv);
+    if (!strcmp(cmd, "config")) return cli_config(argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);
     if (!strcmp(cmd, "bench")) return cli_bench(argc, argv);
     if (cmd[0] == '-') return cli_fail(CLI_USAGE, "unknown option %s (see factum --help)", cmd);

@@ -2,10 +2,7 @@
  * serve.c — `factum serve`: opens the data folder and runs the HTTP server (src/server) on it
  * until SIGINT or SIGTERM, then drains and closes the store cleanly.
  */
-#include "cli.h"
-
-#include "../server/server.h"
-#include "../sys/pool.h"
+#include "config.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -23,7 +20,14 @@ static const char *usage_serve =
     "SIGINT/SIGTERM drain connections and close the store; SIGHUP reloads the TLS\n"
     "certificate and key for new connections (open ones keep theirs).\n"
     "\n"
+    "Every option may also be set in a file (--config FILE: 'name = value' lines, the\n"
+    "names without --, e.g. 'max-body = 1048576', 'data-dir = /var/lib/factum') and in\n"
+    "the environment (FACTUM_MAX_BODY=1048576); the file is read first, then the\n"
+    "environment, then the line, each overriding the one before. 'factum config check\n"
+    "FILE' checks a file.\n"
+    "\n"
     "options:\n"
+    "  --config FILE           read options from FILE first (docs/configuration.md)\n"
     "  --listen HOST:PORT      default 127.0.0.1:7744 (or $FACTUM_LISTEN)\n"
     "  --max-body BYTES        largest request body (default 1048576)\n"
     "  --loops N               event-loop threads (default: one per CPU, at most 8)\n"
@@ -68,125 +72,45 @@ static const char *usage_serve =
     "  --insecure              on an address other machines reach, serve even without TLS\n"
     "                          and an admin key (refused otherwise; logged at every start)\n";
 
-#define SERVE_MAX_NAMES 16 /* --cors-origin and --public-host values, each */
-
-/* Adds the comma-separated values of v to list (at most SERVE_MAX_NAMES); false when full or
-   a value is empty or too long. */
-static bool add_names(char *v, const char **list, size_t *n) {
-    size_t added = 0;
-    for (char *save = NULL, *tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save), added++) {
-        if (*n == SERVE_MAX_NAMES || strlen(tok) > 255) return false;
-        list[(*n)++] = tok;
+/* The options from the file (--config), the environment and the line, in that order. */
+static int read_options(serve_options *o, int argc, char **argv) {
+    const char *config = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config")) config = argv[i + 1];
+    if (config) {
+        int errors = serve_options_file(o, config, stderr);
+        if (errors) return cli_fail(CLI_USAGE, "%s: not used (%s)", config, errors < 0 ? "unreadable" : "errors above");
     }
-    return added > 0;
-}
-
-int cli_serve(const char *dir, int argc, char **argv) {
-    server_config cfg = {.listen = getenv("FACTUM_LISTEN"), .version = FACTUM_VERSION, .scavenge_every_s = 3600};
-    uint64_t segment_bytes = 0;
-    const char *projections_dir = NULL;
-    static const char *origins[SERVE_MAX_NAMES], *hosts[SERVE_MAX_NAMES];
-    cfg.cors_origins = origins, cfg.public_hosts = hosts;
-    if (cfg.listen && !*cfg.listen) cfg.listen = NULL;
+    if (serve_options_env(o, stderr)) return cli_fail(CLI_USAGE, "the environment's FACTUM_ options have errors");
+    char why[400];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return printf("%s", usage_serve), CLI_OK;
-        if (!strcmp(a, "--insecure")) {
-            cfg.insecure = true;
-            continue;
-        }
-        if (i + 1 >= argc)
+        bool flag = !strcmp(a, "--insecure");
+        if (!flag && (strncmp(a, "--", 2) || i + 1 >= argc))
             return cli_fail(CLI_USAGE, "unknown option or missing value: %s (see factum serve --help)", a);
-        const char *v = argv[++i];
-        uint64_t n = 0;
-        if (!strcmp(a, "--listen")) {
-            cfg.listen = v;
-            continue;
-        }
-        if (!strcmp(a, "--cors-origin") || !strcmp(a, "--public-host")) {
-            bool cors = a[2] == 'c';
-            if (!add_names(argv[i], cors ? origins : hosts, cors ? &cfg.ncors_origins : &cfg.npublic_hosts))
-                return cli_fail(CLI_USAGE, "%s wants up to %d non-empty values of at most 255 bytes (got '%s')", a,
-                                SERVE_MAX_NAMES, v);
-            continue;
-        }
-        if (!strcmp(a, "--projections-dir")) {
-            projections_dir = v;
-            continue;
-        }
-        if (!strcmp(a, "--tls-cert")) {
-            cfg.tls_cert = v;
-            continue;
-        }
-        if (!strcmp(a, "--tls-key")) {
-            cfg.tls_key = v;
-            continue;
-        }
-        if (!strcmp(a, "--key-max-appends-per-second") || !strcmp(a, "--key-max-bytes-per-second")) {
-            auth_limit l = a[10] == 'a' ? AUTH_LIMIT_APPENDS : AUTH_LIMIT_BYTES;
-            if (!cli_parse_u64(v, &n) || n > (uint64_t)auth_limit_max(l))
-                return cli_fail(CLI_USAGE, "%s wants a whole number from 0 (no limit) to %lld (got '%s')", a,
-                                (long long)auth_limit_max(l), v);
-            cfg.key_max_per_second[l] = n;
-            continue;
-        }
-        bool zero_ok = !strcmp(a, "--scavenge-every"), wide = !strcmp(a, "--max-memory");
-        if (!cli_parse_u64(v, &n) || (n == 0 && !zero_ok) || n > (wide ? (1ull << 50) : UINT32_MAX))
-            return cli_fail(CLI_USAGE, "%s wants a %s number (got '%s')", a, zero_ok ? "whole" : "positive", v);
-        if (!strcmp(a, "--max-body"))
-            cfg.max_body = n;
-        else if (!strcmp(a, "--loops"))
-            cfg.loops = (int)MIN(n, 64);
-        else if (!strcmp(a, "--header-timeout"))
-            cfg.header_timeout_ms = (uint32_t)n;
-        else if (!strcmp(a, "--body-timeout"))
-            cfg.body_timeout_ms = (uint32_t)n;
-        else if (!strcmp(a, "--idle-timeout"))
-            cfg.idle_timeout_ms = (uint32_t)n;
-        else if (!strcmp(a, "--heartbeat"))
-            cfg.heartbeat_ms = (uint32_t)n;
-        else if (!strcmp(a, "--sub-buffer"))
-            cfg.sub_buffer = n;
-        else if (!strcmp(a, "--max-connections"))
-            cfg.max_connections = (uint32_t)n;
-        else if (!strcmp(a, "--max-connections-per-address"))
-            cfg.max_per_address = (uint32_t)n;
-        else if (!strcmp(a, "--max-memory"))
-            cfg.max_memory = n;
-        else if (!strcmp(a, "--scavenge-every"))
-            cfg.scavenge_every_s = n;
-        else if (!strcmp(a, "--segment-bytes"))
-            segment_bytes = n;
-        else if (!strcmp(a, "--max-groups"))
-            cfg.max_groups = n;
-        else if (!strcmp(a, "--max-projections"))
-            cfg.max_projections = n;
-        else if (!strcmp(a, "--max-sagas"))
-            cfg.max_sagas = n;
-        else if (!strcmp(a, "--max-schedules"))
-            cfg.max_schedules = n;
-        else if (!strcmp(a, "--definition-threads")) {
-            if (n > POOL_MAX_WORKERS)
-                return cli_fail(CLI_USAGE, "--definition-threads takes 1 to %d (got '%s')", POOL_MAX_WORKERS, v);
-            cfg.definition_threads = (int)n;
-        } else
+        const char *v = flag ? NULL : argv[++i];
+        if (!strcmp(a, "--config")) continue;
+        int r = serve_option(o, SERVE_FROM_FLAG, a + 2, v, why, sizeof why);
+        if (r == SERVE_OPT_UNKNOWN || !strcmp(a, "--data-dir")) /* --data-dir is every command's (main.c) */
             return cli_fail(CLI_USAGE, "unknown option %s (see factum serve --help)", a);
+        if (r) return cli_fail(CLI_USAGE, "%s", why);
     }
-    for (size_t k = 0; k < cfg.ncors_origins; k++) { /* an Origin is scheme://host[:port], nothing after */
-        const char *o = origins[k], *rest = !strncmp(o, "http://", 7)    ? o + 7
-                                            : !strncmp(o, "https://", 8) ? o + 8
-                                                                         : NULL;
-        if (!rest || !*rest || strpbrk(rest, "/?# "))
-            return cli_fail(CLI_USAGE, "--cors-origin wants an origin like https://app.example.com:8443 (got '%s')", o);
-    }
-    if (!cfg.tls_cert != !cfg.tls_key)
-        return cli_fail(CLI_USAGE, "--tls-cert and --tls-key go together (got only %s)",
-                        cfg.tls_cert ? "--tls-cert" : "--tls-key");
+    if (serve_options_check(o, why, sizeof why)) return cli_fail(CLI_USAGE, "%s", why);
+    return CLI_OK;
+}
+
+static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return printf("%s", usage_serve), CLI_OK;
+    int rc = read_options(o, argc, argv);
+    if (rc) return rc;
+    server_config cfg = o->cfg;
+    if (!dir_given && o->data_dir) dir = o->data_dir;
+    const char *projections_dir = o->projections_dir;
     factum_error_t err;
     server_tls *probe; /* unusable files are refused before the store is opened (or made) */
     if (cfg.tls_cert) {
-        int rc = tls_open(cfg.tls_cert, cfg.tls_key, &probe, &err);
-        if (rc) return cli_report(rc, &err);
+        if ((rc = tls_open(cfg.tls_cert, cfg.tls_key, &probe, &err))) return cli_report(rc, &err);
         tls_close(probe);
     }
     char *pabs = projections_dir ? realpath(projections_dir, NULL) : NULL; /* checked before the store is made too */
@@ -206,9 +130,9 @@ int cli_serve(const char *dir, int argc, char **argv) {
     sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     factum_t *db;
-    factum_options_t o = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0,
-                          .segment_bytes = segment_bytes};
-    int rc = factum_open(dir, &o, &db, &err);
+    factum_options_t fo = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0,
+                           .segment_bytes = o->segment_bytes};
+    rc = factum_open(dir, &fo, &db, &err);
     if (rc) {
         free(pabs);
         return cli_report(rc, &err);
@@ -223,4 +147,12 @@ int cli_serve(const char *dir, int argc, char **argv) {
     if (rc) return cli_report(rc, &err);
     fprintf(stderr, "factum: stopped cleanly\n");
     return CLI_OK;
+}
+
+int cli_serve(const char *dir, bool dir_given, int argc, char **argv) {
+    serve_options o;
+    serve_options_init(&o);
+    int rc = serve_run(&o, dir, dir_given, argc, argv);
+    serve_options_free(&o);
+    return rc;
 }
