@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include "../base/log.h"
 #include "../sys/pool.h"
 
 #include <errno.h>
@@ -46,12 +47,19 @@ static const char *const names[] = {"listen",
                                     "tls-cert",
                                     "tls-key",
                                     "projections-dir",
-                                    "insecure"};
+                                    "insecure",
+                                    "access-log",
+                                    "access-log-format",
+                                    "slow-request-ms",
+                                    "log-level",
+                                    "log-format"};
 
 void serve_options_init(serve_options *o) {
     memset(o, 0, sizeof *o);
     o->cfg.version = FACTUM_VERSION;
     o->cfg.scavenge_every_s = 3600;
+    o->cfg.slow_request_ms = 1000;
+    o->log_level = LOG_LEVEL_INFO;
     o->cfg.cors_origins = o->origins;
     o->cfg.public_hosts = o->hosts;
 }
@@ -126,7 +134,27 @@ int serve_option(serve_options *o, int source, const char *opt, const char *v, c
     if (!v) return refuse(why, cap, "%s needs a value", name);
     if (!strcmp(opt, "cors-origin") || !strcmp(opt, "public-host"))
         return set_names(o, source, opt[0] == 'p', name, v, why, cap);
+    if (!strcmp(opt, "access-log-format") || !strcmp(opt, "log-format")) {
+        bool json = !strcmp(v, "json");
+        if (!json && strcmp(v, opt[0] == 'a' ? "common" : "text"))
+            return refuse(why, cap, "%s is %s or json (got '%s')", name, opt[0] == 'a' ? "common" : "text", v);
+        *(opt[0] == 'a' ? &cfg->access_json : &o->log_json) = json;
+        return SERVE_OPT_OK;
+    }
+    if (!strcmp(opt, "log-level")) {
+        if (!log_level_parse(v, &o->log_level))
+            return refuse(why, cap, "%s is error, warn, info or debug (got '%s')", name, v);
+        return SERVE_OPT_OK;
+    }
+    if (!strcmp(opt, "slow-request-ms")) {
+        uint64_t ms;
+        if (!cli_parse_u64(v, &ms) || ms > 3600000)
+            return refuse(why, cap, "%s wants milliseconds from 0 (never) to 3600000 (got '%s')", name, v);
+        cfg->slow_request_ms = (uint32_t)ms;
+        return SERVE_OPT_OK;
+    }
     const char **str = !strcmp(opt, "listen")            ? &cfg->listen
+                       : !strcmp(opt, "access-log")      ? &cfg->access_log
                        : !strcmp(opt, "tls-cert")        ? &cfg->tls_cert
                        : !strcmp(opt, "tls-key")         ? &cfg->tls_key
                        : !strcmp(opt, "projections-dir") ? &o->projections_dir

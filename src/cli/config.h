@@ -7,6 +7,7 @@
 
 #include "cli.h"
 
+#include "../base/log.h"
 #include "../server/server.h"
 
 #include <stdio.h>
@@ -29,6 +30,8 @@ typedef struct serve_options {
     const char *projections_dir;
     const char *data_dir; /* from the file: used when neither --data-dir nor $FACTUM_DATA_DIR is given */
     const char *origins[SERVE_MAX_NAMES], *hosts[SERVE_MAX_NAMES];
+    log_level log_level; /* --log-level, --log-format: log_setup's */
+    bool log_json;
     int names_source[2]; /* the source that set cors-origin, public-host: another one replaces the list */
     serve_kept *kept;    /* the strings the options point into */
 } serve_options;

@@ -69,6 +69,13 @@ static const char *usage_serve =
     "  --tls-key FILE          and this PEM private key (both, or neither)\n"
     "  --projections-dir DIR   the folder SQLite projection targets live in (default: the data\n"
     "                          folder); paths in definitions are taken from it and stay in it\n"
+    "  --access-log FILE|-     one line per request (default: none); reopened on SIGHUP\n"
+    "                          and SIGUSR1 (logrotate)\n"
+    "  --access-log-format F   common (Common Log Format, plus key id and seconds taken)\n"
+    "                          or json (default common)\n"
+    "  --slow-request-ms MS    log requests slower than this at warn (default 1000; 0: never)\n"
+    "  --log-level LEVEL       error, warn, info or debug (default info)\n"
+    "  --log-format F          the server's messages as text or json (default text)\n"
     "  --insecure              on an address other machines reach, serve even without TLS\n"
     "                          and an admin key (refused otherwise; logged at every start)\n";
 
@@ -105,6 +112,7 @@ static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc
     int rc = read_options(o, argc, argv);
     if (rc) return rc;
     server_config cfg = o->cfg;
+    log_setup(o->log_level, o->log_json);
     if (!dir_given && o->data_dir) dir = o->data_dir;
     const char *projections_dir = o->projections_dir;
     factum_error_t err;
@@ -128,6 +136,7 @@ static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGHUP);
+    sigaddset(&stop_signals, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     factum_t *db;
     factum_options_t fo = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0,
@@ -137,7 +146,7 @@ static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc
         free(pabs);
         return cli_report(rc, &err);
     }
-    fprintf(stderr, "factum %s: data in %s\n", FACTUM_VERSION, dir);
+    log_msg(LOG_LEVEL_INFO, "%s: data in %s", FACTUM_VERSION, dir);
     char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
     cfg.data_dir = abs ? abs : dir;
     rc = server_run(db, &cfg, &err);
@@ -145,7 +154,7 @@ static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc
     free(pabs);
     factum_close(db);
     if (rc) return cli_report(rc, &err);
-    fprintf(stderr, "factum: stopped cleanly\n");
+    log_msg(LOG_LEVEL_INFO, "stopped cleanly");
     return CLI_OK;
 }
 

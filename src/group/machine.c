@@ -16,6 +16,7 @@
  */
 #include "group.h"
 
+#include "../base/log.h"
 #include "../base/json.h"
 
 #include <stdio.h>
@@ -25,7 +26,7 @@
 void *group_xrealloc(void *p, size_t n) {
     void *q = realloc(p, n);
     if (!q && n) {
-        fprintf(stderr, "factum: out of memory (consumer groups, %zu bytes)\n", n);
+        log_msg(LOG_LEVEL_ERROR, "out of memory (consumer groups, %zu bytes)", n);
         abort();
     }
     return q;

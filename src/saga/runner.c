@@ -10,6 +10,7 @@
  */
 #include "runner.h"
 
+#include "../base/log.h"
 #include "../base/json.h"
 
 #include <stdio.h>
@@ -70,7 +71,7 @@ static void write_cb(void *ctx, int rc, const factum_append_result_t *res, const
     pthread_mutex_lock(&s->wmu);
     if (rc && !s->write_rc) {
         s->write_rc = rc;
-        fprintf(stderr, "factum: saga %s: a write failed: %s\n", s->d->name, msg);
+        log_msg(LOG_LEVEL_ERROR, "saga %s: a write failed: %s", s->d->name, msg);
     }
     if (--s->inflight == 0) pthread_cond_signal(&s->wcond);
     pthread_mutex_unlock(&s->wmu);
@@ -86,7 +87,7 @@ static void command_cb(void *ctx, int rc, const factum_append_result_t *res, con
     saga *s = ctx;
     if (rc == FACTUM_EINVAL || rc == FACTUM_EBADEVENT || rc == FACTUM_EBADSTREAM || rc == FACTUM_ETOOBIG ||
         rc == FACTUM_EDELETED || rc == FACTUM_ECONFLICT) {
-        fprintf(stderr, "factum: saga %s: a command was refused (its step waits for its reply or timeout): %s\n",
+        log_msg(LOG_LEVEL_WARN, "saga %s: a command was refused (its step waits for its reply or timeout): %s",
                 s->d->name, msg);
         rc = 0;
     }
@@ -392,7 +393,7 @@ static int keep_newest_only(saga *s, factum_str_t stream) {
         rc = factum_meta_set(s->db, stream, &m, NULL, &err);
     }
     factum_meta_free(&m);
-    if (rc) fprintf(stderr, "factum: saga %s: older checkpoints are kept: %s\n", s->d->name, err.message);
+    if (rc) log_msg(LOG_LEVEL_WARN, "saga %s: older checkpoints are kept: %s", s->d->name, err.message);
     return rc;
 }
 

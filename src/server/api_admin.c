@@ -10,6 +10,8 @@
  */
 #include "api.h"
 
+#include "../base/log.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -42,7 +44,7 @@ static void *scavenger_main(void *arg) {
         pthread_mutex_unlock(&sv->mu);
         factum_error_t err;
         int rc = factum_scavenge(sv->db, &err);
-        if (rc && rc != FACTUM_ECLOSED) fprintf(stderr, "factum: scavenge stopped: %s\n", err.message);
+        if (rc && rc != FACTUM_ECLOSED) log_msg(LOG_LEVEL_ERROR, "scavenge stopped: %s", err.message);
         pthread_mutex_lock(&sv->mu);
     }
     pthread_mutex_unlock(&sv->mu);

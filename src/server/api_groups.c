@@ -10,6 +10,7 @@
  */
 #include "api.h"
 
+#include "../base/log.h"
 #include "../base/json.h"
 #include "../group/groups.h"
 
@@ -39,7 +40,7 @@ static void kept_free(void *job) {
 static kept *keep_change(conn *c, groups_change *ch, const char *type, bool with_refused) {
     kept *k = calloc(1, sizeof *k);
     if (!k) {
-        fprintf(stderr, "factum: out of memory (a group's write)\n");
+        log_msg(LOG_LEVEL_ERROR, "out of memory (a group's write)");
         abort();
     }
     k->ch = *ch, *ch = (groups_change){0};

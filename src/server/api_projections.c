@@ -17,6 +17,7 @@
  */
 #include "api.h"
 
+#include "../base/log.h"
 #include "../base/json.h"
 #include "../proj/projector.h"
 #include "../sys/defs.h"
@@ -110,7 +111,7 @@ static int start(projections_t *ps, const char *name, factum_str_t def, factum_e
 
 static void replay_def(void *ctx, const char *name, factum_str_t def) {
     factum_error_t e2;
-    if (start(ctx, name, def, &e2)) fprintf(stderr, "factum: projection %s not started: %s\n", name, e2.message);
+    if (start(ctx, name, def, &e2)) log_msg(LOG_LEVEL_ERROR, "projection %s not started: %s", name, e2.message);
 }
 
 int projections_open(factum_t *db, pool *pl, const char *data_dir, projections_t **out, factum_error_t *err) {
@@ -197,7 +198,7 @@ static void define_work(conn *c) {
         if (warnings.len && j->out.len) { /* {... ,"warnings":[...]} */
             j->out.len--;
             buf_printf(&j->out, ",\"warnings\":[%.*s]}", (int)warnings.len, warnings.ptr);
-            fprintf(stderr, "factum: projection %s: warning: %.*s\n", j->name, (int)warnings.len, warnings.ptr);
+            log_msg(LOG_LEVEL_WARN, "projection %s: warning: %.*s", j->name, (int)warnings.len, warnings.ptr);
         }
     }
     buf_free(&warnings);
@@ -232,7 +233,7 @@ static void delete_work(conn *c) {
         if (j->rc) { /* nothing changed: it goes on */
             factum_error_t e2;
             if (start(ps, j->name, proj_def_json(pd), &e2))
-                fprintf(stderr, "factum: projection %s not restarted: %s\n", j->name, e2.message);
+                log_msg(LOG_LEVEL_ERROR, "projection %s not restarted: %s", j->name, e2.message);
         }
         projector_unref(p);
         j->status = 200;

@@ -16,6 +16,7 @@
  */
 #include "api.h"
 
+#include "../base/log.h"
 #include "../saga/saga.h"
 #include "../sys/defs.h"
 #include "../sys/pool.h"
@@ -81,7 +82,7 @@ static int start(sagas_t *ss, const char *name, factum_str_t def, factum_error_t
 
 static void replay_def(void *ctx, const char *name, factum_str_t def) {
     factum_error_t e2;
-    if (start(ctx, name, def, &e2)) fprintf(stderr, "factum: saga %s not started: %s\n", name, e2.message);
+    if (start(ctx, name, def, &e2)) log_msg(LOG_LEVEL_ERROR, "saga %s not started: %s", name, e2.message);
 }
 
 int sagas_open(factum_t *db, pool *pl, sagas_t **out, factum_error_t *err) {

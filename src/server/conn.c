@@ -225,6 +225,7 @@ void conn_respond(conn *c, int status, const char *ctype, const char *extra, con
     relaxed_add(&c->l->status[status < 600 ? status : 599], 1);
     relaxed_add(&c->l->requests[status / 100 % 6], 1);
     if (c->audit) audit_answered(c, status);
+    access_request(c, status, n);
 }
 
 static void vproblem(conn *c, int status, const char *slug, const char *headers, const char *members, const char *fmt,

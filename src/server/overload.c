@@ -19,6 +19,8 @@
  */
 #include "api.h"
 
+#include "../base/log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -166,7 +168,7 @@ void overload_no_fds(loop *l, int e) {
     struct overload *o = s->ov;
     pthread_mutex_lock(&o->mu);
     if (!o->warned) {
-        fprintf(stderr, "factum: accept: %s (open-file limit %llu): new connections get 503 until some close\n",
+        log_msg(LOG_LEVEL_ERROR, "accept: %s (open-file limit %llu): new connections get 503 until some close",
                 strerror(e), (unsigned long long)o->nofile);
         o->warned = true;
     }

@@ -7,6 +7,7 @@
  */
 #include "server.h"
 
+#include "../base/log.h"
 #include "../base/json.h"
 #include "../group/groups.h"
 #include "../sys/pool.h"
@@ -348,6 +349,7 @@ static void *loop_main(void *arg) {
             last_sweep = now;
             sweep(l);
         }
+        access_flush(l);
         loop_free_closed(l); /* nothing of this turn names them any more */
     }
     return NULL;
@@ -426,9 +428,9 @@ static int check_exposure(server *s, const char *bound, bool loopback, factum_er
                           : !s->tls         ? "without TLS"
                                             : "without an admin key";
     if (s->cfg.insecure) {
-        fprintf(stderr,
-                "factum: WARNING: --insecure: serving %s, reachable from other machines, %s: anyone who can reach it "
-                "can %s\n",
+        log_msg(LOG_LEVEL_WARN,
+                "WARNING: --insecure: serving %s, reachable from other machines, %s: anyone who can reach it "
+                "can %s",
                 bound, missing,
                 auth_keys_enforced(s->keys) ? "read what is sent over it" : "read and write everything");
         return 0;
@@ -456,9 +458,9 @@ static void stop_definitions(server *s) {
     size_t np = projections_count(s->projections), ns = sagas_count(s->sagas);
     uint64_t t1 = clock_mono_ns();
     projections_stop(s->projections); /* closing a SQLite target checkpoints its WAL: an fsync each */
-    fprintf(stderr,
-            "factum: stopping %zu projections and %zu sagas: waited %.0f ms for %zu batches in progress%s%s%s, "
-            "then %.0f ms closing the projections' connections\n",
+    log_msg(LOG_LEVEL_INFO,
+            "stopping %zu projections and %zu sagas: waited %.0f ms for %zu batches in progress%s%s%s, "
+            "then %.0f ms closing the projections' connections",
             np, ns, (double)(t1 - t0) / 1e6, n, n ? " (" : "", n ? waited.ptr : "", n ? ")" : "",
             (double)(clock_mono_ns() - t1) / 1e6);
     buf_free(&waited);
@@ -468,11 +470,11 @@ static void stop_definitions(server *s) {
 static void reload_tls(server *s) {
     factum_error_t e;
     if (!s->tls)
-        fprintf(stderr, "factum: SIGHUP: no TLS certificate to reload (serving plain HTTP)\n");
+        log_msg(LOG_LEVEL_WARN, "SIGHUP: no TLS certificate to reload (serving plain HTTP)");
     else if (tls_reload(s->tls, &e))
-        fprintf(stderr, "factum: SIGHUP: keeping the TLS certificate in use: %s\n", e.message);
+        log_msg(LOG_LEVEL_ERROR, "SIGHUP: keeping the TLS certificate in use: %s", e.message);
     else
-        fprintf(stderr, "factum: SIGHUP: TLS certificate reloaded from %s\n", s->cfg.tls_cert);
+        log_msg(LOG_LEVEL_INFO, "SIGHUP: TLS certificate reloaded from %s", s->cfg.tls_cert);
 }
 
 int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
@@ -507,15 +509,18 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     else if (c->tls_cert)
         rc = tls_open(c->tls_cert, c->tls_key, &s->tls, err);
     if (!rc) rc = overload_open(s, err);
+    if (!rc) rc = access_open(s, err);
     bool loopback = true;
     if (!rc) rc = listen_on(c->listen, &s->lfd, bound, sizeof bound, &loopback, err);
     if (rc) {
+        access_close(s);
         overload_close(s);
         tls_close(s->tls);
         free(s);
         return rc;
     }
     if ((rc = timers_open(db, &s->timers, err))) {
+        access_close(s);
         tls_close(s->tls);
         close(s->lfd);
         overload_close(s);
@@ -523,6 +528,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         return rc;
     }
     if ((rc = groups_open(db, &s->groups, err))) {
+        access_close(s);
         timers_close(s->timers);
         tls_close(s->tls);
         close(s->lfd);
@@ -542,7 +548,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         (rc = auth_keys_open(db, &s->keys, err)) || (rc = check_exposure(s, bound, loopback, err)) ||
         (rc = audit_open(db, &s->audit, err))) {
         auth_keys_close(s->keys);
-
+        access_close(s);
         jobs_close(s->jobs);
         sagas_close(s->sagas);
         projections_close(s->projections);
@@ -561,6 +567,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     signal(SIGPIPE, SIG_IGN);
 
@@ -575,7 +582,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         l->keys = malloc(l->keys_cap * sizeof *l->keys);
         l->spare_keys = malloc(l->keys_cap * sizeof *l->keys);
         if (!l->keys || !l->spare_keys) {
-            fprintf(stderr, "factum: out of memory starting a loop\n");
+            log_msg(LOG_LEVEL_ERROR, "out of memory starting a loop");
             abort();
         }
         l->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -598,15 +605,17 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         rc = err_set(err, FACTUM_ENOMEM, "cannot start %d event loops", s->nloops);
         atomic_store(&s->stopping, true);
     } else {
-        fprintf(stderr, "factum: up to %u connections (%u per address), %llu open files, memory budget %llu MiB\n",
+        log_msg(LOG_LEVEL_INFO, "up to %u connections (%u per address), %llu open files, memory budget %llu MiB",
                 c->max_connections, c->max_per_address, (unsigned long long)overload_nofile(s),
                 (unsigned long long)(c->max_memory >> 20));
         printf("listening on %s://%s\n", s->tls ? "https" : "http", bound);
         fflush(stdout);
         int sig;
-        while (!sigwait(&set, &sig) && sig == SIGHUP)
-            reload_tls(s);
-        fprintf(stderr, "factum: %s, draining connections\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        while (!sigwait(&set, &sig) && (sig == SIGHUP || sig == SIGUSR1)) {
+            if (sig == SIGHUP) reload_tls(s);
+            access_reopen(s); /* logrotate: either signal */
+        }
+        log_msg(LOG_LEVEL_INFO, "%s, draining connections", sig == SIGINT ? "SIGINT" : "SIGTERM");
         s->drain_deadline_ms = server_now_ms() + DRAIN_MS;
         atomic_store(&s->stopping, true);
         stop_definitions(s);
@@ -627,12 +636,14 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     audit_close(s->audit);
     auth_keys_close(s->keys);
     tls_close(s->tls);
+    access_close(s);
     for (int i = 0; s->loops && i < s->nloops; i++) {
         loop *l = &s->loops[i];
         if (l->ep >= 0) close(l->ep);
         if (l->efd >= 0) close(l->efd);
         pthread_mutex_destroy(&l->mu);
         buf_free(&l->scratch);
+        buf_free(&l->access);
         buf_free(&l->all_cache.bytes);
         buf_free(&l->all_cache.filters);
         free(l->keys);

@@ -53,6 +53,11 @@ typedef struct server_config {
     /* rate limits of API keys that set none of their own (--key-max-*-per-second, by
        auth_limit: appends, body bytes); 0 = none */
     uint64_t key_max_per_second[AUTH_LIMITS];
+    /* logs (access.c): one line per request to access_log ("-": stdout; NULL: none), as
+       access_json says; a request slower than slow_request_ms (0: never) is logged at warn */
+    const char *access_log;
+    bool access_json;
+    uint32_t slow_request_ms;
     const char *version;
 } server_config;
 
@@ -224,6 +229,7 @@ struct loop {
     size_t nkeys, keys_cap;
     bool keys_all; /* more than keys_cap, or keys not known: every stream subscription looks */
     buf_t scratch; /* response bodies and rendered events */
+    buf_t access;  /* access log lines of this turn, written at its end (access.c) */
     /* The SSE bytes of the last chunk of $all one of this loop's subscribers read (sse.c):
        [from, next) as the query from `from` with its filters (system streams or not) returned
        it, whole when it held all there was. Live subscribers with the same filters stand at the
@@ -268,6 +274,7 @@ struct server {
     struct jobs *jobs;
     auth_keys_t *keys; /* API keys ($keys): guard.c checks requests against them */
     audit_t *audit;    /* $audit: admin and operator actions, refused requests */
+    int access_fd;     /* the access log (access.c); -1: none */
     server_tls *tls;   /* NULL: plain HTTP */
     server_config cfg;
     int lfd;
@@ -479,6 +486,16 @@ void tls_idle(conn *c, uint64_t now_ms);
 bool tls_pending(conn *c);
 /* tls.c: sends close_notify (after no fatal error) and frees c's TLS; before its socket closes. */
 void tls_end(conn *c);
+
+/* access.c: the access log. access_open opens cfg.access_log (none: nothing to do);
+   access_reopen opens it again where the name now points (logrotate: SIGHUP, SIGUSR1);
+   access_request notes an answer of c (status, body bytes) once its head is queued, and logs
+   a slow one; access_flush writes the loop's lines at the end of its turn. */
+int access_open(server *s, factum_error_t *err);
+void access_reopen(server *s);
+void access_close(server *s);
+void access_request(conn *c, int status, size_t bytes);
+void access_flush(loop *l);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */

@@ -64,6 +64,7 @@ static void begin(conn *c, sub *s) {
     static const char retry[] = "\r\nretry: 1000\n\n"; /* the blank line ending the head, then the first field */
     conn_send(c, retry, sizeof retry - 1);
     atomic_fetch_add_explicit(&c->l->status[200], 1, memory_order_relaxed);
+    access_request(c, 200, 0);
     s->beat_ms = server_now_ms();
     sse_pump(c);
 }

@@ -11,6 +11,8 @@
  */
 #include "pool.h"
 
+#include "../base/log.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -243,7 +245,7 @@ size_t pool_quiesce(pool *p, buf_t *waited) {
         if (pthread_cond_timedwait(&p->idle, &p->mu, &ts) == ETIMEDOUT && p->nrunning) {
             buf_t still = {0};
             running_names(p, &still);
-            fprintf(stderr, "factum: stopping: still waiting for the batch in progress of %s\n", still.ptr);
+            log_msg(LOG_LEVEL_INFO, "stopping: still waiting for the batch in progress of %s", still.ptr);
             buf_free(&still);
         }
     }

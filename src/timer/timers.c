@@ -22,6 +22,7 @@
  */
 #include "timers.h"
 
+#include "../base/log.h"
 #include "../base/json.h"
 #include "../sys/replay.h"
 
@@ -667,8 +668,7 @@ static void *scheduler(void *arg) {
             pthread_mutex_unlock(&t->mu);
             factum_error_t err;
             bool ok = compact(t, &err) == 0;
-            if (!ok)
-                fprintf(stderr, "factum: compacting %s: %s (tried again in a minute)\n", TIMERS_STREAM, err.message);
+            if (!ok) log_msg(LOG_LEVEL_WARN, "compacting %s: %s (tried again in a minute)", TIMERS_STREAM, err.message);
             pthread_mutex_lock(&t->mu);
             if (!ok) t->compact_after = clock_mono_us() + 60000000;
         }
