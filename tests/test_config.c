@@ -22,18 +22,6 @@ static const char *write_conf(const char *name, const char *text) {
     return path;
 }
 
-/* Runs `factum ARGS` with stderr in out; its exit code. */
-static int factum(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int factum(char *out, size_t cap, const char *fmt, ...) {
-    char args[1024], cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", test_bin(), args);
-    return test_run(cmd, out, cap);
-}
-
 TEST(serve_takes_options_from_the_file_then_the_environment_then_the_line) {
     char data[512], extra[1024];
     snprintf(data, sizeof data, "%s/data", test_dir());
@@ -60,10 +48,10 @@ TEST(serve_takes_options_from_the_file_then_the_environment_then_the_line) {
     unsetenv("FACTUM_MAX_CONNECTIONS");
     /* A bad value in the environment is refused like one on the line. */
     char out[4096];
-    CHECK_EQ(factum(out, sizeof out, "--data-dir %s serve --listen 127.0.0.1:0 --max-body x", data), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "--data-dir %s serve --listen 127.0.0.1:0 --max-body x", data), 2);
     CHECK_MSG(strstr(out, "--max-body wants a positive number (got 'x')"), "%s", out);
     setenv("FACTUM_MAX_BODY", "0", 1);
-    CHECK_EQ(factum(out, sizeof out, "--data-dir %s serve --listen 127.0.0.1:0", data), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "--data-dir %s serve --listen 127.0.0.1:0", data), 2);
     CHECK_MSG(strstr(out, "$FACTUM_MAX_BODY: max-body wants a positive number (got '0')"), "%s", out);
     unsetenv("FACTUM_MAX_BODY");
 }
@@ -98,7 +86,7 @@ TEST(config_check_names_the_line_of_every_error_and_serve_refuses_a_bad_file_bef
                                                "[serve]\n"
                                                "tls-cert = /x.pem\n"
                                                "tls-key = /x.key\n");
-    CHECK_EQ(factum(out, sizeof out, "config check %s", good), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "config check %s", good), 0);
     CHECK_MSG(strstr(out, ": ok"), "%s", out);
     char longline[400];
     memset(longline, 'x', sizeof longline - 2);
@@ -121,7 +109,7 @@ TEST(config_check_names_the_line_of_every_error_and_serve_refuses_a_bad_file_bef
              longline);
     char bad[512];
     snprintf(bad, sizeof bad, "%s", write_conf("bad.conf", text));
-    CHECK_EQ(factum(out, sizeof out, "config check %s", bad), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "config check %s", bad), 1);
     static const char *const want[] = {":2: unknown option 'max-bodyy'",
                                        ":3: max-body wants a positive number (got '0')",
                                        ":4: not a 'name = value' line",
@@ -136,15 +124,15 @@ TEST(config_check_names_the_line_of_every_error_and_serve_refuses_a_bad_file_bef
         CHECK_MSG(strstr(out, want[i]), "no '%s' in:\n%s", want[i], out);
     /* tls-cert without tls-key: each line is good, the two together are not */
     const char *half = write_conf("half.conf", "tls-cert = /x.pem\n");
-    CHECK_EQ(factum(out, sizeof out, "config check %s", half), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "config check %s", half), 1);
     CHECK_MSG(strstr(out, "--tls-cert and --tls-key go together"), "%s", out);
-    CHECK_EQ(factum(out, sizeof out, "config check %s/missing.conf", test_dir()), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "config check %s/missing.conf", test_dir()), 1);
     CHECK_MSG(strstr(out, "cannot open"), "%s", out);
-    CHECK_EQ(factum(out, sizeof out, "config check"), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "config check"), 2);
     /* serve with the bad file: the same messages, exit 2, no data folder made */
     char data[512];
     snprintf(data, sizeof data, "%s/never", test_dir());
-    CHECK_EQ(factum(out, sizeof out, "--data-dir %s serve --config %s", data, bad), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "--data-dir %s serve --config %s", data, bad), 2);
     CHECK_MSG(strstr(out, ":2: unknown option 'max-bodyy'") && strstr(out, "not used"), "%s", out);
     struct stat st;
     CHECK(stat(data, &st) != 0);

@@ -347,18 +347,6 @@ TEST(the_server_default_applies_to_keys_that_set_no_limit_and_a_key_own_limit_ov
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
-/* Runs the factum command line (args after the binary): its exit code, its output in out. */
-static int factum(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int factum(char *out, size_t cap, const char *fmt, ...) {
-    char args[1500], cmd[2000];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", test_bin(), args);
-    return test_run(cmd, out, cap);
-}
-
 static int count(const char *s, const char *what) {
     int n = 0;
     for (const char *p = s; (p = strstr(p, what)); p++)
@@ -369,11 +357,11 @@ static int count(const char *s, const char *what) {
 TEST(key_create_rate_flags_round_trip_through_key_ls_and_bad_values_make_no_key) {
     char out[8192], url[64];
     const char *dir = test_dir();
-    CHECK_EQ(factum(out, sizeof out,
-                    "--data-dir %s key create --role writer --max-appends-per-second 250 --max-bytes-per-second 0",
-                    dir),
+    CHECK_EQ(run_factum(out, sizeof out,
+                        "--data-dir %s key create --role writer --max-appends-per-second 250 --max-bytes-per-second 0",
+                        dir),
              0);
-    CHECK_EQ(factum(out, sizeof out, "--data-dir %s key create --role admin", dir), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "--data-dir %s key create --role admin", dir), 0);
     char admin[AUTH_TOKEN_LEN + 1];
     const char *t = strstr(out, "fk_");
     CHECK(t);
@@ -385,23 +373,23 @@ TEST(key_create_rate_flags_round_trip_through_key_ls_and_bad_values_make_no_key)
         "--role reader --max-appends-per-second 5",
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-        CHECK_MSG(factum(out, sizeof out, "--data-dir %s key create %s", dir, bad[i]) == 1, "%s: %s", bad[i], out);
+        CHECK_MSG(run_factum(out, sizeof out, "--data-dir %s key create %s", dir, bad[i]) == 1, "%s: %s", bad[i], out);
         CHECK_MSG(strstr(out, "max_") && !strstr(out, "fk_"), "%s: %s", bad[i], out);
     }
-    CHECK_EQ(factum(out, sizeof out, "--data-dir %s key ls", dir), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "--data-dir %s key ls", dir), 0);
     CHECK_MSG(count(out, "\"id\"") == 2 && strstr(out, "\"max_appends_per_second\":250,\"max_bytes_per_second\":0") &&
                   count(out, "max_appends_per_second") == 1,
               "%s", out);
     /* Against a server: the same flags, the same listing, the same refusals. */
     srv s = srv_start(dir, NULL);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
-    CHECK_EQ(factum(out, sizeof out, "--server %s --token %s key create --role admin --max-bytes-per-second 65536", url,
-                    admin),
+    CHECK_EQ(run_factum(out, sizeof out, "--server %s --token %s key create --role admin --max-bytes-per-second 65536",
+                        url, admin),
              0);
     for (size_t i = 0; i < ARRAY_LEN(bad); i++)
-        CHECK_MSG(factum(out, sizeof out, "--server %s --token %s key create %s", url, admin, bad[i]) == 1, "%s: %s",
-                  bad[i], out);
-    CHECK_EQ(factum(out, sizeof out, "--server %s --token %s key ls", url, admin), 0);
+        CHECK_MSG(run_factum(out, sizeof out, "--server %s --token %s key create %s", url, admin, bad[i]) == 1,
+                  "%s: %s", bad[i], out);
+    CHECK_EQ(run_factum(out, sizeof out, "--server %s --token %s key ls", url, admin), 0);
     CHECK_MSG(
         count(out, "\"id\"") == 3 && strstr(out, "\"max_appends_per_second\":250") &&
             strstr(out, "\"role\":\"admin\",\"streams\":[],\"groups\":[],\"name\":\"\",\"max_bytes_per_second\":65536"),
@@ -420,7 +408,7 @@ TEST(key_create_rate_flags_round_trip_through_key_ls_and_bad_values_make_no_key)
                                             "--key-max-appends-per-second 10000001",
                                             "--key-max-bytes-per-second 10000000001"};
     for (size_t i = 0; i < ARRAY_LEN(bad_serve); i++) {
-        CHECK_EQ(factum(out, sizeof out, "--data-dir %s serve --listen 127.0.0.1:0 %s", dir, bad_serve[i]), 2);
+        CHECK_EQ(run_factum(out, sizeof out, "--data-dir %s serve --listen 127.0.0.1:0 %s", dir, bad_serve[i]), 2);
         CHECK_MSG(strstr(out, "wants a whole number from 0 (no limit) to"), "%s", out);
     }
 }

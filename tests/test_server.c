@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <strings.h>
 #include <sys/mman.h>
@@ -254,6 +255,16 @@ bool http_wait_body(int port, const char *path, const char *want, int limit_s) {
         usleep(100000);
     } while (clock_mono_ns() - t0 < (uint64_t)limit_s * 1000000000u);
     return false;
+}
+
+int run_factum(char *out, size_t cap, const char *fmt, ...) {
+    char args[1500], cmd[2000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", test_bin(), args);
+    return test_run(cmd, out, cap);
 }
 
 double srv_metric(int port, const char *line) {

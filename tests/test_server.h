@@ -55,6 +55,9 @@ void expect_status(int port, const char *method, const char *path, const char *h
 
 /* GET path until the answer is 200 with `want` in its body; true if it came within limit_s. */
 bool http_wait_body(int port, const char *path, const char *want, int limit_s);
+/* Runs the factum command line (fmt: the arguments after the binary), its stderr with its
+   stdout in out; its exit code. */
+int run_factum(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A sample of GET /metrics (from loopback, without a key): `line` is its name and labels
    ("factum_x{a=\"b\"}"); -1 if there is none. */
 double srv_metric(int port, const char *line);
