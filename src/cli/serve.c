@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include "../cluster/cluster.h"
 #include "../server/server.h"
 #include "../sys/pool.h"
 
@@ -59,6 +60,10 @@ static const char *usage_serve =
     "  --tls-key FILE          and this PEM private key (both, or neither)\n"
     "  --projections-dir DIR   the folder SQLite projection targets live in (default: the data\n"
     "                          folder); paths in definitions are taken from it and stay in it\n"
+    "  --cluster URL,URL,...   run as a node of a cluster on these NATS JetStream servers\n"
+    "                          (docs/cluster.md); with --node NAME, this node's name,\n"
+    "                          --advertise URL, how clients reach it (default: http://\n"
+    "                          and --listen), --cluster-stream NAME (default FACTUM)\n"
     "  --insecure              on an address other machines reach, serve even without TLS\n"
     "                          and an admin key (refused otherwise; logged at every start)\n";
 
@@ -79,6 +84,7 @@ int cli_serve(const char *dir, int argc, char **argv) {
     server_config cfg = {.listen = getenv("FACTUM_LISTEN"), .version = FACTUM_VERSION, .scavenge_every_s = 3600};
     uint64_t segment_bytes = 0;
     const char *projections_dir = NULL;
+    cluster_config ccfg = {0};
     static const char *origins[SERVE_MAX_NAMES], *hosts[SERVE_MAX_NAMES];
     cfg.cors_origins = origins, cfg.public_hosts = hosts;
     if (cfg.listen && !*cfg.listen) cfg.listen = NULL;
@@ -102,6 +108,15 @@ int cli_serve(const char *dir, int argc, char **argv) {
             if (!add_names(argv[i], cors ? origins : hosts, cors ? &cfg.ncors_origins : &cfg.npublic_hosts))
                 return cli_fail(CLI_USAGE, "%s wants up to %d non-empty values of at most 255 bytes (got '%s')", a,
                                 SERVE_MAX_NAMES, v);
+            continue;
+        }
+        if (!strcmp(a, "--cluster") || !strcmp(a, "--node") || !strcmp(a, "--advertise") ||
+            !strcmp(a, "--cluster-stream")) {
+            const char **to = a[2] == 'n'   ? &ccfg.node
+                              : a[2] == 'a' ? &ccfg.advertise
+                              : a[9]        ? &ccfg.stream
+                                            : &ccfg.urls;
+            *to = v;
             continue;
         }
         if (!strcmp(a, "--projections-dir")) {
@@ -182,6 +197,10 @@ int cli_serve(const char *dir, int argc, char **argv) {
         return cli_fail(CLI_USAGE, "--projections-dir %s is not a folder (make it first)", projections_dir);
     }
     cfg.projections_dir = pabs;
+    if (!ccfg.urls != !ccfg.node) {
+        free(pabs);
+        return cli_fail(CLI_USAGE, "--cluster and --node go together (see docs/cluster.md)");
+    }
     /* SIGINT, SIGTERM and SIGHUP are taken by server_run's sigwait. Blocked here, before the store and the
        server start their threads, so that every thread inherits the block: a signal that
        reached a thread not blocking it would end the process at once instead of draining. */
@@ -202,7 +221,24 @@ int cli_serve(const char *dir, int argc, char **argv) {
     fprintf(stderr, "factum %s: data in %s\n", FACTUM_VERSION, dir);
     char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
     cfg.data_dir = abs ? abs : dir;
+    cluster *cl = NULL;
+    char advertise[300];
+    if (ccfg.urls) { /* before the server: its first write already goes to the cluster */
+        snprintf(advertise, sizeof advertise, "%s://%s", cfg.tls_cert ? "https" : "http",
+                 cfg.listen ? cfg.listen : "127.0.0.1:7744");
+        if (!ccfg.advertise) ccfg.advertise = advertise;
+        ccfg.data_dir = cfg.data_dir;
+        rc = cluster_start(db, &ccfg, &cl, &err);
+        if (rc) {
+            free(abs);
+            free(pabs);
+            factum_close(db);
+            return cli_report(rc, &err);
+        }
+        cfg.cluster = cl;
+    }
     rc = server_run(db, &cfg, &err);
+    cluster_stop(cl);
     free(abs);
     free(pabs);
     factum_close(db);

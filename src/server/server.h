@@ -51,6 +51,7 @@ typedef struct server_config {
     uint64_t max_schedules;   /* pending ones; 0 = 100000 */
     int definition_threads;   /* the pool that runs projections and sagas; 0 = 4 */
     const char *version;
+    struct cluster *cluster; /* cluster mode (src/cluster, docs/cluster.md), or NULL */
 } server_config;
 
 /*
