@@ -471,10 +471,11 @@ static int64_t group_time(factum_t *db) {
     return t;
 }
 
-/* A replicated batch lands where its leader saw the head, after the last group's time, or not at
-   all: anything else means this log is not the cluster's (docs/cluster.md). */
+/* A replicated batch lands where its leader saw the head, after the time of the last group that
+   wrote anything (the leader's factum_batch_encode reads the same), or not at all: anything else
+   means this log is not the cluster's (docs/cluster.md). */
 static bool batch_refused(factum_t *db, append_req *list) {
-    if (!list->batch_n || (db->next_pos == list->batch_first && list->batch_time > db->last_time && !db->failed))
+    if (!list->batch_n || (db->next_pos == list->batch_first && list->batch_time > db->durable_time && !db->failed))
         return false;
     for (append_req *r = list, *next; r; r = next) {
         next = r->next;
@@ -485,7 +486,7 @@ static bool batch_refused(factum_t *db, append_req *list) {
                      "replicated batch for position %llu at time %lld, but this log's head is %llu at time %lld: "
                      "this node's log has diverged from the cluster's",
                      (unsigned long long)list->batch_first, (long long)list->batch_time,
-                     (unsigned long long)db->next_pos, (long long)db->last_time);
+                     (unsigned long long)db->next_pos, (long long)db->durable_time);
         store_req_complete(r);
     }
     return true;
