@@ -429,12 +429,13 @@ size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t
  * or one factum_proposal_fail.
  */
 typedef struct factum_proposal factum_proposal_t;
-typedef void (*factum_replicate_cb)(void *ctx, factum_proposal_t *p);
+typedef int (*factum_replicate_cb)(void *ctx, factum_proposal_t *p);
 
 /*
  * Sets (fn) or clears (NULL) the replicator. While it is set, every write is handed to
  * fn(ctx, p) on the caller's thread once validated, instead of going to the writer: fn must only
- * queue it. Only factum_batch_apply then writes to the log.
+ * queue it and return 0, or return a negative code to refuse it (the write then fails at once
+ * with that code, and p is not fn's). Only factum_batch_apply then writes to the log.
  */
 void factum_set_replicator(factum_t *db, factum_replicate_cb fn, void *ctx);
 

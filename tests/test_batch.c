@@ -16,10 +16,16 @@ typedef struct collected {
     size_t n;
 } collected;
 
-static void collect(void *ctx, factum_proposal_t *p) {
+static int collect(void *ctx, factum_proposal_t *p) {
     collected *c = ctx;
     CHECK(c->n < 16);
     c->p[c->n++] = p;
+    return 0;
+}
+
+static int refuse(void *ctx, factum_proposal_t *p) {
+    (void)ctx, (void)p;
+    return FACTUM_ECLOSED;
 }
 
 /* What an async write's callback heard. */
@@ -188,6 +194,15 @@ TEST(a_batch_that_does_not_fit_the_log_fails_loudly_and_writes_nothing) {
     CHECK_RC(factum_batch_encode(leader, c.p, c.n, 64, &used, &msg, &len, &err), FACTUM_ETOOBIG);
     factum_proposal_fail(c.p[0], err.code, err.message);
     CHECK_RC(o3.rc, FACTUM_ETOOBIG);
+
+    /* A replicator that refuses: the write fails at once, its callback never runs. */
+    factum_set_replicator(leader, refuse, NULL);
+    outcome o4 = {0};
+    factum_event_t e = {.type = str_c("T")};
+    CHECK_RC(factum_append_async(leader, str_c("a"), FACTUM_EXPECT_ANY, &e, 1, on_done, &o4, &err), FACTUM_ECLOSED);
+    CHECK_EQ(o4.called, 0);
+    CHECK_RC(factum_append(leader, str_c("a"), FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), FACTUM_ECLOSED);
+    CHECK_EQ(factum_head_position(leader), 2);
     factum_close(leader);
     factum_close(follower);
 }

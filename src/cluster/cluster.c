@@ -31,7 +31,7 @@ uint64_t cluster_now_ms(void) { return clock_mono_ns() / 1000000; }
 
 /* ---- the queue (any thread) ---- */
 
-static void on_proposal(void *ctx, factum_proposal_t *p) {
+static int on_proposal(void *ctx, factum_proposal_t *p) {
     cluster *c = ctx;
     pthread_mutex_lock(&c->mu);
     if (c->qn == c->qcap) {
@@ -46,6 +46,13 @@ static void on_proposal(void *ctx, factum_proposal_t *p) {
     c->q[c->qn++] = p;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+/* After cluster_stop: the store writes nothing more (a local write would not be in the log). */
+static int refuse_stopped(void *ctx, factum_proposal_t *p) {
+    (void)ctx, (void)p;
+    return FACTUM_ECLOSED;
 }
 
 /* Takes everything queued (the mutex held). */
@@ -522,7 +529,7 @@ void cluster_stop(cluster *c) {
     pthread_mutex_unlock(&c->mu);
     if (c->repl_started) pthread_join(c->repl, NULL);
     if (c->lease_started) pthread_join(c->lease, NULL);
-    factum_set_replicator(c->db, NULL, NULL);
+    factum_set_replicator(c->db, refuse_stopped, NULL);
     refuse_queued(c); /* a write queued after the thread's last look */
     if (c->kv) kvStore_Destroy(c->kv);
     if (c->js) jsCtx_Destroy(c->js);

@@ -35,7 +35,8 @@ typedef struct cluster_config {
  * answer, FACTUM_ENOMEM.
  */
 int cluster_start(factum_t *db, const cluster_config *cfg, cluster **out, factum_error_t *err);
-/* Fails the writes still waiting (FACTUM_ECLOSED), stops the threads, disconnects. NULL: no-op. */
+/* Fails the writes still waiting (FACTUM_ECLOSED), stops the threads, disconnects; the store
+   refuses writes from then on (FACTUM_ECLOSED: a local write would not be in the log). NULL: no-op. */
 void cluster_stop(cluster *c);
 
 enum { CLUSTER_CANDIDATE = 0, CLUSTER_FOLLOWER, CLUSTER_LEADER, CLUSTER_FAILED };

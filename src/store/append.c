@@ -240,8 +240,8 @@ int store_submit(factum_t *db, append_req *head, append_req *tail, factum_error_
 static int append_submit(factum_t *db, append_req *r, factum_error_t *err) {
     factum_replicate_cb rep = atomic_load(&db->replicator);
     if (!rep) return store_submit(db, r, r, err);
-    rep(db->replicator_ctx, (factum_proposal_t *)r);
-    return 0;
+    int rc = rep(db->replicator_ctx, (factum_proposal_t *)r);
+    return rc ? err_set(err, rc, "the cluster node refuses writes: %s", factum_strerror(rc)) : 0;
 }
 
 /* Queues a prepared request (rc: what preparing it returned) and sleeps until it is done. */
