@@ -13,7 +13,7 @@
 BUILD   ?= build
 CC      ?= gcc
 PKGS    := gcc make pkg-config clang-format libxxhash-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql curl \
-           libssl-dev openssl libinih-dev
+           libssl-dev openssl libinih-dev nats-server libnats-dev
 FUZZ_PKGS := clang libclang-rt-14-dev
 SAN     ?=
 FUZZ_SECONDS ?= 60
@@ -22,12 +22,12 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-format-nonliteral -Wno-format-truncation
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARN) -D_GNU_SOURCE -Iinclude -pthread -MMD -MP \
-             $(shell pkg-config --cflags libxxhash libpq openssl 2>/dev/null) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl inih 2>/dev/null) -pthread $(if $(SAN),$(SANFLAGS))
+             $(shell pkg-config --cflags libxxhash libpq openssl libnats 2>/dev/null) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl inih libnats 2>/dev/null) -pthread $(if $(SAN),$(SANFLAGS))
 SANFLAGS := -fsanitize=address,undefined
 
 LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c)
-SRV_SRC  := $(wildcard src/proj/*.c src/saga/*.c src/sys/*.c src/timer/*.c src/group/*.c src/auth/*.c src/server/*.c)
+SRV_SRC  := $(wildcard src/proj/*.c src/saga/*.c src/sys/*.c src/timer/*.c src/group/*.c src/auth/*.c src/cluster/*.c src/server/*.c)
 CLIENT_SRC := $(wildcard src/client/*.c)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c) $(SRV_SRC)

@@ -45,7 +45,8 @@ extern "C" {
     X(EUNREACHABLE, "cannot reach the server")                                                                         \
     X(EDELETED, "stream is deleted")                                                                                   \
     X(ETIMEDOUT, "timed out")                                                                                          \
-    X(EDENIED, "not authorized: the server wants a valid API key with the permission")
+    X(EDENIED, "not authorized: the server wants a valid API key with the permission")                                 \
+    X(ENOTLEADER, "not the cluster leader: writes go to the leader")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };
@@ -418,6 +419,56 @@ void factum_scavenge_cancel(factum_t *db);
 void factum_scavenge_stats(factum_t *db, factum_scavenge_stats_t *out);
 /* The stats as JSON (what GET /admin/scavenge answers); returns the length it needs. */
 size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t cap);
+
+/* ---- Cluster replication (docs/cluster.md) ---- */
+
+/*
+ * A write the store was asked to make (an append, a metadata change, a deletion), validated and
+ * encoded, with its ids assigned, waiting to be replicated. Its caller still waits for it (or
+ * its callback is still due): each proposal ends in exactly one factum_batch_apply that names it
+ * or one factum_proposal_fail.
+ */
+typedef struct factum_proposal factum_proposal_t;
+typedef int (*factum_replicate_cb)(void *ctx, factum_proposal_t *p);
+
+/*
+ * Sets (fn) or clears (NULL) the replicator. While it is set, every write is handed to
+ * fn(ctx, p) on the caller's thread once validated, instead of going to the writer: fn must only
+ * queue it and return 0, or return a negative code to refuse it (the write then fails at once
+ * with that code, and p is not fn's). Only factum_batch_apply then writes to the log.
+ */
+void factum_set_replicator(factum_t *db, factum_replicate_cb fn, void *ctx);
+
+/* Completes p with an error (its caller wakes, or its callback runs, in this thread). */
+void factum_proposal_fail(factum_proposal_t *p, int code, const char *message);
+
+/*
+ * Encodes proposals as one batch (the message format of docs/cluster.md): the log's head now as
+ * its position and a commit time after the last group's. Takes ps[0..n) in order while the
+ * message stays within max_bytes and the size of a commit group; *used says how many (at least
+ * one, else FACTUM_ETOOBIG: ps[0] alone is larger than max_bytes). *out is malloc'd (the
+ * caller frees it). Call it with nothing else writing to the store (a leader that has applied
+ * all it published).
+ */
+int factum_batch_encode(factum_t *db, factum_proposal_t *const *ps, size_t n, size_t max_bytes, size_t *used,
+                        uint8_t **out, size_t *len, factum_error_t *err);
+
+/* The position and commit time a batch carries. FACTUM_ECORRUPT if it does not check out. */
+int factum_batch_info(const void *msg, size_t len, uint64_t *first_position, int64_t *time_us, factum_error_t *err);
+
+/*
+ * Applies a batch to the log as one commit group, at its position and with its time, and waits
+ * until it is durable. Each request is decided as an append would be (expected revision,
+ * idempotency); ps, when not NULL, are the n proposals the batch was encoded from, completed
+ * here with those outcomes. *applied: 1 applied now, 0 skipped (its position is below the head:
+ * it was applied before). Returns 0, or: FACTUM_ECORRUPT (the message does not check out, or
+ * the log's head or time is not what the batch says: messages are missing or this node
+ * diverged; nothing was written), or an outcome that need not be the same on another node
+ * (FACTUM_EIO, FACTUM_ENOSPC, FACTUM_ENOMEM, FACTUM_EFAILED, FACTUM_ECLOSED): the node must stop
+ * applying.
+ */
+int factum_batch_apply(factum_t *db, const void *msg, size_t len, factum_proposal_t *const *ps, size_t n, int *applied,
+                       factum_error_t *err);
 
 /* ---- CloudEvents JSON (structured mode) ---- */
 

@@ -52,7 +52,11 @@ static const char *const names[] = {"listen",
                                     "access-log-format",
                                     "slow-request-ms",
                                     "log-level",
-                                    "log-format"};
+                                    "log-format",
+                                    "cluster",
+                                    "node",
+                                    "advertise",
+                                    "cluster-stream"};
 
 void serve_options_init(serve_options *o) {
     memset(o, 0, sizeof *o);
@@ -159,6 +163,10 @@ int serve_option(serve_options *o, int source, const char *opt, const char *v, c
                        : !strcmp(opt, "tls-key")         ? &cfg->tls_key
                        : !strcmp(opt, "projections-dir") ? &o->projections_dir
                        : !strcmp(opt, "data-dir")        ? &o->data_dir
+                       : !strcmp(opt, "cluster")         ? &o->cluster.urls
+                       : !strcmp(opt, "node")            ? &o->cluster.node
+                       : !strcmp(opt, "advertise")       ? &o->cluster.advertise
+                       : !strcmp(opt, "cluster-stream")  ? &o->cluster.stream
                                                          : NULL;
     if (str) {
         if (!*v) return refuse(why, cap, "%s needs a value", name);
@@ -323,6 +331,8 @@ int serve_options_check(const serve_options *o, char *why, size_t cap) {
                 "--cors-origin (cors-origin in a file) wants an origin like https://app.example.com:8443 (got '%s')",
                 v);
     }
+    if (!o->cluster.urls != !o->cluster.node)
+        return refuse(why, cap, "--cluster and --node go together (see docs/cluster.md)");
     if (!cfg->tls_cert != !cfg->tls_key)
         return refuse(why, cap, "--tls-cert and --tls-key go together (tls-cert and tls-key in a file; got only %s)",
                       cfg->tls_cert ? "tls-cert" : "tls-key");

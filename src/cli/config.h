@@ -8,6 +8,7 @@
 #include "cli.h"
 
 #include "../base/log.h"
+#include "../cluster/cluster.h"
 #include "../server/server.h"
 
 #include <stdio.h>
@@ -30,7 +31,8 @@ typedef struct serve_options {
     const char *projections_dir;
     const char *data_dir; /* from the file: used when neither --data-dir nor $FACTUM_DATA_DIR is given */
     const char *origins[SERVE_MAX_NAMES], *hosts[SERVE_MAX_NAMES];
-    log_level log_level; /* --log-level, --log-format: log_setup's */
+    cluster_config cluster; /* --cluster, --node, --advertise, --cluster-stream (docs/cluster.md) */
+    log_level log_level;    /* --log-level, --log-format: log_setup's */
     bool log_json;
     int names_source[2]; /* the source that set cors-origin, public-host: another one replaces the list */
     serve_kept *kept;    /* the strings the options point into */

@@ -76,6 +76,10 @@ static const char *usage_serve =
     "  --slow-request-ms MS    log requests slower than this at warn (default 1000; 0: never)\n"
     "  --log-level LEVEL       error, warn, info or debug (default info)\n"
     "  --log-format F          the server's messages as text or json (default text)\n"
+    "  --cluster URL,URL,...   run as a node of a cluster on these NATS JetStream servers\n"
+    "                          (docs/cluster.md); with --node NAME, this node's name,\n"
+    "                          --advertise URL, how clients reach it (default: http://\n"
+    "                          and --listen), --cluster-stream NAME (default FACTUM)\n"
     "  --insecure              on an address other machines reach, serve even without TLS\n"
     "                          and an admin key (refused otherwise; logged at every start)\n";
 
@@ -149,7 +153,25 @@ static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc
     log_msg(LOG_LEVEL_INFO, "%s: data in %s", FACTUM_VERSION, dir);
     char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
     cfg.data_dir = abs ? abs : dir;
+    cluster *cl = NULL;
+    char advertise[300];
+    cluster_config ccfg = o->cluster;
+    if (ccfg.urls) { /* before the server: its first write already goes to the cluster */
+        snprintf(advertise, sizeof advertise, "%s://%s", cfg.tls_cert ? "https" : "http",
+                 cfg.listen ? cfg.listen : "127.0.0.1:7744");
+        if (!ccfg.advertise) ccfg.advertise = advertise;
+        ccfg.data_dir = cfg.data_dir;
+        rc = cluster_start(db, &ccfg, &cl, &err);
+        if (rc) {
+            free(abs);
+            free(pabs);
+            factum_close(db);
+            return cli_report(rc, &err);
+        }
+        cfg.cluster = cl;
+    }
     rc = server_run(db, &cfg, &err);
+    cluster_stop(cl);
     free(abs);
     free(pabs);
     factum_close(db);

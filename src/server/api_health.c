@@ -6,6 +6,7 @@
 #include "api.h"
 
 #include "../base/json.h"
+#include "../cluster/cluster.h"
 #include "../group/groups.h"
 #include "../timer/timers.h"
 
@@ -15,6 +16,30 @@
 static const char *const JSON = "application/json";
 
 /* ---- health and metrics ---- */
+
+/* The node's place in its cluster (docs/cluster.md): role, leader, applied sequence, lag. */
+static void health_cluster(buf_t *b, cluster *cl) {
+    cluster_status cs;
+    cluster_status_get(cl, &cs);
+    buf_printf(b, ",\"cluster\":{\"node\":");
+    json_escape(b, cs.node, strlen(cs.node));
+    buf_printf(b, ",\"role\":\"%s\",\"leader\":", cluster_role_name(cs.role));
+    if (cs.leader[0]) {
+        json_escape(b, cs.leader, strlen(cs.leader));
+        buf_printf(b, ",\"leader_url\":");
+        json_escape(b, cs.leader_url, strlen(cs.leader_url));
+    } else {
+        buf_printf(b, "null,\"leader_url\":null");
+    }
+    buf_printf(b, ",\"applied_sequence\":%llu,\"stream_last_sequence\":%llu,\"lag\":%llu,\"leader_terms\":%llu",
+               (unsigned long long)cs.applied_seq, (unsigned long long)cs.stream_seq,
+               (unsigned long long)(cs.stream_seq - cs.applied_seq), (unsigned long long)cs.leader_terms);
+    if (cs.role == CLUSTER_FAILED) {
+        buf_printf(b, ",\"error\":");
+        json_escape(b, cs.error, strlen(cs.error));
+    }
+    buf_append(b, "}", 1);
+}
 
 /* At most this many damaged events are listed in /health (the first met); damaged_events counts all. */
 #define HEALTH_DAMAGE_LIST 16
@@ -26,7 +51,12 @@ void api_health(conn *c, const route_args *a, factum_str_t body) {
     factum_integrity_t integ, *in = &integ; /* about 9 KB */
     factum_integrity(c->l->srv->db, in);
     buf_t b = {0};
-    if (st.failed) { /* the writer stopped: that comes first */
+    cluster_status cs = {0};
+    if (c->l->srv->cfg.cluster) cluster_status_get(c->l->srv->cfg.cluster, &cs);
+    bool cluster_failed = cs.role == CLUSTER_FAILED;
+    if (cluster_failed && !st.failed) {
+        buf_printf(&b, "{\"status\":\"failed\",\"position\":%llu,\"error\":\"cluster\"", (unsigned long long)st.head);
+    } else if (st.failed) { /* the writer stopped: that comes first */
         buf_printf(&b, "{\"status\":\"failed\",\"position\":%llu,\"error\":\"%s\"", (unsigned long long)st.head,
                    factum_errname(st.failed));
     } else if (in->damaged_events) {
@@ -49,8 +79,9 @@ void api_health(conn *c, const route_args *a, factum_str_t body) {
         }
         buf_append(&b, "]", 1);
     }
+    if (c->l->srv->cfg.cluster) health_cluster(&b, c->l->srv->cfg.cluster);
     buf_append(&b, "}", 1);
-    conn_respond(c, st.failed || in->damaged_events ? 503 : 200, JSON, NULL, b.ptr, b.len);
+    conn_respond(c, st.failed || cluster_failed || in->damaged_events ? 503 : 200, JSON, NULL, b.ptr, b.len);
     buf_free(&b);
 }
 

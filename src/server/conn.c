@@ -276,6 +276,7 @@ void server_problem(conn *c, int rc, const char *msg) {
     case FACTUM_EFAILED:
     case FACTUM_EIO:
     case FACTUM_ECLOSED:
+    case FACTUM_ENOTLEADER:
     case FACTUM_EUNREACHABLE: conn_problem(c, 503, "unavailable", NULL, "%s", msg); break;
     case FACTUM_ETIMEDOUT: conn_problem(c, 504, "timeout", NULL, "%s", msg); break;
     default: conn_problem(c, 500, "internal", NULL, "%s: %s", factum_errname(rc), msg); break;

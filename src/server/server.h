@@ -59,6 +59,7 @@ typedef struct server_config {
     bool access_json;
     uint32_t slow_request_ms;
     const char *version;
+    struct cluster *cluster; /* cluster mode (src/cluster, docs/cluster.md), or NULL */
 } server_config;
 
 /*

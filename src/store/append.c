@@ -220,20 +220,28 @@ out:
     return rc;
 }
 
-static int append_submit(factum_t *db, append_req *r, factum_error_t *err) {
+int store_submit(factum_t *db, append_req *head, append_req *tail, factum_error_t *err) {
     pthread_mutex_lock(&db->qmu);
     if (db->stopping) {
         pthread_mutex_unlock(&db->qmu);
         return err_set(err, FACTUM_ECLOSED, "the store is closing");
     }
     if (db->qtail)
-        db->qtail->next = r;
+        db->qtail->next = head;
     else
-        db->qhead = r;
-    db->qtail = r;
+        db->qhead = head;
+    db->qtail = tail;
     pthread_cond_signal(&db->qcond);
     pthread_mutex_unlock(&db->qmu);
     return 0;
+}
+
+/* To the writer, or in cluster mode to the replicator (which completes it later). */
+static int append_submit(factum_t *db, append_req *r, factum_error_t *err) {
+    factum_replicate_cb rep = atomic_load(&db->replicator);
+    if (!rep) return store_submit(db, r, r, err);
+    int rc = rep(db->replicator_ctx, (factum_proposal_t *)r);
+    return rc ? err_set(err, rc, "the cluster node refuses writes: %s", factum_strerror(rc)) : 0;
 }
 
 /* Queues a prepared request (rc: what preparing it returned) and sleeps until it is done. */
@@ -313,6 +321,7 @@ static int meta_prepare(factum_t *db, factum_str_t stream, int op, int64_t expec
     r->target_len = stream.len;
     streams_hash(stream, &r->th1, &r->th2);
     r->meta_op = op, r->target_expected = expected;
+    uuid7_make(r->meta_id);
     if (m) {
         r->want = (meta_rules){.tb = m->truncate_before, .max_count = m->max_count, .max_age_s = m->max_age_s};
         r->want_tb = m->truncate_before > 0;
@@ -367,6 +376,13 @@ void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx) {
     pthread_mutex_lock(&db->qmu);
     db->hook_ctx = ctx;
     atomic_store(&db->hook, fn);
+    pthread_mutex_unlock(&db->qmu);
+}
+
+void factum_set_replicator(factum_t *db, factum_replicate_cb fn, void *ctx) {
+    pthread_mutex_lock(&db->qmu);
+    db->replicator_ctx = ctx;
+    atomic_store(&db->replicator, fn);
     pthread_mutex_unlock(&db->qmu);
 }
 

@@ -37,6 +37,14 @@ struct append_req {
     char *custom;            /* META_SET: the custom object (owned), or NULL */
     size_t custom_len;
     meta_rules meta_new; /* what the record says, applied once it is durable */
+    char meta_id[37];    /* the metadata record's id, made when prepared (a replicated batch carries it) */
+
+    /* A replicated batch (batch.c): its first request carries the count, position and time; the
+       writer takes the batch alone as one group. `replicated` ones never go to the replicator. */
+    uint32_t batch_n;
+    uint64_t batch_first;
+    int64_t batch_time;
+    bool replicated;
 
     int rc;
     factum_append_result_t res;
@@ -57,6 +65,11 @@ static inline void req_free(append_req *r) {
 }
 
 enum { META_SET = 1, META_DELETE, META_TOMBSTONE };
+
+/* Queues the requests head..tail (linked by next) for the writer, in one step. */
+int store_submit(factum_t *db, append_req *head, append_req *tail, factum_error_t *err);
+/* Wakes r's caller, or calls and frees an async one (writer.c). */
+void store_req_complete(append_req *r);
 
 static inline void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);

@@ -101,6 +101,9 @@ struct factum {
 
     meta_map meta; /* stream metadata; changed by the writer only (meta.h) */
 
+    _Atomic(factum_replicate_cb) replicator; /* cluster mode: writes go here, not to the writer */
+    void *replicator_ctx;
+
     /* Readers pin the segment array while they use it or its mappings (a result holds its pin
        until it is freed). A scavenge swaps an entry for its compacted copy, moves the epoch on
        and frees the old segment once no pin of the old epoch is left (scavenge.c). */

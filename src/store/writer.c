@@ -311,13 +311,11 @@ static int meta_build(factum_t *db, group *g, append_req *r, int64_t time_us) {
         nr.tombstone = r->meta_op == META_TOMBSTONE;
     }
     buf_t b = {0};
-    char id[37];
-    uuid7_make(id);
     if (meta_doc_write(&b, target, &nr, custom)) {
         buf_free(&b);
         return req_fail(r, FACTUM_ENOMEM, "out of memory");
     }
-    factum_event_t e = {.id = {id, 36},
+    factum_event_t e = {.id = {r->meta_id, 36},
                         .type = str_c(meta_types[r->meta_op]),
                         .source = str_c("factum"),
                         .data = {b.ptr, b.len},
@@ -452,7 +450,7 @@ static void publish_meta(factum_t *db, append_req *list) {
     }
 }
 
-static void complete(append_req *r) {
+void store_req_complete(append_req *r) {
     if (r->cb) {
         r->cb(r->ctx, r->rc, &r->res, r->rc ? r->msg : "");
         req_free(r);
@@ -473,9 +471,31 @@ static int64_t group_time(factum_t *db) {
     return t;
 }
 
+/* A replicated batch lands where its leader saw the head, after the time of the last group that
+   wrote anything (the leader's factum_batch_encode reads the same), or not at all: anything else
+   means this log is not the cluster's (docs/cluster.md). */
+static bool batch_refused(factum_t *db, append_req *list) {
+    if (!list->batch_n || (db->next_pos == list->batch_first && list->batch_time > db->durable_time && !db->failed))
+        return false;
+    for (append_req *r = list, *next; r; r = next) {
+        next = r->next;
+        if (db->failed)
+            req_fail(r, FACTUM_EFAILED, "writer has failed (%s); reopen the store", db->failmsg);
+        else
+            req_fail(r, FACTUM_ECORRUPT,
+                     "replicated batch for position %llu at time %lld, but this log's head is %llu at time %lld: "
+                     "this node's log has diverged from the cluster's",
+                     (unsigned long long)list->batch_first, (long long)list->batch_time,
+                     (unsigned long long)db->next_pos, (long long)db->durable_time);
+        store_req_complete(r);
+    }
+    return true;
+}
+
 static void run_group(factum_t *db, append_req *list) {
     group g = {0};
-    int64_t t = group_time(db);
+    if (batch_refused(db, list)) return;
+    int64_t t = list->batch_n ? list->batch_time : group_time(db);
     db->last_time = t;
     db->group_first = db->next_pos;
     g.write_off = db->segs[atomic_load(&db->nsegs) - 1]->end;
@@ -541,7 +561,7 @@ static void run_group(factum_t *db, append_req *list) {
     free(g.iov);
     for (append_req *r = list, *next; r; r = next) {
         next = r->next; /* the caller frees r once woken: read first */
-        complete(r);
+        store_req_complete(r);
     }
 }
 
@@ -577,8 +597,12 @@ static void *writer_main(void *arg) {
         /* Take a group: everything queued, up to STORE_GROUP_BYTES. */
         append_req *list = db->qhead, *last = list;
         size_t bytes = last->bytes;
-        while (last->next && bytes < STORE_GROUP_BYTES)
-            last = last->next, bytes += last->bytes;
+        if (list->batch_n) /* a replicated batch: exactly its requests (queued together) */
+            for (uint32_t i = 1; i < list->batch_n; i++)
+                last = last->next;
+        else
+            while (last->next && !last->next->batch_n && bytes < STORE_GROUP_BYTES)
+                last = last->next, bytes += last->bytes;
         db->qhead = last->next;
         if (!db->qhead) db->qtail = NULL;
         last->next = NULL;

@@ -1,0 +1,561 @@
+/*
+ * cluster.c — a cluster node's connection to NATS JetStream and its replicator thread
+ * (cluster.h; the design in docs/cluster.md). The lease keeper is lease.c.
+ *
+ * The store hands every write to on_proposal (its replicator hook), which only queues it. The
+ * replicator thread owns the node's place in the stream (`applied`): it reads the stream with
+ * an ordered consumer from there and applies each message with factum_batch_apply, strictly in
+ * sequence order. On the leader, once it has applied the stream up to its last sequence, it
+ * takes what is queued, publishes it as one batch with Nats-Expected-Last-Sequence = applied
+ * (the fence) and Nats-Msg-Id, and after the acknowledgement applies it to the local log, which
+ * completes the writes (their callers answer 201, 412, ...). One batch is in flight at a time.
+ * A node that is not the leader fails what is queued with FACTUM_ENOTLEADER, naming the leader.
+ * An apply that may have left this log different from the others' (an I/O error, a batch that
+ * does not fit) stops the node: it is `failed`, and writes are refused from then on.
+ */
+#include "lease.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+const char *cluster_role_name(int role) {
+    static const char *const names[] = {"candidate", "follower", "leader", "failed"};
+    return role >= 0 && role <= CLUSTER_FAILED ? names[role] : "unknown";
+}
+
+uint64_t cluster_now_ms(void) { return clock_mono_ns() / 1000000; }
+
+/* ---- the queue (any thread) ---- */
+
+static int on_proposal(void *ctx, factum_proposal_t *p) {
+    cluster *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    if (c->qn == c->qcap) {
+        size_t cap = c->qcap ? c->qcap * 2 : 256;
+        factum_proposal_t **q = realloc(c->q, cap * sizeof *q);
+        if (!q) {
+            fprintf(stderr, "factum: out of memory for the cluster's write queue\n");
+            abort();
+        }
+        c->q = q, c->qcap = cap;
+    }
+    c->q[c->qn++] = p;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+/* After cluster_stop: the store writes nothing more (a local write would not be in the log). */
+static int refuse_stopped(void *ctx, factum_proposal_t *p) {
+    (void)ctx, (void)p;
+    return FACTUM_ECLOSED;
+}
+
+/* Takes everything queued (the mutex held). */
+static size_t queue_take(cluster *c, factum_proposal_t ***out) {
+    size_t n = c->qn;
+    *out = c->q;
+    c->q = NULL, c->qn = c->qcap = 0;
+    return n;
+}
+
+/* Puts ps[0..n) back at the front of the queue, before what came meanwhile. */
+static void queue_put_back(cluster *c, factum_proposal_t **ps, size_t n) {
+    if (!n) return;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->qn; i++)
+        on_proposal_append(&ps, &n, c->q[i]);
+    free(c->q);
+    c->q = ps, c->qn = c->qcap = n;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void on_proposal_append(factum_proposal_t ***ps, size_t *n, factum_proposal_t *p) {
+    factum_proposal_t **a = realloc(*ps, (*n + 1) * sizeof *a);
+    if (!a) {
+        fprintf(stderr, "factum: out of memory for the cluster's write queue\n");
+        abort();
+    }
+    a[(*n)++] = p;
+    *ps = a;
+}
+
+static void fail_list(factum_proposal_t **ps, size_t n, int code, const char *msg) {
+    for (size_t i = 0; i < n; i++)
+        factum_proposal_fail(ps[i], code, msg);
+}
+
+/* Fails everything queued: the node is not the leader (or is failed or stopping). */
+static void refuse_queued(cluster *c) {
+    pthread_mutex_lock(&c->mu);
+    if (!c->qn) {
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    factum_proposal_t **ps;
+    size_t n = queue_take(c, &ps);
+    int code = c->stopping ? FACTUM_ECLOSED : c->role == CLUSTER_FAILED ? FACTUM_EFAILED : FACTUM_ENOTLEADER;
+    char msg[512];
+    if (c->stopping)
+        snprintf(msg, sizeof msg, "the node is stopping");
+    else if (c->role == CLUSTER_FAILED)
+        snprintf(msg, sizeof msg, "this cluster node has stopped applying the log: %s", c->error);
+    else if (c->leader[0] && strcmp(c->leader, c->node))
+        snprintf(msg, sizeof msg, "not the cluster leader; the leader is %s at %s", c->leader, c->leader_url);
+    else
+        snprintf(msg, sizeof msg, "not the cluster leader; no leader is known yet, retry shortly");
+    pthread_mutex_unlock(&c->mu);
+    fail_list(ps, n, code, msg);
+    free(ps);
+}
+
+/* ---- following the stream (the replicator thread) ---- */
+
+static void set_failed(cluster *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_failed(cluster *c, const char *fmt, ...) {
+    pthread_mutex_lock(&c->mu);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->error, sizeof c->error, fmt, ap);
+    va_end(ap);
+    c->role = CLUSTER_FAILED;
+    pthread_mutex_unlock(&c->mu);
+    fprintf(stderr, "factum: cluster node %s stops applying: %s\n", c->node, c->error);
+}
+
+static void set_applied(cluster *c, uint64_t seq, uint64_t pending) {
+    pthread_mutex_lock(&c->mu);
+    c->applied = seq;
+    if (seq + pending > c->stream_seq) c->stream_seq = seq + pending;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Applies message `seq` (its bytes) to the local log. 0, or the node is failed. */
+static int apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
+                     uint64_t pending) {
+    factum_error_t err;
+    int applied;
+    int rc = factum_batch_apply(c->db, data, len, ps, n, &applied, &err);
+    if (rc) {
+        set_failed(c, "applying stream sequence %" PRIu64 ": %s", seq, err.message);
+        return rc;
+    }
+    set_applied(c, seq, pending);
+    return 0;
+}
+
+/* An ordered consumer from applied + 1. */
+static int subscribe(cluster *c, natsSubscription **sub) {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = c->stream;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = c->applied + 1;
+    jsErrCode jerr = 0;
+    natsStatus s = js_SubscribeSync(sub, c->js, c->subject, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        *sub = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes at most one message from the subscription (waiting up to timeout_ms) and applies it if
+   it is the next. 1 applied or skipped, 0 nothing came, -1 the node failed or must resubscribe. */
+static int follow_one(cluster *c, natsSubscription *sub, int64_t timeout_ms) {
+    natsMsg *m = NULL;
+    natsStatus s = natsSubscription_NextMsg(&m, sub, timeout_ms);
+    if (s == NATS_TIMEOUT) return 0;
+    if (s != NATS_OK) return -1;
+    jsMsgMetaData *meta = NULL;
+    int r = 1;
+    if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+        r = -1;
+    } else if (meta->Sequence.Stream <= c->applied) {
+        /* applied already (the leader's own batches come back this way) */
+    } else if (meta->Sequence.Stream != c->applied + 1) {
+        set_failed(c, "stream sequence %" PRIu64 " follows %" PRIu64 ": messages are missing from the stream",
+                   meta->Sequence.Stream, c->applied);
+        r = -1;
+    } else if (apply_seq(c, meta->Sequence.Stream, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), NULL, 0,
+                         meta->NumPending)) {
+        r = -1;
+    }
+    jsMsgMetaData_Destroy(meta);
+    natsMsg_Destroy(m);
+    return r;
+}
+
+/* The stream's last sequence now. */
+static int stream_last(cluster *c, uint64_t *last) {
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr) != NATS_OK) return -1;
+    *last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    pthread_mutex_lock(&c->mu);
+    if (*last > c->stream_seq) c->stream_seq = *last;
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+/* ---- publishing (the replicator thread, on the leader) ---- */
+
+/* Publishes what is queued as one batch and applies it. Returns false when this node must
+   learn the stream's end again before it publishes more (the fence refused it, or the outcome
+   is unknown). */
+static bool publish_batch(cluster *c) {
+    pthread_mutex_lock(&c->mu);
+    factum_proposal_t **ps;
+    size_t n = queue_take(c, &ps);
+    pthread_mutex_unlock(&c->mu);
+    if (!n) return true;
+    size_t max = (size_t)natsConnection_GetMaxPayload(c->nc);
+    max = max > 4096 ? max - 1024 : max; /* room for the headers */
+    size_t used = 0, len = 0;
+    uint8_t *msg = NULL;
+    factum_error_t err;
+    size_t at = 0;
+    while (at < n) { /* a write too large for one message is refused alone */
+        int rc = factum_batch_encode(c->db, ps + at, n - at, max, &used, &msg, &len, &err);
+        if (!rc) break;
+        factum_proposal_fail(ps[at++], rc, err.message);
+    }
+    if (at == n) {
+        free(ps);
+        return true;
+    }
+    factum_proposal_t **batch = ps + at, **rest = NULL;
+    size_t nrest = 0;
+    for (size_t i = at + used; i < n; i++)
+        on_proposal_append(&rest, &nrest, ps[i]);
+    queue_put_back(c, rest, nrest);
+
+    uint64_t expect = c->applied;
+    char seqtext[24], msgid[128];
+    snprintf(seqtext, sizeof seqtext, "%" PRIu64, expect);
+    snprintf(msgid, sizeof msgid, "%s:%" PRIu64, c->node, expect + 1);
+    natsMsg *m = NULL;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = msgid;
+    po.MaxWait = 5000;
+    natsStatus s = natsMsg_Create(&m, c->subject, NULL, (const char *)msg, (int)len);
+    /* Set by hand: the library leaves the header out for 0, and the first batch must be fenced too. */
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Expected-Last-Sequence", seqtext);
+    if (s == NATS_OK) s = js_PublishMsg(&pa, c->js, m, &po, &jerr);
+    bool ok = true;
+    if (s == NATS_OK && pa->Sequence == expect + 1) {
+        apply_seq(c, pa->Sequence, msg, len, batch, used, 0);
+    } else if (s == NATS_OK) {
+        fail_list(batch, used, FACTUM_EUNREACHABLE, "the log acknowledged the batch at an unexpected sequence");
+        set_failed(c, "published after sequence %" PRIu64 " but stored at %" PRIu64, expect, pa->Sequence);
+    } else if (jerr == JSStreamWrongLastSequenceErr) {
+        fail_list(batch, used, FACTUM_ENOTLEADER,
+                  "not the cluster leader any more: another node has written to the log; nothing of this write "
+                  "was stored, retry");
+        pthread_mutex_lock(&c->mu);
+        c->deposed = true;
+        pthread_cond_broadcast(&c->lease_cond);
+        pthread_mutex_unlock(&c->mu);
+        ok = false;
+    } else {
+        char why[400];
+        snprintf(why, sizeof why,
+                 "the cluster's log did not acknowledge the write (%s); its outcome is unknown: a retry with the same "
+                 "event ids is safe",
+                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        fail_list(batch, used, FACTUM_EUNREACHABLE, why);
+        ok = false;
+    }
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    free(msg);
+    free(ps);
+    return ok;
+}
+
+/* ---- the hint file: where to start reading after a restart (docs/cluster.md) ---- */
+
+static void hint_read(cluster *c) {
+    FILE *f = fopen(c->seq_path, "r");
+    uint64_t seq = 0, head = 0;
+    if (f && fscanf(f, "%" SCNu64 " %" SCNu64, &seq, &head) == 2 && head <= factum_head_position(c->db))
+        c->applied = seq; /* else from the start: batches already in the log are skipped */
+    if (f) fclose(f);
+}
+
+static void hint_write(cluster *c) {
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->seq_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    fprintf(f, "%" PRIu64 " %" PRIu64 "\n", c->applied, factum_head_position(c->db));
+    if (fclose(f) == 0) rename(tmp, c->seq_path);
+}
+
+/* ---- the replicator thread ---- */
+
+static void wait_ms(cluster *c, int64_t ms, bool for_queue) {
+    struct timespec ts = clock_mono_after(ms * 1000);
+    pthread_mutex_lock(&c->mu);
+    if (!c->stopping && !(for_queue && c->qn)) pthread_cond_timedwait(&c->cond, &c->mu, &ts);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void *repl_main(void *arg) {
+    cluster *c = arg;
+    natsSubscription *sub = NULL;
+    uint64_t caught_up_term = 0, hinted = c->applied, hinted_ms = 0;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        bool stop = c->stopping, failed = c->role == CLUSTER_FAILED;
+        bool leader = cluster_may_write(c, cluster_now_ms());
+        uint64_t term = c->terms;
+        pthread_mutex_unlock(&c->mu);
+        if (stop) break;
+        if (failed) {
+            refuse_queued(c);
+            wait_ms(c, 200, false);
+            continue;
+        }
+        if (!sub && subscribe(c, &sub)) {
+            refuse_queued(c);
+            wait_ms(c, 200, false);
+            continue;
+        }
+        int r;
+        if (!leader) {
+            caught_up_term = 0;
+            refuse_queued(c);
+            r = follow_one(c, sub, 50);
+        } else if (caught_up_term != term) {
+            /* A new term: apply everything up to the stream's end before writing. */
+            uint64_t last;
+            if (stream_last(c, &last)) {
+                wait_ms(c, 100, false);
+                continue;
+            }
+            r = 1;
+            while (r >= 0 && c->applied < last)
+                r = follow_one(c, sub, 200);
+            if (r >= 0 && c->applied >= last) caught_up_term = term;
+        } else {
+            while ((r = follow_one(c, sub, 0)) == 1) { /* anything someone else wrote comes first */
+            }
+            if (r == 0) {
+                wait_ms(c, 50, true);
+                if (!publish_batch(c)) caught_up_term = 0;
+            }
+        }
+        if (r < 0 && sub) { /* resubscribe from where this node stands */
+            natsSubscription_Destroy(sub);
+            sub = NULL;
+        }
+        uint64_t now = cluster_now_ms();
+        if (c->applied != hinted && now - hinted_ms >= 100) {
+            hint_write(c);
+            hinted = c->applied, hinted_ms = now;
+        }
+    }
+    refuse_queued(c);
+    if (c->applied != hinted) hint_write(c);
+    natsSubscription_Destroy(sub);
+    return NULL;
+}
+
+/* ---- start and stop ---- */
+
+static bool name_ok(const char *s, size_t max) {
+    size_t n = strlen(s);
+    if (!n || n > max) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '-' || s[i] == '_'))
+            return false;
+    return true;
+}
+
+static int parse_urls(cluster *c, const char *urls, factum_error_t *err) {
+    char *copy = strdup(urls), *save = NULL;
+    if (!copy) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    for (char *u = strtok_r(copy, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        if (c->nurls == CLUSTER_MAX_URLS) {
+            free(copy);
+            return err_set(err, FACTUM_EINVAL, "--cluster takes at most %d URLs", CLUSTER_MAX_URLS);
+        }
+        if (strncmp(u, "nats://", 7) || !u[7]) {
+            free(copy);
+            return err_set(err, FACTUM_EINVAL, "--cluster wants nats://HOST:PORT URLs separated by commas (got '%s')",
+                           u);
+        }
+        c->urls[c->nurls++] = strdup(u);
+    }
+    free(copy);
+    if (!c->nurls) return err_set(err, FACTUM_EINVAL, "--cluster wants at least one nats:// URL");
+    return 0;
+}
+
+static int connect_nats(cluster *c, uint64_t deadline_ms, factum_error_t *err) {
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK) s = natsOptions_SetServers(o, (const char **)c->urls, c->nurls);
+    if (s == NATS_OK) s = natsOptions_SetName(o, c->node);
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 100);
+    if (s == NATS_OK) s = natsOptions_SetTimeout(o, 2000);
+    while (s == NATS_OK && (s = natsConnection_Connect(&c->nc, o)) != NATS_OK && cluster_now_ms() < deadline_ms)
+        s = NATS_OK, usleep(200000);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK)
+        return err_set(err, FACTUM_EUNREACHABLE, "cannot connect to NATS at %s: %s", c->urls[0], natsStatus_GetText(s));
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 5000;
+    if (natsConnection_JetStream(&c->js, c->nc, &jo) != NATS_OK) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* The stream and the lease bucket, made by whichever node comes first (the same settings from
+   every node, so a second create is answered as the first). */
+static int ensure_stream(cluster *c, uint64_t deadline_ms, factum_error_t *err) {
+    int replicas = c->nurls < 3 ? c->nurls : 3;
+    const char *subjects[] = {c->subject};
+    for (;;) {
+        jsStreamInfo *si = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
+        if (s == NATS_OK) {
+            jsStreamInfo_Destroy(si);
+            break;
+        }
+        if (jerr == JSStreamNotFoundErr) {
+            jsStreamConfig sc;
+            jsStreamConfig_Init(&sc);
+            sc.Name = c->stream;
+            sc.Subjects = subjects;
+            sc.SubjectsLen = 1;
+            sc.Storage = js_FileStorage;
+            sc.Replicas = replicas;
+            s = js_AddStream(&si, c->js, &sc, NULL, &jerr);
+            jsStreamInfo_Destroy(si);
+            if (s == NATS_OK) break;
+        }
+        if (cluster_now_ms() >= deadline_ms)
+            return err_set(err, FACTUM_EUNREACHABLE, "JetStream stream %s: %s (error %d)", c->stream,
+                           nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s), (int)jerr);
+        usleep(250000);
+    }
+    for (;;) {
+        natsStatus s = js_KeyValue(&c->kv, c->js, c->bucket);
+        if (s != NATS_OK) {
+            kvConfig kc;
+            kvConfig_Init(&kc);
+            kc.Bucket = c->bucket;
+            kc.History = 1;
+            kc.TTL = (int64_t)CLUSTER_LEASE_TTL_MS * 1000000; /* nanoseconds, in libnats 3.4 */
+            kc.StorageType = js_FileStorage;
+            kc.Replicas = replicas;
+            s = js_CreateKeyValue(&c->kv, c->js, &kc);
+        }
+        if (s == NATS_OK) return 0;
+        if (cluster_now_ms() >= deadline_ms)
+            return err_set(err, FACTUM_EUNREACHABLE, "JetStream key-value bucket %s: %s", c->bucket,
+                           nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        usleep(250000);
+    }
+}
+
+int cluster_start(factum_t *db, const cluster_config *cfg, cluster **out, factum_error_t *err) {
+    *out = NULL;
+    const char *stream = cfg->stream ? cfg->stream : "FACTUM";
+    if (!cfg->node || !name_ok(cfg->node, 64))
+        return err_set(err, FACTUM_EINVAL, "--node wants a name of 1 to 64 letters, digits, '-' or '_'");
+    if (!name_ok(stream, 32))
+        return err_set(err, FACTUM_EINVAL, "the cluster's stream name is 1 to 32 letters, digits, '-' or '_'");
+    if (!cfg->advertise || strlen(cfg->advertise) >= sizeof(((cluster *)0)->advertise))
+        return err_set(err, FACTUM_EINVAL, "the node's HTTP address is missing or too long");
+    cluster *c = calloc(1, sizeof *c);
+    if (!c) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    c->db = db;
+    snprintf(c->node, sizeof c->node, "%s", cfg->node);
+    snprintf(c->advertise, sizeof c->advertise, "%s", cfg->advertise);
+    snprintf(c->stream, sizeof c->stream, "%s", stream);
+    snprintf(c->subject, sizeof c->subject, "factum.%s.log", stream);
+    snprintf(c->bucket, sizeof c->bucket, "factum-%s-leader", stream);
+    snprintf(c->seq_path, sizeof c->seq_path, "%s/cluster.seq", cfg->data_dir);
+    pthread_mutex_init(&c->mu, NULL);
+    clock_mono_cond_init(&c->cond);
+    clock_mono_cond_init(&c->lease_cond);
+    uint64_t deadline = cluster_now_ms() + 30000;
+    int rc = parse_urls(c, cfg->urls ? cfg->urls : "", err);
+    if (!rc) rc = connect_nats(c, deadline, err);
+    if (!rc) rc = ensure_stream(c, deadline, err);
+    if (rc) {
+        cluster_stop(c);
+        return rc;
+    }
+    hint_read(c);
+    factum_set_replicator(db, on_proposal, c);
+    if (pthread_create(&c->repl, NULL, repl_main, c)) {
+        cluster_stop(c);
+        return err_set(err, FACTUM_ENOMEM, "cannot start the replicator thread");
+    }
+    c->repl_started = true;
+    if (pthread_create(&c->lease, NULL, lease_main, c)) {
+        cluster_stop(c);
+        return err_set(err, FACTUM_ENOMEM, "cannot start the lease thread");
+    }
+    c->lease_started = true;
+    fprintf(stderr, "factum: cluster node %s on stream %s (%d NATS URLs), from sequence %" PRIu64 "\n", c->node,
+            c->stream, c->nurls, c->applied);
+    *out = c;
+    return 0;
+}
+
+void cluster_stop(cluster *c) {
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_cond_broadcast(&c->lease_cond);
+    pthread_mutex_unlock(&c->mu);
+    if (c->repl_started) pthread_join(c->repl, NULL);
+    if (c->lease_started) pthread_join(c->lease, NULL);
+    factum_set_replicator(c->db, refuse_stopped, NULL);
+    refuse_queued(c); /* a write queued after the thread's last look */
+    if (c->kv) kvStore_Destroy(c->kv);
+    if (c->js) jsCtx_Destroy(c->js);
+    if (c->nc) {
+        natsConnection_Close(c->nc);
+        natsConnection_Destroy(c->nc);
+    }
+    for (int i = 0; i < c->nurls; i++)
+        free(c->urls[i]);
+    free(c->q);
+    pthread_cond_destroy(&c->cond);
+    pthread_cond_destroy(&c->lease_cond);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+void cluster_status_get(cluster *c, cluster_status *out) {
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&c->mu);
+    out->node = c->node;
+    out->role = c->role == CLUSTER_LEADER && !cluster_may_write(c, cluster_now_ms()) ? CLUSTER_CANDIDATE : c->role;
+    snprintf(out->leader, sizeof out->leader, "%s", c->leader);
+    snprintf(out->leader_url, sizeof out->leader_url, "%s", c->leader_url);
+    out->applied_seq = c->applied;
+    out->stream_seq = c->stream_seq > c->applied ? c->stream_seq : c->applied;
+    out->leader_terms = c->terms;
+    snprintf(out->error, sizeof out->error, "%s", c->error);
+    pthread_mutex_unlock(&c->mu);
+}

@@ -1,0 +1,208 @@
+/*
+ * test_batch.c — replicated batches at the engine level (src/store/batch.c, docs/cluster.md):
+ * a "leader" store hands its writes to a replicator, encodes them as one batch and applies it;
+ * a "follower" store applies the same bytes. Both logs must be the same event for event, time
+ * and position included, and a batch that does not fit the log must fail loudly.
+ */
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A replicator that only collects (the test is single-threaded: writes are async). */
+typedef struct collected {
+    factum_proposal_t *p[16];
+    size_t n;
+} collected;
+
+static int collect(void *ctx, factum_proposal_t *p) {
+    collected *c = ctx;
+    CHECK(c->n < 16);
+    c->p[c->n++] = p;
+    return 0;
+}
+
+static int refuse(void *ctx, factum_proposal_t *p) {
+    (void)ctx, (void)p;
+    return FACTUM_ECLOSED;
+}
+
+/* What an async write's callback heard. */
+typedef struct outcome {
+    int called, rc;
+    factum_append_result_t res;
+    char msg[320];
+} outcome;
+
+static void on_done(void *ctx, int rc, const factum_append_result_t *res, const char *message) {
+    outcome *o = ctx;
+    o->called++, o->rc = rc, o->res = *res;
+    snprintf(o->msg, sizeof o->msg, "%s", message);
+}
+
+static void append_async(factum_t *db, const char *stream, int64_t expected, const char *id, outcome *o) {
+    factum_event_t e = {
+        .type = str_c("T"), .id = str_c(id), .data = str_c("{\"x\":1}"), .data_format = FACTUM_DATA_JSON};
+    CHECK_RC(factum_append_async(db, str_c(stream), expected, &e, 1, on_done, o, NULL), 0);
+}
+
+/* Every event of the log (system streams too) as JSON lines, time, position and revision included. */
+static char *dump(factum_t *db) {
+    factum_query_t q = {.from = 0, .limit = 1000, .system = 1};
+    factum_result_t *res;
+    CHECK_RC(factum_read_all(db, &q, &res, NULL), 0);
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    for (size_t i = 0; i < factum_result_count(res); i++) {
+        len += factum_event_json(factum_result_event(res, i), out + len, cap - len);
+        CHECK(len + 2 < cap);
+        out[len++] = '\n';
+    }
+    factum_result_free(res);
+    return out;
+}
+
+/* Encodes everything collected as one batch (all must fit). */
+static uint8_t *encode_all(factum_t *db, collected *c, size_t *len) {
+    uint8_t *msg;
+    size_t used;
+    CHECK_RC(factum_batch_encode(db, c->p, c->n, 1 << 20, &used, &msg, len, NULL), 0);
+    CHECK_EQ(used, c->n);
+    return msg;
+}
+
+TEST(a_replicated_batch_gives_both_logs_the_same_events_at_the_same_positions) {
+    char ldir[4096], fdir[4096];
+    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
+    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
+    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    collected c = {0};
+    factum_set_replicator(leader, collect, &c);
+
+    /* Two appends racing for a new stream, an id repeated, a metadata change and a deletion:
+       everything the writer decides from the log. */
+    outcome o[6] = {0};
+    append_async(leader, "order-1", FACTUM_EXPECT_NO_STREAM, "e1", &o[0]);
+    append_async(leader, "order-1", FACTUM_EXPECT_NO_STREAM, "e2", &o[1]);
+    append_async(leader, "order-2", FACTUM_EXPECT_ANY, "", &o[2]); /* the leader picks its id */
+    append_async(leader, "order-1", FACTUM_EXPECT_ANY, "e1", &o[3]);
+    factum_meta_t m = {.max_count = 5, .custom = str_c("{\"k\":1}")};
+    CHECK_RC(factum_meta_set_async(leader, str_c("order-1"), &m, on_done, &o[4], NULL), 0);
+    CHECK_RC(factum_delete_stream_async(leader, str_c("order-2"), 0, 0, on_done, &o[5], NULL), 0);
+    CHECK_EQ(c.n, 6);
+    CHECK_EQ(factum_head_position(leader), 0); /* nothing written before the batch is applied */
+    CHECK_EQ(o[0].called, 0);
+
+    size_t len;
+    uint8_t *msg = encode_all(leader, &c, &len);
+    int applied;
+    CHECK_RC(factum_batch_apply(leader, msg, len, c.p, c.n, &applied, NULL), 0);
+    CHECK_EQ(applied, 1);
+    CHECK_RC(factum_batch_apply(follower, msg, len, NULL, 0, &applied, NULL), 0);
+    CHECK_EQ(applied, 1);
+
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(o[i].called, 1);
+    CHECK_RC(o[0].rc, 0);
+    CHECK_EQ(o[0].res.first_position, 0);
+    CHECK_RC(o[1].rc, FACTUM_EREVISION); /* decided at apply, as on every node */
+    CHECK_RC(o[2].rc, 0);
+    CHECK_RC(o[3].rc, 0);
+    CHECK_EQ(o[3].res.idempotent, 1);
+    CHECK_RC(o[4].rc, 0);
+    CHECK_RC(o[5].rc, 0);
+
+    char *a = dump(leader), *b = dump(follower);
+    CHECK_MSG(!strcmp(a, b), "leader:\n%s\nfollower:\n%s", a, b);
+    CHECK_EQ(factum_head_position(leader), 4);
+    CHECK_EQ(factum_head_position(follower), 4);
+    CHECK_EQ(factum_stream_revision(follower, str_c("order-1")), 0);
+
+    /* The same batch again is below the head: skipped, nothing written. */
+    CHECK_RC(factum_batch_apply(follower, msg, len, NULL, 0, &applied, NULL), 0);
+    CHECK_EQ(applied, 0);
+    CHECK_EQ(factum_head_position(follower), 4);
+    free(a), free(b), free(msg);
+
+    /* A second batch continues after the first on both, and survives a reopen. */
+    c.n = 0;
+    outcome o2 = {0};
+    append_async(leader, "order-1", 0, "e3", &o2);
+    msg = encode_all(leader, &c, &len);
+    CHECK_RC(factum_batch_apply(leader, msg, len, c.p, c.n, &applied, NULL), 0);
+    CHECK_RC(factum_batch_apply(follower, msg, len, NULL, 0, &applied, NULL), 0);
+    CHECK_RC(o2.rc, 0);
+    CHECK_EQ(o2.res.first_revision, 1);
+    free(msg);
+    factum_close(follower);
+    follower = test_open(fdir, NULL);
+    a = dump(leader), b = dump(follower);
+    CHECK_MSG(!strcmp(a, b), "leader:\n%s\nfollower:\n%s", a, b);
+    free(a), free(b);
+    factum_close(leader);
+    factum_close(follower);
+}
+
+TEST(a_batch_that_does_not_fit_the_log_fails_loudly_and_writes_nothing) {
+    char ldir[4096], fdir[4096];
+    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
+    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
+    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    /* The leader's log is two events ahead: its batch names position 2. */
+    CHECK_RC(test_append(leader, "a", FACTUM_EXPECT_ANY, "T", "{}", NULL, NULL), 0);
+    CHECK_RC(test_append(leader, "a", FACTUM_EXPECT_ANY, "T", "{}", NULL, NULL), 0);
+    collected c = {0};
+    factum_set_replicator(leader, collect, &c);
+    outcome o = {0};
+    append_async(leader, "a", FACTUM_EXPECT_ANY, "x", &o);
+    size_t len;
+    uint8_t *msg = encode_all(leader, &c, &len);
+    factum_error_t err;
+    int applied = 1;
+    CHECK_RC(factum_batch_apply(follower, msg, len, NULL, 0, &applied, &err), FACTUM_ECORRUPT);
+    CHECK(strstr(err.message, "batches are missing"));
+    CHECK_EQ(applied, 0);
+    CHECK_EQ(factum_head_position(follower), 0);
+
+    /* A damaged message is refused before the log is touched. */
+    msg[len / 2] ^= 0x10;
+    CHECK_RC(factum_batch_apply(leader, msg, len, c.p, c.n, &applied, &err), FACTUM_ECORRUPT);
+    CHECK(strstr(err.message, "checksum"));
+    CHECK_EQ(o.called, 1); /* the proposal is completed with the error */
+    CHECK_RC(o.rc, FACTUM_ECORRUPT);
+    CHECK_EQ(factum_head_position(leader), 2);
+    uint64_t first;
+    int64_t t;
+    CHECK_RC(factum_batch_info(msg, 10, &first, &t, &err), FACTUM_ECORRUPT);
+    free(msg);
+
+    /* A proposal that will not be replicated is completed with the error given. */
+    outcome o2 = {0};
+    c.n = 0;
+    append_async(leader, "a", FACTUM_EXPECT_ANY, "y", &o2);
+    CHECK_EQ(c.n, 1);
+    factum_proposal_fail(c.p[0], FACTUM_ENOTLEADER, "the leader is node-b");
+    CHECK_RC(o2.rc, FACTUM_ENOTLEADER);
+    CHECK(!strcmp(o2.msg, "the leader is node-b"));
+
+    /* More than a message can hold: the first proposal alone is too big. */
+    c.n = 0;
+    outcome o3 = {0};
+    append_async(leader, "a", FACTUM_EXPECT_ANY, "z", &o3);
+    size_t used;
+    CHECK_RC(factum_batch_encode(leader, c.p, c.n, 64, &used, &msg, &len, &err), FACTUM_ETOOBIG);
+    factum_proposal_fail(c.p[0], err.code, err.message);
+    CHECK_RC(o3.rc, FACTUM_ETOOBIG);
+
+    /* A replicator that refuses: the write fails at once, its callback never runs. */
+    factum_set_replicator(leader, refuse, NULL);
+    outcome o4 = {0};
+    factum_event_t e = {.type = str_c("T")};
+    CHECK_RC(factum_append_async(leader, str_c("a"), FACTUM_EXPECT_ANY, &e, 1, on_done, &o4, &err), FACTUM_ECLOSED);
+    CHECK_EQ(o4.called, 0);
+    CHECK_RC(factum_append(leader, str_c("a"), FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), FACTUM_ECLOSED);
+    CHECK_EQ(factum_head_position(leader), 2);
+    factum_close(leader);
+    factum_close(follower);
+}
