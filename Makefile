@@ -13,7 +13,7 @@
 BUILD   ?= build
 CC      ?= gcc
 PKGS    := gcc make pkg-config clang-format libxxhash-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql curl \
-           libssl-dev openssl libinih-dev nats-server libnats-dev
+           libssl-dev openssl libinih-dev nats-server libnats-dev libsystemd-dev help2man systemd
 FUZZ_PKGS := clang libclang-rt-14-dev
 SAN     ?=
 FUZZ_SECONDS ?= 60
@@ -23,7 +23,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARN) -D_GNU_SOURCE -Iinclude -pthread -MMD -MP \
              $(shell pkg-config --cflags libxxhash libpq openssl libnats 2>/dev/null) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl inih libnats 2>/dev/null) -pthread $(if $(SAN),$(SANFLAGS))
+LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl inih libnats libsystemd 2>/dev/null) -pthread $(if $(SAN),$(SANFLAGS))
 SANFLAGS := -fsanitize=address,undefined
 
 LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c)
@@ -38,7 +38,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all deps browser-deps docs-deps run test asan fuzz bench clean check-test demo powercut
+.PHONY: all deps browser-deps docs-deps run test asan fuzz bench clean check-test demo powercut install man
 all: $(BUILD)/factum $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a
 
 # Debian packages, installed only when missing: $(call apt,PACKAGES)
@@ -86,6 +86,45 @@ $(BUILD)/libfactum.a: $(LIB_OBJ)
 $(BUILD)/libfactum_client.a: $(CLIENT_OBJ)
 	ar rcs $@ $^
 
+# ---- make install (PREFIX, DESTDIR; docs/install.md) ----
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+BINDIR     := $(PREFIX)/bin
+LIBDIR     := $(PREFIX)/lib
+INCDIR     := $(PREFIX)/include
+MANDIR     := $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+VERSION    := $(shell sed -n 's/^\#define FACTUM_VERSION "\(.*\)"/\1/p' include/factum.h)
+# One man page per command, made by help2man from the same text as COMMAND --help.
+COMMANDS   := append read tail streams categories schedule group meta projection saga delete admin key check serve \
+              config tour bench
+MANPAGES   := $(BUILD)/man/factum.1 $(COMMANDS:%=$(BUILD)/man/factum-%.1)
+man: $(MANPAGES)
+$(BUILD)/man/factum.1: $(BUILD)/factum
+	@mkdir -p $(@D)
+	help2man --no-info --name "an event store and event-streaming server" --version-option=--version -o $@ $<
+$(BUILD)/man/factum-%.1: $(BUILD)/factum
+	@mkdir -p $(@D)
+	desc=$$($< --help | sed -n 's/^  $*[ |].*  \+\([^ ].*\)$$/\1/p' | head -1); \
+	help2man --no-info --name "$$desc" --help-option="$* --help" --version-option=--version $< | \
+	  sed -e 's/^\.TH FACTUM /.TH FACTUM-$(shell echo $* | tr a-z A-Z) /' -e 's/^factum \\- /factum-$* \\- /' > $@
+subst = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+            -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+install: deps all man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/factum
+	install -m 755 $(BUILD)/factum $(DESTDIR)$(BINDIR)/factum
+	install -m 644 $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/factum.h include/factum_client.h $(DESTDIR)$(INCDIR)/
+	$(subst) dist/factum.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/factum.pc
+	$(subst) dist/factum-client.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/factum-client.pc
+	for m in $(MANPAGES); do gzip -9nc $$m > $(DESTDIR)$(MANDIR)/man1/$$(basename $$m).gz; done
+	$(subst) dist/factum.service.in > $(DESTDIR)$(UNITDIR)/factum.service
+	install -m 644 dist/factum.sysusers $(DESTDIR)$(SYSUSERSDIR)/factum.conf
+	@# a configuration file already there is the operator's: never overwritten
+	test -e $(DESTDIR)$(SYSCONFDIR)/factum/factum.conf || install -m 640 dist/factum.conf $(DESTDIR)$(SYSCONFDIR)/factum/factum.conf
+
 $(BUILD)/factum: $(CLI_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a
 	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a $(LDLIBS)
 
@@ -96,8 +135,8 @@ $(BUILD)/factum-tests: $(TEST_OBJ) $(BUILD)/libfactum_client.a $(BUILD)/libfactu
 test: deps browser-deps docs-deps
 	@$(MAKE) --no-print-directory check-test
 
-check-test: $(BUILD)/factum $(BUILD)/factum-tests $(BUILD)/order-service
-	@FACTUM_BIN=$(abspath $(BUILD)/factum) FACTUM_ROOT=$(CURDIR) $(BUILD)/factum-tests
+check-test: $(BUILD)/factum $(BUILD)/factum-tests $(BUILD)/order-service man
+	@FACTUM_BIN=$(abspath $(BUILD)/factum) FACTUM_ROOT=$(CURDIR) FACTUM_SAN=$(SAN) $(BUILD)/factum-tests
 
 # The power-cut test alone, for longer (tests/test_powercut.c; needs root): CYCLES=N to change.
 powercut: deps

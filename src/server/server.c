@@ -25,6 +25,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #define DRAIN_MS 5000
@@ -610,11 +611,18 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
                 (unsigned long long)(c->max_memory >> 20));
         printf("listening on %s://%s\n", s->tls ? "https" : "http", bound);
         fflush(stdout);
+        /* systemd's Type=notify (a no-op without $NOTIFY_SOCKET) */
+        sd_notifyf(0, "READY=1\nSTATUS=listening on %s://%s", s->tls ? "https" : "http", bound);
         int sig;
         while (!sigwait(&set, &sig) && (sig == SIGHUP || sig == SIGUSR1)) {
-            if (sig == SIGHUP) reload_tls(s);
+            if (sig == SIGHUP) {
+                sd_notify(0, "RELOADING=1");
+                reload_tls(s);
+            }
             access_reopen(s); /* logrotate: either signal */
+            if (sig == SIGHUP) sd_notify(0, "READY=1");
         }
+        sd_notify(0, "STOPPING=1\nSTATUS=draining connections");
         log_msg(LOG_LEVEL_INFO, "%s, draining connections", sig == SIGINT ? "SIGINT" : "SIGTERM");
         s->drain_deadline_ms = server_now_ms() + DRAIN_MS;
         atomic_store(&s->stopping, true);
