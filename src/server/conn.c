@@ -24,7 +24,9 @@
 #define OUT_HIGH (256u << 10)                /* stop reading pipelined requests while this much is unsent */
 #define IN_HIGH (HTTP_MAX_HEAD + READ_CHUNK) /* ... or while this much input waits (beyond a body) */
 #define TURN_REQUESTS 16                     /* requests one connection runs before the others' turn */
-#define TURN_PACE 3 /* ... and then it waits 3 times as long as its turn took: a quarter of its loop at most */
+#define TURN_PACE                                                                                                      \
+    3 /* ... and then it waits 3 times as long as its turn took, times the pipelining connections                      \
+         of its loop: together they take a quarter of the loop at most */
 
 /* ---- connections ---- */
 
@@ -514,7 +516,10 @@ void conn_settle(conn *c) {
     conn_track_idle(c);
     if (c->turn_ns) { /* its turn is over: it waits TURN_PACE times what the turn took, sending included */
         uint64_t now = clock_mono_ns();
-        c->paced_ns = now + (now - c->turn_ns) * TURN_PACE;
+        uint64_t pacing = 1; /* c, and the others waiting for their next turn */
+        for (conn *p = c->l->paced; p; p = p->paced_next)
+            pacing += p != c;
+        c->paced_ns = now + (now - c->turn_ns) * TURN_PACE * pacing;
         c->turn_ns = 0;
     }
     if (c->in_stalled && !c->close_after && c->out.len - c->out_off < OUT_HIGH && !overload_over(c)) {
