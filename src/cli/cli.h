@@ -64,6 +64,9 @@ int cli_projection(const char *url, int argc, char **argv);
 int cli_saga(const char *url, int argc, char **argv);
 /* check.c: factum check [--repair [--truncate-at P]] [--json] */
 int cli_check(const char *dir, int argc, char **argv);
+/* backup.c: factum backup --to DIR [--verify] (embedded, or against url), factum restore BACKUP --to DIR */
+int cli_backup(const char *dir, const char *url, int argc, char **argv);
+int cli_restore(int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
 /* schedule.c: factum schedule ls [--state S] [--after ID] [--limit N], embedded or against url */
 int cli_schedule_ls(const char *dir, const char *url, int argc, char **argv);
