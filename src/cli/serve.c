@@ -215,7 +215,9 @@ int cli_serve(const char *dir, int argc, char **argv) {
     }
     fprintf(stderr, "factum %s: data in %s\n", FACTUM_VERSION, dir);
     if (factum_format_found(db) < FACTUM_FORMAT_VERSION)
-        fprintf(stderr, "factum: %s was written by an older factum (format version %d): upgraded to version %d (see docs/format.md, \"Format versions\")\n",
+        fprintf(stderr,
+                "factum: %s was written by an older factum (format version %d): upgraded to version %d (see "
+                "docs/format.md, \"Format versions\")\n",
                 dir, factum_format_found(db), FACTUM_FORMAT_VERSION);
     char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
     cfg.data_dir = abs ? abs : dir;

@@ -174,8 +174,9 @@ void api_backup(conn *c, const route_args *a, factum_str_t body) {
     }
     if (!json_member_string(body, "to", &j->to) || !j->to.len || j->to.ptr[0] != '/' ||
         memchr(j->to.ptr, 0, j->to.len)) {
-        conn_problem(c, 400, "bad-request", NULL,
-                     "'to' must be an absolute path of a folder on the server's machine: new, empty, or an earlier backup");
+        conn_problem(
+            c, 400, "bad-request", NULL,
+            "'to' must be an absolute path of a folder on the server's machine: new, empty, or an earlier backup");
         backup_free(j);
         return;
     }

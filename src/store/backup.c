@@ -108,7 +108,8 @@ int store_copy_file(store_copy *b, int src, const char *name, uint64_t len, uint
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", b->to, name);
     uint64_t id, old_src, old_dst;
-    if (!backup_file_id(src, len, check_off, &id)) return err_set(err, FACTUM_EIO, "cannot read %s: %s", name, strerror(errno));
+    if (!backup_file_id(src, len, check_off, &id))
+        return err_set(err, FACTUM_EIO, "cannot read %s: %s", name, strerror(errno));
     int dst = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644), rc = 0;
     struct stat st;
     if (dst < 0 || fstat(dst, &st)) {
@@ -127,14 +128,13 @@ int store_copy_file(store_copy *b, int src, const char *name, uint64_t len, uint
     } else {
         if ((rc = copy_range(b, src, dst, from, len, name, err))) goto out;
         if ((have > len && ftruncate(dst, (off_t)len)) || fdatasync(dst)) {
-            rc = err_set(err, errno == ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "cannot sync %s: %s", path,
-                         strerror(errno));
+            rc =
+                err_set(err, errno == ENOSPC ? FACTUM_ENOSPC : FACTUM_EIO, "cannot sync %s: %s", path, strerror(errno));
             goto out;
         }
         b->st.files_copied++;
     }
-    if (backup_manifest_add(&b->now, name, len, check_off, id))
-        rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (backup_manifest_add(&b->now, name, len, check_off, id)) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
     bk_progress(b, true);
     if (b->sleep_ms) usleep(b->sleep_ms * 1000u); /* tests: a copy slow enough to stop half-way */
 out:

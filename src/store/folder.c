@@ -63,7 +63,8 @@ int folder_refuse_incomplete(const char *dir, factum_error_t *err) {
     return err_set(err, FACTUM_EINCOMPLETE,
                    "%s is an unfinished backup or restore: it holds %s and %s, so it was stopped before it finished "
                    "and may lack events; run the backup (or restore) again",
-                   dir, BACKUP_MARKER, rc == FACTUM_ENOTFOUND ? "no BACKUP manifest" : "a BACKUP that does not check out");
+                   dir, BACKUP_MARKER,
+                   rc == FACTUM_ENOTFOUND ? "no BACKUP manifest" : "a BACKUP that does not check out");
 }
 
 int folder_open(const char *dir, int *found, factum_error_t *err) {
@@ -210,15 +211,16 @@ int backup_manifest_read(const char *dir, backup_manifest *m, factum_error_t *er
     long long t, made;
     int rc = FACTUM_ECORRUPT;
     if (!crcline || sscanf(crcline, "crc %x", &crc) != 1 || crc != crc32c(text, (size_t)(crcline - text)) ||
-        sscanf(text, "factum-backup 1\nformat %u\nposition %llu\ntime %lld\nmade %lld\n", &format, &pos, &t, &made) != 4)
+        sscanf(text, "factum-backup 1\nformat %u\nposition %llu\ntime %lld\nmade %lld\n", &format, &pos, &t, &made) !=
+            4)
         goto out;
     *crcline = 0;
     m->position = pos, m->time_us = t, m->made_us = made;
     for (char *line = strstr(text, "\nfile "); line; line = strstr(line + 1, "\nfile ")) {
         char name[BACKUP_NAME_MAX + 1];
         unsigned long long size, off, id;
-        if (sscanf(line, "\nfile %40s %llu %llu %llx", name, &size, &off, &id) != 4 || strlen(name) >= BACKUP_NAME_MAX ||
-            strstr(name, "..") || name[0] == '/')
+        if (sscanf(line, "\nfile %40s %llu %llu %llx", name, &size, &off, &id) != 4 ||
+            strlen(name) >= BACKUP_NAME_MAX || strstr(name, "..") || name[0] == '/')
             goto out;
         if (backup_manifest_add(m, name, size, off, id)) {
             rc = FACTUM_ENOMEM;

@@ -82,7 +82,9 @@ int index_manifest_write(const char *dir, const index_run_info_t *runs, size_t n
     return rc;
 }
 
-static index_run_info_t run_info(const run *r) { return (index_run_info_t){r->id, r->level, r->count, r->pos_lo, r->pos_hi}; }
+static index_run_info_t run_info(const run *r) {
+    return (index_run_info_t){r->id, r->level, r->count, r->pos_lo, r->pos_hi};
+}
 
 static int manifest_write(index_t *ix, run *const *runs, size_t n) {
     index_run_info_t info[MAX_RUNS] = {0};

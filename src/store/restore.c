@@ -45,8 +45,9 @@ int factum_restore(const char *from, const char *to, factum_backup_cb cb, void *
     if ((rc = folder_refuse_incomplete(from, err))) goto out_lock;
     if ((rc = backup_manifest_read(from, &m, err))) {
         if (rc == FACTUM_ENOTFOUND)
-            rc = err_set(err, FACTUM_EINVAL, "%s is not a backup: it has no %s manifest (factum backup writes one last)",
-                         from, BACKUP_MANIFEST);
+            rc =
+                err_set(err, FACTUM_EINVAL, "%s is not a backup: it has no %s manifest (factum backup writes one last)",
+                        from, BACKUP_MANIFEST);
         goto out_lock;
     }
     for (size_t i = 0; i < m.n; i++) {

@@ -280,8 +280,8 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         goto fail;
     }
     if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) ||
-        (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) || (rc = folder_open(db->dir, &db->format_found, err)) ||
-        (rc = recover_log(db, err)))
+        (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) ||
+        (rc = folder_open(db->dir, &db->format_found, err)) || (rc = recover_log(db, err)))
         goto fail;
     if ((rc = mark_open(db->logdir, &db->mark, err))) goto fail;
     atomic_store(&db->durable, db->next_pos);

@@ -138,7 +138,7 @@ typedef struct store_copy {
     factum_backup_cb cb;
     void *ctx;
     uint64_t t0_ns, last_cb_ns;
-    bool plain;        /* no copy_file_range here: copy through buf */
+    bool plain; /* no copy_file_range here: copy through buf */
     uint8_t *buf;
     unsigned sleep_ms; /* FACTUM_TEST_BACKUP_SLEEP_MS: a pause after each file (tests only) */
 } store_copy;
