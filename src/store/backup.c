@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #define BK_CHUNK (8u << 20) /* copied, then pushed to the disk, a piece at a time */
+#define BK_MIB_S 320        /* at most this fast, leaving the disk's bandwidth to the appends (bench backup) */
 
 /* ---- claims: a backup and a scavenge never hold the same segment ---- */
 
@@ -99,6 +100,9 @@ static int copy_range(store_copy *b, int src, int dst, uint64_t from, uint64_t t
             sync_file_range(dst, (loff_t)from, prev - (loff_t)from,
                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
         prev = out;
+        uint64_t due_ns = b->st.bytes_copied * 1000000000ull / ((uint64_t)BK_MIB_S << 20),
+                 took = clock_mono_ns() - b->t0_ns;
+        if (due_ns > took) usleep((useconds_t)((due_ns - took) / 1000));
         bk_progress(b, false);
     }
     return 0;
