@@ -46,7 +46,8 @@ extern "C" {
     X(EDELETED, "stream is deleted")                                                                                   \
     X(ETIMEDOUT, "timed out")                                                                                          \
     X(EDENIED, "not authorized: the server wants a valid API key with the permission")                                 \
-    X(ENOTLEADER, "not the cluster leader: writes go to the leader")
+    X(ENOTLEADER, "not the cluster leader: writes go to the leader")                                                   \
+    X(EINCOMPLETE, "data folder is an unfinished backup or restore")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };
@@ -469,6 +470,61 @@ int factum_batch_info(const void *msg, size_t len, uint64_t *first_position, int
  */
 int factum_batch_apply(factum_t *db, const void *msg, size_t len, factum_proposal_t *const *ps, size_t n, int *applied,
                        factum_error_t *err);
+
+/* ---- Backup and restore (docs/operations.md; docs/format.md, "Backups") ---- */
+
+/* The data folder format this build writes and reads; older folders are upgraded on open. */
+#define FACTUM_FORMAT_VERSION 2
+
+/* The format version the folder had when it was opened: FACTUM_FORMAT_VERSION, or an older one
+   that this open upgraded (docs/format.md, "Format versions" says what changed). */
+int factum_format_found(factum_t *db);
+
+typedef struct factum_backup_stats {
+    uint64_t position;     /* events [0, position) are in the copy: every one acknowledged before the call */
+    int64_t time_us;       /* commit time of the event at position - 1 (0 if position is 0) */
+    uint64_t bytes_total;  /* bytes of the log and index files the copy holds */
+    uint64_t bytes_done;   /* of those, how many are done so far (copied or found already there) */
+    uint64_t bytes_copied; /* copied by this call; the rest were already in the folder */
+    uint64_t files_copied; /* files copied in whole or in part */
+    uint64_t files_reused; /* files already in the folder from an earlier backup, unchanged */
+    double seconds;
+} factum_backup_stats_t;
+
+/* Called in the calling thread as the copy goes on (about every 8 MiB, and after each file). */
+typedef void (*factum_backup_cb)(void *ctx, const factum_backup_stats_t *st);
+
+/*
+ * Copies the open store into the folder `to`, while appends and reads go on, up to the durable
+ * position when it starts (st->position). `to` must be missing, empty, or an earlier backup of
+ * any store: then only what changed is copied (sealed segments and index runs never change; the
+ * segment that was being written is copied from where the earlier copy ended). The copy is a
+ * data folder: factum_open and factum_check take it. Every file is synced, then its folder,
+ * then the manifest DIR/BACKUP is written last: a copy stopped half-way holds the marker
+ * DIR/BACKUP-IN-PROGRESS without a manifest, and factum_open and factum_restore refuse it
+ * (FACTUM_EINCOMPLETE). A scavenge waits for the segment being copied, and the copy for the
+ * segment being rewritten. One backup at a time per store.
+ *
+ * Errors (nothing in `to` is changed by the first four): FACTUM_EINVAL (no `to`; `to` is the data folder or inside it;
+ * `to` is not empty and holds no backup), FACTUM_ECONFLICT (a backup of this store is running),
+ * FACTUM_ELOCKED (a process has `to` open), FACTUM_EIO / FACTUM_ENOSPC while copying (the
+ * copy is then incomplete and refused until a backup into it finishes). `cb`, `st` may be NULL.
+ */
+int factum_backup(factum_t *db, const char *to, factum_backup_cb cb, void *ctx, factum_backup_stats_t *st,
+                  factum_error_t *err);
+/* The stats as JSON (what POST /admin/backup answers); returns the length it needs. */
+size_t factum_backup_json(const factum_backup_stats_t *st, char *out, size_t cap);
+
+/*
+ * Copies the finished backup `from` into the new folder `to` (missing or empty), every file
+ * synced; a restore stopped half-way is refused by factum_open like an unfinished backup. The
+ * result is a data folder that is no backup (it has no manifest). Errors, with nothing
+ * changed: FACTUM_EINCOMPLETE (`from` is an unfinished backup), FACTUM_EINVAL (`from` is no
+ * backup, `to` is not empty or inside `from`), FACTUM_ECORRUPT (a file the manifest lists is
+ * missing or of another length); FACTUM_EIO while copying. `cb`, `st` may be NULL.
+ */
+int factum_restore(const char *from, const char *to, factum_backup_cb cb, void *ctx, factum_backup_stats_t *st,
+                   factum_error_t *err);
 
 /* ---- CloudEvents JSON (structured mode) ---- */
 

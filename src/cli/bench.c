@@ -400,6 +400,7 @@ static factum_t *bench_open(const char *dir) {
     "usage: factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WRITERSxBATCH[:1|:1M]] "          \
     "[--no-ceiling] [--memtable ENTRIES]\n"                                                                            \
     "       factum bench scavenge [--quick] [--dir DIR]\n"                                                             \
+    "       factum bench backup [--quick] [--dir DIR] [--mib N]\n"                                                     \
     "\n"                                                                                                               \
     "Measures in a new folder made in DIR (default .) and removed after; docs/bench.md says what each figure means."
 
@@ -410,6 +411,7 @@ int cli_bench(int argc, char **argv) {
     int only_mode = -1;         /* --only ...:1 or :1M: that mode alone */
     bool no_ceiling = false;
     if (argc > 1 && !strcmp(argv[1], "scavenge")) return cli_bench_scavenge(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "backup")) return cli_bench_backup(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "engine")) continue;
         if (!strcmp(argv[i], "--json"))

@@ -2,7 +2,8 @@
  * bench_scavenge.c — `factum bench scavenge`: a log of about 2 GiB of which half belongs to
  * streams that are then deleted; one scavenge, timed, with the disk before and after beside the
  * live data, and the append throughput and p99 latency of 16 writers during it beside the same
- * load without it (issue 5).
+ * load without it (issue 5). Its filling and its load are bench_fill and bench_run_load, which
+ * the backup bench (bench_backup.c) uses too.
  */
 #include "cli.h"
 
@@ -92,12 +93,8 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-typedef struct figures {
-    double rate, p50, p99, seconds;
-} figures;
-
 /* 16 writers, one event per append, until *stop (set by the caller's clock or by a scavenge). */
-static figures run_load(factum_t *db, _Atomic bool *stop, double seconds, _Atomic bool *until) {
+bench_figures bench_run_load(factum_t *db, _Atomic bool *stop, double seconds, _Atomic bool *until) {
     enum { W = 16 };
     load w[W];
     pthread_t t[W];
@@ -117,7 +114,7 @@ static figures run_load(factum_t *db, _Atomic bool *stop, double seconds, _Atomi
     for (int i = 0; i < W; i++)
         memcpy(all + k, w[i].lat, w[i].nlat * sizeof *all), k += w[i].nlat, free(w[i].lat);
     qsort(all, n, sizeof *all, cmp_d);
-    figures f = {(double)n / el, n ? all[n / 2] : 0, n ? all[n * 99 / 100] : 0, el};
+    bench_figures f = {(double)n / el, n ? all[n / 2] : 0, n ? all[n * 99 / 100] : 0, el};
     free(all);
     return f;
 }
@@ -138,6 +135,19 @@ static void *scav_main(void *arg) {
     return NULL;
 }
 
+void bench_fill(factum_t *db, uint64_t bytes) {
+    memset(pad, 'x', 200);
+    pad[0] = '"', pad[199] = '"';
+    load fw[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        fw[i] = (load){.db = db, .id = i, .fill_bytes = bytes};
+        pthread_create(&t[i], NULL, fill_worker, &fw[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+}
+
 int cli_bench_scavenge(int argc, char **argv) {
     uint64_t target = 2ull << 30, segment = 256u << 20;
     double base_s = 5;
@@ -150,8 +160,6 @@ int cli_bench_scavenge(int argc, char **argv) {
         else
             return cli_fail(CLI_USAGE, "usage: factum bench scavenge [--quick] [--dir DIR]");
     }
-    memset(pad, 'x', 200);
-    pad[0] = '"', pad[199] = '"';
     char dir[4096], logdir[4200];
     snprintf(dir, sizeof dir, "%s/factum-bench-scavenge-XXXXXX", base);
     if (!mkdtemp(dir)) return cli_fail(CLI_ERROR, "cannot make a folder in %s", base);
@@ -163,15 +171,8 @@ int cli_bench_scavenge(int argc, char **argv) {
     printf("scavenge bench: filling %.2f GiB (200-byte events, %d streams, half of them to be deleted)\n",
            (double)target / (1 << 30), STREAMS);
     fflush(stdout);
-    load fw[4];
-    pthread_t t[4];
     double t0 = mono_s();
-    for (int i = 0; i < 4; i++) {
-        fw[i] = (load){.db = db, .id = i, .fill_bytes = target};
-        pthread_create(&t[i], NULL, fill_worker, &fw[i]);
-    }
-    for (int i = 0; i < 4; i++)
-        pthread_join(t[i], NULL);
+    bench_fill(db, target);
     factum_stats_t st;
     factum_stats(db, &st);
     printf("  filled %llu events, %.0f MiB of records in %.1f s\n", (unsigned long long)st.head,
@@ -182,13 +183,13 @@ int cli_bench_scavenge(int argc, char **argv) {
         factum_delete_stream(db, str_c(stream), FACTUM_EXPECT_ANY, 0, NULL, NULL);
     }
     _Atomic bool stop = false;
-    figures without = run_load(db, &stop, base_s, NULL);
+    bench_figures without = bench_run_load(db, &stop, base_s, NULL);
     uint64_t disk0 = disk_bytes(logdir, NULL);
     scav_run sr = {.db = db};
     pthread_t th;
     pthread_create(&th, NULL, scav_main, &sr);
     atomic_store(&stop, false);
-    figures during = run_load(db, &stop, 0, &sr.done);
+    bench_figures during = bench_run_load(db, &stop, 0, &sr.done);
     pthread_join(th, NULL);
     factum_scavenge_stats_t sc;
     factum_scavenge_stats(db, &sc);

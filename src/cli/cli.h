@@ -9,6 +9,8 @@
 #include "../base/json.h"
 #include "factum_client.h"
 
+#include <stdatomic.h>
+
 enum {
     CLI_OK = 0,
     CLI_ERROR = 1,
@@ -65,6 +67,9 @@ int cli_projection(const char *url, int argc, char **argv);
 int cli_saga(const char *url, int argc, char **argv);
 /* check.c: factum check [--repair [--truncate-at P]] [--json] */
 int cli_check(const char *dir, int argc, char **argv);
+/* backup.c: factum backup --to DIR [--verify] (embedded, or against url), factum restore BACKUP --to DIR */
+int cli_backup(const char *dir, const char *url, int argc, char **argv);
+int cli_restore(int argc, char **argv);
 int cli_group(const char *url, int argc, char **argv);
 /* schedule.c: factum schedule ls [--state S] [--after ID] [--limit N], embedded or against url */
 int cli_schedule_ls(const char *dir, const char *url, int argc, char **argv);
@@ -78,5 +83,14 @@ int cli_tour(const char *dir, int argc, char **argv);
 int cli_key(const char *dir, const char *url, int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_bench_scavenge(int argc, char **argv);
+int cli_bench_backup(int argc, char **argv);
+/* bench_scavenge.c: fills db with about `bytes` of 200-byte events (4 writers, batches of 100,
+   to streams keep-N and drop-N); the appends/s and latency of 16 writers (1 event each) until
+   *stop, set by the caller or when `seconds` have passed or once *until is set. */
+typedef struct bench_figures {
+    double rate, p50, p99, seconds;
+} bench_figures;
+void bench_fill(factum_t *db, uint64_t bytes);
+bench_figures bench_run_load(factum_t *db, _Atomic bool *stop, double seconds, _Atomic bool *until);
 
 #endif

@@ -42,6 +42,8 @@ static const char *usage_main =
     "  delete STREAM [--tombstone]   delete a stream (soft, or for ever)\n"
     "  admin scavenge                give back the disk of deleted and expired events\n"
     "  check [--repair]              check a closed data folder offline (exit 1: damage found)\n"
+    "  backup --to DIR [--verify]    copy the store while it runs (incremental into an earlier backup)\n"
+    "  restore BACKUP --to DIR       copy a backup into a new data folder\n"
     "  key create|ls|revoke          API keys: who may call the server, and what they may do\n"
     "  serve [--listen HOST:PORT]    run the HTTP server (default 127.0.0.1:7744)\n"
     "  config check FILE             check a configuration file of serve (--config FILE)\n"
@@ -638,7 +640,7 @@ static int take_globals(int *argc, char **argv, globals *g) {
 /* Commands that work on a data folder only: --server makes no sense for them. */
 static bool local_only(const char *cmd) {
     return !strcmp(cmd, "serve") || !strcmp(cmd, "check") || !strcmp(cmd, "tour") || !strcmp(cmd, "bench") ||
-           !strcmp(cmd, "config");
+           !strcmp(cmd, "config") || !strcmp(cmd, "restore");
 }
 
 int main(int argc, char **argv) {
@@ -690,6 +692,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "admin")) return cli_admin(dir, server_url, argc, argv);
     if (!strcmp(cmd, "key")) return cli_key(dir, server_url, argc, argv);
     if (!strcmp(cmd, "check")) return cli_check(dir, argc, argv);
+    if (!strcmp(cmd, "backup")) return cli_backup(dir, server_url, argc, argv);
+    if (!strcmp(cmd, "restore")) return cli_restore(argc, argv);
     if (!strcmp(cmd, "serve")) return cli_serve(dir, g.dir || (env_dir && *env_dir), argc, argv);
     if (!strcmp(cmd, "config")) return cli_config(argc, argv);
     if (!strcmp(cmd, "tour")) return cli_tour(dir, argc, argv);

@@ -151,6 +151,11 @@ static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc
         return cli_report(rc, &err);
     }
     log_msg(LOG_LEVEL_INFO, "%s: data in %s", FACTUM_VERSION, dir);
+    if (factum_format_found(db) < FACTUM_FORMAT_VERSION)
+        log_msg(LOG_LEVEL_INFO,
+                "%s was written by an older factum (format version %d): upgraded to version %d (see docs/format.md, "
+                "\"Format versions\")",
+                dir, factum_format_found(db), FACTUM_FORMAT_VERSION);
     char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
     cfg.data_dir = abs ? abs : dir;
     cluster *cl = NULL;

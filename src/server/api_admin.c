@@ -1,8 +1,11 @@
 /*
- * api_admin.c — the scavenger thread and /admin/scavenge (issue 5; docs/lifecycle.md).
+ * api_admin.c — the scavenger thread and /admin/scavenge (issue 5; docs/lifecycle.md), and
+ * /admin/backup (docs/operations.md).
  *
  *   POST /admin/scavenge   starts a scavenge (202 and its progress; 200 if one is running)
  *   GET  /admin/scavenge   progress of the running or last scavenge
+ *   POST /admin/backup     copies the store into a folder on this machine, on a worker; answers
+ *                          when done: the position and bytes (and the check, with "verify")
  *
  * One thread per server runs scavenges: when asked, and every `scavenge_every_s` seconds. It
  * only calls factum_scavenge, which does its own locking; the loops read progress through
@@ -10,6 +13,7 @@
  */
 #include "api.h"
 
+#include "../base/json.h"
 #include "../base/log.h"
 
 #include <errno.h>
@@ -97,4 +101,92 @@ void api_scavenge(conn *c, const route_args *a, factum_str_t body) {
     size_t n = factum_scavenge_json(&st, out, sizeof out);
     conn_respond(c, status, "application/json", status == 202 ? "Location: /admin/scavenge\r\n" : NULL, out,
                  MIN(n, sizeof out - 1));
+}
+
+/* ---- POST /admin/backup {"to": "/abs/dir", "verify": false} ---- */
+
+typedef struct backup_job {
+    buf_t to;
+    bool verify;
+    int rc;
+    factum_error_t err;
+    factum_backup_stats_t st;
+    factum_check_summary_t sum;
+} backup_job;
+
+static void backup_free(void *p) {
+    backup_job *j = p;
+    buf_free(&j->to);
+    free(j);
+}
+
+static void backup_work(conn *c) {
+    backup_job *j = c->job;
+    j->rc = factum_backup(c->l->srv->db, j->to.ptr, NULL, NULL, &j->st, &j->err);
+    if (!j->rc && j->verify) j->rc = factum_check(j->to.ptr, NULL, NULL, NULL, &j->sum, &j->err);
+}
+
+static void backup_done(conn *c) {
+    backup_job *j = c->job;
+    c->job = NULL;
+    c->state = C_BODY; /* answering, as after an append */
+    if (j->rc == FACTUM_EINVAL)
+        conn_problem(c, 400, "bad-request", NULL, "%s", j->err.message);
+    else if (j->rc == FACTUM_ECONFLICT || j->rc == FACTUM_ELOCKED)
+        conn_problem(c, 409, "conflict", NULL, "%s", j->err.message);
+    else if (j->rc)
+        server_problem(c, j->rc, j->err.message);
+    else {
+        char st[512];
+        size_t n = factum_backup_json(&j->st, st, sizeof st);
+        buf_t b = {0};
+        buf_printf(&b, "{\"to\":");
+        json_escape(&b, j->to.ptr, j->to.len);
+        buf_printf(&b, ",%.*s", (int)(n - 2), st + 1); /* the stats' members, without their braces */
+        if (j->verify)
+            buf_printf(&b, ",\"verify\":{\"damage\":%llu,\"derived\":%llu,\"notes\":%llu,\"clean\":%s}",
+                       (unsigned long long)j->sum.damage, (unsigned long long)j->sum.derived,
+                       (unsigned long long)j->sum.notes, j->sum.damage || j->sum.derived ? "false" : "true");
+        buf_printf(&b, "}");
+        conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
+        buf_free(&b);
+    }
+    backup_free(j);
+}
+
+void api_backup(conn *c, const route_args *a, factum_str_t body) {
+    (void)a;
+    factum_str_t v;
+    int kind;
+    factum_error_t err;
+    static const char *const members[] = {"to", "verify", NULL};
+    if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT) {
+        conn_problem(c, 400, "bad-request", NULL, "the body must be a JSON object {\"to\": \"/folder\", \"verify\"?}");
+        return;
+    }
+    if (json_only_members(body, "a backup", members, &err)) {
+        conn_problem(c, 400, "bad-request", NULL, "%s", err.message);
+        return;
+    }
+    backup_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        conn_problem(c, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    if (!json_member_string(body, "to", &j->to) || !j->to.len || j->to.ptr[0] != '/' ||
+        memchr(j->to.ptr, 0, j->to.len)) {
+        conn_problem(
+            c, 400, "bad-request", NULL,
+            "'to' must be an absolute path of a folder on the server's machine: new, empty, or an earlier backup");
+        backup_free(j);
+        return;
+    }
+    if (json_member(body, "verify", &v, &kind) && kind != JSON_TRUE && kind != JSON_FALSE) {
+        conn_problem(c, 400, "bad-request", NULL, "'verify' must be true or false");
+        backup_free(j);
+        return;
+    }
+    j->verify = json_member(body, "verify", &v, &kind) && kind == JSON_TRUE;
+    c->job = j;
+    server_submit_job(c, backup_work, backup_done, backup_free);
 }

@@ -589,6 +589,15 @@ int check_event_at(checker *c, uint64_t pos, factum_event_t *e) {
 /* One whole pass over the folder (the lock held). */
 static int check_pass(checker *c, factum_error_t *err) {
     char path[PATH_MAX];
+    int version;
+    factum_error_t why;
+    if (folder_refuse_incomplete(c->dir, &why))
+        check_note(c, FACTUM_CHECK_DAMAGE, BACKUP_MARKER, FACTUM_END, FACTUM_END, "%s", why.message);
+    if (folder_format_read(c->dir, &version, err)) return FACTUM_EFORMAT;
+    if (version < FOLDER_FORMAT)
+        check_note(c, FACTUM_CHECK_NOTE, FOLDER_FORMAT_FILE, FACTUM_END, FACTUM_END,
+                   "none: format version %d, written by an older factum; the next open upgrades it to %d", version,
+                   FOLDER_FORMAT);
     snprintf(path, sizeof path, "%s/COMMIT", c->logdir);
     int rc = mark_read(c->logdir, &c->mark, err);
     if (rc) return rc;

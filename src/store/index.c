@@ -21,7 +21,7 @@
 
 #define MAX_FROZEN 4
 #define MERGE_FANIN 4
-#define MAX_RUNS 64
+#define MAX_RUNS INDEX_MAX_RUNS
 
 static_assert(FENCE_EVERY > 0 && MERGE_FANIN <= MAX_RUNS, "fences and merges fit the run table");
 
@@ -67,19 +67,46 @@ struct index {
     pthread_t thread;
 };
 
-static int manifest_write(index_t *ix, run *const *runs, size_t n) {
+int index_manifest_write(const char *dir, const index_run_info_t *runs, size_t n) {
     buf_t b = {0};
     int rc = buf_printf(&b, "factum-index 1\n");
     for (size_t i = 0; i < n && !rc; i++)
-        rc = buf_printf(&b, "run %08x %u %llu %llu %llu\n", runs[i]->id, runs[i]->level,
-                        (unsigned long long)runs[i]->pos_lo, (unsigned long long)runs[i]->pos_hi,
-                        (unsigned long long)runs[i]->count);
+        rc = buf_printf(&b, "run %08x %u %llu %llu %llu\n", runs[i].id, runs[i].level,
+                        (unsigned long long)runs[i].pos_lo, (unsigned long long)runs[i].pos_hi,
+                        (unsigned long long)runs[i].count);
     if (!rc) rc = buf_printf(&b, "crc %08x\n", crc32c(b.ptr, b.len));
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/MANIFEST", ix->dir);
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
     if (!rc && io_replace_file(path, b.ptr, b.len, 0644)) rc = -1;
     buf_free(&b);
     return rc;
+}
+
+static index_run_info_t run_info(const run *r) {
+    return (index_run_info_t){r->id, r->level, r->count, r->pos_lo, r->pos_hi};
+}
+
+static int manifest_write(index_t *ix, run *const *runs, size_t n) {
+    index_run_info_t info[MAX_RUNS] = {0};
+    for (size_t i = 0; i < n; i++)
+        info[i] = run_info(runs[i]);
+    return index_manifest_write(ix->dir, info, n);
+}
+
+size_t index_snapshot(index_t *ix, index_run_info_t *info, int *fds, size_t cap, uint64_t *covered) {
+    size_t n = 0;
+    pthread_rwlock_rdlock(&ix->lock);
+    /* Under the read lock no merge can swap the runs, so none of their files is deleted yet. */
+    for (size_t i = 0; i < ix->nruns && n < cap; i++) {
+        char path[PATH_MAX];
+        run_path(path, ix->dir, ix->runs[i]->id);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) break; /* the runs must cover [0, covered) without a gap: stop at a hole */
+        info[n] = run_info(ix->runs[i]), fds[n++] = fd;
+    }
+    *covered = n ? info[n - 1].pos_hi : 0;
+    pthread_rwlock_unlock(&ix->lock);
+    return n;
 }
 
 /* Loads runs named by the manifest. -1 if anything does not check out. */

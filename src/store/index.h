@@ -127,6 +127,14 @@ typedef int (*index_name_fn)(void *ctx, const index_run_info_t *run, uint64_t i,
 int index_walk_runs(const char *dir, uint64_t *covered, index_entry_fn fn, index_name_fn name_fn, void *ctx,
                     factum_error_t *err);
 
+/* Writes DIR/MANIFEST naming these runs (atomically, synced). 0 or -1. */
+int index_manifest_write(const char *dir, const index_run_info_t *runs, size_t n);
+/* The runs as they stand, oldest first, each with a read-only descriptor of its file (the
+   caller closes them): files that stay readable whatever merges do next. Returns how many
+   (at most cap, INDEX_MAX_RUNS is enough); *covered is the position they cover up to. */
+#define INDEX_MAX_RUNS 64
+size_t index_snapshot(index_t *ix, index_run_info_t *info, int *fds, size_t cap, uint64_t *covered);
+
 /* Figures for tests and benchmarks. */
 typedef struct index_stats {
     size_t runs, memtables;

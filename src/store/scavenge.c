@@ -83,6 +83,7 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     uint32_t *pmap = malloc((s->count ? s->count : 1) * sizeof *pmap);
     uint64_t drop = 0, dropped_bytes = 0, scanned = 0;
     int rc = 0;
+    bool claimed = false;
     if (!keep || !pmap) {
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto out;
@@ -109,6 +110,9 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     STAT(db, events_scanned, += scanned);
     if (!drop) goto out;
     uint64_t size;
+    /* A backup copying this segment finishes it first; none starts on it until the swap. */
+    store_seg_claim(db, s->no, true);
+    claimed = true;
     if ((rc = segment_write_compacted(s, db->logdir, keep, pmap, &size, err)) ||
         (rc = segment_install_compacted(db->logdir, s->no, err)))
         goto out;
@@ -125,6 +129,8 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     ns->count = s->count, ns->end = size;
     if (segment_write_pmap(ns, db->logdir) == 0) segment_load_pmap(ns, db->logdir); /* else the in-memory one serves */
     __atomic_store_n(&db->segs[i], ns, __ATOMIC_SEQ_CST);
+    store_seg_release(db, true);
+    claimed = false;
     atomic_fetch_sub(&db->st_log_bytes, dropped_bytes);
     pthread_mutex_lock(&db->scav_mu);
     db->scav_st.segments_rewritten++;
@@ -135,6 +141,7 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     pthread_mutex_unlock(&db->scav_mu);
     retire(db, s);
 out:
+    if (claimed) store_seg_release(db, true);
     free(keep);
     free(pmap);
     return rc;

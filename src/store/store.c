@@ -1,7 +1,7 @@
 /*
  * store.c — opening a data folder (locking, recovery, index catch-up) and closing it.
  *
- * Data folder:  DIR/LOCK (owner pid, flock), DIR/log/NNNNNNNN.seg + .pmap, DIR/index/...
+ * Data folder:  DIR/LOCK (owner pid, flock), DIR/FORMAT (folder.c), DIR/log/NNNNNNNN.seg + .pmap, DIR/index/...
  * Recovery, in order: open sealed segments (pmap from file or by scan; any bad record there is
  * corruption), scan the tail segment (torn tail zeroed, corruption reported), open the index
  * and replay the log from the position it covers. docs/format.md describes it in full.
@@ -269,6 +269,9 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     streams_init(&db->cache, o.stream_cache ? o.stream_cache : 1u << 21);
     meta_init(&db->meta);
     pthread_mutex_init(&db->scav_mu, NULL);
+    pthread_mutex_init(&db->claim_mu, NULL);
+    pthread_cond_init(&db->claim_cond, NULL);
+    db->claim_backup = db->claim_scavenge = CLAIM_NONE;
     db->segs = mmap(NULL, STORE_MAX_SEGMENTS * sizeof *db->segs, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (db->segs == MAP_FAILED) {
@@ -277,7 +280,8 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         goto fail;
     }
     if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) ||
-        (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) || (rc = recover_log(db, err)))
+        (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) ||
+        (rc = folder_open(db->dir, &db->format_found, err)) || (rc = recover_log(db, err)))
         goto fail;
     if ((rc = mark_open(db->logdir, &db->mark, err))) goto fail;
     atomic_store(&db->durable, db->next_pos);
@@ -340,6 +344,8 @@ void factum_close(factum_t *db) {
         segment_close(db->retired[i]);
     free(db->retired);
     pthread_mutex_destroy(&db->scav_mu);
+    pthread_mutex_destroy(&db->claim_mu);
+    pthread_cond_destroy(&db->claim_cond);
     if (db->segs) munmap(db->segs, STORE_MAX_SEGMENTS * sizeof *db->segs);
     streams_free(&db->cache);
     meta_free(&db->meta);
@@ -352,6 +358,8 @@ void factum_close(factum_t *db) {
     pthread_cond_destroy(&db->wcond);
     free(db);
 }
+
+int factum_format_found(factum_t *db) { return db->format_found; }
 
 uint64_t factum_head_position(factum_t *db) { return atomic_load_explicit(&db->durable, memory_order_acquire); }
 

@@ -15,6 +15,7 @@
 
 #include "../base/base.h"
 #include "../io/io.h"
+#include "folder.h"
 #include "index.h"
 #include "integrity.h"
 #include "mark.h"
@@ -116,11 +117,42 @@ struct factum {
     factum_scavenge_stats_t scav_st; /* progress of the running or last scavenge */
 
     store_integrity integrity; /* damage reads have met (integrity.c); valid all zero */
+    int format_found;          /* the folder's format version when opened (folder.h) */
+
+    /* A backup copies one segment at a time, a scavenge rewrites one at a time: each claims its
+       segment, and neither takes the one the other holds (store_seg_claim, backup.c). */
+    pthread_mutex_t claim_mu;
+    pthread_cond_t claim_cond;
+    uint32_t claim_backup, claim_scavenge; /* segment numbers; CLAIM_NONE when free */
+    _Atomic bool backing_up;               /* one backup at a time */
 
     /* factum_wait */
     pthread_mutex_t wmu;
     pthread_cond_t wcond;
 };
+
+/* A copy into a folder in progress: a backup (backup.c, db set) or a restore (restore.c). */
+typedef struct store_copy {
+    factum_t *db;
+    char to[PATH_MAX];
+    int lock_fd;
+    backup_manifest old, now; /* what an earlier backup left (to reuse), what this one holds */
+    factum_backup_stats_t st;
+    factum_backup_cb cb;
+    void *ctx;
+    uint64_t t0_ns, last_cb_ns;
+    bool plain; /* no copy_file_range here: copy through buf */
+    uint8_t *buf;
+    unsigned sleep_ms; /* FACTUM_TEST_BACKUP_SLEEP_MS: a pause after each file (tests only) */
+} store_copy;
+/* Checks `to` (folder_target), makes it, locks it, writes the marker. lock_fd must be -1. */
+int store_copy_begin(store_copy *b, const char *to, bool restore, factum_error_t *err);
+/* Brings the file `name` (relative to the target) to the first len bytes of src, whose identity
+   is taken at check_off; keeps what an earlier backup copied if src still begins with it. */
+int store_copy_file(store_copy *b, int src, const char *name, uint64_t len, uint64_t check_off, factum_error_t *err);
+/* Writes the manifest (a backup) and removes the marker. */
+int store_copy_end(store_copy *b, bool manifest, factum_error_t *err);
+void store_copy_free(store_copy *b);
 
 /* Pins the segment array; returns the slot to unpin. */
 static inline unsigned store_pin(factum_t *db) {
@@ -132,6 +164,12 @@ static inline unsigned store_pin(factum_t *db) {
     }
 }
 static inline void store_unpin(factum_t *db, unsigned slot) { atomic_fetch_sub(&db->pins[slot], 1); }
+
+#define CLAIM_NONE UINT32_MAX
+/* Claims segment `no` for a backup's copy (scavenge false) or a scavenge's rewrite, waiting
+   while the other holds it; store_seg_release gives it back. */
+void store_seg_claim(factum_t *db, uint32_t no, bool scavenge);
+void store_seg_release(factum_t *db, bool scavenge);
 
 /* Takes DIR/LOCK (flock) and writes this process's pid into it: FACTUM_ELOCKED names the owner.
    read_only_ok: a folder that cannot be written is locked read-only (factum check). */

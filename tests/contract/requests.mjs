@@ -12,8 +12,13 @@
 // every status it declares an entry that provokes it, or a line in `unreachable` saying why no
 // test can. Adding an operation to the file is adding its entries here.
 
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import YAML from 'yaml';
+
+// Where POST /admin/backup copies to: a new folder of this run's, removed when it ends.
+const BACKUP_BASE = mkdtempSync(`${tmpdir()}/factum-contract-`);
+process.on('exit', () => rmSync(BACKUP_BASE, { recursive: true, force: true }));
 
 const ADMIN = { Authorization: 'Bearer <<admin.token>>' };
 const WEAK = { Authorization: 'Bearer <<weak.token>>' };
@@ -204,6 +209,8 @@ export default [
   // ---- operations ----
   { method: 'GET', path: '/admin/scavenge', status: 200 },
   { method: 'POST', path: '/admin/scavenge', status: 202 },
+  { method: 'POST', path: '/admin/backup', body: { to: `${BACKUP_BASE}/backup`, verify: true }, status: 200 },
+  { method: 'POST', path: '/admin/backup', body: { to: 'relative/folder' }, status: 400 },
   { method: 'GET', path: '/health', status: 200 },
   { method: 'GET', path: '/metrics', status: 200 },
 
@@ -247,6 +254,9 @@ export const unreachable = {
   'POST /groups/{group}/messages 500': 'a damaged event in the log (tests/test_integrity.c)',
   'POST /groups/{group}/messages 503': 'a media error reading the log (tests/test_integrity.c)',
   'DELETE /projections/{name} 503': 'a PostgreSQL target that stops answering after its definition was accepted',
+  'POST /admin/backup 409': 'a target folder another process holds open, or a second backup while one runs (no test can time it without a race)',
+  'POST /admin/backup 503': 'an I/O error while copying',
+  'POST /admin/backup 507': 'a full disk while copying',
   'POST /admin/scavenge 200': 'a scavenge running at the moment of the request (no test can time it without a race)',
   'GET /health 503': 'a failed fsync or a damaged event (tests/test_fault.c, tests/test_integrity.c)',
   'PUT /projections/{name} 409': 'a new projection past --max-projections (tests/test_limits.c starts its server with small limits)',
