@@ -439,6 +439,18 @@ typedef int (*factum_replicate_cb)(void *ctx, factum_proposal_t *p);
  */
 void factum_set_replicator(factum_t *db, factum_replicate_cb fn, void *ctx);
 
+/*
+ * 1 if this node writes on its own now, else 0 (docs/cluster.md, "Engines above the log"). Engines
+ * that act without being asked — timers, the consumer groups' keeper, saga runners, projections
+ * into PostgreSQL — consult it and act only while it is true. *term (if not NULL) counts the
+ * times it became true: a new term means other nodes may have written meanwhile, so state built
+ * from the log must be read again before acting. Standalone: always true, term 1.
+ */
+int factum_leads(factum_t *db, uint64_t *term);
+/* Set by the replicator's owner (src/cluster) as leadership comes (after catching up with the
+   log) and goes. */
+void factum_set_leads(factum_t *db, int leads);
+
 /* Completes p with an error (its caller wakes, or its callback runs, in this thread). */
 void factum_proposal_fail(factum_proposal_t *p, int code, const char *message);
 

@@ -250,6 +250,8 @@ static void *repl_main(void *arg) {
         pthread_mutex_unlock(&c->mu);
         if (stop) break;
         if (failed) {
+            factum_set_leads(c->db, false);
+            pipe_stop(c, "this cluster node has stopped applying the log; the outcome of this write is unknown");
             refuse_queued(c);
             wait_ms(c, 200, false);
             continue;
@@ -261,6 +263,7 @@ static void *repl_main(void *arg) {
         }
         int r;
         if (!leader) {
+            factum_set_leads(c->db, false);
             caught_up_term = 0;
             pipe_stop(c, "this node lost the cluster's lease; the outcome of this write is unknown: a retry with the "
                          "same event ids is safe");
@@ -276,11 +279,17 @@ static void *repl_main(void *arg) {
             r = 1;
             while (r >= 0 && c->applied < last)
                 r = follow_one(c, sub, 200);
-            if (r >= 0 && c->applied >= last) caught_up_term = term;
+            if (r >= 0 && c->applied >= last) {
+                caught_up_term = term;
+                factum_set_leads(c->db, true); /* the engines above the log may act now */
+            }
         } else {
             while ((r = follow_one(c, sub, 0)) == 1) { /* the stream first: our batches, or someone else's */
             }
-            if (r == 0 && !pipe_step(c)) caught_up_term = 0;
+            if (r == 0 && !pipe_step(c)) {
+                caught_up_term = 0;
+                factum_set_leads(c->db, false);
+            }
         }
         if (r < 0 && sub) { /* resubscribe from where this node stands */
             natsSubscription_Destroy(sub);
@@ -432,6 +441,7 @@ int cluster_start(factum_t *db, const cluster_config *cfg, cluster **out, factum
         return rc;
     }
     hint_read(c);
+    factum_set_leads(db, false); /* until this node holds the lease and has read the log to its end */
     factum_set_replicator(db, on_proposal, c);
     if (pthread_create(&c->repl, NULL, repl_main, c)) {
         cluster_stop(c);
@@ -459,6 +469,7 @@ void cluster_stop(cluster *c) {
     if (c->repl_started) pthread_join(c->repl, NULL);
     if (c->lease_started) pthread_join(c->lease, NULL);
     factum_set_replicator(c->db, refuse_stopped, NULL);
+    factum_set_leads(c->db, false);
     refuse_queued(c); /* a write queued after the thread's last look */
     if (c->kv) kvStore_Destroy(c->kv);
     if (c->js) jsCtx_Destroy(c->js);
