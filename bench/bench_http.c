@@ -10,10 +10,11 @@
  * per-request copy is measured; $TOKEN (hclient.h) still goes with every other request.
  *
  *   bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] [--pg CONNINFO]
- *              [--seconds S] [--catchup N] [--only noisy]
+ *              [--seconds S] [--catchup N] [--only noisy|fanout|appends]
  *
  * --only noisy prints the noisy-neighbour figure alone (the server must allow 5,300 connections
- * from one address: --max-connections-per-address).
+ * from one address: --max-connections-per-address). --only appends prints "appends A B C":
+ * single-event appends/s at 16 and at 64 clients, batch-100 events/s at 16 (bench/cluster.sh).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -768,7 +769,7 @@ int main(int argc, char **argv) {
     int pid = 0, key_port = 0, tls_port = 0;
     const char *token = NULL, *tls_token = NULL;
     uint64_t catchup = 1000000;
-    bool only_noisy = false, only_fanout = false;
+    bool only_noisy = false, only_fanout = false, only_appends = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--port"))
             port = atoi(argv[i + 1]);
@@ -792,9 +793,11 @@ int main(int argc, char **argv) {
             only_noisy = true;
         else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "fanout"))
             only_fanout = true;
+        else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "appends"))
+            only_appends = true;
         else
             die("usage: bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] "
-                "[--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy|fanout]");
+                "[--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy|fanout|appends]");
     }
     if (!port) die("--port is required");
     int plain_port = port;
@@ -802,6 +805,11 @@ int main(int argc, char **argv) {
     if (only_noisy || only_fanout) {
         if (only_noisy) noisy_neighbour();
         if (only_fanout) fanout(pid);
+        return 0;
+    }
+    if (only_appends) { /* for bench/cluster.sh: the three append figures on one line */
+        double a = run(http_worker, 16, 1, 0), b = run(http_worker, 64, 1, 100), c = run(http_worker, 16, 100, 200);
+        printf("appends %.0f %.0f %.0f\n", a, b, c);
         return 0;
     }
     if (pid) idle_memory(pid); /* first, on a fresh server */

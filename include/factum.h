@@ -440,19 +440,35 @@ typedef int (*factum_replicate_cb)(void *ctx, factum_proposal_t *p);
  */
 void factum_set_replicator(factum_t *db, factum_replicate_cb fn, void *ctx);
 
+/*
+ * 1 if this node writes on its own now, else 0 (docs/cluster.md, "Engines above the log"). Engines
+ * that act without being asked — timers, the consumer groups' keeper, saga runners, projections
+ * into PostgreSQL — consult it and act only while it is true. *term (if not NULL) counts the
+ * times it became true: a new term means other nodes may have written meanwhile, so state built
+ * from the log must be read again before acting. Standalone: always true, term 1.
+ */
+int factum_leads(factum_t *db, uint64_t *term);
+/* Set by the replicator's owner (src/cluster) as leadership comes (after catching up with the
+   log) and goes. */
+void factum_set_leads(factum_t *db, int leads);
+
 /* Completes p with an error (its caller wakes, or its callback runs, in this thread). */
 void factum_proposal_fail(factum_proposal_t *p, int code, const char *message);
 
 /*
- * Encodes proposals as one batch (the message format of docs/cluster.md): the log's head now as
- * its position and a commit time after the last group's. Takes ps[0..n) in order while the
- * message stays within max_bytes and the size of a commit group; *used says how many (at least
- * one, else FACTUM_ETOOBIG: ps[0] alone is larger than max_bytes). *out is malloc'd (the
- * caller frees it). Call it with nothing else writing to the store (a leader that has applied
- * all it published).
+ * Encodes proposals as one batch (the message format of docs/cluster.md). after_us = 0: nothing
+ * this node encoded is still unapplied; the batch names the log's head now as its position and
+ * takes a commit time after the last group's. after_us > 0: the time of the last batch still in
+ * flight; the batch follows it (its position is FACTUM_BATCH_FOLLOWS: wherever the head is when
+ * it is applied) with a later time. *time_us (if not NULL) gets the batch's time. Takes
+ * ps[0..n) in order while the message stays within max_bytes and the size of a commit group;
+ * *used says how many (at least one, else FACTUM_ETOOBIG: ps[0] alone is larger than max_bytes).
+ * *out is malloc'd (the caller frees it). Call it with nothing else writing to the store (a
+ * leader that applies only the batches it publishes, in order).
  */
-int factum_batch_encode(factum_t *db, factum_proposal_t *const *ps, size_t n, size_t max_bytes, size_t *used,
-                        uint8_t **out, size_t *len, factum_error_t *err);
+#define FACTUM_BATCH_FOLLOWS UINT64_MAX
+int factum_batch_encode(factum_t *db, factum_proposal_t *const *ps, size_t n, size_t max_bytes, int64_t after_us,
+                        size_t *used, uint8_t **out, size_t *len, int64_t *time_us, factum_error_t *err);
 
 /* The position and commit time a batch carries. FACTUM_ECORRUPT if it does not check out. */
 int factum_batch_info(const void *msg, size_t len, uint64_t *first_position, int64_t *time_us, factum_error_t *err);
@@ -461,10 +477,10 @@ int factum_batch_info(const void *msg, size_t len, uint64_t *first_position, int
  * Applies a batch to the log as one commit group, at its position and with its time, and waits
  * until it is durable. Each request is decided as an append would be (expected revision,
  * idempotency); ps, when not NULL, are the n proposals the batch was encoded from, completed
- * here with those outcomes. *applied: 1 applied now, 0 skipped (its position is below the head:
- * it was applied before). Returns 0, or: FACTUM_ECORRUPT (the message does not check out, or
- * the log's head or time is not what the batch says: messages are missing or this node
- * diverged; nothing was written), or an outcome that need not be the same on another node
+ * here with those outcomes. *applied: 1 applied now, 0 skipped (its time is not after the last
+ * group that wrote: it was applied before). Returns 0, or: FACTUM_ECORRUPT (the message does not
+ * check out, or the log's head is not the position the batch names: messages are missing or this
+ * node diverged; nothing was written), or an outcome that need not be the same on another node
  * (FACTUM_EIO, FACTUM_ENOSPC, FACTUM_ENOMEM, FACTUM_EFAILED, FACTUM_ECLOSED): the node must stop
  * applying.
  */

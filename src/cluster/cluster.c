@@ -56,7 +56,7 @@ static int refuse_stopped(void *ctx, factum_proposal_t *p) {
 }
 
 /* Takes everything queued (the mutex held). */
-static size_t queue_take(cluster *c, factum_proposal_t ***out) {
+size_t cluster_queue_take(cluster *c, factum_proposal_t ***out) {
     size_t n = c->qn;
     *out = c->q;
     c->q = NULL, c->qn = c->qcap = 0;
@@ -64,7 +64,7 @@ static size_t queue_take(cluster *c, factum_proposal_t ***out) {
 }
 
 /* Puts ps[0..n) back at the front of the queue, before what came meanwhile. */
-static void queue_put_back(cluster *c, factum_proposal_t **ps, size_t n) {
+void cluster_queue_put_back(cluster *c, factum_proposal_t **ps, size_t n) {
     if (!n) return;
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->qn; i++)
@@ -97,7 +97,7 @@ static void refuse_queued(cluster *c) {
         return;
     }
     factum_proposal_t **ps;
-    size_t n = queue_take(c, &ps);
+    size_t n = cluster_queue_take(c, &ps);
     int code = c->stopping ? FACTUM_ECLOSED : c->role == CLUSTER_FAILED ? FACTUM_EFAILED : FACTUM_ENOTLEADER;
     char msg[512];
     if (c->stopping)
@@ -135,8 +135,8 @@ static void set_applied(cluster *c, uint64_t seq, uint64_t pending) {
 }
 
 /* Applies message `seq` (its bytes) to the local log. 0, or the node is failed. */
-static int apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
-                     uint64_t pending) {
+int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
+                      uint64_t pending) {
     factum_error_t err;
     int applied;
     int rc = factum_batch_apply(c->db, data, len, ps, n, &applied, &err);
@@ -182,9 +182,15 @@ static int follow_one(cluster *c, natsSubscription *sub, int64_t timeout_ms) {
         set_failed(c, "stream sequence %" PRIu64 " follows %" PRIu64 ": messages are missing from the stream",
                    meta->Sequence.Stream, c->applied);
         r = -1;
-    } else if (apply_seq(c, meta->Sequence.Stream, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), NULL, 0,
-                         meta->NumPending)) {
-        r = -1;
+    } else {
+        factum_proposal_t **ps = NULL;
+        size_t n = 0;
+        const void *data = natsMsg_GetData(m);
+        size_t len = (size_t)natsMsg_GetDataLength(m);
+        if (!pipe_claim(c, meta->Sequence.Stream, data, len, &ps, &n) ||
+            cluster_apply_seq(c, meta->Sequence.Stream, data, len, ps, n, meta->NumPending))
+            r = -1;
+        free(ps);
     }
     jsMsgMetaData_Destroy(meta);
     natsMsg_Destroy(m);
@@ -202,84 +208,6 @@ static int stream_last(cluster *c, uint64_t *last) {
     if (*last > c->stream_seq) c->stream_seq = *last;
     pthread_mutex_unlock(&c->mu);
     return 0;
-}
-
-/* ---- publishing (the replicator thread, on the leader) ---- */
-
-/* Publishes what is queued as one batch and applies it. Returns false when this node must
-   learn the stream's end again before it publishes more (the fence refused it, or the outcome
-   is unknown). */
-static bool publish_batch(cluster *c) {
-    pthread_mutex_lock(&c->mu);
-    factum_proposal_t **ps;
-    size_t n = queue_take(c, &ps);
-    pthread_mutex_unlock(&c->mu);
-    if (!n) return true;
-    size_t max = (size_t)natsConnection_GetMaxPayload(c->nc);
-    max = max > 4096 ? max - 1024 : max; /* room for the headers */
-    size_t used = 0, len = 0;
-    uint8_t *msg = NULL;
-    factum_error_t err;
-    size_t at = 0;
-    while (at < n) { /* a write too large for one message is refused alone */
-        int rc = factum_batch_encode(c->db, ps + at, n - at, max, &used, &msg, &len, &err);
-        if (!rc) break;
-        factum_proposal_fail(ps[at++], rc, err.message);
-    }
-    if (at == n) {
-        free(ps);
-        return true;
-    }
-    factum_proposal_t **batch = ps + at, **rest = NULL;
-    size_t nrest = 0;
-    for (size_t i = at + used; i < n; i++)
-        on_proposal_append(&rest, &nrest, ps[i]);
-    queue_put_back(c, rest, nrest);
-
-    uint64_t expect = c->applied;
-    char seqtext[24], msgid[128];
-    snprintf(seqtext, sizeof seqtext, "%" PRIu64, expect);
-    snprintf(msgid, sizeof msgid, "%s:%" PRIu64, c->node, expect + 1);
-    natsMsg *m = NULL;
-    jsPubAck *pa = NULL;
-    jsErrCode jerr = 0;
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MsgId = msgid;
-    po.MaxWait = 5000;
-    natsStatus s = natsMsg_Create(&m, c->subject, NULL, (const char *)msg, (int)len);
-    /* Set by hand: the library leaves the header out for 0, and the first batch must be fenced too. */
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Expected-Last-Sequence", seqtext);
-    if (s == NATS_OK) s = js_PublishMsg(&pa, c->js, m, &po, &jerr);
-    bool ok = true;
-    if (s == NATS_OK && pa->Sequence == expect + 1) {
-        apply_seq(c, pa->Sequence, msg, len, batch, used, 0);
-    } else if (s == NATS_OK) {
-        fail_list(batch, used, FACTUM_EUNREACHABLE, "the log acknowledged the batch at an unexpected sequence");
-        set_failed(c, "published after sequence %" PRIu64 " but stored at %" PRIu64, expect, pa->Sequence);
-    } else if (jerr == JSStreamWrongLastSequenceErr) {
-        fail_list(batch, used, FACTUM_ENOTLEADER,
-                  "not the cluster leader any more: another node has written to the log; nothing of this write "
-                  "was stored, retry");
-        pthread_mutex_lock(&c->mu);
-        c->deposed = true;
-        pthread_cond_broadcast(&c->lease_cond);
-        pthread_mutex_unlock(&c->mu);
-        ok = false;
-    } else {
-        char why[400];
-        snprintf(why, sizeof why,
-                 "the cluster's log did not acknowledge the write (%s); its outcome is unknown: a retry with the same "
-                 "event ids is safe",
-                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
-        fail_list(batch, used, FACTUM_EUNREACHABLE, why);
-        ok = false;
-    }
-    jsPubAck_Destroy(pa);
-    natsMsg_Destroy(m);
-    free(msg);
-    free(ps);
-    return ok;
 }
 
 /* ---- the hint file: where to start reading after a restart (docs/cluster.md) ---- */
@@ -322,6 +250,8 @@ static void *repl_main(void *arg) {
         pthread_mutex_unlock(&c->mu);
         if (stop) break;
         if (failed) {
+            factum_set_leads(c->db, false);
+            pipe_stop(c, "this cluster node has stopped applying the log; the outcome of this write is unknown");
             refuse_queued(c);
             wait_ms(c, 200, false);
             continue;
@@ -333,7 +263,10 @@ static void *repl_main(void *arg) {
         }
         int r;
         if (!leader) {
+            factum_set_leads(c->db, false);
             caught_up_term = 0;
+            pipe_stop(c, "this node lost the cluster's lease; the outcome of this write is unknown: a retry with the "
+                         "same event ids is safe");
             refuse_queued(c);
             r = follow_one(c, sub, 50);
         } else if (caught_up_term != term) {
@@ -346,13 +279,16 @@ static void *repl_main(void *arg) {
             r = 1;
             while (r >= 0 && c->applied < last)
                 r = follow_one(c, sub, 200);
-            if (r >= 0 && c->applied >= last) caught_up_term = term;
-        } else {
-            while ((r = follow_one(c, sub, 0)) == 1) { /* anything someone else wrote comes first */
+            if (r >= 0 && c->applied >= last) {
+                caught_up_term = term;
+                factum_set_leads(c->db, true); /* the engines above the log may act now */
             }
-            if (r == 0) {
-                wait_ms(c, 50, true);
-                if (!publish_batch(c)) caught_up_term = 0;
+        } else {
+            while ((r = follow_one(c, sub, 0)) == 1) { /* the stream first: our batches, or someone else's */
+            }
+            if (r == 0 && !pipe_step(c)) {
+                caught_up_term = 0;
+                factum_set_leads(c->db, false);
             }
         }
         if (r < 0 && sub) { /* resubscribe from where this node stands */
@@ -365,6 +301,7 @@ static void *repl_main(void *arg) {
             hinted = c->applied, hinted_ms = now;
         }
     }
+    pipe_stop(c, "the node is stopping; the outcome of this write is unknown: a retry with the same event ids is safe");
     refuse_queued(c);
     if (c->applied != hinted) hint_write(c);
     natsSubscription_Destroy(sub);
@@ -419,7 +356,8 @@ static int connect_nats(cluster *c, uint64_t deadline_ms, factum_error_t *err) {
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 5000;
-    if (natsConnection_JetStream(&c->js, c->nc, &jo) != NATS_OK) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (natsConnection_JetStream(&c->js, c->nc, &jo) != NATS_OK || pipe_init(c))
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -503,6 +441,7 @@ int cluster_start(factum_t *db, const cluster_config *cfg, cluster **out, factum
         return rc;
     }
     hint_read(c);
+    factum_set_leads(db, false); /* until this node holds the lease and has read the log to its end */
     factum_set_replicator(db, on_proposal, c);
     if (pthread_create(&c->repl, NULL, repl_main, c)) {
         cluster_stop(c);
@@ -530,9 +469,11 @@ void cluster_stop(cluster *c) {
     if (c->repl_started) pthread_join(c->repl, NULL);
     if (c->lease_started) pthread_join(c->lease, NULL);
     factum_set_replicator(c->db, refuse_stopped, NULL);
+    factum_set_leads(c->db, false);
     refuse_queued(c); /* a write queued after the thread's last look */
     if (c->kv) kvStore_Destroy(c->kv);
     if (c->js) jsCtx_Destroy(c->js);
+    if (c->pjs) jsCtx_Destroy(c->pjs);
     if (c->nc) {
         natsConnection_Close(c->nc);
         natsConnection_Destroy(c->nc);

@@ -11,6 +11,22 @@
 #include <nats/nats.h>
 #include <pthread.h>
 
+/* A batch the leader published and has not applied yet (publish.c). */
+enum { PIPE_WAITING = 0, PIPE_STORED, PIPE_REFUSED };
+typedef struct inflight {
+    natsMsg *m;   /* the library's while waiting; compared by address only */
+    uint8_t *msg; /* the batch (the message's body) */
+    size_t len;
+    factum_proposal_t **ps; /* the writes it holds (malloc'd) */
+    size_t n;
+    uint64_t seq;    /* the stream sequence it must get */
+    int64_t time_us; /* its commit time: the next batch's is later */
+    uint64_t sent_ms;
+    int state;   /* PIPE_*, set by the acknowledgement (mu) */
+    bool fenced; /* PIPE_REFUSED by Nats-Expected-Last-Sequence */
+    char why[200];
+} inflight;
+
 struct cluster {
     factum_t *db;
     char node[72], advertise[256], stream[40], subject[64], bucket[64], seq_path[PATH_MAX];
@@ -18,6 +34,7 @@ struct cluster {
     int nurls;
     natsConnection *nc;
     jsCtx *js;
+    jsCtx *pjs; /* the leader's asynchronous publishes, acknowledged to on_ack (publish.c) */
     kvStore *kv;
     pthread_t repl, lease;
     bool repl_started, lease_started;
@@ -39,6 +56,9 @@ struct cluster {
     size_t qn, qcap;
     /* the replicator's place (written by it only) */
     uint64_t applied, stream_seq;
+    /* the batches in flight, oldest first (a ring; its extent changes in the replicator only) */
+    inflight pipe[CLUSTER_PIPELINE];
+    int pipe_head, pipe_n;
     char error[320]; /* CLUSTER_FAILED: why */
 };
 
@@ -49,6 +69,25 @@ static inline bool cluster_may_write(const cluster *c, uint64_t now_ms) {
 }
 /* Appends p to the array *ps of *n (realloc'd). */
 void on_proposal_append(factum_proposal_t ***ps, size_t *n, factum_proposal_t *p);
+/* The write queue (cluster.c): takes everything (mu held); puts ps[0..n) back in front (mu not held). */
+size_t cluster_queue_take(cluster *c, factum_proposal_t ***out);
+void cluster_queue_put_back(cluster *c, factum_proposal_t **ps, size_t n);
+/* Applies stream message `seq` to the local log, completing ps (the replicator). 0, or the node
+   is failed. */
+int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
+                      uint64_t pending);
+
+/* The leader's pipeline (publish.c; the replicator thread only). pipe_init makes its JetStream
+   context (0 or -1). pipe_step publishes what is queued, applies what was acknowledged, waits a
+   little; false when the pipeline stopped (the node must learn the stream's end again). Before
+   the stream's message `seq` is applied, pipe_claim gives the writes it holds when it is the
+   oldest batch in flight (*ps malloc'd, the caller frees it; NULL when it is not ours); false
+   when it is someone else's message where ours was to go (the pipeline stopped). pipe_stop
+   fails everything in flight with `why` (outcome unknown). */
+int pipe_init(cluster *c);
+bool pipe_step(cluster *c);
+bool pipe_claim(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t ***ps, size_t *n);
+void pipe_stop(cluster *c, const char *why);
 /* The lease keeper thread (lease.c). */
 void *lease_main(void *arg);
 

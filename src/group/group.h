@@ -109,6 +109,7 @@ struct groups {
     pthread_t keeper; /* expires deliveries that missed their ack timeout; writes Checkpoints */
     pthread_cond_t cond;
     bool stop, has_keeper;
+    uint64_t term; /* the store's leadership term the groups were read in (factum_leads; the keeper's) */
 };
 
 /* ---- groups.c ---- */

@@ -12,6 +12,7 @@
 #include "group.h"
 
 #include "../base/json.h"
+#include "../base/log.h"
 #include "../sys/replay.h"
 
 #include <stdio.h>
@@ -371,6 +372,8 @@ void groups_tick(groups_t *gs) {
     buf_free(&rec);
 }
 
+static void reload(groups_t *gs);
+
 static void *keeper(void *arg) {
     groups_t *gs = arg;
     buf_t rec = {0};
@@ -379,7 +382,10 @@ static void *keeper(void *arg) {
         struct timespec ts = clock_mono_after(50000);
         pthread_cond_timedwait(&gs->cond, &gs->mu, &ts);
         if (gs->stop) break;
+        uint64_t term;
+        if (!factum_leads(gs->db, &term)) continue; /* only the node that writes keeps the groups */
         pthread_mutex_unlock(&gs->mu);
+        if (term != gs->term) reload(gs), gs->term = term;
         keeper_round(gs, &rec);
         pthread_mutex_lock(&gs->mu);
     }
@@ -538,6 +544,48 @@ static int64_t wall_now(void *ctx) {
     return clock_realtime_us();
 }
 
+/* $groups, then each group's state from its newest Checkpoint (under its mutex: callers may
+   find it meanwhile, once the keeper reads the groups again). */
+static int replay_all(groups_t *gs, factum_error_t *err) {
+    int rc = replay_stream(gs->db, GROUPS_STREAM, 0, replay_definition, gs, err);
+    pthread_mutex_lock(&gs->mu);
+    size_t n;
+    group **all = snapshot(gs, &n);
+    pthread_mutex_unlock(&gs->mu);
+    for (size_t i = 0; i < n; i++) {
+        group *g = all[i];
+        char stream[GROUP_MAX_NAME + 8];
+        groups_state_stream(g->name, stream);
+        uint64_t from;
+        pthread_mutex_lock(&g->mu);
+        if (!rc && !(rc = replay_from(gs->db, stream, g, &from, err)))
+            rc = replay_stream(gs->db, stream, from, replay_state, g, err);
+        group_refloor(g);
+        group_release(gs, g);
+    }
+    free(all);
+    return rc;
+}
+
+/* Cluster mode (docs/cluster.md, "Engines above the log"): this node leads in a new term, and
+   acks, nacks, parks and definitions were written by others meanwhile. Their records are in the
+   local log: forget the groups and read them again (a group a caller holds now is freed by its
+   last user, as after a delete). Deliveries in flight elsewhere are delivered again: at least
+   once. */
+static void reload(groups_t *gs) {
+    pthread_mutex_lock(&gs->mu);
+    while (gs->list) {
+        group *g = gs->list;
+        gs->list = g->link;
+        g->gone = true;
+        if (!g->refs) group_free(g);
+    }
+    pthread_mutex_unlock(&gs->mu);
+    factum_error_t err;
+    if (replay_all(gs, &err))
+        log_msg(LOG_LEVEL_WARN, "reading the consumer groups again as the new leader: %s", err.message);
+}
+
 int groups_open_opts(factum_t *db, const groups_opts *o, groups_t **out, factum_error_t *err) {
     groups_t *gs = calloc(1, sizeof *gs);
     if (!gs) return err_set(err, FACTUM_ENOMEM, "out of memory");
@@ -546,14 +594,8 @@ int groups_open_opts(factum_t *db, const groups_opts *o, groups_t **out, factum_
         o && o->mono_us ? (group_clock){o->mono_us, o->wall_us, o->clock_ctx} : (group_clock){mono_now, wall_now, NULL};
     pthread_mutex_init(&gs->mu, NULL);
     clock_mono_cond_init(&gs->cond); /* the keeper's wait */
-    int rc = replay_stream(db, GROUPS_STREAM, 0, replay_definition, gs, err);
-    for (group *g = gs->list; g && !rc; g = g->link) {
-        char stream[GROUP_MAX_NAME + 8];
-        groups_state_stream(g->name, stream);
-        uint64_t from;
-        if (!(rc = replay_from(db, stream, g, &from, err))) rc = replay_stream(db, stream, from, replay_state, g, err);
-        group_refloor(g);
-    }
+    factum_leads(db, &gs->term);
+    int rc = replay_all(gs, err);
     if (!rc && !(o && o->no_keeper)) {
         if (pthread_create(&gs->keeper, NULL, keeper, gs))
             rc = err_set(err, FACTUM_ENOMEM, "cannot start a thread");

@@ -341,6 +341,13 @@ static pool_next back_off(projector *p) {
 static pool_next slice(void *arg) {
     projector *p = arg;
     pool_next idle = {.past = POOL_NO_POSITION};
+    /* A PostgreSQL database is shared by the cluster's nodes: only the node that writes feeds it
+       (docs/cluster.md, "Engines above the log"); a new one goes on from the checkpoint stored
+       there. SQLite files are each node's own: every node keeps its own. */
+    if (p->d->ops == &target_postgres && !factum_leads(p->db, NULL)) {
+        if (p->t) close_target(p);
+        return (pool_next){.past = POOL_NO_POSITION, .at_us = clock_mono_us() + 200000};
+    }
     pthread_mutex_lock(&p->mu);
     if (p->reset_asked) p->reset = true, p->reset_asked = false, p->failed = false;
     bool failed = p->failed;

@@ -488,6 +488,15 @@ static pool_next rewind_later(saga *s) {
  */
 static pool_next slice(void *arg) {
     saga *s = arg;
+    /* Only the node that writes runs sagas (docs/cluster.md, "Engines above the log"); in a new
+       term it starts again from the newest checkpoint, as after a restart: what the last leader
+       decided since is in the instances' records, and its commands are sent again (the same ids). */
+    uint64_t term;
+    if (!factum_leads(s->db, &term)) return (pool_next){.past = POOL_NO_POSITION, .at_us = clock_mono_us() + 200000};
+    if (term != s->term) {
+        if (s->recovered) rewind_to_checkpoint(s);
+        s->term = term;
+    }
     if (s->rewind_at) {
         if (clock_mono_us() < s->rewind_at) return (pool_next){.past = POOL_NO_POSITION, .at_us = s->rewind_at};
         s->rewind_at = 0;

@@ -37,6 +37,7 @@ struct saga {
     double dur_sum_s;
     /* the slices' own (one at a time, ordered by the pool) */
     bool recovered;                /* the first slice loaded the checkpoint's instances */
+    uint64_t term;                 /* the store's leadership term it recovered in (factum_leads) */
     int64_t rewind_at;             /* a write failed: go back to the checkpoint at this time (0: no) */
     int64_t last_cp;               /* the last checkpoint tried (CLOCK_MONOTONIC, µs) */
     uint64_t cp_pos, cp_decisions; /* position and decisions at the last checkpoint written */

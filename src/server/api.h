@@ -33,6 +33,9 @@ bool guard_rate(conn *c, uint64_t events, uint64_t bytes);
 void guard_metrics(server *s, buf_t *b);
 /* guard.c: the peer's address as text (sets c->loopback). */
 const char *guard_peer(conn *c);
+/* forward.c: on a cluster follower, sends a request route r must run on the leader there and
+   answers with the leader's answer (true: c is taken care of); false: run it here. */
+bool forward_request(conn *c, const route *r, factum_str_t body);
 /* audit.c: a refused request (aggregated: one record per key, address and reason in 10 s). */
 void audit_denied(conn *c, const route *r, auth_result why, int status);
 

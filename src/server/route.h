@@ -34,7 +34,11 @@ typedef struct route {
     const char *pattern; /* "/groups/{group}/parked/{delivery_id}": literal segments and {params} */
     route_fn fn;
     auth_perm perm; /* what the caller needs (src/auth/keys.h); guard.c checks it before fn runs */
+    int cluster;    /* on a cluster follower (forward.c): 0 as its method says (GET here, others on the
+                       leader), ROUTE_LOCAL this node's own business, ROUTE_LEADER a GET only the leader serves */
 } route;
+
+enum { ROUTE_LOCAL = 1, ROUTE_LEADER = 2 };
 
 extern const route route_table[];
 extern const size_t route_count;

@@ -386,6 +386,20 @@ void factum_set_replicator(factum_t *db, factum_replicate_cb fn, void *ctx) {
     pthread_mutex_unlock(&db->qmu);
 }
 
+void factum_set_leads(factum_t *db, int leads) {
+    uint64_t v = atomic_load(&db->leads), nv;
+    do {
+        if ((int)(v & 1) == !!leads) return;
+        nv = leads ? ((v >> 1) + 1) << 1 | 1 : v & ~(uint64_t)1; /* a new term each time it starts leading */
+    } while (!atomic_compare_exchange_weak(&db->leads, &v, nv));
+}
+
+int factum_leads(factum_t *db, uint64_t *term) {
+    uint64_t v = atomic_load(&db->leads);
+    if (term) *term = v >> 1;
+    return (int)(v & 1);
+}
+
 void factum_stats(factum_t *db, factum_stats_t *o) {
     memset(o, 0, sizeof *o);
     o->appends = atomic_load_explicit(&db->st_appends, memory_order_relaxed);

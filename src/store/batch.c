@@ -71,8 +71,8 @@ static uint8_t *req_write(uint8_t *p, const append_req *r) {
     return start + pad8(used);
 }
 
-int factum_batch_encode(factum_t *db, factum_proposal_t *const *ps, size_t n, size_t max_bytes, size_t *used,
-                        uint8_t **out, size_t *len, factum_error_t *err) {
+int factum_batch_encode(factum_t *db, factum_proposal_t *const *ps, size_t n, size_t max_bytes, int64_t after_us,
+                        size_t *used, uint8_t **out, size_t *len, int64_t *time_us, factum_error_t *err) {
     *out = NULL, *len = 0, *used = 0;
     if (!db || !n) return err_set(err, FACTUM_EINVAL, "factum_batch_encode: no store or no proposals");
     size_t total = BATCH_HEADER + 4, bytes = 0, k = 0;
@@ -89,9 +89,11 @@ int factum_batch_encode(factum_t *db, factum_proposal_t *const *ps, size_t n, si
     uint8_t *m = malloc(total), *p = m;
     if (!m) return err_set(err, FACTUM_ENOMEM, "out of memory");
     /* The head and the last group's time, as the writer left them (its release store of
-       `durable` publishes durable_time). */
-    uint64_t head = atomic_load_explicit(&db->durable, memory_order_acquire);
-    int64_t wall = clock_realtime_us(), t = wall > db->durable_time ? wall : db->durable_time + 1;
+       `durable` publishes durable_time). A batch that follows others still in flight cannot know
+       where it will land: it says so, and only its time orders it. */
+    uint64_t head = after_us ? FACTUM_BATCH_FOLLOWS : atomic_load_explicit(&db->durable, memory_order_acquire);
+    int64_t after = after_us > db->durable_time ? after_us : db->durable_time;
+    int64_t wall = clock_realtime_us(), t = wall > after ? wall : after + 1;
     p = put32(p, BATCH_MAGIC);
     p = put32(p, (uint32_t)k);
     p = put64(p, head);
@@ -100,6 +102,7 @@ int factum_batch_encode(factum_t *db, factum_proposal_t *const *ps, size_t n, si
         p = req_write(p, (const append_req *)ps[i]);
     put32(p, crc32c(m, (size_t)(p - m)));
     *out = m, *len = total, *used = k;
+    if (time_us) *time_us = t;
     return 0;
 }
 
@@ -295,15 +298,19 @@ int factum_batch_apply(factum_t *db, const void *msg, size_t len, factum_proposa
     if (!rc) rc = batch_read(msg, len, &head, &tail, &count, err);
     if (!rc && ps && n != count)
         rc = err_set(err, FACTUM_EINVAL, "the batch holds %zu requests, %zu proposals given", count, n);
+    /* Applied before (or passed over) iff its time is not after the last group that wrote: the
+       times of the log's batches only grow (docs/cluster.md, "Applying a batch"). The replicator
+       waited for the previous apply, so durable_time is the writer's last word. */
     uint64_t now = factum_head_position(db);
-    if (!rc && first < now && ps)
-        rc = err_set(err, FACTUM_ECORRUPT, "a batch of proposals for position %llu, but the head is %llu already",
-                     (unsigned long long)first, (unsigned long long)now);
-    if (!rc && first > now)
-        rc = err_set(err, FACTUM_ECORRUPT,
-                     "replicated batch for position %llu, but this log's head is %llu: batches are missing",
-                     (unsigned long long)first, (unsigned long long)now);
-    if (rc || first < now) { /* below the head: applied before, as a whole */
+    bool done_before = !rc && t <= db->durable_time;
+    if (!rc && done_before && ps)
+        rc = err_set(err, FACTUM_ECORRUPT, "a batch of proposals at time %lld, but the log has a group at %lld already",
+                     (long long)t, (long long)db->durable_time);
+    if (!rc && !done_before && first != FACTUM_BATCH_FOLLOWS && first != now)
+        rc = err_set(err, FACTUM_ECORRUPT, "replicated batch for position %llu, but this log's head is %llu: %s",
+                     (unsigned long long)first, (unsigned long long)now,
+                     first > now ? "batches are missing" : "this node's log has diverged");
+    if (rc || done_before) {
         reqs_free(head);
         fail_all(ps, n, rc ? rc : FACTUM_ECORRUPT, rc ? err->message : "batch already applied");
         return rc;

@@ -247,6 +247,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     if (o.segment_bytes && (o.segment_bytes < (1u << 16) || o.segment_bytes > (1ull << 32)))
         return err_set(err, FACTUM_EINVAL, "segment_bytes must be between 64 KiB and 4 GiB");
     factum_t *db = calloc(1, sizeof *db);
+    if (db) atomic_init(&db->leads, 1 << 1 | 1); /* standalone: it always leads, in term 1 */
     if (!db) return err_set(err, FACTUM_ENOMEM, "out of memory");
     db->lock_fd = -1;
     db->mark.fd = -1;

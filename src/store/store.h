@@ -104,6 +104,7 @@ struct factum {
 
     _Atomic(factum_replicate_cb) replicator; /* cluster mode: writes go here, not to the writer */
     void *replicator_ctx;
+    _Atomic uint64_t leads; /* factum_leads: term << 1 | whether this node writes on its own now */
 
     /* Readers pin the segment array while they use it or its mappings (a result holds its pin
        until it is freed). A scavenge swaps an entry for its compacted copy, moves the epoch on

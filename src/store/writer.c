@@ -471,11 +471,13 @@ static int64_t group_time(factum_t *db) {
     return t;
 }
 
-/* A replicated batch lands where its leader saw the head, after the time of the last group that
-   wrote anything (the leader's factum_batch_encode reads the same), or not at all: anything else
-   means this log is not the cluster's (docs/cluster.md). */
+/* A replicated batch lands where its leader saw the head (or anywhere, when it followed batches
+   still in flight), after the time of the last group that wrote anything (the leader's
+   factum_batch_encode reads the same), or not at all: anything else means this log is not the
+   cluster's (docs/cluster.md). */
 static bool batch_refused(factum_t *db, append_req *list) {
-    if (!list->batch_n || (db->next_pos == list->batch_first && list->batch_time > db->durable_time && !db->failed))
+    if (!list->batch_n || ((db->next_pos == list->batch_first || list->batch_first == FACTUM_BATCH_FOLLOWS) &&
+                           list->batch_time > db->durable_time && !db->failed))
         return false;
     for (append_req *r = list, *next; r; r = next) {
         next = r->next;

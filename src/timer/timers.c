@@ -76,6 +76,7 @@ struct timers {
     uint64_t ended;        /* timers in the table that fired, failed or were cancelled */
     int64_t compact_after; /* CLOCK_MONOTONIC µs: no compaction before (after one failed) */
     bool started;          /* the scheduler thread runs */
+    uint64_t term;         /* the store's leadership term the tables were read in (factum_leads) */
 };
 
 const char *const timers_state_names[4] = {"pending", "fired", "cancelled", "failed"};
@@ -463,10 +464,28 @@ static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
         pthread_cond_wait(&fb->cond, &fb->mu);
     pthread_mutex_unlock(&fb->mu);
     /* One batch of Fired records; a failed firing is recorded with its error (it will not be
-       retried: the event was refused, e.g. an id the stream holds with other content). */
+       retried: the event was refused, e.g. an id the stream holds with other content). One
+       whose outcome is not known — the cluster's leader changed under it — stays pending and
+       fires again, here or on the next leader: its event's id makes a second firing an
+       idempotent repeat, so it lands once. */
     factum_event_t *ev = calloc(n, sizeof *ev);
     char(*data)[512] = calloc(n, sizeof *data);
     if (!ev || !data) goto out;
+    size_t again = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = slots[i].rc;
+        if (rc == FACTUM_ENOTLEADER || rc == FACTUM_EUNREACHABLE || rc == FACTUM_ECLOSED) {
+            pthread_mutex_lock(&t->mu);
+            timer *x = find(t, slots[i].id);
+            if (x && x->state == TIMER_PENDING) heap_push(t, heap_of(t, x), (uint32_t)(x - t->v));
+            pthread_mutex_unlock(&t->mu);
+            again++;
+            continue;
+        }
+        slots[i - again] = slots[i];
+    }
+    n -= again;
+    if (!n) goto out;
     for (size_t i = 0; i < n; i++) {
         buf_t b = {0};
         buf_printf(&b, "{\"id\":\"%s\"", slots[i].id);
@@ -482,7 +501,8 @@ static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
         ev[i] = (factum_event_t){.type = str_c("Fired"), .data = str_c(data[i]), .data_format = FACTUM_DATA_JSON};
     }
     factum_error_t err;
-    if (factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, n, NULL, &err) == 0) {
+    int frc = factum_append(t->db, str_c(TIMERS_STREAM), FACTUM_EXPECT_ANY, ev, n, NULL, &err);
+    if (frc == 0) {
         int64_t now_wall = clock_realtime_us(), now_mono = clock_mono_us();
         buf_t id = {0}, msg = {0};
         pthread_mutex_lock(&t->mu);
@@ -501,9 +521,17 @@ static void fire(timers_t *t, fire_slot *slots, const uint64_t *pos, size_t n) {
         pthread_mutex_unlock(&t->mu);
         buf_free(&id);
         buf_free(&msg);
+    } else if (frc == FACTUM_ENOTLEADER || frc == FACTUM_EUNREACHABLE) {
+        /* the cluster's leader changed: they stay pending and fire again, idempotently (a store
+           that refuses writes for good, a failed disk, leaves them for after a restart) */
+        pthread_mutex_lock(&t->mu);
+        for (size_t i = 0; i < n; i++) {
+            timer *x = find(t, slots[i].id);
+            if (x && x->state == TIMER_PENDING && factum_leads(t->db, NULL))
+                heap_push(t, heap_of(t, x), (uint32_t)(x - t->v));
+        }
+        pthread_mutex_unlock(&t->mu);
     }
-    /* else: the store refuses writes (failed disk); the timers stay pending and fire after a
-       restart, idempotently. */
 out:
     free(ev);
     free(data);
@@ -631,6 +659,22 @@ static int compact(timers_t *t, factum_error_t *err) {
 
 /* ---- the scheduler ---- */
 
+/* Cluster mode (docs/cluster.md, "Engines above the log"): this node leads in a new term, and
+   other nodes may have scheduled, fired and cancelled timers meanwhile. Their records are in
+   the local log: read the tables again from it (mutex held; it is kept while reading). */
+static void reload_locked(timers_t *t) {
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].error);
+    t->n = 0;
+    if (t->slots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    t->wall.n = t->mono.n = 0;
+    t->st.pending = t->st.fired = t->st.cancelled = t->st.failed = 0;
+    t->ended = 0;
+    factum_error_t err;
+    if (replay_records(t, UINT64_MAX, false, &err))
+        log_msg(LOG_LEVEL_WARN, "reading %s again as the new leader: %s", TIMERS_STREAM, err.message);
+}
+
 static void *scheduler(void *arg) {
     timers_t *t = arg;
     fire_slot *slots = calloc(FIRE_BATCH, sizeof *slots);
@@ -638,6 +682,17 @@ static void *scheduler(void *arg) {
     uint32_t *held = calloc(FIRE_BATCH, sizeof *held);
     pthread_mutex_lock(&t->mu);
     while (!t->stop && slots && pos && held) {
+        /* Only the node that writes fires (standalone: always), from tables read in its term. */
+        uint64_t term;
+        if (!factum_leads(t->db, &term)) {
+            struct timespec ts = clock_mono_after(200000);
+            pthread_cond_timedwait(&t->cond, &t->mu, &ts);
+            continue;
+        }
+        if (term != t->term) {
+            reload_locked(t);
+            t->term = term;
+        }
         /* Wait for the earliest of either kind, a second at most: the wall clock may be stepped
            meanwhile, and a timer "at" a time is due when the wall clock reads it. */
         int64_t now_wall = clock_realtime_us(), now_mono = clock_mono_us();
@@ -702,6 +757,7 @@ int timers_load(factum_t *db, timers_t **out, factum_error_t *err) {
     clock_mono_cond_init(&t->cond);
     pthread_mutex_init(&t->batch.mu, NULL);
     pthread_cond_init(&t->batch.cond, NULL);
+    factum_leads(db, &t->term);
     /* Reads skip what a compaction hid: replay starts at its copies. */
     int rc = replay_records(t, UINT64_MAX, false, err);
     if (rc) {
