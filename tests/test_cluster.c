@@ -192,7 +192,11 @@ TEST_T(a_three_node_cluster_keeps_every_acknowledged_append_when_its_leader_is_k
     cluster_up(&f, alive);
     int leader = wait_leader(&f, alive);
     CHECK_MSG(leader >= 0, "no node became the leader");
-    acked ack[3 * APPENDS + 8];
+    /* /metrics says the same as /health: the role, and the lease taken once */
+    CHECK_EQ(srv_metric(f.http_port[leader], "factum_cluster_role{role=\"leader\"}"), 1);
+    CHECK_EQ(srv_metric(f.http_port[leader], "factum_cluster_leader_terms_total"), 1);
+    CHECK_EQ(srv_metric(f.http_port[(leader + 1) % NODES], "factum_cluster_role{role=\"leader\"}"), 0);
+    acked ack[3 * APPENDS + 16];
     size_t nack = 0;
     for (int k = 0; k < APPENDS; k++) {
         snprintf(ack[nack].id, sizeof ack[nack].id, "a%d", k);
@@ -219,6 +223,26 @@ TEST_T(a_three_node_cluster_keeps_every_acknowledged_append_when_its_leader_is_k
     snprintf(ack[nack].id, sizeof ack[nack].id, "fwd");
     ack[nack++].position = health_num(fr.body, "position");
     resp_free(&fr);
+    /* Read-your-writes on the other follower: with min_position (the query or the header) the
+       read waits until that node has applied the position the 201 named, then holds the event. */
+    for (int k = 0; k < 5; k++) {
+        int other = (leader + 2) % NODES;
+        long long pos;
+        char id[16], path[96], hdr[64];
+        snprintf(id, sizeof id, "ryw%d", k);
+        CHECK_EQ(append_one(f.http_port[leader], id, &pos), 201);
+        snprintf(path, sizeof path, "/all?from=%lld&limit=1%s", pos, k % 2 ? "" : "&min_position=");
+        if (k % 2 == 0) snprintf(path + strlen(path), sizeof path - strlen(path), "%lld", pos);
+        snprintf(hdr, sizeof hdr, "Factum-Min-Position: %lld\r\n", pos);
+        resp rr;
+        CHECK_EQ(http_try(f.http_port[other], "GET", path, k % 2 ? hdr : NULL, NULL, &rr), 200);
+        char want[40];
+        snprintf(want, sizeof want, "\"id\":\"%s\"", id);
+        CHECK_MSG(strstr(rr.body, want), "node%d after %s: %s", other, path, rr.body);
+        resp_free(&rr);
+        snprintf(ack[nack].id, sizeof ack[nack].id, "%s", id);
+        ack[nack++].position = pos;
+    }
 
     /* Every node holds the same events at the same positions. */
     CHECK_MSG(wait_same_applied(&f, alive, leader), "the followers did not catch up");

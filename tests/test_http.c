@@ -544,6 +544,45 @@ TEST(subscribers_with_different_filters_on_one_loop_each_get_exactly_their_event
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
+/* Read-your-writes: a read with min_position waits (parked on its loop) until the log holds
+   that position, then answers with it; past 5 s it is 503 not-caught-up. */
+TEST_T(a_read_with_min_position_waits_for_it_and_answers_503_when_it_does_not_come, 60) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "POST", "/streams/ryw-1", CE, "{\"type\":\"First\"}", 201, NULL);
+    /* position 1 is not written yet: the read waits for it, on another connection */
+    int fd = http_connect(s.port);
+    static const char req[] = "GET /all?from=1&min_position=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    http_send(fd, req, sizeof req - 1);
+    usleep(200000);
+    char peek[16];
+    CHECK(recv(fd, peek, sizeof peek, MSG_DONTWAIT) < 0); /* nothing answered yet */
+    expect_status(s.port, "POST", "/streams/ryw-1", CE, "{\"type\":\"Second\"}", 201, NULL);
+    resp r;
+    http_recv(fd, &r);
+    CHECK_MSG(r.status == 200 && strstr(r.body, "\"type\":\"Second\""), "%d %s", r.status, r.body);
+    resp_free(&r);
+    /* the same connection goes on with the next request */
+    http_send(fd, req, sizeof req - 1);
+    http_recv(fd, &r);
+    CHECK_EQ(r.status, 200);
+    resp_free(&r);
+    close(fd);
+    /* already there: at once; the header works the same; bad values are 400 */
+    expect_status(s.port, "GET", "/streams/ryw-1?min_position=0", NULL, NULL, 200, "First");
+    expect_status(s.port, "GET", "/streams/ryw-1", "Factum-Min-Position: 1\r\n", NULL, 200, "Second");
+    expect_status(s.port, "GET", "/all?min_position=x", NULL, NULL, 400, "min_position must be a position");
+    expect_status(s.port, "GET", "/all", "Factum-Min-Position: -1\r\n", NULL, 400, "Factum-Min-Position");
+    expect_status(s.port, "GET", "/all?min_position=5&min_position_wait_ms=60001", NULL, NULL, 400,
+                  "min_position_wait_ms must be 0 to 60000");
+    /* a position that does not come: 503 after the wait (5 s by default), with Retry-After */
+    http_do(s.port, "GET", "/all?min_position=1000&min_position_wait_ms=300", NULL, NULL, &r);
+    char ra[16];
+    CHECK_MSG(r.status == 503 && strstr(r.body, "not-caught-up") && resp_header(&r, "Retry-After", ra, sizeof ra),
+              "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
 TEST_T(a_subscriber_that_cannot_keep_up_catches_up_from_the_log_and_misses_nothing, 120) {
     srv s = srv_start(test_dir(), "--sub-buffer 65536");
     /* A subscriber that does not read while 30 MB go by: more than both sockets' buffers hold

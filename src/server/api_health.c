@@ -95,6 +95,24 @@ static void scalar(buf_t *b, const char *name, const char *type, const char *hel
     buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* Cluster mode (docs/cluster.md): the node's role, how far it has applied the stream, how far
+   behind it is, and how many times it took the lease. */
+static void cluster_metrics(buf_t *b, cluster *cl) {
+    cluster_status cs;
+    cluster_status_get(cl, &cs);
+    api_metric_head(b, "factum_cluster_role", "gauge", "1 for the node's role in its cluster.");
+    for (int r = CLUSTER_CANDIDATE; r <= CLUSTER_FAILED; r++)
+        buf_printf(b, "factum_cluster_role{role=\"%s\"} %d\n", cluster_role_name(r), r == cs.role);
+    scalar(b, "factum_cluster_applied_sequence", "gauge", "The last JetStream sequence applied to the local log.",
+           cs.applied_seq);
+    scalar(b, "factum_cluster_stream_sequence", "gauge", "The stream's last sequence as this node last saw it.",
+           cs.stream_seq);
+    scalar(b, "factum_cluster_lag_messages", "gauge", "Messages of the stream not yet applied here (replication lag).",
+           cs.stream_seq > cs.applied_seq ? cs.stream_seq - cs.applied_seq : 0);
+    scalar(b, "factum_cluster_leader_terms_total", "counter", "Times this node took the leader lease.",
+           cs.leader_terms);
+}
+
 /* A Prometheus histogram from per-bucket counts: bounds[i] * scale is bucket i's upper bound in
    the metric's unit, and the last bucket is +Inf whatever its bound says. */
 static void histogram(buf_t *b, const char *name, const char *help, const uint64_t *counts, const double *bounds,
@@ -206,6 +224,7 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
                "factum_subscriber_disconnects_total{reason=\"stalled\"} %llu\n"
                "factum_subscriber_disconnects_total{reason=\"memory\"} %llu\n",
                (unsigned long long)stalled, (unsigned long long)mem_drops);
+    if (s->cfg.cluster) cluster_metrics(b, s->cfg.cluster);
     scalar(b, "factum_connections", "gauge", "Open HTTP connections.", atomic_load(&s->nconns));
     scalar(b, "factum_connections_total", "counter", "HTTP connections accepted.", accepted);
     overload_metrics(s, b);

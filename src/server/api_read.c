@@ -15,6 +15,8 @@
 #define READ_MAX_BYTES (16u << 20) /* a read page stops growing past this; the Link goes on */
 
 static const char *const JSON = "application/json";
+#define MIN_POSITION_WAIT_MS 5000      /* a read with min_position waits this long for it, by default */
+#define MIN_POSITION_WAIT_MAX_MS 60000 /* ... and at most (min_position_wait_ms) */
 
 /* ---- query strings ---- */
 
@@ -33,6 +35,9 @@ typedef struct params {
     buf_t until_arg;    /* "&until_...=VALUE", for the Link of the next page */
     size_t limit;
     buf_t type, category, corr;
+    bool has_min;
+    uint64_t min_position; /* read-your-writes: not before the log holds this position */
+    uint64_t min_wait_ms;  /* ... waiting this long for it at most */
 } params;
 
 static void params_free(params *p) {
@@ -46,6 +51,7 @@ static void params_free(params *p) {
 static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
     memset(p, 0, sizeof *p);
     p->limit = READ_DEFAULT_LIMIT;
+    p->min_wait_ms = MIN_POSITION_WAIT_MS;
     p->until = UINT64_MAX;
     buf_t v = {0};
     int rc = 0, more;
@@ -77,6 +83,18 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
                 rc = -2;
             } else
                 p->limit = (size_t)n;
+        } else if (str_eq(k, str_c("min_position"))) {
+            if (!str_u64(val, &p->min_position) || p->min_position == UINT64_MAX) {
+                conn_problem(c, 400, "bad-request", NULL, "min_position must be a position");
+                rc = -2;
+            }
+            p->has_min = true;
+        } else if (str_eq(k, str_c("min_position_wait_ms"))) {
+            if (!str_u64(val, &p->min_wait_ms) || p->min_wait_ms > MIN_POSITION_WAIT_MAX_MS) {
+                conn_problem(c, 400, "bad-request", NULL, "min_position_wait_ms must be 0 to %d",
+                             MIN_POSITION_WAIT_MAX_MS);
+                rc = -2;
+            }
         } else if (str_eq(k, str_c("direction"))) {
             if (str_eq(val, str_c("backward")))
                 p->backward = true;
@@ -126,6 +144,14 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
             conn_problem(c, 400, "bad-request", NULL, "query parameter '%.*s' given twice", (int)k.len, k.ptr);
     }
     buf_free(&v);
+    factum_str_t hv = http_header_get(&c->req->h, "factum-min-position");
+    if (!rc && hv.ptr && !p->has_min) {
+        if (!str_u64(hv, &p->min_position) || p->min_position == UINT64_MAX) {
+            conn_problem(c, 400, "bad-request", NULL, "the Factum-Min-Position header must be a position");
+            rc = -2;
+        }
+        p->has_min = true;
+    }
     if (!rc && p->backward && !p->has_from) p->from = FACTUM_END;
     if (!rc && p->backward && p->from_time) {
         conn_problem(c, 400, "bad-request", NULL, "a read from a time goes forward");
@@ -136,6 +162,37 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
 }
 
 static factum_str_t buf_str(const buf_t *b) { return (factum_str_t){b->ptr ? b->ptr : "", b->len}; }
+
+/* ---- read-your-writes: min_position ---- */
+
+static void min_on_commit(conn *c) {
+    if (factum_head_position(c->l->srv->db) > c->min_position) conn_wait_rerun(c);
+}
+static void min_on_tick(conn *c, uint64_t now_ms, bool final) {
+    (void)now_ms;
+    if (!final) return;
+    c->waited_out = true;
+    conn_wait_rerun(c);
+}
+static const park_ops min_park = {.on_commit = min_on_commit, .on_tick = min_on_tick};
+
+/* Whether the read may go on: the log holds p's min_position (a follower in cluster mode may not
+   have applied it yet). If not, c waits for it, parked on its loop and woken by commits, up to
+   min_position_wait_ms (default MIN_POSITION_WAIT_MS); then 503. false: answered or parked. */
+static bool min_position_reached(conn *c, const params *p) {
+    uint64_t head = factum_head_position(c->l->srv->db);
+    if (!p->has_min || head > p->min_position) return true;
+    if (c->waited_out || !p->min_wait_ms) {
+        conn_problem_headers(c, 503, "not-caught-up", "Retry-After: 1\r\n",
+                             "this node holds positions below %llu; position %llu did not arrive within %llu ms",
+                             (unsigned long long)head, (unsigned long long)p->min_position,
+                             (unsigned long long)p->min_wait_ms);
+        return false;
+    }
+    c->min_position = p->min_position;
+    server_wait(c, p->min_wait_ms, &min_park);
+    return false;
+}
 
 /* ---- reads ---- */
 
@@ -201,7 +258,9 @@ static void read_stream(conn *c, factum_str_t stream, factum_str_t body) {
     if (parse_params(c, c->req->h.query, false, &p)) return;
     factum_error_t err;
     int rc = factum_stream_name_check(stream, &err);
-    if (rc) {
+    if (!min_position_reached(c, &p)) {
+        /* answered, or waiting for the position */
+    } else if (rc) {
         server_problem(c, rc, err.message);
     } else if (p.from_snapshot) {
         api_read_from_snapshot(c, stream, p.limit);
@@ -266,6 +325,10 @@ void api_read_all(conn *c, const route_args *a, factum_str_t body) {
     loop *l = c->l;
     params p;
     if (parse_params(c, c->req->h.query, true, &p)) return;
+    if (!min_position_reached(c, &p)) {
+        params_free(&p);
+        return;
+    }
     factum_query_t q = {.from = p.from,
                         .limit = p.limit,
                         .backward = p.backward,

@@ -293,6 +293,7 @@ static void finish_request(conn *c) {
     c->reserved = 0;
     c->state = C_HEAD;
     c->deadline_ms = 0;
+    c->waited_out = false;
 }
 
 /* Runs the request whose body is complete. */
@@ -439,6 +440,16 @@ void conn_wait_over(conn *c) {
     c->park = NULL;
     finish_request(c);
     process_input(c);
+}
+
+void conn_wait_rerun(conn *c) {
+    atomic_fetch_sub(&c->l->nwaiting, 1);
+    loop_unlisten(c);
+    c->park = NULL;
+    c->state = C_BODY;
+    c->deadline_ms = 0;
+    dispatch(c, (factum_str_t){"", 0}); /* only bodiless requests wait (reads) */
+    if (c->state == C_HEAD) process_input(c);
 }
 
 void conn_done(conn *c) {

@@ -171,8 +171,10 @@ struct conn {
     factum_append_result_t ar_res;
     char ar_msg[320];
     append_done_fn ar_done;
-    uint32_t pull_max; /* a group pull's max, kept while it waits */
-    char ar_note[128]; /* what the done function needs beyond the result (a schedule id, a group name) */
+    uint32_t pull_max;     /* a group pull's max, kept while it waits */
+    uint64_t min_position; /* a read waiting until the log holds this position (api_read.c) */
+    bool waited_out;       /* a waiting request's time is up: run it again to answer as it stands */
+    char ar_note[128];     /* what the done function needs beyond the result (a schedule id, a group name) */
     int64_t ar_at;
     /* a job (server_submit_job): what it works on and answers with, owned by the API that made it */
     void *job;
@@ -314,6 +316,8 @@ bool loop_evict_idle(loop *l);
 void loop_shed(loop *l);
 /* conn.c: a long poll is over (answered); the connection reads its next request. */
 void conn_wait_over(conn *c);
+/* conn.c: a parked request runs again from its start (its handler answers now, or parks again). */
+void conn_wait_rerun(conn *c);
 /* conn.c: the writer or a worker finished c's append or job (c came off the loop's done list):
    answers with its done function and reads the next request, or frees c if it went away. */
 void conn_done(conn *c);

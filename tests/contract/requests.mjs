@@ -169,6 +169,8 @@ export default [
   { method: 'POST', path: '/projections/orders/query', body: { sql: 'DELETE FROM orders' }, status: 400 },
   { method: 'POST', path: '/projections/strict/query', body: { sql: 'SELECT 1', min_position: 1000000 }, status: 409 },
   { method: 'POST', path: '/projections/orders/query', body: { sql: 'SELECT 1', min_position: 1000000, timeout_ms: 1 }, status: 504 },
+  { method: 'GET', path: '/streams/order-1?min_position=1000000&min_position_wait_ms=1', status: 503 },
+  { method: 'GET', path: '/all?min_position=1000000&min_position_wait_ms=0', status: 503 },
   { method: 'POST', path: '/projections/nosuch/query', body: { sql: 'SELECT 1' }, status: 404 },
   { method: 'POST', path: '/projections/strict/reset', status: 202 },
   { method: 'POST', path: '/projections/nosuch/reset', status: 404 },
