@@ -5,6 +5,12 @@
  */
 #include "test_server.h"
 
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <arpa/inet.h>
+
 #include "factum_client.h"
 
 #include <pthread.h>
@@ -90,6 +96,50 @@ TEST(the_client_library_appends_and_reads_with_the_engine_codes) {
 /* An empty page is no events, not an error: paging to the end of a stream (the last full page
    links to a next one, which is empty), and a filter nothing matches; the CLI reads both ways
    the same, exit 0 and no lines. */
+/* Several URLs: a server that refuses the connection passes the request to the next, for the
+   library and the CLI; a bad list is refused. */
+TEST(a_client_with_several_urls_moves_on_from_a_server_that_refuses_the_connection) {
+    srv s = srv_start(test_dir(), NULL);
+    /* a port nothing listens on: bind one, note it, close it */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &al) == 0);
+    int dead = ntohs(a.sin_port);
+    close(fd);
+    char urls[200];
+    snprintf(urls, sizeof urls, "http://127.0.0.1:%d,http://127.0.0.1:%d/", dead, s.port);
+    factum_client_t *c;
+    factum_error_t err;
+    CHECK_RC(factum_client_new(urls, &c, &err), 0);
+    factum_event_t e = json_event("Moved", "{}", "m-1");
+    factum_append_result_t r;
+    CHECK_RC(factum_client_append(c, "multi-1", FACTUM_EXPECT_ANY, &e, 1, &r, &err), 0);
+    CHECK_RC(factum_client_append(c, "multi-1", FACTUM_EXPECT_ANY, &e, 1, &r, &err), 0); /* stays on it */
+    CHECK(r.idempotent);
+    factum_client_free(c);
+    /* only dead ones: unreachable, naming the last tried */
+    snprintf(urls, sizeof urls, "http://127.0.0.1:%d,http://127.0.0.1:%d", dead, dead);
+    CHECK_RC(factum_client_new(urls, &c, &err), 0);
+    CHECK_RC(factum_client_append(c, "multi-1", FACTUM_EXPECT_ANY, &e, 1, &r, &err), FACTUM_EUNREACHABLE);
+    factum_client_free(c);
+    static const char *const bad[] = {
+        "http://a,ftp://b",
+        "http://a,",
+        ",http://a",
+        "http://",
+        "",
+        "http://1,http://2,http://3,http://4,http://5,http://6,http://7,http://8,http://9"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_MSG(factum_client_new(bad[i], &c, &err) == FACTUM_EINVAL, "%s", bad[i]);
+    /* the CLI takes the same list in --server */
+    char out[4096];
+    CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d,http://127.0.0.1:%d read multi-1", dead, s.port),
+             0);
+    CHECK_MSG(strstr(out, "\"type\":\"Moved\""), "%s", out);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
 TEST(the_client_reads_an_empty_page_and_an_empty_filtered_read_as_no_events) {
     srv s;
     char url[64];

@@ -53,6 +53,7 @@ static const char *usage_main =
     "options (anywhere on the line, before or after the command):\n"
     "  --data-dir DIR   the data folder (default ./factum-data, or $FACTUM_DATA_DIR)\n"
     "  --server URL     talk to a server instead (or $FACTUM_URL), e.g. http://127.0.0.1:7744;\n"
+    "                   several, separated by commas: the next when one refuses the connection;\n"
     "                   append, read and tail work the same way and give the same exit codes\n"
     "  --token TOKEN    the API key to send to the server (or $FACTUM_TOKEN)\n"
     "  --cacert FILE    verify an https:// server against these CA certificates (PEM) instead\n"

@@ -17,9 +17,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define CLIENT_MAX_URLS 8
+
 struct factum_client {
-    char url[1024];
-    char *cacert; /* CA certificates for https:// (factum_client_set_cacert), or NULL: the system's */
+    char url[1024]; /* the server asked now: one of urls */
+    char urls[CLIENT_MAX_URLS][1024];
+    int nurls, at; /* urls[at] is url */
+    buf_t req_url; /* the request at hand's URL, to move it to another server */
+    char *cacert;  /* CA certificates for https:// (factum_client_set_cacert), or NULL: the system's */
     CURL *curl;
     buf_t body, link;
     char curl_err[CURL_ERROR_SIZE];
@@ -29,20 +34,40 @@ struct factum_client {
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+/* Splits "URL[,URL...]" into c->urls, each without trailing slashes; 0 or an error. */
+static int parse_urls(factum_client_t *c, const char *list, factum_error_t *err) {
+    for (const char *p = list;; p++) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (c->nurls == CLIENT_MAX_URLS)
+            return err_set(err, FACTUM_EINVAL, "at most %d server URLs (got '%s')", CLIENT_MAX_URLS, list);
+        if (n >= sizeof c->urls[0] - 1 || (strncmp(p, "http://", 7) && strncmp(p, "https://", 8)) ||
+            n < (p[4] == 's' ? 9u : 8u))
+            return err_set(err, FACTUM_EINVAL,
+                           "a server URL starts with http:// or https:// (several: separated by commas; got '%s')",
+                           list);
+        char *u = c->urls[c->nurls++];
+        memcpy(u, p, n);
+        u[n] = 0;
+        while (n && u[n - 1] == '/')
+            u[--n] = 0;
+        if (!e) return 0;
+        p = e;
+    }
+}
+
 int factum_client_new(const char *url, factum_client_t **out, factum_error_t *err) {
     *out = NULL;
-    if (!url || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || strlen(url) >= 1000)
-        return err_set(err, FACTUM_EINVAL, "server URL must start with http:// or https:// (got '%s')", url ? url : "");
+    if (!url) return err_set(err, FACTUM_EINVAL, "server URL must start with http:// or https:// (got '')");
     pthread_once(&curl_once, curl_init);
     factum_client_t *c = calloc(1, sizeof *c);
-    if (!c || !(c->curl = curl_easy_init())) {
+    int rc = c ? parse_urls(c, url, err) : err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (!rc && !(c->curl = curl_easy_init())) rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+    if (rc) {
         free(c);
-        return err_set(err, FACTUM_ENOMEM, "out of memory");
+        return rc;
     }
-    snprintf(c->url, sizeof c->url, "%s", url);
-    size_t n = strlen(c->url);
-    while (n && c->url[n - 1] == '/')
-        c->url[--n] = 0;
+    memcpy(c->url, c->urls[0], sizeof c->url);
     *out = c;
     return 0;
 }
@@ -54,6 +79,7 @@ void factum_client_free(factum_client_t *c) {
     buf_free(&c->body);
     buf_free(&c->link);
     free(c->token);
+    buf_free(&c->req_url);
     free(c);
 }
 
@@ -94,6 +120,8 @@ int factum_client_set_cacert(factum_client_t *c, const char *path, factum_error_
    (libcurl's default) against the CA file given, if any. */
 static void request_start(factum_client_t *c, const char *url) {
     curl_easy_reset(c->curl);
+    c->req_url.len = 0;
+    buf_append(&c->req_url, url, strlen(url) + 1);
     curl_easy_setopt(c->curl, CURLOPT_URL, url);
     if (c->cacert) curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
 }
@@ -171,6 +199,24 @@ static int perform(factum_client_t *c, long *status, factum_error_t *err) {
     curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
     set_auth(c);
     CURLcode cc = curl_easy_perform(c->curl);
+    /* A server that refuses the connection got nothing of the request: the next URL gets it
+       (each at most once per request). A failure after connecting is reported, not retried:
+       the request may have been done. */
+    for (int tried = 1; cc == CURLE_COULDNT_CONNECT && tried < c->nurls && c->req_url.ptr; tried++) {
+        size_t base = strlen(c->url);
+        if (strncmp(c->req_url.ptr, c->url, base)) break;
+        buf_t moved = {0};
+        c->at = (c->at + 1) % c->nurls;
+        memcpy(c->url, c->urls[c->at], sizeof c->url);
+        buf_printf(&moved, "%s%s", c->url, c->req_url.ptr + base);
+        curl_easy_setopt(c->curl, CURLOPT_URL, moved.ptr);
+        c->req_url.len = 0;
+        buf_append(&c->req_url, moved.ptr, moved.len + 1);
+        buf_free(&moved);
+        c->body.len = c->link.len = 0;
+        c->curl_err[0] = 0;
+        cc = curl_easy_perform(c->curl);
+    }
     if (cc != CURLE_OK) return unreachable(c, cc, err);
     curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
     return 0;
