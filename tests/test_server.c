@@ -21,6 +21,8 @@
 
 srv srv_start(const char *dir, const char *extra) { return srv_start_log(dir, extra, NULL); }
 
+int srv_start_wait_ms = 10000;
+
 srv srv_start_log(const char *dir, const char *extra, const char *log) {
     int p[2];
     CHECK(pipe(p) == 0);
@@ -62,7 +64,7 @@ srv srv_start_log(const char *dir, const char *extra, const char *log) {
     size_t len = 0;
     for (;;) {
         struct pollfd pfd = {p[0], POLLIN, 0};
-        CHECK_MSG(poll(&pfd, 1, 10000) == 1, "server did not say where it listens");
+        CHECK_MSG(poll(&pfd, 1, srv_start_wait_ms) == 1, "server did not say where it listens");
         ssize_t n = read(p[0], line + len, 1);
         CHECK_MSG(n == 1, "server ended before it listened");
         if (line[len] == '\n') break;

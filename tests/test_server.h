@@ -17,6 +17,8 @@ typedef struct srv {
 
 /* Starts build/factum serve on dir with --listen 127.0.0.1:0 plus `extra` (space-separated). */
 srv srv_start(const char *dir, const char *extra);
+/* How long srv_start waits for the "listening on" line (a cluster node waits for NATS first). */
+extern int srv_start_wait_ms;
 /* The same, with the server's stderr written to the file `log`. */
 srv srv_start_log(const char *dir, const char *extra, const char *log);
 /* Sends sig and waits; returns the wait status. */
