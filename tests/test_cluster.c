@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,5 +599,67 @@ TEST_T(writes_go_on_with_a_nats_server_killed_and_every_ack_survives_killing_eve
     leader = wait_leader(&f, alive);
     CHECK_MSG(leader >= 0, "no leader after everything was killed and started again");
     check_acked(&f, alive, leader, ack, nack);
+    cluster_down(&f, alive);
+}
+
+/* ---- a leader paused past its lease ---- */
+
+typedef struct paused_writer {
+    cluster_fixture *f;
+    int node;
+    _Atomic bool stop;
+    acked ack[400];
+    _Atomic size_t nack;
+} paused_writer;
+
+/* Appends through one node, one after another, keeping each acknowledged one. */
+static void *write_through(void *arg) {
+    paused_writer *w = arg;
+    for (int k = 0; !atomic_load(&w->stop) && atomic_load(&w->nack) < (size_t)ARRAY_LEN(w->ack); k++) {
+        size_t n = atomic_load(&w->nack);
+        snprintf(w->ack[n].id, sizeof w->ack[n].id, "p%d", k);
+        if (append_one(w->f->http_port[w->node], w->ack[n].id, &w->ack[n].position) == 201)
+            atomic_store(&w->nack, n + 1);
+        else
+            usleep(20000);
+    }
+    return NULL;
+}
+
+TEST_T(a_leader_paused_past_its_lease_comes_back_a_follower_and_loses_nothing_it_acknowledged, 300) {
+    cluster_fixture f;
+    bool alive[NODES];
+    cluster_up(&f, alive);
+    int leader = wait_leader(&f, alive);
+    CHECK_MSG(leader >= 0, "no node became the leader");
+    paused_writer w = {.f = &f, .node = leader};
+    pthread_t t;
+    pthread_create(&t, NULL, write_through, &w);
+    while (atomic_load(&w.nack) < 20)
+        usleep(10000);
+    /* SIGSTOP: the writer's request in flight waits; the lease runs out; another node leads */
+    kill(f.node[leader].pid, SIGSTOP);
+    alive[leader] = false;
+    int next = wait_leader(&f, alive);
+    CHECK_MSG(next >= 0 && next != leader, "no other node took the lease");
+    acked more[APPENDS];
+    for (int k = 0; k < APPENDS; k++) {
+        snprintf(more[k].id, sizeof more[k].id, "q%d", k);
+        CHECK_MSG(append_anywhere(&f, alive, more[k].id, &more[k].position), "%s not acknowledged", more[k].id);
+    }
+    /* SIGCONT: what it had in flight cannot commit (the log moved on), and it follows */
+    kill(f.node[leader].pid, SIGCONT);
+    alive[leader] = true;
+    atomic_store(&w.stop, true);
+    pthread_join(t, NULL);
+    char follows[48];
+    snprintf(follows, sizeof follows, "\"role\":\"follower\"");
+    CHECK_MSG(http_wait_body(f.http_port[leader], "/health", follows, WAIT_S), "node%d did not become a follower",
+              leader);
+    size_t n = atomic_load(&w.nack);
+    acked all[ARRAY_LEN(w.ack) + APPENDS];
+    memcpy(all, w.ack, n * sizeof *all);
+    memcpy(all + n, more, sizeof more);
+    check_acked(&f, alive, next, all, n + APPENDS);
     cluster_down(&f, alive);
 }
