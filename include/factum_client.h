@@ -21,9 +21,9 @@ typedef struct factum_client factum_client_t;
 /* A client for the server at url ("http://127.0.0.1:7744", or "https://..."). Does not connect
    yet. url may list up to 8 servers separated by commas (the nodes of a cluster): a request goes
    to the one in use, and moves to the next when one refuses the connection (nothing of the
-   request reached it); a failure after connecting is reported, never retried. Over https the server's certificate and name are verified, against the system's CA
-   certificates unless factum_client_set_cacert names others; a certificate that does not verify
-   makes every call FACTUM_EUNREACHABLE, saying why. */
+   request reached it); a failure after connecting is reported, never retried. Over https the server's certificate and
+   name are verified, against the system's CA certificates unless factum_client_set_cacert names others; a certificate
+   that does not verify makes every call FACTUM_EUNREACHABLE, saying why. */
 int factum_client_new(const char *url, factum_client_t **out, factum_error_t *err);
 void factum_client_free(factum_client_t *c);
 /* Sends token (an API key, "fk_...") as "Authorization: Bearer TOKEN" with every request from

@@ -15,6 +15,8 @@
  */
 #include "lease.h"
 
+#include "../base/log.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -38,7 +40,7 @@ static int on_proposal(void *ctx, factum_proposal_t *p) {
         size_t cap = c->qcap ? c->qcap * 2 : 256;
         factum_proposal_t **q = realloc(c->q, cap * sizeof *q);
         if (!q) {
-            fprintf(stderr, "factum: out of memory for the cluster's write queue\n");
+            log_msg(LOG_LEVEL_ERROR, "out of memory for the cluster's write queue");
             abort();
         }
         c->q = q, c->qcap = cap;
@@ -77,7 +79,7 @@ void cluster_queue_put_back(cluster *c, factum_proposal_t **ps, size_t n) {
 void on_proposal_append(factum_proposal_t ***ps, size_t *n, factum_proposal_t *p) {
     factum_proposal_t **a = realloc(*ps, (*n + 1) * sizeof *a);
     if (!a) {
-        fprintf(stderr, "factum: out of memory for the cluster's write queue\n");
+        log_msg(LOG_LEVEL_ERROR, "out of memory for the cluster's write queue");
         abort();
     }
     a[(*n)++] = p;
@@ -124,7 +126,7 @@ static void set_failed(cluster *c, const char *fmt, ...) {
     va_end(ap);
     c->role = CLUSTER_FAILED;
     pthread_mutex_unlock(&c->mu);
-    fprintf(stderr, "factum: cluster node %s stops applying: %s\n", c->node, c->error);
+    log_msg(LOG_LEVEL_ERROR, "cluster node %s stops applying: %s", c->node, c->error);
 }
 
 static void set_applied(cluster *c, uint64_t seq, uint64_t pending) {
@@ -453,7 +455,7 @@ int cluster_start(factum_t *db, const cluster_config *cfg, cluster **out, factum
         return err_set(err, FACTUM_ENOMEM, "cannot start the lease thread");
     }
     c->lease_started = true;
-    fprintf(stderr, "factum: cluster node %s on stream %s (%d NATS URLs), from sequence %" PRIu64 "\n", c->node,
+    log_msg(LOG_LEVEL_INFO, "cluster node %s on stream %s (%d NATS URLs), from sequence %" PRIu64 "", c->node,
             c->stream, c->nurls, c->applied);
     *out = c;
     return 0;

@@ -11,14 +11,15 @@
  */
 #include "lease.h"
 
+#include "../base/log.h"
+
 #include <stdio.h>
 
 #define LEASE_KEY "leader"
 #define LEASE_POLL_MS 250 /* a non-leader looks at the key this often */
 
 static void step_down(cluster *c, const char *why) {
-    if (c->role == CLUSTER_LEADER)
-        fprintf(stderr, "factum: cluster node %s is no longer the leader: %s\n", c->node, why);
+    if (c->role == CLUSTER_LEADER) log_msg(LOG_LEVEL_WARN, "cluster node %s is no longer the leader: %s", c->node, why);
     if (c->role != CLUSTER_FAILED) c->role = CLUSTER_CANDIDATE;
     c->deposed = false;
     c->lease_rev = 0;
@@ -56,7 +57,7 @@ static void look(cluster *c, const char *value) {
             c->terms++;
             snprintf(c->leader, sizeof c->leader, "%s", c->node);
             snprintf(c->leader_url, sizeof c->leader_url, "%s", c->advertise);
-            fprintf(stderr, "factum: cluster node %s is the leader (lease revision %llu)\n", c->node,
+            log_msg(LOG_LEVEL_INFO, "cluster node %s is the leader (lease revision %llu)", c->node,
                     (unsigned long long)rev);
         }
         pthread_mutex_unlock(&c->mu);
