@@ -98,3 +98,25 @@ export function chart(values, label, fmt = num) {
   svg.append(line);
   return svg;
 }
+
+// Runs fn now and again `ms` after each run ends, showing its errors in box, until the returned
+// function is called (the page's stop); stop.now() runs it again at once.
+export function poll(fn, box, ms = 2000) {
+  let timer, stopped = false;
+  const tick = async () => {
+    clearTimeout(timer);
+    try {
+      await fn();
+    } catch (e) {
+      if (!stopped) box.show(e);
+    }
+    if (!stopped) timer = setTimeout(tick, ms);
+  };
+  const stop = () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+  stop.now = tick;
+  tick();
+  return stop;
+}

@@ -4,7 +4,7 @@
 // the chosen or all (POST /groups/{g}/parked/replay), or delete one (DELETE
 // /groups/{g}/parked/{id}). The figures refresh every 2 s.
 import { get, call, enc } from './api.js';
-import { h, table, num, duration, time, link, eventHref, problemBox, confirmAction } from './dom.js';
+import { h, table, num, duration, time, link, eventHref, problemBox, confirmAction, poll } from './dom.js';
 
 const sourceText = (s) => (s?.stream ? `stream ${s.stream}` : s?.category ? `category ${s.category}` : s?.all ? `$all${s.all.types ? ' types ' + s.all.types.join(',') : ''}${s.all.categories ? ' categories ' + s.all.categories.join(',') : ''}` : JSON.stringify(s));
 const lag = (st) => `${st.lag_events !== undefined ? num(st.lag_events) + ' events' : num(st.lag_positions) + ' positions'}, ${duration(st.lag_seconds)}`;
@@ -13,31 +13,19 @@ export function renderList(main) {
   const box = problemBox();
   const list = h('div', {});
   main.append(h('h1', {}, 'Consumer groups'), box, list);
-  let timer, stopped = false;
-  async function tick() {
-    try {
-      const groups = await get('/groups');
-      box.hide();
-      list.replaceChildren(table([
-        { label: 'Group', cell: (g) => link(`#/group/${enc(g.name)}`, g.name) },
-        { label: 'Source', cell: (g) => sourceText(g.source) },
-        { label: 'Status', cell: (g) => g.status },
-        { label: 'Lag', cell: (g) => lag(g.stats) },
-        { label: 'In flight', cell: (g) => num(g.stats.in_flight), class: 'n' },
-        { label: 'Retrying', cell: (g) => num(g.stats.retrying), class: 'n' },
-        { label: 'Parked', cell: (g) => num(g.stats.parked), class: 'n' },
-        { label: 'Deliveries/s', cell: (g) => num(g.stats.delivery_rate), class: 'n' },
-      ], groups, { empty: 'No consumer groups yet (PUT /groups/{name} makes one).' }));
-    } catch (e) {
-      box.show(e);
-    }
-    if (!stopped) timer = setTimeout(tick, 2000);
-  }
-  tick();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+  return poll(async () => {
+    const groups = await get('/groups');
+    list.replaceChildren(table([
+      { label: 'Group', cell: (g) => link(`#/group/${enc(g.name)}`, g.name) },
+      { label: 'Source', cell: (g) => sourceText(g.source) },
+      { label: 'Status', cell: (g) => g.status },
+      { label: 'Lag', cell: (g) => lag(g.stats) },
+      { label: 'In flight', cell: (g) => num(g.stats.in_flight), class: 'n' },
+      { label: 'Retrying', cell: (g) => num(g.stats.retrying), class: 'n' },
+      { label: 'Parked', cell: (g) => num(g.stats.parked), class: 'n' },
+      { label: 'Deliveries/s', cell: (g) => num(g.stats.delivery_rate), class: 'n' },
+    ], groups, { empty: 'No consumer groups yet (PUT /groups/{name} makes one).' }));
+  }, box);
 }
 
 export function renderGroup(main, [name]) {
@@ -50,7 +38,6 @@ export function renderGroup(main, [name]) {
   const note = h('span', { class: 'notice', role: 'status' });
   main.append(h('h1', {}, 'Consumer group ', h('code', {}, name)), box, info,
     h('h2', {}, 'Parked messages'), h('div', { class: 'actions' }, replayChosen, replayAll, note), parked);
-  let timer, stopped = false;
 
   async function replay(ids) {
     try {
@@ -103,17 +90,5 @@ export function renderGroup(main, [name]) {
       box.show(e);
     }
   }
-  async function tick() {
-    try {
-      await load();
-    } catch (e) {
-      box.show(e);
-    }
-    if (!stopped) timer = setTimeout(tick, 2000);
-  }
-  tick();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+  return poll(load, box);
 }

@@ -3,7 +3,7 @@
 // confirmation (POST /projections/{name}/reset); and a query console (POST
 // /projections/{name}/query with sql, params and min_position) whose rows show as a table.
 import { get, call, enc } from './api.js';
-import { h, table, num, duration, problemBox, confirmAction } from './dom.js';
+import { h, table, num, duration, problemBox, confirmAction, poll } from './dom.js';
 
 export function render(main) {
   const box = problemBox();
@@ -17,7 +17,7 @@ export function render(main) {
     h('label', { for: 'q-min' }, 'min_position'), h('input', { id: 'q-min', name: 'min', type: 'number', min: 0 }),
     h('button', { type: 'submit' }, 'Run'));
   main.append(h('h1', {}, 'Projections'), box, list, h('h2', {}, 'Query'), form, result);
-  let timer, stopped = false, known = '';
+  let known = '';
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -35,36 +35,25 @@ export function render(main) {
     if (!(await confirmAction(`Reset projection "${p.name}"? Its read model is rebuilt from the first event.`, `Reset ${p.name}`))) return;
     try {
       await call('POST', `/projections/${enc(p.name)}/reset`);
-      tick();
+      stop.now();
     } catch (e) {
       box.show(e);
     }
   }
-  async function tick() {
-    clearTimeout(timer);
-    try {
-      const ps = await get('/projections');
-      box.hide();
-      list.replaceChildren(table([
-        { label: 'Projection', cell: (p) => p.name },
-        { label: 'Status', cell: (p) => (p.rebuilding ? `${p.status} (rebuilding)` : p.status) },
-        { label: 'Position', cell: (p) => num(p.position), class: 'n' },
-        { label: 'Lag', cell: (p) => `${num(p.lag_events)} events, ${duration(p.lag_seconds)}` },
-        { label: 'Events/s', cell: (p) => num(p.events_per_second), class: 'n' },
-        { label: 'Applied', cell: (p) => num(p.applied), class: 'n' },
-        { label: 'Last error', cell: (p) => (p.last_error ? `at position ${p.last_error.position}: ${p.last_error.message}` : '') },
-        { label: 'Reset', cell: (p) => h('button', { type: 'button', class: 'danger', onclick: () => reset(p) }, 'Reset…') },
-      ], ps, { empty: 'No projections yet (PUT /projections/{name} defines one).' }));
-      const n = ps.map((p) => p.name).join();
-      if (n !== known) names.replaceChildren(...ps.map((p) => h('option', { value: p.name }, p.name))), (known = n);
-    } catch (e) {
-      box.show(e);
-    }
-    if (!stopped) timer = setTimeout(tick, 2000);
-  }
-  tick();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+  const stop = poll(async () => {
+    const ps = await get('/projections');
+    list.replaceChildren(table([
+      { label: 'Projection', cell: (p) => p.name },
+      { label: 'Status', cell: (p) => (p.rebuilding ? `${p.status} (rebuilding)` : p.status) },
+      { label: 'Position', cell: (p) => num(p.position), class: 'n' },
+      { label: 'Lag', cell: (p) => `${num(p.lag_events)} events, ${duration(p.lag_seconds)}` },
+      { label: 'Events/s', cell: (p) => num(p.events_per_second), class: 'n' },
+      { label: 'Applied', cell: (p) => num(p.applied), class: 'n' },
+      { label: 'Last error', cell: (p) => (p.last_error ? `at position ${p.last_error.position}: ${p.last_error.message}` : '') },
+      { label: 'Reset', cell: (p) => h('button', { type: 'button', class: 'danger', onclick: () => reset(p) }, 'Reset…') },
+    ], ps, { empty: 'No projections yet (PUT /projections/{name} defines one).' }));
+    const n = ps.map((p) => p.name).join();
+    if (n !== known) names.replaceChildren(...ps.map((p) => h('option', { value: p.name }, p.name))), (known = n);
+  }, box);
+  return stop;
 }

@@ -3,11 +3,12 @@
 // opened, what it shows asserted; no console error on any page (but the 401s and 403s the auth
 // steps provoke); axe-core finds no serious or critical accessibility violation; a screenshot of
 // each page is written to SHOTS. Exits 0 with "ui: ok" when everything held.
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { launch } from './chromium.mjs';
 
 const [url, shots] = process.argv.slice(2);
+rmSync(shots, { recursive: true, force: true }); // this run's pictures only
 mkdirSync(shots, { recursive: true });
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const fail = (msg) => {
@@ -219,9 +220,38 @@ try {
   });
 
   await step('sagas', async () => {
+    // An instance whose second step fails: the first step's compensation runs.
+    await api('PUT', '/sagas/ship', {
+      start_on: 'ShipStarted', instance_id: 'data.id',
+      steps: [
+        { name: 'pay', command: { stream: 'pay-cmds', type: 'Pay', data: { id: '{{data.id}}' } }, success: ['PaymentOk'], failure: ['PaymentNo'],
+          compensation: { stream: 'pay-cmds', type: 'Refund', data: { id: '{{data.id}}' } } },
+        { name: 'stock', command: { stream: 'stock-cmds', type: 'Reserve', data: { id: '{{data.id}}' } }, success: ['StockOk'], failure: ['StockOut'] },
+      ],
+    }, 201);
+    await api('POST', '/streams/ship-1', { type: 'ShipStarted', data: { id: 's1' } }, 201);
+    const until = async (what, ok) => {
+      for (let i = 0; ; i++) {
+        const x = await api('GET', '/sagas/ship/instances/s1');
+        if (x && ok(x)) return;
+        if (i > 400) fail(`saga never ${what}: ${JSON.stringify(x)}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    };
+    await until('waited for pay', (x) => x.step === 'pay');
+    await api('POST', '/streams/pay-replies', { type: 'PaymentOk', correlationid: 's1', data: {} }, 201);
+    await until('waited for stock', (x) => x.step === 'stock');
+    await api('POST', '/streams/stock-replies', { type: 'StockOut', correlationid: 's1', data: {} }, 201);
+    await until('failed', (x) => x.status === 'failed');
     await go('#/sagas');
-    await page.getByText('No sagas yet').waitFor();
+    await page.getByRole('link', { name: 'ship' }).waitFor();
     await shot('sagas');
+    await page.getByRole('link', { name: 'ship' }).click();
+    await page.getByRole('link', { name: 's1' }).click();
+    await page.locator('.timeline li.compensation', { hasText: 'CompensationStarted' }).waitFor();
+    const kinds = (await texts('.timeline li strong')).join();
+    if (!/SagaStarted.*StepSucceeded.*StepFailed.*CompensationStarted.*SagaFailed/.test(kinds)) fail(`saga timeline: ${kinds}`);
+    await shot('saga');
   });
 
   await step('admin', async () => {
