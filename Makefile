@@ -34,9 +34,13 @@ CLI_SRC  := $(wildcard src/cli/*.c) $(SRV_SRC)
 TEST_SRC := $(wildcard tests/*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
+# The dashboard's files (docs/ui.md), embedded in the server as C arrays by ui/embed.sh.
+UI_FILES := $(sort $(wildcard ui/*.html ui/*.css ui/*.js ui/*.svg))
+UI_OBJ   := $(BUILD)/obj/gen/ui_assets.o
+
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
-TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o) $(UI_OBJ)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o) $(SRV_SRC:%.c=$(BUILD)/obj/%.o) $(UI_OBJ)
 
 .PHONY: all deps browser-deps docs-deps run test asan fuzz bench clean check-test demo powercut install man
 all: $(BUILD)/factum $(BUILD)/libfactum.a $(BUILD)/libfactum_client.a
@@ -79,6 +83,14 @@ build/.fuzz-deps: Makefile
 $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/ui_assets.c: $(UI_FILES) ui/embed.sh
+	@mkdir -p $(@D)
+	sh ui/embed.sh $(UI_FILES) > $@.tmp && mv $@.tmp $@
+
+$(UI_OBJ): $(BUILD)/gen/ui_assets.c src/server/ui.h | $(BUILD)/.deps
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -I. -c $< -o $@
 
 $(BUILD)/libfactum.a: $(LIB_OBJ)
 	ar rcs $@ $^

@@ -153,6 +153,7 @@ static void recv_response(int fd, resp *r, bool head_only) {
     char v[64];
     resp_header(r, "content-length", v, sizeof v);
     bool has_len = v[0] != 0;
+    head_only |= r->status == 304; /* a 304 never has a body (RFC 9110, 15.4.5) */
     size_t want = head_only ? 0 : has_len ? (size_t)atoll(v) : SIZE_MAX, cap = has_len ? want + 1 : 65536;
     r->body = malloc(cap);
     while (r->body_len < want) {

@@ -34,7 +34,7 @@ struct auth_keys {
 
 /* ---- names ---- */
 
-static const char *const perm_names[PERM_COUNT] = {"undeclared", "health",  "read",    "read-all",
+static const char *const perm_names[PERM_COUNT] = {"undeclared", "public",  "health",  "read", "read-all",
                                                    "write",      "consume", "operate", "admin"};
 static const char *const role_names[] = {NULL, "admin", "operator", "writer", "reader", "consumer"};
 
@@ -55,6 +55,7 @@ const char *auth_result_name(auth_result r) {
 
 bool auth_role_grants(auth_role r, auth_perm p) {
     if (p == PERM_UNDECLARED) return false;
+    if (p == PERM_PUBLIC) return true;
     switch (r) {
     case AUTH_ADMIN: return true;
     case AUTH_OPERATOR: return p == PERM_HEALTH || p == PERM_OPERATE;

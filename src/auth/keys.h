@@ -36,6 +36,7 @@ typedef enum auth_role { AUTH_ADMIN = 1, AUTH_OPERATOR, AUTH_WRITER, AUTH_READER
    no permission at all: a route that has it is a bug the authorization matrix test reports. */
 typedef enum auth_perm {
     PERM_UNDECLARED = 0,
+    PERM_PUBLIC,   /* the dashboard's static files (/ui/...): no key, from anywhere; they hold no data */
     PERM_HEALTH,   /* /health, /metrics, /: no key from loopback, or any valid key */
     PERM_READ,     /* read or subscribe to one stream (scope: the stream) */
     PERM_READ_ALL, /* $all, listings, projection queries: reading every stream */

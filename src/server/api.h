@@ -120,5 +120,12 @@ void api_revoke_key(conn *c, const route_args *a, factum_str_t body);
 /* api_health.c */
 void api_health(conn *c, const route_args *a, factum_str_t body);
 void api_metrics(conn *c, const route_args *a, factum_str_t body);
+/* api_ui.c: the dashboard's assets */
+void api_ui_index(conn *c, const route_args *a, factum_str_t body);
+void api_ui_asset(conn *c, const route_args *a, factum_str_t body);
+/* api_ui.c: whether the request asks for a web page (Accept lists text/html, not
+   application/json), and the 303 that sends it to the dashboard. */
+bool api_ui_browser(const conn *c);
+void api_ui_redirect(conn *c);
 
 #endif

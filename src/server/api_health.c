@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const char *const JSON = "application/json";
 
@@ -168,6 +169,36 @@ static void group_metrics(buf_t *b, groups_t *gs) {
     buf_free(&all);
 }
 
+/* When this process started, in seconds since the epoch (the kernel's boot time plus the
+   process's start in clock ticks after it, as Prometheus clients compute it); 0 if unknown. */
+static double process_start;
+static void process_start_read(void) {
+    char line[256], stat[1024];
+    unsigned long long btime = 0, ticks = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %llu", &btime) == 1) break;
+    fclose(f);
+    f = fopen("/proc/self/stat", "r");
+    if (!f) return;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = 0;
+    /* after the command's closing parenthesis: field 3 (state) on; starttime is field 22 */
+    const char *p = strrchr(stat, ')');
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &ticks) != 1)
+        return;
+    long hz = sysconf(_SC_CLK_TCK);
+    if (btime && hz > 0) process_start = (double)btime + (double)ticks / (double)hz;
+}
+static double process_start_s(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, process_start_read);
+    return process_start;
+}
+
 void api_metrics(conn *c, const route_args *a, factum_str_t body) {
     (void)a, (void)body;
     server *s = c->l->srv;
@@ -192,6 +223,8 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
     }
     api_metric_head(b, "factum_build_info", "gauge", "Build information.");
     buf_printf(b, "factum_build_info{version=\"%s\"} 1\n", s->cfg.version);
+    api_metric_head(b, "process_start_time_seconds", "gauge", "When the server started, in seconds since the epoch.");
+    buf_printf(b, "process_start_time_seconds %.2f\n", process_start_s());
     scalar(b, "factum_appends_total", "counter", "Appends acknowledged (idempotent repeats excluded).", st.appends);
     scalar(b, "factum_append_events_total", "counter", "Events appended.", st.events);
     scalar(b, "factum_append_bytes_total", "counter", "Bytes of records appended.", st.bytes);

@@ -214,9 +214,10 @@ void conn_respond(conn *c, int status, const char *ctype, const char *extra, con
     /* A cross-origin page admitted by origin.c may read the answer and its paging headers. */
     char cors[400];
     origin_headers(c, cors, sizeof cors);
-    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
-                      status, http_reason(status), ctype, n, c->close_after ? "Connection: close\r\n" : "", cors,
-                      extra ? extra : "");
+    char framing[160] = ""; /* a 304 has neither: it stands for the representation the client has */
+    if (status != 304) snprintf(framing, sizeof framing, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, n);
+    int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%s\r\n", status, http_reason(status), framing,
+                      c->close_after ? "Connection: close\r\n" : "", cors, extra ? extra : "");
     if (buf_reserve(&c->out, (size_t)hl + n)) {
         c->close_after = true;
         return;

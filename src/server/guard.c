@@ -3,11 +3,11 @@
  *
  * api_handle (route.c) calls guard_admit once it has the route. With no key in the table
  * nothing is checked (the developer's laptop, `make run`). Once a key exists every request
- * needs one, sent as "Authorization: Bearer TOKEN", except the routes of PERM_HEALTH from
- * loopback; credentials that are missing, malformed, too long, unknown, revoked, expired, of
- * another scheme or in the query string are a 401 that says none of that (the audit does); a
- * valid key without the route's permission is a 403 naming it. A refused request never
- * reaches its handler, so it writes nothing but its audit record.
+ * needs one, sent as "Authorization: Bearer TOKEN", except the dashboard's static files
+ * (PERM_PUBLIC, from anywhere) and the routes of PERM_HEALTH from loopback; credentials that are missing, malformed,
+ * too long, unknown, revoked, expired, of another scheme or in the query string are a 401 that says none of that (the
+ * audit does); a valid key without the route's permission is a 403 naming it. A refused request never reaches its
+ * handler, so it writes nothing but its audit record.
  *
  * The hot path hashes nothing: the connection keeps the Authorization bytes that last proved a
  * key and the proof (auth_who, with the table's generation). The same bytes again on the same
@@ -98,7 +98,8 @@ static auth_result authenticate(conn *c, factum_str_t value, int64_t now_us) {
 bool guard_admit(conn *c, const route *r, const route_args *a) {
     server *s = c->l->srv;
     c->req_key[0] = 0;
-    c->audit = false; /* a refused request is audited as one, not as the change it asked */
+    c->audit = false;                        /* a refused request is audited as one, not as the change it asked */
+    if (r->perm == PERM_PUBLIC) return true; /* the dashboard's files: credentials are not even looked at */
     bool change = r->perm >= PERM_OPERATE && r->method != ROUTE_GET;
     if (!auth_keys_enforced(s->keys)) return c->audit = change, true;
     const http_req *h = &c->req->h;

@@ -5,8 +5,9 @@
  * permission. api_handle (called by the connection once a request is complete) admits the
  * request (origin.c: its Host and Origin, CORS preflights), then finds the route: the handler runs with the pattern's
  * {params}; a path no pattern has is a 404 "no such resource"; a path some pattern has with another method is a 405
- * whose Allow is built from the table. GET / lists the table, so it cannot drift from it. Handlers live in the api_*.c
- * files and are declared in api.h.
+ * whose Allow is built from the table. GET / lists the table, so it cannot drift from it; a browser's GET / (Accept:
+ * text/html) is sent to the dashboard at /ui/ instead (api_ui.c). Handlers live in the api_*.c files and are declared
+ * in api.h.
  */
 #include "api.h"
 
@@ -68,6 +69,8 @@ const route route_table[] = {
     {ROUTE_POST, "/admin/keys", api_create_key, PERM_ADMIN, 0},
     {ROUTE_GET, "/admin/keys", api_list_keys, PERM_ADMIN, 0},
     {ROUTE_DELETE, "/admin/keys/{id}", api_revoke_key, PERM_ADMIN, 0},
+    {ROUTE_GET, "/ui/", api_ui_index, PERM_PUBLIC, 0},
+    {ROUTE_GET, "/ui/{asset}", api_ui_asset, PERM_PUBLIC, 0},
     {ROUTE_GET, "/health", api_health, PERM_HEALTH, 0},
     {ROUTE_GET, "/metrics", api_metrics, PERM_HEALTH, 0},
 };
@@ -150,7 +153,10 @@ void api_handle(conn *c, factum_str_t body) {
     unsigned allow;
     const route *r = route_find(h->method, h->path, &a, &allow);
     if (r) {
-        if (guard_admit(c, r, &a) && !forward_request(c, r, body)) r->fn(c, &a, body);
+        if (r->fn == api_root && api_ui_browser(c))
+            api_ui_redirect(c); /* before the guard: the dashboard asks for the key itself */
+        else if (guard_admit(c, r, &a) && !forward_request(c, r, body))
+            r->fn(c, &a, body);
     } else if (allow) {
         char text[64];
         route_allow_text(allow, text, sizeof text);

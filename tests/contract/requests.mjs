@@ -30,6 +30,15 @@ const placed = (id, orderId) => ({ specversion: '1.0', id, type: 'OrderPlaced', 
 
 export default [
   { method: 'GET', path: '/', status: 200 },
+  { method: 'GET', path: '/', headers: { Accept: 'text/html' }, status: 303 },
+
+  // ---- the dashboard ----
+  { method: 'GET', path: '/ui/', status: 200 },
+  { method: 'GET', path: '/ui/', headers: { 'If-None-Match': '*' }, status: 304 },
+  { method: 'GET', path: '/ui/app.js', status: 200 },
+  { method: 'GET', path: '/ui/app.css', headers: { 'Accept-Encoding': 'gzip' }, status: 200 },
+  { method: 'GET', path: '/ui/app.js', headers: { 'If-None-Match': '*' }, status: 304 },
+  { method: 'GET', path: '/ui/nosuch.js', status: 404 },
 
   // ---- appends ----
   { method: 'POST', path: '/streams/order-1', headers: CE, body: placed('e-1', 'o1'), status: 201 },

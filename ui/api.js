@@ -1,0 +1,105 @@
+// api.js — every request the dashboard makes goes through here: the public HTTP API, with the
+// key of this browser tab (sessionStorage) as "Authorization: Bearer". A 401 asks for a key
+// (app.js shows the form); every error is thrown as an ApiError carrying the problem+json the
+// server sent, for the page to show. Nothing is swallowed.
+
+const KEY = 'factum.token';
+
+export const token = () => sessionStorage.getItem(KEY) || '';
+export const setToken = (t) => (t ? sessionStorage.setItem(KEY, t) : sessionStorage.removeItem(KEY));
+
+export class ApiError extends Error {
+  constructor(status, problem, what) {
+    super(`${what}: ${status} ${problem.title || ''}${problem.detail ? ' — ' + problem.detail : ''}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+let onUnauthorized = () => {};
+export const whenUnauthorized = (fn) => (onUnauthorized = fn);
+
+const headers = (extra = {}) => {
+  const h = { ...extra };
+  if (token()) h.Authorization = `Bearer ${token()}`;
+  return h;
+};
+
+// The answer of one request: {status, headers, body} (body parsed when JSON). Throws ApiError
+// for any status of 400 and up unless `allow` lists it.
+export async function call(method, path, { body, allow = [], signal } = {}) {
+  const init = { method, headers: headers(body === undefined ? {} : { 'Content-Type': 'application/json' }), signal };
+  if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
+  const res = await fetch(path, init);
+  const type = res.headers.get('content-type') || '';
+  const text = await res.text();
+  let parsed = text;
+  if (/json/.test(type) && text) parsed = JSON.parse(text);
+  if (res.status >= 400 && !allow.includes(res.status)) {
+    const problem = typeof parsed === 'object' ? parsed : { title: res.statusText, detail: text.slice(0, 200) };
+    if (res.status === 401) onUnauthorized(problem);
+    throw new ApiError(res.status, problem, `${method} ${path}`);
+  }
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+export const get = async (path, opts) => (await call('GET', path, opts)).body;
+
+// The next page's URL from a Link header (<...>; rel="next"), or null.
+export const nextLink = (h) => {
+  const m = /<([^>]+)>;\s*rel="next"/.exec(h.get('link') || '');
+  return m ? m[1] : null;
+};
+
+export const enc = encodeURIComponent;
+
+// A Server-Sent Events subscription through fetch (EventSource cannot send Authorization):
+// calls onEvent({id, event, data}) for each event; returns a function that stops it.
+export function subscribe(path, onEvent, onState) {
+  const ctl = new AbortController();
+  (async () => {
+    try {
+      const res = await fetch(path, { headers: headers({ Accept: 'text/event-stream' }), signal: ctl.signal });
+      if (res.status !== 200) {
+        const text = await res.text();
+        let problem;
+        try {
+          problem = JSON.parse(text);
+        } catch {
+          problem = { title: res.statusText, detail: text.slice(0, 200) };
+        }
+        if (res.status === 401) onUnauthorized(problem);
+        throw new ApiError(res.status, problem, `GET ${path}`);
+      }
+      onState('open');
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      let ev = { id: '', event: 'message', data: '' };
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).replace(/\r$/, '');
+          buf = buf.slice(nl + 1);
+          if (line === '') {
+            if (ev.data) onEvent(ev);
+            ev = { id: ev.id, event: 'message', data: '' };
+          } else if (!line.startsWith(':')) {
+            const c = line.indexOf(':');
+            const field = c < 0 ? line : line.slice(0, c);
+            const val = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+            if (field === 'data') ev.data += (ev.data ? '\n' : '') + val;
+            else if (field === 'event') ev.event = val;
+            else if (field === 'id') ev.id = val;
+          }
+        }
+      }
+      onState('closed');
+    } catch (e) {
+      if (e.name !== 'AbortError') onState('error', e);
+    }
+  })();
+  return () => ctl.abort();
+}
