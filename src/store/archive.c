@@ -265,16 +265,18 @@ static int move_segment(factum_t *db, size_t i, factum_error_t *err) {
 
 /* An archived segment that could not be read: opened again if its folder is back. */
 static void reopen(factum_t *db, size_t i) {
+    store_seg_claim(db, __atomic_load_n(&db->segs[i], __ATOMIC_ACQUIRE)->no, CLAIM_ARCHIVE);
     segment_t *s = __atomic_load_n(&db->segs[i], __ATOMIC_ACQUIRE), *ns = NULL;
     archive_mark m;
     factum_error_t err;
-    if (archive_mark_read(db->logdir, s->no, &m, &err) || open_copy(db->arch.dir[0] ? db->arch.dir : m.folder, &m, &ns))
-        return;
-    if (load_map(db, ns, &m, &err)) {
+    if (archive_mark_read(db->logdir, s->no, &m, &err) ||
+        open_copy(db->arch.dir[0] ? db->arch.dir : m.folder, &m, &ns) || load_map(db, ns, &m, &err)) {
         segment_close(ns);
+        store_seg_release(db, CLAIM_ARCHIVE);
         return;
     }
     __atomic_store_n(&db->segs[i], ns, __ATOMIC_SEQ_CST);
+    store_seg_release(db, CLAIM_ARCHIVE);
     store_retire(db, s);
 }
 
