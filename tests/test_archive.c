@@ -281,6 +281,7 @@ TEST_T(a_missing_archive_folder_is_reported_and_reads_of_archived_events_fail_cl
     snprintf(path, sizeof path, "/all?from=%d", EVENTS - 1);
     expect_status(s.port, "GET", path, NULL, NULL, 200, "\"position\":449");
     CHECK_EQ(srv_metric(s.port, "factum_archive_unavailable_segments"), json_u64(out, "unavailable_segments"));
+    expect_status(s.port, "POST", "/admin/archive", NULL, NULL, 503, "cannot be used");
     /* The folder back: the next pass finds it, and everything reads as before. */
     CHECK(rename(path_in("cold-away"), path_in("cold")) == 0);
     free(archive_now(s.port, 200));
@@ -413,6 +414,12 @@ TEST(bad_archive_options_are_refused_one_past_their_limits) {
     CHECK_RC(factum_archive(db, NULL, &err), FACTUM_EIO);
     CHECK_MSG(strstr(err.message, path_in("nowhere")), "%s", err.message);
     factum_close(db);
+    /* A server without --archive-dir: a pass is refused (409), what is where is shown. */
+    srv s = srv_start(path_in("plain"), NULL);
+    expect_status(s.port, "POST", "/admin/archive", NULL, NULL, 409, "no archive folder");
+    expect_status(s.port, "POST", "/admin/archive", NULL, "{}", 400, "no body");
+    expect_status(s.port, "GET", "/admin/archive", NULL, NULL, 200, "\"enabled\":false");
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     /* factum admin archive --run needs a folder on a data folder. */
     CHECK_EQ(run_factum(out, sizeof out, "admin archive --run --data-dir %s", path_in("lib")), 2);
     CHECK_MSG(strstr(out, "--archive-dir"), "%s", out);
