@@ -22,14 +22,6 @@
 #define EVENTS 450
 #define HOUR_US (3600ll * 1000000)
 
-static char *path_in(const char *name) {
-    static char p[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", test_dir(), name);
-    return p[k];
-}
-
 static bool exists(const char *dir, const char *name) {
     char p[1300];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -98,6 +90,12 @@ static void free_reads(reads *r) {
         free(r->stream[k]);
 }
 
+/* Makes the archive folder "cold"; the options of a server with 64 KiB segments archiving there. */
+static void cold_options(char *opts, size_t cap, int after_s) {
+    mkdir(test_path("cold"), 0755);
+    snprintf(opts, cap, "--segment-bytes 65536 --archive-dir %s --archive-after %d", test_path("cold"), after_s);
+}
+
 /* POST /admin/archive: the pass's answer (the caller frees it). */
 static char *archive_now(int port, int status) { return http_body(port, "POST", "/admin/archive", NULL, NULL, status); }
 
@@ -145,10 +143,9 @@ static void group_reads_from_the_beginning(int port, const char *group, int want
 
 TEST_T(archival_moves_sealed_segments_and_reads_return_the_same_events, 180) {
     test_clock_fake();
-    mkdir(path_in("cold"), 0755);
     char opts[1200];
-    snprintf(opts, sizeof opts, "--segment-bytes 65536 --archive-dir %s --archive-after 3600", path_in("cold"));
-    srv s = srv_start(path_in("data"), opts);
+    cold_options(opts, sizeof opts, 3600);
+    srv s = srv_start(test_path("data"), opts);
     post_events(s.port);
     reads before;
     take_reads(s.port, &before);
@@ -156,9 +153,9 @@ TEST_T(archival_moves_sealed_segments_and_reads_return_the_same_events, 180) {
     char *r = archive_now(s.port, 200);
     CHECK_EQ(json_u64(r, "moved_segments"), 0);
     free(r);
-    int sealed = count_ext(path_in("data/log"), ".seg") - 1;
+    int sealed = count_ext(test_path("data/log"), ".seg") - 1;
     CHECK_MSG(sealed >= 3, "%d sealed segments", sealed);
-    CHECK_EQ(count_ext(path_in("cold"), ".seg"), 0);
+    CHECK_EQ(count_ext(test_path("cold"), ".seg"), 0);
     /* Two hours later every sealed segment goes: its file in the archive, gone from log/. */
     test_clock_step(2 * HOUR_US);
     r = archive_now(s.port, 200);
@@ -166,10 +163,10 @@ TEST_T(archival_moves_sealed_segments_and_reads_return_the_same_events, 180) {
     CHECK_EQ(json_u64(r, "archived_segments"), (uint64_t)sealed);
     CHECK_EQ(json_u64(r, "hot_segments"), 1);
     free(r);
-    CHECK_EQ(count_ext(path_in("cold"), ".seg"), sealed);
-    CHECK_EQ(count_ext(path_in("data/log"), ".seg"), 1);
-    CHECK_EQ(count_ext(path_in("data/log"), ".arch"), sealed);
-    CHECK(exists(path_in("cold"), "00000000.seg") && !exists(path_in("data/log"), "00000000.seg"));
+    CHECK_EQ(count_ext(test_path("cold"), ".seg"), sealed);
+    CHECK_EQ(count_ext(test_path("data/log"), ".seg"), 1);
+    CHECK_EQ(count_ext(test_path("data/log"), ".arch"), sealed);
+    CHECK(exists(test_path("cold"), "00000000.seg") && !exists(test_path("data/log"), "00000000.seg"));
     CHECK_EQ(srv_metric(s.port, "factum_archive_segments"), sealed);
     CHECK(srv_metric(s.port, "factum_archive_bytes") > 0);
     CHECK_EQ(srv_metric(s.port, "factum_hot_segments"), 1);
@@ -183,7 +180,7 @@ TEST_T(archival_moves_sealed_segments_and_reads_return_the_same_events, 180) {
     expect_status(s.port, "GET", "/health", NULL, NULL, 200, NULL);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     /* A restart reads them where they are. */
-    s = srv_start(path_in("data"), opts);
+    s = srv_start(test_path("data"), opts);
     same_reads(s.port, &before, "after a restart");
     sse_catch_up_from_zero(s.port, EVENTS);
     group_reads_from_the_beginning(s.port, "g2", EVENTS / 3);
@@ -191,9 +188,9 @@ TEST_T(archival_moves_sealed_segments_and_reads_return_the_same_events, 180) {
     free_reads(&before);
     /* factum check follows the markers into the archive; factum admin archive says what is where. */
     char out[8192];
-    CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", path_in("data")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", test_path("data")), 0);
     CHECK_MSG(strstr(out, "clean"), "%s", out);
-    CHECK_EQ(run_factum(out, sizeof out, "admin archive --data-dir %s", path_in("data")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "admin archive --data-dir %s", test_path("data")), 0);
     CHECK_EQ(json_u64(out, "archived_segments"), (uint64_t)sealed);
 }
 
@@ -208,31 +205,30 @@ static void wait_for(const char *dir, const char *name, const char *also) {
 }
 
 TEST_T(kill_9_during_an_archival_pass_leaves_every_event_readable, 180) {
-    srv s = srv_start(path_in("data"), "--segment-bytes 65536");
+    srv s = srv_start(test_path("data"), "--segment-bytes 65536");
     post_events(s.port);
     reads before;
     take_reads(s.port, &before);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
-    mkdir(path_in("cold"), 0755);
     char opts[1200];
-    snprintf(opts, sizeof opts, "--segment-bytes 65536 --archive-dir %s --archive-after 0", path_in("cold"));
+    cold_options(opts, sizeof opts, 0);
     /* Each move pauses after its copy and after its marker (FACTUM_TEST_ARCHIVE_SLEEP_MS). */
     setenv("FACTUM_TEST_ARCHIVE_SLEEP_MS", "2000", 1);
     /* Killed while the first segment is copied (or copied, not yet recorded). */
-    s = srv_start(path_in("data"), opts);
-    wait_for(path_in("cold"), "00000000.seg", NULL);
+    s = srv_start(test_path("data"), opts);
+    wait_for(test_path("cold"), "00000000.seg", NULL);
     srv_stop(&s, SIGKILL);
-    CHECK(exists(path_in("data/log"), "00000000.seg"));
-    s = srv_start(path_in("data"), opts);
+    CHECK(exists(test_path("data/log"), "00000000.seg"));
+    s = srv_start(test_path("data"), opts);
     same_reads(s.port, &before, "after a kill during the copy");
     /* Killed after the marker, before the segment left log/: both places hold it. */
-    wait_for(path_in("data/log"), "00000000.arch", "00000000.seg");
+    wait_for(test_path("data/log"), "00000000.arch", "00000000.seg");
     srv_stop(&s, SIGKILL);
-    CHECK(exists(path_in("data/log"), "00000000.seg") && exists(path_in("cold"), "00000000.seg"));
+    CHECK(exists(test_path("data/log"), "00000000.seg") && exists(test_path("cold"), "00000000.seg"));
     unsetenv("FACTUM_TEST_ARCHIVE_SLEEP_MS");
     /* The open finishes that move (the copy checks out), and the pass moves the rest. */
-    s = srv_start(path_in("data"), opts);
-    CHECK(!exists(path_in("data/log"), "00000000.seg"));
+    s = srv_start(test_path("data"), opts);
+    CHECK(!exists(test_path("data/log"), "00000000.seg"));
     same_reads(s.port, &before, "after a kill between the marker and the removal");
     char *r = archive_now(s.port, 200);
     CHECK(json_u64(r, "archived_segments") >= 3);
@@ -241,30 +237,29 @@ TEST_T(kill_9_during_an_archival_pass_leaves_every_event_readable, 180) {
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     free_reads(&before);
     char out[8192];
-    CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", path_in("data")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", test_path("data")), 0);
     CHECK_MSG(strstr(out, "clean"), "%s", out);
 }
 
 TEST_T(a_missing_archive_folder_is_reported_and_reads_of_archived_events_fail_clearly, 120) {
-    mkdir(path_in("cold"), 0755);
     char opts[1200];
-    snprintf(opts, sizeof opts, "--segment-bytes 65536 --archive-dir %s --archive-after 0", path_in("cold"));
-    srv s = srv_start(path_in("data"), opts);
+    cold_options(opts, sizeof opts, 0);
+    srv s = srv_start(test_path("data"), opts);
     post_events(s.port);
     reads before;
     take_reads(s.port, &before);
     free(archive_now(s.port, 200));
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
-    CHECK(rename(path_in("cold"), path_in("cold-away")) == 0);
+    CHECK(rename(test_path("cold"), test_path("cold-away")) == 0);
     /* The start says so, naming the folder; /health is degraded; reads of archived events fail
        naming it, and events on the fast disk still read. */
-    s = srv_start_log(path_in("data"), opts, path_in("serve.log"));
+    s = srv_start_log(test_path("data"), opts, test_path("serve.log"));
     char out[8192], want[1200];
     CHECK_EQ(run_factum(out, sizeof out, "admin archive --server http://127.0.0.1:%d", s.port), 0);
     CHECK(json_u64(out, "unavailable_segments") >= 3);
-    snprintf(want, sizeof want, "the archive folder %s cannot be used", path_in("cold"));
+    snprintf(want, sizeof want, "the archive folder %s cannot be used", test_path("cold"));
     char log[8192] = "";
-    FILE *lf = fopen(path_in("serve.log"), "r");
+    FILE *lf = fopen(test_path("serve.log"), "r");
     CHECK(lf);
     log[fread(log, 1, sizeof log - 1, lf)] = 0;
     fclose(lf);
@@ -274,7 +269,7 @@ TEST_T(a_missing_archive_folder_is_reported_and_reads_of_archived_events_fail_cl
     CHECK_MSG(h.status == 503 && strstr(h.body, "\"degraded\"") && strstr(h.body, want), "/health: %d %s", h.status,
               h.body);
     resp_free(&h);
-    snprintf(want, sizeof want, "archived as %s/00000000.seg, which cannot be read", path_in("cold"));
+    snprintf(want, sizeof want, "archived as %s/00000000.seg, which cannot be read", test_path("cold"));
     expect_status(s.port, "GET", "/all?limit=1000", NULL, NULL, 503, want);
     expect_status(s.port, "GET", "/streams/ar-0?limit=1000", NULL, NULL, 503, "cannot be read");
     char path[64];
@@ -283,7 +278,7 @@ TEST_T(a_missing_archive_folder_is_reported_and_reads_of_archived_events_fail_cl
     CHECK_EQ(srv_metric(s.port, "factum_archive_unavailable_segments"), json_u64(out, "unavailable_segments"));
     expect_status(s.port, "POST", "/admin/archive", NULL, NULL, 503, "cannot be used");
     /* The folder back: the next pass finds it, and everything reads as before. */
-    CHECK(rename(path_in("cold-away"), path_in("cold")) == 0);
+    CHECK(rename(test_path("cold-away"), test_path("cold")) == 0);
     free(archive_now(s.port, 200));
     expect_status(s.port, "GET", "/health", NULL, NULL, 200, NULL);
     same_reads(s.port, &before, "with the folder back");
@@ -292,16 +287,15 @@ TEST_T(a_missing_archive_folder_is_reported_and_reads_of_archived_events_fail_cl
 }
 
 TEST_T(a_scavenge_after_archival_leaves_archived_segments_as_they_are, 120) {
-    mkdir(path_in("cold"), 0755);
     char opts[1200];
-    snprintf(opts, sizeof opts, "--segment-bytes 65536 --archive-dir %s --archive-after 0", path_in("cold"));
-    srv s = srv_start(path_in("data"), opts);
+    cold_options(opts, sizeof opts, 0);
+    srv s = srv_start(test_path("data"), opts);
     post_events(s.port);
     free(archive_now(s.port, 200));
-    int archived = count_ext(path_in("cold"), ".seg");
+    int archived = count_ext(test_path("cold"), ".seg");
     CHECK(archived >= 3);
     struct stat st0;
-    CHECK(stat(path_in("cold/00000000.seg"), &st0) == 0);
+    CHECK(stat(test_path("cold/00000000.seg"), &st0) == 0);
     /* ar-0 deleted: its events are everywhere, archived ones included. */
     expect_status(s.port, "DELETE", "/streams/ar-0", NULL, NULL, 200, NULL);
     char *keep = http_body(s.port, "GET", "/streams/ar-1?limit=1000", NULL, NULL, 200);
@@ -311,10 +305,10 @@ TEST_T(a_scavenge_after_archival_leaves_archived_segments_as_they_are, 120) {
     free(r);
     /* The archive is as it was; the deleted stream stays deleted; the others read the same. */
     struct stat st1;
-    CHECK(stat(path_in("cold/00000000.seg"), &st1) == 0);
+    CHECK(stat(test_path("cold/00000000.seg"), &st1) == 0);
     CHECK_EQ(st1.st_size, st0.st_size);
     CHECK_EQ(st1.st_mtime, st0.st_mtime);
-    CHECK_EQ(count_ext(path_in("cold"), ".seg"), archived);
+    CHECK_EQ(count_ext(test_path("cold"), ".seg"), archived);
     expect_status(s.port, "GET", "/streams/ar-0", NULL, NULL, 404, NULL);
     char *again = http_body(s.port, "GET", "/streams/ar-1?limit=1000", NULL, NULL, 200);
     CHECK(!strcmp(keep, again));
@@ -324,9 +318,9 @@ TEST_T(a_scavenge_after_archival_leaves_archived_segments_as_they_are, 120) {
 }
 
 TEST(an_embedded_store_archives_and_a_backup_copies_the_archived_segments) {
-    mkdir(path_in("cold"), 0755);
-    factum_options_t o = {.segment_bytes = 1u << 16, .archive_dir = path_in("cold"), .archive_after_s = 0};
-    factum_t *db = test_open(path_in("data"), &o);
+    mkdir(test_path("cold"), 0755);
+    factum_options_t o = {.segment_bytes = 1u << 16, .archive_dir = test_path("cold"), .archive_after_s = 0};
+    factum_t *db = test_open(test_path("data"), &o);
     char data[600];
     for (int i = 0; i < EVENTS; i++) {
         snprintf(data, sizeof data, "{\"i\":%d,\"pad\":\"%0500d\"}", i, i);
@@ -344,47 +338,47 @@ TEST(an_embedded_store_archives_and_a_backup_copies_the_archived_segments) {
     factum_result_free(res);
     /* The backup is a whole data folder: archived segments copied into its log/, no markers. */
     factum_backup_stats_t bst;
-    CHECK_RC(factum_backup(db, path_in("bk"), NULL, NULL, &bst, &err), 0);
+    CHECK_RC(factum_backup(db, test_path("bk"), NULL, NULL, &bst, &err), 0);
     CHECK_EQ(bst.position, EVENTS);
     factum_close(db);
-    CHECK_EQ(count_ext(path_in("bk/log"), ".arch"), 0);
-    CHECK_EQ(count_ext(path_in("bk/log"), ".seg"), (int)st.archived_segments + 1);
-    db = test_open(path_in("bk"), NULL);
+    CHECK_EQ(count_ext(test_path("bk/log"), ".arch"), 0);
+    CHECK_EQ(count_ext(test_path("bk/log"), ".seg"), (int)st.archived_segments + 1);
+    db = test_open(test_path("bk"), NULL);
     CHECK_RC(factum_read_stream(db, str_c("emb"), 0, 1000, 0, &res, &err), 0);
     CHECK_EQ(factum_result_count(res), EVENTS);
     factum_result_free(res);
     factum_close(db);
     /* Without it: a pass is refused, the archive folder cannot be inside the data folder. */
-    db = test_open(path_in("other"), NULL);
+    db = test_open(test_path("other"), NULL);
     CHECK_RC(factum_archive(db, NULL, &err), FACTUM_EINVAL);
     factum_close(db);
-    factum_options_t inside = {.archive_dir = path_in("data/cold")};
-    CHECK_RC(factum_open(path_in("data"), &inside, &db, &err), FACTUM_EINVAL);
+    factum_options_t inside = {.archive_dir = test_path("data/cold")};
+    CHECK_RC(factum_open(test_path("data"), &inside, &db, &err), FACTUM_EINVAL);
     CHECK_MSG(strstr(err.message, "outside"), "%s", err.message);
 }
 
 TEST(bad_archive_options_are_refused_one_past_their_limits) {
     char out[8192];
     /* --archive-after: 100 years is the most. */
-    CHECK_EQ(run_factum(out, sizeof out, "serve --data-dir %s --archive-after 3153600001", path_in("data")), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "serve --data-dir %s --archive-after 3153600001", test_path("data")), 2);
     CHECK_MSG(strstr(out, "--archive-after wants seconds from 0"), "%s", out);
-    CHECK(access(path_in("data"), F_OK) != 0); /* nothing made */
-    CHECK_EQ(run_factum(out, sizeof out, "serve --data-dir %s --archive-after -1", path_in("data")), 2);
-    FILE *f = fopen(path_in("factum.conf"), "w");
+    CHECK(access(test_path("data"), F_OK) != 0); /* nothing made */
+    CHECK_EQ(run_factum(out, sizeof out, "serve --data-dir %s --archive-after -1", test_path("data")), 2);
+    FILE *f = fopen(test_path("factum.conf"), "w");
     fprintf(f, "archive-dir = /tmp\narchive-after = 3153600000\n");
     fclose(f);
-    CHECK_EQ(run_factum(out, sizeof out, "config check %s", path_in("factum.conf")), 0);
-    f = fopen(path_in("factum.conf"), "w");
+    CHECK_EQ(run_factum(out, sizeof out, "config check %s", test_path("factum.conf")), 0);
+    f = fopen(test_path("factum.conf"), "w");
     fprintf(f, "archive-dir = /tmp\narchive-after = 3153600001\narchive-dir =\n");
     fclose(f);
-    CHECK_EQ(run_factum(out, sizeof out, "config check %s", path_in("factum.conf")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "config check %s", test_path("factum.conf")), 1);
     CHECK_MSG(strstr(out, "factum.conf:2: archive-after wants seconds"), "%s", out);
     CHECK_MSG(strstr(out, "factum.conf:3: archive-dir needs a value"), "%s", out);
     /* The library: one past the age, a path one byte too long, and one inside the data folder. */
     factum_t *db;
     factum_error_t err;
     factum_options_t o = {.archive_dir = "/tmp", .archive_after_s = FACTUM_MAX_ARCHIVE_AFTER_S + 1};
-    CHECK_RC(factum_open(path_in("lib"), &o, &db, &err), FACTUM_EINVAL);
+    CHECK_RC(factum_open(test_path("lib"), &o, &db, &err), FACTUM_EINVAL);
     char *longp = malloc(FACTUM_MAX_DIR + 2);
     snprintf(longp, FACTUM_MAX_DIR + 2, "%s", test_dir());
     while (strlen(longp) + 201 < FACTUM_MAX_DIR) { /* folders of 200 bytes down to the limit */
@@ -400,27 +394,27 @@ TEST(bad_archive_options_are_refused_one_past_their_limits) {
     longp[FACTUM_MAX_DIR] = 0;
     CHECK(mkdir(longp, 0755) == 0);
     o = (factum_options_t){.archive_dir = longp};
-    CHECK_RC(factum_open(path_in("lib"), &o, &db, &err), 0); /* at the limit: taken */
+    CHECK_RC(factum_open(test_path("lib"), &o, &db, &err), 0); /* at the limit: taken */
     factum_close(db);
     longp[FACTUM_MAX_DIR] = 'b', longp[FACTUM_MAX_DIR + 1] = 0;
-    CHECK_RC(factum_open(path_in("lib"), &o, &db, &err), FACTUM_EINVAL);
+    CHECK_RC(factum_open(test_path("lib"), &o, &db, &err), FACTUM_EINVAL);
     free(longp);
     /* A folder that is missing is the store's problem, shown, and a pass fails naming it. */
-    o = (factum_options_t){.archive_dir = path_in("nowhere")};
-    CHECK_RC(factum_open(path_in("lib"), &o, &db, &err), 0);
+    o = (factum_options_t){.archive_dir = test_path("nowhere")};
+    CHECK_RC(factum_open(test_path("lib"), &o, &db, &err), 0);
     factum_archive_stats_t st;
     factum_archive_stats(db, &st);
     CHECK(st.folder_unusable && strstr(st.error, "cannot be used"));
     CHECK_RC(factum_archive(db, NULL, &err), FACTUM_EIO);
-    CHECK_MSG(strstr(err.message, path_in("nowhere")), "%s", err.message);
+    CHECK_MSG(strstr(err.message, test_path("nowhere")), "%s", err.message);
     factum_close(db);
     /* A server without --archive-dir: a pass is refused (409), what is where is shown. */
-    srv s = srv_start(path_in("plain"), NULL);
+    srv s = srv_start(test_path("plain"), NULL);
     expect_status(s.port, "POST", "/admin/archive", NULL, NULL, 409, "no archive folder");
     expect_status(s.port, "POST", "/admin/archive", NULL, "{}", 400, "no body");
     expect_status(s.port, "GET", "/admin/archive", NULL, NULL, 200, "\"enabled\":false");
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     /* factum admin archive --run needs a folder on a data folder. */
-    CHECK_EQ(run_factum(out, sizeof out, "admin archive --run --data-dir %s", path_in("lib")), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "admin archive --run --data-dir %s", test_path("lib")), 2);
     CHECK_MSG(strstr(out, "--archive-dir"), "%s", out);
 }

@@ -462,11 +462,5 @@ size_t factum_archive_json(const factum_archive_stats_t *st, char *out, size_t c
     else
         buf_printf(b, "null");
     buf_printf(b, "}");
-    size_t n = bb.len;
-    if (cap) {
-        memcpy(out, bb.ptr ? bb.ptr : "", MIN(n, cap - 1));
-        out[MIN(n, cap - 1)] = 0;
-    }
-    buf_free(&bb);
-    return n;
+    return buf_give(&bb, out, cap);
 }

@@ -210,11 +210,5 @@ size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t
     buf_printf(b, st->finished_us ? "\"finished\":\"%s\"," : "\"finished\":null%.0s,", finished);
     buf_printf(b, "\"error\":%s%s%s}", st->last_error ? "\"" : "",
                st->last_error ? factum_errname(st->last_error) : "null", st->last_error ? "\"" : "");
-    size_t n = bb.len;
-    if (cap) {
-        memcpy(out, bb.ptr ? bb.ptr : "", MIN(n, cap - 1));
-        out[MIN(n, cap - 1)] = 0;
-    }
-    buf_free(&bb);
-    return n;
+    return buf_give(&bb, out, cap);
 }
