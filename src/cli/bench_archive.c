@@ -2,10 +2,11 @@
  * bench_archive.c — `factum bench archive` (issue 19): the read rate of a $all scan over sealed
  * segments on the fast disk beside the same scan over the same segments once they are archived,
  * in one run. The store (512 MiB, 128 MiB with --quick; 64 MiB segments) is filled, the sealed
- * part scanned, archived (factum_archive, timed: MB/s of the moves), and scanned again. Each scan
- * is measured twice: with the segment files' pages dropped from the page cache first
- * (posix_fadvise DONTNEED on those files only: the disk's cost) and right after (cached: the
- * read path's own cost). The archive folder defaults to one beside the data (the same disk;
+ * part scanned, archived (factum_archive, timed: MB/s of the moves), and scanned again. In each
+ * place, the best of three: a scan timed with the segment files' pages dropped from the page
+ * cache before the open (posix_fadvise DONTNEED on those files only: the disk's cost) and one
+ * right after (cached: the read path's own cost). The archive folder defaults to one
+ * beside the data (the same disk;
  * --archive DIR puts it on another).
  */
 #include "cli.h"
@@ -65,6 +66,25 @@ static int scan(factum_t *db, uint64_t end, scan_figures *f, factum_error_t *err
     }
     (void)sink;
     f->seconds = mono_s() - t0;
+    return 0;
+}
+
+/* The best of three: the store opened after the segment files' pages in `segdir` were dropped
+   (a mapping keeps its pages: they are dropped while nothing maps them), one scan timed at once
+   (cold) and one right after (cached). */
+static int scan_place(const char *data, const factum_options_t *o, const char *segdir, uint64_t end, scan_figures *cold,
+                      scan_figures *warm, factum_error_t *err) {
+    for (int k = 0; k < 3; k++) {
+        factum_t *db;
+        scan_figures c, w;
+        drop_cache(segdir);
+        int rc = factum_open(data, o, &db, err);
+        if (!rc && !(rc = scan(db, end, &c, err))) rc = scan(db, end, &w, err);
+        factum_close(db);
+        if (rc) return rc;
+        if (!k || c.seconds < cold->seconds) *cold = c;
+        if (!k || w.seconds < warm->seconds) *warm = w;
+    }
     return 0;
 }
 
@@ -129,10 +149,7 @@ int cli_bench_archive(int argc, char **argv) {
     scan_figures hot_cold, hot_warm, arch_cold, arch_warm;
     int rc;
     /* On the fast disk. */
-    if ((rc = factum_open(data, &plain, &db, &err))) return cli_report(rc, &err);
-    drop_cache(logdir);
-    if ((rc = scan(db, end, &hot_cold, &err)) || (rc = scan(db, end, &hot_warm, &err))) return cli_report(rc, &err);
-    factum_close(db);
+    if ((rc = scan_place(data, &plain, logdir, end, &hot_cold, &hot_warm, &err))) return cli_report(rc, &err);
     /* Moved: every sealed segment. */
     factum_archive_stats_t *st = malloc(sizeof *st);
     if (!st) return cli_fail(CLI_ERROR, "out of memory");
@@ -142,10 +159,7 @@ int cli_bench_archive(int argc, char **argv) {
     double move_s = mono_s() - t0;
     factum_close(db);
     /* In the archive (opened without archival options: the markers say where). */
-    if ((rc = factum_open(data, &plain, &db, &err))) return cli_report(rc, &err);
-    drop_cache(cold);
-    if ((rc = scan(db, end, &arch_cold, &err)) || (rc = scan(db, end, &arch_warm, &err))) return cli_report(rc, &err);
-    factum_close(db);
+    if ((rc = scan_place(data, &plain, cold, end, &arch_cold, &arch_warm, &err))) return cli_report(rc, &err);
     printf("  moved %llu sealed segments, %.0f MB in %.2f s (%.0f MB/s: copy, sync, read back, marker, removal)\n",
            (unsigned long long)st->moved_segments, (double)st->moved_bytes / 1e6, move_s,
            (double)st->moved_bytes / 1e6 / move_s);
