@@ -41,14 +41,6 @@ static int count_ext(const char *dir, const char *ext) {
     return n;
 }
 
-static uint64_t json_u64(const char *body, const char *key) {
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(body, k);
-    CHECK_MSG(p, "no %s in %s", key, body);
-    return strtoull(p + strlen(k), NULL, 10);
-}
-
 /* EVENTS events of about 600 bytes over three streams: several 64 KiB segments. */
 static void post_events(int port) {
     char body[800], path[64];

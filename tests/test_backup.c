@@ -33,14 +33,6 @@ static int factum_cmd(char *out, size_t cap, const char *fmt, ...) {
     return test_run(cmd, out, cap);
 }
 
-static uint64_t json_u64(const char *body, const char *key) {
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(body, k);
-    CHECK_MSG(p, "no %s in %s", key, body);
-    return strtoull(p + strlen(k), NULL, 10);
-}
-
 static void fill(factum_t *db, int n, int from) {
     char data[600];
     for (int i = from; i < from + n; i++) {
