@@ -104,19 +104,26 @@ typedef struct factum_event {
 } factum_event_t;
 
 /* Limits. A value one past a limit is rejected with FACTUM_ETOOBIG or FACTUM_EBADEVENT. */
-#define FACTUM_MAX_STREAM_NAME 255      /* bytes */
-#define FACTUM_MAX_ATTRIBUTE 255        /* bytes of id, type, correlationid, causationid */
-#define FACTUM_MAX_LONG_ATTRIBUTE 4096  /* bytes of source, subject, datacontenttype */
-#define FACTUM_MAX_EXTENSIONS 65536     /* bytes of extension members */
-#define FACTUM_DEFAULT_MAX_DATA 1048576 /* bytes of data per event (1 MiB) */
-#define FACTUM_MAX_BATCH_EVENTS 10000   /* events per append */
-#define FACTUM_MAX_DIR 3000             /* bytes of a data folder path */
+#define FACTUM_MAX_STREAM_NAME 255               /* bytes */
+#define FACTUM_MAX_ATTRIBUTE 255                 /* bytes of id, type, correlationid, causationid */
+#define FACTUM_MAX_LONG_ATTRIBUTE 4096           /* bytes of source, subject, datacontenttype */
+#define FACTUM_MAX_EXTENSIONS 65536              /* bytes of extension members */
+#define FACTUM_DEFAULT_MAX_DATA 1048576          /* bytes of data per event (1 MiB) */
+#define FACTUM_MAX_BATCH_EVENTS 10000            /* events per append */
+#define FACTUM_MAX_DIR 3000                      /* bytes of a data folder path */
+#define FACTUM_MAX_ARCHIVE_AFTER_S 3153600000ull /* archive_after_s: 100 years */
 
 typedef struct factum_options {
     uint64_t segment_bytes;   /* size of each log segment file; 0 = 256 MiB */
     uint32_t max_data_bytes;  /* largest data per event; 0 = 1 MiB */
     uint32_t memtable_events; /* index entries kept in memory before a flush; 0 = 262144 */
     uint32_t stream_cache;    /* streams whose last revision is kept in memory; 0 = 2^21 */
+    /* Archival (docs/operations.md, "Archival"): sealed segments whose newest event is at least
+       archive_after_s seconds old move to the folder archive_dir (another disk, a mounted
+       bucket), which must exist, and stay readable there. NULL: nothing is archived; segments
+       archived earlier are read from the folder their markers name. */
+    const char *archive_dir;
+    uint64_t archive_after_s; /* 0: as soon as a segment is sealed; at most FACTUM_MAX_ARCHIVE_AFTER_S */
     /* For tests: an I/O layer that injects faults (see src/io/io.h). NULL = the real one. */
     struct io_vfs *vfs;
 } factum_options_t;
@@ -399,6 +406,7 @@ typedef struct factum_scavenge_stats {
     uint64_t segments_total;     /* this run (or the last): sealed segments to look at */
     uint64_t segments_done;      /* looked at so far */
     uint64_t segments_rewritten; /* rewritten without their removed events */
+    uint64_t segments_archived;  /* left as they are: archived (a scavenge never compacts the archive) */
     uint64_t events_scanned, events_removed;
     uint64_t bytes_before, bytes_after; /* file bytes of the rewritten segments, before and after */
     uint64_t bytes_reclaimed_total;     /* since the store was opened */
@@ -541,6 +549,39 @@ size_t factum_backup_json(const factum_backup_stats_t *st, char *out, size_t cap
  */
 int factum_restore(const char *from, const char *to, factum_backup_cb cb, void *ctx, factum_backup_stats_t *st,
                    factum_error_t *err);
+
+/* ---- Archival to cold storage (docs/operations.md, "Archival"; docs/format.md, "Archived segments") ---- */
+
+typedef struct factum_archive_stats {
+    int enabled;                                /* an archive folder is configured (archive_dir) */
+    uint64_t after_s;                           /* archive_after_s */
+    uint64_t hot_segments, hot_bytes;           /* segment files on the fast disk (the active one too) */
+    uint64_t archived_segments, archived_bytes; /* segment files in the archive folder */
+    uint64_t unavailable_segments;              /* archived segments that cannot be read now */
+    int folder_unusable;                  /* 1: the archive folder is missing or cannot be written (error says why) */
+    int running;                          /* 1 while a pass runs */
+    uint64_t passes;                      /* passes finished since open */
+    uint64_t moved_segments, moved_bytes; /* moved by the last pass */
+    uint64_t moved_segments_total;        /* since open */
+    int64_t last_pass_us;                 /* when the last pass finished, 0 if none */
+    int last_error;                       /* 0, or the code that stopped the last pass */
+    char error[320];                      /* what is wrong: the folder cannot be used, or the last pass's error */
+    char folder[FACTUM_MAX_DIR + 1];      /* the archive folder ("" when none) */
+} factum_archive_stats_t;
+
+/* What is where (about 3.7 KB; caller-owned). */
+void factum_archive_stats(factum_t *db, factum_archive_stats_t *out);
+/*
+ * Runs an archival pass now, in the calling thread (a pass the store's own thread is running is
+ * waited for first): each sealed segment whose newest event is at least archive_after_s old is
+ * copied to the archive folder, synced, recorded as archived, then removed from the fast disk;
+ * reads go on meanwhile. st (may be NULL) is what factum_archive_stats says afterwards.
+ * FACTUM_EINVAL (no archive folder configured), FACTUM_EIO / FACTUM_ENOSPC (the folder cannot be
+ * written; what was moved before stays moved), FACTUM_ECLOSED (the store is closing).
+ */
+int factum_archive(factum_t *db, factum_archive_stats_t *st, factum_error_t *err);
+/* The stats as JSON (what GET /admin/archive answers); returns the length it needs. */
+size_t factum_archive_json(const factum_archive_stats_t *st, char *out, size_t cap);
 
 /* ---- CloudEvents JSON (structured mode) ---- */
 

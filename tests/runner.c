@@ -60,6 +60,14 @@ const char *test_dir(void) {
     return dir_buf;
 }
 
+char *test_path(const char *name) {
+    static char p[4][1024];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", test_dir(), name);
+    return p[k];
+}
+
 uint64_t test_seed(void) { return seed; }
 
 void test_flip_bit(const char *path, uint64_t off) {

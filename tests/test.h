@@ -49,6 +49,8 @@ _Noreturn void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 
 
 /* A fresh empty folder for this test, removed when the test's process ends. */
 const char *test_dir(void);
+/* test_dir()/name, in one of four static buffers (so a call can use a few at once). */
+char *test_path(const char *name);
 /* A deterministic random number generator, seeded per test (FACTUM_SEED overrides). */
 uint64_t test_rand(void);
 uint64_t test_seed(void);

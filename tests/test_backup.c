@@ -21,14 +21,6 @@
 
 static const factum_options_t small = {.segment_bytes = 1u << 16, .memtable_events = 256};
 
-static char *path_in(const char *name) {
-    static char p[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", test_dir(), name);
-    return p[k];
-}
-
 /* Runs `factum ARGS` (stderr with stdout into out); its exit status. */
 static int factum_cmd(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int factum_cmd(char *out, size_t cap, const char *fmt, ...) {
@@ -39,14 +31,6 @@ static int factum_cmd(char *out, size_t cap, const char *fmt, ...) {
     va_end(ap);
     snprintf(cmd, sizeof cmd, "%s %s 2>&1", test_bin(), args);
     return test_run(cmd, out, cap);
-}
-
-static uint64_t json_u64(const char *body, const char *key) {
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(body, k);
-    CHECK_MSG(p, "no %s in %s", key, body);
-    return strtoull(p + strlen(k), NULL, 10);
 }
 
 static void fill(factum_t *db, int n, int from) {
@@ -86,27 +70,27 @@ static void list_sizes(const char *dir, sizes *s) {
 }
 
 TEST(incremental_backup_copies_only_what_is_new) {
-    factum_t *db = test_open(path_in("data"), &small);
+    factum_t *db = test_open(test_path("data"), &small);
     fill(db, 400, 0); /* about 240 KiB: several 64 KiB segments */
     factum_close(db);
     char out[4096];
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("bk")), 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
     uint64_t total = json_u64(out, "bytes_total");
     CHECK_EQ(json_u64(out, "bytes_copied"), total);
     CHECK_EQ(json_u64(out, "position"), 400);
     CHECK(json_u64(out, "files_copied") >= 4);
     /* Nothing new: nothing copied. */
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("bk")), 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
     CHECK_EQ(json_u64(out, "bytes_copied"), 0);
     CHECK_EQ(json_u64(out, "files_copied"), 0);
     sizes before, after;
-    list_sizes(path_in("bk"), &before);
-    db = test_open(path_in("data"), &small);
+    list_sizes(test_path("bk"), &before);
+    db = test_open(test_path("data"), &small);
     fill(db, 300, 400);
     factum_close(db);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("bk")), 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
     CHECK_EQ(json_u64(out, "position"), 700);
-    list_sizes(path_in("bk"), &after);
+    list_sizes(test_path("bk"), &after);
     /* What is new: new files whole, and the growth of the segment that was the tail. */
     uint64_t expect = 0, sum = 0;
     for (int i = 0; i < after.n; i++) {
@@ -121,9 +105,10 @@ TEST(incremental_backup_copies_only_what_is_new) {
     CHECK_EQ(json_u64(out, "bytes_total"), sum);
     CHECK(expect < sum / 2 + 65536); /* the sealed segments of the first backup were not copied again */
     /* The backup is a data folder that checks clean, and verify says so too. */
-    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", path_in("bk")), 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", test_path("bk")), 0);
     CHECK(strstr(out, "clean"));
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --verify --data-dir %s --to %s", path_in("data"), path_in("bk")), 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --verify --data-dir %s --to %s", test_path("data"), test_path("bk")),
+             0);
     CHECK(strstr(out, "0 damage, 0 derived"));
 }
 
@@ -152,7 +137,7 @@ static void *append_loop(void *arg) {
 }
 
 TEST_T(backup_under_appends_holds_every_acknowledged_event_once, 120) {
-    srv s = srv_start(path_in("data"), "--segment-bytes 65536");
+    srv s = srv_start(test_path("data"), "--segment-bytes 65536");
     _Atomic bool stop = false;
     appender a[2];
     pthread_t t[2];
@@ -163,7 +148,7 @@ TEST_T(backup_under_appends_holds_every_acknowledged_event_once, 120) {
     while (a[0].n < 300 || a[1].n < 300) /* several segments by now */
         usleep(10000);
     char body[1200];
-    snprintf(body, sizeof body, "{\"to\":\"%s\",\"verify\":true}", path_in("bk"));
+    snprintf(body, sizeof body, "{\"to\":\"%s\",\"verify\":true}", test_path("bk"));
     resp r;
     http_do(s.port, "POST", "/admin/backup", "Content-Type: application/json\r\n", body, &r);
     CHECK_MSG(r.status == 200, "backup answered %d: %s", r.status, r.body);
@@ -181,9 +166,9 @@ TEST_T(backup_under_appends_holds_every_acknowledged_event_once, 120) {
     /* Restored and served: every event acknowledged below p is there at its position, once,
        and nothing at or past p. */
     char out[4096];
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", path_in("bk"), path_in("restored")), 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 0);
     CHECK_EQ(json_u64(out, "position"), p);
-    s = srv_start(path_in("restored"), NULL);
+    s = srv_start(test_path("restored"), NULL);
     int below = 0;
     for (int i = 0; i < 2; i++) {
         char path[64];
@@ -212,7 +197,7 @@ TEST_T(backup_under_appends_holds_every_acknowledged_event_once, 120) {
     char *head = http_body(s.port, "GET", "/health", NULL, NULL, 200);
     free(head);
     srv_stop(&s, SIGTERM);
-    factum_t *db = test_open(path_in("restored"), NULL);
+    factum_t *db = test_open(test_path("restored"), NULL);
     CHECK_EQ(factum_head_position(db), p);
     factum_close(db);
 }
@@ -220,19 +205,19 @@ TEST_T(backup_under_appends_holds_every_acknowledged_event_once, 120) {
 /* ---- killed half-way ---- */
 
 TEST_T(backup_killed_half_way_is_refused_until_one_finishes, 120) {
-    factum_t *db = test_open(path_in("data"), &small);
+    factum_t *db = test_open(test_path("data"), &small);
     fill(db, 400, 0);
     factum_close(db);
     pid_t pid = fork();
     if (pid == 0) {
         setenv("FACTUM_TEST_BACKUP_SLEEP_MS", "300", 1);
         freopen("/dev/null", "w", stdout);
-        execl(test_bin(), "factum", "backup", "--data-dir", path_in("data"), "--to", path_in("bk"), (char *)NULL);
+        execl(test_bin(), "factum", "backup", "--data-dir", test_path("data"), "--to", test_path("bk"), (char *)NULL);
         _exit(127);
     }
     /* Half-way: the second segment is copied, more are to come (each file then sleeps 300 ms). */
     char seg1[1200];
-    snprintf(seg1, sizeof seg1, "%s/log/00000001.seg", path_in("bk"));
+    snprintf(seg1, sizeof seg1, "%s/log/00000001.seg", test_path("bk"));
     while (access(seg1, F_OK))
         usleep(10000);
     kill(pid, SIGKILL);
@@ -240,22 +225,22 @@ TEST_T(backup_killed_half_way_is_refused_until_one_finishes, 120) {
     waitpid(pid, &st, 0);
     CHECK(WIFSIGNALED(st));
     char marker[1200];
-    snprintf(marker, sizeof marker, "%s/BACKUP-IN-PROGRESS", path_in("bk"));
+    snprintf(marker, sizeof marker, "%s/BACKUP-IN-PROGRESS", test_path("bk"));
     CHECK(access(marker, F_OK) == 0);
     char out[4096];
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", path_in("bk"), path_in("restored")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 1);
     CHECK_MSG(strstr(out, "unfinished backup") && strstr(out, "no BACKUP manifest"), "%s", out);
-    CHECK(access(path_in("restored"), F_OK) != 0); /* nothing made */
-    CHECK_EQ(factum_cmd(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", path_in("bk")), 1);
+    CHECK(access(test_path("restored"), F_OK) != 0); /* nothing made */
+    CHECK_EQ(factum_cmd(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", test_path("bk")), 1);
     CHECK_MSG(strstr(out, "unfinished backup"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", path_in("bk")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", test_path("bk")), 1);
     CHECK_MSG(strstr(out, "damage   BACKUP-IN-PROGRESS"), "%s", out);
     /* A backup into it again finishes it. */
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("bk")), 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
     CHECK_EQ(json_u64(out, "position"), 400);
     CHECK(access(marker, F_OK) != 0);
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", path_in("bk"), path_in("restored")), 0);
-    db = test_open(path_in("restored"), NULL);
+    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 0);
+    db = test_open(test_path("restored"), NULL);
     CHECK_EQ(factum_head_position(db), 400);
     CHECK_EQ(factum_stream_revision(db, str_c("odd")), 199);
     factum_close(db);
@@ -271,31 +256,31 @@ static void write_file(const char *path, const char *text) {
 }
 
 TEST(a_newer_format_is_refused_and_an_older_one_upgraded) {
-    factum_t *db = test_open(path_in("data"), &small);
+    factum_t *db = test_open(test_path("data"), &small);
     fill(db, 10, 0);
     factum_close(db);
     char format[1024], out[4096], text[64] = "";
-    snprintf(format, sizeof format, "%s", path_in("data/FORMAT"));
+    snprintf(format, sizeof format, "%s", test_path("data/FORMAT"));
     FILE *f = fopen(format, "r");
     CHECK(f && fgets(text, sizeof text, f));
     fclose(f);
     CHECK(!strcmp(text, "factum-format 2\n"));
     write_file(format, "factum-format 3\n");
-    CHECK_EQ(factum_cmd(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", path_in("data")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", test_path("data")), 1);
     CHECK_MSG(strstr(out, "has format version 3") && strstr(out, "newer factum"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", path_in("data")), 2);
+    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", test_path("data")), 2);
     CHECK_MSG(strstr(out, "has format version 3"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "read odd --data-dir %s", path_in("data")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "read odd --data-dir %s", test_path("data")), 1);
     write_file(format, "factum-format x\n");
-    CHECK_EQ(factum_cmd(out, sizeof out, "read odd --data-dir %s", path_in("data")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "read odd --data-dir %s", test_path("data")), 1);
     CHECK_MSG(strstr(out, "does not say which format"), "%s", out);
     /* A folder without FORMAT was written before it existed: version 1, upgraded on open. */
     unlink(format);
-    int crc = factum_cmd(out, sizeof out, "check --data-dir %s", path_in("data"));
+    int crc = factum_cmd(out, sizeof out, "check --data-dir %s", test_path("data"));
     CHECK_MSG(crc == 0, "%s", out);
     CHECK_MSG(strstr(out, "format version 1"), "%s", out);
     factum_error_t err;
-    CHECK_RC(factum_open(path_in("data"), NULL, &db, &err), 0);
+    CHECK_RC(factum_open(test_path("data"), NULL, &db, &err), 0);
     CHECK_EQ(factum_format_found(db), 1);
     CHECK_EQ(factum_head_position(db), 10);
     factum_close(db);
@@ -303,7 +288,7 @@ TEST(a_newer_format_is_refused_and_an_older_one_upgraded) {
     CHECK(f && fgets(text, sizeof text, f));
     fclose(f);
     CHECK(!strcmp(text, "factum-format 2\n"));
-    CHECK_RC(factum_open(path_in("data"), NULL, &db, &err), 0);
+    CHECK_RC(factum_open(test_path("data"), NULL, &db, &err), 0);
     CHECK_EQ(factum_format_found(db), 2);
     factum_close(db);
 }
@@ -311,50 +296,53 @@ TEST(a_newer_format_is_refused_and_an_older_one_upgraded) {
 /* ---- bad input ---- */
 
 TEST(bad_backup_and_restore_input_is_refused_and_changes_nothing) {
-    factum_t *db = test_open(path_in("data"), &small);
+    factum_t *db = test_open(test_path("data"), &small);
     fill(db, 20, 0);
     factum_close(db);
     char out[4096];
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s", path_in("data")), 2);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s", test_path("data")), 2);
     CHECK_MSG(strstr(out, "needs --to DIR"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("data/inner")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("data/inner")),
+             1);
     CHECK_MSG(strstr(out, "is inside") && strstr(out, "outside it"), "%s", out);
-    CHECK(access(path_in("data/inner"), F_OK) != 0);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("data")), 1);
-    mkdir(path_in("other"), 0755);
-    write_file(path_in("other/mine.txt"), "keep me\n");
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("other")), 1);
+    CHECK(access(test_path("data/inner"), F_OK) != 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("data")), 1);
+    mkdir(test_path("other"), 0755);
+    write_file(test_path("other/mine.txt"), "keep me\n");
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("other")), 1);
     CHECK_MSG(strstr(out, "not empty and holds no backup"), "%s", out);
-    DIR *d = opendir(path_in("other"));
+    DIR *d = opendir(test_path("other"));
     int n = 0;
     for (struct dirent *de; (de = readdir(d));)
         n += de->d_name[0] != '.';
     closedir(d);
     CHECK_EQ(n, 1);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("no/such/place")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("no/such/place")),
+             1);
     CHECK_MSG(strstr(out, "above it"), "%s", out);
     /* restore: a folder that is no backup, a target that is not empty, a target inside the backup */
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", path_in("data"), path_in("r")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("data"), test_path("r")), 1);
     CHECK_MSG(strstr(out, "is not a backup"), "%s", out);
-    CHECK(access(path_in("r"), F_OK) != 0);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", path_in("data"), path_in("bk")), 0);
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", path_in("bk"), path_in("other")), 1);
+    CHECK(access(test_path("r"), F_OK) != 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
+    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("other")), 1);
     CHECK_MSG(strstr(out, "is not empty: a restore goes to a new or empty folder"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", path_in("bk"), path_in("bk/log/x")), 1);
+    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("bk/log/x")), 1);
     CHECK_MSG(strstr(out, "is inside"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s", path_in("bk")), 2);
-    CHECK_EQ(factum_cmd(out, sizeof out, "--server http://127.0.0.1:1 restore %s --to %s", path_in("bk"), path_in("r")),
-             2);
+    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s", test_path("bk")), 2);
+    CHECK_EQ(
+        factum_cmd(out, sizeof out, "--server http://127.0.0.1:1 restore %s --to %s", test_path("bk"), test_path("r")),
+        2);
     /* over HTTP: a relative folder, a missing one, an unknown member, a non-empty folder */
-    srv s = srv_start(path_in("data"), NULL);
+    srv s = srv_start(test_path("data"), NULL);
     expect_status(s.port, "POST", "/admin/backup", NULL, "{\"to\":\"relative/dir\"}", 400, "absolute path");
     expect_status(s.port, "POST", "/admin/backup", NULL, "{}", 400, "absolute path");
     expect_status(s.port, "POST", "/admin/backup", NULL, "{\"to\":\"/tmp/x\",\"when\":1}", 400, "unknown member");
     expect_status(s.port, "POST", "/admin/backup", NULL, "{\"to\":\"/tmp/x\",\"verify\":1}", 400, "true or false");
     char body[1200];
-    snprintf(body, sizeof body, "{\"to\":\"%s\"}", path_in("other"));
+    snprintf(body, sizeof body, "{\"to\":\"%s\"}", test_path("other"));
     expect_status(s.port, "POST", "/admin/backup", NULL, body, 400, "holds no backup");
-    snprintf(body, sizeof body, "{\"to\":\"%s\"}", path_in("data/log/inner"));
+    snprintf(body, sizeof body, "{\"to\":\"%s\"}", test_path("data/log/inner"));
     expect_status(s.port, "POST", "/admin/backup", NULL, body, 400, "is inside");
     srv_stop(&s, SIGTERM);
 }

@@ -280,6 +280,14 @@ double srv_metric(int port, const char *line) {
     return v;
 }
 
+uint64_t json_u64(const char *body, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(body, k);
+    CHECK_MSG(p, "no %s in %s", key, body);
+    return strtoull(p + strlen(k), NULL, 10);
+}
+
 uint64_t srv_scavenge(int port) {
     char *b = http_body(port, "GET", "/admin/scavenge", NULL, NULL, 200);
     const char *p = strstr(b, "\"runs\":");

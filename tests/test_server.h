@@ -63,6 +63,8 @@ int run_factum(char *out, size_t cap, const char *fmt, ...) __attribute__((forma
 /* A sample of GET /metrics (from loopback, without a key): `line` is its name and labels
    ("factum_x{a=\"b\"}"); -1 if there is none. */
 double srv_metric(int port, const char *line);
+/* The number after "key": in a JSON body (fails the test if there is none). */
+uint64_t json_u64(const char *body, const char *key);
 /* POST /admin/scavenge and wait until it has finished; returns its events_removed. */
 uint64_t srv_scavenge(int port);
 

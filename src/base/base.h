@@ -82,6 +82,9 @@ bool str_u64(factum_str_t s, uint64_t *out);
 /* True if stream is in category cat: the text before its first '-' (or all of it) is cat. */
 bool stream_in_category(factum_str_t stream, factum_str_t cat);
 void buf_free(buf_t *b);
+/* Copies b into out (at most cap - 1 bytes, then a NUL; nothing when cap is 0), frees b, and
+   returns b's length: what the *_json functions of the API answer. */
+size_t buf_give(buf_t *b, char *out, size_t cap);
 
 static inline bool str_eq(factum_str_t a, factum_str_t b) {
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);

@@ -264,6 +264,16 @@ void buf_free(buf_t *b) {
     *b = (buf_t){0};
 }
 
+size_t buf_give(buf_t *b, char *out, size_t cap) {
+    size_t n = b->len;
+    if (cap) {
+        memcpy(out, b->ptr ? b->ptr : "", MIN(n, cap - 1));
+        out[MIN(n, cap - 1)] = 0;
+    }
+    buf_free(b);
+    return n;
+}
+
 int buf_url_encode(buf_t *b, const char *s, size_t n) {
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {

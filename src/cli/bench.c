@@ -401,6 +401,7 @@ static factum_t *bench_open(const char *dir) {
     "[--no-ceiling] [--memtable ENTRIES]\n"                                                                            \
     "       factum bench scavenge [--quick] [--dir DIR]\n"                                                             \
     "       factum bench backup [--quick] [--dir DIR] [--mib N]\n"                                                     \
+    "       factum bench archive [--quick] [--dir DIR] [--archive DIR] [--mib N]\n"                                    \
     "\n"                                                                                                               \
     "Measures in a new folder made in DIR (default .) and removed after; docs/bench.md says what each figure means."
 
@@ -412,6 +413,7 @@ int cli_bench(int argc, char **argv) {
     bool no_ceiling = false;
     if (argc > 1 && !strcmp(argv[1], "scavenge")) return cli_bench_scavenge(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "backup")) return cli_bench_backup(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "archive")) return cli_bench_archive(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "engine")) continue;
         if (!strcmp(argv[i], "--json"))

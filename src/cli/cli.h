@@ -42,6 +42,8 @@ int cli_open(const char *dir, factum_t **db);
 /* Opens the store in dir, making it if missing: for the commands that write (append, meta with
    a change, serve, tour). Prints the error. */
 int cli_create(const char *dir, factum_t **db);
+/* cli_open with options (o may be NULL). */
+int cli_open_with(const char *dir, const factum_options_t *o, factum_t **db);
 /* Prints one event as a JSON line on stdout, using line as scratch. */
 int cli_print_event(const factum_event_t *e, buf_t *line);
 
@@ -78,12 +80,16 @@ int cli_meta(const char *dir, const char *url, int argc, char **argv);
 int cli_list(const char *dir, const char *url, bool categories, int argc, char **argv);
 int cli_delete(const char *dir, const char *url, int argc, char **argv);
 int cli_admin(const char *dir, const char *url, int argc, char **argv);
+/* archive.c: factum admin archive [--run] [--archive-dir DIR] [--archive-after S], embedded or against url */
+int cli_admin_archive(const char *dir, const char *url, int argc, char **argv);
 int cli_tour(const char *dir, int argc, char **argv);
 /* key.c: factum key create|ls|revoke, on the data folder or against url */
 int cli_key(const char *dir, const char *url, int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_bench_scavenge(int argc, char **argv);
 int cli_bench_backup(int argc, char **argv);
+/* bench_archive.c: factum bench archive [--quick] [--dir DIR] [--archive DIR] [--mib N] */
+int cli_bench_archive(int argc, char **argv);
 /* bench_scavenge.c: fills db with about `bytes` of 200-byte events (4 writers, batches of 100,
    to streams keep-N and drop-N); the appends/s and latency of 16 writers (1 event each) until
    *stop, set by the caller or when `seconds` have passed or once *until is set. */

@@ -35,6 +35,8 @@ static const char *const names[] = {"listen",
                                     "max-memory",
                                     "scavenge-every",
                                     "segment-bytes",
+                                    "archive-dir",
+                                    "archive-after",
                                     "max-groups",
                                     "max-projections",
                                     "max-sagas",
@@ -157,12 +159,21 @@ int serve_option(serve_options *o, int source, const char *opt, const char *v, c
         cfg->slow_request_ms = (uint32_t)ms;
         return SERVE_OPT_OK;
     }
+    if (!strcmp(opt, "archive-after")) {
+        uint64_t s;
+        if (!cli_parse_u64(v, &s) || s > FACTUM_MAX_ARCHIVE_AFTER_S)
+            return refuse(why, cap, "%s wants seconds from 0 (as soon as a segment is sealed) to %llu (got '%s')", name,
+                          (unsigned long long)FACTUM_MAX_ARCHIVE_AFTER_S, v);
+        o->archive_after_s = s;
+        return SERVE_OPT_OK;
+    }
     const char **str = !strcmp(opt, "listen")            ? &cfg->listen
                        : !strcmp(opt, "access-log")      ? &cfg->access_log
                        : !strcmp(opt, "tls-cert")        ? &cfg->tls_cert
                        : !strcmp(opt, "tls-key")         ? &cfg->tls_key
                        : !strcmp(opt, "projections-dir") ? &o->projections_dir
                        : !strcmp(opt, "data-dir")        ? &o->data_dir
+                       : !strcmp(opt, "archive-dir")     ? &o->archive_dir
                        : !strcmp(opt, "cluster")         ? &o->cluster.urls
                        : !strcmp(opt, "node")            ? &o->cluster.node
                        : !strcmp(opt, "advertise")       ? &o->cluster.advertise

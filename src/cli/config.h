@@ -29,7 +29,9 @@ typedef struct serve_options {
     server_config cfg;
     uint64_t segment_bytes;
     const char *projections_dir;
-    const char *data_dir; /* from the file: used when neither --data-dir nor $FACTUM_DATA_DIR is given */
+    const char *archive_dir;  /* --archive-dir: sealed segments move there when --archive-after old */
+    uint64_t archive_after_s; /* --archive-after */
+    const char *data_dir;     /* from the file: used when neither --data-dir nor $FACTUM_DATA_DIR is given */
     const char *origins[SERVE_MAX_NAMES], *hosts[SERVE_MAX_NAMES];
     cluster_config cluster; /* --cluster, --node, --advertise, --cluster-stream (docs/cluster.md) */
     log_level log_level;    /* --log-level, --log-format: log_setup's */

@@ -41,6 +41,7 @@ static const char *usage_main =
     "  saga COMMAND ...              sagas: apply, ls, show, instances, parked, delete\n"
     "  delete STREAM [--tombstone]   delete a stream (soft, or for ever)\n"
     "  admin scavenge                give back the disk of deleted and expired events\n"
+    "  admin archive [--run]         what is on the fast disk and in the archive; --run moves now\n"
     "  check [--repair]              check a closed data folder offline (exit 1: damage found)\n"
     "  backup --to DIR [--verify]    copy the store while it runs (incremental into an earlier backup)\n"
     "  restore BACKUP --to DIR       copy a backup into a new data folder\n"
@@ -211,14 +212,18 @@ const char *cli_opt(int argc, char **argv, int *i, const char *name, int *usage_
     return argv[++*i];
 }
 
-int cli_create(const char *dir, factum_t **db) {
+static int open_with(const char *dir, const factum_options_t *o, factum_t **db) {
     factum_error_t err = {0};
-    int rc = factum_open(dir, NULL, db, &err);
+    int rc = factum_open(dir, o, db, &err);
     if (rc) return cli_report(rc, &err);
     return 0;
 }
 
-int cli_open(const char *dir, factum_t **db) {
+int cli_create(const char *dir, factum_t **db) { return open_with(dir, NULL, db); }
+
+int cli_open(const char *dir, factum_t **db) { return cli_open_with(dir, NULL, db); }
+
+int cli_open_with(const char *dir, const factum_options_t *o, factum_t **db) {
     /* A store is a folder with its log in it (docs/format.md: DIR/log); anything else, a
        mistyped --data-dir above all, is not one, and opening it would make one. */
     char log[FACTUM_MAX_DIR + 8];
@@ -227,7 +232,7 @@ int cli_open(const char *dir, factum_t **db) {
     if (strlen(dir) <= FACTUM_MAX_DIR && (stat(log, &st) || !S_ISDIR(st.st_mode)))
         return cli_fail(CLI_NOT_FOUND, "no store at %s (only append, meta with a change, serve and tour make one)",
                         dir);
-    return cli_create(dir, db);
+    return open_with(dir, o, db);
 }
 
 static int cmd_append(const char *dir, int argc, char **argv) {

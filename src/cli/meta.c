@@ -218,6 +218,7 @@ int cli_delete(const char *dir, const char *url, int argc, char **argv) {
 
 static const char *usage_admin =
     "usage: factum admin scavenge\n"
+    "       factum admin archive [--run] (factum admin archive --help)\n"
     "\n"
     "Rewrites sealed log segments without deleted, tombstoned, truncated and expired events and\n"
     "gives the space back to the file system; appends and reads go on meanwhile. Prints progress\n"
@@ -261,8 +262,10 @@ static void *scav_thread(void *arg) {
 }
 
 int cli_admin(const char *dir, const char *url, int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "archive")) return cli_admin_archive(dir, url, argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "--help")) return printf("%s", usage_admin), CLI_OK;
-    if (argc != 2 || strcmp(argv[1], "scavenge")) return cli_fail(CLI_USAGE, "usage: factum admin scavenge");
+    if (argc != 2 || strcmp(argv[1], "scavenge"))
+        return cli_fail(CLI_USAGE, "usage: factum admin scavenge | factum admin archive [--run]");
     factum_scavenge_stats_t st;
     uint64_t shown = UINT64_MAX;
     char *resp = NULL;

@@ -48,6 +48,10 @@ static const char *usage_serve =
     "  --scavenge-every S      scavenge (give back the disk of deleted and expired events)\n"
     "                          every S seconds (default 3600; 0: only on POST /admin/scavenge)\n"
     "  --segment-bytes BYTES   size of new log segments (default 268435456)\n"
+    "  --archive-dir DIR       move sealed segments to DIR (another disk, a mounted bucket; it\n"
+    "                          must exist) once their newest event is --archive-after old;\n"
+    "                          they stay readable there (docs/operations.md, \"Archival\")\n"
+    "  --archive-after S       seconds (default 0: as soon as a segment is sealed)\n"
     "  --max-groups N          consumer groups that may be defined (default 1000)\n"
     "  --max-projections N     projections that may be defined (default 100)\n"
     "  --max-sagas N           sagas that may be defined (default 100)\n"
@@ -144,7 +148,9 @@ static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     factum_t *db;
     factum_options_t fo = {.max_data_bytes = cfg.max_body ? (uint32_t)MIN(cfg.max_body, UINT32_MAX) : 0,
-                           .segment_bytes = o->segment_bytes};
+                           .segment_bytes = o->segment_bytes,
+                           .archive_dir = o->archive_dir,
+                           .archive_after_s = o->archive_after_s};
     rc = factum_open(dir, &fo, &db, &err);
     if (rc) {
         free(pabs);
@@ -156,6 +162,10 @@ static int serve_run(serve_options *o, const char *dir, bool dir_given, int argc
                 "%s was written by an older factum (format version %d): upgraded to version %d (see docs/format.md, "
                 "\"Format versions\")",
                 dir, factum_format_found(db), FACTUM_FORMAT_VERSION);
+    factum_archive_stats_t *as = malloc(sizeof *as);
+    if (as) factum_archive_stats(db, as);
+    if (as && as->error[0]) log_msg(LOG_LEVEL_ERROR, "%s (reads of archived events fail until it is back)", as->error);
+    free(as);
     char *abs = realpath(dir, NULL); /* projections' default files: where the data is, wherever the cwd */
     cfg.data_dir = abs ? abs : dir;
     cluster *cl = NULL;

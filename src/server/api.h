@@ -98,6 +98,7 @@ void api_delete_parked(conn *c, const route_args *a, factum_str_t body);
 /* api_admin.c: GET (progress) and POST (start) /admin/scavenge */
 void api_scavenge(conn *c, const route_args *a, factum_str_t body);
 void api_backup(conn *c, const route_args *a, factum_str_t body);
+void api_archive(conn *c, const route_args *a, factum_str_t body);
 /* api_projections.c */
 void api_list_projections(conn *c, const route_args *a, factum_str_t body);
 void api_show_projection(conn *c, const route_args *a, factum_str_t body);

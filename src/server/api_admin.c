@@ -6,6 +6,8 @@
  *   GET  /admin/scavenge   progress of the running or last scavenge
  *   POST /admin/backup     copies the store into a folder on this machine, on a worker; answers
  *                          when done: the position and bytes (and the check, with "verify")
+ *   GET  /admin/archive    what is where: segments and bytes on the fast disk and in the archive
+ *   POST /admin/archive    runs an archival pass now, on a worker; answers when it is done
  *
  * One thread per server runs scavenges: when asked, and every `scavenge_every_s` seconds. It
  * only calls factum_scavenge, which does its own locking; the loops read progress through
@@ -189,4 +191,62 @@ void api_backup(conn *c, const route_args *a, factum_str_t body) {
     j->verify = json_member(body, "verify", &v, &kind) && kind == JSON_TRUE;
     c->job = j;
     server_submit_job(c, backup_work, backup_done, backup_free);
+}
+
+/* ---- /admin/archive (docs/operations.md, "Archival") ---- */
+
+typedef struct archive_job {
+    int rc;
+    factum_error_t err;
+    factum_archive_stats_t st;
+} archive_job;
+
+static void archive_respond(conn *c, int status, const factum_archive_stats_t *st) {
+    char out[4096 + FACTUM_MAX_DIR];
+    size_t n = factum_archive_json(st, out, sizeof out);
+    conn_respond(c, status, "application/json", NULL, out, MIN(n, sizeof out - 1));
+}
+
+static void archive_work(conn *c) {
+    archive_job *j = c->job;
+    j->rc = factum_archive(c->l->srv->db, &j->st, &j->err);
+}
+
+static void archive_done(conn *c) {
+    archive_job *j = c->job;
+    c->job = NULL;
+    c->state = C_BODY; /* answering, as after an append */
+    if (j->rc == FACTUM_EINVAL)
+        conn_problem(c, 409, "conflict", NULL, "%s", j->err.message);
+    else if (j->rc)
+        server_problem(c, j->rc, j->err.message);
+    else
+        archive_respond(c, 200, &j->st);
+    free(j);
+}
+
+void api_archive(conn *c, const route_args *a, factum_str_t body) {
+    (void)a;
+    if (route_method(c->req->h.method) == ROUTE_GET) {
+        factum_archive_stats_t *st = malloc(sizeof *st);
+        if (!st) {
+            conn_problem(c, 503, "unavailable", NULL, "out of memory");
+            return;
+        }
+        factum_archive_stats(c->l->srv->db, st);
+        archive_respond(c, 200, st);
+        free(st);
+        return;
+    }
+    if (body.len) {
+        conn_problem(c, 400, "bad-request", NULL, "POST /admin/archive takes no body: it runs a pass now");
+        return;
+    }
+    archive_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        conn_problem(c, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    c->job = j;
+    server_submit_job(c, archive_work, archive_done, free);
 }

@@ -51,6 +51,10 @@ void api_health(conn *c, const route_args *a, factum_str_t body) {
     factum_stats(c->l->srv->db, &st);
     factum_integrity_t integ, *in = &integ; /* about 9 KB */
     factum_integrity(c->l->srv->db, in);
+    factum_archive_stats_t arch; /* about 3.7 KB */
+    factum_archive_stats(c->l->srv->db, &arch);
+    /* An archive folder that cannot be used (or archived segments that cannot be read): degraded. */
+    bool arch_bad = arch.unavailable_segments || arch.folder_unusable;
     buf_t b = {0};
     cluster_status cs = {0};
     if (c->l->srv->cfg.cluster) cluster_status_get(c->l->srv->cfg.cluster, &cs);
@@ -60,7 +64,7 @@ void api_health(conn *c, const route_args *a, factum_str_t body) {
     } else if (st.failed) { /* the writer stopped: that comes first */
         buf_printf(&b, "{\"status\":\"failed\",\"position\":%llu,\"error\":\"%s\"", (unsigned long long)st.head,
                    factum_errname(st.failed));
-    } else if (in->damaged_events) {
+    } else if (in->damaged_events || arch_bad) {
         buf_printf(&b, "{\"status\":\"degraded\",\"position\":%llu", (unsigned long long)st.head);
     } else {
         buf_printf(&b, "{\"status\":\"ok\",\"position\":%llu", (unsigned long long)st.head);
@@ -80,9 +84,16 @@ void api_health(conn *c, const route_args *a, factum_str_t body) {
         }
         buf_append(&b, "]", 1);
     }
+    if (arch_bad) {
+        buf_printf(&b, ",\"archive\":{\"unavailable_segments\":%llu,\"error\":",
+                   (unsigned long long)arch.unavailable_segments);
+        json_escape(&b, arch.error, strlen(arch.error));
+        buf_append(&b, "}", 1);
+    }
     if (c->l->srv->cfg.cluster) health_cluster(&b, c->l->srv->cfg.cluster);
     buf_append(&b, "}", 1);
-    conn_respond(c, st.failed || cluster_failed || in->damaged_events ? 503 : 200, JSON, NULL, b.ptr, b.len);
+    conn_respond(c, st.failed || cluster_failed || in->damaged_events || arch_bad ? 503 : 200, JSON, NULL, b.ptr,
+                 b.len);
     buf_free(&b);
 }
 
@@ -289,6 +300,23 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
            sc.events_removed);
     scalar(b, "factum_scavenge_reclaimed_bytes_total", "counter",
            "File bytes scavenges gave back since the server started.", sc.bytes_reclaimed_total);
+    factum_archive_stats_t *as = malloc(sizeof *as);
+    if (as) {
+        factum_archive_stats(s->db, as);
+        scalar(b, "factum_archive_segments", "gauge", "Segment files in the archive folder.", as->archived_segments);
+        scalar(b, "factum_archive_bytes", "gauge", "Bytes of segment files in the archive folder.", as->archived_bytes);
+        scalar(b, "factum_archive_unavailable_segments", "gauge",
+               "Archived segments that cannot be read now (their folder is missing or unreadable).",
+               as->unavailable_segments);
+        scalar(b, "factum_archive_passes_total", "counter", "Archival passes finished since the server started.",
+               as->passes);
+        scalar(b, "factum_archive_moved_segments_total", "counter",
+               "Segments moved to the archive since the server started.", as->moved_segments_total);
+        scalar(b, "factum_hot_segments", "gauge", "Segment files on the fast disk (the one being written too).",
+               as->hot_segments);
+        scalar(b, "factum_hot_bytes", "gauge", "Bytes of segment files on the fast disk.", as->hot_bytes);
+        free(as);
+    }
     api_metric_head(b, "factum_http_responses_total", "counter", "HTTP responses by status code.");
     for (int k = 100; k < 600; k++)
         if (status[k])

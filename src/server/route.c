@@ -66,6 +66,8 @@ const route route_table[] = {
     {ROUTE_GET, "/sagas/{name}/instances/{id}", api_saga_instance, PERM_OPERATE, 0},
     {ROUTE_GET, "/sagas/{name}/parked", api_saga_parked, PERM_OPERATE, 0},
     {ROUTE_POST, "/admin/backup", api_backup, PERM_ADMIN, ROUTE_LOCAL}, /* a backup of this node */
+    {ROUTE_GET, "/admin/archive", api_archive, PERM_ADMIN, ROUTE_LOCAL},
+    {ROUTE_POST, "/admin/archive", api_archive, PERM_ADMIN, ROUTE_LOCAL},
     {ROUTE_POST, "/admin/keys", api_create_key, PERM_ADMIN, 0},
     {ROUTE_GET, "/admin/keys", api_list_keys, PERM_ADMIN, 0},
     {ROUTE_DELETE, "/admin/keys/{id}", api_revoke_key, PERM_ADMIN, 0},

@@ -34,19 +34,25 @@
 #define BK_CHUNK (8u << 20) /* copied, then pushed to the disk, a piece at a time */
 #define BK_MIB_S 320        /* at most this fast, leaving the disk's bandwidth to the appends (bench backup) */
 
-/* ---- claims: a backup and a scavenge never hold the same segment ---- */
+/* ---- claims: a backup, a scavenge and an archival never hold the same segment ---- */
 
-void store_seg_claim(factum_t *db, uint32_t no, bool scavenge) {
+static bool claimed_by_other(const factum_t *db, uint32_t no, int role) {
+    for (int r = 0; r < (int)ARRAY_LEN(db->claim); r++)
+        if (r != role && db->claim[r] == no) return true;
+    return false;
+}
+
+void store_seg_claim(factum_t *db, uint32_t no, int role) {
     pthread_mutex_lock(&db->claim_mu);
-    while ((scavenge ? db->claim_backup : db->claim_scavenge) == no)
+    while (claimed_by_other(db, no, role))
         pthread_cond_wait(&db->claim_cond, &db->claim_mu);
-    *(scavenge ? &db->claim_scavenge : &db->claim_backup) = no;
+    db->claim[role] = no;
     pthread_mutex_unlock(&db->claim_mu);
 }
 
-void store_seg_release(factum_t *db, bool scavenge) {
+void store_seg_release(factum_t *db, int role) {
     pthread_mutex_lock(&db->claim_mu);
-    *(scavenge ? &db->claim_scavenge : &db->claim_backup) = CLAIM_NONE;
+    db->claim[role] = CLAIM_NONE;
     pthread_cond_broadcast(&db->claim_cond);
     pthread_mutex_unlock(&db->claim_mu);
 }
@@ -148,20 +154,18 @@ out:
 
 /* ---- the store's files ---- */
 
-/* Offset of the last record of a sealed segment (0 if a scavenge left none). */
-static uint64_t last_record(const segment_t *s) {
-    for (uint64_t k = s->count; k > 0; k--)
-        if (s->pmap[k - 1]) return s->pmap[k - 1];
-    return 0;
-}
-
 /* Copies segment i (and its map, if sealed there): the tail of the copy when last. Moves *pos on
    if the segment holding the position was compacted meanwhile (it then ends later). */
 static int copy_segment(store_copy *b, size_t i, bool tail, uint64_t *pos, int64_t *time_us, factum_error_t *err) {
     factum_t *db = b->db;
-    store_seg_claim(db, __atomic_load_n(&db->segs[i], __ATOMIC_ACQUIRE)->no, false);
+    store_seg_claim(db, __atomic_load_n(&db->segs[i], __ATOMIC_ACQUIRE)->no, CLAIM_BACKUP);
     segment_t *s = __atomic_load_n(&db->segs[i], __ATOMIC_ACQUIRE); /* after any swap */
-    uint64_t len = s->end, last = last_record(s);
+    if (s->unavailable) { /* archived where it cannot be read now: no silent gap in the copy */
+        store_seg_release(db, CLAIM_BACKUP);
+        return err_set(err, FACTUM_EIO, "cannot copy segment %08x: it is archived as %s, which cannot be read: %s",
+                       s->no, s->path, strerror(s->unavailable));
+    }
+    uint64_t len = s->end, last = segment_last_record(s);
     if (tail && !s->end_pos) {
         /* The records below *pos only: the writer may be adding more. */
         last = *pos > s->first_pos ? segment_offset(s, *pos - 1) : 0;
@@ -184,7 +188,7 @@ static int copy_segment(store_copy *b, size_t i, bool tail, uint64_t *pos, int64
         }
         if (fd >= 0) close(fd);
     }
-    store_seg_release(db, false);
+    store_seg_release(db, CLAIM_BACKUP);
     return rc;
 }
 

@@ -90,6 +90,7 @@ static void checker_free(checker *c) {
         if (s->map) munmap(s->map, s->len);
         if (s->fd >= 0) close(s->fd);
         free(s->offs);
+        free(s->archived);
     }
     free(c->segs);
     c->segs = NULL, c->nsegs = 0;
@@ -109,7 +110,17 @@ static int cmp_seg(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Segment files in log/, sorted; notes leftovers that the next open deletes. */
+/* Where the marker log/NNNNNNNN.arch says segment `no` lives (docs/format.md, "Archived segments"). */
+static int archived_at(checker *c, uint32_t no, char **path, factum_error_t *err) {
+    archive_mark m;
+    int rc = archive_mark_read(c->logdir, no, &m, err);
+    if (rc) return rc;
+    if (!(*path = malloc(PATH_MAX))) return err_set(err, FACTUM_ENOMEM, "out of memory listing segments");
+    snprintf(*path, PATH_MAX, "%s/%08x.seg", m.folder, no);
+    return 0;
+}
+
+/* Segment files in log/ and archived ones, sorted; notes leftovers that the next open deletes. */
 static int list_segments(checker *c, factum_error_t *err) {
     DIR *d = opendir(c->logdir);
     if (!d) return err_set(err, FACTUM_EIO, "cannot read %s: %s", c->logdir, strerror(errno));
@@ -128,7 +139,10 @@ static int list_segments(checker *c, factum_error_t *err) {
                 "deletes it");
             continue;
         }
-        if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || strcmp(tail, "seg") || strlen(de->d_name) != 12) continue;
+        if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || strlen(de->d_name) != 9 + strlen(tail)) continue;
+        char *archived = NULL;
+        if (!strcmp(tail, ARCHIVE_MARK_EXT) && (rc = archived_at(c, no, &archived, err))) break;
+        if (strcmp(tail, "seg") && !archived) continue;
         if (c->nsegs == cap) {
             cap = cap ? cap * 2 : 16;
             cseg *ns = realloc(c->segs, cap * sizeof *ns);
@@ -138,19 +152,36 @@ static int list_segments(checker *c, factum_error_t *err) {
             }
             c->segs = ns;
         }
-        c->segs[c->nsegs++] = (cseg){.no = no, .fd = -1};
+        c->segs[c->nsegs++] = (cseg){.no = no, .fd = -1, .archived = archived};
     }
     closedir(d);
     if (rc) return rc;
     if (c->nsegs) qsort(c->segs, c->nsegs, sizeof *c->segs, cmp_seg);
+    /* A segment both in log/ and archived: a move a crash stopped after its marker. */
+    size_t k = 0;
+    for (size_t i = 0; i < c->nsegs; i++) {
+        if (k && c->segs[i].no == c->segs[k - 1].no) {
+            cseg *keep = &c->segs[k - 1], *other = &c->segs[i];
+            check_note(c, FACTUM_CHECK_NOTE, keep->archived ? keep->archived : other->archived, FACTUM_END, FACTUM_END,
+                       "segment %08x is both in log/ and archived: a move to the archive a crash stopped; the next "
+                       "open finishes it (or undoes it if the copy does not check out)",
+                       keep->no);
+            free(keep->archived), free(other->archived);
+            keep->archived = NULL; /* the one in log/ is checked */
+            continue;
+        }
+        c->segs[k++] = c->segs[i];
+    }
+    c->nsegs = k;
     return 0;
 }
 
 /* Opens and maps the segment, checks its header. Damage findings for what is wrong. */
 static int read_header(checker *c, cseg *s, factum_error_t *err) {
     char path[PATH_MAX];
-    snprintf(s->name, sizeof s->name, "log/%08x.seg", s->no);
+    snprintf(s->name, sizeof s->name, "%s/%08x.seg", s->archived ? "archive" : "log", s->no);
     snprintf(path, sizeof path, "%s/%08x.seg", c->logdir, s->no);
+    if (s->archived) snprintf(path, sizeof path, "%s", s->archived);
     s->fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (s->fd < 0 || fstat(s->fd, &st)) return err_set(err, FACTUM_EIO, "cannot open %s: %s", path, strerror(errno));

@@ -16,7 +16,8 @@
 /* One segment file as found. */
 typedef struct cseg {
     uint32_t no;
-    char name[32]; /* "log/NNNNNNNN.seg" */
+    char name[32];  /* "log/NNNNNNNN.seg" */
+    char *archived; /* the file in the archive folder its marker names (malloc'd), NULL if in log/ */
     int fd;
     uint8_t *map; /* PROT_READ, the file's real length */
     uint64_t len; /* file length */

@@ -60,7 +60,7 @@ static bool keep_event(scav *sc, const factum_event_t *e) {
 }
 
 /* Frees a segment nobody can reach any more once the readers pinned before its swap are gone. */
-static void retire(factum_t *db, segment_t *old) {
+void store_retire(factum_t *db, segment_t *old) {
     uint64_t e = atomic_fetch_add(&db->epoch, 1);
     for (int waited = 0; atomic_load(&db->pins[e & 1]); waited++) {
         if (waited == 10000) { /* a result held for 10 s: keep the mapping until close */
@@ -78,12 +78,22 @@ static void retire(factum_t *db, segment_t *old) {
 
 static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     factum_t *db = sc->db;
-    segment_t *s = __atomic_load_n(&db->segs[i], __ATOMIC_ACQUIRE);
-    uint8_t *keep = malloc(s->count ? s->count : 1);
-    uint32_t *pmap = malloc((s->count ? s->count : 1) * sizeof *pmap);
+    /* Claimed from the scan on: a backup copying it finishes first, and an archival pass does
+       not move it meanwhile (none starts on it until the swap). */
+    store_seg_claim(db, __atomic_load_n(&db->segs[i], __ATOMIC_ACQUIRE)->no, CLAIM_SCAVENGE);
+    bool claimed = true;
+    segment_t *s = __atomic_load_n(&db->segs[i], __ATOMIC_ACQUIRE); /* after any move */
+    /* Archived segments stay as they are: compacting one would read and write the archive
+       (docs/operations.md, "Archival"); what they hold stays hidden from reads all the same. */
+    bool archived = s->archived;
+    uint8_t *keep = archived ? NULL : malloc(s->count ? s->count : 1);
+    uint32_t *pmap = archived ? NULL : malloc((s->count ? s->count : 1) * sizeof *pmap);
     uint64_t drop = 0, dropped_bytes = 0, scanned = 0;
     int rc = 0;
-    bool claimed = false;
+    if (archived) {
+        STAT(db, segments_archived, ++);
+        goto out;
+    }
     if (!keep || !pmap) {
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto out;
@@ -110,9 +120,6 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     STAT(db, events_scanned, += scanned);
     if (!drop) goto out;
     uint64_t size;
-    /* A backup copying this segment finishes it first; none starts on it until the swap. */
-    store_seg_claim(db, s->no, true);
-    claimed = true;
     if ((rc = segment_write_compacted(s, db->logdir, keep, pmap, &size, err)) ||
         (rc = segment_install_compacted(db->logdir, s->no, err)))
         goto out;
@@ -129,7 +136,7 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     ns->count = s->count, ns->end = size;
     if (segment_write_pmap(ns, db->logdir) == 0) segment_load_pmap(ns, db->logdir); /* else the in-memory one serves */
     __atomic_store_n(&db->segs[i], ns, __ATOMIC_SEQ_CST);
-    store_seg_release(db, true);
+    store_seg_release(db, CLAIM_SCAVENGE);
     claimed = false;
     atomic_fetch_sub(&db->st_log_bytes, dropped_bytes);
     pthread_mutex_lock(&db->scav_mu);
@@ -139,9 +146,9 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     db->scav_st.bytes_before += before, db->scav_st.bytes_after += size;
     db->scav_st.bytes_reclaimed_total += before > size ? before - size : 0;
     pthread_mutex_unlock(&db->scav_mu);
-    retire(db, s);
+    store_retire(db, s);
 out:
-    if (claimed) store_seg_release(db, true);
+    if (claimed) store_seg_release(db, CLAIM_SCAVENGE);
     free(keep);
     free(pmap);
     return rc;
@@ -188,25 +195,20 @@ size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t
     char started[32] = "", finished[32] = "";
     if (st->started_us) time_format_rfc3339(st->started_us, started);
     if (st->finished_us) time_format_rfc3339(st->finished_us, finished);
-    buf_printf(
-        b,
-        "{\"running\":%s,\"runs\":%llu,\"segments_total\":%llu,\"segments_done\":%llu,\"segments_rewritten\":%llu,"
-        "\"events_scanned\":%llu,\"events_removed\":%llu,\"bytes_before\":%llu,\"bytes_after\":%llu,"
-        "\"bytes_reclaimed\":%llu,\"bytes_reclaimed_total\":%llu,",
-        st->running ? "true" : "false", (unsigned long long)st->runs, (unsigned long long)st->segments_total,
-        (unsigned long long)st->segments_done, (unsigned long long)st->segments_rewritten,
-        (unsigned long long)st->events_scanned, (unsigned long long)st->events_removed,
-        (unsigned long long)st->bytes_before, (unsigned long long)st->bytes_after,
-        (unsigned long long)(st->bytes_before - st->bytes_after), (unsigned long long)st->bytes_reclaimed_total);
+    buf_printf(b,
+               "{\"running\":%s,\"runs\":%llu,\"segments_total\":%llu,\"segments_done\":%llu,"
+               "\"segments_rewritten\":%llu,\"events_scanned\":%llu,\"events_removed\":%llu,\"bytes_before\":%llu,"
+               "\"bytes_after\":%llu,\"bytes_reclaimed\":%llu,\"bytes_reclaimed_total\":%llu,"
+               "\"segments_archived\":%llu,",
+               st->running ? "true" : "false", (unsigned long long)st->runs, (unsigned long long)st->segments_total,
+               (unsigned long long)st->segments_done, (unsigned long long)st->segments_rewritten,
+               (unsigned long long)st->events_scanned, (unsigned long long)st->events_removed,
+               (unsigned long long)st->bytes_before, (unsigned long long)st->bytes_after,
+               (unsigned long long)(st->bytes_before - st->bytes_after), (unsigned long long)st->bytes_reclaimed_total,
+               (unsigned long long)st->segments_archived);
     buf_printf(b, st->started_us ? "\"started\":\"%s\"," : "\"started\":null%.0s,", started);
     buf_printf(b, st->finished_us ? "\"finished\":\"%s\"," : "\"finished\":null%.0s,", finished);
     buf_printf(b, "\"error\":%s%s%s}", st->last_error ? "\"" : "",
                st->last_error ? factum_errname(st->last_error) : "null", st->last_error ? "\"" : "");
-    size_t n = bb.len;
-    if (cap) {
-        memcpy(out, bb.ptr ? bb.ptr : "", MIN(n, cap - 1));
-        out[MIN(n, cap - 1)] = 0;
-    }
-    buf_free(&bb);
-    return n;
+    return buf_give(&bb, out, cap);
 }

@@ -102,13 +102,14 @@ int segment_create(const char *logdir, uint32_t no, uint64_t size, uint64_t firs
     return rc ? rc : segment_install(logdir, no, size, first_pos, fd, MIN(fill, size), vfs, out, err);
 }
 
-int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_t *err) {
+static int open_in(const char *dir, uint32_t no, bool archived, segment_t **out, factum_error_t *err) {
     segment_t *s = calloc(1, sizeof *s);
     if (!s) return err_set(err, FACTUM_ENOMEM, "out of memory opening a segment");
-    seg_path(s->path, logdir, no, "seg");
+    seg_path(s->path, dir, no, "seg");
     s->no = no;
+    s->archived = archived;
     int rc;
-    s->fd = open(s->path, O_RDWR | O_CLOEXEC);
+    s->fd = open(s->path, (archived ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (s->fd < 0) {
         rc = io_err(err, -errno, "cannot open", s->path);
         goto fail;
@@ -155,6 +156,14 @@ int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_
 fail:
     segment_close(s);
     return rc;
+}
+
+int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_t *err) {
+    return open_in(logdir, no, false, out, err);
+}
+
+int segment_open_archived(const char *dir, uint32_t no, segment_t **out, factum_error_t *err) {
+    return open_in(dir, no, true, out, err);
 }
 
 int segment_peek_first(const char *logdir, uint32_t no, uint64_t *first_pos, factum_error_t *err) {

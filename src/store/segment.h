@@ -42,6 +42,8 @@ typedef struct segment {
     size_t pmap_cap;   /* entries the pmap can hold */
     size_t pmap_bytes; /* length of its mapping */
     bool pmap_is_file; /* mapped from the .pmap file (sealed, read-only) */
+    bool archived;     /* the file is in the archive folder (archive.c); path says where */
+    int unavailable;   /* archived, and its file cannot be read now: the errno (map is NULL) */
     char path[PATH_MAX];
 } segment_t;
 
@@ -65,6 +67,8 @@ static inline uint64_t segment_limit(const segment_t *s) {
 }
 /* Opens and maps an existing segment; checks the header. count/end/pmap are not set yet. */
 int segment_open(const char *logdir, uint32_t no, segment_t **out, factum_error_t *err);
+/* The same for a sealed segment in the archive folder `dir`: opened read-only, marked archived. */
+int segment_open_archived(const char *dir, uint32_t no, segment_t **out, factum_error_t *err);
 void segment_close(segment_t *s);
 /* The first position segment `no` holds, from its header (checked). */
 int segment_peek_first(const char *logdir, uint32_t no, uint64_t *first_pos, factum_error_t *err);
@@ -128,6 +132,13 @@ int segment_write_compacted(const segment_t *s, const char *logdir, const uint8_
                             factum_error_t *err);
 /* Renames NNNNNNNN.seg.scav over NNNNNNNN.seg and syncs the folder. */
 int segment_install_compacted(const char *logdir, uint32_t no, factum_error_t *err);
+
+/* Offset of the last record of a sealed segment (0 if a scavenge left none). */
+static inline uint64_t segment_last_record(const segment_t *s) {
+    for (uint64_t k = s->count; k > 0; k--)
+        if (s->pmap[k - 1]) return s->pmap[k - 1];
+    return 0;
+}
 
 /* Offset of the record at `pos` (which must be in this segment); 0 if a scavenge removed it. */
 static inline uint32_t segment_offset(const segment_t *s, uint64_t pos) { return s->pmap[pos - s->first_pos]; }

@@ -2,9 +2,10 @@
  * store.c — opening a data folder (locking, recovery, index catch-up) and closing it.
  *
  * Data folder:  DIR/LOCK (owner pid, flock), DIR/FORMAT (folder.c), DIR/log/NNNNNNNN.seg + .pmap, DIR/index/...
+ * (and DIR/log/NNNNNNNN.arch for a segment moved to the archive folder: archive.c).
  * Recovery, in order: open sealed segments (pmap from file or by scan; any bad record there is
- * corruption), scan the tail segment (torn tail zeroed, corruption reported), open the index
- * and replay the log from the position it covers. docs/format.md describes it in full.
+ * corruption; archived ones where their marker says), scan the tail segment (torn tail zeroed, corruption reported),
+ * open the index and replay the log from the position it covers. docs/format.md describes it in full.
  */
 #include "store.h"
 
@@ -76,7 +77,10 @@ static int list_segments(factum_t *db, uint32_t **out, size_t *n, factum_error_t
             unlinkat(dirfd(d), de->d_name, 0);
             continue;
         }
-        if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || strcmp(tail, "seg") || strlen(de->d_name) != 12) continue;
+        /* A segment in log/, or the marker of one in the archive folder (archive.c). */
+        if (sscanf(de->d_name, "%8x.%15s", &no, tail) != 2 || (strcmp(tail, "seg") && strcmp(tail, ARCHIVE_MARK_EXT)) ||
+            strlen(de->d_name) != 9 + strlen(tail))
+            continue;
         if (cnt == cap) {
             uint32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
             if (!nv) {
@@ -91,8 +95,11 @@ static int list_segments(factum_t *db, uint32_t **out, size_t *n, factum_error_t
     closedir(d);
     if (!v) return err_set(err, FACTUM_ENOMEM, "out of memory listing segments");
     qsort(v, cnt, sizeof *v, cmp_u32);
+    size_t k = 0; /* a segment and its marker both there: a move a crash stopped (archive.c) */
+    for (size_t i = 0; i < cnt; i++)
+        if (!k || v[i] != v[k - 1]) v[k++] = v[i];
     *out = v;
-    *n = cnt;
+    *n = k;
     return 0;
 }
 
@@ -122,6 +129,24 @@ static int recover_log(factum_t *db, factum_error_t *err) {
             rc = err_set(err, FACTUM_ECORRUPT, "segment %08x is missing from %s (found %08x after it)", nos[i - 1] + 1,
                          db->logdir, nos[i]);
             break;
+        }
+        if ((rc = store_archive_recover(db, nos[i], &s, err))) break;
+        if (s && i + 1 == n) {
+            rc = err_set(err, FACTUM_ECORRUPT, "segment %08x is archived (%s) but is the last one: %s lost its tail",
+                         nos[i], s->path, db->logdir);
+            segment_close(s);
+            break;
+        }
+        if (s) { /* archived: its map and count come with it */
+            if (i && s->first_pos != expect_pos) {
+                rc = err_set(err, FACTUM_ECORRUPT, "segment %s starts at position %llu, expected %llu", s->path,
+                             (unsigned long long)s->first_pos, (unsigned long long)expect_pos);
+                segment_close(s);
+                break;
+            }
+            expect_pos = s->first_pos + s->count;
+            rc = store_add_segment(db, s, err);
+            continue;
         }
         if ((rc = segment_open(db->logdir, nos[i], &s, err))) break;
         if (i && s->first_pos != expect_pos) {
@@ -231,6 +256,7 @@ int store_event_at(factum_t *db, uint64_t pos, factum_event_t *e, factum_error_t
         if (record_decode(p, load32(p + R_LENGTH), e, NULL) == RECORD_OK) return 0;
     }
     segment_t *s = store_segment_of(db, pos);
+    if (s->unavailable) return store_archive_unavailable(s, pos, err);
     uint32_t off;
     int st = store_record_read(s, pos, e, &off); /* guarded: a SIGBUS becomes STORE_READ_FAULT */
     if (st == STORE_READ_OK) return 0;
@@ -272,7 +298,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
     pthread_mutex_init(&db->scav_mu, NULL);
     pthread_mutex_init(&db->claim_mu, NULL);
     pthread_cond_init(&db->claim_cond, NULL);
-    db->claim_backup = db->claim_scavenge = CLAIM_NONE;
+    db->claim[CLAIM_BACKUP] = db->claim[CLAIM_SCAVENGE] = db->claim[CLAIM_ARCHIVE] = CLAIM_NONE;
     db->segs = mmap(NULL, STORE_MAX_SEGMENTS * sizeof *db->segs, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (db->segs == MAP_FAILED) {
@@ -280,6 +306,7 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         rc = err_set(err, FACTUM_ENOMEM, "out of memory");
         goto fail;
     }
+    if ((rc = store_archive_init(db, o.archive_dir, o.archive_after_s, err))) goto fail;
     if ((rc = make_folder(dir, err)) || (rc = make_folder(db->logdir, err)) ||
         (rc = store_lock_folder(db->dir, false, &db->lock_fd, err)) ||
         (rc = folder_open(db->dir, &db->format_found, err)) || (rc = recover_log(db, err)))
@@ -313,8 +340,8 @@ int factum_open(const char *dir, const factum_options_t *opts, factum_t **out, f
         }
     }
     if ((rc = store_meta_load(db, err))) goto fail;
-    if ((rc = store_zero_start(db)) || (rc = store_writer_start(db))) {
-        err_set(err, rc, "cannot start the writer and zeroer threads");
+    if ((rc = store_zero_start(db)) || (rc = store_writer_start(db)) || (rc = store_archive_start(db))) {
+        err_set(err, rc, "cannot start the writer, zeroer and archiver threads");
         goto fail;
     }
     *out = db;
@@ -332,6 +359,7 @@ void factum_close(factum_t *db) {
     factum_scavenge_cancel(db);
     while (atomic_load(&db->scavenging))
         usleep(1000);
+    store_archive_stop(db); /* a pass going on stops after its current segment */
     if (db->index) {
         store_writer_stop(db);
         index_close(db->index, atomic_load(&db->durable));
@@ -344,6 +372,7 @@ void factum_close(factum_t *db) {
     for (size_t i = 0; i < db->nretired; i++)
         segment_close(db->retired[i]);
     free(db->retired);
+    if (db->segs) store_archive_free(db);
     pthread_mutex_destroy(&db->scav_mu);
     pthread_mutex_destroy(&db->claim_mu);
     pthread_cond_destroy(&db->claim_cond);

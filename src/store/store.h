@@ -15,6 +15,7 @@
 
 #include "../base/base.h"
 #include "../io/io.h"
+#include "archive.h"
 #include "folder.h"
 #include "index.h"
 #include "integrity.h"
@@ -118,14 +119,16 @@ struct factum {
     factum_scavenge_stats_t scav_st; /* progress of the running or last scavenge */
 
     store_integrity integrity; /* damage reads have met (integrity.c); valid all zero */
+    store_archive arch;        /* archival to cold storage (archive.c) */
     int format_found;          /* the folder's format version when opened (folder.h) */
 
-    /* A backup copies one segment at a time, a scavenge rewrites one at a time: each claims its
-       segment, and neither takes the one the other holds (store_seg_claim, backup.c). */
+    /* A backup copies one segment at a time, a scavenge rewrites one at a time, an archival pass
+       moves one at a time: each claims its segment, and none takes one another holds
+       (store_seg_claim, backup.c). */
     pthread_mutex_t claim_mu;
     pthread_cond_t claim_cond;
-    uint32_t claim_backup, claim_scavenge; /* segment numbers; CLAIM_NONE when free */
-    _Atomic bool backing_up;               /* one backup at a time */
+    uint32_t claim[3];       /* segment numbers by CLAIM_* role; CLAIM_NONE when free */
+    _Atomic bool backing_up; /* one backup at a time */
 
     /* factum_wait */
     pthread_mutex_t wmu;
@@ -167,10 +170,14 @@ static inline unsigned store_pin(factum_t *db) {
 static inline void store_unpin(factum_t *db, unsigned slot) { atomic_fetch_sub(&db->pins[slot], 1); }
 
 #define CLAIM_NONE UINT32_MAX
-/* Claims segment `no` for a backup's copy (scavenge false) or a scavenge's rewrite, waiting
-   while the other holds it; store_seg_release gives it back. */
-void store_seg_claim(factum_t *db, uint32_t no, bool scavenge);
-void store_seg_release(factum_t *db, bool scavenge);
+enum { CLAIM_BACKUP, CLAIM_SCAVENGE, CLAIM_ARCHIVE };
+/* Claims segment `no` for a backup's copy, a scavenge's rewrite or an archival's move (role),
+   waiting while another role holds it; store_seg_release gives it back. */
+void store_seg_claim(factum_t *db, uint32_t no, int role);
+void store_seg_release(factum_t *db, int role);
+/* Frees a segment swapped out of the array once no reader pinned before the swap holds it
+   (scavenge.c); one still pinned after 10 s is kept until close. */
+void store_retire(factum_t *db, segment_t *old);
 
 /* Takes DIR/LOCK (flock) and writes this process's pid into it: FACTUM_ELOCKED names the owner.
    read_only_ok: a folder that cannot be written is locked read-only (factum check). */

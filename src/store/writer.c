@@ -161,6 +161,7 @@ static int roll_segment(factum_t *db, group *g, append_req *r) {
         return rc;
     }
     store_zero_use(db, next);
+    store_archive_poke(db); /* a newly sealed segment may be old enough to move */
     g->write_off = next->end;
     return 0;
 }
