@@ -8,18 +8,12 @@
  * a revoked key's definitions stay. And `factum key create`'s flags round-trip.
  */
 #include "../src/auth/keys.h"
+#include "test_defs.h"
 #include "test_server.h"
 
 #include <signal.h>
 #include <string.h>
 
-#define PROJ "{\"handlers\":{\"X\":[\"SELECT 1\"]}}"
-#define SAGA                                                                                                           \
-    "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":[{\"name\":\"pay\",\"command\":{"        \
-    "\"stream\":\"payment-commands\",\"type\":\"ReservePayment\",\"data\":{\"orderId\":\"{{data.orderId}}\"}},"        \
-    "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"],\"timeout_ms\":600}]}"
-#define GROUP "{\"source\":{\"stream\":\"acct-1\"},\"start\":\"earliest\"}"
-#define SCHEDULE "{\"delay_ms\":3600000,\"stream\":\"later\",\"event\":{\"type\":\"Due\",\"data\":{}}}"
 #define SOON "{\"delay_ms\":0,\"stream\":\"soon\",\"event\":{\"type\":\"Due\",\"data\":{}}}"
 
 TEST(a_key_maximum_on_definitions_is_a_whole_number_up_to_its_maximum_on_keys_that_define_and_is_replayed) {
