@@ -324,7 +324,7 @@ static void model_run(bool stream_order) {
              by_stream ? "by_stream" : "round_robin", ACK_TIMEOUT_MS, MAX_DELIVERIES, MIN_DELAY_MS, MAX_DELAY_MS);
     groups_change ch = {0};
     bool created;
-    CHECK_RC(groups_define_prepare(gs, "g", str_c(def), &ch.rec, &created, NULL), 0);
+    CHECK_RC(groups_define_prepare(gs, "g", str_c(def), NULL, &ch.rec, &created, NULL), 0);
     factum_event_t ev = {
         .type = str_c("GroupDefined"), .data = {ch.rec.ptr, ch.rec.len}, .data_format = FACTUM_DATA_JSON};
     factum_append_result_t r;

@@ -5,6 +5,7 @@
  * the definitions' pool: 200 projections and 200 sagas add no thread, an idle projection gives
  * its descriptors back, and SIGTERM ends the process and says what it waited for.
  */
+#include "test_defs.h"
 #include "test_server.h"
 
 #include <dirent.h>
@@ -13,13 +14,6 @@
 #include <sys/wait.h>
 
 #define JSON "Content-Type: application/json\r\n"
-#define PROJ "{\"handlers\":{\"X\":[\"SELECT 1\"]}}"
-#define SAGA                                                                                                           \
-    "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":[{\"name\":\"pay\",\"command\":{"        \
-    "\"stream\":\"payment-commands\",\"type\":\"ReservePayment\",\"data\":{\"orderId\":\"{{data.orderId}}\"}},"        \
-    "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"],\"timeout_ms\":600}]}"
-#define GROUP "{\"source\":{\"stream\":\"acct-1\"},\"start\":\"earliest\"}"
-#define SCHEDULE "{\"delay_ms\":3600000,\"stream\":\"later\",\"event\":{\"type\":\"Due\",\"data\":{}}}"
 
 /* The log's head: nothing at all was written while it stays. */
 static uint64_t head(int port) { return (uint64_t)srv_metric(port, "factum_head_position"); }

@@ -115,32 +115,53 @@ static int text_list(factum_str_t arr, char (*out)[AUTH_MAX_TEXT], int *n, const
     return r < 0 ? err_set(err, FACTUM_EINVAL, "'%s' must be a list", what) : 0;
 }
 
-/* A rate limit of the key (member auth_limit_member(l)) into *out, left alone when absent. */
-static int limit_member(factum_str_t json, auth_limit l, int64_t *out, factum_error_t *err) {
+/* The members of a key as a client sends them (POST /admin/keys), which its KeyCreated record holds too. */
+static const char *const spec_members[] = {"role",
+                                           "streams",
+                                           "groups",
+                                           "expires",
+                                           "name",
+                                           "max_appends_per_second",
+                                           "max_bytes_per_second",
+                                           "max_groups",
+                                           "max_projections",
+                                           "max_sagas",
+                                           "max_schedules",
+                                           NULL};
+
+const char *auth_def_member(auth_def d) {
+    static const char *const names[AUTH_DEFS] = {"max_groups", "max_projections", "max_sagas", "max_schedules"};
+    return names[d];
+}
+
+/* A whole number from 0 to max in member `name` into *out, left alone when absent; zero says
+   what 0 means. */
+static int number_member(factum_str_t json, const char *name, int64_t max, const char *zero, int64_t *out,
+                         factum_error_t *err) {
     factum_str_t v;
     int kind;
     uint64_t n;
-    if (!json_member(json, auth_limit_member(l), &v, &kind)) return 0;
-    if (kind != JSON_NUMBER || !str_u64(v, &n) || n > (uint64_t)auth_limit_max(l))
-        return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number from 0 (no limit) to %lld",
-                       auth_limit_member(l), (long long)auth_limit_max(l));
+    if (!json_member(json, name, &v, &kind)) return 0;
+    if (kind != JSON_NUMBER || !str_u64(v, &n) || n > (uint64_t)max)
+        return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number from 0%s to %lld", name, zero, (long long)max);
     *out = (int64_t)n;
     return 0;
 }
 
 int auth_spec_parse(factum_str_t json, int64_t now_us, auth_spec *out, factum_error_t *err) {
-    static const char *const members[] = {
-        "role", "streams", "groups", "expires", "name", "max_appends_per_second", "max_bytes_per_second", NULL};
     memset(out, 0, sizeof *out);
     for (int l = 0; l < AUTH_LIMITS; l++)
         out->max_per_second[l] = AUTH_RATE_UNSET;
+    for (int d = 0; d < AUTH_DEFS; d++)
+        out->max_definitions[d] = AUTH_DEF_UNSET;
     int kind, rc;
     factum_str_t v;
     if (!json_valid(json.ptr, json.len, &kind) || kind != JSON_OBJECT)
         return err_set(err, FACTUM_EINVAL,
                        "a key is a JSON object {\"role\", \"streams\", \"groups\", \"expires\", \"name\", "
-                       "\"max_appends_per_second\", \"max_bytes_per_second\"}");
-    if ((rc = json_only_members(json, "the key", members, err))) return rc;
+                       "\"max_appends_per_second\", \"max_bytes_per_second\", \"max_groups\", \"max_projections\", "
+                       "\"max_sagas\", \"max_schedules\"}");
+    if ((rc = json_only_members(json, "the key", spec_members, err))) return rc;
     buf_t s = {0};
     if (!json_member_string(json, "role", &s) || !(out->role = auth_role_parse(s.ptr))) {
         buf_free(&s);
@@ -181,10 +202,22 @@ int auth_spec_parse(factum_str_t json, int64_t now_us, auth_spec *out, factum_er
         memcpy(out->name, s.ptr, s.len + 1);
     }
     for (int l = 0; l < AUTH_LIMITS; l++) {
-        if ((rc = limit_member(json, (auth_limit)l, &out->max_per_second[l], err))) goto fail;
+        if ((rc = number_member(json, auth_limit_member((auth_limit)l), auth_limit_max((auth_limit)l), " (no limit)",
+                                &out->max_per_second[l], err)))
+            goto fail;
         if (out->max_per_second[l] != AUTH_RATE_UNSET && !auth_role_grants(out->role, PERM_WRITE)) {
             rc = err_set(err, FACTUM_EINVAL, "'%s' is for keys that append (admin, writer), not %s keys",
                          auth_limit_member((auth_limit)l), auth_role_name(out->role));
+            goto fail;
+        }
+    }
+    for (int d = 0; d < AUTH_DEFS; d++) {
+        if ((rc = number_member(json, auth_def_member((auth_def)d), AUTH_MAX_DEFINITIONS, " (it may define none)",
+                                &out->max_definitions[d], err)))
+            goto fail;
+        if (out->max_definitions[d] != AUTH_DEF_UNSET && !auth_role_grants(out->role, PERM_OPERATE)) {
+            rc = err_set(err, FACTUM_EINVAL, "'%s' is for keys that define (admin, operator), not %s keys",
+                         auth_def_member((auth_def)d), auth_role_name(out->role));
             goto fail;
         }
     }
@@ -221,6 +254,9 @@ static void key_members(const auth_key *k, buf_t *b) {
     for (int l = 0; l < AUTH_LIMITS; l++)
         if (k->spec.max_per_second[l] != AUTH_RATE_UNSET)
             buf_printf(b, ",\"%s\":%lld", auth_limit_member((auth_limit)l), (long long)k->spec.max_per_second[l]);
+    for (int d = 0; d < AUTH_DEFS; d++)
+        if (k->spec.max_definitions[d] != AUTH_DEF_UNSET)
+            buf_printf(b, ",\"%s\":%lld", auth_def_member((auth_def)d), (long long)k->spec.max_definitions[d]);
     time_format_rfc3339(k->created_us, t);
     buf_printf(b, ",\"created\":\"%s\",\"created_by\":\"%s\"", t, k->created_by);
 }
@@ -277,12 +313,10 @@ static void key_apply(void *ctx, const factum_event_t *e) {
         if (!json_member_string(e->data, "hash", &s) || !unhex((factum_str_t){s.ptr, s.len}, k.hash, 32)) goto unlock;
         buf_t spec = {0};
         /* The record holds the spec's members as a client would send them, expiry as a time. */
-        static const char *const spec_keys[] = {
-            "role", "streams", "groups", "expires", "name", "max_appends_per_second", "max_bytes_per_second"};
         buf_append(&spec, "{", 1);
-        for (size_t i = 0; i < ARRAY_LEN(spec_keys); i++)
-            if (json_member(e->data, spec_keys[i], &v, &kind))
-                buf_printf(&spec, "%s\"%s\":%.*s", spec.len > 1 ? "," : "", spec_keys[i], (int)v.len, v.ptr);
+        for (size_t i = 0; spec_members[i]; i++)
+            if (json_member(e->data, spec_members[i], &v, &kind))
+                buf_printf(&spec, "%s\"%s\":%.*s", spec.len > 1 ? "," : "", spec_members[i], (int)v.len, v.ptr);
         buf_append(&spec, "}", 1);
         int bad = auth_spec_parse((factum_str_t){spec.ptr, spec.len}, 0, &k.spec, NULL);
         buf_free(&spec);
@@ -445,6 +479,7 @@ auth_result auth_authenticate(auth_keys_t *ks, factum_str_t token, int64_t now_u
         memcpy(who->id, ks->keys[at].id, AUTH_ID_LEN + 1);
         memcpy(who->max_per_second, ks->keys[at].spec.max_per_second, sizeof who->max_per_second);
         who->bucket = ks->keys[at].bucket;
+        memcpy(who->max_definitions, ks->keys[at].spec.max_definitions, sizeof who->max_definitions);
     }
     pthread_rwlock_unlock(&ks->lock);
     return r;

@@ -55,6 +55,15 @@ auth_role auth_role_parse(const char *s);
 /* Whether role r may have permission p at all (its patterns aside): the table of docs/security.md. */
 bool auth_role_grants(auth_role r, auth_perm p);
 
+/* A key's own maximums on definitions (docs/limits.md, "Keys"): how many groups, projections,
+   sagas and pending schedules it may have made and not deleted. In the order of the server's
+   LIMIT_* kinds. */
+typedef enum auth_def { AUTH_DEF_GROUPS, AUTH_DEF_PROJECTIONS, AUTH_DEF_SAGAS, AUTH_DEF_SCHEDULES, AUTH_DEFS } auth_def;
+#define AUTH_DEF_UNSET (-1)            /* no maximum of the key's own: only the server's */
+#define AUTH_MAX_DEFINITIONS 1000000LL /* the largest a key may set (0: it may define none) */
+/* "max_groups", "max_projections", "max_sagas", "max_schedules" (the key's JSON member). */
+const char *auth_def_member(auth_def d);
+
 /* What a key may do, as asked for (the body of POST /admin/keys, `factum key create`). */
 typedef struct auth_spec {
     auth_role role;
@@ -65,14 +74,18 @@ typedef struct auth_spec {
     char name[AUTH_MAX_TEXT];
     /* by auth_limit: AUTH_RATE_UNSET (the server's default), 0 (no limit), or N per second */
     int64_t max_per_second[AUTH_LIMITS];
+    /* by auth_def: AUTH_DEF_UNSET (only the server's limit), or at most N new definitions */
+    int64_t max_definitions[AUTH_DEFS];
 } auth_spec;
 
 /*
  * Parses {"role", "streams": [...], "groups": [...], "expires": "30d"|"12h"|RFC 3339, "name",
- * "max_appends_per_second": N, "max_bytes_per_second": N} into *out (now_us places a duration).
- * FACTUM_EINVAL with the reason for anything else: an unknown member, an unknown role, a bad
- * pattern, too many, an expiry in the past, a limit that is not a whole number from 0 to its
- * maximum (rate.h) or on a key that cannot write.
+ * "max_appends_per_second": N, "max_bytes_per_second": N, "max_groups": N, "max_projections": N,
+ * "max_sagas": N, "max_schedules": N} into *out (now_us places a duration). FACTUM_EINVAL with
+ * the reason for anything else: an unknown member, an unknown role, a bad pattern, too many, an
+ * expiry in the past, a limit that is not a whole number from 0 to its maximum (rate.h,
+ * AUTH_MAX_DEFINITIONS), a rate limit on a key that cannot write, a maximum on definitions on a
+ * key that cannot define (only admin and operator keys can).
  */
 int auth_spec_parse(factum_str_t json, int64_t now_us, auth_spec *out, factum_error_t *err);
 
@@ -91,8 +104,9 @@ typedef struct auth_key {
 bool auth_key_live(const auth_key *k, int64_t now_us);
 
 /* {"id","role","streams","groups","expires","name","max_appends_per_second",
-   "max_bytes_per_second","created","created_by","revoked"}: a key without its hash (what
-   listings show). A limit the key does not set is not there (the server's default applies). */
+   "max_bytes_per_second","max_groups","max_projections","max_sagas","max_schedules","created",
+   "created_by","revoked"}: a key without its hash (what listings show). A limit the key does
+   not set is not there (the server's default, or only the server's limit, applies). */
 void auth_key_json(const auth_key *k, buf_t *out);
 
 typedef struct auth_keys auth_keys_t;
@@ -132,8 +146,9 @@ typedef enum auth_result {
 } auth_result;
 const char *auth_result_name(auth_result r);
 
-/* What a caller proved: the key (its slot and id) in a generation of the table, and its rate
-   limits as the key sets them (AUTH_RATE_UNSET, 0 or N) with its bucket. */
+/* What a caller proved: the key (its slot and id) in a generation of the table, its rate
+   limits as the key sets them (AUTH_RATE_UNSET, 0 or N) with its bucket, and its maximums on
+   definitions (AUTH_DEF_UNSET or N). */
 typedef struct auth_who {
     uint32_t slot;
     uint64_t gen;
@@ -141,6 +156,7 @@ typedef struct auth_who {
     char id[AUTH_ID_LEN + 1];
     int64_t max_per_second[AUTH_LIMITS];
     auth_bucket *bucket;
+    int64_t max_definitions[AUTH_DEFS];
 } auth_who;
 
 /* Checks a token (one SHA-256) at now_us: AUTH_OK with *who, or why not. */

@@ -16,6 +16,8 @@ static const char *usage_key =
     "usage: factum key create --role ROLE [--streams PATTERN...] [--groups NAME...]\n"
     "                         [--expires DURATION|TIME] [--name TEXT]\n"
     "                         [--max-appends-per-second N] [--max-bytes-per-second N]\n"
+    "                         [--max-groups N] [--max-projections N] [--max-sagas N]\n"
+    "                         [--max-schedules N]\n"
     "       factum key ls\n"
     "       factum key revoke ID\n"
     "\n"
@@ -35,6 +37,10 @@ static const char *usage_key =
     "  --max-bytes-per-second N\n"
     "                     the same for request-body bytes on the routes that append\n"
     "                     (docs/limits.md, \"Keys\")\n"
+    "  --max-groups N, --max-projections N, --max-sagas N, --max-schedules N\n"
+    "                     admin and operator keys: how many of each (pending schedules) the\n"
+    "                     key may have made and not deleted, 0 to 1000000 (0: none); without\n"
+    "                     it, only the server's --max-KIND applies\n"
     "\n"
     "Without --server it works on the data folder (a server must not be running on it).\n";
 
@@ -49,8 +55,9 @@ static int spec_json(int argc, char **argv, buf_t *b) {
         int *n = NULL;
         /* A limit goes as a number when it looks like one, else as the text given, so that
            the one check of a key's members (auth_spec_parse) says what is wrong with it. */
-        static const char *const scalars[] = {"role", "expires", "name", "max-appends-per-second",
-                                              "max-bytes-per-second"};
+        static const char *const scalars[] = {
+            "role",       "expires",         "name",      "max-appends-per-second", "max-bytes-per-second",
+            "max-groups", "max-projections", "max-sagas", "max-schedules"};
         bool took = false;
         for (size_t k = 0; k < ARRAY_LEN(scalars) && !took && !bad; k++) {
             char opt[32], member[32];

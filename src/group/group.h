@@ -13,6 +13,8 @@
 
 #include "groups.h"
 
+#include "../sys/owners.h"
+
 #include <pthread.h>
 
 #define MAX_IN_FLIGHT 10000
@@ -69,6 +71,7 @@ typedef struct group_clock {
 
 typedef struct group {
     char name[GROUP_MAX_NAME + 1];
+    char owner[OWNER_MAX]; /* the key that first defined it ("" none): its record's "owner" */
     group_def d;
     const group_clock *clk;
     pthread_mutex_t mu; /* everything below; the registry's mutex holds refs, gone and link */
@@ -106,6 +109,7 @@ struct groups {
     group_clock clk;
     pthread_mutex_t mu;
     group *list;
+    owners owned;     /* under mu: the list's groups by owner (a key's max_groups) */
     pthread_t keeper; /* expires deliveries that missed their ack timeout; writes Checkpoints */
     pthread_cond_t cond;
     bool stop, has_keeper;

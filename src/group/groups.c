@@ -68,16 +68,24 @@ size_t groups_count(groups_t *gs) {
     return n;
 }
 
+uint64_t groups_count_owned(groups_t *gs, const char *key) {
+    pthread_mutex_lock(&gs->mu);
+    uint64_t n = owners_count(&gs->owned, key);
+    pthread_mutex_unlock(&gs->mu);
+    return n;
+}
+
 /* ---- definitions ---- */
 
-int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, bool *created,
-                          factum_error_t *err) {
+int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, const char *owner, buf_t *rec,
+                          bool *created, factum_error_t *err) {
     if (!group_name_ok(name))
         return err_set(err, FACTUM_EINVAL, "group names are 1 to %d letters, digits, '-', '_' or '.'", GROUP_MAX_NAME);
     group_def tmp, old;
+    char first[OWNER_MAX]; /* a redefinition keeps the first owner */
     memset(&tmp, 0, sizeof tmp);
     group *g = group_acquire(gs, name);
-    if (g) old = g->d, group_release(gs, g);
+    if (g) old = g->d, memcpy(first, g->owner, sizeof first), owner = first, group_release(gs, g);
     *created = g == NULL;
     /* What a client may send (the GroupDefined record adds "name"). */
     static const char *const members[] = {"source",         "start", "strategy", "ack_timeout_ms",
@@ -94,6 +102,7 @@ int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf
     rec->len = 0;
     buf_printf(rec, "{\"name\":\"%s\",", name);
     group_def_render(&tmp, rec);
+    owners_member(rec, owner);
     buf_append(rec, "}", 1);
     return 0;
 }
@@ -127,6 +136,8 @@ void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos) {
         snprintf(g->name, sizeof g->name, "%s", name);
         g->d.start = g->next = g->floor = start;
         g->created_pos = pos;
+        owners_of_record(rec, g->owner);
+        owners_add(&gs->owned, g->owner, 1);
         g->link = gs->list;
         gs->list = g;
     }
@@ -147,6 +158,7 @@ void groups_delete_apply(groups_t *gs, const char *name) {
             group *g = *p;
             *p = g->link;
             g->gone = true;
+            owners_add(&gs->owned, g->owner, -1);
             if (!g->refs) group_free(g); /* else its last user frees it */
             break;
         }
@@ -580,6 +592,7 @@ static void reload(groups_t *gs) {
         g->gone = true;
         if (!g->refs) group_free(g);
     }
+    owners_clear(&gs->owned);
     pthread_mutex_unlock(&gs->mu);
     factum_error_t err;
     if (replay_all(gs, &err))
@@ -625,5 +638,6 @@ void groups_close(groups_t *gs) {
         group_free(g);
     }
     pthread_mutex_destroy(&gs->mu);
+    owners_free(&gs->owned);
     free(gs);
 }

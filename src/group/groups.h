@@ -28,10 +28,11 @@ void groups_close(groups_t *gs);
 /*
  * Checks a definition body (PUT /groups/{name}) and renders the GroupDefined record data
  * into rec. 0, or FACTUM_EINVAL / FACTUM_EBADSTREAM with the reason. *created says whether the
- * name is new.
+ * name is new. owner: the key asking ("" or NULL: none), the record's "owner" for a new name; a
+ * redefinition keeps the group's first owner.
  */
-int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, buf_t *rec, bool *created,
-                          factum_error_t *err);
+int groups_define_prepare(groups_t *gs, const char *name, factum_str_t body, const char *owner, buf_t *rec,
+                          bool *created, factum_error_t *err);
 /* Applies a GroupDefined record that is durable at position pos. */
 void groups_define_apply(groups_t *gs, factum_str_t rec, uint64_t pos);
 /* FACTUM_ENOTFOUND unless the group exists; then the GroupDeleted record data. */
@@ -40,8 +41,10 @@ void groups_delete_apply(groups_t *gs, const char *name);
 
 /* Whether the group exists. */
 bool groups_has(groups_t *gs, const char *name);
-/* How many groups there are (the limit on definitions counts them). */
+/* How many groups there are (the limit on definitions counts them); how many key owns (a
+   key's max_groups counts those). */
 size_t groups_count(groups_t *gs);
+uint64_t groups_count_owned(groups_t *gs, const char *key);
 
 /*
  * One delivery handed out by groups_pull: the event (borrowed from the batch, until

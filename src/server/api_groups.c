@@ -406,7 +406,7 @@ void api_define_group(conn *c, const route_args *a, factum_str_t body) {
     groups_change ch = {0};
     bool created;
     factum_error_t err;
-    int rc = groups_define_prepare(c->l->srv->groups, c->ar_note, body, &ch.rec, &created, &err);
+    int rc = groups_define_prepare(c->l->srv->groups, c->ar_note, body, c->req_key, &ch.rec, &created, &err);
     limit_hold *hold = NULL;
     if (rc) {
         server_problem(c, rc, err.message);

@@ -8,8 +8,10 @@
  *   POST   /projections/{name}/reset   rebuild from the first event (202)
  *   POST   /projections/{name}/query   a read-only query, after min_position is applied
  *
- * Definitions are records in the system stream $projections (ProjectionDefined with the name and
- * the definition as given, ProjectionDeleted), replayed at start. Where a projection stands is
+ * Definitions are records in the system stream $projections (ProjectionDefined with the name,
+ * the definition as given and its owner, ProjectionDeleted), replayed at start. The owner is the
+ * key that first defined the name (sys/owners.h); the registry counts each key's for its
+ * max_projections (limits.c). Where a projection stands is
  * not here: it is the checkpoint in its own database. Anything that talks to a database, or
  * waits, runs as a job on a worker thread; a mutex (define_mu) keeps definitions in log order,
  * and makes the count a new definition is checked against (--max-projections, limits.c) exact.
@@ -32,6 +34,7 @@
 
 typedef struct entry {
     char name[PROJ_MAX_NAME + 1];
+    char owner[OWNER_MAX];
     projector *p;
     struct entry *next;
 } entry;
@@ -43,7 +46,8 @@ struct projections {
     pthread_mutex_t mu;        /* the list */
     pthread_mutex_t define_mu; /* one definition change at a time: log order = registry order */
     entry *list;
-    size_t n; /* in the list */
+    size_t n;     /* in the list */
+    owners owned; /* under mu: the list's entries by owner */
 };
 
 /* ---- the registry ---- */
@@ -65,8 +69,17 @@ static projector *get(projections_t *ps, const char *name) {
     return p;
 }
 
-/* Puts p in as name's projector; returns the one it replaces (stop it), or NULL. */
-static projector *put(projections_t *ps, const char *name, projector *p) {
+/* The owner a definition of name gets: the first one's, or key for a new name. */
+static void owner_for(projections_t *ps, const char *name, const char *key, char out[OWNER_MAX]) {
+    pthread_mutex_lock(&ps->mu);
+    entry *e = *find(ps, name);
+    snprintf(out, OWNER_MAX, "%s", e ? e->owner : key);
+    pthread_mutex_unlock(&ps->mu);
+}
+
+/* Puts p in as name's projector (a new name owned by owner); returns the one it replaces (stop
+   it), or NULL. */
+static projector *put(projections_t *ps, const char *name, projector *p, const char *owner) {
     pthread_mutex_lock(&ps->mu);
     entry **e = find(ps, name);
     projector *old = NULL;
@@ -77,6 +90,7 @@ static projector *put(projections_t *ps, const char *name, projector *p) {
         } else {
             entry *gone = *e;
             *e = gone->next;
+            owners_add(&ps->owned, gone->owner, -1);
             free(gone);
             ps->n--;
         }
@@ -84,6 +98,8 @@ static projector *put(projections_t *ps, const char *name, projector *p) {
         entry *n = calloc(1, sizeof *n);
         if (!n) abort(); /* the server may stop on out-of-memory (STYLE.md) */
         snprintf(n->name, sizeof n->name, "%s", name);
+        snprintf(n->owner, sizeof n->owner, "%s", owner);
+        owners_add(&ps->owned, owner, 1);
         n->p = p;
         n->next = ps->list;
         ps->list = n;
@@ -94,24 +110,24 @@ static projector *put(projections_t *ps, const char *name, projector *p) {
 }
 
 /* Starts a projector on d (taking it) as name's, stopping the one it replaces. */
-static int run(projections_t *ps, const char *name, proj_def *d, factum_error_t *err) {
+static int run(projections_t *ps, const char *name, proj_def *d, const char *owner, factum_error_t *err) {
     projector *p;
     int rc = projector_start(ps->db, ps->pool, d, &p, err);
     if (rc) return rc;
-    projector *old = put(ps, name, p);
+    projector *old = put(ps, name, p, owner);
     if (old) projector_stop(old);
     return 0;
 }
 
-static int start(projections_t *ps, const char *name, factum_str_t def, factum_error_t *err) {
+static int start(projections_t *ps, const char *name, factum_str_t def, const char *owner, factum_error_t *err) {
     proj_def *d;
     int rc = proj_def_parse(name, def, ps->data_dir, &d, err);
-    return rc ? rc : run(ps, name, d, err);
+    return rc ? rc : run(ps, name, d, owner, err);
 }
 
-static void replay_def(void *ctx, const char *name, factum_str_t def) {
+static void replay_def(void *ctx, const char *name, factum_str_t def, const char *owner) {
     factum_error_t e2;
-    if (start(ctx, name, def, &e2)) log_msg(LOG_LEVEL_ERROR, "projection %s not started: %s", name, e2.message);
+    if (start(ctx, name, def, owner, &e2)) log_msg(LOG_LEVEL_ERROR, "projection %s not started: %s", name, e2.message);
 }
 
 int projections_open(factum_t *db, pool *pl, const char *data_dir, projections_t **out, factum_error_t *err) {
@@ -138,7 +154,7 @@ void projections_stop(projections_t *ps) {
     for (;;) {
         pthread_mutex_lock(&ps->mu);
         entry *e = ps->list;
-        if (e) ps->list = e->next, ps->n--;
+        if (e) ps->list = e->next, ps->n--, owners_add(&ps->owned, e->owner, -1);
         pthread_mutex_unlock(&ps->mu);
         if (!e) break;
         projector_stop(e->p);
@@ -154,11 +170,19 @@ size_t projections_count(projections_t *ps) {
     return n;
 }
 
+uint64_t projections_count_owned(projections_t *ps, const char *key) {
+    pthread_mutex_lock(&ps->mu);
+    uint64_t n = owners_count(&ps->owned, key);
+    pthread_mutex_unlock(&ps->mu);
+    return n;
+}
+
 void projections_close(projections_t *ps) {
     if (!ps) return;
     projections_stop(ps);
     pthread_mutex_destroy(&ps->mu);
     pthread_mutex_destroy(&ps->define_mu);
+    owners_free(&ps->owned);
     free(ps->data_dir);
     free(ps);
 }
@@ -171,21 +195,23 @@ static void define_work(conn *c) {
     factum_str_t body = {j->body.ptr, j->body.len};
     proj_def *d = NULL;
     buf_t warnings = {0};
+    char owner[OWNER_MAX];
     pthread_mutex_lock(&ps->define_mu);
     projector *old = get(ps, j->name);
-    size_t used = projections_count(ps);
-    if (!old && !limits_allow(c->l->srv, LIMIT_PROJECTIONS, used)) { /* a new one past the limit: its database
-                                                                         is not even opened */
-        j->limited = true, j->limit_kind = LIMIT_PROJECTIONS, j->limit_used = used;
+    owner_for(ps, j->name, c->req_key, owner);
+    if (!old && !limits_admit(c, LIMIT_PROJECTIONS, projections_count(ps), &j->limit)) { /* a new one past a
+                                                                     limit: its database is not even opened */
+        j->limited = true;
         j->rc = err_set(&j->err, FACTUM_EINVAL, "too many projections");
     } else if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) {
         j->rc = proj_def_check(d, &warnings, &j->err);
     }
     if (!j->rc) j->rc = proj_def_keep_secret(d, &j->err); /* the record holds no password */
     if (!j->rc)
-        j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, proj_def_shown(d), &j->err);
+        j->rc =
+            defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, proj_def_shown(d), owner, &j->err);
     if (!j->rc)
-        j->rc = run(ps, j->name, d, &j->err); /* d is the projector's now */
+        j->rc = run(ps, j->name, d, owner, &j->err); /* d is the projector's now */
     else
         proj_def_free(d);
     pthread_mutex_unlock(&ps->define_mu);
@@ -207,14 +233,16 @@ static void define_work(conn *c) {
 static void delete_work(conn *c) {
     projections_t *ps = c->l->srv->projections;
     named_job *j = c->job;
+    char owner[OWNER_MAX];
     pthread_mutex_lock(&ps->define_mu);
     projector *p = get(ps, j->name);
+    owner_for(ps, j->name, "", owner);
     if (!p) {
         j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no projection %s", j->name);
     } else {
         /* Stop it, drop its data, then record the deletion: a crash between the two leaves a
            projection that starts again from nothing, which is consistent. */
-        put(ps, j->name, NULL);
+        put(ps, j->name, NULL, NULL);
         projector_stop(p); /* the list's reference; ours keeps the definition */
         const proj_def *pd = projector_definition(p);
         if (!j->flag) {
@@ -228,11 +256,12 @@ static void delete_work(conn *c) {
             }
         }
         if (!j->rc)
-            j->rc = defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDeleted", j->name, (factum_str_t){0}, &j->err);
+            j->rc =
+                defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDeleted", j->name, (factum_str_t){0}, NULL, &j->err);
         if (!j->rc) proj_def_forget_secret(pd);
         if (j->rc) { /* nothing changed: it goes on */
             factum_error_t e2;
-            if (start(ps, j->name, proj_def_json(pd), &e2))
+            if (start(ps, j->name, proj_def_json(pd), owner, &e2))
                 log_msg(LOG_LEVEL_ERROR, "projection %s not restarted: %s", j->name, e2.message);
         }
         projector_unref(p);

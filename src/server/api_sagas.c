@@ -8,7 +8,9 @@
  *   GET    /sagas/{name}/instances/{id}     status, step, context and history
  *   GET    /sagas/{name}/parked             inputs set aside, with the reason
  *
- * Definitions are SagaDefined / SagaDeleted records in $sagas (defs.c). A definition change
+ * Definitions are SagaDefined / SagaDeleted records in $sagas (defs.c); a SagaDefined record
+ * names its owner, the key that first defined the name, and the registry counts each key's for
+ * its max_sagas (limits.c). A definition change
  * stops the old runner before the new one starts; it runs as a job (waiting for a batch in
  * progress, an append), everything else on the loop with the registry's mutex held. A new name
  * is checked against --max-sagas (limits.c) under define_mu, so the count is exact. Runners are
@@ -29,6 +31,7 @@
 
 typedef struct entry {
     char name[SAGA_MAX_NAME + 1];
+    char owner[OWNER_MAX];
     saga *s;
     struct entry *next;
 } entry;
@@ -39,7 +42,8 @@ struct sagas {
     pthread_mutex_t mu;        /* the list, and the sagas while they are used */
     pthread_mutex_t define_mu; /* one definition change at a time */
     entry *list;
-    size_t n; /* in the list */
+    size_t n;     /* in the list */
+    owners owned; /* under mu: the list's entries by owner */
 };
 
 static entry **find(sagas_t *ss, const char *name) {
@@ -54,35 +58,37 @@ static saga *take(sagas_t *ss, const char *name) {
     pthread_mutex_lock(&ss->mu);
     entry **e = find(ss, name), *gone = *e;
     saga *s = gone ? gone->s : NULL;
-    if (gone) *e = gone->next, free(gone), ss->n--;
+    if (gone) *e = gone->next, owners_add(&ss->owned, gone->owner, -1), free(gone), ss->n--;
     pthread_mutex_unlock(&ss->mu);
     return s;
 }
 
-/* Starts a runner on d (taking it) as name's. */
-static int run(sagas_t *ss, const char *name, saga_def *d, factum_error_t *err) {
+/* Starts a runner on d (taking it) as name's, owned by owner. */
+static int run(sagas_t *ss, const char *name, saga_def *d, const char *owner, factum_error_t *err) {
     saga *s;
     int rc = saga_start(ss->db, ss->pool, d, &s, err);
     if (rc) return rc;
     entry *n = calloc(1, sizeof *n);
     if (!n) abort(); /* the server may stop on out-of-memory (STYLE.md) */
     snprintf(n->name, sizeof n->name, "%s", name);
+    snprintf(n->owner, sizeof n->owner, "%s", owner);
     n->s = s;
     pthread_mutex_lock(&ss->mu);
     n->next = ss->list, ss->list = n, ss->n++;
+    owners_add(&ss->owned, owner, 1);
     pthread_mutex_unlock(&ss->mu);
     return 0;
 }
 
-static int start(sagas_t *ss, const char *name, factum_str_t def, factum_error_t *err) {
+static int start(sagas_t *ss, const char *name, factum_str_t def, const char *owner, factum_error_t *err) {
     saga_def *d;
     int rc = saga_def_parse(name, def, &d, err);
-    return rc ? rc : run(ss, name, d, err);
+    return rc ? rc : run(ss, name, d, owner, err);
 }
 
-static void replay_def(void *ctx, const char *name, factum_str_t def) {
+static void replay_def(void *ctx, const char *name, factum_str_t def, const char *owner) {
     factum_error_t e2;
-    if (start(ctx, name, def, &e2)) log_msg(LOG_LEVEL_ERROR, "saga %s not started: %s", name, e2.message);
+    if (start(ctx, name, def, owner, &e2)) log_msg(LOG_LEVEL_ERROR, "saga %s not started: %s", name, e2.message);
 }
 
 int sagas_open(factum_t *db, pool *pl, sagas_t **out, factum_error_t *err) {
@@ -107,12 +113,20 @@ size_t sagas_count(sagas_t *ss) {
     return n;
 }
 
+uint64_t sagas_count_owned(sagas_t *ss, const char *key) {
+    pthread_mutex_lock(&ss->mu);
+    uint64_t n = owners_count(&ss->owned, key);
+    pthread_mutex_unlock(&ss->mu);
+    return n;
+}
+
 void sagas_close(sagas_t *ss) {
     if (!ss) return;
     while (ss->list)
         saga_stop(take(ss, ss->list->name));
     pthread_mutex_destroy(&ss->mu);
     pthread_mutex_destroy(&ss->define_mu);
+    owners_free(&ss->owned);
     free(ss);
 }
 
@@ -123,22 +137,24 @@ static void define_work(conn *c) {
     named_job *j = c->job;
     factum_str_t body = {j->body.ptr, j->body.len};
     saga_def *d = NULL;
+    char owner[OWNER_MAX]; /* the first definition's, kept by a redefinition */
     pthread_mutex_lock(&ss->define_mu);
     pthread_mutex_lock(&ss->mu);
-    bool exists = *find(ss, j->name) != NULL;
+    entry *was = *find(ss, j->name);
+    bool exists = was != NULL;
+    snprintf(owner, sizeof owner, "%s", was ? was->owner : c->req_key);
     pthread_mutex_unlock(&ss->mu);
-    size_t used = sagas_count(ss);
-    if (!exists && !limits_allow(c->l->srv, LIMIT_SAGAS, used)) { /* a new one past the limit */
-        j->limited = true, j->limit_kind = LIMIT_SAGAS, j->limit_used = used;
+    if (!exists && !limits_admit(c, LIMIT_SAGAS, sagas_count(ss), &j->limit)) { /* a new one past a limit */
+        j->limited = true;
         j->rc = err_set(&j->err, FACTUM_EINVAL, "too many sagas");
     } else if (!(j->rc = saga_def_parse(j->name, body, &d, &j->err)) && !(j->rc = saga_def_check(d, &j->err))) {
-        j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDefined", j->name, body, &j->err);
+        j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDefined", j->name, body, owner, &j->err);
     }
     if (!j->rc) {
         saga *old = take(ss, j->name);
         j->status = old ? 200 : 201;
         saga_stop(old);
-        j->rc = run(ss, j->name, d, &j->err); /* d is the runner's now */
+        j->rc = run(ss, j->name, d, owner, &j->err); /* d is the runner's now */
     } else {
         saga_def_free(d);
     }
@@ -160,7 +176,7 @@ static void delete_work(conn *c) {
     pthread_mutex_unlock(&ss->mu);
     if (!there)
         j->rc = err_set(&j->err, FACTUM_ENOTFOUND, "no saga %s", j->name);
-    else if (!(j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDeleted", j->name, (factum_str_t){0}, &j->err)))
+    else if (!(j->rc = defs_record(ss->db, SAGAS_STREAM, "SagaDeleted", j->name, (factum_str_t){0}, NULL, &j->err)))
         saga_stop(take(ss, j->name));
     pthread_mutex_unlock(&ss->define_mu);
     if (!j->rc) j->status = 200, buf_printf(&j->out, "{\"name\":\"%s\",\"deleted\":true}", j->name);

@@ -6,7 +6,8 @@
  *   DELETE /schedules/{id}                     -> 200 {"id", "state": "cancelled"}
  * Writes go to $schedules through the loop's asynchronous append; the timer table learns of
  * them only once they are durable. A new schedule holds a place under --max-schedules (pending
- * ones, limits.c) from its check until then.
+ * ones, limits.c), and under its key's max_schedules, from its check until then; its record
+ * names that key as its owner.
  */
 #include "api.h"
 
@@ -111,6 +112,7 @@ static void schedule(conn *c, factum_str_t body) {
     json_escape(&data, sname.ptr, sname.len);
     buf_printf(&data, ",\"event\":");
     buf_append(&data, event.ptr, event.len);
+    owners_member(&data, c->req_key); /* the key's pending schedules count against its max_schedules */
     buf_append(&data, "}", 1);
     factum_event_t rec = {
         .type = str_c("Scheduled"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};

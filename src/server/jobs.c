@@ -127,7 +127,7 @@ static void named_done(conn *c) {
     c->job = NULL;
     c->state = C_BODY; /* answering, as after an append */
     if (j->limited)
-        limits_problem(c, j->limit_kind, j->limit_used);
+        limits_problem(c, &j->limit);
     else if (j->rc == FACTUM_ECONFLICT && j->conflict_slug)
         conn_problem(c, 409, j->conflict_slug, NULL, "%s", j->err.message);
     else if (j->rc)

@@ -638,6 +638,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     projections_close(s->projections);
     pool_close(s->pool);
     pthread_mutex_destroy(&s->limits_mu);
+    for (int k = 0; k < LIMIT_KINDS; k++)
+        owners_free(&s->held_by_key[k]);
     scavenger_close(s->scav);
     timers_close(s->timers);
     groups_close(s->groups);

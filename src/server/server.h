@@ -15,6 +15,7 @@
 
 #include "../auth/keys.h"
 #include "../base/base.h"
+#include "../sys/owners.h"
 #include "http.h"
 
 #include <pthread.h>
@@ -268,7 +269,8 @@ struct server {
     factum_t *db;
     struct pool *pool; /* runs projections and sagas (sys/pool.h) */
     pthread_mutex_t limits_mu;
-    uint64_t held[LIMIT_KINDS]; /* under limits_mu: new definitions checked and not yet applied */
+    uint64_t held[LIMIT_KINDS];      /* under limits_mu: new definitions checked and not yet applied */
+    owners held_by_key[LIMIT_KINDS]; /* under limits_mu: the same, by the key that asked */
     scavenger_t *scav;
     struct timers *timers;
     struct groups *groups;
@@ -360,6 +362,15 @@ int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const f
    loop, as for an append. c->job carries what the two need. */
 void server_submit_job(conn *c, job_fn work, append_done_fn done, void (*free_job)(void *job));
 
+/* Why a new definition was refused (limits.c): the server's limit on its kind (--max-KIND), or
+   the maximum of the key that asked (max_KIND); the maximum, and what is used of it. */
+typedef struct limit_refusal {
+    int kind; /* LIMIT_* */
+    bool by_key;
+    uint64_t max, used;
+    char key[AUTH_ID_LEN + 1];
+} limit_refusal;
+
 /*
  * A job on a named resource (/projections/{name}, /sagas/{name}): the work reads name, body and
  * flag, and sets rc (an error, with err) or status and out. Answered on the loop: a 201 carries
@@ -374,9 +385,8 @@ typedef struct named_job {
     int rc, status;
     buf_t out;
     factum_error_t err;
-    bool limited; /* refused past a limit: answered by limits_problem(limit_kind, limit_used) */
-    int limit_kind;
-    uint64_t limit_used;
+    bool limited; /* refused past a limit: answered by limits_problem(&limit) */
+    limit_refusal limit;
 } named_job;
 /* Starts one (answers 503 itself if it cannot); the job is c->job while the work runs. */
 void server_submit_named(conn *c, const char *name, factum_str_t body, bool flag, const char *location,
@@ -407,12 +417,16 @@ void scavenger_close(scavenger_t *sv);
 
 /* limits.c: the limits on definitions. The maximum of a kind (LIMIT_*). */
 uint64_t limits_max(const server *s, int kind);
-/* Whether one more is allowed when `used` are defined. */
-bool limits_allow(server *s, int kind, uint64_t used);
-/* Answers 409 limit-reached: the limit's flag, its maximum and `used`. */
-void limits_problem(conn *c, int kind, uint64_t used);
-/* A place held for a new group or schedule from its check until it is applied (or not):
-   NULL, having answered limits_problem, when the kind is at its limit. */
+/* Whether c may make one more definition of kind when `used` are defined on the server (the
+   count its caller holds a lock for): the server's limit, then the maximum of c's key (against
+   what the key owns, limits_owned). false with *r when one of them refuses. */
+bool limits_admit(conn *c, int kind, uint64_t used, limit_refusal *r);
+/* How many live definitions of kind key owns (the engines count them from their records). */
+uint64_t limits_owned(server *s, int kind, const char *key);
+/* Answers 409 limit-reached: the limit, its maximum and what is used of it. */
+void limits_problem(conn *c, const limit_refusal *r);
+/* A place held for a new group or schedule from its check until it is applied (or not), on
+   the server and for c's key: NULL, having answered limits_problem, when either is full. */
 typedef struct limit_hold limit_hold;
 limit_hold *limits_hold(conn *c, int kind);
 void limits_release(limit_hold *h);
@@ -422,8 +436,9 @@ void limits_metrics(server *s, buf_t *b);
 
 /* api_projections.c: the registry of projections ($projections), run on pool pl. */
 int projections_open(factum_t *db, struct pool *pl, const char *data_dir, projections_t **out, factum_error_t *err);
-/* How many there are. */
+/* How many there are; how many key owns (made first by it: docs/limits.md, "Keys"). */
 size_t projections_count(projections_t *ps);
+uint64_t projections_count_owned(projections_t *ps, const char *key);
 /* Stops every projector (queries waiting on one end); the registry stays for close. */
 void projections_stop(projections_t *ps);
 void projections_close(projections_t *ps);
@@ -433,6 +448,7 @@ void projections_metrics(projections_t *ps, buf_t *b);
 /* api_sagas.c: the registry of sagas ($sagas), a runner per saga on pool pl. */
 int sagas_open(factum_t *db, struct pool *pl, sagas_t **out, factum_error_t *err);
 size_t sagas_count(sagas_t *ss);
+uint64_t sagas_count_owned(sagas_t *ss, const char *key);
 void sagas_close(sagas_t *ss);
 /* Prometheus lines of every saga's counts and durations. */
 void sagas_metrics(sagas_t *ss, buf_t *b);

@@ -11,6 +11,7 @@
 typedef struct pending_def {
     char *name;
     buf_t def;
+    char owner[OWNER_MAX];
     struct pending_def *next;
 } pending_def;
 
@@ -33,7 +34,7 @@ static void fold_record(void *ctx, const factum_event_t *e) {
     int kind;
     if (str_eq(e->type, str_c(f->defined)) && json_member(e->data, "definition", &def, &kind)) {
         if (!*at && (*at = calloc(1, sizeof **at)) && !((*at)->name = strdup(name.ptr))) free(*at), *at = NULL;
-        if (*at) (*at)->def.len = 0, buf_append(&(*at)->def, def.ptr, def.len);
+        if (*at) (*at)->def.len = 0, buf_append(&(*at)->def, def.ptr, def.len), owners_of_record(e->data, (*at)->owner);
     } else if (str_eq(e->type, str_c(f->deleted)) && *at) {
         pending_def *gone = *at;
         *at = gone->next;
@@ -45,13 +46,14 @@ static void fold_record(void *ctx, const factum_event_t *e) {
 }
 
 int defs_replay(factum_t *db, const char *stream, const char *defined, const char *deleted,
-                void (*fn)(void *ctx, const char *name, factum_str_t def), void *ctx, factum_error_t *err) {
+                void (*fn)(void *ctx, const char *name, factum_str_t def, const char *owner), void *ctx,
+                factum_error_t *err) {
     fold f = {defined, deleted, NULL};
     int rc = replay_stream(db, stream, 0, fold_record, &f, err);
     while (f.list) {
         pending_def *d = f.list;
         f.list = d->next;
-        if (!rc) fn(ctx, d->name, (factum_str_t){d->def.ptr, d->def.len});
+        if (!rc) fn(ctx, d->name, (factum_str_t){d->def.ptr, d->def.len}, d->owner);
         buf_free(&d->def);
         free(d->name);
         free(d);
@@ -60,7 +62,7 @@ int defs_replay(factum_t *db, const char *stream, const char *defined, const cha
 }
 
 int defs_record(factum_t *db, const char *stream, const char *type, const char *name, factum_str_t def,
-                factum_error_t *err) {
+                const char *owner, factum_error_t *err) {
     buf_t data = {0};
     buf_append(&data, "{\"name\":", 8);
     json_escape(&data, name, strlen(name));
@@ -68,6 +70,7 @@ int defs_record(factum_t *db, const char *stream, const char *type, const char *
         buf_append(&data, ",\"definition\":", 14);
         buf_append(&data, def.ptr, def.len);
     }
+    owners_member(&data, owner);
     int rc = buf_append(&data, "}", 1) ? err_set(err, FACTUM_ENOMEM, "out of memory") : 0;
     factum_event_t e = {.type = str_c(type), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
     if (!rc) rc = factum_append(db, str_c(stream), FACTUM_EXPECT_ANY, &e, 1, NULL, err);

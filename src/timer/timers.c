@@ -24,6 +24,7 @@
 
 #include "../base/log.h"
 #include "../base/json.h"
+#include "../sys/owners.h"
 #include "../sys/replay.h"
 
 #include <pthread.h>
@@ -41,7 +42,8 @@ typedef struct timer {
     int64_t at;  /* wall clock (µs): as asked, or as estimated for a delay */
     int64_t due; /* relative timers: when due on CLOCK_MONOTONIC (µs) */
     uint64_t pos, fired_pos;
-    char *error; /* failed: why the store refused its event (owned) */
+    char *error;           /* failed: why the store refused its event (owned) */
+    char owner[OWNER_MAX]; /* the key that asked for it ("": none), from its Scheduled record */
     uint8_t state;
     bool cancelling;
     bool relative;   /* asked for with delay_ms: waits on the monotonic clock */
@@ -73,6 +75,7 @@ struct timers {
     size_t nslots;
     heap wall, mono; /* timers "at" a wall-clock time; relative ones, by their monotonic due time */
     timers_stats st;
+    owners owned;          /* pending timers by owner (a key's max_schedules) */
     uint64_t ended;        /* timers in the table that fired, failed or were cancelled */
     int64_t compact_after; /* CLOCK_MONOTONIC µs: no compaction before (after one failed) */
     bool started;          /* the scheduler thread runs */
@@ -175,6 +178,7 @@ static uint64_t *count_of(timers_t *t, int state) {
 static void set_state(timers_t *t, timer *x, int state) {
     if (x->state != TIMER_PENDING || state == TIMER_PENDING) return;
     t->st.pending--;
+    owners_add(&t->owned, x->owner, -1);
     x->state = (uint8_t)state;
     ++*count_of(t, state);
     t->ended++;
@@ -187,7 +191,7 @@ static void set_state(timers_t *t, timer *x, int state) {
  * than the delay itself (a wall clock stepped back, here or before a restart, does not hold it
  * back) and never less than 0 (one stepped forward before a restart fires it at once).
  */
-static void add_locked(timers_t *t, const char *id, int64_t at, int64_t delay_us, uint64_t pos) {
+static void add_locked(timers_t *t, const char *id, int64_t at, int64_t delay_us, uint64_t pos, const char *owner) {
     timer *x = find(t, id);
     if (x && x->has_record) return; /* applied twice, or a compaction's copy: the first record wins */
     bool ended = x != NULL;         /* a Fired or Cancelled record came first: it stays ended */
@@ -197,6 +201,8 @@ static void add_locked(timers_t *t, const char *id, int64_t at, int64_t delay_us
     if (ended) return;
     x->state = TIMER_PENDING;
     t->st.pending++;
+    snprintf(x->owner, sizeof x->owner, "%s", owner);
+    owners_add(&t->owned, owner, 1);
     heap_push(t, heap_of(t, x), (uint32_t)(x - t->v));
 }
 
@@ -307,6 +313,13 @@ void timers_get_stats(timers_t *t, timers_stats *out) {
     pthread_mutex_unlock(&t->mu);
 }
 
+uint64_t timers_count_owned(timers_t *t, const char *key) {
+    pthread_mutex_lock(&t->mu);
+    uint64_t n = owners_count(&t->owned, key);
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
 /* ---- reading $schedules records ---- */
 
 static bool member_raw(factum_str_t obj, const char *key, factum_str_t *out, int want) {
@@ -326,7 +339,9 @@ static bool apply_record(timers_t *t, const factum_event_t *e, buf_t *id, buf_t 
         if (!json_member_string(e->data, "at", msg) || time_parse((factum_str_t){msg->ptr, msg->len}, &us) ||
             delay_ms > TIMERS_MAX_DELAY_MS)
             return false;
-        add_locked(t, id->ptr, us, relative ? (int64_t)delay_ms * 1000 : -1, e->position);
+        char owner[OWNER_MAX];
+        owners_of_record(e->data, owner);
+        add_locked(t, id->ptr, us, relative ? (int64_t)delay_ms * 1000 : -1, e->position, owner);
     } else if (str_eq(e->type, str_c("Fired"))) {
         /* {id, position}, or {id, error}: the store refused the event (the timer failed) */
         bool failed = json_member_string(e->data, "error", msg);
@@ -670,6 +685,7 @@ static void reload_locked(timers_t *t) {
     t->wall.n = t->mono.n = 0;
     t->st.pending = t->st.fired = t->st.cancelled = t->st.failed = 0;
     t->ended = 0;
+    owners_clear(&t->owned);
     factum_error_t err;
     if (replay_records(t, UINT64_MAX, false, &err))
         log_msg(LOG_LEVEL_WARN, "reading %s again as the new leader: %s", TIMERS_STREAM, err.message);
@@ -738,6 +754,7 @@ static void *scheduler(void *arg) {
 static void timers_free(timers_t *t) {
     for (size_t i = 0; i < t->n; i++)
         free(t->v[i].error);
+    owners_free(&t->owned);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->batch.mu);

@@ -2,7 +2,7 @@
  * timers.h — durable timers: "append this event to this stream at time T".
  *
  * A timer's life is three kinds of events in the system stream $schedules (docs/timers.md):
- * Scheduled {id, at, [delay_ms,] stream, event}, then Fired {id, position} (or {id, error} when
+ * Scheduled {id, at, [delay_ms,] stream, event, [owner]}, then Fired {id, position} (or {id, error} when
  * the store refused its event) or Cancelled {id}. On open the stream is replayed into memory (an
  * id table and two heaps of pending times); a scheduler thread fires what is due. A timer with
  * delay_ms was asked for as a delay: it waits on CLOCK_MONOTONIC; one without waits for the wall
@@ -72,5 +72,7 @@ size_t timers_list(timers_t *t, int state, const char *after, timer_info *out, s
    from a later record (it ended before its record was met again). 0 or the read's error. */
 int timers_record(factum_t *db, const timer_info *ti, factum_result_t **out, factum_error_t *err);
 void timers_get_stats(timers_t *t, timers_stats *out);
+/* Pending timers whose Scheduled record names key as its "owner" (a key's max_schedules). */
+uint64_t timers_count_owned(timers_t *t, const char *key);
 
 #endif
