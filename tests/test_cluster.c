@@ -188,6 +188,14 @@ static int append_one(int port, const char *id, long long *position) {
     return st;
 }
 
+/* Waits until `node` has seen who leads (it watches the lease: a follower that has not seen it
+   yet answers writes 503 instead of forwarding them). */
+static void knows_leader(cluster_fixture *f, int node, int leader) {
+    char leads[48];
+    snprintf(leads, sizeof leads, "\"leader\":\"node%d\"", leader);
+    CHECK_MSG(http_wait_body(f->http_port[node], "/health", leads, WAIT_S), "node%d does not know its leader", node);
+}
+
 /* Every live node has caught up with `leader` and holds the same log, and every acknowledged
    append is in it once, at the position its 201 named. */
 static void check_acked(cluster_fixture *f, const bool *alive, int leader, const acked *ack, size_t nack) {
@@ -242,10 +250,7 @@ TEST_T(a_three_node_cluster_keeps_every_acknowledged_append_when_its_leader_is_k
     /* A follower sends a write on to the leader and answers with the leader's answer, naming it
        (once it has seen who leads: the lease is watched, not asked) */
     int follower = (leader + 1) % NODES;
-    char leads[48];
-    snprintf(leads, sizeof leads, "\"leader\":\"node%d\"", leader);
-    CHECK_MSG(http_wait_body(f.http_port[follower], "/health", leads, WAIT_S), "node%d does not know its leader",
-              follower);
+    knows_leader(&f, follower, leader);
     resp fr;
     CHECK_EQ(http_try(f.http_port[follower], "POST", "/streams/order-1",
                       "Content-Type: application/cloudevents+json\r\n",
@@ -361,6 +366,8 @@ TEST_T(a_group_and_a_timer_carry_on_from_the_replicated_log_when_the_leader_is_k
     int leader = wait_leader(&f, alive);
     CHECK_MSG(leader >= 0, "no node became the leader");
     int a = (leader + 1) % NODES, b = (leader + 2) % NODES;
+    knows_leader(&f, a, leader);
+    knows_leader(&f, b, leader);
     /* Defined through a follower (sent on to the leader); the events through the leader. */
     expect_status(f.http_port[a], "PUT", "/groups/g", "Content-Type: application/json\r\n",
                   "{\"source\":{\"stream\":\"work-1\"},\"start\":\"earliest\",\"ack_timeout_ms\":1000}", 201, NULL);
