@@ -10,7 +10,7 @@
  * per-request copy is measured; $TOKEN (hclient.h) still goes with every other request.
  *
  *   bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] [--pg CONNINFO]
- *              [--seconds S] [--catchup N] [--only noisy|fanout|appends]
+ *              [--seconds S] [--catchup N] [--only noisy|fanout|appends|catchup]
  *
  * --only noisy prints the noisy-neighbour figure alone (the server must allow 5,300 connections
  * from one address: --max-connections-per-address). --only appends prints "appends A B C":
@@ -769,7 +769,7 @@ int main(int argc, char **argv) {
     int pid = 0, key_port = 0, tls_port = 0;
     const char *token = NULL, *tls_token = NULL;
     uint64_t catchup = 1000000;
-    bool only_noisy = false, only_fanout = false, only_appends = false;
+    bool only_noisy = false, only_fanout = false, only_appends = false, only_catchup = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--port"))
             port = atoi(argv[i + 1]);
@@ -793,15 +793,21 @@ int main(int argc, char **argv) {
             only_noisy = true;
         else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "fanout"))
             only_fanout = true;
+        else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "catchup"))
+            only_catchup = true;
         else if (!strcmp(argv[i], "--only") && !strcmp(argv[i + 1], "appends"))
             only_appends = true;
         else
             die("usage: bench-http --port P --pid PID [--tls-port P [--tls-token T]] [--key-port P --token T] "
-                "[--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy|fanout|appends]");
+                "[--pg CONNINFO] [--seconds S] [--catchup N] [--only noisy|fanout|appends|catchup]");
     }
     if (!port) die("--port is required");
     int plain_port = port;
     memset(pad, 'x', 155); /* 200 bytes of JSON per event */
+    if (only_catchup) {
+        printf("  SSE catch-up of %llu events: %.0f events/s\n", (unsigned long long)catchup, sse_catchup(catchup));
+        return 0;
+    }
     if (only_noisy || only_fanout) {
         if (only_noisy) noisy_neighbour();
         if (only_fanout) fanout(pid);

@@ -14,8 +14,10 @@
 #include "../group/groups.h"
 
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 
+#define SSE_SNDBUF (256 << 10) /* the kernel's send buffer of a subscriber: not autotuned to 4 MB each */
 #define SSE_LOW (64u << 10)        /* catch-up: queue up to this much, then wait for the socket */
 #define SSE_CHUNK 512              /* events per read */
 #define SSE_CHUNK_BYTES (1u << 20) /* ... and bytes queued per read, whatever the events weigh */
@@ -56,6 +58,8 @@ static void begin(conn *c, sub *s) {
     c->park = &sse_park;
     c->state = C_SSE;
     c->deadline_ms = 0;
+    int sndbuf = SSE_SNDBUF;
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     atomic_fetch_add(&c->l->nsubs, 1);
     loop_listen(c, s->all || s->group[0] ? 0 : s->stream_key);
     char cors[400];
