@@ -21,18 +21,6 @@
 
 static const factum_options_t small = {.segment_bytes = 1u << 16, .memtable_events = 256};
 
-/* Runs `factum ARGS` (stderr with stdout into out); its exit status. */
-static int factum_cmd(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int factum_cmd(char *out, size_t cap, const char *fmt, ...) {
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", test_bin(), args);
-    return test_run(cmd, out, cap);
-}
-
 static void fill(factum_t *db, int n, int from) {
     char data[600];
     for (int i = from; i < from + n; i++) {
@@ -74,13 +62,13 @@ TEST(incremental_backup_copies_only_what_is_new) {
     fill(db, 400, 0); /* about 240 KiB: several 64 KiB segments */
     factum_close(db);
     char out[4096];
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
     uint64_t total = json_u64(out, "bytes_total");
     CHECK_EQ(json_u64(out, "bytes_copied"), total);
     CHECK_EQ(json_u64(out, "position"), 400);
     CHECK(json_u64(out, "files_copied") >= 4);
     /* Nothing new: nothing copied. */
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
     CHECK_EQ(json_u64(out, "bytes_copied"), 0);
     CHECK_EQ(json_u64(out, "files_copied"), 0);
     sizes before, after;
@@ -88,7 +76,7 @@ TEST(incremental_backup_copies_only_what_is_new) {
     db = test_open(test_path("data"), &small);
     fill(db, 300, 400);
     factum_close(db);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
     CHECK_EQ(json_u64(out, "position"), 700);
     list_sizes(test_path("bk"), &after);
     /* What is new: new files whole, and the growth of the segment that was the tail. */
@@ -105,9 +93,9 @@ TEST(incremental_backup_copies_only_what_is_new) {
     CHECK_EQ(json_u64(out, "bytes_total"), sum);
     CHECK(expect < sum / 2 + 65536); /* the sealed segments of the first backup were not copied again */
     /* The backup is a data folder that checks clean, and verify says so too. */
-    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", test_path("bk")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", test_path("bk")), 0);
     CHECK(strstr(out, "clean"));
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --verify --data-dir %s --to %s", test_path("data"), test_path("bk")),
+    CHECK_EQ(run_factum(out, sizeof out, "backup --verify --data-dir %s --to %s", test_path("data"), test_path("bk")),
              0);
     CHECK(strstr(out, "0 damage, 0 derived"));
 }
@@ -166,7 +154,7 @@ TEST_T(backup_under_appends_holds_every_acknowledged_event_once, 120) {
     /* Restored and served: every event acknowledged below p is there at its position, once,
        and nothing at or past p. */
     char out[4096];
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 0);
     CHECK_EQ(json_u64(out, "position"), p);
     s = srv_start(test_path("restored"), NULL);
     int below = 0;
@@ -228,18 +216,18 @@ TEST_T(backup_killed_half_way_is_refused_until_one_finishes, 120) {
     snprintf(marker, sizeof marker, "%s/BACKUP-IN-PROGRESS", test_path("bk"));
     CHECK(access(marker, F_OK) == 0);
     char out[4096];
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 1);
     CHECK_MSG(strstr(out, "unfinished backup") && strstr(out, "no BACKUP manifest"), "%s", out);
     CHECK(access(test_path("restored"), F_OK) != 0); /* nothing made */
-    CHECK_EQ(factum_cmd(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", test_path("bk")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", test_path("bk")), 1);
     CHECK_MSG(strstr(out, "unfinished backup"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", test_path("bk")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", test_path("bk")), 1);
     CHECK_MSG(strstr(out, "damage   BACKUP-IN-PROGRESS"), "%s", out);
     /* A backup into it again finishes it. */
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
     CHECK_EQ(json_u64(out, "position"), 400);
     CHECK(access(marker, F_OK) != 0);
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("restored")), 0);
     db = test_open(test_path("restored"), NULL);
     CHECK_EQ(factum_head_position(db), 400);
     CHECK_EQ(factum_stream_revision(db, str_c("odd")), 199);
@@ -266,17 +254,17 @@ TEST(a_newer_format_is_refused_and_an_older_one_upgraded) {
     fclose(f);
     CHECK(!strcmp(text, "factum-format 2\n"));
     write_file(format, "factum-format 3\n");
-    CHECK_EQ(factum_cmd(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", test_path("data")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", test_path("data")), 1);
     CHECK_MSG(strstr(out, "has format version 3") && strstr(out, "newer factum"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "check --data-dir %s", test_path("data")), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", test_path("data")), 2);
     CHECK_MSG(strstr(out, "has format version 3"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "read odd --data-dir %s", test_path("data")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "read odd --data-dir %s", test_path("data")), 1);
     write_file(format, "factum-format x\n");
-    CHECK_EQ(factum_cmd(out, sizeof out, "read odd --data-dir %s", test_path("data")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "read odd --data-dir %s", test_path("data")), 1);
     CHECK_MSG(strstr(out, "does not say which format"), "%s", out);
     /* A folder without FORMAT was written before it existed: version 1, upgraded on open. */
     unlink(format);
-    int crc = factum_cmd(out, sizeof out, "check --data-dir %s", test_path("data"));
+    int crc = run_factum(out, sizeof out, "check --data-dir %s", test_path("data"));
     CHECK_MSG(crc == 0, "%s", out);
     CHECK_MSG(strstr(out, "format version 1"), "%s", out);
     factum_error_t err;
@@ -300,16 +288,16 @@ TEST(bad_backup_and_restore_input_is_refused_and_changes_nothing) {
     fill(db, 20, 0);
     factum_close(db);
     char out[4096];
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s", test_path("data")), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s", test_path("data")), 2);
     CHECK_MSG(strstr(out, "needs --to DIR"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("data/inner")),
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("data/inner")),
              1);
     CHECK_MSG(strstr(out, "is inside") && strstr(out, "outside it"), "%s", out);
     CHECK(access(test_path("data/inner"), F_OK) != 0);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("data")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("data")), 1);
     mkdir(test_path("other"), 0755);
     write_file(test_path("other/mine.txt"), "keep me\n");
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("other")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("other")), 1);
     CHECK_MSG(strstr(out, "not empty and holds no backup"), "%s", out);
     DIR *d = opendir(test_path("other"));
     int n = 0;
@@ -317,21 +305,21 @@ TEST(bad_backup_and_restore_input_is_refused_and_changes_nothing) {
         n += de->d_name[0] != '.';
     closedir(d);
     CHECK_EQ(n, 1);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("no/such/place")),
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("no/such/place")),
              1);
     CHECK_MSG(strstr(out, "above it"), "%s", out);
     /* restore: a folder that is no backup, a target that is not empty, a target inside the backup */
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("data"), test_path("r")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "restore %s --to %s", test_path("data"), test_path("r")), 1);
     CHECK_MSG(strstr(out, "is not a backup"), "%s", out);
     CHECK(access(test_path("r"), F_OK) != 0);
-    CHECK_EQ(factum_cmd(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("other")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "backup --data-dir %s --to %s", test_path("data"), test_path("bk")), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("other")), 1);
     CHECK_MSG(strstr(out, "is not empty: a restore goes to a new or empty folder"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("bk/log/x")), 1);
+    CHECK_EQ(run_factum(out, sizeof out, "restore %s --to %s", test_path("bk"), test_path("bk/log/x")), 1);
     CHECK_MSG(strstr(out, "is inside"), "%s", out);
-    CHECK_EQ(factum_cmd(out, sizeof out, "restore %s", test_path("bk")), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "restore %s", test_path("bk")), 2);
     CHECK_EQ(
-        factum_cmd(out, sizeof out, "--server http://127.0.0.1:1 restore %s --to %s", test_path("bk"), test_path("r")),
+        run_factum(out, sizeof out, "--server http://127.0.0.1:1 restore %s --to %s", test_path("bk"), test_path("r")),
         2);
     /* over HTTP: a relative folder, a missing one, an unknown member, a non-empty folder */
     srv s = srv_start(test_path("data"), NULL);

@@ -261,7 +261,7 @@ bool http_wait_body(int port, const char *path, const char *want, int limit_s) {
 }
 
 int run_factum(char *out, size_t cap, const char *fmt, ...) {
-    char args[1500], cmd[2000];
+    char args[2048], cmd[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
