@@ -4,6 +4,7 @@
  * given on reads, SSE and group deliveries, the traceparent header of an HTTP request applied to
  * events without one, and the trace carried by what sagas and timers write because of an event.
  */
+#include "../src/base/trace.h"
 #include "test_server.h"
 
 #include <signal.h>
@@ -295,4 +296,35 @@ TEST(a_saga_carries_the_trace_of_its_order_into_each_command_and_record_the_same
     while (fgets(line, sizeof line, f))
         CHECK_MSG(!strstr(line, "was refused") && !strstr(line, "write failed"), "%s", line); /* a conflict */
     fclose(f);
+}
+
+/* ---- the grammar, on its own ---- */
+
+/* "KEY=VALUE" with a key of kn 'k's (at '@' position at, if not 0, then 's') and a value of vn 'v's. */
+static factum_str_t member_of(char *buf, size_t kn, size_t at, size_t vn) {
+    size_t n = 0;
+    for (size_t i = 0; i < kn; i++)
+        buf[n++] = at && i == at ? '@' : at && i > at ? 's' : 'k';
+    buf[n++] = '=';
+    memset(buf + n, 'v', vn);
+    n += vn;
+    buf[n] = 0;
+    return (factum_str_t){buf, n};
+}
+
+TEST(tracestate_keys_and_values_are_taken_at_their_limits_and_refused_one_past) {
+    char b[1024];
+    CHECK(!trace_state_check(member_of(b, 256, 0, 1)));                             /* a simple key: 256 */
+    CHECK(trace_state_check(member_of(b, 257, 0, 1)));                              /* 257 */
+    CHECK(!trace_state_check(member_of(b, 241 + 1 + 14, 241, 1)));                  /* tenant 241 @ system 14 */
+    CHECK(trace_state_check(member_of(b, 242 + 1 + 14, 242, 1)));                   /* tenant 242 */
+    CHECK(trace_state_check(member_of(b, 241 + 1 + 15, 241, 1)));                   /* system 15 */
+    CHECK(!trace_state_check(member_of(b, 1, 0, 256)));                             /* a value: 256 */
+    CHECK(trace_state_check(member_of(b, 1, 0, 257)));                              /* 257 */
+    CHECK(trace_state_check(member_of(b, 1, 0, 0)));                                /* empty */
+    CHECK(trace_state_check(str_c("1a=v")) && !trace_state_check(str_c("1a@s=v"))); /* a digit starts tenants only */
+    CHECK(trace_state_check(str_c("a@1=v")) && trace_state_check(str_c("a=\x7f")));
+    CHECK(!trace_state_check(str_c("")) && !trace_state_check(str_c(" ,\t, ")) && !trace_state_check(str_c("a= b")) &&
+          !trace_state_check(str_c("a=v ")) /* space after a member is list whitespace */);
+    CHECK(!trace_parent_check(str_c(TP)) && trace_parent_check(str_c("ff-" TRACE "-00f067aa0ba902b7-01")));
 }
