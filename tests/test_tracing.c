@@ -2,7 +2,8 @@
  * test_tracing.c — W3C Trace Context on events (issue 19, part 8) against a real server:
  * malformed traceparent / tracestate refused with nothing written, the attributes returned as
  * given on reads, SSE and group deliveries, the traceparent header of an HTTP request applied to
- * events without one, and the trace carried by what sagas and timers write because of an event.
+ * events without one, and the trace carried by what sagas and timers write because of an event;
+ * and the tracestate grammar on its own, at each limit and one past.
  */
 #include "../src/base/trace.h"
 #include "test_server.h"
