@@ -1,9 +1,11 @@
 /*
  * fuzz_event_json.c — CloudEvents JSON parsing (one event or a batch) and the strict JSON
  * scanner under it. Whatever parses must render, the rendering must be valid JSON, and the
- * input form must parse back to the same event.
+ * input form must parse back to the same event. Its trace context, when valid, must give a child
+ * context that is valid too and reads back as written.
  */
 #include "../src/base/json.h"
+#include "../src/base/trace.h"
 #include "fuzz.h"
 
 #include <stdlib.h>
@@ -35,6 +37,17 @@ FUZZ_TARGET(event_json) {
                a->data_format == e->data_format && str_eq(a->extensions, e->extensions));
         factum_events_free(again);
         free(out);
+        trace_ctx t, child, back;
+        if (!trace_check_members(e->extensions, i, NULL) && trace_get(e->extensions, &t)) {
+            buf_t m = {0};
+            trace_child(&t, e->id, &child);
+            trace_members(&child, &m);
+            factum_str_t ms = {m.ptr, m.len};
+            ENSURE(!trace_check_members(ms, 0, NULL) && trace_get(ms, &back));
+            ENSURE(!strcmp(back.parent, child.parent) && !strcmp(back.state, t.state));
+            ENSURE(!memcmp(child.parent, t.parent, 36) && !strcmp(child.parent + 52, t.parent + 52));
+            buf_free(&m);
+        }
     }
     factum_events_free(set);
     return 0;

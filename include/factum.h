@@ -83,7 +83,9 @@ enum {
  * One event. On append, the caller fills the attributes; a zero-length id makes the store
  * generate a UUIDv7. `stream`, `revision`, `position` and `time_us` are set by the store and
  * ignored on append. `extensions` is the text of JSON object members without the braces,
- * e.g. "traceparent":"00-ab","tenant":7 ; it is kept byte for byte.
+ * e.g. "tenant":7,"region":"eu" ; it is kept byte for byte. Among them `traceparent` and
+ * `tracestate` must be valid W3C Trace Context (docs/events.md, "Trace context"), or the append
+ * fails with FACTUM_EBADEVENT.
  */
 typedef struct factum_event {
     factum_str_t id;

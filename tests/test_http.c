@@ -62,10 +62,11 @@ TEST(appends_in_every_mode_and_reads_answer_as_documented) {
     expect_status(s.port, "POST", "/streams/fresh-1", CE "If-None-Match: *\r\n", "{\"type\":\"X\"}", 201,
                   "\"revision\":0");
     /* binary mode: attributes in ce-* headers, the body is the data */
-    expect_status(s.port, "POST", "/streams/order-1",
-                  "ce-type: Shipped\r\nce-id: b%2D1\r\nce-specversion: 1.0\r\nce-correlationid: corr-7\r\n"
-                  "ce-traceparent: 00-ab\r\nContent-Type: text/plain\r\n",
-                  "parcel", 201, "\"revision\":4");
+    expect_status(
+        s.port, "POST", "/streams/order-1",
+        "ce-type: Shipped\r\nce-id: b%2D1\r\nce-specversion: 1.0\r\nce-correlationid: corr-7\r\n"
+        "ce-traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nContent-Type: text/plain\r\n",
+        "parcel", 201, "\"revision\":4");
     expect_status(s.port, "POST", "/streams/order-1", "ce-type: Priced\r\nContent-Type: application/json\r\n",
                   "{\"p\": 1}", 201, "\"revision\":5");
     /* reads: forward with paging, backward, HEAD */
@@ -82,8 +83,8 @@ TEST(appends_in_every_mode_and_reads_answer_as_documented) {
     resp_free(&r);
     http_do(s.port, "GET", "/streams/order-1?from=4&limit=1", NULL, NULL, &r);
     CHECK(strstr(r.body, "\"id\":\"b-1\"") && strstr(r.body, "\"correlationid\":\"corr-7\"") &&
-          strstr(r.body, "\"traceparent\":\"00-ab\"") && strstr(r.body, "\"datacontenttype\":\"text/plain\"") &&
-          strstr(r.body, "\"data_base64\":\"cGFyY2Vs\""));
+          strstr(r.body, "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"") &&
+          strstr(r.body, "\"datacontenttype\":\"text/plain\"") && strstr(r.body, "\"data_base64\":\"cGFyY2Vs\""));
     resp_free(&r);
     http_do(s.port, "HEAD", "/streams/order-1", NULL, NULL, &r);
     CHECK_EQ(r.status, 200);

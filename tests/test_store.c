@@ -176,16 +176,17 @@ TEST(bad_input_gets_a_clear_error_and_changes_nothing) {
 TEST(events_keep_every_attribute_and_data_byte_for_byte) {
     factum_t *db = test_open(test_dir(), NULL);
     const char *data = "{ \"b\" : [1, 2.50, \"\\u00e9\"],\n\"a\":null }";
-    factum_event_t e = {.type = str_c("OrderCreated"),
-                        .id = str_c("my-id"),
-                        .source = str_c("order-service"),
-                        .subject = str_c("order-123"),
-                        .datacontenttype = str_c("application/json"),
-                        .correlationid = str_c("corr-1"),
-                        .causationid = str_c("cmd-7"),
-                        .extensions = str_c("\"traceparent\":\"00-ab\",\"tenant\":7"),
-                        .data = str_c(data),
-                        .data_format = FACTUM_DATA_JSON};
+    factum_event_t e = {
+        .type = str_c("OrderCreated"),
+        .id = str_c("my-id"),
+        .source = str_c("order-service"),
+        .subject = str_c("order-123"),
+        .datacontenttype = str_c("application/json"),
+        .correlationid = str_c("corr-1"),
+        .causationid = str_c("cmd-7"),
+        .extensions = str_c("\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\",\"tenant\":7"),
+        .data = str_c(data),
+        .data_format = FACTUM_DATA_JSON};
     factum_event_t bin = {.type = str_c("Blob"), .data = {"\0\1\2\377", 4}, .data_format = FACTUM_DATA_BINARY};
     CHECK_RC(factum_append(db, str_c("order-123"), FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
     CHECK_RC(factum_append(db, str_c("order-123"), FACTUM_EXPECT_ANY, &bin, 1, NULL, NULL), 0);

@@ -231,13 +231,20 @@ void json_iter_init(json_iter_t *it, factum_str_t container) {
     it->c = json_cur(container.ptr, container.len);
     it->c.i = 1; /* past '{' or '[' */
     it->first = 1;
+    it->bare = false;
+}
+
+void json_iter_init_members(json_iter_t *it, factum_str_t members) {
+    it->c = json_cur(members.ptr, members.len);
+    it->first = 1;
+    it->bare = true;
 }
 
 static int iter_sep(json_iter_t *it, char close) {
     json_cur_t *c = &it->c;
     ws(c);
-    if (c->i >= c->n) return -1;
-    if (c->s[c->i] == close) return 0;
+    if (c->i >= c->n) return it->bare ? 0 : -1;
+    if (c->s[c->i] == close) return it->bare ? -1 : 0;
     if (!it->first) {
         if (c->s[c->i] != ',') return -1;
         c->i++;

@@ -33,8 +33,11 @@ bool json_valid_members(const char *s, size_t n);
 typedef struct json_iter {
     json_cur_t c;
     int first;
+    bool bare; /* members without braces: the text's end is the object's */
 } json_iter_t;
 void json_iter_init(json_iter_t *it, factum_str_t container);
+/* Iterates members without braces ("a":1,"b":2), such as an event's extension members. */
+void json_iter_init_members(json_iter_t *it, factum_str_t members);
 /* Next member: key = raw string span (with quotes); 1 = got one, 0 = end, -1 = error. */
 int json_iter_member(json_iter_t *it, factum_str_t *key, factum_str_t *val, int *kind);
 /* Next element of an array: 1, 0 or -1. */

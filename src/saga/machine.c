@@ -78,7 +78,11 @@ void saga_apply(const saga_def *d, inst *i, const saga_rec *r, const saga_clock 
     core_apply(d, &i->c, r);
     if (r->context.len) i->ctx.len = 0, buf_append(&i->ctx, r->context.ptr, r->context.len);
     switch (r->kind) {
-    case R_STARTED: i->started_us = r->time_us; break;
+    case R_STARTED:
+        i->started_us = r->time_us;
+        i->trace.len = 0;
+        buf_append(&i->trace, r->ext.ptr, r->ext.len);
+        break;
     case R_STEP_STARTED:
     case R_COMP_STARTED:
         if (k < 0) break;
@@ -110,7 +114,7 @@ static int step_index(const saga_def *d, factum_str_t data) {
 }
 
 bool saga_record_parse(const saga_def *d, const factum_event_t *e, saga_rec *r) {
-    *r = (saga_rec){.kind = -1, .step = -1, .time_us = e->time_us};
+    *r = (saga_rec){.kind = -1, .step = -1, .time_us = e->time_us, .ext = e->extensions};
     for (int k = 0; k < R_KINDS; k++)
         if (str_eq(e->type, str_c(saga_record_types[k]))) r->kind = k;
     if (r->kind < 0 || !json_member_u64(e->data, "input", &r->input)) return false;
@@ -133,6 +137,7 @@ inst *saga_inst_new(const char *id) {
 void saga_inst_free(inst *i) {
     if (!i) return;
     buf_free(&i->ctx);
+    buf_free(&i->trace);
     for (int k = 0; k < MAX_STEPS; k++)
         buf_free(&i->sent[k]);
     free(i);
@@ -158,7 +163,17 @@ static saga_out_rec *emit(const saga_def *d, saga_out *o, int kind, int k, const
     buf_printf(&w->data, "{\"input\":%llu", (unsigned long long)e->position);
     if (members && len) buf_append(&w->data, ",", 1), buf_append(&w->data, members, len);
     buf_append(&w->data, "}", 1);
-    w->r = (saga_rec){.kind = kind, .step = k, .input = e->position, .time_us = e->time_us};
+    /* Its trace context: a child of the decision's, its span id derived from the saga's name and
+       the record's id (unique in the saga: an input concerns one instance), so a replay writes
+       the same bytes. */
+    char seed[SAGA_MAX_NAME + sizeof w->id + 2];
+    trace_ctx t;
+    snprintf(seed, sizeof seed, "%s/%s", d->name, w->id);
+    trace_child(&o->trace, str_c(seed), &t);
+    w->ext.len = 0;
+    trace_members(&t, &w->ext);
+    w->r = (saga_rec){
+        .kind = kind, .step = k, .input = e->position, .time_us = e->time_us, .ext = {w->ext.ptr, w->ext.len}};
     o->nrecs++;
     core_apply(d, &o->c, &w->r);
     return w;
@@ -194,7 +209,8 @@ static factum_event_t record_event(const saga_out_rec *w) {
     return (factum_event_t){.type = str_c(saga_record_types[w->r.kind]),
                             .id = str_c(w->id),
                             .data = {w->data.ptr, w->data.len},
-                            .data_format = FACTUM_DATA_JSON};
+                            .data_format = FACTUM_DATA_JSON,
+                            .extensions = w->r.ext};
 }
 
 /* Emits a record as emit() does if the store takes it as it is; if not, nothing (the core as it
@@ -247,7 +263,15 @@ static bool send(const saga_def *d, const saga_facts *f, const char *inst_id, in
     saga_render((factum_str_t){c->tmpl.ptr, c->tmpl.len}, JSON_OBJECT, o->ctx, &cmd);
     buf_printf(&id, "saga-%s-%s-%s-%s", d->name, inst_id, name, comp ? "compensate" : "do");
     int64_t deadline_us = c->timeout_ms ? e->time_us + (int64_t)c->timeout_ms * 1000 : 0;
-    factum_event_t ev = {.id = {id.ptr, id.len}, .correlationid = str_c(inst_id), .causationid = e->id};
+    /* The command's trace context: a child of the decision's, its span id derived from its id. */
+    trace_ctx t;
+    buf_t trace = {0};
+    trace_child(&o->trace, (factum_str_t){id.ptr, id.len}, &t);
+    trace_members(&t, &trace);
+    factum_event_t ev = {.id = {id.ptr, id.len},
+                         .correlationid = str_c(inst_id),
+                         .causationid = e->id,
+                         .extensions = {trace.ptr, trace.len}};
     factum_error_t why;
     bool ok = sendable(d, f, (factum_str_t){cmd.ptr, cmd.len}, &ev, &stream, &type, &why);
     saga_out_rec *w = NULL;
@@ -256,6 +280,7 @@ static bool send(const saga_def *d, const saga_facts *f, const char *inst_id, in
         json_escape(&sent, id.ptr, id.len);
         buf_append(&sent, ",\"cause\":", 9);
         json_escape(&sent, e->id.ptr, e->id.len);
+        if (trace.len) buf_append(&sent, ",", 1), buf_append(&sent, trace.ptr, trace.len);
         buf_printf(&sent, ",\"command\":%.*s}", (int)cmd.len, cmd.ptr);
         buf_printf(&m, "\"step\":\"%s\",\"deadline_us\":%lld,\"sent\":", name, (long long)deadline_us);
         buf_append(&m, sent.ptr, sent.len);
@@ -271,6 +296,7 @@ static bool send(const saga_def *d, const saga_facts *f, const char *inst_id, in
         emit_failed(d, o, comp ? R_COMP_FAILED : R_STEP_FAILED, k, e, r);
     }
     buf_free(&cmd), buf_free(&id), buf_free(&sent), buf_free(&m), buf_free(&stream), buf_free(&type);
+    buf_free(&trace);
     return ok;
 }
 
@@ -371,8 +397,9 @@ static int awaited(const saga_def *d, const inst *i, factum_str_t type) {
     return -1;
 }
 
-static void out_reset(saga_out *o, const inst *i) {
+static void out_reset(saga_out *o, const inst *i, const factum_event_t *e) {
     o->nrecs = 0, o->park[0] = 0;
+    if (!trace_get(e->extensions, &o->trace) && i) trace_get((factum_str_t){i->trace.ptr, i->trace.len}, &o->trace);
     o->c = i ? i->c : (saga_core){0};
     o->ctx = i ? (factum_str_t){i->ctx.ptr, i->ctx.len} : (factum_str_t){0};
 }
@@ -403,7 +430,7 @@ bool saga_instance_id(const saga_def *d, const factum_event_t *e, char id[256]) 
 }
 
 void saga_decide_start(const saga_def *d, const saga_facts *f, const char *id, const factum_event_t *e, saga_out *o) {
-    out_reset(o, NULL);
+    out_reset(o, NULL, e);
     factum_str_t doc = e->data_format == FACTUM_DATA_JSON && e->data.len ? e->data : str_c("null");
     buf_t ctx = {0}, m = {0};
     buf_append(&ctx, "{\"id\":", 6);
@@ -423,7 +450,7 @@ void saga_decide_start(const saga_def *d, const saga_facts *f, const char *id, c
 }
 
 void saga_decide(const saga_def *d, const saga_facts *f, const inst *i, const factum_event_t *e, saga_out *o) {
-    out_reset(o, i);
+    out_reset(o, i, e);
     if (e->position <= i->c.last_input) return; /* done before a restart */
     bool timeout = e->stream.len && e->stream.ptr[0] == '$';
     int k;
@@ -444,5 +471,5 @@ void saga_decide(const saga_def *d, const saga_facts *f, const inst *i, const fa
 
 void saga_out_free(saga_out *o) {
     for (int k = 0; k < MAX_RECS; k++)
-        buf_free(&o->recs[k].data), buf_free(&o->recs[k].stream);
+        buf_free(&o->recs[k].data), buf_free(&o->recs[k].stream), buf_free(&o->recs[k].ext);
 }

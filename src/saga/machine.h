@@ -11,6 +11,7 @@
 #ifndef FACTUM_SAGA_MACHINE_H
 #define FACTUM_SAGA_MACHINE_H
 
+#include "../base/trace.h"
 #include "def.h"
 
 enum { S_RUNNING, S_COMPENSATING, S_COMPLETED, S_FAILED, S_COMP_FAILED };
@@ -41,6 +42,7 @@ typedef struct saga_rec {
     int64_t time_us;      /* live: the input's commit time; at start-up: the record's own */
     factum_str_t sent;    /* R_*_STARTED: the command as sent {"id","cause","command"} (borrowed) */
     factum_str_t context; /* R_STARTED, R_STEP_SUCCEEDED: the instance's new context (borrowed) */
+    factum_str_t ext;     /* the record's extension members: its trace context (borrowed) */
 } saga_rec;
 
 /* The part of an instance's state that decisions read; decide works on a copy of it. */
@@ -63,6 +65,8 @@ typedef struct inst {
     buf_t sent[MAX_STEPS];     /* each outstanding command as sent, sent again after a restart */
     int64_t started_us, ended_us;
     buf_t ctx;                /* {"id":..,"data":..,"steps":{NAME: reply data, ...}} */
+    buf_t trace;              /* its SagaStarted record's trace context (extension members), for
+                                 the inputs that carry none */
     struct inst *next, *prev; /* the runner's: the active list */
     struct inst *hnext;       /* the runner's: the id index */
 } inst;
@@ -75,6 +79,7 @@ typedef struct saga_out_rec {
     char id[48];
     buf_t data;
     buf_t stream; /* R_*_STARTED: the command's stream */
+    buf_t ext;    /* its trace context, as extension members (r.ext points here) */
 } saga_out_rec;
 
 typedef struct saga_out {
@@ -83,6 +88,8 @@ typedef struct saga_out {
     char park[400];   /* not empty: park the input with this reason */
     saga_core c;      /* decide's own copy of the state, moved by each record it emits */
     factum_str_t ctx; /* and of the context (borrowed: the instance's, or a record's) */
+    trace_ctx trace;  /* the input's trace context, or the instance's when the input has none:
+                         each record and command carries a child of it (docs/sagas.md) */
 } saga_out;
 
 /* What decide may know of the world besides the instance and the input. */

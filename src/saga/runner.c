@@ -120,11 +120,25 @@ static int drain(saga *s) {
     return rc;
 }
 
-/* Sends a command ({"id","cause","command":{"stream","type","data"}}) for instance id. */
+/* The trace context of a write of the runner's own (a timeout marker, a parked input) into out as
+   extension members: a child of the one among ext, its span id derived from where it goes. */
+static void child_trace(factum_str_t ext, const char *stream, const char *id, buf_t *out) {
+    trace_ctx in, t;
+    buf_t seed = {0};
+    out->len = 0;
+    if (!trace_get(ext, &in)) return;
+    buf_printf(&seed, "%s/%s", stream, id);
+    trace_child(&in, (factum_str_t){seed.ptr, seed.len}, &t);
+    trace_members(&t, out);
+    buf_free(&seed);
+}
+
+/* Sends a command ({"id","cause",["traceparent",["tracestate",]]"command":{"stream","type","data"}})
+   for instance id; its trace context is the one recorded with it. */
 static void send_command(saga *s, const char *id, factum_str_t sent) {
     factum_str_t cmd, v;
     int kind;
-    buf_t stream = {0}, type = {0}, cid = {0}, cause = {0};
+    buf_t stream = {0}, type = {0}, cid = {0}, cause = {0}, trace = {0};
     if (json_member(sent, "command", &cmd, &kind) && json_member_string(cmd, "stream", &stream) &&
         json_member_string(cmd, "type", &type) && json_member_string(sent, "id", &cid)) {
         json_member_string(sent, "cause", &cause);
@@ -133,9 +147,15 @@ static void send_command(saga *s, const char *id, factum_str_t sent) {
                             .correlationid = str_c(id),
                             .causationid = {cause.ptr, cause.len}};
         if (json_member(cmd, "data", &v, &kind)) e.data = v, e.data_format = FACTUM_DATA_JSON;
+        if (json_member(sent, "traceparent", &v, &kind)) {
+            buf_printf(&trace, "\"traceparent\":%.*s", (int)v.len, v.ptr);
+            if (json_member(sent, "tracestate", &v, &kind))
+                buf_printf(&trace, ",\"tracestate\":%.*s", (int)v.len, v.ptr);
+            e.extensions = (factum_str_t){trace.ptr, trace.len};
+        }
         submit_cb(s, (factum_str_t){stream.ptr, stream.len}, &e, 1, command_cb);
     }
-    buf_free(&stream), buf_free(&type), buf_free(&cid), buf_free(&cause);
+    buf_free(&stream), buf_free(&type), buf_free(&cid), buf_free(&cause), buf_free(&trace);
 }
 
 inst *saga_load(saga *s, const char *id, uint64_t resend_from) {
@@ -167,7 +187,7 @@ inst *saga_load(saga *s, const char *id, uint64_t resend_from) {
 }
 
 static void park(saga *s, const factum_event_t *e, const char *reason) {
-    buf_t data = {0}, name = {0};
+    buf_t data = {0}, name = {0}, trace = {0};
     char id[48];
     snprintf(id, sizeof id, "p-%llu", (unsigned long long)e->position);
     buf_printf(&data, "{\"position\":%llu,\"type\":", (unsigned long long)e->position);
@@ -180,14 +200,18 @@ static void park(saga *s, const factum_event_t *e, const char *reason) {
     json_escape(&data, reason, strlen(reason));
     buf_append(&data, "}", 1);
     buf_printf(&name, "$sagaparked-%s", s->d->name);
-    factum_event_t p = {
-        .type = str_c("Parked"), .id = str_c(id), .data = {data.ptr, data.len}, .data_format = FACTUM_DATA_JSON};
+    child_trace(e->extensions, name.ptr, id, &trace);
+    factum_event_t p = {.type = str_c("Parked"),
+                        .id = str_c(id),
+                        .data = {data.ptr, data.len},
+                        .data_format = FACTUM_DATA_JSON,
+                        .extensions = {trace.ptr, trace.len}};
     submit(s, (factum_str_t){name.ptr, name.len}, &p, 1);
     s->decisions++;
     pthread_mutex_lock(&s->mu);
     s->parked++;
     pthread_mutex_unlock(&s->mu);
-    buf_free(&data), buf_free(&name);
+    buf_free(&data), buf_free(&name), buf_free(&trace);
 }
 
 static void ended_add(saga *s, inst *i) {
@@ -214,7 +238,8 @@ static void record_and_apply(saga *s, inst *i, bool new, const saga_out *o) {
                                  .id = str_c(o->recs[k].id),
                                  .data = {o->recs[k].data.ptr, o->recs[k].data.len},
                                  .data_format = FACTUM_DATA_JSON,
-                                 .correlationid = str_c(i->id)};
+                                 .correlationid = str_c(i->id),
+                                 .extensions = o->recs[k].r.ext};
     buf_t name = {0};
     saga_state_stream(s, i->id, &name);
     submit(s, (factum_str_t){name.ptr, name.len}, ev, (size_t)o->nrecs);
@@ -364,15 +389,17 @@ static int64_t timeouts(saga *s) {
             snprintf(data, sizeof data, "{\"saga\":\"%s\",\"step\":\"%s\",\"phase\":\"%s\"}", s->d->name,
                      s->d->steps[k].name, phase);
             snprintf(id, sizeof id, "timeout-%s-%s", phase, s->d->steps[k].name);
+            buf_t name = {0}, trace = {0};
+            saga_state_stream(s, i->id, &name);
+            child_trace((factum_str_t){i->trace.ptr, i->trace.len}, name.ptr, id, &trace); /* in the instance's trace */
             factum_event_t e = {.type = str_c(TIMEOUT_TYPE),
                                 .id = str_c(id),
                                 .data = str_c(data),
                                 .data_format = FACTUM_DATA_JSON,
-                                .correlationid = str_c(i->id)};
-            buf_t name = {0};
-            saga_state_stream(s, i->id, &name);
+                                .correlationid = str_c(i->id),
+                                .extensions = {trace.ptr, trace.len}};
             submit(s, (factum_str_t){name.ptr, name.len}, &e, 1);
-            buf_free(&name);
+            buf_free(&name), buf_free(&trace);
             i->due_us[k] = -i->due_us[k]; /* marked; the marker comes back through the log */
         }
     return next;

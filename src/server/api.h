@@ -8,6 +8,7 @@
 #ifndef FACTUM_API_H
 #define FACTUM_API_H
 
+#include "../base/trace.h"
 #include "route.h"
 #include "server.h"
 
@@ -47,6 +48,9 @@ bool server_written(conn *c);
 void api_path_stream(conn *c, buf_t *out);
 /* api_append.c: the expected revision of If-Match / If-None-Match. 0, or answers 400 and -1. */
 int api_expected_revision(conn *c, int64_t *out);
+/* api_append.c: the request's W3C trace context headers (traceparent, tracestate) into t: 1, or 0
+   when it has no traceparent; -1 when one is malformed, having answered 400. */
+int api_trace_header(conn *c, trace_ctx *t);
 /* api_append.c: the 412 answer for a missed expected revision (c->ar_res.actual_revision, c->ar_msg). */
 void api_revision_problem(conn *c);
 /* api_read.c: 400: a query parameter's value has a bad percent-escape. */

@@ -9,6 +9,7 @@
 #include "api.h"
 
 #include "../base/json.h"
+#include "../base/trace.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -143,6 +144,52 @@ static int binary_event(conn *c, factum_str_t body, factum_event_t *e, buf_t *va
     return 0;
 }
 
+int api_trace_header(conn *c, trace_ctx *t) {
+    const http_req *h = &c->req->h;
+    factum_str_t tp = http_header_get(h, "traceparent"), ts = http_header_get(h, "tracestate");
+    if (!tp.ptr) return 0; /* a tracestate alone means nothing (W3C Trace Context, 3.3) */
+    const char *why = trace_parent_check(tp);
+    if (!why && ts.ptr) why = trace_state_check(ts);
+    if (why) {
+        conn_problem(c, 400, "bad-request", NULL, "the trace context headers: %s", why);
+        return -1;
+    }
+    snprintf(t->parent, sizeof t->parent, "%.*s", (int)tp.len, tp.ptr);
+    snprintf(t->state, sizeof t->state, "%.*s", (int)ts.len, ts.ptr ? ts.ptr : "");
+    return 1;
+}
+
+/*
+ * The request's trace context headers go to each of its n events that has no trace context of
+ * its own; an event's own attribute wins (docs/events.md, "Trace context"). Their new extension
+ * members go to store, which outlives the submission. -1: answered (a malformed header).
+ */
+static int trace_header(conn *c, factum_event_t *ev, size_t n, buf_t *store) {
+    trace_ctx t;
+    int got = api_trace_header(c, &t);
+    if (got <= 0) return got;
+    buf_t members = {0};
+    trace_members(&t, &members);
+    size_t total = 0; /* reserved up front, so the spans given to the events never move */
+    for (size_t i = 0; i < n; i++)
+        if (!trace_named(ev[i].extensions)) total += ev[i].extensions.len + 1 + members.len;
+    if (buf_reserve(store, total)) {
+        buf_free(&members);
+        conn_problem(c, 500, "internal", NULL, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (trace_named(ev[i].extensions)) continue;
+        size_t at = store->len;
+        buf_append(store, ev[i].extensions.ptr, ev[i].extensions.len);
+        if (ev[i].extensions.len) buf_append(store, ",", 1);
+        buf_append(store, members.ptr, members.len);
+        ev[i].extensions = (factum_str_t){store->ptr + at, store->len - at};
+    }
+    buf_free(&members);
+    return 0;
+}
+
 /* POST /streams/{stream} */
 static void append(conn *c, factum_str_t stream, factum_str_t body) {
     const http_req *h = &c->req->h;
@@ -159,13 +206,14 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
     int rc;
     if (binary) {
         factum_event_t e;
-        buf_t vals = {0}, ext = {0};
-        if (!binary_event(c, body, &e, &vals, &ext) && guard_rate(c, 1, body.len)) {
+        buf_t vals = {0}, ext = {0}, trace = {0};
+        if (!binary_event(c, body, &e, &vals, &ext) && !trace_header(c, &e, 1, &trace) && guard_rate(c, 1, body.len)) {
             rc = server_submit_append(c, stream, expected, &e, 1, append_done, &err);
             if (rc) server_problem(c, rc, err.message);
         }
         buf_free(&vals);
         buf_free(&ext);
+        buf_free(&trace);
         return;
     }
     factum_str_t ct = http_header_get(h, "content-type");
@@ -195,10 +243,13 @@ static void append(conn *c, factum_str_t stream, factum_str_t body) {
         return;
     }
     size_t n = factum_events_count(set);
-    if (guard_rate(c, n, body.len)) { /* the batch is refused whole, before the writer sees it */
+    buf_t trace = {0};
+    if (!trace_header(c, factum_events_get(set, 0), n, &trace) &&
+        guard_rate(c, n, body.len)) { /* the batch is refused whole, before the writer sees it */
         rc = server_submit_append(c, stream, expected, factum_events_get(set, 0), n, append_done, &err);
         if (rc) server_problem(c, rc, err.message);
     }
+    buf_free(&trace);
     factum_events_free(set);
 }
 

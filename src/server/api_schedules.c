@@ -50,7 +50,7 @@ static void schedule(conn *c, factum_str_t body) {
     factum_t *db = c->l->srv->db;
     factum_str_t v, stream_raw, event;
     int kind;
-    buf_t stream = {0}, at_text = {0};
+    buf_t stream = {0}, at_text = {0}, traced_event = {0};
     int64_t at;
     factum_events_t *set = NULL;
     factum_error_t err;
@@ -96,6 +96,21 @@ static void schedule(conn *c, factum_str_t body) {
         conn_problem(c, 400, "bad-event", NULL, "'event' must be a CloudEvent object");
         goto out;
     }
+    /* W3C Trace Context over HTTP: the request's trace context goes into an event without one, so
+       the event fires in the trace of the request that scheduled it (docs/timers.md). */
+    trace_ctx trace;
+    int traced = api_trace_header(c, &trace);
+    if (traced < 0) goto out;
+    if (traced && !trace_named((factum_str_t){event.ptr + 1, event.len - 2})) {
+        size_t i = 1;
+        while (strchr(" \t\r\n", event.ptr[i]))
+            i++;
+        buf_append(&traced_event, "{", 1);
+        trace_members(&trace, &traced_event);
+        if (event.ptr[i] != '}') buf_append(&traced_event, ",", 1);
+        buf_append(&traced_event, event.ptr + 1, event.len - 1);
+        event = (factum_str_t){traced_event.ptr, traced_event.len};
+    }
     if ((rc = factum_events_parse(event.ptr, event.len, 0, &set, &err)) ||
         (rc = factum_events_check(db, factum_events_get(set, 0), 1, &err))) {
         server_problem(c, rc, err.message);
@@ -132,6 +147,7 @@ out:
     factum_events_free(set);
     buf_free(&stream);
     buf_free(&at_text);
+    buf_free(&traced_event);
 }
 
 int schedule_json(factum_t *db, const timer_info *ti, buf_t *out, factum_error_t *err) {

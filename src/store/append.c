@@ -8,6 +8,7 @@
 #include "append.h"
 
 #include "../base/json.h"
+#include "../base/trace.h"
 #include "record.h"
 
 #include <errno.h>
@@ -85,7 +86,7 @@ static int check_event(const factum_t *db, const factum_event_t *e, size_t i, fa
         (rc = check_attr(e->source, FACTUM_MAX_LONG_ATTRIBUTE, false, "source", i, err)) ||
         (rc = check_attr(e->subject, FACTUM_MAX_LONG_ATTRIBUTE, false, "subject", i, err)) ||
         (rc = check_attr(e->datacontenttype, FACTUM_MAX_LONG_ATTRIBUTE, false, "datacontenttype", i, err)) ||
-        (rc = check_extensions(e->extensions, i, err)))
+        (rc = check_extensions(e->extensions, i, err)) || (rc = trace_check_members(e->extensions, i, err)))
         return rc;
     if (e->data.len > db->max_data_bytes)
         return err_set(err, FACTUM_ETOOBIG, "event %zu: data is %zu bytes, the limit is %u", i, e->data.len,
