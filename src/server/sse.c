@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 
-#define SSE_SNDBUF (256 << 10) /* the kernel's send buffer of a subscriber: not autotuned to 4 MB each */
+#define SSE_SNDBUF (256 << 10)     /* the kernel's send buffer of a subscriber: not autotuned to 4 MB each */
 #define SSE_LOW (64u << 10)        /* catch-up: queue up to this much, then wait for the socket */
 #define SSE_CHUNK 512              /* events per read */
 #define SSE_CHUNK_BYTES (1u << 20) /* ... and bytes queued per read, whatever the events weigh */
