@@ -178,8 +178,14 @@ TEST_T(archival_moves_sealed_segments_and_reads_return_the_same_events, 180) {
     group_reads_from_the_beginning(s.port, "g2", EVENTS / 3);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     free_reads(&before);
+    /* The folder says format 3 once a segment is archived: a factum older than archival refuses
+       it as newer instead of finding segments missing. */
+    char format[4096], out[8192];
+    snprintf(format, sizeof format, "%s/FORMAT", test_path("data"));
+    FILE *ff = fopen(format, "r");
+    CHECK(ff && fgets(out, sizeof out, ff) && !strcmp(out, "factum-format 3\n"));
+    if (ff) fclose(ff);
     /* factum check follows the markers into the archive; factum admin archive says what is where. */
-    char out[8192];
     CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", test_path("data")), 0);
     CHECK_MSG(strstr(out, "clean"), "%s", out);
     CHECK_EQ(run_factum(out, sizeof out, "admin archive --data-dir %s", test_path("data")), 0);

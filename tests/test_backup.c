@@ -253,11 +253,11 @@ TEST(a_newer_format_is_refused_and_an_older_one_upgraded) {
     CHECK(f && fgets(text, sizeof text, f));
     fclose(f);
     CHECK(!strcmp(text, "factum-format 2\n"));
-    write_file(format, "factum-format 3\n");
+    write_file(format, "factum-format 4\n");
     CHECK_EQ(run_factum(out, sizeof out, "serve --data-dir %s --listen 127.0.0.1:0", test_path("data")), 1);
-    CHECK_MSG(strstr(out, "has format version 3") && strstr(out, "newer factum"), "%s", out);
+    CHECK_MSG(strstr(out, "has format version 4") && strstr(out, "newer factum"), "%s", out);
     CHECK_EQ(run_factum(out, sizeof out, "check --data-dir %s", test_path("data")), 2);
-    CHECK_MSG(strstr(out, "has format version 3"), "%s", out);
+    CHECK_MSG(strstr(out, "has format version 4"), "%s", out);
     CHECK_EQ(run_factum(out, sizeof out, "read odd --data-dir %s", test_path("data")), 1);
     write_file(format, "factum-format x\n");
     CHECK_EQ(run_factum(out, sizeof out, "read odd --data-dir %s", test_path("data")), 1);

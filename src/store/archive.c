@@ -20,6 +20,7 @@
  * The archiver thread runs a pass at each roll of the writer and at least every
  * ARCHIVE_TICK_MAX_S; factum_archive runs one in its caller's thread. One pass at a time.
  */
+#include "folder.h"
 #include "store.h"
 
 #include "../base/json.h"
@@ -244,6 +245,9 @@ static int move_segment(factum_t *db, size_t i, factum_error_t *err) {
             memcpy(ns->pmap, s->pmap, s->count * sizeof *s->pmap), ns->count = s->count, ns->end = s->end;
     }
     if (!rc) pause_for_tests(a); /* copied, not yet recorded */
+    /* before the first marker: a factum that predates archival must refuse the folder clearly
+       instead of finding a segment missing */
+    if (!rc) rc = folder_format_raise(db->dir, FOLDER_FORMAT_ARCHIVED, err);
     if (!rc) rc = archive_mark_write(db->logdir, &m, err);
     if (rc) {
         segment_close(ns);

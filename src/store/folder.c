@@ -32,21 +32,29 @@ int folder_format_read(const char *dir, int *version, factum_error_t *err) {
     free(text);
     if (!ok)
         return err_set(err, FACTUM_EFORMAT, "%s does not say which format the folder has (\"factum-format N\")", path);
-    if (v > FOLDER_FORMAT)
+    if (v > FOLDER_FORMAT_MAX)
         return err_set(err, FACTUM_EFORMAT,
                        "data folder %s has format version %d, and this factum (%s) reads versions up to %d: open it "
                        "with a newer factum",
-                       dir, v, FACTUM_VERSION, FOLDER_FORMAT);
+                       dir, v, FACTUM_VERSION, FOLDER_FORMAT_MAX);
     *version = v;
     return 0;
 }
 
-int folder_format_write(const char *dir, factum_error_t *err) {
+static int format_write(const char *dir, int version, factum_error_t *err) {
     char path[PATH_MAX], text[32];
     snprintf(path, sizeof path, "%s/%s", dir, FOLDER_FORMAT_FILE);
-    int n = snprintf(text, sizeof text, "factum-format %d\n", FOLDER_FORMAT);
+    int n = snprintf(text, sizeof text, "factum-format %d\n", version);
     int e = io_replace_file(path, text, (size_t)n, 0644);
     return e ? err_set(err, FACTUM_EIO, "cannot write %s: %s", path, strerror(-e)) : 0;
+}
+
+int folder_format_write(const char *dir, factum_error_t *err) { return format_write(dir, FOLDER_FORMAT, err); }
+
+int folder_format_raise(const char *dir, int version, factum_error_t *err) {
+    int v;
+    int rc = folder_format_read(dir, &v, err);
+    return rc ? rc : v >= version ? 0 : format_write(dir, version, err);
 }
 
 int folder_refuse_incomplete(const char *dir, factum_error_t *err) {

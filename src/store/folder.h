@@ -9,7 +9,9 @@
 
 #include "../base/base.h"
 
-#define FOLDER_FORMAT 2 /* this build's data folder format (docs/format.md, "Format versions") */
+#define FOLDER_FORMAT 2          /* this build's data folder format (docs/format.md, "Format versions") */
+#define FOLDER_FORMAT_ARCHIVED 3 /* ... once a segment of it is archived: older builds must refuse it */
+#define FOLDER_FORMAT_MAX 3      /* the newest this build reads */
 #define FOLDER_FORMAT_FILE "FORMAT"
 #define BACKUP_MANIFEST "BACKUP"
 #define BACKUP_MARKER "BACKUP-IN-PROGRESS"
@@ -23,6 +25,8 @@
 int folder_format_read(const char *dir, int *version, factum_error_t *err);
 /* Writes DIR/FORMAT with this build's version: atomically and durably. */
 int folder_format_write(const char *dir, factum_error_t *err);
+/* Records version (atomically, synced) unless the folder says that one or newer already. */
+int folder_format_raise(const char *dir, int version, factum_error_t *err);
 /*
  * What factum_open does first, with the lock held: refuses an unfinished backup or restore
  * (folder_refuse_incomplete) and a newer format, then records this build's format in a folder
