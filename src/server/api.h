@@ -40,7 +40,7 @@ bool forward_request(conn *c, const route *r, factum_str_t body);
 /* audit.c: a refused request (aggregated: one record per key, address and reason in 10 s). */
 void audit_denied(conn *c, const route *r, auth_result why, int status);
 
-/* api_append.c: for the done function of a write: sets the connection to answer, and if the
+/* api_append.c: for the done function of a write (conn_done has set the connection to answer): if the
    writer refused (c->ar_rc) answers that (412 for a missed expected revision, else its problem)
    and returns false. */
 bool server_written(conn *c);

@@ -131,7 +131,6 @@ static void backup_work(conn *c) {
 static void backup_done(conn *c) {
     backup_job *j = c->job;
     c->job = NULL;
-    c->state = C_BODY; /* answering, as after an append */
     if (j->rc == FACTUM_EINVAL)
         conn_problem(c, 400, "bad-request", NULL, "%s", j->err.message);
     else if (j->rc == FACTUM_ECONFLICT || j->rc == FACTUM_ELOCKED)
@@ -215,7 +214,6 @@ static void archive_work(conn *c) {
 static void archive_done(conn *c) {
     archive_job *j = c->job;
     c->job = NULL;
-    c->state = C_BODY; /* answering, as after an append */
     if (j->rc == FACTUM_EINVAL)
         conn_problem(c, 409, "conflict", NULL, "%s", j->err.message);
     else if (j->rc)

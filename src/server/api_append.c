@@ -268,7 +268,6 @@ void api_revision_problem(conn *c) {
 }
 
 bool server_written(conn *c) {
-    c->state = C_BODY;
     if (!c->ar_rc) return true;
     if (c->ar_rc == FACTUM_EREVISION)
         api_revision_problem(c);

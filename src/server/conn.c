@@ -464,6 +464,7 @@ void conn_done(conn *c) {
             conn_release(c);
         return;
     }
+    c->state = C_BODY; /* answering: the writer or the worker is done with c */
     c->ar_done(c);
     finish_request(c);
     process_input(c);

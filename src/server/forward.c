@@ -123,7 +123,6 @@ static void forward_free(void *p) {
 static void forward_done(conn *c) {
     forward_job *j = c->job;
     c->job = NULL;
-    c->state = C_BODY; /* answering, as after an append */
     if (j->error[0] || j->status < 100)
         conn_problem(c, 503, "unavailable", NULL,
                      "this node is not the cluster leader, and the leader %s did not answer the write sent on to it "

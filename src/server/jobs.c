@@ -125,7 +125,6 @@ static void named_free(void *p) {
 static void named_done(conn *c) {
     named_job *j = c->job;
     c->job = NULL;
-    c->state = C_BODY; /* answering, as after an append */
     if (j->limited)
         limits_problem(c, &j->limit);
     else if (j->rc == FACTUM_ECONFLICT && j->conflict_slug)
