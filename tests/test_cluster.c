@@ -138,6 +138,13 @@ static bool wait_same_applied(cluster_fixture *f, const bool *alive, int leader)
     return false;
 }
 
+/* Waits until nats-server i accepts connections. */
+static void nats_wait(cluster_fixture *f, int i) {
+    for (int tries = 0; !port_open(f->nats_port[i]) && tries < WAIT_S * 10; tries++)
+        usleep(100000);
+    CHECK_MSG(port_open(f->nats_port[i]), "nats-server %d does not accept connections (see nats%d.log)", i, i);
+}
+
 /* Three nats-server and three nodes on free ports (skips the test without nats-server). */
 static void cluster_up(cluster_fixture *f, bool *alive) {
     const char *bin = nats_server();
@@ -152,12 +159,8 @@ static void cluster_up(cluster_fixture *f, bool *alive) {
     }
     for (int i = 0; i < NODES; i++)
         f->nats[i] = nats_start(bin, f, i);
-    for (int i = 0; i < NODES; i++) {
-        int tries = 0;
-        while (!port_open(f->nats_port[i]) && tries++ < WAIT_S * 10)
-            usleep(100000);
-        CHECK_MSG(port_open(f->nats_port[i]), "nats-server %d does not accept connections (see nats%d.log)", i, i);
-    }
+    for (int i = 0; i < NODES; i++)
+        nats_wait(f, i);
     for (int i = 0; i < NODES; i++)
         f->node[i] = node_start(f, i), alive[i] = true;
 }
@@ -582,8 +585,7 @@ TEST_T(writes_go_on_with_a_nats_server_killed_and_every_ack_survives_killing_eve
     }
     /* it comes back and catches up */
     f.nats[0] = nats_start(nats_server(), &f, 0);
-    for (int tries = 0; !port_open(f.nats_port[0]) && tries < WAIT_S * 10; tries++)
-        usleep(100000);
+    nats_wait(&f, 0);
     for (int k = 0; k < APPENDS / 2; k++, nack++) {
         snprintf(ack[nack].id, sizeof ack[nack].id, "e%d", k);
         CHECK_MSG(append_anywhere(&f, alive, ack[nack].id, &ack[nack].position), "%s not acknowledged", ack[nack].id);
@@ -599,8 +601,7 @@ TEST_T(writes_go_on_with_a_nats_server_killed_and_every_ack_survives_killing_eve
     for (int i = 0; i < NODES; i++)
         f.nats[i] = nats_start(nats_server(), &f, i);
     for (int i = 0; i < NODES; i++)
-        for (int tries = 0; !port_open(f.nats_port[i]) && tries < WAIT_S * 10; tries++)
-            usleep(100000);
+        nats_wait(&f, i);
     for (int i = 0; i < NODES; i++)
         f.node[i] = node_start(&f, i);
     leader = wait_leader(&f, alive);
