@@ -308,7 +308,8 @@ typedef struct factum_stats {
     uint64_t group_events[FACTUM_STAT_BUCKETS]; /* events per fdatasync, non-cumulative counts */
     uint64_t log_bytes;                         /* bytes of records in the log */
     uint64_t head;                              /* durable position */
-    int failed;                                 /* 0, or the code that stopped the writer */
+    uint64_t streams; /* streams in the index: every stream ever written, deleted and system ones included */
+    int failed;       /* 0, or the code that stopped the writer */
 } factum_stats_t;
 void factum_stats(factum_t *db, factum_stats_t *out);
 

@@ -245,6 +245,60 @@ static void expect_401(int port, const char *method, const char *path, const cha
     resp_free(&r);
 }
 
+/* Whether GET /whoami's answer b lists permission name (the "permissions" array, which ends the body). */
+static bool whoami_lists(const char *b, auth_perm p) {
+    char want[32];
+    snprintf(want, sizeof want, "\"%s\"", auth_perm_name(p));
+    const char *perms = strstr(b, "\"permissions\":[");
+    return perms && strstr(perms, want);
+}
+
+TEST(whoami_tells_each_caller_the_permissions_its_role_grants_as_the_route_matrix_does) {
+    srv s = srv_start(test_dir(), NULL);
+    /* No key in the server: everything, and no key. */
+    char *b = http_body(s.port, "GET", "/whoami", NULL, NULL, 200);
+    CHECK_MSG(strstr(b, "\"keys_required\":false,\"key\":null"), "%s", b);
+    for (auth_perm p = PERM_HEALTH; p < PERM_COUNT; p++)
+        CHECK_MSG(whoami_lists(b, p), "%s missing: %s", auth_perm_name(p), b);
+    free(b);
+    char *admin = make_key(s.port, NULL, "{\"role\":\"admin\"}", NULL);
+    static const struct {
+        const char *role, *json;
+        bool patterns;
+    } kinds[] = {
+        {"admin", "{\"role\":\"admin\"}", false},
+        {"operator", "{\"role\":\"operator\"}", false},
+        {"writer", "{\"role\":\"writer\"}", false},
+        {"reader", "{\"role\":\"reader\"}", false},
+        {"consumer", "{\"role\":\"consumer\",\"groups\":[\"g\"]}", false},
+        {"writer", "{\"role\":\"writer\",\"streams\":[\"order-*\"]}", true},
+        {"reader", "{\"role\":\"reader\",\"streams\":[\"category:order\"]}", true},
+    };
+    char hdr[200];
+    for (size_t k = 0; k < ARRAY_LEN(kinds); k++) {
+        char id[AUTH_ID_LEN + 1], want[64];
+        char *t = make_key(s.port, admin, kinds[k].json, id);
+        bearer(hdr, sizeof hdr, t);
+        b = http_body(s.port, "GET", "/whoami", hdr, NULL, 200);
+        snprintf(want, sizeof want, "\"id\":\"%s\",\"role\":\"%s\"", id, kinds[k].role);
+        CHECK_MSG(strstr(b, "\"keys_required\":true") && strstr(b, want) && !strstr(b, "token") && !strstr(b, "hash"),
+                  "%s", b);
+        /* What the matrix test's model allows on an unscoped route; read-all not to a key held to some streams. */
+        for (auth_perm p = PERM_HEALTH; p < PERM_COUNT; p++) {
+            bool allowed = model_allows(kinds[k].role, p, false) && !(p == PERM_READ_ALL && kinds[k].patterns);
+            CHECK_MSG(whoami_lists(b, p) == allowed, "%s: %s %s", kinds[k].json, auth_perm_name(p), b);
+        }
+        free(b), free(t);
+    }
+    /* Keys required and none sent (loopback): health only. A bad key: 401, as everywhere. */
+    b = http_body(s.port, "GET", "/whoami", NULL, NULL, 200);
+    CHECK_MSG(strstr(b, "\"keys_required\":true,\"key\":null,\"permissions\":[\"health\"]}"), "%s", b);
+    free(b);
+    expect_401(s.port, "GET", "/whoami", "Authorization: Bearer nonsense\r\n", NULL);
+    free(admin);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
 TEST(bad_credentials_one_by_one_get_one_401_that_says_nothing_and_write_nothing) {
     srv s = srv_start(test_dir(), NULL);
     char *admin = make_key(s.port, NULL, "{\"role\":\"admin\"}", NULL);

@@ -66,6 +66,11 @@ bool auth_role_grants(auth_role r, auth_perm p) {
     return false;
 }
 
+bool auth_spec_grants(const auth_spec *s, auth_perm p) {
+    /* a key held to some streams does not read them all */
+    return auth_role_grants(s->role, p) && !(p == PERM_READ_ALL && s->nstreams);
+}
+
 /* ---- what a key may be asked to be ---- */
 
 int auth_parse_expiry(const char *s, int64_t now_us, int64_t *us) {
@@ -447,6 +452,14 @@ int auth_key_revoke(auth_keys_t *ks, const char *id, const char *by, factum_erro
     return rc;
 }
 
+int auth_key_get(auth_keys_t *ks, const char *id, auth_key *out) {
+    pthread_rwlock_rdlock(&ks->lock);
+    long i = find(ks, str_c(id));
+    if (i >= 0) *out = ks->keys[i];
+    pthread_rwlock_unlock(&ks->lock);
+    return i >= 0 ? 0 : FACTUM_ENOTFOUND;
+}
+
 void auth_keys_each(auth_keys_t *ks, void (*fn)(void *ctx, const auth_key *k), void *ctx) {
     pthread_rwlock_rdlock(&ks->lock);
     for (size_t i = 0; i < ks->n; i++)
@@ -520,12 +533,10 @@ auth_result auth_authorize(auth_keys_t *ks, const auth_who *who, int64_t now_us,
         if ((perm == PERM_READ || perm == PERM_WRITE) && scope.len && scope.ptr[0] == '$') perm = PERM_ADMIN;
         if (k->revoked)
             r = AUTH_REVOKED;
-        else if (!auth_role_grants(s->role, perm))
+        else if (!auth_spec_grants(s, perm))
             r = AUTH_FORBIDDEN;
         else if ((perm == PERM_READ || perm == PERM_WRITE) && !stream_matches(s, scope))
             r = AUTH_FORBIDDEN;
-        else if (perm == PERM_READ_ALL && s->nstreams)
-            r = AUTH_FORBIDDEN; /* a key held to some streams does not read them all */
         else if (perm == PERM_CONSUME && !group_matches(s, scope))
             r = AUTH_FORBIDDEN;
     }

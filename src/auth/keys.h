@@ -78,6 +78,10 @@ typedef struct auth_spec {
     int64_t max_definitions[AUTH_DEFS];
 } auth_spec;
 
+/* Whether a key of spec may have permission p anywhere: its role grants it, and read-all only
+   to a key without stream patterns. Its patterns still narrow read, write and consume. */
+bool auth_spec_grants(const auth_spec *s, auth_perm p);
+
 /*
  * Parses {"role", "streams": [...], "groups": [...], "expires": "30d"|"12h"|RFC 3339, "name",
  * "max_appends_per_second": N, "max_bytes_per_second": N, "max_groups": N, "max_projections": N,
@@ -130,6 +134,8 @@ int auth_key_create(auth_keys_t *ks, const auth_spec *spec, const char *created_
 /* Revokes key id (KeyRevoked appended, then applied): FACTUM_ENOTFOUND for no such key; a key
    revoked already is 0 and writes nothing. */
 int auth_key_revoke(auth_keys_t *ks, const char *id, const char *by, factum_error_t *err);
+/* A copy of key id into *out: 0, or FACTUM_ENOTFOUND. */
+int auth_key_get(auth_keys_t *ks, const char *id, auth_key *out);
 /* Calls fn for every key (revoked ones too), oldest first, under the read lock. */
 void auth_keys_each(auth_keys_t *ks, void (*fn)(void *ctx, const auth_key *k), void *ctx);
 

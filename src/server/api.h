@@ -121,6 +121,7 @@ void api_saga_parked(conn *c, const route_args *a, factum_str_t body);
 /* api_keys.c */
 void api_create_key(conn *c, const route_args *a, factum_str_t body);
 void api_list_keys(conn *c, const route_args *a, factum_str_t body);
+void api_whoami(conn *c, const route_args *a, factum_str_t body);
 void api_revoke_key(conn *c, const route_args *a, factum_str_t body);
 /* api_health.c */
 void api_health(conn *c, const route_args *a, factum_str_t body);

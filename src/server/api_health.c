@@ -251,6 +251,8 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
               group_bounds, FACTUM_STAT_BUCKETS, 1, (double)st.events);
     scalar(b, "factum_log_bytes", "gauge", "Bytes of records in the log.", st.log_bytes);
     scalar(b, "factum_head_position", "gauge", "Durable events in the log (the next position).", st.head);
+    scalar(b, "factum_streams", "gauge",
+           "Streams in the index: every stream ever written, deleted and system streams included.", st.streams);
     scalar(b, "factum_writer_failed", "gauge", "1 when a failed write or fsync stopped the writer.", st.failed != 0);
     factum_integrity_t integ;
     factum_integrity(s->db, &integ);

@@ -3,6 +3,11 @@
  * route.c's table says). POST answers the token once, and nothing ever shows it again: a
  * listing has every key without its hash. A create or a revoke appends to $keys and waits for
  * it to be durable, so it runs as a job on a worker thread, not on the loop.
+ *
+ * GET /whoami tells any caller what it may do: whether the server wants keys, the key it sent
+ * (as a listing shows it) and the permissions its role grants (the table of docs/security.md).
+ * The dashboard disables in advance what the key may not do; a key's stream and group
+ * patterns still narrow READ, WRITE and CONSUME per request, and those refusals stay 403s.
  */
 #include "api.h"
 
@@ -66,4 +71,27 @@ void api_revoke_key(conn *c, const route_args *a, factum_str_t body) {
     memcpy(id, a->p[0].ptr, AUTH_ID_LEN);
     id[AUTH_ID_LEN] = 0;
     server_submit_named(c, id, body, false, "/admin/keys/", NULL, revoke_work);
+}
+
+void api_whoami(conn *c, const route_args *a, factum_str_t body) {
+    (void)a, (void)body;
+    auth_keys_t *ks = c->l->srv->keys;
+    bool required = auth_keys_enforced(ks);
+    auth_key k;
+    bool have = c->req_key[0] && !auth_key_get(ks, c->req_key, &k);
+    buf_t b = {0};
+    buf_printf(&b, "{\"keys_required\":%s,\"key\":", required ? "true" : "false");
+    if (have)
+        auth_key_json(&k, &b);
+    else
+        buf_append(&b, "null", 4);
+    buf_append(&b, ",\"permissions\":[", 16);
+    int n = 0;
+    for (auth_perm p = PERM_HEALTH; p < PERM_COUNT; p++) {
+        bool may = !required || (have ? auth_spec_grants(&k.spec, p) : p == PERM_HEALTH);
+        if (may) buf_printf(&b, "%s\"%s\"", n++ ? "," : "", auth_perm_name(p));
+    }
+    buf_append(&b, "]}", 2);
+    conn_respond(c, 200, "application/json", "Cache-Control: no-store\r\n", b.ptr, b.len);
+    buf_free(&b);
 }

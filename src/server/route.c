@@ -74,6 +74,7 @@ const route route_table[] = {
     {ROUTE_GET, "/ui/", api_ui_index, PERM_PUBLIC, 0},
     {ROUTE_GET, "/ui/{asset}", api_ui_asset, PERM_PUBLIC, 0},
     {ROUTE_GET, "/health", api_health, PERM_HEALTH, 0},
+    {ROUTE_GET, "/whoami", api_whoami, PERM_HEALTH, 0},
     {ROUTE_GET, "/metrics", api_metrics, PERM_HEALTH, 0},
 };
 const size_t route_count = ARRAY_LEN(route_table);

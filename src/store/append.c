@@ -414,5 +414,6 @@ void factum_stats(factum_t *db, factum_stats_t *o) {
         o->group_events[i] = atomic_load_explicit(&db->st_group_hist[i], memory_order_relaxed);
     }
     o->head = factum_head_position(db);
+    o->streams = db->index ? index_name_count(db->index) : 0;
     o->failed = atomic_load(&db->st_failed);
 }

@@ -561,6 +561,17 @@ size_t index_range(index_t *ix, uint64_t key, idx_hit from, bool backward, size_
 
 int index_add_name(index_t *ix, factum_str_t name, uint64_t pos) { return mem_add_name(ix->active, name, pos); }
 
+uint64_t index_name_count(index_t *ix) {
+    pthread_rwlock_rdlock(&ix->lock);
+    uint64_t n = ix->active->nnames;
+    for (size_t i = 0; i < ix->nfrozen; i++)
+        n += ix->frozen[i]->nnames;
+    for (size_t i = 0; i < ix->nruns; i++)
+        n += ix->runs[i]->nnames;
+    pthread_rwlock_unlock(&ix->lock);
+    return n;
+}
+
 /* The k smallest names offered so far: a max-heap, its largest at v[0]. */
 typedef struct name_heap {
     index_name *v;

@@ -64,6 +64,9 @@ void index_maybe_rotate(index_t *ix, uint64_t durable);
  * them in name order beside their entries. The write lock must be held. 0 or FACTUM_ENOMEM.
  */
 int index_add_name(index_t *ix, factum_str_t name, uint64_t pos);
+/* How many stream names the index holds: each stream once (it is added with its first event),
+   so the count of streams ever written, deleted and system ones included. A sum, no walk. */
+uint64_t index_name_count(index_t *ix);
 
 /* Names compare as bytes; a prefix sorts before what extends it. */
 static inline int name_cmp(factum_str_t a, factum_str_t b) {

@@ -227,6 +227,7 @@ export default [
   { method: 'POST', path: '/admin/archive', body: { now: true }, status: 400 },
   { method: 'GET', path: '/health', status: 200 },
   { method: 'GET', path: '/metrics', status: 200 },
+  { method: 'GET', path: '/whoami', status: 200 },
 
   // ---- keys: last, for once a key exists every request needs one (the probes after these
   // entries then see 401 on every operation but /, /health and /metrics from loopback) ----
@@ -250,6 +251,8 @@ export default [
   { method: 'GET', path: '/', headers: NOKEY, status: 401 },
   { method: 'GET', path: '/health', headers: NOKEY, status: 401 },
   { method: 'GET', path: '/metrics', headers: NOKEY, status: 401 },
+  { method: 'GET', path: '/whoami', headers: NOKEY, status: 401 },
+  { method: 'GET', path: '/whoami', headers: WEAK, status: 200 },
   // 403 from every operation that has one: the consumer key of group "none" asks for it (each
   // {param} is x, so no route's scope is its own).
   ...Object.entries(YAML.parse(readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8')).paths).flatMap(([t, item]) =>
