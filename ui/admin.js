@@ -4,7 +4,7 @@
 // $audit, newest first). The first key made turns keys on for the whole server: the page says so
 // before making it.
 import { get, call, enc } from './api.js';
-import { h, table, num, bytes, time, problemBox, confirmAction } from './dom.js';
+import { h, table, num, bytes, time, problemBox, confirmAction, gate, lacksNote } from './dom.js';
 
 export function render(main) {
   const box = problemBox();
@@ -12,6 +12,9 @@ export function render(main) {
   const keys = h('div', {});
   const made = h('div', { class: 'token', role: 'status' });
   const audit = h('div', {});
+  const scavNote = lacksNote();
+  const keysNote = lacksNote();
+  const startBtn = gate(h('button', { type: 'button', onclick: start }, 'Start a scavenge'), 'operate', scavNote);
   const form = h('form', { class: 'filters', 'aria-label': 'New API key' },
     h('label', { for: 'key-role' }, 'Role'),
     h('select', { id: 'key-role', name: 'role' }, ['admin', 'operator', 'writer', 'reader', 'consumer'].map((r) => h('option', { value: r }, r))),
@@ -20,8 +23,8 @@ export function render(main) {
     h('label', { for: 'key-expires' }, 'Expires (30d, 12h or a time; empty: never)'), h('input', { id: 'key-expires', name: 'expires' }),
     h('button', { type: 'submit' }, 'Create key'));
   main.append(h('h1', {}, 'Admin'), box,
-    h('section', { 'aria-labelledby': 'h-scavenge' }, h('h2', { id: 'h-scavenge' }, 'Scavenge'), scav),
-    h('section', { 'aria-labelledby': 'h-keys' }, h('h2', { id: 'h-keys' }, 'API keys'), keys, h('h3', {}, 'New key'), form, made),
+    h('section', { 'aria-labelledby': 'h-scavenge' }, h('h2', { id: 'h-scavenge' }, 'Scavenge'), scav, startBtn, scavNote),
+    h('section', { 'aria-labelledby': 'h-keys' }, h('h2', { id: 'h-keys' }, 'API keys'), keys, h('h3', {}, 'New key'), keysNote, gate(form, 'admin', keysNote), made),
     h('section', { 'aria-labelledby': 'h-audit' }, h('h2', { id: 'h-audit' }, 'Audit trail'), audit));
   let timer, stopped = false;
 
@@ -35,8 +38,8 @@ export function render(main) {
           h('dt', {}, 'Runs'), h('dd', {}, num(s.runs)),
           h('dt', {}, 'Last run'), h('dd', {}, s.started ? `${time(s.started)} – ${time(s.finished)}: ${num(s.events_removed)} events removed, ${bytes(s.bytes_reclaimed)} reclaimed` : '—'),
           h('dt', {}, 'Reclaimed in all'), h('dd', {}, bytes(s.bytes_reclaimed_total)),
-          s.error ? [h('dt', {}, 'Error'), h('dd', {}, s.error)] : null),
-        h('button', { type: 'button', disabled: s.running, onclick: start }, 'Start a scavenge'));
+          s.error ? [h('dt', {}, 'Error'), h('dd', {}, s.error)] : null));
+      startBtn.disabled = s.running || !!startBtn.dataset.lacks;
       if ((s.running || s.runs < until) && !stopped) timer = setTimeout(scavenge, 500);
     } catch (e) {
       box.show(e);
@@ -62,7 +65,7 @@ export function render(main) {
         { label: 'Expires', cell: (k) => (k.expires ? time(k.expires) : 'never') },
         { label: 'Created', cell: (k) => `${time(k.created)} by ${k.created_by}` },
         { label: 'State', cell: (k) => (k.revoked ? 'revoked' : 'live') },
-        { label: 'Revoke', cell: (k) => (k.revoked ? '' : h('button', { type: 'button', class: 'danger', onclick: () => revoke(k) }, 'Revoke…')) },
+        { label: 'Revoke', cell: (k) => (k.revoked ? '' : gate(h('button', { type: 'button', class: 'danger', onclick: () => revoke(k) }, 'Revoke…'), 'admin')) },
       ], list, { empty: 'No keys: the server checks nothing. Creating the first key turns keys on for every request.', rowClass: () => 'key' }));
     } catch (e) {
       box.show(e);

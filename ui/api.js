@@ -6,7 +6,31 @@
 const KEY = 'factum.token';
 
 export const token = () => sessionStorage.getItem(KEY) || '';
-export const setToken = (t) => (t ? sessionStorage.setItem(KEY, t) : sessionStorage.removeItem(KEY));
+export const setToken = (t) => {
+  who = null;
+  if (t) sessionStorage.setItem(KEY, t);
+  else sessionStorage.removeItem(KEY);
+};
+
+// What this tab's key may do (GET /whoami: the permissions its role grants), asked once per
+// key. lacks(perm) is null when the key may, or the reason it may not, for the page to show on
+// the control it disables. If the question itself is refused (a 401: no key yet), nothing is
+// disabled in advance: the request will be refused and the refusal shown.
+let who = null;
+export function whoami() {
+  if (!who) {
+    const t = token();
+    who = fetch('/whoami', { headers: t ? { Authorization: `Bearer ${t}` } : {} })
+      .then((r) => (r.ok ? r.json() : null))
+      .catch(() => null);
+  }
+  return who;
+}
+export async function lacks(perm) {
+  const w = await whoami();
+  if (!w || w.permissions.includes(perm)) return null;
+  return w.key ? `this key (${w.key.role}${w.key.name ? ' ' + w.key.name : ''}) does not have the permission '${perm}'` : `this needs a key with the permission '${perm}'`;
+}
 
 export class ApiError extends Error {
   constructor(status, problem, what) {
@@ -37,6 +61,7 @@ export async function call(method, path, { body, allow = [], signal } = {}) {
   if (/json/.test(type) && text) parsed = JSON.parse(text);
   if (res.status >= 400 && !allow.includes(res.status)) {
     const problem = typeof parsed === 'object' ? parsed : { title: res.statusText, detail: text.slice(0, 200) };
+    if (res.status === 401 || res.status === 403) who = null; // what the key may do has changed
     if (res.status === 401) onUnauthorized(problem);
     throw new ApiError(res.status, problem, `${method} ${path}`);
   }

@@ -1,6 +1,7 @@
 // dom.js — the few DOM helpers every page uses: h() builds elements (text is always set as
 // text, never parsed as HTML), tables, numbers and times for people, a confirmation dialog,
-// the error box of a page, and a small SVG chart.
+// the error box of a page, a small SVG chart, and gate() for controls the key may not use.
+import { lacks } from './api.js';
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -120,3 +121,23 @@ export function poll(fn, box, ms = 2000) {
   tick();
   return stop;
 }
+
+// Disables el (a button, or a form's controls) when this tab's key lacks perm, with the reason
+// as its title and in a note beside it (note: an element to put the reason in; false: none,
+// for buttons repeated on every row of a table). Never enables what the page disabled.
+export function gate(el, perm, note) {
+  lacks(perm).then((why) => {
+    if (!why) return;
+    const controls = el.tagName === 'FORM' ? [...el.elements] : [el];
+    for (const c of controls) {
+      c.disabled = true;
+      c.title = why;
+    }
+    el.dataset.lacks = perm;
+    if (note) note.textContent = `Disabled: ${why}.`;
+  });
+  return el;
+}
+
+// A note for gate(): empty until a reason fills it.
+export const lacksNote = () => h('p', { class: 'lacks', role: 'note' });

@@ -1,5 +1,5 @@
 // overview.js — the server at a glance: health (ok, degraded with its damage, failed), version,
-// uptime, events and log size, connections and subscribers, and two live charts made from
+// uptime, events, streams and log size, connections and subscribers, and two live charts made from
 // GET /metrics polled every 2 s: events appended per second and the mean fsync time of the
 // interval. Uses GET /health, GET / and GET /metrics only.
 import { get, call } from './api.js';
@@ -58,6 +58,7 @@ export function render(main) {
         ...tile('Version', root.version, 'version'),
         ...tile('Uptime', started ? duration(Date.now() / 1000 - started) : '—', 'uptime'),
         ...tile('Events', num(m.factum_head_position), 'events'),
+        ...tile('Streams', num(m.factum_streams), 'streams'),
         ...tile('Log size', bytes(m.factum_log_bytes), 'log-bytes'),
         ...tile('Reclaimed by scavenges', bytes(m.factum_scavenge_reclaimed_bytes_total), 'reclaimed'),
         ...tile('Connections', num(m.factum_connections), 'connections'),

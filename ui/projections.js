@@ -3,7 +3,7 @@
 // confirmation (POST /projections/{name}/reset); and a query console (POST
 // /projections/{name}/query with sql, params and min_position) whose rows show as a table.
 import { get, call, enc } from './api.js';
-import { h, table, num, duration, problemBox, confirmAction, poll } from './dom.js';
+import { h, table, num, duration, problemBox, confirmAction, poll, gate, lacksNote } from './dom.js';
 
 export function render(main) {
   const box = problemBox();
@@ -16,7 +16,9 @@ export function render(main) {
     h('label', { for: 'q-params' }, 'Parameters (JSON array or object)'), h('input', { id: 'q-params', name: 'params' }),
     h('label', { for: 'q-min' }, 'min_position'), h('input', { id: 'q-min', name: 'min', type: 'number', min: 0 }),
     h('button', { type: 'submit' }, 'Run'));
-  main.append(h('h1', {}, 'Projections'), box, list, h('h2', {}, 'Query'), form, result);
+  const note = lacksNote();
+  const queryNote = lacksNote();
+  main.append(h('h1', {}, 'Projections'), box, list, note, h('h2', {}, 'Query'), queryNote, gate(form, 'read-all', queryNote), result);
   let known = '';
 
   form.addEventListener('submit', async (e) => {
@@ -50,7 +52,7 @@ export function render(main) {
       { label: 'Events/s', cell: (p) => num(p.events_per_second), class: 'n' },
       { label: 'Applied', cell: (p) => num(p.applied), class: 'n' },
       { label: 'Last error', cell: (p) => (p.last_error ? `at position ${p.last_error.position}: ${p.last_error.message}` : '') },
-      { label: 'Reset', cell: (p) => h('button', { type: 'button', class: 'danger', onclick: () => reset(p) }, 'Reset…') },
+      { label: 'Reset', cell: (p) => gate(h('button', { type: 'button', class: 'danger', onclick: () => reset(p) }, 'Reset…'), 'operate', note) },
     ], ps, { empty: 'No projections yet (PUT /projections/{name} defines one).' }));
     const n = ps.map((p) => p.name).join();
     if (n !== known) names.replaceChildren(...ps.map((p) => h('option', { value: p.name }, p.name))), (known = n);

@@ -4,7 +4,7 @@
 // latest snapshot (GET ...?from=snapshot), and delete or tombstone (DELETE /streams/{s}) behind a
 // confirmation that names the stream.
 import { call, get, enc, nextLink } from './api.js';
-import { h, table, num, time, link, streamHref, eventHref, problemBox, confirmAction } from './dom.js';
+import { h, table, num, time, link, streamHref, eventHref, problemBox, confirmAction, gate, lacksNote } from './dom.js';
 
 const PAGE = 50;
 
@@ -69,6 +69,7 @@ export function renderStream(main, [stream], query) {
   const more = h('button', { type: 'button', hidden: true }, 'Next page');
   const order = h('a', { href: `${streamHref(stream)}?order=${backward ? 'oldest' : 'newest'}`, class: 'button' },
     backward ? 'Show oldest first' : 'Show newest first');
+  const note = lacksNote();
   const del = (tombstone) => async () => {
     const ok = await confirmAction(tombstone
       ? `Tombstone the stream "${stream}"? It can never be written or read again.`
@@ -85,8 +86,8 @@ export function renderStream(main, [stream], query) {
   main.append(h('h1', {}, 'Stream ', h('code', {}, stream)), box, info,
     h('div', { class: 'actions' }, order,
       h('a', { class: 'button', href: `#/tail?stream=${enc(stream)}` }, 'Live tail'),
-      h('button', { type: 'button', class: 'danger', onclick: del(false) }, 'Delete…'),
-      h('button', { type: 'button', class: 'danger', onclick: del(true) }, 'Tombstone…')),
+      gate(h('button', { type: 'button', class: 'danger', onclick: del(false) }, 'Delete…'), 'operate', note),
+      gate(h('button', { type: 'button', class: 'danger', onclick: del(true) }, 'Tombstone…'), 'operate', note)), note,
     h('h2', {}, backward ? 'Events, newest first' : 'Events, oldest first'), events, more);
 
   Promise.all([get(`/streams/${s}/metadata`), call('GET', `/streams/${s}?from=snapshot&limit=1`, { allow: [404, 410] })])

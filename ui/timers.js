@@ -2,7 +2,7 @@
 // due, the stream and event it will append, its state (pending, fired at a position, failed with
 // the store's reason, cancelled); a pending one can be cancelled (DELETE /schedules/{id}).
 import { call, enc, nextLink } from './api.js';
-import { h, table, num, time, link, streamHref, problemBox, confirmAction } from './dom.js';
+import { h, table, num, time, link, streamHref, problemBox, confirmAction, gate, lacksNote } from './dom.js';
 
 const STATES = ['pending', 'fired', 'failed', 'cancelled'];
 
@@ -13,7 +13,8 @@ export function render(main, _params, query) {
     h('a', { href: `#/timers?state=${s}`, 'aria-current': s === state ? 'page' : null }, s)));
   const list = h('div', {});
   const more = h('button', { type: 'button', hidden: true }, 'Next page');
-  main.append(h('h1', {}, 'Timers'), box, tabs, list, more);
+  const note = lacksNote();
+  main.append(h('h1', {}, 'Timers'), box, tabs, list, note, more);
   const rows = [];
   let url = `/schedules?state=${state}&limit=100`;
 
@@ -37,7 +38,7 @@ export function render(main, _params, query) {
       { label: 'Stream', cell: (t) => link(streamHref(t.stream), t.stream) },
       { label: 'Event type', cell: (t) => t.event?.type || '' },
       { label: 'State', cell: (t) => (t.state === 'fired' ? `fired at ${num(t.position)}` : t.state === 'failed' ? `failed: ${t.error}` : t.state) },
-      ...(state === 'pending' ? [{ label: 'Cancel', cell: (t) => h('button', { type: 'button', class: 'danger', onclick: () => cancel(t) }, 'Cancel…') }] : []),
+      ...(state === 'pending' ? [{ label: 'Cancel', cell: (t) => gate(h('button', { type: 'button', class: 'danger', onclick: () => cancel(t) }, 'Cancel…'), 'operate', note) }] : []),
     ], rows, { empty: `No ${state} timers.` }));
     for (const [i, tr] of [...list.querySelectorAll('tbody tr')].entries()) tr.dataset.id = rows[i].id;
   };

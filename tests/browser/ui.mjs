@@ -76,6 +76,8 @@ try {
     await page.locator('.badge.ok').waitFor();
     const events = Number((await page.locator('[data-figure=events] dd').innerText()).replace(/,/g, ''));
     if (!(events >= 5)) fail(`events shows ${events}`);
+    const streams = Number((await page.locator('[data-figure=streams] dd').innerText()).replace(/,/g, ''));
+    if (!(streams >= 3)) fail(`streams shows ${streams}`); // order-1, order-2, payment-1 (and no system stream yet)
     await page.locator('figcaption', { hasText: 'Append rate' }).waitFor();
     await page.locator('svg.chart polyline[points*=","]').first().waitFor({ state: 'attached' }); // two samples drawn
     await shot('overview');
@@ -182,6 +184,38 @@ try {
     await page.getByText('No parked messages.').waitFor();
     const left = await api('GET', '/groups/work/parked', undefined, 200);
     if (left.length !== 0) fail(`parked after the delete: ${JSON.stringify(left)}`);
+
+    // A group made from the form: a bad source is refused and shown, nothing made; then made.
+    await go('#/groups');
+    await page.getByText('New group').click();
+    await page.getByLabel('Name', { exact: true }).fill('made');
+    await page.getByLabel('Source', { exact: true }).selectOption('stream');
+    await page.getByLabel(/^Stream or category/).fill('');
+    await page.getByLabel('Max deliveries').fill('3');
+    expected = 'status of 400';
+    await page.getByRole('button', { name: 'Create group' }).click();
+    await page.locator('main .problem', { hasText: '400' }).waitFor();
+    expected = null;
+    await api('GET', '/groups/made', undefined, 404);
+    await page.getByLabel('Source', { exact: true }).selectOption('category');
+    await page.getByLabel(/^Stream or category/).fill('order');
+    await page.getByRole('button', { name: 'Create group' }).click();
+    await page.getByRole('heading', { name: 'Consumer group made' }).waitFor();
+    let made = await api('GET', '/groups/made', undefined, 200);
+    if (made.source.category !== 'order' || made.max_deliveries !== 3) fail(`made from the form: ${JSON.stringify(made)}`);
+    const fromMade = await api('POST', '/groups/made/messages?max=10&wait_ms=5000', undefined, 200);
+    if (fromMade.length !== 3 || fromMade.some((d) => d.event.stream !== 'order-1')) // order-2 was deleted above
+      fail(`the made group delivered ${JSON.stringify(fromMade)}`);
+    // Edited from its page: the source is fixed, the settings change.
+    await page.getByText('Edit settings').click();
+    if (!(await page.getByLabel('Source', { exact: true }).isDisabled())) fail('the source of a group can be edited');
+    await page.getByLabel('Max deliveries').fill('5');
+    await page.getByLabel('Ack timeout (ms)').fill('2500');
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.getByRole('status').filter({ hasText: 'settings saved' }).waitFor();
+    made = await api('GET', '/groups/made', undefined, 200);
+    if (made.max_deliveries !== 5 || made.ack_timeout_ms !== 2500 || made.source.category !== 'order') fail(`edited from the form: ${JSON.stringify(made)}`);
+    await shot('group-form');
   });
 
   await step('timers', async () => {
@@ -287,6 +321,15 @@ try {
     expected = 'status of 403';
     await page.reload();
     await page.locator('main .problem', { hasText: "403 Forbidden this key does not have the permission 'admin'" }).first().waitFor();
+    // What the key may not do is disabled in advance, with the reason (GET /whoami).
+    await page.locator('p.lacks', { hasText: "does not have the permission 'operate'" }).waitFor();
+    if (!(await page.getByRole('button', { name: 'Start a scavenge' }).isDisabled())) fail('a reader may start a scavenge');
+    if (!(await page.getByRole('button', { name: 'Create key' }).isDisabled())) fail('a reader may make keys');
+    await page.locator('p.lacks', { hasText: "does not have the permission 'admin'" }).waitFor();
+    await go('#/stream/order-1');
+    await page.locator('p.lacks', { hasText: "this key (reader weak) does not have the permission 'operate'" }).waitFor();
+    if (!(await page.getByRole('button', { name: 'Delete…' }).isDisabled())) fail('a reader may delete a stream');
+    await shot('disabled');
     expected = null;
     await page.evaluate((t) => sessionStorage.setItem('factum.token', t), token);
     await go('#/');
