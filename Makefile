@@ -202,6 +202,8 @@ bench: deps
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-proj $(if $(QUICK),EVENTS=100000) bench/projections.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-sagas $(if $(QUICK),SAGAS=2000) bench/sagas.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http JS=$(BUILD)/bench-js $(if $(QUICK),SECONDS_EACH=1 KILLS=3) bench/cluster.sh
+	@$(MAKE) --no-print-directory browser-deps
+	BIN=$(BUILD)/factum $(if $(QUICK),STREAMS=100000 TAIL_SECONDS=3) bench/ui.sh
 
 # The order system of examples/orders: services written with the client library.
 $(BUILD)/order-service: examples/orders/service.c $(BUILD)/libfactum_client.a $(BUILD)/libfactum.a

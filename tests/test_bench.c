@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include <string.h>
+#include <unistd.h>
 
 static int bench(char *out, size_t cap, const char *args) {
     char cmd[4096];
@@ -35,6 +36,30 @@ TEST(bench_engine_runs_one_workload_and_prints_its_latency) {
               "%s", out);
 }
 
+/* `factum bench listing` (the dashboard's streams page, bench/ui.sh): its limits one past, and a
+   small run that prints a figure for each kind of page, the store of --keep left where it says. */
+TEST(bench_listing_prints_each_page_kind_and_refuses_sizes_one_past_its_limits) {
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "%s bench listing --dir %s --streams 1999 2>&1", test_bin(), test_dir());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "%s bench listing --dir %s --streams 100000001 2>&1", test_bin(), test_dir());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "%s bench listing --dir %s --frobnicate 2>&1", test_bin(), test_dir());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "%s bench listing --dir %s --streams 2000 --keep 2>&1", test_bin(), test_dir());
+    CHECK_EQ(test_run(cmd, out, sizeof out), 0);
+    static const char *const kinds[] = {"first page", "page after the middle", "prefix page", "category page",
+                                        "categories"};
+    for (size_t i = 0; i < ARRAY_LEN(kinds); i++)
+        CHECK_MSG(strstr(out, kinds[i]) && strstr(out, "2000 streams: p50"), "%s: %s", kinds[i], out);
+    char *kept = strstr(out, "kept: ");
+    CHECK_MSG(kept, "%s", out);
+    char dir[2048];
+    CHECK_EQ(sscanf(kept + 6, "%2047s", dir), 1);
+    snprintf(cmd, sizeof cmd, "%s/log", dir);
+    CHECK_MSG(access(cmd, F_OK) == 0, "no store kept at %s", dir);
+}
+
 /* Every port the bench scripts in bench/ give a server is below Linux's ephemeral range
    (32768-60999 by default, and this machine's ip_local_port_range): a port in it may be held by
    a client socket just after a load test, and then the server fails to start. A port is a
@@ -46,7 +71,7 @@ TEST(the_bench_scripts_give_their_servers_no_port_of_the_ephemeral_range) {
         if (fscanf(f, "%ld %ld", &sys_lo, &sys_hi) != 2) sys_lo = lo, sys_hi = hi;
         fclose(f);
     }
-    static const char *const scripts[] = {"lib.sh", "http.sh", "groups.sh", "projections.sh", "sagas.sh"};
+    static const char *const scripts[] = {"lib.sh", "http.sh", "groups.sh", "projections.sh", "sagas.sh", "ui.sh"};
     static const char *const before[] = {"-p ", "port=", "PORT=", "127.0.0.1:"};
     int ports = 0;
     for (size_t i = 0; i < ARRAY_LEN(scripts); i++) {

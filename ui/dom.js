@@ -30,7 +30,8 @@ export function table(cols, rows, { empty = 'Nothing here.', caption, rowClass }
     h('tbody', {}, rows.map((r) => h('tr', { class: rowClass ? rowClass(r) : null }, cols.map((c) => h('td', { class: c.class }, c.cell(r)))))));
 }
 
-export const num = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString('en-US', { maximumFractionDigits: 2 }));
+const numFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 }); // made once: toLocaleString makes one per call
+export const num = (n) => (n === null || n === undefined ? '—' : numFormat.format(Number(n)));
 export function bytes(n) {
   if (n === null || n === undefined) return '—';
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

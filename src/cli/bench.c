@@ -402,6 +402,7 @@ static factum_t *bench_open(const char *dir) {
     "       factum bench scavenge [--quick] [--dir DIR]\n"                                                             \
     "       factum bench backup [--quick] [--dir DIR] [--mib N]\n"                                                     \
     "       factum bench archive [--quick] [--dir DIR] [--archive DIR] [--mib N]\n"                                    \
+    "       factum bench listing [--quick] [--dir DIR] [--streams N] [--keep]\n"                                       \
     "\n"                                                                                                               \
     "Measures in a new folder made in DIR (default .) and removed after; docs/bench.md says what each figure means."
 
@@ -414,6 +415,7 @@ int cli_bench(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "scavenge")) return cli_bench_scavenge(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "backup")) return cli_bench_backup(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "archive")) return cli_bench_archive(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "listing")) return cli_bench_listing(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "engine")) continue;
         if (!strcmp(argv[i], "--json"))
