@@ -127,7 +127,7 @@ static int manifest_load(index_t *ix) {
         unsigned id, level;
         unsigned long long lo, hi, count;
         if (sscanf(line, "run %x %u %llu %llu %llu", &id, &level, &lo, &hi, &count) != 5) goto out;
-        run *r = ix->nruns < MAX_RUNS ? run_load(ix->dir, id) : NULL;
+        run *r = ix->nruns < MAX_RUNS ? run_load(ix->dir, id, false) : NULL;
         if (!r) goto out;
         ix->runs[ix->nruns++] = r;
         if (r->pos_lo != lo || r->pos_hi != hi || r->count != count || lo != expect_lo) goto out;
@@ -270,7 +270,7 @@ static run *flush_memtable(index_t *ix, const memtable *m, uint64_t pos_lo) {
         if (!ok)
             rw_abort(w);
         else if (rw_end(w, ix->dir, id, 0, pos_lo, m->pos_hi) == 0)
-            r = run_load(ix->dir, id);
+            r = run_load(ix->dir, id, true);
     }
     free(w);
     free(v);
@@ -314,7 +314,8 @@ static run *merge_runs(index_t *ix, run *const *in, size_t n) {
             factum_str_t name = run_name(in[best], ncur[best]++, &pos);
             rw_put_name(w, name, pos);
         }
-        if (rw_end(w, ix->dir, id, in[0]->level + 1, in[0]->pos_lo, in[n - 1]->pos_hi) == 0) r = run_load(ix->dir, id);
+        if (rw_end(w, ix->dir, id, in[0]->level + 1, in[0]->pos_lo, in[n - 1]->pos_hi) == 0)
+            r = run_load(ix->dir, id, true);
     }
     free(w);
     return r;

@@ -66,8 +66,10 @@ size_t run_bound(const run *r, uint64_t key, idx_hit x, bool strict);
    into out; how many. */
 size_t run_range(const run *r, uint64_t key, idx_hit from, bool backward, size_t max, uint64_t pos_limit, idx_hit *out);
 /* Maps DIR/run-ID.idx and checks it (header, checksums, every name inside the file): the run,
-   or NULL when it is missing or does not check out. */
-run *run_load(const char *dir, uint32_t id);
+   or NULL when it is missing or does not check out. fresh: the run was just written by this
+   process (rw_end), so the body's checksum, computed as it was written, is not computed again
+   over the same bytes in the page cache; the header and its sizes are still checked. */
+run *run_load(const char *dir, uint32_t id, bool fresh);
 void run_free(run *r);
 /* DIR/run-ID.idx into out (PATH_MAX bytes). */
 void run_path(char *out, const char *dir, uint32_t id);
@@ -78,7 +80,7 @@ typedef struct run_writer {
     int fd;
     char tmp[PATH_MAX];
     uint8_t *bloom;
-    uint64_t bloom_bits, count, written;
+    uint64_t bloom_bits, count, written, last_key;
     uint32_t crc;
     uint8_t buf[RUN_ENTRY * 2048];
     size_t blen;
