@@ -483,6 +483,11 @@ int factum_batch_encode(factum_t *db, factum_proposal_t *const *ps, size_t n, si
 
 /* The position and commit time a batch carries. FACTUM_ECORRUPT if it does not check out. */
 int factum_batch_info(const void *msg, size_t len, uint64_t *first_position, int64_t *time_us, factum_error_t *err);
+/* The commit time of the log's newest group (0: an empty log). In a cluster every group is a
+   replicated batch stamped with its time, and those times only grow along the stream: a batch
+   whose time is not after this was applied here before, and a log whose time is after the
+   stream's last batch holds groups the stream does not. Read it where batches are applied. */
+int64_t factum_commit_time(factum_t *db);
 
 /*
  * Applies a batch to the log as one commit group, at its position and with its time, and waits

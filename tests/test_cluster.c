@@ -671,3 +671,113 @@ TEST_T(a_leader_paused_past_its_lease_comes_back_a_follower_and_loses_nothing_it
     check_acked(&f, alive, next, all, n + APPENDS);
     cluster_down(&f, alive);
 }
+
+/* ---- JetStream losing its tail: no silent divergence ---- */
+
+/* Every nats-server and node stopped (nodes first, so each writes its hint). */
+static void everything_down(cluster_fixture *f) {
+    for (int i = 0; i < NODES; i++)
+        srv_stop(&f->node[i], SIGTERM);
+    for (int i = 0; i < NODES; i++) {
+        kill(f->nats[i], SIGTERM);
+        waitpid(f->nats[i], NULL, 0);
+    }
+}
+
+static void everything_up(cluster_fixture *f) {
+    for (int i = 0; i < NODES; i++)
+        f->nats[i] = nats_start(nats_server(), f, i);
+    for (int i = 0; i < NODES; i++)
+        nats_wait(f, i);
+    for (int i = 0; i < NODES; i++)
+        f->node[i] = node_start(f, i);
+}
+
+/* JetStream 2.9 fsyncs its file store every 2 minutes, so a power cut of every machine can take
+   acknowledged messages out of the stream while each node's log (fsynced) still holds them. Here
+   the nats-servers' folders are put back as they were before the last appends, which is what
+   such a cut leaves. Every node then refuses, failed, and says why; nobody leads, a write is
+   refused and writes nothing, and the nodes' logs keep every acknowledged event. */
+TEST_T(nodes_whose_logs_hold_what_jetstream_lost_refuse_to_serve_a_diverged_history_and_say_why, 300) {
+    cluster_fixture f;
+    bool alive[NODES];
+    cluster_up(&f, alive);
+    int leader = wait_leader(&f, alive);
+    CHECK_MSG(leader >= 0, "no node became the leader");
+    acked ack[2 * APPENDS / 4];
+    size_t nack = 0;
+    for (int k = 0; k < APPENDS / 4; k++, nack++) {
+        snprintf(ack[nack].id, sizeof ack[nack].id, "kept%d", k);
+        CHECK_EQ(append_one(f.http_port[leader], ack[nack].id, &ack[nack].position), 201);
+    }
+    CHECK(wait_same_applied(&f, alive, leader));
+    everything_down(&f);
+    char cmd[8192];
+    for (int i = 0; i < NODES; i++) {
+        snprintf(cmd, sizeof cmd, "cp -a %s/nats%d %s/nats%d.before", test_dir(), i, test_dir(), i);
+        CHECK_EQ(system(cmd), 0);
+    }
+    everything_up(&f);
+    leader = wait_leader(&f, alive);
+    CHECK_MSG(leader >= 0, "no leader after the restart");
+    for (int k = 0; k < APPENDS / 4; k++, nack++) {
+        snprintf(ack[nack].id, sizeof ack[nack].id, "lost%d", k);
+        CHECK_MSG(append_anywhere(&f, alive, ack[nack].id, &ack[nack].position), "%s not acknowledged", ack[nack].id);
+    }
+    check_acked(&f, alive, leader, ack, nack);
+    everything_down(&f);
+    for (int i = 0; i < NODES; i++) { /* the power cut: the stream's last messages are gone */
+        snprintf(cmd, sizeof cmd, "rm -rf %s/nats%d && mv %s/nats%d.before %s/nats%d", test_dir(), i, test_dir(), i,
+                 test_dir(), i);
+        CHECK_EQ(system(cmd), 0);
+    }
+    everything_up(&f);
+    for (int i = 0; i < NODES; i++) {
+        resp r = {0};
+        for (int tries = 0; tries < WAIT_S * 10; tries++, usleep(100000)) {
+            resp_free(&r);
+            if (http_try(f.http_port[i], "GET", "/health", NULL, NULL, &r) == 503 &&
+                strstr(r.body, "JetStream lost acknowledged messages"))
+                break;
+        }
+        CHECK_MSG(r.status == 503 && strstr(r.body, "JetStream lost acknowledged messages") &&
+                      strstr(r.body, "\"role\":\"failed\""),
+                  "node%d does not say the stream lost what its log holds: %d %s", i, r.status, r.body);
+        resp_free(&r);
+    }
+    long long pos;
+    int st = append_one(f.http_port[0], "after-the-cut", &pos);
+    CHECK_MSG(st == 503, "an append after the cut: %d", st);
+    /* Each node's own log still has every acknowledged event, and nothing more. */
+    for (int i = 0; i < NODES; i++) {
+        char *all = http_body(f.http_port[i], "GET", "/all?limit=10000", NULL, NULL, 200);
+        for (size_t a = 0; a < nack; a++) {
+            char want[96];
+            snprintf(want, sizeof want, "\"id\":\"%s\"", ack[a].id);
+            CHECK_MSG(strstr(all, want), "node%d lost %s", i, ack[a].id);
+        }
+        CHECK_MSG(!strstr(all, "after-the-cut"), "node%d wrote after the cut", i);
+        free(all);
+    }
+    /* Without the hint of where they stood, the nodes read the stream from the start; its end
+       is older than their logs' newest groups, and they say so the same way. */
+    for (int i = 0; i < NODES; i++) {
+        srv_stop(&f.node[i], SIGTERM);
+        snprintf(cmd, sizeof cmd, "%s/factum%d/cluster.seq", test_dir(), i);
+        CHECK_MSG(unlink(cmd) == 0, "no hint file %s", cmd);
+        f.node[i] = node_start(&f, i);
+    }
+    for (int i = 0; i < NODES; i++) {
+        resp r = {0};
+        for (int tries = 0; tries < WAIT_S * 10; tries++, usleep(100000)) {
+            resp_free(&r);
+            if (http_try(f.http_port[i], "GET", "/health", NULL, NULL, &r) == 503 &&
+                strstr(r.body, "holds groups committed after the last batch"))
+                break;
+        }
+        CHECK_MSG(r.status == 503 && strstr(r.body, "holds groups committed after the last batch"),
+                  "node%d without its hint: %d %s", i, r.status, r.body);
+        resp_free(&r);
+    }
+    cluster_down(&f, alive);
+}

@@ -12,6 +12,15 @@
  * A node that is not the leader fails what is queued with FACTUM_ENOTLEADER, naming the leader.
  * An apply that may have left this log different from the others' (an I/O error, a batch that
  * does not fit) stops the node: it is `failed`, and writes are refused from then on.
+ *
+ * No silent divergence (docs/cluster.md, "When JetStream loses its tail"): JetStream 2.9 fsyncs
+ * its file store every 2 minutes, so a power cut of every machine can take acknowledged
+ * messages out of the stream that this node's log (fsynced) still holds. The node looks for
+ * that before it follows or leads — it applied a sequence past the stream's end, or its log's
+ * newest group is later than the stream's last batch, or the message at the sequence it last
+ * applied is not the batch it applied there (the hint file keeps that batch's time). Any of
+ * these and it stops, failed, saying why, rather than serve or write a history the others do
+ * not have.
  */
 #include "lease.h"
 
@@ -147,6 +156,8 @@ int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, fa
         return rc;
     }
     set_applied(c, seq, pending);
+    uint64_t first;
+    if (factum_batch_info(data, len, &first, &c->applied_time, &err)) c->applied_time = 0;
     return 0;
 }
 
@@ -212,13 +223,77 @@ static int stream_last(cluster *c, uint64_t *last) {
     return 0;
 }
 
+/* Whether the stream still holds everything this node's log does (see the top): 0, or the node
+   is failed. Asked with the stream's last sequence `last` once the node has applied up to it
+   (or believes it applied more). -1 also when the stream could not be asked: try again. */
+static int check_tail(cluster *c, uint64_t last) {
+    if (c->applied > last) {
+        set_failed(c,
+                   "this node applied stream sequence %" PRIu64 " but the stream '%s' ends at %" PRIu64
+                   ": JetStream lost acknowledged messages this node holds (its file store fsyncs every 2 minutes); "
+                   "refusing to serve a history the other nodes do not have (docs/cluster.md)",
+                   c->applied, c->stream, last);
+        return -1;
+    }
+    int64_t mine = factum_commit_time(c->db), theirs = 0;
+    if (!mine) return 0;
+    if (last) {
+        natsMsg *m = NULL;
+        jsErrCode jerr = 0;
+        uint64_t first;
+        factum_error_t err;
+        if (js_GetMsg(&m, c->js, c->stream, last, NULL, &jerr) != NATS_OK) return -1;
+        int bad = factum_batch_info(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &first, &theirs, &err);
+        natsMsg_Destroy(m);
+        if (bad) {
+            set_failed(c, "stream sequence %" PRIu64 " does not hold a batch: %s", last, err.message);
+            return -1;
+        }
+    }
+    if (mine > theirs) {
+        set_failed(c,
+                   "this node's log holds groups committed after the last batch of the stream '%s' (sequence %" PRIu64
+                   "): JetStream lost acknowledged messages this node holds (its file store fsyncs every 2 "
+                   "minutes); refusing to serve a history the other nodes do not have (docs/cluster.md)",
+                   c->stream, last);
+        return -1;
+    }
+    return 0;
+}
+
+/* At the start: the stream's message at the sequence this node last applied is still the batch
+   it applied (same time). 0, or the node is failed; -1 also when the stream could not be asked. */
+static int check_place(cluster *c) {
+    if (!c->applied || !c->applied_time) return 0;
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    int64_t t = 0;
+    uint64_t first, last;
+    factum_error_t err;
+    if (js_GetMsg(&m, c->js, c->stream, c->applied, NULL, &jerr) == NATS_OK) {
+        if (factum_batch_info(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &first, &t, &err)) t = -1;
+        natsMsg_Destroy(m);
+    } else if (stream_last(c, &last) || last >= c->applied) {
+        return -1; /* not a missing message: try again */
+    }
+    if (t == c->applied_time) return 0;
+    set_failed(c,
+               "the stream's message at sequence %" PRIu64 " is not the batch this node applied there: JetStream lost "
+               "acknowledged messages this node holds (its file store fsyncs every 2 minutes)%s; refusing to serve a "
+               "history the other nodes do not have (docs/cluster.md)",
+               c->applied, t ? " and another node wrote new ones in their place" : "");
+    return -1;
+}
+
 /* ---- the hint file: where to start reading after a restart (docs/cluster.md) ---- */
 
 static void hint_read(cluster *c) {
     FILE *f = fopen(c->seq_path, "r");
     uint64_t seq = 0, head = 0;
-    if (f && fscanf(f, "%" SCNu64 " %" SCNu64, &seq, &head) == 2 && head <= factum_head_position(c->db))
-        c->applied = seq; /* else from the start: batches already in the log are skipped */
+    int64_t t = 0;
+    int got = f ? fscanf(f, "%" SCNu64 " %" SCNu64 " %" SCNd64, &seq, &head, &t) : 0;
+    if (got >= 2 && head <= factum_head_position(c->db))
+        c->applied = seq, c->applied_time = got == 3 ? t : 0; /* else from the start: what the log has is skipped */
     if (f) fclose(f);
 }
 
@@ -227,7 +302,7 @@ static void hint_write(cluster *c) {
     snprintf(tmp, sizeof tmp, "%s.tmp", c->seq_path);
     FILE *f = fopen(tmp, "w");
     if (!f) return;
-    fprintf(f, "%" PRIu64 " %" PRIu64 "\n", c->applied, factum_head_position(c->db));
+    fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRId64 "\n", c->applied, factum_head_position(c->db), c->applied_time);
     if (fclose(f) == 0) rename(tmp, c->seq_path);
 }
 
@@ -244,6 +319,7 @@ static void *repl_main(void *arg) {
     cluster *c = arg;
     natsSubscription *sub = NULL;
     uint64_t caught_up_term = 0, hinted = c->applied, hinted_ms = 0;
+    bool tail_checked = false, place_checked = false; /* since the start: the stream holds all this log does */
     for (;;) {
         pthread_mutex_lock(&c->mu);
         bool stop = c->stopping, failed = c->role == CLUSTER_FAILED;
@@ -263,6 +339,12 @@ static void *repl_main(void *arg) {
             wait_ms(c, 200, false);
             continue;
         }
+        if (!place_checked && check_place(c)) {
+            refuse_queued(c);
+            wait_ms(c, 200, false);
+            continue;
+        }
+        place_checked = true;
         int r;
         if (!leader) {
             factum_set_leads(c->db, false);
@@ -271,6 +353,9 @@ static void *repl_main(void *arg) {
                          "same event ids is safe");
             refuse_queued(c);
             r = follow_one(c, sub, 50);
+            uint64_t last;
+            if (r == 0 && !tail_checked && !stream_last(c, &last) && c->applied >= last) /* idle: caught up */
+                tail_checked = !check_tail(c, last);
         } else if (caught_up_term != term) {
             /* A new term: apply everything up to the stream's end before writing. */
             uint64_t last;
@@ -281,7 +366,12 @@ static void *repl_main(void *arg) {
             r = 1;
             while (r >= 0 && c->applied < last)
                 r = follow_one(c, sub, 200);
+            if (r >= 0 && c->applied >= last && check_tail(c, last)) {
+                wait_ms(c, 100, false);
+                continue;
+            }
             if (r >= 0 && c->applied >= last) {
+                tail_checked = true;
                 caught_up_term = term;
                 factum_set_leads(c->db, true); /* the engines above the log may act now */
             }

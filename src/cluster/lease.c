@@ -47,6 +47,10 @@ static void look(cluster *c, const char *value) {
     kvEntry *e = NULL;
     natsStatus s = kvStore_Get(&e, c->kv, LEASE_KEY);
     if (s == NATS_NOT_FOUND) {
+        pthread_mutex_lock(&c->mu);
+        bool failed = c->role == CLUSTER_FAILED;
+        pthread_mutex_unlock(&c->mu);
+        if (failed) return; /* a failed node takes no lease, which would keep the others from leading */
         uint64_t rev = 0;
         s = kvStore_Create(&rev, c->kv, LEASE_KEY, value, (int)strlen(value));
         pthread_mutex_lock(&c->mu);

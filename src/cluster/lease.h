@@ -56,6 +56,7 @@ struct cluster {
     size_t qn, qcap;
     /* the replicator's place (written by it only) */
     uint64_t applied, stream_seq;
+    int64_t applied_time; /* the batch time of the message at `applied` (0: not known) */
     /* the batches in flight, oldest first (a ring; its extent changes in the replicator only) */
     inflight pipe[CLUSTER_PIPELINE];
     int pipe_head, pipe_n;

@@ -344,6 +344,8 @@ int factum_batch_apply(factum_t *db, const void *msg, size_t len, factum_proposa
     return worst;
 }
 
+int64_t factum_commit_time(factum_t *db) { return db->durable_time; }
+
 void factum_proposal_fail(factum_proposal_t *p, int code, const char *message) {
     append_req *r = (append_req *)p;
     r->rc = code;
