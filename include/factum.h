@@ -415,6 +415,8 @@ typedef struct factum_scavenge_stats {
     uint64_t bytes_reclaimed_total;     /* since the store was opened */
     int64_t started_us, finished_us;    /* of this run (finished 0 while running) */
     int last_error;                     /* 0, or the code that stopped the last run */
+    int dry_run;                        /* 1: this run (or the last) only counted (factum_scavenge_dry_run) */
+    uint64_t bytes_reclaimable;         /* record bytes of the events it removed, or (dry run) would remove */
 } factum_scavenge_stats_t;
 
 /*
@@ -426,6 +428,10 @@ typedef struct factum_scavenge_stats {
  * scavenge at a time: FACTUM_ECONFLICT if one is running; FACTUM_ECLOSED if cancelled.
  */
 int factum_scavenge(factum_t *db, factum_error_t *err);
+/* What a scavenge would give back now, without writing anything: the same decisions over every
+   sealed segment, counted in the stats (events_removed, bytes_reclaimable, dry_run = 1). It reads
+   every sealed segment that is not archived; one scavenge or dry run at a time, as above. */
+int factum_scavenge_dry_run(factum_t *db, factum_error_t *err);
 /* Asks a running scavenge to stop after the segment it is on. */
 void factum_scavenge_cancel(factum_t *db);
 void factum_scavenge_stats(factum_t *db, factum_scavenge_stats_t *out);

@@ -1,5 +1,6 @@
 // admin.js — the Admin page: scavenge (GET /admin/scavenge for its progress, POST to start one;
-// polled while it runs), API keys (GET /admin/keys; POST /admin/keys, whose token is shown once
+// polled while it runs; or a dry run, POST ?dry_run=true, that only counts what one would give
+// back), API keys (GET /admin/keys; POST /admin/keys, whose token is shown once
 // and never again; DELETE /admin/keys/{id} to revoke) and the audit trail (the system stream
 // $audit, newest first). The first key made turns keys on for the whole server: the page says so
 // before making it.
@@ -14,7 +15,8 @@ export function render(main) {
   const audit = h('div', {});
   const scavNote = lacksNote();
   const keysNote = lacksNote();
-  const startBtn = gate(h('button', { type: 'button', onclick: start }, 'Start a scavenge'), 'operate', scavNote);
+  const startBtn = gate(h('button', { type: 'button', onclick: () => start(false) }, 'Start a scavenge'), 'operate', scavNote);
+  const dryBtn = gate(h('button', { type: 'button', onclick: () => start(true) }, 'Estimate reclaimable space'), 'operate', scavNote);
   const form = h('form', { class: 'filters', 'aria-label': 'New API key' },
     h('label', { for: 'key-role' }, 'Role'),
     h('select', { id: 'key-role', name: 'role' }, ['admin', 'operator', 'writer', 'reader', 'consumer'].map((r) => h('option', { value: r }, r))),
@@ -23,7 +25,7 @@ export function render(main) {
     h('label', { for: 'key-expires' }, 'Expires (30d, 12h or a time; empty: never)'), h('input', { id: 'key-expires', name: 'expires' }),
     h('button', { type: 'submit' }, 'Create key'));
   main.append(h('h1', {}, 'Admin'), box,
-    h('section', { 'aria-labelledby': 'h-scavenge' }, h('h2', { id: 'h-scavenge' }, 'Scavenge'), scav, startBtn, scavNote),
+    h('section', { 'aria-labelledby': 'h-scavenge' }, h('h2', { id: 'h-scavenge' }, 'Scavenge'), scav, h('div', { class: 'actions' }, startBtn, dryBtn), scavNote),
     h('section', { 'aria-labelledby': 'h-keys' }, h('h2', { id: 'h-keys' }, 'API keys'), keys, h('h3', {}, 'New key'), keysNote, gate(form, 'admin', keysNote), made),
     h('section', { 'aria-labelledby': 'h-audit' }, h('h2', { id: 'h-audit' }, 'Audit trail'), audit));
   let timer, stopped = false;
@@ -34,20 +36,22 @@ export function render(main) {
       const s = await get('/admin/scavenge');
       scav.replaceChildren(
         h('dl', { class: 'pairs' },
-          h('dt', {}, 'State'), h('dd', { 'data-figure': 'scavenge' }, s.running ? `running: ${num(s.segments_done)} of ${num(s.segments_total)} segments` : s.runs ? 'finished' : 'never run'),
+          h('dt', {}, 'State'), h('dd', { 'data-figure': 'scavenge' }, (s.running ? `running: ${num(s.segments_done)} of ${num(s.segments_total)} segments` : s.runs ? 'finished' : 'never run') + (s.runs || s.running ? (s.dry_run ? ' (dry run: nothing written)' : '') : '')),
+          h('dt', {}, s.dry_run ? 'Reclaimable (estimated)' : 'Removed'), h('dd', { 'data-figure': 'reclaimable' }, s.runs || s.running ? `${num(s.events_removed)} events, ${bytes(s.bytes_reclaimable)}` : '—'),
           h('dt', {}, 'Runs'), h('dd', {}, num(s.runs)),
           h('dt', {}, 'Last run'), h('dd', {}, s.started ? `${time(s.started)} – ${time(s.finished)}: ${num(s.events_removed)} events removed, ${bytes(s.bytes_reclaimed)} reclaimed` : '—'),
           h('dt', {}, 'Reclaimed in all'), h('dd', {}, bytes(s.bytes_reclaimed_total)),
           s.error ? [h('dt', {}, 'Error'), h('dd', {}, s.error)] : null));
       startBtn.disabled = s.running || !!startBtn.dataset.lacks;
+      dryBtn.disabled = s.running || !!dryBtn.dataset.lacks;
       if ((s.running || s.runs < until) && !stopped) timer = setTimeout(scavenge, 500);
     } catch (e) {
       box.show(e);
     }
   }
-  async function start() {
+  async function start(dry) {
     try {
-      const r = await call('POST', '/admin/scavenge');
+      const r = await call('POST', `/admin/scavenge${dry ? '?dry_run=true' : ''}`);
       until = r.body.runs + 1; // done once runs is past what the start answered
       scavenge();
     } catch (e) {

@@ -60,6 +60,7 @@ export function render(main) {
         ...tile('Events', num(m.factum_head_position), 'events'),
         ...tile('Streams', num(m.factum_streams), 'streams'),
         ...tile('Log size', bytes(m.factum_log_bytes), 'log-bytes'),
+        ...tile('Reclaimable', m.factum_scavenge_dry_run === 1 ? (m.factum_scavenge_running ? 'estimating…' : bytes(m.factum_scavenge_reclaimable_bytes)) : 'not estimated (Admin)', 'reclaimable'),
         ...tile('Reclaimed by scavenges', bytes(m.factum_scavenge_reclaimed_bytes_total), 'reclaimed'),
         ...tile('Connections', num(m.factum_connections), 'connections'),
         ...tile('Subscribers', num(m.factum_subscribers), 'subscribers'),

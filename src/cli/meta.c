@@ -217,20 +217,27 @@ int cli_delete(const char *dir, const char *url, int argc, char **argv) {
 /* ---- factum admin scavenge ---- */
 
 static const char *usage_admin =
-    "usage: factum admin scavenge\n"
+    "usage: factum admin scavenge [--dry-run]\n"
     "       factum admin archive [--run] (factum admin archive --help)\n"
     "\n"
     "Rewrites sealed log segments without deleted, tombstoned, truncated and expired events and\n"
     "gives the space back to the file system; appends and reads go on meanwhile. Prints progress\n"
     "on stderr and the result as JSON. Against a server it asks the server's scavenger\n"
-    "(POST /admin/scavenge) and follows it; on a data folder it runs in this process.\n";
+    "(POST /admin/scavenge) and follows it; on a data folder it runs in this process.\n"
+    "--dry-run writes nothing: it counts what a scavenge would remove (events_removed,\n"
+    "bytes_reclaimable in the JSON), reading every sealed segment.\n";
 
 static void progress_line(const factum_scavenge_stats_t *st, uint64_t *shown) {
     if (st->segments_done == *shown) return;
     *shown = st->segments_done;
-    fprintf(stderr, "scavenge: %llu/%llu segments, %llu events removed, %.1f MiB given back\n",
-            (unsigned long long)st->segments_done, (unsigned long long)st->segments_total,
-            (unsigned long long)st->events_removed, (double)(st->bytes_before - st->bytes_after) / 1048576.0);
+    if (st->dry_run)
+        fprintf(stderr, "scavenge (dry run): %llu/%llu segments, %llu events and %.1f MiB reclaimable\n",
+                (unsigned long long)st->segments_done, (unsigned long long)st->segments_total,
+                (unsigned long long)st->events_removed, (double)st->bytes_reclaimable / 1048576.0);
+    else
+        fprintf(stderr, "scavenge: %llu/%llu segments, %llu events removed, %.1f MiB given back\n",
+                (unsigned long long)st->segments_done, (unsigned long long)st->segments_total,
+                (unsigned long long)st->events_removed, (double)(st->bytes_before - st->bytes_after) / 1048576.0);
 }
 
 static void stats_of_json(factum_str_t j, factum_scavenge_stats_t *st) {
@@ -244,11 +251,14 @@ static void stats_of_json(factum_str_t j, factum_scavenge_stats_t *st) {
     json_member_u64(j, "events_removed", &st->events_removed);
     json_member_u64(j, "bytes_before", &st->bytes_before);
     json_member_u64(j, "bytes_after", &st->bytes_after);
+    json_member_u64(j, "bytes_reclaimable", &st->bytes_reclaimable);
+    st->dry_run = json_member(j, "dry_run", &v, &kind) && kind == JSON_TRUE;
     if (json_member(j, "error", &v, &kind) && kind == JSON_STRING) st->last_error = FACTUM_EIO;
 }
 
 typedef struct scav_job {
     factum_t *db;
+    bool dry;
     int rc;
     factum_error_t err;
     _Atomic bool done;
@@ -256,7 +266,7 @@ typedef struct scav_job {
 
 static void *scav_thread(void *arg) {
     scav_job *j = arg;
-    j->rc = factum_scavenge(j->db, &j->err);
+    j->rc = j->dry ? factum_scavenge_dry_run(j->db, &j->err) : factum_scavenge(j->db, &j->err);
     atomic_store(&j->done, true);
     return NULL;
 }
@@ -264,8 +274,9 @@ static void *scav_thread(void *arg) {
 int cli_admin(const char *dir, const char *url, int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "archive")) return cli_admin_archive(dir, url, argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "--help")) return printf("%s", usage_admin), CLI_OK;
-    if (argc != 2 || strcmp(argv[1], "scavenge"))
-        return cli_fail(CLI_USAGE, "usage: factum admin scavenge | factum admin archive [--run]");
+    bool dry = argc == 3 && !strcmp(argv[2], "--dry-run");
+    if ((argc != 2 && !dry) || strcmp(argv[1], "scavenge"))
+        return cli_fail(CLI_USAGE, "usage: factum admin scavenge [--dry-run] | factum admin archive [--run]");
     factum_scavenge_stats_t st;
     uint64_t shown = UINT64_MAX;
     char *resp = NULL;
@@ -274,7 +285,8 @@ int cli_admin(const char *dir, const char *url, int argc, char **argv) {
         factum_client_t *c;
         factum_error_t err = {0};
         if ((rc = cli_client_new(url, &c, &err)) ||
-            (rc = factum_client_call(c, "POST", "/admin/scavenge", NULL, &status, &resp, &err))) {
+            (rc = factum_client_call(c, "POST", dry ? "/admin/scavenge?dry_run=true" : "/admin/scavenge", NULL, &status,
+                                     &resp, &err))) {
             factum_client_free(c);
             free(resp);
             return cli_report(rc, &err);
@@ -302,7 +314,7 @@ int cli_admin(const char *dir, const char *url, int argc, char **argv) {
         free(resp);
         return rc;
     }
-    scav_job j = {0};
+    scav_job j = {.dry = dry};
     if ((rc = cli_open(dir, &j.db))) return rc;
     pthread_t t;
     if (pthread_create(&t, NULL, scav_thread, &j)) {

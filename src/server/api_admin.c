@@ -30,7 +30,7 @@ struct scavenger {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    bool stop, asked;
+    bool stop, asked, dry; /* dry: the run asked for is a dry run (factum_scavenge_dry_run) */
 };
 
 static void *scavenger_main(void *arg) {
@@ -46,10 +46,11 @@ static void *scavenger_main(void *arg) {
             w = pthread_cond_timedwait(&sv->cond, &sv->mu, &next);
         if (sv->stop) break;
         if (!sv->asked && !sv->every_s) continue;
-        sv->asked = false;
+        bool dry = sv->asked && sv->dry;
+        sv->asked = sv->dry = false;
         pthread_mutex_unlock(&sv->mu);
         factum_error_t err;
-        int rc = factum_scavenge(sv->db, &err);
+        int rc = dry ? factum_scavenge_dry_run(sv->db, &err) : factum_scavenge(sv->db, &err);
         if (rc && rc != FACTUM_ECLOSED) log_msg(LOG_LEVEL_ERROR, "scavenge stopped: %s", err.message);
         pthread_mutex_lock(&sv->mu);
     }
@@ -84,17 +85,27 @@ void scavenger_close(scavenger_t *sv) {
     free(sv);
 }
 
-/* GET /admin/scavenge (progress) and POST /admin/scavenge (start one). */
+/* GET /admin/scavenge (progress) and POST /admin/scavenge[?dry_run=true] (start one, or a dry
+   run that only counts what a scavenge would give back). */
 void api_scavenge(conn *c, const route_args *a, factum_str_t body) {
     (void)a, (void)body;
     server *s = c->l->srv;
-    bool post = route_method(c->req->h.method) == ROUTE_POST;
+    bool post = route_method(c->req->h.method) == ROUTE_POST, dry = false;
+    factum_str_t q = c->req->h.query;
+    if (post && q.len) {
+        if (str_eq(q, str_c("dry_run=true")))
+            dry = true;
+        else if (!str_eq(q, str_c("dry_run=false"))) {
+            conn_problem(c, 400, "bad-request", NULL, "the only query parameter is dry_run=true|false");
+            return;
+        }
+    }
     factum_scavenge_stats_t st;
     factum_scavenge_stats(s->db, &st);
     int status = 200;
     if (post && !st.running) {
         pthread_mutex_lock(&s->scav->mu);
-        s->scav->asked = true;
+        s->scav->asked = true, s->scav->dry = dry;
         pthread_cond_signal(&s->scav->cond);
         pthread_mutex_unlock(&s->scav->mu);
         status = 202;

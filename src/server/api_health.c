@@ -300,6 +300,11 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
     scalar(b, "factum_scavenge_segments_done", "gauge", "Of them, looked at so far.", sc.segments_done);
     scalar(b, "factum_scavenge_events_removed", "gauge", "Events the running (or last) scavenge removed.",
            sc.events_removed);
+    scalar(b, "factum_scavenge_reclaimable_bytes", "gauge",
+           "Record bytes of the events the running (or last) scavenge removed, or a dry run would remove.",
+           sc.bytes_reclaimable);
+    scalar(b, "factum_scavenge_dry_run", "gauge", "1 when the running (or last) scavenge is a dry run.",
+           (uint64_t)sc.dry_run);
     scalar(b, "factum_scavenge_reclaimed_bytes_total", "counter",
            "File bytes scavenges gave back since the server started.", sc.bytes_reclaimed_total);
     factum_archive_stats_t *as = malloc(sizeof *as);

@@ -36,6 +36,7 @@ void factum_scavenge_stats(factum_t *db, factum_scavenge_stats_t *out) {
 
 typedef struct scav {
     factum_t *db;
+    bool dry; /* count what would go; write nothing */
     int64_t now;
     int64_t meta_last; /* last revision of $metadata: that record stays like every stream's last */
     buf_t name;
@@ -118,7 +119,13 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
         }
     }
     STAT(db, events_scanned, += scanned);
-    if (!drop) goto out;
+    if (sc->dry || !drop) {
+        pthread_mutex_lock(&db->scav_mu);
+        db->scav_st.events_removed += drop;
+        db->scav_st.bytes_reclaimable += dropped_bytes;
+        pthread_mutex_unlock(&db->scav_mu);
+        goto out;
+    }
     uint64_t size;
     if ((rc = segment_write_compacted(s, db->logdir, keep, pmap, &size, err)) ||
         (rc = segment_install_compacted(db->logdir, s->no, err)))
@@ -142,6 +149,7 @@ static int scavenge_segment(scav *sc, size_t i, factum_error_t *err) {
     pthread_mutex_lock(&db->scav_mu);
     db->scav_st.segments_rewritten++;
     db->scav_st.events_removed += drop;
+    db->scav_st.bytes_reclaimable += dropped_bytes;
     uint64_t before = segment_limit(s); /* the file's length: at most its capacity (zero.c) */
     db->scav_st.bytes_before += before, db->scav_st.bytes_after += size;
     db->scav_st.bytes_reclaimed_total += before > size ? before - size : 0;
@@ -154,7 +162,7 @@ out:
     return rc;
 }
 
-int factum_scavenge(factum_t *db, factum_error_t *err) {
+static int scavenge_run(factum_t *db, bool dry, factum_error_t *err) {
     bool idle = false;
     if (!atomic_compare_exchange_strong(&db->scavenging, &idle, true))
         return err_set(err, FACTUM_ECONFLICT, "a scavenge is already running");
@@ -166,9 +174,11 @@ int factum_scavenge(factum_t *db, factum_error_t *err) {
                                             .runs = runs,
                                             .bytes_reclaimed_total = total,
                                             .segments_total = nsegs - 1,
-                                            .started_us = clock_realtime_us()};
+                                            .started_us = clock_realtime_us(),
+                                            .dry_run = dry};
     pthread_mutex_unlock(&db->scav_mu);
-    scav sc = {.db = db, .now = clock_realtime_us(), .meta_last = factum_stream_revision(db, str_c(META_STREAM))};
+    scav sc = {
+        .db = db, .dry = dry, .now = clock_realtime_us(), .meta_last = factum_stream_revision(db, str_c(META_STREAM))};
     int rc = 0;
     /* Nothing has metadata: nothing is hidden, so nothing can go. */
     bool any = atomic_load(&db->meta.count) != 0;
@@ -190,6 +200,9 @@ int factum_scavenge(factum_t *db, factum_error_t *err) {
     return rc;
 }
 
+int factum_scavenge(factum_t *db, factum_error_t *err) { return scavenge_run(db, false, err); }
+int factum_scavenge_dry_run(factum_t *db, factum_error_t *err) { return scavenge_run(db, true, err); }
+
 size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t cap) {
     buf_t bb = {0}, *b = &bb;
     char started[32] = "", finished[32] = "";
@@ -199,13 +212,14 @@ size_t factum_scavenge_json(const factum_scavenge_stats_t *st, char *out, size_t
                "{\"running\":%s,\"runs\":%llu,\"segments_total\":%llu,\"segments_done\":%llu,"
                "\"segments_rewritten\":%llu,\"events_scanned\":%llu,\"events_removed\":%llu,\"bytes_before\":%llu,"
                "\"bytes_after\":%llu,\"bytes_reclaimed\":%llu,\"bytes_reclaimed_total\":%llu,"
-               "\"segments_archived\":%llu,",
+               "\"segments_archived\":%llu,\"dry_run\":%s,\"bytes_reclaimable\":%llu,",
                st->running ? "true" : "false", (unsigned long long)st->runs, (unsigned long long)st->segments_total,
                (unsigned long long)st->segments_done, (unsigned long long)st->segments_rewritten,
                (unsigned long long)st->events_scanned, (unsigned long long)st->events_removed,
                (unsigned long long)st->bytes_before, (unsigned long long)st->bytes_after,
                (unsigned long long)(st->bytes_before - st->bytes_after), (unsigned long long)st->bytes_reclaimed_total,
-               (unsigned long long)st->segments_archived);
+               (unsigned long long)st->segments_archived, st->dry_run ? "true" : "false",
+               (unsigned long long)st->bytes_reclaimable);
     buf_printf(b, st->started_us ? "\"started\":\"%s\"," : "\"started\":null%.0s,", started);
     buf_printf(b, st->finished_us ? "\"finished\":\"%s\"," : "\"finished\":null%.0s,", finished);
     buf_printf(b, "\"error\":%s%s%s}", st->last_error ? "\"" : "",

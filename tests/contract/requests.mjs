@@ -219,6 +219,7 @@ export default [
 
   // ---- operations ----
   { method: 'GET', path: '/admin/scavenge', status: 200 },
+  { method: 'POST', path: '/admin/scavenge?dry_run=maybe', status: 400 },
   { method: 'POST', path: '/admin/scavenge', status: 202 },
   { method: 'POST', path: '/admin/backup', body: { to: `${BACKUP_BASE}/backup`, verify: true }, status: 200 },
   { method: 'POST', path: '/admin/backup', body: { to: 'relative/folder' }, status: 400 },
