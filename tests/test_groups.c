@@ -618,6 +618,39 @@ TEST_T(push_members_get_at_most_their_limit_and_a_lost_members_messages_move_on,
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
+/* The members there now: push connections and pulls waiting, counted in and out on every path
+   (a pull answered, one that ran out of time, one whose connection closed, a push member gone). */
+TEST(group_stats_count_the_members_there_now_push_connections_and_waiting_pulls) {
+    srv s = srv_start(test_dir(), NULL);
+    put_group(s.port, "present", "{\"source\":{\"stream\":\"here-1\"},\"start\":\"earliest\"}", 201);
+    const char *push =
+        "GET /groups/present/messages?max_in_flight=1 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
+    const char *wait = "POST /groups/present/messages?max=1&wait_ms=20000 HTTP/1.1\r\nHost: localhost\r\n"
+                       "Content-Length: 0\r\n\r\n";
+    int p1 = http_connect(s.port), p2 = http_connect(s.port), w = http_connect(s.port);
+    http_send(p1, push, strlen(push));
+    http_send(p2, push, strlen(push));
+    http_send(w, wait, strlen(wait));
+    CHECK(http_wait_body(s.port, "/groups/present", "\"push_members\":2,\"waiting_pulls\":1,", 10));
+    CHECK(http_wait_body(s.port, "/metrics", "factum_group_push_members{group=\"present\"} 2\n", 10));
+    CHECK(http_wait_body(s.port, "/metrics", "factum_group_waiting_pulls{group=\"present\"} 1\n", 10));
+    close(p2); /* a push member goes; the waiting pull's connection closes */
+    close(w);
+    CHECK(http_wait_body(s.port, "/groups/present", "\"push_members\":1,\"waiting_pulls\":0,", 10));
+    /* A pull that runs out of time, and one answered by an append, are counted out too. */
+    char ids[2][32];
+    CHECK_EQ(pull(s.port, "present", 1, 200, ids), 0);
+    CHECK(http_wait_body(s.port, "/groups/present", "\"waiting_pulls\":0,", 10));
+    close(p1);
+    w = http_connect(s.port);
+    http_send(w, wait, strlen(wait));
+    CHECK(http_wait_body(s.port, "/groups/present", "\"push_members\":0,\"waiting_pulls\":1,", 10));
+    expect_status(s.port, "POST", "/streams/here-1", CE, "{\"type\":\"H\"}", 201, NULL);
+    CHECK(http_wait_body(s.port, "/groups/present", "\"push_members\":0,\"waiting_pulls\":0,", 10));
+    close(w);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
 TEST_T(checkpoints_bound_the_replay_restore_the_same_state_and_make_older_records_reclaimable, 180) {
     /* Segments small enough that most records end up in sealed ones, large enough for a
        Checkpoint of 2,000 entries. */

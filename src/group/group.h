@@ -82,7 +82,8 @@ typedef struct group {
     size_t n, cap;
     keyidx ei; /* key -> e[] */
     uint64_t delivered, redelivered, acked;
-    uint64_t created_pos; /* state records before this belong to an earlier group of the name */
+    uint32_t push_members, waiting_pulls; /* connected push members, pulls waiting (long polls) now */
+    uint64_t created_pos;                 /* state records before this belong to an earlier group of the name */
     parked *pk;
     size_t npk, cappk;
     keyidx pi; /* key -> pk[] */

@@ -427,6 +427,7 @@ static void stats_of(groups_t *gs, group *g, group_stats *st) {
         st->lag_positions = end > low ? end - low : 0;
     st->in_flight = group_count_kind(g, E_INFLIGHT), st->retrying = group_count_kind(g, E_RETRY),
     st->held = group_count_kind(g, E_HELD);
+    st->push_members = g->push_members, st->waiting_pulls = g->waiting_pulls;
     st->parked = g->npk, st->delivered = g->delivered, st->redelivered = g->redelivered, st->acked = g->acked;
     st->stopped = g->err_code != 0;
     st->err_code = g->err_code, st->err_is_revision = d->src == SRC_STREAM;

@@ -76,6 +76,10 @@ void groups_batch_free(groups_batch *b);
 int groups_pull(groups_t *gs, const char *name, size_t max, uint64_t member, groups_batch *out, factum_error_t *err);
 /* A push member went away: what it holds in flight times out now (and comes again). */
 void groups_release_member(groups_t *gs, const char *name, uint64_t member);
+/* Counts members that are there now (the stats' push_members and waiting_pulls): push +1 when a
+   push member connects and -1 when it goes (before groups_release_member), pulls +1 when a pull
+   starts waiting and -1 when it ends. A group deleted meanwhile is not counted. */
+void groups_members_count(groups_t *gs, const char *name, int push, int pulls);
 
 /* An id of an ack or nack batch that was not taken, and why (a static string). */
 typedef struct groups_refusal {
@@ -142,6 +146,7 @@ typedef struct group_stats {
     bool has_lag_events;
     double lag_seconds; /* age of the oldest event not yet done */
     size_t in_flight, retrying, held, parked;
+    uint32_t push_members, waiting_pulls; /* members now: push connections, long-poll pulls waiting */
     double oldest_parked_s;
     uint64_t delivered, redelivered, acked;
     double delivery_rate, redelivery_rate; /* per second, over about the last 10 s */

@@ -64,6 +64,15 @@ void groups_release_member(groups_t *gs, const char *name, uint64_t member) {
     pthread_cond_signal(&gs->cond);
 }
 
+static uint32_t moved(uint32_t n, int by) { return by < 0 && n < (uint32_t)-by ? 0 : n + (uint32_t)by; }
+
+void groups_members_count(groups_t *gs, const char *name, int push, int pulls) {
+    group *g = group_acquire(gs, name);
+    if (!g) return;
+    g->push_members = moved(g->push_members, push), g->waiting_pulls = moved(g->waiting_pulls, pulls);
+    group_release(gs, g);
+}
+
 /* A read at `key` failed with something other than "not there": delivery stops there, and the
    group says so in its stats until a read there succeeds. Never marks anything done. */
 static void stop_at(group *g, int rc, uint64_t key, uint64_t pos, bool cursor, const factum_error_t *err) {

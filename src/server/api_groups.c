@@ -67,11 +67,13 @@ static void render_group(buf_t *out, const char *name, const groups_view *v) {
     buf_printf(out,
                "\"lag_positions\":%llu,\"lag_seconds\":%.3f,"
                "\"in_flight\":%zu,\"retrying\":%zu,\"held\":%zu,\"parked\":%zu,\"oldest_parked_seconds\":%.3f,"
+               "\"push_members\":%u,\"waiting_pulls\":%u,"
                "\"delivered\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"delivery_rate\":%.1f,"
                "\"redelivery_rate\":%.1f}",
                (unsigned long long)st->lag_positions, st->lag_seconds, st->in_flight, st->retrying, st->held,
-               st->parked, st->oldest_parked_s, (unsigned long long)st->delivered, (unsigned long long)st->redelivered,
-               (unsigned long long)st->acked, st->delivery_rate, st->redelivery_rate);
+               st->parked, st->oldest_parked_s, st->push_members, st->waiting_pulls, (unsigned long long)st->delivered,
+               (unsigned long long)st->redelivered, (unsigned long long)st->acked, st->delivery_rate,
+               st->redelivery_rate);
     /* Outside "stats" (which holds numbers only): whether a failed read stopped delivery, and where. */
     buf_printf(out, ",\"status\":\"%s\",\"last_error\":", st->err_code ? "stopped" : "running");
     if (!st->err_code) {
@@ -286,14 +288,17 @@ static bool groups_try_pull(conn *c, bool final) {
 
 /* A long poll asks again: on commits, and on the sweep for retries that fall due and its end. */
 static void pull_again(conn *c, bool final) {
-    if (groups_try_pull(c, final)) conn_wait_over(c);
+    if (!groups_try_pull(c, final)) return;
+    groups_members_count(c->l->srv->groups, c->ar_note, 0, -1);
+    conn_wait_over(c);
 }
 static void pull_on_commit(conn *c) { pull_again(c, false); }
 static void pull_on_tick(conn *c, uint64_t now_ms, bool final) {
     (void)now_ms;
     pull_again(c, final);
 }
-static const park_ops pull_park = {.on_commit = pull_on_commit, .on_tick = pull_on_tick};
+static void pull_on_close(conn *c) { groups_members_count(c->l->srv->groups, c->ar_note, 0, -1); }
+static const park_ops pull_park = {.on_commit = pull_on_commit, .on_tick = pull_on_tick, .on_close = pull_on_close};
 
 static void pull(conn *c) {
     uint64_t max = 1, wait = 0;
@@ -323,6 +328,7 @@ static void pull(conn *c) {
     }
     c->pull_max = (uint32_t)max; /* a waiting pull asks again with it */
     if (groups_try_pull(c, wait == 0)) return;
+    groups_members_count(c->l->srv->groups, c->ar_note, 0, 1);
     server_wait(c, wait, &pull_park); /* long poll: commits and the sweep ask again */
 }
 

@@ -164,6 +164,8 @@ static void group_metrics(buf_t *b, groups_t *gs) {
         {"factum_group_redelivered_total", "counter", "Deliveries after a retry or a missed ack timeout."},
         {"factum_group_acked_total", "counter", "Acknowledged events."},
         {"factum_group_stopped", "gauge", "1 when a read that failed (damage) stopped the group's delivery."},
+        {"factum_group_push_members", "gauge", "Push members connected now."},
+        {"factum_group_waiting_pulls", "gauge", "Pulls waiting for events now (long polls)."},
     };
     for (size_t f = 0; f < ARRAY_LEN(fam); f++) {
         api_metric_head(b, fam[f].name, fam[f].type, fam[f].help);
@@ -172,7 +174,8 @@ static void group_metrics(buf_t *b, groups_t *gs) {
             double val[] = {(double)st->lag_positions, (double)st->lag_events, st->lag_seconds,
                             (double)st->in_flight,     (double)st->retrying,   (double)st->parked,
                             st->oldest_parked_s,       (double)st->delivered,  (double)st->redelivered,
-                            (double)st->acked,         (double)st->stopped};
+                            (double)st->acked,         (double)st->stopped,    (double)st->push_members,
+                            (double)st->waiting_pulls};
             if (f == 1 && !st->has_lag_events) continue; /* a category or $all source cannot count its events */
             buf_printf(b, "%s{group=\"%s\"} %.17g\n", fam[f].name, st->name, val[f]);
         }

@@ -82,6 +82,7 @@ void sse_start_group(conn *c, const char *group, uint32_t max_in_flight) {
     snprintf(s->group, sizeof s->group, "%s", group);
     s->max_in_flight = max_in_flight;
     s->live = true; /* woken by every commit (acks are commits too) and by the sweep (retries) */
+    groups_members_count(c->l->srv->groups, group, 1, 0); /* on_close counts it out */
     begin(c, s);
 }
 
@@ -325,7 +326,10 @@ static void on_drain(conn *c) {
 
 static void on_close(conn *c) {
     sub *s = c->sub;
-    if (s->group[0]) groups_release_member(c->l->srv->groups, s->group, (uint64_t)(uintptr_t)c);
+    if (s->group[0]) {
+        groups_members_count(c->l->srv->groups, s->group, -1, 0);
+        groups_release_member(c->l->srv->groups, s->group, (uint64_t)(uintptr_t)c);
+    }
     sub_free(s);
     c->sub = NULL;
     atomic_fetch_sub(&c->l->nsubs, 1);
