@@ -27,7 +27,7 @@ export function table(cols, rows, { empty = 'Nothing here.', caption, rowClass }
   return h('table', {},
     caption ? h('caption', {}, caption) : null,
     h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col', class: c.class }, c.label)))),
-    h('tbody', {}, rows.map((r) => h('tr', { class: rowClass ? rowClass(r) : null }, cols.map((c) => h('td', { class: c.class }, c.cell(r)))))));
+    h('tbody', {}, rows.map((r, i) => h('tr', { class: rowClass ? rowClass(r) : null }, cols.map((c) => h('td', { class: c.class }, c.cell(r, i)))))));
 }
 
 const numFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 }); // made once: toLocaleString makes one per call

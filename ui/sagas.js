@@ -1,5 +1,6 @@
 // sagas.js — sagas: the definitions with their instances counted by status (GET /sagas); one
-// saga's instances, filtered by status (GET /sagas/{name}/instances), and its parked inputs (GET
+// saga's definition (GET /sagas/{name}: what starts it, its steps with their commands, replies,
+// timeouts and compensations), its instances, filtered by status (GET /sagas/{name}/instances), and its parked inputs (GET
 // /sagas/{name}/parked); one instance (GET /sagas/{name}/instances/{id}) as a timeline of what
 // happened to it: steps, commands, replies, timeouts and compensations, in order.
 import { get, enc } from './api.js';
@@ -23,7 +24,24 @@ export function renderSaga(main, [name], query) {
   const status = STATUSES.includes(query.get('status')) ? query.get('status') : '';
   const list = h('div', {});
   const parked = h('div', {});
-  main.append(h('h1', {}, 'Saga ', h('code', {}, name)), box,
+  const def = h('div', {});
+  const cmd = (c) => (c ? `${c.type} → ${c.stream}` : '—');
+  get(`/sagas/${enc(name)}`).then((s) => {
+    const d = s.definition || {};
+    def.replaceChildren(
+      h('dl', { class: 'pairs' }, h('dt', {}, 'Starts on'), h('dd', {}, d.start_on || '—'), h('dt', {}, 'Instance id'), h('dd', {}, d.instance_id || '—')),
+      table([
+        { label: '#', cell: (_, i) => String(i + 1), class: 'n' },
+        { label: 'Step', cell: (st) => st.name },
+        { label: 'Command', cell: (st) => cmd(st.command) },
+        { label: 'Succeeds on', cell: (st) => (st.success || []).join(', ') },
+        { label: 'Fails on', cell: (st) => (st.failure || []).join(', ') },
+        { label: 'Timeout', cell: (st) => (st.timeout_ms ? `${num(st.timeout_ms)} ms` : '—') },
+        { label: 'Compensation', cell: (st) => cmd(st.compensation) },
+      ], d.steps || [], { empty: 'No steps.', rowClass: () => 'step' }),
+      h('details', {}, h('summary', {}, 'The definition as stored'), h('pre', {}, JSON.stringify(d, null, 2))));
+  }).catch((e) => box.show(e));
+  main.append(h('h1', {}, 'Saga ', h('code', {}, name)), box, h('h2', {}, 'Definition'), def, h('h2', {}, 'Instances'),
     h('nav', { class: 'tabs', 'aria-label': 'Instance status' }, ['', ...STATUSES].map((s) =>
       h('a', { href: `#/saga/${enc(name)}${s ? '?status=' + s : ''}`, 'aria-current': s === status ? 'page' : null }, s || 'all'))),
     list, h('h2', {}, 'Parked inputs'), parked);

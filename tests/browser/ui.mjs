@@ -281,6 +281,12 @@ try {
     await page.getByRole('link', { name: 'ship' }).waitFor();
     await shot('sagas');
     await page.getByRole('link', { name: 'ship' }).click();
+    // Its definition: what starts it and each step with its command, replies and compensation.
+    await page.locator('tr.step', { hasText: 'Refund → pay-cmds' }).waitFor();
+    const steps = await texts('tr.step td:nth-child(2)');
+    if (steps.join() !== 'pay,stock') fail(`saga steps shown: ${steps}`);
+    if (!(await page.locator('tr.step').nth(1).innerText()).includes('StockOut')) fail('the second step\'s failure reply is not shown');
+    await shot('saga-definition');
     await page.getByRole('link', { name: 's1' }).click();
     await page.locator('.timeline li.compensation', { hasText: 'CompensationStarted' }).waitFor();
     const kinds = (await texts('.timeline li strong')).join();
