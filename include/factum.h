@@ -47,7 +47,8 @@ extern "C" {
     X(ETIMEDOUT, "timed out")                                                                                          \
     X(EDENIED, "not authorized: the server wants a valid API key with the permission")                                 \
     X(ENOTLEADER, "not the cluster leader: writes go to the leader")                                                   \
-    X(EINCOMPLETE, "data folder is an unfinished backup or restore")
+    X(EINCOMPLETE, "data folder is an unfinished backup or restore")                                                   \
+    X(ESCHEMA, "event data does not match its schema")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };
@@ -197,6 +198,24 @@ typedef void (*factum_commit_cb)(void *ctx, const factum_commit_t *commit);
 void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx);
 /* A 64-bit key of a stream name (never 0), the one factum_commit_t lists. */
 uint64_t factum_stream_key(factum_str_t stream);
+
+/*
+ * Sets (fn) or clears (NULL) the append check: fn(ctx, stream, events, n, err) runs in the
+ * caller's thread for every append (sync or async), after the store's own checks and before
+ * anything is queued; nonzero refuses the whole batch with that code (nothing is written).
+ * Calls may run on many threads at once. free_ctx(ctx), if given, runs at factum_close. Event
+ * schemas (factum_schemas_open) are such a check.
+ */
+typedef int (*factum_append_check_cb)(void *ctx, factum_str_t stream, const factum_event_t *events, size_t n,
+                                      factum_error_t *err);
+void factum_set_append_check(factum_t *db, factum_append_check_cb fn, void *ctx, void (*free_ctx)(void *ctx));
+/*
+ * Turns on event schemas (docs/schemas.md): loads the registry kept in the "$schemas" stream
+ * and from then on checks the data of every append of a registered type against its schema
+ * (per type: off, warn or enforce). An event that does not validate under "enforce" refuses its
+ * batch with FACTUM_ESCHEMA. Until factum_close. 0, or the read's error.
+ */
+int factum_schemas_open(factum_t *db, factum_error_t *err);
 
 /* A set of events returned by a read. */
 typedef struct factum_result factum_result_t;

@@ -27,6 +27,7 @@ factum_str_t schema_text(const schema_t *s);
    "message":"..."}; first is the first one's one-line text. Caller-owned; reuse after
    schema_report_reset, free with schema_report_free. */
 typedef struct schema_report {
+    const char *tag; /* NULL, or members put first in each element ("\"event\":2,") */
     size_t count;
     buf_t json;
     char first[200];

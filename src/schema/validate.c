@@ -44,7 +44,7 @@ __attribute__((format(printf, 3, 4))) static bool violation(vctx *x, const char 
     if (r->count == 0) snprintf(r->first, sizeof r->first, "%.*s: %s: %s", (int)MIN(p.len, 80), p.ptr, kw, msg);
     if (r->count++ < SCHEMA_MAX_REPORTED) {
         if (r->json.len) buf_append(&r->json, ",", 1);
-        buf_append(&r->json, "{\"pointer\":", 11);
+        buf_printf(&r->json, "{%s\"pointer\":", r->tag ? r->tag : "");
         json_escape(&r->json, p.ptr, p.len);
         buf_printf(&r->json, ",\"keyword\":\"%s\",\"message\":", kw);
         json_escape(&r->json, msg, strlen(msg));
