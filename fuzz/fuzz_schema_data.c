@@ -1,10 +1,12 @@
 /*
  * fuzz_schema_data.c — data validated against a typical event schema (types, required, enum,
  * patterns, a nested object, an array of items, $ref, combinators): any JSON value gets the same
- * verdict with and without a report, and a report only when it fails.
+ * verdict with and without a report, and a report only when it fails; upcast by steps of every
+ * kind, it stays one valid JSON value.
  */
 #include "../src/base/json.h"
 #include "../src/schema/schema.h"
+#include "../src/schema/upcast.h"
 #include "fuzz.h"
 
 static const char DOC[] =
@@ -23,9 +25,16 @@ static const char DOC[] =
 
 FUZZ_TARGET(schema_data) {
     static schema_t *s;
+    static upcast *u;
     if (!s) {
         factum_error_t err;
         ENSURE(schema_compile(str_c(DOC), &s, &err) == 0);
+        ENSURE(upcast_parse(str_c("{\"steps\":[{\"op\":\"rename\",\"from\":\"/id\",\"to\":\"/orderId\"},"
+                                  "{\"op\":\"move\",\"from\":\"/customer/name\",\"to\":\"/buyer/name/full\"},"
+                                  "{\"op\":\"add\",\"path\":\"/lines/x\",\"value\":{\"a\":[1]}},"
+                                  "{\"op\":\"map\",\"path\":\"/currency\",\"values\":{\"EUR\":\"€\"}},"
+                                  "{\"op\":\"remove\",\"path\":\"/tags\"},{\"op\":\"rename_type\",\"type\":\"T\"}]}"),
+                            s, &u, &err) == 0);
     }
     if (!json_valid((const char *)data, size, NULL)) return 0;
     factum_str_t d = {(const char *)data, size};
@@ -34,5 +43,8 @@ FUZZ_TARGET(schema_data) {
     ENSURE(a == b);
     ENSURE(a == (rep.count == 0));
     schema_report_free(&rep);
+    buf_t out = {0};
+    if (upcast_apply(u, d, &out) == 0) ENSURE(json_valid(out.ptr ? out.ptr : "", out.len, NULL));
+    buf_free(&out);
     return 0;
 }

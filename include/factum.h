@@ -216,6 +216,16 @@ void factum_set_append_check(factum_t *db, factum_append_check_cb fn, void *ctx,
  * batch with FACTUM_ESCHEMA. Until factum_close. 0, or the read's error.
  */
 int factum_schemas_open(factum_t *db, factum_error_t *err);
+/*
+ * Sets (fn) or clears (NULL) the read transform: fn(ctx, in, out, &block) runs on every event a
+ * read returns (factum_read_stream, factum_read_all, factum_read_at), on the reading thread;
+ * returning 1 it has filled *out (the event to return instead) with strings in *block, a
+ * malloc'd block the result frees; otherwise the event is returned as stored. The stored form
+ * stays reachable through factum_result_event_raw. Event schemas' upcasting is such a
+ * transform. fn must not read the store.
+ */
+typedef int (*factum_read_transform_cb)(void *ctx, const factum_event_t *in, factum_event_t *out, char **block);
+void factum_set_read_transform(factum_t *db, factum_read_transform_cb fn, void *ctx);
 
 /* A set of events returned by a read. */
 typedef struct factum_result factum_result_t;
@@ -225,6 +235,9 @@ const factum_event_t *factum_result_event(const factum_result_t *r, size_t i);
 /* Where to continue (revision or position to pass as `from`), or FACTUM_END if nothing is left. */
 uint64_t factum_result_next(const factum_result_t *r);
 void factum_result_free(factum_result_t *r);
+/* The i-th event as stored, before the read transform (factum_set_read_transform) changed it
+   (the same as factum_result_event when it did not); lives until factum_result_free(r). */
+const factum_event_t *factum_result_event_raw(const factum_result_t *r, size_t i);
 
 #define FACTUM_END UINT64_MAX /* as `from` on a backward read: start at the last event */
 

@@ -158,6 +158,9 @@ TEST(schema_refuses_what_it_would_not_check) {
     refused("{\"type\":\"text\"}", "\"type\" must name a JSON Schema type");
     refused("{\"items\":[1]}", "/items/0: a schema must be an object, true or false");
     refused("[1,", "not valid JSON");
+    refused("{\"pattern\":\"a\",\"pattern\":\"b\"}", "keyword \"pattern\" given twice");
+    refused("{\"properties\":{\"a\":{\"type\":\"string\",\"typ\\u0065\":\"null\"}}}",
+            "/properties/a: keyword \"type\" given twice");
 }
 
 TEST(schema_document_limit_is_enforced_one_past) {
@@ -232,4 +235,74 @@ TEST(schema_recursion_through_ref_is_bounded) {
     CHECK(strstr(rep.json.ptr, "recurses deeper"));
     schema_report_free(&rep);
     schema_free(s);
+}
+
+#include "../src/schema/upcast.h"
+
+static void upcasts_to(const char *steps, const schema_t *from, const char *data, const char *want) {
+    upcast *u;
+    factum_error_t err = {0};
+    CHECK_MSG(upcast_parse(str_c(steps), from, &u, &err) == 0, "%s: %s", steps, err.message);
+    buf_t out = {0};
+    CHECK_RC(upcast_apply(u, str_c(data), &out), 0);
+    buf_append(&out, "", 1);
+    CHECK_MSG(!strcmp(out.ptr, want), "%s on %s gave %s, not %s", steps, data, out.ptr, want);
+    buf_free(&out);
+    upcast_free(u);
+}
+
+TEST(upcast_steps_rename_add_remove_move_and_map) {
+    schema_t *v1 = compiled("{\"properties\":{\"cust\":{},\"street\":{},\"old\":{},\"st\":{},\"n\":{\"properties\":"
+                            "{\"a\":{}}}}}");
+    upcasts_to("{\"steps\":[{\"op\":\"rename\",\"from\":\"/cust\",\"to\":\"/customer\"}]}", v1,
+               "{\"cust\":\"Ann\",\"x\":1}", "{\"x\":1,\"customer\":\"Ann\"}");
+    upcasts_to("{\"steps\":[{\"op\":\"add\",\"path\":\"/currency\",\"value\":\"EUR\"}]}", v1, "{\"a\":1}",
+               "{\"a\":1,\"currency\":\"EUR\"}");
+    upcasts_to("{\"steps\":[{\"op\":\"add\",\"path\":\"/currency\",\"value\":\"EUR\"}]}", v1, "{\"currency\":\"USD\"}",
+               "{\"currency\":\"USD\"}"); /* there already: kept */
+    upcasts_to("{\"steps\":[{\"op\":\"remove\",\"path\":\"/old\"}]}", v1, "{\"old\":[1,{\"b\":2}],\"k\":true}",
+               "{\"k\":true}");
+    upcasts_to("{\"steps\":[{\"op\":\"move\",\"from\":\"/street\",\"to\":\"/address/street\"}]}", v1,
+               "{\"street\":\"Main \\\"1\\\"\"}", "{\"address\":{\"street\":\"Main \\\"1\\\"\"}}");
+    upcasts_to(
+        "{\"steps\":[{\"op\":\"map\",\"path\":\"/st\",\"values\":{\"A\":\"active\",\"I\":{\"inactive\":true}}}]}", v1,
+        "{\"st\":\"I\"}", "{\"st\":{\"inactive\":true}}");
+    upcasts_to("{\"steps\":[{\"op\":\"move\",\"from\":\"/n/a\",\"to\":\"/a\"},{\"op\":\"remove\",\"path\":\"/n\"}]}",
+               v1, "{\"n\":{\"a\":5}}", "{\"a\":5}");
+    /* what the data lacks is left alone; data that is not an object passes through */
+    upcasts_to("{\"steps\":[{\"op\":\"rename\",\"from\":\"/cust\",\"to\":\"/customer\"}]}", v1, "{}", "{}");
+    upcasts_to("{\"steps\":[{\"op\":\"remove\",\"path\":\"/old\"}]}", v1, "[1]", "[1]");
+    schema_free(v1);
+}
+
+TEST(upcast_steps_that_name_what_the_source_lacks_are_refused) {
+    schema_t *v1 = compiled("{\"properties\":{\"a\":{}}}");
+    const char *bad[][2] = {
+        {"{\"steps\":[{\"op\":\"rename\",\"from\":\"/b\",\"to\":\"/c\"}]}", "/b is not a property of the version"},
+        {"{\"steps\":[{\"op\":\"rename\",\"from\":\"/a\",\"to\":\"/x/a\"}]}", "beside"},
+        {"{\"steps\":[{\"op\":\"swap\"}]}", "\"op\" is rename, add"},
+        {"{\"steps\":[{\"op\":\"add\",\"path\":\"/z\"}]}", "\"value\" is the default"},
+        {"{\"steps\":[{\"op\":\"remove\",\"path\":\"a\"}]}", "JSON pointer"},
+        {"{\"steps\":[{\"op\":\"remove\",\"path\":\"/a\",\"extra\":1}]}", "unknown member"},
+        {"{\"steps\":[{\"op\":\"map\",\"path\":\"/a\",\"values\":[]}]}", "\"values\" is an object"},
+        {"{\"steps\":[{\"op\":\"rename_type\"}]}", "\"type\" is the new event type"},
+        {"{\"step\":[]}", "unknown member"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        upcast *u = NULL;
+        factum_error_t err = {0};
+        CHECK(upcast_parse(str_c(bad[i][0]), v1, &u, &err) != 0 && !u);
+        CHECK_MSG(strstr(err.message, bad[i][1]), "%s: %s", bad[i][0], err.message);
+    }
+    /* one past the step limit */
+    buf_t b = {0};
+    buf_append(&b, "{\"steps\":[", 10);
+    for (int i = 0; i <= UPCAST_MAX_STEPS; i++)
+        buf_printf(&b, "%s{\"op\":\"remove\",\"path\":\"/a\"}", i ? "," : "");
+    buf_append(&b, "]}", 2);
+    upcast *u = NULL;
+    factum_error_t err;
+    CHECK_RC(upcast_parse((factum_str_t){b.ptr, b.len}, v1, &u, &err), FACTUM_ETOOBIG);
+    buf_free(&b);
+    schema_free(v1);
 }

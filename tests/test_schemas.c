@@ -7,6 +7,8 @@
 #include "test_server.h"
 
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 
 #define CE "Content-Type: application/cloudevents+json\r\n"
@@ -269,4 +271,120 @@ TEST_T(stored_event_check_samples_at_its_limit, 300) {
     CHECK(k.checked == SCHEMA_CHECK_MAX && k.sampled);
     schema_check_free(&k);
     factum_close(db);
+}
+
+/* ---- upcasting ---- */
+
+static const char *const UPCAST_DATA =
+    "\"data\":{\"st\":\"active\",\"customer\":\"Ann\",\"address\":{\"street\":\"Main\"},\"currency\":\"EUR\"}";
+
+/* Reads from fd until `want` came (or the connection ends); true if it came. */
+static bool sse_until(int fd, const char *want) {
+    static char buf[65536];
+    size_t len = 0;
+    while (len < sizeof buf - 1) {
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (n <= 0) return fprintf(stderr, "%s\n", buf), false;
+        len += (size_t)n;
+        buf[len] = 0;
+        if (strstr(buf, want)) return true;
+    }
+    fprintf(stderr, "%s\n", buf);
+    return false;
+}
+
+static void sees_v3(int port) {
+    char *one = http_body(port, "GET", "/streams/order-1", NULL, NULL, 200);
+    CHECK_MSG(strstr(one, UPCAST_DATA) && strstr(one, "\"type\":\"OrderCreated\"") &&
+                  strstr(one, "\"dataschema\":\"/schemas/OrderPlaced/versions/3\",\"storedversion\":1"),
+              "%s", one);
+    CHECK_MSG(strstr(one, "\"data\":{\"customer\":\"Bo\",\"address\":{},\"st\":\"new\"}"), "%s", one); /* v3 as is */
+    free(one);
+    char *all = http_body(port, "GET", "/all", NULL, NULL, 200);
+    CHECK_MSG(strstr(all, UPCAST_DATA), "%s", all);
+    free(all);
+    char *raw = http_body(port, "GET", "/streams/order-1?version=raw", NULL, NULL, 200);
+    CHECK_MSG(strstr(raw, "\"type\":\"OrderPlaced\"") &&
+                  strstr(raw, "\"data\":{\"cust\":\"Ann\",\"st\":\"A\","
+                              "\"street\":\"Main\"}") &&
+                  !strstr(raw, "storedversion"),
+              "%s", raw);
+    free(raw);
+    raw = http_body(port, "GET", "/all?version=raw", NULL, NULL, 200);
+    CHECK(strstr(raw, "\"data\":{\"cust\":\"Ann\""));
+    free(raw);
+}
+
+TEST(events_stored_as_v1_are_read_as_v3_on_every_read_path_and_raw_on_request) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1", NULL,
+                  "{\"properties\":{\"cust\":{\"type\":\"string\"},\"st\":{\"enum\":[\"A\",\"I\"]},\"street\":{}}}",
+                  201, NULL);
+    expect_status(s.port, "POST", "/streams/order-1", CE,
+                  "{\"type\":\"OrderPlaced\",\"data\":{\"cust\":\"Ann\",\"st\":\"A\",\"street\":\"Main\"}}", 201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2?compatibility=none", NULL,
+                  "{\"properties\":{\"customer\":{},\"st\":{},\"address\":{},\"currency\":{}}}", 201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1/upcast", NULL, "{\"steps\":[]}", 400,
+                  "nothing to upcast from");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename\",\"from\":\"/customer\",\"to\":\"/c\"}]}", 400,
+                  "/customer is not a property of the version it upcasts from");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename\",\"from\":\"/cust\",\"to\":\"/customer\"},{\"op\":\"move\",\"from\":"
+                  "\"/street\",\"to\":\"/address/street\"},{\"op\":\"add\",\"path\":\"/currency\",\"value\":\"EUR\"}]}",
+                  201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2/upcast", NULL, "{\"steps\":[]}", 409,
+                  "has its upcast already");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/7/upcast", NULL, "{\"steps\":[]}", 404, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/3?compatibility=none", NULL,
+                  "{\"properties\":{\"customer\":{},\"st\":{},\"address\":{},\"currency\":{}}}", 201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/3/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename_type\",\"type\":\"OrderPlaced\"}]}", 400, "cycle of type renames");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/3/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"map\",\"path\":\"/st\",\"values\":{\"A\":\"active\",\"I\":\"inactive\"}},"
+                  "{\"op\":\"rename_type\",\"type\":\"OrderCreated\"}]}",
+                  201, NULL);
+    /* written as v3 (the latest, without dataschema): read as written */
+    expect_status(s.port, "POST", "/streams/order-1", CE,
+                  "{\"type\":\"OrderPlaced\",\"data\":{\"customer\":\"Bo\",\"address\":{},\"st\":\"new\"}}", 201, NULL);
+    sees_v3(s.port);
+    /* a projection and a saga see the upcast type and data */
+    expect_status(
+        s.port, "PUT", "/projections/orders", NULL,
+        "{\"source\":{\"categories\":[\"order\"]},\"setup\":[\"CREATE TABLE o (c TEXT, st TEXT, street TEXT)\"],"
+        "\"handlers\":{\"OrderCreated\":[\"INSERT INTO o VALUES (:data.customer, :data.st, "
+        ":data.address.street)\"]}}",
+        201, NULL);
+    resp q;
+    http_do(s.port, "POST", "/projections/orders/query", NULL,
+            "{\"sql\":\"SELECT c, st, street FROM o\",\"min_position\":6}", &q);
+    CHECK_MSG(q.status == 200 && strstr(q.body, "[\"Ann\",\"active\",\"Main\"]"), "%d %s", q.status, q.body);
+    resp_free(&q);
+    expect_status(
+        s.port, "PUT", "/sagas/welcome", NULL,
+        "{\"start_on\":\"OrderCreated\",\"instance_id\":\"data.customer\",\"steps\":[{\"name\":\"greet\","
+        "\"command\":{\"stream\":\"mail-commands\",\"type\":\"SendWelcome\",\"data\":{\"to\":\"{{data."
+        "customer}}\",\"street\":\"{{data.address.street}}\"}},\"success\":[\"Sent\"],\"failure\":[\"Bounced\"]}]}",
+        201, NULL);
+    CHECK(http_wait_body(s.port, "/streams/mail-commands", "\"data\":{\"to\":\"Ann\",\"street\":\"Main\"}", 30));
+    /* a consumer group's pull */
+    expect_status(s.port, "PUT", "/groups/g", NULL, "{\"source\":{\"category\":\"order\"},\"start\":\"earliest\"}", 201,
+                  NULL);
+    char *pulled = http_body(s.port, "POST", "/groups/g/messages?max=10", NULL, "", 200);
+    CHECK_MSG(strstr(pulled, UPCAST_DATA), "%s", pulled);
+    free(pulled);
+    /* a subscription */
+    int fd = http_connect(s.port);
+    const char *req = "GET /streams/order-1 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
+    http_send(fd, req, strlen(req));
+    CHECK(sse_until(fd, UPCAST_DATA));
+    close(fd);
+    expect_status(s.port, "GET", "/streams/order-1?version=raw", "Accept: text/event-stream\r\n", NULL, 400,
+                  "version=raw");
+    expect_status(s.port, "GET", "/streams/order-1?version=v2", NULL, NULL, 400, "raw or latest");
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    /* the steps are kept: after a restart the same */
+    s = srv_start(test_dir(), NULL);
+    sees_v3(s.port);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }

@@ -364,8 +364,19 @@ static node *compile_node(comp *c, factum_str_t span, int kind) {
     factum_str_t k, v;
     int vk;
     json_iter_init(&it, span);
-    while (json_iter_member(&it, &k, &v, &vk) == 1)
+    while (json_iter_member(&it, &k, &v, &vk) == 1) {
+        json_iter_t again = it; /* a keyword twice: which one would count? */
+        factum_str_t k2, v2;
+        int vk2;
+        while (json_iter_member(&again, &k2, &v2, &vk2) == 1)
+            if (schema_json_equal(k, JSON_STRING, k2, JSON_STRING)) {
+                char *name = decode(c, k, NULL);
+                if (name) fail(c, FACTUM_EINVAL, "keyword \"%.60s\" given twice", name, NULL);
+                free(name);
+                return NULL;
+            }
         if (!keyword(c, n, k, v, vk)) return NULL;
+    }
     /* "then"/"else" without "if" change nothing, as the draft says. */
     if (!n->if_) n->then_ = n->else_ = NULL;
     return n;

@@ -7,6 +7,8 @@
  */
 #include "registry.h"
 
+#include "upcast.h"
+
 #include "../base/json.h"
 
 #include <pthread.h>
@@ -20,6 +22,8 @@
 typedef struct version {
     schema_t *s;
     int compat;
+    uint64_t position; /* of its SchemaRegistered record: later events without dataschema are of it */
+    upcast *up;        /* steps from the version before, or NULL */
 } version;
 
 typedef struct stype {
@@ -37,6 +41,7 @@ struct schema_registry {
     stype **types; /* sorted by name */
     size_t ntypes;
     _Atomic size_t published; /* ntypes, read without the lock: 0 skips the check */
+    _Atomic size_t upcasts;   /* versions with steps: 0 skips the read transform */
 };
 
 /* The thread's last refusal: its message, to tell it from a later one, and its violations. */
@@ -85,7 +90,8 @@ static stype *find(const schema_registry *r, factum_str_t name, size_t *at) {
 }
 
 /* Applies a registration (decided, or read back from $schemas); takes s. */
-static int reg_apply(schema_registry *r, const char *type, uint32_t ver, int compat, int mode, schema_t *s) {
+static int reg_apply(schema_registry *r, const char *type, uint32_t ver, int compat, int mode, schema_t *s,
+                     uint64_t position) {
     pthread_rwlock_wrlock(&r->lock);
     size_t at = 0;
     stype *t = find(r, str_c(type), &at);
@@ -107,7 +113,7 @@ static int reg_apply(schema_registry *r, const char *type, uint32_t ver, int com
         goto out;
     }
     t->v = v;
-    t->v[t->nv++] = (version){s, compat};
+    t->v[t->nv++] = (version){s, compat, position, NULL};
     t->mode = mode;
     s = NULL;
 out:
@@ -121,7 +127,7 @@ static void reg_free(void *p) {
     schema_registry *r = p;
     for (size_t i = 0; i < r->ntypes; i++) {
         for (uint32_t j = 0; j < r->types[i]->nv; j++)
-            schema_free(r->types[i]->v[j].s);
+            schema_free(r->types[i]->v[j].s), upcast_free(r->types[i]->v[j].up);
         free(r->types[i]->v);
         free(r->types[i]->name);
         free(r->types[i]);
@@ -243,6 +249,165 @@ static int reg_check(void *ctx, factum_str_t stream, const factum_event_t *ev, s
     return rc;
 }
 
+/* ---- upcasting (registration, and the read transform on any reading thread) ---- */
+
+/* Whether renaming type `from` to `to` closes a cycle of type renames (callers hold the lock). */
+static bool rename_cycle(const schema_registry *r, const char *from, const char *to, int depth) {
+    if (!strcmp(from, to)) return true;
+    const stype *t = depth < 64 ? find(r, str_c(to), NULL) : NULL;
+    for (uint32_t i = 0; t && i < t->nv; i++) {
+        const char *next = t->v[i].up ? upcast_new_type(t->v[i].up) : NULL;
+        if (next && rename_cycle(r, from, next, depth + 1)) return true;
+    }
+    return depth >= 64;
+}
+
+/* Checks steps for version ver of type against the registry: 0 and *out, or an error. */
+static int upcast_decide(schema_registry *r, const char *type, uint32_t ver, factum_str_t doc, upcast **out,
+                         factum_error_t *err) {
+    pthread_rwlock_rdlock(&r->lock);
+    stype *t = find(r, str_c(type), NULL);
+    int rc = 0;
+    if (!t || ver < 1 || ver > t->nv)
+        rc = err_set(err, FACTUM_ENOTFOUND, "%s has no schema version %u", type, ver);
+    else if (ver == 1)
+        rc = err_set(err, FACTUM_EINVAL, "version 1 has nothing to upcast from");
+    else if (t->v[ver - 1].up)
+        rc = err_set(err, FACTUM_ECONFLICT, "%s version %u has its upcast already", type, ver);
+    else if (!(rc = upcast_parse(doc, t->v[ver - 2].s, out, err))) {
+        const char *to = upcast_new_type(*out);
+        if (to && rename_cycle(r, type, to, 0)) {
+            rc = err_set(err, FACTUM_EINVAL, "renaming %s to %s closes a cycle of type renames", type, to);
+            upcast_free(*out), *out = NULL;
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return rc;
+}
+
+static void upcast_apply_to(schema_registry *r, const char *type, uint32_t ver, upcast *u) {
+    pthread_rwlock_wrlock(&r->lock);
+    stype *t = find(r, str_c(type), NULL);
+    if (t && ver >= 2 && ver <= t->nv && !t->v[ver - 1].up)
+        t->v[ver - 1].up = u, u = NULL, atomic_fetch_add(&r->upcasts, 1);
+    pthread_rwlock_unlock(&r->lock);
+    upcast_free(u);
+}
+
+static int replay_upcast(schema_registry *r, const factum_event_t *e, factum_error_t *err) {
+    buf_t type = {0};
+    uint64_t ver = 0;
+    factum_str_t doc;
+    int kind;
+    upcast *u = NULL;
+    int rc = json_member_string(e->data, "type", &type) && json_member_u64(e->data, "version", &ver) &&
+                     json_member(e->data, "steps", &doc, &kind) && ver <= SCHEMA_MAX_VERSIONS
+                 ? upcast_decide(r, type.ptr, (uint32_t)ver, doc, &u, err)
+                 : err_set(err, FACTUM_EINVAL, "an UpcastDefined record lacks a member");
+    if (!rc) upcast_apply_to(r, type.ptr, (uint32_t)ver, u);
+    buf_free(&type);
+    return rc;
+}
+
+int schema_registry_upcast(schema_registry *r, const char *type, uint32_t ver, factum_str_t doc, factum_error_t *err) {
+    upcast *u = NULL;
+    pthread_mutex_lock(&r->put_mu);
+    int rc = upcast_decide(r, type, ver, doc, &u, err);
+    if (!rc) {
+        buf_t d = {0};
+        buf_append(&d, "{\"type\":", 8);
+        json_escape(&d, type, strlen(type));
+        buf_printf(&d, ",\"version\":%u,\"steps\":", ver);
+        buf_append(&d, doc.ptr, doc.len);
+        rc = buf_append(&d, "}", 1) ? err_set(err, FACTUM_ENOMEM, "out of memory") : 0;
+        factum_event_t e = {.type = str_c("UpcastDefined"), .data = {d.ptr, d.len}, .data_format = FACTUM_DATA_JSON};
+        if (!rc) rc = factum_append(r->db, str_c(SCHEMAS_STREAM), FACTUM_EXPECT_ANY, &e, 1, NULL, err);
+        buf_free(&d);
+    }
+    if (!rc)
+        upcast_apply_to(r, type, ver, u);
+    else
+        upcast_free(u);
+    pthread_mutex_unlock(&r->put_mu);
+    return rc;
+}
+
+/* The version an event was stored as: its dataschema's, or the latest registered before it. */
+static uint32_t stored_version(const stype *t, const factum_event_t *e) {
+    uint32_t v;
+    json_iter_t it;
+    factum_str_t k, val;
+    int kind;
+    json_iter_init_members(&it, e->extensions);
+    while (json_iter_member(&it, &k, &val, &kind) == 1)
+        if (json_key_is(k, "dataschema")) return event_version(t, e, 0, &v, NULL) ? t->nv : v;
+    for (v = t->nv; v > 1 && t->v[v - 1].position > e->position; v--)
+        ;
+    return v;
+}
+
+/* The extension members without "dataschema", then the upcast's own. */
+static void upcast_extensions(const factum_event_t *e, const char *type, uint32_t latest, uint32_t from, buf_t *b) {
+    json_iter_t it;
+    factum_str_t k, v;
+    int kind;
+    json_iter_init_members(&it, e->extensions);
+    while (json_iter_member(&it, &k, &v, &kind) == 1) {
+        if (json_key_is(k, "dataschema") || json_key_is(k, "storedversion")) continue;
+        buf_append(b, k.ptr, k.len), buf_append(b, ":", 1), buf_append(b, v.ptr, v.len), buf_append(b, ",", 1);
+    }
+    buf_printf(b, "\"dataschema\":\"/schemas/");
+    buf_t enc = {0};
+    buf_url_encode(&enc, type, strlen(type));
+    buf_printf(b, "%.*s/versions/%u\",\"storedversion\":%u", (int)enc.len, enc.ptr ? enc.ptr : "", latest, from);
+    buf_free(&enc);
+}
+
+static int reg_transform(void *ctx, const factum_event_t *in, factum_event_t *out, char **block) {
+    schema_registry *r = ctx;
+    if (!atomic_load_explicit(&r->upcasts, memory_order_relaxed) || (in->stream.len && in->stream.ptr[0] == '$') ||
+        in->data_format != FACTUM_DATA_JSON)
+        return 0;
+    pthread_rwlock_rdlock(&r->lock);
+    stype *t = find(r, in->type, NULL);
+    uint32_t from = t ? stored_version(t, in) : 0, v;
+    bool steps = false;
+    for (v = from + 1; t && v <= t->nv; v++)
+        steps |= t->v[v - 1].up != NULL;
+    int rc = 0;
+    buf_t cur = {0}, next = {0}, b = {0};
+    if (steps) {
+        const char *type = t->name;
+        buf_append(&cur, in->data.ptr, in->data.len);
+        for (v = from + 1; !rc && v <= t->nv; v++) {
+            const upcast *u = t->v[v - 1].up;
+            if (!u) continue;
+            next.len = 0;
+            rc = upcast_apply(u, (factum_str_t){cur.ptr, cur.len}, &next);
+            buf_t x = cur;
+            cur = next, next = x;
+            if (upcast_new_type(u)) type = upcast_new_type(u);
+        }
+        /* one block: data, then the type, then the extensions */
+        size_t tl = strlen(type);
+        buf_append(&b, cur.ptr, cur.len);
+        buf_append(&b, type, tl);
+        size_t ext_at = b.len;
+        upcast_extensions(in, t->name, t->nv, from, &b);
+        if (!rc && b.ptr && !buf_append(&b, "", 1)) {
+            *out = *in;
+            out->data = (factum_str_t){b.ptr, cur.len};
+            out->type = (factum_str_t){b.ptr + cur.len, tl};
+            out->extensions = (factum_str_t){b.ptr + ext_at, b.len - 1 - ext_at};
+            *block = b.ptr, b.ptr = NULL;
+            rc = 1;
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+    buf_free(&cur), buf_free(&next), buf_free(&b);
+    return rc == 1;
+}
+
 /* ---- replay and open ---- */
 
 /* Reads a SchemaRegistered record's data: 0, or FACTUM_EINVAL naming what is wrong. */
@@ -268,6 +433,10 @@ static int replay(schema_registry *r, factum_error_t *err) {
         size_t n = factum_result_count(res);
         for (size_t i = 0; i < n && !rc; i++) {
             const factum_event_t *e = factum_result_event(res, i);
+            if (str_eq(e->type, str_c("UpcastDefined"))) {
+                rc = replay_upcast(r, e, err);
+                continue;
+            }
             if (!str_eq(e->type, str_c("SchemaRegistered"))) continue;
             buf_t type = {0};
             uint64_t ver;
@@ -276,7 +445,7 @@ static int replay(schema_registry *r, factum_error_t *err) {
             schema_t *s = NULL;
             rc = parse_record(e->data, &type, &ver, &compat, &mode, &doc, err);
             if (!rc) rc = schema_compile(doc, &s, err);
-            if (!rc) rc = reg_apply(r, type.ptr, (uint32_t)ver, compat, mode, s);
+            if (!rc) rc = reg_apply(r, type.ptr, (uint32_t)ver, compat, mode, s, e->position);
             if (rc) {
                 char why[sizeof err->message];
                 snprintf(why, sizeof why, "%s", err ? err->message : "");
@@ -302,6 +471,7 @@ int schema_registry_open(factum_t *db, schema_registry **out, factum_error_t *er
         return rc;
     }
     factum_set_append_check(db, reg_check, r, reg_free);
+    factum_set_read_transform(db, reg_transform, r);
     *out = r;
     return 0;
 }
@@ -366,7 +536,7 @@ int schema_registry_check(schema_registry *r, const char *type, factum_str_t doc
     return rc;
 }
 
-static int record(schema_registry *r, const schema_put *p, factum_error_t *err) {
+static int record(schema_registry *r, const schema_put *p, uint64_t *position, factum_error_t *err) {
     buf_t d = {0};
     buf_append(&d, "{\"type\":", 8);
     json_escape(&d, p->type, strlen(p->type));
@@ -375,7 +545,9 @@ static int record(schema_registry *r, const schema_put *p, factum_error_t *err) 
     buf_append(&d, p->doc.ptr, p->doc.len);
     int rc = buf_append(&d, "}", 1) ? err_set(err, FACTUM_ENOMEM, "out of memory") : 0;
     factum_event_t e = {.type = str_c("SchemaRegistered"), .data = {d.ptr, d.len}, .data_format = FACTUM_DATA_JSON};
-    if (!rc) rc = factum_append(r->db, str_c(SCHEMAS_STREAM), FACTUM_EXPECT_ANY, &e, 1, NULL, err);
+    factum_append_result_t res;
+    if (!rc) rc = factum_append(r->db, str_c(SCHEMAS_STREAM), FACTUM_EXPECT_ANY, &e, 1, &res, err);
+    if (!rc) *position = res.last_position;
     buf_free(&d);
     return rc;
 }
@@ -410,8 +582,9 @@ int schema_registry_put(schema_registry *r, const schema_put *p, schema_check *c
                      "%llu of %llu stored %s events fail version %u, which declares %s compatibility",
                      (unsigned long long)check->failing, (unsigned long long)check->checked, p->type, p->version,
                      schema_compat_name(p->compat));
-    if (!rc && !p->dry_run && !(rc = record(r, p, err))) {
-        rc = reg_apply(r, p->type, p->version, p->compat, p->mode, s);
+    uint64_t position = 0;
+    if (!rc && !p->dry_run && !(rc = record(r, p, &position, err))) {
+        rc = reg_apply(r, p->type, p->version, p->compat, p->mode, s, position);
         s = NULL;
         if (rc) err_set(err, rc, "recorded but not applied: %s", factum_strerror(rc));
     }
@@ -430,8 +603,10 @@ static void type_json(const stype *t, bool full, buf_t *out) {
     if (full) {
         buf_append(out, ",\"versions\":[", 13);
         for (uint32_t i = 0; i < t->nv; i++)
-            buf_printf(out, "%s{\"version\":%u,\"compatibility\":\"%s\"}", i ? "," : "", i + 1,
-                       schema_compat_name(t->v[i].compat));
+            buf_printf(out, "%s{\"version\":%u,\"compatibility\":\"%s\"%s%.*s}", i ? "," : "", i + 1,
+                       schema_compat_name(t->v[i].compat), t->v[i].up ? ",\"upcast\":" : "",
+                       t->v[i].up ? (int)upcast_text(t->v[i].up).len : 0,
+                       t->v[i].up ? upcast_text(t->v[i].up).ptr : "");
         buf_append(out, "]", 1);
     }
     buf_append(out, "}", 1);

@@ -58,6 +58,13 @@ typedef struct schema_put {
 } schema_put;
 int schema_registry_put(schema_registry *r, const schema_put *p, schema_check *check, factum_error_t *err);
 
+/* Registers the upcast of version ver of type (ver >= 2): {"steps":[...]} (src/schema/upcast.h)
+   from version ver - 1, checked against that version's schema; recorded as UpcastDefined in
+   $schemas. From then on reads return events stored as older versions upcast to the latest.
+   FACTUM_ENOTFOUND (no such version), FACTUM_ECONFLICT (it has one), FACTUM_EINVAL (bad steps, a
+   cycle of type renames), or the append's error. */
+int schema_registry_upcast(schema_registry *r, const char *type, uint32_t ver, factum_str_t doc, factum_error_t *err);
+
 /* JSON of the registry: every type (a list); one type (FACTUM_ENOTFOUND if it has no
    schema); one version's document as registered (FACTUM_ENOTFOUND). Appended to out. */
 void schema_registry_list_json(schema_registry *r, buf_t *out);

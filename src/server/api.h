@@ -123,6 +123,7 @@ void api_list_schemas(conn *c, const route_args *a, factum_str_t body);
 void api_show_schema(conn *c, const route_args *a, factum_str_t body);
 void api_get_schema(conn *c, const route_args *a, factum_str_t body);
 void api_put_schema(conn *c, const route_args *a, factum_str_t body);
+void api_put_upcast(conn *c, const route_args *a, factum_str_t body);
 /* The /metrics lines of the schema registry. */
 void schemas_metrics(server *s, buf_t *b);
 /* api_keys.c */

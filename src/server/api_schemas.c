@@ -7,6 +7,7 @@
  *   PUT /schemas/{type}/versions/{n}      registers version n (the body is the schema);
  *                                         ?compatibility=backward|forward|full|none
  *                                         &mode=off|warn|enforce &dry_run=true
+ *   PUT /schemas/{type}/versions/{n}/upcast  the steps from version n-1 to n: {"steps":[...]}
  *
  * The registry (src/schema/registry.h) decides and records; a PUT reads stored events (the
  * compatibility check, a dry run), so it runs as a job on a worker thread. The 422 of an
@@ -149,6 +150,45 @@ void api_put_schema(conn *c, const route_args *a, factum_str_t body) {
     }
     c->job = j;
     server_submit_job(c, put_work, put_done, put_free);
+}
+
+static void upcast_work(conn *c) {
+    put_job *j = c->job;
+    j->rc = schema_registry_upcast(c->l->srv->schemas, j->type, j->p.version,
+                                   (factum_str_t){j->body.ptr ? j->body.ptr : "", j->body.len}, &j->err);
+}
+
+static void upcast_done(conn *c) {
+    put_job *j = c->job;
+    c->job = NULL;
+    if (j->rc == FACTUM_ECONFLICT)
+        conn_problem(c, 409, "conflict", NULL, "%s", j->err.message);
+    else if (j->rc)
+        server_problem(c, j->rc, j->err.message);
+    else {
+        buf_t b = {0};
+        buf_append(&b, "{\"type\":", 8);
+        json_escape(&b, j->type, strlen(j->type));
+        buf_printf(&b, ",\"version\":%u,\"upcast\":%.*s}", j->p.version, (int)j->body.len, j->body.ptr);
+        conn_respond(c, 201, JSON, NULL, b.ptr, b.len);
+        buf_free(&b);
+    }
+    put_free(j);
+}
+
+void api_put_upcast(conn *c, const route_args *a, factum_str_t body) {
+    put_job *j = calloc(1, sizeof *j);
+    if (!j || buf_append(&j->body, body.ptr, body.len)) {
+        free(j);
+        conn_problem(c, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    if (!type_arg(c, a->p[0], j->type) || !version_arg(c, a->p[1], &j->p.version)) {
+        put_free(j);
+        return;
+    }
+    c->job = j;
+    server_submit_job(c, upcast_work, upcast_done, put_free);
 }
 
 void api_list_schemas(conn *c, const route_args *a, factum_str_t body) {

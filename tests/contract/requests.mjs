@@ -203,6 +203,14 @@ export default [
   { method: 'GET', path: '/schemas/Invoiced/versions/9', status: 404 },
   { method: 'POST', path: '/streams/invoice-1', headers: CE, body: { type: 'Invoiced', data: { amount: 'ten' } }, status: 422 },
   { method: 'POST', path: '/streams/invoice-1', headers: CE, body: { type: 'Invoiced', data: { amount: 10 } }, status: 201 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2?compatibility=none', body: { properties: { total: { type: 'number' } } }, status: 201 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2/upcast', body: { steps: [{ op: 'rename', from: '/nosuch', to: '/total' }] }, status: 400 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/9/upcast', body: { steps: [] }, status: 404 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2/upcast', body: { steps: [{ op: 'rename', from: '/amount', to: '/total' }] }, status: 201 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2/upcast', body: { steps: [] }, status: 409 },
+  { method: 'GET', path: '/streams/invoice-1', status: 200, until: '"total":10' },
+  { method: 'GET', path: '/streams/invoice-1?version=raw', status: 200, until: '"amount":10' },
+  { method: 'GET', path: '/all?version=raw', status: 200 },
 
   // ---- sagas ----
   {
