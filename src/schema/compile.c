@@ -38,15 +38,7 @@ static int fail(comp *c, int code, const char *fmt, const char *a, const char *b
 
 static void path_push(comp *c, const char *seg, size_t n, size_t *mark) {
     *mark = c->path.len;
-    buf_append(&c->path, "/", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (seg[i] == '~')
-            buf_append(&c->path, "~0", 2);
-        else if (seg[i] == '/')
-            buf_append(&c->path, "~1", 2);
-        else
-            buf_append(&c->path, &seg[i], 1);
-    }
+    schema_pointer_push(&c->path, seg, n);
     buf_append(&c->path, "", 1), c->path.len--; /* NUL-terminated */
 }
 static void path_pop(comp *c, size_t mark) {
@@ -141,6 +133,22 @@ static bool list(comp *c, const char *kw, factum_str_t v, int kind, nodes *out, 
     return !c->rc;
 }
 
+/* An array of strings (required, a dependency's names), decoded, appended to *out. */
+static bool strings(comp *c, factum_str_t v, const char *rule, char ***out, size_t *n) {
+    json_iter_t it;
+    factum_str_t e;
+    int ek;
+    json_iter_init(&it, v);
+    while (json_iter_element(&it, &e, &ek) == 1) {
+        if (ek != JSON_STRING) return fail(c, FACTUM_EINVAL, "%s", rule, NULL), false;
+        char **g = realloc(*out, (*n + 1) * sizeof *g);
+        if (!g) return fail(c, FACTUM_ENOMEM, "out of memory", NULL, NULL), false;
+        *out = g;
+        if (!((*out)[(*n)++] = decode(c, e, NULL))) return false;
+    }
+    return true;
+}
+
 /* properties, patternProperties and dependencies: an object of subschemas (or name lists). */
 static bool map(comp *c, const char *kw, factum_str_t v, int kind, named **out, size_t *nout) {
     if (kind != JSON_OBJECT) return fail(c, FACTUM_EINVAL, "\"%s\" must be an object", kw, NULL), false;
@@ -164,42 +172,12 @@ static bool map(comp *c, const char *kw, factum_str_t v, int kind, named **out, 
             if (!m->re) return false;
         }
         if (!strcmp(kw, "dependencies") && ek == JSON_ARRAY) {
-            json_iter_t it2;
-            factum_str_t s;
-            int sk;
-            json_iter_init(&it2, e);
-            while (json_iter_element(&it2, &s, &sk) == 1) {
-                if (sk != JSON_STRING)
-                    return fail(c, FACTUM_EINVAL, "\"dependencies\" of \"%s\" must list property names", m->name, NULL),
-                           false;
-                char **g = realloc(m->names, (m->nnames + 1) * sizeof *g);
-                if (!g) return fail(c, FACTUM_ENOMEM, "out of memory", NULL, NULL), false;
-                m->names = g;
-                if (!(m->names[m->nnames++] = decode(c, s, NULL))) return false;
-            }
+            if (!strings(c, e, "\"dependencies\" must list property names", &m->names, &m->nnames)) return false;
             continue;
         }
         if (!(m->n = sub(c, kw, m->name, m->len, e, ek))) return false;
     }
     return !c->rc;
-}
-
-static bool required(comp *c, node *n, factum_str_t v, int kind) {
-    if (kind != JSON_ARRAY)
-        return fail(c, FACTUM_EINVAL, "\"required\" must be an array of strings", NULL, NULL), false;
-    json_iter_t it;
-    factum_str_t e;
-    int ek;
-    json_iter_init(&it, v);
-    while (json_iter_element(&it, &e, &ek) == 1) {
-        if (ek != JSON_STRING)
-            return fail(c, FACTUM_EINVAL, "\"required\" must be an array of strings", NULL, NULL), false;
-        char **g = realloc(n->required, (n->nrequired + 1) * sizeof *g);
-        if (!g) return fail(c, FACTUM_ENOMEM, "out of memory", NULL, NULL), false;
-        n->required = g;
-        if (!(n->required[n->nrequired++] = decode(c, e, NULL))) return false;
-    }
-    return true;
 }
 
 static unsigned type_bit(factum_str_t raw) {
@@ -314,7 +292,10 @@ static bool keyword(comp *c, node *n, factum_str_t k, factum_str_t v, int kind) 
             return fail(c, FACTUM_EINVAL, "\"uniqueItems\" must be true or false", NULL, NULL), false;
         return n->unique = kind == JSON_TRUE, true;
     }
-    if (IS("required")) return required(c, n, v, kind);
+    if (IS("required"))
+        return kind == JSON_ARRAY
+                   ? strings(c, v, "\"required\" must be an array of strings", &n->required, &n->nrequired)
+                   : (fail(c, FACTUM_EINVAL, "\"required\" must be an array of strings", NULL, NULL), false);
     if (IS("properties")) return map(c, kw, v, kind, &n->props, &n->nprops);
     if (IS("patternProperties")) return map(c, kw, v, kind, &n->patprops, &n->npatprops);
     if (IS("dependencies")) return map(c, kw, v, kind, &n->deps, &n->ndeps);

@@ -72,7 +72,9 @@ struct schema {
     node *allocs; /* every node, for freeing */
 };
 
-/* validate.c: the decoded value of a number span. */
+/* compile.c: the decoded value of a number span. */
 double schema_number(factum_str_t s);
+/* validate.c: appends "/" and seg escaped as a JSON pointer segment (~0, ~1) to b. */
+void schema_pointer_push(buf_t *b, const char *seg, size_t n);
 
 #endif

@@ -53,17 +53,20 @@ __attribute__((format(printf, 3, 4))) static bool violation(vctx *x, const char 
     return false;
 }
 
-static size_t ptr_push(vctx *x, const char *seg, size_t n) {
-    size_t mark = x->ptr.len;
-    if (!x->rep) return mark;
-    buf_append(&x->ptr, "/", 1);
+void schema_pointer_push(buf_t *b, const char *seg, size_t n) {
+    buf_append(b, "/", 1);
     for (size_t i = 0; i < n; i++)
         if (seg[i] == '~')
-            buf_append(&x->ptr, "~0", 2);
+            buf_append(b, "~0", 2);
         else if (seg[i] == '/')
-            buf_append(&x->ptr, "~1", 2);
+            buf_append(b, "~1", 2);
         else
-            buf_append(&x->ptr, &seg[i], 1);
+            buf_append(b, &seg[i], 1);
+}
+
+static size_t ptr_push(vctx *x, const char *seg, size_t n) {
+    size_t mark = x->ptr.len;
+    if (x->rep) schema_pointer_push(&x->ptr, seg, n);
     return mark;
 }
 static size_t ptr_index(vctx *x, size_t i) {
