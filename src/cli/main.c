@@ -39,7 +39,7 @@ static const char *usage_main =
     "  meta STREAM [--max-count N ...] show or change a stream's metadata (retention)\n"
     "  projection COMMAND ...        SQL read models: apply, ls, status, reset, query, delete\n"
     "  saga COMMAND ...              sagas: apply, ls, show, instances, parked, delete\n"
-    "  schema COMMAND ...            event schemas: put, check, ls, show\n"
+    "  schema COMMAND ...            event schemas: put, check, upcast, ls, show\n"
     "  delete STREAM [--tombstone]   delete a stream (soft, or for ever)\n"
     "  admin scavenge                give back the disk of deleted and expired events\n"
     "  admin archive [--run]         what is on the fast disk and in the archive; --run moves now\n"

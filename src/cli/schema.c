@@ -18,6 +18,8 @@ static const char *usage_schema =
     "  check TYPE VERSION FILE [--compatibility C]\n"
     "                             the same as a dry run: how many stored TYPE events would\n"
     "                             fail the schema, and the first few; nothing is registered\n"
+    "  upcast TYPE VERSION FILE   the steps from VERSION-1 to VERSION, applied when older events\n"
+    "                             are read: {\"steps\":[{\"op\":\"rename\",\"from\":\"/a\",\"to\":\"/b\"},...]}\n"
     "  ls                         every type with a schema, one per line\n"
     "  show TYPE [VERSION]        a type's versions, or one version's schema document\n"
     "\n"
@@ -67,6 +69,20 @@ int cli_schema(const char *url, int argc, char **argv) {
     const char *sub = argv[1];
     if (!strcmp(sub, "put")) return put(url, false, argc, argv);
     if (!strcmp(sub, "check")) return put(url, true, argc, argv);
+    if (!strcmp(sub, "upcast")) {
+        if (argc != 5) return cli_fail(CLI_USAGE, "factum schema upcast needs TYPE, VERSION and FILE");
+        char *doc;
+        size_t len;
+        int rc = cli_slurp(argv[4], &doc, &len);
+        if (rc) return rc;
+        buf_t path = {0};
+        schema_path(&path, argv[2], argv[3]);
+        buf_append(&path, "/upcast", 8); /* with the NUL */
+        rc = cli_call(url, "PUT", path.ptr, doc, false);
+        buf_free(&path);
+        free(doc);
+        return rc;
+    }
     if (!strcmp(sub, "ls") || !strcmp(sub, "list"))
         return argc == 2 ? cli_call(url, "GET", "/schemas", NULL, true) : cli_fail(CLI_USAGE, "ls takes nothing");
     if (!strcmp(sub, "show")) {

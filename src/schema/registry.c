@@ -463,7 +463,11 @@ int schema_registry_open(factum_t *db, schema_registry **out, factum_error_t *er
     schema_registry *r = calloc(1, sizeof *r);
     if (!r) return err_set(err, FACTUM_ENOMEM, "out of memory");
     r->db = db;
-    pthread_rwlock_init(&r->lock, NULL);
+    pthread_rwlockattr_t attr; /* a registration is not starved by a stream of appends */
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&r->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&r->put_mu, NULL);
     int rc = replay(r, err);
     if (rc) {
