@@ -160,6 +160,13 @@ int main(int argc, char **argv) {
         request("PUT", "/schemas/Old/versions/3/upcast",
                 "{\"steps\":[{\"op\":\"add\",\"path\":\"/currency\",\"value\":\"EUR\"}]}") != 201)
         die("the upcast versions were refused");
+    hconn *check = hconn_new(1 << 20);
+    const char *page;
+    static const char first[] = "GET /streams/catchup?limit=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    if (roundtrip(check, first, sizeof first - 1, &page) != 200 ||
+        !strstr(page, "\"data\":{\"n\":0,\"customer\":\"Ann\",\"currency\":\"EUR\"}"))
+        die("the events are not read upcast");
+    hconn_free(check);
     double raw = 0, up = 0;
     for (int t = 0; t < TURNS; t++)
         raw += catchup(events, "&version=raw"), up += catchup(events, "");
