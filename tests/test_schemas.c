@@ -173,6 +173,20 @@ TEST(dry_run_reports_how_many_stored_events_would_fail) {
     CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema show OrderPlaced 1", s.port), 0);
     CHECK(strstr(out, "O-[0-9]+"));
     CHECK(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema put OrderPlaced 1 %s", s.port, file) != 0);
+    /* version 2 and its upcast from the command line */
+    char *steps = test_path("steps.json");
+    f = fopen(steps, "w");
+    fputs("{\"steps\":[{\"op\":\"add\",\"path\":\"/currency\",\"value\":\"EUR\"}]}", f);
+    fclose(f);
+    CHECK_EQ(run_factum(out, sizeof out,
+                        "--server http://127.0.0.1:%d schema put OrderPlaced 2 %s --compatibility none", s.port, file),
+             0);
+    CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema upcast OrderPlaced 2 %s", s.port, steps),
+             0);
+    CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema show OrderPlaced", s.port), 0);
+    CHECK_MSG(strstr(out, "\"upcast\":{\"steps\":[{\"op\":\"add\""), "%s", out);
+    CHECK(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema upcast OrderPlaced 2 %s", s.port, steps) !=
+          0);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
