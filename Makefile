@@ -13,7 +13,8 @@
 BUILD   ?= build
 CC      ?= gcc
 PKGS    := gcc make pkg-config clang-format libxxhash-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql curl \
-           libssl-dev openssl libinih-dev nats-server libnats-dev libsystemd-dev help2man systemd
+           libssl-dev openssl libinih-dev nats-server libnats-dev libsystemd-dev help2man systemd \
+           libpcre2-dev json-schema-test-suite
 FUZZ_PKGS := clang libclang-rt-14-dev
 SAN     ?=
 FUZZ_SECONDS ?= 60
@@ -23,10 +24,10 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARN) -D_GNU_SOURCE -Iinclude -pthread -MMD -MP \
              $(shell pkg-config --cflags libxxhash libpq openssl libnats 2>/dev/null) $(if $(SAN),$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all)
-LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl inih libnats libsystemd 2>/dev/null) -pthread $(if $(SAN),$(SANFLAGS))
+LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl inih libnats libsystemd libpcre2-8 2>/dev/null) -lm -pthread $(if $(SAN),$(SANFLAGS))
 SANFLAGS := -fsanitize=address,undefined
 
-LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c)
+LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c src/schema/*.c)
 SRV_SRC  := $(wildcard src/proj/*.c src/saga/*.c src/sys/*.c src/timer/*.c src/group/*.c src/auth/*.c src/cluster/*.c src/server/*.c)
 CLIENT_SRC := $(wildcard src/client/*.c)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
@@ -164,7 +165,7 @@ FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 build/fuzz/%: fuzz/%.c $(LIB_SRC) src/server/http.c | $(BUILD)/.deps build/.fuzz-deps
 	@mkdir -p build/fuzz
 	clang -std=c17 -O1 -g -D_GNU_SOURCE -DFUZZ_LIBFUZZER -Iinclude -pthread -fsanitize=fuzzer,address,undefined \
-	  -o $@ $< $(LIB_SRC) src/server/http.c src/proj/sqlparam.c src/saga/def.c $(shell pkg-config --libs libxxhash)
+	  -o $@ $< $(LIB_SRC) src/server/http.c src/proj/sqlparam.c src/saga/def.c $(shell pkg-config --libs libxxhash libpcre2-8) -lm
 
 fuzz: deps $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
@@ -186,13 +187,16 @@ $(BUILD)/bench-sagas: bench/bench_sagas.c bench/hclient.h | $(BUILD)/.deps
 $(BUILD)/bench-js: bench/bench_js.c | $(BUILD)/.deps
 	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs libnats 2>/dev/null || echo -lnats)
 
+$(BUILD)/bench-schemas: bench/bench_schemas.c bench/hclient.h | $(BUILD)/.deps
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs openssl)
+
 $(BUILD)/bench-proj: bench/bench_proj.c $(BUILD)/libfactum.a | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfactum.a $(LDLIBS)
 
 bench: deps
 	@$(call apt,$(BENCH_PKGS))
 	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http $(BUILD)/bench-groups $(BUILD)/bench-proj $(BUILD)/bench-sagas \
-	  $(BUILD)/bench-js
+	  $(BUILD)/bench-js $(BUILD)/bench-schemas
 	$(BUILD)/factum bench engine $(if $(QUICK),--quick)
 	$(BUILD)/factum bench scavenge $(if $(QUICK),--quick)
 	$(BUILD)/factum bench backup $(if $(QUICK),--quick)
@@ -201,6 +205,7 @@ bench: deps
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-groups $(if $(QUICK),EVENTS=20000) bench/groups.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-proj $(if $(QUICK),EVENTS=100000) bench/projections.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-sagas $(if $(QUICK),SAGAS=2000) bench/sagas.sh
+	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-schemas $(if $(QUICK),SECONDS_EACH=1 EVENTS=20000) bench/schemas.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http JS=$(BUILD)/bench-js $(if $(QUICK),SECONDS_EACH=1 KILLS=3) bench/cluster.sh
 	@$(MAKE) --no-print-directory browser-deps
 	BIN=$(BUILD)/factum $(if $(QUICK),STREAMS=100000 TAIL_SECONDS=3) bench/ui.sh

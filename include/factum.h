@@ -47,7 +47,8 @@ extern "C" {
     X(ETIMEDOUT, "timed out")                                                                                          \
     X(EDENIED, "not authorized: the server wants a valid API key with the permission")                                 \
     X(ENOTLEADER, "not the cluster leader: writes go to the leader")                                                   \
-    X(EINCOMPLETE, "data folder is an unfinished backup or restore")
+    X(EINCOMPLETE, "data folder is an unfinished backup or restore")                                                   \
+    X(ESCHEMA, "event data does not match its schema")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };
@@ -198,6 +199,34 @@ void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx);
 /* A 64-bit key of a stream name (never 0), the one factum_commit_t lists. */
 uint64_t factum_stream_key(factum_str_t stream);
 
+/*
+ * Sets (fn) or clears (NULL) the append check: fn(ctx, stream, events, n, err) runs in the
+ * caller's thread for every append (sync or async), after the store's own checks and before
+ * anything is queued; nonzero refuses the whole batch with that code (nothing is written).
+ * Calls may run on many threads at once. free_ctx(ctx), if given, runs at factum_close. Event
+ * schemas (factum_schemas_open) are such a check.
+ */
+typedef int (*factum_append_check_cb)(void *ctx, factum_str_t stream, const factum_event_t *events, size_t n,
+                                      factum_error_t *err);
+void factum_set_append_check(factum_t *db, factum_append_check_cb fn, void *ctx, void (*free_ctx)(void *ctx));
+/*
+ * Turns on event schemas (docs/schemas.md): loads the registry kept in the "$schemas" stream
+ * and from then on checks the data of every append of a registered type against its schema
+ * (per type: off, warn or enforce). An event that does not validate under "enforce" refuses its
+ * batch with FACTUM_ESCHEMA. Until factum_close. 0, or the read's error.
+ */
+int factum_schemas_open(factum_t *db, factum_error_t *err);
+/*
+ * Sets (fn) or clears (NULL) the read transform: fn(ctx, in, out, &block) runs on every event a
+ * read returns (factum_read_stream, factum_read_all, factum_read_at), on the reading thread;
+ * returning 1 it has filled *out (the event to return instead) with strings in *block, a
+ * malloc'd block the result frees; otherwise the event is returned as stored. The stored form
+ * stays reachable through factum_result_event_raw. Event schemas' upcasting is such a
+ * transform. fn must not read the store.
+ */
+typedef int (*factum_read_transform_cb)(void *ctx, const factum_event_t *in, factum_event_t *out, char **block);
+void factum_set_read_transform(factum_t *db, factum_read_transform_cb fn, void *ctx);
+
 /* A set of events returned by a read. */
 typedef struct factum_result factum_result_t;
 size_t factum_result_count(const factum_result_t *r);
@@ -206,6 +235,9 @@ const factum_event_t *factum_result_event(const factum_result_t *r, size_t i);
 /* Where to continue (revision or position to pass as `from`), or FACTUM_END if nothing is left. */
 uint64_t factum_result_next(const factum_result_t *r);
 void factum_result_free(factum_result_t *r);
+/* The i-th event as stored, before the read transform (factum_set_read_transform) changed it
+   (the same as factum_result_event when it did not); lives until factum_result_free(r). */
+const factum_event_t *factum_result_event_raw(const factum_result_t *r, size_t i);
 
 #define FACTUM_END UINT64_MAX /* as `from` on a backward read: start at the last event */
 

@@ -3,7 +3,7 @@
  * semantics and error codes as the embedded API in factum.h: append with an expected
  * revision, read a stream or $all, and subscribe with a callback that resumes by itself.
  *
- * Link build/libfactum_client.a, build/libfactum.a, -lcurl -lxxhash -pthread.
+ * Link build/libfactum_client.a, build/libfactum.a, -lcurl -lxxhash -lpcre2-8 -lm -pthread.
  * A client is not thread-safe: use one per thread. It keeps its connection alive between
  * calls.
  */

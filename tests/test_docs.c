@@ -243,6 +243,10 @@ static srv busy_server(void) {
                   "data.orderId}}\"}},"
                   "\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"]}]}",
                   201, NULL);
+    /* a type whose schema only warns, and one event that fails it (a label with a quote) */
+    expect_status(s.port, "PUT", "/schemas/Note%22d/versions/1?mode=warn", JSON_HDR, "{\"type\":\"string\"}", 201,
+                  NULL);
+    expect_status(s.port, "POST", "/streams/note-1", JSON_HDR, "{\"type\":\"Note\\\"d\",\"data\":1}", 201, NULL);
     for (int i = 1; i <= 3; i++) {
         char path[64], body[128];
         snprintf(path, sizeof path, "/streams/order-%d", i);
@@ -285,6 +289,7 @@ TEST_T(metrics_of_a_busy_server_pass_promtool_check_metrics, 120) {
                           "factum_group_acked_total{group=\"shipping\"} 1\n",
                           "factum_saga_instances{saga=\"fulfil\",status=\"running\"} 3\n",
                           "factum_scavenges_total 1\n",
+                          "factum_schema_violations_total{type=\"Note\\\"d\",action=\"warned\"} 1\n",
                           "factum_scavenge_segments ",
                           "factum_projection_status{projection=\"orders\",status=\"running\"} 1\n",
                           "factum_projection_status{projection=\"orders\",status=\"failed\"} 0\n",

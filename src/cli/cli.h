@@ -67,6 +67,7 @@ int cli_call_list(const char *url, const char *path, const char *member, buf_t *
 int cli_serve(const char *dir, bool dir_given, int argc, char **argv);
 int cli_projection(const char *url, int argc, char **argv);
 int cli_saga(const char *url, int argc, char **argv);
+int cli_schema(const char *url, int argc, char **argv);
 /* check.c: factum check [--repair [--truncate-at P]] [--json] */
 int cli_check(const char *dir, int argc, char **argv);
 /* backup.c: factum backup --to DIR [--verify] (embedded, or against url), factum restore BACKUP --to DIR */

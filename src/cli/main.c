@@ -39,6 +39,7 @@ static const char *usage_main =
     "  meta STREAM [--max-count N ...] show or change a stream's metadata (retention)\n"
     "  projection COMMAND ...        SQL read models: apply, ls, status, reset, query, delete\n"
     "  saga COMMAND ...              sagas: apply, ls, show, instances, parked, delete\n"
+    "  schema COMMAND ...            event schemas: put, check, upcast, ls, show\n"
     "  delete STREAM [--tombstone]   delete a stream (soft, or for ever)\n"
     "  admin scavenge                give back the disk of deleted and expired events\n"
     "  admin archive [--run]         what is on the fast disk and in the archive; --run moves now\n"
@@ -693,6 +694,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "group")) return cli_group(server_url, argc, argv);
     if (!strcmp(cmd, "projection")) return cli_projection(server_url, argc, argv);
     if (!strcmp(cmd, "saga")) return cli_saga(server_url, argc, argv);
+    if (!strcmp(cmd, "schema")) return cli_schema(server_url, argc, argv);
     if (!strcmp(cmd, "meta")) return cli_meta(dir, server_url, argc, argv);
     if (!strcmp(cmd, "delete")) return cli_delete(dir, server_url, argc, argv);
     if (!strcmp(cmd, "admin")) return cli_admin(dir, server_url, argc, argv);

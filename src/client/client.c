@@ -176,6 +176,7 @@ static int problem(factum_client_t *c, long status, factum_error_t *err) {
     case 410: code = FACTUM_EDELETED; break;
     case 412: code = FACTUM_EREVISION; break;
     case 413: code = FACTUM_ETOOBIG; break;
+    case 422: code = FACTUM_ESCHEMA; break;
     case 503: code = FACTUM_EFAILED; break;
     case 507: code = FACTUM_ENOSPC; break;
     default: code = FACTUM_EIO; break;

@@ -118,6 +118,14 @@ void api_delete_saga(conn *c, const route_args *a, factum_str_t body);
 void api_saga_instances(conn *c, const route_args *a, factum_str_t body);
 void api_saga_instance(conn *c, const route_args *a, factum_str_t body);
 void api_saga_parked(conn *c, const route_args *a, factum_str_t body);
+/* api_schemas.c */
+void api_list_schemas(conn *c, const route_args *a, factum_str_t body);
+void api_show_schema(conn *c, const route_args *a, factum_str_t body);
+void api_get_schema(conn *c, const route_args *a, factum_str_t body);
+void api_put_schema(conn *c, const route_args *a, factum_str_t body);
+void api_put_upcast(conn *c, const route_args *a, factum_str_t body);
+/* The /metrics lines of the schema registry. */
+void schemas_metrics(server *s, buf_t *b);
 /* api_keys.c */
 void api_create_key(conn *c, const route_args *a, factum_str_t body);
 void api_list_keys(conn *c, const route_args *a, factum_str_t body);

@@ -33,6 +33,7 @@ typedef struct params {
     bool from_snapshot; /* streams: the latest snapshot and the events after it */
     uint64_t until;     /* temporal reads: only events with positions below this (UINT64_MAX: all) */
     buf_t until_arg;    /* "&until_...=VALUE", for the Link of the next page */
+    bool raw;           /* version=raw: events as stored, not upcast (docs/schemas.md) */
     size_t limit;
     buf_t type, category, corr;
     bool has_min;
@@ -115,6 +116,11 @@ static int parse_params(conn *c, factum_str_t q, bool all, params *p) {
             } else {
                 conn_problem(c, 400, "bad-request", NULL, "%s must be %s", pos ? "until_position" : "until_time",
                              pos ? "a position" : "an RFC 3339 time");
+                rc = -2;
+            }
+        } else if (str_eq(k, str_c("version"))) {
+            if (!(p->raw = str_eq(val, str_c("raw"))) && !str_eq(val, str_c("latest"))) {
+                conn_problem(c, 400, "bad-request", NULL, "version must be raw or latest");
                 rc = -2;
             }
         } else if (all && str_eq(k, str_c("type")))
@@ -210,13 +216,14 @@ int render_event(buf_t *b, const factum_event_t *e) {
     return 0;
 }
 
-size_t render_events(loop *l, const factum_result_t *res, uint64_t until) {
+/* render_events, with raw: the events as stored (factum_result_event_raw). */
+static size_t render_as(loop *l, const factum_result_t *res, uint64_t until, bool raw) {
     buf_t *b = &l->scratch;
     b->len = 0;
     buf_append(b, "[", 1);
     size_t n = factum_result_count(res), i;
     for (i = 0; i < n && b->len < READ_MAX_BYTES; i++) {
-        const factum_event_t *e = factum_result_event(res, i);
+        const factum_event_t *e = raw ? factum_result_event_raw(res, i) : factum_result_event(res, i);
         if (e->position >= until) break;
         if (i)
             buf_append(b, ",\n", 2);
@@ -227,6 +234,8 @@ size_t render_events(loop *l, const factum_result_t *res, uint64_t until) {
     buf_append(b, i ? "\n]" : "]", i ? 2 : 1);
     return i;
 }
+
+size_t render_events(loop *l, const factum_result_t *res, uint64_t until) { return render_as(l, res, until, false); }
 
 static bool wants_sse(const http_req *h) {
     factum_str_t a = http_header_get(h, "accept");
@@ -266,8 +275,9 @@ static void read_stream(conn *c, factum_str_t stream, factum_str_t body) {
         api_read_from_snapshot(c, stream, p.limit);
     } else if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
-        if (p.until != UINT64_MAX)
-            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
+        if (p.until != UINT64_MAX || p.raw)
+            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point%s",
+                         p.raw ? " nor version=raw (not built yet)" : "");
         else if (!sse_from(c, &p, &from))
             sse_start(c, false, stream, NULL, from);
     } else {
@@ -293,7 +303,7 @@ static void read_stream(conn *c, factum_str_t stream, factum_str_t body) {
         if (rc) {
             server_problem(c, rc, err.message);
         } else {
-            size_t n = p.limit ? render_events(l, res, p.until) : render_events(l, res, 0);
+            size_t n = render_as(l, res, p.limit ? p.until : 0, p.raw);
             bool cut = n < factum_result_count(res) && factum_result_event(res, n)->position >= p.until;
             uint64_t next =
                 n < factum_result_count(res) ? factum_result_event(res, n)->revision : factum_result_next(res);
@@ -305,9 +315,9 @@ static void read_stream(conn *c, factum_str_t stream, factum_str_t body) {
             if (more) {
                 buf_printf(&hdr, "Link: </streams/");
                 buf_url_encode(&hdr, stream.ptr, stream.len);
-                buf_printf(&hdr, "?from=%llu&limit=%zu&direction=%s%.*s>; rel=\"next\"\r\n", (unsigned long long)next,
+                buf_printf(&hdr, "?from=%llu&limit=%zu&direction=%s%.*s%s>; rel=\"next\"\r\n", (unsigned long long)next,
                            p.limit, p.backward ? "backward" : "forward", (int)p.until_arg.len,
-                           p.until_arg.ptr ? p.until_arg.ptr : "");
+                           p.until_arg.ptr ? p.until_arg.ptr : "", p.raw ? "&version=raw" : "");
             }
             conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
             buf_free(&hdr);
@@ -339,8 +349,9 @@ void api_read_all(conn *c, const route_args *a, factum_str_t body) {
                         .correlationid = buf_str(&p.corr)};
     if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
-        if (p.until != UINT64_MAX)
-            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
+        if (p.until != UINT64_MAX || p.raw)
+            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point%s",
+                         p.raw ? " nor version=raw (not built yet)" : "");
         else if (!sse_from(c, &p, &from))
             sse_start(c, true, (factum_str_t){"", 0}, &q, from);
         params_free(&p);
@@ -358,7 +369,7 @@ void api_read_all(conn *c, const route_args *a, factum_str_t body) {
     if (rc) {
         server_problem(c, rc, err.message);
     } else {
-        size_t n = render_events(l, res, p.until);
+        size_t n = render_as(l, res, p.until, p.raw);
         uint64_t next = n < factum_result_count(res) ? factum_result_event(res, n)->position : factum_result_next(res);
         uint64_t head = MIN(factum_head_position(l->srv->db), p.until);
         bool more = q.limit && (p.backward ? next != FACTUM_END : next < head);
@@ -376,6 +387,7 @@ void api_read_all(conn *c, const route_args *a, factum_str_t body) {
                 }
             if (p.system) buf_printf(&hdr, "&system=true");
             if (p.until_arg.len) buf_append(&hdr, p.until_arg.ptr, p.until_arg.len);
+            if (p.raw) buf_printf(&hdr, "&version=raw");
             buf_printf(&hdr, ">; rel=\"next\"\r\n");
         }
         conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);

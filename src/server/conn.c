@@ -270,6 +270,7 @@ void server_problem(conn *c, int rc, const char *msg) {
     switch (rc) {
     case FACTUM_EBADSTREAM: conn_problem(c, 400, "bad-stream", NULL, "%s", msg); break;
     case FACTUM_EBADEVENT: conn_problem(c, 400, "bad-event", NULL, "%s", msg); break;
+    case FACTUM_ESCHEMA: schema_problem(c, msg); break;
     case FACTUM_EINVAL: conn_problem(c, 400, "bad-request", NULL, "%s", msg); break;
     case FACTUM_ETOOBIG: conn_problem(c, 413, "too-large", NULL, "%s", msg); break;
     case FACTUM_ECONFLICT: conn_problem(c, 409, "conflict", NULL, "%s", msg); break;

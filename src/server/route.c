@@ -65,6 +65,11 @@ const route route_table[] = {
     {ROUTE_GET, "/sagas/{name}/instances", api_saga_instances, PERM_OPERATE, 0},
     {ROUTE_GET, "/sagas/{name}/instances/{id}", api_saga_instance, PERM_OPERATE, 0},
     {ROUTE_GET, "/sagas/{name}/parked", api_saga_parked, PERM_OPERATE, 0},
+    {ROUTE_GET, "/schemas", api_list_schemas, PERM_READ_ALL, 0},
+    {ROUTE_GET, "/schemas/{type}", api_show_schema, PERM_READ_ALL, 0},
+    {ROUTE_GET, "/schemas/{type}/versions/{n}", api_get_schema, PERM_READ_ALL, 0},
+    {ROUTE_PUT, "/schemas/{type}/versions/{n}", api_put_schema, PERM_OPERATE, 0},
+    {ROUTE_PUT, "/schemas/{type}/versions/{n}/upcast", api_put_upcast, PERM_OPERATE, 0},
     {ROUTE_POST, "/admin/backup", api_backup, PERM_ADMIN, ROUTE_LOCAL}, /* a backup of this node */
     {ROUTE_GET, "/admin/archive", api_archive, PERM_ADMIN, ROUTE_LOCAL},
     {ROUTE_POST, "/admin/archive", api_archive, PERM_ADMIN, ROUTE_LOCAL},

@@ -10,6 +10,7 @@
 #include "../base/log.h"
 #include "../base/json.h"
 #include "../group/groups.h"
+#include "../schema/registry.h"
 #include "../sys/pool.h"
 #include "../timer/timers.h"
 
@@ -538,7 +539,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         return rc;
     }
     pthread_mutex_init(&s->limits_mu, NULL);
-    if ((rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err)) ||
+    if ((rc = schema_registry_open(db, &s->schemas, err)) || /* before anything appends */
+        (rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err)) ||
         (rc = pool_open(db, c->definition_threads, &s->pool, err)) ||
         (rc = projections_open(db, s->pool,
                                c->projections_dir ? c->projections_dir

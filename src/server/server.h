@@ -277,6 +277,8 @@ struct server {
     projections_t *projections;
     sagas_t *sagas;
     struct jobs *jobs;
+    struct schema_registry *schemas; /* event schemas (src/schema/registry.h); the store owns it */
+
     auth_keys_t *keys; /* API keys ($keys): guard.c checks requests against them */
     audit_t *audit;    /* $audit: admin and operator actions, refused requests */
     int access_fd;     /* the access log (access.c); -1: none */
@@ -333,6 +335,8 @@ void conn_respond(conn *c, int status, const char *ctype, const char *extra, con
 /* The problem answer for a FACTUM_E* code: its status (400, 404, 409, 413, 503, 507, ...) and
    problem type, with msg as the detail. */
 void server_problem(conn *c, int rc, const char *msg);
+/* api_schemas.c: the 422 of an append a schema refused (FACTUM_ESCHEMA), listing its violations. */
+void schema_problem(conn *c, const char *msg);
 /* An application/problem+json response; `members` are extra JSON members ("\"a\":1") or NULL. */
 void conn_problem(conn *c, int status, const char *slug, const char *members, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -151,6 +151,8 @@ static int append_prepare(factum_t *db, factum_str_t stream, int64_t expected, c
         return err_set(err, FACTUM_EINVAL, "unknown expected revision %lld", (long long)expected);
     for (size_t i = 0; i < n; i++)
         if ((rc = check_event(db, &events[i], i, err))) return rc;
+    factum_append_check_cb check = atomic_load_explicit(&db->check, memory_order_acquire);
+    if (check && (rc = check(db->check_ctx, stream, events, n, err))) return rc;
 
     /* Ids: the caller's, or fresh UUIDv7s; none twice in one batch. */
     append_req *r = calloc(1, sizeof *r);
@@ -378,6 +380,11 @@ void factum_set_commit_hook(factum_t *db, factum_commit_cb fn, void *ctx) {
     db->hook_ctx = ctx;
     atomic_store(&db->hook, fn);
     pthread_mutex_unlock(&db->qmu);
+}
+
+void factum_set_append_check(factum_t *db, factum_append_check_cb fn, void *ctx, void (*free_ctx)(void *ctx)) {
+    db->check_ctx = ctx, db->check_free = free_ctx;
+    atomic_store_explicit(&db->check, fn, memory_order_release);
 }
 
 void factum_set_replicator(factum_t *db, factum_replicate_cb fn, void *ctx) {

@@ -16,17 +16,27 @@ struct factum_result {
     size_t n, cap;
     uint64_t next;
     factum_t *db;
-    unsigned pin; /* the events point into segments this pin keeps mapped */
+    unsigned pin;        /* the events point into segments this pin keeps mapped */
+    factum_event_t *raw; /* the events as stored, when the read transform changed one */
+    char **owned;        /* what changed events point into (one block each) */
+    size_t nowned;
 };
 
 size_t factum_result_count(const factum_result_t *r) { return r ? r->n : 0; }
 const factum_event_t *factum_result_event(const factum_result_t *r, size_t i) {
     return r && i < r->n ? &r->ev[i] : NULL;
 }
+const factum_event_t *factum_result_event_raw(const factum_result_t *r, size_t i) {
+    return r && i < r->n ? &(r->raw ? r->raw : r->ev)[i] : NULL;
+}
 uint64_t factum_result_next(const factum_result_t *r) { return r ? r->next : FACTUM_END; }
 void factum_result_free(factum_result_t *r) {
     if (!r) return;
     store_unpin(r->db, r->pin);
+    for (size_t i = 0; i < r->nowned; i++)
+        free(r->owned[i]);
+    free(r->owned);
+    free(r->raw);
     free(r->ev);
     free(r);
 }
@@ -53,6 +63,33 @@ static int result_push(factum_result_t *r, const factum_event_t *e) {
     }
     r->ev[r->n++] = *e;
     return 0;
+}
+
+/* Runs the read transform (factum_set_read_transform) over a finished result: a changed event
+   keeps its stored form in raw. An event the transform cannot change (out of memory) stays as
+   stored. */
+static factum_result_t *result_transform(factum_t *db, factum_result_t *r) {
+    factum_read_transform_cb fn = atomic_load_explicit(&db->transform, memory_order_acquire);
+    for (size_t i = 0; fn && i < r->n; i++) {
+        factum_event_t out;
+        char *block = NULL;
+        if (fn(db->transform_ctx, &r->ev[i], &out, &block) != 1) continue;
+        char **o = realloc(r->owned, (r->nowned + 1) * sizeof *o);
+        if (o) r->owned = o;
+        if (!r->raw && o && (r->raw = malloc(r->cap * sizeof *r->raw))) memcpy(r->raw, r->ev, r->n * sizeof *r->raw);
+        if (!o || !r->raw) {
+            free(block);
+            break;
+        }
+        r->owned[r->nowned++] = block;
+        r->ev[i] = out;
+    }
+    return r;
+}
+
+void factum_set_read_transform(factum_t *db, factum_read_transform_cb fn, void *ctx) {
+    db->transform_ctx = ctx;
+    atomic_store_explicit(&db->transform, fn, memory_order_release);
 }
 
 int64_t store_stream_last(factum_t *db, factum_str_t stream, uint64_t pos_limit) {
@@ -196,7 +233,7 @@ int factum_read_stream(factum_t *db, factum_str_t stream, uint64_t from, size_t 
     else
         res->next =
             res->n ? (res->ev[res->n - 1].revision ? res->ev[res->n - 1].revision - 1 : FACTUM_END) : FACTUM_END;
-    *out = res;
+    *out = result_transform(db, res);
     return 0;
 fail:
     factum_result_free(res);
@@ -284,7 +321,7 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
         factum_result_free(res);
         return rc;
     }
-    *out = res;
+    *out = result_transform(db, res);
     return 0;
 }
 
@@ -309,7 +346,7 @@ int factum_read_at(factum_t *db, uint64_t position, factum_result_t **out, factu
         return rc;
     }
     r->next = position + 1;
-    *out = r;
+    *out = result_transform(db, r);
     return 0;
 }
 

@@ -381,6 +381,7 @@ void factum_close(factum_t *db) {
     meta_free(&db->meta);
     free(db->pending);
     free(db->hook_keys);
+    if (db->check_free) db->check_free(db->check_ctx);
     if (db->lock_fd >= 0) close(db->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&db->qmu);
     pthread_cond_destroy(&db->qcond);

@@ -103,6 +103,12 @@ struct factum {
 
     meta_map meta; /* stream metadata; changed by the writer only (meta.h) */
 
+    _Atomic(factum_append_check_cb) check; /* factum_set_append_check: runs in append_prepare */
+    void *check_ctx;
+    void (*check_free)(void *ctx);
+    _Atomic(factum_read_transform_cb) transform; /* factum_set_read_transform: runs on each read result */
+    void *transform_ctx;
+
     _Atomic(factum_replicate_cb) replicator; /* cluster mode: writes go here, not to the writer */
     void *replicator_ctx;
     _Atomic uint64_t leads; /* factum_leads: term << 1 | whether this node writes on its own now */

@@ -26,6 +26,7 @@ const SLOW = { Authorization: 'Bearer <<slow.token>>' };
 const NOKEY = { Authorization: 'Bearer fk_000000000000_0000000000000000000000000000000000000000000000000000000000000000' };
 const CE = { 'Content-Type': 'application/cloudevents+json' };
 const BATCH = { 'Content-Type': 'application/cloudevents-batch+json' };
+const INVOICE = { type: 'object', required: ['amount'], properties: { amount: { type: 'number', minimum: 0 } } };
 const placed = (id, orderId) => ({ specversion: '1.0', id, type: 'OrderPlaced', data: { orderId, total: 5 } });
 
 export default [
@@ -186,6 +187,30 @@ export default [
   { method: 'DELETE', path: '/projections/strict?keep_data=true', status: 200 },
   { method: 'DELETE', path: '/projections/strict', status: 404 },
   { method: 'DELETE', path: '/projections/orders?keep_data=maybe', status: 400 },
+
+  // ---- schemas ----
+  { method: 'GET', path: '/schemas', status: 200 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/1?dry_run=true', body: INVOICE, status: 200 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/1', body: INVOICE, status: 201 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/1', body: INVOICE, status: 409 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2', body: { type: 'object', unknownKeyword: 1 }, status: 400 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2', body: { description: 'x'.repeat(300000) }, status: 413 },
+  { method: 'GET', path: '/schemas/Invoiced', status: 200 },
+  { method: 'GET', path: '/schemas/bad%2', status: 400 },
+  { method: 'GET', path: '/schemas/Nothing', status: 404 },
+  { method: 'GET', path: '/schemas/Invoiced/versions/1', status: 200 },
+  { method: 'GET', path: '/schemas/Invoiced/versions/x', status: 400 },
+  { method: 'GET', path: '/schemas/Invoiced/versions/9', status: 404 },
+  { method: 'POST', path: '/streams/invoice-1', headers: CE, body: { type: 'Invoiced', data: { amount: 'ten' } }, status: 422 },
+  { method: 'POST', path: '/streams/invoice-1', headers: CE, body: { type: 'Invoiced', data: { amount: 10 } }, status: 201 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2?compatibility=none', body: { properties: { total: { type: 'number' } } }, status: 201 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2/upcast', body: { steps: [{ op: 'rename', from: '/nosuch', to: '/total' }] }, status: 400 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/9/upcast', body: { steps: [] }, status: 404 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2/upcast', body: { steps: [{ op: 'rename', from: '/amount', to: '/total' }] }, status: 201 },
+  { method: 'PUT', path: '/schemas/Invoiced/versions/2/upcast', body: { steps: [] }, status: 409 },
+  { method: 'GET', path: '/streams/invoice-1', status: 200, until: '"total":10' },
+  { method: 'GET', path: '/streams/invoice-1?version=raw', status: 200, until: '"amount":10' },
+  { method: 'GET', path: '/all?version=raw', status: 200 },
 
   // ---- sagas ----
   {

@@ -1,0 +1,404 @@
+/*
+ * test_schemas.c — the schema registry and validation on append (docs/schemas.md): over HTTP
+ * against a real server, and embedded (factum_append with the registry installed); the dry run
+ * over a store of good and bad events; the registry's limits one past.
+ */
+#include "../src/schema/registry.h"
+#include "test_server.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <string.h>
+
+#define CE "Content-Type: application/cloudevents+json\r\n"
+#define BATCH "Content-Type: application/cloudevents-batch+json\r\n"
+
+/* An order: an id like O-123, an amount, a currency of three; nothing else. */
+static const char *const ORDER_V1 =
+    "{\"type\":\"object\",\"required\":[\"id\",\"amount\"],\"additionalProperties\":false,"
+    "\"properties\":{\"id\":{\"type\":\"string\",\"pattern\":\"^O-[0-9]+$\"},\"amount\":{\"type\":\"number\","
+    "\"minimum\":0},\"currency\":{\"enum\":[\"EUR\",\"USD\",\"GBP\"]}}}";
+/* v2 requires the currency. */
+static const char *const ORDER_V2 =
+    "{\"type\":\"object\",\"required\":[\"id\",\"amount\",\"currency\"],\"additionalProperties\":false,"
+    "\"properties\":{\"id\":{\"type\":\"string\",\"pattern\":\"^O-[0-9]+$\"},\"amount\":{\"type\":\"number\","
+    "\"minimum\":0},\"currency\":{\"enum\":[\"EUR\",\"USD\",\"GBP\"]}}}";
+
+TEST(schema_versions_register_in_order_and_survive_a_restart) {
+    srv s = srv_start(test_dir(), NULL);
+    resp r;
+    http_do(s.port, "PUT", "/schemas/OrderPlaced/versions/1", NULL, ORDER_V1, &r);
+    CHECK_MSG(r.status == 201, "%d %s", r.status, r.body);
+    char loc[256];
+    CHECK(!strcmp(resp_header(&r, "Location", loc, sizeof loc), "/schemas/OrderPlaced/versions/1"));
+    CHECK(strstr(r.body, "\"compatibility\":\"backward\",\"mode\":\"enforce\""));
+    resp_free(&r);
+    /* not the next version: 409, nothing registered */
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1", NULL, ORDER_V1, 409, "register version 2");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/3", NULL, ORDER_V1, 409, "register version 2");
+    /* a bad document, an unsupported keyword, bad options: 400, nothing registered */
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2", NULL, "{\"type\":", 400, "not valid JSON");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2", NULL, "{\"properties\":{\"a\":{\"$defs\":{}}}}",
+                  400, "/properties/a: unsupported keyword \\\"$defs\\\"");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2?mode=strict", NULL, ORDER_V2, 400, "mode=off");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/0", NULL, ORDER_V2, 400, "from 1 to");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1001", NULL, ORDER_V2, 400, "from 1 to");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2?compatibility=none", NULL, ORDER_V2, 201, NULL);
+    expect_status(s.port, "PUT", "/schemas/Shipped%20Late/versions/1?mode=warn", NULL, "true", 201, NULL);
+    char *list = http_body(s.port, "GET", "/schemas", NULL, NULL, 200);
+    CHECK_MSG(strstr(list, "{\"type\":\"OrderPlaced\",\"mode\":\"enforce\",\"latest\":2,") &&
+                  strstr(list, "{\"type\":\"Shipped Late\",\"mode\":\"warn\",\"latest\":1,"),
+              "%s", list);
+    free(list);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+
+    s = srv_start(test_dir(), NULL);
+    char *one = http_body(s.port, "GET", "/schemas/OrderPlaced", NULL, NULL, 200);
+    CHECK_MSG(strstr(one, "\"versions\":[{\"version\":1,\"compatibility\":\"backward\"},{\"version\":2,"
+                          "\"compatibility\":\"none\"}]"),
+              "%s", one);
+    free(one);
+    char *doc = http_body(s.port, "GET", "/schemas/OrderPlaced/versions/2", NULL, NULL, 200);
+    CHECK(!strcmp(doc, ORDER_V2));
+    free(doc);
+    expect_status(s.port, "GET", "/schemas/OrderPlaced/versions/3", NULL, NULL, 404, "no schema version 3");
+    expect_status(s.port, "GET", "/schemas/Nothing", NULL, NULL, 404, "Nothing has no schema");
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+TEST(append_that_breaks_its_schema_is_422_listing_violations_and_writes_nothing) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1", NULL, ORDER_V1, 201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2", NULL, ORDER_V2, 201, NULL);
+    /* latest (v2) by default: the currency is missing */
+    resp r;
+    http_do(s.port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderPlaced\",\"data\":{\"id\":\"O-1\",\"amount\":5}}",
+            &r);
+    CHECK_MSG(r.status == 422, "%d %s", r.status, r.body);
+    char ct[128];
+    CHECK(!strcmp(resp_header(&r, "Content-Type", ct, sizeof ct), "application/problem+json"));
+    CHECK_MSG(strstr(r.body, "\"violations\":[{\"event\":0,\"type\":\"OrderPlaced\",\"version\":2,\"pointer\":\"\","
+                             "\"keyword\":\"required\""),
+              "%s", r.body);
+    resp_free(&r);
+    /* v1 named by dataschema takes it */
+    expect_status(s.port, "POST", "/streams/order-1", CE,
+                  "{\"type\":\"OrderPlaced\",\"dataschema\":\"https://x.example/schemas/OrderPlaced/versions/1\","
+                  "\"data\":{\"id\":\"O-1\",\"amount\":5}}",
+                  201, NULL);
+    expect_status(s.port, "POST", "/streams/order-1", CE,
+                  "{\"type\":\"OrderPlaced\",\"dataschema\":\"/schemas/OrderPlaced/versions/3\",\"data\":{}}", 400,
+                  "names no registered version");
+    /* a batch with one bad event (the third: two violations) writes nothing */
+    http_do(s.port, "POST", "/streams/order-2", BATCH,
+            "[{\"type\":\"OrderPlaced\",\"data\":{\"id\":\"O-2\",\"amount\":1,\"currency\":\"EUR\"}},"
+            "{\"type\":\"Other\",\"data\":{\"anything\":true}},"
+            "{\"type\":\"OrderPlaced\",\"data\":{\"id\":\"X-3\",\"amount\":-1,\"currency\":\"EUR\"}}]",
+            &r);
+    CHECK_MSG(r.status == 422, "%d %s", r.status, r.body);
+    CHECK_MSG(strstr(r.body, "{\"event\":2,\"type\":\"OrderPlaced\",\"version\":2,\"pointer\":\"/id\",\"keyword\":"
+                             "\"pattern\"") &&
+                  strstr(r.body, "{\"event\":2,\"type\":\"OrderPlaced\",\"version\":2,\"pointer\":\"/amount\","
+                                 "\"keyword\":\"minimum\""),
+              "%s", r.body);
+    CHECK(strstr(r.body, "2 violations in 1 events"));
+    resp_free(&r);
+    expect_status(s.port, "GET", "/streams/order-2", NULL, NULL, 404, NULL);
+    CHECK_EQ(srv_metric(s.port, "factum_schema_violations_total{type=\"OrderPlaced\",action=\"refused\"}"), 2);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+TEST(warn_mode_accepts_and_counts_violations_in_metrics) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1?mode=warn", NULL, ORDER_V1, 201, NULL);
+    for (int i = 0; i < 3; i++)
+        expect_status(s.port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderPlaced\",\"data\":{\"id\":7}}", 201,
+                      NULL);
+    expect_status(s.port, "POST", "/streams/order-1", CE,
+                  "{\"type\":\"OrderPlaced\",\"data\":{\"id\":\"O-7\",\"amount\":1}}", 201, NULL);
+    CHECK_EQ(srv_metric(s.port, "factum_schema_violations_total{type=\"OrderPlaced\",action=\"warned\"}"), 3);
+    CHECK_EQ(srv_metric(s.port, "factum_schema_violations_total{type=\"OrderPlaced\",action=\"refused\"}"), 0);
+    /* off: not even counted */
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2?mode=off&compatibility=none", NULL, ORDER_V2, 201,
+                  NULL);
+    expect_status(s.port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderPlaced\",\"data\":{\"id\":7}}", 201, NULL);
+    CHECK_EQ(srv_metric(s.port, "factum_schema_violations_total{type=\"OrderPlaced\",action=\"warned\"}"), 3);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* A store with good and bad events of a type before it has a schema: the dry run reports,
+   backward compatibility refuses, none registers. */
+TEST(dry_run_reports_how_many_stored_events_would_fail) {
+    srv s = srv_start(test_dir(), NULL);
+    for (int i = 0; i < 10; i++) {
+        char body[200];
+        snprintf(body, sizeof body, "{\"type\":\"OrderPlaced\",\"data\":{\"id\":\"%s-%d\",\"amount\":%d}}",
+                 i % 3 ? "O" : "bad", i, i);
+        expect_status(s.port, "POST", "/streams/order-9", CE, body, 201, NULL);
+    }
+    resp r;
+    http_do(s.port, "PUT", "/schemas/OrderPlaced/versions/1?dry_run=true", NULL, ORDER_V1, &r);
+    CHECK_MSG(r.status == 200, "%d %s", r.status, r.body);
+    CHECK(strstr(r.body, "\"dry_run\":true,\"checked\":10,\"failing\":4,\"sampled\":false,\"failures\":[{\"stream\":"
+                         "\"order-9\",\"revision\":0,"));
+    CHECK(strstr(r.body, "\"pointer\":\"/id\",\"keyword\":\"pattern\""));
+    resp_free(&r);
+    expect_status(s.port, "GET", "/schemas/OrderPlaced", NULL, NULL, 404, NULL); /* nothing registered */
+    http_do(s.port, "PUT", "/schemas/OrderPlaced/versions/1", NULL, ORDER_V1, &r);
+    CHECK_MSG(r.status == 409 && strstr(r.body, "urn:factum:problem:schema-incompatible") &&
+                  strstr(r.body, "4 of 10 stored OrderPlaced events fail"),
+              "%d %s", r.status, r.body);
+    resp_free(&r);
+    /* six failing: five listed */
+    for (int i = 0; i < 2; i++)
+        expect_status(s.port, "POST", "/streams/order-9", CE, "{\"type\":\"OrderPlaced\",\"data\":null}", 201, NULL);
+    char out[8192];
+    char *file = test_path("order.json");
+    FILE *f = fopen(file, "w");
+    fputs(ORDER_V1, f);
+    fclose(f);
+    CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema check OrderPlaced 1 %s", s.port, file),
+             0);
+    CHECK_MSG(strstr(out, "\"checked\":12,\"failing\":6,"), "%s", out);
+    size_t listed = 0;
+    for (const char *p = out; (p = strstr(p, "{\"stream\":")); p++)
+        listed++;
+    CHECK_EQ(listed, SCHEMA_CHECK_LISTED);
+    CHECK_EQ(run_factum(out, sizeof out,
+                        "--server http://127.0.0.1:%d schema put OrderPlaced 1 %s --compatibility none", s.port, file),
+             0);
+    CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema ls", s.port), 0);
+    CHECK_MSG(strstr(out, "\"type\":\"OrderPlaced\""), "%s", out);
+    CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema show OrderPlaced 1", s.port), 0);
+    CHECK(strstr(out, "O-[0-9]+"));
+    CHECK(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema put OrderPlaced 1 %s", s.port, file) != 0);
+    /* version 2 and its upcast from the command line */
+    char *steps = test_path("steps.json");
+    f = fopen(steps, "w");
+    fputs("{\"steps\":[{\"op\":\"add\",\"path\":\"/currency\",\"value\":\"EUR\"}]}", f);
+    fclose(f);
+    CHECK_EQ(run_factum(out, sizeof out,
+                        "--server http://127.0.0.1:%d schema put OrderPlaced 2 %s --compatibility none", s.port, file),
+             0);
+    CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema upcast OrderPlaced 2 %s", s.port, steps),
+             0);
+    CHECK_EQ(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema show OrderPlaced", s.port), 0);
+    CHECK_MSG(strstr(out, "\"upcast\":{\"steps\":[{\"op\":\"add\""), "%s", out);
+    CHECK(run_factum(out, sizeof out, "--server http://127.0.0.1:%d schema upcast OrderPlaced 2 %s", s.port, steps) !=
+          0);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* ---- embedded ---- */
+
+static void put(schema_registry *r, const char *type, uint32_t v, const char *doc, int want) {
+    schema_put p = {
+        .type = type, .version = v, .compat = SCHEMA_COMPAT_NONE, .mode = SCHEMA_MODE_ENFORCE, .doc = str_c(doc)};
+    schema_check k = {0};
+    factum_error_t err = {0};
+    int rc = schema_registry_put(r, &p, &k, &err);
+    CHECK_MSG(rc == want, "%s v%u: %s (%s)", type, v, factum_errname(rc), err.message);
+    schema_check_free(&k);
+}
+
+TEST(embedded_appends_are_checked_and_the_registry_reloads) {
+    factum_t *db = test_open(test_dir(), NULL);
+    CHECK_RC(factum_schemas_open(db, NULL), 0); /* nothing registered: everything goes */
+    CHECK_RC(test_append(db, "order-1", FACTUM_EXPECT_ANY, "OrderPlaced", "{\"id\":1}", NULL, NULL), 0);
+    factum_close(db);
+
+    db = test_open(test_dir(), NULL);
+    schema_registry *r;
+    CHECK_RC(schema_registry_open(db, &r, NULL), 0);
+    put(r, "OrderPlaced", 1, ORDER_V1, 0);
+    factum_event_t ev[2] = {
+        {.type = str_c("OrderPlaced"), .data = str_c("{\"id\":\"O-1\",\"amount\":1}"), .data_format = FACTUM_DATA_JSON},
+        {.type = str_c("OrderPlaced"), .data = str_c("{\"id\":\"O-2\"}"), .data_format = FACTUM_DATA_JSON}};
+    factum_error_t err = {0};
+    CHECK_RC(factum_append(db, str_c("order-2"), FACTUM_EXPECT_ANY, ev, 2, NULL, &err), FACTUM_ESCHEMA);
+    CHECK_MSG(strstr(err.message, "event 1 (OrderPlaced, version 1) does not match its schema: (data): required:"),
+              "%s", err.message);
+    CHECK(strstr(schema_registry_violations(err.message), "\"keyword\":\"required\""));
+    CHECK_RC(test_append(db, "order-2", FACTUM_EXPECT_ANY, "X", "{}", NULL, NULL), 0);
+    factum_result_t *res;
+    CHECK_RC(factum_read_stream(db, str_c("order-2"), 0, 10, 0, &res, NULL), 0);
+    CHECK_EQ(factum_result_count(res), 1); /* the refused batch wrote nothing */
+    factum_result_free(res);
+    /* binary data and no data against a JSON schema */
+    factum_event_t bin = {.type = str_c("OrderPlaced"), .data = str_c("\x01\x02"), .data_format = FACTUM_DATA_BINARY};
+    CHECK_RC(factum_append(db, str_c("order-2"), FACTUM_EXPECT_ANY, &bin, 1, NULL, NULL), FACTUM_ESCHEMA);
+    CHECK_RC(test_append(db, "order-2", FACTUM_EXPECT_ANY, "OrderPlaced", NULL, NULL, NULL), FACTUM_ESCHEMA);
+    /* async appends are checked before anything is queued */
+    CHECK_RC(factum_append_async(db, str_c("order-2"), FACTUM_EXPECT_ANY, &ev[1], 1,
+                                 (factum_append_cb)(void (*)(void))abort, NULL, NULL),
+             FACTUM_ESCHEMA);
+    /* system streams are not checked */
+    CHECK_RC(test_append(db, "$mine", FACTUM_EXPECT_ANY, "OrderPlaced", "{}", NULL, NULL), 0);
+    factum_close(db);
+
+    db = test_open(test_dir(), NULL);
+    CHECK_RC(factum_schemas_open(db, NULL), 0);
+    CHECK_RC(factum_append(db, str_c("order-3"), FACTUM_EXPECT_ANY, &ev[1], 1, NULL, NULL), FACTUM_ESCHEMA);
+    CHECK_RC(factum_append(db, str_c("order-3"), FACTUM_EXPECT_ANY, &ev[0], 1, NULL, NULL), 0);
+    factum_close(db);
+}
+
+TEST_T(registry_limits_hold_one_past, 300) {
+    factum_t *db = test_open(test_dir(), NULL);
+    schema_registry *r;
+    CHECK_RC(schema_registry_open(db, &r, NULL), 0);
+    for (uint32_t v = 1; v <= SCHEMA_MAX_VERSIONS; v++)
+        put(r, "Many", v, "true", 0);
+    put(r, "Many", SCHEMA_MAX_VERSIONS + 1, "true", FACTUM_ETOOBIG);
+    for (int i = 1; i < SCHEMA_MAX_TYPES; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "T%d", i);
+        put(r, t, 1, "true", 0);
+    }
+    put(r, "OneTooMany", 1, "true", FACTUM_ETOOBIG);
+    /* a type name one past its limit */
+    char name[FACTUM_MAX_ATTRIBUTE + 2];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    put(r, name, 1, "true", FACTUM_EINVAL);
+    factum_close(db);
+}
+
+/* The check of stored events reads SCHEMA_CHECK_MAX and says it sampled when one more is there. */
+TEST_T(stored_event_check_samples_at_its_limit, 300) {
+    factum_t *db = test_open(test_dir(), NULL);
+    schema_registry *r;
+    CHECK_RC(schema_registry_open(db, &r, NULL), 0);
+    static factum_event_t ev[10000];
+    for (size_t i = 0; i < ARRAY_LEN(ev); i++)
+        ev[i] = (factum_event_t){.type = str_c("E"), .data = str_c("1"), .data_format = FACTUM_DATA_JSON};
+    for (int b = 0; b < SCHEMA_CHECK_MAX / 10000; b++)
+        CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, ev, ARRAY_LEN(ev), NULL, NULL), 0);
+    schema_check k = {0};
+    CHECK_RC(schema_registry_check(r, "E", str_c("{\"type\":\"string\"}"), &k, NULL), 0);
+    CHECK(k.checked == SCHEMA_CHECK_MAX && k.failing == SCHEMA_CHECK_MAX && !k.sampled);
+    schema_check_free(&k);
+    CHECK_RC(factum_append(db, str_c("s"), FACTUM_EXPECT_ANY, ev, 1, NULL, NULL), 0);
+    k = (schema_check){0};
+    CHECK_RC(schema_registry_check(r, "E", str_c("{\"type\":\"string\"}"), &k, NULL), 0);
+    CHECK(k.checked == SCHEMA_CHECK_MAX && k.sampled);
+    schema_check_free(&k);
+    factum_close(db);
+}
+
+/* ---- upcasting ---- */
+
+static const char *const UPCAST_DATA =
+    "\"data\":{\"st\":\"active\",\"customer\":\"Ann\",\"address\":{\"street\":\"Main\"},\"currency\":\"EUR\"}";
+
+/* Reads from fd until `want` came (or the connection ends); true if it came. */
+static bool sse_until(int fd, const char *want) {
+    static char buf[65536];
+    size_t len = 0;
+    while (len < sizeof buf - 1) {
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (n <= 0) return fprintf(stderr, "%s\n", buf), false;
+        len += (size_t)n;
+        buf[len] = 0;
+        if (strstr(buf, want)) return true;
+    }
+    fprintf(stderr, "%s\n", buf);
+    return false;
+}
+
+static void sees_v3(int port) {
+    char *one = http_body(port, "GET", "/streams/order-1", NULL, NULL, 200);
+    CHECK_MSG(strstr(one, UPCAST_DATA) && strstr(one, "\"type\":\"OrderCreated\"") &&
+                  strstr(one, "\"dataschema\":\"/schemas/OrderPlaced/versions/3\",\"storedversion\":1"),
+              "%s", one);
+    CHECK_MSG(strstr(one, "\"data\":{\"customer\":\"Bo\",\"address\":{},\"st\":\"new\"}"), "%s", one); /* v3 as is */
+    free(one);
+    char *all = http_body(port, "GET", "/all", NULL, NULL, 200);
+    CHECK_MSG(strstr(all, UPCAST_DATA), "%s", all);
+    free(all);
+    char *raw = http_body(port, "GET", "/streams/order-1?version=raw", NULL, NULL, 200);
+    CHECK_MSG(strstr(raw, "\"type\":\"OrderPlaced\"") &&
+                  strstr(raw, "\"data\":{\"cust\":\"Ann\",\"st\":\"A\","
+                              "\"street\":\"Main\"}") &&
+                  !strstr(raw, "storedversion"),
+              "%s", raw);
+    free(raw);
+    raw = http_body(port, "GET", "/all?version=raw", NULL, NULL, 200);
+    CHECK(strstr(raw, "\"data\":{\"cust\":\"Ann\""));
+    free(raw);
+}
+
+TEST(events_stored_as_v1_are_read_as_v3_on_every_read_path_and_raw_on_request) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1", NULL,
+                  "{\"properties\":{\"cust\":{\"type\":\"string\"},\"st\":{\"enum\":[\"A\",\"I\"]},\"street\":{}}}",
+                  201, NULL);
+    expect_status(s.port, "POST", "/streams/order-1", CE,
+                  "{\"type\":\"OrderPlaced\",\"data\":{\"cust\":\"Ann\",\"st\":\"A\",\"street\":\"Main\"}}", 201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2?compatibility=none", NULL,
+                  "{\"properties\":{\"customer\":{},\"st\":{},\"address\":{},\"currency\":{}}}", 201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1/upcast", NULL, "{\"steps\":[]}", 400,
+                  "nothing to upcast from");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename\",\"from\":\"/customer\",\"to\":\"/c\"}]}", 400,
+                  "/customer is not a property of the version it upcasts from");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename\",\"from\":\"/cust\",\"to\":\"/customer\"},{\"op\":\"move\",\"from\":"
+                  "\"/street\",\"to\":\"/address/street\"},{\"op\":\"add\",\"path\":\"/currency\",\"value\":\"EUR\"}]}",
+                  201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/2/upcast", NULL, "{\"steps\":[]}", 409,
+                  "has its upcast already");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/7/upcast", NULL, "{\"steps\":[]}", 404, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/3?compatibility=none", NULL,
+                  "{\"properties\":{\"customer\":{},\"st\":{},\"address\":{},\"currency\":{}}}", 201, NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/3/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename_type\",\"type\":\"OrderPlaced\"}]}", 400, "cycle of type renames");
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/3/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"map\",\"path\":\"/st\",\"values\":{\"A\":\"active\",\"I\":\"inactive\"}},"
+                  "{\"op\":\"rename_type\",\"type\":\"OrderCreated\"}]}",
+                  201, NULL);
+    /* written as v3 (the latest, without dataschema): read as written */
+    expect_status(s.port, "POST", "/streams/order-1", CE,
+                  "{\"type\":\"OrderPlaced\",\"data\":{\"customer\":\"Bo\",\"address\":{},\"st\":\"new\"}}", 201, NULL);
+    sees_v3(s.port);
+    /* a projection and a saga see the upcast type and data */
+    expect_status(
+        s.port, "PUT", "/projections/orders", NULL,
+        "{\"source\":{\"categories\":[\"order\"]},\"setup\":[\"CREATE TABLE o (c TEXT, st TEXT, street TEXT)\"],"
+        "\"handlers\":{\"OrderCreated\":[\"INSERT INTO o VALUES (:data.customer, :data.st, "
+        ":data.address.street)\"]}}",
+        201, NULL);
+    resp q;
+    http_do(s.port, "POST", "/projections/orders/query", NULL,
+            "{\"sql\":\"SELECT c, st, street FROM o\",\"min_position\":6}", &q);
+    CHECK_MSG(q.status == 200 && strstr(q.body, "[\"Ann\",\"active\",\"Main\"]"), "%d %s", q.status, q.body);
+    resp_free(&q);
+    expect_status(
+        s.port, "PUT", "/sagas/welcome", NULL,
+        "{\"start_on\":\"OrderCreated\",\"instance_id\":\"data.customer\",\"steps\":[{\"name\":\"greet\","
+        "\"command\":{\"stream\":\"mail-commands\",\"type\":\"SendWelcome\",\"data\":{\"to\":\"{{data."
+        "customer}}\",\"street\":\"{{data.address.street}}\"}},\"success\":[\"Sent\"],\"failure\":[\"Bounced\"]}]}",
+        201, NULL);
+    CHECK(http_wait_body(s.port, "/streams/mail-commands", "\"data\":{\"to\":\"Ann\",\"street\":\"Main\"}", 30));
+    /* a consumer group's pull */
+    expect_status(s.port, "PUT", "/groups/g", NULL, "{\"source\":{\"category\":\"order\"},\"start\":\"earliest\"}", 201,
+                  NULL);
+    char *pulled = http_body(s.port, "POST", "/groups/g/messages?max=10", NULL, "", 200);
+    CHECK_MSG(strstr(pulled, UPCAST_DATA), "%s", pulled);
+    free(pulled);
+    /* a subscription */
+    int fd = http_connect(s.port);
+    const char *req = "GET /streams/order-1 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
+    http_send(fd, req, strlen(req));
+    CHECK(sse_until(fd, UPCAST_DATA));
+    close(fd);
+    expect_status(s.port, "GET", "/streams/order-1?version=raw", "Accept: text/event-stream\r\n", NULL, 400,
+                  "version=raw");
+    expect_status(s.port, "GET", "/streams/order-1?version=v2", NULL, NULL, 400, "raw or latest");
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    /* the steps are kept: after a restart the same */
+    s = srv_start(test_dir(), NULL);
+    sees_v3(s.port);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
