@@ -109,6 +109,21 @@ TEST(append_that_breaks_its_schema_is_422_listing_violations_and_writes_nothing)
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 
+/* The command line on a data folder has the folder's schemas, as a server on it would. */
+TEST(the_command_line_on_a_data_folder_checks_appends_against_its_schemas) {
+    srv s = srv_start(test_dir(), NULL);
+    expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1", NULL, ORDER_V1, 201, NULL);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    char out[4096];
+    int rc = run_factum(out, sizeof out, "--data-dir %s append order-9 OrderPlaced '{\"id\":\"X\"}'", test_dir());
+    CHECK_MSG(rc != 0 && strstr(out, "schema"), "%d %s", rc, out);
+    rc = run_factum(out, sizeof out, "--data-dir %s append order-9 OrderPlaced '{\"id\":\"O-9\",\"amount\":3}'",
+                    test_dir());
+    CHECK_MSG(rc == 0, "%d %s", rc, out);
+    rc = run_factum(out, sizeof out, "--data-dir %s read order-9", test_dir());
+    CHECK_MSG(rc == 0 && strstr(out, "O-9") && !strstr(out, "\"X\""), "%d %s", rc, out);
+}
+
 TEST(warn_mode_accepts_and_counts_violations_in_metrics) {
     srv s = srv_start(test_dir(), NULL);
     expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1?mode=warn", NULL, ORDER_V1, 201, NULL);

@@ -217,6 +217,12 @@ static int open_with(const char *dir, const factum_options_t *o, factum_t **db) 
     factum_error_t err = {0};
     int rc = factum_open(dir, o, db, &err);
     if (rc) return cli_report(rc, &err);
+    /* The event schemas of the folder, as a server on it has them: appends are checked, reads upcast. */
+    if ((rc = factum_schemas_open(*db, &err))) {
+        factum_close(*db);
+        *db = NULL;
+        return cli_report(rc, &err);
+    }
     return 0;
 }
 
