@@ -259,6 +259,40 @@ TEST(embedded_appends_are_checked_and_the_registry_reloads) {
     factum_close(db);
 }
 
+/* Records another node wrote (a cluster follower's log gets them by replication, not by a put
+   here) reach the registry on a refresh, which the server runs with its sweep. */
+TEST(records_written_by_another_node_reach_the_registry_on_refresh) {
+    factum_t *db = test_open(test_dir(), NULL);
+    schema_registry *r;
+    CHECK_RC(schema_registry_open(db, &r, NULL), 0);
+    CHECK_RC(schema_registry_refresh(r, NULL), 0); /* no $schemas yet: nothing to do */
+    buf_t rec = {0};
+    buf_printf(&rec,
+               "{\"type\":\"OrderPlaced\",\"version\":1,\"compatibility\":\"none\",\"mode\":\"enforce\","
+               "\"schema\":%s}",
+               ORDER_V1);
+    factum_event_t e = {.type = str_c("SchemaRegistered"), .data = {rec.ptr, rec.len}, .data_format = FACTUM_DATA_JSON};
+    CHECK_RC(factum_append(db, str_c(SCHEMAS_STREAM), FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), 0);
+    buf_free(&rec);
+    factum_event_t bad = {
+        .type = str_c("OrderPlaced"), .data = str_c("{\"id\":\"O-1\"}"), .data_format = FACTUM_DATA_JSON};
+    CHECK_RC(factum_append(db, str_c("order-1"), FACTUM_EXPECT_ANY, &bad, 1, NULL, NULL), 0); /* not known yet */
+    CHECK_RC(schema_registry_refresh(r, NULL), 0);
+    CHECK_RC(factum_append(db, str_c("order-1"), FACTUM_EXPECT_ANY, &bad, 1, NULL, NULL), FACTUM_ESCHEMA);
+    buf_t list = {0};
+    schema_registry_list_json(r, &list);
+    CHECK_MSG(strstr(list.ptr, "OrderPlaced"), "%s", list.ptr);
+    buf_free(&list);
+    /* a put after it is the next version, and a refresh then applies nothing twice */
+    put(r, "OrderPlaced", 2, ORDER_V2, 0);
+    CHECK_RC(schema_registry_refresh(r, NULL), 0);
+    list = (buf_t){0};
+    CHECK_EQ(schema_registry_type_json(r, "OrderPlaced", &list), 0);
+    CHECK_MSG(strstr(list.ptr, "\"version\":2") && !strstr(list.ptr, "\"version\":3"), "%s", list.ptr);
+    buf_free(&list);
+    factum_close(db);
+}
+
 TEST_T(registry_limits_hold_one_past, 300) {
     factum_t *db = test_open(test_dir(), NULL);
     schema_registry *r;

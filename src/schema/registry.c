@@ -40,8 +40,9 @@ struct schema_registry {
     pthread_mutex_t put_mu;
     stype **types; /* sorted by name */
     size_t ntypes;
-    _Atomic size_t published; /* ntypes, read without the lock: 0 skips the check */
-    _Atomic size_t upcasts;   /* versions with steps: 0 skips the read transform */
+    _Atomic size_t published;  /* ntypes, read without the lock: 0 skips the check */
+    _Atomic size_t upcasts;    /* versions with steps: 0 skips the read transform */
+    _Atomic uint64_t next_rev; /* the revision of $schemas to apply next (written under put_mu) */
 };
 
 /* The thread's last refusal: its message, to tell it from a later one, and its violations. */
@@ -321,7 +322,9 @@ int schema_registry_upcast(schema_registry *r, const char *type, uint32_t ver, f
         buf_append(&d, doc.ptr, doc.len);
         rc = buf_append(&d, "}", 1) ? err_set(err, FACTUM_ENOMEM, "out of memory") : 0;
         factum_event_t e = {.type = str_c("UpcastDefined"), .data = {d.ptr, d.len}, .data_format = FACTUM_DATA_JSON};
-        if (!rc) rc = factum_append(r->db, str_c(SCHEMAS_STREAM), FACTUM_EXPECT_ANY, &e, 1, NULL, err);
+        factum_append_result_t res;
+        if (!rc) rc = factum_append(r->db, str_c(SCHEMAS_STREAM), FACTUM_EXPECT_ANY, &e, 1, &res, err);
+        if (!rc) atomic_store(&r->next_rev, res.last_revision + 1);
         buf_free(&d);
     }
     if (!rc)
@@ -423,8 +426,9 @@ static int parse_record(factum_str_t d, buf_t *type, uint64_t *ver, int *compat,
     return ok ? 0 : err_set(err, FACTUM_EINVAL, "a SchemaRegistered record lacks a member or has a bad one");
 }
 
-static int replay(schema_registry *r, factum_error_t *err) {
-    uint64_t from = 0;
+/* Applies the records of $schemas from revision `from` on; put_mu held (or the registry not yet
+   installed). */
+static int replay(schema_registry *r, uint64_t from, factum_error_t *err) {
     for (;;) {
         factum_result_t *res;
         int rc = factum_read_stream(r->db, str_c(SCHEMAS_STREAM), from, REPLAY_PAGE, 0, &res, err);
@@ -433,6 +437,7 @@ static int replay(schema_registry *r, factum_error_t *err) {
         size_t n = factum_result_count(res);
         for (size_t i = 0; i < n && !rc; i++) {
             const factum_event_t *e = factum_result_event(res, i);
+            atomic_store(&r->next_rev, e->revision + 1);
             if (str_eq(e->type, str_c("UpcastDefined"))) {
                 rc = replay_upcast(r, e, err);
                 continue;
@@ -469,7 +474,7 @@ int schema_registry_open(factum_t *db, schema_registry **out, factum_error_t *er
     pthread_rwlock_init(&r->lock, &attr);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&r->put_mu, NULL);
-    int rc = replay(r, err);
+    int rc = replay(r, 0, err);
     if (rc) {
         reg_free(r);
         return rc;
@@ -478,6 +483,15 @@ int schema_registry_open(factum_t *db, schema_registry **out, factum_error_t *er
     factum_set_read_transform(db, reg_transform, r);
     *out = r;
     return 0;
+}
+
+int schema_registry_refresh(schema_registry *r, factum_error_t *err) {
+    int64_t last = factum_stream_revision(r->db, str_c(SCHEMAS_STREAM));
+    if (last < 0 || (uint64_t)last < atomic_load(&r->next_rev)) return 0;
+    if (pthread_mutex_trylock(&r->put_mu)) return 0; /* a put is deciding and applying: later */
+    int rc = replay(r, atomic_load(&r->next_rev), err);
+    pthread_mutex_unlock(&r->put_mu);
+    return rc;
 }
 
 int factum_schemas_open(factum_t *db, factum_error_t *err) {
@@ -551,7 +565,7 @@ static int record(schema_registry *r, const schema_put *p, uint64_t *position, f
     factum_event_t e = {.type = str_c("SchemaRegistered"), .data = {d.ptr, d.len}, .data_format = FACTUM_DATA_JSON};
     factum_append_result_t res;
     if (!rc) rc = factum_append(r->db, str_c(SCHEMAS_STREAM), FACTUM_EXPECT_ANY, &e, 1, &res, err);
-    if (!rc) *position = res.last_position;
+    if (!rc) *position = res.last_position, atomic_store(&r->next_rev, res.last_revision + 1);
     buf_free(&d);
     return rc;
 }

@@ -24,6 +24,11 @@ typedef struct schema_registry schema_registry;
 /* The registry of db, opening it (replaying $schemas, installing the check) the first time.
    0, or the read's error (then nothing is installed). */
 int schema_registry_open(factum_t *db, schema_registry **out, factum_error_t *err);
+/* Applies what $schemas holds past what the registry has applied: the records another node
+   wrote, on a cluster follower (its log gets them by replication, not by a put here). One
+   lookup of the stream's revision when there is nothing new; skipped (0) while a put runs.
+   Any thread but the writer's. 0, or the read's error. */
+int schema_registry_refresh(schema_registry *r, factum_error_t *err);
 
 /* Names of modes and compatibilities, and back (-1: not one). */
 const char *schema_mode_name(int mode);

@@ -242,6 +242,11 @@ static void sweep(loop *l) {
     bool stopping = atomic_load(&s->stopping);
     int64_t wall_us = clock_realtime_us();
     audit_tick(s->audit, now);
+    if (l == &s->loops[0] && s->schemas) { /* a follower's registry: what the leader registered */
+        factum_error_t err;
+        if (schema_registry_refresh(s->schemas, &err))
+            log_msg(LOG_LEVEL_ERROR, "event schemas: applying $schemas: %s", err.message);
+    }
     for (conn *c = l->conns, *next; c; c = next) {
         next = c->next;
         tls_idle(c, now);
