@@ -442,8 +442,22 @@ TEST(events_stored_as_v1_are_read_as_v3_on_every_read_path_and_raw_on_request) {
     http_send(fd, req, strlen(req));
     CHECK(sse_until(fd, UPCAST_DATA));
     close(fd);
-    expect_status(s.port, "GET", "/streams/order-1?version=raw", "Accept: text/event-stream\r\n", NULL, 400,
-                  "version=raw");
+    /* subscriptions as stored: a stream's, and $all's beside an upcast one (chunks are shared only
+       between subscribers that ask for the same form) */
+    const char *raw_reqs[] = {
+        "GET /streams/order-1?version=raw HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n",
+        "GET /all?version=raw HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"};
+    int up = http_connect(s.port);
+    const char *up_req = "GET /all HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
+    http_send(up, up_req, strlen(up_req));
+    for (size_t k = 0; k < ARRAY_LEN(raw_reqs); k++) {
+        fd = http_connect(s.port);
+        http_send(fd, raw_reqs[k], strlen(raw_reqs[k]));
+        CHECK_MSG(sse_until(fd, "\"data\":{\"cust\":\"Ann\""), "%s", raw_reqs[k]);
+        close(fd);
+    }
+    CHECK(sse_until(up, UPCAST_DATA));
+    close(up);
     expect_status(s.port, "GET", "/streams/order-1?version=v2", NULL, NULL, 400, "raw or latest");
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
     /* the steps are kept: after a restart the same */

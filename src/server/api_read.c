@@ -275,11 +275,10 @@ static void read_stream(conn *c, factum_str_t stream, factum_str_t body) {
         api_read_from_snapshot(c, stream, p.limit);
     } else if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
-        if (p.until != UINT64_MAX || p.raw)
-            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point%s",
-                         p.raw ? " nor version=raw (not built yet)" : "");
+        if (p.until != UINT64_MAX)
+            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
         else if (!sse_from(c, &p, &from))
-            sse_start(c, false, stream, NULL, from);
+            sse_start(c, false, stream, NULL, from, p.raw);
     } else {
         factum_result_t *res;
         if (p.backward && p.until != UINT64_MAX) {
@@ -349,11 +348,10 @@ void api_read_all(conn *c, const route_args *a, factum_str_t body) {
                         .correlationid = buf_str(&p.corr)};
     if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
-        if (p.until != UINT64_MAX || p.raw)
-            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point%s",
-                         p.raw ? " nor version=raw (not built yet)" : "");
+        if (p.until != UINT64_MAX)
+            conn_problem(c, 400, "bad-request", NULL, "a subscription cannot read as of a past point");
         else if (!sse_from(c, &p, &from))
-            sse_start(c, true, (factum_str_t){"", 0}, &q, from);
+            sse_start(c, true, (factum_str_t){"", 0}, &q, from, p.raw);
         params_free(&p);
         return;
     }

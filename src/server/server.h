@@ -91,6 +91,7 @@ typedef struct sub {
     bool announced;             /* the "caught-up" event was sent */
     bool behind;                /* live, but held back by the memory budget: the sweep pumps it again */
     bool system;                /* /all: include system streams */
+    bool raw;                   /* version=raw: events as stored, not upcast (docs/schemas.md) */
     buf_t stream;               /* the stream name (NUL-terminated) */
     buf_t type, category, corr; /* /all filters */
     buf_t filters;              /* the three, NUL-separated: which subscribers may share a chunk */
@@ -524,7 +525,7 @@ void access_flush(loop *l);
 
 /* sse.c */
 /* Starts a subscription on c (answers the head, or an error). */
-void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from);
+void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from, bool raw);
 /* Starts push delivery of a consumer group on c. */
 void sse_start_group(conn *c, const char *group, uint32_t max_in_flight);
 /* Asks the loop to pump c again after the other connections had their turn. */

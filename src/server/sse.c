@@ -86,7 +86,7 @@ void sse_start_group(conn *c, const char *group, uint32_t max_in_flight) {
     begin(c, s);
 }
 
-void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from) {
+void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from, bool raw) {
     factum_t *db = c->l->srv->db;
     sub *s = calloc(1, sizeof *s);
     if (!s || copy_str(&s->stream, stream) ||
@@ -97,8 +97,9 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
         return;
     }
     /* The filters, each NUL-ended: subscribers whose are the same share rendered chunks. */
+    s->raw = raw; /* a fourth filter: raw and upcast subscribers do not share chunks */
     if (add_filter(&s->filters, &s->type) || add_filter(&s->filters, &s->category) ||
-        add_filter(&s->filters, &s->corr)) {
+        add_filter(&s->filters, &s->corr) || buf_append(&s->filters, raw ? "r" : "u", 1)) {
         sub_free(s);
         conn_problem(c, 500, "internal", NULL, "out of memory");
         return;
@@ -156,7 +157,7 @@ static int all_chunk(factum_t *db, const sub *s, buf_t *b, uint64_t *next, bool 
     if (rc) return rc;
     size_t i = 0, n = factum_result_count(res), start = b->len;
     for (; i < n && b->len - start < SSE_CHUNK_BYTES && !rc; i++) {
-        const factum_event_t *e = factum_result_event(res, i);
+        const factum_event_t *e = s->raw ? factum_result_event_raw(res, i) : factum_result_event(res, i);
         rc = render_sse(b, e, e->position);
     }
     *next = i < n ? factum_result_event(res, i)->position : factum_result_next(res);
@@ -208,7 +209,7 @@ static bool pump_chunk(conn *c) {
     if (rc) goto fail;
     size_t i = 0, n = factum_result_count(res), start = c->out.len;
     for (; i < n && c->out.len - start < SSE_CHUNK_BYTES; i++) {
-        const factum_event_t *e = factum_result_event(res, i);
+        const factum_event_t *e = s->raw ? factum_result_event_raw(res, i) : factum_result_event(res, i);
         send_event(c, e, e->revision);
     }
     s->next = i < n ? factum_result_event(res, i)->revision : factum_result_next(res);
