@@ -334,8 +334,13 @@ static int merge_candidate(const index_t *ix) {
 /* One unit of background work; false if there was none. Runs on the index thread only. */
 static bool index_step(index_t *ix) {
     pthread_rwlock_rdlock(&ix->lock);
-    memtable *m = ix->nfrozen ? ix->frozen[0] : NULL;
-    int mi = m ? -1 : merge_candidate(ix);
+    /* Flushes come first (they free memory), unless the runs are many: a writer that freezes
+       memtables as fast as they are written would otherwise starve the merges until the run
+       table overflowed. With half of it used, a merge goes first. */
+    int mi = merge_candidate(ix);
+    memtable *m = ix->nfrozen && (mi < 0 || ix->nruns < MAX_RUNS / 2) ? ix->frozen[0] : NULL;
+    if (m) mi = -1;
+    ENSURE(!m || ix->nruns < MAX_RUNS); /* a flush adds a run: there is room for it */
     pthread_rwlock_unlock(&ix->lock);
     if (ix->failed || (!m && mi < 0)) return false;
     run *r = m ? flush_memtable(ix, m, ix->covered) : merge_runs(ix, ix->runs + mi, MERGE_FANIN);
