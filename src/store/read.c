@@ -1,6 +1,7 @@
 /*
  * read.c — reading streams (through the stream index), the global log (sequentially through
- * the position maps), and correlations (through the correlation index). Readers stop at the
+ * the position maps), correlations (through the correlation index) and tag queries (through the
+ * tag index, tags.c). Readers stop at the
  * durable position, so they never see an event that is not on disk. Returned events borrow
  * the segment mappings, which live as long as the store.
  */
@@ -8,6 +9,7 @@
 
 #include "../base/json.h"
 #include "record.h"
+#include "tags.h"
 
 #include <stdlib.h>
 
@@ -402,4 +404,85 @@ int store_meta_load(factum_t *db, factum_error_t *err) {
     }
     buf_free(&name);
     return rc;
+}
+
+/* ---- reads by tag query (docs/dcb.md) ---- */
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Each item's posting lists give up to `limit` matching positions from `from` in the direction
+ * of travel; the answer is the first `limit` of their union, which are among those.
+ */
+int factum_read_tagged(factum_t *db, const factum_tag_query_t *q, uint64_t from, size_t limit, int backward,
+                       uint64_t *head, factum_result_t **out, factum_error_t *err) {
+    int rc = factum_tag_query_check(q, err);
+    if (rc) return rc;
+    limit = MAX(1, MIN(limit, STORE_MAX_READ));
+    uint64_t durable = factum_head_position(db), keys[FACTUM_MAX_QUERY_ITEMS];
+    if (head) *head = durable;
+    factum_result_t *res = result_new(db, limit);
+    if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    uint64_t *pos = NULL;
+    size_t cap = 0;
+    hider h;
+    hider_init(&h, db);
+    size_t npos = 0;
+    for (size_t i = 0; i < q->nitems && !rc; i++) {
+        size_t nk = tags_item_keys(&q->items[i], keys);
+        for (size_t k = 0; k < nk && !rc; k++) {
+            idx_hit cur = {from, from}, hits[128];
+            size_t got = 0;
+            for (bool more = true; more && got < limit;) {
+                size_t n = index_range(db->index, keys[k], cur, backward, ARRAY_LEN(hits), durable, hits);
+                more = n == ARRAY_LEN(hits);
+                for (size_t x = 0; x < n && got < limit; x++) {
+                    factum_event_t e;
+                    if ((rc = store_event_at(db, hits[x].pos, &e, err)) == FACTUM_ENOTFOUND) {
+                        rc = 0;
+                        continue; /* scavenged */
+                    }
+                    if (rc) break;
+                    factum_tag_query_t one = {&q->items[i], 1};
+                    if (!factum_tag_query_matches(&one, &e) || hidden(&h, &e)) continue;
+                    if (npos == cap) {
+                        uint64_t *v = realloc(pos, (cap = cap ? cap * 2 : 256) * sizeof *v);
+                        if (!v) {
+                            rc = err_set(err, FACTUM_ENOMEM, "out of memory");
+                            break;
+                        }
+                        pos = v;
+                    }
+                    pos[npos++] = e.position, got++;
+                }
+                if (more && !index_after(hits[n - 1], backward, &cur)) more = false;
+            }
+        }
+    }
+    if (!rc) {
+        if (npos) qsort(pos, npos, sizeof *pos, cmp_u64);
+        for (size_t x = 0; x < npos && res->n < limit && !rc; x++) {
+            size_t at = backward ? npos - 1 - x : x;
+            if (x && pos[at] == pos[backward ? at + 1 : at - 1]) continue;
+            factum_event_t e;
+            if ((rc = store_event_at(db, pos[at], &e, err)) == 0 && (rc = result_push(res, &e)))
+                rc = err_set(err, rc, "out of memory");
+        }
+    }
+    free(pos);
+    if (rc) {
+        factum_result_free(res);
+        return rc;
+    }
+    if (res->n == limit) {
+        uint64_t last = res->ev[res->n - 1].position;
+        res->next = backward ? (last ? last - 1 : FACTUM_END) : last + 1;
+    } else {
+        res->next = backward ? FACTUM_END : MAX(from == FACTUM_END ? durable : from, durable);
+    }
+    *out = res;
+    return 0;
 }
