@@ -65,6 +65,16 @@ void api_root(conn *c, const route_args *a, factum_str_t body); /* route.c: GET 
 void api_append(conn *c, const route_args *a, factum_str_t body);
 void api_read_stream(conn *c, const route_args *a, factum_str_t body);
 void api_read_all(conn *c, const route_args *a, factum_str_t body);
+/* api_query.c: tag queries and conditional appends (docs/dcb.md) */
+void api_read_query(conn *c, const route_args *a, factum_str_t body);
+void api_append_query(conn *c, const route_args *a, factum_str_t body);
+typedef struct api_query api_query;
+/* Parses a query's JSON into *q (free it with api_query_free, also on failure). 0, or -1 with why. */
+int api_query_parse(factum_str_t json, api_query **q, char *why, size_t cap);
+/* A condition {"failIfEventsMatch": QUERY, "after"?: POSITION}: *q as above, *after. */
+int api_condition_parse(factum_str_t cond, api_query **q, uint64_t *after, char *why, size_t cap);
+const factum_tag_query_t *api_query_get(const api_query *q);
+void api_query_free(api_query *q);
 /* api_meta.c */
 void api_get_metadata(conn *c, const route_args *a, factum_str_t body);
 void api_put_metadata(conn *c, const route_args *a, factum_str_t body);

@@ -66,6 +66,17 @@ export default [
   { method: 'GET', path: '/all?limit=0', status: 400 },
   { method: 'GET', path: '/all', sse: true, status: 200 },
 
+  // ---- tag queries and conditional appends (docs/dcb.md) ----
+  { method: 'POST', path: '/events', body: { events: [{ id: 'u-1', type: 'UserRegistered', stream: 'user-1', tags: ['username:ann'], data: {} }], condition: { failIfEventsMatch: { items: [{ types: ['UserRegistered'], tags: ['username:ann'] }] } } }, status: 201 },
+  { method: 'POST', path: '/events', body: { events: [{ id: 'u-1', type: 'UserRegistered', stream: 'user-1', tags: ['username:ann'], data: {} }] }, status: 200 },
+  { method: 'POST', path: '/events', body: { events: [{ type: 'UserRegistered', stream: 'user-2', tags: ['username:ann'] }], condition: { failIfEventsMatch: { items: [{ types: ['UserRegistered'], tags: ['username:ann'] }] } } }, status: 409 },
+  { method: 'POST', path: '/events', body: { events: [{ type: 'UserRegistered', stream: 'user-1' }], expected_revision: 'no_stream' }, status: 412 },
+  { method: 'POST', path: '/events', body: { events: [{ type: 'A', stream: 'multi-1' }, { type: 'B', stream: 'multi-2' }], expected_revision: { 'multi-1': 'no_stream' } }, status: 201 },
+  { method: 'POST', path: '/events', body: { events: [{ type: 'T', stream: 'user-3' }], condition: { failIfEventsMatch: { items: [] } } }, status: 400 },
+  { method: 'POST', path: '/events', body: { events: [{ type: 'T', stream: 'user-3', tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }] }, status: 413 },
+  { method: 'GET', path: `/events?limit=5&query=${encodeURIComponent(JSON.stringify({ items: [{ tags: ['username:ann'] }] }))}`, status: 200 },
+  { method: 'GET', path: '/events?query=%7B%7D', status: 400 },
+
   // ---- listings ----
   { method: 'GET', path: '/streams?limit=2', status: 200, save: 'streams' },
   { method: 'GET', path: '/streams?after=<<streams.1.stream>>&limit=2', status: 200 },
@@ -246,6 +257,7 @@ export default [
   { method: 'POST', path: '/streams/order-9', headers: { ...SLOW, ...CE }, body: { type: 'A' }, status: 429, until: 'rate-limited' },
   { method: 'PUT', path: '/streams/order-9/snapshot', headers: SLOW, body: { revision: 0, state: 'x'.repeat(1000) }, status: 413 },
   { method: 'PUT', path: '/streams/order-9/snapshot', headers: SLOW, body: { revision: 0, state: {} }, status: 429, until: 'rate-limited' },
+  { method: 'POST', path: '/events', headers: SLOW, body: { events: [{ type: 'A', stream: 'order-9' }] }, status: 429, until: 'rate-limited' },
   { method: 'DELETE', path: '/admin/keys/000000000000', headers: ADMIN, status: 404 },
   { method: 'GET', path: '/', headers: NOKEY, status: 401 },
   { method: 'GET', path: '/health', headers: NOKEY, status: 401 },
@@ -263,6 +275,8 @@ export default [
 export const unreachable = {
   'POST /streams/{stream} 503': 'a failed fsync (tests/test_fault.c injects one)',
   'POST /streams/{stream} 507': 'a full disk (tests/test_fault.c)',
+  'POST /events 503': 'a failed fsync (tests/test_fault.c injects one)',
+  'POST /events 507': 'a full disk (tests/test_fault.c)',
   'PUT /streams/{stream}/metadata 503': 'a failed fsync (tests/test_fault.c)',
   'DELETE /streams/{stream} 503': 'a failed fsync (tests/test_fault.c)',
   'POST /groups/{group}/messages 500': 'a damaged event in the log (tests/test_integrity.c)',
