@@ -75,6 +75,9 @@ int api_query_parse(factum_str_t json, api_query **q, char *why, size_t cap);
 int api_condition_parse(factum_str_t cond, api_query **q, uint64_t *after, char *why, size_t cap);
 const factum_tag_query_t *api_query_get(const api_query *q);
 void api_query_free(api_query *q);
+/* api_dcb.c: the dcb.events compatibility routes */
+void api_dcb_read(conn *c, const route_args *a, factum_str_t body);
+void api_dcb_append(conn *c, const route_args *a, factum_str_t body);
 /* api_meta.c */
 void api_get_metadata(conn *c, const route_args *a, factum_str_t body);
 void api_put_metadata(conn *c, const route_args *a, factum_str_t body);

@@ -33,6 +33,8 @@ const route route_table[] = {
     {ROUTE_GET, "/all", api_read_all, PERM_READ_ALL, 0},
     {ROUTE_GET, "/events", api_read_query, PERM_READ_ALL, 0},
     {ROUTE_POST, "/events", api_append_query, PERM_WRITE, 0}, /* no stream scope: a key for every stream */
+    {ROUTE_GET, "/dcb/read", api_dcb_read, PERM_READ_ALL, 0},
+    {ROUTE_POST, "/dcb/append", api_dcb_append, PERM_WRITE, 0},
     {ROUTE_GET, "/", api_root, PERM_HEALTH, 0},
     {ROUTE_GET, "/streams", api_list_streams, PERM_READ_ALL, 0},
     {ROUTE_GET, "/categories", api_list_categories, PERM_READ_ALL, 0},
