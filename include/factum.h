@@ -264,6 +264,11 @@ typedef struct factum_tag_query {
     const factum_query_item_t *items;
     size_t nitems;
 } factum_tag_query_t;
+/* Parses a query's JSON, {"items":[{"types":[...],"tags":[...]}]} (a member it does not know is
+   refused), into *out, checked as factum_tag_query_check does; free it with
+   factum_tag_query_free. 0, FACTUM_EINVAL (err says why) or FACTUM_ENOMEM. */
+int factum_tag_query_parse(const char *json, size_t len, factum_tag_query_t **out, factum_error_t *err);
+void factum_tag_query_free(factum_tag_query_t *q);
 /* 0 if q is a valid query (limits, tags well formed), else FACTUM_EINVAL or FACTUM_ETOOBIG. */
 int factum_tag_query_check(const factum_tag_query_t *q, factum_error_t *err);
 /* The event's explicit tags as stored: the text of its `tags` attribute (borrowed from e), or

@@ -279,3 +279,36 @@ TEST(http_multi_stream_appends_check_each_expected_revision_and_write_all_or_not
     free(all);
     srv_stop(&s, 15);
 }
+
+/* The command line, embedded and against the server: --tag, --fail-if, --after, read --query. */
+static void cli_round(const char *mode) {
+    char out[8192];
+    const char *q = "'{\"items\":[{\"types\":[\"Registered\"],\"tags\":[\"username:ann\"]}]}'";
+    CHECK_EQ(run_factum(out, sizeof out,
+                        "%s append user-1 Registered '{}' --tag username:ann --tag team:x --fail-if %s", mode, q),
+             0);
+    CHECK_MSG(strstr(out, "\"position\":0"), "%s", out);
+    CHECK_EQ(run_factum(out, sizeof out, "%s append user-2 Registered '{}' --tag username:ann --fail-if %s", mode, q),
+             8);
+    CHECK_MSG(strstr(out, "position 0"), "%s", out);
+    CHECK_EQ(run_factum(out, sizeof out, "%s append user-2 Registered '{}' --tag username:ann --fail-if %s --after 0",
+                        mode, q),
+             0);
+    CHECK_EQ(run_factum(out, sizeof out, "%s read --query %s", mode, q), 0);
+    CHECK_MSG(count(out, "\n") == 2 && strstr(out, "\"tags\":\"username:ann team:x\""), "%s", out);
+    CHECK_EQ(run_factum(out, sizeof out, "%s read --query %s --backward --limit 1", mode, q), 0);
+    CHECK_MSG(count(out, "\n") == 1 && strstr(out, "\"stream\":\"user-2\""), "%s", out);
+    CHECK_EQ(run_factum(out, sizeof out, "%s read --query '{\"items\":[]}'", mode), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "%s append user-3 T --tag 'a b'", mode), 2);
+    CHECK_EQ(run_factum(out, sizeof out, "%s append user-3 T --after 3", mode), 2);
+}
+
+TEST(the_cli_appends_with_tags_and_conditions_and_reads_by_query_in_both_modes) {
+    char mode[1300];
+    snprintf(mode, sizeof mode, "--data-dir %s/embedded", test_dir());
+    cli_round(mode);
+    srv s = srv_start(test_dir(), "");
+    snprintf(mode, sizeof mode, "--server http://127.0.0.1:%d", s.port);
+    cli_round(mode);
+    srv_stop(&s, 15);
+}

@@ -68,13 +68,11 @@ void api_read_all(conn *c, const route_args *a, factum_str_t body);
 /* api_query.c: tag queries and conditional appends (docs/dcb.md) */
 void api_read_query(conn *c, const route_args *a, factum_str_t body);
 void api_append_query(conn *c, const route_args *a, factum_str_t body);
-typedef struct api_query api_query;
-/* Parses a query's JSON into *q (free it with api_query_free, also on failure). 0, or -1 with why. */
-int api_query_parse(factum_str_t json, api_query **q, char *why, size_t cap);
+/* Parses a query's JSON into *q (factum_tag_query_parse; free it with factum_tag_query_free).
+   0, or -1 with why. */
+int api_query_parse(factum_str_t json, factum_tag_query_t **q, char *why, size_t cap);
 /* A condition {"failIfEventsMatch": QUERY, "after"?: POSITION}: *q as above, *after. */
-int api_condition_parse(factum_str_t cond, api_query **q, uint64_t *after, char *why, size_t cap);
-const factum_tag_query_t *api_query_get(const api_query *q);
-void api_query_free(api_query *q);
+int api_condition_parse(factum_str_t cond, factum_tag_query_t **q, uint64_t *after, char *why, size_t cap);
 /* api_dcb.c: the dcb.events compatibility routes */
 void api_dcb_read(conn *c, const route_args *a, factum_str_t body);
 void api_dcb_append(conn *c, const route_args *a, factum_str_t body);

@@ -76,7 +76,7 @@ void api_dcb_read(conn *c, const route_args *a, factum_str_t body) {
             backwards = kind == JSON_TRUE;
         if (!why[0] && backwards && !(json_member(opts, "from", &v, &kind) && kind != JSON_NULL)) from = FACTUM_END;
     }
-    api_query *q = NULL;
+    factum_tag_query_t *q = NULL;
     factum_str_t qt = {qtext.ptr ? qtext.ptr : "", qtext.len}, items;
     /* The specification's "all events" is a query without items (served from the log). */
     all = !qt.len ||
@@ -88,7 +88,7 @@ void api_dcb_read(conn *c, const route_args *a, factum_str_t body) {
     buf_free(&otext);
     if (why[0]) {
         conn_problem(c, 400, "bad-query", NULL, "%s", why);
-        api_query_free(q);
+        factum_tag_query_free(q);
         return;
     }
     factum_result_t *res;
@@ -98,9 +98,9 @@ void api_dcb_read(conn *c, const route_args *a, factum_str_t body) {
         factum_query_t aq = {.from = from, .limit = (size_t)limit, .backward = backwards};
         rc = factum_read_all(c->l->srv->db, &aq, &res, &err);
     } else {
-        rc = factum_read_tagged(c->l->srv->db, api_query_get(q), from, (size_t)limit, backwards, &head, &res, &err);
+        rc = factum_read_tagged(c->l->srv->db, q, from, (size_t)limit, backwards, &head, &res, &err);
     }
-    api_query_free(q);
+    factum_tag_query_free(q);
     if (rc) {
         server_problem(c, rc, err.message);
         return;
@@ -177,7 +177,7 @@ void api_dcb_append(conn *c, const route_args *a, factum_str_t body) {
     factum_str_t v, el;
     int kind;
     char why[320] = "";
-    api_query *q = NULL;
+    factum_tag_query_t *q = NULL;
     uint64_t after = FACTUM_AFTER_NONE;
     factum_event_t ev[64];
     size_t n = 0;
@@ -215,7 +215,7 @@ void api_dcb_append(conn *c, const route_args *a, factum_str_t body) {
         conn_problem(c, 500, "internal", NULL, "out of memory");
     } else if (guard_rate(c, n, body.len)) {
         factum_stream_append_t part = {str_c(DCB_STREAM), FACTUM_EXPECT_ANY, ev, n, {0}};
-        factum_condition_t cond = {q ? *api_query_get(q) : (factum_tag_query_t){0}, after};
+        factum_condition_t cond = {q ? *q : (factum_tag_query_t){0}, after};
         c->job = j, c->job_free = free;
         int rc = server_submit_append_streams(c, &part, 1, q ? &cond : NULL, j->res, dcb_appended, &err);
         if (rc) {
@@ -227,5 +227,5 @@ void api_dcb_append(conn *c, const route_args *a, factum_str_t body) {
     }
     free(j);
     buf_free(&ext);
-    api_query_free(q);
+    factum_tag_query_free(q);
 }

@@ -3,7 +3,7 @@
  * events a tag query selects (through the engine's tag index, factum_read_tagged), POST /events
  * appends with a condition that the writer checks at commit time (factum_append_if_async).
  * A query is JSON, {"items":[{"types":[...],"tags":[...]}]}, given as the `query` parameter of a
- * read and as `failIfEventsMatch` of a condition; api_query_parse is its one parser. Runs on the
+ * read and as `failIfEventsMatch` of a condition; factum_tag_query_parse is its one parser. Runs on the
  * loop that owns the connection, like every handler.
  */
 #include "api.h"
@@ -20,80 +20,12 @@ static const char *const JSON = "application/json";
 
 /* ---- the query ---- */
 
-struct api_query {
-    factum_tag_query_t q;
-    factum_query_item_t items[FACTUM_MAX_QUERY_ITEMS];
-    factum_str_t strs[FACTUM_MAX_QUERY_ITEMS * (FACTUM_MAX_QUERY_ITEMS + FACTUM_MAX_TAGS)];
-    size_t nstrs;
-    buf_t bytes; /* the decoded strings; reserved up front, so they never move */
-};
-
-/* A JSON array of strings into the query's strings. 0, or -1 with why. */
-static int parse_strings(api_query *p, factum_str_t arr, int kind, size_t max, const char *what, size_t item,
-                         const factum_str_t **out, size_t *n, char *why, size_t cap) {
-    *out = p->strs + p->nstrs, *n = 0;
-    if (kind != JSON_ARRAY)
-        return snprintf(why, cap, "query item %zu: '%s' must be an array of strings", item, what), -1;
-    json_iter_t it;
-    factum_str_t el;
-    int k, r;
-    json_iter_init(&it, arr);
-    while ((r = json_iter_element(&it, &el, &k)) == 1) {
-        if (k != JSON_STRING)
-            return snprintf(why, cap, "query item %zu: '%s' must be an array of strings", item, what), -1;
-        if (*n == max) return snprintf(why, cap, "query item %zu: at most %zu %s", item, max, what), -1;
-        size_t at = p->bytes.len;
-        json_unescape(el, &p->bytes); /* fits: reserved for the whole text */
-        p->strs[p->nstrs++] = (factum_str_t){p->bytes.ptr + at, p->bytes.len - at};
-        (*n)++;
-    }
-    return r < 0 ? (snprintf(why, cap, "query item %zu: malformed '%s'", item, what), -1) : 0;
+int api_query_parse(factum_str_t json, factum_tag_query_t **q, char *why, size_t cap) {
+    factum_error_t err = {0};
+    if (!factum_tag_query_parse(json.ptr, json.len, q, &err)) return 0;
+    snprintf(why, cap, "%s", err.message[0] ? err.message : "the query is not valid");
+    return -1;
 }
-
-int api_query_parse(factum_str_t json, api_query **out, char *why, size_t cap) {
-    api_query *p = calloc(1, sizeof *p);
-    *out = p;
-    if (!p || buf_reserve(&p->bytes, json.len + 1)) return snprintf(why, cap, "out of memory"), -1;
-    int kind;
-    factum_str_t items, item, val;
-    if (!json_valid(json.ptr, json.len, &kind) || kind != JSON_OBJECT)
-        return snprintf(why, cap, "a query is a JSON object {\"items\":[...]}"), -1;
-    static const char *const top[] = {"items", NULL}, *const fields[] = {"types", "tags", NULL};
-    factum_error_t err;
-    if (json_only_members(json, "the query", top, &err)) return snprintf(why, cap, "%s", err.message), -1;
-    if (!json_member(json, "items", &items, &kind) || kind != JSON_ARRAY)
-        return snprintf(why, cap, "a query needs 'items', an array of {\"types\", \"tags\"}"), -1;
-    json_iter_t it;
-    json_iter_init(&it, items);
-    size_t n = 0;
-    int r;
-    while ((r = json_iter_element(&it, &item, &kind)) == 1) {
-        if (n == FACTUM_MAX_QUERY_ITEMS)
-            return snprintf(why, cap, "a query has at most %d items", FACTUM_MAX_QUERY_ITEMS), -1;
-        if (kind != JSON_OBJECT) return snprintf(why, cap, "query item %zu must be an object", n), -1;
-        if (json_only_members(item, "a query item", fields, &err)) return snprintf(why, cap, "%s", err.message), -1;
-        factum_query_item_t *qi = &p->items[n];
-        if (json_member(item, "types", &val, &kind) &&
-            parse_strings(p, val, kind, FACTUM_MAX_QUERY_ITEMS, "types", n, &qi->types, &qi->ntypes, why, cap))
-            return -1;
-        if (json_member(item, "tags", &val, &kind) &&
-            parse_strings(p, val, kind, FACTUM_MAX_TAGS, "tags", n, &qi->tags, &qi->ntags, why, cap))
-            return -1;
-        n++;
-    }
-    if (r < 0) return snprintf(why, cap, "malformed query items"), -1;
-    p->q = (factum_tag_query_t){p->items, n};
-    if (factum_tag_query_check(&p->q, &err)) return snprintf(why, cap, "%s", err.message), -1;
-    return 0;
-}
-
-void api_query_free(api_query *p) {
-    if (!p) return;
-    buf_free(&p->bytes);
-    free(p);
-}
-
-const factum_tag_query_t *api_query_get(const api_query *p) { return &p->q; }
 
 /* ---- GET /events ---- */
 
@@ -131,22 +63,22 @@ void api_read_query(conn *c, const route_args *a, factum_str_t body) {
     }
     buf_free(&v);
     if (!why[0] && !qtext.len) snprintf(why, sizeof why, "give the query: ?query={\"items\":[...]} (URL-encoded)");
-    api_query *q = NULL;
+    factum_tag_query_t *q = NULL;
     if (!why[0]) api_query_parse((factum_str_t){qtext.ptr, qtext.len}, &q, why, sizeof why);
     buf_free(&qtext);
     if (why[0]) {
         conn_problem(c, 400, "bad-query", NULL, "%s", why);
-        api_query_free(q);
+        factum_tag_query_free(q);
         return;
     }
     if (backward && !has_from) from = FACTUM_END;
     factum_result_t *res;
     factum_error_t err;
     uint64_t head;
-    int rc = factum_read_tagged(l->srv->db, &q->q, from, (size_t)limit, backward, &head, &res, &err);
+    int rc = factum_read_tagged(l->srv->db, q, from, (size_t)limit, backward, &head, &res, &err);
     if (rc) {
         server_problem(c, rc, err.message);
-        api_query_free(q);
+        factum_tag_query_free(q);
         return;
     }
     size_t n = render_events(l, res, UINT64_MAX);
@@ -170,7 +102,7 @@ void api_read_query(conn *c, const route_args *a, factum_str_t body) {
     conn_respond(c, 200, JSON, hdr.ptr, l->scratch.ptr, l->scratch.len);
     buf_free(&hdr);
     factum_result_free(res);
-    api_query_free(q);
+    factum_tag_query_free(q);
 }
 
 /* ---- POST /events ---- */
@@ -186,7 +118,7 @@ static bool expected_of(factum_str_t v, int kind, int64_t *out) {
     return false;
 }
 
-int api_condition_parse(factum_str_t cond, api_query **q, uint64_t *after, char *why, size_t cap) {
+int api_condition_parse(factum_str_t cond, factum_tag_query_t **q, uint64_t *after, char *why, size_t cap) {
     static const char *const allowed[] = {"failIfEventsMatch", "after", NULL};
     factum_error_t err;
     factum_str_t v;
@@ -311,7 +243,7 @@ void api_append_query(conn *c, const route_args *a, factum_str_t body) {
     factum_str_t v, exp = {0};
     int kind, exp_kind = 0;
     char why[320] = "";
-    api_query *q = NULL;
+    factum_tag_query_t *q = NULL;
     uint64_t after = FACTUM_AFTER_NONE;
     factum_events_t *set = NULL;
     if (!json_valid(body.ptr, body.len, &kind) || kind != JSON_OBJECT)
@@ -325,14 +257,14 @@ void api_append_query(conn *c, const route_args *a, factum_str_t body) {
         snprintf(why, sizeof why, "the append needs 'events', an array of events");
     if (why[0]) {
         conn_problem(c, 400, "bad-request", NULL, "%s", why);
-        api_query_free(q);
+        factum_tag_query_free(q);
         return;
     }
     if (!json_member(body, "expected_revision", &exp, &exp_kind)) exp = (factum_str_t){0};
     int rc = factum_events_parse(v.ptr, v.len, 1, &set, &err);
     if (rc) {
         server_problem(c, rc, err.message);
-        api_query_free(q);
+        factum_tag_query_free(q);
         return;
     }
     factum_stream_append_t parts[FACTUM_MAX_STREAMS];
@@ -353,7 +285,7 @@ void api_append_query(conn *c, const route_args *a, factum_str_t body) {
                 at += parts[i].stream.len;
             }
             c->job = j, c->job_free = free;
-            factum_condition_t cond = {q ? q->q : (factum_tag_query_t){0}, after};
+            factum_condition_t cond = {q ? *q : (factum_tag_query_t){0}, after};
             rc = server_submit_append_streams(c, parts, np, q ? &cond : NULL, j->res, appended, &err);
             if (rc) {
                 c->job = NULL, c->job_free = NULL, c->ar_results = NULL;
@@ -363,5 +295,5 @@ void api_append_query(conn *c, const route_args *a, factum_str_t body) {
         }
     }
     factum_events_free(set);
-    api_query_free(q);
+    factum_tag_query_free(q);
 }

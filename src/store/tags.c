@@ -15,6 +15,7 @@
 
 #include "../base/json.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static_assert(FACTUM_MAX_TAG == 255, "the messages say 255");
@@ -263,3 +264,95 @@ int tags_condition_first(factum_t *db, const factum_tag_query_t *q, uint64_t aft
     *found = first;
     return 0;
 }
+
+/* ---- a query's JSON: {"items":[{"types":[...],"tags":[...]}]} ---- */
+
+/* Counts what a query's text can hold at most, for one allocation: strings, and their bytes
+   (decoded strings are never longer than their text). */
+static const char *strings_of(factum_str_t arr, int kind, size_t max, const char *what, size_t item, size_t *n,
+                              char *why, size_t cap) {
+    if (kind != JSON_ARRAY)
+        return snprintf(why, cap, "query item %zu: '%s' must be an array of strings", item, what), why;
+    json_iter_t it;
+    factum_str_t el;
+    int k, r;
+    json_iter_init(&it, arr);
+    while ((r = json_iter_element(&it, &el, &k)) == 1) {
+        if (k != JSON_STRING)
+            return snprintf(why, cap, "query item %zu: '%s' must be an array of strings", item, what), why;
+        if (++*n > max) return snprintf(why, cap, "query item %zu: at most %zu %s", item, max, what), why;
+    }
+    return r < 0 ? (snprintf(why, cap, "query item %zu: malformed '%s'", item, what), why) : NULL;
+}
+
+int factum_tag_query_parse(const char *json, size_t len, factum_tag_query_t **out, factum_error_t *err) {
+    *out = NULL;
+    factum_str_t text = {json, len}, items, item, val;
+    int kind;
+    char why[256] = "";
+    if (!json_valid(json, len, &kind) || kind != JSON_OBJECT)
+        return err_set(err, FACTUM_EINVAL, "a query is a JSON object {\"items\":[...]}");
+    static const char *const top[] = {"items", NULL}, *const fields[] = {"types", "tags", NULL};
+    int rc = json_only_members(text, "the query", top, err);
+    if (rc) return rc;
+    if (!json_member(text, "items", &items, &kind) || kind != JSON_ARRAY)
+        return err_set(err, FACTUM_EINVAL, "a query needs 'items', an array of {\"types\", \"tags\"}");
+    /* First pass: check the shape and count. */
+    json_iter_t it;
+    size_t nitems = 0, nstr = 0;
+    json_iter_init(&it, items);
+    int r;
+    while ((r = json_iter_element(&it, &item, &kind)) == 1) {
+        if (nitems == FACTUM_MAX_QUERY_ITEMS)
+            return err_set(err, FACTUM_EINVAL, "a query has at most %d items", FACTUM_MAX_QUERY_ITEMS);
+        if (kind != JSON_OBJECT) return err_set(err, FACTUM_EINVAL, "query item %zu must be an object", nitems);
+        if ((rc = json_only_members(item, "a query item", fields, err))) return rc;
+        size_t nt = 0, ng = 0;
+        if ((json_member(item, "types", &val, &kind) &&
+             strings_of(val, kind, FACTUM_MAX_QUERY_ITEMS, "types", nitems, &nt, why, sizeof why)) ||
+            (json_member(item, "tags", &val, &kind) &&
+             strings_of(val, kind, FACTUM_MAX_TAGS, "tags", nitems, &ng, why, sizeof why)))
+            return err_set(err, FACTUM_EINVAL, "%s", why);
+        nstr += nt + ng, nitems++;
+    }
+    if (r < 0) return err_set(err, FACTUM_EINVAL, "malformed query items");
+    /* Second pass: decode into one allocation. */
+    factum_tag_query_t *q =
+        malloc(sizeof *q + nitems * sizeof(factum_query_item_t) + nstr * sizeof(factum_str_t) + len + 16);
+    if (!q) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    factum_query_item_t *qi = (factum_query_item_t *)(q + 1);
+    factum_str_t *strs = (factum_str_t *)(qi + nitems);
+    buf_t bytes = {(char *)(strs + nstr), 0, len + 16}; /* never grows: decoded text is shorter */
+    json_iter_init(&it, items);
+    for (size_t i = 0; json_iter_element(&it, &item, &kind) == 1; i++) {
+        qi[i] = (factum_query_item_t){0};
+        for (int which = 0; which < 2; which++) {
+            if (!json_member(item, which ? "tags" : "types", &val, &kind)) continue;
+            const factum_str_t *first = strs;
+            size_t n = 0;
+            json_iter_t e;
+            factum_str_t el;
+            json_iter_init(&e, val);
+            while (json_iter_element(&e, &el, &kind) == 1) {
+                size_t at = bytes.len;
+                json_unescape(el, &bytes);
+                *strs++ = (factum_str_t){bytes.ptr + at, bytes.len - at};
+                n++;
+            }
+            if (which)
+                qi[i].tags = first, qi[i].ntags = n;
+            else
+                qi[i].types = first, qi[i].ntypes = n;
+        }
+    }
+    *q = (factum_tag_query_t){qi, nitems};
+    if ((rc = factum_tag_query_check(q, err))) {
+        free(q);
+        if (err) err->code = FACTUM_EINVAL; /* a limit of the query's text is bad input, as its shape */
+        return FACTUM_EINVAL;
+    }
+    *out = q;
+    return 0;
+}
+
+void factum_tag_query_free(factum_tag_query_t *q) { free(q); }
