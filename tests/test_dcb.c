@@ -6,6 +6,8 @@
 #include "test_server.h"
 
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,5 +312,52 @@ TEST(the_cli_appends_with_tags_and_conditions_and_reads_by_query_in_both_modes) 
     srv s = srv_start(test_dir(), "");
     snprintf(mode, sizeof mode, "--server http://127.0.0.1:%d", s.port);
     cli_round(mode);
+    srv_stop(&s, 15);
+}
+
+/* Reads the subscription on fd into b until it holds `want`; false at EOF or the timeout. */
+static bool sse_until(int fd, buf_t *b, const char *want) {
+    while (!(b->len && memmem(b->ptr, b->len, want, strlen(want)))) {
+        char chunk[4096];
+        ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+        if (n <= 0) return false;
+        buf_append(b, chunk, (size_t)n);
+        buf_append(b, "", 1), b->len--;
+    }
+    return true;
+}
+
+TEST(a_subscription_to_a_query_catches_up_goes_live_and_resumes_after_last_event_id) {
+    srv s = srv_start(test_dir(), "");
+    resp r;
+    const char *tags[] = {"[\"t\"]", "[\"u\"]", "[\"t\",\"u\"]"};
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(post(s.port, "s-1", "E", tags[i], NULL, &r), 201);
+        resp_free(&r);
+    }
+    char path[1024], req[1400];
+    query_path(path, sizeof path, "{\"items\":[{\"tags\":[\"t\"]}]}", "");
+    int fd = http_connect(s.port);
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n", path);
+    http_send(fd, req, (size_t)n);
+    buf_t b = {0};
+    CHECK_MSG(sse_until(fd, &b, "event: caught-up\ndata: {\"position\":3}"), "%.*s", (int)b.len, b.ptr);
+    CHECK_MSG(strstr(b.ptr, "id: 0\n") && strstr(b.ptr, "id: 2\n") && !strstr(b.ptr, "id: 1\n"), "%s", b.ptr);
+    CHECK_EQ(post(s.port, "s-2", "E", "[\"u\"]", NULL, &r), 201); /* 3: not for it */
+    resp_free(&r);
+    CHECK_EQ(post(s.port, "s-2", "E", "[\"t\"]", NULL, &r), 201); /* 4: live */
+    resp_free(&r);
+    CHECK_MSG(sse_until(fd, &b, "id: 4\n"), "%s", b.ptr);
+    CHECK(!strstr(b.ptr, "id: 3\n"));
+    close(fd);
+    b.len = 0;
+    fd = http_connect(s.port);
+    n = snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nLast-Event-ID: 2\r\n\r\n", path);
+    http_send(fd, req, (size_t)n);
+    CHECK_MSG(sse_until(fd, &b, "event: caught-up"), "%s", b.ptr ? b.ptr : "");
+    CHECK_MSG(strstr(b.ptr, "id: 4\n") && !strstr(b.ptr, "id: 2\n") && !strstr(b.ptr, "id: 0\n"), "%s", b.ptr);
+    close(fd);
+    buf_free(&b);
     srv_stop(&s, 15);
 }

@@ -2,9 +2,10 @@
  * api_query.c — dynamic consistency boundaries over HTTP (docs/dcb.md): GET /events reads the
  * events a tag query selects (through the engine's tag index, factum_read_tagged), POST /events
  * appends with a condition that the writer checks at commit time (factum_append_if_async).
- * A query is JSON, {"items":[{"types":[...],"tags":[...]}]}, given as the `query` parameter of a
- * read and as `failIfEventsMatch` of a condition; factum_tag_query_parse is its one parser. Runs on the
- * loop that owns the connection, like every handler.
+ * With Accept: text/event-stream GET /events is a subscription to the query (sse.c: catch-up,
+ * then live, resumed after Last-Event-ID). A query is JSON, {"items":[{"types":[...],"tags":[...]}]}, given as the
+ * `query` parameter of a read and as `failIfEventsMatch` of a condition; factum_tag_query_parse is its one parser. Runs
+ * on the loop that owns the connection, like every handler.
  */
 #include "api.h"
 
@@ -72,6 +73,22 @@ void api_read_query(conn *c, const route_args *a, factum_str_t body) {
         return;
     }
     if (backward && !has_from) from = FACTUM_END;
+    factum_str_t accept = http_header_get(&c->req->h, "accept"), last = http_header_get(&c->req->h, "last-event-id");
+    if (accept.len && memmem(accept.ptr, accept.len, "text/event-stream", 17) &&
+        !http_token_is(c->req->h.method, "head")) {
+        /* A subscription: catch up from `from` (after Last-Event-ID, a position), then live. */
+        uint64_t id;
+        if (last.ptr && (!str_u64(last, &id) || id == UINT64_MAX)) {
+            conn_problem(c, 400, "bad-request", NULL, "Last-Event-ID must be a position");
+            factum_tag_query_free(q);
+        } else if (backward) {
+            conn_problem(c, 400, "bad-request", NULL, "a subscription goes forward");
+            factum_tag_query_free(q);
+        } else {
+            sse_start_query(c, q, last.ptr ? id + 1 : from); /* takes q */
+        }
+        return;
+    }
     factum_result_t *res;
     factum_error_t err;
     uint64_t head;

@@ -98,7 +98,8 @@ typedef struct sub {
     uint64_t stream_key;        /* factum_stream_key of the stream: commits that miss it pass it by */
     char group[104];            /* push delivery of this consumer group, or "" */
     uint32_t max_in_flight;
-    uint64_t beat_ms; /* last event or heartbeat queued */
+    uint64_t beat_ms;       /* last event or heartbeat queued */
+    factum_tag_query_t *tq; /* a tag query's subscription (GET /events, docs/dcb.md): owned */
 } sub;
 
 /* A request being read or answered. Its head is a private copy, so spans stay valid. */
@@ -528,6 +529,8 @@ void access_flush(loop *l);
 void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from);
 /* Starts push delivery of a consumer group on c. */
 void sse_start_group(conn *c, const char *group, uint32_t max_in_flight);
+/* A subscription to the events a tag query selects, from position `from`; takes q. */
+void sse_start_query(conn *c, factum_tag_query_t *q, uint64_t from);
 /* Asks the loop to pump c again after the other connections had their turn. */
 void loop_ready(conn *c);
 /* server.c: c listens to commits: key 0 wakes it on every commit, a stream key on commits that

@@ -76,6 +76,7 @@ export default [
   { method: 'POST', path: '/events', body: { events: [{ type: 'T', stream: 'user-3', tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }] }, status: 413 },
   { method: 'GET', path: `/events?limit=5&query=${encodeURIComponent(JSON.stringify({ items: [{ tags: ['username:ann'] }] }))}`, status: 200 },
   { method: 'GET', path: '/events?query=%7B%7D', status: 400 },
+  { method: 'GET', path: `/events?query=${encodeURIComponent(JSON.stringify({ items: [{ tags: ['username:ann'] }] }))}`, sse: true, status: 200 },
   { method: 'POST', path: '/dcb/append', body: { events: [{ type: 'CourseDefined', tags: ['course:c1'], data: { capacity: 2 } }] }, status: 200 },
   { method: 'POST', path: '/dcb/append', body: { events: { type: 'CourseDefined', tags: ['course:c1'] }, condition: { failIfEventsMatch: { items: [{ tags: ['course:c1'] }] } } }, status: 200 },
   { method: 'POST', path: '/dcb/append', body: { events: [] }, status: 400 },
