@@ -256,3 +256,36 @@ TEST(a_batch_that_does_not_fit_the_log_fails_loudly_and_writes_nothing) {
     factum_close(leader);
     factum_close(follower);
 }
+
+TEST(tags_replicate_with_the_batch_and_the_follower_indexes_them) {
+    char ldir[4096], fdir[4096];
+    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
+    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
+    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    collected c = {0};
+    factum_set_replicator(leader, collect, &c);
+    outcome o = {0};
+    factum_event_t e = {.type = str_c("Subscribed"), .extensions = str_c("\"tags\":\"course:c1 student:s7\"")};
+    CHECK_RC(factum_append_async(leader, str_c("s-7"), FACTUM_EXPECT_ANY, &e, 1, on_done, &o, NULL), 0);
+    size_t len;
+    uint8_t *msg = encode_all(leader, &c, &len);
+    int applied;
+    CHECK_RC(factum_batch_apply(leader, msg, len, c.p, c.n, &applied, NULL), 0);
+    CHECK_RC(factum_batch_apply(follower, msg, len, NULL, 0, &applied, NULL), 0);
+    CHECK_RC(o.rc, 0);
+    const char *q = "{\"items\":[{\"types\":[\"Subscribed\"],\"tags\":[\"student:s7\"]}]}";
+    factum_tag_query_t *tq;
+    CHECK_RC(factum_tag_query_parse(q, strlen(q), &tq, NULL), 0);
+    factum_t *dbs[2] = {leader, follower};
+    for (int i = 0; i < 2; i++) {
+        factum_result_t *res;
+        CHECK_RC(factum_read_tagged(dbs[i], tq, 0, 10, 0, NULL, &res, NULL), 0);
+        CHECK_EQ(factum_result_count(res), 1);
+        CHECK(str_eq(factum_event_tags(factum_result_event(res, 0)), str_c("course:c1 student:s7")));
+        factum_result_free(res);
+    }
+    factum_tag_query_free(tq);
+    free(msg);
+    factum_close(leader);
+    factum_close(follower);
+}

@@ -426,3 +426,26 @@ TEST(multi_stream_appends_are_all_or_nothing_contiguous_and_idempotent_by_ids) {
     factum_result_free(res);
     factum_close(db);
 }
+
+static int refuse_all(void *ctx, factum_proposal_t *p) {
+    (void)ctx, (void)p;
+    return FACTUM_ENOTLEADER;
+}
+
+TEST(conditional_and_multi_stream_appends_are_refused_in_cluster_mode_with_a_clear_error) {
+    factum_t *db = test_open(test_dir(), NULL);
+    CHECK_RC(tagged(db, "s", "T", "a", NULL, NULL), 0);
+    factum_set_replicator(db, refuse_all, NULL); /* what cluster mode installs */
+    factum_error_t err;
+    q1 q;
+    factum_condition_t c = {*query(&q, "", "a"), FACTUM_AFTER_NONE};
+    factum_event_t e = {.type = str_c("T")};
+    CHECK_RC(factum_append_if(db, str_c("s"), FACTUM_EXPECT_ANY, &e, 1, &c, NULL, &err), FACTUM_EINVAL);
+    CHECK_MSG(strstr(err.message, "not supported in cluster mode"), "%s", err.message);
+    factum_stream_append_t part = {str_c("s"), FACTUM_EXPECT_ANY, &e, 1, {0}};
+    CHECK_RC(factum_append_streams(db, &part, 1, NULL, &err), FACTUM_EINVAL);
+    CHECK_MSG(strstr(err.message, "not supported in cluster mode"), "%s", err.message);
+    factum_set_replicator(db, NULL, NULL);
+    CHECK_EQ(factum_head_position(db), 1);
+    factum_close(db);
+}
