@@ -100,6 +100,7 @@ int cli_bench_scavenge(int argc, char **argv);
 int cli_bench_backup(int argc, char **argv);
 /* bench_archive.c: factum bench archive [--quick] [--dir DIR] [--archive DIR] [--mib N] */
 int cli_bench_archive(int argc, char **argv);
+int cli_bench_dcb(int argc, char **argv); /* bench_dcb.c: conditional appends, tag reads (docs/bench.md) */
 /* bench_scavenge.c: fills db with about `bytes` of 200-byte events (4 writers, batches of 100,
    to streams keep-N and drop-N); the appends/s and latency of 16 writers (1 event each) until
    *stop, set by the caller or when `seconds` have passed or once *until is set. */
