@@ -63,6 +63,14 @@ static char *dump(factum_t *db) {
     return out;
 }
 
+/* A "leader" and a "follower" store in test_dir(). */
+static void open_pair(factum_t **leader, factum_t **follower) {
+    char ldir[4096], fdir[4096];
+    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
+    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
+    *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+}
+
 /* Encodes everything collected as one batch (all must fit). */
 static uint8_t *encode_all(factum_t *db, collected *c, size_t *len) {
     uint8_t *msg;
@@ -73,10 +81,8 @@ static uint8_t *encode_all(factum_t *db, collected *c, size_t *len) {
 }
 
 TEST(a_replicated_batch_gives_both_logs_the_same_events_at_the_same_positions) {
-    char ldir[4096], fdir[4096];
-    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
-    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
-    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
     collected c = {0};
     factum_set_replicator(leader, collect, &c);
 
@@ -136,6 +142,8 @@ TEST(a_replicated_batch_gives_both_logs_the_same_events_at_the_same_positions) {
     CHECK_EQ(o2.res.first_revision, 1);
     free(msg);
     factum_close(follower);
+    char fdir[4096];
+    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
     follower = test_open(fdir, NULL);
     a = dump(leader), b = dump(follower);
     CHECK_MSG(!strcmp(a, b), "leader:\n%s\nfollower:\n%s", a, b);
@@ -148,10 +156,8 @@ TEST(a_replicated_batch_gives_both_logs_the_same_events_at_the_same_positions) {
    flight). It follows the first wherever that one lands, and decides its expected revision
    against what the first wrote, on both nodes alike. */
 TEST(batches_encoded_before_the_one_before_is_applied_land_after_it_on_every_node) {
-    char ldir[4096], fdir[4096];
-    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
-    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
-    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
     collected c = {0};
     factum_set_replicator(leader, collect, &c);
     outcome o[4] = {0};
@@ -195,10 +201,8 @@ TEST(batches_encoded_before_the_one_before_is_applied_land_after_it_on_every_nod
 }
 
 TEST(a_batch_that_does_not_fit_the_log_fails_loudly_and_writes_nothing) {
-    char ldir[4096], fdir[4096];
-    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
-    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
-    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
     /* The leader's log is two events ahead: its batch names position 2. */
     CHECK_RC(test_append(leader, "a", FACTUM_EXPECT_ANY, "T", "{}", NULL, NULL), 0);
     CHECK_RC(test_append(leader, "a", FACTUM_EXPECT_ANY, "T", "{}", NULL, NULL), 0);
@@ -258,10 +262,8 @@ TEST(a_batch_that_does_not_fit_the_log_fails_loudly_and_writes_nothing) {
 }
 
 TEST(tags_replicate_with_the_batch_and_the_follower_indexes_them) {
-    char ldir[4096], fdir[4096];
-    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
-    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
-    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
     collected c = {0};
     factum_set_replicator(leader, collect, &c);
     outcome o = {0};

@@ -30,18 +30,13 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static ack acks[COURSES * SEATS * 2];
 static size_t nacks;
 
-typedef struct client_arg {
-    int port, id, cycle;
-    _Atomic bool *stop;
-} client_arg;
-
 static void query_of(int course, char *q, size_t cap) {
     snprintf(q, cap, "{\"items\":[{\"types\":[\"Subscribed\"],\"tags\":[\"course:c%d\"]}]}", course);
 }
 
 static void *client(void *p) {
-    client_arg *a = p;
-    unsigned n = 0, seed = (unsigned)test_seed() ^ (unsigned)(a->id * 7919 + a->cycle * 104729);
+    kill_load *a = p;
+    unsigned n = 0, seed = (unsigned)test_seed() ^ (unsigned)(a->client * 7919 + a->cycle * 104729);
     while (!*a->stop) {
         int course = rand_r(&seed) % COURSES;
         char q[256], path[1024] = "/events?limit=100&query=", body[1024], h[32];
@@ -60,7 +55,7 @@ static void *client(void *p) {
         uint64_t head = strtoull(resp_header(&r, "Factum-Head", h, sizeof h), NULL, 10);
         resp_free(&r);
         if (taken >= SEATS) continue;
-        unsigned student = (unsigned)(a->cycle * 1000000 + a->id * 100000) + n++;
+        unsigned student = (unsigned)(a->cycle * 1000000 + a->client * 100000) + n++;
         int m = snprintf(body, sizeof body,
                          "{\"events\":[{\"type\":\"Subscribed\",\"stream\":\"student-%u\",\"tags\":[\"course:c%d\","
                          "\"student:s%u\"]}],\"condition\":{\"failIfEventsMatch\":%s",
@@ -100,21 +95,7 @@ static size_t course_in_log(factum_t *db, int course, uint64_t *scan, size_t cap
 }
 
 TEST_T(kill_9_during_conditional_appends_keeps_every_ack_and_every_condition, 300) {
-    for (int cycle = 0; cycle < CYCLES; cycle++) {
-        srv s = srv_start(test_dir(), NULL);
-        _Atomic bool stop = false;
-        pthread_t th[CLIENTS];
-        client_arg args[CLIENTS];
-        for (int t = 0; t < CLIENTS; t++) {
-            args[t] = (client_arg){s.port, t, cycle, &stop};
-            pthread_create(&th[t], NULL, client, &args[t]);
-        }
-        usleep((useconds_t)(20000 + test_rand() % 150000));
-        srv_stop(&s, SIGKILL);
-        stop = true;
-        for (int t = 0; t < CLIENTS; t++)
-            pthread_join(th[t], NULL);
-    }
+    srv_kill_cycles(CYCLES, CLIENTS, client, 20, 150);
     fprintf(stderr, "    %zu conditional appends acknowledged over %d kills\n", nacks, CYCLES);
     factum_t *db = test_open(test_dir(), NULL);
     for (size_t k = 0; k < nacks; k++) { /* every acknowledged subscription, where its 201 said */

@@ -243,6 +243,35 @@ static int post(factum_client_t *c, const char *url, const char *ctype, const ch
     return rc;
 }
 
+/* The events as a JSON array of CloudEvents in their input form, each with "stream" when
+   stream is not NULL (POST /events names it per event). */
+static void events_json(buf_t *body, const factum_event_t *events, size_t n, const char *stream) {
+    buf_append(body, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_append(body, ",", 1);
+        size_t need = factum_event_json_input(&events[i], NULL, 0);
+        if (buf_reserve(body, need + 1)) break;
+        factum_event_json_input(&events[i], body->ptr + body->len, need + 1);
+        body->len += need;
+        if (!stream) continue;
+        body->len--; /* without its closing brace: the stream goes in */
+        buf_append(body, ",\"stream\":", 10);
+        json_escape(body, stream, strlen(stream));
+        buf_append(body, "}", 1);
+    }
+    buf_append(body, "]", 1);
+}
+
+/* An append's answer (200: an idempotent repeat) into res. */
+static int append_answer(factum_str_t b, long status, factum_append_result_t *res) {
+    res->first_revision = json_u64(b, "first_revision", 0);
+    res->last_revision = json_u64(b, "revision", 0);
+    res->first_position = json_u64(b, "first_position", 0);
+    res->last_position = json_u64(b, "position", 0);
+    res->idempotent = status == 200;
+    return 0;
+}
+
 int factum_client_append(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
                          size_t n, factum_append_result_t *res, factum_error_t *err) {
     factum_append_result_t dummy;
@@ -254,15 +283,7 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
     buf_printf(&url, "%s/streams/", c->url);
     buf_url_encode(&url, stream, strlen(stream));
     buf_append(&url, "", 1);
-    buf_append(&body, "[", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (i) buf_append(&body, ",", 1);
-        size_t need = factum_event_json_input(&events[i], NULL, 0);
-        if (buf_reserve(&body, need + 1)) break;
-        factum_event_json_input(&events[i], body.ptr + body.len, need + 1);
-        body.len += need;
-    }
-    buf_append(&body, "]", 1);
+    events_json(&body, events, n, NULL);
     char cond[64] = "";
     if (expected == FACTUM_EXPECT_NO_STREAM)
         snprintf(cond, sizeof cond, "If-None-Match: *");
@@ -275,14 +296,7 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
     buf_free(&url);
     if (rc) return rc;
     factum_str_t b = {c->body.ptr ? c->body.ptr : "", c->body.len};
-    if (status == 200 || status == 201) {
-        res->first_revision = json_u64(b, "first_revision", 0);
-        res->last_revision = json_u64(b, "revision", 0);
-        res->first_position = json_u64(b, "first_position", 0);
-        res->last_position = json_u64(b, "position", 0);
-        res->idempotent = status == 200;
-        return 0;
-    }
+    if (status == 200 || status == 201) return append_answer(b, status, res);
     if (status == 412) res->actual_revision = (int64_t)json_u64(b, "actual", -1);
     return problem(c, status, err);
 }
@@ -332,6 +346,38 @@ static bool empty_array(factum_str_t text) {
     return json_iter_element(&it, &el, &kind) == 0;
 }
 
+/* The events of a page just read: an empty page ([]: the end of a stream paged to, a filter
+   nothing matches) is no events, as in factum_client_pull: *out stays NULL, which
+   factum_events_count counts as 0 (the parser takes only batches of at least one event). */
+static int page_events(factum_client_t *c, factum_events_t **out, factum_error_t *err) {
+    if (empty_array((factum_str_t){c->body.ptr ? c->body.ptr : "", c->body.len})) return 0;
+    /* The set takes the text: hand it a copy that it frees. */
+    char *text = malloc(c->body.len + 1);
+    if (!text) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    memcpy(text, c->body.ptr, c->body.len);
+    text[c->body.len] = 0;
+    int rc = factum_events_parse(text, c->body.len, 1, out, err);
+    if (rc)
+        free(text);
+    else
+        events_own_text(*out, text);
+    return rc;
+}
+
+/* GETs a page of events at url (freed here): *next from its Link, or FACTUM_END. */
+static int get_page(factum_client_t *c, buf_t *url, uint64_t *next, factum_events_t **out, factum_error_t *err) {
+    buf_append(url, "", 1);
+    request_start(c, url->ptr);
+    long status = 0;
+    int rc = perform(c, &status, err);
+    buf_free(url);
+    if (rc) return rc;
+    if (status != 200) return problem(c, status, err);
+    const char *f = c->link.len ? strstr(c->link.ptr, "from=") : NULL;
+    if (f) *next = strtoull(f + 5, NULL, 10);
+    return page_events(c, out, err);
+}
+
 int factum_client_read(factum_client_t *c, const char *stream, const factum_query_t *q, factum_events_t **out,
                        uint64_t *next, factum_error_t *err) {
     *out = NULL;
@@ -339,30 +385,7 @@ int factum_client_read(factum_client_t *c, const char *stream, const factum_quer
     buf_t url = {0};
     base_url(&url, c, stream);
     query_string(&url, q, !stream, true);
-    buf_append(&url, "", 1);
-    request_start(c, url.ptr);
-    long status = 0;
-    int rc = perform(c, &status, err);
-    buf_free(&url);
-    if (rc) return rc;
-    if (status != 200) return problem(c, status, err);
-    const char *f = c->link.len ? strstr(c->link.ptr, "from=") : NULL;
-    if (f) *next = strtoull(f + 5, NULL, 10);
-    /* An empty page ([]: the end of a stream paged to, a filter nothing matches) is no events,
-       as in factum_client_pull: *out stays NULL, which factum_events_count counts as 0. The
-       parser takes only batches of at least one event. */
-    if (empty_array((factum_str_t){c->body.ptr ? c->body.ptr : "", c->body.len})) return 0;
-    /* The set takes the text: hand it a copy that it frees. */
-    char *text = malloc(c->body.len + 1);
-    if (!text) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    memcpy(text, c->body.ptr, c->body.len);
-    text[c->body.len] = 0;
-    if ((rc = factum_events_parse(text, c->body.len, 1, out, err))) {
-        free(text);
-        return rc;
-    }
-    events_own_text(*out, text);
-    return 0;
+    return get_page(c, &url, next, out, err);
 }
 
 /* ---- tag queries and conditional appends (docs/dcb.md) ---- */
@@ -400,18 +423,8 @@ int factum_client_append_if(factum_client_t *c, const char *stream, int64_t expe
     buf_t url = {0}, body = {0};
     buf_printf(&url, "%s/events", c->url);
     buf_append(&url, "", 1);
-    buf_append(&body, "{\"events\":[", 11);
-    for (size_t i = 0; i < n; i++) {
-        if (i) buf_append(&body, ",", 1);
-        size_t need = factum_event_json_input(&events[i], NULL, 0);
-        if (buf_reserve(&body, need + 1)) break;
-        factum_event_json_input(&events[i], body.ptr + body.len, need + 1);
-        body.len += need - 1; /* without its closing brace: the stream goes in */
-        buf_append(&body, ",\"stream\":", 10);
-        json_escape(&body, stream, strlen(stream));
-        buf_append(&body, "}", 1);
-    }
-    buf_append(&body, "]", 1);
+    buf_append(&body, "{\"events\":", 10);
+    events_json(&body, events, n, stream);
     if (expected == FACTUM_EXPECT_NO_STREAM)
         buf_printf(&body, ",\"expected_revision\":\"no_stream\"");
     else if (expected == FACTUM_EXPECT_EXISTS)
@@ -438,12 +451,7 @@ int factum_client_append_if(factum_client_t *c, const char *stream, int64_t expe
             json_iter_init(&it, streams);
             if (json_iter_element(&it, &first, &kind) == 1) b = first;
         }
-        res->first_revision = json_u64(b, "first_revision", 0);
-        res->last_revision = json_u64(b, "revision", 0);
-        res->first_position = json_u64(b, "first_position", 0);
-        res->last_position = json_u64(b, "position", 0);
-        res->idempotent = status == 200;
-        return 0;
+        return append_answer(b, status, res);
     }
     if (status == 409) res->conflict_position = json_u64(b, "position", 0);
     return problem(c, status, err);
@@ -465,27 +473,10 @@ int factum_client_read_tagged(factum_client_t *c, const factum_tag_query_t *q, u
     else
         buf_printf(&url, "&from=%llu", (unsigned long long)from);
     buf_printf(&url, "&limit=%zu%s", MIN(MAX(limit, (size_t)1), (size_t)10000), backward ? "&direction=backward" : "");
-    buf_append(&url, "", 1);
-    request_start(c, url.ptr);
-    long status = 0;
-    int rc = perform(c, &status, err);
-    buf_free(&url);
-    if (rc) return rc;
-    if (status != 200) return problem(c, status, err);
-    if (head) *head = c->head;
-    const char *f = c->link.len ? strstr(c->link.ptr, "from=") : NULL;
-    if (f && next) *next = strtoull(f + 5, NULL, 10);
-    if (empty_array((factum_str_t){c->body.ptr ? c->body.ptr : "", c->body.len})) return 0;
-    char *text = malloc(c->body.len + 1);
-    if (!text) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    memcpy(text, c->body.ptr, c->body.len);
-    text[c->body.len] = 0;
-    if ((rc = factum_events_parse(text, c->body.len, 1, out, err))) {
-        free(text);
-        return rc;
-    }
-    events_own_text(*out, text);
-    return 0;
+    uint64_t nx;
+    int rc = get_page(c, &url, next ? next : &nx, out, err);
+    if (!rc && head) *head = c->head;
+    return rc;
 }
 
 /* ---- subscriptions ---- */
