@@ -361,3 +361,35 @@ TEST(a_subscription_to_a_query_catches_up_goes_live_and_resumes_after_last_event
     buf_free(&b);
     srv_stop(&s, 15);
 }
+
+/* One event per stream, n streams (or n events of one stream to /dcb/append). */
+static char *many(int n, bool dcb) {
+    size_t cap = (size_t)n * 64 + 64, len = 0;
+    char *b = malloc(cap);
+    len += (size_t)snprintf(b, cap, "{\"events\":[");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(b + len, cap - len,
+                                dcb ? "%s{\"type\":\"T\"}" : "%s{\"type\":\"T\",\"stream\":\"m-%d\"}", i ? "," : "", i);
+    snprintf(b + len, cap - len, "]}");
+    return b;
+}
+
+TEST(multi_stream_and_dcb_appends_are_refused_one_past_their_limits) {
+    srv s = srv_start(test_dir(), "");
+    char *b = many(64, false);
+    expect_status(s.port, "POST", "/events", NULL, b, 201, NULL);
+    free(b);
+    b = many(65, false);
+    expect_status(s.port, "POST", "/events", NULL, b, 400, "at most 64 streams");
+    free(b);
+    b = many(64, true);
+    expect_status(s.port, "POST", "/dcb/append", NULL, b, 200, NULL);
+    free(b);
+    b = many(65, true);
+    expect_status(s.port, "POST", "/dcb/append", NULL, b, 400, "at most 64 events");
+    free(b);
+    char *all = http_body(s.port, "GET", "/all?limit=1000", NULL, NULL, 200);
+    CHECK_EQ(count(all, "\"type\":\"T\""), 128);
+    free(all);
+    srv_stop(&s, 15);
+}

@@ -447,5 +447,15 @@ TEST(conditional_and_multi_stream_appends_are_refused_in_cluster_mode_with_a_cle
     CHECK_MSG(strstr(err.message, "not supported in cluster mode"), "%s", err.message);
     factum_set_replicator(db, NULL, NULL);
     CHECK_EQ(factum_head_position(db), 1);
+    /* One past the streams of one append. */
+    factum_stream_append_t parts[FACTUM_MAX_STREAMS + 1];
+    char names[FACTUM_MAX_STREAMS + 1][16];
+    for (int i = 0; i <= FACTUM_MAX_STREAMS; i++) {
+        snprintf(names[i], sizeof names[i], "m-%d", i);
+        parts[i] = (factum_stream_append_t){str_c(names[i]), FACTUM_EXPECT_ANY, &e, 1, {0}};
+    }
+    CHECK_RC(factum_append_streams(db, parts, FACTUM_MAX_STREAMS + 1, NULL, &err), FACTUM_ETOOBIG);
+    CHECK_RC(factum_append_streams(db, parts, FACTUM_MAX_STREAMS, NULL, &err), 0);
+    CHECK_EQ(parts[FACTUM_MAX_STREAMS - 1].res.last_position, FACTUM_MAX_STREAMS);
     factum_close(db);
 }
