@@ -13,6 +13,7 @@ int fuzz_open(const uint8_t *data, size_t size);
 int fuzz_http(const uint8_t *data, size_t size);
 int fuzz_sqlparam(const uint8_t *data, size_t size);
 int fuzz_saga(const uint8_t *data, size_t size);
+int fuzz_tag_query(const uint8_t *data, size_t size);
 
 static void replay(const char *name, int (*fn)(const uint8_t *, size_t)) {
     char dir[512];
@@ -44,3 +45,4 @@ TEST_T(fuzz_corpus_of_opening_a_damaged_folder_replays_cleanly, 120) { replay("o
 TEST(fuzz_corpus_of_the_http_request_parser_replays_cleanly) { replay("http", fuzz_http); }
 TEST(fuzz_corpus_of_projection_sql_parameters_replays_cleanly) { replay("sqlparam", fuzz_sqlparam); }
 TEST(fuzz_corpus_of_saga_definitions_replays_cleanly) { replay("saga", fuzz_saga); }
+TEST(fuzz_corpus_of_tag_queries_replays_cleanly) { replay("tag_query", fuzz_tag_query); }
