@@ -58,6 +58,9 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
  */
 int factum_client_append_if(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
                             size_t n, const factum_condition_t *cond, factum_append_result_t *res, factum_error_t *err);
+/* A multi-stream append through POST /events, as factum_append_streams (each part's res filled). */
+int factum_client_append_streams(factum_client_t *c, factum_stream_append_t *parts, size_t nparts,
+                                 const factum_condition_t *cond, factum_error_t *err);
 int factum_client_read_tagged(factum_client_t *c, const factum_tag_query_t *q, uint64_t from, size_t limit,
                               int backward, uint64_t *head, uint64_t *next, factum_events_t **out, factum_error_t *err);
 

@@ -5,6 +5,8 @@
  */
 #include "test_server.h"
 
+#include "factum_client.h"
+
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -301,6 +303,21 @@ static void cli_round(const char *mode) {
     CHECK_EQ(run_factum(out, sizeof out, "%s read --query %s --backward --limit 1", mode, q), 0);
     CHECK_MSG(count(out, "\n") == 1 && strstr(out, "\"stream\":\"user-2\""), "%s", out);
     CHECK_EQ(run_factum(out, sizeof out, "%s read --query '{\"items\":[]}'", mode), 2);
+    /* a multi-stream append from a file, all or none, with a condition */
+    char file[1200];
+    snprintf(file, sizeof file, "%s/streams.json", test_dir());
+    FILE *f = fopen(file, "w");
+    fputs("[{\"type\":\"OrderPlaced\",\"stream\":\"order-9\",\"tags\":[\"order:9\"]},"
+          "{\"type\":\"StockReserved\",\"stream\":\"stock-9\",\"tags\":[\"order:9\"]}]",
+          f);
+    fclose(f);
+    const char *once = "'{\"items\":[{\"tags\":[\"order:9\"]}]}'";
+    CHECK_EQ(run_factum(out, sizeof out, "%s append --streams %s --fail-if %s", mode, file, once), 0);
+    CHECK_MSG(strstr(out, "\"streams\":[{\"stream\":\"order-9\",\"revision\":0,\"position\":2},"
+                          "{\"stream\":\"stock-9\",\"revision\":0,\"position\":3}]"),
+              "%s", out);
+    CHECK_EQ(run_factum(out, sizeof out, "%s append --streams %s --fail-if %s", mode, file, once), 8);
+    CHECK_EQ(run_factum(out, sizeof out, "%s append order-9 T --streams %s", mode, file), 2);
     CHECK_EQ(run_factum(out, sizeof out, "%s append user-3 T --tag 'a b'", mode), 2);
     CHECK_EQ(run_factum(out, sizeof out, "%s append user-3 T --after 3", mode), 2);
 }
@@ -391,5 +408,45 @@ TEST(multi_stream_and_dcb_appends_are_refused_one_past_their_limits) {
     char *all = http_body(s.port, "GET", "/all?limit=1000", NULL, NULL, 200);
     CHECK_EQ(count(all, "\"type\":\"T\""), 128);
     free(all);
+    srv_stop(&s, 15);
+}
+
+TEST(the_c_client_appends_to_several_streams_with_a_condition_and_reads_by_query) {
+    srv s = srv_start(test_dir(), "");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    factum_client_t *c;
+    CHECK_RC(factum_client_new(url, &c, NULL), 0);
+    factum_event_t a[2] = {
+        {.type = str_c("OrderPlaced"), .id = str_c("o-1"), .extensions = str_c("\"tags\":\"order:1\"")},
+        {.type = str_c("OrderPaid"), .id = str_c("o-2"), .extensions = str_c("\"tags\":\"order:1\"")}};
+    factum_event_t b[1] = {
+        {.type = str_c("StockReserved"), .id = str_c("s-1"), .extensions = str_c("\"tags\":\"order:1\"")}};
+    factum_stream_append_t parts[2] = {{str_c("order-1"), FACTUM_EXPECT_NO_STREAM, a, 2, {0}},
+                                       {str_c("stock-7"), 4, b, 1, {0}}};
+    factum_error_t err;
+    CHECK_RC(factum_client_append_streams(c, parts, 2, NULL, &err), FACTUM_EREVISION);
+    CHECK_MSG(strstr(err.message, "stock-7"), "%s", err.message);
+    parts[1].expected = FACTUM_EXPECT_ANY;
+    CHECK_RC(factum_client_append_streams(c, parts, 2, NULL, &err), 0);
+    CHECK_EQ(parts[0].res.last_position, 1);
+    CHECK_EQ(parts[1].res.first_position, 2);
+    CHECK_RC(factum_client_append_streams(c, parts, 2, NULL, &err), 0); /* the same ids again */
+    CHECK(parts[0].res.idempotent && parts[1].res.first_position == 2);
+    factum_str_t tag = str_c("order:1");
+    factum_query_item_t it = {NULL, 0, &tag, 1};
+    factum_condition_t cond = {{&it, 1}, 1};
+    factum_event_t late = {.type = str_c("OrderShipped")};
+    factum_append_result_t r;
+    CHECK_RC(factum_client_append_if(c, "order-1", FACTUM_EXPECT_ANY, &late, 1, &cond, &r, &err), FACTUM_ECONDITION);
+    CHECK_EQ(r.conflict_position, 2);
+    factum_events_t *got;
+    uint64_t head, next;
+    CHECK_RC(factum_client_read_tagged(c, &cond.fail_if, 0, 2, 0, &head, &next, &got, &err), 0);
+    CHECK_EQ(factum_events_count(got), 2);
+    CHECK_EQ(head, 3);
+    CHECK_EQ(next, 2);
+    factum_events_free(got);
+    factum_client_free(c);
     srv_stop(&s, 15);
 }

@@ -71,6 +71,9 @@ int cli_append_extras(buf_t *tags, bool batch, const char *fail_if, uint64_t aft
                       factum_tag_query_t **q);
 /* Adds one --tag to the member's text being built in tags; CLI_USAGE (reported) for a bad one. */
 int cli_tag_add(buf_t *tags, const char *tag);
+/* factum append --streams FILE [--fail-if QUERY [--after P]]: a multi-stream append, embedded or
+   against url; prints {"first_position", "position", "streams": [...]}. */
+int cli_append_streams(const char *dir, const char *url, const char *file, const char *fail_if, uint64_t after);
 /* factum read --query QUERY [--from P] [--limit N] [--backward], embedded or against url. */
 int cli_read_query(const char *dir, const char *url, int argc, char **argv);
 /* dir_given: --data-dir or $FACTUM_DATA_DIR named dir (a configuration file's data-dir yields to them). */

@@ -99,3 +99,63 @@ int cli_read_query(const char *dir, const char *url, int argc, char **argv) {
     factum_client_free(c);
     return rc;
 }
+
+int cli_append_streams(const char *dir, const char *url, const char *file, const char *fail_if, uint64_t after) {
+    buf_t none = {0};
+    factum_str_t ext_unused;
+    factum_tag_query_t *q = NULL;
+    int rc = cli_append_extras(&none, false, fail_if, after, &ext_unused, &q);
+    if (rc) return rc;
+    char *text = NULL;
+    size_t len = 0;
+    factum_events_t *set = NULL;
+    factum_error_t err = {0};
+    factum_stream_append_t parts[FACTUM_MAX_STREAMS];
+    size_t np = 0;
+    factum_t *db = NULL;
+    factum_client_t *c = NULL;
+    if ((rc = cli_slurp(file, &text, &len))) goto out;
+    if ((rc = factum_events_parse(text, len, 1, &set, &err))) goto out;
+    for (size_t i = 0; i < factum_events_count(set) && !rc; i++) {
+        factum_event_t *e = factum_events_get(set, i);
+        if (!e->stream.len)
+            rc = cli_fail(CLI_USAGE, "event %zu has no \"stream\"", i);
+        else if (np && str_eq(parts[np - 1].stream, e->stream))
+            parts[np - 1].n++;
+        else if (np == FACTUM_MAX_STREAMS)
+            rc = cli_fail(CLI_USAGE, "an append goes to at most %d streams", FACTUM_MAX_STREAMS);
+        else
+            parts[np++] = (factum_stream_append_t){e->stream, FACTUM_EXPECT_ANY, e, 1, {0}};
+    }
+    if (rc) goto out;
+    factum_condition_t cond = {q ? *q : (factum_tag_query_t){0}, after};
+    if (url) {
+        if (!(rc = cli_client_new(url, &c, &err)))
+            rc = factum_client_append_streams(c, parts, np, q ? &cond : NULL, &err);
+    } else if ((rc = cli_create(dir, &db))) {
+        goto out; /* reported */
+    } else {
+        rc = factum_append_streams(db, parts, np, q ? &cond : NULL, &err);
+    }
+    if (rc) goto out;
+    buf_t b = {0};
+    buf_printf(&b, "{\"first_position\":%llu,\"position\":%llu,\"streams\":[",
+               (unsigned long long)parts[0].res.first_position, (unsigned long long)parts[np - 1].res.last_position);
+    for (size_t i = 0; i < np; i++) {
+        buf_append(&b, i ? ",{\"stream\":" : "{\"stream\":", i ? 11 : 10);
+        json_escape(&b, parts[i].stream.ptr, parts[i].stream.len);
+        buf_printf(&b, ",\"revision\":%llu,\"position\":%llu}", (unsigned long long)parts[i].res.last_revision,
+                   (unsigned long long)parts[i].res.last_position);
+    }
+    buf_append(&b, "]}\n", 3);
+    fwrite(b.ptr, 1, b.len, stdout);
+    buf_free(&b);
+out:
+    if (rc < 0) rc = cli_report(rc, &err); /* a library error; CLI codes were reported */
+    factum_close(db);
+    factum_client_free(c);
+    factum_events_free(set);
+    free(text);
+    factum_tag_query_free(q);
+    return rc;
+}

@@ -95,6 +95,7 @@ static const char *server_url;
 static const char *usage_append =
     "usage: factum append STREAM TYPE [JSON|-] [options]\n"
     "       factum append STREAM --batch FILE|- [--expect E]\n"
+    "       factum append --streams FILE|- [--fail-if QUERY [--after P]]\n"
     "\n"
     "Appends after the event is on disk and prints {\"stream\",\"revision\",\"position\"}\n"
     "(a batch also prints \"first_revision\"). JSON is the event's data; - reads it from stdin.\n"
@@ -111,7 +112,9 @@ static const char *usage_append =
     "  --tag T                 a tag of the event (repeat for more; docs/dcb.md)\n"
     "  --fail-if QUERY         append only if no event matches QUERY, JSON {\"items\":[{\"types\":[..],\n"
     "                          \"tags\":[..]}]} (after --after P only); else exit 8, nothing written\n"
-    "  --after P               with --fail-if: only events after position P count\n";
+    "  --after P               with --fail-if: only events after position P count\n"
+    "  --streams FILE          a JSON array of CloudEvents each with its \"stream\" (those of one\n"
+    "                          stream next to each other), appended to them all or none\n";
 
 static const char *usage_read =
     "usage: factum read STREAM [--from R] [--limit N] [--backward]\n"
@@ -250,7 +253,7 @@ static int cmd_append(const char *dir, int argc, char **argv) {
     int64_t expect = FACTUM_EXPECT_ANY;
     factum_event_t ev = {0};
     buf_t tags = {0}; /* the extension member "tags":"a b" of --tag */
-    const char *fail_if = NULL;
+    const char *fail_if = NULL, *streams_file = NULL;
     uint64_t after = FACTUM_AFTER_NONE;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_append), CLI_OK;
@@ -270,6 +273,8 @@ static int cmd_append(const char *dir, int argc, char **argv) {
             if ((bad = cli_tag_add(&tags, v))) break;
         } else if ((v = cli_opt(argc, argv, &i, "--fail-if", &bad)))
             fail_if = v;
+        else if ((v = cli_opt(argc, argv, &i, "--streams", &bad)))
+            streams_file = v;
         else if ((v = cli_opt(argc, argv, &i, "--after", &bad))) {
             if (!cli_parse_u64(v, &after)) return cli_fail(CLI_USAGE, "--after takes a position, not '%s'", v);
         } else if ((v = cli_opt(argc, argv, &i, "--expect", &bad))) {
@@ -285,6 +290,9 @@ static int cmd_append(const char *dir, int argc, char **argv) {
             return cli_fail(CLI_USAGE, "too many arguments (see factum append --help)");
     }
     factum_tag_query_t *cond_q = NULL;
+    if (streams_file && !bad && !npos && !batch && !tags.len)
+        return cli_append_streams(dir, server_url, streams_file, fail_if, after);
+    if (streams_file && !bad) bad = cli_fail(CLI_USAGE, "--streams takes no STREAM, TYPE, --batch or --tag");
     int urc = bad ? CLI_USAGE : cli_append_extras(&tags, batch != NULL, fail_if, after, &ev.extensions, &cond_q);
     if (!urc && (npos < 1 || (!batch && npos < 2) || (batch && npos > 1)))
         urc = cli_fail(CLI_USAGE, "usage: factum append STREAM TYPE [JSON|-] | factum append STREAM --batch FILE");

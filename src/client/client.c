@@ -243,23 +243,21 @@ static int post(factum_client_t *c, const char *url, const char *ctype, const ch
     return rc;
 }
 
-/* The events as a JSON array of CloudEvents in their input form, each with "stream" when
-   stream is not NULL (POST /events names it per event). */
-static void events_json(buf_t *body, const factum_event_t *events, size_t n, const char *stream) {
-    buf_append(body, "[", 1);
+/* The events as CloudEvents in their input form, comma-separated (the caller brackets them),
+   each with "stream" when stream.ptr is not NULL (POST /events names it per event). */
+static void events_json(buf_t *body, const factum_event_t *events, size_t n, factum_str_t stream) {
     for (size_t i = 0; i < n; i++) {
         if (i) buf_append(body, ",", 1);
         size_t need = factum_event_json_input(&events[i], NULL, 0);
         if (buf_reserve(body, need + 1)) break;
         factum_event_json_input(&events[i], body->ptr + body->len, need + 1);
         body->len += need;
-        if (!stream) continue;
+        if (!stream.ptr) continue;
         body->len--; /* without its closing brace: the stream goes in */
         buf_append(body, ",\"stream\":", 10);
-        json_escape(body, stream, strlen(stream));
+        json_escape(body, stream.ptr, stream.len);
         buf_append(body, "}", 1);
     }
-    buf_append(body, "]", 1);
 }
 
 /* An append's answer (200: an idempotent repeat) into res. */
@@ -283,7 +281,9 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
     buf_printf(&url, "%s/streams/", c->url);
     buf_url_encode(&url, stream, strlen(stream));
     buf_append(&url, "", 1);
-    events_json(&body, events, n, NULL);
+    buf_append(&body, "[", 1);
+    events_json(&body, events, n, (factum_str_t){NULL, 0});
+    buf_append(&body, "]", 1);
     char cond[64] = "";
     if (expected == FACTUM_EXPECT_NO_STREAM)
         snprintf(cond, sizeof cond, "If-None-Match: *");
@@ -412,25 +412,38 @@ static void query_json(buf_t *b, const factum_tag_query_t *q) {
     buf_append(b, "]}", 2);
 }
 
-int factum_client_append_if(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
-                            size_t n, const factum_condition_t *cond, factum_append_result_t *res,
-                            factum_error_t *err) {
-    factum_append_result_t dummy;
-    if (!res) res = &dummy;
-    memset(res, 0, sizeof *res);
-    res->actual_revision = -1;
-    if (!c || !stream || !events || !n) return err_set(err, FACTUM_EINVAL, "factum_client_append_if: bad arguments");
+/* An expected revision as POST /events takes it, or nothing for "any". */
+static void expected_json(buf_t *b, int64_t expected) {
+    if (expected == FACTUM_EXPECT_NO_STREAM)
+        buf_printf(b, "\"no_stream\"");
+    else if (expected == FACTUM_EXPECT_EXISTS)
+        buf_printf(b, "\"exists\"");
+    else
+        buf_printf(b, "%lld", (long long)expected);
+}
+
+int factum_client_append_streams(factum_client_t *c, factum_stream_append_t *parts, size_t nparts,
+                                 const factum_condition_t *cond, factum_error_t *err) {
+    for (size_t i = 0; i < nparts; i++)
+        parts[i].res = (factum_append_result_t){.actual_revision = -1};
+    if (!c || !parts || !nparts) return err_set(err, FACTUM_EINVAL, "factum_client_append_streams: bad arguments");
     buf_t url = {0}, body = {0};
     buf_printf(&url, "%s/events", c->url);
     buf_append(&url, "", 1);
-    buf_append(&body, "{\"events\":", 10);
-    events_json(&body, events, n, stream);
-    if (expected == FACTUM_EXPECT_NO_STREAM)
-        buf_printf(&body, ",\"expected_revision\":\"no_stream\"");
-    else if (expected == FACTUM_EXPECT_EXISTS)
-        buf_printf(&body, ",\"expected_revision\":\"exists\"");
-    else if (expected >= 0)
-        buf_printf(&body, ",\"expected_revision\":%lld", (long long)expected);
+    buf_append(&body, "{\"events\":[", 11);
+    for (size_t i = 0; i < nparts; i++) {
+        if (i && parts[i - 1].n) buf_append(&body, ",", 1);
+        events_json(&body, parts[i].events, parts[i].n, parts[i].stream);
+    }
+    buf_printf(&body, "],\"expected_revision\":{");
+    for (size_t i = 0, k = 0; i < nparts; i++) {
+        if (parts[i].expected == FACTUM_EXPECT_ANY) continue;
+        if (k++) buf_append(&body, ",", 1);
+        json_escape(&body, parts[i].stream.ptr, parts[i].stream.len);
+        buf_append(&body, ":", 1);
+        expected_json(&body, parts[i].expected);
+    }
+    buf_append(&body, "}", 1);
     if (cond) {
         buf_append(&body, ",\"condition\":{\"failIfEventsMatch\":", 34);
         query_json(&body, &cond->fail_if);
@@ -442,19 +455,29 @@ int factum_client_append_if(factum_client_t *c, const char *stream, int64_t expe
     int rc = post(c, url.ptr, "application/json", NULL, &body, &status, err);
     buf_free(&url);
     if (rc) return rc;
-    factum_str_t b = {c->body.ptr ? c->body.ptr : "", c->body.len};
+    factum_str_t b = {c->body.ptr ? c->body.ptr : "", c->body.len}, streams, one;
     if (status == 200 || status == 201) {
-        factum_str_t streams, first;
         int kind;
         json_iter_t it;
         if (json_member(b, "streams", &streams, &kind) && kind == JSON_ARRAY) {
             json_iter_init(&it, streams);
-            if (json_iter_element(&it, &first, &kind) == 1) b = first;
+            for (size_t i = 0; i < nparts && json_iter_element(&it, &one, &kind) == 1; i++)
+                append_answer(one, status, &parts[i].res);
         }
-        return append_answer(b, status, res);
+        return 0;
     }
-    if (status == 409) res->conflict_position = json_u64(b, "position", 0);
+    if (status == 409) parts[0].res.conflict_position = json_u64(b, "position", 0);
     return problem(c, status, err);
+}
+
+int factum_client_append_if(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
+                            size_t n, const factum_condition_t *cond, factum_append_result_t *res,
+                            factum_error_t *err) {
+    if (!stream || !events || !n) return err_set(err, FACTUM_EINVAL, "factum_client_append_if: bad arguments");
+    factum_stream_append_t part = {str_c(stream), expected, events, n, {0}};
+    int rc = factum_client_append_streams(c, &part, 1, cond, err);
+    if (res) *res = part.res;
+    return rc;
 }
 
 int factum_client_read_tagged(factum_client_t *c, const factum_tag_query_t *q, uint64_t from, size_t limit,
