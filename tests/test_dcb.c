@@ -304,9 +304,10 @@ static void cli_round(const char *mode) {
     CHECK_MSG(count(out, "\n") == 1 && strstr(out, "\"stream\":\"user-2\""), "%s", out);
     CHECK_EQ(run_factum(out, sizeof out, "%s read --query '{\"items\":[]}'", mode), 2);
     /* a multi-stream append from a file, all or none, with a condition */
-    const char *file =
-        test_file("streams.json", "[{\"type\":\"OrderPlaced\",\"stream\":\"order-9\",\"tags\":[\"order:9\"]},"
-                                  "{\"type\":\"StockReserved\",\"stream\":\"stock-9\",\"tags\":[\"order:9\"]}]");
+    char file[1200]; /* a copy: test_path's buffers are reused */
+    snprintf(file, sizeof file, "%s",
+             test_file("streams.json", "[{\"type\":\"OrderPlaced\",\"stream\":\"order-9\",\"tags\":[\"order:9\"]},"
+                                       "{\"type\":\"StockReserved\",\"stream\":\"stock-9\",\"tags\":[\"order:9\"]}]"));
     const char *once = "'{\"items\":[{\"tags\":[\"order:9\"]}]}'";
     CHECK_EQ(run_factum(out, sizeof out, "%s append --streams %s --fail-if %s", mode, file, once), 0);
     CHECK_MSG(strstr(out, "\"streams\":[{\"stream\":\"order-9\",\"revision\":0,\"position\":2},"
