@@ -201,6 +201,7 @@ bench: deps
 	$(BUILD)/factum bench scavenge $(if $(QUICK),--quick)
 	$(BUILD)/factum bench backup $(if $(QUICK),--quick)
 	$(BUILD)/factum bench archive $(if $(QUICK),--quick)
+	$(BUILD)/factum bench dcb $(if $(QUICK),--quick)
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http $(if $(QUICK),SECONDS_EACH=1 CATCHUP=200000) bench/http.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-groups $(if $(QUICK),EVENTS=20000) bench/groups.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-proj $(if $(QUICK),EVENTS=100000) bench/projections.sh

@@ -48,7 +48,8 @@ extern "C" {
     X(EDENIED, "not authorized: the server wants a valid API key with the permission")                                 \
     X(ENOTLEADER, "not the cluster leader: writes go to the leader")                                                   \
     X(EINCOMPLETE, "data folder is an unfinished backup or restore")                                                   \
-    X(ESCHEMA, "event data does not match its schema")
+    X(ESCHEMA, "event data does not match its schema")                                                                 \
+    X(ECONDITION, "append condition failed: an event matching its query exists")
 
 #define FACTUM__ENUM(name, msg) FACTUM_##name##_INDEX,
 enum { FACTUM_ERRORS(FACTUM__ENUM) FACTUM__ERROR_COUNT };
@@ -154,8 +155,9 @@ typedef struct factum_append_result {
     uint64_t last_revision;
     uint64_t first_position;
     uint64_t last_position;
-    int idempotent;          /* 1: every event was already there; nothing was appended */
-    int64_t actual_revision; /* on FACTUM_EREVISION: the stream's last revision, -1 if none */
+    int idempotent;             /* 1: every event was already there; nothing was appended */
+    int64_t actual_revision;    /* on FACTUM_EREVISION: the stream's last revision, -1 if none */
+    uint64_t conflict_position; /* on FACTUM_ECONDITION: the first event that matched the condition */
 } factum_append_result_t;
 
 /*
@@ -270,6 +272,97 @@ int factum_read_all(factum_t *db, const factum_query_t *q, factum_result_t **out
  * or removed by a scavenge.
  */
 int factum_read_at(factum_t *db, uint64_t position, factum_result_t **out, factum_error_t *err);
+
+/*
+ * Dynamic consistency boundaries (docs/dcb.md). An event's tags are its extension attribute
+ * `tags`: one string, the tags separated by single spaces (CloudEvents has no arrays), e.g.
+ * "tags":"course:c1 student:s7" among factum_event_t.extensions. A tag is 1 to FACTUM_MAX_TAG
+ * bytes of UTF-8 without spaces, control characters, '"' or '\'; tags starting with "stream:"
+ * or "type:" are implicit (every event has "stream:" its stream and "type:" its type) and
+ * cannot be given. A query is items OR-ed; an item matches an event whose type is one of
+ * `types` (any type when there are none) and that has all of `tags`; an item needs at least
+ * one type or tag. Queries are served from the tag and type indexes, never by a scan.
+ */
+#define FACTUM_MAX_TAG 255        /* bytes of one tag */
+#define FACTUM_MAX_TAGS 32        /* tags per event, and per query item */
+#define FACTUM_MAX_QUERY_ITEMS 32 /* items per query, and types per item */
+typedef struct factum_query_item {
+    const factum_str_t *types;
+    size_t ntypes;
+    const factum_str_t *tags;
+    size_t ntags;
+} factum_query_item_t;
+typedef struct factum_tag_query {
+    const factum_query_item_t *items;
+    size_t nitems;
+} factum_tag_query_t;
+/* Parses a query's JSON, {"items":[{"types":[...],"tags":[...]}]} (a member it does not know is
+   refused), into *out, checked as factum_tag_query_check does; free it with
+   factum_tag_query_free. 0, FACTUM_EINVAL (err says why) or FACTUM_ENOMEM. */
+int factum_tag_query_parse(const char *json, size_t len, factum_tag_query_t **out, factum_error_t *err);
+void factum_tag_query_free(factum_tag_query_t *q);
+/* 0 if q is a valid query (limits, tags well formed), else FACTUM_EINVAL or FACTUM_ETOOBIG. */
+int factum_tag_query_check(const factum_tag_query_t *q, factum_error_t *err);
+/* The event's explicit tags as stored: the text of its `tags` attribute (borrowed from e), or
+   empty. Split it on spaces. */
+factum_str_t factum_event_tags(const factum_event_t *e);
+/* Whether the event matches the query (its implicit tags included). */
+int factum_tag_query_matches(const factum_tag_query_t *q, const factum_event_t *e);
+
+/*
+ * A conditional append: factum_append that fails with FACTUM_ECONDITION, appending nothing,
+ * when an event matching `fail_if` exists at a position after `after` (FACTUM_AFTER_NONE: at
+ * any position). The writer checks it at commit time against the log and the appends before it
+ * in the same commit group, so two appends that conflict can never both succeed;
+ * res->conflict_position names the first matching event. An `after` at or past the head is
+ * FACTUM_EINVAL. Standalone stores only: a store in cluster mode refuses it (FACTUM_EINVAL).
+ */
+#define FACTUM_AFTER_NONE UINT64_MAX
+typedef struct factum_condition {
+    factum_tag_query_t fail_if;
+    uint64_t after;
+} factum_condition_t;
+int factum_append_if(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                     const factum_condition_t *cond, factum_append_result_t *res, factum_error_t *err);
+int factum_append_if_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                           const factum_condition_t *cond, factum_append_cb cb, void *ctx, factum_error_t *err);
+
+/*
+ * A multi-stream append: each part's events go to its stream, with its own expected revision,
+ * all of them or none, at contiguous positions in the order of the parts; the streams must
+ * differ (at most FACTUM_MAX_STREAMS), and all the events together obey the limits of one
+ * batch. `cond` (or NULL) is checked as for factum_append_if. A repeat of every part's events
+ * (by their ids, as for factum_append) is idempotent; a repeat of some parts is
+ * FACTUM_ECONFLICT. On return each part's `res` says what its stream got (on FACTUM_EREVISION,
+ * the part that missed has its actual_revision). Standalone stores only (FACTUM_EINVAL in
+ * cluster mode).
+ */
+#define FACTUM_MAX_STREAMS 64
+typedef struct factum_stream_append {
+    factum_str_t stream;
+    int64_t expected;
+    const factum_event_t *events;
+    size_t n;
+    factum_append_result_t res; /* out */
+} factum_stream_append_t;
+int factum_append_streams(factum_t *db, factum_stream_append_t *parts, size_t nparts, const factum_condition_t *cond,
+                          factum_error_t *err);
+/* The same, asynchronously: cb(ctx, rc, res, nparts, message) once, on the writer thread, with
+   every part's result (res lives during the call); as factum_append_async otherwise. */
+typedef void (*factum_streams_cb)(void *ctx, int rc, const factum_append_result_t *res, size_t nparts,
+                                  const char *message);
+int factum_append_streams_async(factum_t *db, const factum_stream_append_t *parts, size_t nparts,
+                                const factum_condition_t *cond, factum_streams_cb cb, void *ctx, factum_error_t *err);
+
+/*
+ * Up to `limit` events matching q, in position order from `from` (inclusive; FACTUM_END with
+ * backward: from the last), forward or backward, through the indexes. *head (if given) is the
+ * position the answer is consistent up to: every matching event below it that is not hidden
+ * by its stream's metadata is in the answer or beyond its last event. factum_result_next is
+ * where to continue.
+ */
+int factum_read_tagged(factum_t *db, const factum_tag_query_t *q, uint64_t from, size_t limit, int backward,
+                       uint64_t *head, factum_result_t **out, factum_error_t *err);
 
 /* 0 if factum_append would accept these events (attributes, limits, data), else its error. */
 int factum_events_check(factum_t *db, const factum_event_t *events, size_t n, factum_error_t *err);

@@ -48,6 +48,23 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
                          size_t n, factum_append_result_t *res, factum_error_t *err);
 
 /*
+ * Dynamic consistency boundaries (docs/dcb.md), through POST /events and GET /events:
+ * factum_client_append_if appends n events to stream with cond (NULL: none), as
+ * factum_append_if; a failed condition is FACTUM_ECONDITION with res->conflict_position.
+ * factum_client_read_tagged reads up to `limit` events matching q from `from` (FACTUM_END
+ * with backward: from the last) as factum_read_tagged; *head (if given) is the position the
+ * answer is consistent up to, *next (if given) where to continue or FACTUM_END. An empty
+ * answer is 0 with *out NULL.
+ */
+int factum_client_append_if(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
+                            size_t n, const factum_condition_t *cond, factum_append_result_t *res, factum_error_t *err);
+/* A multi-stream append through POST /events, as factum_append_streams (each part's res filled). */
+int factum_client_append_streams(factum_client_t *c, factum_stream_append_t *parts, size_t nparts,
+                                 const factum_condition_t *cond, factum_error_t *err);
+int factum_client_read_tagged(factum_client_t *c, const factum_tag_query_t *q, uint64_t from, size_t limit,
+                              int backward, uint64_t *head, uint64_t *next, factum_events_t **out, factum_error_t *err);
+
+/*
  * Reads one page: of `stream`, or of $all when stream is NULL (q's filters apply to $all
  * only). *next is where to continue (pass as q->from), or FACTUM_END when the server says
  * nothing more is there now. Events carry stream, revision, position and time. Free *out

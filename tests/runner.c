@@ -68,6 +68,13 @@ char *test_path(const char *name) {
     return p[k];
 }
 
+const char *test_file(const char *name, const char *text) {
+    const char *path = test_path(name);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f)) test_fail(__FILE__, __LINE__, "cannot write %s", path);
+    return path;
+}
+
 uint64_t test_seed(void) { return seed; }
 
 void test_flip_bit(const char *path, uint64_t off) {

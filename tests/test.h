@@ -51,6 +51,8 @@ _Noreturn void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 
 const char *test_dir(void);
 /* test_dir()/name, in one of four static buffers (so a call can use a few at once). */
 char *test_path(const char *name);
+/* Writes text to the file `name` in test_dir(); its path (as test_path's). */
+const char *test_file(const char *name, const char *text);
 /* A deterministic random number generator, seeded per test (FACTUM_SEED overrides). */
 uint64_t test_rand(void);
 uint64_t test_seed(void);

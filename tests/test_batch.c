@@ -63,6 +63,14 @@ static char *dump(factum_t *db) {
     return out;
 }
 
+/* A "leader" and a "follower" store in test_dir(). */
+static void open_pair(factum_t **leader, factum_t **follower) {
+    char ldir[4096], fdir[4096];
+    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
+    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
+    *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+}
+
 /* Encodes everything collected as one batch (all must fit). */
 static uint8_t *encode_all(factum_t *db, collected *c, size_t *len) {
     uint8_t *msg;
@@ -73,10 +81,8 @@ static uint8_t *encode_all(factum_t *db, collected *c, size_t *len) {
 }
 
 TEST(a_replicated_batch_gives_both_logs_the_same_events_at_the_same_positions) {
-    char ldir[4096], fdir[4096];
-    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
-    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
-    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
     collected c = {0};
     factum_set_replicator(leader, collect, &c);
 
@@ -136,6 +142,8 @@ TEST(a_replicated_batch_gives_both_logs_the_same_events_at_the_same_positions) {
     CHECK_EQ(o2.res.first_revision, 1);
     free(msg);
     factum_close(follower);
+    char fdir[4096];
+    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
     follower = test_open(fdir, NULL);
     a = dump(leader), b = dump(follower);
     CHECK_MSG(!strcmp(a, b), "leader:\n%s\nfollower:\n%s", a, b);
@@ -148,10 +156,8 @@ TEST(a_replicated_batch_gives_both_logs_the_same_events_at_the_same_positions) {
    flight). It follows the first wherever that one lands, and decides its expected revision
    against what the first wrote, on both nodes alike. */
 TEST(batches_encoded_before_the_one_before_is_applied_land_after_it_on_every_node) {
-    char ldir[4096], fdir[4096];
-    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
-    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
-    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
     collected c = {0};
     factum_set_replicator(leader, collect, &c);
     outcome o[4] = {0};
@@ -195,10 +201,8 @@ TEST(batches_encoded_before_the_one_before_is_applied_land_after_it_on_every_nod
 }
 
 TEST(a_batch_that_does_not_fit_the_log_fails_loudly_and_writes_nothing) {
-    char ldir[4096], fdir[4096];
-    snprintf(ldir, sizeof ldir, "%s/leader", test_dir());
-    snprintf(fdir, sizeof fdir, "%s/follower", test_dir());
-    factum_t *leader = test_open(ldir, NULL), *follower = test_open(fdir, NULL);
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
     /* The leader's log is two events ahead: its batch names position 2. */
     CHECK_RC(test_append(leader, "a", FACTUM_EXPECT_ANY, "T", "{}", NULL, NULL), 0);
     CHECK_RC(test_append(leader, "a", FACTUM_EXPECT_ANY, "T", "{}", NULL, NULL), 0);
@@ -253,6 +257,37 @@ TEST(a_batch_that_does_not_fit_the_log_fails_loudly_and_writes_nothing) {
     CHECK_EQ(o4.called, 0);
     CHECK_RC(factum_append(leader, str_c("a"), FACTUM_EXPECT_ANY, &e, 1, NULL, NULL), FACTUM_ECLOSED);
     CHECK_EQ(factum_head_position(leader), 2);
+    factum_close(leader);
+    factum_close(follower);
+}
+
+TEST(tags_replicate_with_the_batch_and_the_follower_indexes_them) {
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
+    collected c = {0};
+    factum_set_replicator(leader, collect, &c);
+    outcome o = {0};
+    factum_event_t e = {.type = str_c("Subscribed"), .extensions = str_c("\"tags\":\"course:c1 student:s7\"")};
+    CHECK_RC(factum_append_async(leader, str_c("s-7"), FACTUM_EXPECT_ANY, &e, 1, on_done, &o, NULL), 0);
+    size_t len;
+    uint8_t *msg = encode_all(leader, &c, &len);
+    int applied;
+    CHECK_RC(factum_batch_apply(leader, msg, len, c.p, c.n, &applied, NULL), 0);
+    CHECK_RC(factum_batch_apply(follower, msg, len, NULL, 0, &applied, NULL), 0);
+    CHECK_RC(o.rc, 0);
+    const char *q = "{\"items\":[{\"types\":[\"Subscribed\"],\"tags\":[\"student:s7\"]}]}";
+    factum_tag_query_t *tq;
+    CHECK_RC(factum_tag_query_parse(q, strlen(q), &tq, NULL), 0);
+    factum_t *dbs[2] = {leader, follower};
+    for (int i = 0; i < 2; i++) {
+        factum_result_t *res;
+        CHECK_RC(factum_read_tagged(dbs[i], tq, 0, 10, 0, NULL, &res, NULL), 0);
+        CHECK_EQ(factum_result_count(res), 1);
+        CHECK(str_eq(factum_event_tags(factum_result_event(res, 0)), str_c("course:c1 student:s7")));
+        factum_result_free(res);
+    }
+    factum_tag_query_free(tq);
+    free(msg);
     factum_close(leader);
     factum_close(follower);
 }

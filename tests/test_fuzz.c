@@ -15,6 +15,7 @@ int fuzz_sqlparam(const uint8_t *data, size_t size);
 int fuzz_saga(const uint8_t *data, size_t size);
 int fuzz_schema(const uint8_t *data, size_t size);
 int fuzz_schema_data(const uint8_t *data, size_t size);
+int fuzz_tag_query(const uint8_t *data, size_t size);
 
 static void replay(const char *name, int (*fn)(const uint8_t *, size_t)) {
     char dir[512];
@@ -48,3 +49,4 @@ TEST(fuzz_corpus_of_projection_sql_parameters_replays_cleanly) { replay("sqlpara
 TEST(fuzz_corpus_of_saga_definitions_replays_cleanly) { replay("saga", fuzz_saga); }
 TEST(fuzz_corpus_of_schema_documents_replays_cleanly) { replay("schema", fuzz_schema); }
 TEST(fuzz_corpus_of_data_validated_by_a_schema_replays_cleanly) { replay("schema_data", fuzz_schema_data); }
+TEST(fuzz_corpus_of_tag_queries_replays_cleanly) { replay("tag_query", fuzz_tag_query); }

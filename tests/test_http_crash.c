@@ -58,17 +58,12 @@ static int try_append(int port, const char *path, const char *body, char *out, s
     return atoi(out + 9);
 }
 
-typedef struct {
-    int port, cycle, thread;
-    _Atomic bool *stop;
-} client_arg;
-
 static void *client(void *p) {
-    client_arg *c = p;
+    kill_load *c = p;
     for (int i = 0; !*c->stop; i++) {
-        uint32_t s = (uint32_t)(c->thread * 7 + i) % 10;
+        uint32_t s = (uint32_t)(c->client * 7 + i) % 10;
         char path[64], body[256], out[2048], id[48];
-        snprintf(id, sizeof id, "c%d-t%d-%d", c->cycle, c->thread, i);
+        snprintf(id, sizeof id, "c%d-t%d-%d", c->cycle, c->client, i);
         snprintf(path, sizeof path, "/streams/http-%u", s);
         snprintf(body, sizeof body, "{\"type\":\"Crash\",\"id\":\"%s\",\"data\":{\"id\":\"%s\",\"pad\":\"%0*d\"}}", id,
                  id, i % 100, 0);
@@ -96,21 +91,7 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 TEST_T(killing_the_server_with_sigkill_loses_no_acknowledged_append, 300) {
-    for (int cycle = 0; cycle < CYCLES; cycle++) {
-        srv s = srv_start(test_dir(), NULL);
-        _Atomic bool stop = false;
-        pthread_t th[CLIENTS];
-        client_arg args[CLIENTS];
-        for (int t = 0; t < CLIENTS; t++) {
-            args[t] = (client_arg){s.port, cycle, t, &stop};
-            pthread_create(&th[t], NULL, client, &args[t]);
-        }
-        usleep((useconds_t)(30000 + test_rand() % 200000));
-        srv_stop(&s, SIGKILL);
-        stop = true;
-        for (int t = 0; t < CLIENTS; t++)
-            pthread_join(th[t], NULL);
-    }
+    srv_kill_cycles(CYCLES, CLIENTS, client, 30, 200);
     CHECK_MSG(nacks > 200, "only %zu appends were acknowledged", nacks);
     fprintf(stderr, "    %zu appends acknowledged over %d kills\n", nacks, CYCLES);
     /* Every acknowledged event where its 201 said, byte for byte; no id twice in the log. */

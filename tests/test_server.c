@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -340,4 +341,24 @@ void route_example(const char *pattern, char *out, size_t cap) {
             out[n++] = *q++;
         }
     out[n] = 0;
+}
+
+void srv_kill_cycles(int cycles, int clients, void *(*fn)(void *), unsigned min_ms, unsigned spread_ms) {
+    kill_load *args = calloc((size_t)clients, sizeof *args);
+    pthread_t *th = calloc((size_t)clients, sizeof *th);
+    for (int cycle = 0; cycle < cycles; cycle++) {
+        srv s = srv_start(test_dir(), NULL);
+        _Atomic bool stop = false;
+        for (int t = 0; t < clients; t++) {
+            args[t] = (kill_load){s.port, cycle, t, &stop};
+            pthread_create(&th[t], NULL, fn, &args[t]);
+        }
+        usleep((useconds_t)(min_ms + test_rand() % (spread_ms + 1)) * 1000);
+        srv_stop(&s, SIGKILL);
+        stop = true;
+        for (int t = 0; t < clients; t++)
+            pthread_join(th[t], NULL);
+    }
+    free(args);
+    free(th);
 }

@@ -68,6 +68,15 @@ uint64_t json_u64(const char *body, const char *key);
 /* POST /admin/scavenge and wait until it has finished; returns its events_removed. */
 uint64_t srv_scavenge(int port);
 
+/* A crash loop under load: `cycles` times, a server on test_dir() with `clients` threads
+   running fn(&load) until the server is killed with SIGKILL after a random 20 to 170 ms or
+   more (min_ms + up to spread_ms); then the threads are told to stop and joined. */
+typedef struct kill_load {
+    int port, cycle, client;
+    _Atomic bool *stop;
+} kill_load;
+void srv_kill_cycles(int cycles, int clients, void *(*fn)(void *), unsigned min_ms, unsigned spread_ms);
+
 /* A concrete path of a route pattern: each {param} becomes "x" (a stream, a group, a name, an id). */
 void route_example(const char *pattern, char *out, size_t cap);
 

@@ -416,6 +416,7 @@ int cli_bench(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "backup")) return cli_bench_backup(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "archive")) return cli_bench_archive(argc, argv);
     if (argc > 1 && !strcmp(argv[1], "listing")) return cli_bench_listing(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "dcb")) return cli_bench_dcb(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "engine")) continue;
         if (!strcmp(argv[i], "--json"))

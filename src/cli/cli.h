@@ -19,7 +19,8 @@ enum {
     CLI_WRONG_REVISION = 4,
     CLI_UNREACHABLE = 5,
     CLI_DELETED = 6,
-    CLI_DENIED = 7
+    CLI_DENIED = 7,
+    CLI_CONDITION = 8
 };
 
 /* Prints "factum: MESSAGE" on stderr and returns code. */
@@ -63,6 +64,18 @@ int cli_call_batch(const char *url, const char *path, const char *body);
    one's string `member` into *last (to continue after it). */
 int cli_call_list(const char *url, const char *path, const char *member, buf_t *last, size_t *count);
 
+/* dcb.c (docs/dcb.md): append's --tag and --fail-if, turned into the event's extension
+   member (*ext, the text of tags; refused with --batch, whose events carry their own) and the
+   condition's query (*q, or NULL); a CLI_* usage code, reported. */
+int cli_append_extras(buf_t *tags, bool batch, const char *fail_if, uint64_t after, factum_str_t *ext,
+                      factum_tag_query_t **q);
+/* Adds one --tag to the member's text being built in tags; CLI_USAGE (reported) for a bad one. */
+int cli_tag_add(buf_t *tags, const char *tag);
+/* factum append --streams FILE [--fail-if QUERY [--after P]]: a multi-stream append, embedded or
+   against url; prints {"first_position", "position", "streams": [...]}. */
+int cli_append_streams(const char *dir, const char *url, const char *file, const char *fail_if, uint64_t after);
+/* factum read --query QUERY [--from P] [--limit N] [--backward], embedded or against url. */
+int cli_read_query(const char *dir, const char *url, int argc, char **argv);
 /* dir_given: --data-dir or $FACTUM_DATA_DIR named dir (a configuration file's data-dir yields to them). */
 int cli_serve(const char *dir, bool dir_given, int argc, char **argv);
 int cli_projection(const char *url, int argc, char **argv);
@@ -92,6 +105,7 @@ int cli_bench_backup(int argc, char **argv);
 /* bench_archive.c: factum bench archive [--quick] [--dir DIR] [--archive DIR] [--mib N] */
 int cli_bench_archive(int argc, char **argv);
 int cli_bench_listing(int argc, char **argv);
+int cli_bench_dcb(int argc, char **argv); /* bench_dcb.c: conditional appends, tag reads (docs/bench.md) */
 /* bench_scavenge.c: fills db with about `bytes` of 200-byte events (4 writers, batches of 100,
    to streams keep-N and drop-N); the appends/s and latency of 16 writers (1 event each) until
    *stop, set by the caller or when `seconds` have passed or once *until is set. */

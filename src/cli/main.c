@@ -5,7 +5,8 @@
  * the rest; an explicit one wins over the environment. Only the commands that write make a
  * store (cli_create); the others need one (cli_open: exit 3 "no store at DIR"). Exit codes:
  * 0 ok, 1 error, 2 usage, 3 stream (or store) not found, 4 wrong expected revision, 5 server
- * unreachable, 6 deleted for ever, 7 not authorized (the server refused the key). Errors are one line on stderr.
+ * unreachable, 6 deleted for ever, 7 not authorized (the server refused the key), 8 an append
+ * condition failed. Errors are one line on stderr.
  * `factum bench` lives in bench.c.
  */
 #include "cli.h"
@@ -69,7 +70,8 @@ static const char *usage_main =
     "every other command there exits 3 with 'no store at DIR'.\n"
     "\n"
     "exit codes: 0 ok, 1 error, 2 usage, 3 stream (or store) not found, 4 wrong expected revision,\n"
-    "            5 server unreachable, 6 stream deleted for ever, 7 not authorized\n";
+    "            5 server unreachable, 6 stream deleted for ever, 7 not authorized,\n"
+    "            8 append condition failed (--fail-if)\n";
 
 static const char *usage_tail =
     "usage: factum tail STREAM [--from R]\n"
@@ -94,6 +96,7 @@ static const char *server_url;
 static const char *usage_append =
     "usage: factum append STREAM TYPE [JSON|-] [options]\n"
     "       factum append STREAM --batch FILE|- [--expect E]\n"
+    "       factum append --streams FILE|- [--fail-if QUERY [--after P]]\n"
     "\n"
     "Appends after the event is on disk and prints {\"stream\",\"revision\",\"position\"}\n"
     "(a batch also prints \"first_revision\"). JSON is the event's data; - reads it from stdin.\n"
@@ -106,15 +109,23 @@ static const char *usage_append =
     "  --subject S             CloudEvents subject\n"
     "  --correlation-id X      correlation id\n"
     "  --causation-id Y        causation id\n"
-    "  --batch FILE            a JSON array of CloudEvents, appended atomically\n";
+    "  --batch FILE            a JSON array of CloudEvents, appended atomically\n"
+    "  --tag T                 a tag of the event (repeat for more; docs/dcb.md)\n"
+    "  --fail-if QUERY         append only if no event matches QUERY, JSON {\"items\":[{\"types\":[..],\n"
+    "                          \"tags\":[..]}]} (after --after P only); else exit 8, nothing written\n"
+    "  --after P               with --fail-if: only events after position P count\n"
+    "  --streams FILE          a JSON array of CloudEvents each with its \"stream\" (those of one\n"
+    "                          stream next to each other), appended to them all or none\n";
 
 static const char *usage_read =
     "usage: factum read STREAM [--from R] [--limit N] [--backward]\n"
+    "       factum read --query QUERY [--from P] [--limit N] [--backward]\n"
     "       factum read --all [--from P] [--limit N] [--backward] [--type T] [--category C]\n"
     "                         [--correlation-id X]\n"
     "\n"
     "Prints one CloudEvent JSON per line. Revisions and positions are 0-based; --from is\n"
-    "inclusive. Without --limit every matching event is printed.\n";
+    "inclusive. Without --limit every matching event is printed. --query reads the events a tag\n"
+    "query selects, JSON {\"items\":[{\"types\":[..],\"tags\":[..]}]} (docs/dcb.md).\n";
 
 int cli_fail(int code, const char *fmt, ...) {
     va_list ap;
@@ -134,6 +145,7 @@ int cli_exit_code(int rc) {
     case FACTUM_EUNREACHABLE: return CLI_UNREACHABLE;
     case FACTUM_EDELETED: return CLI_DELETED;
     case FACTUM_EDENIED: return CLI_DENIED;
+    case FACTUM_ECONDITION: return CLI_CONDITION;
     default: return CLI_ERROR;
     }
 }
@@ -247,6 +259,9 @@ static int cmd_append(const char *dir, int argc, char **argv) {
     int npos = 0, bad = 0;
     int64_t expect = FACTUM_EXPECT_ANY;
     factum_event_t ev = {0};
+    buf_t tags = {0}; /* the extension member "tags":"a b" of --tag */
+    const char *fail_if = NULL, *streams_file = NULL;
+    uint64_t after = FACTUM_AFTER_NONE;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return printf("%s", usage_append), CLI_OK;
         if ((v = cli_opt(argc, argv, &i, "--id", &bad)))
@@ -261,7 +276,15 @@ static int cmd_append(const char *dir, int argc, char **argv) {
             ev.causationid = str_c(v);
         else if ((v = cli_opt(argc, argv, &i, "--batch", &bad)))
             batch = v;
-        else if ((v = cli_opt(argc, argv, &i, "--expect", &bad))) {
+        else if ((v = cli_opt(argc, argv, &i, "--tag", &bad))) {
+            if ((bad = cli_tag_add(&tags, v))) break;
+        } else if ((v = cli_opt(argc, argv, &i, "--fail-if", &bad)))
+            fail_if = v;
+        else if ((v = cli_opt(argc, argv, &i, "--streams", &bad)))
+            streams_file = v;
+        else if ((v = cli_opt(argc, argv, &i, "--after", &bad))) {
+            if (!cli_parse_u64(v, &after)) return cli_fail(CLI_USAGE, "--after takes a position, not '%s'", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--expect", &bad))) {
             if (!cli_parse_expect(v, &expect))
                 return cli_fail(CLI_USAGE, "--expect takes any, no-stream, exists or a revision number, not '%s'", v);
         } else if (bad)
@@ -273,9 +296,19 @@ static int cmd_append(const char *dir, int argc, char **argv) {
         else
             return cli_fail(CLI_USAGE, "too many arguments (see factum append --help)");
     }
-    if (bad) return CLI_USAGE;
-    if (npos < 1 || (!batch && npos < 2) || (batch && npos > 1))
-        return cli_fail(CLI_USAGE, "usage: factum append STREAM TYPE [JSON|-] | factum append STREAM --batch FILE");
+    factum_tag_query_t *cond_q = NULL;
+    if (streams_file && !bad && !npos && !batch && !tags.len)
+        return cli_append_streams(dir, server_url, streams_file, fail_if, after);
+    if (streams_file && !bad) bad = cli_fail(CLI_USAGE, "--streams takes no STREAM, TYPE, --batch or --tag");
+    int urc = bad ? CLI_USAGE : cli_append_extras(&tags, batch != NULL, fail_if, after, &ev.extensions, &cond_q);
+    if (!urc && (npos < 1 || (!batch && npos < 2) || (batch && npos > 1)))
+        urc = cli_fail(CLI_USAGE, "usage: factum append STREAM TYPE [JSON|-] | factum append STREAM --batch FILE");
+    if (urc) {
+        buf_free(&tags);
+        factum_tag_query_free(cond_q);
+        return urc;
+    }
+    factum_condition_t cond = {cond_q ? *cond_q : (factum_tag_query_t){0}, after};
     char *text = NULL;
     size_t len = 0;
     factum_events_t *set = NULL;
@@ -314,10 +347,12 @@ static int cmd_append(const char *dir, int argc, char **argv) {
             rc = cli_report(rc, &err);
             goto out;
         }
-        rc = factum_client_append(client, pos[0], expect, events, n, &res, &err);
+        rc = cond_q ? factum_client_append_if(client, pos[0], expect, events, n, &cond, &res, &err)
+                    : factum_client_append(client, pos[0], expect, events, n, &res, &err);
     } else {
         if ((rc = cli_create(dir, &db))) goto out;
-        rc = factum_append(db, str_c(pos[0]), expect, events, n, &res, &err);
+        rc = cond_q ? factum_append_if(db, str_c(pos[0]), expect, events, n, &cond, &res, &err)
+                    : factum_append(db, str_c(pos[0]), expect, events, n, &res, &err);
     }
     if (rc)
         rc = cli_report(rc, &err);
@@ -338,6 +373,8 @@ static int cmd_append(const char *dir, int argc, char **argv) {
 out:
     factum_events_free(set);
     free(text);
+    buf_free(&tags);
+    factum_tag_query_free(cond_q);
     return rc;
 }
 
@@ -407,6 +444,8 @@ static int parse_target(int argc, char **argv, const char *cmd, const char *usag
 }
 
 static int cmd_read(const char *dir, int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--query", 7)) return cli_read_query(dir, server_url, argc, argv);
     target t;
     int prc = parse_target(argc, argv, "read", usage_read, true, &t);
     if (prc) return prc == HELP_SHOWN ? CLI_OK : prc;

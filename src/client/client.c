@@ -27,6 +27,7 @@ struct factum_client {
     char *cacert;  /* CA certificates for https:// (factum_client_set_cacert), or NULL: the system's */
     CURL *curl;
     buf_t body, link;
+    uint64_t head; /* the answer's Factum-Head */
     char curl_err[CURL_ERROR_SIZE];
     char *token; /* sent as a bearer token, or NULL */
 };
@@ -120,7 +121,7 @@ int factum_client_set_cacert(factum_client_t *c, const char *path, factum_error_
    (libcurl's default) against the CA file given, if any. */
 static void request_start(factum_client_t *c, const char *url) {
     curl_easy_reset(c->curl);
-    c->req_url.len = 0;
+    c->req_url.len = 0, c->head = 0;
     buf_append(&c->req_url, url, strlen(url) + 1);
     curl_easy_setopt(c->curl, CURLOPT_URL, url);
     if (c->cacert) curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
@@ -138,6 +139,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
         c->link.len = 0;
         buf_append(&c->link, p + 5, len - 5);
         buf_append(&c->link, "", 1);
+    } else if (len > 12 && !strncasecmp(p, "factum-head:", 12)) {
+        c->head = strtoull(p + 12, NULL, 10);
     }
     return len;
 }
@@ -172,7 +175,7 @@ static int problem(factum_client_t *c, long status, factum_error_t *err) {
     case 401:
     case 403: code = FACTUM_EDENIED; break;
     case 404: code = FACTUM_ENOTFOUND; break;
-    case 409: code = FACTUM_ECONFLICT; break;
+    case 409: code = strstr(type.ptr, "condition-failed") ? FACTUM_ECONDITION : FACTUM_ECONFLICT; break;
     case 410: code = FACTUM_EDELETED; break;
     case 412: code = FACTUM_EREVISION; break;
     case 413: code = FACTUM_ETOOBIG; break;
@@ -241,6 +244,33 @@ static int post(factum_client_t *c, const char *url, const char *ctype, const ch
     return rc;
 }
 
+/* The events as CloudEvents in their input form, comma-separated (the caller brackets them),
+   each with "stream" when stream.ptr is not NULL (POST /events names it per event). */
+static void events_json(buf_t *body, const factum_event_t *events, size_t n, factum_str_t stream) {
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_append(body, ",", 1);
+        size_t need = factum_event_json_input(&events[i], NULL, 0);
+        if (buf_reserve(body, need + 1)) break;
+        factum_event_json_input(&events[i], body->ptr + body->len, need + 1);
+        body->len += need;
+        if (!stream.ptr) continue;
+        body->len--; /* without its closing brace: the stream goes in */
+        buf_append(body, ",\"stream\":", 10);
+        json_escape(body, stream.ptr, stream.len);
+        buf_append(body, "}", 1);
+    }
+}
+
+/* An append's answer (200: an idempotent repeat) into res. */
+static int append_answer(factum_str_t b, long status, factum_append_result_t *res) {
+    res->first_revision = json_u64(b, "first_revision", 0);
+    res->last_revision = json_u64(b, "revision", 0);
+    res->first_position = json_u64(b, "first_position", 0);
+    res->last_position = json_u64(b, "position", 0);
+    res->idempotent = status == 200;
+    return 0;
+}
+
 int factum_client_append(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
                          size_t n, factum_append_result_t *res, factum_error_t *err) {
     factum_append_result_t dummy;
@@ -253,13 +283,7 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
     buf_url_encode(&url, stream, strlen(stream));
     buf_append(&url, "", 1);
     buf_append(&body, "[", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (i) buf_append(&body, ",", 1);
-        size_t need = factum_event_json_input(&events[i], NULL, 0);
-        if (buf_reserve(&body, need + 1)) break;
-        factum_event_json_input(&events[i], body.ptr + body.len, need + 1);
-        body.len += need;
-    }
+    events_json(&body, events, n, (factum_str_t){NULL, 0});
     buf_append(&body, "]", 1);
     char cond[64] = "";
     if (expected == FACTUM_EXPECT_NO_STREAM)
@@ -273,14 +297,7 @@ int factum_client_append(factum_client_t *c, const char *stream, int64_t expecte
     buf_free(&url);
     if (rc) return rc;
     factum_str_t b = {c->body.ptr ? c->body.ptr : "", c->body.len};
-    if (status == 200 || status == 201) {
-        res->first_revision = json_u64(b, "first_revision", 0);
-        res->last_revision = json_u64(b, "revision", 0);
-        res->first_position = json_u64(b, "first_position", 0);
-        res->last_position = json_u64(b, "position", 0);
-        res->idempotent = status == 200;
-        return 0;
-    }
+    if (status == 200 || status == 201) return append_answer(b, status, res);
     if (status == 412) res->actual_revision = (int64_t)json_u64(b, "actual", -1);
     return problem(c, status, err);
 }
@@ -330,6 +347,38 @@ static bool empty_array(factum_str_t text) {
     return json_iter_element(&it, &el, &kind) == 0;
 }
 
+/* The events of a page just read: an empty page ([]: the end of a stream paged to, a filter
+   nothing matches) is no events, as in factum_client_pull: *out stays NULL, which
+   factum_events_count counts as 0 (the parser takes only batches of at least one event). */
+static int page_events(factum_client_t *c, factum_events_t **out, factum_error_t *err) {
+    if (empty_array((factum_str_t){c->body.ptr ? c->body.ptr : "", c->body.len})) return 0;
+    /* The set takes the text: hand it a copy that it frees. */
+    char *text = malloc(c->body.len + 1);
+    if (!text) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    memcpy(text, c->body.ptr, c->body.len);
+    text[c->body.len] = 0;
+    int rc = factum_events_parse(text, c->body.len, 1, out, err);
+    if (rc)
+        free(text);
+    else
+        events_own_text(*out, text);
+    return rc;
+}
+
+/* GETs a page of events at url (freed here): *next from its Link, or FACTUM_END. */
+static int get_page(factum_client_t *c, buf_t *url, uint64_t *next, factum_events_t **out, factum_error_t *err) {
+    buf_append(url, "", 1);
+    request_start(c, url->ptr);
+    long status = 0;
+    int rc = perform(c, &status, err);
+    buf_free(url);
+    if (rc) return rc;
+    if (status != 200) return problem(c, status, err);
+    const char *f = c->link.len ? strstr(c->link.ptr, "from=") : NULL;
+    if (f) *next = strtoull(f + 5, NULL, 10);
+    return page_events(c, out, err);
+}
+
 int factum_client_read(factum_client_t *c, const char *stream, const factum_query_t *q, factum_events_t **out,
                        uint64_t *next, factum_error_t *err) {
     *out = NULL;
@@ -337,30 +386,121 @@ int factum_client_read(factum_client_t *c, const char *stream, const factum_quer
     buf_t url = {0};
     base_url(&url, c, stream);
     query_string(&url, q, !stream, true);
+    return get_page(c, &url, next, out, err);
+}
+
+/* ---- tag queries and conditional appends (docs/dcb.md) ---- */
+
+static void json_strings(buf_t *b, const char *name, const factum_str_t *s, size_t n) {
+    buf_printf(b, "\"%s\":[", name);
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_append(b, ",", 1);
+        json_escape(b, s[i].ptr, s[i].len);
+    }
+    buf_append(b, "]", 1);
+}
+
+/* The query as the server takes it: {"items":[{"types":[...],"tags":[...]}]}. */
+static void query_json(buf_t *b, const factum_tag_query_t *q) {
+    buf_append(b, "{\"items\":[", 10);
+    for (size_t i = 0; i < q->nitems; i++) {
+        buf_append(b, i ? ",{" : "{", i ? 2 : 1);
+        json_strings(b, "types", q->items[i].types, q->items[i].ntypes);
+        buf_append(b, ",", 1);
+        json_strings(b, "tags", q->items[i].tags, q->items[i].ntags);
+        buf_append(b, "}", 1);
+    }
+    buf_append(b, "]}", 2);
+}
+
+/* An expected revision as POST /events takes it, or nothing for "any". */
+static void expected_json(buf_t *b, int64_t expected) {
+    if (expected == FACTUM_EXPECT_NO_STREAM)
+        buf_printf(b, "\"no_stream\"");
+    else if (expected == FACTUM_EXPECT_EXISTS)
+        buf_printf(b, "\"exists\"");
+    else
+        buf_printf(b, "%lld", (long long)expected);
+}
+
+int factum_client_append_streams(factum_client_t *c, factum_stream_append_t *parts, size_t nparts,
+                                 const factum_condition_t *cond, factum_error_t *err) {
+    for (size_t i = 0; i < nparts; i++)
+        parts[i].res = (factum_append_result_t){.actual_revision = -1};
+    if (!c || !parts || !nparts) return err_set(err, FACTUM_EINVAL, "factum_client_append_streams: bad arguments");
+    buf_t url = {0}, body = {0};
+    buf_printf(&url, "%s/events", c->url);
     buf_append(&url, "", 1);
-    request_start(c, url.ptr);
+    buf_append(&body, "{\"events\":[", 11);
+    for (size_t i = 0; i < nparts; i++) {
+        if (i && parts[i - 1].n) buf_append(&body, ",", 1);
+        events_json(&body, parts[i].events, parts[i].n, parts[i].stream);
+    }
+    buf_printf(&body, "],\"expected_revision\":{");
+    for (size_t i = 0, k = 0; i < nparts; i++) {
+        if (parts[i].expected == FACTUM_EXPECT_ANY) continue;
+        if (k++) buf_append(&body, ",", 1);
+        json_escape(&body, parts[i].stream.ptr, parts[i].stream.len);
+        buf_append(&body, ":", 1);
+        expected_json(&body, parts[i].expected);
+    }
+    buf_append(&body, "}", 1);
+    if (cond) {
+        buf_append(&body, ",\"condition\":{\"failIfEventsMatch\":", 34);
+        query_json(&body, &cond->fail_if);
+        if (cond->after != FACTUM_AFTER_NONE) buf_printf(&body, ",\"after\":%llu", (unsigned long long)cond->after);
+        buf_append(&body, "}", 1);
+    }
+    buf_append(&body, "}", 1);
     long status = 0;
-    int rc = perform(c, &status, err);
+    int rc = post(c, url.ptr, "application/json", NULL, &body, &status, err);
     buf_free(&url);
     if (rc) return rc;
-    if (status != 200) return problem(c, status, err);
-    const char *f = c->link.len ? strstr(c->link.ptr, "from=") : NULL;
-    if (f) *next = strtoull(f + 5, NULL, 10);
-    /* An empty page ([]: the end of a stream paged to, a filter nothing matches) is no events,
-       as in factum_client_pull: *out stays NULL, which factum_events_count counts as 0. The
-       parser takes only batches of at least one event. */
-    if (empty_array((factum_str_t){c->body.ptr ? c->body.ptr : "", c->body.len})) return 0;
-    /* The set takes the text: hand it a copy that it frees. */
-    char *text = malloc(c->body.len + 1);
-    if (!text) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    memcpy(text, c->body.ptr, c->body.len);
-    text[c->body.len] = 0;
-    if ((rc = factum_events_parse(text, c->body.len, 1, out, err))) {
-        free(text);
-        return rc;
+    factum_str_t b = {c->body.ptr ? c->body.ptr : "", c->body.len}, streams, one;
+    if (status == 200 || status == 201) {
+        int kind;
+        json_iter_t it;
+        if (json_member(b, "streams", &streams, &kind) && kind == JSON_ARRAY) {
+            json_iter_init(&it, streams);
+            for (size_t i = 0; i < nparts && json_iter_element(&it, &one, &kind) == 1; i++)
+                append_answer(one, status, &parts[i].res);
+        }
+        return 0;
     }
-    events_own_text(*out, text);
-    return 0;
+    if (status == 409) parts[0].res.conflict_position = json_u64(b, "position", 0);
+    return problem(c, status, err);
+}
+
+int factum_client_append_if(factum_client_t *c, const char *stream, int64_t expected, const factum_event_t *events,
+                            size_t n, const factum_condition_t *cond, factum_append_result_t *res,
+                            factum_error_t *err) {
+    if (!stream || !events || !n) return err_set(err, FACTUM_EINVAL, "factum_client_append_if: bad arguments");
+    factum_stream_append_t part = {str_c(stream), expected, events, n, {0}};
+    int rc = factum_client_append_streams(c, &part, 1, cond, err);
+    if (res) *res = part.res;
+    return rc;
+}
+
+int factum_client_read_tagged(factum_client_t *c, const factum_tag_query_t *q, uint64_t from, size_t limit,
+                              int backward, uint64_t *head, uint64_t *next, factum_events_t **out,
+                              factum_error_t *err) {
+    *out = NULL;
+    if (next) *next = FACTUM_END;
+    if (!c || !q) return err_set(err, FACTUM_EINVAL, "factum_client_read_tagged: bad arguments");
+    buf_t url = {0}, qj = {0};
+    query_json(&qj, q);
+    buf_printf(&url, "%s/events?query=", c->url);
+    buf_url_encode(&url, qj.ptr, qj.len);
+    buf_free(&qj);
+    if (from == FACTUM_END)
+        buf_printf(&url, "&from=end");
+    else
+        buf_printf(&url, "&from=%llu", (unsigned long long)from);
+    buf_printf(&url, "&limit=%zu%s", MIN(MAX(limit, (size_t)1), (size_t)10000), backward ? "&direction=backward" : "");
+    uint64_t nx;
+    int rc = get_page(c, &url, next ? next : &nx, out, err);
+    if (!rc && head) *head = c->head;
+    return rc;
 }
 
 /* ---- subscriptions ---- */

@@ -101,6 +101,39 @@ static const char *const attr_names[A_COUNT] = {
     "specversion",   "id",          "type", "source",      "subject", "time",     "datacontenttype",
     "correlationid", "causationid", "data", "data_base64", "stream",  "revision", "position"};
 
+/* Tags given as an array (Factum's form) become the CloudEvents form the store keeps, one string
+   of tags separated by spaces: "tags":"a b". Written to the arena after the extensions so far
+   (ext_len bytes); never longer than the array's text. The store checks the tags themselves. */
+static int tags_from_array(factum_events_t *set, factum_str_t arr, size_t idx, size_t ext_len, size_t *out_len,
+                           factum_error_t *err) {
+    json_iter_t it;
+    factum_str_t el;
+    int kind, r;
+    size_t n = 0;
+    json_iter_init(&it, arr);
+    while ((r = json_iter_element(&it, &el, &kind)) == 1) {
+        if (kind != JSON_STRING || memchr(el.ptr + 1, '\\', el.len - 2) || memchr(el.ptr + 1, ' ', el.len - 2) ||
+            el.len == 2)
+            return err_set(err, FACTUM_EBADEVENT,
+                           "event %zu: each tag must be a non-empty string without spaces, '\"' or '\\'", idx);
+        n++;
+    }
+    if (r < 0 || n == 0) return r < 0 ? err_set(err, FACTUM_EBADEVENT, "event %zu: malformed tags", idx) : 0;
+    char *dst = arena_take(set, (ext_len ? 1 : 0) + 8);
+    memcpy(dst, ext_len ? ",\"tags\":\"" : "\"tags\":\"", ext_len ? 9 : 8);
+    size_t len = (ext_len ? 1 : 0) + 8;
+    json_iter_init(&it, arr);
+    for (size_t k = 0; json_iter_element(&it, &el, &kind) == 1; k++) {
+        char *d = arena_take(set, el.len - 2 + (k ? 1 : 0));
+        if (k) *d++ = ' ';
+        memcpy(d, el.ptr + 1, el.len - 2);
+        len += el.len - 2 + (k ? 1 : 0);
+    }
+    *arena_take(set, 1) = '"';
+    *out_len = ext_len + len + 1;
+    return 0;
+}
+
 static int parse_event(factum_events_t *set, factum_str_t obj, size_t idx, factum_event_t *e, factum_error_t *err) {
     memset(e, 0, sizeof *e);
     json_iter_t it;
@@ -189,6 +222,11 @@ static int parse_event(factum_events_t *set, factum_str_t obj, size_t idx, factu
             for (int k = 0; k < A_COUNT && !known; k++)
                 known = json_key_is(key, attr_names[k]);
             if (known) continue;
+            if (kind == JSON_ARRAY && json_key_is(key, "tags")) {
+                int rc = tags_from_array(set, val, idx, ext_len, &ext_len, err);
+                if (rc) return rc;
+                continue;
+            }
             size_t len = (size_t)(val.ptr + val.len - key.ptr);
             char *dst = arena_take(set, len + (ext_len ? 1 : 0));
             if (ext_len) *dst++ = ',';

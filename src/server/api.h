@@ -65,6 +65,17 @@ void api_root(conn *c, const route_args *a, factum_str_t body); /* route.c: GET 
 void api_append(conn *c, const route_args *a, factum_str_t body);
 void api_read_stream(conn *c, const route_args *a, factum_str_t body);
 void api_read_all(conn *c, const route_args *a, factum_str_t body);
+/* api_query.c: tag queries and conditional appends (docs/dcb.md) */
+void api_read_query(conn *c, const route_args *a, factum_str_t body);
+void api_append_query(conn *c, const route_args *a, factum_str_t body);
+/* Parses a query's JSON into *q (factum_tag_query_parse; free it with factum_tag_query_free).
+   0, or -1 with why. */
+int api_query_parse(factum_str_t json, factum_tag_query_t **q, char *why, size_t cap);
+/* A condition {"failIfEventsMatch": QUERY, "after"?: POSITION}: *q as above, *after. */
+int api_condition_parse(factum_str_t cond, factum_tag_query_t **q, uint64_t *after, char *why, size_t cap);
+/* api_dcb.c: the dcb.events compatibility routes */
+void api_dcb_read(conn *c, const route_args *a, factum_str_t body);
+void api_dcb_append(conn *c, const route_args *a, factum_str_t body);
 /* api_meta.c */
 void api_get_metadata(conn *c, const route_args *a, factum_str_t body);
 void api_put_metadata(conn *c, const route_args *a, factum_str_t body);

@@ -274,6 +274,7 @@ void server_problem(conn *c, int rc, const char *msg) {
     case FACTUM_EINVAL: conn_problem(c, 400, "bad-request", NULL, "%s", msg); break;
     case FACTUM_ETOOBIG: conn_problem(c, 413, "too-large", NULL, "%s", msg); break;
     case FACTUM_ECONFLICT: conn_problem(c, 409, "conflict", NULL, "%s", msg); break;
+    case FACTUM_ECONDITION: conn_problem(c, 409, "condition-failed", NULL, "%s", msg); break;
     case FACTUM_ENOTFOUND: conn_problem(c, 404, "not-found", NULL, "%s", msg); break;
     case FACTUM_EDELETED: conn_problem(c, 410, "gone", NULL, "%s", msg); break;
     case FACTUM_ENOSPC: conn_problem(c, 507, "no-space", NULL, "%s", msg); break;

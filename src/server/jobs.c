@@ -44,6 +44,20 @@ int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const f
     return submitted(c, done, factum_append_async(c->l->srv->db, stream, expected, ev, n, append_cb, c, err));
 }
 
+static void streams_cb(void *ctx, int rc, const factum_append_result_t *res, size_t n, const char *msg) {
+    conn *c = ctx;
+    c->ar_rc = rc, c->ar_res = res[0];
+    memcpy(c->ar_results, res, n * sizeof *res);
+    snprintf(c->ar_msg, sizeof c->ar_msg, "%s", msg);
+    queue_done(c);
+}
+
+int server_submit_append_streams(conn *c, const factum_stream_append_t *parts, size_t n, const factum_condition_t *cond,
+                                 factum_append_result_t *results, append_done_fn done, factum_error_t *err) {
+    c->ar_results = results;
+    return submitted(c, done, factum_append_streams_async(c->l->srv->db, parts, n, cond, streams_cb, c, err));
+}
+
 /* ---- jobs: blocking work on worker threads ---- */
 
 struct jobs {

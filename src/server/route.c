@@ -31,6 +31,10 @@ const route route_table[] = {
     {ROUTE_GET, "/streams/{stream}/snapshot", api_get_snapshot, PERM_READ, 0},
     {ROUTE_PUT, "/streams/{stream}/snapshot", api_put_snapshot, PERM_WRITE, 0},
     {ROUTE_GET, "/all", api_read_all, PERM_READ_ALL, 0},
+    {ROUTE_GET, "/events", api_read_query, PERM_READ_ALL, 0},
+    {ROUTE_POST, "/events", api_append_query, PERM_WRITE, 0}, /* no stream scope: a key for every stream */
+    {ROUTE_GET, "/dcb/read", api_dcb_read, PERM_READ_ALL, 0},
+    {ROUTE_POST, "/dcb/append", api_dcb_append, PERM_WRITE, 0},
     {ROUTE_GET, "/", api_root, PERM_HEALTH, 0},
     {ROUTE_GET, "/streams", api_list_streams, PERM_READ_ALL, 0},
     {ROUTE_GET, "/categories", api_list_categories, PERM_READ_ALL, 0},
@@ -157,7 +161,7 @@ void api_not_allowed(conn *c, const char *allow) {
 void api_handle(conn *c, factum_str_t body) {
     const http_req *h = &c->req->h;
     if (!origin_admit(c)) return; /* answered: a foreign Host or Origin, or a CORS preflight */
-    route_args a;
+    route_args a = {0};           /* a route without {params} has an empty scope (guard.c) */
     unsigned allow;
     const route *r = route_find(h->method, h->path, &a, &allow);
     if (r) {

@@ -99,7 +99,8 @@ typedef struct sub {
     uint64_t stream_key;        /* factum_stream_key of the stream: commits that miss it pass it by */
     char group[104];            /* push delivery of this consumer group, or "" */
     uint32_t max_in_flight;
-    uint64_t beat_ms; /* last event or heartbeat queued */
+    uint64_t beat_ms;       /* last event or heartbeat queued */
+    factum_tag_query_t *tq; /* a tag query's subscription (GET /events, docs/dcb.md): owned */
 } sub;
 
 /* A request being read or answered. Its head is a private copy, so spans stay valid. */
@@ -173,10 +174,11 @@ struct conn {
     factum_append_result_t ar_res;
     char ar_msg[320];
     append_done_fn ar_done;
-    uint32_t pull_max;     /* a group pull's max, kept while it waits */
-    uint64_t min_position; /* a read waiting until the log holds this position (api_read.c) */
-    bool waited_out;       /* a waiting request's time is up: run it again to answer as it stands */
-    char ar_note[128];     /* what the done function needs beyond the result (a schedule id, a group name) */
+    factum_append_result_t *ar_results; /* a multi-stream append's, one per stream (owned by c->job) */
+    uint32_t pull_max;                  /* a group pull's max, kept while it waits */
+    uint64_t min_position;              /* a read waiting until the log holds this position (api_read.c) */
+    bool waited_out;                    /* a waiting request's time is up: run it again to answer as it stands */
+    char ar_note[128]; /* what the done function needs beyond the result (a schedule id, a group name) */
     int64_t ar_at;
     /* a job (server_submit_job): what it works on and answers with, owned by the API that made it */
     void *job;
@@ -362,6 +364,10 @@ void loop_observe_latency(loop *l, uint64_t ns);
    c->ar_rc / ar_res / ar_msg, and done answers the request. */
 int server_submit_append(conn *c, factum_str_t stream, int64_t expected, const factum_event_t *ev, size_t n,
                          append_done_fn done, factum_error_t *err);
+/* A multi-stream append with a condition (NULL: none), docs/dcb.md: each stream's result goes
+   to results (which lives in c->job until done), the first's also to c->ar_res. */
+int server_submit_append_streams(conn *c, const factum_stream_append_t *parts, size_t n, const factum_condition_t *cond,
+                                 factum_append_result_t *results, append_done_fn done, factum_error_t *err);
 
 /* Runs work(c) on a worker thread (blocking work: a database, a long wait), then done(c) on c's
    loop, as for an append. c->job carries what the two need. */
@@ -528,6 +534,8 @@ void access_flush(loop *l);
 void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from, bool raw);
 /* Starts push delivery of a consumer group on c. */
 void sse_start_group(conn *c, const char *group, uint32_t max_in_flight);
+/* A subscription to the events a tag query selects, from position `from`; takes q. */
+void sse_start_query(conn *c, factum_tag_query_t *q, uint64_t from);
 /* Asks the loop to pump c again after the other connections had their turn. */
 void loop_ready(conn *c);
 /* server.c: c listens to commits: key 0 wakes it on every commit, a stream key on commits that

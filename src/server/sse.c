@@ -24,6 +24,7 @@
 #define SSE_ROUNDS 32              /* catch-up rounds per turn before letting other connections run */
 
 static void sse_pump(conn *c);
+static void send_event(conn *c, const factum_event_t *e, uint64_t id);
 static const park_ops sse_park;
 
 static void sub_free(sub *s) {
@@ -33,6 +34,7 @@ static void sub_free(sub *s) {
     buf_free(&s->category);
     buf_free(&s->corr);
     buf_free(&s->filters);
+    factum_tag_query_free(s->tq);
     free(s);
 }
 
@@ -112,6 +114,35 @@ void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, 
     begin(c, s);
 }
 
+void sse_start_query(conn *c, factum_tag_query_t *q, uint64_t from) {
+    sub *s = calloc(1, sizeof *s);
+    if (!s) {
+        factum_tag_query_free(q);
+        conn_problem(c, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    s->tq = q;
+    s->all = true; /* woken by every commit; ids and caught-up are positions */
+    s->next = from == FACTUM_END ? factum_head_position(c->l->srv->db) : from;
+    begin(c, s);
+}
+
+/* One chunk of a tag query's events from s->next, sent: true when it reached the head. */
+static bool query_chunk(conn *c, factum_error_t *err, int *rc) {
+    sub *s = c->sub;
+    factum_result_t *res;
+    if ((*rc = factum_read_tagged(c->l->srv->db, s->tq, s->next, SSE_CHUNK, 0, NULL, &res, err))) return true;
+    size_t i = 0, n = factum_result_count(res), start = c->out.len;
+    for (; i < n && c->out.len - start < SSE_CHUNK_BYTES; i++) {
+        const factum_event_t *e = factum_result_event(res, i);
+        send_event(c, e, e->position);
+    }
+    s->next = i < n ? factum_result_event(res, i)->position : factum_result_next(res);
+    if (n) s->beat_ms = server_now_ms();
+    factum_result_free(res);
+    return i == n && n < SSE_CHUNK;
+}
+
 /* Appends one event as an SSE message to b; the CloudEvent JSON goes on one data line (raw
    CR/LF in valid JSON can only be whitespace between tokens, so they become spaces). 0 or -1. */
 static int render_sse(buf_t *b, const factum_event_t *e, uint64_t id) {
@@ -172,6 +203,12 @@ static bool pump_chunk(conn *c) {
     factum_t *db = c->l->srv->db;
     factum_result_t *res = NULL;
     factum_error_t err;
+    if (s->tq) {
+        int rc;
+        bool end = query_chunk(c, &err, &rc);
+        if (rc) goto fail;
+        return end;
+    }
     if (s->all) {
         /* Subscribers with the same filters share the loop's last chunk: rendered once,
            copied by the rest. */

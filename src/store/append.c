@@ -10,6 +10,7 @@
 #include "../base/json.h"
 #include "../base/trace.h"
 #include "record.h"
+#include "tags.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -86,7 +87,8 @@ static int check_event(const factum_t *db, const factum_event_t *e, size_t i, fa
         (rc = check_attr(e->source, FACTUM_MAX_LONG_ATTRIBUTE, false, "source", i, err)) ||
         (rc = check_attr(e->subject, FACTUM_MAX_LONG_ATTRIBUTE, false, "subject", i, err)) ||
         (rc = check_attr(e->datacontenttype, FACTUM_MAX_LONG_ATTRIBUTE, false, "datacontenttype", i, err)) ||
-        (rc = check_extensions(e->extensions, i, err)) || (rc = trace_check_members(e->extensions, i, err)))
+        (rc = check_extensions(e->extensions, i, err)) || (rc = trace_check_members(e->extensions, i, err)) ||
+        (rc = tags_check_members(e->extensions, i, err)))
         return rc;
     if (e->data.len > db->max_data_bytes)
         return err_set(err, FACTUM_ETOOBIG, "event %zu: data is %zu bytes, the limit is %u", i, e->data.len,
@@ -288,6 +290,135 @@ int factum_append_async(factum_t *db, factum_str_t stream, int64_t expected, con
     append_req *r;
     int rc = append_prepare(db, stream, expected, events, n, &r, err);
     return run_async(db, rc, r, cb, ctx, err);
+}
+
+/* A condition for a prepared request: checked, copied into it. */
+static int attach_condition(factum_t *db, append_req *r, const factum_condition_t *cond, factum_error_t *err) {
+    int rc = cond ? factum_tag_query_check(&cond->fail_if, err) : err_set(err, FACTUM_EINVAL, "no condition");
+    if (rc) return rc;
+    if (atomic_load(&db->replicator))
+        return err_set(err, FACTUM_EINVAL, "conditional appends are not supported in cluster mode yet");
+    uint64_t head = factum_head_position(db);
+    if (cond->after != FACTUM_AFTER_NONE && cond->after >= head)
+        return err_set(err, FACTUM_EINVAL, "'after' is %llu, but the last position is %lld",
+                       (unsigned long long)cond->after, (long long)head - 1);
+    if (!(r->cond = tags_query_copy(&cond->fail_if))) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    r->cond_after = cond->after;
+    return 0;
+}
+
+int factum_append_if(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                     const factum_condition_t *cond, factum_append_result_t *res, factum_error_t *err) {
+    append_req *r;
+    int rc = append_prepare(db, stream, expected, events, n, &r, err);
+    if (!rc && (rc = attach_condition(db, r, cond, err))) req_free(r), r = NULL;
+    return run_sync(db, rc, r, res, err);
+}
+
+int factum_append_if_async(factum_t *db, factum_str_t stream, int64_t expected, const factum_event_t *events, size_t n,
+                           const factum_condition_t *cond, factum_append_cb cb, void *ctx, factum_error_t *err) {
+    if (!cb) return err_set(err, FACTUM_EINVAL, "factum_append_if_async: no callback");
+    append_req *r;
+    int rc = append_prepare(db, stream, expected, events, n, &r, err);
+    if (!rc && (rc = attach_condition(db, r, cond, err))) req_free(r), r = NULL;
+    return run_async(db, rc, r, cb, ctx, err);
+}
+
+/* ---- multi-stream appends ---- */
+
+void store_set_complete(append_req *r) {
+    append_set *set = r->set;
+    set->res[r->set_index] = r->res;
+    if (r->rc && !set->rc) {
+        set->rc = r->rc;
+        memcpy(set->msg, r->msg, sizeof set->msg);
+    }
+    req_free(r);
+    if (atomic_fetch_sub(&set->left, 1) != 1) return;
+    set->cb(set->ctx, set->rc, set->res, set->n, set->rc ? set->msg : "");
+    free(set);
+}
+
+/* Prepares every part into a set of linked requests queued in one step. */
+static int streams_submit(factum_t *db, const factum_stream_append_t *parts, size_t nparts,
+                          const factum_condition_t *cond, factum_streams_cb cb, void *ctx, factum_error_t *err) {
+    if (!db || !parts || !nparts || !cb) return err_set(err, FACTUM_EINVAL, "factum_append_streams: no parts");
+    if (nparts > FACTUM_MAX_STREAMS)
+        return err_set(err, FACTUM_ETOOBIG, "an append goes to at most %d streams (got %zu)", FACTUM_MAX_STREAMS,
+                       nparts);
+    if (atomic_load(&db->replicator))
+        return err_set(err, FACTUM_EINVAL, "multi-stream appends are not supported in cluster mode yet");
+    append_req *r[FACTUM_MAX_STREAMS] = {0};
+    append_set *set = calloc(1, sizeof *set + nparts * sizeof set->res[0]);
+    int rc = set ? 0 : err_set(err, FACTUM_ENOMEM, "out of memory");
+    size_t events = 0, bytes = 0;
+    for (size_t i = 0; i < nparts && !rc; i++) {
+        if ((rc = append_prepare(db, parts[i].stream, parts[i].expected, parts[i].events, parts[i].n, &r[i], err))) {
+            char m[sizeof err->message];
+            snprintf(m, sizeof m, "%s", err->message);
+            err_set(err, rc, "stream '%.*s': %s", (int)MIN(parts[i].stream.len, 80), parts[i].stream.ptr, m);
+            break;
+        }
+        events += r[i]->n, bytes += r[i]->bytes;
+        for (size_t k = 0; k < i && !rc; k++)
+            if (r[k]->h1 == r[i]->h1 && r[k]->h2 == r[i]->h2)
+                rc = err_set(err, FACTUM_EINVAL, "stream '%.*s' is given twice", (int)r[i]->stream.len,
+                             r[i]->stream.ptr);
+    }
+    if (!rc && events > FACTUM_MAX_BATCH_EVENTS)
+        rc = err_set(err, FACTUM_ETOOBIG, "an append holds at most %d events (got %zu)", FACTUM_MAX_BATCH_EVENTS,
+                     events);
+    if (!rc && (bytes > STORE_MAX_BATCH_BYTES || bytes > db->segment_bytes - SEGMENT_HEADER))
+        rc = err_set(err, FACTUM_ETOOBIG, "the append takes %zu bytes stored, the limit is %llu", bytes,
+                     (unsigned long long)MIN(STORE_MAX_BATCH_BYTES, db->segment_bytes - SEGMENT_HEADER));
+    if (!rc && cond) rc = attach_condition(db, r[0], cond, err);
+    if (!rc) {
+        *set = (append_set){.cb = cb, .ctx = ctx, .n = nparts};
+        atomic_store(&set->left, (uint32_t)nparts);
+        for (size_t i = 0; i < nparts; i++) {
+            r[i]->set = set, r[i]->set_index = (uint32_t)i, r[i]->link_left = (uint32_t)(nparts - 1 - i);
+            r[i]->next = i + 1 < nparts ? r[i + 1] : NULL;
+        }
+        rc = store_submit(db, r[0], r[nparts - 1], err);
+        if (!rc) return 0;
+    }
+    for (size_t i = 0; i < nparts; i++)
+        req_free(r[i]);
+    free(set);
+    return rc;
+}
+
+typedef struct streams_wait {
+    _Atomic uint32_t done;
+    int rc;
+    factum_stream_append_t *parts;
+    char msg[sizeof(((factum_error_t *)0)->message)];
+} streams_wait;
+
+static void streams_woken(void *ctx, int rc, const factum_append_result_t *res, size_t n, const char *msg) {
+    streams_wait *w = ctx;
+    for (size_t i = 0; i < n; i++)
+        w->parts[i].res = res[i];
+    w->rc = rc;
+    snprintf(w->msg, sizeof w->msg, "%s", msg);
+    atomic_store_explicit(&w->done, 1, memory_order_release);
+    futex_wake(&w->done);
+}
+
+int factum_append_streams(factum_t *db, factum_stream_append_t *parts, size_t nparts, const factum_condition_t *cond,
+                          factum_error_t *err) {
+    streams_wait w = {.parts = parts};
+    int rc = streams_submit(db, parts, nparts, cond, streams_woken, &w, err);
+    if (rc) return rc;
+    while (!atomic_load_explicit(&w.done, memory_order_acquire))
+        futex_wait(&w.done, 0);
+    if (w.rc) err_set(err, w.rc, "%s", w.msg);
+    return w.rc;
+}
+
+int factum_append_streams_async(factum_t *db, const factum_stream_append_t *parts, size_t nparts,
+                                const factum_condition_t *cond, factum_streams_cb cb, void *ctx, factum_error_t *err) {
+    return streams_submit(db, parts, nparts, cond, cb, ctx, err);
 }
 
 /* ---- metadata changes (caller thread; the writer builds the record) ---- */

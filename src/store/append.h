@@ -46,6 +46,17 @@ struct append_req {
     int64_t batch_time;
     bool replicated;
 
+    /* A multi-stream append (factum_append_streams): its requests are queued together, one per
+       stream, and decided and written as one; each counts the requests after it in the set,
+       and completes into the set (the set's callback runs once, after the last). */
+    uint32_t link_left;
+    struct append_set *set;
+    uint32_t set_index;
+
+    /* A conditional append (tags.c): fails if an event matching cond exists after cond_after. */
+    factum_tag_query_t *cond; /* owned, one allocation; NULL: none */
+    uint64_t cond_after;
+
     int rc;
     factum_append_result_t res;
     char msg[sizeof(((factum_error_t *)0)->message)];
@@ -61,10 +72,24 @@ static inline void req_free(append_req *r) {
     free(r->user_id);
     free(r->target);
     free(r->custom);
+    free(r->cond);
     free(r);
 }
 
 enum { META_SET = 1, META_DELETE, META_TOMBSTONE };
+
+/* What the requests of one multi-stream append complete into (append.c). */
+typedef struct append_set {
+    _Atomic uint32_t left; /* requests not completed yet */
+    int rc;
+    char msg[sizeof(((factum_error_t *)0)->message)];
+    factum_streams_cb cb;
+    void *ctx;
+    size_t n;
+    factum_append_result_t res[]; /* one per stream */
+} append_set;
+/* Records r's outcome in its set; the last one calls the set's callback and frees the set. */
+void store_set_complete(append_req *r);
 
 /* Queues the requests head..tail (linked by next) for the writer, in one step. */
 int store_submit(factum_t *db, append_req *head, append_req *tail, factum_error_t *err);

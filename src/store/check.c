@@ -98,7 +98,7 @@ static void checker_free(checker *c) {
         free(c->found[i].file), free(c->found[i].message);
     free(c->found);
     c->found = NULL, c->nfound = 0;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 6; k++)
         free(c->seen[k]), c->seen[k] = NULL;
     buf_free(&c->last_name);
 }

@@ -53,7 +53,8 @@ typedef struct checker {
     size_t nfound, dropped;
     int oom;
     /* index check */
-    uint8_t *seen[4]; /* bit per position below head: a stream, id, correlation entry, stream name was met */
+    uint8_t *seen[6]; /* bit per position below head: a stream, id, correlation entry, stream name, the implicit
+                         stream: and type: tag entries was met */
     buf_t last_name;  /* the previous stream name of the run being walked */
     uint64_t seen_below;
     uint64_t idx_problems[4];

@@ -2,9 +2,11 @@
  * check_index.c — the index part of factum_check (check.h): every entry of every run against
  * the event it points to (the right key, reachable through its bloom block and fence, in
  * order), every stream name against its first event, then every event below what the runs
- * cover against the entries it should have.
+ * cover against the entries it should have (explicit tags are checked for matching their event,
+ * not for being complete).
  */
 #include "check.h"
+#include "tags.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,7 +25,7 @@ static const char *key_kind(uint64_t key) {
     case 1: return "stream";
     case 2: return "event id";
     case 3: return "correlation";
-    default: return "unknown";
+    default: return "tag";
     }
 }
 
@@ -40,6 +42,9 @@ __attribute__((format(printf, 6, 7))) static void index_problem(checker *c, int 
     check_note(c, FACTUM_CHECK_DERIVED, file, offset, position,
                "%s: derived, --repair (or removing index/) rebuilds it", msg);
 }
+
+static int index_tag_entry(checker *c, const char *file, uint64_t at, uint64_t i, uint64_t key, idx_hit h,
+                           const factum_event_t *e);
 
 static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint64_t key, idx_hit h, bool found) {
     checker *c = ctx;
@@ -67,6 +72,7 @@ static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint6
     if (check_event_at(c, h.pos, &e) != EV_OK)
         return 0; /* removed by a scavenge (readers skip it), or damage reported */
     int k = (int)(key >> 62) - 1;
+    if (k < 0) return index_tag_entry(c, file, at, i, key, h, &e);
     bool ok = (k == 0 && key == index_key_stream(e.stream) && h.seq == e.revision) ||
               (k == 1 && key == index_key_id(e.stream, e.id) && h.seq == h.pos) ||
               (k == 2 && e.correlationid.len && key == index_key_corr(e.correlationid) && h.seq == h.pos);
@@ -84,6 +90,23 @@ static int index_entry(void *ctx, const index_run_info_t *run, uint64_t i, uint6
         index_problem(c, IX_MISMATCH, file, at, h.pos, "entry %llu repeats the %s entry of position %llu",
                       (unsigned long long)i, key_kind(key), (unsigned long long)h.pos);
     bits[h.pos / 8] |= (uint8_t)(1u << (h.pos % 8));
+    return 0;
+}
+
+/* A tag entry: one of the event's tags, its implicit stream: and type: ones among them. */
+static int index_tag_entry(checker *c, const char *file, uint64_t at, uint64_t i, uint64_t key, idx_hit h,
+                           const factum_event_t *e) {
+    if (h.seq != h.pos || !tags_key_of(e, key)) {
+        index_problem(c, IX_MISMATCH, file, at, h.pos,
+                      "entry %llu (tag key %016llx, %llu) is none of the tags of the event at position %llu (stream "
+                      "%.*s, type %.*s)",
+                      (unsigned long long)i, (unsigned long long)key, (unsigned long long)h.seq,
+                      (unsigned long long)h.pos, (int)MIN(e->stream.len, 80), e->stream.ptr, (int)MIN(e->type.len, 80),
+                      e->type.ptr);
+        return 0;
+    }
+    int k = key == tags_key_implicit(e, 0) ? 4 : key == tags_key_implicit(e, 1) ? 5 : -1;
+    if (k >= 0) c->seen[k][h.pos / 8] |= (uint8_t)(1u << (h.pos % 8));
     return 0;
 }
 
@@ -135,7 +158,7 @@ static size_t count_runs(const char *idxdir) {
 }
 
 int check_index(checker *c, factum_error_t *err) {
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 6; k++)
         if (!(c->seen[k] = calloc(c->head / 8 + 1, 1)))
             return err_set(err, FACTUM_ENOMEM, "out of memory checking the index");
     uint64_t covered = 0;
@@ -187,13 +210,14 @@ int check_index(checker *c, factum_error_t *err) {
     for (uint64_t p = 0; p < MIN(covered, c->head); p++) {
         factum_event_t e;
         if (check_event_at(c, p, &e) != EV_OK) continue;
-        bool need[4] = {true, true, e.correlationid.len > 0, e.revision == 0};
-        for (int k = 0; k < 4; k++)
+        bool need[6] = {true, true, e.correlationid.len > 0, e.revision == 0, true, true};
+        static const char *const names[6] = {"stream",      "event id",    "correlation",
+                                             "stream name", "stream: tag", "type: tag"};
+        for (int k = 0; k < 6; k++)
             if (need[k] && !(c->seen[k][p / 8] & (1u << (p % 8))))
                 index_problem(c, IX_MISSING, "index", FACTUM_END, p,
-                              "the %s entry of the event at position %llu (stream %.*s) is in no run",
-                              k == 3 ? "stream name" : key_kind((uint64_t)(k + 1) << 62), (unsigned long long)p,
-                              (int)MIN(e.stream.len, 80), e.stream.ptr);
+                              "the %s entry of the event at position %llu (stream %.*s) is in no run", names[k],
+                              (unsigned long long)p, (int)MIN(e.stream.len, 80), e.stream.ptr);
     }
     static const char *what[] = {"entries do not match the log", "entries cannot be found by a lookup",
                                  "index entries are missing", "entries are out of order"};

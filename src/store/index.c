@@ -27,7 +27,7 @@ static_assert(FENCE_EVERY > 0 && MERGE_FANIN <= MAX_RUNS, "fences and merges fit
 
 unsigned index_key_bits = 62;
 
-/* The top two bits of a key name its index (1 stream, 2 id, 3 correlation), so keys of
+/* The top two bits of a key name its index (0 tag, 1 stream, 2 id, 3 correlation), so keys of
    different indexes never collide; names within one index can, and readers check records.
    Tests narrow the hash to a few bits to make that happen often. */
 static inline uint64_t key_finish(uint64_t h, uint64_t kind) {
@@ -43,6 +43,11 @@ uint64_t index_key_id_seeded(uint64_t seed, factum_str_t id) { return key_finish
 uint64_t index_key_id(factum_str_t stream, factum_str_t id) { return index_key_id_seeded(index_id_seed(stream), id); }
 
 uint64_t index_key_corr(factum_str_t corr) { return key_finish(hash64(corr.ptr, corr.len, 0x43), 3); }
+
+uint64_t index_key_tag(factum_str_t prefix, factum_str_t rest) {
+    uint64_t k = key_finish(hash64(rest.ptr, rest.len, hash64(prefix.ptr, prefix.len, 0x47)), 0);
+    return k ? k : 1;
+}
 
 /* ---- the index ---- */
 
@@ -335,8 +340,13 @@ static int merge_candidate(const index_t *ix) {
 /* One unit of background work; false if there was none. Runs on the index thread only. */
 static bool index_step(index_t *ix) {
     pthread_rwlock_rdlock(&ix->lock);
-    memtable *m = ix->nfrozen ? ix->frozen[0] : NULL;
-    int mi = m ? -1 : merge_candidate(ix);
+    /* Flushes come first (they free memory), unless the runs are many: a writer that freezes
+       memtables as fast as they are written would otherwise starve the merges until the run
+       table overflowed. With half of it used, a merge goes first. */
+    int mi = merge_candidate(ix);
+    memtable *m = ix->nfrozen && (mi < 0 || ix->nruns < MAX_RUNS / 2) ? ix->frozen[0] : NULL;
+    if (m) mi = -1;
+    ENSURE(!m || ix->nruns < MAX_RUNS); /* a flush adds a run: there is room for it */
     pthread_rwlock_unlock(&ix->lock);
     if (ix->failed || (!m && mi < 0)) return false;
     run *r = m ? flush_memtable(ix, m, ix->covered) : merge_runs(ix, ix->runs + mi, MERGE_FANIN);

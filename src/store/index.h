@@ -4,6 +4,7 @@
  *   stream      key = index_key_stream(stream)        seq = revision   pos = position
  *   event id    key = index_key_id(stream, id)        seq = position   pos = position
  *   correlation key = index_key_corr(correlationid)   seq = position   pos = position
+ *   tag         key = index_key_tag(prefix, tag)      seq = position   pos = position
  *
  * Keys are a 2-bit index tag and a 62-bit hash, so two names of one index can share a key:
  * callers check each hit against the record it points to. Appends go to an in-memory memtable (no random page writes);
@@ -33,6 +34,9 @@ uint64_t index_key_id(factum_str_t stream, factum_str_t id);
 uint64_t index_id_seed(factum_str_t stream);
 uint64_t index_key_id_seeded(uint64_t seed, factum_str_t id);
 uint64_t index_key_corr(factum_str_t corr);
+/* A tag's key (tags.c): the tag is prefix then rest ("stream:" and "type:" are the implicit
+   tags' prefixes, "" an explicit tag's). Never 0 (an empty memtable slot). */
+uint64_t index_key_tag(factum_str_t prefix, factum_str_t rest);
 
 /*
  * Opens DIR (creating it), loads the runs its MANIFEST names, starts the background thread.

@@ -1,6 +1,7 @@
 /*
  * read.c — reading streams (through the stream index), the global log (sequentially through
- * the position maps), and correlations (through the correlation index). Readers stop at the
+ * the position maps), correlations (through the correlation index) and tag queries (through the
+ * tag index, tags.c). Readers stop at the
  * durable position, so they never see an event that is not on disk. Returned events borrow
  * the segment mappings, which live as long as the store.
  */
@@ -8,6 +9,7 @@
 
 #include "../base/json.h"
 #include "record.h"
+#include "tags.h"
 
 #include <stdlib.h>
 
@@ -439,4 +441,97 @@ int store_meta_load(factum_t *db, factum_error_t *err) {
     }
     buf_free(&name);
     return rc;
+}
+
+/* ---- reads by tag query (docs/dcb.md) ---- */
+
+/*
+ * Each item's posting lists give up to `limit` matching positions from `from` in the direction
+ * of travel; the answer is the first `limit` of their union, which are among those.
+ */
+static int cmp_event_pos(const void *a, const void *b) {
+    uint64_t x = ((const factum_event_t *)a)->position, y = ((const factum_event_t *)b)->position;
+    return (x > y) - (x < y);
+}
+
+/* Sorts res's events in the direction of travel, drops repeats, keeps the first `limit`. */
+static void trim(factum_result_t *res, size_t limit, int backward) {
+    if (res->n) qsort(res->ev, res->n, sizeof *res->ev, cmp_event_pos);
+    size_t kept = 0;
+    for (size_t x = 0; x < res->n; x++)
+        if (!kept || res->ev[x].position != res->ev[kept - 1].position) res->ev[kept++] = res->ev[x];
+    if (backward)
+        for (size_t a = 0, b = kept ? kept - 1 : 0; a < b; a++, b--) {
+            factum_event_t t = res->ev[a];
+            res->ev[a] = res->ev[b], res->ev[b] = t;
+        }
+    res->n = MIN(kept, limit);
+}
+
+/*
+ * Each posting list gives its matches from `from` in the direction of travel; the answer is
+ * the first `limit` of their union. Memory stays near 2 x limit events: when that many are
+ * gathered they are trimmed to `limit`, and the last one kept bounds the lists still to walk.
+ */
+int factum_read_tagged(factum_t *db, const factum_tag_query_t *q, uint64_t from, size_t limit, int backward,
+                       uint64_t *head, factum_result_t **out, factum_error_t *err) {
+    int rc = factum_tag_query_check(q, err);
+    if (rc) return rc;
+    limit = MAX(1, MIN(limit, STORE_MAX_READ));
+    uint64_t durable = factum_head_position(db), keys[FACTUM_MAX_QUERY_ITEMS];
+    if (head) *head = durable;
+    factum_result_t *res = result_new(db, limit); /* its pin keeps the events' mappings */
+    if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
+    hider h;
+    hider_init(&h, db);
+    bool bounded = false;
+    uint64_t bound = 0; /* with `bounded`: nothing past this position can be in the answer */
+    for (size_t i = 0; i < q->nitems && !rc; i++) {
+        size_t nk = tags_item_keys(&q->items[i], keys);
+        factum_tag_query_t one = {&q->items[i], 1};
+        for (size_t k = 0; k < nk && !rc; k++) {
+            idx_hit cur = {from, from}, hits[128];
+            size_t got = 0;
+            for (bool more = true; more && got < limit;) {
+                size_t n = index_range(db->index, keys[k], cur, backward, ARRAY_LEN(hits), durable, hits);
+                more = n == ARRAY_LEN(hits);
+                for (size_t x = 0; x < n && got < limit; x++) {
+                    if (bounded && (backward ? hits[x].pos < bound : hits[x].pos > bound)) {
+                        more = false;
+                        break;
+                    }
+                    factum_event_t e;
+                    if ((rc = store_event_at(db, hits[x].pos, &e, err)) == FACTUM_ENOTFOUND) {
+                        rc = 0;
+                        continue; /* scavenged */
+                    }
+                    if (rc) break;
+                    if (!factum_tag_query_matches(&one, &e) || hidden(&h, &e)) continue;
+                    if ((rc = result_push(res, &e))) {
+                        rc = err_set(err, rc, "out of memory");
+                        break;
+                    }
+                    got++;
+                }
+                if (more && !index_after(hits[n - 1], backward, &cur)) more = false;
+            }
+            if (res->n >= 2 * limit) {
+                trim(res, limit, backward);
+                if (res->n == limit) bounded = true, bound = res->ev[limit - 1].position;
+            }
+        }
+    }
+    if (rc) {
+        factum_result_free(res);
+        return rc;
+    }
+    trim(res, limit, backward);
+    if (res->n == limit) {
+        uint64_t last = res->ev[res->n - 1].position;
+        res->next = backward ? (last ? last - 1 : FACTUM_END) : last + 1;
+    } else {
+        res->next = backward ? FACTUM_END : MAX(from == FACTUM_END ? durable : from, durable);
+    }
+    *out = res;
+    return 0;
 }

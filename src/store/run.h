@@ -14,8 +14,9 @@
 
 #define RUN_MAGIC 0x58444946u /* "FIDX" */
 #define RUN_HEADER 64
-#define RUN_VERSION 5 /* 2: fences in the file; 3: keys carry their index tag; 4: blocked bloom; 5: stream names */
-#define NAME_HEAD 10  /* a stored name: its first position (8 bytes), its length (2), its bytes */
+#define RUN_VERSION                                                                                                    \
+    6 /* 2: fences in the file; 3: keys carry their index tag; 4: blocked bloom; 5: stream names; 6: tags */
+#define NAME_HEAD 10 /* a stored name: its first position (8 bytes), its length (2), its bytes */
 #define RUN_ENTRY 24
 #define FENCE_EVERY 64
 #define BLOOM_BITS_PER_KEY 10

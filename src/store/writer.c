@@ -12,6 +12,7 @@
 
 #include "../base/json.h"
 #include "record.h"
+#include "tags.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,20 +21,20 @@
 
 /* An event's index entries, from its keys (corr 0: it has no correlation id; correlation keys
    carry their index tag, so are never 0): its stream's, its id's, its correlation's, and its
-   stream's name when it is the stream's first. The write lock held. */
-static int add_entries(index_t *ix, uint64_t skey, uint64_t id, uint64_t corr, factum_str_t stream, uint64_t rev,
+   stream's name when it is the stream's first, and its tags' (tags.c). The write lock held. */
+static int add_entries(index_t *ix, uint64_t skey, uint64_t id, uint64_t corr, const factum_event_t *e, uint64_t rev,
                        uint64_t pos) {
     int rc = index_add(ix, skey, rev, pos);
     if (!rc) rc = index_add(ix, id, pos, pos);
     if (!rc && corr) rc = index_add(ix, corr, pos, pos);
-    if (!rc && rev == 0) rc = index_add_name(ix, stream, pos);
+    if (!rc && rev == 0) rc = index_add_name(ix, e->stream, pos);
+    if (!rc) rc = tags_index_event(ix, e, pos);
     return rc;
 }
 
 int store_index_event(factum_t *db, const factum_event_t *e) {
     return add_entries(db->index, index_key_stream(e->stream), index_key_id(e->stream, e->id),
-                       e->correlationid.len ? index_key_corr(e->correlationid) : 0, e->stream, e->revision,
-                       e->position);
+                       e->correlationid.len ? index_key_corr(e->correlationid) : 0, e, e->revision, e->position);
 }
 
 /*
@@ -59,8 +60,9 @@ static int index_request(factum_t *db, append_req *r) {
         }
         for (size_t i = 0; i < k && !rc; i++) {
             const uint8_t *p = r->recs + r->offs[base + i];
-            rc = add_entries(db->index, skey, ids[i], corrs[i], r->stream, load64(p + R_REVISION),
-                             load64(p + R_POSITION));
+            factum_event_t e;
+            record_parse(p, &e);
+            rc = add_entries(db->index, skey, ids[i], corrs[i], &e, e.revision, e.position);
         }
     }
     return rc;
@@ -221,6 +223,23 @@ static int check_repeat(factum_t *db, append_req *r) {
     return 1;
 }
 
+/* A conditional append's query against the log and the appends before it in this group (their
+   index entries are in the memtable, their records in the pending table). 0, or r failed. */
+static int check_condition(factum_t *db, append_req *r) {
+    uint64_t at;
+    factum_error_t err;
+    int rc = tags_condition_first(db, r->cond, r->cond_after, &at, &err);
+    if (rc) return req_fail(r, rc, "%s", err.message);
+    if (at == UINT64_MAX) return 0;
+    r->res.conflict_position = at;
+    if (r->cond_after == FACTUM_AFTER_NONE)
+        return req_fail(r, FACTUM_ECONDITION, "the append condition failed: the event at position %llu matches it",
+                        (unsigned long long)at);
+    return req_fail(r, FACTUM_ECONDITION,
+                    "the append condition failed: the event at position %llu, after %llu, matches it",
+                    (unsigned long long)at, (unsigned long long)r->cond_after);
+}
+
 static bool expected_ok(int64_t expected, int64_t last) {
     switch (expected) {
     case FACTUM_EXPECT_ANY: return true;
@@ -338,73 +357,81 @@ static int meta_build(factum_t *db, group *g, append_req *r, int64_t time_us) {
     return 0;
 }
 
-static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
+/* Decides r against the store as the group left it: the writer's state, metadata, idempotency,
+   the condition, the expected revision. 0 (*last: the stream's last revision), 1 (an idempotent
+   repeat, answered), or -1 (r failed). */
+static int decide(factum_t *db, group *g, append_req *r, int64_t time_us, int64_t *last) {
     if (db->failed) {
         req_fail(r, FACTUM_EFAILED, "writer has failed (%s); reopen the store", db->failmsg);
-        return;
+        return -1;
     }
     meta_rules mr;
     factum_str_t doc;
     bool ruled = false;
     if (r->meta_op) {
-        if (meta_build(db, g, r, time_us)) return;
+        if (meta_build(db, g, r, time_us)) return -1;
     } else if ((ruled = writer_rules(db, g, r->h1, r->h2, &mr, &doc)) && mr.tombstone) {
         req_fail(r, FACTUM_EDELETED, "stream '%.*s' is deleted for ever (tombstone)", (int)r->stream.len,
                  r->stream.ptr);
-        return;
+        return -1;
     }
     int rep = check_repeat(db, r);
-    if (rep) return; /* 1: idempotent repeat (rc 0), <0: conflict */
-    int64_t last = writer_last(db, r->stream, r->h1, r->h2);
-    mr.last = last;
+    if (rep) return rep > 0 ? 1 : -1; /* 1: idempotent repeat (rc 0), <0: conflict */
+    if (r->cond && check_condition(db, r)) return -1;
+    *last = writer_last(db, r->stream, r->h1, r->h2);
+    mr.last = *last;
     /* A soft-deleted stream has no revision as far as expectations go. */
-    int64_t seen = ruled && meta_reads_deleted(&mr) ? -1 : last;
+    int64_t seen = ruled && meta_reads_deleted(&mr) ? -1 : *last;
     if (!expected_ok(r->expected, seen)) {
         fail_revision(r, r->stream, r->expected, seen);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+/* Room for `bytes` of records (`nrec` of them, in `niov` pieces) in the active segment, its
+   zero-filled part, the pending table and the group's iovecs. 0, or r failed. */
+static int make_room(factum_t *db, group *g, append_req *r, uint64_t bytes, uint64_t nrec, size_t niov) {
     segment_t *s = db->segs[atomic_load(&db->nsegs) - 1];
-    if (s->end + r->bytes > s->size) {
+    if (s->end + bytes > s->size) {
         int rc = roll_segment(db, g, r);
         if (rc) {
             r->rc = rc;
             if (db->failed) req_fail(r, db->failed, "%s", db->failmsg);
-            return;
+            return -1;
         }
         s = db->segs[atomic_load(&db->nsegs) - 1];
     }
     /* Room that is zero-filled (zero.c); the writer waits here only when it outruns the zeroer. */
-    if (s->end + r->bytes > segment_limit(s)) {
-        int rc = store_zero_wait(db, s, s->end + r->bytes, r->msg, sizeof r->msg);
-        if (rc) {
-            r->rc = rc;
-            return;
-        }
+    if (s->end + bytes > segment_limit(s)) {
+        int rc = store_zero_wait(db, s, s->end + bytes, r->msg, sizeof r->msg);
+        if (rc) return r->rc = rc, -1;
     }
     /* Room in the pending table for this group's records. */
-    uint64_t need = db->next_pos + r->n - db->group_first;
+    uint64_t need = db->next_pos + nrec - db->group_first;
     if (need > db->pending_cap) {
         size_t cap = MAX(need, db->pending_cap * 2);
         const uint8_t **p = realloc(db->pending, cap * sizeof *p);
-        if (!p) {
-            req_fail(r, FACTUM_ENOMEM, "out of memory");
-            return;
-        }
+        if (!p) return req_fail(r, FACTUM_ENOMEM, "out of memory"), -1;
         db->pending = p, db->pending_cap = cap;
     }
-    if (g->niov == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 64;
+    if (g->niov + niov > g->cap) {
+        size_t cap = MAX(g->cap ? g->cap * 2 : 64, g->niov + niov);
         struct iovec *v = realloc(g->iov, cap * sizeof *v);
-        if (!v) {
-            req_fail(r, FACTUM_ENOMEM, "out of memory");
-            return;
-        }
+        if (!v) return req_fail(r, FACTUM_ENOMEM, "out of memory"), -1;
         g->iov = v, g->cap = cap;
     }
+    return 0;
+}
+
+/* Gives r its positions and revisions after `last`, its records and index entries; the room is
+   made. batch_end: its last record ends the batch (not inside a multi-stream append). */
+static void assign(factum_t *db, group *g, append_req *r, int64_t last, int64_t time_us, bool batch_end) {
+    segment_t *s = db->segs[atomic_load(&db->nsegs) - 1];
     for (size_t i = 0; i < r->n; i++) {
         uint8_t *p = r->recs + r->offs[i];
         uint64_t pos = db->next_pos + i;
-        record_seal(p, pos, (uint64_t)(last + 1) + i, time_us, i + 1 == r->n, db->group_first);
+        record_seal(p, pos, (uint64_t)(last + 1) + i, time_us, batch_end && i + 1 == r->n, db->group_first);
         s->pmap[s->count + i] = (uint32_t)(s->end + r->offs[i]);
         db->pending[pos - db->group_first] = p;
     }
@@ -422,14 +449,62 @@ static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
     s->count += r->n;
     s->end += r->bytes;
     int64_t target_last = r->res.actual_revision;
-    r->res = (factum_append_result_t){
-        (uint64_t)(last + 1),           (uint64_t)last + r->n, db->next_pos, db->next_pos + r->n - 1, 0,
-        r->meta_op ? target_last : last};
+    r->res = (factum_append_result_t){(uint64_t)(last + 1),
+                                      (uint64_t)last + r->n,
+                                      db->next_pos,
+                                      db->next_pos + r->n - 1,
+                                      0,
+                                      r->meta_op ? target_last : last,
+                                      0};
     db->next_pos += r->n;
     streams_put(&db->cache, r->h1, r->h2, last + (int64_t)r->n);
     r->gnext = g->assigned;
     g->assigned = r;
     g->nmeta += r->meta_op != 0;
+}
+
+static void process(factum_t *db, group *g, append_req *r, int64_t time_us) {
+    int64_t last;
+    if (decide(db, g, r, time_us, &last) == 0 && make_room(db, g, r, r->bytes, r->n, 1) == 0)
+        assign(db, g, r, last, time_us, true);
+}
+
+/* Every part of a multi-stream append gets what `from` got. */
+static void set_fail(append_req *first, const append_req *from) {
+    for (append_req *p = first; p; p = p->link_left ? p->next : NULL)
+        if (p != from) {
+            p->rc = from->rc;
+            memcpy(p->msg, from->msg, sizeof p->msg);
+        }
+}
+
+/*
+ * A multi-stream append (first and the link_left requests after it, one stream each): all of it
+ * or none. Every part is decided before any is assigned; the condition rides on the first. Its
+ * records go to one segment, and only its very last record ends a batch, so recovery keeps the
+ * whole append or none of it.
+ */
+static void process_set(factum_t *db, group *g, append_req *first, int64_t time_us) {
+    int64_t lasts[FACTUM_MAX_STREAMS];
+    size_t k = 0, repeats = 0;
+    uint64_t bytes = 0, nrec = 0;
+    for (append_req *p = first; p; p = p->link_left ? p->next : NULL, k++) {
+        int d = decide(db, g, p, time_us, &lasts[k]);
+        if (d < 0) return set_fail(first, p);
+        repeats += d == 1;
+        bytes += p->bytes, nrec += p->n;
+    }
+    if (repeats == k) return; /* an idempotent repeat of the whole append */
+    if (repeats) {
+        req_fail(first, FACTUM_ECONFLICT, "the append repeats the events of %zu of its %zu streams, not all", repeats,
+                 k);
+        first->res.idempotent = 0;
+        return set_fail(first, first);
+    }
+    if (make_room(db, g, first, bytes, nrec, k)) return set_fail(first, first);
+    k = 0;
+    for (append_req *p = first; p && !db->failed; p = p->link_left ? p->next : NULL, k++)
+        assign(db, g, p, lasts[k], time_us, p->link_left == 0);
 }
 
 /* After a group is durable and before readers see it: metadata changes take effect, and streams
@@ -452,6 +527,10 @@ static void publish_meta(factum_t *db, append_req *list) {
 }
 
 void store_req_complete(append_req *r) {
+    if (r->set) {
+        store_set_complete(r);
+        return;
+    }
     if (r->cb) {
         r->cb(r->ctx, r->rc, &r->res, r->rc ? r->msg : "");
         req_free(r);
@@ -505,7 +584,13 @@ static void run_group(factum_t *db, append_req *list) {
     g.flushed_pos = db->next_pos;
     unsigned pin = store_pin(db); /* process() reads older events (idempotency, metadata) */
     for (append_req *r = list; r; r = r->next)
-        process(db, &g, r, t);
+        if (r->link_left) {
+            process_set(db, &g, r, t);
+            while (r->link_left)
+                r = r->next;
+        } else {
+            process(db, &g, r, t);
+        }
     store_unpin(db, pin);
     if (!db->failed) group_flush(db, &g);
     if (db->failed) {
@@ -606,6 +691,8 @@ static void *writer_main(void *arg) {
         else
             while (last->next && !last->next->batch_n && bytes < STORE_GROUP_BYTES)
                 last = last->next, bytes += last->bytes;
+        while (last->link_left) /* a multi-stream append is never split between groups */
+            last = last->next;
         db->qhead = last->next;
         if (!db->qhead) db->qtail = NULL;
         last->next = NULL;
