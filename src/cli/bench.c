@@ -403,6 +403,7 @@ static factum_t *bench_open(const char *dir) {
     "       factum bench backup [--quick] [--dir DIR] [--mib N]\n"                                                     \
     "       factum bench archive [--quick] [--dir DIR] [--archive DIR] [--mib N]\n"                                    \
     "       factum bench listing [--quick] [--dir DIR] [--streams N] [--keep]\n"                                       \
+    "       factum bench dcb [--quick] [--dir DIR] [--seconds S] [--events N]\n"                                       \
     "\n"                                                                                                               \
     "Measures in a new folder made in DIR (default .) and removed after; docs/bench.md says what each figure means."
 
