@@ -27,7 +27,7 @@ LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl ini
 SANFLAGS := -fsanitize=address,undefined
 
 LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c)
-SRV_SRC  := $(wildcard src/proj/*.c src/saga/*.c src/sys/*.c src/timer/*.c src/group/*.c src/auth/*.c src/cluster/*.c src/server/*.c)
+SRV_SRC  := $(wildcard src/proj/*.c src/saga/*.c src/sys/*.c src/timer/*.c src/group/*.c src/connect/*.c src/auth/*.c src/cluster/*.c src/server/*.c)
 CLIENT_SRC := $(wildcard src/client/*.c)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c) $(SRV_SRC)

@@ -118,6 +118,14 @@ void api_delete_saga(conn *c, const route_args *a, factum_str_t body);
 void api_saga_instances(conn *c, const route_args *a, factum_str_t body);
 void api_saga_instance(conn *c, const route_args *a, factum_str_t body);
 void api_saga_parked(conn *c, const route_args *a, factum_str_t body);
+/* api_connectors.c */
+void api_list_connectors(conn *c, const route_args *a, factum_str_t body);
+void api_show_connector(conn *c, const route_args *a, factum_str_t body);
+void api_define_connector(conn *c, const route_args *a, factum_str_t body);
+void api_delete_connector(conn *c, const route_args *a, factum_str_t body);
+void api_pause_connector(conn *c, const route_args *a, factum_str_t body);
+void api_resume_connector(conn *c, const route_args *a, factum_str_t body);
+void connectors_metrics(connectors_t *cs, buf_t *b);
 /* api_keys.c */
 void api_create_key(conn *c, const route_args *a, factum_str_t body);
 void api_list_keys(conn *c, const route_args *a, factum_str_t body);
