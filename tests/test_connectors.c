@@ -310,7 +310,7 @@ TEST(connector_put_refuses_bad_input_and_creates_nothing) {
         {"{\"kind\":\"http-sink\",\"url\":\"http://127.0.0.1:1/x\",\"allow_http\":true,\"source\":{\"stream\":\"a\"}}",
          "cannot reach"},
         {"{\"kind\":\"ftp-sink\",\"url\":\"https://x/\",\"source\":{\"stream\":\"a\"}}", "kind"},
-        {"{\"kind\":\"postgres-outbox\"}", "not built"},
+        {"{\"kind\":\"postgres-outbox\"}", "postgres"},
         {"{\"kind\":\"http-sink\",\"url\":\"ftp://x/\",\"source\":{\"stream\":\"a\"}}", "url"},
         {"{\"kind\":\"http-sink\",\"url\":\"https://x/\",\"allow_unreachable\":true}", "source"},
         {"{\"kind\":\"http-sink\",\"url\":\"https://x/\",\"allow_unreachable\":true,\"source\":{\"stream\":\"a\"},"
@@ -479,5 +479,31 @@ TEST(sink_batches_structured_events_with_a_signature) {
     CHECK(http_wait_body(s.port, "/connectors/bat", "\"delivered\":5", 30));
     CHECK(atomic_load(&rx.requests) <= 5);
     CHECK_EQ(atomic_load(&rx.bad_signatures), 0);
+    srv_stop(&s, SIGTERM);
+}
+
+/* ---- the command line ---- */
+
+TEST(the_cli_applies_lists_pauses_resumes_and_deletes_a_connector) {
+    rx_start();
+    srv s = srv_start(test_dir(), "");
+    char b[1024], out[8192], url[64];
+    sink_body(b, sizeof b, "cli", "");
+    FILE *f = fopen(test_path("hook.json"), "w");
+    CHECK(f && fputs(b, f) >= 0);
+    fclose(f);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    CHECK_EQ(run_factum(out, sizeof out, "--server %s connector apply %s", url, test_path("hook.json")), 0);
+    CHECK(strstr(out, "\"name\":\"hook\"") && !strstr(out, SECRET_NEW));
+    CHECK_EQ(run_factum(out, sizeof out, "--server %s connector ls", url), 0);
+    CHECK(strstr(out, "\"name\":\"hook\""));
+    CHECK_EQ(run_factum(out, sizeof out, "--server %s connector pause hook", url), 0);
+    CHECK(strstr(out, "\"state\":\"paused\""));
+    CHECK_EQ(run_factum(out, sizeof out, "--server %s connector resume hook", url), 0);
+    CHECK_EQ(run_factum(out, sizeof out, "--server %s connector status hook", url), 0);
+    CHECK(strstr(out, "\"state\":\"running\""));
+    CHECK_EQ(run_factum(out, sizeof out, "--server %s connector delete hook", url), 0);
+    CHECK(run_factum(out, sizeof out, "--server %s connector status hook", url) != 0);
+    CHECK(run_factum(out, sizeof out, "--server %s connector frob hook", url) != 0);
     srv_stop(&s, SIGTERM);
 }

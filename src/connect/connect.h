@@ -2,8 +2,9 @@
  * connect.h — connectors (docs/connectors.md): named definitions that move events across
  * Factum's edge. An `http-sink` delivers the events of a source to an HTTP endpoint in the
  * CloudEvents HTTP binding, through a consumer group of its own (`sink.NAME`: parked, replay
- * and delete are the group's), on a thread of its own with libcurl. A `postgres-outbox` source
- * is defined and checked here; its relay is not built yet (docs/connectors.md says what is).
+ * and delete are the group's), on a thread of its own with libcurl. A `postgres-outbox` relays
+ * the committed rows of an outbox table in PostgreSQL as events, through a logical replication
+ * slot (pgoutput), on a thread of its own with libpq.
  *
  * Definitions are records in the system stream $connectors (ConnectorDefined with the name, the
  * definition as shown — no secret — and its owner; ConnectorDeleted), replayed at start. A
@@ -69,6 +70,7 @@ typedef struct connector_stats {
     int last_status; /* HTTP status of the last failed attempt; 0: none, or no answer */
     char last_error[320];
     int64_t last_success_us, last_failure_us; /* wall clock; 0: never */
+    uint64_t flushed_lsn, rejected;           /* outbox: the slot's confirmed position; rows not made events */
 } connector_stats;
 
 /* The JSON of one connector (GET /connectors/{name}): its definition, state and stats.

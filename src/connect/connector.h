@@ -20,7 +20,9 @@
 #define SINK_MAX_BATCH 1000
 #define SINK_GROUP_PREFIX "sink."
 
-enum { KIND_HTTP_SINK = 1 };
+enum { KIND_HTTP_SINK = 1, KIND_PG_OUTBOX };
+enum { COL_STREAM, COL_TYPE, COL_ID, COL_DATA, COL_CORRELATION, COL_CAUSATION, COLS };
+#define OUTBOX_MAX_NAME 63 /* PostgreSQL's identifiers */
 enum { MODE_BINARY, MODE_STRUCTURED };
 
 /* A parsed definition. */
@@ -33,6 +35,11 @@ typedef struct conn_def {
     char secrets[SINK_MAX_SECRETS][SINK_SECRET_MAX + 1];
     int nsecrets;
     buf_t group; /* the body of its group's definition (PUT /groups/{g} form) */
+    /* postgres-outbox */
+    char *conninfo; /* with its password (kept in the secrets file, never shown) */
+    char publication[OUTBOX_MAX_NAME + 1], schema[OUTBOX_MAX_NAME + 1], table[OUTBOX_MAX_NAME + 1];
+    char slot[OUTBOX_MAX_NAME + 1];
+    char cols[COLS][OUTBOX_MAX_NAME + 1]; /* "": not mapped (data, correlation, causation) */
     buf_t shown; /* the definition's members as its record and GET show them: no secret, no braces */
 } conn_def;
 
@@ -48,6 +55,7 @@ typedef struct connector {
     pthread_cond_t cond;
     bool stop, paused;
     uint64_t delivered, failed_attempts, requests;
+    uint64_t flushed_lsn, rejected; /* outbox: the slot's position confirmed; rows not made events */
     bool retrying, failed;
     int last_status;
     char last_error[320];
@@ -77,6 +85,19 @@ void conn_def_render(conn_def *d);
 int conn_def_keep_secrets(const char *data_dir, const char *name, const conn_def *d, factum_error_t *err);
 void conn_def_forget_secrets(const char *data_dir, const char *name);
 void conn_def_free(conn_def *d);
+
+/* ---- outbox.c ---- */
+/* Parses an outbox definition's own members into d (record: the connection string comes from
+   the secrets file). 0 or FACTUM_EINVAL. */
+int outbox_def_parse(const char *name, factum_str_t body, bool record, const char *data_dir, conn_def *d,
+                     factum_error_t *err);
+void outbox_def_render(conn_def *d);
+/* Connects and checks: wal_level, the publication, the table and its columns; makes the slot
+   when there is none. 0 or FACTUM_EINVAL with what is wrong. */
+int outbox_check(const conn_def *d, factum_error_t *err);
+/* Drops the slot (a deleted connector). */
+void outbox_drop_slot(const conn_def *d);
+int outbox_start(connector *c, factum_error_t *err);
 
 /* ---- sink.c ---- */
 /* Starts c's delivery thread. 0 or FACTUM_ENOMEM. */

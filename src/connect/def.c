@@ -38,6 +38,7 @@ void conn_def_free(conn_def *d) {
     buf_free(&d->group);
     buf_free(&d->shown);
     memset(d->secrets, 0, sizeof d->secrets); /* no secret left in freed memory */
+    if (d->conninfo) memset(d->conninfo, 0, strlen(d->conninfo)), free(d->conninfo), d->conninfo = NULL;
 }
 
 static int bool_member(factum_str_t obj, const char *key, bool *out, factum_error_t *err) {
@@ -129,12 +130,16 @@ int conn_def_keep_secrets(const char *data_dir, const char *name, const conn_def
         return unlink(path) && errno != ENOENT ? err_set(err, FACTUM_EIO, "cannot remove %s: %s", path, strerror(errno))
                                                : 0;
     buf_t b = {0};
-    buf_append(&b, "[", 1);
-    for (int i = 0; i < d->nsecrets; i++) {
-        if (i) buf_append(&b, ",", 1);
-        json_escape(&b, d->secrets[i], strlen(d->secrets[i]));
+    if (d->kind == KIND_PG_OUTBOX) { /* the connection string with its password */
+        buf_append(&b, d->conninfo, strlen(d->conninfo));
+    } else {
+        buf_append(&b, "[", 1);
+        for (int i = 0; i < d->nsecrets; i++) {
+            if (i) buf_append(&b, ",", 1);
+            json_escape(&b, d->secrets[i], strlen(d->secrets[i]));
+        }
+        buf_append(&b, "]", 1);
     }
-    buf_append(&b, "]", 1);
     snprintf(dir, sizeof dir, "%s/connectors", data_dir);
     int e = io_make_dir(dir);
     if (!e) e = io_replace_file(path, b.ptr, b.len, 0600);
@@ -163,13 +168,11 @@ int conn_def_parse(const char *name, factum_str_t body, bool record, const char 
     static const char *const rec_members[] = {
         "kind",       "url",          "allow_http", "allow_unreachable", "source", "start", "mode", "batch_max",
         "timeout_ms", "max_attempts", "retry",      "secret_count",      "paused", NULL};
-    if ((rc = json_only_members(body, "a connector", record ? rec_members : put_members, err))) return rc;
     char s[64];
     if ((rc = str_member(body, "kind", true, s, sizeof s, err))) return rc;
-    if (!strcmp(s, "postgres-outbox"))
-        return err_set(err, FACTUM_EINVAL,
-                       "'kind' postgres-outbox is not built yet (docs/connectors.md); use http-sink");
+    if (!strcmp(s, "postgres-outbox")) return outbox_def_parse(name, body, record, data_dir, d, err);
     if (strcmp(s, "http-sink")) return err_set(err, FACTUM_EINVAL, "'kind' must be http-sink or postgres-outbox");
+    if ((rc = json_only_members(body, "a connector", record ? rec_members : put_members, err))) return rc;
     d->kind = KIND_HTTP_SINK;
     if ((rc = str_member(body, "url", true, d->url, sizeof d->url, err)) ||
         (rc = bool_member(body, "allow_http", &d->allow_http, err)) ||
@@ -229,6 +232,10 @@ int conn_def_parse(const char *name, factum_str_t body, bool record, const char 
 }
 
 void conn_def_render(conn_def *d) {
+    if (d->kind == KIND_PG_OUTBOX) {
+        outbox_def_render(d);
+        return;
+    }
     factum_str_t g = {d->group.ptr, d->group.len}, v;
     int kind;
     buf_t *b = &d->shown;
@@ -297,6 +304,7 @@ static bool points_at_self(const char *url, int self_port) {
 }
 
 int conn_def_check(const conn_def *d, int self_port, factum_error_t *err) {
+    if (d->kind == KIND_PG_OUTBOX) return outbox_check(d, err);
     if (points_at_self(d->url, self_port))
         return err_set(err, FACTUM_EINVAL, "'url' points at this Factum server: a sink would deliver to itself");
     if (d->allow_unreachable) return 0;

@@ -125,9 +125,10 @@ static void replay_def(void *ctx, const char *name, factum_str_t def, const char
     connector *c = connector_new(cs, name, owner);
     factum_error_t err;
     int rc = conn_def_parse(name, def, true, cs->data_dir, &c->d, &err);
-    if (!rc && !groups_has(cs->env.groups, c->group)) rc = define_group(cs, c->group, &c->d, owner, &err);
+    bool sink = c->d.kind == KIND_HTTP_SINK;
+    if (!rc && sink && !groups_has(cs->env.groups, c->group)) rc = define_group(cs, c->group, &c->d, owner, &err);
     c->paused = c->d.paused;
-    if (!rc) rc = sink_start(c, &err);
+    if (!rc) rc = sink ? sink_start(c, &err) : outbox_start(c, &err);
     if (rc) {
         log_msg(LOG_LEVEL_ERROR, "connector %s not started: %s", name, err.message);
         connector_free(c);
@@ -187,22 +188,25 @@ int connectors_define(connectors_t *cs, const char *name, factum_str_t body, con
     int rc = !old && n >= CONNECTORS_MAX
                  ? err_set(err, FACTUM_EINVAL, "too many connectors (at most %d)", CONNECTORS_MAX)
                  : conn_def_parse(name, body, false, cs->data_dir, &c->d, err);
+    bool sink = !rc && c->d.kind == KIND_HTTP_SINK;
+    if (!rc && old && old->d.kind != c->d.kind)
+        rc = err_set(err, FACTUM_EINVAL, "a connector's kind cannot change; delete it and define it again");
     /* The group's own checks (source, start, retry), and that its source does not change. */
-    if (!rc)
+    if (!rc && sink)
         rc = groups_define_prepare(cs->env.groups, c->group, (factum_str_t){c->d.group.ptr, c->d.group.len}, c->owner,
                                    &probe, &probe_created, err);
     buf_free(&probe);
     if (!rc) rc = conn_def_check(&c->d, cs->env.self_port, err);
     if (!rc) rc = conn_def_keep_secrets(cs->data_dir, name, &c->d, err);
     if (!rc) rc = record_definition(cs, c, err);
-    if (!rc) rc = define_group(cs, c->group, &c->d, c->owner, err);
+    if (!rc && sink) rc = define_group(cs, c->group, &c->d, c->owner, err);
     if (!rc && old) {
         unlink_out(cs, old);
         sink_stop(old);
         connector_free(old);
     }
     c->paused = c->d.paused;
-    if (!rc) rc = sink_start(c, err);
+    if (!rc) rc = sink ? sink_start(c, err) : outbox_start(c, err);
     if (rc) {
         connector_free(c);
     } else {
@@ -223,7 +227,10 @@ int connectors_delete(connectors_t *cs, const char *name, factum_error_t *err) {
     if (!rc) {
         unlink_out(cs, c);
         sink_stop(c);
-        delete_group(cs, c->group);
+        if (c->d.kind == KIND_HTTP_SINK)
+            delete_group(cs, c->group);
+        else
+            outbox_drop_slot(&c->d);
         conn_def_forget_secrets(cs->data_dir, name);
         connector_free(c);
     }
@@ -262,14 +269,16 @@ int connectors_pause(connectors_t *cs, const char *name, bool paused, buf_t *out
 static void stats_of(connectors_t *cs, connector *c, connector_stats *st) {
     memset(st, 0, sizeof *st);
     snprintf(st->name, sizeof st->name, "%s", c->name);
-    st->kind = "http-sink";
+    st->kind = c->d.kind == KIND_HTTP_SINK ? "http-sink" : "postgres-outbox";
     pthread_mutex_lock(&c->mu);
     st->state = c->paused ? "paused" : c->failed ? "failed" : c->retrying ? "retrying" : "running";
     st->delivered = c->delivered, st->failed_attempts = c->failed_attempts, st->requests = c->requests;
     st->last_status = c->last_status;
     memcpy(st->last_error, c->last_error, sizeof st->last_error);
     st->last_success_us = c->last_success_us, st->last_failure_us = c->last_failure_us;
+    st->flushed_lsn = c->flushed_lsn, st->rejected = c->rejected;
     pthread_mutex_unlock(&c->mu);
+    if (c->d.kind != KIND_HTTP_SINK) return;
     groups_view v;
     if (groups_show(cs->env.groups, c->group, &v) == 0) {
         st->lag_positions = v.st.lag_positions, st->lag_seconds = v.st.lag_seconds;
@@ -281,8 +290,20 @@ static void stats_of(connectors_t *cs, connector *c, connector_stats *st) {
 static void render(connectors_t *cs, connector *c, buf_t *out) {
     connector_stats st;
     stats_of(cs, c, &st);
-    buf_printf(out, "{\"name\":\"%s\",%.*s,\"group\":\"%s\",\"status\":{\"state\":\"%s\",", c->name,
-               (int)c->d.shown.len, c->d.shown.ptr, c->group, st.state);
+    buf_printf(out, "{\"name\":\"%s\",%.*s,", c->name, (int)c->d.shown.len, c->d.shown.ptr);
+    if (c->d.kind == KIND_PG_OUTBOX) {
+        buf_printf(out, "\"status\":{\"state\":\"%s\",\"appended\":%llu,\"rejected\":%llu,\"flushed_lsn\":\"%X/%X\",",
+                   st.state, (unsigned long long)st.delivered, (unsigned long long)st.rejected,
+                   (unsigned)(st.flushed_lsn >> 32), (unsigned)st.flushed_lsn);
+        buf_printf(out, "\"last_error\":");
+        if (st.last_error[0])
+            json_escape(out, st.last_error, strlen(st.last_error));
+        else
+            buf_append(out, "null", 4);
+        buf_append(out, "}}", 2);
+        return;
+    }
+    buf_printf(out, "\"group\":\"%s\",\"status\":{\"state\":\"%s\",", c->group, st.state);
     buf_printf(out,
                "\"delivered\":%llu,\"requests\":%llu,\"failed_attempts\":%llu,\"lag_positions\":%llu,"
                "\"lag_seconds\":%.3f,\"in_flight\":%zu,\"retrying\":%zu,\"parked\":%zu,\"last_status\":%d,"
