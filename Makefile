@@ -109,7 +109,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 VERSION    := $(shell sed -n 's/^\#define FACTUM_VERSION "\(.*\)"/\1/p' include/factum.h)
 # One man page per command, made by help2man from the same text as COMMAND --help.
-COMMANDS   := append read tail streams categories schedule group meta projection saga delete admin key check serve \
+COMMANDS   := append read tail streams categories schedule group meta projection connector saga delete admin key check serve \
               config tour bench
 MANPAGES   := $(BUILD)/man/factum.1 $(COMMANDS:%=$(BUILD)/man/factum-%.1)
 man: $(MANPAGES)
