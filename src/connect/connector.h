@@ -72,6 +72,18 @@ struct connectors {
     size_t n;
 };
 
+/* ---- registry.c: a connector's thread ---- */
+/* Starts c's thread on fn (sink_main, outbox_main). 0 or FACTUM_ENOMEM. */
+int connector_thread_start(connector *c, void *(*fn)(void *), factum_error_t *err);
+/* Tells it to stop and waits for it (a request in flight is given up: it comes again). */
+void connector_thread_stop(connector *c);
+/* Wakes the thread (pause, resume, stop). */
+void connector_poke(connector *c);
+/* For the thread: waits up to ms or a poke; false once it is told to stop. */
+bool connector_nap(connector *c, int ms);
+/* For the thread: whether it is told to stop; *paused whether it is paused. */
+bool connector_stopping(connector *c, bool *paused);
+
 /* ---- def.c ---- */
 /* Parses a PUT body (record false) or a ConnectorDefined record's definition (record true:
    secrets come from the secrets file, not the body). 0 or FACTUM_EINVAL with the reason. */
@@ -97,15 +109,10 @@ void outbox_def_render(conn_def *d);
 int outbox_check(const conn_def *d, factum_error_t *err);
 /* Drops the slot (a deleted connector). */
 void outbox_drop_slot(const conn_def *d);
-int outbox_start(connector *c, factum_error_t *err);
+void *outbox_main(void *c); /* the relay's thread */
 
 /* ---- sink.c ---- */
-/* Starts c's delivery thread. 0 or FACTUM_ENOMEM. */
-int sink_start(connector *c, factum_error_t *err);
-/* Stops it and waits for it (a request in flight is abandoned: it comes again). */
-void sink_stop(connector *c);
-/* Wakes the thread (pause, resume). */
-void sink_poke(connector *c);
+void *sink_main(void *c); /* the sink's thread */
 /* The signature header's value for body at unix time t: "t=T,v1=HEX[,v1=HEX]" (one per secret). */
 void sink_sign(const conn_def *d, int64_t t, const char *body, size_t n, buf_t *out);
 

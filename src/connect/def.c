@@ -51,20 +51,6 @@ static int bool_member(factum_str_t obj, const char *key, bool *out, factum_erro
     return 0;
 }
 
-static int num_member(factum_str_t obj, const char *key, uint64_t lo, uint64_t hi, uint64_t dflt, uint32_t *out,
-                      factum_error_t *err) {
-    factum_str_t v;
-    int kind;
-    uint64_t n = dflt;
-    if (json_member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !str_u64(v, &n)))
-        return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number", key);
-    if (n < lo || n > hi)
-        return err_set(err, FACTUM_EINVAL, "'%s' must be %llu to %llu", key, (unsigned long long)lo,
-                       (unsigned long long)hi);
-    *out = (uint32_t)n;
-    return 0;
-}
-
 /* A string member (unescaped) of at most cap - 1 bytes into out; absent: "" unless required. */
 static int str_member(factum_str_t obj, const char *key, bool required, char *out, size_t cap, factum_error_t *err) {
     factum_str_t v;
@@ -200,9 +186,9 @@ int conn_def_parse(const char *name, factum_str_t body, bool record, const char 
         return err_set(err, FACTUM_EINVAL,
                        "'mode' must be binary or structured (the CloudEvents HTTP binding's modes)");
     d->mode = !strcmp(s, "structured") ? MODE_STRUCTURED : MODE_BINARY;
-    if ((rc = num_member(body, "batch_max", 1, SINK_MAX_BATCH, 1, &d->batch_max, err)) ||
-        (rc = num_member(body, "timeout_ms", 100, 300000, DEFAULT_TIMEOUT_MS, &d->timeout_ms, err)) ||
-        (rc = num_member(body, "max_attempts", 1, 1000, 10, &d->max_attempts, err)))
+    if ((rc = json_member_u32_in(body, "batch_max", 1, SINK_MAX_BATCH, 1, &d->batch_max, err)) ||
+        (rc = json_member_u32_in(body, "timeout_ms", 100, 300000, DEFAULT_TIMEOUT_MS, &d->timeout_ms, err)) ||
+        (rc = json_member_u32_in(body, "max_attempts", 1, 1000, 10, &d->max_attempts, err)))
         return rc;
     if (d->batch_max > 1 && d->mode != MODE_STRUCTURED)
         return err_set(err, FACTUM_EINVAL,
@@ -210,7 +196,7 @@ int conn_def_parse(const char *name, factum_str_t body, bool record, const char 
                        "\"structured\"");
     if (record) {
         uint32_t want;
-        if ((rc = num_member(body, "secret_count", 0, SINK_MAX_SECRETS, 0, &want, err)) ||
+        if ((rc = json_member_u32_in(body, "secret_count", 0, SINK_MAX_SECRETS, 0, &want, err)) ||
             (rc = secrets_read(data_dir, name, d, want, err)))
             return rc;
     } else if (json_member(body, "secrets", &v, &kind)) {

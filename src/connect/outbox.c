@@ -459,23 +459,6 @@ static void set_failed(connector *c, const char *what, const char *msg) {
     pthread_mutex_unlock(&c->mu);
 }
 
-static bool stopping(connector *c, bool *paused) {
-    pthread_mutex_lock(&c->mu);
-    bool stop = c->stop;
-    if (paused) *paused = c->paused;
-    pthread_mutex_unlock(&c->mu);
-    return stop;
-}
-
-static void nap_ms(connector *c, int ms) {
-    pthread_mutex_lock(&c->mu);
-    if (!c->stop) {
-        struct timespec at = clock_mono_after((int64_t)ms * 1000);
-        pthread_cond_timedwait(&c->cond, &c->mu, &at);
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
 /* One replication session: until the connection ends, an append fails, or the connector stops
    or pauses. */
 static void session(relay *x) {
@@ -501,7 +484,7 @@ static void session(relay *x) {
     rows_clear(x);
     for (;;) {
         bool paused;
-        if (stopping(c, &paused) || paused) return;
+        if (connector_stopping(c, &paused) || paused) return;
         char *buf = NULL;
         int len = PQgetCopyData(x->pc, &buf, 1);
         if (len > 0) {
@@ -528,25 +511,18 @@ static void session(relay *x) {
     }
 }
 
-static void *outbox_main(void *arg) {
+void *outbox_main(void *arg) {
     relay x = {.c = arg};
     bool paused;
-    while (!stopping(x.c, &paused)) {
+    while (!connector_stopping(x.c, &paused)) {
         if (!paused) {
             session(&x);
             PQfinish(x.pc);
             x.pc = NULL;
         }
-        if (!stopping(x.c, &paused)) nap_ms(x.c, paused ? 1000 : 500); /* then connect again */
+        if (!connector_stopping(x.c, &paused)) connector_nap(x.c, paused ? 1000 : 500); /* then connect again */
     }
     rows_clear(&x);
     free(x.rows);
     return NULL;
-}
-
-int outbox_start(connector *c, factum_error_t *err) {
-    if (pthread_create(&c->thread, NULL, outbox_main, c))
-        return err_set(err, FACTUM_ENOMEM, "cannot start connector %s's thread", c->name);
-    c->has_thread = true;
-    return 0;
 }

@@ -118,6 +118,49 @@ static int record_definition(connectors_t *cs, connector *c, factum_error_t *err
     return rc;
 }
 
+/* ---- a connector's thread ---- */
+
+int connector_thread_start(connector *c, void *(*fn)(void *), factum_error_t *err) {
+    if (pthread_create(&c->thread, NULL, fn, c))
+        return err_set(err, FACTUM_ENOMEM, "cannot start connector %s's thread", c->name);
+    c->has_thread = true;
+    return 0;
+}
+
+void connector_poke(connector *c) {
+    pthread_mutex_lock(&c->mu);
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void connector_thread_stop(connector *c) {
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    if (c->has_thread) pthread_join(c->thread, NULL);
+    c->has_thread = false;
+}
+
+bool connector_nap(connector *c, int ms) {
+    pthread_mutex_lock(&c->mu);
+    if (!c->stop) {
+        struct timespec at = clock_mono_after((int64_t)ms * 1000);
+        pthread_cond_timedwait(&c->cond, &c->mu, &at);
+    }
+    bool go = !c->stop;
+    pthread_mutex_unlock(&c->mu);
+    return go;
+}
+
+bool connector_stopping(connector *c, bool *paused) {
+    pthread_mutex_lock(&c->mu);
+    bool stop = c->stop;
+    if (paused) *paused = c->paused;
+    pthread_mutex_unlock(&c->mu);
+    return stop;
+}
+
 /* ---- start-up ---- */
 
 static void replay_def(void *ctx, const char *name, factum_str_t def, const char *owner) {
@@ -128,7 +171,7 @@ static void replay_def(void *ctx, const char *name, factum_str_t def, const char
     bool sink = c->d.kind == KIND_HTTP_SINK;
     if (!rc && sink && !groups_has(cs->env.groups, c->group)) rc = define_group(cs, c->group, &c->d, owner, &err);
     c->paused = c->d.paused;
-    if (!rc) rc = sink ? sink_start(c, &err) : outbox_start(c, &err);
+    if (!rc) rc = connector_thread_start(c, sink ? sink_main : outbox_main, &err);
     if (rc) {
         log_msg(LOG_LEVEL_ERROR, "connector %s not started: %s", name, err.message);
         connector_free(c);
@@ -160,7 +203,7 @@ void connectors_close(connectors_t *cs) {
     if (!cs) return;
     for (connector *c = cs->list, *next; c; c = next) {
         next = c->next;
-        sink_stop(c);
+        connector_thread_stop(c);
         connector_free(c);
     }
     pthread_mutex_destroy(&cs->mu);
@@ -202,11 +245,11 @@ int connectors_define(connectors_t *cs, const char *name, factum_str_t body, con
     if (!rc && sink) rc = define_group(cs, c->group, &c->d, c->owner, err);
     if (!rc && old) {
         unlink_out(cs, old);
-        sink_stop(old);
+        connector_thread_stop(old);
         connector_free(old);
     }
     c->paused = c->d.paused;
-    if (!rc) rc = sink ? sink_start(c, err) : outbox_start(c, err);
+    if (!rc) rc = connector_thread_start(c, sink ? sink_main : outbox_main, err);
     if (rc) {
         connector_free(c);
     } else {
@@ -226,7 +269,7 @@ int connectors_delete(connectors_t *cs, const char *name, factum_error_t *err) {
                : err_set(err, FACTUM_ENOTFOUND, "no connector %s", name);
     if (!rc) {
         unlink_out(cs, c);
-        sink_stop(c);
+        connector_thread_stop(c);
         if (c->d.kind == KIND_HTTP_SINK)
             delete_group(cs, c->group);
         else
@@ -256,7 +299,7 @@ int connectors_pause(connectors_t *cs, const char *name, bool paused, buf_t *out
             pthread_mutex_lock(&c->mu);
             c->paused = paused;
             pthread_mutex_unlock(&c->mu);
-            sink_poke(c);
+            connector_poke(c);
         }
     }
     if (!rc) connectors_show(cs, name, out);

@@ -133,11 +133,7 @@ static void event_json(buf_t *b, const factum_event_t *e) {
 /* libcurl's progress callback: a request in flight is given up when the sink stops. */
 static int on_progress(void *ctx, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
     (void)dt, (void)dn, (void)ut, (void)un;
-    connector *c = ctx;
-    pthread_mutex_lock(&c->mu);
-    bool stop = c->stop;
-    pthread_mutex_unlock(&c->mu);
-    return stop;
+    return connector_stopping(ctx, NULL);
 }
 
 /* POSTs events ev[0..n) as the sink's mode says; the answer in *a. */
@@ -311,18 +307,6 @@ static void succeeded(connector *c, size_t n) {
 
 /* ---- the thread ---- */
 
-/* Waits on c's condvar up to ms; false once it is told to stop. */
-static bool nap(connector *c, int ms) {
-    pthread_mutex_lock(&c->mu);
-    if (!c->stop) {
-        struct timespec at = clock_mono_after((int64_t)ms * 1000);
-        pthread_cond_timedwait(&c->cond, &c->mu, &at);
-    }
-    bool go = !c->stop;
-    pthread_mutex_unlock(&c->mu);
-    return go;
-}
-
 /* How many deliveries one pull takes: a batch, or (one request each) as many as the group's
    ack timeout covers (def.c sets it to match). */
 static size_t pull_max(const conn_def *d) {
@@ -351,11 +335,10 @@ static void deliver(connector *c, CURL *h, const groups_batch *b) {
         if (!ok) abort();
         size_t nok = 0;
         for (size_t i = 0; i < b->n; i++) {
+            if (connector_stopping(c, NULL)) break; /* what is left comes again (released at the end) */
             pthread_mutex_lock(&c->mu);
-            bool go = !c->stop;
-            c->requests += go;
+            c->requests++;
             pthread_mutex_unlock(&c->mu);
-            if (!go) break; /* what is left times out and comes again */
             post(c, h, &ev[i], 1, &a);
             if (a.status >= 200 && a.status < 300)
                 ok[nok++] = b->d[i];
@@ -370,7 +353,7 @@ static void deliver(connector *c, CURL *h, const groups_batch *b) {
     buf_free(&a.body);
 }
 
-static void *sink_main(void *arg) {
+void *sink_main(void *arg) {
     connector *c = arg;
     factum_t *db = c->cs->env.db;
     CURL *h = curl_easy_init();
@@ -383,14 +366,11 @@ static void *sink_main(void *arg) {
        again at once, not after the ack timeout. */
     static _Atomic uint64_t members = 1ull << 62;
     uint64_t member = atomic_fetch_add(&members, 1);
-    for (;;) {
-        pthread_mutex_lock(&c->mu);
-        bool stop = c->stop, paused = c->paused;
-        pthread_mutex_unlock(&c->mu);
-        if (stop) break;
+    bool paused;
+    while (!connector_stopping(c, &paused)) {
         uint64_t term;
         if (paused || !factum_leads(db, &term)) { /* in a cluster, only the leader delivers */
-            nap(c, 1000);
+            connector_nap(c, 1000);
             continue;
         }
         groups_batch b = {0};
@@ -402,7 +382,7 @@ static void *sink_main(void *arg) {
             snprintf(c->last_error, sizeof c->last_error, "%s", err.message);
             pthread_mutex_unlock(&c->mu);
             groups_batch_free(&b);
-            nap(c, 1000);
+            connector_nap(c, 1000);
             continue;
         }
         if (b.n)
@@ -414,26 +394,4 @@ static void *sink_main(void *arg) {
     groups_release_member(c->cs->env.groups, c->group, member);
     curl_easy_cleanup(h);
     return NULL;
-}
-
-int sink_start(connector *c, factum_error_t *err) {
-    if (pthread_create(&c->thread, NULL, sink_main, c))
-        return err_set(err, FACTUM_ENOMEM, "cannot start connector %s's thread", c->name);
-    c->has_thread = true;
-    return 0;
-}
-
-void sink_stop(connector *c) {
-    pthread_mutex_lock(&c->mu);
-    c->stop = true;
-    pthread_cond_broadcast(&c->cond);
-    pthread_mutex_unlock(&c->mu);
-    if (c->has_thread) pthread_join(c->thread, NULL);
-    c->has_thread = false;
-}
-
-void sink_poke(connector *c) {
-    pthread_mutex_lock(&c->mu);
-    pthread_cond_broadcast(&c->cond);
-    pthread_mutex_unlock(&c->mu);
 }
