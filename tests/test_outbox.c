@@ -79,6 +79,17 @@ TEST_T(outbox_put_refuses_what_cannot_work_and_creates_nothing, 120) {
     CHECK(!strstr(got, "s3cr3t-pw") && strstr(got, "*****"));
     free(got);
     CHECK_EQ(slots(&p), 1);
+    /* a row that can never be an event is passed over, counted; its neighbours keep their order */
+    pg_sql(&p,
+           "BEGIN; INSERT INTO outbox VALUES ('r1', 'acct-1', 'A', '{}'), ('r2', '$sys', 'A', '{}'), "
+           "('r3', 'acct-1', 'B', '[1]'), ('r4', 'acct-1', NULL, '{}'), ('r5', 'acct-1', 'C', NULL); COMMIT",
+           NULL, 0);
+    if (!http_wait_body(s.port, "/connectors/ob", "\"rejected\":2", 30)) /* r2 ($sys) and r4 (no type) */
+        CHECK_MSG(0, "%s", http_body(s.port, "GET", "/connectors/ob", NULL, NULL, 200));
+    got = http_body(s.port, "GET", "/streams/acct-1", NULL, NULL, 200);
+    char *r1 = strstr(got, "\"id\":\"r1\""), *r3 = strstr(got, "\"id\":\"r3\""), *r5 = strstr(got, "\"id\":\"r5\"");
+    CHECK_MSG(r1 && r3 && r5 && r1 < r3 && r3 < r5 && !strstr(got, "\"r4\""), "%s", got);
+    free(got);
     expect_status(s.port, "DELETE", "/connectors/ob", NULL, NULL, 200, NULL);
     CHECK_EQ(slots(&p), 0);
     srv_stop(&s, SIGTERM);

@@ -29,6 +29,7 @@
 
 #define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
 #define STATUS_EVERY_US 1000000       /* a standby status update at least this often */
+#define FLUSH_ROWS 5000               /* committed rows received before they are appended, at most */
 
 /* ---- the definition ---- */
 
@@ -288,6 +289,7 @@ static const char *get_str(rd *r) {
 /* One outbox row: the mapped columns' values (NULL: SQL null or unmapped). */
 typedef struct row {
     char *v[COLS];
+    uint64_t tx; /* which transaction (counted in this session) */
 } row;
 
 typedef struct relay {
@@ -295,17 +297,22 @@ typedef struct relay {
     PGconn *pc;
     uint32_t relid; /* the outbox table's relation id in this stream; 0: not seen yet */
     int idx[COLS];  /* its column positions for each mapped value, -1: none */
-    row *rows;      /* the transaction's, in order */
+    row *rows;      /* received and not yet appended, in commit order */
     size_t n, cap;
+    size_t committed; /* rows[0..committed) are of committed transactions; the rest of the one open */
+    uint64_t pending; /* the end LSN of the last committed transaction not yet confirmed (0: none) */
     uint64_t flushed; /* confirmed to PostgreSQL */
+    uint64_t tx;      /* transactions begun in this session */
     int64_t status_at;
 } relay;
 
-static void rows_clear(relay *x) {
-    for (size_t i = 0; i < x->n; i++)
+/* Forgets the rows from rows[from] on. */
+static void rows_drop(relay *x, size_t from) {
+    for (size_t i = from; i < x->n; i++)
         for (int k = 0; k < COLS; k++)
             free(x->rows[i].v[k]);
-    x->n = 0;
+    x->n = from;
+    x->committed = MIN(x->committed, from);
 }
 
 static void put64(unsigned char *p, uint64_t v) {
@@ -354,6 +361,7 @@ static void on_insert(relay *x, rd *r) {
     }
     row *w = &x->rows[x->n++];
     memset(w, 0, sizeof *w);
+    w->tx = x->tx;
     for (int i = 0; i < ncols && !r->bad; i++) {
         int kind = (int)get_n(r, 1);
         if (kind != 't') continue; /* 'n' null, 'u' an unchanged TOAST value (not in an insert) */
@@ -377,20 +385,19 @@ static void rejected(connector *c, const char *why, const row *w) {
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Appends the transaction's rows in order; true once all are durable (or refused for good). */
-static bool on_commit(relay *x) {
-    connector *c = x->c;
-    factum_t *db = c->cs->env.db;
-    for (size_t i = 0; i < x->n; i++) {
-        const row *w = &x->rows[i];
-        if (!w->v[COL_STREAM] || !w->v[COL_TYPE] || !w->v[COL_ID]) {
-            rejected(c, "its stream, type or id is null", w);
-            continue;
-        }
-        const char *data = w->v[COL_DATA];
-        int kind;
-        bool json = data && json_valid(data, strlen(data), &kind);
-        factum_event_t e = {.id = str_c(w->v[COL_ID]),
+static void set_failed(connector *c, const char *what, const char *msg) {
+    pthread_mutex_lock(&c->mu);
+    c->failed = true;
+    snprintf(c->last_error, sizeof c->last_error, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The event a row becomes (pointing into the row). */
+static factum_event_t row_event(const row *w) {
+    const char *data = w->v[COL_DATA];
+    int kind;
+    bool json = data && json_valid(data, strlen(data), &kind);
+    return (factum_event_t){.id = str_c(w->v[COL_ID]),
                             .type = str_c(w->v[COL_TYPE]),
                             .correlationid = str_c(w->v[COL_CORRELATION]),
                             .causationid = str_c(w->v[COL_CAUSATION]),
@@ -399,25 +406,162 @@ static bool on_commit(relay *x) {
                                            : json ? FACTUM_DATA_JSON
                                                   : FACTUM_DATA_BINARY,
                             .datacontenttype = data && !json ? str_c("text/plain") : (factum_str_t){0}};
+}
+
+/* Errors that the same row would meet again: it never becomes an event. */
+static bool refused_for_good(int rc) {
+    return rc == FACTUM_EBADEVENT || rc == FACTUM_EBADSTREAM || rc == FACTUM_ECONFLICT || rc == FACTUM_ETOOBIG ||
+           rc == FACTUM_EDELETED;
+}
+
+/* Why a row cannot be an event before the store says so, or NULL: a null attribute, or a system
+   stream ('$...': the relay writes applications' streams only, never $connectors or $keys). */
+static const char *row_problem(const row *w) {
+    if (!w->v[COL_STREAM] || !w->v[COL_TYPE] || !w->v[COL_ID]) return "its stream, type or id is null";
+    if (w->v[COL_STREAM][0] == '$') return "its stream is a system stream ('$...')";
+    return NULL;
+}
+
+static bool appendable(connector *c, const row *w) {
+    const char *why = row_problem(w);
+    if (why) rejected(c, why, w);
+    return !why;
+}
+
+/* The rows of one run, one append each: a run refused as a whole (one bad row, or a repeat of
+   only part of it after a restart) is sorted out row by row. false: the store failed. */
+static bool append_each(connector *c, const row *rows, size_t n, uint64_t *appended) {
+    for (size_t i = 0; i < n; i++) {
+        if (!appendable(c, &rows[i])) continue;
+        factum_event_t e = row_event(&rows[i]);
         factum_error_t err;
-        int rc = factum_append(db, str_c(w->v[COL_STREAM]), FACTUM_EXPECT_ANY, &e, 1, NULL, &err);
-        if (rc == FACTUM_EBADEVENT || rc == FACTUM_EBADSTREAM || rc == FACTUM_ECONFLICT || rc == FACTUM_ETOOBIG ||
-            rc == FACTUM_EDELETED) {
-            rejected(c, err.message, w); /* never an event: the same row would be refused again */
-            continue;
+        int rc = factum_append(c->cs->env.db, str_c(rows[i].v[COL_STREAM]), FACTUM_EXPECT_ANY, &e, 1, NULL, &err);
+        if (refused_for_good(rc)) {
+            rejected(c, err.message, &rows[i]);
+        } else if (rc) {
+            set_failed(c, "append", err.message);
+            return false;
+        } else {
+            ++*appended;
         }
-        if (rc) {
-            pthread_mutex_lock(&c->mu);
-            c->failed = true;
-            snprintf(c->last_error, sizeof c->last_error, "append: %s", err.message);
-            pthread_mutex_unlock(&c->mu);
-            return false; /* not confirmed: the transaction comes again */
-        }
-        pthread_mutex_lock(&c->mu);
-        c->delivered++;
-        pthread_mutex_unlock(&c->mu);
     }
     return true;
+}
+
+/* A run's append in flight: the writer calls done. */
+typedef struct inflight {
+    pthread_mutex_t *mu;
+    pthread_cond_t *cond;
+    size_t *left;
+    int rc;
+    bool done; /* appended row by row already (refused at once) */
+    char msg[200];
+} inflight;
+
+static void done(void *ctx, int rc, const factum_append_result_t *res, const char *message) {
+    (void)res;
+    inflight *f = ctx;
+    pthread_mutex_lock(f->mu);
+    f->rc = rc;
+    snprintf(f->msg, sizeof f->msg, "%s", message ? message : "");
+    if (--*f->left == 0) pthread_cond_signal(f->cond);
+    pthread_mutex_unlock(f->mu);
+}
+
+/*
+ * Appends the committed rows received so far, in commit order, then confirms the last Commit's
+ * end LSN. Consecutive rows of one transaction and one stream go as one append (a run, at most
+ * FLUSH_RUN rows), every run submitted at once (the writer keeps their order) and waited for
+ * together: one fsync for many transactions. A run never spans transactions, so the runs of a
+ * transaction sent again after a restart are the same runs, each wholly there (an idempotent
+ * repeat) or not at all. A run the store refuses at once (a bad row in it) is appended row by
+ * row right there, so it keeps its place. false (nothing confirmed; the transactions come
+ * again) when the store failed.
+ */
+#define FLUSH_RUN 1000
+static bool flush(relay *x) {
+    connector *c = x->c;
+    size_t n = x->committed, nruns = 0;
+    size_t *start = malloc((n + 1) * sizeof *start);
+    inflight *f = calloc(n + 1, sizeof *f);
+    factum_event_t *ev = malloc((n + 1) * sizeof *ev);
+    if (!start || !f || !ev) abort(); /* the server may stop on out-of-memory (STYLE.md) */
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond;
+    clock_mono_cond_init(&cond);
+    size_t left = 0;
+    uint64_t appended = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && j - i < FLUSH_RUN && x->rows[j].tx == x->rows[i].tx && x->rows[i].v[COL_STREAM] &&
+               x->rows[j].v[COL_STREAM] && !strcmp(x->rows[i].v[COL_STREAM], x->rows[j].v[COL_STREAM]))
+            j++;
+        bool ok = true;
+        for (size_t k = i; k < j && ok; k++)
+            ok = !row_problem(&x->rows[k]);
+        start[nruns] = i;
+        f[nruns] = (inflight){&mu, &cond, &left, ok ? 0 : FACTUM_EBADEVENT, false, ""};
+        if (ok) {
+            for (size_t k = i; k < j; k++)
+                ev[k] = row_event(&x->rows[k]);
+            pthread_mutex_lock(&mu);
+            left++;
+            pthread_mutex_unlock(&mu);
+            factum_error_t err;
+            int rc = factum_append_async(c->cs->env.db, str_c(x->rows[i].v[COL_STREAM]), FACTUM_EXPECT_ANY, &ev[i],
+                                         j - i, done, &f[nruns], &err);
+            if (rc) { /* refused at once: no callback */
+                pthread_mutex_lock(&mu);
+                left--;
+                pthread_mutex_unlock(&mu);
+                f[nruns].rc = rc;
+                snprintf(f[nruns].msg, sizeof f[nruns].msg, "%s", err.message);
+            }
+        }
+        if (f[nruns].rc && refused_for_good(f[nruns].rc)) { /* row by row, in its place in the queue */
+            f[nruns].rc = append_each(c, &x->rows[i], j - i, &appended) ? 0 : FACTUM_EIO;
+            f[nruns].done = true;
+        }
+        nruns++;
+        i = j;
+    }
+    start[nruns] = n;
+    pthread_mutex_lock(&mu);
+    while (left)
+        pthread_cond_wait(&cond, &mu);
+    pthread_mutex_unlock(&mu);
+    bool ok = true;
+    for (size_t r = 0; r < nruns && ok; r++) {
+        size_t len = start[r + 1] - start[r];
+        if (f[r].done)
+            ok = !f[r].rc;
+        else if (!f[r].rc)
+            appended += len;
+        else if (refused_for_good(f[r].rc)) /* an id the stream holds with other content: the rest of
+                                                 this run lands after the runs submitted behind it */
+            ok = append_each(c, &x->rows[start[r]], len, &appended);
+        else
+            set_failed(c, "append", f[r].msg), ok = false;
+    }
+    pthread_cond_destroy(&cond);
+    free(start), free(f), free(ev);
+    pthread_mutex_lock(&c->mu);
+    c->delivered += appended;
+    pthread_mutex_unlock(&c->mu);
+    if (!ok) return false;
+    /* every event of those transactions is durable: the slot may move past them */
+    x->flushed = x->pending, x->pending = 0;
+    /* forget the appended rows; those of a transaction still arriving stay */
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < COLS; k++)
+            free(x->rows[i].v[k]);
+    memmove(x->rows, x->rows + n, (x->n - n) * sizeof *x->rows);
+    x->n -= n, x->committed = 0;
+    pthread_mutex_lock(&c->mu);
+    c->flushed_lsn = x->flushed;
+    c->failed = false;
+    pthread_mutex_unlock(&c->mu);
+    return send_status(x);
 }
 
 /* Handles one CopyData message; false to reconnect. */
@@ -432,31 +576,18 @@ static bool on_message(relay *x, const unsigned char *m, int len) {
     get_n(&r, 8), get_n(&r, 8), get_n(&r, 8); /* start, end, send time */
     int tag = (int)get_n(&r, 1);
     if (tag == 'R') on_relation(x, &r);
-    if (tag == 'B') rows_clear(x);
+    if (tag == 'B') rows_drop(x, x->committed), x->tx++; /* nothing of an unfinished transaction stays */
     if (tag == 'I') on_insert(x, &r);
     if (tag == 'C') {
         get_n(&r, 1), get_n(&r, 8);
         uint64_t end = get_n(&r, 8);
         if (r.bad) return false;
-        bool ok = on_commit(x);
-        rows_clear(x);
-        if (!ok) return false;
-        x->flushed = end; /* every event of the transaction is durable: the slot may move past it */
-        pthread_mutex_lock(&x->c->mu);
-        x->c->flushed_lsn = end;
-        x->c->failed = false;
-        pthread_mutex_unlock(&x->c->mu);
-        return send_status(x);
+        x->committed = x->n, x->pending = end;
+        if (x->committed >= FLUSH_ROWS) return flush(x); /* else when nothing more is waiting */
+        return true;
     }
     if (r.bad) log_msg(LOG_LEVEL_WARN, "connector %s: a short pgoutput message ('%c')", x->c->name, tag);
     return !r.bad;
-}
-
-static void set_failed(connector *c, const char *what, const char *msg) {
-    pthread_mutex_lock(&c->mu);
-    c->failed = true;
-    snprintf(c->last_error, sizeof c->last_error, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
-    pthread_mutex_unlock(&c->mu);
 }
 
 /* One replication session: until the connection ends, an append fails, or the connector stops
@@ -480,8 +611,8 @@ static void session(relay *x) {
     if (!started) set_failed(c, "START_REPLICATION", PQresultErrorMessage(r));
     PQclear(r);
     if (!started) return;
-    x->relid = 0;
-    rows_clear(x);
+    x->relid = 0, x->pending = 0;
+    rows_drop(x, 0); /* what was not confirmed comes again */
     for (;;) {
         bool paused;
         if (connector_stopping(c, &paused) || paused) return;
@@ -493,7 +624,8 @@ static void session(relay *x) {
             if (!ok) return;
             continue;
         }
-        if (len < 0) { /* the server ended the stream, or the connection broke */
+        if (len == 0 && x->pending && !flush(x)) return; /* nothing more waiting: append what came */
+        if (len < 0) {                                   /* the server ended the stream, or the connection broke */
             set_failed(c, "replication stream", PQerrorMessage(x->pc));
             return;
         }
@@ -522,7 +654,7 @@ void *outbox_main(void *arg) {
         }
         if (!connector_stopping(x.c, &paused)) connector_nap(x.c, paused ? 1000 : 500); /* then connect again */
     }
-    rows_clear(&x);
+    rows_drop(&x, 0);
     free(x.rows);
     return NULL;
 }
