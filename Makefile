@@ -189,10 +189,13 @@ $(BUILD)/bench-js: bench/bench_js.c | $(BUILD)/.deps
 $(BUILD)/bench-proj: bench/bench_proj.c $(BUILD)/libfactum.a | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfactum.a $(LDLIBS)
 
+$(BUILD)/bench-conn: bench/bench_conn.c $(BUILD)/libfactum.a | $(BUILD)/.deps
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfactum.a $(LDLIBS)
+
 bench: deps
 	@$(call apt,$(BENCH_PKGS))
 	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http $(BUILD)/bench-groups $(BUILD)/bench-proj $(BUILD)/bench-sagas \
-	  $(BUILD)/bench-js
+	  $(BUILD)/bench-js $(BUILD)/bench-conn
 	$(BUILD)/factum bench engine $(if $(QUICK),--quick)
 	$(BUILD)/factum bench scavenge $(if $(QUICK),--quick)
 	$(BUILD)/factum bench backup $(if $(QUICK),--quick)
@@ -201,6 +204,7 @@ bench: deps
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-groups $(if $(QUICK),EVENTS=20000) bench/groups.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-proj $(if $(QUICK),EVENTS=100000) bench/projections.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-sagas $(if $(QUICK),SAGAS=2000) bench/sagas.sh
+	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-conn $(if $(QUICK),EVENTS=2000 ROWS=4000) bench/connectors.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http JS=$(BUILD)/bench-js $(if $(QUICK),SECONDS_EACH=1 KILLS=3) bench/cluster.sh
 
 # The order system of examples/orders: services written with the client library.
