@@ -234,6 +234,8 @@ TEST_T(outbox_relays_each_committed_row_once_in_commit_order_across_kills_and_po
     }
     expect_status(s.port, "GET", "/streams/order-0", NULL, NULL, 200, "\"correlationid\":\"c0\"");
     expect_status(s.port, "GET", "/connectors/orders", NULL, NULL, 200, "\"rejected\":0");
+    CHECK(srv_metric(s.port, "factum_connector_lag_bytes{connector=\"orders\",kind=\"postgres-outbox\"}") >= 0);
+    CHECK(srv_metric(s.port, "factum_connector_delivered_total{connector=\"orders\",kind=\"postgres-outbox\"}") >= 0);
     srv_stop(&s, SIGTERM);
     pg_down(&p);
 }

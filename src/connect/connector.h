@@ -56,6 +56,7 @@ typedef struct connector {
     bool stop, paused;
     uint64_t delivered, failed_attempts, requests;
     uint64_t flushed_lsn, rejected; /* outbox: the slot's position confirmed; rows not made events */
+    uint64_t wal_end;               /* outbox: the server's end of WAL, as its last keepalive said */
     bool retrying, failed;
     int last_status;
     char last_error[320];

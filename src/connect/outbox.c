@@ -559,6 +559,7 @@ static bool flush(relay *x) {
     x->n -= n, x->committed = 0;
     pthread_mutex_lock(&c->mu);
     c->flushed_lsn = x->flushed;
+    c->wal_end = MAX(c->wal_end, x->flushed);
     c->failed = false;
     pthread_mutex_unlock(&c->mu);
     return send_status(x);
@@ -569,11 +570,15 @@ static bool on_message(relay *x, const unsigned char *m, int len) {
     rd r = {m + 1, m + len, false};
     if (len < 1) return true;
     if (m[0] == 'k') { /* keepalive: walEnd, time, reply requested */
-        get_n(&r, 8), get_n(&r, 8);
+        uint64_t wal_end = get_n(&r, 8);
+        get_n(&r, 8);
+        pthread_mutex_lock(&x->c->mu);
+        x->c->wal_end = MAX(x->c->wal_end, wal_end); /* for the slot's lag in bytes */
+        pthread_mutex_unlock(&x->c->mu);
         return get_n(&r, 1) ? send_status(x) : true;
     }
     if (m[0] != 'w') return true;
-    get_n(&r, 8), get_n(&r, 8), get_n(&r, 8); /* start, end, send time */
+    get_n(&r, 8), get_n(&r, 8), get_n(&r, 8); /* start, the server's end of WAL, send time */
     int tag = (int)get_n(&r, 1);
     if (tag == 'R') on_relation(x, &r);
     if (tag == 'B') rows_drop(x, x->committed), x->tx++; /* nothing of an unfinished transaction stays */

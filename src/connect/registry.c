@@ -320,6 +320,7 @@ static void stats_of(connectors_t *cs, connector *c, connector_stats *st) {
     memcpy(st->last_error, c->last_error, sizeof st->last_error);
     st->last_success_us = c->last_success_us, st->last_failure_us = c->last_failure_us;
     st->flushed_lsn = c->flushed_lsn, st->rejected = c->rejected;
+    st->lag_bytes = c->wal_end > c->flushed_lsn && c->flushed_lsn ? c->wal_end - c->flushed_lsn : 0;
     pthread_mutex_unlock(&c->mu);
     if (c->d.kind != KIND_HTTP_SINK) return;
     groups_view v;
@@ -335,9 +336,11 @@ static void render(connectors_t *cs, connector *c, buf_t *out) {
     stats_of(cs, c, &st);
     buf_printf(out, "{\"name\":\"%s\",%.*s,", c->name, (int)c->d.shown.len, c->d.shown.ptr);
     if (c->d.kind == KIND_PG_OUTBOX) {
-        buf_printf(out, "\"status\":{\"state\":\"%s\",\"appended\":%llu,\"rejected\":%llu,\"flushed_lsn\":\"%X/%X\",",
+        buf_printf(out,
+                   "\"status\":{\"state\":\"%s\",\"appended\":%llu,\"rejected\":%llu,\"flushed_lsn\":\"%X/"
+                   "%X\",\"lag_bytes\":%llu,",
                    st.state, (unsigned long long)st.delivered, (unsigned long long)st.rejected,
-                   (unsigned)(st.flushed_lsn >> 32), (unsigned)st.flushed_lsn);
+                   (unsigned)(st.flushed_lsn >> 32), (unsigned)st.flushed_lsn, (unsigned long long)st.lag_bytes);
         buf_printf(out, "\"last_error\":");
         if (st.last_error[0])
             json_escape(out, st.last_error, strlen(st.last_error));

@@ -107,6 +107,8 @@ static const struct {
     {"factum_connector_lag_positions", "gauge", "Log positions from the oldest event not yet delivered to the head."},
     {"factum_connector_lag_seconds", "gauge", "Age of the oldest event not yet delivered (0 when caught up)."},
     {"factum_connector_parked", "gauge", "Events parked after max_attempts (its group's parked set)."},
+    {"factum_connector_lag_bytes", "gauge",
+     "An outbox relay's replication slot: WAL bytes from its confirmed position to the server's end."},
 };
 
 static void metric_one(void *ctx, const connector_stats *st) {
@@ -118,7 +120,11 @@ static void metric_one(void *ctx, const connector_stats *st) {
     case 2: v = (double)st->failed_attempts; break;
     case 3: v = (double)st->lag_positions; break;
     case 4: v = st->lag_seconds; break;
-    default: v = (double)st->parked; break;
+    case 5: v = (double)st->parked; break;
+    default:
+        if (strcmp(st->kind, "postgres-outbox")) return; /* a sink has no slot */
+        v = (double)st->lag_bytes;
+        break;
     }
     buf_printf(m->b, "%s{connector=\"%s\",kind=\"%s\"} %.17g\n", families[m->family].name, st->name, st->kind, v);
 }
