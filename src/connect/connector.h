@@ -18,6 +18,7 @@
 #define SINK_SECRET_MIN 16
 #define SINK_SECRET_MAX 256
 #define SINK_MAX_BATCH 1000
+#define SINK_CONCURRENCY 32 /* requests a sink has in flight at once (one event each, distinct streams) */
 #define SINK_GROUP_PREFIX "sink."
 
 enum { KIND_HTTP_SINK = 1, KIND_PG_OUTBOX };

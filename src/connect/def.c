@@ -21,7 +21,7 @@
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define ACK_MARGIN_MS 30000
-#define ACK_MAX_MS 3600000 /* the group's largest ack_timeout_ms */
+#define ACK_MAX_MS 3600000 /* the group's largest ack_timeout_ms (above 300000 + the margin) */
 
 bool connector_name_ok(const char *n) {
     size_t len = strlen(n);
@@ -204,9 +204,8 @@ int conn_def_parse(const char *name, factum_str_t body, bool record, const char 
         if ((rc = secrets_parse(v, d, err))) return rc;
     }
     /* The group it delivers through: by_stream keeps each stream's order; an ack timeout that
-       outlasts the requests of one pull (sink.c pulls as many as fit). */
-    uint64_t per = d->batch_max > 1 ? 1 : MAX(1, MIN(16, (ACK_MAX_MS - ACK_MARGIN_MS) / d->timeout_ms));
-    uint64_t ack = MIN(ACK_MAX_MS, per * d->timeout_ms + ACK_MARGIN_MS);
+       outlasts one pull's requests (sink.c sends them all at once, each within timeout_ms). */
+    uint64_t ack = MIN(ACK_MAX_MS, d->timeout_ms + ACK_MARGIN_MS);
     buf_printf(&d->group,
                "{\"source\":%.*s,\"start\":%.*s,\"strategy\":\"by_stream\",\"ack_timeout_ms\":%llu,"
                "\"max_deliveries\":%u",

@@ -1,9 +1,10 @@
 /*
  * sink.c — an HTTP sink's delivery thread (one per sink; docs/threads.md). It pulls from the
  * sink's consumer group (strategy by_stream: an event is handed out only once the ones before it
- * in its stream are done, so each stream arrives in order), POSTs each event — or, with
- * batch_max above 1, the pull as one CloudEvents batch — with libcurl on one reused handle
- * (keep-alive), then acks what the receiver took (2xx) and nacks the rest as retries: the group's
+ * in its stream are done, so each stream arrives in order, and a pull holds at most one event
+ * per stream), POSTs each event — all of a pull's at once, with libcurl's multi interface, up to
+ * SINK_CONCURRENCY — or, with batch_max above 1, the pull as one CloudEvents batch, on handles
+ * kept between pulls (keep-alive), then acks what the receiver took (2xx) and nacks the rest as retries: the group's
  * exponential backoff with jitter, or the receiver's Retry-After on 429 and 503. The group parks
  * an event whose retry would pass max_attempts, with the last answer as its reason. Every
  * change is the group engine's prepare → durable append → apply, as the /groups API does it.
@@ -136,9 +137,20 @@ static int on_progress(void *ctx, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     return connector_stopping(ctx, NULL);
 }
 
-/* POSTs events ev[0..n) as the sink's mode says; the answer in *a. */
-static void post(connector *c, CURL *h, const factum_event_t *const *ev, size_t n, answer *a) {
+/* One request: its handle (kept, so its connection is kept alive), what it sends, its answer. */
+typedef struct request {
+    CURL *h;
+    struct curl_slist *hdrs;
+    buf_t body;
+    answer a;
+    char msg[CURL_ERROR_SIZE];
+} request;
+
+/* Sets r up to POST events ev[0..n) as the sink's mode says. */
+static void request_prepare(connector *c, request *r, const factum_event_t *const *ev, size_t n) {
     const conn_def *d = &c->d;
+    CURL *h = r->h;
+    answer *a = &r->a;
     buf_t body = {0}, hv = {0};
     struct curl_slist *hdrs = NULL;
     const factum_event_t *e = ev[0];
@@ -190,7 +202,8 @@ static void post(connector *c, CURL *h, const factum_event_t *const *ev, size_t 
     }
     buf_printf(&hv, "Expect:"), hdrs = add_header(hdrs, &hv); /* no 100-continue round trip */
     a->status = 0, a->retry_after_ms = -1, a->body.len = 0;
-    char msg[CURL_ERROR_SIZE] = "";
+    r->msg[0] = 0;
+    r->hdrs = hdrs, r->body = body;
     curl_easy_setopt(h, CURLOPT_URL, d->url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.ptr ? body.ptr : "");
@@ -202,22 +215,51 @@ static void post(connector *c, CURL *h, const factum_event_t *const *ev, size_t 
     curl_easy_setopt(h, CURLOPT_WRITEDATA, a);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, a);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, msg);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->msg);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "factum-sink/1");
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
-    CURLcode cc = curl_easy_perform(h);
-    if (cc == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->status);
-    } else {
-        a->body.len = 0;
-        buf_printf(&a->body, "%s", msg[0] ? msg : curl_easy_strerror(cc));
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(hdrs);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, r);
     buf_free(&hv);
-    buf_free(&body);
+}
+
+/* The request ended with cc: its answer's status, or the transport's error as its reason. */
+static void request_done(request *r, CURLcode cc) {
+    if (cc == CURLE_OK) {
+        curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &r->a.status);
+    } else {
+        r->a.status = 0, r->a.body.len = 0;
+        buf_printf(&r->a.body, "%s", r->msg[0] ? r->msg : curl_easy_strerror(cc));
+    }
+    curl_easy_setopt(r->h, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(r->hdrs);
+    r->hdrs = NULL;
+    buf_free(&r->body);
+}
+
+/* Sends the prepared requests rq[0..n) at once (libcurl's multi interface: as many connections
+   as requests, each kept alive for the next pull) and waits for all of them. */
+static void request_all(CURLM *m, request *rq, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        curl_multi_add_handle(m, rq[i].h);
+    int running = (int)n;
+    while (running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) break;
+        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(m, &left)))
+        if (msg->msg == CURLMSG_DONE) {
+            request *r;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+            request_done(r, msg->data.result);
+        }
+    for (size_t i = 0; i < n; i++) {
+        curl_multi_remove_handle(m, rq[i].h);
+        if (rq[i].hdrs) request_done(&rq[i], CURLE_ABORTED_BY_CALLBACK); /* never finished */
+    }
 }
 
 /* ---- ack and nack through the group ---- */
@@ -307,57 +349,59 @@ static void succeeded(connector *c, size_t n) {
 
 /* ---- the thread ---- */
 
-/* How many deliveries one pull takes: a batch, or (one request each) as many as the group's
-   ack timeout covers (def.c sets it to match). */
-static size_t pull_max(const conn_def *d) {
-    return d->batch_max > 1 ? d->batch_max : (size_t)MAX(1, MIN(16, (3600000 - 30000) / d->timeout_ms));
-}
+/* How many deliveries one pull takes: a batch (one request), or one request each, all at once. */
+static size_t pull_max(const conn_def *d) { return d->batch_max > 1 ? d->batch_max : SINK_CONCURRENCY; }
 
-static void deliver(connector *c, CURL *h, const groups_batch *b) {
-    answer a = {0};
+/* What a sink's thread holds: one request per delivery of a pull, and the multi handle. */
+typedef struct sender {
+    CURLM *m;
+    request *rq;
+    size_t n;
+} sender;
+
+static void deliver(connector *c, sender *sd, const groups_batch *b) {
     const factum_event_t **ev = malloc(b->n * sizeof *ev);
-    if (!ev) abort(); /* the server may stop on out-of-memory (STYLE.md) */
+    groups_delivery *ok = malloc(b->n * sizeof *ok);
+    if (!ev || !ok) abort(); /* the server may stop on out-of-memory (STYLE.md) */
     for (size_t i = 0; i < b->n; i++)
         ev[i] = b->d[i].event;
-    if (c->d.batch_max > 1) {
-        post(c, h, ev, b->n, &a);
-        pthread_mutex_lock(&c->mu);
-        c->requests++;
-        pthread_mutex_unlock(&c->mu);
-        if (a.status >= 200 && a.status < 300)
-            ack(c, b->d, b->n), succeeded(c, b->n);
-        else
-            nack(c, b->d, b->n, &a);
-    } else {
-        /* One request each (distinct streams: by_stream hands out one per stream at a time);
-           the successes are acked together, each failure nacked as it comes. */
-        groups_delivery *ok = malloc(b->n * sizeof *ok);
-        if (!ok) abort();
-        size_t nok = 0;
-        for (size_t i = 0; i < b->n; i++) {
-            if (connector_stopping(c, NULL)) break; /* what is left comes again (released at the end) */
-            pthread_mutex_lock(&c->mu);
-            c->requests++;
-            pthread_mutex_unlock(&c->mu);
-            post(c, h, &ev[i], 1, &a);
-            if (a.status >= 200 && a.status < 300)
-                ok[nok++] = b->d[i];
-            else
-                nack(c, &b->d[i], 1, &a);
-        }
-        ack(c, ok, nok);
-        if (nok) succeeded(c, nok);
-        free(ok);
+    /* A batch is one request; else one each, all at once (distinct streams: by_stream hands out
+       one per stream at a time, so this keeps each stream's order). */
+    size_t nreq = c->d.batch_max > 1 ? 1 : MIN(b->n, sd->n);
+    for (size_t i = 0; i < nreq; i++)
+        request_prepare(c, &sd->rq[i], nreq == 1 ? ev : &ev[i], nreq == 1 ? b->n : 1);
+    if (nreq == 1)
+        request_done(&sd->rq[0], curl_easy_perform(sd->rq[0].h));
+    else
+        request_all(sd->m, sd->rq, nreq);
+    pthread_mutex_lock(&c->mu);
+    c->requests += nreq;
+    pthread_mutex_unlock(&c->mu);
+    size_t nok = 0;
+    bool stopping = connector_stopping(c, NULL); /* given up: what is left comes again, no attempt counted */
+    for (size_t i = 0; i < nreq; i++) {
+        const answer *a = &sd->rq[i].a;
+        const groups_delivery *d = nreq == 1 ? b->d : &b->d[i];
+        size_t k = nreq == 1 ? b->n : 1;
+        if (a->status >= 200 && a->status < 300)
+            memcpy(&ok[nok], d, k * sizeof *d), nok += k;
+        else if (!stopping)
+            nack(c, d, k, a);
     }
+    ack(c, ok, nok); /* one durable record for every success of the pull */
+    if (nok) succeeded(c, nok);
+    free(ok);
     free(ev);
-    buf_free(&a.body);
 }
 
 void *sink_main(void *arg) {
     connector *c = arg;
     factum_t *db = c->cs->env.db;
-    CURL *h = curl_easy_init();
-    if (!h) {
+    sender sd = {.m = curl_multi_init(), .n = c->d.batch_max > 1 ? 1 : pull_max(&c->d)};
+    sd.rq = calloc(sd.n, sizeof *sd.rq);
+    for (size_t i = 0; sd.rq && i < sd.n; i++)
+        if (!(sd.rq[i].h = curl_easy_init())) sd.m = NULL;
+    if (!sd.m || !sd.rq) {
         log_msg(LOG_LEVEL_ERROR, "connector %s: out of memory (libcurl)", c->name);
         abort();
     }
@@ -386,12 +430,17 @@ void *sink_main(void *arg) {
             continue;
         }
         if (b.n)
-            deliver(c, h, &b);
+            deliver(c, &sd, &b);
         else
             head = factum_wait(db, head, IDLE_WAIT_MS); /* a commit, or a retry falling due */
         groups_batch_free(&b);
     }
     groups_release_member(c->cs->env.groups, c->group, member);
-    curl_easy_cleanup(h);
+    for (size_t i = 0; i < sd.n; i++) {
+        curl_easy_cleanup(sd.rq[i].h);
+        buf_free(&sd.rq[i].a.body);
+    }
+    free(sd.rq);
+    curl_multi_cleanup(sd.m);
     return NULL;
 }
