@@ -620,7 +620,8 @@ static void session(relay *x) {
     rows_drop(x, 0); /* what was not confirmed comes again */
     for (;;) {
         bool paused;
-        if (connector_stopping(c, &paused) || paused) return;
+        uint64_t term;
+        if (connector_stopping(c, &paused) || paused || !factum_leads(c->cs->env.db, &term)) return;
         char *buf = NULL;
         int len = PQgetCopyData(x->pc, &buf, 1);
         if (len > 0) {
@@ -651,8 +652,9 @@ static void session(relay *x) {
 void *outbox_main(void *arg) {
     relay x = {.c = arg};
     bool paused;
+    uint64_t term;
     while (!connector_stopping(x.c, &paused)) {
-        if (!paused) {
+        if (!paused && factum_leads(x.c->cs->env.db, &term)) { /* in a cluster, only the leader relays */
             session(&x);
             PQfinish(x.pc);
             x.pc = NULL;
