@@ -28,7 +28,7 @@ LDLIBS   = $(shell pkg-config --libs libxxhash libcurl sqlite3 libpq openssl ini
 SANFLAGS := -fsanitize=address,undefined
 
 LIB_SRC  := $(wildcard src/base/*.c src/io/*.c src/store/*.c src/event/*.c src/schema/*.c)
-SRV_SRC  := $(wildcard src/proj/*.c src/saga/*.c src/sys/*.c src/timer/*.c src/group/*.c src/auth/*.c src/cluster/*.c src/server/*.c)
+SRV_SRC  := $(wildcard src/proj/*.c src/saga/*.c src/sys/*.c src/timer/*.c src/group/*.c src/connect/*.c src/auth/*.c src/cluster/*.c src/server/*.c)
 CLIENT_SRC := $(wildcard src/client/*.c)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c) $(SRV_SRC)
@@ -110,7 +110,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 VERSION    := $(shell sed -n 's/^\#define FACTUM_VERSION "\(.*\)"/\1/p' include/factum.h)
 # One man page per command, made by help2man from the same text as COMMAND --help.
-COMMANDS   := append read tail streams categories schedule group meta projection saga delete admin key check serve \
+COMMANDS   := append read tail streams categories schedule group meta projection connector saga delete admin key check serve \
               config tour bench
 MANPAGES   := $(BUILD)/man/factum.1 $(COMMANDS:%=$(BUILD)/man/factum-%.1)
 man: $(MANPAGES)
@@ -193,10 +193,13 @@ $(BUILD)/bench-schemas: bench/bench_schemas.c bench/hclient.h | $(BUILD)/.deps
 $(BUILD)/bench-proj: bench/bench_proj.c $(BUILD)/libfactum.a | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfactum.a $(LDLIBS)
 
+$(BUILD)/bench-conn: bench/bench_conn.c $(BUILD)/libfactum.a | $(BUILD)/.deps
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libfactum.a $(LDLIBS)
+
 bench: deps
 	@$(call apt,$(BENCH_PKGS))
 	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http $(BUILD)/bench-groups $(BUILD)/bench-proj $(BUILD)/bench-sagas \
-	  $(BUILD)/bench-js $(BUILD)/bench-schemas
+	  $(BUILD)/bench-js $(BUILD)/bench-schemas $(BUILD)/bench-conn
 	$(BUILD)/factum bench engine $(if $(QUICK),--quick)
 	$(BUILD)/factum bench scavenge $(if $(QUICK),--quick)
 	$(BUILD)/factum bench backup $(if $(QUICK),--quick)
@@ -207,6 +210,7 @@ bench: deps
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-proj $(if $(QUICK),EVENTS=100000) bench/projections.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-sagas $(if $(QUICK),SAGAS=2000) bench/sagas.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-schemas $(if $(QUICK),SECONDS_EACH=1 EVENTS=20000) bench/schemas.sh
+	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-conn $(if $(QUICK),EVENTS=2000 ROWS=4000) bench/connectors.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http JS=$(BUILD)/bench-js $(if $(QUICK),SECONDS_EACH=1 KILLS=3) bench/cluster.sh
 	@$(MAKE) --no-print-directory browser-deps
 	BIN=$(BUILD)/factum $(if $(QUICK),STREAMS=100000 TAIL_SECONDS=3) bench/ui.sh

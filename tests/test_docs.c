@@ -229,6 +229,10 @@ static void wait_for_body(int port, const char *path, const char *has) {
 static srv busy_server(void) {
     srv s = srv_start(test_dir(), NULL);
     expect_status(s.port, "PUT", "/groups/shipping", JSON_HDR, "{\"source\":{\"category\":\"order\"}}", 201, NULL);
+    expect_status(s.port, "PUT", "/connectors/hook", JSON_HDR,
+                  "{\"kind\":\"http-sink\",\"url\":\"https://127.0.0.1:1/\",\"allow_unreachable\":true,"
+                  "\"source\":{\"category\":\"order\"},\"paused\":true}",
+                  201, NULL);
     expect_status(s.port, "PUT", "/projections/orders", JSON_HDR,
                   "{\"source\":{\"categories\":[\"order\"]},\"setup\":[\"CREATE TABLE orders (id TEXT PRIMARY KEY)\"],"
                   "\"handlers\":{\"OrderPlaced\":[\"INSERT INTO orders VALUES (:stream)\"]}}",
@@ -290,6 +294,7 @@ TEST_T(metrics_of_a_busy_server_pass_promtool_check_metrics, 120) {
                           "factum_saga_instances{saga=\"fulfil\",status=\"running\"} 3\n",
                           "factum_scavenges_total 1\n",
                           "factum_schema_violations_total{type=\"Note\\\"d\",action=\"warned\"} 1\n",
+                          "factum_connector_up{connector=\"hook\",kind=\"http-sink\"} 0\n",
                           "factum_scavenge_segments ",
                           "factum_projection_status{projection=\"orders\",status=\"running\"} 1\n",
                           "factum_projection_status{projection=\"orders\",status=\"failed\"} 0\n",

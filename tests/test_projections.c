@@ -2,6 +2,7 @@
  * test_projections.c — CQRS projections (issue 6) against a real server and real databases:
  * SQLite files, and a PostgreSQL started by the test (initdb in a temporary folder).
  */
+#include "test_pg.h"
 #include "test_server.h"
 
 #include <libpq-fe.h>
@@ -596,53 +597,6 @@ TEST_T(killing_the_server_while_it_projects_neither_skips_nor_repeats_an_event, 
 }
 
 /* ---- PostgreSQL ---- */
-
-/* A PostgreSQL of its own for one test: initdb in a temporary folder, listening on a Unix socket
-   there (no TCP port to collide on). Debian's package; the test runs as root and starts it as
-   the postgres user. */
-typedef struct pg {
-    char dir[128], bin[200];
-    char conninfo[300];
-} pg;
-
-static void pg_up(pg *p) {
-    FILE *f = popen("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1", "r");
-    CHECK(f && fgets(p->bin, sizeof p->bin, f));
-    pclose(f);
-    p->bin[strcspn(p->bin, "\n")] = 0;
-    snprintf(p->dir, sizeof p->dir, "/tmp/factum-test-pg-XXXXXX");
-    CHECK(mkdtemp(p->dir));
-    char cmd[1200];
-    snprintf(
-        cmd, sizeof cmd,
-        "chmod 755 %s && chown postgres %s && runuser -u postgres -- %s/initdb -D %s/data -A trust >/dev/null 2>&1 && "
-        "runuser -u postgres -- %s/pg_ctl -D %s/data -l %s/log -w -o \"-c listen_addresses='' -k %s -c fsync=off\" "
-        "start >/dev/null",
-        p->dir, p->dir, p->bin, p->dir, p->bin, p->dir, p->dir, p->dir);
-    CHECK_MSG(system(cmd) == 0, "PostgreSQL did not start: %s", cmd);
-    snprintf(p->conninfo, sizeof p->conninfo, "host=%s user=postgres dbname=postgres", p->dir);
-}
-
-static void pg_down(pg *p) {
-    char cmd[800];
-    snprintf(cmd, sizeof cmd,
-             "runuser -u postgres -- %s/pg_ctl -D %s/data -m immediate stop >/dev/null 2>&1; rm -rf %s", p->bin, p->dir,
-             p->dir);
-    if (system(cmd)) {
-    }
-}
-
-/* One SQL statement on a fresh connection; its first value as text into out (if any). */
-static void pg_sql(const pg *p, const char *sql, char *out, size_t cap) {
-    PGconn *c = PQconnectdb(p->conninfo);
-    CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    PGresult *r = PQexec(c, sql);
-    CHECK_MSG(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql,
-              PQresultErrorMessage(r));
-    if (out) snprintf(out, cap, "%s", PQntuples(r) && PQnfields(r) ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
-    PQfinish(c);
-}
 
 /* A definition with the PostgreSQL target: def's members after a target member. */
 static char *pg_def(const pg *p, const char *def) {

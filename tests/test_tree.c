@@ -27,9 +27,9 @@ static int layer_of(const char *dir) {
     static const struct {
         const char *name;
         int layer;
-    } layers[] = {{"base", 0}, {"io", 1},      {"store", 2},  {"event", 2},  {"client", 3},
-                  {"proj", 3}, {"saga", 3},    {"sys", 3},    {"timer", 3},  {"group", 3},
-                  {"auth", 3}, {"cluster", 3}, {"schema", 3}, {"server", 4}, {"cli", 5}};
+    } layers[] = {{"base", 0},    {"io", 1},     {"store", 2},  {"event", 2}, {"client", 3},  {"proj", 3},
+                  {"saga", 3},    {"sys", 3},    {"timer", 3},  {"group", 3}, {"connect", 3}, {"auth", 3},
+                  {"cluster", 3}, {"schema", 3}, {"server", 4}, {"cli", 5}};
     for (size_t i = 0; i < ARRAY_LEN(layers); i++)
         if (!strcmp(dir, layers[i].name)) return layers[i].layer;
     return -1;

@@ -428,6 +428,20 @@ bool json_member_string(factum_str_t obj, const char *key, buf_t *out) {
            !buf_append(out, "", 1) && (out->len--, true);
 }
 
+int json_member_u32_in(factum_str_t obj, const char *key, uint64_t lo, uint64_t hi, uint64_t dflt, uint32_t *out,
+                       factum_error_t *err) {
+    factum_str_t v;
+    int kind;
+    uint64_t n = dflt;
+    if (json_member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !str_u64(v, &n)))
+        return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number", key);
+    if (n < lo || n > hi)
+        return err_set(err, FACTUM_EINVAL, "'%s' must be %llu to %llu", key, (unsigned long long)lo,
+                       (unsigned long long)hi);
+    *out = (uint32_t)n;
+    return 0;
+}
+
 int json_only_members(factum_str_t obj, const char *what, const char *const *allowed, factum_error_t *err) {
     json_iter_t it;
     factum_str_t k, v;

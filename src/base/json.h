@@ -55,6 +55,10 @@ bool json_key_is(factum_str_t raw, const char *name);
    "WHAT: unknown member "NAME" (it has A, B, ...)". The one rule for what a client sends: a
    member the server does not know is refused, never ignored. */
 int json_only_members(factum_str_t obj, const char *what, const char *const *allowed, factum_error_t *err);
+/* The number member `key` of obj into *out: dflt when absent; FACTUM_EINVAL ("'KEY' must be ...")
+   when it is not a whole number from lo to hi. The one check of a definition's numbers. */
+int json_member_u32_in(factum_str_t obj, const char *key, uint64_t lo, uint64_t hi, uint64_t dflt, uint32_t *out,
+                       factum_error_t *err);
 /* Decodes a raw string span (with quotes) into out (appended). 0 or FACTUM_ENOMEM. */
 int json_unescape(factum_str_t raw, buf_t *out);
 /* Appends s as a JSON string with quotes, escaping what must be escaped. */

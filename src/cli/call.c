@@ -86,3 +86,35 @@ int cli_call_list(const char *url, const char *path, const char *member, buf_t *
     page_tail t = {member, last, count};
     return call(url, "GET", path, NULL, true, false, &t);
 }
+
+/* NAME from a file path: its last component without .json. */
+static void name_of(const char *file, char *out, size_t cap) {
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    size_t n = strlen(base);
+    if (n > 5 && !strcmp(base + n - 5, ".json")) n -= 5;
+    snprintf(out, cap, "%.*s", (int)n, base);
+}
+
+int cli_apply_file(const char *url, const char *prefix, const char *kind, size_t max_name, int argc, char **argv) {
+    if (argc < 3) return cli_fail(CLI_USAGE, "factum %s apply needs a definition file", kind);
+    char name[128];
+    name_of(argv[2], name, sizeof name);
+    int usage = 0;
+    for (int i = 3; i < argc; i++) {
+        const char *v = cli_opt(argc, argv, &i, "--name", &usage);
+        if (usage) return CLI_USAGE;
+        if (!v) return cli_fail(CLI_USAGE, "unknown option %s (see factum %s --help)", argv[i], kind);
+        snprintf(name, sizeof name, "%s", v);
+    }
+    if (strlen(name) > max_name) return cli_fail(CLI_USAGE, "a %s name is at most %zu characters", kind, max_name);
+    char *def;
+    size_t len;
+    int rc = cli_slurp(argv[2], &def, &len);
+    if (rc) return rc;
+    char path[200];
+    snprintf(path, sizeof path, "%s%s", prefix, name);
+    rc = cli_call(url, "PUT", path, def, false);
+    free(def);
+    return rc;
+}

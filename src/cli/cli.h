@@ -63,6 +63,10 @@ int cli_call_batch(const char *url, const char *path, const char *body);
 /* GET of a listing page, printed a line per item; counts them into *count and puts the last
    one's string `member` into *last (to continue after it). */
 int cli_call_list(const char *url, const char *path, const char *member, buf_t *last, size_t *count);
+/* `factum KIND apply FILE [--name NAME]` (argv[2] the file): PUT of the file's JSON to
+   PREFIX NAME, NAME the file's name without .json unless --name; names longer than max_name
+   are refused. A CLI_* code. */
+int cli_apply_file(const char *url, const char *prefix, const char *kind, size_t max_name, int argc, char **argv);
 
 /* dcb.c (docs/dcb.md): append's --tag and --fail-if, turned into the event's extension
    member (*ext, the text of tags; refused with --batch, whose events carry their own) and the
@@ -79,6 +83,7 @@ int cli_read_query(const char *dir, const char *url, int argc, char **argv);
 /* dir_given: --data-dir or $FACTUM_DATA_DIR named dir (a configuration file's data-dir yields to them). */
 int cli_serve(const char *dir, bool dir_given, int argc, char **argv);
 int cli_projection(const char *url, int argc, char **argv);
+int cli_connector(const char *url, int argc, char **argv);
 int cli_saga(const char *url, int argc, char **argv);
 int cli_schema(const char *url, int argc, char **argv);
 /* check.c: factum check [--repair [--truncate-at P]] [--json] */

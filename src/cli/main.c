@@ -39,6 +39,7 @@ static const char *usage_main =
     "  group COMMAND ...             consumer groups: create, pull, ack, nack, parked, replay\n"
     "  meta STREAM [--max-count N ...] show or change a stream's metadata (retention)\n"
     "  projection COMMAND ...        SQL read models: apply, ls, status, reset, query, delete\n"
+    "  connector COMMAND ...         HTTP sinks and outbox relays: apply, ls, status, pause, resume, delete\n"
     "  saga COMMAND ...              sagas: apply, ls, show, instances, parked, delete\n"
     "  schema COMMAND ...            event schemas: put, check, upcast, ls, show\n"
     "  delete STREAM [--tombstone]   delete a stream (soft, or for ever)\n"
@@ -738,6 +739,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "categories")) return cli_list(dir, server_url, true, argc, argv);
     if (!strcmp(cmd, "group")) return cli_group(server_url, argc, argv);
     if (!strcmp(cmd, "projection")) return cli_projection(server_url, argc, argv);
+    if (!strcmp(cmd, "connector")) return cli_connector(server_url, argc, argv);
     if (!strcmp(cmd, "saga")) return cli_saga(server_url, argc, argv);
     if (!strcmp(cmd, "schema")) return cli_schema(server_url, argc, argv);
     if (!strcmp(cmd, "meta")) return cli_meta(dir, server_url, argc, argv);

@@ -24,38 +24,6 @@ static const char *usage_projection =
     "Projections run in the server, so this needs --server (or $FACTUM_URL). docs/projections.md\n"
     "has the definition format.\n";
 
-/* NAME from a file path: its last component without .json. */
-static void name_of(const char *file, char *out, size_t cap) {
-    const char *base = strrchr(file, '/');
-    base = base ? base + 1 : file;
-    size_t n = strlen(base);
-    if (n > 5 && !strcmp(base + n - 5, ".json")) n -= 5;
-    snprintf(out, cap, "%.*s", (int)n, base);
-}
-
-static int apply(const char *url, int argc, char **argv) {
-    if (argc < 3) return cli_fail(CLI_USAGE, "factum projection apply needs a definition file");
-    char name[128];
-    name_of(argv[2], name, sizeof name);
-    int usage = 0;
-    for (int i = 3; i < argc; i++) {
-        const char *v = cli_opt(argc, argv, &i, "--name", &usage);
-        if (usage) return CLI_USAGE;
-        if (!v) return cli_fail(CLI_USAGE, "unknown option %s (see factum projection --help)", argv[i]);
-        snprintf(name, sizeof name, "%s", v);
-    }
-    if (strlen(name) > 100) return cli_fail(CLI_USAGE, "a projection name is at most 100 characters");
-    char *def;
-    size_t len;
-    int rc = cli_slurp(argv[2], &def, &len);
-    if (rc) return rc;
-    char path[200];
-    snprintf(path, sizeof path, "/projections/%s", name);
-    rc = cli_call(url, "PUT", path, def, false);
-    free(def);
-    return rc;
-}
-
 static int query(const char *url, const char *name, int argc, char **argv) {
     if (argc < 4) return cli_fail(CLI_USAGE, "factum projection query needs NAME and SQL");
     buf_t b = {0};
@@ -97,7 +65,7 @@ int cli_projection(const char *url, int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help")) return printf("%s", usage_projection), argc < 2 ? CLI_USAGE : CLI_OK;
     if (!url) return cli_fail(CLI_USAGE, "projections run in the server: give --server URL (or set FACTUM_URL)");
     const char *sub = argv[1];
-    if (!strcmp(sub, "apply")) return apply(url, argc, argv);
+    if (!strcmp(sub, "apply")) return cli_apply_file(url, "/projections/", "projection", 100, argc, argv);
     if (!strcmp(sub, "ls") || !strcmp(sub, "list")) return cli_call(url, "GET", "/projections", NULL, true);
     if (argc < 3)
         return cli_fail(CLI_USAGE, "factum projection %s needs a projection name (see factum projection --help)", sub);

@@ -20,21 +20,6 @@ bool group_str_into(factum_str_t raw, char *out, size_t cap) {
     return ok;
 }
 
-/* Reads a number member within [lo, hi], or dflt when absent. */
-static int num_member(factum_str_t obj, const char *key, uint64_t lo, uint64_t hi, uint64_t dflt, uint32_t *out,
-                      factum_error_t *err) {
-    factum_str_t v;
-    int kind;
-    uint64_t n = dflt;
-    if (json_member(obj, key, &v, &kind) && (kind != JSON_NUMBER || !str_u64(v, &n)))
-        return err_set(err, FACTUM_EINVAL, "'%s' must be a whole number", key);
-    if (n < lo || n > hi)
-        return err_set(err, FACTUM_EINVAL, "'%s' must be %llu to %llu", key, (unsigned long long)lo,
-                       (unsigned long long)hi);
-    *out = (uint32_t)n;
-    return 0;
-}
-
 static int string_list(factum_str_t arr, char (*out)[256], int *n, const char *what, factum_error_t *err) {
     json_iter_t it;
     factum_str_t v;
@@ -152,8 +137,8 @@ int group_def_parse(factum_t *db, factum_str_t body, group_def *g, bool resolve,
             return err_set(err, FACTUM_EINVAL, "'strategy' must be round_robin or by_stream");
         g->by_stream = !strcmp(s, "by_stream");
     }
-    if ((rc = num_member(body, "ack_timeout_ms", 100, 3600000, 30000, &g->ack_timeout_ms, err)) ||
-        (rc = num_member(body, "max_deliveries", 1, 1000, 10, &g->max_deliveries, err)))
+    if ((rc = json_member_u32_in(body, "ack_timeout_ms", 100, 3600000, 30000, &g->ack_timeout_ms, err)) ||
+        (rc = json_member_u32_in(body, "max_deliveries", 1, 1000, 10, &g->max_deliveries, err)))
         return rc;
     factum_str_t retry = {"{}", 2};
     if (json_member(body, "retry", &v, &kind)) {
@@ -163,8 +148,8 @@ int group_def_parse(factum_t *db, factum_str_t body, group_def *g, bool resolve,
         if ((rc = json_only_members(v, "'retry'", retry_members, err))) return rc;
         retry = v;
     }
-    if ((rc = num_member(retry, "min_delay_ms", 0, 86400000, 1000, &g->min_delay_ms, err)) ||
-        (rc = num_member(retry, "max_delay_ms", 0, 86400000, 60000, &g->max_delay_ms, err)))
+    if ((rc = json_member_u32_in(retry, "min_delay_ms", 0, 86400000, 1000, &g->min_delay_ms, err)) ||
+        (rc = json_member_u32_in(retry, "max_delay_ms", 0, 86400000, 60000, &g->max_delay_ms, err)))
         return rc;
     if (g->min_delay_ms > g->max_delay_ms)
         return err_set(err, FACTUM_EINVAL, "'retry.min_delay_ms' is above 'max_delay_ms'");

@@ -62,12 +62,8 @@ void proj_def_free(proj_def *d) {
 factum_str_t proj_def_json(const proj_def *d) { return (factum_str_t){d->json.ptr, d->json.len}; }
 factum_str_t proj_def_shown(const proj_def *d) { return (factum_str_t){d->shown.ptr, d->shown.len}; }
 
-/*
- * A connection string rebuilt from libpq's parse of it (so the URI form's "user:secret@" is
- * caught too) with the password's value replaced by "*****"; a string it cannot parse is
- * replaced whole. *had_password says whether it held one (and what it was, not "*****").
- */
-static int redact(const char *conninfo, buf_t *out, bool *had_password) {
+/* (def.h) */
+int proj_conninfo_redact(const char *conninfo, buf_t *out, bool *had_password) {
     char *msg = NULL;
     PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
     int rc = 0;
@@ -105,12 +101,12 @@ static int make_shown(proj_def *d, factum_str_t body) {
         return buf_append(&d->shown, body.ptr, body.len);
     buf_t conn = {0}, mine = {0};
     bool kept;
-    int rc = redact(d->where, &conn, &d->password);
+    int rc = proj_conninfo_redact(d->where, &conn, &d->password);
     char path[4400], *secret = NULL;
     size_t n;
     secret_path(d, path, sizeof path);
-    if (!rc && !d->password && io_read_file(path, &secret, &n) == 0 && !redact(secret, &mine, &kept) && kept &&
-        mine.len == conn.len && !memcmp(mine.ptr, conn.ptr, conn.len)) {
+    if (!rc && !d->password && io_read_file(path, &secret, &n) == 0 && !proj_conninfo_redact(secret, &mine, &kept) &&
+        kept && mine.len == conn.len && !memcmp(mine.ptr, conn.ptr, conn.len)) {
         free(d->where);
         d->where = secret, secret = NULL;
         d->password = true;

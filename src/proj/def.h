@@ -51,4 +51,12 @@ int proj_def_confined(const proj_def *d, factum_error_t *err);
 /* The parent folder of the definition's default SQLite file, made if missing (0 otherwise). */
 int proj_def_make_parent(const proj_def *d, factum_error_t *err);
 
+/*
+ * A connection string rebuilt from libpq's parse of it (so the URI form's "user:secret@" is
+ * caught too) with the password's value replaced by "*****"; a string it cannot parse is
+ * replaced whole. *had_password says whether it held one (and what it was, not "*****").
+ * Appended to out. 0 or FACTUM_ENOMEM.
+ */
+int proj_conninfo_redact(const char *conninfo, buf_t *out, bool *had_password);
+
 #endif

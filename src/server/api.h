@@ -137,6 +137,14 @@ void api_put_schema(conn *c, const route_args *a, factum_str_t body);
 void api_put_upcast(conn *c, const route_args *a, factum_str_t body);
 /* The /metrics lines of the schema registry. */
 void schemas_metrics(server *s, buf_t *b);
+/* api_connectors.c */
+void api_list_connectors(conn *c, const route_args *a, factum_str_t body);
+void api_show_connector(conn *c, const route_args *a, factum_str_t body);
+void api_define_connector(conn *c, const route_args *a, factum_str_t body);
+void api_delete_connector(conn *c, const route_args *a, factum_str_t body);
+void api_pause_connector(conn *c, const route_args *a, factum_str_t body);
+void api_resume_connector(conn *c, const route_args *a, factum_str_t body);
+void connectors_metrics(connectors_t *cs, buf_t *b);
 /* api_keys.c */
 void api_create_key(conn *c, const route_args *a, factum_str_t body);
 void api_list_keys(conn *c, const route_args *a, factum_str_t body);

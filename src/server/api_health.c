@@ -293,6 +293,7 @@ void api_metrics(conn *c, const route_args *a, factum_str_t body) {
     sagas_metrics(s->sagas, b);
     projections_metrics(s->projections, b);
     schemas_metrics(s, b);
+    connectors_metrics(s->connectors, b);
     limits_metrics(s, b);
     guard_metrics(s, b);
     factum_scavenge_stats_t sc;

@@ -9,6 +9,7 @@
 
 #include "../base/log.h"
 #include "../base/json.h"
+#include "../connect/connect.h"
 #include "../group/groups.h"
 #include "../schema/registry.h"
 #include "../sys/pool.h"
@@ -473,6 +474,16 @@ static void stop_definitions(server *s) {
     buf_free(&waited);
 }
 
+/* The connectors (src/connect/), told the port the server is bound to: a sink may not point at it. */
+static int open_connectors(server *s, const char *bound, factum_error_t *err) {
+    const char *colon = strrchr(bound, ':');
+    connectors_env env = {.db = s->db,
+                          .groups = s->groups,
+                          .data_dir = s->cfg.data_dir ? s->cfg.data_dir : ".",
+                          .self_port = colon ? atoi(colon + 1) : 0};
+    return connectors_open(&env, &s->connectors, err);
+}
+
 /* SIGHUP: new connections get the certificate and key as the files hold them now. */
 static void reload_tls(server *s) {
     factum_error_t e;
@@ -554,7 +565,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
                                &s->projections, err)) ||
         (rc = sagas_open(db, s->pool, &s->sagas, err)) || (rc = jobs_open(&s->jobs, err)) ||
         (rc = auth_keys_open(db, &s->keys, err)) || (rc = check_exposure(s, bound, loopback, err)) ||
-        (rc = audit_open(db, &s->audit, err))) {
+        (rc = audit_open(db, &s->audit, err)) || (rc = open_connectors(s, bound, err))) {
+        audit_close(s->audit);
         auth_keys_close(s->keys);
         access_close(s);
         jobs_close(s->jobs);
@@ -641,6 +653,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     }
     factum_set_commit_hook(db, NULL, NULL);
     jobs_close(s->jobs);
+    connectors_close(s->connectors); /* before the groups its sinks deliver through */
     sagas_close(s->sagas);
     projections_close(s->projections);
     pool_close(s->pool);

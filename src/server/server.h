@@ -264,6 +264,7 @@ typedef struct server_tls server_tls;
 typedef struct projections projections_t;
 typedef struct sagas sagas_t;
 typedef struct audit audit_t;
+typedef struct connectors connectors_t;
 
 /* The kinds of definitions with a limit (limits.c). */
 enum { LIMIT_GROUPS, LIMIT_PROJECTIONS, LIMIT_SAGAS, LIMIT_SCHEDULES, LIMIT_KINDS };
@@ -279,6 +280,7 @@ struct server {
     struct groups *groups;
     projections_t *projections;
     sagas_t *sagas;
+    connectors_t *connectors; /* src/connect/: HTTP sinks, each a thread of its own */
     struct jobs *jobs;
     struct schema_registry *schemas; /* event schemas (src/schema/registry.h); the store owns it */
 

@@ -175,6 +175,21 @@ export default [
   { method: 'DELETE', path: '/groups/filtered', status: 200 },
   { method: 'DELETE', path: '/groups/nosuch', status: 404 },
 
+  // ---- connectors ----
+  { method: 'PUT', path: '/connectors/hook', body: { kind: 'http-sink', url: 'https://127.0.0.1:1/in', allow_unreachable: true, source: { category: 'order' }, secrets: ['0123456789abcdef'] }, status: 201 },
+  { method: 'PUT', path: '/connectors/hook', body: { kind: 'http-sink', url: 'https://127.0.0.1:1/in', allow_unreachable: true, source: { category: 'order' }, paused: true }, status: 200 },
+  { method: 'PUT', path: '/connectors/bad', body: { kind: 'http-sink', url: 'http://127.0.0.1:1/in', source: { category: 'order' } }, status: 400 },
+  { method: 'GET', path: '/connectors', status: 200 },
+  { method: 'GET', path: '/connectors/hook', status: 200 },
+  { method: 'GET', path: '/connectors/bad.name', status: 400 },
+  { method: 'GET', path: '/connectors/nosuch', status: 404 },
+  { method: 'POST', path: '/connectors/hook/resume', status: 200 },
+  { method: 'POST', path: '/connectors/hook/pause', status: 200 },
+  { method: 'POST', path: '/connectors/nosuch/pause', status: 404 },
+  { method: 'POST', path: '/connectors/nosuch/resume', status: 404 },
+  { method: 'DELETE', path: '/connectors/hook', status: 200 },
+  { method: 'DELETE', path: '/connectors/hook', status: 404 },
+
   // ---- projections ----
   {
     method: 'PUT', path: '/projections/orders', status: 201,
