@@ -318,3 +318,122 @@ TEST_T(eight_writers_lose_no_acknowledged_append_across_ten_leader_kills_and_eve
     cluster_down(&f, alive);
 }
 
+/* ---- a saga across a leader kill ---- */
+
+/* Two steps, no timeouts: only the replies move an instance on. */
+static const char *SHIP_SAGA =
+    "{\"start_on\":\"OrderPlaced\",\"instance_id\":\"data.orderId\",\"steps\":["
+    "{\"name\":\"pay\",\"command\":{\"stream\":\"payment-commands\",\"type\":\"ReservePayment\","
+    "\"data\":{\"orderId\":\"{{data.orderId}}\"}},\"success\":[\"PaymentReserved\"],\"failure\":[\"PaymentDeclined\"]},"
+    "{\"name\":\"ship\",\"command\":{\"stream\":\"shipping-commands\",\"type\":\"Ship\","
+    "\"data\":{\"orderId\":\"{{data.orderId}}\",\"ref\":\"{{steps.pay.ref}}\"}},"
+    "\"success\":[\"Shipped\"],\"failure\":[\"ShippingFailed\"]}]}";
+
+/* How many events of `type` for instance `id` node `port` holds in `stream`. */
+static int commands(int port, const char *stream, const char *type, const char *id) {
+    char path[160], want_type[96], want_id[96];
+    snprintf(path, sizeof path, "/streams/%s?limit=1000", stream);
+    snprintf(want_type, sizeof want_type, "\"type\":\"%s\"", type);
+    snprintf(want_id, sizeof want_id, "\"correlationid\":\"%s\"", id);
+    resp r;
+    int n = 0;
+    if (http_try(port, "GET", path, NULL, NULL, &r) == 200)
+        for (char *line = r.body; line && *line;) { /* one event per line */
+            char *nl = strchr(line, '\n');
+            if (nl) *nl = 0;
+            n += strstr(line, want_type) && strstr(line, want_id);
+            line = nl ? nl + 1 : NULL;
+        }
+    resp_free(&r);
+    return n;
+}
+
+/* Waits until some live node holds the saga's command `type` for `id`. */
+static void wait_command(cluster_fixture *f, const bool *alive, const char *stream, const char *type, const char *id) {
+    for (int tries = 0; tries < WAIT_S * 10; tries++) {
+        for (int i = 0; i < NODES; i++)
+            if (alive[i] && commands(f->http_port[i], stream, type, id)) return;
+        usleep(100000);
+    }
+    CHECK_MSG(false, "no %s for %s in %s", type, id, stream);
+}
+
+/* The test plays the services: a reply (with an id of its own, so a retry is idempotent)
+   through any live node. */
+static void reply(cluster_fixture *f, const bool *alive, const char *id, const char *type, const char *data) {
+    char body[400];
+    long long pos;
+    snprintf(body, sizeof body,
+             "{\"specversion\":\"1.0\",\"id\":\"%s-%s\",\"type\":\"%s\",\"source\":\"t\",\"correlationid\":\"%s\","
+             "\"data\":%s}",
+             type, id, type, id, data);
+    CHECK_MSG(post_anywhere(f, alive, "replies", body, &pos), "%s for %s was not acknowledged", type, id);
+}
+
+/* Two orders are in mid-step when the leader is killed: m1 waits for its payment's reply, which
+   comes after the kill; m2's reply is appended just before it, so the old leader may or may not
+   have sent the next command. The new leader's runner goes back to its newest checkpoint and
+   carries both on: each completes, and each command is in the log once on every node (the
+   same id when it is sent again). */
+TEST_T(a_saga_in_mid_step_when_the_leader_is_killed_completes_on_the_new_leader, 300) {
+    cluster_fixture f;
+    bool alive[NODES];
+    cluster_up(&f, alive);
+    int leader = wait_leader(&f, alive);
+    CHECK_MSG(leader >= 0, "no node became the leader");
+    expect_status(f.http_port[leader], "PUT", "/sagas/order", "Content-Type: application/json\r\n", SHIP_SAGA, 201,
+                  NULL);
+    /* A definition reaches a node at its start (docs/cluster.md, "Engines above the log"):
+       the followers start again to have it. */
+    for (int i = 0; i < NODES; i++)
+        if (i != leader) {
+            srv_stop(&f.node[i], SIGTERM);
+            f.node[i] = node_start(&f, i);
+            knows_leader(&f, i, leader);
+        }
+    const char *ids[] = {"m1", "m2"};
+    for (int k = 0; k < 2; k++) {
+        char body[256];
+        long long pos;
+        snprintf(body, sizeof body,
+                 "{\"specversion\":\"1.0\",\"id\":\"placed-%s\",\"type\":\"OrderPlaced\",\"source\":\"t\",\"data\":{"
+                 "\"orderId\":\"%s\"}}",
+                 ids[k], ids[k]);
+        CHECK_EQ(post_event(f.http_port[(leader + 1 + k) % NODES], "order-x", body, &pos), 201);
+        wait_command(&f, alive, "payment-commands", "ReservePayment", ids[k]);
+    }
+    reply(&f, alive, "m2", "PaymentReserved", "{\"ref\":\"r2\"}");
+    srv_stop(&f.node[leader], SIGKILL);
+    alive[leader] = false;
+    reply(&f, alive, "m1", "PaymentReserved", "{\"ref\":\"r1\"}");
+    for (int k = 0; k < 2; k++) {
+        wait_command(&f, alive, "shipping-commands", "Ship", ids[k]);
+        reply(&f, alive, ids[k], "Shipped", "{}");
+    }
+    int next = wait_leader(&f, alive);
+    CHECK(next >= 0);
+    for (int k = 0; k < 2; k++) {
+        char path[96];
+        snprintf(path, sizeof path, "/sagas/order/instances/%s", ids[k]);
+        CHECK_MSG(http_wait_body(f.http_port[next], path, "\"status\":\"completed\"", WAIT_S),
+                  "%s did not complete on node%d", ids[k], next);
+    }
+    /* The killed node comes back; every node holds each command once and each instance's end. */
+    f.node[leader] = node_start(&f, leader);
+    alive[leader] = true;
+    CHECK(wait_same_applied(&f, alive, next));
+    for (int i = 0; i < NODES; i++)
+        for (int k = 0; k < 2; k++) {
+            CHECK_MSG(commands(f.http_port[i], "payment-commands", "ReservePayment", ids[k]) == 1,
+                      "node%d: ReservePayment for %s is not there once", i, ids[k]);
+            CHECK_MSG(commands(f.http_port[i], "shipping-commands", "Ship", ids[k]) == 1,
+                      "node%d: Ship for %s is not there once", i, ids[k]);
+            char path[96];
+            snprintf(path, sizeof path, "/streams/$saga-order-%s?limit=100", ids[k]);
+            char *recs = http_body(f.http_port[i], "GET", path, NULL, NULL, 200);
+            CHECK_MSG(strstr(recs, "\"SagaCompleted\""), "node%d: %s has no SagaCompleted record:\n%s", i, ids[k],
+                      recs);
+            free(recs);
+        }
+    cluster_down(&f, alive);
+}
