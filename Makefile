@@ -183,6 +183,9 @@ $(BUILD)/bench-groups: bench/bench_groups.c bench/hclient.h | $(BUILD)/.deps
 $(BUILD)/bench-sagas: bench/bench_sagas.c bench/hclient.h | $(BUILD)/.deps
 	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs openssl)
 
+$(BUILD)/bench-lag: bench/bench_lag.c bench/hclient.h | $(BUILD)/.deps
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs openssl)
+
 $(BUILD)/bench-js: bench/bench_js.c | $(BUILD)/.deps
 	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs libnats 2>/dev/null || echo -lnats)
 
@@ -192,7 +195,7 @@ $(BUILD)/bench-proj: bench/bench_proj.c $(BUILD)/libfactum.a | $(BUILD)/.deps
 bench: deps
 	@$(call apt,$(BENCH_PKGS))
 	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http $(BUILD)/bench-groups $(BUILD)/bench-proj $(BUILD)/bench-sagas \
-	  $(BUILD)/bench-js
+	  $(BUILD)/bench-js $(BUILD)/bench-lag
 	$(BUILD)/factum bench engine $(if $(QUICK),--quick)
 	$(BUILD)/factum bench scavenge $(if $(QUICK),--quick)
 	$(BUILD)/factum bench backup $(if $(QUICK),--quick)
@@ -201,7 +204,7 @@ bench: deps
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-groups $(if $(QUICK),EVENTS=20000) bench/groups.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-proj $(if $(QUICK),EVENTS=100000) bench/projections.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-sagas $(if $(QUICK),SAGAS=2000) bench/sagas.sh
-	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http JS=$(BUILD)/bench-js $(if $(QUICK),SECONDS_EACH=1 KILLS=3) bench/cluster.sh
+	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http JS=$(BUILD)/bench-js LAG=$(BUILD)/bench-lag $(if $(QUICK),SECONDS_EACH=1 KILLS=3) bench/cluster.sh
 	@$(MAKE) --no-print-directory browser-deps
 	BIN=$(BUILD)/factum $(if $(QUICK),STREAMS=100000 TAIL_SECONDS=3) bench/ui.sh
 
