@@ -28,7 +28,8 @@ typedef struct acked {
 
 /* The nats-server binary, or NULL when it is not installed. */
 const char *nats_server(void);
-/* Starts nats-server i (its folder and log in test_dir()); waits until it accepts connections. */
+/* Starts nats-server i (its folder and log in test_dir()); nats_wait waits until it accepts
+   connections. */
 pid_t nats_start(const char *bin, cluster_fixture *f, int i);
 void nats_wait(cluster_fixture *f, int i);
 /* Starts node i (folder factumI, log factumI.log in test_dir()). */

@@ -184,8 +184,10 @@ static void check_writers(const char *lines, writer *w) {
         long long pos, rev;
         int i, ii;
         size_t k;
-        if (sscanf(p, "%lld load-%d %lld w%d-%zu", &pos, &i, &rev, &ii, &k) != 5) continue;
-        CHECK_MSG(i == ii && i >= 0 && i < WRITERS, "an event of stream load-%d has the id w%d-%zu", i, ii, k);
+        int got = sscanf(p, "%lld load-%d %lld w%d-%zu", &pos, &i, &rev, &ii, &k);
+        if (got < 2) continue; /* not a writer's stream */
+        CHECK_MSG(got == 5 && i == ii && i >= 0 && i < WRITERS, "not a writer's event in its stream: %.*s",
+                  (int)strcspn(p, "\n"), p);
         CHECK_MSG(k < w[i].nack, "w%d-%zu is in the log but was never acknowledged (%zu were)", i, k, w[i].nack);
         CHECK_MSG(seen[i][k] < 0, "w%d-%zu is there twice: at %lld and %lld", i, k, seen[i][k], pos);
         CHECK_MSG(rev == (long long)k, "w%d-%zu at revision %lld, its writer expected %zu", i, k, rev, k);
