@@ -28,9 +28,7 @@
 TEST_T(a_three_node_cluster_holds_one_log_on_every_node_and_followers_send_writes_on_to_the_leader, 300) {
     cluster_fixture f;
     bool alive[NODES];
-    cluster_up(&f, alive);
-    int leader = wait_leader(&f, alive);
-    CHECK_MSG(leader >= 0, "no node became the leader");
+    int leader = cluster_up_leader(&f, alive);
     /* /metrics says the same as /health: the role, and the lease taken once */
     CHECK_EQ(srv_metric(f.http_port[leader], "factum_cluster_role{role=\"leader\"}"), 1);
     CHECK_EQ(srv_metric(f.http_port[leader], "factum_cluster_leader_terms_total"), 1);
@@ -129,9 +127,7 @@ static bool pull_and_ack(int port, bool keep, int *delivered, bool *done) {
 TEST_T(a_group_and_a_timer_carry_on_from_the_replicated_log_when_the_leader_is_killed, 300) {
     cluster_fixture f;
     bool alive[NODES];
-    cluster_up(&f, alive);
-    int leader = wait_leader(&f, alive);
-    CHECK_MSG(leader >= 0, "no node became the leader");
+    int leader = cluster_up_leader(&f, alive);
     int a = (leader + 1) % NODES, b = (leader + 2) % NODES;
     knows_leader(&f, a, leader);
     knows_leader(&f, b, leader);
@@ -250,9 +246,7 @@ static long long last_revision(int port) {
 TEST_T(appends_with_the_same_if_match_through_every_node_land_at_most_once_each_across_a_leader_kill, 300) {
     cluster_fixture f;
     bool alive[NODES];
-    cluster_up(&f, alive);
-    int leader = wait_leader(&f, alive);
-    CHECK_MSG(leader >= 0, "no node became the leader");
+    int leader = cluster_up_leader(&f, alive);
     long long pos;
     CHECK_EQ(append_one(f.http_port[leader], "cas-start", &pos), 201); /* order-1: warms the path */
     resp r0;
@@ -316,9 +310,7 @@ TEST_T(appends_with_the_same_if_match_through_every_node_land_at_most_once_each_
 TEST_T(writes_go_on_with_a_nats_server_killed_and_every_ack_survives_killing_everything_at_once, 300) {
     cluster_fixture f;
     bool alive[NODES];
-    cluster_up(&f, alive);
-    int leader = wait_leader(&f, alive);
-    CHECK_MSG(leader >= 0, "no node became the leader");
+    int leader = cluster_up_leader(&f, alive);
     acked ack[3 * APPENDS];
     size_t nack = 0;
     for (int k = 0; k < APPENDS; k++, nack++) {
@@ -388,9 +380,7 @@ static void *write_through(void *arg) {
 TEST_T(a_leader_paused_past_its_lease_comes_back_a_follower_and_loses_nothing_it_acknowledged, 300) {
     cluster_fixture f;
     bool alive[NODES];
-    cluster_up(&f, alive);
-    int leader = wait_leader(&f, alive);
-    CHECK_MSG(leader >= 0, "no node became the leader");
+    int leader = cluster_up_leader(&f, alive);
     paused_writer w = {.f = &f, .node = leader};
     pthread_t t;
     pthread_create(&t, NULL, write_through, &w);
@@ -452,9 +442,7 @@ static void everything_up(cluster_fixture *f) {
 TEST_T(nodes_whose_logs_hold_what_jetstream_lost_refuse_to_serve_a_diverged_history_and_say_why, 300) {
     cluster_fixture f;
     bool alive[NODES];
-    cluster_up(&f, alive);
-    int leader = wait_leader(&f, alive);
-    CHECK_MSG(leader >= 0, "no node became the leader");
+    int leader = cluster_up_leader(&f, alive);
     acked ack[2 * APPENDS / 4];
     size_t nack = 0;
     for (int k = 0; k < APPENDS / 4; k++, nack++) {

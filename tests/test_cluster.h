@@ -38,6 +38,8 @@ srv node_start(cluster_fixture *f, int i);
    stops the live nodes and every nats-server. */
 void cluster_up(cluster_fixture *f, bool *alive);
 void cluster_down(cluster_fixture *f, const bool *alive);
+/* cluster_up, then the index of the node that leads (fails the test if none does within WAIT_S). */
+int cluster_up_leader(cluster_fixture *f, bool *alive);
 /* A number from a /health body, e.g. "applied_sequence"; -1 if absent. */
 long long health_num(const char *body, const char *key);
 /* The node that says it leads (among the live ones), or -1 within WAIT_S. */

@@ -380,9 +380,7 @@ static void reply(cluster_fixture *f, const bool *alive, const char *id, const c
 TEST_T(a_saga_in_mid_step_when_the_leader_is_killed_completes_on_the_new_leader, 300) {
     cluster_fixture f;
     bool alive[NODES];
-    cluster_up(&f, alive);
-    int leader = wait_leader(&f, alive);
-    CHECK_MSG(leader >= 0, "no node became the leader");
+    int leader = cluster_up_leader(&f, alive);
     expect_status(f.http_port[leader], "PUT", "/sagas/order", "Content-Type: application/json\r\n", SHIP_SAGA, 201,
                   NULL);
     /* A definition reaches a node at its start (docs/cluster.md, "Engines above the log"):

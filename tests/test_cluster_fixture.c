@@ -146,6 +146,13 @@ void cluster_up(cluster_fixture *f, bool *alive) {
         f->node[i] = node_start(f, i), alive[i] = true;
 }
 
+int cluster_up_leader(cluster_fixture *f, bool *alive) {
+    cluster_up(f, alive);
+    int leader = wait_leader(f, alive);
+    CHECK_MSG(leader >= 0, "no node became the leader");
+    return leader;
+}
+
 void cluster_down(cluster_fixture *f, const bool *alive) {
     for (int i = 0; i < NODES; i++)
         if (alive[i]) srv_stop(&f->node[i], SIGTERM);
