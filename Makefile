@@ -184,6 +184,9 @@ $(BUILD)/bench-groups: bench/bench_groups.c bench/hclient.h | $(BUILD)/.deps
 $(BUILD)/bench-sagas: bench/bench_sagas.c bench/hclient.h | $(BUILD)/.deps
 	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs openssl)
 
+$(BUILD)/bench-lag: bench/bench_lag.c bench/hclient.h | $(BUILD)/.deps
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs openssl)
+
 $(BUILD)/bench-js: bench/bench_js.c | $(BUILD)/.deps
 	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -o $@ $< $$(pkg-config --libs libnats 2>/dev/null || echo -lnats)
 
@@ -199,7 +202,7 @@ $(BUILD)/bench-conn: bench/bench_conn.c $(BUILD)/libfactum.a | $(BUILD)/.deps
 bench: deps
 	@$(call apt,$(BENCH_PKGS))
 	@$(MAKE) --no-print-directory $(BUILD)/factum $(BUILD)/bench-http $(BUILD)/bench-groups $(BUILD)/bench-proj $(BUILD)/bench-sagas \
-	  $(BUILD)/bench-js $(BUILD)/bench-schemas $(BUILD)/bench-conn
+	  $(BUILD)/bench-js $(BUILD)/bench-schemas $(BUILD)/bench-conn $(BUILD)/bench-lag
 	$(BUILD)/factum bench engine $(if $(QUICK),--quick)
 	$(BUILD)/factum bench scavenge $(if $(QUICK),--quick)
 	$(BUILD)/factum bench backup $(if $(QUICK),--quick)
@@ -211,7 +214,7 @@ bench: deps
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-sagas $(if $(QUICK),SAGAS=2000) bench/sagas.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-schemas $(if $(QUICK),SECONDS_EACH=1 EVENTS=20000) bench/schemas.sh
 	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-conn $(if $(QUICK),EVENTS=2000 ROWS=4000) bench/connectors.sh
-	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http JS=$(BUILD)/bench-js $(if $(QUICK),SECONDS_EACH=1 KILLS=3) bench/cluster.sh
+	BIN=$(BUILD)/factum GEN=$(BUILD)/bench-http JS=$(BUILD)/bench-js LAG=$(BUILD)/bench-lag $(if $(QUICK),SECONDS_EACH=1 KILLS=3) bench/cluster.sh
 	@$(MAKE) --no-print-directory browser-deps
 	BIN=$(BUILD)/factum $(if $(QUICK),STREAMS=100000 TAIL_SECONDS=3) bench/ui.sh
 

@@ -6,14 +6,22 @@
  * most --clients publishes unacknowledged at once (the concurrency of the HTTP clients). It
  * prints "events/s N".
  *
- *   bench-js --nats URL[,URL...] --clients N [--batch B] [--seconds S] [--stream NAME]
+ * With --lag-every-ms MS, the reference for the cluster's replication lag: during the run a
+ * probe publishes a message of its own every MS (synchronously, a connection of its own to the
+ * first server) and an ordered consumer on a connection to the second server (as a Factum
+ * follower reads the log) notes when each arrives; the line "lag p50 MS p99 MS max MS probes N
+ * missing M" follows, the lag of a probe being its arrival minus its publish acknowledgement.
+ *
+ *   bench-js --nats URL[,URL...] --clients N [--batch B] [--seconds S] [--stream NAME] [--lag-every-ms MS]
  */
 #include <nats/nats.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Atomic uint64_t acked, failed;
 
@@ -37,6 +45,69 @@ static void die(const char *what, natsStatus s) {
     exit(1);
 }
 
+/* ---- the lag probe (--lag-every-ms) ---- */
+
+#define PROBES 100000
+static double probe_acked[PROBES], probe_seen[PROBES];
+static _Atomic int probes;
+static _Atomic bool probe_stop;
+static int probe_every_ms;
+static char probe_subject[96];
+
+static void on_probe(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure) {
+    (void)nc, (void)sub, (void)closure;
+    double t = now_s();
+    int k = atoi(natsMsg_GetData(m));
+    if (k > 0 && k < PROBES && !probe_seen[k]) probe_seen[k] = t;
+    natsMsg_Destroy(m);
+}
+
+static void *probe_main(void *arg) {
+    jsCtx *js = arg;
+    double next = now_s();
+    for (int k = 1; !atomic_load(&probe_stop) && k < PROBES; k++) {
+        char msg[24];
+        int len = snprintf(msg, sizeof msg, "%d", k);
+        jsErrCode jerr = 0;
+        natsStatus s = js_Publish(NULL, js, probe_subject, msg, len, NULL, &jerr);
+        if (s != NATS_OK) die("probe publish", s);
+        probe_acked[k] = now_s();
+        atomic_store(&probes, k);
+        next += probe_every_ms / 1e3;
+        double t = now_s();
+        if (next > t) usleep((useconds_t)((next - t) * 1e6));
+    }
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Connects to one server of the list (the probe and its reader each get their own). */
+static natsConnection *connect_one(const char *url, jsCtx **js) {
+    natsConnection *nc = NULL;
+    natsStatus s = natsConnection_ConnectTo(&nc, url);
+    if (s == NATS_OK) s = natsConnection_JetStream(js, nc, NULL);
+    if (s != NATS_OK) die("connect", s);
+    return nc;
+}
+
+static void print_lag(int sent) {
+    double *lag = malloc((size_t)(sent + 1) * sizeof *lag);
+    int got = 0, missing = 0;
+    for (int k = 1; k <= sent; k++)
+        if (!probe_seen[k])
+            missing++;
+        else
+            lag[got++] = probe_seen[k] > probe_acked[k] ? (probe_seen[k] - probe_acked[k]) * 1e3 : 0;
+    qsort(lag, (size_t)got, sizeof *lag, cmp_double);
+#define AT(p) (got ? lag[(size_t)((double)(got - 1) * (p))] : 0)
+    printf("lag p50 %.2f p99 %.2f max %.2f probes %d missing %d\n", AT(0.5), AT(0.99), AT(1.0), sent, missing);
+    free(lag);
+}
+
 int main(int argc, char **argv) {
     const char *urls = NULL, *stream = "RAWBENCH";
     int clients = 16, batch = 1;
@@ -52,9 +123,12 @@ int main(int argc, char **argv) {
             seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--stream"))
             stream = argv[i + 1];
+        else if (!strcmp(argv[i], "--lag-every-ms"))
+            probe_every_ms = atoi(argv[i + 1]);
     }
     if (!urls || clients < 1 || batch < 1) {
-        fprintf(stderr, "usage: bench-js --nats URL[,URL...] --clients N [--batch B] [--seconds S] [--stream NAME]\n");
+        fprintf(stderr, "usage: bench-js --nats URL[,URL...] --clients N [--batch B] [--seconds S] [--stream NAME] "
+                        "[--lag-every-ms MS]\n");
         return 2;
     }
     const char *list[16];
@@ -76,9 +150,11 @@ int main(int argc, char **argv) {
     jo.PublishAsync.AckHandler = on_ack;
     jsCtx *js = NULL;
     if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK) die("jetstream", s);
-    char subject[80];
+    char subject[80], all[80];
     snprintf(subject, sizeof subject, "%s.x", stream);
-    const char *subjects[] = {subject};
+    snprintf(all, sizeof all, "%s.*", stream);
+    snprintf(probe_subject, sizeof probe_subject, "%s.probe", stream);
+    const char *subjects[] = {all};
     jsStreamConfig sc;
     jsStreamConfig_Init(&sc);
     sc.Name = stream;
@@ -101,11 +177,37 @@ int main(int argc, char **argv) {
                                 k ? "," : "", k, pad);
     if (batch > 1) body[len++] = ']';
 
+    natsConnection *pc = NULL, *rc = NULL;
+    jsCtx *pjs = NULL, *rjs = NULL;
+    natsSubscription *sub = NULL;
+    pthread_t probe;
+    if (probe_every_ms > 0) {
+        pc = connect_one(list[0], &pjs);
+        rc = connect_one(list[n > 1 ? 1 : 0], &rjs);
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = stream;
+        so.Ordered = true;
+        so.Config.DeliverPolicy = js_DeliverNew;
+        if ((s = js_Subscribe(&sub, rjs, probe_subject, on_probe, NULL, NULL, &so, &jerr)) != NATS_OK)
+            die("subscribe", s);
+        pthread_create(&probe, NULL, probe_main, pjs);
+    }
     double t0 = now_s(), end = t0 + seconds;
     while (now_s() < end)
         if ((s = js_PublishAsync(js, subject, body, (int)len, NULL)) != NATS_OK) die("publish", s);
     uint64_t got = atomic_load(&acked);
     double t = now_s() - t0;
+    if (probe_every_ms > 0) {
+        int sent = atomic_load(&probes);
+        usleep(2000000); /* the last probes arrive */
+        atomic_store(&probe_stop, true);
+        pthread_join(probe, NULL);
+        print_lag(sent);
+        natsSubscription_Destroy(sub);
+        jsCtx_Destroy(pjs), jsCtx_Destroy(rjs);
+        natsConnection_Destroy(pc), natsConnection_Destroy(rc);
+    }
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 10000;

@@ -4,14 +4,21 @@
 # beside one standalone `factum serve`, in the same run. Appends through the leader
 # (bench-http --only appends) beside the standalone server and beside raw JetStream publishing
 # of the same payloads (bench-js: the C client, R3, the same concurrency, async publish); then
-# the failover time (leader killed with SIGKILL -> first 201 from a surviving node), KILLS times.
-# SECONDS_EACH and KILLS shorten it (QUICK=1 in the Makefile).
+# the replication lag under load (bench-lag: a probe appended through the leader every 5 ms
+# while 16 clients append, its 201 against its arrival on a follower's SSE subscription; the
+# references: the same on the standalone server, 201 against the same server's SSE, and
+# JetStream's own publish ack against an ordered consumer on another server, bench-js
+# --lag-every-ms, under 16 clients publishing); then the
+# failover time (leader killed with SIGKILL -> the new leader's writing_since_us in /health, and
+# -> first 201 from a surviving node), KILLS times. SECONDS_EACH and KILLS shorten it (QUICK=1 in
+# the Makefile).
 set -eu
 BIN=${BIN:-build/factum}
 GEN=${GEN:-build/bench-http}
 JS=${JS:-build/bench-js}
+LAG=${LAG:-build/bench-lag}
 SECONDS_EACH=${SECONDS_EACH:-3}
-KILLS=${KILLS:-5}
+KILLS=${KILLS:-10}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 . "$(dirname "$0")/lib.sh"
 NPORT0=24231 RPORT0=24241 HPORT0=27441
@@ -68,15 +75,39 @@ row "batch-100 events/s, 16 clients" "$SB" "$CB" "$JB" "$(ratio "$CB" "$JB")"
 echo "  (target: cluster/raw >= 0.7)"
 
 echo "  leader after the runs: $(health "$L" | grep -o "\"applied_sequence\":[0-9]*")"
-# Failover: kill -9 the leader, then POST to the survivors until one answers 201.
+
+# Replication lag: ours (leader -> follower) vs the standalone server's own delivery.
+F=$(((L + 1) % 3))
+lag() { "$LAG" --write-port "$1" --read-port "$2" --clients 16 --seconds "$SECONDS_EACH" | sed -n 's/^lag //p'; }
+LC=$(lag $((HPORT0 + L)) $((HPORT0 + F)))
+LS=$(lag "$PORT" "$PORT")
+LJ=$("$JS" --nats "$URLS" --seconds "$SECONDS_EACH" --clients 16 --lag-every-ms 5 | sed -n 's/^lag //p')
+echo "  replication lag under 16 clients appending (a probe every 5 ms; ms):"
+val() { echo "$2" | awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }'; }
+lagrow() {
+    printf "    %-44s 201 -> there p50 %6s p99 %6s max %6s | sent -> 201 p99 %6s | sent -> there p99 %6s | load %s appends/s, %s probes, %s missing\n" \
+        "$1" "$(val p50 "$2")" "$(val p99 "$2")" "$(val max "$2")" "$(val ack_p99 "$2")" "$(val seen_p99 "$2")" \
+        "$(val appends/s "$2")" "$(val probes "$2")" "$(val missing "$2")"
+}
+lagrow "cluster: leader's 201 -> a follower's SSE" "$LC"
+lagrow "reference, standalone: 201 -> its own SSE" "$LS"
+printf "    %-44s  ack -> there p50 %6s p99 %6s max %6s | 16 clients publishing async, %s probes, %s missing\n" \
+    "reference, raw JetStream: publish ack ->" "$(val p50 "$LJ")" "$(val p99 "$LJ")" "$(val max "$LJ")" \
+    "$(val probes "$LJ")" "$(val missing "$LJ")"
+echo "      (an ordered consumer on another nats-server, as a follower reads the log)"
+echo "  replication lag p99 (201 -> readable on a follower): ours $(val p99 "$LC") ms vs reference:" \
+    "JetStream's own ack -> delivery $(val p99 "$LJ") ms, the standalone server's own delivery $(val p99 "$LS") ms"
+
+# Failover: kill -9 the leader, then POST to the survivors until one answers 201; the new leader
+# says in /health when it began to take writes (writing_since_us).
 now() { date +%s.%N; }
-TIMES=
+TIMES= WRITING=
 for k in $(seq "$KILLS"); do
     wait_leader
     eval "P=\$NODE_PID$L"
+    t0=$(now)
     kill -9 "$P"
     wait "$P" 2>/dev/null || true
-    t0=$(now)
     done201=
     while [ -z "$done201" ]; do
         for i in 0 1 2; do
@@ -89,7 +120,15 @@ for k in $(seq "$KILLS"); do
         [ "$(awk -v a="$(now)" -v b="$t0" 'BEGIN { print (a - b > 60) }')" = 1 ] && { echo "no failover in 60 s" >&2; exit 1; }
     done
     TIMES="$TIMES $(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')"
-    node_start "$L" # back as a follower, for the next round
+    K=$L
+    wait_leader # the 201 may have come through a follower: ask the leader
+    since=$(health "$L" | grep -o '"writing_since_us":[0-9]*' | cut -d: -f2)
+    [ -n "$since" ] || { echo "the new leader node$L has no writing_since_us" >&2; exit 1; }
+    WRITING="$WRITING $(awk -v a="$since" -v b="$t0" 'BEGIN { printf "%.2f", a / 1e6 - b }')"
+    node_start "$K" # back as a follower, for the next round
 done
-echo "$TIMES" | tr ' ' '\n' | sed '/^$/d' | sort -n | awk -v n="$KILLS" '
-    { t[NR] = $1 } END { printf "  failover (leader killed -> first 201), %d kills: p50 %.2f s, max %.2f s\n", n, t[int((NR + 1) / 2)], t[NR] }'
+p50max() { echo "$2" | tr ' ' '\n' | sed '/^$/d' | sort -n | awk -v n="$KILLS" -v what="$1" '
+    { t[NR] = $1 } END { printf "  failover (leader killed -> %s), %d kills: p50 %.2f s, max %.2f s\n", what, n, t[int((NR + 1) / 2)], t[NR] }'; }
+p50max "the new leader takes writes" "$WRITING"
+p50max "first 201 seen by a client polling every 20 ms" "$TIMES"
+echo "  (issue 18's bound: 5 s; the lease's TTL is 3 s)"

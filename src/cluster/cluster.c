@@ -315,6 +315,17 @@ static void wait_ms(cluster *c, int64_t ms, bool for_queue) {
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Whether this node takes writes now (it leads and has applied the stream to its end): /health's
+   writing_since, the moment a failover ends. */
+static void set_writing(cluster *c, bool on) {
+    pthread_mutex_lock(&c->mu);
+    if (!on)
+        c->writing_since_us = 0;
+    else if (!c->writing_since_us)
+        c->writing_since_us = clock_realtime_us();
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void *repl_main(void *arg) {
     cluster *c = arg;
     natsSubscription *sub = NULL;
@@ -329,6 +340,7 @@ static void *repl_main(void *arg) {
         if (stop) break;
         if (failed) {
             factum_set_leads(c->db, false);
+            set_writing(c, false);
             pipe_stop(c, "this cluster node has stopped applying the log; the outcome of this write is unknown");
             refuse_queued(c);
             wait_ms(c, 200, false);
@@ -348,6 +360,7 @@ static void *repl_main(void *arg) {
         int r;
         if (!leader) {
             factum_set_leads(c->db, false);
+            set_writing(c, false);
             caught_up_term = 0;
             pipe_stop(c, "this node lost the cluster's lease; the outcome of this write is unknown: a retry with the "
                          "same event ids is safe");
@@ -358,6 +371,7 @@ static void *repl_main(void *arg) {
                 tail_checked = !check_tail(c, last);
         } else if (caught_up_term != term) {
             /* A new term: apply everything up to the stream's end before writing. */
+            set_writing(c, false);
             uint64_t last;
             if (stream_last(c, &last)) {
                 wait_ms(c, 100, false);
@@ -373,6 +387,7 @@ static void *repl_main(void *arg) {
             if (r >= 0 && c->applied >= last) {
                 tail_checked = true;
                 caught_up_term = term;
+                set_writing(c, true);
                 factum_set_leads(c->db, true); /* the engines above the log may act now */
             }
         } else {
@@ -381,6 +396,7 @@ static void *repl_main(void *arg) {
             if (r == 0 && !pipe_step(c)) {
                 caught_up_term = 0;
                 factum_set_leads(c->db, false);
+                set_writing(c, false);
             }
         }
         if (r < 0 && sub) { /* resubscribe from where this node stands */
@@ -589,6 +605,7 @@ void cluster_status_get(cluster *c, cluster_status *out) {
     out->applied_seq = c->applied;
     out->stream_seq = c->stream_seq > c->applied ? c->stream_seq : c->applied;
     out->leader_terms = c->terms;
+    out->writing_since_us = out->role == CLUSTER_LEADER ? c->writing_since_us : 0;
     snprintf(out->error, sizeof out->error, "%s", c->error);
     pthread_mutex_unlock(&c->mu);
 }

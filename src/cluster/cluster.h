@@ -46,13 +46,15 @@ enum { CLUSTER_CANDIDATE = 0, CLUSTER_FOLLOWER, CLUSTER_LEADER, CLUSTER_FAILED }
 /* Where the node stands, for /health. */
 typedef struct cluster_status {
     const char *node;
-    int role;              /* CLUSTER_* */
-    char leader[72];       /* the lease holder's name, "" if none is known */
-    char leader_url[256];  /* and its HTTP address */
-    uint64_t applied_seq;  /* the last stream sequence applied to the local log */
-    uint64_t stream_seq;   /* the stream's last sequence as last seen */
-    uint64_t leader_terms; /* times this node took the lease */
-    char error[320];       /* CLUSTER_FAILED: why */
+    int role;                 /* CLUSTER_* */
+    char leader[72];          /* the lease holder's name, "" if none is known */
+    char leader_url[256];     /* and its HTTP address */
+    uint64_t applied_seq;     /* the last stream sequence applied to the local log */
+    uint64_t stream_seq;      /* the stream's last sequence as last seen */
+    uint64_t leader_terms;    /* times this node took the lease */
+    int64_t writing_since_us; /* leader: wall-clock time it had applied the stream to its end and began to
+                                 take writes in this term (microseconds since the epoch); 0 otherwise */
+    char error[320];          /* CLUSTER_FAILED: why */
 } cluster_status;
 void cluster_status_get(cluster *c, cluster_status *out);
 /* The name of a role: "candidate", "follower", "leader", "failed". */

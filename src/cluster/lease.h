@@ -56,7 +56,8 @@ struct cluster {
     size_t qn, qcap;
     /* the replicator's place (written by it only) */
     uint64_t applied, stream_seq;
-    int64_t applied_time; /* the batch time of the message at `applied` (0: not known) */
+    int64_t applied_time;     /* the batch time of the message at `applied` (0: not known) */
+    int64_t writing_since_us; /* when this node began to write in its term (wall clock; 0: it does not) */
     /* the batches in flight, oldest first (a ring; its extent changes in the replicator only) */
     inflight pipe[CLUSTER_PIPELINE];
     int pipe_head, pipe_n;

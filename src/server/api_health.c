@@ -35,6 +35,7 @@ static void health_cluster(buf_t *b, cluster *cl) {
     buf_printf(b, ",\"applied_sequence\":%llu,\"stream_last_sequence\":%llu,\"lag\":%llu,\"leader_terms\":%llu",
                (unsigned long long)cs.applied_seq, (unsigned long long)cs.stream_seq,
                (unsigned long long)(cs.stream_seq - cs.applied_seq), (unsigned long long)cs.leader_terms);
+    if (cs.writing_since_us) buf_printf(b, ",\"writing_since_us\":%lld", (long long)cs.writing_since_us);
     if (cs.role == CLUSTER_FAILED) {
         buf_printf(b, ",\"error\":");
         json_escape(b, cs.error, strlen(cs.error));
