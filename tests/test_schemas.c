@@ -436,6 +436,13 @@ TEST(events_stored_as_v1_are_read_as_v3_on_every_read_path_and_raw_on_request) {
     char *pulled = http_body(s.port, "POST", "/groups/g/messages?max=10", NULL, "", 200);
     CHECK_MSG(strstr(pulled, UPCAST_DATA), "%s", pulled);
     free(pulled);
+    /* and as stored, with version=raw (a long poll keeps it while it waits) */
+    expect_status(s.port, "PUT", "/groups/g2", NULL, "{\"source\":{\"category\":\"order\"},\"start\":\"earliest\"}",
+                  201, NULL);
+    pulled = http_body(s.port, "POST", "/groups/g2/messages?max=10&version=raw&wait_ms=100", NULL, "", 200);
+    CHECK_MSG(strstr(pulled, "\"data\":{\"cust\":\"Ann\"") && !strstr(pulled, UPCAST_DATA), "%s", pulled);
+    free(pulled);
+    expect_status(s.port, "POST", "/groups/g2/messages?version=v2", NULL, "", 400, "version=raw|latest");
     /* a subscription */
     int fd = http_connect(s.port);
     const char *req = "GET /streams/order-1 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";

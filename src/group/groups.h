@@ -55,6 +55,7 @@ typedef struct groups_delivery {
     uint64_t key;
     uint32_t id_attempt, attempt;
     const factum_event_t *event;
+    const factum_event_t *raw; /* the event as stored (before an upcast: factum_result_event_raw) */
 } groups_delivery;
 
 typedef struct groups_batch {

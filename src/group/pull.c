@@ -33,12 +33,12 @@ void groups_batch_free(groups_batch *b) {
     *b = (groups_batch){0};
 }
 
-static void batch_add(groups_batch *b, const entry *x, const factum_event_t *e) {
+static void batch_add(groups_batch *b, const entry *x, const factum_event_t *e, const factum_event_t *raw) {
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 64;
         b->d = group_xrealloc(b->d, b->cap * sizeof *b->d);
     }
-    b->d[b->n++] = (groups_delivery){x->key, x->attempt, x->attempt - x->base, e};
+    b->d[b->n++] = (groups_delivery){x->key, x->attempt, x->attempt - x->base, e, raw};
 }
 
 /* The batch keeps r (its events are handed out) when a delivery points into it; else frees it. */
@@ -187,7 +187,7 @@ static bool pull_again(groups_t *gs, group *g, size_t max, uint64_t member, grou
         best->attempt++, best->kind = E_INFLIGHT, best->t = now + (int64_t)g->d.ack_timeout_ms * 1000,
                          best->member = member;
         size_t before = out->n;
-        batch_add(out, best, factum_result_event(r, 0));
+        batch_add(out, best, factum_result_event(r, 0), factum_result_event_raw(r, 0));
         batch_keep(out, r, before);
         ++*in_flight;
     }
@@ -248,7 +248,7 @@ static void pull_new(groups_t *gs, group *g, size_t max, uint64_t member, groups
                 }
             }
             x->attempt = 1, x->kind = E_INFLIGHT, x->t = now + (int64_t)d->ack_timeout_ms * 1000, x->member = member;
-            batch_add(out, x, e);
+            batch_add(out, x, e, factum_result_event_raw(r, i));
             g->delivered++, ++*in_flight;
         }
         uint64_t next = factum_result_next(r);

@@ -120,7 +120,7 @@ static void event_json(buf_t *out, const factum_event_t *e) {
     }
 }
 
-void groups_render_deliveries(buf_t *out, const groups_batch *b, bool sse) {
+void groups_render_deliveries(buf_t *out, const groups_batch *b, bool sse, bool raw) {
     for (size_t i = 0; i < b->n; i++) {
         const groups_delivery *d = &b->d[i];
         if (sse)
@@ -130,7 +130,7 @@ void groups_render_deliveries(buf_t *out, const groups_batch *b, bool sse) {
         size_t at = out->len;
         buf_printf(out, "{\"delivery_id\":\"%llu.%u\",\"attempt\":%u,\"event\":", (unsigned long long)d->key,
                    d->id_attempt, d->attempt);
-        event_json(out, d->event);
+        event_json(out, raw && d->raw ? d->raw : d->event);
         buf_append(out, "}", 1);
         if (sse) {
             for (size_t j = at; j < out->len; j++)
@@ -276,7 +276,7 @@ static bool groups_try_pull(conn *c, bool final) {
     else if (d.n || final) {
         buf_t b = {0};
         buf_append(&b, "[", 1);
-        groups_render_deliveries(&b, &d, false);
+        groups_render_deliveries(&b, &d, false, c->pull_raw);
         buf_append(&b, d.n ? "\n]" : "]", d.n ? 2 : 1);
         conn_respond(c, 200, "application/json", NULL, b.ptr, b.len);
         buf_free(&b);
@@ -302,8 +302,9 @@ static const park_ops pull_park = {.on_commit = pull_on_commit, .on_tick = pull_
 
 static void pull(conn *c) {
     uint64_t max = 1, wait = 0;
+    bool raw = false;
     factum_str_t q = c->req->h.query;
-    /* max=N&wait_ms=T, in any order */
+    /* max=N&wait_ms=T&version=raw|latest, in any order */
     for (size_t i = 0; i < q.len;) {
         size_t s = i;
         while (i < q.len && q.ptr[i] != '&')
@@ -312,13 +313,18 @@ static void pull(conn *c) {
         i++;
         uint64_t *dst = NULL;
         size_t kl = 0;
+        if (str_eq(kv, str_c("version=raw")) || str_eq(kv, str_c("version=latest"))) {
+            raw = kv.ptr[8] == 'r';
+            continue;
+        }
         if (kv.len > 4 && !memcmp(kv.ptr, "max=", 4))
             dst = &max, kl = 4;
         else if (kv.len > 8 && !memcmp(kv.ptr, "wait_ms=", 8))
             dst = &wait, kl = 8;
         if (!dst || !str_u64((factum_str_t){kv.ptr + kl, kv.len - kl}, dst)) {
-            conn_problem(c, 400, "bad-request", NULL, "query parameters are max=N (1 to %d) and wait_ms=T (0 to %d)",
-                         PULL_MAX, WAIT_MAX_MS);
+            conn_problem(c, 400, "bad-request", NULL,
+                         "query parameters are max=N (1 to %d), wait_ms=T (0 to %d) and version=raw|latest", PULL_MAX,
+                         WAIT_MAX_MS);
             return;
         }
     }
@@ -326,7 +332,7 @@ static void pull(conn *c) {
         conn_problem(c, 400, "bad-request", NULL, "max must be 1 to %d and wait_ms 0 to %d", PULL_MAX, WAIT_MAX_MS);
         return;
     }
-    c->pull_max = (uint32_t)max; /* a waiting pull asks again with it */
+    c->pull_max = (uint32_t)max, c->pull_raw = raw; /* a waiting pull asks again with them */
     if (groups_try_pull(c, wait == 0)) return;
     groups_members_count(c->l->srv->groups, c->ar_note, 0, 1);
     server_wait(c, wait, &pull_park); /* long poll: commits and the sweep ask again */

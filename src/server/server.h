@@ -176,6 +176,7 @@ struct conn {
     append_done_fn ar_done;
     factum_append_result_t *ar_results; /* a multi-stream append's, one per stream (owned by c->job) */
     uint32_t pull_max;                  /* a group pull's max, kept while it waits */
+    bool pull_raw;                      /* and its version=raw: events as stored (docs/schemas.md) */
     uint64_t min_position;              /* a read waiting until the log holds this position (api_read.c) */
     bool waited_out;                    /* a waiting request's time is up: run it again to answer as it stands */
     char ar_note[128]; /* what the done function needs beyond the result (a schedule id, a group name) */
@@ -419,7 +420,7 @@ size_t render_events(loop *l, const factum_result_t *res, uint64_t until);
 /* Renders a group's deliveries: elements of a JSON array (pull; a newline before each, a comma
    between) or SSE messages (push). */
 struct groups_batch;
-void groups_render_deliveries(buf_t *out, const struct groups_batch *b, bool sse);
+void groups_render_deliveries(buf_t *out, const struct groups_batch *b, bool sse, bool raw);
 /* Parks c (a long poll) for up to ms, woken by every commit and the sweep through ops; the
    owner calls conn_wait_over once it answered. */
 void server_wait(conn *c, uint64_t ms, const park_ops *ops);

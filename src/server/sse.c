@@ -288,7 +288,7 @@ static void sse_pump(conn *c) {
         groups_batch d = {0};
         factum_error_t err;
         int rc = groups_pull(c->l->srv->groups, s->group, s->max_in_flight, (uint64_t)(uintptr_t)c, &d, &err);
-        groups_render_deliveries(&c->out, &d, true);
+        groups_render_deliveries(&c->out, &d, true, false);
         size_t count = d.n;
         groups_batch_free(&d);
         if (rc) {
