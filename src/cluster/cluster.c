@@ -223,38 +223,44 @@ static int stream_last(cluster *c, uint64_t *last) {
     return 0;
 }
 
+#define LOST_TAIL "JetStream lost acknowledged messages this node holds (its file store fsyncs every 2 minutes)"
+#define REFUSING "refusing to serve a history the other nodes do not have (docs/cluster.md)"
+
+/* The batch time of the stream's message `seq` into *t, or -1 in *t (err says why) when the
+   message is not a batch. 0, or -1 when the message could not be fetched. */
+static int message_time(cluster *c, uint64_t seq, int64_t *t, factum_error_t *err) {
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    uint64_t first;
+    if (js_GetMsg(&m, c->js, c->stream, seq, NULL, &jerr) != NATS_OK) return -1;
+    if (factum_batch_info(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &first, t, err)) *t = -1;
+    natsMsg_Destroy(m);
+    return 0;
+}
+
 /* Whether the stream still holds everything this node's log does (see the top): 0, or the node
    is failed. Asked with the stream's last sequence `last` once the node has applied up to it
    (or believes it applied more). -1 also when the stream could not be asked: try again. */
 static int check_tail(cluster *c, uint64_t last) {
     if (c->applied > last) {
         set_failed(c,
-                   "this node applied stream sequence %" PRIu64 " but the stream '%s' ends at %" PRIu64
-                   ": JetStream lost acknowledged messages this node holds (its file store fsyncs every 2 minutes); "
-                   "refusing to serve a history the other nodes do not have (docs/cluster.md)",
+                   "this node applied stream sequence %" PRIu64 " but the stream '%s' ends at %" PRIu64 ": " LOST_TAIL
+                   "; " REFUSING,
                    c->applied, c->stream, last);
         return -1;
     }
     int64_t mine = factum_commit_time(c->db), theirs = 0;
+    factum_error_t err;
     if (!mine) return 0;
-    if (last) {
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        uint64_t first;
-        factum_error_t err;
-        if (js_GetMsg(&m, c->js, c->stream, last, NULL, &jerr) != NATS_OK) return -1;
-        int bad = factum_batch_info(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &first, &theirs, &err);
-        natsMsg_Destroy(m);
-        if (bad) {
-            set_failed(c, "stream sequence %" PRIu64 " does not hold a batch: %s", last, err.message);
-            return -1;
-        }
+    if (last && message_time(c, last, &theirs, &err)) return -1;
+    if (theirs < 0) {
+        set_failed(c, "stream sequence %" PRIu64 " does not hold a batch: %s", last, err.message);
+        return -1;
     }
     if (mine > theirs) {
         set_failed(c,
                    "this node's log holds groups committed after the last batch of the stream '%s' (sequence %" PRIu64
-                   "): JetStream lost acknowledged messages this node holds (its file store fsyncs every 2 "
-                   "minutes); refusing to serve a history the other nodes do not have (docs/cluster.md)",
+                   "): " LOST_TAIL "; " REFUSING,
                    c->stream, last);
         return -1;
     }
@@ -265,22 +271,15 @@ static int check_tail(cluster *c, uint64_t last) {
    it applied (same time). 0, or the node is failed; -1 also when the stream could not be asked. */
 static int check_place(cluster *c) {
     if (!c->applied || !c->applied_time) return 0;
-    natsMsg *m = NULL;
-    jsErrCode jerr = 0;
     int64_t t = 0;
-    uint64_t first, last;
+    uint64_t last;
     factum_error_t err;
-    if (js_GetMsg(&m, c->js, c->stream, c->applied, NULL, &jerr) == NATS_OK) {
-        if (factum_batch_info(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &first, &t, &err)) t = -1;
-        natsMsg_Destroy(m);
-    } else if (stream_last(c, &last) || last >= c->applied) {
+    if (message_time(c, c->applied, &t, &err) && (stream_last(c, &last) || last >= c->applied))
         return -1; /* not a missing message: try again */
-    }
     if (t == c->applied_time) return 0;
     set_failed(c,
-               "the stream's message at sequence %" PRIu64 " is not the batch this node applied there: JetStream lost "
-               "acknowledged messages this node holds (its file store fsyncs every 2 minutes)%s; refusing to serve a "
-               "history the other nodes do not have (docs/cluster.md)",
+               "the stream's message at sequence %" PRIu64 " is not the batch this node applied there: " LOST_TAIL
+               "%s; " REFUSING,
                c->applied, t ? " and another node wrote new ones in their place" : "");
     return -1;
 }
