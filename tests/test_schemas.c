@@ -472,3 +472,136 @@ TEST(events_stored_as_v1_are_read_as_v3_on_every_read_path_and_raw_on_request) {
     sees_v3(s.port);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+/* Reads from fd until every one of want[0..n) came (or the connection ends); true if they did. */
+static bool sse_until_all(int fd, const char *const *want, size_t n) {
+    static char buf[65536];
+    size_t len = 0, k = 0;
+    while (len < sizeof buf - 1) {
+        ssize_t got = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (got <= 0) break;
+        len += (size_t)got;
+        buf[len] = 0;
+        for (k = 0; k < n && strstr(buf, want[k]); k++)
+            ;
+        if (k == n) return true;
+    }
+    fprintf(stderr, "missing %s in %s\n", k < n ? want[k] : "?", buf);
+    return false;
+}
+
+/*
+ * OrderPlaced v2 renames the type to OrderCreated, which has versions 1 to 3 of its own; Legacy
+ * v2 renames to OrderCreated entering at version 2; Odd v2 renames to a type with no schema.
+ * Written: order-1 OrderPlaced v1, order-2 OrderPlaced v2, order-3 OrderCreated v1 (by its
+ * dataschema), order-4 Legacy v1, order-5 Odd v1.
+ */
+static void put_rename_chain(int port) {
+    expect_status(port, "PUT", "/schemas/OrderCreated/versions/1", NULL, "{\"properties\":{\"customer\":{}}}", 201,
+                  NULL);
+    expect_status(port, "PUT", "/schemas/OrderCreated/versions/2?compatibility=none", NULL,
+                  "{\"properties\":{\"customer\":{},\"currency\":{}}}", 201, NULL);
+    expect_status(port, "PUT", "/schemas/OrderCreated/versions/2/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"add\",\"path\":\"/currency\",\"value\":\"EUR\"}]}", 201, NULL);
+    expect_status(port, "PUT", "/schemas/OrderCreated/versions/3?compatibility=none", NULL,
+                  "{\"properties\":{\"buyer\":{},\"currency\":{}}}", 201, NULL);
+    expect_status(port, "PUT", "/schemas/OrderCreated/versions/3/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename\",\"from\":\"/customer\",\"to\":\"/buyer\"}]}", 201, NULL);
+    const char *v1s[][2] = {{"OrderPlaced", "cust"}, {"Legacy", "who"}, {"Odd", "x"}};
+    for (size_t i = 0; i < ARRAY_LEN(v1s); i++) {
+        char path[64], doc[64];
+        snprintf(path, sizeof path, "/schemas/%s/versions/1", v1s[i][0]);
+        snprintf(doc, sizeof doc, "{\"properties\":{\"%s\":{}}}", v1s[i][1]);
+        expect_status(port, "PUT", path, NULL, doc, 201, NULL);
+    }
+    expect_status(port, "POST", "/streams/order-1", CE, "{\"type\":\"OrderPlaced\",\"data\":{\"cust\":\"Ann\"}}", 201,
+                  NULL);
+    expect_status(port, "POST", "/streams/order-4", CE, "{\"type\":\"Legacy\",\"data\":{\"who\":\"Di\"}}", 201, NULL);
+    expect_status(port, "POST", "/streams/order-5", CE, "{\"type\":\"Odd\",\"data\":{\"x\":1}}", 201, NULL);
+    for (size_t i = 0; i < ARRAY_LEN(v1s); i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/schemas/%s/versions/2?compatibility=none", v1s[i][0]);
+        expect_status(port, "PUT", path, NULL, "{\"properties\":{\"customer\":{}}}", 201, NULL);
+    }
+    /* a rename_type's version: 1 to 1000 */
+    const char *bad[] = {"0", "1001", "\"2\"", "-1", "1.5"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char doc[160];
+        snprintf(doc, sizeof doc, "{\"steps\":[{\"op\":\"rename_type\",\"type\":\"OrderCreated\",\"version\":%s}]}",
+                 bad[i]);
+        expect_status(port, "PUT", "/schemas/Legacy/versions/2/upcast", NULL, doc, 400, "1 to 1000");
+    }
+    expect_status(port, "PUT", "/schemas/OrderPlaced/versions/2/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename\",\"from\":\"/cust\",\"to\":\"/customer\"},"
+                  "{\"op\":\"rename_type\",\"type\":\"OrderCreated\"}]}",
+                  201, NULL);
+    expect_status(port, "PUT", "/schemas/Legacy/versions/2/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename\",\"from\":\"/who\",\"to\":\"/customer\"},"
+                  "{\"op\":\"rename_type\",\"type\":\"OrderCreated\",\"version\":2}]}",
+                  201, NULL);
+    expect_status(port, "PUT", "/schemas/Odd/versions/2/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename_type\",\"type\":\"Elsewhere\",\"version\":1000}]}", 201, NULL);
+    /* closing a cycle through the chain is refused */
+    expect_status(port, "PUT", "/schemas/OrderCreated/versions/4?compatibility=none", NULL, "true", 201, NULL);
+    expect_status(port, "PUT", "/schemas/OrderCreated/versions/4/upcast", NULL,
+                  "{\"steps\":[{\"op\":\"rename_type\",\"type\":\"Legacy\"}]}", 400, "cycle of type renames");
+    expect_status(port, "POST", "/streams/order-2", CE, "{\"type\":\"OrderPlaced\",\"data\":{\"customer\":\"Bo\"}}",
+                  201, NULL);
+    expect_status(port, "POST", "/streams/order-3", CE,
+                  "{\"type\":\"OrderCreated\",\"dataschema\":\"/schemas/OrderCreated/versions/1\","
+                  "\"data\":{\"customer\":\"Cy\"}}",
+                  201, NULL);
+}
+
+/* What each event of put_rename_chain reads as: its data, and what it says it was stored as. */
+static const char *const RENAMED[] = {
+    "\"data\":{\"currency\":\"EUR\",\"buyer\":\"Ann\"}",
+    "\"dataschema\":\"/schemas/OrderCreated/versions/4\",\"storedversion\":1,\"storedtype\":\"OrderPlaced\"",
+    "\"data\":{\"buyer\":\"Di\"}", /* entered OrderCreated at version 2: no currency added */
+    "\"dataschema\":\"/schemas/OrderCreated/versions/4\",\"storedversion\":1,\"storedtype\":\"Legacy\"",
+    "\"dataschema\":\"/schemas/Odd/versions/2\",\"storedversion\":1,\"storedtype\":\"Odd\"",
+    "\"data\":{\"currency\":\"EUR\",\"buyer\":\"Cy\"}",
+    "\"data\":{\"customer\":\"Bo\"}"};
+
+static void sees_renamed(const char *what, const char *body) {
+    for (size_t i = 0; i < ARRAY_LEN(RENAMED); i++)
+        CHECK_MSG(strstr(body, RENAMED[i]), "%s lacks %s: %s", what, RENAMED[i], body);
+    CHECK_MSG(!strstr(body, "\"cust\":") && !strstr(body, "\"who\":"), "%s: %s", what, body);
+}
+
+TEST(a_renamed_type_is_upcast_further_by_the_new_types_own_steps) {
+    srv s = srv_start(test_dir(), NULL);
+    put_rename_chain(s.port);
+    char *one = http_body(s.port, "GET", "/streams/order-1", NULL, NULL, 200);
+    CHECK_MSG(strstr(one, "\"type\":\"OrderCreated\"") && strstr(one, RENAMED[0]) && strstr(one, RENAMED[1]), "%s",
+              one);
+    free(one);
+    one = http_body(s.port, "GET", "/streams/order-5", NULL, NULL, 200); /* no schema to go on with */
+    CHECK_MSG(strstr(one, "\"type\":\"Elsewhere\"") && strstr(one, "\"data\":{\"x\":1}"), "%s", one);
+    free(one);
+    one = http_body(s.port, "GET", "/streams/order-2", NULL, NULL, 200); /* stored as the latest: as is */
+    CHECK_MSG(strstr(one, "\"type\":\"OrderPlaced\"") && !strstr(one, "storedversion"), "%s", one);
+    free(one);
+    char *all = http_body(s.port, "GET", "/all", NULL, NULL, 200);
+    sees_renamed("$all", all);
+    free(all);
+    expect_status(s.port, "PUT", "/groups/g", NULL, "{\"source\":{\"category\":\"order\"},\"start\":\"earliest\"}", 201,
+                  NULL);
+    char *pulled = http_body(s.port, "POST", "/groups/g/messages?max=10", NULL, "", 200);
+    sees_renamed("a group pull", pulled);
+    free(pulled);
+    int fd = http_connect(s.port);
+    const char *req = "GET /all HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
+    http_send(fd, req, strlen(req));
+    CHECK(sse_until_all(fd, RENAMED, ARRAY_LEN(RENAMED)));
+    close(fd);
+    char *raw = http_body(s.port, "GET", "/streams/order-4?version=raw", NULL, NULL, 200);
+    CHECK_MSG(strstr(raw, "\"type\":\"Legacy\"") && strstr(raw, "\"data\":{\"who\":\"Di\"}"), "%s", raw);
+    free(raw);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+    s = srv_start(test_dir(), NULL); /* replayed the same */
+    all = http_body(s.port, "GET", "/all", NULL, NULL, 200);
+    sees_renamed("$all after a restart", all);
+    free(all);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}

@@ -11,12 +11,15 @@
 
 #include "../base/json.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define REPLAY_PAGE 1000
+#define MAX_RENAMES 64 /* type renames one event goes through (cycles are refused anyway) */
+static_assert(UPCAST_MAX_VERSION == SCHEMA_MAX_VERSIONS, "a rename enters a version the registry may hold");
 #define VIOLATIONS_MAX 8192 /* bytes of the thread's last refused violations */
 
 typedef struct version {
@@ -257,7 +260,7 @@ static bool rename_cycle(const schema_registry *r, const char *from, const char 
     if (!strcmp(from, to)) return true;
     const stype *t = depth < 64 ? find(r, str_c(to), NULL) : NULL;
     for (uint32_t i = 0; t && i < t->nv; i++) {
-        const char *next = t->v[i].up ? upcast_new_type(t->v[i].up) : NULL;
+        const char *next = t->v[i].up ? upcast_new_type(t->v[i].up, NULL) : NULL;
         if (next && rename_cycle(r, from, next, depth + 1)) return true;
     }
     return depth >= 64;
@@ -276,7 +279,7 @@ static int upcast_decide(schema_registry *r, const char *type, uint32_t ver, fac
     else if (t->v[ver - 1].up)
         rc = err_set(err, FACTUM_ECONFLICT, "%s version %u has its upcast already", type, ver);
     else if (!(rc = upcast_parse(doc, t->v[ver - 2].s, out, err))) {
-        const char *to = upcast_new_type(*out);
+        const char *to = upcast_new_type(*out, NULL);
         if (to && rename_cycle(r, type, to, 0)) {
             rc = err_set(err, FACTUM_EINVAL, "renaming %s to %s closes a cycle of type renames", type, to);
             upcast_free(*out), *out = NULL;
@@ -349,21 +352,82 @@ static uint32_t stored_version(const stype *t, const factum_event_t *e) {
     return v;
 }
 
-/* The extension members without "dataschema", then the upcast's own. */
-static void upcast_extensions(const factum_event_t *e, const char *type, uint32_t latest, uint32_t from, buf_t *b) {
+/* The extension members without "dataschema" (and ours), then the upcast's own: the schema the
+   data now has, and what the event was stored as (its type only when that changed). */
+static void upcast_extensions(const factum_event_t *e, const char *type, uint32_t ver, uint32_t from,
+                              const char *stored_type, buf_t *b) {
     json_iter_t it;
     factum_str_t k, v;
     int kind;
     json_iter_init_members(&it, e->extensions);
     while (json_iter_member(&it, &k, &v, &kind) == 1) {
-        if (json_key_is(k, "dataschema") || json_key_is(k, "storedversion")) continue;
+        if (json_key_is(k, "dataschema") || json_key_is(k, "storedversion") || json_key_is(k, "storedtype")) continue;
         buf_append(b, k.ptr, k.len), buf_append(b, ":", 1), buf_append(b, v.ptr, v.len), buf_append(b, ",", 1);
     }
     buf_printf(b, "\"dataschema\":\"/schemas/");
     buf_t enc = {0};
     buf_url_encode(&enc, type, strlen(type));
-    buf_printf(b, "%.*s/versions/%u\",\"storedversion\":%u", (int)enc.len, enc.ptr ? enc.ptr : "", latest, from);
+    buf_printf(b, "%.*s/versions/%u\",\"storedversion\":%u", (int)enc.len, enc.ptr ? enc.ptr : "", ver, from);
     buf_free(&enc);
+    if (stored_type) buf_printf(b, ",\"storedtype\":"), json_escape(b, stored_type, strlen(stored_type));
+}
+
+/*
+ * Upcasts an event stored as version `from` of t (callers hold the lock): t's steps from+1 on,
+ * until one renames the type; the renamed event is then version N of the new type (the step's
+ * "version", 1 by default), and that type's steps N+1 on apply, and so on across renames. The
+ * chain stops at a type's latest version, or at a rename into a type that has no version N (the
+ * data stays as the last steps made it). 1 with *out and *block filled, 0 if no step applies,
+ * or an error (the event is then returned as stored).
+ */
+static int upcast_chain(const schema_registry *r, const stype *t, uint32_t from, const factum_event_t *in,
+                        factum_event_t *out, char **block) {
+    const stype *at = t;       /* the type whose steps apply */
+    const char *type = NULL;   /* the event's type as read, once renamed */
+    uint32_t v = from, ds = 0; /* at's version the data has reached; with a stop, the schema it has */
+    const stype *ds_type = NULL;
+    bool steps = false;
+    int rc = 0, renames = 0;
+    buf_t cur = {0}, next = {0}, b = {0};
+    buf_append(&cur, in->data.ptr, in->data.len);
+    while (at && !rc) {
+        const char *to = NULL;
+        uint32_t enter = 1;
+        for (; v < at->nv && !to && !rc; v++) {
+            const upcast *u = at->v[v].up; /* the steps into version v + 1 */
+            if (!u) continue;
+            steps = true, next.len = 0;
+            rc = upcast_apply(u, (factum_str_t){cur.ptr, cur.len}, &next);
+            buf_t x = cur;
+            cur = next, next = x;
+            to = upcast_new_type(u, &enter);
+        }
+        ds_type = at, ds = v;
+        if (!to) break;
+        type = to;
+        const stype *nt = ++renames <= MAX_RENAMES ? find(r, str_c(to), NULL) : NULL;
+        if (!nt || nt->nv < enter) break; /* no schema of the new type to go on with */
+        at = nt, v = enter, ds_type = nt, ds = nt->nv;
+    }
+    if (steps && !rc) {
+        /* one block: data, then the type, then the extensions */
+        const char *tname = type ? type : t->name;
+        size_t tl = strlen(tname);
+        buf_append(&b, cur.ptr, cur.len);
+        buf_append(&b, tname, tl);
+        size_t ext_at = b.len;
+        upcast_extensions(in, ds_type->name, ds, from, type ? t->name : NULL, &b);
+        if (b.ptr && !buf_append(&b, "", 1)) {
+            *out = *in;
+            out->data = (factum_str_t){b.ptr, cur.len};
+            out->type = (factum_str_t){b.ptr + cur.len, tl};
+            out->extensions = (factum_str_t){b.ptr + ext_at, b.len - 1 - ext_at};
+            *block = b.ptr, b.ptr = NULL;
+            rc = 1;
+        }
+    }
+    buf_free(&cur), buf_free(&next), buf_free(&b);
+    return steps ? rc : 0;
 }
 
 static int reg_transform(void *ctx, const factum_event_t *in, factum_event_t *out, char **block) {
@@ -373,41 +437,8 @@ static int reg_transform(void *ctx, const factum_event_t *in, factum_event_t *ou
         return 0;
     pthread_rwlock_rdlock(&r->lock);
     stype *t = find(r, in->type, NULL);
-    uint32_t from = t ? stored_version(t, in) : 0, v;
-    bool steps = false;
-    for (v = from + 1; t && v <= t->nv; v++)
-        steps |= t->v[v - 1].up != NULL;
-    int rc = 0;
-    buf_t cur = {0}, next = {0}, b = {0};
-    if (steps) {
-        const char *type = t->name;
-        buf_append(&cur, in->data.ptr, in->data.len);
-        for (v = from + 1; !rc && v <= t->nv; v++) {
-            const upcast *u = t->v[v - 1].up;
-            if (!u) continue;
-            next.len = 0;
-            rc = upcast_apply(u, (factum_str_t){cur.ptr, cur.len}, &next);
-            buf_t x = cur;
-            cur = next, next = x;
-            if (upcast_new_type(u)) type = upcast_new_type(u);
-        }
-        /* one block: data, then the type, then the extensions */
-        size_t tl = strlen(type);
-        buf_append(&b, cur.ptr, cur.len);
-        buf_append(&b, type, tl);
-        size_t ext_at = b.len;
-        upcast_extensions(in, t->name, t->nv, from, &b);
-        if (!rc && b.ptr && !buf_append(&b, "", 1)) {
-            *out = *in;
-            out->data = (factum_str_t){b.ptr, cur.len};
-            out->type = (factum_str_t){b.ptr + cur.len, tl};
-            out->extensions = (factum_str_t){b.ptr + ext_at, b.len - 1 - ext_at};
-            *block = b.ptr, b.ptr = NULL;
-            rc = 1;
-        }
-    }
+    int rc = t ? upcast_chain(r, t, stored_version(t, in), in, out, block) : 0;
     pthread_rwlock_unlock(&r->lock);
-    buf_free(&cur), buf_free(&next), buf_free(&b);
     return rc == 1;
 }
 

@@ -18,7 +18,8 @@ typedef struct step {
     char *from, *to;    /* pointers (from: rename, move; path: in from for add, remove, map) */
     factum_str_t value; /* add: the default; map: the object of values */
     int value_kind;
-    char *type; /* rename_type */
+    char *type;       /* rename_type: the new type, */
+    uint32_t version; /* and the version of it the event enters as */
 } step;
 
 struct upcast {
@@ -263,7 +264,7 @@ static char *member_string(factum_str_t obj, const char *key) {
 
 static int parse_step(upcast *u, factum_str_t e, size_t i, const schema_t *from, factum_error_t *err) {
     static const char *const ops[] = {"rename", "add", "remove", "move", "map", "rename_type"};
-    static const char *const allowed[] = {"op", "from", "to", "path", "value", "values", "type", NULL};
+    static const char *const allowed[] = {"op", "from", "to", "path", "value", "values", "type", "version", NULL};
     step *s = &u->steps[i];
     char *op = member_string(e, "op");
     s->op = -1;
@@ -303,6 +304,15 @@ static int parse_step(upcast *u, factum_str_t e, size_t i, const schema_t *from,
         if (!(s->type = member_string(e, "type")) || !s->type[0] || strlen(s->type) > FACTUM_MAX_ATTRIBUTE ||
             !text_valid(s->type, strlen(s->type)))
             return err_set(err, FACTUM_EINVAL, "step %zu (rename_type): \"type\" is the new event type", i);
+        uint64_t ver = 1;
+        factum_str_t v;
+        if (json_member(e, "version", &v, &kind) &&
+            (!json_member_u64(e, "version", &ver) || ver < 1 || ver > UPCAST_MAX_VERSION))
+            return err_set(err, FACTUM_EINVAL,
+                           "step %zu (rename_type): \"version\" is the version of the new type the event enters "
+                           "as, 1 to %d",
+                           i, UPCAST_MAX_VERSION);
+        s->version = (uint32_t)ver;
     }
     if (from && s->op != OP_ADD && s->op != OP_RENAME_TYPE && !declared(from, s->from))
         return err_set(err, FACTUM_EINVAL, "step %zu (%s): %.200s is not a property of the version it upcasts from", i,
@@ -368,9 +378,12 @@ void upcast_free(upcast *u) {
 
 factum_str_t upcast_text(const upcast *u) { return (factum_str_t){u->text, u->len}; }
 
-const char *upcast_new_type(const upcast *u) {
+const char *upcast_new_type(const upcast *u, uint32_t *version) {
     const char *t = NULL;
     for (size_t i = 0; i < u->n; i++)
-        if (u->steps[i].op == OP_RENAME_TYPE) t = u->steps[i].type;
+        if (u->steps[i].op == OP_RENAME_TYPE) {
+            t = u->steps[i].type;
+            if (version) *version = u->steps[i].version;
+        }
     return t;
 }

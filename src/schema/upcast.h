@@ -10,6 +10,7 @@
 #include "schema.h"
 
 #define UPCAST_MAX_STEPS 64
+#define UPCAST_MAX_VERSION 1000 /* a rename_type's "version" (SCHEMA_MAX_VERSIONS) */
 
 typedef struct upcast upcast;
 
@@ -19,8 +20,9 @@ int upcast_parse(factum_str_t doc, const schema_t *from, upcast **out, factum_er
 void upcast_free(upcast *u);
 /* The document as parsed (lives as long as u). */
 factum_str_t upcast_text(const upcast *u);
-/* The type the steps rename the event to, or NULL. */
-const char *upcast_new_type(const upcast *u);
+/* The type the steps rename the event to, or NULL; *version (if given) the version of it the
+   renamed event enters as ("version" of the step, 1 by default). */
+const char *upcast_new_type(const upcast *u, uint32_t *version);
 
 /* Applies u's steps to the JSON value data, appending the result to out. Data that lacks what
    a step names is left as it is for that step (an optional member); a member "add" names that
