@@ -228,6 +228,18 @@ int factum_schemas_open(factum_t *db, factum_error_t *err);
  */
 typedef int (*factum_read_transform_cb)(void *ctx, const factum_event_t *in, factum_event_t *out, char **block);
 void factum_set_read_transform(factum_t *db, factum_read_transform_cb fn, void *ctx);
+/*
+ * Sets (fn) or clears (NULL) what a read transform that changes event types tells a read
+ * filtered by type (factum_query_t.type): fn(ctx, type, stored, cap) returns 0 when the
+ * transform changes no event's type to or from `type` (the filter compares the stored type,
+ * as without a transform); otherwise how many types events may be stored as to read as `type`
+ * (`type` itself among them), written to stored[0..cap) — more than cap: nothing is written, ask
+ * again with that much room. Events of those types are then transformed as the read meets
+ * them and kept only if their type as read is `type`. The strings must stay valid until the
+ * read ends. Runs on the reading thread, once per read; fn must not read the store.
+ */
+typedef size_t (*factum_read_types_cb)(void *ctx, factum_str_t type, factum_str_t *stored, size_t cap);
+void factum_set_read_types(factum_t *db, factum_read_types_cb fn, void *ctx);
 
 /* A set of events returned by a read. */
 typedef struct factum_result factum_result_t;
@@ -262,6 +274,8 @@ typedef struct factum_query {
     int64_t from_time;          /* nonzero: start at the first event committed at or after this time
                                    (microseconds since the epoch) instead of `from`; forward only */
     int system;                 /* include system streams (names starting with '$'), left out by default */
+    int type_as_stored;         /* `type` filters the type as stored, not as the read transform
+                                   returns it (factum_set_read_types) */
 } factum_query_t;
 
 int factum_read_all(factum_t *db, const factum_query_t *q, factum_result_t **out, factum_error_t *err);

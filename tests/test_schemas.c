@@ -605,3 +605,130 @@ TEST(a_renamed_type_is_upcast_further_by_the_new_types_own_steps) {
     free(all);
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
+
+/* How many times s occurs in body. */
+static int count_of(const char *body, const char *s) {
+    int n = 0;
+    for (const char *p = body; (p = strstr(p, s)) != NULL; p += strlen(s))
+        n++;
+    return n;
+}
+
+TEST(type_filters_see_the_type_as_read_after_upcasting) {
+    srv s = srv_start(test_dir(), NULL);
+    put_rename_chain(s.port);
+    /* $all by type: OrderCreated is order-1 (from OrderPlaced), -3 and -4 (from Legacy);
+       OrderPlaced only order-2, the one stored as its latest version */
+    char *all = http_body(s.port, "GET", "/all?type=OrderCreated", NULL, NULL, 200);
+    CHECK_MSG(strstr(all, "\"buyer\":\"Ann\"") && strstr(all, "\"buyer\":\"Cy\"") && strstr(all, "\"buyer\":\"Di\"") &&
+                  count_of(all, "\"type\":\"OrderCreated\"") == 3 && !strstr(all, "\"type\":\"OrderPlaced\""),
+              "%s", all);
+    free(all);
+    all = http_body(s.port, "GET", "/all?type=OrderPlaced", NULL, NULL, 200);
+    CHECK_MSG(count_of(all, "\"type\":") == 1 && strstr(all, "\"data\":{\"customer\":\"Bo\"}"), "%s", all);
+    free(all);
+    all = http_body(s.port, "GET", "/all?type=Elsewhere", NULL, NULL, 200);
+    CHECK_MSG(count_of(all, "\"type\":\"Elsewhere\"") == 1, "%s", all);
+    free(all);
+    all = http_body(s.port, "GET", "/all?type=Legacy", NULL, NULL, 200);
+    CHECK_MSG(!strcmp(all, "[]"), "%s", all);
+    free(all);
+    /* a page of one at a time walks the same three, by the Link each answer gives */
+    all = http_body(s.port, "GET", "/all?type=OrderCreated&limit=1&direction=backward", NULL, NULL, 200);
+    CHECK_MSG(strstr(all, "\"buyer\":\"Cy\"") && count_of(all, "\"type\":") == 1, "%s", all);
+    free(all);
+    /* version=raw filters the type as stored */
+    all = http_body(s.port, "GET", "/all?type=OrderPlaced&version=raw", NULL, NULL, 200);
+    CHECK_MSG(count_of(all, "\"type\":\"OrderPlaced\"") == 2 && strstr(all, "\"cust\":\"Ann\""), "%s", all);
+    free(all);
+    all = http_body(s.port, "GET", "/all?type=OrderCreated&version=raw", NULL, NULL, 200);
+    CHECK_MSG(count_of(all, "\"type\":") == 1 && strstr(all, "\"customer\":\"Cy\""), "%s", all);
+    free(all);
+    /* a subscription to $all by type: the three, then one appended live */
+    int fd = http_connect(s.port);
+    const char *req = "GET /all?type=OrderCreated HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
+    http_send(fd, req, strlen(req));
+    const char *sub[] = {"\"buyer\":\"Ann\"", "\"buyer\":\"Cy\"", "\"buyer\":\"Di\"", "event: caught-up"};
+    CHECK(sse_until_all(fd, sub, ARRAY_LEN(sub)));
+    expect_status(s.port, "POST", "/streams/order-6", CE, "{\"type\":\"OrderPlaced\",\"data\":{\"customer\":\"Ed\"}}",
+                  201, NULL);
+    char *appended = http_body(s.port, "POST", "/streams/order-6", CE,
+                               "{\"type\":\"Legacy\",\"dataschema\":\"/schemas/Legacy/versions/1\","
+                               "\"data\":{\"who\":\"Fay\"}}",
+                               201);
+    const char *at = strstr(appended, "\"position\":");
+    CHECK_MSG(at, "%s", appended);
+    long last = atol(at + 11);
+    free(appended);
+    const char *live[] = {"\"buyer\":\"Fay\""};
+    CHECK(sse_until_all(fd, live, 1));
+    close(fd);
+    /* consumer groups by type */
+    expect_status(s.port, "PUT", "/groups/created", NULL,
+                  "{\"source\":{\"all\":{\"types\":[\"OrderCreated\"]}},\"start\":\"earliest\"}", 201, NULL);
+    char *pulled = http_body(s.port, "POST", "/groups/created/messages?max=10", NULL, "", 200);
+    CHECK_MSG(count_of(pulled, "\"type\":\"OrderCreated\"") == 4 && strstr(pulled, "\"buyer\":\"Fay\"") &&
+                  !strstr(pulled, "\"type\":\"OrderPlaced\""),
+              "%s", pulled);
+    free(pulled);
+    expect_status(s.port, "PUT", "/groups/placed", NULL,
+                  "{\"source\":{\"all\":{\"types\":[\"OrderPlaced\"]}},\"start\":\"earliest\"}", 201, NULL);
+    pulled = http_body(s.port, "POST", "/groups/placed/messages?max=10", NULL, "", 200);
+    CHECK_MSG(count_of(pulled, "\"type\":\"OrderPlaced\"") == 2 && strstr(pulled, "\"customer\":\"Ed\"") &&
+                  !strstr(pulled, "\"type\":\"OrderCreated\""),
+              "%s", pulled);
+    free(pulled);
+    /* a projection of one type (read with the type filter) */
+    expect_status(s.port, "PUT", "/projections/buyers", NULL,
+                  "{\"source\":{\"types\":[\"OrderCreated\"]},\"setup\":[\"CREATE TABLE b (name TEXT)\"],"
+                  "\"handlers\":{\"OrderCreated\":[\"INSERT INTO b VALUES (:data.buyer)\"]}}",
+                  201, NULL);
+    char query[160];
+    snprintf(query, sizeof query,
+             "{\"sql\":\"SELECT group_concat(name) FROM (SELECT name FROM b ORDER BY name)\",\"min_position\":%ld}",
+             last);
+    resp q;
+    http_do(s.port, "POST", "/projections/buyers/query", NULL, query, &q);
+    CHECK_MSG(q.status == 200 && strstr(q.body, "[\"Ann,Cy,Di,Fay\"]"), "%d %s", q.status, q.body);
+    resp_free(&q);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+static size_t read_all_count(factum_t *db, const char *type, int as_stored, const char *want_type) {
+    factum_query_t q = {.limit = 100, .type = str_c(type), .type_as_stored = as_stored};
+    factum_result_t *res;
+    CHECK_RC(factum_read_all(db, &q, &res, NULL), 0);
+    size_t n = factum_result_count(res);
+    for (size_t i = 0; i < n; i++)
+        CHECK(str_eq((as_stored ? factum_result_event_raw : factum_result_event)(res, i)->type, str_c(want_type)));
+    factum_result_free(res);
+    return n;
+}
+
+TEST(embedded_reads_by_type_see_renamed_types_past_the_first_room) {
+    factum_t *db = test_open(test_dir(), NULL);
+    schema_registry *r;
+    CHECK_RC(schema_registry_open(db, &r, NULL), 0);
+    CHECK_EQ(read_all_count(db, "B", 0, "B"), 0);
+    /* 20 types renamed to B: more than the read's first room for them (16) */
+    for (int i = 0; i < 20; i++) {
+        char type[16], ev[32];
+        snprintf(type, sizeof type, "T%d", i);
+        put(r, type, 1, "{\"properties\":{\"a\":{}}}", 0);
+        snprintf(ev, sizeof ev, "{\"a\":%d}", i);
+        CHECK_RC(test_append(db, "s-1", FACTUM_EXPECT_ANY, type, ev, NULL, NULL), 0);
+        put(r, type, 2, "true", 0);
+        factum_error_t err = {0};
+        CHECK_MSG(schema_registry_upcast(r, type, 2, str_c("{\"steps\":[{\"op\":\"rename_type\",\"type\":\"B\"}]}"),
+                                         &err) == 0,
+                  "%s", err.message);
+    }
+    CHECK_RC(test_append(db, "s-2", FACTUM_EXPECT_ANY, "B", "{\"b\":1}", NULL, NULL), 0);
+    CHECK_RC(test_append(db, "s-2", FACTUM_EXPECT_ANY, "T3", "{\"a\":3}", NULL, NULL), 0); /* T3 v2: stays T3 */
+    CHECK_EQ(read_all_count(db, "B", 0, "B"), 21);
+    CHECK_EQ(read_all_count(db, "T3", 0, "T3"), 1);
+    CHECK_EQ(read_all_count(db, "T3", 1, "T3"), 2); /* as stored */
+    CHECK_EQ(read_all_count(db, "B", 1, "B"), 1);
+    CHECK_EQ(read_all_count(db, "C", 0, "C"), 0);
+    factum_close(db);
+}

@@ -29,6 +29,10 @@ typedef struct version {
     upcast *up;        /* steps from the version before, or NULL */
 } version;
 
+struct type_rename {
+    const char *from, *to; /* type names (live as long as the registry) */
+};
+
 typedef struct stype {
     char *name;
     int mode;
@@ -43,9 +47,11 @@ struct schema_registry {
     pthread_mutex_t put_mu;
     stype **types; /* sorted by name */
     size_t ntypes;
-    _Atomic size_t published;  /* ntypes, read without the lock: 0 skips the check */
-    _Atomic size_t upcasts;    /* versions with steps: 0 skips the read transform */
-    _Atomic uint64_t next_rev; /* the revision of $schemas to apply next (written under put_mu) */
+    _Atomic size_t published;    /* ntypes, read without the lock: 0 skips the check */
+    _Atomic size_t upcasts;      /* versions with steps: 0 skips the read transform */
+    struct type_rename *renames; /* the rename_type steps registered */
+    _Atomic size_t nrenames;     /* read without the lock: 0 leaves type filters alone */
+    _Atomic uint64_t next_rev;   /* the revision of $schemas to apply next (written under put_mu) */
 };
 
 /* The thread's last refusal: its message, to tell it from a later one, and its violations. */
@@ -137,6 +143,7 @@ static void reg_free(void *p) {
         free(r->types[i]);
     }
     free(r->types);
+    free(r->renames);
     pthread_rwlock_destroy(&r->lock);
     pthread_mutex_destroy(&r->put_mu);
     free(r);
@@ -292,8 +299,15 @@ static int upcast_decide(schema_registry *r, const char *type, uint32_t ver, fac
 static void upcast_apply_to(schema_registry *r, const char *type, uint32_t ver, upcast *u) {
     pthread_rwlock_wrlock(&r->lock);
     stype *t = find(r, str_c(type), NULL);
-    if (t && ver >= 2 && ver <= t->nv && !t->v[ver - 1].up)
-        t->v[ver - 1].up = u, u = NULL, atomic_fetch_add(&r->upcasts, 1);
+    const char *to = upcast_new_type(u, NULL);
+    size_t nr = atomic_load(&r->nrenames);
+    struct type_rename *g = to ? realloc(r->renames, (nr + 1) * sizeof *g) : NULL;
+    if (g) r->renames = g;
+    if (t && ver >= 2 && ver <= t->nv && !t->v[ver - 1].up && (!to || g)) {
+        t->v[ver - 1].up = u;
+        if (to) r->renames[nr] = (struct type_rename){t->name, to}, atomic_store(&r->nrenames, nr + 1);
+        u = NULL, atomic_fetch_add(&r->upcasts, 1);
+    }
     pthread_rwlock_unlock(&r->lock);
     upcast_free(u);
 }
@@ -442,6 +456,38 @@ static int reg_transform(void *ctx, const factum_event_t *in, factum_event_t *ou
     return rc == 1;
 }
 
+/* The read-types hook (factum_set_read_types): the types whose events may read as `type`,
+   following rename steps backward from it. 0 when no rename goes to or from it. */
+static size_t reg_read_types(void *ctx, factum_str_t type, factum_str_t *stored, size_t cap) {
+    schema_registry *r = ctx;
+    if (!atomic_load_explicit(&r->nrenames, memory_order_acquire)) return 0;
+    pthread_rwlock_rdlock(&r->lock);
+    size_t nr = atomic_load(&r->nrenames), n = 1;
+    bool renamed = false;
+    for (size_t i = 0; i < nr && !renamed; i++)
+        renamed = str_eq(str_c(r->renames[i].from), type) || str_eq(str_c(r->renames[i].to), type);
+    /* A breadth-first walk over the renames: each pass adds the types renamed to one in the set. The
+       set is kept in stored while it fits; past cap only counted (then the caller asks again). */
+    factum_str_t *set = renamed ? calloc(nr + 1, sizeof *set) : NULL;
+    bool ok = set != NULL; /* out of memory: filter as stored */
+    if (ok) {
+        set[0] = type;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < nr; j++) {
+                if (!str_eq(str_c(r->renames[j].to), set[i])) continue;
+                factum_str_t from = str_c(r->renames[j].from);
+                bool seen = false;
+                for (size_t k = 0; k < n && !seen; k++)
+                    seen = str_eq(set[k], from);
+                if (!seen) set[n++] = from;
+            }
+        if (n <= cap) memcpy(stored, set, n * sizeof *set);
+    }
+    free(set);
+    pthread_rwlock_unlock(&r->lock);
+    return ok ? n : 0;
+}
+
 /* ---- replay and open ---- */
 
 /* Reads a SchemaRegistered record's data: 0, or FACTUM_EINVAL naming what is wrong. */
@@ -512,6 +558,7 @@ int schema_registry_open(factum_t *db, schema_registry **out, factum_error_t *er
     }
     factum_set_append_check(db, reg_check, r, reg_free);
     factum_set_read_transform(db, reg_transform, r);
+    factum_set_read_types(db, reg_read_types, r);
     *out = r;
     return 0;
 }

@@ -345,7 +345,8 @@ void api_read_all(conn *c, const route_args *a, factum_str_t body) {
                         .system = p.system,
                         .type = buf_str(&p.type),
                         .category = buf_str(&p.category),
-                        .correlationid = buf_str(&p.corr)};
+                        .correlationid = buf_str(&p.corr),
+                        .type_as_stored = p.raw}; /* version=raw: the type as stored too */
     if (wants_sse(&c->req->h) && !http_token_is(c->req->h.method, "head")) {
         uint64_t from;
         if (p.until != UINT64_MAX)

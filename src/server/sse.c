@@ -182,7 +182,8 @@ static int all_chunk(factum_t *db, const sub *s, buf_t *b, uint64_t *next, bool 
                         .type = str_of(&s->type),
                         .category = str_of(&s->category),
                         .correlationid = str_of(&s->corr),
-                        .system = s->system};
+                        .system = s->system,
+                        .type_as_stored = s->raw};
     factum_result_t *res;
     int rc = factum_read_all(db, &q, &res, err);
     if (rc) return rc;

@@ -61,9 +61,30 @@ static int result_push(factum_result_t *r, const factum_event_t *e) {
     if (r->n == r->cap) {
         factum_event_t *v = realloc(r->ev, r->cap * 2 * sizeof *v);
         if (!v) return FACTUM_ENOMEM;
-        r->ev = v, r->cap *= 2;
+        r->ev = v;
+        if (r->raw) { /* kept as long as ev */
+            if (!(v = realloc(r->raw, r->cap * 2 * sizeof *v))) return FACTUM_ENOMEM;
+            r->raw = v;
+        }
+        r->cap *= 2;
     }
+    if (r->raw) r->raw[r->n] = *e;
     r->ev[r->n++] = *e;
+    return 0;
+}
+
+/* Event i is returned as out, its strings in block (taken, freed on failure); its stored form
+   stays in raw. 0 or FACTUM_ENOMEM (then it stays as stored). */
+static int result_change(factum_result_t *r, size_t i, const factum_event_t *out, char *block) {
+    char **o = realloc(r->owned, (r->nowned + 1) * sizeof *o);
+    if (o) r->owned = o;
+    if (!r->raw && o && (r->raw = malloc(r->cap * sizeof *r->raw))) memcpy(r->raw, r->ev, r->n * sizeof *r->raw);
+    if (!o || !r->raw) {
+        free(block);
+        return FACTUM_ENOMEM;
+    }
+    r->owned[r->nowned++] = block;
+    r->ev[i] = *out;
     return 0;
 }
 
@@ -75,16 +96,7 @@ static factum_result_t *result_transform(factum_t *db, factum_result_t *r) {
     for (size_t i = 0; fn && i < r->n; i++) {
         factum_event_t out;
         char *block = NULL;
-        if (fn(db->transform_ctx, &r->ev[i], &out, &block) != 1) continue;
-        char **o = realloc(r->owned, (r->nowned + 1) * sizeof *o);
-        if (o) r->owned = o;
-        if (!r->raw && o && (r->raw = malloc(r->cap * sizeof *r->raw))) memcpy(r->raw, r->ev, r->n * sizeof *r->raw);
-        if (!o || !r->raw) {
-            free(block);
-            break;
-        }
-        r->owned[r->nowned++] = block;
-        r->ev[i] = out;
+        if (fn(db->transform_ctx, &r->ev[i], &out, &block) == 1 && result_change(r, i, &out, block)) break;
     }
     return r;
 }
@@ -92,6 +104,61 @@ static factum_result_t *result_transform(factum_t *db, factum_result_t *r) {
 void factum_set_read_transform(factum_t *db, factum_read_transform_cb fn, void *ctx) {
     db->transform_ctx = ctx;
     atomic_store_explicit(&db->transform, fn, memory_order_release);
+}
+
+void factum_set_read_types(factum_t *db, factum_read_types_cb fn, void *ctx) {
+    db->read_types_ctx = ctx;
+    atomic_store_explicit(&db->read_types, fn, memory_order_release);
+}
+
+/* A query's type filter. With n, the transform changes types to or from it: events stored as
+   one of stored[0..n) are transformed as they are read, and kept if they read as `type`. */
+typedef struct type_filter {
+    factum_str_t type;
+    factum_str_t *stored, local[16];
+    size_t n;
+    factum_read_transform_cb fn;
+    void *ctx;
+} type_filter;
+
+/* Without a type filter, or with no read-types hook: one atomic load. */
+static int type_filter_init(factum_t *db, const factum_query_t *q, type_filter *f) {
+    *f = (type_filter){.type = q->type, .stored = f->local};
+    factum_read_types_cb types =
+        q->type.len && !q->type_as_stored ? atomic_load_explicit(&db->read_types, memory_order_acquire) : NULL;
+    if (!types || !(f->fn = atomic_load_explicit(&db->transform, memory_order_acquire))) return 0;
+    f->ctx = db->transform_ctx;
+    size_t cap = ARRAY_LEN(f->local), n;
+    while ((n = types(db->read_types_ctx, q->type, f->stored, cap)) > cap) {
+        if (f->stored != f->local) free(f->stored);
+        if (!(f->stored = malloc(n * sizeof *f->stored))) return f->stored = f->local, FACTUM_ENOMEM;
+        cap = n;
+    }
+    f->n = n;
+    return 0;
+}
+
+static void type_filter_free(type_filter *f) {
+    if (f->stored != f->local) free(f->stored);
+}
+
+static bool type_matches(const type_filter *f, const factum_event_t *e) {
+    if (!f->n) return !f->type.len || str_eq(e->type, f->type);
+    for (size_t i = 0; i < f->n; i++)
+        if (str_eq(e->type, f->stored[i])) return true;
+    return false;
+}
+
+/* Pushes e, which type_matches; with f->n transformed now, and only if it reads as f->type. */
+static int push_read(factum_result_t *r, const type_filter *f, const factum_event_t *e) {
+    if (!f->n) return result_push(r, e);
+    factum_event_t out;
+    char *block = NULL;
+    bool changed = f->fn(f->ctx, e, &out, &block) == 1;
+    if (!str_eq(changed ? out.type : e->type, f->type)) return free(block), 0;
+    int rc = result_push(r, e);
+    if (rc) return free(block), rc;
+    return changed ? result_change(r, r->n - 1, &out, block) : 0;
 }
 
 int64_t store_stream_last(factum_t *db, factum_str_t stream, uint64_t pos_limit) {
@@ -242,15 +309,15 @@ fail:
     return rc;
 }
 
-static bool matches(const factum_query_t *q, const factum_event_t *e) {
-    return (q->system || e->stream.ptr[0] != '$') && (!q->type.len || str_eq(e->type, q->type)) &&
+static bool matches(const factum_query_t *q, const type_filter *f, const factum_event_t *e) {
+    return (q->system || e->stream.ptr[0] != '$') && type_matches(f, e) &&
            (!q->category.len || stream_in_category(e->stream, q->category)) &&
            (!q->correlationid.len || str_eq(e->correlationid, q->correlationid));
 }
 
 /* $all filtered by correlation id, through its index. */
-static int read_correlation(factum_t *db, const factum_query_t *q, uint64_t durable, hider *h, factum_result_t *res,
-                            factum_error_t *err) {
+static int read_correlation(factum_t *db, const factum_query_t *q, const type_filter *f, uint64_t durable, hider *h,
+                            factum_result_t *res, factum_error_t *err) {
     uint64_t key = index_key_corr(q->correlationid);
     idx_hit cur = {q->from, q->backward ? UINT64_MAX : 0}, hits[128];
     res->next = q->backward ? FACTUM_END : (q->from == FACTUM_END ? durable : q->from);
@@ -262,7 +329,7 @@ static int read_correlation(factum_t *db, const factum_query_t *q, uint64_t dura
             if (rc == FACTUM_ENOTFOUND) continue; /* scavenged */
             if (rc) return rc;
             res->next = q->backward ? (e.position ? e.position - 1 : FACTUM_END) : e.position + 1;
-            if (matches(q, &e) && !hidden(h, &e) && (rc = result_push(res, &e)))
+            if (matches(q, f, &e) && !hidden(h, &e) && (rc = push_read(res, f, &e)))
                 return err_set(err, rc, "out of memory");
             if (res->n == q->limit) return 0;
         }
@@ -285,13 +352,14 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
     uint64_t durable = factum_head_position(db);
     factum_result_t *res = result_new(db, q.limit);
     if (!res) return err_set(err, FACTUM_ENOMEM, "out of memory");
-    int rc = 0;
+    type_filter f;
+    int rc = type_filter_init(db, &q, &f);
     hider h;
     hider_init(&h, db);
-    if (q.limit == 0) {
+    if (rc || q.limit == 0) {
         res->next = q.from;
     } else if (q.correlationid.len) {
-        rc = read_correlation(db, &q, durable, &h, res, err);
+        rc = read_correlation(db, &q, &f, durable, &h, res, err);
     } else if (!q.backward) {
         uint64_t p = q.from, stop = p + STORE_SCAN_WINDOW < p ? durable : MIN(durable, p + STORE_SCAN_WINDOW);
         for (; p < stop && res->n < q.limit; p++) {
@@ -301,7 +369,7 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
                 continue;
             }
             if (rc) break;
-            if (matches(&q, &e) && !hidden(&h, &e) && (rc = result_push(res, &e))) break;
+            if (matches(&q, &f, &e) && !hidden(&h, &e) && (rc = push_read(res, &f, &e))) break;
         }
         res->next = MIN(p, MAX(durable, q.from));
     } else {
@@ -314,16 +382,17 @@ int factum_read_all(factum_t *db, const factum_query_t *q_in, factum_result_t **
                 continue;
             }
             if (rc) break;
-            if (matches(&q, &e) && !hidden(&h, &e) && (rc = result_push(res, &e))) break;
+            if (matches(&q, &f, &e) && !hidden(&h, &e) && (rc = push_read(res, &f, &e))) break;
         }
         res->next = p ? p - 1 : FACTUM_END;
     }
+    type_filter_free(&f);
     if (rc) {
         if (rc == FACTUM_ENOMEM) err_set(err, rc, "out of memory");
         factum_result_free(res);
         return rc;
     }
-    *out = result_transform(db, res);
+    *out = f.n ? res : result_transform(db, res); /* with f.n each was transformed as it came */
     return 0;
 }
 

@@ -108,6 +108,8 @@ struct factum {
     void (*check_free)(void *ctx);
     _Atomic(factum_read_transform_cb) transform; /* factum_set_read_transform: runs on each read result */
     void *transform_ctx;
+    _Atomic(factum_read_types_cb) read_types; /* factum_set_read_types: type filters through the transform */
+    void *read_types_ctx;
 
     _Atomic(factum_replicate_cb) replicator; /* cluster mode: writes go here, not to the writer */
     void *replicator_ctx;
