@@ -76,5 +76,9 @@ struct schema {
 double schema_number(factum_str_t s);
 /* validate.c: appends "/" and seg escaped as a JSON pointer segment (~0, ~1) to b. */
 void schema_pointer_push(buf_t *b, const char *seg, size_t n);
+/* validate.c: counts a violation at pointer p, listing it among the first SCHEMA_MAX_REPORTED. */
+void schema_report_add(schema_report *r, factum_str_t p, const char *kw, const char *msg);
+/* validate.c: whether the JSON value (its span and kind) satisfies node n. */
+bool schema_node_accepts(const node *n, factum_str_t value, int kind);
 
 #endif

@@ -77,7 +77,10 @@ int schema_compat_parse(const char *s) {
     return -1;
 }
 
-void schema_check_free(schema_check *c) { buf_free(&c->failures); }
+void schema_check_free(schema_check *c) {
+    buf_free(&c->failures);
+    schema_report_free(&c->forward);
+}
 
 /* ---- the types (callers hold the lock) ---- */
 
@@ -663,6 +666,7 @@ int schema_registry_put(schema_registry *r, const schema_put *p, schema_check *c
     stype *t = find(r, str_c(p->type), NULL);
     uint32_t next = t ? t->nv + 1 : 1;
     size_t ntypes = r->ntypes;
+    const schema_t *prev = t && t->nv ? t->v[t->nv - 1].s : NULL; /* lives as long as r; put_mu held */
     pthread_rwlock_unlock(&r->lock);
     if (p->version != next)
         rc = err_set(err, FACTUM_ECONFLICT, "%s: version %u is not the next one: register version %u", p->type,
@@ -672,12 +676,20 @@ int schema_registry_put(schema_registry *r, const schema_put *p, schema_check *c
     else if (next > SCHEMA_MAX_VERSIONS)
         rc = err_set(err, FACTUM_ETOOBIG, "%s has %d versions, the limit", p->type, SCHEMA_MAX_VERSIONS);
     bool must_pass = p->compat == SCHEMA_COMPAT_BACKWARD || p->compat == SCHEMA_COMPAT_FULL;
+    bool forward = p->compat == SCHEMA_COMPAT_FORWARD || p->compat == SCHEMA_COMPAT_FULL;
     if (!rc && (must_pass || p->dry_run)) rc = check_stored(r, p->type, s, check, err);
+    if (!rc && (forward || p->dry_run) && prev)
+        check->forward_ran = true, schema_forward_compatible(s, prev, &check->forward);
+    size_t differ = check->forward.count;
     if (!rc && must_pass && check->failing && !p->dry_run)
         rc = err_set(err, FACTUM_ECONFLICT,
-                     "%llu of %llu stored %s events fail version %u, which declares %s compatibility",
+                     "%llu of %llu stored %s events fail version %u, which declares %s compatibility%s",
                      (unsigned long long)check->failing, (unsigned long long)check->checked, p->type, p->version,
-                     schema_compat_name(p->compat));
+                     schema_compat_name(p->compat), forward && differ ? "; nor is it forward compatible" : "");
+    else if (!rc && forward && differ && !p->dry_run)
+        rc = err_set(err, FACTUM_ECONFLICT,
+                     "%s version %u is not forward compatible with version %u: %s (%zu differences)", p->type,
+                     p->version, p->version - 1, check->forward.first, differ);
     uint64_t position = 0;
     if (!rc && !p->dry_run && !(rc = record(r, p, &position, err))) {
         rc = reg_apply(r, p->type, p->version, p->compat, p->mode, s, position);

@@ -42,6 +42,10 @@ typedef struct schema_check {
     uint64_t checked, failing;
     bool sampled; /* stopped at SCHEMA_CHECK_MAX: more were stored */
     buf_t failures;
+    /* The forward check (compatibility forward or full, or a dry run, of a version past 1): ran,
+       and what differs from the version before (schema_forward_compatible). */
+    bool forward_ran;
+    schema_report forward;
 } schema_check;
 void schema_check_free(schema_check *c);
 
@@ -50,10 +54,12 @@ int schema_registry_check(schema_registry *r, const char *type, factum_str_t doc
                           factum_error_t *err);
 
 /* Registers version `version` of type's schema, or with dry_run only checks it: the document
-   must compile, the version must be the next one (1 for a new type), and with compatibility
-   backward or full the stored events of the type must all validate (*check says what was
-   found either way). FACTUM_EINVAL (bad schema or option), FACTUM_ECONFLICT (not the next
-   version; stored events that fail), FACTUM_ETOOBIG (past a limit), or the append's error. */
+   must compile, the version must be the next one (1 for a new type), with compatibility
+   backward or full the stored events of the type must all validate, and with forward or full
+   it must be forward compatible with the version before (*check says what was found either
+   way; a dry run runs both checks). FACTUM_EINVAL (bad schema or option), FACTUM_ECONFLICT (not
+   the next version; stored events that fail; differences), FACTUM_ETOOBIG (past a limit), or
+   the append's error. */
 typedef struct schema_put {
     const char *type;
     uint32_t version;

@@ -40,6 +40,13 @@ void schema_report_free(schema_report *r);
    JSON pointers into data, "" for data itself). */
 bool schema_validate(const schema_t *s, factum_str_t data, schema_report *rep);
 
+/* Forward compatibility (docs/schemas.md): true if every value `newer` accepts, `older` accepts
+   too, as far as a structural comparison shows — conservative: a rule of older that newer is not
+   seen to keep (as strict or stricter) is a difference. Each difference is added to rep (may be
+   NULL: stop at the first) with a JSON pointer into older's document, at the rule, and the
+   keyword (compat.c). */
+bool schema_forward_compatible(const schema_t *newer, const schema_t *older, schema_report *rep);
+
 /* True if two JSON values are equal as JSON Schema means it: numbers by value (1 == 1.0),
    strings after decoding, objects whatever their members' order. */
 bool schema_json_equal(factum_str_t a, int ka, factum_str_t b, int kb);

@@ -40,7 +40,11 @@ __attribute__((format(printf, 3, 4))) static bool violation(vctx *x, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    factum_str_t p = {x->ptr.ptr ? x->ptr.ptr : "", x->ptr.len};
+    schema_report_add(r, (factum_str_t){x->ptr.ptr ? x->ptr.ptr : "", x->ptr.len}, kw, msg);
+    return false;
+}
+
+void schema_report_add(schema_report *r, factum_str_t p, const char *kw, const char *msg) {
     if (r->count == 0) snprintf(r->first, sizeof r->first, "%.*s: %s: %s", (int)MIN(p.len, 80), p.ptr, kw, msg);
     if (r->count++ < SCHEMA_MAX_REPORTED) {
         if (r->json.len) buf_append(&r->json, ",", 1);
@@ -50,7 +54,6 @@ __attribute__((format(printf, 3, 4))) static bool violation(vctx *x, const char 
         json_escape(&r->json, msg, strlen(msg));
         buf_append(&r->json, "}", 1);
     }
-    return false;
 }
 
 void schema_pointer_push(buf_t *b, const char *seg, size_t n) {
@@ -404,6 +407,11 @@ static bool v_node(vctx *x, const node *n, factum_str_t d, int kind) {
 #undef GO
     x->depth--;
     return ok;
+}
+
+bool schema_node_accepts(const node *n, factum_str_t value, int kind) {
+    vctx x = {NULL, {0}, 0};
+    return v_node(&x, n, value, kind);
 }
 
 bool schema_validate(const schema_t *s, factum_str_t data, schema_report *rep) {

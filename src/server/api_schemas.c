@@ -40,6 +40,10 @@ static void put_free(void *p) {
 }
 
 static void check_members(buf_t *b, const schema_check *k) {
+    if (k->forward_ran)
+        buf_printf(b, "\"forward\":{\"compatible\":%s,\"count\":%zu,\"differences\":[%.*s]},",
+                   k->forward.count ? "false" : "true", k->forward.count, (int)k->forward.json.len,
+                   k->forward.json.ptr ? k->forward.json.ptr : "");
     buf_printf(b, "\"checked\":%llu,\"failing\":%llu,\"sampled\":%s,\"failures\":[%.*s]",
                (unsigned long long)k->checked, (unsigned long long)k->failing, k->sampled ? "true" : "false",
                (int)k->failures.len, k->failures.ptr ? k->failures.ptr : "");
@@ -57,7 +61,8 @@ static void put_done(conn *c) {
     buf_t b = {0};
     if (j->rc == FACTUM_ECONFLICT) {
         check_members(&b, &j->check);
-        conn_problem(c, 409, j->check.failing ? "schema-incompatible" : "schema-version", b.ptr, "%s", j->err.message);
+        bool incompatible = j->check.failing || j->check.forward.count;
+        conn_problem(c, 409, incompatible ? "schema-incompatible" : "schema-version", b.ptr, "%s", j->err.message);
     } else if (j->rc) {
         server_problem(c, j->rc, j->err.message);
     } else {
