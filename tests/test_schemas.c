@@ -732,3 +732,49 @@ TEST(embedded_reads_by_type_see_renamed_types_past_the_first_room) {
     CHECK_EQ(read_all_count(db, "C", 0, "C"), 0);
     factum_close(db);
 }
+
+TEST(a_chain_of_type_renames_holds_its_limit_one_past_and_reads_through_to_its_end) {
+    factum_t *db = test_open(test_dir(), NULL);
+    schema_registry *r;
+    CHECK_RC(schema_registry_open(db, &r, NULL), 0);
+    /* C0 -> C1 -> ... -> C64: 64 renames, registered from the end and from the start */
+    for (int i = 0; i <= SCHEMA_MAX_RENAMES + 1; i++) {
+        char type[16];
+        snprintf(type, sizeof type, "C%d", i);
+        put(r, type, 1, "true", 0);
+        if (i == 0) CHECK_RC(test_append(db, "c-1", FACTUM_EXPECT_ANY, type, "{\"a\":1}", NULL, NULL), 0);
+        put(r, type, 2, "true", 0);
+    }
+    int order[SCHEMA_MAX_RENAMES];
+    for (int k = 0, lo = 0, hi = SCHEMA_MAX_RENAMES - 1; k < SCHEMA_MAX_RENAMES; k++)
+        order[k] = k % 2 ? lo++ : hi--; /* the chain grows at both ends and is joined in the middle */
+    char steps[128], type[16];
+    factum_error_t err = {0};
+    for (int k = 0; k < SCHEMA_MAX_RENAMES; k++) {
+        snprintf(type, sizeof type, "C%d", order[k]);
+        snprintf(steps, sizeof steps, "{\"steps\":[{\"op\":\"rename_type\",\"type\":\"C%d\"}]}", order[k] + 1);
+        CHECK_MSG(schema_registry_upcast(r, type, 2, str_c(steps), &err) == 0, "%s: %s", type, err.message);
+    }
+    snprintf(steps, sizeof steps, "{\"steps\":[{\"op\":\"rename_type\",\"type\":\"C%d\"}]}", SCHEMA_MAX_RENAMES + 1);
+    snprintf(type, sizeof type, "C%d", SCHEMA_MAX_RENAMES);
+    CHECK_RC(schema_registry_upcast(r, type, 2, str_c(steps), &err), FACTUM_ETOOBIG);
+    CHECK_MSG(strstr(err.message, "makes a chain of 65 type renames, the limit is 64"), "%s", err.message);
+    CHECK_RC(schema_registry_upcast(r, type, 2, str_c("{\"steps\":[{\"op\":\"rename_type\",\"type\":\"C0\"}]}"), &err),
+             FACTUM_EINVAL);
+    CHECK_MSG(strstr(err.message, "closes a cycle"), "%s", err.message);
+    factum_result_t *res;
+    CHECK_RC(factum_read_stream(db, str_c("c-1"), 0, 10, 0, &res, NULL), 0);
+    const factum_event_t *e = factum_result_event(res, 0);
+    snprintf(type, sizeof type, "C%d", SCHEMA_MAX_RENAMES);
+    CHECK_MSG(str_eq(e->type, str_c(type)) && strstr(e->extensions.ptr, "\"dataschema\":\"/schemas/C64/versions/2\""),
+              "%.*s %.*s", (int)e->type.len, e->type.ptr, (int)e->extensions.len, e->extensions.ptr);
+    factum_result_free(res);
+    CHECK_EQ(read_all_count(db, type, 0, type), 1);
+    CHECK_EQ(read_all_count(db, "C0", 0, "C0"), 0);
+    factum_close(db);
+    /* replayed the same */
+    db = test_open(test_dir(), NULL);
+    CHECK_RC(factum_schemas_open(db, NULL), 0);
+    CHECK_EQ(read_all_count(db, type, 0, type), 1);
+    factum_close(db);
+}

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 
 #define REPLAY_PAGE 1000
-#define MAX_RENAMES 64 /* type renames one event goes through (cycles are refused anyway) */
 static_assert(UPCAST_MAX_VERSION == SCHEMA_MAX_VERSIONS, "a rename enters a version the registry may hold");
 #define VIOLATIONS_MAX 8192 /* bytes of the thread's last refused violations */
 
@@ -265,19 +264,54 @@ static int reg_check(void *ctx, factum_str_t stream, const factum_event_t *ev, s
 
 /* ---- upcasting (registration, and the read transform on any reading thread) ---- */
 
-/* Whether renaming type `from` to `to` closes a cycle of type renames (callers hold the lock). */
-static bool rename_cycle(const schema_registry *r, const char *from, const char *to, int depth) {
-    if (!strcmp(from, to)) return true;
-    const stype *t = depth < 64 ? find(r, str_c(to), NULL) : NULL;
-    for (uint32_t i = 0; t && i < t->nv; i++) {
-        const char *next = t->v[i].up ? upcast_new_type(t->v[i].up, NULL) : NULL;
-        if (next && rename_cycle(r, from, next, depth + 1)) return true;
+/* Type renames: the graph whose edges are r->renames (callers hold the lock). It has no cycle. */
+
+/* Whether `to` is `from` or leads to it through renames: a walk over the types reached. */
+static bool rename_cycle(const schema_registry *r, const char *from, const char *to) {
+    size_t n = atomic_load(&r->nrenames), reached = 1;
+    const char **names = calloc(n + 1, sizeof *names);
+    if (!names) return true; /* out of memory: refuse rather than risk a cycle */
+    names[0] = to;
+    bool cycle = false;
+    for (size_t i = 0; i < reached && !cycle; i++) {
+        cycle = !strcmp(names[i], from);
+        for (size_t e = 0; e < n && !cycle; e++) {
+            if (strcmp(r->renames[e].from, names[i])) continue;
+            bool seen = false;
+            for (size_t k = 0; k < reached && !seen; k++)
+                seen = !strcmp(names[k], r->renames[e].to);
+            if (!seen && reached <= n) names[reached++] = r->renames[e].to;
+        }
     }
-    return depth >= 64;
+    free(names);
+    return cycle;
+}
+
+/* The longest chain of renames ending (in) or starting (!in) with rename e; m memoizes (0: not
+   yet). The graph has no cycle, so this ends. */
+static int chain_len(const struct type_rename *g, size_t n, size_t e, bool in, int *m) {
+    if (m[e]) return m[e];
+    int best = 0;
+    for (size_t j = 0; j < n; j++)
+        if (!strcmp(in ? g[j].to : g[j].from, in ? g[e].from : g[e].to)) best = MAX(best, chain_len(g, n, j, in, m));
+    return m[e] = best + 1;
+}
+
+/* How many renames the longest chain through a new rename from -> to would have. */
+static int chain_through(const schema_registry *r, const char *from, const char *to) {
+    size_t n = atomic_load(&r->nrenames);
+    int *m = calloc(2 * n + 1, sizeof *m), before = 0, after = 0;
+    if (!m) return SCHEMA_MAX_RENAMES + 1; /* out of memory: refuse */
+    for (size_t e = 0; e < n; e++) {
+        if (!strcmp(r->renames[e].to, from)) before = MAX(before, chain_len(r->renames, n, e, true, m));
+        if (!strcmp(r->renames[e].from, to)) after = MAX(after, chain_len(r->renames, n, e, false, m + n));
+    }
+    free(m);
+    return before + 1 + after;
 }
 
 /* Checks steps for version ver of type against the registry: 0 and *out, or an error. */
-static int upcast_decide(schema_registry *r, const char *type, uint32_t ver, factum_str_t doc, upcast **out,
+static int upcast_decide(schema_registry *r, const char *type, uint32_t ver, factum_str_t doc, bool fresh, upcast **out,
                          factum_error_t *err) {
     pthread_rwlock_rdlock(&r->lock);
     stype *t = find(r, str_c(type), NULL);
@@ -290,10 +324,13 @@ static int upcast_decide(schema_registry *r, const char *type, uint32_t ver, fac
         rc = err_set(err, FACTUM_ECONFLICT, "%s version %u has its upcast already", type, ver);
     else if (!(rc = upcast_parse(doc, t->v[ver - 2].s, out, err))) {
         const char *to = upcast_new_type(*out, NULL);
-        if (to && rename_cycle(r, type, to, 0)) {
+        int len = 0;
+        if (to && rename_cycle(r, type, to))
             rc = err_set(err, FACTUM_EINVAL, "renaming %s to %s closes a cycle of type renames", type, to);
-            upcast_free(*out), *out = NULL;
-        }
+        else if (to && fresh && (len = chain_through(r, type, to)) > SCHEMA_MAX_RENAMES) /* replay takes what was */
+            rc = err_set(err, FACTUM_ETOOBIG, "renaming %s to %s makes a chain of %d type renames, the limit is %d",
+                         type, to, len, SCHEMA_MAX_RENAMES);
+        if (rc) upcast_free(*out), *out = NULL;
     }
     pthread_rwlock_unlock(&r->lock);
     return rc;
@@ -323,7 +360,7 @@ static int replay_upcast(schema_registry *r, const factum_event_t *e, factum_err
     upcast *u = NULL;
     int rc = json_member_string(e->data, "type", &type) && json_member_u64(e->data, "version", &ver) &&
                      json_member(e->data, "steps", &doc, &kind) && ver <= SCHEMA_MAX_VERSIONS
-                 ? upcast_decide(r, type.ptr, (uint32_t)ver, doc, &u, err)
+                 ? upcast_decide(r, type.ptr, (uint32_t)ver, doc, false, &u, err)
                  : err_set(err, FACTUM_EINVAL, "an UpcastDefined record lacks a member");
     if (!rc) upcast_apply_to(r, type.ptr, (uint32_t)ver, u);
     buf_free(&type);
@@ -333,7 +370,7 @@ static int replay_upcast(schema_registry *r, const factum_event_t *e, factum_err
 int schema_registry_upcast(schema_registry *r, const char *type, uint32_t ver, factum_str_t doc, factum_error_t *err) {
     upcast *u = NULL;
     pthread_mutex_lock(&r->put_mu);
-    int rc = upcast_decide(r, type, ver, doc, &u, err);
+    int rc = upcast_decide(r, type, ver, doc, true, &u, err);
     if (!rc) {
         buf_t d = {0};
         buf_append(&d, "{\"type\":", 8);
@@ -422,7 +459,7 @@ static int upcast_chain(const schema_registry *r, const stype *t, uint32_t from,
         ds_type = at, ds = v;
         if (!to) break;
         type = to;
-        const stype *nt = ++renames <= MAX_RENAMES ? find(r, str_c(to), NULL) : NULL;
+        const stype *nt = ++renames <= SCHEMA_MAX_RENAMES ? find(r, str_c(to), NULL) : NULL;
         if (!nt || nt->nv < enter) break; /* no schema of the new type to go on with */
         at = nt, v = enter, ds_type = nt, ds = nt->nv;
     }

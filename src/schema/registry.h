@@ -15,6 +15,7 @@
 #define SCHEMA_MAX_VERSIONS 1000 /* versions of one type */
 #define SCHEMA_CHECK_MAX 100000  /* stored events a check (compatibility, dry run) reads */
 #define SCHEMA_CHECK_LISTED 5    /* failing stored events a check lists */
+#define SCHEMA_MAX_RENAMES 64    /* type renames in one chain (rename_type steps, A to B to C ...) */
 
 enum { SCHEMA_MODE_OFF, SCHEMA_MODE_WARN, SCHEMA_MODE_ENFORCE };
 enum { SCHEMA_COMPAT_BACKWARD, SCHEMA_COMPAT_FORWARD, SCHEMA_COMPAT_FULL, SCHEMA_COMPAT_NONE };
@@ -73,7 +74,8 @@ int schema_registry_put(schema_registry *r, const schema_put *p, schema_check *c
    from version ver - 1, checked against that version's schema; recorded as UpcastDefined in
    $schemas. From then on reads return events stored as older versions upcast to the latest.
    FACTUM_ENOTFOUND (no such version), FACTUM_ECONFLICT (it has one), FACTUM_EINVAL (bad steps, a
-   cycle of type renames), or the append's error. */
+   cycle of type renames), FACTUM_ETOOBIG (a chain of more than SCHEMA_MAX_RENAMES renames), or
+   the append's error. */
 int schema_registry_upcast(schema_registry *r, const char *type, uint32_t ver, factum_str_t doc, factum_error_t *err);
 
 /* JSON of the registry: every type (a list); one type (FACTUM_ENOTFOUND if it has no
