@@ -85,6 +85,11 @@ static const pair PAIRS[] = {
      "type"},
     {"{\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"additionalProperties\":{\"type\":\"string\"}}", NULL, NULL},
     {"{\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"additionalProperties\":false}", NULL, NULL},
+    /* patternProperties: new ones loosen only what additionalProperties held */
+    {"{\"properties\":{\"a\":{\"type\":\"string\"}}}",
+     "{\"properties\":{\"a\":{\"type\":\"string\"}},\"patternProperties\":{\"^x\":{}}}", NULL, NULL},
+    {"{\"additionalProperties\":false}", "{\"additionalProperties\":false,\"patternProperties\":{\"^a\":{}}}",
+     "/patternProperties", "patternProperties"},
     /* combining keywords */
     {"{\"allOf\":[{\"required\":[\"a\"]}]}", "{\"required\":[\"a\",\"b\"]}", NULL, NULL},
     {"{\"allOf\":[{\"required\":[\"a\"]}]}", "{\"required\":[\"b\"]}", "/allOf/0/required", "required"},

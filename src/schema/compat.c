@@ -201,7 +201,7 @@ static bool objects_kept(cctx *x, const node *n, const node *o) {
     if (!high_kept(n->max_props, o->max_props))
         ok = differ(x, "maxProperties", "the previous version's maxProperties %lld is not kept",
                     (long long)o->max_props);
-    if ((o->npatprops || n->npatprops) && !same(n, o, "patternProperties"))
+    if ((o->npatprops || (n->npatprops && o->addprops)) && !same(n, o, "patternProperties"))
         ok = differ(x, "patternProperties", "compared only when the same in both versions");
     if (o->ndeps && !same(n, o, "dependencies"))
         ok = differ(x, "dependencies", "compared only when the same in both versions");
