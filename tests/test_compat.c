@@ -151,7 +151,8 @@ static const char *const VALUES[] = {"null",
                                      "{\"c\":\"JPY\"}",
                                      "{\"c\":\"EUR\"}",
                                      "{\"a\":{\"street\":null}}",
-                                     "{\"a\":{\"street\":\"x\"}}"};
+                                     "{\"a\":{\"street\":\"x\"}}",
+                                     "{\"xa\":5,\"a\":\"s\"}"};
 
 TEST(forward_compatibility_keeps_every_rule_of_the_previous_version) {
     for (size_t i = 0; i < ARRAY_LEN(PAIRS); i++) {
