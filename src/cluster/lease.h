@@ -29,13 +29,14 @@ typedef struct inflight {
 
 struct cluster {
     factum_t *db;
-    char node[72], advertise[256], stream[40], subject[64], bucket[64], seq_path[PATH_MAX];
+    char node[72], advertise[256], stream[40], subject[64], bucket[64], sbucket[64], seq_path[PATH_MAX];
     char *urls[CLUSTER_MAX_URLS];
     int nurls;
     natsConnection *nc;
     jsCtx *js;
-    jsCtx *pjs; /* the leader's asynchronous publishes, acknowledged to on_ack (publish.c) */
-    kvStore *kv;
+    jsCtx *pjs;   /* the leader's asynchronous publishes, acknowledged to on_ack (publish.c) */
+    kvStore *kv;  /* the lease */
+    kvStore *skv; /* the secrets (cluster_secret_put) */
     pthread_t repl, lease;
     bool repl_started, lease_started;
 

@@ -32,12 +32,19 @@ typedef struct connectors_env {
     struct groups *groups; /* the sinks' consumer groups */
     const char *data_dir;  /* secrets go under DATA_DIR/connectors/ */
     int self_port;         /* the server's own port: a sink may not point at it (0: unknown) */
+    /* A connector's secrets file (a path under data_dir) was written or removed: in a cluster,
+       share it with the other nodes before the definition is recorded. NULL: nothing to do. */
+    int (*share_secret)(void *ctx, const char *path, factum_error_t *err);
+    void *share_ctx;
 } connectors_env;
 
 /* Reads $connectors and starts every sink. 0, or the read's error. */
 int connectors_open(const connectors_env *env, connectors_t **out, factum_error_t *err);
 /* Stops the sinks (a delivery in progress is given up: it comes again) and frees everything. */
 void connectors_close(connectors_t *cs);
+/* A cluster follower: starts, redefines and stops connectors as $connectors says the leader did
+   since (a no-op on what this registry wrote itself). 0 or the read's error. */
+int connectors_follow(connectors_t *cs, factum_error_t *err);
 
 bool connector_name_ok(const char *name);
 

@@ -9,6 +9,7 @@
 
 #include "connect.h"
 
+#include "../sys/defs.h"
 #include "../sys/owners.h"
 
 #include <pthread.h>
@@ -49,6 +50,7 @@ typedef struct connector {
     char group[CONNECTOR_MAX_NAME + sizeof SINK_GROUP_PREFIX];
     char owner[OWNER_MAX];
     conn_def d;
+    uint64_t def_hash; /* of its definition as recorded (defs_hash) */
     struct connectors *cs;
     pthread_t thread;
     bool has_thread;
@@ -72,6 +74,7 @@ struct connectors {
     pthread_mutex_t define_mu; /* one definition change at a time: log order = list order */
     connector *list;
     size_t n;
+    defs_follower follow; /* $connectors as far as this registry applied it (under define_mu) */
 };
 
 /* ---- registry.c: a connector's thread ---- */
@@ -98,6 +101,8 @@ void conn_def_render(conn_def *d);
 /* Writes (or, with no secret, removes) the secrets file; forgets it. 0 or FACTUM_EIO. */
 int conn_def_keep_secrets(const char *data_dir, const char *name, const conn_def *d, factum_error_t *err);
 void conn_def_forget_secrets(const char *data_dir, const char *name);
+/* Where name's secrets file is (DATA_DIR/connectors/NAME.secret). */
+void conn_def_secrets_path(const char *data_dir, const char *name, char *out, size_t cap);
 void conn_def_free(conn_def *d);
 
 /* ---- outbox.c ---- */
