@@ -145,20 +145,32 @@ static void set_applied(cluster *c, uint64_t seq, uint64_t pending) {
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Applies message `seq` (its bytes) to the local log. 0, or the node is failed. */
-int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
-                      uint64_t pending) {
+int cluster_apply(cluster *c, const cluster_msg *m, size_t k, uint64_t pending) {
+    if (!k) return 0;
+    factum_batch_t b[CLUSTER_APPLY_MAX];
+    for (size_t i = 0; i < k; i++)
+        b[i] = (factum_batch_t){m[i].data, m[i].len, m[i].ps, m[i].n};
     factum_error_t err;
-    int applied;
-    int rc = factum_batch_apply(c->db, data, len, ps, n, &applied, &err);
+    size_t done = 0;
+    /* One commit group, one fdatasync, for all k (the writer takes them together). */
+    int rc = factum_batch_apply_many(c->db, b, k, &done, &err);
+    if (done) {
+        const cluster_msg *last = &m[done - 1];
+        set_applied(c, last->seq, pending + (k - done));
+        uint64_t first;
+        if (factum_batch_info(last->data, last->len, &first, &c->applied_time, &err)) c->applied_time = 0;
+    }
     if (rc) {
-        set_failed(c, "applying stream sequence %" PRIu64 ": %s", seq, err.message);
+        set_failed(c, "applying stream sequence %" PRIu64 ": %s", m[done].seq, err.message);
         return rc;
     }
-    set_applied(c, seq, pending);
-    uint64_t first;
-    if (factum_batch_info(data, len, &first, &c->applied_time, &err)) c->applied_time = 0;
     return 0;
+}
+
+int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
+                      uint64_t pending) {
+    cluster_msg m = {seq, data, len, ps, n};
+    return cluster_apply(c, &m, 1, pending);
 }
 
 /* An ordered consumer from applied + 1. */
@@ -178,35 +190,61 @@ static int subscribe(cluster *c, natsSubscription **sub) {
     return 0;
 }
 
-/* Takes at most one message from the subscription (waiting up to timeout_ms) and applies it if
-   it is the next. 1 applied or skipped, 0 nothing came, -1 the node failed or must resubscribe. */
+/* Takes the messages the subscription has (waiting up to timeout_ms for the first; at most
+   CLUSTER_APPLY_MAX) and applies the ones that come next, together: a follower that fell behind
+   while its log synced catches up with one fdatasync. 1 applied or skipped, 0 nothing came, -1
+   the node failed or must resubscribe. */
 static int follow_one(cluster *c, natsSubscription *sub, int64_t timeout_ms) {
-    natsMsg *m = NULL;
-    natsStatus s = natsSubscription_NextMsg(&m, sub, timeout_ms);
-    if (s == NATS_TIMEOUT) return 0;
-    if (s != NATS_OK) return -1;
-    jsMsgMetaData *meta = NULL;
+    natsMsg *msgs[CLUSTER_APPLY_MAX];
+    cluster_msg todo[CLUSTER_APPLY_MAX];
+    size_t nm = 0, k = 0;
+    uint64_t next = c->applied + 1, pending = 0;
     int r = 1;
-    if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
-        r = -1;
-    } else if (meta->Sequence.Stream <= c->applied) {
-        /* applied already (the leader's own batches come back this way) */
-    } else if (meta->Sequence.Stream != c->applied + 1) {
-        set_failed(c, "stream sequence %" PRIu64 " follows %" PRIu64 ": messages are missing from the stream",
-                   meta->Sequence.Stream, c->applied);
-        r = -1;
-    } else {
-        factum_proposal_t **ps = NULL;
-        size_t n = 0;
-        const void *data = natsMsg_GetData(m);
-        size_t len = (size_t)natsMsg_GetDataLength(m);
-        if (!pipe_claim(c, meta->Sequence.Stream, data, len, &ps, &n) ||
-            cluster_apply_seq(c, meta->Sequence.Stream, data, len, ps, n, meta->NumPending))
+    while (nm < CLUSTER_APPLY_MAX) {
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, sub, nm ? 0 : timeout_ms);
+        if (s == NATS_TIMEOUT) {
+            if (!nm) r = 0;
+            break;
+        }
+        if (s != NATS_OK) {
             r = -1;
-        free(ps);
+            break;
+        }
+        msgs[nm++] = m;
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+            r = -1;
+            break;
+        }
+        uint64_t seq = meta->Sequence.Stream;
+        pending = meta->NumPending;
+        jsMsgMetaData_Destroy(meta);
+        if (seq < next) continue; /* applied already (the leader's own batches come back this way) */
+        if (seq != next) {
+            cluster_apply(c, todo, k, pending); /* what came before it first */
+            for (size_t i = 0; i < k; i++)
+                free(todo[i].ps);
+            k = 0;
+            set_failed(c, "stream sequence %" PRIu64 " follows %" PRIu64 ": messages are missing from the stream", seq,
+                       next - 1);
+            r = -1;
+            break;
+        }
+        cluster_msg *t = &todo[k];
+        *t = (cluster_msg){seq, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), NULL, 0};
+        if (!pipe_claim(c, seq, t->data, t->len, &t->ps, &t->n)) {
+            r = -1; /* someone else's message where ours was to go: resubscribe after what came before */
+            break;
+        }
+        k++, next++;
+        if (!pending) break; /* nothing more is on its way now */
     }
-    jsMsgMetaData_Destroy(meta);
-    natsMsg_Destroy(m);
+    if (k && cluster_apply(c, todo, k, pending)) r = -1;
+    for (size_t i = 0; i < k; i++)
+        free(todo[i].ps);
+    for (size_t i = 0; i < nm; i++)
+        natsMsg_Destroy(msgs[i]);
     return r;
 }
 
