@@ -268,8 +268,8 @@ void connectors_close(connectors_t *cs) {
 
 /* ---- changes ---- */
 
-int connectors_define(connectors_t *cs, const char *name, factum_str_t body, const char *owner, bool *created,
-                      buf_t *out, factum_error_t *err) {
+int connectors_define(connectors_t *cs, const char *name, factum_str_t body, const char *owner,
+                      connectors_admit_fn admit_group, void *ctx, bool *created, buf_t *out, factum_error_t *err) {
     if (!connector_name_ok(name))
         return err_set(err, FACTUM_EINVAL, "connector names are 1 to %d letters, digits, '-' or '_'",
                        CONNECTOR_MAX_NAME);
@@ -293,6 +293,7 @@ int connectors_define(connectors_t *cs, const char *name, factum_str_t body, con
         rc = groups_define_prepare(cs->env.groups, c->group, (factum_str_t){c->d.group.ptr, c->d.group.len}, c->owner,
                                    &probe, &probe_created, err);
     buf_free(&probe);
+    if (!rc && sink && probe_created && admit_group) rc = admit_group(ctx, err); /* a new group: a limit */
     if (!rc) rc = conn_def_check(&c->d, cs->env.self_port, err);
     if (!rc) rc = conn_def_keep_secrets(cs->data_dir, name, &c->d, err);
     if (!rc) rc = share_secrets(cs, name, err); /* before the record a follower acts on */

@@ -18,11 +18,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* A new sink's group counts against --max-groups and its key's max_groups as a group PUT would:
+   its place is held from the check until the group is applied. */
+typedef struct admission {
+    conn *c;
+    limit_hold *hold;
+} admission;
+
+static int admit_group(void *ctx, factum_error_t *err) {
+    admission *a = ctx;
+    named_job *j = a->c->job;
+    if ((a->hold = limits_take(a->c, LIMIT_GROUPS, &j->limit))) return 0;
+    j->limited = true; /* answered 409 limit-reached */
+    return err_set(err, FACTUM_EINVAL, "too many groups");
+}
+
 static void define_work(conn *c) {
     named_job *j = c->job;
     bool created = false;
+    admission a = {c, NULL};
     j->rc = connectors_define(c->l->srv->connectors, j->name, (factum_str_t){j->body.ptr, j->body.len}, c->req_key,
-                              &created, &j->out, &j->err);
+                              admit_group, &a, &created, &j->out, &j->err);
+    limits_release(a.hold);
     j->status = created ? 201 : 200;
 }
 
