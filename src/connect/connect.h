@@ -82,6 +82,8 @@ typedef struct connector_stats {
     int64_t last_success_us, last_failure_us; /* wall clock; 0: never */
     uint64_t flushed_lsn, rejected;           /* outbox: the slot's confirmed position; rows not made events */
     uint64_t lag_bytes; /* outbox: WAL between that position and the server's end (what the slot keeps) */
+    uint64_t after_rows, after_failures, after_pending; /* outbox: rows deleted or marked, statements
+                                                           that failed, relayed rows waiting for a retry */
 } connector_stats;
 
 /* The JSON of one connector (GET /connectors/{name}): its definition, state and stats.
