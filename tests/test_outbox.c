@@ -373,6 +373,8 @@ TEST_T(outbox_after_relay_marks_each_relayed_row_and_a_failure_does_not_stop_rel
               "%s", got);
     free(got);
     CHECK_EQ(count_of(&p, "SELECT count(*) FROM outbox WHERE relayed_at IS NULL"), 3);
+    CHECK(srv_metric(s.port,
+                     "factum_connector_after_relay_failures_total{connector=\"ob\",kind=\"postgres-outbox\"}") >= 1);
     /* given back, the waiting rows are marked without another batch */
     pg_sql(&p, "GRANT UPDATE ON outbox TO relay", NULL, 0);
     CHECK_MSG(wait_count(&p, "SELECT count(*) FROM outbox WHERE relayed_at IS NULL", 1), "not marked after the grant");

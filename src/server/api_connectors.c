@@ -126,6 +126,9 @@ static const struct {
     {"factum_connector_parked", "gauge", "Events parked after max_attempts (its group's parked set)."},
     {"factum_connector_lag_bytes", "gauge",
      "An outbox relay's replication slot: WAL bytes from its confirmed position to the server's end."},
+    {"factum_connector_after_relay_failures_total", "counter",
+     "An outbox relay's after_relay statements (deleting or marking relayed rows) that failed (since this server "
+     "started)."},
 };
 
 static void metric_one(void *ctx, const connector_stats *st) {
@@ -139,8 +142,8 @@ static void metric_one(void *ctx, const connector_stats *st) {
     case 4: v = st->lag_seconds; break;
     case 5: v = (double)st->parked; break;
     default:
-        if (strcmp(st->kind, "postgres-outbox")) return; /* a sink has no slot */
-        v = (double)st->lag_bytes;
+        if (strcmp(st->kind, "postgres-outbox")) return; /* a sink has no slot, nor rows */
+        v = (double)(m->family == 6 ? st->lag_bytes : st->after_failures);
         break;
     }
     buf_printf(m->b, "%s{connector=\"%s\",kind=\"%s\"} %.17g\n", families[m->family].name, st->name, st->kind, v);
