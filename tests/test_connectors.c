@@ -413,6 +413,34 @@ TEST(connectors_past_the_limit_are_refused) {
     srv_stop(&s, SIGTERM);
 }
 
+/* A sink's group is a group: a new sink past --max-groups gets a new group's answer and makes
+   nothing; redefining one at the limit is not a new group. */
+TEST(a_sink_past_max_groups_is_refused_like_a_group_and_creates_nothing) {
+    rx_start();
+    srv s = srv_start(test_dir(), "--max-groups 2");
+    char b[1024];
+    expect_status(s.port, "PUT", "/groups/g0", JS, "{\"source\":{\"stream\":\"a\"}}", 201, NULL);
+    sink_body(b, sizeof b, "order", "");
+    put_connector(s.port, "c1", b, 201, NULL); /* the second group */
+    put_connector(s.port, "c1", b, 200, NULL); /* its own again */
+    double head = srv_metric(s.port, "factum_head_position");
+    resp r;
+    http_do(s.port, "PUT", "/connectors/c2", JS, b, &r);
+    CHECK_MSG(r.status == 409 && strstr(r.body, "limit-reached") && strstr(r.body, "--max-groups") &&
+                  strstr(r.body, "\"limit\":\"max-groups\",\"max\":2,\"current\":2"),
+              "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(srv_metric(s.port, "factum_head_position") == head); /* nothing recorded */
+    expect_status(s.port, "GET", "/connectors/c2", NULL, NULL, 404, NULL);
+    expect_status(s.port, "GET", "/groups/sink.c2", NULL, NULL, 404, NULL);
+    CHECK(access(test_path("connectors/c2.secret"), F_OK) != 0);
+    /* a group is refused the same way, and a deletion makes room */
+    expect_status(s.port, "PUT", "/groups/g1", JS, "{\"source\":{\"stream\":\"a\"}}", 409, "limit-reached");
+    expect_status(s.port, "DELETE", "/groups/g0", NULL, NULL, 200, NULL);
+    put_connector(s.port, "c2", b, 201, "\"group\":\"sink.c2\"");
+    srv_stop(&s, SIGTERM);
+}
+
 /* ---- delivery ---- */
 
 TEST_T(sink_delivers_every_event_in_order_through_chaos_and_kill9, 120) {

@@ -26,6 +26,7 @@ enum { KIND_HTTP_SINK = 1, KIND_PG_OUTBOX };
 enum { COL_STREAM, COL_TYPE, COL_ID, COL_DATA, COL_CORRELATION, COL_CAUSATION, COLS };
 #define OUTBOX_MAX_NAME 63 /* PostgreSQL's identifiers */
 enum { MODE_BINARY, MODE_STRUCTURED };
+enum { AFTER_NONE, AFTER_DELETE, AFTER_MARK }; /* what an outbox relay does to the rows it relayed */
 
 /* A parsed definition. */
 typedef struct conn_def {
@@ -42,6 +43,8 @@ typedef struct conn_def {
     char publication[OUTBOX_MAX_NAME + 1], schema[OUTBOX_MAX_NAME + 1], table[OUTBOX_MAX_NAME + 1];
     char slot[OUTBOX_MAX_NAME + 1];
     char cols[COLS][OUTBOX_MAX_NAME + 1]; /* "": not mapped (data, correlation, causation) */
+    int after;                            /* AFTER_*: "after_relay" */
+    char after_col[OUTBOX_MAX_NAME + 1];  /* AFTER_MARK: the timestamp column set to now() */
     buf_t shown; /* the definition's members as its record and GET show them: no secret, no braces */
 } conn_def;
 
@@ -60,6 +63,8 @@ typedef struct connector {
     uint64_t delivered, failed_attempts, requests;
     uint64_t flushed_lsn, rejected; /* outbox: the slot's position confirmed; rows not made events */
     uint64_t wal_end;               /* outbox: the server's end of WAL, as its last keepalive said */
+    uint64_t after_rows, after_failures, after_pending; /* outbox: after_relay's rows done, statements
+                                                           failed, relayed rows waiting for a retry */
     bool retrying, failed;
     int last_status;
     char last_error[320];

@@ -268,8 +268,8 @@ void connectors_close(connectors_t *cs) {
 
 /* ---- changes ---- */
 
-int connectors_define(connectors_t *cs, const char *name, factum_str_t body, const char *owner, bool *created,
-                      buf_t *out, factum_error_t *err) {
+int connectors_define(connectors_t *cs, const char *name, factum_str_t body, const char *owner,
+                      connectors_admit_fn admit_group, void *ctx, bool *created, buf_t *out, factum_error_t *err) {
     if (!connector_name_ok(name))
         return err_set(err, FACTUM_EINVAL, "connector names are 1 to %d letters, digits, '-' or '_'",
                        CONNECTOR_MAX_NAME);
@@ -293,6 +293,7 @@ int connectors_define(connectors_t *cs, const char *name, factum_str_t body, con
         rc = groups_define_prepare(cs->env.groups, c->group, (factum_str_t){c->d.group.ptr, c->d.group.len}, c->owner,
                                    &probe, &probe_created, err);
     buf_free(&probe);
+    if (!rc && sink && probe_created && admit_group) rc = admit_group(ctx, err); /* a new group: a limit */
     if (!rc) rc = conn_def_check(&c->d, cs->env.self_port, err);
     if (!rc) rc = conn_def_keep_secrets(cs->data_dir, name, &c->d, err);
     if (!rc) rc = share_secrets(cs, name, err); /* before the record a follower acts on */
@@ -378,6 +379,7 @@ static void stats_of(connectors_t *cs, connector *c, connector_stats *st) {
     memcpy(st->last_error, c->last_error, sizeof st->last_error);
     st->last_success_us = c->last_success_us, st->last_failure_us = c->last_failure_us;
     st->flushed_lsn = c->flushed_lsn, st->rejected = c->rejected;
+    st->after_rows = c->after_rows, st->after_failures = c->after_failures, st->after_pending = c->after_pending;
     st->lag_bytes = c->wal_end > c->flushed_lsn && c->flushed_lsn ? c->wal_end - c->flushed_lsn : 0;
     pthread_mutex_unlock(&c->mu);
     if (c->d.kind != KIND_HTTP_SINK) return;
@@ -399,6 +401,9 @@ static void render(connectors_t *cs, connector *c, buf_t *out) {
                    "%X\",\"lag_bytes\":%llu,",
                    st.state, (unsigned long long)st.delivered, (unsigned long long)st.rejected,
                    (unsigned)(st.flushed_lsn >> 32), (unsigned)st.flushed_lsn, (unsigned long long)st.lag_bytes);
+        buf_printf(out, "\"after_relay_rows\":%llu,\"after_relay_failures\":%llu,\"after_relay_pending\":%llu,",
+                   (unsigned long long)st.after_rows, (unsigned long long)st.after_failures,
+                   (unsigned long long)st.after_pending);
         buf_printf(out, "\"last_error\":");
         if (st.last_error[0])
             json_escape(out, st.last_error, strlen(st.last_error));

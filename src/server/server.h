@@ -445,6 +445,8 @@ void limits_problem(conn *c, const limit_refusal *r);
    the server and for c's key: NULL, having answered limits_problem, when either is full. */
 typedef struct limit_hold limit_hold;
 limit_hold *limits_hold(conn *c, int kind);
+/* The same without answering (for a worker thread): NULL with *r when either is full. */
+limit_hold *limits_take(conn *c, int kind, limit_refusal *r);
 void limits_release(limit_hold *h);
 void limits_release_job(void *job); /* limits_release, as a connection's job_free */
 /* The definitions' counts and limits, and the pool's state, as Prometheus lines. */
