@@ -555,7 +555,7 @@ void access_flush(loop *l);
 /* Starts a subscription on c (answers the head, or an error). */
 void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from, bool raw);
 /* Starts push delivery of a consumer group on c. */
-void sse_start_group(conn *c, const char *group, uint32_t max_in_flight);
+void sse_start_group(conn *c, const char *group, uint32_t max_in_flight, bool raw);
 /* A subscription to the events a tag query selects, from position `from`; takes q. */
 void sse_start_query(conn *c, factum_tag_query_t *q, uint64_t from);
 /* Asks the loop to pump c again after the other connections had their turn. */
