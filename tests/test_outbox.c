@@ -476,3 +476,26 @@ TEST_T(outbox_after_relay_deletes_each_row_once_durable_across_kills_and_empties
     srv_stop(&s, SIGTERM);
     pg_down(&p);
 }
+
+/* A relay defined paused relays nothing, and stays paused across a restart (the recorded
+   definition keeps it) until it is resumed; then the row waiting in its slot is relayed. */
+TEST_T(a_paused_outbox_relay_stays_paused_across_a_restart_until_resumed, 120) {
+    pg p;
+    pg_up_with(&p, "-c wal_level=logical");
+    setup(&p);
+    srv s = srv_start(test_dir(), "");
+    char b[1024];
+    outbox_body(&p, b, sizeof b, ",\"paused\":true");
+    expect_status(s.port, "PUT", "/connectors/ob", JS, b, 201, "\"state\":\"paused\"");
+    pg_sql(&p, "INSERT INTO outbox VALUES ('w1', 'acct-9', 'A', '{}', NULL)", NULL, 0);
+    srv_stop(&s, SIGTERM);
+    s = srv_start(test_dir(), "");
+    char *got = http_body(s.port, "GET", "/connectors/ob", NULL, NULL, 200);
+    CHECK_MSG(strstr(got, "\"state\":\"paused\"") && strstr(got, "\"appended\":0"), "%s", got);
+    free(got);
+    expect_status(s.port, "GET", "/streams/acct-9", NULL, NULL, 404, NULL);
+    expect_status(s.port, "POST", "/connectors/ob/resume", NULL, "", 200, "\"state\":\"running\"");
+    CHECK(http_wait_body(s.port, "/streams/acct-9", "\"id\":\"w1\"", 30));
+    srv_stop(&s, SIGTERM);
+    pg_down(&p);
+}

@@ -156,7 +156,10 @@ int conn_def_parse(const char *name, factum_str_t body, bool record, const char 
         "timeout_ms", "max_attempts", "retry",      "secret_count",      "paused", NULL};
     char s[64];
     if ((rc = str_member(body, "kind", true, s, sizeof s, err))) return rc;
-    if (!strcmp(s, "postgres-outbox")) return outbox_def_parse(name, body, record, data_dir, d, err);
+    if (!strcmp(s, "postgres-outbox")) { /* paused, as a sink's, is read first: the record must keep it */
+        rc = bool_member(body, "paused", &d->paused, err);
+        return rc ? rc : outbox_def_parse(name, body, record, data_dir, d, err);
+    }
     if (strcmp(s, "http-sink")) return err_set(err, FACTUM_EINVAL, "'kind' must be http-sink or postgres-outbox");
     if ((rc = json_only_members(body, "a connector", record ? rec_members : put_members, err))) return rc;
     d->kind = KIND_HTTP_SINK;
