@@ -277,6 +277,21 @@ static void write_all(const char *table, int rows, pthread_t *t, writer *w) {
     }
 }
 
+static void join_all(pthread_t *t) {
+    for (int k = 0; k < WRITERS; k++)
+        pthread_join(t[k], NULL);
+}
+
+/* Waits until the connector has appended `rows`. */
+static void wait_appended(const char *path, long rows) {
+    for (;;) {
+        req("GET", path, NULL, NULL);
+        if (member("appended") >= rows) break;
+        usleep(5000);
+    }
+}
+
+/* Live: the writers commit while the relay follows; from the first commit to the last event. */
 static double outbox_relay(int rows) {
     char body[1024];
     snprintf(body, sizeof body,
@@ -288,30 +303,46 @@ static double outbox_relay(int rows) {
     writer w[WRITERS];
     double t0 = now_s();
     write_all("outbox", rows, t, w);
-    for (;;) {
-        req("GET", "/connectors/bench-ob", NULL, NULL);
-        if (member("appended") >= rows) break;
-        usleep(5000);
-    }
+    wait_appended("/connectors/bench-ob", rows);
     double dt = now_s() - t0;
-    for (int k = 0; k < WRITERS; k++)
-        pthread_join(t[k], NULL);
+    join_all(t);
     req("DELETE", "/connectors/bench-ob", NULL, NULL);
     return rows / dt;
 }
 
-/* Poll a page, POST its runs of one stream as batches, delete the page's rows. */
-static double outbox_hand_loop(int rows) {
-    PGconn *c = PQconnectdb(pg);
-    if (PQstatus(c) != CONNECTION_OK) die(PQerrorMessage(c));
+/* A backlog: the writers commit every row while the relay is paused (*write_rate: their rows/s
+   with nothing reading), then the relay is resumed and timed until the last event. */
+static double outbox_relay_backlog(int rows, double *write_rate) {
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"kind\":\"postgres-outbox\",\"postgres\":\"%s\",\"publication\":\"bench_pub3\",\"table\":\"outbox3\","
+             "\"columns\":{\"data\":\"payload\"},\"paused\":true}",
+             pg);
+    if (req("PUT", "/connectors/bench-ob3", body, "Content-Type: application/json") != 201) die(got.ptr);
     pthread_t t[WRITERS];
     writer w[WRITERS];
     double t0 = now_s();
-    write_all("outbox2", rows, t, w);
+    write_all("outbox3", rows, t, w);
+    join_all(t);
+    *write_rate = rows / (now_s() - t0);
+    t0 = now_s();
+    if (req("POST", "/connectors/bench-ob3/resume", "", NULL) != 200) die(got.ptr);
+    wait_appended("/connectors/bench-ob3", rows);
+    double dt = now_s() - t0;
+    req("DELETE", "/connectors/bench-ob3", NULL, NULL);
+    return rows / dt;
+}
+
+/* Poll a page, POST its runs of one stream as batches, delete the page's rows; until `rows` are
+   done. */
+static void hand_drain(PGconn *c, const char *table, long rows) {
+    char sel[200], del[200];
+    snprintf(sel, sizeof sel, "SELECT seq, id, stream, type, payload FROM %s ORDER BY seq LIMIT 1000", table);
+    snprintf(del, sizeof del, "DELETE FROM %s WHERE id = ANY($1::text[])", table);
     long done = 0;
     buf_t b = {0}, ids = {0};
     while (done < rows) {
-        PGresult *r = PQexec(c, "SELECT seq, id, stream, type, payload FROM outbox2 ORDER BY seq LIMIT 1000");
+        PGresult *r = PQexec(c, sel);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) die(PQresultErrorMessage(r));
         int n = PQntuples(r);
         ids.len = 0;
@@ -340,7 +371,7 @@ static double outbox_hand_loop(int rows) {
         PQclear(r);
         if (n) {
             const char *params[] = {ids.ptr};
-            r = PQexecParams(c, "DELETE FROM outbox2 WHERE id = ANY($1::text[])", 1, NULL, params, NULL, NULL, 0);
+            r = PQexecParams(c, del, 1, NULL, params, NULL, NULL, 0);
             if (PQresultStatus(r) != PGRES_COMMAND_OK) die(PQresultErrorMessage(r));
             PQclear(r);
         } else {
@@ -348,10 +379,21 @@ static double outbox_hand_loop(int rows) {
         }
         done += n;
     }
-    double dt = now_s() - t0;
-    for (int k = 0; k < WRITERS; k++)
-        pthread_join(t[k], NULL);
     buf_free(&b), buf_free(&ids);
+}
+
+/* The hand loop live (the writers commit while it polls), or on a backlog committed first. */
+static double outbox_hand_loop(int rows, const char *table, bool backlog) {
+    PGconn *c = PQconnectdb(pg);
+    if (PQstatus(c) != CONNECTION_OK) die(PQerrorMessage(c));
+    pthread_t t[WRITERS];
+    writer w[WRITERS];
+    double t0 = now_s();
+    write_all(table, rows, t, w);
+    if (backlog) join_all(t), t0 = now_s();
+    hand_drain(c, table, rows);
+    double dt = now_s() - t0;
+    if (!backlog) join_all(t);
     PQfinish(c);
     return rows / dt;
 }
@@ -387,14 +429,27 @@ int main(int argc, char **argv) {
     if (!pg) return 0;
     PGconn *c = PQconnectdb(pg);
     if (PQstatus(c) != CONNECTION_OK) die(PQerrorMessage(c));
-    sql(c, "CREATE TABLE outbox (seq bigserial, id text PRIMARY KEY, stream text, type text, payload jsonb); "
-           "CREATE TABLE outbox2 (seq bigserial, id text PRIMARY KEY, stream text, type text, payload jsonb); "
-           "CREATE PUBLICATION bench_pub FOR TABLE outbox");
+    for (int k = 1; k <= 4; k++) {
+        char q[300];
+        snprintf(q, sizeof q,
+                 "CREATE TABLE outbox%.0d (seq bigserial, id text PRIMARY KEY, stream text, type text, payload jsonb)",
+                 k == 1 ? 0 : k);
+        sql(c, q);
+    }
+    sql(c, "CREATE PUBLICATION bench_pub FOR TABLE outbox; CREATE PUBLICATION bench_pub3 FOR TABLE outbox3");
     PQfinish(c);
     printf("outbox: %d writers commit %d rows, %d per transaction\n", WRITERS, rows, PER_TX);
     double relay = outbox_relay(rows);
-    double poll = outbox_hand_loop(rows);
+    double poll = outbox_hand_loop(rows, "outbox2", false);
+    printf(" live: the writers commit while it relays, timed from the first commit to the last event\n");
     printf("  relay (pgoutput slot, exactly once)     %9.0f rows/s  (x%.2f the hand loop)\n", relay, relay / poll);
     printf("  hand loop: poll, POST batches, DELETE   %9.0f rows/s\n", poll);
+    double writers;
+    double relay_b = outbox_relay_backlog(rows, &writers);
+    double poll_b = outbox_hand_loop(rows, "outbox4", true);
+    printf(" backlog: the rows committed first (%.0f rows/s, nothing reading), then drained\n", writers);
+    printf("  relay (pgoutput slot, exactly once)     %9.0f rows/s  (x%.2f the hand loop)\n", relay_b,
+           relay_b / poll_b);
+    printf("  hand loop: poll, POST batches, DELETE   %9.0f rows/s\n", poll_b);
     return 0;
 }

@@ -648,6 +648,20 @@ int64_t factum_commit_time(factum_t *db);
 int factum_batch_apply(factum_t *db, const void *msg, size_t len, factum_proposal_t *const *ps, size_t n, int *applied,
                        factum_error_t *err);
 
+/*
+ * The same for nb batches that follow each other in the stream, handed to the writer together
+ * so that it writes them as one commit group with one fdatasync (each keeps its own position
+ * check and commit time). *done: how many of them, from the first, are applied (or were
+ * before); those after a failure fail their proposals. Returns as factum_batch_apply.
+ */
+typedef struct factum_batch_t {
+    const void *msg;
+    size_t len;
+    factum_proposal_t *const *ps; /* NULL: none */
+    size_t n;
+} factum_batch_t;
+int factum_batch_apply_many(factum_t *db, const factum_batch_t *b, size_t nb, size_t *done, factum_error_t *err);
+
 /* ---- Backup and restore (docs/operations.md; docs/format.md, "Backups") ---- */
 
 /* The data folder format this build writes and reads; older folders are upgraded on open. */

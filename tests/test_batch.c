@@ -200,6 +200,76 @@ TEST(batches_encoded_before_the_one_before_is_applied_land_after_it_on_every_nod
     factum_close(follower);
 }
 
+/* Several batches handed to the writer together (factum_batch_apply_many, what a replicator does
+   with the messages that arrived while its log synced) are one commit group, one fdatasync, and
+   the same log as applied one by one; ones applied before are skipped; a batch that does not fit
+   after the ones before it fails with the rest, and the ones before stay applied. */
+TEST(batches_applied_together_are_one_commit_group_and_the_same_log_as_one_by_one) {
+    factum_t *leader, *follower;
+    open_pair(&leader, &follower);
+    collected c = {0};
+    factum_set_replicator(leader, collect, &c);
+    outcome o[6] = {0};
+    const char *ids[] = {"q1", "q2", "q3", "q4", "q5", "q6"};
+    for (int i = 0; i < 6; i++)
+        append_async(leader, i % 2 ? "odd" : "even", FACTUM_EXPECT_ANY, ids[i], &o[i]);
+    factum_batch_t b[3];
+    uint8_t *m[3];
+    size_t len[3], used;
+    int64_t after = 0;
+    for (int k = 0; k < 3; k++) {
+        CHECK_RC(factum_batch_encode(leader, c.p + 2 * k, 2, 1 << 20, after, &used, &m[k], &len[k], &after, NULL), 0);
+        CHECK_EQ(used, 2);
+        b[k] = (factum_batch_t){m[k], len[k], c.p + 2 * k, 2};
+    }
+    factum_stats_t before, now;
+    factum_stats(leader, &before);
+    size_t done;
+    CHECK_RC(factum_batch_apply_many(leader, b, 3, &done, NULL), 0);
+    CHECK_EQ(done, 3);
+    factum_stats(leader, &now);
+    CHECK_EQ(now.fsyncs - before.fsyncs, 1);
+    for (int i = 0; i < 6; i++) {
+        CHECK_EQ(o[i].called, 1);
+        CHECK_RC(o[i].rc, 0);
+        CHECK_EQ(o[i].res.first_position, (uint64_t)i);
+    }
+    /* the follower: the first alone, then all three (the first skipped) */
+    int applied;
+    CHECK_RC(factum_batch_apply(follower, m[0], len[0], NULL, 0, &applied, NULL), 0);
+    for (int k = 0; k < 3; k++)
+        b[k].ps = NULL, b[k].n = 0;
+    CHECK_RC(factum_batch_apply_many(follower, b, 3, &done, NULL), 0);
+    CHECK_EQ(done, 3);
+    char *x = dump(leader), *y = dump(follower);
+    CHECK_MSG(!strcmp(x, y), "leader:\n%s\nfollower:\n%s", x, y);
+    free(x), free(y);
+    for (int k = 0; k < 3; k++)
+        free(m[k]);
+
+    /* Two batches that both name the head they saw: the second cannot land after the first. */
+    c.n = 0;
+    outcome p[2] = {0};
+    append_async(leader, "even", FACTUM_EXPECT_ANY, "r1", &p[0]);
+    append_async(leader, "even", FACTUM_EXPECT_ANY, "r2", &p[1]);
+    uint8_t *a1, *a2;
+    size_t l1, l2;
+    CHECK_RC(factum_batch_encode(leader, c.p, 1, 1 << 20, 0, &used, &a1, &l1, NULL, NULL), 0);
+    CHECK_RC(factum_batch_encode(leader, c.p + 1, 1, 1 << 20, 0, &used, &a2, &l2, NULL, NULL), 0);
+    factum_batch_t bad[2] = {{a1, l1, c.p, 1}, {a2, l2, c.p + 1, 1}};
+    factum_error_t err;
+    CHECK_RC(factum_batch_apply_many(leader, bad, 2, &done, &err), FACTUM_ECORRUPT);
+    CHECK_EQ(done, 1);
+    CHECK_RC(p[0].rc, 0);
+    CHECK_EQ(p[1].called, 1);
+    CHECK_RC(p[1].rc, FACTUM_ECORRUPT);
+    CHECK_MSG(strstr(err.message, "diverged"), "%s", err.message);
+    CHECK_EQ(factum_head_position(leader), 7);
+    free(a1), free(a2);
+    factum_close(leader);
+    factum_close(follower);
+}
+
 TEST(a_batch_that_does_not_fit_the_log_fails_loudly_and_writes_nothing) {
     factum_t *leader, *follower;
     open_pair(&leader, &follower);

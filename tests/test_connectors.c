@@ -7,9 +7,11 @@
  * event was accepted at least once, each stream in order, duplicates only with the same id,
  * and parked events are replayable.
  */
+#include "test_cluster.h"
 #include "test_server.h"
 
 #include "../src/connect/connector.h"
+#include "../src/io/io.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -411,6 +413,34 @@ TEST(connectors_past_the_limit_are_refused) {
     srv_stop(&s, SIGTERM);
 }
 
+/* A sink's group is a group: a new sink past --max-groups gets a new group's answer and makes
+   nothing; redefining one at the limit is not a new group. */
+TEST(a_sink_past_max_groups_is_refused_like_a_group_and_creates_nothing) {
+    rx_start();
+    srv s = srv_start(test_dir(), "--max-groups 2");
+    char b[1024];
+    expect_status(s.port, "PUT", "/groups/g0", JS, "{\"source\":{\"stream\":\"a\"}}", 201, NULL);
+    sink_body(b, sizeof b, "order", "");
+    put_connector(s.port, "c1", b, 201, NULL); /* the second group */
+    put_connector(s.port, "c1", b, 200, NULL); /* its own again */
+    double head = srv_metric(s.port, "factum_head_position");
+    resp r;
+    http_do(s.port, "PUT", "/connectors/c2", JS, b, &r);
+    CHECK_MSG(r.status == 409 && strstr(r.body, "limit-reached") && strstr(r.body, "--max-groups") &&
+                  strstr(r.body, "\"limit\":\"max-groups\",\"max\":2,\"current\":2"),
+              "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK(srv_metric(s.port, "factum_head_position") == head); /* nothing recorded */
+    expect_status(s.port, "GET", "/connectors/c2", NULL, NULL, 404, NULL);
+    expect_status(s.port, "GET", "/groups/sink.c2", NULL, NULL, 404, NULL);
+    CHECK(access(test_path("connectors/c2.secret"), F_OK) != 0);
+    /* a group is refused the same way, and a deletion makes room */
+    expect_status(s.port, "PUT", "/groups/g1", JS, "{\"source\":{\"stream\":\"a\"}}", 409, "limit-reached");
+    expect_status(s.port, "DELETE", "/groups/g0", NULL, NULL, 200, NULL);
+    put_connector(s.port, "c2", b, 201, "\"group\":\"sink.c2\"");
+    srv_stop(&s, SIGTERM);
+}
+
 /* ---- delivery ---- */
 
 TEST_T(sink_delivers_every_event_in_order_through_chaos_and_kill9, 120) {
@@ -506,4 +536,76 @@ TEST(the_cli_applies_lists_pauses_resumes_and_deletes_a_connector) {
     CHECK(run_factum(out, sizeof out, "--server %s connector status hook", url) != 0);
     CHECK(run_factum(out, sizeof out, "--server %s connector frob hook", url) != 0);
     srv_stop(&s, SIGTERM);
+}
+
+/* ---- in a cluster ---- */
+
+/* A sink and a SQLite projection defined on the leader after every node started reach the
+   followers without a restart — the sink's signing secrets too, which the log does not hold
+   (they go through the cluster's key-value bucket); the sink goes on delivering, signed, after
+   the leader is killed, each follower's projection holds every event, and deletions on the new
+   leader reach the other node. */
+TEST_T(definitions_made_on_the_leader_reach_running_followers_and_a_sink_delivers_across_a_leader_kill, 300) {
+    rx_start();
+    cluster_fixture f;
+    bool alive[NODES];
+    int leader = cluster_up_leader(&f, alive);
+    char b[1024];
+    sink_body(b, sizeof b, "ship", "");
+    put_connector(f.http_port[leader], "ship", b, 201, NULL);
+    expect_status(f.http_port[leader], "PUT", "/projections/ships", JS,
+                  "{\"setup\":[\"CREATE TABLE IF NOT EXISTS t (i INTEGER)\"],"
+                  "\"handlers\":{\"Made\":[\"INSERT INTO t VALUES (:data.i)\"]}}",
+                  201, NULL);
+    for (int i = 0; i < NODES; i++) {
+        if (i == leader) continue;
+        CHECK_MSG(http_wait_body(f.http_port[i], "/connectors/ship", "\"name\":\"ship\"", WAIT_S),
+                  "node%d never had the sink", i);
+        CHECK_MSG(http_wait_body(f.http_port[i], "/projections/ships", "\"name\":\"ships\"", WAIT_S),
+                  "node%d never had the projection", i);
+        char path[4200], *text = NULL;
+        size_t n;
+        snprintf(path, sizeof path, "%s/factum%d/connectors/ship.secret", test_dir(), i);
+        CHECK_MSG(io_read_file(path, &text, &n) == 0 && strstr(text, SECRET_NEW), "node%d: no secrets in %s", i, path);
+        free(text);
+    }
+    enum { PER = 10 };
+    long long last = 0;
+    for (int i = 0; i < PER; i++) {
+        char body[256];
+        if (i == PER / 2) { /* half delivered, then the leader goes */
+            wait_delivered("ship", 1, PER / 2);
+            srv_stop(&f.node[leader], SIGKILL);
+            alive[leader] = false;
+        }
+        snprintf(body, sizeof body,
+                 "{\"specversion\":\"1.0\",\"id\":\"made-%d\",\"type\":\"Made\",\"source\":\"/t\",\"data\":{\"i\":%d}}",
+                 i, i);
+        CHECK_MSG(post_anywhere(&f, alive, "ship-0", body, &last), "event %d was not acknowledged", i);
+    }
+    wait_delivered("ship", 1, PER);
+    CHECK_EQ(atomic_load(&rx.bad_signatures), 0);
+    CHECK_EQ(atomic_load(&rx.unsigned_requests), 0);
+    int next = wait_leader(&f, alive), other = -1;
+    CHECK(next >= 0);
+    for (int i = 0; i < NODES; i++) {
+        if (!alive[i]) continue;
+        if (i != next) other = i;
+        char q[200];
+        snprintf(q, sizeof q, "{\"sql\":\"SELECT count(*) FROM t\",\"min_position\":%lld}", last);
+        char *got = http_body(f.http_port[i], "POST", "/projections/ships/query", JS, q, 200);
+        CHECK_MSG(strstr(got, "\"rows\":[[10]]"), "node%d: %s", i, got);
+        free(got);
+    }
+    /* deletions on the new leader reach the other node: the sink's secrets file goes too */
+    expect_status(f.http_port[next], "DELETE", "/connectors/ship", NULL, NULL, 200, "\"deleted\":true");
+    expect_status(f.http_port[next], "DELETE", "/projections/ships", NULL, NULL, 200, "\"deleted\":true");
+    CHECK(http_wait_body(f.http_port[other], "/connectors", "[]", WAIT_S));
+    CHECK(http_wait_body(f.http_port[other], "/projections", "[]", WAIT_S));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/factum%d/connectors/ship.secret", test_dir(), other);
+    for (int tries = 0; tries < WAIT_S * 10 && access(path, F_OK) == 0; tries++)
+        usleep(100000);
+    CHECK_MSG(access(path, F_OK) != 0, "%s is still there", path);
+    cluster_down(&f, alive);
 }

@@ -5,7 +5,8 @@
  * server: a key at its maximum of each kind gets 409 naming its limit and nothing is written,
  * while another key defines on; redefining is never refused; deleting (a schedule firing)
  * makes room; after a restart each key's count is the same, rebuilt from the records' owners;
- * a revoked key's definitions stay. And `factum key create`'s flags round-trip.
+ * a revoked key's definitions stay; a new sink's group counts as its definer's. And
+ * `factum key create`'s flags round-trip.
  */
 #include "../src/auth/keys.h"
 #include "test_defs.h"
@@ -214,6 +215,29 @@ TEST_T(a_key_at_its_maximum_of_each_kind_gets_409_writes_nothing_and_keeps_its_c
     snprintf(path, sizeof path, "/admin/keys/%s", a.id);
     expect_status(s.port, "DELETE", path, admin.hdr, NULL, 200, NULL);
     expect_status(s.port, "GET", "/groups/a-1", admin.hdr, NULL, 200, NULL);
+    CHECK_EQ(srv_stop(&s, SIGTERM), 0);
+}
+
+/* A sink's group is its definer's: a key at its max_groups gets a group's 409 for a new sink. */
+TEST(a_new_sink_past_its_keys_max_groups_is_refused_and_creates_nothing) {
+    srv s = srv_start(test_dir(), NULL);
+    key admin = make_key(s.port, NULL, "{\"role\":\"admin\"}");
+    key a = make_key(s.port, &admin, "{\"role\":\"admin\",\"max_groups\":1}");
+    static const char sink[] = "{\"kind\":\"http-sink\",\"url\":\"https://127.0.0.1:1/\",\"allow_unreachable\":true,"
+                               "\"source\":{\"stream\":\"a\"}}";
+    expect_status(s.port, "PUT", "/connectors/s0", a.hdr, sink, 201, NULL); /* its one group */
+    int n = events_in(s.port, &admin, "%24connectors");
+    resp r;
+    http_do(s.port, "PUT", "/connectors/s1", a.hdr, sink, &r);
+    char want[120];
+    snprintf(want, sizeof want, "\"limit\":\"max_groups\",\"key\":\"%s\",\"max\":1,\"current\":1", a.id);
+    CHECK_MSG(r.status == 409 && strstr(r.body, want), "%d %s", r.status, r.body);
+    resp_free(&r);
+    CHECK_EQ(events_in(s.port, &admin, "%24connectors"), n);
+    expect_status(s.port, "GET", "/groups/sink.s1", admin.hdr, NULL, 404, NULL);
+    expect_status(s.port, "PUT", "/groups/g", a.hdr, GROUP, 409, "max_groups"); /* counted as a group */
+    expect_status(s.port, "PUT", "/connectors/s0", a.hdr, sink, 200, NULL);     /* redefined: not new */
+    expect_status(s.port, "PUT", "/connectors/s1", admin.hdr, sink, 201, NULL); /* another key has room */
     CHECK_EQ(srv_stop(&s, SIGTERM), 0);
 }
 

@@ -443,6 +443,24 @@ TEST(events_stored_as_v1_are_read_as_v3_on_every_read_path_and_raw_on_request) {
     CHECK_MSG(strstr(pulled, "\"data\":{\"cust\":\"Ann\"") && !strstr(pulled, UPCAST_DATA), "%s", pulled);
     free(pulled);
     expect_status(s.port, "POST", "/groups/g2/messages?version=v2", NULL, "", 400, "version=raw|latest");
+    /* push delivery (SSE) of a group: upcast, or as stored with version=raw */
+    const char *push_reqs[][2] = {
+        {"GET /groups/p1/messages HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n", UPCAST_DATA},
+        {"GET /groups/p2/messages?version=raw&max_in_flight=5 HTTP/1.1\r\nHost: localhost\r\nAccept: "
+         "text/event-stream\r\n\r\n",
+         "\"data\":{\"cust\":\"Ann\""}};
+    for (size_t k = 0; k < ARRAY_LEN(push_reqs); k++) {
+        char path[32];
+        snprintf(path, sizeof path, "/groups/p%zu", k + 1);
+        expect_status(s.port, "PUT", path, NULL, "{\"source\":{\"category\":\"order\"},\"start\":\"earliest\"}", 201,
+                      NULL);
+        int pfd = http_connect(s.port);
+        http_send(pfd, push_reqs[k][0], strlen(push_reqs[k][0]));
+        CHECK_MSG(sse_until(pfd, push_reqs[k][1]), "%s", push_reqs[k][0]);
+        close(pfd);
+    }
+    expect_status(s.port, "GET", "/groups/p2/messages?version=v2", "Accept: text/event-stream\r\n", NULL, 400,
+                  "version=raw|latest");
     /* a subscription */
     int fd = http_connect(s.port);
     const char *req = "GET /streams/order-1 HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";

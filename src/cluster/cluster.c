@@ -145,20 +145,32 @@ static void set_applied(cluster *c, uint64_t seq, uint64_t pending) {
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Applies message `seq` (its bytes) to the local log. 0, or the node is failed. */
-int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
-                      uint64_t pending) {
+int cluster_apply(cluster *c, const cluster_msg *m, size_t k, uint64_t pending) {
+    if (!k) return 0;
+    factum_batch_t b[CLUSTER_APPLY_MAX];
+    for (size_t i = 0; i < k; i++)
+        b[i] = (factum_batch_t){m[i].data, m[i].len, m[i].ps, m[i].n};
     factum_error_t err;
-    int applied;
-    int rc = factum_batch_apply(c->db, data, len, ps, n, &applied, &err);
+    size_t done = 0;
+    /* One commit group, one fdatasync, for all k (the writer takes them together). */
+    int rc = factum_batch_apply_many(c->db, b, k, &done, &err);
+    if (done) {
+        const cluster_msg *last = &m[done - 1];
+        set_applied(c, last->seq, pending + (k - done));
+        uint64_t first;
+        if (factum_batch_info(last->data, last->len, &first, &c->applied_time, &err)) c->applied_time = 0;
+    }
     if (rc) {
-        set_failed(c, "applying stream sequence %" PRIu64 ": %s", seq, err.message);
+        set_failed(c, "applying stream sequence %" PRIu64 ": %s", m[done].seq, err.message);
         return rc;
     }
-    set_applied(c, seq, pending);
-    uint64_t first;
-    if (factum_batch_info(data, len, &first, &c->applied_time, &err)) c->applied_time = 0;
     return 0;
+}
+
+int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
+                      uint64_t pending) {
+    cluster_msg m = {seq, data, len, ps, n};
+    return cluster_apply(c, &m, 1, pending);
 }
 
 /* An ordered consumer from applied + 1. */
@@ -178,35 +190,61 @@ static int subscribe(cluster *c, natsSubscription **sub) {
     return 0;
 }
 
-/* Takes at most one message from the subscription (waiting up to timeout_ms) and applies it if
-   it is the next. 1 applied or skipped, 0 nothing came, -1 the node failed or must resubscribe. */
+/* Takes the messages the subscription has (waiting up to timeout_ms for the first; at most
+   CLUSTER_APPLY_MAX) and applies the ones that come next, together: a follower that fell behind
+   while its log synced catches up with one fdatasync. 1 applied or skipped, 0 nothing came, -1
+   the node failed or must resubscribe. */
 static int follow_one(cluster *c, natsSubscription *sub, int64_t timeout_ms) {
-    natsMsg *m = NULL;
-    natsStatus s = natsSubscription_NextMsg(&m, sub, timeout_ms);
-    if (s == NATS_TIMEOUT) return 0;
-    if (s != NATS_OK) return -1;
-    jsMsgMetaData *meta = NULL;
+    natsMsg *msgs[CLUSTER_APPLY_MAX];
+    cluster_msg todo[CLUSTER_APPLY_MAX];
+    size_t nm = 0, k = 0;
+    uint64_t next = c->applied + 1, pending = 0;
     int r = 1;
-    if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
-        r = -1;
-    } else if (meta->Sequence.Stream <= c->applied) {
-        /* applied already (the leader's own batches come back this way) */
-    } else if (meta->Sequence.Stream != c->applied + 1) {
-        set_failed(c, "stream sequence %" PRIu64 " follows %" PRIu64 ": messages are missing from the stream",
-                   meta->Sequence.Stream, c->applied);
-        r = -1;
-    } else {
-        factum_proposal_t **ps = NULL;
-        size_t n = 0;
-        const void *data = natsMsg_GetData(m);
-        size_t len = (size_t)natsMsg_GetDataLength(m);
-        if (!pipe_claim(c, meta->Sequence.Stream, data, len, &ps, &n) ||
-            cluster_apply_seq(c, meta->Sequence.Stream, data, len, ps, n, meta->NumPending))
+    while (nm < CLUSTER_APPLY_MAX) {
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, sub, nm ? 0 : timeout_ms);
+        if (s == NATS_TIMEOUT) {
+            if (!nm) r = 0;
+            break;
+        }
+        if (s != NATS_OK) {
             r = -1;
-        free(ps);
+            break;
+        }
+        msgs[nm++] = m;
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+            r = -1;
+            break;
+        }
+        uint64_t seq = meta->Sequence.Stream;
+        pending = meta->NumPending;
+        jsMsgMetaData_Destroy(meta);
+        if (seq < next) continue; /* applied already (the leader's own batches come back this way) */
+        if (seq != next) {
+            cluster_apply(c, todo, k, pending); /* what came before it first */
+            for (size_t i = 0; i < k; i++)
+                free(todo[i].ps);
+            k = 0;
+            set_failed(c, "stream sequence %" PRIu64 " follows %" PRIu64 ": messages are missing from the stream", seq,
+                       next - 1);
+            r = -1;
+            break;
+        }
+        cluster_msg *t = &todo[k];
+        *t = (cluster_msg){seq, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), NULL, 0};
+        if (!pipe_claim(c, seq, t->data, t->len, &t->ps, &t->n)) {
+            r = -1; /* someone else's message where ours was to go: resubscribe after what came before */
+            break;
+        }
+        k++, next++;
+        if (!pending) break; /* nothing more is on its way now */
     }
-    jsMsgMetaData_Destroy(meta);
-    natsMsg_Destroy(m);
+    if (k && cluster_apply(c, todo, k, pending)) r = -1;
+    for (size_t i = 0; i < k; i++)
+        free(todo[i].ps);
+    for (size_t i = 0; i < nm; i++)
+        natsMsg_Destroy(msgs[i]);
     return r;
 }
 
@@ -468,7 +506,30 @@ static int connect_nats(cluster *c, uint64_t deadline_ms, factum_error_t *err) {
     return 0;
 }
 
-/* The stream and the lease bucket, made by whichever node comes first (the same settings from
+/* A key-value bucket (ttl_ns 0: keys do not age), made if it is not there. */
+static int ensure_bucket(cluster *c, kvStore **kv, const char *bucket, int64_t ttl_ns, int replicas,
+                         uint64_t deadline_ms, factum_error_t *err) {
+    for (;;) {
+        natsStatus s = js_KeyValue(kv, c->js, bucket);
+        if (s != NATS_OK) {
+            kvConfig kc;
+            kvConfig_Init(&kc);
+            kc.Bucket = bucket;
+            kc.History = 1;
+            kc.TTL = ttl_ns; /* nanoseconds, in libnats 3.4 */
+            kc.StorageType = js_FileStorage;
+            kc.Replicas = replicas;
+            s = js_CreateKeyValue(kv, c->js, &kc);
+        }
+        if (s == NATS_OK) return 0;
+        if (cluster_now_ms() >= deadline_ms)
+            return err_set(err, FACTUM_EUNREACHABLE, "JetStream key-value bucket %s: %s", bucket,
+                           nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        usleep(250000);
+    }
+}
+
+/* The stream and the buckets (the lease, the secrets), made by whichever node comes first (the same settings from
    every node, so a second create is answered as the first). */
 static int ensure_stream(cluster *c, uint64_t deadline_ms, factum_error_t *err) {
     int replicas = c->nurls < 3 ? c->nurls : 3;
@@ -498,24 +559,8 @@ static int ensure_stream(cluster *c, uint64_t deadline_ms, factum_error_t *err) 
                            nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s), (int)jerr);
         usleep(250000);
     }
-    for (;;) {
-        natsStatus s = js_KeyValue(&c->kv, c->js, c->bucket);
-        if (s != NATS_OK) {
-            kvConfig kc;
-            kvConfig_Init(&kc);
-            kc.Bucket = c->bucket;
-            kc.History = 1;
-            kc.TTL = (int64_t)CLUSTER_LEASE_TTL_MS * 1000000; /* nanoseconds, in libnats 3.4 */
-            kc.StorageType = js_FileStorage;
-            kc.Replicas = replicas;
-            s = js_CreateKeyValue(&c->kv, c->js, &kc);
-        }
-        if (s == NATS_OK) return 0;
-        if (cluster_now_ms() >= deadline_ms)
-            return err_set(err, FACTUM_EUNREACHABLE, "JetStream key-value bucket %s: %s", c->bucket,
-                           nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
-        usleep(250000);
-    }
+    int rc = ensure_bucket(c, &c->kv, c->bucket, (int64_t)CLUSTER_LEASE_TTL_MS * 1000000, replicas, deadline_ms, err);
+    return rc ? rc : ensure_bucket(c, &c->skv, c->sbucket, 0, replicas, deadline_ms, err);
 }
 
 int cluster_start(factum_t *db, const cluster_config *cfg, cluster **out, factum_error_t *err) {
@@ -535,6 +580,7 @@ int cluster_start(factum_t *db, const cluster_config *cfg, cluster **out, factum
     snprintf(c->stream, sizeof c->stream, "%s", stream);
     snprintf(c->subject, sizeof c->subject, "factum.%s.log", stream);
     snprintf(c->bucket, sizeof c->bucket, "factum-%s-leader", stream);
+    snprintf(c->sbucket, sizeof c->sbucket, "factum-%s-secrets", stream);
     snprintf(c->seq_path, sizeof c->seq_path, "%s/cluster.seq", cfg->data_dir);
     pthread_mutex_init(&c->mu, NULL);
     clock_mono_cond_init(&c->cond);
@@ -579,6 +625,7 @@ void cluster_stop(cluster *c) {
     factum_set_leads(c->db, false);
     refuse_queued(c); /* a write queued after the thread's last look */
     if (c->kv) kvStore_Destroy(c->kv);
+    if (c->skv) kvStore_Destroy(c->skv);
     if (c->js) jsCtx_Destroy(c->js);
     if (c->pjs) jsCtx_Destroy(c->pjs);
     if (c->nc) {
@@ -592,6 +639,60 @@ void cluster_stop(cluster *c) {
     pthread_cond_destroy(&c->lease_cond);
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+/* ---- secrets ---- */
+
+/* A bucket's key for name: "s" and its bytes in hex (a name may hold what a key may not). */
+static bool secret_key(const char *name, char *out, size_t cap) {
+    size_t n = strlen(name);
+    if (!n || 2 * n + 2 > cap) return false;
+    out[0] = 's';
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 1 + 2 * i, 3, "%02x", (unsigned char)name[i]);
+    return true;
+}
+
+int cluster_secret_put(cluster *c, const char *name, const void *data, size_t n, factum_error_t *err) {
+    char key[1024];
+    if (!secret_key(name, key, sizeof key)) return err_set(err, FACTUM_EINVAL, "a secret's name is too long");
+    uint64_t rev;
+    natsStatus s = data ? kvStore_Put(&rev, c->skv, key, data, (int)n) : kvStore_Purge(c->skv, key, NULL);
+    if (s == NATS_NOT_FOUND && !data) return 0;
+    return s == NATS_OK ? 0
+                        : err_set(err, FACTUM_EUNREACHABLE, "the cluster's secrets bucket %s: %s", c->sbucket,
+                                  nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+}
+
+int cluster_secrets_each(cluster *c, void (*fn)(void *ctx, const char *name, const void *data, size_t n), void *ctx,
+                         factum_error_t *err) {
+    kvKeysList keys = {0};
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.Timeout = 5000;
+    natsStatus s = kvStore_Keys(&keys, c->skv, &o);
+    if (s == NATS_NOT_FOUND) return 0; /* none yet */
+    if (s != NATS_OK)
+        return err_set(err, FACTUM_EUNREACHABLE, "the cluster's secrets bucket %s: %s", c->sbucket,
+                       nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+    for (int i = 0; i < keys.Count; i++) {
+        const char *k = keys.Keys[i];
+        size_t len = strlen(k);
+        char name[512];
+        if (k[0] != 's' || len % 2 == 0 || (len - 1) / 2 >= sizeof name) continue;
+        bool ok = true;
+        for (size_t j = 0; j < (len - 1) / 2 && ok; j++) {
+            unsigned v;
+            ok = sscanf(k + 1 + 2 * j, "%2x", &v) == 1 && v;
+            name[j] = (char)v;
+        }
+        name[(len - 1) / 2] = 0;
+        kvEntry *e = NULL;
+        if (ok && kvStore_Get(&e, c->skv, k) == NATS_OK) fn(ctx, name, kvEntry_Value(e), (size_t)kvEntry_ValueLen(e));
+        kvEntry_Destroy(e);
+    }
+    kvKeysList_Destroy(&keys);
+    return 0;
 }
 
 void cluster_status_get(cluster *c, cluster_status *out) {

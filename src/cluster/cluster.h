@@ -41,6 +41,16 @@ int cluster_start(factum_t *db, const cluster_config *cfg, cluster **out, factum
    refuses writes from then on (FACTUM_ECLOSED: a local write would not be in the log). NULL: no-op. */
 void cluster_stop(cluster *c);
 
+/*
+ * Secrets every node needs but the log must not hold (a sink's signing secrets, a PostgreSQL
+ * password): kept in the JetStream key-value bucket factum-STREAM-secrets, replicated like the
+ * stream. put stores n bytes under name (data NULL: removes it); each calls fn for every one
+ * held. 0, or FACTUM_EUNREACHABLE.
+ */
+int cluster_secret_put(cluster *c, const char *name, const void *data, size_t n, factum_error_t *err);
+int cluster_secrets_each(cluster *c, void (*fn)(void *ctx, const char *name, const void *data, size_t n), void *ctx,
+                         factum_error_t *err);
+
 enum { CLUSTER_CANDIDATE = 0, CLUSTER_FOLLOWER, CLUSTER_LEADER, CLUSTER_FAILED };
 
 /* Where the node stands, for /health. */

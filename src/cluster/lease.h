@@ -29,13 +29,14 @@ typedef struct inflight {
 
 struct cluster {
     factum_t *db;
-    char node[72], advertise[256], stream[40], subject[64], bucket[64], seq_path[PATH_MAX];
+    char node[72], advertise[256], stream[40], subject[64], bucket[64], sbucket[64], seq_path[PATH_MAX];
     char *urls[CLUSTER_MAX_URLS];
     int nurls;
     natsConnection *nc;
     jsCtx *js;
-    jsCtx *pjs; /* the leader's asynchronous publishes, acknowledged to on_ack (publish.c) */
-    kvStore *kv;
+    jsCtx *pjs;   /* the leader's asynchronous publishes, acknowledged to on_ack (publish.c) */
+    kvStore *kv;  /* the lease */
+    kvStore *skv; /* the secrets (cluster_secret_put) */
     pthread_t repl, lease;
     bool repl_started, lease_started;
 
@@ -74,8 +75,20 @@ void on_proposal_append(factum_proposal_t ***ps, size_t *n, factum_proposal_t *p
 /* The write queue (cluster.c): takes everything (mu held); puts ps[0..n) back in front (mu not held). */
 size_t cluster_queue_take(cluster *c, factum_proposal_t ***out);
 void cluster_queue_put_back(cluster *c, factum_proposal_t **ps, size_t n);
-/* Applies stream message `seq` to the local log, completing ps (the replicator). 0, or the node
-   is failed. */
+/* Stream messages to apply: each its sequence, bytes and (the leader's own) proposals. */
+#define CLUSTER_APPLY_MAX 64 /* messages applied as one commit group */
+typedef struct cluster_msg {
+    uint64_t seq;
+    const void *data;
+    size_t len;
+    factum_proposal_t **ps;
+    size_t n;
+} cluster_msg;
+/* Applies m[0..k) (consecutive sequences) to the local log as one commit group, completing their
+   proposals (the replicator); pending: messages the stream holds after them. 0, or the node is
+   failed (those before the failure are applied). */
+int cluster_apply(cluster *c, const cluster_msg *m, size_t k, uint64_t pending);
+/* The same for one message. */
 int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
                       uint64_t pending);
 

@@ -195,12 +195,23 @@ static bool settle(cluster *c) {
         int state = e->state;
         pthread_mutex_unlock(&c->mu);
         if (state == PIPE_STORED && e->seq == c->applied + 1) {
-            factum_proposal_t **ps = e->ps;
-            size_t n = e->n;
-            e->ps = NULL, e->n = 0;
-            int rc = cluster_apply_seq(c, e->seq, e->msg, e->len, ps, n, 0);
-            free(ps);
-            pipe_pop(c);
+            /* This one and the acknowledged ones right behind it, as one commit group. */
+            cluster_msg m[CLUSTER_APPLY_MAX];
+            size_t k = 0;
+            pthread_mutex_lock(&c->mu);
+            while (k < CLUSTER_APPLY_MAX && (int)k < c->pipe_n) {
+                inflight *x = pipe_at(c, (int)k);
+                if (x->state != PIPE_STORED || x->seq != c->applied + 1 + k) break;
+                m[k] = (cluster_msg){x->seq, x->msg, x->len, x->ps, x->n};
+                x->ps = NULL, x->n = 0; /* the apply completes them; the message stays the entry's */
+                k++;
+            }
+            pthread_mutex_unlock(&c->mu);
+            int rc = cluster_apply(c, m, k, 0);
+            for (size_t i = 0; i < k; i++) {
+                free(m[i].ps);
+                pipe_pop(c);
+            }
             if (rc) {
                 pipe_stop(c, "this node stopped applying the log; the outcome of this write is unknown");
                 return false;

@@ -32,12 +32,19 @@ typedef struct connectors_env {
     struct groups *groups; /* the sinks' consumer groups */
     const char *data_dir;  /* secrets go under DATA_DIR/connectors/ */
     int self_port;         /* the server's own port: a sink may not point at it (0: unknown) */
+    /* A connector's secrets file (a path under data_dir) was written or removed: in a cluster,
+       share it with the other nodes before the definition is recorded. NULL: nothing to do. */
+    int (*share_secret)(void *ctx, const char *path, factum_error_t *err);
+    void *share_ctx;
 } connectors_env;
 
 /* Reads $connectors and starts every sink. 0, or the read's error. */
 int connectors_open(const connectors_env *env, connectors_t **out, factum_error_t *err);
 /* Stops the sinks (a delivery in progress is given up: it comes again) and frees everything. */
 void connectors_close(connectors_t *cs);
+/* A cluster follower: starts, redefines and stops connectors as $connectors says the leader did
+   since (a no-op on what this registry wrote itself). 0 or the read's error. */
+int connectors_follow(connectors_t *cs, factum_error_t *err);
 
 bool connector_name_ok(const char *name);
 
@@ -47,10 +54,13 @@ bool connector_name_ok(const char *name);
  * server — and, only when all of it holds, records it and (re)starts the connector. *created
  * says whether the name is new; out gets the connector as connectors_show renders it. Errors:
  * FACTUM_EINVAL (bad input or target, the message says which; nothing created), FACTUM_ETOOBIG
- * (past CONNECTORS_MAX), or the append's.
+ * (past CONNECTORS_MAX), or the append's. A definition that would make a new consumer group (a
+ * new sink) first asks admit_group(ctx, err) (NULL: none), and stops with its error, having
+ * created nothing, when it is not 0; the group is applied before this returns.
  */
-int connectors_define(connectors_t *cs, const char *name, factum_str_t body, const char *owner, bool *created,
-                      buf_t *out, factum_error_t *err);
+typedef int (*connectors_admit_fn)(void *ctx, factum_error_t *err);
+int connectors_define(connectors_t *cs, const char *name, factum_str_t body, const char *owner,
+                      connectors_admit_fn admit_group, void *ctx, bool *created, buf_t *out, factum_error_t *err);
 /* Stops the connector, records its deletion, then deletes its group and its secrets.
    FACTUM_ENOTFOUND. */
 int connectors_delete(connectors_t *cs, const char *name, factum_error_t *err);
@@ -72,6 +82,8 @@ typedef struct connector_stats {
     int64_t last_success_us, last_failure_us; /* wall clock; 0: never */
     uint64_t flushed_lsn, rejected;           /* outbox: the slot's confirmed position; rows not made events */
     uint64_t lag_bytes; /* outbox: WAL between that position and the server's end (what the slot keeps) */
+    uint64_t after_rows, after_failures, after_pending; /* outbox: rows deleted or marked, statements
+                                                           that failed, relayed rows waiting for a retry */
 } connector_stats;
 
 /* The JSON of one connector (GET /connectors/{name}): its definition, state and stats.

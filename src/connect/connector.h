@@ -9,6 +9,7 @@
 
 #include "connect.h"
 
+#include "../sys/defs.h"
 #include "../sys/owners.h"
 
 #include <pthread.h>
@@ -25,6 +26,7 @@ enum { KIND_HTTP_SINK = 1, KIND_PG_OUTBOX };
 enum { COL_STREAM, COL_TYPE, COL_ID, COL_DATA, COL_CORRELATION, COL_CAUSATION, COLS };
 #define OUTBOX_MAX_NAME 63 /* PostgreSQL's identifiers */
 enum { MODE_BINARY, MODE_STRUCTURED };
+enum { AFTER_NONE, AFTER_DELETE, AFTER_MARK }; /* what an outbox relay does to the rows it relayed */
 
 /* A parsed definition. */
 typedef struct conn_def {
@@ -41,6 +43,8 @@ typedef struct conn_def {
     char publication[OUTBOX_MAX_NAME + 1], schema[OUTBOX_MAX_NAME + 1], table[OUTBOX_MAX_NAME + 1];
     char slot[OUTBOX_MAX_NAME + 1];
     char cols[COLS][OUTBOX_MAX_NAME + 1]; /* "": not mapped (data, correlation, causation) */
+    int after;                            /* AFTER_*: "after_relay" */
+    char after_col[OUTBOX_MAX_NAME + 1];  /* AFTER_MARK: the timestamp column set to now() */
     buf_t shown; /* the definition's members as its record and GET show them: no secret, no braces */
 } conn_def;
 
@@ -49,6 +53,7 @@ typedef struct connector {
     char group[CONNECTOR_MAX_NAME + sizeof SINK_GROUP_PREFIX];
     char owner[OWNER_MAX];
     conn_def d;
+    uint64_t def_hash; /* of its definition as recorded (defs_hash) */
     struct connectors *cs;
     pthread_t thread;
     bool has_thread;
@@ -58,6 +63,8 @@ typedef struct connector {
     uint64_t delivered, failed_attempts, requests;
     uint64_t flushed_lsn, rejected; /* outbox: the slot's position confirmed; rows not made events */
     uint64_t wal_end;               /* outbox: the server's end of WAL, as its last keepalive said */
+    uint64_t after_rows, after_failures, after_pending; /* outbox: after_relay's rows done, statements
+                                                           failed, relayed rows waiting for a retry */
     bool retrying, failed;
     int last_status;
     char last_error[320];
@@ -72,6 +79,7 @@ struct connectors {
     pthread_mutex_t define_mu; /* one definition change at a time: log order = list order */
     connector *list;
     size_t n;
+    defs_follower follow; /* $connectors as far as this registry applied it (under define_mu) */
 };
 
 /* ---- registry.c: a connector's thread ---- */
@@ -98,6 +106,8 @@ void conn_def_render(conn_def *d);
 /* Writes (or, with no secret, removes) the secrets file; forgets it. 0 or FACTUM_EIO. */
 int conn_def_keep_secrets(const char *data_dir, const char *name, const conn_def *d, factum_error_t *err);
 void conn_def_forget_secrets(const char *data_dir, const char *name);
+/* Where name's secrets file is (DATA_DIR/connectors/NAME.secret). */
+void conn_def_secrets_path(const char *data_dir, const char *name, char *out, size_t cap);
 void conn_def_free(conn_def *d);
 
 /* ---- outbox.c ---- */

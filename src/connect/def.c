@@ -88,7 +88,7 @@ static int secrets_parse(factum_str_t arr, conn_def *d, factum_error_t *err) {
     return r < 0 ? err_set(err, FACTUM_EINVAL, "'secrets' must be a list") : 0;
 }
 
-static void secrets_path(const char *data_dir, const char *name, char *out, size_t cap) {
+void conn_def_secrets_path(const char *data_dir, const char *name, char *out, size_t cap) {
     snprintf(out, cap, "%s/connectors/%s.secret", data_dir, name);
 }
 
@@ -96,7 +96,7 @@ static int secrets_read(const char *data_dir, const char *name, conn_def *d, uin
     if (!want) return 0;
     char path[4200], *text = NULL;
     size_t n;
-    secrets_path(data_dir, name, path, sizeof path);
+    conn_def_secrets_path(data_dir, name, path, sizeof path);
     int e = io_read_file(path, &text, &n);
     if (e)
         return err_set(err, FACTUM_EIO, "connector %s: cannot read its secrets from %s: %s", name, path, strerror(-e));
@@ -111,7 +111,7 @@ static int secrets_read(const char *data_dir, const char *name, conn_def *d, uin
 
 int conn_def_keep_secrets(const char *data_dir, const char *name, const conn_def *d, factum_error_t *err) {
     char path[4200], dir[4200];
-    secrets_path(data_dir, name, path, sizeof path);
+    conn_def_secrets_path(data_dir, name, path, sizeof path);
     if (!d->nsecrets)
         return unlink(path) && errno != ENOENT ? err_set(err, FACTUM_EIO, "cannot remove %s: %s", path, strerror(errno))
                                                : 0;
@@ -137,7 +137,7 @@ int conn_def_keep_secrets(const char *data_dir, const char *name, const conn_def
 
 void conn_def_forget_secrets(const char *data_dir, const char *name) {
     char path[4200];
-    secrets_path(data_dir, name, path, sizeof path);
+    conn_def_secrets_path(data_dir, name, path, sizeof path);
     unlink(path);
 }
 
@@ -156,7 +156,10 @@ int conn_def_parse(const char *name, factum_str_t body, bool record, const char 
         "timeout_ms", "max_attempts", "retry",      "secret_count",      "paused", NULL};
     char s[64];
     if ((rc = str_member(body, "kind", true, s, sizeof s, err))) return rc;
-    if (!strcmp(s, "postgres-outbox")) return outbox_def_parse(name, body, record, data_dir, d, err);
+    if (!strcmp(s, "postgres-outbox")) { /* paused, as a sink's, is read first: the record must keep it */
+        rc = bool_member(body, "paused", &d->paused, err);
+        return rc ? rc : outbox_def_parse(name, body, record, data_dir, d, err);
+    }
     if (strcmp(s, "http-sink")) return err_set(err, FACTUM_EINVAL, "'kind' must be http-sink or postgres-outbox");
     if ((rc = json_only_members(body, "a connector", record ? rec_members : put_members, err))) return rc;
     d->kind = KIND_HTTP_SINK;

@@ -9,9 +9,13 @@
  * and only once those appends are durable does the relay confirm the Commit's end LSN as the
  * slot's flush position. Nothing is skipped: the slot keeps every transaction not confirmed.
  *
+ * With "after_relay", the relayed rows are then deleted or marked (a timestamp column set to
+ * now()) on an ordinary connection: after their events are durable, before the slot is
+ * confirmed past them; a failure is counted and the rows are tried again.
+ *
  * Here too: the definition's members and the checks at PUT (connection, wal_level, publication,
- * table and columns, the publication holding the table), making the slot at PUT and dropping
- * it at DELETE.
+ * table and columns, the publication holding the table, that after_relay's statement may run),
+ * making the slot at PUT and dropping it at DELETE.
  */
 #include "connector.h"
 
@@ -30,6 +34,8 @@
 #define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
 #define STATUS_EVERY_US 1000000       /* a standby status update at least this often */
 #define FLUSH_ROWS 5000               /* committed rows received before they are appended, at most */
+#define AFTER_MAX_PENDING 100000      /* relayed rows kept for after_relay to try again, at most */
+#define AFTER_RETRY_US 1000000        /* after_relay tries again at least this often while rows wait */
 
 /* ---- the definition ---- */
 
@@ -65,12 +71,40 @@ static void secret_path(const char *data_dir, const char *name, char *out, size_
     snprintf(out, cap, "%s/connectors/%s.secret", data_dir, name);
 }
 
+/* "after_relay": {"action": "delete"} or {"action": "mark", "column": C}; absent: nothing. */
+static int after_relay_parse(factum_str_t body, conn_def *d, factum_error_t *err) {
+    factum_str_t v;
+    int kind, rc;
+    d->after = AFTER_NONE;
+    if (!json_member(body, "after_relay", &v, &kind)) return 0;
+    static const char *const members[] = {"action", "column", NULL};
+    if (kind != JSON_OBJECT)
+        return err_set(err, FACTUM_EINVAL,
+                       "'after_relay' must be {\"action\": \"delete\"} or {\"action\": \"mark\", \"column\": C}");
+    if ((rc = json_only_members(v, "'after_relay'", members, err))) return rc;
+    char action[16] = "";
+    factum_str_t a;
+    buf_t b = {0};
+    if (json_member(v, "action", &a, &kind) && kind == JSON_STRING && !json_unescape(a, &b) && b.len < sizeof action)
+        memcpy(action, b.ptr, b.len), action[b.len] = 0;
+    buf_free(&b);
+    d->after = !strcmp(action, "delete") ? AFTER_DELETE : !strcmp(action, "mark") ? AFTER_MARK : AFTER_NONE;
+    if (d->after == AFTER_NONE)
+        return err_set(err, FACTUM_EINVAL,
+                       "'after_relay' 'action' must be delete (delete each relayed row) or mark (set a timestamp "
+                       "column of each relayed row to now())");
+    if ((rc = ident_member(v, "column", d->after == AFTER_MARK, d->after_col, err))) return rc;
+    if (d->after == AFTER_DELETE && d->after_col[0])
+        return err_set(err, FACTUM_EINVAL, "'after_relay' 'column' is for the action mark only");
+    return 0;
+}
+
 int outbox_def_parse(const char *name, factum_str_t body, bool record, const char *data_dir, conn_def *d,
                      factum_error_t *err) {
-    static const char *const put_members[] = {"kind", "postgres", "publication", "table",
-                                              "slot", "columns",  "paused",      NULL};
-    static const char *const rec_members[] = {"kind",    "postgres", "publication",  "table", "slot",
-                                              "columns", "paused",   "secret_count", NULL};
+    static const char *const put_members[] = {"kind",    "postgres",    "publication", "table", "slot",
+                                              "columns", "after_relay", "paused",      NULL};
+    static const char *const rec_members[] = {"kind",    "postgres",    "publication", "table",        "slot",
+                                              "columns", "after_relay", "paused",      "secret_count", NULL};
     int rc, kind;
     factum_str_t v, cols;
     if ((rc = json_only_members(body, "a postgres-outbox connector", record ? rec_members : put_members, err)))
@@ -130,6 +164,7 @@ int outbox_def_parse(const char *name, factum_str_t body, bool record, const cha
         if ((rc = ident_member(cols, col_keys[i], false, d->cols[i], err))) return rc;
         if (!d->cols[i][0] && i <= COL_DATA) snprintf(d->cols[i], sizeof d->cols[i], "%s", col_keys[i]);
     }
+    if ((rc = after_relay_parse(body, d, err))) return rc;
     bool had_password = false;
     buf_t shown = {0};
     proj_conninfo_redact(d->conninfo, &shown, &had_password);
@@ -152,7 +187,28 @@ void outbox_def_render(conn_def *d) {
                d->schema, d->table, d->slot);
     for (int i = 0, k = 0; i < COLS; i++)
         if (d->cols[i][0]) buf_printf(b, "%s\"%s\":\"%s\"", k++ ? "," : "", col_keys[i], d->cols[i]);
-    buf_printf(b, "},\"secret_count\":%d,\"paused\":%s", d->nsecrets, d->paused ? "true" : "false");
+    buf_printf(b, "}");
+    if (d->after == AFTER_DELETE) buf_printf(b, ",\"after_relay\":{\"action\":\"delete\"}");
+    if (d->after == AFTER_MARK) buf_printf(b, ",\"after_relay\":{\"action\":\"mark\",\"column\":\"%s\"}", d->after_col);
+    buf_printf(b, ",\"secret_count\":%d,\"paused\":%s", d->nsecrets, d->paused ? "true" : "false");
+}
+
+/* How many of the transactions $1 (ids, 32 bits) the current snapshot does not see yet; their
+   64-bit ids have the epoch of the snapshot's xmax, or the one before for ids above it by more
+   than 2^31 (PostgreSQL 13 or later). */
+#define INVISIBLE_SQL                                                                                                  \
+    "SELECT count(*) FROM pg_current_snapshot() AS s, LATERAL (SELECT pg_snapshot_xmax(s)::text::bigint AS m) AS m, "  \
+    "LATERAL (SELECT (m >> 32 << 32) + x AS c FROM unnest($1::bigint[]) AS x) AS c WHERE NOT pg_visible_in_snapshot("  \
+    "(CASE WHEN c > m + 2147483648 THEN c - 4294967296 ELSE c END)::text::xid8, s)"
+
+/* The statement after_relay runs on each batch of relayed rows: $1 is an array of their ids,
+   typed by the id column (PostgreSQL infers it). Names are letters, digits and '_' (checked). */
+static void after_sql(const conn_def *d, char *out, size_t cap) {
+    if (d->after == AFTER_DELETE)
+        snprintf(out, cap, "DELETE FROM \"%s\".\"%s\" WHERE \"%s\" = ANY($1)", d->schema, d->table, d->cols[COL_ID]);
+    else /* a row marked already (its transaction relayed again) keeps its first time */
+        snprintf(out, cap, "UPDATE \"%s\".\"%s\" SET \"%s\" = now() WHERE \"%s\" = ANY($1) AND \"%s\" IS NULL",
+                 d->schema, d->table, d->after_col, d->cols[COL_ID], d->after_col);
 }
 
 /* ---- checks at PUT ---- */
@@ -167,6 +223,35 @@ static bool one_row(PGconn *pc, const char *sql, int n, const char *const *param
     if (ok && out) snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     return ok;
+}
+
+/* Runs after_relay's statement on no row in a transaction rolled back: whether this role may
+   delete or update the table (privileges, a replica identity where the publication sends
+   deletes or updates, row security), as the relay will. */
+static int after_check(PGconn *pc, const conn_def *d, factum_error_t *err) {
+    char sql[400];
+    after_sql(d, sql, sizeof sql);
+    PQclear(PQexec(pc, "BEGIN"));
+    const char *none[] = {"{}"};
+    PGresult *r = query(pc, sql, 1, none);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+        msg[strcspn(msg, "\n")] = 0;
+        rc = err_set(err, FACTUM_EINVAL, "after_relay cannot %s rows of %s.%s: %s",
+                     d->after == AFTER_DELETE ? "delete" : "update", d->schema, d->table, msg);
+    }
+    PQclear(r);
+    PQclear(PQexec(pc, "ROLLBACK"));
+    if (!rc) {
+        r = query(pc, INVISIBLE_SQL, 1, none);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            rc = err_set(err, FACTUM_EINVAL, "after_relay needs PostgreSQL 13 or later (pg_current_snapshot): %.*s",
+                         (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    return rc;
 }
 
 int outbox_check(const conn_def *d, factum_error_t *err) {
@@ -195,7 +280,7 @@ int outbox_check(const conn_def *d, factum_error_t *err) {
     }
     const char *tab[] = {d->schema, d->table};
     PGresult *r = query(pc,
-                        "SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND "
+                        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND "
                         "table_name = $2",
                         2, tab);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) == 0) {
@@ -212,6 +297,19 @@ int outbox_check(const conn_def *d, factum_error_t *err) {
             rc = err_set(err, FACTUM_EINVAL, "table %s.%s has no column '%s' (mapped to %s)", d->schema, d->table,
                          d->cols[i], col_keys[i]);
     }
+    if (!rc && d->after == AFTER_MARK) {
+        const char *type = NULL;
+        for (int k = 0; k < PQntuples(r) && !type; k++)
+            if (!strcmp(PQgetvalue(r, k, 0), d->after_col)) type = PQgetvalue(r, k, 1);
+        if (!type)
+            rc = err_set(err, FACTUM_EINVAL, "table %s.%s has no column '%s' (after_relay's column to mark)", d->schema,
+                         d->table, d->after_col);
+        else if (strncmp(type, "timestamp", 9))
+            rc = err_set(err, FACTUM_EINVAL,
+                         "column '%s' of %s.%s is %s: after_relay marks a timestamp column (timestamptz or "
+                         "timestamp) with now()",
+                         d->after_col, d->schema, d->table, type);
+    }
     PQclear(r);
     if (rc) goto out;
     const char *pt[] = {d->publication, d->schema, d->table};
@@ -221,6 +319,7 @@ int outbox_check(const conn_def *d, factum_error_t *err) {
                      d->table);
         goto out;
     }
+    if (d->after && (rc = after_check(pc, d, err))) goto out;
     const char *slot[] = {d->slot};
     if (!one_row(pc, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, slot, NULL, 0)) {
         r = query(pc, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, slot);
@@ -289,7 +388,9 @@ static const char *get_str(rd *r) {
 /* One outbox row: the mapped columns' values (NULL: SQL null or unmapped). */
 typedef struct row {
     char *v[COLS];
-    uint64_t tx; /* which transaction (counted in this session) */
+    uint64_t tx;  /* which transaction (counted in this session) */
+    uint32_t xid; /* and its PostgreSQL transaction id */
+    bool relayed; /* its event is appended (flush) */
 } row;
 
 typedef struct relay {
@@ -303,7 +404,16 @@ typedef struct relay {
     uint64_t pending; /* the end LSN of the last committed transaction not yet confirmed (0: none) */
     uint64_t flushed; /* confirmed to PostgreSQL */
     uint64_t tx;      /* transactions begun in this session */
+    uint32_t xid;     /* the transaction's being received */
     int64_t status_at;
+    /* after_relay */
+    PGconn *side; /* an ordinary connection for its DELETE / UPDATE (NULL: none yet) */
+    buf_t ids;    /* the ids of relayed rows not yet deleted or marked: array literal elements */
+    size_t nids;  /* how many */
+    buf_t xids;   /* their transactions' ids, the same way */
+    uint32_t last_xid;
+    uint64_t dropped; /* ids not kept, past AFTER_MAX_PENDING */
+    int64_t after_at; /* its last attempt */
 } relay;
 
 /* Forgets the rows from rows[from] on. */
@@ -361,7 +471,7 @@ static void on_insert(relay *x, rd *r) {
     }
     row *w = &x->rows[x->n++];
     memset(w, 0, sizeof *w);
-    w->tx = x->tx;
+    w->tx = x->tx, w->xid = x->xid;
     for (int i = 0; i < ncols && !r->bad; i++) {
         int kind = (int)get_n(r, 1);
         if (kind != 't') continue; /* 'n' null, 'u' an unchanged TOAST value (not in an insert) */
@@ -430,7 +540,7 @@ static bool appendable(connector *c, const row *w) {
 
 /* The rows of one run, one append each: a run refused as a whole (one bad row, or a repeat of
    only part of it after a restart) is sorted out row by row. false: the store failed. */
-static bool append_each(connector *c, const row *rows, size_t n, uint64_t *appended) {
+static bool append_each(connector *c, row *rows, size_t n, uint64_t *appended) {
     for (size_t i = 0; i < n; i++) {
         if (!appendable(c, &rows[i])) continue;
         factum_event_t e = row_event(&rows[i]);
@@ -443,9 +553,107 @@ static bool append_each(connector *c, const row *rows, size_t n, uint64_t *appen
             return false;
         } else {
             ++*appended;
+            rows[i].relayed = true;
         }
     }
     return true;
+}
+
+/* Keeps a relayed row's id and its transaction's for after_relay, as elements of array literals. */
+static void ids_add(relay *x, const char *id, uint32_t xid) {
+    if (x->nids >= AFTER_MAX_PENDING) {
+        x->dropped++;
+        return;
+    }
+    if (!x->xids.len || xid != x->last_xid) buf_printf(&x->xids, "%s%u", x->xids.len ? "," : "", xid);
+    x->last_xid = xid;
+    if (x->nids++) buf_append(&x->ids, ",", 1);
+    buf_append(&x->ids, "\"", 1);
+    for (const char *p = id; *p; p++) {
+        if (*p == '"' || *p == '\\') buf_append(&x->ids, "\\", 1);
+        buf_append(&x->ids, p, 1);
+    }
+    buf_append(&x->ids, "\"", 1);
+}
+
+/* pgoutput sends a transaction once its commit is in the WAL, a moment before other sessions
+   see it (longer with synchronous replication): until they do, a DELETE would pass its rows
+   over. Waits up to 5 s for the waiting rows' transactions; msg says why not. */
+static void wait_visible(relay *x, char *msg, size_t cap) {
+    buf_t arr = {0};
+    buf_printf(&arr, "{%.*s}", (int)x->xids.len, x->xids.ptr);
+    const char *param[] = {arr.ptr};
+    for (int i = 0;; i++) {
+        PGresult *r = query(x->side, INVISIBLE_SQL, 1, param);
+        bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        long left = ok ? atol(PQgetvalue(r, 0, 0)) : -1;
+        if (!ok) snprintf(msg, cap, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        if (left <= 0) break;
+        if (i == 500) {
+            snprintf(msg, cap, "%ld of their transactions are not visible yet", left);
+            break;
+        }
+        if (!connector_nap(x->c, 10)) {
+            snprintf(msg, cap, "the relay stops");
+            break;
+        }
+    }
+    buf_free(&arr);
+}
+
+/*
+ * Deletes or marks the relayed rows waiting (x->ids) with one statement on an ordinary
+ * connection. flush calls it once their events are durable and before it confirms their
+ * transactions, so a crash in between sends those transactions again: their events are repeats
+ * and the statement runs again. A failure is logged and counted and does not stop the relay:
+ * the rows wait, and are tried again with the next batch (or within AFTER_RETRY_US).
+ */
+static void after_relay(relay *x) {
+    connector *c = x->c;
+    if (x->dropped) {
+        log_msg(LOG_LEVEL_ERROR,
+                "connector %s: %llu relayed rows are left in %s.%s (more than %d waited for after_relay)", c->name,
+                (unsigned long long)x->dropped, c->d.schema, c->d.table, AFTER_MAX_PENDING);
+        x->dropped = 0;
+    }
+    if (!x->nids) return;
+    x->after_at = clock_mono_us();
+    if (x->side && PQstatus(x->side) != CONNECTION_OK) PQfinish(x->side), x->side = NULL;
+    if (!x->side && (x->side = PQconnectdb(c->d.conninfo)) && PQstatus(x->side) == CONNECTION_OK)
+        PQclear(PQexec(x->side, "SET statement_timeout = 10000")); /* a lock held long: fail, try again */
+    char msg[300] = "";
+    uint64_t done_rows = 0;
+    if (PQstatus(x->side) != CONNECTION_OK)
+        snprintf(msg, sizeof msg, "cannot connect: %s", PQerrorMessage(x->side));
+    else
+        wait_visible(x, msg, sizeof msg);
+    if (!msg[0]) {
+        char sql[400];
+        after_sql(&c->d, sql, sizeof sql);
+        buf_t arr = {0};
+        buf_printf(&arr, "{%.*s}", (int)x->ids.len, x->ids.ptr);
+        const char *param[] = {arr.ptr};
+        PGresult *r = query(x->side, sql, 1, param);
+        if (PQresultStatus(r) == PGRES_COMMAND_OK)
+            done_rows = strtoull(PQcmdTuples(r), NULL, 10);
+        else
+            snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r)[0] ? PQresultErrorMessage(r) : "failed");
+        PQclear(r);
+        buf_free(&arr);
+    }
+    msg[strcspn(msg, "\n")] = 0;
+    const char *verb = c->d.after == AFTER_DELETE ? "deleted" : "marked";
+    if (msg[0])
+        log_msg(LOG_LEVEL_WARN, "connector %s: %zu relayed rows not %s yet (tried again with the next batch): %s",
+                c->name, x->nids, verb, msg);
+    else
+        x->ids.len = 0, x->nids = 0, x->xids.len = 0;
+    pthread_mutex_lock(&c->mu);
+    if (msg[0]) c->after_failures++, snprintf(c->last_error, sizeof c->last_error, "after_relay: %s", msg);
+    c->after_rows += done_rows;
+    c->after_pending = x->nids;
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* A run's append in flight: the writer calls done. */
@@ -536,7 +744,8 @@ static bool flush(relay *x) {
         if (f[r].done)
             ok = !f[r].rc;
         else if (!f[r].rc)
-            appended += len;
+            for (size_t k = start[r]; k < start[r] + len; k++)
+                appended++, x->rows[k].relayed = true;
         else if (refused_for_good(f[r].rc)) /* an id the stream holds with other content: the rest of
                                                  this run lands after the runs submitted behind it */
             ok = append_each(c, &x->rows[start[r]], len, &appended);
@@ -549,6 +758,11 @@ static bool flush(relay *x) {
     c->delivered += appended;
     pthread_mutex_unlock(&c->mu);
     if (!ok) return false;
+    if (c->d.after) { /* before the slot moves past them: a crash in between runs it again */
+        for (size_t i = 0; i < n; i++)
+            if (x->rows[i].relayed) ids_add(x, x->rows[i].v[COL_ID], x->rows[i].xid);
+        after_relay(x);
+    }
     /* every event of those transactions is durable: the slot may move past them */
     x->flushed = x->pending, x->pending = 0;
     /* forget the appended rows; those of a transaction still arriving stay */
@@ -581,7 +795,11 @@ static bool on_message(relay *x, const unsigned char *m, int len) {
     get_n(&r, 8), get_n(&r, 8), get_n(&r, 8); /* start, the server's end of WAL, send time */
     int tag = (int)get_n(&r, 1);
     if (tag == 'R') on_relation(x, &r);
-    if (tag == 'B') rows_drop(x, x->committed), x->tx++; /* nothing of an unfinished transaction stays */
+    if (tag == 'B') { /* nothing of an unfinished transaction stays */
+        rows_drop(x, x->committed), x->tx++;
+        get_n(&r, 8), get_n(&r, 8); /* its final LSN, its commit time */
+        x->xid = (uint32_t)get_n(&r, 4);
+    }
     if (tag == 'I') on_insert(x, &r);
     if (tag == 'C') {
         get_n(&r, 1), get_n(&r, 8);
@@ -636,6 +854,7 @@ static void session(relay *x) {
             return;
         }
         if (clock_mono_us() - x->status_at > STATUS_EVERY_US && !send_status(x)) return;
+        if (x->nids && clock_mono_us() - x->after_at > AFTER_RETRY_US) after_relay(x); /* rows still wait */
         int fd = PQsocket(x->pc);
         fd_set in;
         FD_ZERO(&in);
@@ -663,5 +882,7 @@ void *outbox_main(void *arg) {
     }
     rows_drop(&x, 0);
     free(x.rows);
+    PQfinish(x.side);
+    buf_free(&x.ids), buf_free(&x.xids);
     return NULL;
 }

@@ -112,10 +112,19 @@ static void unlink_out(connectors_t *cs, connector *c) {
 static int record_definition(connectors_t *cs, connector *c, factum_error_t *err) {
     buf_t def = {0};
     buf_printf(&def, "{%.*s}", (int)c->d.shown.len, c->d.shown.ptr);
-    int rc = defs_record(cs->env.db, CONNECTORS_STREAM, "ConnectorDefined", c->name, (factum_str_t){def.ptr, def.len},
-                         c->owner, err);
+    factum_str_t rec = {def.ptr, def.len};
+    int rc = defs_record(cs->env.db, CONNECTORS_STREAM, "ConnectorDefined", c->name, rec, c->owner, err);
+    if (!rc) c->def_hash = defs_hash(rec);
     buf_free(&def);
     return rc;
+}
+
+/* Shares the secrets file of name with a cluster's other nodes (connectors_env.share_secret). */
+static int share_secrets(connectors_t *cs, const char *name, factum_error_t *err) {
+    if (!cs->env.share_secret) return 0;
+    char path[4200];
+    conn_def_secrets_path(cs->data_dir, name, path, sizeof path);
+    return cs->env.share_secret(cs->env.share_ctx, path, err);
 }
 
 /* ---- a connector's thread ---- */
@@ -166,10 +175,14 @@ bool connector_stopping(connector *c, bool *paused) {
 static void replay_def(void *ctx, const char *name, factum_str_t def, const char *owner) {
     connectors_t *cs = ctx;
     connector *c = connector_new(cs, name, owner);
+    c->def_hash = defs_hash(def);
     factum_error_t err;
     int rc = conn_def_parse(name, def, true, cs->data_dir, &c->d, &err);
     bool sink = c->d.kind == KIND_HTTP_SINK;
-    if (!rc && sink && !groups_has(cs->env.groups, c->group)) rc = define_group(cs, c->group, &c->d, owner, &err);
+    /* A crash between the record and the group: make the group (the node that writes only; a
+       cluster follower's groups are the leader's). */
+    if (!rc && sink && factum_leads(cs->env.db, NULL) && !groups_has(cs->env.groups, c->group))
+        rc = define_group(cs, c->group, &c->d, owner, &err);
     c->paused = c->d.paused;
     if (!rc) rc = connector_thread_start(c, sink ? sink_main : outbox_main, &err);
     if (rc) {
@@ -178,6 +191,44 @@ static void replay_def(void *ctx, const char *name, factum_str_t def, const char
         return;
     }
     link_in(cs, c);
+}
+
+/* ---- a cluster follower: what the leader defined and deleted ---- */
+
+/* Takes c out of the list and stops its thread; the leader's record said so. */
+static void drop(connectors_t *cs, connector *c) {
+    unlink_out(cs, c);
+    connector_thread_stop(c);
+    connector_free(c);
+}
+
+static void follow_defined(void *ctx, const char *name, factum_str_t def, const char *owner) {
+    connectors_t *cs = ctx;
+    pthread_mutex_lock(&cs->mu);
+    connector *c = find(cs, name);
+    pthread_mutex_unlock(&cs->mu);
+    if (c && c->def_hash == defs_hash(def)) return; /* this registry's own record */
+    if (c) drop(cs, c);
+    replay_def(cs, name, def, owner);
+}
+
+/* The leader deleted it (and its group, or its replication slot): stop it here. */
+static void follow_deleted(void *ctx, const char *name, factum_str_t rec) {
+    (void)rec;
+    connectors_t *cs = ctx;
+    pthread_mutex_lock(&cs->mu);
+    connector *c = find(cs, name);
+    pthread_mutex_unlock(&cs->mu);
+    if (!c) return; /* this registry's own record */
+    drop(cs, c);
+    conn_def_forget_secrets(cs->data_dir, name);
+}
+
+int connectors_follow(connectors_t *cs, factum_error_t *err) {
+    pthread_mutex_lock(&cs->define_mu);
+    int rc = defs_follow(cs->env.db, &cs->follow, cs, err);
+    pthread_mutex_unlock(&cs->define_mu);
+    return rc;
 }
 
 int connectors_open(const connectors_env *env, connectors_t **out, factum_error_t *err) {
@@ -190,7 +241,10 @@ int connectors_open(const connectors_env *env, connectors_t **out, factum_error_
     cs->env.data_dir = cs->data_dir;
     pthread_mutex_init(&cs->mu, NULL);
     pthread_mutex_init(&cs->define_mu, NULL);
-    int rc = defs_replay(env->db, CONNECTORS_STREAM, "ConnectorDefined", "ConnectorDeleted", replay_def, cs, err);
+    cs->follow =
+        (defs_follower){CONNECTORS_STREAM, "ConnectorDefined", "ConnectorDeleted", follow_defined, follow_deleted, 0};
+    int rc = defs_replay(env->db, CONNECTORS_STREAM, "ConnectorDefined", "ConnectorDeleted", replay_def, cs,
+                         &cs->follow.next, err);
     if (rc) {
         connectors_close(cs);
         return rc;
@@ -214,8 +268,8 @@ void connectors_close(connectors_t *cs) {
 
 /* ---- changes ---- */
 
-int connectors_define(connectors_t *cs, const char *name, factum_str_t body, const char *owner, bool *created,
-                      buf_t *out, factum_error_t *err) {
+int connectors_define(connectors_t *cs, const char *name, factum_str_t body, const char *owner,
+                      connectors_admit_fn admit_group, void *ctx, bool *created, buf_t *out, factum_error_t *err) {
     if (!connector_name_ok(name))
         return err_set(err, FACTUM_EINVAL, "connector names are 1 to %d letters, digits, '-' or '_'",
                        CONNECTOR_MAX_NAME);
@@ -239,8 +293,10 @@ int connectors_define(connectors_t *cs, const char *name, factum_str_t body, con
         rc = groups_define_prepare(cs->env.groups, c->group, (factum_str_t){c->d.group.ptr, c->d.group.len}, c->owner,
                                    &probe, &probe_created, err);
     buf_free(&probe);
+    if (!rc && sink && probe_created && admit_group) rc = admit_group(ctx, err); /* a new group: a limit */
     if (!rc) rc = conn_def_check(&c->d, cs->env.self_port, err);
     if (!rc) rc = conn_def_keep_secrets(cs->data_dir, name, &c->d, err);
+    if (!rc) rc = share_secrets(cs, name, err); /* before the record a follower acts on */
     if (!rc) rc = record_definition(cs, c, err);
     if (!rc && sink) rc = define_group(cs, c->group, &c->d, c->owner, err);
     if (!rc && old) {
@@ -275,6 +331,9 @@ int connectors_delete(connectors_t *cs, const char *name, factum_error_t *err) {
         else
             outbox_drop_slot(&c->d);
         conn_def_forget_secrets(cs->data_dir, name);
+        factum_error_t e2;
+        if (share_secrets(cs, name, &e2))
+            log_msg(LOG_LEVEL_WARN, "connector %s: its secrets stay in the cluster's bucket: %s", name, e2.message);
         connector_free(c);
     }
     pthread_mutex_unlock(&cs->define_mu);
@@ -320,6 +379,7 @@ static void stats_of(connectors_t *cs, connector *c, connector_stats *st) {
     memcpy(st->last_error, c->last_error, sizeof st->last_error);
     st->last_success_us = c->last_success_us, st->last_failure_us = c->last_failure_us;
     st->flushed_lsn = c->flushed_lsn, st->rejected = c->rejected;
+    st->after_rows = c->after_rows, st->after_failures = c->after_failures, st->after_pending = c->after_pending;
     st->lag_bytes = c->wal_end > c->flushed_lsn && c->flushed_lsn ? c->wal_end - c->flushed_lsn : 0;
     pthread_mutex_unlock(&c->mu);
     if (c->d.kind != KIND_HTTP_SINK) return;
@@ -341,6 +401,9 @@ static void render(connectors_t *cs, connector *c, buf_t *out) {
                    "%X\",\"lag_bytes\":%llu,",
                    st.state, (unsigned long long)st.delivered, (unsigned long long)st.rejected,
                    (unsigned)(st.flushed_lsn >> 32), (unsigned)st.flushed_lsn, (unsigned long long)st.lag_bytes);
+        buf_printf(out, "\"after_relay_rows\":%llu,\"after_relay_failures\":%llu,\"after_relay_pending\":%llu,",
+                   (unsigned long long)st.after_rows, (unsigned long long)st.after_failures,
+                   (unsigned long long)st.after_pending);
         buf_printf(out, "\"last_error\":");
         if (st.last_error[0])
             json_escape(out, st.last_error, strlen(st.last_error));

@@ -83,8 +83,7 @@ int proj_conninfo_redact(const char *conninfo, buf_t *out, bool *had_password) {
     return rc;
 }
 
-/* Where a PostgreSQL target's password is kept apart from the definition (mode 0600). */
-static void secret_path(const proj_def *d, char *out, size_t cap) {
+void proj_def_secret_path(const proj_def *d, char *out, size_t cap) {
     snprintf(out, cap, "%s/projections/%s.secret", d->root, d->name);
 }
 
@@ -104,7 +103,7 @@ static int make_shown(proj_def *d, factum_str_t body) {
     int rc = proj_conninfo_redact(d->where, &conn, &d->password);
     char path[4400], *secret = NULL;
     size_t n;
-    secret_path(d, path, sizeof path);
+    proj_def_secret_path(d, path, sizeof path);
     if (!rc && !d->password && io_read_file(path, &secret, &n) == 0 && !proj_conninfo_redact(secret, &mine, &kept) &&
         kept && mine.len == conn.len && !memcmp(mine.ptr, conn.ptr, conn.len)) {
         free(d->where);
@@ -124,7 +123,7 @@ static int make_shown(proj_def *d, factum_str_t body) {
 int proj_def_keep_secret(const proj_def *d, factum_error_t *err) {
     if (d->ops != &target_postgres) return 0;
     char path[4400];
-    secret_path(d, path, sizeof path);
+    proj_def_secret_path(d, path, sizeof path);
     if (!d->password)
         return unlink(path) && errno != ENOENT ? err_set(err, FACTUM_EIO, "cannot remove %s: %s", path, strerror(errno))
                                                : 0;
@@ -139,11 +138,13 @@ int proj_def_keep_secret(const proj_def *d, factum_error_t *err) {
 
 void proj_def_forget_secret(const proj_def *d) {
     char path[4400];
-    secret_path(d, path, sizeof path);
+    proj_def_secret_path(d, path, sizeof path);
     unlink(path);
 }
 
 const char *proj_def_default_file(const proj_def *d) { return d->default_file ? d->where : NULL; }
+
+bool proj_def_node_local(const proj_def *d) { return d->ops == &target_sqlite; }
 
 /* A JSON array of 1..max non-empty strings (each at most max_len bytes), decoded. */
 static int str_array(factum_str_t val, int kind, const char *what, size_t max, size_t max_len, char ***out, size_t *n,

@@ -48,9 +48,13 @@ factum_str_t proj_def_shown(const proj_def *d);
 int proj_def_keep_secret(const proj_def *d, factum_error_t *err);
 /* Removes the file proj_def_keep_secret wrote (a deleted projection). */
 void proj_def_forget_secret(const proj_def *d);
+/* Where that file is: ROOT/projections/NAME.secret (mode 0600). */
+void proj_def_secret_path(const proj_def *d, char *out, size_t cap);
 /* Whether the read model is the default SQLite file under the data folder (then its files are
    removed with the projection). */
 const char *proj_def_default_file(const proj_def *d);
+/* Whether the read model is the node's own (SQLite), not shared by a cluster's nodes (PostgreSQL). */
+bool proj_def_node_local(const proj_def *d);
 
 /*
  * Checks d against its database: connects, and in a transaction that is rolled back runs the

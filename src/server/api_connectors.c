@@ -18,11 +18,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* A new sink's group counts against --max-groups and its key's max_groups as a group PUT would:
+   its place is held from the check until the group is applied. */
+typedef struct admission {
+    conn *c;
+    limit_hold *hold;
+} admission;
+
+static int admit_group(void *ctx, factum_error_t *err) {
+    admission *a = ctx;
+    named_job *j = a->c->job;
+    if ((a->hold = limits_take(a->c, LIMIT_GROUPS, &j->limit))) return 0;
+    j->limited = true; /* answered 409 limit-reached */
+    return err_set(err, FACTUM_EINVAL, "too many groups");
+}
+
 static void define_work(conn *c) {
     named_job *j = c->job;
     bool created = false;
+    admission a = {c, NULL};
     j->rc = connectors_define(c->l->srv->connectors, j->name, (factum_str_t){j->body.ptr, j->body.len}, c->req_key,
-                              &created, &j->out, &j->err);
+                              admit_group, &a, &created, &j->out, &j->err);
+    limits_release(a.hold);
     j->status = created ? 201 : 200;
 }
 
@@ -109,6 +126,9 @@ static const struct {
     {"factum_connector_parked", "gauge", "Events parked after max_attempts (its group's parked set)."},
     {"factum_connector_lag_bytes", "gauge",
      "An outbox relay's replication slot: WAL bytes from its confirmed position to the server's end."},
+    {"factum_connector_after_relay_failures_total", "counter",
+     "An outbox relay's after_relay statements (deleting or marking relayed rows) that failed (since this server "
+     "started)."},
 };
 
 static void metric_one(void *ctx, const connector_stats *st) {
@@ -122,8 +142,8 @@ static void metric_one(void *ctx, const connector_stats *st) {
     case 4: v = st->lag_seconds; break;
     case 5: v = (double)st->parked; break;
     default:
-        if (strcmp(st->kind, "postgres-outbox")) return; /* a sink has no slot */
-        v = (double)st->lag_bytes;
+        if (strcmp(st->kind, "postgres-outbox")) return; /* a sink has no slot, nor rows */
+        v = (double)(m->family == 6 ? st->lag_bytes : st->after_failures);
         break;
     }
     buf_printf(m->b, "%s{connector=\"%s\",kind=\"%s\"} %.17g\n", families[m->family].name, st->name, st->kind, v);

@@ -457,19 +457,31 @@ void api_push_group(conn *c, const route_args *a, factum_str_t body) {
     const http_req *h = &c->req->h;
     factum_str_t accept = http_header_get(h, "accept");
     uint64_t limit = 10;
+    bool raw = false;
     factum_str_t q = h->query;
-    if (q.len && (q.len <= 14 || memcmp(q.ptr, "max_in_flight=", 14) ||
-                  !str_u64((factum_str_t){q.ptr + 14, q.len - 14}, &limit)))
-        limit = 0; /* refused below */
+    /* max_in_flight=N&version=raw|latest, in any order */
+    for (size_t i = 0; i < q.len && limit;) {
+        size_t s = i;
+        while (i < q.len && q.ptr[i] != '&')
+            i++;
+        factum_str_t kv = {q.ptr + s, i - s};
+        i++;
+        if (str_eq(kv, str_c("version=raw")) || str_eq(kv, str_c("version=latest")))
+            raw = kv.ptr[8] == 'r';
+        else if (kv.len <= 14 || memcmp(kv.ptr, "max_in_flight=", 14) ||
+                 !str_u64((factum_str_t){kv.ptr + 14, kv.len - 14}, &limit))
+            limit = 0; /* refused below */
+    }
     if (!accept.len || !memmem(accept.ptr, accept.len, "text/event-stream", 17))
         conn_problem(c, 406, "not-acceptable", NULL,
                      "push delivery is Server-Sent Events: send Accept: text/event-stream");
     else if (limit < 1 || limit > PULL_MAX)
-        conn_problem(c, 400, "bad-request", NULL, "the only parameter is max_in_flight=N, 1 to %d", PULL_MAX);
+        conn_problem(c, 400, "bad-request", NULL,
+                     "query parameters are max_in_flight=N (1 to %d) and version=raw|latest", PULL_MAX);
     else if (!groups_has(c->l->srv->groups, c->ar_note))
         conn_problem(c, 404, "not-found", NULL, "no group '%s'", c->ar_note);
     else
-        sse_start_group(c, c->ar_note, (uint32_t)limit);
+        sse_start_group(c, c->ar_note, (uint32_t)limit, raw);
 }
 
 void api_ack_group(conn *c, const route_args *a, factum_str_t body) {

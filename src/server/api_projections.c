@@ -36,6 +36,7 @@ typedef struct entry {
     char name[PROJ_MAX_NAME + 1];
     char owner[OWNER_MAX];
     projector *p;
+    uint64_t def_hash; /* of its definition as recorded (defs_hash) */
     struct entry *next;
 } entry;
 
@@ -46,8 +47,9 @@ struct projections {
     pthread_mutex_t mu;        /* the list */
     pthread_mutex_t define_mu; /* one definition change at a time: log order = registry order */
     entry *list;
-    size_t n;     /* in the list */
-    owners owned; /* under mu: the list's entries by owner */
+    size_t n;             /* in the list */
+    owners owned;         /* under mu: the list's entries by owner */
+    defs_follower follow; /* $projections as far as this registry applied it (under define_mu) */
 };
 
 /* ---- the registry ---- */
@@ -77,16 +79,16 @@ static void owner_for(projections_t *ps, const char *name, const char *key, char
     pthread_mutex_unlock(&ps->mu);
 }
 
-/* Puts p in as name's projector (a new name owned by owner); returns the one it replaces (stop
-   it), or NULL. */
-static projector *put(projections_t *ps, const char *name, projector *p, const char *owner) {
+/* Puts p in as name's projector (a new name owned by owner; hash: its recorded definition's);
+   returns the one it replaces (stop it), or NULL. */
+static projector *put(projections_t *ps, const char *name, projector *p, const char *owner, uint64_t hash) {
     pthread_mutex_lock(&ps->mu);
     entry **e = find(ps, name);
     projector *old = NULL;
     if (*e) {
         old = (*e)->p;
         if (p) {
-            (*e)->p = p;
+            (*e)->p = p, (*e)->def_hash = hash;
         } else {
             entry *gone = *e;
             *e = gone->next;
@@ -100,7 +102,7 @@ static projector *put(projections_t *ps, const char *name, projector *p, const c
         snprintf(n->name, sizeof n->name, "%s", name);
         snprintf(n->owner, sizeof n->owner, "%s", owner);
         owners_add(&ps->owned, owner, 1);
-        n->p = p;
+        n->p = p, n->def_hash = hash;
         n->next = ps->list;
         ps->list = n;
         ps->n++;
@@ -111,10 +113,11 @@ static projector *put(projections_t *ps, const char *name, projector *p, const c
 
 /* Starts a projector on d (taking it) as name's, stopping the one it replaces. */
 static int run(projections_t *ps, const char *name, proj_def *d, const char *owner, factum_error_t *err) {
+    uint64_t hash = defs_hash(proj_def_shown(d)); /* what its record holds */
     projector *p;
     int rc = projector_start(ps->db, ps->pool, d, &p, err);
     if (rc) return rc;
-    projector *old = put(ps, name, p, owner);
+    projector *old = put(ps, name, p, owner, hash);
     if (old) projector_stop(old);
     return 0;
 }
@@ -130,6 +133,50 @@ static void replay_def(void *ctx, const char *name, factum_str_t def, const char
     if (start(ctx, name, def, owner, &e2)) log_msg(LOG_LEVEL_ERROR, "projection %s not started: %s", name, e2.message);
 }
 
+/* ---- a cluster follower: what the leader defined and deleted ---- */
+
+static void follow_defined(void *ctx, const char *name, factum_str_t def, const char *owner) {
+    projections_t *ps = ctx;
+    pthread_mutex_lock(&ps->mu);
+    entry *e = *find(ps, name);
+    bool same = e && e->def_hash == defs_hash(def);
+    pthread_mutex_unlock(&ps->mu);
+    if (!same) replay_def(ps, name, def, owner); /* else this registry's own record */
+}
+
+/* The leader deleted it: stop it; a read model of this node's own (SQLite) goes as the leader's
+   did, unless the record says its data was kept. A shared PostgreSQL one was the leader's to drop. */
+static void follow_deleted(void *ctx, const char *name, factum_str_t rec) {
+    projections_t *ps = ctx;
+    projector *p = get(ps, name);
+    if (!p) return; /* this registry's own record */
+    put(ps, name, NULL, NULL, 0);
+    projector_stop(p);
+    const proj_def *pd = projector_definition(p);
+    factum_str_t v;
+    int kind;
+    bool kept = json_member(rec, "data_kept", &v, &kind) && kind == JSON_TRUE;
+    factum_error_t err;
+    if (!kept && proj_def_node_local(pd) && proj_def_drop(pd, &err))
+        log_msg(LOG_LEVEL_WARN, "projection %s: its read model not dropped: %s", name, err.message);
+    const char *file = proj_def_default_file(pd);
+    if (!kept && file) {
+        char path[4200];
+        const char *sfx[] = {"", "-wal", "-shm"};
+        for (int i = 0; i < 3; i++)
+            snprintf(path, sizeof path, "%s%s", file, sfx[i]), unlink(path);
+    }
+    proj_def_forget_secret(pd);
+    projector_unref(p);
+}
+
+int projections_follow(projections_t *ps, factum_error_t *err) {
+    pthread_mutex_lock(&ps->define_mu);
+    int rc = defs_follow(ps->db, &ps->follow, ps, err);
+    pthread_mutex_unlock(&ps->define_mu);
+    return rc;
+}
+
 int projections_open(factum_t *db, pool *pl, const char *data_dir, projections_t **out, factum_error_t *err) {
     projections_t *ps = calloc(1, sizeof *ps);
     if (!ps || !(ps->data_dir = strdup(data_dir))) {
@@ -139,7 +186,10 @@ int projections_open(factum_t *db, pool *pl, const char *data_dir, projections_t
     ps->db = db, ps->pool = pl;
     pthread_mutex_init(&ps->mu, NULL);
     pthread_mutex_init(&ps->define_mu, NULL);
-    int rc = defs_replay(db, PROJECTIONS_STREAM, "ProjectionDefined", "ProjectionDeleted", replay_def, ps, err);
+    ps->follow = (defs_follower){PROJECTIONS_STREAM, "ProjectionDefined", "ProjectionDeleted",
+                                 follow_defined,     follow_deleted,      0};
+    int rc = defs_replay(db, PROJECTIONS_STREAM, "ProjectionDefined", "ProjectionDeleted", replay_def, ps,
+                         &ps->follow.next, err);
     if (rc) {
         projections_close(ps);
         return rc;
@@ -189,6 +239,13 @@ void projections_close(projections_t *ps) {
 
 /* ---- jobs ---- */
 
+/* Shares d's secret file (written or removed) with a cluster's other nodes. */
+static int share_secret(server *s, const proj_def *d, factum_error_t *err) {
+    char path[4400];
+    proj_def_secret_path(d, path, sizeof path);
+    return server_share_secret(s, path, err);
+}
+
 static void define_work(conn *c) {
     projections_t *ps = c->l->srv->projections;
     named_job *j = c->job;
@@ -206,7 +263,8 @@ static void define_work(conn *c) {
     } else if (!(j->rc = proj_def_parse(j->name, body, ps->data_dir, &d, &j->err))) {
         j->rc = proj_def_check(d, &warnings, &j->err);
     }
-    if (!j->rc) j->rc = proj_def_keep_secret(d, &j->err); /* the record holds no password */
+    if (!j->rc) j->rc = proj_def_keep_secret(d, &j->err);    /* the record holds no password */
+    if (!j->rc) j->rc = share_secret(c->l->srv, d, &j->err); /* before the record a follower acts on */
     if (!j->rc)
         j->rc =
             defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDefined", j->name, proj_def_shown(d), owner, &j->err);
@@ -242,7 +300,7 @@ static void delete_work(conn *c) {
     } else {
         /* Stop it, drop its data, then record the deletion: a crash between the two leaves a
            projection that starts again from nothing, which is consistent. */
-        put(ps, j->name, NULL, NULL);
+        put(ps, j->name, NULL, NULL, 0);
         projector_stop(p); /* the list's reference; ours keeps the definition */
         const proj_def *pd = projector_definition(p);
         if (!j->flag) {
@@ -256,9 +314,15 @@ static void delete_work(conn *c) {
             }
         }
         if (!j->rc)
-            j->rc =
-                defs_record(ps->db, PROJECTIONS_STREAM, "ProjectionDeleted", j->name, (factum_str_t){0}, NULL, &j->err);
-        if (!j->rc) proj_def_forget_secret(pd);
+            j->rc = defs_record_member(ps->db, PROJECTIONS_STREAM, "ProjectionDeleted", j->name, "data_kept",
+                                       j->flag ? str_c("true") : (factum_str_t){0}, NULL, &j->err);
+        if (!j->rc) {
+            proj_def_forget_secret(pd);
+            factum_error_t e2;
+            if (share_secret(c->l->srv, pd, &e2))
+                log_msg(LOG_LEVEL_WARN, "projection %s: its password stays in the cluster's bucket: %s", j->name,
+                        e2.message);
+        }
         if (j->rc) { /* nothing changed: it goes on */
             factum_error_t e2;
             if (start(ps, j->name, proj_def_json(pd), owner, &e2))

@@ -33,6 +33,7 @@ typedef struct entry {
     char name[SAGA_MAX_NAME + 1];
     char owner[OWNER_MAX];
     saga *s;
+    uint64_t def_hash; /* of its definition as recorded (defs_hash) */
     struct entry *next;
 } entry;
 
@@ -42,8 +43,9 @@ struct sagas {
     pthread_mutex_t mu;        /* the list, and the sagas while they are used */
     pthread_mutex_t define_mu; /* one definition change at a time */
     entry *list;
-    size_t n;     /* in the list */
-    owners owned; /* under mu: the list's entries by owner */
+    size_t n;             /* in the list */
+    owners owned;         /* under mu: the list's entries by owner */
+    defs_follower follow; /* $sagas as far as this registry applied it (under define_mu) */
 };
 
 static entry **find(sagas_t *ss, const char *name) {
@@ -63,8 +65,8 @@ static saga *take(sagas_t *ss, const char *name) {
     return s;
 }
 
-/* Starts a runner on d (taking it) as name's, owned by owner. */
-static int run(sagas_t *ss, const char *name, saga_def *d, const char *owner, factum_error_t *err) {
+/* Starts a runner on d (taking it; hash: its recorded definition's) as name's, owned by owner. */
+static int run(sagas_t *ss, const char *name, saga_def *d, const char *owner, uint64_t hash, factum_error_t *err) {
     saga *s;
     int rc = saga_start(ss->db, ss->pool, d, &s, err);
     if (rc) return rc;
@@ -72,7 +74,7 @@ static int run(sagas_t *ss, const char *name, saga_def *d, const char *owner, fa
     if (!n) abort(); /* the server may stop on out-of-memory (STYLE.md) */
     snprintf(n->name, sizeof n->name, "%s", name);
     snprintf(n->owner, sizeof n->owner, "%s", owner);
-    n->s = s;
+    n->s = s, n->def_hash = hash;
     pthread_mutex_lock(&ss->mu);
     n->next = ss->list, ss->list = n, ss->n++;
     owners_add(&ss->owned, owner, 1);
@@ -83,12 +85,37 @@ static int run(sagas_t *ss, const char *name, saga_def *d, const char *owner, fa
 static int start(sagas_t *ss, const char *name, factum_str_t def, const char *owner, factum_error_t *err) {
     saga_def *d;
     int rc = saga_def_parse(name, def, &d, err);
-    return rc ? rc : run(ss, name, d, owner, err);
+    return rc ? rc : run(ss, name, d, owner, defs_hash(def), err);
 }
 
 static void replay_def(void *ctx, const char *name, factum_str_t def, const char *owner) {
     factum_error_t e2;
     if (start(ctx, name, def, owner, &e2)) log_msg(LOG_LEVEL_ERROR, "saga %s not started: %s", name, e2.message);
+}
+
+/* ---- a cluster follower: what the leader defined and deleted ---- */
+
+static void follow_defined(void *ctx, const char *name, factum_str_t def, const char *owner) {
+    sagas_t *ss = ctx;
+    pthread_mutex_lock(&ss->mu);
+    entry *e = *find(ss, name);
+    bool same = e && e->def_hash == defs_hash(def);
+    pthread_mutex_unlock(&ss->mu);
+    if (same) return; /* this registry's own record */
+    saga_stop(take(ss, name));
+    replay_def(ss, name, def, owner);
+}
+
+static void follow_deleted(void *ctx, const char *name, factum_str_t rec) {
+    (void)rec;
+    saga_stop(take(ctx, name)); /* NULL (this registry's own record): nothing */
+}
+
+int sagas_follow(sagas_t *ss, factum_error_t *err) {
+    pthread_mutex_lock(&ss->define_mu);
+    int rc = defs_follow(ss->db, &ss->follow, ss, err);
+    pthread_mutex_unlock(&ss->define_mu);
+    return rc;
 }
 
 int sagas_open(factum_t *db, pool *pl, sagas_t **out, factum_error_t *err) {
@@ -97,7 +124,8 @@ int sagas_open(factum_t *db, pool *pl, sagas_t **out, factum_error_t *err) {
     ss->db = db, ss->pool = pl;
     pthread_mutex_init(&ss->mu, NULL);
     pthread_mutex_init(&ss->define_mu, NULL);
-    int rc = defs_replay(db, SAGAS_STREAM, "SagaDefined", "SagaDeleted", replay_def, ss, err);
+    ss->follow = (defs_follower){SAGAS_STREAM, "SagaDefined", "SagaDeleted", follow_defined, follow_deleted, 0};
+    int rc = defs_replay(db, SAGAS_STREAM, "SagaDefined", "SagaDeleted", replay_def, ss, &ss->follow.next, err);
     if (rc) {
         sagas_close(ss);
         return rc;
@@ -154,7 +182,7 @@ static void define_work(conn *c) {
         saga *old = take(ss, j->name);
         j->status = old ? 200 : 201;
         saga_stop(old);
-        j->rc = run(ss, j->name, d, owner, &j->err); /* d is the runner's now */
+        j->rc = run(ss, j->name, d, owner, defs_hash(body), &j->err); /* d is the runner's now */
     } else {
         saga_def_free(d);
     }

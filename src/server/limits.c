@@ -109,21 +109,24 @@ static bool admit(conn *c, int kind, uint64_t used, uint64_t held, limit_refusal
 
 bool limits_admit(conn *c, int kind, uint64_t used, limit_refusal *r) { return admit(c, kind, used, 0, r); }
 
-limit_hold *limits_hold(conn *c, int kind) {
+limit_hold *limits_take(conn *c, int kind, limit_refusal *r) {
     server *s = c->l->srv;
-    limit_refusal r;
     pthread_mutex_lock(&s->limits_mu);
-    bool ok = admit(c, kind, used_now(s, kind) + s->held[kind], owners_count(&s->held_by_key[kind], c->req_key), &r);
+    bool ok = admit(c, kind, used_now(s, kind) + s->held[kind], owners_count(&s->held_by_key[kind], c->req_key), r);
     if (ok) s->held[kind]++, owners_add(&s->held_by_key[kind], c->req_key, 1);
     pthread_mutex_unlock(&s->limits_mu);
-    if (!ok) {
-        limits_problem(c, &r);
-        return NULL;
-    }
+    if (!ok) return NULL;
     limit_hold *h = malloc(sizeof *h);
     if (!h) abort(); /* the server may stop on out-of-memory (STYLE.md) */
     h->s = s, h->kind = kind;
     memcpy(h->key, c->req_key, sizeof h->key);
+    return h;
+}
+
+limit_hold *limits_hold(conn *c, int kind) {
+    limit_refusal r;
+    limit_hold *h = limits_take(c, kind, &r);
+    if (!h) limits_problem(c, &r);
     return h;
 }
 

@@ -480,7 +480,9 @@ static int open_connectors(server *s, const char *bound, factum_error_t *err) {
     connectors_env env = {.db = s->db,
                           .groups = s->groups,
                           .data_dir = s->cfg.data_dir ? s->cfg.data_dir : ".",
-                          .self_port = colon ? atoi(colon + 1) : 0};
+                          .self_port = colon ? atoi(colon + 1) : 0,
+                          .share_secret = server_share_secret,
+                          .share_ctx = s};
     return connectors_open(&env, &s->connectors, err);
 }
 
@@ -555,6 +557,9 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         return rc;
     }
     pthread_mutex_init(&s->limits_mu, NULL);
+    factum_error_t serr;
+    if (server_take_secrets(s, &serr)) /* before the definitions that need them */
+        log_msg(LOG_LEVEL_WARN, "the cluster's secrets: %s (definitions that need one may not start)", serr.message);
     if ((rc = schema_registry_open(db, &s->schemas, err)) || /* before anything appends */
         (rc = scavenger_open(db, c->scavenge_every_s, &s->scav, err)) ||
         (rc = pool_open(db, c->definition_threads, &s->pool, err)) ||
@@ -624,6 +629,8 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
     if (started < s->nloops) {
         rc = err_set(err, FACTUM_ENOMEM, "cannot start %d event loops", s->nloops);
         atomic_store(&s->stopping, true);
+    } else if ((rc = server_follow_start(s, err))) {
+        atomic_store(&s->stopping, true);
     } else {
         log_msg(LOG_LEVEL_INFO, "up to %u connections (%u per address), %llu open files, memory budget %llu MiB",
                 c->max_connections, c->max_per_address, (unsigned long long)overload_nofile(s),
@@ -645,6 +652,7 @@ int server_run(factum_t *db, const server_config *cfg_in, factum_error_t *err) {
         log_msg(LOG_LEVEL_INFO, "%s, draining connections", sig == SIGINT ? "SIGINT" : "SIGTERM");
         s->drain_deadline_ms = server_now_ms() + DRAIN_MS;
         atomic_store(&s->stopping, true);
+        server_follow_stop(s); /* before the definitions it starts stop */
         stop_definitions(s);
     }
     for (int i = 0; i < started; i++) {

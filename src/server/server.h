@@ -297,6 +297,8 @@ struct server {
     _Atomic uint32_t nconns;
     uint64_t drain_deadline_ms;
     struct overload *ov; /* overload.c: per-address counts, the spare descriptor, the memory budget */
+    pthread_t follower;  /* follow.c: a cluster node's definitions thread */
+    bool follower_started;
 };
 
 uint64_t server_now_ms(void);
@@ -443,6 +445,8 @@ void limits_problem(conn *c, const limit_refusal *r);
    the server and for c's key: NULL, having answered limits_problem, when either is full. */
 typedef struct limit_hold limit_hold;
 limit_hold *limits_hold(conn *c, int kind);
+/* The same without answering (for a worker thread): NULL with *r when either is full. */
+limit_hold *limits_take(conn *c, int kind, limit_refusal *r);
 void limits_release(limit_hold *h);
 void limits_release_job(void *job); /* limits_release, as a connection's job_free */
 /* The definitions' counts and limits, and the pool's state, as Prometheus lines. */
@@ -456,6 +460,9 @@ uint64_t projections_count_owned(projections_t *ps, const char *key);
 /* Stops every projector (queries waiting on one end); the registry stays for close. */
 void projections_stop(projections_t *ps);
 void projections_close(projections_t *ps);
+/* A cluster follower: starts, redefines and stops projections as $projections says the leader
+   did since (a no-op on what this registry wrote itself). 0 or the read's error. */
+int projections_follow(projections_t *ps, factum_error_t *err);
 /* Prometheus lines of every projection's status, position, lag and failures. */
 void projections_metrics(projections_t *ps, buf_t *b);
 
@@ -464,8 +471,20 @@ int sagas_open(factum_t *db, struct pool *pl, sagas_t **out, factum_error_t *err
 size_t sagas_count(sagas_t *ss);
 uint64_t sagas_count_owned(sagas_t *ss, const char *key);
 void sagas_close(sagas_t *ss);
+/* The same as projections_follow, for $sagas. */
+int sagas_follow(sagas_t *ss, factum_error_t *err);
 /* Prometheus lines of every saga's counts and durations. */
 void sagas_metrics(sagas_t *ss, buf_t *b);
+
+/* follow.c: a cluster node takes the definitions the leader made (a thread) and the secrets
+   they need (docs/cluster.md). No-ops standalone. */
+int server_follow_start(server *s, factum_error_t *err);
+void server_follow_stop(server *s); /* after s->stopping is set */
+/* Shares the secrets file at path (written, or removed) with the cluster's other nodes; the
+   connectors' share_secret hook (ctx: the server). */
+int server_share_secret(void *ctx, const char *path, factum_error_t *err);
+/* Writes every secrets file the cluster shares where this node keeps it. */
+int server_take_secrets(server *s, factum_error_t *err);
 
 /* overload.c: what keeps a client, or many, from taking everything (docs/limits.md). */
 int overload_open(server *s, factum_error_t *err); /* raises RLIMIT_NOFILE, opens the spare descriptor */
@@ -536,7 +555,7 @@ void access_flush(loop *l);
 /* Starts a subscription on c (answers the head, or an error). */
 void sse_start(conn *c, bool all, factum_str_t stream, const factum_query_t *q, uint64_t from, bool raw);
 /* Starts push delivery of a consumer group on c. */
-void sse_start_group(conn *c, const char *group, uint32_t max_in_flight);
+void sse_start_group(conn *c, const char *group, uint32_t max_in_flight, bool raw);
 /* A subscription to the events a tag query selects, from position `from`; takes q. */
 void sse_start_query(conn *c, factum_tag_query_t *q, uint64_t from);
 /* Asks the loop to pump c again after the other connections had their turn. */

@@ -75,7 +75,7 @@ static void begin(conn *c, sub *s) {
     sse_pump(c);
 }
 
-void sse_start_group(conn *c, const char *group, uint32_t max_in_flight) {
+void sse_start_group(conn *c, const char *group, uint32_t max_in_flight, bool raw) {
     sub *s = calloc(1, sizeof *s);
     if (!s) {
         conn_problem(c, 500, "internal", NULL, "out of memory");
@@ -83,6 +83,7 @@ void sse_start_group(conn *c, const char *group, uint32_t max_in_flight) {
     }
     snprintf(s->group, sizeof s->group, "%s", group);
     s->max_in_flight = max_in_flight;
+    s->raw = raw;   /* each delivery as stored, not upcast */
     s->live = true; /* woken by every commit (acks are commits too) and by the sweep (retries) */
     groups_members_count(c->l->srv->groups, group, 1, 0); /* on_close counts it out */
     begin(c, s);
@@ -289,7 +290,7 @@ static void sse_pump(conn *c) {
         groups_batch d = {0};
         factum_error_t err;
         int rc = groups_pull(c->l->srv->groups, s->group, s->max_in_flight, (uint64_t)(uintptr_t)c, &d, &err);
-        groups_render_deliveries(&c->out, &d, true, false);
+        groups_render_deliveries(&c->out, &d, true, s->raw);
         size_t count = d.n;
         groups_batch_free(&d);
         if (rc) {

@@ -287,61 +287,132 @@ static void fail_all(factum_proposal_t *const *ps, size_t n, int code, const cha
         factum_proposal_fail(ps[i], code, msg);
 }
 
+/* One batch of an apply: its requests (decoded), or skipped (applied before). */
+typedef struct pending {
+    append_req *head, *tail;
+    size_t count;
+    bool skipped;
+} pending;
+
+int factum_batch_apply_many(factum_t *db, const factum_batch_t *b, size_t nb, size_t *done, factum_error_t *err) {
+    factum_error_t local;
+    if (!err) err = &local;
+    *done = 0;
+    if (!nb) return 0;
+    pending *pd = calloc(nb, sizeof *pd);
+    if (!pd) {
+        for (size_t k = 0; k < nb; k++)
+            fail_all(b[k].ps, b[k].n, FACTUM_ENOMEM, "out of memory");
+        return err_set(err, FACTUM_ENOMEM, "out of memory");
+    }
+    /* Applied before (or passed over) iff its time is not after the last group that wrote: the
+       times of the log's batches only grow (docs/cluster.md, "Applying a batch"), so those are a
+       prefix. The replicator waited for the previous apply, so durable_time is the writer's last
+       word. The first batch applied must land at the head; a later one at the head its
+       predecessors leave, which the writer checks as it writes them (batch_refused). */
+    uint64_t now = factum_head_position(db);
+    int64_t durable_time = db->durable_time;
+    bool first_new = true;
+    int rc = 0;
+    size_t k = 0;
+    for (; k < nb && !rc; k++) {
+        uint64_t first;
+        int64_t t;
+        rc = factum_batch_info(b[k].msg, b[k].len, &first, &t, err);
+        if (!rc) rc = batch_read(b[k].msg, b[k].len, &pd[k].head, &pd[k].tail, &pd[k].count, err);
+        if (!rc && b[k].ps && b[k].n != pd[k].count)
+            rc = err_set(err, FACTUM_EINVAL, "the batch holds %zu requests, %zu proposals given", pd[k].count, b[k].n);
+        pd[k].skipped = !rc && t <= durable_time;
+        if (!rc && pd[k].skipped && (b[k].ps || !first_new))
+            rc = err_set(err, FACTUM_ECORRUPT,
+                         "a batch of proposals at time %lld, but the log has a group at %lld already", (long long)t,
+                         (long long)durable_time);
+        if (!rc && !pd[k].skipped && first_new && first != FACTUM_BATCH_FOLLOWS && first != now)
+            rc = err_set(err, FACTUM_ECORRUPT, "replicated batch for position %llu, but this log's head is %llu: %s",
+                         (unsigned long long)first, (unsigned long long)now,
+                         first > now ? "batches are missing" : "this node's log has diverged");
+        if (!rc && !pd[k].skipped) {
+            first_new = false;
+            pd[k].head->batch_n = (uint32_t)pd[k].count, pd[k].head->batch_first = first, pd[k].head->batch_time = t;
+        }
+    }
+    if (rc) { /* nothing goes to the writer: batch k - 1 and those after it fail, the ones before
+                 are submitted */
+        k--;
+        for (size_t j = k; j < nb; j++) {
+            reqs_free(pd[j].head);
+            pd[j].head = NULL;
+            fail_all(b[j].ps, b[j].n, rc, err->message);
+        }
+        nb = k;
+    }
+    /* Skipped ones are done; the rest go to the writer in order, together, so that it can write
+       them as one group with one fdatasync. */
+    append_req *head = NULL, *tail = NULL;
+    for (size_t j = 0; j < nb; j++) {
+        if (pd[j].skipped) {
+            reqs_free(pd[j].head), pd[j].head = NULL;
+            fail_all(b[j].ps, b[j].n, FACTUM_ECORRUPT, "batch already applied");
+            continue;
+        }
+        if (tail)
+            tail->next = pd[j].head;
+        else
+            head = pd[j].head;
+        tail = pd[j].tail;
+    }
+    int src = head ? store_submit(db, head, tail, err) : 0;
+    if (src) {
+        for (size_t j = 0; j < nb; j++)
+            if (pd[j].head) {
+                if (pd[j].tail) pd[j].tail->next = NULL; /* free this batch's requests only */
+                reqs_free(pd[j].head);
+                fail_all(b[j].ps, b[j].n, src, err->message);
+            }
+        free(pd);
+        return src;
+    }
+    /* The writer completes every request; each is ours to free once done. A batch counts as
+       applied when none of its requests met an outcome another node need not share. */
+    int worst = 0;
+    size_t applied = 0;
+    for (size_t j = 0; j < nb; j++) {
+        size_t i = 0;
+        append_req *r = pd[j].head;
+        for (size_t c = 0; c < pd[j].count && r; c++, i++) {
+            while (!atomic_load_explicit(&r->done, memory_order_acquire))
+                futex_wait(&r->done, 0);
+            append_req *next = r->next;
+            if (!deterministic(r->rc) && !worst) {
+                worst = r->rc;
+                err_set(err, r->rc, "%s", r->msg);
+            }
+            if (b[j].ps) {
+                append_req *p = (append_req *)b[j].ps[i];
+                p->rc = r->rc, p->res = r->res;
+                snprintf(p->msg, sizeof p->msg, "%s", r->msg);
+                store_req_complete(p);
+            }
+            req_free(r);
+            r = next;
+        }
+        if (!worst) applied = j + 1;
+    }
+    free(pd);
+    *done = applied;
+    return worst ? worst : rc;
+}
+
 int factum_batch_apply(factum_t *db, const void *msg, size_t len, factum_proposal_t *const *ps, size_t n, int *applied,
                        factum_error_t *err) {
+    factum_batch_t b = {msg, len, ps, n};
+    size_t done;
     uint64_t first;
     int64_t t;
-    *applied = 0;
-    int rc = factum_batch_info(msg, len, &first, &t, err);
-    append_req *head = NULL, *tail = NULL;
-    size_t count = 0;
-    if (!rc) rc = batch_read(msg, len, &head, &tail, &count, err);
-    if (!rc && ps && n != count)
-        rc = err_set(err, FACTUM_EINVAL, "the batch holds %zu requests, %zu proposals given", count, n);
-    /* Applied before (or passed over) iff its time is not after the last group that wrote: the
-       times of the log's batches only grow (docs/cluster.md, "Applying a batch"). The replicator
-       waited for the previous apply, so durable_time is the writer's last word. */
-    uint64_t now = factum_head_position(db);
-    bool done_before = !rc && t <= db->durable_time;
-    if (!rc && done_before && ps)
-        rc = err_set(err, FACTUM_ECORRUPT, "a batch of proposals at time %lld, but the log has a group at %lld already",
-                     (long long)t, (long long)db->durable_time);
-    if (!rc && !done_before && first != FACTUM_BATCH_FOLLOWS && first != now)
-        rc = err_set(err, FACTUM_ECORRUPT, "replicated batch for position %llu, but this log's head is %llu: %s",
-                     (unsigned long long)first, (unsigned long long)now,
-                     first > now ? "batches are missing" : "this node's log has diverged");
-    if (rc || done_before) {
-        reqs_free(head);
-        fail_all(ps, n, rc ? rc : FACTUM_ECORRUPT, rc ? err->message : "batch already applied");
-        return rc;
-    }
-    head->batch_n = (uint32_t)count, head->batch_first = first, head->batch_time = t;
-    if ((rc = store_submit(db, head, tail, err))) {
-        reqs_free(head);
-        fail_all(ps, n, rc, err->message);
-        return rc;
-    }
-    /* The writer completes every request of the group; each is ours to free once done. */
-    size_t i = 0;
-    int worst = 0;
-    for (append_req *r = head, *next; r; r = next, i++) {
-        while (!atomic_load_explicit(&r->done, memory_order_acquire))
-            futex_wait(&r->done, 0);
-        next = r->next;
-        if (!deterministic(r->rc) && !worst) {
-            worst = r->rc;
-            err_set(err, r->rc, "%s", r->msg);
-        }
-        if (ps) {
-            append_req *p = (append_req *)ps[i];
-            p->rc = r->rc, p->res = r->res;
-            snprintf(p->msg, sizeof p->msg, "%s", r->msg);
-            store_req_complete(p);
-        }
-        req_free(r);
-    }
-    *applied = worst ? 0 : 1;
-    return worst;
+    bool before = factum_batch_info(msg, len, &first, &t, NULL) == 0 && t <= db->durable_time;
+    int rc = factum_batch_apply_many(db, &b, 1, &done, err);
+    *applied = !rc && done && !before;
+    return rc;
 }
 
 int64_t factum_commit_time(factum_t *db) { return db->durable_time; }

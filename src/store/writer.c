@@ -552,12 +552,13 @@ static int64_t group_time(factum_t *db) {
 }
 
 /* A replicated batch lands where its leader saw the head (or anywhere, when it followed batches
-   still in flight), after the time of the last group that wrote anything (the leader's
-   factum_batch_encode reads the same), or not at all: anything else means this log is not the
-   cluster's (docs/cluster.md). */
-static bool batch_refused(factum_t *db, append_req *list) {
+   still in flight), after the time of the batch before it (`after`: the last group that wrote
+   anything, or the batch before it in this group; the leader's factum_batch_encode reads the
+   same), or not at all: anything else means this log is not the cluster's (docs/cluster.md).
+   Refused, list and everything after it in the group fail. */
+static bool batch_refused(factum_t *db, append_req *list, int64_t after) {
     if (!list->batch_n || ((db->next_pos == list->batch_first || list->batch_first == FACTUM_BATCH_FOLLOWS) &&
-                           list->batch_time > db->durable_time && !db->failed))
+                           list->batch_time > after && !db->failed))
         return false;
     for (append_req *r = list, *next; r; r = next) {
         next = r->next;
@@ -568,7 +569,7 @@ static bool batch_refused(factum_t *db, append_req *list) {
                      "replicated batch for position %llu at time %lld, but this log's head is %llu at time %lld: "
                      "this node's log has diverged from the cluster's",
                      (unsigned long long)list->batch_first, (long long)list->batch_time,
-                     (unsigned long long)db->next_pos, (long long)db->durable_time);
+                     (unsigned long long)db->next_pos, (long long)after);
         store_req_complete(r);
     }
     return true;
@@ -576,14 +577,22 @@ static bool batch_refused(factum_t *db, append_req *list) {
 
 static void run_group(factum_t *db, append_req *list) {
     group g = {0};
-    if (batch_refused(db, list)) return;
+    if (batch_refused(db, list, db->durable_time)) return;
     int64_t t = list->batch_n ? list->batch_time : group_time(db);
     db->last_time = t;
     db->group_first = db->next_pos;
     g.write_off = db->segs[atomic_load(&db->nsegs) - 1]->end;
     g.flushed_pos = db->next_pos;
     unsigned pin = store_pin(db); /* process() reads older events (idempotency, metadata) */
-    for (append_req *r = list; r; r = r->next)
+    for (append_req *r = list, *prev = NULL; r; prev = r, r = r->next) {
+        if (r != list && r->batch_n) { /* the next replicated batch of the group: its own time */
+            if (batch_refused(db, r, t)) {
+                prev->next = NULL; /* it and those after it are done; the group ends before it */
+                break;
+            }
+            t = r->batch_time;
+            db->last_time = t;
+        }
         if (r->link_left) {
             process_set(db, &g, r, t);
             while (r->link_left)
@@ -591,6 +600,7 @@ static void run_group(factum_t *db, append_req *list) {
         } else {
             process(db, &g, r, t);
         }
+    }
     store_unpin(db, pin);
     if (!db->failed) group_flush(db, &g);
     if (db->failed) {
@@ -685,10 +695,14 @@ static void *writer_main(void *arg) {
         /* Take a group: everything queued, up to STORE_GROUP_BYTES. */
         append_req *list = db->qhead, *last = list;
         size_t bytes = last->bytes;
-        if (list->batch_n) /* a replicated batch: exactly its requests (queued together) */
-            for (uint32_t i = 1; i < list->batch_n; i++)
-                last = last->next;
-        else
+        if (list->batch_n) { /* replicated batches: exactly their requests (each queued together) */
+            for (;;) {
+                for (uint32_t i = 1, n = last->batch_n; i < n; i++)
+                    last = last->next, bytes += last->bytes;
+                if (!last->next || !last->next->batch_n || bytes >= STORE_GROUP_BYTES) break;
+                last = last->next, bytes += last->bytes; /* the next batch joins the group */
+            }
+        } else
             while (last->next && !last->next->batch_n && bytes < STORE_GROUP_BYTES)
                 last = last->next, bytes += last->bytes;
         while (last->link_left) /* a multi-stream append is never split between groups */

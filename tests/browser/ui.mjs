@@ -29,7 +29,7 @@ const errors = [];
 let expected = null; // the refusals a step provokes on purpose: 'status of 401', ...
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 const page = await context.newPage();
-page.setDefaultTimeout(10000);
+page.setDefaultTimeout(30000); // generous: CI machines are shared and slow under load
 page.on('console', (m) => {
   if (m.type() !== 'error') return;
   if (expected && m.text().includes(expected)) return;

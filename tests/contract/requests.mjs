@@ -348,5 +348,6 @@ export const unreachable = {
   'PUT /projections/{name} 409': 'a new projection past --max-projections (tests/test_limits.c starts its server with small limits)',
   'PUT /sagas/{name} 409': 'a new saga past --max-sagas (tests/test_limits.c)',
   'PUT /groups/{group} 409': 'a new group past --max-groups (tests/test_limits.c)',
+  'PUT /connectors/{name} 409': 'a new sink past --max-groups (tests/test_connectors.c starts its server with --max-groups 2)',
   'POST /schedules 409': 'a new schedule past --max-schedules (tests/test_limits.c)',
 };
