@@ -696,6 +696,15 @@ TEST(type_filters_see_the_type_as_read_after_upcasting) {
                   !strstr(pulled, "\"type\":\"OrderCreated\""),
               "%s", pulled);
     free(pulled);
+    /* the check of stored events reads a type's events as read: upcast, renamed ones in */
+    char *dry = http_body(s.port, "PUT", "/schemas/OrderCreated/versions/5?dry_run=true", NULL,
+                          "{\"required\":[\"buyer\"]}", 200);
+    CHECK_MSG(strstr(dry, "\"checked\":4,\"failing\":0"), "%s", dry);
+    free(dry);
+    dry = http_body(s.port, "PUT", "/schemas/OrderPlaced/versions/3?dry_run=true", NULL,
+                    "{\"required\":[\"customer\"]}", 200);
+    CHECK_MSG(strstr(dry, "\"checked\":2,\"failing\":0"), "%s", dry);
+    free(dry);
     /* a projection of one type (read with the type filter) */
     expect_status(s.port, "PUT", "/projections/buyers", NULL,
                   "{\"source\":{\"types\":[\"OrderCreated\"]},\"setup\":[\"CREATE TABLE b (name TEXT)\"],"
