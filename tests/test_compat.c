@@ -206,6 +206,32 @@ TEST(forward_compatibility_lists_every_difference_up_to_the_report_limit) {
     buf_free(&o), buf_free(&n);
 }
 
+/* {"allOf":[{},...]} with n branches: 1 + n comparisons against any newer schema. */
+static schema_t *all_of(int n) {
+    buf_t b = {0};
+    buf_printf(&b, "{\"allOf\":[");
+    for (int i = 0; i < n; i++)
+        buf_printf(&b, "%s{}", i ? "," : "");
+    buf_printf(&b, "]}");
+    schema_t *s = NULL;
+    CHECK_RC(schema_compile((factum_str_t){b.ptr, b.len}, &s, NULL), 0);
+    buf_free(&b);
+    return s;
+}
+
+TEST(forward_compatibility_compares_at_most_its_limit_of_places) {
+    schema_t *n, *at = all_of(49999), *past = all_of(50000);
+    CHECK_RC(schema_compile(str_c("{\"type\":\"string\"}"), &n, NULL), 0);
+    schema_report rep = {0};
+    CHECK(schema_forward_compatible(n, at, &rep));
+    CHECK(!schema_forward_compatible(n, past, &rep));
+    CHECK_EQ(rep.count, 1);
+    CHECK_MSG(strstr(rep.first, "more than 50000 comparisons: not compared"), "%s", rep.first);
+    CHECK(!schema_forward_compatible(n, past, NULL));
+    schema_report_free(&rep);
+    schema_free(n), schema_free(at), schema_free(past);
+}
+
 TEST(a_put_declaring_forward_or_full_compatibility_is_409_listing_the_differences) {
     srv s = srv_start(test_dir(), NULL);
     expect_status(s.port, "PUT", "/schemas/OrderPlaced/versions/1", NULL, ORDER(ID, AMOUNT, ""), 201, NULL);

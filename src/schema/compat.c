@@ -16,7 +16,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#define MAX_DEPTH 64 /* pairs of nodes being compared; a $ref cycle ends at a pair already open */
+#define MAX_DEPTH 64      /* pairs of nodes being compared; a $ref cycle ends at a pair already open */
+#define COMPARE_MAX 50000 /* comparisons of two places, in all (anyOf and allOf multiply them) */
 #define ALL_TYPES (T_NULL | T_BOOLEAN | T_OBJECT | T_ARRAY | T_NUMBER | T_STRING | T_INTEGER)
 
 typedef struct cctx {
@@ -29,6 +30,7 @@ typedef struct cctx {
     const node *open_n[MAX_DEPTH], *open_o[MAX_DEPTH];
     int open_data[MAX_DEPTH];
     int depth, data;
+    long *budget; /* comparisons left, shared with the quiet tries of anyOf */
 } cctx;
 
 /* A schema without rules: what `true` and a missing subschema allow. */
@@ -229,7 +231,7 @@ static bool combined_kept(cctx *x, const node *n, const node *o) {
     if (o->any.n && !same(n, o, "anyOf")) { /* within one branch is enough */
         bool within = false;
         for (size_t i = 0; !within && i < o->any.n; i++) {
-            cctx q = {.depth = x->depth, .data = x->data};
+            cctx q = {.depth = x->depth, .data = x->data, .budget = x->budget};
             memcpy(q.open_n, x->open_n, sizeof q.open_n), memcpy(q.open_o, x->open_o, sizeof q.open_o);
             memcpy(q.open_data, x->open_data, sizeof q.open_data);
             within = cmp(&q, n, o->any.v[i]);
@@ -244,6 +246,8 @@ static bool combined_kept(cctx *x, const node *n, const node *o) {
 }
 
 static bool cmp(cctx *x, const node *n, const node *o) {
+    if (--*x->budget < 0) /* said once; every comparison after it fails */
+        return *x->budget == -1 && differ_here(x, "schema", "more than %d comparisons: not compared", COMPARE_MAX);
     for (int i = 0; n->ref && i < MAX_DEPTH; i++) /* compile refuses a cycle of $refs alone */
         n = n->ref;
     for (int i = 0; o->ref && i < MAX_DEPTH; i++)
@@ -284,7 +288,8 @@ static bool cmp(cctx *x, const node *n, const node *o) {
 }
 
 bool schema_forward_compatible(const schema_t *newer, const schema_t *older, schema_report *rep) {
-    cctx x = {.rep = rep};
+    long budget = COMPARE_MAX;
+    cctx x = {.rep = rep, .budget = &budget};
     bool ok = cmp(&x, newer->root, older->root);
     buf_free(&x.ptr);
     return ok;
