@@ -24,9 +24,12 @@
 #define OUT_HIGH (256u << 10)                /* stop reading pipelined requests while this much is unsent */
 #define IN_HIGH (HTTP_MAX_HEAD + READ_CHUNK) /* ... or while this much input waits (beyond a body) */
 #define TURN_REQUESTS 16                     /* requests one connection runs before the others' turn */
-#define TURN_PACE                                                                                                      \
-    3 /* ... and then it waits 3 times as long as its turn took, times the pipelining connections                      \
-         of its loop: together they take a quarter of the loop at most */
+/* ... and then, while other clients are active (a request of a connection that never used up a
+   turn in the last PACE_WINDOW_NS), it waits 9 times as long as its turn took, times the
+   pipelining connections of its loop: together they take a tenth of the loop at most. Alone, it
+   is not paced. */
+#define TURN_PACE 9
+#define PACE_WINDOW_NS 100000000ull
 
 /* ---- connections ---- */
 
@@ -359,6 +362,7 @@ static void process_input(conn *c) {
                flood on one connection must not make every other client wait for it. */
             if ((blocked = started == TURN_REQUESTS)) {
                 c->turn_ns = t0; /* conn_settle paces it once the answers are sent */
+                c->pipelined = true;
                 break;
             }
             http_req tmp;
@@ -378,6 +382,7 @@ static void process_input(conn *c) {
             memcpy(r->head, p, (size_t)hl);
             http_parse_head(r->head, (size_t)hl, &r->h, &why); /* spans into the private copy */
             r->started_ns = clock_mono_ns();
+            if (!c->pipelined) atomic_store_explicit(&s->others_ns, r->started_ns, memory_order_relaxed);
             started++;
             c->req = r;
             c->in_off += (size_t)hl;
@@ -534,7 +539,8 @@ void conn_settle(conn *c) {
         uint64_t pacing = 1; /* c, and the others waiting for their next turn */
         for (conn *p = c->l->paced; p; p = p->paced_next)
             pacing += p != c;
-        c->paced_ns = now + (now - c->turn_ns) * TURN_PACE * pacing;
+        bool others = now - atomic_load_explicit(&c->l->srv->others_ns, memory_order_relaxed) < PACE_WINDOW_NS;
+        c->paced_ns = others ? now + (now - c->turn_ns) * TURN_PACE * pacing : now;
         c->turn_ns = 0;
     }
     if (c->in_stalled && !c->close_after && c->out.len - c->out_off < OUT_HIGH && !overload_over(c)) {

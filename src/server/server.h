@@ -147,6 +147,7 @@ struct conn {
     conn *paced_next;  /* the loop's pipelining connections waiting for their next turn */
     uint64_t paced_ns; /* when that is (clock_mono_ns) */
     uint64_t turn_ns;  /* when the turn that used up TURN_REQUESTS began; 0: none is over */
+    bool pipelined;    /* it has used up a turn: its requests do not count as other clients' activity */
     buf_t in;
     size_t in_off;
     buf_t out;
@@ -296,8 +297,11 @@ struct server {
     _Atomic bool stopping;
     _Atomic uint32_t nconns;
     uint64_t drain_deadline_ms;
-    struct overload *ov; /* overload.c: per-address counts, the spare descriptor, the memory budget */
-    pthread_t follower;  /* follow.c: a cluster node's definitions thread */
+    struct overload *ov;        /* overload.c: per-address counts, the spare descriptor, the memory budget */
+    _Atomic uint64_t others_ns; /* conn.c: when a connection that never pipelined a whole turn last began a
+                                   request (clock_mono_ns): pipelining connections are paced while others are
+                                   active */
+    pthread_t follower;         /* follow.c: a cluster node's definitions thread */
     bool follower_started;
 };
 
