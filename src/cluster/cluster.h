@@ -28,7 +28,7 @@ typedef struct cluster_config {
 #define CLUSTER_RENEW_MS 1000       /* the leader renews this often */
 #define CLUSTER_LEASE_TRUST_MS 2000 /* a leader stops writing this long after its last renewal */
 #define CLUSTER_MAX_QUEUE 65536     /* writes waiting for the leader's next batch */
-#define CLUSTER_PIPELINE 8          /* batches the leader has in flight at once */
+#define CLUSTER_PIPELINE 16         /* batches the leader has in flight at once */
 #define CLUSTER_ACK_WAIT_MS 5000    /* a publish not acknowledged this long: outcome unknown */
 
 /*
