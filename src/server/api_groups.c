@@ -300,23 +300,33 @@ static void pull_on_tick(conn *c, uint64_t now_ms, bool final) {
 static void pull_on_close(conn *c) { groups_members_count(c->l->srv->groups, c->ar_note, 0, -1); }
 static const park_ops pull_park = {.on_commit = pull_on_commit, .on_tick = pull_on_tick, .on_close = pull_on_close};
 
+/* The next '&'-separated "key=value" of q from *at, as sent (an empty one too: it is refused as
+   unknown); *at moves past it. */
+static factum_str_t query_pair(factum_str_t q, size_t *at) {
+    size_t s = *at, i = s;
+    while (i < q.len && q.ptr[i] != '&')
+        i++;
+    *at = i + 1;
+    return (factum_str_t){q.ptr + s, i - s};
+}
+
+/* Whether kv is version=raw or version=latest (events as stored, or upcast), set in *raw. */
+static bool version_pair(factum_str_t kv, bool *raw) {
+    if (!str_eq(kv, str_c("version=raw")) && !str_eq(kv, str_c("version=latest"))) return false;
+    *raw = kv.ptr[8] == 'r';
+    return true;
+}
+
 static void pull(conn *c) {
     uint64_t max = 1, wait = 0;
     bool raw = false;
     factum_str_t q = c->req->h.query;
     /* max=N&wait_ms=T&version=raw|latest, in any order */
     for (size_t i = 0; i < q.len;) {
-        size_t s = i;
-        while (i < q.len && q.ptr[i] != '&')
-            i++;
-        factum_str_t kv = {q.ptr + s, i - s};
-        i++;
+        factum_str_t kv = query_pair(q, &i);
         uint64_t *dst = NULL;
         size_t kl = 0;
-        if (str_eq(kv, str_c("version=raw")) || str_eq(kv, str_c("version=latest"))) {
-            raw = kv.ptr[8] == 'r';
-            continue;
-        }
+        if (version_pair(kv, &raw)) continue;
         if (kv.len > 4 && !memcmp(kv.ptr, "max=", 4))
             dst = &max, kl = 4;
         else if (kv.len > 8 && !memcmp(kv.ptr, "wait_ms=", 8))
@@ -461,15 +471,9 @@ void api_push_group(conn *c, const route_args *a, factum_str_t body) {
     factum_str_t q = h->query;
     /* max_in_flight=N&version=raw|latest, in any order */
     for (size_t i = 0; i < q.len && limit;) {
-        size_t s = i;
-        while (i < q.len && q.ptr[i] != '&')
-            i++;
-        factum_str_t kv = {q.ptr + s, i - s};
-        i++;
-        if (str_eq(kv, str_c("version=raw")) || str_eq(kv, str_c("version=latest")))
-            raw = kv.ptr[8] == 'r';
-        else if (kv.len <= 14 || memcmp(kv.ptr, "max_in_flight=", 14) ||
-                 !str_u64((factum_str_t){kv.ptr + 14, kv.len - 14}, &limit))
+        factum_str_t kv = query_pair(q, &i);
+        if (!version_pair(kv, &raw) && (kv.len <= 14 || memcmp(kv.ptr, "max_in_flight=", 14) ||
+                                        !str_u64((factum_str_t){kv.ptr + 14, kv.len - 14}, &limit)))
             limit = 0; /* refused below */
     }
     if (!accept.len || !memmem(accept.ptr, accept.len, "text/event-stream", 17))
