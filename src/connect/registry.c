@@ -26,6 +26,14 @@ static connector *find(connectors_t *cs, const char *name) {
     return NULL;
 }
 
+/* name's connector, found under the list's mutex (define_mu held: it stays there). */
+static connector *lookup(connectors_t *cs, const char *name) {
+    pthread_mutex_lock(&cs->mu);
+    connector *c = find(cs, name);
+    pthread_mutex_unlock(&cs->mu);
+    return c;
+}
+
 size_t connectors_count(connectors_t *cs) {
     pthread_mutex_lock(&cs->mu);
     size_t n = cs->n;
@@ -204,9 +212,7 @@ static void drop(connectors_t *cs, connector *c) {
 
 static void follow_defined(void *ctx, const char *name, factum_str_t def, const char *owner) {
     connectors_t *cs = ctx;
-    pthread_mutex_lock(&cs->mu);
-    connector *c = find(cs, name);
-    pthread_mutex_unlock(&cs->mu);
+    connector *c = lookup(cs, name);
     if (c && c->def_hash == defs_hash(def)) return; /* this registry's own record */
     if (c) drop(cs, c);
     replay_def(cs, name, def, owner);
@@ -216,9 +222,7 @@ static void follow_defined(void *ctx, const char *name, factum_str_t def, const 
 static void follow_deleted(void *ctx, const char *name, factum_str_t rec) {
     (void)rec;
     connectors_t *cs = ctx;
-    pthread_mutex_lock(&cs->mu);
-    connector *c = find(cs, name);
-    pthread_mutex_unlock(&cs->mu);
+    connector *c = lookup(cs, name);
     if (!c) return; /* this registry's own record */
     drop(cs, c);
     conn_def_forget_secrets(cs->data_dir, name);
@@ -300,9 +304,7 @@ int connectors_define(connectors_t *cs, const char *name, factum_str_t body, con
     if (!rc) rc = record_definition(cs, c, err);
     if (!rc && sink) rc = define_group(cs, c->group, &c->d, c->owner, err);
     if (!rc && old) {
-        unlink_out(cs, old);
-        connector_thread_stop(old);
-        connector_free(old);
+        drop(cs, old);
     }
     c->paused = c->d.paused;
     if (!rc) rc = connector_thread_start(c, sink ? sink_main : outbox_main, err);
@@ -318,9 +320,7 @@ int connectors_define(connectors_t *cs, const char *name, factum_str_t body, con
 
 int connectors_delete(connectors_t *cs, const char *name, factum_error_t *err) {
     pthread_mutex_lock(&cs->define_mu);
-    pthread_mutex_lock(&cs->mu);
-    connector *c = find(cs, name);
-    pthread_mutex_unlock(&cs->mu);
+    connector *c = lookup(cs, name);
     int rc = c ? defs_record(cs->env.db, CONNECTORS_STREAM, "ConnectorDeleted", name, (factum_str_t){0}, NULL, err)
                : err_set(err, FACTUM_ENOTFOUND, "no connector %s", name);
     if (!rc) {
@@ -342,9 +342,7 @@ int connectors_delete(connectors_t *cs, const char *name, factum_error_t *err) {
 
 int connectors_pause(connectors_t *cs, const char *name, bool paused, buf_t *out, factum_error_t *err) {
     pthread_mutex_lock(&cs->define_mu);
-    pthread_mutex_lock(&cs->mu);
-    connector *c = find(cs, name);
-    pthread_mutex_unlock(&cs->mu);
+    connector *c = lookup(cs, name);
     int rc = 0;
     if (!c) {
         rc = err_set(err, FACTUM_ENOTFOUND, "no connector %s", name);
