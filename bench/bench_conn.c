@@ -291,45 +291,35 @@ static void wait_appended(const char *path, long rows) {
     }
 }
 
-/* Live: the writers commit while the relay follows; from the first commit to the last event. */
-static double outbox_relay(int rows) {
-    char body[1024];
+/* The relay on `table` (publication `pub`), as connector `name`. Live: the writers commit while
+   it follows, timed from the first commit to the last event. Backlog: it is defined paused, the
+   writers commit every row (*write_rate: their rows/s with nothing reading), then it is resumed
+   and timed until the last event. */
+static double outbox_relay(int rows, const char *name, const char *pub, const char *table, bool backlog,
+                           double *write_rate) {
+    char body[1024], path[96];
     snprintf(body, sizeof body,
-             "{\"kind\":\"postgres-outbox\",\"postgres\":\"%s\",\"publication\":\"bench_pub\",\"table\":\"outbox\","
-             "\"columns\":{\"data\":\"payload\"}}",
-             pg);
-    if (req("PUT", "/connectors/bench-ob", body, "Content-Type: application/json") != 201) die(got.ptr);
+             "{\"kind\":\"postgres-outbox\",\"postgres\":\"%s\",\"publication\":\"%s\",\"table\":\"%s\","
+             "\"columns\":{\"data\":\"payload\"}%s}",
+             pg, pub, table, backlog ? ",\"paused\":true" : "");
+    snprintf(path, sizeof path, "/connectors/%s", name);
+    if (req("PUT", path, body, "Content-Type: application/json") != 201) die(got.ptr);
     pthread_t t[WRITERS];
     writer w[WRITERS];
     double t0 = now_s();
-    write_all("outbox", rows, t, w);
-    wait_appended("/connectors/bench-ob", rows);
+    write_all(table, rows, t, w);
+    if (backlog) {
+        join_all(t);
+        *write_rate = rows / (now_s() - t0);
+        char resume[128];
+        snprintf(resume, sizeof resume, "%s/resume", path);
+        t0 = now_s();
+        if (req("POST", resume, "", NULL) != 200) die(got.ptr);
+    }
+    wait_appended(path, rows);
     double dt = now_s() - t0;
-    join_all(t);
-    req("DELETE", "/connectors/bench-ob", NULL, NULL);
-    return rows / dt;
-}
-
-/* A backlog: the writers commit every row while the relay is paused (*write_rate: their rows/s
-   with nothing reading), then the relay is resumed and timed until the last event. */
-static double outbox_relay_backlog(int rows, double *write_rate) {
-    char body[1024];
-    snprintf(body, sizeof body,
-             "{\"kind\":\"postgres-outbox\",\"postgres\":\"%s\",\"publication\":\"bench_pub3\",\"table\":\"outbox3\","
-             "\"columns\":{\"data\":\"payload\"},\"paused\":true}",
-             pg);
-    if (req("PUT", "/connectors/bench-ob3", body, "Content-Type: application/json") != 201) die(got.ptr);
-    pthread_t t[WRITERS];
-    writer w[WRITERS];
-    double t0 = now_s();
-    write_all("outbox3", rows, t, w);
-    join_all(t);
-    *write_rate = rows / (now_s() - t0);
-    t0 = now_s();
-    if (req("POST", "/connectors/bench-ob3/resume", "", NULL) != 200) die(got.ptr);
-    wait_appended("/connectors/bench-ob3", rows);
-    double dt = now_s() - t0;
-    req("DELETE", "/connectors/bench-ob3", NULL, NULL);
+    if (!backlog) join_all(t);
+    req("DELETE", path, NULL, NULL);
     return rows / dt;
 }
 
@@ -439,13 +429,13 @@ int main(int argc, char **argv) {
     sql(c, "CREATE PUBLICATION bench_pub FOR TABLE outbox; CREATE PUBLICATION bench_pub3 FOR TABLE outbox3");
     PQfinish(c);
     printf("outbox: %d writers commit %d rows, %d per transaction\n", WRITERS, rows, PER_TX);
-    double relay = outbox_relay(rows);
+    double writers;
+    double relay = outbox_relay(rows, "bench-ob", "bench_pub", "outbox", false, &writers);
     double poll = outbox_hand_loop(rows, "outbox2", false);
     printf(" live: the writers commit while it relays, timed from the first commit to the last event\n");
     printf("  relay (pgoutput slot, exactly once)     %9.0f rows/s  (x%.2f the hand loop)\n", relay, relay / poll);
     printf("  hand loop: poll, POST batches, DELETE   %9.0f rows/s\n", poll);
-    double writers;
-    double relay_b = outbox_relay_backlog(rows, &writers);
+    double relay_b = outbox_relay(rows, "bench-ob3", "bench_pub3", "outbox3", true, &writers);
     double poll_b = outbox_hand_loop(rows, "outbox4", true);
     printf(" backlog: the rows committed first (%.0f rows/s, nothing reading), then drained\n", writers);
     printf("  relay (pgoutput slot, exactly once)     %9.0f rows/s  (x%.2f the hand loop)\n", relay_b,
