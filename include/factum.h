@@ -652,7 +652,8 @@ int factum_batch_apply(factum_t *db, const void *msg, size_t len, factum_proposa
  * The same for nb batches that follow each other in the stream, handed to the writer together
  * so that it writes them as one commit group with one fdatasync (each keeps its own position
  * check and commit time). *done: how many of them, from the first, are applied (or were
- * before); those after a failure fail their proposals. Returns as factum_batch_apply.
+ * before); *last_time (if not NULL, and *done > 0): the commit time of the last of those; those
+ * after a failure fail their proposals. Returns as factum_batch_apply.
  */
 typedef struct factum_batch_t {
     const void *msg;
@@ -660,7 +661,8 @@ typedef struct factum_batch_t {
     factum_proposal_t *const *ps; /* NULL: none */
     size_t n;
 } factum_batch_t;
-int factum_batch_apply_many(factum_t *db, const factum_batch_t *b, size_t nb, size_t *done, factum_error_t *err);
+int factum_batch_apply_many(factum_t *db, const factum_batch_t *b, size_t nb, size_t *done, int64_t *last_time,
+                            factum_error_t *err);
 
 /* ---- Backup and restore (docs/operations.md; docs/format.md, "Backups") ---- */
 

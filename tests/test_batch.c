@@ -225,7 +225,7 @@ TEST(batches_applied_together_are_one_commit_group_and_the_same_log_as_one_by_on
     factum_stats_t before, now;
     factum_stats(leader, &before);
     size_t done;
-    CHECK_RC(factum_batch_apply_many(leader, b, 3, &done, NULL), 0);
+    CHECK_RC(factum_batch_apply_many(leader, b, 3, &done, NULL, NULL), 0);
     CHECK_EQ(done, 3);
     factum_stats(leader, &now);
     CHECK_EQ(now.fsyncs - before.fsyncs, 1);
@@ -239,7 +239,7 @@ TEST(batches_applied_together_are_one_commit_group_and_the_same_log_as_one_by_on
     CHECK_RC(factum_batch_apply(follower, m[0], len[0], NULL, 0, &applied, NULL), 0);
     for (int k = 0; k < 3; k++)
         b[k].ps = NULL, b[k].n = 0;
-    CHECK_RC(factum_batch_apply_many(follower, b, 3, &done, NULL), 0);
+    CHECK_RC(factum_batch_apply_many(follower, b, 3, &done, NULL, NULL), 0);
     CHECK_EQ(done, 3);
     char *x = dump(leader), *y = dump(follower);
     CHECK_MSG(!strcmp(x, y), "leader:\n%s\nfollower:\n%s", x, y);
@@ -258,7 +258,7 @@ TEST(batches_applied_together_are_one_commit_group_and_the_same_log_as_one_by_on
     CHECK_RC(factum_batch_encode(leader, c.p + 1, 1, 1 << 20, 0, &used, &a2, &l2, NULL, NULL), 0);
     factum_batch_t bad[2] = {{a1, l1, c.p, 1}, {a2, l2, c.p + 1, 1}};
     factum_error_t err;
-    CHECK_RC(factum_batch_apply_many(leader, bad, 2, &done, &err), FACTUM_ECORRUPT);
+    CHECK_RC(factum_batch_apply_many(leader, bad, 2, &done, NULL, &err), FACTUM_ECORRUPT);
     CHECK_EQ(done, 1);
     CHECK_RC(p[0].rc, 0);
     CHECK_EQ(p[1].called, 1);

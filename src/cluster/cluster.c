@@ -153,24 +153,13 @@ int cluster_apply(cluster *c, const cluster_msg *m, size_t k, uint64_t pending) 
     factum_error_t err;
     size_t done = 0;
     /* One commit group, one fdatasync, for all k (the writer takes them together). */
-    int rc = factum_batch_apply_many(c->db, b, k, &done, &err);
-    if (done) {
-        const cluster_msg *last = &m[done - 1];
-        set_applied(c, last->seq, pending + (k - done));
-        uint64_t first;
-        if (factum_batch_info(last->data, last->len, &first, &c->applied_time, &err)) c->applied_time = 0;
-    }
+    int rc = factum_batch_apply_many(c->db, b, k, &done, &c->applied_time, &err);
+    if (done) set_applied(c, m[done - 1].seq, pending + (k - done));
     if (rc) {
         set_failed(c, "applying stream sequence %" PRIu64 ": %s", m[done].seq, err.message);
         return rc;
     }
     return 0;
-}
-
-int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
-                      uint64_t pending) {
-    cluster_msg m = {seq, data, len, ps, n};
-    return cluster_apply(c, &m, 1, pending);
 }
 
 /* An ordered consumer from applied + 1. */

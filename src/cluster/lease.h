@@ -88,9 +88,6 @@ typedef struct cluster_msg {
    proposals (the replicator); pending: messages the stream holds after them. 0, or the node is
    failed (those before the failure are applied). */
 int cluster_apply(cluster *c, const cluster_msg *m, size_t k, uint64_t pending);
-/* The same for one message. */
-int cluster_apply_seq(cluster *c, uint64_t seq, const void *data, size_t len, factum_proposal_t **ps, size_t n,
-                      uint64_t pending);
 
 /* The leader's pipeline (publish.c; the replicator thread only). pipe_init makes its JetStream
    context (0 or -1). pipe_step publishes what is queued, applies what was acknowledged, waits a

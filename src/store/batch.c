@@ -291,10 +291,12 @@ static void fail_all(factum_proposal_t *const *ps, size_t n, int code, const cha
 typedef struct pending {
     append_req *head, *tail;
     size_t count;
+    int64_t time_us; /* its commit time */
     bool skipped;
 } pending;
 
-int factum_batch_apply_many(factum_t *db, const factum_batch_t *b, size_t nb, size_t *done, factum_error_t *err) {
+int factum_batch_apply_many(factum_t *db, const factum_batch_t *b, size_t nb, size_t *done, int64_t *last_time,
+                            factum_error_t *err) {
     factum_error_t local;
     if (!err) err = &local;
     *done = 0;
@@ -322,6 +324,7 @@ int factum_batch_apply_many(factum_t *db, const factum_batch_t *b, size_t nb, si
         if (!rc) rc = batch_read(b[k].msg, b[k].len, &pd[k].head, &pd[k].tail, &pd[k].count, err);
         if (!rc && b[k].ps && b[k].n != pd[k].count)
             rc = err_set(err, FACTUM_EINVAL, "the batch holds %zu requests, %zu proposals given", pd[k].count, b[k].n);
+        pd[k].time_us = t;
         pd[k].skipped = !rc && t <= durable_time;
         if (!rc && pd[k].skipped && (b[k].ps || !first_new))
             rc = err_set(err, FACTUM_ECORRUPT,
@@ -398,6 +401,7 @@ int factum_batch_apply_many(factum_t *db, const factum_batch_t *b, size_t nb, si
         }
         if (!worst) applied = j + 1;
     }
+    if (last_time && applied) *last_time = pd[applied - 1].time_us;
     free(pd);
     *done = applied;
     return worst ? worst : rc;
@@ -407,11 +411,9 @@ int factum_batch_apply(factum_t *db, const void *msg, size_t len, factum_proposa
                        factum_error_t *err) {
     factum_batch_t b = {msg, len, ps, n};
     size_t done;
-    uint64_t first;
-    int64_t t;
-    bool before = factum_batch_info(msg, len, &first, &t, NULL) == 0 && t <= db->durable_time;
-    int rc = factum_batch_apply_many(db, &b, 1, &done, err);
-    *applied = !rc && done && !before;
+    int64_t before = db->durable_time, t = 0;
+    int rc = factum_batch_apply_many(db, &b, 1, &done, &t, err);
+    *applied = !rc && done && t > before; /* else skipped: applied before */
     return rc;
 }
 
