@@ -12,11 +12,18 @@
  * follower reads the log) notes when each arrives; the line "lag p50 MS p99 MS max MS probes N
  * missing M" follows, the lag of a probe being its arrival minus its publish acknowledgement.
  *
+ * With --as-cluster, JetStream used as a Factum cluster must use it (docs/cluster.md): every
+ * publish carries Nats-Expected-Last-Sequence (pipelined: each expects the one before it) and a
+ * Nats-Msg-Id, and one ordered consumer per server (as each node reads the log) receives every
+ * message. The difference between the two is what the design costs before Factum does any work.
+ *
  *   bench-js --nats URL[,URL...] --clients N [--batch B] [--seconds S] [--stream NAME] [--lag-every-ms MS]
+ *            [--as-cluster]
  */
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +60,14 @@ static _Atomic int probes;
 static _Atomic bool probe_stop;
 static int probe_every_ms;
 static char probe_subject[96];
+
+static _Atomic uint64_t consumed;
+
+static void on_consume(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure) {
+    (void)nc, (void)sub, (void)closure;
+    atomic_fetch_add(&consumed, 1);
+    natsMsg_Destroy(m);
+}
 
 static void on_probe(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure) {
     (void)nc, (void)sub, (void)closure;
@@ -112,6 +127,13 @@ int main(int argc, char **argv) {
     const char *urls = NULL, *stream = "RAWBENCH";
     int clients = 16, batch = 1;
     double seconds = 3;
+    bool as_cluster = false;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--as-cluster")) {
+            as_cluster = true;
+            memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof *argv);
+            argc--, i--;
+        }
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--nats"))
             urls = argv[i + 1];
@@ -128,7 +150,7 @@ int main(int argc, char **argv) {
     }
     if (!urls || clients < 1 || batch < 1) {
         fprintf(stderr, "usage: bench-js --nats URL[,URL...] --clients N [--batch B] [--seconds S] [--stream NAME] "
-                        "[--lag-every-ms MS]\n");
+                        "[--lag-every-ms MS] [--as-cluster]\n");
         return 2;
     }
     const char *list[16];
@@ -193,9 +215,37 @@ int main(int argc, char **argv) {
             die("subscribe", s);
         pthread_create(&probe, NULL, probe_main, pjs);
     }
+    natsConnection *cc[16] = {0};
+    jsCtx *cjs[16] = {0};
+    natsSubscription *csub[16] = {0};
+    if (as_cluster)
+        for (int i = 0; i < n; i++) {
+            cc[i] = connect_one(list[i], &cjs[i]);
+            jsSubOptions so;
+            jsSubOptions_Init(&so);
+            so.Stream = stream;
+            so.Ordered = true;
+            if ((s = js_Subscribe(&csub[i], cjs[i], subject, on_consume, NULL, NULL, &so, &jerr)) != NATS_OK)
+                die("subscribe", s);
+        }
     double t0 = now_s(), end = t0 + seconds;
-    while (now_s() < end)
-        if ((s = js_PublishAsync(js, subject, body, (int)len, NULL)) != NATS_OK) die("publish", s);
+    for (uint64_t seq = 0; now_s() < end; seq++) {
+        if (!as_cluster) {
+            if ((s = js_PublishAsync(js, subject, body, (int)len, NULL)) != NATS_OK) die("publish", s);
+            continue;
+        }
+        char last[24], id[32];
+        snprintf(last, sizeof last, "%llu", (unsigned long long)seq);
+        snprintf(id, sizeof id, "bench:%llu", (unsigned long long)seq + 1);
+        natsMsg *m = NULL;
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id;
+        if ((s = natsMsg_Create(&m, subject, NULL, body, (int)len)) == NATS_OK)
+            s = natsMsgHeader_Set(m, "Nats-Expected-Last-Sequence", last);
+        if (s == NATS_OK) s = js_PublishMsgAsync(js, &m, &po);
+        if (s != NATS_OK) die("publish", s);
+    }
     uint64_t got = atomic_load(&acked);
     double t = now_s() - t0;
     if (probe_every_ms > 0) {
@@ -212,6 +262,11 @@ int main(int argc, char **argv) {
     jsPubOptions_Init(&po);
     po.MaxWait = 10000;
     js_PublishAsyncComplete(js, &po);
+    for (int i = 0; i < n && as_cluster; i++) {
+        natsSubscription_Destroy(csub[i]);
+        jsCtx_Destroy(cjs[i]);
+        natsConnection_Destroy(cc[i]);
+    }
     if (atomic_load(&failed)) fprintf(stderr, "bench-js: %llu publishes failed\n", (unsigned long long)failed);
     printf("events/s %.0f\n", (double)got * batch / t);
     js_DeleteStream(js, stream, NULL, &jerr);
