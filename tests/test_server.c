@@ -24,6 +24,18 @@ srv srv_start(const char *dir, const char *extra) { return srv_start_log(dir, ex
 
 int srv_start_wait_ms = 10000;
 
+/* The last `max` bytes of a server's log, for a failure message ("" if none). */
+static const char *log_tail(const char *log, char *out, size_t max) {
+    out[0] = 0;
+    int fd = log ? open(log, O_RDONLY) : -1;
+    if (fd < 0) return out;
+    off_t end = lseek(fd, 0, SEEK_END), from = end > (off_t)max - 1 ? end - (off_t)max + 1 : 0;
+    ssize_t n = pread(fd, out, max - 1, from);
+    out[n > 0 ? n : 0] = 0;
+    close(fd);
+    return out;
+}
+
 srv srv_start_log(const char *dir, const char *extra, const char *log) {
     int p[2];
     CHECK(pipe(p) == 0);
@@ -67,7 +79,11 @@ srv srv_start_log(const char *dir, const char *extra, const char *log) {
         struct pollfd pfd = {p[0], POLLIN, 0};
         CHECK_MSG(poll(&pfd, 1, srv_start_wait_ms) == 1, "server did not say where it listens");
         ssize_t n = read(p[0], line + len, 1);
-        CHECK_MSG(n == 1, "server ended before it listened");
+        if (n != 1) {
+            char tail[1500];
+            CHECK_MSG(0, "server ended before it listened%s%s%s%s", log ? " (its log " : "", log ? log : "",
+                      log ? " ends:)\n" : "", log_tail(log, tail, sizeof tail));
+        }
         if (line[len] == '\n') break;
         if (++len == sizeof line - 1) break;
     }
