@@ -5,6 +5,7 @@
  */
 #include "test.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,6 +35,23 @@ TEST(bench_engine_runs_one_workload_and_prints_its_latency) {
     CHECK_MSG(strstr(out, "append 1 stream, 64 writers, batch 100") && strstr(out, " p99 ") &&
                   strstr(out, "groups/s of") && !strstr(out, "1M streams") && !strstr(out, "ceiling"),
               "%s", out);
+}
+
+/* With the ceiling: the workload's figure has the true ceiling and the same ceiling paying for
+   its zero-fill (a second thread zero-filling as much as it writes), and the files both used are
+   gone afterwards. */
+TEST(bench_engine_prints_the_ceiling_paying_for_its_zero_fill_beside_the_true_one) {
+    char out[8192];
+    CHECK_EQ(bench(out, sizeof out, "--json --only 16x1:1 --seconds 0.05"), 0);
+    const char *f = strstr(out, "\"name\":\"append 1 stream, 16 writers, batch 1\"");
+    CHECK_MSG(f, "%s", out);
+    const char *c = strstr(f, "\"ceiling\":"), *p = strstr(f, "\"ceiling_zero_fill_paid\":");
+    const char *r = strstr(f, "\"ratio_zero_fill_paid\":");
+    CHECK_MSG(c && p && r && atof(c + 10) > 0 && atof(p + 25) > 0 && atof(r + 23) > 0, "%s", f);
+    char cmd[4200], left[256];
+    snprintf(cmd, sizeof cmd, "find %s -name 'ceiling-*' | head -3", test_dir());
+    CHECK_EQ(test_run(cmd, left, sizeof left), 0);
+    CHECK_MSG(!left[0], "left behind: %s", left);
 }
 
 /* `factum bench listing` (the dashboard's streams page, bench/ui.sh): its limits one past, and a
