@@ -61,11 +61,9 @@ static _Atomic bool probe_stop;
 static int probe_every_ms;
 static char probe_subject[96];
 
-static _Atomic uint64_t consumed;
-
+/* --as-cluster's readers: each takes every message, as a node does, and drops it. */
 static void on_consume(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure) {
     (void)nc, (void)sub, (void)closure;
-    atomic_fetch_add(&consumed, 1);
     natsMsg_Destroy(m);
 }
 
