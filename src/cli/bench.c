@@ -1,8 +1,8 @@
 /*
  * bench.c — `factum bench engine [--json] [--quick] [--dir DIR] [--seconds S] [--only WxB]
  * [--no-ceiling] [--memtable N]`: in-process figures for the engine, durable, 200-byte event
- * data, each append figure beside the true ceiling of this disk measured in the same run, just
- * before it.
+ * data, each append figure beside the true ceiling of this disk measured in the same run, in
+ * turns with it (tally_t).
  * --only WxB[:1|:1M] runs one append workload (in one stream, in 1M streams, or both) and
  * nothing else; with --no-ceiling it is the engine alone, for a profiler. --memtable N opens the
  * stores with that many index entries per memtable, to try other sizes.
@@ -52,6 +52,29 @@ typedef struct {
 } groups_t;
 
 static bool show_groups; /* --only: a line of group figures under each append figure */
+
+/*
+ * What one kind of run (the true ceiling, the ceiling paying for its zero-fill, the engine) did
+ * over all its slices of one figure. A figure's time is cut into slices and the kinds take
+ * turns (C P E, then E P C, ...), so that all three meet the same disk: its speed drifts by
+ * a third from one second to the next on a shared machine, and a ceiling measured in other
+ * seconds than the engine made their ratio move as much.
+ */
+typedef struct {
+    uint64_t events, groups, sync_ns;
+    double seconds;
+    uint32_t *lat_ns; /* the engine's: each append's latency, capped at ~4 s */
+    size_t nlat, caplat;
+    uint64_t zeroed, zero_at, written; /* the paying ceiling's zeroer, carried from slice to slice */
+} tally_t;
+
+static double tally_rate(const tally_t *t) { return t->seconds > 0 ? (double)t->events / t->seconds : 0; }
+
+static groups_t tally_groups(const tally_t *t) {
+    return (groups_t){t->seconds > 0 ? (double)t->groups / t->seconds : 0,
+                      t->groups ? (double)t->events / (double)t->groups : 0,
+                      t->groups ? (double)t->sync_ns / 1e3 / (double)t->groups : 0};
+}
 
 static void groups_line(const char *who, const groups_t *g) {
     if (!json_out && show_groups)
@@ -116,7 +139,8 @@ typedef struct {
     /* Paying for its zero-fill: a second thread writes as many zeros as the syncer writes log,
        ZERO_AHEAD ahead of it, as the engine's zeroer prepares its next segment. */
     int zfd;                  /* -1: the ceiling does not pay for zeros */
-    _Atomic uint64_t written; /* bytes the syncer has written */
+    _Atomic uint64_t written; /* bytes the syncer has written (in all slices) */
+    uint64_t zeroed, zero_at; /* the zeroer's: bytes zeroed (in all slices), and where in its file */
 } ceiling_t;
 
 static void *ceiling_syncer(void *arg) {
@@ -164,7 +188,7 @@ static void *ceiling_zeroer(void *arg) {
     void *zeros = NULL;
     if (posix_memalign(&zeros, 4096, 1u << 20)) return NULL;
     memset(zeros, 0, 1u << 20);
-    uint64_t zeroed = 0, at = 0;
+    uint64_t zeroed = c->zeroed, at = c->zero_at;
     for (;;) {
         pthread_mutex_lock(&c->mu);
         bool stop = c->stop;
@@ -184,6 +208,7 @@ static void *ceiling_zeroer(void *arg) {
         at += ZERO_CHUNK, zeroed += ZERO_CHUNK;
     }
 out:
+    c->zeroed = zeroed, c->zero_at = at;
     free(zeros);
     return NULL;
 }
@@ -236,11 +261,13 @@ static int ceiling_file_zeroed(const char *path) {
     return fd;
 }
 
-/* Events/s of minimal group commit into fd (from offset 0) for this workload; its groups in
- *grp when given. zfd >= 0: the ceiling also pays for zero-filling as much as it writes, in
- *that (O_DIRECT-capable) file. */
-static double run_ceiling(int fd, int zfd, int writers, int batch, size_t event_bytes, groups_t *grp) {
-    ceiling_t c = {.event_bytes = event_bytes, .fd = fd, .zfd = zfd};
+/* One slice of `secs` of minimal group commit into fd (from offset 0) for this workload, added
+   to *t; its events/s. zfd >= 0: the ceiling also pays for zero-filling as much as it writes,
+   in that (O_DIRECT-capable) file, going on where t's last slice left it. */
+static double run_ceiling(int fd, int zfd, int writers, int batch, size_t event_bytes, double secs, tally_t *t) {
+    ceiling_t c = {.event_bytes = event_bytes, .fd = fd, .zfd = zfd, .zeroed = t->zeroed, .zero_at = t->zero_at};
+    atomic_store(&c.written, t->written);
+    c.off = t->written % CEILING_BYTES; /* on from where the last slice stopped */
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.work, NULL);
     c.bytes = malloc(1u << 20);
@@ -252,7 +279,7 @@ static double run_ceiling(int fd, int zfd, int writers, int batch, size_t event_
     if (zfd >= 0) pthread_create(&zeroer, NULL, ceiling_zeroer, &c);
     double t0 = now_s();
     for (int i = 0; i < writers; i++) {
-        w[i] = (cworker_t){&c, batch, t0 + seconds, 0};
+        w[i] = (cworker_t){&c, batch, t0 + secs, 0};
         pthread_create(&th[i], NULL, ceiling_worker, &w[i]);
     }
     uint64_t total = 0;
@@ -268,9 +295,8 @@ static double run_ceiling(int fd, int zfd, int writers, int batch, size_t event_
     free(c.bytes);
     pthread_mutex_destroy(&c.mu);
     pthread_cond_destroy(&c.work);
-    if (grp)
-        *grp = (groups_t){(double)c.groups / dt, c.groups ? (double)total / (double)c.groups : 0,
-                          c.groups ? (double)c.sync_ns / 1e3 / (double)c.groups : 0};
+    t->events += total, t->seconds += dt, t->groups += c.groups, t->sync_ns += c.sync_ns;
+    t->zeroed = c.zeroed, t->zero_at = c.zero_at, t->written = atomic_load(&c.written);
     return (double)total / dt;
 }
 
@@ -279,7 +305,8 @@ static double run_ceiling_fallocated(const char *dir, int writers, int batch, si
     char path[4200];
     snprintf(path, sizeof path, "%s/ceiling-fallocate.dat", dir);
     int fd = ceiling_file_fallocated(path);
-    double v = fd < 0 ? 0 : run_ceiling(fd, -1, writers, batch, event_bytes, NULL);
+    tally_t t = {0};
+    double v = fd < 0 ? 0 : run_ceiling(fd, -1, writers, batch, event_bytes, seconds, &t);
     if (fd >= 0) close(fd);
     unlink(path);
     return v;
@@ -342,30 +369,40 @@ static int cmp_u32(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* p50 and p99 over all writers' samples; frees them. */
-static latency_t lat_collect(eworker_t *w, int writers) {
-    size_t n = 0;
-    for (int i = 0; i < writers; i++)
-        n += w[i].nlat;
-    uint32_t *all = n ? malloc(n * sizeof *all) : NULL;
-    latency_t l = {0, 0};
-    size_t k = 0;
+/* Moves the writers' latency samples into t (or frees them, t NULL). */
+static void lat_gather(tally_t *t, eworker_t *w, int writers) {
     for (int i = 0; i < writers; i++) {
-        if (all && w[i].nlat) memcpy(all + k, w[i].lat_ns, w[i].nlat * sizeof *all), k += w[i].nlat;
+        if (t && w[i].nlat) {
+            if (t->nlat + w[i].nlat > t->caplat) {
+                size_t cap = MAX(t->caplat * 2, t->nlat + w[i].nlat);
+                uint32_t *p = realloc(t->lat_ns, cap * sizeof *p);
+                if (p) t->lat_ns = p, t->caplat = cap;
+            }
+            if (t->nlat + w[i].nlat <= t->caplat) {
+                memcpy(t->lat_ns + t->nlat, w[i].lat_ns, w[i].nlat * sizeof *t->lat_ns);
+                t->nlat += w[i].nlat;
+            }
+        }
         free(w[i].lat_ns);
     }
-    if (all) {
-        qsort(all, n, sizeof *all, cmp_u32);
-        l.p50_us = all[n / 2] / 1e3, l.p99_us = all[MIN(n - 1, n * 99 / 100)] / 1e3;
+}
+
+/* p50 and p99 over all of t's samples; frees them. */
+static latency_t tally_latency(tally_t *t) {
+    latency_t l = {0, 0};
+    if (t->nlat) {
+        qsort(t->lat_ns, t->nlat, sizeof *t->lat_ns, cmp_u32);
+        l.p50_us = t->lat_ns[t->nlat / 2] / 1e3, l.p99_us = t->lat_ns[MIN(t->nlat - 1, t->nlat * 99 / 100)] / 1e3;
     }
-    free(all);
+    free(t->lat_ns);
+    t->lat_ns = NULL, t->nlat = t->caplat = 0;
     return l;
 }
 
-/* Runs writers for `seconds` (or until `limit` events in all); returns events/s, and the
-   append latency and commit groups in *lat and *grp when given. */
-static double run_engine(factum_t *db, int writers, int batch, uint32_t streams, uint64_t limit, latency_t *lat,
-                         groups_t *grp) {
+/* Runs writers for `secs` (or until `limit` events in all); returns events/s, and adds the
+   events, time, commit groups and latencies to *t when given. */
+static double run_engine(factum_t *db, int writers, int batch, uint32_t streams, uint64_t limit, double secs,
+                         tally_t *t) {
     pthread_t th[64];
     eworker_t w[64];
     factum_stats_t st0, st1;
@@ -376,7 +413,7 @@ static double run_engine(factum_t *db, int writers, int batch, uint32_t streams,
                            batch,
                            i,
                            streams,
-                           t0 + seconds,
+                           t0 + secs,
                            0,
                            limit ? (limit + (uint64_t)writers - 1) / (uint64_t)writers : 0,
                            (uint64_t)i * 7919 + 1,
@@ -388,15 +425,13 @@ static double run_engine(factum_t *db, int writers, int batch, uint32_t streams,
     uint64_t total = 0;
     for (int i = 0; i < writers; i++)
         pthread_join(th[i], NULL), total += w[i].events;
-    double dt = now_s() - t0, v = (double)total / dt;
+    double dt = now_s() - t0;
     factum_stats(db, &st1);
-    latency_t l = lat_collect(w, writers);
-    if (lat) *lat = l;
-    uint64_t ng = st1.fsyncs - st0.fsyncs;
-    if (grp)
-        *grp = (groups_t){(double)ng / dt, ng ? (double)(st1.events - st0.events) / (double)ng : 0,
-                          ng ? (double)(st1.fsync_us_sum - st0.fsync_us_sum) / (double)ng : 0};
-    return v;
+    lat_gather(t, w, writers);
+    if (t)
+        t->events += total, t->seconds += dt, t->groups += st1.fsyncs - st0.fsyncs,
+            t->sync_ns += (st1.fsync_us_sum - st0.fsync_us_sum) * 1000;
+    return (double)total / dt;
 }
 
 /* Appends one event to each of the streams s-<first>, s-<first+64>, ... below `end`. */
@@ -543,7 +578,8 @@ int cli_bench(int argc, char **argv) {
             printf("ceilings (zero-filling %.0f MiB took %.1fs, not timed):\n", (double)CEILING_BYTES / (1 << 20), tz);
         for (size_t s = 0; s < nshapes; s++) {
             double old = run_ceiling_fallocated(tmpl, shapes[s].writers, shapes[s].batch, ebytes);
-            double tru = run_ceiling(zfd, -1, shapes[s].writers, shapes[s].batch, ebytes, NULL);
+            tally_t tt = {0};
+            double tru = run_ceiling(zfd, -1, shapes[s].writers, shapes[s].batch, ebytes, seconds, &tt);
             char name[96];
             snprintf(name, sizeof name, "%d writer%s, batch %d", shapes[s].writers, shapes[s].writers > 1 ? "s" : "",
                      shapes[s].batch);
@@ -565,13 +601,21 @@ int cli_bench(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%s/appends-%d", tmpl, mode);
         factum_t *db = bench_open(dir);
         for (size_t s = 0; s < nshapes; s++) {
-            groups_t cg, eg;
-            double ceil = no_ceiling ? 0 : run_ceiling(zfd, -1, shapes[s].writers, shapes[s].batch, ebytes, &cg);
-            /* The same, also zero-filling as much as it writes, as a log that grows must. */
-            double paid =
-                no_ceiling || gfd < 0 ? 0 : run_ceiling(zfd, gfd, shapes[s].writers, shapes[s].batch, ebytes, NULL);
-            latency_t lat;
-            double v = run_engine(db, shapes[s].writers, shapes[s].batch, streams, 0, &lat, &eg);
+            /* The true ceiling, the same paying for its zero-fill as a log that grows must, and
+               the engine, taking turns in slices of a quarter of a second (tally_t). */
+            int slices = MAX(2, (int)(seconds * 4 + 0.5)), w = shapes[s].writers, b = shapes[s].batch;
+            double slice = seconds / slices;
+            tally_t tc = {0}, tp = {0}, te = {0};
+            for (int k = 0; k < slices; k++)
+                for (int turn = 0; turn < 3; turn++) {
+                    int kind = k % 2 ? 2 - turn : turn; /* 0 C, 1 P, 2 E; backwards every other slice */
+                    if (kind == 0 && !no_ceiling) run_ceiling(zfd, -1, w, b, ebytes, slice, &tc);
+                    if (kind == 1 && !no_ceiling && gfd >= 0) run_ceiling(zfd, gfd, w, b, ebytes, slice, &tp);
+                    if (kind == 2) run_engine(db, w, b, streams, 0, slice, &te);
+                }
+            groups_t cg = tally_groups(&tc), eg = tally_groups(&te);
+            double ceil = tally_rate(&tc), paid = tally_rate(&tp), v = tally_rate(&te);
+            latency_t lat = tally_latency(&te);
             char name[96];
             snprintf(name, sizeof name, "append %s, %d writer%s, batch %d", mode ? "1M streams" : "1 stream",
                      shapes[s].writers, shapes[s].writers > 1 ? "s" : "", shapes[s].batch);
@@ -595,7 +639,7 @@ int cli_bench(int argc, char **argv) {
     for (int i = 0; i < 100; i++)
         ev[i] = (factum_event_t){.type = str_c("BenchEvent"), .data = {data200, 200}, .data_format = FACTUM_DATA_JSON};
     factum_append(db, str_c("order-100"), FACTUM_EXPECT_ANY, ev, 100, NULL, NULL);
-    run_engine(db, 16, 100, 100000, 2000000, NULL, NULL); /* other streams around it */
+    run_engine(db, 16, 100, 100000, 2000000, 0, NULL); /* other streams around it */
     enum { READS = 20000 };
     double *lat = malloc(READS * sizeof *lat);
     for (int i = 0; i < READS; i++) {
@@ -615,7 +659,7 @@ int cli_bench(int argc, char **argv) {
     /* A log of recover_events events: $all scan, clean reopen, reopen with the index rebuilt. */
     snprintf(dir, sizeof dir, "%s/recovery", tmpl);
     db = bench_open(dir);
-    double rate = run_engine(db, 16, 100, 100000, recover_events, NULL, NULL);
+    double rate = run_engine(db, 16, 100, 100000, recover_events, 0, NULL);
     uint64_t n = factum_head_position(db);
     if (!json_out) printf("\n(wrote %llu events for the next figures at %.0f events/s)\n", (unsigned long long)n, rate);
     double t0 = now_s();
