@@ -494,6 +494,112 @@ TEST(an_async_append_calls_back_after_the_commit_hook_and_counts_in_stats) {
     factum_close(db);
 }
 
+/* One commit group made on purpose: the commit hook of the group before it holds the writer
+   while the appends are queued, so the writer then takes them all at once. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int hold, held, done;
+    int rc[16];
+    factum_append_result_t res[16];
+} group_probe;
+
+static void group_hook(void *ctx, const factum_commit_t *cm) {
+    group_probe *p = ctx;
+    (void)cm;
+    pthread_mutex_lock(&p->mu);
+    p->held += p->hold;
+    pthread_cond_broadcast(&p->cond);
+    while (p->hold)
+        pthread_cond_wait(&p->cond, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+typedef struct {
+    group_probe *p;
+    int i;
+} group_slot;
+
+static void group_done(void *ctx, int rc, const factum_append_result_t *res, const char *msg) {
+    group_slot *s = ctx;
+    (void)msg;
+    pthread_mutex_lock(&s->p->mu);
+    s->p->rc[s->i] = rc, s->p->res[s->i] = *res, s->p->done++;
+    pthread_cond_broadcast(&s->p->cond);
+    pthread_mutex_unlock(&s->p->mu);
+}
+
+/* The writer adds a group's index entries while its bytes are on their way to the disk, so the
+   group's later appends are decided before the earlier ones are in the index: each decision that
+   looks there (a stream the cache dropped, a repeated event id, a metadata change, a condition)
+   must still see them. A stream cache of one stream drops them at once. */
+TEST(appends_in_one_group_see_the_earlier_ones_before_their_index_entries_are_added) {
+    factum_options_t o = {.stream_cache = 1};
+    factum_t *db = test_open(test_dir(), &o);
+    group_probe p = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .hold = 1};
+    group_slot slot[16];
+    for (int i = 0; i < 16; i++)
+        slot[i] = (group_slot){&p, i};
+    factum_set_commit_hook(db, group_hook, &p);
+    factum_event_t e = {.type = str_c("T"), .data = str_c("{}"), .data_format = FACTUM_DATA_JSON};
+    factum_event_t with_id = e;
+    with_id.id = str_c("same-id");
+    CHECK_RC(factum_append_async(db, str_c("first"), FACTUM_EXPECT_ANY, &e, 1, group_done, &slot[0], NULL), 0);
+    pthread_mutex_lock(&p.mu);
+    while (!p.held)
+        pthread_cond_wait(&p.cond, &p.mu);
+    pthread_mutex_unlock(&p.mu);
+    factum_stats_t st0, st1;
+    factum_stats(db, &st0);
+    /* The writer is held in the hook: all of these wait in the queue. */
+    CHECK_RC(factum_append_async(db, str_c("g-a"), FACTUM_EXPECT_NO_STREAM, &e, 1, group_done, &slot[1], NULL), 0);
+    CHECK_RC(factum_append_async(db, str_c("g-b"), FACTUM_EXPECT_NO_STREAM, &e, 1, group_done, &slot[2], NULL), 0);
+    CHECK_RC(factum_append_async(db, str_c("g-c"), FACTUM_EXPECT_NO_STREAM, &e, 1, group_done, &slot[3], NULL), 0);
+    CHECK_RC(factum_append_async(db, str_c("g-a"), 0, &e, 1, group_done, &slot[4], NULL), 0);
+    CHECK_RC(factum_append_async(db, str_c("g-a"), FACTUM_EXPECT_NO_STREAM, &e, 1, group_done, &slot[5], NULL), 0);
+    CHECK_RC(factum_append_async(db, str_c("g-id"), FACTUM_EXPECT_ANY, &with_id, 1, group_done, &slot[6], NULL), 0);
+    CHECK_RC(factum_append_async(db, str_c("g-d"), FACTUM_EXPECT_ANY, &e, 1, group_done, &slot[7], NULL), 0);
+    CHECK_RC(factum_append_async(db, str_c("g-id"), FACTUM_EXPECT_ANY, &with_id, 1, group_done, &slot[8], NULL), 0);
+    CHECK_RC(factum_delete_stream_async(db, str_c("g-b"), 0, 0, group_done, &slot[9], NULL), 0);
+    factum_event_t tagged = {.type = str_c("Registered"), .extensions = str_c("\"tags\":\"user:zed\"")};
+    CHECK_RC(factum_append_async(db, str_c("g-t"), FACTUM_EXPECT_ANY, &tagged, 1, group_done, &slot[10], NULL), 0);
+    factum_str_t type = str_c("Registered"), tag = str_c("user:zed");
+    factum_query_item_t item = {.types = &type, .ntypes = 1, .tags = &tag, .ntags = 1};
+    factum_condition_t cond = {{&item, 1}, FACTUM_AFTER_NONE};
+    CHECK_RC(
+        factum_append_if_async(db, str_c("g-t2"), FACTUM_EXPECT_ANY, &tagged, 1, &cond, group_done, &slot[11], NULL),
+        0);
+    pthread_mutex_lock(&p.mu);
+    p.hold = 0;
+    pthread_cond_broadcast(&p.cond);
+    while (p.done < 12)
+        pthread_cond_wait(&p.cond, &p.mu);
+    pthread_mutex_unlock(&p.mu);
+    factum_stats(db, &st1);
+    CHECK_EQ(st1.fsyncs - st0.fsyncs, 1); /* one group */
+    CHECK_RC(p.rc[1], 0);
+    CHECK_RC(p.rc[4], 0); /* g-a was dropped from the cache: its revision 0 came from the group */
+    CHECK_EQ(p.res[4].first_revision, 1);
+    CHECK_RC(p.rc[5], FACTUM_EREVISION);
+    CHECK_EQ(p.res[5].actual_revision, 1);
+    CHECK_RC(p.rc[6], 0);
+    CHECK_RC(p.rc[8], 0); /* the repeat found the event of the same group */
+    CHECK_EQ(p.res[8].idempotent, 1);
+    CHECK_EQ(p.res[8].first_position, p.res[6].first_position);
+    CHECK_RC(p.rc[9], 0); /* the delete saw g-b at revision 0, written in the same group */
+    CHECK_RC(p.rc[10], 0);
+    CHECK_RC(p.rc[11], FACTUM_ECONDITION); /* its condition matched the event just before it */
+    CHECK_EQ(p.res[11].conflict_position, p.res[10].first_position);
+    factum_set_commit_hook(db, NULL, NULL);
+    CHECK_EQ(factum_stream_revision(db, str_c("g-a")), 1);
+    CHECK_EQ(factum_stream_revision(db, str_c("g-id")), 0);
+    factum_close(db);
+    db = test_open(test_dir(), &o);
+    CHECK_EQ(factum_stream_revision(db, str_c("g-a")), 1);
+    CHECK_EQ(factum_stream_revision(db, str_c("g-id")), 0);
+    factum_close(db);
+}
+
 TEST(position_at_a_time_finds_the_first_event_committed_then_or_later) {
     factum_t *db = test_open(test_dir(), NULL);
     CHECK_EQ(factum_position_at(db, 0), 0);

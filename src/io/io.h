@@ -30,6 +30,10 @@ io_vfs *io_vfs_default(void);
 
 /* Writes every byte of iov at off, looping over short writes. 0 or -errno. */
 int io_write_all(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+/* Starts writing [off, off + len) of fd back to the device and returns without waiting
+   (sync_file_range), so the device works while the caller does something else before its
+   fdatasync. Only a hint: that fdatasync makes the bytes durable and reports what failed. */
+void io_write_start(int fd, uint64_t off, uint64_t len);
 /* fsync on a directory, so a created or renamed file's name is durable. 0 or -errno. */
 int io_sync_dir(const char *dir);
 /* mkdir; when it made the folder, syncs it and its parent so the new name is durable. 0 also if
