@@ -88,6 +88,17 @@ void io_write_start(int fd, uint64_t off, uint64_t len) {
     } /* refused (no such call for this file): the fdatasync writes them instead */
 }
 
+void io_write_behind(int fd, uint64_t end, io_behind *b) {
+    if (end - b->started < IO_BEHIND_BYTES) return;
+    if (b->started > b->waited &&
+        sync_file_range(fd, (off_t)b->waited, (off_t)(b->started - b->waited),
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)) {
+    } /* refused: the final fdatasync writes it all */
+    b->waited = b->started;
+    io_write_start(fd, b->started, end - b->started);
+    b->started = end;
+}
+
 static io_vfs posix_vfs = {px_pwritev, px_fdatasync, px_zero_fill};
 
 io_vfs *io_vfs_default(void) { return &posix_vfs; }

@@ -34,6 +34,18 @@ int io_write_all(io_vfs *vfs, int fd, const struct iovec *iov, int iovcnt, uint6
    (sync_file_range), so the device works while the caller does something else before its
    fdatasync. Only a hint: that fdatasync makes the bytes durable and reports what failed. */
 void io_write_start(int fd, uint64_t off, uint64_t len);
+/* Write-behind for a file written front to back and synced once at the end (an index run, a
+   backup's copy): each time at least IO_BEHIND_BYTES more are written, their write-back is
+   started and the write-back started the time before is waited for. So at most two pieces of
+   it are ever queued at the device, and the final fdatasync finds little left: written all at
+   once by that fdatasync, a merged run's tens of megabytes went to the device in one burst, and
+   every log group's fdatasync behind it waited for all of them (PostgreSQL's *_flush_after,
+   RocksDB's bytes_per_sync). `end`: the file is written up to there, front to back. */
+#define IO_BEHIND_BYTES (256u << 10)
+typedef struct io_behind {
+    uint64_t started, waited;
+} io_behind;
+void io_write_behind(int fd, uint64_t end, io_behind *b);
 /* fsync on a directory, so a created or renamed file's name is durable. 0 or -errno. */
 int io_sync_dir(const char *dir);
 /* mkdir; when it made the folder, syncs it and its parent so the new name is durable. 0 also if

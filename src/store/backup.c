@@ -72,7 +72,8 @@ static void bk_progress(store_copy *b, bool force) {
    while the next is copied. */
 static int copy_range(store_copy *b, int src, int dst, uint64_t from, uint64_t to, const char *name,
                       factum_error_t *err) {
-    loff_t in = (loff_t)from, out = (loff_t)from, prev = (loff_t)from;
+    loff_t in = (loff_t)from, out = (loff_t)from;
+    io_behind behind = {from, from};
     while ((uint64_t)in < to) {
         size_t chunk = (size_t)MIN(to - (uint64_t)in, BK_CHUNK);
         ssize_t n = -1;
@@ -100,12 +101,7 @@ static int copy_range(store_copy *b, int src, int dst, uint64_t from, uint64_t t
                            strerror(errno));
         if (n == 0) return err_set(err, FACTUM_EIO, "cannot copy %s: the file ends at %lld", name, (long long)in);
         b->st.bytes_copied += (uint64_t)n, b->st.bytes_done += (uint64_t)n;
-        /* Start writing this piece back, and wait for the one before: little is ever dirty. */
-        sync_file_range(dst, prev, out - prev, SYNC_FILE_RANGE_WRITE);
-        if (prev > (loff_t)from)
-            sync_file_range(dst, (loff_t)from, prev - (loff_t)from,
-                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
-        prev = out;
+        io_write_behind(dst, (uint64_t)out, &behind); /* little is ever dirty */
         uint64_t due_ns = b->st.bytes_copied * 1000000000ull / ((uint64_t)BK_MIB_S << 20),
                  took = clock_mono_ns() - b->t0_ns;
         if (due_ns > took) usleep((useconds_t)((due_ns - took) / 1000));

@@ -170,6 +170,7 @@ static int rw_flush(run_writer *w) {
     if (w->blen && !w->err) {
         struct iovec iov = {w->buf, w->blen};
         w->err = io_write_all(io_vfs_default(), w->fd, &iov, 1, RUN_HEADER + w->written * RUN_ENTRY - w->blen);
+        if (!w->err) io_write_behind(w->fd, RUN_HEADER + w->written * RUN_ENTRY, &w->behind);
     }
     w->blen = 0;
     return w->err;
@@ -178,6 +179,7 @@ static int rw_flush(run_writer *w) {
 int rw_begin(run_writer *w, const char *dir, uint32_t id, uint64_t count) {
     w->blen = 0, w->err = 0, w->written = 0, w->crc = 0; /* buf is filled as entries come */
     w->name_offs = (buf_t){0}, w->name_bytes = (buf_t){0}, w->nnames = 0;
+    w->behind = (io_behind){RUN_HEADER, RUN_HEADER}; /* the header is written last */
     w->fences = malloc(MAX(1, (count + FENCE_EVERY - 1) / FENCE_EVERY) * sizeof *w->fences);
     snprintf(w->tmp, PATH_MAX, "%s/run-%08x.tmp", dir, id);
     w->count = count;
@@ -269,7 +271,15 @@ int rw_end(run_writer *w, const char *dir, uint32_t id, uint32_t level, uint64_t
     char path[PATH_MAX];
     run_path(path, dir, id);
     int rc = w->err;
-    if (!rc) rc = io_write_all(io_vfs_default(), w->fd, b, 4, RUN_HEADER + w->count * RUN_ENTRY);
+    /* The sections after the entries, a piece at a time, written back as they go too. */
+    uint64_t off = RUN_HEADER + w->count * RUN_ENTRY;
+    for (int i = 0; i < 4 && !rc; i++)
+        for (size_t done = 0; done < b[i].iov_len && !rc;) {
+            struct iovec piece = {(uint8_t *)b[i].iov_base + done, MIN(b[i].iov_len - done, IO_BEHIND_BYTES)};
+            rc = io_write_all(io_vfs_default(), w->fd, &piece, 1, off);
+            off += piece.iov_len, done += piece.iov_len;
+            if (!rc) io_write_behind(w->fd, off, &w->behind);
+        }
     if (!rc) rc = io_write_all(io_vfs_default(), w->fd, &hd, 1, 0);
     if (!rc && fdatasync(w->fd)) rc = -errno;
     close(w->fd);

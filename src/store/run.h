@@ -7,6 +7,7 @@
 #ifndef FACTUM_RUN_H
 #define FACTUM_RUN_H
 
+#include "../io/io.h"
 #include "index.h"
 
 #include <assert.h>
@@ -88,6 +89,7 @@ typedef struct run_writer {
     int err;
     buf_t name_offs, name_bytes; /* the names section, kept in memory until rw_end */
     uint64_t nnames;
+    io_behind behind; /* written back as it goes (io_write_behind) */
 } run_writer;
 
 /* Starts DIR/run-ID.tmp for exactly count entries. 0 or -1. */
