@@ -436,6 +436,14 @@ uint64_t factum_head_position(factum_t *db);
  */
 uint64_t factum_wait(factum_t *db, uint64_t position, int timeout_ms);
 
+/*
+ * Waits until the store's background work is done: memtables waiting to be written are written
+ * as index runs, the merges they make due are finished, and the zeroer has zero-filled as far
+ * ahead as it means to. For measurements that need a quiet disk (`factum bench engine` runs the
+ * ceiling after it) and for tests; appends made meanwhile may make it wait longer.
+ */
+void factum_settle(factum_t *db);
+
 /* Counters of the writer, for metrics. Histograms count observations <= each bound. */
 #define FACTUM_STAT_BUCKETS 14
 extern const uint64_t factum_fsync_us_bounds[FACTUM_STAT_BUCKETS];     /* microseconds; last = +Inf */

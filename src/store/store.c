@@ -394,6 +394,11 @@ int factum_format_found(factum_t *db) { return db->format_found; }
 
 uint64_t factum_head_position(factum_t *db) { return atomic_load_explicit(&db->durable, memory_order_acquire); }
 
+void factum_settle(factum_t *db) {
+    index_quiesce(db->index);
+    store_zero_settle(db);
+}
+
 uint64_t factum_wait(factum_t *db, uint64_t position, int timeout_ms) {
     uint64_t head = factum_head_position(db);
     if (head > position || timeout_ms == 0) return head;

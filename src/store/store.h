@@ -223,6 +223,8 @@ void store_zero_use(factum_t *db, segment_t *s);
 void store_zero_note(factum_t *db, uint64_t end);
 /* Writer: waits until s is zero-filled up to `upto`. 0, or FACTUM_ENOSPC/EIO with msg. */
 int store_zero_wait(factum_t *db, segment_t *s, uint64_t upto, char *msg, size_t cap);
+/* Waits until the zeroer has nothing to do (factum_settle). */
+void store_zero_settle(factum_t *db);
 /* Writer, at a roll: the prepared file of segment `no`. 0 with *fd and *fill, or -1 if none. */
 int store_zero_take_next(factum_t *db, uint32_t no, int *fd, uint64_t *fill);
 

@@ -150,9 +150,18 @@ void store_zero_note(factum_t *db, uint64_t end) {
     segment_t *s = z->seg;                         /* only the writer changes it */
     if (grow_due(s, end) || next_due(z, s, end)) { /* zero_work decides, under the lock */
         pthread_mutex_lock(&z->mu);
-        pthread_cond_signal(&z->cond);
+        pthread_cond_broadcast(&z->cond); /* the zeroer, not only a factum_settle waiting there */
         pthread_mutex_unlock(&z->mu);
     }
+}
+
+void store_zero_settle(factum_t *db) {
+    zeroer *z = &db->zero;
+    if (!z->started) return;
+    pthread_mutex_lock(&z->mu);
+    while ((z->busy || zero_work(z)) && !z->stop) /* it broadcasts after each piece of work */
+        pthread_cond_wait(&z->cond, &z->mu);
+    pthread_mutex_unlock(&z->mu);
 }
 
 int store_zero_wait(factum_t *db, segment_t *s, uint64_t upto, char *msg, size_t cap) {
