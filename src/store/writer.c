@@ -87,7 +87,7 @@ typedef struct group {
 } group;
 
 /* At most this many requests wait for their index entries: a decision that must know whether
-   a stream is among them (writer_last) looks through them all. */
+   a stream is among them (looks_in_index) looks through them all. */
 #define INDEX_DEFER_MAX 256
 
 /* Adds the index entries of n requests. 0, or the writer is failed: the memtable could not
@@ -318,19 +318,10 @@ static int fail_revision(append_req *r, factum_str_t stream, int64_t expected, i
                     stream.ptr, exp, actual < 0 ? "no stream " : "", (long long)actual);
 }
 
-/* The stream's last revision as the writer knows it (its own group included). A stream the
-   cache does not hold is looked up in the index, which must then have the group's entries for
-   it (the cache dropped them only when it had no memory, or more streams than it holds). -1 if
-   there is none, or -2 (the writer failed). */
-static int64_t writer_last(factum_t *db, group *g, factum_str_t stream, uint64_t h1, uint64_t h2) {
+/* The stream's last revision as the writer knows it (its own group included). */
+static int64_t writer_last(factum_t *db, factum_str_t stream, uint64_t h1, uint64_t h2) {
     int64_t last = streams_get(&db->cache, h1, h2);
-    if (last >= 0) return last;
-    for (size_t i = 0; i < g->nunindexed; i++)
-        if (g->unindexed[i]->h1 == h1 && g->unindexed[i]->h2 == h2) {
-            if (index_deferred(db, g)) return -2;
-            break;
-        }
-    return store_stream_last(db, stream, UINT64_MAX);
+    return last >= 0 ? last : store_stream_last(db, stream, UINT64_MAX);
 }
 
 /* The metadata a stream has as the writer sees it: the newest change in this group, else the
@@ -355,7 +346,7 @@ static const char *const meta_types[] = {"", "$metadata", "$deleted", "$tombston
    into r. 0, or r failed. */
 static int meta_build(factum_t *db, group *g, append_req *r, int64_t time_us) {
     factum_str_t target = {r->target, r->target_len}, doc = {0}, custom = {0};
-    int64_t last = writer_last(db, g, target, r->th1, r->th2);
+    int64_t last = writer_last(db, target, r->th1, r->th2);
     meta_rules cur = {0}, nr;
     bool has = writer_rules(db, g, r->th1, r->th2, &cur, &doc);
     cur.last = last;
@@ -418,12 +409,17 @@ static int meta_build(factum_t *db, group *g, append_req *r, int64_t time_us) {
     return 0;
 }
 
-/* r's decision looks in the index for events (its ids for a repeat, its condition, the target
-   of a metadata change), so it must see the entries of the group's earlier requests. */
-static bool looks_in_index(const append_req *r) {
+/* r's decision looks in the index for events of the group's earlier requests, whose entries
+   may still wait: its ids for a repeat, its condition, the target of a metadata change, or its
+   stream when the stream cache no longer holds it but a waiting request wrote it (the cache
+   drops streams only without memory, or past as many streams as it holds). */
+static bool looks_in_index(factum_t *db, const group *g, const append_req *r) {
     if (r->meta_op || r->cond) return true;
     for (size_t i = 0; i < r->n; i++)
         if (r->user_id[i]) return true;
+    if (streams_get(&db->cache, r->h1, r->h2) >= 0) return false;
+    for (size_t i = 0; i < g->nunindexed; i++)
+        if (g->unindexed[i]->h1 == r->h1 && g->unindexed[i]->h2 == r->h2) return true;
     return false;
 }
 
@@ -431,12 +427,10 @@ static bool looks_in_index(const append_req *r) {
    the condition, the expected revision. 0 (*last: the stream's last revision), 1 (an idempotent
    repeat, answered), or -1 (r failed). */
 static int decide(factum_t *db, group *g, append_req *r, int64_t time_us, int64_t *last) {
+    /* A decision that looks in the index for what this group wrote: its entries first (if the
+       memtable cannot take them, the writer is failed, as answered just below). */
+    if (!db->failed && g->nunindexed && looks_in_index(db, g, r)) index_deferred(db, g);
     if (db->failed) {
-        req_fail(r, FACTUM_EFAILED, "writer has failed (%s); reopen the store", db->failmsg);
-        return -1;
-    }
-    /* A decision that looks in the index for what this group wrote: its entries first. */
-    if (g->nunindexed && looks_in_index(r) && index_deferred(db, g)) {
         req_fail(r, FACTUM_EFAILED, "writer has failed (%s); reopen the store", db->failmsg);
         return -1;
     }
@@ -453,11 +447,7 @@ static int decide(factum_t *db, group *g, append_req *r, int64_t time_us, int64_
     int rep = check_repeat(db, r);
     if (rep) return rep > 0 ? 1 : -1; /* 1: idempotent repeat (rc 0), <0: conflict */
     if (r->cond && check_condition(db, r)) return -1;
-    *last = writer_last(db, g, r->stream, r->h1, r->h2);
-    if (*last < -1) {
-        req_fail(r, FACTUM_EFAILED, "writer has failed (%s); reopen the store", db->failmsg);
-        return -1;
-    }
+    *last = writer_last(db, r->stream, r->h1, r->h2);
     mr.last = *last;
     /* A soft-deleted stream has no revision as far as expectations go. */
     int64_t seen = ruled && meta_reads_deleted(&mr) ? -1 : *last;
